@@ -1,0 +1,82 @@
+package token
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzParse checks that Parse never panics, never returns claims with an error,
+// and accepts only tokens that are exactly what Sign produces for their claims.
+func FuzzParse(f *testing.F) {
+	k := NewHMACKey([]byte("0123456789abcdef0123456789abcdef"))
+	s, _ := NewSigner(k)
+	v, _ := NewVerifier(k)
+	valid, _ := s.Sign(TypeAccess, testClaims())
+	h, rest, _ := strings.Cut(valid, ".")
+	f.Add(valid)                                 // the one good token
+	f.Add(valid + "\n")                          // base64 decoders skip newlines; we must not
+	f.Add(strings.Repeat(".", 8<<10))            // thousands of separators: must fail fast
+	f.Add(h + "." + rest + "=")                  // padding
+	f.Add(h + ".e30." + strings.Repeat("A", 43)) // empty claims object
+	f.Add("eyJhbGciOiJub25lIn0.e30.")            // alg none
+	f.Add(strings.Replace(valid, h, strings.ToLower(h), 1))
+	f.Fuzz(func(t *testing.T, raw string) {
+		c, err := v.Parse(raw, testExpect, testNow)
+		if err != nil {
+			if c != nil {
+				t.Fatalf("Parse(%q) returned claims with error %v", raw, err)
+			}
+			return
+		}
+		again, err := s.Sign(TypeAccess, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again != raw { // accepted means canonical
+			t.Fatalf("Parse accepted %q, which is not the form Sign produces (%q)", raw, again)
+		}
+	})
+}
+
+func BenchmarkSignHS256(b *testing.B) {
+	k := NewHMACKey([]byte("0123456789abcdef0123456789abcdef"))
+	s, _ := NewSigner(k)
+	c := testClaims()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Sign(TypeAccess, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	for _, k := range allKeys(b) {
+		s, _ := NewSigner(k)
+		v, _ := NewVerifier(k)
+		raw, _ := s.Sign(TypeAccess, testClaims())
+		b.Run("sign/"+k.Alg, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Sign(TypeAccess, testClaims())
+			}
+		})
+		b.Run("verify/"+k.Alg, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.Parse(raw, testExpect, testNow); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	k := NewHMACKey([]byte("0123456789abcdef0123456789abcdef"))
+	v, _ := NewVerifier(k)
+	hostile := strings.Repeat(".", 8<<10)
+	b.Run("many_dots", func(b *testing.B) {
+		for b.Loop() {
+			v.Parse(hostile, testExpect, time.Now())
+		}
+	})
+}

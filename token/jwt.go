@@ -1,0 +1,386 @@
+// Package token mints and verifies tokens: RFC 9068 JWT access tokens, OpenID
+// Connect ID tokens, and the opaque random values used for refresh tokens,
+// authorization codes and client secrets. It is pure: no I/O, no clock of its
+// own (callers pass now), no package state.
+//
+// # Security
+//
+// A JWT is accepted only in the exact byte form Sign produces for one of the
+// configured keys. Parse caps the length, splits on exactly two dots, rejects
+// any byte outside the base64url alphabet, and then looks the header segment
+// up, byte for byte, among the headers precomputed for the configured keys.
+// That one lookup selects the key, its algorithm and the token type together,
+// so "alg":"none", an unknown "kid", a "crit" member, an HS256 header naming an
+// RSA key (algorithm confusion) or any re-ordering of the header fields never
+// reach signature verification. The signature is checked (HMAC in constant
+// time with hmac.Equal) before the payload is decoded. Every rejection wraps
+// ErrInvalid; the reason is in the error text, for logs only.
+package token
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrInvalid is wrapped by every error Parse returns.
+var ErrInvalid = errors.New("invalid token")
+
+// Algorithms (RFC 7518 §3.1, RFC 8037 §3.1).
+const (
+	HS256 = "HS256"
+	RS256 = "RS256"
+	ES256 = "ES256"
+	EdDSA = "EdDSA"
+)
+
+// Token types, the JOSE "typ" header (RFC 9068 §2.1, OpenID Connect Core §2).
+const (
+	TypeAccess = "at+jwt"
+	TypeID     = "JWT"
+)
+
+// MaxLen bounds the length of a token Parse will look at. Our tokens are a few
+// hundred bytes; anything near this is hostile.
+const MaxLen = 4096
+
+// Leeway is the clock skew tolerated on exp, nbf and iat.
+const Leeway = 10 * time.Second
+
+// Claims are the JWT claims this server mints and reads (RFC 7519 §4.1,
+// RFC 9068 §2.2, OpenID Connect Core §2). Times are NumericDate seconds.
+type Claims struct {
+	Issuer    string `json:"iss"`
+	Subject   string `json:"sub"`
+	Audience  string `json:"aud"`
+	Expiry    int64  `json:"exp"`
+	NotBefore int64  `json:"nbf,omitempty"`
+	IssuedAt  int64  `json:"iat"`
+	ID        string `json:"jti,omitempty"`
+	ClientID  string `json:"client_id,omitempty"`
+	Scope     string `json:"scope,omitempty"`
+	AuthTime  int64  `json:"auth_time,omitempty"`
+	Nonce     string `json:"nonce,omitempty"`
+	AtHash    string `json:"at_hash,omitempty"`
+	AZP       string `json:"azp,omitempty"`
+}
+
+// Key is one key of a key set: an HMAC secret or an asymmetric key pair (or
+// only its public half, for a retired key that still verifies).
+type Key struct {
+	ID   string // "kid"
+	Alg  string // HS256, RS256, ES256 or EdDSA
+	mac  []byte
+	priv crypto.Signer // nil when the key only verifies
+	pub  crypto.PublicKey
+	pool *sync.Pool // of hash.Hash for HMAC keys
+}
+
+// NewHMACKey returns an HS256 key. Its kid is derived from the secret with
+// HMAC, so it names the key without revealing anything about it.
+func NewHMACKey(secret []byte) *Key {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("oauth2-api kid"))
+	kid := "hs-" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:9])
+	s := append([]byte(nil), secret...)
+	return &Key{ID: kid, Alg: HS256, mac: s,
+		pool: &sync.Pool{New: func() any { return hmac.New(sha256.New, s) }}}
+}
+
+// NewSigningKey returns a key for priv, which must be an *rsa.PrivateKey
+// (RS256, at least 2048 bits), an *ecdsa.PrivateKey on P-256 (ES256) or an
+// ed25519.PrivateKey (EdDSA). The kid is the key's RFC 7638 thumbprint.
+func NewSigningKey(priv crypto.Signer) (*Key, error) {
+	k, err := NewPublicKey(priv.Public())
+	if err != nil {
+		return nil, err
+	}
+	k.priv = priv
+	return k, nil
+}
+
+// NewPublicKey returns a verify-only key for pub (see NewSigningKey).
+func NewPublicKey(pub crypto.PublicKey) (*Key, error) {
+	var alg string
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		if p.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("RSA key has %d bits, need at least 2048", p.N.BitLen())
+		}
+		alg = RS256
+	case *ecdsa.PublicKey:
+		if p.Curve.Params().Name != "P-256" {
+			return nil, fmt.Errorf("EC key on %s, only P-256 is supported", p.Curve.Params().Name)
+		}
+		alg = ES256
+	case ed25519.PublicKey:
+		alg = EdDSA
+	default:
+		return nil, fmt.Errorf("unsupported key type %T", pub)
+	}
+	k := &Key{Alg: alg, pub: pub}
+	tp, err := Thumbprint(k.JWK())
+	if err != nil {
+		return nil, err
+	}
+	k.ID = tp
+	return k, nil
+}
+
+// CanSign reports whether k holds a private or secret key.
+func (k *Key) CanSign() bool { return k.mac != nil || k.priv != nil }
+
+// Public reports whether k is an asymmetric key that may be published.
+func (k *Key) Public() bool { return k.mac == nil }
+
+// header returns the one header form minted for k and typ: the members in
+// lexical order (as encoding/json writes a map, so JOSE libraries that marshal
+// a map produce the same bytes), no whitespace.
+func (k *Key) header(typ string) string {
+	b, _ := json.Marshal(map[string]string{"alg": k.Alg, "kid": k.ID, "typ": typ})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (k *Key) sign(input []byte) ([]byte, error) {
+	switch k.Alg {
+	case HS256:
+		m := k.pool.Get().(hash.Hash)
+		m.Reset()
+		m.Write(input)
+		sum := m.Sum(nil)
+		k.pool.Put(m)
+		return sum, nil
+	case RS256:
+		d := sha256.Sum256(input)
+		return rsa.SignPKCS1v15(rand.Reader, k.priv.(*rsa.PrivateKey), crypto.SHA256, d[:])
+	case ES256:
+		d := sha256.Sum256(input)
+		r, s, err := ecdsa.Sign(rand.Reader, k.priv.(*ecdsa.PrivateKey), d[:])
+		if err != nil {
+			return nil, err
+		}
+		// RFC 7518 §3.4: R and S as 32-byte big-endian integers, concatenated.
+		out := make([]byte, 64)
+		r.FillBytes(out[:32])
+		s.FillBytes(out[32:])
+		return out, nil
+	case EdDSA:
+		return ed25519.Sign(k.priv.(ed25519.PrivateKey), input), nil
+	}
+	return nil, fmt.Errorf("sign: unsupported algorithm %q", k.Alg)
+}
+
+func (k *Key) verify(input, sig []byte) bool {
+	switch k.Alg {
+	case HS256:
+		m := k.pool.Get().(hash.Hash)
+		m.Reset()
+		m.Write(input)
+		var buf [sha256.Size]byte
+		sum := m.Sum(buf[:0])
+		k.pool.Put(m)
+		return hmac.Equal(sum, sig) // constant time: the MAC is a secret-derived value
+	case RS256:
+		d := sha256.Sum256(input)
+		return rsa.VerifyPKCS1v15(k.pub.(*rsa.PublicKey), crypto.SHA256, d[:], sig) == nil
+	case ES256:
+		if len(sig) != 64 {
+			return false
+		}
+		d := sha256.Sum256(input)
+		r := new(big.Int).SetBytes(sig[:32])
+		s := new(big.Int).SetBytes(sig[32:])
+		return ecdsa.Verify(k.pub.(*ecdsa.PublicKey), d[:], r, s)
+	case EdDSA:
+		return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.pub.(ed25519.PublicKey), input, sig)
+	}
+	return false
+}
+
+// sigLen is the exact signature length for k's algorithm.
+func (k *Key) sigLen() int {
+	switch k.Alg {
+	case HS256:
+		return sha256.Size
+	case RS256:
+		return k.pub.(*rsa.PublicKey).Size()
+	case ES256:
+		return 64
+	case EdDSA:
+		return ed25519.SignatureSize
+	}
+	return 0
+}
+
+// Signer signs JWTs with one key.
+type Signer struct {
+	key     *Key
+	headers map[string]string // typ → encoded header
+}
+
+// NewSigner returns a Signer for k, which must be able to sign.
+func NewSigner(k *Key) (*Signer, error) {
+	if !k.CanSign() {
+		return nil, fmt.Errorf("key %s cannot sign", k.ID)
+	}
+	return &Signer{key: k, headers: map[string]string{
+		TypeAccess: k.header(TypeAccess),
+		TypeID:     k.header(TypeID),
+	}}, nil
+}
+
+// Key returns the signing key.
+func (s *Signer) Key() *Key { return s.key }
+
+// Sign returns the compact JWS serialisation (RFC 7515 §7.1) of c with the
+// JOSE header for typ (TypeAccess or TypeID).
+func (s *Signer) Sign(typ string, c *Claims) (string, error) {
+	h, ok := s.headers[typ]
+	if !ok {
+		return "", fmt.Errorf("sign: unknown token type %q", typ)
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("sign: %w", err)
+	}
+	enc := base64.RawURLEncoding
+	buf := make([]byte, 0, len(h)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(512))
+	buf = append(buf, h...)
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, payload)
+	sig, err := s.key.sign(buf)
+	if err != nil {
+		return "", fmt.Errorf("sign: %w", err)
+	}
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, sig)
+	return string(buf), nil
+}
+
+// Verifier checks JWTs against a fixed set of keys.
+type Verifier struct {
+	byHeader map[string]entry // encoded header → key and typ
+}
+
+type entry struct {
+	key *Key
+	typ string
+}
+
+// NewVerifier returns a Verifier that accepts tokens signed by any of keys.
+// Key IDs must be unique.
+func NewVerifier(keys ...*Key) (*Verifier, error) {
+	v := &Verifier{byHeader: make(map[string]entry)}
+	seen := make(map[string]bool)
+	for _, k := range keys {
+		if seen[k.ID] {
+			return nil, fmt.Errorf("duplicate key id %q", k.ID)
+		}
+		seen[k.ID] = true
+		for _, typ := range []string{TypeAccess, TypeID} {
+			v.byHeader[k.header(typ)] = entry{key: k, typ: typ}
+		}
+	}
+	return v, nil
+}
+
+// Expect says what Parse requires of the claims.
+type Expect struct {
+	Type     string // TypeAccess or TypeID
+	Issuer   string
+	Audience string
+}
+
+// Parse verifies raw and returns its claims. It returns nil and an error
+// wrapping ErrInvalid if raw is not, byte for byte, a token this Verifier's
+// keys signed for want.Type, or if it is expired (exp ≤ now − Leeway), not yet
+// valid (nbf > now + Leeway), issued in the future, or names another issuer or
+// audience.
+func (v *Verifier) Parse(raw string, want Expect, now time.Time) (*Claims, error) {
+	if len(raw) > MaxLen {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalid, len(raw), MaxLen)
+	}
+	head, rest, ok1 := strings.Cut(raw, ".")
+	body, sig, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("%w: not three segments", ErrInvalid)
+	}
+	// Reject anything outside the base64url alphabet before decoding:
+	// decoders skip '\r' and '\n', and a token must have one spelling.
+	if !isB64URL(head) || !isB64URL(body) || !isB64URL(sig) || body == "" {
+		return nil, fmt.Errorf("%w: bad base64url", ErrInvalid)
+	}
+	e, ok := v.byHeader[head]
+	if !ok || e.typ != want.Type {
+		return nil, fmt.Errorf("%w: unknown header", ErrInvalid)
+	}
+	enc := base64.RawURLEncoding.Strict()
+	if enc.DecodedLen(len(sig)) != e.key.sigLen() {
+		return nil, fmt.Errorf("%w: signature length", ErrInvalid)
+	}
+	var sigBuf [512]byte
+	n, err := enc.Decode(sigBuf[:], []byte(sig))
+	if err != nil || n != e.key.sigLen() {
+		return nil, fmt.Errorf("%w: signature encoding", ErrInvalid)
+	}
+	if !e.key.verify([]byte(raw[:len(head)+1+len(body)]), sigBuf[:n]) {
+		return nil, fmt.Errorf("%w: signature", ErrInvalid)
+	}
+	payload, err := enc.DecodeString(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload encoding", ErrInvalid)
+	}
+	var c Claims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrInvalid, err)
+	}
+	if err := c.valid(want, now); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Claims) valid(want Expect, now time.Time) error {
+	lee := int64(Leeway / time.Second)
+	t := now.Unix()
+	switch {
+	case c.Expiry == 0:
+		return fmt.Errorf("%w: no exp", ErrInvalid)
+	case t >= c.Expiry+lee: // RFC 7519 §4.1.4: now must be before exp
+		return fmt.Errorf("%w: expired", ErrInvalid)
+	case c.NotBefore != 0 && t+lee < c.NotBefore:
+		return fmt.Errorf("%w: not yet valid", ErrInvalid)
+	case c.IssuedAt > t+lee:
+		return fmt.Errorf("%w: issued in the future", ErrInvalid)
+	case c.Issuer != want.Issuer:
+		return fmt.Errorf("%w: issuer %q", ErrInvalid, c.Issuer)
+	case c.Audience != want.Audience:
+		return fmt.Errorf("%w: audience %q", ErrInvalid, c.Audience)
+	case c.Subject == "":
+		return fmt.Errorf("%w: no sub", ErrInvalid)
+	}
+	return nil
+}
+
+func isB64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

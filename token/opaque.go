@@ -1,0 +1,51 @@
+package token
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"log/slog"
+)
+
+// OpaqueLen is the length of the strings NewOpaque returns: 256 random bits in
+// unpadded base64url.
+const OpaqueLen = 43
+
+// NewOpaque returns a fresh 256-bit random value in unpadded base64url, used for
+// refresh tokens, authorization codes, client secrets, session and reset tokens.
+// It panics if the operating system's random source fails: nothing safe can be
+// done without it.
+func NewOpaque() string {
+	var b [32]byte
+	rand.Read(b[:]) // crypto/rand.Read never returns an error; it crashes the program instead
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Hash returns the lower-case hex SHA-256 of s. Opaque secrets are stored only in
+// this form. Because they carry 256 random bits, a fast hash is enough: nobody
+// can guess a preimage, so no slow password hash is needed (unlike passwords).
+func Hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// Secret holds a credential (a password, token or key) so that it cannot end up
+// in a log line or a formatted error by accident: every way of printing it
+// yields "REDACTED". Call Reveal where the raw value is really needed.
+type Secret string
+
+// Reveal returns the raw secret.
+func (s Secret) Reveal() string { return string(s) }
+
+// String implements fmt.Stringer.
+func (Secret) String() string { return "REDACTED" }
+
+// GoString implements fmt.GoStringer, so %#v redacts too.
+func (Secret) GoString() string { return "REDACTED" }
+
+// LogValue implements slog.LogValuer.
+func (Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
+
+// MarshalText keeps encoding/json and friends from writing the raw value.
+func (Secret) MarshalText() ([]byte, error) { return []byte("REDACTED"), nil }
