@@ -1,0 +1,298 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+)
+
+// Client is a registered OAuth client.
+type Client struct {
+	ID                     string
+	Name                   string
+	SecretHash             string // SHA-256 hex; "" for a public client
+	RedirectURIs           []string
+	PostLogoutRedirectURIs []string
+	GrantTypes             []string
+	Scopes                 []string
+	FirstParty             bool
+	CreatedAt              time.Time
+	UpdatedAt              time.Time
+}
+
+// Public reports whether the client has no secret (RFC 6749 §2.1).
+func (c *Client) Public() bool { return c.SecretHash == "" }
+
+const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, created_at, updated_at`
+
+func scanClient(s interface{ Scan(...any) error }) (*Client, error) {
+	var c Client
+	var secret sql.NullString
+	var redirects, logouts, grants, scopes string
+	var created, updated int64
+	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &created, &updated); err != nil {
+		return nil, err
+	}
+	c.SecretHash = secret.String
+	c.RedirectURIs, c.PostLogoutRedirectURIs = strings.Fields(redirects), strings.Fields(logouts)
+	c.GrantTypes, c.Scopes = strings.Fields(grants), strings.Fields(scopes)
+	c.CreatedAt, c.UpdatedAt = time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
+	return &c, nil
+}
+
+func nullIfEmpty(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// CreateClient inserts c. Its lists must hold no whitespace inside an element.
+func (db *DB) CreateClient(ctx context.Context, c *Client, now time.Time) (err error) {
+	defer wrap(&err, "create client")
+	c.CreatedAt, c.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
+	_, err = db.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)`,
+		c.ID, c.Name, nullIfEmpty(c.SecretHash), strings.Join(c.RedirectURIs, " "), strings.Join(c.PostLogoutRedirectURIs, " "),
+		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, now.Unix())
+	return err
+}
+
+// ClientByID returns the client, or an error wrapping ErrNotFound.
+func (db *DB) ClientByID(ctx context.Context, id string) (c *Client, err error) {
+	defer wrap(&err, "client by id")
+	return scanClient(db.queryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
+}
+
+// ListClients returns every client ordered by creation.
+func (db *DB) ListClients(ctx context.Context) (list []Client, err error) {
+	defer wrap(&err, "list clients")
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
+	rows, err := db.r.QueryContext(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	list = []Client{}
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, *c)
+	}
+	return list, rows.Err()
+}
+
+// DeleteClient deletes the client with its codes and consents, revokes its
+// refresh token families, and records a 'client' revocation so that its
+// access tokens stop working on every instance.
+func (db *DB) DeleteClient(ctx context.Context, id string, accessTTL time.Duration, now time.Time) (err error) {
+	defer wrap(&err, "delete client")
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
+			return err
+		}
+		return insertRevocation(ctx, tx, Revocation{Kind: RevokeClient, Subject: id, NotBefore: now.Unix(),
+			ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}, now)
+	})
+}
+
+// SetClientSecret replaces a confidential client's secret hash and records a
+// 'client' revocation: a rotation usually means the old secret leaked, so
+// access tokens minted with it stop working too. Refresh tokens survive; the
+// client needs its new secret to use them.
+func (db *DB) SetClientSecret(ctx context.Context, id, secretHash string, accessTTL time.Duration, now time.Time) (err error) {
+	defer wrap(&err, "set client secret")
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1 AND secret_hash IS NOT NULL`, id, secretHash, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return insertRevocation(ctx, tx, Revocation{Kind: RevokeClient, Subject: id, NotBefore: now.Unix(),
+			ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}, now)
+	})
+}
+
+// --- authorization codes ---
+
+// Code is an authorization code's grant, found by the code's hash.
+type Code struct {
+	Hash          string
+	ClientID      string
+	UserID        int64
+	RedirectURI   string
+	Scope         string
+	CodeChallenge string
+	Nonce         string
+	AuthTime      time.Time
+	ExpiresAt     time.Time
+	Used          bool
+	FamilyID      string // what the exchange issued (set once used)
+	AccessJTI     string
+	AccessExp     int64
+}
+
+// CreateCode stores a new authorization code.
+func (db *DB) CreateCode(ctx context.Context, c *Code, now time.Time) (err error) {
+	defer wrap(&err, "create code")
+	_, err = db.exec(ctx, `INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		c.Hash, c.ClientID, c.UserID, c.RedirectURI, c.Scope, c.CodeChallenge, c.Nonce, c.AuthTime.Unix(), now.Unix(), c.ExpiresAt.Unix())
+	return err
+}
+
+// CodeByHash returns the code, used or not, or ErrNotFound.
+func (db *DB) CodeByHash(ctx context.Context, hash string) (c *Code, err error) {
+	defer wrap(&err, "code by hash")
+	c = &Code{Hash: hash}
+	var authTime, exp int64
+	var used, accessExp sql.NullInt64
+	var family, jti sql.NullString
+	err = db.queryRow(ctx, `SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at, family_id, access_jti, access_exp
+FROM auth_codes WHERE hash = $1`, hash).Scan(&c.ClientID, &c.UserID, &c.RedirectURI, &c.Scope, &c.CodeChallenge, &c.Nonce,
+		&authTime, &exp, &used, &family, &jti, &accessExp)
+	if err != nil {
+		return nil, err
+	}
+	c.AuthTime, c.ExpiresAt, c.Used = time.Unix(authTime, 0), time.Unix(exp, 0), used.Valid
+	c.FamilyID, c.AccessJTI, c.AccessExp = family.String, jti.String, accessExp.Int64
+	return c, nil
+}
+
+// Issued is what a code exchange issues.
+type Issued struct {
+	Family      *Family // nil when no refresh token is issued
+	RefreshHash string
+	RefreshExp  time.Time
+	AccessJTI   string
+	AccessExp   int64
+}
+
+// ExchangeCode spends the code and stores what it issued, atomically: of any
+// number of concurrent exchanges of one code at most one succeeds; the others,
+// and every later one, get ErrReused.
+func (db *DB) ExchangeCode(ctx context.Context, hash string, is Issued, now time.Time) (err error) {
+	defer wrap(&err, "exchange code")
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		familyID := sql.NullString{}
+		if is.Family != nil {
+			familyID = sql.NullString{String: is.Family.ID, Valid: true}
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE auth_codes SET used_at = $2, family_id = $3, access_jti = $4, access_exp = $5
+WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), familyID, is.AccessJTI, is.AccessExp)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrReused
+		}
+		if is.Family != nil {
+			return createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, now)
+		}
+		return nil
+	})
+}
+
+// --- consents ---
+
+// ConsentedScope returns the scopes the user has granted the client ("" if none).
+func (db *DB) ConsentedScope(ctx context.Context, userID int64, clientID string) (scope string, err error) {
+	defer wrap(&err, "consent")
+	err = db.queryRow(ctx, `SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2`, userID, clientID).Scan(&scope)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return scope, err
+}
+
+// SaveConsent records that the user granted the client scope (replacing the
+// previous grant, which the caller has merged in).
+func (db *DB) SaveConsent(ctx context.Context, userID int64, clientID, scope string, now time.Time) (err error) {
+	defer wrap(&err, "save consent")
+	_, err = db.exec(ctx, `INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at`, userID, clientID, scope, now.Unix())
+	return err
+}
+
+// --- browser sessions ---
+
+// Session is a signed-in browser at the authorization endpoint.
+type Session struct {
+	UserID    int64
+	AuthTime  time.Time
+	ExpiresAt time.Time
+}
+
+// CreateSession stores a session under the hash of its cookie value.
+func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err error) {
+	defer wrap(&err, "create session")
+	_, err = db.exec(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at) VALUES ($1, $2, $3, $4)`,
+		hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix())
+	return err
+}
+
+// SessionByHash returns the unexpired session of a live, active user, or ErrNotFound.
+func (db *DB) SessionByHash(ctx context.Context, hash string, now time.Time) (s *Session, err error) {
+	defer wrap(&err, "session")
+	s = &Session{}
+	var auth, exp int64
+	err = db.queryRow(ctx, `SELECT s.user_id, s.auth_time, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active`, hash, now.Unix()).Scan(&s.UserID, &auth, &exp)
+	if err != nil {
+		return nil, err
+	}
+	s.AuthTime, s.ExpiresAt = time.Unix(auth, 0), time.Unix(exp, 0)
+	return s, nil
+}
+
+// DeleteSession ends a session.
+func (db *DB) DeleteSession(ctx context.Context, hash string) (err error) {
+	defer wrap(&err, "delete session")
+	_, err = db.exec(ctx, `DELETE FROM sessions WHERE hash = $1`, hash)
+	return err
+}
+
+// --- password reset ---
+
+// CreateResetToken stores a one-time reset token's hash for the user.
+func (db *DB) CreateResetToken(ctx context.Context, hash string, userID int64, expires, now time.Time) (err error) {
+	defer wrap(&err, "create reset token")
+	_, err = db.exec(ctx, `INSERT INTO reset_tokens (hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
+		hash, userID, now.Unix(), expires.Unix())
+	return err
+}
+
+// ResetPassword spends the reset token, sets the new password hash and revokes
+// every refresh token family of the user, atomically. An unknown, used or
+// expired token, or a deleted user, is ErrNotFound.
+func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string, now time.Time) (userID int64, err error) {
+	defer wrap(&err, "reset password")
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id`,
+			tokenHash, now.Unix()).Scan(&userID)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, userID, passwordHash, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, userID, now.Unix()); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, userID, now.Unix())
+		return err
+	})
+	return userID, err
+}

@@ -1,0 +1,470 @@
+// Package store keeps oauth2-api's state in SQL: embedded SQLite (pure Go,
+// modernc.org/sqlite) or PostgreSQL (pgx through database/sql). One API, two
+// backends; the queries are written once with $n placeholders, which both
+// drivers bind by number. Migrations are SQL files embedded in the binary, one
+// directory per dialect, recorded in schema_migrations.
+//
+// Times are stored as Unix seconds (BIGINT) in both databases, so comparisons
+// in SQL mean the same thing on both and no time zone is ever involved.
+//
+// Secrets (refresh tokens, codes, client secrets, sessions, reset tokens) are
+// stored only as SHA-256 hex digests; callers pass the digest, never the value.
+//
+// Errors callers branch on are ErrNotFound, ErrConflict and ErrUnavailable,
+// checked with errors.Is; sql.ErrNoRows never leaves this package.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"net/url"
+	"path"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+var (
+	// ErrNotFound means no live row matched.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means a unique constraint refused the write (a duplicate).
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable wraps every other database failure: the database is
+	// down, slow, or refused the statement. Handlers answer 503.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// Dialects.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// OpTimeout bounds every statement, so that a database that stops answering
+// turns into ErrUnavailable within seconds instead of a hung request.
+const OpTimeout = 5 * time.Second
+
+//go:embed migrations
+var migrations embed.FS
+
+// Options are pool settings (DB_MAX_OPEN_CONNS and friends).
+type Options struct {
+	MaxOpenConns    int
+	MaxIdleConns    int
+	ConnMaxLifetime time.Duration
+}
+
+// DB is a handle on the database. For SQLite it holds two pools: one writer
+// connection (SQLite allows one writer at a time; BEGIN IMMEDIATE makes a
+// transaction take the write lock up front instead of failing on upgrade) and
+// read-only readers, which WAL lets run beside the writer. For PostgreSQL both
+// are the same pool.
+type DB struct {
+	dialect string
+	w, r    *sql.DB
+
+	mu    sync.Mutex
+	stmts map[stmtKey]*sql.Stmt
+}
+
+type stmtKey struct {
+	pool  *sql.DB
+	query string
+}
+
+// ParseURL reads DATABASE_URL: "postgres://" or "postgresql://" URLs are
+// PostgreSQL; a plain path, a "sqlite://" URL or a "file:" URL is SQLite. It
+// returns the dialect and the PostgreSQL URL or the SQLite file path.
+func ParseURL(raw string) (dialect, target string, err error) {
+	switch {
+	case raw == "":
+		return "", "", errors.New("empty database URL")
+	case strings.ContainsAny(raw, "\x00\r\n"):
+		return "", "", errors.New("control character in database URL")
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		u, err := url.Parse(raw)
+		if err != nil {
+			return "", "", errors.New("malformed postgres URL") // the text may hold a password: do not echo it
+		}
+		if u.Host == "" {
+			return "", "", errors.New("postgres URL without a host")
+		}
+		return Postgres, raw, nil
+	case strings.HasPrefix(raw, "sqlite://"):
+		target = strings.TrimPrefix(raw, "sqlite://")
+	case strings.HasPrefix(raw, "file:"):
+		target = strings.TrimPrefix(strings.TrimPrefix(raw, "file:"), "//")
+	case strings.Contains(raw, "://"):
+		return "", "", errors.New("unsupported database URL scheme (want postgres://, sqlite:// or a file path)")
+	default:
+		target = raw
+	}
+	if strings.ContainsAny(target, "?#") {
+		return "", "", errors.New("SQLite URL must be a plain path, without query or fragment (the server sets its own pragmas)")
+	}
+	if target == "" || strings.HasSuffix(target, "/") {
+		return "", "", errors.New("SQLite path names no file")
+	}
+	return SQLite, target, nil
+}
+
+// Open connects to the database named by rawURL (see ParseURL) and checks
+// that it answers. It does not migrate; call Migrate.
+func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
+	dialect, target, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if o.MaxOpenConns <= 0 {
+		o.MaxOpenConns = 100
+	}
+	if o.MaxIdleConns <= 0 {
+		o.MaxIdleConns = 10
+	}
+	db := &DB{dialect: dialect, stmts: make(map[stmtKey]*sql.Stmt)}
+	switch dialect {
+	case Postgres:
+		u, _ := url.Parse(target)
+		q := u.Query()
+		if q.Get("connect_timeout") == "" {
+			q.Set("connect_timeout", "5") // a dead server must not hang a request
+			u.RawQuery = q.Encode()
+		}
+		p, err := sql.Open("pgx", u.String())
+		if err != nil {
+			return nil, errors.New("open postgres: bad connection settings")
+		}
+		p.SetMaxOpenConns(o.MaxOpenConns)
+		p.SetMaxIdleConns(o.MaxIdleConns)
+		p.SetConnMaxLifetime(o.ConnMaxLifetime)
+		db.w, db.r = p, p
+	case SQLite:
+		// WAL lets readers run beside the writer; synchronous=NORMAL in WAL
+		// mode survives a crash of the process (SIGKILL), not a power cut
+		// between checkpoints: the usual trade for an embedded database.
+		base := "file:" + (&url.URL{Path: target}).EscapedPath() +
+			"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+		w, err := sql.Open("sqlite", base+"&_txlock=immediate")
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite %s: %w", target, err)
+		}
+		w.SetMaxOpenConns(1)
+		w.SetMaxIdleConns(1)
+		w.SetConnMaxLifetime(0)
+		// Ping the writer first: it creates the file and switches it to WAL
+		// before any reader opens it.
+		if err := pingWithin(ctx, w); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("open sqlite %s: %w", target, err)
+		}
+		r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("open sqlite %s: %w", target, err)
+		}
+		n := min(o.MaxOpenConns, 2*runtime.GOMAXPROCS(0)+2)
+		r.SetMaxOpenConns(n)
+		r.SetMaxIdleConns(n)
+		r.SetConnMaxLifetime(0)
+		db.w, db.r = w, r
+	}
+	if err := db.Ping(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func pingWithin(ctx context.Context, p *sql.DB) error {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
+	return p.PingContext(ctx)
+}
+
+// Dialect returns SQLite or Postgres.
+func (db *DB) Dialect() string { return db.dialect }
+
+// Ping checks that the database answers, within OpTimeout.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := pingWithin(ctx, db.r); err != nil {
+		return fmt.Errorf("%w: ping: %v", ErrUnavailable, err)
+	}
+	if db.w != db.r {
+		if err := pingWithin(ctx, db.w); err != nil {
+			return fmt.Errorf("%w: ping: %v", ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
+// Close closes every connection.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	for _, s := range db.stmts {
+		s.Close()
+	}
+	db.stmts = nil
+	db.mu.Unlock()
+	err := db.w.Close()
+	if db.r != db.w {
+		err = errors.Join(err, db.r.Close())
+	}
+	return err
+}
+
+// stmt returns a prepared statement for query on pool, preparing it once.
+// database/sql re-prepares it on each connection as needed.
+func (db *DB) stmt(ctx context.Context, pool *sql.DB, query string) (*sql.Stmt, error) {
+	k := stmtKey{pool, query}
+	db.mu.Lock()
+	s, ok := db.stmts[k]
+	db.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	s, err := pool.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.stmts == nil {
+		s.Close()
+		return nil, errors.New("database closed")
+	}
+	if old, ok := db.stmts[k]; ok {
+		s.Close()
+		return old, nil
+	}
+	db.stmts[k] = s
+	return s, nil
+}
+
+// queryRow runs a read on the reader pool.
+func (db *DB) queryRow(ctx context.Context, query string, args ...any) *row {
+	return db.rowOn(ctx, db.r, query, args...)
+}
+
+// writeRow runs a statement that returns one row (RETURNING) on the writer.
+func (db *DB) writeRow(ctx context.Context, query string, args ...any) *row {
+	return db.rowOn(ctx, db.w, query, args...)
+}
+
+func (db *DB) rowOn(ctx context.Context, pool *sql.DB, query string, args ...any) *row {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	s, err := db.stmt(ctx, pool, query)
+	if err != nil {
+		cancel()
+		return &row{err: err}
+	}
+	return &row{r: s.QueryRowContext(ctx, args...), cancel: cancel}
+}
+
+// row is a *sql.Row that releases its timeout once scanned.
+type row struct {
+	r      *sql.Row
+	err    error
+	cancel context.CancelFunc
+}
+
+func (r *row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	defer r.cancel()
+	return r.r.Scan(dest...)
+}
+
+// exec runs a write on the writer and returns the number of rows affected.
+func (db *DB) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
+	s, err := db.stmt(ctx, db.w, query)
+	if err != nil {
+		return 0, err
+	}
+	res, err := s.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// tx runs fn in a write transaction, committing if fn returns nil. On SQLite
+// the transaction holds the write lock from its first statement.
+func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
+	t, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(t); err != nil {
+		t.Rollback()
+		return err
+	}
+	return t.Commit()
+}
+
+// wrap turns a driver error into one of the package's sentinels, keeping the
+// original for logs, and prefixes what was being done.
+func wrap(errp *error, op string) {
+	err := *errp
+	switch {
+	case err == nil:
+		return
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrUnavailable), errors.Is(err, ErrReused):
+		*errp = fmt.Errorf("store: %s: %w", op, err)
+	case errors.Is(err, sql.ErrNoRows):
+		*errp = fmt.Errorf("store: %s: %w", op, ErrNotFound)
+	case isUniqueViolation(err):
+		*errp = fmt.Errorf("store: %s: %w", op, ErrConflict)
+	default:
+		*errp = fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)
+	}
+}
+
+func isUniqueViolation(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "23505" // unique_violation
+	}
+	var lite *sqlite.Error
+	if errors.As(err, &lite) {
+		return lite.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || lite.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// Migration is one embedded migration file.
+type Migration struct {
+	Version   string // file name without ".sql", e.g. "0001_users"
+	AppliedAt time.Time
+	Applied   bool
+}
+
+func (db *DB) migrationFiles() ([]string, error) {
+	dir := path.Join("migrations", db.dialect)
+	names, err := fs.Glob(migrations, dir+"/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Migrate applies, in order, every embedded migration not yet recorded in
+// schema_migrations, each in its own transaction together with its record, and
+// returns the versions it applied. Running it again applies nothing. Several
+// instances may start at once: PostgreSQL serialises them on an advisory lock
+// held by each migration's transaction, SQLite on its write lock.
+func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err error) {
+	defer wrap(&err, "migrate")
+	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version TEXT PRIMARY KEY,
+	applied_at BIGINT NOT NULL)`); err != nil && !isUniqueViolation(err) {
+		// Two PostgreSQL instances racing on CREATE TABLE IF NOT EXISTS may
+		// see a unique violation on the catalog; the table then exists.
+		return nil, err
+	}
+	files, err := db.migrationFiles()
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		version := strings.TrimSuffix(path.Base(f), ".sql")
+		body, err := migrations.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		did := false
+		err = db.migrateOne(ctx, version, string(body), now, &did)
+		if err != nil {
+			return applied, fmt.Errorf("%s: %w", version, err)
+		}
+		if did {
+			applied = append(applied, version)
+		}
+	}
+	return applied, nil
+}
+
+func (db *DB) migrateOne(ctx context.Context, version, body string, now time.Time, did *bool) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	t, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer t.Rollback()
+	if db.dialect == Postgres {
+		h := fnv.New64a()
+		h.Write([]byte("oauth2-api schema_migrations"))
+		if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
+			return err
+		}
+	}
+	var n int
+	if err := t.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := t.ExecContext(ctx, body); err != nil {
+		return err
+	}
+	if _, err := t.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, now.Unix()); err != nil {
+		return err
+	}
+	*did = true
+	return t.Commit()
+}
+
+// Migrations lists every embedded migration and whether it is applied.
+func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
+	defer wrap(&err, "migration status")
+	files, err := db.migrationFiles()
+	if err != nil {
+		return nil, err
+	}
+	applied := map[string]int64{}
+	rows, err := db.r.QueryContext(ctx, `SELECT version, applied_at FROM schema_migrations`)
+	if err == nil {
+		for rows.Next() {
+			var v string
+			var at int64
+			if err := rows.Scan(&v, &at); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			applied[v] = at
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	} // no table yet: nothing applied
+	for _, f := range files {
+		v := strings.TrimSuffix(path.Base(f), ".sql")
+		at, ok := applied[v]
+		m := Migration{Version: v, Applied: ok}
+		if ok {
+			m.AppliedAt = time.Unix(at, 0).UTC()
+		}
+		list = append(list, m)
+	}
+	return list, nil
+}

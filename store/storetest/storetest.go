@@ -1,0 +1,91 @@
+// Package storetest opens real, migrated databases for tests: a SQLite file in
+// a temporary directory, and a fresh schema on the PostgreSQL server named by
+// TEST_POSTGRES_URL. Without that variable PostgreSQL tests skip, except when
+// CI is set: there a missing or unreachable database fails the test.
+package storetest
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// Dialects lists the backends every store-level suite runs on.
+var Dialects = []string{store.SQLite, store.Postgres}
+
+// URL returns a DATABASE_URL for a fresh, empty database of the dialect,
+// removed when the test ends.
+func URL(t testing.TB, dialect string) string {
+	t.Helper()
+	if dialect == store.SQLite {
+		return filepath.Join(t.TempDir(), "oauth.db")
+	}
+	base := os.Getenv("TEST_POSTGRES_URL")
+	if base == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("TEST_POSTGRES_URL unset but CI is set: PostgreSQL tests must run in CI")
+		}
+		t.Skip("TEST_POSTGRES_URL unset: skipping PostgreSQL")
+	}
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatalf("TEST_POSTGRES_URL: %v", err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	schema := "t_" + token.Hash(token.NewOpaque())[:16]
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("PostgreSQL at TEST_POSTGRES_URL unreachable: %v", err)
+	}
+	t.Cleanup(func() {
+		a, err := sql.Open("pgx", base)
+		if err != nil {
+			return
+		}
+		defer a.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE")
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("TEST_POSTGRES_URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Open returns a migrated store on a fresh database of the dialect.
+func Open(t testing.TB, dialect string) *store.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), URL(t, dialect), store.Options{MaxOpenConns: 20})
+	if err != nil {
+		t.Fatalf("open %s: %v", dialect, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(context.Background(), time.Now()); err != nil {
+		t.Fatalf("migrate %s: %v", dialect, err)
+	}
+	return db
+}
+
+// Each runs f as a subtest on every dialect.
+func Each(t *testing.T, f func(t *testing.T, db *store.DB)) {
+	for _, d := range Dialects {
+		t.Run(d, func(t *testing.T) { f(t, Open(t, d)) })
+	}
+}
+
+// String describes the dialect for messages.
+func String(db *store.DB) string { return fmt.Sprintf("[%s]", db.Dialect()) }

@@ -1,0 +1,244 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"time"
+)
+
+// ErrReused means a spent refresh token (or a used authorization code) was
+// presented again; its family has been revoked (RFC 9700 §4.14.2).
+var ErrReused = errors.New("reused")
+
+// FormatID returns a user id as the string used for "sub" and revocations.
+func FormatID(id int64) string { return strconv.FormatInt(id, 10) }
+
+// --- login throttling ---
+
+// LoginLockedUntil returns when the account's lock ends, or the zero time if
+// it is not locked: it is locked once it has max failures within window.
+func (db *DB) LoginLockedUntil(ctx context.Context, account string, max int, window time.Duration, now time.Time) (until time.Time, err error) {
+	defer wrap(&err, "login lock")
+	var failures int
+	var start int64
+	err = db.queryRow(ctx, `SELECT failures, window_start FROM login_failures WHERE account = $1`, account).Scan(&failures, &start)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	end := time.Unix(start, 0).Add(window)
+	if failures >= max && now.Before(end) {
+		return end, nil
+	}
+	return time.Time{}, nil
+}
+
+// RecordLoginFailure counts one failed login for account in a fixed window
+// that starts at the first failure, restarting the window once it has passed.
+// It returns the count in the current window and when the window ends.
+func (db *DB) RecordLoginFailure(ctx context.Context, account string, window time.Duration, now time.Time) (failures int, end time.Time, err error) {
+	defer wrap(&err, "record login failure")
+	var start int64
+	err = db.writeRow(ctx, `INSERT INTO login_failures (account, failures, window_start) VALUES ($1, 1, $2)
+ON CONFLICT (account) DO UPDATE SET
+  failures = CASE WHEN login_failures.window_start <= $3 THEN 1 ELSE login_failures.failures + 1 END,
+  window_start = CASE WHEN login_failures.window_start <= $3 THEN $2 ELSE login_failures.window_start END
+RETURNING failures, window_start`, account, now.Unix(), now.Add(-window).Unix()).Scan(&failures, &start)
+	return failures, time.Unix(start, 0).Add(window), err
+}
+
+// ClearLoginFailures forgets the account's failures (after a success).
+func (db *DB) ClearLoginFailures(ctx context.Context, account string) (err error) {
+	defer wrap(&err, "clear login failures")
+	_, err = db.exec(ctx, `DELETE FROM login_failures WHERE account = $1`, account)
+	return err
+}
+
+// --- refresh tokens ---
+
+// Family is one chain of rotated refresh tokens.
+type Family struct {
+	ID        string
+	UserID    int64
+	ClientID  string
+	Scope     string // the scope granted to the family; tokens may narrow it
+	AuthTime  time.Time
+	CreatedAt time.Time
+	Revoked   bool
+}
+
+// RefreshToken is one refresh token of a family, found by its hash.
+type RefreshToken struct {
+	Hash      string
+	Family    Family
+	Scope     string
+	ExpiresAt time.Time
+	Used      bool
+}
+
+// CreateFamily starts a family with its first refresh token.
+func (db *DB) CreateFamily(ctx context.Context, f Family, tokenHash string, expires, now time.Time) (err error) {
+	defer wrap(&err, "create token family")
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		return createFamilyTx(ctx, tx, f, tokenHash, expires, now)
+	})
+}
+
+func createFamilyTx(ctx context.Context, tx *sql.Tx, f Family, tokenHash string, expires, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix()); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+		tokenHash, f.ID, f.Scope, now.Unix(), expires.Unix())
+	return err
+}
+
+// RefreshTokenByHash returns the refresh token with that hash, spent or not,
+// with its family. Expired tokens are ErrNotFound.
+func (db *DB) RefreshTokenByHash(ctx context.Context, hash string, now time.Time) (t *RefreshToken, err error) {
+	defer wrap(&err, "refresh token")
+	t = &RefreshToken{Hash: hash}
+	var used, revoked sql.NullInt64
+	var exp, authTime, created int64
+	err = db.queryRow(ctx, `SELECT t.scope, t.expires_at, t.used_at, f.id, f.user_id, f.client_id, f.scope, f.auth_time, f.created_at, f.revoked_at
+FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id WHERE t.hash = $1`, hash).Scan(
+		&t.Scope, &exp, &used, &t.Family.ID, &t.Family.UserID, &t.Family.ClientID, &t.Family.Scope, &authTime, &created, &revoked)
+	if err != nil {
+		return nil, err
+	}
+	if exp <= now.Unix() {
+		return nil, ErrNotFound
+	}
+	t.ExpiresAt = time.Unix(exp, 0)
+	t.Used, t.Family.Revoked = used.Valid, revoked.Valid
+	t.Family.AuthTime, t.Family.CreatedAt = time.Unix(authTime, 0), time.Unix(created, 0)
+	return t, nil
+}
+
+// RotateRefresh spends the refresh token oldHash and adds newHash to the same
+// family, atomically. If oldHash was already spent (a concurrent rotation won,
+// or the token was stolen and replayed) or its family is revoked, the family
+// is revoked and the error wraps ErrReused; if it is unknown or expired,
+// ErrNotFound. At most one of any number of concurrent calls with the same
+// oldHash succeeds.
+func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, scope string, expires, now time.Time) (err error) {
+	defer wrap(&err, "rotate refresh token")
+	var reusedFamily string
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		var family string
+		err := tx.QueryRowContext(ctx, `UPDATE refresh_tokens SET used_at = $2
+WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
+  AND family_id IN (SELECT id FROM token_families WHERE revoked_at IS NULL)
+RETURNING family_id`, oldHash, now.Unix()).Scan(&family)
+		if errors.Is(err, sql.ErrNoRows) {
+			// Spent, revoked, expired or unknown: find out which.
+			var used sql.NullInt64
+			err = tx.QueryRowContext(ctx, `SELECT family_id, used_at FROM refresh_tokens WHERE hash = $1 AND expires_at > $2`, oldHash, now.Unix()).Scan(&family, &used)
+			if err != nil {
+				return err // ErrNoRows: unknown or expired
+			}
+			reusedFamily = family
+			return nil // commit nothing; revoke below in its own transaction
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+			newHash, family, scope, now.Unix(), expires.Unix())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if reusedFamily != "" {
+		if err := db.RevokeFamily(ctx, reusedFamily, now); err != nil {
+			return err
+		}
+		return ErrReused
+	}
+	return nil
+}
+
+// RevokeFamily revokes every refresh token of the family.
+func (db *DB) RevokeFamily(ctx context.Context, familyID string, now time.Time) (err error) {
+	defer wrap(&err, "revoke family")
+	_, err = db.exec(ctx, `UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL`, familyID, now.Unix())
+	return err
+}
+
+// --- access token revocation ---
+
+// Revocation kinds.
+const (
+	RevokeJTI    = "jti"    // one access token, by its jti
+	RevokeUser   = "user"   // every access token of a user issued at or before NotBefore
+	RevokeClient = "client" // every access token of a client issued at or before NotBefore
+)
+
+// Revocation is one entry of the shared revocation list.
+type Revocation struct {
+	Kind      string
+	Subject   string
+	NotBefore int64 // Unix seconds; for RevokeUser and RevokeClient
+	ExpiresAt int64 // Unix seconds; after this no token it covers can be valid
+}
+
+// Revoke records r for every instance to pick up.
+func (db *DB) Revoke(ctx context.Context, r Revocation, now time.Time) (err error) {
+	defer wrap(&err, "revoke")
+	return db.tx(ctx, func(tx *sql.Tx) error { return insertRevocation(ctx, tx, r, now) })
+}
+
+func insertRevocation(ctx context.Context, tx *sql.Tx, r Revocation, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		r.Kind, r.Subject, r.NotBefore, r.ExpiresAt, now.Unix())
+	return err
+}
+
+// RevocationsSince returns unexpired revocations recorded at or after since.
+// Callers poll with an overlapping since, because a PostgreSQL transaction may
+// commit a little after the time it stamped; applying an entry twice is harmless.
+func (db *DB) RevocationsSince(ctx context.Context, since, now time.Time) (list []Revocation, err error) {
+	defer wrap(&err, "revocations since")
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
+	rows, err := db.r.QueryContext(ctx, `SELECT kind, subject, not_before, expires_at FROM revocations
+WHERE created_at >= $1 AND expires_at > $2`, since.Unix(), now.Unix())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r Revocation
+		if err := rows.Scan(&r.Kind, &r.Subject, &r.NotBefore, &r.ExpiresAt); err != nil {
+			return nil, err
+		}
+		list = append(list, r)
+	}
+	return list, rows.Err()
+}
+
+// Purge deletes rows that can no longer matter: expired revocations, refresh
+// tokens, codes, sessions, reset tokens and stale login failures.
+func (db *DB) Purge(ctx context.Context, loginWindow time.Duration, now time.Time) (err error) {
+	defer wrap(&err, "purge")
+	t := now.Unix()
+	for _, q := range []string{
+		`DELETE FROM revocations WHERE expires_at <= $1`,
+		`DELETE FROM refresh_tokens WHERE expires_at <= $1`,
+		`DELETE FROM auth_codes WHERE expires_at <= $1 - 86400`, // kept a day to detect replays and revoke
+		`DELETE FROM sessions WHERE expires_at <= $1`,
+		`DELETE FROM reset_tokens WHERE expires_at <= $1`,
+	} {
+		if _, err := db.exec(ctx, q, t); err != nil {
+			return err
+		}
+	}
+	_, err = db.exec(ctx, `DELETE FROM login_failures WHERE window_start <= $1`, now.Add(-loginWindow).Unix())
+	return err
+}

@@ -1,0 +1,175 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"time"
+)
+
+// Roles.
+const (
+	RoleUser  = "user"
+	RoleAdmin = "admin"
+)
+
+// User is a live (not deleted) account.
+type User struct {
+	ID           int64
+	Email        string
+	Username     string
+	PasswordHash string
+	FirstName    string
+	LastName     string
+	Role         string
+	IsActive     bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+const userColumns = `id, email, username, password_hash, first_name, last_name, role, is_active, created_at, updated_at`
+
+func scanUser(s interface{ Scan(...any) error }) (*User, error) {
+	var u User
+	var created, updated int64
+	if err := s.Scan(&u.ID, &u.Email, &u.Username, &u.PasswordHash, &u.FirstName, &u.LastName,
+		&u.Role, &u.IsActive, &created, &updated); err != nil {
+		return nil, err
+	}
+	u.CreatedAt, u.UpdatedAt = time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
+	return &u, nil
+}
+
+// CreateUser inserts u, setting its ID and times. It returns an error wrapping
+// ErrConflict if a live user has the same email or username (case-insensitive).
+func (db *DB) CreateUser(ctx context.Context, u *User, now time.Time) (err error) {
+	defer wrap(&err, "create user")
+	if u.Role == "" {
+		u.Role = RoleUser
+	}
+	u.CreatedAt, u.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
+	return db.writeRow(ctx, `INSERT INTO users (email, username, password_hash, first_name, last_name, role, is_active, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id`,
+		u.Email, u.Username, u.PasswordHash, u.FirstName, u.LastName, u.Role, u.IsActive, now.Unix()).Scan(&u.ID)
+}
+
+// UserByID returns the live user with id, or an error wrapping ErrNotFound.
+// Inactive users are returned; callers decide what inactive forbids.
+func (db *DB) UserByID(ctx context.Context, id int64) (u *User, err error) {
+	defer wrap(&err, "user by id")
+	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1 AND deleted_at IS NULL`, id))
+}
+
+// UserByLogin returns the live user whose email or username (case-insensitive)
+// is login, or an error wrapping ErrNotFound.
+func (db *DB) UserByLogin(ctx context.Context, login string) (u *User, err error) {
+	defer wrap(&err, "user by login")
+	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users
+WHERE (email = lower($1) OR lower(username) = lower($1)) AND deleted_at IS NULL
+ORDER BY id LIMIT 1`, login))
+}
+
+// UserByEmail returns the live user with that email, or ErrNotFound.
+func (db *DB) UserByEmail(ctx context.Context, email string) (u *User, err error) {
+	defer wrap(&err, "user by email")
+	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE email = lower($1) AND deleted_at IS NULL`, email))
+}
+
+// UpdateProfile sets the names that are non-nil and returns the user.
+func (db *DB) UpdateProfile(ctx context.Context, id int64, firstName, lastName *string, now time.Time) (u *User, err error) {
+	defer wrap(&err, "update profile")
+	return scanUser(db.writeRow(ctx, `UPDATE users SET
+first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name), updated_at = $4
+WHERE id = $1 AND deleted_at IS NULL RETURNING `+userColumns, id, firstName, lastName, now.Unix()))
+}
+
+// UpdateUserAdmin sets the role and active flag that are non-nil. Turning a
+// user inactive also revokes every token the user holds (see revokeUserTx).
+func (db *DB) UpdateUserAdmin(ctx context.Context, id int64, role *string, active *bool, accessTTL time.Duration, now time.Time) (u *User, err error) {
+	defer wrap(&err, "update user")
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		var e error
+		u, e = scanUser(tx.QueryRowContext(ctx, `UPDATE users SET
+role = COALESCE($2, role), is_active = COALESCE($3, is_active), updated_at = $4
+WHERE id = $1 AND deleted_at IS NULL RETURNING `+userColumns, id, role, active, now.Unix()))
+		if e != nil {
+			return e
+		}
+		if active != nil && !*active {
+			return revokeUserTx(ctx, tx, id, accessTTL, now)
+		}
+		return nil
+	})
+	return u, err
+}
+
+// SetPassword replaces the user's password hash and revokes the user's refresh
+// token families except keepFamily (the session that made the change; "" for none).
+func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, now time.Time) (err error) {
+	defer wrap(&err, "set password")
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, id, hash, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $3
+WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`, id, keepFamily, now.Unix())
+		return err
+	})
+}
+
+// ListUsers returns live users ordered by id, and how many live users exist.
+func (db *DB) ListUsers(ctx context.Context, limit, offset int) (users []User, total int, err error) {
+	defer wrap(&err, "list users")
+	if err := db.queryRow(ctx, `SELECT count(*) FROM users WHERE deleted_at IS NULL`).Scan(&total); err != nil {
+		return nil, 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
+	rows, err := db.r.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE deleted_at IS NULL ORDER BY id LIMIT $1 OFFSET $2`, limit, offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	users = []User{}
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		users = append(users, *u)
+	}
+	return users, total, rows.Err()
+}
+
+// DeleteUser soft-deletes the user and revokes every token the user holds.
+func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration, now time.Time) (err error) {
+	defer wrap(&err, "delete user")
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL`, id, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return revokeUserTx(ctx, tx, id, accessTTL, now)
+	})
+}
+
+// revokeUserTx revokes all of a user's refresh token families and records a
+// 'user' revocation, so that access tokens issued until now stop working on
+// every instance. The record lives as long as such a token could.
+func revokeUserTx(ctx context.Context, tx *sql.Tx, id int64, accessTTL time.Duration, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1`, id)
+	if err != nil {
+		return err
+	}
+	return insertRevocation(ctx, tx, Revocation{Kind: RevokeUser, Subject: FormatID(id), NotBefore: now.Unix(),
+		ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}, now)
+}
