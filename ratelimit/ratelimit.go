@@ -33,7 +33,7 @@ const maxShards = 64
 
 // sampleSize is how many entries the fallback eviction inspects when a full
 // shard has no idle entry left to drop.
-const sampleSize = 8
+const sampleSize = 4
 
 // A Limiter holds one token bucket per client key. It is safe for concurrent
 // use. The zero value is not usable; call New.
@@ -203,10 +203,10 @@ func (s *shard) makeRoom(burst int, now time.Time) {
 	// that is currently being refused (fewest tokens) is the last one we want
 	// to hand a fresh bucket.
 	var victim netip.Addr
-	most := -1.0
+	var most float64
 	seen := 0
 	for k, b := range s.buckets {
-		if t := b.TokensAt(now); t > most {
+		if t := b.TokensAt(now); seen == 0 || t > most {
 			victim, most = k, t
 		}
 		seen++

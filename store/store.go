@@ -23,6 +23,7 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"net/url"
+	"os"
 	"path"
 	"runtime"
 	"sort"
@@ -156,6 +157,10 @@ func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
 		// between checkpoints: the usual trade for an embedded database.
 		base := "file:" + (&url.URL{Path: target}).EscapedPath() +
 			"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+		// The file holds password hashes: create it readable by us only.
+		if f, err := os.OpenFile(target, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+			f.Close()
+		}
 		w, err := sql.Open("sqlite", base+"&_txlock=immediate")
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", target, err)

@@ -173,3 +173,12 @@ func revokeUserTx(ctx context.Context, tx *sql.Tx, id int64, accessTTL time.Dura
 	return insertRevocation(ctx, tx, Revocation{Kind: RevokeUser, Subject: FormatID(id), NotBefore: now.Unix(),
 		ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}, now)
 }
+
+// RehashPassword replaces the user's password hash with one of the same
+// password under new parameters, only if the stored hash is still old. It
+// revokes nothing: the password did not change.
+func (db *DB) RehashPassword(ctx context.Context, id int64, old, hash string) (err error) {
+	defer wrap(&err, "rehash password")
+	_, err = db.exec(ctx, `UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, id, old, hash)
+	return err
+}

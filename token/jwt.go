@@ -76,6 +76,7 @@ type Claims struct {
 	Nonce     string `json:"nonce,omitempty"`
 	AtHash    string `json:"at_hash,omitempty"`
 	AZP       string `json:"azp,omitempty"`
+	SessionID string `json:"sid,omitempty"` // the refresh token family of a first-party session
 }
 
 // Key is one key of a key set: an HMAC secret or an asymmetric key pair (or

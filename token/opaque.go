@@ -22,6 +22,14 @@ func NewOpaque() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// NewID returns a fresh 128-bit random identifier in unpadded base64url, for
+// "jti" and family ids: unique, not secret.
+func NewID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
 // Hash returns the lower-case hex SHA-256 of s. Opaque secrets are stored only in
 // this form. Because they carry 256 random bits, a fast hash is enough: nobody
 // can guess a preimage, so no slow password hash is needed (unlike passwords).

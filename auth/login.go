@@ -1,0 +1,140 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// Throttle is the per-account login limit (LOGIN_MAX_FAILURES, LOGIN_LOCKOUT):
+// after Max failures within Window, logins for that account answer 429 until
+// the window ends. It is counted in the database, so all replicas share it.
+type Throttle struct {
+	Max    int
+	Window time.Duration
+}
+
+var errBadCredentials = errors.New("invalid login or password")
+
+// lockedError says an account is throttled until Until.
+type lockedError struct{ Until time.Time }
+
+func (e *lockedError) Error() string { return "account throttled" }
+
+// accountKey names the throttled account: the user's id when the login names
+// a user (so "ann" and "ann@example.com" share one count), otherwise the
+// login text itself, so unknown accounts are throttled exactly like known
+// ones and a 429 reveals nothing. It is hashed: attempted logins (which are
+// sometimes passwords typed in the wrong field) are not stored.
+func accountKey(u *store.User, login string) string {
+	if u != nil {
+		return token.Hash("user:" + userSubject(u.ID))
+	}
+	return token.Hash("login:" + strings.ToLower(login))
+}
+
+// authenticate checks a login (email or username) and password. It takes as
+// long for an unknown login as for a wrong password, answers both with
+// errBadCredentials, and enforces the per-account throttle. A deactivated
+// user is refused like a wrong password. When the stored hash was made with
+// older parameters it is replaced.
+func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle, login, password string, now time.Time) (*store.User, error) {
+	u, err := db.UserByLogin(ctx, login)
+	if errors.Is(err, store.ErrNotFound) {
+		u, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	acct := accountKey(u, login)
+	until, err := db.LoginLockedUntil(ctx, acct, th.Max, th.Window, now)
+	if err != nil {
+		return nil, err
+	}
+	if !until.IsZero() {
+		return nil, &lockedError{Until: until}
+	}
+	ok, rehash := false, false
+	if u == nil {
+		err = pw.VerifyDummy(ctx, password)
+	} else {
+		ok, rehash, err = pw.Verify(ctx, password, u.PasswordHash)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !ok || !u.IsActive {
+		if !ok {
+			if _, _, err := db.RecordLoginFailure(ctx, acct, th.Window, now); err != nil {
+				return nil, err
+			}
+		}
+		return nil, errBadCredentials
+	}
+	if err := db.ClearLoginFailures(ctx, acct); err != nil {
+		return nil, err
+	}
+	if rehash {
+		if h, err := pw.Hash(ctx, password); err == nil {
+			db.RehashPassword(ctx, u.ID, u.PasswordHash, h) // best effort: the old hash still verifies
+		}
+	}
+	return u, nil
+}
+
+// Validation of user input (API.md: 422 with a message naming the field).
+
+func validEmail(s string) bool {
+	if len(s) > 254 || strings.ContainsAny(s, " \t\r\n<>\"") {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Name == "" && a.Address == s && strings.Contains(s, "@")
+}
+
+// validUsername: 3 to 32 of letters, digits, '.', '_', '-', starting with a
+// letter or digit. No '@', so a login is never both an email and a username.
+func validUsername(s string) bool {
+	if len(s) < 3 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || (c != '.' && c != '_' && c != '-')) {
+			return false
+		}
+	}
+	return true
+}
+
+// Password length in characters (API.md: 8 to 128).
+const (
+	minPassword = 8
+	maxPassword = 128
+)
+
+func validPassword(s string) bool {
+	n := utf8.RuneCountInString(s)
+	return n >= minPassword && n <= maxPassword && !strings.ContainsRune(s, 0)
+}
+
+// validName: at most 100 characters, no control characters.
+func validName(s string) bool {
+	if utf8.RuneCountInString(s) > 100 {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,151 @@
+package auth
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// Revocations is this instance's copy of the shared revocation list. A change
+// made here applies at once (Add); changes made by other instances arrive by
+// polling the database (Run), within one poll interval. Entries are dropped
+// once no token they cover can still be valid, so memory is bounded by the
+// number of tokens revoked within one access token lifetime.
+type Revocations struct {
+	mu      sync.RWMutex
+	jtis    map[string]int64 // jti → when the token expires
+	users   map[string]int64 // user id → tokens issued at or before this are revoked
+	clients map[string]int64 // client id → likewise
+	expires map[revKey]int64 // users/clients entry → when it can be dropped
+
+	onClient func(id string) // called for every client entry (cache invalidation)
+}
+
+type revKey struct{ kind, subject string }
+
+// NewRevocations returns an empty list. onClient, if not nil, is called with
+// the client id of every client revocation seen (locally or from the database).
+func NewRevocations(onClient func(id string)) *Revocations {
+	return &Revocations{
+		jtis: map[string]int64{}, users: map[string]int64{}, clients: map[string]int64{},
+		expires: map[revKey]int64{}, onClient: onClient,
+	}
+}
+
+// Add applies r to this instance.
+func (rv *Revocations) Add(r store.Revocation) {
+	rv.mu.Lock()
+	switch r.Kind {
+	case store.RevokeJTI:
+		rv.jtis[r.Subject] = r.ExpiresAt
+	case store.RevokeUser:
+		rv.users[r.Subject] = max(rv.users[r.Subject], r.NotBefore)
+		rv.expires[revKey{r.Kind, r.Subject}] = max(rv.expires[revKey{r.Kind, r.Subject}], r.ExpiresAt)
+	case store.RevokeClient:
+		rv.clients[r.Subject] = max(rv.clients[r.Subject], r.NotBefore)
+		rv.expires[revKey{r.Kind, r.Subject}] = max(rv.expires[revKey{r.Kind, r.Subject}], r.ExpiresAt)
+	}
+	rv.mu.Unlock()
+	if r.Kind == store.RevokeClient && rv.onClient != nil {
+		rv.onClient(r.Subject)
+	}
+}
+
+// Revoked reports whether the access token with claims c has been revoked:
+// by its jti, or because its user or client was revoked after it was issued.
+// iat has one-second resolution, so a token issued in the same second as the
+// revocation counts as revoked: safe, at worst one second early.
+func (rv *Revocations) Revoked(c *token.Claims) bool {
+	rv.mu.RLock()
+	defer rv.mu.RUnlock()
+	if _, ok := rv.jtis[c.ID]; ok {
+		return true
+	}
+	if nb, ok := rv.users[c.Subject]; ok && c.IssuedAt <= nb {
+		return true
+	}
+	if nb, ok := rv.clients[c.ClientID]; ok && c.IssuedAt <= nb {
+		return true
+	}
+	return false
+}
+
+// prune drops entries that can no longer matter.
+func (rv *Revocations) prune(now int64) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	for j, exp := range rv.jtis {
+		if exp+int64(token.Leeway/time.Second) < now {
+			delete(rv.jtis, j)
+		}
+	}
+	for k, exp := range rv.expires {
+		if exp < now {
+			delete(rv.expires, k)
+			if k.kind == store.RevokeUser {
+				delete(rv.users, k.subject)
+			} else {
+				delete(rv.clients, k.subject)
+			}
+		}
+	}
+}
+
+// Len returns the number of entries held.
+func (rv *Revocations) Len() int {
+	rv.mu.RLock()
+	defer rv.mu.RUnlock()
+	return len(rv.jtis) + len(rv.users) + len(rv.clients)
+}
+
+// Load reads every unexpired entry from the database (at start).
+func (rv *Revocations) Load(ctx context.Context, db *store.DB, now time.Time) error {
+	list, err := db.RevocationsSince(ctx, time.Unix(0, 0), now)
+	if err != nil {
+		return err
+	}
+	for _, r := range list {
+		rv.Add(r)
+	}
+	return nil
+}
+
+// PollOverlap is how far back each poll looks before the previous one, to
+// catch entries whose transaction committed after the time it stamped.
+const PollOverlap = 15 * time.Second
+
+// Run polls db every interval until ctx ends, applying new entries and
+// pruning old ones. A failed poll is logged and retried on the next tick,
+// from the same point, so nothing is missed while the database is away.
+func (rv *Revocations) Run(ctx context.Context, db *store.DB, interval time.Duration, log *slog.Logger, now func() time.Time) {
+	since := now().Add(-PollOverlap)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := now()
+		list, err := db.RevocationsSince(ctx, since, start)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("revocation poll failed", "err", err)
+			}
+			continue
+		}
+		for _, r := range list {
+			rv.Add(r)
+		}
+		since = start.Add(-PollOverlap)
+		rv.prune(start.Unix())
+	}
+}
+
+func userSubject(id int64) string { return strconv.FormatInt(id, 10) }

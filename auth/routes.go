@@ -1,0 +1,76 @@
+package auth
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"oauth2-api/httpx"
+	"oauth2-api/metrics"
+	"oauth2-api/ratelimit"
+	"oauth2-api/store"
+)
+
+// Deps is everything the handlers may use. AddRoutes hands each handler only
+// the parts it needs, so a handler's signature is its authority.
+type Deps struct {
+	Log       *slog.Logger
+	DB        *store.DB
+	Tokens    *Tokens
+	Passwords *Passwords
+	Throttle  Throttle
+	Metrics   *Metrics
+	HTTP      *httpx.Metrics
+	Registry  *metrics.Registry
+	API       *ratelimit.Limiter // RATE_LIMIT_REQUESTS per RATE_LIMIT_WINDOW, per client IP
+	Creds     *ratelimit.Limiter // LOGIN_RATE_LIMIT / LOGIN_RATE_BURST, per client IP
+	Now       func() time.Time
+	Version   string
+	Started   time.Time
+
+	EnableRegistration bool
+}
+
+// AddRoutes registers every endpoint on mux. This is the list of every way
+// into the server.
+func AddRoutes(mux *http.ServeMux, d Deps) {
+	log, db, ts, now := d.Log, d.DB, d.Tokens, d.Now
+	api := func(h http.Handler) http.Handler { return httpx.RateLimit(d.API, d.HTTP, now, h) }
+	creds := func(h http.Handler) http.Handler { return httpx.RateLimit(d.Creds, d.HTTP, now, h) }
+
+	// Operations.
+	mux.Handle("GET /health", handleHealth(db, d.Version, d.Started, now))
+	mux.Handle("GET /metrics", d.Registry.Handler())
+
+	// First-party REST API (API.md).
+	mux.Handle("POST /api/v1/auth/register", creds(handleRegister(log, db, d.Passwords, d.EnableRegistration, now)))
+	mux.Handle("POST /api/v1/auth/login", creds(handleLogin(log, db, ts, d.Passwords, d.Throttle, d.Metrics, now)))
+	mux.Handle("POST /api/v1/auth/refresh", api(handleRefresh(log, db, ts, d.Metrics, now)))
+	mux.Handle("POST /api/v1/auth/logout", api(handleLogout(log, db, ts, now)))
+	mux.Handle("GET /api/v1/profile", api(handleProfileGet(log, db, ts, now)))
+	mux.Handle("PATCH /api/v1/profile", api(handleProfilePatch(log, db, ts, now)))
+	mux.Handle("POST /api/v1/profile/password", creds(handlePasswordChange(log, db, ts, d.Passwords, d.Throttle, d.Metrics, now)))
+	mux.Handle("GET /api/v1/users", api(handleUserList(log, db, ts, now)))
+	mux.Handle("PATCH /api/v1/users/{id}", api(handleUserPatch(log, db, ts, now)))
+	mux.Handle("DELETE /api/v1/users/{id}", api(handleUserDelete(log, db, ts, now)))
+
+	// Anything else under /api/ is a JSON 404, not the mux's text one.
+	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteError(w, r, log, httpx.Errorf(http.StatusNotFound, "not_found", "no such endpoint"))
+	}))
+}
+
+// handleHealth serves GET /health: 200 when the database answers, else 503.
+func handleHealth(db *store.DB, version string, started time.Time, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpx.NoStore(w)
+		if err := db.Ping(r.Context()); err != nil {
+			httpx.JSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "database": "disconnected"})
+			return
+		}
+		httpx.JSON(w, http.StatusOK, map[string]string{
+			"status": "healthy", "database": "connected", "version": version,
+			"uptime": now().Sub(started).Round(time.Second).String(),
+		})
+	})
+}

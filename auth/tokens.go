@@ -1,0 +1,173 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// RESTClientID is the client_id claim of tokens issued by the first-party
+// REST API (/api/v1/auth/login). Registered clients get random ids, so it
+// cannot collide with one. Only tokens with this client_id may call /api/v1:
+// a token a user granted to some OAuth client cannot change their password.
+const RESTClientID = "oauth2-api"
+
+// Tokens mints and checks access and refresh tokens. It is the one place
+// that knows the token lifetimes, the signing key and the revocation list.
+type Tokens struct {
+	Issuer     string // ISSUER: "iss" and "aud" of access tokens
+	AccessTTL  time.Duration
+	RefreshTTL time.Duration
+	Signer     *token.Signer   // signs access and ID tokens
+	Verifier   *token.Verifier // every configured key, current and previous
+	Revoked    *Revocations
+}
+
+// Access mints an access token (RFC 9068) and returns it with its claims.
+func (ts *Tokens) Access(sub, clientID, scope, sessionID string, authTime, now time.Time) (string, *token.Claims, error) {
+	c := &token.Claims{
+		Issuer: ts.Issuer, Subject: sub, Audience: ts.Issuer,
+		IssuedAt: now.Unix(), Expiry: now.Add(ts.AccessTTL).Unix(),
+		ID: token.NewID(), ClientID: clientID, Scope: scope, SessionID: sessionID,
+	}
+	if !authTime.IsZero() {
+		c.AuthTime = authTime.Unix()
+	}
+	raw, err := ts.Signer.Sign(token.TypeAccess, c)
+	return raw, c, err
+}
+
+// ErrRevoked means a well-formed, unexpired access token has been revoked.
+var ErrRevoked = fmt.Errorf("%w: revoked", token.ErrInvalid)
+
+// Verify parses an access token and checks it against the revocation list.
+// Every failure wraps token.ErrInvalid.
+func (ts *Tokens) Verify(raw string, now time.Time) (*token.Claims, error) {
+	c, err := ts.Verifier.Parse(raw, token.Expect{Type: token.TypeAccess, Issuer: ts.Issuer, Audience: ts.Issuer}, now)
+	if err != nil {
+		return nil, err
+	}
+	if ts.Revoked.Revoked(c) {
+		return nil, ErrRevoked
+	}
+	return c, nil
+}
+
+// RevokeAccess revokes one access token on every instance: at once here,
+// through the database elsewhere.
+func (ts *Tokens) RevokeAccess(ctx context.Context, db *store.DB, c *token.Claims, now time.Time) error {
+	r := store.Revocation{Kind: store.RevokeJTI, Subject: c.ID, ExpiresAt: c.Expiry}
+	ts.Revoked.Add(r)
+	return db.Revoke(ctx, r, now)
+}
+
+// Pair is a token response (RFC 6749 §5.1; API.md's token pair).
+type Pair struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
+}
+
+// StartSession mints an access token and the first refresh token of a new
+// family for a user.
+func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, userID int64, clientID, scope string, authTime, now time.Time) (*Pair, *token.Claims, error) {
+	f := store.Family{ID: token.NewID(), UserID: userID, ClientID: clientID, Scope: scope, AuthTime: authTime}
+	access, claims, err := ts.Access(userSubject(userID), clientID, scope, sidFor(clientID, f.ID), authTime, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	refresh := token.NewOpaque()
+	if err := db.CreateFamily(ctx, f, token.Hash(refresh), now.Add(ts.RefreshTTL), now); err != nil {
+		return nil, nil, err
+	}
+	return ts.pair(access, refresh, scope), claims, nil
+}
+
+// sidFor puts the family id in first-party tokens only, so that logout and a
+// password change know the session they came from. OAuth clients' tokens do
+// not carry it.
+func sidFor(clientID, familyID string) string {
+	if clientID == RESTClientID {
+		return familyID
+	}
+	return ""
+}
+
+func (ts *Tokens) pair(access, refresh, scope string) *Pair {
+	return &Pair{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(ts.AccessTTL / time.Second), RefreshToken: refresh, Scope: scope}
+}
+
+// Refresh failures.
+var (
+	ErrRefreshInvalid = errors.New("refresh token unknown, expired or revoked")
+	ErrRefreshReused  = errors.New("refresh token reused: family revoked")
+	ErrRefreshClient  = errors.New("refresh token issued to another client")
+	ErrRefreshScope   = errors.New("requested scope exceeds the granted scope")
+)
+
+// Rotate spends refresh and returns a new pair in the same family, for the
+// client clientID. scope, if not empty, narrows the token's scope (RFC 6749
+// §6: never widens). A spent token revokes its family (RFC 9700 §4.14.2);
+// a token of another client, or of a user who was deleted or deactivated,
+// is refused without being spent.
+func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, scope string, now time.Time) (*Pair, *store.RefreshToken, error) {
+	if len(refresh) != token.OpaqueLen {
+		return nil, nil, ErrRefreshInvalid
+	}
+	h := token.Hash(refresh)
+	old, err := db.RefreshTokenByHash(ctx, h, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, ErrRefreshInvalid
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if old.Family.ClientID != clientID {
+		return nil, nil, ErrRefreshClient
+	}
+	if old.Used {
+		if err := db.RevokeFamily(ctx, old.Family.ID, now); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, ErrRefreshReused
+	}
+	if old.Family.Revoked {
+		return nil, nil, ErrRefreshInvalid
+	}
+	newScope := old.Scope
+	if scope != "" {
+		if !scopeSubset(scope, old.Scope) {
+			return nil, nil, ErrRefreshScope
+		}
+		newScope = normalizeScope(scope)
+	}
+	u, err := db.UserByID(ctx, old.Family.UserID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
+		return nil, nil, ErrRefreshInvalid
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	next := token.NewOpaque()
+	err = db.RotateRefresh(ctx, h, token.Hash(next), newScope, now.Add(ts.RefreshTTL), now)
+	switch {
+	case errors.Is(err, store.ErrReused):
+		return nil, nil, ErrRefreshReused
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil, ErrRefreshInvalid
+	case err != nil:
+		return nil, nil, err
+	}
+	access, _, err := ts.Access(userSubject(u.ID), clientID, newScope, sidFor(clientID, old.Family.ID), old.Family.AuthTime, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ts.pair(access, next, newScope), old, nil
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"oauth2-api/httpx"
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// config is the server's configuration, read from the environment as
+// API.md lists it. Secrets are token.Secret, which never prints.
+type config struct {
+	Port                int
+	DatabaseURL         string
+	SigningKey          string
+	SigningKeysPrevious []string
+	JWTSecret           token.Secret
+	JWTSecretPrevious   token.Secret
+	Release             bool
+	Issuer              string
+	CORSOrigins         []string
+	TrustedProxies      []netip.Prefix
+	LogLevel            slog.Level
+	LogFormat           string
+	EnableRegistration  bool
+	EnablePasswordReset bool
+	AccessTTL           time.Duration
+	RefreshTTL          time.Duration
+	RateLimitRequests   int
+	RateLimitWindow     time.Duration
+	LoginRate           rate.Limit
+	LoginBurst          int
+	LoginMaxFailures    int
+	LoginLockout        time.Duration
+	SMTPHost            string
+	SMTPPort            int
+	SMTPUsername        string
+	SMTPPassword        token.Secret
+	SMTPFrom            string
+	PasswordResetTTL    time.Duration
+	PasswordResetURL    string
+	DBMaxOpenConns      int
+	DBMaxIdleConns      int
+	DBConnMaxLifetime   time.Duration
+}
+
+// minSecret is the shortest JWT_SECRET release mode accepts (HS256 wants a
+// key as long as its output, RFC 7518 §3.2).
+const minSecret = 32
+
+// loadConfig reads and validates the configuration. It returns an error
+// naming the first bad variable, and never echoes a secret's value.
+func loadConfig(getenv func(string) string) (*config, error) {
+	c := &config{}
+	var err error
+	env := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	fail := func(name, format string, args ...any) error {
+		return fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
+	}
+	posInt := func(name, def string, lo, hi int) (int, error) {
+		n, err := strconv.Atoi(env(name, def))
+		if err != nil || n < lo || n > hi {
+			return 0, fail(name, "want a whole number from %d to %d", lo, hi)
+		}
+		return n, nil
+	}
+	dur := func(name, def string, lo, hi time.Duration) (time.Duration, error) {
+		d, err := time.ParseDuration(env(name, def))
+		if err != nil || d < lo || d > hi {
+			return 0, fail(name, "want a duration such as 15m, from %v to %v", lo, hi)
+		}
+		return d, nil
+	}
+	boolean := func(name, def string) (bool, error) {
+		b, err := strconv.ParseBool(env(name, def))
+		if err != nil {
+			return false, fail(name, "want true or false")
+		}
+		return b, nil
+	}
+
+	if c.Port, err = posInt("PORT", "8080", 1, 65535); err != nil {
+		return nil, err
+	}
+	switch mode := env("APP_MODE", env("GIN_MODE", "debug")); mode {
+	case "debug", "test":
+	case "release":
+		c.Release = true
+	default:
+		return nil, fail("APP_MODE", "want debug or release, got %q", clip(mode))
+	}
+	c.DatabaseURL = env("DATABASE_URL", "oauth.db")
+	if _, _, err := store.ParseURL(c.DatabaseURL); err != nil {
+		return nil, fail("DATABASE_URL", "%v", err)
+	}
+	c.SigningKey = env("SIGNING_KEY", "")
+	for _, p := range strings.Split(env("SIGNING_KEYS_PREVIOUS", ""), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.SigningKeysPrevious = append(c.SigningKeysPrevious, p)
+		}
+	}
+	// Secrets are taken as the raw bytes of the string, untrimmed.
+	c.JWTSecret = token.Secret(getenv("JWT_SECRET"))
+	c.JWTSecretPrevious = token.Secret(getenv("JWT_SECRET_PREVIOUS"))
+	if c.Release && len(c.JWTSecret) < minSecret {
+		return nil, fail("JWT_SECRET", "need at least %d bytes in release mode, got %d", minSecret, len(c.JWTSecret))
+	}
+	if c.JWTSecretPrevious != "" && len(c.JWTSecretPrevious) < minSecret && c.Release {
+		return nil, fail("JWT_SECRET_PREVIOUS", "need at least %d bytes in release mode, got %d", minSecret, len(c.JWTSecretPrevious))
+	}
+	if c.JWTSecretPrevious != "" && c.JWTSecretPrevious == c.JWTSecret {
+		return nil, fail("JWT_SECRET_PREVIOUS", "equals JWT_SECRET")
+	}
+	c.Issuer = env("ISSUER", "http://localhost:"+strconv.Itoa(c.Port))
+	if err := checkIssuer(c.Issuer, c.Release); err != nil {
+		return nil, fail("ISSUER", "%v", err)
+	}
+	for _, o := range strings.Split(env("CORS_ORIGINS", ""), ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || o == "*" {
+			return nil, fail("CORS_ORIGINS", "want exact origins such as https://app.example.com, got %q", clip(o))
+		}
+		c.CORSOrigins = append(c.CORSOrigins, o)
+	}
+	if c.TrustedProxies, err = httpx.ParsePrefixes(env("TRUSTED_PROXIES", "")); err != nil {
+		return nil, fail("TRUSTED_PROXIES", "want comma-separated CIDRs: %v", err)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL", "info"))); err != nil {
+		return nil, fail("LOG_LEVEL", "want debug, info, warn or error")
+	}
+	if c.LogFormat = env("LOG_FORMAT", "json"); c.LogFormat != "json" && c.LogFormat != "text" {
+		return nil, fail("LOG_FORMAT", "want json or text")
+	}
+	if c.EnableRegistration, err = boolean("ENABLE_REGISTRATION", "true"); err != nil {
+		return nil, err
+	}
+	if c.EnablePasswordReset, err = boolean("ENABLE_PASSWORD_RESET", "false"); err != nil {
+		return nil, err
+	}
+	hours, err := posInt("TOKEN_EXPIRY_HOURS", "1", 1, 24*365)
+	if err != nil {
+		return nil, err
+	}
+	c.AccessTTL = time.Duration(hours) * time.Hour
+	if getenv("ACCESS_TOKEN_TTL") != "" {
+		if c.AccessTTL, err = dur("ACCESS_TOKEN_TTL", "", 30*time.Second, 24*time.Hour); err != nil {
+			return nil, err
+		}
+	}
+	days, err := posInt("REFRESH_TOKEN_EXPIRY_DAYS", "30", 1, 3650)
+	if err != nil {
+		return nil, err
+	}
+	c.RefreshTTL = time.Duration(days) * 24 * time.Hour
+	if c.RateLimitRequests, err = posInt("RATE_LIMIT_REQUESTS", "100", 1, 1<<30); err != nil {
+		return nil, err
+	}
+	secs, err := posInt("RATE_LIMIT_WINDOW", "3600", 1, 30*86400)
+	if err != nil {
+		return nil, err
+	}
+	c.RateLimitWindow = time.Duration(secs) * time.Second
+	if c.LoginRate, err = parseRate(env("LOGIN_RATE_LIMIT", "5/m")); err != nil {
+		return nil, fail("LOGIN_RATE_LIMIT", "%v", err)
+	}
+	if c.LoginBurst, err = posInt("LOGIN_RATE_BURST", "10", 1, 1<<30); err != nil {
+		return nil, err
+	}
+	if c.LoginMaxFailures, err = posInt("LOGIN_MAX_FAILURES", "5", 1, 1<<20); err != nil {
+		return nil, err
+	}
+	if c.LoginLockout, err = dur("LOGIN_LOCKOUT", "15m", time.Second, 7*24*time.Hour); err != nil {
+		return nil, err
+	}
+	c.SMTPHost = env("SMTP_HOST", "")
+	if c.SMTPPort, err = posInt("SMTP_PORT", "587", 1, 65535); err != nil {
+		return nil, err
+	}
+	c.SMTPUsername = env("SMTP_USERNAME", "")
+	c.SMTPPassword = token.Secret(getenv("SMTP_PASSWORD"))
+	c.SMTPFrom = env("SMTP_FROM", "")
+	if c.PasswordResetTTL, err = dur("PASSWORD_RESET_TTL", "1h", time.Minute, 24*time.Hour); err != nil {
+		return nil, err
+	}
+	c.PasswordResetURL = env("PASSWORD_RESET_URL", strings.TrimSuffix(c.Issuer, "/")+"/password/reset")
+	if u, err := url.Parse(c.PasswordResetURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+		return nil, fail("PASSWORD_RESET_URL", "want an absolute http(s) URL without a fragment")
+	}
+	if c.EnablePasswordReset {
+		if c.SMTPHost == "" {
+			return nil, fail("SMTP_HOST", "required when ENABLE_PASSWORD_RESET is true")
+		}
+		if c.SMTPFrom == "" {
+			return nil, fail("SMTP_FROM", "required when ENABLE_PASSWORD_RESET is true")
+		}
+	}
+	if c.DBMaxOpenConns, err = posInt("DB_MAX_OPEN_CONNS", "100", 1, 10000); err != nil {
+		return nil, err
+	}
+	if c.DBMaxIdleConns, err = posInt("DB_MAX_IDLE_CONNS", "10", 0, 10000); err != nil {
+		return nil, err
+	}
+	if c.DBConnMaxLifetime, err = dur("DB_CONN_MAX_LIFETIME", "1h", 0, 30*24*time.Hour); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkIssuer: an absolute URL without query or fragment (RFC 8414 §2),
+// https in release mode.
+func checkIssuer(s string, release bool) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Host == "" || !u.IsAbs():
+		return errors.New("want an absolute URL such as https://auth.example.com")
+	case u.Scheme != "https" && (release || u.Scheme != "http"):
+		return errors.New("must be https in release mode")
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "#"):
+		return errors.New("must have no query or fragment")
+	case u.User != nil:
+		return errors.New("must not hold user information")
+	}
+	return nil
+}
+
+// parseRate reads "N/s", "N/m" or "N/h".
+func parseRate(s string) (rate.Limit, error) {
+	n, unit, ok := strings.Cut(s, "/")
+	v, err := strconv.ParseFloat(n, 64)
+	if !ok || err != nil || v <= 0 || v > 1e9 {
+		return 0, fmt.Errorf("want N/s, N/m or N/h, got %q", clip(s))
+	}
+	switch unit {
+	case "s":
+		return rate.Limit(v), nil
+	case "m":
+		return rate.Limit(v / 60), nil
+	case "h":
+		return rate.Limit(v / 3600), nil
+	}
+	return 0, fmt.Errorf("want N/s, N/m or N/h, got %q", clip(s))
+}
+
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}

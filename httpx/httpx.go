@@ -1,0 +1,142 @@
+// Package httpx holds the HTTP plumbing every handler shares: JSON decoding
+// and encoding with limits, the error shape of the REST API, the client IP
+// behind trusted proxies, and the middleware chain (recovery, request id,
+// access log and metrics, security headers, CORS, body limit, rate limits).
+package httpx
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxBody is the largest request body accepted (API.md: 413 above it).
+const MaxBody = 1 << 20
+
+// Error is an error a client may see: the REST API answers it as
+// {"error": Code, "message": Message} with Status.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	// RetryAfter, when positive, is sent as Retry-After in whole seconds.
+	RetryAfter time.Duration
+	// Authenticate, when set, is sent as WWW-Authenticate (RFC 6750 §3).
+	Authenticate string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+
+// Errorf returns an *Error.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// JSON writes v as the JSON body with status.
+func JSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // only for values a handler built wrongly
+		status, b = http.StatusInternalServerError, []byte(`{"error":"server_error","message":"internal error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// NoStore marks a response as holding credentials (RFC 6749 §5.1).
+func NoStore(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+}
+
+// WriteError writes err. An *Error is answered as it says; anything else is
+// logged with the request id and answered 500 with no detail.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		log.ErrorContext(r.Context(), "internal error", "request_id", InfoFrom(r).ID, "err", err)
+		e = &Error{Status: http.StatusInternalServerError, Code: "server_error", Message: "internal error"}
+	}
+	SetErrorHeaders(w, e)
+	JSON(w, e.Status, map[string]string{"error": e.Code, "message": e.Message})
+}
+
+// SetErrorHeaders sets Retry-After and WWW-Authenticate as e asks.
+func SetErrorHeaders(w http.ResponseWriter, e *Error) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+	if e.Authenticate != "" {
+		w.Header().Set("WWW-Authenticate", e.Authenticate)
+	}
+}
+
+// DecodeJSON reads r's body into dst. It answers, as an *Error: 415 unless the
+// Content-Type is application/json, 413 over MaxBody, 400 for invalid UTF-8,
+// malformed JSON, a wrong type, an unknown field, or anything after the value.
+func DecodeJSON(r *http.Request, dst any) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) || len(body) > MaxBody {
+		return Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body is larger than %d bytes", MaxBody)
+	}
+	if err != nil {
+		return Errorf(http.StatusBadRequest, "invalid_request", "could not read the request body")
+	}
+	return UnmarshalStrict(body, dst)
+}
+
+// UnmarshalStrict decodes one JSON value from body into dst, refusing invalid
+// UTF-8 (encoding/json would silently replace it), unknown fields and
+// trailing data. Failures are 400 *Errors whose message names no input.
+func UnmarshalStrict(body []byte, dst any) error {
+	if !utf8.Valid(body) {
+		return Errorf(http.StatusBadRequest, "invalid_json", "request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			return Errorf(http.StatusBadRequest, "invalid_json", "request body is empty")
+		case errors.As(err, &syn):
+			return Errorf(http.StatusBadRequest, "invalid_json", "malformed JSON at byte %d", syn.Offset)
+		case errors.As(err, &typ):
+			return Errorf(http.StatusBadRequest, "invalid_json", "field %q has the wrong type", clip(typ.Field))
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return Errorf(http.StatusBadRequest, "invalid_json", "unknown field %s", clip(strings.TrimPrefix(err.Error(), "json: unknown field ")))
+		default:
+			return Errorf(http.StatusBadRequest, "invalid_json", "malformed JSON")
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Errorf(http.StatusBadRequest, "invalid_json", "unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// clip shortens s so an error message never echoes much of the input.
+func clip(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strings.ToValidUTF8(s, "")
+}

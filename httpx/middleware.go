@@ -1,0 +1,360 @@
+package httpx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"oauth2-api/metrics"
+	"oauth2-api/ratelimit"
+)
+
+// Info is what the access log line says about a request. Observe puts it in
+// the request's context; handlers may fill in UserID and ClientID.
+type Info struct {
+	ID       string
+	ClientIP netip.Addr
+	UserID   string
+	ClientID string
+}
+
+type infoKey struct{}
+
+// InfoFrom returns the request's Info (an empty one outside Observe).
+func InfoFrom(r *http.Request) *Info {
+	if i, ok := r.Context().Value(infoKey{}).(*Info); ok {
+		return i
+	}
+	return &Info{}
+}
+
+// Metrics are the HTTP series of API.md.
+type Metrics struct {
+	Requests    *metrics.CounterVec   // oauth2_http_requests_total{method,endpoint,status}
+	Duration    *metrics.HistogramVec // oauth2_http_request_duration_seconds{method,endpoint}
+	RateLimited *metrics.Counter      // oauth2_rate_limited_total
+}
+
+// NewMetrics registers the HTTP series in reg.
+func NewMetrics(reg *metrics.Registry) *Metrics {
+	return &Metrics{
+		Requests:    reg.CounterVec("oauth2_http_requests_total", "HTTP requests by method, route pattern and status.", "method", "endpoint", "status"),
+		Duration:    reg.HistogramVec("oauth2_http_request_duration_seconds", "HTTP request latency by method and route pattern.", metrics.DefaultBuckets(), "method", "endpoint"),
+		RateLimited: reg.Counter("oauth2_rate_limited_total", "Requests refused with 429 by a per-IP rate limit."),
+	}
+}
+
+// recorder captures the status and size of a response.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	info   Info
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// requestIDs makes request ids: a random per-process prefix and a counter,
+// unique without a random read per request.
+type requestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	var b [6]byte
+	rand.Read(b[:])
+	return &requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+func (g *requestIDs) next() string {
+	return g.prefix + strconv.FormatUint(g.n.Add(1), 36)
+}
+
+// Observe is the outermost middleware. It gives the request an id (echoed in
+// X-Request-ID), resolves its client IP, and when the handler returns writes
+// one access log line and the request metrics. The endpoint label is the
+// ServeMux pattern's path (the raw path never becomes a label). Middleware
+// between Observe and the ServeMux must pass the request on unchanged, since
+// the mux records the matched pattern in it.
+func Observe(log *slog.Logger, m *Metrics, ips IPResolver, now func() time.Time, next http.Handler) http.Handler {
+	ids := newRequestIDs()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := now()
+		rec := &recorder{ResponseWriter: w}
+		rec.info.ID = ids.next()
+		rec.info.ClientIP = ips.ClientIP(r)
+		w.Header().Set("X-Request-ID", rec.info.ID)
+		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, &rec.info))
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		d := now().Sub(start)
+		route := routeOf(r.Pattern)
+		method := methodLabel(r.Method)
+		m.Requests.With(method, route, statusLabel(rec.status)).Inc()
+		m.Duration.With(method, route).Observe(d.Seconds())
+		attrs := []slog.Attr{
+			slog.String("request_id", rec.info.ID),
+			slog.String("method", r.Method),
+			slog.String("route", route),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+			slog.Int64("bytes", rec.bytes),
+			slog.String("client_ip", rec.info.ClientIP.String()),
+			slog.String("user_agent", r.UserAgent()),
+		}
+		if rec.info.UserID != "" {
+			attrs = append(attrs, slog.String("user_id", rec.info.UserID))
+		}
+		if rec.info.ClientID != "" {
+			attrs = append(attrs, slog.String("client_id", rec.info.ClientID))
+		}
+		log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	})
+}
+
+// routeOf turns a ServeMux pattern ("GET /api/v1/users/{id}") into the
+// endpoint label ("/api/v1/users/{id}").
+func routeOf(pattern string) string {
+	if pattern == "" {
+		return "unmatched"
+	}
+	if _, p, ok := strings.Cut(pattern, " "); ok {
+		pattern = p
+	}
+	if i := strings.IndexByte(pattern, '/'); i > 0 { // drop a host
+		pattern = pattern[i:]
+	}
+	return pattern
+}
+
+var knownMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// methodLabel keeps the method label to a fixed set: a client may send any token.
+func methodLabel(m string) string {
+	if slices.Contains(knownMethods, m) {
+		return m
+	}
+	return "OTHER"
+}
+
+var statusLabels = func() (s [600]string) {
+	for i := range s {
+		s[i] = strconv.Itoa(i)
+	}
+	return s
+}()
+
+func statusLabel(code int) string {
+	if code >= 0 && code < len(statusLabels) {
+		return statusLabels[code]
+	}
+	return "other"
+}
+
+// Recover turns a panic in a handler into a logged error and a 500 answer
+// with no detail. http.ErrAbortHandler is re-raised, as net/http expects.
+func Recover(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			log.ErrorContext(r.Context(), "panic", "request_id", InfoFrom(r).ID, "err", v, "stack", string(debug.Stack()))
+			if rec, ok := w.(*recorder); !ok || rec.status == 0 {
+				JSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error", "message": "internal error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// SecureHeaders sets the headers every response carries. The default
+// Content-Security-Policy forbids everything; HTML pages set their own.
+func SecureHeaders(release bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		if release {
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// CORS allows cross-origin requests from exactly the listed origins. Bearer
+// tokens travel in a header, so credentials (cookies) are never allowed.
+// Preflight requests are answered here, before routing.
+func CORS(origins []string, next http.Handler) http.Handler {
+	if len(origins) == 0 {
+		return next
+	}
+	allowed := make(map[string]bool, len(origins))
+	for _, o := range origins {
+		allowed[o] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		ok := origin != "" && allowed[origin]
+		if ok {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate, X-Request-ID")
+		}
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			if !ok {
+				JSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "origin not allowed"})
+				return
+			}
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// LimitBody caps every request body at MaxBody bytes. It replaces r.Body in
+// place (see Observe for why the request itself is not copied).
+func LimitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxBody {
+			WriteError(w, r, nil, Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body is larger than %d bytes", MaxBody))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// RateLimit answers 429 with Retry-After when the client IP's bucket in l is
+// empty.
+func RateLimit(l *ratelimit.Limiter, m *Metrics, now func() time.Time, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ok, wait := l.Allow(InfoFrom(r).ClientIP, now()); !ok {
+			m.RateLimited.Inc()
+			WriteError(w, r, nil, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+				Message: "too many requests; retry later", RetryAfter: wait})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// IPResolver finds a request's client address. Forwarding headers are
+// believed only from peers inside the trusted prefixes (TRUSTED_PROXIES);
+// otherwise the socket's address is the client, so a client cannot choose
+// the address its rate limit and its log lines are keyed by.
+type IPResolver struct {
+	Trusted []netip.Prefix
+}
+
+func (p IPResolver) trusted(a netip.Addr) bool {
+	for _, t := range p.Trusted {
+		if t.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientIP returns the client address of r. From a trusted peer it walks
+// X-Forwarded-For from the right, skipping trusted proxies, and returns the
+// first address that is not one (or X-Real-IP when there is no
+// X-Forwarded-For). A malformed entry stops the walk at the last good hop.
+func (p IPResolver) ClientIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	addr := ap.Addr().Unmap()
+	if len(p.Trusted) == 0 || !p.trusted(addr) {
+		return addr
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 {
+		if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-IP"))); err == nil {
+			return a.Unmap()
+		}
+		return addr
+	}
+	for i := len(xff) - 1; i >= 0; i-- {
+		hops := strings.Split(xff[i], ",")
+		for j := len(hops) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(hops[j]))
+			if err != nil {
+				return addr
+			}
+			addr = a.Unmap()
+			if !p.trusted(addr) {
+				return addr
+			}
+		}
+	}
+	return addr
+}
+
+// ParsePrefixes reads a comma-separated list of CIDRs or single addresses.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}

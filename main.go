@@ -1,0 +1,413 @@
+// Command oauth2-api is a small OAuth 2.0 authorization server with a
+// first-party REST API. See README.md and API.md for its outside.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"oauth2-api/auth"
+	"oauth2-api/httpx"
+	"oauth2-api/metrics"
+	"oauth2-api/ratelimit"
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "oauth2-api:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// usageError is a bad flag or bad input: exit status 2.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `usage: oauth2-api [command]
+
+commands:
+  serve                      run the server (the default)
+  migrate [status]           apply pending migrations, or list them
+  healthcheck                GET /health on 127.0.0.1:$PORT; exit 0 if healthy
+  user create --email E --username U [--role admin]   (password on stdin)
+  client create|list|delete|rotate-secret             manage OAuth clients
+  keys generate [--alg RS256|ES256|EdDSA] --out FILE  write a signing key
+  version                    print the version`
+
+// run is the program: every command reads the same configuration.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "oauth2-api", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	case "serve", "migrate", "healthcheck", "user", "client", "keys":
+	default:
+		return usagef("unknown command %q\n%s", clip(cmd), usage)
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return usageError{err}
+	}
+	switch cmd {
+	case "serve":
+		if len(args) > 0 {
+			return usagef("serve takes no arguments")
+		}
+		return serve(ctx, cfg, stdout, nil)
+	case "migrate":
+		return migrateCmd(ctx, cfg, args, stdout)
+	case "healthcheck":
+		return healthcheck(ctx, cfg)
+	case "user":
+		return userCmd(ctx, cfg, args, stdin, stdout)
+	case "client":
+		return clientCmd(ctx, cfg, args, stdout)
+	case "keys":
+		return keysCmd(args, stdout)
+	}
+	return nil
+}
+
+func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func openStore(ctx context.Context, cfg *config) (*store.DB, error) {
+	return store.Open(ctx, cfg.DatabaseURL, store.Options{
+		MaxOpenConns: cfg.DBMaxOpenConns, MaxIdleConns: cfg.DBMaxIdleConns, ConnMaxLifetime: cfg.DBConnMaxLifetime,
+	})
+}
+
+// serve runs the server until ctx ends, then shuts down gracefully. If ready
+// is not nil it receives the listener's address once the server accepts.
+func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- string) error {
+	started := time.Now()
+	log := newLogger(cfg, stdout)
+	db, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if applied, err := db.Migrate(ctx, time.Now()); err != nil {
+		return err
+	} else if len(applied) > 0 {
+		log.Info("migrations applied", "versions", strings.Join(applied, ","))
+	}
+	ts, err := buildTokens(cfg, db, log)
+	if err != nil {
+		return err
+	}
+	if err := ts.Revoked.Load(ctx, db, time.Now()); err != nil {
+		return err
+	}
+
+	reg := metrics.NewRegistry()
+	reg.AddGoRuntime()
+	httpm := httpx.NewMetrics(reg)
+	authm := auth.NewMetrics(reg)
+	apiLimit := ratelimit.New(rate.Limit(float64(cfg.RateLimitRequests)/cfg.RateLimitWindow.Seconds()), cfg.RateLimitRequests, 100_000)
+	credLimit := ratelimit.New(cfg.LoginRate, cfg.LoginBurst, 100_000)
+	pw := auth.NewPasswords(auth.DefaultArgon2, max(2, runtime.GOMAXPROCS(0)), 10*time.Second)
+
+	mux := http.NewServeMux()
+	auth.AddRoutes(mux, auth.Deps{
+		Log: log, DB: db, Tokens: ts, Passwords: pw,
+		Throttle: auth.Throttle{Max: cfg.LoginMaxFailures, Window: cfg.LoginLockout},
+		Metrics:  authm, HTTP: httpm, Registry: reg, API: apiLimit, Creds: credLimit,
+		Now: time.Now, Version: version, Started: started,
+		EnableRegistration: cfg.EnableRegistration,
+	})
+	ips := httpx.IPResolver{Trusted: cfg.TrustedProxies}
+	var h http.Handler = mux
+	h = httpx.LimitBody(h)
+	h = httpx.CORS(cfg.CORSOrigins, h)
+	h = httpx.SecureHeaders(cfg.Release, h)
+	h = httpx.Recover(log, h)
+	h = httpx.Observe(log, httpm, ips, time.Now, h)
+
+	srv := &http.Server{
+		Addr:              ":" + strconv.Itoa(cfg.Port),
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second, // slowloris: headers must arrive in time
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return err
+	}
+
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	go ts.Revoked.Run(bg, db, 2*time.Second, log, time.Now)
+	go janitor(bg, db, apiLimit, credLimit, cfg.LoginLockout, log)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "version", version,
+		"database", db.Dialect(), "release", cfg.Release)
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// janitor purges expired rows and idle rate-limit buckets every minute.
+func janitor(ctx context.Context, db *store.DB, api, creds *ratelimit.Limiter, loginWindow time.Duration, log *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		api.Sweep(now)
+		creds.Sweep(now)
+		if err := db.Purge(ctx, loginWindow, now); err != nil && ctx.Err() == nil {
+			log.Warn("purge failed", "err", err)
+		}
+	}
+}
+
+// buildTokens loads the keys and makes the token machinery.
+func buildTokens(cfg *config, db *store.DB, log *slog.Logger) (*auth.Tokens, error) {
+	secret := []byte(cfg.JWTSecret.Reveal())
+	if len(secret) == 0 {
+		var err error
+		if secret, err = debugSecret(db, cfg.DatabaseURL, log); err != nil {
+			return nil, err
+		}
+	} else if len(secret) < minSecret {
+		log.Warn("JWT_SECRET is shorter than 32 bytes; release mode would refuse it")
+	}
+	current := token.NewHMACKey(secret)
+	keys := []*token.Key{current}
+	if cfg.JWTSecretPrevious != "" {
+		keys = append(keys, token.NewHMACKey([]byte(cfg.JWTSecretPrevious.Reveal())))
+	}
+	signer, err := token.NewSigner(current)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := token.NewVerifier(keys...)
+	if err != nil {
+		return nil, err
+	}
+	return &auth.Tokens{
+		Issuer: cfg.Issuer, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL,
+		Signer: signer, Verifier: verifier, Revoked: auth.NewRevocations(nil),
+	}, nil
+}
+
+// debugSecret returns the HMAC key of debug mode when JWT_SECRET is unset:
+// generated once and kept next to the SQLite file with mode 0600, so tokens
+// survive a restart. For PostgreSQL it lives only in memory.
+func debugSecret(db *store.DB, dbURL string, log *slog.Logger) ([]byte, error) {
+	if db.Dialect() != store.SQLite {
+		log.Warn("JWT_SECRET unset: using a random key for this process only (debug mode)")
+		return randomHex(32), nil
+	}
+	_, path, _ := store.ParseURL(dbURL)
+	file := filepath.Join(filepath.Dir(path), ".oauth2-api-jwt-secret")
+	if b, err := os.ReadFile(file); err == nil {
+		if s := strings.TrimSpace(string(b)); len(s) >= minSecret {
+			log.Warn("JWT_SECRET unset: using the debug key stored next to the database", "file", file)
+			return []byte(s), nil
+		}
+		return nil, fmt.Errorf("debug key file %s is too short; delete it or set JWT_SECRET", file)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read debug key: %w", err)
+	}
+	key := randomHex(32)
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("write debug key: %w", err)
+	}
+	if _, err := f.Write(append(key, '\n')); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write debug key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("write debug key: %w", err)
+	}
+	log.Warn("JWT_SECRET unset: generated a debug key and stored it next to the database (set JWT_SECRET in production)", "file", file)
+	return key, nil
+}
+
+func randomHex(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return []byte(hex.EncodeToString(b))
+}
+
+func migrateCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer) error {
+	if len(args) > 1 || (len(args) == 1 && args[0] != "status") {
+		return usagef("usage: oauth2-api migrate [status]")
+	}
+	db, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if len(args) == 1 {
+		list, err := db.Migrations(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range list {
+			state := "pending"
+			if m.Applied {
+				state = "applied " + m.AppliedAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "%s\t%s\n", m.Version, state)
+		}
+		return nil
+	}
+	applied, err := db.Migrate(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "nothing to apply")
+	}
+	for _, v := range applied {
+		fmt.Fprintln(stdout, "applied", v)
+	}
+	return nil
+}
+
+// healthcheck GETs /health on this machine: the distroless HEALTHCHECK has
+// no shell or wget.
+func healthcheck(ctx context.Context, cfg *config) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(cfg.Port)+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func userCmd(ctx context.Context, cfg *config, args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return usagef("usage: oauth2-api user create --email E --username U [--role admin] (password on stdin)")
+	}
+	fs := flag.NewFlagSet("user create", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	email := fs.String("email", "", "email address")
+	username := fs.String("username", "", "username")
+	role := fs.String("role", store.RoleUser, "user or admin")
+	first := fs.String("first-name", "", "first name")
+	last := fs.String("last-name", "", "last name")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usagef("user create: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("user create: unexpected argument %q (the password is read from stdin)", clip(fs.Arg(0)))
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return usagef("user create: read password from stdin: %v", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	db, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx, time.Now()); err != nil {
+		return err
+	}
+	pw := auth.NewPasswords(auth.DefaultArgon2, 1, time.Minute)
+	u, err := auth.Register(ctx, db, pw, *email, *username, password, *first, *last, *role, time.Now())
+	var he *httpx.Error
+	if errors.As(err, &he) {
+		return usagef("user create: %s", he.Message)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "{\"id\":%d,\"email\":%q,\"username\":%q,\"role\":%q}\n", u.ID, u.Email, u.Username, u.Role)
+	return nil
+}
+
+// clientCmd and keysCmd are filled in by the OAuth and signing-key work.
+func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer) error {
+	return usagef("client: not available yet")
+}
+
+func keysCmd(args []string, stdout io.Writer) error {
+	return usagef("keys: not available yet")
+}
