@@ -5,8 +5,16 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -139,11 +147,17 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	} else if len(applied) > 0 {
 		log.Info("migrations applied", "versions", strings.Join(applied, ","))
 	}
-	ts, err := buildTokens(cfg, db, log)
+	clients := auth.NewClients(db, time.Minute, 10_000)
+	ks, err := buildKeys(cfg, db, log, auth.NewRevocations(clients.Forget))
 	if err != nil {
 		return err
 	}
+	ts := ks.tokens
 	if err := ts.Revoked.Load(ctx, db, time.Now()); err != nil {
+		return err
+	}
+	browser, err := auth.NewBrowser(cfg.Release, ks.cookieKey, 12*time.Hour)
+	if err != nil {
 		return err
 	}
 
@@ -155,21 +169,16 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	credLimit := ratelimit.New(cfg.LoginRate, cfg.LoginBurst, 100_000)
 	pw := auth.NewPasswords(auth.DefaultArgon2, max(2, runtime.GOMAXPROCS(0)), 10*time.Second)
 
-	mux := http.NewServeMux()
-	auth.AddRoutes(mux, auth.Deps{
+	h := auth.NewHandler(auth.Deps{
 		Log: log, DB: db, Tokens: ts, Passwords: pw,
 		Throttle: auth.Throttle{Max: cfg.LoginMaxFailures, Window: cfg.LoginLockout},
 		Metrics:  authm, HTTP: httpm, Registry: reg, API: apiLimit, Creds: credLimit,
 		Now: time.Now, Version: version, Started: started,
+		Clients: clients, Browser: browser, IDTokens: ks.idTokens, PublicKeys: ks.public,
 		EnableRegistration: cfg.EnableRegistration,
+		Release:            cfg.Release, CORSOrigins: cfg.CORSOrigins,
+		IPs: httpx.IPResolver{Trusted: cfg.TrustedProxies},
 	})
-	ips := httpx.IPResolver{Trusted: cfg.TrustedProxies}
-	var h http.Handler = mux
-	h = httpx.LimitBody(h)
-	h = httpx.CORS(cfg.CORSOrigins, h)
-	h = httpx.SecureHeaders(cfg.Release, h)
-	h = httpx.Recover(log, h)
-	h = httpx.Observe(log, httpm, ips, time.Now, h)
 
 	srv := &http.Server{
 		Addr:              ":" + strconv.Itoa(cfg.Port),
@@ -232,8 +241,19 @@ func janitor(ctx context.Context, db *store.DB, api, creds *ratelimit.Limiter, l
 	}
 }
 
-// buildTokens loads the keys and makes the token machinery.
-func buildTokens(cfg *config, db *store.DB, log *slog.Logger) (*auth.Tokens, error) {
+// keySet is the loaded key material.
+type keySet struct {
+	tokens    *auth.Tokens
+	idTokens  *token.Signer // nil without SIGNING_KEY
+	public    []*token.Key  // for the JWKS
+	cookieKey []byte        // CSRF tokens of the login and consent forms
+}
+
+// buildKeys loads the keys: the HMAC secret (and its predecessor), and the
+// asymmetric signing key with its predecessors when SIGNING_KEY is set.
+// Access tokens are signed with SIGNING_KEY when there is one, else HS256;
+// every configured key verifies.
+func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocations) (*keySet, error) {
 	secret := []byte(cfg.JWTSecret.Reveal())
 	if len(secret) == 0 {
 		var err error
@@ -243,23 +263,73 @@ func buildTokens(cfg *config, db *store.DB, log *slog.Logger) (*auth.Tokens, err
 	} else if len(secret) < minSecret {
 		log.Warn("JWT_SECRET is shorter than 32 bytes; release mode would refuse it")
 	}
-	current := token.NewHMACKey(secret)
-	keys := []*token.Key{current}
+	hmacKey := token.NewHMACKey(secret)
+	verify := []*token.Key{hmacKey}
 	if cfg.JWTSecretPrevious != "" {
-		keys = append(keys, token.NewHMACKey([]byte(cfg.JWTSecretPrevious.Reveal())))
+		verify = append(verify, token.NewHMACKey([]byte(cfg.JWTSecretPrevious.Reveal())))
 	}
-	signer, err := token.NewSigner(current)
+	ks := &keySet{cookieKey: derive(secret, "oauth2-api cookies")}
+	signWith := hmacKey
+	if cfg.SigningKey != "" {
+		k, err := loadKey("SIGNING_KEY", cfg.SigningKey, cfg.Release)
+		if err != nil {
+			return nil, err
+		}
+		signWith = k
+		ks.public = append(ks.public, k)
+		for _, p := range cfg.SigningKeysPrevious {
+			old, err := loadKey("SIGNING_KEYS_PREVIOUS", p, cfg.Release)
+			if err != nil {
+				return nil, err
+			}
+			ks.public = append(ks.public, old)
+		}
+		verify = append(verify, ks.public...)
+		if ks.idTokens, err = token.NewSigner(k); err != nil {
+			return nil, err
+		}
+	}
+	signer, err := token.NewSigner(signWith)
 	if err != nil {
 		return nil, err
 	}
-	verifier, err := token.NewVerifier(keys...)
+	verifier, err := token.NewVerifier(verify...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("SIGNING_KEYS_PREVIOUS: %w", err)
 	}
-	return &auth.Tokens{
+	ks.tokens = &auth.Tokens{
 		Issuer: cfg.Issuer, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL,
-		Signer: signer, Verifier: verifier, Revoked: auth.NewRevocations(nil),
-	}, nil
+		Signer: signer, Verifier: verifier, Revoked: revs,
+	}
+	return ks, nil
+}
+
+// loadKey reads a PEM private key file. In release mode the file must not
+// be readable by group or others.
+func loadKey(name, path string, release bool) (*token.Key, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if release && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s: %s has mode %04o; want 0600 or narrower in release mode", name, path, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	k, err := token.ParsePrivateKeyPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %v", name, path, err)
+	}
+	return k, nil
+}
+
+// derive returns a key for one purpose from the HMAC secret.
+func derive(secret []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // debugSecret returns the HMAC key of debug mode when JWT_SECRET is unset:
@@ -403,11 +473,156 @@ func userCmd(ctx context.Context, cfg *config, args []string, stdin io.Reader, s
 	return nil
 }
 
-// clientCmd and keysCmd are filled in by the OAuth and signing-key work.
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+const clientUsage = `usage:
+  oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party]
+  oauth2-api client list
+  oauth2-api client delete ID
+  oauth2-api client rotate-secret ID`
+
 func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer) error {
-	return usagef("client: not available yet")
+	if len(args) == 0 {
+		return usagef("%s", clientUsage)
+	}
+	sub, args := args[0], args[1:]
+	var spec auth.ClientSpec
+	switch sub {
+	case "create":
+		fs := flag.NewFlagSet("client create", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.StringVar(&spec.Name, "name", "", "")
+		fs.Var((*stringList)(&spec.RedirectURIs), "redirect-uri", "")
+		fs.Var((*stringList)(&spec.PostLogoutRedirectURIs), "post-logout-redirect-uri", "")
+		fs.Var((*stringList)(&spec.GrantTypes), "grant-type", "")
+		fs.Var((*stringList)(&spec.Scopes), "scope", "")
+		fs.BoolVar(&spec.Public, "public", false, "")
+		fs.BoolVar(&spec.FirstParty, "first-party", false, "")
+		if err := fs.Parse(args); err != nil {
+			return usagef("client create: %v\n%s", err, clientUsage)
+		}
+		if fs.NArg() > 0 {
+			return usagef("client create: unexpected argument %q", clip(fs.Arg(0)))
+		}
+	case "list":
+		if len(args) > 0 {
+			return usagef("%s", clientUsage)
+		}
+	case "delete", "rotate-secret":
+		if len(args) != 1 {
+			return usagef("%s", clientUsage)
+		}
+	default:
+		return usagef("client: unknown command %q\n%s", clip(sub), clientUsage)
+	}
+	db, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx, time.Now()); err != nil {
+		return err
+	}
+	now := time.Now()
+	enc := json.NewEncoder(stdout)
+	switch sub {
+	case "create":
+		c, secret, err := auth.CreateClient(ctx, db, spec, cfg.Release, now)
+		if err != nil {
+			if errors.Is(err, store.ErrUnavailable) {
+				return err
+			}
+			return usagef("client create: %v", err)
+		}
+		return enc.Encode(auth.ClientView(c, secret))
+	case "list":
+		list, err := db.ListClients(ctx)
+		if err != nil {
+			return err
+		}
+		for i := range list {
+			if err := enc.Encode(auth.ClientView(&list[i], "")); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "delete":
+		err := auth.DeleteClient(ctx, db, nil, nil, args[0], cfg.AccessTTL, now)
+		if errors.Is(err, store.ErrNotFound) {
+			return usagef("client delete: no client %q", clip(args[0]))
+		}
+		if err == nil {
+			fmt.Fprintln(stdout, "deleted", args[0])
+		}
+		return err
+	default: // rotate-secret
+		secret, err := auth.RotateClientSecret(ctx, db, nil, nil, args[0], cfg.AccessTTL, now)
+		if errors.Is(err, store.ErrNotFound) {
+			return usagef("client rotate-secret: no confidential client %q", clip(args[0]))
+		}
+		if err != nil {
+			return err
+		}
+		return enc.Encode(map[string]string{"client_id": args[0], "client_secret": secret})
+	}
 }
 
+// keysCmd writes a new PKCS#8 private key for SIGNING_KEY.
 func keysCmd(args []string, stdout io.Writer) error {
-	return usagef("keys: not available yet")
+	const keysUsage = "usage: oauth2-api keys generate [--alg RS256|ES256|EdDSA] --out FILE"
+	if len(args) == 0 || args[0] != "generate" {
+		return usagef("%s", keysUsage)
+	}
+	fs := flag.NewFlagSet("keys generate", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	alg := fs.String("alg", token.RS256, "")
+	out := fs.String("out", "", "")
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 || *out == "" {
+		return usagef("%s", keysUsage)
+	}
+	var priv crypto.Signer
+	var err error
+	switch *alg {
+	case token.RS256:
+		priv, err = rsa.GenerateKey(rand.Reader, 3072)
+	case token.ES256:
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case token.EdDSA:
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		return usagef("keys generate: --alg must be RS256, ES256 or EdDSA")
+	}
+	if err != nil {
+		return err
+	}
+	pemBytes, err := token.MarshalPrivateKeyPEM(priv)
+	if err != nil {
+		return err
+	}
+	k, err := token.ParsePrivateKeyPEM(pemBytes)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return usagef("keys generate: %s exists; refusing to overwrite it", *out)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(pemBytes); err != nil {
+		f.Close()
+		os.Remove(*out)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(*out)
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s key %s to %s\n", k.Alg, k.ID, *out)
+	return nil
 }

@@ -138,6 +138,11 @@ func ParsePHC(s string) (p Argon2Params, salt, key []byte, err error) {
 	if len(s) > 512 {
 		return bad("too long")
 	}
+	// base64 decoders skip '\r' and '\n', even Strict ones: refuse them here,
+	// or a string encodePHC never writes would be accepted.
+	if strings.ContainsAny(s, "\r\n") {
+		return bad("line break")
+	}
 	parts := strings.Split(s, "$")
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != "v="+strconv.Itoa(argon2.Version) {
 		return bad("not argon2id v=19")

@@ -9,6 +9,7 @@ import (
 	"oauth2-api/metrics"
 	"oauth2-api/ratelimit"
 	"oauth2-api/store"
+	"oauth2-api/token"
 )
 
 // Deps is everything the handlers may use. AddRoutes hands each handler only
@@ -28,7 +29,29 @@ type Deps struct {
 	Version   string
 	Started   time.Time
 
+	Clients    *Clients
+	Browser    *Browser
+	IDTokens   *token.Signer // nil without SIGNING_KEY: no OpenID Connect
+	PublicKeys []*token.Key  // published at /.well-known/jwks.json
+
 	EnableRegistration bool
+	Release            bool             // APP_MODE=release: HSTS, Secure cookies
+	CORSOrigins        []string         // CORS_ORIGINS
+	IPs                httpx.IPResolver // TRUSTED_PROXIES
+}
+
+// NewHandler returns the whole server: the routes of AddRoutes wrapped, from
+// the outside in, in Observe (request id, access log, metrics), Recover,
+// SecureHeaders, CORS and LimitBody.
+func NewHandler(d Deps) http.Handler {
+	mux := http.NewServeMux()
+	AddRoutes(mux, d)
+	var h http.Handler = mux
+	h = httpx.LimitBody(h)
+	h = httpx.CORS(d.CORSOrigins, h)
+	h = httpx.SecureHeaders(d.Release, h)
+	h = httpx.Recover(d.Log, h)
+	return httpx.Observe(d.Log, d.HTTP, d.IPs, d.Now, h)
 }
 
 // AddRoutes registers every endpoint on mux. This is the list of every way
@@ -53,6 +76,30 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /api/v1/users", api(handleUserList(log, db, ts, now)))
 	mux.Handle("PATCH /api/v1/users/{id}", api(handleUserPatch(log, db, ts, now)))
 	mux.Handle("DELETE /api/v1/users/{id}", api(handleUserDelete(log, db, ts, now)))
+
+	// Admin client management (the CLI's client commands over REST).
+	mux.Handle("GET /api/v1/clients", api(handleClientList(log, db, ts, now)))
+	mux.Handle("POST /api/v1/clients", api(handleClientCreate(log, db, ts, d.Release, now)))
+	mux.Handle("DELETE /api/v1/clients/{id}", api(handleClientDelete(log, db, ts, d.Clients, now)))
+	mux.Handle("POST /api/v1/clients/{id}/secret", api(handleClientRotate(log, db, ts, d.Clients, now)))
+
+	// OAuth 2.0 and OpenID Connect.
+	o := &OAuth{Log: log, DB: db, Tokens: ts, Clients: d.Clients, Metrics: d.Metrics, Now: now, IDTokens: d.IDTokens}
+	mux.Handle("GET /.well-known/oauth-authorization-server", handleMetadata(o, d.IDTokens != nil))
+	if d.IDTokens != nil {
+		mux.Handle("GET /.well-known/openid-configuration", handleMetadata(o, true))
+	}
+	mux.Handle("GET /.well-known/jwks.json", handleJWKS(d.PublicKeys))
+	mux.Handle("GET /oauth2/authorize", api(handleAuthorize(o, d.Browser, d.Passwords, d.Throttle)))
+	mux.Handle("POST /oauth2/authorize", creds(handleAuthorize(o, d.Browser, d.Passwords, d.Throttle)))
+	mux.Handle("POST /oauth2/token", creds(handleToken(o)))
+	mux.Handle("POST /oauth2/revoke", api(handleRevoke(o)))
+	mux.Handle("POST /oauth2/introspect", api(handleIntrospect(o)))
+	mux.Handle("GET /oauth2/userinfo", api(handleUserinfo(o)))
+	mux.Handle("POST /oauth2/userinfo", api(handleUserinfo(o)))
+	mux.Handle("GET /oauth2/logout", api(handleEndSession(o, d.Browser)))
+	mux.Handle("POST /oauth2/logout", api(handleEndSession(o, d.Browser)))
+	mux.Handle("GET /oauth2/static/style.css", handleStatic(d.Browser))
 
 	// Anything else under /api/ is a JSON 404, not the mux's text one.
 	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

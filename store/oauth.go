@@ -203,14 +203,15 @@ WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), fami
 
 // --- consents ---
 
-// ConsentedScope returns the scopes the user has granted the client ("" if none).
-func (db *DB) ConsentedScope(ctx context.Context, userID int64, clientID string) (scope string, err error) {
+// ConsentedScope returns the scopes the user has granted the client, and
+// whether the user has consented to the client at all.
+func (db *DB) ConsentedScope(ctx context.Context, userID int64, clientID string) (scope string, ok bool, err error) {
 	defer wrap(&err, "consent")
 	err = db.queryRow(ctx, `SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2`, userID, clientID).Scan(&scope)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
+		return "", false, nil
 	}
-	return scope, err
+	return scope, err == nil, err
 }
 
 // SaveConsent records that the user granted the client scope (replacing the

@@ -303,6 +303,12 @@ type Expect struct {
 	Type     string // TypeAccess or TypeID
 	Issuer   string
 	Audience string
+	// AllowExpired skips the exp check, for an id_token_hint at logout
+	// (OpenID Connect RP-Initiated Logout §2: an expired hint is fine).
+	AllowExpired bool
+	// AnyAudience skips the aud check, for the same hint, whose audience
+	// (the client) is what the caller wants to learn.
+	AnyAudience bool
 }
 
 // Parse verifies raw and returns its claims. It returns nil and an error
@@ -360,7 +366,7 @@ func (c *Claims) valid(want Expect, now time.Time) error {
 	switch {
 	case c.Expiry == 0:
 		return fmt.Errorf("%w: no exp", ErrInvalid)
-	case t >= c.Expiry+lee: // RFC 7519 §4.1.4: now must be before exp
+	case t >= c.Expiry+lee && !want.AllowExpired: // RFC 7519 §4.1.4: now must be before exp
 		return fmt.Errorf("%w: expired", ErrInvalid)
 	case c.NotBefore != 0 && t+lee < c.NotBefore:
 		return fmt.Errorf("%w: not yet valid", ErrInvalid)
@@ -368,7 +374,7 @@ func (c *Claims) valid(want Expect, now time.Time) error {
 		return fmt.Errorf("%w: issued in the future", ErrInvalid)
 	case c.Issuer != want.Issuer:
 		return fmt.Errorf("%w: issuer %q", ErrInvalid, c.Issuer)
-	case c.Audience != want.Audience:
+	case c.Audience != want.Audience && !want.AnyAudience:
 		return fmt.Errorf("%w: audience %q", ErrInvalid, c.Audience)
 	case c.Subject == "":
 		return fmt.Errorf("%w: no sub", ErrInvalid)
