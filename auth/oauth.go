@@ -527,19 +527,19 @@ func metadata(o *OAuth, oidc bool) map[string]any {
 	base := strings.TrimSuffix(iss, "/")
 	auth := []string{"client_secret_basic", "client_secret_post", "none"}
 	m := map[string]any{
-		"issuer":                                iss,
-		"authorization_endpoint":                base + "/oauth2/authorize",
-		"token_endpoint":                        base + "/oauth2/token",
-		"revocation_endpoint":                   base + "/oauth2/revoke",
-		"introspection_endpoint":                base + "/oauth2/introspect",
-		"jwks_uri":                              base + "/.well-known/jwks.json",
-		"response_types_supported":              []string{"code"},
-		"response_modes_supported":              []string{"query"},
-		"grant_types_supported":                 supportedGrants,
-		"token_endpoint_auth_methods_supported": auth,
-		"revocation_endpoint_auth_methods_supported":    auth,
-		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"code_challenge_methods_supported":              []string{"S256"},
+		"issuer":                                         iss,
+		"authorization_endpoint":                         base + "/oauth2/authorize",
+		"token_endpoint":                                 base + "/oauth2/token",
+		"revocation_endpoint":                            base + "/oauth2/revoke",
+		"introspection_endpoint":                         base + "/oauth2/introspect",
+		"jwks_uri":                                       base + "/.well-known/jwks.json",
+		"response_types_supported":                       []string{"code"},
+		"response_modes_supported":                       []string{"query"},
+		"grant_types_supported":                          supportedGrants,
+		"token_endpoint_auth_methods_supported":          auth,
+		"revocation_endpoint_auth_methods_supported":     auth,
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
+		"code_challenge_methods_supported":               []string{"S256"},
 		"authorization_response_iss_parameter_supported": true,
 	}
 	if oidc {
