@@ -142,10 +142,10 @@ func parseBasic(h string) (id, secret string, ok bool) {
 	if id, err = url.QueryUnescape(i); err != nil {
 		return "", "", false
 	}
-	if secret, err = url.QueryUnescape(s); err != nil {
+	if secret, err = url.QueryUnescape(s); err != nil || id == "" {
 		return "", "", false
 	}
-	return id, secret, id != ""
+	return id, secret, true
 }
 
 // authenticateClient checks the request's client credentials. A confidential

@@ -1,0 +1,39 @@
+# oauth2-api: make targets. `make run` and `make test` are all a newcomer needs.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+GO ?= go
+TEST_POSTGRES_URL ?=
+FUZZTIME ?= 10s
+
+.PHONY: deps run build test test-short interop fuzz lint bench bench-load docker release clean
+
+deps: ## download modules
+	$(GO) mod download
+	cd interop && $(GO) mod download
+
+run: ## run the server on embedded SQLite (./oauth.db), debug mode
+	$(GO) run .
+
+build: ## static binary ./oauth2-api
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="$(LDFLAGS)" -o oauth2-api .
+
+test: ## unit, handler and store tests (PostgreSQL too when TEST_POSTGRES_URL is set), with the race detector
+	$(GO) test -race -count=1 ./...
+
+interop: build ## interop and browser tests against the real binary (needs chromium for the browser test)
+	cd interop && OAUTH2_API_BIN=$(CURDIR)/oauth2-api $(GO) test -count=1 ./...
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	./scripts/fuzz-all.sh $(FUZZTIME)
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed" && exit 1)
+	$(GO) vet ./...
+	cd interop && $(GO) vet ./...
+
+bench: ## Go micro-benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -f oauth2-api
+	rm -rf dist

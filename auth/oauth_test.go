@@ -1,0 +1,767 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"oauth2-api/token"
+)
+
+// --- helpers -------------------------------------------------------------
+
+func (e *env) newClient(spec ClientSpec) (id, secret string) {
+	e.t.Helper()
+	c, s, err := CreateClient(context.Background(), e.db, spec, false, e.clock.Now())
+	if err != nil {
+		e.t.Fatalf("CreateClient: %v", err)
+	}
+	return c.ID, e.secret(s)
+}
+
+func (e *env) webClient() (id, secret string) {
+	return e.newClient(ClientSpec{Name: "Web App", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read", "write"}})
+}
+
+type pkce struct{ verifier, challenge string }
+
+func newPKCE() pkce {
+	v := token.NewOpaque() + "-._~"
+	sum := sha256.Sum256([]byte(v))
+	return pkce{v, base64.RawURLEncoding.EncodeToString(sum[:])}
+}
+
+// browser keeps cookies between requests, like a person's browser.
+type browser struct {
+	e       *env
+	cookies map[string]string
+}
+
+func (e *env) browser() *browser { return &browser{e: e, cookies: map[string]string{}} }
+
+func (b *browser) do(method, target string, form url.Values) *httptest.ResponseRecorder {
+	b.e.t.Helper()
+	var req *http.Request
+	if form != nil {
+		req = httptest.NewRequest(method, target, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	} else {
+		req = httptest.NewRequest(method, target, nil)
+	}
+	req.RemoteAddr = "192.0.2.7:4444"
+	for k, v := range b.cookies {
+		req.AddCookie(&http.Cookie{Name: k, Value: v})
+	}
+	w := httptest.NewRecorder()
+	b.e.h.ServeHTTP(w, req)
+	for _, c := range w.Result().Cookies() {
+		if c.MaxAge < 0 {
+			delete(b.cookies, c.Name)
+		} else {
+			b.cookies[c.Name] = c.Value
+		}
+	}
+	return w
+}
+
+var hiddenRE = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// formOf returns the hidden fields of the page's form, unescaped.
+func formOf(t testing.TB, page string) url.Values {
+	t.Helper()
+	v := url.Values{}
+	for _, m := range hiddenRE.FindAllStringSubmatch(page, -1) {
+		v.Set(m[1], htmlUnescape(m[2]))
+	}
+	if v.Get("csrf_token") == "" {
+		t.Fatalf("page has no CSRF token:\n%s", page)
+	}
+	return v
+}
+
+func htmlUnescape(s string) string {
+	r := strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">", "&#34;", `"`, "&#39;", "'", "&#43;", "+")
+	return r.Replace(s)
+}
+
+func authorizeURL(clientID string, p pkce, extra ...string) string {
+	v := url.Values{"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {"https://app.example/cb"},
+		"state": {"st-123"}, "code_challenge": {p.challenge}, "code_challenge_method": {"S256"}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		if extra[i+1] == "" {
+			v.Del(extra[i])
+		} else {
+			v.Set(extra[i], extra[i+1])
+		}
+	}
+	return "/oauth2/authorize?" + v.Encode()
+}
+
+// callback checks a redirect to the client and returns its query.
+func callback(t testing.TB, w *httptest.ResponseRecorder, wantStatus int) url.Values {
+	t.Helper()
+	if w.Code != wantStatus {
+		t.Fatalf("status %d; want %d redirect; body %s", w.Code, wantStatus, w.Body.String())
+	}
+	loc, err := url.Parse(w.Header().Get("Location"))
+	if err != nil || loc.Host != "app.example" || loc.Path != "/cb" {
+		t.Fatalf("Location = %q; want the client's redirect URI", w.Header().Get("Location"))
+	}
+	q := loc.Query()
+	if q.Get("iss") != testIssuer {
+		t.Fatalf("redirect has iss %q; want %q (RFC 9207)", q.Get("iss"), testIssuer)
+	}
+	return q
+}
+
+// signIn drives the login (and consent, if shown) pages and returns the code.
+func (b *browser) signIn(authURL, login, password string) string {
+	t := b.e.t
+	t.Helper()
+	w := b.do("GET", authURL, nil)
+	if w.Code == http.StatusFound {
+		return callback(t, w, http.StatusFound).Get("code")
+	}
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="password"`) {
+		t.Fatalf("GET authorize: %d %s", w.Code, w.Body.String())
+	}
+	form := formOf(t, w.Body.String())
+	form.Set("login", login)
+	form.Set("password", password)
+	w = b.do("POST", "/oauth2/authorize", form)
+	if w.Code == http.StatusSeeOther {
+		return callback(t, w, http.StatusSeeOther).Get("code")
+	}
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `value="allow"`) {
+		t.Fatalf("POST login: %d %s", w.Code, w.Body.String())
+	}
+	form = formOf(t, w.Body.String())
+	form.Set("action", "allow")
+	return callback(t, b.do("POST", "/oauth2/authorize", form), http.StatusSeeOther).Get("code")
+}
+
+// token posts a token request with HTTP Basic client authentication.
+func (e *env) token(id, secret string, form url.Values) response {
+	e.t.Helper()
+	return e.formPost("/oauth2/token", id, secret, form)
+}
+
+func (e *env) formPost(path, id, secret string, form url.Values) response {
+	e.t.Helper()
+	h := []string{"Content-Type", "application/x-www-form-urlencoded"}
+	if id != "" {
+		h = append(h, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret))))
+	}
+	return e.request("POST", path, form.Encode(), h...)
+}
+
+func (r response) wantOAuthError(status int, code string) response {
+	r.t.Helper()
+	r.want(status)
+	if got := r.Str("error"); got != code {
+		r.t.Fatalf("error %q; want %q: %s", got, code, r.Body.String())
+	}
+	if r.Header().Get("Cache-Control") != "no-store" || r.Header().Get("Pragma") != "no-cache" {
+		r.t.Fatalf("OAuth error without no-store/no-cache: %v", r.Header())
+	}
+	return r
+}
+
+func codeForm(code string, p pkce) url.Values {
+	return url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {"https://app.example/cb"}, "code_verifier": {p.verifier}}
+}
+
+func (e *env) introspect(id, secret, tok string) map[string]any {
+	e.t.Helper()
+	return e.formPost("/oauth2/introspect", id, secret, url.Values{"token": {tok}}).want(http.StatusOK).JSON()
+}
+
+// --- tests ---------------------------------------------------------------
+
+func TestAuthorizationCodeFlow(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		u := e.createUser("ann@example.com", "ann", "correct horse", "user")
+		id, secret := e.webClient()
+		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}})
+		p := newPKCE()
+		code := e.browser().signIn(authorizeURL(id, p, "scope", "read"), "ann", "correct horse")
+		r := e.token(id, secret, codeForm(e.secret(code), p)).want(http.StatusOK)
+		if r.Header().Get("Cache-Control") != "no-store" || r.Header().Get("Pragma") != "no-cache" {
+			t.Fatalf("token response headers %v", r.Header())
+		}
+		body := r.JSON()
+		at, rt := e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
+		if body["token_type"] != "Bearer" || body["scope"] != "read" || body["expires_in"] != float64(3600) || rt == "" {
+			t.Fatalf("token response %v", body)
+		}
+		c, err := e.deps.Tokens.Verify(at, e.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Subject != userSubject(u.ID) || c.ClientID != id || c.Scope != "read" || c.Audience != testIssuer || c.Issuer != testIssuer || c.AuthTime == 0 {
+			t.Fatalf("claims %+v", c)
+		}
+		in := e.introspect(rs, rsSecret, at)
+		if in["active"] != true || in["sub"] != userSubject(u.ID) || in["client_id"] != id || in["scope"] != "read" {
+			t.Fatalf("introspection %v", in)
+		}
+		// The code is single use: a replay fails and revokes what it issued.
+		e.token(id, secret, codeForm(code, p)).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		if in := e.introspect(rs, rsSecret, at); in["active"] != false {
+			t.Fatalf("access token still active after code replay: %v", in)
+		}
+		e.token(id, secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		if !strings.Contains(e.logs.String(), "authorization code refused") {
+			t.Fatal("no log line for the replay")
+		}
+	})
+}
+
+func TestAuthorizeErrorPages(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	id, _ := e.webClient()
+	two, _ := e.newClient(ClientSpec{Name: "Two", RedirectURIs: []string{"https://a.example/cb", "https://b.example/cb"}})
+	p := newPKCE()
+	b := e.browser()
+	for name, target := range map[string]string{
+		"unknown client":     authorizeURL("nope", p),
+		"no client":          authorizeURL("", p, "client_id", ""),
+		"unregistered uri":   authorizeURL(id, p, "redirect_uri", "https://evil.example/cb"),
+		"uri prefix trick":   authorizeURL(id, p, "redirect_uri", "https://app.example/cb/../evil"),
+		"uri with userinfo":  authorizeURL(id, p, "redirect_uri", "https://app.example@evil.example/cb"),
+		"uri other port":     authorizeURL(id, p, "redirect_uri", "https://app.example:8443/cb"),
+		"no uri, several":    authorizeURL(two, p, "redirect_uri", ""),
+		"repeated client_id": authorizeURL(id, p) + "&client_id=" + id,
+		"repeated uri":       authorizeURL(id, p) + "&redirect_uri=https://app.example/cb",
+	} {
+		w := b.do("GET", target, nil)
+		if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" {
+			t.Errorf("%s: %d Location=%q; want a 400 error page and no redirect", name, w.Code, w.Header().Get("Location"))
+		}
+		if !strings.Contains(w.Header().Get("Content-Type"), "text/html") {
+			t.Errorf("%s: content type %q", name, w.Header().Get("Content-Type"))
+		}
+	}
+	// Omitting redirect_uri is fine with exactly one registered.
+	w := b.do("GET", authorizeURL(id, p, "redirect_uri", ""), nil)
+	if w.Code != http.StatusOK {
+		t.Fatalf("no redirect_uri with one registered: %d", w.Code)
+	}
+}
+
+func TestAuthorizeRedirectedErrors(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	id, _ := e.webClient()
+	cc, _ := e.newClient(ClientSpec{Name: "svc", RedirectURIs: []string{"https://app.example/cb"}, GrantTypes: []string{"client_credentials"}})
+	p := newPKCE()
+	b := e.browser()
+	for _, tc := range []struct {
+		name, target, code string
+	}{
+		{"response_type token", authorizeURL(id, p, "response_type", "token"), errUnsupportedResponseType},
+		{"no response_type", authorizeURL(id, p, "response_type", ""), errUnsupportedResponseType},
+		{"no PKCE", authorizeURL(id, p, "code_challenge", "", "code_challenge_method", ""), errInvalidRequest},
+		{"plain PKCE", authorizeURL(id, p, "code_challenge_method", "plain"), errInvalidRequest},
+		{"challenge without method", authorizeURL(id, p, "code_challenge_method", ""), errInvalidRequest},
+		{"short challenge", authorizeURL(id, p, "code_challenge", "abc"), errInvalidRequest},
+		{"unregistered scope", authorizeURL(id, p, "scope", "read admin"), errInvalidScope},
+		{"malformed scope", authorizeURL(id, p, "scope", "read\"x"), errInvalidScope},
+		{"openid without a signing key", authorizeURL(id, p, "scope", "openid"), errInvalidScope},
+		{"repeated state", authorizeURL(id, p) + "&state=again", errInvalidRequest},
+		{"client without the code grant", authorizeURL(cc, p), errUnauthorizedClient},
+		{"prompt=none, not signed in", authorizeURL(id, p, "prompt", "none"), errLoginRequired},
+		{"bad prompt", authorizeURL(id, p, "prompt", "select_account"), errInvalidRequest},
+		{"bad max_age", authorizeURL(id, p, "max_age", "-1"), errInvalidRequest},
+	} {
+		w := b.do("GET", tc.target, nil)
+		if w.Code != http.StatusFound {
+			t.Errorf("%s: status %d; want 302 to the client", tc.name, w.Code)
+			continue
+		}
+		q := callback(t, w, http.StatusFound)
+		if q.Get("error") != tc.code {
+			t.Errorf("%s: error=%q; want %q", tc.name, q.Get("error"), tc.code)
+		}
+		if q.Get("code") != "" {
+			t.Errorf("%s: a code came with the error", tc.name)
+		}
+		if tc.name != "repeated state" && q.Get("state") != "st-123" {
+			t.Errorf("%s: state %q not echoed", tc.name, q.Get("state"))
+		}
+	}
+}
+
+func TestLoginAndConsentPages(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "correct horse", "user")
+		id, _ := e.newClient(ClientSpec{Name: `<script>alert("x")</script> App`, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		p := newPKCE()
+		b := e.browser()
+		w := b.do("GET", authorizeURL(id, p), nil)
+		page := w.Body.String()
+		csp := w.Header().Get("Content-Security-Policy")
+		if w.Code != http.StatusOK || !strings.Contains(page, `name="login"`) || !strings.Contains(page, `name="password"`) {
+			t.Fatalf("login page: %d %s", w.Code, page)
+		}
+		for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "form-action 'self' https://app.example"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("CSP %q lacks %q", csp, want)
+			}
+		}
+		if strings.Contains(csp, "script-src") || strings.Contains(page, "<script>") {
+			t.Errorf("the page allows or holds script: CSP %q", csp)
+		}
+		if w.Header().Get("X-Frame-Options") != "DENY" || w.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("page headers %v", w.Header())
+		}
+		if !strings.Contains(page, "&lt;script&gt;") {
+			t.Error("the client name is not escaped")
+		}
+		var csrf *http.Cookie
+		for _, c := range w.Result().Cookies() {
+			if c.Name == cookieCSRF {
+				csrf = c
+			}
+		}
+		if csrf == nil || !csrf.HttpOnly || csrf.SameSite != http.SameSiteLaxMode {
+			t.Fatalf("CSRF cookie %+v", csrf)
+		}
+		form := formOf(t, page)
+
+		// No or wrong CSRF token: refused, nothing happens.
+		bad := url.Values{}
+		for k, v := range form {
+			bad[k] = v
+		}
+		bad.Set("csrf_token", "forged")
+		bad.Set("login", "ann")
+		bad.Set("password", "correct horse")
+		if w := b.do("POST", "/oauth2/authorize", bad); w.Code != http.StatusForbidden {
+			t.Fatalf("forged CSRF token: %d", w.Code)
+		}
+		if w := e.browser().do("POST", "/oauth2/authorize", form); w.Code != http.StatusForbidden {
+			t.Fatalf("CSRF token without its cookie: %d", w.Code)
+		}
+
+		// Wrong password: the form again, 401, the login kept and escaped.
+		form.Set("login", `ann"><img src=x>`)
+		form.Set("password", "wrong")
+		w = b.do("POST", "/oauth2/authorize", form)
+		if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), `name="password"`) || strings.Contains(w.Body.String(), `"><img`) {
+			t.Fatalf("wrong password: %d %s", w.Code, w.Body.String())
+		}
+		if !strings.Contains(e.logs.String(), `"msg":"login failed","client_ip":"192.0.2.7"`) {
+			t.Fatalf("no fail2ban line for the failed form login:\n%s", e.logs.String())
+		}
+		// Right password: the consent page with the scopes; deny goes back with access_denied.
+		form.Set("login", "ann")
+		form.Set("password", "correct horse")
+		w = b.do("POST", "/oauth2/authorize", form)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "<code>read</code>") {
+			t.Fatalf("consent page: %d %s", w.Code, w.Body.String())
+		}
+		var session *http.Cookie
+		for _, c := range w.Result().Cookies() {
+			if c.Name == cookieSession {
+				session = c
+			}
+		}
+		if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteLaxMode || session.Secure {
+			t.Fatalf("session cookie %+v (Secure only in release)", session)
+		}
+		consent := formOf(t, w.Body.String())
+		consent.Set("action", "deny")
+		if q := callback(t, b.do("POST", "/oauth2/authorize", consent), http.StatusSeeOther); q.Get("error") != errAccessDenied || q.Get("state") != "st-123" {
+			t.Fatalf("deny: %v", q)
+		}
+		// prompt=none while signed in but without consent: consent_required.
+		if q := callback(t, b.do("GET", authorizeURL(id, p, "prompt", "none"), nil), http.StatusFound); q.Get("error") != errConsentRequired {
+			t.Fatalf("prompt=none without consent: %v", q)
+		}
+		consent.Set("action", "allow")
+		if q := callback(t, b.do("POST", "/oauth2/authorize", consent), http.StatusSeeOther); q.Get("code") == "" {
+			t.Fatalf("allow: %v", q)
+		}
+		// Consent is remembered: the next request redirects at once, even with prompt=none.
+		if q := callback(t, b.do("GET", authorizeURL(id, p, "prompt", "none"), nil), http.StatusFound); q.Get("code") == "" {
+			t.Fatalf("second authorization: %v", q)
+		}
+		// prompt=login shows the login form although signed in; prompt=consent the consent form.
+		if w := b.do("GET", authorizeURL(id, p, "prompt", "login"), nil); !strings.Contains(w.Body.String(), `name="password"`) {
+			t.Fatal("prompt=login did not show the login form")
+		}
+		if w := b.do("GET", authorizeURL(id, p, "prompt", "consent"), nil); !strings.Contains(w.Body.String(), `value="allow"`) {
+			t.Fatal("prompt=consent did not show the consent form")
+		}
+		// max_age: a sign-in older than max_age must be repeated.
+		e.clock.Add(2 * time.Minute)
+		if w := b.do("GET", authorizeURL(id, p, "max_age", "60"), nil); !strings.Contains(w.Body.String(), `name="password"`) {
+			t.Fatal("max_age=60 after two minutes did not ask to sign in again")
+		}
+	})
+}
+
+func TestFirstPartySkipsConsent(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	e.createUser("ann@example.com", "ann", "correct horse", "user")
+	id, secret := e.newClient(ClientSpec{Name: "Ours", RedirectURIs: []string{"https://app.example/cb"}, FirstParty: true})
+	p := newPKCE()
+	b := e.browser()
+	w := b.do("GET", authorizeURL(id, p), nil)
+	form := formOf(t, w.Body.String())
+	form.Set("login", "ann@example.com")
+	form.Set("password", "correct horse")
+	q := callback(t, b.do("POST", "/oauth2/authorize", form), http.StatusSeeOther)
+	e.token(id, secret, codeForm(e.secret(q.Get("code")), p)).want(http.StatusOK)
+}
+
+func TestLoopbackRedirectAnyPort(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	id, _ := e.newClient(ClientSpec{Name: "CLI", Public: true, RedirectURIs: []string{"http://127.0.0.1/cb", "http://[::1]/cb", "http://localhost/cb"}})
+	p := newPKCE()
+	b := e.browser()
+	for uri, ok := range map[string]bool{
+		"http://127.0.0.1:49152/cb":     true,
+		"http://127.0.0.1/cb":           true,
+		"http://[::1]:50000/cb":         true,
+		"http://127.0.0.1:49152/other":  false,
+		"http://127.0.0.1:49152/cb?x=1": false,
+		"https://127.0.0.1:49152/cb":    false,
+		"http://localhost:49152/cb":     false, // RFC 8252 §7.3: the any-port rule is for IP literals
+		"http://127.0.0.2:49152/cb":     false,
+	} {
+		w := b.do("GET", authorizeURL(id, p, "redirect_uri", uri), nil)
+		if got := w.Code == http.StatusOK; got != ok {
+			t.Errorf("redirect_uri %s: status %d; want accepted=%v", uri, w.Code, ok)
+		}
+	}
+}
+
+func TestTokenEndpointErrors(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "correct horse", "user")
+		id, secret := e.webClient()
+		other, otherSecret := e.newClient(ClientSpec{Name: "Other", RedirectURIs: []string{"https://app.example/cb"}})
+		p := newPKCE()
+		code := e.secret(e.browser().signIn(authorizeURL(id, p), "ann", "correct horse"))
+
+		// Request-level errors.
+		e.request("POST", "/oauth2/token", `{"grant_type":"client_credentials"}`, "Content-Type", "application/json").wantOAuthError(http.StatusBadRequest, errInvalidRequest)
+		e.token(id, secret, url.Values{}).wantOAuthError(http.StatusBadRequest, errInvalidRequest)
+		e.token(id, secret, url.Values{"grant_type": {"password"}}).wantOAuthError(http.StatusBadRequest, errUnsupportedGrantType)
+		e.formPost("/oauth2/token", id, secret, nil)
+		rep := codeForm(code, p).Encode() + "&code_verifier=" + p.verifier
+		e.request("POST", "/oauth2/token", rep, "Content-Type", "application/x-www-form-urlencoded",
+			"Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(id+":"+secret))).wantOAuthError(http.StatusBadRequest, errInvalidRequest)
+
+		// Client authentication: 401 invalid_client with a Basic challenge.
+		for name, r := range map[string]response{
+			"wrong secret":   e.token(id, "wrong", codeForm(code, p)),
+			"unknown client": e.token("nobody", secret, codeForm(code, p)),
+			"no auth":        e.formPost("/oauth2/token", "", "", codeForm(code, p)),
+		} {
+			r.wantOAuthError(http.StatusUnauthorized, errInvalidClient)
+			if !strings.HasPrefix(r.Header().Get("WWW-Authenticate"), "Basic") {
+				t.Errorf("%s: WWW-Authenticate %q", name, r.Header().Get("WWW-Authenticate"))
+			}
+		}
+		both := codeForm(code, p)
+		both.Set("client_secret", secret)
+		e.token(id, secret, both).wantOAuthError(http.StatusBadRequest, errInvalidRequest)
+
+		// Grant errors: all invalid_grant, and none of them spends the code.
+		wrongVerifier := codeForm(code, newPKCE())
+		wrongURI := codeForm(code, p)
+		wrongURI.Set("redirect_uri", "https://app.example/other")
+		noURI := codeForm(code, p)
+		noURI.Del("redirect_uri")
+		e.token(id, secret, wrongVerifier).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		e.token(id, secret, wrongURI).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		e.token(id, secret, noURI).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		e.token(other, otherSecret, codeForm(code, p)).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		e.token(id, secret, codeForm("x"+code[1:], p)).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		noVerifier := codeForm(code, p)
+		noVerifier.Del("code_verifier")
+		e.token(id, secret, noVerifier).wantOAuthError(http.StatusBadRequest, errInvalidRequest)
+		// client_secret_post works too, and the code is still good.
+		post := codeForm(code, p)
+		post.Set("client_id", id)
+		post.Set("client_secret", secret)
+		r := e.formPost("/oauth2/token", "", "", post).want(http.StatusOK)
+		e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+
+		// An expired code.
+		code2 := e.secret(e.browser().signIn(authorizeURL(id, p), "ann", "correct horse"))
+		e.clock.Add(codeTTL)
+		e.token(id, secret, codeForm(code2, p)).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+	})
+}
+
+func TestCodeExchangeRace(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "correct horse", "user")
+		id, secret := e.webClient()
+		p := newPKCE()
+		code := e.secret(e.browser().signIn(authorizeURL(id, p), "ann", "correct horse"))
+		var wg sync.WaitGroup
+		codes := make([]int, 6)
+		for i := range codes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := e.token(id, secret, codeForm(code, p))
+				codes[i] = r.Code
+				if r.Code == http.StatusOK {
+					e.secret(r.Str("access_token"))
+					e.secret(r.Str("refresh_token"))
+				}
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, c := range codes {
+			if c == http.StatusOK {
+				ok++
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("%d of %d concurrent exchanges succeeded (%v); want exactly 1", ok, len(codes), codes)
+		}
+	})
+}
+
+func TestRefreshGrant(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "correct horse", "user")
+		id, secret := e.webClient()
+		other, otherSecret := e.newClient(ClientSpec{Name: "Other", RedirectURIs: []string{"https://app.example/cb"}})
+		p := newPKCE()
+		code := e.browser().signIn(authorizeURL(id, p, "scope", "read write"), "ann", "correct horse")
+		r := e.token(id, secret, codeForm(e.secret(code), p)).want(http.StatusOK)
+		rt := e.secret(r.Str("refresh_token"))
+		refresh := func(cid, cs, tok, scope string) response {
+			f := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok}}
+			if scope != "" {
+				f.Set("scope", scope)
+			}
+			return e.token(cid, cs, f)
+		}
+		// Another client's token: refused and not spent.
+		refresh(other, otherSecret, rt, "").wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		// Widening: invalid_scope, not spent.
+		refresh(id, secret, rt, "read write admin").wantOAuthError(http.StatusBadRequest, errInvalidScope)
+		// Narrowing works.
+		r = refresh(id, secret, rt, "read").want(http.StatusOK)
+		if r.Str("scope") != "read" {
+			t.Fatalf("narrowed scope %q", r.Str("scope"))
+		}
+		rt2 := e.secret(r.Str("refresh_token"))
+		e.secret(r.Str("access_token"))
+		// The narrowed token cannot widen back.
+		refresh(id, secret, rt2, "write").wantOAuthError(http.StatusBadRequest, errInvalidScope)
+		// Reuse of the spent token revokes the family: rt2 dies.
+		refresh(id, secret, rt, "").wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		refresh(id, secret, rt2, "").wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		if !strings.Contains(e.logs.String(), "refresh token reuse") {
+			t.Fatal("reuse not logged")
+		}
+	})
+}
+
+func TestClientCredentials(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		id, secret := e.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}, Scopes: []string{"read", "write"}})
+		web, webSecret := e.webClient()
+		pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}})
+		cc := url.Values{"grant_type": {"client_credentials"}}
+		r := e.token(id, secret, cc).want(http.StatusOK)
+		at := e.secret(r.Str("access_token"))
+		if r.Str("refresh_token") != "" || r.Str("scope") != "read write" {
+			t.Fatalf("client credentials response %s", r.Body.String())
+		}
+		c, err := e.deps.Tokens.Verify(at, e.clock.Now())
+		if err != nil || c.Subject != id || c.ClientID != id {
+			t.Fatalf("claims %+v %v; want sub = client_id (RFC 9068 §2.2)", c, err)
+		}
+		cc.Set("scope", "write")
+		if r := e.token(id, secret, cc).want(http.StatusOK); r.Str("scope") != "write" {
+			t.Fatalf("scope %q", r.Str("scope"))
+		}
+		cc.Set("scope", "admin")
+		e.token(id, secret, cc).wantOAuthError(http.StatusBadRequest, errInvalidScope)
+		cc.Del("scope")
+		e.token(web, webSecret, cc).wantOAuthError(http.StatusBadRequest, errUnauthorizedClient)
+		post := url.Values{"grant_type": {"client_credentials"}, "client_id": {pub}}
+		e.formPost("/oauth2/token", "", "", post).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
+		var buf strings.Builder
+		e.deps.Registry.WriteText(&buf)
+		if !strings.Contains(buf.String(), `oauth2_tokens_issued_total{grant_type="client_credentials"} 2`) {
+			t.Fatalf("metrics:\n%s", buf.String())
+		}
+	})
+}
+
+func TestRevocationAndIntrospection(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "correct horse", "user")
+		id, secret := e.webClient()
+		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}})
+		pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}})
+		p := newPKCE()
+		r := e.token(id, secret, codeForm(e.secret(e.browser().signIn(authorizeURL(id, p), "ann", "correct horse")), p)).want(http.StatusOK)
+		at, rt := e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
+
+		// Introspection needs a confidential client.
+		e.formPost("/oauth2/introspect", "", "", url.Values{"token": {at}}).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
+		e.formPost("/oauth2/introspect", "", "", url.Values{"token": {at}, "client_id": {pub}}).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
+		e.formPost("/oauth2/introspect", rs, "wrong", url.Values{"token": {at}}).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
+		for name, tok := range map[string]string{
+			"forged":    at[:len(at)-2] + "AA",
+			"garbage":   "not a token",
+			"unknown":   token.NewOpaque(),
+			"oversized": strings.Repeat("a.", 5000),
+		} {
+			if in := e.introspect(rs, rsSecret, tok); len(in) != 1 || in["active"] != false {
+				t.Errorf("%s: introspection %v; want only active:false", name, in)
+			}
+		}
+		// A refresh token is introspectable by its own client only.
+		if in := e.introspect(id, secret, rt); in["active"] != true {
+			t.Fatalf("own refresh token: %v", in)
+		}
+		if in := e.introspect(rs, rsSecret, rt); in["active"] != false {
+			t.Fatalf("another client's refresh token: %v", in)
+		}
+		// Revoking someone else's token, or an unknown one: 200, nothing changes.
+		e.formPost("/oauth2/revoke", rs, rsSecret, url.Values{"token": {at}}).want(http.StatusOK)
+		e.formPost("/oauth2/revoke", rs, rsSecret, url.Values{"token": {"unknown"}}).want(http.StatusOK)
+		if in := e.introspect(rs, rsSecret, at); in["active"] != true {
+			t.Fatal("another client revoked the token")
+		}
+		e.formPost("/oauth2/revoke", rs, rsSecret, url.Values{}).wantOAuthError(http.StatusBadRequest, errInvalidRequest)
+		e.formPost("/oauth2/revoke", id, "wrong", url.Values{"token": {at}}).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
+		// The owner revokes the access token (hint is only a hint), then the refresh token.
+		e.formPost("/oauth2/revoke", id, secret, url.Values{"token": {at}, "token_type_hint": {"refresh_token"}}).want(http.StatusOK)
+		if in := e.introspect(rs, rsSecret, at); in["active"] != false {
+			t.Fatalf("revoked access token: %v", in)
+		}
+		e.formPost("/oauth2/revoke", id, secret, url.Values{"token": {rt}}).want(http.StatusOK)
+		e.token(id, secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		// Expired access tokens are inactive.
+		cc := e.token(rs, rsSecret, url.Values{"grant_type": {"client_credentials"}}).want(http.StatusOK)
+		cat := e.secret(cc.Str("access_token"))
+		e.clock.Add(time.Hour)
+		if in := e.introspect(rs, rsSecret, cat); in["active"] != false {
+			t.Fatalf("expired token: %v", in)
+		}
+	})
+}
+
+func TestClientDeletionAndRotation(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		id, secret := e.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}})
+		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}})
+		cc := url.Values{"grant_type": {"client_credentials"}}
+		at := e.secret(e.token(id, secret, cc).want(http.StatusOK).Str("access_token"))
+		newSecret, err := RotateClientSecret(context.Background(), e.db, e.deps.Clients, e.deps.Tokens.Revoked, id, time.Hour, e.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.secret(newSecret)
+		e.token(id, secret, cc).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
+		if in := e.introspect(rs, rsSecret, at); in["active"] != false {
+			t.Fatal("token minted with the old secret still active after rotation")
+		}
+		e.clock.Add(time.Second)
+		at2 := e.secret(e.token(id, newSecret, cc).want(http.StatusOK).Str("access_token"))
+		if in := e.introspect(rs, rsSecret, at2); in["active"] != true {
+			t.Fatal("token minted with the new secret inactive")
+		}
+		if err := DeleteClient(context.Background(), e.db, e.deps.Clients, e.deps.Tokens.Revoked, id, time.Hour, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		e.token(id, newSecret, cc).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
+		if in := e.introspect(rs, rsSecret, at2); in["active"] != false {
+			t.Fatal("deleted client's token still active")
+		}
+	})
+}
+
+func TestMetadata(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	r := e.request("GET", "/.well-known/oauth-authorization-server", nil).want(http.StatusOK)
+	m := r.JSON()
+	if m["issuer"] != testIssuer || m["token_endpoint"] != testIssuer+"/oauth2/token" ||
+		m["authorization_endpoint"] != testIssuer+"/oauth2/authorize" || m["authorization_response_iss_parameter_supported"] != true {
+		t.Fatalf("metadata %v", m)
+	}
+	b, _ := json.Marshal(m["code_challenge_methods_supported"])
+	if string(b) != `["S256"]` {
+		t.Fatalf("code_challenge_methods_supported %s", b)
+	}
+	if _, ok := m["userinfo_endpoint"]; ok {
+		t.Fatal("OpenID Connect advertised without a signing key")
+	}
+	e.request("GET", "/.well-known/openid-configuration", nil).want(http.StatusNotFound)
+	if k := e.request("GET", "/.well-known/jwks.json", nil).want(http.StatusOK).Body.String(); strings.TrimSpace(k) != `{"keys":[]}` {
+		t.Fatalf("JWKS with only HMAC: %s", k)
+	}
+}
+
+func TestParseBasic(t *testing.T) {
+	enc := func(s string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(s)) }
+	for _, tc := range []struct {
+		h, id, secret string
+		ok            bool
+	}{
+		{enc("abc:def"), "abc", "def", true},
+		{enc("a%3Ab:c+d%25"), "a:b", "c d%", true}, // RFC 6749 §2.3.1: form-url-decoded
+		{"basic " + base64.StdEncoding.EncodeToString([]byte("x:y")), "x", "y", true},
+		{enc("nocolon"), "", "", false},
+		{enc(":secret"), "", "", false},
+		{enc("a%zz:b"), "", "", false},
+		{"Basic !!!", "", "", false},
+		{"Bearer abc", "", "", false},
+		{"Basic " + strings.Repeat("A", 2000), "", "", false},
+	} {
+		id, secret, ok := parseBasic(tc.h)
+		if ok != tc.ok || id != tc.id || secret != tc.secret {
+			t.Errorf("parseBasic(%q) = %q, %q, %v; want %q, %q, %v", tc.h, id, secret, ok, tc.id, tc.secret, tc.ok)
+		}
+	}
+}
+
+func TestCreateClientValidation(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	for name, spec := range map[string]ClientSpec{
+		"no name":          {RedirectURIs: []string{"https://a/cb"}},
+		"fragment":         {Name: "x", RedirectURIs: []string{"https://a/cb#f"}},
+		"relative":         {Name: "x", RedirectURIs: []string{"/cb"}},
+		"code without uri": {Name: "x", GrantTypes: []string{"authorization_code"}},
+		"public cc":        {Name: "x", Public: true, GrantTypes: []string{"client_credentials"}},
+		"unknown grant":    {Name: "x", GrantTypes: []string{"password"}},
+		"bad scope":        {Name: "x", GrantTypes: []string{"client_credentials"}, Scopes: []string{`a"b`}},
+	} {
+		if _, _, err := CreateClient(context.Background(), e.db, spec, false, e.clock.Now()); err == nil {
+			t.Errorf("%s: CreateClient accepted %+v", name, spec)
+		}
+	}
+	// Release mode: https or loopback only.
+	for uri, ok := range map[string]bool{"https://a.example/cb": true, "http://127.0.0.1/cb": true, "http://[::1]:8/cb": true,
+		"http://a.example/cb": false, "com.example.app:/cb": false} {
+		_, _, err := CreateClient(context.Background(), e.db, ClientSpec{Name: "x", RedirectURIs: []string{uri}}, true, e.clock.Now())
+		if (err == nil) != ok {
+			t.Errorf("release mode, %s: err %v; want ok=%v", uri, err, ok)
+		}
+	}
+}
