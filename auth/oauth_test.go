@@ -131,20 +131,22 @@ func (b *browser) signIn(authURL, login, password string) string {
 	if w.Code == http.StatusFound {
 		return callback(t, w, http.StatusFound).Get("code")
 	}
-	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="password"`) {
+	if w.Code != http.StatusOK {
 		t.Fatalf("GET authorize: %d %s", w.Code, w.Body.String())
 	}
-	form := formOf(t, w.Body.String())
-	form.Set("login", login)
-	form.Set("password", password)
-	w = b.do("POST", "/oauth2/authorize", form)
-	if w.Code == http.StatusSeeOther {
-		return callback(t, w, http.StatusSeeOther).Get("code")
+	if strings.Contains(w.Body.String(), `name="password"`) { // not signed in yet
+		form := formOf(t, w.Body.String())
+		form.Set("login", login)
+		form.Set("password", password)
+		w = b.do("POST", "/oauth2/authorize", form)
+		if w.Code == http.StatusSeeOther {
+			return callback(t, w, http.StatusSeeOther).Get("code")
+		}
 	}
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `value="allow"`) {
 		t.Fatalf("POST login: %d %s", w.Code, w.Body.String())
 	}
-	form = formOf(t, w.Body.String())
+	form := formOf(t, w.Body.String())
 	form.Set("action", "allow")
 	return callback(t, b.do("POST", "/oauth2/authorize", form), http.StatusSeeOther).Get("code")
 }

@@ -1,0 +1,206 @@
+package auth
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"oauth2-api/token"
+)
+
+// withSigningKey configures an asymmetric SIGNING_KEY (and a retired one), as
+// main does: access and ID tokens signed with it, every key verifying.
+func withSigningKey(t testing.TB, current, previous *token.Key) func(*Deps) {
+	return func(d *Deps) {
+		signer, err := token.NewSigner(current)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hmacKey := token.NewHMACKey([]byte("test-secret-test-secret-test-secret!"))
+		keys := []*token.Key{hmacKey, current}
+		d.PublicKeys = []*token.Key{current}
+		if previous != nil {
+			keys = append(keys, previous)
+			d.PublicKeys = append(d.PublicKeys, previous)
+		}
+		v, err := token.NewVerifier(keys...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Tokens.Signer, d.Tokens.Verifier, d.IDTokens = signer, v, signer
+	}
+}
+
+func ecKey(t testing.TB) *token.Key {
+	p, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := token.NewSigningKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func rsaKey(t testing.TB) *token.Key {
+	p, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := token.NewSigningKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestOpenIDConnect(t *testing.T) {
+	key := rsaKey(t)
+	eachEnv(t, func(t *testing.T, e *env) {
+		u := e.createUser("ann@example.com", "ann", "correct horse", "user")
+		first := "Ann"
+		e.db.UpdateProfile(t.Context(), u.ID, &first, nil, e.clock.Now())
+		id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"},
+			PostLogoutRedirectURIs: []string{"https://app.example/bye"}, Scopes: []string{"openid", "profile", "email", "read"}})
+		p := newPKCE()
+		b := e.browser()
+		code := e.secret(b.signIn(authorizeURL(id, p, "scope", "openid profile", "nonce", "n-0S6_WzA2Mj"), "ann", "correct horse"))
+		r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+		at, idt := e.secret(r.Str("access_token")), r.Str("id_token")
+		e.secret(r.Str("refresh_token"))
+		if idt == "" {
+			t.Fatalf("no id_token: %s", r.Body.String())
+		}
+		c, err := e.deps.Tokens.Verifier.Parse(idt, token.Expect{Type: token.TypeID, Issuer: testIssuer, Audience: id}, e.clock.Now())
+		if err != nil {
+			t.Fatalf("id_token: %v", err)
+		}
+		if c.Subject != userSubject(u.ID) || c.Nonce != "n-0S6_WzA2Mj" || c.AuthTime == 0 || c.AtHash != token.HalfHash(token.RS256, at) {
+			t.Fatalf("id_token claims %+v", c)
+		}
+		hdr, _, _ := strings.Cut(idt, ".")
+		if !strings.Contains(string(b64Decode(t, hdr)), `"alg":"RS256","kid":"`+key.ID+`","typ":"JWT"`) {
+			t.Fatalf("id_token header %s", b64Decode(t, hdr))
+		}
+		// The access token is RS256 too, and verifies with the published key alone.
+		ah, _, _ := strings.Cut(at, ".")
+		if !strings.Contains(string(b64Decode(t, ah)), `"alg":"RS256"`) {
+			t.Fatalf("access token header %s", b64Decode(t, ah))
+		}
+		jwks := e.request("GET", "/.well-known/jwks.json", nil).want(http.StatusOK)
+		var set struct{ Keys []token.JWK }
+		json.Unmarshal(jwks.Body.Bytes(), &set)
+		if len(set.Keys) != 1 || set.Keys[0].Kid != key.ID || set.Keys[0].Kty != "RSA" || set.Keys[0].Alg != "RS256" || set.Keys[0].N == "" {
+			t.Fatalf("JWKS %s", jwks.Body.String())
+		}
+		if !strings.Contains(jwks.Header().Get("Cache-Control"), "max-age") {
+			t.Fatal("JWKS without cache headers")
+		}
+
+		// userinfo: claims by scope; profile but no email.
+		ui := e.request("GET", "/oauth2/userinfo", nil, bearer(at)...).want(http.StatusOK).JSON()
+		if ui["sub"] != userSubject(u.ID) || ui["preferred_username"] != "ann" || ui["given_name"] != "Ann" {
+			t.Fatalf("userinfo %v", ui)
+		}
+		if _, ok := ui["email"]; ok {
+			t.Fatalf("email without the email scope: %v", ui)
+		}
+		e.request("POST", "/oauth2/userinfo", nil, bearer(at)...).want(http.StatusOK)
+		r = e.request("GET", "/oauth2/userinfo", nil, bearer(at[:len(at)-3]+"AAA")...).want(http.StatusUnauthorized)
+		if !strings.Contains(r.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
+			t.Fatalf("bad token challenge %q", r.Header().Get("WWW-Authenticate"))
+		}
+		// A token without openid: 403 insufficient_scope (RFC 6750 §3.1).
+		code = e.secret(b.signIn(authorizeURL(id, p, "scope", "read"), "ann", "correct horse"))
+		r = e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+		plain := e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+		if r.Str("id_token") != "" {
+			t.Fatal("id_token without openid")
+		}
+		r = e.request("GET", "/oauth2/userinfo", nil, bearer(plain)...).want(http.StatusForbidden)
+		if !strings.Contains(r.Header().Get("WWW-Authenticate"), `error="insufficient_scope"`) {
+			t.Fatalf("insufficient_scope challenge %q", r.Header().Get("WWW-Authenticate"))
+		}
+
+		// Discovery lists exactly what is supported.
+		d := e.request("GET", "/.well-known/openid-configuration", nil).want(http.StatusOK).JSON()
+		algs, _ := json.Marshal(d["id_token_signing_alg_values_supported"])
+		if d["issuer"] != testIssuer || d["userinfo_endpoint"] != testIssuer+"/oauth2/userinfo" || string(algs) != `["RS256"]` {
+			t.Fatalf("discovery %v", d)
+		}
+		subj, _ := json.Marshal(d["subject_types_supported"])
+		if string(subj) != `["public"]` {
+			t.Fatalf("subject_types_supported %s", subj)
+		}
+
+		// RP-initiated logout with the id_token_hint: the session ends and
+		// the browser goes to the registered post-logout URI with state.
+		w := b.do("GET", "/oauth2/logout?"+url.Values{"id_token_hint": {idt}, "post_logout_redirect_uri": {"https://app.example/bye"}, "state": {"s1"}}.Encode(), nil)
+		if w.Code != http.StatusFound || w.Header().Get("Location") != "https://app.example/bye?state=s1" {
+			t.Fatalf("logout: %d %q", w.Code, w.Header().Get("Location"))
+		}
+		if q := callback(t, b.do("GET", authorizeURL(id, p, "scope", "openid", "prompt", "none"), nil), http.StatusFound); q.Get("error") != errLoginRequired {
+			t.Fatalf("after logout, prompt=none: %v", q)
+		}
+		// An unregistered post-logout URI is refused, not followed.
+		w = b.do("GET", "/oauth2/logout?"+url.Values{"id_token_hint": {idt}, "post_logout_redirect_uri": {"https://evil.example/"}}.Encode(), nil)
+		if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" {
+			t.Fatalf("unregistered post-logout URI: %d %q", w.Code, w.Header().Get("Location"))
+		}
+		// Without a hint, a confirmation page (no logout by a plain link).
+		w = b.do("GET", "/oauth2/logout", nil)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `value="logout"`) {
+			t.Fatalf("logout without hint: %d %s", w.Code, w.Body.String())
+		}
+		// client_credentials cannot ask for openid.
+		cc, ccs := e.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}, Scopes: []string{"openid", "read"}})
+		e.token(cc, ccs, url.Values{"grant_type": {"client_credentials"}, "scope": {"openid"}}).wantOAuthError(http.StatusBadRequest, errInvalidScope)
+		if r := e.token(cc, ccs, url.Values{"grant_type": {"client_credentials"}}).want(http.StatusOK); r.Str("scope") != "read" {
+			t.Fatalf("default client_credentials scope %q", r.Str("scope"))
+		} else {
+			e.secret(r.Str("access_token"))
+		}
+	}, withSigningKey(t, key, nil))
+}
+
+// Key rotation: a token signed by the previous key keeps verifying while the
+// new key signs, and both are published.
+func TestKeyRotation(t *testing.T) {
+	oldKey, newKey := ecKey(t), ecKey(t)
+	before := newEnv(t, "sqlite", withSigningKey(t, oldKey, nil))
+	id, secret := before.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}})
+	old := before.token(id, secret, url.Values{"grant_type": {"client_credentials"}}).want(http.StatusOK).Str("access_token")
+
+	after := newEnv(t, "sqlite", withSigningKey(t, newKey, oldKey))
+	if _, err := after.deps.Tokens.Verify(old, before.clock.Now()); err != nil {
+		t.Fatalf("token of the previous key rejected after rotation: %v", err)
+	}
+	var set struct{ Keys []token.JWK }
+	json.Unmarshal(after.request("GET", "/.well-known/jwks.json", nil).Body.Bytes(), &set)
+	if len(set.Keys) != 2 || set.Keys[0].Kid != newKey.ID || set.Keys[1].Kid != oldKey.ID {
+		t.Fatalf("JWKS during rotation: %+v", set.Keys)
+	}
+	// After retirement, the old key's tokens no longer verify.
+	retired := newEnv(t, "sqlite", withSigningKey(t, newKey, nil))
+	if _, err := retired.deps.Tokens.Verify(old, before.clock.Now()); err == nil {
+		t.Fatal("token of a retired key still verifies")
+	}
+}
+
+func b64Decode(t testing.TB, s string) []byte {
+	t.Helper()
+	out, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
