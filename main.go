@@ -169,14 +169,22 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	credLimit := ratelimit.New(cfg.LoginRate, cfg.LoginBurst, 100_000)
 	pw := auth.NewPasswords(auth.DefaultArgon2, max(2, runtime.GOMAXPROCS(0)), 10*time.Second)
 
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	var reset *auth.Reset
+	if cfg.EnablePasswordReset {
+		mailer := &auth.SMTPMailer{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUsername,
+			Password: cfg.SMTPPassword, From: cfg.SMTPFrom}
+		reset = &auth.Reset{TTL: cfg.PasswordResetTTL, URL: cfg.PasswordResetURL, Mail: auth.NewMailQueue(bg, mailer, 100, log)}
+	}
 	h := auth.NewHandler(auth.Deps{
 		Log: log, DB: db, Tokens: ts, Passwords: pw,
 		Throttle: auth.Throttle{Max: cfg.LoginMaxFailures, Window: cfg.LoginLockout},
 		Metrics:  authm, HTTP: httpm, Registry: reg, API: apiLimit, Creds: credLimit,
 		Now: time.Now, Version: version, Started: started,
 		Clients: clients, Browser: browser, IDTokens: ks.idTokens, PublicKeys: ks.public,
-		EnableRegistration: cfg.EnableRegistration,
-		Release:            cfg.Release, CORSOrigins: cfg.CORSOrigins,
+		EnableRegistration: cfg.EnableRegistration, Reset: reset,
+		Release: cfg.Release, CORSOrigins: cfg.CORSOrigins,
 		IPs: httpx.IPResolver{Trusted: cfg.TrustedProxies},
 	})
 
@@ -195,8 +203,6 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 		return err
 	}
 
-	bg, stopBG := context.WithCancel(context.Background())
-	defer stopBG()
 	go ts.Revoked.Run(bg, db, 2*time.Second, log, time.Now)
 	go janitor(bg, db, apiLimit, credLimit, cfg.LoginLockout, log)
 

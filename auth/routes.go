@@ -35,6 +35,7 @@ type Deps struct {
 	PublicKeys []*token.Key  // published at /.well-known/jwks.json
 
 	EnableRegistration bool
+	Reset              *Reset           // nil unless ENABLE_PASSWORD_RESET: the routes then answer 404
 	Release            bool             // APP_MODE=release: HSTS, Secure cookies
 	CORSOrigins        []string         // CORS_ORIGINS
 	IPs                httpx.IPResolver // TRUSTED_PROXIES
@@ -73,6 +74,12 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /api/v1/profile", api(handleProfileGet(log, db, ts, now)))
 	mux.Handle("PATCH /api/v1/profile", api(handleProfilePatch(log, db, ts, now)))
 	mux.Handle("POST /api/v1/profile/password", creds(handlePasswordChange(log, db, ts, d.Passwords, d.Throttle, d.Metrics, now)))
+	if d.Reset != nil {
+		mux.Handle("POST /api/v1/auth/password/forgot", creds(handleForgot(log, db, d.Reset, now)))
+		mux.Handle("POST /api/v1/auth/password/reset", creds(handleReset(log, db, d.Passwords, ts, now)))
+		mux.Handle("GET /password/reset", api(handleResetPage(log, db, d.Passwords, ts, d.Browser, now)))
+		mux.Handle("POST /password/reset", creds(handleResetPage(log, db, d.Passwords, ts, d.Browser, now)))
+	}
 	mux.Handle("GET /api/v1/users", api(handleUserList(log, db, ts, now)))
 	mux.Handle("PATCH /api/v1/users/{id}", api(handleUserPatch(log, db, ts, now)))
 	mux.Handle("DELETE /api/v1/users/{id}", api(handleUserDelete(log, db, ts, now)))

@@ -1,0 +1,169 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"oauth2-api/httpx"
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// Reset is the password reset configuration (ENABLE_PASSWORD_RESET).
+type Reset struct {
+	TTL  time.Duration // PASSWORD_RESET_TTL
+	URL  string        // PASSWORD_RESET_URL; ?token= is added by the URL's own rules
+	Mail *MailQueue
+}
+
+// resetLink returns the mailed link for a token.
+func (rs *Reset) resetLink(tok string) string {
+	u, err := url.Parse(rs.URL)
+	if err != nil { // checked at start-up
+		return rs.URL
+	}
+	q := u.Query()
+	q.Set("token", tok)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// handleForgot serves POST /api/v1/auth/password/forgot: always 202, so the
+// answer says nothing about which addresses have accounts; the mail is sent
+// in the background so the time says nothing either.
+func handleForgot(log *slog.Logger, db *store.DB, rs *Reset, now func() time.Time) http.Handler {
+	type request struct {
+		Email string `json:"email"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if err := httpx.DecodeJSON(r, &req); err != nil {
+			writeAPIError(w, r, log, err)
+			return
+		}
+		email := strings.ToLower(strings.TrimSpace(req.Email))
+		if !validEmail(email) {
+			writeAPIError(w, r, log, invalid("email", "must be a valid email address"))
+			return
+		}
+		if err := forgot(r.Context(), db, rs, email, now()); err != nil {
+			// Logged, not shown: the answer must not depend on the account.
+			log.WarnContext(r.Context(), "password reset not started", "request_id", httpx.InfoFrom(r).ID, "err", err)
+		}
+		httpx.JSON(w, http.StatusAccepted, map[string]string{"status": "accepted",
+			"message": "if an account has this address, a reset link has been sent to it"})
+	})
+}
+
+func forgot(ctx context.Context, db *store.DB, rs *Reset, email string, now time.Time) error {
+	u, err := db.UserByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !u.IsActive {
+		return nil
+	}
+	tok := token.NewOpaque()
+	if err := db.CreateResetToken(ctx, token.Hash(tok), u.ID, now.Add(rs.TTL), now); err != nil {
+		return err
+	}
+	body := "Someone asked to reset the password of your account " + u.Username + ".\n\n" +
+		"To choose a new password, open this link within " + rs.TTL.String() + ":\n\n" +
+		rs.resetLink(tok) + "\n\n" +
+		"The link works once. If you did not ask for this, ignore this message: your password is unchanged.\n"
+	rs.Mail.Enqueue(u.Email, "Reset your password", body)
+	return nil
+}
+
+var errResetToken = httpx.Errorf(http.StatusBadRequest, "invalid_token", "the reset token is invalid, used or expired")
+
+// resetPassword spends a reset token and sets the new password. Every
+// refresh token of the user is revoked, and so are access tokens issued
+// until now: a reset often follows a compromise.
+func resetPassword(ctx context.Context, db *store.DB, pw *Passwords, ts *Tokens, tok, password string, now time.Time) error {
+	if len(tok) != token.OpaqueLen {
+		return errResetToken
+	}
+	if !validPassword(password) {
+		return invalid("new_password", "must be 8 to 128 characters")
+	}
+	hash, err := pw.Hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	id, err := db.ResetPassword(ctx, token.Hash(tok), hash, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return errResetToken
+	}
+	if err != nil {
+		return err
+	}
+	r := store.Revocation{Kind: store.RevokeUser, Subject: userSubject(id), NotBefore: now.Unix(), ExpiresAt: now.Add(ts.AccessTTL + time.Minute).Unix()}
+	ts.Revoked.Add(r)
+	return db.Revoke(ctx, r, now)
+}
+
+// handleReset serves POST /api/v1/auth/password/reset.
+func handleReset(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, now func() time.Time) http.Handler {
+	type request struct {
+		Token       token.Secret `json:"token"`
+		NewPassword token.Secret `json:"new_password"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if err := httpx.DecodeJSON(r, &req); err != nil {
+			writeAPIError(w, r, log, err)
+			return
+		}
+		if err := resetPassword(r.Context(), db, pw, ts, req.Token.Reveal(), req.NewPassword.Reveal(), now()); err != nil {
+			writeAPIError(w, r, log, err)
+			return
+		}
+		log.InfoContext(r.Context(), "password reset", "request_id", httpx.InfoFrom(r).ID)
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// handleResetPage serves GET and POST /password/reset: the page the mailed
+// link opens by default, a form for the new password. It needs no script;
+// the token travels in a hidden field and is itself the credential.
+func handleResetPage(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, b *Browser, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			tok := r.URL.Query().Get("token")
+			b.render(w, http.StatusOK, "reset", "", &pageData{Title: "Choose a new password", Hidden: []hidden{{"token", tok}}})
+			return
+		}
+		form, err := readForm(r)
+		if err != nil {
+			b.render(w, http.StatusBadRequest, "error", "", &pageData{Title: "Invalid request", Error: "The form was malformed."})
+			return
+		}
+		tok, p1, p2 := form.Get("token"), form.Get("new_password"), form.Get("confirm_password")
+		data := &pageData{Title: "Choose a new password", Hidden: []hidden{{"token", tok}}}
+		if p1 != p2 {
+			data.Error = "The two passwords differ."
+			b.render(w, http.StatusUnprocessableEntity, "reset", "", data)
+			return
+		}
+		err = resetPassword(r.Context(), db, pw, ts, tok, p1, now())
+		var he *httpx.Error
+		switch {
+		case err == nil:
+			b.render(w, http.StatusOK, "reset", "", &pageData{Title: "Password changed", Done: true})
+		case errors.As(err, &he):
+			data.Error = he.Message
+			b.render(w, he.Status, "reset", "", data)
+		default:
+			writeAuthorizeFailure(w, r, &OAuth{Log: log}, b, err)
+		}
+	})
+}
