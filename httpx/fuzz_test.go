@@ -1,0 +1,102 @@
+package httpx
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"net/netip"
+	"reflect"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzUnmarshalStrict: what is accepted is valid UTF-8 and decodes to a value
+// that survives a re-encoding; a refusal is always a 400 *Error.
+func FuzzUnmarshalStrict(f *testing.F) {
+	for _, s := range []string{`{"login":"ann","password":"x"}`, `{"login":"ann"} {}`, `{"login":"\ud800"}`,
+		"{\"login\":\"\xff\"}", `{"LOGIN":"a"}`, `{"login":1}`, `{"extra":1}`, `[`, ``, `null`, `{"login":"a","login":"b"}`} {
+		f.Add([]byte(s))
+	}
+	type req struct {
+		Login    string `json:"login"`
+		Password string `json:"password"`
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var r req
+		err := UnmarshalStrict(body, &r)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Status != 400 {
+				t.Fatalf("UnmarshalStrict(%q) = %v; want a 400 *Error", body, err)
+			}
+			return
+		}
+		if !utf8.Valid(body) {
+			t.Fatalf("accepted invalid UTF-8 %q", body)
+		}
+		again, _ := json.Marshal(r)
+		var r2 req
+		if err := UnmarshalStrict(again, &r2); err != nil || !reflect.DeepEqual(r, r2) {
+			t.Fatalf("re-encoding of %q does not decode back: %v", body, err)
+		}
+	})
+}
+
+// FuzzClientIP: the client address is the socket's, or, from a trusted
+// proxy, one of the forwarded addresses; never anything else.
+func FuzzClientIP(f *testing.F) {
+	f.Add("10.0.0.1:5", "203.0.113.9, 10.0.0.2", "")
+	f.Add("10.0.0.1:5", "", "198.51.100.1")
+	f.Add("192.0.2.1:5", "1.1.1.1", "2.2.2.2")
+	f.Add("10.0.0.1:5", "garbage, 10.0.0.3", "")
+	f.Add("[::ffff:10.0.0.1]:5", "::ffff:203.0.113.1", "")
+	ips := IPResolver{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	f.Fuzz(func(t *testing.T, remote, xff, realIP string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		if xff != "" {
+			r.Header.Set("X-Forwarded-For", xff)
+		}
+		if realIP != "" {
+			r.Header.Set("X-Real-IP", realIP)
+		}
+		got := ips.ClientIP(r)
+		ap, err := netip.ParseAddrPort(remote)
+		if err != nil {
+			if got.IsValid() {
+				t.Fatalf("unparseable RemoteAddr %q gave %v", remote, got)
+			}
+			return
+		}
+		peer := ap.Addr().Unmap()
+		if !ips.trusted(peer) && got != peer {
+			t.Fatalf("untrusted peer %v: ClientIP = %v; forwarding headers must be ignored", peer, got)
+		}
+		if got != peer && !containsAddr(xff, got) && !containsAddr(realIP, got) {
+			t.Fatalf("ClientIP = %v is neither the peer nor a forwarded address (%q, %q)", got, xff, realIP)
+		}
+	})
+}
+
+func containsAddr(list string, a netip.Addr) bool {
+	start := 0
+	for i := 0; i <= len(list); i++ {
+		if i == len(list) || list[i] == ',' {
+			if b, err := netip.ParseAddr(trimSpace(list[start:i])); err == nil && b.Unmap() == a {
+				return true
+			}
+			start = i + 1
+		}
+	}
+	return false
+}
+
+func trimSpace(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}

@@ -1,0 +1,44 @@
+package store_test
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"oauth2-api/store"
+)
+
+// FuzzParseURL: DATABASE_URL parsing never panics; a SQLite target is a plain
+// path (no query, fragment or control character, so no pragma can be
+// smuggled in), and a PostgreSQL URL is returned unchanged with a host.
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{"oauth.db", "/var/lib/x.db", "sqlite:///a.db", "file:a.db", "file:a.db?_pragma=x",
+		"postgres://u:p@h:5432/d?sslmode=disable", "postgresql://h/d", "postgres://", "mysql://x", "a\x00b", "dir/", "sqlite://"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		dialect, target, err := store.ParseURL(raw)
+		if err != nil {
+			if dialect != "" || target != "" {
+				t.Fatalf("ParseURL(%q) failed with results %q %q", raw, dialect, target)
+			}
+			if strings.Contains(err.Error(), "@") && strings.Contains(raw, "@") {
+				t.Fatalf("error %q may echo credentials", err)
+			}
+			return
+		}
+		switch dialect {
+		case store.SQLite:
+			if target == "" || strings.ContainsAny(target, "?#\x00\r\n") || strings.HasSuffix(target, "/") {
+				t.Fatalf("ParseURL(%q) = sqlite %q", raw, target)
+			}
+		case store.Postgres:
+			u, err := url.Parse(target)
+			if target != raw || err != nil || u.Host == "" {
+				t.Fatalf("ParseURL(%q) = postgres %q", raw, target)
+			}
+		default:
+			t.Fatalf("ParseURL(%q) dialect %q", raw, dialect)
+		}
+	})
+}
