@@ -91,7 +91,7 @@ func FuzzParseAsymmetric(f *testing.F) {
 	for i, k := range keys {
 		s, _ := NewSigner(k)
 		raw, _ := s.Sign(TypeAccess, want)
-		f.Add(raw, uint16(0), byte(0), uint8(i))          // valid as is
+		f.Add(raw, uint16(0), byte(0), uint8(i))            // valid as is
 		f.Add(raw, uint16(len(raw)-1), byte('A'), uint8(i)) // last signature byte
 		f.Add(raw, uint16(10), byte('x'), uint8(i))         // inside the header
 	}
