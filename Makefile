@@ -34,6 +34,9 @@ lint: ## gofmt and go vet
 bench: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+bench-load: ## load harness: the real binary under wrk, against a bare net/http floor (see BENCHMARKS.md)
+	$(GO) run ./bench/load $(BENCH_FLAGS)
+
 clean:
 	rm -f oauth2-api
 	rm -rf dist

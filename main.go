@@ -206,6 +206,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	go ts.Revoked.Run(bg, db, 2*time.Second, log, time.Now)
 	go janitor(bg, db, apiLimit, credLimit, cfg.LoginLockout, log)
 
+	startProfiler(log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "version", version,
