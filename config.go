@@ -245,7 +245,7 @@ func checkIssuer(s string, release bool) error {
 func parseRate(s string) (rate.Limit, error) {
 	n, unit, ok := strings.Cut(s, "/")
 	v, err := strconv.ParseFloat(n, 64)
-	if !ok || err != nil || v <= 0 || v > 1e9 {
+	if !ok || err != nil || !(v > 0 && v <= 1e9) { // written so that NaN fails too
 		return 0, fmt.Errorf("want N/s, N/m or N/h, got %q", clip(s))
 	}
 	switch unit {

@@ -118,12 +118,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	return nil
 }
 
-func newLogger(cfg *config, w io.Writer) *slog.Logger {
+// newLogger returns the server's logger: JSON (or text) lines on w, through
+// a buffer flushed every 100 ms and at once after warnings. Call the
+// returned func before exiting to flush the rest.
+func newLogger(cfg *config, w io.Writer) (*slog.Logger, func()) {
+	lw := httpx.NewLogWriter(w, 64<<10, 100*time.Millisecond)
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewJSONHandler(lw, opts)
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(lw, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(httpx.FlushingHandler(h, lw)), func() { lw.Close() }
 }
 
 func openStore(ctx context.Context, cfg *config) (*store.DB, error) {
@@ -136,7 +141,8 @@ func openStore(ctx context.Context, cfg *config) (*store.DB, error) {
 // is not nil it receives the listener's address once the server accepts.
 func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- string) error {
 	started := time.Now()
-	log := newLogger(cfg, stdout)
+	log, flush := newLogger(cfg, stdout)
+	defer flush()
 	db, err := openStore(ctx, cfg)
 	if err != nil {
 		return err

@@ -456,7 +456,7 @@ func loginForm(w http.ResponseWriter, r *http.Request, o *OAuth, b *Browser, pw 
 		case errors.Is(err, errBadCredentials):
 			showLogin(w, r, o, b, ar, http.StatusUnauthorized, "Wrong email, username or password.", login)
 		case errors.As(err, &locked):
-			w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(locked.Until).Seconds())+1))
+			w.Header().Set("Retry-After", strconv.Itoa(int(locked.Wait.Seconds())+1))
 			showLogin(w, r, o, b, ar, http.StatusTooManyRequests, "Too many failed attempts. Try again later.", login)
 		default:
 			writeAuthorizeFailure(w, r, o, b, err)

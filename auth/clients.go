@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
@@ -80,15 +81,15 @@ func (cs *Clients) Forget(id string) {
 // the two digests are compared in constant time so that timing reveals
 // nothing about the stored hash.
 func secretMatches(c *store.Client, secret string) bool {
-	if c.Public() || secret == "" {
+	if c.Public() || secret == "" || len(c.SecretHash) != 2*sha256.Size {
 		return false
 	}
-	want, err := hex.DecodeString(c.SecretHash)
-	if err != nil || len(want) != 32 {
+	var want [sha256.Size]byte
+	if _, err := hex.Decode(want[:], []byte(c.SecretHash)); err != nil {
 		return false
 	}
-	got, _ := hex.DecodeString(token.Hash(secret))
-	return subtle.ConstantTimeCompare(got, want) == 1
+	got := sha256.Sum256([]byte(secret))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // Client authentication failures.

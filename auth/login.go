@@ -23,8 +23,13 @@ type Throttle struct {
 
 var errBadCredentials = errors.New("invalid login or password")
 
-// lockedError says an account is throttled until Until.
-type lockedError struct{ Until time.Time }
+// lockedError says an account is throttled until Until, which is Wait after
+// the attempt. Wait is measured on the clock the lock was checked with (the
+// handlers' now), not the wall clock, so Retry-After agrees with the lock.
+type lockedError struct {
+	Until time.Time
+	Wait  time.Duration
+}
 
 func (e *lockedError) Error() string { return "account throttled" }
 
@@ -59,7 +64,7 @@ func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle,
 		return nil, err
 	}
 	if !until.IsZero() {
-		return nil, &lockedError{Until: until}
+		return nil, &lockedError{Until: until, Wait: until.Sub(now)}
 	}
 	ok, rehash := false, false
 	if u == nil {

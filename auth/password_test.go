@@ -71,7 +71,7 @@ func TestHashPHCFormat(t *testing.T) {
 func TestParsePHC(t *testing.T) {
 	good := []string{
 		goodPHC,
-		"$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5aw",                                // smallest bounds: 8-byte salt, 16-byte key, m=8p
+		"$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5aw",                                         // smallest bounds: 8-byte salt, 16-byte key, m=8p
 		"$argon2id$v=19$m=262144,t=16,p=255$c29tZXNhbHRzb21lc2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U", // largest bounds
 		encodePHC(DefaultArgon2, make([]byte, 16), make([]byte, 32)),
 	}
@@ -230,14 +230,14 @@ func TestVerifyDummy(t *testing.T) {
 // FuzzParsePHC checks that ParsePHC accepts only the exact form encodePHC
 // writes, and that every rejection wraps ErrHashFormat.
 func FuzzParsePHC(f *testing.F) {
-	f.Add(goodPHC)                                            // a good hash
-	f.Add(goodPHC + "\n")                                     // base64 decoders skip newlines; we must not
-	f.Add(strings.Replace(goodPHC, "c29t", "c2\r9t", 1))      // a carriage return inside the salt
-	f.Add(strings.Replace(goodPHC, "m=64", "m=064", 1))       // leading zero
+	f.Add(goodPHC)                                             // a good hash
+	f.Add(goodPHC + "\n")                                      // base64 decoders skip newlines; we must not
+	f.Add(strings.Replace(goodPHC, "c29t", "c2\r9t", 1))       // a carriage return inside the salt
+	f.Add(strings.Replace(goodPHC, "m=64", "m=064", 1))        // leading zero
 	f.Add(strings.Replace(goodPHC, "m=64", "m=4294967295", 1)) // huge memory
-	f.Add(goodPHC + "=")                                      // padding
-	f.Add(strings.Replace(goodPHC, "v=19", "v=16", 1))        // old version
-	f.Add(strings.Repeat("$", 500))                           // many separators
+	f.Add(goodPHC + "=")                                       // padding
+	f.Add(strings.Replace(goodPHC, "v=19", "v=16", 1))         // old version
+	f.Add(strings.Repeat("$", 500))                            // many separators
 	f.Add(fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", 8, 1, 1))
 	f.Fuzz(func(t *testing.T, s string) {
 		p, salt, key, err := ParsePHC(s)

@@ -67,7 +67,7 @@ func apiError(err error) error {
 		return he
 	case errors.As(err, &locked):
 		return &httpx.Error{Status: http.StatusTooManyRequests, Code: "too_many_attempts",
-			Message: "too many failed logins for this account; retry later", RetryAfter: time.Until(locked.Until)}
+			Message: "too many failed logins for this account; retry later", RetryAfter: locked.Wait}
 	case errors.Is(err, errBadCredentials):
 		return httpx.Errorf(http.StatusUnauthorized, "invalid_credentials", "invalid login or password")
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, ErrBusy):

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// envOf returns a getenv over m.
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// releaseSecret is long enough for release mode; tests check it is never echoed.
+const releaseSecret = "release-secret-0123456789abcdef-xyz"
+
+func TestLoadConfigDefaults(t *testing.T) {
+	c, err := loadConfig(envOf(nil))
+	if err != nil {
+		t.Fatalf("loadConfig(empty) = %v", err)
+	}
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"Port", c.Port, 8080},
+		{"DatabaseURL", c.DatabaseURL, "oauth.db"},
+		{"Release", c.Release, false},
+		{"Issuer", c.Issuer, "http://localhost:8080"},
+		{"LogLevel", c.LogLevel, slog.LevelInfo},
+		{"LogFormat", c.LogFormat, "json"},
+		{"EnableRegistration", c.EnableRegistration, true},
+		{"EnablePasswordReset", c.EnablePasswordReset, false},
+		{"AccessTTL", c.AccessTTL, time.Hour},
+		{"RefreshTTL", c.RefreshTTL, 30 * 24 * time.Hour},
+		{"RateLimitRequests", c.RateLimitRequests, 100},
+		{"RateLimitWindow", c.RateLimitWindow, time.Hour},
+		{"LoginRate", c.LoginRate, rate.Limit(5.0 / 60)},
+		{"LoginBurst", c.LoginBurst, 10},
+		{"LoginMaxFailures", c.LoginMaxFailures, 5},
+		{"LoginLockout", c.LoginLockout, 15 * time.Minute},
+		{"PasswordResetTTL", c.PasswordResetTTL, time.Hour},
+		{"PasswordResetURL", c.PasswordResetURL, "http://localhost:8080/password/reset"},
+		{"DBMaxOpenConns", c.DBMaxOpenConns, 100},
+		{"DBMaxIdleConns", c.DBMaxIdleConns, 10},
+		{"DBConnMaxLifetime", c.DBConnMaxLifetime, time.Hour},
+		{"JWTSecret empty", c.JWTSecret == "", true},
+		{"CORSOrigins", len(c.CORSOrigins), 0},
+		{"TrustedProxies", len(c.TrustedProxies), 0},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("default %s = %v; want %v", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestLoadConfigValues(t *testing.T) {
+	c, err := loadConfig(envOf(map[string]string{
+		"PORT":                      "9090",
+		"DATABASE_URL":              "postgres://u:p@db:5432/oauth?sslmode=disable",
+		"GIN_MODE":                  "release", // the deployment guide's alias for APP_MODE
+		"JWT_SECRET":                releaseSecret,
+		"ISSUER":                    "https://auth.example.com",
+		"CORS_ORIGINS":              "https://app.example.com, http://localhost:3000",
+		"TRUSTED_PROXIES":           "10.0.0.0/8,192.0.2.1",
+		"LOG_LEVEL":                 "debug",
+		"LOG_FORMAT":                "text",
+		"ENABLE_REGISTRATION":       "false",
+		"TOKEN_EXPIRY_HOURS":        "5",
+		"ACCESS_TOKEN_TTL":          "15m", // overrides TOKEN_EXPIRY_HOURS
+		"REFRESH_TOKEN_EXPIRY_DAYS": "7",
+		"LOGIN_RATE_LIMIT":          "5/m",
+		"LOGIN_RATE_BURST":          "3",
+		"LOGIN_MAX_FAILURES":        "8",
+		"LOGIN_LOCKOUT":             "30m",
+	}))
+	if err != nil {
+		t.Fatalf("loadConfig = %v", err)
+	}
+	if !c.Release {
+		t.Error("GIN_MODE=release did not turn on release mode")
+	}
+	if c.Port != 9090 || c.Issuer != "https://auth.example.com" || c.DatabaseURL != "postgres://u:p@db:5432/oauth?sslmode=disable" {
+		t.Errorf("Port %d, Issuer %q, DatabaseURL %q", c.Port, c.Issuer, c.DatabaseURL)
+	}
+	if c.JWTSecret.Reveal() != releaseSecret {
+		t.Error("JWT_SECRET not kept")
+	}
+	if c.AccessTTL != 15*time.Minute {
+		t.Errorf("AccessTTL %v; want 15m (ACCESS_TOKEN_TTL overrides TOKEN_EXPIRY_HOURS)", c.AccessTTL)
+	}
+	if c.RefreshTTL != 7*24*time.Hour {
+		t.Errorf("RefreshTTL %v", c.RefreshTTL)
+	}
+	if c.LoginRate != rate.Limit(5.0/60) || c.LoginBurst != 3 {
+		t.Errorf("LoginRate %v, LoginBurst %d; want 5/60, 3", c.LoginRate, c.LoginBurst)
+	}
+	if c.LoginMaxFailures != 8 || c.LoginLockout != 30*time.Minute {
+		t.Errorf("LoginMaxFailures %d, LoginLockout %v", c.LoginMaxFailures, c.LoginLockout)
+	}
+	if !slices.Equal(c.CORSOrigins, []string{"https://app.example.com", "http://localhost:3000"}) {
+		t.Errorf("CORSOrigins %q", c.CORSOrigins)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32")}; !slices.Equal(c.TrustedProxies, want) {
+		t.Errorf("TrustedProxies %v; want %v", c.TrustedProxies, want)
+	}
+	if c.LogLevel != slog.LevelDebug || c.LogFormat != "text" || c.EnableRegistration {
+		t.Errorf("LogLevel %v, LogFormat %q, EnableRegistration %v", c.LogLevel, c.LogFormat, c.EnableRegistration)
+	}
+	if c.PasswordResetURL != "https://auth.example.com/password/reset" {
+		t.Errorf("PasswordResetURL %q follows ISSUER", c.PasswordResetURL)
+	}
+}
+
+func TestLoadConfigTTLAndRates(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		ttl  time.Duration
+		rate rate.Limit
+	}{
+		{map[string]string{"TOKEN_EXPIRY_HOURS": "2"}, 2 * time.Hour, 5.0 / 60},
+		{map[string]string{"TOKEN_EXPIRY_HOURS": "2", "ACCESS_TOKEN_TTL": "90s"}, 90 * time.Second, 5.0 / 60},
+		{map[string]string{"LOGIN_RATE_LIMIT": "10/s"}, time.Hour, 10},
+		{map[string]string{"LOGIN_RATE_LIMIT": "120/h"}, time.Hour, 120.0 / 3600},
+		{map[string]string{"LOGIN_RATE_LIMIT": "5/m"}, time.Hour, 5.0 / 60},
+	} {
+		c, err := loadConfig(envOf(tc.env))
+		if err != nil {
+			t.Errorf("loadConfig(%v) = %v", tc.env, err)
+			continue
+		}
+		if c.AccessTTL != tc.ttl || c.LoginRate != tc.rate {
+			t.Errorf("loadConfig(%v): AccessTTL %v, LoginRate %v; want %v, %v", tc.env, c.AccessTTL, c.LoginRate, tc.ttl, tc.rate)
+		}
+	}
+}
+
+func TestLoadConfigModes(t *testing.T) {
+	for _, tc := range []struct {
+		env     map[string]string
+		release bool
+	}{
+		{map[string]string{"APP_MODE": "debug"}, false},
+		{map[string]string{"GIN_MODE": "debug"}, false},
+		{map[string]string{"APP_MODE": "release", "JWT_SECRET": releaseSecret, "ISSUER": "https://a.example.com"}, true},
+		{map[string]string{"GIN_MODE": "release", "JWT_SECRET": releaseSecret, "ISSUER": "https://a.example.com"}, true},
+		// APP_MODE wins over its alias.
+		{map[string]string{"APP_MODE": "debug", "GIN_MODE": "release"}, false},
+	} {
+		c, err := loadConfig(envOf(tc.env))
+		if err != nil || c.Release != tc.release {
+			t.Errorf("loadConfig(%v) = release %v, %v; want %v", tc.env, c != nil && c.Release, err, tc.release)
+		}
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	release := func(m map[string]string) map[string]string {
+		out := map[string]string{"APP_MODE": "release", "JWT_SECRET": releaseSecret, "ISSUER": "https://auth.example.com"}
+		for k, v := range m {
+			out[k] = v
+		}
+		return out
+	}
+	// The base release environment is valid: each case below fails for its own reason.
+	if _, err := loadConfig(envOf(release(nil))); err != nil {
+		t.Fatalf("bad test: base release environment fails: %v", err)
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		name string // the variable the error must start with
+	}{
+		{map[string]string{"PORT": "abc"}, "PORT"},
+		{map[string]string{"PORT": "0"}, "PORT"},
+		{map[string]string{"PORT": "65536"}, "PORT"},
+		{map[string]string{"APP_MODE": "prod"}, "APP_MODE"},
+		{map[string]string{"GIN_MODE": "production"}, "APP_MODE"},
+		{release(map[string]string{"JWT_SECRET": "short-secret-value-31-bytes-lon"}), "JWT_SECRET"},
+		{release(map[string]string{"JWT_SECRET": ""}), "JWT_SECRET"},
+		{release(map[string]string{"JWT_SECRET_PREVIOUS": "old-short-secret"}), "JWT_SECRET_PREVIOUS"},
+		{map[string]string{"JWT_SECRET": releaseSecret, "JWT_SECRET_PREVIOUS": releaseSecret}, "JWT_SECRET_PREVIOUS"},
+		{release(map[string]string{"ISSUER": "http://auth.example.com"}), "ISSUER"},
+		{map[string]string{"APP_MODE": "release", "JWT_SECRET": releaseSecret}, "ISSUER"}, // the default issuer is http
+		{map[string]string{"ISSUER": "https://auth.example.com?tenant=1"}, "ISSUER"},
+		{map[string]string{"ISSUER": "https://auth.example.com#frag"}, "ISSUER"},
+		{map[string]string{"ISSUER": "https://auth.example.com?"}, "ISSUER"},
+		{map[string]string{"ISSUER": "auth.example.com"}, "ISSUER"},
+		{map[string]string{"ISSUER": "https://user:pw@auth.example.com"}, "ISSUER"},
+		{map[string]string{"LOGIN_RATE_LIMIT": "5/d"}, "LOGIN_RATE_LIMIT"},
+		{map[string]string{"LOGIN_RATE_LIMIT": "5"}, "LOGIN_RATE_LIMIT"},
+		{map[string]string{"LOGIN_RATE_LIMIT": "0/m"}, "LOGIN_RATE_LIMIT"},
+		{map[string]string{"LOGIN_RATE_LIMIT": "-1/m"}, "LOGIN_RATE_LIMIT"},
+		{map[string]string{"LOGIN_RATE_LIMIT": "NaN/m"}, "LOGIN_RATE_LIMIT"},
+		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT"},
+		{map[string]string{"CORS_ORIGINS": "*"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "https://app.example.com/path"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "app.example.com"}, "CORS_ORIGINS"},
+		{map[string]string{"TRUSTED_PROXIES": "bad"}, "TRUSTED_PROXIES"},
+		{map[string]string{"TRUSTED_PROXIES": "10.0.0.0/40"}, "TRUSTED_PROXIES"},
+		{map[string]string{"ENABLE_REGISTRATION": "maybe"}, "ENABLE_REGISTRATION"},
+		{map[string]string{"ENABLE_PASSWORD_RESET": "true"}, "SMTP_HOST"},
+		{map[string]string{"ENABLE_PASSWORD_RESET": "true", "SMTP_HOST": "smtp.example.com"}, "SMTP_FROM"},
+		{map[string]string{"ACCESS_TOKEN_TTL": "1ns"}, "ACCESS_TOKEN_TTL"},
+		{map[string]string{"ACCESS_TOKEN_TTL": "forever"}, "ACCESS_TOKEN_TTL"},
+		{map[string]string{"ACCESS_TOKEN_TTL": "48h"}, "ACCESS_TOKEN_TTL"},
+		{map[string]string{"TOKEN_EXPIRY_HOURS": "0"}, "TOKEN_EXPIRY_HOURS"},
+		{map[string]string{"REFRESH_TOKEN_EXPIRY_DAYS": "x"}, "REFRESH_TOKEN_EXPIRY_DAYS"},
+		{map[string]string{"RATE_LIMIT_REQUESTS": "0"}, "RATE_LIMIT_REQUESTS"},
+		{map[string]string{"RATE_LIMIT_WINDOW": "1h"}, "RATE_LIMIT_WINDOW"},
+		{map[string]string{"LOGIN_RATE_BURST": "-1"}, "LOGIN_RATE_BURST"},
+		{map[string]string{"LOGIN_MAX_FAILURES": "0"}, "LOGIN_MAX_FAILURES"},
+		{map[string]string{"LOGIN_LOCKOUT": "15"}, "LOGIN_LOCKOUT"},
+		{map[string]string{"PASSWORD_RESET_URL": "https://app.example.com/reset#x"}, "PASSWORD_RESET_URL"},
+		{map[string]string{"PASSWORD_RESET_URL": "/reset"}, "PASSWORD_RESET_URL"},
+		{map[string]string{"SMTP_PORT": "smtp"}, "SMTP_PORT"},
+		{map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL"},
+		{map[string]string{"DATABASE_URL": "postgres://"}, "DATABASE_URL"},
+		{map[string]string{"DATABASE_URL": "file:o.db?_pragma=foreign_keys(0)"}, "DATABASE_URL"},
+		{map[string]string{"DB_MAX_OPEN_CONNS": "0"}, "DB_MAX_OPEN_CONNS"},
+		{map[string]string{"DB_CONN_MAX_LIFETIME": "soon"}, "DB_CONN_MAX_LIFETIME"},
+	} {
+		c, err := loadConfig(envOf(tc.env))
+		if err == nil {
+			t.Errorf("loadConfig(%v) = %+v; want an error naming %s", tc.env, c, tc.name)
+			continue
+		}
+		if c != nil {
+			t.Errorf("loadConfig(%v) returned a config with error %v", tc.env, err)
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, tc.name+": ") {
+			t.Errorf("loadConfig(%v) = %q; want it to start with %q", tc.env, msg, tc.name+": ")
+		}
+		if strings.Contains(msg, "\n") {
+			t.Errorf("loadConfig(%v) = %q; want one line", tc.env, msg)
+		}
+		for _, k := range []string{"JWT_SECRET", "JWT_SECRET_PREVIOUS"} {
+			if s := tc.env[k]; s != "" && strings.Contains(msg, s) {
+				t.Errorf("loadConfig(%v) = %q echoes %s", tc.env, msg, k)
+			}
+		}
+	}
+}
+
+func TestLoadConfigSecretNotEchoed(t *testing.T) {
+	// A database URL holding a password must not be echoed when it is rejected.
+	_, err := loadConfig(envOf(map[string]string{"DATABASE_URL": "postgres://u:hunter2-db-password@[::1/x"}))
+	if err == nil || !strings.HasPrefix(err.Error(), "DATABASE_URL: ") || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("loadConfig(bad postgres URL) = %v; want a DATABASE_URL error without the password", err)
+	}
+	// Secrets are raw bytes: a secret padded with spaces keeps them.
+	c, err := loadConfig(envOf(map[string]string{"JWT_SECRET": " " + releaseSecret + " "}))
+	if err != nil || c.JWTSecret.Reveal() != " "+releaseSecret+" " {
+		t.Errorf("JWT_SECRET trimmed or refused: %v", err)
+	}
+}

@@ -1,0 +1,661 @@
+package httpx
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"oauth2-api/metrics"
+	"oauth2-api/ratelimit"
+)
+
+// decodeTarget is what the DecodeJSON tests decode into.
+type decodeTarget struct {
+	Name  string `json:"name"`
+	Count int    `json:"count"`
+}
+
+func jsonRequest(body, contentType string) *http.Request {
+	r := httptest.NewRequest("POST", "/x", strings.NewReader(body))
+	if contentType != "" {
+		r.Header.Set("Content-Type", contentType)
+	}
+	return r
+}
+
+// wantHTTPError fails unless err is an *Error with status and code.
+func wantHTTPError(t testing.TB, what string, err error, status int, code string) *Error {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("%s = %v; want *Error %d %s", what, err, status, code)
+	}
+	if e.Status != status || e.Code != code {
+		t.Fatalf("%s = %d %s (%q); want %d %s", what, e.Status, e.Code, e.Message, status, code)
+	}
+	if e.Message == "" {
+		t.Fatalf("%s: empty message", what)
+	}
+	return e
+}
+
+func TestDecodeJSON(t *testing.T) {
+	long := strings.Repeat("x", 5000)
+	for _, tc := range []struct {
+		name, body, ct string
+		status         int
+		code           string
+	}{
+		{"no content type", `{"name":"a"}`, "", 415, "unsupported_media_type"},
+		{"text/plain", `{"name":"a"}`, "text/plain", 415, "unsupported_media_type"},
+		{"form", `name=a`, "application/x-www-form-urlencoded", 415, "unsupported_media_type"},
+		{"json suffix type", `{"name":"a"}`, "application/json-patch+json", 415, "unsupported_media_type"},
+		{"malformed media type", `{"name":"a"}`, "application/json; =", 415, "unsupported_media_type"},
+		{"empty body", ``, "application/json", 400, "invalid_json"},
+		{"malformed", `{"name":`, "application/json", 400, "invalid_json"},
+		{"not an object", `[1,2]`, "application/json", 400, "invalid_json"},
+		{"invalid UTF-8", "{\"name\":\"a\xff\"}", "application/json", 400, "invalid_json"},
+		{"unknown field", `{"name":"a","admin":true}`, "application/json", 400, "invalid_json"},
+		{"wrong type", `{"count":"three"}`, "application/json", 400, "invalid_json"},
+		{"trailing value", `{"name":"a"} {"name":"b"}`, "application/json", 400, "invalid_json"},
+		{"trailing garbage", `{"name":"a"}x`, "application/json", 400, "invalid_json"},
+		{"trailing brace", `{"name":"a"}}`, "application/json", 400, "invalid_json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var dst decodeTarget
+			err := DecodeJSON(jsonRequest(tc.body, tc.ct), &dst)
+			wantHTTPError(t, fmt.Sprintf("DecodeJSON(%q, %q)", tc.body, tc.ct), err, tc.status, tc.code)
+		})
+	}
+
+	t.Run("good", func(t *testing.T) {
+		for _, ct := range []string{"application/json", "application/json; charset=utf-8", "Application/JSON"} {
+			var dst decodeTarget
+			if err := DecodeJSON(jsonRequest("{\"name\":\"ünï\",\"count\":3}\n", ct), &dst); err != nil {
+				t.Fatalf("DecodeJSON(ct %q) = %v", ct, err)
+			}
+			if dst != (decodeTarget{"ünï", 3}) {
+				t.Fatalf("DecodeJSON(ct %q) decoded %+v", ct, dst)
+			}
+		}
+	})
+
+	t.Run("messages do not echo input", func(t *testing.T) {
+		for _, body := range []string{
+			`{"count":"` + long + `"}`,            // wrong type: the value is not echoed
+			`{"` + long + `":1}`,                  // unknown field: the name is clipped
+			`{"name":"a"}` + long,                 // trailing data
+			`{"name":"` + long + `"` + long + `}`, // malformed
+		} {
+			err := DecodeJSON(jsonRequest(body, "application/json"), &decodeTarget{})
+			e := wantHTTPError(t, "DecodeJSON(long input)", err, 400, "invalid_json")
+			if len(e.Message) > 120 || strings.Contains(e.Message, strings.Repeat("x", 65)) {
+				t.Errorf("message echoes the input: %q", e.Message)
+			}
+		}
+	})
+
+	t.Run("413 through MaxBytesReader", func(t *testing.T) {
+		body := `{"name":"` + strings.Repeat("a", MaxBody) + `"}`
+		r := jsonRequest(body, "application/json")
+		r.ContentLength = -1 // as if chunked: only the reader's limit stops it
+		r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, MaxBody)
+		wantHTTPError(t, "DecodeJSON(over MaxBytesReader)", DecodeJSON(r, &decodeTarget{}), 413, "request_too_large")
+	})
+
+	t.Run("413 without a limit reader", func(t *testing.T) {
+		body := `{"name":"` + strings.Repeat("a", MaxBody) + `"}`
+		wantHTTPError(t, "DecodeJSON(over MaxBody)", DecodeJSON(jsonRequest(body, "application/json"), &decodeTarget{}), 413, "request_too_large")
+	})
+
+	t.Run("exactly MaxBody", func(t *testing.T) {
+		body := `{"name":"` + strings.Repeat("a", MaxBody-len(`{"name":""}`)) + `"}`
+		if len(body) != MaxBody {
+			t.Fatalf("bad test: body %d bytes", len(body))
+		}
+		r := jsonRequest(body, "application/json")
+		r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, MaxBody)
+		var dst decodeTarget
+		if err := DecodeJSON(r, &dst); err != nil || len(dst.Name) != MaxBody-len(`{"name":""}`) {
+			t.Fatalf("DecodeJSON(MaxBody bytes) = %v", err)
+		}
+	})
+}
+
+func TestWriteError(t *testing.T) {
+	t.Run("client error", func(t *testing.T) {
+		var logs bytes.Buffer
+		w := httptest.NewRecorder()
+		err := fmt.Errorf("wrapped: %w", &Error{Status: 429, Code: "rate_limited", Message: "slow down",
+			RetryAfter: 1500 * time.Millisecond, Authenticate: `Bearer realm="x"`})
+		WriteError(w, httptest.NewRequest("GET", "/", nil), slog.New(slog.NewJSONHandler(&logs, nil)), err)
+		if w.Code != 429 {
+			t.Fatalf("status %d; want 429", w.Code)
+		}
+		if got := w.Header().Get("Retry-After"); got != "2" {
+			t.Errorf("Retry-After %q; want 2 (1.5 s rounded up)", got)
+		}
+		if got := w.Header().Get("WWW-Authenticate"); got != `Bearer realm="x"` {
+			t.Errorf("WWW-Authenticate %q", got)
+		}
+		if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type %q", ct)
+		}
+		var body map[string]string
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body["error"] != "rate_limited" || body["message"] != "slow down" || len(body) != 2 {
+			t.Errorf("body %q (%v); want error and message only", w.Body.String(), err)
+		}
+		if logs.Len() != 0 {
+			t.Errorf("a client error was logged: %s", logs.String())
+		}
+	})
+
+	t.Run("retry after rounding", func(t *testing.T) {
+		for _, tc := range []struct {
+			d    time.Duration
+			want string
+		}{{time.Nanosecond, "1"}, {time.Second, "1"}, {time.Second + 1, "2"}, {59*time.Second + time.Millisecond, "60"}, {0, ""}, {-time.Second, ""}} {
+			w := httptest.NewRecorder()
+			WriteError(w, httptest.NewRequest("GET", "/", nil), nil, &Error{Status: 429, Code: "c", Message: "m", RetryAfter: tc.d})
+			if got := w.Header().Get("Retry-After"); got != tc.want {
+				t.Errorf("RetryAfter %v: Retry-After %q; want %q", tc.d, got, tc.want)
+			}
+		}
+	})
+
+	t.Run("internal error", func(t *testing.T) {
+		var logs bytes.Buffer
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/", nil)
+		WriteError(w, r, slog.New(slog.NewJSONHandler(&logs, nil)), errors.New(`pq: relation "users" does not exist at db.go:12`))
+		if w.Code != 500 {
+			t.Fatalf("status %d; want 500", w.Code)
+		}
+		var body map[string]string
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body["error"] != "server_error" || body["message"] == "" {
+			t.Fatalf("body %q; want server_error", w.Body.String())
+		}
+		for _, leak := range []string{"relation", "users", "db.go", "pq:"} {
+			if strings.Contains(w.Body.String(), leak) {
+				t.Errorf("body %q leaks %q", w.Body.String(), leak)
+			}
+		}
+		if w.Header().Get("Retry-After") != "" || w.Header().Get("WWW-Authenticate") != "" {
+			t.Errorf("unexpected headers %v", w.Header())
+		}
+		if !strings.Contains(logs.String(), `relation \"users\" does not exist`) {
+			t.Errorf("the internal error was not logged: %q", logs.String())
+		}
+	})
+}
+
+func TestClientIP(t *testing.T) {
+	trusted, err := ParsePrefixes("10.0.0.0/8, 192.0.2.10, 2001:db8:1::/48")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		trusted []netip.Prefix
+		remote  string
+		xff     []string
+		realIP  string
+		want    string
+	}{
+		{name: "no proxies", remote: "203.0.113.5:1234", want: "203.0.113.5"},
+		{name: "no proxies ignore XFF", remote: "203.0.113.5:1234", xff: []string{"198.51.100.7"}, realIP: "198.51.100.8", want: "203.0.113.5"},
+		{name: "untrusted peer ignores XFF", trusted: trusted, remote: "203.0.113.5:1234", xff: []string{"198.51.100.7"}, want: "203.0.113.5"},
+		{name: "untrusted peer ignores X-Real-IP", trusted: trusted, remote: "203.0.113.5:1234", realIP: "198.51.100.8", want: "203.0.113.5"},
+		{name: "trusted peer, one hop", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"198.51.100.7"}, want: "198.51.100.7"},
+		{name: "trusted single address", trusted: trusted, remote: "192.0.2.10:1234", xff: []string{"198.51.100.7"}, want: "198.51.100.7"},
+		{name: "neighbour of trusted address", trusted: trusted, remote: "192.0.2.11:1234", xff: []string{"198.51.100.7"}, want: "192.0.2.11"},
+		{name: "skips trusted hops", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"198.51.100.7, 10.0.0.3, 10.0.0.2"}, want: "198.51.100.7"},
+		{name: "spoofed left entry ignored", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"1.1.1.1, 198.51.100.7"}, want: "198.51.100.7"},
+		{name: "several headers", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"1.1.1.1", "198.51.100.7, 10.0.0.2"}, want: "198.51.100.7"},
+		{name: "several headers, last all trusted", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"1.1.1.1, 198.51.100.9", "10.0.0.2"}, want: "198.51.100.9"},
+		{name: "every hop trusted", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"10.0.0.3, 10.0.0.2"}, want: "10.0.0.3"},
+		{name: "malformed hop stops the walk", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"198.51.100.7, bogus, 10.0.0.2"}, want: "10.0.0.2"},
+		{name: "malformed rightmost hop", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"198.51.100.7, 999.1.1.1"}, want: "10.0.0.1"},
+		{name: "hop with port is malformed", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"198.51.100.7:80"}, want: "10.0.0.1"},
+		{name: "empty hop is malformed", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"198.51.100.7,"}, want: "10.0.0.1"},
+		{name: "X-Real-IP from trusted peer", trusted: trusted, remote: "10.0.0.1:1234", realIP: " 198.51.100.8 ", want: "198.51.100.8"},
+		{name: "XFF wins over X-Real-IP", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"198.51.100.7"}, realIP: "198.51.100.8", want: "198.51.100.7"},
+		{name: "bad X-Real-IP", trusted: trusted, remote: "10.0.0.1:1234", realIP: "nope", want: "10.0.0.1"},
+		{name: "mapped peer", remote: "[::ffff:203.0.113.5]:1234", want: "203.0.113.5"},
+		{name: "mapped trusted peer", trusted: trusted, remote: "[::ffff:10.0.0.1]:1234", xff: []string{"198.51.100.7"}, want: "198.51.100.7"},
+		{name: "mapped hop", trusted: trusted, remote: "10.0.0.1:1234", xff: []string{"::ffff:198.51.100.7, ::ffff:10.0.0.2"}, want: "198.51.100.7"},
+		{name: "mapped X-Real-IP", trusted: trusted, remote: "10.0.0.1:1234", realIP: "::ffff:198.51.100.8", want: "198.51.100.8"},
+		{name: "IPv6 peer", remote: "[2001:db8::1]:443", want: "2001:db8::1"},
+		{name: "IPv6 trusted peer", trusted: trusted, remote: "[2001:db8:1::5]:443", xff: []string{"2001:db8:2::9"}, want: "2001:db8:2::9"},
+		{name: "no port", remote: "203.0.113.5", want: "invalid IP"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tc.remote
+		for _, v := range tc.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if tc.realIP != "" {
+			r.Header.Set("X-Real-IP", tc.realIP)
+		}
+		got := IPResolver{Trusted: tc.trusted}.ClientIP(r)
+		if got.String() != tc.want {
+			t.Errorf("%s: ClientIP(remote %s, XFF %q, X-Real-IP %q) = %v; want %s", tc.name, tc.remote, tc.xff, tc.realIP, got, tc.want)
+		}
+	}
+}
+
+func TestParsePrefixes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		bad  bool
+	}{
+		{in: "", want: nil},
+		{in: " , ", want: nil},
+		{in: "10.0.0.0/8", want: []string{"10.0.0.0/8"}},
+		{in: "10.1.2.3/8", want: []string{"10.0.0.0/8"}}, // masked
+		{in: "10.0.0.0/8, 192.0.2.1 ,2001:db8::/32", want: []string{"10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"}},
+		{in: "2001:db8::1", want: []string{"2001:db8::1/128"}},
+		{in: "::ffff:192.0.2.1", want: []string{"192.0.2.1/32"}},
+		{in: "bad", bad: true},
+		{in: "10.0.0.0/33", bad: true},
+		{in: "10.0.0.0/8,nope", bad: true},
+		{in: "10.0.0.0/", bad: true},
+		{in: "*", bad: true},
+	} {
+		got, err := ParsePrefixes(tc.in)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("ParsePrefixes(%q) = %v; want error", tc.in, got)
+			}
+			continue
+		}
+		var s []string
+		for _, p := range got {
+			s = append(s, p.String())
+		}
+		if err != nil || !slices.Equal(s, tc.want) {
+			t.Errorf("ParsePrefixes(%q) = %v, %v; want %v", tc.in, s, err, tc.want)
+		}
+	}
+}
+
+var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Reached", "yes")
+	io.WriteString(w, "ok")
+})
+
+func TestCORS(t *testing.T) {
+	h := CORS([]string{"https://app.example.com", "http://localhost:3000"}, okHandler)
+	send := func(method, origin string, headers ...string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, "/api/v1/profile", nil)
+		if origin != "" {
+			r.Header.Set("Origin", origin)
+		}
+		for i := 0; i+1 < len(headers); i += 2 {
+			r.Header.Set(headers[i], headers[i+1])
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+
+	w := send("GET", "https://app.example.com")
+	if got := w.Header().Get("Access-Control-Allow-Origin"); got != "https://app.example.com" || w.Header().Get("X-Reached") != "yes" {
+		t.Errorf("allowed origin: ACAO %q, reached %q", got, w.Header().Get("X-Reached"))
+	}
+	if !slices.Contains(w.Header().Values("Vary"), "Origin") {
+		t.Errorf("allowed origin: Vary %q; want Origin", w.Header().Values("Vary"))
+	}
+	if w.Header().Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("credentials allowed: %v", w.Header())
+	}
+
+	for _, origin := range []string{"https://evil.example.com", "https://app.example.com.evil.com", "null", "https://APP.example.com", ""} {
+		w := send("GET", origin)
+		if got := w.Header().Get("Access-Control-Allow-Origin"); got != "" {
+			t.Errorf("origin %q: ACAO %q; want none", origin, got)
+		}
+		if w.Header().Get("X-Reached") != "yes" {
+			t.Errorf("origin %q: a simple request did not reach the handler", origin)
+		}
+		if !slices.Contains(w.Header().Values("Vary"), "Origin") {
+			t.Errorf("origin %q: no Vary: Origin (a cache could serve another origin's answer)", origin)
+		}
+	}
+
+	w = send("OPTIONS", "http://localhost:3000", "Access-Control-Request-Method", "PATCH", "Access-Control-Request-Headers", "authorization")
+	if w.Code != http.StatusNoContent || w.Header().Get("X-Reached") != "" {
+		t.Fatalf("preflight: status %d, reached %q; want 204 answered by CORS", w.Code, w.Header().Get("X-Reached"))
+	}
+	if got := w.Header().Get("Access-Control-Allow-Origin"); got != "http://localhost:3000" {
+		t.Errorf("preflight ACAO %q", got)
+	}
+	if m := w.Header().Get("Access-Control-Allow-Methods"); !strings.Contains(m, "PATCH") || !strings.Contains(m, "DELETE") {
+		t.Errorf("preflight Allow-Methods %q", m)
+	}
+	if h := w.Header().Get("Access-Control-Allow-Headers"); !strings.Contains(h, "Authorization") || !strings.Contains(h, "Content-Type") {
+		t.Errorf("preflight Allow-Headers %q", h)
+	}
+
+	w = send("OPTIONS", "https://evil.example.com", "Access-Control-Request-Method", "POST")
+	if w.Code != http.StatusForbidden || w.Header().Get("X-Reached") != "" || w.Header().Get("Access-Control-Allow-Origin") != "" || w.Header().Get("Access-Control-Allow-Methods") != "" {
+		t.Errorf("disallowed preflight: status %d, headers %v; want 403 with no CORS grant", w.Code, w.Header())
+	}
+
+	// A plain OPTIONS (no Access-Control-Request-Method) is not a preflight.
+	if w := send("OPTIONS", "https://evil.example.com"); w.Header().Get("X-Reached") != "yes" {
+		t.Errorf("plain OPTIONS did not reach the handler: %d", w.Code)
+	}
+
+	// No origins configured: CORS is off.
+	w = httptest.NewRecorder()
+	r := httptest.NewRequest("OPTIONS", "/", nil)
+	r.Header.Set("Origin", "https://app.example.com")
+	r.Header.Set("Access-Control-Request-Method", "GET")
+	CORS(nil, okHandler).ServeHTTP(w, r)
+	if w.Header().Get("Access-Control-Allow-Origin") != "" || w.Header().Get("X-Reached") != "yes" {
+		t.Errorf("CORS(nil) answered %d %v", w.Code, w.Header())
+	}
+}
+
+func TestSecureHeaders(t *testing.T) {
+	for _, release := range []bool{false, true} {
+		w := httptest.NewRecorder()
+		SecureHeaders(release, okHandler).ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+		h := w.Header()
+		for name, want := range map[string]string{
+			"X-Content-Type-Options": "nosniff",
+			"X-Frame-Options":        "DENY",
+			"Referrer-Policy":        "no-referrer",
+		} {
+			if got := h.Get(name); got != want {
+				t.Errorf("release=%v: %s %q; want %q", release, name, got, want)
+			}
+		}
+		if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("release=%v: CSP %q", release, csp)
+		}
+		hsts := h.Get("Strict-Transport-Security")
+		if release && !strings.HasPrefix(hsts, "max-age=") {
+			t.Errorf("release: HSTS %q; want max-age", hsts)
+		}
+		if !release && hsts != "" {
+			t.Errorf("debug: HSTS %q; want none (it would pin http://localhost to https)", hsts)
+		}
+	}
+}
+
+// logLines decodes JSON log output, one object a line.
+func logLines(t testing.TB, s string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not JSON: %v: %q", err, line)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestObserve(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	reg := metrics.NewRegistry()
+	m := NewMetrics(reg)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) {
+		InfoFrom(r).UserID = "42"
+		w.WriteHeader(http.StatusTeapot)
+		io.WriteString(w, "short and stout")
+	})
+	mux.HandleFunc("POST /quiet", func(w http.ResponseWriter, r *http.Request) {}) // writes nothing: 200
+	clock := time.Unix(1_800_000_000, 0)
+	now := func() time.Time { clock = clock.Add(250 * time.Millisecond); return clock }
+	trusted, _ := ParsePrefixes("10.0.0.0/8")
+	h := Observe(log, m, IPResolver{Trusted: trusted}, now, mux)
+
+	r := httptest.NewRequest("GET", "/items/12345?token=s3cr3t-query-value", nil)
+	r.RemoteAddr = "10.0.0.1:5555"
+	r.Header.Set("X-Forwarded-For", "198.51.100.7")
+	r.Header.Set("User-Agent", "test-agent/1.0")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+
+	id := w.Header().Get("X-Request-ID")
+	if id == "" {
+		t.Fatal("no X-Request-ID")
+	}
+	lines := logLines(t, logs.String())
+	if len(lines) != 1 {
+		t.Fatalf("%d log lines; want 1: %s", len(lines), logs.String())
+	}
+	l := lines[0]
+	for k, want := range map[string]any{
+		"msg": "request", "level": "INFO", "request_id": id, "method": "GET", "route": "/items/{id}",
+		"path": "/items/12345", "status": float64(418), "client_ip": "198.51.100.7",
+		"user_agent": "test-agent/1.0", "user_id": "42", "bytes": float64(len("short and stout")),
+		"duration_ms": float64(250),
+	} {
+		if l[k] != want {
+			t.Errorf("log %s = %v (%T); want %v", k, l[k], l[k], want)
+		}
+	}
+	if strings.Contains(logs.String(), "s3cr3t") || strings.Contains(logs.String(), "token=") {
+		t.Errorf("the query string was logged: %s", logs.String())
+	}
+	if _, ok := l["client_id"]; ok {
+		t.Errorf("empty client_id logged: %v", l)
+	}
+
+	// A second request gets another id; a handler that writes nothing is 200.
+	w2 := httptest.NewRecorder()
+	h.ServeHTTP(w2, httptest.NewRequest("POST", "/quiet", nil))
+	if id2 := w2.Header().Get("X-Request-ID"); id2 == "" || id2 == id {
+		t.Errorf("second request id %q (first %q)", id2, id)
+	}
+	// Unrouted and odd methods are labelled from fixed sets.
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("BREW", "/pot/77", nil))
+
+	var text bytes.Buffer
+	reg.WriteText(&text)
+	for _, want := range []string{
+		`oauth2_http_requests_total{method="GET",endpoint="/items/{id}",status="418"} 1`,
+		`oauth2_http_requests_total{method="POST",endpoint="/quiet",status="200"} 1`,
+		`oauth2_http_requests_total{method="OTHER",endpoint="unmatched",status="404"} 1`,
+		`oauth2_http_request_duration_seconds_count{method="GET",endpoint="/items/{id}"} 1`,
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("metrics lack %s:\n%s", want, text.String())
+		}
+	}
+	if strings.Contains(text.String(), "12345") || strings.Contains(text.String(), "/pot/77") || strings.Contains(text.String(), "BREW") {
+		t.Errorf("a raw path or method became a label:\n%s", text.String())
+	}
+}
+
+func TestRecover(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	panicky := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom: secret detail") })
+
+	for _, name := range []string{"bare", "inside Observe"} {
+		logs.Reset()
+		var h http.Handler = Recover(log, panicky)
+		if name == "inside Observe" {
+			h = Observe(log, NewMetrics(metrics.NewRegistry()), IPResolver{}, time.Now, h)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+		if w.Code != 500 {
+			t.Fatalf("%s: status %d; want 500", name, w.Code)
+		}
+		var body map[string]string
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body["error"] != "server_error" || body["message"] == "" {
+			t.Fatalf("%s: body %q; want a server_error JSON object", name, w.Body.String())
+		}
+		for _, leak := range []string{"boom", "goroutine", ".go:", "panic"} {
+			if strings.Contains(w.Body.String(), leak) {
+				t.Errorf("%s: body %q leaks %q", name, w.Body.String(), leak)
+			}
+		}
+		if !strings.Contains(logs.String(), `"msg":"panic"`) || !strings.Contains(logs.String(), "boom") || !strings.Contains(logs.String(), "goroutine") {
+			t.Errorf("%s: panic not logged with its stack: %s", name, logs.String())
+		}
+	}
+
+	// A handler that panics after writing: nothing more is written.
+	h := Observe(log, NewMetrics(metrics.NewRegistry()), IPResolver{}, time.Now, Recover(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, "partial")
+		panic("late")
+	})))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	if w.Code != http.StatusAccepted || w.Body.String() != "partial" {
+		t.Errorf("late panic: %d %q; want the handler's own 202 partial", w.Code, w.Body.String())
+	}
+
+	// http.ErrAbortHandler is re-raised for net/http.
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("recovered %v; want http.ErrAbortHandler re-raised", v)
+			}
+		}()
+		Recover(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) })).
+			ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	}()
+}
+
+func TestLimitBody(t *testing.T) {
+	var readErr error
+	var readN int
+	reached := false
+	h := LimitBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached = true
+		b, err := io.ReadAll(r.Body)
+		readN, readErr = len(b), err
+	}))
+
+	// A declared length over the limit is refused before the handler runs.
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("a", MaxBody+1))))
+	if w.Code != http.StatusRequestEntityTooLarge || reached {
+		t.Fatalf("declared oversize: status %d, reached %v; want 413 before the handler", w.Code, reached)
+	}
+	var body map[string]string
+	if json.Unmarshal(w.Body.Bytes(), &body); body["error"] != "request_too_large" || body["message"] == "" {
+		t.Errorf("413 body %q", w.Body.String())
+	}
+
+	// A body of unknown length is cut at the limit while it is read.
+	r := httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("a", MaxBody+10)))
+	r.ContentLength = -1
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	var mbe *http.MaxBytesError
+	if !reached || !errors.As(readErr, &mbe) || readN > MaxBody {
+		t.Errorf("unknown length: reached %v, read %d bytes, err %v; want a MaxBytesError at %d", reached, readN, readErr, MaxBody)
+	}
+
+	// At the limit is fine.
+	reached = false
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("a", MaxBody))))
+	if !reached || readErr != nil || readN != MaxBody {
+		t.Errorf("exactly MaxBody: reached %v, read %d, err %v", reached, readN, readErr)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	reg := metrics.NewRegistry()
+	m := NewMetrics(reg)
+	at := time.Unix(1_800_000_000, 0)
+	l := ratelimit.New(rate.Every(10*time.Second), 2, 100)
+	h := Observe(slog.New(slog.NewJSONHandler(io.Discard, nil)), m, IPResolver{}, func() time.Time { return at },
+		RateLimit(l, m, func() time.Time { return at }, okHandler))
+	send := func(remote string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	for i := 0; i < 2; i++ {
+		if w := send("203.0.113.1:1"); w.Code != 200 {
+			t.Fatalf("request %d: %d; want 200", i+1, w.Code)
+		}
+	}
+	w := send("203.0.113.1:2")
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("X-Reached") != "" {
+		t.Fatalf("third request: %d; want 429", w.Code)
+	}
+	if got := w.Header().Get("Retry-After"); got != "10" {
+		t.Errorf("Retry-After %q; want 10", got)
+	}
+	if m.RateLimited.Value() != 1 {
+		t.Errorf("oauth2_rate_limited_total = %d; want 1", m.RateLimited.Value())
+	}
+	if w := send("203.0.113.2:1"); w.Code != 200 {
+		t.Errorf("another client: %d; want 200 (buckets are per IP)", w.Code)
+	}
+	at = at.Add(10 * time.Second)
+	if w := send("203.0.113.1:3"); w.Code != 200 {
+		t.Errorf("after the wait: %d; want 200", w.Code)
+	}
+}
+
+func TestRouteOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                           "unmatched",
+		"GET /api/v1/users/{id}":     "/api/v1/users/{id}",
+		"PATCH /api/v1/users/{id}":   "/api/v1/users/{id}",
+		"/api/":                      "/api/",
+		"GET /{$}":                   "/{$}",
+		"example.com/x":              "/x",
+		"GET example.com/x/{y...}":   "/x/{y...}",
+		"POST /oauth2/token":         "/oauth2/token",
+		"GET /.well-known/jwks.json": "/.well-known/jwks.json",
+	} {
+		if got := routeOf(in); got != want {
+			t.Errorf("routeOf(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+func TestMethodLabel(t *testing.T) {
+	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+		if got := methodLabel(m); got != m {
+			t.Errorf("methodLabel(%q) = %q", m, got)
+		}
+	}
+	for _, m := range []string{"BREW", "get", "PROPFIND", "CONNECT", "TRACE", "", strings.Repeat("X", 1000)} {
+		if got := methodLabel(m); got != "OTHER" {
+			t.Errorf("methodLabel(%.20q) = %q; want OTHER", m, got)
+		}
+	}
+}
+
+func TestStatusLabel(t *testing.T) {
+	for code, want := range map[int]string{200: "200", 404: "404", 599: "599", 600: "other", -1: "other", 1000: "other"} {
+		if got := statusLabel(code); got != want {
+			t.Errorf("statusLabel(%d) = %q; want %q", code, got, want)
+		}
+	}
+}

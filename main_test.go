@@ -1,0 +1,368 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"oauth2-api/auth"
+	"oauth2-api/store"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+const testJWTSecret = "main-test-secret-0123456789abcdef-xyz"
+
+// testEnv returns a getenv for a fresh SQLite file in a temporary directory.
+func testEnv(t testing.TB, extra ...string) map[string]string {
+	t.Helper()
+	m := map[string]string{
+		"DATABASE_URL": filepath.Join(t.TempDir(), "oauth.db"),
+		"JWT_SECRET":   testJWTSecret,
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		m[extra[i]] = extra[i+1]
+	}
+	return m
+}
+
+// runCmd runs the program with args and returns its output.
+func runCmd(t testing.TB, env map[string]string, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err = run(context.Background(), args, envOf(env), strings.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+// freePort returns a TCP port on which nothing listens.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+func TestRunVersion(t *testing.T) {
+	for _, arg := range []string{"version", "--version"} {
+		out, _, err := runCmd(t, nil, "", arg)
+		if err != nil || out != "oauth2-api "+version+"\n" {
+			t.Errorf("run(%s) = %q, %v; want the version", arg, out, err)
+		}
+	}
+}
+
+func TestRunUsageErrors(t *testing.T) {
+	env := testEnv(t)
+	for _, args := range [][]string{
+		{"frobnicate"},
+		{"serve", "extra"},
+		{"migrate", "sideways"},
+		{"user"},
+		{"user", "delete"},
+		{"user", "create", "--bogus"},
+		{"user", "create", "--email", "a@example.com", "--username", "ann", "hunter2hunter2"}, // a password in argv
+	} {
+		_, _, err := runCmd(t, env, "", args...)
+		var u usageError
+		if err == nil || !errors.As(err, &u) || exitCode(err) != 2 {
+			t.Errorf("run(%q) = %v (exit %d); want a usage error, exit 2", args, err, exitCode(err))
+		}
+	}
+	// A bad configuration is bad input too.
+	_, _, err := runCmd(t, map[string]string{"PORT": "abc"}, "", "migrate")
+	if exitCode(err) != 2 || !strings.HasPrefix(err.Error(), "PORT: ") {
+		t.Errorf("run(migrate) with PORT=abc = %v (exit %d); want exit 2 naming PORT", err, exitCode(err))
+	}
+	if exitCode(errors.New("database down")) != 1 {
+		t.Error("exitCode(plain error) != 1")
+	}
+	// The unknown command is clipped, not echoed whole.
+	_, _, err = runCmd(t, env, "", strings.Repeat("z", 500))
+	if err == nil || strings.Contains(err.Error(), strings.Repeat("z", 100)) {
+		t.Errorf("run(long unknown command) = %.200v; want a clipped error", err)
+	}
+}
+
+func TestRunUserCreate(t *testing.T) {
+	env := testEnv(t)
+	const password = "Sunny-Day-Password-42"
+	out, _, err := runCmd(t, env, password+"\n", "user", "create", "--email", "Ann@Example.com", "--username", "ann", "--role", "admin")
+	if err != nil {
+		t.Fatalf("user create = %v", err)
+	}
+	var got struct {
+		ID       int64  `json:"id"`
+		Email    string `json:"email"`
+		Username string `json:"username"`
+		Role     string `json:"role"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got.ID == 0 || got.Email != "ann@example.com" || got.Username != "ann" || got.Role != "admin" {
+		t.Fatalf("user create printed %q (%v)", out, err)
+	}
+	if strings.Contains(out, password) || strings.Contains(out, "argon2") {
+		t.Fatalf("user create printed a secret: %q", out)
+	}
+
+	// The user is in the database, with a hash of the password from stdin.
+	ctx := context.Background()
+	db, err := store.Open(ctx, env["DATABASE_URL"], store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	u, err := db.UserByLogin(ctx, "ann")
+	if err != nil || u.ID != got.ID || u.Role != store.RoleAdmin {
+		t.Fatalf("UserByLogin(ann) = %+v, %v", u, err)
+	}
+	ok, _, err := auth.NewPasswords(auth.DefaultArgon2, 1, time.Minute).Verify(ctx, password, u.PasswordHash)
+	if err != nil || !ok {
+		t.Fatalf("the stored hash does not verify the password from stdin: %v, %v", ok, err)
+	}
+
+	for _, tc := range []struct {
+		name, stdin string
+		args        []string
+	}{
+		{"bad email", password, []string{"--email", "not-an-email", "--username", "bob"}},
+		{"bad username", password, []string{"--email", "bob@example.com", "--username", "b"}},
+		{"bad role", password, []string{"--email", "bob@example.com", "--username", "bob", "--role", "root"}},
+		{"short password", "short\n", []string{"--email", "bob@example.com", "--username", "bob"}},
+		{"no password", "", []string{"--email", "bob@example.com", "--username", "bob"}},
+		{"duplicate", password, []string{"--email", "ANN@example.com", "--username", "ann2"}},
+	} {
+		_, _, err := runCmd(t, env, tc.stdin, append([]string{"user", "create"}, tc.args...)...)
+		if exitCode(err) != 2 {
+			t.Errorf("%s: user create = %v (exit %d); want exit 2", tc.name, err, exitCode(err))
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error %q is not one line", tc.name, err)
+		}
+	}
+	// Nothing half-written: only ann exists.
+	users, total, err := db.ListUsers(ctx, 100, 0)
+	if err != nil || total != 1 || len(users) != 1 {
+		t.Errorf("after the failed creates: %d users (%v); want 1", total, err)
+	}
+}
+
+func TestRunMigrate(t *testing.T) {
+	env := testEnv(t)
+	out, _, err := runCmd(t, env, "", "migrate", "status")
+	if err != nil {
+		t.Fatalf("migrate status on an empty database = %v", err)
+	}
+	if strings.Contains(out, "applied") || !strings.Contains(out, "pending") {
+		t.Fatalf("migrate status before migrate = %q; want every version pending", out)
+	}
+	out, _, err = runCmd(t, env, "", "migrate")
+	if err != nil {
+		t.Fatalf("migrate = %v", err)
+	}
+	var applied []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		v, ok := strings.CutPrefix(line, "applied ")
+		if !ok {
+			t.Fatalf("migrate printed %q", line)
+		}
+		applied = append(applied, v)
+	}
+	if len(applied) < 2 || applied[0] != "0001_users" {
+		t.Fatalf("migrate applied %q; want 0001_users first", applied)
+	}
+
+	out, _, err = runCmd(t, env, "", "migrate", "status")
+	if err != nil {
+		t.Fatalf("migrate status = %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(applied) {
+		t.Fatalf("migrate status lists %d versions; migrate applied %d:\n%s", len(lines), len(applied), out)
+	}
+	for i, line := range lines {
+		v, state, _ := strings.Cut(line, "\t")
+		if v != applied[i] || !strings.HasPrefix(state, "applied ") {
+			t.Errorf("status line %q; want %s applied", line, applied[i])
+		}
+		if _, err := time.Parse(time.RFC3339, strings.TrimPrefix(state, "applied ")); err != nil {
+			t.Errorf("status line %q: time %v", line, err)
+		}
+	}
+
+	out, _, err = runCmd(t, env, "", "migrate")
+	if err != nil || strings.TrimSpace(out) != "nothing to apply" {
+		t.Errorf("second migrate = %q, %v; want nothing to apply", out, err)
+	}
+}
+
+func TestRunHealthcheckNothingListening(t *testing.T) {
+	env := testEnv(t, "PORT", strconv.Itoa(freePort(t)))
+	_, _, err := runCmd(t, env, "", "healthcheck")
+	if err == nil || exitCode(err) != 1 {
+		t.Fatalf("healthcheck with nothing listening = %v (exit %d); want exit 1", err, exitCode(err))
+	}
+}
+
+// TestServe runs the server in-process: it answers, healthcheck agrees, and
+// cancelling its context shuts it down gracefully, finishing a request that
+// was in flight.
+func TestServe(t *testing.T) {
+	env := testEnv(t)
+	const password = "Serve-Test-Password-9"
+	if _, _, err := runCmd(t, env, password+"\n", "user", "create", "--email", "sam@example.com", "--username", "sam"); err != nil {
+		t.Fatalf("user create = %v", err)
+	}
+	cfg, err := loadConfig(envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Port = 0 // PORT must be at least 1; the test wants any free port
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs lockedBuffer
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, &logs, ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve returned before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve never became ready")
+	}
+	_, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(portText)
+	base := "http://127.0.0.1:" + portText
+
+	resp, err := http.Get(base + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var health map[string]string
+	json.NewDecoder(resp.Body).Decode(&health)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || health["status"] != "healthy" || health["database"] != "connected" || health["version"] != version {
+		t.Fatalf("GET /health = %d %v", resp.StatusCode, health)
+	}
+
+	hc := *cfg
+	hc.Port = port
+	if err := healthcheck(context.Background(), &hc); err != nil {
+		t.Fatalf("healthcheck against the running server = %v", err)
+	}
+
+	// An in-flight login: send the headers with Expect: 100-continue, and
+	// wait for the 100 that the server sends when the handler starts reading
+	// the body. The request is then being served.
+	conn, err := net.Dial("tcp", "127.0.0.1:"+portText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	body := `{"login":"sam","password":"` + password + `"}`
+	fmt.Fprintf(conn, "POST /api/v1/auth/login HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", addr, len(body))
+	br := bufio.NewReader(conn)
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 100 ") {
+		t.Fatalf("waiting for 100 Continue: %q, %v", status, err)
+	}
+	if blank, err := br.ReadString('\n'); err != nil || blank != "\r\n" {
+		t.Fatalf("after 100 Continue: %q, %v", blank, err)
+	}
+
+	cancel()
+	// Shutdown closes the listener first: once new connections are refused,
+	// the server is shutting down with our request still open.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+portText, time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the server still accepts connections after cancel")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("serve returned %v with a request in flight", err)
+	default:
+	}
+
+	io.WriteString(conn, body)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("in-flight login got no response: %v", err)
+	}
+	var pair map[string]any
+	json.NewDecoder(res.Body).Decode(&pair)
+	res.Body.Close()
+	if res.StatusCode != 200 || pair["access_token"] == nil || pair["token_type"] != "Bearer" {
+		t.Fatalf("in-flight login = %d %v; want 200 with a token pair", res.StatusCode, pair)
+	}
+
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve = %v; want nil after a graceful shutdown", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not return after cancel")
+	}
+	logText := logs.String()
+	for _, want := range []string{`"msg":"listening"`, `"msg":"stopped"`} {
+		if !strings.Contains(logText, want) {
+			t.Errorf("logs lack %s", want)
+		}
+	}
+	for _, secret := range []string{password, testJWTSecret} {
+		if strings.Contains(logText, secret) {
+			t.Errorf("a secret appears in the logs")
+		}
+	}
+	if tok, _ := pair["access_token"].(string); tok != "" && strings.Contains(logText, tok) {
+		t.Error("the access token appears in the logs")
+	}
+	if tok, _ := pair["refresh_token"].(string); tok != "" && strings.Contains(logText, tok) {
+		t.Error("the refresh token appears in the logs")
+	}
+}
