@@ -45,8 +45,10 @@ func handleUserinfo(o *OAuth) http.Handler {
 		}
 		raw := bearerToken(r)
 		if raw == "" {
+			// RFC 6750 §3.1: no error code when the request has no credentials.
 			w.Header().Set("WWW-Authenticate", challengeMissing)
-			httpx.JSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_request", "error_description": "a bearer token is required"})
+			httpx.NoStore(w)
+			httpx.JSON(w, http.StatusUnauthorized, map[string]string{"error_description": "a bearer token is required"})
 			return
 		}
 		c, err := o.Tokens.Verify(raw, o.Now())
