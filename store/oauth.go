@@ -57,6 +57,9 @@ func (db *DB) CreateClient(ctx context.Context, c *Client, now time.Time) (err e
 // ClientByID returns the client, or an error wrapping ErrNotFound.
 func (db *DB) ClientByID(ctx context.Context, id string) (c *Client, err error) {
 	defer wrap(&err, "client by id")
+	if !storable(id) {
+		return nil, ErrNotFound
+	}
 	return scanClient(db.queryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
 }
 
@@ -86,6 +89,9 @@ func (db *DB) ListClients(ctx context.Context) (list []Client, err error) {
 // access tokens stop working on every instance.
 func (db *DB) DeleteClient(ctx context.Context, id string, accessTTL time.Duration, now time.Time) (err error) {
 	defer wrap(&err, "delete client")
+	if !storable(id) {
+		return ErrNotFound
+	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id)
 		if err != nil {
@@ -108,6 +114,9 @@ func (db *DB) DeleteClient(ctx context.Context, id string, accessTTL time.Durati
 // client needs its new secret to use them.
 func (db *DB) SetClientSecret(ctx context.Context, id, secretHash string, accessTTL time.Duration, now time.Time) (err error) {
 	defer wrap(&err, "set client secret")
+	if !storable(id) {
+		return ErrNotFound
+	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1 AND secret_hash IS NOT NULL`, id, secretHash, now.Unix())
 		if err != nil {

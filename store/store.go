@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -257,6 +258,35 @@ func (db *DB) stmt(ctx context.Context, pool *sql.DB, query string) (*sql.Stmt, 
 	return s, nil
 }
 
+// txStmt returns the prepared statement for query bound to tx. The writer's
+// statements are prepared once per connection, so a hot transaction does not
+// parse its SQL every time.
+// Only statements prepared by prepareHot are reused; others are prepared on
+// the transaction (preparing on the pool from inside a transaction would wait
+// for the SQLite writer's one connection, which the transaction holds).
+func (db *DB) txStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	db.mu.Lock()
+	s, ok := db.stmts[stmtKey{db.w, query}]
+	db.mu.Unlock()
+	if !ok {
+		return tx.PrepareContext(ctx, query)
+	}
+	return tx.StmtContext(ctx, s), nil
+}
+
+// hotTx are the statements of the hottest write transactions.
+var hotTx = []string{qSpendRefresh, qInsertRefresh}
+
+// prepareHot prepares hotTx on the writer pool, outside any transaction.
+func (db *DB) prepareHot(ctx context.Context) error {
+	for _, q := range hotTx {
+		if _, err := db.stmt(ctx, db.w, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // queryRow runs a read on the reader pool.
 func (db *DB) queryRow(ctx context.Context, query string, args ...any) *row {
 	return db.rowOn(ctx, db.r, query, args...)
@@ -341,6 +371,15 @@ func wrap(errp *error, op string) {
 	}
 }
 
+// storable reports whether s is text a row can hold on both backends: valid
+// UTF-8 without NUL. PostgreSQL refuses any other value outright (SQLSTATE
+// 22021), which would surface as ErrUnavailable and a 503 for what is only a
+// client's bad input; a lookup by such a value finds nothing, so callers
+// answer ErrNotFound without asking the database.
+func storable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
 func isUniqueViolation(err error) bool {
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
@@ -402,6 +441,9 @@ func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err
 		if did {
 			applied = append(applied, version)
 		}
+	}
+	if err := db.prepareHot(ctx); err != nil {
+		return applied, err
 	}
 	return applied, nil
 }

@@ -93,8 +93,7 @@ func createFamilyTx(ctx context.Context, tx *sql.Tx, f Family, tokenHash string,
 		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix()); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
-		tokenHash, f.ID, f.Scope, now.Unix(), expires.Unix())
+	_, err := tx.ExecContext(ctx, qInsertRefresh, tokenHash, f.ID, f.Scope, now.Unix(), expires.Unix())
 	return err
 }
 
@@ -120,6 +119,14 @@ FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id WHERE t.hash =
 	return t, nil
 }
 
+const (
+	qSpendRefresh = `UPDATE refresh_tokens SET used_at = $2
+WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
+  AND family_id IN (SELECT id FROM token_families WHERE revoked_at IS NULL)
+RETURNING family_id`
+	qInsertRefresh = `INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`
+)
+
 // RotateRefresh spends the refresh token oldHash and adds newHash to the same
 // family, atomically. If oldHash was already spent (a concurrent rotation won,
 // or the token was stolen and replayed) or its family is revoked, the family
@@ -131,14 +138,14 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, scope string,
 	var reusedFamily string
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		var family string
-		err := tx.QueryRowContext(ctx, `UPDATE refresh_tokens SET used_at = $2
-WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
-  AND family_id IN (SELECT id FROM token_families WHERE revoked_at IS NULL)
-RETURNING family_id`, oldHash, now.Unix()).Scan(&family)
+		spend, err := db.txStmt(ctx, tx, qSpendRefresh)
+		if err != nil {
+			return err
+		}
+		err = spend.QueryRowContext(ctx, oldHash, now.Unix()).Scan(&family)
 		if errors.Is(err, sql.ErrNoRows) {
 			// Spent, revoked, expired or unknown: find out which.
-			var used sql.NullInt64
-			err = tx.QueryRowContext(ctx, `SELECT family_id, used_at FROM refresh_tokens WHERE hash = $1 AND expires_at > $2`, oldHash, now.Unix()).Scan(&family, &used)
+			err = tx.QueryRowContext(ctx, `SELECT family_id FROM refresh_tokens WHERE hash = $1 AND expires_at > $2`, oldHash, now.Unix()).Scan(&family)
 			if err != nil {
 				return err // ErrNoRows: unknown or expired
 			}
@@ -148,8 +155,11 @@ RETURNING family_id`, oldHash, now.Unix()).Scan(&family)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
-			newHash, family, scope, now.Unix(), expires.Unix())
+		insert, err := db.txStmt(ctx, tx, qInsertRefresh)
+		if err != nil {
+			return err
+		}
+		_, err = insert.ExecContext(ctx, newHash, family, scope, now.Unix(), expires.Unix())
 		return err
 	})
 	if err != nil {

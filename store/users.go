@@ -63,6 +63,9 @@ func (db *DB) UserByID(ctx context.Context, id int64) (u *User, err error) {
 // is login, or an error wrapping ErrNotFound.
 func (db *DB) UserByLogin(ctx context.Context, login string) (u *User, err error) {
 	defer wrap(&err, "user by login")
+	if !storable(login) {
+		return nil, ErrNotFound
+	}
 	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users
 WHERE (email = lower($1) OR lower(username) = lower($1)) AND deleted_at IS NULL
 ORDER BY id LIMIT 1`, login))
@@ -71,6 +74,9 @@ ORDER BY id LIMIT 1`, login))
 // UserByEmail returns the live user with that email, or ErrNotFound.
 func (db *DB) UserByEmail(ctx context.Context, email string) (u *User, err error) {
 	defer wrap(&err, "user by email")
+	if !storable(email) {
+		return nil, ErrNotFound
+	}
 	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE email = lower($1) AND deleted_at IS NULL`, email))
 }
 
