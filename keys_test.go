@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"oauth2-api/token"
+)
+
+func TestKeysGenerate(t *testing.T) {
+	dir := t.TempDir()
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		out := filepath.Join(dir, alg+".pem")
+		var stdout bytes.Buffer
+		if err := keysCmd([]string{"generate", "--alg", alg, "--out", out}, &stdout); err != nil {
+			t.Fatalf("keys generate --alg %s: %v", alg, err)
+		}
+		fi, err := os.Stat(out)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v mode %v; want 0600", out, err, fi.Mode().Perm())
+		}
+		k, err := loadKey("SIGNING_KEY", out, true)
+		if err != nil || k.Alg != alg || !strings.Contains(stdout.String(), k.ID) {
+			t.Fatalf("%s: loadKey = %v, %v; output %q", alg, k, err, stdout.String())
+		}
+		if alg == "RS256" {
+			data, _ := os.ReadFile(out)
+			b, _ := pem.Decode(data)
+			p, _ := x509.ParsePKCS8PrivateKey(b.Bytes)
+			if p.(*rsa.PrivateKey).N.BitLen() != 3072 {
+				t.Fatalf("default RSA key has %d bits; want 3072", p.(*rsa.PrivateKey).N.BitLen())
+			}
+		}
+		// Never overwrite.
+		before, _ := os.ReadFile(out)
+		err = keysCmd([]string{"generate", "--alg", alg, "--out", out}, &stdout)
+		after, _ := os.ReadFile(out)
+		if exitCode(err) != 2 || !bytes.Equal(before, after) {
+			t.Fatalf("second generate to %s: %v; want a usage error and the file unchanged", out, err)
+		}
+	}
+	for _, args := range [][]string{{"generate"}, {"generate", "--alg", "HS256", "--out", filepath.Join(dir, "x")}, {"rotate"}, {}} {
+		if err := keysCmd(args, &bytes.Buffer{}); exitCode(err) != 2 {
+			t.Errorf("keys %v = %v; want exit 2", args, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x")); err == nil {
+		t.Error("a refused generate wrote a file")
+	}
+}
+
+func writePEM(t *testing.T, dir, name, typ string, der []byte, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(p, mode)
+	return p
+}
+
+func TestLoadKeyErrors(t *testing.T) {
+	dir := t.TempDir()
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	smallDER, _ := x509.MarshalPKCS8PrivateKey(small)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p384DER, _ := x509.MarshalPKCS8PrivateKey(p384)
+	good, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	goodDER, _ := x509.MarshalPKCS8PrivateKey(good)
+	pubDER, _ := x509.MarshalPKIXPublicKey(&good.PublicKey)
+	sec1, _ := x509.MarshalECPrivateKey(good)
+	for name, tc := range map[string]struct {
+		path    string
+		release bool
+		want    string
+	}{
+		"short RSA":    {writePEM(t, dir, "small.pem", "PRIVATE KEY", smallDER, 0o600), false, "2048"},
+		"P-384":        {writePEM(t, dir, "p384.pem", "PRIVATE KEY", p384DER, 0o600), false, "P-256"},
+		"public key":   {writePEM(t, dir, "pub.pem", "PUBLIC KEY", pubDER, 0o600), false, "not a private key"},
+		"missing file": {filepath.Join(dir, "nope.pem"), false, "no such file"},
+		"not PEM":      {writePEM(t, dir, "x.txt", "", nil, 0o600), false, ""},
+		"mode 0644":    {writePEM(t, dir, "open.pem", "PRIVATE KEY", goodDER, 0o644), true, "0600"},
+		"mode 0640":    {writePEM(t, dir, "group.pem", "PRIVATE KEY", goodDER, 0o640), true, "0600"},
+	} {
+		if name == "not PEM" {
+			os.WriteFile(tc.path, []byte("hello"), 0o600)
+		}
+		_, err := loadKey("SIGNING_KEY", tc.path, tc.release)
+		if err == nil || !strings.HasPrefix(err.Error(), "SIGNING_KEY: ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: loadKey = %v; want an error naming SIGNING_KEY and %q", name, err, tc.want)
+		}
+	}
+	// Debug mode tolerates a wide mode; SEC 1 EC keys are accepted.
+	if _, err := loadKey("SIGNING_KEY", filepath.Join(dir, "open.pem"), false); err != nil {
+		t.Errorf("debug mode refused a 0644 key: %v", err)
+	}
+	if k, err := loadKey("SIGNING_KEY", writePEM(t, dir, "sec1.pem", "EC PRIVATE KEY", sec1, 0o600), true); err != nil || k.Alg != token.ES256 {
+		t.Errorf("SEC 1 key: %v, %v", k, err)
+	}
+}
+
+// With SIGNING_KEY and SIGNING_KEYS_PREVIOUS set, the server signs with the
+// key, publishes both, and refuses to start on a bad previous key.
+func TestBuildKeys(t *testing.T) {
+	dir := t.TempDir()
+	cur, prev := filepath.Join(dir, "cur.pem"), filepath.Join(dir, "prev.pem")
+	for _, f := range []string{cur, prev} {
+		if err := keysCmd([]string{"generate", "--alg", "ES256", "--out", f}, &bytes.Buffer{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := map[string]string{"DATABASE_URL": filepath.Join(dir, "o.db"), "JWT_SECRET": strings.Repeat("s", 32),
+		"SIGNING_KEY": cur, "SIGNING_KEYS_PREVIOUS": prev + ", "}
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := openStore(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ks, err := buildKeys(cfg, db, discardLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	curKey, _ := loadKey("", cur, false)
+	prevKey, _ := loadKey("", prev, false)
+	if ks.idTokens == nil || ks.idTokens.Key().ID != curKey.ID || ks.tokens.Signer.Key().ID != curKey.ID {
+		t.Fatal("not signing with SIGNING_KEY")
+	}
+	if len(ks.public) != 2 || ks.public[0].ID != curKey.ID || ks.public[1].ID != prevKey.ID {
+		t.Fatalf("published keys %v", ks.public)
+	}
+	cfg.SigningKeysPrevious = []string{cur} // the same key twice
+	if _, err := buildKeys(cfg, db, discardLogger(), nil); err == nil {
+		t.Fatal("accepted the signing key as its own predecessor")
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
