@@ -1,6 +1,7 @@
 package token
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,32 @@ func FuzzParseAsymmetric(f *testing.F) {
 		}
 		if *c != *want {
 			t.Fatalf("Parse accepted %q with claims %+v; only %+v was ever signed", mutated, c, want)
+		}
+	})
+}
+
+// FuzzClaimsJSON: the hand-written claims encoder and encoding/json agree on
+// what any claims decode to.
+func FuzzClaimsJSON(f *testing.F) {
+	f.Add("https://as", "42", "aud", "jti", "client", "read write", "nonce", int64(1), int64(0))
+	f.Add("a\"b\\c", "\x00\x1f\x7f", "<>&", "\u2028\u2029", "é", "\xff\xfe", "\xed\xa0\x80", int64(-1), int64(1<<62))
+	f.Fuzz(func(t *testing.T, iss, sub, aud, jti, client, scope, nonce string, exp, nbf int64) {
+		c := &Claims{Issuer: iss, Subject: sub, Audience: aud, ID: jti, ClientID: client, Scope: scope, Nonce: nonce,
+			Expiry: exp, NotBefore: nbf, IssuedAt: exp / 2, AuthTime: nbf, AtHash: scope, AZP: client, SessionID: jti}
+		ours := appendClaims(nil, c)
+		theirs, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b Claims
+		if err := json.Unmarshal(ours, &a); err != nil {
+			t.Fatalf("appendClaims wrote invalid JSON %q: %v", ours, err)
+		}
+		if err := json.Unmarshal(theirs, &b); err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			t.Fatalf("appendClaims %q decodes to %+v; json.Marshal %q to %+v", ours, a, theirs, b)
 		}
 	})
 }

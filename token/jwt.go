@@ -253,10 +253,8 @@ func (s *Signer) Sign(typ string, c *Claims) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("sign: unknown token type %q", typ)
 	}
-	payload, err := json.Marshal(c)
-	if err != nil {
-		return "", fmt.Errorf("sign: %w", err)
-	}
+	var scratch [512]byte
+	payload := appendClaims(scratch[:0], c)
 	enc := base64.RawURLEncoding
 	buf := make([]byte, 0, len(h)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(512))
 	buf = append(buf, h...)
