@@ -238,6 +238,11 @@ func parseAuthRequest(ctx context.Context, o *OAuth, params url.Values, now time
 	if len(ar.nonce) > 512 {
 		return ar, oauthErr(errInvalidRequest, "nonce is too long")
 	}
+	// The nonce is stored with the code; PostgreSQL text cannot hold NUL
+	// (checkParams has already refused invalid UTF-8).
+	if strings.ContainsRune(ar.nonce, 0) {
+		return ar, oauthErr(errInvalidRequest, "nonce must not contain NUL")
+	}
 	if p := params.Get("prompt"); p != "" {
 		ar.prompt = strings.Fields(p)
 		for _, v := range ar.prompt {

@@ -416,11 +416,7 @@ func (db *DB) migrationFiles() ([]string, error) {
 // held by each migration's transaction, SQLite on its write lock.
 func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err error) {
 	defer wrap(&err, "migrate")
-	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-	version TEXT PRIMARY KEY,
-	applied_at BIGINT NOT NULL)`); err != nil && !isUniqueViolation(err) {
-		// Two PostgreSQL instances racing on CREATE TABLE IF NOT EXISTS may
-		// see a unique violation on the catalog; the table then exists.
+	if err := db.createMigrationsTable(ctx); err != nil {
 		return nil, err
 	}
 	files, err := db.migrationFiles()
@@ -448,6 +444,42 @@ func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err
 	return applied, nil
 }
 
+// migrationLock takes, on PostgreSQL, the advisory lock that serialises
+// migrations across instances; it is held until t ends. On SQLite the
+// writer's BEGIN IMMEDIATE already serialises them.
+func (db *DB) migrationLock(ctx context.Context, t *sql.Tx) error {
+	if db.dialect != Postgres {
+		return nil
+	}
+	h := fnv.New64a()
+	h.Write([]byte("oauth2-api schema_migrations"))
+	_, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64()))
+	return err
+}
+
+// createMigrationsTable creates schema_migrations if it is missing, under
+// the migration lock: on PostgreSQL, CREATE TABLE IF NOT EXISTS is not safe
+// against a twin running at the same moment (it fails with 23505, 42P07 or
+// 42710 depending on timing).
+func (db *DB) createMigrationsTable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	t, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer t.Rollback()
+	if err := db.migrationLock(ctx, t); err != nil {
+		return err
+	}
+	if _, err := t.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version TEXT PRIMARY KEY,
+	applied_at BIGINT NOT NULL)`); err != nil {
+		return err
+	}
+	return t.Commit()
+}
+
 func (db *DB) migrateOne(ctx context.Context, version, body string, now time.Time, did *bool) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -456,12 +488,8 @@ func (db *DB) migrateOne(ctx context.Context, version, body string, now time.Tim
 		return err
 	}
 	defer t.Rollback()
-	if db.dialect == Postgres {
-		h := fnv.New64a()
-		h.Write([]byte("oauth2-api schema_migrations"))
-		if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
-			return err
-		}
+	if err := db.migrationLock(ctx, t); err != nil {
+		return err
 	}
 	var n int
 	if err := t.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
