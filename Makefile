@@ -37,6 +37,18 @@ bench: ## Go micro-benchmarks
 bench-load: ## load harness: the real binary under wrk, against a bare net/http floor (see BENCHMARKS.md)
 	$(GO) run ./bench/load $(BENCH_FLAGS)
 
+docker: ## container image $(IMAGE):$(VERSION) (default oauth2-api) from Dockerfile.distroless
+	docker build -f Dockerfile.distroless --build-arg VERSION=$(VERSION) \
+		-t $(if $(IMAGE),$(IMAGE),oauth2-api):$(VERSION) .
+
+release: ## static binaries for linux/amd64 and linux/arm64 in dist/, with SHA256SUMS
+	rm -rf dist && mkdir -p dist
+	for arch in amd64 arm64; do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags="-s -w -X main.version=$(VERSION)" \
+			-o dist/oauth2-api-$(VERSION)-linux-$$arch . || exit 1; \
+	done
+	cd dist && sha256sum oauth2-api-$(VERSION)-linux-* > SHA256SUMS
+
 clean:
 	rm -f oauth2-api
 	rm -rf dist
