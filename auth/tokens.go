@@ -148,12 +148,8 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 		}
 		newScope = normalizeScope(scope)
 	}
-	u, err := db.UserByID(ctx, old.Family.UserID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
+	if !old.UserActive { // deleted or deactivated since
 		return nil, nil, ErrRefreshInvalid
-	}
-	if err != nil {
-		return nil, nil, err
 	}
 	next := token.NewOpaque()
 	err = db.RotateRefresh(ctx, h, token.Hash(next), newScope, now.Add(ts.RefreshTTL), now)
@@ -165,7 +161,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 	case err != nil:
 		return nil, nil, err
 	}
-	access, _, err := ts.Access(userSubject(u.ID), clientID, newScope, sidFor(clientID, old.Family.ID), old.Family.AuthTime, now)
+	access, _, err := ts.Access(userSubject(old.Family.UserID), clientID, newScope, sidFor(clientID, old.Family.ID), old.Family.AuthTime, now)
 	if err != nil {
 		return nil, nil, err
 	}

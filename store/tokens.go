@@ -73,11 +73,12 @@ type Family struct {
 
 // RefreshToken is one refresh token of a family, found by its hash.
 type RefreshToken struct {
-	Hash      string
-	Family    Family
-	Scope     string
-	ExpiresAt time.Time
-	Used      bool
+	Hash       string
+	Family     Family
+	Scope      string
+	ExpiresAt  time.Time
+	Used       bool
+	UserActive bool // the family's user exists, is not deleted and is active
 }
 
 // CreateFamily starts a family with its first refresh token.
@@ -104,9 +105,10 @@ func (db *DB) RefreshTokenByHash(ctx context.Context, hash string, now time.Time
 	t = &RefreshToken{Hash: hash}
 	var used, revoked sql.NullInt64
 	var exp, authTime, created int64
-	err = db.queryRow(ctx, `SELECT t.scope, t.expires_at, t.used_at, f.id, f.user_id, f.client_id, f.scope, f.auth_time, f.created_at, f.revoked_at
-FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id WHERE t.hash = $1`, hash).Scan(
-		&t.Scope, &exp, &used, &t.Family.ID, &t.Family.UserID, &t.Family.ClientID, &t.Family.Scope, &authTime, &created, &revoked)
+	err = db.queryRow(ctx, `SELECT t.scope, t.expires_at, t.used_at, f.id, f.user_id, f.client_id, f.scope, f.auth_time, f.created_at, f.revoked_at,
+  u.is_active AND u.deleted_at IS NULL
+FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id JOIN users u ON u.id = f.user_id WHERE t.hash = $1`, hash).Scan(
+		&t.Scope, &exp, &used, &t.Family.ID, &t.Family.UserID, &t.Family.ClientID, &t.Family.Scope, &authTime, &created, &revoked, &t.UserActive)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +127,13 @@ WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
   AND family_id IN (SELECT id FROM token_families WHERE revoked_at IS NULL)
 RETURNING family_id`
 	qInsertRefresh = `INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`
+	// qRotatePostgres spends and replaces in one statement (a data-modifying
+	// CTE, which SQLite lacks): one round trip instead of four. The row lock
+	// taken by the UPDATE makes a concurrent rotation of the same token wait,
+	// re-check used_at, and insert nothing.
+	qRotatePostgres = `WITH spent AS (` + qSpendRefresh + `)
+INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at)
+SELECT $3, family_id, $4, $2, $5 FROM spent RETURNING family_id`
 )
 
 // RotateRefresh spends the refresh token oldHash and adds newHash to the same
@@ -136,6 +145,22 @@ RETURNING family_id`
 func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, scope string, expires, now time.Time) (err error) {
 	defer wrap(&err, "rotate refresh token")
 	var reusedFamily string
+	if db.dialect == Postgres {
+		var family string
+		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), newHash, scope, expires.Unix()).Scan(&family)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		// Spent, revoked, expired or unknown: find out which.
+		err = db.writeRow(ctx, `SELECT family_id FROM refresh_tokens WHERE hash = $1 AND expires_at > $2`, oldHash, now.Unix()).Scan(&reusedFamily)
+		if err != nil {
+			return err // ErrNoRows: unknown or expired
+		}
+		if err := db.RevokeFamily(ctx, reusedFamily, now); err != nil {
+			return err
+		}
+		return ErrReused
+	}
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		var family string
 		spend, err := db.txStmt(ctx, tx, qSpendRefresh)
