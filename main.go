@@ -137,13 +137,34 @@ func openStore(ctx context.Context, cfg *config) (*store.DB, error) {
 	})
 }
 
+// openStoreRetrying opens the database, waiting for it (with backoff, up to
+// two minutes) when it does not answer yet: a server started with its
+// database (compose, Kubernetes, a reboot) should not crash-loop.
+func openStoreRetrying(ctx context.Context, cfg *config, log *slog.Logger) (*store.DB, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	wait := 250 * time.Millisecond
+	for {
+		db, err := openStore(ctx, cfg)
+		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().Add(wait).After(deadline) {
+			return db, err
+		}
+		log.Warn("database not reachable yet; retrying", "in", wait.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
 // serve runs the server until ctx ends, then shuts down gracefully. If ready
 // is not nil it receives the listener's address once the server accepts.
 func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- string) error {
 	started := time.Now()
 	log, flush := newLogger(cfg, stdout)
 	defer flush()
-	db, err := openStore(ctx, cfg)
+	db, err := openStoreRetrying(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

@@ -64,6 +64,7 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 
 	// Operations.
 	mux.Handle("GET /health", handleHealth(db, d.Version, d.Started, now))
+	mux.Handle("GET /livez", handleLive())
 	mux.Handle("GET /metrics", d.Registry.Handler())
 
 	// First-party REST API (API.md).
@@ -112,6 +113,16 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, log, httpx.Errorf(http.StatusNotFound, "not_found", "no such endpoint"))
 	}))
+}
+
+// handleLive serves GET /livez: 200 while the process serves HTTP, whatever
+// the database does. It is for liveness probes, which should restart a
+// wedged process, not one waiting for its database (/health says that).
+func handleLive() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpx.NoStore(w)
+		httpx.JSON(w, http.StatusOK, map[string]string{"status": "alive"})
+	})
 }
 
 // handleHealth serves GET /health: 200 when the database answers, else 503.

@@ -304,7 +304,19 @@ ok "CGO_ENABLED=0 binary from the build context: static, version stamped"
 
 # ---- 2. the server behind nginx --------------------------------------------------
 step "server behind the nginx site: logins, proxy headers, limits; healthcheck"
-freeport() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Ports below the kernel's ephemeral range, so that no outgoing connection
+# (curl, the server's database client) can take one between here and bind.
+freeport() { "$PY" -c '
+import random, socket
+while True:
+    p = random.randrange(20000, 30000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()'; }
 PS=$(freeport)
 P80=$(freeport)
 P443=$(freeport)
@@ -730,8 +742,10 @@ def check_container(where, c, pod_sc, need_probes=("livenessProbe", "readinessPr
     eff = dict(pod_sc or {}); eff.update(sc)
     for p in need_probes:
         pr = c.get(p)
-        if not pr or (pr.get("httpGet") or {}).get("path") != "/health":
-            errs.append(f"{where}: {p} is not an httpGet of /health")
+        # liveness may use /livez (no database); readiness and startup use /health
+        ok_paths = ("/health", "/livez") if p == "livenessProbe" else ("/health",)
+        if not pr or (pr.get("httpGet") or {}).get("path") not in ok_paths:
+            errs.append(f"{where}: {p} is not an httpGet of {' or '.join(ok_paths)}")
     lim = (c.get("resources") or {}).get("limits") or {}
     if "memory" not in lim or "cpu" not in lim:
         errs.append(f"{where}: no cpu and memory limits")
