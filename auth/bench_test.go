@@ -98,3 +98,16 @@ func BenchmarkClientAuth(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadForm is a token request body through readForm.
+func BenchmarkReadForm(b *testing.B) {
+	body := "grant_type=authorization_code&code=" + strings.Repeat("a", 43) + "&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_verifier=" + strings.Repeat("v", 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest("POST", "/oauth2/token", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if _, err := readForm(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -122,6 +122,22 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 		return nil, nil, ErrRefreshInvalid
 	}
 	h := token.Hash(refresh)
+	if scope == "" {
+		// The common case in one step; anything unusual falls through to
+		// the careful path below, which says why and revokes on reuse.
+		next := token.NewOpaque()
+		old, err := db.RotateRefreshFor(ctx, h, token.Hash(next), clientID, now.Add(ts.RefreshTTL), now)
+		if err == nil {
+			access, _, err := ts.Access(userSubject(old.Family.UserID), clientID, old.Scope, sidFor(clientID, old.Family.ID), old.Family.AuthTime, now)
+			if err != nil {
+				return nil, nil, err
+			}
+			return ts.pair(access, next, old.Scope), old, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, nil, err
+		}
+	}
 	old, err := db.RefreshTokenByHash(ctx, h, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, ErrRefreshInvalid

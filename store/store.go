@@ -275,10 +275,13 @@ func (db *DB) txStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, 
 }
 
 // hotTx are the statements of the hottest write transactions.
-var hotTx = []string{qSpendRefresh, qInsertRefresh}
+var hotTx = []string{qSpendRefresh, qInsertRefresh, qSpendForSQLite, qFamilyOwner}
 
 // prepareHot prepares hotTx on the writer pool, outside any transaction.
 func (db *DB) prepareHot(ctx context.Context) error {
+	if db.dialect != SQLite {
+		return nil // PostgreSQL runs them as single statements; pgx caches those
+	}
 	for _, q := range hotTx {
 		if _, err := db.stmt(ctx, db.w, q); err != nil {
 			return err

@@ -333,3 +333,55 @@ func TestRevocationsSince(t *testing.T) {
 		}
 	})
 }
+
+func TestRotateRefreshFor(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		u := newUser(t, db, "ann@example.com", "ann")
+		f, rt := newFamily(t, db, u.ID)
+		next := token.NewOpaque()
+		if _, err := db.RotateRefreshFor(ctx, token.Hash(rt), token.Hash(next), "other-client", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("another client: %v; want ErrNotFound", err)
+		}
+		got, err := db.RotateRefreshFor(ctx, token.Hash(rt), token.Hash(next), "c1", t0.Add(time.Hour), t0)
+		if err != nil || got.Family.ID != f.ID || got.Family.UserID != u.ID || got.Scope != "a b" || !got.Family.AuthTime.Equal(t0) {
+			t.Fatalf("RotateRefreshFor = %+v, %v", got, err)
+		}
+		if _, err := db.RotateRefreshFor(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("spent token: %v; want ErrNotFound", err)
+		}
+		n, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0)
+		if err != nil || n.Used || n.Scope != "a b" || n.Family.ID != f.ID {
+			t.Fatalf("new token %+v, %v", n, err)
+		}
+		off := false
+		if _, err := db.UpdateUserAdmin(ctx, u.ID, nil, &off, time.Hour, t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.RotateRefreshFor(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("inactive user: %v; want ErrNotFound", err)
+		}
+		// Concurrent rotations of one token: exactly one wins.
+		v := newUser(t, db, "bob@example.com", "bob")
+		for round := 0; round < 5; round++ {
+			_, tok := newFamily(t, db, v.ID)
+			var wins atomic.Int32
+			var wg sync.WaitGroup
+			for i := 0; i < 8; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := db.RotateRefreshFor(ctx, token.Hash(tok), token.Hash(token.NewOpaque()), "c1", t0.Add(time.Hour), t0)
+					if err == nil {
+						wins.Add(1)
+					} else if !errors.Is(err, store.ErrNotFound) {
+						t.Errorf("rotate: %v", err)
+					}
+				}()
+			}
+			wg.Wait()
+			if wins.Load() != 1 {
+				t.Fatalf("round %d: %d wins; want 1", round, wins.Load())
+			}
+		}
+	})
+}

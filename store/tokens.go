@@ -277,3 +277,68 @@ func (db *DB) Purge(ctx context.Context, loginWindow time.Duration, now time.Tim
 	_, err = db.exec(ctx, `DELETE FROM login_failures WHERE window_start <= $1`, now.Add(-loginWindow).Unix())
 	return err
 }
+
+const (
+	qRotateForPostgres = `WITH spent AS (
+  UPDATE refresh_tokens t SET used_at = $2
+  FROM token_families f, users u
+  WHERE t.hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
+    AND f.id = t.family_id AND f.revoked_at IS NULL AND f.client_id = $3
+    AND u.id = f.user_id AND u.is_active AND u.deleted_at IS NULL
+  RETURNING t.family_id, t.scope, f.user_id, f.auth_time),
+ins AS (
+  INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at)
+  SELECT $4, family_id, scope, $2, $5 FROM spent)
+SELECT family_id, scope, user_id, auth_time FROM spent`
+	qSpendForSQLite = `UPDATE refresh_tokens SET used_at = $2
+WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
+  AND family_id IN (SELECT f.id FROM token_families f JOIN users u ON u.id = f.user_id
+    WHERE f.revoked_at IS NULL AND f.client_id = $3 AND u.is_active AND u.deleted_at IS NULL)
+RETURNING family_id, scope`
+	qFamilyOwner = `SELECT user_id, auth_time FROM token_families WHERE id = $1`
+)
+
+// RotateRefreshFor is the common case of a rotation in one step: it spends
+// oldHash and adds newHash with the same scope, only if the token is unspent
+// and unexpired, its family is live and belongs to clientID, and the
+// family's user is active. It returns the spent token and its family. When
+// any condition fails it changes nothing and returns ErrNotFound; the caller
+// then reads the token to tell why (and revokes the family on reuse).
+func (db *DB) RotateRefreshFor(ctx context.Context, oldHash, newHash, clientID string, expires, now time.Time) (t *RefreshToken, err error) {
+	defer wrap(&err, "rotate refresh token")
+	t = &RefreshToken{Hash: oldHash, Used: true, UserActive: true}
+	t.Family.ClientID = clientID
+	var authTime int64
+	if db.dialect == Postgres {
+		err = db.writeRow(ctx, qRotateForPostgres, oldHash, now.Unix(), clientID, newHash, expires.Unix()).Scan(
+			&t.Family.ID, &t.Scope, &t.Family.UserID, &authTime)
+	} else {
+		err = db.tx(ctx, func(tx *sql.Tx) error {
+			spend, err := db.txStmt(ctx, tx, qSpendForSQLite)
+			if err != nil {
+				return err
+			}
+			if err := spend.QueryRowContext(ctx, oldHash, now.Unix(), clientID).Scan(&t.Family.ID, &t.Scope); err != nil {
+				return err
+			}
+			owner, err := db.txStmt(ctx, tx, qFamilyOwner)
+			if err != nil {
+				return err
+			}
+			if err := owner.QueryRowContext(ctx, t.Family.ID).Scan(&t.Family.UserID, &authTime); err != nil {
+				return err
+			}
+			insert, err := db.txStmt(ctx, tx, qInsertRefresh)
+			if err != nil {
+				return err
+			}
+			_, err = insert.ExecContext(ctx, newHash, t.Family.ID, t.Scope, now.Unix(), expires.Unix())
+			return err
+		})
+	}
+	if err != nil {
+		return nil, err // sql.ErrNoRows becomes ErrNotFound
+	}
+	t.Family.AuthTime = time.Unix(authTime, 0)
+	return t, nil
+}
