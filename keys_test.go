@@ -15,7 +15,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"oauth2-api/auth"
 	"oauth2-api/token"
 )
 
@@ -151,3 +153,52 @@ func TestBuildKeys(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// JWT_SECRET_PREVIOUS: tokens made under the old secret verify after a
+// rotation, new ones are made under the new secret, and once the old secret
+// is dropped its tokens stop verifying.
+func TestHMACSecretRotation(t *testing.T) {
+	dir := t.TempDir()
+	oldSecret, newSecret := strings.Repeat("o", 32), strings.Repeat("n", 32)
+	env := map[string]string{"DATABASE_URL": filepath.Join(dir, "o.db"), "JWT_SECRET": oldSecret}
+	keysFor := func() *keySet {
+		t.Helper()
+		cfg, err := loadConfig(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := openStore(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		ks, err := buildKeys(cfg, db, discardLogger(), auth.NewRevocations(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}
+	now := time.Now()
+	before := keysFor()
+	old, _, err := before.tokens.Access("42", "c", "", "", time.Time{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env["JWT_SECRET"], env["JWT_SECRET_PREVIOUS"] = newSecret, oldSecret
+	during := keysFor()
+	if _, err := during.tokens.Verify(old, now); err != nil {
+		t.Fatalf("a token of the previous secret is refused during the rotation: %v", err)
+	}
+	fresh, _, _ := during.tokens.Access("42", "c", "", "", time.Time{}, now)
+	if during.tokens.Signer.Key().ID == before.tokens.Signer.Key().ID {
+		t.Fatal("still signing with the previous secret")
+	}
+	delete(env, "JWT_SECRET_PREVIOUS")
+	after := keysFor()
+	if _, err := after.tokens.Verify(old, now); err == nil {
+		t.Fatal("a token of a retired secret still verifies")
+	}
+	if _, err := after.tokens.Verify(fresh, now); err != nil {
+		t.Fatalf("a token of the current secret is refused: %v", err)
+	}
+}
