@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -91,9 +90,12 @@ func readForm(r *http.Request) (url.Values, error) {
 	if err != nil || mt != "application/x-www-form-urlencoded" {
 		return nil, oauthErr(errInvalidRequest, "Content-Type must be application/x-www-form-urlencoded")
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, httpx.MaxBody+1))
-	if err != nil || len(body) > httpx.MaxBody {
+	body, err := httpx.ReadBody(r)
+	if errors.Is(err, httpx.ErrTooLarge) {
 		return nil, &oauthError{Code: errInvalidRequest, Description: "request body too large", Status: http.StatusRequestEntityTooLarge}
+	}
+	if err != nil {
+		return nil, oauthErr(errInvalidRequest, "could not read the request body")
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {

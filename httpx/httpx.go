@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -41,24 +42,40 @@ func Errorf(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// Header values that never change, shared so that setting them does not
+// allocate (nothing appends to or edits a value slice in place).
+var (
+	valJSON    = []string{"application/json"}
+	valNoStore = []string{"no-store"}
+	valNoCache = []string{"no-cache"}
+)
+
+// buffers holds the buffers JSON encodes into.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 // JSON writes v as the JSON body with status.
 func JSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil { // only for values a handler built wrongly
-		status, b = http.StatusInternalServerError, []byte(`{"error":"server_error","message":"internal error"}`)
+	buf := buffers.Get().(*bytes.Buffer)
+	defer buffers.Put(buf)
+	buf.Reset()
+	b := []byte(`{"error":"server_error","message":"internal error"}` + "\n")
+	if err := json.NewEncoder(buf).Encode(v); err != nil { // only for values a handler built wrongly
+		status = http.StatusInternalServerError
+	} else {
+		b = buf.Bytes() // Encode ends the value with a newline
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	h["Content-Type"] = valJSON
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
 }
 
 // NoStore marks a response as holding credentials (RFC 6749 §5.1).
 func NoStore(w http.ResponseWriter) {
 	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	h["Cache-Control"] = valNoStore
+	h["Pragma"] = valNoCache
 }
 
 // WriteError writes err. An *Error is answered as it says; anything else is
@@ -91,15 +108,51 @@ func DecodeJSON(r *http.Request, dst any) error {
 	if err != nil || mt != "application/json" {
 		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) || len(body) > MaxBody {
+	body, err := ReadBody(r)
+	if errors.Is(err, ErrTooLarge) {
 		return Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body is larger than %d bytes", MaxBody)
 	}
 	if err != nil {
 		return Errorf(http.StatusBadRequest, "invalid_request", "could not read the request body")
 	}
 	return UnmarshalStrict(body, dst)
+}
+
+// ErrTooLarge means a request body is over MaxBody.
+var ErrTooLarge = errors.New("request body too large")
+
+// ReadBody reads the whole request body, at most MaxBody bytes (a longer
+// body is ErrTooLarge). A small body of announced length is read into a
+// buffer of exactly that size; a large one grows as bytes arrive, so that a
+// client announcing a megabyte and sending nothing does not make the server
+// hold a megabyte.
+func ReadBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength > MaxBody {
+		return nil, ErrTooLarge
+	}
+	if n := r.ContentLength; n >= 0 && n <= 16<<10 {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, readErr(err)
+		}
+		return body, nil // net/http's body reader stops at Content-Length
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		return nil, readErr(err)
+	}
+	if len(body) > MaxBody {
+		return nil, ErrTooLarge
+	}
+	return body, nil
+}
+
+func readErr(err error) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return ErrTooLarge
+	}
+	return err
 }
 
 // UnmarshalStrict decodes one JSON value from body into dst, refusing invalid

@@ -256,7 +256,7 @@ func (s *Signer) Sign(typ string, c *Claims) (string, error) {
 	var scratch [512]byte
 	payload := appendClaims(scratch[:0], c)
 	enc := base64.RawURLEncoding
-	buf := make([]byte, 0, len(h)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(512))
+	buf := make([]byte, 0, len(h)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(s.key.sigLen()))
 	buf = append(buf, h...)
 	buf = append(buf, '.')
 	buf = enc.AppendEncode(buf, payload)
