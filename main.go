@@ -237,7 +237,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "version", version,
-		"database", db.Dialect(), "release", cfg.Release)
+		"database", db.Dialect(), "release", cfg.Release, "startup_ms", time.Since(started).Milliseconds())
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
