@@ -11,11 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 )
 
@@ -66,24 +68,17 @@ func savePNG(t testing.TB, dir, name string, b []byte) {
 	t.Logf("screenshot %s: %dx%d", path, cfg.Width, cfg.Height)
 }
 
-// TestBrowserAuthorizationCode drives Chromium through the server's own
-// pages as a person would: type the username and password, press Sign in,
-// read the consent page, press Allow, and land on the client's redirect URI
-// (a loopback server this test runs). The browser enforces what a plain HTTP
-// client cannot: the pages' Content-Security-Policy (form-action must let
-// the redirect after the consent POST through), cookies with SameSite=Lax,
-// and the 303 after a POST.
-func TestBrowserAuthorizationCode(t *testing.T) {
-	browser := chromium(t)
-	s := startServer(t, nil)
-	grace := s.createUser(t, "grace@example.com", "grace", password)
-	app := s.createClient(t, "--name", "Interop Browser App", "--redirect-uri", "http://127.0.0.1/cb", "--scope", "read", "--scope", "write")
-	meta := s.metadata(t)
+// callback is what the client's redirect URI received.
+type callback struct {
+	query url.Values
+	err   error
+}
 
-	type callback struct {
-		query url.Values
-		err   error
-	}
+// newCallback runs the client's redirect URI: a loopback server answering
+// GET /cb with a small page, which reports each request's query on the
+// returned channel.
+func newCallback(t testing.TB) (*httptest.Server, <-chan callback) {
+	t.Helper()
 	got := make(chan callback, 4)
 	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/cb" {
@@ -98,22 +93,22 @@ func TestBrowserAuthorizationCode(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, `<!doctype html><title>Interop app</title><h1 id="done">Signed in</h1>`)
 	}))
-	defer cb.Close()
+	t.Cleanup(cb.Close)
+	return cb, got
+}
 
-	cfg := &oauth2.Config{
-		ClientID: app.ID, ClientSecret: app.Secret, Scopes: []string{"read", "write"},
-		RedirectURL: cb.URL + "/cb", // http://127.0.0.1:<port>/cb: any port on a loopback literal
-		Endpoint:    oauth2.Endpoint{AuthURL: meta.AuthorizationEndpoint, TokenURL: meta.TokenEndpoint, AuthStyle: oauth2.AuthStyleInHeader},
-	}
-	verifier, state := oauth2.GenerateVerifier(), randomHex(16)
-	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
-
+// startBrowser starts a headless Chromium with a fresh profile and returns
+// a chromedp context for it, limited to a minute of steps. The browser's
+// output is logged if the test fails.
+func startBrowser(t testing.TB) context.Context {
+	t.Helper()
+	browser := chromium(t)
 	profile, err := os.MkdirTemp("", "interop-chromium-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(profile) })
-	var browserLog lockedBuffer
+	browserLog := &lockedBuffer{}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser),
 		chromedp.Headless,
@@ -126,32 +121,44 @@ func TestBrowserAuthorizationCode(t *testing.T) {
 		chromedp.Flag("disable-quic", true),
 		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1000, 800),
-		chromedp.CombinedOutput(&browserLog),
+		chromedp.CombinedOutput(browserLog),
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
 	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(format string, args ...any) {
-		fmt.Fprintf(&browserLog, "chromedp: "+format+"\n", args...)
+		fmt.Fprintf(browserLog, "chromedp: "+format+"\n", args...)
 	}))
-	defer cancel()
-	defer func() {
+	// Cleanups run last in, first out: the log is read before the browser goes.
+	t.Cleanup(cancelAlloc)
+	t.Cleanup(cancel)
+	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("browser output:\n%s", browserLog.String())
 		}
-	}()
+	})
 	if err := chromedp.Do(ctx); err != nil { // starts the browser; no timeout on this first call
 		t.Fatalf("start chromium: %v", err)
 	}
 	ctx, cancelSteps := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelSteps()
+	t.Cleanup(cancelSteps)
+	return ctx
+}
+
+// browserLogin is a person in Chromium at authURL: they type their username
+// and password into the login page and press Sign in, read the consent page
+// (which must show each of consentShows) and press Allow, and the browser
+// follows the 303 to the client's redirect URI. Both pages are saved as
+// screenshots, prefix-login.png and prefix-consent.png. It returns the query
+// the client received.
+func browserLogin(t testing.TB, ctx context.Context, got <-chan callback, authURL, redirectURL string, u user, consentShows []string, prefix string) url.Values {
+	t.Helper()
 	shots := screenshotDir(t)
 
 	// The login page: type like a person, then press Sign in.
-	err = chromedp.Do(ctx,
+	err := chromedp.Do(ctx,
 		chromedp.Navigate(authURL),
 		chromedp.WaitVisible(chromedp.CSS(`input[name=login]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name=login]`), grace.Username),
-		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), grace.Password),
+		chromedp.SendKeys(chromedp.CSS(`input[name=login]`), u.Username),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), u.Password),
 	)
 	if err != nil {
 		t.Fatalf("login page: %v", err)
@@ -164,9 +171,9 @@ func TestBrowserAuthorizationCode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot of the login page: %v", err)
 	}
-	savePNG(t, shots, "browser-login.png", shot)
+	savePNG(t, shots, prefix+"-login.png", shot)
 
-	// The consent page: it names the client and the scopes.
+	// The consent page: it names the client, the user and the scopes.
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
 		chromedp.WaitVisible(chromedp.CSS(`button[name=action][value=allow]`)),
@@ -178,7 +185,7 @@ func TestBrowserAuthorizationCode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("consent page text: %v", err)
 	}
-	for _, want := range []string{app.Name, "grace", "read", "write", "127.0.0.1"} {
+	for _, want := range consentShows {
 		if !strings.Contains(text, want) {
 			t.Errorf("consent page does not show %q:\n%s", want, text)
 		}
@@ -187,7 +194,7 @@ func TestBrowserAuthorizationCode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot of the consent page: %v", err)
 	}
-	savePNG(t, shots, "browser-consent.png", shot)
+	savePNG(t, shots, prefix+"-consent.png", shot)
 
 	// Allow: the browser follows the 303 to the client.
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[name=action][value=allow]`))); err != nil {
@@ -207,15 +214,44 @@ func TestBrowserAuthorizationCode(t *testing.T) {
 		t.Errorf("the callback page did not load: %v", err)
 	}
 	loc, err := chromedp.Run(ctx, chromedp.Location())
-	if err != nil || !strings.HasPrefix(loc, cfg.RedirectURL+"?") {
-		t.Errorf("the browser is at %q (%v); want %s?…", loc, err, cfg.RedirectURL)
+	if err != nil || !strings.HasPrefix(loc, redirectURL+"?") {
+		t.Errorf("the browser is at %q (%v); want %s?…", loc, err, redirectURL)
 	}
-	if c.query.Get("state") != state || c.query.Get("iss") != s.URL || c.query.Get("code") == "" {
-		t.Fatalf("callback query %v; want a code, state %q and iss %q", c.query, state, s.URL)
-	}
-	s.noLog(c.query.Get("code"), verifier)
+	return c.query
+}
 
-	tok, err := cfg.Exchange(oauthContext(t), c.query.Get("code"), oauth2.VerifierOption(verifier))
+// TestBrowserAuthorizationCode drives Chromium through the server's own
+// pages as a person would: type the username and password, press Sign in,
+// read the consent page, press Allow, and land on the client's redirect URI
+// (a loopback server this test runs). The browser enforces what a plain HTTP
+// client cannot: the pages' Content-Security-Policy (form-action must let
+// the redirect after the consent POST through), cookies with SameSite=Lax,
+// and the 303 after a POST.
+func TestBrowserAuthorizationCode(t *testing.T) {
+	t.Parallel()
+	chromium(t) // skip before starting a server when there is no browser
+	s := startServer(t, nil)
+	grace := s.createUser(t, "grace@example.com", "grace", password)
+	app := s.createClient(t, "--name", "Interop Browser App", "--redirect-uri", "http://127.0.0.1/cb", "--scope", "read", "--scope", "write")
+	meta := s.metadata(t)
+	cb, got := newCallback(t)
+
+	cfg := &oauth2.Config{
+		ClientID: app.ID, ClientSecret: app.Secret, Scopes: []string{"read", "write"},
+		RedirectURL: cb.URL + "/cb", // http://127.0.0.1:<port>/cb: any port on a loopback literal
+		Endpoint:    oauth2.Endpoint{AuthURL: meta.AuthorizationEndpoint, TokenURL: meta.TokenEndpoint, AuthStyle: oauth2.AuthStyleInHeader},
+	}
+	verifier, state := oauth2.GenerateVerifier(), randomHex(16)
+	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
+
+	ctx := startBrowser(t)
+	q := browserLogin(t, ctx, got, authURL, cfg.RedirectURL, grace, []string{app.Name, "grace", "read", "write", "127.0.0.1"}, "browser")
+	if q.Get("state") != state || q.Get("iss") != s.URL || q.Get("code") == "" {
+		t.Fatalf("callback query %v; want a code, state %q and iss %q", q, state, s.URL)
+	}
+	s.noLog(q.Get("code"), verifier)
+
+	tok, err := cfg.Exchange(oauthContext(t), q.Get("code"), oauth2.VerifierOption(verifier))
 	if err != nil {
 		t.Fatalf("Exchange: %v", err)
 	}
@@ -223,5 +259,99 @@ func TestBrowserAuthorizationCode(t *testing.T) {
 	claims := accessClaims(t, s, tok.AccessToken)
 	if claim(claims, "sub") != grace.Sub() || claim(claims, "client_id") != app.ID || !sameScope(claims["scope"], "read write") {
 		t.Errorf("access token claims %v; want sub %s, client_id %s, scope %q", claims, grace.Sub(), app.ID, "read write")
+	}
+}
+
+// TestBrowserOpenIDConnect is an OpenID Connect sign-in in Chromium: the
+// server signs with an RSA SIGNING_KEY, the relying party discovers it with
+// go-oidc and asks for "openid profile email" with a nonce, the person signs
+// in and consents in the browser, and the relying party exchanges the code
+// with x/oauth2, verifies the ID token with go-oidc (issuer, audience,
+// signature against the JWKS, nonce, at_hash) and fetches UserInfo.
+func TestBrowserOpenIDConnect(t *testing.T) {
+	t.Parallel()
+	chromium(t)
+	key := generateKey(t, "RS256")
+	s := startServer(t, map[string]string{"SIGNING_KEY": key.Path})
+	hedy := s.createUser(t, "hedy@example.com", "hedy", password, "--first-name", "Hedy", "--last-name", "Lamarr")
+	app := s.createClient(t, "--name", "Interop Browser RP", "--redirect-uri", "http://127.0.0.1/cb", "--scope", "openid profile email")
+	cb, got := newCallback(t)
+	octx := oidcContext(t)
+
+	provider, err := oidc.NewProvider(octx, s.URL) // discovery; the issuer must be s.URL exactly
+	if err != nil {
+		t.Fatalf("oidc.NewProvider: %v", err)
+	}
+	cfg := &oauth2.Config{
+		ClientID: app.ID, ClientSecret: app.Secret, RedirectURL: cb.URL + "/cb",
+		Endpoint: provider.Endpoint(), Scopes: []string{oidc.ScopeOpenID, "profile", "email"},
+	}
+	verifier, state, nonce := oauth2.GenerateVerifier(), randomHex(16), randomHex(16)
+	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce))
+
+	ctx := startBrowser(t)
+	started := time.Now().Truncate(time.Second)
+	q := browserLogin(t, ctx, got, authURL, cfg.RedirectURL, hedy,
+		[]string{app.Name, "hedy", "openid", "profile", "email", "127.0.0.1"}, "browser-oidc")
+	if q.Get("state") != state || q.Get("iss") != s.URL || q.Get("code") == "" {
+		t.Fatalf("callback query %v; want a code, state %q and iss %q", q, state, s.URL)
+	}
+	s.noLog(q.Get("code"), verifier)
+
+	tok, err := cfg.Exchange(octx, q.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("Exchange: %v", err)
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		t.Fatalf("no id_token in the token response for scope openid")
+	}
+	s.noLog(tok.AccessToken, tok.RefreshToken, rawID)
+	if !sameScope(tok.Extra("scope"), "openid profile email") {
+		t.Errorf("token response scope %v; want openid profile email", tok.Extra("scope"))
+	}
+
+	idt, err := provider.Verifier(&oidc.Config{ClientID: app.ID}).Verify(octx, rawID)
+	if err != nil {
+		t.Fatalf("go-oidc refuses the ID token: %v", err)
+	}
+	if idt.Nonce != nonce {
+		t.Errorf("ID token nonce %q; want %q", idt.Nonce, nonce)
+	}
+	if idt.Subject != hedy.Sub() || idt.Issuer != s.URL || !slices.Equal(idt.Audience, []string{app.ID}) {
+		t.Errorf("ID token sub %q, iss %q, aud %q; want %s, %s, [%s]", idt.Subject, idt.Issuer, idt.Audience, hedy.Sub(), s.URL, app.ID)
+	}
+	if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
+		t.Errorf("at_hash does not match the access token: %v", err)
+	}
+	if err := idt.VerifyAccessToken(tok.RefreshToken); err == nil {
+		t.Errorf("at_hash matches the refresh token too; the check proves nothing")
+	}
+	var idClaims struct {
+		AuthTime int64 `json:"auth_time"`
+	}
+	if err := idt.Claims(&idClaims); err != nil || idClaims.AuthTime < started.Unix() || idClaims.AuthTime > time.Now().Unix()+10 {
+		t.Errorf("ID token auth_time %d (%v); want the sign-in in the browser, at or after %d", idClaims.AuthTime, err, started.Unix())
+	}
+	if h := jwtHeader(t, rawID); h["alg"] != "RS256" || h["kid"] != key.KID || h["typ"] != "JWT" {
+		t.Errorf("ID token header %v; want alg RS256, kid %s, typ JWT", h, key.KID)
+	}
+
+	info, err := provider.UserInfo(octx, oauth2.StaticTokenSource(tok))
+	if err != nil {
+		t.Fatalf("UserInfo: %v", err)
+	}
+	var profile struct {
+		PreferredUsername string `json:"preferred_username"`
+		GivenName         string `json:"given_name"`
+		FamilyName        string `json:"family_name"`
+	}
+	if err := info.Claims(&profile); err != nil {
+		t.Fatal(err)
+	}
+	if info.Subject != idt.Subject || info.Email != hedy.Email || info.EmailVerified ||
+		profile.PreferredUsername != "hedy" || profile.GivenName != "Hedy" || profile.FamilyName != "Lamarr" {
+		t.Errorf("UserInfo sub %q, email %q (verified %v), profile %+v; want %s, %s (false), hedy Hedy Lamarr",
+			info.Subject, info.Email, info.EmailVerified, profile, idt.Subject, hedy.Email)
 	}
 }
