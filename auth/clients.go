@@ -310,7 +310,7 @@ func DeleteClient(ctx context.Context, db *store.DB, cs *Clients, revs *Revocati
 
 func forgetClient(cs *Clients, revs *Revocations, id string, accessTTL time.Duration, now time.Time) {
 	if revs != nil {
-		revs.Add(store.Revocation{Kind: store.RevokeClient, Subject: id, NotBefore: now.Unix(), ExpiresAt: now.Add(accessTTL + time.Minute).Unix()})
+		revs.Add(store.ClientRevocation(id, accessTTL, now))
 	}
 	if cs != nil {
 		cs.Forget(id)

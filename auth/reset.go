@@ -106,7 +106,7 @@ func resetPassword(ctx context.Context, db *store.DB, pw *Passwords, ts *Tokens,
 	if err != nil {
 		return err
 	}
-	r := store.Revocation{Kind: store.RevokeUser, Subject: userSubject(id), NotBefore: now.Unix(), ExpiresAt: now.Add(ts.AccessTTL + time.Minute).Unix()}
+	r := store.UserRevocation(id, ts.AccessTTL, now)
 	ts.Revoked.Add(r)
 	return db.Revoke(ctx, r, now)
 }

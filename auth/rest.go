@@ -515,7 +515,7 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 			return
 		}
 		if req.IsActive != nil && !*req.IsActive {
-			ts.Revoked.Add(store.Revocation{Kind: store.RevokeUser, Subject: userSubject(id), NotBefore: t.Unix(), ExpiresAt: t.Add(ts.AccessTTL + time.Minute).Unix()})
+			ts.Revoked.Add(store.UserRevocation(id, ts.AccessTTL, t))
 		}
 		log.InfoContext(r.Context(), "user updated", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
 		httpx.JSON(w, http.StatusOK, toJSON(u))
@@ -544,7 +544,7 @@ func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 			writeAPIError(w, r, log, err)
 			return
 		}
-		ts.Revoked.Add(store.Revocation{Kind: store.RevokeUser, Subject: userSubject(id), NotBefore: t.Unix(), ExpiresAt: t.Add(ts.AccessTTL + time.Minute).Unix()})
+		ts.Revoked.Add(store.UserRevocation(id, ts.AccessTTL, t))
 		log.InfoContext(r.Context(), "user deleted", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
 		w.WriteHeader(http.StatusNoContent)
 	})

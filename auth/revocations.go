@@ -19,7 +19,7 @@ import (
 type Revocations struct {
 	mu      sync.RWMutex
 	jtis    map[string]int64 // jti → when the token expires
-	users   map[string]int64 // user id → tokens issued at or before this are revoked
+	users   map[string]int64 // user id → tokens minted at or before this (Unix ms) are revoked
 	clients map[string]int64 // client id → likewise
 	expires map[revKey]int64 // users/clients entry → when it can be dropped
 
@@ -44,10 +44,10 @@ func (rv *Revocations) Add(r store.Revocation) {
 	case store.RevokeJTI:
 		rv.jtis[r.Subject] = r.ExpiresAt
 	case store.RevokeUser:
-		rv.users[r.Subject] = max(rv.users[r.Subject], r.NotBefore)
+		rv.users[r.Subject] = max(rv.users[r.Subject], r.NotBeforeMs)
 		rv.expires[revKey{r.Kind, r.Subject}] = max(rv.expires[revKey{r.Kind, r.Subject}], r.ExpiresAt)
 	case store.RevokeClient:
-		rv.clients[r.Subject] = max(rv.clients[r.Subject], r.NotBefore)
+		rv.clients[r.Subject] = max(rv.clients[r.Subject], r.NotBeforeMs)
 		rv.expires[revKey{r.Kind, r.Subject}] = max(rv.expires[revKey{r.Kind, r.Subject}], r.ExpiresAt)
 	}
 	rv.mu.Unlock()
@@ -57,22 +57,33 @@ func (rv *Revocations) Add(r store.Revocation) {
 }
 
 // Revoked reports whether the access token with claims c has been revoked:
-// by its jti, or because its user or client was revoked after it was issued.
-// iat has one-second resolution, so a token issued in the same second as the
-// revocation counts as revoked: safe, at worst one second early.
+// by its jti, or because its user or client was revoked when or after it was
+// minted. The mint time comes, to the millisecond, from the jti the server
+// put in it (see mintedMs).
 func (rv *Revocations) Revoked(c *token.Claims) bool {
 	rv.mu.RLock()
 	defer rv.mu.RUnlock()
 	if _, ok := rv.jtis[c.ID]; ok {
 		return true
 	}
-	if nb, ok := rv.users[c.Subject]; ok && c.IssuedAt <= nb {
-		return true
+	nbUser, okUser := rv.users[c.Subject]
+	nbClient, okClient := rv.clients[c.ClientID]
+	if !okUser && !okClient {
+		return false
 	}
-	if nb, ok := rv.clients[c.ClientID]; ok && c.IssuedAt <= nb {
-		return true
+	ms := mintedMs(c)
+	return (okUser && ms <= nbUser) || (okClient && ms <= nbClient)
+}
+
+// mintedMs is when the token was minted, in Unix milliseconds: read from its
+// jti (token.NewTimedID) when that agrees with iat, otherwise the first
+// millisecond of the iat second, so that a token whose jti says nothing is
+// counted as revoked by any revocation in its second.
+func mintedMs(c *token.Claims) int64 {
+	if ms, ok := token.TimedIDTime(c.ID); ok && ms/1000 == c.IssuedAt {
+		return ms
 	}
-	return false
+	return c.IssuedAt * 1000
 }
 
 // prune drops entries that can no longer matter.

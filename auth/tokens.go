@@ -32,7 +32,7 @@ func (ts *Tokens) Access(sub, clientID, scope, sessionID string, authTime, now t
 	c := &token.Claims{
 		Issuer: ts.Issuer, Subject: sub, Audience: ts.Issuer,
 		IssuedAt: now.Unix(), Expiry: now.Add(ts.AccessTTL).Unix(),
-		ID: token.NewID(), ClientID: clientID, Scope: scope, SessionID: sessionID,
+		ID: token.NewTimedID(now), ClientID: clientID, Scope: scope, SessionID: sessionID,
 	}
 	if !authTime.IsZero() {
 		c.AuthTime = authTime.Unix()

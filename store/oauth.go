@@ -103,8 +103,7 @@ func (db *DB) DeleteClient(ctx context.Context, id string, accessTTL time.Durati
 		if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
 			return err
 		}
-		return insertRevocation(ctx, tx, Revocation{Kind: RevokeClient, Subject: id, NotBefore: now.Unix(),
-			ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}, now)
+		return insertRevocation(ctx, tx, ClientRevocation(id, accessTTL, now), now)
 	})
 }
 
@@ -125,8 +124,7 @@ func (db *DB) SetClientSecret(ctx context.Context, id, secretHash string, access
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		return insertRevocation(ctx, tx, Revocation{Kind: RevokeClient, Subject: id, NotBefore: now.Unix(),
-			ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}, now)
+		return insertRevocation(ctx, tx, ClientRevocation(id, accessTTL, now), now)
 	})
 }
 

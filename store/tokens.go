@@ -211,16 +211,27 @@ func (db *DB) RevokeFamily(ctx context.Context, familyID string, now time.Time) 
 // Revocation kinds.
 const (
 	RevokeJTI    = "jti"    // one access token, by its jti
-	RevokeUser   = "user"   // every access token of a user issued at or before NotBefore
-	RevokeClient = "client" // every access token of a client issued at or before NotBefore
+	RevokeUser   = "user"   // every access token of a user minted at or before NotBeforeMs
+	RevokeClient = "client" // every access token of a client minted at or before NotBeforeMs
 )
 
 // Revocation is one entry of the shared revocation list.
 type Revocation struct {
-	Kind      string
-	Subject   string
-	NotBefore int64 // Unix seconds; for RevokeUser and RevokeClient
-	ExpiresAt int64 // Unix seconds; after this no token it covers can be valid
+	Kind        string
+	Subject     string
+	NotBeforeMs int64 // Unix milliseconds; for RevokeUser and RevokeClient
+	ExpiresAt   int64 // Unix seconds; after this no token it covers can be valid
+}
+
+// UserRevocation revokes every access token of the user minted until now;
+// it is kept as long as such a token could live.
+func UserRevocation(userID int64, accessTTL time.Duration, now time.Time) Revocation {
+	return Revocation{Kind: RevokeUser, Subject: FormatID(userID), NotBeforeMs: now.UnixMilli(), ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}
+}
+
+// ClientRevocation revokes every access token of the client minted until now.
+func ClientRevocation(clientID string, accessTTL time.Duration, now time.Time) Revocation {
+	return Revocation{Kind: RevokeClient, Subject: clientID, NotBeforeMs: now.UnixMilli(), ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}
 }
 
 // Revoke records r for every instance to pick up.
@@ -230,8 +241,8 @@ func (db *DB) Revoke(ctx context.Context, r Revocation, now time.Time) (err erro
 }
 
 func insertRevocation(ctx context.Context, tx *sql.Tx, r Revocation, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)`,
-		r.Kind, r.Subject, r.NotBefore, r.ExpiresAt, now.Unix())
+	_, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before, not_before_ms, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		r.Kind, r.Subject, r.NotBeforeMs/1000, r.NotBeforeMs, r.ExpiresAt, now.Unix())
 	return err
 }
 
@@ -242,7 +253,7 @@ func (db *DB) RevocationsSince(ctx context.Context, since, now time.Time) (list 
 	defer wrap(&err, "revocations since")
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
-	rows, err := db.r.QueryContext(ctx, `SELECT kind, subject, not_before, expires_at FROM revocations
+	rows, err := db.r.QueryContext(ctx, `SELECT kind, subject, not_before_ms, expires_at FROM revocations
 WHERE created_at >= $1 AND expires_at > $2`, since.Unix(), now.Unix())
 	if err != nil {
 		return nil, err
@@ -250,7 +261,7 @@ WHERE created_at >= $1 AND expires_at > $2`, since.Unix(), now.Unix())
 	defer rows.Close()
 	for rows.Next() {
 		var r Revocation
-		if err := rows.Scan(&r.Kind, &r.Subject, &r.NotBefore, &r.ExpiresAt); err != nil {
+		if err := rows.Scan(&r.Kind, &r.Subject, &r.NotBeforeMs, &r.ExpiresAt); err != nil {
 			return nil, err
 		}
 		list = append(list, r)

@@ -176,8 +176,7 @@ func revokeUserTx(ctx context.Context, tx *sql.Tx, id int64, accessTTL time.Dura
 	if err != nil {
 		return err
 	}
-	return insertRevocation(ctx, tx, Revocation{Kind: RevokeUser, Subject: FormatID(id), NotBefore: now.Unix(),
-		ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}, now)
+	return insertRevocation(ctx, tx, UserRevocation(id, accessTTL, now), now)
 }
 
 // RehashPassword replaces the user's password hash with one of the same

@@ -374,3 +374,20 @@ func TestOpaque(t *testing.T) {
 		t.Fatalf("json.Marshal revealed the secret: %s", j)
 	}
 }
+
+func TestTimedID(t *testing.T) {
+	at := time.UnixMilli(1_800_000_000_123)
+	id := NewTimedID(at)
+	ms, ok := TimedIDTime(id)
+	if !ok || ms != at.UnixMilli() || len(id) != 22 {
+		t.Fatalf("TimedIDTime(NewTimedID(%d)) = %d, %v (%q)", at.UnixMilli(), ms, ok, id)
+	}
+	if NewTimedID(at) == id {
+		t.Fatal("two ids for the same millisecond are equal")
+	}
+	for _, bad := range []string{"", "short", id + "A", id[:21] + "+", NewOpaque()} {
+		if _, ok := TimedIDTime(bad); ok {
+			t.Errorf("TimedIDTime(%q) accepted", bad)
+		}
+	}
+}

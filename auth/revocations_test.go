@@ -1,0 +1,55 @@
+package auth
+
+import (
+	"testing"
+	"time"
+
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// A user or client revocation cuts at a millisecond: tokens minted up to it
+// are revoked, tokens minted after it (even in the same second) are not; a
+// token whose jti carries no time counts as minted at the end of its second.
+func TestRevocationCutoff(t *testing.T) {
+	cut := time.UnixMilli(1_800_000_000_500)
+	rv := NewRevocations(nil)
+	rv.Add(store.UserRevocation(42, time.Hour, cut))
+	rv.Add(store.ClientRevocation("c1", time.Hour, cut))
+	claims := func(sub, client string, minted time.Time, jti string) *token.Claims {
+		if jti == "" {
+			jti = token.NewTimedID(minted)
+		}
+		return &token.Claims{Subject: sub, ClientID: client, IssuedAt: minted.Unix(), ID: jti}
+	}
+	for _, tc := range []struct {
+		name string
+		c    *token.Claims
+		want bool
+	}{
+		{"user, a second before", claims("42", "x", cut.Add(-time.Second), ""), true},
+		{"user, same millisecond", claims("42", "x", cut, ""), true},
+		{"user, a millisecond after", claims("42", "x", cut.Add(time.Millisecond), ""), false},
+		{"client, 100 ms before", claims("7", "c1", cut.Add(-100*time.Millisecond), ""), true},
+		{"client, 100 ms after", claims("7", "c1", cut.Add(100*time.Millisecond), ""), false},
+		{"other user and client", claims("43", "c2", cut.Add(-time.Second), ""), false},
+		{"foreign jti, same second", claims("42", "x", cut.Add(100*time.Millisecond), "not-a-timed-id"), true},
+		{"foreign jti, next second", claims("42", "x", cut.Add(time.Second), "not-a-timed-id"), false},
+		{"jti time disagrees with iat", &token.Claims{Subject: "42", IssuedAt: cut.Unix(), ID: token.NewTimedID(cut.Add(10 * time.Second))}, true},
+	} {
+		if got := rv.Revoked(tc.c); got != tc.want {
+			t.Errorf("%s: Revoked = %v; want %v", tc.name, got, tc.want)
+		}
+	}
+	// A jti revocation is exact.
+	c := claims("9", "c9", cut, "")
+	rv.Add(store.Revocation{Kind: store.RevokeJTI, Subject: c.ID, ExpiresAt: cut.Add(time.Hour).Unix()})
+	if !rv.Revoked(c) || rv.Revoked(claims("9", "c9", cut, "")) {
+		t.Error("jti revocation is not exact")
+	}
+	// Entries go once nothing they cover can be valid.
+	rv.prune(cut.Add(2 * time.Hour).Unix())
+	if rv.Len() != 0 {
+		t.Errorf("%d entries left after pruning", rv.Len())
+	}
+}
