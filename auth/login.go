@@ -59,7 +59,7 @@ func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle,
 		return nil, err
 	}
 	acct := accountKey(u, login)
-	until, err := db.LoginLockedUntil(ctx, acct, th.Max, th.Window, now)
+	until, recorded, err := db.LoginLockedUntil(ctx, acct, th.Max, th.Window, now)
 	if err != nil {
 		return nil, err
 	}
@@ -83,8 +83,10 @@ func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle,
 		}
 		return nil, errBadCredentials
 	}
-	if err := db.ClearLoginFailures(ctx, acct); err != nil {
-		return nil, err
+	if recorded { // most logins have no failure to forget: no write then
+		if err := db.ClearLoginFailures(ctx, acct); err != nil {
+			return nil, err
+		}
 	}
 	if rehash {
 		if h, err := pw.Hash(ctx, password); err == nil {

@@ -184,7 +184,7 @@ func TestLoginFailures(t *testing.T) {
 		const max, window = 3, 15 * time.Minute
 		acct := token.Hash("ann")
 		for i := 1; i <= max; i++ {
-			until, err := db.LoginLockedUntil(ctx, acct, max, window, t0)
+			until, _, err := db.LoginLockedUntil(ctx, acct, max, window, t0)
 			if err != nil || !until.IsZero() {
 				t.Fatalf("before failure %d: locked until %v, %v", i, until, err)
 			}
@@ -193,11 +193,11 @@ func TestLoginFailures(t *testing.T) {
 				t.Fatalf("failure %d: %d, %v, %v", i, n, end, err)
 			}
 		}
-		until, err := db.LoginLockedUntil(ctx, acct, max, window, t0.Add(time.Minute))
-		if err != nil || !until.Equal(t0.Add(time.Second+window)) {
-			t.Fatalf("locked until %v, %v", until, err)
+		until, rec, err := db.LoginLockedUntil(ctx, acct, max, window, t0.Add(time.Minute))
+		if err != nil || !rec || !until.Equal(t0.Add(time.Second+window)) {
+			t.Fatalf("locked until %v, %v, %v", until, rec, err)
 		}
-		if until, _ := db.LoginLockedUntil(ctx, acct, max, window, t0.Add(time.Second+window)); !until.IsZero() {
+		if until, _, _ := db.LoginLockedUntil(ctx, acct, max, window, t0.Add(time.Second+window)); !until.IsZero() {
 			t.Fatalf("still locked after the window: %v", until)
 		}
 		// A failure after the window starts a new one.
@@ -208,8 +208,8 @@ func TestLoginFailures(t *testing.T) {
 		if err := db.ClearLoginFailures(ctx, acct); err != nil {
 			t.Fatal(err)
 		}
-		if until, _ := db.LoginLockedUntil(ctx, acct, 1, window, t0.Add(2*window)); !until.IsZero() {
-			t.Fatal("locked after clear")
+		if until, rec, _ := db.LoginLockedUntil(ctx, acct, 1, window, t0.Add(2*window)); !until.IsZero() || rec {
+			t.Fatal("locked, or a failure still on record, after clear")
 		}
 	})
 }

@@ -18,23 +18,25 @@ func FormatID(id int64) string { return strconv.FormatInt(id, 10) }
 // --- login throttling ---
 
 // LoginLockedUntil returns when the account's lock ends, or the zero time if
-// it is not locked: it is locked once it has max failures within window.
-func (db *DB) LoginLockedUntil(ctx context.Context, account string, max int, window time.Duration, now time.Time) (until time.Time, err error) {
+// it is not locked: it is locked once it has max failures within window. It
+// also reports whether any failure is on record (so a success knows whether
+// there is anything to clear).
+func (db *DB) LoginLockedUntil(ctx context.Context, account string, max int, window time.Duration, now time.Time) (until time.Time, recorded bool, err error) {
 	defer wrap(&err, "login lock")
 	var failures int
 	var start int64
 	err = db.queryRow(ctx, `SELECT failures, window_start FROM login_failures WHERE account = $1`, account).Scan(&failures, &start)
 	if errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, nil
+		return time.Time{}, false, nil
 	}
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, false, err
 	}
 	end := time.Unix(start, 0).Add(window)
 	if failures >= max && now.Before(end) {
-		return end, nil
+		return end, true, nil
 	}
-	return time.Time{}, nil
+	return time.Time{}, true, nil
 }
 
 // RecordLoginFailure counts one failed login for account in a fixed window
