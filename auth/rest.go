@@ -417,6 +417,10 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 			writeAPIError(w, r, log, invalid("new_password", "must be 8 to 128 characters"))
 			return
 		}
+		if req.CurrentPassword == "" || len(req.CurrentPassword) > 4*maxPassword {
+			writeAPIError(w, r, log, invalid("current_password", "required"))
+			return
+		}
 		t := now()
 		if _, err := authenticate(r.Context(), db, pw, th, u.Username, req.CurrentPassword.Reveal(), t); err != nil {
 			logLoginFailure(r, log, m, err)
