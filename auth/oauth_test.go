@@ -178,6 +178,25 @@ func (r response) wantOAuthError(status int, code string) response {
 	return r
 }
 
+// tamper returns s with its last-but-one character changed (never to
+// itself): in a JWT, a changed signature.
+func tamper(s string) string {
+	i := len(s) - 2
+	c := byte('A')
+	if s[i] == 'A' {
+		c = 'B'
+	}
+	return s[:i] + string(c) + s[i+1:]
+}
+
+// otherFirst returns s with its first character changed (never to itself).
+func otherFirst(s string) string {
+	if s[0] == 'x' {
+		return "y" + s[1:]
+	}
+	return "x" + s[1:]
+}
+
 func codeForm(code string, p pkce) url.Values {
 	return url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {"https://app.example/cb"}, "code_verifier": {p.verifier}}
 }
@@ -490,7 +509,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 		e.token(id, secret, wrongURI).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
 		e.token(id, secret, noURI).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
 		e.token(other, otherSecret, codeForm(code, p)).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
-		e.token(id, secret, codeForm("x"+code[1:], p)).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		e.token(id, secret, codeForm(otherFirst(code), p)).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
 		noVerifier := codeForm(code, p)
 		noVerifier.Del("code_verifier")
 		e.token(id, secret, noVerifier).wantOAuthError(http.StatusBadRequest, errInvalidRequest)
@@ -628,7 +647,7 @@ func TestRevocationAndIntrospection(t *testing.T) {
 		e.formPost("/oauth2/introspect", "", "", url.Values{"token": {at}, "client_id": {pub}}).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
 		e.formPost("/oauth2/introspect", rs, "wrong", url.Values{"token": {at}}).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
 		for name, tok := range map[string]string{
-			"forged":    at[:len(at)-2] + "AA",
+			"forged":    tamper(at),
 			"garbage":   "not a token",
 			"unknown":   token.NewOpaque(),
 			"oversized": strings.Repeat("a.", 5000),

@@ -114,7 +114,7 @@ func TestOpenIDConnect(t *testing.T) {
 			t.Fatalf("email without the email scope: %v", ui)
 		}
 		e.request("POST", "/oauth2/userinfo", nil, bearer(at)...).want(http.StatusOK)
-		r = e.request("GET", "/oauth2/userinfo", nil, bearer(at[:len(at)-3]+"AAA")...).want(http.StatusUnauthorized)
+		r = e.request("GET", "/oauth2/userinfo", nil, bearer(tamper(at))...).want(http.StatusUnauthorized)
 		if !strings.Contains(r.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
 			t.Fatalf("bad token challenge %q", r.Header().Get("WWW-Authenticate"))
 		}
