@@ -465,6 +465,17 @@ func (db *DB) migrationLock(ctx context.Context, t *sql.Tx) error {
 // against a twin running at the same moment (it fails with 23505, 42P07 or
 // 42710 depending on timing).
 func (db *DB) createMigrationsTable(ctx context.Context) error {
+	return db.underMigrationLock(ctx, func(t *sql.Tx) error {
+		_, err := t.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version TEXT PRIMARY KEY,
+	applied_at BIGINT NOT NULL)`)
+		return err
+	})
+}
+
+// underMigrationLock runs fn in a transaction holding the migration lock,
+// committing if fn returns nil.
+func (db *DB) underMigrationLock(ctx context.Context, fn func(*sql.Tx) error) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	t, err := db.w.BeginTx(ctx, nil)
@@ -475,40 +486,30 @@ func (db *DB) createMigrationsTable(ctx context.Context) error {
 	if err := db.migrationLock(ctx, t); err != nil {
 		return err
 	}
-	if _, err := t.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-	version TEXT PRIMARY KEY,
-	applied_at BIGINT NOT NULL)`); err != nil {
+	if err := fn(t); err != nil {
 		return err
 	}
 	return t.Commit()
 }
 
 func (db *DB) migrateOne(ctx context.Context, version, body string, now time.Time, did *bool) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	t, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer t.Rollback()
-	if err := db.migrationLock(ctx, t); err != nil {
-		return err
-	}
-	var n int
-	if err := t.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
-		return err
-	}
-	if n > 0 {
+	return db.underMigrationLock(ctx, func(t *sql.Tx) error {
+		var n int
+		if err := t.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		if _, err := t.ExecContext(ctx, body); err != nil {
+			return err
+		}
+		if _, err := t.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, now.Unix()); err != nil {
+			return err
+		}
+		*did = true
 		return nil
-	}
-	if _, err := t.ExecContext(ctx, body); err != nil {
-		return err
-	}
-	if _, err := t.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, now.Unix()); err != nil {
-		return err
-	}
-	*did = true
-	return t.Commit()
+	})
 }
 
 // Migrations lists every embedded migration and whether it is applied.
