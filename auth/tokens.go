@@ -121,18 +121,13 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 	if len(refresh) != token.OpaqueLen {
 		return nil, nil, ErrRefreshInvalid
 	}
-	h := token.Hash(refresh)
+	h, next := token.Hash(refresh), token.NewOpaque()
 	if scope == "" {
 		// The common case in one step; anything unusual falls through to
 		// the careful path below, which says why and revokes on reuse.
-		next := token.NewOpaque()
-		old, err := db.RotateRefreshFor(ctx, h, token.Hash(next), clientID, now.Add(ts.RefreshTTL), now)
+		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", now.Add(ts.RefreshTTL), now)
 		if err == nil {
-			access, _, err := ts.Access(userSubject(old.Family.UserID), clientID, old.Scope, sidFor(clientID, old.Family.ID), old.Family.AuthTime, now)
-			if err != nil {
-				return nil, nil, err
-			}
-			return ts.pair(access, next, old.Scope), old, nil
+			return ts.finishRotation(spent, next, clientID, spent.Scope, now)
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, nil, err
@@ -154,7 +149,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 		}
 		return nil, nil, ErrRefreshReused
 	}
-	if old.Family.Revoked {
+	if old.Family.Revoked || !old.UserActive { // revoked, or the user deleted or deactivated since
 		return nil, nil, ErrRefreshInvalid
 	}
 	newScope := old.Scope
@@ -164,22 +159,25 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 		}
 		newScope = normalizeScope(scope)
 	}
-	if !old.UserActive { // deleted or deactivated since
-		return nil, nil, ErrRefreshInvalid
-	}
-	next := token.NewOpaque()
-	err = db.RotateRefresh(ctx, h, token.Hash(next), newScope, now.Add(ts.RefreshTTL), now)
-	switch {
-	case errors.Is(err, store.ErrReused):
+	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, now.Add(ts.RefreshTTL), now)
+	if errors.Is(err, store.ErrNotFound) {
+		// Spent by a concurrent request between the read and now: a reuse.
+		if err := db.RevokeFamily(ctx, old.Family.ID, now); err != nil {
+			return nil, nil, err
+		}
 		return nil, nil, ErrRefreshReused
-	case errors.Is(err, store.ErrNotFound):
-		return nil, nil, ErrRefreshInvalid
-	case err != nil:
-		return nil, nil, err
 	}
-	access, _, err := ts.Access(userSubject(old.Family.UserID), clientID, newScope, sidFor(clientID, old.Family.ID), old.Family.AuthTime, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.pair(access, next, newScope), old, nil
+	return ts.finishRotation(spent, next, clientID, newScope, now)
+}
+
+// finishRotation mints the access token of a rotated family.
+func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope string, now time.Time) (*Pair, *store.RefreshToken, error) {
+	access, _, err := ts.Access(userSubject(spent.Family.UserID), clientID, scope, sidFor(clientID, spent.Family.ID), spent.Family.AuthTime, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ts.pair(access, next, scope), spent, nil
 }

@@ -275,7 +275,7 @@ func (db *DB) txStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, 
 }
 
 // hotTx are the statements of the hottest write transactions.
-var hotTx = []string{qSpendRefresh, qInsertRefresh, qSpendForSQLite, qFamilyOwner}
+var hotTx = []string{qSpendSQLite, qFamilyOwner, qInsertRefresh}
 
 // prepareHot prepares hotTx on the writer pool, outside any transaction.
 func (db *DB) prepareHot(ctx context.Context) error {

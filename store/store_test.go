@@ -229,63 +229,48 @@ func TestRefreshRotation(t *testing.T) {
 		u := newUser(t, db, "ann@example.com", "ann")
 		f, rt := newFamily(t, db, u.ID)
 		got, err := db.RefreshTokenByHash(ctx, token.Hash(rt), t0)
-		if err != nil || got.Family.ID != f.ID || got.Used || got.Family.Revoked || got.Scope != "a b" || got.Family.UserID != u.ID {
+		if err != nil || got.Family.ID != f.ID || got.Used || got.Family.Revoked || got.Scope != "a b" || got.Family.UserID != u.ID || !got.UserActive {
 			t.Fatalf("RefreshTokenByHash = %+v, %v", got, err)
 		}
+		// Narrowing: the new token gets the scope asked for.
 		rt2 := token.NewOpaque()
-		if err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt2), "a", t0.Add(time.Hour), t0); err != nil {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt2), "c1", "a", t0.Add(time.Hour), t0); err != nil {
 			t.Fatalf("rotate: %v", err)
 		}
-		// Replaying the spent token revokes the family: rt2 dies too.
+		if n, err := db.RefreshTokenByHash(ctx, token.Hash(rt2), t0); err != nil || n.Scope != "a" || n.Family.Scope != "a b" {
+			t.Fatalf("narrowed token %+v, %v", n, err)
+		}
+		if old, _ := db.RefreshTokenByHash(ctx, token.Hash(rt), t0); old == nil || !old.Used {
+			t.Fatalf("old token not spent: %+v", old)
+		}
+		// A spent token changes nothing.
 		rt3 := token.NewOpaque()
-		if err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt3), "a", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrReused) {
-			t.Fatalf("replay = %v; want ErrReused", err)
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt3), "c1", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("replay = %v; want ErrNotFound", err)
 		}
-		if err := db.RotateRefresh(ctx, token.Hash(rt2), token.Hash(rt3), "a", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrReused) {
-			t.Fatalf("rotation in a revoked family = %v; want ErrReused", err)
+		if _, err := db.RefreshTokenByHash(ctx, token.Hash(rt3), t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal("a refused rotation stored its new token")
 		}
-		got, _ = db.RefreshTokenByHash(ctx, token.Hash(rt2), t0)
-		if got == nil || !got.Family.Revoked {
-			t.Fatalf("family not revoked after reuse: %+v", got)
+		// Nothing rotates in a revoked family.
+		if err := db.RevokeFamily(ctx, f.ID, t0); err != nil {
+			t.Fatal(err)
 		}
-		if err := db.RotateRefresh(ctx, token.Hash("unknown"), token.Hash(rt3), "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt2), token.Hash(rt3), "c1", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("rotation in a revoked family = %v; want ErrNotFound", err)
+		}
+		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(rt2), t0); got == nil || !got.Family.Revoked || got.Used {
+			t.Fatalf("after revocation: %+v", got)
+		}
+		if _, err := db.RotateRefresh(ctx, token.Hash("unknown"), token.Hash(rt3), "c1", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("unknown token = %v; want ErrNotFound", err)
 		}
-		// Expired tokens are not found.
+		// Expired tokens are neither found nor rotated.
 		_, old := newFamily(t, db, u.ID)
 		if _, err := db.RefreshTokenByHash(ctx, token.Hash(old), t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("expired token = %v; want ErrNotFound", err)
 		}
-	})
-}
-
-// Two (or many) rotations of one token at once: at most one wins.
-func TestRefreshRotationRace(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		u := newUser(t, db, "ann@example.com", "ann")
-		for round := 0; round < 5; round++ {
-			_, rt := newFamily(t, db, u.ID)
-			var wins, reused atomic.Int32
-			var wg sync.WaitGroup
-			for i := 0; i < 8; i++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "a", t0.Add(time.Hour), t0)
-					switch {
-					case err == nil:
-						wins.Add(1)
-					case errors.Is(err, store.ErrReused):
-						reused.Add(1)
-					default:
-						t.Errorf("rotate: %v", err)
-					}
-				}()
-			}
-			wg.Wait()
-			if wins.Load() != 1 || reused.Load() != 7 {
-				t.Fatalf("round %d: %d wins, %d reused; want 1 and 7", round, wins.Load(), reused.Load())
-			}
+		if _, err := db.RotateRefresh(ctx, token.Hash(old), token.Hash(rt3), "c1", "", t0.Add(3*time.Hour), t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("expired token rotated: %v", err)
 		}
 	})
 }
@@ -334,19 +319,20 @@ func TestRevocationsSince(t *testing.T) {
 	})
 }
 
-func TestRotateRefreshFor(t *testing.T) {
+// The conditions of a rotation, and concurrent rotations of one token.
+func TestRotateRefreshConditions(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		u := newUser(t, db, "ann@example.com", "ann")
 		f, rt := newFamily(t, db, u.ID)
 		next := token.NewOpaque()
-		if _, err := db.RotateRefreshFor(ctx, token.Hash(rt), token.Hash(next), "other-client", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "other-client", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("another client: %v; want ErrNotFound", err)
 		}
-		got, err := db.RotateRefreshFor(ctx, token.Hash(rt), token.Hash(next), "c1", t0.Add(time.Hour), t0)
+		got, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", t0.Add(time.Hour), t0)
 		if err != nil || got.Family.ID != f.ID || got.Family.UserID != u.ID || got.Scope != "a b" || !got.Family.AuthTime.Equal(t0) {
-			t.Fatalf("RotateRefreshFor = %+v, %v", got, err)
+			t.Fatalf("RotateRefresh = %+v, %v", got, err)
 		}
-		if _, err := db.RotateRefreshFor(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("spent token: %v; want ErrNotFound", err)
 		}
 		n, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0)
@@ -357,7 +343,7 @@ func TestRotateRefreshFor(t *testing.T) {
 		if _, err := db.UpdateUserAdmin(ctx, u.ID, nil, &off, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.RotateRefreshFor(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("inactive user: %v; want ErrNotFound", err)
 		}
 		// Concurrent rotations of one token: exactly one wins.
@@ -370,7 +356,7 @@ func TestRotateRefreshFor(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, err := db.RotateRefreshFor(ctx, token.Hash(tok), token.Hash(token.NewOpaque()), "c1", t0.Add(time.Hour), t0)
+					_, err := db.RotateRefresh(ctx, token.Hash(tok), token.Hash(token.NewOpaque()), "c1", "", t0.Add(time.Hour), t0)
 					if err == nil {
 						wins.Add(1)
 					} else if !errors.Is(err, store.ErrNotFound) {

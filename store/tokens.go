@@ -123,83 +123,7 @@ FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id JOIN users u O
 	return t, nil
 }
 
-const (
-	qSpendRefresh = `UPDATE refresh_tokens SET used_at = $2
-WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
-  AND family_id IN (SELECT id FROM token_families WHERE revoked_at IS NULL)
-RETURNING family_id`
-	qInsertRefresh = `INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`
-	// qRotatePostgres spends and replaces in one statement (a data-modifying
-	// CTE, which SQLite lacks): one round trip instead of four. The row lock
-	// taken by the UPDATE makes a concurrent rotation of the same token wait,
-	// re-check used_at, and insert nothing.
-	qRotatePostgres = `WITH spent AS (` + qSpendRefresh + `)
-INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at)
-SELECT $3, family_id, $4, $2, $5 FROM spent RETURNING family_id`
-)
-
-// RotateRefresh spends the refresh token oldHash and adds newHash to the same
-// family, atomically. If oldHash was already spent (a concurrent rotation won,
-// or the token was stolen and replayed) or its family is revoked, the family
-// is revoked and the error wraps ErrReused; if it is unknown or expired,
-// ErrNotFound. At most one of any number of concurrent calls with the same
-// oldHash succeeds.
-func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, scope string, expires, now time.Time) (err error) {
-	defer wrap(&err, "rotate refresh token")
-	var reusedFamily string
-	if db.dialect == Postgres {
-		var family string
-		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), newHash, scope, expires.Unix()).Scan(&family)
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		// Spent, revoked, expired or unknown: find out which.
-		err = db.writeRow(ctx, `SELECT family_id FROM refresh_tokens WHERE hash = $1 AND expires_at > $2`, oldHash, now.Unix()).Scan(&reusedFamily)
-		if err != nil {
-			return err // ErrNoRows: unknown or expired
-		}
-		if err := db.RevokeFamily(ctx, reusedFamily, now); err != nil {
-			return err
-		}
-		return ErrReused
-	}
-	err = db.tx(ctx, func(tx *sql.Tx) error {
-		var family string
-		spend, err := db.txStmt(ctx, tx, qSpendRefresh)
-		if err != nil {
-			return err
-		}
-		err = spend.QueryRowContext(ctx, oldHash, now.Unix()).Scan(&family)
-		if errors.Is(err, sql.ErrNoRows) {
-			// Spent, revoked, expired or unknown: find out which.
-			err = tx.QueryRowContext(ctx, `SELECT family_id FROM refresh_tokens WHERE hash = $1 AND expires_at > $2`, oldHash, now.Unix()).Scan(&family)
-			if err != nil {
-				return err // ErrNoRows: unknown or expired
-			}
-			reusedFamily = family
-			return nil // commit nothing; revoke below in its own transaction
-		}
-		if err != nil {
-			return err
-		}
-		insert, err := db.txStmt(ctx, tx, qInsertRefresh)
-		if err != nil {
-			return err
-		}
-		_, err = insert.ExecContext(ctx, newHash, family, scope, now.Unix(), expires.Unix())
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if reusedFamily != "" {
-		if err := db.RevokeFamily(ctx, reusedFamily, now); err != nil {
-			return err
-		}
-		return ErrReused
-	}
-	return nil
-}
+const qInsertRefresh = `INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`
 
 // RevokeFamily revokes every refresh token of the family.
 func (db *DB) RevokeFamily(ctx context.Context, familyID string, now time.Time) (err error) {
@@ -292,7 +216,11 @@ func (db *DB) Purge(ctx context.Context, loginWindow time.Duration, now time.Tim
 }
 
 const (
-	qRotateForPostgres = `WITH spent AS (
+	// qRotatePostgres spends and replaces in one statement (a data-modifying
+	// CTE, which SQLite lacks). The row lock the UPDATE takes makes a
+	// concurrent rotation of the same token wait, re-check used_at, and
+	// change nothing.
+	qRotatePostgres = `WITH spent AS (
   UPDATE refresh_tokens t SET used_at = $2
   FROM token_families f, users u
   WHERE t.hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
@@ -301,9 +229,9 @@ const (
   RETURNING t.family_id, t.scope, f.user_id, f.auth_time),
 ins AS (
   INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at)
-  SELECT $4, family_id, scope, $2, $5 FROM spent)
+  SELECT $4, family_id, CASE WHEN $6 = '' THEN scope ELSE $6 END, $2, $5 FROM spent)
 SELECT family_id, scope, user_id, auth_time FROM spent`
-	qSpendForSQLite = `UPDATE refresh_tokens SET used_at = $2
+	qSpendSQLite = `UPDATE refresh_tokens SET used_at = $2
 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
   AND family_id IN (SELECT f.id FROM token_families f JOIN users u ON u.id = f.user_id
     WHERE f.revoked_at IS NULL AND f.client_id = $3 AND u.is_active AND u.deleted_at IS NULL)
@@ -311,23 +239,25 @@ RETURNING family_id, scope`
 	qFamilyOwner = `SELECT user_id, auth_time FROM token_families WHERE id = $1`
 )
 
-// RotateRefreshFor is the common case of a rotation in one step: it spends
-// oldHash and adds newHash with the same scope, only if the token is unspent
-// and unexpired, its family is live and belongs to clientID, and the
-// family's user is active. It returns the spent token and its family. When
-// any condition fails it changes nothing and returns ErrNotFound; the caller
-// then reads the token to tell why (and revokes the family on reuse).
-func (db *DB) RotateRefreshFor(ctx context.Context, oldHash, newHash, clientID string, expires, now time.Time) (t *RefreshToken, err error) {
+// RotateRefresh spends the refresh token oldHash and adds newHash to its
+// family, atomically, only if the token is unspent and unexpired, its family
+// is live and belongs to clientID, and the family's user is active. The new
+// token gets scope, or the old token's scope when scope is "" (callers check
+// that scope only narrows). It returns the spent token with its family. When
+// any condition fails it changes nothing and returns ErrNotFound: the caller
+// reads the token to tell why (and revokes the family on reuse). Of any
+// number of concurrent calls with one oldHash, at most one succeeds.
+func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, scope string, expires, now time.Time) (t *RefreshToken, err error) {
 	defer wrap(&err, "rotate refresh token")
 	t = &RefreshToken{Hash: oldHash, Used: true, UserActive: true}
 	t.Family.ClientID = clientID
 	var authTime int64
 	if db.dialect == Postgres {
-		err = db.writeRow(ctx, qRotateForPostgres, oldHash, now.Unix(), clientID, newHash, expires.Unix()).Scan(
+		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), clientID, newHash, expires.Unix(), scope).Scan(
 			&t.Family.ID, &t.Scope, &t.Family.UserID, &authTime)
 	} else {
 		err = db.tx(ctx, func(tx *sql.Tx) error {
-			spend, err := db.txStmt(ctx, tx, qSpendForSQLite)
+			spend, err := db.txStmt(ctx, tx, qSpendSQLite)
 			if err != nil {
 				return err
 			}
@@ -345,7 +275,11 @@ func (db *DB) RotateRefreshFor(ctx context.Context, oldHash, newHash, clientID s
 			if err != nil {
 				return err
 			}
-			_, err = insert.ExecContext(ctx, newHash, t.Family.ID, t.Scope, now.Unix(), expires.Unix())
+			newScope := scope
+			if newScope == "" {
+				newScope = t.Scope
+			}
+			_, err = insert.ExecContext(ctx, newHash, t.Family.ID, newScope, now.Unix(), expires.Unix())
 			return err
 		})
 	}

@@ -110,7 +110,9 @@ func main() {
 			if pg == "" {
 				fail("-db postgres needs BENCH_POSTGRES_URL or TEST_POSTGRES_URL")
 			}
-			url = freshSchema(pg)
+			var drop func()
+			url, drop = freshSchema(pg)
+			defer drop()
 		}
 		results = append(results, runServer(tmp, bin, db, url, capacity)...)
 	}
@@ -660,19 +662,27 @@ func procStatus(pid int, key string) int64 {
 func rss(pid int) int64     { return procStatus(pid, "VmRSS") }
 func peakRSS(pid int) int64 { return procStatus(pid, "VmHWM") }
 
-func freshSchema(base string) string {
+// freshSchema creates an empty schema and returns a URL using it, and a
+// func that drops it.
+func freshSchema(base string) (string, func()) {
 	db, err := sql.Open("pgx", base)
 	check(err)
 	defer db.Close()
 	schema := fmt.Sprintf("bench_%d", time.Now().UnixNano())
 	_, err = db.Exec("CREATE SCHEMA " + schema)
 	check(err)
+	drop := func() {
+		if db, err := sql.Open("pgx", base); err == nil {
+			db.Exec("DROP SCHEMA " + schema + " CASCADE")
+			db.Close()
+		}
+	}
 	u, err := url.Parse(base)
 	check(err)
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	return u.String()
+	return u.String(), drop
 }
 
 func check(err error) {

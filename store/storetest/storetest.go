@@ -7,7 +7,6 @@ package storetest
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -86,6 +85,3 @@ func Each(t *testing.T, f func(t *testing.T, db *store.DB)) {
 		t.Run(d, func(t *testing.T) { f(t, Open(t, d)) })
 	}
 }
-
-// String describes the dialect for messages.
-func String(db *store.DB) string { return fmt.Sprintf("[%s]", db.Dialect()) }
