@@ -36,6 +36,7 @@ type config struct {
 	EnablePasswordReset bool
 	AccessTTL           time.Duration
 	RefreshTTL          time.Duration
+	RefreshMaxAge       time.Duration
 	RateLimitRequests   int
 	RateLimitWindow     time.Duration
 	LoginRate           rate.Limit
@@ -170,6 +171,16 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	c.RefreshTTL = time.Duration(days) * 24 * time.Hour
+	if getenv("REFRESH_TOKEN_TTL") != "" {
+		if c.RefreshTTL, err = dur("REFRESH_TOKEN_TTL", "", time.Second, 3650*24*time.Hour); err != nil {
+			return nil, err
+		}
+	}
+	maxDays, err := posInt("REFRESH_TOKEN_MAX_DAYS", "90", 1, 3650)
+	if err != nil {
+		return nil, err
+	}
+	c.RefreshMaxAge = time.Duration(maxDays) * 24 * time.Hour
 	if c.RateLimitRequests, err = posInt("RATE_LIMIT_REQUESTS", "100", 1, 1<<30); err != nil {
 		return nil, err
 	}

@@ -332,7 +332,7 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 		return nil, fmt.Errorf("SIGNING_KEYS_PREVIOUS: %w", err)
 	}
 	ks.tokens = &auth.Tokens{
-		Issuer: cfg.Issuer, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL,
+		Issuer: cfg.Issuer, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, MaxAge: cfg.RefreshMaxAge,
 		Signer: signer, Verifier: verifier, Revoked: revs,
 	}
 	return ks, nil
@@ -514,7 +514,7 @@ func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 const clientUsage = `usage:
-  oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party]
+  oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server]
   oauth2-api client list
   oauth2-api client delete ID
   oauth2-api client rotate-secret ID`
@@ -536,6 +536,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer
 		fs.Var((*stringList)(&spec.Scopes), "scope", "")
 		fs.BoolVar(&spec.Public, "public", false, "")
 		fs.BoolVar(&spec.FirstParty, "first-party", false, "")
+		fs.BoolVar(&spec.ResourceServer, "resource-server", false, "")
 		if err := fs.Parse(args); err != nil {
 			return usagef("client create: %v\n%s", err, clientUsage)
 		}

@@ -191,6 +191,7 @@ type ClientSpec struct {
 	Scopes                 []string `json:"scopes"`
 	Public                 bool     `json:"public"`
 	FirstParty             bool     `json:"first_party"`
+	ResourceServer         bool     `json:"resource_server"` // may introspect any access token
 }
 
 // ClientJSON is a client as the CLI and admin API show it: the secret only
@@ -205,6 +206,7 @@ type ClientJSON struct {
 	Scopes                 []string  `json:"scopes"`
 	Public                 bool      `json:"public"`
 	FirstParty             bool      `json:"first_party"`
+	ResourceServer         bool      `json:"resource_server"`
 	CreatedAt              time.Time `json:"created_at"`
 	UpdatedAt              time.Time `json:"updated_at"`
 }
@@ -218,7 +220,7 @@ func ClientView(c *store.Client, secret string) ClientJSON {
 		return s
 	}
 	return ClientJSON{c.ID, secret, c.Name, nz(c.RedirectURIs), c.PostLogoutRedirectURIs, nz(c.GrantTypes), nz(c.Scopes),
-		c.Public(), c.FirstParty, c.CreatedAt, c.UpdatedAt}
+		c.Public(), c.FirstParty, c.ResourceServer, c.CreatedAt, c.UpdatedAt}
 }
 
 var supportedGrants = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials}
@@ -244,6 +246,9 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 		if !slices.Contains(supportedGrants, g) {
 			return nil, "", fmt.Errorf("grant type %q: want authorization_code, refresh_token or client_credentials", clipText(g))
 		}
+	}
+	if spec.Public && spec.ResourceServer {
+		return nil, "", errors.New("a public client cannot be a resource server (introspection needs a secret)")
 	}
 	if spec.Public && slices.Contains(grants, grantClientCredentials) {
 		return nil, "", errors.New("a public client cannot use client_credentials (it has no secret)")
@@ -274,7 +279,7 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 	c := &store.Client{
 		ID: token.NewID(), Name: name,
 		RedirectURIs: slices.Compact(slices.Clone(spec.RedirectURIs)), PostLogoutRedirectURIs: spec.PostLogoutRedirectURIs,
-		GrantTypes: grants, Scopes: slices.Compact(scopes), FirstParty: spec.FirstParty,
+		GrantTypes: grants, Scopes: slices.Compact(scopes), FirstParty: spec.FirstParty, ResourceServer: spec.ResourceServer,
 	}
 	secret := ""
 	if !spec.Public {

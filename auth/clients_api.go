@@ -11,8 +11,8 @@ import (
 )
 
 // handleClientList serves GET /api/v1/clients (admin).
-func handleClientList(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
-	return requireAdmin(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, _ *store.User) {
+func handleClientList(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
+	return requireAdmin(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, _ *store.User) {
 		list, err := db.ListClients(r.Context())
 		if err != nil {
 			writeAPIError(w, r, log, err)
@@ -28,8 +28,8 @@ func handleClientList(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 
 // handleClientCreate serves POST /api/v1/clients (admin): the answer holds
 // the secret, once.
-func handleClientCreate(log *slog.Logger, db *store.DB, ts *Tokens, release bool, now func() time.Time) http.Handler {
-	return requireAdmin(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, admin *store.User) {
+func handleClientCreate(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, release bool, now func() time.Time) http.Handler {
+	return requireAdmin(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, admin *store.User) {
 		var spec ClientSpec
 		if err := httpx.DecodeJSON(r, &spec); err != nil {
 			writeAPIError(w, r, log, err)
@@ -51,7 +51,7 @@ func handleClientCreate(log *slog.Logger, db *store.DB, ts *Tokens, release bool
 
 // handleClientDelete serves DELETE /api/v1/clients/{id} (admin).
 func handleClientDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
-	return requireAdmin(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, admin *store.User) {
+	return requireAdmin(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, admin *store.User) {
 		id := r.PathValue("id")
 		err := DeleteClient(r.Context(), db, cs, ts.Revoked, id, ts.AccessTTL, now())
 		if errors.Is(err, store.ErrNotFound) {
@@ -68,7 +68,7 @@ func handleClientDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients,
 
 // handleClientRotate serves POST /api/v1/clients/{id}/secret (admin).
 func handleClientRotate(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
-	return requireAdmin(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, admin *store.User) {
+	return requireAdmin(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, admin *store.User) {
 		id := r.PathValue("id")
 		secret, err := RotateClientSecret(r.Context(), db, cs, ts.Revoked, id, ts.AccessTTL, now())
 		if errors.Is(err, store.ErrNotFound) {

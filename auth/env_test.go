@@ -89,7 +89,7 @@ func newEnv(t testing.TB, dialect string, edit ...func(*Deps)) *env {
 	reg := metrics.NewRegistry()
 	d := Deps{
 		Log: log, DB: db,
-		Tokens: &Tokens{Issuer: testIssuer, AccessTTL: time.Hour, RefreshTTL: 30 * 24 * time.Hour,
+		Tokens: &Tokens{Issuer: testIssuer, AccessTTL: time.Hour, RefreshTTL: 30 * 24 * time.Hour, MaxAge: 90 * 24 * time.Hour,
 			Signer: signer, Verifier: verifier, Revoked: NewRevocations(nil)},
 		Passwords: NewPasswords(testArgon2, 2, 10*time.Second),
 		Throttle:  Throttle{Max: 5, Window: 15 * time.Minute},

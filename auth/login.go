@@ -33,15 +33,11 @@ type lockedError struct {
 
 func (e *lockedError) Error() string { return "account throttled" }
 
-// accountKey names the throttled account: the user's id when the login names
-// a user (so "ann" and "ann@example.com" share one count), otherwise the
-// login text itself, so unknown accounts are throttled exactly like known
-// ones and a 429 reveals nothing. It is hashed: attempted logins (which are
-// sometimes passwords typed in the wrong field) are not stored.
-func accountKey(u *store.User, login string) string {
-	if u != nil {
-		return token.Hash("user:" + userSubject(u.ID))
-	}
+// loginKey names the count of a login text, whether or not it names a user,
+// so that unknown accounts are throttled exactly like known ones and a 429
+// reveals nothing. It is hashed: attempted logins (sometimes passwords typed
+// in the wrong field) are not stored.
+func loginKey(login string) string {
 	return token.Hash("login:" + strings.ToLower(login))
 }
 
@@ -50,6 +46,17 @@ func accountKey(u *store.User, login string) string {
 // errBadCredentials, and enforces the per-account throttle. A deactivated
 // user is refused like a wrong password. When the stored hash was made with
 // older parameters it is replaced.
+//
+// The throttle counts every attempt before the password is checked, in one
+// atomic write per count, and checks only attempts within the limit: at most
+// th.Max password checks of one account per window, however many requests
+// arrive at once on however many instances (API.md). Two counts are kept:
+// one per login text, which answers 429 once spent, and one per user, which
+// bounds the checks of an account reached by both its username and its
+// email. An attempt over the user's count but not over its login text's is
+// refused exactly like a wrong password (after a dummy verification), so
+// that a 429 never tells which username and email belong to one account
+// (SECURITY.md, "Known limits").
 func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle, login, password string, now time.Time) (*store.User, error) {
 	u, err := db.UserByLogin(ctx, login)
 	if errors.Is(err, store.ErrNotFound) {
@@ -58,16 +65,19 @@ func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle,
 	if err != nil {
 		return nil, err
 	}
-	acct := accountKey(u, login)
-	until, recorded, err := db.LoginLockedUntil(ctx, acct, th.Max, th.Window, now)
+	var uid int64
+	if u != nil {
+		uid = u.ID
+	}
+	byLogin, byUser, err := db.CountLoginAttempt(ctx, loginKey(login), uid, th.Window, now)
 	if err != nil {
 		return nil, err
 	}
-	if !until.IsZero() {
-		return nil, &lockedError{Until: until, Wait: until.Sub(now)}
+	if byLogin.Attempts > th.Max {
+		return nil, &lockedError{Until: byLogin.Ends, Wait: byLogin.Ends.Sub(now)}
 	}
 	ok, rehash := false, false
-	if u == nil {
+	if u == nil || byUser.Attempts > th.Max {
 		err = pw.VerifyDummy(ctx, password)
 	} else {
 		ok, rehash, err = pw.Verify(ctx, password, u.PasswordHash)
@@ -76,17 +86,10 @@ func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle,
 		return nil, err
 	}
 	if !ok || !u.IsActive {
-		if !ok {
-			if _, _, err := db.RecordLoginFailure(ctx, acct, th.Window, now); err != nil {
-				return nil, err
-			}
-		}
 		return nil, errBadCredentials
 	}
-	if recorded { // most logins have no failure to forget: no write then
-		if err := db.ClearLoginFailures(ctx, acct); err != nil {
-			return nil, err
-		}
+	if err := db.ClearLoginFailures(ctx, u.ID); err != nil {
+		return nil, err
 	}
 	if rehash {
 		if h, err := pw.Hash(ctx, password); err == nil {

@@ -338,17 +338,20 @@ func exchangeCode(ctx context.Context, o *OAuth, r *http.Request, c *store.Clien
 	if err != nil {
 		return nil, err
 	}
+	// Every grant to a user is a session (a family, with or without refresh
+	// tokens), which its access tokens name in sid, so that ending it (a
+	// replay of this code, logout, revocation) reaches them.
 	sub := userSubject(u.ID)
-	access, claims, err := o.Tokens.Access(sub, c.ID, ac.Scope, "", ac.AuthTime, now)
+	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: c.ID, Scope: ac.Scope, AuthTime: ac.AuthTime}
+	access, claims, err := o.Tokens.Access(sub, c.ID, ac.Scope, fam.ID, ac.AuthTime, now)
 	if err != nil {
 		return nil, err
 	}
 	pair := &Pair{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(o.Tokens.AccessTTL / time.Second), Scope: ac.Scope}
-	is := store.Issued{AccessJTI: claims.ID, AccessExp: claims.Expiry}
+	is := store.Issued{Family: fam, AccessJTI: claims.ID, AccessExp: claims.Expiry}
 	if slices.Contains(c.GrantTypes, grantRefreshToken) {
 		pair.RefreshToken = token.NewOpaque()
-		is.Family = &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: c.ID, Scope: ac.Scope, AuthTime: ac.AuthTime}
-		is.RefreshHash, is.RefreshExp = token.Hash(pair.RefreshToken), now.Add(o.Tokens.RefreshTTL)
+		is.RefreshHash, is.RefreshExp = token.Hash(pair.RefreshToken), o.Tokens.refreshExpiry(now, now)
 	}
 	if hasScope(ac.Scope, scopeOpenID) && o.IDTokens != nil {
 		if pair.IDToken, err = mintIDToken(o, c.ID, u, ac, access, now); err != nil {
@@ -372,15 +375,13 @@ func exchangeCode(ctx context.Context, o *OAuth, r *http.Request, c *store.Clien
 	return pair, nil
 }
 
-// revokeIssued revokes the refresh family and access token a code issued
-// (RFC 6749 §4.1.2: a code used twice should revoke its tokens).
+// revokeIssued ends the session a code started, refresh and access tokens
+// alike (RFC 6749 §4.1.2: a code used twice should revoke its tokens).
 func revokeIssued(ctx context.Context, o *OAuth, ac *store.Code, now time.Time) error {
 	if ac.FamilyID != "" {
-		if err := o.DB.RevokeFamily(ctx, ac.FamilyID, now); err != nil {
-			return err
-		}
+		return o.Tokens.EndSession(ctx, o.DB, ac.FamilyID, now)
 	}
-	if ac.AccessJTI != "" {
+	if ac.AccessJTI != "" { // exchanged before every grant started a session
 		return o.Tokens.RevokeAccess(ctx, o.DB, &token.Claims{ID: ac.AccessJTI, Expiry: ac.AccessExp}, now)
 	}
 	return nil
@@ -443,13 +444,14 @@ func revoke(ctx context.Context, o *OAuth, r *http.Request) error {
 	if rt.Family.ClientID != c.ID {
 		return nil
 	}
-	return o.DB.RevokeFamily(ctx, rt.Family.ID, now)
+	return o.Tokens.EndSession(ctx, o.DB, rt.Family.ID, now)
 }
 
 // handleIntrospect serves POST /oauth2/introspect (RFC 7662) to
-// authenticated confidential clients (resource servers). Anything expired,
-// revoked, forged, unknown, or another client's refresh token is
-// {"active":false}.
+// authenticated confidential clients. A client learns about the tokens
+// issued to it; one registered --resource-server about any access token
+// (RFC 7662 §4: the server decides who may learn what). Anything else, and
+// anything expired, revoked, forged or unknown, is {"active":false}.
 func handleIntrospect(o *OAuth) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, err := introspect(r.Context(), o, r)
@@ -501,6 +503,9 @@ func introspect(ctx context.Context, o *OAuth, r *http.Request) (*introspection,
 		claims, err := o.Tokens.Verify(tok, now)
 		if err != nil || now.Unix() >= claims.Expiry {
 			return inactive, nil // introspection is strict about exp: no leeway
+		}
+		if claims.ClientID != c.ID && !c.ResourceServer {
+			return inactive, nil
 		}
 		return &introspection{Active: true, Scope: claims.Scope, ClientID: claims.ClientID, TokenType: "Bearer",
 			Exp: claims.Expiry, Iat: claims.IssuedAt, Sub: claims.Subject, Aud: claims.Audience, Iss: claims.Issuer, Jti: claims.ID}, nil

@@ -212,7 +212,7 @@ func TestAuthorizationCodeFlow(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		u := e.createUser("ann@example.com", "ann", "correct horse", "user")
 		id, secret := e.webClient()
-		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}})
+		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
 		p := newPKCE()
 		code := e.browser().signIn(authorizeURL(id, p, "scope", "read"), "ann", "correct horse")
 		r := e.token(id, secret, codeForm(e.secret(code), p)).want(http.StatusOK)
@@ -636,7 +636,7 @@ func TestRevocationAndIntrospection(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		e.createUser("ann@example.com", "ann", "correct horse", "user")
 		id, secret := e.webClient()
-		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}})
+		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
 		pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}})
 		p := newPKCE()
 		r := e.token(id, secret, codeForm(e.secret(e.browser().signIn(authorizeURL(id, p), "ann", "correct horse")), p)).want(http.StatusOK)
@@ -691,7 +691,7 @@ func TestRevocationAndIntrospection(t *testing.T) {
 func TestClientDeletionAndRotation(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		id, secret := e.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}})
-		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}})
+		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
 		cc := url.Values{"grant_type": {"client_credentials"}}
 		at := e.secret(e.token(id, secret, cc).want(http.StatusOK).Str("access_token"))
 		newSecret, err := RotateClientSecret(context.Background(), e.db, e.deps.Clients, e.deps.Tokens.Revoked, id, time.Hour, e.clock.Now())

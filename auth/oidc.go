@@ -96,9 +96,9 @@ func handleUserinfo(o *OAuth) http.Handler {
 }
 
 // handleEndSession serves GET and POST /oauth2/logout (OpenID Connect
-// RP-Initiated Logout 1.0). With a valid id_token_hint the session ends at
-// once; without one the user confirms on a page (a POST with a CSRF token),
-// so a third-party page cannot sign people out. post_logout_redirect_uri is
+// RP-Initiated Logout 1.0). With a valid id_token_hint naming the signed-in
+// user the session ends at once; otherwise the user confirms on a page (a
+// POST with a CSRF token), so a third-party page cannot sign people out. post_logout_redirect_uri is
 // followed only if it is registered, exactly, for the client the hint (or
 // client_id) names.
 func handleEndSession(o *OAuth, b *Browser) http.Handler {
@@ -128,7 +128,16 @@ func handleEndSession(o *OAuth, b *Browser) http.Handler {
 				b.render(w, http.StatusBadRequest, "error", "", &pageData{Title: "Invalid request", Error: "The id_token_hint is not valid."})
 				return
 			}
-			clientID, confirmed = c.Audience, true
+			clientID = c.Audience
+			// Sign out at once only the user the hint names: any valid ID
+			// token (another user's, an old one) must not let a link sign
+			// a victim out. Without a sign-in there is nothing to end.
+			sess, _, err := currentSession(ctx, o, b, r, now)
+			if err != nil {
+				writeAuthorizeFailure(w, r, o, b, err)
+				return
+			}
+			confirmed = confirmed || sess == nil || userSubject(sess.UserID) == c.Subject
 		}
 		target := ""
 		if p := params.Get("post_logout_redirect_uri"); p != "" {
@@ -148,7 +157,10 @@ func handleEndSession(o *OAuth, b *Browser) http.Handler {
 		}
 		if !confirmed {
 			var keep []hidden
-			for _, k := range []string{"client_id", "post_logout_redirect_uri", "state"} {
+			if clientID != "" { // from the hint, when the request named no client_id
+				keep = append(keep, hidden{"client_id", clientID})
+			}
+			for _, k := range []string{"post_logout_redirect_uri", "state"} {
 				if params.Has(k) {
 					keep = append(keep, hidden{k, params.Get(k)})
 				}

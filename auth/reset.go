@@ -86,8 +86,9 @@ func forgot(ctx context.Context, db *store.DB, rs *Reset, email string, now time
 var errResetToken = httpx.Errorf(http.StatusBadRequest, "invalid_token", "the reset token is invalid, used or expired")
 
 // resetPassword spends a reset token and sets the new password. Every
-// refresh token of the user is revoked, and so are access tokens issued
-// until now: a reset often follows a compromise.
+// session of the user ends (refresh tokens, access tokens issued until now,
+// browser sign-ins) and the login failures on record are forgotten: a reset
+// often follows a compromise, and its owner must be able to sign in at once.
 func resetPassword(ctx context.Context, db *store.DB, pw *Passwords, ts *Tokens, tok, password string, now time.Time) error {
 	if len(tok) != token.OpaqueLen {
 		return errResetToken
@@ -99,16 +100,15 @@ func resetPassword(ctx context.Context, db *store.DB, pw *Passwords, ts *Tokens,
 	if err != nil {
 		return err
 	}
-	id, err := db.ResetPassword(ctx, token.Hash(tok), hash, now)
+	_, r, err := db.ResetPassword(ctx, token.Hash(tok), hash, ts.AccessTTL, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return errResetToken
 	}
 	if err != nil {
 		return err
 	}
-	r := store.UserRevocation(id, ts.AccessTTL, now)
 	ts.Revoked.Add(r)
-	return db.Revoke(ctx, r, now)
+	return nil
 }
 
 // handleReset serves POST /api/v1/auth/password/reset.

@@ -282,11 +282,17 @@ func requireBearer(log *slog.Logger, ts *Tokens, now func() time.Time, next func
 }
 
 // requireUser is requireBearer for the REST API: the token must come from
-// the first-party login, and its user must still exist and be active.
-func requireUser(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time, next func(http.ResponseWriter, *http.Request, *token.Claims, *store.User)) http.Handler {
+// the first-party login or a client registered first-party, and its user
+// must still exist and be active.
+func requireUser(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time, next func(http.ResponseWriter, *http.Request, *token.Claims, *store.User)) http.Handler {
 	return requireBearer(log, ts, now, func(w http.ResponseWriter, r *http.Request, c *token.Claims) {
 		denied := &httpx.Error{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "the access token is invalid, expired or revoked", Authenticate: challengeInvalid}
-		if c.ClientID != RESTClientID {
+		first, err := firstParty(r.Context(), cs, c.ClientID, now())
+		if err != nil {
+			writeAPIError(w, r, log, err)
+			return
+		}
+		if !first {
 			writeAPIError(w, r, log, denied)
 			return
 		}
@@ -308,10 +314,26 @@ func requireUser(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Tim
 	})
 }
 
+// firstParty reports whether tokens of clientID may call /api/v1: those of
+// the REST login and of clients registered first-party (API.md).
+func firstParty(ctx context.Context, cs *Clients, clientID string, now time.Time) (bool, error) {
+	if clientID == RESTClientID {
+		return true, nil
+	}
+	c, err := cs.Get(ctx, clientID, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return c.FirstParty, nil
+}
+
 // requireAdmin is requireUser for users whose current role (read from the
 // database, not the token) is admin; others get 403.
-func requireAdmin(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time, next func(http.ResponseWriter, *http.Request, *store.User)) http.Handler {
-	return requireUser(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, _ *token.Claims, u *store.User) {
+func requireAdmin(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time, next func(http.ResponseWriter, *http.Request, *store.User)) http.Handler {
+	return requireUser(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, _ *token.Claims, u *store.User) {
 		if u.Role != store.RoleAdmin {
 			writeAPIError(w, r, log, httpx.Errorf(http.StatusForbidden, "forbidden", "admin role required"))
 			return
@@ -320,14 +342,16 @@ func requireAdmin(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 	})
 }
 
-// handleLogout serves POST /api/v1/auth/logout: the access token is revoked
-// by jti, and the session's refresh token family (from the token's sid, and
-// the refresh_token in the body if one is sent) is revoked.
-func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
+// handleLogout serves POST /api/v1/auth/logout: the caller's session ends
+// (API.md "Sessions and revocation"): the family the token names in sid,
+// with every access token minted from it, and the family of the
+// refresh_token in the body if one is sent and is the user's. Each is
+// stored before the answer, so a 204 means every instance will honour it.
+func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
 	type request struct {
 		RefreshToken token.Secret `json:"refresh_token"`
 	}
-	return requireUser(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, c *token.Claims, u *store.User) {
+	return requireUser(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, c *token.Claims, u *store.User) {
 		var req request
 		if r.ContentLength != 0 {
 			if err := httpx.DecodeJSON(r, &req); err != nil {
@@ -336,11 +360,13 @@ func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 			}
 		}
 		t := now()
-		if err := ts.RevokeAccess(r.Context(), db, c, t); err != nil {
-			writeAPIError(w, r, log, err)
-			return
-		}
 		families := []string{c.SessionID}
+		if c.SessionID == "" { // a token minted before every session was named in sid
+			if err := ts.RevokeAccess(r.Context(), db, c, t); err != nil {
+				writeAPIError(w, r, log, err)
+				return
+			}
+		}
 		if req.RefreshToken != "" {
 			rt, err := db.RefreshTokenByHash(r.Context(), token.Hash(req.RefreshToken.Reveal()), t)
 			if err == nil && rt.Family.UserID == u.ID {
@@ -354,7 +380,7 @@ func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 			if f == "" {
 				continue
 			}
-			if err := db.RevokeFamily(r.Context(), f, t); err != nil {
+			if err := ts.EndSession(r.Context(), db, f, t); err != nil {
 				writeAPIError(w, r, log, err)
 				return
 			}
@@ -364,19 +390,19 @@ func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 }
 
 // handleProfileGet serves GET /api/v1/profile.
-func handleProfileGet(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
-	return requireUser(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, _ *token.Claims, u *store.User) {
+func handleProfileGet(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
+	return requireUser(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, _ *token.Claims, u *store.User) {
 		httpx.JSON(w, http.StatusOK, toJSON(u))
 	})
 }
 
 // handleProfilePatch serves PATCH /api/v1/profile.
-func handleProfilePatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
+func handleProfilePatch(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
 	type request struct {
 		FirstName *string `json:"first_name"`
 		LastName  *string `json:"last_name"`
 	}
-	return requireUser(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, _ *token.Claims, u *store.User) {
+	return requireUser(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, _ *token.Claims, u *store.User) {
 		var req request
 		if err := httpx.DecodeJSON(r, &req); err != nil {
 			writeAPIError(w, r, log, err)
@@ -401,13 +427,14 @@ func handleProfilePatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() t
 
 // handlePasswordChange serves POST /api/v1/profile/password: the current
 // password is checked (throttled like a login), the new one set, and every
-// other session's refresh tokens revoked.
-func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th Throttle, m *Metrics, now func() time.Time) http.Handler {
+// other session of the user ended (refresh and access tokens, browser
+// sign-ins); the caller's session goes on.
+func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, pw *Passwords, th Throttle, m *Metrics, now func() time.Time) http.Handler {
 	type request struct {
 		CurrentPassword token.Secret `json:"current_password"`
 		NewPassword     token.Secret `json:"new_password"`
 	}
-	return requireUser(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, c *token.Claims, u *store.User) {
+	return requireUser(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, c *token.Claims, u *store.User) {
 		var req request
 		if err := httpx.DecodeJSON(r, &req); err != nil {
 			writeAPIError(w, r, log, err)
@@ -435,9 +462,13 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 			writeAPIError(w, r, log, err)
 			return
 		}
-		if err := db.SetPassword(r.Context(), u.ID, hash, c.SessionID, t); err != nil {
+		revs, err := db.SetPassword(r.Context(), u.ID, hash, c.SessionID, ts.AccessTTL, t)
+		if err != nil {
 			writeAPIError(w, r, log, err)
 			return
+		}
+		for _, rv := range revs {
+			ts.Revoked.Add(rv)
 		}
 		log.InfoContext(r.Context(), "password changed", "request_id", httpx.InfoFrom(r).ID, "user_id", u.ID)
 		w.WriteHeader(http.StatusNoContent)
@@ -445,8 +476,8 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 }
 
 // handleUserList serves GET /api/v1/users?limit=&offset= (admin).
-func handleUserList(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
-	return requireAdmin(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, _ *store.User) {
+func handleUserList(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
+	return requireAdmin(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, _ *store.User) {
 		limit, err1 := queryInt(r, "limit", 20, 1, 100)
 		offset, err2 := queryInt(r, "offset", 0, 0, 1<<31-1)
 		if err1 != nil || err2 != nil {
@@ -485,12 +516,12 @@ func pathID(r *http.Request) (int64, bool) {
 
 // handleUserPatch serves PATCH /api/v1/users/{id} (admin). An admin cannot
 // demote or deactivate themself, so the last admin cannot lock everyone out.
-func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
+func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
 	type request struct {
 		Role     *string `json:"role"`
 		IsActive *bool   `json:"is_active"`
 	}
-	return requireAdmin(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, admin *store.User) {
+	return requireAdmin(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, admin *store.User) {
 		id, ok := pathID(r)
 		if !ok {
 			writeAPIError(w, r, log, httpx.Errorf(http.StatusNotFound, "not_found", "no such user"))
@@ -528,8 +559,8 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 
 // handleUserDelete serves DELETE /api/v1/users/{id} (admin): a soft delete
 // after which the user's tokens stop working.
-func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
-	return requireAdmin(log, db, ts, now, func(w http.ResponseWriter, r *http.Request, admin *store.User) {
+func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
+	return requireAdmin(log, db, ts, cs, now, func(w http.ResponseWriter, r *http.Request, admin *store.User) {
 		id, ok := pathID(r)
 		if !ok {
 			writeAPIError(w, r, log, httpx.Errorf(http.StatusNotFound, "not_found", "no such user"))

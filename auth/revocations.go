@@ -19,6 +19,7 @@ import (
 type Revocations struct {
 	mu      sync.RWMutex
 	jtis    map[string]int64 // jti → when the token expires
+	sids    map[string]int64 // session (family id) → when its last access token expires
 	users   map[string]int64 // user id → tokens minted at or before this (Unix ms) are revoked
 	clients map[string]int64 // client id → likewise
 	expires map[revKey]int64 // users/clients entry → when it can be dropped
@@ -32,7 +33,7 @@ type revKey struct{ kind, subject string }
 // the client id of every client revocation seen (locally or from the database).
 func NewRevocations(onClient func(id string)) *Revocations {
 	return &Revocations{
-		jtis: map[string]int64{}, users: map[string]int64{}, clients: map[string]int64{},
+		jtis: map[string]int64{}, sids: map[string]int64{}, users: map[string]int64{}, clients: map[string]int64{},
 		expires: map[revKey]int64{}, onClient: onClient,
 	}
 }
@@ -43,6 +44,8 @@ func (rv *Revocations) Add(r store.Revocation) {
 	switch r.Kind {
 	case store.RevokeJTI:
 		rv.jtis[r.Subject] = r.ExpiresAt
+	case store.RevokeSID:
+		rv.sids[r.Subject] = max(rv.sids[r.Subject], r.ExpiresAt)
 	case store.RevokeUser:
 		rv.users[r.Subject] = max(rv.users[r.Subject], r.NotBeforeMs)
 		rv.expires[revKey{r.Kind, r.Subject}] = max(rv.expires[revKey{r.Kind, r.Subject}], r.ExpiresAt)
@@ -57,13 +60,16 @@ func (rv *Revocations) Add(r store.Revocation) {
 }
 
 // Revoked reports whether the access token with claims c has been revoked:
-// by its jti, or because its user or client was revoked when or after it was
-// minted. The mint time comes, to the millisecond, from the jti the server
+// by its jti, by its session (sid), or because its user or client was
+// revoked when or after it was minted. The mint time comes, to the millisecond, from the jti the server
 // put in it (see mintedMs).
 func (rv *Revocations) Revoked(c *token.Claims) bool {
 	rv.mu.RLock()
 	defer rv.mu.RUnlock()
 	if _, ok := rv.jtis[c.ID]; ok {
+		return true
+	}
+	if _, ok := rv.sids[c.SessionID]; ok && c.SessionID != "" {
 		return true
 	}
 	nbUser, okUser := rv.users[c.Subject]
@@ -95,6 +101,11 @@ func (rv *Revocations) prune(now int64) {
 			delete(rv.jtis, j)
 		}
 	}
+	for s, exp := range rv.sids {
+		if exp+int64(token.Leeway/time.Second) < now {
+			delete(rv.sids, s)
+		}
+	}
 	for k, exp := range rv.expires {
 		if exp < now {
 			delete(rv.expires, k)
@@ -111,7 +122,7 @@ func (rv *Revocations) prune(now int64) {
 func (rv *Revocations) Len() int {
 	rv.mu.RLock()
 	defer rv.mu.RUnlock()
-	return len(rv.jtis) + len(rv.users) + len(rv.clients)
+	return len(rv.jtis) + len(rv.sids) + len(rv.users) + len(rv.clients)
 }
 
 // Load reads every unexpired entry from the database (at start).

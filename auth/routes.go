@@ -71,23 +71,23 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("POST /api/v1/auth/register", creds(handleRegister(log, db, d.Passwords, d.EnableRegistration, now)))
 	mux.Handle("POST /api/v1/auth/login", creds(handleLogin(log, db, ts, d.Passwords, d.Throttle, d.Metrics, now)))
 	mux.Handle("POST /api/v1/auth/refresh", api(handleRefresh(log, db, ts, d.Metrics, now)))
-	mux.Handle("POST /api/v1/auth/logout", api(handleLogout(log, db, ts, now)))
-	mux.Handle("GET /api/v1/profile", api(handleProfileGet(log, db, ts, now)))
-	mux.Handle("PATCH /api/v1/profile", api(handleProfilePatch(log, db, ts, now)))
-	mux.Handle("POST /api/v1/profile/password", creds(handlePasswordChange(log, db, ts, d.Passwords, d.Throttle, d.Metrics, now)))
+	mux.Handle("POST /api/v1/auth/logout", api(handleLogout(log, db, ts, d.Clients, now)))
+	mux.Handle("GET /api/v1/profile", api(handleProfileGet(log, db, ts, d.Clients, now)))
+	mux.Handle("PATCH /api/v1/profile", api(handleProfilePatch(log, db, ts, d.Clients, now)))
+	mux.Handle("POST /api/v1/profile/password", creds(handlePasswordChange(log, db, ts, d.Clients, d.Passwords, d.Throttle, d.Metrics, now)))
 	if d.Reset != nil {
 		mux.Handle("POST /api/v1/auth/password/forgot", creds(handleForgot(log, db, d.Reset, now)))
 		mux.Handle("POST /api/v1/auth/password/reset", creds(handleReset(log, db, d.Passwords, ts, now)))
 		mux.Handle("GET /password/reset", api(handleResetPage(log, db, d.Passwords, ts, d.Browser, now)))
 		mux.Handle("POST /password/reset", creds(handleResetPage(log, db, d.Passwords, ts, d.Browser, now)))
 	}
-	mux.Handle("GET /api/v1/users", api(handleUserList(log, db, ts, now)))
-	mux.Handle("PATCH /api/v1/users/{id}", api(handleUserPatch(log, db, ts, now)))
-	mux.Handle("DELETE /api/v1/users/{id}", api(handleUserDelete(log, db, ts, now)))
+	mux.Handle("GET /api/v1/users", api(handleUserList(log, db, ts, d.Clients, now)))
+	mux.Handle("PATCH /api/v1/users/{id}", api(handleUserPatch(log, db, ts, d.Clients, now)))
+	mux.Handle("DELETE /api/v1/users/{id}", api(handleUserDelete(log, db, ts, d.Clients, now)))
 
 	// Admin client management (the CLI's client commands over REST).
-	mux.Handle("GET /api/v1/clients", api(handleClientList(log, db, ts, now)))
-	mux.Handle("POST /api/v1/clients", api(handleClientCreate(log, db, ts, d.Release, now)))
+	mux.Handle("GET /api/v1/clients", api(handleClientList(log, db, ts, d.Clients, now)))
+	mux.Handle("POST /api/v1/clients", api(handleClientCreate(log, db, ts, d.Clients, d.Release, now)))
 	mux.Handle("DELETE /api/v1/clients/{id}", api(handleClientDelete(log, db, ts, d.Clients, now)))
 	mux.Handle("POST /api/v1/clients/{id}/secret", api(handleClientRotate(log, db, ts, d.Clients, now)))
 

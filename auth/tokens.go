@@ -12,8 +12,9 @@ import (
 
 // RESTClientID is the client_id claim of tokens issued by the first-party
 // REST API (/api/v1/auth/login). Registered clients get random ids, so it
-// cannot collide with one. Only tokens with this client_id may call /api/v1:
-// a token a user granted to some OAuth client cannot change their password.
+// cannot collide with one. /api/v1 accepts tokens with this client_id and
+// those of clients registered first-party: a token a user granted to a
+// third-party client cannot change their password.
 const RESTClientID = "oauth2-api"
 
 // Tokens mints and checks access and refresh tokens. It is the one place
@@ -22,6 +23,7 @@ type Tokens struct {
 	Issuer     string // ISSUER: "iss" and "aud" of access tokens
 	AccessTTL  time.Duration
 	RefreshTTL time.Duration
+	MaxAge     time.Duration // REFRESH_TOKEN_MAX_DAYS: no session outlives it, whatever the rotations
 	Signer     *token.Signer   // signs access and ID tokens
 	Verifier   *token.Verifier // every configured key, current and previous
 	Revoked    *Revocations
@@ -57,12 +59,44 @@ func (ts *Tokens) Verify(raw string, now time.Time) (*token.Claims, error) {
 	return c, nil
 }
 
-// RevokeAccess revokes one access token on every instance: at once here,
-// through the database elsewhere.
+// RevokeAccess revokes one access token on every instance: through the
+// database, then here. Only a stored revocation is applied locally, so a
+// failed write leaves nothing that would make a retry look done while
+// other instances still accept the token.
 func (ts *Tokens) RevokeAccess(ctx context.Context, db *store.DB, c *token.Claims, now time.Time) error {
 	r := store.Revocation{Kind: store.RevokeJTI, Subject: c.ID, ExpiresAt: c.Expiry}
+	if err := db.Revoke(ctx, r, now); err != nil {
+		return err
+	}
 	ts.Revoked.Add(r)
-	return db.Revoke(ctx, r, now)
+	return nil
+}
+
+// EndSession ends a session (a refresh-token family) on every instance: its
+// refresh tokens and every access token minted from it (by sid), stored
+// first and then applied here.
+func (ts *Tokens) EndSession(ctx context.Context, db *store.DB, familyID string, now time.Time) error {
+	r, err := db.RevokeSession(ctx, familyID, ts.AccessTTL, now)
+	if err != nil {
+		return err
+	}
+	if r != nil {
+		ts.Revoked.Add(*r)
+	}
+	return nil
+}
+
+// refreshExpiry is when a refresh token minted now expires: after
+// RefreshTTL, but never after the session's MaxAge from its start.
+func (ts *Tokens) refreshExpiry(start, now time.Time) time.Time {
+	return minTime(now.Add(ts.RefreshTTL), start.Add(ts.MaxAge))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // Pair is a token response (RFC 6749 §5.1; API.md's token pair).
@@ -76,28 +110,19 @@ type Pair struct {
 }
 
 // StartSession mints an access token and the first refresh token of a new
-// family for a user.
+// family (a session) for a user. The access token names the family in sid,
+// so that ending the session revokes it.
 func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, userID int64, clientID, scope string, authTime, now time.Time) (*Pair, *token.Claims, error) {
 	f := store.Family{ID: token.NewID(), UserID: userID, ClientID: clientID, Scope: scope, AuthTime: authTime}
-	access, claims, err := ts.Access(userSubject(userID), clientID, scope, sidFor(clientID, f.ID), authTime, now)
+	access, claims, err := ts.Access(userSubject(userID), clientID, scope, f.ID, authTime, now)
 	if err != nil {
 		return nil, nil, err
 	}
 	refresh := token.NewOpaque()
-	if err := db.CreateFamily(ctx, f, token.Hash(refresh), now.Add(ts.RefreshTTL), now); err != nil {
+	if err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(now, now), now); err != nil {
 		return nil, nil, err
 	}
 	return ts.pair(access, refresh, scope), claims, nil
-}
-
-// sidFor puts the family id in first-party tokens only, so that logout and a
-// password change know the session they came from. OAuth clients' tokens do
-// not carry it.
-func sidFor(clientID, familyID string) string {
-	if clientID == RESTClientID {
-		return familyID
-	}
-	return ""
 }
 
 func (ts *Tokens) pair(access, refresh, scope string) *Pair {
@@ -114,9 +139,10 @@ var (
 
 // Rotate spends refresh and returns a new pair in the same family, for the
 // client clientID. scope, if not empty, narrows the token's scope (RFC 6749
-// §6: never widens). A spent token revokes its family (RFC 9700 §4.14.2);
-// a token of another client, or of a user who was deleted or deactivated,
-// is refused without being spent.
+// §6: never widens). A spent token ends its session, access tokens
+// included (RFC 9700 §4.14.2); a token of another client, of a session
+// older than MaxAge, or of a user who was deleted or deactivated, is refused
+// without being spent.
 func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, scope string, now time.Time) (*Pair, *store.RefreshToken, error) {
 	if len(refresh) != token.OpaqueLen {
 		return nil, nil, ErrRefreshInvalid
@@ -125,7 +151,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 	if scope == "" {
 		// The common case in one step; anything unusual falls through to
 		// the careful path below, which says why and revokes on reuse.
-		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", now.Add(ts.RefreshTTL), now)
+		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", ts.RefreshTTL, ts.MaxAge, now)
 		if err == nil {
 			return ts.finishRotation(spent, next, clientID, spent.Scope, now)
 		}
@@ -144,12 +170,13 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 		return nil, nil, ErrRefreshClient
 	}
 	if old.Used {
-		if err := db.RevokeFamily(ctx, old.Family.ID, now); err != nil {
+		if err := ts.EndSession(ctx, db, old.Family.ID, now); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, ErrRefreshReused
 	}
-	if old.Family.Revoked || !old.UserActive { // revoked, or the user deleted or deactivated since
+	// Revoked, too old, or the user deleted or deactivated since.
+	if old.Family.Revoked || !now.Before(old.Family.CreatedAt.Add(ts.MaxAge)) || !old.UserActive {
 		return nil, nil, ErrRefreshInvalid
 	}
 	newScope := old.Scope
@@ -159,10 +186,10 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 		}
 		newScope = normalizeScope(scope)
 	}
-	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, now.Add(ts.RefreshTTL), now)
+	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, ts.RefreshTTL, ts.MaxAge, now)
 	if errors.Is(err, store.ErrNotFound) {
 		// Spent by a concurrent request between the read and now: a reuse.
-		if err := db.RevokeFamily(ctx, old.Family.ID, now); err != nil {
+		if err := ts.EndSession(ctx, db, old.Family.ID, now); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, ErrRefreshReused
@@ -175,7 +202,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 
 // finishRotation mints the access token of a rotated family.
 func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope string, now time.Time) (*Pair, *store.RefreshToken, error) {
-	access, _, err := ts.Access(userSubject(spent.Family.UserID), clientID, scope, sidFor(clientID, spent.Family.ID), spent.Family.AuthTime, now)
+	access, _, err := ts.Access(userSubject(spent.Family.UserID), clientID, scope, spent.Family.ID, spent.Family.AuthTime, now)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -45,7 +45,7 @@ func newServer(t testing.TB) *server {
 	}
 	d := auth.Deps{
 		Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), DB: db,
-		Tokens: &auth.Tokens{Issuer: "https://as.example", AccessTTL: time.Hour, RefreshTTL: time.Hour,
+		Tokens: &auth.Tokens{Issuer: "https://as.example", AccessTTL: time.Hour, RefreshTTL: time.Hour, MaxAge: 24 * time.Hour,
 			Signer: signer, Verifier: verifier, Revoked: auth.NewRevocations(clients.Forget)},
 		Passwords: auth.NewPasswords(auth.Argon2Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 2, time.Second),
 		Throttle:  auth.Throttle{Max: 5, Window: time.Minute},

@@ -18,6 +18,7 @@ type Client struct {
 	GrantTypes             []string
 	Scopes                 []string
 	FirstParty             bool
+	ResourceServer         bool // may introspect any access token
 	CreatedAt              time.Time
 	UpdatedAt              time.Time
 }
@@ -25,14 +26,14 @@ type Client struct {
 // Public reports whether the client has no secret (RFC 6749 §2.1).
 func (c *Client) Public() bool { return c.SecretHash == "" }
 
-const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, created_at, updated_at`
+const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, resource_server, created_at, updated_at`
 
 func scanClient(s interface{ Scan(...any) error }) (*Client, error) {
 	var c Client
 	var secret sql.NullString
 	var redirects, logouts, grants, scopes string
 	var created, updated int64
-	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &created, &updated); err != nil {
+	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &c.ResourceServer, &created, &updated); err != nil {
 		return nil, err
 	}
 	c.SecretHash = secret.String
@@ -48,9 +49,9 @@ func nullIfEmpty(s string) sql.NullString { return sql.NullString{String: s, Val
 func (db *DB) CreateClient(ctx context.Context, c *Client, now time.Time) (err error) {
 	defer wrap(&err, "create client")
 	c.CreatedAt, c.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
-	_, err = db.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)`,
+	_, err = db.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)`,
 		c.ID, c.Name, nullIfEmpty(c.SecretHash), strings.Join(c.RedirectURIs, " "), strings.Join(c.PostLogoutRedirectURIs, " "),
-		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, now.Unix())
+		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, c.ResourceServer, now.Unix())
 	return err
 }
 
@@ -278,10 +279,14 @@ func (db *DB) CreateResetToken(ctx context.Context, hash string, userID int64, e
 	return err
 }
 
-// ResetPassword spends the reset token, sets the new password hash and revokes
-// every refresh token family of the user, atomically. An unknown, used or
-// expired token, or a deleted user, is ErrNotFound.
-func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string, now time.Time) (userID int64, err error) {
+// ResetPassword spends the reset token, sets the new password hash and ends
+// every session of the user, in one transaction (API.md "Sessions and
+// revocation"): every refresh-token family and browser sign-in, every
+// access token issued until now (a 'user' revocation, returned for the
+// caller to apply locally), the user's other reset tokens and the login
+// failures on record. An unknown, used or expired token, or a deleted
+// user, is ErrNotFound and changes nothing.
+func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string, accessTTL time.Duration, now time.Time) (userID int64, r Revocation, err error) {
 	defer wrap(&err, "reset password")
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id`,
@@ -299,8 +304,10 @@ func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string,
 		if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, userID, now.Unix()); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, userID, now.Unix())
-		return err
+		if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE user_id = $1`, userID); err != nil {
+			return err
+		}
+		return revokeUserTx(ctx, tx, userID, accessTTL, now)
 	})
-	return userID, err
+	return userID, UserRevocation(userID, accessTTL, now), err
 }

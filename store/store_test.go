@@ -18,6 +18,8 @@ var (
 	t0  = time.Unix(1_800_000_000, 0)
 )
 
+const maxAge = 90 * 24 * time.Hour
+
 func TestParseURL(t *testing.T) {
 	for _, tc := range []struct {
 		in, dialect, target string
@@ -179,37 +181,73 @@ func TestUsers(t *testing.T) {
 	})
 }
 
-func TestLoginFailures(t *testing.T) {
+func TestLoginAttempts(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		const max, window = 3, 15 * time.Minute
-		acct := token.Hash("ann")
-		for i := 1; i <= max; i++ {
-			until, _, err := db.LoginLockedUntil(ctx, acct, max, window, t0)
-			if err != nil || !until.IsZero() {
-				t.Fatalf("before failure %d: locked until %v, %v", i, until, err)
-			}
-			n, end, err := db.RecordLoginFailure(ctx, acct, window, t0.Add(time.Duration(i)*time.Second))
-			if err != nil || n != i || !end.Equal(t0.Add(time.Second+window)) {
-				t.Fatalf("failure %d: %d, %v, %v", i, n, end, err)
+		const window = 15 * time.Minute
+		u := newUser(t, db, "ann@example.com", "ann")
+		text := token.Hash("ann")
+		for i := 1; i <= 3; i++ {
+			byLogin, byUser, err := db.CountLoginAttempt(ctx, text, u.ID, window, t0.Add(time.Duration(i)*time.Second))
+			want := store.LoginCount{Attempts: i, Ends: t0.Add(time.Second + window)}
+			if err != nil || byLogin != want || byUser != want {
+				t.Fatalf("attempt %d: %+v, %+v, %v; want %+v twice", i, byLogin, byUser, err, want)
 			}
 		}
-		until, rec, err := db.LoginLockedUntil(ctx, acct, max, window, t0.Add(time.Minute))
-		if err != nil || !rec || !until.Equal(t0.Add(time.Second+window)) {
-			t.Fatalf("locked until %v, %v, %v", until, rec, err)
+		// Another name of the same user shares the user's count only.
+		byLogin, byUser, err := db.CountLoginAttempt(ctx, token.Hash("ann@example.com"), u.ID, window, t0.Add(time.Minute))
+		if err != nil || byLogin.Attempts != 1 || byUser.Attempts != 4 {
+			t.Fatalf("by email: %+v, %+v, %v; want 1 and 4", byLogin, byUser, err)
 		}
-		if until, _, _ := db.LoginLockedUntil(ctx, acct, max, window, t0.Add(time.Second+window)); !until.IsZero() {
-			t.Fatalf("still locked after the window: %v", until)
+		// An unknown login has its own count and no user's.
+		byLogin, byUser, err = db.CountLoginAttempt(ctx, token.Hash("nobody"), 0, window, t0)
+		if err != nil || byLogin.Attempts != 1 || byUser.Attempts != 0 {
+			t.Fatalf("unknown: %+v, %+v, %v", byLogin, byUser, err)
 		}
-		// A failure after the window starts a new one.
-		n, _, _ := db.RecordLoginFailure(ctx, acct, window, t0.Add(2*window))
-		if n != 1 {
-			t.Fatalf("failure after window counted %d; want 1", n)
+		// An attempt after the window starts a new one.
+		byLogin, _, _ = db.CountLoginAttempt(ctx, text, u.ID, window, t0.Add(2*window))
+		if byLogin.Attempts != 1 || !byLogin.Ends.Equal(t0.Add(3*window)) {
+			t.Fatalf("after the window: %+v; want a new window", byLogin)
 		}
-		if err := db.ClearLoginFailures(ctx, acct); err != nil {
+		// Clearing forgets every count that names the user, not others.
+		if err := db.ClearLoginFailures(ctx, u.ID); err != nil {
 			t.Fatal(err)
 		}
-		if until, rec, _ := db.LoginLockedUntil(ctx, acct, 1, window, t0.Add(2*window)); !until.IsZero() || rec {
-			t.Fatal("locked, or a failure still on record, after clear")
+		byLogin, byUser, _ = db.CountLoginAttempt(ctx, token.Hash("ann@example.com"), u.ID, window, t0.Add(time.Minute))
+		if byLogin.Attempts != 1 || byUser.Attempts != 1 {
+			t.Fatalf("after clear: %+v, %+v; want 1 and 1", byLogin, byUser)
+		}
+		if byLogin, _, _ = db.CountLoginAttempt(ctx, token.Hash("nobody"), 0, window, t0); byLogin.Attempts != 2 {
+			t.Fatalf("an unknown login's count was cleared: %+v", byLogin)
+		}
+	})
+}
+
+// Concurrent attempts each get a count of their own: the property that
+// bounds password checks per window (API.md "Sessions and revocation").
+func TestLoginAttemptsConcurrent(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		u := newUser(t, db, "ann@example.com", "ann")
+		const n = 40
+		seen := make([]atomic.Int32, 2*n+1)
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				login := []string{"ann", "ann@example.com"}[i%2]
+				_, byUser, err := db.CountLoginAttempt(ctx, token.Hash(login), u.ID, time.Hour, t0)
+				if err != nil {
+					t.Errorf("CountLoginAttempt: %v", err)
+					return
+				}
+				seen[byUser.Attempts].Add(1)
+			}()
+		}
+		wg.Wait()
+		for i := 1; i <= n; i++ {
+			if seen[i].Load() != 1 {
+				t.Fatalf("count %d handed out %d times; want once each of 1..%d", i, seen[i].Load(), n)
+			}
 		}
 	})
 }
@@ -234,7 +272,7 @@ func TestRefreshRotation(t *testing.T) {
 		}
 		// Narrowing: the new token gets the scope asked for.
 		rt2 := token.NewOpaque()
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt2), "c1", "a", t0.Add(time.Hour), t0); err != nil {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt2), "c1", "a", time.Hour, maxAge, t0); err != nil {
 			t.Fatalf("rotate: %v", err)
 		}
 		if n, err := db.RefreshTokenByHash(ctx, token.Hash(rt2), t0); err != nil || n.Scope != "a" || n.Family.Scope != "a b" {
@@ -245,23 +283,26 @@ func TestRefreshRotation(t *testing.T) {
 		}
 		// A spent token changes nothing.
 		rt3 := token.NewOpaque()
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt3), "c1", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt3), "c1", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("replay = %v; want ErrNotFound", err)
 		}
 		if _, err := db.RefreshTokenByHash(ctx, token.Hash(rt3), t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatal("a refused rotation stored its new token")
 		}
 		// Nothing rotates in a revoked family.
-		if err := db.RevokeFamily(ctx, f.ID, t0); err != nil {
-			t.Fatal(err)
+		if r, err := db.RevokeSession(ctx, f.ID, time.Hour, t0); err != nil || r == nil || r.Kind != store.RevokeSID || r.Subject != f.ID {
+			t.Fatalf("RevokeSession = %+v, %v", r, err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt2), token.Hash(rt3), "c1", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+		if r, err := db.RevokeSession(ctx, f.ID, time.Hour, t0); err != nil || r != nil {
+			t.Fatalf("RevokeSession again = %+v, %v; want nothing new", r, err)
+		}
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt2), token.Hash(rt3), "c1", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("rotation in a revoked family = %v; want ErrNotFound", err)
 		}
 		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(rt2), t0); got == nil || !got.Family.Revoked || got.Used {
 			t.Fatalf("after revocation: %+v", got)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash("unknown"), token.Hash(rt3), "c1", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash("unknown"), token.Hash(rt3), "c1", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("unknown token = %v; want ErrNotFound", err)
 		}
 		// Expired tokens are neither found nor rotated.
@@ -269,28 +310,152 @@ func TestRefreshRotation(t *testing.T) {
 		if _, err := db.RefreshTokenByHash(ctx, token.Hash(old), t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("expired token = %v; want ErrNotFound", err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(old), token.Hash(rt3), "c1", "", t0.Add(3*time.Hour), t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(old), token.Hash(rt3), "c1", "", time.Hour, maxAge, t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("expired token rotated: %v", err)
 		}
 	})
 }
 
-func TestPasswordChangeRevokesOtherFamilies(t *testing.T) {
+// newSignIn stores a browser sign-in and an unexchanged code of the user.
+func newSignIn(t testing.TB, db *store.DB, userID int64) (session, code string) {
+	t.Helper()
+	session, code = token.Hash(token.NewOpaque()), token.Hash(token.NewOpaque())
+	if err := db.CreateSession(ctx, session, store.Session{UserID: userID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateClient(ctx, &store.Client{ID: "c-" + code[:8], Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateCode(ctx, &store.Code{Hash: code, ClientID: "c-" + code[:8], UserID: userID, CodeChallenge: "x", AuthTime: t0, ExpiresAt: t0.Add(time.Minute)}, t0); err != nil {
+		t.Fatal(err)
+	}
+	return session, code
+}
+
+// A password change ends every other session of the user in the same
+// transaction as the password write: other families with a sid revocation
+// each, every browser sign-in, and the codes not yet exchanged.
+func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		u := newUser(t, db, "ann@example.com", "ann")
 		keep, keepRT := newFamily(t, db, u.ID)
-		_, otherRT := newFamily(t, db, u.ID)
-		if err := db.SetPassword(ctx, u.ID, "$new", keep.ID, t0); err != nil {
+		other, otherRT := newFamily(t, db, u.ID)
+		session, code := newSignIn(t, db, u.ID)
+		bob := newUser(t, db, "bob@example.com", "bob")
+		bobFamily, _ := newFamily(t, db, bob.ID)
+		bobSession, _ := newSignIn(t, db, bob.ID)
+		revs, err := db.SetPassword(ctx, u.ID, "$new", keep.ID, time.Hour, t0)
+		if err != nil {
 			t.Fatal(err)
+		}
+		want := store.SessionRevocation(other.ID, time.Hour, t0)
+		if len(revs) != 1 || revs[0] != want {
+			t.Fatalf("SetPassword revocations = %+v; want [%+v]", revs, want)
+		}
+		if stored, _ := db.RevocationsSince(ctx, t0, t0); len(stored) != 1 || stored[0] != want {
+			t.Fatalf("stored revocations = %+v; want [%+v]", stored, want)
 		}
 		k, _ := db.RefreshTokenByHash(ctx, token.Hash(keepRT), t0)
 		o, _ := db.RefreshTokenByHash(ctx, token.Hash(otherRT), t0)
 		if k.Family.Revoked || !o.Family.Revoked {
 			t.Fatalf("after password change: kept revoked=%v, other revoked=%v", k.Family.Revoked, o.Family.Revoked)
 		}
+		if _, err := db.SessionByHash(ctx, session, t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("browser sign-in survived the password change: %v", err)
+		}
+		if _, err := db.CodeByHash(ctx, code); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("pending code survived the password change: %v", err)
+		}
+		if _, err := db.SessionByHash(ctx, bobSession, t0); err != nil {
+			t.Fatalf("another user's sign-in ended: %v", err)
+		}
+		if r, err := db.RevokeSession(ctx, bobFamily.ID, time.Hour, t0); err != nil || r == nil {
+			t.Fatalf("another user's family was revoked: %+v, %v", r, err)
+		}
 		got, _ := db.UserByID(ctx, u.ID)
 		if got.PasswordHash != "$new" {
 			t.Fatal("password not changed")
+		}
+		// A failure leaves nothing half done: a password write for a
+		// deleted user revokes nothing.
+		if err := db.DeleteUser(ctx, bob.ID, time.Hour, t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.SetPassword(ctx, bob.ID, "$x", "", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("SetPassword on a deleted user = %v; want ErrNotFound", err)
+		}
+	})
+}
+
+// A reset ends every session of the user and clears its login failures,
+// in one transaction with the password write.
+func TestResetEndsEverySession(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		u := newUser(t, db, "ann@example.com", "ann")
+		_, rt := newFamily(t, db, u.ID)
+		session, code := newSignIn(t, db, u.ID)
+		for i := 0; i < 3; i++ {
+			db.CountLoginAttempt(ctx, token.Hash("ann"), u.ID, time.Hour, t0)
+		}
+		reset := token.Hash(token.NewOpaque())
+		if err := db.CreateResetToken(ctx, reset, u.ID, t0.Add(time.Hour), t0); err != nil {
+			t.Fatal(err)
+		}
+		id, r, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0)
+		if err != nil || id != u.ID || r != store.UserRevocation(u.ID, time.Hour, t0) {
+			t.Fatalf("ResetPassword = %d, %+v, %v", id, r, err)
+		}
+		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(rt), t0); got == nil || !got.Family.Revoked {
+			t.Fatalf("family not revoked by the reset: %+v", got)
+		}
+		if _, err := db.SessionByHash(ctx, session, t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("browser sign-in survived the reset: %v", err)
+		}
+		if _, err := db.CodeByHash(ctx, code); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("pending code survived the reset: %v", err)
+		}
+		if stored, _ := db.RevocationsSince(ctx, t0, t0); len(stored) != 1 || stored[0] != r {
+			t.Fatalf("stored revocations = %+v; want [%+v]", stored, r)
+		}
+		if byLogin, byUser, _ := db.CountLoginAttempt(ctx, token.Hash("ann"), u.ID, time.Hour, t0); byLogin.Attempts != 1 || byUser.Attempts != 1 {
+			t.Fatalf("login failures not cleared by the reset: %+v, %+v", byLogin, byUser)
+		}
+		if _, _, err := db.ResetPassword(ctx, reset, "$again", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("reset token used twice: %v", err)
+		}
+	})
+}
+
+// No session outlives maxAge from its start, whatever the rotations, and a
+// rotation never mints a token that would.
+func TestRotateRefreshMaxAge(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		u := newUser(t, db, "ann@example.com", "ann")
+		_, rt := newFamily(t, db, u.ID) // created at t0
+		const ttl, age = time.Hour, 90 * time.Minute
+		next := token.NewOpaque()
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", ttl, age, t0.Add(50*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0.Add(50*time.Minute))
+		if err != nil || !n.ExpiresAt.Equal(t0.Add(age)) {
+			t.Fatalf("rotated token = %+v, %v; want it to expire at the session's end %v", n, err, t0.Add(age))
+		}
+		// A token that would still be valid is refused once the session
+		// is maxAge old (made directly, as a larger maxAge would have).
+		g := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: "c1", AuthTime: t0}
+		long := token.NewOpaque()
+		if err := db.CreateFamily(ctx, g, token.Hash(long), t0.Add(48*time.Hour), t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", ttl, age, t0.Add(age)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("rotation at the session's end = %v; want ErrNotFound", err)
+		}
+		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(long), t0); got == nil || got.Used || got.Family.ID != g.ID {
+			t.Fatalf("a refused rotation spent the token: %+v", got)
+		}
+		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", ttl, age, t0.Add(age-time.Second)); err != nil {
+			t.Fatalf("rotation a second before the session's end = %v", err)
 		}
 	})
 }
@@ -325,14 +490,14 @@ func TestRotateRefreshConditions(t *testing.T) {
 		u := newUser(t, db, "ann@example.com", "ann")
 		f, rt := newFamily(t, db, u.ID)
 		next := token.NewOpaque()
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "other-client", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "other-client", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("another client: %v; want ErrNotFound", err)
 		}
-		got, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", t0.Add(time.Hour), t0)
+		got, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", time.Hour, maxAge, t0)
 		if err != nil || got.Family.ID != f.ID || got.Family.UserID != u.ID || got.Scope != "a b" || !got.Family.AuthTime.Equal(t0) {
 			t.Fatalf("RotateRefresh = %+v, %v", got, err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("spent token: %v; want ErrNotFound", err)
 		}
 		n, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0)
@@ -343,7 +508,7 @@ func TestRotateRefreshConditions(t *testing.T) {
 		if _, err := db.UpdateUserAdmin(ctx, u.ID, nil, &off, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", t0.Add(time.Hour), t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("inactive user: %v; want ErrNotFound", err)
 		}
 		// Concurrent rotations of one token: exactly one wins.
@@ -356,7 +521,7 @@ func TestRotateRefreshConditions(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, err := db.RotateRefresh(ctx, token.Hash(tok), token.Hash(token.NewOpaque()), "c1", "", t0.Add(time.Hour), t0)
+					_, err := db.RotateRefresh(ctx, token.Hash(tok), token.Hash(token.NewOpaque()), "c1", "", time.Hour, maxAge, t0)
 					if err == nil {
 						wins.Add(1)
 					} else if !errors.Is(err, store.ErrNotFound) {

@@ -17,46 +17,80 @@ func FormatID(id int64) string { return strconv.FormatInt(id, 10) }
 
 // --- login throttling ---
 
-// LoginLockedUntil returns when the account's lock ends, or the zero time if
-// it is not locked: it is locked once it has max failures within window. It
-// also reports whether any failure is on record (so a success knows whether
-// there is anything to clear).
-func (db *DB) LoginLockedUntil(ctx context.Context, account string, max int, window time.Duration, now time.Time) (until time.Time, recorded bool, err error) {
-	defer wrap(&err, "login lock")
-	var failures int
-	var start int64
-	err = db.queryRow(ctx, `SELECT failures, window_start FROM login_failures WHERE account = $1`, account).Scan(&failures, &start)
-	if errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, false, nil
+// LoginCount is how many login attempts an account has made in its current
+// window, and when that window ends.
+type LoginCount struct {
+	Attempts int
+	Ends     time.Time
+}
+
+// CountLoginAttempt counts one login attempt, before its password is
+// checked, against loginKey (derived from the login text) and, when userID
+// is not 0, against the user. Each count is one atomic upsert, so that any
+// number of concurrent attempts on any number of instances each get a count
+// of their own: the caller checks the password only for counts within its
+// limit, which bounds the checks per window whatever the concurrency. A
+// window is fixed: it starts at the account's first attempt and restarts at
+// the first attempt after it has passed. Both rows carry userID, so that
+// ClearLoginFailures forgets every count that names the user.
+func (db *DB) CountLoginAttempt(ctx context.Context, loginKey string, userID int64, window time.Duration, now time.Time) (byLogin, byUser LoginCount, err error) {
+	defer wrap(&err, "count login attempt")
+	q, args := qCountOne, []any{loginKey, now.Unix(), sql.NullInt64{Int64: userID, Valid: userID != 0}, now.Add(-window).Unix()}
+	if userID != 0 {
+		q, args = qCountTwo, append(args, userAccount(userID))
 	}
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
+	s, err := db.stmt(ctx, db.w, q)
 	if err != nil {
-		return time.Time{}, false, err
+		return byLogin, byUser, err
 	}
-	end := time.Unix(start, 0).Add(window)
-	if failures >= max && now.Before(end) {
-		return end, true, nil
+	rows, err := s.QueryContext(ctx, args...)
+	if err != nil {
+		return byLogin, byUser, err
 	}
-	return time.Time{}, true, nil
+	defer rows.Close()
+	for rows.Next() {
+		var account string
+		var n int
+		var start int64
+		if err := rows.Scan(&account, &n, &start); err != nil {
+			return byLogin, byUser, err
+		}
+		c := LoginCount{Attempts: n, Ends: time.Unix(start, 0).Add(window)}
+		if account == loginKey {
+			byLogin = c
+		} else {
+			byUser = c
+		}
+	}
+	return byLogin, byUser, rows.Err()
 }
 
-// RecordLoginFailure counts one failed login for account in a fixed window
-// that starts at the first failure, restarting the window once it has passed.
-// It returns the count in the current window and when the window ends.
-func (db *DB) RecordLoginFailure(ctx context.Context, account string, window time.Duration, now time.Time) (failures int, end time.Time, err error) {
-	defer wrap(&err, "record login failure")
-	var start int64
-	err = db.writeRow(ctx, `INSERT INTO login_failures (account, failures, window_start) VALUES ($1, 1, $2)
+// The count stops at 2^20 so that a flood of refused attempts cannot
+// overflow the column.
+const (
+	qCountUpsert = `
 ON CONFLICT (account) DO UPDATE SET
-  failures = CASE WHEN login_failures.window_start <= $3 THEN 1 ELSE login_failures.failures + 1 END,
-  window_start = CASE WHEN login_failures.window_start <= $3 THEN $2 ELSE login_failures.window_start END
-RETURNING failures, window_start`, account, now.Unix(), now.Add(-window).Unix()).Scan(&failures, &start)
-	return failures, time.Unix(start, 0).Add(window), err
-}
+  failures = CASE WHEN login_failures.window_start <= $4 THEN 1
+    WHEN login_failures.failures >= 1048576 THEN login_failures.failures
+    ELSE login_failures.failures + 1 END,
+  window_start = CASE WHEN login_failures.window_start <= $4 THEN $2 ELSE login_failures.window_start END,
+  user_id = excluded.user_id
+RETURNING account, failures, window_start`
+	qCountOne = `INSERT INTO login_failures (account, failures, window_start, user_id) VALUES ($1, 1, $2, $3)` + qCountUpsert
+	qCountTwo = `INSERT INTO login_failures (account, failures, window_start, user_id) VALUES ($1, 1, $2, $3), ($5, 1, $2, $3)` + qCountUpsert
+)
 
-// ClearLoginFailures forgets the account's failures (after a success).
-func (db *DB) ClearLoginFailures(ctx context.Context, account string) (err error) {
+// userAccount is the login_failures account of a user. Login-text accounts
+// are SHA-256 hex digests, so the two can never collide.
+func userAccount(userID int64) string { return "user:" + FormatID(userID) }
+
+// ClearLoginFailures forgets every count that names the user (after a
+// successful login or a password reset).
+func (db *DB) ClearLoginFailures(ctx context.Context, userID int64) (err error) {
 	defer wrap(&err, "clear login failures")
-	_, err = db.exec(ctx, `DELETE FROM login_failures WHERE account = $1`, account)
+	_, err = db.exec(ctx, `DELETE FROM login_failures WHERE user_id = $1`, userID)
 	return err
 }
 
@@ -83,7 +117,9 @@ type RefreshToken struct {
 	UserActive bool // the family's user exists, is not deleted and is active
 }
 
-// CreateFamily starts a family with its first refresh token.
+// CreateFamily starts a family with its first refresh token (none when
+// tokenHash is "": a grant without refresh tokens is still a session, which
+// its access tokens name in sid).
 func (db *DB) CreateFamily(ctx context.Context, f Family, tokenHash string, expires, now time.Time) (err error) {
 	defer wrap(&err, "create token family")
 	return db.tx(ctx, func(tx *sql.Tx) error {
@@ -95,6 +131,9 @@ func createFamilyTx(ctx context.Context, tx *sql.Tx, f Family, tokenHash string,
 	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
 		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix()); err != nil {
 		return err
+	}
+	if tokenHash == "" {
+		return nil
 	}
 	_, err := tx.ExecContext(ctx, qInsertRefresh, tokenHash, f.ID, f.Scope, now.Unix(), expires.Unix())
 	return err
@@ -125,11 +164,29 @@ FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id JOIN users u O
 
 const qInsertRefresh = `INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`
 
-// RevokeFamily revokes every refresh token of the family.
-func (db *DB) RevokeFamily(ctx context.Context, familyID string, now time.Time) (err error) {
-	defer wrap(&err, "revoke family")
-	_, err = db.exec(ctx, `UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL`, familyID, now.Unix())
-	return err
+// RevokeSession ends a session: it revokes the family's refresh tokens and,
+// in the same transaction, records a sid revocation so that every access
+// token minted from the family stops working on every instance. It returns
+// that revocation for the caller to apply locally, or nil when the family
+// was already revoked (its revocation is on record) or does not exist.
+func (db *DB) RevokeSession(ctx context.Context, familyID string, accessTTL time.Duration, now time.Time) (r *Revocation, err error) {
+	defer wrap(&err, "revoke session")
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL`, familyID, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		rv := SessionRevocation(familyID, accessTTL, now)
+		r = &rv
+		return insertRevocation(ctx, tx, rv, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // --- access token revocation ---
@@ -137,6 +194,7 @@ func (db *DB) RevokeFamily(ctx context.Context, familyID string, now time.Time) 
 // Revocation kinds.
 const (
 	RevokeJTI    = "jti"    // one access token, by its jti
+	RevokeSID    = "sid"    // every access token minted from a session (refresh-token family)
 	RevokeUser   = "user"   // every access token of a user minted at or before NotBeforeMs
 	RevokeClient = "client" // every access token of a client minted at or before NotBeforeMs
 )
@@ -149,15 +207,26 @@ type Revocation struct {
 	ExpiresAt   int64 // Unix seconds; after this no token it covers can be valid
 }
 
-// UserRevocation revokes every access token of the user minted until now;
-// it is kept as long as such a token could live.
+// revocationFor revokes what kind and subject name, until now; it is kept
+// as long as a token minted now could live.
+func revocationFor(kind, subject string, accessTTL time.Duration, now time.Time) Revocation {
+	return Revocation{Kind: kind, Subject: subject, NotBeforeMs: now.UnixMilli(), ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}
+}
+
+// UserRevocation revokes every access token of the user minted until now.
 func UserRevocation(userID int64, accessTTL time.Duration, now time.Time) Revocation {
-	return Revocation{Kind: RevokeUser, Subject: FormatID(userID), NotBeforeMs: now.UnixMilli(), ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}
+	return revocationFor(RevokeUser, FormatID(userID), accessTTL, now)
 }
 
 // ClientRevocation revokes every access token of the client minted until now.
 func ClientRevocation(clientID string, accessTTL time.Duration, now time.Time) Revocation {
-	return Revocation{Kind: RevokeClient, Subject: clientID, NotBeforeMs: now.UnixMilli(), ExpiresAt: now.Add(accessTTL + time.Minute).Unix()}
+	return revocationFor(RevokeClient, clientID, accessTTL, now)
+}
+
+// SessionRevocation revokes every access token minted from the family (a
+// revoked family mints nothing more, so its cutoff is never needed).
+func SessionRevocation(familyID string, accessTTL time.Duration, now time.Time) Revocation {
+	return revocationFor(RevokeSID, familyID, accessTTL, now)
 }
 
 // Revoke records r for every instance to pick up.
@@ -224,51 +293,54 @@ const (
   UPDATE refresh_tokens t SET used_at = $2
   FROM token_families f, users u
   WHERE t.hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
-    AND f.id = t.family_id AND f.revoked_at IS NULL AND f.client_id = $3
+    AND f.id = t.family_id AND f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $7
     AND u.id = f.user_id AND u.is_active AND u.deleted_at IS NULL
-  RETURNING t.family_id, t.scope, f.user_id, f.auth_time),
+  RETURNING t.family_id, t.scope, f.user_id, f.auth_time, f.created_at),
 ins AS (
   INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at)
-  SELECT $4, family_id, CASE WHEN $6 = '' THEN scope ELSE $6 END, $2, $5 FROM spent)
-SELECT family_id, scope, user_id, auth_time FROM spent`
+  SELECT $4, family_id, CASE WHEN $6 = '' THEN scope ELSE $6 END, $2, LEAST($5, created_at + $8) FROM spent)
+SELECT family_id, scope, user_id, auth_time, created_at FROM spent`
 	qSpendSQLite = `UPDATE refresh_tokens SET used_at = $2
 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
   AND family_id IN (SELECT f.id FROM token_families f JOIN users u ON u.id = f.user_id
-    WHERE f.revoked_at IS NULL AND f.client_id = $3 AND u.is_active AND u.deleted_at IS NULL)
+    WHERE f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $4 AND u.is_active AND u.deleted_at IS NULL)
 RETURNING family_id, scope`
-	qFamilyOwner = `SELECT user_id, auth_time FROM token_families WHERE id = $1`
+	qFamilyOwner = `SELECT user_id, auth_time, created_at FROM token_families WHERE id = $1`
 )
 
 // RotateRefresh spends the refresh token oldHash and adds newHash to its
 // family, atomically, only if the token is unspent and unexpired, its family
-// is live and belongs to clientID, and the family's user is active. The new
-// token gets scope, or the old token's scope when scope is "" (callers check
-// that scope only narrows). It returns the spent token with its family. When
-// any condition fails it changes nothing and returns ErrNotFound: the caller
-// reads the token to tell why (and revokes the family on reuse). Of any
-// number of concurrent calls with one oldHash, at most one succeeds.
-func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, scope string, expires, now time.Time) (t *RefreshToken, err error) {
+// is live, younger than maxAge (REFRESH_TOKEN_MAX_DAYS) and belongs to
+// clientID, and the family's user is active. The new token lives ttl, but
+// never past the family's maxAge, and gets scope, or the old token's scope
+// when scope is "" (callers check that scope only narrows). It returns the
+// spent token with its family. When any condition fails it changes nothing
+// and returns ErrNotFound: the caller reads the token to tell why (and
+// revokes the family on reuse). Of any number of concurrent calls with one
+// oldHash, at most one succeeds.
+func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, scope string, ttl, maxAge time.Duration, now time.Time) (t *RefreshToken, err error) {
 	defer wrap(&err, "rotate refresh token")
 	t = &RefreshToken{Hash: oldHash, Used: true, UserActive: true}
 	t.Family.ClientID = clientID
-	var authTime int64
+	var authTime, created int64
+	bornAfter := now.Add(-maxAge).Unix()
 	if db.dialect == Postgres {
-		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), clientID, newHash, expires.Unix(), scope).Scan(
-			&t.Family.ID, &t.Scope, &t.Family.UserID, &authTime)
+		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), clientID, newHash, now.Add(ttl).Unix(), scope,
+			bornAfter, int64(maxAge/time.Second)).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, &authTime, &created)
 	} else {
 		err = db.tx(ctx, func(tx *sql.Tx) error {
 			spend, err := db.txStmt(ctx, tx, qSpendSQLite)
 			if err != nil {
 				return err
 			}
-			if err := spend.QueryRowContext(ctx, oldHash, now.Unix(), clientID).Scan(&t.Family.ID, &t.Scope); err != nil {
+			if err := spend.QueryRowContext(ctx, oldHash, now.Unix(), clientID, bornAfter).Scan(&t.Family.ID, &t.Scope); err != nil {
 				return err
 			}
 			owner, err := db.txStmt(ctx, tx, qFamilyOwner)
 			if err != nil {
 				return err
 			}
-			if err := owner.QueryRowContext(ctx, t.Family.ID).Scan(&t.Family.UserID, &authTime); err != nil {
+			if err := owner.QueryRowContext(ctx, t.Family.ID).Scan(&t.Family.UserID, &authTime, &created); err != nil {
 				return err
 			}
 			insert, err := db.txStmt(ctx, tx, qInsertRefresh)
@@ -279,13 +351,14 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 			if newScope == "" {
 				newScope = t.Scope
 			}
-			_, err = insert.ExecContext(ctx, newHash, t.Family.ID, newScope, now.Unix(), expires.Unix())
+			expires := min(now.Add(ttl).Unix(), created+int64(maxAge/time.Second))
+			_, err = insert.ExecContext(ctx, newHash, t.Family.ID, newScope, now.Unix(), expires)
 			return err
 		})
 	}
 	if err != nil {
 		return nil, err // sql.ErrNoRows becomes ErrNotFound
 	}
-	t.Family.AuthTime = time.Unix(authTime, 0)
+	t.Family.AuthTime, t.Family.CreatedAt = time.Unix(authTime, 0), time.Unix(created, 0)
 	return t, nil
 }

@@ -108,11 +108,15 @@ WHERE id = $1 AND deleted_at IS NULL RETURNING `+userColumns, id, role, active, 
 	return u, err
 }
 
-// SetPassword replaces the user's password hash and revokes the user's refresh
-// token families except keepFamily (the session that made the change; "" for none).
-func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, now time.Time) (err error) {
+// SetPassword replaces the user's password hash and ends every other
+// session of the user, in one transaction (API.md "Sessions and
+// revocation"): each refresh-token family but keepFamily (the caller's
+// session; "" for none) is revoked with a sid revocation for its access
+// tokens, and every browser sign-in ends with the codes it has not yet had
+// exchanged. It returns the revocations for the caller to apply locally.
+func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, accessTTL time.Duration, now time.Time) (revs []Revocation, err error) {
 	defer wrap(&err, "set password")
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	err = db.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, id, hash, now.Unix())
 		if err != nil {
 			return err
@@ -120,10 +124,44 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $3
-WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`, id, keepFamily, now.Unix())
-		return err
+		rows, err := tx.QueryContext(ctx, `UPDATE token_families SET revoked_at = $3
+WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id`, id, keepFamily, now.Unix())
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for rows.Next() {
+			var f string
+			if err := rows.Scan(&f); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, f)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, f := range ids {
+			r := SessionRevocation(f, accessTTL, now)
+			if err := insertRevocation(ctx, tx, r, now); err != nil {
+				return err
+			}
+			revs = append(revs, r)
+		}
+		return endSignInsTx(ctx, tx, id)
 	})
+	return revs, err
+}
+
+// endSignInsTx ends every browser sign-in of the user and voids the
+// authorization codes not yet exchanged, which those sign-ins issued.
+func endSignInsTx(ctx context.Context, tx *sql.Tx, userID int64) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1`, userID); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE user_id = $1 AND used_at IS NULL`, userID)
+	return err
 }
 
 // ListUsers returns live users ordered by id, and how many live users exist.
@@ -165,15 +203,15 @@ func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration,
 	})
 }
 
-// revokeUserTx revokes all of a user's refresh token families and records a
-// 'user' revocation, so that access tokens issued until now stop working on
-// every instance. The record lives as long as such a token could.
+// revokeUserTx ends every session of the user: it revokes all the user's
+// refresh token families, ends the browser sign-ins, and records a 'user'
+// revocation, so that access tokens issued until now stop working on every
+// instance. The record lives as long as such a token could.
 func revokeUserTx(ctx context.Context, tx *sql.Tx, id int64, accessTTL time.Duration, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1`, id)
-	if err != nil {
+	if err := endSignInsTx(ctx, tx, id); err != nil {
 		return err
 	}
 	return insertRevocation(ctx, tx, UserRevocation(id, accessTTL, now), now)
