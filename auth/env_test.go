@@ -79,7 +79,12 @@ type env struct {
 // change the dependencies before the handler is built.
 func newEnv(t testing.TB, dialect string, edit ...func(*Deps)) *env {
 	t.Helper()
-	db := storetest.Open(t, dialect)
+	return newEnvOn(t, storetest.Open(t, dialect), edit...)
+}
+
+// newEnvOn builds the server on db.
+func newEnvOn(t testing.TB, db *store.DB, edit ...func(*Deps)) *env {
+	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	clk := &clock{t: time.Now().Truncate(time.Second)}

@@ -23,7 +23,7 @@ type Tokens struct {
 	Issuer     string // ISSUER: "iss" and "aud" of access tokens
 	AccessTTL  time.Duration
 	RefreshTTL time.Duration
-	MaxAge     time.Duration // REFRESH_TOKEN_MAX_DAYS: no session outlives it, whatever the rotations
+	MaxAge     time.Duration   // REFRESH_TOKEN_MAX_DAYS: no session outlives it, whatever the rotations
 	Signer     *token.Signer   // signs access and ID tokens
 	Verifier   *token.Verifier // every configured key, current and previous
 	Revoked    *Revocations

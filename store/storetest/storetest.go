@@ -68,15 +68,7 @@ func URL(t testing.TB, dialect string) string {
 // Open returns a migrated store on a fresh database of the dialect.
 func Open(t testing.TB, dialect string) *store.DB {
 	t.Helper()
-	db, err := store.Open(context.Background(), URL(t, dialect), store.Options{MaxOpenConns: 20})
-	if err != nil {
-		t.Fatalf("open %s: %v", dialect, err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(context.Background(), time.Now()); err != nil {
-		t.Fatalf("migrate %s: %v", dialect, err)
-	}
-	return db
+	return OpenURL(t, URL(t, dialect))
 }
 
 // Each runs f as a subtest on every dialect.
@@ -84,4 +76,31 @@ func Each(t *testing.T, f func(t *testing.T, db *store.DB)) {
 	for _, d := range Dialects {
 		t.Run(d, func(t *testing.T) { f(t, Open(t, d)) })
 	}
+}
+
+// OpenURL returns a migrated store on rawURL (from URL).
+func OpenURL(t testing.TB, rawURL string) *store.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), rawURL, store.Options{MaxOpenConns: 20})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(context.Background(), time.Now()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return db
+}
+
+// OpenPostgresViaProxy returns a migrated store on a fresh PostgreSQL schema
+// reached through a Proxy the test can cut.
+func OpenPostgresViaProxy(t testing.TB) (*store.DB, *Proxy) {
+	t.Helper()
+	raw := URL(t, store.Postgres)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewProxy(t, u.Host)
+	return OpenURL(t, p.Via(t, raw)), p
 }

@@ -1,0 +1,442 @@
+package auth
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"oauth2-api/store"
+	"oauth2-api/store/storetest"
+	"oauth2-api/token"
+)
+
+// Regression tests for API.md "Sessions and revocation": each of them fails
+// on the code before these rules were enforced.
+
+// codeGrant runs the browser part of a code flow with b and exchanges the
+// code: the access and refresh tokens of a new OAuth session.
+func (e *env) codeGrant(b *browser, id, secret, login, password string) (access, refresh string) {
+	e.t.Helper()
+	p := newPKCE()
+	code := e.secret(b.signIn(authorizeURL(id, p), login, password))
+	r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+	return e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
+}
+
+// signedIn reports whether b's sign-in at the authorization endpoint still
+// stands: a signed-in browser that consented is sent straight back with a
+// code; one that is not signed in sees the login form.
+func (b *browser) signedIn(clientID string) bool {
+	b.e.t.Helper()
+	w := b.do("GET", authorizeURL(clientID, newPKCE()), nil)
+	switch {
+	case w.Code == http.StatusFound:
+		b.e.secret(callback(b.e.t, w, http.StatusFound).Get("code"))
+		return true
+	case w.Code == http.StatusOK && strings.Contains(w.Body.String(), `name="password"`):
+		return false
+	}
+	b.e.t.Fatalf("authorize: %d %s", w.Code, w.Body.String())
+	return false
+}
+
+func (e *env) refreshGrant(id, secret, rt string) response {
+	e.t.Helper()
+	return e.token(id, secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+}
+
+// Item 1: a password change ends every other session of the user (refresh
+// tokens, access tokens, browser sign-ins and the codes they issued) and
+// keeps the caller's.
+func TestPasswordChangeEndsOtherSessions(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		const oldPW, newPW = "Old-Password-1", "New-Password-2"
+		e.secret(newPW)
+		e.createUser("lee@example.com", "lee", oldPW, store.RoleUser)
+		id, secret := e.webClient()
+		// Someone with the stolen password signs in with a browser and
+		// holds a token pair, a pending code, and a REST session.
+		thief := e.browser()
+		oat, ort := e.codeGrant(thief, id, secret, "lee", oldPW)
+		p := newPKCE()
+		pending := e.secret(thief.signIn(authorizeURL(id, p), "lee", oldPW))
+		a2, r2 := e.login("lee", oldPW)
+		// The owner, signed in too, changes the password.
+		a1, r1 := e.login("lee", oldPW)
+		e.request("POST", "/api/v1/profile/password", map[string]string{"current_password": oldPW, "new_password": newPW}, bearer(a1)...).want(http.StatusNoContent)
+
+		wantAPIError(e.request("GET", "/api/v1/profile", nil, bearer(a2)...), http.StatusUnauthorized, "invalid_token")
+		wantAPIError(e.refresh(r2), http.StatusUnauthorized, "invalid_token")
+		if in := e.introspect(id, secret, oat); in["active"] != false {
+			t.Errorf("the other session's OAuth access token is still active: %v", in)
+		}
+		e.refreshGrant(id, secret, ort).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		e.token(id, secret, codeForm(pending, p)).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		if thief.signedIn(id) {
+			t.Error("the browser sign-in survived the password change")
+		}
+		// The caller's session goes on.
+		e.request("GET", "/api/v1/profile", nil, bearer(a1)...).want(http.StatusOK)
+		res := e.refresh(r1).want(http.StatusOK)
+		e.secret(res.Str("access_token"))
+		e.secret(res.Str("refresh_token"))
+	})
+}
+
+// Item 1: a reset ends every session of the user, the caller's included,
+// and clears the account's login failures.
+func TestPasswordResetEndsEverySession(t *testing.T) {
+	sink, clientTLS := newSMTPSink(t, true)
+	eachEnv(t, func(t *testing.T, e *env) {
+		const oldPW, newPW = "Old-Password-1", "New-Password-2"
+		e.secret(newPW)
+		u := e.createUser("lee@example.com", "lee", oldPW, store.RoleUser)
+		id, secret := e.webClient()
+		b := e.browser()
+		oat, ort := e.codeGrant(b, id, secret, "lee", oldPW)
+		a1, r1 := e.login("lee", oldPW)
+		for i := 0; i < e.deps.Throttle.Max; i++ {
+			e.loginAttempt("lee", "Wrong-Password-1").want(http.StatusUnauthorized)
+		}
+		e.loginAttempt("lee", newPW).want(http.StatusTooManyRequests)
+
+		tok := e.secret(token.NewOpaque())
+		if err := e.db.CreateResetToken(context.Background(), token.Hash(tok), u.ID, e.clock.Now().Add(time.Hour), e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok, "new_password": newPW}).want(http.StatusNoContent)
+
+		wantAPIError(e.request("GET", "/api/v1/profile", nil, bearer(a1)...), http.StatusUnauthorized, "invalid_token")
+		wantAPIError(e.refresh(r1), http.StatusUnauthorized, "invalid_token")
+		if in := e.introspect(id, secret, oat); in["active"] != false {
+			t.Errorf("OAuth access token still active after the reset: %v", in)
+		}
+		e.refreshGrant(id, secret, ort).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		if b.signedIn(id) {
+			t.Error("the browser sign-in survived the reset")
+		}
+		// The count is cleared: the owner signs in at once.
+		e.login("lee", newPW)
+	}, withReset(t, sink, clientTLS))
+}
+
+// Item 2: every user access token names its session in sid, and ending the
+// session revokes it: logout, refresh-token reuse, revocation of the
+// refresh token, a replayed code.
+func TestEndingASessionRevokesItsAccessTokens(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("hal@example.com", "hal", "Hal-Password-1", store.RoleUser)
+		profile := func(at string) int { return e.request("GET", "/api/v1/profile", nil, bearer(at)...).Code }
+
+		// Logout: the access tokens minted earlier in the session go too.
+		a1, r1 := e.login("hal", "Hal-Password-1")
+		res := e.refresh(r1).want(http.StatusOK)
+		a1b := e.secret(res.Str("access_token"))
+		e.secret(res.Str("refresh_token"))
+		e.request("POST", "/api/v1/auth/logout", nil, bearer(a1b)...).want(http.StatusNoContent)
+		if c := profile(a1); c != http.StatusUnauthorized {
+			t.Errorf("after logout, the session's earlier access token: %d; want 401", c)
+		}
+
+		// Reuse detected: the thief's access token stops working.
+		_, r2 := e.login("hal", "Hal-Password-1")
+		res = e.refresh(r2).want(http.StatusOK) // the thief rotates first
+		thief := e.secret(res.Str("access_token"))
+		e.secret(res.Str("refresh_token"))
+		e.refresh(r2).want(http.StatusUnauthorized) // the owner presents the spent token
+		if c := profile(thief); c != http.StatusUnauthorized {
+			t.Errorf("after reuse detection, the thief's access token: %d; want 401", c)
+		}
+
+		// Revoking a refresh token at /oauth2/revoke ends its session.
+		id, secret := e.webClient()
+		oat, ort := e.codeGrant(e.browser(), id, secret, "hal", "Hal-Password-1")
+		e.formPost("/oauth2/revoke", id, secret, url.Values{"token": {ort}}).want(http.StatusOK)
+		if in := e.introspect(id, secret, oat); in["active"] != false {
+			t.Errorf("after revoking the refresh token, its session's access token: %v", in)
+		}
+
+		// Every user access token carries its session, refresh tokens or not.
+		noRefresh, nrSecret := e.newClient(ClientSpec{Name: "no refresh", RedirectURIs: []string{"https://app.example/cb"}, GrantTypes: []string{"authorization_code"}})
+		at, _ := e.codeGrant(e.browser(), noRefresh, nrSecret, "hal", "Hal-Password-1")
+		if c, err := e.deps.Tokens.Verify(at, e.clock.Now()); err != nil || c.SessionID == "" {
+			t.Errorf("access token without refresh token: sid %q, %v; want a session", c.SessionID, err)
+		}
+	})
+}
+
+// Item 3: no session outlives REFRESH_TOKEN_MAX_DAYS from its login, whatever
+// the rotations.
+func TestSessionMaxAge(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("amy@example.com", "amy", "Amy-Password-1", store.RoleUser)
+		id, secret := e.webClient()
+		_, rt := e.login("amy", "Amy-Password-1")
+		_, ort := e.codeGrant(e.browser(), id, secret, "amy", "Amy-Password-1")
+		// Rotate every 20 days: each rotation would grant 30 more.
+		for day := 20; day < 90; day += 20 {
+			e.clock.Add(20 * 24 * time.Hour)
+			res := e.refresh(rt).want(http.StatusOK)
+			rt = e.secret(res.Str("refresh_token"))
+			e.secret(res.Str("access_token"))
+			r := e.refreshGrant(id, secret, ort).want(http.StatusOK)
+			ort = e.secret(r.Str("refresh_token"))
+			e.secret(r.Str("access_token"))
+		}
+		e.clock.Add(10 * 24 * time.Hour) // day 90
+		wantAPIError(e.refresh(rt), http.StatusUnauthorized, "invalid_token")
+		e.refreshGrant(id, secret, ort).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+	}, func(d *Deps) { d.Tokens.MaxAge = 90 * 24 * time.Hour })
+}
+
+// Item 4: at most LOGIN_MAX_FAILURES password checks of one account per
+// window, however many requests arrive at once; a right password among
+// them gets no check beyond the limit.
+func TestLoginChecksBoundedUnderConcurrency(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		const good = "Kim-Password-1"
+		e.createUser("kim@example.com", "kim", good, store.RoleUser)
+		const n = 60
+		statuses := make([]int, n)
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pw := fmt.Sprintf("Wrong-Password-%d", i)
+				if i == n/2 {
+					pw = good
+				}
+				e.secret(pw)
+				statuses[i] = e.loginAttempt("kim", pw).Code
+			}()
+		}
+		wg.Wait()
+		checked := 0
+		for i, s := range statuses {
+			switch s {
+			case http.StatusOK, http.StatusUnauthorized:
+				checked++
+			case http.StatusTooManyRequests:
+			default:
+				t.Errorf("attempt %d: status %d", i, s)
+			}
+		}
+		if checked > e.deps.Throttle.Max {
+			t.Fatalf("%d of %d parallel logins had their password checked; want at most %d", checked, n, e.deps.Throttle.Max)
+		}
+		if statuses[n/2] == http.StatusOK && checked == n {
+			t.Fatal("the right password was accepted beyond the limit")
+		}
+	}, func(d *Deps) { d.Passwords = NewPasswords(testArgon2, 8, 10*time.Second) })
+}
+
+// Item 5: once an account's username is throttled, a try with an email
+// answers the same whether or not the email belongs to that account.
+func TestLockoutDoesNotLinkNames(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("dora@example.com", "dora", "Dora-Password-1", store.RoleUser)
+		e.createUser("emil@example.com", "emil", "Emil-Password-1", store.RoleUser)
+		for i := 0; i < e.deps.Throttle.Max; i++ {
+			e.loginAttempt("dora", "Wrong-Password-1").want(http.StatusUnauthorized)
+		}
+		e.loginAttempt("dora", "Wrong-Password-1").want(http.StatusTooManyRequests)
+		same := e.loginAttempt("dora@example.com", "Wrong-Password-2")
+		other := e.loginAttempt("emil@example.com", "Wrong-Password-2")
+		nobody := e.loginAttempt("nobody@example.com", "Wrong-Password-2")
+		for name, r := range map[string]response{"another account's email": other, "an unknown email": nobody} {
+			if r.Code != same.Code || r.Body.String() != same.Body.String() || r.Header().Get("Retry-After") != same.Header().Get("Retry-After") {
+				t.Errorf("the throttled account's email: %d %s %q; %s: %d %s %q", same.Code, same.Body.String(), same.Header().Get("Retry-After"),
+					name, r.Code, r.Body.String(), r.Header().Get("Retry-After"))
+			}
+		}
+		// And the right password by the email is not checked either.
+		wantAPIError(e.loginAttempt("dora@example.com", "Dora-Password-1"), http.StatusUnauthorized, "invalid_credentials")
+	})
+}
+
+// refuseRevocationWrites makes the database refuse revocation writes until
+// the returned func is called: on PostgreSQL by cutting the network path
+// to it, on SQLite (no network) by a trigger that aborts the insert.
+type cutDB func(t *testing.T) (db *store.DB, cut, restore func())
+
+var cutDBs = map[string]cutDB{
+	store.SQLite: func(t *testing.T) (*store.DB, func(), func()) {
+		path := storetest.URL(t, store.SQLite)
+		db := storetest.OpenURL(t, path)
+		raw, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { raw.Close() })
+		exec := func(q string) {
+			if _, err := raw.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return db, func() {
+				exec(`CREATE TRIGGER refuse BEFORE INSERT ON revocations BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`)
+			}, func() {
+				exec(`DROP TRIGGER refuse`)
+			}
+	},
+	store.Postgres: func(t *testing.T) (*store.DB, func(), func()) {
+		db, p := storetest.OpenPostgresViaProxy(t)
+		return db, p.Cut, p.Restore
+	},
+}
+
+// Item 6: a revocation is acknowledged only once stored; a failed one
+// changes nothing here either, and its retry stores it.
+func TestRevocationStoredBeforeAcknowledged(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			db, cut, restore := cutDBs[dialect](t)
+			e := newEnvOn(t, db)
+			e.createUser("rex@example.com", "rex", "Rex-Password-1", store.RoleUser)
+			id, secret := e.webClient()
+			at, _ := e.codeGrant(e.browser(), id, secret, "rex", "Rex-Password-1")
+			e.introspect(id, secret, at) // the client is cached: introspection needs no database
+
+			cut()
+			r := e.formPost("/oauth2/revoke", id, secret, url.Values{"token": {at}})
+			if r.Code != http.StatusServiceUnavailable {
+				t.Fatalf("revocation with the database away: %d %s; want 503", r.Code, r.Body.String())
+			}
+			if in := e.introspect(id, secret, at); in["active"] != true {
+				t.Fatalf("a revocation that was not stored took effect here: %v", in)
+			}
+			restore()
+			e.formPost("/oauth2/revoke", id, secret, url.Values{"token": {at}}).want(http.StatusOK)
+			c, err := e.deps.Tokens.Verifier.Parse(at, token.Expect{Type: token.TypeAccess, Issuer: testIssuer, Audience: testIssuer}, e.clock.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored, err := db.RevocationsSince(context.Background(), time.Unix(0, 0), e.clock.Now())
+			found := false
+			for _, rv := range stored {
+				found = found || (rv.Kind == store.RevokeJTI && rv.Subject == c.ID)
+			}
+			if err != nil || !found {
+				t.Fatalf("after the retry's 200 the revocation is not stored (other instances accept the token): %+v, %v", stored, err)
+			}
+			if in := e.introspect(id, secret, at); in["active"] != false {
+				t.Fatalf("revoked token still active: %v", in)
+			}
+		})
+	}
+}
+
+// Item 7: an id_token_hint signs out at once only the user it names.
+func TestLogoutHintMustNameSignedInUser(t *testing.T) {
+	key := ecKey(t)
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		e.createUser("bob@example.com", "bob", "Bob-Password-1", store.RoleUser)
+		id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"},
+			PostLogoutRedirectURIs: []string{"https://app.example/bye"}, Scopes: []string{"openid"}})
+		idToken := func(b *browser, login, pw string) string {
+			p := newPKCE()
+			code := e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), login, pw))
+			r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+			e.secret(r.Str("access_token"))
+			e.secret(r.Str("refresh_token"))
+			return r.Str("id_token")
+		}
+		victim, attacker := e.browser(), e.browser()
+		idToken(victim, "ann", "Ann-Password-1")
+		bobs := idToken(attacker, "bob", "Bob-Password-1")
+		// A link with someone else's ID token asks the victim first.
+		w := victim.do("GET", "/oauth2/logout?"+url.Values{"id_token_hint": {bobs}, "post_logout_redirect_uri": {"https://app.example/bye"}}.Encode(), nil)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `value="logout"`) {
+			t.Fatalf("logout with another user's hint: %d %q; want the confirmation page", w.Code, w.Header().Get("Location"))
+		}
+		if !victim.signedIn(id) {
+			t.Fatal("another user's id_token_hint signed the victim out")
+		}
+		// The page's form, confirmed, lands on the registered URI (the
+		// client comes from the hint).
+		form := formOf(t, w.Body.String())
+		if form.Get("client_id") != id {
+			t.Fatalf("confirmation form %v; want the hint's client_id", form)
+		}
+		form.Set("action", "logout")
+		if w := victim.do("POST", "/oauth2/logout", form); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "https://app.example/bye" {
+			t.Fatalf("confirmed logout: %d %q", w.Code, w.Header().Get("Location"))
+		}
+		if victim.signedIn(id) {
+			t.Fatal("still signed in after confirming")
+		}
+		// The user's own hint, even expired, signs out at once.
+		anns := idToken(victim, "ann", "Ann-Password-1")
+		e.clock.Add(2 * time.Hour)
+		w = victim.do("GET", "/oauth2/logout?"+url.Values{"id_token_hint": {anns}}.Encode(), nil)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Signed out") || victim.signedIn(id) {
+			t.Fatalf("logout with the user's own hint: %d; still signed in: %v", w.Code, victim.signedIn(id))
+		}
+	}, withSigningKey(t, key, nil))
+}
+
+// Item 8: a client learns only about its own tokens, unless registered
+// --resource-server.
+func TestIntrospectionOwnTokensOrResourceServer(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("uma@example.com", "uma", "Uma-Password-1", store.RoleUser)
+		id, secret := e.webClient()
+		at, _ := e.codeGrant(e.browser(), id, secret, "uma", "Uma-Password-1")
+		rest, _ := e.login("uma", "Uma-Password-1")
+		other, otherSecret := e.newClient(ClientSpec{Name: "other", GrantTypes: []string{"client_credentials"}})
+		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
+		own := e.secret(e.token(other, otherSecret, url.Values{"grant_type": {"client_credentials"}}).want(http.StatusOK).Str("access_token"))
+		for _, tok := range []string{at, rest} {
+			if in := e.introspect(other, otherSecret, tok); len(in) != 1 || in["active"] != false {
+				t.Errorf("another client introspected a token not issued to it: %v", in)
+			}
+			if in := e.introspect(rs, rsSecret, tok); in["active"] != true || in["sub"] == nil {
+				t.Errorf("a resource server introspected: %v; want active", in)
+			}
+		}
+		if in := e.introspect(id, secret, at); in["active"] != true {
+			t.Errorf("own token: %v", in)
+		}
+		if in := e.introspect(other, otherSecret, own); in["active"] != true {
+			t.Errorf("own client-credentials token: %v", in)
+		}
+		if _, _, err := CreateClient(context.Background(), e.db, ClientSpec{Name: "x", Public: true, ResourceServer: true, RedirectURIs: []string{"https://a.example/cb"}}, false, e.clock.Now()); err == nil {
+			t.Error("a public client registered as a resource server")
+		}
+	})
+}
+
+// Item 9: tokens of first-party clients work at /api/v1; third-party
+// clients' tokens do not.
+func TestFirstPartyClientTokensAtAPI(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ned@example.com", "ned", "Ned-Password-1", store.RoleUser)
+		spa, _ := e.newClient(ClientSpec{Name: "SPA", Public: true, FirstParty: true, RedirectURIs: []string{"https://app.example/cb"}})
+		third, thirdSecret := e.webClient()
+		b := e.browser()
+		p := newPKCE()
+		code := e.secret(b.signIn(authorizeURL(spa, p), "ned", "Ned-Password-1"))
+		form := codeForm(code, p)
+		form.Set("client_id", spa)
+		r := e.formPost("/oauth2/token", "", "", form).want(http.StatusOK)
+		first := e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+		if p := e.request("GET", "/api/v1/profile", nil, bearer(first)...).want(http.StatusOK).JSON(); p["username"] != "ned" {
+			t.Fatalf("profile with a first-party client's token: %v", p)
+		}
+		at, _ := e.codeGrant(b, third, thirdSecret, "ned", "Ned-Password-1")
+		wantAPIError(e.request("GET", "/api/v1/profile", nil, bearer(at)...), http.StatusUnauthorized, "invalid_token")
+		wantAPIError(e.request("POST", "/api/v1/profile/password", map[string]string{"current_password": "Ned-Password-1", "new_password": "Other-Password-9"}, bearer(at)...), http.StatusUnauthorized, "invalid_token")
+		// Logout with the first-party token ends its session.
+		e.request("POST", "/api/v1/auth/logout", nil, bearer(first)...).want(http.StatusNoContent)
+		wantAPIError(e.request("GET", "/api/v1/profile", nil, bearer(first)...), http.StatusUnauthorized, "invalid_token")
+	})
+}
