@@ -441,17 +441,19 @@ func TestChangesReachOtherInstances(t *testing.T) {
 
 	// Users and clients, made with the CLI on the shared database.
 	pass := func(user string) string { return "Pass-" + user + "-inst-e2e" }
-	users := []string{"admin", "lou", "rex", "dee", "del", "carol"}
+	users := []string{"admin", "lou", "rex", "dee", "del", "carol", "pat"}
 	for _, u := range users {
 		createUser(t, e, u+"@e2e.test", u, pass(u), u == "admin")
 		in.sec.add(pass(u))
 	}
-	cc := func(name string) client {
-		c := createClient(t, e, "--name", name, "--grant-type", "client_credentials", "--scope", "read")
+	cc := func(name string, more ...string) client {
+		c := createClient(t, e, append([]string{"--name", name, "--grant-type", "client_credentials", "--scope", "read"}, more...)...)
 		in.sec.add(c.Secret)
 		return c
 	}
-	in.rs = cc("resource-server")
+	in.rs = cc("resource-server", "--resource-server")
+	web := createClient(t, e, "--name", "web", "--redirect-uri", e2eRedirect)
+	in.sec.add(web.Secret)
 	svc, gone, goneCLI, rot, rotCLI, steady := cc("svc"), cc("gone"), cc("gone-cli"), cc("rot"), cc("rot-cli"), cc("steady")
 
 	adminPair := a.mustLogin(t, "admin", pass("admin"))
@@ -477,14 +479,26 @@ func TestChangesReachOtherInstances(t *testing.T) {
 		run("logout", func(t *testing.T) {
 			p := a.mustLogin(t, "lou", pass("lou"))
 			in.sec.add(p.AccessToken, p.RefreshToken)
-			in.atOnce(t, "before logout", profileWorks(b, p.AccessToken, "lou's"), in.active(b, p.AccessToken, "lou's"))
-			r := a.json(t, http.MethodPost, "/api/v1/auth/logout", p.AccessToken, map[string]string{"refresh_token": p.RefreshToken})
+			// The session's token pair is rotated first: logout with the new
+			// access token must end the earlier one too (it carries the
+			// session in sid).
+			r := in.refresh(t, a, p.RefreshToken)
+			if r.status != http.StatusOK {
+				t.Fatalf("A: refresh = %v; want 200", r)
+			}
+			earlier, p := p, decodePair(t, r)
+			in.sec.add(p.AccessToken, p.RefreshToken)
+			in.atOnce(t, "before logout", profileWorks(b, p.AccessToken, "lou's"), in.active(b, p.AccessToken, "lou's"),
+				profileWorks(b, earlier.AccessToken, "lou's earlier"))
+			r = a.json(t, http.MethodPost, "/api/v1/auth/logout", p.AccessToken, map[string]string{"refresh_token": p.RefreshToken})
 			if r.status != http.StatusNoContent {
 				t.Fatalf("A: logout = %v; want 204", r)
 			}
 			since, change := time.Now(), "REST logout on A"
-			onA := []probe{profileRefused(a, p.AccessToken, "lou's"), in.inactive(a, p.AccessToken, "lou's"), in.refreshFails(a, p.RefreshToken, "lou's")}
-			onB := []probe{profileRefused(b, p.AccessToken, "lou's"), in.inactive(b, p.AccessToken, "lou's"), in.refreshFails(b, p.RefreshToken, "lou's")}
+			onA := []probe{profileRefused(a, p.AccessToken, "lou's"), in.inactive(a, p.AccessToken, "lou's"), in.refreshFails(a, p.RefreshToken, "lou's"),
+				profileRefused(a, earlier.AccessToken, "lou's earlier (same session)")}
+			onB := []probe{profileRefused(b, p.AccessToken, "lou's"), in.inactive(b, p.AccessToken, "lou's"), in.refreshFails(b, p.RefreshToken, "lou's"),
+				profileRefused(b, earlier.AccessToken, "lou's earlier (same session)")}
 			in.atOnce(t, change, onA...)
 			in.reaches(t, change, since, onB...)
 			in.stays(t, change, append(onA, onB...)...)
@@ -518,8 +532,9 @@ func TestChangesReachOtherInstances(t *testing.T) {
 			x1 := decodePair(t, r)
 			in.sec.add(x0.AccessToken, x0.RefreshToken, x1.AccessToken, x1.RefreshToken)
 			change := "refresh rotation on A, reuse on A"
-			in.atOnce(t, change, in.refreshFails(a, x0.RefreshToken, "the spent"))
-			in.reaches(t, change, time.Now(), in.refreshFails(b, x1.RefreshToken, "the new (family revoked on A)"))
+			in.atOnce(t, change, in.refreshFails(a, x0.RefreshToken, "the spent"), profileRefused(a, x1.AccessToken, "the thief's (session ended)"))
+			in.reaches(t, change, time.Now(), in.refreshFails(b, x1.RefreshToken, "the new (family revoked on A)"),
+				profileRefused(b, x1.AccessToken, "the thief's (session ended on A)"))
 			in.stays(t, change, in.refreshFails(a, x0.RefreshToken, "the spent"), in.refreshFails(b, x0.RefreshToken, "the spent"),
 				in.refreshFails(a, x1.RefreshToken, "the new"), in.refreshFails(b, x1.RefreshToken, "the new"))
 
@@ -537,6 +552,32 @@ func TestChangesReachOtherInstances(t *testing.T) {
 			in.reaches(t, change+" (family revoked on B)", time.Now(), in.refreshFails(a, y1.RefreshToken, "the new"))
 			in.stays(t, change, in.refreshFails(a, y0.RefreshToken, "the spent"), in.refreshFails(b, y0.RefreshToken, "the spent"),
 				in.refreshFails(a, y1.RefreshToken, "the new"), in.refreshFails(b, y1.RefreshToken, "the new"))
+		})
+
+		run("password_change", func(t *testing.T) {
+			// Someone with pat's password holds a browser sign-in on B, a
+			// code it issued, and a REST session; pat changes the password
+			// on A from another session, which goes on.
+			thief, code := browserSignIn(t, b, web, "pat", pass("pat"))
+			_, verifier := authorizeQuery(web, "pat")
+			other, caller := b.mustLogin(t, "pat", pass("pat")), a.mustLogin(t, "pat", pass("pat"))
+			in.sec.add(code, other.AccessToken, other.RefreshToken, caller.AccessToken, caller.RefreshToken, "New-"+pass("pat"))
+			in.atOnce(t, "before password change", profileWorks(b, other.AccessToken, "pat's other"))
+			r := a.json(t, http.MethodPost, "/api/v1/profile/password", caller.AccessToken,
+				map[string]string{"current_password": pass("pat"), "new_password": "New-" + pass("pat")})
+			if r.status != http.StatusNoContent {
+				t.Fatalf("A: password change = %v; want 204", r)
+			}
+			since, change := time.Now(), "password change on A"
+			ended := func(s *server) []probe {
+				return []probe{profileRefused(s, other.AccessToken, "pat's other session's"), in.inactive(s, other.AccessToken, "pat's other session's"),
+					browserSignedOut(s, thief, web, "pat's")}
+			}
+			in.atOnce(t, change, ended(a)...)
+			in.reaches(t, change, since, ended(b)...)
+			in.atOnce(t, change, codeRefused(b, web, code, verifier, "pat's"), in.refreshFails(b, other.RefreshToken, "pat's other session's"))
+			in.stays(t, change, append(append(ended(a), ended(b)...),
+				profileWorks(a, caller.AccessToken, "pat's own (the caller's)"), profileWorks(b, caller.AccessToken, "pat's own (the caller's)"))...)
 		})
 
 		for _, how := range []string{"deactivation", "deletion"} {
