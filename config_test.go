@@ -140,6 +140,22 @@ func TestLoadConfigTTLAndRates(t *testing.T) {
 	}
 }
 
+func TestLoadConfigRefreshLifetimes(t *testing.T) {
+	for _, tc := range []struct {
+		env         map[string]string
+		ttl, maxAge time.Duration
+	}{
+		{map[string]string{}, 30 * 24 * time.Hour, 90 * 24 * time.Hour},
+		{map[string]string{"REFRESH_TOKEN_EXPIRY_DAYS": "7", "REFRESH_TOKEN_TTL": "90s"}, 90 * time.Second, 90 * 24 * time.Hour},
+		{map[string]string{"REFRESH_TOKEN_MAX_DAYS": "14"}, 30 * 24 * time.Hour, 14 * 24 * time.Hour},
+	} {
+		c, err := loadConfig(envOf(tc.env))
+		if err != nil || c.RefreshTTL != tc.ttl || c.RefreshMaxAge != tc.maxAge {
+			t.Errorf("loadConfig(%v) = %v, %v, %v; want %v, %v", tc.env, c.RefreshTTL, c.RefreshMaxAge, err, tc.ttl, tc.maxAge)
+		}
+	}
+}
+
 func TestLoadConfigModes(t *testing.T) {
 	for _, tc := range []struct {
 		env     map[string]string
@@ -211,6 +227,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"ACCESS_TOKEN_TTL": "48h"}, "ACCESS_TOKEN_TTL"},
 		{map[string]string{"TOKEN_EXPIRY_HOURS": "0"}, "TOKEN_EXPIRY_HOURS"},
 		{map[string]string{"REFRESH_TOKEN_EXPIRY_DAYS": "x"}, "REFRESH_TOKEN_EXPIRY_DAYS"},
+		{map[string]string{"REFRESH_TOKEN_TTL": "30"}, "REFRESH_TOKEN_TTL"},
+		{map[string]string{"REFRESH_TOKEN_MAX_DAYS": "0"}, "REFRESH_TOKEN_MAX_DAYS"},
 		{map[string]string{"RATE_LIMIT_REQUESTS": "0"}, "RATE_LIMIT_REQUESTS"},
 		{map[string]string{"RATE_LIMIT_WINDOW": "1h"}, "RATE_LIMIT_WINDOW"},
 		{map[string]string{"LOGIN_RATE_BURST": "-1"}, "LOGIN_RATE_BURST"},

@@ -177,6 +177,25 @@ func TestRunUserCreate(t *testing.T) {
 	}
 }
 
+// client create --resource-server registers a client that may introspect
+// any access token; client list shows it.
+func TestRunClientResourceServer(t *testing.T) {
+	env := testEnv(t)
+	out, _, err := runCmd(t, env, "", "client", "create", "--name", "API", "--grant-type", "client_credentials", "--resource-server")
+	var c auth.ClientJSON
+	if err != nil || json.Unmarshal([]byte(out), &c) != nil || !c.ResourceServer {
+		t.Fatalf("client create --resource-server = %q, %v", out, err)
+	}
+	runCmd(t, env, "", "client", "create", "--name", "plain", "--grant-type", "client_credentials")
+	out, _, err = runCmd(t, env, "", "client", "list")
+	if err != nil || !strings.Contains(out, `"name":"API"`) || strings.Count(out, `"resource_server":true`) != 1 || strings.Count(out, `"resource_server":false`) != 1 {
+		t.Fatalf("client list = %q, %v; want one resource server and one not", out, err)
+	}
+	if _, _, err := runCmd(t, env, "", "client", "create", "--name", "spa", "--public", "--redirect-uri", "https://a.example/cb", "--resource-server"); exitCode(err) != 2 {
+		t.Fatalf("a public resource server: %v; want exit 2", err)
+	}
+}
+
 func TestRunMigrate(t *testing.T) {
 	env := testEnv(t)
 	out, _, err := runCmd(t, env, "", "migrate", "status")
