@@ -72,6 +72,7 @@ type env struct {
 	deps    Deps
 	logs    *syncBuffer
 	clock   *clock
+	mu      sync.Mutex
 	secrets []string // every secret a test sent or received: none may be logged
 }
 
@@ -129,6 +130,8 @@ func eachEnv(t *testing.T, f func(t *testing.T, e *env), edit ...func(*Deps)) {
 // checkLogs fails the test if any secret the test used appears in the logs,
 // or if the logs hold a stack trace.
 func (e *env) checkLogs() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	logs := e.logs.String()
 	for _, s := range e.secrets {
 		if s != "" && strings.Contains(logs, s) {
@@ -139,6 +142,8 @@ func (e *env) checkLogs() {
 
 // secret records s as something that must never be logged, and returns it.
 func (e *env) secret(s string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.secrets = append(e.secrets, s)
 	return s
 }

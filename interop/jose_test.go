@@ -61,7 +61,7 @@ func joseInterop(t *testing.T, alg jose.SignatureAlgorithm) {
 	previous := generateKey(t, string(alg)) // configured in SIGNING_KEYS_PREVIOUS: verifies, never signs
 	stranger := generateKey(t, string(alg)) // never given to the server
 	s := startServer(t, map[string]string{"SIGNING_KEY": current.Path, "SIGNING_KEYS_PREVIOUS": previous.Path})
-	rs := s.createClient(t, "--name", "Interop Resource Server", "--grant-type", "client_credentials", "--scope", "introspect")
+	rs := s.createClient(t, "--name", "Interop Resource Server", "--grant-type", "client_credentials", "--scope", "introspect", "--resource-server")
 	app := s.createClient(t, "--name", "Interop RP "+string(alg), "--redirect-uri", "http://127.0.0.1/cb", "--scope", "openid email")
 	u := s.createUser(t, "mary-"+strings.ToLower(string(alg))+"@example.com", "mary_"+strings.ToLower(string(alg)), password)
 	ctx := oidcContext(t)

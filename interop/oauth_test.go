@@ -110,7 +110,7 @@ func TestAuthorizationCodePKCE(t *testing.T) {
 		s := startServer(t, map[string]string{"DATABASE_URL": databaseURL})
 		const redirectURI = "http://127.0.0.1/callback"
 		app := s.createClient(t, "--name", "Interop Web App", "--redirect-uri", redirectURI, "--scope", "read write")
-		rs := s.createClient(t, "--name", "Resource Server", "--grant-type", "client_credentials", "--scope", "introspect")
+		rs := s.createClient(t, "--name", "Resource Server", "--grant-type", "client_credentials", "--scope", "introspect", "--resource-server")
 		if app.Secret == "" || app.Public {
 			t.Fatalf("client create without --public gave %+v; want a confidential client with a secret", app)
 		}
@@ -283,7 +283,7 @@ func TestPublicClientPKCE(t *testing.T) {
 	if app.Secret != "" || !app.Public {
 		t.Fatalf("client create --public gave %+v; want a public client without a secret", app)
 	}
-	rs := s.createClient(t, "--name", "Resource Server", "--grant-type", "client_credentials", "--scope", "introspect")
+	rs := s.createClient(t, "--name", "Resource Server", "--grant-type", "client_credentials", "--scope", "introspect", "--resource-server")
 	bob := s.createUser(t, "bob@example.com", "bob", password)
 	meta := s.metadata(t)
 	ctx := oauthContext(t)
