@@ -1,7 +1,12 @@
 package token
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -84,17 +89,26 @@ func BenchmarkParse(b *testing.B) {
 
 // FuzzParseAsymmetric feeds the parser tokens for every algorithm with bytes
 // changed: whatever it accepts must carry a signature that verifies under the
-// key its header names, and claims equal to what was signed.
+// key its header names, claims equal to what was signed, and be in the one
+// form Sign makes: the same signing input, and the same signature where
+// signing is deterministic (HS256, RS256, EdDSA) or the low-S form where it
+// is not (ES256, whose (r, n−s) twin of a valid signature also verifies
+// under ecdsa.Verify).
 func FuzzParseAsymmetric(f *testing.F) {
 	keys := allKeys(f)
 	v, _ := NewVerifier(keys...)
 	want := testClaims()
+	signers := map[string]*Signer{}
 	for i, k := range keys {
 		s, _ := NewSigner(k)
+		signers[k.ID] = s
 		raw, _ := s.Sign(TypeAccess, want)
 		f.Add(raw, uint16(0), byte(0), uint8(i))            // valid as is
 		f.Add(raw, uint16(len(raw)-1), byte('A'), uint8(i)) // last signature byte
 		f.Add(raw, uint16(10), byte('x'), uint8(i))         // inside the header
+		if k.Alg == ES256 {
+			f.Add(highS(f, raw), uint16(0), byte(0), uint8(i)) // the other valid ECDSA form
+		}
 	}
 	f.Fuzz(func(t *testing.T, raw string, pos uint16, b byte, _ uint8) {
 		mutated := raw
@@ -111,7 +125,83 @@ func FuzzParseAsymmetric(f *testing.F) {
 		if *c != *want {
 			t.Fatalf("Parse accepted %q with claims %+v; only %+v was ever signed", mutated, c, want)
 		}
+		k := keyOf(t, keys, mutated)
+		again, err := signers[k.ID].Sign(TypeAccess, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		input := mutated[:strings.LastIndexByte(mutated, '.')]
+		if input != again[:strings.LastIndexByte(again, '.')] {
+			t.Fatalf("Parse accepted %q, whose signing input is not the one Sign makes (%q)", mutated, again)
+		}
+		if k.Alg == ES256 {
+			sig, _ := base64.RawURLEncoding.DecodeString(mutated[len(input)+1:])
+			if new(big.Int).SetBytes(sig[32:]).Cmp(p256HalfOrder) > 0 {
+				t.Fatalf("Parse accepted %q, an ES256 signature in its high-S form", mutated)
+			}
+		} else if again != mutated {
+			t.Fatalf("Parse accepted %q, which is not the form Sign produces (%q)", mutated, again)
+		}
 	})
+}
+
+// keyOf returns the key whose header raw carries.
+func keyOf(t testing.TB, keys []*Key, raw string) *Key {
+	h, _, _ := strings.Cut(raw, ".")
+	for _, k := range keys {
+		if k.header(TypeAccess) == h {
+			return k
+		}
+	}
+	t.Fatalf("no key for the header of %q", raw)
+	return nil
+}
+
+// highS returns an ES256 token with its signature's s replaced by n−s: the
+// other form of the same valid ECDSA signature.
+func highS(t testing.TB, raw string) string {
+	i := strings.LastIndexByte(raw, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(raw[i+1:])
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("not an ES256 signature: %q", raw)
+	}
+	s := new(big.Int).SetBytes(sig[32:])
+	s.Sub(elliptic.P256().Params().N, s)
+	out := append([]byte{}, sig...)
+	s.FillBytes(out[32:])
+	return raw[:i+1] + base64.RawURLEncoding.EncodeToString(out)
+}
+
+// ES256 signatures are made low-S, and the high-S twin of a valid one, which
+// ecdsa.Verify accepts, is refused.
+func TestES256LowS(t *testing.T) {
+	var k *Key
+	for _, key := range allKeys(t) {
+		if key.Alg == ES256 {
+			k = key
+		}
+	}
+	s, _ := NewSigner(k)
+	v, _ := NewVerifier(k)
+	for i := 0; i < 64; i++ { // a high s comes out of ecdsa.Sign half the time
+		raw, err := s.Sign(TypeAccess, testClaims())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Parse(raw, testExpect, testNow); err != nil {
+			t.Fatalf("Parse(Sign()) = %v", err)
+		}
+		twin := highS(t, raw)
+		sig, _ := base64.RawURLEncoding.DecodeString(twin[strings.LastIndexByte(twin, '.')+1:])
+		pub := k.pub.(*ecdsa.PublicKey)
+		d := sha256.Sum256([]byte(twin[:strings.LastIndexByte(twin, '.')]))
+		if !ecdsa.Verify(pub, d[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+			t.Fatal("the high-S twin does not verify under ecdsa.Verify: the test proves nothing")
+		}
+		if c, err := v.Parse(twin, testExpect, testNow); err == nil || c != nil {
+			t.Fatalf("Parse accepted the high-S form of a valid signature: %q", twin)
+		}
+	}
 }
 
 // FuzzClaimsJSON: the hand-written claims encoder and encoding/json agree on

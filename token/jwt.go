@@ -13,14 +13,18 @@
 // so "alg":"none", an unknown "kid", a "crit" member, an HS256 header naming an
 // RSA key (algorithm confusion) or any re-ordering of the header fields never
 // reach signature verification. The signature is checked (HMAC in constant
-// time with hmac.Equal) before the payload is decoded. Every rejection wraps
-// ErrInvalid; the reason is in the error text, for logs only.
+// time with hmac.Equal) before the payload is decoded. An ECDSA signature
+// has two valid forms, (r, s) and (r, n−s); Sign makes only the low one and
+// verification refuses the high one, so every accepted ES256 token, too, has
+// one byte form. Every rejection wraps ErrInvalid; the reason is in the error
+// text, for logs only.
 package token
 
 import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
@@ -173,6 +177,9 @@ func (k *Key) sign(input []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		if s.Cmp(p256HalfOrder) > 0 { // the low form only (see the package doc)
+			s.Sub(elliptic.P256().Params().N, s)
+		}
 		// RFC 7518 §3.4: R and S as 32-byte big-endian integers, concatenated.
 		out := make([]byte, 64)
 		r.FillBytes(out[:32])
@@ -204,12 +211,16 @@ func (k *Key) verify(input, sig []byte) bool {
 		d := sha256.Sum256(input)
 		r := new(big.Int).SetBytes(sig[:32])
 		s := new(big.Int).SetBytes(sig[32:])
-		return ecdsa.Verify(k.pub.(*ecdsa.PublicKey), d[:], r, s)
+		return s.Cmp(p256HalfOrder) <= 0 && ecdsa.Verify(k.pub.(*ecdsa.PublicKey), d[:], r, s)
 	case EdDSA:
 		return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.pub.(ed25519.PublicKey), input, sig)
 	}
 	return false
 }
+
+// p256HalfOrder is n/2 for P-256: an ES256 signature's s above it is the
+// high form of a signature whose low form is n−s.
+var p256HalfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
 
 // sigLen is the exact signature length for k's algorithm.
 func (k *Key) sigLen() int {
