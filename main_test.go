@@ -142,9 +142,9 @@ func TestRunUserCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	u, err := db.UserByLogin(ctx, "ann")
+	u, err := db.UserByUsername(ctx, "ann")
 	if err != nil || u.ID != got.ID || u.Role != store.RoleAdmin {
-		t.Fatalf("UserByLogin(ann) = %+v, %v", u, err)
+		t.Fatalf("UserByUsername(ann) = %+v, %v", u, err)
 	}
 	ok, _, err := auth.NewPasswords(auth.DefaultArgon2, 1, time.Minute).Verify(ctx, password, u.PasswordHash)
 	if err != nil || !ok {

@@ -58,7 +58,7 @@ func loginKey(login string) string {
 // that a 429 never tells which username and email belong to one account
 // (SECURITY.md, "Known limits").
 func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle, login, password string, now time.Time) (*store.User, error) {
-	u, err := db.UserByLogin(ctx, login)
+	u, err := userByLogin(ctx, db, login)
 	if errors.Is(err, store.ErrNotFound) {
 		u, err = nil, nil
 	}
@@ -97,6 +97,27 @@ func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle,
 		}
 	}
 	return u, nil
+}
+
+// foldEmail is the one form of an email address: stored at registration,
+// and what every lookup compares byte for byte, so that an address matches
+// whatever its letter case, the same way on every database.
+func foldEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// userByLogin returns the user a login names: an email when it holds '@'
+// (no username does), else a username, which is ASCII and compared without
+// case. A non-ASCII login names no username: PostgreSQL's lower() would
+// fold some (the Kelvin sign to k) and SQLite's would not.
+func userByLogin(ctx context.Context, db *store.DB, login string) (*store.User, error) {
+	if strings.Contains(login, "@") {
+		return db.UserByEmail(ctx, foldEmail(login))
+	}
+	for i := 0; i < len(login); i++ {
+		if login[i] >= utf8.RuneSelf {
+			return nil, store.ErrNotFound
+		}
+	}
+	return db.UserByUsername(ctx, strings.ToLower(login))
 }
 
 // Validation of user input (API.md: 422 with a message naming the field).

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"oauth2-api/httpx"
@@ -46,7 +45,7 @@ func handleForgot(log *slog.Logger, db *store.DB, rs *Reset, now func() time.Tim
 			writeAPIError(w, r, log, err)
 			return
 		}
-		email := strings.ToLower(strings.TrimSpace(req.Email))
+		email := foldEmail(req.Email)
 		if !validEmail(email) {
 			writeAPIError(w, r, log, invalid("email", "must be a valid email address"))
 			return

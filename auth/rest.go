@@ -123,7 +123,7 @@ func handleRegister(log *slog.Logger, db *store.DB, pw *Passwords, enabled bool,
 // Register validates and creates a user; the CLI uses it too. Validation
 // failures are *httpx.Error values (422, or 409 for a duplicate).
 func Register(ctx context.Context, db *store.DB, pw *Passwords, email, username, password, first, last, role string, now time.Time) (*store.User, error) {
-	email = strings.ToLower(strings.TrimSpace(email))
+	email = foldEmail(email)
 	switch {
 	case !validEmail(email):
 		return nil, invalid("email", "must be a valid email address")

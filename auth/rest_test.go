@@ -146,7 +146,7 @@ func TestRegister(t *testing.T) {
 		// The account works, by either name.
 		e.login("ann@example.com", pw)
 		e.login("ann_1", pw)
-		u, err := e.db.UserByLogin(context.Background(), "ann@example.com")
+		u, err := e.db.UserByEmail(context.Background(), "ann@example.com")
 		if err != nil || !strings.HasPrefix(u.PasswordHash, "$argon2id$") {
 			t.Fatalf("stored user %+v, %v; want an argon2id hash", u, err)
 		}
@@ -218,7 +218,7 @@ func TestRegisterValidation(t *testing.T) {
 func TestRegisterDisabled(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		wantAPIError(e.register(map[string]string{"email": "no@example.com", "username": "nobody", "password": "No-Password-1"}), http.StatusForbidden, "registration_disabled")
-		if _, err := e.db.UserByLogin(context.Background(), "nobody"); err == nil {
+		if _, err := e.db.UserByUsername(context.Background(), "nobody"); err == nil {
 			t.Fatal("registration is disabled but the user was created")
 		}
 	}, func(d *Deps) { d.EnableRegistration = false })
@@ -326,6 +326,26 @@ func TestLoginFailuresIdentical(t *testing.T) {
 				t.Errorf("%s: headers %v; wrong password: %v", name, h1, h2)
 			}
 		}
+	})
+}
+
+// An email matches whatever its letter case, non-ASCII letters included,
+// and the same on every database (SQLite's lower() folds only ASCII); a
+// username is ASCII, so a login with a letter that PostgreSQL's lower()
+// would fold into ASCII (the Kelvin sign) names no one.
+func TestLoginUnicodeCase(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		r := e.register(map[string]string{"email": "Émile@Exämple.com", "username": "emile", "password": "Emile-Password-1"}).want(http.StatusCreated)
+		if r.Str("email") != "émile@exämple.com" {
+			t.Fatalf("stored email %q; want it folded", r.Str("email"))
+		}
+		e.secret("Emile-Password-1")
+		for _, login := range []string{"ÉMILE@EXÄMPLE.COM", "émile@exämple.com", "Émile@Exämple.com", "EMILE"} {
+			e.login(login, "Emile-Password-1")
+		}
+		wantAPIError(e.register(map[string]string{"email": "ÉMILE@exämple.COM", "username": "emile2", "password": "Emile-Password-1"}), http.StatusConflict, "conflict")
+		e.createUser("kate@example.com", "kate", "Kate-Password-1", store.RoleUser)
+		wantAPIError(e.loginAttempt("\u212Aate", "Kate-Password-1"), http.StatusUnauthorized, "invalid_credentials")
 	})
 }
 

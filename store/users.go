@@ -59,25 +59,27 @@ func (db *DB) UserByID(ctx context.Context, id int64) (u *User, err error) {
 	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1 AND deleted_at IS NULL`, id))
 }
 
-// UserByLogin returns the live user whose email or username (case-insensitive)
-// is login, or an error wrapping ErrNotFound.
-func (db *DB) UserByLogin(ctx context.Context, login string) (u *User, err error) {
-	defer wrap(&err, "user by login")
-	if !storable(login) {
-		return nil, ErrNotFound
-	}
-	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users
-WHERE (email = lower($1) OR lower(username) = lower($1)) AND deleted_at IS NULL
-ORDER BY id LIMIT 1`, login))
-}
-
-// UserByEmail returns the live user with that email, or ErrNotFound.
+// UserByEmail returns the live user whose stored email is exactly email
+// (callers fold it first, as registration did), or ErrNotFound. The
+// comparison is byte for byte on every database: SQL lower() folds only
+// ASCII on SQLite and all of Unicode on PostgreSQL.
 func (db *DB) UserByEmail(ctx context.Context, email string) (u *User, err error) {
 	defer wrap(&err, "user by email")
 	if !storable(email) {
 		return nil, ErrNotFound
 	}
-	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE email = lower($1) AND deleted_at IS NULL`, email))
+	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1 AND deleted_at IS NULL`, email))
+}
+
+// UserByUsername returns the live user whose username, lower-cased, is
+// lower (ASCII, lower-cased by the caller: usernames are ASCII), or
+// ErrNotFound.
+func (db *DB) UserByUsername(ctx context.Context, lower string) (u *User, err error) {
+	defer wrap(&err, "user by username")
+	if !storable(lower) {
+		return nil, ErrNotFound
+	}
+	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE lower(username) = $1 AND deleted_at IS NULL`, lower))
 }
 
 // UpdateProfile sets the names that are non-nil and returns the user.
