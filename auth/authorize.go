@@ -210,6 +210,13 @@ func parseAuthRequest(ctx context.Context, o *OAuth, params url.Values, now time
 		ar.state = ""
 		return ar, oauthErr(errInvalidRequest, "state is too long")
 	}
+	if !vschar(ar.state) {
+		// RFC 6749 Appendix A.5: state is VSCHAR (%x20-7E). Anything else
+		// could not come back exactly (a CR is lost in the forms' round
+		// trip), so it is refused rather than altered.
+		ar.state = ""
+		return ar, oauthErr(errInvalidRequest, "state must be printable ASCII (RFC 6749 Appendix A.5)")
+	}
 	if rt := params.Get("response_type"); rt != "code" {
 		return ar, oauthErr(errUnsupportedResponseType, "only response_type=code is supported")
 	}
@@ -262,6 +269,16 @@ func parseAuthRequest(ctx context.Context, o *OAuth, params url.Values, now time
 		ar.maxAge = n
 	}
 	return ar, nil
+}
+
+// vschar reports whether s is VSCHAR* (RFC 6749 Appendix A: %x20-7E).
+func vschar(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func (ar *authRequest) has(prompt string) bool { return slices.Contains(ar.prompt, prompt) }

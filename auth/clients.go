@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -322,19 +323,32 @@ func forgetClient(cs *Clients, revs *Revocations, id string, accessTTL time.Dura
 	}
 }
 
-// checkRedirectURI validates a URI at registration (RFC 6749 §3.1.2): an
-// absolute URI without a fragment, no whitespace; in release mode https, or
-// http on a loopback host (RFC 8252 §7.3).
+// checkRedirectURI validates a redirect or post-logout URI at registration
+// (RFC 6749 §3.1.2, RFC 8252 §7). A URI has one byte form: ASCII from RFC
+// 3986's character set with well-formed percent escapes, so no space,
+// control or non-ASCII character that a later reader could split on or
+// decode differently; no fragment (not even an empty one), no user
+// information. Schemes: https; http on a loopback host; and, in debug mode
+// only (API.md: release mode refuses every non-https URI but loopback),
+// http on any host and a private-use scheme in reverse-domain form (RFC
+// 8252 §7.1, com.example.app:/cb) for native apps. javascript, data, file
+// and every other scheme are refused in every mode.
 func checkRedirectURI(s string, release bool) error {
-	if len(s) > 2000 || strings.ContainsAny(s, " \t\r\n") {
-		return errors.New("too long or holds whitespace")
+	if len(s) > 2000 {
+		return errors.New("too long")
+	}
+	if !uriBytes(s) {
+		return errors.New("must be ASCII without spaces or control characters, with valid percent escapes (RFC 3986)")
+	}
+	if strings.Contains(s, "#") {
+		return errors.New("must not have a fragment")
 	}
 	u, err := url.Parse(s)
 	if err != nil || !u.IsAbs() {
 		return errors.New("not an absolute URI")
 	}
-	if u.Fragment != "" || strings.Contains(s, "#") {
-		return errors.New("must not have a fragment")
+	if u.User != nil {
+		return errors.New("must not hold user information")
 	}
 	switch u.Scheme {
 	case "https":
@@ -343,14 +357,54 @@ func checkRedirectURI(s string, release bool) error {
 			return errors.New("must be https (or http on a loopback address) in release mode")
 		}
 	default:
+		if !strings.Contains(u.Scheme, ".") {
+			return errors.New("scheme must be https, http, or a private-use scheme in reverse-domain form (RFC 8252 §7.1)")
+		}
 		if release {
 			return errors.New("must be https (or http on a loopback address) in release mode")
 		}
+		return nil
 	}
-	if (u.Scheme == "http" || u.Scheme == "https") && u.Host == "" {
+	if u.Host == "" {
 		return errors.New("has no host")
 	}
+	if !validPort(u.Host) {
+		return errors.New("has an invalid port")
+	}
 	return nil
+}
+
+// uriBytes reports whether s holds only RFC 3986 characters (unreserved,
+// reserved and '%'), each '%' starting a two-digit hex escape.
+func uriBytes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~:/?#[]@!$&'()*+,;=", c) >= 0:
+		case c == '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+// validPort reports whether host's port, if it names one, is 1 to 65535 in
+// its one decimal form; "host:" (an empty port) is not. url.Parse has
+// already refused non-digits.
+func validPort(host string) bool {
+	_, port, err := net.SplitHostPort(host)
+	if err != nil {
+		return true // no port: the scheme's default
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535 && port == strconv.Itoa(n)
 }
 
 func isLoopbackHost(h string) bool {
@@ -371,8 +425,14 @@ func matchRedirectURI(registered []string, got string) bool {
 			return true
 		}
 	}
+	// The loopback exception varies the port only: the rest is held to
+	// the registration rules (no fragment, not even an empty one), and the
+	// port must be one a listener can have.
+	if !uriBytes(got) || strings.Contains(got, "#") {
+		return false
+	}
 	g, err := url.Parse(got)
-	if err != nil || g.Scheme != "http" || g.User != nil || g.Fragment != "" {
+	if err != nil || g.Scheme != "http" || g.User != nil || !validPort(g.Host) {
 		return false
 	}
 	gh := g.Hostname()

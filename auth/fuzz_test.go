@@ -1,11 +1,18 @@
 package auth
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"oauth2-api/store"
+	"oauth2-api/store/storetest"
 )
 
 // FuzzParseBasic: whatever parses re-encodes (RFC 6749 §2.3.1) to a header
@@ -43,7 +50,9 @@ func FuzzMatchRedirectURI(f *testing.F) {
 	for _, s := range []string{"https://app.example/cb", "https://app.example/cb/", "https://APP.example/cb",
 		"https://app.example.evil/cb", "https://app.example@evil/cb", "http://127.0.0.1:8080/cb",
 		"http://127.0.0.1:8080/cb?x", "http://127.0.0.1:8080/cb#f", "http://[::1]:1/native", "//evil/cb",
-		"http://127.0.0.1.evil/cb", "http://127.0.0.1:80@evil/cb", "http://0x7f.0.0.1/cb"} {
+		"http://127.0.0.1.evil/cb", "http://127.0.0.1:80@evil/cb", "http://0x7f.0.0.1/cb",
+		"http://127.0.0.1:8080/cb#", "http://127.0.0.1:0/cb", "http://127.0.0.1:65536/cb", "http://127.0.0.1:99999999999/cb",
+		"http://127.0.0.1:/cb", "http://127.0.0.1:080/cb", "http://127.0.0.1:8080/c%62"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, got string) {
@@ -56,8 +65,11 @@ func FuzzMatchRedirectURI(f *testing.F) {
 			}
 		}
 		g, err := url.Parse(got)
-		if err != nil || g.Scheme != "http" || g.User != nil || g.Fragment != "" {
+		if err != nil || g.Scheme != "http" || g.User != nil || strings.Contains(got, "#") {
 			t.Fatalf("accepted %q, which is not a loopback variant", got)
+		}
+		if n, err := strconv.Atoi(g.Port()); g.Port() != "" && (err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != g.Port()) || strings.HasSuffix(g.Host, ":") {
+			t.Fatalf("accepted %q, whose port no listener can have", got)
 		}
 		if h := g.Hostname(); h != "127.0.0.1" && h != "::1" {
 			t.Fatalf("accepted %q: host %q is not a registered loopback literal", got, h)
@@ -122,23 +134,71 @@ func TestPKCEVector(t *testing.T) {
 	}
 }
 
-// FuzzCheckRedirectURI: a URI accepted at registration in release mode is
-// absolute, has no fragment or whitespace, and is https or http loopback.
+// FuzzCheckRedirectURI: a URI accepted at registration in release mode has
+// one byte form (RFC 3986 ASCII, no fragment, no user information, a valid
+// port) and is https or http on loopback; whatever release mode accepts,
+// debug mode accepts too.
 func FuzzCheckRedirectURI(f *testing.F) {
 	for _, s := range []string{"https://a.example/cb", "http://127.0.0.1/cb", "http://localhost:8080/x", "http://a.example/",
-		"https://a/cb#frag", "javascript:alert(1)", "com.example:/cb", "/relative", "https://", "http://[::1]/"} {
+		"https://a/cb#frag", "https://a/cb#", "javascript:alert(1)", "com.example:/cb", "/relative", "https://", "http://[::1]/",
+		"https://a.example/cb\u00a0http://evil.example/", "https://a.example/%zz", "http://127.0.0.1:0/cb", "http://127.0.0.1:/cb",
+		"https://user@a.example/", "data:text/html,x", "file:///etc/passwd"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		if checkRedirectURI(s, true) != nil {
 			return
 		}
+		if checkRedirectURI(s, false) != nil {
+			t.Fatalf("release mode accepted %q, debug mode did not", s)
+		}
 		u, err := url.Parse(s)
-		if err != nil || !u.IsAbs() || u.Fragment != "" || strings.ContainsAny(s, " \t\r\n#") || u.Host == "" {
+		if err != nil || !u.IsAbs() || u.User != nil || !uriBytes(s) || strings.Contains(s, "#") {
 			t.Fatalf("release mode accepted %q", s)
 		}
+		for _, r := range s {
+			if r <= ' ' || r >= 0x7f {
+				t.Fatalf("release mode accepted %q, with %U", s, r)
+			}
+		}
 		if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
-			t.Fatalf("release mode accepted non-https, non-loopback %q", s)
+			t.Fatalf("release mode accepted %q: scheme %q", s, u.Scheme)
+		}
+		if u.Host == "" || !validPort(u.Host) {
+			t.Fatalf("release mode accepted %q without a valid host and port", s)
+		}
+	})
+}
+
+// FuzzRegisteredURIsReadBack: what client create accepts is stored and read
+// back byte for byte (a JSON array, never split on what a reader might take
+// for a space), and each URI it reads back matches itself at the
+// authorization endpoint.
+func FuzzRegisteredURIsReadBack(f *testing.F) {
+	db := storetest.Open(f, store.SQLite)
+	for _, s := range []string{"https://app.example/cb", "https://app.example/cb\u00a0http://evil.example/",
+		"https://app.example/cb\u2028x", "http://127.0.0.1/cb?a=1&b=%20", "com.example.app:/cb", "https://a.example/\"x\"",
+		"https://a.example/[]@!$&'()*+,;=", "https://a.example/%E2%80%A8"} {
+		f.Add(s, "https://b.example/cb")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		c, _, err := CreateClient(context.Background(), db, ClientSpec{Name: "fuzz", Public: true,
+			RedirectURIs: []string{a, b}, PostLogoutRedirectURIs: []string{b, a}}, false, time.Now())
+		if err != nil {
+			return
+		}
+		got, err := db.ClientByID(context.Background(), c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := slices.Compact([]string{a, b})
+		if !slices.Equal(got.RedirectURIs, want) || !slices.Equal(got.PostLogoutRedirectURIs, []string{b, a}) {
+			t.Fatalf("registered %q, %q; read back %q and %q", a, b, got.RedirectURIs, got.PostLogoutRedirectURIs)
+		}
+		for _, u := range want {
+			if !matchRedirectURI(got.RedirectURIs, u) {
+				t.Fatalf("registered %q does not match itself", u)
+			}
 		}
 	})
 }

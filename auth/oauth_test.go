@@ -279,6 +279,29 @@ func TestAuthorizeErrorPages(t *testing.T) {
 	}
 }
 
+// A state of VSCHAR comes back exactly, through the login and consent
+// forms too (RFC 6749 §4.1.2); any other is refused, never altered.
+func TestStateRoundTrip(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	e.createUser("ann@example.com", "ann", "correct horse", "user")
+	id, _ := e.webClient()
+	state := ` !"#$%&'()*+,-./09:;<=>?@AZ[\]^_` + "`az{|}~ end "
+	p := newPKCE()
+	b := e.browser()
+	w := b.do("GET", authorizeURL(id, p, "state", state), nil)
+	form := formOf(t, w.Body.String())
+	form.Set("login", "ann")
+	form.Set("password", "correct horse")
+	w = b.do("POST", "/oauth2/authorize", form)
+	form = formOf(t, w.Body.String())
+	form.Set("action", "allow")
+	q := callback(t, b.do("POST", "/oauth2/authorize", form), http.StatusSeeOther)
+	e.secret(q.Get("code"))
+	if got := q.Get("state"); got != state {
+		t.Fatalf("state %q came back through the forms as %q", state, got)
+	}
+}
+
 func TestAuthorizeRedirectedErrors(t *testing.T) {
 	e := newEnv(t, "sqlite")
 	id, _ := e.webClient()
@@ -302,6 +325,9 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		{"prompt=none, not signed in", authorizeURL(id, p, "prompt", "none"), errLoginRequired},
 		{"bad prompt", authorizeURL(id, p, "prompt", "select_account"), errInvalidRequest},
 		{"bad max_age", authorizeURL(id, p, "max_age", "-1"), errInvalidRequest},
+		{"state with CR LF", authorizeURL(id, p, "state", "a\r\nb"), errInvalidRequest},
+		{"state with a tab", authorizeURL(id, p, "state", "a\tb"), errInvalidRequest},
+		{"state with non-ASCII", authorizeURL(id, p, "state", "é"), errInvalidRequest},
 	} {
 		w := b.do("GET", tc.target, nil)
 		if w.Code != http.StatusFound {
@@ -315,7 +341,7 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		if q.Get("code") != "" {
 			t.Errorf("%s: a code came with the error", tc.name)
 		}
-		if tc.name != "repeated state" && q.Get("state") != "st-123" {
+		if !strings.HasPrefix(tc.name, "repeated state") && !strings.HasPrefix(tc.name, "state with") && q.Get("state") != "st-123" {
 			t.Errorf("%s: state %q not echoed", tc.name, q.Get("state"))
 		}
 	}
@@ -459,6 +485,18 @@ func TestLoopbackRedirectAnyPort(t *testing.T) {
 		"https://127.0.0.1:49152/cb":    false,
 		"http://localhost:49152/cb":     false, // RFC 8252 §7.3: the any-port rule is for IP literals
 		"http://127.0.0.2:49152/cb":     false,
+		// The port varies, nothing else; and it must be a port.
+		"http://127.0.0.1:49152/cb#":           false,
+		"http://127.0.0.1/cb#":                 false,
+		"http://127.0.0.1:0/cb":                false,
+		"http://127.0.0.1:65536/cb":            false,
+		"http://127.0.0.1:99999999999/cb":      false,
+		"http://127.0.0.1:/cb":                 false,
+		"http://127.0.0.1:049152/cb":           false,
+		"http://127.0.0.1:65535/cb":            true,
+		"http://127.0.0.1:1/cb":                true,
+		"http://127.0.0.1:49152/cb\u00a0":      false,
+		"http://[::1]:49152/cb\u2028evil":      false,
 	} {
 		w := b.do("GET", authorizeURL(id, p, "redirect_uri", uri), nil)
 		if got := w.Code == http.StatusOK; got != ok {
@@ -775,6 +813,18 @@ func TestCreateClientValidation(t *testing.T) {
 		"public cc":        {Name: "x", Public: true, GrantTypes: []string{"client_credentials"}},
 		"unknown grant":    {Name: "x", GrantTypes: []string{"password"}},
 		"bad scope":        {Name: "x", GrantTypes: []string{"client_credentials"}, Scopes: []string{`a"b`}},
+		"empty fragment":   {Name: "x", RedirectURIs: []string{"https://a/cb#"}},
+		"javascript":       {Name: "x", RedirectURIs: []string{"javascript:alert(1)"}},
+		"data":             {Name: "x", RedirectURIs: []string{"data:text/html,x"}},
+		"file":             {Name: "x", RedirectURIs: []string{"file:///etc/passwd"}},
+		"no-dot scheme":    {Name: "x", RedirectURIs: []string{"myapp:/cb"}},
+		"user info":        {Name: "x", RedirectURIs: []string{"https://u@a.example/cb"}},
+		"U+00A0 smuggle":   {Name: "x", RedirectURIs: []string{"https://app.example/cb\u00a0http://evil.example/"}},
+		"U+2028 smuggle":   {Name: "x", RedirectURIs: []string{"https://app.example/cb\u2028http://evil.example/"}},
+		"U+3000 smuggle":   {Name: "x", PostLogoutRedirectURIs: []string{"https://app.example/bye\u3000http://evil.example/"}},
+		"bad escape":       {Name: "x", RedirectURIs: []string{"https://a.example/%zz"}},
+		"port 0":           {Name: "x", RedirectURIs: []string{"https://a.example:0/cb"}},
+		"empty port":       {Name: "x", RedirectURIs: []string{"https://a.example:/cb"}},
 	} {
 		if _, _, err := CreateClient(context.Background(), e.db, spec, false, e.clock.Now()); err == nil {
 			t.Errorf("%s: CreateClient accepted %+v", name, spec)

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -37,20 +39,38 @@ func scanClient(s interface{ Scan(...any) error }) (*Client, error) {
 		return nil, err
 	}
 	c.SecretHash = secret.String
-	c.RedirectURIs, c.PostLogoutRedirectURIs = strings.Fields(redirects), strings.Fields(logouts)
+	if err := json.Unmarshal([]byte(redirects), &c.RedirectURIs); err != nil {
+		return nil, fmt.Errorf("client %s: redirect_uris: %w", c.ID, err)
+	}
+	if err := json.Unmarshal([]byte(logouts), &c.PostLogoutRedirectURIs); err != nil {
+		return nil, fmt.Errorf("client %s: post_logout_redirect_uris: %w", c.ID, err)
+	}
+	// Grant types and scopes are tokens of printable ASCII without spaces
+	// (checked at registration), so a space-joined list splits back exactly.
 	c.GrantTypes, c.Scopes = strings.Fields(grants), strings.Fields(scopes)
 	c.CreatedAt, c.UpdatedAt = time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
 	return &c, nil
 }
 
+// jsonList is list as a JSON array, [] for none.
+func jsonList(list []string) string {
+	if len(list) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(list) // strings always marshal
+	return string(b)
+}
+
 func nullIfEmpty(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
-// CreateClient inserts c. Its lists must hold no whitespace inside an element.
+// CreateClient inserts c. URI lists are stored as JSON arrays, so that an
+// element reads back byte for byte whatever it holds; grant types and
+// scopes must hold no whitespace inside an element.
 func (db *DB) CreateClient(ctx context.Context, c *Client, now time.Time) (err error) {
 	defer wrap(&err, "create client")
 	c.CreatedAt, c.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
 	_, err = db.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)`,
-		c.ID, c.Name, nullIfEmpty(c.SecretHash), strings.Join(c.RedirectURIs, " "), strings.Join(c.PostLogoutRedirectURIs, " "),
+		c.ID, c.Name, nullIfEmpty(c.SecretHash), jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs),
 		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, c.ResourceServer, now.Unix())
 	return err
 }

@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -557,4 +559,42 @@ func TestRotateRefreshConditions(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Migration 0005 turns space-joined URI lists into JSON arrays, splitting
+// only on the ASCII space that joined them: an element that smuggled a
+// U+00A0 stays whole.
+func TestMigrateURIListsToJSON(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			driver := map[string]string{store.SQLite: "sqlite", store.Postgres: "pgx"}[d]
+			raw, err := sql.Open(driver, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			if err := db.CreateClient(ctx, &store.Client{ID: "legacy", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+				t.Fatal(err)
+			}
+			// As rows were before 0005: joined with one space.
+			for _, q := range []string{
+				"UPDATE clients SET redirect_uris = 'https://a.example/cb https://b.example/cb\u00a0http://evil.example/', post_logout_redirect_uris = ''",
+				"DELETE FROM schema_migrations WHERE version = '0005_uri_lists'",
+			} {
+				if _, err := raw.Exec(q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if applied, err := db.Migrate(ctx, t0); err != nil || len(applied) != 1 {
+				t.Fatalf("Migrate = %v, %v; want 0005 applied again", applied, err)
+			}
+			c, err := db.ClientByID(ctx, "legacy")
+			want := []string{"https://a.example/cb", "https://b.example/cb\u00a0http://evil.example/"}
+			if err != nil || !slices.Equal(c.RedirectURIs, want) || len(c.PostLogoutRedirectURIs) != 0 {
+				t.Fatalf("after 0005: %q, %q, %v; want %q and none", c.RedirectURIs, c.PostLogoutRedirectURIs, err, want)
+			}
+		})
+	}
 }
