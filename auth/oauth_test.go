@@ -486,17 +486,17 @@ func TestLoopbackRedirectAnyPort(t *testing.T) {
 		"http://localhost:49152/cb":     false, // RFC 8252 §7.3: the any-port rule is for IP literals
 		"http://127.0.0.2:49152/cb":     false,
 		// The port varies, nothing else; and it must be a port.
-		"http://127.0.0.1:49152/cb#":           false,
-		"http://127.0.0.1/cb#":                 false,
-		"http://127.0.0.1:0/cb":                false,
-		"http://127.0.0.1:65536/cb":            false,
-		"http://127.0.0.1:99999999999/cb":      false,
-		"http://127.0.0.1:/cb":                 false,
-		"http://127.0.0.1:049152/cb":           false,
-		"http://127.0.0.1:65535/cb":            true,
-		"http://127.0.0.1:1/cb":                true,
-		"http://127.0.0.1:49152/cb\u00a0":      false,
-		"http://[::1]:49152/cb\u2028evil":      false,
+		"http://127.0.0.1:49152/cb#":      false,
+		"http://127.0.0.1/cb#":            false,
+		"http://127.0.0.1:0/cb":           false,
+		"http://127.0.0.1:65536/cb":       false,
+		"http://127.0.0.1:99999999999/cb": false,
+		"http://127.0.0.1:/cb":            false,
+		"http://127.0.0.1:049152/cb":      false,
+		"http://127.0.0.1:65535/cb":       true,
+		"http://127.0.0.1:1/cb":           true,
+		"http://127.0.0.1:49152/cb\u00a0": false,
+		"http://[::1]:49152/cb\u2028evil": false,
 	} {
 		w := b.do("GET", authorizeURL(id, p, "redirect_uri", uri), nil)
 		if got := w.Code == http.StatusOK; got != ok {
