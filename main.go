@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,6 +78,20 @@ commands:
   keys generate [--alg RS256|ES256|EdDSA] --out FILE  write a signing key
   version                    print the version`
 
+// commandUsage is what -h or --help prints for each command.
+var commandUsage = map[string]string{
+	"serve":       "usage: oauth2-api [serve]",
+	"migrate":     "usage: oauth2-api migrate [status]",
+	"healthcheck": "usage: oauth2-api healthcheck",
+	"user":        "usage: oauth2-api user create --email E --username U [--role admin] [--first-name F] [--last-name L] (the password is read from stdin)",
+	"client": `usage:
+  oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server]
+  oauth2-api client list
+  oauth2-api client delete ID
+  oauth2-api client rotate-secret ID`,
+	"keys": "usage: oauth2-api keys generate [--alg RS256|ES256|EdDSA] --out FILE",
+}
+
 // run is the program: every command reads the same configuration.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := "serve"
@@ -91,8 +106,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintln(stdout, usage)
 		return nil
 	case "serve", "migrate", "healthcheck", "user", "client", "keys":
+		// -h or --help anywhere: the command's usage on stdout, exit 0
+		// (API.md: bad flags are one line on stderr; asking is not bad).
+		if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+			fmt.Fprintln(stdout, commandUsage[cmd])
+			return nil
+		}
 	default:
-		return usagef("unknown command %q\n%s", clip(cmd), usage)
+		return usagef("unknown command %q (oauth2-api help lists them)", clip(cmd))
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -409,7 +430,7 @@ func randomHex(n int) []byte {
 
 func migrateCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer) error {
 	if len(args) > 1 || (len(args) == 1 && args[0] != "status") {
-		return usagef("usage: oauth2-api migrate [status]")
+		return usagef("%s", commandUsage["migrate"])
 	}
 	db, err := openStore(ctx, cfg)
 	if err != nil {
@@ -466,7 +487,7 @@ func healthcheck(ctx context.Context, cfg *config) error {
 
 func userCmd(ctx context.Context, cfg *config, args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "create" {
-		return usagef("usage: oauth2-api user create --email E --username U [--role admin] (password on stdin)")
+		return usagef("%s", commandUsage["user"])
 	}
 	fs := flag.NewFlagSet("user create", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -513,15 +534,9 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
-const clientUsage = `usage:
-  oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server]
-  oauth2-api client list
-  oauth2-api client delete ID
-  oauth2-api client rotate-secret ID`
-
 func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("%s", clientUsage)
+		return usagef("client: want create, list, delete or rotate-secret (oauth2-api client --help)")
 	}
 	sub, args := args[0], args[1:]
 	var spec auth.ClientSpec
@@ -538,21 +553,21 @@ func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer
 		fs.BoolVar(&spec.FirstParty, "first-party", false, "")
 		fs.BoolVar(&spec.ResourceServer, "resource-server", false, "")
 		if err := fs.Parse(args); err != nil {
-			return usagef("client create: %v\n%s", err, clientUsage)
+			return usagef("client create: %v (oauth2-api client --help)", err)
 		}
 		if fs.NArg() > 0 {
 			return usagef("client create: unexpected argument %q", clip(fs.Arg(0)))
 		}
 	case "list":
 		if len(args) > 0 {
-			return usagef("%s", clientUsage)
+			return usagef("client list takes no arguments")
 		}
 	case "delete", "rotate-secret":
 		if len(args) != 1 {
-			return usagef("%s", clientUsage)
+			return usagef("usage: oauth2-api client %s ID", sub)
 		}
 	default:
-		return usagef("client: unknown command %q\n%s", clip(sub), clientUsage)
+		return usagef("client: unknown command %q (oauth2-api client --help)", clip(sub))
 	}
 	db, err := openStore(ctx, cfg)
 	if err != nil {
@@ -608,16 +623,15 @@ func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer
 
 // keysCmd writes a new PKCS#8 private key for SIGNING_KEY.
 func keysCmd(args []string, stdout io.Writer) error {
-	const keysUsage = "usage: oauth2-api keys generate [--alg RS256|ES256|EdDSA] --out FILE"
 	if len(args) == 0 || args[0] != "generate" {
-		return usagef("%s", keysUsage)
+		return usagef("%s", commandUsage["keys"])
 	}
 	fs := flag.NewFlagSet("keys generate", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	alg := fs.String("alg", token.RS256, "")
 	out := fs.String("out", "", "")
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 || *out == "" {
-		return usagef("%s", keysUsage)
+		return usagef("%s", commandUsage["keys"])
 	}
 	var priv crypto.Signer
 	var err error

@@ -100,6 +100,24 @@ func TestRunUsageErrors(t *testing.T) {
 			t.Errorf("run(%q) = %v (exit %d); want a usage error, exit 2", args, err, exitCode(err))
 		}
 	}
+	// Every bad invocation is one line on stderr (the error), exit 2.
+	for _, args := range [][]string{
+		{"frobnicate"}, {"client"}, {"client", "create", "--no-such-flag"}, {"client", "frob"}, {"client", "list", "x"},
+		{"client", "delete"}, {"keys"}, {"keys", "generate"}, {"user", "create", "--bogus"}, {"migrate", "x"},
+	} {
+		_, _, err := runCmd(t, env, "", args...)
+		if exitCode(err) != 2 || err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("run(%q) = %q (exit %d); want one line, exit 2", args, err, exitCode(err))
+		}
+	}
+	// Asking for help is not an error: the usage on stdout, exit 0.
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"client", "--help"}, {"client", "create", "-h"},
+		{"user", "create", "--help"}, {"keys", "generate", "-h"}, {"migrate", "--help"}} {
+		out, _, err := runCmd(t, env, "", args...)
+		if err != nil || !strings.HasPrefix(out, "usage:") {
+			t.Errorf("run(%q) = %q, %v; want the usage and no error", args, out, err)
+		}
+	}
 	// A bad configuration is bad input too.
 	_, _, err := runCmd(t, map[string]string{"PORT": "abc"}, "", "migrate")
 	if exitCode(err) != 2 || !strings.HasPrefix(err.Error(), "PORT: ") {

@@ -443,3 +443,31 @@ func TestFirstPartyClientTokensAtAPI(t *testing.T) {
 		wantAPIError(e.request("GET", "/api/v1/profile", nil, bearer(first)...), http.StatusUnauthorized, "invalid_token")
 	})
 }
+
+// /health answers 503 within HealthTimeout when the database stops
+// answering, not after the 5 s statement timeout: a probe's timeout is
+// shorter than that. (The bound checked is generous: this catches the hang,
+// it does not time the server.)
+func TestHealthBoundedWhenDatabaseStalls(t *testing.T) {
+	db, p := storetest.OpenPostgresViaProxy(t)
+	e := newEnvOn(t, db)
+	e.request("GET", "/health", nil).want(http.StatusOK)
+	p.Stall()
+	start := time.Now()
+	r := e.request("GET", "/health", nil)
+	took := time.Since(start)
+	if r.Code != http.StatusServiceUnavailable || r.Str("status") != "unhealthy" {
+		t.Fatalf("/health with the database stalled: %d %s; want 503 unhealthy", r.Code, r.Body.String())
+	}
+	if took > 4*time.Second {
+		t.Fatalf("/health took %v with the database stalled; want about %v", took, HealthTimeout)
+	}
+	p.Restore()
+	deadline := time.Now().Add(15 * time.Second)
+	for e.request("GET", "/health", nil).Code != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("/health did not recover once the database answered again")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -111,9 +111,9 @@ func ParseURL(raw string) (dialect, target string, err error) {
 	case strings.Contains(raw, "://"):
 		return "", "", errors.New("unsupported database URL scheme (want postgres://, sqlite:// or a file path)")
 	default:
-		target = raw
+		target = raw // a plain path is a path: '?' and '#' are legal in file names (Open escapes them)
 	}
-	if strings.ContainsAny(target, "?#") {
+	if target != raw && strings.ContainsAny(target, "?#") {
 		return "", "", errors.New("SQLite URL must be a plain path, without query or fragment (the server sets its own pragmas)")
 	}
 	if target == "" || strings.HasSuffix(target, "/") {

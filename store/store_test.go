@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,8 @@ func TestParseURL(t *testing.T) {
 		{in: "", bad: true},
 		{in: "mysql://db/x", bad: true},
 		{in: "file:o.db?_pragma=foreign_keys(0)", bad: true},
+		{in: "sqlite://o.db#x", bad: true},
+		{in: "data#1/o?x.db", dialect: store.SQLite, target: "data#1/o?x.db"}, // a plain path is a path
 		{in: "postgres://", bad: true},
 		{in: "postgres://u:p@[::1/x", bad: true},
 		{in: "dir/", bad: true},
@@ -53,6 +57,26 @@ func TestParseURL(t *testing.T) {
 		if err != nil || d != tc.dialect || target != tc.target {
 			t.Errorf("ParseURL(%q) = %q, %q, %v; want %q, %q", tc.in, d, target, err, tc.dialect, tc.target)
 		}
+	}
+}
+
+// A plain path naming a file whose directory and name hold '?' and '#'
+// opens that very file: the driver gets them escaped, not as a query.
+func TestOpenPathWithURLCharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data#1?x=y")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "o?a#b.db")
+	db := storetest.OpenURL(t, path)
+	if err := db.CreateClient(ctx, &store.Client{ID: "c", Name: "x", GrantTypes: []string{"client_credentials"}}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("the database is not at %q: %v", path, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) < 1 {
+		t.Fatalf("nothing written in %q", dir)
 	}
 }
 

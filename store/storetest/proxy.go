@@ -1,11 +1,11 @@
 package storetest
 
 import (
-	"io"
 	"net"
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Proxy is a TCP proxy in front of a database server that a test can cut
@@ -15,9 +15,10 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
+	mu      sync.Mutex
+	cut     bool
+	stalled bool
+	conns   map[net.Conn]struct{}
 }
 
 // NewProxy listens on a loopback port and relays every connection to
@@ -63,11 +64,26 @@ func (p *Proxy) Cut() {
 	clear(p.conns)
 }
 
-// Restore lets new connections through again.
+// Stall stops relaying on every connection, old and new, without closing
+// any: a database that stops answering (a partition, a wedged server),
+// which only a deadline ends.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	p.stalled = true
+	p.mu.Unlock()
+}
+
+// Restore lets bytes and new connections through again.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
-	p.cut = false
+	p.cut, p.stalled = false, false
 	p.mu.Unlock()
+}
+
+func (p *Proxy) isStalled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stalled
 }
 
 func (p *Proxy) serve() {
@@ -104,8 +120,22 @@ func (p *Proxy) relay(c net.Conn) {
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
-		io.Copy(dst, src)
-		done <- struct{}{}
+		defer func() { done <- struct{}{} }()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			for n > 0 && p.isStalled() { // hold the bytes while stalled
+				time.Sleep(5 * time.Millisecond)
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
 	}
 	go pipe(up, c)
 	go pipe(c, up)
