@@ -72,6 +72,10 @@ func TestDecodeJSON(t *testing.T) {
 		{"trailing value", `{"name":"a"} {"name":"b"}`, "application/json", 400, "invalid_json"},
 		{"trailing garbage", `{"name":"a"}x`, "application/json", 400, "invalid_json"},
 		{"trailing brace", `{"name":"a"}}`, "application/json", 400, "invalid_json"},
+		{"duplicate key", `{"name":"short","name":"long-and-valid"}`, "application/json", 400, "invalid_json"},
+		{"duplicate key, other case", `{"name":"a","NAME":"b"}`, "application/json", 400, "invalid_json"},
+		{"duplicate key, Kelvin sign", `{"count":1,"\u212Aount":2}`, "application/json", 400, "invalid_json"},
+		{"duplicate key after a nested value", `{"name":"a","count":{"x":[1,{"y":2}]},"name":"b"}`, "application/json", 400, "invalid_json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var dst decodeTarget
@@ -88,6 +92,22 @@ func TestDecodeJSON(t *testing.T) {
 			}
 			if dst != (decodeTarget{"ünï", 3}) {
 				t.Fatalf("DecodeJSON(ct %q) decoded %+v", ct, dst)
+			}
+		}
+	})
+
+	// A duplicate key anywhere refuses the body; the same key in different
+	// objects does not.
+	t.Run("nested duplicates", func(t *testing.T) {
+		for body, dup := range map[string]bool{
+			`{"a":{"b":1,"b":2}}`:             true,
+			`{"a":[{"b":1},{"c":1,"c":2}]}`:   true,
+			`[{"a":1},{"a":1}]`:               false,
+			`{"a":{"a":{"a":1}},"b":{"a":2}}`: false,
+			`{"a":[],"b":{},"c":"{\"c\":1}"}`: false,
+		} {
+			if got := duplicateKey([]byte(body)); got != dup {
+				t.Errorf("duplicateKey(%s) = %v; want %v", body, got, dup)
 			}
 		}
 	})
