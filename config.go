@@ -59,6 +59,35 @@ type config struct {
 // key as long as its output, RFC 7518 §3.2).
 const minSecret = 32
 
+// weakSecret says why a JWT secret long enough for release mode is still
+// no key, or "". It refuses little variety (fewer than 10 distinct bytes:
+// "aaaa…", "password1password1…") and repetition (a period of at most half
+// the length: "0123456789abcdef0123456789abcdef"). Not "fewer than 16
+// distinct bytes": a quarter of the 64-character secrets that
+// `openssl rand -hex 32` prints (the guide's recipe) hold only 15 of the 16
+// hex digits. A random 64-character hex secret has fewer than 10 distinct
+// bytes with a probability near 1e-12; a 32-character one (128 bits, the
+// shortest release mode takes) near 1e-4.
+func weakSecret(s string) string {
+	var seen [256]bool
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if !seen[s[i]] {
+			seen[s[i]] = true
+			n++
+		}
+	}
+	if n < 10 {
+		return fmt.Sprintf("has only %d distinct bytes", n)
+	}
+	for p := 1; p <= len(s)/2; p++ {
+		if s[p:] == s[:len(s)-p] {
+			return fmt.Sprintf("repeats itself every %d bytes", p)
+		}
+	}
+	return ""
+}
+
 // loadConfig reads and validates the configuration. It returns an error
 // naming the first bad variable, and never echoes a secret's value.
 func loadConfig(getenv func(string) string) (*config, error) {
@@ -123,6 +152,14 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	if c.JWTSecretPrevious != "" && len(c.JWTSecretPrevious) < minSecret && c.Release {
 		return nil, fail("JWT_SECRET_PREVIOUS", "need at least %d bytes in release mode, got %d", minSecret, len(c.JWTSecretPrevious))
+	}
+	for _, s := range []struct {
+		name string
+		v    token.Secret
+	}{{"JWT_SECRET", c.JWTSecret}, {"JWT_SECRET_PREVIOUS", c.JWTSecretPrevious}} {
+		if why := weakSecret(s.v.Reveal()); c.Release && s.v != "" && why != "" {
+			return nil, fail(s.name, "%s: not a random key; release mode wants one (openssl rand -hex 32)", why)
+		}
 	}
 	if c.JWTSecretPrevious != "" && c.JWTSecretPrevious == c.JWTSecret {
 		return nil, fail("JWT_SECRET_PREVIOUS", "equals JWT_SECRET")

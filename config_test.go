@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -156,6 +159,20 @@ func TestLoadConfigRefreshLifetimes(t *testing.T) {
 	}
 }
 
+// Random secrets as the guide makes them pass the variety check: many
+// openssl rand -hex 32 outputs lack one of the 16 hex digits.
+func TestRandomSecretsAreNotWeak(t *testing.T) {
+	for i := 0; i < 2000; i++ {
+		b := make([]byte, 32)
+		rand.Read(b)
+		for _, s := range []string{hex.EncodeToString(b), base64.StdEncoding.EncodeToString(b)} {
+			if why := weakSecret(s); why != "" {
+				t.Fatalf("weakSecret(%q) = %q; want a random secret accepted", s, why)
+			}
+		}
+	}
+}
+
 func TestLoadConfigModes(t *testing.T) {
 	for _, tc := range []struct {
 		env     map[string]string
@@ -228,6 +245,10 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"TOKEN_EXPIRY_HOURS": "0"}, "TOKEN_EXPIRY_HOURS"},
 		{map[string]string{"REFRESH_TOKEN_EXPIRY_DAYS": "x"}, "REFRESH_TOKEN_EXPIRY_DAYS"},
 		{map[string]string{"REFRESH_TOKEN_TTL": "30"}, "REFRESH_TOKEN_TTL"},
+		{map[string]string{"APP_MODE": "release", "ISSUER": "https://a.example", "JWT_SECRET": strings.Repeat("a", 64)}, "JWT_SECRET"},
+		{map[string]string{"APP_MODE": "release", "ISSUER": "https://a.example", "JWT_SECRET": strings.Repeat("0123456789abcdef", 2)}, "JWT_SECRET"},
+		{map[string]string{"APP_MODE": "release", "ISSUER": "https://a.example", "JWT_SECRET": strings.Repeat("password1", 4)}, "JWT_SECRET"},
+		{map[string]string{"APP_MODE": "release", "ISSUER": "https://a.example", "JWT_SECRET": releaseSecret, "JWT_SECRET_PREVIOUS": strings.Repeat("ab", 20)}, "JWT_SECRET_PREVIOUS"},
 		{map[string]string{"REFRESH_TOKEN_MAX_DAYS": "0"}, "REFRESH_TOKEN_MAX_DAYS"},
 		{map[string]string{"RATE_LIMIT_REQUESTS": "0"}, "RATE_LIMIT_REQUESTS"},
 		{map[string]string{"RATE_LIMIT_WINDOW": "1h"}, "RATE_LIMIT_WINDOW"},
