@@ -2,7 +2,7 @@
 // HTTP handler (auth.NewHandler over a real SQLite file) with hostile forms
 // and queries. Targets for a single parser sit beside it: token.FuzzParse,
 // token.FuzzParseAsymmetric, auth.FuzzParseBasic, auth.FuzzMatchRedirectURI,
-// auth.FuzzCheckRedirectURI, auth.FuzzParseScope, auth.FuzzPKCE,
+// auth.FuzzCheckRedirectURI, auth.FuzzRegisteredURIsReadBack, auth.FuzzParseScope, auth.FuzzPKCE,
 // auth.FuzzParsePHC, httpx.FuzzUnmarshalStrict, httpx.FuzzClientIP,
 // store.FuzzParseURL. `make fuzz` runs them all.
 package fuzz
