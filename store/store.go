@@ -171,7 +171,7 @@ func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
 		w.SetConnMaxLifetime(0)
 		// Ping the writer first: it creates the file and switches it to WAL
 		// before any reader opens it.
-		if err := pingWithin(ctx, w); err != nil {
+		if err := pingWriter(ctx, w); err != nil {
 			w.Close()
 			return nil, fmt.Errorf("open sqlite %s: %w", target, err)
 		}
@@ -191,6 +191,22 @@ func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// pingWriter pings a new SQLite writer, retrying while the file is locked:
+// switching a fresh file to WAL needs it to itself, and SQLite answers
+// SQLITE_BUSY at once, without its busy timeout, when another process
+// holds it (several instances starting on one new file).
+func pingWriter(ctx context.Context, w *sql.DB) error {
+	deadline := time.Now().Add(OpTimeout)
+	for {
+		err := pingWithin(ctx, w)
+		var lite *sqlite.Error
+		if err == nil || !errors.As(err, &lite) || lite.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func pingWithin(ctx context.Context, p *sql.DB) error {
