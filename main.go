@@ -252,7 +252,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	}
 
 	go ts.Revoked.Run(bg, db, 2*time.Second, log, time.Now)
-	go janitor(bg, db, apiLimit, credLimit, cfg.LoginLockout, log)
+	go janitor(bg, db, apiLimit, credLimit, store.Retention{LoginWindow: cfg.LoginLockout, AccessTTL: cfg.AccessTTL, MaxAge: cfg.RefreshMaxAge}, log)
 
 	startProfiler(log)
 	errc := make(chan error, 1)
@@ -278,7 +278,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 }
 
 // janitor purges expired rows and idle rate-limit buckets every minute.
-func janitor(ctx context.Context, db *store.DB, api, creds *ratelimit.Limiter, loginWindow time.Duration, log *slog.Logger) {
+func janitor(ctx context.Context, db *store.DB, api, creds *ratelimit.Limiter, ret store.Retention, log *slog.Logger) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -290,7 +290,7 @@ func janitor(ctx context.Context, db *store.DB, api, creds *ratelimit.Limiter, l
 		now := time.Now()
 		api.Sweep(now)
 		creds.Sweep(now)
-		if err := db.Purge(ctx, loginWindow, now); err != nil && ctx.Err() == nil {
+		if err := db.Purge(ctx, ret, now); err != nil && ctx.Err() == nil {
 			log.Warn("purge failed", "err", err)
 		}
 	}

@@ -523,7 +523,7 @@ func TestRevocationsSince(t *testing.T) {
 		if list, _ := db.RevocationsSince(ctx, t0, t0.Add(time.Hour)); len(list) != 0 {
 			t.Fatalf("expired entries: %+v", list)
 		}
-		if err := db.Purge(ctx, time.Hour, t0.Add(time.Hour)); err != nil {
+		if err := db.Purge(ctx, store.Retention{LoginWindow: time.Hour, AccessTTL: time.Hour, MaxAge: maxAge}, t0.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.Revoke(ctx, store.Revocation{Kind: "bogus", Subject: "x", ExpiresAt: 1}, t0); err == nil {
@@ -618,6 +618,105 @@ func TestMigrateURIListsToJSON(t *testing.T) {
 			want := []string{"https://a.example/cb", "https://b.example/cb\u00a0http://evil.example/"}
 			if err != nil || !slices.Equal(c.RedirectURIs, want) || len(c.PostLogoutRedirectURIs) != 0 {
 				t.Fatalf("after 0005: %q, %q, %v; want %q and none", c.RedirectURIs, c.PostLogoutRedirectURIs, err, want)
+			}
+		})
+	}
+}
+
+// count returns the number of rows of table, read with a raw connection.
+func count(t testing.TB, raw *sql.DB, table string) int {
+	t.Helper()
+	var n int
+	if err := raw.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// rawDB opens a second, plain connection to the database at url.
+func rawDB(t testing.TB, dialect, url string) *sql.DB {
+	t.Helper()
+	raw, err := sql.Open(map[string]string{store.SQLite: "sqlite", store.Postgres: "pgx"}[dialect], url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	return raw
+}
+
+// Purge keeps a family while it can mint and while an access token it
+// minted may be alive; then the family, its spent tokens and the code that
+// started it go. Nothing live is touched.
+func TestPurgeFamilies(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			raw := rawDB(t, d, url)
+			u := newUser(t, db, "ann@example.com", "ann")
+			ret := store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: 10 * time.Hour}
+			mk := func(exp time.Duration) (store.Family, string) {
+				f := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: "c1", AuthTime: t0}
+				rt := token.NewOpaque()
+				if err := db.CreateFamily(ctx, f, token.Hash(rt), t0.Add(exp), t0); err != nil {
+					t.Fatal(err)
+				}
+				return f, rt
+			}
+			live, liveRT := mk(5 * time.Hour)   // can mint until t0+5h
+			revoked, _ := mk(5 * time.Hour)     // revoked at t0
+			expired, _ := mk(30 * time.Minute)  // its only token expires at t0+30m
+			rotated, rotRT := mk(5 * time.Hour) // rotated at t0+3h, then revoked
+			if _, err := db.RevokeSession(ctx, revoked.ID, ret.AccessTTL, t0); err != nil {
+				t.Fatal(err)
+			}
+			next := token.NewOpaque()
+			if _, err := db.RotateRefresh(ctx, token.Hash(rotRT), token.Hash(next), "c1", "", 2*time.Hour, ret.MaxAge, t0.Add(3*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.RevokeSession(ctx, rotated.ID, ret.AccessTTL, t0.Add(3*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			families := func() int { return count(t, raw, "token_families") }
+			if n := families(); n != 4 {
+				t.Fatalf("%d families; want 4", n)
+			}
+			// Within an access token's life of their last mint, all stay.
+			if err := db.Purge(ctx, ret, t0.Add(59*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if n := families(); n != 4 {
+				t.Fatalf("after a purge at t0+59m: %d families; want 4 (access tokens may be alive)", n)
+			}
+			// At t0+2h: the revoked and the expired go; the live one stays,
+			// and so does the one rotated at t0+3h... which is not yet
+			// minted at t0+2h in this story, so look at t0+3h30 instead.
+			if err := db.Purge(ctx, ret, t0.Add(3*time.Hour+30*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if n := families(); n != 2 {
+				t.Fatalf("after a purge at t0+3h30: %d families; want 2 (live, and rotated 30 min ago)", n)
+			}
+			for _, f := range []store.Family{revoked, expired} {
+				if r, _ := db.RevokeSession(ctx, f.ID, ret.AccessTTL, t0); r != nil {
+					t.Fatalf("family %s survived the purge", f.ID)
+				}
+			}
+			if err := db.Purge(ctx, ret, t0.Add(4*time.Hour+2*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if n, rts := families(), count(t, raw, "refresh_tokens"); n != 1 || rts != 1 {
+				t.Fatalf("after a purge at t0+4h02: %d families, %d refresh tokens; want the live one only", n, rts)
+			}
+			if got, err := db.RefreshTokenByHash(ctx, token.Hash(liveRT), t0.Add(4*time.Hour)); err != nil || got.Family.ID != live.ID {
+				t.Fatalf("the live family's token: %+v, %v", got, err)
+			}
+			// Past its max age the live family goes too, with its token.
+			if err := db.Purge(ctx, ret, t0.Add(ret.MaxAge+2*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if n, rts := families(), count(t, raw, "refresh_tokens"); n != 0 || rts != 0 {
+				t.Fatalf("after every lifetime: %d families, %d refresh tokens; want none", n, rts)
 			}
 		})
 	}

@@ -264,24 +264,55 @@ WHERE created_at >= $1 AND expires_at > $2`, since.Unix(), now.Unix())
 	return list, rows.Err()
 }
 
-// Purge deletes rows that can no longer matter: expired revocations, refresh
-// tokens, codes, sessions, reset tokens and stale login failures.
-func (db *DB) Purge(ctx context.Context, loginWindow time.Duration, now time.Time) (err error) {
+// Retention is how long rows that can no longer be used must still be kept.
+type Retention struct {
+	LoginWindow time.Duration // LOGIN_LOCKOUT: a count lives as long as its window
+	AccessTTL   time.Duration // an access token lives this long after its mint
+	MaxAge      time.Duration // REFRESH_TOKEN_MAX_DAYS: no family mints after it
+}
+
+// Purge deletes rows that can no longer matter, so that every table is
+// bounded by what is live: expired revocations, refresh tokens, browser
+// sessions, reset tokens, login counts past their window, dead families
+// and the codes that started them.
+//
+// A family (a session) is kept while it can mint (not revoked, younger than
+// MaxAge, with an unspent refresh token) and then while an access token it
+// minted may still be alive (AccessTTL after its creation and after its
+// last rotation), so that ending it then, by a replayed code, still
+// records a sid revocation that reaches those tokens. Its spent refresh
+// tokens go with it: reuse detection protects a family that can still
+// mint, and is moot once it cannot, so they are kept exactly as long as the
+// family can be attacked. An expired refresh token goes at once, spent or
+// not: presented again it is refused as expired, row or no row. A used
+// code goes with its family (a replay then has nothing left to revoke); an
+// unused one at its expiry.
+func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error) {
 	defer wrap(&err, "purge")
 	t := now.Unix()
-	for _, q := range []string{
-		`DELETE FROM revocations WHERE expires_at <= $1`,
-		`DELETE FROM refresh_tokens WHERE expires_at <= $1`,
-		`DELETE FROM auth_codes WHERE expires_at <= $1 - 86400`, // kept a day to detect replays and revoke
-		`DELETE FROM sessions WHERE expires_at <= $1`,
-		`DELETE FROM reset_tokens WHERE expires_at <= $1`,
+	minted := now.Add(-r.AccessTTL - time.Minute).Unix() // tokens minted before this are expired
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`DELETE FROM revocations WHERE expires_at <= $1`, []any{t}},
+		{`DELETE FROM refresh_tokens WHERE expires_at <= $1`, []any{t}},
+		{`DELETE FROM token_families WHERE created_at <= $1
+  AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.created_at > $1)
+  AND (revoked_at IS NOT NULL OR created_at <= $2
+    OR NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.used_at IS NULL))`,
+			[]any{minted, now.Add(-r.MaxAge).Unix()}},
+		{`DELETE FROM auth_codes WHERE expires_at <= $1
+  AND (family_id IS NULL OR NOT EXISTS (SELECT 1 FROM token_families f WHERE f.id = auth_codes.family_id))`, []any{t}},
+		{`DELETE FROM sessions WHERE expires_at <= $1`, []any{t}},
+		{`DELETE FROM reset_tokens WHERE expires_at <= $1`, []any{t}},
+		{`DELETE FROM login_failures WHERE window_start <= $1`, []any{now.Add(-r.LoginWindow).Unix()}},
 	} {
-		if _, err := db.exec(ctx, q, t); err != nil {
+		if _, err := db.exec(ctx, q.sql, q.args...); err != nil {
 			return err
 		}
 	}
-	_, err = db.exec(ctx, `DELETE FROM login_failures WHERE window_start <= $1`, now.Add(-loginWindow).Unix())
-	return err
+	return nil
 }
 
 const (
