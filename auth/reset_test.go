@@ -14,13 +14,22 @@ import (
 	"oauth2-api/auth/smtptest"
 )
 
-func withReset(t testing.TB, sink *smtptest.Server, clientTLS *tls.Config) func(*Deps) {
+// withReset turns on password reset, mailing through an SMTPMailer to srv
+// in mode (SMTP_TLS). The queue is closed, and so drained, when the test ends.
+func withReset(t testing.TB, srv *smtptest.Server, clientTLS *tls.Config, mode string) func(*Deps) {
 	return func(d *Deps) {
-		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(cancel)
-		m := &SMTPMailer{Host: "127.0.0.1", Port: sink.Port(), From: "auth@example.com", TLS: clientTLS, Timeout: 5 * time.Second}
-		d.Reset = &Reset{TTL: time.Hour, URL: "https://auth.example.com/password/reset?lang=en", Mail: NewMailQueue(ctx, m, 10, d.Log)}
+		m := &SMTPMailer{Host: "127.0.0.1", Port: srv.Port(), TLSMode: mode, From: "auth@example.com", TLS: clientTLS, Timeout: 5 * time.Second}
+		q := NewMailQueue(m, 10, d.Log, d.Metrics)
+		t.Cleanup(func() { closeQueue(q) })
+		d.Reset = &Reset{TTL: time.Hour, URL: "https://auth.example.com/password/reset?lang=en", Mail: q}
 	}
+}
+
+// closeQueue closes q within a generous bound: what is queued is sent.
+func closeQueue(q *MailQueue) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q.Close(ctx)
 }
 
 var linkRE = regexp.MustCompile(`https://auth\.example\.com/password/reset\?\S+`)
@@ -88,13 +97,13 @@ func TestPasswordReset(t *testing.T) {
 		tok2 := e.secret(u.Query().Get("token"))
 		e.clock.Add(time.Hour)
 		e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok2, "new_password": "new password 3"}).wantError(http.StatusBadRequest, "invalid_token")
-	}, withReset(t, sink, clientTLS))
+	}, withReset(t, sink, clientTLS, SMTPStartTLS))
 }
 
 // The page the link opens: a form without script that resets the password.
 func TestPasswordResetPage(t *testing.T) {
-	sink, _ := smtptest.Start(t, smtptest.Plain, false) // a server without STARTTLS: mail in clear
-	e := newEnv(t, "sqlite", withReset(t, sink, nil))
+	sink, _ := smtptest.Start(t, smtptest.Plain, false) // SMTP_TLS=none to loopback: mail in clear
+	e := newEnv(t, "sqlite", withReset(t, sink, nil, SMTPNoTLS))
 	e.createUser("ann@example.com", "ann", "correct horse", "user")
 	e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "ann@example.com"}).want(http.StatusAccepted)
 	m := sink.Wait(t)

@@ -124,7 +124,7 @@ func TestPasswordResetEndsEverySession(t *testing.T) {
 		}
 		// The count is cleared: the owner signs in at once.
 		e.login("lee", newPW)
-	}, withReset(t, sink, clientTLS))
+	}, withReset(t, sink, clientTLS, SMTPStartTLS))
 }
 
 // Item 2: every user access token names its session in sid, and ending the
