@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"oauth2-api/auth"
 	"oauth2-api/httpx"
 	"oauth2-api/store"
 	"oauth2-api/token"
@@ -45,6 +46,7 @@ type config struct {
 	LoginLockout        time.Duration
 	SMTPHost            string
 	SMTPPort            int
+	SMTPTLS             string // auth.SMTPStartTLS, auth.SMTPImplicitTLS or auth.SMTPNoTLS
 	SMTPUsername        string
 	SMTPPassword        token.Secret
 	SMTPFrom            string
@@ -245,6 +247,26 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	c.SMTPUsername = env("SMTP_USERNAME", "")
 	c.SMTPPassword = token.Secret(getenv("SMTP_PASSWORD"))
 	c.SMTPFrom = env("SMTP_FROM", "")
+	switch c.SMTPTLS = env("SMTP_TLS", auth.SMTPStartTLS); c.SMTPTLS {
+	case auth.SMTPStartTLS, auth.SMTPImplicitTLS:
+		// Port 465 speaks TLS from the first byte: STARTTLS there would
+		// wait for a greeting that never comes. Before SMTP_TLS existed the
+		// port decided; now an operator must say which, once.
+		if c.SMTPHost != "" && c.SMTPPort == 465 && env("SMTP_TLS", "") == "" {
+			return nil, fail("SMTP_TLS", "unset with SMTP_PORT 465, the implicit TLS port: set it to implicit (or starttls)")
+		}
+	case auth.SMTPNoTLS:
+		// On any network a man in the middle would read the reset links
+		// (and the password): clear text only to a relay on this machine.
+		if c.SMTPHost != "" && !loopbackHost(c.SMTPHost) {
+			return nil, fail("SMTP_TLS", "none is allowed only with a loopback SMTP_HOST (localhost, 127.0.0.0/8, ::1)")
+		}
+		if c.SMTPUsername != "" {
+			return nil, fail("SMTP_TLS", "none with SMTP_USERNAME set would send the password in clear")
+		}
+	default:
+		return nil, fail("SMTP_TLS", "want starttls, implicit or none, got %q", clip(c.SMTPTLS))
+	}
 	if c.PasswordResetTTL, err = dur("PASSWORD_RESET_TTL", "1h", time.Minute, 24*time.Hour); err != nil {
 		return nil, err
 	}
@@ -287,6 +309,16 @@ func checkIssuer(s string, release bool) error {
 		return errors.New("must not hold user information")
 	}
 	return nil
+}
+
+// loopbackHost reports whether host is localhost or a loopback address
+// (127.0.0.0/8, ::1), where mail in clear never leaves the machine.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // parseRate reads "N/s", "N/m" or "N/h".

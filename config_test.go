@@ -47,6 +47,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"LoginBurst", c.LoginBurst, 10},
 		{"LoginMaxFailures", c.LoginMaxFailures, 5},
 		{"LoginLockout", c.LoginLockout, 15 * time.Minute},
+		{"SMTPTLS", c.SMTPTLS, "starttls"},
 		{"PasswordResetTTL", c.PasswordResetTTL, time.Hour},
 		{"PasswordResetURL", c.PasswordResetURL, "http://localhost:8080/password/reset"},
 		{"DBMaxOpenConns", c.DBMaxOpenConns, 100},
@@ -258,6 +259,14 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"PASSWORD_RESET_URL": "https://app.example.com/reset#x"}, "PASSWORD_RESET_URL"},
 		{map[string]string{"PASSWORD_RESET_URL": "/reset"}, "PASSWORD_RESET_URL"},
 		{map[string]string{"SMTP_PORT": "smtp"}, "SMTP_PORT"},
+		{map[string]string{"SMTP_TLS": "tls"}, "SMTP_TLS"},
+		{map[string]string{"SMTP_TLS": "STARTTLS"}, "SMTP_TLS"},
+		{map[string]string{"SMTP_TLS": "none", "SMTP_HOST": "smtp.example.com"}, "SMTP_TLS"},
+		{map[string]string{"SMTP_TLS": "none", "SMTP_HOST": "10.0.0.1"}, "SMTP_TLS"},
+		{map[string]string{"SMTP_TLS": "none", "SMTP_HOST": "localhost.example.com"}, "SMTP_TLS"},
+		{map[string]string{"SMTP_TLS": "none", "SMTP_HOST": "::ffff:10.0.0.1"}, "SMTP_TLS"},
+		{map[string]string{"SMTP_TLS": "none", "SMTP_HOST": "127.0.0.1", "SMTP_USERNAME": "relay"}, "SMTP_TLS"},
+		{map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_PORT": "465"}, "SMTP_TLS"},
 		{map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL"},
 		{map[string]string{"DATABASE_URL": "postgres://"}, "DATABASE_URL"},
 		{map[string]string{"DATABASE_URL": "file:o.db?_pragma=foreign_keys(0)"}, "DATABASE_URL"},
@@ -283,6 +292,33 @@ func TestLoadConfigErrors(t *testing.T) {
 			if s := tc.env[k]; s != "" && strings.Contains(msg, s) {
 				t.Errorf("loadConfig(%v) = %q echoes %s", tc.env, msg, k)
 			}
+		}
+	}
+}
+
+// SMTP_TLS values that load: clear text only to loopback and without
+// credentials, the port never chooses the mode.
+func TestLoadConfigSMTPTLS(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"SMTP_HOST": "smtp.example.com"}, "starttls"},
+		{map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_TLS": "starttls", "SMTP_USERNAME": "relay"}, "starttls"},
+		{map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_TLS": "implicit", "SMTP_USERNAME": "relay"}, "implicit"},
+		{map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_TLS": "implicit", "SMTP_PORT": "465"}, "implicit"},
+		{map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_TLS": "starttls", "SMTP_PORT": "465"}, "starttls"},
+		{map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_TLS": "implicit", "SMTP_PORT": "587"}, "implicit"},
+		{map[string]string{"SMTP_HOST": "localhost", "SMTP_TLS": "none", "SMTP_PORT": "25"}, "none"},
+		{map[string]string{"SMTP_HOST": "LocalHost", "SMTP_TLS": "none"}, "none"},
+		{map[string]string{"SMTP_HOST": "127.0.0.1", "SMTP_TLS": "none"}, "none"},
+		{map[string]string{"SMTP_HOST": "127.1.2.3", "SMTP_TLS": "none"}, "none"},
+		{map[string]string{"SMTP_HOST": "::1", "SMTP_TLS": "none"}, "none"},
+		{map[string]string{"SMTP_TLS": "none"}, "none"}, // no SMTP_HOST: mail is off
+	} {
+		c, err := loadConfig(envOf(tc.env))
+		if err != nil || c.SMTPTLS != tc.want {
+			t.Errorf("loadConfig(%v) = %v; want SMTP_TLS %s", tc.env, err, tc.want)
 		}
 	}
 }

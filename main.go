@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -179,8 +180,14 @@ func openStoreRetrying(ctx context.Context, cfg *config, log *slog.Logger) (*sto
 	}
 }
 
-// serve runs the server until ctx ends, then shuts down gracefully. If ready
-// is not nil it receives the listener's address once the server accepts.
+// mailDrain bounds how long a shutdown waits for queued mail to be sent,
+// after the up to 25 s given to requests in flight.
+const mailDrain = 10 * time.Second
+
+// serve runs the server until ctx ends, then shuts down gracefully: requests
+// in flight finish, background work ends and queued mail is sent (within
+// mailDrain), and only then does the database close and serve return. If
+// ready is not nil it receives the listener's address once the server accepts.
 func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- string) error {
 	started := time.Now()
 	log, flush := newLogger(cfg, stdout)
@@ -217,13 +224,33 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	credLimit := ratelimit.New(cfg.LoginRate, cfg.LoginBurst, 100_000)
 	pw := auth.NewPasswords(auth.DefaultArgon2, max(2, runtime.GOMAXPROCS(0)), 10*time.Second)
 
+	// Background work: the revocation poller, the janitor and the mail
+	// queue. stopBackground ends it all and waits for it, so that nothing
+	// touches the database once it is closed: on the way out it runs after
+	// the HTTP server has stopped (no more mail is queued) and, deferred on
+	// every other return, before the deferred db.Close (defers run last in,
+	// first out).
 	bg, stopBG := context.WithCancel(context.Background())
-	defer stopBG()
+	var wg sync.WaitGroup
+	var mail *auth.MailQueue
+	stopBackground := sync.OnceFunc(func() {
+		stopBG()
+		wg.Wait()
+		if mail != nil {
+			// A link asked for just before the shutdown still goes out, in a
+			// bounded time; what is left is logged and counted as dropped.
+			ctx, cancel := context.WithTimeout(context.Background(), mailDrain)
+			defer cancel()
+			mail.Close(ctx)
+		}
+	})
+	defer stopBackground()
 	var reset *auth.Reset
 	if cfg.EnablePasswordReset {
-		mailer := &auth.SMTPMailer{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUsername,
-			Password: cfg.SMTPPassword, From: cfg.SMTPFrom}
-		reset = &auth.Reset{TTL: cfg.PasswordResetTTL, URL: cfg.PasswordResetURL, Mail: auth.NewMailQueue(bg, mailer, 100, log)}
+		mailer := &auth.SMTPMailer{Host: cfg.SMTPHost, Port: cfg.SMTPPort, TLSMode: cfg.SMTPTLS,
+			Username: cfg.SMTPUsername, Password: cfg.SMTPPassword, From: cfg.SMTPFrom}
+		mail = auth.NewMailQueue(mailer, 100, log, authm)
+		reset = &auth.Reset{TTL: cfg.PasswordResetTTL, URL: cfg.PasswordResetURL, Mail: mail}
 	}
 	h := auth.NewHandler(auth.Deps{
 		Log: log, DB: db, Tokens: ts, Passwords: pw,
@@ -251,8 +278,10 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 		return err
 	}
 
-	go ts.Revoked.Run(bg, db, 2*time.Second, log, time.Now)
-	go janitor(bg, db, apiLimit, credLimit, store.Retention{LoginWindow: cfg.LoginLockout, AccessTTL: cfg.AccessTTL, MaxAge: cfg.RefreshMaxAge}, log)
+	wg.Go(func() { ts.Revoked.Run(bg, db, 2*time.Second, log, time.Now) })
+	wg.Go(func() {
+		janitor(bg, db, apiLimit, credLimit, store.Retention{LoginWindow: cfg.LoginLockout, AccessTTL: cfg.AccessTTL, MaxAge: cfg.RefreshMaxAge}, log)
+	})
 
 	startProfiler(log)
 	errc := make(chan error, 1)
@@ -273,6 +302,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	stopBackground()
 	log.Info("stopped")
 	return nil
 }

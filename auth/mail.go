@@ -11,6 +11,7 @@ import (
 	"net/smtp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"oauth2-api/token"
@@ -21,13 +22,39 @@ type Mailer interface {
 	Send(ctx context.Context, to, subject, body string) error
 }
 
-// SMTPMailer sends mail through an SMTP server with net/smtp: implicit TLS
-// on port 465, otherwise STARTTLS whenever the server offers it, and
-// authentication only over TLS (net/smtp's PlainAuth refuses it in clear
-// except to localhost).
+// SMTP_TLS modes (API.md): how SMTPMailer protects the conversation.
+const (
+	SMTPStartTLS    = "starttls" // the default: STARTTLS before anything else, or nothing is sent
+	SMTPImplicitTLS = "implicit" // TLS from the first byte, as on port 465 (RFC 8314 §3.3)
+	SMTPNoTLS       = "none"     // clear text: only to a relay on the same machine (config checks)
+)
+
+// ErrMailRefused means SMTPMailer sent nothing because the server did not
+// offer what the configuration requires: STARTTLS, or AUTH when there are
+// credentials to present.
+var ErrMailRefused = errors.New("smtp: refused to send")
+
+// SMTPMailer sends mail through an SMTP server with net/smtp.
+//
+// # Security
+//
+// A reset mail holds a link that is as good as the password until it
+// expires, so it never crosses a network in clear. With TLSMode
+// SMTPStartTLS (or empty) Send requires the server to offer STARTTLS and
+// starts TLS before any other command: a man in the middle who strips
+// STARTTLS from the EHLO answer gets ErrMailRefused, not the link (RFC 3207
+// §6 names that attack and asks clients to be able to require TLS). With
+// SMTPImplicitTLS the first byte is TLS. SMTPNoTLS sends in clear, which
+// loadConfig allows only to a loopback host.
+//
+// Credentials go only over TLS, and only to a server that offers AUTH: with
+// Username set, a server that does not offer AUTH gets ErrMailRefused
+// rather than unauthenticated mail, since it is not the relay configured
+// (or a man in the middle has stripped AUTH to see what we do without).
 type SMTPMailer struct {
 	Host     string
 	Port     int
+	TLSMode  string // SMTP_TLS: SMTPStartTLS (also when empty), SMTPImplicitTLS or SMTPNoTLS
 	Username string
 	Password token.Secret
 	From     string
@@ -38,7 +65,10 @@ type SMTPMailer struct {
 	Timeout time.Duration
 }
 
-// Send delivers one message.
+// Send delivers one message. It returns an error wrapping ErrMailRefused
+// if the server does not offer STARTTLS or AUTH as described above; then
+// neither credentials nor any part of the message were sent. Cancelling
+// ctx ends the conversation at once.
 func (m *SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 	if strings.ContainsAny(to+subject+m.From, "\r\n") {
 		return errors.New("smtp: header value holds a line break") // header injection
@@ -55,36 +85,47 @@ func (m *SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 		tlsConf = &tls.Config{ServerName: m.Host, MinVersion: tls.VersionTLS12}
 	}
 	d := &net.Dialer{}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("smtp: dial: %w", err)
 	}
 	deadline, _ := ctx.Deadline()
-	conn.SetDeadline(deadline)
-	secure := false
-	if m.Port == 465 {
+	raw.SetDeadline(deadline)
+	// A shutdown out of time cancels ctx: a past deadline ends every read
+	// and write in flight.
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	conn := raw
+	if m.TLSMode == SMTPImplicitTLS {
 		conn = tls.Client(conn, tlsConf)
-		secure = true
 	}
-	c, err := smtp.NewClient(conn, m.Host)
+	c, err := smtp.NewClient(conn, m.Host) // reads the greeting (with implicit TLS, after the handshake)
 	if err != nil {
 		conn.Close()
 		return fmt.Errorf("smtp: %w", err)
 	}
 	defer c.Close()
-	if !secure {
-		if ok, _ := c.Extension("STARTTLS"); ok {
-			if err := c.StartTLS(tlsConf); err != nil {
-				return fmt.Errorf("smtp: starttls: %w", err)
-			}
-			secure = true
+	switch m.TLSMode {
+	case SMTPImplicitTLS, SMTPNoTLS:
+	default: // SMTPStartTLS, the strict mode, for any value loadConfig did not check too
+		if ok, _ := c.Extension("STARTTLS"); !ok {
+			return fmt.Errorf("%w: the server does not offer STARTTLS", ErrMailRefused)
+		}
+		if err := c.StartTLS(tlsConf); err != nil {
+			return fmt.Errorf("smtp: starttls: %w", err)
 		}
 	}
 	if m.Username != "" {
-		if ok, _ := c.Extension("AUTH"); ok {
-			if err := c.Auth(smtp.PlainAuth("", m.Username, m.Password.Reveal(), m.Host)); err != nil {
-				return fmt.Errorf("smtp: auth: %w", err)
-			}
+		// net/smtp's PlainAuth would send the password in clear to a host
+		// named localhost or 127.0.0.1: we never do.
+		if _, encrypted := c.TLSConnectionState(); !encrypted {
+			return fmt.Errorf("%w: credentials are never sent without TLS", ErrMailRefused)
+		}
+		if ok, _ := c.Extension("AUTH"); !ok {
+			return fmt.Errorf("%w: SMTP_USERNAME is set but the server does not offer AUTH", ErrMailRefused)
+		}
+		if err := c.Auth(smtp.PlainAuth("", m.Username, m.Password.Reveal(), m.Host)); err != nil {
+			return fmt.Errorf("smtp: auth: %w", err)
 		}
 	}
 	if err := c.Mail(m.From); err != nil {
@@ -121,41 +162,102 @@ func (m *SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 }
 
 // MailQueue sends mail in the background, so that a forgot-password answer
-// takes the same time whether or not the address has an account. It holds
-// at most a fixed number of messages; beyond that it drops them (logged).
+// takes the same time whether or not the address has an account.
+//
+// It holds at most a fixed number of messages. A message it cannot take
+// (the queue is full, or closed) is dropped; one it cannot send is lost.
+// Both are logged and counted (oauth2_mail_dropped_total,
+// oauth2_mail_failures_total), never silent. The queue logs neither the
+// recipient nor the body, which holds a reset link (though a server's error
+// reply, quoted in Send's error, may name the recipient).
 type MailQueue struct {
-	m   Mailer
-	log *slog.Logger
-	ch  chan message
+	m    Mailer
+	log  *slog.Logger
+	met  *Metrics
+	ch   chan message
+	stop context.CancelFunc // abandons the send in flight and what is left
+	done chan struct{}      // closed when the sending goroutine has ended
+
+	mu     sync.Mutex // orders Enqueue and Close: nothing is sent on a closed channel
+	closed bool
 }
 
 type message struct{ to, subject, body string }
 
-// NewMailQueue starts a queue of size n in front of m; it runs until ctx ends.
-func NewMailQueue(ctx context.Context, m Mailer, n int, log *slog.Logger) *MailQueue {
-	q := &MailQueue{m: m, log: log, ch: make(chan message, n)}
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case msg := <-q.ch:
-				if err := m.Send(ctx, msg.to, msg.subject, msg.body); err != nil {
-					log.Error("mail not sent", "err", err) // never the body: it holds a reset link
-				}
-			}
-		}
-	}()
+// Reasons a mail was not sent: the label values of oauth2_mail_failures_total.
+const (
+	mailRefused = "refused" // the server did not offer STARTTLS, or AUTH (ErrMailRefused)
+	mailError   = "error"   // anything else: connection, TLS handshake, an SMTP error reply
+)
+
+// NewMailQueue starts a queue of n messages in front of m. It sends until
+// Close, which must be called to stop it.
+func NewMailQueue(m Mailer, n int, log *slog.Logger, met *Metrics) *MailQueue {
+	ctx, stop := context.WithCancel(context.Background())
+	q := &MailQueue{m: m, log: log, met: met, ch: make(chan message, n), stop: stop, done: make(chan struct{})}
+	go q.run(ctx)
 	return q
 }
 
-// Enqueue queues a message; it reports false when the queue is full.
+// run sends each queued message until the channel is closed and empty.
+// Once ctx ends (Close ran out of time) the messages left are dropped.
+func (q *MailQueue) run(ctx context.Context) {
+	defer close(q.done)
+	left := 0
+	for msg := range q.ch {
+		if ctx.Err() != nil {
+			left++
+			continue
+		}
+		if err := q.m.Send(ctx, msg.to, msg.subject, msg.body); err != nil {
+			reason := mailError
+			if errors.Is(err, ErrMailRefused) {
+				reason = mailRefused
+			}
+			q.met.MailFailures.With(reason).Inc()
+			q.log.Error("mail not sent", "reason", reason, "err", err) // never the body: it holds a reset link
+		}
+	}
+	if left > 0 {
+		q.met.MailDropped.Add(uint64(left))
+		q.log.Error("mail queue closed before it was empty: messages dropped", "count", left)
+	}
+}
+
+// Enqueue queues a message; it reports false, having logged and counted
+// the drop, when the queue is full or closed.
 func (q *MailQueue) Enqueue(to, subject, body string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		q.met.MailDropped.Inc()
+		q.log.Error("mail queue closed: message dropped")
+		return false
+	}
 	select {
 	case q.ch <- message{to, subject, body}:
 		return true
 	default:
-		q.log.Warn("mail queue full: message dropped")
+		q.met.MailDropped.Inc()
+		q.log.Error("mail queue full: message dropped")
 		return false
 	}
+}
+
+// Close stops the queue taking mail and waits until every queued message
+// has been sent, or until ctx ends: then the send in flight is abandoned
+// and the messages left are dropped, logged and counted. Close returns once
+// the queue's goroutine has ended, so bound ctx. Calling it again waits
+// again, for nothing.
+func (q *MailQueue) Close(ctx context.Context) {
+	q.mu.Lock()
+	if !q.closed {
+		q.closed = true
+		close(q.ch)
+	}
+	q.mu.Unlock()
+	abandon := context.AfterFunc(ctx, q.stop)
+	defer abandon()
+	<-q.done
+	q.stop() // releases the context
 }

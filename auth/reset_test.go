@@ -1,183 +1,45 @@
 package auth
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"net/http"
 	"net/mail"
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"oauth2-api/auth/smtptest"
 )
 
-// smtpSink is a small SMTP server on loopback that speaks enough of RFC 5321
-// (EHLO, STARTTLS, MAIL, RCPT, DATA, QUIT) to receive what SMTPMailer sends.
-type smtpSink struct {
-	t        testing.TB
-	ln       net.Listener
-	tls      *tls.Config
-	mu       sync.Mutex
-	messages []sunkMail
-	got      chan struct{}
-}
-
-type sunkMail struct {
-	from, to string
-	data     string
-	overTLS  bool
-}
-
-func newSMTPSink(t testing.TB, offerTLS bool) (*smtpSink, *tls.Config) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &smtpSink{t: t, ln: ln, got: make(chan struct{}, 10)}
-	var client *tls.Config
-	if offerTLS {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"127.0.0.1"}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, _ := x509.ParseCertificate(der)
-		s.tls = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-		pool := x509.NewCertPool()
-		pool.AddCert(cert)
-		client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-	}
-	go s.serve()
-	t.Cleanup(func() { ln.Close() })
-	return s, client
-}
-
-func (s *smtpSink) port() int { return s.ln.Addr().(*net.TCPAddr).Port }
-
-func (s *smtpSink) serve() {
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		go s.handle(c)
-	}
-}
-
-func (s *smtpSink) handle(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	r, w := bufio.NewReader(c), bufio.NewWriter(c)
-	say := func(line string) { w.WriteString(line + "\r\n"); w.Flush() }
-	var m sunkMail
-	say("220 sink ESMTP")
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		cmd := strings.TrimRight(line, "\r\n")
-		verb := strings.ToUpper(strings.SplitN(cmd, " ", 2)[0])
-		switch {
-		case verb == "EHLO":
-			if s.tls != nil && !m.overTLS {
-				say("250-sink")
-				say("250 STARTTLS")
-			} else {
-				say("250 sink")
-			}
-		case verb == "STARTTLS" && s.tls != nil:
-			say("220 go ahead")
-			tc := tls.Server(c, s.tls)
-			if err := tc.Handshake(); err != nil {
-				return
-			}
-			c = tc
-			r, w = bufio.NewReader(tc), bufio.NewWriter(tc)
-			m.overTLS = true
-		case strings.HasPrefix(strings.ToUpper(cmd), "MAIL FROM:"):
-			m.from = strings.Trim(cmd[len("MAIL FROM:"):], "<> ")
-			say("250 ok")
-		case strings.HasPrefix(strings.ToUpper(cmd), "RCPT TO:"):
-			m.to = strings.Trim(cmd[len("RCPT TO:"):], "<> ")
-			say("250 ok")
-		case verb == "DATA":
-			say("354 end with .")
-			var b strings.Builder
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
-				b.WriteString(strings.TrimPrefix(l, "."))
-			}
-			m.data = b.String()
-			s.mu.Lock()
-			s.messages = append(s.messages, m)
-			s.mu.Unlock()
-			say("250 queued")
-			s.got <- struct{}{}
-		case verb == "QUIT":
-			say("221 bye")
-			return
-		default:
-			say("502 unknown")
-		}
-	}
-}
-
-func (s *smtpSink) wait(t testing.TB) sunkMail {
-	t.Helper()
-	select {
-	case <-s.got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no mail arrived")
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.messages[len(s.messages)-1]
-}
-
-func (s *smtpSink) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.messages)
-}
-
-func withReset(t testing.TB, sink *smtpSink, clientTLS *tls.Config) func(*Deps) {
+// withReset turns on password reset, mailing through an SMTPMailer to srv
+// in mode (SMTP_TLS). The queue is closed, and so drained, when the test ends.
+func withReset(t testing.TB, srv *smtptest.Server, clientTLS *tls.Config, mode string) func(*Deps) {
 	return func(d *Deps) {
-		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(cancel)
-		m := &SMTPMailer{Host: "127.0.0.1", Port: sink.port(), From: "auth@example.com", TLS: clientTLS, Timeout: 5 * time.Second}
-		d.Reset = &Reset{TTL: time.Hour, URL: "https://auth.example.com/password/reset?lang=en", Mail: NewMailQueue(ctx, m, 10, d.Log)}
+		m := &SMTPMailer{Host: "127.0.0.1", Port: srv.Port(), TLSMode: mode, From: "auth@example.com", TLS: clientTLS, Timeout: 5 * time.Second}
+		q := NewMailQueue(m, 10, d.Log, d.Metrics)
+		t.Cleanup(func() { closeQueue(q) })
+		d.Reset = &Reset{TTL: time.Hour, URL: "https://auth.example.com/password/reset?lang=en", Mail: q}
 	}
+}
+
+// closeQueue closes q within a generous bound: what is queued is sent.
+func closeQueue(q *MailQueue) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q.Close(ctx)
 }
 
 var linkRE = regexp.MustCompile(`https://auth\.example\.com/password/reset\?\S+`)
 
 func TestPasswordReset(t *testing.T) {
-	sink, clientTLS := newSMTPSink(t, true)
+	sink, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
 	eachEnv(t, func(t *testing.T, e *env) {
 		e.createUser("ann@example.com", "ann", "correct horse", "user")
 		at, rt := e.login("ann", "correct horse")
-		before := sink.count()
+		before := len(sink.Messages())
 
 		// Unknown address: the same 202, and no mail.
 		unknown := e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "nobody@example.com"}).want(http.StatusAccepted)
@@ -185,16 +47,16 @@ func TestPasswordReset(t *testing.T) {
 		if unknown.Body.String() != known.Body.String() {
 			t.Fatalf("forgot answers differ: %q vs %q", unknown.Body.String(), known.Body.String())
 		}
-		m := sink.wait(t)
-		if sink.count() != before+1 {
-			t.Fatalf("%d mails; want exactly one", sink.count()-before)
+		m := sink.Wait(t)
+		if n := len(sink.Messages()); n != before+1 {
+			t.Fatalf("%d mails; want exactly one", n-before)
 		}
-		if !m.overTLS || m.from != "auth@example.com" || m.to != "ann@example.com" {
+		if !m.TLS || m.From != "auth@example.com" || m.To != "ann@example.com" {
 			t.Fatalf("envelope %+v (want STARTTLS used)", m)
 		}
-		msg, err := mail.ReadMessage(strings.NewReader(m.data))
+		msg, err := mail.ReadMessage(strings.NewReader(m.Data))
 		if err != nil {
-			t.Fatalf("mail does not parse: %v\n%s", err, m.data)
+			t.Fatalf("mail does not parse: %v\n%s", err, m.Data)
 		}
 		for h, want := range map[string]string{"From": "auth@example.com", "To": "ann@example.com", "Subject": "Reset your password",
 			"Content-Type": "text/plain; charset=utf-8", "Mime-Version": "1.0"} {
@@ -205,7 +67,7 @@ func TestPasswordReset(t *testing.T) {
 		if _, err := msg.Header.Date(); err != nil || msg.Header.Get("Message-Id") == "" {
 			t.Errorf("Date or Message-ID missing: %v", msg.Header)
 		}
-		link := linkRE.FindString(m.data)
+		link := linkRE.FindString(m.Data)
 		u, err := url.Parse(link)
 		if err != nil || u.Query().Get("lang") != "en" || len(u.Query().Get("token")) != 43 {
 			t.Fatalf("link %q: want the configured URL with its own query kept and a token added", link)
@@ -231,24 +93,24 @@ func TestPasswordReset(t *testing.T) {
 
 		// An expired token.
 		e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "ann@example.com"}).want(http.StatusAccepted)
-		u, _ = url.Parse(linkRE.FindString(sink.wait(t).data))
+		u, _ = url.Parse(linkRE.FindString(sink.Wait(t).Data))
 		tok2 := e.secret(u.Query().Get("token"))
 		e.clock.Add(time.Hour)
 		e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok2, "new_password": "new password 3"}).wantError(http.StatusBadRequest, "invalid_token")
-	}, withReset(t, sink, clientTLS))
+	}, withReset(t, sink, clientTLS, SMTPStartTLS))
 }
 
 // The page the link opens: a form without script that resets the password.
 func TestPasswordResetPage(t *testing.T) {
-	sink, _ := newSMTPSink(t, false) // a server without STARTTLS: mail in clear
-	e := newEnv(t, "sqlite", withReset(t, sink, nil))
+	sink, _ := smtptest.Start(t, smtptest.Plain, false) // SMTP_TLS=none to loopback: mail in clear
+	e := newEnv(t, "sqlite", withReset(t, sink, nil, SMTPNoTLS))
 	e.createUser("ann@example.com", "ann", "correct horse", "user")
 	e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "ann@example.com"}).want(http.StatusAccepted)
-	m := sink.wait(t)
-	if m.overTLS {
+	m := sink.Wait(t)
+	if m.TLS {
 		t.Fatal("TLS without STARTTLS on offer?")
 	}
-	u, _ := url.Parse(linkRE.FindString(m.data))
+	u, _ := url.Parse(linkRE.FindString(m.Data))
 	tok := e.secret(u.Query().Get("token"))
 	b := e.browser()
 	w := b.do("GET", "/password/reset?token="+url.QueryEscape(tok), nil)

@@ -19,6 +19,8 @@ import (
 type Metrics struct {
 	TokensIssued  *metrics.CounterVec // oauth2_tokens_issued_total{grant_type}
 	LoginFailures *metrics.Counter    // oauth2_login_failures_total
+	MailFailures  *metrics.CounterVec // oauth2_mail_failures_total{reason}: refused or error
+	MailDropped   *metrics.Counter    // oauth2_mail_dropped_total: queue full, or closed
 }
 
 // NewMetrics registers the series in reg.
@@ -26,10 +28,15 @@ func NewMetrics(reg *metrics.Registry) *Metrics {
 	m := &Metrics{
 		TokensIssued:  reg.CounterVec("oauth2_tokens_issued_total", "Access tokens issued, by grant type.", "grant_type"),
 		LoginFailures: reg.Counter("oauth2_login_failures_total", "Failed logins (wrong password, unknown account, or throttled)."),
+		MailFailures: reg.CounterVec("oauth2_mail_failures_total",
+			"Mail not sent: refused (the server did not offer STARTTLS, or AUTH with SMTP_USERNAME set) or error.", "reason"),
+		MailDropped: reg.Counter("oauth2_mail_dropped_total", "Mail dropped unsent: the queue was full, or closed at shutdown."),
 	}
 	for _, g := range []string{grantPassword, grantAuthorizationCode, grantRefreshToken, grantClientCredentials} {
 		m.TokensIssued.With(g) // every grant type present at 0 from the start
 	}
+	m.MailFailures.With(mailRefused)
+	m.MailFailures.With(mailError)
 	return m
 }
 

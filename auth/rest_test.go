@@ -894,7 +894,8 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 func TestMetricsRoutePattern(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		text := e.metricsText()
-		for _, want := range []string{"oauth2_login_failures_total 0", "oauth2_rate_limited_total 0", `oauth2_tokens_issued_total{grant_type="password"} 0`} {
+		for _, want := range []string{"oauth2_login_failures_total 0", "oauth2_rate_limited_total 0", `oauth2_tokens_issued_total{grant_type="password"} 0`,
+			"oauth2_mail_dropped_total 0", `oauth2_mail_failures_total{reason="refused"} 0`, `oauth2_mail_failures_total{reason="error"} 0`} {
 			if !strings.Contains(text, want+"\n") {
 				t.Errorf("fresh metrics lack %q", want)
 			}

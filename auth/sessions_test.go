@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"oauth2-api/auth/smtptest"
 	"oauth2-api/store"
 	"oauth2-api/store/storetest"
 	"oauth2-api/token"
@@ -92,7 +93,7 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 // Item 1: a reset ends every session of the user, the caller's included,
 // and clears the account's login failures.
 func TestPasswordResetEndsEverySession(t *testing.T) {
-	sink, clientTLS := newSMTPSink(t, true)
+	sink, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
 	eachEnv(t, func(t *testing.T, e *env) {
 		const oldPW, newPW = "Old-Password-1", "New-Password-2"
 		e.secret(newPW)
@@ -123,7 +124,7 @@ func TestPasswordResetEndsEverySession(t *testing.T) {
 		}
 		// The count is cleared: the owner signs in at once.
 		e.login("lee", newPW)
-	}, withReset(t, sink, clientTLS))
+	}, withReset(t, sink, clientTLS, SMTPStartTLS))
 }
 
 // Item 2: every user access token names its session in sid, and ending the
