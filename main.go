@@ -180,9 +180,13 @@ func openStoreRetrying(ctx context.Context, cfg *config, log *slog.Logger) (*sto
 	}
 }
 
-// mailDrain bounds how long a shutdown waits for queued mail to be sent,
-// after the up to 25 s given to requests in flight.
-const mailDrain = 10 * time.Second
+// Shutdown bounds: requests in flight get drainRequests, then queued mail
+// gets mailDrain; together they stay inside the 30 s that systemd and
+// compose give before a kill (deploy/README.md).
+const (
+	drainRequests = 20 * time.Second
+	mailDrain     = 5 * time.Second
+)
 
 // serve runs the server until ctx ends, then shuts down gracefully: requests
 // in flight finish, background work ends and queued mail is sent (within
@@ -297,7 +301,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing in-flight requests")
-	sctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), drainRequests)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
