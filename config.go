@@ -55,6 +55,7 @@ type config struct {
 	DBMaxOpenConns      int
 	DBMaxIdleConns      int
 	DBConnMaxLifetime   time.Duration
+	MaxConnections      int
 }
 
 // minSecret is the shortest JWT_SECRET release mode accepts (HS256 wants a
@@ -289,6 +290,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	if c.DBConnMaxLifetime, err = dur("DB_CONN_MAX_LIFETIME", "1h", 0, 30*24*time.Hour); err != nil {
+		return nil, err
+	}
+	if c.MaxConnections, err = posInt("MAX_CONNECTIONS", "4096", 1, 1<<20); err != nil {
 		return nil, err
 	}
 	return c, nil

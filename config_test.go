@@ -251,6 +251,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"APP_MODE": "release", "ISSUER": "https://a.example", "JWT_SECRET": strings.Repeat("password1", 4)}, "JWT_SECRET"},
 		{map[string]string{"APP_MODE": "release", "ISSUER": "https://a.example", "JWT_SECRET": releaseSecret, "JWT_SECRET_PREVIOUS": strings.Repeat("ab", 20)}, "JWT_SECRET_PREVIOUS"},
 		{map[string]string{"REFRESH_TOKEN_MAX_DAYS": "0"}, "REFRESH_TOKEN_MAX_DAYS"},
+		{map[string]string{"MAX_CONNECTIONS": "0"}, "MAX_CONNECTIONS"},
+		{map[string]string{"MAX_CONNECTIONS": "lots"}, "MAX_CONNECTIONS"},
 		{map[string]string{"RATE_LIMIT_REQUESTS": "0"}, "RATE_LIMIT_REQUESTS"},
 		{map[string]string{"RATE_LIMIT_WINDOW": "1h"}, "RATE_LIMIT_WINDOW"},
 		{map[string]string{"LOGIN_RATE_BURST": "-1"}, "LOGIN_RATE_BURST"},

@@ -180,6 +180,10 @@ func openStoreRetrying(ctx context.Context, cfg *config, log *slog.Logger) (*sto
 	}
 }
 
+// connReserve is how many connections beyond MAX_CONNECTIONS are taken for
+// the probes (/health, /livez) and answered 503 elsewhere (httpx.ConnLimit).
+const connReserve = 16
+
 // Shutdown bounds: requests in flight get drainRequests, then queued mail
 // gets mailDrain; together they stay inside the 30 s that systemd and
 // compose give before a kill (deploy/README.md).
@@ -281,6 +285,17 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	if err != nil {
 		return err
 	}
+	// MAX_CONNECTIONS, lowered to fit the descriptor limit with room for the
+	// database pool, the log and the SQLite files.
+	maxConns := cfg.MaxConnections
+	if fds := fdLimit(); fds > 0 && maxConns > fds-cfg.DBMaxOpenConns-connReserve-64 {
+		maxConns = max(1, fds-cfg.DBMaxOpenConns-connReserve-64)
+		log.Warn("MAX_CONNECTIONS lowered to fit the open file limit", "max_connections", maxConns, "file_limit", fds)
+	}
+	limit := &httpx.ConnLimit{Max: maxConns, Reserve: connReserve,
+		Refused: reg.Counter("oauth2_connections_refused_total", "Client connections refused beyond MAX_CONNECTIONS.")}
+	srv.Handler, srv.ConnContext = limit.Guard(srv.Handler), limit.ConnContext
+	ln = limit.Listener(ln)
 
 	wg.Go(func() { ts.Revoked.Run(bg, db, 2*time.Second, log, time.Now) })
 	wg.Go(func() {
