@@ -174,7 +174,7 @@ type MailQueue struct {
 	m    Mailer
 	log  *slog.Logger
 	met  *Metrics
-	ch   chan message
+	ch   chan Job
 	stop context.CancelFunc // abandons the send in flight and what is left
 	done chan struct{}      // closed when the sending goroutine has ended
 
@@ -182,7 +182,16 @@ type MailQueue struct {
 	closed bool
 }
 
-type message struct{ to, subject, body string }
+// Job composes one message when its turn comes, off the request path, and
+// reports ok false when there is nothing to send (the forgot-password job
+// of an address without an account). The request that queued it has
+// already been answered, so its work is the same whatever the job finds.
+type Job func(ctx context.Context) (to, subject, body string, ok bool, err error)
+
+// Message is a Job for a message composed already.
+func Message(to, subject, body string) Job {
+	return func(context.Context) (string, string, string, bool, error) { return to, subject, body, true, nil }
+}
 
 // Reasons a mail was not sent: the label values of oauth2_mail_failures_total.
 const (
@@ -194,7 +203,7 @@ const (
 // Close, which must be called to stop it.
 func NewMailQueue(m Mailer, n int, log *slog.Logger, met *Metrics) *MailQueue {
 	ctx, stop := context.WithCancel(context.Background())
-	q := &MailQueue{m: m, log: log, met: met, ch: make(chan message, n), stop: stop, done: make(chan struct{})}
+	q := &MailQueue{m: m, log: log, met: met, ch: make(chan Job, n), stop: stop, done: make(chan struct{})}
 	go q.run(ctx)
 	return q
 }
@@ -204,12 +213,21 @@ func NewMailQueue(m Mailer, n int, log *slog.Logger, met *Metrics) *MailQueue {
 func (q *MailQueue) run(ctx context.Context) {
 	defer close(q.done)
 	left := 0
-	for msg := range q.ch {
+	for job := range q.ch {
 		if ctx.Err() != nil {
 			left++
 			continue
 		}
-		if err := q.m.Send(ctx, msg.to, msg.subject, msg.body); err != nil {
+		to, subject, body, ok, err := job(ctx)
+		if err != nil {
+			q.met.MailFailures.With(mailError).Inc()
+			q.log.Error("mail not composed", "err", err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if err := q.m.Send(ctx, to, subject, body); err != nil {
 			reason := mailError
 			if errors.Is(err, ErrMailRefused) {
 				reason = mailRefused
@@ -224,9 +242,9 @@ func (q *MailQueue) run(ctx context.Context) {
 	}
 }
 
-// Enqueue queues a message; it reports false, having logged and counted
-// the drop, when the queue is full or closed.
-func (q *MailQueue) Enqueue(to, subject, body string) bool {
+// Enqueue queues a job; it reports false, having logged and counted the
+// drop, when the queue is full or closed.
+func (q *MailQueue) Enqueue(job Job) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -235,7 +253,7 @@ func (q *MailQueue) Enqueue(to, subject, body string) bool {
 		return false
 	}
 	select {
-	case q.ch <- message{to, subject, body}:
+	case q.ch <- job:
 		return true
 	default:
 		q.met.MailDropped.Inc()

@@ -121,7 +121,7 @@ func TestMailQueueDropsCounted(t *testing.T) {
 		return ctx.Err()
 	})
 	q, logs, met := newTestQueue(t, blocked, 1)
-	if !q.Enqueue("a@example.com", "s", "first") {
+	if !q.Enqueue(Message("a@example.com", "s", "first")) {
 		t.Fatal("Enqueue into an empty queue = false")
 	}
 	select { // the first is in flight: the queue is empty again
@@ -129,10 +129,10 @@ func TestMailQueueDropsCounted(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the queue never started sending")
 	}
-	if !q.Enqueue("b@example.com", "s", "second") {
+	if !q.Enqueue(Message("b@example.com", "s", "second")) {
 		t.Fatal("Enqueue into a queue with room = false")
 	}
-	if q.Enqueue("c@example.com", "s", "third") {
+	if q.Enqueue(Message("c@example.com", "s", "third")) {
 		t.Fatal("Enqueue into a full queue = true")
 	}
 	if n := met.MailDropped.Value(); n != 1 || !strings.Contains(logs.String(), "mail queue full") {
@@ -151,7 +151,7 @@ func TestMailQueueDropsCounted(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"mail queue closed before it was empty: messages dropped","count":1`) {
 		t.Errorf("the drop at shutdown is not logged:\n%s", logs)
 	}
-	if q.Enqueue("d@example.com", "s", "fourth") || met.MailDropped.Value() != 3 {
+	if q.Enqueue(Message("d@example.com", "s", "fourth")) || met.MailDropped.Value() != 3 {
 		t.Errorf("Enqueue after Close: taken, or not counted (dropped %d)", met.MailDropped.Value())
 	}
 	for _, s := range []string{"@example.com", "first", "second", "third", "fourth"} {
@@ -170,7 +170,7 @@ func TestMailQueueCloseDrains(t *testing.T) {
 	m := &SMTPMailer{Host: "127.0.0.1", Port: srv.Port(), From: "auth@example.com", TLS: clientTLS, Timeout: 10 * time.Second}
 	q, logs, met := newTestQueue(t, m, 10)
 	for _, to := range []string{"a@example.com", "b@example.com", "c@example.com"} {
-		if !q.Enqueue(to, "Reset your password", "a link") {
+		if !q.Enqueue(Message(to, "Reset your password", "a link")) {
 			t.Fatalf("Enqueue(%s) = false", to)
 		}
 	}

@@ -33,8 +33,10 @@ func (rs *Reset) resetLink(tok string) string {
 }
 
 // handleForgot serves POST /api/v1/auth/password/forgot: always 202, so the
-// answer says nothing about which addresses have accounts; the mail is sent
-// in the background so the time says nothing either.
+// answer says nothing about which addresses have accounts. The lookup, the
+// link and the mail are all done later by the mail queue: before answering,
+// a known and an unknown address cost the same work (a valid address is
+// queued), so the time says nothing either.
 func handleForgot(log *slog.Logger, db *store.DB, rs *Reset, now func() time.Time) http.Handler {
 	type request struct {
 		Email string `json:"email"`
@@ -50,36 +52,45 @@ func handleForgot(log *slog.Logger, db *store.DB, rs *Reset, now func() time.Tim
 			writeAPIError(w, r, log, invalid("email", "must be a valid email address"))
 			return
 		}
-		if err := forgot(r.Context(), db, rs, email, now()); err != nil {
-			// Logged, not shown: the answer must not depend on the account.
-			log.WarnContext(r.Context(), "password reset not started", "request_id", httpx.InfoFrom(r).ID, "err", err)
-		}
+		rs.Mail.Enqueue(forgotJob(db, rs, email, now, log))
 		httpx.JSON(w, http.StatusAccepted, map[string]string{"status": "accepted",
 			"message": "if an account has this address, a reset link has been sent to it"})
 	})
 }
 
-func forgot(ctx context.Context, db *store.DB, rs *Reset, email string, now time.Time) error {
-	u, err := db.UserByEmail(ctx, email)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
+// resetsPerHour is how many reset links one account is mailed in an hour
+// at most: a flood of requests for an address (each IP within its own
+// budget) must not flood its owner's inbox, nor the mail queue.
+const resetsPerHour = 3
+
+// forgotJob composes the reset mail for email, if it names an active
+// account and the account is within resetsPerHour: a new link replaces the
+// previous one (at most one works at a time).
+func forgotJob(db *store.DB, rs *Reset, email string, now func() time.Time, log *slog.Logger) Job {
+	return func(ctx context.Context) (string, string, string, bool, error) {
+		u, err := db.UserByEmail(ctx, email)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
+			return "", "", "", false, nil
+		}
+		if err != nil {
+			return "", "", "", false, err
+		}
+		t := now()
+		tok := token.NewOpaque()
+		err = db.ReplaceResetToken(ctx, token.Hash(tok), u.ID, resetsPerHour, t.Add(rs.TTL), t)
+		if errors.Is(err, store.ErrLimited) || errors.Is(err, store.ErrConflict) {
+			log.Warn("password reset not mailed: the account's hourly limit is reached", "user_id", u.ID)
+			return "", "", "", false, nil
+		}
+		if err != nil {
+			return "", "", "", false, err
+		}
+		body := "Someone asked to reset the password of your account " + u.Username + ".\n\n" +
+			"To choose a new password, open this link within " + rs.TTL.String() + ":\n\n" +
+			rs.resetLink(tok) + "\n\n" +
+			"The link works once, and only until another is sent. If you did not ask for this, ignore this message: your password is unchanged.\n"
+		return u.Email, "Reset your password", body, true, nil
 	}
-	if err != nil {
-		return err
-	}
-	if !u.IsActive {
-		return nil
-	}
-	tok := token.NewOpaque()
-	if err := db.CreateResetToken(ctx, token.Hash(tok), u.ID, now.Add(rs.TTL), now); err != nil {
-		return err
-	}
-	body := "Someone asked to reset the password of your account " + u.Username + ".\n\n" +
-		"To choose a new password, open this link within " + rs.TTL.String() + ":\n\n" +
-		rs.resetLink(tok) + "\n\n" +
-		"The link works once. If you did not ask for this, ignore this message: your password is unchanged.\n"
-	rs.Mail.Enqueue(u.Email, "Reset your password", body)
-	return nil
 }
 
 var errResetToken = httpx.Errorf(http.StatusBadRequest, "invalid_token", "the reset token is invalid, used or expired")

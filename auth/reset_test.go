@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"oauth2-api/auth/smtptest"
+	"oauth2-api/store/storetest"
 )
 
 // withReset turns on password reset, mailing through an SMTPMailer to srv
@@ -134,4 +135,56 @@ func TestPasswordResetDisabled(t *testing.T) {
 	e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "a@b.co"}).want(http.StatusNotFound)
 	e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": "x"}).want(http.StatusNotFound)
 	e.request("GET", "/password/reset", nil).want(http.StatusNotFound)
+}
+
+// A burst of forgot-password requests for one account mails at most
+// resetsPerHour links, and only the last one mailed works; an address
+// without an account is mailed nothing.
+func TestForgotPerAccountLimits(t *testing.T) {
+	srv, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "correct horse", "user")
+		before := len(srv.Messages())
+		for i := 0; i < 9; i++ { // within the queue's 10: none dropped
+			addr := "ann@example.com"
+			if i%3 == 2 {
+				addr = "nobody@example.com"
+			}
+			e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": addr}).want(http.StatusAccepted)
+		}
+		closeQueue(e.deps.Reset.Mail) // every job done
+		mails := srv.Messages()[before:]
+		if len(mails) != resetsPerHour {
+			t.Fatalf("%d mails for 6 requests; want %d (the hourly limit)", len(mails), resetsPerHour)
+		}
+		var tokens []string
+		for _, m := range mails {
+			if m.To != "ann@example.com" {
+				t.Fatalf("mail to %q", m.To)
+			}
+			u, _ := url.Parse(linkRE.FindString(m.Data))
+			tokens = append(tokens, e.secret(u.Query().Get("token")))
+		}
+		for _, tok := range tokens[:len(tokens)-1] {
+			e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok, "new_password": "new password 1"}).wantError(http.StatusBadRequest, "invalid_token")
+		}
+		e.secret("new password 1")
+		e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tokens[len(tokens)-1], "new_password": "new password 1"}).want(http.StatusNoContent)
+	}, withReset(t, srv, clientTLS, SMTPStartTLS))
+}
+
+// The forgot-password answer does no database work: with the database
+// away it is the same 202 for an address with an account and one without
+// (the lookup happens later, off the request path).
+func TestForgotAnswersBeforeAnyLookup(t *testing.T) {
+	srv, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
+	db, p := storetest.OpenPostgresViaProxy(t)
+	e := newEnvOn(t, db, withReset(t, srv, clientTLS, SMTPStartTLS))
+	e.createUser("ann@example.com", "ann", "correct horse", "user")
+	p.Cut()
+	known := e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "ann@example.com"})
+	unknown := e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "nobody@example.com"})
+	if known.Code != http.StatusAccepted || unknown.Code != known.Code || unknown.Body.String() != known.Body.String() {
+		t.Fatalf("with the database away: known %d %s, unknown %d %s; want the same 202", known.Code, known.Body.String(), unknown.Code, unknown.Body.String())
+	}
 }

@@ -108,7 +108,7 @@ func TestPasswordResetEndsEverySession(t *testing.T) {
 		e.loginAttempt("lee", newPW).want(http.StatusTooManyRequests)
 
 		tok := e.secret(token.NewOpaque())
-		if err := e.db.CreateResetToken(context.Background(), token.Hash(tok), u.ID, e.clock.Now().Add(time.Hour), e.clock.Now()); err != nil {
+		if err := e.db.ReplaceResetToken(context.Background(), token.Hash(tok), u.ID, 3, e.clock.Now().Add(time.Hour), e.clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok, "new_password": newPW}).want(http.StatusNoContent)

@@ -291,12 +291,32 @@ func (db *DB) DeleteSession(ctx context.Context, hash string) (err error) {
 
 // --- password reset ---
 
-// CreateResetToken stores a one-time reset token's hash for the user.
-func (db *DB) CreateResetToken(ctx context.Context, hash string, userID int64, expires, now time.Time) (err error) {
-	defer wrap(&err, "create reset token")
-	_, err = db.exec(ctx, `INSERT INTO reset_tokens (hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
-		hash, userID, now.Unix(), expires.Unix())
-	return err
+// ErrLimited means a per-account limit refused the write.
+var ErrLimited = errors.New("limit reached")
+
+// ReplaceResetToken stores a one-time reset token's hash for the user and
+// voids the user's previous unused ones, so that at most one link works at
+// a time (a unique index holds it: of two concurrent calls, one gets
+// ErrConflict). It refuses with ErrLimited, storing nothing, when the user
+// already had max tokens made within the last hour.
+func (db *DB) ReplaceResetToken(ctx context.Context, hash string, userID int64, max int, expires, now time.Time) (err error) {
+	defer wrap(&err, "replace reset token")
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM reset_tokens WHERE user_id = $1 AND created_at > $2`,
+			userID, now.Add(-time.Hour).Unix()).Scan(&n); err != nil {
+			return err
+		}
+		if n >= max {
+			return ErrLimited
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, userID, now.Unix()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO reset_tokens (hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
+			hash, userID, now.Unix(), expires.Unix())
+		return err
+	})
 }
 
 // ResetPassword spends the reset token, sets the new password hash and ends

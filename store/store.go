@@ -379,7 +379,7 @@ func wrap(errp *error, op string) {
 	switch {
 	case err == nil:
 		return
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrUnavailable), errors.Is(err, ErrReused):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrUnavailable), errors.Is(err, ErrReused), errors.Is(err, ErrLimited):
 		*errp = fmt.Errorf("store: %s: %w", op, err)
 	case errors.Is(err, sql.ErrNoRows):
 		*errp = fmt.Errorf("store: %s: %w", op, ErrNotFound)

@@ -446,7 +446,7 @@ func TestResetEndsEverySession(t *testing.T) {
 			db.CountLoginAttempt(ctx, token.Hash("ann"), u.ID, time.Hour, t0)
 		}
 		reset := token.Hash(token.NewOpaque())
-		if err := db.CreateResetToken(ctx, reset, u.ID, t0.Add(time.Hour), t0); err != nil {
+		if err := db.ReplaceResetToken(ctx, reset, u.ID, 3, t0.Add(time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
 		id, r, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0)
@@ -720,4 +720,36 @@ func TestPurgeFamilies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// At most one reset link works at a time, and at most max are made per
+// account per hour.
+func TestResetTokensPerAccount(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		u := newUser(t, db, "ann@example.com", "ann")
+		var links []string
+		for i := 0; i < 3; i++ {
+			h := token.Hash(token.NewOpaque())
+			if err := db.ReplaceResetToken(ctx, h, u.ID, 3, t0.Add(time.Hour), t0.Add(time.Duration(i)*time.Minute)); err != nil {
+				t.Fatalf("link %d: %v", i, err)
+			}
+			links = append(links, h)
+		}
+		if err := db.ReplaceResetToken(ctx, token.Hash(token.NewOpaque()), u.ID, 3, t0.Add(time.Hour), t0.Add(10*time.Minute)); !errors.Is(err, store.ErrLimited) {
+			t.Fatalf("a fourth link within the hour: %v; want ErrLimited", err)
+		}
+		// Only the newest works.
+		for i, h := range links[:2] {
+			if _, _, err := db.ResetPassword(ctx, h, "$x", time.Hour, t0.Add(11*time.Minute)); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("replaced link %d still works: %v", i, err)
+			}
+		}
+		// An hour later the account may have a new one.
+		if err := db.ReplaceResetToken(ctx, token.Hash(token.NewOpaque()), u.ID, 3, t0.Add(2*time.Hour), t0.Add(61*time.Minute)); err != nil {
+			t.Fatalf("a link an hour later: %v", err)
+		}
+		if _, _, err := db.ResetPassword(ctx, links[2], "$x", time.Hour, t0.Add(62*time.Minute)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the link replaced an hour later still works: %v", err)
+		}
+	})
 }

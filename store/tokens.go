@@ -305,7 +305,8 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 		{`DELETE FROM auth_codes WHERE expires_at <= $1
   AND (family_id IS NULL OR NOT EXISTS (SELECT 1 FROM token_families f WHERE f.id = auth_codes.family_id))`, []any{t}},
 		{`DELETE FROM sessions WHERE expires_at <= $1`, []any{t}},
-		{`DELETE FROM reset_tokens WHERE expires_at <= $1`, []any{t}},
+		// Kept an hour at least: ReplaceResetToken counts an hour's links.
+		{`DELETE FROM reset_tokens WHERE expires_at <= $1 AND created_at <= $2`, []any{t, now.Add(-time.Hour).Unix()}},
 		{`DELETE FROM login_failures WHERE window_start <= $1`, []any{now.Add(-r.LoginWindow).Unix()}},
 	} {
 		if _, err := db.exec(ctx, q.sql, q.args...); err != nil {
