@@ -326,9 +326,11 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	return nil
 }
 
-// janitor purges expired rows and idle rate-limit buckets every minute.
+// janitor purges expired rows and idle rate-limit buckets.
 func janitor(ctx context.Context, db *store.DB, api, creds *ratelimit.Limiter, ret store.Retention, log *slog.Logger) {
-	t := time.NewTicker(time.Minute)
+	// Every minute, or twice per access token lifetime when that is shorter,
+	// so that rows do not outlive short lifetimes by much.
+	t := time.NewTicker(min(time.Minute, ret.AccessTTL/2))
 	defer t.Stop()
 	for {
 		select {
