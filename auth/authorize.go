@@ -439,6 +439,7 @@ func handleAuthorize(o *OAuth, b *Browser, pw *Passwords, th Throttle) http.Hand
 
 func writeAuthorizeFailure(w http.ResponseWriter, r *http.Request, o *OAuth, b *Browser, err error) {
 	o.Log.WarnContext(r.Context(), "authorize failed", "request_id", httpx.InfoFrom(r).ID, "err", err)
+	w.Header().Set("Retry-After", "5") // the database or the password hashing slots are busy
 	b.render(w, http.StatusServiceUnavailable, "error", "", &pageData{Title: "Temporarily unavailable", Error: "Please try again in a moment."})
 }
 
