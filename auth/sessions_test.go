@@ -265,9 +265,10 @@ func TestLockoutDoesNotLinkNames(t *testing.T) {
 	})
 }
 
-// refuseRevocationWrites makes the database refuse revocation writes until
-// the returned func is called: on PostgreSQL by cutting the network path
-// to it, on SQLite (no network) by a trigger that aborts the insert.
+// cutDBs make the database unable to take writes until restore is called:
+// on PostgreSQL by cutting the network path to it, on SQLite (no network)
+// by another connection holding the write lock, so that writes time out
+// (after the 5 s busy timeout).
 type cutDB func(t *testing.T) (db *store.DB, cut, restore func())
 
 var cutDBs = map[string]cutDB{
@@ -279,15 +280,17 @@ var cutDBs = map[string]cutDB{
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { raw.Close() })
-		exec := func(q string) {
-			if _, err := raw.Exec(q); err != nil {
-				t.Fatal(err)
-			}
-		}
+		var lock *sql.Conn
 		return db, func() {
-				exec(`CREATE TRIGGER refuse BEFORE INSERT ON revocations BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`)
+				if lock, err = raw.Conn(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := lock.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+					t.Fatal(err)
+				}
 			}, func() {
-				exec(`DROP TRIGGER refuse`)
+				lock.ExecContext(context.Background(), "ROLLBACK")
+				lock.Close()
 			}
 	},
 	store.Postgres: func(t *testing.T) (*store.DB, func(), func()) {

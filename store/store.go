@@ -17,11 +17,14 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path"
@@ -43,8 +46,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means a unique constraint refused the write (a duplicate).
 	ErrConflict = errors.New("conflict")
-	// ErrUnavailable wraps every other database failure: the database is
-	// down, slow, or refused the statement. Handlers answer 503.
+	// ErrUnavailable means the database could not do the work: it is down,
+	// unreachable, timed out or busy. Handlers answer 503 (a retry may
+	// succeed). Any other failure is an internal error: 500.
 	ErrUnavailable = errors.New("database unavailable")
 )
 
@@ -373,7 +377,11 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 }
 
 // wrap turns a driver error into one of the package's sentinels, keeping the
-// original for logs, and prefixes what was being done.
+// original for logs, and prefixes what was being done. A failure of the
+// database itself (unreachable, timed out, busy, shutting down) wraps
+// ErrUnavailable, which clients see as 503 and may retry; anything else
+// (a constraint, a syntax error: a bug) stays an internal error, which
+// they see as 500: a bug must not pass for an outage.
 func wrap(errp *error, op string) {
 	err := *errp
 	switch {
@@ -385,9 +393,47 @@ func wrap(errp *error, op string) {
 		*errp = fmt.Errorf("store: %s: %w", op, ErrNotFound)
 	case isUniqueViolation(err):
 		*errp = fmt.Errorf("store: %s: %w", op, ErrConflict)
-	default:
+	case unavailable(err):
 		*errp = fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)
+	default:
+		*errp = fmt.Errorf("store: %s: %w", op, err)
 	}
+}
+
+// unavailable reports whether err says the database could not do the work
+// (as opposed to refusing it): the connection failed or was lost, the
+// statement timed out or was cancelled, the server is shutting down, out
+// of resources or asks for a retry (serialization, deadlock), or SQLite
+// found its file locked or could not read or write it.
+func unavailable(err error) bool {
+	var netErr net.Error
+	var connErr *pgconn.ConnectError
+	var pg *pgconn.PgError
+	var lite *sqlite.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.As(err, &netErr), errors.As(err, &connErr), pgconn.Timeout(err), pgconn.SafeToRetry(err):
+		return true
+	case errors.As(err, &pg):
+		switch pg.Code[:2] {
+		case "08", "40", "53", "57", "58": // connection, rollback (retry), resources, operator, system
+			return true
+		}
+		return false
+	case errors.As(err, &lite):
+		switch lite.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+			sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_READONLY:
+			return true
+		}
+		return false
+	}
+	// database/sql's own "sql: database is closed" has no sentinel; pgx
+	// says "conn closed" when the server went away between statements.
+	msg := err.Error()
+	return strings.Contains(msg, "sql: database is closed") || strings.Contains(msg, "conn closed")
 }
 
 // storable reports whether s is text a row can hold on both backends: valid

@@ -753,3 +753,27 @@ func TestResetTokensPerAccount(t *testing.T) {
 		}
 	})
 }
+
+// A refused statement (a CHECK constraint: a bug) is an internal error, not
+// ErrUnavailable, so it answers 500 and not a 503 that invites retries;
+// a database that cannot answer is ErrUnavailable.
+func TestErrorClasses(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			err := db.Revoke(ctx, store.Revocation{Kind: "bogus", Subject: "x", ExpiresAt: 1}, t0)
+			if err == nil || errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrConflict) {
+				t.Fatalf("a CHECK violation = %v; want an internal error", err)
+			}
+			other, err := store.Open(ctx, url, store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			other.Close()
+			if err := other.Revoke(ctx, store.Revocation{Kind: store.RevokeJTI, Subject: "x", ExpiresAt: 1}, t0); !errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("a write on a closed handle = %v; want ErrUnavailable", err)
+			}
+		})
+	}
+}
