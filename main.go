@@ -219,7 +219,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	if err := ts.Revoked.Load(ctx, db, time.Now()); err != nil {
 		return err
 	}
-	browser, err := auth.NewBrowser(cfg.Release, ks.cookieKey, 12*time.Hour)
+	browser, err := auth.NewBrowser(cfg.Release, ks.cookieKey, 12*time.Hour, log)
 	if err != nil {
 		return err
 	}
@@ -633,11 +633,12 @@ func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer
 	switch sub {
 	case "create":
 		c, secret, err := auth.CreateClient(ctx, db, spec, cfg.Release, now)
+		var invalid *httpx.Error
+		if errors.As(err, &invalid) {
+			return usagef("client create: %s", invalid.Message)
+		}
 		if err != nil {
-			if errors.Is(err, store.ErrUnavailable) {
-				return err
-			}
-			return usagef("client create: %v", err)
+			return err
 		}
 		return enc.Encode(auth.ClientView(c, secret))
 	case "list":

@@ -93,7 +93,7 @@ func BenchmarkClientAuth(b *testing.B) {
 	form := url.Values{}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := authenticateClient(b.Context(), e.deps.Clients, r, form, false, e.clock.Now()); err != nil {
+		if _, err := authenticateClient(b.Context(), e.deps.Clients, r, form, false, e.clock.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -7,16 +7,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"oauth2-api/httpx"
 	"oauth2-api/store"
 	"oauth2-api/token"
 )
@@ -152,35 +150,34 @@ func parseBasic(h string) (id, secret string, ok bool) {
 
 // authenticateClient checks the request's client credentials. A confidential
 // client must present its secret; a public client only its id, and only
-// where allowPublic is true (the token endpoint, for the code and refresh
-// grants, and revocation). Any failure is errClientAuth (or
+// where allowPublic is true (the token and revocation endpoints). Any failure is errClientAuth (or
 // errClientAuthMany), with nothing to tell an unknown client from a wrong
 // secret.
-func authenticateClient(ctx context.Context, cs *Clients, r *http.Request, form url.Values, allowPublic bool, now time.Time) (*store.Client, clientCreds, error) {
+func authenticateClient(ctx context.Context, cs *Clients, r *http.Request, form url.Values, allowPublic bool, now time.Time) (*store.Client, error) {
 	cr, err := readClientCreds(r, form)
 	if err != nil {
-		return nil, cr, err
+		return nil, err
 	}
 	if cr.id == "" || len(cr.id) > 128 || len(cr.secret) > 256 {
-		return nil, cr, errClientAuth
+		return nil, errClientAuth
 	}
 	c, err := cs.Get(ctx, cr.id, now)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, cr, errClientAuth
+		return nil, errClientAuth
 	}
 	if err != nil {
-		return nil, cr, err
+		return nil, err
 	}
 	if c.Public() {
 		if !allowPublic || cr.secret != "" || cr.basic {
-			return nil, cr, errClientAuth
+			return nil, errClientAuth
 		}
-		return c, cr, nil
+		return c, nil
 	}
 	if !secretMatches(c, cr.secret) {
-		return nil, cr, errClientAuth
+		return nil, errClientAuth
 	}
-	return c, cr, nil
+	return c, nil
 }
 
 // ClientSpec is what registering a client takes (CLI and admin API).
@@ -224,16 +221,14 @@ func ClientView(c *store.Client, secret string) ClientJSON {
 		c.Public(), c.FirstParty, c.ResourceServer, c.CreatedAt, c.UpdatedAt}
 }
 
-var supportedGrants = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials}
-
 // CreateClient validates spec, stores a new client and returns it with its
 // secret (empty for a public client). The secret is shown this once: only
 // its hash is stored. In release mode a redirect URI must be https or
-// loopback. Validation failures are errors whose text is safe to show.
+// loopback. Validation failures are *httpx.Error (KindValidation).
 func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bool, now time.Time) (*store.Client, string, error) {
 	name := strings.TrimSpace(spec.Name)
 	if name == "" || !validName(name) {
-		return nil, "", errors.New("name: required, at most 100 characters, no control characters")
+		return nil, "", httpx.E(httpx.KindValidation, "name: required, at most 100 characters, no control characters")
 	}
 	grants := spec.GrantTypes
 	if len(grants) == 0 {
@@ -245,25 +240,25 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 	grants = slices.Compact(slices.Sorted(slices.Values(grants)))
 	for _, g := range grants {
 		if !slices.Contains(supportedGrants, g) {
-			return nil, "", fmt.Errorf("grant type %q: want authorization_code, refresh_token or client_credentials", clipText(g))
+			return nil, "", httpx.E(httpx.KindValidation, "grant type %q: want authorization_code, refresh_token or client_credentials", clipText(g))
 		}
 	}
 	if spec.Public && spec.ResourceServer {
-		return nil, "", errors.New("a public client cannot be a resource server (introspection needs a secret)")
+		return nil, "", httpx.E(httpx.KindValidation, "a public client cannot be a resource server (introspection needs a secret)")
 	}
 	if spec.Public && slices.Contains(grants, grantClientCredentials) {
-		return nil, "", errors.New("a public client cannot use client_credentials (it has no secret)")
+		return nil, "", httpx.E(httpx.KindValidation, "a public client cannot use client_credentials (it has no secret)")
 	}
 	if slices.Contains(grants, grantAuthorizationCode) && len(spec.RedirectURIs) == 0 {
-		return nil, "", errors.New("authorization_code needs at least one --redirect-uri")
+		return nil, "", httpx.E(httpx.KindValidation, "authorization_code needs at least one --redirect-uri")
 	}
 	if slices.Contains(grants, grantRefreshToken) && !slices.Contains(grants, grantAuthorizationCode) {
-		return nil, "", errors.New("refresh_token needs authorization_code (refresh tokens come from it)")
+		return nil, "", httpx.E(httpx.KindValidation, "refresh_token needs authorization_code (refresh tokens come from it)")
 	}
 	for _, list := range [][]string{spec.RedirectURIs, spec.PostLogoutRedirectURIs} {
 		for _, u := range list {
 			if err := checkRedirectURI(u, release); err != nil {
-				return nil, "", fmt.Errorf("redirect URI %q: %v", clipText(u), err)
+				return nil, "", httpx.E(httpx.KindValidation, "redirect URI %q: %v", clipText(u), err)
 			}
 		}
 	}
@@ -271,7 +266,7 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 	for _, s := range spec.Scopes {
 		for _, p := range strings.Fields(s) {
 			if !validScopeToken(p) {
-				return nil, "", fmt.Errorf("scope %q: not a valid scope token (RFC 6749 §3.3)", clipText(p))
+				return nil, "", httpx.E(httpx.KindValidation, "scope %q: not a valid scope token (RFC 6749 §3.3)", clipText(p))
 			}
 			scopes = append(scopes, p)
 		}
@@ -321,142 +316,4 @@ func forgetClient(cs *Clients, revs *Revocations, id string, accessTTL time.Dura
 	if cs != nil {
 		cs.Forget(id)
 	}
-}
-
-// checkRedirectURI validates a redirect or post-logout URI at registration
-// (RFC 6749 §3.1.2, RFC 8252 §7). A URI has one byte form: ASCII from RFC
-// 3986's character set with well-formed percent escapes, so no space,
-// control or non-ASCII character that a later reader could split on or
-// decode differently; no fragment (not even an empty one), no user
-// information. Schemes: https; http on a loopback host; and, in debug mode
-// only (API.md: release mode refuses every non-https URI but loopback),
-// http on any host and a private-use scheme in reverse-domain form (RFC
-// 8252 §7.1, com.example.app:/cb) for native apps. javascript, data, file
-// and every other scheme are refused in every mode.
-func checkRedirectURI(s string, release bool) error {
-	if len(s) > 2000 {
-		return errors.New("too long")
-	}
-	if !uriBytes(s) {
-		return errors.New("must be ASCII without spaces or control characters, with valid percent escapes (RFC 3986)")
-	}
-	if strings.Contains(s, "#") {
-		return errors.New("must not have a fragment")
-	}
-	u, err := url.Parse(s)
-	if err != nil || !u.IsAbs() {
-		return errors.New("not an absolute URI")
-	}
-	if u.User != nil {
-		return errors.New("must not hold user information")
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if release && !isLoopbackHost(u.Hostname()) {
-			return errors.New("must be https (or http on a loopback address) in release mode")
-		}
-	default:
-		if !strings.Contains(u.Scheme, ".") {
-			return errors.New("scheme must be https, http, or a private-use scheme in reverse-domain form (RFC 8252 §7.1)")
-		}
-		if release {
-			return errors.New("must be https (or http on a loopback address) in release mode")
-		}
-		return nil
-	}
-	if u.Host == "" {
-		return errors.New("has no host")
-	}
-	if !validPort(u.Host) {
-		return errors.New("has an invalid port")
-	}
-	return nil
-}
-
-// uriBytes reports whether s holds only RFC 3986 characters (unreserved,
-// reserved and '%'), each '%' starting a two-digit hex escape.
-func uriBytes(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~:/?#[]@!$&'()*+,;=", c) >= 0:
-		case c == '%':
-			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
-
-// validPort reports whether host's port, if it names one, is 1 to 65535 in
-// its one decimal form; "host:" (an empty port) is not. url.Parse has
-// already refused non-digits.
-func validPort(host string) bool {
-	_, port, err := net.SplitHostPort(host)
-	if err != nil {
-		return true // no port: the scheme's default
-	}
-	n, err := strconv.Atoi(port)
-	return err == nil && n >= 1 && n <= 65535 && port == strconv.Itoa(n)
-}
-
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
-
-// matchRedirectURI returns the registered URI that got matches: exactly
-// (string comparison), or, for a registered http loopback IP literal, the
-// same URI with any port (RFC 8252 §7.3: native apps listen on an ephemeral
-// port).
-func matchRedirectURI(registered []string, got string) bool {
-	for _, r := range registered {
-		if r == got {
-			return true
-		}
-	}
-	// The loopback exception varies the port only: the rest is held to
-	// the registration rules (no fragment, not even an empty one), and the
-	// port must be one a listener can have.
-	if !uriBytes(got) || strings.Contains(got, "#") {
-		return false
-	}
-	g, err := url.Parse(got)
-	if err != nil || g.Scheme != "http" || g.User != nil || !validPort(g.Host) {
-		return false
-	}
-	gh := g.Hostname()
-	if ip := net.ParseIP(gh); ip == nil || !ip.IsLoopback() {
-		return false
-	}
-	for _, r := range registered {
-		ru, err := url.Parse(r)
-		if err != nil || ru.Scheme != "http" {
-			continue
-		}
-		if ip := net.ParseIP(ru.Hostname()); ip == nil || !ip.IsLoopback() {
-			continue
-		}
-		if ru.Hostname() == gh && ru.EscapedPath() == g.EscapedPath() && ru.RawQuery == g.RawQuery && ru.User == nil {
-			return true
-		}
-	}
-	return false
-}
-
-func clipText(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "…"
-	}
-	return s
 }

@@ -106,7 +106,7 @@ func newEnvOn(t testing.TB, db *store.DB, edit ...func(*Deps)) *env {
 		EnableRegistration: true,
 		Clients:            NewClients(db, time.Minute, 100),
 	}
-	b, err := NewBrowser(false, []byte("cookie-key"), 12*time.Hour)
+	b, err := NewBrowser(false, []byte("cookie-key"), 12*time.Hour, log)
 	if err != nil {
 		t.Fatal(err)
 	}

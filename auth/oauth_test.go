@@ -14,10 +14,26 @@ import (
 	"testing"
 	"time"
 
+	"oauth2-api/store"
 	"oauth2-api/token"
 )
 
 // --- helpers -------------------------------------------------------------
+
+// OAuth error codes as they appear on the wire (RFC 6749 §5.2, §4.1.2.1;
+// OIDC Core §3.1.2.6).
+const (
+	errInvalidRequest          = "invalid_request"
+	errInvalidClient           = "invalid_client"
+	errInvalidGrant            = "invalid_grant"
+	errUnauthorizedClient      = "unauthorized_client"
+	errUnsupportedGrantType    = "unsupported_grant_type"
+	errInvalidScope            = "invalid_scope"
+	errAccessDenied            = "access_denied"
+	errUnsupportedResponseType = "unsupported_response_type"
+	errLoginRequired           = "login_required"
+	errConsentRequired         = "consent_required"
+)
 
 func (e *env) newClient(spec ClientSpec) (id, secret string) {
 	e.t.Helper()
@@ -228,11 +244,11 @@ func TestAuthorizationCodeFlow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Subject != userSubject(u.ID) || c.ClientID != id || c.Scope != "read" || c.Audience != testIssuer || c.Issuer != testIssuer || c.AuthTime == 0 {
+		if c.Subject != store.FormatID(u.ID) || c.ClientID != id || c.Scope != "read" || c.Audience != testIssuer || c.Issuer != testIssuer || c.AuthTime == 0 {
 			t.Fatalf("claims %+v", c)
 		}
 		in := e.introspect(rs, rsSecret, at)
-		if in["active"] != true || in["sub"] != userSubject(u.ID) || in["client_id"] != id || in["scope"] != "read" {
+		if in["active"] != true || in["sub"] != store.FormatID(u.ID) || in["client_id"] != id || in["scope"] != "read" {
 			t.Fatalf("introspection %v", in)
 		}
 		// The code is single use: a replay fails and revokes what it issued.

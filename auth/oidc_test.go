@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"oauth2-api/store"
 	"oauth2-api/token"
 )
 
@@ -83,7 +84,7 @@ func TestOpenIDConnect(t *testing.T) {
 		if err != nil {
 			t.Fatalf("id_token: %v", err)
 		}
-		if c.Subject != userSubject(u.ID) || c.Nonce != "n-0S6_WzA2Mj" || c.AuthTime == 0 || c.AtHash != token.HalfHash(token.RS256, at) {
+		if c.Subject != store.FormatID(u.ID) || c.Nonce != "n-0S6_WzA2Mj" || c.AuthTime == 0 || c.AtHash != token.HalfHash(token.RS256, at) {
 			t.Fatalf("id_token claims %+v", c)
 		}
 		hdr, _, _ := strings.Cut(idt, ".")
@@ -107,7 +108,7 @@ func TestOpenIDConnect(t *testing.T) {
 
 		// userinfo: claims by scope; profile but no email.
 		ui := e.request("GET", "/oauth2/userinfo", nil, bearer(at)...).want(http.StatusOK).JSON()
-		if ui["sub"] != userSubject(u.ID) || ui["preferred_username"] != "ann" || ui["given_name"] != "Ann" {
+		if ui["sub"] != store.FormatID(u.ID) || ui["preferred_username"] != "ann" || ui["given_name"] != "Ann" {
 			t.Fatalf("userinfo %v", ui)
 		}
 		if _, ok := ui["email"]; ok {

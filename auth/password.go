@@ -43,8 +43,13 @@ const (
 var ErrHashFormat = errors.New("password hash: not an argon2id PHC string")
 
 // ErrBusy means a password could not be hashed in time because every hashing
-// slot stayed busy; the handler answers 503.
-var ErrBusy = errors.New("password hashing busy")
+// slot stayed busy; the handler answers 503 with Retry-After.
+var ErrBusy error = busyError{}
+
+type busyError struct{}
+
+func (busyError) Error() string     { return "password hashing busy" }
+func (busyError) Unavailable() bool { return true }
 
 // Passwords hashes and verifies passwords with argon2id, at most a fixed
 // number at a time: each hash holds Memory KiB, so the bound is what keeps a

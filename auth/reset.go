@@ -41,20 +41,14 @@ func handleForgot(log *slog.Logger, db *store.DB, rs *Reset, now func() time.Tim
 	type request struct {
 		Email string `json:"email"`
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req request
-		if err := httpx.DecodeJSON(r, &req); err != nil {
-			writeAPIError(w, r, log, err)
-			return
-		}
+	return restHandler(log, false, func(r *http.Request, req *request) (int, any, error) {
 		email := foldEmail(req.Email)
 		if !validEmail(email) {
-			writeAPIError(w, r, log, invalid("email", "must be a valid email address"))
-			return
+			return 0, nil, invalid("email", "must be a valid email address")
 		}
 		rs.Mail.Enqueue(forgotJob(db, rs, email, now, log))
-		httpx.JSON(w, http.StatusAccepted, map[string]string{"status": "accepted",
-			"message": "if an account has this address, a reset link has been sent to it"})
+		return http.StatusAccepted, map[string]string{"status": "accepted",
+			"message": "if an account has this address, a reset link has been sent to it"}, nil
 	})
 }
 
@@ -93,7 +87,7 @@ func forgotJob(db *store.DB, rs *Reset, email string, now func() time.Time, log 
 	}
 }
 
-var errResetToken = httpx.Errorf(http.StatusBadRequest, "invalid_token", "the reset token is invalid, used or expired")
+var errResetToken = &httpx.Error{Kind: httpx.KindInvalid, Code: "invalid_token", Message: "the reset token is invalid, used or expired"}
 
 // resetPassword spends a reset token and sets the new password. Every
 // session of the user ends (refresh tokens, access tokens issued until now,
@@ -121,30 +115,26 @@ func resetPassword(ctx context.Context, db *store.DB, pw *Passwords, ts *Tokens,
 	return nil
 }
 
-// handleReset serves POST /api/v1/auth/password/reset.
+// handleReset serves POST /api/v1/auth/password/reset: the token in the
+// body is the credential.
 func handleReset(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, now func() time.Time) http.Handler {
 	type request struct {
 		Token       token.Secret `json:"token"`
 		NewPassword token.Secret `json:"new_password"`
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req request
-		if err := httpx.DecodeJSON(r, &req); err != nil {
-			writeAPIError(w, r, log, err)
-			return
-		}
+	return restHandler(log, false, func(r *http.Request, req *request) (int, any, error) {
 		if err := resetPassword(r.Context(), db, pw, ts, req.Token.Reveal(), req.NewPassword.Reveal(), now()); err != nil {
-			writeAPIError(w, r, log, err)
-			return
+			return 0, nil, err
 		}
 		log.InfoContext(r.Context(), "password reset", "request_id", httpx.InfoFrom(r).ID)
-		w.WriteHeader(http.StatusNoContent)
+		return http.StatusNoContent, nil, nil
 	})
 }
 
 // handleResetPage serves GET and POST /password/reset: the page the mailed
 // link opens by default, a form for the new password. It needs no script;
-// the token travels in a hidden field and is itself the credential.
+// the token travels in a hidden field and is itself the credential (so the
+// form needs no CSRF token: a forged POST would have to hold it).
 func handleResetPage(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, b *Browser, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
@@ -154,7 +144,7 @@ func handleResetPage(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, 
 		}
 		form, err := readForm(r)
 		if err != nil {
-			b.render(w, http.StatusBadRequest, "error", "", &pageData{Title: "Invalid request", Error: "The form was malformed."})
+			b.fail(w, r, httpx.E(httpx.KindInvalid, "The form was malformed."))
 			return
 		}
 		tok, p1, p2 := form.Get("token"), form.Get("new_password"), form.Get("confirm_password")
@@ -165,15 +155,15 @@ func handleResetPage(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, 
 			return
 		}
 		err = resetPassword(r.Context(), db, pw, ts, tok, p1, now())
-		var he *httpx.Error
+		var e *httpx.Error
 		switch {
 		case err == nil:
 			b.render(w, http.StatusOK, "reset", "", &pageData{Title: "Password changed", Done: true})
-		case errors.As(err, &he):
-			data.Error = he.Message
-			b.render(w, he.Status, "reset", "", data)
+		case errors.As(err, &e):
+			data.Error = e.Message
+			b.render(w, e.Status(), "reset", "", data)
 		default:
-			writeAuthorizeFailure(w, r, &OAuth{Log: log}, b, err)
+			b.fail(w, r, err)
 		}
 	})
 }

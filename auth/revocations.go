@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -197,5 +196,3 @@ func (rv *Revocations) Run(ctx context.Context, db *store.DB, interval time.Dura
 		rv.prune(start.Unix())
 	}
 }
-
-func userSubject(id int64) string { return strconv.FormatInt(id, 10) }

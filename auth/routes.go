@@ -13,8 +13,8 @@ import (
 	"oauth2-api/token"
 )
 
-// Deps is everything the handlers may use. AddRoutes hands each handler only
-// the parts it needs, so a handler's signature is its authority.
+// Deps is everything the handlers may use. routes hands each handler only
+// the parts it needs, so a handler's parameters are its authority.
 type Deps struct {
 	Log       *slog.Logger
 	DB        *store.DB
@@ -56,64 +56,86 @@ func NewHandler(d Deps) http.Handler {
 	return httpx.Observe(d.Log, d.HTTP, d.IPs, d.Now, h)
 }
 
-// AddRoutes registers every endpoint on mux. This is the list of every way
-// into the server.
-func AddRoutes(mux *http.ServeMux, d Deps) {
-	log, db, ts, now := d.Log, d.DB, d.Tokens, d.Now
-	api := func(h http.Handler) http.Handler { return httpx.RateLimit(d.API, d.HTTP, now, h) }
-	creds := func(h http.Handler) http.Handler { return httpx.RateLimit(d.Creds, d.HTTP, now, h) }
+// route is one line of the access-control list.
+type route struct {
+	pattern string
+	caller  caller             // who may call: checked before the handler runs (callers.go)
+	budget  *ratelimit.Limiter // per client IP; nil for none
+	handler http.Handler
+}
 
-	// Operations.
-	mux.Handle("GET /health", handleHealth(db, d.Version, d.Started, now))
-	mux.Handle("GET /livez", handleLive())
-	mux.Handle("GET /metrics", d.Registry.Handler())
+// routes is every way into the server: the method and path, who may call,
+// the budget that limits the caller, and the handler, given only what it
+// uses. An auditor answers "who may call X" from this table alone.
+func routes(d Deps) []route {
+	log, db, ts, cs, b, now := d.Log, d.DB, d.Tokens, d.Clients, d.Browser, d.Now
+	pw, th, m, iss := d.Passwords, d.Throttle, d.Metrics, d.Tokens.Issuer
+	api, creds := d.API, d.Creds
+	rs := []route{
+		// Operations. /metrics is for the proxy to keep private (deploy/).
+		{"GET /health", anyone, nil, handleHealth(db, d.Version, d.Started, now)},
+		{"GET /livez", anyone, nil, handleLive()},
+		{"GET /metrics", anyone, nil, d.Registry.Handler()},
 
-	// First-party REST API (API.md).
-	mux.Handle("POST /api/v1/auth/register", creds(handleRegister(log, db, d.Passwords, d.EnableRegistration, now)))
-	mux.Handle("POST /api/v1/auth/login", creds(handleLogin(log, db, ts, d.Passwords, d.Throttle, d.Metrics, now)))
-	mux.Handle("POST /api/v1/auth/refresh", api(handleRefresh(log, db, ts, d.Metrics, now)))
-	mux.Handle("POST /api/v1/auth/logout", api(handleLogout(log, db, ts, d.Clients, now)))
-	mux.Handle("GET /api/v1/profile", api(handleProfileGet(log, db, ts, d.Clients, now)))
-	mux.Handle("PATCH /api/v1/profile", api(handleProfilePatch(log, db, ts, d.Clients, now)))
-	mux.Handle("POST /api/v1/profile/password", creds(handlePasswordChange(log, db, ts, d.Clients, d.Passwords, d.Throttle, d.Metrics, now)))
-	if d.Reset != nil {
-		mux.Handle("POST /api/v1/auth/password/forgot", creds(handleForgot(log, db, d.Reset, now)))
-		mux.Handle("POST /api/v1/auth/password/reset", creds(handleReset(log, db, d.Passwords, ts, now)))
-		mux.Handle("GET /password/reset", api(handleResetPage(log, db, d.Passwords, ts, d.Browser, now)))
-		mux.Handle("POST /password/reset", creds(handleResetPage(log, db, d.Passwords, ts, d.Browser, now)))
+		// The first-party REST API (API.md). The credentials of register,
+		// login and refresh are in their bodies.
+		{"POST /api/v1/auth/register", anyone, creds, handleRegister(log, db, pw, d.EnableRegistration, now)},
+		{"POST /api/v1/auth/login", anyone, creds, handleLogin(log, db, ts, pw, th, m, now)},
+		{"POST /api/v1/auth/refresh", anyone, api, handleRefresh(log, db, ts, m, now)},
+		{"POST /api/v1/auth/logout", user, api, handleLogout(log, db, ts, now)},
+		{"GET /api/v1/profile", user, api, handleProfileGet()},
+		{"PATCH /api/v1/profile", user, api, handleProfilePatch(log, db, now)},
+		{"POST /api/v1/profile/password", user, creds, handlePasswordChange(log, db, ts, pw, th, m, now)},
+		{"GET /api/v1/users", admin, api, handleUserList(log, db)},
+		{"PATCH /api/v1/users/{id}", admin, api, handleUserPatch(log, db, ts, now)},
+		{"DELETE /api/v1/users/{id}", admin, api, handleUserDelete(log, db, ts, now)},
+		{"GET /api/v1/clients", admin, api, handleClientList(log, db)},
+		{"POST /api/v1/clients", admin, api, handleClientCreate(log, db, d.Release, now)},
+		{"DELETE /api/v1/clients/{id}", admin, api, handleClientDelete(log, db, ts, cs, now)},
+		{"POST /api/v1/clients/{id}/secret", admin, api, handleClientRotate(log, db, ts, cs, now)},
+
+		// OAuth 2.0 and OpenID Connect.
+		{"GET /.well-known/oauth-authorization-server", anyone, nil, handleMetadata(iss, d.IDTokens)},
+		{"GET /.well-known/jwks.json", anyone, nil, handleJWKS(d.PublicKeys)},
+		{"GET /oauth2/authorize", person, api, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, now)},
+		{"POST /oauth2/authorize", person, creds, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, now)},
+		{"POST /oauth2/token", anyClient, creds, handleToken(log, db, ts, d.IDTokens, m, now)},
+		{"POST /oauth2/revoke", anyClient, api, handleRevoke(log, db, ts, now)},
+		{"POST /oauth2/introspect", confidentialClient, api, handleIntrospect(log, db, ts, now)},
+		{"GET /oauth2/userinfo", tokenHolder, api, handleUserinfo(log, db)},
+		{"POST /oauth2/userinfo", tokenHolder, api, handleUserinfo(log, db)},
+		{"GET /oauth2/logout", person, api, handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now)},
+		{"POST /oauth2/logout", person, api, handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now)},
+		{"GET /oauth2/static/style.css", anyone, nil, handleStatic(b)},
+
+		// Anything else under /api/ is a JSON 404, not the mux's text one.
+		{"/api/", anyone, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			httpx.WriteError(w, r, log, httpx.E(httpx.KindNotFound, "no such endpoint"))
+		})},
 	}
-	mux.Handle("GET /api/v1/users", api(handleUserList(log, db, ts, d.Clients, now)))
-	mux.Handle("PATCH /api/v1/users/{id}", api(handleUserPatch(log, db, ts, d.Clients, now)))
-	mux.Handle("DELETE /api/v1/users/{id}", api(handleUserDelete(log, db, ts, d.Clients, now)))
-
-	// Admin client management (the CLI's client commands over REST).
-	mux.Handle("GET /api/v1/clients", api(handleClientList(log, db, ts, d.Clients, now)))
-	mux.Handle("POST /api/v1/clients", api(handleClientCreate(log, db, ts, d.Clients, d.Release, now)))
-	mux.Handle("DELETE /api/v1/clients/{id}", api(handleClientDelete(log, db, ts, d.Clients, now)))
-	mux.Handle("POST /api/v1/clients/{id}/secret", api(handleClientRotate(log, db, ts, d.Clients, now)))
-
-	// OAuth 2.0 and OpenID Connect.
-	o := &OAuth{Log: log, DB: db, Tokens: ts, Clients: d.Clients, Metrics: d.Metrics, Now: now, IDTokens: d.IDTokens}
-	mux.Handle("GET /.well-known/oauth-authorization-server", handleMetadata(o, d.IDTokens != nil))
 	if d.IDTokens != nil {
-		mux.Handle("GET /.well-known/openid-configuration", handleMetadata(o, true))
+		rs = append(rs, route{"GET /.well-known/openid-configuration", anyone, nil, handleMetadata(iss, d.IDTokens)})
 	}
-	mux.Handle("GET /.well-known/jwks.json", handleJWKS(d.PublicKeys))
-	mux.Handle("GET /oauth2/authorize", api(handleAuthorize(o, d.Browser, d.Passwords, d.Throttle)))
-	mux.Handle("POST /oauth2/authorize", creds(handleAuthorize(o, d.Browser, d.Passwords, d.Throttle)))
-	mux.Handle("POST /oauth2/token", creds(handleToken(o)))
-	mux.Handle("POST /oauth2/revoke", api(handleRevoke(o)))
-	mux.Handle("POST /oauth2/introspect", api(handleIntrospect(o)))
-	mux.Handle("GET /oauth2/userinfo", api(handleUserinfo(o)))
-	mux.Handle("POST /oauth2/userinfo", api(handleUserinfo(o)))
-	mux.Handle("GET /oauth2/logout", api(handleEndSession(o, d.Browser)))
-	mux.Handle("POST /oauth2/logout", api(handleEndSession(o, d.Browser)))
-	mux.Handle("GET /oauth2/static/style.css", handleStatic(d.Browser))
+	if d.Reset != nil { // ENABLE_PASSWORD_RESET; the token in the body or form is the credential
+		rs = append(rs,
+			route{"POST /api/v1/auth/password/forgot", anyone, creds, handleForgot(log, db, d.Reset, now)},
+			route{"POST /api/v1/auth/password/reset", anyone, creds, handleReset(log, db, pw, ts, now)},
+			route{"GET /password/reset", person, api, handleResetPage(log, db, pw, ts, b, now)},
+			route{"POST /password/reset", person, creds, handleResetPage(log, db, pw, ts, b, now)})
+	}
+	return rs
+}
 
-	// Anything else under /api/ is a JSON 404, not the mux's text one.
-	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpx.WriteError(w, r, log, httpx.Errorf(http.StatusNotFound, "not_found", "no such endpoint"))
-	}))
+// AddRoutes registers every route on mux behind its caller's check and its
+// budget.
+func AddRoutes(mux *http.ServeMux, d Deps) {
+	for _, rt := range routes(d) {
+		h := check(rt.caller, d, rt.handler)
+		if rt.budget != nil {
+			h = httpx.RateLimit(rt.budget, d.HTTP, d.Now, h)
+		}
+		mux.Handle(rt.pattern, h)
+	}
 }
 
 // handleLive serves GET /livez: 200 while the process serves HTTP, whatever

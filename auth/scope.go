@@ -43,12 +43,6 @@ func parseScope(s string) ([]string, bool) {
 	return slices.Compact(parts), true
 }
 
-// normalizeScope returns s with its tokens sorted and de-duplicated.
-func normalizeScope(s string) string {
-	p, _ := parseScope(s)
-	return strings.Join(p, " ")
-}
-
 // scopeSubset reports whether every token of want is in have.
 func scopeSubset(want, have string) bool {
 	w, ok := parseScope(want)

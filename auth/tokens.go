@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
+	"oauth2-api/httpx"
 	"oauth2-api/store"
 	"oauth2-api/token"
 )
@@ -114,7 +117,7 @@ type Pair struct {
 // so that ending the session revokes it.
 func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, userID int64, clientID, scope string, authTime, now time.Time) (*Pair, *token.Claims, error) {
 	f := store.Family{ID: token.NewID(), UserID: userID, ClientID: clientID, Scope: scope, AuthTime: authTime}
-	access, claims, err := ts.Access(userSubject(userID), clientID, scope, f.ID, authTime, now)
+	access, claims, err := ts.Access(store.FormatID(userID), clientID, scope, f.ID, authTime, now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -125,6 +128,26 @@ func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, userID int64, 
 	return ts.pair(access, refresh, scope), claims, nil
 }
 
+// refreshFailure is what a client learns of a refused refresh token: on the
+// REST API 401 invalid_token, at the token endpoint (oauth) invalid_grant,
+// or invalid_scope for a widening (RFC 6749 §5.2). A reuse, which has just
+// ended the session, is logged as a warning with the client IP.
+func refreshFailure(ctx context.Context, log *slog.Logger, info *httpx.Info, err error, oauth bool) error {
+	if errors.Is(err, ErrRefreshReused) {
+		log.WarnContext(ctx, "refresh token reuse: session ended", "client_id", info.ClientID, "client_ip", info.ClientIP.String(), "request_id", info.ID)
+	}
+	switch {
+	case errors.Is(err, ErrRefreshScope) && oauth:
+		return httpx.E(httpx.KindInvalidScope, "the scope may only be narrowed")
+	case !errors.Is(err, ErrRefreshInvalid) && !errors.Is(err, ErrRefreshReused) && !errors.Is(err, ErrRefreshClient) && !errors.Is(err, ErrRefreshScope):
+		return err // the database: not the token's fault
+	case oauth:
+		return httpx.E(httpx.KindInvalidGrant, "refresh token is invalid, expired or revoked")
+	}
+	return &httpx.Error{Kind: httpx.KindInvalidToken, Message: "refresh token is invalid, expired or revoked"}
+}
+
+// pair is a token response; refresh is "" when none is issued.
 func (ts *Tokens) pair(access, refresh, scope string) *Pair {
 	return &Pair{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(ts.AccessTTL / time.Second), RefreshToken: refresh, Scope: scope}
 }
@@ -181,10 +204,11 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 	}
 	newScope := old.Scope
 	if scope != "" {
-		if !scopeSubset(scope, old.Scope) {
+		want, ok := parseScope(scope)
+		if !ok || !scopeSubset(scope, old.Scope) {
 			return nil, nil, ErrRefreshScope
 		}
-		newScope = normalizeScope(scope)
+		newScope = strings.Join(want, " ")
 	}
 	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, ts.RefreshTTL, ts.MaxAge, now)
 	if errors.Is(err, store.ErrNotFound) {
@@ -202,7 +226,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 
 // finishRotation mints the access token of a rotated family.
 func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope string, now time.Time) (*Pair, *store.RefreshToken, error) {
-	access, _, err := ts.Access(userSubject(spent.Family.UserID), clientID, scope, spent.Family.ID, spent.Family.AuthTime, now)
+	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, scope, spent.Family.ID, spent.Family.AuthTime, now)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -39,7 +39,7 @@ func newServer(t testing.TB) *server {
 	verifier, _ := token.NewVerifier(key)
 	reg := metrics.NewRegistry()
 	clients := auth.NewClients(db, time.Minute, 100)
-	browser, err := auth.NewBrowser(false, []byte("k"), time.Hour)
+	browser, err := auth.NewBrowser(false, []byte("k"), time.Hour, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

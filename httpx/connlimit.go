@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"oauth2-api/metrics"
 )
@@ -62,6 +63,16 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// CloseWrite passes through to the TCP connection: net/http half-closes a
+// connection before closing it after an error answer (431, 400), so that
+// the client reads the answer instead of a reset; hiding it would break that.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 type probesOnlyKey struct{}
 
 // ConnContext is for http.Server.ConnContext: it marks the requests of a
@@ -88,7 +99,6 @@ func (cl *ConnLimit) Guard(h http.Handler) http.Handler {
 			return
 		}
 		cl.Refused.Inc()
-		w.Header().Set("Retry-After", "1")
-		JSON(w, http.StatusServiceUnavailable, map[string]string{"error": "service_unavailable", "message": "too many connections; retry later"})
+		WriteError(w, r, nil, &Error{Kind: KindUnavailable, Message: "too many connections; retry later", RetryAfter: time.Second})
 	})
 }

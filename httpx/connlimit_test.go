@@ -98,3 +98,34 @@ func waitFor(t testing.TB, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// The limited listener's connections keep CloseWrite: net/http half-closes
+// a connection before closing it after an answer it writes itself (431 for
+// oversized headers), so that the client reads the answer instead of a
+// reset; a wrapper that hid it made the e2e header tests fail at random.
+func TestConnLimitKeepsCloseWrite(t *testing.T) {
+	cl := &ConnLimit{Max: 10, Reserve: 1, Refused: metrics.NewRegistry().Counter("r", "x")}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			defer c.Close()
+			time.Sleep(time.Second)
+		}
+	}()
+	c, err := cl.Listener(ln).Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatalf("%T has no CloseWrite", c)
+	}
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+}

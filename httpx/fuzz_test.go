@@ -26,7 +26,7 @@ func FuzzUnmarshalStrict(f *testing.F) {
 		err := UnmarshalStrict(body, &r)
 		if err != nil {
 			var e *Error
-			if !errors.As(err, &e) || e.Status != 400 {
+			if !errors.As(err, &e) || e.Status() != 400 {
 				t.Fatalf("UnmarshalStrict(%q) = %v; want a 400 *Error", body, err)
 			}
 			return

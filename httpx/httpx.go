@@ -8,40 +8,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 	"unicode"
 	"unicode/utf8"
 )
 
 // MaxBody is the largest request body accepted (API.md: 413 above it).
 const MaxBody = 1 << 20
-
-// Error is an error a client may see: the REST API answers it as
-// {"error": Code, "message": Message} with Status.
-type Error struct {
-	Status  int
-	Code    string
-	Message string
-	// RetryAfter, when positive, is sent as Retry-After in whole seconds.
-	RetryAfter time.Duration
-	// Authenticate, when set, is sent as WWW-Authenticate (RFC 6750 §3).
-	Authenticate string
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
-
-// Errorf returns an *Error.
-func Errorf(status int, code, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
-}
 
 // Header values that never change, shared so that setting them does not
 // allocate (nothing appends to or edits a value slice in place).
@@ -79,42 +57,21 @@ func NoStore(w http.ResponseWriter) {
 	h["Pragma"] = valNoCache
 }
 
-// WriteError writes err. An *Error is answered as it says; anything else is
-// logged with the request id and answered 500 with no detail.
-func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	var e *Error
-	if !errors.As(err, &e) {
-		log.ErrorContext(r.Context(), "internal error", "request_id", InfoFrom(r).ID, "err", err)
-		e = &Error{Status: http.StatusInternalServerError, Code: "server_error", Message: "internal error"}
-	}
-	SetErrorHeaders(w, e)
-	JSON(w, e.Status, map[string]string{"error": e.Code, "message": e.Message})
-}
-
-// SetErrorHeaders sets Retry-After and WWW-Authenticate as e asks.
-func SetErrorHeaders(w http.ResponseWriter, e *Error) {
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
-	}
-	if e.Authenticate != "" {
-		w.Header().Set("WWW-Authenticate", e.Authenticate)
-	}
-}
-
 // DecodeJSON reads r's body into dst. It answers, as an *Error: 415 unless the
 // Content-Type is application/json, 413 over MaxBody, 400 for invalid UTF-8,
-// malformed JSON, a wrong type, an unknown field, or anything after the value.
+// malformed JSON, a wrong type, an unknown field, a repeated key, or anything
+// after the value.
 func DecodeJSON(r *http.Request, dst any) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		return E(KindMediaType, "Content-Type must be application/json")
 	}
 	body, err := ReadBody(r)
 	if errors.Is(err, ErrTooLarge) {
-		return Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body is larger than %d bytes", MaxBody)
+		return E(KindTooLarge, "request body is larger than %d bytes", MaxBody)
 	}
 	if err != nil {
-		return Errorf(http.StatusBadRequest, "invalid_request", "could not read the request body")
+		return E(KindInvalid, "could not read the request body")
 	}
 	return UnmarshalStrict(body, dst)
 }
@@ -161,7 +118,7 @@ func readErr(err error) error {
 // trailing data. Failures are 400 *Errors whose message names no input.
 func UnmarshalStrict(body []byte, dst any) error {
 	if !utf8.Valid(body) {
-		return Errorf(http.StatusBadRequest, "invalid_json", "request body is not valid UTF-8")
+		return E(KindInvalidJSON, "request body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -170,22 +127,22 @@ func UnmarshalStrict(body []byte, dst any) error {
 		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.Is(err, io.EOF):
-			return Errorf(http.StatusBadRequest, "invalid_json", "request body is empty")
+			return E(KindInvalidJSON, "request body is empty")
 		case errors.As(err, &syn):
-			return Errorf(http.StatusBadRequest, "invalid_json", "malformed JSON at byte %d", syn.Offset)
+			return E(KindInvalidJSON, "malformed JSON at byte %d", syn.Offset)
 		case errors.As(err, &typ):
-			return Errorf(http.StatusBadRequest, "invalid_json", "field %q has the wrong type", clip(typ.Field))
+			return E(KindInvalidJSON, "field %q has the wrong type", clip(typ.Field))
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return Errorf(http.StatusBadRequest, "invalid_json", "unknown field %s", clip(strings.TrimPrefix(err.Error(), "json: unknown field ")))
+			return E(KindInvalidJSON, "unknown field %s", clip(strings.TrimPrefix(err.Error(), "json: unknown field ")))
 		default:
-			return Errorf(http.StatusBadRequest, "invalid_json", "malformed JSON")
+			return E(KindInvalidJSON, "malformed JSON")
 		}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Errorf(http.StatusBadRequest, "invalid_json", "unexpected data after the JSON value")
+		return E(KindInvalidJSON, "unexpected data after the JSON value")
 	}
 	if duplicateKey(body) {
-		return Errorf(http.StatusBadRequest, "invalid_json", "an object repeats a key")
+		return E(KindInvalidJSON, "an object repeats a key")
 	}
 	return nil
 }

@@ -42,8 +42,8 @@ func wantHTTPError(t testing.TB, what string, err error, status int, code string
 	if !errors.As(err, &e) {
 		t.Fatalf("%s = %v; want *Error %d %s", what, err, status, code)
 	}
-	if e.Status != status || e.Code != code {
-		t.Fatalf("%s = %d %s (%q); want %d %s", what, e.Status, e.Code, e.Message, status, code)
+	if e.Status() != status || e.RESTCode() != code {
+		t.Fatalf("%s = %d %s (%q); want %d %s", what, e.Status(), e.RESTCode(), e.Message, status, code)
 	}
 	if e.Message == "" {
 		t.Fatalf("%s: empty message", what)
@@ -158,7 +158,7 @@ func TestWriteError(t *testing.T) {
 	t.Run("client error", func(t *testing.T) {
 		var logs bytes.Buffer
 		w := httptest.NewRecorder()
-		err := fmt.Errorf("wrapped: %w", &Error{Status: 429, Code: "rate_limited", Message: "slow down",
+		err := fmt.Errorf("wrapped: %w", &Error{Kind: KindRateLimited, Message: "slow down",
 			RetryAfter: 1500 * time.Millisecond, Authenticate: `Bearer realm="x"`})
 		WriteError(w, httptest.NewRequest("GET", "/", nil), slog.New(slog.NewJSONHandler(&logs, nil)), err)
 		if w.Code != 429 {
@@ -188,7 +188,7 @@ func TestWriteError(t *testing.T) {
 			want string
 		}{{time.Nanosecond, "1"}, {time.Second, "1"}, {time.Second + 1, "2"}, {59*time.Second + time.Millisecond, "60"}, {0, ""}, {-time.Second, ""}} {
 			w := httptest.NewRecorder()
-			WriteError(w, httptest.NewRequest("GET", "/", nil), nil, &Error{Status: 429, Code: "c", Message: "m", RetryAfter: tc.d})
+			WriteError(w, httptest.NewRequest("GET", "/", nil), nil, &Error{Kind: KindRateLimited, Message: "m", RetryAfter: tc.d})
 			if got := w.Header().Get("Retry-After"); got != tc.want {
 				t.Errorf("RetryAfter %v: Retry-After %q; want %q", tc.d, got, tc.want)
 			}

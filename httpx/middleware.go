@@ -47,8 +47,8 @@ type Metrics struct {
 // NewMetrics registers the HTTP series in reg.
 func NewMetrics(reg *metrics.Registry) *Metrics {
 	return &Metrics{
-		Requests:    reg.CounterVec("oauth2_http_requests_total", "HTTP requests by method, route pattern and status.", "method", "endpoint", "status"),
-		Duration:    reg.HistogramVec("oauth2_http_request_duration_seconds", "HTTP request latency by method and route pattern.", metrics.DefaultBuckets(), "method", "endpoint"),
+		Requests:    reg.CounterVecN("oauth2_http_requests_total", "HTTP requests by method, route pattern and status.", []string{"method", "endpoint", "status"}),
+		Duration:    reg.HistogramVec("oauth2_http_request_duration_seconds", "HTTP request latency by method and route pattern.", "method", "endpoint"),
 		RateLimited: reg.Counter("oauth2_rate_limited_total", "Requests refused with 429 by a per-IP rate limit."),
 	}
 }
@@ -195,7 +195,7 @@ func Recover(log *slog.Logger, next http.Handler) http.Handler {
 			}
 			log.ErrorContext(r.Context(), "panic", "request_id", InfoFrom(r).ID, "err", v, "stack", string(debug.Stack()))
 			if rec, ok := w.(*recorder); !ok || rec.status == 0 {
-				JSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error", "message": "internal error"})
+				WriteError(w, r, nil, E(KindInternal, "internal error"))
 			}
 		}()
 		next.ServeHTTP(w, r)
@@ -247,7 +247,7 @@ func CORS(origins []string, next http.Handler) http.Handler {
 		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			if !ok {
-				JSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "origin not allowed"})
+				WriteError(w, r, nil, E(KindForbidden, "origin not allowed"))
 				return
 			}
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
@@ -265,7 +265,7 @@ func CORS(origins []string, next http.Handler) http.Handler {
 func LimitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > MaxBody {
-			WriteError(w, r, nil, Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body is larger than %d bytes", MaxBody))
+			WriteError(w, r, nil, E(KindTooLarge, "request body is larger than %d bytes", MaxBody))
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
@@ -279,8 +279,7 @@ func RateLimit(l *ratelimit.Limiter, m *Metrics, now func() time.Time, next http
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ok, wait := l.Allow(InfoFrom(r).ClientIP, now()); !ok {
 			m.RateLimited.Inc()
-			WriteError(w, r, nil, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
-				Message: "too many requests; retry later", RetryAfter: wait})
+			WriteError(w, r, nil, &Error{Kind: KindRateLimited, Message: "too many requests; retry later", RetryAfter: wait})
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -49,8 +49,15 @@ var (
 	// ErrUnavailable means the database could not do the work: it is down,
 	// unreachable, timed out or busy. Handlers answer 503 (a retry may
 	// succeed). Any other failure is an internal error: 500.
-	ErrUnavailable = errors.New("database unavailable")
+	ErrUnavailable error = unavailableError("database unavailable")
 )
+
+// unavailableError says Unavailable(): that is how the HTTP layer tells an
+// outage from a bug without importing this package.
+type unavailableError string
+
+func (e unavailableError) Error() string   { return string(e) }
+func (unavailableError) Unavailable() bool { return true }
 
 // Dialects.
 const (

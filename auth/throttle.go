@@ -3,12 +3,12 @@ package auth
 import (
 	"context"
 	"errors"
-	"net/mail"
+	"log/slog"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
+	"oauth2-api/httpx"
 	"oauth2-api/store"
 	"oauth2-api/token"
 )
@@ -21,17 +21,16 @@ type Throttle struct {
 	Window time.Duration
 }
 
-var errBadCredentials = errors.New("invalid login or password")
+// errBadCredentials is the one answer to a wrong login or password, known
+// account or not.
+var errBadCredentials = httpx.E(httpx.KindInvalidCredentials, "invalid login or password")
 
-// lockedError says an account is throttled until Until, which is Wait after
-// the attempt. Wait is measured on the clock the lock was checked with (the
-// handlers' now), not the wall clock, so Retry-After agrees with the lock.
-type lockedError struct {
-	Until time.Time
-	Wait  time.Duration
+// throttled is the answer to a login whose account is throttled: 429 with
+// Retry-After measured on the clock the count was made with (the handlers'
+// now), so that it agrees with the lock.
+func throttled(wait time.Duration) *httpx.Error {
+	return &httpx.Error{Kind: httpx.KindThrottled, Message: "too many failed logins for this account; retry later", RetryAfter: wait}
 }
-
-func (e *lockedError) Error() string { return "account throttled" }
 
 // loginKey names the count of a login text, whether or not it names a user,
 // so that unknown accounts are throttled exactly like known ones and a 429
@@ -57,7 +56,7 @@ func loginKey(login string) string {
 // refused exactly like a wrong password (after a dummy verification), so
 // that a 429 never tells which username and email belong to one account
 // (SECURITY.md, "Known limits").
-func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle, login, password string, now time.Time) (*store.User, error) {
+func authenticate(ctx context.Context, log *slog.Logger, db *store.DB, pw *Passwords, th Throttle, login, password string, now time.Time) (*store.User, error) {
 	u, err := userByLogin(ctx, db, login)
 	if errors.Is(err, store.ErrNotFound) {
 		u, err = nil, nil
@@ -74,7 +73,7 @@ func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle,
 		return nil, err
 	}
 	if byLogin.Attempts > th.Max {
-		return nil, &lockedError{Until: byLogin.Ends, Wait: byLogin.Ends.Sub(now)}
+		return nil, throttled(byLogin.Ends.Sub(now))
 	}
 	ok, rehash := false, false
 	if u == nil || byUser.Attempts > th.Max {
@@ -91,9 +90,13 @@ func authenticate(ctx context.Context, db *store.DB, pw *Passwords, th Throttle,
 	if err := db.ClearLoginFailures(ctx, u.ID); err != nil {
 		return nil, err
 	}
-	if rehash {
-		if h, err := pw.Hash(ctx, password); err == nil {
-			db.RehashPassword(ctx, u.ID, u.PasswordHash, h) // best effort: the old hash still verifies
+	if rehash { // best effort: the old hash still verifies, so a failure only waits for the next login
+		h, err := pw.Hash(ctx, password)
+		if err == nil {
+			err = db.RehashPassword(ctx, u.ID, u.PasswordHash, h)
+		}
+		if err != nil {
+			log.WarnContext(ctx, "password not rehashed with the current parameters", "user_id", u.ID, "err", err)
 		}
 	}
 	return u, nil
@@ -118,54 +121,4 @@ func userByLogin(ctx context.Context, db *store.DB, login string) (*store.User, 
 		}
 	}
 	return db.UserByUsername(ctx, strings.ToLower(login))
-}
-
-// Validation of user input (API.md: 422 with a message naming the field).
-
-func validEmail(s string) bool {
-	if len(s) > 254 || strings.ContainsAny(s, " \t\r\n<>\"") {
-		return false
-	}
-	a, err := mail.ParseAddress(s)
-	return err == nil && a.Name == "" && a.Address == s && strings.Contains(s, "@")
-}
-
-// validUsername: 3 to 32 of letters, digits, '.', '_', '-', starting with a
-// letter or digit. No '@', so a login is never both an email and a username.
-func validUsername(s string) bool {
-	if len(s) < 3 || len(s) > 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-		if !alnum && (i == 0 || (c != '.' && c != '_' && c != '-')) {
-			return false
-		}
-	}
-	return true
-}
-
-// Password length in characters (API.md: 8 to 128).
-const (
-	minPassword = 8
-	maxPassword = 128
-)
-
-func validPassword(s string) bool {
-	n := utf8.RuneCountInString(s)
-	return n >= minPassword && n <= maxPassword && !strings.ContainsRune(s, 0)
-}
-
-// validName: at most 100 characters, no control characters.
-func validName(s string) bool {
-	if utf8.RuneCountInString(s) > 100 {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
 }

@@ -1,0 +1,210 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"oauth2-api/httpx"
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// caller is who may call a route. Its check (check) runs before the
+// route's handler and leaves what it established in the request's context
+// (principalOf); a request that fails it never reaches the handler.
+type caller int
+
+const (
+	anyone             caller = iota // nothing checked here: the endpoint takes its own credential (a login, a refresh token)
+	person                           // a browser at the pages: each form's CSRF token is checked by its handler
+	anyClient                        // client authentication as at the token endpoint; a public client by its client_id
+	confidentialClient               // client authentication with a secret (RFC 6749 §2.3.1)
+	tokenHolder                      // a valid access token of any client (RFC 6750); the handler checks its scope
+	user                             // a token of the REST login or a --first-party client, for a live, active user
+	admin                            // user, whose role, read from the database (not the token), is admin
+)
+
+func (c caller) String() string {
+	return [...]string{"anyone", "person", "client", "confidential client", "token holder", "user", "admin"}[c]
+}
+
+// principal is what a caller's check established.
+type principal struct {
+	claims *token.Claims // tokenHolder, user, admin
+	user   *store.User   // user, admin
+	client *store.Client // anyClient, confidentialClient
+	form   url.Values    // anyClient, confidentialClient: the request's form, read once
+}
+
+type principalKey struct{}
+
+// principalOf returns what the route's caller check established (empty for
+// anyone and person).
+func principalOf(r *http.Request) *principal {
+	if p, ok := r.Context().Value(principalKey{}).(*principal); ok {
+		return p
+	}
+	return &principal{}
+}
+
+func withPrincipal(r *http.Request, p *principal) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+}
+
+// check returns next behind the check of caller c.
+func check(c caller, d Deps, next http.Handler) http.Handler {
+	switch c {
+	case anyClient, confidentialClient:
+		return requireClient(d.Log, d.Clients, c == anyClient, d.Now, next)
+	case tokenHolder:
+		return requireToken(d.Log, d.Tokens, d.Now, next)
+	case user, admin:
+		return requireUser(d.Log, d.DB, d.Tokens, d.Clients, c == admin, d.Now, next)
+	}
+	return next
+}
+
+// requireClient authenticates the client of an OAuth request (RFC 6749
+// §2.3.1): a confidential client by its secret, a public one by its
+// client_id where public clients are allowed. Failures are OAuth errors;
+// each is logged with the client IP (fail2ban) but never the secret.
+func requireClient(log *slog.Logger, cs *Clients, allowPublic bool, now func() time.Time, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		form, err := readForm(r)
+		if err != nil {
+			httpx.WriteOAuthError(w, r, log, err)
+			return
+		}
+		c, err := authenticateClient(r.Context(), cs, r, form, allowPublic, now())
+		if errors.Is(err, errClientAuth) || errors.Is(err, errClientAuthMany) {
+			info := httpx.InfoFrom(r)
+			log.WarnContext(r.Context(), "client authentication failed", "client_ip", info.ClientIP.String(), "request_id", info.ID)
+			if errors.Is(err, errClientAuthMany) { // RFC 6749 §2.3: one method per request
+				err = httpx.E(httpx.KindInvalid, "use one client authentication method")
+			} else {
+				err = httpx.E(httpx.KindInvalidClient, "client authentication failed")
+			}
+		}
+		if err != nil {
+			httpx.WriteOAuthError(w, r, log, err)
+			return
+		}
+		httpx.InfoFrom(r).ClientID = c.ID
+		next.ServeHTTP(w, withPrincipal(r, &principal{client: c, form: form}))
+	})
+}
+
+// bearerToken returns the token of an "Authorization: Bearer" header
+// (RFC 6750 §2.1; the scheme is case-insensitive), or "".
+func bearerToken(r *http.Request) string {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(tok)
+}
+
+// Bearer challenges (RFC 6750 §3).
+const (
+	challengeMissing = `Bearer realm="oauth2-api"`
+	challengeInvalid = `Bearer realm="oauth2-api", error="invalid_token", error_description="the access token is invalid, expired or revoked"`
+)
+
+var (
+	errNoToken  = &httpx.Error{Kind: httpx.KindUnauthorized, Message: "a bearer token is required", Authenticate: challengeMissing}
+	errBadToken = &httpx.Error{Kind: httpx.KindInvalidToken, Message: "the access token is invalid, expired or revoked", Authenticate: challengeInvalid}
+)
+
+// verifyBearer checks the request's access token.
+func verifyBearer(r *http.Request, ts *Tokens, now time.Time) (*token.Claims, error) {
+	raw := bearerToken(r)
+	if raw == "" {
+		return nil, errNoToken
+	}
+	c, err := ts.Verify(raw, now)
+	if err != nil {
+		return nil, errBadToken
+	}
+	info := httpx.InfoFrom(r)
+	info.ClientID = c.ClientID
+	if c.ClientID != c.Subject {
+		info.UserID = c.Subject
+	}
+	return c, nil
+}
+
+// requireToken admits any valid access token (RFC 6750); its errors are
+// RFC 6750 §3's.
+func requireToken(log *slog.Logger, ts *Tokens, now func() time.Time, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := verifyBearer(r, ts, now())
+		if err != nil {
+			httpx.WriteOAuthError(w, r, log, err)
+			return
+		}
+		next.ServeHTTP(w, withPrincipal(r, &principal{claims: c}))
+	})
+}
+
+// requireUser admits the REST API's callers: a token of the REST login or
+// of a client registered first-party (a token a user granted a third-party
+// client cannot manage the account), whose user still exists and is
+// active; with adminOnly, only an admin (by the role in the database).
+func requireUser(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, adminOnly bool, now func() time.Time, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, c, err := userOf(r, db, ts, cs, now())
+		if err == nil && adminOnly && u.Role != store.RoleAdmin {
+			err = httpx.E(httpx.KindForbidden, "admin role required")
+		}
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		next.ServeHTTP(w, withPrincipal(r, &principal{claims: c, user: u}))
+	})
+}
+
+func userOf(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, now time.Time) (*store.User, *token.Claims, error) {
+	c, err := verifyBearer(r, ts, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	first, err := firstParty(r.Context(), cs, c.ClientID, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !first {
+		return nil, nil, errBadToken
+	}
+	id, err := strconv.ParseInt(c.Subject, 10, 64)
+	if err != nil {
+		return nil, nil, errBadToken
+	}
+	u, err := db.UserByID(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
+		return nil, nil, errBadToken
+	}
+	return u, c, err
+}
+
+// firstParty reports whether tokens of clientID may call /api/v1: those of
+// the REST login and of clients registered first-party (API.md).
+func firstParty(ctx context.Context, cs *Clients, clientID string, now time.Time) (bool, error) {
+	if clientID == RESTClientID {
+		return true, nil
+	}
+	c, err := cs.Get(ctx, clientID, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return c.FirstParty, nil
+}

@@ -1,0 +1,302 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"oauth2-api/httpx"
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// Grant types (RFC 6749 §4; "password" is the first-party REST login).
+const (
+	grantPassword          = "password"
+	grantAuthorizationCode = "authorization_code"
+	grantRefreshToken      = "refresh_token"
+	grantClientCredentials = "client_credentials"
+)
+
+var supportedGrants = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials}
+
+// readForm reads an application/x-www-form-urlencoded POST body (RFC 6749
+// §3.2: parameters in the body; the URL query is ignored). A parameter sent
+// more than once, invalid UTF-8 or a malformed body is invalid_request.
+func readForm(r *http.Request) (url.Values, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, httpx.E(httpx.KindInvalid, "Content-Type must be application/x-www-form-urlencoded")
+	}
+	body, err := httpx.ReadBody(r)
+	if errors.Is(err, httpx.ErrTooLarge) {
+		return nil, httpx.E(httpx.KindTooLarge, "request body too large")
+	}
+	if err != nil {
+		return nil, httpx.E(httpx.KindInvalid, "could not read the request body")
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, httpx.E(httpx.KindInvalid, "malformed form body")
+	}
+	return form, checkParams(form)
+}
+
+// checkParams refuses repeated parameters (RFC 6749 §3.1, §3.2) and invalid
+// UTF-8.
+func checkParams(form url.Values) error {
+	for k, v := range form {
+		if len(v) > 1 {
+			return httpx.E(httpx.KindInvalid, "parameter %q is repeated", clipText(k))
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(v[0]) {
+			return httpx.E(httpx.KindInvalid, "parameters must be valid UTF-8")
+		}
+	}
+	return nil
+}
+
+// handleToken serves POST /oauth2/token (RFC 6749 §3.2) for the client its
+// caller check authenticated.
+func handleToken(log *slog.Logger, db *store.DB, ts *Tokens, idTokens *token.Signer, m *Metrics, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := principalOf(r)
+		g := grant{log: log, db: db, ts: ts, idTokens: idTokens, c: p.client, form: p.form, now: now(), info: httpx.InfoFrom(r)}
+		name := p.form.Get("grant_type")
+		pair, err := g.run(r.Context(), name)
+		if err != nil {
+			httpx.WriteOAuthError(w, r, log, err)
+			return
+		}
+		m.TokensIssued.With(name).Inc()
+		httpx.NoStore(w)
+		httpx.JSON(w, http.StatusOK, pair)
+	})
+}
+
+// grant is one token request of an authenticated client.
+type grant struct {
+	log      *slog.Logger
+	db       *store.DB
+	ts       *Tokens
+	idTokens *token.Signer // nil: no OpenID Connect
+	c        *store.Client
+	form     url.Values
+	now      time.Time
+	info     *httpx.Info // the access log's fields, and the client IP for warnings
+}
+
+func (g *grant) run(ctx context.Context, name string) (*Pair, error) {
+	switch {
+	case name == "":
+		return nil, httpx.E(httpx.KindInvalid, "grant_type is required")
+	case !slices.Contains(supportedGrants, name):
+		return nil, httpx.E(httpx.KindUnsupportedGrantType, "supported: authorization_code, refresh_token, client_credentials")
+	case name == grantClientCredentials && g.c.Public():
+		return nil, httpx.E(httpx.KindInvalidClient, "client authentication failed") // a public client has no credentials to show
+	case !slices.Contains(g.c.GrantTypes, name):
+		return nil, httpx.E(httpx.KindUnauthorizedClient, "the client may not use this grant type")
+	case name == grantAuthorizationCode:
+		return g.code(ctx)
+	case name == grantRefreshToken:
+		return g.refresh(ctx)
+	}
+	return g.clientCredentials()
+}
+
+// clientCredentials is RFC 6749 §4.4: an access token for the client itself
+// (sub is the client_id, RFC 9068 §2.2), no refresh token.
+func (g *grant) clientCredentials() (*Pair, error) {
+	scope, err := grantScope(g.form.Get("scope"), g.c.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	if hasScope(scope, scopeOpenID) {
+		if g.form.Get("scope") != "" {
+			return nil, httpx.E(httpx.KindInvalidScope, "openid needs a user: use the authorization code flow")
+		}
+		scope = strings.Join(slices.DeleteFunc(strings.Fields(scope), func(s string) bool { return s == scopeOpenID }), " ")
+	}
+	access, _, err := g.ts.Access(g.c.ID, g.c.ID, scope, "", time.Time{}, g.now)
+	if err != nil {
+		return nil, err
+	}
+	return g.ts.pair(access, "", scope), nil
+}
+
+// grantScope resolves a requested scope against the client's registered
+// scopes: empty means all of them; anything unregistered or malformed is
+// invalid_scope.
+func grantScope(requested string, registered []string) (string, error) {
+	if requested == "" {
+		return strings.Join(registered, " "), nil
+	}
+	want, ok := parseScope(requested)
+	if !ok {
+		return "", httpx.E(httpx.KindInvalidScope, "malformed scope")
+	}
+	for _, s := range want {
+		if !slices.Contains(registered, s) {
+			return "", httpx.E(httpx.KindInvalidScope, "scope %q is not registered for this client", clipText(s))
+		}
+	}
+	return strings.Join(want, " "), nil
+}
+
+// refresh is RFC 6749 §6 with rotation (RFC 9700 §4.14.2).
+func (g *grant) refresh(ctx context.Context) (*Pair, error) {
+	rt := g.form.Get("refresh_token")
+	if rt == "" {
+		return nil, httpx.E(httpx.KindInvalid, "refresh_token is required")
+	}
+	pair, old, err := g.ts.Rotate(ctx, g.db, rt, g.c.ID, g.form.Get("scope"), g.now)
+	if err != nil {
+		return nil, refreshFailure(ctx, g.log, g.info, err, true)
+	}
+	g.info.UserID = store.FormatID(old.Family.UserID)
+	return pair, nil
+}
+
+// verifierOK checks a PKCE code_verifier against an S256 challenge (RFC 7636
+// §4.6), in constant time.
+func verifierOK(verifier, challenge string) bool {
+	sum := sha256.Sum256([]byte(verifier))
+	got := base64.RawURLEncoding.EncodeToString(sum[:])
+	return subtle.ConstantTimeCompare([]byte(got), []byte(challenge)) == 1
+}
+
+// validVerifier: 43 to 128 unreserved characters (RFC 7636 §4.1).
+func validVerifier(v string) bool {
+	if len(v) < 43 || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
+// validChallenge: an S256 challenge is base64url of 32 bytes: 43 characters.
+func validChallenge(c string) bool {
+	if len(c) != 43 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.Strict().DecodeString(c)
+	return err == nil
+}
+
+// codeTTL is how long an authorization code lives (RFC 6749 §4.1.2: at most
+// ten minutes; API.md: at most 60 seconds).
+const codeTTL = 60 * time.Second
+
+// code is RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5). Every way a code can
+// be wrong (unknown, expired, used, another client's, another
+// redirect_uri, wrong verifier) answers the same invalid_grant; the reason
+// goes to the log. A code presented again ends the session it started.
+func (g *grant) code(ctx context.Context) (*Pair, error) {
+	code, verifier := g.form.Get("code"), g.form.Get("code_verifier")
+	if code == "" {
+		return nil, httpx.E(httpx.KindInvalid, "code is required")
+	}
+	if verifier == "" {
+		return nil, httpx.E(httpx.KindInvalid, "code_verifier is required (PKCE)")
+	}
+	bad := func(reason string) error {
+		g.log.WarnContext(ctx, "authorization code refused", "reason", reason, "client_id", g.c.ID, "client_ip", g.info.ClientIP.String(), "request_id", g.info.ID)
+		return httpx.E(httpx.KindInvalidGrant, "the authorization code is invalid, expired or was already used")
+	}
+	if len(code) != token.OpaqueLen {
+		return nil, bad("malformed")
+	}
+	hash := token.Hash(code)
+	ac, err := g.db.CodeByHash(ctx, hash)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, bad("unknown")
+	case err != nil:
+		return nil, err
+	case ac.ClientID != g.c.ID:
+		return nil, bad("another client's code")
+	case ac.Used:
+		if err := revokeIssued(ctx, g.db, g.ts, ac, g.now); err != nil {
+			return nil, err
+		}
+		return nil, bad("replayed: the session it started is ended")
+	case !g.now.Before(ac.ExpiresAt):
+		return nil, bad("expired")
+	case g.form.Get("redirect_uri") != ac.RedirectURI:
+		return nil, bad("redirect_uri differs")
+	case ac.CodeChallenge == "" || !validVerifier(verifier) || !verifierOK(verifier, ac.CodeChallenge):
+		return nil, bad("PKCE verification failed")
+	}
+	u, err := g.db.UserByID(ctx, ac.UserID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
+		return nil, bad("user gone or inactive")
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Every grant to a user is a session (a family, with or without refresh
+	// tokens), which its access tokens name in sid, so that ending it (a
+	// replay of this code, logout, revocation) reaches them.
+	sub := store.FormatID(u.ID)
+	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: ac.Scope, AuthTime: ac.AuthTime}
+	access, claims, err := g.ts.Access(sub, g.c.ID, ac.Scope, fam.ID, ac.AuthTime, g.now)
+	if err != nil {
+		return nil, err
+	}
+	is := store.Issued{Family: fam, AccessJTI: claims.ID, AccessExp: claims.Expiry}
+	refresh := ""
+	if slices.Contains(g.c.GrantTypes, grantRefreshToken) {
+		refresh = token.NewOpaque()
+		is.RefreshHash, is.RefreshExp = token.Hash(refresh), g.ts.refreshExpiry(g.now, g.now)
+	}
+	pair := g.ts.pair(access, refresh, ac.Scope)
+	if hasScope(ac.Scope, scopeOpenID) && g.idTokens != nil {
+		if pair.IDToken, err = mintIDToken(g.idTokens, g.ts, g.c.ID, u, ac, access, g.now); err != nil {
+			return nil, err
+		}
+	}
+	err = g.db.ExchangeCode(ctx, hash, is, g.now)
+	if errors.Is(err, store.ErrReused) {
+		// A concurrent exchange won: this is a replay too.
+		if ac, err := g.db.CodeByHash(ctx, hash); err == nil {
+			if err := revokeIssued(ctx, g.db, g.ts, ac, g.now); err != nil {
+				return nil, err
+			}
+		}
+		return nil, bad("replayed concurrently")
+	}
+	if err != nil {
+		return nil, err
+	}
+	g.info.UserID = sub
+	return pair, nil
+}
+
+// revokeIssued ends the session a code started, refresh and access tokens
+// alike (RFC 6749 §4.1.2: a code used twice should revoke its tokens).
+func revokeIssued(ctx context.Context, db *store.DB, ts *Tokens, ac *store.Code, now time.Time) error {
+	if ac.FamilyID != "" {
+		return ts.EndSession(ctx, db, ac.FamilyID, now)
+	}
+	if ac.AccessJTI != "" { // exchanged before every grant started a session
+		return ts.RevokeAccess(ctx, db, &token.Claims{ID: ac.AccessJTI, Expiry: ac.AccessExp}, now)
+	}
+	return nil
+}
+
+func hasScope(scope, s string) bool { return slices.Contains(strings.Fields(scope), s) }

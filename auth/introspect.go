@@ -1,0 +1,119 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"oauth2-api/httpx"
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// handleRevoke serves POST /oauth2/revoke (RFC 7009) for the client its
+// caller check authenticated (a public client by its id). A client revokes
+// only its own tokens; unknown, invalid, expired or foreign tokens answer
+// 200 and change nothing (§2.2: the client cannot act on the difference).
+// Revoking a refresh token ends its session, access tokens included
+// (§2.1). The answer comes once the revocation is stored.
+func handleRevoke(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := principalOf(r)
+		if err := revoke(r.Context(), db, ts, p.client, p.form.Get("token"), now()); err != nil {
+			httpx.WriteOAuthError(w, r, log, err)
+			return
+		}
+		httpx.NoStore(w)
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok string, now time.Time) error {
+	if tok == "" {
+		return httpx.E(httpx.KindInvalid, "token is required")
+	}
+	// token_type_hint is only a hint (§2.1); the token's form says what it is.
+	if strings.Count(tok, ".") == 2 {
+		claims, err := ts.Verify(tok, now)
+		if err != nil || claims.ClientID != c.ID {
+			return nil
+		}
+		return ts.RevokeAccess(ctx, db, claims, now)
+	}
+	rt, err := refreshOf(ctx, db, tok, now)
+	if err != nil || rt == nil || rt.Family.ClientID != c.ID {
+		return err
+	}
+	return ts.EndSession(ctx, db, rt.Family.ID, now)
+}
+
+// refreshOf returns the refresh token tok, or nil if there is no such
+// unexpired token.
+func refreshOf(ctx context.Context, db *store.DB, tok string, now time.Time) (*store.RefreshToken, error) {
+	if len(tok) != token.OpaqueLen {
+		return nil, nil
+	}
+	rt, err := db.RefreshTokenByHash(ctx, token.Hash(tok), now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return rt, err
+}
+
+// introspection is the RFC 7662 §2.2 response.
+type introspection struct {
+	Active    bool   `json:"active"`
+	Scope     string `json:"scope,omitempty"`
+	ClientID  string `json:"client_id,omitempty"`
+	Username  string `json:"username,omitempty"`
+	TokenType string `json:"token_type,omitempty"`
+	Exp       int64  `json:"exp,omitempty"`
+	Iat       int64  `json:"iat,omitempty"`
+	Sub       string `json:"sub,omitempty"`
+	Aud       string `json:"aud,omitempty"`
+	Iss       string `json:"iss,omitempty"`
+	Jti       string `json:"jti,omitempty"`
+}
+
+var inactive = &introspection{Active: false}
+
+// handleIntrospect serves POST /oauth2/introspect (RFC 7662) to the
+// confidential client its caller check authenticated. A client learns about
+// the tokens issued to it; one registered --resource-server about any
+// access token (§4: the server decides who may learn what). Anything else,
+// and anything expired, revoked, forged or unknown, is {"active":false}.
+func handleIntrospect(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := principalOf(r)
+		resp, err := introspect(r.Context(), db, ts, p.client, p.form.Get("token"), now())
+		if err != nil {
+			httpx.WriteOAuthError(w, r, log, err)
+			return
+		}
+		httpx.NoStore(w)
+		httpx.JSON(w, http.StatusOK, resp)
+	})
+}
+
+func introspect(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok string, now time.Time) (*introspection, error) {
+	if tok == "" {
+		return nil, httpx.E(httpx.KindInvalid, "token is required")
+	}
+	if strings.Count(tok, ".") == 2 {
+		claims, err := ts.Verify(tok, now)
+		if err != nil || now.Unix() >= claims.Expiry || (claims.ClientID != c.ID && !c.ResourceServer) {
+			return inactive, nil // introspection is strict about exp: no leeway
+		}
+		return &introspection{Active: true, Scope: claims.Scope, ClientID: claims.ClientID, TokenType: "Bearer",
+			Exp: claims.Expiry, Iat: claims.IssuedAt, Sub: claims.Subject, Aud: claims.Audience, Iss: claims.Issuer, Jti: claims.ID}, nil
+	}
+	rt, err := refreshOf(ctx, db, tok, now)
+	if err != nil || rt == nil || rt.Used || rt.Family.Revoked || rt.Family.ClientID != c.ID || !now.Before(rt.Family.CreatedAt.Add(ts.MaxAge)) {
+		return inactive, err
+	}
+	return &introspection{Active: true, Scope: rt.Scope, ClientID: rt.Family.ClientID, Exp: rt.ExpiresAt.Unix(),
+		Sub: store.FormatID(rt.Family.UserID), Iss: ts.Issuer, TokenType: "refresh_token"}, nil
+}

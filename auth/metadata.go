@@ -1,0 +1,71 @@
+package auth
+
+import (
+	"net/http"
+	"strings"
+
+	"oauth2-api/httpx"
+	"oauth2-api/token"
+)
+
+// metadata is the RFC 8414 §2 document (and, with OpenID Connect, the
+// discovery document: OIDC Discovery §3).
+func metadata(iss string, idTokens *token.Signer) map[string]any {
+	base := strings.TrimSuffix(iss, "/")
+	auth := []string{"client_secret_basic", "client_secret_post", "none"}
+	m := map[string]any{
+		"issuer":                                         iss,
+		"authorization_endpoint":                         base + "/oauth2/authorize",
+		"token_endpoint":                                 base + "/oauth2/token",
+		"revocation_endpoint":                            base + "/oauth2/revoke",
+		"introspection_endpoint":                         base + "/oauth2/introspect",
+		"jwks_uri":                                       base + "/.well-known/jwks.json",
+		"response_types_supported":                       []string{"code"},
+		"response_modes_supported":                       []string{"query"},
+		"grant_types_supported":                          supportedGrants,
+		"token_endpoint_auth_methods_supported":          auth,
+		"revocation_endpoint_auth_methods_supported":     auth,
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"authorization_response_iss_parameter_supported": true,
+	}
+	if idTokens != nil {
+		m["userinfo_endpoint"] = base + "/oauth2/userinfo"
+		m["end_session_endpoint"] = base + "/oauth2/logout"
+		m["scopes_supported"] = []string{scopeOpenID, scopeProfile, scopeEmail}
+		m["subject_types_supported"] = []string{"public"}
+		m["id_token_signing_alg_values_supported"] = []string{idTokens.Key().Alg}
+		m["claims_supported"] = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash",
+			"email", "email_verified", "preferred_username", "given_name", "family_name"}
+		m["prompt_values_supported"] = []string{"none", "login", "consent"}
+		m["claims_parameter_supported"] = false
+		m["request_parameter_supported"] = false
+		m["request_uri_parameter_supported"] = false
+	}
+	return m
+}
+
+// handleMetadata serves the metadata documents; they change only with the
+// configuration, so caches may keep them for an hour.
+func handleMetadata(iss string, idTokens *token.Signer) http.Handler {
+	doc := metadata(iss, idTokens)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		httpx.JSON(w, http.StatusOK, doc)
+	})
+}
+
+// handleJWKS serves GET /.well-known/jwks.json (RFC 7517 §5): the public
+// keys that verify our tokens, the current one first.
+func handleJWKS(keys []*token.Key) http.Handler {
+	list := []token.JWK{}
+	for _, k := range keys {
+		if k.Public() {
+			list = append(list, k.JWK())
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		httpx.JSON(w, http.StatusOK, map[string]any{"keys": list})
+	})
+}

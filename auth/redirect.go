@@ -1,0 +1,140 @@
+package auth
+
+import (
+	"errors"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// checkRedirectURI validates a redirect or post-logout URI at registration
+// (RFC 6749 §3.1.2, RFC 8252 §7). A URI has one byte form: ASCII from RFC
+// 3986's character set with well-formed percent escapes, so no space,
+// control or non-ASCII character that a later reader could split on or
+// decode differently; no fragment (not even an empty one), no user
+// information. Schemes: https; http on a loopback host; and, in debug mode
+// only (API.md: release mode refuses every non-https URI but loopback),
+// http on any host and a private-use scheme in reverse-domain form (RFC
+// 8252 §7.1, com.example.app:/cb) for native apps. javascript, data, file
+// and every other scheme are refused in every mode.
+func checkRedirectURI(s string, release bool) error {
+	if len(s) > 2000 {
+		return errors.New("too long")
+	}
+	if !uriBytes(s) {
+		return errors.New("must be ASCII without spaces or control characters, with valid percent escapes (RFC 3986)")
+	}
+	if strings.Contains(s, "#") {
+		return errors.New("must not have a fragment")
+	}
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() {
+		return errors.New("not an absolute URI")
+	}
+	if u.User != nil {
+		return errors.New("must not hold user information")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if release && !isLoopbackHost(u.Hostname()) {
+			return errors.New("must be https (or http on a loopback address) in release mode")
+		}
+	default:
+		if !strings.Contains(u.Scheme, ".") {
+			return errors.New("scheme must be https, http, or a private-use scheme in reverse-domain form (RFC 8252 §7.1)")
+		}
+		if release {
+			return errors.New("must be https (or http on a loopback address) in release mode")
+		}
+		return nil
+	}
+	if u.Host == "" {
+		return errors.New("has no host")
+	}
+	if !validPort(u.Host) {
+		return errors.New("has an invalid port")
+	}
+	return nil
+}
+
+// uriBytes reports whether s holds only RFC 3986 characters (unreserved,
+// reserved and '%'), each '%' starting a two-digit hex escape.
+func uriBytes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~:/?#[]@!$&'()*+,;=", c) >= 0:
+		case c == '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+// validPort reports whether host's port, if it names one, is 1 to 65535 in
+// its one decimal form; "host:" (an empty port) is not. url.Parse has
+// already refused non-digits.
+func validPort(host string) bool {
+	_, port, err := net.SplitHostPort(host)
+	if err != nil {
+		return true // no port: the scheme's default
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535 && port == strconv.Itoa(n)
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// matchRedirectURI returns the registered URI that got matches: exactly
+// (string comparison), or, for a registered http loopback IP literal, the
+// same URI with any port (RFC 8252 §7.3: native apps listen on an ephemeral
+// port).
+func matchRedirectURI(registered []string, got string) bool {
+	for _, r := range registered {
+		if r == got {
+			return true
+		}
+	}
+	// The loopback exception varies the port only: the rest is held to
+	// the registration rules (no fragment, not even an empty one), and the
+	// port must be one a listener can have.
+	if !uriBytes(got) || strings.Contains(got, "#") {
+		return false
+	}
+	g, err := url.Parse(got)
+	if err != nil || g.Scheme != "http" || g.User != nil || !validPort(g.Host) {
+		return false
+	}
+	gh := g.Hostname()
+	if ip := net.ParseIP(gh); ip == nil || !ip.IsLoopback() {
+		return false
+	}
+	for _, r := range registered {
+		ru, err := url.Parse(r)
+		if err != nil || ru.Scheme != "http" {
+			continue
+		}
+		if ip := net.ParseIP(ru.Hostname()); ip == nil || !ip.IsLoopback() {
+			continue
+		}
+		if ru.Hostname() == gh && ru.EscapedPath() == g.EscapedPath() && ru.RawQuery == g.RawQuery && ru.User == nil {
+			return true
+		}
+	}
+	return false
+}

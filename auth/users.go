@@ -1,0 +1,388 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"oauth2-api/httpx"
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// userJSON is a user as API.md shows it: never the password hash.
+type userJSON struct {
+	ID        int64     `json:"id"`
+	Email     string    `json:"email"`
+	Username  string    `json:"username"`
+	FirstName string    `json:"first_name"`
+	LastName  string    `json:"last_name"`
+	Role      string    `json:"role"`
+	IsActive  bool      `json:"is_active"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func toJSON(u *store.User) userJSON {
+	return userJSON{u.ID, u.Email, u.Username, u.FirstName, u.LastName, u.Role, u.IsActive, u.CreatedAt, u.UpdatedAt}
+}
+
+// restHandler adapts a REST endpoint: it decodes the JSON body into a new In
+// (not when In is struct{}, nor when the body is empty and optional), calls
+// do, and answers do's error, or out as JSON with status (no body when out
+// is nil). A token pair is answered no-store (RFC 6749 §5.1).
+func restHandler[In any](log *slog.Logger, optional bool, do func(r *http.Request, in *In) (int, any, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in := new(In)
+		if _, none := any(in).(*struct{}); !none && !(optional && r.ContentLength == 0) {
+			if err := httpx.DecodeJSON(r, in); err != nil {
+				httpx.WriteError(w, r, log, err)
+				return
+			}
+		}
+		status, out, err := do(r, in)
+		switch {
+		case err != nil:
+			httpx.WriteError(w, r, log, err)
+		case out == nil:
+			w.WriteHeader(status)
+		default:
+			if _, ok := out.(*Pair); ok {
+				httpx.NoStore(w)
+			}
+			httpx.JSON(w, status, out)
+		}
+	})
+}
+
+func invalid(field, msg string) *httpx.Error {
+	return httpx.E(httpx.KindValidation, "%s: %s", field, msg)
+}
+
+// handleRegister serves POST /api/v1/auth/register.
+func handleRegister(log *slog.Logger, db *store.DB, pw *Passwords, enabled bool, now func() time.Time) http.Handler {
+	type request struct {
+		Email     string       `json:"email"`
+		Username  string       `json:"username"`
+		Password  token.Secret `json:"password"`
+		FirstName string       `json:"first_name"`
+		LastName  string       `json:"last_name"`
+	}
+	return restHandler(log, false, func(r *http.Request, req *request) (int, any, error) {
+		if !enabled {
+			return 0, nil, &httpx.Error{Kind: httpx.KindForbidden, Code: "registration_disabled", Message: "registration is disabled"}
+		}
+		u, err := Register(r.Context(), db, pw, req.Email, req.Username, req.Password.Reveal(), req.FirstName, req.LastName, store.RoleUser, now())
+		if err != nil {
+			return 0, nil, err
+		}
+		httpx.InfoFrom(r).UserID = store.FormatID(u.ID)
+		log.InfoContext(r.Context(), "user registered", "request_id", httpx.InfoFrom(r).ID, "user_id", u.ID)
+		return http.StatusCreated, toJSON(u), nil
+	})
+}
+
+// Register validates and creates a user; the CLI uses it too. Validation
+// failures are *httpx.Error values (422, or 409 for a duplicate).
+func Register(ctx context.Context, db *store.DB, pw *Passwords, email, username, password, first, last, role string, now time.Time) (*store.User, error) {
+	email = foldEmail(email)
+	switch {
+	case !validEmail(email):
+		return nil, invalid("email", "must be a valid email address")
+	case !validUsername(username):
+		return nil, invalid("username", "3 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	case !validPassword(password):
+		return nil, invalid("password", "must be 8 to 128 characters")
+	case !validName(first):
+		return nil, invalid("first_name", "at most 100 characters, no control characters")
+	case !validName(last):
+		return nil, invalid("last_name", "at most 100 characters, no control characters")
+	case role != store.RoleUser && role != store.RoleAdmin:
+		return nil, invalid("role", "must be user or admin")
+	}
+	hash, err := pw.Hash(ctx, password)
+	if err != nil {
+		return nil, err
+	}
+	u := &store.User{Email: email, Username: username, PasswordHash: hash, FirstName: first, LastName: last, Role: role, IsActive: true}
+	if err := db.CreateUser(ctx, u, now); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, httpx.E(httpx.KindConflict, "email or username already taken")
+		}
+		return nil, err
+	}
+	return u, nil
+}
+
+// handleLogin serves POST /api/v1/auth/login: a token pair for the REST
+// API. Every failure that concerns the credentials answers the same 401
+// body, whether the account exists or not; each is logged with the client
+// IP (msg "login failed") for fail2ban.
+func handleLogin(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th Throttle, m *Metrics, now func() time.Time) http.Handler {
+	type request struct {
+		Login    string       `json:"login"`
+		Password token.Secret `json:"password"`
+	}
+	return restHandler(log, false, func(r *http.Request, req *request) (int, any, error) {
+		if req.Login == "" || len(req.Login) > 254 || req.Password == "" || len(req.Password) > 4*maxPassword {
+			return 0, nil, invalid("login", "login and password are required")
+		}
+		t := now()
+		u, err := authenticate(r.Context(), log, db, pw, th, req.Login, req.Password.Reveal(), t)
+		if err != nil {
+			logLoginFailure(r, log, m, err)
+			return 0, nil, err
+		}
+		pair, _, err := ts.StartSession(r.Context(), db, u.ID, RESTClientID, "", t, t)
+		if err != nil {
+			return 0, nil, err
+		}
+		httpx.InfoFrom(r).UserID = store.FormatID(u.ID)
+		m.TokensIssued.With(grantPassword).Inc()
+		return http.StatusOK, pair, nil
+	})
+}
+
+// logLoginFailure writes the line fail2ban matches: msg "login failed" and
+// the client IP. It never holds the login text or the password.
+func logLoginFailure(r *http.Request, log *slog.Logger, m *Metrics, err error) {
+	var e *httpx.Error
+	if !errors.As(err, &e) || (e.Kind != httpx.KindInvalidCredentials && e.Kind != httpx.KindThrottled) {
+		return // the database or hashing failed: not the client's doing
+	}
+	reason := "bad_credentials"
+	if e.Kind == httpx.KindThrottled {
+		reason = "throttled"
+	}
+	m.LoginFailures.Inc()
+	info := httpx.InfoFrom(r)
+	log.WarnContext(r.Context(), "login failed", "client_ip", info.ClientIP.String(), "reason", reason, "request_id", info.ID)
+}
+
+// handleRefresh serves POST /api/v1/auth/refresh: the refresh token in the
+// body is the credential.
+func handleRefresh(log *slog.Logger, db *store.DB, ts *Tokens, m *Metrics, now func() time.Time) http.Handler {
+	type request struct {
+		RefreshToken token.Secret `json:"refresh_token"`
+	}
+	return restHandler(log, false, func(r *http.Request, req *request) (int, any, error) {
+		pair, old, err := ts.Rotate(r.Context(), db, req.RefreshToken.Reveal(), RESTClientID, "", now())
+		if err != nil {
+			return 0, nil, refreshFailure(r.Context(), log, httpx.InfoFrom(r), err, false)
+		}
+		httpx.InfoFrom(r).UserID = store.FormatID(old.Family.UserID)
+		m.TokensIssued.With(grantRefreshToken).Inc()
+		return http.StatusOK, pair, nil
+	})
+}
+
+// handleLogout serves POST /api/v1/auth/logout: the caller's session ends
+// (API.md "Sessions and revocation"): the family the token names in sid,
+// with every access token minted from it, and the family of the
+// refresh_token in the body if one is sent and is the user's. Each is
+// stored before the answer, so a 204 means every instance will honour it.
+func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
+	type request struct {
+		RefreshToken token.Secret `json:"refresh_token"`
+	}
+	return restHandler(log, true, func(r *http.Request, req *request) (int, any, error) {
+		p, t := principalOf(r), now()
+		families := []string{p.claims.SessionID}
+		if p.claims.SessionID == "" { // a token minted before every session was named in sid
+			if err := ts.RevokeAccess(r.Context(), db, p.claims, t); err != nil {
+				return 0, nil, err
+			}
+		}
+		if req.RefreshToken != "" {
+			rt, err := db.RefreshTokenByHash(r.Context(), token.Hash(req.RefreshToken.Reveal()), t)
+			if err == nil && rt.Family.UserID == p.user.ID {
+				families = append(families, rt.Family.ID)
+			} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return 0, nil, err
+			}
+		}
+		for _, f := range families {
+			if f == "" {
+				continue
+			}
+			if err := ts.EndSession(r.Context(), db, f, t); err != nil {
+				return 0, nil, err
+			}
+		}
+		return http.StatusNoContent, nil, nil
+	})
+}
+
+// handleProfileGet serves GET /api/v1/profile.
+func handleProfileGet() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpx.JSON(w, http.StatusOK, toJSON(principalOf(r).user))
+	})
+}
+
+// handleProfilePatch serves PATCH /api/v1/profile.
+func handleProfilePatch(log *slog.Logger, db *store.DB, now func() time.Time) http.Handler {
+	type request struct {
+		FirstName *string `json:"first_name"`
+		LastName  *string `json:"last_name"`
+	}
+	return restHandler(log, false, func(r *http.Request, req *request) (int, any, error) {
+		if req.FirstName != nil && !validName(*req.FirstName) {
+			return 0, nil, invalid("first_name", "at most 100 characters, no control characters")
+		}
+		if req.LastName != nil && !validName(*req.LastName) {
+			return 0, nil, invalid("last_name", "at most 100 characters, no control characters")
+		}
+		u, err := db.UpdateProfile(r.Context(), principalOf(r).user.ID, req.FirstName, req.LastName, now())
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, toJSON(u), nil
+	})
+}
+
+// handlePasswordChange serves POST /api/v1/profile/password: the current
+// password is checked (throttled like a login), the new one set, and every
+// other session of the user ended (refresh and access tokens, browser
+// sign-ins); the caller's session goes on.
+func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th Throttle, m *Metrics, now func() time.Time) http.Handler {
+	type request struct {
+		CurrentPassword token.Secret `json:"current_password"`
+		NewPassword     token.Secret `json:"new_password"`
+	}
+	return restHandler(log, false, func(r *http.Request, req *request) (int, any, error) {
+		p := principalOf(r)
+		if !validPassword(req.NewPassword.Reveal()) {
+			return 0, nil, invalid("new_password", "must be 8 to 128 characters")
+		}
+		if req.CurrentPassword == "" || len(req.CurrentPassword) > 4*maxPassword {
+			return 0, nil, invalid("current_password", "required")
+		}
+		t := now()
+		if _, err := authenticate(r.Context(), log, db, pw, th, p.user.Username, req.CurrentPassword.Reveal(), t); err != nil {
+			logLoginFailure(r, log, m, err)
+			if errors.Is(err, errBadCredentials) {
+				err = &httpx.Error{Kind: httpx.KindForbidden, Code: "invalid_current_password", Message: "the current password is wrong"}
+			}
+			return 0, nil, err
+		}
+		hash, err := pw.Hash(r.Context(), req.NewPassword.Reveal())
+		if err != nil {
+			return 0, nil, err
+		}
+		revs, err := db.SetPassword(r.Context(), p.user.ID, hash, p.claims.SessionID, ts.AccessTTL, t)
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, rv := range revs {
+			ts.Revoked.Add(rv)
+		}
+		log.InfoContext(r.Context(), "password changed", "request_id", httpx.InfoFrom(r).ID, "user_id", p.user.ID)
+		return http.StatusNoContent, nil, nil
+	})
+}
+
+// handleUserList serves GET /api/v1/users?limit=&offset= (admin).
+func handleUserList(log *slog.Logger, db *store.DB) http.Handler {
+	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
+		limit, err1 := queryInt(r, "limit", 20, 1, 100)
+		offset, err2 := queryInt(r, "offset", 0, 0, 1<<31-1)
+		if err1 != nil || err2 != nil {
+			return 0, nil, httpx.E(httpx.KindInvalid, "limit must be 1 to 100 and offset at least 0")
+		}
+		users, total, err := db.ListUsers(r.Context(), limit, offset)
+		if err != nil {
+			return 0, nil, err
+		}
+		out := make([]userJSON, len(users))
+		for i := range users {
+			out[i] = toJSON(&users[i])
+		}
+		return http.StatusOK, map[string]any{"users": out, "total": total}, nil
+	})
+}
+
+func queryInt(r *http.Request, name string, def, lo, hi int) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, errors.New("out of range")
+	}
+	return n, nil
+}
+
+var errNoSuchUser = httpx.E(httpx.KindNotFound, "no such user")
+
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errNoSuchUser
+	}
+	return id, nil
+}
+
+// handleUserPatch serves PATCH /api/v1/users/{id} (admin). An admin cannot
+// demote or deactivate themself, so the last admin cannot lock everyone out.
+// Deactivation ends every session of the user.
+func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
+	type request struct {
+		Role     *string `json:"role"`
+		IsActive *bool   `json:"is_active"`
+	}
+	return restHandler(log, false, func(r *http.Request, req *request) (int, any, error) {
+		admin := principalOf(r).user
+		id, err := pathID(r)
+		if err != nil {
+			return 0, nil, err
+		}
+		if req.Role != nil && *req.Role != store.RoleUser && *req.Role != store.RoleAdmin {
+			return 0, nil, invalid("role", "must be user or admin")
+		}
+		if id == admin.ID && ((req.Role != nil && *req.Role != store.RoleAdmin) || (req.IsActive != nil && !*req.IsActive)) {
+			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot demote or deactivate themselves")
+		}
+		t := now()
+		u, err := db.UpdateUserAdmin(r.Context(), id, req.Role, req.IsActive, ts.AccessTTL, t)
+		if errors.Is(err, store.ErrNotFound) {
+			return 0, nil, errNoSuchUser
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		if req.IsActive != nil && !*req.IsActive {
+			ts.Revoked.Add(store.UserRevocation(id, ts.AccessTTL, t))
+		}
+		log.InfoContext(r.Context(), "user updated", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
+		return http.StatusOK, toJSON(u), nil
+	})
+}
+
+// handleUserDelete serves DELETE /api/v1/users/{id} (admin): a soft delete
+// that ends every session of the user.
+func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
+	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
+		admin := principalOf(r).user
+		id, err := pathID(r)
+		if err != nil {
+			return 0, nil, err
+		}
+		if id == admin.ID {
+			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot delete themselves")
+		}
+		t := now()
+		if err := db.DeleteUser(r.Context(), id, ts.AccessTTL, t); errors.Is(err, store.ErrNotFound) {
+			return 0, nil, errNoSuchUser
+		} else if err != nil {
+			return 0, nil, err
+		}
+		ts.Revoked.Add(store.UserRevocation(id, ts.AccessTTL, t))
+		log.InfoContext(r.Context(), "user deleted", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
+		return http.StatusNoContent, nil, nil
+	})
+}

@@ -1,0 +1,76 @@
+package auth
+
+import (
+	"net/mail"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Validation of user input (API.md: 422 with a message naming the field).
+
+func validEmail(s string) bool {
+	if len(s) > 254 || strings.ContainsAny(s, " \t\r\n<>\"") {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Name == "" && a.Address == s && strings.Contains(s, "@")
+}
+
+// validUsername: 3 to 32 of letters, digits, '.', '_', '-', starting with a
+// letter or digit. No '@', so a login is never both an email and a username.
+func validUsername(s string) bool {
+	if len(s) < 3 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || (c != '.' && c != '_' && c != '-')) {
+			return false
+		}
+	}
+	return true
+}
+
+// Password length in characters (API.md: 8 to 128).
+const (
+	minPassword = 8
+	maxPassword = 128
+)
+
+func validPassword(s string) bool {
+	n := utf8.RuneCountInString(s)
+	return n >= minPassword && n <= maxPassword && !strings.ContainsRune(s, 0)
+}
+
+// validName: at most 100 characters, no control characters.
+func validName(s string) bool {
+	if utf8.RuneCountInString(s) > 100 {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// vschar reports whether s is VSCHAR* (RFC 6749 Appendix A: %x20-7E).
+func vschar(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// clipText shortens s for an error message, which never echoes much input.
+func clipText(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "…"
+	}
+	return s
+}

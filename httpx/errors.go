@@ -1,0 +1,178 @@
+package httpx
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Kind is a class of failure a client may learn of: the one vocabulary of
+// errors. errorTable gives each its HTTP status and its code on the two JSON
+// surfaces, the REST API ({"error","message"}, API.md) and the OAuth
+// endpoints ({"error","error_description"}, RFC 6749 §5.2, RFC 6750 §3.1);
+// the HTML pages show the status and the message. A handler returns an
+// *Error of some kind, or any other error: that one is KindUnavailable if it
+// says so (store.ErrUnavailable, auth.ErrBusy: a retry may succeed) and
+// KindInternal otherwise (a bug: logged with the request id, never shown).
+type Kind uint8
+
+// The kinds. Their order is the table's.
+const (
+	KindInternal                Kind = iota // a bug
+	KindUnavailable                         // the database, or every password-hashing slot, is busy
+	KindInvalid                             // a malformed request
+	KindInvalidJSON                         // a body that is not the one JSON form accepted
+	KindValidation                          // a well-formed value that breaks a rule (REST: 422)
+	KindUnauthorized                        // no credentials at all
+	KindInvalidToken                        // a bad, expired or revoked token
+	KindInvalidCredentials                  // a wrong login or password
+	KindInvalidClient                       // client authentication failed
+	KindForbidden                           // authenticated, not allowed
+	KindInsufficientScope                   // the token lacks a scope
+	KindNotFound                            //
+	KindConflict                            // a duplicate
+	KindTooLarge                            // a body over MaxBody
+	KindMediaType                           // a body of the wrong type
+	KindRateLimited                         // a per-IP budget is spent
+	KindThrottled                           // an account's login budget is spent
+	KindInvalidGrant                        // OAuth: code, refresh token or verifier refused
+	KindUnauthorizedClient                  // OAuth: the client may not use this grant or flow
+	KindUnsupportedGrantType                // OAuth
+	KindUnsupportedResponseType             // OAuth
+	KindInvalidScope                        // OAuth
+	KindAccessDenied                        // OAuth: the user said no
+	KindLoginRequired                       // OpenID Connect: prompt=none, not signed in
+	KindConsentRequired                     // OpenID Connect: prompt=none, no consent
+)
+
+// errorTable: kind → status, REST code, OAuth code ("" for none: RFC 6750
+// §3.1 gives a request without credentials no error code).
+var errorTable = [...]struct {
+	status      int
+	rest, oauth string
+}{
+	KindInternal:                {http.StatusInternalServerError, "server_error", "server_error"},
+	KindUnavailable:             {http.StatusServiceUnavailable, "service_unavailable", "temporarily_unavailable"},
+	KindInvalid:                 {http.StatusBadRequest, "invalid_request", "invalid_request"},
+	KindInvalidJSON:             {http.StatusBadRequest, "invalid_json", "invalid_request"},
+	KindValidation:              {http.StatusUnprocessableEntity, "validation_failed", "invalid_request"},
+	KindUnauthorized:            {http.StatusUnauthorized, "unauthorized", ""},
+	KindInvalidToken:            {http.StatusUnauthorized, "invalid_token", "invalid_token"},
+	KindInvalidCredentials:      {http.StatusUnauthorized, "invalid_credentials", "invalid_grant"},
+	KindInvalidClient:           {http.StatusUnauthorized, "invalid_client", "invalid_client"},
+	KindForbidden:               {http.StatusForbidden, "forbidden", "access_denied"},
+	KindInsufficientScope:       {http.StatusForbidden, "insufficient_scope", "insufficient_scope"},
+	KindNotFound:                {http.StatusNotFound, "not_found", "invalid_request"},
+	KindConflict:                {http.StatusConflict, "conflict", "invalid_request"},
+	KindTooLarge:                {http.StatusRequestEntityTooLarge, "request_too_large", "invalid_request"},
+	KindMediaType:               {http.StatusUnsupportedMediaType, "unsupported_media_type", "invalid_request"},
+	KindRateLimited:             {http.StatusTooManyRequests, "rate_limited", "rate_limited"},
+	KindThrottled:               {http.StatusTooManyRequests, "too_many_attempts", "too_many_attempts"},
+	KindInvalidGrant:            {http.StatusBadRequest, "invalid_grant", "invalid_grant"},
+	KindUnauthorizedClient:      {http.StatusBadRequest, "unauthorized_client", "unauthorized_client"},
+	KindUnsupportedGrantType:    {http.StatusBadRequest, "unsupported_grant_type", "unsupported_grant_type"},
+	KindUnsupportedResponseType: {http.StatusBadRequest, "unsupported_response_type", "unsupported_response_type"},
+	KindInvalidScope:            {http.StatusBadRequest, "invalid_scope", "invalid_scope"},
+	KindAccessDenied:            {http.StatusForbidden, "access_denied", "access_denied"},
+	KindLoginRequired:           {http.StatusBadRequest, "login_required", "login_required"},
+	KindConsentRequired:         {http.StatusBadRequest, "consent_required", "consent_required"},
+}
+
+// Error is an error a client may see.
+type Error struct {
+	Kind    Kind
+	Code    string // the REST code, when more precise than the kind's (registration_disabled)
+	Message string // for the client: never an internal error's text
+	// RetryAfter, when positive, is sent as Retry-After in whole seconds.
+	RetryAfter time.Duration
+	// Authenticate, when set, is sent as WWW-Authenticate (RFC 6750 §3).
+	Authenticate string
+
+	cause error // what an internal or unavailable error hides, for the log
+}
+
+func (e *Error) Error() string {
+	if e.cause != nil {
+		return fmt.Sprintf("%s: %s: %v", e.RESTCode(), e.Message, e.cause)
+	}
+	return e.RESTCode() + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.cause }
+
+// Status is the kind's HTTP status.
+func (e *Error) Status() int { return errorTable[e.Kind].status }
+
+// RESTCode is the "error" member of a REST answer.
+func (e *Error) RESTCode() string {
+	if e.Code != "" {
+		return e.Code
+	}
+	return errorTable[e.Kind].rest
+}
+
+// OAuthCode is the "error" member of an OAuth answer ("" for none).
+func (e *Error) OAuthCode() string { return errorTable[e.Kind].oauth }
+
+// E returns an *Error of kind whose message is the formatted text.
+func E(kind Kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// Classify returns the *Error the client sees for err, and logs what it
+// hides: an internal error at level error, unavailability at warn, each
+// with the request id.
+func Classify(r *http.Request, log *slog.Logger, err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var u interface{ Unavailable() bool }
+	if errors.As(err, &u) && u.Unavailable() {
+		if log != nil {
+			log.WarnContext(r.Context(), "service unavailable", "request_id", InfoFrom(r).ID, "err", err)
+		}
+		return &Error{Kind: KindUnavailable, Message: "the service is temporarily unavailable; retry later", RetryAfter: 5 * time.Second, cause: err}
+	}
+	if log != nil {
+		log.ErrorContext(r.Context(), "internal error", "request_id", InfoFrom(r).ID, "err", err)
+	}
+	return &Error{Kind: KindInternal, Message: "internal error", cause: err}
+}
+
+// setHeaders sets Retry-After and WWW-Authenticate as e asks.
+func (e *Error) setHeaders(w http.ResponseWriter) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+	if e.Authenticate != "" {
+		w.Header().Set("WWW-Authenticate", e.Authenticate)
+	}
+}
+
+// WriteError answers err to a REST client: {"error","message"}.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	e := Classify(r, log, err)
+	e.setHeaders(w)
+	JSON(w, e.Status(), map[string]string{"error": e.RESTCode(), "message": e.Message})
+}
+
+// WriteOAuthError answers err as RFC 6749 §5.2 JSON with no-store. A failed
+// client authentication carries a Basic challenge (§5.2: 401 with
+// WWW-Authenticate) unless the error sets its own.
+func WriteOAuthError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	e := Classify(r, log, err)
+	if e.Kind == KindInvalidClient && e.Authenticate == "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="oauth2-api"`)
+	}
+	e.setHeaders(w)
+	NoStore(w)
+	body := map[string]string{"error_description": e.Message}
+	if c := e.OAuthCode(); c != "" {
+		body["error"] = c
+	}
+	JSON(w, e.Status(), body)
+}
