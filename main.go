@@ -1,5 +1,17 @@
 // Command oauth2-api is a small OAuth 2.0 authorization server with a
-// first-party REST API. See README.md and API.md for its outside.
+// first-party REST API. See README.md and API.md for its outside. This
+// package reads the configuration (config.go), loads the keys, wires the
+// parts together and runs the commands.
+//
+// # Security
+//
+// Configuration is checked before anything starts, and a bad value stops
+// the process with one line naming the variable, never echoing a secret
+// (secrets are token.Secret, which prints REDACTED). Release mode refuses
+// a short or patterned JWT_SECRET, a non-https ISSUER and a group- or
+// world-readable SIGNING_KEY. Passwords for the CLI come on stdin, never
+// in argv. Keys are derived per purpose from JWT_SECRET (derive), so the
+// CSRF key is not the token key.
 package main
 
 import (

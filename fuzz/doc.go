@@ -5,4 +5,10 @@
 // auth.FuzzCheckRedirectURI, auth.FuzzRegisteredURIsReadBack, auth.FuzzParseScope, auth.FuzzPKCE,
 // auth.FuzzParsePHC, httpx.FuzzUnmarshalStrict, httpx.FuzzClientIP,
 // store.FuzzParseURL. `make fuzz` runs them all.
+//
+// # Security
+//
+// The targets check properties, not only the absence of a panic: no 5xx,
+// no body holding a stack trace, SQL text or a secret, and the one byte
+// form of what a parser accepts.
 package fuzz

@@ -1,7 +1,19 @@
 // Package httpx holds the HTTP plumbing every handler shares: JSON decoding
-// and encoding with limits, the error shape of the REST API, the client IP
-// behind trusted proxies, and the middleware chain (recovery, request id,
-// access log and metrics, security headers, CORS, body limit, rate limits).
+// and encoding with limits, the one table of errors and its writers
+// (errors.go), the client IP behind trusted proxies, the connection cap,
+// and the middleware chain (recovery, request id, access log and metrics,
+// security headers, CORS, body limit, rate limits).
+//
+// # Security
+//
+// It trusts nothing a request says. A JSON body is accepted in one form
+// only (UnmarshalStrict: valid UTF-8, known fields, no repeated key, one
+// value) and within MaxBody; forwarding headers are believed only from
+// TRUSTED_PROXIES (IPResolver), so a client cannot pick the address its
+// budgets and log lines are keyed by. No answer carries an internal error's
+// text: Classify logs it with the request id and the client sees "internal
+// error" (500) or "temporarily unavailable" (503). The access log holds the
+// path, never the query or a header's value.
 package httpx
 
 import (

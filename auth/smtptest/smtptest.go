@@ -3,6 +3,12 @@
 // receive what auth.SMTPMailer sends, and keeps a transcript of every
 // conversation, so that a test can show what was sent and, as much, what was
 // not: no MAIL, DATA or AUTH once STARTTLS was missing.
+//
+// # Security
+//
+// Test support only: imported by _test files, never by the server. It
+// trusts its client and keeps what it receives, reset links included, for
+// the test to read.
 package smtptest
 
 import (

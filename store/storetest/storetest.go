@@ -2,6 +2,12 @@
 // a temporary directory, and a fresh schema on the PostgreSQL server named by
 // TEST_POSTGRES_URL. Without that variable PostgreSQL tests skip, except when
 // CI is set: there a missing or unreachable database fails the test.
+//
+// # Security
+//
+// Test support only: imported by _test files, never by the server, and
+// excluded from its line count. Each test gets a fresh schema, dropped
+// when it ends.
 package storetest
 
 import (
