@@ -5,7 +5,7 @@ GO ?= go
 TEST_POSTGRES_URL ?=
 FUZZTIME ?= 10s
 
-.PHONY: deps run build test test-short interop fuzz lint bench bench-load docker release clean
+.PHONY: deps run build build-postgres build-sqlite lines test test-short interop fuzz lint bench bench-load docker release clean
 
 deps: ## download modules
 	$(GO) mod download
@@ -16,6 +16,17 @@ run: ## run the server on embedded SQLite (./oauth.db), debug mode
 
 build: ## static binary ./oauth2-api
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="$(LDFLAGS)" -o oauth2-api .
+
+build-postgres: ## lean static binary ./oauth2-api-postgres: PostgreSQL only, no SQLite module linked
+	CGO_ENABLED=0 $(GO) build -tags nosqlite -trimpath -ldflags="$(LDFLAGS)" -o oauth2-api-postgres .
+
+build-sqlite: ## lean static binary ./oauth2-api-sqlite: SQLite only, no pgx linked
+	CGO_ENABLED=0 $(GO) build -tags nopostgres -trimpath -ldflags="$(LDFLAGS)" -o oauth2-api-sqlite .
+
+lines: ## the line budget: non-test Go of the server, without blank and comment lines (interop/, e2e/, bench/ and test-support packages excluded)
+	@find . -name '*.go' ! -name '*_test.go' ! -path './interop/*' ! -path './e2e/*' ! -path './bench/*' \
+		! -path './store/storetest/*' ! -path './auth/smtptest/*' -print0 | xargs -0 cat | \
+		grep -v -E '^[[:space:]]*$$' | grep -v -E '^[[:space:]]*//' | wc -l
 
 test: ## unit, handler and store tests (PostgreSQL too when TEST_POSTGRES_URL is set), with the race detector
 	$(GO) test -race -count=1 ./...
@@ -50,5 +61,5 @@ release: ## static binaries for linux/amd64 and linux/arm64 in dist/, with SHA25
 	cd dist && sha256sum oauth2-api-$(VERSION)-linux-* > SHA256SUMS
 
 clean:
-	rm -f oauth2-api
+	rm -f oauth2-api oauth2-api-postgres oauth2-api-sqlite
 	rm -rf dist

@@ -40,19 +40,13 @@ import (
 	"io/fs"
 	"net"
 	"net/url"
-	"os"
 	"path"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 var (
@@ -161,77 +155,21 @@ func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
 		o.MaxIdleConns = 10
 	}
 	db := &DB{dialect: dialect, stmts: make(map[stmtKey]*sql.Stmt)}
-	switch dialect {
-	case Postgres:
-		u, _ := url.Parse(target)
-		q := u.Query()
-		if q.Get("connect_timeout") == "" {
-			q.Set("connect_timeout", "5") // a dead server must not hang a request
-			u.RawQuery = q.Encode()
-		}
-		p, err := sql.Open("pgx", u.String())
-		if err != nil {
-			return nil, errors.New("open postgres: bad connection settings")
-		}
-		p.SetMaxOpenConns(o.MaxOpenConns)
-		p.SetMaxIdleConns(o.MaxIdleConns)
-		p.SetConnMaxLifetime(o.ConnMaxLifetime)
-		db.w, db.r = p, p
-	case SQLite:
-		// WAL lets readers run beside the writer; synchronous=NORMAL in WAL
-		// mode survives a crash of the process (SIGKILL), not a power cut
-		// between checkpoints: the usual trade for an embedded database.
-		base := "file:" + (&url.URL{Path: target}).EscapedPath() +
-			"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
-		// The file holds password hashes: create it readable by us only.
-		if f, err := os.OpenFile(target, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
-			f.Close()
-		}
-		w, err := sql.Open("sqlite", base+"&_txlock=immediate")
-		if err != nil {
-			return nil, fmt.Errorf("open sqlite %s: %w", target, err)
-		}
-		w.SetMaxOpenConns(1)
-		w.SetMaxIdleConns(1)
-		w.SetConnMaxLifetime(0)
-		// Ping the writer first: it creates the file and switches it to WAL
-		// before any reader opens it.
-		if err := pingWriter(ctx, w); err != nil {
-			w.Close()
-			return nil, fmt.Errorf("open sqlite %s: %w", target, err)
-		}
-		r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
-		if err != nil {
-			w.Close()
-			return nil, fmt.Errorf("open sqlite %s: %w", target, err)
-		}
-		n := min(o.MaxOpenConns, 2*runtime.GOMAXPROCS(0)+2)
-		r.SetMaxOpenConns(n)
-		r.SetMaxIdleConns(n)
-		r.SetConnMaxLifetime(0)
-		db.w, db.r = w, r
+	// Each driver is in a file of its own (sqlite.go, postgres.go), so a
+	// lean build can leave one out (-tags nosqlite, nopostgres).
+	if dialect == Postgres {
+		db.w, db.r, err = openPostgres(target, o)
+	} else {
+		db.w, db.r, err = openSQLite(ctx, target, o)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return db, nil
-}
-
-// pingWriter pings a new SQLite writer, retrying while the file is locked:
-// switching a fresh file to WAL needs it to itself, and SQLite answers
-// SQLITE_BUSY at once, without its busy timeout, when another process
-// holds it (several instances starting on one new file).
-func pingWriter(ctx context.Context, w *sql.DB) error {
-	deadline := time.Now().Add(OpTimeout)
-	for {
-		err := pingWithin(ctx, w)
-		var lite *sqlite.Error
-		if err == nil || !errors.As(err, &lite) || lite.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func pingWithin(ctx context.Context, p *sql.DB) error {
@@ -428,28 +366,17 @@ func wrap(errp *error, op string) {
 // found its file locked or could not read or write it.
 func unavailable(err error) bool {
 	var netErr net.Error
-	var connErr *pgconn.ConnectError
-	var pg *pgconn.PgError
-	var lite *sqlite.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
-		errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
-		errors.As(err, &netErr), errors.As(err, &connErr), pgconn.Timeout(err), pgconn.SafeToRetry(err):
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.As(err, &netErr) {
 		return true
-	case errors.As(err, &pg):
-		switch pg.Code[:2] {
-		case "08", "40", "53", "57", "58": // connection, rollback (retry), resources, operator, system
-			return true
-		}
-		return false
-	case errors.As(err, &lite):
-		switch lite.Code() & 0xff {
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
-			sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_READONLY:
-			return true
-		}
-		return false
+	}
+	if known, unavailable := postgresUnavailable(err); known {
+		return unavailable
+	}
+	if known, unavailable := sqliteUnavailable(err); known {
+		return unavailable
 	}
 	// database/sql's own "sql: database is closed" has no sentinel; pgx
 	// says "conn closed" when the server went away between statements.
@@ -466,17 +393,7 @@ func storable(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
-func isUniqueViolation(err error) bool {
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) {
-		return pg.Code == "23505" // unique_violation
-	}
-	var lite *sqlite.Error
-	if errors.As(err, &lite) {
-		return lite.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || lite.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
-	}
-	return false
-}
+func isUniqueViolation(err error) bool { return postgresUnique(err) || sqliteUnique(err) }
 
 // Migration is one embedded migration file.
 type Migration struct {

@@ -23,8 +23,10 @@ import (
 	"oauth2-api/token"
 )
 
-// Dialects lists the backends every store-level suite runs on.
-var Dialects = []string{store.SQLite, store.Postgres}
+// Dialects lists the backends every store-level suite runs on: those this
+// build has (dialects*.go: a lean build, -tags nosqlite or nopostgres, runs
+// the suites on the other).
+var Dialects = dialects
 
 // URL returns a DATABASE_URL for a fresh, empty database of the dialect,
 // removed when the test ends.

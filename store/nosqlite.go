@@ -1,0 +1,19 @@
+//go:build nosqlite
+
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+)
+
+// This build has no SQLite (-tags nosqlite): PostgreSQL only.
+
+func openSQLite(context.Context, string, Options) (w, r *sql.DB, err error) {
+	return nil, nil, errors.New("this oauth2-api was built without SQLite (-tags nosqlite): set DATABASE_URL to a postgres:// URL")
+}
+
+func sqliteUnavailable(error) (known, unavailable bool) { return false, false }
+
+func sqliteUnique(error) bool { return false }

@@ -1,0 +1,55 @@
+//go:build !nopostgres
+
+package store
+
+import (
+	"database/sql"
+	"errors"
+	"net/url"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+)
+
+// openPostgres opens a pool on the PostgreSQL URL (ParseURL checked it),
+// with a connect timeout so that a dead server cannot hang a request.
+func openPostgres(target string, o Options) (w, r *sql.DB, err error) {
+	u, _ := url.Parse(target)
+	q := u.Query()
+	if q.Get("connect_timeout") == "" {
+		q.Set("connect_timeout", "5")
+		u.RawQuery = q.Encode()
+	}
+	p, err := sql.Open("pgx", u.String())
+	if err != nil {
+		return nil, nil, errors.New("open postgres: bad connection settings") // the URL may hold a password: not echoed
+	}
+	p.SetMaxOpenConns(o.MaxOpenConns)
+	p.SetMaxIdleConns(o.MaxIdleConns)
+	p.SetConnMaxLifetime(o.ConnMaxLifetime)
+	return p, p, nil
+}
+
+// postgresUnavailable: the connection failed or was lost, the statement
+// timed out, or the server is shutting down, out of resources or asks for
+// a retry (serialization failure, deadlock).
+func postgresUnavailable(err error) (known, unavailable bool) {
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
+		return true, true
+	}
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) {
+		return false, false
+	}
+	switch pg.Code[:2] {
+	case "08", "40", "53", "57", "58": // connection, rollback (retry), resources, operator, system
+		return true, true
+	}
+	return true, false
+}
+
+func postgresUnique(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "23505" // unique_violation
+}
