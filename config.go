@@ -91,209 +91,176 @@ func weakSecret(s string) string {
 	return ""
 }
 
+// envReader reads variables and keeps the first error, so that each
+// setting reads in one line and the error names the first bad variable.
+type envReader struct {
+	getenv func(string) string
+	err    error
+}
+
+// fail records the error of variable name, unless one is recorded already.
+func (e *envReader) fail(name, format string, args ...any) {
+	if e.err == nil {
+		e.err = fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
+	}
+}
+
+// str returns the variable, trimmed, or def when it is empty.
+func (e *envReader) str(name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (e *envReader) int(name, def string, lo, hi int) int {
+	n, err := strconv.Atoi(e.str(name, def))
+	if err != nil || n < lo || n > hi {
+		e.fail(name, "want a whole number from %d to %d", lo, hi)
+	}
+	return n
+}
+
+func (e *envReader) dur(name, def string, lo, hi time.Duration) time.Duration {
+	d, err := time.ParseDuration(e.str(name, def))
+	if err != nil || d < lo || d > hi {
+		e.fail(name, "want a duration such as 15m, from %v to %v", lo, hi)
+	}
+	return d
+}
+
+func (e *envReader) bool(name, def string) bool {
+	b, err := strconv.ParseBool(e.str(name, def))
+	if err != nil {
+		e.fail(name, "want true or false")
+	}
+	return b
+}
+
+// list returns the comma-separated items of the variable, trimmed.
+func (e *envReader) list(name string) []string {
+	var out []string
+	for _, v := range strings.Split(e.str(name, ""), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // loadConfig reads and validates the configuration. It returns an error
 // naming the first bad variable, and never echoes a secret's value.
 func loadConfig(getenv func(string) string) (*config, error) {
-	c := &config{}
-	var err error
-	env := func(name, def string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		return def
-	}
-	fail := func(name, format string, args ...any) error {
-		return fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
-	}
-	posInt := func(name, def string, lo, hi int) (int, error) {
-		n, err := strconv.Atoi(env(name, def))
-		if err != nil || n < lo || n > hi {
-			return 0, fail(name, "want a whole number from %d to %d", lo, hi)
-		}
-		return n, nil
-	}
-	dur := func(name, def string, lo, hi time.Duration) (time.Duration, error) {
-		d, err := time.ParseDuration(env(name, def))
-		if err != nil || d < lo || d > hi {
-			return 0, fail(name, "want a duration such as 15m, from %v to %v", lo, hi)
-		}
-		return d, nil
-	}
-	boolean := func(name, def string) (bool, error) {
-		b, err := strconv.ParseBool(env(name, def))
-		if err != nil {
-			return false, fail(name, "want true or false")
-		}
-		return b, nil
-	}
-
-	if c.Port, err = posInt("PORT", "8080", 1, 65535); err != nil {
-		return nil, err
-	}
-	switch mode := env("APP_MODE", env("GIN_MODE", "debug")); mode {
+	e := &envReader{getenv: getenv}
+	c := &config{Port: e.int("PORT", "8080", 1, 65535)}
+	switch mode := e.str("APP_MODE", e.str("GIN_MODE", "debug")); mode {
 	case "debug", "test":
 	case "release":
 		c.Release = true
 	default:
-		return nil, fail("APP_MODE", "want debug or release, got %q", clip(mode))
+		e.fail("APP_MODE", "want debug or release, got %q", clip(mode))
 	}
-	c.DatabaseURL = env("DATABASE_URL", "oauth.db")
+	c.DatabaseURL = e.str("DATABASE_URL", "oauth.db")
 	if _, _, err := store.ParseURL(c.DatabaseURL); err != nil {
-		return nil, fail("DATABASE_URL", "%v", err)
+		e.fail("DATABASE_URL", "%v", err)
 	}
-	c.SigningKey = env("SIGNING_KEY", "")
-	for _, p := range strings.Split(env("SIGNING_KEYS_PREVIOUS", ""), ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			c.SigningKeysPrevious = append(c.SigningKeysPrevious, p)
-		}
-	}
+	c.SigningKey, c.SigningKeysPrevious = e.str("SIGNING_KEY", ""), e.list("SIGNING_KEYS_PREVIOUS")
 	// Secrets are taken as the raw bytes of the string, untrimmed.
-	c.JWTSecret = token.Secret(getenv("JWT_SECRET"))
-	c.JWTSecretPrevious = token.Secret(getenv("JWT_SECRET_PREVIOUS"))
-	if c.Release && len(c.JWTSecret) < minSecret {
-		return nil, fail("JWT_SECRET", "need at least %d bytes in release mode, got %d", minSecret, len(c.JWTSecret))
-	}
-	if c.JWTSecretPrevious != "" && len(c.JWTSecretPrevious) < minSecret && c.Release {
-		return nil, fail("JWT_SECRET_PREVIOUS", "need at least %d bytes in release mode, got %d", minSecret, len(c.JWTSecretPrevious))
-	}
+	c.JWTSecret, c.JWTSecretPrevious = token.Secret(getenv("JWT_SECRET")), token.Secret(getenv("JWT_SECRET_PREVIOUS"))
 	for _, s := range []struct {
 		name string
 		v    token.Secret
 	}{{"JWT_SECRET", c.JWTSecret}, {"JWT_SECRET_PREVIOUS", c.JWTSecretPrevious}} {
-		if why := weakSecret(s.v.Reveal()); c.Release && s.v != "" && why != "" {
-			return nil, fail(s.name, "%s: not a random key; release mode wants one (openssl rand -hex 32)", why)
+		switch why := weakSecret(s.v.Reveal()); {
+		case !c.Release || (s.v == "" && s.name != "JWT_SECRET"):
+		case len(s.v) < minSecret:
+			e.fail(s.name, "need at least %d bytes in release mode, got %d", minSecret, len(s.v))
+		case why != "":
+			e.fail(s.name, "%s: not a random key; release mode wants one (openssl rand -hex 32)", why)
 		}
 	}
 	if c.JWTSecretPrevious != "" && c.JWTSecretPrevious == c.JWTSecret {
-		return nil, fail("JWT_SECRET_PREVIOUS", "equals JWT_SECRET")
+		e.fail("JWT_SECRET_PREVIOUS", "equals JWT_SECRET")
 	}
-	c.Issuer = env("ISSUER", "http://localhost:"+strconv.Itoa(c.Port))
+	c.Issuer = e.str("ISSUER", "http://localhost:"+strconv.Itoa(c.Port))
 	if err := checkIssuer(c.Issuer, c.Release); err != nil {
-		return nil, fail("ISSUER", "%v", err)
+		e.fail("ISSUER", "%v", err)
 	}
-	for _, o := range strings.Split(env("CORS_ORIGINS", ""), ",") {
-		if o = strings.TrimSpace(o); o == "" {
-			continue
-		}
+	for _, o := range e.list("CORS_ORIGINS") {
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || o == "*" {
-			return nil, fail("CORS_ORIGINS", "want exact origins such as https://app.example.com, got %q", clip(o))
+			e.fail("CORS_ORIGINS", "want exact origins such as https://app.example.com, got %q", clip(o))
 		}
 		c.CORSOrigins = append(c.CORSOrigins, o)
 	}
-	if c.TrustedProxies, err = httpx.ParsePrefixes(env("TRUSTED_PROXIES", "")); err != nil {
-		return nil, fail("TRUSTED_PROXIES", "want comma-separated CIDRs: %v", err)
+	var err error
+	if c.TrustedProxies, err = httpx.ParsePrefixes(e.str("TRUSTED_PROXIES", "")); err != nil {
+		e.fail("TRUSTED_PROXIES", "want comma-separated CIDRs: %v", err)
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL", "info"))); err != nil {
-		return nil, fail("LOG_LEVEL", "want debug, info, warn or error")
+	if err := c.LogLevel.UnmarshalText([]byte(e.str("LOG_LEVEL", "info"))); err != nil {
+		e.fail("LOG_LEVEL", "want debug, info, warn or error")
 	}
-	if c.LogFormat = env("LOG_FORMAT", "json"); c.LogFormat != "json" && c.LogFormat != "text" {
-		return nil, fail("LOG_FORMAT", "want json or text")
+	if c.LogFormat = e.str("LOG_FORMAT", "json"); c.LogFormat != "json" && c.LogFormat != "text" {
+		e.fail("LOG_FORMAT", "want json or text")
 	}
-	if c.EnableRegistration, err = boolean("ENABLE_REGISTRATION", "true"); err != nil {
-		return nil, err
+	c.EnableRegistration, c.EnablePasswordReset = e.bool("ENABLE_REGISTRATION", "true"), e.bool("ENABLE_PASSWORD_RESET", "false")
+	// A Go duration wins over the older whole-unit variables.
+	c.AccessTTL = time.Duration(e.int("TOKEN_EXPIRY_HOURS", "1", 1, 24*365)) * time.Hour
+	if e.str("ACCESS_TOKEN_TTL", "") != "" {
+		c.AccessTTL = e.dur("ACCESS_TOKEN_TTL", "", 30*time.Second, 24*time.Hour)
 	}
-	if c.EnablePasswordReset, err = boolean("ENABLE_PASSWORD_RESET", "false"); err != nil {
-		return nil, err
+	c.RefreshTTL = time.Duration(e.int("REFRESH_TOKEN_EXPIRY_DAYS", "30", 1, 3650)) * 24 * time.Hour
+	if e.str("REFRESH_TOKEN_TTL", "") != "" {
+		c.RefreshTTL = e.dur("REFRESH_TOKEN_TTL", "", time.Second, 3650*24*time.Hour)
 	}
-	hours, err := posInt("TOKEN_EXPIRY_HOURS", "1", 1, 24*365)
-	if err != nil {
-		return nil, err
+	c.RefreshMaxAge = time.Duration(e.int("REFRESH_TOKEN_MAX_DAYS", "90", 1, 3650)) * 24 * time.Hour
+	c.RateLimitRequests = e.int("RATE_LIMIT_REQUESTS", "100", 1, 1<<30)
+	c.RateLimitWindow = time.Duration(e.int("RATE_LIMIT_WINDOW", "3600", 1, 30*86400)) * time.Second
+	if c.LoginRate, err = parseRate(e.str("LOGIN_RATE_LIMIT", "5/m")); err != nil {
+		e.fail("LOGIN_RATE_LIMIT", "%v", err)
 	}
-	c.AccessTTL = time.Duration(hours) * time.Hour
-	if getenv("ACCESS_TOKEN_TTL") != "" {
-		if c.AccessTTL, err = dur("ACCESS_TOKEN_TTL", "", 30*time.Second, 24*time.Hour); err != nil {
-			return nil, err
-		}
-	}
-	days, err := posInt("REFRESH_TOKEN_EXPIRY_DAYS", "30", 1, 3650)
-	if err != nil {
-		return nil, err
-	}
-	c.RefreshTTL = time.Duration(days) * 24 * time.Hour
-	if getenv("REFRESH_TOKEN_TTL") != "" {
-		if c.RefreshTTL, err = dur("REFRESH_TOKEN_TTL", "", time.Second, 3650*24*time.Hour); err != nil {
-			return nil, err
-		}
-	}
-	maxDays, err := posInt("REFRESH_TOKEN_MAX_DAYS", "90", 1, 3650)
-	if err != nil {
-		return nil, err
-	}
-	c.RefreshMaxAge = time.Duration(maxDays) * 24 * time.Hour
-	if c.RateLimitRequests, err = posInt("RATE_LIMIT_REQUESTS", "100", 1, 1<<30); err != nil {
-		return nil, err
-	}
-	secs, err := posInt("RATE_LIMIT_WINDOW", "3600", 1, 30*86400)
-	if err != nil {
-		return nil, err
-	}
-	c.RateLimitWindow = time.Duration(secs) * time.Second
-	if c.LoginRate, err = parseRate(env("LOGIN_RATE_LIMIT", "5/m")); err != nil {
-		return nil, fail("LOGIN_RATE_LIMIT", "%v", err)
-	}
-	if c.LoginBurst, err = posInt("LOGIN_RATE_BURST", "10", 1, 1<<30); err != nil {
-		return nil, err
-	}
-	if c.LoginMaxFailures, err = posInt("LOGIN_MAX_FAILURES", "5", 1, 1<<20); err != nil {
-		return nil, err
-	}
-	if c.LoginLockout, err = dur("LOGIN_LOCKOUT", "15m", time.Second, 7*24*time.Hour); err != nil {
-		return nil, err
-	}
-	c.SMTPHost = env("SMTP_HOST", "")
-	if c.SMTPPort, err = posInt("SMTP_PORT", "587", 1, 65535); err != nil {
-		return nil, err
-	}
-	c.SMTPUsername = env("SMTP_USERNAME", "")
-	c.SMTPPassword = token.Secret(getenv("SMTP_PASSWORD"))
-	c.SMTPFrom = env("SMTP_FROM", "")
-	switch c.SMTPTLS = env("SMTP_TLS", auth.SMTPStartTLS); c.SMTPTLS {
+	c.LoginBurst = e.int("LOGIN_RATE_BURST", "10", 1, 1<<30)
+	c.LoginMaxFailures = e.int("LOGIN_MAX_FAILURES", "5", 1, 1<<20)
+	c.LoginLockout = e.dur("LOGIN_LOCKOUT", "15m", time.Second, 7*24*time.Hour)
+	c.SMTPHost, c.SMTPPort = e.str("SMTP_HOST", ""), e.int("SMTP_PORT", "587", 1, 65535)
+	c.SMTPUsername, c.SMTPPassword, c.SMTPFrom = e.str("SMTP_USERNAME", ""), token.Secret(getenv("SMTP_PASSWORD")), e.str("SMTP_FROM", "")
+	switch c.SMTPTLS = e.str("SMTP_TLS", auth.SMTPStartTLS); c.SMTPTLS {
 	case auth.SMTPStartTLS, auth.SMTPImplicitTLS:
 		// Port 465 speaks TLS from the first byte: STARTTLS there would
 		// wait for a greeting that never comes. Before SMTP_TLS existed the
 		// port decided; now an operator must say which, once.
-		if c.SMTPHost != "" && c.SMTPPort == 465 && env("SMTP_TLS", "") == "" {
-			return nil, fail("SMTP_TLS", "unset with SMTP_PORT 465, the implicit TLS port: set it to implicit (or starttls)")
+		if c.SMTPHost != "" && c.SMTPPort == 465 && e.str("SMTP_TLS", "") == "" {
+			e.fail("SMTP_TLS", "unset with SMTP_PORT 465, the implicit TLS port: set it to implicit (or starttls)")
 		}
 	case auth.SMTPNoTLS:
 		// On any network a man in the middle would read the reset links
 		// (and the password): clear text only to a relay on this machine.
 		if c.SMTPHost != "" && !loopbackHost(c.SMTPHost) {
-			return nil, fail("SMTP_TLS", "none is allowed only with a loopback SMTP_HOST (localhost, 127.0.0.0/8, ::1)")
+			e.fail("SMTP_TLS", "none is allowed only with a loopback SMTP_HOST (localhost, 127.0.0.0/8, ::1)")
 		}
 		if c.SMTPUsername != "" {
-			return nil, fail("SMTP_TLS", "none with SMTP_USERNAME set would send the password in clear")
+			e.fail("SMTP_TLS", "none with SMTP_USERNAME set would send the password in clear")
 		}
 	default:
-		return nil, fail("SMTP_TLS", "want starttls, implicit or none, got %q", clip(c.SMTPTLS))
+		e.fail("SMTP_TLS", "want starttls, implicit or none, got %q", clip(c.SMTPTLS))
 	}
-	if c.PasswordResetTTL, err = dur("PASSWORD_RESET_TTL", "1h", time.Minute, 24*time.Hour); err != nil {
-		return nil, err
-	}
-	c.PasswordResetURL = env("PASSWORD_RESET_URL", strings.TrimSuffix(c.Issuer, "/")+"/password/reset")
+	c.PasswordResetTTL = e.dur("PASSWORD_RESET_TTL", "1h", time.Minute, 24*time.Hour)
+	c.PasswordResetURL = e.str("PASSWORD_RESET_URL", strings.TrimSuffix(c.Issuer, "/")+"/password/reset")
 	if u, err := url.Parse(c.PasswordResetURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
-		return nil, fail("PASSWORD_RESET_URL", "want an absolute http(s) URL without a fragment")
+		e.fail("PASSWORD_RESET_URL", "want an absolute http(s) URL without a fragment")
 	}
-	if c.EnablePasswordReset {
-		if c.SMTPHost == "" {
-			return nil, fail("SMTP_HOST", "required when ENABLE_PASSWORD_RESET is true")
-		}
-		if c.SMTPFrom == "" {
-			return nil, fail("SMTP_FROM", "required when ENABLE_PASSWORD_RESET is true")
-		}
+	if c.EnablePasswordReset && c.SMTPHost == "" {
+		e.fail("SMTP_HOST", "required when ENABLE_PASSWORD_RESET is true")
 	}
-	if c.DBMaxOpenConns, err = posInt("DB_MAX_OPEN_CONNS", "100", 1, 10000); err != nil {
-		return nil, err
+	if c.EnablePasswordReset && c.SMTPFrom == "" {
+		e.fail("SMTP_FROM", "required when ENABLE_PASSWORD_RESET is true")
 	}
-	if c.DBMaxIdleConns, err = posInt("DB_MAX_IDLE_CONNS", "10", 0, 10000); err != nil {
-		return nil, err
-	}
-	if c.DBConnMaxLifetime, err = dur("DB_CONN_MAX_LIFETIME", "1h", 0, 30*24*time.Hour); err != nil {
-		return nil, err
-	}
-	if c.MaxConnections, err = posInt("MAX_CONNECTIONS", "4096", 1, 1<<20); err != nil {
-		return nil, err
+	c.DBMaxOpenConns = e.int("DB_MAX_OPEN_CONNS", "100", 1, 10000)
+	c.DBMaxIdleConns = e.int("DB_MAX_IDLE_CONNS", "10", 0, 10000)
+	c.DBConnMaxLifetime = e.dur("DB_CONN_MAX_LIFETIME", "1h", 0, 30*24*time.Hour)
+	c.MaxConnections = e.int("MAX_CONNECTIONS", "4096", 1, 1<<20)
+	if e.err != nil {
+		return nil, e.err
 	}
 	return c, nil
 }
