@@ -46,7 +46,6 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
-
 )
 
 var (
