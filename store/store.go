@@ -92,8 +92,9 @@ type Options struct {
 // read-only readers, which WAL lets run beside the writer. For PostgreSQL both
 // are the same pool.
 type DB struct {
-	dialect string
-	w, r    *sql.DB
+	dialect     string
+	w, r        *sql.DB
+	tableExists string // a query counting the tables named $1 in the current schema
 
 	mu    sync.Mutex
 	stmts map[stmtKey]*sql.Stmt
@@ -158,8 +159,10 @@ func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
 	// lean build can leave one out (-tags nosqlite, nopostgres).
 	if dialect == Postgres {
 		db.w, db.r, err = openPostgres(target, o)
+		db.tableExists = postgresTableExists
 	} else {
 		db.w, db.r, err = openSQLite(ctx, target, o)
+		db.tableExists = sqliteTableExists
 	}
 	if err != nil {
 		return nil, err
@@ -327,8 +330,8 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
+	defer t.Rollback() // after a Commit, a no-op; after an error or a panic in fn, the undo
 	if err := fn(t); err != nil {
-		t.Rollback()
 		return err
 	}
 	return t.Commit()
@@ -519,22 +522,30 @@ func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 		return nil, err
 	}
 	applied := map[string]int64{}
-	rows, err := db.r.QueryContext(ctx, `SELECT version, applied_at FROM schema_migrations`)
-	if err == nil {
+	// A database never migrated has no schema_migrations: nothing applied.
+	// Any other failure (the database away) is an error, not "pending".
+	var tables int
+	if err := db.r.QueryRowContext(ctx, db.tableExists, "schema_migrations").Scan(&tables); err != nil {
+		return nil, err
+	}
+	if tables > 0 {
+		rows, err := db.r.QueryContext(ctx, `SELECT version, applied_at FROM schema_migrations`)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
 		for rows.Next() {
 			var v string
 			var at int64
 			if err := rows.Scan(&v, &at); err != nil {
-				rows.Close()
 				return nil, err
 			}
 			applied[v] = at
 		}
-		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-	} // no table yet: nothing applied
+	}
 	for _, f := range files {
 		v := strings.TrimSuffix(path.Base(f), ".sql")
 		at, ok := applied[v]

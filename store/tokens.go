@@ -236,8 +236,8 @@ func (db *DB) Revoke(ctx context.Context, r Revocation, now time.Time) (err erro
 }
 
 func insertRevocation(ctx context.Context, tx *sql.Tx, r Revocation, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before, not_before_ms, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		r.Kind, r.Subject, r.NotBeforeMs/1000, r.NotBeforeMs, r.ExpiresAt, now.Unix())
+	_, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		r.Kind, r.Subject, r.NotBeforeMs, r.ExpiresAt, now.Unix())
 	return err
 }
 

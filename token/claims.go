@@ -29,7 +29,6 @@ func appendClaims(b []byte, c *Claims) []byte {
 	b = appendOptInt(b, `,"auth_time":`, c.AuthTime)
 	b = appendOptString(b, `,"nonce":`, c.Nonce)
 	b = appendOptString(b, `,"at_hash":`, c.AtHash)
-	b = appendOptString(b, `,"azp":`, c.AZP)
 	b = appendOptString(b, `,"sid":`, c.SessionID)
 	return append(b, '}')
 }

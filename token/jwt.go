@@ -79,7 +79,6 @@ type Claims struct {
 	AuthTime  int64  `json:"auth_time,omitempty"`
 	Nonce     string `json:"nonce,omitempty"`
 	AtHash    string `json:"at_hash,omitempty"`
-	AZP       string `json:"azp,omitempty"`
 	SessionID string `json:"sid,omitempty"` // the refresh token family of a first-party session
 }
 
