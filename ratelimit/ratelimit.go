@@ -35,25 +35,58 @@ const maxShards = 64
 // shard has no idle entry left to drop.
 const sampleSize = 4
 
-// A Limiter holds one token bucket per client key. It is safe for concurrent
-// use. The zero value is not usable; call New.
-type Limiter struct {
+// A Limiter holds one token bucket per client address (see keyOf). It is
+// safe for concurrent use. The zero value is not usable; call New.
+type Limiter struct{ *table[netip.Addr] }
+
+// New returns a Limiter allowing r events per second with the given burst per
+// address, holding at most maxKeys addresses. New panics if r is not positive
+// or is rate.Inf, if burst is less than 1 or if maxKeys is less than 1: these
+// are programming errors found at startup.
+func New(r rate.Limit, burst int, maxKeys int) *Limiter {
+	return &Limiter{newTable[netip.Addr](r, burst, maxKeys)}
+}
+
+// Allow reports whether one event for addr may happen at now. When it may
+// not, retryAfter is how long until it may; it is then always positive.
+// Rounding it up to whole seconds for a Retry-After header is the caller's
+// job. A refused event consumes no token.
+func (l *Limiter) Allow(addr netip.Addr, now time.Time) (ok bool, retryAfter time.Duration) {
+	return l.allow(keyOf(addr), now)
+}
+
+// Named holds one token bucket per name (an authenticated client's id), in
+// the same bounded table as Limiter.
+type Named struct{ *table[string] }
+
+// NewNamed is New for names.
+func NewNamed(r rate.Limit, burst int, maxKeys int) *Named {
+	return &Named{newTable[string](r, burst, maxKeys)}
+}
+
+// Allow is Limiter.Allow for a name.
+func (l *Named) Allow(name string, now time.Time) (ok bool, retryAfter time.Duration) {
+	return l.allow(name, now)
+}
+
+// table is the bounded, sharded map of buckets both limiters use.
+type table[K comparable] struct {
 	limit rate.Limit
 	burst int
 
-	// seed makes the choice of shard for an address unpredictable, so an
+	// seed makes the choice of shard for a key unpredictable, so an
 	// attacker cannot aim all of their addresses at one shard and evict the
 	// entries of legitimate clients that share it.
 	seed   maphash.Seed
-	shards []shard
+	shards []shard[K]
 }
 
-// A shard is one part of a Limiter's table, with its own lock and capacity.
-type shard struct {
+// A shard is one part of a table, with its own lock and capacity.
+type shard[K comparable] struct {
 	mu sync.Mutex
-	// buckets maps a key (see keyOf) to its token bucket. Every bucket is
-	// read and written only while mu is held.
-	buckets map[netip.Addr]*rate.Limiter
+	// buckets maps a key to its token bucket. Every bucket is read and
+	// written only while mu is held.
+	buckets map[K]*rate.Limiter
 	// capacity is the most keys this shard holds; the capacities of all
 	// shards add up to the Limiter's maxKeys.
 	capacity int
@@ -68,11 +101,7 @@ type shard struct {
 	_ [64]byte
 }
 
-// New returns a Limiter allowing r events per second with the given burst per
-// key, holding at most maxKeys keys. New panics if r is not positive or is
-// rate.Inf, if burst is less than 1 or if maxKeys is less than 1: these are
-// programming errors found at startup.
-func New(r rate.Limit, burst int, maxKeys int) *Limiter {
+func newTable[K comparable](r rate.Limit, burst int, maxKeys int) *table[K] {
 	if !(r > 0) || r == rate.Inf {
 		panic(fmt.Sprintf("ratelimit: rate %v must be positive and finite", r))
 	}
@@ -86,11 +115,11 @@ func New(r rate.Limit, burst int, maxKeys int) *Limiter {
 	// Use fewer shards than maxShards when maxKeys is small, so that every
 	// shard can hold at least one key.
 	n := min(maxShards, maxKeys)
-	l := &Limiter{
+	l := &table[K]{
 		limit:  r,
 		burst:  burst,
 		seed:   maphash.MakeSeed(),
-		shards: make([]shard, n),
+		shards: make([]shard[K], n),
 	}
 	// Share maxKeys out so the capacities add up to exactly maxKeys: each
 	// shard gets maxKeys/n, and the first maxKeys%n shards one more, which
@@ -101,7 +130,7 @@ func New(r rate.Limit, burst int, maxKeys int) *Limiter {
 		if i < maxKeys%n {
 			s.capacity++
 		}
-		s.buckets = make(map[netip.Addr]*rate.Limiter)
+		s.buckets = make(map[K]*rate.Limiter)
 	}
 	return l
 }
@@ -138,18 +167,11 @@ func keyOf(addr netip.Addr) netip.Addr {
 }
 
 // shardFor returns the shard holding key.
-func (l *Limiter) shardFor(key netip.Addr) *shard {
-	b := key.As16()
-	h := maphash.Bytes(l.seed, b[:])
-	return &l.shards[h%uint64(len(l.shards))]
+func (l *table[K]) shardFor(key K) *shard[K] {
+	return &l.shards[maphash.Comparable(l.seed, key)%uint64(len(l.shards))]
 }
 
-// Allow reports whether one event for addr may happen at now. When it may
-// not, retryAfter is how long until it may; it is then always positive.
-// Rounding it up to whole seconds for a Retry-After header is the caller's
-// job. A refused event consumes no token.
-func (l *Limiter) Allow(addr netip.Addr, now time.Time) (ok bool, retryAfter time.Duration) {
-	key := keyOf(addr)
+func (l *table[K]) allow(key K, now time.Time) (ok bool, retryAfter time.Duration) {
 	s := l.shardFor(key)
 
 	s.mu.Lock()
@@ -180,7 +202,7 @@ func (l *Limiter) Allow(addr netip.Addr, now time.Time) (ok bool, retryAfter tim
 
 // makeRoom ensures s can take one more key, evicting an entry if s is full.
 // The caller then adds the key. It must be called with s.mu held.
-func (s *shard) makeRoom(burst int, now time.Time) {
+func (s *shard[K]) makeRoom(burst int, now time.Time) {
 	s.insertsSinceSweep++
 	if len(s.buckets) < s.capacity {
 		return
@@ -202,7 +224,7 @@ func (s *shard) makeRoom(burst int, now time.Time) {
 	// the one with the most tokens: it is the closest to idle, and a client
 	// that is currently being refused (fewest tokens) is the last one we want
 	// to hand a fresh bucket.
-	var victim netip.Addr
+	var victim K
 	var most float64
 	seen := 0
 	for k, b := range s.buckets {
@@ -219,7 +241,7 @@ func (s *shard) makeRoom(burst int, now time.Time) {
 
 // sweep removes the idle entries of s and returns how many it removed. It
 // must be called with s.mu held.
-func (s *shard) sweep(burst int, now time.Time) int {
+func (s *shard[K]) sweep(burst int, now time.Time) int {
 	s.insertsSinceSweep = 0
 	n := 0
 	for k, b := range s.buckets {
@@ -235,7 +257,7 @@ func (s *shard) sweep(burst int, now time.Time) int {
 // information, and returns how many it removed. Allow sweeps a shard by
 // itself when the shard is full; a caller may also run Sweep periodically so
 // that memory shrinks back after a burst of traffic.
-func (l *Limiter) Sweep(now time.Time) int {
+func (l *table[K]) Sweep(now time.Time) int {
 	n := 0
 	for i := range l.shards {
 		s := &l.shards[i]
@@ -248,7 +270,7 @@ func (l *Limiter) Sweep(now time.Time) int {
 
 // Len returns the number of keys currently held. It never exceeds the
 // maxKeys given to New.
-func (l *Limiter) Len() int {
+func (l *table[K]) Len() int {
 	n := 0
 	for i := range l.shards {
 		s := &l.shards[i]

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -260,7 +261,7 @@ func TestLenBoundedMillion(t *testing.T) {
 
 // addrsInShard returns n distinct IPv4 addresses, none equal to skip, that
 // l keeps in shard s.
-func addrsInShard(t testing.TB, l *Limiter, s *shard, skip netip.Addr, start uint32, n int) []netip.Addr {
+func addrsInShard(t testing.TB, l *Limiter, s *shard[netip.Addr], skip netip.Addr, start uint32, n int) []netip.Addr {
 	t.Helper()
 	var out []netip.Addr
 	for i := start; len(out) < n; i++ {
@@ -510,4 +511,28 @@ func BenchmarkMillionAddresses(b *testing.B) {
 	b.ReportMetric(heap/maxKeys, "heap-bytes/key")
 	b.Logf("%d addresses into maxKeys %d: Len %d, heap held %.0f bytes (%.0f per key)",
 		addresses, maxKeys, l.Len(), heap, heap/maxKeys)
+}
+
+// Named limits per name, in the same bounded table: each name has its own
+// bucket, and the table never holds more than maxKeys names.
+func TestNamed(t *testing.T) {
+	l := NewNamed(1, 2, 100)
+	now := time.Unix(1_800_000_000, 0)
+	for i := 0; i < 2; i++ {
+		if ok, _ := l.Allow("client-a", now); !ok {
+			t.Fatalf("event %d within the burst refused", i)
+		}
+	}
+	if ok, wait := l.Allow("client-a", now); ok || wait <= 0 {
+		t.Fatalf("beyond the burst: %v, %v; want refused with a wait", ok, wait)
+	}
+	if ok, _ := l.Allow("client-b", now); !ok {
+		t.Fatal("another name shares the first one's bucket")
+	}
+	for i := 0; i < 1000; i++ {
+		l.Allow(fmt.Sprintf("name-%d", i), now)
+	}
+	if n := l.Len(); n > 100 {
+		t.Fatalf("Len() = %d; want at most 100", n)
+	}
 }
