@@ -42,6 +42,8 @@ type config struct {
 	RateLimitWindow     time.Duration
 	LoginRate           rate.Limit
 	LoginBurst          int
+	ClientRate          rate.Limit
+	ClientBurst         int
 	LoginMaxFailures    int
 	LoginLockout        time.Duration
 	SMTPHost            string
@@ -220,6 +222,10 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		e.fail("LOGIN_RATE_LIMIT", "%v", err)
 	}
 	c.LoginBurst = e.int("LOGIN_RATE_BURST", "10", 1, 1<<30)
+	if c.ClientRate, err = parseRate(e.str("CLIENT_RATE_LIMIT", "100/s")); err != nil {
+		e.fail("CLIENT_RATE_LIMIT", "%v", err)
+	}
+	c.ClientBurst = e.int("CLIENT_RATE_BURST", "200", 1, 1<<30)
 	c.LoginMaxFailures = e.int("LOGIN_MAX_FAILURES", "5", 1, 1<<20)
 	c.LoginLockout = e.dur("LOGIN_LOCKOUT", "15m", time.Second, 7*24*time.Hour)
 	c.SMTPHost, c.SMTPPort = e.str("SMTP_HOST", ""), e.int("SMTP_PORT", "587", 1, 65535)

@@ -240,8 +240,10 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	reg.AddGoRuntime()
 	httpm := httpx.NewMetrics(reg)
 	authm := auth.NewMetrics(reg)
-	apiLimit := ratelimit.New(rate.Limit(float64(cfg.RateLimitRequests)/cfg.RateLimitWindow.Seconds()), cfg.RateLimitRequests, 100_000)
+	apiRate := rate.Limit(float64(cfg.RateLimitRequests) / cfg.RateLimitWindow.Seconds())
+	apiLimit, pageLimit := ratelimit.New(apiRate, cfg.RateLimitRequests, 100_000), ratelimit.New(apiRate, cfg.RateLimitRequests, 100_000)
 	credLimit := ratelimit.New(cfg.LoginRate, cfg.LoginBurst, 100_000)
+	clientLimit := ratelimit.NewNamed(cfg.ClientRate, cfg.ClientBurst, 100_000)
 	pw := auth.NewPasswords(auth.DefaultArgon2, max(2, runtime.GOMAXPROCS(0)), 10*time.Second)
 
 	// Background work: the revocation poller, the janitor and the mail
@@ -275,7 +277,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	h := auth.NewHandler(auth.Deps{
 		Log: log, DB: db, Tokens: ts, Passwords: pw,
 		Throttle: auth.Throttle{Max: cfg.LoginMaxFailures, Window: cfg.LoginLockout},
-		Metrics:  authm, HTTP: httpm, Registry: reg, API: apiLimit, Creds: credLimit,
+		Metrics: authm, HTTP: httpm, Registry: reg, API: apiLimit, Pages: pageLimit, Creds: credLimit, PerClient: clientLimit,
 		Now: time.Now, Version: version, Started: started,
 		Clients: clients, Browser: browser, IDTokens: ks.idTokens, PublicKeys: ks.public,
 		EnableRegistration: cfg.EnableRegistration, Reset: reset,
@@ -311,7 +313,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 
 	wg.Go(func() { ts.Revoked.Run(bg, db, 2*time.Second, log, time.Now) })
 	wg.Go(func() {
-		janitor(bg, db, apiLimit, credLimit, store.Retention{LoginWindow: cfg.LoginLockout, AccessTTL: cfg.AccessTTL, MaxAge: cfg.RefreshMaxAge}, log)
+		janitor(bg, db, []sweeper{apiLimit, pageLimit, credLimit, clientLimit}, store.Retention{LoginWindow: cfg.LoginLockout, AccessTTL: cfg.AccessTTL, MaxAge: cfg.RefreshMaxAge}, log)
 	})
 
 	startProfiler(log)
@@ -339,7 +341,10 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 }
 
 // janitor purges expired rows and idle rate-limit buckets.
-func janitor(ctx context.Context, db *store.DB, api, creds *ratelimit.Limiter, ret store.Retention, log *slog.Logger) {
+// sweeper is a rate-limit table: Sweep drops its idle buckets.
+type sweeper interface{ Sweep(time.Time) int }
+
+func janitor(ctx context.Context, db *store.DB, limits []sweeper, ret store.Retention, log *slog.Logger) {
 	// Every minute, or twice per access token lifetime when that is shorter,
 	// so that rows do not outlive short lifetimes by much.
 	t := time.NewTicker(min(time.Minute, ret.AccessTTL/2))
@@ -351,8 +356,9 @@ func janitor(ctx context.Context, db *store.DB, api, creds *ratelimit.Limiter, r
 		case <-t.C:
 		}
 		now := time.Now()
-		api.Sweep(now)
-		creds.Sweep(now)
+		for _, l := range limits {
+			l.Sweep(now)
+		}
 		if err := db.Purge(ctx, ret, now); err != nil && ctx.Err() == nil {
 			log.Warn("purge failed", "err", err)
 		}

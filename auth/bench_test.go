@@ -22,6 +22,8 @@ func benchEnv(b *testing.B) *env {
 		d.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 		d.API = ratelimit.New(rate.Limit(1e9), 1<<30, 1000)
 		d.Creds = ratelimit.New(rate.Limit(1e9), 1<<30, 1000)
+		d.Pages = ratelimit.New(rate.Limit(1e9), 1<<30, 1000)
+		d.PerClient = ratelimit.NewNamed(rate.Limit(1e9), 1<<30, 1000)
 	})
 	e.secrets = nil
 	return e

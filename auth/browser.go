@@ -143,6 +143,7 @@ func (b *Browser) render(w http.ResponseWriter, status int, name, formAction str
 // error is logged with the request id and shown as "try again".
 func (b *Browser) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := httpx.Classify(r, b.log, err)
+	e.SetHeaders(w)
 	d := &pageData{Title: "Invalid request", Error: e.Message}
 	switch e.Kind {
 	case httpx.KindInternal, httpx.KindUnavailable:
@@ -150,6 +151,8 @@ func (b *Browser) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "5")
 	case httpx.KindForbidden:
 		d.Title = "Request refused"
+	case httpx.KindRateLimited:
+		d.Title, d.Error = "Too many requests", "Please wait a moment and try again."
 	}
 	b.render(w, e.Status(), "error", "", d)
 }

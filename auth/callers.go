@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"oauth2-api/httpx"
+	"oauth2-api/ratelimit"
 	"oauth2-api/store"
 	"oauth2-api/token"
 )
@@ -61,7 +62,7 @@ func withPrincipal(r *http.Request, p *principal) *http.Request {
 func check(c caller, d Deps, next http.Handler) http.Handler {
 	switch c {
 	case anyClient, confidentialClient:
-		return requireClient(d.Log, d.Clients, c == anyClient, d.Now, next)
+		return requireClient(d.Log, d.Clients, d.Creds, d.HTTP, c == anyClient, d.Now, next)
 	case tokenHolder:
 		return requireToken(d.Log, d.Tokens, d.Now, next)
 	case user, admin:
@@ -73,8 +74,11 @@ func check(c caller, d Deps, next http.Handler) http.Handler {
 // requireClient authenticates the client of an OAuth request (RFC 6749
 // §2.3.1): a confidential client by its secret, a public one by its
 // client_id where public clients are allowed. Failures are OAuth errors;
-// each is logged with the client IP (fail2ban) but never the secret.
-func requireClient(log *slog.Logger, cs *Clients, allowPublic bool, now func() time.Time, next http.Handler) http.Handler {
+// each is logged with the client IP (fail2ban) but never the secret, and
+// spends a token of the IP's login budget (creds): guessing secrets is
+// limited like guessing passwords, while a client that authenticates
+// spends nothing there.
+func requireClient(log *slog.Logger, cs *Clients, creds *ratelimit.Limiter, m *httpx.Metrics, allowPublic bool, now func() time.Time, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		form, err := readForm(r)
 		if err != nil {
@@ -85,9 +89,13 @@ func requireClient(log *slog.Logger, cs *Clients, allowPublic bool, now func() t
 		if errors.Is(err, errClientAuth) || errors.Is(err, errClientAuthMany) {
 			info := httpx.InfoFrom(r)
 			log.WarnContext(r.Context(), "client authentication failed", "client_ip", info.ClientIP.String(), "request_id", info.ID)
-			if errors.Is(err, errClientAuthMany) { // RFC 6749 §2.3: one method per request
+			switch ok, wait := creds.Allow(info.ClientIP, now()); {
+			case !ok:
+				m.RateLimited.Inc()
+				err = httpx.TooMany(wait)
+			case errors.Is(err, errClientAuthMany): // RFC 6749 §2.3: one method per request
 				err = httpx.E(httpx.KindInvalid, "use one client authentication method")
-			} else {
+			default:
 				err = httpx.E(httpx.KindInvalidClient, "client authentication failed")
 			}
 		}

@@ -24,8 +24,10 @@ type Deps struct {
 	Metrics   *Metrics
 	HTTP      *httpx.Metrics
 	Registry  *metrics.Registry
-	API       *ratelimit.Limiter // RATE_LIMIT_REQUESTS per RATE_LIMIT_WINDOW, per client IP
-	Creds     *ratelimit.Limiter // LOGIN_RATE_LIMIT / LOGIN_RATE_BURST, per client IP
+	API       *ratelimit.Limiter // RATE_LIMIT_REQUESTS per RATE_LIMIT_WINDOW, per client IP: /api/v1
+	Pages     *ratelimit.Limiter // the same numbers, a budget of its own: the pages a person sees
+	Creds     *ratelimit.Limiter // LOGIN_RATE_LIMIT / LOGIN_RATE_BURST, per client IP: passwords, failed client authentication
+	PerClient *ratelimit.Named   // CLIENT_RATE_LIMIT / CLIENT_RATE_BURST, per authenticated client: the OAuth back channel
 	Now       func() time.Time
 	Version   string
 	Started   time.Time
@@ -59,9 +61,18 @@ func NewHandler(d Deps) http.Handler {
 // route is one line of the access-control list.
 type route struct {
 	pattern string
-	caller  caller             // who may call: checked before the handler runs (callers.go)
-	budget  *ratelimit.Limiter // per client IP; nil for none
+	caller  caller // who may call: checked before the handler runs (callers.go)
+	budget  budget // how often
 	handler http.Handler
+}
+
+// budget limits a route's callers: by client IP (checked before the
+// caller), or by the client the caller check authenticated, or whose access
+// token it is (checked after). A back end calls for all its users from one
+// address, so the OAuth back channel is budgeted per client, not per IP.
+type budget struct {
+	perIP     *ratelimit.Limiter
+	perClient bool
 }
 
 // routes is every way into the server: the method and path, who may call,
@@ -70,12 +81,13 @@ type route struct {
 func routes(d Deps) []route {
 	log, db, ts, cs, b, now := d.Log, d.DB, d.Tokens, d.Clients, d.Browser, d.Now
 	pw, th, m, iss := d.Passwords, d.Throttle, d.Metrics, d.Tokens.Issuer
-	api, creds := d.API, d.Creds
+	api, creds, pages := budget{perIP: d.API}, budget{perIP: d.Creds}, budget{perIP: d.Pages}
+	client, none := budget{perClient: true}, budget{}
 	rs := []route{
 		// Operations. /metrics is for the proxy to keep private (deploy/).
-		{"GET /health", anyone, nil, handleHealth(db, d.Version, d.Started, now)},
-		{"GET /livez", anyone, nil, handleLive()},
-		{"GET /metrics", anyone, nil, d.Registry.Handler()},
+		{"GET /health", anyone, none, handleHealth(db, d.Version, d.Started, now)},
+		{"GET /livez", anyone, none, handleLive()},
+		{"GET /metrics", anyone, none, d.Registry.Handler()},
 
 		// The first-party REST API (API.md). The credentials of register,
 		// login and refresh are in their bodies.
@@ -95,47 +107,80 @@ func routes(d Deps) []route {
 		{"POST /api/v1/clients/{id}/secret", admin, api, handleClientRotate(log, db, ts, cs, now)},
 
 		// OAuth 2.0 and OpenID Connect.
-		{"GET /.well-known/oauth-authorization-server", anyone, nil, handleMetadata(iss, d.IDTokens)},
-		{"GET /.well-known/jwks.json", anyone, nil, handleJWKS(d.PublicKeys)},
-		{"GET /oauth2/authorize", person, api, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, now)},
+		{"GET /.well-known/oauth-authorization-server", anyone, none, handleMetadata(iss, d.IDTokens)},
+		{"GET /.well-known/jwks.json", anyone, none, handleJWKS(d.PublicKeys)},
+		{"GET /oauth2/authorize", person, pages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, now)},
 		{"POST /oauth2/authorize", person, creds, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, now)},
-		{"POST /oauth2/token", anyClient, creds, handleToken(log, db, ts, d.IDTokens, m, now)},
-		{"POST /oauth2/revoke", anyClient, api, handleRevoke(log, db, ts, now)},
-		{"POST /oauth2/introspect", confidentialClient, api, handleIntrospect(log, db, ts, now)},
-		{"GET /oauth2/userinfo", tokenHolder, api, handleUserinfo(log, db)},
-		{"POST /oauth2/userinfo", tokenHolder, api, handleUserinfo(log, db)},
-		{"GET /oauth2/logout", person, api, handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now)},
-		{"POST /oauth2/logout", person, api, handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now)},
-		{"GET /oauth2/static/style.css", anyone, nil, handleStatic(b)},
+		{"POST /oauth2/token", anyClient, client, handleToken(log, db, ts, d.IDTokens, m, now)},
+		{"POST /oauth2/revoke", anyClient, client, handleRevoke(log, db, ts, now)},
+		{"POST /oauth2/introspect", confidentialClient, client, handleIntrospect(log, db, ts, now)},
+		{"GET /oauth2/userinfo", tokenHolder, client, handleUserinfo(log, db)},
+		{"POST /oauth2/userinfo", tokenHolder, client, handleUserinfo(log, db)},
+		{"GET /oauth2/logout", person, pages, handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now)},
+		{"POST /oauth2/logout", person, pages, handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now)},
+		{"GET /oauth2/static/style.css", anyone, none, handleStatic(b)},
 
 		// Anything else under /api/ is a JSON 404, not the mux's text one.
-		{"/api/", anyone, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		{"/api/", anyone, none, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			httpx.WriteError(w, r, log, httpx.E(httpx.KindNotFound, "no such endpoint"))
 		})},
 	}
 	if d.IDTokens != nil {
-		rs = append(rs, route{"GET /.well-known/openid-configuration", anyone, nil, handleMetadata(iss, d.IDTokens)})
+		rs = append(rs, route{"GET /.well-known/openid-configuration", anyone, none, handleMetadata(iss, d.IDTokens)})
 	}
 	if d.Reset != nil { // ENABLE_PASSWORD_RESET; the token in the body or form is the credential
 		rs = append(rs,
 			route{"POST /api/v1/auth/password/forgot", anyone, creds, handleForgot(log, db, d.Reset, now)},
 			route{"POST /api/v1/auth/password/reset", anyone, creds, handleReset(log, db, pw, ts, now)},
-			route{"GET /password/reset", person, api, handleResetPage(log, db, pw, ts, b, now)},
+			route{"GET /password/reset", person, pages, handleResetPage(log, db, pw, ts, b, now)},
 			route{"POST /password/reset", person, creds, handleResetPage(log, db, pw, ts, b, now)})
 	}
 	return rs
 }
 
 // AddRoutes registers every route on mux behind its caller's check and its
-// budget.
+// budget, whose refusals take the route's surface: OAuth JSON for the
+// clients' and tokens' endpoints, a page for a person, REST JSON else.
 func AddRoutes(mux *http.ServeMux, d Deps) {
 	for _, rt := range routes(d) {
-		h := check(rt.caller, d, rt.handler)
-		if rt.budget != nil {
-			h = httpx.RateLimit(rt.budget, d.HTTP, d.Now, h)
+		write := httpx.WriteError
+		switch rt.caller {
+		case anyClient, confidentialClient, tokenHolder:
+			write = httpx.WriteOAuthError
+		case person:
+			write = func(w http.ResponseWriter, r *http.Request, _ *slog.Logger, err error) { d.Browser.fail(w, r, err) }
+		}
+		refuse := func(w http.ResponseWriter, r *http.Request, err error) { write(w, r, d.Log, err) }
+		h := rt.handler
+		if rt.budget.perClient {
+			h = perClient(d.PerClient, d.HTTP, d.Now, refuse, h)
+		}
+		h = check(rt.caller, d, h)
+		if rt.budget.perIP != nil {
+			h = httpx.RateLimit(rt.budget.perIP, d.HTTP, d.Now, refuse, h)
 		}
 		mux.Handle(rt.pattern, h)
 	}
+}
+
+// perClient answers 429 when the budget of the caller's client is spent:
+// the client the caller check authenticated, or the one the access token
+// was issued to.
+func perClient(l *ratelimit.Named, m *httpx.Metrics, now func() time.Time, refuse func(http.ResponseWriter, *http.Request, error), next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, id := principalOf(r), ""
+		if p.client != nil {
+			id = p.client.ID
+		} else if p.claims != nil {
+			id = p.claims.ClientID
+		}
+		if ok, wait := l.Allow(id, now()); !ok {
+			m.RateLimited.Inc()
+			refuse(w, r, httpx.TooMany(wait))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // handleLive serves GET /livez: 200 while the process serves HTTP, whatever

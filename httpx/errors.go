@@ -143,8 +143,8 @@ func Classify(r *http.Request, log *slog.Logger, err error) *Error {
 	return &Error{Kind: KindInternal, Message: "internal error", cause: err}
 }
 
-// setHeaders sets Retry-After and WWW-Authenticate as e asks.
-func (e *Error) setHeaders(w http.ResponseWriter) {
+// SetHeaders sets Retry-After and WWW-Authenticate as e asks.
+func (e *Error) SetHeaders(w http.ResponseWriter) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
 	}
@@ -156,7 +156,7 @@ func (e *Error) setHeaders(w http.ResponseWriter) {
 // WriteError answers err to a REST client: {"error","message"}.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	e := Classify(r, log, err)
-	e.setHeaders(w)
+	e.SetHeaders(w)
 	JSON(w, e.Status(), map[string]string{"error": e.RESTCode(), "message": e.Message})
 }
 
@@ -168,7 +168,7 @@ func WriteOAuthError(w http.ResponseWriter, r *http.Request, log *slog.Logger, e
 	if e.Kind == KindInvalidClient && e.Authenticate == "" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="oauth2-api"`)
 	}
-	e.setHeaders(w)
+	e.SetHeaders(w)
 	NoStore(w)
 	body := map[string]string{"error_description": e.Message}
 	if c := e.OAuthCode(); c != "" {

@@ -273,17 +273,22 @@ func LimitBody(next http.Handler) http.Handler {
 	})
 }
 
-// RateLimit answers 429 with Retry-After when the client IP's bucket in l is
-// empty.
-func RateLimit(l *ratelimit.Limiter, m *Metrics, now func() time.Time, next http.Handler) http.Handler {
+// RateLimit answers 429 with Retry-After, written by write (the route's
+// surface: REST, OAuth or a page), when the client IP's bucket in l is empty.
+func RateLimit(l *ratelimit.Limiter, m *Metrics, now func() time.Time, write func(http.ResponseWriter, *http.Request, error), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ok, wait := l.Allow(InfoFrom(r).ClientIP, now()); !ok {
 			m.RateLimited.Inc()
-			WriteError(w, r, nil, &Error{Kind: KindRateLimited, Message: "too many requests; retry later", RetryAfter: wait})
+			write(w, r, TooMany(wait))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// TooMany is the answer of a spent budget.
+func TooMany(wait time.Duration) *Error {
+	return &Error{Kind: KindRateLimited, Message: "too many requests; retry later", RetryAfter: wait}
 }
 
 // IPResolver finds a request's client address. Forwarding headers are

@@ -1,0 +1,72 @@
+package auth
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"oauth2-api/ratelimit"
+	"oauth2-api/store"
+)
+
+// withDefaultBudgets sets the budgets of the contract's defaults:
+// RATE_LIMIT_REQUESTS 100 per hour (API and pages, separately),
+// LOGIN_RATE_LIMIT 5/m with a burst of 10, CLIENT_RATE_LIMIT 100/s with a
+// burst of 200.
+func withDefaultBudgets(d *Deps) {
+	d.API = ratelimit.New(rate.Limit(100.0/3600), 100, 1000)
+	d.Pages = ratelimit.New(rate.Limit(100.0/3600), 100, 1000)
+	d.Creds = ratelimit.New(rate.Limit(5.0/60), 10, 1000)
+	d.PerClient = ratelimit.NewNamed(100, 200, 1000)
+}
+
+// A back end calls the OAuth back channel for all its users from one
+// address: 2,000 introspections and userinfo requests at 100 a second (the
+// default per-client budget) from one address get no 429, where the per-IP
+// budget of the REST API (100 an hour) would have refused 1,900 of them.
+// Failed client authentication, though, spends the address's login budget:
+// after its burst, 429 in the OAuth shape.
+func TestBudgets(t *testing.T) {
+	key := ecKey(t)
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid", "read"}})
+		rs, rsSecret := e.newClient(ClientSpec{Name: "gateway", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
+		p := newPKCE()
+		code := e.secret(e.browser().signIn(authorizeURL(id, p, "scope", "openid read"), "ann", "Ann-Password-1"))
+		r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+		at := e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+		for i := 0; i < 2000; i++ {
+			e.clock.Add(10 * time.Millisecond) // 100 a second
+			if c := e.formPost("/oauth2/introspect", rs, rsSecret, url.Values{"token": {at}}).Code; c != http.StatusOK {
+				t.Fatalf("introspection %d: %d; want 200 (the per-client budget allows 100/s)", i, c)
+			}
+			if c := e.request("GET", "/oauth2/userinfo", nil, bearer(at)...).Code; c != http.StatusOK {
+				t.Fatalf("userinfo %d: %d; want 200", i, c)
+			}
+		}
+		limited := 0
+		for i := 0; i < 200; i++ {
+			r := e.formPost("/oauth2/introspect", rs, "wrong-secret", url.Values{"token": {at}})
+			switch r.Code {
+			case http.StatusUnauthorized:
+			case http.StatusTooManyRequests:
+				limited++
+				if r.Str("error") != "rate_limited" || r.Str("error_description") == "" || r.Header().Get("Retry-After") == "" {
+					t.Fatalf("429 %s %v; want an RFC 6749-shaped body and Retry-After", r.Body.String(), r.Header())
+				}
+			default:
+				t.Fatalf("failed client authentication %d: %d", i, r.Code)
+			}
+		}
+		if limited < 180 {
+			t.Fatalf("%d of 200 failed client authentications from one address were limited; want all but the burst of 10 (and a few refilled)", limited)
+		}
+		// The client that authenticates is not held back by them.
+		e.formPost("/oauth2/introspect", rs, rsSecret, url.Values{"token": {at}}).want(http.StatusOK)
+	}, withSigningKey(t, key, nil), withDefaultBudgets)
+}
