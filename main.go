@@ -277,7 +277,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	h := auth.NewHandler(auth.Deps{
 		Log: log, DB: db, Tokens: ts, Passwords: pw,
 		Throttle: auth.Throttle{Max: cfg.LoginMaxFailures, Window: cfg.LoginLockout},
-		Metrics: authm, HTTP: httpm, Registry: reg, API: apiLimit, Pages: pageLimit, Creds: credLimit, PerClient: clientLimit,
+		Metrics:  authm, HTTP: httpm, Registry: reg, API: apiLimit, Pages: pageLimit, Creds: credLimit, PerClient: clientLimit,
 		Now: time.Now, Version: version, Started: started,
 		Clients: clients, Browser: browser, IDTokens: ks.idTokens, PublicKeys: ks.public,
 		EnableRegistration: cfg.EnableRegistration, Reset: reset,
