@@ -87,11 +87,14 @@ func userinfo(ctx context.Context, db *store.DB, c *token.Claims) (map[string]an
 }
 
 // handleEndSession serves GET and POST /oauth2/logout (OpenID Connect
-// RP-Initiated Logout 1.0). With a valid id_token_hint naming the signed-in
-// user the session ends at once; otherwise the user confirms on a page (a
-// POST with a CSRF token), so a third-party page cannot sign people out.
-// post_logout_redirect_uri is followed only if it is registered, exactly,
-// for the client the hint (or client_id) names.
+// RP-Initiated Logout 1.0, §2: both methods carry the same parameters).
+// With a valid id_token_hint naming the signed-in user the session ends at
+// once; otherwise the user confirms on a page, whose form (action=logout,
+// with a CSRF token) is the one POST that needs one, so a third-party page
+// cannot sign people out. post_logout_redirect_uri is followed only if it
+// is registered, exactly, for the client the hint (or client_id) names;
+// the page's CSP then allows it as a form action, since browsers apply
+// form-action to the redirect that follows the form.
 func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, oidc bool, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
@@ -99,11 +102,18 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 		confirmed := false
 		if r.Method == http.MethodPost {
 			form, err := readForm(r)
-			if err != nil || !b.csrfOK(r, form) {
-				b.fail(w, r, errFormExpired)
+			if err != nil {
+				b.fail(w, r, err)
 				return
 			}
-			params, confirmed = form, form.Get("action") == "logout"
+			if form.Has("action") { // the confirmation page's own form
+				if !b.csrfOK(r, form) || form.Get("action") != "logout" {
+					b.fail(w, r, errFormExpired)
+					return
+				}
+				confirmed = true
+			}
+			params = form
 		} else if err := checkParams(params); err != nil {
 			b.fail(w, r, httpx.E(httpx.KindInvalid, "The request repeats a parameter."))
 			return
@@ -153,7 +163,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 					keep = append(keep, hidden{k, params.Get(k)})
 				}
 			}
-			b.render(w, http.StatusOK, "logout", "", &pageData{Title: "Sign out", Hidden: keep, CSRF: b.csrfToken(w, r)})
+			b.render(w, http.StatusOK, "logout", formAction(target), &pageData{Title: "Sign out", Hidden: keep, CSRF: b.csrfToken(w, r)})
 			return
 		}
 		if v := b.cookie(r, cookieSession); v != "" {

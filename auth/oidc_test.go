@@ -205,3 +205,48 @@ func b64Decode(t testing.TB, s string) []byte {
 	}
 	return out
 }
+
+// RP-Initiated Logout 1.0 §2: a POST carrying the logout parameters is read
+// like the GET (no CSRF token: it is not our form); only the confirmation
+// form's own POST needs one. The confirmation page's CSP allows the
+// registered post-logout URI as a form action, or the browser would block
+// the redirect after "Sign out".
+func TestLogoutByPost(t *testing.T) {
+	key := ecKey(t)
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", "user")
+		id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"},
+			PostLogoutRedirectURIs: []string{"https://rp.example/bye"}, Scopes: []string{"openid"}})
+		b := e.browser()
+		p := newPKCE()
+		code := e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), "ann", "Ann-Password-1"))
+		r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+		e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+		idt := r.Str("id_token")
+
+		// Without a hint: the confirmation page, whose CSP allows the RP.
+		w := b.do("POST", "/oauth2/logout", url.Values{"client_id": {id}, "post_logout_redirect_uri": {"https://rp.example/bye"}})
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `value="logout"`) {
+			t.Fatalf("POST logout without a hint: %d; want the confirmation page", w.Code)
+		}
+		if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' https://rp.example") {
+			t.Fatalf("confirmation page CSP %q; want form-action to allow https://rp.example", csp)
+		}
+		if !b.signedIn(id) {
+			t.Fatal("signed out without confirming")
+		}
+		// With the user's own hint, by POST as zitadel's rp.EndSession sends it.
+		w = b.do("POST", "/oauth2/logout", url.Values{"id_token_hint": {idt}, "post_logout_redirect_uri": {"https://rp.example/bye"}, "state": {"s2"}})
+		if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "https://rp.example/bye?state=s2" {
+			t.Fatalf("POST logout with the hint: %d %q; want 303 to the post-logout URI", w.Code, w.Header().Get("Location"))
+		}
+		if b.signedIn(id) {
+			t.Fatal("still signed in after a POST logout with the user's hint")
+		}
+		// The confirmation form without its CSRF token is refused.
+		if w := b.do("POST", "/oauth2/logout", url.Values{"action": {"logout"}}); w.Code != http.StatusForbidden {
+			t.Fatalf("confirmation without CSRF: %d; want 403", w.Code)
+		}
+	}, withSigningKey(t, key, nil))
+}
