@@ -19,7 +19,7 @@ import (
 // written): secret comparisons, token mints, token checks.
 var auditPatterns = map[string]*regexp.Regexp{
 	"Secret comparisons": regexp.MustCompile(`^(hmac\.Equal|subtle\.ConstantTimeCompare)$`),
-	"Token mints":        regexp.MustCompile(`^token\.(NewOpaque|NewID|NewTimedID)$|^(idTokens|ts\.Signer)\.Sign$`),
+	"Token mints":        regexp.MustCompile(`^token\.(NewOpaque|NewID|NewTimedID)$|^(idTokens|ts\.Signer|bc\.signer)\.Sign$`),
 	"Token checks":       regexp.MustCompile(`^(ts|o\.Tokens)\.Verify$|\.Verifier\.Parse$|\.(RotateRefresh|ExchangeCode)$|^parseIDTokenHint$|^b\.csrfOK$`),
 }
 

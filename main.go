@@ -98,7 +98,7 @@ var commandUsage = map[string]string{
 	"healthcheck": "usage: oauth2-api healthcheck",
 	"user":        "usage: oauth2-api user create --email E --username U [--role admin] [--first-name F] [--last-name L] (the password is read from stdin)",
 	"client": `usage:
-  oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server]
+  oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server] [--backchannel-logout-uri U]
   oauth2-api client list
   oauth2-api client delete ID
   oauth2-api client rotate-secret ID`,
@@ -197,7 +197,7 @@ func openStoreRetrying(ctx context.Context, cfg *config, log *slog.Logger) (*sto
 const connReserve = 16
 
 // Shutdown bounds: requests in flight get drainRequests, then queued mail
-// gets mailDrain; together they stay inside the 30 s that systemd and
+// and logout tokens get mailDrain; together they stay inside the 30 s that systemd and
 // compose give before a kill (deploy/README.md).
 const (
 	drainRequests = 20 * time.Second
@@ -205,8 +205,8 @@ const (
 )
 
 // serve runs the server until ctx ends, then shuts down gracefully: requests
-// in flight finish, background work ends and queued mail is sent (within
-// mailDrain), and only then does the database close and serve return. If
+// in flight finish, background work ends and queued mail and logout tokens
+// are sent (within mailDrain), and only then does the database close and serve return. If
 // ready is not nil it receives the listener's address once the server accepts.
 func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- string) error {
 	started := time.Now()
@@ -246,8 +246,8 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	clientLimit := ratelimit.NewNamed(cfg.ClientRate, cfg.ClientBurst, 100_000)
 	pw := auth.NewPasswords(auth.DefaultArgon2, max(2, runtime.GOMAXPROCS(0)), 10*time.Second)
 
-	// Background work: the revocation poller, the janitor and the mail
-	// queue. stopBackground ends it all and waits for it, so that nothing
+	// Background work: the revocation poller, the janitor, the mail and
+	// back-channel logout queues. stopBackground ends it all and waits for it, so that nothing
 	// touches the database once it is closed: on the way out it runs after
 	// the HTTP server has stopped (no more mail is queued) and, deferred on
 	// every other return, before the deferred db.Close (defers run last in,
@@ -258,15 +258,22 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	stopBackground := sync.OnceFunc(func() {
 		stopBG()
 		wg.Wait()
+		// A link or logout token queued just before the shutdown still goes
+		// out, in a bounded time; what is left is logged and counted as
+		// dropped.
+		ctx, cancel := context.WithTimeout(context.Background(), mailDrain)
+		defer cancel()
+		var queues sync.WaitGroup
+		queues.Go(func() { ts.Logout.Close(ctx) })
 		if mail != nil {
-			// A link asked for just before the shutdown still goes out, in a
-			// bounded time; what is left is logged and counted as dropped.
-			ctx, cancel := context.WithTimeout(context.Background(), mailDrain)
-			defer cancel()
 			mail.Close(ctx)
 		}
+		queues.Wait()
 	})
 	defer stopBackground()
+	if ks.idTokens != nil {
+		ts.Logout = auth.NewBackchannel(ks.idTokens, cfg.Issuer, 1000, log, authm)
+	}
 	var reset *auth.Reset
 	if cfg.EnablePasswordReset {
 		mailer := &auth.SMTPMailer{Host: cfg.SMTPHost, Port: cfg.SMTPPort, TLSMode: cfg.SMTPTLS,
@@ -621,6 +628,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer
 		fs.BoolVar(&spec.Public, "public", false, "")
 		fs.BoolVar(&spec.FirstParty, "first-party", false, "")
 		fs.BoolVar(&spec.ResourceServer, "resource-server", false, "")
+		fs.StringVar(&spec.BackchannelLogoutURI, "backchannel-logout-uri", "", "")
 		if err := fs.Parse(args); err != nil {
 			return usagef("client create: %v (oauth2-api client --help)", err)
 		}

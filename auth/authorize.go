@@ -329,8 +329,8 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics) *store
 		return nil
 	}
 	v := token.NewOpaque()
-	s := store.Session{UserID: u.ID, AuthTime: a.now, ExpiresAt: a.now.Add(a.b.SessionTTL)}
-	if err := a.db.CreateSession(ctx, token.Hash(v), s); err != nil {
+	s := store.Session{SID: token.NewID(), Hash: token.Hash(v), UserID: u.ID, AuthTime: a.now, ExpiresAt: a.now.Add(a.b.SessionTTL)}
+	if err := a.db.CreateSession(ctx, s.Hash, s); err != nil {
 		a.b.fail(a.w, a.r, err)
 		return nil
 	}
@@ -390,7 +390,7 @@ func (a *authorization) issueCode(sess *store.Session) {
 	err := a.db.CreateCode(a.r.Context(), &store.Code{
 		Hash: token.Hash(code), ClientID: a.ar.client.ID, UserID: sess.UserID, RedirectURI: a.ar.sentURI,
 		Scope: a.ar.scope, CodeChallenge: a.ar.challenge, Nonce: a.ar.nonce, AuthTime: sess.AuthTime,
-		ExpiresAt: a.now.Add(codeTTL),
+		SID: sess.SID, SessionHash: sess.Hash, ExpiresAt: a.now.Add(codeTTL),
 	}, a.now)
 	if err != nil {
 		a.b.fail(a.w, a.r, err)

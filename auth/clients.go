@@ -190,6 +190,7 @@ type ClientSpec struct {
 	Public                 bool     `json:"public"`
 	FirstParty             bool     `json:"first_party"`
 	ResourceServer         bool     `json:"resource_server"` // may introspect any access token
+	BackchannelLogoutURI   string   `json:"backchannel_logout_uri"`
 }
 
 // ClientJSON is a client as the CLI and admin API show it: the secret only
@@ -205,6 +206,7 @@ type ClientJSON struct {
 	Public                 bool      `json:"public"`
 	FirstParty             bool      `json:"first_party"`
 	ResourceServer         bool      `json:"resource_server"`
+	BackchannelLogoutURI   string    `json:"backchannel_logout_uri,omitempty"`
 	CreatedAt              time.Time `json:"created_at"`
 	UpdatedAt              time.Time `json:"updated_at"`
 }
@@ -218,7 +220,7 @@ func ClientView(c *store.Client, secret string) ClientJSON {
 		return s
 	}
 	return ClientJSON{c.ID, secret, c.Name, nz(c.RedirectURIs), c.PostLogoutRedirectURIs, nz(c.GrantTypes), nz(c.Scopes),
-		c.Public(), c.FirstParty, c.ResourceServer, c.CreatedAt, c.UpdatedAt}
+		c.Public(), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, c.CreatedAt, c.UpdatedAt}
 }
 
 // CreateClient validates spec, stores a new client and returns it with its
@@ -262,6 +264,17 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 			}
 		}
 	}
+	// The server POSTs logout tokens there (Back-Channel Logout §2.2): the
+	// redirect URI rules, and http or https.
+	if u := spec.BackchannelLogoutURI; u != "" {
+		err := checkRedirectURI(u, release)
+		if p, _ := url.Parse(u); err == nil && p.Scheme != "https" && p.Scheme != "http" {
+			err = errors.New("must be https or http")
+		}
+		if err != nil {
+			return nil, "", httpx.E(httpx.KindValidation, "back-channel logout URI %q: %v", clipText(u), err)
+		}
+	}
 	var scopes []string
 	for _, s := range spec.Scopes {
 		for _, p := range strings.Fields(s) {
@@ -276,6 +289,7 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 		ID: token.NewID(), Name: name,
 		RedirectURIs: slices.Compact(slices.Clone(spec.RedirectURIs)), PostLogoutRedirectURIs: spec.PostLogoutRedirectURIs,
 		GrantTypes: grants, Scopes: slices.Compact(scopes), FirstParty: spec.FirstParty, ResourceServer: spec.ResourceServer,
+		BackchannelLogoutURI: spec.BackchannelLogoutURI,
 	}
 	secret := ""
 	if !spec.Public {

@@ -841,6 +841,10 @@ func TestCreateClientValidation(t *testing.T) {
 		"bad escape":       {Name: "x", RedirectURIs: []string{"https://a.example/%zz"}},
 		"port 0":           {Name: "x", RedirectURIs: []string{"https://a.example:0/cb"}},
 		"empty port":       {Name: "x", RedirectURIs: []string{"https://a.example:/cb"}},
+		"bc fragment":      {Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: "https://rp.example/bc#x"},
+		"bc private-use":   {Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: "com.example.app:/bc"},
+		"bc relative":      {Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: "/bc"},
+		"bc smuggle":       {Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: "https://rp.example/bc\u00a0x"},
 	} {
 		if _, _, err := CreateClient(context.Background(), e.db, spec, false, e.clock.Now()); err == nil {
 			t.Errorf("%s: CreateClient accepted %+v", name, spec)
@@ -852,6 +856,10 @@ func TestCreateClientValidation(t *testing.T) {
 		_, _, err := CreateClient(context.Background(), e.db, ClientSpec{Name: "x", RedirectURIs: []string{uri}}, true, e.clock.Now())
 		if (err == nil) != ok {
 			t.Errorf("release mode, %s: err %v; want ok=%v", uri, err, ok)
+		}
+		_, _, err = CreateClient(context.Background(), e.db, ClientSpec{Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: uri}, true, e.clock.Now())
+		if (err == nil) != (ok && !strings.HasPrefix(uri, "com.")) {
+			t.Errorf("release mode, back-channel logout URI %s: err %v", uri, err)
 		}
 	}
 }

@@ -25,12 +25,13 @@ const (
 
 // mintIDToken makes the ID token of a code exchange (OIDC Core §2, §3.1.3.6):
 // audience the client, the nonce of the authorization request, the time the
-// user signed in, and at_hash binding it to the access token.
+// user signed in, at_hash binding it to the access token, and sid naming
+// the browser sign-in (Back-Channel Logout §2.1), as its logout token will.
 func mintIDToken(idTokens *token.Signer, ts *Tokens, clientID string, u *store.User, ac *store.Code, accessToken string, now time.Time) (string, error) {
 	c := &token.Claims{
 		Issuer: ts.Issuer, Subject: store.FormatID(u.ID), Audience: clientID,
 		IssuedAt: now.Unix(), Expiry: now.Add(ts.AccessTTL).Unix(),
-		AuthTime: ac.AuthTime.Unix(), Nonce: ac.Nonce,
+		AuthTime: ac.AuthTime.Unix(), Nonce: ac.Nonce, SessionID: ac.SID,
 		AtHash: token.HalfHash(idTokens.Key().Alg, accessToken),
 	}
 	return idTokens.Sign(token.TypeID, c)
@@ -167,10 +168,12 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			return
 		}
 		if v := b.cookie(r, cookieSession); v != "" {
-			if err := db.DeleteSession(ctx, token.Hash(v)); err != nil {
+			ended, err := db.DeleteSession(ctx, token.Hash(v))
+			if err != nil {
 				b.fail(w, r, err)
 				return
 			}
+			ts.Ended(ended)
 		}
 		b.setCookie(w, cookieSession, "", -1)
 		if target != "" {

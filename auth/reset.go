@@ -104,14 +104,14 @@ func resetPassword(ctx context.Context, db *store.DB, pw *Passwords, ts *Tokens,
 	if err != nil {
 		return err
 	}
-	_, r, err := db.ResetPassword(ctx, token.Hash(tok), hash, ts.AccessTTL, now)
+	_, ended, err := db.ResetPassword(ctx, token.Hash(tok), hash, ts.AccessTTL, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return errResetToken
 	}
 	if err != nil {
 		return err
 	}
-	ts.Revoked.Add(r)
+	ts.Ended(ended)
 	return nil
 }
 

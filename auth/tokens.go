@@ -30,6 +30,17 @@ type Tokens struct {
 	Signer     *token.Signer   // signs access and ID tokens
 	Verifier   *token.Verifier // every configured key, current and previous
 	Revoked    *Revocations
+	Logout     *Backchannel // tells relying parties of ended sign-ins; nil without ID tokens
+}
+
+// Ended applies what a stored change ended: its revocations here (the
+// other instances read them from the database) and its ended sign-ins
+// announced to the relying parties by back-channel logout.
+func (ts *Tokens) Ended(e store.Ended) {
+	for _, r := range e.Revocations {
+		ts.Revoked.Add(r)
+	}
+	ts.Logout.Announce(e.SignIns)
 }
 
 // Access mints an access token (RFC 9068) and returns it with its claims.

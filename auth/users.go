@@ -273,13 +273,11 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 		if err != nil {
 			return 0, nil, err
 		}
-		revs, err := db.SetPassword(r.Context(), p.user.ID, hash, p.claims.SessionID, ts.AccessTTL, t)
+		ended, err := db.SetPassword(r.Context(), p.user.ID, hash, p.claims.SessionID, ts.AccessTTL, t)
 		if err != nil {
 			return 0, nil, err
 		}
-		for _, rv := range revs {
-			ts.Revoked.Add(rv)
-		}
+		ts.Ended(ended)
 		log.InfoContext(r.Context(), "password changed", "request_id", httpx.InfoFrom(r).ID, "user_id", p.user.ID)
 		return http.StatusNoContent, nil, nil
 	})
@@ -348,16 +346,14 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot demote or deactivate themselves")
 		}
 		t := now()
-		u, err := db.UpdateUserAdmin(r.Context(), id, req.Role, req.IsActive, ts.AccessTTL, t)
+		u, ended, err := db.UpdateUserAdmin(r.Context(), id, req.Role, req.IsActive, ts.AccessTTL, t)
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, errNoSuchUser
 		}
 		if err != nil {
 			return 0, nil, err
 		}
-		if req.IsActive != nil && !*req.IsActive {
-			ts.Revoked.Add(store.UserRevocation(id, ts.AccessTTL, t))
-		}
+		ts.Ended(ended)
 		log.InfoContext(r.Context(), "user updated", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
 		return http.StatusOK, toJSON(u), nil
 	})
@@ -376,12 +372,13 @@ func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot delete themselves")
 		}
 		t := now()
-		if err := db.DeleteUser(r.Context(), id, ts.AccessTTL, t); errors.Is(err, store.ErrNotFound) {
+		ended, err := db.DeleteUser(r.Context(), id, ts.AccessTTL, t)
+		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, errNoSuchUser
 		} else if err != nil {
 			return 0, nil, err
 		}
-		ts.Revoked.Add(store.UserRevocation(id, ts.AccessTTL, t))
+		ts.Ended(ended)
 		log.InfoContext(r.Context(), "user deleted", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
 		return http.StatusNoContent, nil, nil
 	})

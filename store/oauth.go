@@ -20,7 +20,8 @@ type Client struct {
 	GrantTypes             []string
 	Scopes                 []string
 	FirstParty             bool
-	ResourceServer         bool // may introspect any access token
+	ResourceServer         bool   // may introspect any access token
+	BackchannelLogoutURI   string // receives logout tokens when a sign-in it was given a code by ends
 	CreatedAt              time.Time
 	UpdatedAt              time.Time
 }
@@ -28,14 +29,14 @@ type Client struct {
 // Public reports whether the client has no secret (RFC 6749 §2.1).
 func (c *Client) Public() bool { return c.SecretHash == "" }
 
-const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, resource_server, created_at, updated_at`
+const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, resource_server, backchannel_logout_uri, created_at, updated_at`
 
 func scanClient(s interface{ Scan(...any) error }) (*Client, error) {
 	var c Client
 	var secret sql.NullString
 	var redirects, logouts, grants, scopes string
 	var created, updated int64
-	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &c.ResourceServer, &created, &updated); err != nil {
+	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &c.ResourceServer, &c.BackchannelLogoutURI, &created, &updated); err != nil {
 		return nil, err
 	}
 	c.SecretHash = secret.String
@@ -69,9 +70,9 @@ func nullIfEmpty(s string) sql.NullString { return sql.NullString{String: s, Val
 func (db *DB) CreateClient(ctx context.Context, c *Client, now time.Time) (err error) {
 	defer wrap(&err, "create client")
 	c.CreatedAt, c.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
-	_, err = db.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)`,
+	_, err = db.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)`,
 		c.ID, c.Name, nullIfEmpty(c.SecretHash), jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs),
-		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, c.ResourceServer, now.Unix())
+		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, now.Unix())
 	return err
 }
 
@@ -161,6 +162,8 @@ type Code struct {
 	CodeChallenge string
 	Nonce         string
 	AuthTime      time.Time
+	SID           string // the browser sign-in that issued it (the ID token's sid)
+	SessionHash   string // its cookie's hash, when creating: the sign-in is recorded as the client's
 	ExpiresAt     time.Time
 	Used          bool
 	FamilyID      string // what the exchange issued (set once used)
@@ -168,13 +171,23 @@ type Code struct {
 	AccessExp     int64
 }
 
-// CreateCode stores a new authorization code.
+// CreateCode stores a new authorization code and records that its
+// browser sign-in (SessionHash) gave the client a code, for back-channel
+// logout.
 func (db *DB) CreateCode(ctx context.Context, c *Code, now time.Time) (err error) {
 	defer wrap(&err, "create code")
-	_, err = db.exec(ctx, `INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		c.Hash, c.ClientID, c.UserID, c.RedirectURI, c.Scope, c.CodeChallenge, c.Nonce, c.AuthTime.Unix(), now.Unix(), c.ExpiresAt.Unix())
-	return err
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, created_at, expires_at, sid)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			c.Hash, c.ClientID, c.UserID, c.RedirectURI, c.Scope, c.CodeChallenge, c.Nonce, c.AuthTime.Unix(), now.Unix(), c.ExpiresAt.Unix(), c.SID); err != nil {
+			return err
+		}
+		if c.SessionHash == "" {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, c.SessionHash, c.ClientID)
+		return err
+	})
 }
 
 // CodeByHash returns the code, used or not, or ErrNotFound.
@@ -184,9 +197,9 @@ func (db *DB) CodeByHash(ctx context.Context, hash string) (c *Code, err error) 
 	var authTime, exp int64
 	var used, accessExp sql.NullInt64
 	var family, jti sql.NullString
-	err = db.queryRow(ctx, `SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at, family_id, access_jti, access_exp
+	err = db.queryRow(ctx, `SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at, family_id, access_jti, access_exp, sid
 FROM auth_codes WHERE hash = $1`, hash).Scan(&c.ClientID, &c.UserID, &c.RedirectURI, &c.Scope, &c.CodeChallenge, &c.Nonce,
-		&authTime, &exp, &used, &family, &jti, &accessExp)
+		&authTime, &exp, &used, &family, &jti, &accessExp, &c.SID)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +268,8 @@ ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, updated_a
 
 // Session is a signed-in browser at the authorization endpoint.
 type Session struct {
+	SID       string // public: the sid of its ID tokens and logout tokens
+	Hash      string // of the cookie's value (set when read)
 	UserID    int64
 	AuthTime  time.Time
 	ExpiresAt time.Time
@@ -263,18 +278,18 @@ type Session struct {
 // CreateSession stores a session under the hash of its cookie value.
 func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err error) {
 	defer wrap(&err, "create session")
-	_, err = db.exec(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at) VALUES ($1, $2, $3, $4)`,
-		hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix())
+	_, err = db.exec(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5)`,
+		hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID)
 	return err
 }
 
 // SessionByHash returns the unexpired session of a live, active user, or ErrNotFound.
 func (db *DB) SessionByHash(ctx context.Context, hash string, now time.Time) (s *Session, err error) {
 	defer wrap(&err, "session")
-	s = &Session{}
+	s = &Session{Hash: hash}
 	var auth, exp int64
-	err = db.queryRow(ctx, `SELECT s.user_id, s.auth_time, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
-WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active`, hash, now.Unix()).Scan(&s.UserID, &auth, &exp)
+	err = db.queryRow(ctx, `SELECT s.user_id, s.auth_time, s.expires_at, s.sid FROM sessions s JOIN users u ON u.id = s.user_id
+WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active`, hash, now.Unix()).Scan(&s.UserID, &auth, &exp, &s.SID)
 	if err != nil {
 		return nil, err
 	}
@@ -282,11 +297,15 @@ WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active
 	return s, nil
 }
 
-// DeleteSession ends a session.
-func (db *DB) DeleteSession(ctx context.Context, hash string) (err error) {
+// DeleteSession ends a browser sign-in (RP-initiated logout) with the codes
+// it issued that were not exchanged yet; it returns the clients to tell.
+func (db *DB) DeleteSession(ctx context.Context, hash string) (e Ended, err error) {
 	defer wrap(&err, "delete session")
-	_, err = db.exec(ctx, `DELETE FROM sessions WHERE hash = $1`, hash)
-	return err
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		e.SignIns, err = endSignInsTx(ctx, tx, signInsByHash, hash)
+		return err
+	})
+	return e, err
 }
 
 // --- password reset ---
@@ -326,7 +345,7 @@ func (db *DB) ReplaceResetToken(ctx context.Context, hash string, userID int64, 
 // caller to apply locally), the user's other reset tokens and the login
 // failures on record. An unknown, used or expired token, or a deleted
 // user, is ErrNotFound and changes nothing.
-func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string, accessTTL time.Duration, now time.Time) (userID int64, r Revocation, err error) {
+func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string, accessTTL time.Duration, now time.Time) (userID int64, e Ended, err error) {
 	defer wrap(&err, "reset password")
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id`,
@@ -347,7 +366,8 @@ func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string,
 		if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE user_id = $1`, userID); err != nil {
 			return err
 		}
-		return revokeUserTx(ctx, tx, userID, accessTTL, now)
+		e, err = revokeUserTx(ctx, tx, userID, accessTTL, now)
+		return err
 	})
-	return userID, UserRevocation(userID, accessTTL, now), err
+	return userID, e, err
 }

@@ -201,12 +201,12 @@ func TestUsers(t *testing.T) {
 			t.Fatalf("UpdateProfile = %+v, %v", u, err)
 		}
 		admin := store.RoleAdmin
-		u, err = db.UpdateUserAdmin(ctx, a.ID, &admin, nil, time.Hour, t0)
-		if err != nil || u.Role != store.RoleAdmin || !u.IsActive {
-			t.Fatalf("UpdateUserAdmin = %+v, %v", u, err)
+		u, ended, err := db.UpdateUserAdmin(ctx, a.ID, &admin, nil, time.Hour, t0)
+		if err != nil || u.Role != store.RoleAdmin || !u.IsActive || len(ended.Revocations)+len(ended.SignIns) != 0 {
+			t.Fatalf("UpdateUserAdmin = %+v, %+v, %v", u, ended, err)
 		}
 		bad := "root"
-		if _, err := db.UpdateUserAdmin(ctx, a.ID, &bad, nil, time.Hour, t0); err == nil {
+		if _, _, err := db.UpdateUserAdmin(ctx, a.ID, &bad, nil, time.Hour, t0); err == nil {
 			t.Fatal("UpdateUserAdmin accepted role root")
 		}
 		newUser(t, db, "bob@example.com", "bob")
@@ -214,13 +214,13 @@ func TestUsers(t *testing.T) {
 		if err != nil || total != 2 || len(list) != 1 || list[0].Username != "bob" {
 			t.Fatalf("ListUsers(1,1) = %v, %d, %v", list, total, err)
 		}
-		if err := db.DeleteUser(ctx, a.ID, time.Hour, t0); err != nil {
+		if _, err := db.DeleteUser(ctx, a.ID, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.UserByID(ctx, a.ID); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("deleted user found: %v", err)
 		}
-		if err := db.DeleteUser(ctx, a.ID, time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.DeleteUser(ctx, a.ID, time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("second delete = %v; want ErrNotFound", err)
 		}
 		// The address and name are free again.
@@ -367,20 +367,23 @@ func TestRefreshRotation(t *testing.T) {
 	})
 }
 
-// newSignIn stores a browser sign-in and an unexchanged code of the user.
-func newSignIn(t testing.TB, db *store.DB, userID int64) (session, code string) {
+// newSignIn stores a browser sign-in and an unexchanged code it gave a
+// client with a back-channel logout URI; ended is what ending it announces.
+func newSignIn(t testing.TB, db *store.DB, userID int64) (session, code string, ended store.SignIn) {
 	t.Helper()
 	session, code = token.Hash(token.NewOpaque()), token.Hash(token.NewOpaque())
-	if err := db.CreateSession(ctx, session, store.Session{UserID: userID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+	ended = store.SignIn{SID: "sid-" + code[:8], UserID: userID, ClientID: "c-" + code[:8], URI: "https://rp.example/bc/" + code[:8]}
+	if err := db.CreateSession(ctx, session, store.Session{SID: ended.SID, UserID: userID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.CreateClient(ctx, &store.Client{ID: "c-" + code[:8], Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+	if err := db.CreateClient(ctx, &store.Client{ID: ended.ClientID, Name: "x", GrantTypes: []string{"authorization_code"}, BackchannelLogoutURI: ended.URI}, t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.CreateCode(ctx, &store.Code{Hash: code, ClientID: "c-" + code[:8], UserID: userID, CodeChallenge: "x", AuthTime: t0, ExpiresAt: t0.Add(time.Minute)}, t0); err != nil {
+	if err := db.CreateCode(ctx, &store.Code{Hash: code, ClientID: ended.ClientID, UserID: userID, CodeChallenge: "x", AuthTime: t0,
+		SID: ended.SID, SessionHash: session, ExpiresAt: t0.Add(time.Minute)}, t0); err != nil {
 		t.Fatal(err)
 	}
-	return session, code
+	return session, code, ended
 }
 
 // A password change ends every other session of the user in the same
@@ -391,17 +394,20 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 		u := newUser(t, db, "ann@example.com", "ann")
 		keep, keepRT := newFamily(t, db, u.ID)
 		other, otherRT := newFamily(t, db, u.ID)
-		session, code := newSignIn(t, db, u.ID)
+		session, code, signIn := newSignIn(t, db, u.ID)
 		bob := newUser(t, db, "bob@example.com", "bob")
 		bobFamily, _ := newFamily(t, db, bob.ID)
-		bobSession, _ := newSignIn(t, db, bob.ID)
-		revs, err := db.SetPassword(ctx, u.ID, "$new", keep.ID, time.Hour, t0)
+		bobSession, _, _ := newSignIn(t, db, bob.ID)
+		ended, err := db.SetPassword(ctx, u.ID, "$new", keep.ID, time.Hour, t0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := store.SessionRevocation(other.ID, time.Hour, t0)
-		if len(revs) != 1 || revs[0] != want {
+		if revs := ended.Revocations; len(revs) != 1 || revs[0] != want {
 			t.Fatalf("SetPassword revocations = %+v; want [%+v]", revs, want)
+		}
+		if len(ended.SignIns) != 1 || ended.SignIns[0] != signIn {
+			t.Fatalf("SetPassword ended sign-ins = %+v; want [%+v]", ended.SignIns, signIn)
 		}
 		if stored, _ := db.RevocationsSince(ctx, t0, t0); len(stored) != 1 || stored[0] != want {
 			t.Fatalf("stored revocations = %+v; want [%+v]", stored, want)
@@ -429,7 +435,7 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 		}
 		// A failure leaves nothing half done: a password write for a
 		// deleted user revokes nothing.
-		if err := db.DeleteUser(ctx, bob.ID, time.Hour, t0); err != nil {
+		if _, err := db.DeleteUser(ctx, bob.ID, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.SetPassword(ctx, bob.ID, "$x", "", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
@@ -444,7 +450,7 @@ func TestResetEndsEverySession(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		u := newUser(t, db, "ann@example.com", "ann")
 		_, rt := newFamily(t, db, u.ID)
-		session, code := newSignIn(t, db, u.ID)
+		session, code, signIn := newSignIn(t, db, u.ID)
 		for i := 0; i < 3; i++ {
 			db.CountLoginAttempt(ctx, token.Hash("ann"), u.ID, time.Hour, t0)
 		}
@@ -452,9 +458,10 @@ func TestResetEndsEverySession(t *testing.T) {
 		if err := db.ReplaceResetToken(ctx, reset, u.ID, 3, t0.Add(time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
-		id, r, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0)
-		if err != nil || id != u.ID || r != store.UserRevocation(u.ID, time.Hour, t0) {
-			t.Fatalf("ResetPassword = %d, %+v, %v", id, r, err)
+		id, ended, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0)
+		r := store.UserRevocation(u.ID, time.Hour, t0)
+		if err != nil || id != u.ID || len(ended.Revocations) != 1 || ended.Revocations[0] != r || len(ended.SignIns) != 1 || ended.SignIns[0] != signIn {
+			t.Fatalf("ResetPassword = %d, %+v, %v", id, ended, err)
 		}
 		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(rt), t0); got == nil || !got.Family.Revoked {
 			t.Fatalf("family not revoked by the reset: %+v", got)
@@ -556,7 +563,7 @@ func TestRotateRefreshConditions(t *testing.T) {
 			t.Fatalf("new token %+v, %v", n, err)
 		}
 		off := false
-		if _, err := db.UpdateUserAdmin(ctx, u.ID, nil, &off, time.Hour, t0); err != nil {
+		if _, _, err := db.UpdateUserAdmin(ctx, u.ID, nil, &off, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
@@ -776,6 +783,65 @@ func TestErrorClasses(t *testing.T) {
 			other.Close()
 			if err := other.Revoke(ctx, store.Revocation{Kind: store.RevokeJTI, Subject: "x", ExpiresAt: 1}, t0); !errors.Is(err, store.ErrUnavailable) {
 				t.Fatalf("a write on a closed handle = %v; want ErrUnavailable", err)
+			}
+		})
+	}
+}
+
+// Ending one browser sign-in (RP-initiated logout) returns it with each
+// client it gave a code to that has a back-channel logout URI, voids its
+// unexchanged codes, and touches no other sign-in. The record of which
+// clients a sign-in reached goes with the sign-in, the client, or the purge.
+func TestEndSignIn(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			raw := rawDB(t, d, url)
+			u := newUser(t, db, "ann@example.com", "ann")
+			session, code, signIn := newSignIn(t, db, u.ID)
+			other, otherCode, _ := newSignIn(t, db, u.ID)
+			// A second code for the same client and sign-in records nothing new;
+			// a client without a back-channel URI is not announced.
+			quiet := store.Client{ID: "quiet", Name: "x", GrantTypes: []string{"authorization_code"}}
+			if err := db.CreateClient(ctx, &quiet, t0); err != nil {
+				t.Fatal(err)
+			}
+			for _, cl := range []string{signIn.ClientID, "quiet"} {
+				if err := db.CreateCode(ctx, &store.Code{Hash: token.Hash(token.NewOpaque()), ClientID: cl, UserID: u.ID, CodeChallenge: "x",
+					AuthTime: t0, SID: signIn.SID, SessionHash: session, ExpiresAt: t0.Add(time.Minute)}, t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := count(t, raw, "session_clients"); n != 3 {
+				t.Fatalf("%d session_clients rows; want 3", n)
+			}
+			ended, err := db.DeleteSession(ctx, session)
+			if err != nil || len(ended.Revocations) != 0 || len(ended.SignIns) != 1 || ended.SignIns[0] != signIn {
+				t.Fatalf("DeleteSession = %+v, %v; want [%+v]", ended, err, signIn)
+			}
+			if _, err := db.CodeByHash(ctx, code); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("pending code survived its sign-in: %v", err)
+			}
+			if _, err := db.SessionByHash(ctx, other, t0); err != nil {
+				t.Fatalf("the other sign-in ended: %v", err)
+			}
+			if _, err := db.CodeByHash(ctx, otherCode); err != nil {
+				t.Fatalf("the other sign-in's code went: %v", err)
+			}
+			if n := count(t, raw, "session_clients"); n != 1 {
+				t.Fatalf("%d session_clients rows after the logout; want 1", n)
+			}
+			// Ending it again announces nothing.
+			if ended, err := db.DeleteSession(ctx, session); err != nil || len(ended.SignIns) != 0 {
+				t.Fatalf("second DeleteSession = %+v, %v", ended, err)
+			}
+			// The expired sign-in is purged with its record.
+			if err := db.Purge(ctx, store.Retention{LoginWindow: time.Hour, AccessTTL: time.Hour, MaxAge: time.Hour}, t0.Add(2*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(t, raw, "session_clients"); n != 0 {
+				t.Fatalf("%d session_clients rows after the purge; want 0", n)
 			}
 		})
 	}

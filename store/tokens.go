@@ -199,6 +199,22 @@ const (
 	RevokeClient = "client" // every access token of a client minted at or before NotBeforeMs
 )
 
+// SignIn is a browser sign-in that ended, and a client to tell of it: one
+// the sign-in gave a code to, which has a back-channel logout URI.
+type SignIn struct {
+	SID      string
+	UserID   int64
+	ClientID string
+	URI      string
+}
+
+// Ended is what a change ended, for the caller to apply to this instance
+// (the revocations) and to announce (the sign-ins, by back-channel logout).
+type Ended struct {
+	Revocations []Revocation
+	SignIns     []SignIn
+}
+
 // Revocation is one entry of the shared revocation list.
 type Revocation struct {
 	Kind        string

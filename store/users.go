@@ -91,23 +91,21 @@ WHERE id = $1 AND deleted_at IS NULL RETURNING `+userColumns, id, firstName, las
 }
 
 // UpdateUserAdmin sets the role and active flag that are non-nil. Turning a
-// user inactive also revokes every token the user holds (see revokeUserTx).
-func (db *DB) UpdateUserAdmin(ctx context.Context, id int64, role *string, active *bool, accessTTL time.Duration, now time.Time) (u *User, err error) {
+// user inactive also ends every session of the user (see revokeUserTx).
+func (db *DB) UpdateUserAdmin(ctx context.Context, id int64, role *string, active *bool, accessTTL time.Duration, now time.Time) (u *User, e Ended, err error) {
 	defer wrap(&err, "update user")
 	err = db.tx(ctx, func(tx *sql.Tx) error {
-		var e error
-		u, e = scanUser(tx.QueryRowContext(ctx, `UPDATE users SET
+		var err error
+		u, err = scanUser(tx.QueryRowContext(ctx, `UPDATE users SET
 role = COALESCE($2, role), is_active = COALESCE($3, is_active), updated_at = $4
 WHERE id = $1 AND deleted_at IS NULL RETURNING `+userColumns, id, role, active, now.Unix()))
-		if e != nil {
-			return e
+		if err != nil || active == nil || *active {
+			return err
 		}
-		if active != nil && !*active {
-			return revokeUserTx(ctx, tx, id, accessTTL, now)
-		}
-		return nil
+		e, err = revokeUserTx(ctx, tx, id, accessTTL, now)
+		return err
 	})
-	return u, err
+	return u, e, err
 }
 
 // SetPassword replaces the user's password hash and ends every other
@@ -115,8 +113,8 @@ WHERE id = $1 AND deleted_at IS NULL RETURNING `+userColumns, id, role, active, 
 // revocation"): each refresh-token family but keepFamily (the caller's
 // session; "" for none) is revoked with a sid revocation for its access
 // tokens, and every browser sign-in ends with the codes it has not yet had
-// exchanged. It returns the revocations for the caller to apply locally.
-func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, accessTTL time.Duration, now time.Time) (revs []Revocation, err error) {
+// exchanged. It returns what ended, for the caller to apply and announce.
+func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer wrap(&err, "set password")
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, id, hash, now.Unix())
@@ -149,21 +147,55 @@ WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id`, id, keepFa
 			if err := insertRevocation(ctx, tx, r, now); err != nil {
 				return err
 			}
-			revs = append(revs, r)
+			e.Revocations = append(e.Revocations, r)
 		}
-		return endSignInsTx(ctx, tx, id)
+		e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id)
+		return err
 	})
-	return revs, err
+	return e, err
 }
 
-// endSignInsTx ends every browser sign-in of the user and voids the
-// authorization codes not yet exchanged, which those sign-ins issued.
-func endSignInsTx(ctx context.Context, tx *sql.Tx, userID int64) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1`, userID); err != nil {
-		return err
+// The browser sign-ins endSignInsTx ends: a user's, or one by its hash.
+const (
+	signInsByUser = `s.user_id = $1`
+	signInsByHash = `s.hash = $1`
+)
+
+// endSignInsTx ends the browser sign-ins that where (signInsByUser or
+// signInsByHash) selects with arg, and voids the codes they issued that
+// were not exchanged yet. It returns each ended sign-in with each client it
+// gave a code to that has a back-channel logout URI.
+func endSignInsTx(ctx context.Context, tx *sql.Tx, where string, arg any) ([]SignIn, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT s.sid, s.user_id, c.id, c.backchannel_logout_uri
+FROM sessions s JOIN session_clients sc ON sc.session_hash = s.hash JOIN clients c ON c.id = sc.client_id
+WHERE `+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.sid, c.id`, arg)
+	if err != nil {
+		return nil, err
 	}
-	_, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE user_id = $1 AND used_at IS NULL`, userID)
-	return err
+	var out []SignIn
+	for rows.Next() {
+		var si SignIn
+		if err := rows.Scan(&si.SID, &si.UserID, &si.ClientID, &si.URI); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, si)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE used_at IS NULL AND sid <> ''
+  AND sid IN (SELECT s.sid FROM sessions s WHERE `+where+`)`, arg); err != nil {
+		return nil, err
+	}
+	if where == signInsByUser { // codes from before sign-ins had an id
+		if _, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE user_id = $1 AND used_at IS NULL`, arg); err != nil {
+			return nil, err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE hash IN (SELECT s.hash FROM sessions s WHERE `+where+`)`, arg)
+	return out, err
 }
 
 // ListUsers returns live users ordered by id, and how many live users exist.
@@ -190,10 +222,10 @@ func (db *DB) ListUsers(ctx context.Context, limit, offset int) (users []User, t
 	return users, total, rows.Err()
 }
 
-// DeleteUser soft-deletes the user and revokes every token the user holds.
-func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration, now time.Time) (err error) {
+// DeleteUser soft-deletes the user and ends every session of the user.
+func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer wrap(&err, "delete user")
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	err = db.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL`, id, now.Unix())
 		if err != nil {
 			return err
@@ -201,22 +233,26 @@ func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration,
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		return revokeUserTx(ctx, tx, id, accessTTL, now)
+		e, err = revokeUserTx(ctx, tx, id, accessTTL, now)
+		return err
 	})
+	return e, err
 }
 
 // revokeUserTx ends every session of the user: it revokes all the user's
 // refresh token families, ends the browser sign-ins, and records a 'user'
 // revocation, so that access tokens issued until now stop working on every
 // instance. The record lives as long as such a token could.
-func revokeUserTx(ctx context.Context, tx *sql.Tx, id int64, accessTTL time.Duration, now time.Time) error {
+func revokeUserTx(ctx context.Context, tx *sql.Tx, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
-		return err
+		return e, err
 	}
-	if err := endSignInsTx(ctx, tx, id); err != nil {
-		return err
+	if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
+		return e, err
 	}
-	return insertRevocation(ctx, tx, UserRevocation(id, accessTTL, now), now)
+	r := UserRevocation(id, accessTTL, now)
+	e.Revocations = []Revocation{r}
+	return e, insertRevocation(ctx, tx, r, now)
 }
 
 // RehashPassword replaces the user's password hash with one of the same

@@ -30,6 +30,9 @@ func appendClaims(b []byte, c *Claims) []byte {
 	b = appendOptString(b, `,"nonce":`, c.Nonce)
 	b = appendOptString(b, `,"at_hash":`, c.AtHash)
 	b = appendOptString(b, `,"sid":`, c.SessionID)
+	if c.Events != nil {
+		b = append(b, `,"events":{"http://schemas.openid.net/event/backchannel-logout":{}}`...)
+	}
 	return append(b, '}')
 }
 

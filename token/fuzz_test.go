@@ -207,11 +207,14 @@ func TestES256LowS(t *testing.T) {
 // FuzzClaimsJSON: the hand-written claims encoder and encoding/json agree on
 // what any claims decode to.
 func FuzzClaimsJSON(f *testing.F) {
-	f.Add("https://as", "42", "aud", "jti", "client", "read write", "nonce", int64(1), int64(0))
-	f.Add("a\"b\\c", "\x00\x1f\x7f", "<>&", "\u2028\u2029", "é", "\xff\xfe", "\xed\xa0\x80", int64(-1), int64(1<<62))
-	f.Fuzz(func(t *testing.T, iss, sub, aud, jti, client, scope, nonce string, exp, nbf int64) {
+	f.Add("https://as", "42", "aud", "jti", "client", "read write", "nonce", int64(1), int64(0), false)
+	f.Add("a\"b\\c", "\x00\x1f\x7f", "<>&", "\u2028\u2029", "é", "\xff\xfe", "\xed\xa0\x80", int64(-1), int64(1<<62), true)
+	f.Fuzz(func(t *testing.T, iss, sub, aud, jti, client, scope, nonce string, exp, nbf int64, logout bool) {
 		c := &Claims{Issuer: iss, Subject: sub, Audience: aud, ID: jti, ClientID: client, Scope: scope, Nonce: nonce,
 			Expiry: exp, NotBefore: nbf, IssuedAt: exp / 2, AuthTime: nbf, AtHash: scope, SessionID: jti}
+		if logout {
+			c.Events = &Events{}
+		}
 		ours := appendClaims(nil, c)
 		theirs, err := json.Marshal(c)
 		if err != nil {
@@ -224,6 +227,10 @@ func FuzzClaimsJSON(f *testing.F) {
 		if err := json.Unmarshal(theirs, &b); err != nil {
 			t.Fatal(err)
 		}
+		if (a.Events == nil) != (b.Events == nil) || (a.Events == nil) == logout {
+			t.Fatalf("appendClaims %q and json.Marshal %q disagree on events", ours, theirs)
+		}
+		a.Events, b.Events = nil, nil
 		if a != b {
 			t.Fatalf("appendClaims %q decodes to %+v; json.Marshal %q to %+v", ours, a, theirs, b)
 		}

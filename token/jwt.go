@@ -55,6 +55,7 @@ const (
 const (
 	TypeAccess = "at+jwt"
 	TypeID     = "JWT"
+	TypeLogout = "logout+jwt" // OpenID Connect Back-Channel Logout 1.0 §2.4
 )
 
 // MaxLen bounds the length of a token Parse will look at. Our tokens are a few
@@ -79,7 +80,14 @@ type Claims struct {
 	AuthTime  int64  `json:"auth_time,omitempty"`
 	Nonce     string `json:"nonce,omitempty"`
 	AtHash    string `json:"at_hash,omitempty"`
-	SessionID string `json:"sid,omitempty"` // the refresh token family of a first-party session
+	SessionID string  `json:"sid,omitempty"`    // access tokens: the refresh-token family; ID and logout tokens: the browser sign-in
+	Events    *Events `json:"events,omitempty"` // logout tokens only
+}
+
+// Events is the events claim of a logout token (OpenID Connect Back-Channel
+// Logout 1.0 §2.4): the back-channel logout event, an empty object.
+type Events struct {
+	BackchannelLogout struct{} `json:"http://schemas.openid.net/event/backchannel-logout"`
 }
 
 // Key is one key of a key set: an HMAC secret or an asymmetric key pair (or
@@ -250,6 +258,7 @@ func NewSigner(k *Key) (*Signer, error) {
 	return &Signer{key: k, headers: map[string]string{
 		TypeAccess: k.header(TypeAccess),
 		TypeID:     k.header(TypeID),
+		TypeLogout: k.header(TypeLogout),
 	}}, nil
 }
 
@@ -299,7 +308,7 @@ func NewVerifier(keys ...*Key) (*Verifier, error) {
 			return nil, fmt.Errorf("duplicate key id %q", k.ID)
 		}
 		seen[k.ID] = true
-		for _, typ := range []string{TypeAccess, TypeID} {
+		for _, typ := range []string{TypeAccess, TypeID, TypeLogout} {
 			v.byHeader[k.header(typ)] = entry{key: k, typ: typ}
 		}
 	}

@@ -1,0 +1,291 @@
+package auth
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"oauth2-api/auth/smtptest"
+	"oauth2-api/metrics"
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// relyingParty is a back-channel logout endpoint: each logout token POSTed
+// to it arrives on got. answer, if set, chooses the response.
+type relyingParty struct {
+	*httptest.Server
+	got    chan string
+	answer func(w http.ResponseWriter, r *http.Request, n int) bool // true: answered
+	n      atomic.Int32
+}
+
+func newRelyingParty(t testing.TB) *relyingParty {
+	rp := &relyingParty{got: make(chan string, 16)}
+	rp.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := int(rp.n.Add(1))
+		if rp.answer != nil && rp.answer(w, r, n) {
+			return
+		}
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" || r.ParseForm() != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		rp.got <- r.PostForm.Get("logout_token")
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(rp.Close)
+	return rp
+}
+
+// next returns the next logout token, or fails after a generous wait.
+func (rp *relyingParty) next(t testing.TB) string {
+	t.Helper()
+	select {
+	case raw := <-rp.got:
+		return raw
+	case <-time.After(10 * time.Second):
+		t.Fatal("no logout token arrived")
+		return ""
+	}
+}
+
+// none fails if a logout token arrives within a short wait.
+func (rp *relyingParty) none(t testing.TB) {
+	t.Helper()
+	select {
+	case raw := <-rp.got:
+		t.Fatalf("unexpected logout token %.40s…", raw)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// withBackchannel delivers logout tokens signed with the ID token key (set
+// by withSigningKey before it), as main does.
+func withBackchannel(t testing.TB) func(*Deps) {
+	return func(d *Deps) {
+		d.Tokens.Logout = NewBackchannel(d.IDTokens, d.Tokens.Issuer, 10, d.Log, d.Metrics)
+		t.Cleanup(func() { d.Tokens.Logout.Close(context.Background()) })
+	}
+}
+
+// checkLogoutToken verifies raw as a logout token for the client and user
+// (Back-Channel Logout §2.4, §2.6) and returns its claims.
+func (e *env) checkLogoutToken(raw, clientID string, u *store.User) *token.Claims {
+	e.t.Helper()
+	c, err := e.deps.Tokens.Verifier.Parse(raw, token.Expect{Type: token.TypeLogout, Issuer: testIssuer, Audience: clientID}, e.clock.Now())
+	if err != nil {
+		e.t.Fatalf("logout token: %v", err)
+	}
+	hdr, payload, _ := strings.Cut(raw, ".")
+	payload, _, _ = strings.Cut(payload, ".")
+	if !strings.Contains(string(b64Decode(e.t, hdr)), `"typ":"logout+jwt"`) {
+		e.t.Errorf("logout token header %s", b64Decode(e.t, hdr))
+	}
+	body := string(b64Decode(e.t, payload))
+	if !strings.Contains(body, `"events":{"http://schemas.openid.net/event/backchannel-logout":{}}`) || strings.Contains(body, `"nonce"`) {
+		e.t.Errorf("logout token claims %s: want the back-channel logout event and no nonce", body)
+	}
+	if c.Subject != store.FormatID(u.ID) || c.SessionID == "" || c.ID == "" || c.IssuedAt == 0 || c.Expiry <= c.IssuedAt {
+		e.t.Errorf("logout token claims %+v", c)
+	}
+	return c
+}
+
+// Back-Channel Logout 1.0: when a browser sign-in ends (RP-initiated
+// logout, password change, reset, deactivation, deletion) each client it
+// gave a code to that registered a back-channel logout URI receives a
+// logout token naming the sign-in in sid, as its ID token did; a client the
+// sign-in never reached hears nothing.
+func TestBackchannelLogout(t *testing.T) {
+	key := ecKey(t)
+	sink, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
+	eachEnv(t, func(t *testing.T, e *env) {
+		rp, bystander := newRelyingParty(t), newRelyingParty(t)
+		u := e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"},
+			BackchannelLogoutURI: rp.URL + "/backchannel?tenant=1"})
+		e.newClient(ClientSpec{Name: "other", RedirectURIs: []string{"https://other.example/cb"}, Scopes: []string{"openid"},
+			BackchannelLogoutURI: bystander.URL})
+		// signIn signs b in to the RP and returns the ID token's sid.
+		signIn := func(b *browser, password string) (sid, idt string) {
+			p := newPKCE()
+			code := e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), "ann", password))
+			r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+			e.secret(r.Str("access_token"))
+			e.secret(r.Str("refresh_token"))
+			c, err := e.deps.Tokens.Verifier.Parse(r.Str("id_token"), token.Expect{Type: token.TypeID, Issuer: testIssuer, Audience: id}, e.clock.Now())
+			if err != nil || c.SessionID == "" {
+				t.Fatalf("id_token %+v, %v; want a sid", c, err)
+			}
+			return c.SessionID, r.Str("id_token")
+		}
+
+		// RP-initiated logout.
+		b := e.browser()
+		sid, idt := signIn(b, "Ann-Password-1")
+		b.do("GET", "/oauth2/logout?"+url.Values{"id_token_hint": {idt}}.Encode(), nil)
+		if c := e.checkLogoutToken(rp.next(t), id, u); c.SessionID != sid {
+			t.Fatalf("logout token sid %q; want the ID token's %q", c.SessionID, sid)
+		}
+		// Two sign-ins get two sids; a password change ends the other one.
+		thief, owner := e.browser(), e.browser()
+		thiefSID, _ := signIn(thief, "Ann-Password-1")
+		ownerSID, _ := signIn(owner, "Ann-Password-1")
+		if thiefSID == ownerSID || thiefSID == sid {
+			t.Fatal("two sign-ins share a sid")
+		}
+		at, _ := e.login("ann", "Ann-Password-1")
+		e.request("POST", "/api/v1/profile/password", map[string]string{"current_password": "Ann-Password-1", "new_password": e.secret("Ann-Password-2")},
+			bearer(at)...).want(http.StatusNoContent)
+		ended := map[string]bool{}
+		for range 2 {
+			ended[e.checkLogoutToken(rp.next(t), id, u).SessionID] = true
+		}
+		if !ended[thiefSID] || !ended[ownerSID] {
+			t.Fatalf("password change announced %v; want both sign-ins", ended)
+		}
+		// A reset, a deactivation and a deletion each end the sign-in.
+		_, admin := e.admin()
+		sid, _ = signIn(b, "Ann-Password-2")
+		tok := e.secret(token.NewOpaque())
+		if err := e.db.ReplaceResetToken(t.Context(), token.Hash(tok), u.ID, 3, e.clock.Now().Add(time.Hour), e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok, "new_password": "Ann-Password-3"}).want(http.StatusNoContent)
+		if c := e.checkLogoutToken(rp.next(t), id, u); c.SessionID != sid {
+			t.Fatalf("reset: logout token sid %q; want %q", c.SessionID, sid)
+		}
+		sid, _ = signIn(b, e.secret("Ann-Password-3"))
+		e.request("PATCH", "/api/v1/users/"+store.FormatID(u.ID), map[string]any{"is_active": false}, bearer(admin)...).want(http.StatusOK)
+		if c := e.checkLogoutToken(rp.next(t), id, u); c.SessionID != sid {
+			t.Fatalf("deactivation: logout token sid %q; want %q", c.SessionID, sid)
+		}
+		e.request("PATCH", "/api/v1/users/"+store.FormatID(u.ID), map[string]any{"is_active": true}, bearer(admin)...).want(http.StatusOK)
+		sid, _ = signIn(b, "Ann-Password-3")
+		e.request("DELETE", "/api/v1/users/"+store.FormatID(u.ID), nil, bearer(admin)...).want(http.StatusNoContent)
+		if c := e.checkLogoutToken(rp.next(t), id, u); c.SessionID != sid {
+			t.Fatalf("deletion: logout token sid %q; want %q", c.SessionID, sid)
+		}
+		// The sign-ins never reached the other client.
+		bystander.none(t)
+		rp.none(t)
+		if got := e.deps.Metrics.Logouts.With(logoutSent).Value(); got != 6 {
+			t.Fatalf("oauth2_backchannel_logouts_total{outcome=sent} = %d; want 6", got)
+		}
+	}, withSigningKey(t, key, nil), withBackchannel(t), withReset(t, sink, clientTLS, SMTPStartTLS))
+}
+
+// Delivery never blocks the user's request, never follows a redirect (the
+// registered URI is the only one told), and tries a failing RP again a
+// bounded number of times; a full queue drops and counts.
+func TestBackchannelDelivery(t *testing.T) {
+	defer func(b []time.Duration) { logoutBackoff = b }(logoutBackoff)
+	logoutBackoff = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond}
+	key := ecKey(t)
+	signer, err := token.NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newQueue := func(t *testing.T, n int) (*Backchannel, *Metrics) {
+		m := NewMetrics(metrics.NewRegistry())
+		bc := NewBackchannel(signer, testIssuer, n, slog.New(slog.DiscardHandler), m)
+		t.Cleanup(func() { bc.Close(context.Background()) })
+		return bc, m
+	}
+	signIn := func(uri string) store.SignIn {
+		return store.SignIn{SID: token.NewID(), UserID: 7, ClientID: "c1", URI: uri}
+	}
+
+	t.Run("retries", func(t *testing.T) {
+		rp := newRelyingParty(t)
+		rp.answer = func(w http.ResponseWriter, r *http.Request, n int) bool {
+			if n < 3 {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return true
+			}
+			return false
+		}
+		bc, m := newQueue(t, 4)
+		bc.Announce([]store.SignIn{signIn(rp.URL)})
+		rp.next(t)
+		bc.Close(context.Background())
+		if sent, failed := m.Logouts.With(logoutSent).Value(), m.Logouts.With(logoutFailed).Value(); sent != 1 || failed != 0 {
+			t.Fatalf("after two refusals and a 200: sent %d, failed %d; want 1, 0", sent, failed)
+		}
+		// An RP that never answers 2xx is tried 1+len(logoutBackoff) times.
+		rp.answer = func(w http.ResponseWriter, r *http.Request, n int) bool {
+			w.WriteHeader(http.StatusInternalServerError)
+			return true
+		}
+		rp.n.Store(0)
+		bc, m = newQueue(t, 4)
+		bc.Announce([]store.SignIn{signIn(rp.URL)})
+		bc.Close(context.Background())
+		if n, failed := rp.n.Load(), m.Logouts.With(logoutFailed).Value(); n != 3 || failed != 1 {
+			t.Fatalf("a failing RP: %d tries, failed %d; want 3, 1", n, failed)
+		}
+	})
+	t.Run("no redirects", func(t *testing.T) {
+		elsewhere := newRelyingParty(t)
+		rp := newRelyingParty(t)
+		rp.answer = func(w http.ResponseWriter, r *http.Request, n int) bool {
+			http.Redirect(w, r, elsewhere.URL, http.StatusTemporaryRedirect)
+			return true
+		}
+		bc, m := newQueue(t, 4)
+		bc.Announce([]store.SignIn{signIn(rp.URL)})
+		bc.Close(context.Background())
+		elsewhere.none(t)
+		if failed := m.Logouts.With(logoutFailed).Value(); failed != 1 {
+			t.Fatalf("a redirecting RP: failed %d; want 1", failed)
+		}
+	})
+	t.Run("never blocks", func(t *testing.T) {
+		release := make(chan struct{})
+		arrived := make(chan struct{}, 16)
+		rp := newRelyingParty(t)
+		rp.answer = func(w http.ResponseWriter, r *http.Request, n int) bool {
+			arrived <- struct{}{}
+			<-release
+			return false
+		}
+		defer close(release)
+		bc, m := newQueue(t, 1)
+		// Every worker is held by the RP, one sign-in waits in the queue,
+		// and the rest are dropped at once.
+		for range logoutWorkers {
+			bc.Announce([]store.SignIn{signIn(rp.URL)})
+			<-arrived
+		}
+		bc.Announce([]store.SignIn{signIn(rp.URL), signIn(rp.URL), signIn(rp.URL)})
+		if dropped := m.Logouts.With(logoutDropped).Value(); dropped != 2 {
+			t.Fatalf("dropped %d; want 2 (queue of 1, every worker busy)", dropped)
+		}
+	})
+	t.Run("close abandons", func(t *testing.T) {
+		rp := newRelyingParty(t)
+		rp.answer = func(w http.ResponseWriter, r *http.Request, n int) bool {
+			io.Copy(io.Discard, r.Body) // then the server sees the client hang up
+			<-r.Context().Done()
+			return true
+		}
+		bc, m := newQueue(t, 8)
+		bc.Announce([]store.SignIn{signIn(rp.URL), signIn(rp.URL), signIn(rp.URL), signIn(rp.URL), signIn(rp.URL), signIn(rp.URL)})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		bc.Close(ctx)
+		sent, failed, dropped := m.Logouts.With(logoutSent).Value(), m.Logouts.With(logoutFailed).Value(), m.Logouts.With(logoutDropped).Value()
+		if sent != 0 || failed+dropped != 6 {
+			t.Fatalf("after Close: sent %d, failed %d, dropped %d; want every one accounted for", sent, failed, dropped)
+		}
+		bc.Announce([]store.SignIn{signIn(rp.URL)}) // after Close: ignored, no panic
+	})
+}
