@@ -80,6 +80,10 @@ type Claims struct {
 	Nonce     string `json:"nonce,omitempty"`
 	AtHash    string `json:"at_hash,omitempty"`
 	SessionID string `json:"sid,omitempty"` // the refresh token family of a first-party session
+	// ID tokens granted the email scope (OIDC Core §5.1, §5.4): the address
+	// and whether it is verified, written whenever set, false included.
+	Email         string `json:"email,omitempty"`
+	EmailVerified *bool  `json:"email_verified,omitempty"`
 }
 
 // Key is one key of a key set: an HMAC secret or an asymmetric key pair (or
