@@ -58,6 +58,10 @@ type config struct {
 	DBMaxIdleConns      int
 	DBConnMaxLifetime   time.Duration
 	MaxConnections      int
+
+	// Email verification.
+	EmailVerificationTTL     time.Duration
+	RequireEmailVerification bool
 }
 
 // minSecret is the shortest JWT_SECRET release mode accepts (HS256 wants a
@@ -258,8 +262,13 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if c.EnablePasswordReset && c.SMTPHost == "" {
 		e.fail("SMTP_HOST", "required when ENABLE_PASSWORD_RESET is true")
 	}
-	if c.EnablePasswordReset && c.SMTPFrom == "" {
-		e.fail("SMTP_FROM", "required when ENABLE_PASSWORD_RESET is true")
+	if c.SMTPHost != "" && c.SMTPFrom == "" { // mail goes out: reset links, and verification links at registration
+		e.fail("SMTP_FROM", "required when SMTP_HOST is set")
+	}
+	c.EmailVerificationTTL = e.dur("EMAIL_VERIFICATION_TTL", "24h", time.Minute, 30*24*time.Hour)
+	// Without mail, no address could ever be verified but by the CLI.
+	if c.RequireEmailVerification = e.bool("REQUIRE_EMAIL_VERIFICATION", "false"); c.RequireEmailVerification && c.SMTPHost == "" {
+		e.fail("SMTP_HOST", "required when REQUIRE_EMAIL_VERIFICATION is true (the links are mailed)")
 	}
 	c.DBMaxOpenConns = e.int("DB_MAX_OPEN_CONNS", "100", 1, 10000)
 	c.DBMaxIdleConns = e.int("DB_MAX_IDLE_CONNS", "10", 0, 10000)

@@ -50,6 +50,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"SMTPTLS", c.SMTPTLS, "starttls"},
 		{"PasswordResetTTL", c.PasswordResetTTL, time.Hour},
 		{"PasswordResetURL", c.PasswordResetURL, "http://localhost:8080/password/reset"},
+		{"EmailVerificationTTL", c.EmailVerificationTTL, 24 * time.Hour},
+		{"RequireEmailVerification", c.RequireEmailVerification, false},
 		{"DBMaxOpenConns", c.DBMaxOpenConns, 100},
 		{"DBMaxIdleConns", c.DBMaxIdleConns, 10},
 		{"DBConnMaxLifetime", c.DBConnMaxLifetime, time.Hour},
@@ -82,6 +84,9 @@ func TestLoadConfigValues(t *testing.T) {
 		"LOGIN_RATE_BURST":          "3",
 		"LOGIN_MAX_FAILURES":        "8",
 		"LOGIN_LOCKOUT":             "30m",
+
+		"SMTP_HOST": "smtp.example.com", "SMTP_FROM": "auth@example.com",
+		"EMAIL_VERIFICATION_TTL": "72h", "REQUIRE_EMAIL_VERIFICATION": "true",
 	}))
 	if err != nil {
 		t.Fatalf("loadConfig = %v", err)
@@ -118,6 +123,9 @@ func TestLoadConfigValues(t *testing.T) {
 	}
 	if c.PasswordResetURL != "https://auth.example.com/password/reset" {
 		t.Errorf("PasswordResetURL %q follows ISSUER", c.PasswordResetURL)
+	}
+	if c.EmailVerificationTTL != 72*time.Hour || !c.RequireEmailVerification {
+		t.Errorf("EmailVerificationTTL %v, RequireEmailVerification %v; want 72h, true", c.EmailVerificationTTL, c.RequireEmailVerification)
 	}
 }
 
@@ -240,6 +248,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"ENABLE_REGISTRATION": "maybe"}, "ENABLE_REGISTRATION"},
 		{map[string]string{"ENABLE_PASSWORD_RESET": "true"}, "SMTP_HOST"},
 		{map[string]string{"ENABLE_PASSWORD_RESET": "true", "SMTP_HOST": "smtp.example.com"}, "SMTP_FROM"},
+		{map[string]string{"SMTP_HOST": "smtp.example.com"}, "SMTP_FROM"}, // verification links are mailed
+		{map[string]string{"REQUIRE_EMAIL_VERIFICATION": "true"}, "SMTP_HOST"},
+		{map[string]string{"REQUIRE_EMAIL_VERIFICATION": "yes please"}, "REQUIRE_EMAIL_VERIFICATION"},
+		{map[string]string{"EMAIL_VERIFICATION_TTL": "30s"}, "EMAIL_VERIFICATION_TTL"},
+		{map[string]string{"EMAIL_VERIFICATION_TTL": "24"}, "EMAIL_VERIFICATION_TTL"},
+		{map[string]string{"EMAIL_VERIFICATION_TTL": "2000h"}, "EMAIL_VERIFICATION_TTL"},
 		{map[string]string{"ACCESS_TOKEN_TTL": "1ns"}, "ACCESS_TOKEN_TTL"},
 		{map[string]string{"ACCESS_TOKEN_TTL": "forever"}, "ACCESS_TOKEN_TTL"},
 		{map[string]string{"ACCESS_TOKEN_TTL": "48h"}, "ACCESS_TOKEN_TTL"},
@@ -318,6 +332,7 @@ func TestLoadConfigSMTPTLS(t *testing.T) {
 		{map[string]string{"SMTP_HOST": "::1", "SMTP_TLS": "none"}, "none"},
 		{map[string]string{"SMTP_TLS": "none"}, "none"}, // no SMTP_HOST: mail is off
 	} {
+		tc.env["SMTP_FROM"] = "auth@example.com" // required with SMTP_HOST
 		c, err := loadConfig(envOf(tc.env))
 		if err != nil || c.SMTPTLS != tc.want {
 			t.Errorf("loadConfig(%v) = %v; want SMTP_TLS %s", tc.env, err, tc.want)

@@ -86,7 +86,7 @@ commands:
   serve                      run the server (the default)
   migrate [status]           apply pending migrations, or list them
   healthcheck                GET /health on 127.0.0.1:$PORT; exit 0 if healthy
-  user create --email E --username U [--role admin]   (password on stdin)
+  user create --email E --username U [--role admin] [--email-verified]   (password on stdin)
   client create|list|delete|rotate-secret             manage OAuth clients
   keys generate [--alg RS256|ES256|EdDSA] --out FILE  write a signing key
   version                    print the version`
@@ -96,7 +96,7 @@ var commandUsage = map[string]string{
 	"serve":       "usage: oauth2-api [serve]",
 	"migrate":     "usage: oauth2-api migrate [status]",
 	"healthcheck": "usage: oauth2-api healthcheck",
-	"user":        "usage: oauth2-api user create --email E --username U [--role admin] [--first-name F] [--last-name L] (the password is read from stdin)",
+	"user":        "usage: oauth2-api user create --email E --username U [--role admin] [--first-name F] [--last-name L] [--email-verified] (the password is read from stdin; --email-verified: you vouch for the address)",
 	"client": `usage:
   oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server] [--backchannel-logout-uri U]
   oauth2-api client list
@@ -274,12 +274,14 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	if ks.idTokens != nil {
 		ts.Logout = auth.NewBackchannel(ks.idTokens, cfg.Issuer, 1000, log, authm)
 	}
-	var reset *auth.Reset
-	if cfg.EnablePasswordReset {
+	if cfg.SMTPHost != "" { // reset and verification links
 		mailer := &auth.SMTPMailer{Host: cfg.SMTPHost, Port: cfg.SMTPPort, TLSMode: cfg.SMTPTLS,
 			Username: cfg.SMTPUsername, Password: cfg.SMTPPassword, From: cfg.SMTPFrom}
 		mail = auth.NewMailQueue(mailer, 100, log, authm)
-		reset = &auth.Reset{TTL: cfg.PasswordResetTTL, URL: cfg.PasswordResetURL, Mail: mail}
+	}
+	var reset *auth.Reset
+	if cfg.EnablePasswordReset { // loadConfig requires SMTP_HOST for it
+		reset = &auth.Reset{TTL: cfg.PasswordResetTTL, URL: cfg.PasswordResetURL}
 	}
 	h := auth.NewHandler(auth.Deps{
 		Log: log, DB: db, Tokens: ts, Passwords: pw,
@@ -287,7 +289,8 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 		Metrics:  authm, HTTP: httpm, Registry: reg, API: apiLimit, Pages: pageLimit, Creds: credLimit, PerClient: clientLimit,
 		Now: time.Now, Version: version, Started: started,
 		Clients: clients, Browser: browser, IDTokens: ks.idTokens, PublicKeys: ks.public,
-		EnableRegistration: cfg.EnableRegistration, Reset: reset,
+		EnableRegistration: cfg.EnableRegistration, Mail: mail, Reset: reset,
+		EmailVerificationTTL: cfg.EmailVerificationTTL, RequireEmailVerification: cfg.RequireEmailVerification,
 		Release: cfg.Release, CORSOrigins: cfg.CORSOrigins,
 		IPs: httpx.IPResolver{Trusted: cfg.TrustedProxies},
 	})
@@ -572,6 +575,7 @@ func userCmd(ctx context.Context, cfg *config, args []string, stdin io.Reader, s
 	role := fs.String("role", store.RoleUser, "user or admin")
 	first := fs.String("first-name", "", "first name")
 	last := fs.String("last-name", "", "last name")
+	verified := fs.Bool("email-verified", false, "the operator vouches for the address")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usagef("user create: %v", err)
 	}
@@ -592,7 +596,7 @@ func userCmd(ctx context.Context, cfg *config, args []string, stdin io.Reader, s
 		return err
 	}
 	pw := auth.NewPasswords(auth.DefaultArgon2, 1, time.Minute)
-	u, err := auth.Register(ctx, db, pw, *email, *username, password, *first, *last, *role, time.Now())
+	u, err := auth.Register(ctx, db, pw, *email, *username, password, *first, *last, *role, *verified, time.Now())
 	var he *httpx.Error
 	if errors.As(err, &he) {
 		return usagef("user create: %s", he.Message)
@@ -600,7 +604,7 @@ func userCmd(ctx context.Context, cfg *config, args []string, stdin io.Reader, s
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "{\"id\":%d,\"email\":%q,\"username\":%q,\"role\":%q}\n", u.ID, u.Email, u.Username, u.Role)
+	fmt.Fprintf(stdout, "{\"id\":%d,\"email\":%q,\"email_verified\":%t,\"username\":%q,\"role\":%q}\n", u.ID, u.Email, u.EmailVerified, u.Username, u.Role)
 	return nil
 }
 

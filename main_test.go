@@ -196,6 +196,44 @@ func TestRunUserCreate(t *testing.T) {
 	}
 }
 
+// user create --email-verified stores the address as verified (the
+// operator vouches for it); without the flag it is not.
+func TestRunUserCreateEmailVerified(t *testing.T) {
+	env := testEnv(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want bool
+	}{
+		{"ann", nil, false},
+		{"vic", []string{"--email-verified"}, true},
+	} {
+		args := append([]string{"user", "create", "--email", tc.name + "@example.com", "--username", tc.name}, tc.args...)
+		out, _, err := runCmd(t, env, "Sunny-Day-Password-42\n", args...)
+		if err != nil {
+			t.Fatalf("user create %v = %v", tc.args, err)
+		}
+		var got struct {
+			EmailVerified *bool `json:"email_verified"`
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil || got.EmailVerified == nil || *got.EmailVerified != tc.want {
+			t.Fatalf("user create %v printed %q; want email_verified %v", tc.args, out, tc.want)
+		}
+		db, err := store.Open(context.Background(), env["DATABASE_URL"], store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := db.UserByUsername(context.Background(), tc.name)
+		db.Close()
+		if err != nil || u.EmailVerified != tc.want {
+			t.Fatalf("user %s = %+v, %v; want email_verified %v", tc.name, u, err, tc.want)
+		}
+	}
+	if _, _, err := runCmd(t, env, "", "user", "create", "--email-verified=maybe"); exitCode(err) != 2 {
+		t.Fatalf("--email-verified=maybe = %v; want exit 2", err)
+	}
+}
+
 // client create --resource-server registers a client that may introspect
 // any access token; client list shows it.
 func TestRunClientResourceServer(t *testing.T) {
@@ -475,5 +513,54 @@ func TestServeSendsQueuedMail(t *testing.T) {
 	}
 	if !strings.HasSuffix(strings.TrimSpace(logText), `"msg":"stopped"}`) {
 		t.Errorf("the last log line is not \"stopped\":\n%s", logText)
+	}
+}
+
+// TestServeMailsVerification: with SMTP_HOST set and password reset off,
+// the server still has a mail queue: registration mails a verification
+// link to $ISSUER/email/verify, and the reset routes do not exist.
+func TestServeMailsVerification(t *testing.T) {
+	sink, _ := smtptest.Start(t, smtptest.Plain, false)
+	env := testEnv(t, "SMTP_HOST", "127.0.0.1", "SMTP_PORT", strconv.Itoa(sink.Port()), "SMTP_TLS", "none",
+		"SMTP_FROM", "auth@example.com", "ISSUER", "https://auth.example.com")
+	cfg, err := loadConfig(envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Port = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs lockedBuffer
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, &logs, ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve returned before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve never became ready")
+	}
+	post := func(path, body string) int {
+		resp, err := http.Post("http://"+addr+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post("/api/v1/auth/register", `{"email":"sam@example.com","username":"sam","password":"Serve-Test-Password-9"}`); got != http.StatusCreated {
+		t.Fatalf("register = %d; want 201", got)
+	}
+	if m := sink.Wait(t); m.To != "sam@example.com" || !strings.Contains(m.Data, "https://auth.example.com/email/verify?token=") {
+		t.Fatalf("mail %+v; want a verification link to sam", m)
+	}
+	if got := post("/api/v1/auth/password/forgot", `{"email":"sam@example.com"}`); got != http.StatusNotFound {
+		t.Fatalf("forgot with ENABLE_PASSWORD_RESET off = %d; want 404", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve = %v", err)
 	}
 }

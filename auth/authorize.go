@@ -186,7 +186,7 @@ func currentSession(ctx context.Context, db *store.DB, b *Browser, r *http.Reque
 
 // handleAuthorize serves GET and POST /oauth2/authorize (RFC 6749 §4.1.1):
 // the login form, the consent form, and the redirect with a code.
-func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, oidc bool, now func() time.Time) http.Handler {
+func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, oidc bool, v verification, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
 		a := &authorization{w: w, r: r, log: log, db: db, iss: ts.Issuer, b: b, now: t}
@@ -219,7 +219,7 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 		if r.Method == http.MethodPost {
 			switch {
 			case params.Has("login"):
-				if sess = a.loginForm(pw, th, m); sess == nil {
+				if sess = a.loginForm(pw, th, m, v); sess == nil {
 					return // the login page was shown again
 				}
 			case params.Has("action"):
@@ -305,8 +305,10 @@ func (a *authorization) showLogin(status int, msg, login string) {
 
 // loginForm handles a POSTed login form. On success it starts a session
 // (a new cookie: the session id is never one the browser chose) and returns
-// it; otherwise it shows the form again and returns nil.
-func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics) *store.Session {
+// it; otherwise it shows the form again and returns nil. With
+// REQUIRE_EMAIL_VERIFICATION, an unverified address is refused (403) once
+// the password is known to be right.
+func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev verification) *store.Session {
 	ctx := a.r.Context()
 	login, password := a.ar.params.Get("login"), a.ar.params.Get("password")
 	if login == "" || password == "" || len(login) > 254 || len(password) > 4*maxPassword {
@@ -326,6 +328,10 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics) *store
 		default:
 			a.b.fail(a.w, a.r, err)
 		}
+		return nil
+	}
+	if err := ev.refuseUnverified(a.r, a.log, a.db, u, a.now); err != nil {
+		a.showLogin(http.StatusForbidden, "Your email address is not verified yet: open the link we mailed you, then sign in.", login)
 		return nil
 	}
 	v := token.NewOpaque()

@@ -25,11 +25,12 @@
 //
 // Where tokens are minted: access and refresh tokens in tokens.go
 // (Tokens.Access, StartSession, Rotate), ID tokens in oidc.go, authorization
-// codes in authorize.go (issueCode). Where they are checked: Tokens.Verify
-// (signature, then the revocation list), the rotation of a refresh token in
-// one database statement (store.RotateRefresh), codes in grants.go
-// (exchangeCode). Sessions end as API.md "Sessions and revocation" says:
-// every access token of a user names its session in sid, and ending a
+// codes in authorize.go (issueCode), reset and email verification links in
+// the mail queue's jobs (forgotJob, verifyJob). Where they are checked:
+// Tokens.Verify (signature, then the revocation list), the rotation of a
+// refresh token in one database statement (store.RotateRefresh), codes in
+// grants.go (exchangeCode). Sessions end as API.md "Sessions and revocation"
+// says: every access token of a user names its session in sid, and ending a
 // session is stored in the database before it is answered, then applied to
 // this instance's revocation list.
 package auth

@@ -105,8 +105,9 @@ func newEnvOn(t testing.TB, db *store.DB, edit ...func(*Deps)) *env {
 		Creds:     ratelimit.New(rate.Limit(1000), 1000, 1000),
 		PerClient: ratelimit.NewNamed(rate.Limit(1000), 1000, 1000),
 		Now:       clk.Now, Version: "test", Started: clk.Now(),
-		EnableRegistration: true,
-		Clients:            NewClients(db, time.Minute, 100),
+		EnableRegistration:   true,
+		EmailVerificationTTL: 24 * time.Hour,
+		Clients:              NewClients(db, time.Minute, 100),
 	}
 	b, err := NewBrowser(false, []byte("cookie-key"), 12*time.Hour, log)
 	if err != nil {
@@ -230,7 +231,7 @@ func (r response) wantError(status int, code string) response {
 func (e *env) createUser(email, username, password, role string) *store.User {
 	e.t.Helper()
 	e.secret(password)
-	u, err := Register(context.Background(), e.db, e.deps.Passwords, email, username, password, "", "", role, e.clock.Now())
+	u, err := Register(context.Background(), e.db, e.deps.Passwords, email, username, password, "", "", role, false, e.clock.Now())
 	if err != nil {
 		e.t.Fatalf("Register(%s): %v", email, err)
 	}

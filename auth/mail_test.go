@@ -70,7 +70,7 @@ func TestResetMailRefusedWithoutSTARTTLS(t *testing.T) {
 	e := newEnv(t, "sqlite", withReset(t, srv, clientTLS, SMTPStartTLS))
 	e.createUser("ann@example.com", "ann", "correct horse", "user")
 	e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "ann@example.com"}).want(http.StatusAccepted)
-	closeQueue(e.deps.Reset.Mail) // waits until the queue has tried
+	closeQueue(e.deps.Mail) // waits until the queue has tried
 
 	if got := srv.Transcript(); got != "connect EHLO" {
 		t.Errorf("server saw %q; want only EHLO: no STARTTLS, AUTH, MAIL or DATA", got)

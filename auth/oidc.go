@@ -27,12 +27,19 @@ const (
 // audience the client, the nonce of the authorization request, the time the
 // user signed in, at_hash binding it to the access token, and sid naming
 // the browser sign-in (Back-Channel Logout §2.1), as its logout token will.
+// With the email scope it carries email and email_verified too: OIDC Core
+// §5.4 promises them from userinfo, and relying parties commonly read them
+// from the ID token, which may hold them as of its issue.
 func mintIDToken(idTokens *token.Signer, ts *Tokens, clientID string, u *store.User, ac *store.Code, accessToken string, now time.Time) (string, error) {
 	c := &token.Claims{
 		Issuer: ts.Issuer, Subject: store.FormatID(u.ID), Audience: clientID,
 		IssuedAt: now.Unix(), Expiry: now.Add(ts.AccessTTL).Unix(),
 		AuthTime: ac.AuthTime.Unix(), Nonce: ac.Nonce, SessionID: ac.SID,
 		AtHash: token.HalfHash(idTokens.Key().Alg, accessToken),
+	}
+	if hasScope(ac.Scope, scopeEmail) {
+		verified := u.EmailVerified
+		c.Email, c.EmailVerified = u.Email, &verified
 	}
 	return idTokens.Sign(token.TypeID, c)
 }
@@ -71,8 +78,7 @@ func userinfo(ctx context.Context, db *store.DB, c *token.Claims) (map[string]an
 	}
 	out := map[string]any{"sub": c.Subject}
 	if hasScope(c.Scope, scopeEmail) {
-		// Addresses are not verified by this server; say so (OIDC Core §5.1).
-		out["email"], out["email_verified"] = u.Email, false
+		out["email"], out["email_verified"] = u.Email, u.EmailVerified
 	}
 	if hasScope(c.Scope, scopeProfile) {
 		out["preferred_username"] = u.Username

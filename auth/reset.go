@@ -15,9 +15,8 @@ import (
 
 // Reset is the password reset configuration (ENABLE_PASSWORD_RESET).
 type Reset struct {
-	TTL  time.Duration // PASSWORD_RESET_TTL
-	URL  string        // PASSWORD_RESET_URL; ?token= is added by the URL's own rules
-	Mail *MailQueue
+	TTL time.Duration // PASSWORD_RESET_TTL
+	URL string        // PASSWORD_RESET_URL; ?token= is added by the URL's own rules
 }
 
 // resetLink returns the mailed link for a token.
@@ -37,7 +36,7 @@ func (rs *Reset) resetLink(tok string) string {
 // link and the mail are all done later by the mail queue: before answering,
 // a known and an unknown address cost the same work (a valid address is
 // queued), so the time says nothing either.
-func handleForgot(log *slog.Logger, db *store.DB, rs *Reset, now func() time.Time) http.Handler {
+func handleForgot(log *slog.Logger, db *store.DB, rs *Reset, mail *MailQueue, now func() time.Time) http.Handler {
 	type request struct {
 		Email string `json:"email"`
 	}
@@ -46,7 +45,7 @@ func handleForgot(log *slog.Logger, db *store.DB, rs *Reset, now func() time.Tim
 		if !validEmail(email) {
 			return 0, nil, invalid("email", "must be a valid email address")
 		}
-		rs.Mail.Enqueue(forgotJob(db, rs, email, now, log))
+		mail.Enqueue(forgotJob(db, rs, email, now, log))
 		return http.StatusAccepted, map[string]string{"status": "accepted",
 			"message": "if an account has this address, a reset link has been sent to it"}, nil
 	})

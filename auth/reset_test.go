@@ -15,14 +15,21 @@ import (
 	"oauth2-api/store/storetest"
 )
 
-// withReset turns on password reset, mailing through an SMTPMailer to srv
-// in mode (SMTP_TLS). The queue is closed, and so drained, when the test ends.
-func withReset(t testing.TB, srv *smtptest.Server, clientTLS *tls.Config, mode string) func(*Deps) {
+// withMail configures mail (SMTP_HOST) through an SMTPMailer to srv in mode
+// (SMTP_TLS). The queue is closed, and so drained, when the test ends.
+func withMail(t testing.TB, srv *smtptest.Server, clientTLS *tls.Config, mode string) func(*Deps) {
 	return func(d *Deps) {
 		m := &SMTPMailer{Host: "127.0.0.1", Port: srv.Port(), TLSMode: mode, From: "auth@example.com", TLS: clientTLS, Timeout: 5 * time.Second}
-		q := NewMailQueue(m, 10, d.Log, d.Metrics)
-		t.Cleanup(func() { closeQueue(q) })
-		d.Reset = &Reset{TTL: time.Hour, URL: "https://auth.example.com/password/reset?lang=en", Mail: q}
+		d.Mail = NewMailQueue(m, 10, d.Log, d.Metrics)
+		t.Cleanup(func() { closeQueue(d.Mail) })
+	}
+}
+
+// withReset configures mail as withMail does and turns on password reset.
+func withReset(t testing.TB, srv *smtptest.Server, clientTLS *tls.Config, mode string) func(*Deps) {
+	return func(d *Deps) {
+		withMail(t, srv, clientTLS, mode)(d)
+		d.Reset = &Reset{TTL: time.Hour, URL: "https://auth.example.com/password/reset?lang=en"}
 	}
 }
 
@@ -152,7 +159,7 @@ func TestForgotPerAccountLimits(t *testing.T) {
 			}
 			e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": addr}).want(http.StatusAccepted)
 		}
-		closeQueue(e.deps.Reset.Mail) // every job done
+		closeQueue(e.deps.Mail) // every job done
 		mails := srv.Messages()[before:]
 		if len(mails) != resetsPerHour {
 			t.Fatalf("%d mails for 6 requests; want %d (the hourly limit)", len(mails), resetsPerHour)

@@ -21,7 +21,7 @@ import (
 )
 
 // userKeys are the fields of a user in API.md; nothing else may appear.
-var userKeys = []string{"created_at", "email", "first_name", "id", "is_active", "last_name", "role", "updated_at", "username"}
+var userKeys = []string{"created_at", "email", "email_verified", "first_name", "id", "is_active", "last_name", "role", "updated_at", "username"}
 
 // wantAPIError checks a REST error answer (API.md): status, code, a JSON body
 // with a non-empty message and nothing but error and message.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"oauth2-api/httpx"
@@ -38,10 +39,14 @@ type Deps struct {
 	PublicKeys []*token.Key  // published at /.well-known/jwks.json
 
 	EnableRegistration bool
-	Reset              *Reset           // nil unless ENABLE_PASSWORD_RESET: the routes then answer 404
+	Reset              *Reset           // nil unless ENABLE_PASSWORD_RESET (which needs Mail): the routes then answer 404
 	Release            bool             // APP_MODE=release: HSTS, Secure cookies
 	CORSOrigins        []string         // CORS_ORIGINS
 	IPs                httpx.IPResolver // TRUSTED_PROXIES
+
+	Mail                     *MailQueue    // nil without SMTP_HOST: no mail is sent
+	EmailVerificationTTL     time.Duration // EMAIL_VERIFICATION_TTL
+	RequireEmailVerification bool          // REQUIRE_EMAIL_VERIFICATION: logins refuse an unverified address
 }
 
 // NewHandler returns the whole server: the routes of AddRoutes wrapped, from
@@ -83,6 +88,7 @@ func routes(d Deps) []route {
 	pw, th, m, iss := d.Passwords, d.Throttle, d.Metrics, d.Tokens.Issuer
 	api, creds, pages := budget{perIP: d.API}, budget{perIP: d.Creds}, budget{perIP: d.Pages}
 	client, none := budget{perClient: true}, budget{}
+	v := verification{mail: d.Mail, link: strings.TrimSuffix(iss, "/") + "/email/verify", ttl: d.EmailVerificationTTL, required: d.RequireEmailVerification}
 	rs := []route{
 		// Operations. /metrics is for the proxy to keep private (deploy/).
 		{"GET /health", anyone, none, handleHealth(db, d.Version, d.Started, now)},
@@ -90,11 +96,13 @@ func routes(d Deps) []route {
 		{"GET /metrics", anyone, none, d.Registry.Handler()},
 
 		// The first-party REST API (API.md). The credentials of register,
-		// login and refresh are in their bodies.
-		{"POST /api/v1/auth/register", anyone, creds, handleRegister(log, db, pw, d.EnableRegistration, now)},
-		{"POST /api/v1/auth/login", anyone, creds, handleLogin(log, db, ts, pw, th, m, now)},
+		// login, refresh and verify-email are in their bodies.
+		{"POST /api/v1/auth/register", anyone, creds, handleRegister(log, db, pw, d.EnableRegistration, v, now)},
+		{"POST /api/v1/auth/login", anyone, creds, handleLogin(log, db, ts, pw, th, m, v, now)},
 		{"POST /api/v1/auth/refresh", anyone, api, handleRefresh(log, db, ts, m, now)},
 		{"POST /api/v1/auth/logout", user, api, handleLogout(log, db, ts, now)},
+		{"POST /api/v1/auth/verify-email", anyone, creds, handleVerifyEmail(log, db, now)},
+		{"POST /api/v1/auth/verify-email/resend", user, api, handleVerifyResend(log, db, v, now)},
 		{"GET /api/v1/profile", user, api, handleProfileGet()},
 		{"PATCH /api/v1/profile", user, api, handleProfilePatch(log, db, now)},
 		{"POST /api/v1/profile/password", user, creds, handlePasswordChange(log, db, ts, pw, th, m, now)},
@@ -109,8 +117,8 @@ func routes(d Deps) []route {
 		// OAuth 2.0 and OpenID Connect.
 		{"GET /.well-known/oauth-authorization-server", anyone, none, handleMetadata(iss, d.IDTokens)},
 		{"GET /.well-known/jwks.json", anyone, none, handleJWKS(d.PublicKeys)},
-		{"GET /oauth2/authorize", person, pages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, now)},
-		{"POST /oauth2/authorize", person, creds, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, now)},
+		{"GET /oauth2/authorize", person, pages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, v, now)},
+		{"POST /oauth2/authorize", person, creds, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, v, now)},
 		{"POST /oauth2/token", anyClient, client, handleToken(log, db, ts, d.IDTokens, m, now)},
 		{"POST /oauth2/revoke", anyClient, client, handleRevoke(log, db, ts, now)},
 		{"POST /oauth2/introspect", confidentialClient, client, handleIntrospect(log, db, ts, now)},
@@ -119,6 +127,10 @@ func routes(d Deps) []route {
 		{"GET /oauth2/logout", person, pages, handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now)},
 		{"POST /oauth2/logout", person, pages, handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now)},
 		{"GET /oauth2/static/style.css", anyone, none, handleStatic(b)},
+
+		// The page the verification link opens; the token in it is the credential.
+		{"GET /email/verify", person, pages, handleVerifyPage(log, db, b, now)},
+		{"POST /email/verify", person, creds, handleVerifyPage(log, db, b, now)},
 
 		// Anything else under /api/ is a JSON 404, not the mux's text one.
 		{"/api/", anyone, none, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -130,7 +142,7 @@ func routes(d Deps) []route {
 	}
 	if d.Reset != nil { // ENABLE_PASSWORD_RESET; the token in the body or form is the credential
 		rs = append(rs,
-			route{"POST /api/v1/auth/password/forgot", anyone, creds, handleForgot(log, db, d.Reset, now)},
+			route{"POST /api/v1/auth/password/forgot", anyone, creds, handleForgot(log, db, d.Reset, d.Mail, now)},
 			route{"POST /api/v1/auth/password/reset", anyone, creds, handleReset(log, db, pw, ts, now)},
 			route{"GET /password/reset", person, pages, handleResetPage(log, db, pw, ts, b, now)},
 			route{"POST /password/reset", person, creds, handleResetPage(log, db, pw, ts, b, now)})

@@ -15,19 +15,20 @@ import (
 
 // userJSON is a user as API.md shows it: never the password hash.
 type userJSON struct {
-	ID        int64     `json:"id"`
-	Email     string    `json:"email"`
-	Username  string    `json:"username"`
-	FirstName string    `json:"first_name"`
-	LastName  string    `json:"last_name"`
-	Role      string    `json:"role"`
-	IsActive  bool      `json:"is_active"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID            int64     `json:"id"`
+	Email         string    `json:"email"`
+	EmailVerified bool      `json:"email_verified"`
+	Username      string    `json:"username"`
+	FirstName     string    `json:"first_name"`
+	LastName      string    `json:"last_name"`
+	Role          string    `json:"role"`
+	IsActive      bool      `json:"is_active"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 func toJSON(u *store.User) userJSON {
-	return userJSON{u.ID, u.Email, u.Username, u.FirstName, u.LastName, u.Role, u.IsActive, u.CreatedAt, u.UpdatedAt}
+	return userJSON{u.ID, u.Email, u.EmailVerified, u.Username, u.FirstName, u.LastName, u.Role, u.IsActive, u.CreatedAt, u.UpdatedAt}
 }
 
 // restHandler adapts a REST endpoint: it decodes the JSON body into a new In
@@ -62,8 +63,9 @@ func invalid(field, msg string) *httpx.Error {
 	return httpx.E(httpx.KindValidation, "%s: %s", field, msg)
 }
 
-// handleRegister serves POST /api/v1/auth/register.
-func handleRegister(log *slog.Logger, db *store.DB, pw *Passwords, enabled bool, now func() time.Time) http.Handler {
+// handleRegister serves POST /api/v1/auth/register, and mails the new
+// user a verification link when mail is configured.
+func handleRegister(log *slog.Logger, db *store.DB, pw *Passwords, enabled bool, v verification, now func() time.Time) http.Handler {
 	type request struct {
 		Email     string       `json:"email"`
 		Username  string       `json:"username"`
@@ -75,19 +77,21 @@ func handleRegister(log *slog.Logger, db *store.DB, pw *Passwords, enabled bool,
 		if !enabled {
 			return 0, nil, &httpx.Error{Kind: httpx.KindForbidden, Code: "registration_disabled", Message: "registration is disabled"}
 		}
-		u, err := Register(r.Context(), db, pw, req.Email, req.Username, req.Password.Reveal(), req.FirstName, req.LastName, store.RoleUser, now())
+		u, err := Register(r.Context(), db, pw, req.Email, req.Username, req.Password.Reveal(), req.FirstName, req.LastName, store.RoleUser, false, now())
 		if err != nil {
 			return 0, nil, err
 		}
 		httpx.InfoFrom(r).UserID = store.FormatID(u.ID)
 		log.InfoContext(r.Context(), "user registered", "request_id", httpx.InfoFrom(r).ID, "user_id", u.ID)
+		v.send(db, u.ID, now(), log)
 		return http.StatusCreated, toJSON(u), nil
 	})
 }
 
-// Register validates and creates a user; the CLI uses it too. Validation
+// Register validates and creates a user; the CLI uses it too, and only it
+// may pass verified (the operator vouches for the address). Validation
 // failures are *httpx.Error values (422, or 409 for a duplicate).
-func Register(ctx context.Context, db *store.DB, pw *Passwords, email, username, password, first, last, role string, now time.Time) (*store.User, error) {
+func Register(ctx context.Context, db *store.DB, pw *Passwords, email, username, password, first, last, role string, verified bool, now time.Time) (*store.User, error) {
 	email = foldEmail(email)
 	switch {
 	case !validEmail(email):
@@ -107,7 +111,7 @@ func Register(ctx context.Context, db *store.DB, pw *Passwords, email, username,
 	if err != nil {
 		return nil, err
 	}
-	u := &store.User{Email: email, Username: username, PasswordHash: hash, FirstName: first, LastName: last, Role: role, IsActive: true}
+	u := &store.User{Email: email, Username: username, PasswordHash: hash, FirstName: first, LastName: last, Role: role, IsActive: true, EmailVerified: verified}
 	if err := db.CreateUser(ctx, u, now); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, httpx.E(httpx.KindConflict, "email or username already taken")
@@ -120,8 +124,10 @@ func Register(ctx context.Context, db *store.DB, pw *Passwords, email, username,
 // handleLogin serves POST /api/v1/auth/login: a token pair for the REST
 // API. Every failure that concerns the credentials answers the same 401
 // body, whether the account exists or not; each is logged with the client
-// IP (msg "login failed") for fail2ban.
-func handleLogin(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th Throttle, m *Metrics, now func() time.Time) http.Handler {
+// IP (msg "login failed") for fail2ban. With REQUIRE_EMAIL_VERIFICATION,
+// the right password of an unverified address answers 403
+// email_not_verified.
+func handleLogin(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th Throttle, m *Metrics, v verification, now func() time.Time) http.Handler {
 	type request struct {
 		Login    string       `json:"login"`
 		Password token.Secret `json:"password"`
@@ -134,6 +140,9 @@ func handleLogin(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th T
 		u, err := authenticate(r.Context(), log, db, pw, th, req.Login, req.Password.Reveal(), t)
 		if err != nil {
 			logLoginFailure(r, log, m, err)
+			return 0, nil, err
+		}
+		if err := v.refuseUnverified(r, log, db, u, t); err != nil {
 			return 0, nil, err
 		}
 		pair, _, err := ts.StartSession(r.Context(), db, u.ID, RESTClientID, "", t, t)

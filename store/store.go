@@ -19,11 +19,13 @@
 // table names in the few composed statements are constants). Secrets are
 // never stored, only their SHA-256 digests, and looked up by digest, so a
 // timing difference in the lookup tells nothing about a secret. The checks
-// that must not race are single statements or transactions: a refresh
-// token is spent by one conditional UPDATE (RotateRefresh), a code by one
+// that must not race are single statements or transactions: a refresh token
+// is spent by one conditional UPDATE (RotateRefresh), a code by one
 // (ExchangeCode), a login attempt is counted by one upsert
-// (CountLoginAttempt), and a password change or reset writes the password
-// and ends the sessions in one transaction. A failure of the database
+// (CountLoginAttempt), a password change or reset writes the password and
+// ends the sessions in one transaction, and an email verification token is
+// spent, and checked against the user's current address, in the transaction
+// that marks the address verified (VerifyEmail). A failure of the database
 // itself is ErrUnavailable; anything else is an error of its own (a bug), so
 // that a bug never answers as an outage.
 package store

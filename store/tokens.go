@@ -289,8 +289,8 @@ type Retention struct {
 
 // Purge deletes rows that can no longer matter, so that every table is
 // bounded by what is live: expired revocations, refresh tokens, browser
-// sessions, reset tokens, login counts past their window, dead families
-// and the codes that started them.
+// sessions, reset tokens, spent or expired verification tokens, login
+// counts past their window, dead families and the codes that started them.
 //
 // A family (a session) is kept while it can mint (not revoked, younger than
 // MaxAge, with an unspent refresh token) and then while an access token it
@@ -323,6 +323,9 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 		{`DELETE FROM sessions WHERE expires_at <= $1`, []any{t}},
 		// Kept an hour at least: ReplaceResetToken counts an hour's links.
 		{`DELETE FROM reset_tokens WHERE expires_at <= $1 AND created_at <= $2`, []any{t, now.Add(-time.Hour).Unix()}},
+		// The same hour for ReplaceVerificationToken; a spent link goes then
+		// too (an unknown token is refused as a spent one is).
+		{`DELETE FROM email_verification_tokens WHERE (expires_at <= $1 OR used_at IS NOT NULL) AND created_at <= $2`, []any{t, now.Add(-time.Hour).Unix()}},
 		{`DELETE FROM login_failures WHERE window_start <= $1`, []any{now.Add(-r.LoginWindow).Unix()}},
 	} {
 		if _, err := db.exec(ctx, q.sql, q.args...); err != nil {

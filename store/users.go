@@ -24,15 +24,18 @@ type User struct {
 	IsActive     bool
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// EmailVerified: the owner opened a link mailed to Email (VerifyEmail),
+	// or an operator vouched for it. Whatever writes Email must set it false.
+	EmailVerified bool
 }
 
-const userColumns = `id, email, username, password_hash, first_name, last_name, role, is_active, created_at, updated_at`
+const userColumns = `id, email, username, password_hash, first_name, last_name, role, is_active, created_at, updated_at, email_verified`
 
 func scanUser(s interface{ Scan(...any) error }) (*User, error) {
 	var u User
 	var created, updated int64
 	if err := s.Scan(&u.ID, &u.Email, &u.Username, &u.PasswordHash, &u.FirstName, &u.LastName,
-		&u.Role, &u.IsActive, &created, &updated); err != nil {
+		&u.Role, &u.IsActive, &created, &updated, &u.EmailVerified); err != nil {
 		return nil, err
 	}
 	u.CreatedAt, u.UpdatedAt = time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
@@ -47,9 +50,9 @@ func (db *DB) CreateUser(ctx context.Context, u *User, now time.Time) (err error
 		u.Role = RoleUser
 	}
 	u.CreatedAt, u.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
-	return db.writeRow(ctx, `INSERT INTO users (email, username, password_hash, first_name, last_name, role, is_active, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id`,
-		u.Email, u.Username, u.PasswordHash, u.FirstName, u.LastName, u.Role, u.IsActive, now.Unix()).Scan(&u.ID)
+	return db.writeRow(ctx, `INSERT INTO users (email, username, password_hash, first_name, last_name, role, is_active, created_at, updated_at, email_verified)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id`,
+		u.Email, u.Username, u.PasswordHash, u.FirstName, u.LastName, u.Role, u.IsActive, now.Unix(), u.EmailVerified).Scan(&u.ID)
 }
 
 // UserByID returns the live user with id, or an error wrapping ErrNotFound.
@@ -262,4 +265,59 @@ func (db *DB) RehashPassword(ctx context.Context, id int64, old, hash string) (e
 	defer wrap(&err, "rehash password")
 	_, err = db.exec(ctx, `UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, id, old, hash)
 	return err
+}
+
+// --- email verification ---
+
+// ReplaceVerificationToken stores a one-time email verification token's
+// hash for the user and the address it is mailed to, and voids the user's
+// previous unused ones, so that at most one link works at a time (a unique
+// index holds it: of two concurrent calls, one gets ErrConflict). It
+// refuses with ErrLimited, storing nothing, when the user already had max
+// tokens made within the last hour.
+func (db *DB) ReplaceVerificationToken(ctx context.Context, hash string, userID int64, email string, max int, expires, now time.Time) (err error) {
+	defer wrap(&err, "replace verification token")
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM email_verification_tokens WHERE user_id = $1 AND created_at > $2`,
+			userID, now.Add(-time.Hour).Unix()).Scan(&n); err != nil {
+			return err
+		}
+		if n >= max {
+			return ErrLimited
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE email_verification_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, userID, now.Unix()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO email_verification_tokens (hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+			hash, userID, email, now.Unix(), expires.Unix())
+		return err
+	})
+}
+
+// VerifyEmail spends the verification token and marks the user's email
+// verified, in one transaction, and returns the user's id. The token works
+// once, before it expires, and only while the user's email is still the
+// address it was mailed to. An unknown, used or expired token, another
+// address, or a deleted user is ErrNotFound and changes nothing.
+func (db *DB) VerifyEmail(ctx context.Context, tokenHash string, now time.Time) (userID int64, err error) {
+	defer wrap(&err, "verify email")
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		var email string
+		err := tx.QueryRowContext(ctx, `UPDATE email_verification_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id, email`,
+			tokenHash, now.Unix()).Scan(&userID, &email)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE users SET email_verified = TRUE, updated_at = $3 WHERE id = $1 AND email = $2 AND deleted_at IS NULL`,
+			userID, email, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	return userID, err
 }

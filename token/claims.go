@@ -30,6 +30,10 @@ func appendClaims(b []byte, c *Claims) []byte {
 	b = appendOptString(b, `,"nonce":`, c.Nonce)
 	b = appendOptString(b, `,"at_hash":`, c.AtHash)
 	b = appendOptString(b, `,"sid":`, c.SessionID)
+	b = appendOptString(b, `,"email":`, c.Email)
+	if c.EmailVerified != nil {
+		b = strconv.AppendBool(append(b, `,"email_verified":`...), *c.EmailVerified)
+	}
 	if c.Events != nil {
 		b = append(b, `,"events":{"http://schemas.openid.net/event/backchannel-logout":{}}`...)
 	}

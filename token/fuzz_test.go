@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math/big"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -207,13 +208,23 @@ func TestES256LowS(t *testing.T) {
 // FuzzClaimsJSON: the hand-written claims encoder and encoding/json agree on
 // what any claims decode to.
 func FuzzClaimsJSON(f *testing.F) {
-	f.Add("https://as", "42", "aud", "jti", "client", "read write", "nonce", int64(1), int64(0), false)
-	f.Add("a\"b\\c", "\x00\x1f\x7f", "<>&", "\u2028\u2029", "é", "\xff\xfe", "\xed\xa0\x80", int64(-1), int64(1<<62), true)
+	// Plain values, email_verified true, a logout token's events.
+	f.Add("https://as", "42", "aud", "jti", "client", "read write", "nonce", int64(1), int64(0), true)
+	// Escapes and invalid UTF-8, email_verified false (it must be written).
+	f.Add("a\"b\\c", "\x00\x1f\x7f", "<>&", "\u2028\u2029", "é", "\xff\xfe", "\xed\xa0\x80", int64(-1), int64(1<<62), false)
+	// An email without email_verified (nothing written for it).
+	f.Add("https://as", "42", "aud", "", "", "openid email", "ann@example.com", int64(3), int64(0), false)
 	f.Fuzz(func(t *testing.T, iss, sub, aud, jti, client, scope, nonce string, exp, nbf int64, logout bool) {
 		c := &Claims{Issuer: iss, Subject: sub, Audience: aud, ID: jti, ClientID: client, Scope: scope, Nonce: nonce,
-			Expiry: exp, NotBefore: nbf, IssuedAt: exp / 2, AuthTime: nbf, AtHash: scope, SessionID: jti}
+			Expiry: exp, NotBefore: nbf, IssuedAt: exp / 2, AuthTime: nbf, AtHash: scope, SessionID: jti, Email: nonce}
 		if logout {
 			c.Events = &Events{}
+		}
+		// email_verified absent, false or true, by exp: a false must be
+		// written (a *bool), an absent one must not.
+		if v := exp % 3; v != 0 {
+			verified := v > 0
+			c.EmailVerified = &verified
 		}
 		ours := appendClaims(nil, c)
 		theirs, err := json.Marshal(c)
@@ -227,11 +238,10 @@ func FuzzClaimsJSON(f *testing.F) {
 		if err := json.Unmarshal(theirs, &b); err != nil {
 			t.Fatal(err)
 		}
-		if (a.Events == nil) != (b.Events == nil) || (a.Events == nil) == logout {
-			t.Fatalf("appendClaims %q and json.Marshal %q disagree on events", ours, theirs)
+		if (a.Events == nil) == logout {
+			t.Fatalf("appendClaims %q: events %v; want %v", ours, a.Events != nil, logout)
 		}
-		a.Events, b.Events = nil, nil
-		if a != b {
+		if !reflect.DeepEqual(a, b) { // compares *EmailVerified and *Events, not the pointers
 			t.Fatalf("appendClaims %q decodes to %+v; json.Marshal %q to %+v", ours, a, theirs, b)
 		}
 	})

@@ -80,8 +80,12 @@ type Claims struct {
 	AuthTime  int64  `json:"auth_time,omitempty"`
 	Nonce     string `json:"nonce,omitempty"`
 	AtHash    string `json:"at_hash,omitempty"`
-	SessionID string  `json:"sid,omitempty"`    // access tokens: the refresh-token family; ID and logout tokens: the browser sign-in
-	Events    *Events `json:"events,omitempty"` // logout tokens only
+	SessionID string `json:"sid,omitempty"` // access tokens: the refresh-token family; ID and logout tokens: the browser sign-in
+	// ID tokens granted the email scope (OIDC Core §5.1, §5.4): the address
+	// and whether it is verified, written whenever set, false included.
+	Email         string  `json:"email,omitempty"`
+	EmailVerified *bool   `json:"email_verified,omitempty"`
+	Events        *Events `json:"events,omitempty"` // logout tokens only
 }
 
 // Events is the events claim of a logout token (OpenID Connect Back-Channel
