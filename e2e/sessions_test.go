@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -211,5 +214,60 @@ func retry(t testing.TB, what string, want int, f func() reply) {
 			t.Fatalf("%s: still %v after 15 s", what, r)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestBackchannelAcrossInstances: a browser sign-in made on A that gave a
+// code to a relying party with a back-channel logout URI is announced to it
+// when it ends on B (a password change there): which clients a sign-in
+// reached is shared state, in the database.
+func TestBackchannelAcrossInstances(t *testing.T) {
+	e := baseEnv(storetest.URL(t, "postgres")).with("ISSUER", "http://auth.e2e.test")
+	key := t.TempDir() + "/signing.pem"
+	runCLI(t, e, "", "keys", "generate", "--alg", "ES256", "--out", key)
+	e = e.with("SIGNING_KEY", key)
+	got := make(chan url.Values, 4)
+	rp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ParseForm() == nil {
+			got <- r.PostForm
+		}
+	}))
+	defer rp.Close()
+	web := createClient(t, e, "--name", "rp", "--redirect-uri", e2eRedirect, "--backchannel-logout-uri", rp.URL+"/bc")
+	const pass = "Ann-pass-e2e-bc-1"
+	createUser(t, e, "ann@e2e.test", "ann", pass, false)
+	a, b := startServer(t, "A", e), startServer(t, "B", e)
+
+	browserSignIn(t, a, web, "ann", pass)
+	session := b.mustLogin(t, "ann", pass)
+	r := b.json(t, http.MethodPost, "/api/v1/profile/password", session.AccessToken,
+		map[string]string{"current_password": pass, "new_password": "Ann-pass-e2e-bc-2"})
+	if r.status != http.StatusNoContent {
+		t.Fatalf("B: password change = %v; want 204", r)
+	}
+	var form url.Values
+	select {
+	case form = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no logout token reached the relying party after the password change on B")
+	}
+	parts := strings.Split(form.Get("logout_token"), ".")
+	if len(parts) != 3 {
+		t.Fatalf("logout_token %q: not a JWT", form.Get("logout_token"))
+	}
+	header, _ := base64.RawURLEncoding.DecodeString(parts[0])
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct {
+		Iss, Aud, Sid, Sub string
+		Events             map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(payload, &c); err != nil || c.Iss != "http://auth.e2e.test" || c.Aud != web.ID || c.Sid == "" || c.Sub == "" ||
+		c.Events["http://schemas.openid.net/event/backchannel-logout"] == nil || !strings.Contains(string(header), `"typ":"logout+jwt"`) {
+		t.Fatalf("logout token %s.%s: want iss, aud %s, sid, sub and the back-channel event (%v)", header, payload, web.ID, err)
+	}
+	select {
+	case more := <-got:
+		t.Fatalf("a second logout token for one sign-in: %v", more)
+	case <-time.After(500 * time.Millisecond):
 	}
 }
