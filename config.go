@@ -3,9 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +24,7 @@ import (
 // config is the server's configuration, read from the environment as
 // API.md lists it. Secrets are token.Secret, which never prints.
 type config struct {
+	ListenAddr          string // LISTEN_ADDR: an IP address, or empty for every interface
 	Port                int
 	DatabaseURL         string
 	SigningKey          string
@@ -97,6 +101,71 @@ func weakSecret(s string) string {
 	return ""
 }
 
+// secretVars may each be given as NAME_FILE, a file holding the value, or
+// under systemd as a credential NAME in $CREDENTIALS_DIRECTORY (API.md):
+// so no secret has to sit in the environment, where docker inspect and
+// compose config print it.
+var secretVars = []string{"JWT_SECRET", "JWT_SECRET_PREVIOUS", "DATABASE_URL", "SMTP_PASSWORD"}
+
+// secretFiles returns getenv with each of secretVars read from its file
+// when one is given: the file's content with one trailing newline (LF or
+// CRLF) trimmed. A secret given two ways, or a file that is missing, empty
+// or larger than 64 KiB, is an error naming the variable, never the value.
+func secretFiles(getenv func(string) string) (func(string) string, error) {
+	read := map[string]string{}
+	for _, name := range secretVars {
+		path, from := getenv(name+"_FILE"), name+"_FILE"
+		if cred := getenv("CREDENTIALS_DIRECTORY"); cred != "" {
+			if p := filepath.Join(cred, name); fileExists(p) {
+				if path != "" {
+					return nil, fmt.Errorf("%s: given both as %s and as a systemd credential; keep one", name, from)
+				}
+				path, from = p, name+" (systemd credential)"
+			}
+		}
+		if path == "" {
+			continue
+		}
+		if getenv(name) != "" {
+			return nil, fmt.Errorf("%s: set both %s and %s; keep one", name, name, from)
+		}
+		b, err := readSmall(path, 64<<10)
+		if err != nil {
+			return nil, fmt.Errorf("%s: cannot read %s: %v", from, path, err)
+		}
+		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if v == "" {
+			return nil, fmt.Errorf("%s: %s is empty", from, path)
+		}
+		read[name] = v
+	}
+	return func(name string) string {
+		if v, ok := read[name]; ok {
+			return v
+		}
+		return getenv(name)
+	}, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// readSmall reads a file of at most limit bytes.
+func readSmall(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, errors.Unwrap(err) // the reason, without repeating the path
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		err = fmt.Errorf("larger than %d bytes", limit)
+	}
+	return b, err
+}
+
 // envReader reads variables and keeps the first error, so that each
 // setting reads in one line and the error names the first bad variable.
 type envReader struct {
@@ -157,8 +226,15 @@ func (e *envReader) list(name string) []string {
 // loadConfig reads and validates the configuration. It returns an error
 // naming the first bad variable, and never echoes a secret's value.
 func loadConfig(getenv func(string) string) (*config, error) {
+	getenv, err := secretFiles(getenv)
+	if err != nil {
+		return nil, err
+	}
 	e := &envReader{getenv: getenv}
-	c := &config{Port: e.int("PORT", "8080", 1, 65535)}
+	c := &config{Port: e.int("PORT", "8080", 1, 65535), ListenAddr: e.str("LISTEN_ADDR", "")}
+	if a, err := netip.ParseAddr(c.ListenAddr); c.ListenAddr != "" && (err != nil || a.Zone() != "") {
+		e.fail("LISTEN_ADDR", "want an IP address such as 127.0.0.1 or ::1, got %q", clip(c.ListenAddr))
+	}
 	switch mode := e.str("APP_MODE", e.str("GIN_MODE", "debug")); mode {
 	case "debug", "test":
 	case "release":
@@ -199,7 +275,6 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		}
 		c.CORSOrigins = append(c.CORSOrigins, o)
 	}
-	var err error
 	if c.TrustedProxies, err = httpx.ParsePrefixes(e.str("TRUSTED_PROXIES", "")); err != nil {
 		e.fail("TRUSTED_PROXIES", "want comma-separated CIDRs: %v", err)
 	}

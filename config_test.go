@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -350,5 +352,79 @@ func TestLoadConfigSecretNotEchoed(t *testing.T) {
 	c, err := loadConfig(envOf(map[string]string{"JWT_SECRET": " " + releaseSecret + " "}))
 	if err != nil || c.JWTSecret.Reveal() != " "+releaseSecret+" " {
 		t.Errorf("JWT_SECRET trimmed or refused: %v", err)
+	}
+}
+
+// Secrets from files (API.md): NAME_FILE, or a systemd credential NAME in
+// $CREDENTIALS_DIRECTORY, with one trailing newline trimmed. Two sources
+// for one secret, or a file that is missing or empty, stop startup with a
+// line naming the variable and never the value.
+func TestLoadConfigSecretFiles(t *testing.T) {
+	dir, creds := t.TempDir(), t.TempDir()
+	write := func(dir, name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	secretFile := write(dir, "jwt", releaseSecret+"\n")
+	dbFile := write(dir, "db", "postgres://app:db-pass-in-a-file@db.internal/oauth\r\n")
+	empty := write(dir, "empty", "\n")
+	write(creds, "SMTP_PASSWORD", "smtp-pass-credential")
+	write(creds, "JWT_SECRET_PREVIOUS", "previous-secret-0123456789abcdef-credential")
+
+	c, err := loadConfig(envOf(map[string]string{"APP_MODE": "release", "ISSUER": "https://auth.example.com",
+		"JWT_SECRET_FILE": secretFile, "DATABASE_URL_FILE": dbFile, "CREDENTIALS_DIRECTORY": creds}))
+	if err != nil {
+		t.Fatalf("loadConfig from files: %v", err)
+	}
+	if c.JWTSecret.Reveal() != releaseSecret || c.DatabaseURL != "postgres://app:db-pass-in-a-file@db.internal/oauth" ||
+		c.SMTPPassword.Reveal() != "smtp-pass-credential" || c.JWTSecretPrevious.Reveal() != "previous-secret-0123456789abcdef-credential" {
+		t.Fatalf("from files: JWT_SECRET %d bytes, DATABASE_URL %q, SMTP_PASSWORD %d bytes, JWT_SECRET_PREVIOUS %d bytes",
+			len(c.JWTSecret), c.DatabaseURL, len(c.SMTPPassword), len(c.JWTSecretPrevious))
+	}
+	// Only one trailing newline goes: a second one is part of the value.
+	c, err = loadConfig(envOf(map[string]string{"JWT_SECRET_FILE": write(dir, "two", releaseSecret+"\n\n")}))
+	if err != nil || c.JWTSecret.Reveal() != releaseSecret+"\n" {
+		t.Fatalf("two trailing newlines: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string // the error's start
+	}{
+		"both":            {map[string]string{"JWT_SECRET": releaseSecret, "JWT_SECRET_FILE": secretFile}, "JWT_SECRET: set both"},
+		"missing":         {map[string]string{"JWT_SECRET_FILE": filepath.Join(dir, "nope")}, "JWT_SECRET_FILE: cannot read"},
+		"empty":           {map[string]string{"SMTP_PASSWORD_FILE": empty}, "SMTP_PASSWORD_FILE: "},
+		"a directory":     {map[string]string{"DATABASE_URL_FILE": dir}, "DATABASE_URL_FILE: cannot read"},
+		"file and cred":   {map[string]string{"SMTP_PASSWORD_FILE": secretFile, "CREDENTIALS_DIRECTORY": creds}, "SMTP_PASSWORD: given both"},
+		"env and cred":    {map[string]string{"SMTP_PASSWORD": "x", "CREDENTIALS_DIRECTORY": creds}, "SMTP_PASSWORD: set both"},
+		"too large":       {map[string]string{"JWT_SECRET_FILE": write(dir, "big", strings.Repeat("k", 70<<10))}, "JWT_SECRET_FILE: cannot read"},
+		"weak, from file": {map[string]string{"APP_MODE": "release", "ISSUER": "https://a.example", "JWT_SECRET_FILE": write(dir, "weak", strings.Repeat("ab", 20))}, "JWT_SECRET: "},
+	} {
+		_, err := loadConfig(envOf(tc.env))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: loadConfig = %v; want one line starting %q", name, err, tc.want)
+			continue
+		}
+		for _, secret := range []string{releaseSecret, "db-pass-in-a-file", "smtp-pass-credential", "abababab"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("%s: the error %q holds a secret", name, err)
+			}
+		}
+	}
+}
+
+// LISTEN_ADDR: an IP address, or empty for every interface.
+func TestLoadConfigListenAddr(t *testing.T) {
+	for v, ok := range map[string]bool{"": true, "127.0.0.1": true, "::1": true, "0.0.0.0": true,
+		"localhost": false, "127.0.0.1:8080": false, "fe80::1%eth0": false, "10.0.0": false} {
+		c, err := loadConfig(envOf(map[string]string{"LISTEN_ADDR": v}))
+		if (err == nil) != ok || (ok && c.ListenAddr != v) {
+			t.Errorf("LISTEN_ADDR=%q: %v; want ok=%v", v, err, ok)
+		}
+		if !ok && (err == nil || !strings.HasPrefix(err.Error(), "LISTEN_ADDR: ")) {
+			t.Errorf("LISTEN_ADDR=%q: error %v; want one naming LISTEN_ADDR", v, err)
+		}
 	}
 }

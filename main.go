@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -85,7 +86,7 @@ const usage = `usage: oauth2-api [command]
 commands:
   serve                      run the server (the default)
   migrate [status]           apply pending migrations, or list them
-  healthcheck                GET /health on 127.0.0.1:$PORT; exit 0 if healthy
+  healthcheck                GET /health on LISTEN_ADDR (default 127.0.0.1):$PORT; exit 0 if healthy
   user create --email E --username U [--role admin] [--email-verified]   (password on stdin)
   client create|list|delete|rotate-secret             manage OAuth clients
   keys generate [--alg RS256|ES256|EdDSA] --out FILE  write a signing key
@@ -296,7 +297,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	})
 
 	srv := &http.Server{
-		Addr:              ":" + strconv.Itoa(cfg.Port),
+		Addr:              net.JoinHostPort(cfg.ListenAddr, strconv.Itoa(cfg.Port)),
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second, // slowloris: headers must arrive in time
 		ReadTimeout:       15 * time.Second,
@@ -543,12 +544,16 @@ func migrateCmd(ctx context.Context, cfg *config, args []string, stdout io.Write
 	return nil
 }
 
-// healthcheck GETs /health on this machine: the distroless HEALTHCHECK has
-// no shell or wget.
+// healthcheck GETs /health on this machine, at LISTEN_ADDR when it names
+// one address: the distroless HEALTHCHECK has no shell or wget.
 func healthcheck(ctx context.Context, cfg *config) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(cfg.Port)+"/health", nil)
+	host := "127.0.0.1"
+	if a, err := netip.ParseAddr(cfg.ListenAddr); err == nil && !a.IsUnspecified() {
+		host = a.String()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, strconv.Itoa(cfg.Port))+"/health", nil)
 	if err != nil {
 		return err
 	}

@@ -324,6 +324,7 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Port = 0 // PORT must be at least 1; the test wants any free port
+	cfg.ListenAddr = "127.0.0.1"
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -339,9 +340,9 @@ func TestServe(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve never became ready")
 	}
-	_, portText, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil || host != "127.0.0.1" {
+		t.Fatalf("listening on %q (%v); want 127.0.0.1 (LISTEN_ADDR)", addr, err)
 	}
 	port, _ := strconv.Atoi(portText)
 	base := "http://127.0.0.1:" + portText
