@@ -19,6 +19,7 @@ import (
 
 	"oauth2-api/metrics"
 	"oauth2-api/ratelimit"
+	"oauth2-api/token"
 )
 
 // decodeTarget is what the DecodeJSON tests decode into.
@@ -106,8 +107,8 @@ func TestDecodeJSON(t *testing.T) {
 			`{"a":{"a":{"a":1}},"b":{"a":2}}`: false,
 			`{"a":[],"b":{},"c":"{\"c\":1}"}`: false,
 		} {
-			if got := duplicateKey([]byte(body)); got != dup {
-				t.Errorf("duplicateKey(%s) = %v; want %v", body, got, dup)
+			if got := token.RepeatsKey([]byte(body)); got != dup {
+				t.Errorf("RepeatsKey(%s) = %v; want %v", body, got, dup)
 			}
 		}
 	})
