@@ -1,0 +1,414 @@
+package token
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"maps"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The proofs here are built by hand from crypto primitives (not by the
+// package's Signer), so that every field can be made wrong.
+
+var proofNow = time.Unix(1_800_000_000, 0)
+
+const proofURL = "https://auth.example.com/oauth2/token"
+
+var proofWant = ProofWant{Method: "POST", URL: proofURL, Now: proofNow}
+
+// proofKeys are one key of each kind, generated once.
+var proofKeys = func() map[string]crypto.Signer {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rs, _ := rsa.GenerateKey(rand.Reader, 2048)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	return map[string]crypto.Signer{ES256: ec, RS256: rs, EdDSA: ed, Ed25519: ed}
+}()
+
+// publicJWK is the key's public JWK as a JSON object.
+func publicJWK(t testing.TB, priv crypto.Signer) map[string]any {
+	t.Helper()
+	k, err := NewPublicKey(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	b, _ := json.Marshal(k.JWK())
+	json.Unmarshal(b, &m)
+	delete(m, "kid")
+	delete(m, "use")
+	delete(m, "alg")
+	return m
+}
+
+// proofParts are a proof's header and claims, to be edited before signing.
+type proofParts struct {
+	header, claims map[string]any
+}
+
+func newProofParts(t testing.TB, alg string) proofParts {
+	return proofParts{
+		header: map[string]any{"typ": TypeDPoP, "alg": alg, "jwk": publicJWK(t, proofKeys[alg])},
+		claims: map[string]any{"jti": "e1j3V_bKic8-LAEB", "htm": "POST", "htu": proofURL, "iat": proofNow.Unix()},
+	}
+}
+
+// sign serialises p, signing with priv as alg says (a MAC with macKey).
+func (p proofParts) sign(t testing.TB, alg string, priv crypto.Signer) string {
+	t.Helper()
+	h, _ := json.Marshal(p.header)
+	c, _ := json.Marshal(p.claims)
+	return signRaw(t, alg, priv, h, c)
+}
+
+func signRaw(t testing.TB, alg string, priv crypto.Signer, header, claims []byte) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	input := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)
+	d := sha256.Sum256([]byte(input))
+	var sig []byte
+	var err error
+	switch alg {
+	case ES256:
+		var r, s *big.Int
+		if r, s, err = ecdsa.Sign(rand.Reader, priv.(*ecdsa.PrivateKey), d[:]); err == nil {
+			sig = make([]byte, 64)
+			r.FillBytes(sig[:32])
+			s.FillBytes(sig[32:])
+		}
+	case RS256:
+		sig, err = rsa.SignPKCS1v15(rand.Reader, priv.(*rsa.PrivateKey), crypto.SHA256, d[:])
+	case EdDSA, Ed25519:
+		sig = ed25519.Sign(priv.(ed25519.PrivateKey), []byte(input))
+	case HS256:
+		m := hmac.New(sha256.New, []byte("a shared secret of 32 bytes!!!!!"))
+		m.Write([]byte(input))
+		sig = m.Sum(nil)
+	case "none":
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return input + "." + enc.EncodeToString(sig)
+}
+
+func wantProofErr(t *testing.T, name, raw string, want ProofWant, reason string) {
+	t.Helper()
+	p, err := ParseProof(raw, want)
+	if err == nil || p != nil || !errors.Is(err, ErrProof) || !strings.Contains(err.Error(), reason) {
+		t.Errorf("%s: ParseProof = %+v, %v; want an ErrProof about %q", name, p, err, reason)
+	}
+}
+
+// Each algorithm, Ed25519 under both names: the proof is accepted and
+// names its key by the RFC 7638 thumbprint of its public JWK.
+func TestProofAccepted(t *testing.T) {
+	for _, alg := range ProofAlgs {
+		p := newProofParts(t, alg)
+		p.claims["nonce"] = "n-1"
+		got, err := ParseProof(p.sign(t, alg, proofKeys[alg]), proofWant)
+		if err != nil {
+			t.Fatalf("%s: %v", alg, err)
+		}
+		k, _ := NewPublicKey(proofKeys[alg].Public())
+		tp, _ := Thumbprint(k.JWK())
+		if got.JKT != tp || got.ID != "e1j3V_bKic8-LAEB" || got.IssuedAt != proofNow.Unix() || got.Nonce != "n-1" {
+			t.Errorf("%s: proof %+v; want jkt %s", alg, got, tp)
+		}
+	}
+}
+
+func TestProofTyp(t *testing.T) {
+	for _, typ := range []any{nil, "JWT", "DPoP+jwt", "dpop+jwt ", 1} {
+		p := newProofParts(t, ES256)
+		p.header["typ"] = typ
+		if typ == nil {
+			delete(p.header, "typ")
+		}
+		reason := "typ"
+		if typ == nil || typ == 1 {
+			reason = "no typ"
+		}
+		wantProofErr(t, "typ "+string(must(json.Marshal(typ))), p.sign(t, ES256, proofKeys[ES256]), proofWant, reason)
+	}
+}
+
+func must(b []byte, _ error) []byte { return b }
+
+// alg: never none, never a MAC, never one the key does not fit.
+func TestProofAlg(t *testing.T) {
+	ec, rs, ed := proofKeys[ES256], proofKeys[RS256], proofKeys[EdDSA]
+	for name, tc := range map[string]struct {
+		headerAlg, signAlg string
+		key                crypto.Signer
+	}{
+		"none":                {"none", "none", ec},
+		"HS256":               {HS256, HS256, ec},
+		"ES384":               {"ES384", ES256, ec},
+		"RS256 with EC key":   {RS256, ES256, ec},
+		"ES256 with RSA key":  {ES256, RS256, rs},
+		"EdDSA with EC key":   {EdDSA, ES256, ec},
+		"PS256":               {"PS256", RS256, rs},
+		"ES256 with OKP key":  {ES256, EdDSA, ed},
+		"lower-case es256":    {"es256", ES256, ec},
+		"Ed448 (not Ed25519)": {"Ed448", EdDSA, ed},
+	} {
+		p := newProofParts(t, ES256)
+		p.header["alg"] = tc.headerAlg
+		p.header["jwk"] = publicJWK(t, tc.key)
+		reason := "does not fit the key"
+		if name == "none" {
+			reason = "base64url" // its empty signature segment
+			raw := p.sign(t, tc.signAlg, tc.key)
+			wantProofErr(t, "none with a signature", raw+"AAAA", proofWant, "does not fit the key")
+		}
+		wantProofErr(t, name, p.sign(t, tc.signAlg, tc.key), proofWant, reason)
+	}
+}
+
+// jwk: public members of a supported key, in canonical form, and nothing
+// else in the header.
+func TestProofJWK(t *testing.T) {
+	ec := proofKeys[ES256].(*ecdsa.PrivateKey)
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	b64 := base64.RawURLEncoding.EncodeToString
+	for name, edit := range map[string]func(p proofParts) crypto.Signer{
+		"private d": func(p proofParts) crypto.Signer {
+			p.header["jwk"].(map[string]any)["d"] = b64(ec.D.FillBytes(make([]byte, 32)))
+			return ec
+		},
+		"symmetric k": func(p proofParts) crypto.Signer {
+			p.header["jwk"] = map[string]any{"kty": "oct", "k": b64([]byte("secret"))}
+			return ec
+		},
+		"unknown member": func(p proofParts) crypto.Signer { p.header["jwk"].(map[string]any)["x5u"] = "https://evil/"; return ec },
+		"numeric member": func(p proofParts) crypto.Signer { p.header["jwk"].(map[string]any)["kid"] = 7; return ec },
+		"short x": func(p proofParts) crypto.Signer {
+			j := p.header["jwk"].(map[string]any)
+			j["x"] = j["x"].(string)[:40]
+			return ec
+		},
+		"off the curve": func(p proofParts) crypto.Signer {
+			j := p.header["jwk"].(map[string]any)
+			j["y"] = j["x"]
+			return ec
+		},
+		"P-384 name": func(p proofParts) crypto.Signer { p.header["jwk"].(map[string]any)["crv"] = "P-384"; return ec },
+		"RSA 1024": func(p proofParts) crypto.Signer {
+			p.header["alg"], p.header["jwk"] = RS256, map[string]any{"kty": "RSA", "n": b64(small.N.Bytes()), "e": "AQAB"}
+			return small
+		},
+		"RSA n with a leading zero": func(p proofParts) crypto.Signer {
+			rs := proofKeys[RS256].(*rsa.PrivateKey)
+			p.header["alg"], p.header["jwk"] = RS256, map[string]any{"kty": "RSA", "n": b64(append([]byte{0}, rs.N.Bytes()...)), "e": "AQAB"}
+			return rs
+		},
+		"RSA e with a leading zero": func(p proofParts) crypto.Signer {
+			rs := proofKeys[RS256].(*rsa.PrivateKey)
+			p.header["alg"], p.header["jwk"] = RS256, map[string]any{"kty": "RSA", "n": b64(rs.N.Bytes()), "e": "AAEAAQ"}
+			return rs
+		},
+		"jwk alg differs":    func(p proofParts) crypto.Signer { p.header["jwk"].(map[string]any)["alg"] = RS256; return ec },
+		"no jwk":             func(p proofParts) crypto.Signer { delete(p.header, "jwk"); return ec },
+		"jwk not an object":  func(p proofParts) crypto.Signer { p.header["jwk"] = "x"; return ec },
+		"kid in the header":  func(p proofParts) crypto.Signer { p.header["kid"] = "k1"; return ec },
+		"crit in the header": func(p proofParts) crypto.Signer { p.header["crit"] = []string{"exp"}; return ec },
+	} {
+		p := newProofParts(t, ES256)
+		key := edit(p)
+		raw := p.sign(t, p.header["alg"].(string), key)
+		wantProofErr(t, name, raw, proofWant, "")
+		if _, err := ParseProof(raw, proofWant); err != nil && strings.Contains(err.Error(), "signature") {
+			t.Errorf("%s: refused only by the signature check (%v); want the key refused first", name, err)
+		}
+	}
+}
+
+// The signature: the header's key must have made it; both ES256 forms.
+func TestProofSignature(t *testing.T) {
+	p := newProofParts(t, ES256)
+	raw := p.sign(t, ES256, proofKeys[ES256])
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	wantProofErr(t, "another key's signature", p.sign(t, ES256, other), proofWant, "signature")
+	wantProofErr(t, "a changed claim", strings.Replace(raw, ".", ".e30", 1)[:len(raw)], proofWant, "")
+	last := raw[len(raw)-2:]
+	flipped := raw[:len(raw)-2] + map[bool]string{true: "AA", false: "AQ"}[last != "AA"]
+	wantProofErr(t, "a changed signature", flipped, proofWant, "")
+	// The high-S twin is accepted as the same proof (the jti then repeats).
+	twin := highS(t, raw)
+	a, err1 := ParseProof(raw, proofWant)
+	b, err2 := ParseProof(twin, proofWant)
+	if err1 != nil || err2 != nil || *a != *b {
+		t.Fatalf("both ES256 forms: %v, %v; %+v vs %+v", err1, err2, a, b)
+	}
+}
+
+// htm and htu: this method and this URL, query and fragment ignored, after
+// RFC 3986 normalization.
+func TestProofMethodAndURL(t *testing.T) {
+	for htu, ok := range map[string]bool{
+		proofURL:                                        true,
+		proofURL + "?x=1#f":                             true,
+		"HTTPS://AUTH.example.com:443/oauth2/token":     true,
+		"https://auth.example.com/oauth2/token/":        false,
+		"http://auth.example.com/oauth2/token":          false,
+		"https://auth.example.com:8443/oauth2/token":    false,
+		"https://auth.example.com/oauth2/introspect":    false,
+		"https://auth.example.com.evil/oauth2/token":    false,
+		"https://user@auth.example.com/oauth2/token":    false,
+		"/oauth2/token":                                 false,
+		"https://auth.example.com/oauth2/%74oken":       true, // percent-encoding normalization
+		"https://auth.example.com/OAUTH2/token":         false,
+		"urn:https://auth.example.com/oauth2/token":     false,
+		"https://auth.example.com/oauth2/token\x00":     false,
+		"https://auth.example.com:443/oauth2/token?a#b": true,
+	} {
+		p := newProofParts(t, ES256)
+		p.claims["htu"] = htu
+		_, err := ParseProof(p.sign(t, ES256, proofKeys[ES256]), proofWant)
+		if (err == nil) != ok {
+			t.Errorf("htu %q: %v; want accepted=%v", htu, err, ok)
+		}
+	}
+	p := newProofParts(t, ES256)
+	raw := p.sign(t, ES256, proofKeys[ES256])
+	for _, m := range []string{"GET", "post", "PUT"} {
+		wantProofErr(t, "htm "+m, raw, ProofWant{Method: m, URL: proofURL, Now: proofNow}, "htm")
+	}
+}
+
+// iat: a JSON integer within ProofWindow before now and Leeway after.
+func TestProofIssuedAt(t *testing.T) {
+	for name, tc := range map[string]struct {
+		iat any
+		ok  bool
+	}{
+		"now":            {proofNow.Unix(), true},
+		"59 s old":       {proofNow.Unix() - 59, true},
+		"61 s old":       {proofNow.Unix() - 61, false},
+		"9 s ahead":      {proofNow.Unix() + 9, true},
+		"11 s ahead":     {proofNow.Unix() + 11, false},
+		"a string":       {"1800000000", false},
+		"a fraction":     {1800000000.5, false},
+		"an exponent":    {json.RawMessage("1.8e9"), false},
+		"absent":         {nil, false},
+		"a huge integer": {json.RawMessage("99999999999999999999"), false},
+	} {
+		p := newProofParts(t, ES256)
+		p.claims["iat"] = tc.iat
+		if tc.iat == nil {
+			delete(p.claims, "iat")
+		}
+		_, err := ParseProof(p.sign(t, ES256, proofKeys[ES256]), proofWant)
+		if (err == nil) != tc.ok {
+			t.Errorf("iat %s: %v; want accepted=%v", name, err, tc.ok)
+		}
+	}
+}
+
+// ath at a resource: the hash of the presented token, exactly.
+func TestProofAccessTokenHash(t *testing.T) {
+	const at = "eyJhbGciOiJFUzI1NiJ9.e30.sig"
+	want := ProofWant{Method: "GET", URL: "https://auth.example.com/oauth2/userinfo", AccessToken: at, Now: proofNow}
+	for name, tc := range map[string]struct {
+		ath any
+		ok  bool
+	}{
+		"right":        {HashB64(at), true},
+		"absent":       {nil, false},
+		"another's":    {HashB64(at + "x"), false},
+		"padded":       {HashB64(at) + "=", false},
+		"the token":    {at, false},
+		"not a string": {7, false},
+	} {
+		p := newProofParts(t, ES256)
+		p.claims["htm"], p.claims["htu"], p.claims["ath"] = "GET", want.URL, tc.ath
+		if tc.ath == nil {
+			delete(p.claims, "ath")
+		}
+		_, err := ParseProof(p.sign(t, ES256, proofKeys[ES256]), want)
+		if (err == nil) != tc.ok {
+			t.Errorf("ath %s: %v; want accepted=%v", name, err, tc.ok)
+		}
+	}
+}
+
+// One byte form: strict base64url, no repeated member, names matched
+// exactly, jti printable.
+func TestProofEncoding(t *testing.T) {
+	p := newProofParts(t, ES256)
+	raw := p.sign(t, ES256, proofKeys[ES256])
+	wantProofErr(t, "padding", raw+"=", proofWant, "base64url")
+	wantProofErr(t, "a newline", raw[:10]+"\n"+raw[10:], proofWant, "base64url")
+	wantProofErr(t, "two segments", raw[:strings.LastIndex(raw, ".")], proofWant, "segments")
+	wantProofErr(t, "too long", raw+strings.Repeat("A", MaxLen), proofWant, "limit")
+	h, _ := json.Marshal(p.header)
+	c, _ := json.Marshal(p.claims)
+	key := proofKeys[ES256]
+	wantProofErr(t, "repeated header member", signRaw(t, ES256, key, append(h[:len(h)-1], []byte(`,"typ":"dpop+jwt"}`)...), c), proofWant, "repeated")
+	wantProofErr(t, "repeated claim", signRaw(t, ES256, key, h, append(c[:len(c)-1], []byte(`,"htm":"GET"}`)...)), proofWant, "repeated")
+	upper := maps.Clone(p.claims)
+	upper["JTI"] = upper["jti"]
+	delete(upper, "jti")
+	wantProofErr(t, "JTI for jti", proofParts{p.header, upper}.sign(t, ES256, key), proofWant, "no jti")
+	for _, jti := range []string{"", "a\x00b", "é", strings.Repeat("a", 257)} {
+		q := newProofParts(t, ES256)
+		q.claims["jti"] = jti
+		wantProofErr(t, "jti "+jti[:min(len(jti), 8)], q.sign(t, ES256, key), proofWant, "jti")
+	}
+}
+
+// FuzzParseProof: no panic; an error never comes with a proof; an accepted
+// proof is strict base64url in each segment, with the thumbprint of the
+// key its header carries, and any change to it is refused or yields the
+// same proof (the ES256 twin).
+func FuzzParseProof(f *testing.F) {
+	for _, alg := range ProofAlgs {
+		p := newProofParts(f, alg)
+		raw := p.sign(f, alg, proofKeys[alg])
+		f.Add(raw, uint16(0), byte(0))
+		f.Add(raw, uint16(5), byte('x'))
+		f.Add(raw, uint16(len(raw)-1), byte('A'))
+	}
+	f.Add("eyJhbGciOiJub25lIn0.e30.", uint16(0), byte(0))
+	f.Fuzz(func(t *testing.T, raw string, pos uint16, b byte) {
+		original, _ := ParseProof(raw, proofWant)
+		mutated := raw
+		if b != 0 && int(pos) < len(raw) {
+			mutated = raw[:pos] + string(b) + raw[pos+1:]
+		}
+		p, err := ParseProof(mutated, proofWant)
+		if err != nil {
+			if p != nil {
+				t.Fatalf("a proof with an error: %v", err)
+			}
+			return
+		}
+		segs := strings.Split(mutated, ".")
+		for _, s := range segs {
+			d, err := base64.RawURLEncoding.DecodeString(s)
+			if err != nil || base64.RawURLEncoding.EncodeToString(d) != s {
+				t.Fatalf("accepted a segment not in canonical base64url: %q", s)
+			}
+		}
+		var h struct{ JWK JWK }
+		json.Unmarshal(must(base64.RawURLEncoding.DecodeString(segs[0])), &h)
+		if tp, err := Thumbprint(h.JWK); err != nil || tp != p.JKT {
+			t.Fatalf("jkt %s is not the header key's thumbprint %s (%v)", p.JKT, tp, err)
+		}
+		if mutated != raw && original != nil && *original != *p {
+			t.Fatalf("a changed proof %q was accepted as %+v (the original is %+v)", mutated, p, original)
+		}
+	})
+}
