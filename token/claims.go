@@ -34,6 +34,9 @@ func appendClaims(b []byte, c *Claims) []byte {
 	if c.EmailVerified != nil {
 		b = strconv.AppendBool(append(b, `,"email_verified":`...), *c.EmailVerified)
 	}
+	if c.Cnf != nil {
+		b = append(appendJSONString(append(b, `,"cnf":{"jkt":`...), c.Cnf.JKT), '}')
+	}
 	if c.Events != nil {
 		b = append(b, `,"events":{"http://schemas.openid.net/event/backchannel-logout":{}}`...)
 	}

@@ -258,16 +258,16 @@ func TestProofSignature(t *testing.T) {
 // RFC 3986 normalization.
 func TestProofMethodAndURL(t *testing.T) {
 	for htu, ok := range map[string]bool{
-		proofURL:                                        true,
-		proofURL + "?x=1#f":                             true,
-		"HTTPS://AUTH.example.com:443/oauth2/token":     true,
-		"https://auth.example.com/oauth2/token/":        false,
-		"http://auth.example.com/oauth2/token":          false,
-		"https://auth.example.com:8443/oauth2/token":    false,
-		"https://auth.example.com/oauth2/introspect":    false,
-		"https://auth.example.com.evil/oauth2/token":    false,
-		"https://user@auth.example.com/oauth2/token":    false,
-		"/oauth2/token":                                 false,
+		proofURL:            true,
+		proofURL + "?x=1#f": true,
+		"HTTPS://AUTH.example.com:443/oauth2/token":  true,
+		"https://auth.example.com/oauth2/token/":     false,
+		"http://auth.example.com/oauth2/token":       false,
+		"https://auth.example.com:8443/oauth2/token": false,
+		"https://auth.example.com/oauth2/introspect": false,
+		"https://auth.example.com.evil/oauth2/token": false,
+		"https://user@auth.example.com/oauth2/token": false,
+		"/oauth2/token": false,
 		"https://auth.example.com/oauth2/%74oken":       true, // percent-encoding normalization
 		"https://auth.example.com/OAUTH2/token":         false,
 		"urn:https://auth.example.com/oauth2/token":     false,

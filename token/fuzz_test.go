@@ -212,6 +212,8 @@ func FuzzClaimsJSON(f *testing.F) {
 	f.Add("https://as", "42", "aud", "jti", "client", "read write", "nonce", int64(1), int64(0), true)
 	// Escapes and invalid UTF-8, email_verified false (it must be written).
 	f.Add("a\"b\\c", "\x00\x1f\x7f", "<>&", "\u2028\u2029", "é", "\xff\xfe", "\xed\xa0\x80", int64(-1), int64(1<<62), false)
+	// A DPoP-bound access token (odd nbf: cnf.jkt).
+	f.Add("https://as", "42", "thumbprint", "jti", "client", "read", "", int64(5), int64(1), false)
 	// An email without email_verified (nothing written for it).
 	f.Add("https://as", "42", "aud", "", "", "openid email", "ann@example.com", int64(3), int64(0), false)
 	f.Fuzz(func(t *testing.T, iss, sub, aud, jti, client, scope, nonce string, exp, nbf int64, logout bool) {
@@ -219,6 +221,9 @@ func FuzzClaimsJSON(f *testing.F) {
 			Expiry: exp, NotBefore: nbf, IssuedAt: exp / 2, AuthTime: nbf, AtHash: scope, SessionID: jti, Email: nonce}
 		if logout {
 			c.Events = &Events{}
+		}
+		if nbf%2 != 0 {
+			c.Cnf = &Cnf{JKT: aud}
 		}
 		// email_verified absent, false or true, by exp: a false must be
 		// written (a *bool), an absent one must not.

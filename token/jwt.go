@@ -86,6 +86,13 @@ type Claims struct {
 	Email         string  `json:"email,omitempty"`
 	EmailVerified *bool   `json:"email_verified,omitempty"`
 	Events        *Events `json:"events,omitempty"` // logout tokens only
+	Cnf           *Cnf    `json:"cnf,omitempty"`    // access tokens bound to a DPoP key
+}
+
+// Cnf is the confirmation claim of a DPoP-bound access token (RFC 9449
+// §6.1): the RFC 7638 thumbprint of the key its proofs must be made with.
+type Cnf struct {
+	JKT string `json:"jkt"`
 }
 
 // Events is the events claim of a logout token (OpenID Connect Back-Channel
