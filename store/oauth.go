@@ -22,6 +22,8 @@ type Client struct {
 	FirstParty             bool
 	ResourceServer         bool   // may introspect any access token
 	BackchannelLogoutURI   string // receives logout tokens when a sign-in it was given a code by ends
+	RequireDPoP            bool   // its tokens must be DPoP-bound (RFC 9449)
+	RequirePAR             bool   // its authorization requests must be pushed (RFC 9126)
 	CreatedAt              time.Time
 	UpdatedAt              time.Time
 }
@@ -29,14 +31,14 @@ type Client struct {
 // Public reports whether the client has no secret (RFC 6749 §2.1).
 func (c *Client) Public() bool { return c.SecretHash == "" }
 
-const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, resource_server, backchannel_logout_uri, created_at, updated_at`
+const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, resource_server, backchannel_logout_uri, require_dpop, require_par, created_at, updated_at`
 
 func scanClient(s interface{ Scan(...any) error }) (*Client, error) {
 	var c Client
 	var secret sql.NullString
 	var redirects, logouts, grants, scopes string
 	var created, updated int64
-	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &c.ResourceServer, &c.BackchannelLogoutURI, &created, &updated); err != nil {
+	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &c.ResourceServer, &c.BackchannelLogoutURI, &c.RequireDPoP, &c.RequirePAR, &created, &updated); err != nil {
 		return nil, err
 	}
 	c.SecretHash = secret.String
@@ -70,9 +72,9 @@ func nullIfEmpty(s string) sql.NullString { return sql.NullString{String: s, Val
 func (db *DB) CreateClient(ctx context.Context, c *Client, now time.Time) (err error) {
 	defer wrap(&err, "create client")
 	c.CreatedAt, c.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
-	_, err = db.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)`,
+	_, err = db.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)`,
 		c.ID, c.Name, nullIfEmpty(c.SecretHash), jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs),
-		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, now.Unix())
+		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, c.RequireDPoP, c.RequirePAR, now.Unix())
 	return err
 }
 
@@ -164,6 +166,7 @@ type Code struct {
 	AuthTime      time.Time
 	SID           string // the browser sign-in that issued it (the ID token's sid)
 	SessionHash   string // its cookie's hash, when creating: the sign-in is recorded as the client's
+	DPoPJKT       string // the DPoP key the exchange must prove (RFC 9449 §10), or ""
 	ExpiresAt     time.Time
 	Used          bool
 	FamilyID      string // what the exchange issued (set once used)
@@ -177,9 +180,9 @@ type Code struct {
 func (db *DB) CreateCode(ctx context.Context, c *Code, now time.Time) (err error) {
 	defer wrap(&err, "create code")
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, created_at, expires_at, sid)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			c.Hash, c.ClientID, c.UserID, c.RedirectURI, c.Scope, c.CodeChallenge, c.Nonce, c.AuthTime.Unix(), now.Unix(), c.ExpiresAt.Unix(), c.SID); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, created_at, expires_at, sid, dpop_jkt)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			c.Hash, c.ClientID, c.UserID, c.RedirectURI, c.Scope, c.CodeChallenge, c.Nonce, c.AuthTime.Unix(), now.Unix(), c.ExpiresAt.Unix(), c.SID, c.DPoPJKT); err != nil {
 			return err
 		}
 		if c.SessionHash == "" {
@@ -197,9 +200,9 @@ func (db *DB) CodeByHash(ctx context.Context, hash string) (c *Code, err error) 
 	var authTime, exp int64
 	var used, accessExp sql.NullInt64
 	var family, jti sql.NullString
-	err = db.queryRow(ctx, `SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at, family_id, access_jti, access_exp, sid
+	err = db.queryRow(ctx, `SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at, family_id, access_jti, access_exp, sid, dpop_jkt
 FROM auth_codes WHERE hash = $1`, hash).Scan(&c.ClientID, &c.UserID, &c.RedirectURI, &c.Scope, &c.CodeChallenge, &c.Nonce,
-		&authTime, &exp, &used, &family, &jti, &accessExp, &c.SID)
+		&authTime, &exp, &used, &family, &jti, &accessExp, &c.SID, &c.DPoPJKT)
 	if err != nil {
 		return nil, err
 	}
@@ -370,4 +373,56 @@ func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string,
 		return err
 	})
 	return userID, e, err
+}
+
+// --- DPoP proofs and pushed authorization requests ---
+
+// SpendProof records a DPoP proof (the hash of its key's thumbprint and
+// jti) until expires; a proof recorded and not yet expired is ErrReused.
+// Every instance shares the record, so a proof is accepted once anywhere.
+func (db *DB) SpendProof(ctx context.Context, hash string, expires, now time.Time) (err error) {
+	defer wrap(&err, "spend DPoP proof")
+	n, err := db.exec(ctx, `INSERT INTO dpop_proofs (hash, expires_at) VALUES ($1, $2)
+ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_proofs.expires_at <= $3`, hash, expires.Unix(), now.Unix())
+	if err == nil && n == 0 {
+		err = ErrReused
+	}
+	return err
+}
+
+// PushRequest stores a pushed authorization request of the client under
+// the hash of its request_uri.
+func (db *DB) PushRequest(ctx context.Context, hash, clientID, params string, expires, now time.Time) (err error) {
+	defer wrap(&err, "push authorization request")
+	_, err = db.exec(ctx, `INSERT INTO pushed_requests (hash, client_id, params, expires_at) VALUES ($1, $2, $3, $4)`,
+		hash, clientID, params, expires.Unix())
+	return err
+}
+
+// TakePushedRequest returns the parameters of the client's pushed request
+// the first time its request_uri arrives, and from then on keeps it until
+// then (the sign-in's forms) for PushedRequest. A request_uri used before,
+// expired, unknown or another client's is ErrNotFound.
+func (db *DB) TakePushedRequest(ctx context.Context, hash, clientID string, then, now time.Time) (params string, err error) {
+	defer wrap(&err, "take pushed request")
+	err = db.writeRow(ctx, `UPDATE pushed_requests SET used_at = $3, expires_at = $4
+WHERE hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > $3 RETURNING params`, hash, clientID, now.Unix(), then.Unix()).Scan(&params)
+	return params, err
+}
+
+// PushedRequest returns the parameters of a pushed request taken by
+// TakePushedRequest and not yet finished, or ErrNotFound.
+func (db *DB) PushedRequest(ctx context.Context, hash, clientID string, now time.Time) (params string, err error) {
+	defer wrap(&err, "pushed request")
+	err = db.queryRow(ctx, `SELECT params FROM pushed_requests WHERE hash = $1 AND client_id = $2 AND used_at IS NOT NULL AND expires_at > $3`,
+		hash, clientID, now.Unix()).Scan(&params)
+	return params, err
+}
+
+// FinishPushedRequest deletes a pushed request once its authorization
+// response (a code or an error) is sent: it yields one response.
+func (db *DB) FinishPushedRequest(ctx context.Context, hash string) (err error) {
+	defer wrap(&err, "finish pushed request")
+	_, err = db.exec(ctx, `DELETE FROM pushed_requests WHERE hash = $1`, hash)
+	return err
 }

@@ -323,7 +323,7 @@ func TestRefreshRotation(t *testing.T) {
 		}
 		// Narrowing: the new token gets the scope asked for.
 		rt2 := token.NewOpaque()
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt2), "c1", "a", time.Hour, maxAge, t0); err != nil {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt2), "c1", "a", "", time.Hour, maxAge, t0); err != nil {
 			t.Fatalf("rotate: %v", err)
 		}
 		if n, err := db.RefreshTokenByHash(ctx, token.Hash(rt2), t0); err != nil || n.Scope != "a" || n.Family.Scope != "a b" {
@@ -334,7 +334,7 @@ func TestRefreshRotation(t *testing.T) {
 		}
 		// A spent token changes nothing.
 		rt3 := token.NewOpaque()
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt3), "c1", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt3), "c1", "", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("replay = %v; want ErrNotFound", err)
 		}
 		if _, err := db.RefreshTokenByHash(ctx, token.Hash(rt3), t0); !errors.Is(err, store.ErrNotFound) {
@@ -347,13 +347,13 @@ func TestRefreshRotation(t *testing.T) {
 		if r, err := db.RevokeSession(ctx, f.ID, time.Hour, t0); err != nil || r != nil {
 			t.Fatalf("RevokeSession again = %+v, %v; want nothing new", r, err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt2), token.Hash(rt3), "c1", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt2), token.Hash(rt3), "c1", "", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("rotation in a revoked family = %v; want ErrNotFound", err)
 		}
 		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(rt2), t0); got == nil || !got.Family.Revoked || got.Used {
 			t.Fatalf("after revocation: %+v", got)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash("unknown"), token.Hash(rt3), "c1", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash("unknown"), token.Hash(rt3), "c1", "", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("unknown token = %v; want ErrNotFound", err)
 		}
 		// Expired tokens are neither found nor rotated.
@@ -361,7 +361,7 @@ func TestRefreshRotation(t *testing.T) {
 		if _, err := db.RefreshTokenByHash(ctx, token.Hash(old), t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("expired token = %v; want ErrNotFound", err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(old), token.Hash(rt3), "c1", "", time.Hour, maxAge, t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(old), token.Hash(rt3), "c1", "", "", time.Hour, maxAge, t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("expired token rotated: %v", err)
 		}
 	})
@@ -492,7 +492,7 @@ func TestRotateRefreshMaxAge(t *testing.T) {
 		_, rt := newFamily(t, db, u.ID) // created at t0
 		const ttl, age = time.Hour, 90 * time.Minute
 		next := token.NewOpaque()
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", ttl, age, t0.Add(50*time.Minute)); err != nil {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", "", ttl, age, t0.Add(50*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		n, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0.Add(50*time.Minute))
@@ -506,13 +506,13 @@ func TestRotateRefreshMaxAge(t *testing.T) {
 		if err := db.CreateFamily(ctx, g, token.Hash(long), t0.Add(48*time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", ttl, age, t0.Add(age)); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", "", ttl, age, t0.Add(age)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("rotation at the session's end = %v; want ErrNotFound", err)
 		}
 		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(long), t0); got == nil || got.Used || got.Family.ID != g.ID {
 			t.Fatalf("a refused rotation spent the token: %+v", got)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", ttl, age, t0.Add(age-time.Second)); err != nil {
+		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", "", ttl, age, t0.Add(age-time.Second)); err != nil {
 			t.Fatalf("rotation a second before the session's end = %v", err)
 		}
 	})
@@ -548,14 +548,14 @@ func TestRotateRefreshConditions(t *testing.T) {
 		u := newUser(t, db, "ann@example.com", "ann")
 		f, rt := newFamily(t, db, u.ID)
 		next := token.NewOpaque()
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "other-client", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "other-client", "", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("another client: %v; want ErrNotFound", err)
 		}
-		got, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", time.Hour, maxAge, t0)
+		got, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", "", time.Hour, maxAge, t0)
 		if err != nil || got.Family.ID != f.ID || got.Family.UserID != u.ID || got.Scope != "a b" || !got.Family.AuthTime.Equal(t0) {
 			t.Fatalf("RotateRefresh = %+v, %v", got, err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("spent token: %v; want ErrNotFound", err)
 		}
 		n, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0)
@@ -566,7 +566,7 @@ func TestRotateRefreshConditions(t *testing.T) {
 		if _, _, err := db.UpdateUserAdmin(ctx, u.ID, nil, &off, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", "", time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("inactive user: %v; want ErrNotFound", err)
 		}
 		// Concurrent rotations of one token: exactly one wins.
@@ -579,7 +579,7 @@ func TestRotateRefreshConditions(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, err := db.RotateRefresh(ctx, token.Hash(tok), token.Hash(token.NewOpaque()), "c1", "", time.Hour, maxAge, t0)
+					_, err := db.RotateRefresh(ctx, token.Hash(tok), token.Hash(token.NewOpaque()), "c1", "", "", time.Hour, maxAge, t0)
 					if err == nil {
 						wins.Add(1)
 					} else if !errors.Is(err, store.ErrNotFound) {
@@ -681,7 +681,7 @@ func TestPurgeFamilies(t *testing.T) {
 				t.Fatal(err)
 			}
 			next := token.NewOpaque()
-			if _, err := db.RotateRefresh(ctx, token.Hash(rotRT), token.Hash(next), "c1", "", 2*time.Hour, ret.MaxAge, t0.Add(3*time.Hour)); err != nil {
+			if _, err := db.RotateRefresh(ctx, token.Hash(rotRT), token.Hash(next), "c1", "", "", 2*time.Hour, ret.MaxAge, t0.Add(3*time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := db.RevokeSession(ctx, rotated.ID, ret.AccessTTL, t0.Add(3*time.Hour)); err != nil {
@@ -842,6 +842,94 @@ func TestEndSignIn(t *testing.T) {
 			}
 			if n := count(t, raw, "session_clients"); n != 0 {
 				t.Fatalf("%d session_clients rows after the purge; want 0", n)
+			}
+		})
+	}
+}
+
+// A DPoP proof is spent once until it expires; a pushed request is taken
+// once, by its own client, then read by the sign-in's forms until it is
+// finished or expires; a bound family rotates only with its key. All of it
+// is purged at expiry.
+func TestDPoPAndPushedRequests(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			raw := rawDB(t, d, url)
+			p := token.Hash("jkt.jti")
+			if err := db.SpendProof(ctx, p, t0.Add(time.Minute), t0); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.SpendProof(ctx, p, t0.Add(time.Minute), t0.Add(59*time.Second)); !errors.Is(err, store.ErrReused) {
+				t.Fatalf("a replayed proof: %v; want ErrReused", err)
+			}
+			if err := db.SpendProof(ctx, p, t0.Add(2*time.Minute), t0.Add(time.Minute)); err != nil {
+				t.Fatalf("the same proof once its record expired: %v", err)
+			}
+
+			for _, id := range []string{"c1", "c2"} {
+				if err := db.CreateClient(ctx, &store.Client{ID: id, Name: id, GrantTypes: []string{"authorization_code"}, RequireDPoP: id == "c1", RequirePAR: true}, t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if c, err := db.ClientByID(ctx, "c1"); err != nil || !c.RequireDPoP || !c.RequirePAR {
+				t.Fatalf("client flags read back: %+v, %v", c, err)
+			}
+			h := token.Hash("urn:ietf:params:oauth:request_uri:x")
+			if err := db.PushRequest(ctx, h, "c1", "scope=a", t0.Add(time.Minute), t0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.PushedRequest(ctx, h, "c1", t0); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("read before it was taken: %v", err)
+			}
+			if _, err := db.TakePushedRequest(ctx, h, "c2", t0.Add(10*time.Minute), t0); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("taken by another client: %v", err)
+			}
+			if got, err := db.TakePushedRequest(ctx, h, "c1", t0.Add(10*time.Minute), t0.Add(time.Second)); err != nil || got != "scope=a" {
+				t.Fatalf("take = %q, %v", got, err)
+			}
+			if _, err := db.TakePushedRequest(ctx, h, "c1", t0.Add(10*time.Minute), t0.Add(2*time.Second)); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("taken twice: %v", err)
+			}
+			if got, err := db.PushedRequest(ctx, h, "c1", t0.Add(9*time.Minute)); err != nil || got != "scope=a" {
+				t.Fatalf("read by the forms = %q, %v", got, err)
+			}
+			if err := db.FinishPushedRequest(ctx, h); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.PushedRequest(ctx, h, "c1", t0.Add(9*time.Minute)); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("read after it was finished: %v", err)
+			}
+			late := token.Hash("late")
+			db.PushRequest(ctx, late, "c1", "x=1", t0.Add(time.Minute), t0)
+			if _, err := db.TakePushedRequest(ctx, late, "c1", t0.Add(time.Hour), t0.Add(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("taken after it expired: %v", err)
+			}
+
+			u := newUser(t, db, "ann@example.com", "ann")
+			f := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: "c1", AuthTime: t0, DPoPJKT: "thumb-1"}
+			rt := token.NewOpaque()
+			if err := db.CreateFamily(ctx, f, token.Hash(rt), t0.Add(time.Hour), t0); err != nil {
+				t.Fatal(err)
+			}
+			for _, jkt := range []string{"", "thumb-2"} {
+				if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", jkt, time.Hour, time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("a bound family rotated with key %q: %v", jkt, err)
+				}
+			}
+			if got, err := db.RefreshTokenByHash(ctx, token.Hash(rt), t0); err != nil || got.Used || got.Family.DPoPJKT != "thumb-1" {
+				t.Fatalf("after refused rotations: %+v, %v; want unspent, bound to thumb-1", got, err)
+			}
+			if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", "thumb-1", time.Hour, time.Hour, t0); err != nil {
+				t.Fatalf("rotation with the family's key: %v", err)
+			}
+
+			if err := db.Purge(ctx, store.Retention{LoginWindow: time.Hour, AccessTTL: time.Hour, MaxAge: time.Hour}, t0.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if n, m := count(t, raw, "dpop_proofs"), count(t, raw, "pushed_requests"); n != 0 || m != 0 {
+				t.Fatalf("after the purge: %d proofs, %d pushed requests; want 0", n, m)
 			}
 		})
 	}

@@ -105,6 +105,7 @@ type Family struct {
 	AuthTime  time.Time
 	CreatedAt time.Time
 	Revoked   bool
+	DPoPJKT   string // a public client's refresh tokens are bound to this DPoP key (RFC 9449 §5), or ""
 }
 
 // RefreshToken is one refresh token of a family, found by its hash.
@@ -128,8 +129,8 @@ func (db *DB) CreateFamily(ctx context.Context, f Family, tokenHash string, expi
 }
 
 func createFamilyTx(ctx context.Context, tx *sql.Tx, f Family, tokenHash string, expires, now time.Time) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix()); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at, dpop_jkt) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix(), f.DPoPJKT); err != nil {
 		return err
 	}
 	if tokenHash == "" {
@@ -147,9 +148,9 @@ func (db *DB) RefreshTokenByHash(ctx context.Context, hash string, now time.Time
 	var used, revoked sql.NullInt64
 	var exp, authTime, created int64
 	err = db.queryRow(ctx, `SELECT t.scope, t.expires_at, t.used_at, f.id, f.user_id, f.client_id, f.scope, f.auth_time, f.created_at, f.revoked_at,
-  u.is_active AND u.deleted_at IS NULL
+  u.is_active AND u.deleted_at IS NULL, f.dpop_jkt
 FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id JOIN users u ON u.id = f.user_id WHERE t.hash = $1`, hash).Scan(
-		&t.Scope, &exp, &used, &t.Family.ID, &t.Family.UserID, &t.Family.ClientID, &t.Family.Scope, &authTime, &created, &revoked, &t.UserActive)
+		&t.Scope, &exp, &used, &t.Family.ID, &t.Family.UserID, &t.Family.ClientID, &t.Family.Scope, &authTime, &created, &revoked, &t.UserActive, &t.Family.DPoPJKT)
 	if err != nil {
 		return nil, err
 	}
@@ -327,6 +328,8 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 		// too (an unknown token is refused as a spent one is).
 		{`DELETE FROM email_verification_tokens WHERE (expires_at <= $1 OR used_at IS NOT NULL) AND created_at <= $2`, []any{t, now.Add(-time.Hour).Unix()}},
 		{`DELETE FROM login_failures WHERE window_start <= $1`, []any{now.Add(-r.LoginWindow).Unix()}},
+		{`DELETE FROM dpop_proofs WHERE expires_at <= $1`, []any{t}},
+		{`DELETE FROM pushed_requests WHERE expires_at <= $1`, []any{t}},
 	} {
 		if _, err := db.exec(ctx, q.sql, q.args...); err != nil {
 			return err
@@ -344,7 +347,7 @@ const (
   UPDATE refresh_tokens t SET used_at = $2
   FROM token_families f, users u
   WHERE t.hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
-    AND f.id = t.family_id AND f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $7
+    AND f.id = t.family_id AND f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $7 AND f.dpop_jkt IN ('', $9)
     AND u.id = f.user_id AND u.is_active AND u.deleted_at IS NULL
   RETURNING t.family_id, t.scope, f.user_id, f.auth_time, f.created_at),
 ins AS (
@@ -354,22 +357,23 @@ SELECT family_id, scope, user_id, auth_time, created_at FROM spent`
 	qSpendSQLite = `UPDATE refresh_tokens SET used_at = $2
 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
   AND family_id IN (SELECT f.id FROM token_families f JOIN users u ON u.id = f.user_id
-    WHERE f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $4 AND u.is_active AND u.deleted_at IS NULL)
+    WHERE f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $4 AND f.dpop_jkt IN ('', $5) AND u.is_active AND u.deleted_at IS NULL)
 RETURNING family_id, scope`
 	qFamilyOwner = `SELECT user_id, auth_time, created_at FROM token_families WHERE id = $1`
 )
 
 // RotateRefresh spends the refresh token oldHash and adds newHash to its
 // family, atomically, only if the token is unspent and unexpired, its family
-// is live, younger than maxAge (REFRESH_TOKEN_MAX_DAYS) and belongs to
-// clientID, and the family's user is active. The new token lives ttl, but
+// is live, younger than maxAge (REFRESH_TOKEN_MAX_DAYS), belongs to
+// clientID and is bound to no DPoP key or to jkt, and the family's user is
+// active. The new token lives ttl, but
 // never past the family's maxAge, and gets scope, or the old token's scope
 // when scope is "" (callers check that scope only narrows). It returns the
 // spent token with its family. When any condition fails it changes nothing
 // and returns ErrNotFound: the caller reads the token to tell why (and
 // revokes the family on reuse). Of any number of concurrent calls with one
 // oldHash, at most one succeeds.
-func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, scope string, ttl, maxAge time.Duration, now time.Time) (t *RefreshToken, err error) {
+func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, scope, jkt string, ttl, maxAge time.Duration, now time.Time) (t *RefreshToken, err error) {
 	defer wrap(&err, "rotate refresh token")
 	t = &RefreshToken{Hash: oldHash, Used: true, UserActive: true}
 	t.Family.ClientID = clientID
@@ -377,14 +381,14 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 	bornAfter := now.Add(-maxAge).Unix()
 	if db.dialect == Postgres {
 		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), clientID, newHash, now.Add(ttl).Unix(), scope,
-			bornAfter, int64(maxAge/time.Second)).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, &authTime, &created)
+			bornAfter, int64(maxAge/time.Second), jkt).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, &authTime, &created)
 	} else {
 		err = db.tx(ctx, func(tx *sql.Tx) error {
 			spend, err := db.txStmt(ctx, tx, qSpendSQLite)
 			if err != nil {
 				return err
 			}
-			if err := spend.QueryRowContext(ctx, oldHash, now.Unix(), clientID, bornAfter).Scan(&t.Family.ID, &t.Scope); err != nil {
+			if err := spend.QueryRowContext(ctx, oldHash, now.Unix(), clientID, bornAfter, jkt).Scan(&t.Family.ID, &t.Scope); err != nil {
 				return err
 			}
 			owner, err := db.txStmt(ctx, tx, qFamilyOwner)
