@@ -99,7 +99,7 @@ var commandUsage = map[string]string{
 	"healthcheck": "usage: oauth2-api healthcheck",
 	"user":        "usage: oauth2-api user create --email E --username U [--role admin] [--first-name F] [--last-name L] [--email-verified] (the password is read from stdin; --email-verified: you vouch for the address)",
 	"client": `usage:
-  oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server] [--backchannel-logout-uri U]
+  oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server] [--require-dpop] [--require-par] [--backchannel-logout-uri U]
   oauth2-api client list
   oauth2-api client delete ID
   oauth2-api client rotate-secret ID`,
@@ -638,6 +638,8 @@ func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer
 		fs.BoolVar(&spec.FirstParty, "first-party", false, "")
 		fs.BoolVar(&spec.ResourceServer, "resource-server", false, "")
 		fs.StringVar(&spec.BackchannelLogoutURI, "backchannel-logout-uri", "", "")
+		fs.BoolVar(&spec.RequireDPoP, "require-dpop", false, "")
+		fs.BoolVar(&spec.RequirePAR, "require-par", false, "")
 		if err := fs.Parse(args); err != nil {
 			return usagef("client create: %v (oauth2-api client --help)", err)
 		}

@@ -20,7 +20,7 @@ import (
 // GET through the login and consent forms (RFC 6749 §4.1.1, RFC 7636 §4.3,
 // OIDC Core §3.1.2.1).
 var authParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state",
-	"code_challenge", "code_challenge_method", "nonce", "prompt", "max_age"}
+	"code_challenge", "code_challenge_method", "nonce", "prompt", "max_age", "dpop_jkt"}
 
 // authRequest is a validated authorization request.
 type authRequest struct {
@@ -33,6 +33,7 @@ type authRequest struct {
 	nonce       string
 	prompt      []string
 	maxAge      time.Duration // -1: none
+	dpopJKT     string        // the DPoP key the code's exchange must prove (RFC 9449 §10)
 	params      url.Values
 }
 
@@ -122,6 +123,9 @@ func parseAuthRequest(ctx context.Context, cs *Clients, params url.Values, oidc 
 		if ar.has("none") && len(ar.prompt) > 1 {
 			return ar, httpx.E(httpx.KindInvalid, "prompt=none cannot be combined")
 		}
+	}
+	if ar.dpopJKT = params.Get("dpop_jkt"); ar.dpopJKT != "" && !validChallenge(ar.dpopJKT) {
+		return ar, httpx.E(httpx.KindInvalid, "dpop_jkt is not a base64url SHA-256 thumbprint")
 	}
 	if s := params.Get("max_age"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -396,7 +400,7 @@ func (a *authorization) issueCode(sess *store.Session) {
 	err := a.db.CreateCode(a.r.Context(), &store.Code{
 		Hash: token.Hash(code), ClientID: a.ar.client.ID, UserID: sess.UserID, RedirectURI: a.ar.sentURI,
 		Scope: a.ar.scope, CodeChallenge: a.ar.challenge, Nonce: a.ar.nonce, AuthTime: sess.AuthTime,
-		SID: sess.SID, SessionHash: sess.Hash, ExpiresAt: a.now.Add(codeTTL),
+		SID: sess.SID, SessionHash: sess.Hash, DPoPJKT: a.ar.dpopJKT, ExpiresAt: a.now.Add(codeTTL),
 	}, a.now)
 	if err != nil {
 		a.b.fail(a.w, a.r, err)

@@ -64,7 +64,7 @@ func check(c caller, d Deps, next http.Handler) http.Handler {
 	case anyClient, confidentialClient:
 		return requireClient(d.Log, d.Clients, d.Creds, d.HTTP, c == anyClient, d.Now, next)
 	case tokenHolder:
-		return requireToken(d.Log, d.Tokens, d.Now, next)
+		return requireToken(d.Log, d.DB, d.Tokens, d.Now, next)
 	case user, admin:
 		return requireUser(d.Log, d.DB, d.Tokens, d.Clients, c == admin, d.Now, next)
 	}
@@ -108,14 +108,16 @@ func requireClient(log *slog.Logger, cs *Clients, creds *ratelimit.Limiter, m *h
 	})
 }
 
-// bearerToken returns the token of an "Authorization: Bearer" header
-// (RFC 6750 §2.1; the scheme is case-insensitive), or "".
-func bearerToken(r *http.Request) string {
+// accessToken returns the token of an "Authorization: Bearer" (RFC 6750
+// §2.1) or "Authorization: DPoP" (RFC 9449 §7.1) header, and whether it was
+// DPoP; "" for anything else. Schemes are case-insensitive.
+func accessToken(r *http.Request) (tok string, dpop bool) {
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return ""
+	dpop = strings.EqualFold(scheme, "DPoP")
+	if !ok || (!dpop && !strings.EqualFold(scheme, "Bearer")) {
+		return "", false
 	}
-	return strings.TrimSpace(tok)
+	return strings.TrimSpace(tok), dpop
 }
 
 // Bearer challenges (RFC 6750 §3).
@@ -125,19 +127,35 @@ const (
 )
 
 var (
-	errNoToken  = &httpx.Error{Kind: httpx.KindUnauthorized, Message: "a bearer token is required", Authenticate: challengeMissing}
-	errBadToken = &httpx.Error{Kind: httpx.KindInvalidToken, Message: "the access token is invalid, expired or revoked", Authenticate: challengeInvalid}
+	errNoToken    = &httpx.Error{Kind: httpx.KindUnauthorized, Message: "a bearer token is required", Authenticate: challengeMissing}
+	errBadToken   = &httpx.Error{Kind: httpx.KindInvalidToken, Message: "the access token is invalid, expired or revoked", Authenticate: challengeInvalid}
+	errBoundToken = &httpx.Error{Kind: httpx.KindInvalidToken, Message: "the access token is DPoP-bound: send it as DPoP with a proof",
+		Authenticate: `DPoP algs="` + dpopAlgs + `", error="invalid_token", error_description="the access token is DPoP-bound"`}
 )
 
-// verifyBearer checks the request's access token.
-func verifyBearer(r *http.Request, ts *Tokens, now time.Time) (*token.Claims, error) {
-	raw := bearerToken(r)
+// verifyAccess checks the request's access token. A DPoP-bound one is
+// accepted only as "DPoP" with a proof of its key for this request (RFC
+// 9449 §7): presented as a bearer token, as a stolen one would be, it is
+// refused; an unbound one is refused under the DPoP scheme.
+func verifyAccess(r *http.Request, db *store.DB, ts *Tokens, now time.Time) (*token.Claims, error) {
+	raw, dpop := accessToken(r)
 	if raw == "" {
 		return nil, errNoToken
 	}
 	c, err := ts.Verify(raw, now)
-	if err != nil {
+	switch {
+	case err != nil || (c.Cnf == nil && dpop):
 		return nil, errBadToken
+	case c.Cnf != nil && !dpop:
+		return nil, errBoundToken
+	case dpop:
+		p, err := ts.proofOf(r, db, raw, now)
+		if err == nil && (p == nil || p.JKT != c.Cnf.JKT) {
+			err = dpopError(httpx.KindDPoPProofRefused, "the DPoP proof is missing or made with another key")
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	info := httpx.InfoFrom(r)
 	info.ClientID = c.ClientID
@@ -149,9 +167,9 @@ func verifyBearer(r *http.Request, ts *Tokens, now time.Time) (*token.Claims, er
 
 // requireToken admits any valid access token (RFC 6750); its errors are
 // RFC 6750 §3's.
-func requireToken(log *slog.Logger, ts *Tokens, now func() time.Time, next http.Handler) http.Handler {
+func requireToken(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := verifyBearer(r, ts, now())
+		c, err := verifyAccess(r, db, ts, now())
 		if err != nil {
 			httpx.WriteOAuthError(w, r, log, err)
 			return
@@ -179,7 +197,7 @@ func requireUser(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, adminO
 }
 
 func userOf(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, now time.Time) (*store.User, *token.Claims, error) {
-	c, err := verifyBearer(r, ts, now)
+	c, err := verifyAccess(r, db, ts, now)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -191,6 +191,8 @@ type ClientSpec struct {
 	FirstParty             bool     `json:"first_party"`
 	ResourceServer         bool     `json:"resource_server"` // may introspect any access token
 	BackchannelLogoutURI   string   `json:"backchannel_logout_uri"`
+	RequireDPoP            bool     `json:"require_dpop"`
+	RequirePAR             bool     `json:"require_par"`
 }
 
 // ClientJSON is a client as the CLI and admin API show it: the secret only
@@ -207,6 +209,8 @@ type ClientJSON struct {
 	FirstParty             bool      `json:"first_party"`
 	ResourceServer         bool      `json:"resource_server"`
 	BackchannelLogoutURI   string    `json:"backchannel_logout_uri,omitempty"`
+	RequireDPoP            bool      `json:"require_dpop"`
+	RequirePAR             bool      `json:"require_par"`
 	CreatedAt              time.Time `json:"created_at"`
 	UpdatedAt              time.Time `json:"updated_at"`
 }
@@ -220,7 +224,7 @@ func ClientView(c *store.Client, secret string) ClientJSON {
 		return s
 	}
 	return ClientJSON{c.ID, secret, c.Name, nz(c.RedirectURIs), c.PostLogoutRedirectURIs, nz(c.GrantTypes), nz(c.Scopes),
-		c.Public(), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, c.CreatedAt, c.UpdatedAt}
+		c.Public(), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, c.RequireDPoP, c.RequirePAR, c.CreatedAt, c.UpdatedAt}
 }
 
 // CreateClient validates spec, stores a new client and returns it with its
@@ -289,7 +293,7 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 		ID: token.NewID(), Name: name,
 		RedirectURIs: slices.Compact(slices.Clone(spec.RedirectURIs)), PostLogoutRedirectURIs: spec.PostLogoutRedirectURIs,
 		GrantTypes: grants, Scopes: slices.Compact(scopes), FirstParty: spec.FirstParty, ResourceServer: spec.ResourceServer,
-		BackchannelLogoutURI: spec.BackchannelLogoutURI,
+		BackchannelLogoutURI: spec.BackchannelLogoutURI, RequireDPoP: spec.RequireDPoP, RequirePAR: spec.RequirePAR,
 	}
 	secret := ""
 	if !spec.Public {

@@ -67,16 +67,30 @@ func checkParams(form url.Values) error {
 }
 
 // handleToken serves POST /oauth2/token (RFC 6749 §3.2) for the client its
-// caller check authenticated.
+// caller check authenticated. A DPoP proof binds what it issues to the
+// proof's key (RFC 9449 §5); a client registered --require-dpop must send
+// one.
 func handleToken(log *slog.Logger, db *store.DB, ts *Tokens, idTokens *token.Signer, m *Metrics, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := principalOf(r)
 		g := grant{log: log, db: db, ts: ts, idTokens: idTokens, c: p.client, form: p.form, now: now(), info: httpx.InfoFrom(r)}
+		ts.setNonce(w, g.now)
 		name := p.form.Get("grant_type")
-		pair, err := g.run(r.Context(), name)
+		proof, err := ts.proofOf(r, db, "", g.now)
+		if err == nil && proof == nil && g.c.RequireDPoP {
+			err = httpx.E(httpx.KindInvalidDPoPProof, "this client must send a DPoP proof (RFC 9449)")
+		}
+		var pair *Pair
+		if err == nil {
+			g.jkt = jktOf(proof)
+			pair, err = g.run(r.Context(), name)
+		}
 		if err != nil {
 			httpx.WriteOAuthError(w, r, log, err)
 			return
+		}
+		if proof != nil {
+			pair.TokenType = "DPoP"
 		}
 		m.TokensIssued.With(name).Inc()
 		httpx.NoStore(w)
@@ -94,6 +108,7 @@ type grant struct {
 	form     url.Values
 	now      time.Time
 	info     *httpx.Info // the access log's fields, and the client IP for warnings
+	jkt      string      // the DPoP key the request proved, or ""
 }
 
 func (g *grant) run(ctx context.Context, name string) (*Pair, error) {
@@ -127,7 +142,7 @@ func (g *grant) clientCredentials() (*Pair, error) {
 		}
 		scope = strings.Join(slices.DeleteFunc(strings.Fields(scope), func(s string) bool { return s == scopeOpenID }), " ")
 	}
-	access, _, err := g.ts.Access(g.c.ID, g.c.ID, scope, "", time.Time{}, g.now)
+	access, _, err := g.ts.Access(g.c.ID, g.c.ID, scope, "", g.jkt, time.Time{}, g.now)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +174,7 @@ func (g *grant) refresh(ctx context.Context) (*Pair, error) {
 	if rt == "" {
 		return nil, httpx.E(httpx.KindInvalid, "refresh_token is required")
 	}
-	pair, old, err := g.ts.Rotate(ctx, g.db, rt, g.c.ID, g.form.Get("scope"), g.now)
+	pair, old, err := g.ts.Rotate(ctx, g.db, rt, g.c.ID, g.form.Get("scope"), g.jkt, g.now)
 	if err != nil {
 		return nil, refreshFailure(ctx, g.log, g.info, err, true)
 	}
@@ -241,6 +256,8 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 		return nil, bad("redirect_uri differs")
 	case ac.CodeChallenge == "" || !validVerifier(verifier) || !verifierOK(verifier, ac.CodeChallenge):
 		return nil, bad("PKCE verification failed")
+	case ac.DPoPJKT != "" && ac.DPoPJKT != g.jkt: // RFC 9449 §10
+		return nil, bad("not proven with the DPoP key of dpop_jkt")
 	}
 	u, err := g.db.UserByID(ctx, ac.UserID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
@@ -254,7 +271,10 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 	// replay of this code, logout, revocation) reaches them.
 	sub := store.FormatID(u.ID)
 	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: ac.Scope, AuthTime: ac.AuthTime}
-	access, claims, err := g.ts.Access(sub, g.c.ID, ac.Scope, fam.ID, ac.AuthTime, g.now)
+	if g.c.Public() {
+		fam.DPoPJKT = g.jkt // a public client's refresh tokens are bound to the key (RFC 9449 §5)
+	}
+	access, claims, err := g.ts.Access(sub, g.c.ID, ac.Scope, fam.ID, g.jkt, ac.AuthTime, g.now)
 	if err != nil {
 		return nil, err
 	}

@@ -65,17 +65,18 @@ func refreshOf(ctx context.Context, db *store.DB, tok string, now time.Time) (*s
 
 // introspection is the RFC 7662 §2.2 response.
 type introspection struct {
-	Active    bool   `json:"active"`
-	Scope     string `json:"scope,omitempty"`
-	ClientID  string `json:"client_id,omitempty"`
-	Username  string `json:"username,omitempty"`
-	TokenType string `json:"token_type,omitempty"`
-	Exp       int64  `json:"exp,omitempty"`
-	Iat       int64  `json:"iat,omitempty"`
-	Sub       string `json:"sub,omitempty"`
-	Aud       string `json:"aud,omitempty"`
-	Iss       string `json:"iss,omitempty"`
-	Jti       string `json:"jti,omitempty"`
+	Active    bool       `json:"active"`
+	Scope     string     `json:"scope,omitempty"`
+	ClientID  string     `json:"client_id,omitempty"`
+	Username  string     `json:"username,omitempty"`
+	TokenType string     `json:"token_type,omitempty"`
+	Exp       int64      `json:"exp,omitempty"`
+	Iat       int64      `json:"iat,omitempty"`
+	Sub       string     `json:"sub,omitempty"`
+	Aud       string     `json:"aud,omitempty"`
+	Iss       string     `json:"iss,omitempty"`
+	Jti       string     `json:"jti,omitempty"`
+	Cnf       *token.Cnf `json:"cnf,omitempty"` // a DPoP-bound token's key (RFC 9449 §6.2)
 }
 
 var inactive = &introspection{Active: false}
@@ -107,8 +108,12 @@ func introspect(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, 
 		if err != nil || now.Unix() >= claims.Expiry || (claims.ClientID != c.ID && !c.ResourceServer) {
 			return inactive, nil // introspection is strict about exp: no leeway
 		}
-		return &introspection{Active: true, Scope: claims.Scope, ClientID: claims.ClientID, TokenType: "Bearer",
-			Exp: claims.Expiry, Iat: claims.IssuedAt, Sub: claims.Subject, Aud: claims.Audience, Iss: claims.Issuer, Jti: claims.ID}, nil
+		typ := "Bearer"
+		if claims.Cnf != nil {
+			typ = "DPoP"
+		}
+		return &introspection{Active: true, Scope: claims.Scope, ClientID: claims.ClientID, TokenType: typ,
+			Exp: claims.Expiry, Iat: claims.IssuedAt, Sub: claims.Subject, Aud: claims.Audience, Iss: claims.Issuer, Jti: claims.ID, Cnf: claims.Cnf}, nil
 	}
 	rt, err := refreshOf(ctx, db, tok, now)
 	if err != nil || rt == nil || rt.Used || rt.Family.Revoked || rt.Family.ClientID != c.ID || !now.Before(rt.Family.CreatedAt.Add(ts.MaxAge)) {

@@ -28,6 +28,7 @@ func metadata(iss string, idTokens *token.Signer) map[string]any {
 		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
 		"code_challenge_methods_supported":               []string{"S256"},
 		"authorization_response_iss_parameter_supported": true,
+		"dpop_signing_alg_values_supported":              token.ProofAlgs,
 	}
 	if idTokens != nil {
 		m["userinfo_endpoint"] = base + "/oauth2/userinfo"

@@ -31,6 +31,7 @@ type Tokens struct {
 	Verifier   *token.Verifier // every configured key, current and previous
 	Revoked    *Revocations
 	Logout     *Backchannel // tells relying parties of ended sign-ins; nil without ID tokens
+	NonceKey   []byte       // DPOP_NONCE: proofs at the token and PAR endpoints carry a nonce made with it; nil: none
 }
 
 // Ended applies what a stored change ended: its revocations here (the
@@ -43,12 +44,16 @@ func (ts *Tokens) Ended(e store.Ended) {
 	ts.Logout.Announce(e.SignIns)
 }
 
-// Access mints an access token (RFC 9068) and returns it with its claims.
-func (ts *Tokens) Access(sub, clientID, scope, sessionID string, authTime, now time.Time) (string, *token.Claims, error) {
+// Access mints an access token (RFC 9068) and returns it with its claims;
+// with jkt it is bound to that DPoP key (cnf, RFC 9449 §6.1).
+func (ts *Tokens) Access(sub, clientID, scope, sessionID, jkt string, authTime, now time.Time) (string, *token.Claims, error) {
 	c := &token.Claims{
 		Issuer: ts.Issuer, Subject: sub, Audience: ts.Issuer,
 		IssuedAt: now.Unix(), Expiry: now.Add(ts.AccessTTL).Unix(),
 		ID: token.NewTimedID(now), ClientID: clientID, Scope: scope, SessionID: sessionID,
+	}
+	if jkt != "" {
+		c.Cnf = &token.Cnf{JKT: jkt}
 	}
 	if !authTime.IsZero() {
 		c.AuthTime = authTime.Unix()
@@ -128,7 +133,7 @@ type Pair struct {
 // so that ending the session revokes it.
 func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, userID int64, clientID, scope string, authTime, now time.Time) (*Pair, *token.Claims, error) {
 	f := store.Family{ID: token.NewID(), UserID: userID, ClientID: clientID, Scope: scope, AuthTime: authTime}
-	access, claims, err := ts.Access(store.FormatID(userID), clientID, scope, f.ID, authTime, now)
+	access, claims, err := ts.Access(store.FormatID(userID), clientID, scope, f.ID, "", authTime, now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -150,6 +155,8 @@ func refreshFailure(ctx context.Context, log *slog.Logger, info *httpx.Info, err
 	switch {
 	case errors.Is(err, ErrRefreshScope) && oauth:
 		return httpx.E(httpx.KindInvalidScope, "the scope may only be narrowed")
+	case errors.Is(err, ErrRefreshDPoP):
+		return httpx.E(httpx.KindInvalidDPoPProof, "the refresh token is bound to a DPoP key: prove it (RFC 9449 §5)")
 	case !errors.Is(err, ErrRefreshInvalid) && !errors.Is(err, ErrRefreshReused) && !errors.Is(err, ErrRefreshClient) && !errors.Is(err, ErrRefreshScope):
 		return err // the database: not the token's fault
 	case oauth:
@@ -169,15 +176,17 @@ var (
 	ErrRefreshReused  = errors.New("refresh token reused: family revoked")
 	ErrRefreshClient  = errors.New("refresh token issued to another client")
 	ErrRefreshScope   = errors.New("requested scope exceeds the granted scope")
+	ErrRefreshDPoP    = errors.New("refresh token bound to another DPoP key")
 )
 
 // Rotate spends refresh and returns a new pair in the same family, for the
 // client clientID. scope, if not empty, narrows the token's scope (RFC 6749
 // §6: never widens). A spent token ends its session, access tokens
 // included (RFC 9700 §4.14.2); a token of another client, of a session
-// older than MaxAge, or of a user who was deleted or deactivated, is refused
-// without being spent.
-func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, scope string, now time.Time) (*Pair, *store.RefreshToken, error) {
+// older than MaxAge, of a user who was deleted or deactivated, or bound to
+// another DPoP key than jkt (the request's proof, "" for none), is refused
+// without being spent. The new access token is bound to jkt.
+func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, scope, jkt string, now time.Time) (*Pair, *store.RefreshToken, error) {
 	if len(refresh) != token.OpaqueLen {
 		return nil, nil, ErrRefreshInvalid
 	}
@@ -185,9 +194,9 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 	if scope == "" {
 		// The common case in one step; anything unusual falls through to
 		// the careful path below, which says why and revokes on reuse.
-		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", ts.RefreshTTL, ts.MaxAge, now)
+		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", jkt, ts.RefreshTTL, ts.MaxAge, now)
 		if err == nil {
-			return ts.finishRotation(spent, next, clientID, spent.Scope, now)
+			return ts.finishRotation(spent, next, clientID, spent.Scope, jkt, now)
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, nil, err
@@ -202,6 +211,9 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 	}
 	if old.Family.ClientID != clientID {
 		return nil, nil, ErrRefreshClient
+	}
+	if old.Family.DPoPJKT != "" && old.Family.DPoPJKT != jkt {
+		return nil, nil, ErrRefreshDPoP
 	}
 	if old.Used {
 		if err := ts.EndSession(ctx, db, old.Family.ID, now); err != nil {
@@ -221,7 +233,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 		}
 		newScope = strings.Join(want, " ")
 	}
-	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, ts.RefreshTTL, ts.MaxAge, now)
+	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, jkt, ts.RefreshTTL, ts.MaxAge, now)
 	if errors.Is(err, store.ErrNotFound) {
 		// Spent by a concurrent request between the read and now: a reuse.
 		if err := ts.EndSession(ctx, db, old.Family.ID, now); err != nil {
@@ -232,12 +244,12 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.finishRotation(spent, next, clientID, newScope, now)
+	return ts.finishRotation(spent, next, clientID, newScope, jkt, now)
 }
 
 // finishRotation mints the access token of a rotated family.
-func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope string, now time.Time) (*Pair, *store.RefreshToken, error) {
-	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, scope, spent.Family.ID, spent.Family.AuthTime, now)
+func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope, jkt string, now time.Time) (*Pair, *store.RefreshToken, error) {
+	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, scope, spent.Family.ID, jkt, spent.Family.AuthTime, now)
 	if err != nil {
 		return nil, nil, err
 	}

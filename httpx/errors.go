@@ -46,6 +46,9 @@ const (
 	KindAccessDenied                        // OAuth: the user said no
 	KindLoginRequired                       // OpenID Connect: prompt=none, not signed in
 	KindConsentRequired                     // OpenID Connect: prompt=none, no consent
+	KindInvalidDPoPProof                    // DPoP at the token and PAR endpoints (RFC 9449 §5)
+	KindUseDPoPNonce                        // DPoP: the server's nonce is required (RFC 9449 §8)
+	KindDPoPProofRefused                    // DPoP at a resource (RFC 9449 §7.1)
 )
 
 // errorTable: kind → status, REST code, OAuth code ("" for none: RFC 6750
@@ -79,6 +82,9 @@ var errorTable = [...]struct {
 	KindAccessDenied:            {http.StatusForbidden, "access_denied", "access_denied"},
 	KindLoginRequired:           {http.StatusBadRequest, "login_required", "login_required"},
 	KindConsentRequired:         {http.StatusBadRequest, "consent_required", "consent_required"},
+	KindInvalidDPoPProof:        {http.StatusBadRequest, "invalid_dpop_proof", "invalid_dpop_proof"},
+	KindUseDPoPNonce:            {http.StatusBadRequest, "use_dpop_nonce", "use_dpop_nonce"},
+	KindDPoPProofRefused:        {http.StatusUnauthorized, "invalid_dpop_proof", "invalid_dpop_proof"},
 }
 
 // Error is an error a client may see.

@@ -1,0 +1,100 @@
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"oauth2-api/httpx"
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// DPoP (RFC 9449): a proof at the token endpoint binds the tokens it issues
+// to the proof's key; a bound access token then works only with a proof of
+// that key, made for the request it comes with. token.ParseProof checks a
+// proof's form, signature, method, URL, age and token hash; here it is
+// spent in the replay cache every instance shares, and the server's nonce
+// is checked where a deployment asks for one (DPOP_NONCE).
+
+// dpopAlgs is the algs parameter of a DPoP challenge (RFC 9449 §7.1).
+var dpopAlgs = strings.Join(token.ProofAlgs, " ")
+
+// nonceStep is how long a server nonce is new; the one before it is still
+// accepted, so a nonce works for one to two steps.
+const nonceStep = 5 * time.Minute
+
+// dpopNonce is the server nonce of step n: keyed with NonceKey, so every
+// instance makes and accepts the same ones without sharing state.
+func (ts *Tokens) dpopNonce(n int64) string {
+	m := hmac.New(sha256.New, ts.NonceKey)
+	m.Write([]byte("dpop-nonce " + strconv.FormatInt(n, 10)))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+}
+
+func nonceStepOf(now time.Time) int64 { return now.Unix() / int64(nonceStep/time.Second) }
+
+// proofOf checks the request's DPoP proof, when it has one (nil, nil when
+// not): accessToken is the token presented with it at a resource, ""
+// elsewhere, where the server nonce is checked if required. A proof is
+// accepted once: its key's thumbprint and jti are spent in the database.
+func (ts *Tokens) proofOf(r *http.Request, db *store.DB, accessToken string, now time.Time) (*token.Proof, error) {
+	kind := httpx.KindInvalidDPoPProof
+	if accessToken != "" {
+		kind = httpx.KindDPoPProofRefused
+	}
+	values := r.Header.Values("DPoP")
+	switch {
+	case len(values) == 0:
+		return nil, nil
+	case len(values) > 1:
+		return nil, dpopError(kind, "send one DPoP proof")
+	}
+	p, err := token.ParseProof(values[0], token.ProofWant{Method: r.Method, URL: strings.TrimSuffix(ts.Issuer, "/") + r.URL.Path,
+		AccessToken: accessToken, Now: now})
+	if err != nil {
+		return nil, dpopError(kind, "the DPoP proof is invalid")
+	}
+	if ts.NonceKey != nil && accessToken == "" {
+		n := nonceStepOf(now)
+		if p.Nonce != ts.dpopNonce(n) && p.Nonce != ts.dpopNonce(n-1) {
+			return nil, httpx.E(httpx.KindUseDPoPNonce, "the DPoP proof must carry the server's nonce (DPoP-Nonce)")
+		}
+	}
+	err = db.SpendProof(r.Context(), token.Hash(p.JKT+"."+p.ID), time.Unix(p.IssuedAt, 0).Add(token.ProofWindow+time.Second), now)
+	if errors.Is(err, store.ErrReused) {
+		return nil, dpopError(kind, "the DPoP proof was used before")
+	}
+	return p, err
+}
+
+// dpopError is a refused proof; at a resource it carries the DPoP
+// challenge (RFC 9449 §7.1).
+func dpopError(kind httpx.Kind, msg string) error {
+	e := httpx.E(kind, "%s", msg)
+	if kind == httpx.KindDPoPProofRefused {
+		e.Authenticate = `DPoP algs="` + dpopAlgs + `", error="invalid_dpop_proof", error_description="` + msg + `"`
+	}
+	return e
+}
+
+// setNonce sends the current server nonce (RFC 9449 §8.2), when nonces are
+// required; with use_dpop_nonce the client retries with it.
+func (ts *Tokens) setNonce(w http.ResponseWriter, now time.Time) {
+	if ts.NonceKey != nil {
+		w.Header().Set("DPoP-Nonce", ts.dpopNonce(nonceStepOf(now)))
+	}
+}
+
+// jktOf is the thumbprint a proof binds to, or "" without one.
+func jktOf(p *token.Proof) string {
+	if p == nil {
+		return ""
+	}
+	return p.JKT
+}
