@@ -66,6 +66,9 @@ type config struct {
 	// Email verification.
 	EmailVerificationTTL     time.Duration
 	RequireEmailVerification bool
+
+	RequirePAR bool // REQUIRE_PAR: every authorization request must be pushed
+	DPoPNonce  bool // DPOP_NONCE: proofs at the token and PAR endpoints must carry a server nonce
 }
 
 // minSecret is the shortest JWT_SECRET release mode accepts (HS256 wants a
@@ -342,6 +345,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	c.EmailVerificationTTL = e.dur("EMAIL_VERIFICATION_TTL", "24h", time.Minute, 30*24*time.Hour)
 	// Without mail, no address could ever be verified but by the CLI.
+	c.RequirePAR, c.DPoPNonce = e.bool("REQUIRE_PAR", "false"), e.bool("DPOP_NONCE", "false")
 	if c.RequireEmailVerification = e.bool("REQUIRE_EMAIL_VERIFICATION", "false"); c.RequireEmailVerification && c.SMTPHost == "" {
 		e.fail("SMTP_HOST", "required when REQUIRE_EMAIL_VERIFICATION is true (the links are mailed)")
 	}

@@ -290,7 +290,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 		Metrics:  authm, HTTP: httpm, Registry: reg, API: apiLimit, Pages: pageLimit, Creds: credLimit, PerClient: clientLimit,
 		Now: time.Now, Version: version, Started: started,
 		Clients: clients, Browser: browser, IDTokens: ks.idTokens, PublicKeys: ks.public,
-		EnableRegistration: cfg.EnableRegistration, Mail: mail, Reset: reset,
+		EnableRegistration: cfg.EnableRegistration, RequirePAR: cfg.RequirePAR, Mail: mail, Reset: reset,
 		EmailVerificationTTL: cfg.EmailVerificationTTL, RequireEmailVerification: cfg.RequireEmailVerification,
 		Release: cfg.Release, CORSOrigins: cfg.CORSOrigins,
 		IPs: httpx.IPResolver{Trusted: cfg.TrustedProxies},
@@ -435,6 +435,9 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 	ks.tokens = &auth.Tokens{
 		Issuer: cfg.Issuer, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, MaxAge: cfg.RefreshMaxAge,
 		Signer: signer, Verifier: verifier, Revoked: revs,
+	}
+	if cfg.DPoPNonce {
+		ks.tokens.NonceKey = derive(secret, "oauth2-api dpop nonces")
 	}
 	return ks, nil
 }

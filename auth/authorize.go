@@ -189,8 +189,11 @@ func currentSession(ctx context.Context, db *store.DB, b *Browser, r *http.Reque
 }
 
 // handleAuthorize serves GET and POST /oauth2/authorize (RFC 6749 §4.1.1):
-// the login form, the consent form, and the redirect with a code.
-func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, oidc bool, v verification, now func() time.Time) http.Handler {
+// the login form, the consent form, and the redirect with a code. A
+// request_uri stands for a pushed request (RFC 9126 §4); with requirePAR
+// (REQUIRE_PAR), or for a client registered --require-par, nothing else is
+// accepted.
+func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, oidc, requirePAR bool, v verification, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
 		a := &authorization{w: w, r: r, log: log, db: db, iss: ts.Issuer, b: b, now: t}
@@ -202,6 +205,13 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 				return
 			}
 			params = form
+		}
+		if params.Has("request_uri") {
+			var err error
+			if params, a.pushed, err = pushedParams(ctx, db, params, r.Method == http.MethodGet, t); err != nil {
+				b.fail(w, r, err)
+				return
+			}
 		}
 		ar, err := parseAuthRequest(ctx, cs, params, oidc, t)
 		if err != nil {
@@ -215,6 +225,10 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 		}
 		a.ar = ar
 		httpx.InfoFrom(r).ClientID = ar.client.ID
+		if a.pushed == "" && (requirePAR || ar.client.RequirePAR) {
+			a.redirectError(ar, httpx.E(httpx.KindInvalid, "authorization requests must be pushed first (PAR, RFC 9126)"))
+			return
+		}
 		sess, _, err := currentSession(ctx, db, b, r, t)
 		if err != nil {
 			b.fail(w, r, err)
@@ -278,6 +292,20 @@ type authorization struct {
 	b   *Browser
 	ar  *authRequest
 	now time.Time
+	// pushed names the pushed request this one came from (its hash), which
+	// the response, a code or an error, finishes.
+	pushed string
+}
+
+// finishPushed ends the pushed request once it has its response: it yields
+// one.
+func (a *authorization) finishPushed() {
+	if a.pushed == "" {
+		return
+	}
+	if err := a.db.FinishPushedRequest(a.r.Context(), a.pushed); err != nil {
+		a.log.WarnContext(a.r.Context(), "pushed request not finished; it expires instead", "request_id", httpx.InfoFrom(a.r).ID, "err", err)
+	}
 }
 
 // redirectError sends e to the client's redirect URI (RFC 6749 §4.1.2.1).
@@ -286,11 +314,16 @@ func (a *authorization) redirectError(ar *authRequest, e *httpx.Error) {
 	if e.Message != "" {
 		v.Set("error_description", e.Message)
 	}
+	a.finishPushed()
 	redirect(a.w, a.r, a.iss, ar, v)
 }
 
-// carry returns the authorization parameters as hidden fields.
+// carry returns the authorization parameters as hidden fields: of a pushed
+// request, only client_id and request_uri.
 func carry(params url.Values) []hidden {
+	if params.Has("request_uri") {
+		return []hidden{{"client_id", params.Get("client_id")}, {"request_uri", params.Get("request_uri")}}
+	}
 	var out []hidden
 	for _, k := range authParams {
 		if params.Has(k) {
@@ -406,5 +439,6 @@ func (a *authorization) issueCode(sess *store.Session) {
 		a.b.fail(a.w, a.r, err)
 		return
 	}
+	a.finishPushed()
 	redirect(a.w, a.r, a.iss, a.ar, url.Values{"code": {code}})
 }

@@ -10,7 +10,7 @@ import (
 
 // metadata is the RFC 8414 §2 document (and, with OpenID Connect, the
 // discovery document: OIDC Discovery §3).
-func metadata(iss string, idTokens *token.Signer) map[string]any {
+func metadata(iss string, idTokens *token.Signer, requirePAR bool) map[string]any {
 	base := strings.TrimSuffix(iss, "/")
 	auth := []string{"client_secret_basic", "client_secret_post", "none"}
 	m := map[string]any{
@@ -29,6 +29,8 @@ func metadata(iss string, idTokens *token.Signer) map[string]any {
 		"code_challenge_methods_supported":               []string{"S256"},
 		"authorization_response_iss_parameter_supported": true,
 		"dpop_signing_alg_values_supported":              token.ProofAlgs,
+		"pushed_authorization_request_endpoint":          base + "/oauth2/par",
+		"require_pushed_authorization_requests":          requirePAR,
 	}
 	if idTokens != nil {
 		m["userinfo_endpoint"] = base + "/oauth2/userinfo"
@@ -50,8 +52,8 @@ func metadata(iss string, idTokens *token.Signer) map[string]any {
 
 // handleMetadata serves the metadata documents; they change only with the
 // configuration, so caches may keep them for an hour.
-func handleMetadata(iss string, idTokens *token.Signer) http.Handler {
-	doc := metadata(iss, idTokens)
+func handleMetadata(iss string, idTokens *token.Signer, requirePAR bool) http.Handler {
+	doc := metadata(iss, idTokens, requirePAR)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		httpx.JSON(w, http.StatusOK, doc)

@@ -39,6 +39,7 @@ type Deps struct {
 	PublicKeys []*token.Key  // published at /.well-known/jwks.json
 
 	EnableRegistration bool
+	RequirePAR         bool             // REQUIRE_PAR: every authorization request must be pushed (RFC 9126)
 	Reset              *Reset           // nil unless ENABLE_PASSWORD_RESET (which needs Mail): the routes then answer 404
 	Release            bool             // APP_MODE=release: HSTS, Secure cookies
 	CORSOrigins        []string         // CORS_ORIGINS
@@ -115,11 +116,12 @@ func routes(d Deps) []route {
 		{"POST /api/v1/clients/{id}/secret", admin, api, handleClientRotate(log, db, ts, cs, now)},
 
 		// OAuth 2.0 and OpenID Connect.
-		{"GET /.well-known/oauth-authorization-server", anyone, none, handleMetadata(iss, d.IDTokens)},
+		{"GET /.well-known/oauth-authorization-server", anyone, none, handleMetadata(iss, d.IDTokens, d.RequirePAR)},
 		{"GET /.well-known/jwks.json", anyone, none, handleJWKS(d.PublicKeys)},
-		{"GET /oauth2/authorize", person, pages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, v, now)},
-		{"POST /oauth2/authorize", person, creds, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, v, now)},
+		{"GET /oauth2/authorize", person, pages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
+		{"POST /oauth2/authorize", person, creds, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
 		{"POST /oauth2/token", anyClient, client, handleToken(log, db, ts, d.IDTokens, m, now)},
+		{"POST /oauth2/par", anyClient, client, handlePAR(log, db, ts, cs, d.IDTokens != nil, now)},
 		{"POST /oauth2/revoke", anyClient, client, handleRevoke(log, db, ts, now)},
 		{"POST /oauth2/introspect", confidentialClient, client, handleIntrospect(log, db, ts, now)},
 		{"GET /oauth2/userinfo", tokenHolder, client, handleUserinfo(log, db)},
@@ -138,7 +140,7 @@ func routes(d Deps) []route {
 		})},
 	}
 	if d.IDTokens != nil {
-		rs = append(rs, route{"GET /.well-known/openid-configuration", anyone, none, handleMetadata(iss, d.IDTokens)})
+		rs = append(rs, route{"GET /.well-known/openid-configuration", anyone, none, handleMetadata(iss, d.IDTokens, d.RequirePAR)})
 	}
 	if d.Reset != nil { // ENABLE_PASSWORD_RESET; the token in the body or form is the credential
 		rs = append(rs,

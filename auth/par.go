@@ -1,0 +1,120 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"oauth2-api/httpx"
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// Pushed authorization requests (RFC 9126): the client posts the request
+// to the server first, authenticated, and the browser carries only an
+// opaque request_uri, so the parameters can be neither read nor changed on
+// the way, and their errors come back as JSON before any browser is
+// involved.
+
+const (
+	requestURIPrefix = "urn:ietf:params:oauth:request_uri:" // RFC 9126 §2.2
+	parTTL           = 60 * time.Second                     // API.md: expires_in 60
+	// parSignIn is how long a pushed request, once its request_uri has
+	// arrived, serves the login and consent forms of that sign-in.
+	parSignIn = 10 * time.Minute
+)
+
+// handlePAR serves POST /oauth2/par (RFC 9126 §2) for the client its caller
+// check authenticated: the authorize endpoint's validation, then 201 with a
+// single-use request_uri. A DPoP proof binds the code to its key (RFC 9449
+// §10.1), as dpop_jkt does.
+func handlePAR(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, oidc bool, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := now()
+		ts.setNonce(w, t)
+		uri, err := push(r, db, ts, cs, oidc, t)
+		if err != nil {
+			httpx.WriteOAuthError(w, r, log, err)
+			return
+		}
+		httpx.NoStore(w)
+		httpx.JSON(w, http.StatusCreated, map[string]any{"request_uri": uri, "expires_in": int(parTTL / time.Second)})
+	})
+}
+
+func push(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, oidc bool, now time.Time) (string, error) {
+	p := principalOf(r)
+	switch {
+	case p.form.Has("request_uri"):
+		return "", httpx.E(httpx.KindInvalid, "request_uri cannot be pushed")
+	case p.form.Get("client_id") != "" && p.form.Get("client_id") != p.client.ID:
+		return "", httpx.E(httpx.KindInvalid, "client_id is not the authenticated client")
+	}
+	params := url.Values{}
+	for _, k := range authParams {
+		if v, ok := p.form[k]; ok {
+			params[k] = v
+		}
+	}
+	params.Set("client_id", p.client.ID)
+	proof, err := ts.proofOf(r, db, "", now)
+	if err != nil {
+		return "", err
+	}
+	if proof != nil {
+		if jkt := params.Get("dpop_jkt"); jkt != "" && jkt != proof.JKT {
+			return "", httpx.E(httpx.KindInvalidDPoPProof, "dpop_jkt is not the key of the DPoP proof")
+		}
+		params.Set("dpop_jkt", proof.JKT)
+	}
+	if _, err := parseAuthRequest(r.Context(), cs, params, oidc, now); err != nil {
+		return "", err
+	}
+	uri := requestURIPrefix + token.NewOpaque()
+	return uri, db.PushRequest(r.Context(), token.Hash(uri), p.client.ID, params.Encode(), now.Add(parTTL), now)
+}
+
+// formFields are what the login and consent forms add to a request.
+var formFields = map[string]bool{"login": true, "password": true, "action": true, "csrf_token": true}
+
+// pushedParams returns the pushed request that params' request_uri names
+// (RFC 9126 §4), with the forms' own fields, and the hash that names it.
+// Beside request_uri only client_id may be sent. The first arrival (a GET)
+// takes it, which a second cannot; the forms of that sign-in then read it
+// until the response is sent (finishPushed).
+func pushedParams(ctx context.Context, db *store.DB, params url.Values, first bool, now time.Time) (url.Values, string, error) {
+	for k := range params {
+		if k != "request_uri" && k != "client_id" && (first || !formFields[k]) {
+			return nil, "", httpx.E(httpx.KindInvalid, "With request_uri, the request may carry only client_id.")
+		}
+	}
+	uri, id := params.Get("request_uri"), params.Get("client_id")
+	h := token.Hash(uri)
+	var raw string
+	var err error
+	if first {
+		raw, err = db.TakePushedRequest(ctx, h, id, now.Add(parSignIn), now)
+	} else {
+		raw, err = db.PushedRequest(ctx, h, id, now)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, "", httpx.E(httpx.KindInvalid, "The request_uri is unknown, expired, already used, or not this client's.")
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	pushed, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	for k := range formFields {
+		if v, ok := params[k]; ok {
+			pushed[k] = v
+		}
+	}
+	pushed.Set("request_uri", uri) // the forms carry it, and client_id, and nothing else
+	return pushed, h, nil
+}
