@@ -46,12 +46,9 @@ func handlePAR(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, oidc boo
 }
 
 func push(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, oidc bool, now time.Time) (string, error) {
-	p := principalOf(r)
-	switch {
-	case p.form.Has("request_uri"):
+	p := principalOf(r) // a client_id in the body is the authenticated client's (authenticateClient)
+	if p.form.Has("request_uri") {
 		return "", httpx.E(httpx.KindInvalid, "request_uri cannot be pushed")
-	case p.form.Get("client_id") != "" && p.form.Get("client_id") != p.client.ID:
-		return "", httpx.E(httpx.KindInvalid, "client_id is not the authenticated client")
 	}
 	params := url.Values{}
 	for _, k := range authParams {

@@ -1,0 +1,304 @@
+package auth
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"oauth2-api/store"
+	"oauth2-api/store/storetest"
+	"oauth2-api/token"
+)
+
+// dpopKey is a client's DPoP key; proof makes proofs with it by hand
+// (crypto primitives, not the server's signer).
+type dpopKey struct {
+	priv *ecdsa.PrivateKey
+	jwk  map[string]string
+	jkt  string
+}
+
+func newDPoPKey(t testing.TB) *dpopKey {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := token.NewPublicKey(&priv.PublicKey)
+	j := k.JWK()
+	return &dpopKey{priv: priv, jwk: map[string]string{"kty": j.Kty, "crv": j.Crv, "x": j.X, "y": j.Y}, jkt: k.ID}
+}
+
+// proof is a DPoP proof for method and path at the test issuer, at iat;
+// accessToken and nonce are added when not empty.
+func (k *dpopKey) proof(t testing.TB, method, path, accessToken, nonce string, iat time.Time) string {
+	t.Helper()
+	h, _ := json.Marshal(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": k.jwk})
+	claims := map[string]any{"jti": token.NewID(), "htm": method, "htu": testIssuer + path, "iat": iat.Unix()}
+	if accessToken != "" {
+		claims["ath"] = token.HashB64(accessToken)
+	}
+	if nonce != "" {
+		claims["nonce"] = nonce
+	}
+	c, _ := json.Marshal(claims)
+	enc := base64.RawURLEncoding
+	input := enc.EncodeToString(h) + "." + enc.EncodeToString(c)
+	d := sha256.Sum256([]byte(input))
+	r, s, err := ecdsa.Sign(rand.Reader, k.priv, d[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return input + "." + enc.EncodeToString(sig)
+}
+
+// dpopPost posts form to path with client authentication (Basic with a
+// secret; client_id in the body for a public client) and the DPoP proof.
+func (e *env) dpopPost(path, id, secret string, form url.Values, proof string) response {
+	e.t.Helper()
+	h := []string{"Content-Type", "application/x-www-form-urlencoded"}
+	if secret != "" {
+		h = append(h, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret))))
+	} else {
+		form = cloneValues(form)
+		form.Set("client_id", id)
+	}
+	if proof != "" {
+		h = append(h, "DPoP", proof)
+	}
+	return e.request("POST", path, form.Encode(), h...)
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// claimsOf reads an access token's claims (the server's own verifier).
+func (e *env) claimsOf(at string) *token.Claims {
+	e.t.Helper()
+	c, err := e.deps.Tokens.Verify(at, e.clock.Now())
+	if err != nil {
+		e.t.Fatalf("access token: %v", err)
+	}
+	return c
+}
+
+// The token endpoint: a proof binds the access token (cnf.jkt, token_type
+// DPoP); each proof is spent once; it must be for this URL and method; a
+// --require-dpop client must send one.
+func TestDPoPTokenEndpoint(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		k := newDPoPKey(t)
+		now := e.clock.Now()
+		id, secret := e.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}, Scopes: []string{"read"}})
+		cc := url.Values{"grant_type": {"client_credentials"}}
+		p := k.proof(t, "POST", "/oauth2/token", "", "", now)
+		r := e.dpopPost("/oauth2/token", id, secret, cc, p).want(http.StatusOK)
+		at := e.secret(r.Str("access_token"))
+		if r.Str("token_type") != "DPoP" || e.claimsOf(at).Cnf == nil || e.claimsOf(at).Cnf.JKT != k.jkt {
+			t.Fatalf("token_type %q, cnf %+v; want DPoP bound to %s", r.Str("token_type"), e.claimsOf(at).Cnf, k.jkt)
+		}
+		in := e.introspect(id, secret, at)
+		if cnf, _ := in["cnf"].(map[string]any); in["token_type"] != "DPoP" || cnf["jkt"] != k.jkt {
+			t.Fatalf("introspection %v; want token_type DPoP and cnf.jkt", in)
+		}
+		// Without a proof: a bearer token, unbound.
+		plain := e.token(id, secret, cc).want(http.StatusOK)
+		if e.secret(plain.Str("access_token")); plain.Str("token_type") != "Bearer" || e.claimsOf(plain.Str("access_token")).Cnf != nil {
+			t.Fatalf("without a proof: %s", plain.Body.String())
+		}
+		for name, proof := range map[string]string{
+			"replayed":           p,
+			"another URL":        k.proof(t, "POST", "/oauth2/introspect", "", "", now),
+			"another method":     k.proof(t, "GET", "/oauth2/token", "", "", now),
+			"too old":            k.proof(t, "POST", "/oauth2/token", "", "", now.Add(-2*time.Minute)),
+			"not a JWT":          "not-a-proof",
+			"with a changed sig": tamper(k.proof(t, "POST", "/oauth2/token", "", "", now)),
+		} {
+			r := e.dpopPost("/oauth2/token", id, secret, cc, proof)
+			if r.Code != http.StatusBadRequest || r.Str("error") != "invalid_dpop_proof" {
+				t.Errorf("%s proof: %d %s; want 400 invalid_dpop_proof", name, r.Code, r.Body.String())
+			}
+		}
+		// Two DPoP headers.
+		req := httptest.NewRequest("POST", "/oauth2/token", strings.NewReader(cc.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(id, secret)
+		req.Header.Add("DPoP", k.proof(t, "POST", "/oauth2/token", "", "", now))
+		req.Header.Add("DPoP", k.proof(t, "POST", "/oauth2/token", "", "", now))
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, req)
+		response{w, t}.wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
+
+		// --require-dpop: no proof, no token.
+		bound, boundSecret := e.newClient(ClientSpec{Name: "bound", GrantTypes: []string{"client_credentials"}, RequireDPoP: true})
+		e.token(bound, boundSecret, cc).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
+		r = e.dpopPost("/oauth2/token", bound, boundSecret, cc, k.proof(t, "POST", "/oauth2/token", "", "", now)).want(http.StatusOK)
+		e.secret(r.Str("access_token"))
+	})
+}
+
+// A public client's refresh tokens are bound to the key of the proof that
+// got them: refreshed without it, or with another key, they are refused and
+// not spent. A confidential client's are not bound. dpop_jkt binds a code.
+func TestDPoPBindsRefreshAndCode(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		k, other := newDPoPKey(t), newDPoPKey(t)
+		now := e.clock.Now()
+		pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		b := e.browser()
+		pk := newPKCE()
+		code := e.secret(b.signIn(authorizeURL(pub, pk), "ann", "Ann-Password-1"))
+		r := e.dpopPost("/oauth2/token", pub, "", codeForm(code, pk), k.proof(t, "POST", "/oauth2/token", "", "", now)).want(http.StatusOK)
+		rt := e.secret(r.Str("refresh_token"))
+		e.secret(r.Str("access_token"))
+		refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+		e.dpopPost("/oauth2/token", pub, "", refresh, "").wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
+		e.dpopPost("/oauth2/token", pub, "", refresh, other.proof(t, "POST", "/oauth2/token", "", "", now)).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
+		// Not spent by the refusals: the key's holder refreshes.
+		r = e.dpopPost("/oauth2/token", pub, "", refresh, k.proof(t, "POST", "/oauth2/token", "", "", now)).want(http.StatusOK)
+		e.secret(r.Str("refresh_token"))
+		if at := e.secret(r.Str("access_token")); e.claimsOf(at).Cnf == nil || e.claimsOf(at).Cnf.JKT != k.jkt {
+			t.Fatal("the refreshed access token is not bound to the key")
+		}
+
+		// A confidential client: the refresh token is not bound.
+		id, secret := e.webClient()
+		code = e.secret(b.signIn(authorizeURL(id, pk), "ann", "Ann-Password-1"))
+		r = e.dpopPost("/oauth2/token", id, secret, codeForm(code, pk), k.proof(t, "POST", "/oauth2/token", "", "", now)).want(http.StatusOK)
+		e.secret(r.Str("access_token"))
+		r = e.refreshGrant(id, secret, e.secret(r.Str("refresh_token"))).want(http.StatusOK)
+		e.secret(r.Str("refresh_token"))
+		if at := e.secret(r.Str("access_token")); r.Str("token_type") != "Bearer" || e.claimsOf(at).Cnf != nil {
+			t.Fatalf("a confidential client's refresh without a proof: %s", r.Body.String())
+		}
+
+		// dpop_jkt: the code's exchange must prove that key.
+		for name, proof := range map[string]string{"no proof": "", "another key": other.proof(t, "POST", "/oauth2/token", "", "", now)} {
+			code = e.secret(b.signIn(authorizeURL(id, pk, "dpop_jkt", k.jkt), "ann", "Ann-Password-1"))
+			if r := e.dpopPost("/oauth2/token", id, secret, codeForm(code, pk), proof); r.Code != http.StatusBadRequest || r.Str("error") != errInvalidGrant {
+				t.Errorf("dpop_jkt, %s: %d %s; want invalid_grant", name, r.Code, r.Body.String())
+			}
+		}
+		code = e.secret(b.signIn(authorizeURL(id, pk, "dpop_jkt", k.jkt), "ann", "Ann-Password-1"))
+		r = e.dpopPost("/oauth2/token", id, secret, codeForm(code, pk), k.proof(t, "POST", "/oauth2/token", "", "", now)).want(http.StatusOK)
+		e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+		if q := callback(t, b.do("GET", authorizeURL(id, pk, "dpop_jkt", "short"), nil), http.StatusFound); q.Get("error") != "invalid_request" {
+			t.Fatalf("a malformed dpop_jkt: %v", q)
+		}
+	})
+}
+
+// At a resource a bound token needs "DPoP" and a proof of its key with
+// its hash (ath), for this method and URL, used once; as a Bearer token
+// (a stolen one) it is refused with a DPoP challenge.
+func TestDPoPResources(t *testing.T) {
+	key := ecKey(t)
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		k, other := newDPoPKey(t), newDPoPKey(t)
+		now := e.clock.Now()
+		id, secret := e.newClient(ClientSpec{Name: "app", FirstParty: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid", "read"}})
+		b := e.browser()
+		pk := newPKCE()
+		code := e.secret(b.signIn(authorizeURL(id, pk, "scope", "openid"), "ann", "Ann-Password-1"))
+		r := e.dpopPost("/oauth2/token", id, secret, codeForm(code, pk), k.proof(t, "POST", "/oauth2/token", "", "", now)).want(http.StatusOK)
+		at := e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+
+		get := func(path, scheme, proof string) response {
+			h := []string{"Authorization", scheme + " " + at}
+			if proof != "" {
+				h = append(h, "DPoP", proof)
+			}
+			return e.request("GET", path, nil, h...)
+		}
+		for _, path := range []string{"/oauth2/userinfo", "/api/v1/profile"} {
+			p := k.proof(t, "GET", path, at, "", now)
+			get(path, "DPoP", p).want(http.StatusOK)
+			for name, tc := range map[string]struct{ scheme, proof string }{
+				"as Bearer (stolen, no key)": {"Bearer", ""},
+				"as Bearer with a proof":     {"Bearer", k.proof(t, "GET", path, at, "", now)},
+				"no proof":                   {"DPoP", ""},
+				"replayed proof":             {"DPoP", p},
+				"another key":                {"DPoP", other.proof(t, "GET", path, at, "", now)},
+				"another URL":                {"DPoP", k.proof(t, "GET", "/oauth2/token", at, "", now)},
+				"another method":             {"DPoP", k.proof(t, "POST", path, at, "", now)},
+				"no ath":                     {"DPoP", k.proof(t, "GET", path, "", "", now)},
+				"ath of another token":       {"DPoP", k.proof(t, "GET", path, at+"x", "", now)},
+				"expired proof":              {"DPoP", k.proof(t, "GET", path, at, "", now.Add(-5*time.Minute))},
+			} {
+				r := get(path, tc.scheme, tc.proof)
+				if r.Code != http.StatusUnauthorized || !strings.HasPrefix(r.Header().Get("WWW-Authenticate"), "DPoP ") {
+					t.Errorf("%s %s: %d, WWW-Authenticate %q; want 401 with a DPoP challenge", path, name, r.Code, r.Header().Get("WWW-Authenticate"))
+				}
+			}
+		}
+		// An unbound token is refused under the DPoP scheme.
+		plain, plainSecret := e.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}})
+		pt := e.secret(e.token(plain, plainSecret, url.Values{"grant_type": {"client_credentials"}}).want(http.StatusOK).Str("access_token"))
+		e.request("GET", "/oauth2/userinfo", nil, "Authorization", "DPoP "+pt, "DPoP", k.proof(t, "GET", "/oauth2/userinfo", pt, "", now)).want(http.StatusUnauthorized)
+		// Discovery says what is accepted.
+		m := e.request("GET", "/.well-known/oauth-authorization-server", nil).want(http.StatusOK).JSON()
+		if algs, _ := json.Marshal(m["dpop_signing_alg_values_supported"]); string(algs) != `["ES256","RS256","EdDSA","Ed25519"]` {
+			t.Fatalf("dpop_signing_alg_values_supported %s", algs)
+		}
+	}, withSigningKey(t, key, nil))
+}
+
+// A proof accepted by one instance is refused by another on the same
+// database: the replay cache is shared.
+func TestDPoPReplayAcrossInstances(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db := storetest.Open(t, d)
+			a, b := newEnvOn(t, db), newEnvOn(t, db)
+			id, secret := a.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}})
+			b.secret(secret)
+			k := newDPoPKey(t)
+			p := k.proof(t, "POST", "/oauth2/token", "", "", a.clock.Now())
+			cc := url.Values{"grant_type": {"client_credentials"}}
+			a.secret(a.dpopPost("/oauth2/token", id, secret, cc, p).want(http.StatusOK).Str("access_token"))
+			b.dpopPost("/oauth2/token", id, secret, cc, p).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
+		})
+	}
+}
+
+// DPOP_NONCE: a proof without the server's nonce is answered
+// use_dpop_nonce with one in DPoP-Nonce, which the retry carries; a nonce
+// from two steps back is stale.
+func TestDPoPNonce(t *testing.T) {
+	e := newEnv(t, "sqlite", func(d *Deps) { d.Tokens.NonceKey = []byte("nonce-key") })
+	id, secret := e.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}})
+	k := newDPoPKey(t)
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	now := e.clock.Now()
+	r := e.dpopPost("/oauth2/token", id, secret, cc, k.proof(t, "POST", "/oauth2/token", "", "", now)).wantOAuthError(http.StatusBadRequest, "use_dpop_nonce")
+	nonce := r.Header().Get("DPoP-Nonce")
+	if nonce == "" {
+		t.Fatal("use_dpop_nonce without a DPoP-Nonce header")
+	}
+	e.dpopPost("/oauth2/token", id, secret, cc, k.proof(t, "POST", "/oauth2/token", "", "wrong", now)).wantOAuthError(http.StatusBadRequest, "use_dpop_nonce")
+	r = e.dpopPost("/oauth2/token", id, secret, cc, k.proof(t, "POST", "/oauth2/token", "", nonce, now)).want(http.StatusOK)
+	e.secret(r.Str("access_token"))
+	e.clock.Add(2 * nonceStep)
+	e.dpopPost("/oauth2/token", id, secret, cc, k.proof(t, "POST", "/oauth2/token", "", nonce, e.clock.Now())).wantOAuthError(http.StatusBadRequest, "use_dpop_nonce")
+}

@@ -1,0 +1,131 @@
+package auth
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"oauth2-api/store"
+)
+
+// pushForm is an authorization request's parameters, as pushed.
+func pushForm(p pkce, extra ...string) url.Values {
+	u, _ := url.Parse(authorizeURL("", p, extra...))
+	q := u.Query()
+	if q.Get("client_id") == "" {
+		q.Del("client_id")
+	}
+	return q
+}
+
+// RFC 9126: the pushed request is validated like the authorize endpoint's
+// (errors as JSON), answered with a single-use request_uri for 60 s; the
+// authorize endpoint then takes only client_id beside it, and the forms
+// carry nothing else.
+func TestPushedAuthorizationRequests(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, secret := e.webClient()
+		other, otherSecret := e.webClient()
+		pk := newPKCE()
+		r := e.formPost("/oauth2/par", id, secret, pushForm(pk, "state", "s-par")).want(http.StatusCreated)
+		uri := r.Str("request_uri")
+		if !strings.HasPrefix(uri, "urn:ietf:params:oauth:request_uri:") || r.JSON()["expires_in"] != float64(60) || r.Header().Get("Cache-Control") != "no-store" {
+			t.Fatalf("PAR answer %s", r.Body.String())
+		}
+		e.secret(uri)
+		at := "/oauth2/authorize?" + url.Values{"client_id": {id}, "request_uri": {uri}}.Encode()
+		b := e.browser()
+		w := b.do("GET", at, nil)
+		form := formOf(t, w.Body.String())
+		if w.Code != http.StatusOK || len(form) != 3 || form.Get("request_uri") != uri || form.Get("client_id") != id {
+			t.Fatalf("login page of a pushed request: %d, hidden fields %v; want only client_id, request_uri and the CSRF token", w.Code, form)
+		}
+		form.Set("login", "ann")
+		form.Set("password", "Ann-Password-1")
+		w = b.do("POST", "/oauth2/authorize", form)
+		if w.Code == http.StatusOK { // consent
+			consent := formOf(t, w.Body.String())
+			if len(consent) != 3 {
+				t.Fatalf("consent page fields %v", consent)
+			}
+			consent.Set("action", "allow")
+			w = b.do("POST", "/oauth2/authorize", consent)
+		}
+		q := callback(t, w, http.StatusSeeOther)
+		if q.Get("state") != "s-par" {
+			t.Fatalf("callback %v; want the pushed state", q)
+		}
+		tr := e.token(id, secret, codeForm(e.secret(q.Get("code")), pk)).want(http.StatusOK)
+		e.secret(tr.Str("access_token"))
+		e.secret(tr.Str("refresh_token"))
+
+		// Used: refused, for the same browser and any other.
+		for _, br := range []*browser{b, e.browser()} {
+			if w := br.do("GET", at, nil); w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" {
+				t.Fatalf("a used request_uri: %d %q; want a 400 page", w.Code, w.Header().Get("Location"))
+			}
+		}
+		// Another client's request_uri, or other parameters beside it.
+		uri2 := e.secret(e.formPost("/oauth2/par", id, secret, pushForm(pk)).want(http.StatusCreated).Str("request_uri"))
+		if w := e.browser().do("GET", "/oauth2/authorize?"+url.Values{"client_id": {other}, "request_uri": {uri2}}.Encode(), nil); w.Code != http.StatusBadRequest {
+			t.Fatalf("another client's request_uri: %d", w.Code)
+		}
+		if w := e.browser().do("GET", "/oauth2/authorize?"+url.Values{"client_id": {id}, "request_uri": {uri2}, "scope": {"write"}}.Encode(), nil); w.Code != http.StatusBadRequest {
+			t.Fatalf("a parameter beside request_uri: %d", w.Code)
+		}
+		// Expired after 60 s.
+		uri3 := e.secret(e.formPost("/oauth2/par", id, secret, pushForm(pk)).want(http.StatusCreated).Str("request_uri"))
+		e.clock.Add(61e9)
+		if w := e.browser().do("GET", "/oauth2/authorize?"+url.Values{"client_id": {id}, "request_uri": {uri3}}.Encode(), nil); w.Code != http.StatusBadRequest {
+			t.Fatalf("an expired request_uri: %d", w.Code)
+		}
+
+		// Errors come back as JSON at once.
+		for name, tc := range map[string]struct {
+			form url.Values
+			code string
+		}{
+			"unregistered redirect_uri": {pushForm(pk, "redirect_uri", "https://evil.example/cb"), "invalid_request"},
+			"no PKCE":                   {pushForm(pk, "code_challenge", ""), "invalid_request"},
+			"unknown scope":             {pushForm(pk, "scope", "admin"), "invalid_scope"},
+			"a request_uri pushed":      {pushForm(pk, "request_uri", "urn:x"), "invalid_request"},
+		} {
+			if r := e.formPost("/oauth2/par", id, secret, tc.form); r.Code != http.StatusBadRequest || r.Str("error") != tc.code {
+				t.Errorf("%s: %d %s; want 400 %s", name, r.Code, r.Body.String(), tc.code)
+			}
+		}
+		e.formPost("/oauth2/par", id, "wrong-secret", pushForm(pk)).wantOAuthError(http.StatusUnauthorized, "invalid_client")
+		e.formPost("/oauth2/par", id, secret, pushForm(pk, "client_id", other)).wantOAuthError(http.StatusUnauthorized, "invalid_client")
+		_ = otherSecret
+	})
+}
+
+// --require-par and REQUIRE_PAR: a request that was not pushed is sent
+// back with invalid_request; a public client pushes by its client_id; a
+// DPoP proof at PAR binds the code to its key.
+func TestRequirePAR(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RequirePAR: true, FirstParty: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		pk := newPKCE()
+		if q := callback(t, e.browser().do("GET", authorizeURL(id, pk), nil), http.StatusFound); q.Get("error") != "invalid_request" {
+			t.Fatalf("an unpushed request of a --require-par client: %v", q)
+		}
+		k := newDPoPKey(t)
+		r := e.dpopPost("/oauth2/par", id, "", pushForm(pk), k.proof(t, "POST", "/oauth2/par", "", "", e.clock.Now())).want(http.StatusCreated)
+		code := e.secret(e.browser().signIn("/oauth2/authorize?"+url.Values{"client_id": {id}, "request_uri": {e.secret(r.Str("request_uri"))}}.Encode(), "ann", "Ann-Password-1"))
+		form := codeForm(code, pk)
+		e.dpopPost("/oauth2/token", id, "", form, "").wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+	})
+	e := newEnv(t, "sqlite", func(d *Deps) { d.RequirePAR = true })
+	id, _ := e.webClient()
+	if q := callback(t, e.browser().do("GET", authorizeURL(id, newPKCE()), nil), http.StatusFound); q.Get("error") != "invalid_request" {
+		t.Fatalf("REQUIRE_PAR, an unpushed request: %v", q)
+	}
+	if m := e.request("GET", "/.well-known/oauth-authorization-server", nil).JSON(); m["require_pushed_authorization_requests"] != true ||
+		m["pushed_authorization_request_endpoint"] != testIssuer+"/oauth2/par" {
+		t.Fatalf("metadata %v", m)
+	}
+}
