@@ -67,8 +67,9 @@ type config struct {
 	EmailVerificationTTL     time.Duration
 	RequireEmailVerification bool
 
-	RequirePAR bool // REQUIRE_PAR: every authorization request must be pushed
-	DPoPNonce  bool // DPOP_NONCE: proofs at the token and PAR endpoints must carry a server nonce
+	RequirePAR bool     // REQUIRE_PAR: every authorization request must be pushed
+	Resources  []string // RESOURCES: what tokens may be asked for (RFC 8707)
+	DPoPNonce  bool     // DPOP_NONCE: proofs at the token and PAR endpoints must carry a server nonce
 }
 
 // minSecret is the shortest JWT_SECRET release mode accepts (HS256 wants a
@@ -346,6 +347,15 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	c.EmailVerificationTTL = e.dur("EMAIL_VERIFICATION_TTL", "24h", time.Minute, 30*24*time.Hour)
 	// Without mail, no address could ever be verified but by the CLI.
 	c.RequirePAR, c.DPoPNonce = e.bool("REQUIRE_PAR", "false"), e.bool("DPOP_NONCE", "false")
+	for _, r := range e.list("RESOURCES") {
+		// RFC 8707 §2: an absolute URI without a fragment; http(s) here, as
+		// what a resource server is reached at.
+		u, err := url.Parse(r)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" || strings.ContainsAny(r, " #") || len(r) > 512 {
+			e.fail("RESOURCES", "want absolute https URIs without a fragment, got %q", clip(r))
+		}
+		c.Resources = append(c.Resources, r)
+	}
 	if c.RequireEmailVerification = e.bool("REQUIRE_EMAIL_VERIFICATION", "false"); c.RequireEmailVerification && c.SMTPHost == "" {
 		e.fail("SMTP_HOST", "required when REQUIRE_EMAIL_VERIFICATION is true (the links are mailed)")
 	}

@@ -428,3 +428,16 @@ func TestLoadConfigListenAddr(t *testing.T) {
 		}
 	}
 }
+
+// RESOURCES: absolute http(s) URIs without a fragment (RFC 8707 §2).
+func TestLoadConfigResources(t *testing.T) {
+	c, err := loadConfig(envOf(map[string]string{"RESOURCES": "https://a.example.com, https://b.example.com/api"}))
+	if err != nil || !slices.Equal(c.Resources, []string{"https://a.example.com", "https://b.example.com/api"}) {
+		t.Fatalf("RESOURCES: %v, %v", c, err)
+	}
+	for _, bad := range []string{"api-a", "https://a.example.com/#frag", "urn:x", "https://", "ftp://a.example.com"} {
+		if _, err := loadConfig(envOf(map[string]string{"RESOURCES": bad})); err == nil || !strings.HasPrefix(err.Error(), "RESOURCES: ") {
+			t.Errorf("RESOURCES=%q: %v; want a RESOURCES error", bad, err)
+		}
+	}
+}

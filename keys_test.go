@@ -180,7 +180,7 @@ func TestHMACSecretRotation(t *testing.T) {
 	}
 	now := time.Now()
 	before := keysFor()
-	old, _, err := before.tokens.Access("42", "c", "", "", "", time.Time{}, now)
+	old, _, err := before.tokens.Access("42", "c", auth.Mint{}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestHMACSecretRotation(t *testing.T) {
 	if _, err := during.tokens.Verify(old, now); err != nil {
 		t.Fatalf("a token of the previous secret is refused during the rotation: %v", err)
 	}
-	fresh, _, _ := during.tokens.Access("42", "c", "", "", "", time.Time{}, now)
+	fresh, _, _ := during.tokens.Access("42", "c", auth.Mint{}, now)
 	if during.tokens.Signer.Key().ID == before.tokens.Signer.Key().ID {
 		t.Fatal("still signing with the previous secret")
 	}

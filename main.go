@@ -439,6 +439,7 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 	if cfg.DPoPNonce {
 		ks.tokens.NonceKey = derive(secret, "oauth2-api dpop nonces")
 	}
+	ks.tokens.Resources = cfg.Resources
 	return ks, nil
 }
 

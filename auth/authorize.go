@@ -20,7 +20,7 @@ import (
 // GET through the login and consent forms (RFC 6749 §4.1.1, RFC 7636 §4.3,
 // OIDC Core §3.1.2.1).
 var authParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state",
-	"code_challenge", "code_challenge_method", "nonce", "prompt", "max_age", "dpop_jkt"}
+	"code_challenge", "code_challenge_method", "nonce", "prompt", "max_age", "dpop_jkt", "resource"}
 
 // authRequest is a validated authorization request.
 type authRequest struct {
@@ -34,6 +34,7 @@ type authRequest struct {
 	prompt      []string
 	maxAge      time.Duration // -1: none
 	dpopJKT     string        // the DPoP key the code's exchange must prove (RFC 9449 §10)
+	resource    string        // the resource its tokens are for (RFC 8707), or ""
 	params      url.Values
 }
 
@@ -46,7 +47,7 @@ const maxMaxAge = 365 * 24 * 3600
 // nothing is redirected to an untrusted URI (RFC 6749 §4.1.2.1). Any other
 // failure returns the request (partly filled) with an error to send to its
 // redirect URI.
-func parseAuthRequest(ctx context.Context, cs *Clients, params url.Values, oidc bool, now time.Time) (*authRequest, error) {
+func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.Values, oidc bool, now time.Time) (*authRequest, error) {
 	for _, k := range []string{"client_id", "redirect_uri"} {
 		if len(params[k]) > 1 {
 			return nil, httpx.E(httpx.KindInvalid, "The request repeats %s.", k)
@@ -126,6 +127,9 @@ func parseAuthRequest(ctx context.Context, cs *Clients, params url.Values, oidc 
 	}
 	if ar.dpopJKT = params.Get("dpop_jkt"); ar.dpopJKT != "" && !validChallenge(ar.dpopJKT) {
 		return ar, httpx.E(httpx.KindInvalid, "dpop_jkt is not a base64url SHA-256 thumbprint")
+	}
+	if ar.resource, err = ts.resourceOf(params["resource"]); err != nil {
+		return ar, err
 	}
 	if s := params.Get("max_age"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -213,7 +217,7 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 				return
 			}
 		}
-		ar, err := parseAuthRequest(ctx, cs, params, oidc, t)
+		ar, err := parseAuthRequest(ctx, cs, ts, params, oidc, t)
 		if err != nil {
 			var e *httpx.Error
 			if ar != nil && errors.As(err, &e) {
@@ -433,7 +437,7 @@ func (a *authorization) issueCode(sess *store.Session) {
 	err := a.db.CreateCode(a.r.Context(), &store.Code{
 		Hash: token.Hash(code), ClientID: a.ar.client.ID, UserID: sess.UserID, RedirectURI: a.ar.sentURI,
 		Scope: a.ar.scope, CodeChallenge: a.ar.challenge, Nonce: a.ar.nonce, AuthTime: sess.AuthTime,
-		SID: sess.SID, SessionHash: sess.Hash, DPoPJKT: a.ar.dpopJKT, ExpiresAt: a.now.Add(codeTTL),
+		SID: sess.SID, SessionHash: sess.Hash, DPoPJKT: a.ar.dpopJKT, Resource: a.ar.resource, ExpiresAt: a.now.Add(codeTTL),
 	}, a.now)
 	if err != nil {
 		a.b.fail(a.w, a.r, err)

@@ -52,14 +52,14 @@ func readForm(r *http.Request) (url.Values, error) {
 	return form, checkParams(form)
 }
 
-// checkParams refuses repeated parameters (RFC 6749 §3.1, §3.2) and invalid
-// UTF-8.
+// checkParams refuses repeated parameters (RFC 6749 §3.1, §3.2; resource
+// may repeat, RFC 8707 §2, for the handler to refuse) and invalid UTF-8.
 func checkParams(form url.Values) error {
 	for k, v := range form {
-		if len(v) > 1 {
+		if len(v) > 1 && k != "resource" {
 			return httpx.E(httpx.KindInvalid, "parameter %q is repeated", clipText(k))
 		}
-		if !utf8.ValidString(k) || !utf8.ValidString(v[0]) {
+		if !utf8.ValidString(k) || slices.ContainsFunc(v, func(s string) bool { return !utf8.ValidString(s) }) {
 			return httpx.E(httpx.KindInvalid, "parameters must be valid UTF-8")
 		}
 	}
@@ -142,7 +142,11 @@ func (g *grant) clientCredentials() (*Pair, error) {
 		}
 		scope = strings.Join(slices.DeleteFunc(strings.Fields(scope), func(s string) bool { return s == scopeOpenID }), " ")
 	}
-	access, _, err := g.ts.Access(g.c.ID, g.c.ID, scope, "", g.jkt, time.Time{}, g.now)
+	aud, err := g.ts.audience("", g.form["resource"], true)
+	if err != nil {
+		return nil, err
+	}
+	access, _, err := g.ts.Access(g.c.ID, g.c.ID, Mint{Scope: scope, Audience: aud, JKT: g.jkt}, g.now)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +178,7 @@ func (g *grant) refresh(ctx context.Context) (*Pair, error) {
 	if rt == "" {
 		return nil, httpx.E(httpx.KindInvalid, "refresh_token is required")
 	}
-	pair, old, err := g.ts.Rotate(ctx, g.db, rt, g.c.ID, g.form.Get("scope"), g.jkt, g.now)
+	pair, old, err := g.ts.Rotate(ctx, g.db, rt, g.c.ID, Narrow{Scope: g.form.Get("scope"), Resource: g.form["resource"], JKT: g.jkt}, g.now)
 	if err != nil {
 		return nil, refreshFailure(ctx, g.log, g.info, err, true)
 	}
@@ -270,11 +274,15 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 	// tokens), which its access tokens name in sid, so that ending it (a
 	// replay of this code, logout, revocation) reaches them.
 	sub := store.FormatID(u.ID)
-	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: ac.Scope, AuthTime: ac.AuthTime}
+	aud, err := g.ts.audience(ac.Resource, g.form["resource"], true)
+	if err != nil {
+		return nil, err
+	}
+	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: ac.Scope, AuthTime: ac.AuthTime, Resource: aud}
 	if g.c.Public() {
 		fam.DPoPJKT = g.jkt // a public client's refresh tokens are bound to the key (RFC 9449 §5)
 	}
-	access, claims, err := g.ts.Access(sub, g.c.ID, ac.Scope, fam.ID, g.jkt, ac.AuthTime, g.now)
+	access, claims, err := g.ts.Access(sub, g.c.ID, Mint{Scope: ac.Scope, SessionID: fam.ID, Audience: aud, JKT: g.jkt, AuthTime: ac.AuthTime}, g.now)
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok 
 	}
 	// token_type_hint is only a hint (§2.1); the token's form says what it is.
 	if strings.Count(tok, ".") == 2 {
-		claims, err := ts.Verify(tok, now)
+		claims, err := ts.VerifyIssued(tok, now)
 		if err != nil || claims.ClientID != c.ID {
 			return nil
 		}
@@ -104,7 +104,7 @@ func introspect(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, 
 		return nil, httpx.E(httpx.KindInvalid, "token is required")
 	}
 	if strings.Count(tok, ".") == 2 {
-		claims, err := ts.Verify(tok, now)
+		claims, err := ts.VerifyIssued(tok, now)
 		if err != nil || now.Unix() >= claims.Expiry || (claims.ClientID != c.ID && !c.ResourceServer) {
 			return inactive, nil // introspection is strict about exp: no leeway
 		}

@@ -67,7 +67,7 @@ func push(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, oidc bool, now
 		}
 		params.Set("dpop_jkt", proof.JKT)
 	}
-	if _, err := parseAuthRequest(r.Context(), cs, params, oidc, now); err != nil {
+	if _, err := parseAuthRequest(r.Context(), cs, ts, params, oidc, now); err != nil {
 		return "", err
 	}
 	uri := requestURIPrefix + token.NewOpaque()

@@ -576,7 +576,7 @@ func TestBearerChallenges(t *testing.T) {
 		e.request("GET", "/api/v1/profile", nil, "Authorization", "bearer "+access).want(http.StatusOK)
 
 		// A token the user granted to an OAuth client cannot call the REST API.
-		tok, _, err := e.deps.Tokens.Access(strconv.FormatInt(u.ID, 10), "some-oauth-client", "", "", "", e.clock.Now(), e.clock.Now())
+		tok, _, err := e.deps.Tokens.Access(strconv.FormatInt(u.ID, 10), "some-oauth-client", Mint{AuthTime: e.clock.Now()}, e.clock.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,10 +1,12 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +34,7 @@ type Tokens struct {
 	Revoked    *Revocations
 	Logout     *Backchannel // tells relying parties of ended sign-ins; nil without ID tokens
 	NonceKey   []byte       // DPOP_NONCE: proofs at the token and PAR endpoints carry a nonce made with it; nil: none
+	Resources  []string     // RESOURCES: what a token may be asked for instead of the ISSUER (RFC 8707)
 }
 
 // Ended applies what a stored change ended: its revocations here (the
@@ -44,19 +47,27 @@ func (ts *Tokens) Ended(e store.Ended) {
 	ts.Logout.Announce(e.SignIns)
 }
 
-// Access mints an access token (RFC 9068) and returns it with its claims;
-// with jkt it is bound to that DPoP key (cnf, RFC 9449 §6.1).
-func (ts *Tokens) Access(sub, clientID, scope, sessionID, jkt string, authTime, now time.Time) (string, *token.Claims, error) {
+// Mint is what an access token is for, besides its subject and client.
+type Mint struct {
+	Scope     string
+	SessionID string    // the session (refresh-token family) it names in sid
+	Audience  string    // one of RESOURCES (RFC 8707); "" for the ISSUER
+	JKT       string    // the DPoP key it is bound to (cnf, RFC 9449 §6.1), or ""
+	AuthTime  time.Time // when the user signed in; zero for none
+}
+
+// Access mints an access token (RFC 9068) and returns it with its claims.
+func (ts *Tokens) Access(sub, clientID string, m Mint, now time.Time) (string, *token.Claims, error) {
 	c := &token.Claims{
-		Issuer: ts.Issuer, Subject: sub, Audience: ts.Issuer,
+		Issuer: ts.Issuer, Subject: sub, Audience: cmp.Or(m.Audience, ts.Issuer),
 		IssuedAt: now.Unix(), Expiry: now.Add(ts.AccessTTL).Unix(),
-		ID: token.NewTimedID(now), ClientID: clientID, Scope: scope, SessionID: sessionID,
+		ID: token.NewTimedID(now), ClientID: clientID, Scope: m.Scope, SessionID: m.SessionID,
 	}
-	if jkt != "" {
-		c.Cnf = &token.Cnf{JKT: jkt}
+	if m.JKT != "" {
+		c.Cnf = &token.Cnf{JKT: m.JKT}
 	}
-	if !authTime.IsZero() {
-		c.AuthTime = authTime.Unix()
+	if !m.AuthTime.IsZero() {
+		c.AuthTime = m.AuthTime.Unix()
 	}
 	raw, err := ts.Signer.Sign(token.TypeAccess, c)
 	return raw, c, err
@@ -65,12 +76,26 @@ func (ts *Tokens) Access(sub, clientID, scope, sessionID, jkt string, authTime, 
 // ErrRevoked means a well-formed, unexpired access token has been revoked.
 var ErrRevoked = fmt.Errorf("%w: revoked", token.ErrInvalid)
 
-// Verify parses an access token and checks it against the revocation list.
-// Every failure wraps token.ErrInvalid.
+// Verify parses an access token for this server (aud is the ISSUER) and
+// checks it against the revocation list. Every failure wraps
+// token.ErrInvalid.
 func (ts *Tokens) Verify(raw string, now time.Time) (*token.Claims, error) {
-	c, err := ts.Verifier.Parse(raw, token.Expect{Type: token.TypeAccess, Issuer: ts.Issuer, Audience: ts.Issuer}, now)
+	return ts.verify(raw, false, now)
+}
+
+// VerifyIssued is Verify for any token this server issued, whatever its
+// audience (one of RESOURCES too): for revocation and introspection.
+func (ts *Tokens) VerifyIssued(raw string, now time.Time) (*token.Claims, error) {
+	return ts.verify(raw, true, now)
+}
+
+func (ts *Tokens) verify(raw string, anyAudience bool, now time.Time) (*token.Claims, error) {
+	c, err := ts.Verifier.Parse(raw, token.Expect{Type: token.TypeAccess, Issuer: ts.Issuer, Audience: ts.Issuer, AnyAudience: anyAudience}, now)
 	if err != nil {
 		return nil, err
+	}
+	if c.Audience != ts.Issuer && !slices.Contains(ts.Resources, c.Audience) {
+		return nil, fmt.Errorf("%w: audience %q", token.ErrInvalid, c.Audience)
 	}
 	if ts.Revoked.Revoked(c) {
 		return nil, ErrRevoked
@@ -133,7 +158,7 @@ type Pair struct {
 // so that ending the session revokes it.
 func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, userID int64, clientID, scope string, authTime, now time.Time) (*Pair, *token.Claims, error) {
 	f := store.Family{ID: token.NewID(), UserID: userID, ClientID: clientID, Scope: scope, AuthTime: authTime}
-	access, claims, err := ts.Access(store.FormatID(userID), clientID, scope, f.ID, "", authTime, now)
+	access, claims, err := ts.Access(store.FormatID(userID), clientID, Mint{Scope: scope, SessionID: f.ID, AuthTime: authTime}, now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -170,6 +195,14 @@ func (ts *Tokens) pair(access, refresh, scope string) *Pair {
 	return &Pair{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(ts.AccessTTL / time.Second), RefreshToken: refresh, Scope: scope}
 }
 
+// Narrow is what a refresh request asks of its new tokens (RFC 6749 §6,
+// RFC 8707 §2.2, RFC 9449 §5).
+type Narrow struct {
+	Scope    string   // "" keeps the token's scope; otherwise a subset of it
+	Resource []string // the resource parameters: none, or the session's own
+	JKT      string   // the DPoP key the request proved, or ""
+}
+
 // Refresh failures.
 var (
 	ErrRefreshInvalid = errors.New("refresh token unknown, expired or revoked")
@@ -184,19 +217,21 @@ var (
 // §6: never widens). A spent token ends its session, access tokens
 // included (RFC 9700 §4.14.2); a token of another client, of a session
 // older than MaxAge, of a user who was deleted or deactivated, or bound to
-// another DPoP key than jkt (the request's proof, "" for none), is refused
-// without being spent. The new access token is bound to jkt.
-func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, scope, jkt string, now time.Time) (*Pair, *store.RefreshToken, error) {
+// another DPoP key than n.JKT (the request's proof, "" for none), is
+// refused without being spent, as is a request for another resource than
+// the session's. The new access token is bound to n.JKT.
+func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID string, n Narrow, now time.Time) (*Pair, *store.RefreshToken, error) {
+	scope, jkt := n.Scope, n.JKT
 	if len(refresh) != token.OpaqueLen {
 		return nil, nil, ErrRefreshInvalid
 	}
 	h, next := token.Hash(refresh), token.NewOpaque()
-	if scope == "" {
+	if scope == "" && len(n.Resource) == 0 {
 		// The common case in one step; anything unusual falls through to
 		// the careful path below, which says why and revokes on reuse.
 		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", jkt, ts.RefreshTTL, ts.MaxAge, now)
 		if err == nil {
-			return ts.finishRotation(spent, next, clientID, spent.Scope, jkt, now)
+			return ts.finishRotation(spent, next, clientID, spent.Scope, jkt, spent.Family.Resource, now)
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, nil, err
@@ -214,6 +249,9 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 	}
 	if old.Family.DPoPJKT != "" && old.Family.DPoPJKT != jkt {
 		return nil, nil, ErrRefreshDPoP
+	}
+	if _, err := ts.audience(old.Family.Resource, n.Resource, false); err != nil {
+		return nil, nil, err
 	}
 	if old.Used {
 		if err := ts.EndSession(ctx, db, old.Family.ID, now); err != nil {
@@ -244,12 +282,12 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID, s
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.finishRotation(spent, next, clientID, newScope, jkt, now)
+	return ts.finishRotation(spent, next, clientID, newScope, jkt, spent.Family.Resource, now)
 }
 
 // finishRotation mints the access token of a rotated family.
-func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope, jkt string, now time.Time) (*Pair, *store.RefreshToken, error) {
-	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, scope, spent.Family.ID, jkt, spent.Family.AuthTime, now)
+func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope, jkt, aud string, now time.Time) (*Pair, *store.RefreshToken, error) {
+	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: aud, JKT: jkt, AuthTime: spent.Family.AuthTime}, now)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -178,7 +178,7 @@ func handleRefresh(log *slog.Logger, db *store.DB, ts *Tokens, m *Metrics, now f
 		RefreshToken token.Secret `json:"refresh_token"`
 	}
 	return restHandler(log, false, func(r *http.Request, req *request) (int, any, error) {
-		pair, old, err := ts.Rotate(r.Context(), db, req.RefreshToken.Reveal(), RESTClientID, "", "", now())
+		pair, old, err := ts.Rotate(r.Context(), db, req.RefreshToken.Reveal(), RESTClientID, Narrow{}, now())
 		if err != nil {
 			return 0, nil, refreshFailure(r.Context(), log, httpx.InfoFrom(r), err, false)
 		}

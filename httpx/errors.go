@@ -49,6 +49,7 @@ const (
 	KindInvalidDPoPProof                    // DPoP at the token and PAR endpoints (RFC 9449 §5)
 	KindUseDPoPNonce                        // DPoP: the server's nonce is required (RFC 9449 §8)
 	KindDPoPProofRefused                    // DPoP at a resource (RFC 9449 §7.1)
+	KindInvalidTarget                       // RFC 8707: a resource not configured, or not granted
 )
 
 // errorTable: kind → status, REST code, OAuth code ("" for none: RFC 6750
@@ -85,6 +86,7 @@ var errorTable = [...]struct {
 	KindInvalidDPoPProof:        {http.StatusBadRequest, "invalid_dpop_proof", "invalid_dpop_proof"},
 	KindUseDPoPNonce:            {http.StatusBadRequest, "use_dpop_nonce", "use_dpop_nonce"},
 	KindDPoPProofRefused:        {http.StatusUnauthorized, "invalid_dpop_proof", "invalid_dpop_proof"},
+	KindInvalidTarget:           {http.StatusBadRequest, "invalid_target", "invalid_target"},
 }
 
 // Error is an error a client may see.

@@ -167,6 +167,7 @@ type Code struct {
 	SID           string // the browser sign-in that issued it (the ID token's sid)
 	SessionHash   string // its cookie's hash, when creating: the sign-in is recorded as the client's
 	DPoPJKT       string // the DPoP key the exchange must prove (RFC 9449 §10), or ""
+	Resource      string // the resource granted (RFC 8707), or "" for the ISSUER
 	ExpiresAt     time.Time
 	Used          bool
 	FamilyID      string // what the exchange issued (set once used)
@@ -180,9 +181,9 @@ type Code struct {
 func (db *DB) CreateCode(ctx context.Context, c *Code, now time.Time) (err error) {
 	defer wrap(&err, "create code")
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, created_at, expires_at, sid, dpop_jkt)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			c.Hash, c.ClientID, c.UserID, c.RedirectURI, c.Scope, c.CodeChallenge, c.Nonce, c.AuthTime.Unix(), now.Unix(), c.ExpiresAt.Unix(), c.SID, c.DPoPJKT); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, created_at, expires_at, sid, dpop_jkt, resource)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			c.Hash, c.ClientID, c.UserID, c.RedirectURI, c.Scope, c.CodeChallenge, c.Nonce, c.AuthTime.Unix(), now.Unix(), c.ExpiresAt.Unix(), c.SID, c.DPoPJKT, c.Resource); err != nil {
 			return err
 		}
 		if c.SessionHash == "" {
@@ -200,9 +201,9 @@ func (db *DB) CodeByHash(ctx context.Context, hash string) (c *Code, err error) 
 	var authTime, exp int64
 	var used, accessExp sql.NullInt64
 	var family, jti sql.NullString
-	err = db.queryRow(ctx, `SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at, family_id, access_jti, access_exp, sid, dpop_jkt
+	err = db.queryRow(ctx, `SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at, family_id, access_jti, access_exp, sid, dpop_jkt, resource
 FROM auth_codes WHERE hash = $1`, hash).Scan(&c.ClientID, &c.UserID, &c.RedirectURI, &c.Scope, &c.CodeChallenge, &c.Nonce,
-		&authTime, &exp, &used, &family, &jti, &accessExp, &c.SID, &c.DPoPJKT)
+		&authTime, &exp, &used, &family, &jti, &accessExp, &c.SID, &c.DPoPJKT, &c.Resource)
 	if err != nil {
 		return nil, err
 	}

@@ -106,6 +106,7 @@ type Family struct {
 	CreatedAt time.Time
 	Revoked   bool
 	DPoPJKT   string // a public client's refresh tokens are bound to this DPoP key (RFC 9449 §5), or ""
+	Resource  string // the resource granted (RFC 8707), or "" for the ISSUER
 }
 
 // RefreshToken is one refresh token of a family, found by its hash.
@@ -129,8 +130,8 @@ func (db *DB) CreateFamily(ctx context.Context, f Family, tokenHash string, expi
 }
 
 func createFamilyTx(ctx context.Context, tx *sql.Tx, f Family, tokenHash string, expires, now time.Time) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at, dpop_jkt) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix(), f.DPoPJKT); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at, dpop_jkt, resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix(), f.DPoPJKT, f.Resource); err != nil {
 		return err
 	}
 	if tokenHash == "" {
@@ -148,9 +149,9 @@ func (db *DB) RefreshTokenByHash(ctx context.Context, hash string, now time.Time
 	var used, revoked sql.NullInt64
 	var exp, authTime, created int64
 	err = db.queryRow(ctx, `SELECT t.scope, t.expires_at, t.used_at, f.id, f.user_id, f.client_id, f.scope, f.auth_time, f.created_at, f.revoked_at,
-  u.is_active AND u.deleted_at IS NULL, f.dpop_jkt
+  u.is_active AND u.deleted_at IS NULL, f.dpop_jkt, f.resource
 FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id JOIN users u ON u.id = f.user_id WHERE t.hash = $1`, hash).Scan(
-		&t.Scope, &exp, &used, &t.Family.ID, &t.Family.UserID, &t.Family.ClientID, &t.Family.Scope, &authTime, &created, &revoked, &t.UserActive, &t.Family.DPoPJKT)
+		&t.Scope, &exp, &used, &t.Family.ID, &t.Family.UserID, &t.Family.ClientID, &t.Family.Scope, &authTime, &created, &revoked, &t.UserActive, &t.Family.DPoPJKT, &t.Family.Resource)
 	if err != nil {
 		return nil, err
 	}
@@ -349,17 +350,17 @@ const (
   WHERE t.hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
     AND f.id = t.family_id AND f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $7 AND f.dpop_jkt IN ('', $9)
     AND u.id = f.user_id AND u.is_active AND u.deleted_at IS NULL
-  RETURNING t.family_id, t.scope, f.user_id, f.auth_time, f.created_at),
+  RETURNING t.family_id, t.scope, f.user_id, f.auth_time, f.created_at, f.resource),
 ins AS (
   INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at)
   SELECT $4, family_id, CASE WHEN $6 = '' THEN scope ELSE $6 END, $2, LEAST($5, created_at + $8) FROM spent)
-SELECT family_id, scope, user_id, auth_time, created_at FROM spent`
+SELECT family_id, scope, user_id, auth_time, created_at, resource FROM spent`
 	qSpendSQLite = `UPDATE refresh_tokens SET used_at = $2
 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
   AND family_id IN (SELECT f.id FROM token_families f JOIN users u ON u.id = f.user_id
     WHERE f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $4 AND f.dpop_jkt IN ('', $5) AND u.is_active AND u.deleted_at IS NULL)
 RETURNING family_id, scope`
-	qFamilyOwner = `SELECT user_id, auth_time, created_at FROM token_families WHERE id = $1`
+	qFamilyOwner = `SELECT user_id, auth_time, created_at, resource FROM token_families WHERE id = $1`
 )
 
 // RotateRefresh spends the refresh token oldHash and adds newHash to its
@@ -381,7 +382,7 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 	bornAfter := now.Add(-maxAge).Unix()
 	if db.dialect == Postgres {
 		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), clientID, newHash, now.Add(ttl).Unix(), scope,
-			bornAfter, int64(maxAge/time.Second), jkt).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, &authTime, &created)
+			bornAfter, int64(maxAge/time.Second), jkt).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, &authTime, &created, &t.Family.Resource)
 	} else {
 		err = db.tx(ctx, func(tx *sql.Tx) error {
 			spend, err := db.txStmt(ctx, tx, qSpendSQLite)
@@ -395,7 +396,7 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 			if err != nil {
 				return err
 			}
-			if err := owner.QueryRowContext(ctx, t.Family.ID).Scan(&t.Family.UserID, &authTime, &created); err != nil {
+			if err := owner.QueryRowContext(ctx, t.Family.ID).Scan(&t.Family.UserID, &authTime, &created, &t.Family.Resource); err != nil {
 				return err
 			}
 			insert, err := db.txStmt(ctx, tx, qInsertRefresh)
