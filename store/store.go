@@ -308,8 +308,19 @@ func (r *row) Scan(dest ...any) error {
 	return r.r.Scan(dest...)
 }
 
-// exec runs a write on the writer and returns the number of rows affected.
-func (db *DB) exec(ctx context.Context, query string, args ...any) (int64, error) {
+// exec runs a write on the writer and returns the number of rows affected;
+// with an event in ctx, in a transaction that appends it.
+func (db *DB) exec(ctx context.Context, query string, args ...any) (n int64, err error) {
+	if pendingEvent(ctx) != nil {
+		err = db.tx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, query, args...)
+			if err == nil {
+				n, err = res.RowsAffected()
+			}
+			return err
+		})
+		return n, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
 	s, err := db.stmt(ctx, db.w, query)
@@ -323,8 +334,9 @@ func (db *DB) exec(ctx context.Context, query string, args ...any) (int64, error
 	return res.RowsAffected()
 }
 
-// tx runs fn in a write transaction, committing if fn returns nil. On SQLite
-// the transaction holds the write lock from its first statement.
+// tx runs fn in a write transaction, committing if fn returns nil, after
+// appending ctx's audit event (WithEvent). On SQLite the transaction holds
+// the write lock from its first statement.
 func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
@@ -336,7 +348,18 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := fn(t); err != nil {
 		return err
 	}
-	return t.Commit()
+	if e := pendingEvent(ctx); e != nil {
+		if err := appendEvent(ctx, t, e); err != nil {
+			return err
+		}
+		defer func() { // not appended after all: the commit failed
+			if err != nil {
+				e.ID, e.Hash = 0, ""
+			}
+		}()
+	}
+	err = t.Commit()
+	return err
 }
 
 // wrap turns a driver error into one of the package's sentinels, keeping the

@@ -1,0 +1,237 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// The audit log (API.md "Audit log") is a hash chain in one table. Each
+// event's hash is SHA-256 over its predecessor's hash and its own canonical
+// bytes (canonical), so an edited, deleted or reordered row no longer fits
+// the hashes after it (VerifyAudit). Appends are serialised by the one row
+// of audit_head, which each append updates first in its transaction: on
+// PostgreSQL that UPDATE takes the row's lock until commit, so concurrent
+// appends from any number of instances queue behind it and each reads the
+// hash its predecessor committed; on SQLite every write transaction already
+// holds the database's write lock. The head also keeps the base: the hash
+// and number of the last event pruned, from which the kept chain verifies.
+//
+// An event rides in the context of the write it records (WithEvent): the
+// write's transaction appends it before committing, so the change and its
+// record commit together or not at all. An event that is the only write (a
+// failed login) is appended by Audit, and its failure is the request's.
+
+// Event is one audit record. It never holds a secret, password, token or
+// code, nor a hash of one.
+type Event struct {
+	ID        int64             `json:"id"`
+	Time      time.Time         `json:"time"`
+	Action    string            `json:"action"`
+	Actor     string            `json:"actor"`   // a user id, a client id, "cli" or "system"
+	Subject   string            `json:"subject"` // what the action was done to: a user or client id
+	ClientID  string            `json:"client_id"`
+	IP        string            `json:"ip"`
+	RequestID string            `json:"request_id"`
+	Outcome   string            `json:"outcome"` // success, failure, refused
+	Detail    map[string]string `json:"detail"`
+	Hash      string            `json:"hash"` // hex; set by the append
+}
+
+// genesis is the hash before the first event.
+const genesis = "0000000000000000000000000000000000000000000000000000000000000000"
+
+type eventKey struct{}
+
+// WithEvent returns ctx carrying e, which the next write made with ctx
+// appends in its own transaction (setting e.ID and e.Hash), once.
+func WithEvent(ctx context.Context, e *Event) context.Context {
+	return context.WithValue(ctx, eventKey{}, e)
+}
+
+// pendingEvent is ctx's event if it has not been appended yet.
+func pendingEvent(ctx context.Context) *Event {
+	if e, ok := ctx.Value(eventKey{}).(*Event); ok && e.Hash == "" {
+		return e
+	}
+	return nil
+}
+
+// Audit appends e on its own: the event is the only write.
+func (db *DB) Audit(ctx context.Context, e *Event) (err error) {
+	defer wrap(&err, "audit")
+	return db.tx(WithEvent(ctx, e), func(*sql.Tx) error { return nil })
+}
+
+// appendEvent appends e to the chain in tx.
+func appendEvent(ctx context.Context, tx *sql.Tx, e *Event) error {
+	var prev string
+	if err := tx.QueryRowContext(ctx, `UPDATE audit_head SET n = n + 1 WHERE one = 1 RETURNING n, hash`).Scan(&e.ID, &prev); err != nil {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = e.Time.UTC().Truncate(time.Millisecond)
+	detail, _ := json.Marshal(e.Detail) // map[string]string: sorted keys, always marshals
+	if e.Detail == nil {
+		detail = []byte("{}")
+	}
+	hash := chainHash(prev, canonical(e, detail))
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_events (id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, e.ID, e.Time.UnixMilli(), e.Action, e.Actor, e.Subject, e.ClientID, e.IP, e.RequestID, e.Outcome, string(detail), hash); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE audit_head SET hash = $1 WHERE one = 1`, hash); err != nil {
+		return err
+	}
+	e.Hash = hash
+	return nil
+}
+
+// canonical is an event's bytes for its hash: every field, in one order,
+// each as its decimal length, a colon and its bytes, so that no two
+// different events share them (no field can run into the next).
+func canonical(e *Event, detail []byte) []byte {
+	b := []byte("oauth2-api audit 1")
+	for _, f := range []string{strconv.FormatInt(e.ID, 10), strconv.FormatInt(e.Time.UnixMilli(), 10), e.Action, e.Actor,
+		e.Subject, e.ClientID, e.IP, e.RequestID, e.Outcome, string(detail)} {
+		b = strconv.AppendInt(append(b, '\n'), int64(len(f)), 10)
+		b = append(append(b, ':'), f...)
+	}
+	return b
+}
+
+func chainHash(prev string, canon []byte) string {
+	h := sha256.New()
+	h.Write([]byte(prev))
+	h.Write(canon)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// AuditFilter selects events for ListAudit.
+type AuditFilter struct {
+	Since   time.Time // events at or after (zero: all)
+	Action  string    // "" for any
+	User    string    // a user id as actor or subject; "" for any
+	AfterID int64     // events after this id (paging)
+	Limit   int
+}
+
+// ListAudit returns events oldest first.
+func (db *DB) ListAudit(ctx context.Context, f AuditFilter) (list []Event, err error) {
+	defer wrap(&err, "list audit events")
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
+	rows, err := db.r.QueryContext(ctx, `SELECT id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash
+FROM audit_events WHERE id > $1 AND time_ms >= $2 AND ($3 = '' OR action = $3) AND ($4 = '' OR actor = $4 OR subject = $4)
+ORDER BY id LIMIT $5`, f.AfterID, f.Since.UnixMilli(), f.Action, f.User, f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, _, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, *e)
+	}
+	return list, rows.Err()
+}
+
+func scanEvent(rows *sql.Rows) (*Event, []byte, error) {
+	var e Event
+	var ms int64
+	var detail string
+	if err := rows.Scan(&e.ID, &ms, &e.Action, &e.Actor, &e.Subject, &e.ClientID, &e.IP, &e.RequestID, &e.Outcome, &detail, &e.Hash); err != nil {
+		return nil, nil, err
+	}
+	e.Time = time.UnixMilli(ms).UTC()
+	if err := json.Unmarshal([]byte(detail), &e.Detail); err != nil {
+		e.Detail = map[string]string{"unreadable": detail}
+	}
+	return &e, []byte(detail), nil
+}
+
+// ErrChainBroken is wrapped by VerifyAudit's error for a chain that does
+// not verify; the error names the first event that does not fit.
+var ErrChainBroken = errors.New("audit chain broken")
+
+// VerifyAudit checks the chain from its base to the head and returns how
+// many events it holds. With head (a hash copied from a log line or an
+// earlier run) not empty, that event must still be in the chain: a deleted
+// tail, which no chain shows by itself, then fails too.
+func (db *DB) VerifyAudit(ctx context.Context, head string) (n int, err error) {
+	defer func() {
+		if !errors.Is(err, ErrChainBroken) {
+			wrap(&err, "verify audit log")
+		}
+	}()
+	var lastN, baseN int64
+	var lastHash, prev string
+	if err := db.r.QueryRowContext(ctx, `SELECT n, hash, base_n, base_hash FROM audit_head WHERE one = 1`).Scan(&lastN, &lastHash, &baseN, &prev); err != nil {
+		return 0, err
+	}
+	rows, err := db.r.QueryContext(ctx, `SELECT id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash
+FROM audit_events ORDER BY id`)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	want, sawHead := baseN+1, head == "" || head == prev
+	for rows.Next() {
+		e, detail, err := scanEvent(rows)
+		if err != nil {
+			return n, err
+		}
+		switch {
+		case e.ID != want:
+			return n, fmt.Errorf("%w: event %d is missing (found %d next)", ErrChainBroken, want, e.ID)
+		case chainHash(prev, canonical(e, detail)) != e.Hash:
+			return n, fmt.Errorf("%w: event %d does not fit the chain (edited, or its predecessor was)", ErrChainBroken, e.ID)
+		}
+		prev, want, n = e.Hash, want+1, n+1
+		sawHead = sawHead || e.Hash == head
+	}
+	if err := rows.Err(); err != nil {
+		return n, err
+	}
+	switch {
+	case want-1 != lastN || prev != lastHash:
+		return n, fmt.Errorf("%w: the log ends at event %d, its head says %d: events were deleted from the end", ErrChainBroken, want-1, lastN)
+	case !sawHead:
+		return n, fmt.Errorf("%w: the event with hash %.16s… is not in the log: it was cut after it", ErrChainBroken, head)
+	}
+	return n, nil
+}
+
+// PruneAudit deletes events older than before, keeping the chain
+// verifiable: the head's base becomes the last pruned event's number and
+// hash, in the same transaction.
+func (db *DB) PruneAudit(ctx context.Context, before time.Time) (err error) {
+	defer wrap(&err, "prune audit log")
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		var id sql.NullInt64
+		var hash sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit_events WHERE id = (SELECT MAX(id) FROM audit_events WHERE time_ms < $1)`,
+			before.UnixMilli()).Scan(&id, &hash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id <= $1`, id.Int64); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE audit_head SET base_n = $1, base_hash = $2 WHERE one = 1`, id.Int64, hash.String)
+		return err
+	})
+}

@@ -1,0 +1,182 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"oauth2-api/store"
+	"oauth2-api/store/storetest"
+)
+
+func event(action, subject string) *store.Event {
+	return &store.Event{Time: t0, Action: action, Actor: "cli", Subject: subject, IP: "192.0.2.1", RequestID: "r1", Outcome: "success",
+		Detail: map[string]string{"k": "v"}}
+}
+
+// An event rides on the write it records and commits with it, or not at
+// all; alone, Audit appends it. The chain verifies, and after any edit,
+// deletion, reordering or cut tail it does not, naming the event.
+func TestAuditChain(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			raw := rawDB(t, d, url)
+			u := newUser(t, db, "ann@example.com", "ann")
+			e := event("user.deleted", store.FormatID(u.ID))
+			if _, err := db.DeleteUser(store.WithEvent(ctx, e), u.ID, time.Hour, t0); err != nil || e.ID != 1 || len(e.Hash) != 64 {
+				t.Fatalf("DeleteUser with an event: %v, %+v", err, e)
+			}
+			// A failed write appends nothing.
+			f := event("user.deleted", "x")
+			if _, err := db.DeleteUser(store.WithEvent(ctx, f), u.ID, time.Hour, t0); !errors.Is(err, store.ErrNotFound) || f.Hash != "" {
+				t.Fatalf("a failed write: %v, %+v", err, f)
+			}
+			for i := range 5 {
+				if err := db.Audit(ctx, event("login.failure", fmt.Sprint(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			list, err := db.ListAudit(ctx, store.AuditFilter{Limit: 100})
+			if err != nil || len(list) != 6 || list[0].Action != "user.deleted" || list[5].ID != 6 || list[0].Detail["k"] != "v" {
+				t.Fatalf("ListAudit = %+v, %v", list, err)
+			}
+			if got, _ := db.ListAudit(ctx, store.AuditFilter{User: "3", Limit: 10}); len(got) != 1 || got[0].Subject != "3" {
+				t.Fatalf("filter by user: %+v", got)
+			}
+			head := list[3].Hash
+			if n, err := db.VerifyAudit(ctx, head); err != nil || n != 6 {
+				t.Fatalf("VerifyAudit = %d, %v", n, err)
+			}
+			tamper := func(name string, stmts ...string) {
+				t.Helper()
+				tx, _ := raw.Begin()
+				defer tx.Rollback()
+				for _, s := range stmts {
+					if _, err := tx.Exec(s); err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+				}
+				tx.Commit()
+			}
+			check := func(name, want string, head string) {
+				t.Helper()
+				_, err := db.VerifyAudit(ctx, head)
+				if !errors.Is(err, store.ErrChainBroken) || !strings.Contains(err.Error(), want) {
+					t.Errorf("%s: VerifyAudit = %v; want a broken chain naming %q", name, err, want)
+				}
+			}
+			snapshot := func() []string {
+				rows, _ := raw.Query(`SELECT id, outcome, ip, hash FROM audit_events ORDER BY id`)
+				defer rows.Close()
+				var out []string
+				for rows.Next() {
+					var id int
+					var o, ip, h string
+					rows.Scan(&id, &o, &ip, &h)
+					out = append(out, fmt.Sprintf("UPDATE audit_events SET outcome = '%s', ip = '%s', hash = '%s' WHERE id = %d", o, ip, h, id))
+				}
+				return out
+			}
+			restore := snapshot()
+			tamper("edit", `UPDATE audit_events SET outcome = 'failure' WHERE id = 3`)
+			check("an edited field", "event 3", "")
+			tamper("restore", restore...)
+			if _, err := db.VerifyAudit(ctx, ""); err != nil {
+				t.Fatalf("after restoring: %v", err)
+			}
+			tamper("swap", `UPDATE audit_events SET id = -2 WHERE id = 2`, `UPDATE audit_events SET id = 2 WHERE id = 3`,
+				`UPDATE audit_events SET id = 3 WHERE id = -2`)
+			check("a swapped pair", "event 2", "")
+			tamper("unswap", `UPDATE audit_events SET id = -2 WHERE id = 2`, `UPDATE audit_events SET id = 2 WHERE id = 3`,
+				`UPDATE audit_events SET id = 3 WHERE id = -2`)
+			if _, err := db.VerifyAudit(ctx, ""); err != nil {
+				t.Fatalf("after swapping back: %v", err)
+			}
+			tamper("delete", `DELETE FROM audit_events WHERE id = 3`)
+			check("a deleted middle row", "event 3 is missing", "")
+			// A deleted tail with the head row rewritten to match: only the
+			// head hash copied from elsewhere shows it.
+			tamper("cut", `DELETE FROM audit_events WHERE id >= 3`)
+			var h2 string
+			raw.QueryRow(`SELECT hash FROM audit_events WHERE id = 2`).Scan(&h2)
+			tamper("head", fmt.Sprintf(`UPDATE audit_head SET n = 2, hash = '%s'`, h2))
+			if _, err := db.VerifyAudit(ctx, ""); err != nil {
+				t.Fatalf("a cut tail with its head rewritten verifies by itself (as it must): %v", err)
+			}
+			check("a cut tail against a copied head", "not in the log", head)
+		})
+	}
+}
+
+// Appends from many writers (two stores on one database, as two
+// instances) leave one valid chain.
+func TestAuditConcurrentAppends(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			a, b := storetest.OpenURL(t, url), storetest.OpenURL(t, url)
+			var wg sync.WaitGroup
+			errs := make(chan error, 1000)
+			for w := range 20 {
+				wg.Go(func() {
+					db := []*store.DB{a, b}[w%2]
+					for i := range 50 {
+						for {
+							err := db.Audit(context.Background(), event("login.failure", fmt.Sprint(w, "-", i)))
+							if err == nil {
+								break
+							}
+							if !errors.Is(err, store.ErrUnavailable) { // SQLite busy: retried as a client would
+								errs <- err
+								return
+							}
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if n, err := a.VerifyAudit(ctx, ""); err != nil || n != 1000 {
+				t.Fatalf("after 1,000 concurrent appends: %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// Pruning keeps the rest verifiable from its base.
+func TestAuditPrune(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		for i := range 4 {
+			e := event("login.failure", fmt.Sprint(i))
+			e.Time = t0.Add(time.Duration(i) * time.Hour)
+			if err := db.Audit(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.PruneAudit(ctx, t0.Add(150*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		list, _ := db.ListAudit(ctx, store.AuditFilter{Limit: 10})
+		if len(list) != 1 || list[0].ID != 4 {
+			t.Fatalf("after pruning: %+v", list)
+		}
+		if n, err := db.VerifyAudit(ctx, ""); err != nil || n != 1 {
+			t.Fatalf("VerifyAudit after pruning: %d, %v", n, err)
+		}
+		if err := db.Audit(ctx, event("login.failure", "x")); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := db.VerifyAudit(ctx, ""); err != nil || n != 2 {
+			t.Fatalf("VerifyAudit after pruning and appending: %d, %v", n, err)
+		}
+	})
+}
