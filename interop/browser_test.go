@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -49,6 +50,13 @@ func screenshotDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// variant is the database of a databases subtest ("sqlite" or
+// "postgres"), so that the two variants' screenshots do not overwrite each
+// other.
+func variant(t testing.TB) string {
+	return path.Base(t.Name())
 }
 
 // savePNG checks that b is a PNG image with a size and writes it to dir.
@@ -413,7 +421,7 @@ func TestBrowserLogoutConfirmation(t *testing.T) {
 		verifier, state := oauth2.GenerateVerifier(), randomHex(16)
 		ctx := startBrowser(t)
 		q := browserLogin(t, ctx, got, cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), cfg.RedirectURL, eve,
-			[]string{app.Name, "eve_proxy", "read"}, "browser-logout")
+			[]string{app.Name, "eve_proxy", "read"}, "browser-logout-"+variant(t))
 		if q.Get("code") == "" || q.Get("state") != state {
 			t.Fatalf("callback query %v; want a code and state %q", q, state)
 		}
@@ -440,7 +448,7 @@ func TestBrowserLogoutConfirmation(t *testing.T) {
 		if err != nil {
 			t.Fatalf("screenshot of the confirmation page: %v", err)
 		}
-		savePNG(t, screenshotDir(t), "browser-logout-confirm.png", shot)
+		savePNG(t, screenshotDir(t), "browser-logout-"+variant(t)+"-confirm.png", shot)
 		select {
 		case <-left:
 			t.Fatal("the post-logout URI was reached before the person confirmed")
