@@ -161,8 +161,8 @@ func oidcError(err error) string {
 // TestZitadelRelyingParty is zitadel/oidc's relying party against the
 // server, on SQLite and PostgreSQL: discovery, the code flow with PKCE and
 // a nonce driven by a cookie-keeping user agent, the code exchange with the
-// ID token verified by zitadel, UserInfo, refresh (rotation, and the new ID
-// token verified), rp.EndSession from the relying party's back end, which
+// ID token verified by zitadel, UserInfo, refresh (rotation; an ID token,
+// if the answer has one, verified), rp.EndSession from the relying party's back end, which
 // must end the user's sign-in (the next authorization asks for the password
 // again), redirect to the registered post_logout_redirect_uri with state,
 // and send a logout token with the ID token's sid to the back-channel
