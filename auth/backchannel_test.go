@@ -183,6 +183,56 @@ func TestBackchannelLogout(t *testing.T) {
 	}, withSigningKey(t, key, nil), withBackchannel(t), withReset(t, sink, clientTLS, SMTPStartTLS))
 }
 
+// RP-Initiated Logout from a relying party's back end, as zitadel/oidc's
+// rp.EndSession sends it: a POST with id_token_hint and no cookie. The
+// hint's sid names the sign-in to end: that browser is signed out and the
+// RP told; another user's sign-in goes on; a hint whose sign-in has ended
+// already ends nothing more.
+func TestLogoutFromRelyingPartyBackEnd(t *testing.T) {
+	key := ecKey(t)
+	eachEnv(t, func(t *testing.T, e *env) {
+		rp := newRelyingParty(t)
+		u := e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		e.createUser("bob@example.com", "bob", "Bob-Password-1", store.RoleUser)
+		id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"},
+			PostLogoutRedirectURIs: []string{"https://app.example/bye"}, BackchannelLogoutURI: rp.URL})
+		signIn := func(b *browser, login, password string) (sid, idt string) {
+			p := newPKCE()
+			code := e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), login, password))
+			r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+			e.secret(r.Str("access_token"))
+			e.secret(r.Str("refresh_token"))
+			c, err := e.deps.Tokens.Verifier.Parse(r.Str("id_token"), token.Expect{Type: token.TypeID, Issuer: testIssuer, Audience: id}, e.clock.Now())
+			if err != nil || c.SessionID == "" {
+				t.Fatalf("id_token %+v, %v; want a sid", c, err)
+			}
+			return c.SessionID, r.Str("id_token")
+		}
+		ann, bob := e.browser(), e.browser()
+		sid, idt := signIn(ann, "ann", "Ann-Password-1")
+		signIn(bob, "bob", "Bob-Password-1")
+
+		backEnd := e.browser() // holds no cookie
+		form := url.Values{"id_token_hint": {idt}, "client_id": {id}, "post_logout_redirect_uri": {"https://app.example/bye"}, "state": {"s1"}}
+		if w := backEnd.do("POST", "/oauth2/logout", form); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "https://app.example/bye?state=s1" {
+			t.Fatalf("logout from the back end: %d %q; want 303 to https://app.example/bye?state=s1", w.Code, w.Header().Get("Location"))
+		}
+		if c := e.checkLogoutToken(rp.next(t), id, u); c.SessionID != sid {
+			t.Fatalf("logout token sid %q; want the hint's %q", c.SessionID, sid)
+		}
+		if ann.signedIn(id) {
+			t.Fatal("the hint's sign-in goes on after a logout from the back end")
+		}
+		if !bob.signedIn(id) {
+			t.Fatal("another user's sign-in ended")
+		}
+		if w := backEnd.do("POST", "/oauth2/logout", form); w.Code != http.StatusSeeOther {
+			t.Fatalf("the same logout again: %d; want 303", w.Code)
+		}
+		rp.none(t)
+	}, withSigningKey(t, key, nil), withBackchannel(t))
+}
+
 // Delivery never blocks the user's request, never follows a redirect (the
 // registered URI is the only one told), and tries a failing RP again a
 // bounded number of times; a full queue drops and counts.

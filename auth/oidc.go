@@ -96,9 +96,13 @@ func userinfo(ctx context.Context, db *store.DB, c *token.Claims) (map[string]an
 // handleEndSession serves GET and POST /oauth2/logout (OpenID Connect
 // RP-Initiated Logout 1.0, §2: both methods carry the same parameters).
 // With a valid id_token_hint naming the signed-in user the session ends at
-// once; otherwise the user confirms on a page, whose form (action=logout,
-// with a CSRF token) is the one POST that needs one, so a third-party page
-// cannot sign people out. post_logout_redirect_uri is followed only if it
+// once. A valid hint that comes without a sign-in (no cookie, or one whose
+// sign-in is gone) ends the sign-in the hint names by its sid: that is a
+// relying party calling from its back end, as zitadel/oidc's rp.EndSession
+// does, and only a holder of that sign-in's ID token can name it. Otherwise
+// the user confirms on a page, whose form (action=logout, with a CSRF
+// token) is the one POST that needs one, so a third-party page cannot sign
+// people out. post_logout_redirect_uri is followed only if it
 // is registered, exactly, for the client the hint (or client_id) names;
 // the page's CSP then allows it as a form action, since browsers apply
 // form-action to the redirect that follows the form.
@@ -126,6 +130,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			return
 		}
 		clientID := params.Get("client_id")
+		hintSID := "" // the sign-in to end when the request carries none
 		if hint := params.Get("id_token_hint"); hint != "" && oidc {
 			// The audience is the client; check the signature and issuer first.
 			c, err := parseIDTokenHint(ts, hint, t)
@@ -143,6 +148,9 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				return
 			}
 			confirmed = confirmed || sess == nil || store.FormatID(sess.UserID) == c.Subject
+			if sess == nil {
+				hintSID = c.SessionID
+			}
 		}
 		target := ""
 		if p := params.Get("post_logout_redirect_uri"); p != "" {
@@ -175,6 +183,14 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 		}
 		if v := b.cookie(r, cookieSession); v != "" {
 			ended, err := db.DeleteSession(ctx, token.Hash(v))
+			if err != nil {
+				b.fail(w, r, err)
+				return
+			}
+			ts.Ended(ended)
+		}
+		if hintSID != "" {
+			ended, err := db.DeleteSessionBySID(ctx, hintSID)
 			if err != nil {
 				b.fail(w, r, err)
 				return

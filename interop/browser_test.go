@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -49,6 +50,13 @@ func screenshotDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// variant is the database of a databases subtest ("sqlite" or
+// "postgres"), so that the two variants' screenshots do not overwrite each
+// other.
+func variant(t testing.TB) string {
+	return path.Base(t.Name())
 }
 
 // savePNG checks that b is a PNG image with a size and writes it to dir.
@@ -354,4 +362,141 @@ func TestBrowserOpenIDConnect(t *testing.T) {
 		t.Errorf("UserInfo sub %q, email %q (verified %v), profile %+v; want %s, %s (false), hedy Hedy Lamarr",
 			info.Subject, info.Email, info.EmailVerified, profile, idt.Subject, hedy.Email)
 	}
+}
+
+// signedOut is what the relying party's post-logout page received.
+type signedOut struct {
+	query url.Values
+	err   error
+}
+
+// newSignedOutPage runs a relying party's post-logout redirect URI on
+// loopback: GET /signed-out answers a small page and reports the query.
+func newSignedOutPage(t testing.TB) (*httptest.Server, <-chan signedOut) {
+	t.Helper()
+	got := make(chan signedOut, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/signed-out" {
+			http.NotFound(w, r)
+			return
+		}
+		var err error
+		if r.Method != http.MethodGet {
+			err = fmt.Errorf("post-logout redirect by %s; want GET (a 303 after the confirmation POST)", r.Method)
+		}
+		got <- signedOut{r.URL.Query(), err}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><title>Interop app</title><h1 id="signed-out">Signed out</h1>`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, got
+}
+
+// TestBrowserLogoutConfirmation is sign-out as oauth2-proxy and similar
+// relying parties send it: the browser goes to /oauth2/logout with only
+// client_id and post_logout_redirect_uri (no id_token_hint), the person sees
+// the confirmation page and presses Sign out, and Chromium must land on the
+// registered post-logout URI, a loopback server this test runs. Chromium
+// applies the page's Content-Security-Policy form-action to the redirect
+// that follows the form, so a policy that does not allow the URI's origin
+// stops the browser on the server's page and the test fails. Then the same
+// authorization request shows the login page again: the sign-in ended.
+func TestBrowserLogoutConfirmation(t *testing.T) {
+	t.Parallel()
+	chromium(t)
+	databases(t, func(t *testing.T, databaseURL string) {
+		t.Parallel()
+		s := startServer(t, map[string]string{"DATABASE_URL": databaseURL})
+		cb, got := newCallback(t)
+		bye, left := newSignedOutPage(t)
+		postLogoutURI := bye.URL + "/signed-out"
+		eve := s.createUser(t, "eve.proxy@example.com", "eve_proxy", password)
+		app := s.createClient(t, "--name", "Interop Proxy", "--redirect-uri", "http://127.0.0.1/cb", "--scope", "read",
+			"--post-logout-redirect-uri", postLogoutURI)
+		meta := s.metadata(t)
+		cfg := &oauth2.Config{
+			ClientID: app.ID, ClientSecret: app.Secret, Scopes: []string{"read"}, RedirectURL: cb.URL + "/cb",
+			Endpoint: oauth2.Endpoint{AuthURL: meta.AuthorizationEndpoint, TokenURL: meta.TokenEndpoint, AuthStyle: oauth2.AuthStyleInHeader},
+		}
+		verifier, state := oauth2.GenerateVerifier(), randomHex(16)
+		ctx := startBrowser(t)
+		q := browserLogin(t, ctx, got, cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), cfg.RedirectURL, eve,
+			[]string{app.Name, "eve_proxy", "read"}, "browser-logout-"+variant(t))
+		if q.Get("code") == "" || q.Get("state") != state {
+			t.Fatalf("callback query %v; want a code and state %q", q, state)
+		}
+		s.noLog(q.Get("code"), verifier)
+
+		// The sign-out link: client_id and post_logout_redirect_uri only.
+		logoutURL := s.URL + "/oauth2/logout?" + url.Values{"client_id": {app.ID}, "post_logout_redirect_uri": {postLogoutURI}}.Encode()
+		err := chromedp.Do(ctx,
+			chromedp.Navigate(logoutURL),
+			chromedp.WaitVisible(chromedp.CSS(`button[name=action][value=logout]`)),
+		)
+		if err != nil {
+			t.Fatalf("the sign-out confirmation page: %v", err)
+		}
+		title, err := chromedp.Run(ctx, chromedp.Title())
+		if err != nil || !strings.HasPrefix(title, "Sign out") {
+			t.Errorf("confirmation page title %q (%v); want Sign out", title, err)
+		}
+		text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`main`)))
+		if err != nil || !strings.Contains(text, "Sign out of this server?") {
+			t.Errorf("confirmation page text %q (%v); want it to ask \"Sign out of this server?\"", text, err)
+		}
+		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot of the confirmation page: %v", err)
+		}
+		savePNG(t, screenshotDir(t), "browser-logout-"+variant(t)+"-confirm.png", shot)
+		select {
+		case <-left:
+			t.Fatal("the post-logout URI was reached before the person confirmed")
+		default:
+		}
+
+		// Sign out: the form POSTs, and the 303 must take Chromium to the relying party.
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[name=action][value=logout]`))); err != nil {
+			t.Fatalf("press Sign out: %v", err)
+		}
+		select {
+		case so := <-left:
+			if so.err != nil {
+				t.Error(so.err)
+			}
+			if len(so.query) != 0 {
+				t.Errorf("post-logout redirect query %v; want none (no state was sent)", so.query)
+			}
+		case <-time.After(15 * time.Second):
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Fatalf("Chromium never reached the post-logout URI %s within 15s (a CSP form-action that blocks it?); it is at %q", postLogoutURI, loc)
+		}
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("signed-out"))); err != nil {
+			t.Errorf("the post-logout page did not load: %v", err)
+		}
+		if loc, err := chromedp.Run(ctx, chromedp.Location()); err != nil || loc != postLogoutURI {
+			t.Errorf("Chromium is at %q (%v); want %s", loc, err, postLogoutURI)
+		}
+
+		// The sign-in ended: the same authorization (consent was given
+		// already) now stops at the login page instead of going back to the client.
+		verifier, state = oauth2.GenerateVerifier(), randomHex(16)
+		authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
+		if err := chromedp.Do(ctx, chromedp.Navigate(authURL)); err != nil {
+			t.Fatalf("authorize after signing out: %v", err)
+		}
+		if loc, err := chromedp.Run(ctx, chromedp.Location()); err != nil || loc != authURL {
+			t.Fatalf("after signing out, the authorization request went to %q (%v); want it to stay on the server's login page", loc, err)
+		}
+		short, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := chromedp.Do(short, chromedp.WaitVisible(chromedp.CSS(`input[name=password]`))); err != nil {
+			t.Fatalf("after signing out, no login form: %v", err)
+		}
+		select {
+		case c := <-got:
+			t.Fatalf("the client received %v after the sign-out; want no code without a new login", c.query)
+		default:
+		}
+	})
 }

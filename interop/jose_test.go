@@ -4,11 +4,13 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"math/big"
 	"net/http"
 	"os"
 	"slices"
@@ -38,6 +40,9 @@ import (
 // ({"alg","kid","typ"} in that order, no whitespace: token/jwt.go); go-jose
 // serialises its protected header as a sorted JSON map, so a genuinely valid
 // go-jose token has those same bytes. The test checks that byte for byte.
+// Likewise it accepts an ES256 signature only in its low-S form (s ≤ n/2),
+// the one it mints; go-jose makes either form, so the test brings go-jose's
+// ES256 tokens to the low form and checks that the high-S twin is refused.
 
 // TestJOSEInterop runs the go-jose interop checks for RS256, ES256 and EdDSA.
 func TestJOSEInterop(t *testing.T) {
@@ -194,6 +199,9 @@ func joseInterop(t *testing.T, alg jose.SignatureAlgorithm) {
 		{"alg none, the signature kept", withHeader(t, valid, map[string]string{"alg": "none", "kid": kid, "typ": "at+jwt"}, segment(valid, 2)), unchecked, nil},
 		{"alg none, no kid, no signature", withHeader(t, valid, map[string]string{"alg": "none", "typ": "at+jwt"}, ""), unchecked, nil},
 	}
+	if alg == jose.ES256 {
+		forgeries = append(forgeries, forgery{"the high-S twin (r, n−s) of the valid signature", ecdsaForm(t, valid, false), goodSig, nil})
+	}
 	for _, sec := range publicKeySecrets(t, priv.Public()) { // algorithm confusion
 		forgeries = append(forgeries, forgery{"HS256 with the public key (" + sec.name + ") as HMAC secret under the server's kid",
 			goJoseSign(t, jose.HS256, sec.secret, kid, "at+jwt", claims), badSig, sec.secret})
@@ -314,7 +322,36 @@ func goJoseSign(t testing.TB, alg jose.SignatureAlgorithm, key any, kid, typ str
 	if err != nil {
 		t.Fatalf("go-jose sign %s: %v", alg, err)
 	}
+	if alg == jose.ES256 {
+		// go-jose makes either form of an ECDSA signature, at random; the
+		// server accepts only the low-S one, the form it mints itself
+		// (token/jwt.go), so that an accepted token has one byte form. The
+		// high-S twin is among the forgeries.
+		raw = ecdsaForm(t, raw, true)
+	}
 	return raw
+}
+
+// The order of P-256 and its half.
+var (
+	p256N     = elliptic.P256().Params().N
+	p256HalfN = new(big.Int).Rsh(p256N, 1)
+)
+
+// ecdsaForm returns raw, an ES256 JWT, with its signature (r, s) replaced,
+// if need be, by its twin (r, n−s), which verifies as well: the low form
+// (s ≤ n/2) if low, else the high one.
+func ecdsaForm(t testing.TB, raw string, low bool) string {
+	t.Helper()
+	sig, err := base64.RawURLEncoding.DecodeString(segment(raw, 2))
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("ES256 signature of %d bytes (%v); want 64", len(sig), err)
+	}
+	s := new(big.Int).SetBytes(sig[32:])
+	if (s.Cmp(p256HalfN) <= 0) != low {
+		s.Sub(p256N, s).FillBytes(sig[32:])
+	}
+	return raw[:strings.LastIndexByte(raw, '.')+1] + base64.RawURLEncoding.EncodeToString(sig)
 }
 
 // verifyWith verifies raw with go-jose under key and returns the payload.

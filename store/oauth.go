@@ -312,6 +312,22 @@ func (db *DB) DeleteSession(ctx context.Context, hash string) (e Ended, err erro
 	return e, err
 }
 
+// DeleteSessionBySID ends the browser sign-in whose public id is sid, as
+// DeleteSession does (RP-initiated logout from a relying party's back end,
+// which holds the sign-in's ID token but not its cookie). An empty sid ends
+// nothing: sign-ins from before sids were recorded all have "".
+func (db *DB) DeleteSessionBySID(ctx context.Context, sid string) (e Ended, err error) {
+	defer wrap(&err, "delete session by sid")
+	if sid == "" {
+		return e, nil
+	}
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		e.SignIns, err = endSignInsTx(ctx, tx, signInsBySID, sid)
+		return err
+	})
+	return e, err
+}
+
 // --- password reset ---
 
 // ErrLimited means a per-account limit refused the write.

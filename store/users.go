@@ -158,14 +158,16 @@ WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id`, id, keepFa
 	return e, err
 }
 
-// The browser sign-ins endSignInsTx ends: a user's, or one by its hash.
+// The browser sign-ins endSignInsTx ends: a user's, or one by its hash or
+// by its (non-empty) sid.
 const (
 	signInsByUser = `s.user_id = $1`
 	signInsByHash = `s.hash = $1`
+	signInsBySID  = `s.sid = $1`
 )
 
-// endSignInsTx ends the browser sign-ins that where (signInsByUser or
-// signInsByHash) selects with arg, and voids the codes they issued that
+// endSignInsTx ends the browser sign-ins that where (signInsByUser,
+// signInsByHash or signInsBySID) selects with arg, and voids the codes they issued that
 // were not exchanged yet. It returns each ended sign-in with each client it
 // gave a code to that has a back-channel logout URI.
 func endSignInsTx(ctx context.Context, tx *sql.Tx, where string, arg any) ([]SignIn, error) {
