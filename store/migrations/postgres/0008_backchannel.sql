@@ -11,3 +11,5 @@ CREATE TABLE session_clients (
     PRIMARY KEY (session_hash, client_id)
 );
 CREATE INDEX session_clients_client ON session_clients (client_id);
+-- Logout from a relying party's back end finds the sign-in by its sid.
+CREATE INDEX sessions_sid ON sessions (sid);
