@@ -69,7 +69,9 @@ type config struct {
 
 	RequirePAR bool     // REQUIRE_PAR: every authorization request must be pushed
 	Resources  []string // RESOURCES: what tokens may be asked for (RFC 8707)
-	DPoPNonce  bool     // DPOP_NONCE: proofs at the token and PAR endpoints must carry a server nonce
+
+	AuditRetention time.Duration // AUDIT_RETENTION_DAYS
+	DPoPNonce      bool          // DPOP_NONCE: proofs at the token and PAR endpoints must carry a server nonce
 }
 
 // minSecret is the shortest JWT_SECRET release mode accepts (HS256 wants a
@@ -347,6 +349,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	c.EmailVerificationTTL = e.dur("EMAIL_VERIFICATION_TTL", "24h", time.Minute, 30*24*time.Hour)
 	// Without mail, no address could ever be verified but by the CLI.
 	c.RequirePAR, c.DPoPNonce = e.bool("REQUIRE_PAR", "false"), e.bool("DPOP_NONCE", "false")
+	c.AuditRetention = time.Duration(e.int("AUDIT_RETENTION_DAYS", "365", 1, 36500)) * 24 * time.Hour
 	for _, r := range e.list("RESOURCES") {
 		// RFC 8707 §2: an absolute URI without a fragment; http(s) here, as
 		// what a resource server is reached at.

@@ -90,6 +90,7 @@ commands:
   user create --email E --username U [--role admin] [--email-verified]   (password on stdin)
   client create|list|delete|rotate-secret             manage OAuth clients
   keys generate [--alg RS256|ES256|EdDSA] --out FILE  write a signing key
+  audit list|verify          print the audit log, or check its hash chain
   version                    print the version`
 
 // commandUsage is what -h or --help prints for each command.
@@ -104,6 +105,9 @@ var commandUsage = map[string]string{
   oauth2-api client delete ID
   oauth2-api client rotate-secret ID`,
 	"keys": "usage: oauth2-api keys generate [--alg RS256|ES256|EdDSA] --out FILE",
+	"audit": `usage:
+  oauth2-api audit list [--since RFC3339] [--user ID] [--action A] [--limit N]
+  oauth2-api audit verify [--head HASH]   (HASH: an event's hash copied from a log line; exit 1 if the chain is broken)`,
 }
 
 // run is the program: every command reads the same configuration.
@@ -119,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
-	case "serve", "migrate", "healthcheck", "user", "client", "keys":
+	case "serve", "migrate", "healthcheck", "user", "client", "keys", "audit":
 		// -h or --help anywhere: the command's usage on stdout, exit 0
 		// (API.md: bad flags are one line on stderr; asking is not bad).
 		if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
@@ -149,8 +153,63 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return clientCmd(ctx, cfg, args, stdout)
 	case "keys":
 		return keysCmd(args, stdout)
+	case "audit":
+		return auditCmd(ctx, cfg, args, stdout)
 	}
 	return nil
+}
+
+// auditCmd lists the audit log (one JSON object per line, oldest first) or
+// verifies its chain: exit 0 and the count when intact, exit 1 naming the
+// first event that does not fit.
+func auditCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "verify") {
+		return usagef("audit: want list or verify (oauth2-api audit --help)")
+	}
+	fs := flag.NewFlagSet("audit "+args[0], flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	since, user, action, head := fs.String("since", "", ""), fs.String("user", "", ""), fs.String("action", "", ""), fs.String("head", "", "")
+	limit := fs.Int("limit", 1000, "")
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 || *limit < 1 {
+		return usagef("%s", commandUsage["audit"])
+	}
+	f := store.AuditFilter{User: *user, Action: *action, Limit: *limit}
+	if *since != "" {
+		t, err := time.Parse(time.RFC3339, *since)
+		if err != nil {
+			return usagef("audit list: --since: want an RFC 3339 time such as 2026-01-31T00:00:00Z")
+		}
+		f.Since = t
+	}
+	db, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if args[0] == "verify" {
+		n, err := db.VerifyAudit(ctx, *head)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "audit log intact: %d events\n", n)
+		return nil
+	}
+	enc := json.NewEncoder(stdout)
+	for {
+		list, err := db.ListAudit(ctx, f)
+		if err != nil {
+			return err
+		}
+		for i := range list {
+			if err := enc.Encode(&list[i]); err != nil {
+				return err
+			}
+		}
+		if len(list) < min(f.Limit, 1000) || len(list) == *limit {
+			return nil
+		}
+		f.AfterID = list[len(list)-1].ID
+	}
 }
 
 // newLogger returns the server's logger: JSON (or text) lines on w, through
@@ -232,6 +291,18 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	if err := ts.Revoked.Load(ctx, db, time.Now()); err != nil {
 		return err
 	}
+	// The keys in use, on record (API.md "Audit log"): by kid, a name
+	// derived from each key that reveals nothing of it.
+	kids := []string{ts.Signer.Key().ID}
+	for _, k := range ks.public {
+		kids = append(kids, k.ID)
+	}
+	keys := &store.Event{Action: auth.ActKeysInUse, Actor: "system", Outcome: "success",
+		Detail: map[string]string{"signing": ts.Signer.Key().ID, "published": strings.Join(kids[1:], " "), "version": version}}
+	if err := db.Audit(ctx, keys); err != nil {
+		return err
+	}
+	log.Info("audit event", "audit", []httpx.AuditRef{{ID: keys.ID, Action: keys.Action, Hash: keys.Hash}})
 	browser, err := auth.NewBrowser(cfg.Release, ks.cookieKey, 12*time.Hour, log)
 	if err != nil {
 		return err
@@ -239,7 +310,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 
 	reg := metrics.NewRegistry()
 	reg.AddGoRuntime()
-	httpm := httpx.NewMetrics(reg)
+	httpm := httpx.NewMetrics(reg, auth.AuditActions...)
 	authm := auth.NewMetrics(reg)
 	apiRate := rate.Limit(float64(cfg.RateLimitRequests) / cfg.RateLimitWindow.Seconds())
 	apiLimit, pageLimit := ratelimit.New(apiRate, cfg.RateLimitRequests, 100_000), ratelimit.New(apiRate, cfg.RateLimitRequests, 100_000)
@@ -324,7 +395,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 
 	wg.Go(func() { ts.Revoked.Run(bg, db, 2*time.Second, log, time.Now) })
 	wg.Go(func() {
-		janitor(bg, db, []sweeper{apiLimit, pageLimit, credLimit, clientLimit}, store.Retention{LoginWindow: cfg.LoginLockout, AccessTTL: cfg.AccessTTL, MaxAge: cfg.RefreshMaxAge}, log)
+		janitor(bg, db, []sweeper{apiLimit, pageLimit, credLimit, clientLimit}, store.Retention{LoginWindow: cfg.LoginLockout, AccessTTL: cfg.AccessTTL, MaxAge: cfg.RefreshMaxAge, Audit: cfg.AuditRetention}, log)
 	})
 
 	startProfiler(log)

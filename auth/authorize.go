@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -358,7 +359,7 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 	}
 	u, err := authenticate(ctx, a.log, a.db, pw, th, login, password, a.now)
 	if err != nil {
-		logLoginFailure(a.r, a.log, m, err)
+		err = cmp.Or(logLoginFailure(a.r, a.log, a.db, m, u, err), err)
 		var e *httpx.Error
 		switch {
 		case errors.Is(err, errBadCredentials):
@@ -377,12 +378,14 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 	}
 	v := token.NewOpaque()
 	s := store.Session{SID: token.NewID(), Hash: token.Hash(v), UserID: u.ID, AuthTime: a.now, ExpiresAt: a.now.Add(a.b.SessionTTL)}
-	if err := a.db.CreateSession(ctx, s.Hash, s); err != nil {
+	httpx.InfoFrom(a.r).UserID = store.FormatID(u.ID)
+	e := auditEvent(ctx, actLoginSuccess, store.FormatID(u.ID), outSuccess, "via", "browser", "sid", s.SID)
+	if err := a.db.CreateSession(store.WithEvent(ctx, e), s.Hash, s); err != nil {
 		a.b.fail(a.w, a.r, err)
 		return nil
 	}
+	recorded(ctx, e)
 	a.b.setCookie(a.w, cookieSession, v, 0)
-	httpx.InfoFrom(a.r).UserID = store.FormatID(u.ID)
 	a.log.InfoContext(ctx, "signed in", "request_id", httpx.InfoFrom(a.r).ID, "user_id", u.ID, "client_id", a.ar.client.ID)
 	return &s
 }

@@ -300,9 +300,11 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 		secret = token.NewOpaque()
 		c.SecretHash = token.Hash(secret)
 	}
-	if err := db.CreateClient(ctx, c, now); err != nil {
+	e := auditEvent(ctx, actClientCreated, c.ID, outSuccess, "name", c.Name)
+	if err := db.CreateClient(store.WithEvent(ctx, e), c, now); err != nil {
 		return nil, "", err
 	}
+	recorded(ctx, e)
 	return c, secret, nil
 }
 
@@ -311,18 +313,22 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 // on other instances, and access tokens issued before now are revoked.
 func RotateClientSecret(ctx context.Context, db *store.DB, cs *Clients, revs *Revocations, id string, accessTTL time.Duration, now time.Time) (string, error) {
 	secret := token.NewOpaque()
-	if err := db.SetClientSecret(ctx, id, token.Hash(secret), accessTTL, now); err != nil {
+	e := auditEvent(ctx, actClientRotated, id, outSuccess)
+	if err := db.SetClientSecret(store.WithEvent(ctx, e), id, token.Hash(secret), accessTTL, now); err != nil {
 		return "", err
 	}
+	recorded(ctx, e)
 	forgetClient(cs, revs, id, accessTTL, now)
 	return secret, nil
 }
 
 // DeleteClient deletes a client; its tokens stop working.
 func DeleteClient(ctx context.Context, db *store.DB, cs *Clients, revs *Revocations, id string, accessTTL time.Duration, now time.Time) error {
-	if err := db.DeleteClient(ctx, id, accessTTL, now); err != nil {
+	e := auditEvent(ctx, actClientDeleted, id, outSuccess)
+	if err := db.DeleteClient(store.WithEvent(ctx, e), id, accessTTL, now); err != nil {
 		return err
 	}
+	recorded(ctx, e)
 	forgetClient(cs, revs, id, accessTTL, now)
 	return nil
 }

@@ -319,7 +319,12 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 // alike (RFC 6749 §4.1.2: a code used twice should revoke its tokens).
 func revokeIssued(ctx context.Context, db *store.DB, ts *Tokens, ac *store.Code, now time.Time) error {
 	if ac.FamilyID != "" {
-		return ts.EndSession(ctx, db, ac.FamilyID, now)
+		e := auditEvent(ctx, actSessionEnded, store.FormatID(ac.UserID), outSuccess, "reason", "code replay", "session", ac.FamilyID)
+		if err := ts.EndSession(store.WithEvent(ctx, e), db, ac.FamilyID, now); err != nil {
+			return err
+		}
+		recorded(ctx, e)
+		return nil
 	}
 	if ac.AccessJTI != "" { // exchanged before every grant started a session
 		return ts.RevokeAccess(ctx, db, &token.Claims{ID: ac.AccessJTI, Expiry: ac.AccessExp}, now)

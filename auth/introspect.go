@@ -41,13 +41,23 @@ func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok 
 		if err != nil || claims.ClientID != c.ID {
 			return nil
 		}
-		return ts.RevokeAccess(ctx, db, claims, now)
+		e := auditEvent(ctx, actSessionEnded, claims.Subject, outSuccess, "reason", "revocation", "token", "access", "jti", claims.ID)
+		if err := ts.RevokeAccess(store.WithEvent(ctx, e), db, claims, now); err != nil {
+			return err
+		}
+		recorded(ctx, e)
+		return nil
 	}
 	rt, err := refreshOf(ctx, db, tok, now)
 	if err != nil || rt == nil || rt.Family.ClientID != c.ID {
 		return err
 	}
-	return ts.EndSession(ctx, db, rt.Family.ID, now)
+	e := auditEvent(ctx, actSessionEnded, store.FormatID(rt.Family.UserID), outSuccess, "reason", "revocation", "session", rt.Family.ID)
+	if err := ts.EndSession(store.WithEvent(ctx, e), db, rt.Family.ID, now); err != nil {
+		return err
+	}
+	recorded(ctx, e)
+	return nil
 }
 
 // refreshOf returns the refresh token tok, or nil if there is no such

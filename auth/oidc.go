@@ -130,7 +130,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			return
 		}
 		clientID := params.Get("client_id")
-		hintSID := "" // the sign-in to end when the request carries none
+		hintSID, hintSub := "", "" // the sign-in to end when the request carries none, and its user
 		if hint := params.Get("id_token_hint"); hint != "" && oidc {
 			// The audience is the client; check the signature and issuer first.
 			c, err := parseIDTokenHint(ts, hint, t)
@@ -149,7 +149,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			}
 			confirmed = confirmed || sess == nil || store.FormatID(sess.UserID) == c.Subject
 			if sess == nil {
-				hintSID = c.SessionID
+				hintSID, hintSub = c.SessionID, c.Subject
 			}
 		}
 		target := ""
@@ -182,19 +182,28 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			return
 		}
 		if v := b.cookie(r, cookieSession); v != "" {
-			ended, err := db.DeleteSession(ctx, token.Hash(v))
+			sess, _, _ := currentSession(ctx, db, b, r, t)
+			sub := ""
+			if sess != nil {
+				sub = store.FormatID(sess.UserID)
+			}
+			e := auditEvent(ctx, actSessionEnded, sub, outSuccess, "reason", "logout", "via", "browser")
+			ended, err := db.DeleteSession(store.WithEvent(ctx, e), token.Hash(v))
 			if err != nil {
 				b.fail(w, r, err)
 				return
 			}
+			recorded(ctx, e)
 			ts.Ended(ended)
 		}
 		if hintSID != "" {
-			ended, err := db.DeleteSessionBySID(ctx, hintSID)
+			e := auditEvent(ctx, actSessionEnded, hintSub, outSuccess, "reason", "logout", "via", "relying party", "sid", hintSID)
+			ended, err := db.DeleteSessionBySID(store.WithEvent(ctx, e), hintSID)
 			if err != nil {
 				b.fail(w, r, err)
 				return
 			}
+			recorded(ctx, e)
 			ts.Ended(ended)
 		}
 		b.setCookie(w, cookieSession, "", -1)

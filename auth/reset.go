@@ -45,6 +45,11 @@ func handleForgot(log *slog.Logger, db *store.DB, rs *Reset, mail *MailQueue, no
 		if !validEmail(email) {
 			return 0, nil, invalid("email", "must be a valid email address")
 		}
+		// Recorded for every request, known address or not (the same work
+		// before the answer); whose it was is looked up off the request path.
+		if err := audit(r.Context(), db, auditEvent(r.Context(), actResetRequest, "", outSuccess)); err != nil {
+			return 0, nil, err
+		}
 		mail.Enqueue(forgotJob(db, rs, email, now, log))
 		return http.StatusAccepted, map[string]string{"status": "accepted",
 			"message": "if an account has this address, a reset link has been sent to it"}, nil
@@ -103,13 +108,15 @@ func resetPassword(ctx context.Context, db *store.DB, pw *Passwords, ts *Tokens,
 	if err != nil {
 		return err
 	}
-	_, ended, err := db.ResetPassword(ctx, token.Hash(tok), hash, ts.AccessTTL, now)
+	e := auditEvent(ctx, actReset, "", outSuccess) // the store names the user
+	_, ended, err := db.ResetPassword(store.WithEvent(ctx, e), token.Hash(tok), hash, ts.AccessTTL, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return errResetToken
 	}
 	if err != nil {
 		return err
 	}
+	recorded(ctx, e)
 	ts.Ended(ended)
 	return nil
 }

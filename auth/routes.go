@@ -110,6 +110,7 @@ func routes(d Deps) []route {
 		{"GET /api/v1/users", admin, api, handleUserList(log, db)},
 		{"PATCH /api/v1/users/{id}", admin, api, handleUserPatch(log, db, ts, now)},
 		{"DELETE /api/v1/users/{id}", admin, api, handleUserDelete(log, db, ts, now)},
+		{"GET /api/v1/audit", admin, api, handleAuditList(log, db)},
 		{"GET /api/v1/clients", admin, api, handleClientList(log, db)},
 		{"POST /api/v1/clients", admin, api, handleClientCreate(log, db, d.Release, now)},
 		{"DELETE /api/v1/clients/{id}", admin, api, handleClientDelete(log, db, ts, cs, now)},

@@ -56,6 +56,9 @@ func loginKey(login string) string {
 // refused exactly like a wrong password (after a dummy verification), so
 // that a 429 never tells which username and email belong to one account
 // (SECURITY.md, "Known limits").
+//
+// On a refusal it returns the user the login named, if any, for the audit
+// record only (logLoginFailure), never to be signed in.
 func authenticate(ctx context.Context, log *slog.Logger, db *store.DB, pw *Passwords, th Throttle, login, password string, now time.Time) (*store.User, error) {
 	u, err := userByLogin(ctx, db, login)
 	if errors.Is(err, store.ErrNotFound) {
@@ -73,7 +76,7 @@ func authenticate(ctx context.Context, log *slog.Logger, db *store.DB, pw *Passw
 		return nil, err
 	}
 	if byLogin.Attempts > th.Max {
-		return nil, throttled(byLogin.Ends.Sub(now))
+		return u, throttled(byLogin.Ends.Sub(now))
 	}
 	ok, rehash := false, false
 	if u == nil || byUser.Attempts > th.Max {
@@ -85,7 +88,7 @@ func authenticate(ctx context.Context, log *slog.Logger, db *store.DB, pw *Passw
 		return nil, err
 	}
 	if !ok || !u.IsActive {
-		return nil, errBadCredentials
+		return u, errBadCredentials
 	}
 	if err := db.ClearLoginFailures(ctx, u.ID); err != nil {
 		return nil, err

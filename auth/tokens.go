@@ -254,7 +254,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		return nil, nil, err
 	}
 	if old.Used {
-		if err := ts.EndSession(ctx, db, old.Family.ID, now); err != nil {
+		if err := ts.endReused(ctx, db, old, now); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, ErrRefreshReused
@@ -274,7 +274,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, jkt, ts.RefreshTTL, ts.MaxAge, now)
 	if errors.Is(err, store.ErrNotFound) {
 		// Spent by a concurrent request between the read and now: a reuse.
-		if err := ts.EndSession(ctx, db, old.Family.ID, now); err != nil {
+		if err := ts.endReused(ctx, db, old, now); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, ErrRefreshReused
@@ -283,6 +283,17 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		return nil, nil, err
 	}
 	return ts.finishRotation(spent, next, clientID, newScope, jkt, spent.Family.Resource, now)
+}
+
+// endReused ends the session of a refresh token presented after it was
+// spent (RFC 9700 §4.14.2), with its audit record.
+func (ts *Tokens) endReused(ctx context.Context, db *store.DB, old *store.RefreshToken, now time.Time) error {
+	e := auditEvent(ctx, actSessionEnded, store.FormatID(old.Family.UserID), outSuccess, "reason", "reuse", "session", old.Family.ID)
+	if err := ts.EndSession(store.WithEvent(ctx, e), db, old.Family.ID, now); err != nil {
+		return err
+	}
+	recorded(ctx, e)
+	return nil
 }
 
 // finishRotation mints the access token of a rotated family.

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -112,12 +113,14 @@ func Register(ctx context.Context, db *store.DB, pw *Passwords, email, username,
 		return nil, err
 	}
 	u := &store.User{Email: email, Username: username, PasswordHash: hash, FirstName: first, LastName: last, Role: role, IsActive: true, EmailVerified: verified}
-	if err := db.CreateUser(ctx, u, now); err != nil {
+	e := auditEvent(ctx, actUserCreated, "", outSuccess, "role", role) // the store names the new user
+	if err := db.CreateUser(store.WithEvent(ctx, e), u, now); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, httpx.E(httpx.KindConflict, "email or username already taken")
 		}
 		return nil, err
 	}
+	recorded(ctx, e)
 	return u, nil
 }
 
@@ -139,36 +142,45 @@ func handleLogin(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th T
 		t := now()
 		u, err := authenticate(r.Context(), log, db, pw, th, req.Login, req.Password.Reveal(), t)
 		if err != nil {
-			logLoginFailure(r, log, m, err)
-			return 0, nil, err
+			return 0, nil, cmp.Or(logLoginFailure(r, log, db, m, u, err), err)
 		}
 		if err := v.refuseUnverified(r, log, db, u, t); err != nil {
 			return 0, nil, err
 		}
-		pair, _, err := ts.StartSession(r.Context(), db, u.ID, RESTClientID, "", t, t)
+		httpx.InfoFrom(r).UserID = store.FormatID(u.ID)
+		ev := auditEvent(r.Context(), actLoginSuccess, store.FormatID(u.ID), outSuccess, "via", "rest")
+		pair, _, err := ts.StartSession(store.WithEvent(r.Context(), ev), db, u.ID, RESTClientID, "", t, t)
 		if err != nil {
 			return 0, nil, err
 		}
-		httpx.InfoFrom(r).UserID = store.FormatID(u.ID)
+		recorded(r.Context(), ev)
 		m.TokensIssued.With(grantPassword).Inc()
 		return http.StatusOK, pair, nil
 	})
 }
 
 // logLoginFailure writes the line fail2ban matches: msg "login failed" and
-// the client IP. It never holds the login text or the password.
-func logLoginFailure(r *http.Request, log *slog.Logger, m *Metrics, err error) {
+// the client IP, and the audit event (login.failure, or login.lockout once
+// the account's count is spent), naming the user u when the login named
+// one. Neither holds the login text or the password. An event that cannot
+// be written is the request's error.
+func logLoginFailure(r *http.Request, log *slog.Logger, db *store.DB, m *Metrics, u *store.User, err error) error {
 	var e *httpx.Error
 	if !errors.As(err, &e) || (e.Kind != httpx.KindInvalidCredentials && e.Kind != httpx.KindThrottled) {
-		return // the database or hashing failed: not the client's doing
+		return nil // the database or hashing failed: not the client's doing
 	}
-	reason := "bad_credentials"
+	reason, action := "bad_credentials", actLoginFailure
 	if e.Kind == httpx.KindThrottled {
-		reason = "throttled"
+		reason, action = "throttled", actLoginLockout
 	}
 	m.LoginFailures.Inc()
 	info := httpx.InfoFrom(r)
 	log.WarnContext(r.Context(), "login failed", "client_ip", info.ClientIP.String(), "reason", reason, "request_id", info.ID)
+	subject := ""
+	if u != nil {
+		subject = store.FormatID(u.ID)
+	}
+	return audit(r.Context(), db, auditEvent(r.Context(), action, subject, outFailure, "reason", reason))
 }
 
 // handleRefresh serves POST /api/v1/auth/refresh: the refresh token in the
@@ -217,9 +229,11 @@ func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 			if f == "" {
 				continue
 			}
-			if err := ts.EndSession(r.Context(), db, f, t); err != nil {
+			e := auditEvent(r.Context(), actSessionEnded, store.FormatID(p.user.ID), outSuccess, "reason", "logout", "session", f)
+			if err := ts.EndSession(store.WithEvent(r.Context(), e), db, f, t); err != nil {
 				return 0, nil, err
 			}
+			recorded(r.Context(), e)
 		}
 		return http.StatusNoContent, nil, nil
 	})
@@ -271,8 +285,10 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 			return 0, nil, invalid("current_password", "required")
 		}
 		t := now()
-		if _, err := authenticate(r.Context(), log, db, pw, th, p.user.Username, req.CurrentPassword.Reveal(), t); err != nil {
-			logLoginFailure(r, log, m, err)
+		if u, err := authenticate(r.Context(), log, db, pw, th, p.user.Username, req.CurrentPassword.Reveal(), t); err != nil {
+			if err := logLoginFailure(r, log, db, m, u, err); err != nil {
+				return 0, nil, err
+			}
 			if errors.Is(err, errBadCredentials) {
 				err = &httpx.Error{Kind: httpx.KindForbidden, Code: "invalid_current_password", Message: "the current password is wrong"}
 			}
@@ -282,10 +298,12 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 		if err != nil {
 			return 0, nil, err
 		}
-		ended, err := db.SetPassword(r.Context(), p.user.ID, hash, p.claims.SessionID, ts.AccessTTL, t)
+		ev := auditEvent(r.Context(), actPasswordChange, store.FormatID(p.user.ID), outSuccess)
+		ended, err := db.SetPassword(store.WithEvent(r.Context(), ev), p.user.ID, hash, p.claims.SessionID, ts.AccessTTL, t)
 		if err != nil {
 			return 0, nil, err
 		}
+		recorded(r.Context(), ev)
 		ts.Ended(ended)
 		log.InfoContext(r.Context(), "password changed", "request_id", httpx.InfoFrom(r).ID, "user_id", p.user.ID)
 		return http.StatusNoContent, nil, nil
@@ -355,13 +373,22 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot demote or deactivate themselves")
 		}
 		t := now()
-		u, ended, err := db.UpdateUserAdmin(r.Context(), id, req.Role, req.IsActive, ts.AccessTTL, t)
+		var detail []string
+		if req.Role != nil {
+			detail = append(detail, "role", *req.Role)
+		}
+		if req.IsActive != nil {
+			detail = append(detail, "is_active", strconv.FormatBool(*req.IsActive))
+		}
+		e := auditEvent(r.Context(), actUserUpdated, store.FormatID(id), outSuccess, detail...)
+		u, ended, err := db.UpdateUserAdmin(store.WithEvent(r.Context(), e), id, req.Role, req.IsActive, ts.AccessTTL, t)
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, errNoSuchUser
 		}
 		if err != nil {
 			return 0, nil, err
 		}
+		recorded(r.Context(), e)
 		ts.Ended(ended)
 		log.InfoContext(r.Context(), "user updated", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
 		return http.StatusOK, toJSON(u), nil
@@ -381,7 +408,9 @@ func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot delete themselves")
 		}
 		t := now()
-		ended, err := db.DeleteUser(r.Context(), id, ts.AccessTTL, t)
+		e := auditEvent(r.Context(), actUserDeleted, store.FormatID(id), outSuccess)
+		ended, err := db.DeleteUser(store.WithEvent(r.Context(), e), id, ts.AccessTTL, t)
+		recorded(r.Context(), e)
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, errNoSuchUser
 		} else if err != nil {

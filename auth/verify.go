@@ -92,13 +92,15 @@ func verifyEmail(r *http.Request, log *slog.Logger, db *store.DB, tok string, no
 	if len(tok) != token.OpaqueLen {
 		return errVerifyToken
 	}
-	id, err := db.VerifyEmail(r.Context(), token.Hash(tok), now)
+	e := auditEvent(r.Context(), actEmailVerified, "", outSuccess) // the store names the user
+	id, err := db.VerifyEmail(store.WithEvent(r.Context(), e), token.Hash(tok), now)
 	if errors.Is(err, store.ErrNotFound) {
 		return errVerifyToken
 	}
 	if err != nil {
 		return err
 	}
+	recorded(r.Context(), e)
 	info := httpx.InfoFrom(r)
 	info.UserID = store.FormatID(id)
 	log.InfoContext(r.Context(), "email verified", "request_id", info.ID, "user_id", id)

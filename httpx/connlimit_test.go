@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +78,9 @@ func TestConnLimit(t *testing.T) {
 	}
 	var text strings.Builder
 	reg.WriteText(&text)
-	if !strings.Contains(text.String(), "refused 2") {
+	// At least the 503 and the closed one; under load a probe's connection
+	// may not have closed yet when the reserve fills, and that refusal counts too.
+	if m := regexp.MustCompile(`(?m)^refused (\d+)$`).FindStringSubmatch(text.String()); m == nil || len(m[1]) != 1 || m[1] < "2" {
 		t.Errorf("refusals not counted (one 503, one closed): %s", text.String())
 	}
 	// A closed connection gives its place back.

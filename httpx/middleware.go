@@ -25,13 +25,26 @@ type Info struct {
 	ClientIP netip.Addr
 	UserID   string
 	ClientID string
+	Audit    []AuditRef // the audit events the request wrote
+}
+
+// AuditRef is an audit event a request wrote. Its access log line carries
+// it, so that the chain's hashes exist outside the database too (audit
+// verify --head finds a cut tail with one).
+type AuditRef struct {
+	ID     int64  `json:"id"`
+	Action string `json:"action"`
+	Hash   string `json:"hash"`
 }
 
 type infoKey struct{}
 
 // InfoFrom returns the request's Info (an empty one outside Observe).
-func InfoFrom(r *http.Request) *Info {
-	if i, ok := r.Context().Value(infoKey{}).(*Info); ok {
+func InfoFrom(r *http.Request) *Info { return InfoOf(r.Context()) }
+
+// InfoOf returns the Info of the request ctx belongs to.
+func InfoOf(ctx context.Context) *Info {
+	if i, ok := ctx.Value(infoKey{}).(*Info); ok {
 		return i
 	}
 	return &Info{}
@@ -42,14 +55,17 @@ type Metrics struct {
 	Requests    *metrics.CounterVec   // oauth2_http_requests_total{method,endpoint,status}
 	Duration    *metrics.HistogramVec // oauth2_http_request_duration_seconds{method,endpoint}
 	RateLimited *metrics.Counter      // oauth2_rate_limited_total
+	Audit       *metrics.CounterVec   // oauth2_audit_events_total{action}
 }
 
-// NewMetrics registers the HTTP series in reg.
-func NewMetrics(reg *metrics.Registry) *Metrics {
+// NewMetrics registers the HTTP series in reg; auditActions are the audit
+// log's actions, each present at 0.
+func NewMetrics(reg *metrics.Registry, auditActions ...string) *Metrics {
 	return &Metrics{
 		Requests:    reg.CounterVecN("oauth2_http_requests_total", "HTTP requests by method, route pattern and status.", []string{"method", "endpoint", "status"}),
 		Duration:    reg.HistogramVec("oauth2_http_request_duration_seconds", "HTTP request latency by method and route pattern.", "method", "endpoint"),
 		RateLimited: reg.Counter("oauth2_rate_limited_total", "Requests refused with 429 by a per-IP rate limit."),
+		Audit:       reg.CounterVec("oauth2_audit_events_total", "Audit events written by requests, by action.", "action", auditActions...),
 	}
 }
 
@@ -134,6 +150,12 @@ func Observe(log *slog.Logger, m *Metrics, ips IPResolver, now func() time.Time,
 		}
 		if rec.info.UserID != "" {
 			attrs = append(attrs, slog.String("user_id", rec.info.UserID))
+		}
+		for _, a := range rec.info.Audit {
+			m.Audit.With(a.Action).Inc()
+		}
+		if len(rec.info.Audit) > 0 {
+			attrs = append(attrs, slog.Any("audit", rec.info.Audit))
 		}
 		if rec.info.ClientID != "" {
 			attrs = append(attrs, slog.String("client_id", rec.info.ClientID))

@@ -63,6 +63,15 @@ func pendingEvent(ctx context.Context) *Event {
 	return nil
 }
 
+// eventSubject names id as the subject of ctx's pending event, for a write
+// whose caller could not know it before (the user a token belongs to, a
+// new user).
+func eventSubject(ctx context.Context, id int64) {
+	if e := pendingEvent(ctx); e != nil && e.Subject == "" {
+		e.Subject = FormatID(id)
+	}
+}
+
 // Audit appends e on its own: the event is the only write.
 func (db *DB) Audit(ctx context.Context, e *Event) (err error) {
 	defer wrap(&err, "audit")

@@ -383,6 +383,7 @@ func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string,
 		if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, userID, now.Unix()); err != nil {
 			return err
 		}
+		eventSubject(ctx, userID)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE user_id = $1`, userID); err != nil {
 			return err
 		}

@@ -287,6 +287,7 @@ type Retention struct {
 	LoginWindow time.Duration // LOGIN_LOCKOUT: a count lives as long as its window
 	AccessTTL   time.Duration // an access token lives this long after its mint
 	MaxAge      time.Duration // REFRESH_TOKEN_MAX_DAYS: no family mints after it
+	Audit       time.Duration // AUDIT_RETENTION_DAYS: audit events are kept this long (0: for ever)
 }
 
 // Purge deletes rows that can no longer matter, so that every table is
@@ -335,6 +336,9 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 		if _, err := db.exec(ctx, q.sql, q.args...); err != nil {
 			return err
 		}
+	}
+	if r.Audit > 0 {
+		return db.PruneAudit(ctx, now.Add(-r.Audit))
 	}
 	return nil
 }

@@ -50,9 +50,13 @@ func (db *DB) CreateUser(ctx context.Context, u *User, now time.Time) (err error
 		u.Role = RoleUser
 	}
 	u.CreatedAt, u.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
-	return db.writeRow(ctx, `INSERT INTO users (email, username, password_hash, first_name, last_name, role, is_active, created_at, updated_at, email_verified)
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `INSERT INTO users (email, username, password_hash, first_name, last_name, role, is_active, created_at, updated_at, email_verified)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id`,
-		u.Email, u.Username, u.PasswordHash, u.FirstName, u.LastName, u.Role, u.IsActive, now.Unix(), u.EmailVerified).Scan(&u.ID)
+			u.Email, u.Username, u.PasswordHash, u.FirstName, u.LastName, u.Role, u.IsActive, now.Unix(), u.EmailVerified).Scan(&u.ID)
+		eventSubject(ctx, u.ID)
+		return err
+	})
 }
 
 // UserByID returns the live user with id, or an error wrapping ErrNotFound.
@@ -319,6 +323,7 @@ func (db *DB) VerifyEmail(ctx context.Context, tokenHash string, now time.Time) 
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
+		eventSubject(ctx, userID)
 		return nil
 	})
 	return userID, err
