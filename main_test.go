@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -563,5 +564,39 @@ func TestServeMailsVerification(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve = %v", err)
+	}
+}
+
+// audit list prints the events as JSON lines; audit verify says the count,
+// and after an edit made in the database exits 1 naming the event.
+func TestRunAudit(t *testing.T) {
+	env := testEnv(t)
+	for _, name := range []string{"ann", "bob"} {
+		if _, _, err := runCmd(t, env, "Pass-"+name+"-12345\n", "user", "create", "--email", name+"@example.com", "--username", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, err := runCmd(t, env, "", "audit", "list", "--action", "user.created")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err != nil || len(lines) != 2 || !strings.Contains(lines[0], `"action":"user.created"`) || !strings.Contains(lines[0], `"actor":"cli"`) {
+		t.Fatalf("audit list = %q, %v", out, err)
+	}
+	if out, _, err := runCmd(t, env, "", "audit", "verify"); err != nil || !strings.Contains(out, "2 events") {
+		t.Fatalf("audit verify = %q, %v", out, err)
+	}
+	raw, err := sql.Open("sqlite", env["DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`UPDATE audit_events SET outcome = 'failure' WHERE id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runCmd(t, env, "", "audit", "verify")
+	if exitCode(err) != 1 || !strings.Contains(stderr+fmt.Sprint(err), "event 2") {
+		t.Fatalf("audit verify after an edit: exit %d, %q, %v; want exit 1 naming event 2", exitCode(err), stderr, err)
+	}
+	if _, _, err := runCmd(t, env, "", "audit", "list", "--since", "yesterday"); exitCode(err) != 2 {
+		t.Fatalf("a bad --since: %v; want a usage error", err)
 	}
 }

@@ -219,7 +219,7 @@ func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 		}
 		if req.RefreshToken != "" {
 			rt, err := db.RefreshTokenByHash(r.Context(), token.Hash(req.RefreshToken.Reveal()), t)
-			if err == nil && rt.Family.UserID == p.user.ID {
+			if err == nil && rt.Family.UserID == p.user.ID && rt.Family.ID != p.claims.SessionID {
 				families = append(families, rt.Family.ID)
 			} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return 0, nil, err

@@ -1,0 +1,160 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"oauth2-api/store"
+	"oauth2-api/store/storetest"
+	"oauth2-api/token"
+)
+
+// auditTrail returns the audit events, oldest first.
+func (e *env) auditTrail() []store.Event {
+	e.t.Helper()
+	list, err := e.db.ListAudit(context.Background(), store.AuditFilter{Limit: 1000})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return list
+}
+
+// Every action API.md lists, done through the server, leaves exactly one
+// event with its subject, address and request id; the chain verifies; no
+// stored byte of any event holds a password, secret, token or code the
+// test used; the access log lines carry the hashes and /metrics counts.
+func TestAuditEvents(t *testing.T) {
+	key := ecKey(t)
+	eachEnv(t, func(t *testing.T, e *env) {
+		u := e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		uid := store.FormatID(u.ID)
+		root, admin := e.admin()
+		rootID := store.FormatID(root.ID)
+		e.request("POST", "/api/v1/auth/register", map[string]string{"email": "bo@example.com", "username": "bob", "password": e.secret("Bo-Password-1")}).want(http.StatusCreated)
+		at, rt := e.login("ann", "Ann-Password-1")
+		e.loginAttempt("ann", "Wrong-Password-1").want(http.StatusUnauthorized)
+		e.loginAttempt("nobody", "Wrong-Password-1").want(http.StatusUnauthorized)
+		for range e.deps.Throttle.Max {
+			e.loginAttempt("bob", "Wrong-Password-2")
+		}
+		e.loginAttempt("bob", "Wrong-Password-2").want(http.StatusTooManyRequests)
+		e.request("POST", "/api/v1/profile/password", map[string]string{"current_password": "Ann-Password-1", "new_password": e.secret("Ann-Password-2")}, bearer(at)...).want(http.StatusNoContent)
+		tok := e.secret(token.NewOpaque())
+		if err := e.db.ReplaceVerificationToken(t.Context(), token.Hash(tok), u.ID, u.Email, 3, e.clock.Now().Add(time.Hour), e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		e.request("POST", "/api/v1/auth/verify-email", map[string]string{"token": tok}).want(http.StatusNoContent)
+		e.request("POST", "/api/v1/auth/logout", map[string]string{"refresh_token": rt}, bearer(at)...).want(http.StatusNoContent)
+
+		// An OAuth session, revoked; another, whose refresh token is reused.
+		id, secret := e.webClient()
+		b := e.browser()
+		_, ort := e.codeGrant(b, id, secret, "ann", "Ann-Password-2")
+		e.formPost("/oauth2/revoke", id, secret, url.Values{"token": {ort}}).want(http.StatusOK)
+		_, ort = e.codeGrant(b, id, secret, "ann", "Ann-Password-2")
+		e.secret(e.refreshGrant(id, secret, ort).want(http.StatusOK).Str("refresh_token"))
+		e.refreshGrant(id, secret, ort).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		b.do("POST", "/oauth2/logout", url.Values{"action": {"logout"}, "csrf_token": {formOf(t, b.do("GET", "/oauth2/logout", nil).Body.String()).Get("csrf_token")}})
+
+		// Clients and users, by the admin.
+		c := e.request("POST", "/api/v1/clients", map[string]any{"name": "svc", "grant_types": []string{"client_credentials"}}, bearer(admin)...).want(http.StatusCreated)
+		cid := c.Str("client_id")
+		e.secret(c.Str("client_secret"))
+		e.secret(e.request("POST", "/api/v1/clients/"+cid+"/secret", nil, bearer(admin)...).want(http.StatusOK).Str("client_secret"))
+		e.request("DELETE", "/api/v1/clients/"+cid, nil, bearer(admin)...).want(http.StatusNoContent)
+		e.request("PATCH", userPath(u.ID), map[string]any{"role": "admin"}, bearer(admin)...).want(http.StatusOK)
+		e.request("DELETE", userPath(u.ID), nil, bearer(admin)...).want(http.StatusNoContent)
+
+		count := map[string]int{}
+		var login, reuse, revocation *store.Event
+		for _, ev := range e.auditTrail() {
+			count[ev.Action]++
+			switch {
+			case ev.Action == actLoginFailure && ev.Subject == uid:
+				login = &ev
+			case ev.Action == actSessionEnded && ev.Detail["reason"] == "reuse":
+				reuse = &ev
+			case ev.Action == actSessionEnded && ev.Detail["reason"] == "revocation":
+				revocation = &ev
+			}
+		}
+		want := map[string]int{
+			actUserCreated: 3, actLoginSuccess: 3, actLoginFailure: 2 + e.deps.Throttle.Max, actLoginLockout: 1, actPasswordChange: 1,
+			actEmailVerified: 1, actSessionEnded: 4, actClientCreated: 2, actClientRotated: 1, actClientDeleted: 1,
+			actUserUpdated: 1, actUserDeleted: 1,
+		}
+		for a, n := range want {
+			if count[a] != n {
+				t.Errorf("%s: %d events; want %d (all: %v)", a, count[a], n, count)
+			}
+		}
+		if login == nil || login.IP != "192.0.2.1" || login.RequestID == "" || login.Outcome != outFailure || login.Detail["reason"] != "bad_credentials" {
+			t.Errorf("a failed login's event: %+v", login)
+		}
+		if reuse == nil || reuse.Subject != uid || reuse.ClientID != id || revocation == nil || revocation.Actor != id {
+			t.Errorf("reuse %+v, revocation %+v", reuse, revocation)
+		}
+		for _, ev := range e.auditTrail() {
+			if ev.Action == actUserDeleted && (ev.Actor != rootID || ev.Subject != uid) {
+				t.Errorf("user deletion by %q of %q; want %s of %s", ev.Actor, ev.Subject, rootID, uid)
+			}
+		}
+		if n, err := e.db.VerifyAudit(t.Context(), ""); err != nil || n != len(e.auditTrail()) {
+			t.Fatalf("VerifyAudit = %d, %v", n, err)
+		}
+		// Nothing secret in any stored event, field by field.
+		e.mu.Lock()
+		secrets := append([]string(nil), e.secrets...)
+		e.mu.Unlock()
+		for _, ev := range e.auditTrail() {
+			text := fmt.Sprint(ev)
+			for _, s := range secrets {
+				if s != "" && strings.Contains(text, s) {
+					t.Fatalf("event %d holds a secret (%.8s…): %s", ev.ID, s, text)
+				}
+			}
+			if strings.Contains(text, "Wrong-Password") || strings.Contains(text, token.Hash(tok)) {
+				t.Fatalf("event %d holds a password or a token's hash: %s", ev.ID, text)
+			}
+		}
+		// The hashes reach the access log; the actions are counted.
+		last := e.auditTrail()[len(e.auditTrail())-1]
+		if !strings.Contains(e.logs.String(), last.Hash) {
+			t.Error("the last event's hash is not in any log line")
+		}
+		m := e.request("GET", "/metrics", nil).Body.String()
+		if !regexp.MustCompile(`oauth2_audit_events_total\{action="login.lockout"\} 1\b`).MatchString(m) {
+			t.Errorf("oauth2_audit_events_total: %s", regexp.MustCompile(`(?m)^oauth2_audit.*$`).FindAllString(m, -1))
+		}
+		// The admin reads them, a page at a time.
+		r := e.request("GET", "/api/v1/audit?action=login.failure&limit=2", nil, bearer(admin)...).want(http.StatusOK).JSON()
+		if evs, _ := r["events"].([]any); len(evs) != 2 || r["next_after"] == nil {
+			t.Errorf("GET /api/v1/audit: %v", r)
+		}
+		e.request("GET", "/api/v1/audit", nil, bearer(at)...).want(http.StatusUnauthorized)
+	}, withSigningKey(t, key, nil))
+}
+
+// A failed login whose event cannot be written fails with 503 and leaves
+// nothing half done; once the database is back, the same attempt is
+// refused as usual and recorded, once.
+func TestAuditFailedLoginNeedsItsEvent(t *testing.T) {
+	db, p := storetest.OpenPostgresViaProxy(t)
+	e := newEnvOn(t, db)
+	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+	before := len(e.auditTrail())
+	p.Cut()
+	e.loginAttempt("ann", "Wrong-Password-1").want(http.StatusServiceUnavailable)
+	p.Restore()
+	e.loginAttempt("ann", "Wrong-Password-1").want(http.StatusUnauthorized)
+	trail := e.auditTrail()
+	if len(trail) != before+1 || trail[len(trail)-1].Action != actLoginFailure {
+		t.Fatalf("events after a cut and a retry: %+v", trail[before:])
+	}
+}
