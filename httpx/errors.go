@@ -49,6 +49,8 @@ const (
 	KindInvalidDPoPProof                    // DPoP at the token and PAR endpoints (RFC 9449 §5)
 	KindUseDPoPNonce                        // DPoP: the server's nonce is required (RFC 9449 §8)
 	KindDPoPProofRefused                    // DPoP at a resource (RFC 9449 §7.1)
+	KindInvalidRedirectURI                  // dynamic registration: a redirect URI is refused (RFC 7591 §3.2.2)
+	KindInvalidClientMetadata               // dynamic registration: other metadata is refused (RFC 7591 §3.2.2)
 )
 
 // errorTable: kind → status, REST code, OAuth code ("" for none: RFC 6750
@@ -85,6 +87,8 @@ var errorTable = [...]struct {
 	KindInvalidDPoPProof:        {http.StatusBadRequest, "invalid_dpop_proof", "invalid_dpop_proof"},
 	KindUseDPoPNonce:            {http.StatusBadRequest, "use_dpop_nonce", "use_dpop_nonce"},
 	KindDPoPProofRefused:        {http.StatusUnauthorized, "invalid_dpop_proof", "invalid_dpop_proof"},
+	KindInvalidRedirectURI:      {http.StatusBadRequest, "invalid_redirect_uri", "invalid_redirect_uri"},
+	KindInvalidClientMetadata:   {http.StatusBadRequest, "invalid_client_metadata", "invalid_client_metadata"},
 }
 
 // Error is an error a client may see.
