@@ -76,17 +76,20 @@ const (
 // Basic and the form for every confidential client; the method registered
 // is recorded and shown back.
 const (
-	authNone    = "none"
-	authBasic   = "client_secret_basic"
-	authPost    = "client_secret_post"
-	bearerRealm = `Bearer realm="oauth2-api", error="invalid_token"`
+	authNone  = "none"
+	authBasic = "client_secret_basic"
+	authPost  = "client_secret_post"
 )
+
+// A wrong initial or registration access token is answered as a wrong
+// access token is (RFC 7591 §3, RFC 7592 §2: RFC 6750 §3).
+const challengeRegistration = `Bearer realm="oauth2-api", error="invalid_token"`
 
 var (
 	errBadInitialToken = &httpx.Error{Kind: httpx.KindInvalidToken,
-		Message: "the initial access token is unknown, expired or already used", Authenticate: bearerRealm}
+		Message: "the initial access token is unknown, expired or already used", Authenticate: challengeRegistration}
 	errBadRegistrationToken = &httpx.Error{Kind: httpx.KindInvalidToken,
-		Message: "the registration access token is not valid for this client", Authenticate: bearerRealm}
+		Message: "the registration access token is not valid for this client", Authenticate: challengeRegistration}
 )
 
 // NewRegistrationToken stores and returns a new initial access token (RFC
