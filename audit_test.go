@@ -20,7 +20,7 @@ import (
 var auditPatterns = map[string]*regexp.Regexp{
 	"Secret comparisons": regexp.MustCompile(`^(hmac\.Equal|subtle\.ConstantTimeCompare)$`),
 	"Token mints":        regexp.MustCompile(`^token\.(NewOpaque|NewID|NewTimedID)$|^(idTokens|ts\.Signer|bc\.signer)\.Sign$`),
-	"Token checks":       regexp.MustCompile(`^(ts|o\.Tokens)\.Verify(Issued)?$|\.Verifier\.Parse$|\.(RotateRefresh|ExchangeCode)$|^parseIDTokenHint$|^b\.csrfOK$|^token\.ParseProof$|\.SpendProof$`),
+	"Token checks":       regexp.MustCompile(`^(ts|o\.Tokens)\.Verify(Issued)?$|\.Verifier\.Parse$|\.(RotateRefresh|ExchangeCode)$|^parseIDTokenHint$|^b\.csrfOK$|^token\.ParseProof$|\.SpendProof$|\.(RegistrationTokenLive|RegisterClient|ClientByRegistrationHash|UpdateRegisteredClient)$`),
 }
 
 // sqlCall is a database/sql call: only store/ may make one.

@@ -72,6 +72,8 @@ type config struct {
 
 	AuditRetention time.Duration // AUDIT_RETENTION_DAYS
 	DPoPNonce      bool          // DPOP_NONCE: proofs at the token and PAR endpoints must carry a server nonce
+
+	DynamicRegistration string // ENABLE_DYNAMIC_REGISTRATION: auth.RegistrationOff, RegistrationToken or RegistrationOpen
 }
 
 // minSecret is the shortest JWT_SECRET release mode accepts (HS256 wants a
@@ -361,6 +363,11 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	if c.RequireEmailVerification = e.bool("REQUIRE_EMAIL_VERIFICATION", "false"); c.RequireEmailVerification && c.SMTPHost == "" {
 		e.fail("SMTP_HOST", "required when REQUIRE_EMAIL_VERIFICATION is true (the links are mailed)")
+	}
+	switch c.DynamicRegistration = e.str("ENABLE_DYNAMIC_REGISTRATION", auth.RegistrationOff); c.DynamicRegistration {
+	case auth.RegistrationOff, auth.RegistrationToken, auth.RegistrationOpen:
+	default:
+		e.fail("ENABLE_DYNAMIC_REGISTRATION", "want false, token or open, got %q", clip(c.DynamicRegistration))
 	}
 	c.DBMaxOpenConns = e.int("DB_MAX_OPEN_CONNS", "100", 1, 10000)
 	c.DBMaxIdleConns = e.int("DB_MAX_IDLE_CONNS", "10", 0, 10000)

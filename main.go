@@ -89,6 +89,7 @@ commands:
   healthcheck                GET /health on LISTEN_ADDR (default 127.0.0.1):$PORT; exit 0 if healthy
   user create --email E --username U [--role admin] [--email-verified]   (password on stdin)
   client create|list|delete|rotate-secret             manage OAuth clients
+  client registration-token [--ttl 24h]               an initial access token for dynamic registration
   keys generate [--alg RS256|ES256|EdDSA] --out FILE  write a signing key
   audit list|verify          print the audit log, or check its hash chain
   version                    print the version`
@@ -103,7 +104,8 @@ var commandUsage = map[string]string{
   oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server] [--require-dpop] [--require-par] [--backchannel-logout-uri U]
   oauth2-api client list
   oauth2-api client delete ID
-  oauth2-api client rotate-secret ID`,
+  oauth2-api client rotate-secret ID
+  oauth2-api client registration-token [--ttl 24h]   (one registration, with ENABLE_DYNAMIC_REGISTRATION=token)`,
 	"keys": "usage: oauth2-api keys generate [--alg RS256|ES256|EdDSA] --out FILE",
 	"audit": `usage:
   oauth2-api audit list [--since RFC3339] [--user ID] [--action A] [--limit N]
@@ -316,6 +318,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	apiLimit, pageLimit := ratelimit.New(apiRate, cfg.RateLimitRequests, 100_000), ratelimit.New(apiRate, cfg.RateLimitRequests, 100_000)
 	credLimit := ratelimit.New(cfg.LoginRate, cfg.LoginBurst, 100_000)
 	clientLimit := ratelimit.NewNamed(cfg.ClientRate, cfg.ClientBurst, 100_000)
+	regLimit := ratelimit.New(auth.RegistrationRate, auth.RegistrationBurst, 100_000) // POST /oauth2/register
 	pw := auth.NewPasswords(auth.DefaultArgon2, max(2, runtime.GOMAXPROCS(0)), 10*time.Second)
 
 	// Background work: the revocation poller, the janitor, the mail and
@@ -362,6 +365,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 		Now: time.Now, Version: version, Started: started,
 		Clients: clients, Browser: browser, IDTokens: ks.idTokens, PublicKeys: ks.public,
 		EnableRegistration: cfg.EnableRegistration, RequirePAR: cfg.RequirePAR, Mail: mail, Reset: reset,
+		DynamicRegistration: cfg.DynamicRegistration, Registration: regLimit,
 		EmailVerificationTTL: cfg.EmailVerificationTTL, RequireEmailVerification: cfg.RequireEmailVerification,
 		Release: cfg.Release, CORSOrigins: cfg.CORSOrigins,
 		IPs: httpx.IPResolver{Trusted: cfg.TrustedProxies},
@@ -395,7 +399,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 
 	wg.Go(func() { ts.Revoked.Run(bg, db, 2*time.Second, log, time.Now) })
 	wg.Go(func() {
-		janitor(bg, db, []sweeper{apiLimit, pageLimit, credLimit, clientLimit}, store.Retention{LoginWindow: cfg.LoginLockout, AccessTTL: cfg.AccessTTL, MaxAge: cfg.RefreshMaxAge, Audit: cfg.AuditRetention}, log)
+		janitor(bg, db, []sweeper{apiLimit, pageLimit, credLimit, clientLimit, regLimit}, store.Retention{LoginWindow: cfg.LoginLockout, AccessTTL: cfg.AccessTTL, MaxAge: cfg.RefreshMaxAge, Audit: cfg.AuditRetention}, log)
 	})
 
 	startProfiler(log)
@@ -696,10 +700,11 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("client: want create, list, delete or rotate-secret (oauth2-api client --help)")
+		return usagef("client: want create, list, delete, rotate-secret or registration-token (oauth2-api client --help)")
 	}
 	sub, args := args[0], args[1:]
 	var spec auth.ClientSpec
+	var ttl time.Duration
 	switch sub {
 	case "create":
 		fs := flag.NewFlagSet("client create", flag.ContinueOnError)
@@ -728,6 +733,13 @@ func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer
 	case "delete", "rotate-secret":
 		if len(args) != 1 {
 			return usagef("usage: oauth2-api client %s ID", sub)
+		}
+	case "registration-token":
+		fs := flag.NewFlagSet("client registration-token", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.DurationVar(&ttl, "ttl", auth.RegistrationTokenTTL, "")
+		if err := fs.Parse(args); err != nil || fs.NArg() > 0 || ttl < time.Minute || ttl > 30*24*time.Hour {
+			return usagef("usage: oauth2-api client registration-token [--ttl D], D from 1m to 720h")
 		}
 	default:
 		return usagef("client: unknown command %q (oauth2-api client --help)", clip(sub))
@@ -773,6 +785,12 @@ func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer
 			fmt.Fprintln(stdout, "deleted", args[0])
 		}
 		return err
+	case "registration-token":
+		tok, exp, err := auth.NewRegistrationToken(ctx, db, ttl, now)
+		if err != nil {
+			return err
+		}
+		return enc.Encode(map[string]string{"initial_access_token": tok, "expires_at": exp.UTC().Format(time.RFC3339)})
 	default: // rotate-secret
 		secret, err := auth.RotateClientSecret(ctx, db, nil, nil, args[0], cfg.AccessTTL, now)
 		if errors.Is(err, store.ErrNotFound) {

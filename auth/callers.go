@@ -29,10 +29,12 @@ const (
 	tokenHolder                      // a valid access token of any client (RFC 6750); the handler checks its scope
 	user                             // a token of the REST login or a --first-party client, for a live, active user
 	admin                            // user, whose role, read from the database (not the token), is admin
+	registrar                        // dynamic registration (RFC 7591): an initial access token, or anyone in open mode
+	registrant                       // a registered client by its registration access token (RFC 7592)
 )
 
 func (c caller) String() string {
-	return [...]string{"anyone", "person", "client", "confidential client", "token holder", "user", "admin"}[c]
+	return [...]string{"anyone", "person", "client", "confidential client", "token holder", "user", "admin", "registrar", "registrant"}[c]
 }
 
 // principal is what a caller's check established.
@@ -41,6 +43,8 @@ type principal struct {
 	user   *store.User   // user, admin
 	client *store.Client // anyClient, confidentialClient
 	form   url.Values    // anyClient, confidentialClient: the request's form, read once
+
+	initialHash string // registrar in token mode: the initial access token's hash, for the handler to spend
 }
 
 type principalKey struct{}
@@ -67,6 +71,10 @@ func check(c caller, d Deps, next http.Handler) http.Handler {
 		return requireToken(d.Log, d.DB, d.Tokens, d.Now, next)
 	case user, admin:
 		return requireUser(d.Log, d.DB, d.Tokens, d.Clients, c == admin, d.Now, next)
+	case registrar:
+		return requireRegistrar(d.Log, d.DB, d.Creds, d.HTTP, d.DynamicRegistration == RegistrationOpen, d.Now, next)
+	case registrant: // its client is in principal.client
+		return requireRegistrant(d.Log, d.DB, d.Creds, d.HTTP, d.Now, next)
 	}
 	return next
 }

@@ -211,6 +211,7 @@ type ClientJSON struct {
 	BackchannelLogoutURI   string    `json:"backchannel_logout_uri,omitempty"`
 	RequireDPoP            bool      `json:"require_dpop"`
 	RequirePAR             bool      `json:"require_par"`
+	Registered             bool      `json:"registered"` // registered itself (RFC 7591)
 	CreatedAt              time.Time `json:"created_at"`
 	UpdatedAt              time.Time `json:"updated_at"`
 }
@@ -224,7 +225,7 @@ func ClientView(c *store.Client, secret string) ClientJSON {
 		return s
 	}
 	return ClientJSON{c.ID, secret, c.Name, nz(c.RedirectURIs), c.PostLogoutRedirectURIs, nz(c.GrantTypes), nz(c.Scopes),
-		c.Public(), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, c.RequireDPoP, c.RequirePAR, c.CreatedAt, c.UpdatedAt}
+		c.Public(), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, c.RequireDPoP, c.RequirePAR, c.Registered(), c.CreatedAt, c.UpdatedAt}
 }
 
 // CreateClient validates spec, stores a new client and returns it with its
@@ -232,6 +233,23 @@ func ClientView(c *store.Client, secret string) ClientJSON {
 // its hash is stored. In release mode a redirect URI must be https or
 // loopback. Validation failures are *httpx.Error (KindValidation).
 func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bool, now time.Time) (*store.Client, string, error) {
+	c, secret, err := newClient(spec, release)
+	if err != nil {
+		return nil, "", err
+	}
+	e := auditEvent(ctx, actClientCreated, c.ID, outSuccess, "name", c.Name)
+	if err := db.CreateClient(store.WithEvent(ctx, e), c, now); err != nil {
+		return nil, "", err
+	}
+	recorded(ctx, e)
+	return c, secret, nil
+}
+
+// newClient validates spec and returns the client it describes, with a new
+// id and secret (none for a public client), not yet stored; or a
+// *httpx.Error (KindValidation) saying which rule spec breaks. Client
+// creation (CLI, admin API) and dynamic registration (register.go) share it.
+func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
 	name := strings.TrimSpace(spec.Name)
 	if name == "" || !validName(name) {
 		return nil, "", httpx.E(httpx.KindValidation, "name: required, at most 100 characters, no control characters")
@@ -300,11 +318,6 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 		secret = token.NewOpaque()
 		c.SecretHash = token.Hash(secret)
 	}
-	e := auditEvent(ctx, actClientCreated, c.ID, outSuccess, "name", c.Name)
-	if err := db.CreateClient(store.WithEvent(ctx, e), c, now); err != nil {
-		return nil, "", err
-	}
-	recorded(ctx, e)
 	return c, secret, nil
 }
 

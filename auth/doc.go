@@ -7,7 +7,9 @@
 // Who may call what is decided in one place: every line of the route table
 // (routes.go) names its caller (anyone; a person at the pages; a client
 // authenticated as at the token endpoint; a confidential client; the holder
-// of an access token; a first-party user; an admin) and its budget, and
+// of an access token; a first-party user; an admin; for dynamic registration,
+// the holder of an initial access token, and a registered client by its
+// registration access token, register.go) and its budget, and
 // the middleware of that caller (callers.go) checks it before the handler
 // runs. Handlers check no identity themselves, only ownership of what they
 // act on (a client revokes and introspects only its own tokens unless it is

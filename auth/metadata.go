@@ -9,8 +9,9 @@ import (
 )
 
 // metadata is the RFC 8414 §2 document (and, with OpenID Connect, the
-// discovery document: OIDC Discovery §3).
-func metadata(iss string, idTokens *token.Signer, requirePAR bool) map[string]any {
+// discovery document: OIDC Discovery §3). registration adds the RFC 7591
+// registration endpoint.
+func metadata(iss string, idTokens *token.Signer, requirePAR, registration bool) map[string]any {
 	base := strings.TrimSuffix(iss, "/")
 	auth := []string{"client_secret_basic", "client_secret_post", "none"}
 	m := map[string]any{
@@ -32,6 +33,9 @@ func metadata(iss string, idTokens *token.Signer, requirePAR bool) map[string]an
 		"pushed_authorization_request_endpoint":          base + "/oauth2/par",
 		"require_pushed_authorization_requests":          requirePAR,
 	}
+	if registration {
+		m["registration_endpoint"] = base + "/oauth2/register"
+	}
 	if idTokens != nil {
 		m["userinfo_endpoint"] = base + "/oauth2/userinfo"
 		m["end_session_endpoint"] = base + "/oauth2/logout"
@@ -52,8 +56,8 @@ func metadata(iss string, idTokens *token.Signer, requirePAR bool) map[string]an
 
 // handleMetadata serves the metadata documents; they change only with the
 // configuration, so caches may keep them for an hour.
-func handleMetadata(iss string, idTokens *token.Signer, requirePAR bool) http.Handler {
-	doc := metadata(iss, idTokens, requirePAR)
+func handleMetadata(iss string, idTokens *token.Signer, requirePAR, registration bool) http.Handler {
+	doc := metadata(iss, idTokens, requirePAR, registration)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		httpx.JSON(w, http.StatusOK, doc)

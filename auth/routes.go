@@ -48,6 +48,12 @@ type Deps struct {
 	Mail                     *MailQueue    // nil without SMTP_HOST: no mail is sent
 	EmailVerificationTTL     time.Duration // EMAIL_VERIFICATION_TTL
 	RequireEmailVerification bool          // REQUIRE_EMAIL_VERIFICATION: logins refuse an unverified address
+
+	// DynamicRegistration is ENABLE_DYNAMIC_REGISTRATION: RegistrationToken
+	// or RegistrationOpen adds the RFC 7591/7592 routes, budgeted per client
+	// IP by Registration (which must then be set).
+	DynamicRegistration string
+	Registration        *ratelimit.Limiter
 }
 
 // NewHandler returns the whole server: the routes of AddRoutes wrapped, from
@@ -117,7 +123,7 @@ func routes(d Deps) []route {
 		{"POST /api/v1/clients/{id}/secret", admin, api, handleClientRotate(log, db, ts, cs, now)},
 
 		// OAuth 2.0 and OpenID Connect.
-		{"GET /.well-known/oauth-authorization-server", anyone, none, handleMetadata(iss, d.IDTokens, d.RequirePAR)},
+		{"GET /.well-known/oauth-authorization-server", anyone, none, handleMetadata(iss, d.IDTokens, d.RequirePAR, dynamicRegistration(d))},
 		{"GET /.well-known/jwks.json", anyone, none, handleJWKS(d.PublicKeys)},
 		{"GET /oauth2/authorize", person, pages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
 		{"POST /oauth2/authorize", person, creds, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
@@ -141,7 +147,18 @@ func routes(d Deps) []route {
 		})},
 	}
 	if d.IDTokens != nil {
-		rs = append(rs, route{"GET /.well-known/openid-configuration", anyone, none, handleMetadata(iss, d.IDTokens, d.RequirePAR)})
+		rs = append(rs, route{"GET /.well-known/openid-configuration", anyone, none, handleMetadata(iss, d.IDTokens, d.RequirePAR, dynamicRegistration(d))})
+	}
+	if dynamicRegistration(d) { // ENABLE_DYNAMIC_REGISTRATION: token or open
+		if d.Registration == nil {
+			panic("auth: Deps.Registration is required with dynamic registration")
+		}
+		reg := budget{perIP: d.Registration}
+		rs = append(rs,
+			route{"POST /oauth2/register", registrar, reg, handleRegisterClient(log, db, iss, d.Release, now)},
+			route{"GET /oauth2/register/{id}", registrant, api, handleRegistrationRead(iss)},
+			route{"PUT /oauth2/register/{id}", registrant, api, handleRegistrationUpdate(log, db, cs, iss, d.Release, now)},
+			route{"DELETE /oauth2/register/{id}", registrant, api, handleRegistrationDelete(log, db, ts, cs, now)})
 	}
 	if d.Reset != nil { // ENABLE_PASSWORD_RESET; the token in the body or form is the credential
 		rs = append(rs,
@@ -160,7 +177,7 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 	for _, rt := range routes(d) {
 		write := httpx.WriteError
 		switch rt.caller {
-		case anyClient, confidentialClient, tokenHolder:
+		case anyClient, confidentialClient, tokenHolder, registrar, registrant:
 			write = httpx.WriteOAuthError
 		case person:
 			write = func(w http.ResponseWriter, r *http.Request, _ *slog.Logger, err error) { d.Browser.fail(w, r, err) }

@@ -18,7 +18,7 @@ import (
 // call must not answer 401 to a request without credentials.
 func TestRouteTableRefusesWrongCallers(t *testing.T) {
 	srv, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
-	e := newEnv(t, store.SQLite, withSigningKey(t, ecKey(t), nil), withReset(t, srv, clientTLS, SMTPStartTLS))
+	e := newEnv(t, store.SQLite, withSigningKey(t, ecKey(t), nil), withReset(t, srv, clientTLS, SMTPStartTLS), withDynamicRegistration(RegistrationToken))
 	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
 	userToken, _ := e.login("ann", "Ann-Password-1")
 	svc, svcSecret := e.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}})
@@ -60,6 +60,11 @@ func TestRouteTableRefusesWrongCallers(t *testing.T) {
 			attempts = append(attempts,
 				attempt{"no client", nil, url.Values{"token": {"x"}, "grant_type": {"client_credentials"}}, http.StatusUnauthorized},
 				attempt{"a wrong secret", nil, url.Values{"client_id": {svc}, "client_secret": {"wrong"}, "token": {"x"}}, http.StatusUnauthorized})
+		case registrar, registrant:
+			attempts = append(attempts,
+				attempt{"no token", nil, nil, http.StatusUnauthorized},
+				attempt{"a wrong token", bearer("wrong"), nil, http.StatusUnauthorized},
+				attempt{"an access token", bearer(ccToken), nil, http.StatusUnauthorized})
 		default: // anyone, person: no credentials needed to be answered
 			attempts = append(attempts, attempt{"no credentials", nil, nil, 0})
 		}
@@ -81,7 +86,7 @@ func TestRouteTableRefusesWrongCallers(t *testing.T) {
 			}
 		}
 	}
-	for c := anyone; c <= admin; c++ {
+	for c := anyone; c <= registrant; c++ {
 		if !seen[c] {
 			t.Errorf("no route has caller %s: the test no longer covers it", c)
 		}

@@ -3,7 +3,7 @@
 // and queries. Targets for a single parser sit beside it: token.FuzzParse,
 // token.FuzzParseAsymmetric, auth.FuzzParseBasic, auth.FuzzMatchRedirectURI,
 // auth.FuzzCheckRedirectURI, auth.FuzzRegisteredURIsReadBack, auth.FuzzParseScope, auth.FuzzPKCE,
-// auth.FuzzParsePHC, httpx.FuzzUnmarshalStrict, httpx.FuzzClientIP,
+// auth.FuzzParsePHC, auth.FuzzRegistrationMetadata, httpx.FuzzUnmarshalStrict, httpx.FuzzClientIP,
 // store.FuzzParseURL. `make fuzz` runs them all.
 //
 // # Security

@@ -50,6 +50,8 @@ const (
 	KindUseDPoPNonce                        // DPoP: the server's nonce is required (RFC 9449 §8)
 	KindDPoPProofRefused                    // DPoP at a resource (RFC 9449 §7.1)
 	KindInvalidTarget                       // RFC 8707: a resource not configured, or not granted
+	KindInvalidRedirectURI                  // dynamic registration: a redirect URI is refused (RFC 7591 §3.2.2)
+	KindInvalidClientMetadata               // dynamic registration: other metadata is refused (RFC 7591 §3.2.2)
 )
 
 // errorTable: kind → status, REST code, OAuth code ("" for none: RFC 6750
@@ -87,6 +89,8 @@ var errorTable = [...]struct {
 	KindUseDPoPNonce:            {http.StatusBadRequest, "use_dpop_nonce", "use_dpop_nonce"},
 	KindDPoPProofRefused:        {http.StatusUnauthorized, "invalid_dpop_proof", "invalid_dpop_proof"},
 	KindInvalidTarget:           {http.StatusBadRequest, "invalid_target", "invalid_target"},
+	KindInvalidRedirectURI:      {http.StatusBadRequest, "invalid_redirect_uri", "invalid_redirect_uri"},
+	KindInvalidClientMetadata:   {http.StatusBadRequest, "invalid_client_metadata", "invalid_client_metadata"},
 }
 
 // Error is an error a client may see.

@@ -24,6 +24,8 @@ type Client struct {
 	BackchannelLogoutURI   string // receives logout tokens when a sign-in it was given a code by ends
 	RequireDPoP            bool   // its tokens must be DPoP-bound (RFC 9449)
 	RequirePAR             bool   // its authorization requests must be pushed (RFC 9126)
+	RegistrationHash       string // SHA-256 hex of its registration access token (RFC 7592); "" unless registered dynamically
+	AuthMethod             string // the token_endpoint_auth_method it registered (RFC 7591 §2); "" for an administrator's client
 	CreatedAt              time.Time
 	UpdatedAt              time.Time
 }
@@ -31,17 +33,20 @@ type Client struct {
 // Public reports whether the client has no secret (RFC 6749 §2.1).
 func (c *Client) Public() bool { return c.SecretHash == "" }
 
-const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, resource_server, backchannel_logout_uri, require_dpop, require_par, created_at, updated_at`
+// Registered reports whether the client registered itself (RFC 7591).
+func (c *Client) Registered() bool { return c.RegistrationHash != "" }
+
+const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, resource_server, backchannel_logout_uri, require_dpop, require_par, registration_hash, token_endpoint_auth_method, created_at, updated_at`
 
 func scanClient(s interface{ Scan(...any) error }) (*Client, error) {
 	var c Client
-	var secret sql.NullString
+	var secret, registration sql.NullString
 	var redirects, logouts, grants, scopes string
 	var created, updated int64
-	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &c.ResourceServer, &c.BackchannelLogoutURI, &c.RequireDPoP, &c.RequirePAR, &created, &updated); err != nil {
+	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &c.ResourceServer, &c.BackchannelLogoutURI, &c.RequireDPoP, &c.RequirePAR, &registration, &c.AuthMethod, &created, &updated); err != nil {
 		return nil, err
 	}
-	c.SecretHash = secret.String
+	c.SecretHash, c.RegistrationHash = secret.String, registration.String
 	if err := json.Unmarshal([]byte(redirects), &c.RedirectURIs); err != nil {
 		return nil, fmt.Errorf("client %s: redirect_uris: %w", c.ID, err)
 	}
@@ -71,11 +76,18 @@ func nullIfEmpty(s string) sql.NullString { return sql.NullString{String: s, Val
 // scopes must hold no whitespace inside an element.
 func (db *DB) CreateClient(ctx context.Context, c *Client, now time.Time) (err error) {
 	defer wrap(&err, "create client")
-	c.CreatedAt, c.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
-	_, err = db.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)`,
-		c.ID, c.Name, nullIfEmpty(c.SecretHash), jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs),
-		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, c.RequireDPoP, c.RequirePAR, now.Unix())
+	_, err = db.exec(ctx, qInsertClient, clientRow(c, now)...)
 	return err
+}
+
+const qInsertClient = `INSERT INTO clients (` + clientColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)`
+
+// clientRow sets c's times to now and returns qInsertClient's arguments.
+func clientRow(c *Client, now time.Time) []any {
+	c.CreatedAt, c.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
+	return []any{c.ID, c.Name, nullIfEmpty(c.SecretHash), jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs),
+		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, c.RequireDPoP, c.RequirePAR,
+		nullIfEmpty(c.RegistrationHash), c.AuthMethod, now.Unix()}
 }
 
 // ClientByID returns the client, or an error wrapping ErrNotFound.

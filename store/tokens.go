@@ -332,6 +332,7 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 		{`DELETE FROM login_failures WHERE window_start <= $1`, []any{now.Add(-r.LoginWindow).Unix()}},
 		{`DELETE FROM dpop_proofs WHERE expires_at <= $1`, []any{t}},
 		{`DELETE FROM pushed_requests WHERE expires_at <= $1`, []any{t}},
+		{`DELETE FROM registration_tokens WHERE expires_at <= $1`, []any{t}},
 	} {
 		if _, err := db.exec(ctx, q.sql, q.args...); err != nil {
 			return err

@@ -1,0 +1,501 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"oauth2-api/httpx"
+	"oauth2-api/ratelimit"
+	"oauth2-api/store"
+	"oauth2-api/token"
+)
+
+// Dynamic client registration (RFC 7591) and its management protocol (RFC
+// 7592). A client registers itself by POSTing its metadata; it gets a
+// client_id, a secret unless it is public, and a registration access token
+// with which it reads, updates and deletes its registration at
+// registration_client_uri.
+//
+// # Security
+//
+// Registration is a write open to the network, so it is held to the rules
+// of `client create` (newClient: redirect URIs, grant types, scopes) and
+// more: a registered client is never first-party nor a resource server, may
+// not use client_credentials (a token without a user would carry whatever
+// scope the client chose), and gets no back-channel logout (the server
+// would POST to a URI a stranger chose). The server never fetches a URI a
+// client gives: jwks_uri, jwks, sector_identifier_uri and request_uris are
+// refused, logo_uri, client_uri, policy_uri, tos_uri and any member it does
+// not know are ignored (RFC 7591 §2) and never stored. A request is at most
+// maxRegistrationBody bytes with at most maxRegisteredURIs URIs per list;
+// at most MaxRegisteredClients such clients exist; each address has its own
+// budget (RegistrationRate). Initial and registration access tokens are
+// 256-bit random values stored only as SHA-256 and looked up by it; a wrong
+// one spends the address's login budget, as a wrong client secret does.
+
+// ENABLE_DYNAMIC_REGISTRATION values (API.md).
+const (
+	RegistrationOff   = "false"
+	RegistrationToken = "token" // with an initial access token from `oauth2-api client registration-token`
+	RegistrationOpen  = "open"  // anyone may register
+)
+
+// Limits of dynamic registration.
+const (
+	// RegistrationRate and RegistrationBurst are each address's budget for
+	// POST /oauth2/register: an application registers once per install, so
+	// 20 at once and then one every 3 minutes leave room for a few behind
+	// one NAT while a single address cannot fill the table.
+	RegistrationRate  = rate.Limit(20.0 / 3600)
+	RegistrationBurst = 20
+	// MaxRegisteredClients bounds the clients table: beyond it registration
+	// answers 403 until an administrator deletes some (`client list` marks
+	// them). With maxRegistrationBody it bounds what strangers can store
+	// to about 160 MiB.
+	MaxRegisteredClients = 10_000
+	// maxRegistrationBody bounds a registration or update request; every
+	// metadata value we store comes from it, so no client stores more.
+	maxRegistrationBody = 16 << 10
+	// maxRegisteredURIs bounds redirect_uris and post_logout_redirect_uris.
+	maxRegisteredURIs = 10
+	// RegistrationTokenTTL is the default lifetime of an initial access token.
+	RegistrationTokenTTL = 24 * time.Hour
+)
+
+// Token endpoint authentication methods (RFC 7591 §2). The server accepts
+// Basic and the form for every confidential client; the method registered
+// is recorded and shown back.
+const (
+	authNone  = "none"
+	authBasic = "client_secret_basic"
+	authPost  = "client_secret_post"
+)
+
+// A wrong initial or registration access token is answered as a wrong
+// access token is (RFC 7591 §3, RFC 7592 §2: RFC 6750 §3).
+const challengeRegistration = `Bearer realm="oauth2-api", error="invalid_token"`
+
+var (
+	errBadInitialToken = &httpx.Error{Kind: httpx.KindInvalidToken,
+		Message: "the initial access token is unknown, expired or already used", Authenticate: challengeRegistration}
+	errBadRegistrationToken = &httpx.Error{Kind: httpx.KindInvalidToken,
+		Message: "the registration access token is not valid for this client", Authenticate: challengeRegistration}
+)
+
+// NewRegistrationToken stores and returns a new initial access token (RFC
+// 7591 §3) valid until now+ttl, for one registration. Only its hash is
+// stored.
+func NewRegistrationToken(ctx context.Context, db *store.DB, ttl time.Duration, now time.Time) (string, time.Time, error) {
+	raw := token.NewOpaque()
+	exp := now.Add(ttl)
+	return raw, exp, db.AddRegistrationToken(ctx, token.Hash(raw), exp, now)
+}
+
+// clientMetadata is what a registration or an update may hold (RFC 7591 §2).
+type clientMetadata struct {
+	RedirectURIs           []string `json:"redirect_uris"`
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"` // OpenID Connect RP-Initiated Logout §3.1
+	GrantTypes             []string `json:"grant_types"`
+	ResponseTypes          []string `json:"response_types"`
+	AuthMethod             string   `json:"token_endpoint_auth_method"`
+	ClientName             string   `json:"client_name"`
+	Scope                  string   `json:"scope"`
+	DPoPBound              bool     `json:"dpop_bound_access_tokens"`              // RFC 9449 §5.2
+	RequirePAR             bool     `json:"require_pushed_authorization_requests"` // RFC 9126 §6
+	SubjectType            string   `json:"subject_type"`                          // OpenID Connect Registration: only public
+
+	// An update names the client and may repeat its secret (RFC 7592 §2.2).
+	ClientID     string       `json:"client_id"`
+	ClientSecret token.Secret `json:"client_secret"`
+
+	// Refused: honouring them would mean fetching a URI or trusting keys
+	// the server has no use for (no private_key_jwt, no request objects).
+	JWKSURI             json.RawMessage `json:"jwks_uri"`
+	JWKS                json.RawMessage `json:"jwks"`
+	SectorIdentifierURI json.RawMessage `json:"sector_identifier_uri"`
+	RequestURIs         json.RawMessage `json:"request_uris"`
+	// Refused: the server would POST logout tokens to it.
+	BackchannelLogoutURI json.RawMessage `json:"backchannel_logout_uri"`
+}
+
+// readMetadata reads a registration request's body: application/json, at
+// most maxRegistrationBody bytes, in httpx's one accepted form (valid
+// UTF-8, one value, no key twice), each known member of its type. Members
+// it does not know are ignored, as RFC 7591 §2 requires.
+func readMetadata(w http.ResponseWriter, r *http.Request) (*clientMetadata, error) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return nil, httpx.E(httpx.KindMediaType, "Content-Type must be application/json")
+	}
+	tooLarge := httpx.E(httpx.KindTooLarge, "a registration request is at most %d bytes", maxRegistrationBody)
+	if r.ContentLength > maxRegistrationBody {
+		return nil, tooLarge
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxRegistrationBody)
+	body, err := httpx.ReadBody(r)
+	if errors.Is(err, httpx.ErrTooLarge) {
+		return nil, tooLarge
+	}
+	if err != nil {
+		return nil, httpx.E(httpx.KindInvalid, "could not read the request body")
+	}
+	var members map[string]json.RawMessage
+	if err := httpx.UnmarshalStrict(body, &members); err != nil {
+		return nil, err
+	}
+	var m clientMetadata
+	if err := json.Unmarshal(body, &m); err != nil {
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) && typ.Field != "" {
+			return nil, httpx.E(httpx.KindInvalidClientMetadata, "%s has the wrong type", clipText(typ.Field))
+		}
+		return nil, httpx.E(httpx.KindInvalidClientMetadata, "a member has the wrong type")
+	}
+	return &m, nil
+}
+
+// client validates m as `client create` validates its flags (newClient),
+// with the rules of registered clients on top, and returns the client
+// (with a new id and secret) and its secret. Errors are
+// invalid_redirect_uri and invalid_client_metadata (RFC 7591 §3.2.2).
+func (m *clientMetadata) client(release bool) (*store.Client, string, error) {
+	bad := func(format string, args ...any) (*store.Client, string, error) {
+		return nil, "", httpx.E(httpx.KindInvalidClientMetadata, format, args...)
+	}
+	for _, f := range []struct {
+		name string
+		v    json.RawMessage
+	}{{"jwks_uri", m.JWKSURI}, {"jwks", m.JWKS}, {"sector_identifier_uri", m.SectorIdentifierURI}, {"request_uris", m.RequestURIs}} {
+		if len(f.v) > 0 && string(f.v) != "null" {
+			return bad("%s is not supported: the server fetches no URI and takes no client keys", f.name)
+		}
+	}
+	if len(m.BackchannelLogoutURI) > 0 && string(m.BackchannelLogoutURI) != "null" {
+		return bad("backchannel_logout_uri is not available to registered clients: the server would call a URI it was given")
+	}
+	if m.SubjectType != "" && m.SubjectType != "public" {
+		return bad("subject_type: only public")
+	}
+	if name := strings.TrimSpace(m.ClientName); name == "" || !validName(name) {
+		return bad("client_name: required, at most 100 characters, no control characters")
+	}
+	method := m.AuthMethod
+	switch method {
+	case "":
+		method = authBasic // RFC 7591 §2: the default
+	case authNone, authBasic, authPost:
+	default:
+		return bad("token_endpoint_auth_method %q: want none, client_secret_basic or client_secret_post", clipText(method))
+	}
+	grants := m.GrantTypes
+	if len(grants) == 0 { // not newClient's defaults, which may add client_credentials
+		grants = []string{grantAuthorizationCode} // RFC 7591 §2: the default
+	}
+	for _, g := range grants {
+		switch g {
+		case grantAuthorizationCode, grantRefreshToken:
+		case grantClientCredentials:
+			return bad("client_credentials is not available to registered clients: its tokens carry no user, only the scope the client chose")
+		default:
+			return bad("grant type %q is not supported: want authorization_code or refresh_token", clipText(g))
+		}
+	}
+	code := slices.Contains(grants, grantAuthorizationCode)
+	responses := m.ResponseTypes
+	if responses == nil && code {
+		responses = []string{"code"}
+	}
+	for _, rt := range responses {
+		if rt != "code" {
+			return bad("response type %q is not supported: want code", clipText(rt))
+		}
+	}
+	if slices.Contains(responses, "code") != code {
+		return bad("response_types and grant_types disagree: code goes with authorization_code (RFC 7591 §2.1)")
+	}
+	for _, list := range []struct {
+		name string
+		uris []string
+	}{{"redirect_uris", m.RedirectURIs}, {"post_logout_redirect_uris", m.PostLogoutRedirectURIs}} {
+		if len(list.uris) > maxRegisteredURIs {
+			return bad("%s: at most %d", list.name, maxRegisteredURIs)
+		}
+		for _, u := range list.uris {
+			if err := checkRedirectURI(u, release); err != nil {
+				return nil, "", httpx.E(httpx.KindInvalidRedirectURI, "%s: %q: %v", list.name, clipText(u), err)
+			}
+		}
+	}
+	if code && len(m.RedirectURIs) == 0 {
+		return nil, "", httpx.E(httpx.KindInvalidRedirectURI, "redirect_uris: authorization_code needs at least one")
+	}
+	scopes, ok := parseScope(m.Scope)
+	if !ok {
+		return bad("scope: space-separated scope tokens (RFC 6749 §3.3), at most %d bytes", maxScopeLen)
+	}
+	c, secret, err := newClient(ClientSpec{
+		Name: m.ClientName, RedirectURIs: m.RedirectURIs, PostLogoutRedirectURIs: m.PostLogoutRedirectURIs,
+		GrantTypes: grants, Scopes: scopes, Public: method == authNone, RequireDPoP: m.DPoPBound, RequirePAR: m.RequirePAR,
+	}, release)
+	var e *httpx.Error
+	if errors.As(err, &e) && e.Kind == httpx.KindValidation {
+		return bad("%s", e.Message)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	c.AuthMethod = method
+	return c, secret, nil
+}
+
+// registration is the client information response (RFC 7591 §3.2.1, RFC
+// 7592 §3). The client secret is shown once, at registration; the
+// registration access token at registration and after each update (only
+// their hashes are kept, so a read cannot show them).
+type registration struct {
+	ClientID                string   `json:"client_id"`
+	ClientSecret            string   `json:"client_secret,omitempty"`
+	ClientIDIssuedAt        int64    `json:"client_id_issued_at"`
+	ClientSecretExpiresAt   *int64   `json:"client_secret_expires_at,omitempty"` // 0 (never) for a confidential client
+	RegistrationAccessToken string   `json:"registration_access_token,omitempty"`
+	RegistrationClientURI   string   `json:"registration_client_uri"`
+	ClientName              string   `json:"client_name"`
+	RedirectURIs            []string `json:"redirect_uris"`
+	PostLogoutRedirectURIs  []string `json:"post_logout_redirect_uris,omitempty"`
+	GrantTypes              []string `json:"grant_types"`
+	ResponseTypes           []string `json:"response_types"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	Scope                   string   `json:"scope,omitempty"`
+	DPoPBoundAccessTokens   bool     `json:"dpop_bound_access_tokens,omitempty"`
+	RequirePAR              bool     `json:"require_pushed_authorization_requests,omitempty"`
+}
+
+func registrationView(c *store.Client, iss, secret, accessToken string) *registration {
+	v := &registration{
+		ClientID: c.ID, ClientSecret: secret, ClientIDIssuedAt: c.CreatedAt.Unix(), RegistrationAccessToken: accessToken,
+		RegistrationClientURI: strings.TrimSuffix(iss, "/") + "/oauth2/register/" + url.PathEscape(c.ID),
+		ClientName:            c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+		GrantTypes: c.GrantTypes, ResponseTypes: []string{}, TokenEndpointAuthMethod: c.AuthMethod,
+		Scope: strings.Join(c.Scopes, " "), DPoPBoundAccessTokens: c.RequireDPoP, RequirePAR: c.RequirePAR,
+	}
+	if v.RedirectURIs == nil {
+		v.RedirectURIs = []string{}
+	}
+	if slices.Contains(c.GrantTypes, grantAuthorizationCode) {
+		v.ResponseTypes = []string{"code"}
+	}
+	if !c.Public() {
+		v.ClientSecretExpiresAt = new(int64)
+	}
+	return v
+}
+
+// handleRegisterClient serves POST /oauth2/register (RFC 7591 §3): 201 with
+// the client information, its secret and registration access token shown
+// this once.
+func handleRegisterClient(log *slog.Logger, db *store.DB, iss string, release bool, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := register(w, r, db, iss, release, now())
+		if err != nil {
+			httpx.WriteOAuthError(w, r, log, err)
+			return
+		}
+		info := httpx.InfoFrom(r)
+		info.ClientID = resp.ClientID
+		log.InfoContext(r.Context(), "client registered", "request_id", info.ID, "client_id", resp.ClientID, "client_ip", info.ClientIP.String())
+		httpx.NoStore(w)
+		httpx.JSON(w, http.StatusCreated, resp)
+	})
+}
+
+// register validates the request's metadata and stores the client with the
+// hash of a new registration access token, spending the initial access
+// token the caller check found (in token mode) in the same transaction:
+// metadata that fails validation spends nothing, and of two registrations
+// with one token, one succeeds.
+func register(w http.ResponseWriter, r *http.Request, db *store.DB, iss string, release bool, now time.Time) (*registration, error) {
+	m, err := readMetadata(w, r)
+	if err != nil {
+		return nil, err
+	}
+	c, secret, err := m.client(release)
+	if err != nil {
+		return nil, err
+	}
+	rat := token.NewOpaque()
+	c.RegistrationHash = token.Hash(rat)
+	e := auditEvent(r.Context(), actClientRegister, c.ID, outSuccess, "name", c.Name)
+	err = db.RegisterClient(store.WithEvent(r.Context(), e), c, principalOf(r).initialHash, MaxRegisteredClients, now)
+	recorded(r.Context(), e)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, errBadInitialToken
+	case errors.Is(err, store.ErrLimited):
+		return nil, httpx.E(httpx.KindForbidden, "registration is full: the server holds as many registered clients as it takes")
+	case err != nil:
+		return nil, err
+	}
+	return registrationView(c, iss, secret, rat), nil
+}
+
+// handleRegistrationRead serves GET /oauth2/register/{id} (RFC 7592 §2.1)
+// for the client whose registration access token the caller check found.
+func handleRegistrationRead(iss string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpx.NoStore(w)
+		httpx.JSON(w, http.StatusOK, registrationView(principalOf(r).client, iss, "", ""))
+	})
+}
+
+// handleRegistrationUpdate serves PUT /oauth2/register/{id} (RFC 7592
+// §2.2): the metadata is replaced (omitted members take their defaults),
+// validated as at registration, and the registration access token rotated.
+func handleRegistrationUpdate(log *slog.Logger, db *store.DB, cs *Clients, iss string, release bool, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := updateRegistration(w, r, db, cs, iss, release, now())
+		if err != nil {
+			httpx.WriteOAuthError(w, r, log, err)
+			return
+		}
+		log.InfoContext(r.Context(), "registered client updated", "request_id", httpx.InfoFrom(r).ID, "client_id", resp.ClientID)
+		httpx.NoStore(w)
+		httpx.JSON(w, http.StatusOK, resp)
+	})
+}
+
+// updateRegistration replaces the metadata of the caller's client only if
+// its registration access token is still the one presented: of two updates
+// with one token, one succeeds. A client stays public or confidential, and
+// keeps its id and secret.
+func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, cs *Clients, iss string, release bool, now time.Time) (*registration, error) {
+	old := principalOf(r).client
+	m, err := readMetadata(w, r)
+	if err != nil {
+		return nil, err
+	}
+	if m.ClientID != old.ID {
+		return nil, httpx.E(httpx.KindInvalidClientMetadata, "client_id must be this client's (RFC 7592 §2.2)")
+	}
+	if m.ClientSecret != "" && !secretMatches(old, m.ClientSecret.Reveal()) {
+		return nil, httpx.E(httpx.KindInvalidClientMetadata, "client_secret is not this client's")
+	}
+	c, _, err := m.client(release) // its new id and secret are not used
+	if err != nil {
+		return nil, err
+	}
+	if c.Public() != old.Public() {
+		return nil, httpx.E(httpx.KindInvalidClientMetadata, "token_endpoint_auth_method cannot change between none and a secret: register a new client")
+	}
+	c.ID, c.SecretHash, c.CreatedAt = old.ID, old.SecretHash, old.CreatedAt
+	rat := token.NewOpaque()
+	c.RegistrationHash = token.Hash(rat)
+	err = db.UpdateRegisteredClient(r.Context(), c, old.RegistrationHash, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errBadRegistrationToken
+	}
+	if err != nil {
+		return nil, err
+	}
+	cs.Forget(c.ID)
+	return registrationView(c, iss, "", rat), nil
+}
+
+// handleRegistrationDelete serves DELETE /oauth2/register/{id} (RFC 7592
+// §2.3): the client is deleted as `client delete` deletes it, and its
+// tokens stop working.
+func handleRegistrationDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := principalOf(r).client.ID
+		err := DeleteClient(r.Context(), db, cs, ts.Revoked, id, ts.AccessTTL, now())
+		if errors.Is(err, store.ErrNotFound) {
+			err = errBadRegistrationToken
+		}
+		if err != nil {
+			httpx.WriteOAuthError(w, r, log, err)
+			return
+		}
+		log.InfoContext(r.Context(), "registered client deleted itself", "request_id", httpx.InfoFrom(r).ID, "client_id", id)
+		httpx.NoStore(w)
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// requireRegistrar admits a registration (RFC 7591 §3). In open mode that
+// is anyone. In token mode it takes an initial access token as a Bearer
+// token, unspent and unexpired, looked up by its SHA-256; the handler spends
+// it when it stores the client.
+func requireRegistrar(log *slog.Logger, db *store.DB, creds *ratelimit.Limiter, m *httpx.Metrics, open bool, now func() time.Time, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if open {
+			next.ServeHTTP(w, r)
+			return
+		}
+		raw, dpop := accessToken(r)
+		hash := token.Hash(raw)
+		err := error(errNoToken)
+		if raw != "" && !dpop {
+			err = db.RegistrationTokenLive(r.Context(), hash, now())
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			err = errBadInitialToken
+		}
+		if err != nil {
+			refuseRegistrationToken(w, r, log, creds, m, now(), err)
+			return
+		}
+		next.ServeHTTP(w, withPrincipal(r, &principal{initialHash: hash}))
+	})
+}
+
+// requireRegistrant admits a registered client's management requests (RFC
+// 7592 §2): the registration access token as a Bearer token, found by its
+// SHA-256, must be that of the client the path names.
+func requireRegistrant(log *slog.Logger, db *store.DB, creds *ratelimit.Limiter, m *httpx.Metrics, now func() time.Time, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, dpop := accessToken(r)
+		var c *store.Client
+		err := error(errNoToken)
+		if raw != "" && !dpop {
+			c, err = db.ClientByRegistrationHash(r.Context(), token.Hash(raw))
+		}
+		if errors.Is(err, store.ErrNotFound) || (err == nil && c.ID != r.PathValue("id")) {
+			err = errBadRegistrationToken
+		}
+		if err != nil {
+			refuseRegistrationToken(w, r, log, creds, m, now(), err)
+			return
+		}
+		httpx.InfoFrom(r).ClientID = c.ID
+		next.ServeHTTP(w, withPrincipal(r, &principal{client: c}))
+	})
+}
+
+// refuseRegistrationToken answers a missing or wrong registration token. It
+// spends a token of the address's login budget (creds), as a failed client
+// authentication does, and is logged with the client IP, never the token.
+func refuseRegistrationToken(w http.ResponseWriter, r *http.Request, log *slog.Logger, creds *ratelimit.Limiter, m *httpx.Metrics, now time.Time, err error) {
+	var e *httpx.Error
+	if errors.As(err, &e) && (e.Kind == httpx.KindUnauthorized || e.Kind == httpx.KindInvalidToken) {
+		info := httpx.InfoFrom(r)
+		log.WarnContext(r.Context(), "registration token refused", "client_ip", info.ClientIP.String(), "request_id", info.ID)
+		if ok, wait := creds.Allow(info.ClientIP, now); !ok {
+			m.RateLimited.Inc()
+			err = httpx.TooMany(wait)
+		}
+	}
+	httpx.WriteOAuthError(w, r, log, err)
+}
+
+// dynamicRegistration reports whether ENABLE_DYNAMIC_REGISTRATION is on.
+func dynamicRegistration(d Deps) bool {
+	return d.DynamicRegistration == RegistrationToken || d.DynamicRegistration == RegistrationOpen
+}

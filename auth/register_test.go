@@ -1,0 +1,455 @@
+package auth
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"oauth2-api/ratelimit"
+	"oauth2-api/store"
+)
+
+// withDynamicRegistration turns on ENABLE_DYNAMIC_REGISTRATION in mode,
+// with a per-address budget large enough not to matter.
+func withDynamicRegistration(mode string) func(*Deps) {
+	return func(d *Deps) {
+		d.DynamicRegistration = mode
+		d.Registration = ratelimit.New(rate.Limit(1000), 1000, 1000)
+	}
+}
+
+// initialToken makes an initial access token as `client registration-token` does.
+func (e *env) initialToken(ttl time.Duration) string {
+	e.t.Helper()
+	tok, _, err := NewRegistrationToken(context.Background(), e.db, ttl, e.clock.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.secret(tok)
+}
+
+// registerClient POSTs metadata (a value sent as JSON, or a string sent as is
+// with Content-Type application/json) with an optional initial access token.
+func (e *env) registerClient(initial string, metadata any) response {
+	e.t.Helper()
+	h := []string{"Content-Type", "application/json"}
+	if initial != "" {
+		h = append(h, "Authorization", "Bearer "+initial)
+	}
+	if _, ok := metadata.(string); !ok {
+		b, err := json.Marshal(metadata)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		metadata = string(b)
+	}
+	r := e.request("POST", "/oauth2/register", metadata, h...)
+	if r.Code == http.StatusCreated {
+		e.secret(r.Str("client_secret"))
+		e.secret(r.Str("registration_access_token"))
+	}
+	return r
+}
+
+// manage sends an RFC 7592 request for id with a registration access token.
+func (e *env) manage(method, id, rat string, metadata any) response {
+	e.t.Helper()
+	h := []string{"Authorization", "Bearer " + rat}
+	if metadata != nil {
+		h = append(h, "Content-Type", "application/json")
+		b, _ := json.Marshal(metadata)
+		metadata = string(b)
+	}
+	r := e.request(method, "/oauth2/register/"+id, metadata, h...)
+	if r.Code == http.StatusOK {
+		e.secret(r.Str("registration_access_token"))
+	}
+	return r
+}
+
+// wantRegistrationError checks an RFC 7591 §3.2.2 error: status, code, a
+// description, no-store.
+func (r response) wantRegistrationError(status int, code string) response {
+	r.t.Helper()
+	r.wantOAuthError(status, code)
+	if r.Str("error_description") == "" {
+		r.t.Fatalf("error without error_description: %s", r.Body.String())
+	}
+	return r
+}
+
+func strList(v any) []string {
+	var out []string
+	list, _ := v.([]any)
+	for _, s := range list {
+		str, _ := s.(string)
+		out = append(out, str)
+	}
+	return out
+}
+
+func webMetadata() map[string]any {
+	return map[string]any{
+		"client_name": "Agent", "redirect_uris": []string{"https://app.example/cb"},
+		"grant_types": []string{"authorization_code", "refresh_token"}, "token_endpoint_auth_method": "client_secret_post",
+		"scope": "read write",
+	}
+}
+
+// In token mode: a registration needs a live initial access token, spends
+// it once (and only when the client is stored), and answers RFC 7591
+// §3.2.1; the client then runs the code flow, reads, updates and deletes
+// itself with its registration access token (RFC 7592), after which its
+// tokens stop working.
+func TestDynamicRegistrationToken(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
+		meta := e.request("GET", "/.well-known/oauth-authorization-server", nil).want(http.StatusOK).JSON()
+		if meta["registration_endpoint"] != testIssuer+"/oauth2/register" {
+			t.Fatalf("registration_endpoint = %v", meta["registration_endpoint"])
+		}
+
+		r := e.registerClient("", webMetadata()).want(http.StatusUnauthorized)
+		if !strings.HasPrefix(r.Header().Get("WWW-Authenticate"), "Bearer") {
+			t.Fatalf("401 without a Bearer challenge: %v", r.Header())
+		}
+		e.registerClient("not-a-token", webMetadata()).wantOAuthError(http.StatusUnauthorized, "invalid_token")
+		initial := e.initialToken(time.Hour)
+		e.registerClient(initial, map[string]any{"client_name": "x", "redirect_uris": []string{"javascript:alert(1)"}}).
+			wantRegistrationError(http.StatusBadRequest, "invalid_redirect_uri")
+
+		r = e.registerClient(initial, webMetadata()).want(http.StatusCreated) // the refusal above spent nothing
+		if r.Header().Get("Cache-Control") != "no-store" {
+			t.Fatalf("registration answer without no-store: %v", r.Header())
+		}
+		m := r.JSON()
+		id, secret, rat := r.Str("client_id"), r.Str("client_secret"), r.Str("registration_access_token")
+		if id == "" || len(secret) < 43 || len(rat) < 43 || secret == rat {
+			t.Fatalf("registration answer %v: want a client_id, a secret and a registration access token", m)
+		}
+		if m["client_secret_expires_at"] != 0.0 || m["client_id_issued_at"] != float64(e.clock.Now().Unix()) ||
+			m["registration_client_uri"] != testIssuer+"/oauth2/register/"+id || m["token_endpoint_auth_method"] != "client_secret_post" ||
+			m["scope"] != "read write" || m["client_name"] != "Agent" ||
+			!slices.Equal(strList(m["grant_types"]), []string{"authorization_code", "refresh_token"}) ||
+			!slices.Equal(strList(m["response_types"]), []string{"code"}) ||
+			!slices.Equal(strList(m["redirect_uris"]), []string{"https://app.example/cb"}) {
+			t.Fatalf("registration answer %v", m)
+		}
+		e.registerClient(initial, webMetadata()).wantOAuthError(http.StatusUnauthorized, "invalid_token") // used once
+
+		expiring := e.initialToken(time.Minute)
+		e.clock.Add(time.Minute)
+		e.registerClient(expiring, webMetadata()).wantOAuthError(http.StatusUnauthorized, "invalid_token")
+
+		c, err := e.db.ClientByID(context.Background(), id)
+		if err != nil || c.FirstParty || c.ResourceServer || !c.Registered() || c.Public() {
+			t.Fatalf("stored client %+v, %v; want registered, confidential, neither first-party nor a resource server", c, err)
+		}
+
+		// The code flow with the new credentials (client_secret_post), with consent.
+		p := newPKCE()
+		code := e.secret(e.browser().signIn(authorizeURL(id, p, "scope", "read"), "ann", "Ann-Password-1"))
+		form := codeForm(code, p)
+		form.Set("client_id", id)
+		form.Set("client_secret", secret)
+		tok := e.formPost("/oauth2/token", "", "", form).want(http.StatusOK)
+		at, rt := e.secret(tok.Str("access_token")), e.secret(tok.Str("refresh_token"))
+		if at == "" || rt == "" {
+			t.Fatalf("token response %s", tok.Body.String())
+		}
+		if in := e.introspect(rs, rsSecret, at); in["active"] != true || in["client_id"] != id {
+			t.Fatalf("introspection of the registered client's token: %v", in)
+		}
+
+		// Read (RFC 7592 §2.1): the metadata, no secret, no token.
+		got := e.manage("GET", id, rat, nil).want(http.StatusOK)
+		if got.Header().Get("Cache-Control") != "no-store" || got.Str("client_id") != id || got.Str("client_secret") != "" ||
+			got.Str("registration_access_token") != "" || got.Str("registration_client_uri") != testIssuer+"/oauth2/register/"+id {
+			t.Fatalf("read: %s %v", got.Body.String(), got.Header())
+		}
+		other := e.registerClient("", nil) // token mode: refused before anything
+		other.want(http.StatusUnauthorized)
+		second := e.registerClient(e.initialToken(time.Hour), map[string]any{"client_name": "Other", "redirect_uris": []string{"https://other.example/cb"}, "token_endpoint_auth_method": "none"}).want(http.StatusCreated)
+		for name, try := range map[string]response{
+			"a wrong token":              e.manage("GET", id, "wrong", nil),
+			"another client's token":     e.manage("GET", id, second.Str("registration_access_token"), nil),
+			"its token for another id":   e.manage("GET", second.Str("client_id"), rat, nil),
+			"an access token":            e.manage("GET", id, at, nil),
+			"the client secret":          e.manage("GET", id, secret, nil),
+			"a wrong token, for PUT":     e.manage("PUT", id, "wrong", map[string]any{"client_id": id, "client_name": "x"}),
+			"a wrong token, for DELETE":  e.manage("DELETE", id, "wrong", nil),
+			"no token, for DELETE":       e.request("DELETE", "/oauth2/register/"+id, nil),
+			"the initial token, for PUT": e.manage("PUT", id, initial, map[string]any{"client_id": id, "client_name": "x"}),
+		} {
+			if try.Code != http.StatusUnauthorized || !strings.HasPrefix(try.Header().Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("%s: %d %s; want 401 with a Bearer challenge", name, try.Code, try.Body.String())
+			}
+		}
+
+		// Update (RFC 7592 §2.2): replaced metadata, a new token; the old one is dead.
+		upd := webMetadata()
+		upd["client_id"] = id
+		upd["client_secret"] = secret
+		upd["client_name"] = "Agent 2"
+		upd["redirect_uris"] = []string{"https://app.example/cb", "https://app.example/cb2"}
+		upd["registration_access_token"] = "ignored" // RFC 7592 §2.2: ignored
+		e.manage("PUT", id, rat, map[string]any{"client_name": "x", "redirect_uris": []string{"https://app.example/cb"}}).
+			wantRegistrationError(http.StatusBadRequest, "invalid_client_metadata") // no client_id
+		bad := with(upd, "client_secret", "wrong-secret")
+		e.manage("PUT", id, rat, bad).wantRegistrationError(http.StatusBadRequest, "invalid_client_metadata")
+		e.manage("PUT", id, rat, with(upd, "token_endpoint_auth_method", "none")).wantRegistrationError(http.StatusBadRequest, "invalid_client_metadata")
+		e.manage("PUT", id, rat, with(upd, "redirect_uris", []string{"https://app.example/cb#x"})).wantRegistrationError(http.StatusBadRequest, "invalid_redirect_uri")
+		u := e.manage("PUT", id, rat, upd).want(http.StatusOK)
+		rat2 := u.Str("registration_access_token")
+		if rat2 == "" || rat2 == rat || u.Str("client_name") != "Agent 2" || len(strList(u.JSON()["redirect_uris"])) != 2 || u.Str("client_secret") != "" {
+			t.Fatalf("update answer %s", u.Body.String())
+		}
+		e.manage("GET", id, rat, nil).wantOAuthError(http.StatusUnauthorized, "invalid_token")
+		if e.manage("GET", id, rat2, nil).want(http.StatusOK).Str("client_name") != "Agent 2" {
+			t.Fatal("read after update: old name")
+		}
+		e.manage("PUT", id, rat, upd).wantOAuthError(http.StatusUnauthorized, "invalid_token") // the rotated token
+		// The secret did not change; the code flow goes on with the new redirect URI registered.
+		e.token(id, secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}).want(http.StatusOK)
+
+		// Delete (RFC 7592 §2.3): 204, then nothing of the client works.
+		e.manage("DELETE", id, rat2, nil).want(http.StatusNoContent)
+		e.manage("GET", id, rat2, nil).wantOAuthError(http.StatusUnauthorized, "invalid_token")
+		e.manage("DELETE", id, rat2, nil).wantOAuthError(http.StatusUnauthorized, "invalid_token")
+		if in := e.introspect(rs, rsSecret, at); in["active"] != false {
+			t.Fatalf("the deleted client's access token is still active: %v", in)
+		}
+		form = url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {id}, "client_secret": {secret}}
+		e.formPost("/oauth2/token", "", "", form).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
+		if _, err := e.db.ClientByID(context.Background(), id); err == nil {
+			t.Fatal("the deleted client is still stored")
+		}
+	}, withDynamicRegistration(RegistrationToken))
+}
+
+// with returns a copy of m with key set to v.
+func with(m map[string]any, key string, v any) map[string]any {
+	out := make(map[string]any, len(m)+1)
+	for k, x := range m {
+		out[k] = x
+	}
+	out[key] = v
+	return out
+}
+
+// In open mode anyone registers (an Authorization header is not looked
+// at); a public client gets no secret and no client_secret_expires_at. An
+// administrator sees it marked registered in the client list and can
+// delete it.
+func TestDynamicRegistrationOpen(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		r := e.registerClient("", map[string]any{"client_name": "CLI", "redirect_uris": []string{"http://127.0.0.1/cb"}, "token_endpoint_auth_method": "none"}).
+			want(http.StatusCreated)
+		m := r.JSON()
+		if _, ok := m["client_secret"]; ok {
+			t.Fatalf("a public client got a secret: %v", m)
+		}
+		if _, ok := m["client_secret_expires_at"]; ok {
+			t.Fatalf("client_secret_expires_at without a secret: %v", m)
+		}
+		if !slices.Equal(strList(m["grant_types"]), []string{"authorization_code"}) || m["token_endpoint_auth_method"] != "none" {
+			t.Fatalf("defaults: %v; want grant_types [authorization_code] (RFC 7591 §2)", m)
+		}
+		e.registerClient("whatever", map[string]any{"client_name": "Second", "redirect_uris": []string{"https://b.example/cb"}}).want(http.StatusCreated)
+		admin, _ := e.newClient(ClientSpec{Name: "admin-made", GrantTypes: []string{"client_credentials"}})
+
+		e.createUser("root@example.com", "root", "Root-Password-1", store.RoleAdmin)
+		tok, _ := e.login("root", "Root-Password-1")
+		list := e.request("GET", "/api/v1/clients", nil, bearer(tok)...).want(http.StatusOK)
+		var body struct{ Clients []ClientJSON }
+		if err := json.Unmarshal(list.Body.Bytes(), &body); err != nil {
+			t.Fatal(err)
+		}
+		marked := map[string]bool{}
+		for _, c := range body.Clients {
+			marked[c.ClientID] = c.Registered
+		}
+		if len(marked) != 3 || !marked[r.Str("client_id")] || marked[admin] {
+			t.Fatalf("client list marks %v; want the two registered clients marked and %s not", marked, admin)
+		}
+		e.request("DELETE", "/api/v1/clients/"+r.Str("client_id"), nil, bearer(tok)...).want(http.StatusNoContent)
+		e.manage("GET", r.Str("client_id"), r.Str("registration_access_token"), nil).wantOAuthError(http.StatusUnauthorized, "invalid_token")
+	}, withDynamicRegistration(RegistrationOpen))
+}
+
+// Off (the default): no route, nothing in the metadata.
+func TestDynamicRegistrationOff(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	e.registerClient("", webMetadata()).want(http.StatusNotFound)
+	if _, ok := e.request("GET", "/.well-known/oauth-authorization-server", nil).JSON()["registration_endpoint"]; ok {
+		t.Fatal("registration_endpoint advertised while registration is off")
+	}
+}
+
+// Hostile and malformed registrations are refused with the RFC 7591
+// §3.2.2 codes (or 413, 415, 400 for the body's form), and store nothing.
+// Members the server does not use are ignored and not stored.
+func TestDynamicRegistrationHostileInput(t *testing.T) {
+	many := make([]string, 10_000)
+	for i := range many {
+		many[i] = fmt.Sprintf("https://app.example/cb/%d", i)
+	}
+	base := func(kv ...any) map[string]any {
+		m := map[string]any{"client_name": "x", "redirect_uris": []string{"https://app.example/cb"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	}
+	eachEnv(t, func(t *testing.T, e *env) {
+		for _, tc := range []struct {
+			name   string
+			body   any
+			status int
+			code   string
+		}{
+			{"10,000 redirect URIs", base("redirect_uris", many), http.StatusRequestEntityTooLarge, "invalid_request"},
+			{"11 redirect URIs", base("redirect_uris", many[:11]), http.StatusBadRequest, "invalid_client_metadata"},
+			{"11 post-logout URIs", base("post_logout_redirect_uris", many[:11]), http.StatusBadRequest, "invalid_client_metadata"},
+			{"javascript: URI", base("redirect_uris", []string{"javascript:alert(document.cookie)"}), http.StatusBadRequest, "invalid_redirect_uri"},
+			{"data: URI", base("redirect_uris", []string{"data:text/html,<script>alert(1)</script>"}), http.StatusBadRequest, "invalid_redirect_uri"},
+			{"fragment", base("redirect_uris", []string{"https://app.example/cb#frag"}), http.StatusBadRequest, "invalid_redirect_uri"},
+			{"empty fragment", base("redirect_uris", []string{"https://app.example/cb#"}), http.StatusBadRequest, "invalid_redirect_uri"},
+			{"relative URI", base("redirect_uris", []string{"/cb"}), http.StatusBadRequest, "invalid_redirect_uri"},
+			{"smuggled URI", base("redirect_uris", []string{"https://app.example/cb\u00a0https://evil.example/"}), http.StatusBadRequest, "invalid_redirect_uri"},
+			{"post-logout javascript:", base("post_logout_redirect_uris", []string{"javascript:x"}), http.StatusBadRequest, "invalid_redirect_uri"},
+			{"code without redirect URIs", map[string]any{"client_name": "x"}, http.StatusBadRequest, "invalid_redirect_uri"},
+			{"1 MiB client name", base("client_name", strings.Repeat("A", 1<<20)), http.StatusRequestEntityTooLarge, ""}, // over MaxBody: refused before routing
+			{"a 16 KiB client name", base("client_name", strings.Repeat("A", 16<<10)), http.StatusRequestEntityTooLarge, "invalid_request"},
+			{"101-character client name", base("client_name", strings.Repeat("é", 101)), http.StatusBadRequest, "invalid_client_metadata"},
+			{"no client name", base("client_name", ""), http.StatusBadRequest, "invalid_client_metadata"},
+			{"control character in the name", base("client_name", "a\u0007b"), http.StatusBadRequest, "invalid_client_metadata"},
+			{"unknown auth method", base("token_endpoint_auth_method", "private_key_jwt"), http.StatusBadRequest, "invalid_client_metadata"},
+			{"tls_client_auth", base("token_endpoint_auth_method", "tls_client_auth"), http.StatusBadRequest, "invalid_client_metadata"},
+			{"password grant", base("grant_types", []string{"authorization_code", "password"}), http.StatusBadRequest, "invalid_client_metadata"},
+			{"implicit grant", base("grant_types", []string{"implicit"}), http.StatusBadRequest, "invalid_client_metadata"},
+			{"client_credentials", base("grant_types", []string{"client_credentials"}), http.StatusBadRequest, "invalid_client_metadata"},
+			{"empty grant types cannot reach client_credentials", map[string]any{"client_name": "x", "grant_types": []string{}}, http.StatusBadRequest, "invalid_redirect_uri"},
+			{"refresh without code", base("grant_types", []string{"refresh_token"}), http.StatusBadRequest, "invalid_client_metadata"},
+			{"token response type", base("response_types", []string{"code", "token"}), http.StatusBadRequest, "invalid_client_metadata"},
+			{"response types without code", base("response_types", []string{}), http.StatusBadRequest, "invalid_client_metadata"},
+			{"bad scope", base("scope", `read "write"`), http.StatusBadRequest, "invalid_client_metadata"},
+			{"two spaces in scope", base("scope", "read  write"), http.StatusBadRequest, "invalid_client_metadata"},
+			{"jwks_uri", base("jwks_uri", "https://169.254.169.254/latest/meta-data/"), http.StatusBadRequest, "invalid_client_metadata"},
+			{"jwks", base("jwks", map[string]any{"keys": []any{}}), http.StatusBadRequest, "invalid_client_metadata"},
+			{"sector_identifier_uri", base("sector_identifier_uri", "http://127.0.0.1:6379/"), http.StatusBadRequest, "invalid_client_metadata"},
+			{"request_uris", base("request_uris", []string{"https://evil.example/r"}), http.StatusBadRequest, "invalid_client_metadata"},
+			{"backchannel_logout_uri", base("backchannel_logout_uri", "http://10.0.0.1/admin"), http.StatusBadRequest, "invalid_client_metadata"},
+			{"pairwise subjects", base("subject_type", "pairwise"), http.StatusBadRequest, "invalid_client_metadata"},
+			{"wrong type", base("redirect_uris", "https://app.example/cb"), http.StatusBadRequest, "invalid_client_metadata"},
+			{"name of the wrong type", base("client_name", 7), http.StatusBadRequest, "invalid_client_metadata"},
+			{"a repeated key", `{"client_name":"x","redirect_uris":["https://a.example/cb"],"redirect_uris":["https://evil.example/cb"]}`, http.StatusBadRequest, "invalid_request"},
+			{"a repeated key in other case", `{"client_name":"x","redirect_uris":["https://a.example/cb"],"Redirect_URIs":["https://evil.example/cb"]}`, http.StatusBadRequest, "invalid_request"},
+			{"invalid UTF-8", "{\"client_name\":\"\xff\",\"redirect_uris\":[\"https://a.example/cb\"]}", http.StatusBadRequest, "invalid_request"},
+			{"trailing data", `{"client_name":"x","redirect_uris":["https://a.example/cb"]} {}`, http.StatusBadRequest, "invalid_request"},
+			{"not an object", `["https://a.example/cb"]`, http.StatusBadRequest, "invalid_request"},
+			{"not JSON", `client_name=x`, http.StatusBadRequest, "invalid_request"},
+		} {
+			r := e.registerClient("", tc.body)
+			if tc.code == "" {
+				if r.Code != tc.status {
+					t.Errorf("%s: %d %s; want %d", tc.name, r.Code, r.Body.String(), tc.status)
+				}
+				continue
+			}
+			if r.Code != tc.status || r.Str("error") != tc.code || r.Str("error_description") == "" || r.Header().Get("Cache-Control") != "no-store" {
+				t.Errorf("%s: %d %s; want %d %s with a description and no-store", tc.name, r.Code, r.Body.String(), tc.status, tc.code)
+			}
+		}
+		form := e.request("POST", "/oauth2/register", "client_name=x", "Content-Type", "application/x-www-form-urlencoded")
+		form.wantOAuthError(http.StatusUnsupportedMediaType, "invalid_request")
+		if list, _ := e.db.ListClients(context.Background()); len(list) != 0 {
+			t.Fatalf("refused registrations stored %d clients", len(list))
+		}
+
+		// Members we do not use are ignored and not stored; roles cannot be asked for.
+		r := e.registerClient("", base("logo_uri", "https://evil.example/logo.png", "client_uri", "http://127.0.0.1/", "contacts", []string{"a@b"},
+			"software_statement", "eyJ.x.y", "first_party", true, "resource_server", true, "backchannel_logout_uri", nil, "x-unknown", map[string]any{"a": 1})).
+			want(http.StatusCreated)
+		for _, k := range []string{"logo_uri", "client_uri", "contacts", "software_statement", "first_party", "resource_server"} {
+			if _, ok := r.JSON()[k]; ok {
+				t.Errorf("the answer echoes %s", k)
+			}
+		}
+		c, err := e.db.ClientByID(context.Background(), r.Str("client_id"))
+		if err != nil || c.FirstParty || c.ResourceServer || c.BackchannelLogoutURI != "" {
+			t.Fatalf("stored %+v, %v; want neither first-party nor a resource server", c, err)
+		}
+		if strings.Contains(e.logs.String(), "evil.example") {
+			t.Fatal("a URI a client sent appears in the logs")
+		}
+	}, withDynamicRegistration(RegistrationOpen))
+}
+
+// Each address has its own registration budget (RegistrationBurst, then
+// RegistrationRate): 429 in the OAuth shape with Retry-After, while another
+// address still registers. Wrong registration tokens spend the address's
+// login budget, as wrong client secrets do.
+func TestDynamicRegistrationBudget(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		md := map[string]any{"client_name": "x", "redirect_uris": []string{"https://app.example/cb"}}
+		var last response
+		for i := range RegistrationBurst {
+			last = e.registerClient("", md)
+			if last.Code != http.StatusCreated {
+				t.Fatalf("registration %d of the burst: %d %s", i, last.Code, last.Body.String())
+			}
+		}
+		r := e.registerClient("", md).wantOAuthError(http.StatusTooManyRequests, "rate_limited")
+		if r.Header().Get("Retry-After") == "" || r.Str("error_description") == "" {
+			t.Fatalf("429 without Retry-After or description: %v %s", r.Header(), r.Body.String())
+		}
+		// Another address is not held back.
+		b, _ := json.Marshal(md)
+		req := httptest.NewRequest("POST", "/oauth2/register", strings.NewReader(string(b)))
+		req.RemoteAddr = "198.51.100.9:5555"
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, req)
+		if w.Code != http.StatusCreated {
+			t.Fatalf("another address: %d %s", w.Code, w.Body.String())
+		}
+		var other map[string]string
+		json.Unmarshal(w.Body.Bytes(), &other)
+		e.secret(other["registration_access_token"])
+		// The refill: one more after 3 minutes.
+		e.clock.Add(3 * time.Minute)
+		e.registerClient("", md).want(http.StatusCreated)
+		e.registerClient("", md).want(http.StatusTooManyRequests)
+
+		// Management is budgeted by the API budget; wrong tokens by the login budget.
+		id, rat := last.Str("client_id"), last.Str("registration_access_token")
+		limited := 0
+		for range 20 {
+			switch c := e.manage("GET", id, base64.RawURLEncoding.EncodeToString([]byte("guess")), nil).Code; c {
+			case http.StatusTooManyRequests:
+				limited++
+			case http.StatusUnauthorized:
+			default:
+				t.Fatalf("a wrong registration token: %d", c)
+			}
+		}
+		if limited < 10 {
+			t.Fatalf("%d of 20 wrong registration tokens from one address were limited; want all after the login burst of 10", limited)
+		}
+		e.manage("GET", id, rat, nil).want(http.StatusOK) // the right token is not held back
+	}, withDynamicRegistration(RegistrationOpen), withDefaultBudgets, func(d *Deps) {
+		d.Registration = ratelimit.New(RegistrationRate, RegistrationBurst, 1000)
+	})
+}
