@@ -49,6 +49,9 @@ const (
 	KindInvalidDPoPProof                    // DPoP at the token and PAR endpoints (RFC 9449 §5)
 	KindUseDPoPNonce                        // DPoP: the server's nonce is required (RFC 9449 §8)
 	KindDPoPProofRefused                    // DPoP at a resource (RFC 9449 §7.1)
+	KindAuthorizationPending                // device grant: the user has not decided yet (RFC 8628 §3.5)
+	KindSlowDown                            // device grant: polled before the interval passed (RFC 8628 §3.5)
+	KindExpiredToken                        // device grant: the device code expired (RFC 8628 §3.5)
 )
 
 // errorTable: kind → status, REST code, OAuth code ("" for none: RFC 6750
@@ -79,12 +82,15 @@ var errorTable = [...]struct {
 	KindUnsupportedGrantType:    {http.StatusBadRequest, "unsupported_grant_type", "unsupported_grant_type"},
 	KindUnsupportedResponseType: {http.StatusBadRequest, "unsupported_response_type", "unsupported_response_type"},
 	KindInvalidScope:            {http.StatusBadRequest, "invalid_scope", "invalid_scope"},
-	KindAccessDenied:            {http.StatusForbidden, "access_denied", "access_denied"},
+	KindAccessDenied:            {http.StatusBadRequest, "access_denied", "access_denied"}, // a redirect, or 400 at the token endpoint (RFC 8628 §3.5, RFC 6749 §5.2)
 	KindLoginRequired:           {http.StatusBadRequest, "login_required", "login_required"},
 	KindConsentRequired:         {http.StatusBadRequest, "consent_required", "consent_required"},
 	KindInvalidDPoPProof:        {http.StatusBadRequest, "invalid_dpop_proof", "invalid_dpop_proof"},
 	KindUseDPoPNonce:            {http.StatusBadRequest, "use_dpop_nonce", "use_dpop_nonce"},
 	KindDPoPProofRefused:        {http.StatusUnauthorized, "invalid_dpop_proof", "invalid_dpop_proof"},
+	KindAuthorizationPending:    {http.StatusBadRequest, "authorization_pending", "authorization_pending"},
+	KindSlowDown:                {http.StatusBadRequest, "slow_down", "slow_down"},
+	KindExpiredToken:            {http.StatusBadRequest, "expired_token", "expired_token"},
 }
 
 // Error is an error a client may see.
