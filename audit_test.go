@@ -19,8 +19,8 @@ import (
 // written): secret comparisons, token mints, token checks.
 var auditPatterns = map[string]*regexp.Regexp{
 	"Secret comparisons": regexp.MustCompile(`^(hmac\.Equal|subtle\.ConstantTimeCompare)$`),
-	"Token mints":        regexp.MustCompile(`^token\.(NewOpaque|NewID|NewTimedID)$|^(idTokens|ts\.Signer|bc\.signer)\.Sign$`),
-	"Token checks":       regexp.MustCompile(`^(ts|o\.Tokens)\.Verify(Issued)?$|\.Verifier\.Parse$|\.(RotateRefresh|ExchangeCode)$|^parseIDTokenHint$|^b\.csrfOK$|^token\.ParseProof$|\.SpendProof$|\.(RegistrationTokenLive|RegisterClient|ClientByRegistrationHash|UpdateRegisteredClient)$`),
+	"Token mints":        regexp.MustCompile(`^token\.(NewOpaque|NewID|NewTimedID|NewUserCode)$|^(idTokens|ts\.Signer|bc\.signer)\.Sign$`),
+	"Token checks":       regexp.MustCompile(`^(ts|o\.Tokens)\.Verify(Issued)?$|\.Verifier\.Parse$|\.(RotateRefresh|ExchangeCode|PendingDeviceCode|PollDeviceCode|RedeemDeviceCode)$|^parseIDTokenHint$|^b\.csrfOK$|^token\.ParseProof$|\.SpendProof$|\.(RegistrationTokenLive|RegisterClient|ClientByRegistrationHash|UpdateRegisteredClient)$`),
 }
 
 // sqlCall is a database/sql call: only store/ may make one.

@@ -300,6 +300,19 @@ type authorization struct {
 	// pushed names the pushed request this one came from (its hash), which
 	// the response, a code or an error, finishes.
 	pushed string
+	// device is set at the device page (device.go), whose forms post there
+	// and carry its user code instead of the authorization request.
+	device *deviceStep
+}
+
+// form returns where the login and consent forms post, the fields they
+// carry, and the CSP form-action source of the redirect that follows them
+// ("" at the device page, which redirects nowhere).
+func (a *authorization) form() (action string, fields []hidden, redirectSource string) {
+	if a.device != nil {
+		return "/oauth2/device", []hidden{{"user_code", a.device.shown}}, ""
+	}
+	return "/oauth2/authorize", carry(a.ar.params), formAction(a.ar.redirectURI)
 }
 
 // finishPushed ends the pushed request once it has its response: it yields
@@ -339,9 +352,10 @@ func carry(params url.Values) []hidden {
 }
 
 func (a *authorization) showLogin(status int, msg, login string) {
-	a.b.render(a.w, status, "login", formAction(a.ar.redirectURI), &pageData{
+	action, fields, src := a.form()
+	a.b.render(a.w, status, "login", src, &pageData{
 		Title: "Sign in", Error: msg, ClientName: a.ar.client.Name, Login: login,
-		Hidden: carry(a.ar.params), CSRF: a.b.csrfToken(a.w, a.r),
+		Hidden: fields, CSRF: a.b.csrfToken(a.w, a.r), Action: action,
 	})
 }
 
@@ -427,9 +441,10 @@ func (a *authorization) showConsent(sess *store.Session) {
 	if u, err := url.Parse(a.ar.redirectURI); err == nil && u.Host != "" {
 		host = u.Host
 	}
-	a.b.render(a.w, http.StatusOK, "consent", formAction(a.ar.redirectURI), &pageData{
+	action, fields, src := a.form()
+	a.b.render(a.w, http.StatusOK, "consent", src, &pageData{
 		Title: "Allow access?", ClientName: a.ar.client.Name, User: user, Scopes: strings.Fields(a.ar.scope),
-		RedirectHost: host, Hidden: carry(a.ar.params), CSRF: a.b.csrfToken(a.w, a.r),
+		RedirectHost: host, Hidden: fields, CSRF: a.b.csrfToken(a.w, a.r), Action: action,
 	})
 }
 

@@ -111,6 +111,9 @@ type pageData struct {
 	Hidden       []hidden
 	CSRF         string
 	Done         bool
+	Action       string // where the login and consent forms post
+	UserCode     string // the device page's code, as shown (XXXX-XXXX)
+	Denied       bool   // the device page's end: the user denied
 }
 
 // render writes a page with the headers every page needs: a strict CSP (no

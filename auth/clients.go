@@ -264,7 +264,7 @@ func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
 	grants = slices.Compact(slices.Sorted(slices.Values(grants)))
 	for _, g := range grants {
 		if !slices.Contains(supportedGrants, g) {
-			return nil, "", httpx.E(httpx.KindValidation, "grant type %q: want authorization_code, refresh_token or client_credentials", clipText(g))
+			return nil, "", httpx.E(httpx.KindValidation, "grant type %q: want authorization_code, refresh_token, client_credentials or %s", clipText(g), grantDeviceCode)
 		}
 	}
 	if spec.Public && spec.ResourceServer {
@@ -276,8 +276,8 @@ func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
 	if slices.Contains(grants, grantAuthorizationCode) && len(spec.RedirectURIs) == 0 {
 		return nil, "", httpx.E(httpx.KindValidation, "authorization_code needs at least one --redirect-uri")
 	}
-	if slices.Contains(grants, grantRefreshToken) && !slices.Contains(grants, grantAuthorizationCode) {
-		return nil, "", httpx.E(httpx.KindValidation, "refresh_token needs authorization_code (refresh tokens come from it)")
+	if slices.Contains(grants, grantRefreshToken) && !slices.Contains(grants, grantAuthorizationCode) && !slices.Contains(grants, grantDeviceCode) {
+		return nil, "", httpx.E(httpx.KindValidation, "refresh_token needs authorization_code or the device grant (refresh tokens come from them)")
 	}
 	for _, list := range [][]string{spec.RedirectURIs, spec.PostLogoutRedirectURIs} {
 		for _, u := range list {

@@ -28,7 +28,7 @@ const (
 	grantClientCredentials = "client_credentials"
 )
 
-var supportedGrants = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials}
+var supportedGrants = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantDeviceCode}
 
 // readForm reads an application/x-www-form-urlencoded POST body (RFC 6749
 // §3.2: parameters in the body; the URL query is ignored). A parameter sent
@@ -116,7 +116,7 @@ func (g *grant) run(ctx context.Context, name string) (*Pair, error) {
 	case name == "":
 		return nil, httpx.E(httpx.KindInvalid, "grant_type is required")
 	case !slices.Contains(supportedGrants, name):
-		return nil, httpx.E(httpx.KindUnsupportedGrantType, "supported: authorization_code, refresh_token, client_credentials")
+		return nil, httpx.E(httpx.KindUnsupportedGrantType, "supported: authorization_code, refresh_token, client_credentials, "+grantDeviceCode)
 	case name == grantClientCredentials && g.c.Public():
 		return nil, httpx.E(httpx.KindInvalidClient, "client authentication failed") // a public client has no credentials to show
 	case !slices.Contains(g.c.GrantTypes, name):
@@ -125,6 +125,8 @@ func (g *grant) run(ctx context.Context, name string) (*Pair, error) {
 		return g.code(ctx)
 	case name == grantRefreshToken:
 		return g.refresh(ctx)
+	case name == grantDeviceCode:
+		return g.device(ctx)
 	}
 	return g.clientCredentials()
 }

@@ -31,6 +31,7 @@ func metadata(iss string, idTokens *token.Signer, requirePAR, registration bool)
 		"authorization_response_iss_parameter_supported": true,
 		"dpop_signing_alg_values_supported":              token.ProofAlgs,
 		"pushed_authorization_request_endpoint":          base + "/oauth2/par",
+		"device_authorization_endpoint":                  base + "/oauth2/device_authorization",
 		"require_pushed_authorization_requests":          requirePAR,
 	}
 	if registration {

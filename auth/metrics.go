@@ -15,7 +15,7 @@ type Metrics struct {
 func NewMetrics(reg *metrics.Registry) *Metrics {
 	return &Metrics{
 		TokensIssued: reg.CounterVec("oauth2_tokens_issued_total", "Access tokens issued, by grant type.", "grant_type",
-			grantPassword, grantAuthorizationCode, grantRefreshToken, grantClientCredentials),
+			grantPassword, grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantDeviceCode),
 		LoginFailures: reg.Counter("oauth2_login_failures_total", "Failed logins (wrong password, unknown account, or throttled)."),
 		MailFailures: reg.CounterVec("oauth2_mail_failures_total",
 			"Mail not sent: refused (the server did not offer STARTTLS, or AUTH with SMTP_USERNAME set) or error.", "reason",

@@ -52,6 +52,9 @@ const (
 	KindInvalidTarget                       // RFC 8707: a resource not configured, or not granted
 	KindInvalidRedirectURI                  // dynamic registration: a redirect URI is refused (RFC 7591 §3.2.2)
 	KindInvalidClientMetadata               // dynamic registration: other metadata is refused (RFC 7591 §3.2.2)
+	KindAuthorizationPending                // device grant: the user has not decided yet (RFC 8628 §3.5)
+	KindSlowDown                            // device grant: polled before the interval passed (RFC 8628 §3.5)
+	KindExpiredToken                        // device grant: the device code expired (RFC 8628 §3.5)
 )
 
 // errorTable: kind → status, REST code, OAuth code ("" for none: RFC 6750
@@ -82,7 +85,7 @@ var errorTable = [...]struct {
 	KindUnsupportedGrantType:    {http.StatusBadRequest, "unsupported_grant_type", "unsupported_grant_type"},
 	KindUnsupportedResponseType: {http.StatusBadRequest, "unsupported_response_type", "unsupported_response_type"},
 	KindInvalidScope:            {http.StatusBadRequest, "invalid_scope", "invalid_scope"},
-	KindAccessDenied:            {http.StatusForbidden, "access_denied", "access_denied"},
+	KindAccessDenied:            {http.StatusBadRequest, "access_denied", "access_denied"}, // a redirect, or 400 at the token endpoint (RFC 8628 §3.5, RFC 6749 §5.2)
 	KindLoginRequired:           {http.StatusBadRequest, "login_required", "login_required"},
 	KindConsentRequired:         {http.StatusBadRequest, "consent_required", "consent_required"},
 	KindInvalidDPoPProof:        {http.StatusBadRequest, "invalid_dpop_proof", "invalid_dpop_proof"},
@@ -91,6 +94,9 @@ var errorTable = [...]struct {
 	KindInvalidTarget:           {http.StatusBadRequest, "invalid_target", "invalid_target"},
 	KindInvalidRedirectURI:      {http.StatusBadRequest, "invalid_redirect_uri", "invalid_redirect_uri"},
 	KindInvalidClientMetadata:   {http.StatusBadRequest, "invalid_client_metadata", "invalid_client_metadata"},
+	KindAuthorizationPending:    {http.StatusBadRequest, "authorization_pending", "authorization_pending"},
+	KindSlowDown:                {http.StatusBadRequest, "slow_down", "slow_down"},
+	KindExpiredToken:            {http.StatusBadRequest, "expired_token", "expired_token"},
 }
 
 // Error is an error a client may see.

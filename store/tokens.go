@@ -293,7 +293,8 @@ type Retention struct {
 // Purge deletes rows that can no longer matter, so that every table is
 // bounded by what is live: expired revocations, refresh tokens, browser
 // sessions, reset tokens, spent or expired verification tokens, login
-// counts past their window, dead families and the codes that started them.
+// counts past their window, dead families and the codes that started them,
+// and device requests an hour after they expire.
 //
 // A family (a session) is kept while it can mint (not revoked, younger than
 // MaxAge, with an unspent refresh token) and then while an access token it
@@ -333,6 +334,8 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 		{`DELETE FROM dpop_proofs WHERE expires_at <= $1`, []any{t}},
 		{`DELETE FROM pushed_requests WHERE expires_at <= $1`, []any{t}},
 		{`DELETE FROM registration_tokens WHERE expires_at <= $1`, []any{t}},
+		// An hour after expiry: a late poll still hears expired_token, a late replay still ends its session.
+		{`DELETE FROM device_codes WHERE expires_at <= $1`, []any{now.Add(-time.Hour).Unix()}},
 	} {
 		if _, err := db.exec(ctx, q.sql, q.args...); err != nil {
 			return err

@@ -171,8 +171,9 @@ const (
 )
 
 // endSignInsTx ends the browser sign-ins that where (signInsByUser,
-// signInsByHash or signInsBySID) selects with arg, and voids the codes they issued that
-// were not exchanged yet. It returns each ended sign-in with each client it
+// signInsByHash or signInsBySID) selects with arg, and voids the codes they
+// issued that were not exchanged yet, and the device requests they approved
+// that were not redeemed yet. It returns each ended sign-in with each client it
 // gave a code to that has a back-channel logout URI.
 func endSignInsTx(ctx context.Context, tx *sql.Tx, where string, arg any) ([]SignIn, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT s.sid, s.user_id, c.id, c.backchannel_logout_uri
@@ -195,6 +196,10 @@ WHERE `+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.si
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE used_at IS NULL AND sid <> ''
+  AND sid IN (SELECT s.sid FROM sessions s WHERE `+where+`)`, arg); err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM device_codes WHERE status = 'approved' AND sid <> ''
   AND sid IN (SELECT s.sid FROM sessions s WHERE `+where+`)`, arg); err != nil {
 		return nil, err
 	}

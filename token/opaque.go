@@ -91,3 +91,30 @@ func (Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
 
 // MarshalText keeps encoding/json and friends from writing the raw value.
 func (Secret) MarshalText() ([]byte, error) { return []byte("REDACTED"), nil }
+
+// UserCodeAlphabet is the alphabet of user codes (RFC 8628 §6.1): twenty
+// consonants, no vowels (no words) and nothing that looks like a digit.
+const UserCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
+
+// UserCodeLen is the length of a user code: 20^8, about 34.5 bits, which is
+// enough only because guesses are throttled (RFC 8628 §5.1).
+const UserCodeLen = 8
+
+// NewUserCode returns a fresh user code of UserCodeLen letters drawn
+// uniformly from UserCodeAlphabet. Like NewOpaque, it panics if the
+// operating system's random source fails.
+func NewUserCode() string {
+	out := make([]byte, 0, UserCodeLen)
+	var b [16]byte
+	for len(out) < UserCodeLen {
+		rand.Read(b[:])
+		for _, c := range b {
+			// 240 is the largest multiple of 20 below 256: rejecting the
+			// rest keeps every letter equally likely.
+			if c < 240 && len(out) < UserCodeLen {
+				out = append(out, UserCodeAlphabet[c%20])
+			}
+		}
+	}
+	return string(out)
+}

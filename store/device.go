@@ -1,0 +1,149 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"time"
+)
+
+// --- device authorization (RFC 8628) ---
+
+// The states of a device request: pending until the user decides at the
+// device page, then approved or denied; an approved one is redeemed once at
+// the token endpoint.
+const (
+	DevicePending  = "pending"
+	DeviceApproved = "approved"
+	DeviceDenied   = "denied"
+	DeviceRedeemed = "redeemed"
+)
+
+// DeviceCode is one device authorization request.
+type DeviceCode struct {
+	Hash      string // SHA-256 hex of the device_code
+	UserCode  string // HMAC of the normalised user code (auth decides how)
+	ClientID  string
+	Scope     string
+	ExpiresAt time.Time
+	Interval  int // seconds between polls; grows with each slow_down
+	Status    string
+	UserID    int64     // who decided (approved)
+	AuthTime  time.Time // when they signed in
+	SID       string    // their browser sign-in
+	FamilyID  string    // the session the redemption started
+	PollEarly bool      // set by PollDeviceCode: this poll came before the interval had passed
+	Resource  string    // the resource its tokens are for (RFC 8707), or ""
+}
+
+const deviceColumns = `hash, user_code, client_id, scope, expires_at, interval_s, status, COALESCE(user_id, 0), auth_time, sid, COALESCE(family_id, ''), poll_early, resource`
+
+func scanDeviceCode(s interface{ Scan(...any) error }) (*DeviceCode, error) {
+	var d DeviceCode
+	var exp, auth int64
+	if err := s.Scan(&d.Hash, &d.UserCode, &d.ClientID, &d.Scope, &exp, &d.Interval, &d.Status, &d.UserID, &auth, &d.SID, &d.FamilyID, &d.PollEarly, &d.Resource); err != nil {
+		return nil, err
+	}
+	d.ExpiresAt, d.AuthTime = time.Unix(exp, 0), time.Unix(auth, 0)
+	return &d, nil
+}
+
+// CreateDeviceCode stores a new pending request. A user code already in a
+// row (a collision of random codes) is ErrConflict: the caller draws
+// another.
+func (db *DB) CreateDeviceCode(ctx context.Context, d *DeviceCode, now time.Time) (err error) {
+	defer wrap(&err, "create device code")
+	_, err = db.exec(ctx, `INSERT INTO device_codes (hash, user_code, client_id, scope, created_at, expires_at, interval_s, resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		d.Hash, d.UserCode, d.ClientID, d.Scope, now.Unix(), d.ExpiresAt.Unix(), d.Interval, d.Resource)
+	return err
+}
+
+// PendingDeviceCode returns the pending, unexpired request with the user
+// code userCode (its HMAC), or ErrNotFound.
+func (db *DB) PendingDeviceCode(ctx context.Context, userCode string, now time.Time) (d *DeviceCode, err error) {
+	defer wrap(&err, "pending device code")
+	if !storable(userCode) {
+		return nil, ErrNotFound
+	}
+	return scanDeviceCode(db.queryRow(ctx, `SELECT `+deviceColumns+` FROM device_codes WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix()))
+}
+
+// DecideDeviceCode approves the pending, unexpired request with the user
+// code userCode for the browser sign-in s, or denies it (s is then
+// ignored). An approval records that the sign-in gave the client access,
+// for back-channel logout, as CreateCode does. A request that is not
+// pending or has expired is ErrNotFound, and nothing changes.
+func (db *DB) DecideDeviceCode(ctx context.Context, userCode string, approve bool, s *Session, now time.Time) (err error) {
+	defer wrap(&err, "decide device code")
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		var res sql.Result
+		var err error
+		if !approve {
+			res, err = tx.ExecContext(ctx, `UPDATE device_codes SET status = 'denied' WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix())
+		} else {
+			res, err = tx.ExecContext(ctx, `UPDATE device_codes SET status = 'approved', user_id = $3, auth_time = $4, sid = $5
+WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix(), s.UserID, s.AuthTime.Unix(), s.SID)
+		}
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		if !approve || s.Hash == "" {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id)
+SELECT $2, client_id FROM device_codes WHERE user_code = $1 ON CONFLICT DO NOTHING`, userCode, s.Hash)
+		return err
+	})
+}
+
+// PollDeviceCode records a poll by clientID of the request whose device
+// code hashes to hash, and returns the request. A poll of a pending request
+// that comes sooner than its interval, less slack, after the previous poll
+// sets PollEarly and grows the interval by step (RFC 8628 §3.5: slow_down
+// "for this and all subsequent requests"); the first poll is measured from
+// nothing. One statement does it, so concurrent polls each see the one
+// before. An unknown hash, or another client's request, is ErrNotFound.
+func (db *DB) PollDeviceCode(ctx context.Context, hash, clientID string, slack, step time.Duration, now time.Time) (d *DeviceCode, err error) {
+	defer wrap(&err, "poll device code")
+	if !storable(clientID) {
+		return nil, ErrNotFound
+	}
+	// In SET every column is the row before the update; RETURNING gives the row after.
+	const early = `status = 'pending' AND polled_ms IS NOT NULL AND $3 - polled_ms < interval_s * 1000 - $4`
+	return scanDeviceCode(db.writeRow(ctx, `UPDATE device_codes SET
+  poll_early = (`+early+`),
+  interval_s = CASE WHEN `+early+` THEN interval_s + $5 ELSE interval_s END,
+  polled_ms = $3
+WHERE hash = $1 AND client_id = $2
+RETURNING `+deviceColumns, hash, clientID, now.UnixMilli(), slack.Milliseconds(), int(step/time.Second)))
+}
+
+// RedeemDeviceCode spends an approved, unexpired request and stores the
+// session it starts (is), atomically: of any number of concurrent
+// redemptions at most one succeeds; the others, and every later one, get
+// ErrReused.
+func (db *DB) RedeemDeviceCode(ctx context.Context, hash string, is Issued, now time.Time) (err error) {
+	defer wrap(&err, "redeem device code")
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE device_codes SET status = 'redeemed', family_id = $2
+WHERE hash = $1 AND status = 'approved' AND expires_at > $3`, hash, is.Family.ID, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrReused
+		}
+		return createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, now)
+	})
+}
+
+// RefundAttempt takes back one attempt that CountLoginAttempt counted
+// against account, where only failed attempts are meant to stay counted
+// (a user code that turned out right).
+func (db *DB) RefundAttempt(ctx context.Context, account string) (err error) {
+	defer wrap(&err, "refund attempt")
+	_, err = db.exec(ctx, `UPDATE login_failures SET failures = failures - 1 WHERE account = $1 AND failures > 0`, account)
+	return err
+}
