@@ -696,7 +696,7 @@ for v in svc["nginx"].get("volumes", []):
     src = v.split(":")[0] if isinstance(v, str) else v.get("source")
     if src.endswith(".template") and not os.path.isfile(src):
         errs.append(f"nginx mounts missing {src}")
-known = set(re.findall(r'\b(?:env|posInt|dur|boolean|getenv)\("([A-Z][A-Z0-9_]*)"', open(os.path.join(root, "config.go")).read()))
+known = set(re.findall(r'\b(?:str|int|dur|bool|list|getenv)\("([A-Z][A-Z0-9_]*)"', open(os.path.join(root, "config.go")).read()))
 for k in env:
     if k not in known:
         errs.append(f"oauth2-api environment {k} is not a server variable")
@@ -716,7 +716,7 @@ step "Kubernetes, ECS and Cloud Run manifests"
 import glob, json, os, re, sys, yaml
 root = sys.argv[1]
 errs = []
-known = set(re.findall(r'\b(?:env|posInt|dur|boolean|getenv)\("([A-Z][A-Z0-9_]*)"', open(os.path.join(root, "config.go")).read()))
+known = set(re.findall(r'\b(?:str|int|dur|bool|list|getenv)\("([A-Z][A-Z0-9_]*)"', open(os.path.join(root, "config.go")).read()))
 known |= {"GOMEMLIMIT", "GOMAXPROCS", "GOGC", "TZ"}
 SECRET_NAMES = {"JWT_SECRET", "JWT_SECRET_PREVIOUS", "DATABASE_URL", "SMTP_PASSWORD"}
 
@@ -912,7 +912,7 @@ PYEOF
 "$PY" - "$ROOT" <<'PYEOF' || fail "deploy/systemd/oauth2-api.env.example"
 import os, re, sys
 root = sys.argv[1]
-known = set(re.findall(r'\b(?:env|posInt|dur|boolean|getenv)\("([A-Z][A-Z0-9_]*)"', open(os.path.join(root, "config.go")).read()))
+known = set(re.findall(r'\b(?:str|int|dur|bool|list|getenv)\("([A-Z][A-Z0-9_]*)"', open(os.path.join(root, "config.go")).read()))
 bad = [m.group(1) for line in open(os.path.join(root, "deploy/systemd/oauth2-api.env.example"))
        for m in [re.match(r"#?([A-Z][A-Z0-9_]*)=", line)] if m and m.group(1) not in known]
 if bad:
