@@ -600,8 +600,9 @@ rewrite() { # $1 in, $2 out, then pairs of "regex" "replacement"
   done
 }
 
-# The site on loopback ports. The per-client zone's rate drops from 100r/s
-# to 1r/m, so that its burst (200) alone decides, whatever this machine's speed.
+# The site on loopback ports. Both zones' rates drop to 1r/m (from 5r/m and
+# 100r/s), so that their bursts (10 and 200) alone decide, however slowly
+# this machine runs the requests; step 5 checks the shipped rates.
 SITE=deploy/nginx/oauth2-api.conf
 rewrite "$SITE" "$tmp/nginx/site-run.conf" \
   '/etc/letsencrypt/live/oauth\.example\.com/fullchain\.pem' "$tmp/cert.pem" \
@@ -611,7 +612,8 @@ rewrite "$SITE" "$tmp/nginx/site-run.conf" \
   '^( *)listen 443 ssl http2( default_server)?;' "\\1listen 127.0.0.1:$P443 ssl http2\\2;" \
   '^( *)listen \[::\]:443 ssl http2( default_server)?;' '\1' \
   'server 127\.0\.0\.1:8080;' "server 127.0.0.1:$PS;" \
-  '(zone=oauth2_api_client:10m) rate=100r/s;' '\1 rate=1r/m;'
+  '(zone=oauth2_api_client:10m) rate=100r/s;' '\1 rate=1r/m;' \
+  '(zone=oauth2_api_login:10m) rate=5r/m;' '\1 rate=1r/m;'
 nginx_conf "$tmp/nginx/site-run.conf" >"$tmp/nginx/run.conf"
 
 # The server as the systemd unit runs it: release mode, loopback only, the
@@ -985,7 +987,7 @@ for p, t in files.items():
             errs.append(f"{p}: the default server on 443 does not refuse unknown names")
     if not any("default_server" in s and re.search(r"listen\s+443\b", s) for s in servers):
         errs.append(f"{p}: no default_server on port 443")
-    for loc in ("/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"):
+    for loc in ("/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/oauth2/par"):
         m = re.search(r"location = %s \{([^}]*)\}" % re.escape(loc), t)
         if not m or "zone=oauth2_api_client " not in m.group(1) or "oauth2_api_login" in m.group(1):
             errs.append(f"{p}: {loc} is not in the per-client zone (alone)")
@@ -993,6 +995,13 @@ for p, t in files.items():
         m = re.search(r"location = %s \{([^}]*)\}" % re.escape(loc), t)
         if not m or "zone=oauth2_api_login " not in m.group(1):
             errs.append(f"{p}: {loc} is not in the password zone")
+    # The budgets of API.md's defaults: LOGIN_RATE_LIMIT 5/m burst 10,
+    # CLIENT_RATE_LIMIT 100/s burst 200.
+    for z, rate, burst in (("oauth2_api_login", "5r/m", "10"), ("oauth2_api_client", "100r/s", "200")):
+        if not re.search(r"zone=%s:\d+m rate=%s;" % (z, rate), t):
+            errs.append(f"{p}: zone {z} is not at {rate}")
+        if set(re.findall(r"limit_req zone=%s burst=(\d+) nodelay;" % z, t)) != {burst}:
+            errs.append(f"{p}: zone {z} is not used with burst={burst} nodelay")
     for d in ("client_header_timeout", "client_body_timeout", "ssl_ecdh_curve"):
         if not re.search(r"^\s*%s\s" % d, t, re.M):
             errs.append(f"{p}: no {d}")
@@ -1008,7 +1017,7 @@ UNIT=deploy/systemd/oauth2-api.service
 mkdir -p "$tmp/systemd"
 printf '#!/bin/sh\nexit 0\n' >"$tmp/systemd/oauth2-api"
 chmod 755 "$tmp/systemd/oauth2-api"
-rewrite "$UNIT" "$tmp/systemd/oauth2-api.service" '^(ExecStart=.*) /usr/local/bin/oauth2-api ' "\\1 $tmp/systemd/oauth2-api "
+rewrite "$UNIT" "$tmp/systemd/oauth2-api.service" '^(ExecStart=(.* )?)/usr/local/bin/oauth2-api ' "\\1$tmp/systemd/oauth2-api "
 out=$(/usr/bin/systemd-analyze verify "$tmp/systemd/oauth2-api.service" 2>&1) || fail "systemd-analyze verify: $out"
 [ -z "$out" ] || fail "systemd-analyze verify complained: $out"
 /usr/bin/systemd-analyze security --offline=true "$tmp/systemd/oauth2-api.service" >"$tmp/systemd/security.txt" 2>&1 || true
@@ -1084,7 +1093,15 @@ printf 'APP_MODE=debug\nGIN_MODE=debug\nLISTEN_ADDR=0.0.0.0\nPORT=%s\n' "$PU" >>
 mkdir -p "$tmp/systemd/weak" "$tmp/systemd/creds"
 printf 'short' >"$tmp/systemd/weak/JWT_SECRET"
 printf '%s' "$tmp/unit.db" >"$tmp/systemd/weak/DATABASE_URL"
-unit_exec "$tmp/systemd/hostile.env" "$tmp/systemd/weak" 2>"$tmp/unit-weak.err"
+unit_exec "$tmp/systemd/hostile.env" "$tmp/systemd/weak" >"$tmp/unit-weak.log" 2>"$tmp/unit-weak.err"
+for _ in $(seq 1 100); do
+  kill -0 "$UNIT_PID" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$UNIT_PID" 2>/dev/null; then
+  kill "$UNIT_PID"
+  fail "ExecStart with APP_MODE=debug in the environment file started the server with a 5-byte secret: not release mode ($(grep -o '"release":[a-z]*' "$tmp/unit-weak.log"))"
+fi
 set +e
 wait "$UNIT_PID"
 rc=$?
@@ -1475,7 +1492,7 @@ for rel, ing in docs.get("Ingress", []):
     if ing["spec"].get("ingressClassName") != "nginx":
         errs.append(f"Ingress {ing['metadata']['name']}: ingressClassName is not nginx")
     paths = [p["path"] for rule in ing["spec"]["rules"] for p in rule["http"]["paths"]]
-    if "nginx.ingress.kubernetes.io/limit-rpm" in ann and set(paths) & {"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"}:
+    if "nginx.ingress.kubernetes.io/limit-rpm" in ann and set(paths) & {"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/oauth2/par"}:
         errs.append(f"Ingress {ing['metadata']['name']}: the token endpoint is in the per-IP password zone (limit-rpm)")
     for rule in ing["spec"]["rules"]:
         for p in rule["http"]["paths"]:
