@@ -34,6 +34,8 @@
 #     secrets as files / pinned versions, the migration Job.
 #  9. The Makefile's docker and release targets, and the SBOM script.
 set -euo pipefail
+# (With pipefail, never `cmd | grep -q`: grep -q stops reading at the first
+# match and cmd may then die of SIGPIPE, failing the pipeline. Use <<<.)
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export PATH="/usr/local/go/bin:$PATH"
@@ -470,8 +472,8 @@ ok ".gitignore: .env, ssl/, secrets/, *.pem, *.key ignored; .env.example kept"
 BIN=$tmp/oauth2-api
 (cd "$tmp/ctx" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=check-deploy" -o "$BIN" .) ||
   fail "go build in the .dockerignore'd build context"
-readelf -d "$BIN" 2>&1 | grep -q "There is no dynamic section" || fail "binary has a dynamic section (not static)"
-file "$BIN" | grep -q "statically linked" || fail "file(1) does not call the binary statically linked: $(file "$BIN")"
+grep -q "There is no dynamic section" <<<"$(readelf -d "$BIN" 2>&1)" || fail "binary has a dynamic section (not static)"
+grep -q "statically linked" <<<"$(file "$BIN")" || fail "file(1) does not call the binary statically linked: $(file "$BIN")"
 [ "$("$BIN" version)" = "oauth2-api check-deploy" ] || fail "version not stamped: $("$BIN" version)"
 ok "CGO_ENABLED=0 binary from the build context: static, version stamped"
 
@@ -912,7 +914,7 @@ for want in "['add', 'oauth2-api', 'systemd']" "['set', 'oauth2-api', 'addjourna
   grep -qF "$want" "$tmp/f2b-dump.txt" || fail "fail2ban-client -d lacks $want"
 done
 for j in oauth2-api oauth2-api-docker; do
-  grep -F "['set', '$j', 'addfailregex'" "$tmp/f2b-dump.txt" | grep -qF 'client authentication failed' ||
+  grep -qF 'client authentication failed' <<<"$(grep -F "['set', '$j', 'addfailregex'" "$tmp/f2b-dump.txt")" ||
     fail "jail $j does not count failed client authentication (mode=aggressive)"
 done
 [ "$(grep -c "DOCKER-USER" "$tmp/f2b-dump.txt")" -ge 2 ] || fail "the docker jails do not ban in DOCKER-USER"
@@ -1591,7 +1593,7 @@ for want in "docker build -f Dockerfile.distroless --build-arg VERSION=v9.9.9" "
   'CGO_ENABLED=0' '-trimpath' '-ldflags="-s -w -X main.version=v9.9.9"' 'for arch in amd64 arm64' 'SHA256SUMS' \
   './scripts/sbom.sh dist/oauth2-api-v9.9.9-linux-$arch v9.9.9' '> dist/oauth2-api-v9.9.9-linux-$arch.cdx.json' \
   'sha256sum oauth2-api-v9.9.9-linux-* > SHA256SUMS'; do
-  printf '%s\n' "$mk" | grep -qF -- "$want" || fail "make docker/release lacks: $want"
+  grep -qF -- "$want" <<<"$mk" || fail "make docker/release lacks: $want"
 done
 # The SBOM of the binary built in step 1: CycloneDX 1.5, the binary's hash,
 # and every module `go version -m` lists.
