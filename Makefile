@@ -52,11 +52,13 @@ docker: ## container image $(IMAGE):$(VERSION) (default oauth2-api) from Dockerf
 	docker build -f Dockerfile.distroless --build-arg VERSION=$(VERSION) \
 		-t $(if $(IMAGE),$(IMAGE),oauth2-api):$(VERSION) .
 
-release: ## static binaries for linux/amd64 and linux/arm64 in dist/, with SHA256SUMS
+release: ## static binaries for linux/amd64 and linux/arm64 in dist/, each with a CycloneDX SBOM (.cdx.json), and SHA256SUMS of all
 	rm -rf dist && mkdir -p dist
 	for arch in amd64 arm64; do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags="-s -w -X main.version=$(VERSION)" \
 			-o dist/oauth2-api-$(VERSION)-linux-$$arch . || exit 1; \
+		GO=$(GO) ./scripts/sbom.sh dist/oauth2-api-$(VERSION)-linux-$$arch $(VERSION) \
+			> dist/oauth2-api-$(VERSION)-linux-$$arch.cdx.json || exit 1; \
 	done
 	cd dist && sha256sum oauth2-api-$(VERSION)-linux-* > SHA256SUMS
 
