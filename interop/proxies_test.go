@@ -33,14 +33,18 @@ import (
 // signs people in and out through Chromium.
 
 // oauth2ProxyBinary returns the oauth2-proxy to test: $OAUTH2_PROXY_BIN
-// (scripts/oauth2-proxy.sh builds it and prints its path), else one on PATH.
-// Without one the test skips, except when CI is set.
+// (scripts/oauth2-proxy.sh builds it and prints its path), else the one
+// that script left in its cache, else one on PATH. Without one the
+// test skips, except when CI is set.
 func oauth2ProxyBinary(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("OAUTH2_PROXY_BIN"); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("OAUTH2_PROXY_BIN: %v", err)
 		}
+		return p
+	}
+	if p := cachedOAuth2Proxy(t); p != "" {
 		return p
 	}
 	if p, err := exec.LookPath("oauth2-proxy"); err == nil {
@@ -51,6 +55,40 @@ func oauth2ProxyBinary(t testing.TB) string {
 	}
 	t.Skip("oauth2-proxy not found: skipping; run with OAUTH2_PROXY_BIN=$(../scripts/oauth2-proxy.sh), which builds v7 once (a few minutes)")
 	return ""
+}
+
+// cachedOAuth2Proxy returns the binary scripts/oauth2-proxy.sh leaves in
+// its cache ($OAUTH2_PROXY_CACHE, or oauth2-api-interop in the user's cache
+// directory) for the version it names, or "" if there is none.
+func cachedOAuth2Proxy(t testing.TB) string {
+	t.Helper()
+	script, err := os.ReadFile(filepath.Join("..", "scripts", "oauth2-proxy.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := ""
+	for line := range strings.Lines(string(script)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "VERSION="); ok {
+			version = v
+			break
+		}
+	}
+	if version == "" {
+		t.Fatal("scripts/oauth2-proxy.sh names no VERSION")
+	}
+	dir := os.Getenv("OAUTH2_PROXY_CACHE")
+	if dir == "" {
+		cache, err := os.UserCacheDir() // $XDG_CACHE_HOME or ~/.cache, as the script
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(cache, "oauth2-api-interop")
+	}
+	p := filepath.Join(dir, "oauth2-proxy-"+version, "oauth2-proxy")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }
 
 // apacheModules is where Debian's apache2 keeps its modules.
