@@ -366,7 +366,7 @@ func (g *grant) device(ctx context.Context) (*Pair, error) {
 	case err != nil:
 		return nil, err
 	case d.Status == store.DeviceRedeemed:
-		if err := g.ts.EndSession(ctx, g.db, d.FamilyID, g.now); err != nil {
+		if err := endReplayed(ctx, g.db, g.ts, d.UserID, d.FamilyID, g.now); err != nil {
 			return nil, err
 		}
 		return nil, bad("redeemed before: the session it started is ended")
@@ -386,38 +386,16 @@ func (g *grant) device(ctx context.Context) (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
-	aud, err := g.ts.audience(d.Resource, g.form["resource"], true)
+	// No nonce: the device authorization request has none (RFC 8628 §3.1).
+	pair, is, err := g.session(u, &store.Code{Scope: d.Scope, AuthTime: d.AuthTime, SID: d.SID, Resource: d.Resource})
 	if err != nil {
 		return nil, err
-	}
-	sub := store.FormatID(u.ID)
-	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: d.Scope, AuthTime: d.AuthTime, Resource: aud}
-	if g.c.Public() {
-		fam.DPoPJKT = g.jkt // a public client's refresh tokens are bound to the key (RFC 9449 §5)
-	}
-	access, claims, err := g.ts.Access(sub, g.c.ID, Mint{Scope: d.Scope, SessionID: fam.ID, Audience: aud, JKT: g.jkt, AuthTime: d.AuthTime}, g.now)
-	if err != nil {
-		return nil, err
-	}
-	is := store.Issued{Family: fam, AccessJTI: claims.ID, AccessExp: claims.Expiry}
-	refresh := ""
-	if slices.Contains(g.c.GrantTypes, grantRefreshToken) {
-		refresh = token.NewOpaque()
-		is.RefreshHash, is.RefreshExp = token.Hash(refresh), g.ts.refreshExpiry(g.now, g.now)
-	}
-	pair := g.ts.pair(access, refresh, d.Scope)
-	if hasScope(d.Scope, scopeOpenID) && g.idTokens != nil {
-		// No nonce: the device authorization request has none (RFC 8628 §3.1).
-		signIn := &store.Code{Scope: d.Scope, AuthTime: d.AuthTime, SID: d.SID}
-		if pair.IDToken, err = mintIDToken(g.idTokens, g.ts, g.c.ID, u, signIn, access, g.now); err != nil {
-			return nil, err
-		}
 	}
 	err = g.db.RedeemDeviceCode(ctx, hash, is, g.now)
 	if errors.Is(err, store.ErrReused) {
 		// A concurrent redemption won: this is a replay; end what it started.
 		if d, err := g.db.PollDeviceCode(ctx, hash, g.c.ID, devicePollSlack, deviceSlowDown, g.now); err == nil && d.FamilyID != "" {
-			if err := g.ts.EndSession(ctx, g.db, d.FamilyID, g.now); err != nil {
+			if err := endReplayed(ctx, g.db, g.ts, d.UserID, d.FamilyID, g.now); err != nil {
 				return nil, err
 			}
 		}
@@ -426,6 +404,6 @@ func (g *grant) device(ctx context.Context) (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.info.UserID = sub
+	g.info.UserID = store.FormatID(u.ID)
 	return pair, nil
 }

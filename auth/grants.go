@@ -272,33 +272,9 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Every grant to a user is a session (a family, with or without refresh
-	// tokens), which its access tokens name in sid, so that ending it (a
-	// replay of this code, logout, revocation) reaches them.
-	sub := store.FormatID(u.ID)
-	aud, err := g.ts.audience(ac.Resource, g.form["resource"], true)
+	pair, is, err := g.session(u, ac)
 	if err != nil {
 		return nil, err
-	}
-	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: ac.Scope, AuthTime: ac.AuthTime, Resource: aud}
-	if g.c.Public() {
-		fam.DPoPJKT = g.jkt // a public client's refresh tokens are bound to the key (RFC 9449 §5)
-	}
-	access, claims, err := g.ts.Access(sub, g.c.ID, Mint{Scope: ac.Scope, SessionID: fam.ID, Audience: aud, JKT: g.jkt, AuthTime: ac.AuthTime}, g.now)
-	if err != nil {
-		return nil, err
-	}
-	is := store.Issued{Family: fam, AccessJTI: claims.ID, AccessExp: claims.Expiry}
-	refresh := ""
-	if slices.Contains(g.c.GrantTypes, grantRefreshToken) {
-		refresh = token.NewOpaque()
-		is.RefreshHash, is.RefreshExp = token.Hash(refresh), g.ts.refreshExpiry(g.now, g.now)
-	}
-	pair := g.ts.pair(access, refresh, ac.Scope)
-	if hasScope(ac.Scope, scopeOpenID) && g.idTokens != nil {
-		if pair.IDToken, err = mintIDToken(g.idTokens, g.ts, g.c.ID, u, ac, access, g.now); err != nil {
-			return nil, err
-		}
 	}
 	err = g.db.ExchangeCode(ctx, hash, is, g.now)
 	if errors.Is(err, store.ErrReused) {
@@ -313,24 +289,65 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.info.UserID = sub
+	g.info.UserID = store.FormatID(u.ID)
 	return pair, nil
+}
+
+// session mints what a user's grant (a code, or an approved device
+// request: its scope, sign-in time, nonce, sid and resource) issues: the
+// token pair, with an ID token for openid, and the session it starts, for
+// the caller to store with the grant's single-use write. Every grant to a
+// user is a session (a family, with or without refresh tokens), which its
+// access tokens name in sid, so that ending it (a replay, logout,
+// revocation) reaches them.
+func (g *grant) session(u *store.User, granted *store.Code) (*Pair, store.Issued, error) {
+	aud, err := g.ts.audience(granted.Resource, g.form["resource"], true)
+	if err != nil {
+		return nil, store.Issued{}, err
+	}
+	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: granted.Scope, AuthTime: granted.AuthTime, Resource: aud}
+	if g.c.Public() {
+		fam.DPoPJKT = g.jkt // a public client's refresh tokens are bound to the key (RFC 9449 §5)
+	}
+	access, claims, err := g.ts.Access(store.FormatID(u.ID), g.c.ID, Mint{Scope: granted.Scope, SessionID: fam.ID, Audience: aud, JKT: g.jkt, AuthTime: granted.AuthTime}, g.now)
+	if err != nil {
+		return nil, store.Issued{}, err
+	}
+	is := store.Issued{Family: fam, AccessJTI: claims.ID, AccessExp: claims.Expiry}
+	refresh := ""
+	if slices.Contains(g.c.GrantTypes, grantRefreshToken) {
+		refresh = token.NewOpaque()
+		is.RefreshHash, is.RefreshExp = token.Hash(refresh), g.ts.refreshExpiry(g.now, g.now)
+	}
+	pair := g.ts.pair(access, refresh, granted.Scope)
+	if hasScope(granted.Scope, scopeOpenID) && g.idTokens != nil {
+		if pair.IDToken, err = mintIDToken(g.idTokens, g.ts, g.c.ID, u, granted, access, g.now); err != nil {
+			return nil, store.Issued{}, err
+		}
+	}
+	return pair, is, nil
 }
 
 // revokeIssued ends the session a code started, refresh and access tokens
 // alike (RFC 6749 §4.1.2: a code used twice should revoke its tokens).
 func revokeIssued(ctx context.Context, db *store.DB, ts *Tokens, ac *store.Code, now time.Time) error {
 	if ac.FamilyID != "" {
-		e := auditEvent(ctx, actSessionEnded, store.FormatID(ac.UserID), outSuccess, "reason", "code replay", "session", ac.FamilyID)
-		if err := ts.EndSession(store.WithEvent(ctx, e), db, ac.FamilyID, now); err != nil {
-			return err
-		}
-		recorded(ctx, e)
-		return nil
+		return endReplayed(ctx, db, ts, ac.UserID, ac.FamilyID, now)
 	}
 	if ac.AccessJTI != "" { // exchanged before every grant started a session
 		return ts.RevokeAccess(ctx, db, &token.Claims{ID: ac.AccessJTI, Expiry: ac.AccessExp}, now)
 	}
+	return nil
+}
+
+// endReplayed ends the session a single-use grant (a code, a device code)
+// started when the grant is presented again, with its audit record.
+func endReplayed(ctx context.Context, db *store.DB, ts *Tokens, userID int64, familyID string, now time.Time) error {
+	e := auditEvent(ctx, actSessionEnded, store.FormatID(userID), outSuccess, "reason", "grant replay", "session", familyID)
+	if err := ts.EndSession(store.WithEvent(ctx, e), db, familyID, now); err != nil {
+		return err
+	}
+	recorded(ctx, e)
 	return nil
 }
 
