@@ -352,20 +352,28 @@ var ErrLimited = errors.New("limit reached")
 // already had max tokens made within the last hour.
 func (db *DB) ReplaceResetToken(ctx context.Context, hash string, userID int64, max int, expires, now time.Time) (err error) {
 	defer wrap(&err, "replace reset token")
+	return db.replaceLink(ctx, "reset_tokens", userID, max, now,
+		`INSERT INTO reset_tokens (hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`, hash, userID, now.Unix(), expires.Unix())
+}
+
+// replaceLink stores a user's new one-time link token with insert (and
+// args), in table (reset_tokens or email_verification_tokens, constants),
+// after voiding the user's others, unless the user has had max of them in
+// the past hour (ErrLimited).
+func (db *DB) replaceLink(ctx context.Context, table string, userID int64, max int, now time.Time, insert string, args ...any) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM reset_tokens WHERE user_id = $1 AND created_at > $2`,
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+table+` WHERE user_id = $1 AND created_at > $2`,
 			userID, now.Add(-time.Hour).Unix()).Scan(&n); err != nil {
 			return err
 		}
 		if n >= max {
 			return ErrLimited
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, userID, now.Unix()); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, userID, now.Unix()); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO reset_tokens (hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
-			hash, userID, now.Unix(), expires.Unix())
+		_, err := tx.ExecContext(ctx, insert, args...)
 		return err
 	})
 }

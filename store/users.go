@@ -288,22 +288,9 @@ func (db *DB) RehashPassword(ctx context.Context, id int64, old, hash string) (e
 // tokens made within the last hour.
 func (db *DB) ReplaceVerificationToken(ctx context.Context, hash string, userID int64, email string, max int, expires, now time.Time) (err error) {
 	defer wrap(&err, "replace verification token")
-	return db.tx(ctx, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM email_verification_tokens WHERE user_id = $1 AND created_at > $2`,
-			userID, now.Add(-time.Hour).Unix()).Scan(&n); err != nil {
-			return err
-		}
-		if n >= max {
-			return ErrLimited
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE email_verification_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, userID, now.Unix()); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO email_verification_tokens (hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
-			hash, userID, email, now.Unix(), expires.Unix())
-		return err
-	})
+	return db.replaceLink(ctx, "email_verification_tokens", userID, max, now,
+		`INSERT INTO email_verification_tokens (hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+		hash, userID, email, now.Unix(), expires.Unix())
 }
 
 // VerifyEmail spends the verification token and marks the user's email
