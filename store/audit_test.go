@@ -11,6 +11,7 @@ import (
 
 	"oauth2-api/store"
 	"oauth2-api/store/storetest"
+	"oauth2-api/token"
 )
 
 func event(action, subject string) *store.Event {
@@ -179,4 +180,31 @@ func TestAuditPrune(t *testing.T) {
 			t.Fatalf("VerifyAudit after pruning and appending: %d, %v", n, err)
 		}
 	})
+}
+
+// BenchmarkAuditedLogin is what the audit log adds to a login's one write:
+// the session and refresh token created alone ("plain"), and with the
+// login's event appended in the same transaction ("audited": an insert and
+// the head row's update). A login also hashes its password with argon2id
+// (tens of milliseconds); this is the whole of the log's share.
+func BenchmarkAuditedLogin(b *testing.B) {
+	for _, d := range storetest.Dialects {
+		db := storetest.Open(b, d)
+		u := newUser(b, db, "ann@example.com", "ann")
+		for _, audited := range []bool{false, true} {
+			name := map[bool]string{false: "plain", true: "audited"}[audited]
+			b.Run(d+"/"+name, func(b *testing.B) {
+				for b.Loop() {
+					c := ctx
+					if audited {
+						c = store.WithEvent(ctx, event("login.success", store.FormatID(u.ID)))
+					}
+					f := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: "c1", Scope: "a b", AuthTime: t0}
+					if err := db.CreateFamily(c, f, token.Hash(token.NewOpaque()), t0.Add(time.Hour), t0); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
 }
