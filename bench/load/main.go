@@ -65,6 +65,33 @@ type result struct {
 	peakRSS       int64 // KiB
 	note          string
 	floorRelative bool
+	cpu           time.Duration // the server's CPU time (user and system) per request
+}
+
+// measured is the process whose CPU time wrkFor and goLoad charge to their
+// requests: the floor or the server under test. CPU per request is steadier
+// than requests per second on a shared machine: another job's load slows
+// the run but adds little to what each request costs.
+var measured int
+
+// cpuTime is the user and system time pid has used so far.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces) in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+func perRequest(cpu time.Duration, r result) time.Duration {
+	if r.requests == 0 {
+		return 0
+	}
+	return cpu / time.Duration(r.requests)
 }
 
 func main() {
@@ -139,6 +166,7 @@ func runFloor(tmp, bin string) result {
 	script := wrkScript(tmp, "floor", "POST", "grant_type=client_credentials", map[string]string{
 		"Content-Type": "application/x-www-form-urlencoded", "Authorization": "Basic Zmxvb3I6Zmxvb3I=",
 	}, 200, `"access_token"`)
+	measured = cmd.Process.Pid
 	r := wrk(base+"/oauth2/token", script)
 	r.db, r.name = "-", "floor (bare net/http)"
 	r.peakRSS = peakRSS(cmd.Process.Pid)
@@ -194,6 +222,7 @@ func runServer(tmp, bin, db, dbURL string, argon float64) []result {
 	check(s.cmd.Start())
 	defer stop(s.cmd)
 	startup := waitFor(s.base+"/health", "GET").Sub(start)
+	measured = s.cmd.Process.Pid
 	time.Sleep(500 * time.Millisecond)
 	idle := rss(s.cmd.Process.Pid)
 
@@ -424,7 +453,7 @@ func goLoad(workers int, step func(c *http.Client, w int) error) result {
 	lat := make([][]time.Duration, workers)
 	deadline := time.Now().Add(*duration)
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime(measured)
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -445,6 +474,7 @@ func goLoad(workers int, step func(c *http.Client, w int) error) result {
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	r := result{requests: reqs.Load(), errors: errs.Load(), rps: float64(reqs.Load()-errs.Load()) / elapsed.Seconds()}
+	r.cpu = perRequest(cpuTime(measured)-cpu0, r)
 	if len(all) > 0 {
 		r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
 	}
@@ -624,6 +654,7 @@ var (
 )
 
 func wrkFor(url, script string, d time.Duration) result {
+	cpu0 := cpuTime(measured)
 	out, err := exec.Command("wrk", "-t"+strconv.Itoa(*threads), "-c"+strconv.Itoa(*conns), "-d"+d.String(),
 		"--latency", "-s", script, url).CombinedOutput()
 	if err != nil {
@@ -658,6 +689,7 @@ func wrkFor(url, script string, d time.Duration) result {
 			r.errors += n
 		}
 	}
+	r.cpu = perRequest(cpuTime(measured)-cpu0, r)
 	// Non-2xx responses are already counted by the script's status check.
 	if r.errors > 0 && r.requests > 0 {
 		r.rps *= float64(r.requests-min(r.errors, r.requests)) / float64(r.requests) // errors are not throughput
@@ -669,19 +701,22 @@ func wrkFor(url, script string, d time.Duration) result {
 
 func printTable(rs []result, floor float64) {
 	fmt.Println()
-	fmt.Println("| db | scenario | req/s | p50 | p99 | errors | vs floor | peak RSS | note |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Println("| db | scenario | req/s | p50 | p99 | errors | vs floor | server CPU/req | peak RSS | note |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, r := range rs {
 		ratio := "-"
 		if r.floorRelative && r.rps > 0 && floor > 0 {
 			ratio = fmt.Sprintf("%.0f%%", 100*r.rps/floor)
 		}
-		rps, p50, p99 := "-", "-", "-"
+		rps, p50, p99, cpu := "-", "-", "-", "-"
+		if r.cpu > 0 {
+			cpu = r.cpu.Round(time.Microsecond).String()
+		}
 		if r.rps > 0 {
 			rps = fmt.Sprintf("%.0f", r.rps)
 			p50, p99 = r.p50.Round(10*time.Microsecond).String(), r.p99.Round(10*time.Microsecond).String()
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s | %d | %s | %.1f MiB | %s |\n", r.db, r.name, rps, p50, p99, r.errors, ratio, float64(r.peakRSS)/1024, r.note)
+		fmt.Printf("| %s | %s | %s | %s | %s | %d | %s | %s | %.1f MiB | %s |\n", r.db, r.name, rps, p50, p99, r.errors, ratio, cpu, float64(r.peakRSS)/1024, r.note)
 	}
 }
 
