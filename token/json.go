@@ -1,7 +1,6 @@
 package token
 
 import (
-	"bytes"
 	"encoding/json"
 	"unicode"
 )
@@ -12,51 +11,68 @@ import (
 // duplicates, encoding/json keeps the last value while a proxy, a log or a
 // validator may have read the first: {"password":"short","password":"long…"}
 // must be refused, not resolved.
+//
+// body must be valid JSON (the caller has decoded it): the scan only tracks
+// where keys are, without checking syntax. (encoding/json's tokenizer did
+// the same at a dozen allocations per token; FuzzRepeatsKey holds the two
+// to the same answers.)
 func RepeatsKey(body []byte) bool {
 	type frame struct {
 		keys    map[string]struct{} // nil for an array
-		inValue bool                // the object's next token is a value
+		wantKey bool                // the object's next string is a key
 	}
-	var stack []*frame
-	dec := json.NewDecoder(bytes.NewReader(body))
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return false // the end (Decode has checked the syntax)
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+	var stack []frame
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; c {
+		case '{':
+			stack = append(stack, frame{keys: map[string]struct{}{}, wantKey: true})
+		case '[':
+			stack = append(stack, frame{})
+		case '}', ']':
 			stack = stack[:len(stack)-1]
-			continue
-		}
-		if top != nil && top.keys != nil && !top.inValue {
-			k := foldKey(tok.(string))
-			if _, dup := top.keys[k]; dup {
-				return true
+		case ',':
+			if top := &stack[len(stack)-1]; top.keys != nil {
+				top.wantKey = true
 			}
-			top.keys[k] = struct{}{}
-			top.inValue = true
-			continue
-		}
-		if top != nil && top.keys != nil {
-			top.inValue = false // this token starts the value; the next is a key
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, &frame{keys: map[string]struct{}{}})
-		case json.Delim('['):
-			stack = append(stack, &frame{})
+		case '"':
+			j, escaped := i+1, false
+			for ; body[j] != '"'; j++ {
+				if body[j] == '\\' {
+					escaped = true
+					j++ // the escaped byte, a quote perhaps
+				}
+			}
+			if top := len(stack) - 1; top >= 0 && stack[top].wantKey {
+				k := string(body[i+1 : j])
+				if escaped {
+					json.Unmarshal(body[i:j+1], &k) // valid JSON: cannot fail
+				}
+				k = foldKey(k)
+				if _, dup := stack[top].keys[k]; dup {
+					return true
+				}
+				stack[top].keys[k] = struct{}{}
+				stack[top].wantKey = false
+			}
+			i = j
 		}
 	}
+	return false
 }
 
 // foldKey maps s to one representative of its class under Unicode simple
 // case folding (the smallest rune of each rune's folding orbit), so that
 // keys equal under strings.EqualFold map to the same string.
 func foldKey(s string) string {
+	if ascii(s) { // the orbit of an ASCII letter has its upper case as its least rune (k: K, k, U+212A)
+		b := []byte(s)
+		for i, c := range b {
+			if 'a' <= c && c <= 'z' {
+				b[i] = c - 'a' + 'A'
+			}
+		}
+		return string(b)
+	}
 	b := make([]rune, 0, len(s))
 	for _, r := range s {
 		m := r
@@ -66,4 +82,13 @@ func foldKey(s string) string {
 		b = append(b, m)
 	}
 	return string(b)
+}
+
+func ascii(s string) bool {
+	for i := range len(s) {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
