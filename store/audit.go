@@ -20,7 +20,11 @@ import (
 // PostgreSQL that UPDATE takes the row's lock until commit, so concurrent
 // appends from any number of instances queue behind it and each reads the
 // hash its predecessor committed; on SQLite every write transaction already
-// holds the database's write lock. The head also keeps the base: the hash
+// holds the database's write lock. MySQL has no UPDATE … RETURNING: there the
+// UPDATE is followed by a SELECT of the row (updateReturning). InnoDB's
+// UPDATE locks the row until commit too, reading its latest committed
+// version, not a snapshot, and the SELECT in the same transaction reads the
+// row this transaction wrote: appends queue as they do on PostgreSQL. The head also keeps the base: the hash
 // and number of the last event pruned, from which the kept chain verifies.
 //
 // An event rides in the context of the write it records (WithEvent): the
@@ -74,14 +78,14 @@ func eventSubject(ctx context.Context, id int64) {
 
 // Audit appends e on its own: the event is the only write.
 func (db *DB) Audit(ctx context.Context, e *Event) (err error) {
-	defer wrap(&err, "audit")
-	return db.tx(WithEvent(ctx, e), func(*sql.Tx) error { return nil })
+	defer db.wrap(&err, "audit")
+	return db.tx(WithEvent(ctx, e), func(*txn) error { return nil })
 }
 
 // appendEvent appends e to the chain in tx.
-func appendEvent(ctx context.Context, tx *sql.Tx, e *Event) error {
+func appendEvent(ctx context.Context, tx *txn, e *Event) error {
 	var prev string
-	if err := tx.QueryRowContext(ctx, `UPDATE audit_head SET n = n + 1 WHERE one = 1 RETURNING n, hash`).Scan(&e.ID, &prev); err != nil {
+	if err := tx.updateReturning(ctx, `UPDATE audit_head SET n = n + 1 WHERE one = 1`, `n, hash`, `audit_head WHERE one = 1`).Scan(&e.ID, &prev); err != nil {
 		return fmt.Errorf("audit head: %w", err)
 	}
 	if e.Time.IsZero() {
@@ -135,10 +139,10 @@ type AuditFilter struct {
 
 // ListAudit returns events oldest first.
 func (db *DB) ListAudit(ctx context.Context, f AuditFilter) (list []Event, err error) {
-	defer wrap(&err, "list audit events")
+	defer db.wrap(&err, "list audit events")
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
-	rows, err := db.r.QueryContext(ctx, `SELECT id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash
+	rows, err := db.read(ctx, `SELECT id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash
 FROM audit_events WHERE id > $1 AND time_ms >= $2 AND ($3 = '' OR action = $3) AND ($4 = '' OR actor = $4 OR subject = $4)
 ORDER BY id LIMIT $5`, f.AfterID, f.Since.UnixMilli(), f.Action, f.User, f.Limit)
 	if err != nil {
@@ -180,15 +184,15 @@ var ErrChainBroken = errors.New("audit chain broken")
 func (db *DB) VerifyAudit(ctx context.Context, head string) (n int, err error) {
 	defer func() {
 		if !errors.Is(err, ErrChainBroken) {
-			wrap(&err, "verify audit log")
+			db.wrap(&err, "verify audit log")
 		}
 	}()
 	var lastN, baseN int64
 	var lastHash, prev string
-	if err := db.r.QueryRowContext(ctx, `SELECT n, hash, base_n, base_hash FROM audit_head WHERE one = 1`).Scan(&lastN, &lastHash, &baseN, &prev); err != nil {
+	if err := db.queryRow(ctx, `SELECT n, hash, base_n, base_hash FROM audit_head WHERE one = 1`).Scan(&lastN, &lastHash, &baseN, &prev); err != nil {
 		return 0, err
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash
+	rows, err := db.read(ctx, `SELECT id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash
 FROM audit_events ORDER BY id`)
 	if err != nil {
 		return 0, err
@@ -225,8 +229,8 @@ FROM audit_events ORDER BY id`)
 // verifiable: the head's base becomes the last pruned event's number and
 // hash, in the same transaction.
 func (db *DB) PruneAudit(ctx context.Context, before time.Time) (err error) {
-	defer wrap(&err, "prune audit log")
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "prune audit log")
+	return db.tx(ctx, func(tx *txn) error {
 		var id sql.NullInt64
 		var hash sql.NullString
 		err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit_events WHERE id = (SELECT MAX(id) FROM audit_events WHERE time_ms < $1)`,

@@ -51,7 +51,7 @@ func scanDeviceCode(s interface{ Scan(...any) error }) (*DeviceCode, error) {
 // row (a collision of random codes) is ErrConflict: the caller draws
 // another.
 func (db *DB) CreateDeviceCode(ctx context.Context, d *DeviceCode, now time.Time) (err error) {
-	defer wrap(&err, "create device code")
+	defer db.wrap(&err, "create device code")
 	_, err = db.exec(ctx, `INSERT INTO device_codes (hash, user_code, client_id, scope, created_at, expires_at, interval_s, resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		d.Hash, d.UserCode, d.ClientID, d.Scope, now.Unix(), d.ExpiresAt.Unix(), d.Interval, d.Resource)
 	return err
@@ -60,7 +60,7 @@ func (db *DB) CreateDeviceCode(ctx context.Context, d *DeviceCode, now time.Time
 // PendingDeviceCode returns the pending, unexpired request with the user
 // code userCode (its HMAC), or ErrNotFound.
 func (db *DB) PendingDeviceCode(ctx context.Context, userCode string, now time.Time) (d *DeviceCode, err error) {
-	defer wrap(&err, "pending device code")
+	defer db.wrap(&err, "pending device code")
 	if !storable(userCode) {
 		return nil, ErrNotFound
 	}
@@ -73,8 +73,8 @@ func (db *DB) PendingDeviceCode(ctx context.Context, userCode string, now time.T
 // for back-channel logout, as CreateCode does. A request that is not
 // pending or has expired is ErrNotFound, and nothing changes.
 func (db *DB) DecideDeviceCode(ctx context.Context, userCode string, approve bool, s *Session, now time.Time) (err error) {
-	defer wrap(&err, "decide device code")
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "decide device code")
+	return db.tx(ctx, func(tx *txn) error {
 		var res sql.Result
 		var err error
 		if !approve {
@@ -93,7 +93,7 @@ WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.
 			return nil
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id)
-SELECT $2, client_id FROM device_codes WHERE user_code = $1 ON CONFLICT DO NOTHING`, userCode, s.Hash)
+SELECT $2, client_id FROM device_codes WHERE user_code = $1`+db.keepExisting("session_clients", "client_id"), userCode, s.Hash)
 		return err
 	})
 }
@@ -106,18 +106,25 @@ SELECT $2, client_id FROM device_codes WHERE user_code = $1 ON CONFLICT DO NOTHI
 // nothing. One statement does it, so concurrent polls each see the one
 // before. An unknown hash, or another client's request, is ErrNotFound.
 func (db *DB) PollDeviceCode(ctx context.Context, hash, clientID string, slack, step time.Duration, now time.Time) (d *DeviceCode, err error) {
-	defer wrap(&err, "poll device code")
+	defer db.wrap(&err, "poll device code")
 	if !storable(clientID) {
 		return nil, ErrNotFound
 	}
-	// In SET every column is the row before the update; RETURNING gives the row after.
+	// In SET every column is the row before the update; RETURNING gives the
+	// row after. MySQL assigns left to right, each assignment seeing those
+	// before it: early reads no column assigned before it, so it means the
+	// same there.
 	const early = `status = 'pending' AND polled_ms IS NOT NULL AND $3 - polled_ms < interval_s * 1000 - $4`
-	return scanDeviceCode(db.writeRow(ctx, `UPDATE device_codes SET
+	err = db.updateRow(ctx, func(r scanner) (err error) { d, err = scanDeviceCode(r); return err }, `UPDATE device_codes SET
   poll_early = (`+early+`),
   interval_s = CASE WHEN `+early+` THEN interval_s + $5 ELSE interval_s END,
   polled_ms = $3
-WHERE hash = $1 AND client_id = $2
-RETURNING `+deviceColumns, hash, clientID, now.UnixMilli(), slack.Milliseconds(), int(step/time.Second)))
+WHERE hash = $1 AND client_id = $2`, deviceColumns, `device_codes WHERE hash = $1`,
+		hash, clientID, now.UnixMilli(), slack.Milliseconds(), int(step/time.Second))
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // RedeemDeviceCode spends an approved, unexpired request and stores the
@@ -125,8 +132,8 @@ RETURNING `+deviceColumns, hash, clientID, now.UnixMilli(), slack.Milliseconds()
 // redemptions at most one succeeds; the others, and every later one, get
 // ErrReused.
 func (db *DB) RedeemDeviceCode(ctx context.Context, hash string, is Issued, now time.Time) (err error) {
-	defer wrap(&err, "redeem device code")
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "redeem device code")
+	return db.tx(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE device_codes SET status = 'redeemed', family_id = $2
 WHERE hash = $1 AND status = 'approved' AND expires_at > $3`, hash, is.Family.ID, now.Unix())
 		if err != nil {
@@ -143,7 +150,7 @@ WHERE hash = $1 AND status = 'approved' AND expires_at > $3`, hash, is.Family.ID
 // against account, where only failed attempts are meant to stay counted
 // (a user code that turned out right).
 func (db *DB) RefundAttempt(ctx context.Context, account string) (err error) {
-	defer wrap(&err, "refund attempt")
+	defer db.wrap(&err, "refund attempt")
 	_, err = db.exec(ctx, `UPDATE login_failures SET failures = failures - 1 WHERE account = $1 AND failures > 0`, account)
 	return err
 }

@@ -75,7 +75,7 @@ func nullIfEmpty(s string) sql.NullString { return sql.NullString{String: s, Val
 // element reads back byte for byte whatever it holds; grant types and
 // scopes must hold no whitespace inside an element.
 func (db *DB) CreateClient(ctx context.Context, c *Client, now time.Time) (err error) {
-	defer wrap(&err, "create client")
+	defer db.wrap(&err, "create client")
 	_, err = db.exec(ctx, qInsertClient, clientRow(c, now)...)
 	return err
 }
@@ -92,7 +92,7 @@ func clientRow(c *Client, now time.Time) []any {
 
 // ClientByID returns the client, or an error wrapping ErrNotFound.
 func (db *DB) ClientByID(ctx context.Context, id string) (c *Client, err error) {
-	defer wrap(&err, "client by id")
+	defer db.wrap(&err, "client by id")
 	if !storable(id) {
 		return nil, ErrNotFound
 	}
@@ -101,10 +101,10 @@ func (db *DB) ClientByID(ctx context.Context, id string) (c *Client, err error) 
 
 // ListClients returns every client ordered by creation.
 func (db *DB) ListClients(ctx context.Context) (list []Client, err error) {
-	defer wrap(&err, "list clients")
+	defer db.wrap(&err, "list clients")
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
-	rows, err := db.r.QueryContext(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY created_at, id`)
+	rows, err := db.read(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY created_at, id`)
 	if err != nil {
 		return nil, err
 	}
@@ -124,11 +124,11 @@ func (db *DB) ListClients(ctx context.Context) (list []Client, err error) {
 // refresh token families, and records a 'client' revocation so that its
 // access tokens stop working on every instance.
 func (db *DB) DeleteClient(ctx context.Context, id string, accessTTL time.Duration, now time.Time) (err error) {
-	defer wrap(&err, "delete client")
+	defer db.wrap(&err, "delete client")
 	if !storable(id) {
 		return ErrNotFound
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id)
 		if err != nil {
 			return err
@@ -148,11 +148,11 @@ func (db *DB) DeleteClient(ctx context.Context, id string, accessTTL time.Durati
 // access tokens minted with it stop working too. Refresh tokens survive; the
 // client needs its new secret to use them.
 func (db *DB) SetClientSecret(ctx context.Context, id, secretHash string, accessTTL time.Duration, now time.Time) (err error) {
-	defer wrap(&err, "set client secret")
+	defer db.wrap(&err, "set client secret")
 	if !storable(id) {
 		return ErrNotFound
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1 AND secret_hash IS NOT NULL`, id, secretHash, now.Unix())
 		if err != nil {
 			return err
@@ -191,8 +191,8 @@ type Code struct {
 // browser sign-in (SessionHash) gave the client a code, for back-channel
 // logout.
 func (db *DB) CreateCode(ctx context.Context, c *Code, now time.Time) (err error) {
-	defer wrap(&err, "create code")
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "create code")
+	return db.tx(ctx, func(tx *txn) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, created_at, expires_at, sid, dpop_jkt, resource)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 			c.Hash, c.ClientID, c.UserID, c.RedirectURI, c.Scope, c.CodeChallenge, c.Nonce, c.AuthTime.Unix(), now.Unix(), c.ExpiresAt.Unix(), c.SID, c.DPoPJKT, c.Resource); err != nil {
@@ -201,14 +201,14 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		if c.SessionHash == "" {
 			return nil
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, c.SessionHash, c.ClientID)
+		_, err := tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id) VALUES ($1, $2)`+db.keepExisting("session_clients", "client_id"), c.SessionHash, c.ClientID)
 		return err
 	})
 }
 
 // CodeByHash returns the code, used or not, or ErrNotFound.
 func (db *DB) CodeByHash(ctx context.Context, hash string) (c *Code, err error) {
-	defer wrap(&err, "code by hash")
+	defer db.wrap(&err, "code by hash")
 	c = &Code{Hash: hash}
 	var authTime, exp int64
 	var used, accessExp sql.NullInt64
@@ -237,8 +237,8 @@ type Issued struct {
 // number of concurrent exchanges of one code at most one succeeds; the others,
 // and every later one, get ErrReused.
 func (db *DB) ExchangeCode(ctx context.Context, hash string, is Issued, now time.Time) (err error) {
-	defer wrap(&err, "exchange code")
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "exchange code")
+	return db.tx(ctx, func(tx *txn) error {
 		familyID := sql.NullString{}
 		if is.Family != nil {
 			familyID = sql.NullString{String: is.Family.ID, Valid: true}
@@ -263,7 +263,7 @@ WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), fami
 // ConsentedScope returns the scopes the user has granted the client, and
 // whether the user has consented to the client at all.
 func (db *DB) ConsentedScope(ctx context.Context, userID int64, clientID string) (scope string, ok bool, err error) {
-	defer wrap(&err, "consent")
+	defer db.wrap(&err, "consent")
 	err = db.queryRow(ctx, `SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2`, userID, clientID).Scan(&scope)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
@@ -274,9 +274,13 @@ func (db *DB) ConsentedScope(ctx context.Context, userID int64, clientID string)
 // SaveConsent records that the user granted the client scope (replacing the
 // previous grant, which the caller has merged in).
 func (db *DB) SaveConsent(ctx context.Context, userID int64, clientID, scope string, now time.Time) (err error) {
-	defer wrap(&err, "save consent")
+	defer db.wrap(&err, "save consent")
+	upsert := `ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at`
+	if db.dialect == MySQL {
+		upsert = `ON DUPLICATE KEY UPDATE scope = VALUES(scope), updated_at = VALUES(updated_at)` // MariaDB has no row alias for excluded
+	}
 	_, err = db.exec(ctx, `INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES ($1, $2, $3, $4)
-ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at`, userID, clientID, scope, now.Unix())
+`+upsert, userID, clientID, scope, now.Unix())
 	return err
 }
 
@@ -293,7 +297,7 @@ type Session struct {
 
 // CreateSession stores a session under the hash of its cookie value.
 func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err error) {
-	defer wrap(&err, "create session")
+	defer db.wrap(&err, "create session")
 	_, err = db.exec(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5)`,
 		hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID)
 	return err
@@ -301,7 +305,7 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err er
 
 // SessionByHash returns the unexpired session of a live, active user, or ErrNotFound.
 func (db *DB) SessionByHash(ctx context.Context, hash string, now time.Time) (s *Session, err error) {
-	defer wrap(&err, "session")
+	defer db.wrap(&err, "session")
 	s = &Session{Hash: hash}
 	var auth, exp int64
 	err = db.queryRow(ctx, `SELECT s.user_id, s.auth_time, s.expires_at, s.sid FROM sessions s JOIN users u ON u.id = s.user_id
@@ -316,8 +320,8 @@ WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active
 // DeleteSession ends a browser sign-in (RP-initiated logout) with the codes
 // it issued that were not exchanged yet; it returns the clients to tell.
 func (db *DB) DeleteSession(ctx context.Context, hash string) (e Ended, err error) {
-	defer wrap(&err, "delete session")
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "delete session")
+	err = db.tx(ctx, func(tx *txn) error {
 		e.SignIns, err = endSignInsTx(ctx, tx, signInsByHash, hash)
 		return err
 	})
@@ -329,11 +333,11 @@ func (db *DB) DeleteSession(ctx context.Context, hash string) (e Ended, err erro
 // which holds the sign-in's ID token but not its cookie). An empty sid ends
 // nothing: sign-ins from before sids were recorded all have "".
 func (db *DB) DeleteSessionBySID(ctx context.Context, sid string) (e Ended, err error) {
-	defer wrap(&err, "delete session by sid")
+	defer db.wrap(&err, "delete session by sid")
 	if sid == "" {
 		return e, nil
 	}
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	err = db.tx(ctx, func(tx *txn) error {
 		e.SignIns, err = endSignInsTx(ctx, tx, signInsBySID, sid)
 		return err
 	})
@@ -351,7 +355,7 @@ var ErrLimited = errors.New("limit reached")
 // ErrConflict). It refuses with ErrLimited, storing nothing, when the user
 // already had max tokens made within the last hour.
 func (db *DB) ReplaceResetToken(ctx context.Context, hash string, userID int64, max int, expires, now time.Time) (err error) {
-	defer wrap(&err, "replace reset token")
+	defer db.wrap(&err, "replace reset token")
 	return db.replaceLink(ctx, "reset_tokens", userID, max, now,
 		`INSERT INTO reset_tokens (hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`, hash, userID, now.Unix(), expires.Unix())
 }
@@ -361,7 +365,7 @@ func (db *DB) ReplaceResetToken(ctx context.Context, hash string, userID int64, 
 // after voiding the user's others, unless the user has had max of them in
 // the past hour (ErrLimited).
 func (db *DB) replaceLink(ctx context.Context, table string, userID int64, max int, now time.Time, insert string, args ...any) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *txn) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+table+` WHERE user_id = $1 AND created_at > $2`,
 			userID, now.Add(-time.Hour).Unix()).Scan(&n); err != nil {
@@ -386,10 +390,10 @@ func (db *DB) replaceLink(ctx context.Context, table string, userID int64, max i
 // failures on record. An unknown, used or expired token, or a deleted
 // user, is ErrNotFound and changes nothing.
 func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string, accessTTL time.Duration, now time.Time) (userID int64, e Ended, err error) {
-	defer wrap(&err, "reset password")
-	err = db.tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id`,
-			tokenHash, now.Unix()).Scan(&userID)
+	defer db.wrap(&err, "reset password")
+	err = db.tx(ctx, func(tx *txn) error {
+		err := tx.updateReturning(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`,
+			`user_id`, `reset_tokens WHERE hash = $1`, tokenHash, now.Unix()).Scan(&userID)
 		if err != nil {
 			return err
 		}
@@ -419,7 +423,25 @@ func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string,
 // jti) until expires; a proof recorded and not yet expired is ErrReused.
 // Every instance shares the record, so a proof is accepted once anywhere.
 func (db *DB) SpendProof(ctx context.Context, hash string, expires, now time.Time) (err error) {
-	defer wrap(&err, "spend DPoP proof")
+	defer db.wrap(&err, "spend DPoP proof")
+	if db.dialect == MySQL {
+		// MySQL's upsert has no WHERE, and one that changes nothing counts
+		// one row, as an insert does (clientFoundRows): drop the proof's
+		// expired record, then insert. Of concurrent inserts of one proof,
+		// InnoDB lets one through; the others wait on its key, then fail as
+		// duplicates.
+		err = db.tx(ctx, func(tx *txn) error {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM dpop_proofs WHERE hash = $1 AND expires_at <= $2`, hash, now.Unix()); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO dpop_proofs (hash, expires_at) VALUES ($1, $2)`, hash, expires.Unix())
+			return err
+		})
+		if err != nil && db.unique(err) {
+			return ErrReused
+		}
+		return err
+	}
 	n, err := db.exec(ctx, `INSERT INTO dpop_proofs (hash, expires_at) VALUES ($1, $2)
 ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_proofs.expires_at <= $3`, hash, expires.Unix(), now.Unix())
 	if err == nil && n == 0 {
@@ -431,7 +453,7 @@ ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_pro
 // PushRequest stores a pushed authorization request of the client under
 // the hash of its request_uri.
 func (db *DB) PushRequest(ctx context.Context, hash, clientID, params string, expires, now time.Time) (err error) {
-	defer wrap(&err, "push authorization request")
+	defer db.wrap(&err, "push authorization request")
 	_, err = db.exec(ctx, `INSERT INTO pushed_requests (hash, client_id, params, expires_at) VALUES ($1, $2, $3, $4)`,
 		hash, clientID, params, expires.Unix())
 	return err
@@ -442,16 +464,16 @@ func (db *DB) PushRequest(ctx context.Context, hash, clientID, params string, ex
 // then (the sign-in's forms) for PushedRequest. A request_uri used before,
 // expired, unknown or another client's is ErrNotFound.
 func (db *DB) TakePushedRequest(ctx context.Context, hash, clientID string, then, now time.Time) (params string, err error) {
-	defer wrap(&err, "take pushed request")
-	err = db.writeRow(ctx, `UPDATE pushed_requests SET used_at = $3, expires_at = $4
-WHERE hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > $3 RETURNING params`, hash, clientID, now.Unix(), then.Unix()).Scan(&params)
+	defer db.wrap(&err, "take pushed request")
+	err = db.updateRow(ctx, func(r scanner) error { return r.Scan(&params) }, `UPDATE pushed_requests SET used_at = $3, expires_at = $4
+WHERE hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > $3`, `params`, `pushed_requests WHERE hash = $1`, hash, clientID, now.Unix(), then.Unix())
 	return params, err
 }
 
 // PushedRequest returns the parameters of a pushed request taken by
 // TakePushedRequest and not yet finished, or ErrNotFound.
 func (db *DB) PushedRequest(ctx context.Context, hash, clientID string, now time.Time) (params string, err error) {
-	defer wrap(&err, "pushed request")
+	defer db.wrap(&err, "pushed request")
 	err = db.queryRow(ctx, `SELECT params FROM pushed_requests WHERE hash = $1 AND client_id = $2 AND used_at IS NOT NULL AND expires_at > $3`,
 		hash, clientID, now.Unix()).Scan(&params)
 	return params, err
@@ -460,7 +482,7 @@ func (db *DB) PushedRequest(ctx context.Context, hash, clientID string, now time
 // FinishPushedRequest deletes a pushed request once its authorization
 // response (a code or an error) is sent: it yields one response.
 func (db *DB) FinishPushedRequest(ctx context.Context, hash string) (err error) {
-	defer wrap(&err, "finish pushed request")
+	defer db.wrap(&err, "finish pushed request")
 	_, err = db.exec(ctx, `DELETE FROM pushed_requests WHERE hash = $1`, hash)
 	return err
 }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"time"
 )
@@ -14,7 +13,7 @@ import (
 
 // AddRegistrationToken stores the hash of an initial access token.
 func (db *DB) AddRegistrationToken(ctx context.Context, hash string, expires, now time.Time) (err error) {
-	defer wrap(&err, "add registration token")
+	defer db.wrap(&err, "add registration token")
 	_, err = db.exec(ctx, `INSERT INTO registration_tokens (hash, created_at, expires_at) VALUES ($1, $2, $3)`, hash, now.Unix(), expires.Unix())
 	return err
 }
@@ -23,7 +22,7 @@ func (db *DB) AddRegistrationToken(ctx context.Context, hash string, expires, no
 // is unspent and unexpired, else an error wrapping ErrNotFound. It spends
 // nothing: RegisterClient does.
 func (db *DB) RegistrationTokenLive(ctx context.Context, hash string, now time.Time) (err error) {
-	defer wrap(&err, "registration token")
+	defer db.wrap(&err, "registration token")
 	var one int
 	return db.queryRow(ctx, `SELECT 1 FROM registration_tokens WHERE hash = $1 AND expires_at > $2`, hash, now.Unix()).Scan(&one)
 }
@@ -34,8 +33,8 @@ func (db *DB) RegistrationTokenLive(ctx context.Context, hash string, now time.T
 // spent initial token is ErrNotFound and stores nothing; so is ErrLimited
 // when max registered clients exist already.
 func (db *DB) RegisterClient(ctx context.Context, c *Client, initialHash string, max int, now time.Time) (err error) {
-	defer wrap(&err, "register client")
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "register client")
+	return db.tx(ctx, func(tx *txn) error {
 		if initialHash != "" {
 			res, err := tx.ExecContext(ctx, `DELETE FROM registration_tokens WHERE hash = $1 AND expires_at > $2`, initialHash, now.Unix())
 			if err != nil {
@@ -60,7 +59,7 @@ func (db *DB) RegisterClient(ctx context.Context, c *Client, initialHash string,
 // ClientByRegistrationHash returns the dynamically registered client whose
 // registration access token has hash, or an error wrapping ErrNotFound.
 func (db *DB) ClientByRegistrationHash(ctx context.Context, hash string) (c *Client, err error) {
-	defer wrap(&err, "client by registration token")
+	defer db.wrap(&err, "client by registration token")
 	if hash == "" || !storable(hash) {
 		return nil, ErrNotFound
 	}
@@ -73,7 +72,7 @@ func (db *DB) ClientByRegistrationHash(ctx context.Context, hash string) (c *Cli
 // the client is gone) ErrNotFound. The id, secret, first-party and
 // resource-server flags are not touched.
 func (db *DB) UpdateRegisteredClient(ctx context.Context, c *Client, oldHash string, now time.Time) (err error) {
-	defer wrap(&err, "update registered client")
+	defer db.wrap(&err, "update registered client")
 	n, err := db.exec(ctx, `UPDATE clients SET name = $3, redirect_uris = $4, post_logout_redirect_uris = $5, grant_types = $6, scopes = $7,
   require_dpop = $8, require_par = $9, token_endpoint_auth_method = $10, registration_hash = $11, updated_at = $12
 WHERE id = $1 AND registration_hash = $2`,

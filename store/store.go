@@ -72,6 +72,7 @@ func (unavailableError) Unavailable() bool { return true }
 const (
 	SQLite   = "sqlite"
 	Postgres = "postgres"
+	MySQL    = "mysql" // MySQL 8 and MariaDB 10.11+, with a Driver from outside this module
 )
 
 // OpTimeout bounds every statement, so that a database that stops answering
@@ -81,11 +82,34 @@ const OpTimeout = 5 * time.Second
 //go:embed migrations
 var migrations embed.FS
 
-// Options are pool settings (DB_MAX_OPEN_CONNS and friends).
+// Options are pool settings (DB_MAX_OPEN_CONNS and friends), and the MySQL
+// driver when the binary has one.
 type Options struct {
 	MaxOpenConns    int
 	MaxIdleConns    int
 	ConnMaxLifetime time.Duration
+	// MySQL is the driver for mysql:// URLs: oauth2-api-mysql passes the one
+	// its nested module (mysql/) holds, so that oauth2-api links none of it.
+	// Without it, Open refuses a mysql:// URL.
+	MySQL *Driver
+}
+
+// Driver is what this package needs of a database whose driver is not in
+// its module (MySQL's, in the nested module mysql/): opening a pool,
+// telling its errors apart, and its migrations. The statements are this
+// package's, written once for every dialect.
+type Driver struct {
+	// Open returns a pool on rawURL (a mysql:// URL) with the driver's
+	// connection settings; its error never holds the URL's password.
+	Open func(rawURL string, o Options) (*sql.DB, error)
+	// Unavailable reports whether the driver knows err, and whether err
+	// says the database could not do the work (see unavailable).
+	Unavailable func(err error) (known, unavailable bool)
+	// Unique reports whether err is a unique constraint's refusal.
+	Unique func(err error) bool
+	// Migrations holds NNNN_name.sql files, the same versions as
+	// migrations/postgres, each a list of statements ended by ";".
+	Migrations fs.FS
 }
 
 // DB is a handle on the database. For SQLite it holds two pools: one writer
@@ -96,7 +120,9 @@ type Options struct {
 type DB struct {
 	dialect     string
 	w, r        *sql.DB
-	tableExists string // a query counting the tables named $1 in the current schema
+	tableExists string  // a query counting the tables named $1 in the current schema
+	mysql       *Driver // for MySQL, else nil
+	migrations  fs.FS   // NNNN_name.sql files
 
 	mu    sync.Mutex
 	stmts map[stmtKey]*sql.Stmt
@@ -108,8 +134,9 @@ type stmtKey struct {
 }
 
 // ParseURL reads DATABASE_URL: "postgres://" or "postgresql://" URLs are
-// PostgreSQL; a plain path, a "sqlite://" URL or a "file:" URL is SQLite. It
-// returns the dialect and the PostgreSQL URL or the SQLite file path.
+// PostgreSQL, "mysql://" URLs MySQL; a plain path, a "sqlite://" URL or a
+// "file:" URL is SQLite. It returns the dialect and the PostgreSQL or MySQL
+// URL or the SQLite file path.
 func ParseURL(raw string) (dialect, target string, err error) {
 	switch {
 	case raw == "":
@@ -125,12 +152,24 @@ func ParseURL(raw string) (dialect, target string, err error) {
 			return "", "", errors.New("postgres URL without a host")
 		}
 		return Postgres, raw, nil
+	case strings.HasPrefix(raw, "mysql://"):
+		u, err := url.Parse(raw)
+		if err != nil {
+			return "", "", errors.New("malformed mysql URL") // the text may hold a password: do not echo it
+		}
+		if u.Host == "" {
+			return "", "", errors.New("mysql URL without a host")
+		}
+		if strings.Trim(u.Path, "/") == "" || strings.Contains(strings.Trim(u.Path, "/"), "/") {
+			return "", "", errors.New("mysql URL must name one database: mysql://user:pass@host:3306/db")
+		}
+		return MySQL, raw, nil
 	case strings.HasPrefix(raw, "sqlite://"):
 		target = strings.TrimPrefix(raw, "sqlite://")
 	case strings.HasPrefix(raw, "file:"):
 		target = strings.TrimPrefix(strings.TrimPrefix(raw, "file:"), "//")
 	case strings.Contains(raw, "://"):
-		return "", "", errors.New("unsupported database URL scheme (want postgres://, sqlite:// or a file path)")
+		return "", "", errors.New("unsupported database URL scheme (want postgres://, mysql://, sqlite:// or a file path)")
 	default:
 		target = raw // a plain path is a path: '?' and '#' are legal in file names (Open escapes them)
 	}
@@ -158,16 +197,29 @@ func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
 	}
 	db := &DB{dialect: dialect, stmts: make(map[stmtKey]*sql.Stmt)}
 	// Each driver is in a file of its own (sqlite.go, postgres.go), so a
-	// lean build can leave one out (-tags nosqlite, nopostgres).
-	if dialect == Postgres {
+	// lean build can leave one out (-tags nosqlite, nopostgres); MySQL's is
+	// in another module.
+	switch dialect {
+	case Postgres:
 		db.w, db.r, err = openPostgres(target, o)
 		db.tableExists = postgresTableExists
-	} else {
+	case MySQL:
+		if o.MySQL == nil {
+			return nil, errors.New("this oauth2-api was built without MySQL: use oauth2-api-mysql (make build-mysql)")
+		}
+		db.mysql, db.migrations = o.MySQL, o.MySQL.Migrations
+		db.w, err = o.MySQL.Open(target, o)
+		db.r = db.w
+		db.tableExists = `SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = $1`
+	default:
 		db.w, db.r, err = openSQLite(ctx, target, o)
 		db.tableExists = sqliteTableExists
 	}
 	if err != nil {
 		return nil, err
+	}
+	if db.migrations == nil {
+		db.migrations, _ = fs.Sub(migrations, path.Join("migrations", dialect)) // a constant directory: cannot fail
 	}
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
@@ -182,7 +234,7 @@ func pingWithin(ctx context.Context, p *sql.DB) error {
 	return p.PingContext(ctx)
 }
 
-// Dialect returns SQLite or Postgres.
+// Dialect returns SQLite, Postgres or MySQL.
 func (db *DB) Dialect() string { return db.dialect }
 
 // Ping checks that the database answers, within OpTimeout.
@@ -241,20 +293,29 @@ func (db *DB) stmt(ctx context.Context, pool *sql.DB, query string) (*sql.Stmt, 
 	return s, nil
 }
 
-// txStmt returns the prepared statement for query bound to tx. The writer's
-// statements are prepared once per connection, so a hot transaction does not
-// parse its SQL every time.
-// Only statements prepared by prepareHot are reused; others are prepared on
-// the transaction (preparing on the pool from inside a transaction would wait
-// for the SQLite writer's one connection, which the transaction holds).
-func (db *DB) txStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
-	db.mu.Lock()
-	s, ok := db.stmts[stmtKey{db.w, query}]
-	db.mu.Unlock()
-	if !ok {
-		return tx.PrepareContext(ctx, query)
+// txRow and txExec run query in tx, with the writer's statement prepared
+// once per connection when prepareHot made one, so that a hot transaction
+// does not parse its SQL every time. Other statements are sent as written
+// (preparing on the pool from inside a transaction would wait for the
+// SQLite writer's one connection, which the transaction holds).
+func (db *DB) txRow(ctx context.Context, tx *txn, query string, args ...any) *sql.Row {
+	if s := db.hot(query); s != nil {
+		return tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
 	}
-	return tx.StmtContext(ctx, s), nil
+	return tx.QueryRowContext(ctx, query, args...)
+}
+
+func (db *DB) txExec(ctx context.Context, tx *txn, query string, args ...any) (sql.Result, error) {
+	if s := db.hot(query); s != nil {
+		return tx.StmtContext(ctx, s).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
+func (db *DB) hot(query string) *sql.Stmt {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.stmts[stmtKey{db.w, query}]
 }
 
 // hotTx are the statements of the hottest write transactions.
@@ -284,6 +345,7 @@ func (db *DB) writeRow(ctx context.Context, query string, args ...any) *row {
 }
 
 func (db *DB) rowOn(ctx context.Context, pool *sql.DB, query string, args ...any) *row {
+	query, args = db.bind(query, args)
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	s, err := db.stmt(ctx, pool, query)
 	if err != nil {
@@ -304,7 +366,9 @@ func (r *row) Scan(dest ...any) error {
 	if r.err != nil {
 		return r.err
 	}
-	defer r.cancel()
+	if r.cancel != nil {
+		defer r.cancel()
+	}
 	return r.r.Scan(dest...)
 }
 
@@ -312,7 +376,7 @@ func (r *row) Scan(dest ...any) error {
 // with an event in ctx, in a transaction that appends it.
 func (db *DB) exec(ctx context.Context, query string, args ...any) (n int64, err error) {
 	if pendingEvent(ctx) != nil {
-		err = db.tx(ctx, func(tx *sql.Tx) error {
+		err = db.tx(ctx, func(tx *txn) error {
 			res, err := tx.ExecContext(ctx, query, args...)
 			if err == nil {
 				n, err = res.RowsAffected()
@@ -321,6 +385,7 @@ func (db *DB) exec(ctx context.Context, query string, args ...any) (n int64, err
 		})
 		return n, err
 	}
+	query, args = db.bind(query, args)
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
 	s, err := db.stmt(ctx, db.w, query)
@@ -337,13 +402,14 @@ func (db *DB) exec(ctx context.Context, query string, args ...any) (n int64, err
 // tx runs fn in a write transaction, committing if fn returns nil, after
 // appending ctx's audit event (WithEvent). On SQLite the transaction holds
 // the write lock from its first statement.
-func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+func (db *DB) tx(ctx context.Context, fn func(*txn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
-	t, err := db.w.BeginTx(ctx, nil)
+	sqlTx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
+	t := &txn{sqlTx, db}
 	defer t.Rollback() // after a Commit, a no-op; after an error or a panic in fn, the undo
 	if err := fn(t); err != nil {
 		return err
@@ -368,7 +434,7 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 // ErrUnavailable, which clients see as 503 and may retry; anything else
 // (a constraint, a syntax error: a bug) stays an internal error, which
 // they see as 500: a bug must not pass for an outage.
-func wrap(errp *error, op string) {
+func (db *DB) wrap(errp *error, op string) {
 	err := *errp
 	switch {
 	case err == nil:
@@ -377,9 +443,9 @@ func wrap(errp *error, op string) {
 		*errp = fmt.Errorf("store: %s: %w", op, err)
 	case errors.Is(err, sql.ErrNoRows):
 		*errp = fmt.Errorf("store: %s: %w", op, ErrNotFound)
-	case isUniqueViolation(err):
+	case db.unique(err):
 		*errp = fmt.Errorf("store: %s: %w", op, ErrConflict)
-	case unavailable(err):
+	case db.unavailable(err):
 		*errp = fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)
 	default:
 		*errp = fmt.Errorf("store: %s: %w", op, err)
@@ -391,7 +457,7 @@ func wrap(errp *error, op string) {
 // statement timed out or was cancelled, the server is shutting down, out
 // of resources or asks for a retry (serialization, deadlock), or SQLite
 // found its file locked or could not read or write it.
-func unavailable(err error) bool {
+func (db *DB) unavailable(err error) bool {
 	var netErr net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
@@ -404,6 +470,11 @@ func unavailable(err error) bool {
 	}
 	if known, unavailable := sqliteUnavailable(err); known {
 		return unavailable
+	}
+	if db.mysql != nil {
+		if known, unavailable := db.mysql.Unavailable(err); known {
+			return unavailable
+		}
 	}
 	// database/sql's own "sql: database is closed" has no sentinel; pgx
 	// says "conn closed" when the server went away between statements.
@@ -420,7 +491,9 @@ func storable(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
-func isUniqueViolation(err error) bool { return postgresUnique(err) || sqliteUnique(err) }
+func (db *DB) unique(err error) bool {
+	return postgresUnique(err) || sqliteUnique(err) || db.mysql != nil && db.mysql.Unique(err)
+}
 
 // Migration is one embedded migration file.
 type Migration struct {
@@ -430,8 +503,7 @@ type Migration struct {
 }
 
 func (db *DB) migrationFiles() ([]string, error) {
-	dir := path.Join("migrations", db.dialect)
-	names, err := fs.Glob(migrations, dir+"/*.sql")
+	names, err := fs.Glob(db.migrations, "*.sql")
 	if err != nil {
 		return nil, err
 	}
@@ -443,10 +515,20 @@ func (db *DB) migrationFiles() ([]string, error) {
 // schema_migrations, each in its own transaction together with its record, and
 // returns the versions it applied. Running it again applies nothing. Several
 // instances may start at once: PostgreSQL serialises them on an advisory lock
-// held by each migration's transaction, SQLite on its write lock.
+// held by each migration's transaction, SQLite on its write lock, MySQL on a
+// named lock held by one connection for the whole run (lockMySQL).
 func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err error) {
-	defer wrap(&err, "migrate")
-	if err := db.createMigrationsTable(ctx); err != nil {
+	defer db.wrap(&err, "migrate")
+	var conn *sql.Conn
+	if db.dialect == MySQL {
+		c, err := db.lockMySQL(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer db.unlockMySQL(c)
+		conn = c
+	}
+	if err := db.createMigrationsTable(ctx, conn); err != nil {
 		return nil, err
 	}
 	files, err := db.migrationFiles()
@@ -455,12 +537,12 @@ func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err
 	}
 	for _, f := range files {
 		version := strings.TrimSuffix(path.Base(f), ".sql")
-		body, err := migrations.ReadFile(f)
+		body, err := fs.ReadFile(db.migrations, f)
 		if err != nil {
 			return nil, err
 		}
 		did := false
-		err = db.migrateOne(ctx, version, string(body), now, &did)
+		err = db.migrateOne(ctx, conn, version, string(body), now, &did)
 		if err != nil {
 			return applied, fmt.Errorf("%s: %w", version, err)
 		}
@@ -477,7 +559,7 @@ func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err
 // migrationLock takes, on PostgreSQL, the advisory lock that serialises
 // migrations across instances; it is held until t ends. On SQLite the
 // writer's BEGIN IMMEDIATE already serialises them.
-func (db *DB) migrationLock(ctx context.Context, t *sql.Tx) error {
+func (db *DB) migrationLock(ctx context.Context, t *txn) error {
 	if db.dialect != Postgres {
 		return nil
 	}
@@ -491,24 +573,73 @@ func (db *DB) migrationLock(ctx context.Context, t *sql.Tx) error {
 // the migration lock: on PostgreSQL, CREATE TABLE IF NOT EXISTS is not safe
 // against a twin running at the same moment (it fails with 23505, 42P07 or
 // 42710 depending on timing).
-func (db *DB) createMigrationsTable(ctx context.Context) error {
-	return db.underMigrationLock(ctx, func(t *sql.Tx) error {
+func (db *DB) createMigrationsTable(ctx context.Context, conn *sql.Conn) error {
+	version := "TEXT"
+	if db.dialect == MySQL {
+		version = "VARCHAR(255)" // a MySQL key cannot be TEXT
+	}
+	return db.underMigrationLock(ctx, conn, func(t *txn) error {
 		_, err := t.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-	version TEXT PRIMARY KEY,
+	version `+version+` PRIMARY KEY,
 	applied_at BIGINT NOT NULL)`)
 		return err
 	})
 }
 
+// mysqlLock is the name of the lock that serialises migrations on a MySQL
+// database. MySQL's named locks are the server's, not a database's: the
+// name holds the database's, so that databases on one server migrate
+// independently (a name is at most 64 characters).
+const mysqlLock = `CONCAT('oauth2-api migrate ', LEFT(DATABASE(), 40))`
+
+// lockMySQL takes the migration lock on a connection of its own and returns
+// that connection, which must run the migrations and unlockMySQL. MySQL
+// commits before and after each DDL statement, so no transaction can hold a
+// lock across a migration as PostgreSQL's does: the lock is the session's.
+// It waits up to a minute for another instance's migrations.
+func (db *DB) lockMySQL(ctx context.Context) (*sql.Conn, error) {
+	c, err := db.w.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var got sql.NullInt64
+	if err := c.QueryRowContext(ctx, `SELECT GET_LOCK(`+mysqlLock+`, 60)`).Scan(&got); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if got.Int64 != 1 {
+		c.Close()
+		return nil, fmt.Errorf("%w: another instance held the migration lock for a minute", ErrUnavailable)
+	}
+	return c, nil
+}
+
+// unlockMySQL releases the lock and the connection; closing a connection
+// releases its locks too, should the statement fail.
+func (db *DB) unlockMySQL(c *sql.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), OpTimeout)
+	defer cancel()
+	c.ExecContext(ctx, `DO RELEASE_LOCK(`+mysqlLock+`)`)
+	c.Close()
+}
+
 // underMigrationLock runs fn in a transaction holding the migration lock,
-// committing if fn returns nil.
-func (db *DB) underMigrationLock(ctx context.Context, fn func(*sql.Tx) error) error {
+// committing if fn returns nil. On MySQL the transaction is on conn, which
+// holds the lock already (lockMySQL).
+func (db *DB) underMigrationLock(ctx context.Context, conn *sql.Conn, fn func(*txn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	t, err := db.w.BeginTx(ctx, nil)
+	var sqlTx *sql.Tx
+	var err error
+	if conn != nil {
+		sqlTx, err = conn.BeginTx(ctx, nil)
+	} else {
+		sqlTx, err = db.w.BeginTx(ctx, nil)
+	}
 	if err != nil {
 		return err
 	}
+	t := &txn{sqlTx, db}
 	defer t.Rollback()
 	if err := db.migrationLock(ctx, t); err != nil {
 		return err
@@ -519,8 +650,8 @@ func (db *DB) underMigrationLock(ctx context.Context, fn func(*sql.Tx) error) er
 	return t.Commit()
 }
 
-func (db *DB) migrateOne(ctx context.Context, version, body string, now time.Time, did *bool) error {
-	return db.underMigrationLock(ctx, func(t *sql.Tx) error {
+func (db *DB) migrateOne(ctx context.Context, conn *sql.Conn, version, body string, now time.Time, did *bool) error {
+	return db.underMigrationLock(ctx, conn, func(t *txn) error {
 		var n int
 		if err := t.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
 			return err
@@ -528,8 +659,14 @@ func (db *DB) migrateOne(ctx context.Context, version, body string, now time.Tim
 		if n > 0 {
 			return nil
 		}
-		if _, err := t.ExecContext(ctx, body); err != nil {
-			return err
+		// MySQL's driver runs one statement at a time, and each DDL
+		// statement commits: a migration is recorded only once all its
+		// statements succeeded, and each is written to be run again
+		// (IF NOT EXISTS) should an earlier try have stopped half way.
+		for _, s := range db.statements(body) {
+			if _, err := t.ExecContext(ctx, s); err != nil {
+				return err
+			}
 		}
 		if _, err := t.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, now.Unix()); err != nil {
 			return err
@@ -541,7 +678,7 @@ func (db *DB) migrateOne(ctx context.Context, version, body string, now time.Tim
 
 // Migrations lists every embedded migration and whether it is applied.
 func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
-	defer wrap(&err, "migration status")
+	defer db.wrap(&err, "migration status")
 	files, err := db.migrationFiles()
 	if err != nil {
 		return nil, err
@@ -550,11 +687,11 @@ func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 	// A database never migrated has no schema_migrations: nothing applied.
 	// Any other failure (the database away) is an error, not "pending".
 	var tables int
-	if err := db.r.QueryRowContext(ctx, db.tableExists, "schema_migrations").Scan(&tables); err != nil {
+	if err := db.queryRow(ctx, db.tableExists, "schema_migrations").Scan(&tables); err != nil {
 		return nil, err
 	}
 	if tables > 0 {
-		rows, err := db.r.QueryContext(ctx, `SELECT version, applied_at FROM schema_migrations`)
+		rows, err := db.read(ctx, `SELECT version, applied_at FROM schema_migrations`)
 		if err != nil {
 			return nil, err
 		}

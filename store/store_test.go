@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,7 +39,12 @@ func TestParseURL(t *testing.T) {
 		{in: "postgres://u:p@db:5432/x?sslmode=disable", dialect: store.Postgres, target: "postgres://u:p@db:5432/x?sslmode=disable"},
 		{in: "postgresql://db/x", dialect: store.Postgres, target: "postgresql://db/x"},
 		{in: "", bad: true},
-		{in: "mysql://db/x", bad: true},
+		{in: "mysql://u:p@db:3306/x?tls=true", dialect: store.MySQL, target: "mysql://u:p@db:3306/x?tls=true"},
+		{in: "mysql://db/x", dialect: store.MySQL, target: "mysql://db/x"},
+		{in: "mysql://db", bad: true},
+		{in: "mysql://db/x/y", bad: true},
+		{in: "mysql:///x", bad: true},
+		{in: "ftp://db/x", bad: true},
 		{in: "file:o.db?_pragma=foreign_keys(0)", bad: true},
 		{in: "sqlite://o.db#x", bad: true},
 		{in: "data#1/o?x.db", dialect: store.SQLite, target: "data#1/o?x.db"}, // a plain path is a path
@@ -932,5 +938,14 @@ func TestDPoPAndPushedRequests(t *testing.T) {
 				t.Fatalf("after the purge: %d proofs, %d pushed requests; want 0", n, m)
 			}
 		})
+	}
+}
+
+// A binary built without a MySQL driver (oauth2-api) refuses a mysql:// URL
+// in one line that names the binary that has one, without the password.
+func TestOpenMySQLWithoutDriver(t *testing.T) {
+	_, err := store.Open(context.Background(), "mysql://root:hunter2@127.0.0.1:1/x", store.Options{})
+	if err == nil || !strings.Contains(err.Error(), "oauth2-api-mysql") || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Open(mysql://...) without a driver = %v; want one line naming oauth2-api-mysql", err)
 	}
 }

@@ -34,14 +34,54 @@ type LoginCount struct {
 // the first attempt after it has passed. Both rows carry userID, so that
 // ClearLoginFailures forgets every count that names the user.
 func (db *DB) CountLoginAttempt(ctx context.Context, loginKey string, userID int64, window time.Duration, now time.Time) (byLogin, byUser LoginCount, err error) {
-	defer wrap(&err, "count login attempt")
-	q, args := qCountOne, []any{loginKey, now.Unix(), sql.NullInt64{Int64: userID, Valid: userID != 0}, now.Add(-window).Unix()}
+	defer db.wrap(&err, "count login attempt")
+	insert, args := qCountInsertOne, []any{loginKey, now.Unix(), sql.NullInt64{Int64: userID, Valid: userID != 0}, now.Add(-window).Unix()}
 	if userID != 0 {
-		q, args = qCountTwo, append(args, userAccount(userID))
+		insert, args = qCountInsertTwo, append(args, userAccount(userID))
+	}
+	read := func(rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var account string
+			var n int
+			var start int64
+			if err := rows.Scan(&account, &n, &start); err != nil {
+				return err
+			}
+			c := LoginCount{Attempts: n, Ends: time.Unix(start, 0).Add(window)}
+			if account == loginKey {
+				byLogin = c
+			} else {
+				byUser = c
+			}
+		}
+		return rows.Err()
+	}
+	if db.dialect == MySQL {
+		// No RETURNING: the upsert, then a SELECT of its rows, in one
+		// transaction. The upsert locks each row it inserts or updates until
+		// commit, so the SELECT reads the counts this attempt made, and a
+		// concurrent attempt's upsert of the same row waits for them: each
+		// attempt still gets a count of its own.
+		user := loginKey
+		if userID != 0 {
+			user = userAccount(userID)
+		}
+		err = db.tx(withoutEvent(ctx), func(tx *txn) error {
+			if _, err := tx.ExecContext(ctx, insert+qCountUpsertMySQL, args...); err != nil {
+				return err
+			}
+			rows, err := tx.QueryContext(ctx, `SELECT account, failures, window_start FROM login_failures WHERE account IN ($1, $2)`, loginKey, user)
+			if err != nil {
+				return err
+			}
+			return read(rows)
+		})
+		return byLogin, byUser, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
-	s, err := db.stmt(ctx, db.w, q)
+	s, err := db.stmt(ctx, db.w, insert+qCountUpsert)
 	if err != nil {
 		return byLogin, byUser, err
 	}
@@ -49,22 +89,7 @@ func (db *DB) CountLoginAttempt(ctx context.Context, loginKey string, userID int
 	if err != nil {
 		return byLogin, byUser, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var account string
-		var n int
-		var start int64
-		if err := rows.Scan(&account, &n, &start); err != nil {
-			return byLogin, byUser, err
-		}
-		c := LoginCount{Attempts: n, Ends: time.Unix(start, 0).Add(window)}
-		if account == loginKey {
-			byLogin = c
-		} else {
-			byUser = c
-		}
-	}
-	return byLogin, byUser, rows.Err()
+	return byLogin, byUser, read(rows)
 }
 
 // The count stops at 2^20 so that a flood of refused attempts cannot
@@ -78,8 +103,15 @@ ON CONFLICT (account) DO UPDATE SET
   window_start = CASE WHEN login_failures.window_start <= $4 THEN $2 ELSE login_failures.window_start END,
   user_id = excluded.user_id
 RETURNING account, failures, window_start`
-	qCountOne = `INSERT INTO login_failures (account, failures, window_start, user_id) VALUES ($1, 1, $2, $3)` + qCountUpsert
-	qCountTwo = `INSERT INTO login_failures (account, failures, window_start, user_id) VALUES ($1, 1, $2, $3), ($5, 1, $2, $3)` + qCountUpsert
+	// MySQL assigns left to right, each assignment seeing those before it:
+	// failures comes first, so both CASEs read the window_start the row had.
+	qCountUpsertMySQL = `
+ON DUPLICATE KEY UPDATE
+  failures = CASE WHEN window_start <= $4 THEN 1 WHEN failures >= 1048576 THEN failures ELSE failures + 1 END,
+  window_start = CASE WHEN window_start <= $4 THEN $2 ELSE window_start END,
+  user_id = VALUES(user_id)`
+	qCountInsertOne = `INSERT INTO login_failures (account, failures, window_start, user_id) VALUES ($1, 1, $2, $3)`
+	qCountInsertTwo = qCountInsertOne + `, ($5, 1, $2, $3)`
 )
 
 // userAccount is the login_failures account of a user. Login-text accounts
@@ -89,7 +121,7 @@ func userAccount(userID int64) string { return "user:" + FormatID(userID) }
 // ClearLoginFailures forgets every count that names the user (after a
 // successful login or a password reset).
 func (db *DB) ClearLoginFailures(ctx context.Context, userID int64) (err error) {
-	defer wrap(&err, "clear login failures")
+	defer db.wrap(&err, "clear login failures")
 	_, err = db.exec(ctx, `DELETE FROM login_failures WHERE user_id = $1`, userID)
 	return err
 }
@@ -123,13 +155,13 @@ type RefreshToken struct {
 // tokenHash is "": a grant without refresh tokens is still a session, which
 // its access tokens name in sid).
 func (db *DB) CreateFamily(ctx context.Context, f Family, tokenHash string, expires, now time.Time) (err error) {
-	defer wrap(&err, "create token family")
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "create token family")
+	return db.tx(ctx, func(tx *txn) error {
 		return createFamilyTx(ctx, tx, f, tokenHash, expires, now)
 	})
 }
 
-func createFamilyTx(ctx context.Context, tx *sql.Tx, f Family, tokenHash string, expires, now time.Time) error {
+func createFamilyTx(ctx context.Context, tx *txn, f Family, tokenHash string, expires, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at, dpop_jkt, resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix(), f.DPoPJKT, f.Resource); err != nil {
 		return err
@@ -144,7 +176,7 @@ func createFamilyTx(ctx context.Context, tx *sql.Tx, f Family, tokenHash string,
 // RefreshTokenByHash returns the refresh token with that hash, spent or not,
 // with its family. Expired tokens are ErrNotFound.
 func (db *DB) RefreshTokenByHash(ctx context.Context, hash string, now time.Time) (t *RefreshToken, err error) {
-	defer wrap(&err, "refresh token")
+	defer db.wrap(&err, "refresh token")
 	t = &RefreshToken{Hash: hash}
 	var used, revoked sql.NullInt64
 	var exp, authTime, created int64
@@ -172,8 +204,8 @@ const qInsertRefresh = `INSERT INTO refresh_tokens (hash, family_id, scope, crea
 // that revocation for the caller to apply locally, or nil when the family
 // was already revoked (its revocation is on record) or does not exist.
 func (db *DB) RevokeSession(ctx context.Context, familyID string, accessTTL time.Duration, now time.Time) (r *Revocation, err error) {
-	defer wrap(&err, "revoke session")
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "revoke session")
+	err = db.tx(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL`, familyID, now.Unix())
 		if err != nil {
 			return err
@@ -249,11 +281,11 @@ func SessionRevocation(familyID string, accessTTL time.Duration, now time.Time) 
 
 // Revoke records r for every instance to pick up.
 func (db *DB) Revoke(ctx context.Context, r Revocation, now time.Time) (err error) {
-	defer wrap(&err, "revoke")
-	return db.tx(ctx, func(tx *sql.Tx) error { return insertRevocation(ctx, tx, r, now) })
+	defer db.wrap(&err, "revoke")
+	return db.tx(ctx, func(tx *txn) error { return insertRevocation(ctx, tx, r, now) })
 }
 
-func insertRevocation(ctx context.Context, tx *sql.Tx, r Revocation, now time.Time) error {
+func insertRevocation(ctx context.Context, tx *txn, r Revocation, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)`,
 		r.Kind, r.Subject, r.NotBeforeMs, r.ExpiresAt, now.Unix())
 	return err
@@ -263,10 +295,10 @@ func insertRevocation(ctx context.Context, tx *sql.Tx, r Revocation, now time.Ti
 // Callers poll with an overlapping since, because a PostgreSQL transaction may
 // commit a little after the time it stamped; applying an entry twice is harmless.
 func (db *DB) RevocationsSince(ctx context.Context, since, now time.Time) (list []Revocation, err error) {
-	defer wrap(&err, "revocations since")
+	defer db.wrap(&err, "revocations since")
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
-	rows, err := db.r.QueryContext(ctx, `SELECT kind, subject, not_before_ms, expires_at FROM revocations
+	rows, err := db.read(ctx, `SELECT kind, subject, not_before_ms, expires_at FROM revocations
 WHERE created_at >= $1 AND expires_at > $2`, since.Unix(), now.Unix())
 	if err != nil {
 		return nil, err
@@ -308,7 +340,7 @@ type Retention struct {
 // code goes with its family (a replay then has nothing left to revoke); an
 // unused one at its expiry.
 func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error) {
-	defer wrap(&err, "purge")
+	defer db.wrap(&err, "purge")
 	t := now.Unix()
 	minted := now.Add(-r.AccessTTL - time.Minute).Unix() // tokens minted before this are expired
 	for _, q := range []struct {
@@ -363,10 +395,16 @@ ins AS (
   INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at)
   SELECT $4, family_id, CASE WHEN $6 = '' THEN scope ELSE $6 END, $2, LEAST($5, created_at + $8) FROM spent)
 SELECT family_id, scope, user_id, auth_time, created_at, resource FROM spent`
-	qSpendSQLite = `UPDATE refresh_tokens SET used_at = $2
+	// qSpend spends the token on SQLite (with RETURNING: qSpendSQLite) and
+	// MySQL. On MySQL, InnoDB's UPDATE reads the row's latest committed
+	// version, not the transaction's snapshot, and locks it until commit: a
+	// concurrent rotation of the same token waits, then finds used_at set
+	// and matches nothing (READ COMMITTED or REPEATABLE READ alike).
+	qSpend = `UPDATE refresh_tokens SET used_at = $2
 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
   AND family_id IN (SELECT f.id FROM token_families f JOIN users u ON u.id = f.user_id
-    WHERE f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $4 AND f.dpop_jkt IN ('', $5) AND u.is_active AND u.deleted_at IS NULL)
+    WHERE f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $4 AND f.dpop_jkt IN ('', $5) AND u.is_active AND u.deleted_at IS NULL)`
+	qSpendSQLite = qSpend + `
 RETURNING family_id, scope`
 	qFamilyOwner = `SELECT user_id, auth_time, created_at, resource FROM token_families WHERE id = $1`
 )
@@ -383,7 +421,7 @@ RETURNING family_id, scope`
 // revokes the family on reuse). Of any number of concurrent calls with one
 // oldHash, at most one succeeds.
 func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, scope, jkt string, ttl, maxAge time.Duration, now time.Time) (t *RefreshToken, err error) {
-	defer wrap(&err, "rotate refresh token")
+	defer db.wrap(&err, "rotate refresh token")
 	t = &RefreshToken{Hash: oldHash, Used: true, UserActive: true}
 	t.Family.ClientID = clientID
 	var authTime, created int64
@@ -392,23 +430,17 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), clientID, newHash, now.Add(ttl).Unix(), scope,
 			bornAfter, int64(maxAge/time.Second), jkt).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, &authTime, &created, &t.Family.Resource)
 	} else {
-		err = db.tx(ctx, func(tx *sql.Tx) error {
-			spend, err := db.txStmt(ctx, tx, qSpendSQLite)
-			if err != nil {
+		err = db.tx(ctx, func(tx *txn) error {
+			var spent scanner
+			if db.dialect == MySQL {
+				spent = tx.updateReturning(ctx, qSpend, `family_id, scope`, `refresh_tokens WHERE hash = $1`, oldHash, now.Unix(), clientID, bornAfter, jkt)
+			} else {
+				spent = db.txRow(ctx, tx, qSpendSQLite, oldHash, now.Unix(), clientID, bornAfter, jkt)
+			}
+			if err := spent.Scan(&t.Family.ID, &t.Scope); err != nil {
 				return err
 			}
-			if err := spend.QueryRowContext(ctx, oldHash, now.Unix(), clientID, bornAfter, jkt).Scan(&t.Family.ID, &t.Scope); err != nil {
-				return err
-			}
-			owner, err := db.txStmt(ctx, tx, qFamilyOwner)
-			if err != nil {
-				return err
-			}
-			if err := owner.QueryRowContext(ctx, t.Family.ID).Scan(&t.Family.UserID, &authTime, &created, &t.Family.Resource); err != nil {
-				return err
-			}
-			insert, err := db.txStmt(ctx, tx, qInsertRefresh)
-			if err != nil {
+			if err := db.txRow(ctx, tx, qFamilyOwner, t.Family.ID).Scan(&t.Family.UserID, &authTime, &created, &t.Family.Resource); err != nil {
 				return err
 			}
 			newScope := scope
@@ -416,7 +448,7 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 				newScope = t.Scope
 			}
 			expires := min(now.Add(ttl).Unix(), created+int64(maxAge/time.Second))
-			_, err = insert.ExecContext(ctx, newHash, t.Family.ID, newScope, now.Unix(), expires)
+			_, err := db.txExec(ctx, tx, qInsertRefresh, newHash, t.Family.ID, newScope, now.Unix(), expires)
 			return err
 		})
 	}

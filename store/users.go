@@ -45,15 +45,24 @@ func scanUser(s interface{ Scan(...any) error }) (*User, error) {
 // CreateUser inserts u, setting its ID and times. It returns an error wrapping
 // ErrConflict if a live user has the same email or username (case-insensitive).
 func (db *DB) CreateUser(ctx context.Context, u *User, now time.Time) (err error) {
-	defer wrap(&err, "create user")
+	defer db.wrap(&err, "create user")
 	if u.Role == "" {
 		u.Role = RoleUser
 	}
 	u.CreatedAt, u.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
-	return db.tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `INSERT INTO users (email, username, password_hash, first_name, last_name, role, is_active, created_at, updated_at, email_verified)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id`,
-			u.Email, u.Username, u.PasswordHash, u.FirstName, u.LastName, u.Role, u.IsActive, now.Unix(), u.EmailVerified).Scan(&u.ID)
+	const insert = `INSERT INTO users (email, username, password_hash, first_name, last_name, role, is_active, created_at, updated_at, email_verified)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)`
+	args := []any{u.Email, u.Username, u.PasswordHash, u.FirstName, u.LastName, u.Role, u.IsActive, now.Unix(), u.EmailVerified}
+	return db.tx(ctx, func(tx *txn) error {
+		var err error
+		if db.dialect == MySQL { // MySQL 8 has no INSERT … RETURNING: the id the insert drew
+			var res sql.Result
+			if res, err = tx.ExecContext(ctx, insert, args...); err == nil {
+				u.ID, err = res.LastInsertId()
+			}
+		} else {
+			err = tx.QueryRowContext(ctx, insert+` RETURNING id`, args...).Scan(&u.ID)
+		}
 		eventSubject(ctx, u.ID)
 		return err
 	})
@@ -62,7 +71,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id`,
 // UserByID returns the live user with id, or an error wrapping ErrNotFound.
 // Inactive users are returned; callers decide what inactive forbids.
 func (db *DB) UserByID(ctx context.Context, id int64) (u *User, err error) {
-	defer wrap(&err, "user by id")
+	defer db.wrap(&err, "user by id")
 	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1 AND deleted_at IS NULL`, id))
 }
 
@@ -71,7 +80,7 @@ func (db *DB) UserByID(ctx context.Context, id int64) (u *User, err error) {
 // comparison is byte for byte on every database: SQL lower() folds only
 // ASCII on SQLite and all of Unicode on PostgreSQL.
 func (db *DB) UserByEmail(ctx context.Context, email string) (u *User, err error) {
-	defer wrap(&err, "user by email")
+	defer db.wrap(&err, "user by email")
 	if !storable(email) {
 		return nil, ErrNotFound
 	}
@@ -82,7 +91,7 @@ func (db *DB) UserByEmail(ctx context.Context, email string) (u *User, err error
 // lower (ASCII, lower-cased by the caller: usernames are ASCII), or
 // ErrNotFound.
 func (db *DB) UserByUsername(ctx context.Context, lower string) (u *User, err error) {
-	defer wrap(&err, "user by username")
+	defer db.wrap(&err, "user by username")
 	if !storable(lower) {
 		return nil, ErrNotFound
 	}
@@ -91,21 +100,25 @@ func (db *DB) UserByUsername(ctx context.Context, lower string) (u *User, err er
 
 // UpdateProfile sets the names that are non-nil and returns the user.
 func (db *DB) UpdateProfile(ctx context.Context, id int64, firstName, lastName *string, now time.Time) (u *User, err error) {
-	defer wrap(&err, "update profile")
-	return scanUser(db.writeRow(ctx, `UPDATE users SET
+	defer db.wrap(&err, "update profile")
+	err = db.updateRow(ctx, func(r scanner) (err error) { u, err = scanUser(r); return err }, `UPDATE users SET
 first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name), updated_at = $4
-WHERE id = $1 AND deleted_at IS NULL RETURNING `+userColumns, id, firstName, lastName, now.Unix()))
+WHERE id = $1 AND deleted_at IS NULL`, userColumns, `users WHERE id = $1`, id, firstName, lastName, now.Unix())
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 // UpdateUserAdmin sets the role and active flag that are non-nil. Turning a
 // user inactive also ends every session of the user (see revokeUserTx).
 func (db *DB) UpdateUserAdmin(ctx context.Context, id int64, role *string, active *bool, accessTTL time.Duration, now time.Time) (u *User, e Ended, err error) {
-	defer wrap(&err, "update user")
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "update user")
+	err = db.tx(ctx, func(tx *txn) error {
 		var err error
-		u, err = scanUser(tx.QueryRowContext(ctx, `UPDATE users SET
+		u, err = scanUser(tx.updateReturning(ctx, `UPDATE users SET
 role = COALESCE($2, role), is_active = COALESCE($3, is_active), updated_at = $4
-WHERE id = $1 AND deleted_at IS NULL RETURNING `+userColumns, id, role, active, now.Unix()))
+WHERE id = $1 AND deleted_at IS NULL`, userColumns, `users WHERE id = $1`, id, role, active, now.Unix()))
 		if err != nil || active == nil || *active {
 			return err
 		}
@@ -122,8 +135,8 @@ WHERE id = $1 AND deleted_at IS NULL RETURNING `+userColumns, id, role, active, 
 // tokens, and every browser sign-in ends with the codes it has not yet had
 // exchanged. It returns what ended, for the caller to apply and announce.
 func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
-	defer wrap(&err, "set password")
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "set password")
+	err = db.tx(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, id, hash, now.Unix())
 		if err != nil {
 			return err
@@ -131,8 +144,18 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		rows, err := tx.QueryContext(ctx, `UPDATE token_families SET revoked_at = $3
-WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id`, id, keepFamily, now.Unix())
+		const revoke = `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`
+		var rows *sql.Rows
+		if db.dialect == MySQL {
+			// No UPDATE … RETURNING: the families revoked are those revoked
+			// now. One revoked in the same second by another transaction
+			// gets a second sid revocation, which changes nothing.
+			if _, err = tx.ExecContext(ctx, revoke, id, keepFamily, now.Unix()); err == nil {
+				rows, err = tx.QueryContext(ctx, `SELECT id FROM token_families WHERE user_id = $1 AND id <> $2 AND revoked_at = $3`, id, keepFamily, now.Unix())
+			}
+		} else {
+			rows, err = tx.QueryContext(ctx, revoke+` RETURNING id`, id, keepFamily, now.Unix())
+		}
 		if err != nil {
 			return err
 		}
@@ -175,7 +198,7 @@ const (
 // issued that were not exchanged yet, and the device requests they approved
 // that were not redeemed yet. It returns each ended sign-in with each client it
 // gave a code to that has a back-channel logout URI.
-func endSignInsTx(ctx context.Context, tx *sql.Tx, where string, arg any) ([]SignIn, error) {
+func endSignInsTx(ctx context.Context, tx *txn, where string, arg any) ([]SignIn, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT s.sid, s.user_id, c.id, c.backchannel_logout_uri
 FROM sessions s JOIN session_clients sc ON sc.session_hash = s.hash JOIN clients c ON c.id = sc.client_id
 WHERE `+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.sid, c.id`, arg)
@@ -214,13 +237,13 @@ WHERE `+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.si
 
 // ListUsers returns live users ordered by id, and how many live users exist.
 func (db *DB) ListUsers(ctx context.Context, limit, offset int) (users []User, total int, err error) {
-	defer wrap(&err, "list users")
+	defer db.wrap(&err, "list users")
 	if err := db.queryRow(ctx, `SELECT count(*) FROM users WHERE deleted_at IS NULL`).Scan(&total); err != nil {
 		return nil, 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
-	rows, err := db.r.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE deleted_at IS NULL ORDER BY id LIMIT $1 OFFSET $2`, limit, offset)
+	rows, err := db.read(ctx, `SELECT `+userColumns+` FROM users WHERE deleted_at IS NULL ORDER BY id LIMIT $1 OFFSET $2`, limit, offset)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -238,8 +261,8 @@ func (db *DB) ListUsers(ctx context.Context, limit, offset int) (users []User, t
 
 // DeleteUser soft-deletes the user and ends every session of the user.
 func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
-	defer wrap(&err, "delete user")
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "delete user")
+	err = db.tx(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL`, id, now.Unix())
 		if err != nil {
 			return err
@@ -257,7 +280,7 @@ func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration,
 // refresh token families, ends the browser sign-ins, and records a 'user'
 // revocation, so that access tokens issued until now stop working on every
 // instance. The record lives as long as such a token could.
-func revokeUserTx(ctx context.Context, tx *sql.Tx, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
+func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
 		return e, err
 	}
@@ -273,7 +296,7 @@ func revokeUserTx(ctx context.Context, tx *sql.Tx, id int64, accessTTL time.Dura
 // password under new parameters, only if the stored hash is still old. It
 // revokes nothing: the password did not change.
 func (db *DB) RehashPassword(ctx context.Context, id int64, old, hash string) (err error) {
-	defer wrap(&err, "rehash password")
+	defer db.wrap(&err, "rehash password")
 	_, err = db.exec(ctx, `UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, id, old, hash)
 	return err
 }
@@ -287,7 +310,7 @@ func (db *DB) RehashPassword(ctx context.Context, id int64, old, hash string) (e
 // refuses with ErrLimited, storing nothing, when the user already had max
 // tokens made within the last hour.
 func (db *DB) ReplaceVerificationToken(ctx context.Context, hash string, userID int64, email string, max int, expires, now time.Time) (err error) {
-	defer wrap(&err, "replace verification token")
+	defer db.wrap(&err, "replace verification token")
 	return db.replaceLink(ctx, "email_verification_tokens", userID, max, now,
 		`INSERT INTO email_verification_tokens (hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
 		hash, userID, email, now.Unix(), expires.Unix())
@@ -299,11 +322,11 @@ func (db *DB) ReplaceVerificationToken(ctx context.Context, hash string, userID 
 // address it was mailed to. An unknown, used or expired token, another
 // address, or a deleted user is ErrNotFound and changes nothing.
 func (db *DB) VerifyEmail(ctx context.Context, tokenHash string, now time.Time) (userID int64, err error) {
-	defer wrap(&err, "verify email")
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	defer db.wrap(&err, "verify email")
+	err = db.tx(ctx, func(tx *txn) error {
 		var email string
-		err := tx.QueryRowContext(ctx, `UPDATE email_verification_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id, email`,
-			tokenHash, now.Unix()).Scan(&userID, &email)
+		err := tx.updateReturning(ctx, `UPDATE email_verification_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`,
+			`user_id, email`, `email_verification_tokens WHERE hash = $1`, tokenHash, now.Unix()).Scan(&userID, &email)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"strconv"
+	"strings"
+)
+
+// Statements are written once, with $n placeholders, which SQLite and pgx
+// bind by number. MySQL's driver binds only ?, by position: bind rewrites a
+// statement for it, and the places that send statements (txn, read, rowOn,
+// exec) call it, so that no statement is written twice for the placeholders
+// alone.
+
+// bind returns query and args as the dialect's driver takes them: unchanged,
+// or for MySQL with each $n replaced by ? and args in the order of the
+// placeholders, repeated where a placeholder is ($2 twice sends args[1]
+// twice). A $n inside a quoted literal is text, not a placeholder; a $n
+// without an argument is left as it is, for the server to refuse.
+func (db *DB) bind(query string, args []any) (string, []any) {
+	if db.dialect != MySQL || !strings.Contains(query, "$") {
+		return query, args
+	}
+	var b strings.Builder
+	out := make([]any, 0, len(args))
+	quoted := false
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		if c == '\'' {
+			quoted = !quoted // '' inside a literal toggles twice
+		}
+		if c == '$' && !quoted {
+			j := i + 1
+			for j < len(query) && query[j] >= '0' && query[j] <= '9' {
+				j++
+			}
+			if n, err := strconv.Atoi(query[i+1 : j]); err == nil && n >= 1 && n <= len(args) {
+				b.WriteByte('?')
+				out = append(out, args[n-1])
+				i = j - 1
+				continue
+			}
+		}
+		b.WriteByte(c)
+	}
+	return b.String(), out
+}
+
+// read runs a query on the reader pool.
+func (db *DB) read(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	query, args = db.bind(query, args)
+	return db.r.QueryContext(ctx, query, args...)
+}
+
+// txn is a write transaction (DB.tx) whose statements bind as the dialect
+// does (bind).
+type txn struct {
+	*sql.Tx
+	db *DB
+}
+
+func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	query, args = t.db.bind(query, args)
+	return t.Tx.ExecContext(ctx, query, args...)
+}
+
+func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	query, args = t.db.bind(query, args)
+	return t.Tx.QueryContext(ctx, query, args...)
+}
+
+func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	query, args = t.db.bind(query, args)
+	return t.Tx.QueryRowContext(ctx, query, args...)
+}
+
+// updateReturning runs update, which changes at most one row, and returns
+// that row's cols as the update left them: with RETURNING, or on MySQL,
+// which has no UPDATE … RETURNING, as a SELECT of cols from from (the
+// row's table and key, "users WHERE id = $1", with update's arguments).
+// The UPDATE holds the row's lock until the transaction ends, so the SELECT
+// reads what it wrote; RowsAffected counts the rows matched (the MySQL
+// driver is opened with clientFoundRows), so an update that changes no value
+// still finds its row. No row is sql.ErrNoRows.
+func (t *txn) updateReturning(ctx context.Context, update, cols, from string, args ...any) scanner {
+	if t.db.dialect != MySQL {
+		return t.QueryRowContext(ctx, update+" RETURNING "+cols, args...)
+	}
+	res, err := t.ExecContext(ctx, update, args...)
+	if err != nil {
+		return &row{err: err}
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return &row{err: cmp.Or(err, sql.ErrNoRows)}
+	}
+	return t.QueryRowContext(ctx, "SELECT "+cols+" FROM "+from, args...)
+}
+
+// updateRow is updateReturning outside a transaction: one statement, or on
+// MySQL a transaction of its own (which appends no audit event: a single
+// statement does not either). scan reads the row.
+func (db *DB) updateRow(ctx context.Context, scan func(scanner) error, update, cols, from string, args ...any) error {
+	if db.dialect != MySQL {
+		return scan(db.writeRow(ctx, update+" RETURNING "+cols, args...))
+	}
+	return db.tx(withoutEvent(ctx), func(t *txn) error {
+		return scan(t.updateReturning(ctx, update, cols, from, args...))
+	})
+}
+
+type scanner interface{ Scan(...any) error }
+
+// withoutEvent is ctx without its audit event, for a transaction that
+// stands for a single statement, which appends none.
+func withoutEvent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, eventKey{}, nil)
+}
+
+// keepExisting ends an INSERT whose row may be there already (table's key
+// holds col), leaving that row as it is: ON CONFLICT DO NOTHING, or on
+// MySQL an ON DUPLICATE KEY UPDATE that changes nothing (INSERT IGNORE
+// would also let through, as warnings, what else the insert does wrong).
+func (db *DB) keepExisting(table, col string) string {
+	if db.dialect == MySQL {
+		return " ON DUPLICATE KEY UPDATE " + table + "." + col + " = " + table + "." + col
+	}
+	return " ON CONFLICT DO NOTHING"
+}
+
+// statements splits a migration into the statements a driver runs one at a
+// time: MySQL's, whose connections are opened without multiStatements (a
+// statement sent with a value spliced in can then never carry a second).
+// Each ends with ";" at the end of a line; lines that are only a comment
+// are dropped. Other dialects run a migration as one text.
+func (db *DB) statements(body string) []string {
+	if db.dialect != MySQL {
+		return []string{body}
+	}
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(trimmed, ";") {
+			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+			cur.Reset()
+		}
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
