@@ -230,6 +230,7 @@ func newLogger(cfg *config, w io.Writer) (*slog.Logger, func()) {
 func openStore(ctx context.Context, cfg *config) (*store.DB, error) {
 	return store.Open(ctx, cfg.DatabaseURL, store.Options{
 		MaxOpenConns: cfg.DBMaxOpenConns, MaxIdleConns: cfg.DBMaxIdleConns, ConnMaxLifetime: cfg.DBConnMaxLifetime,
+		MySQL: mysqlDriver, // nil but in oauth2-api-mysql (nomysql.go)
 	})
 }
 

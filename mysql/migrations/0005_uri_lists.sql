@@ -1,0 +1,4 @@
+-- PostgreSQL: redirect and post-logout URIs rewritten as JSON arrays.
+-- On MySQL, 0001 and 0002 (and 0011 for device_codes) create the tables in
+-- their final form, and no database predates them: nothing to do. The
+-- version is recorded so that every backend lists the same ones.
