@@ -118,7 +118,7 @@ func TestMigrateConcurrently(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					db, err := store.Open(ctx, url, store.Options{})
+					db, err := store.Open(ctx, url, storetest.Options())
 					if err != nil {
 						errs[i] = err
 						return
@@ -136,7 +136,7 @@ func TestMigrateConcurrently(t *testing.T) {
 				}
 				total += counts[i]
 			}
-			db, err := store.Open(ctx, url, store.Options{})
+			db, err := store.Open(ctx, url, storetest.Options())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -607,14 +607,12 @@ func TestRotateRefreshConditions(t *testing.T) {
 func TestMigrateURIListsToJSON(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(d, func(t *testing.T) {
+			if d == store.MySQL {
+				t.Skip("MySQL's schema starts with JSON lists: its 0005 has nothing to rewrite")
+			}
 			url := storetest.URL(t, d)
 			db := storetest.OpenURL(t, url)
-			driver := map[string]string{store.SQLite: "sqlite", store.Postgres: "pgx"}[d]
-			raw, err := sql.Open(driver, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
+			raw := storetest.Raw(t, d, url)
 			if err := db.CreateClient(ctx, &store.Client{ID: "legacy", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
 				t.Fatal(err)
 			}
@@ -652,12 +650,7 @@ func count(t testing.TB, raw *sql.DB, table string) int {
 // rawDB opens a second, plain connection to the database at url.
 func rawDB(t testing.TB, dialect, url string) *sql.DB {
 	t.Helper()
-	raw, err := sql.Open(map[string]string{store.SQLite: "sqlite", store.Postgres: "pgx"}[dialect], url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
-	return raw
+	return storetest.Raw(t, dialect, url)
 }
 
 // Purge keeps a family while it can mint and while an access token it
@@ -782,7 +775,7 @@ func TestErrorClasses(t *testing.T) {
 			if err == nil || errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrConflict) {
 				t.Fatalf("a CHECK violation = %v; want an internal error", err)
 			}
-			other, err := store.Open(ctx, url, store.Options{})
+			other, err := store.Open(ctx, url, storetest.Options())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,8 @@
 // Package storetest opens real, migrated databases for tests: a SQLite file in
-// a temporary directory, and a fresh schema on the PostgreSQL server named by
-// TEST_POSTGRES_URL. Without that variable PostgreSQL tests skip, except when
+// a temporary directory, a fresh schema on the PostgreSQL server named by
+// TEST_POSTGRES_URL and, when the suites run from the nested module mysql/
+// (mysql/test.sh), a fresh database on the MySQL server named by
+// TEST_MYSQL_URL. Without its variable a server's tests skip, except when
 // CI is set: there a missing or unreachable database fails the test.
 //
 // # Security
@@ -25,8 +27,20 @@ import (
 
 // Dialects lists the backends every store-level suite runs on: those this
 // build has (dialects*.go: a lean build, -tags nosqlite or nopostgres, runs
-// the suites on the other).
-var Dialects = dialects
+// the suites on the other), and MySQL when the suites run with its driver
+// (nomysql.go).
+var Dialects = withMySQL(dialects)
+
+func withMySQL(d []string) []string {
+	if mysqlDriver == nil {
+		return d
+	}
+	return append(d[:len(d):len(d)], store.MySQL)
+}
+
+// Options returns store options for a database from URL: the MySQL driver
+// when the suites have one.
+func Options() store.Options { return store.Options{MySQL: mysqlDriver} }
 
 // URL returns a DATABASE_URL for a fresh, empty database of the dialect,
 // removed when the test ends.
@@ -34,6 +48,9 @@ func URL(t testing.TB, dialect string) string {
 	t.Helper()
 	if dialect == store.SQLite {
 		return filepath.Join(t.TempDir(), "oauth.db")
+	}
+	if dialect == store.MySQL {
+		return mysqlURL(t)
 	}
 	base := os.Getenv("TEST_POSTGRES_URL")
 	if base == "" {
@@ -89,7 +106,9 @@ func Each(t *testing.T, f func(t *testing.T, db *store.DB)) {
 // OpenURL returns a migrated store on rawURL (from URL).
 func OpenURL(t testing.TB, rawURL string) *store.DB {
 	t.Helper()
-	db, err := store.Open(context.Background(), rawURL, store.Options{MaxOpenConns: 20})
+	o := Options()
+	o.MaxOpenConns = 20
+	db, err := store.Open(context.Background(), rawURL, o)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -111,4 +130,62 @@ func OpenPostgresViaProxy(t testing.TB) (*store.DB, *Proxy) {
 	}
 	p := NewProxy(t, u.Host)
 	return OpenURL(t, p.Via(t, raw)), p
+}
+
+// mysqlURL returns the URL of a fresh database on the MySQL server named by
+// TEST_MYSQL_URL (mysql://user:pass@host:3306/db, an existing database the
+// user may create others beside), dropped when the test ends.
+func mysqlURL(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("TEST_MYSQL_URL")
+	if base == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("TEST_MYSQL_URL unset but CI is set: MySQL tests must run in CI")
+		}
+		t.Skip("TEST_MYSQL_URL unset: skipping MySQL")
+	}
+	name := "t_" + token.Hash(token.NewOpaque())[:16]
+	admin := func(stmt string) error {
+		p, err := mysqlDriver.Open(base, store.Options{MaxOpenConns: 1})
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = p.ExecContext(ctx, stmt)
+		return err
+	}
+	if err := admin("CREATE DATABASE " + name + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
+		t.Fatalf("MySQL at TEST_MYSQL_URL unreachable: %v", err)
+	}
+	t.Cleanup(func() { admin("DROP DATABASE " + name) })
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("TEST_MYSQL_URL: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// Raw returns a plain pool on the database at rawURL (from URL), beside
+// store's, for a test to read or break what store wrote. Its statements
+// take the driver's own placeholders.
+func Raw(t testing.TB, dialect, rawURL string) *sql.DB {
+	t.Helper()
+	var raw *sql.DB
+	var err error
+	switch dialect {
+	case store.SQLite:
+		raw, err = sql.Open("sqlite", rawURL)
+	case store.Postgres:
+		raw, err = sql.Open("pgx", rawURL)
+	case store.MySQL:
+		raw, err = mysqlDriver.Open(rawURL, store.Options{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	return raw
 }

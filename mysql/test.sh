@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the root module's store, handler and e2e suites on MySQL, and this
+# module's own tests. The root module cannot import the driver, so the
+# suites run from here, with overlay.json: it replaces
+# store/storetest/nomysql.go with one that names mysql.Driver, which adds
+# MySQL to storetest.Dialects (and the root's nomysql.go, for the binary).
+# The e2e tests start oauth2-api-mysql, built here first.
+#
+#   TEST_MYSQL_URL=mysql://root@127.0.0.1:3306/test ./mysql/test.sh [go test flags]
+set -euo pipefail
+cd "$(dirname "$0")"
+bin=$(mktemp -d)/oauth2-api-mysql
+trap 'rm -rf "$(dirname "$bin")"' EXIT
+CGO_ENABLED=0 go build -overlay=overlay.json -o "$bin" oauth2-api
+go test -count=1 "$@" ./...
+go test -count=1 -overlay=overlay.json "$@" oauth2-api/store/... oauth2-api/auth
+# e2e: the tests that run on the shared databases (double spends, instances
+# side by side, outages), on MySQL.
+OAUTH2_API_BIN=$bin go test -count=1 -overlay=overlay.json -run "${E2E_RUN:-MySQL|Instances|Concurrent}" "$@" oauth2-api/e2e
