@@ -170,6 +170,16 @@ func TestLookupsExact(t *testing.T) {
 		if _, err := db.UserByEmail(ctx, "\u212Aate@example.com"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("UserByEmail(Kelvin sign + ate) = %v; want ErrNotFound", err)
 		}
+		// MySQL's text collations ignore trailing spaces: keys are bytes there.
+		if _, err := db.UserByEmail(ctx, "kate@example.com "); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("UserByEmail(with a trailing space) = %v; want ErrNotFound", err)
+		}
+		if err := db.CreateClient(ctx, &store.Client{ID: "app", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ClientByID(ctx, "app "); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("ClientByID(with a trailing space) = %v; want ErrNotFound", err)
+		}
 	})
 }
 

@@ -5,15 +5,18 @@
 -- here, as no MySQL database predates it. Every statement can run again
 -- (IF NOT EXISTS, indexes inside CREATE TABLE): MySQL commits each DDL
 -- statement by itself, so a migration stopped half way is run again whole.
--- Keys are VARCHAR (a key cannot be TEXT); every table is InnoDB, utf8mb4,
--- compared byte for byte (utf8mb4_bin), as PostgreSQL compares.
+-- Every table is InnoDB, utf8mb4. Keys and what is looked up by a value
+-- from outside (digests, ids, emails) are VARBINARY: a key cannot be TEXT,
+-- and MySQL's text collations, utf8mb4_bin included, pad with spaces, so
+-- that 'a' would equal 'a '; bytes compare exactly, as PostgreSQL does.
+-- Usernames stay text (utf8mb4_bin), for lower(); they hold no spaces.
 
 -- Users, as the deployment guide describes them, with soft delete. A
 -- unique index over live rows only is a unique index over a generated
 -- column that is NULL for deleted rows (MySQL has no partial index).
 CREATE TABLE IF NOT EXISTS users (
     id             BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
-    email          VARCHAR(255) NOT NULL,            -- lower-cased
+    email          VARBINARY(255) NOT NULL,            -- lower-cased
     username       VARCHAR(255) NOT NULL,
     password_hash  TEXT         NOT NULL,            -- argon2id, PHC string form
     first_name     TEXT         NOT NULL DEFAULT (''),
@@ -24,7 +27,7 @@ CREATE TABLE IF NOT EXISTS users (
     updated_at     BIGINT       NOT NULL,
     deleted_at     BIGINT,                           -- soft delete
     email_verified BOOLEAN      NOT NULL DEFAULT FALSE,
-    live_email     VARCHAR(255) AS (CASE WHEN deleted_at IS NULL THEN email END) STORED,
+    live_email     VARBINARY(255) AS (CASE WHEN deleted_at IS NULL THEN email END) STORED,
     live_username  VARCHAR(255) AS (CASE WHEN deleted_at IS NULL THEN lower(username) END) STORED,
     UNIQUE KEY users_email_live (live_email),
     UNIQUE KEY users_username_live (live_username),
@@ -33,7 +36,7 @@ CREATE TABLE IF NOT EXISTS users (
 
 -- Per-account login throttling, shared by every instance on this database.
 CREATE TABLE IF NOT EXISTS login_failures (
-    account      VARCHAR(255) NOT NULL PRIMARY KEY,
+    account      VARBINARY(255) NOT NULL PRIMARY KEY,
     failures     INTEGER      NOT NULL,
     window_start BIGINT       NOT NULL,
     user_id      BIGINT,
@@ -42,14 +45,14 @@ CREATE TABLE IF NOT EXISTS login_failures (
 
 -- A family is one chain of rotated refresh tokens (one login or one grant).
 CREATE TABLE IF NOT EXISTS token_families (
-    id         VARCHAR(255) NOT NULL PRIMARY KEY,
+    id         VARBINARY(255) NOT NULL PRIMARY KEY,
     user_id    BIGINT       NOT NULL,
-    client_id  VARCHAR(255) NOT NULL,
+    client_id  VARBINARY(255) NOT NULL,
     scope      TEXT         NOT NULL DEFAULT (''),
     auth_time  BIGINT       NOT NULL,
     created_at BIGINT       NOT NULL,
     revoked_at BIGINT,
-    dpop_jkt   VARCHAR(255) NOT NULL DEFAULT '',
+    dpop_jkt   VARBINARY(255) NOT NULL DEFAULT '',
     resource   TEXT         NOT NULL DEFAULT (''),
     KEY token_families_user (user_id),
     KEY token_families_created (created_at),
@@ -58,8 +61,8 @@ CREATE TABLE IF NOT EXISTS token_families (
 
 -- Refresh tokens, stored only as SHA-256 hex. used_at set means spent.
 CREATE TABLE IF NOT EXISTS refresh_tokens (
-    hash       VARCHAR(255) NOT NULL PRIMARY KEY,
-    family_id  VARCHAR(255) NOT NULL,
+    hash       VARBINARY(255) NOT NULL PRIMARY KEY,
+    family_id  VARBINARY(255) NOT NULL,
     scope      TEXT         NOT NULL DEFAULT (''),
     created_at BIGINT       NOT NULL,
     expires_at BIGINT       NOT NULL,

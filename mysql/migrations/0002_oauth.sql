@@ -1,7 +1,7 @@
 -- OAuth clients. URI lists are JSON arrays; grant types and scopes are
 -- space-separated (they hold no spaces).
 CREATE TABLE IF NOT EXISTS clients (
-    id                         VARCHAR(255) NOT NULL PRIMARY KEY,
+    id                         VARBINARY(255) NOT NULL PRIMARY KEY,
     name                       TEXT         NOT NULL,
     secret_hash                TEXT,                      -- SHA-256 hex; NULL for a public client
     redirect_uris              TEXT         NOT NULL DEFAULT ('[]'),
@@ -15,8 +15,8 @@ CREATE TABLE IF NOT EXISTS clients (
     backchannel_logout_uri     TEXT         NOT NULL DEFAULT (''),
     require_dpop               BOOLEAN      NOT NULL DEFAULT FALSE,
     require_par                BOOLEAN      NOT NULL DEFAULT FALSE,
-    registration_hash          VARCHAR(255),
-    token_endpoint_auth_method VARCHAR(64)  NOT NULL DEFAULT '',
+    registration_hash          VARBINARY(255),
+    token_endpoint_auth_method VARBINARY(64)  NOT NULL DEFAULT '',
     UNIQUE KEY clients_registration_hash (registration_hash)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
@@ -24,8 +24,8 @@ CREATE TABLE IF NOT EXISTS clients (
 -- the exchange, family_id and access_jti name what it issued, so that a
 -- replay can revoke them.
 CREATE TABLE IF NOT EXISTS auth_codes (
-    hash           VARCHAR(255) NOT NULL PRIMARY KEY,
-    client_id      VARCHAR(255) NOT NULL,
+    hash           VARBINARY(255) NOT NULL PRIMARY KEY,
+    client_id      VARBINARY(255) NOT NULL,
     user_id        BIGINT       NOT NULL,
     redirect_uri   TEXT         NOT NULL,
     scope          TEXT         NOT NULL DEFAULT (''),
@@ -35,11 +35,11 @@ CREATE TABLE IF NOT EXISTS auth_codes (
     created_at     BIGINT       NOT NULL,
     expires_at     BIGINT       NOT NULL,
     used_at        BIGINT,
-    family_id      VARCHAR(255),
+    family_id      VARBINARY(255),
     access_jti     TEXT,
     access_exp     BIGINT,
-    sid            VARCHAR(255) NOT NULL DEFAULT '',
-    dpop_jkt       VARCHAR(255) NOT NULL DEFAULT '',
+    sid            VARBINARY(255) NOT NULL DEFAULT '',
+    dpop_jkt       VARBINARY(255) NOT NULL DEFAULT '',
     resource       TEXT         NOT NULL DEFAULT (''),
     KEY auth_codes_expires (expires_at),
     KEY auth_codes_user (user_id),
@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS auth_codes (
 -- Scopes a user has granted a client, so consent is asked once.
 CREATE TABLE IF NOT EXISTS consents (
     user_id    BIGINT       NOT NULL,
-    client_id  VARCHAR(255) NOT NULL,
+    client_id  VARBINARY(255) NOT NULL,
     scope      TEXT         NOT NULL,
     updated_at BIGINT       NOT NULL,
     PRIMARY KEY (user_id, client_id),
@@ -62,11 +62,11 @@ CREATE TABLE IF NOT EXISTS consents (
 -- Browser sessions of the authorization endpoint; the cookie holds the
 -- token, the table only its SHA-256 hex, and sid its public id.
 CREATE TABLE IF NOT EXISTS sessions (
-    hash       VARCHAR(255) NOT NULL PRIMARY KEY,
+    hash       VARBINARY(255) NOT NULL PRIMARY KEY,
     user_id    BIGINT       NOT NULL,
     auth_time  BIGINT       NOT NULL,
     expires_at BIGINT       NOT NULL,
-    sid        VARCHAR(255) NOT NULL DEFAULT '',
+    sid        VARBINARY(255) NOT NULL DEFAULT '',
     KEY sessions_user (user_id),
     KEY sessions_sid (sid),
     FOREIGN KEY (user_id) REFERENCES users (id)
@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 -- One-time password reset tokens, SHA-256 hex; at most one working link per
 -- account (a unique index over a column that is NULL once a link is used).
 CREATE TABLE IF NOT EXISTS reset_tokens (
-    hash       VARCHAR(255) NOT NULL PRIMARY KEY,
+    hash       VARBINARY(255) NOT NULL PRIMARY KEY,
     user_id    BIGINT       NOT NULL,
     created_at BIGINT       NOT NULL,
     expires_at BIGINT       NOT NULL,

@@ -1,9 +1,9 @@
 -- Email verification links, stored only as SHA-256 hex; used_at set means
 -- spent. At most one working link per account: a new one voids the old.
 CREATE TABLE IF NOT EXISTS email_verification_tokens (
-    hash       VARCHAR(255) NOT NULL PRIMARY KEY,
+    hash       VARBINARY(255) NOT NULL PRIMARY KEY,
     user_id    BIGINT       NOT NULL,
-    email      VARCHAR(255) NOT NULL,              -- the address the link was mailed to
+    email      VARBINARY(255) NOT NULL,              -- the address the link was mailed to
     created_at BIGINT       NOT NULL,
     expires_at BIGINT       NOT NULL,
     used_at    BIGINT,

@@ -1,7 +1,7 @@
 -- DPoP (RFC 9449): the replay cache, one row per proof seen (SHA-256 of
 -- its key's thumbprint and jti), kept until the proof is too old anyway.
 CREATE TABLE IF NOT EXISTS dpop_proofs (
-    hash       VARCHAR(255) NOT NULL PRIMARY KEY,
+    hash       VARBINARY(255) NOT NULL PRIMARY KEY,
     expires_at BIGINT       NOT NULL,
     KEY dpop_proofs_expires (expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -9,8 +9,8 @@ CREATE TABLE IF NOT EXISTS dpop_proofs (
 -- Pushed authorization requests (RFC 9126), by the SHA-256 of their
 -- request_uri.
 CREATE TABLE IF NOT EXISTS pushed_requests (
-    hash       VARCHAR(255) NOT NULL PRIMARY KEY,
-    client_id  VARCHAR(255) NOT NULL,
+    hash       VARBINARY(255) NOT NULL PRIMARY KEY,
+    client_id  VARBINARY(255) NOT NULL,
     params     TEXT         NOT NULL,
     expires_at BIGINT       NOT NULL,
     used_at    BIGINT,

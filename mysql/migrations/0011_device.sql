@@ -1,9 +1,9 @@
 -- Device authorization (RFC 8628); see migrations/postgres/0011_device.sql
 -- in store for what each column means.
 CREATE TABLE IF NOT EXISTS device_codes (
-    hash       VARCHAR(255) NOT NULL PRIMARY KEY,
-    user_code  VARCHAR(255) NOT NULL,
-    client_id  VARCHAR(255) NOT NULL,
+    hash       VARBINARY(255) NOT NULL PRIMARY KEY,
+    user_code  VARBINARY(255) NOT NULL,
+    client_id  VARBINARY(255) NOT NULL,
     scope      TEXT         NOT NULL DEFAULT (''),
     created_at BIGINT       NOT NULL,
     expires_at BIGINT       NOT NULL,
@@ -13,8 +13,8 @@ CREATE TABLE IF NOT EXISTS device_codes (
     status     VARCHAR(16)  NOT NULL DEFAULT 'pending',
     user_id    BIGINT,
     auth_time  BIGINT       NOT NULL DEFAULT 0,
-    sid        VARCHAR(255) NOT NULL DEFAULT '',
-    family_id  VARCHAR(255),
+    sid        VARBINARY(255) NOT NULL DEFAULT '',
+    family_id  VARBINARY(255),
     resource   TEXT         NOT NULL DEFAULT (''),
     UNIQUE KEY device_codes_user_code (user_code),
     KEY device_codes_expires (expires_at),
