@@ -145,16 +145,20 @@ func TestAuditEvents(t *testing.T) {
 // nothing half done; once the database is back, the same attempt is
 // refused as usual and recorded, once.
 func TestAuditFailedLoginNeedsItsEvent(t *testing.T) {
-	db, p := storetest.OpenPostgresViaProxy(t)
-	e := newEnvOn(t, db)
-	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
-	before := len(e.auditTrail())
-	p.Cut()
-	e.loginAttempt("ann", "Wrong-Password-1").want(http.StatusServiceUnavailable)
-	p.Restore()
-	e.loginAttempt("ann", "Wrong-Password-1").want(http.StatusUnauthorized)
-	trail := e.auditTrail()
-	if len(trail) != before+1 || trail[len(trail)-1].Action != actLoginFailure {
-		t.Fatalf("events after a cut and a retry: %+v", trail[before:])
+	for _, dialect := range storetest.Servers() {
+		t.Run(dialect, func(t *testing.T) {
+			db, p := storetest.OpenViaProxy(t, dialect)
+			e := newEnvOn(t, db)
+			e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			before := len(e.auditTrail())
+			p.Cut()
+			e.loginAttempt("ann", "Wrong-Password-1").want(http.StatusServiceUnavailable)
+			p.Restore()
+			e.loginAttempt("ann", "Wrong-Password-1").want(http.StatusUnauthorized)
+			trail := e.auditTrail()
+			if len(trail) != before+1 || trail[len(trail)-1].Action != actLoginFailure {
+				t.Fatalf("events after a cut and a retry: %+v", trail[before:])
+			}
+		})
 	}
 }

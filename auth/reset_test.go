@@ -188,26 +188,30 @@ func TestForgotPerAccountLimits(t *testing.T) {
 // cannot be written fails, API.md); with it back, the same 202, and the
 // records do not tell the two apart.
 func TestForgotAnswersBeforeAnyLookup(t *testing.T) {
-	srv, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
-	db, p := storetest.OpenPostgresViaProxy(t)
-	e := newEnvOn(t, db, withReset(t, srv, clientTLS, SMTPStartTLS))
-	e.createUser("ann@example.com", "ann", "correct horse", "user")
-	forgot := func() (response, response) {
-		return e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "ann@example.com"}),
-			e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "nobody@example.com"})
-	}
-	p.Cut()
-	known, unknown := forgot()
-	if known.Code != http.StatusServiceUnavailable || unknown.Code != known.Code || unknown.Body.String() != known.Body.String() {
-		t.Fatalf("with the database away: known %d %s, unknown %d %s; want the same 503", known.Code, known.Body.String(), unknown.Code, unknown.Body.String())
-	}
-	p.Restore()
-	known, unknown = forgot()
-	if known.Code != http.StatusAccepted || unknown.Code != known.Code || unknown.Body.String() != known.Body.String() {
-		t.Fatalf("with the database back: known %d %s, unknown %d %s; want the same 202", known.Code, known.Body.String(), unknown.Code, unknown.Body.String())
-	}
-	events, err := db.ListAudit(t.Context(), store.AuditFilter{Action: actResetRequest, Limit: 10})
-	if err != nil || len(events) != 2 || events[0].Subject != "" || events[1].Subject != "" || len(events[0].Detail) != 0 || len(events[1].Detail) != 0 {
-		t.Fatalf("reset request records %+v, %v; want two alike", events, err)
+	for _, dialect := range storetest.Servers() {
+		t.Run(dialect, func(t *testing.T) {
+			srv, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
+			db, p := storetest.OpenViaProxy(t, dialect)
+			e := newEnvOn(t, db, withReset(t, srv, clientTLS, SMTPStartTLS))
+			e.createUser("ann@example.com", "ann", "correct horse", "user")
+			forgot := func() (response, response) {
+				return e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "ann@example.com"}),
+					e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "nobody@example.com"})
+			}
+			p.Cut()
+			known, unknown := forgot()
+			if known.Code != http.StatusServiceUnavailable || unknown.Code != known.Code || unknown.Body.String() != known.Body.String() {
+				t.Fatalf("with the database away: known %d %s, unknown %d %s; want the same 503", known.Code, known.Body.String(), unknown.Code, unknown.Body.String())
+			}
+			p.Restore()
+			known, unknown = forgot()
+			if known.Code != http.StatusAccepted || unknown.Code != known.Code || unknown.Body.String() != known.Body.String() {
+				t.Fatalf("with the database back: known %d %s, unknown %d %s; want the same 202", known.Code, known.Body.String(), unknown.Code, unknown.Body.String())
+			}
+			events, err := db.ListAudit(t.Context(), store.AuditFilter{Action: actResetRequest, Limit: 10})
+			if err != nil || len(events) != 2 || events[0].Subject != "" || events[1].Subject != "" || len(events[0].Detail) != 0 || len(events[1].Detail) != 0 {
+				t.Fatalf("reset request records %+v, %v; want two alike", events, err)
+			}
+		})
 	}
 }

@@ -266,7 +266,7 @@ func TestLockoutDoesNotLinkNames(t *testing.T) {
 }
 
 // cutDBs make the database unable to take writes until restore is called:
-// on PostgreSQL by cutting the network path to it, on SQLite (no network)
+// on PostgreSQL and MySQL by cutting the network path to it, on SQLite (no network)
 // by another connection holding the write lock, so that writes time out
 // (after the 5 s busy timeout).
 type cutDB func(t *testing.T) (db *store.DB, cut, restore func())
@@ -293,10 +293,15 @@ var cutDBs = map[string]cutDB{
 				lock.Close()
 			}
 	},
-	store.Postgres: func(t *testing.T) (*store.DB, func(), func()) {
-		db, p := storetest.OpenPostgresViaProxy(t)
+	store.Postgres: cutServer(store.Postgres),
+	store.MySQL:    cutServer(store.MySQL),
+}
+
+func cutServer(dialect string) cutDB {
+	return func(t *testing.T) (*store.DB, func(), func()) {
+		db, p := storetest.OpenViaProxy(t, dialect)
 		return db, p.Cut, p.Restore
-	},
+	}
 }
 
 // Item 6: a revocation is acknowledged only once stored; a failed one
@@ -453,25 +458,29 @@ func TestFirstPartyClientTokensAtAPI(t *testing.T) {
 // shorter than that. (The bound checked is generous: this catches the hang,
 // it does not time the server.)
 func TestHealthBoundedWhenDatabaseStalls(t *testing.T) {
-	db, p := storetest.OpenPostgresViaProxy(t)
-	e := newEnvOn(t, db)
-	e.request("GET", "/health", nil).want(http.StatusOK)
-	p.Stall()
-	start := time.Now()
-	r := e.request("GET", "/health", nil)
-	took := time.Since(start)
-	if r.Code != http.StatusServiceUnavailable || r.Str("status") != "unhealthy" {
-		t.Fatalf("/health with the database stalled: %d %s; want 503 unhealthy", r.Code, r.Body.String())
-	}
-	if took > 4*time.Second {
-		t.Fatalf("/health took %v with the database stalled; want about %v", took, HealthTimeout)
-	}
-	p.Restore()
-	deadline := time.Now().Add(15 * time.Second)
-	for e.request("GET", "/health", nil).Code != http.StatusOK {
-		if time.Now().After(deadline) {
-			t.Fatal("/health did not recover once the database answered again")
-		}
-		time.Sleep(100 * time.Millisecond)
+	for _, dialect := range storetest.Servers() {
+		t.Run(dialect, func(t *testing.T) {
+			db, p := storetest.OpenViaProxy(t, dialect)
+			e := newEnvOn(t, db)
+			e.request("GET", "/health", nil).want(http.StatusOK)
+			p.Stall()
+			start := time.Now()
+			r := e.request("GET", "/health", nil)
+			took := time.Since(start)
+			if r.Code != http.StatusServiceUnavailable || r.Str("status") != "unhealthy" {
+				t.Fatalf("/health with the database stalled: %d %s; want 503 unhealthy", r.Code, r.Body.String())
+			}
+			if took > 4*time.Second {
+				t.Fatalf("/health took %v with the database stalled; want about %v", took, HealthTimeout)
+			}
+			p.Restore()
+			deadline := time.Now().Add(15 * time.Second)
+			for e.request("GET", "/health", nil).Code != http.StatusOK {
+				if time.Now().After(deadline) {
+					t.Fatal("/health did not recover once the database answered again")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
 	}
 }

@@ -41,7 +41,7 @@ func NewProxy(t testing.TB, target string) *Proxy {
 // Addr is the proxy's host:port.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Via returns rawURL (a postgres:// URL) with its host replaced by the proxy.
+// Via returns rawURL (a postgres:// or mysql:// URL) with its host replaced by the proxy.
 func (p *Proxy) Via(t testing.TB, rawURL string) string {
 	t.Helper()
 	u, err := url.Parse(rawURL)

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -119,11 +120,17 @@ func OpenURL(t testing.TB, rawURL string) *store.DB {
 	return db
 }
 
-// OpenPostgresViaProxy returns a migrated store on a fresh PostgreSQL schema
-// reached through a Proxy the test can cut.
-func OpenPostgresViaProxy(t testing.TB) (*store.DB, *Proxy) {
+// Servers lists the dialects of Dialects reached over the network
+// (PostgreSQL, MySQL): those whose database a Proxy can cut.
+func Servers() []string {
+	return slices.DeleteFunc(slices.Clone(Dialects), func(d string) bool { return d == store.SQLite })
+}
+
+// OpenViaProxy returns a migrated store on a fresh database of dialect (one
+// of Servers) reached through a Proxy the test can cut.
+func OpenViaProxy(t testing.TB, dialect string) (*store.DB, *Proxy) {
 	t.Helper()
-	raw := URL(t, store.Postgres)
+	raw := URL(t, dialect)
 	u, err := url.Parse(raw)
 	if err != nil {
 		t.Fatal(err)
