@@ -17,69 +17,73 @@ import (
 // LOGIN_MAX_FAILURES (3) failures spread over both, the account is throttled
 // on both (429 with Retry-After), for an unknown account name too.
 func TestLoginThrottleAcrossInstances(t *testing.T) {
-	e := baseEnv(storetest.URL(t, "postgres")).with("LOGIN_MAX_FAILURES", "3", "LOGIN_LOCKOUT", "15m")
-	// Both start at once on the fresh schema: migrations must not collide.
-	var a, b *server
-	var errA, errB error
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); a, errA = launch(t, "replica-a", e) }()
-	go func() { defer wg.Done(); b, errB = launch(t, "replica-b", e) }()
-	wg.Wait()
-	if errA != nil || errB != nil {
-		t.Fatalf("start two replicas at once: %v; %v", errA, errB)
-	}
-	sec := &secrets{}
-	const alicePass, bobPass = "Alice-pass-e2e", "Bob-pass-e2e"
-	sec.add(jwtSecret, alicePass, bobPass)
-	a.mustRegister(t, "alice@e2e.test", "alice", alicePass)
-	a.mustRegister(t, "bob@e2e.test", "bob", bobPass)
+	for _, dialect := range storetest.Servers() {
+		t.Run(dialect, func(t *testing.T) {
+			e := baseEnv(storetest.URL(t, dialect)).with("LOGIN_MAX_FAILURES", "3", "LOGIN_LOCKOUT", "15m")
+			// Both start at once on the fresh schema: migrations must not collide.
+			var a, b *server
+			var errA, errB error
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); a, errA = launch(t, "replica-a", e) }()
+			go func() { defer wg.Done(); b, errB = launch(t, "replica-b", e) }()
+			wg.Wait()
+			if errA != nil || errB != nil {
+				t.Fatalf("start two replicas at once: %v; %v", errA, errB)
+			}
+			sec := &secrets{}
+			const alicePass, bobPass = "Alice-pass-e2e", "Bob-pass-e2e"
+			sec.add(jwtSecret, alicePass, bobPass)
+			a.mustRegister(t, "alice@e2e.test", "alice", alicePass)
+			a.mustRegister(t, "bob@e2e.test", "bob", bobPass)
 
-	login := func(s *server, who, pass string, want int) reply {
-		t.Helper()
-		r := s.login(t, who, pass)
-		if r.status != want {
-			t.Errorf("%s: login %s = %v; want %d", s.name, who, r, want)
-		}
-		checkBody(t, "login "+who, r.body, sec.all())
-		return r
-	}
-	throttled := func(s *server, who, pass string) {
-		t.Helper()
-		r := login(s, who, pass, http.StatusTooManyRequests)
-		if r.status != http.StatusTooManyRequests {
-			return
-		}
-		if code := errorCode(r); code != "too_many_attempts" {
-			t.Errorf("%s: login %s: error %q; want too_many_attempts (the account throttle, not the per-IP one)", s.name, who, code)
-		}
-		ra, err := strconv.Atoi(r.header.Get("Retry-After"))
-		if err != nil || ra < 1 || ra > 15*60 {
-			t.Errorf("%s: login %s: Retry-After %q; want 1 to 900 seconds", s.name, who, r.header.Get("Retry-After"))
-		}
-	}
+			login := func(s *server, who, pass string, want int) reply {
+				t.Helper()
+				r := s.login(t, who, pass)
+				if r.status != want {
+					t.Errorf("%s: login %s = %v; want %d", s.name, who, r, want)
+				}
+				checkBody(t, "login "+who, r.body, sec.all())
+				return r
+			}
+			throttled := func(s *server, who, pass string) {
+				t.Helper()
+				r := login(s, who, pass, http.StatusTooManyRequests)
+				if r.status != http.StatusTooManyRequests {
+					return
+				}
+				if code := errorCode(r); code != "too_many_attempts" {
+					t.Errorf("%s: login %s: error %q; want too_many_attempts (the account throttle, not the per-IP one)", s.name, who, code)
+				}
+				ra, err := strconv.Atoi(r.header.Get("Retry-After"))
+				if err != nil || ra < 1 || ra > 15*60 {
+					t.Errorf("%s: login %s: Retry-After %q; want 1 to 900 seconds", s.name, who, r.header.Get("Retry-After"))
+				}
+			}
 
-	for _, who := range []string{"alice", "ghost-" + strconv.FormatInt(time.Now().UnixNano(), 36)} {
-		login(a, who, "wrong-password-1", http.StatusUnauthorized)
-		login(a, who, "wrong-password-2", http.StatusUnauthorized)
-		login(b, who, "wrong-password-3", http.StatusUnauthorized)
-		throttled(a, who, "wrong-password-4")
-		throttled(b, who, "wrong-password-5")
-		if who == "alice" {
-			// Throttled means throttled: the right password too, on either
-			// instance. By the account's email it is refused too, with a
-			// wrong password's answer: a 429 there would tell that the
-			// username and the email are one account.
-			throttled(a, "alice", alicePass)
-			throttled(b, "ALICE", alicePass)
-			login(b, "alice@e2e.test", alicePass, http.StatusUnauthorized)
-		}
+			for _, who := range []string{"alice", "ghost-" + strconv.FormatInt(time.Now().UnixNano(), 36)} {
+				login(a, who, "wrong-password-1", http.StatusUnauthorized)
+				login(a, who, "wrong-password-2", http.StatusUnauthorized)
+				login(b, who, "wrong-password-3", http.StatusUnauthorized)
+				throttled(a, who, "wrong-password-4")
+				throttled(b, who, "wrong-password-5")
+				if who == "alice" {
+					// Throttled means throttled: the right password too, on either
+					// instance. By the account's email it is refused too, with a
+					// wrong password's answer: a 429 there would tell that the
+					// username and the email are one account.
+					throttled(a, "alice", alicePass)
+					throttled(b, "ALICE", alicePass)
+					login(b, "alice@e2e.test", alicePass, http.StatusUnauthorized)
+				}
+			}
+			// Another account is not affected.
+			p := b.mustLogin(t, "bob", bobPass)
+			sec.add(p.AccessToken, p.RefreshToken)
+			checkLog(t, a, sec.all())
+			checkLog(t, b, sec.all())
+		})
 	}
-	// Another account is not affected.
-	p := b.mustLogin(t, "bob", bobPass)
-	sec.add(p.AccessToken, p.RefreshToken)
-	checkLog(t, a, sec.all())
-	checkLog(t, b, sec.all())
 }
 
 // TestLoginFlood fires 500 logins at once, right and wrong passwords mixed,

@@ -2,14 +2,12 @@ package e2e
 
 import (
 	"bufio"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -89,15 +87,10 @@ func TestConnectionCap(t *testing.T) {
 // links are kept an hour (the per-account limits count them), so those
 // tables are checked against their bound instead: 3 per account. Both databases, side by side.
 func TestTablesBounded(t *testing.T) {
-	for _, dialect := range []string{"sqlite", "postgres"} {
+	for _, dialect := range storetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
-			var url, driver string
-			if dialect == "sqlite" {
-				url, driver = filepath.Join(t.TempDir(), "oauth.db"), "sqlite"
-			} else {
-				url, driver = storetest.URL(t, "postgres"), "pgx"
-			}
+			url := storetest.URL(t, dialect)
 			sink, _ := smtptest.Start(t, smtptest.Plain, false)
 			e := baseEnv(url).with("ACCESS_TOKEN_TTL", "30s", "REFRESH_TOKEN_TTL", "20s", "LOGIN_LOCKOUT", "2s",
 				"LOGIN_MAX_FAILURES", "3", "ENABLE_PASSWORD_RESET", "true", "SMTP_HOST", "127.0.0.1",
@@ -108,11 +101,7 @@ func TestTablesBounded(t *testing.T) {
 				createUser(t, e, fmt.Sprintf("user%d@e2e.test", i), fmt.Sprintf("user%d", i), "Pass-bounded-1", false)
 			}
 			web := createClient(t, e, "--name", "web", "--redirect-uri", e2eRedirect)
-			raw, err := sql.Open(driver, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
+			raw := storetest.Raw(t, dialect, url)
 			// The first seven go to (near) zero; the links are kept an hour.
 			tables := []string{"token_families", "refresh_tokens", "auth_codes", "sessions", "session_clients", "login_failures", "revocations",
 				"reset_tokens", "email_verification_tokens"}

@@ -29,7 +29,8 @@ import (
 	"time"
 )
 
-// serverBin is the oauth2-api binary TestMain builds for the whole package.
+// serverBin is the oauth2-api binary TestMain builds for the whole package,
+// or the one OAUTH2_API_BIN names.
 var serverBin string
 
 func TestMain(m *testing.M) {
@@ -40,7 +41,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	serverBin = filepath.Join(dir, "oauth2-api")
-	if err := buildServer(serverBin); err != nil {
+	if bin := os.Getenv("OAUTH2_API_BIN"); bin != "" {
+		serverBin = bin // oauth2-api-mysql, for the MySQL runs (mysql/test.sh)
+	} else if err := buildServer(serverBin); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build the server:", err)
 		os.RemoveAll(dir)
 		os.Exit(1)

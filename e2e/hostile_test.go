@@ -174,12 +174,16 @@ func TestHostile(t *testing.T) {
 // (text that reaches SQL) on PostgreSQL, which is stricter than SQLite about
 // what a text value may hold.
 func TestHostilePostgres(t *testing.T) {
-	f := newHostileFixture(t, "hostile-pg", baseEnv(storetest.URL(t, "postgres")))
-	t.Run("sql_injection", func(t *testing.T) { testInjection(t, f) })
-	t.Run("invalid_utf8", func(t *testing.T) { testInvalidUTF8(t, f) })
-	t.Run("stored_markup", func(t *testing.T) { testStoredMarkup(t, f) })
-	t.Run("pages_and_redirects", func(t *testing.T) { testPagesAndRedirects(t, f) })
-	checkLog(t, f.s, f.sec.all())
+	for _, dialect := range storetest.Servers() {
+		t.Run(dialect, func(t *testing.T) {
+			f := newHostileFixture(t, "hostile-"+dialect, baseEnv(storetest.URL(t, dialect)))
+			t.Run("sql_injection", func(t *testing.T) { testInjection(t, f) })
+			t.Run("invalid_utf8", func(t *testing.T) { testInvalidUTF8(t, f) })
+			t.Run("stored_markup", func(t *testing.T) { testStoredMarkup(t, f) })
+			t.Run("pages_and_redirects", func(t *testing.T) { testPagesAndRedirects(t, f) })
+			checkLog(t, f.s, f.sec.all())
+		})
+	}
 }
 
 // testSlowloris opens connections that send a request header one byte at a

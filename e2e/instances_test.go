@@ -421,328 +421,332 @@ func userID(t testing.TB, s *server, tok string) string {
 // the other way: an unrelated user's tokens and an unrelated client keep
 // working on both instances, and so do the tokens a change did not name.
 func TestChangesReachOtherInstances(t *testing.T) {
-	// Instances behind one name share an ISSUER: each one's tokens carry it
-	// as iss and aud, so without it (the default is http://localhost:$PORT)
-	// neither would accept the other's tokens.
-	e := baseEnv(storetest.URL(t, "postgres")).with("ISSUER", "http://auth.e2e.test")
-	var a, b *server
-	var errA, errB error
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); a, errA = launch(t, "A", e) }()
-	go func() { defer wg.Done(); b, errB = launch(t, "B", e) }()
-	wg.Wait()
-	if errA != nil || errB != nil {
-		t.Fatalf("start A and B: %v; %v", errA, errB)
-	}
-	began := time.Now()
-	in := &instances{a: a, b: b, sec: &secrets{}}
-	in.sec.add(jwtSecret)
-
-	// Users and clients, made with the CLI on the shared database.
-	pass := func(user string) string { return "Pass-" + user + "-inst-e2e" }
-	users := []string{"admin", "lou", "rex", "dee", "del", "carol", "pat"}
-	for _, u := range users {
-		createUser(t, e, u+"@e2e.test", u, pass(u), u == "admin")
-		in.sec.add(pass(u))
-	}
-	cc := func(name string, more ...string) client {
-		c := createClient(t, e, append([]string{"--name", name, "--grant-type", "client_credentials", "--scope", "read"}, more...)...)
-		in.sec.add(c.Secret)
-		return c
-	}
-	in.rs = cc("resource-server", "--resource-server")
-	web := createClient(t, e, "--name", "web", "--redirect-uri", e2eRedirect)
-	in.sec.add(web.Secret)
-	svc, gone, goneCLI, rot, rotCLI, steady := cc("svc"), cc("gone"), cc("gone-cli"), cc("rot"), cc("rot-cli"), cc("steady")
-
-	adminPair := a.mustLogin(t, "admin", pass("admin"))
-	in.admin = adminPair.AccessToken
-	in.sec.add(adminPair.AccessToken, adminPair.RefreshToken)
-
-	// The unrelated: a user logged in on both, and a client with a token
-	// from each, all from before any change.
-	carolA, carolB := a.mustLogin(t, "carol", pass("carol")), b.mustLogin(t, "carol", pass("carol"))
-	in.sec.add(carolA.AccessToken, carolA.RefreshToken, carolB.AccessToken, carolB.RefreshToken)
-	steadyA, steadyB := in.mustCCToken(t, a, steady), in.mustCCToken(t, b, steady)
-
-	// The changes run side by side, each on its own users and clients. They
-	// spend their time waiting, not computing, so they run all at once
-	// whatever -parallel says (t.Run may be called from several goroutines).
-	t.Run("changes", func(t *testing.T) {
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		run := func(name string, f func(t *testing.T)) {
-			wg.Add(1)
-			go func() { defer wg.Done(); t.Run(name, f) }()
-		}
-		run("logout", func(t *testing.T) {
-			p := a.mustLogin(t, "lou", pass("lou"))
-			in.sec.add(p.AccessToken, p.RefreshToken)
-			// The session's token pair is rotated first: logout with the new
-			// access token must end the earlier one too (it carries the
-			// session in sid).
-			r := in.refresh(t, a, p.RefreshToken)
-			if r.status != http.StatusOK {
-				t.Fatalf("A: refresh = %v; want 200", r)
+	for _, dialect := range storetest.Servers() {
+		t.Run(dialect, func(t *testing.T) {
+			// Instances behind one name share an ISSUER: each one's tokens carry it
+			// as iss and aud, so without it (the default is http://localhost:$PORT)
+			// neither would accept the other's tokens.
+			e := baseEnv(storetest.URL(t, dialect)).with("ISSUER", "http://auth.e2e.test")
+			var a, b *server
+			var errA, errB error
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); a, errA = launch(t, "A", e) }()
+			go func() { defer wg.Done(); b, errB = launch(t, "B", e) }()
+			wg.Wait()
+			if errA != nil || errB != nil {
+				t.Fatalf("start A and B: %v; %v", errA, errB)
 			}
-			earlier, p := p, decodePair(t, r)
-			in.sec.add(p.AccessToken, p.RefreshToken)
-			in.atOnce(t, "before logout", profileWorks(b, p.AccessToken, "lou's"), in.active(b, p.AccessToken, "lou's"),
-				profileWorks(b, earlier.AccessToken, "lou's earlier"))
-			r = a.json(t, http.MethodPost, "/api/v1/auth/logout", p.AccessToken, map[string]string{"refresh_token": p.RefreshToken})
-			if r.status != http.StatusNoContent {
-				t.Fatalf("A: logout = %v; want 204", r)
-			}
-			since, change := time.Now(), "REST logout on A"
-			onA := []probe{profileRefused(a, p.AccessToken, "lou's"), in.inactive(a, p.AccessToken, "lou's"), in.refreshFails(a, p.RefreshToken, "lou's"),
-				profileRefused(a, earlier.AccessToken, "lou's earlier (same session)")}
-			onB := []probe{profileRefused(b, p.AccessToken, "lou's"), in.inactive(b, p.AccessToken, "lou's"), in.refreshFails(b, p.RefreshToken, "lou's"),
-				profileRefused(b, earlier.AccessToken, "lou's earlier (same session)")}
-			in.atOnce(t, change, onA...)
-			in.reaches(t, change, since, onB...)
-			in.stays(t, change, append(onA, onB...)...)
-		})
+			began := time.Now()
+			in := &instances{a: a, b: b, sec: &secrets{}}
+			in.sec.add(jwtSecret)
 
-		run("revocation", func(t *testing.T) {
-			tok := in.mustCCToken(t, b, svc) // B has authenticated svc: its cache is warm
-			other := in.mustCCToken(t, a, svc)
-			in.atOnce(t, "before revocation", in.active(b, tok, "svc's"), in.active(b, other, "svc's other"))
-			r := a.form(t, "/oauth2/revoke", "token="+url.QueryEscape(tok)+"&token_type_hint=access_token", "Authorization", basic(svc.ID, svc.Secret))
-			if r.status != http.StatusOK {
-				t.Fatalf("A: revoke = %v; want 200", r)
+			// Users and clients, made with the CLI on the shared database.
+			pass := func(user string) string { return "Pass-" + user + "-inst-e2e" }
+			users := []string{"admin", "lou", "rex", "dee", "del", "carol", "pat"}
+			for _, u := range users {
+				createUser(t, e, u+"@e2e.test", u, pass(u), u == "admin")
+				in.sec.add(pass(u))
 			}
-			since, change := time.Now(), "OAuth revocation on A"
-			in.atOnce(t, change, in.inactive(a, tok, "the revoked"))
-			in.reaches(t, change, since, in.inactive(b, tok, "the revoked"))
-			in.stays(t, change, in.inactive(a, tok, "the revoked"), in.inactive(b, tok, "the revoked"),
-				// revoking one token by jti touches no other
-				in.active(a, other, "svc's other"), in.active(b, other, "svc's other"),
-				in.clientWorks(a, svc.ID, svc.Secret, "svc"), in.clientWorks(b, svc.ID, svc.Secret, "svc"))
-		})
+			cc := func(name string, more ...string) client {
+				c := createClient(t, e, append([]string{"--name", name, "--grant-type", "client_credentials", "--scope", "read"}, more...)...)
+				in.sec.add(c.Secret)
+				return c
+			}
+			in.rs = cc("resource-server", "--resource-server")
+			web := createClient(t, e, "--name", "web", "--redirect-uri", e2eRedirect)
+			in.sec.add(web.Secret)
+			svc, gone, goneCLI, rot, rotCLI, steady := cc("svc"), cc("gone"), cc("gone-cli"), cc("rot"), cc("rot-cli"), cc("steady")
 
-		run("refresh_rotation", func(t *testing.T) {
-			// Family X: rotated on A, the spent token presented on A (at once),
-			// which revokes the family: the new token then fails on B.
-			x0 := a.mustLogin(t, "rex", pass("rex"))
-			r := in.refresh(t, a, x0.RefreshToken)
-			if r.status != http.StatusOK {
-				t.Fatalf("A: refresh = %v; want 200", r)
-			}
-			x1 := decodePair(t, r)
-			in.sec.add(x0.AccessToken, x0.RefreshToken, x1.AccessToken, x1.RefreshToken)
-			change := "refresh rotation on A, reuse on A"
-			in.atOnce(t, change, in.refreshFails(a, x0.RefreshToken, "the spent"), profileRefused(a, x1.AccessToken, "the thief's (session ended)"))
-			in.reaches(t, change, time.Now(), in.refreshFails(b, x1.RefreshToken, "the new (family revoked on A)"),
-				profileRefused(b, x1.AccessToken, "the thief's (session ended on A)"))
-			in.stays(t, change, in.refreshFails(a, x0.RefreshToken, "the spent"), in.refreshFails(b, x0.RefreshToken, "the spent"),
-				in.refreshFails(a, x1.RefreshToken, "the new"), in.refreshFails(b, x1.RefreshToken, "the new"))
+			adminPair := a.mustLogin(t, "admin", pass("admin"))
+			in.admin = adminPair.AccessToken
+			in.sec.add(adminPair.AccessToken, adminPair.RefreshToken)
 
-			// Family Y: rotated on A, the spent token presented on B, which
-			// revokes the family there: the new token then fails on A.
-			y0 := a.mustLogin(t, "rex", pass("rex"))
-			r = in.refresh(t, a, y0.RefreshToken)
-			if r.status != http.StatusOK {
-				t.Fatalf("A: refresh = %v; want 200", r)
-			}
-			y1 := decodePair(t, r)
-			in.sec.add(y0.AccessToken, y0.RefreshToken, y1.AccessToken, y1.RefreshToken)
-			change = "refresh rotation on A, reuse on B"
-			in.reaches(t, change, time.Now(), in.refreshFails(b, y0.RefreshToken, "the spent"))
-			in.reaches(t, change+" (family revoked on B)", time.Now(), in.refreshFails(a, y1.RefreshToken, "the new"))
-			in.stays(t, change, in.refreshFails(a, y0.RefreshToken, "the spent"), in.refreshFails(b, y0.RefreshToken, "the spent"),
-				in.refreshFails(a, y1.RefreshToken, "the new"), in.refreshFails(b, y1.RefreshToken, "the new"))
-		})
+			// The unrelated: a user logged in on both, and a client with a token
+			// from each, all from before any change.
+			carolA, carolB := a.mustLogin(t, "carol", pass("carol")), b.mustLogin(t, "carol", pass("carol"))
+			in.sec.add(carolA.AccessToken, carolA.RefreshToken, carolB.AccessToken, carolB.RefreshToken)
+			steadyA, steadyB := in.mustCCToken(t, a, steady), in.mustCCToken(t, b, steady)
 
-		run("password_change", func(t *testing.T) {
-			// Someone with pat's password holds a browser sign-in on B, a
-			// code it issued, and a REST session; pat changes the password
-			// on A from another session, which goes on.
-			thief, code := browserSignIn(t, b, web, "pat", pass("pat"))
-			_, verifier := authorizeQuery(web, "pat")
-			other, caller := b.mustLogin(t, "pat", pass("pat")), a.mustLogin(t, "pat", pass("pat"))
-			in.sec.add(code, other.AccessToken, other.RefreshToken, caller.AccessToken, caller.RefreshToken, "New-"+pass("pat"))
-			in.atOnce(t, "before password change", profileWorks(b, other.AccessToken, "pat's other"))
-			r := a.json(t, http.MethodPost, "/api/v1/profile/password", caller.AccessToken,
-				map[string]string{"current_password": pass("pat"), "new_password": "New-" + pass("pat")})
-			if r.status != http.StatusNoContent {
-				t.Fatalf("A: password change = %v; want 204", r)
-			}
-			since, change := time.Now(), "password change on A"
-			ended := func(s *server) []probe {
-				return []probe{profileRefused(s, other.AccessToken, "pat's other session's"), in.inactive(s, other.AccessToken, "pat's other session's"),
-					browserSignedOut(s, thief, web, "pat's")}
-			}
-			in.atOnce(t, change, ended(a)...)
-			in.reaches(t, change, since, ended(b)...)
-			in.atOnce(t, change, codeRefused(b, web, code, verifier, "pat's"), in.refreshFails(b, other.RefreshToken, "pat's other session's"))
-			in.stays(t, change, append(append(ended(a), ended(b)...),
-				profileWorks(a, caller.AccessToken, "pat's own (the caller's)"), profileWorks(b, caller.AccessToken, "pat's own (the caller's)"))...)
-		})
-
-		for _, how := range []string{"deactivation", "deletion"} {
-			name := map[string]string{"deactivation": "dee", "deletion": "del"}[how]
-			run("user_"+how, func(t *testing.T) {
-				pa, pb := a.mustLogin(t, name, pass(name)), b.mustLogin(t, name, pass(name))
-				in.sec.add(pa.AccessToken, pa.RefreshToken, pb.AccessToken, pb.RefreshToken)
-				id := userID(t, b, pa.AccessToken)
-				in.atOnce(t, "before user "+how, profileWorks(b, pb.AccessToken, name+"'s"), in.active(b, pa.AccessToken, name+"'s"))
-				var r reply
-				if how == "deactivation" {
-					r = a.json(t, http.MethodPatch, "/api/v1/users/"+id, in.admin, map[string]bool{"is_active": false})
-					if r.status != http.StatusOK || !strings.Contains(string(r.body), `"is_active":false`) {
-						t.Fatalf("A: PATCH /api/v1/users/%s {is_active:false} = %v; want 200 with is_active false", id, r)
-					}
-				} else {
-					r = a.json(t, http.MethodDelete, "/api/v1/users/"+id, in.admin, "")
-					if r.status != http.StatusNoContent {
-						t.Fatalf("A: DELETE /api/v1/users/%s = %v; want 204", id, r)
-					}
+			// The changes run side by side, each on its own users and clients. They
+			// spend their time waiting, not computing, so they run all at once
+			// whatever -parallel says (t.Run may be called from several goroutines).
+			t.Run("changes", func(t *testing.T) {
+				var wg sync.WaitGroup
+				defer wg.Wait()
+				run := func(name string, f func(t *testing.T)) {
+					wg.Add(1)
+					go func() { defer wg.Done(); t.Run(name, f) }()
 				}
-				since, change := time.Now(), "user "+how+" on A"
-				probes := func(s *server) []probe {
-					return []probe{
-						profileRefused(s, pa.AccessToken, name+"'s A-issued"), profileRefused(s, pb.AccessToken, name+"'s B-issued"),
-						in.inactive(s, pa.AccessToken, name+"'s A-issued"), in.inactive(s, pb.AccessToken, name+"'s B-issued"),
-						loginFails(s, name, pass(name)), loginFails(s, name+"@e2e.test", pass(name)),
-						in.refreshFails(s, pa.RefreshToken, name+"'s A-issued"), in.refreshFails(s, pb.RefreshToken, name+"'s B-issued"),
-					}
-				}
-				in.atOnce(t, change, probes(a)...)
-				in.reaches(t, change, since, probes(b)...)
-				in.stays(t, change, append(probes(a), probes(b)...)...)
-			})
-		}
-
-		for _, how := range []string{"REST", "CLI"} {
-			c := map[string]client{"REST": gone, "CLI": goneCLI}[how]
-			run("client_deletion_"+how, func(t *testing.T) {
-				tb := in.mustCCToken(t, b, c) // B has authenticated the client: its cache is warm
-				ta := in.mustCCToken(t, a, c)
-				in.atOnce(t, "before client deletion", in.active(b, tb, c.Name+"'s B-issued"), in.active(b, ta, c.Name+"'s A-issued"))
-				var change string
-				if how == "REST" {
-					change = "client deletion on A (DELETE /api/v1/clients/{id})"
-					if r := a.json(t, http.MethodDelete, "/api/v1/clients/"+url.PathEscape(c.ID), in.admin, ""); r.status != http.StatusNoContent {
-						t.Fatalf("A: DELETE /api/v1/clients/%s = %v; want 204", c.ID, r)
-					}
-				} else {
-					change = "client deletion by the CLI (client delete ID)"
-					runCLI(t, e, "", "client", "delete", c.ID)
-				}
-				since := time.Now()
-				probes := func(s *server) []probe {
-					return []probe{
-						in.clientRefused(s, "/oauth2/token", c.ID, c.Secret, c.Name),
-						in.clientRefused(s, "/oauth2/introspect", c.ID, c.Secret, c.Name),
-						in.inactive(s, tb, c.Name+"'s B-issued"), in.inactive(s, ta, c.Name+"'s A-issued"),
-					}
-				}
-				if how == "REST" {
-					in.atOnce(t, change, probes(a)...)
-					in.reaches(t, change, since, probes(b)...)
-				} else {
-					// The CLI is no instance: both must hear of it within 5 s.
-					in.reaches(t, change, since, append(probes(a), probes(b)...)...)
-				}
-				in.stays(t, change, append(probes(a), probes(b)...)...)
-			})
-		}
-
-		for _, how := range []string{"REST", "CLI"} {
-			c := map[string]client{"REST": rot, "CLI": rotCLI}[how]
-			run("client_secret_rotation_"+how, func(t *testing.T) {
-				tb := in.mustCCToken(t, b, c) // B has authenticated the client: its cache is warm
-				ta := in.mustCCToken(t, a, c)
-				in.atOnce(t, "before secret rotation", in.active(b, tb, c.Name+"'s B-issued"), in.active(b, ta, c.Name+"'s A-issued"))
-				var change string
-				var out []byte
-				if how == "REST" {
-					change = "client secret rotation on A (POST /api/v1/clients/{id}/secret)"
-					r := a.json(t, http.MethodPost, "/api/v1/clients/"+url.PathEscape(c.ID)+"/secret", in.admin, "")
+				run("logout", func(t *testing.T) {
+					p := a.mustLogin(t, "lou", pass("lou"))
+					in.sec.add(p.AccessToken, p.RefreshToken)
+					// The session's token pair is rotated first: logout with the new
+					// access token must end the earlier one too (it carries the
+					// session in sid).
+					r := in.refresh(t, a, p.RefreshToken)
 					if r.status != http.StatusOK {
-						t.Fatalf("A: POST /api/v1/clients/%s/secret = %v; want 200", c.ID, r)
+						t.Fatalf("A: refresh = %v; want 200", r)
 					}
-					out = r.body
-				} else {
-					change = "client secret rotation by the CLI (client rotate-secret ID)"
-					out = runCLI(t, e, "", "client", "rotate-secret", c.ID)
-				}
-				since := time.Now()
-				var rotated client
-				if err := json.Unmarshal(out, &rotated); err != nil || rotated.ID != c.ID || rotated.Secret == "" || rotated.Secret == c.Secret {
-					t.Fatalf("rotation printed %q: %v; want {client_id, client_secret} with a new secret", out, err)
-				}
-				in.sec.add(rotated.Secret)
-				probes := func(s *server) []probe {
-					return []probe{
-						in.clientRefused(s, "/oauth2/token", c.ID, c.Secret, c.Name+"'s old secret"),
-						in.clientRefused(s, "/oauth2/introspect", c.ID, c.Secret, c.Name+"'s old secret"),
-						in.inactive(s, tb, c.Name+"'s B-issued"), in.inactive(s, ta, c.Name+"'s A-issued"),
-						in.clientWorks(s, c.ID, rotated.Secret, c.Name+"'s new secret"),
+					earlier, p := p, decodePair(t, r)
+					in.sec.add(p.AccessToken, p.RefreshToken)
+					in.atOnce(t, "before logout", profileWorks(b, p.AccessToken, "lou's"), in.active(b, p.AccessToken, "lou's"),
+						profileWorks(b, earlier.AccessToken, "lou's earlier"))
+					r = a.json(t, http.MethodPost, "/api/v1/auth/logout", p.AccessToken, map[string]string{"refresh_token": p.RefreshToken})
+					if r.status != http.StatusNoContent {
+						t.Fatalf("A: logout = %v; want 204", r)
 					}
+					since, change := time.Now(), "REST logout on A"
+					onA := []probe{profileRefused(a, p.AccessToken, "lou's"), in.inactive(a, p.AccessToken, "lou's"), in.refreshFails(a, p.RefreshToken, "lou's"),
+						profileRefused(a, earlier.AccessToken, "lou's earlier (same session)")}
+					onB := []probe{profileRefused(b, p.AccessToken, "lou's"), in.inactive(b, p.AccessToken, "lou's"), in.refreshFails(b, p.RefreshToken, "lou's"),
+						profileRefused(b, earlier.AccessToken, "lou's earlier (same session)")}
+					in.atOnce(t, change, onA...)
+					in.reaches(t, change, since, onB...)
+					in.stays(t, change, append(onA, onB...)...)
+				})
+
+				run("revocation", func(t *testing.T) {
+					tok := in.mustCCToken(t, b, svc) // B has authenticated svc: its cache is warm
+					other := in.mustCCToken(t, a, svc)
+					in.atOnce(t, "before revocation", in.active(b, tok, "svc's"), in.active(b, other, "svc's other"))
+					r := a.form(t, "/oauth2/revoke", "token="+url.QueryEscape(tok)+"&token_type_hint=access_token", "Authorization", basic(svc.ID, svc.Secret))
+					if r.status != http.StatusOK {
+						t.Fatalf("A: revoke = %v; want 200", r)
+					}
+					since, change := time.Now(), "OAuth revocation on A"
+					in.atOnce(t, change, in.inactive(a, tok, "the revoked"))
+					in.reaches(t, change, since, in.inactive(b, tok, "the revoked"))
+					in.stays(t, change, in.inactive(a, tok, "the revoked"), in.inactive(b, tok, "the revoked"),
+						// revoking one token by jti touches no other
+						in.active(a, other, "svc's other"), in.active(b, other, "svc's other"),
+						in.clientWorks(a, svc.ID, svc.Secret, "svc"), in.clientWorks(b, svc.ID, svc.Secret, "svc"))
+				})
+
+				run("refresh_rotation", func(t *testing.T) {
+					// Family X: rotated on A, the spent token presented on A (at once),
+					// which revokes the family: the new token then fails on B.
+					x0 := a.mustLogin(t, "rex", pass("rex"))
+					r := in.refresh(t, a, x0.RefreshToken)
+					if r.status != http.StatusOK {
+						t.Fatalf("A: refresh = %v; want 200", r)
+					}
+					x1 := decodePair(t, r)
+					in.sec.add(x0.AccessToken, x0.RefreshToken, x1.AccessToken, x1.RefreshToken)
+					change := "refresh rotation on A, reuse on A"
+					in.atOnce(t, change, in.refreshFails(a, x0.RefreshToken, "the spent"), profileRefused(a, x1.AccessToken, "the thief's (session ended)"))
+					in.reaches(t, change, time.Now(), in.refreshFails(b, x1.RefreshToken, "the new (family revoked on A)"),
+						profileRefused(b, x1.AccessToken, "the thief's (session ended on A)"))
+					in.stays(t, change, in.refreshFails(a, x0.RefreshToken, "the spent"), in.refreshFails(b, x0.RefreshToken, "the spent"),
+						in.refreshFails(a, x1.RefreshToken, "the new"), in.refreshFails(b, x1.RefreshToken, "the new"))
+
+					// Family Y: rotated on A, the spent token presented on B, which
+					// revokes the family there: the new token then fails on A.
+					y0 := a.mustLogin(t, "rex", pass("rex"))
+					r = in.refresh(t, a, y0.RefreshToken)
+					if r.status != http.StatusOK {
+						t.Fatalf("A: refresh = %v; want 200", r)
+					}
+					y1 := decodePair(t, r)
+					in.sec.add(y0.AccessToken, y0.RefreshToken, y1.AccessToken, y1.RefreshToken)
+					change = "refresh rotation on A, reuse on B"
+					in.reaches(t, change, time.Now(), in.refreshFails(b, y0.RefreshToken, "the spent"))
+					in.reaches(t, change+" (family revoked on B)", time.Now(), in.refreshFails(a, y1.RefreshToken, "the new"))
+					in.stays(t, change, in.refreshFails(a, y0.RefreshToken, "the spent"), in.refreshFails(b, y0.RefreshToken, "the spent"),
+						in.refreshFails(a, y1.RefreshToken, "the new"), in.refreshFails(b, y1.RefreshToken, "the new"))
+				})
+
+				run("password_change", func(t *testing.T) {
+					// Someone with pat's password holds a browser sign-in on B, a
+					// code it issued, and a REST session; pat changes the password
+					// on A from another session, which goes on.
+					thief, code := browserSignIn(t, b, web, "pat", pass("pat"))
+					_, verifier := authorizeQuery(web, "pat")
+					other, caller := b.mustLogin(t, "pat", pass("pat")), a.mustLogin(t, "pat", pass("pat"))
+					in.sec.add(code, other.AccessToken, other.RefreshToken, caller.AccessToken, caller.RefreshToken, "New-"+pass("pat"))
+					in.atOnce(t, "before password change", profileWorks(b, other.AccessToken, "pat's other"))
+					r := a.json(t, http.MethodPost, "/api/v1/profile/password", caller.AccessToken,
+						map[string]string{"current_password": pass("pat"), "new_password": "New-" + pass("pat")})
+					if r.status != http.StatusNoContent {
+						t.Fatalf("A: password change = %v; want 204", r)
+					}
+					since, change := time.Now(), "password change on A"
+					ended := func(s *server) []probe {
+						return []probe{profileRefused(s, other.AccessToken, "pat's other session's"), in.inactive(s, other.AccessToken, "pat's other session's"),
+							browserSignedOut(s, thief, web, "pat's")}
+					}
+					in.atOnce(t, change, ended(a)...)
+					in.reaches(t, change, since, ended(b)...)
+					in.atOnce(t, change, codeRefused(b, web, code, verifier, "pat's"), in.refreshFails(b, other.RefreshToken, "pat's other session's"))
+					in.stays(t, change, append(append(ended(a), ended(b)...),
+						profileWorks(a, caller.AccessToken, "pat's own (the caller's)"), profileWorks(b, caller.AccessToken, "pat's own (the caller's)"))...)
+				})
+
+				for _, how := range []string{"deactivation", "deletion"} {
+					name := map[string]string{"deactivation": "dee", "deletion": "del"}[how]
+					run("user_"+how, func(t *testing.T) {
+						pa, pb := a.mustLogin(t, name, pass(name)), b.mustLogin(t, name, pass(name))
+						in.sec.add(pa.AccessToken, pa.RefreshToken, pb.AccessToken, pb.RefreshToken)
+						id := userID(t, b, pa.AccessToken)
+						in.atOnce(t, "before user "+how, profileWorks(b, pb.AccessToken, name+"'s"), in.active(b, pa.AccessToken, name+"'s"))
+						var r reply
+						if how == "deactivation" {
+							r = a.json(t, http.MethodPatch, "/api/v1/users/"+id, in.admin, map[string]bool{"is_active": false})
+							if r.status != http.StatusOK || !strings.Contains(string(r.body), `"is_active":false`) {
+								t.Fatalf("A: PATCH /api/v1/users/%s {is_active:false} = %v; want 200 with is_active false", id, r)
+							}
+						} else {
+							r = a.json(t, http.MethodDelete, "/api/v1/users/"+id, in.admin, "")
+							if r.status != http.StatusNoContent {
+								t.Fatalf("A: DELETE /api/v1/users/%s = %v; want 204", id, r)
+							}
+						}
+						since, change := time.Now(), "user "+how+" on A"
+						probes := func(s *server) []probe {
+							return []probe{
+								profileRefused(s, pa.AccessToken, name+"'s A-issued"), profileRefused(s, pb.AccessToken, name+"'s B-issued"),
+								in.inactive(s, pa.AccessToken, name+"'s A-issued"), in.inactive(s, pb.AccessToken, name+"'s B-issued"),
+								loginFails(s, name, pass(name)), loginFails(s, name+"@e2e.test", pass(name)),
+								in.refreshFails(s, pa.RefreshToken, name+"'s A-issued"), in.refreshFails(s, pb.RefreshToken, name+"'s B-issued"),
+							}
+						}
+						in.atOnce(t, change, probes(a)...)
+						in.reaches(t, change, since, probes(b)...)
+						in.stays(t, change, append(probes(a), probes(b)...)...)
+					})
 				}
-				if how == "REST" {
-					onA := probes(a)
-					in.atOnce(t, change, onA[:len(onA)-1]...)
-					in.newSecretAtOnce(t, change, a, c.ID, rotated.Secret, since)
-					in.reaches(t, change, since, probes(b)...)
-				} else {
-					in.reaches(t, change, since, append(probes(a), probes(b)...)...)
+
+				for _, how := range []string{"REST", "CLI"} {
+					c := map[string]client{"REST": gone, "CLI": goneCLI}[how]
+					run("client_deletion_"+how, func(t *testing.T) {
+						tb := in.mustCCToken(t, b, c) // B has authenticated the client: its cache is warm
+						ta := in.mustCCToken(t, a, c)
+						in.atOnce(t, "before client deletion", in.active(b, tb, c.Name+"'s B-issued"), in.active(b, ta, c.Name+"'s A-issued"))
+						var change string
+						if how == "REST" {
+							change = "client deletion on A (DELETE /api/v1/clients/{id})"
+							if r := a.json(t, http.MethodDelete, "/api/v1/clients/"+url.PathEscape(c.ID), in.admin, ""); r.status != http.StatusNoContent {
+								t.Fatalf("A: DELETE /api/v1/clients/%s = %v; want 204", c.ID, r)
+							}
+						} else {
+							change = "client deletion by the CLI (client delete ID)"
+							runCLI(t, e, "", "client", "delete", c.ID)
+						}
+						since := time.Now()
+						probes := func(s *server) []probe {
+							return []probe{
+								in.clientRefused(s, "/oauth2/token", c.ID, c.Secret, c.Name),
+								in.clientRefused(s, "/oauth2/introspect", c.ID, c.Secret, c.Name),
+								in.inactive(s, tb, c.Name+"'s B-issued"), in.inactive(s, ta, c.Name+"'s A-issued"),
+							}
+						}
+						if how == "REST" {
+							in.atOnce(t, change, probes(a)...)
+							in.reaches(t, change, since, probes(b)...)
+						} else {
+							// The CLI is no instance: both must hear of it within 5 s.
+							in.reaches(t, change, since, append(probes(a), probes(b)...)...)
+						}
+						in.stays(t, change, append(probes(a), probes(b)...)...)
+					})
 				}
-				in.stays(t, change, append(probes(a), probes(b)...)...)
+
+				for _, how := range []string{"REST", "CLI"} {
+					c := map[string]client{"REST": rot, "CLI": rotCLI}[how]
+					run("client_secret_rotation_"+how, func(t *testing.T) {
+						tb := in.mustCCToken(t, b, c) // B has authenticated the client: its cache is warm
+						ta := in.mustCCToken(t, a, c)
+						in.atOnce(t, "before secret rotation", in.active(b, tb, c.Name+"'s B-issued"), in.active(b, ta, c.Name+"'s A-issued"))
+						var change string
+						var out []byte
+						if how == "REST" {
+							change = "client secret rotation on A (POST /api/v1/clients/{id}/secret)"
+							r := a.json(t, http.MethodPost, "/api/v1/clients/"+url.PathEscape(c.ID)+"/secret", in.admin, "")
+							if r.status != http.StatusOK {
+								t.Fatalf("A: POST /api/v1/clients/%s/secret = %v; want 200", c.ID, r)
+							}
+							out = r.body
+						} else {
+							change = "client secret rotation by the CLI (client rotate-secret ID)"
+							out = runCLI(t, e, "", "client", "rotate-secret", c.ID)
+						}
+						since := time.Now()
+						var rotated client
+						if err := json.Unmarshal(out, &rotated); err != nil || rotated.ID != c.ID || rotated.Secret == "" || rotated.Secret == c.Secret {
+							t.Fatalf("rotation printed %q: %v; want {client_id, client_secret} with a new secret", out, err)
+						}
+						in.sec.add(rotated.Secret)
+						probes := func(s *server) []probe {
+							return []probe{
+								in.clientRefused(s, "/oauth2/token", c.ID, c.Secret, c.Name+"'s old secret"),
+								in.clientRefused(s, "/oauth2/introspect", c.ID, c.Secret, c.Name+"'s old secret"),
+								in.inactive(s, tb, c.Name+"'s B-issued"), in.inactive(s, ta, c.Name+"'s A-issued"),
+								in.clientWorks(s, c.ID, rotated.Secret, c.Name+"'s new secret"),
+							}
+						}
+						if how == "REST" {
+							onA := probes(a)
+							in.atOnce(t, change, onA[:len(onA)-1]...)
+							in.newSecretAtOnce(t, change, a, c.ID, rotated.Secret, since)
+							in.reaches(t, change, since, probes(b)...)
+						} else {
+							in.reaches(t, change, since, append(probes(a), probes(b)...)...)
+						}
+						in.stays(t, change, append(probes(a), probes(b)...)...)
+					})
+				}
 			})
-		}
-	})
 
-	// Every effect once more, now that each change is seconds old.
-	for _, l := range in.final {
-		if v, got := l.p.run(t); v != holds {
-			in.fail(t, l.change, l.p, "no longer holds at the end: %s", got)
-		}
-	}
-	// Nothing leaked to what no change named.
-	unrelated := []probe{}
-	for _, s := range []*server{a, b} {
-		unrelated = append(unrelated,
-			profileWorks(s, carolA.AccessToken, "carol's A-issued"), profileWorks(s, carolB.AccessToken, "carol's B-issued"),
-			in.active(s, carolA.AccessToken, "carol's A-issued"), in.active(s, carolB.AccessToken, "carol's B-issued"),
-			profileWorks(s, in.admin, "the admin's"),
-			in.active(s, steadyA, "steady's A-issued"), in.active(s, steadyB, "steady's B-issued"),
-			in.clientWorks(s, steady.ID, steady.Secret, "steady"),
-		)
-	}
-	for _, p := range unrelated {
-		if v, got := p.run(t); v != holds {
-			t.Errorf("unrelated: %s: %s", p, got)
-		}
-	}
-	// carol's refresh tokens still rotate, on either instance.
-	for _, step := range []struct {
-		s  *server
-		rt *string
-	}{{b, &carolA.RefreshToken}, {a, &carolB.RefreshToken}, {a, &carolA.RefreshToken}, {b, &carolB.RefreshToken}} {
-		r := in.refresh(t, step.s, *step.rt)
-		if r.status != http.StatusOK {
-			t.Errorf("unrelated: %s: carol's refresh = %v; want 200", step.s.name, r)
-			continue
-		}
-		p := decodePair(t, r)
-		in.sec.add(p.AccessToken, p.RefreshToken)
-		*step.rt = p.RefreshToken
-	}
-	for _, s := range []*server{a, b} {
-		if r := s.login(t, "carol", pass("carol")); r.status != http.StatusOK {
-			t.Errorf("unrelated: %s: carol's login = %v; want 200", s.name, r)
-		} else if p, err := decodeQuiet(r); err == nil {
-			in.sec.add(p.AccessToken, p.RefreshToken)
-		}
-	}
+			// Every effect once more, now that each change is seconds old.
+			for _, l := range in.final {
+				if v, got := l.p.run(t); v != holds {
+					in.fail(t, l.change, l.p, "no longer holds at the end: %s", got)
+				}
+			}
+			// Nothing leaked to what no change named.
+			unrelated := []probe{}
+			for _, s := range []*server{a, b} {
+				unrelated = append(unrelated,
+					profileWorks(s, carolA.AccessToken, "carol's A-issued"), profileWorks(s, carolB.AccessToken, "carol's B-issued"),
+					in.active(s, carolA.AccessToken, "carol's A-issued"), in.active(s, carolB.AccessToken, "carol's B-issued"),
+					profileWorks(s, in.admin, "the admin's"),
+					in.active(s, steadyA, "steady's A-issued"), in.active(s, steadyB, "steady's B-issued"),
+					in.clientWorks(s, steady.ID, steady.Secret, "steady"),
+				)
+			}
+			for _, p := range unrelated {
+				if v, got := p.run(t); v != holds {
+					t.Errorf("unrelated: %s: %s", p, got)
+				}
+			}
+			// carol's refresh tokens still rotate, on either instance.
+			for _, step := range []struct {
+				s  *server
+				rt *string
+			}{{b, &carolA.RefreshToken}, {a, &carolB.RefreshToken}, {a, &carolA.RefreshToken}, {b, &carolB.RefreshToken}} {
+				r := in.refresh(t, step.s, *step.rt)
+				if r.status != http.StatusOK {
+					t.Errorf("unrelated: %s: carol's refresh = %v; want 200", step.s.name, r)
+					continue
+				}
+				p := decodePair(t, r)
+				in.sec.add(p.AccessToken, p.RefreshToken)
+				*step.rt = p.RefreshToken
+			}
+			for _, s := range []*server{a, b} {
+				if r := s.login(t, "carol", pass("carol")); r.status != http.StatusOK {
+					t.Errorf("unrelated: %s: carol's login = %v; want 200", s.name, r)
+				} else if p, err := decodeQuiet(r); err == nil {
+					in.sec.add(p.AccessToken, p.RefreshToken)
+				}
+			}
 
-	in.report(t)
-	t.Logf("runtime after both servers were up: %v", time.Since(began).Round(time.Millisecond))
-	checkLog(t, a, in.sec.all())
-	checkLog(t, b, in.sec.all())
+			in.report(t)
+			t.Logf("runtime after both servers were up: %v", time.Since(began).Round(time.Millisecond))
+			checkLog(t, a, in.sec.all())
+			checkLog(t, b, in.sec.all())
+		})
+	}
 }
 
 // report logs how long effects took to reach the other instance: the maximum
@@ -774,5 +778,70 @@ func (in *instances) report(t *testing.T) {
 	slices.Sort(changes)
 	for _, c := range changes {
 		t.Logf("  %-70s max %v", c, perChange[c].Round(time.Millisecond))
+	}
+}
+
+// TestRefreshDoubleSpendAcrossInstances presents one refresh token many
+// times at once, to two instances on one database: exactly one
+// presentation gets new tokens and every other one is refused (401
+// invalid_token, never a 5xx). A second presentation is reuse, so the
+// session then ends: the winner's new refresh token is refused too (RFC
+// 9700 §4.14.2). Several rounds, each on a fresh session.
+func TestRefreshDoubleSpendAcrossInstances(t *testing.T) {
+	for _, dialect := range storetest.Servers() {
+		t.Run(dialect, func(t *testing.T) {
+			e := baseEnv(storetest.URL(t, dialect)).with("ISSUER", "http://auth.e2e.test")
+			a := startServer(t, "A", e)
+			b := startServer(t, "B", e)
+			sec := &secrets{}
+			sec.add(jwtSecret)
+			const pass = "Dana-pass-e2e-1"
+			a.mustRegister(t, "dana@e2e.test", "dana", pass)
+			refresh := func(s *server, rt string) reply {
+				return s.json(t, http.MethodPost, "/api/v1/auth/refresh", "", map[string]string{"refresh_token": rt})
+			}
+			for round := range 4 {
+				p := a.mustLogin(t, "dana", pass)
+				sec.add(p.AccessToken, p.RefreshToken)
+				const n = 16
+				replies := make([]reply, n)
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				for i := range n {
+					s := a
+					if i%2 == 1 {
+						s = b
+					}
+					wg.Add(1)
+					go func() { defer wg.Done(); <-start; replies[i] = refresh(s, p.RefreshToken) }()
+				}
+				close(start)
+				wg.Wait()
+				var won []tokenPair
+				for _, r := range replies {
+					if r.status == http.StatusOK {
+						won = append(won, decodePair(t, r))
+						continue
+					}
+					if r.status != http.StatusUnauthorized || errorCode(r) != "invalid_token" {
+						t.Errorf("round %d: a concurrent refresh = %v; want 200 once, else 401 invalid_token", round, r)
+					}
+					checkBody(t, "a refused refresh", r.body, sec.all())
+				}
+				for _, w := range won {
+					sec.add(w.AccessToken, w.RefreshToken)
+				}
+				if len(won) != 1 {
+					t.Fatalf("round %d: %d of %d concurrent refreshes of one token got new tokens; want exactly 1", round, len(won), n)
+				}
+				for _, s := range []*server{a, b} {
+					if r := refresh(s, won[0].RefreshToken); r.status != http.StatusUnauthorized {
+						t.Errorf("round %d: %s: the winner's new refresh token after the reuse = %v; want 401 (session ended)", round, s.name, r)
+					}
+				}
+			}
+			checkLog(t, a, sec.all())
+			checkLog(t, b, sec.all())
+		})
 	}
 }

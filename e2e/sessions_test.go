@@ -91,60 +91,64 @@ func codeRefused(s *server, c client, code, verifier, whose string) probe {
 // their password checked (answered 200 or 401) before a success, and as
 // many after it; the others answer 429.
 func TestLoginChecksBoundedAcrossInstances(t *testing.T) {
-	e := baseEnv(storetest.URL(t, "postgres")).with("LOGIN_MAX_FAILURES", "5", "LOGIN_LOCKOUT", "15m")
-	a := startServer(t, "A", e)
-	b := startServer(t, "B", e)
-	const pass = "Kim-pass-e2e-1"
-	a.mustRegister(t, "kim@e2e.test", "kim", pass)
-	const n = 60
-	statuses := make([]int, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s := []*server{a, b}[i%2]
-			pw := fmt.Sprintf("Wrong-pass-e2e-%d", i)
-			if i == n/2 {
-				pw = pass
+	for _, dialect := range storetest.Servers() {
+		t.Run(dialect, func(t *testing.T) {
+			e := baseEnv(storetest.URL(t, dialect)).with("LOGIN_MAX_FAILURES", "5", "LOGIN_LOCKOUT", "15m")
+			a := startServer(t, "A", e)
+			b := startServer(t, "B", e)
+			const pass = "Kim-pass-e2e-1"
+			a.mustRegister(t, "kim@e2e.test", "kim", pass)
+			const n = 60
+			statuses := make([]int, n)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s := []*server{a, b}[i%2]
+					pw := fmt.Sprintf("Wrong-pass-e2e-%d", i)
+					if i == n/2 {
+						pw = pass
+					}
+					req, err := s.postJSON("/api/v1/auth/login", `{"login":"kim","password":"`+pw+`"}`)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					<-start
+					r, err := trySend(plainClient, req)
+					if err != nil {
+						t.Errorf("login %d: %v", i, err)
+						return
+					}
+					statuses[i] = r.status
+				}()
 			}
-			req, err := s.postJSON("/api/v1/auth/login", `{"login":"kim","password":"`+pw+`"}`)
-			if err != nil {
-				t.Error(err)
-				return
+			close(start)
+			wg.Wait()
+			checked, throttled := 0, 0
+			for i, s := range statuses {
+				switch s {
+				case http.StatusOK, http.StatusUnauthorized:
+					checked++
+				case http.StatusTooManyRequests:
+					throttled++
+				default:
+					t.Errorf("login %d: status %d", i, s)
+				}
 			}
-			<-start
-			r, err := trySend(plainClient, req)
-			if err != nil {
-				t.Errorf("login %d: %v", i, err)
-				return
+			t.Logf("%d parallel logins on two instances: %d password checks, %d throttled (the right password: %d)", n, checked, throttled, statuses[n/2])
+			// A success clears the count (API.md), so the attempts counted after it
+			// get checks of their own: LOGIN_MAX_FAILURES more at most.
+			limit := 5
+			if statuses[n/2] == http.StatusOK {
+				limit *= 2
 			}
-			statuses[i] = r.status
-		}()
-	}
-	close(start)
-	wg.Wait()
-	checked, throttled := 0, 0
-	for i, s := range statuses {
-		switch s {
-		case http.StatusOK, http.StatusUnauthorized:
-			checked++
-		case http.StatusTooManyRequests:
-			throttled++
-		default:
-			t.Errorf("login %d: status %d", i, s)
-		}
-	}
-	t.Logf("%d parallel logins on two instances: %d password checks, %d throttled (the right password: %d)", n, checked, throttled, statuses[n/2])
-	// A success clears the count (API.md), so the attempts counted after it
-	// get checks of their own: LOGIN_MAX_FAILURES more at most.
-	limit := 5
-	if statuses[n/2] == http.StatusOK {
-		limit *= 2
-	}
-	if checked > limit {
-		t.Fatalf("%d password checks of one account; want at most %d", checked, limit)
+			if checked > limit {
+				t.Fatalf("%d password checks of one account; want at most %d", checked, limit)
+			}
+		})
 	}
 }
 
@@ -153,49 +157,53 @@ func TestLoginChecksBoundedAcrossInstances(t *testing.T) {
 // away answers 503 and changes nothing, not even on A; its retry, once the
 // database is back, answers success and reaches instance B.
 func TestRevocationWithDatabaseCut(t *testing.T) {
-	raw := storetest.URL(t, "postgres")
-	u, _ := url.Parse(raw)
-	proxy := storetest.NewProxy(t, u.Host)
-	e := baseEnv(raw).with("ISSUER", "http://auth.e2e.test")
-	b := startServer(t, "B", e)
-	a := startServer(t, "A", e.with("DATABASE_URL", proxy.Via(t, raw)))
-	in := &instances{a: a, b: b, sec: &secrets{}}
-	in.sec.add(jwtSecret)
-	in.rs = createClient(t, e, "--name", "resource-server", "--grant-type", "client_credentials", "--resource-server")
-	svc := createClient(t, e, "--name", "svc", "--grant-type", "client_credentials")
-	in.sec.add(in.rs.Secret, svc.Secret)
-	const pass = "Ray-pass-e2e-1"
-	a.mustRegister(t, "ray@e2e.test", "ray", pass)
-	tok := in.mustCCToken(t, a, svc)
-	p := a.mustLogin(t, "ray", pass)
-	in.sec.add(p.AccessToken, p.RefreshToken)
-	in.atOnce(t, "before", in.active(a, tok, "svc's"), in.active(b, tok, "svc's"), profileWorks(b, p.AccessToken, "ray's"))
+	for _, dialect := range storetest.Servers() {
+		t.Run(dialect, func(t *testing.T) {
+			raw := storetest.URL(t, dialect)
+			u, _ := url.Parse(raw)
+			proxy := storetest.NewProxy(t, u.Host)
+			e := baseEnv(raw).with("ISSUER", "http://auth.e2e.test")
+			b := startServer(t, "B", e)
+			a := startServer(t, "A", e.with("DATABASE_URL", proxy.Via(t, raw)))
+			in := &instances{a: a, b: b, sec: &secrets{}}
+			in.sec.add(jwtSecret)
+			in.rs = createClient(t, e, "--name", "resource-server", "--grant-type", "client_credentials", "--resource-server")
+			svc := createClient(t, e, "--name", "svc", "--grant-type", "client_credentials")
+			in.sec.add(in.rs.Secret, svc.Secret)
+			const pass = "Ray-pass-e2e-1"
+			a.mustRegister(t, "ray@e2e.test", "ray", pass)
+			tok := in.mustCCToken(t, a, svc)
+			p := a.mustLogin(t, "ray", pass)
+			in.sec.add(p.AccessToken, p.RefreshToken)
+			in.atOnce(t, "before", in.active(a, tok, "svc's"), in.active(b, tok, "svc's"), profileWorks(b, p.AccessToken, "ray's"))
 
-	proxy.Cut()
-	if r := a.form(t, "/oauth2/revoke", "token="+url.QueryEscape(tok), "Authorization", basic(svc.ID, svc.Secret)); r.status != http.StatusServiceUnavailable {
-		t.Fatalf("A: revoke with the database away = %v; want 503", r)
-	}
-	if r := a.json(t, http.MethodPost, "/api/v1/auth/logout", p.AccessToken, ""); r.status != http.StatusServiceUnavailable {
-		t.Fatalf("A: logout with the database away = %v; want 503", r)
-	}
-	// Nothing was stored, so nothing took effect: not even on A, where a
-	// retry must not look done while B still accepts the token.
-	in.atOnce(t, "failed revocation", in.active(a, tok, "svc's"))
-	proxy.Restore()
+			proxy.Cut()
+			if r := a.form(t, "/oauth2/revoke", "token="+url.QueryEscape(tok), "Authorization", basic(svc.ID, svc.Secret)); r.status != http.StatusServiceUnavailable {
+				t.Fatalf("A: revoke with the database away = %v; want 503", r)
+			}
+			if r := a.json(t, http.MethodPost, "/api/v1/auth/logout", p.AccessToken, ""); r.status != http.StatusServiceUnavailable {
+				t.Fatalf("A: logout with the database away = %v; want 503", r)
+			}
+			// Nothing was stored, so nothing took effect: not even on A, where a
+			// retry must not look done while B still accepts the token.
+			in.atOnce(t, "failed revocation", in.active(a, tok, "svc's"))
+			proxy.Restore()
 
-	retry(t, "A: revoke after the database is back", http.StatusOK, func() reply {
-		return a.form(t, "/oauth2/revoke", "token="+url.QueryEscape(tok), "Authorization", basic(svc.ID, svc.Secret))
-	})
-	since := time.Now()
-	retry(t, "A: logout after the database is back", http.StatusNoContent, func() reply {
-		return a.json(t, http.MethodPost, "/api/v1/auth/logout", p.AccessToken, "")
-	})
-	in.reaches(t, "retried revocation and logout on A", since, in.inactive(b, tok, "svc's"), profileRefused(b, p.AccessToken, "ray's"),
-		in.refreshFails(b, p.RefreshToken, "ray's"))
-	in.stays(t, "retried revocation and logout on A", in.inactive(a, tok, "svc's"), in.inactive(b, tok, "svc's"),
-		profileRefused(a, p.AccessToken, "ray's"), profileRefused(b, p.AccessToken, "ray's"))
-	checkLog(t, a, in.sec.all())
-	checkLog(t, b, in.sec.all())
+			retry(t, "A: revoke after the database is back", http.StatusOK, func() reply {
+				return a.form(t, "/oauth2/revoke", "token="+url.QueryEscape(tok), "Authorization", basic(svc.ID, svc.Secret))
+			})
+			since := time.Now()
+			retry(t, "A: logout after the database is back", http.StatusNoContent, func() reply {
+				return a.json(t, http.MethodPost, "/api/v1/auth/logout", p.AccessToken, "")
+			})
+			in.reaches(t, "retried revocation and logout on A", since, in.inactive(b, tok, "svc's"), profileRefused(b, p.AccessToken, "ray's"),
+				in.refreshFails(b, p.RefreshToken, "ray's"))
+			in.stays(t, "retried revocation and logout on A", in.inactive(a, tok, "svc's"), in.inactive(b, tok, "svc's"),
+				profileRefused(a, p.AccessToken, "ray's"), profileRefused(b, p.AccessToken, "ray's"))
+			checkLog(t, a, in.sec.all())
+			checkLog(t, b, in.sec.all())
+		})
+	}
 }
 
 // retry calls f, as a client would after a 503, until it answers want; any
@@ -222,52 +230,56 @@ func retry(t testing.TB, what string, want int, f func() reply) {
 // when it ends on B (a password change there): which clients a sign-in
 // reached is shared state, in the database.
 func TestBackchannelAcrossInstances(t *testing.T) {
-	e := baseEnv(storetest.URL(t, "postgres")).with("ISSUER", "http://auth.e2e.test")
-	key := t.TempDir() + "/signing.pem"
-	runCLI(t, e, "", "keys", "generate", "--alg", "ES256", "--out", key)
-	e = e.with("SIGNING_KEY", key)
-	got := make(chan url.Values, 4)
-	rp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ParseForm() == nil {
-			got <- r.PostForm
-		}
-	}))
-	defer rp.Close()
-	web := createClient(t, e, "--name", "rp", "--redirect-uri", e2eRedirect, "--backchannel-logout-uri", rp.URL+"/bc")
-	const pass = "Ann-pass-e2e-bc-1"
-	createUser(t, e, "ann@e2e.test", "ann", pass, false)
-	a, b := startServer(t, "A", e), startServer(t, "B", e)
+	for _, dialect := range storetest.Servers() {
+		t.Run(dialect, func(t *testing.T) {
+			e := baseEnv(storetest.URL(t, dialect)).with("ISSUER", "http://auth.e2e.test")
+			key := t.TempDir() + "/signing.pem"
+			runCLI(t, e, "", "keys", "generate", "--alg", "ES256", "--out", key)
+			e = e.with("SIGNING_KEY", key)
+			got := make(chan url.Values, 4)
+			rp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.ParseForm() == nil {
+					got <- r.PostForm
+				}
+			}))
+			defer rp.Close()
+			web := createClient(t, e, "--name", "rp", "--redirect-uri", e2eRedirect, "--backchannel-logout-uri", rp.URL+"/bc")
+			const pass = "Ann-pass-e2e-bc-1"
+			createUser(t, e, "ann@e2e.test", "ann", pass, false)
+			a, b := startServer(t, "A", e), startServer(t, "B", e)
 
-	browserSignIn(t, a, web, "ann", pass)
-	session := b.mustLogin(t, "ann", pass)
-	r := b.json(t, http.MethodPost, "/api/v1/profile/password", session.AccessToken,
-		map[string]string{"current_password": pass, "new_password": "Ann-pass-e2e-bc-2"})
-	if r.status != http.StatusNoContent {
-		t.Fatalf("B: password change = %v; want 204", r)
-	}
-	var form url.Values
-	select {
-	case form = <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no logout token reached the relying party after the password change on B")
-	}
-	parts := strings.Split(form.Get("logout_token"), ".")
-	if len(parts) != 3 {
-		t.Fatalf("logout_token %q: not a JWT", form.Get("logout_token"))
-	}
-	header, _ := base64.RawURLEncoding.DecodeString(parts[0])
-	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	var c struct {
-		Iss, Aud, Sid, Sub string
-		Events             map[string]json.RawMessage
-	}
-	if err := json.Unmarshal(payload, &c); err != nil || c.Iss != "http://auth.e2e.test" || c.Aud != web.ID || c.Sid == "" || c.Sub == "" ||
-		c.Events["http://schemas.openid.net/event/backchannel-logout"] == nil || !strings.Contains(string(header), `"typ":"logout+jwt"`) {
-		t.Fatalf("logout token %s.%s: want iss, aud %s, sid, sub and the back-channel event (%v)", header, payload, web.ID, err)
-	}
-	select {
-	case more := <-got:
-		t.Fatalf("a second logout token for one sign-in: %v", more)
-	case <-time.After(500 * time.Millisecond):
+			browserSignIn(t, a, web, "ann", pass)
+			session := b.mustLogin(t, "ann", pass)
+			r := b.json(t, http.MethodPost, "/api/v1/profile/password", session.AccessToken,
+				map[string]string{"current_password": pass, "new_password": "Ann-pass-e2e-bc-2"})
+			if r.status != http.StatusNoContent {
+				t.Fatalf("B: password change = %v; want 204", r)
+			}
+			var form url.Values
+			select {
+			case form = <-got:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no logout token reached the relying party after the password change on B")
+			}
+			parts := strings.Split(form.Get("logout_token"), ".")
+			if len(parts) != 3 {
+				t.Fatalf("logout_token %q: not a JWT", form.Get("logout_token"))
+			}
+			header, _ := base64.RawURLEncoding.DecodeString(parts[0])
+			payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+			var c struct {
+				Iss, Aud, Sid, Sub string
+				Events             map[string]json.RawMessage
+			}
+			if err := json.Unmarshal(payload, &c); err != nil || c.Iss != "http://auth.e2e.test" || c.Aud != web.ID || c.Sid == "" || c.Sub == "" ||
+				c.Events["http://schemas.openid.net/event/backchannel-logout"] == nil || !strings.Contains(string(header), `"typ":"logout+jwt"`) {
+				t.Fatalf("logout token %s.%s: want iss, aud %s, sid, sub and the back-channel event (%v)", header, payload, web.ID, err)
+			}
+			select {
+			case more := <-got:
+				t.Fatalf("a second logout token for one sign-in: %v", more)
+			case <-time.After(500 * time.Millisecond):
+			}
+		})
 	}
 }
