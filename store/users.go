@@ -188,9 +188,9 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 // The browser sign-ins endSignInsTx ends: a user's, or one by its hash or
 // by its (non-empty) sid.
 const (
-	signInsByUser = `s.user_id = $1`
-	signInsByHash = `s.hash = $1`
-	signInsBySID  = `s.sid = $1`
+	signInsByUser = `user_id = $1`
+	signInsByHash = `hash = $1`
+	signInsBySID  = `sid = $1`
 )
 
 // endSignInsTx ends the browser sign-ins that where (signInsByUser,
@@ -201,7 +201,7 @@ const (
 func endSignInsTx(ctx context.Context, tx *txn, where string, arg any) ([]SignIn, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT s.sid, s.user_id, c.id, c.backchannel_logout_uri
 FROM sessions s JOIN session_clients sc ON sc.session_hash = s.hash JOIN clients c ON c.id = sc.client_id
-WHERE `+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.sid, c.id`, arg)
+WHERE s.`+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.sid, c.id`, arg)
 	if err != nil {
 		return nil, err
 	}
@@ -219,11 +219,11 @@ WHERE `+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.si
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE used_at IS NULL AND sid <> ''
-  AND sid IN (SELECT s.sid FROM sessions s WHERE `+where+`)`, arg); err != nil {
+  AND sid IN (SELECT s.sid FROM sessions s WHERE s.`+where+`)`, arg); err != nil {
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM device_codes WHERE status = 'approved' AND sid <> ''
-  AND sid IN (SELECT s.sid FROM sessions s WHERE `+where+`)`, arg); err != nil {
+  AND sid IN (SELECT s.sid FROM sessions s WHERE s.`+where+`)`, arg); err != nil {
 		return nil, err
 	}
 	if where == signInsByUser { // codes from before sign-ins had an id
@@ -231,7 +231,9 @@ WHERE `+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.si
 			return nil, err
 		}
 	}
-	_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE hash IN (SELECT s.hash FROM sessions s WHERE `+where+`)`, arg)
+	// Not through a subquery on sessions itself: MySQL 8 refuses one, and
+	// MariaDB's would lock every row of the table.
+	_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE `+where, arg)
 	return out, err
 }
 
