@@ -3,13 +3,15 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GO ?= go
 TEST_POSTGRES_URL ?=
+TEST_MYSQL_URL ?=
 FUZZTIME ?= 10s
 
-.PHONY: deps run build build-postgres build-sqlite lines test test-short interop fuzz lint bench bench-load docker release clean
+.PHONY: deps run build build-postgres build-sqlite build-mysql lines test test-mysql test-short interop fuzz lint bench bench-load docker release clean
 
 deps: ## download modules
 	$(GO) mod download
 	cd interop && $(GO) mod download
+	cd mysql && $(GO) mod download
 
 run: ## run the server on embedded SQLite (./oauth.db), debug mode
 	$(GO) run .
@@ -23,13 +25,19 @@ build-postgres: ## lean static binary ./oauth2-api-postgres: PostgreSQL only, no
 build-sqlite: ## lean static binary ./oauth2-api-sqlite: SQLite only, no pgx linked
 	CGO_ENABLED=0 $(GO) build -tags nopostgres -trimpath -ldflags="$(LDFLAGS)" -o oauth2-api-sqlite .
 
-lines: ## the line budget: non-test Go of the server, without blank and comment lines (interop/, e2e/, bench/ and test-support packages excluded)
+build-mysql: ## static binary ./oauth2-api-mysql: oauth2-api with MySQL/MariaDB, built from the nested module mysql/ (its driver is not in the root module)
+	cd mysql && CGO_ENABLED=0 $(GO) build -overlay=overlay.json -trimpath -ldflags="$(LDFLAGS)" -o ../oauth2-api-mysql oauth2-api
+
+lines: ## the line budget: non-test Go of the server, mysql/ included, without blank and comment lines (interop/, e2e/, bench/ and test-support files excluded)
 	@find . -name '*.go' ! -name '*_test.go' ! -path './interop/*' ! -path './e2e/*' ! -path './bench/*' \
-		! -path './store/storetest/*' ! -path './auth/smtptest/*' -print0 | xargs -0 cat | \
+		! -path './store/storetest/*' ! -path './auth/smtptest/*' ! -path './mysql/_overlay/mysql_storetest.go' -print0 | xargs -0 cat | \
 		grep -v -E '^[[:space:]]*$$' | grep -v -E '^[[:space:]]*//' | wc -l
 
 test: ## unit, handler and store tests (PostgreSQL too when TEST_POSTGRES_URL is set), with the race detector
 	$(GO) test -race -count=1 ./...
+
+test-mysql: ## the store, handler and shared-database e2e suites on MySQL/MariaDB (TEST_MYSQL_URL), and mysql/'s own tests
+	TEST_MYSQL_URL=$(TEST_MYSQL_URL) ./mysql/test.sh
 
 interop: build ## interop and browser tests against the real binary (needs chromium for the browser test)
 	cd interop && OAUTH2_API_BIN=$(CURDIR)/oauth2-api $(GO) test -count=1 ./...
@@ -41,6 +49,7 @@ lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed" && exit 1)
 	$(GO) vet ./...
 	cd interop && $(GO) vet ./...
+	cd mysql && $(GO) vet ./... && $(GO) vet -overlay=overlay.json oauth2-api
 
 bench: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
@@ -63,5 +72,5 @@ release: ## static binaries for linux/amd64 and linux/arm64 in dist/, each with 
 	cd dist && sha256sum oauth2-api-$(VERSION)-linux-* > SHA256SUMS
 
 clean:
-	rm -f oauth2-api oauth2-api-postgres oauth2-api-sqlite
+	rm -f oauth2-api oauth2-api-postgres oauth2-api-sqlite oauth2-api-mysql
 	rm -rf dist
