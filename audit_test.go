@@ -23,8 +23,11 @@ var auditPatterns = map[string]*regexp.Regexp{
 	"Token checks":       regexp.MustCompile(`^(ts|o\.Tokens)\.Verify(Issued)?$|\.Verifier\.Parse$|\.(RotateRefresh|ExchangeCode|PendingDeviceCode|PollDeviceCode|RedeemDeviceCode)$|^parseIDTokenHint$|^b\.csrfOK$|^token\.ParseProof$|\.SpendProof$|\.(RegistrationTokenLive|RegisterClient|ClientByRegistrationHash|UpdateRegisteredClient)$`),
 }
 
-// sqlCall is a database/sql call: only store/ may make one.
+// sqlCall is a database/sql call: only store/ may make one, and the MySQL
+// driver's connection settings (the nested module mysql/).
 var sqlCall = regexp.MustCompile(`\.(ExecContext|QueryContext|QueryRowContext|PrepareContext|BeginTx)$`)
+
+func sqlPlace(path string) bool { return strings.HasPrefix(path, "store/") || path == "mysql/mysql.go" }
 
 // TestAuditMap keeps AUDITING.md true: every function of the server that
 // compares a secret, mints or checks a token is listed in its section (and
@@ -69,7 +72,7 @@ func TestAuditMap(t *testing.T) {
 						found[section] = append(found[section], path+" "+name)
 					}
 				}
-				if sqlCall.MatchString(call) && !strings.HasPrefix(path, "store/") {
+				if sqlCall.MatchString(call) && !sqlPlace(path) {
 					t.Errorf("%s %s calls %s: SQL belongs in store/ (AUDITING.md)", path, name, call)
 				}
 				return true
