@@ -1,11 +1,20 @@
 // Package store keeps oauth2-api's state in SQL: embedded SQLite (pure Go,
-// modernc.org/sqlite) or PostgreSQL (pgx through database/sql). One API, two
-// backends; the queries are written once with $n placeholders, which both
-// drivers bind by number. Migrations are SQL files embedded in the binary, one
+// modernc.org/sqlite) or PostgreSQL (pgx through database/sql), and MySQL 8
+// or MariaDB 10.11+ when the binary has its driver. One API, three
+// backends; the queries are written once with $n placeholders, which SQLite
+// and pgx bind by number. Migrations are SQL files embedded in the binary, one
 // directory per dialect, recorded in schema_migrations.
 //
-// Times are stored as Unix seconds (BIGINT) in both databases, so comparisons
-// in SQL mean the same thing on both and no time zone is ever involved.
+// MySQL's driver is not in this module: oauth2-api-mysql, built from the
+// nested module mysql/, passes it to Open (Options.MySQL, a Driver: the pool,
+// the meaning of its errors, the migrations), and every other build refuses
+// a mysql:// URL. The statements stay here: bind rewrites $n as the ? that
+// driver takes, and where MySQL lacks a form (UPDATE … RETURNING, ON
+// CONFLICT) the few statements concerned say, beside their MySQL form, why
+// it is as safe there (appendEvent, CountLoginAttempt, RotateRefresh).
+//
+// Times are stored as Unix seconds (BIGINT) in every database, so comparisons
+// in SQL mean the same thing on all and no time zone is ever involved.
 //
 // Secrets (refresh tokens, codes, client secrets, sessions, reset tokens) are
 // stored only as SHA-256 hex digests; callers pass the digest, never the value.
@@ -22,7 +31,8 @@
 // that must not race are single statements or transactions: a refresh token
 // is spent by one conditional UPDATE (RotateRefresh), a code by one
 // (ExchangeCode), a login attempt is counted by one upsert
-// (CountLoginAttempt), a password change or reset writes the password and
+// (CountLoginAttempt; on MySQL, which has no RETURNING, each followed in its
+// transaction by a SELECT of the row it locked), a password change or reset writes the password and
 // ends the sessions in one transaction, and an email verification token is
 // spent, and checked against the user's current address, in the transaction
 // that marks the address verified (VerifyEmail). A failure of the database
@@ -115,8 +125,8 @@ type Driver struct {
 // DB is a handle on the database. For SQLite it holds two pools: one writer
 // connection (SQLite allows one writer at a time; BEGIN IMMEDIATE makes a
 // transaction take the write lock up front instead of failing on upgrade) and
-// read-only readers, which WAL lets run beside the writer. For PostgreSQL both
-// are the same pool.
+// read-only readers, which WAL lets run beside the writer. For PostgreSQL and
+// MySQL both are the same pool.
 type DB struct {
 	dialect     string
 	w, r        *sql.DB
