@@ -12,7 +12,7 @@ import (
 	"oauth2-api/store/storetest"
 )
 
-// TestLoginThrottleAcrossInstances runs two servers on one PostgreSQL
+// TestLoginThrottleAcrossInstances runs two servers on one shared
 // database: failed logins counted on either add up, so after
 // LOGIN_MAX_FAILURES (3) failures spread over both, the account is throttled
 // on both (429 with Retry-After), for an unknown account name too.

@@ -172,7 +172,8 @@ func TestHostile(t *testing.T) {
 
 // TestHostilePostgres runs the cases whose outcome depends on the database
 // (text that reaches SQL) on PostgreSQL, which is stricter than SQLite about
-// what a text value may hold.
+// what a text value may hold, and on MySQL (strict mode) when the suites
+// have it.
 func TestHostilePostgres(t *testing.T) {
 	for _, dialect := range storetest.Servers() {
 		t.Run(dialect, func(t *testing.T) {

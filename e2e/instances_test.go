@@ -410,7 +410,7 @@ func userID(t testing.TB, s *server, tok string) string {
 }
 
 // TestChangesReachOtherInstances runs two servers, A and B, on one fresh
-// PostgreSQL schema and makes each change API.md lists under "Several
+// database (PostgreSQL, MySQL) and makes each change API.md lists under "Several
 // instances" through A (or through the CLI, with the same DATABASE_URL): a
 // REST logout, an OAuth revocation, refresh token rotation and reuse, user
 // deactivation and deletion, client deletion and client secret rotation.

@@ -86,7 +86,7 @@ func codeRefused(s *server, c client, code, verifier, whose string) probe {
 }
 
 // TestLoginChecksBoundedAcrossInstances fires 60 logins at once for one
-// account, half at each of two instances on one PostgreSQL, one of them
+// account, half at each of two instances on one shared database, one of them
 // with the right password: at most LOGIN_MAX_FAILURES of them may have
 // their password checked (answered 200 or 401) before a success, and as
 // many after it; the others answer 429.
@@ -152,8 +152,8 @@ func TestLoginChecksBoundedAcrossInstances(t *testing.T) {
 	}
 }
 
-// TestRevocationWithDatabaseCut: instance A reaches PostgreSQL through a
-// proxy the test cuts. A revocation or logout made while A's database is
+// TestRevocationWithDatabaseCut: instance A reaches its database
+// (PostgreSQL, MySQL) through a proxy the test cuts. A revocation or logout made while A's database is
 // away answers 503 and changes nothing, not even on A; its retry, once the
 // database is back, answers success and reaches instance B.
 func TestRevocationWithDatabaseCut(t *testing.T) {
