@@ -52,7 +52,7 @@ var (
 	threads  = flag.Int("t", 2, "wrk threads")
 	million  = flag.Bool("million", false, "also issue one million tokens and report RSS after")
 	only     = flag.String("only", "", "comma-separated scenario names to run (default all)")
-	dbs      = flag.String("db", "", "sqlite, postgres or both (default: both when a PostgreSQL URL is set)")
+	dbs      = flag.String("db", "", "sqlite, postgres, mysql, or a comma-separated list (default: sqlite, and postgres when a PostgreSQL URL is set)")
 	profile  = flag.String("pprof", "", "write CPU profiles of each scenario to this directory (builds with -tags pprof)")
 )
 
@@ -127,25 +127,43 @@ func main() {
 	if pg == "" {
 		pg = os.Getenv("TEST_POSTGRES_URL")
 	}
+	my := os.Getenv("BENCH_MYSQL_URL")
+	if my == "" {
+		my = os.Getenv("TEST_MYSQL_URL")
+	}
 	targets := []string{"sqlite"}
 	switch {
-	case *dbs == "sqlite":
-	case *dbs == "postgres":
-		targets = []string{"postgres"}
+	case *dbs != "":
+		targets = strings.Split(*dbs, ",")
 	case pg != "":
 		targets = append(targets, "postgres")
 	}
 	for _, db := range targets {
-		url := filepath.Join(tmp, "bench-"+strconv.Itoa(len(results))+".db")
-		if db == "postgres" {
+		url, server := filepath.Join(tmp, "bench-"+strconv.Itoa(len(results))+".db"), bin
+		switch db {
+		case "sqlite":
+		case "postgres":
 			if pg == "" {
 				fail("-db postgres needs BENCH_POSTGRES_URL or TEST_POSTGRES_URL")
 			}
 			var drop func()
 			url, drop = freshSchema(pg)
 			defer drop()
+		case "mysql":
+			if my == "" {
+				fail("-db mysql needs BENCH_MYSQL_URL or TEST_MYSQL_URL")
+			}
+			// oauth2-api-mysql, as make build-mysql builds it: the root
+			// module, this harness's, has no MySQL driver.
+			server = filepath.Join(tmp, "oauth2-api-mysql")
+			run(filepath.Join(root, "mysql"), "go", "build", "-overlay=overlay.json", "-trimpath", "-o", server, "oauth2-api")
+			var drop func()
+			url, drop = freshDatabase(my)
+			defer drop()
+		default:
+			fail("-db: unknown database " + db)
 		}
-		results = append(results, runServer(tmp, bin, db, url, capacity)...)
+		results = append(results, runServer(tmp, server, db, url, capacity)...)
 	}
 	printTable(results, floor.rps)
 }
@@ -814,6 +832,35 @@ func freshSchema(base string) (string, func()) {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String(), drop
+}
+
+// freshDatabase creates an empty database beside the one the MySQL URL
+// names, with the mariadb (or mysql) client, and returns its URL.
+func freshDatabase(base string) (string, func()) {
+	u, err := url.Parse(base)
+	check(err)
+	client, err := exec.LookPath("mariadb")
+	if err != nil {
+		client, err = exec.LookPath("mysql")
+	}
+	check(err)
+	name := fmt.Sprintf("bench_%d", time.Now().UnixNano())
+	admin := func(stmt string) error {
+		port := u.Port()
+		if port == "" {
+			port = "3306"
+		}
+		c := exec.Command(client, "--protocol=tcp", "-h", u.Hostname(), "-P", port, "-u", u.User.Username(), "-e", stmt)
+		pass, _ := u.User.Password()
+		c.Env = append(os.Environ(), "MYSQL_PWD="+pass)
+		if out, err := c.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v: %s", stmt, err, out)
+		}
+		return nil
+	}
+	check(admin("CREATE DATABASE " + name + " CHARACTER SET utf8mb4"))
+	u.Path = "/" + name
+	return u.String(), func() { admin("DROP DATABASE " + name) }
 }
 
 func check(err error) {
