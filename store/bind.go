@@ -17,14 +17,32 @@ import (
 // bind returns query and args as the dialect's driver takes them: unchanged,
 // or for MySQL with each $n replaced by ? and args in the order of the
 // placeholders, repeated where a placeholder is ($2 twice sends args[1]
-// twice). A $n inside a quoted literal is text, not a placeholder; a $n
-// without an argument is left as it is, for the server to refuse.
+// twice). A query naming an argument it was not given is left as it is,
+// for the server to refuse.
 func (db *DB) bind(query string, args []any) (string, []any) {
-	if db.dialect != MySQL || !strings.Contains(query, "$") {
+	text, order := positional(db.dialect, query)
+	if order == nil {
 		return query, args
 	}
+	out := make([]any, len(order))
+	for i, n := range order {
+		if n > len(args) {
+			return query, args
+		}
+		out[i] = args[n-1]
+	}
+	return text, out
+}
+
+// positional returns query with each $n outside a quoted literal replaced
+// by ?, and the n of each in order, for MySQL; for other dialects, query
+// and nil.
+func positional(dialect, query string) (string, []int) {
+	if dialect != MySQL || !strings.Contains(query, "$") {
+		return query, nil
+	}
 	var b strings.Builder
-	out := make([]any, 0, len(args))
+	var order []int
 	quoted := false
 	for i := 0; i < len(query); i++ {
 		c := query[i]
@@ -36,16 +54,16 @@ func (db *DB) bind(query string, args []any) (string, []any) {
 			for j < len(query) && query[j] >= '0' && query[j] <= '9' {
 				j++
 			}
-			if n, err := strconv.Atoi(query[i+1 : j]); err == nil && n >= 1 && n <= len(args) {
+			if n, err := strconv.Atoi(query[i+1 : j]); err == nil && n >= 1 {
 				b.WriteByte('?')
-				out = append(out, args[n-1])
+				order = append(order, n)
 				i = j - 1
 				continue
 			}
 		}
 		b.WriteByte(c)
 	}
-	return b.String(), out
+	return b.String(), order
 }
 
 // read runs a query on the reader pool.
@@ -88,14 +106,14 @@ func (t *txn) updateReturning(ctx context.Context, update, cols, from string, ar
 	if t.db.dialect != MySQL {
 		return t.QueryRowContext(ctx, update+" RETURNING "+cols, args...)
 	}
-	res, err := t.ExecContext(ctx, update, args...)
+	res, err := t.db.txExec(ctx, t, update, args...)
 	if err != nil {
 		return &row{err: err}
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return &row{err: cmp.Or(err, sql.ErrNoRows)}
 	}
-	return t.QueryRowContext(ctx, "SELECT "+cols+" FROM "+from, args...)
+	return t.db.txRow(ctx, t, "SELECT "+cols+" FROM "+from, args...)
 }
 
 // updateRow is updateReturning outside a transaction: one statement, or on

@@ -309,17 +309,19 @@ func (db *DB) stmt(ctx context.Context, pool *sql.DB, query string) (*sql.Stmt, 
 // (preparing on the pool from inside a transaction would wait for the
 // SQLite writer's one connection, which the transaction holds).
 func (db *DB) txRow(ctx context.Context, tx *txn, query string, args ...any) *sql.Row {
+	query, args = db.bind(query, args)
 	if s := db.hot(query); s != nil {
 		return tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
 	}
-	return tx.QueryRowContext(ctx, query, args...)
+	return tx.Tx.QueryRowContext(ctx, query, args...)
 }
 
 func (db *DB) txExec(ctx context.Context, tx *txn, query string, args ...any) (sql.Result, error) {
+	query, args = db.bind(query, args)
 	if s := db.hot(query); s != nil {
 		return tx.StmtContext(ctx, s).ExecContext(ctx, args...)
 	}
-	return tx.ExecContext(ctx, query, args...)
+	return tx.Tx.ExecContext(ctx, query, args...)
 }
 
 func (db *DB) hot(query string) *sql.Stmt {
@@ -328,15 +330,19 @@ func (db *DB) hot(query string) *sql.Stmt {
 	return db.stmts[stmtKey{db.w, query}]
 }
 
-// hotTx are the statements of the hottest write transactions.
-var hotTx = []string{qSpendSQLite, qFamilyOwner, qInsertRefresh}
+// hotTx are the statements of the hottest write transactions: refresh
+// rotation's (RotateRefresh). MySQL's driver would otherwise prepare, run
+// and close each one: three round trips for one.
+var hotTx = map[string][]string{
+	SQLite: {qSpendSQLite, qFamilyOwner, qInsertRefresh},
+	MySQL:  {qSpend, qSpentMySQL, qFamilyOwner, qInsertRefresh},
+}
 
-// prepareHot prepares hotTx on the writer pool, outside any transaction.
+// prepareHot prepares hotTx on the writer pool, outside any transaction
+// (PostgreSQL runs rotation as one statement; pgx caches those).
 func (db *DB) prepareHot(ctx context.Context) error {
-	if db.dialect != SQLite {
-		return nil // PostgreSQL runs them as single statements; pgx caches those
-	}
-	for _, q := range hotTx {
+	for _, q := range hotTx[db.dialect] {
+		q, _ = positional(db.dialect, q)
 		if _, err := db.stmt(ctx, db.w, q); err != nil {
 			return err
 		}

@@ -406,7 +406,10 @@ WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
     WHERE f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $4 AND f.dpop_jkt IN ('', $5) AND u.is_active AND u.deleted_at IS NULL)`
 	qSpendSQLite = qSpend + `
 RETURNING family_id, scope`
-	qFamilyOwner = `SELECT user_id, auth_time, created_at, resource FROM token_families WHERE id = $1`
+	// qSpentMySQL reads what qSpend spent (updateReturning).
+	qSpentCols, qSpentFrom = `family_id, scope`, `refresh_tokens WHERE hash = $1`
+	qSpentMySQL            = `SELECT ` + qSpentCols + ` FROM ` + qSpentFrom
+	qFamilyOwner           = `SELECT user_id, auth_time, created_at, resource FROM token_families WHERE id = $1`
 )
 
 // RotateRefresh spends the refresh token oldHash and adds newHash to its
@@ -433,7 +436,7 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 		err = db.tx(ctx, func(tx *txn) error {
 			var spent scanner
 			if db.dialect == MySQL {
-				spent = tx.updateReturning(ctx, qSpend, `family_id, scope`, `refresh_tokens WHERE hash = $1`, oldHash, now.Unix(), clientID, bornAfter, jkt)
+				spent = tx.updateReturning(ctx, qSpend, qSpentCols, qSpentFrom, oldHash, now.Unix(), clientID, bornAfter, jkt)
 			} else {
 				spent = db.txRow(ctx, tx, qSpendSQLite, oldHash, now.Unix(), clientID, bornAfter, jkt)
 			}
