@@ -431,10 +431,10 @@ func (db *DB) SpendProof(ctx context.Context, hash string, expires, now time.Tim
 		// InnoDB lets one through; the others wait on its key, then fail as
 		// duplicates.
 		err = db.tx(ctx, func(tx *txn) error {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM dpop_proofs WHERE hash = $1 AND expires_at <= $2`, hash, now.Unix()); err != nil {
+			if _, err := db.txExec(ctx, tx, qDropProof, hash, now.Unix()); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO dpop_proofs (hash, expires_at) VALUES ($1, $2)`, hash, expires.Unix())
+			_, err := db.txExec(ctx, tx, qInsertProof, hash, expires.Unix())
 			return err
 		})
 		if err != nil && db.unique(err) {
@@ -449,6 +449,12 @@ ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_pro
 	}
 	return err
 }
+
+// SpendProof's statements on MySQL.
+const (
+	qDropProof   = `DELETE FROM dpop_proofs WHERE hash = $1 AND expires_at <= $2`
+	qInsertProof = `INSERT INTO dpop_proofs (hash, expires_at) VALUES ($1, $2)`
+)
 
 // PushRequest stores a pushed authorization request of the client under
 // the hash of its request_uri.

@@ -331,11 +331,12 @@ func (db *DB) hot(query string) *sql.Stmt {
 }
 
 // hotTx are the statements of the hottest write transactions: refresh
-// rotation's (RotateRefresh). MySQL's driver would otherwise prepare, run
-// and close each one: three round trips for one.
+// rotation's (RotateRefresh) and, on MySQL, a DPoP proof's (SpendProof).
+// MySQL's driver would otherwise prepare, run and close each one: three
+// round trips for one.
 var hotTx = map[string][]string{
 	SQLite: {qSpendSQLite, qFamilyOwner, qInsertRefresh},
-	MySQL:  {qSpend, qSpentMySQL, qFamilyOwner, qInsertRefresh},
+	MySQL:  {qSpend, qSpentMySQL, qFamilyOwner, qInsertRefresh, qDropProof, qInsertProof},
 }
 
 // prepareHot prepares hotTx on the writer pool, outside any transaction
