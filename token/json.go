@@ -13,7 +13,8 @@ import (
 // must be refused, not resolved.
 //
 // body must be valid JSON (the caller has decoded it): the scan only tracks
-// where keys are, without checking syntax. (encoding/json's tokenizer did
+// where keys are, without checking syntax; on other bytes its answer means
+// nothing, but it still returns. (encoding/json's tokenizer did
 // the same at a dozen allocations per token; FuzzRepeatsKey holds the two
 // to the same answers.)
 func RepeatsKey(body []byte) bool {
@@ -29,18 +30,23 @@ func RepeatsKey(body []byte) bool {
 		case '[':
 			stack = append(stack, frame{})
 		case '}', ']':
-			stack = stack[:len(stack)-1]
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
 		case ',':
-			if top := &stack[len(stack)-1]; top.keys != nil {
-				top.wantKey = true
+			if len(stack) > 0 && stack[len(stack)-1].keys != nil {
+				stack[len(stack)-1].wantKey = true
 			}
 		case '"':
 			j, escaped := i+1, false
-			for ; body[j] != '"'; j++ {
+			for ; j < len(body) && body[j] != '"'; j++ {
 				if body[j] == '\\' {
 					escaped = true
 					j++ // the escaped byte, a quote perhaps
 				}
+			}
+			if j >= len(body) {
+				return false // an unterminated string: not JSON
 			}
 			if top := len(stack) - 1; top >= 0 && stack[top].wantKey {
 				k := string(body[i+1 : j])
