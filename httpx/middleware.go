@@ -345,7 +345,7 @@ func (p IPResolver) ClientIP(r *http.Request) netip.Addr {
 	}
 	xff := r.Header.Values("X-Forwarded-For")
 	if len(xff) == 0 {
-		if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-IP"))); err == nil {
+		if a, err := netip.ParseAddr(trimOWS(r.Header.Get("X-Real-IP"))); err == nil {
 			return a.Unmap()
 		}
 		return addr
@@ -353,7 +353,7 @@ func (p IPResolver) ClientIP(r *http.Request) netip.Addr {
 	for i := len(xff) - 1; i >= 0; i-- {
 		hops := strings.Split(xff[i], ",")
 		for j := len(hops) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(hops[j]))
+			a, err := netip.ParseAddr(trimOWS(hops[j]))
 			if err != nil {
 				return addr
 			}
@@ -364,6 +364,13 @@ func (p IPResolver) ClientIP(r *http.Request) netip.Addr {
 		}
 	}
 	return addr
+}
+
+// trimOWS trims HTTP's optional whitespace (RFC 9110 section 5.6.3: SP and
+// HTAB) and nothing else: strings.TrimSpace would also take a no-break space
+// or a vertical tab, giving one address two spellings.
+func trimOWS(s string) string {
+	return strings.Trim(s, " \t")
 }
 
 // ParsePrefixes reads a comma-separated list of CIDRs or single addresses.
