@@ -26,7 +26,7 @@ func TestKeysGenerate(t *testing.T) {
 	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
 		out := filepath.Join(dir, alg+".pem")
 		var stdout bytes.Buffer
-		if err := keysCmd([]string{"generate", "--alg", alg, "--out", out}, &stdout); err != nil {
+		if err := keysCmd(nil, nil, []string{"generate", "--alg", alg, "--out", out}, nil, &stdout); err != nil {
 			t.Fatalf("keys generate --alg %s: %v", alg, err)
 		}
 		fi, err := os.Stat(out)
@@ -47,14 +47,14 @@ func TestKeysGenerate(t *testing.T) {
 		}
 		// Never overwrite.
 		before, _ := os.ReadFile(out)
-		err = keysCmd([]string{"generate", "--alg", alg, "--out", out}, &stdout)
+		err = keysCmd(nil, nil, []string{"generate", "--alg", alg, "--out", out}, nil, &stdout)
 		after, _ := os.ReadFile(out)
 		if exitCode(err) != 2 || !bytes.Equal(before, after) {
 			t.Fatalf("second generate to %s: %v; want a usage error and the file unchanged", out, err)
 		}
 	}
 	for _, args := range [][]string{{"generate"}, {"generate", "--alg", "HS256", "--out", filepath.Join(dir, "x")}, {"rotate"}, {}} {
-		if err := keysCmd(args, &bytes.Buffer{}); exitCode(err) != 2 {
+		if err := keysCmd(nil, nil, args, nil, &bytes.Buffer{}); exitCode(err) != 2 {
 			t.Errorf("keys %v = %v; want exit 2", args, err)
 		}
 	}
@@ -119,7 +119,7 @@ func TestBuildKeys(t *testing.T) {
 	dir := t.TempDir()
 	cur, prev := filepath.Join(dir, "cur.pem"), filepath.Join(dir, "prev.pem")
 	for _, f := range []string{cur, prev} {
-		if err := keysCmd([]string{"generate", "--alg", "ES256", "--out", f}, &bytes.Buffer{}); err != nil {
+		if err := keysCmd(nil, nil, []string{"generate", "--alg", "ES256", "--out", f}, nil, &bytes.Buffer{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -94,86 +94,85 @@ commands:
   audit list|verify          print the audit log, or check its hash chain
   version                    print the version`
 
-// commandUsage is what -h or --help prints for each command.
-var commandUsage = map[string]string{
-	"serve":       "usage: oauth2-api [serve]",
-	"migrate":     "usage: oauth2-api migrate [status]",
-	"healthcheck": "usage: oauth2-api healthcheck",
-	"user":        "usage: oauth2-api user create --email E --username U [--role admin] [--first-name F] [--last-name L] [--email-verified] (the password is read from stdin; --email-verified: you vouch for the address)",
-	"client": `usage:
+// errUsage is what a command returns for arguments it does not take: run
+// answers it with the command's usage, exit status 2.
+var errUsage = usageError{errors.New("bad arguments")}
+
+// commands: what -h or --help prints for each, and what runs it. Every
+// command reads the same configuration.
+var commands = map[string]struct {
+	usage string
+	run   func(ctx context.Context, cfg *config, args []string, stdin io.Reader, stdout io.Writer) error
+}{
+	"serve":       {"usage: oauth2-api [serve]", serveCmd},
+	"migrate":     {"usage: oauth2-api migrate [status]", migrateCmd},
+	"healthcheck": {"usage: oauth2-api healthcheck", healthcheck},
+	"user":        {"usage: oauth2-api user create --email E --username U [--role admin] [--first-name F] [--last-name L] [--email-verified] (the password is read from stdin; --email-verified: you vouch for the address)", userCmd},
+	"client": {`usage:
   oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server] [--require-dpop] [--require-par] [--backchannel-logout-uri U]
   oauth2-api client list
   oauth2-api client delete ID
   oauth2-api client rotate-secret ID
-  oauth2-api client registration-token [--ttl 24h]   (one registration, with ENABLE_DYNAMIC_REGISTRATION=token)`,
-	"keys": "usage: oauth2-api keys generate [--alg RS256|ES256|EdDSA] --out FILE",
-	"audit": `usage:
+  oauth2-api client registration-token [--ttl 24h]   (one registration, with ENABLE_DYNAMIC_REGISTRATION=token)`, clientCmd},
+	"keys": {"usage: oauth2-api keys generate [--alg RS256|ES256|EdDSA] --out FILE", keysCmd},
+	"audit": {`usage:
   oauth2-api audit list [--since RFC3339] [--user ID] [--action A] [--limit N]
-  oauth2-api audit verify [--head HASH]   (HASH: an event's hash copied from a log line; exit 1 if the chain is broken)`,
+  oauth2-api audit verify [--head HASH]   (HASH: an event's hash copied from a log line; exit 1 if the chain is broken)`, auditCmd},
 }
 
-// run is the program: every command reads the same configuration.
+// run is the program.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	cmd := "serve"
+	name := "serve"
 	if len(args) > 0 {
-		cmd, args = args[0], args[1:]
+		name, args = args[0], args[1:]
 	}
-	switch cmd {
+	switch name {
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "oauth2-api", version)
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
-	case "serve", "migrate", "healthcheck", "user", "client", "keys", "audit":
-		// -h or --help anywhere: the command's usage on stdout, exit 0
-		// (API.md: bad flags are one line on stderr; asking is not bad).
-		if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
-			fmt.Fprintln(stdout, commandUsage[cmd])
-			return nil
-		}
-	default:
-		return usagef("unknown command %q (oauth2-api help lists them)", clip(cmd))
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		return usagef("unknown command %q (oauth2-api help lists them)", clip(name))
+	}
+	// -h or --help anywhere: the command's usage on stdout, exit 0
+	// (API.md: bad flags are one line on stderr; asking is not bad).
+	if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+		fmt.Fprintln(stdout, cmd.usage)
+		return nil
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return usageError{err}
 	}
-	switch cmd {
-	case "serve":
-		if len(args) > 0 {
-			return usagef("serve takes no arguments")
-		}
-		return serve(ctx, cfg, stdout, nil)
-	case "migrate":
-		return migrateCmd(ctx, cfg, args, stdout)
-	case "healthcheck":
-		return healthcheck(ctx, cfg)
-	case "user":
-		return userCmd(ctx, cfg, args, stdin, stdout)
-	case "client":
-		return clientCmd(ctx, cfg, args, stdout)
-	case "keys":
-		return keysCmd(args, stdout)
-	case "audit":
-		return auditCmd(ctx, cfg, args, stdout)
+	if err := cmd.run(ctx, cfg, args, stdin, stdout); err != errUsage {
+		return err
 	}
-	return nil
+	return usagef("%s", cmd.usage)
+}
+
+func serveCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdout io.Writer) error {
+	if len(args) > 0 {
+		return errUsage
+	}
+	return serve(ctx, cfg, stdout, nil)
 }
 
 // auditCmd lists the audit log (one JSON object per line, oldest first) or
 // verifies its chain: exit 0 and the count when intact, exit 1 naming the
 // first event that does not fit.
-func auditCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer) error {
+func auditCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdout io.Writer) error {
 	if len(args) == 0 || (args[0] != "list" && args[0] != "verify") {
 		return usagef("audit: want list or verify (oauth2-api audit --help)")
 	}
-	fs := flag.NewFlagSet("audit "+args[0], flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := flags("audit "+args[0])
 	since, user, action, head := fs.String("since", "", ""), fs.String("user", "", ""), fs.String("action", "", ""), fs.String("head", "", "")
 	limit := fs.Int("limit", 1000, "")
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 || *limit < 1 {
-		return usagef("%s", commandUsage["audit"])
+		return errUsage
 	}
 	f := store.AuditFilter{User: *user, Action: *action, Limit: *limit}
 	if *since != "" {
@@ -588,9 +587,9 @@ func randomHex(n int) []byte {
 	return []byte(hex.EncodeToString(b))
 }
 
-func migrateCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer) error {
+func migrateCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdout io.Writer) error {
 	if len(args) > 1 || (len(args) == 1 && args[0] != "status") {
-		return usagef("%s", commandUsage["migrate"])
+		return errUsage
 	}
 	db, err := openStore(ctx, cfg)
 	if err != nil {
@@ -626,7 +625,7 @@ func migrateCmd(ctx context.Context, cfg *config, args []string, stdout io.Write
 
 // healthcheck GETs /health on this machine, at LISTEN_ADDR when it names
 // one address: the distroless HEALTHCHECK has no shell or wget.
-func healthcheck(ctx context.Context, cfg *config) error {
+func healthcheck(ctx context.Context, cfg *config, _ []string, _ io.Reader, _ io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	host := "127.0.0.1"
@@ -651,10 +650,9 @@ func healthcheck(ctx context.Context, cfg *config) error {
 
 func userCmd(ctx context.Context, cfg *config, args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "create" {
-		return usagef("%s", commandUsage["user"])
+		return errUsage
 	}
-	fs := flag.NewFlagSet("user create", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := flags("user create")
 	email := fs.String("email", "", "email address")
 	username := fs.String("username", "", "username")
 	role := fs.String("role", store.RoleUser, "user or admin")
@@ -693,13 +691,21 @@ func userCmd(ctx context.Context, cfg *config, args []string, stdin io.Reader, s
 	return nil
 }
 
+// flags returns a command's flag set, silent: a bad flag is the one line
+// on stderr that main prints.
+func flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
 // stringList is a repeatable flag.
 type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
-func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer) error {
+func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
 		return usagef("client: want create, list, delete, rotate-secret or registration-token (oauth2-api client --help)")
 	}
@@ -708,8 +714,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer
 	var ttl time.Duration
 	switch sub {
 	case "create":
-		fs := flag.NewFlagSet("client create", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
+		fs := flags("client create")
 		fs.StringVar(&spec.Name, "name", "", "")
 		fs.Var((*stringList)(&spec.RedirectURIs), "redirect-uri", "")
 		fs.Var((*stringList)(&spec.PostLogoutRedirectURIs), "post-logout-redirect-uri", "")
@@ -736,8 +741,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer
 			return usagef("usage: oauth2-api client %s ID", sub)
 		}
 	case "registration-token":
-		fs := flag.NewFlagSet("client registration-token", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
+		fs := flags("client registration-token")
 		fs.DurationVar(&ttl, "ttl", auth.RegistrationTokenTTL, "")
 		if err := fs.Parse(args); err != nil || fs.NArg() > 0 || ttl < time.Minute || ttl > 30*24*time.Hour {
 			return usagef("usage: oauth2-api client registration-token [--ttl D], D from 1m to 720h")
@@ -805,16 +809,15 @@ func clientCmd(ctx context.Context, cfg *config, args []string, stdout io.Writer
 }
 
 // keysCmd writes a new PKCS#8 private key for SIGNING_KEY.
-func keysCmd(args []string, stdout io.Writer) error {
+func keysCmd(_ context.Context, _ *config, args []string, _ io.Reader, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "generate" {
-		return usagef("%s", commandUsage["keys"])
+		return errUsage
 	}
-	fs := flag.NewFlagSet("keys generate", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := flags("keys generate")
 	alg := fs.String("alg", token.RS256, "")
 	out := fs.String("out", "", "")
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 || *out == "" {
-		return usagef("%s", commandUsage["keys"])
+		return errUsage
 	}
 	var priv crypto.Signer
 	var err error

@@ -361,7 +361,7 @@ func TestServe(t *testing.T) {
 
 	hc := *cfg
 	hc.Port = port
-	if err := healthcheck(context.Background(), &hc); err != nil {
+	if err := healthcheck(context.Background(), &hc, nil, nil, nil); err != nil {
 		t.Fatalf("healthcheck against the running server = %v", err)
 	}
 
