@@ -94,6 +94,20 @@ func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	return t.Tx.QueryRowContext(ctx, query, args...)
 }
 
+// execOr runs query in t and returns none when it matched no row: the
+// statements that spend, change or delete one thing, whose caller must hear
+// that the thing was not there (ErrNotFound) or was spent already (ErrReused).
+func (t *txn) execOr(ctx context.Context, none error, query string, args ...any) error {
+	res, err := t.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return none
+	}
+	return nil
+}
+
 // updateReturning runs update, which changes at most one row, and returns
 // that row's cols as the update left them: with RETURNING, or on MySQL,
 // which has no UPDATE … RETURNING, as a SELECT of cols from from (the

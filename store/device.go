@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"time"
 )
 
@@ -75,22 +74,15 @@ func (db *DB) PendingDeviceCode(ctx context.Context, userCode string, now time.T
 func (db *DB) DecideDeviceCode(ctx context.Context, userCode string, approve bool, s *Session, now time.Time) (err error) {
 	defer db.wrap(&err, "decide device code")
 	return db.tx(ctx, func(tx *txn) error {
-		var res sql.Result
 		var err error
 		if !approve {
-			res, err = tx.ExecContext(ctx, `UPDATE device_codes SET status = 'denied' WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix())
+			err = tx.execOr(ctx, ErrNotFound, `UPDATE device_codes SET status = 'denied' WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix())
 		} else {
-			res, err = tx.ExecContext(ctx, `UPDATE device_codes SET status = 'approved', user_id = $3, auth_time = $4, sid = $5
+			err = tx.execOr(ctx, ErrNotFound, `UPDATE device_codes SET status = 'approved', user_id = $3, auth_time = $4, sid = $5
 WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix(), s.UserID, s.AuthTime.Unix(), s.SID)
 		}
-		if err != nil {
+		if err != nil || !approve || s.Hash == "" {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		if !approve || s.Hash == "" {
-			return nil
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id)
 SELECT $2, client_id FROM device_codes WHERE user_code = $1`+db.keepExisting("session_clients", "client_id"), userCode, s.Hash)
@@ -134,13 +126,9 @@ WHERE hash = $1 AND client_id = $2`, deviceColumns, `device_codes WHERE hash = $
 func (db *DB) RedeemDeviceCode(ctx context.Context, hash string, is Issued, now time.Time) (err error) {
 	defer db.wrap(&err, "redeem device code")
 	return db.tx(ctx, func(tx *txn) error {
-		res, err := tx.ExecContext(ctx, `UPDATE device_codes SET status = 'redeemed', family_id = $2
-WHERE hash = $1 AND status = 'approved' AND expires_at > $3`, hash, is.Family.ID, now.Unix())
-		if err != nil {
+		if err := tx.execOr(ctx, ErrReused, `UPDATE device_codes SET status = 'redeemed', family_id = $2
+WHERE hash = $1 AND status = 'approved' AND expires_at > $3`, hash, is.Family.ID, now.Unix()); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrReused
 		}
 		return createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, now)
 	})

@@ -129,12 +129,8 @@ func (db *DB) DeleteClient(ctx context.Context, id string, accessTTL time.Durati
 		return ErrNotFound
 	}
 	return db.tx(ctx, func(tx *txn) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id)
-		if err != nil {
+		if err := tx.execOr(ctx, ErrNotFound, `DELETE FROM clients WHERE id = $1`, id); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
 			return err
@@ -153,12 +149,8 @@ func (db *DB) SetClientSecret(ctx context.Context, id, secretHash string, access
 		return ErrNotFound
 	}
 	return db.tx(ctx, func(tx *txn) error {
-		res, err := tx.ExecContext(ctx, `UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1 AND secret_hash IS NOT NULL`, id, secretHash, now.Unix())
-		if err != nil {
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1 AND secret_hash IS NOT NULL`, id, secretHash, now.Unix()); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
 		}
 		return insertRevocation(ctx, tx, ClientRevocation(id, accessTTL, now), now)
 	})
@@ -243,13 +235,9 @@ func (db *DB) ExchangeCode(ctx context.Context, hash string, is Issued, now time
 		if is.Family != nil {
 			familyID = sql.NullString{String: is.Family.ID, Valid: true}
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE auth_codes SET used_at = $2, family_id = $3, access_jti = $4, access_exp = $5
-WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), familyID, is.AccessJTI, is.AccessExp)
-		if err != nil {
+		if err := tx.execOr(ctx, ErrReused, `UPDATE auth_codes SET used_at = $2, family_id = $3, access_jti = $4, access_exp = $5
+WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), familyID, is.AccessJTI, is.AccessExp); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrReused
 		}
 		if is.Family != nil {
 			return createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, now)
@@ -397,12 +385,8 @@ func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string,
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, userID, passwordHash, now.Unix())
-		if err != nil {
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, userID, passwordHash, now.Unix()); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, userID, now.Unix()); err != nil {
 			return err

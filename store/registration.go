@@ -36,12 +36,8 @@ func (db *DB) RegisterClient(ctx context.Context, c *Client, initialHash string,
 	defer db.wrap(&err, "register client")
 	return db.tx(ctx, func(tx *txn) error {
 		if initialHash != "" {
-			res, err := tx.ExecContext(ctx, `DELETE FROM registration_tokens WHERE hash = $1 AND expires_at > $2`, initialHash, now.Unix())
-			if err != nil {
+			if err := tx.execOr(ctx, ErrNotFound, `DELETE FROM registration_tokens WHERE hash = $1 AND expires_at > $2`, initialHash, now.Unix()); err != nil {
 				return err
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				return ErrNotFound
 			}
 		}
 		var n int

@@ -137,12 +137,8 @@ WHERE id = $1 AND deleted_at IS NULL`, userColumns, `users WHERE id = $1`, id, r
 func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "set password")
 	err = db.tx(ctx, func(tx *txn) error {
-		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, id, hash, now.Unix())
-		if err != nil {
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, id, hash, now.Unix()); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
 		}
 		const revoke = `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`
 		var rows *sql.Rows
@@ -265,12 +261,8 @@ func (db *DB) ListUsers(ctx context.Context, limit, offset int) (users []User, t
 func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "delete user")
 	err = db.tx(ctx, func(tx *txn) error {
-		res, err := tx.ExecContext(ctx, `UPDATE users SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL`, id, now.Unix())
-		if err != nil {
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL`, id, now.Unix()); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
 		}
 		e, err = revokeUserTx(ctx, tx, id, accessTTL, now)
 		return err
@@ -332,13 +324,9 @@ func (db *DB) VerifyEmail(ctx context.Context, tokenHash string, now time.Time) 
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE users SET email_verified = TRUE, updated_at = $3 WHERE id = $1 AND email = $2 AND deleted_at IS NULL`,
-			userID, email, now.Unix())
-		if err != nil {
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET email_verified = TRUE, updated_at = $3 WHERE id = $1 AND email = $2 AND deleted_at IS NULL`,
+			userID, email, now.Unix()); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
 		}
 		eventSubject(ctx, userID)
 		return nil
