@@ -140,30 +140,22 @@ type AuditFilter struct {
 // ListAudit returns events oldest first.
 func (db *DB) ListAudit(ctx context.Context, f AuditFilter) (list []Event, err error) {
 	defer db.wrap(&err, "list audit events")
-	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
-	defer cancel()
-	rows, err := db.read(ctx, `SELECT id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash
-FROM audit_events WHERE id > $1 AND time_ms >= $2 AND ($3 = '' OR action = $3) AND ($4 = '' OR actor = $4 OR subject = $4)
+	return readAll(ctx, db, func(s scanner) (*Event, error) {
+		e, _, err := scanEvent(s)
+		return e, err
+	}, `SELECT `+eventColumns+` FROM audit_events
+WHERE id > $1 AND time_ms >= $2 AND ($3 = '' OR action = $3) AND ($4 = '' OR actor = $4 OR subject = $4)
 ORDER BY id LIMIT $5`, f.AfterID, f.Since.UnixMilli(), f.Action, f.User, f.Limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		e, _, err := scanEvent(rows)
-		if err != nil {
-			return nil, err
-		}
-		list = append(list, *e)
-	}
-	return list, rows.Err()
 }
 
-func scanEvent(rows *sql.Rows) (*Event, []byte, error) {
+const eventColumns = `id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash`
+
+// scanEvent reads an event, and its detail as stored, which its hash covers.
+func scanEvent(s scanner) (*Event, []byte, error) {
 	var e Event
 	var ms int64
 	var detail string
-	if err := rows.Scan(&e.ID, &ms, &e.Action, &e.Actor, &e.Subject, &e.ClientID, &e.IP, &e.RequestID, &e.Outcome, &detail, &e.Hash); err != nil {
+	if err := s.Scan(&e.ID, &ms, &e.Action, &e.Actor, &e.Subject, &e.ClientID, &e.IP, &e.RequestID, &e.Outcome, &detail, &e.Hash); err != nil {
 		return nil, nil, err
 	}
 	e.Time = time.UnixMilli(ms).UTC()
@@ -192,8 +184,7 @@ func (db *DB) VerifyAudit(ctx context.Context, head string) (n int, err error) {
 	if err := db.queryRow(ctx, `SELECT n, hash, base_n, base_hash FROM audit_head WHERE one = 1`).Scan(&lastN, &lastHash, &baseN, &prev); err != nil {
 		return 0, err
 	}
-	rows, err := db.read(ctx, `SELECT id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash
-FROM audit_events ORDER BY id`)
+	rows, err := db.read(ctx, `SELECT `+eventColumns+` FROM audit_events ORDER BY id`)
 	if err != nil {
 		return 0, err
 	}

@@ -72,6 +72,34 @@ func (db *DB) read(ctx context.Context, query string, args ...any) (*sql.Rows, e
 	return db.r.QueryContext(ctx, query, args...)
 }
 
+// readAll runs a query on the reader pool, within OpTimeout, and returns
+// every row as scan reads it (an empty list, not nil, for none).
+func readAll[T any](ctx context.Context, db *DB, scan func(scanner) (*T, error), query string, args ...any) ([]T, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
+	rows, err := db.read(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scan)
+}
+
+// collect returns every row of rows as scan reads it (an empty list, not
+// nil, for none), and closes rows: in a transaction, before its next
+// statement, which MySQL's driver cannot send while rows are open.
+func collect[T any](rows *sql.Rows, scan func(scanner) (*T, error)) ([]T, error) {
+	defer rows.Close()
+	list := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, *v)
+	}
+	return list, rows.Err()
+}
+
 // txn is a write transaction (DB.tx) whose statements bind as the dialect
 // does (bind).
 type txn struct {

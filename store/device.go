@@ -36,7 +36,7 @@ type DeviceCode struct {
 
 const deviceColumns = `hash, user_code, client_id, scope, expires_at, interval_s, status, COALESCE(user_id, 0), auth_time, sid, COALESCE(family_id, ''), poll_early, resource`
 
-func scanDeviceCode(s interface{ Scan(...any) error }) (*DeviceCode, error) {
+func scanDeviceCode(s scanner) (*DeviceCode, error) {
 	var d DeviceCode
 	var exp, auth int64
 	if err := s.Scan(&d.Hash, &d.UserCode, &d.ClientID, &d.Scope, &exp, &d.Interval, &d.Status, &d.UserID, &auth, &d.SID, &d.FamilyID, &d.PollEarly, &d.Resource); err != nil {

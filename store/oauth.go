@@ -38,7 +38,7 @@ func (c *Client) Registered() bool { return c.RegistrationHash != "" }
 
 const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, resource_server, backchannel_logout_uri, require_dpop, require_par, registration_hash, token_endpoint_auth_method, created_at, updated_at`
 
-func scanClient(s interface{ Scan(...any) error }) (*Client, error) {
+func scanClient(s scanner) (*Client, error) {
 	var c Client
 	var secret, registration sql.NullString
 	var redirects, logouts, grants, scopes string
@@ -102,22 +102,7 @@ func (db *DB) ClientByID(ctx context.Context, id string) (c *Client, err error) 
 // ListClients returns every client ordered by creation.
 func (db *DB) ListClients(ctx context.Context) (list []Client, err error) {
 	defer db.wrap(&err, "list clients")
-	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
-	defer cancel()
-	rows, err := db.read(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY created_at, id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	list = []Client{}
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, err
-		}
-		list = append(list, *c)
-	}
-	return list, rows.Err()
+	return readAll(ctx, db, scanClient, `SELECT `+clientColumns+` FROM clients ORDER BY created_at, id`)
 }
 
 // DeleteClient deletes the client with its codes and consents, revokes its

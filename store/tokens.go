@@ -296,22 +296,11 @@ func insertRevocation(ctx context.Context, tx *txn, r Revocation, now time.Time)
 // commit a little after the time it stamped; applying an entry twice is harmless.
 func (db *DB) RevocationsSince(ctx context.Context, since, now time.Time) (list []Revocation, err error) {
 	defer db.wrap(&err, "revocations since")
-	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
-	defer cancel()
-	rows, err := db.read(ctx, `SELECT kind, subject, not_before_ms, expires_at FROM revocations
-WHERE created_at >= $1 AND expires_at > $2`, since.Unix(), now.Unix())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return readAll(ctx, db, func(s scanner) (*Revocation, error) {
 		var r Revocation
-		if err := rows.Scan(&r.Kind, &r.Subject, &r.NotBeforeMs, &r.ExpiresAt); err != nil {
-			return nil, err
-		}
-		list = append(list, r)
-	}
-	return list, rows.Err()
+		return &r, s.Scan(&r.Kind, &r.Subject, &r.NotBeforeMs, &r.ExpiresAt)
+	}, `SELECT kind, subject, not_before_ms, expires_at FROM revocations
+WHERE created_at >= $1 AND expires_at > $2`, since.Unix(), now.Unix())
 }
 
 // Retention is how long rows that can no longer be used must still be kept.

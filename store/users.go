@@ -31,7 +31,7 @@ type User struct {
 
 const userColumns = `id, email, username, password_hash, first_name, last_name, role, is_active, created_at, updated_at, email_verified`
 
-func scanUser(s interface{ Scan(...any) error }) (*User, error) {
+func scanUser(s scanner) (*User, error) {
 	var u User
 	var created, updated int64
 	if err := s.Scan(&u.ID, &u.Email, &u.Username, &u.PasswordHash, &u.FirstName, &u.LastName,
@@ -137,7 +137,8 @@ WHERE id = $1 AND deleted_at IS NULL`, userColumns, `users WHERE id = $1`, id, r
 func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "set password")
 	err = db.tx(ctx, func(tx *txn) error {
-		if err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, id, hash, now.Unix()); err != nil {
+		err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, id, hash, now.Unix())
+		if err != nil {
 			return err
 		}
 		const revoke = `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`
@@ -155,17 +156,11 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 		if err != nil {
 			return err
 		}
-		var ids []string
-		for rows.Next() {
-			var f string
-			if err := rows.Scan(&f); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, f)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		ids, err := collect(rows, func(s scanner) (*string, error) {
+			var family string
+			return &family, s.Scan(&family)
+		})
+		if err != nil {
 			return err
 		}
 		for _, f := range ids {
@@ -201,17 +196,11 @@ WHERE s.`+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.
 	if err != nil {
 		return nil, err
 	}
-	var out []SignIn
-	for rows.Next() {
+	out, err := collect(rows, func(s scanner) (*SignIn, error) {
 		var si SignIn
-		if err := rows.Scan(&si.SID, &si.UserID, &si.ClientID, &si.URI); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		out = append(out, si)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return &si, s.Scan(&si.SID, &si.UserID, &si.ClientID, &si.URI)
+	})
+	if err != nil {
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE used_at IS NULL AND sid <> ''
@@ -239,29 +228,16 @@ func (db *DB) ListUsers(ctx context.Context, limit, offset int) (users []User, t
 	if err := db.queryRow(ctx, `SELECT count(*) FROM users WHERE deleted_at IS NULL`).Scan(&total); err != nil {
 		return nil, 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
-	defer cancel()
-	rows, err := db.read(ctx, `SELECT `+userColumns+` FROM users WHERE deleted_at IS NULL ORDER BY id LIMIT $1 OFFSET $2`, limit, offset)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	users = []User{}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		users = append(users, *u)
-	}
-	return users, total, rows.Err()
+	users, err = readAll(ctx, db, scanUser, `SELECT `+userColumns+` FROM users WHERE deleted_at IS NULL ORDER BY id LIMIT $1 OFFSET $2`, limit, offset)
+	return users, total, err
 }
 
 // DeleteUser soft-deletes the user and ends every session of the user.
 func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "delete user")
 	err = db.tx(ctx, func(tx *txn) error {
-		if err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL`, id, now.Unix()); err != nil {
+		err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL`, id, now.Unix())
+		if err != nil {
 			return err
 		}
 		e, err = revokeUserTx(ctx, tx, id, accessTTL, now)
