@@ -101,7 +101,11 @@ func collect[T any](rows *sql.Rows, scan func(scanner) (*T, error)) ([]T, error)
 }
 
 // txn is a write transaction (DB.tx) whose statements bind as the dialect
-// does (bind).
+// does (bind). ExecContext and QueryRowContext run a hot statement (hotTx)
+// as the writer's statement, prepared once per connection, so that a hot
+// transaction does not parse its SQL every time. Other statements are sent
+// as written (preparing on the pool from inside a transaction would wait
+// for the SQLite writer's one connection, which the transaction holds).
 type txn struct {
 	*sql.Tx
 	db *DB
@@ -109,6 +113,9 @@ type txn struct {
 
 func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	query, args = t.db.bind(query, args)
+	if s := t.db.hot(query); s != nil {
+		return t.StmtContext(ctx, s).ExecContext(ctx, args...)
+	}
 	return t.Tx.ExecContext(ctx, query, args...)
 }
 
@@ -119,6 +126,9 @@ func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql
 
 func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	query, args = t.db.bind(query, args)
+	if s := t.db.hot(query); s != nil {
+		return t.StmtContext(ctx, s).QueryRowContext(ctx, args...)
+	}
 	return t.Tx.QueryRowContext(ctx, query, args...)
 }
 
@@ -148,14 +158,14 @@ func (t *txn) updateReturning(ctx context.Context, update, cols, from string, ar
 	if t.db.dialect != MySQL {
 		return t.QueryRowContext(ctx, update+" RETURNING "+cols, args...)
 	}
-	res, err := t.db.txExec(ctx, t, update, args...)
+	res, err := t.ExecContext(ctx, update, args...)
 	if err != nil {
 		return &row{err: err}
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return &row{err: cmp.Or(err, sql.ErrNoRows)}
 	}
-	return t.db.txRow(ctx, t, "SELECT "+cols+" FROM "+from, args...)
+	return t.QueryRowContext(ctx, "SELECT "+cols+" FROM "+from, args...)
 }
 
 // updateRow is updateReturning outside a transaction: one statement, or on

@@ -400,10 +400,10 @@ func (db *DB) SpendProof(ctx context.Context, hash string, expires, now time.Tim
 		// InnoDB lets one through; the others wait on its key, then fail as
 		// duplicates.
 		err = db.tx(ctx, func(tx *txn) error {
-			if _, err := db.txExec(ctx, tx, qDropProof, hash, now.Unix()); err != nil {
+			if _, err := tx.ExecContext(ctx, qDropProof, hash, now.Unix()); err != nil {
 				return err
 			}
-			_, err := db.txExec(ctx, tx, qInsertProof, hash, expires.Unix())
+			_, err := tx.ExecContext(ctx, qInsertProof, hash, expires.Unix())
 			return err
 		})
 		if err != nil && db.unique(err) {

@@ -303,27 +303,8 @@ func (db *DB) stmt(ctx context.Context, pool *sql.DB, query string) (*sql.Stmt, 
 	return s, nil
 }
 
-// txRow and txExec run query in tx, with the writer's statement prepared
-// once per connection when prepareHot made one, so that a hot transaction
-// does not parse its SQL every time. Other statements are sent as written
-// (preparing on the pool from inside a transaction would wait for the
-// SQLite writer's one connection, which the transaction holds).
-func (db *DB) txRow(ctx context.Context, tx *txn, query string, args ...any) *sql.Row {
-	query, args = db.bind(query, args)
-	if s := db.hot(query); s != nil {
-		return tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
-	}
-	return tx.Tx.QueryRowContext(ctx, query, args...)
-}
-
-func (db *DB) txExec(ctx context.Context, tx *txn, query string, args ...any) (sql.Result, error) {
-	query, args = db.bind(query, args)
-	if s := db.hot(query); s != nil {
-		return tx.StmtContext(ctx, s).ExecContext(ctx, args...)
-	}
-	return tx.Tx.ExecContext(ctx, query, args...)
-}
-
+// hot returns the writer's statement prepareHot prepared for query (as
+// bound), or nil.
 func (db *DB) hot(query string) *sql.Stmt {
 	db.mu.Lock()
 	defer db.mu.Unlock()

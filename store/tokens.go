@@ -427,12 +427,12 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 			if db.dialect == MySQL {
 				spent = tx.updateReturning(ctx, qSpend, qSpentCols, qSpentFrom, oldHash, now.Unix(), clientID, bornAfter, jkt)
 			} else {
-				spent = db.txRow(ctx, tx, qSpendSQLite, oldHash, now.Unix(), clientID, bornAfter, jkt)
+				spent = tx.QueryRowContext(ctx, qSpendSQLite, oldHash, now.Unix(), clientID, bornAfter, jkt)
 			}
 			if err := spent.Scan(&t.Family.ID, &t.Scope); err != nil {
 				return err
 			}
-			if err := db.txRow(ctx, tx, qFamilyOwner, t.Family.ID).Scan(&t.Family.UserID, &authTime, &created, &t.Family.Resource); err != nil {
+			if err := tx.QueryRowContext(ctx, qFamilyOwner, t.Family.ID).Scan(&t.Family.UserID, &authTime, &created, &t.Family.Resource); err != nil {
 				return err
 			}
 			newScope := scope
@@ -440,7 +440,7 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 				newScope = t.Scope
 			}
 			expires := min(now.Add(ttl).Unix(), created+int64(maxAge/time.Second))
-			_, err := db.txExec(ctx, tx, qInsertRefresh, newHash, t.Family.ID, newScope, now.Unix(), expires)
+			_, err := tx.ExecContext(ctx, qInsertRefresh, newHash, t.Family.ID, newScope, now.Unix(), expires)
 			return err
 		})
 	}
