@@ -16,5 +16,3 @@ func openPostgres(string, Options) (w, r *sql.DB, err error) {
 func postgresUnavailable(error) (known, unavailable bool) { return false, false }
 
 func postgresUnique(error) bool { return false }
-
-const postgresTableExists = ""

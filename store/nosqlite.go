@@ -17,5 +17,3 @@ func openSQLite(context.Context, string, Options) (w, r *sql.DB, err error) {
 func sqliteUnavailable(error) (known, unavailable bool) { return false, false }
 
 func sqliteUnique(error) bool { return false }
-
-const sqliteTableExists = ""

@@ -49,8 +49,6 @@ func postgresUnavailable(err error) (known, unavailable bool) {
 	return true, false
 }
 
-const postgresTableExists = `SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1`
-
 func postgresUnique(err error) bool {
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && pg.Code == "23505" // unique_violation

@@ -52,8 +52,6 @@ func openSQLite(ctx context.Context, path string, o Options) (w, r *sql.DB, err 
 	return w, r, nil
 }
 
-const sqliteTableExists = `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1`
-
 // pingWriter pings a new SQLite writer, retrying while the file is locked:
 // switching a fresh file to WAL needs it to itself, and SQLite answers
 // SQLITE_BUSY at once, without its busy timeout, when another process

@@ -128,11 +128,10 @@ type Driver struct {
 // read-only readers, which WAL lets run beside the writer. For PostgreSQL and
 // MySQL both are the same pool.
 type DB struct {
-	dialect     string
-	w, r        *sql.DB
-	tableExists string  // a query counting the tables named $1 in the current schema
-	mysql       *Driver // for MySQL, else nil
-	migrations  fs.FS   // NNNN_name.sql files
+	dialect    string
+	w, r       *sql.DB
+	mysql      *Driver // for MySQL, else nil
+	migrations fs.FS   // NNNN_name.sql files
 
 	mu    sync.Mutex
 	stmts map[stmtKey]*sql.Stmt
@@ -212,7 +211,6 @@ func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
 	switch dialect {
 	case Postgres:
 		db.w, db.r, err = openPostgres(target, o)
-		db.tableExists = postgresTableExists
 	case MySQL:
 		if o.MySQL == nil {
 			return nil, errors.New("this oauth2-api was built without MySQL: use oauth2-api-mysql (make build-mysql)")
@@ -220,10 +218,8 @@ func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
 		db.mysql, db.migrations = o.MySQL, o.MySQL.Migrations
 		db.w, err = o.MySQL.Open(target, o)
 		db.r = db.w
-		db.tableExists = `SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = $1`
 	default:
 		db.w, db.r, err = openSQLite(ctx, target, o)
-		db.tableExists = sqliteTableExists
 	}
 	if err != nil {
 		return nil, err
@@ -674,6 +670,13 @@ func (db *DB) migrateOne(ctx context.Context, conn *sql.Conn, version, body stri
 	})
 }
 
+// tableExists counts the tables named $1 in the current schema.
+var tableExists = map[string]string{
+	SQLite:   `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1`,
+	Postgres: `SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1`,
+	MySQL:    `SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = $1`,
+}
+
 // Migrations lists every embedded migration and whether it is applied.
 func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 	defer db.wrap(&err, "migration status")
@@ -685,7 +688,7 @@ func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 	// A database never migrated has no schema_migrations: nothing applied.
 	// Any other failure (the database away) is an error, not "pending".
 	var tables int
-	if err := db.queryRow(ctx, db.tableExists, "schema_migrations").Scan(&tables); err != nil {
+	if err := db.queryRow(ctx, tableExists[db.dialect], "schema_migrations").Scan(&tables); err != nil {
 		return nil, err
 	}
 	if tables > 0 {
