@@ -152,27 +152,22 @@ func ParseURL(raw string) (dialect, target string, err error) {
 		return "", "", errors.New("empty database URL")
 	case strings.ContainsAny(raw, "\x00\r\n"):
 		return "", "", errors.New("control character in database URL")
-	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"), strings.HasPrefix(raw, "mysql://"):
+		dialect = Postgres
+		if strings.HasPrefix(raw, "mysql://") {
+			dialect = MySQL
+		}
 		u, err := url.Parse(raw)
 		if err != nil {
-			return "", "", errors.New("malformed postgres URL") // the text may hold a password: do not echo it
+			return "", "", fmt.Errorf("malformed %s URL", dialect) // the text may hold a password: do not echo it
 		}
 		if u.Host == "" {
-			return "", "", errors.New("postgres URL without a host")
+			return "", "", fmt.Errorf("%s URL without a host", dialect)
 		}
-		return Postgres, raw, nil
-	case strings.HasPrefix(raw, "mysql://"):
-		u, err := url.Parse(raw)
-		if err != nil {
-			return "", "", errors.New("malformed mysql URL") // the text may hold a password: do not echo it
-		}
-		if u.Host == "" {
-			return "", "", errors.New("mysql URL without a host")
-		}
-		if strings.Trim(u.Path, "/") == "" || strings.Contains(strings.Trim(u.Path, "/"), "/") {
+		if dialect == MySQL && (strings.Trim(u.Path, "/") == "" || strings.Contains(strings.Trim(u.Path, "/"), "/")) {
 			return "", "", errors.New("mysql URL must name one database: mysql://user:pass@host:3306/db")
 		}
-		return MySQL, raw, nil
+		return dialect, raw, nil
 	case strings.HasPrefix(raw, "sqlite://"):
 		target = strings.TrimPrefix(raw, "sqlite://")
 	case strings.HasPrefix(raw, "file:"):
