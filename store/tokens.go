@@ -36,8 +36,10 @@ type LoginCount struct {
 func (db *DB) CountLoginAttempt(ctx context.Context, loginKey string, userID int64, window time.Duration, now time.Time) (byLogin, byUser LoginCount, err error) {
 	defer db.wrap(&err, "count login attempt")
 	insert, args := qCountInsertOne, []any{loginKey, now.Unix(), sql.NullInt64{Int64: userID, Valid: userID != 0}, now.Add(-window).Unix()}
+	user := loginKey // the user's account, or for no user loginKey again
 	if userID != 0 {
-		insert, args = qCountInsertTwo, append(args, userAccount(userID))
+		user = userAccount(userID)
+		insert, args = qCountInsertTwo, append(args, user)
 	}
 	read := func(rows *sql.Rows) error {
 		defer rows.Close()
@@ -63,10 +65,6 @@ func (db *DB) CountLoginAttempt(ctx context.Context, loginKey string, userID int
 		// commit, so the SELECT reads the counts this attempt made, and a
 		// concurrent attempt's upsert of the same row waits for them: each
 		// attempt still gets a count of its own.
-		user := loginKey
-		if userID != 0 {
-			user = userAccount(userID)
-		}
 		err = db.tx(withoutEvent(ctx), func(tx *txn) error {
 			if _, err := tx.ExecContext(ctx, insert+qCountUpsertMySQL, args...); err != nil {
 				return err
