@@ -382,8 +382,7 @@ ins AS (
   INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at)
   SELECT $4, family_id, CASE WHEN $6 = '' THEN scope ELSE $6 END, $2, LEAST($5, created_at + $8) FROM spent)
 SELECT family_id, scope, user_id, auth_time, created_at, resource FROM spent`
-	// qSpend spends the token on SQLite (with RETURNING: qSpendSQLite) and
-	// MySQL. On MySQL, InnoDB's UPDATE reads the row's latest committed
+	// qSpend spends the token on SQLite and MySQL (updateReturning). On MySQL, InnoDB's UPDATE reads the row's latest committed
 	// version, not the transaction's snapshot, and locks it until commit: a
 	// concurrent rotation of the same token waits, then finds used_at set
 	// and matches nothing (READ COMMITTED or REPEATABLE READ alike).
@@ -391,10 +390,10 @@ SELECT family_id, scope, user_id, auth_time, created_at, resource FROM spent`
 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
   AND family_id IN (SELECT f.id FROM token_families f JOIN users u ON u.id = f.user_id
     WHERE f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $4 AND f.dpop_jkt IN ('', $5) AND u.is_active AND u.deleted_at IS NULL)`
-	qSpendSQLite = qSpend + `
-RETURNING family_id, scope`
-	// qSpentMySQL reads what qSpend spent (updateReturning).
+	// qSpendSQLite and qSpentMySQL are the statements updateReturning sends
+	// for qSpend on SQLite and on MySQL (named for hotTx).
 	qSpentCols, qSpentFrom = `family_id, scope`, `refresh_tokens WHERE hash = $1`
+	qSpendSQLite           = qSpend + ` RETURNING ` + qSpentCols
 	qSpentMySQL            = `SELECT ` + qSpentCols + ` FROM ` + qSpentFrom
 	qFamilyOwner           = `SELECT user_id, auth_time, created_at, resource FROM token_families WHERE id = $1`
 )
@@ -421,12 +420,7 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 			bornAfter, int64(maxAge/time.Second), jkt).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, &authTime, &created, &t.Family.Resource)
 	} else {
 		err = db.tx(ctx, func(tx *txn) error {
-			var spent scanner
-			if db.dialect == MySQL {
-				spent = tx.updateReturning(ctx, qSpend, qSpentCols, qSpentFrom, oldHash, now.Unix(), clientID, bornAfter, jkt)
-			} else {
-				spent = tx.QueryRowContext(ctx, qSpendSQLite, oldHash, now.Unix(), clientID, bornAfter, jkt)
-			}
+			spent := tx.updateReturning(ctx, qSpend, qSpentCols, qSpentFrom, oldHash, now.Unix(), clientID, bornAfter, jkt)
 			if err := spent.Scan(&t.Family.ID, &t.Scope); err != nil {
 				return err
 			}
