@@ -240,13 +240,12 @@ func (db *DB) Dialect() string { return db.dialect }
 
 // Ping checks that the database answers, within OpTimeout.
 func (db *DB) Ping(ctx context.Context) error {
-	if err := pingWithin(ctx, db.r); err != nil {
-		return fmt.Errorf("%w: ping: %v", ErrUnavailable, err)
+	err := pingWithin(ctx, db.r)
+	if err == nil && db.w != db.r {
+		err = pingWithin(ctx, db.w)
 	}
-	if db.w != db.r {
-		if err := pingWithin(ctx, db.w); err != nil {
-			return fmt.Errorf("%w: ping: %v", ErrUnavailable, err)
-		}
+	if err != nil {
+		return fmt.Errorf("%w: ping: %v", ErrUnavailable, err)
 	}
 	return nil
 }
