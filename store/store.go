@@ -538,10 +538,7 @@ func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err
 			applied = append(applied, version)
 		}
 	}
-	if err := db.prepareHot(ctx); err != nil {
-		return applied, err
-	}
-	return applied, nil
+	return applied, db.prepareHot(ctx)
 }
 
 // migrationLock takes, on PostgreSQL, the advisory lock that serialises
