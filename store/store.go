@@ -541,19 +541,6 @@ func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err
 	return applied, db.prepareHot(ctx)
 }
 
-// migrationLock takes, on PostgreSQL, the advisory lock that serialises
-// migrations across instances; it is held until t ends. On SQLite the
-// writer's BEGIN IMMEDIATE already serialises them.
-func (db *DB) migrationLock(ctx context.Context, t *txn) error {
-	if db.dialect != Postgres {
-		return nil
-	}
-	h := fnv.New64a()
-	h.Write([]byte("oauth2-api schema_migrations"))
-	_, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64()))
-	return err
-}
-
 // createMigrationsTable creates schema_migrations if it is missing, under
 // the migration lock: on PostgreSQL, CREATE TABLE IF NOT EXISTS is not safe
 // against a twin running at the same moment (it fails with 23505, 42P07 or
@@ -626,8 +613,15 @@ func (db *DB) underMigrationLock(ctx context.Context, conn *sql.Conn, fn func(*t
 	}
 	t := &txn{sqlTx, db}
 	defer t.Rollback()
-	if err := db.migrationLock(ctx, t); err != nil {
-		return err
+	// On PostgreSQL, the advisory lock that serialises migrations across
+	// instances, held until t ends. On SQLite the writer's BEGIN IMMEDIATE
+	// already serialises them.
+	if db.dialect == Postgres {
+		h := fnv.New64a()
+		h.Write([]byte("oauth2-api schema_migrations"))
+		if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
+			return err
+		}
 	}
 	if err := fn(t); err != nil {
 		return err
