@@ -62,12 +62,7 @@ func handleDeviceAuthorization(log *slog.Logger, db *store.DB, ts *Tokens, b *Br
 	page := strings.TrimSuffix(ts.Issuer, "/") + "/oauth2/device"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, err := authorizeDevice(r.Context(), db, ts, b, principalOf(r), oidc, page, now())
-		if err != nil {
-			httpx.WriteOAuthError(w, r, log, err)
-			return
-		}
-		httpx.NoStore(w)
-		httpx.JSON(w, http.StatusOK, resp)
+		writeOAuth(w, r, log, http.StatusOK, resp, err)
 	})
 }
 
@@ -366,7 +361,7 @@ func (g *grant) device(ctx context.Context) (*Pair, error) {
 	case err != nil:
 		return nil, err
 	case d.Status == store.DeviceRedeemed:
-		if err := endReplayed(ctx, g.db, g.ts, d.UserID, d.FamilyID, g.now); err != nil {
+		if err := g.ts.endSessionAudited(ctx, g.db, d.UserID, d.FamilyID, "grant replay", g.now); err != nil {
 			return nil, err
 		}
 		return nil, bad("redeemed before: the session it started is ended")
@@ -395,7 +390,7 @@ func (g *grant) device(ctx context.Context) (*Pair, error) {
 	if errors.Is(err, store.ErrReused) {
 		// A concurrent redemption won: this is a replay; end what it started.
 		if d, err := g.db.PollDeviceCode(ctx, hash, g.c.ID, devicePollSlack, deviceSlowDown, g.now); err == nil && d.FamilyID != "" {
-			if err := endReplayed(ctx, g.db, g.ts, d.UserID, d.FamilyID, g.now); err != nil {
+			if err := g.ts.endSessionAudited(ctx, g.db, d.UserID, d.FamilyID, "grant replay", g.now); err != nil {
 				return nil, err
 			}
 		}

@@ -90,11 +90,3 @@ func (ts *Tokens) setNonce(w http.ResponseWriter, now time.Time) {
 		w.Header().Set("DPoP-Nonce", ts.dpopNonce(nonceStepOf(now)))
 	}
 }
-
-// jktOf is the thumbprint a proof binds to, or "" without one.
-func jktOf(p *token.Proof) string {
-	if p == nil {
-		return ""
-	}
-	return p.JKT
-}

@@ -82,20 +82,32 @@ func handleToken(log *slog.Logger, db *store.DB, ts *Tokens, idTokens *token.Sig
 		}
 		var pair *Pair
 		if err == nil {
-			g.jkt = jktOf(proof)
+			if proof != nil {
+				g.jkt = proof.JKT
+			}
 			pair, err = g.run(r.Context(), name)
 		}
-		if err != nil {
-			httpx.WriteOAuthError(w, r, log, err)
-			return
+		if err == nil {
+			m.TokensIssued.With(name).Inc()
 		}
-		if proof != nil {
-			pair.TokenType = "DPoP"
-		}
-		m.TokensIssued.With(name).Inc()
-		httpx.NoStore(w)
-		httpx.JSON(w, http.StatusOK, pair)
+		writeOAuth(w, r, log, http.StatusOK, pair, err)
 	})
+}
+
+// writeOAuth answers an OAuth endpoint's work: err as RFC 6749 §5.2 JSON,
+// else out as JSON with status (no body when out is nil), no-store either
+// way (§5.1: the answers carry or concern credentials).
+func writeOAuth(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, out any, err error) {
+	if err != nil {
+		httpx.WriteOAuthError(w, r, log, err)
+		return
+	}
+	httpx.NoStore(w)
+	if out == nil {
+		w.WriteHeader(status)
+		return
+	}
+	httpx.JSON(w, status, out)
 }
 
 // grant is one token request of an authenticated client.
@@ -152,7 +164,7 @@ func (g *grant) clientCredentials() (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
-	return g.ts.pair(access, "", scope), nil
+	return g.ts.pair(access, "", scope, g.jkt), nil
 }
 
 // grantScope resolves a requested scope against the client's registered
@@ -319,7 +331,7 @@ func (g *grant) session(u *store.User, granted *store.Code) (*Pair, store.Issued
 		refresh = token.NewOpaque()
 		is.RefreshHash, is.RefreshExp = token.Hash(refresh), g.ts.refreshExpiry(g.now, g.now)
 	}
-	pair := g.ts.pair(access, refresh, granted.Scope)
+	pair := g.ts.pair(access, refresh, granted.Scope, g.jkt)
 	if hasScope(granted.Scope, scopeOpenID) && g.idTokens != nil {
 		if pair.IDToken, err = mintIDToken(g.idTokens, g.ts, g.c.ID, u, granted, access, g.now); err != nil {
 			return nil, store.Issued{}, err
@@ -332,22 +344,11 @@ func (g *grant) session(u *store.User, granted *store.Code) (*Pair, store.Issued
 // alike (RFC 6749 §4.1.2: a code used twice should revoke its tokens).
 func revokeIssued(ctx context.Context, db *store.DB, ts *Tokens, ac *store.Code, now time.Time) error {
 	if ac.FamilyID != "" {
-		return endReplayed(ctx, db, ts, ac.UserID, ac.FamilyID, now)
+		return ts.endSessionAudited(ctx, db, ac.UserID, ac.FamilyID, "grant replay", now)
 	}
 	if ac.AccessJTI != "" { // exchanged before every grant started a session
 		return ts.RevokeAccess(ctx, db, &token.Claims{ID: ac.AccessJTI, Expiry: ac.AccessExp}, now)
 	}
-	return nil
-}
-
-// endReplayed ends the session a single-use grant (a code, a device code)
-// started when the grant is presented again, with its audit record.
-func endReplayed(ctx context.Context, db *store.DB, ts *Tokens, userID int64, familyID string, now time.Time) error {
-	e := auditEvent(ctx, actSessionEnded, store.FormatID(userID), outSuccess, "reason", "grant replay", "session", familyID)
-	if err := ts.EndSession(store.WithEvent(ctx, e), db, familyID, now); err != nil {
-		return err
-	}
-	recorded(ctx, e)
 	return nil
 }
 

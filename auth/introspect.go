@@ -22,12 +22,8 @@ import (
 func handleRevoke(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := principalOf(r)
-		if err := revoke(r.Context(), db, ts, p.client, p.form.Get("token"), now()); err != nil {
-			httpx.WriteOAuthError(w, r, log, err)
-			return
-		}
-		httpx.NoStore(w)
-		w.WriteHeader(http.StatusOK)
+		err := revoke(r.Context(), db, ts, p.client, p.form.Get("token"), now())
+		writeOAuth(w, r, log, http.StatusOK, nil, err)
 	})
 }
 
@@ -52,12 +48,7 @@ func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok 
 	if err != nil || rt == nil || rt.Family.ClientID != c.ID {
 		return err
 	}
-	e := auditEvent(ctx, actSessionEnded, store.FormatID(rt.Family.UserID), outSuccess, "reason", "revocation", "session", rt.Family.ID)
-	if err := ts.EndSession(store.WithEvent(ctx, e), db, rt.Family.ID, now); err != nil {
-		return err
-	}
-	recorded(ctx, e)
-	return nil
+	return ts.endSessionAudited(ctx, db, rt.Family.UserID, rt.Family.ID, "revocation", now)
 }
 
 // refreshOf returns the refresh token tok, or nil if there is no such
@@ -100,12 +91,7 @@ func handleIntrospect(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := principalOf(r)
 		resp, err := introspect(r.Context(), db, ts, p.client, p.form.Get("token"), now())
-		if err != nil {
-			httpx.WriteOAuthError(w, r, log, err)
-			return
-		}
-		httpx.NoStore(w)
-		httpx.JSON(w, http.StatusOK, resp)
+		writeOAuth(w, r, log, http.StatusOK, resp, err)
 	})
 }
 

@@ -49,14 +49,8 @@ func mintIDToken(idTokens *token.Signer, ts *Tokens, clientID string, u *store.U
 // token's user that its scopes allow. Errors follow RFC 6750 §3.
 func handleUserinfo(log *slog.Logger, db *store.DB) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := principalOf(r).claims
-		out, err := userinfo(r.Context(), db, c)
-		if err != nil {
-			httpx.WriteOAuthError(w, r, log, err)
-			return
-		}
-		httpx.NoStore(w)
-		httpx.JSON(w, http.StatusOK, out)
+		out, err := userinfo(r.Context(), db, principalOf(r).claims)
+		writeOAuth(w, r, log, http.StatusOK, out, err)
 	})
 }
 

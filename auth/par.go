@@ -36,12 +36,7 @@ func handlePAR(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, oidc boo
 		t := now()
 		ts.setNonce(w, t)
 		uri, err := push(r, db, ts, cs, oidc, t)
-		if err != nil {
-			httpx.WriteOAuthError(w, r, log, err)
-			return
-		}
-		httpx.NoStore(w)
-		httpx.JSON(w, http.StatusCreated, map[string]any{"request_uri": uri, "expires_in": int(parTTL / time.Second)})
+		writeOAuth(w, r, log, http.StatusCreated, map[string]any{"request_uri": uri, "expires_in": int(parTTL / time.Second)}, err)
 	})
 }
 

@@ -130,6 +130,17 @@ func (ts *Tokens) EndSession(ctx context.Context, db *store.DB, familyID string,
 	return nil
 }
 
+// endSessionAudited is EndSession with its audit record: session.ended,
+// with why (reuse, grant replay, revocation) and the session's id.
+func (ts *Tokens) endSessionAudited(ctx context.Context, db *store.DB, userID int64, familyID, reason string, now time.Time) error {
+	e := auditEvent(ctx, actSessionEnded, store.FormatID(userID), outSuccess, "reason", reason, "session", familyID)
+	if err := ts.EndSession(store.WithEvent(ctx, e), db, familyID, now); err != nil {
+		return err
+	}
+	recorded(ctx, e)
+	return nil
+}
+
 // refreshExpiry is when a refresh token minted now expires: after
 // RefreshTTL, but never after the session's MaxAge from its start.
 func (ts *Tokens) refreshExpiry(start, now time.Time) time.Time {
@@ -166,7 +177,7 @@ func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, userID int64, 
 	if err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(now, now), now); err != nil {
 		return nil, nil, err
 	}
-	return ts.pair(access, refresh, scope), claims, nil
+	return ts.pair(access, refresh, scope, ""), claims, nil
 }
 
 // refreshFailure is what a client learns of a refused refresh token: on the
@@ -190,9 +201,14 @@ func refreshFailure(ctx context.Context, log *slog.Logger, info *httpx.Info, err
 	return &httpx.Error{Kind: httpx.KindInvalidToken, Message: "refresh token is invalid, expired or revoked"}
 }
 
-// pair is a token response; refresh is "" when none is issued.
-func (ts *Tokens) pair(access, refresh, scope string) *Pair {
-	return &Pair{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(ts.AccessTTL / time.Second), RefreshToken: refresh, Scope: scope}
+// pair is a token response; refresh is "" when none is issued. Tokens
+// bound to the DPoP key jkt are of type DPoP (RFC 9449 §5).
+func (ts *Tokens) pair(access, refresh, scope, jkt string) *Pair {
+	p := &Pair{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(ts.AccessTTL / time.Second), RefreshToken: refresh, Scope: scope}
+	if jkt != "" {
+		p.TokenType = "DPoP"
+	}
+	return p
 }
 
 // Narrow is what a refresh request asks of its new tokens (RFC 6749 §6,
@@ -254,7 +270,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		return nil, nil, err
 	}
 	if old.Used {
-		if err := ts.endReused(ctx, db, old, now); err != nil {
+		if err := ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, ErrRefreshReused
@@ -274,7 +290,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, jkt, ts.RefreshTTL, ts.MaxAge, now)
 	if errors.Is(err, store.ErrNotFound) {
 		// Spent by a concurrent request between the read and now: a reuse.
-		if err := ts.endReused(ctx, db, old, now); err != nil {
+		if err := ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, ErrRefreshReused
@@ -285,22 +301,11 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	return ts.finishRotation(spent, next, clientID, newScope, jkt, spent.Family.Resource, now)
 }
 
-// endReused ends the session of a refresh token presented after it was
-// spent (RFC 9700 §4.14.2), with its audit record.
-func (ts *Tokens) endReused(ctx context.Context, db *store.DB, old *store.RefreshToken, now time.Time) error {
-	e := auditEvent(ctx, actSessionEnded, store.FormatID(old.Family.UserID), outSuccess, "reason", "reuse", "session", old.Family.ID)
-	if err := ts.EndSession(store.WithEvent(ctx, e), db, old.Family.ID, now); err != nil {
-		return err
-	}
-	recorded(ctx, e)
-	return nil
-}
-
 // finishRotation mints the access token of a rotated family.
 func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope, jkt, aud string, now time.Time) (*Pair, *store.RefreshToken, error) {
 	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: aud, JKT: jkt, AuthTime: spent.Family.AuthTime}, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.pair(access, next, scope), spent, nil
+	return ts.pair(access, next, scope, jkt), spent, nil
 }
