@@ -239,32 +239,11 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 			b.fail(w, r, err)
 			return
 		}
-		if r.Method == http.MethodPost {
-			switch {
-			case params.Has("login"):
-				if sess = a.loginForm(pw, th, m, v); sess == nil {
-					return // the login page was shown again
-				}
-			case params.Has("action"):
-				if sess == nil {
-					a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
-					return
-				}
-				if params.Get("action") != "allow" {
-					a.redirectError(ar, httpx.E(httpx.KindAccessDenied, "the user denied the request"))
-					return
-				}
-				if err := grantConsent(ctx, db, sess.UserID, ar, t); err != nil {
-					b.fail(w, r, err)
-					return
-				}
-				a.issueCode(sess)
-				return
-			default:
-				b.fail(w, r, httpx.E(httpx.KindInvalid, "The form was incomplete."))
-				return
-			}
-		} else if sess == nil || ar.has("login") || (ar.maxAge >= 0 && t.Sub(sess.AuthTime) > ar.maxAge) {
+		if r.Method == http.MethodPost && !params.Has("login") && !params.Has("action") {
+			b.fail(w, r, httpx.E(httpx.KindInvalid, "The form was incomplete."))
+			return
+		}
+		if r.Method != http.MethodPost && (sess == nil || ar.has("login") || (ar.maxAge >= 0 && t.Sub(sess.AuthTime) > ar.maxAge)) {
 			if ar.has("none") {
 				a.redirectError(ar, httpx.E(httpx.KindLoginRequired, "the user must sign in"))
 			} else {
@@ -272,19 +251,68 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 			}
 			return
 		}
-		// Signed in: ask for consent unless already given.
-		need, err := needsConsent(ctx, db, sess.UserID, ar)
-		switch {
-		case err != nil:
-			b.fail(w, r, err)
-		case need && ar.has("none"):
-			a.redirectError(ar, httpx.E(httpx.KindConsentRequired, "the user must consent"))
-		case need:
-			a.showConsent(sess)
-		default:
-			a.issueCode(sess)
-		}
+		a.signInAndConsent(sess, pw, th, m, v)
 	})
+}
+
+// signInAndConsent takes the browser, signed in as sess (nil: not signed
+// in), through the login and consent forms that the authorization endpoint
+// and the device page share, to the user's decision. A POSTed login form
+// signs in, then consent is asked unless already given; a POSTed consent
+// form decides; anything else shows the login form without a sign-in.
+func (a *authorization) signInAndConsent(sess *store.Session, pw *Passwords, th Throttle, m *Metrics, v verification) {
+	ctx, form, posted := a.r.Context(), a.ar.params, a.r.Method == http.MethodPost
+	switch {
+	case posted && form.Has("login"):
+		if sess = a.loginForm(pw, th, m, v); sess == nil {
+			return // the login page was shown again
+		}
+	case posted && form.Has("action"):
+		if sess == nil {
+			a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
+			return
+		}
+		if form.Get("action") != "allow" {
+			a.decide(nil)
+			return
+		}
+		if err := grantConsent(ctx, a.db, sess.UserID, a.ar, a.now); err != nil {
+			a.b.fail(a.w, a.r, err)
+			return
+		}
+		a.decide(sess)
+		return
+	case sess == nil:
+		a.showLogin(http.StatusOK, "", "")
+		return
+	}
+	// Signed in: ask for consent unless already given.
+	need, err := needsConsent(ctx, a.db, sess.UserID, a.ar)
+	switch {
+	case err != nil:
+		a.b.fail(a.w, a.r, err)
+	case need && a.ar.has("none"):
+		a.redirectError(a.ar, httpx.E(httpx.KindConsentRequired, "the user must consent"))
+	case need:
+		a.showConsent(sess)
+	default:
+		a.decide(sess)
+	}
+}
+
+// decide ends the request with the user's decision: approved by the
+// sign-in sess, or denied (nil). At the authorization endpoint the client
+// gets a code or access_denied; at the device page the device request is
+// decided (decideDevice).
+func (a *authorization) decide(sess *store.Session) {
+	switch {
+	case a.device != nil:
+		a.decideDevice(sess)
+	case sess == nil:
+		a.redirectError(a.ar, httpx.E(httpx.KindAccessDenied, "the user denied the request"))
+	default:
+		a.issueCode(sess)
+	}
 }
 
 // authorization is one request at the authorization endpoint.

@@ -206,39 +206,7 @@ func handleDevicePage(log *slog.Logger, db *store.DB, cs *Clients, b *Browser, p
 			b.fail(w, r, err)
 			return
 		}
-		switch {
-		case form.Has("login"):
-			if sess = a.loginForm(pw, th, m, v); sess == nil {
-				return // the login page was shown again
-			}
-		case form.Has("action"):
-			if sess == nil {
-				a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
-				return
-			}
-			if form.Get("action") != "allow" {
-				a.decideDevice(nil)
-				return
-			}
-			if err := grantConsent(ctx, db, sess.UserID, a.ar, t); err != nil {
-				b.fail(w, r, err)
-				return
-			}
-			a.decideDevice(sess)
-			return
-		case sess == nil:
-			a.showLogin(http.StatusOK, "", "")
-			return
-		}
-		need, err := needsConsent(ctx, db, sess.UserID, a.ar)
-		switch {
-		case err != nil:
-			b.fail(w, r, err)
-		case need:
-			a.showConsent(sess)
-		default:
-			a.decideDevice(sess)
-		}
+		a.signInAndConsent(sess, pw, th, m, v)
 	})
 }
 
