@@ -156,25 +156,21 @@ func formAction(redirectURI string) string {
 	return u.Scheme + ":"
 }
 
-// redirect sends the browser to the client's redirect URI with params added
-// to its query (RFC 6749 §4.1.2), plus iss (RFC 9207). After a POST it uses
-// 303 so the browser does not re-POST (RFC 9700 §4.12).
-func redirect(w http.ResponseWriter, r *http.Request, iss string, ar *authRequest, params url.Values) {
-	if ar.state != "" {
-		params.Set("state", ar.state)
+// withQuery returns uri with params added to its query.
+func withQuery(uri string, params url.Values) string {
+	if strings.Contains(uri, "?") {
+		return uri + "&" + params.Encode()
 	}
-	params.Set("iss", iss)
-	target := ar.redirectURI
-	if strings.Contains(target, "?") {
-		target += "&" + params.Encode()
-	} else {
-		target += "?" + params.Encode()
-	}
+	return uri + "?" + params.Encode()
+}
+
+// redirectTo sends the browser to target: after a POST with 303, so that
+// the browser does not re-POST (RFC 9700 §4.12), else with 302.
+func redirectTo(w http.ResponseWriter, r *http.Request, target string) {
 	status := http.StatusFound
 	if r.Method == http.MethodPost {
 		status = http.StatusSeeOther
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Location", target)
 	w.WriteHeader(status)
 }
@@ -219,19 +215,19 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 			}
 		}
 		ar, err := parseAuthRequest(ctx, cs, ts, params, oidc, t)
+		a.ar = ar
 		if err != nil {
 			var e *httpx.Error
 			if ar != nil && errors.As(err, &e) {
-				a.redirectError(ar, e)
+				a.redirectError(e)
 			} else {
 				b.fail(w, r, err)
 			}
 			return
 		}
-		a.ar = ar
 		httpx.InfoFrom(r).ClientID = ar.client.ID
 		if a.pushed == "" && (requirePAR || ar.client.RequirePAR) {
-			a.redirectError(ar, httpx.E(httpx.KindInvalid, "authorization requests must be pushed first (PAR, RFC 9126)"))
+			a.redirectError(httpx.E(httpx.KindInvalid, "authorization requests must be pushed first (PAR, RFC 9126)"))
 			return
 		}
 		sess, _, err := currentSession(ctx, db, b, r, t)
@@ -245,7 +241,7 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 		}
 		if r.Method != http.MethodPost && (sess == nil || ar.has("login") || (ar.maxAge >= 0 && t.Sub(sess.AuthTime) > ar.maxAge)) {
 			if ar.has("none") {
-				a.redirectError(ar, httpx.E(httpx.KindLoginRequired, "the user must sign in"))
+				a.redirectError(httpx.E(httpx.KindLoginRequired, "the user must sign in"))
 			} else {
 				a.showLogin(http.StatusOK, "", "")
 			}
@@ -292,7 +288,7 @@ func (a *authorization) signInAndConsent(sess *store.Session, pw *Passwords, th 
 	case err != nil:
 		a.b.fail(a.w, a.r, err)
 	case need && a.ar.has("none"):
-		a.redirectError(a.ar, httpx.E(httpx.KindConsentRequired, "the user must consent"))
+		a.redirectError(httpx.E(httpx.KindConsentRequired, "the user must consent"))
 	case need:
 		a.showConsent(sess)
 	default:
@@ -309,7 +305,7 @@ func (a *authorization) decide(sess *store.Session) {
 	case a.device != nil:
 		a.decideDevice(sess)
 	case sess == nil:
-		a.redirectError(a.ar, httpx.E(httpx.KindAccessDenied, "the user denied the request"))
+		a.redirectError(httpx.E(httpx.KindAccessDenied, "the user denied the request"))
 	default:
 		a.issueCode(sess)
 	}
@@ -354,14 +350,26 @@ func (a *authorization) finishPushed() {
 	}
 }
 
+// redirect ends the request at the client's redirect URI with params added
+// to its query (RFC 6749 §4.1.2), and state, and iss (RFC 9207); a pushed
+// request has then had its response.
+func (a *authorization) redirect(params url.Values) {
+	if a.ar.state != "" {
+		params.Set("state", a.ar.state)
+	}
+	params.Set("iss", a.iss)
+	a.finishPushed()
+	a.w.Header().Set("Cache-Control", "no-store")
+	redirectTo(a.w, a.r, withQuery(a.ar.redirectURI, params))
+}
+
 // redirectError sends e to the client's redirect URI (RFC 6749 §4.1.2.1).
-func (a *authorization) redirectError(ar *authRequest, e *httpx.Error) {
+func (a *authorization) redirectError(e *httpx.Error) {
 	v := url.Values{"error": {e.OAuthCode()}}
 	if e.Message != "" {
 		v.Set("error_description", e.Message)
 	}
-	a.finishPushed()
-	redirect(a.w, a.r, a.iss, ar, v)
+	a.redirect(v)
 }
 
 // carry returns the authorization parameters as hidden fields: of a pushed
@@ -489,6 +497,5 @@ func (a *authorization) issueCode(sess *store.Session) {
 		a.b.fail(a.w, a.r, err)
 		return
 	}
-	a.finishPushed()
-	redirect(a.w, a.r, a.iss, a.ar, url.Values{"code": {code}})
+	a.redirect(url.Values{"code": {code}})
 }

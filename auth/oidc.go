@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"oauth2-api/httpx"
@@ -155,11 +154,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			}
 			target = p
 			if st := params.Get("state"); st != "" {
-				sep := "?"
-				if strings.Contains(target, "?") {
-					sep = "&"
-				}
-				target += sep + url.Values{"state": {st}}.Encode()
+				target = withQuery(p, url.Values{"state": {st}})
 			}
 		}
 		if !confirmed {
@@ -202,12 +197,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 		}
 		b.setCookie(w, cookieSession, "", -1)
 		if target != "" {
-			w.Header().Set("Location", target)
-			if r.Method == http.MethodPost {
-				w.WriteHeader(http.StatusSeeOther)
-			} else {
-				w.WriteHeader(http.StatusFound)
-			}
+			redirectTo(w, r, target)
 			return
 		}
 		b.render(w, http.StatusOK, "logout", "", &pageData{Title: "Signed out", Done: true})
