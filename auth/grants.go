@@ -329,7 +329,7 @@ func (g *grant) session(u *store.User, granted *store.Code) (*Pair, store.Issued
 	refresh := ""
 	if slices.Contains(g.c.GrantTypes, grantRefreshToken) {
 		refresh = token.NewOpaque()
-		is.RefreshHash, is.RefreshExp = token.Hash(refresh), g.ts.refreshExpiry(g.now, g.now)
+		is.RefreshHash, is.RefreshExp = token.Hash(refresh), g.ts.refreshExpiry(g.now)
 	}
 	pair := g.ts.pair(access, refresh, granted.Scope, g.jkt)
 	if hasScope(granted.Scope, scopeOpenID) && g.idTokens != nil {

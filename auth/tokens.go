@@ -141,17 +141,11 @@ func (ts *Tokens) endSessionAudited(ctx context.Context, db *store.DB, userID in
 	return nil
 }
 
-// refreshExpiry is when a refresh token minted now expires: after
-// RefreshTTL, but never after the session's MaxAge from its start.
-func (ts *Tokens) refreshExpiry(start, now time.Time) time.Time {
-	return minTime(now.Add(ts.RefreshTTL), start.Add(ts.MaxAge))
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
+// refreshExpiry is when the first refresh token of a session started now
+// expires: after RefreshTTL, but never after the session's MaxAge. (The
+// rotations' bound, from the session's start, is DB.RotateRefresh's.)
+func (ts *Tokens) refreshExpiry(now time.Time) time.Time {
+	return now.Add(min(ts.RefreshTTL, ts.MaxAge))
 }
 
 // Pair is a token response (RFC 6749 §5.1; API.md's token pair).
@@ -174,7 +168,7 @@ func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, userID int64, 
 		return nil, nil, err
 	}
 	refresh := token.NewOpaque()
-	if err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(now, now), now); err != nil {
+	if err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(now), now); err != nil {
 		return nil, nil, err
 	}
 	return ts.pair(access, refresh, scope, ""), claims, nil
