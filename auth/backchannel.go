@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -159,13 +160,7 @@ func (bc *Backchannel) post(ctx context.Context, uri, raw string) error {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return &httpStatusError{resp.StatusCode}
+		return errors.New("the relying party answered " + http.StatusText(resp.StatusCode))
 	}
 	return nil
-}
-
-type httpStatusError struct{ status int }
-
-func (e *httpStatusError) Error() string {
-	return "the relying party answered " + http.StatusText(e.status)
 }
