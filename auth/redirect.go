@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -105,10 +106,8 @@ func isLoopbackHost(h string) bool {
 // same URI with any port (RFC 8252 §7.3: native apps listen on an ephemeral
 // port).
 func matchRedirectURI(registered []string, got string) bool {
-	for _, r := range registered {
-		if r == got {
-			return true
-		}
+	if slices.Contains(registered, got) {
+		return true
 	}
 	// The loopback exception varies the port only: the rest is held to
 	// the registration rules (no fragment, not even an empty one), and the
