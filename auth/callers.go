@@ -216,15 +216,22 @@ func userOf(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, now time.Tim
 	if !first {
 		return nil, nil, errBadToken
 	}
+	u, err := tokenUser(r.Context(), db, c)
+	return u, c, err
+}
+
+// tokenUser returns the user an access token names in sub, or errBadToken
+// for a client's own token (no user) and for a user gone or deactivated.
+func tokenUser(ctx context.Context, db *store.DB, c *token.Claims) (*store.User, error) {
 	id, err := strconv.ParseInt(c.Subject, 10, 64)
 	if err != nil {
-		return nil, nil, errBadToken
+		return nil, errBadToken
 	}
-	u, err := db.UserByID(r.Context(), id)
+	u, err := db.UserByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
-		return nil, nil, errBadToken
+		return nil, errBadToken
 	}
-	return u, c, err
+	return u, err
 }
 
 // firstParty reports whether tokens of clientID may call /api/v1: those of

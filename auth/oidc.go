@@ -2,12 +2,10 @@ package auth
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"time"
 
 	"oauth2-api/httpx"
@@ -58,14 +56,7 @@ func userinfo(ctx context.Context, db *store.DB, c *token.Claims) (map[string]an
 		return nil, &httpx.Error{Kind: httpx.KindInsufficientScope, Message: "the token lacks the openid scope",
 			Authenticate: `Bearer realm="oauth2-api", error="insufficient_scope", error_description="the token lacks the openid scope"`}
 	}
-	id, err := strconv.ParseInt(c.Subject, 10, 64)
-	if err != nil {
-		return nil, errBadToken // a client's own token: no user
-	}
-	u, err := db.UserByID(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
-		return nil, errBadToken // the user is gone
-	}
+	u, err := tokenUser(ctx, db, c)
 	if err != nil {
 		return nil, err
 	}
