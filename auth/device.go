@@ -342,31 +342,19 @@ func (g *grant) device(ctx context.Context) (*Pair, error) {
 	case d.Status == store.DevicePending:
 		return nil, httpx.E(httpx.KindAuthorizationPending, "the user has not decided yet")
 	}
-	u, err := g.db.UserByID(ctx, d.UserID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
-		return nil, bad("user gone or inactive")
-	}
-	if err != nil {
-		return nil, err
-	}
 	// No nonce: the device authorization request has none (RFC 8628 §3.1).
-	pair, is, err := g.session(u, &store.Code{Scope: d.Scope, AuthTime: d.AuthTime, SID: d.SID, Resource: d.Resource})
-	if err != nil {
-		return nil, err
-	}
-	err = g.db.RedeemDeviceCode(ctx, hash, is, g.now)
-	if errors.Is(err, store.ErrReused) {
+	granted := &store.Code{Scope: d.Scope, AuthTime: d.AuthTime, SID: d.SID, Resource: d.Resource}
+	return g.redeem(ctx, d.UserID, granted, bad, func(is store.Issued) error {
+		err := g.db.RedeemDeviceCode(ctx, hash, is, g.now)
+		if !errors.Is(err, store.ErrReused) {
+			return err
+		}
 		// A concurrent redemption won: this is a replay; end what it started.
 		if d, err := g.db.PollDeviceCode(ctx, hash, g.c.ID, devicePollSlack, deviceSlowDown, g.now); err == nil && d.FamilyID != "" {
 			if err := g.ts.endSessionAudited(ctx, g.db, d.UserID, d.FamilyID, "grant replay", g.now); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		return nil, bad("redeemed concurrently")
-	}
-	if err != nil {
-		return nil, err
-	}
-	g.info.UserID = store.FormatID(u.ID)
-	return pair, nil
+		return bad("redeemed concurrently")
+	})
 }

@@ -277,28 +277,39 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 	case ac.DPoPJKT != "" && ac.DPoPJKT != g.jkt: // RFC 9449 §10
 		return nil, bad("not proven with the DPoP key of dpop_jkt")
 	}
-	u, err := g.db.UserByID(ctx, ac.UserID)
+	return g.redeem(ctx, ac.UserID, ac, bad, func(is store.Issued) error {
+		err := g.db.ExchangeCode(ctx, hash, is, g.now)
+		if !errors.Is(err, store.ErrReused) {
+			return err
+		}
+		// A concurrent exchange won: this is a replay too.
+		if ac, err := g.db.CodeByHash(ctx, hash); err == nil {
+			if err := revokeIssued(ctx, g.db, g.ts, ac, g.now); err != nil {
+				return err
+			}
+		}
+		return bad("replayed concurrently")
+	})
+}
+
+// redeem ends a user's single-use grant (a code, an approved device
+// request) once its own checks have passed: the user must still be there
+// and active (else bad, the grant's invalid_grant); session mints what
+// granted grants, and spend stores it with the grant's one conditional
+// write, which refuses all but one of concurrent redemptions.
+func (g *grant) redeem(ctx context.Context, userID int64, granted *store.Code, bad func(reason string) error, spend func(store.Issued) error) (*Pair, error) {
+	u, err := g.db.UserByID(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
 		return nil, bad("user gone or inactive")
 	}
 	if err != nil {
 		return nil, err
 	}
-	pair, is, err := g.session(u, ac)
+	pair, is, err := g.session(u, granted)
 	if err != nil {
 		return nil, err
 	}
-	err = g.db.ExchangeCode(ctx, hash, is, g.now)
-	if errors.Is(err, store.ErrReused) {
-		// A concurrent exchange won: this is a replay too.
-		if ac, err := g.db.CodeByHash(ctx, hash); err == nil {
-			if err := revokeIssued(ctx, g.db, g.ts, ac, g.now); err != nil {
-				return nil, err
-			}
-		}
-		return nil, bad("replayed concurrently")
-	}
-	if err != nil {
+	if err := spend(is); err != nil {
 		return nil, err
 	}
 	g.info.UserID = store.FormatID(u.ID)
