@@ -230,34 +230,24 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 			a.redirectError(httpx.E(httpx.KindInvalid, "authorization requests must be pushed first (PAR, RFC 9126)"))
 			return
 		}
-		sess, _, err := currentSession(ctx, db, b, r, t)
-		if err != nil {
-			b.fail(w, r, err)
-			return
-		}
-		if r.Method == http.MethodPost && !params.Has("login") && !params.Has("action") {
-			b.fail(w, r, httpx.E(httpx.KindInvalid, "The form was incomplete."))
-			return
-		}
-		if r.Method != http.MethodPost && (sess == nil || ar.has("login") || (ar.maxAge >= 0 && t.Sub(sess.AuthTime) > ar.maxAge)) {
-			if ar.has("none") {
-				a.redirectError(httpx.E(httpx.KindLoginRequired, "the user must sign in"))
-			} else {
-				a.showLogin(http.StatusOK, "", "")
-			}
-			return
-		}
-		a.signInAndConsent(sess, pw, th, m, v)
+		a.signInAndConsent(pw, th, m, v)
 	})
 }
 
-// signInAndConsent takes the browser, signed in as sess (nil: not signed
-// in), through the login and consent forms that the authorization endpoint
-// and the device page share, to the user's decision. A POSTed login form
-// signs in, then consent is asked unless already given; a POSTed consent
-// form decides; anything else shows the login form without a sign-in.
-func (a *authorization) signInAndConsent(sess *store.Session, pw *Passwords, th Throttle, m *Metrics, v verification) {
+// signInAndConsent takes the browser through the login and consent forms
+// that the authorization endpoint and the device page share, to the user's
+// decision. A POSTed login form signs in, then consent is asked unless
+// already given; a POSTed consent form decides. Otherwise the user signs in
+// first if not signed in, or if prompt=login or max_age asks for a new
+// sign-in (never so at the device page, whose requests have neither);
+// prompt=none answers login_required instead of showing the form.
+func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics, v verification) {
 	ctx, form, posted := a.r.Context(), a.ar.params, a.r.Method == http.MethodPost
+	sess, _, err := currentSession(ctx, a.db, a.b, a.r, a.now)
+	if err != nil {
+		a.b.fail(a.w, a.r, err)
+		return
+	}
 	switch {
 	case posted && form.Has("login"):
 		if sess = a.loginForm(pw, th, m, v); sess == nil {
@@ -278,8 +268,15 @@ func (a *authorization) signInAndConsent(sess *store.Session, pw *Passwords, th 
 		}
 		a.decide(sess)
 		return
-	case sess == nil:
-		a.showLogin(http.StatusOK, "", "")
+	case posted && a.device == nil: // the device page's first form, the user code, posts too
+		a.b.fail(a.w, a.r, httpx.E(httpx.KindInvalid, "The form was incomplete."))
+		return
+	case sess == nil || a.ar.has("login") || (a.ar.maxAge >= 0 && a.now.Sub(sess.AuthTime) > a.ar.maxAge):
+		if a.ar.has("none") {
+			a.redirectError(httpx.E(httpx.KindLoginRequired, "the user must sign in"))
+		} else {
+			a.showLogin(http.StatusOK, "", "")
+		}
 		return
 	}
 	// Signed in: ask for consent unless already given.

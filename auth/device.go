@@ -201,12 +201,7 @@ func handleDevicePage(log *slog.Logger, db *store.DB, cs *Clients, b *Browser, p
 		httpx.InfoFrom(r).ClientID = c.ID
 		a := &authorization{w: w, r: r, log: log, db: db, b: b, now: t, device: &deviceStep{shown: showUserCode(code), mac: d.UserCode},
 			ar: &authRequest{client: c, scope: d.Scope, maxAge: -1, params: form}}
-		sess, _, err := currentSession(ctx, db, b, r, t)
-		if err != nil {
-			b.fail(w, r, err)
-			return
-		}
-		a.signInAndConsent(sess, pw, th, m, v)
+		a.signInAndConsent(pw, th, m, v)
 	})
 }
 
