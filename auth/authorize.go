@@ -115,16 +115,14 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	if ar.nonce = params.Get("nonce"); len(ar.nonce) > 512 || strings.ContainsRune(ar.nonce, 0) {
 		return ar, httpx.E(httpx.KindInvalid, "nonce must be at most 512 bytes, without NUL")
 	}
-	if p := params.Get("prompt"); p != "" {
-		ar.prompt = strings.Fields(p)
-		for _, v := range ar.prompt {
-			if v != "none" && v != "login" && v != "consent" {
-				return ar, httpx.E(httpx.KindInvalid, "prompt must be none, login or consent")
-			}
+	ar.prompt = strings.Fields(params.Get("prompt")) // none when absent
+	for _, v := range ar.prompt {
+		if v != "none" && v != "login" && v != "consent" {
+			return ar, httpx.E(httpx.KindInvalid, "prompt must be none, login or consent")
 		}
-		if ar.has("none") && len(ar.prompt) > 1 {
-			return ar, httpx.E(httpx.KindInvalid, "prompt=none cannot be combined")
-		}
+	}
+	if ar.has("none") && len(ar.prompt) > 1 {
+		return ar, httpx.E(httpx.KindInvalid, "prompt=none cannot be combined")
 	}
 	if ar.dpopJKT = params.Get("dpop_jkt"); ar.dpopJKT != "" && !validChallenge(ar.dpopJKT) {
 		return ar, httpx.E(httpx.KindInvalid, "dpop_jkt is not a base64url SHA-256 thumbprint")
