@@ -339,7 +339,7 @@ func (g *grant) device(ctx context.Context) (*Pair, error) {
 	}
 	// No nonce: the device authorization request has none (RFC 8628 §3.1).
 	granted := &store.Code{Scope: d.Scope, AuthTime: d.AuthTime, SID: d.SID, Resource: d.Resource}
-	return g.redeem(ctx, d.UserID, granted, bad, func(is store.Issued) error {
+	return g.session(ctx, d.UserID, granted, bad, func(is store.Issued) error {
 		err := g.db.RedeemDeviceCode(ctx, hash, is, g.now)
 		if !errors.Is(err, store.ErrReused) {
 			return err

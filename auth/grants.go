@@ -277,7 +277,7 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 	case ac.DPoPJKT != "" && ac.DPoPJKT != g.jkt: // RFC 9449 §10
 		return nil, bad("not proven with the DPoP key of dpop_jkt")
 	}
-	return g.redeem(ctx, ac.UserID, ac, bad, func(is store.Issued) error {
+	return g.session(ctx, ac.UserID, ac, bad, func(is store.Issued) error {
 		err := g.db.ExchangeCode(ctx, hash, is, g.now)
 		if !errors.Is(err, store.ErrReused) {
 			return err
@@ -292,12 +292,16 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 	})
 }
 
-// redeem ends a user's single-use grant (a code, an approved device
-// request) once its own checks have passed: the user must still be there
-// and active (else bad, the grant's invalid_grant); session mints what
-// granted grants, and spend stores it with the grant's one conditional
-// write, which refuses all but one of concurrent redemptions.
-func (g *grant) redeem(ctx context.Context, userID int64, granted *store.Code, bad func(reason string) error, spend func(store.Issued) error) (*Pair, error) {
+// session ends a user's single-use grant (a code, or an approved device
+// request: its scope, sign-in time, nonce, sid and resource) once the
+// grant's own checks have passed. The user must still be there and active
+// (else bad: the grant's invalid_grant). It mints the token pair, with an
+// ID token for openid, and the session it starts, which spend stores with
+// the grant's one conditional write (of concurrent redemptions, one wins).
+// Every grant to a user is a session (a family, with or without refresh
+// tokens), which its access tokens name in sid, so that ending it (a
+// replay, logout, revocation) reaches them.
+func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, bad func(reason string) error, spend func(store.Issued) error) (*Pair, error) {
 	u, err := g.db.UserByID(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
 		return nil, bad("user gone or inactive")
@@ -305,28 +309,9 @@ func (g *grant) redeem(ctx context.Context, userID int64, granted *store.Code, b
 	if err != nil {
 		return nil, err
 	}
-	pair, is, err := g.session(u, granted)
-	if err != nil {
-		return nil, err
-	}
-	if err := spend(is); err != nil {
-		return nil, err
-	}
-	g.info.UserID = store.FormatID(u.ID)
-	return pair, nil
-}
-
-// session mints what a user's grant (a code, or an approved device
-// request: its scope, sign-in time, nonce, sid and resource) issues: the
-// token pair, with an ID token for openid, and the session it starts, for
-// the caller to store with the grant's single-use write. Every grant to a
-// user is a session (a family, with or without refresh tokens), which its
-// access tokens name in sid, so that ending it (a replay, logout,
-// revocation) reaches them.
-func (g *grant) session(u *store.User, granted *store.Code) (*Pair, store.Issued, error) {
 	aud, err := g.ts.audience(granted.Resource, g.form["resource"], true)
 	if err != nil {
-		return nil, store.Issued{}, err
+		return nil, err
 	}
 	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: granted.Scope, AuthTime: granted.AuthTime, Resource: aud}
 	if g.c.Public() {
@@ -334,7 +319,7 @@ func (g *grant) session(u *store.User, granted *store.Code) (*Pair, store.Issued
 	}
 	access, claims, err := g.ts.Access(store.FormatID(u.ID), g.c.ID, Mint{Scope: granted.Scope, SessionID: fam.ID, Audience: aud, JKT: g.jkt, AuthTime: granted.AuthTime}, g.now)
 	if err != nil {
-		return nil, store.Issued{}, err
+		return nil, err
 	}
 	is := store.Issued{Family: fam, AccessJTI: claims.ID, AccessExp: claims.Expiry}
 	refresh := ""
@@ -345,10 +330,14 @@ func (g *grant) session(u *store.User, granted *store.Code) (*Pair, store.Issued
 	pair := g.ts.pair(access, refresh, granted.Scope, g.jkt)
 	if hasScope(granted.Scope, scopeOpenID) && g.idTokens != nil {
 		if pair.IDToken, err = mintIDToken(g.idTokens, g.ts, g.c.ID, u, granted, access, g.now); err != nil {
-			return nil, store.Issued{}, err
+			return nil, err
 		}
 	}
-	return pair, is, nil
+	if err := spend(is); err != nil {
+		return nil, err
+	}
+	g.info.UserID = store.FormatID(u.ID)
+	return pair, nil
 }
 
 // revokeIssued ends the session a code started, refresh and access tokens
