@@ -180,40 +180,32 @@ func authenticateClient(ctx context.Context, cs *Clients, r *http.Request, form 
 	return c, nil
 }
 
-// ClientSpec is what registering a client takes (CLI and admin API).
+// ClientSpec is what registering a client takes (CLI and admin API), and
+// what ClientJSON shows of a registered one.
 type ClientSpec struct {
 	Name                   string   `json:"name"`
 	RedirectURIs           []string `json:"redirect_uris"`
-	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
 	GrantTypes             []string `json:"grant_types"`
 	Scopes                 []string `json:"scopes"`
 	Public                 bool     `json:"public"`
 	FirstParty             bool     `json:"first_party"`
 	ResourceServer         bool     `json:"resource_server"` // may introspect any access token
-	BackchannelLogoutURI   string   `json:"backchannel_logout_uri"`
+	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
 	RequireDPoP            bool     `json:"require_dpop"`
 	RequirePAR             bool     `json:"require_par"`
 }
 
 // ClientJSON is a client as the CLI and admin API show it: the secret only
-// once, at creation or rotation.
+// once, at creation or rotation, then its spec (as stored: the scopes
+// split, the default grant types filled in) and what the server keeps.
 type ClientJSON struct {
-	ClientID               string    `json:"client_id"`
-	ClientSecret           string    `json:"client_secret,omitempty"`
-	Name                   string    `json:"name"`
-	RedirectURIs           []string  `json:"redirect_uris"`
-	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris,omitempty"`
-	GrantTypes             []string  `json:"grant_types"`
-	Scopes                 []string  `json:"scopes"`
-	Public                 bool      `json:"public"`
-	FirstParty             bool      `json:"first_party"`
-	ResourceServer         bool      `json:"resource_server"`
-	BackchannelLogoutURI   string    `json:"backchannel_logout_uri,omitempty"`
-	RequireDPoP            bool      `json:"require_dpop"`
-	RequirePAR             bool      `json:"require_par"`
-	Registered             bool      `json:"registered"` // registered itself (RFC 7591)
-	CreatedAt              time.Time `json:"created_at"`
-	UpdatedAt              time.Time `json:"updated_at"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret,omitempty"`
+	ClientSpec
+	Registered bool      `json:"registered"` // registered itself (RFC 7591)
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // ClientView returns c as JSON, with secret if not empty.
@@ -224,8 +216,11 @@ func ClientView(c *store.Client, secret string) ClientJSON {
 		}
 		return s
 	}
-	return ClientJSON{c.ID, secret, c.Name, nz(c.RedirectURIs), c.PostLogoutRedirectURIs, nz(c.GrantTypes), nz(c.Scopes),
-		c.Public(), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, c.RequireDPoP, c.RequirePAR, c.Registered(), c.CreatedAt, c.UpdatedAt}
+	return ClientJSON{ClientID: c.ID, ClientSecret: secret, ClientSpec: ClientSpec{
+		Name: c.Name, RedirectURIs: nz(c.RedirectURIs), PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+		GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes), Public: c.Public(), FirstParty: c.FirstParty,
+		ResourceServer: c.ResourceServer, BackchannelLogoutURI: c.BackchannelLogoutURI, RequireDPoP: c.RequireDPoP, RequirePAR: c.RequirePAR,
+	}, Registered: c.Registered(), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
 
 // CreateClient validates spec, stores a new client and returns it with its
