@@ -31,20 +31,13 @@ func handleClientList(log *slog.Logger, db *store.DB) http.Handler {
 // handleClientCreate serves POST /api/v1/clients: the answer holds the
 // secret, once, and is not to be stored.
 func handleClientCreate(log *slog.Logger, db *store.DB, release bool, now func() time.Time) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var spec ClientSpec
-		if err := httpx.DecodeJSON(r, &spec); err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
-		}
-		c, secret, err := CreateClient(r.Context(), db, spec, release, now())
+	return restHandler(log, false, func(r *http.Request, spec *ClientSpec) (int, any, error) {
+		c, secret, err := CreateClient(r.Context(), db, *spec, release, now())
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return 0, nil, err
 		}
 		log.InfoContext(r.Context(), "client created", "request_id", httpx.InfoFrom(r).ID, "client_id", c.ID, "by", principalOf(r).user.ID)
-		httpx.NoStore(w)
-		httpx.JSON(w, http.StatusCreated, ClientView(c, secret))
+		return http.StatusCreated, shownOnce{ClientView(c, secret)}, nil
 	})
 }
 
@@ -68,18 +61,16 @@ func handleClientDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients,
 // handleClientRotate serves POST /api/v1/clients/{id}/secret: the answer
 // holds the new secret, once.
 func handleClientRotate(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
 		id := r.PathValue("id")
 		secret, err := RotateClientSecret(r.Context(), db, cs, ts.Revoked, id, ts.AccessTTL, now())
 		if errors.Is(err, store.ErrNotFound) {
-			err = httpx.E(httpx.KindNotFound, "no such confidential client")
+			return 0, nil, httpx.E(httpx.KindNotFound, "no such confidential client")
 		}
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return 0, nil, err
 		}
 		log.InfoContext(r.Context(), "client secret rotated", "request_id", httpx.InfoFrom(r).ID, "client_id", id, "by", principalOf(r).user.ID)
-		httpx.NoStore(w)
-		httpx.JSON(w, http.StatusOK, map[string]string{"client_id": id, "client_secret": secret})
+		return http.StatusOK, shownOnce{map[string]string{"client_id": id, "client_secret": secret}}, nil
 	})
 }

@@ -35,7 +35,8 @@ func toJSON(u *store.User) userJSON {
 // restHandler adapts a REST endpoint: it decodes the JSON body into a new In
 // (not when In is struct{}, nor when the body is empty and optional), calls
 // do, and answers do's error, or out as JSON with status (no body when out
-// is nil). A token pair is answered no-store (RFC 6749 §5.1).
+// is nil). A token pair, and an answer holding a secret (shownOnce), is
+// answered no-store (RFC 6749 §5.1).
 func restHandler[In any](log *slog.Logger, optional bool, do func(r *http.Request, in *In) (int, any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in := new(In)
@@ -52,13 +53,21 @@ func restHandler[In any](log *slog.Logger, optional bool, do func(r *http.Reques
 		case out == nil:
 			w.WriteHeader(status)
 		default:
-			if _, ok := out.(*Pair); ok {
+			switch o := out.(type) {
+			case *Pair:
 				httpx.NoStore(w)
+			case shownOnce:
+				httpx.NoStore(w)
+				out = o.body
 			}
 			httpx.JSON(w, status, out)
 		}
 	})
 }
+
+// shownOnce is an answer holding a secret that is shown this once and must
+// not be stored on the way: a new client secret.
+type shownOnce struct{ body any }
 
 func invalid(field, msg string) *httpx.Error {
 	return httpx.E(httpx.KindValidation, "%s: %s", field, msg)
