@@ -430,69 +430,67 @@ func handleRegistrationDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Cl
 }
 
 // requireRegistrar admits a registration (RFC 7591 §3). In open mode that
-// is anyone. In token mode it takes an initial access token as a Bearer
-// token, unspent and unexpired, looked up by its SHA-256; the handler spends
-// it when it stores the client.
+// is anyone. In token mode it takes an initial access token, unspent and
+// unexpired, looked up by its SHA-256; the handler spends it when it
+// stores the client.
 func requireRegistrar(log *slog.Logger, db *store.DB, creds *ratelimit.Limiter, m *httpx.Metrics, open bool, now func() time.Time, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if open {
-			next.ServeHTTP(w, r)
-			return
-		}
-		raw, dpop := accessToken(r)
-		hash := token.Hash(raw)
-		err := error(errNoToken)
-		if raw != "" && !dpop {
-			err = db.RegistrationTokenLive(r.Context(), hash, now())
-		}
+	if open {
+		return next
+	}
+	return requireRegistrationToken(log, creds, m, now, next, func(r *http.Request, hash string) (*principal, error) {
+		err := db.RegistrationTokenLive(r.Context(), hash, now())
 		if errors.Is(err, store.ErrNotFound) {
 			err = errBadInitialToken
 		}
-		if err != nil {
-			refuseRegistrationToken(w, r, log, creds, m, now(), err)
-			return
-		}
-		next.ServeHTTP(w, withPrincipal(r, &principal{initialHash: hash}))
+		return &principal{initialHash: hash}, err
 	})
 }
 
 // requireRegistrant admits a registered client's management requests (RFC
-// 7592 §2): the registration access token as a Bearer token, found by its
-// SHA-256, must be that of the client the path names.
+// 7592 §2): the registration access token, found by its SHA-256, must be
+// that of the client the path names.
 func requireRegistrant(log *slog.Logger, db *store.DB, creds *ratelimit.Limiter, m *httpx.Metrics, now func() time.Time, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, dpop := accessToken(r)
-		var c *store.Client
-		err := error(errNoToken)
-		if raw != "" && !dpop {
-			c, err = db.ClientByRegistrationHash(r.Context(), token.Hash(raw))
-		}
+	return requireRegistrationToken(log, creds, m, now, next, func(r *http.Request, hash string) (*principal, error) {
+		c, err := db.ClientByRegistrationHash(r.Context(), hash)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && c.ID != r.PathValue("id")) {
-			err = errBadRegistrationToken
+			return nil, errBadRegistrationToken
 		}
 		if err != nil {
-			refuseRegistrationToken(w, r, log, creds, m, now(), err)
-			return
+			return nil, err
 		}
 		httpx.InfoFrom(r).ClientID = c.ID
-		next.ServeHTTP(w, withPrincipal(r, &principal{client: c}))
+		return &principal{client: c}, nil
 	})
 }
 
-// refuseRegistrationToken answers a missing or wrong registration token. It
-// spends a token of the address's login budget (creds), as a failed client
-// authentication does, and is logged with the client IP, never the token.
-func refuseRegistrationToken(w http.ResponseWriter, r *http.Request, log *slog.Logger, creds *ratelimit.Limiter, m *httpx.Metrics, now time.Time, err error) {
-	var e *httpx.Error
-	if errors.As(err, &e) && (e.Kind == httpx.KindUnauthorized || e.Kind == httpx.KindInvalidToken) {
-		info := httpx.InfoFrom(r)
-		log.WarnContext(r.Context(), "registration token refused", "client_ip", info.ClientIP.String(), "request_id", info.ID)
-		if ok, wait := creds.Allow(info.ClientIP, now); !ok {
-			m.RateLimited.Inc()
-			err = httpx.TooMany(wait)
+// requireRegistrationToken admits a request whose Bearer token (never
+// DPoP: these tokens are not bound) find, given its SHA-256, accepts, and
+// hands on what find found. A missing or wrong token spends a token of
+// the address's login budget (creds), as a failed client authentication
+// does, and is logged with the client IP, never the token.
+func requireRegistrationToken(log *slog.Logger, creds *ratelimit.Limiter, m *httpx.Metrics, now func() time.Time, next http.Handler,
+	find func(r *http.Request, hash string) (*principal, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, dpop := accessToken(r)
+		p, err := (*principal)(nil), error(errNoToken)
+		if raw != "" && !dpop {
+			p, err = find(r, token.Hash(raw))
 		}
-	}
-	httpx.WriteOAuthError(w, r, log, err)
+		var e *httpx.Error
+		if errors.As(err, &e) && (e.Kind == httpx.KindUnauthorized || e.Kind == httpx.KindInvalidToken) {
+			info := httpx.InfoFrom(r)
+			log.WarnContext(r.Context(), "registration token refused", "client_ip", info.ClientIP.String(), "request_id", info.ID)
+			if ok, wait := creds.Allow(info.ClientIP, now()); !ok {
+				m.RateLimited.Inc()
+				err = httpx.TooMany(wait)
+			}
+		}
+		if err != nil {
+			httpx.WriteOAuthError(w, r, log, err)
+			return
+		}
+		next.ServeHTTP(w, withPrincipal(r, p))
+	})
 }
 
 // dynamicRegistration reports whether ENABLE_DYNAMIC_REGISTRATION is on.
