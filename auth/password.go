@@ -152,7 +152,7 @@ func ParsePHC(s string) (p Argon2Params, salt, key []byte, err error) {
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != "v="+strconv.Itoa(argon2.Version) {
 		return bad("not argon2id v=19")
 	}
-	var m, t, par uint64
+	var n [3]uint64 // m, t, p
 	ps := strings.Split(parts[3], ",")
 	if len(ps) != 3 {
 		return bad("parameters")
@@ -162,19 +162,11 @@ func ParsePHC(s string) (p Argon2Params, salt, key []byte, err error) {
 		if !ok || v == "" || (len(v) > 1 && v[0] == '0') {
 			return bad("parameters")
 		}
-		n, err := strconv.ParseUint(v, 10, 32)
-		if err != nil {
+		if n[i], err = strconv.ParseUint(v, 10, 32); err != nil {
 			return bad("parameters")
 		}
-		switch i {
-		case 0:
-			m = n
-		case 1:
-			t = n
-		case 2:
-			par = n
-		}
 	}
+	m, t, par := n[0], n[1], n[2]
 	if t < 1 || t > maxArgonTime || par < 1 || par > 255 || m < 8*par || m > maxArgonMemory {
 		return bad("parameters out of bounds")
 	}
