@@ -3,8 +3,8 @@ package auth
 import (
 	"context"
 	"log/slog"
+	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"oauth2-api/httpx"
@@ -97,7 +97,7 @@ func audit(ctx context.Context, db *store.DB, e *store.Event) error {
 func handleAuditList(log *slog.Logger, db *store.DB) http.Handler {
 	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
 		q := r.URL.Query()
-		f := store.AuditFilter{Action: q.Get("action"), User: q.Get("user"), Limit: 100}
+		f := store.AuditFilter{Action: q.Get("action"), User: q.Get("user")}
 		if s := q.Get("since"); s != "" {
 			t, err := time.Parse(time.RFC3339, s)
 			if err != nil {
@@ -105,19 +105,13 @@ func handleAuditList(log *slog.Logger, db *store.DB) http.Handler {
 			}
 			f.Since = t
 		}
-		if s := q.Get("after"); s != "" {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || n < 0 {
-				return 0, nil, invalid("after", "must be a non-negative integer")
-			}
-			f.AfterID = n
+		after, err := queryInt(r, "after", 0, 0, math.MaxInt)
+		if err != nil {
+			return 0, nil, invalid("after", "must be a non-negative integer")
 		}
-		if s := q.Get("limit"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 || n > 1000 {
-				return 0, nil, invalid("limit", "must be 1 to 1000")
-			}
-			f.Limit = n
+		f.AfterID = int64(after)
+		if f.Limit, err = queryInt(r, "limit", 100, 1, 1000); err != nil {
+			return 0, nil, invalid("limit", "must be 1 to 1000")
 		}
 		list, err := db.ListAudit(r.Context(), f)
 		if err != nil {
