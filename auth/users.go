@@ -295,9 +295,7 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 		}
 		t := now()
 		if u, err := authenticate(r.Context(), log, db, pw, th, p.user.Username, req.CurrentPassword.Reveal(), t); err != nil {
-			if err := logLoginFailure(r, log, db, m, u, err); err != nil {
-				return 0, nil, err
-			}
+			err = cmp.Or(logLoginFailure(r, log, db, m, u, err), err) // as a login does
 			if errors.Is(err, errBadCredentials) {
 				err = &httpx.Error{Kind: httpx.KindForbidden, Code: "invalid_current_password", Message: "the current password is wrong"}
 			}
