@@ -97,34 +97,6 @@ var (
 	errClientAuthMany = errors.New("more than one client authentication method")
 )
 
-// clientCreds are the credentials a request presents (RFC 6749 §2.3.1).
-type clientCreds struct {
-	id, secret string
-	basic      bool // from the Authorization header
-}
-
-// readClientCreds takes the credentials from an "Authorization: Basic"
-// header (client id and secret form-url-encoded before base64, RFC 6749
-// §2.3.1) or from client_id / client_secret in the form, never both.
-func readClientCreds(r *http.Request, form url.Values) (clientCreds, error) {
-	h := r.Header.Get("Authorization")
-	postID, postSecret := form.Get("client_id"), form.Get("client_secret")
-	if h == "" {
-		return clientCreds{id: postID, secret: postSecret}, nil
-	}
-	if postSecret != "" {
-		return clientCreds{}, errClientAuthMany
-	}
-	id, secret, ok := parseBasic(h)
-	if !ok {
-		return clientCreds{}, errClientAuth
-	}
-	if postID != "" && postID != id {
-		return clientCreds{}, errClientAuth
-	}
-	return clientCreds{id: id, secret: secret, basic: true}, nil
-}
-
 // parseBasic decodes "Basic base64(urlencode(id):urlencode(secret))".
 func parseBasic(h string) (id, secret string, ok bool) {
 	scheme, b64, found := strings.Cut(h, " ")
@@ -148,20 +120,30 @@ func parseBasic(h string) (id, secret string, ok bool) {
 	return id, secret, true
 }
 
-// authenticateClient checks the request's client credentials. A confidential
-// client must present its secret; a public client only its id, and only
-// where allowPublic is true (the token and revocation endpoints). Any failure is errClientAuth (or
+// authenticateClient checks the request's client credentials (RFC 6749
+// §2.3.1): from an "Authorization: Basic" header (client id and secret
+// form-url-encoded before base64) or from client_id / client_secret in the
+// form, never both. A confidential client must present its secret; a
+// public client only its id, and only where allowPublic is true (the token
+// and revocation endpoints). Any failure is errClientAuth (or
 // errClientAuthMany), with nothing to tell an unknown client from a wrong
 // secret.
 func authenticateClient(ctx context.Context, cs *Clients, r *http.Request, form url.Values, allowPublic bool, now time.Time) (*store.Client, error) {
-	cr, err := readClientCreds(r, form)
-	if err != nil {
-		return nil, err
+	id, secret, basic := form.Get("client_id"), form.Get("client_secret"), false
+	if h := r.Header.Get("Authorization"); h != "" {
+		if secret != "" {
+			return nil, errClientAuthMany
+		}
+		basicID, basicSecret, ok := parseBasic(h)
+		if !ok || (id != "" && id != basicID) { // a client_id in the form too must name the same client
+			return nil, errClientAuth
+		}
+		id, secret, basic = basicID, basicSecret, true
 	}
-	if cr.id == "" || len(cr.id) > 128 || len(cr.secret) > 256 {
+	if id == "" || len(id) > 128 || len(secret) > 256 {
 		return nil, errClientAuth
 	}
-	c, err := cs.Get(ctx, cr.id, now)
+	c, err := cs.Get(ctx, id, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errClientAuth
 	}
@@ -169,12 +151,12 @@ func authenticateClient(ctx context.Context, cs *Clients, r *http.Request, form 
 		return nil, err
 	}
 	if c.Public() {
-		if !allowPublic || cr.secret != "" || cr.basic {
+		if !allowPublic || secret != "" || basic {
 			return nil, errClientAuth
 		}
 		return c, nil
 	}
-	if !secretMatches(c, cr.secret) {
+	if !secretMatches(c, secret) {
 		return nil, errClientAuth
 	}
 	return c, nil
