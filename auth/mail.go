@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -61,7 +62,7 @@ type SMTPMailer struct {
 	// TLS, if set, replaces the default TLS configuration (tests trust their
 	// own certificate with it).
 	TLS *tls.Config
-	// Timeout bounds a whole conversation.
+	// Timeout bounds a whole conversation (30 s when zero).
 	Timeout time.Duration
 }
 
@@ -73,19 +74,10 @@ func (m *SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 	if strings.ContainsAny(to+subject+m.From, "\r\n") {
 		return errors.New("smtp: header value holds a line break") // header injection
 	}
-	timeout := m.Timeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(m.Timeout, 30*time.Second))
 	defer cancel()
-	addr := net.JoinHostPort(m.Host, strconv.Itoa(m.Port))
-	tlsConf := m.TLS
-	if tlsConf == nil {
-		tlsConf = &tls.Config{ServerName: m.Host, MinVersion: tls.VersionTLS12}
-	}
-	d := &net.Dialer{}
-	raw, err := d.DialContext(ctx, "tcp", addr)
+	tlsConf := cmp.Or(m.TLS, &tls.Config{ServerName: m.Host, MinVersion: tls.VersionTLS12})
+	raw, err := new(net.Dialer).DialContext(ctx, "tcp", net.JoinHostPort(m.Host, strconv.Itoa(m.Port)))
 	if err != nil {
 		return fmt.Errorf("smtp: dial: %w", err)
 	}
@@ -247,19 +239,18 @@ func (q *MailQueue) run(ctx context.Context) {
 func (q *MailQueue) Enqueue(job Job) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed {
-		q.met.MailDropped.Inc()
-		q.log.Error("mail queue closed: message dropped")
-		return false
+	why := "mail queue closed: message dropped"
+	if !q.closed {
+		select {
+		case q.ch <- job:
+			return true
+		default:
+			why = "mail queue full: message dropped"
+		}
 	}
-	select {
-	case q.ch <- job:
-		return true
-	default:
-		q.met.MailDropped.Inc()
-		q.log.Error("mail queue full: message dropped")
-		return false
-	}
+	q.met.MailDropped.Inc()
+	q.log.Error(why)
+	return false
 }
 
 // Close stops the queue taking mail and waits until every queued message
