@@ -46,25 +46,13 @@ func validPassword(s string) bool {
 
 // validName: at most 100 characters, no control characters.
 func validName(s string) bool {
-	if utf8.RuneCountInString(s) > 100 {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
+	return utf8.RuneCountInString(s) <= 100 && !strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // vschar reports whether s is VSCHAR* (RFC 6749 Appendix A: %x20-7E).
 func vschar(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	// Any byte above 0x7e belongs to a rune (or an invalid byte's U+FFFD) above it.
+	return !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e })
 }
 
 // clipText shortens s for an error message, which never echoes much input.
