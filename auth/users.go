@@ -222,6 +222,7 @@ func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 		p, t := principalOf(r), now()
 		families := []string{p.claims.SessionID}
 		if p.claims.SessionID == "" { // a token minted before every session was named in sid
+			families = nil
 			if err := ts.RevokeAccess(r.Context(), db, p.claims, t); err != nil {
 				return 0, nil, err
 			}
@@ -235,9 +236,6 @@ func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 			}
 		}
 		for _, f := range families {
-			if f == "" {
-				continue
-			}
 			e := auditEvent(r.Context(), actSessionEnded, store.FormatID(p.user.ID), outSuccess, "reason", "logout", "session", f)
 			if err := ts.EndSession(store.WithEvent(r.Context(), e), db, f, t); err != nil {
 				return 0, nil, err
