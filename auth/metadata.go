@@ -8,10 +8,11 @@ import (
 	"oauth2-api/token"
 )
 
-// metadata is the RFC 8414 §2 document (and, with OpenID Connect, the
-// discovery document: OIDC Discovery §3). registration adds the RFC 7591
-// registration endpoint.
-func metadata(iss string, idTokens *token.Signer, requirePAR, registration bool) map[string]any {
+// handleMetadata serves the RFC 8414 §2 document (and, with OpenID
+// Connect, the discovery document: OIDC Discovery §3); registration adds
+// the RFC 7591 registration endpoint. They change only with the
+// configuration, so caches may keep them for an hour.
+func handleMetadata(iss string, idTokens *token.Signer, requirePAR, registration bool) http.Handler {
 	base := strings.TrimSuffix(iss, "/")
 	auth := []string{"client_secret_basic", "client_secret_post", "none"}
 	m := map[string]any{
@@ -52,16 +53,9 @@ func metadata(iss string, idTokens *token.Signer, requirePAR, registration bool)
 		m["request_parameter_supported"] = false
 		m["request_uri_parameter_supported"] = false
 	}
-	return m
-}
-
-// handleMetadata serves the metadata documents; they change only with the
-// configuration, so caches may keep them for an hour.
-func handleMetadata(iss string, idTokens *token.Signer, requirePAR, registration bool) http.Handler {
-	doc := metadata(iss, idTokens, requirePAR, registration)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
-		httpx.JSON(w, http.StatusOK, doc)
+		httpx.JSON(w, http.StatusOK, m)
 	})
 }
 
