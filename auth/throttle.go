@@ -118,10 +118,8 @@ func userByLogin(ctx context.Context, db *store.DB, login string) (*store.User, 
 	if strings.Contains(login, "@") {
 		return db.UserByEmail(ctx, foldEmail(login))
 	}
-	for i := 0; i < len(login); i++ {
-		if login[i] >= utf8.RuneSelf {
-			return nil, store.ErrNotFound
-		}
+	if strings.ContainsFunc(login, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		return nil, store.ErrNotFound
 	}
 	return db.UserByUsername(ctx, strings.ToLower(login))
 }

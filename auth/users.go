@@ -335,6 +335,8 @@ func handleUserList(log *slog.Logger, db *store.DB) http.Handler {
 	})
 }
 
+// queryInt returns the query parameter name, an integer from lo to hi, or
+// def when it is absent.
 func queryInt(r *http.Request, name string, def, lo, hi int) (int, error) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
