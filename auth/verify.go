@@ -114,10 +114,7 @@ func handleVerifyEmail(log *slog.Logger, db *store.DB, now func() time.Time) htt
 		Token token.Secret `json:"token"`
 	}
 	return restHandler(log, false, func(r *http.Request, req *request) (int, any, error) {
-		if err := verifyEmail(r, log, db, req.Token.Reveal(), now()); err != nil {
-			return 0, nil, err
-		}
-		return http.StatusNoContent, nil, nil
+		return http.StatusNoContent, nil, verifyEmail(r, log, db, req.Token.Reveal(), now())
 	})
 }
 
