@@ -463,16 +463,17 @@ func requireRegistrant(log *slog.Logger, db *store.DB, creds *ratelimit.Limiter,
 	})
 }
 
-// requireRegistrationToken admits a request whose Bearer token (never
-// DPoP: these tokens are not bound) find, given its SHA-256, accepts, and
-// hands on what find found. A missing or wrong token spends a token of
-// the address's login budget (creds), as a failed client authentication
-// does, and is logged with the client IP, never the token.
+// requireRegistrationToken admits a request with a Bearer token (never
+// DPoP: these tokens are not bound) that find, given its SHA-256, accepts,
+// and hands next what find established. A missing or wrong token spends a
+// token of the address's login budget (creds), as a failed client
+// authentication does, and is logged with the client IP, never the token.
 func requireRegistrationToken(log *slog.Logger, creds *ratelimit.Limiter, m *httpx.Metrics, now func() time.Time, next http.Handler,
 	find func(r *http.Request, hash string) (*principal, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, dpop := accessToken(r)
-		p, err := (*principal)(nil), error(errNoToken)
+		var p *principal
+		err := error(errNoToken)
 		if raw != "" && !dpop {
 			p, err = find(r, token.Hash(raw))
 		}
