@@ -95,6 +95,7 @@ func TestLoadKeyErrors(t *testing.T) {
 		"not PEM":      {writePEM(t, dir, "x.txt", "", nil, 0o600), false, ""},
 		"mode 0644":    {writePEM(t, dir, "open.pem", "PRIVATE KEY", goodDER, 0o644), true, "0600"},
 		"mode 0640":    {writePEM(t, dir, "group.pem", "PRIVATE KEY", goodDER, 0o640), true, "0600"},
+		"huge file":    {writePEM(t, dir, "huge.pem", "PRIVATE KEY", make([]byte, 70<<10), 0o600), false, "larger than 65536 bytes"},
 	} {
 		if name == "not PEM" {
 			os.WriteFile(tc.path, []byte("hello"), 0o600)

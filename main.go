@@ -518,8 +518,8 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 	return ks, nil
 }
 
-// loadKey reads a PEM private key file. In release mode the file must not
-// be readable by group or others.
+// loadKey reads a PEM private key file of at most 64 KiB. In release mode
+// the file must not be readable by group or others.
 func loadKey(name, path string, release bool) (*token.Key, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -528,9 +528,9 @@ func loadKey(name, path string, release bool) (*token.Key, error) {
 	if release && fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s: %s has mode %04o; want 0600 or narrower in release mode", name, path, fi.Mode().Perm())
 	}
-	data, err := os.ReadFile(path)
+	data, err := readSmall(path, 64<<10) // a PEM key is a few KiB: no file is read whole
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: %s: %v", name, path, err)
 	}
 	k, err := token.ParsePrivateKeyPEM(data)
 	if err != nil {
@@ -556,7 +556,7 @@ func debugSecret(db *store.DB, dbURL string, log *slog.Logger) ([]byte, error) {
 	}
 	_, path, _ := store.ParseURL(dbURL)
 	file := filepath.Join(filepath.Dir(path), ".oauth2-api-jwt-secret")
-	if b, err := os.ReadFile(file); err == nil {
+	if b, err := readSmall(file, 4096); err == nil {
 		if s := strings.TrimSpace(string(b)); len(s) >= minSecret {
 			log.Warn("JWT_SECRET unset: using the debug key stored next to the database", "file", file)
 			return []byte(s), nil
@@ -566,19 +566,29 @@ func debugSecret(db *store.DB, dbURL string, log *slog.Logger) ([]byte, error) {
 		return nil, fmt.Errorf("read debug key: %w", err)
 	}
 	key := randomHex(32)
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("write debug key: %w", err)
-	}
-	if _, err := f.Write(append(key, '\n')); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write debug key: %w", err)
-	}
-	if err := f.Close(); err != nil {
+	if err := writeNew(file, append(key, '\n')); err != nil {
 		return nil, fmt.Errorf("write debug key: %w", err)
 	}
 	log.Warn("JWT_SECRET unset: generated a debug key and stored it next to the database (set JWT_SECRET in production)", "file", file)
 	return key, nil
+}
+
+// writeNew writes data to a new file only its owner may read: it never
+// replaces a file (os.ErrExist), and leaves nothing behind when a write
+// fails half way.
+func writeNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 func randomHex(n int) []byte {
@@ -842,20 +852,11 @@ func keysCmd(_ context.Context, _ *config, args []string, _ io.Reader, stdout io
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err = writeNew(*out, pemBytes)
 	if errors.Is(err, os.ErrExist) {
 		return usagef("keys generate: %s exists; refusing to overwrite it", *out)
 	}
 	if err != nil {
-		return err
-	}
-	if _, err := f.Write(pemBytes); err != nil {
-		f.Close()
-		os.Remove(*out)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(*out)
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s key %s to %s\n", k.Alg, k.ID, *out)
