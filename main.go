@@ -168,7 +168,7 @@ func auditCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdo
 	if len(args) == 0 || (args[0] != "list" && args[0] != "verify") {
 		return usagef("audit: want list or verify (oauth2-api audit --help)")
 	}
-	fs := flags("audit "+args[0])
+	fs := flags("audit " + args[0])
 	since, user, action, head := fs.String("since", "", ""), fs.String("user", "", ""), fs.String("action", "", ""), fs.String("head", "", "")
 	limit := fs.Int("limit", 1000, "")
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 || *limit < 1 {
