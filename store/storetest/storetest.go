@@ -44,50 +44,43 @@ func withMySQL(d []string) []string {
 func Options() store.Options { return store.Options{MySQL: mysqlDriver} }
 
 // URL returns a DATABASE_URL for a fresh, empty database of the dialect,
-// removed when the test ends.
+// removed when the test ends: a file in a temporary directory (SQLite), or
+// on the server at TEST_POSTGRES_URL or TEST_MYSQL_URL a schema
+// (PostgreSQL) or a database beside the one the URL names (MySQL).
 func URL(t testing.TB, dialect string) string {
 	t.Helper()
 	if dialect == store.SQLite {
 		return filepath.Join(t.TempDir(), "oauth.db")
 	}
+	env := "TEST_POSTGRES_URL"
 	if dialect == store.MySQL {
-		return mysqlURL(t)
+		env = "TEST_MYSQL_URL"
 	}
-	base := os.Getenv("TEST_POSTGRES_URL")
+	base := os.Getenv(env)
 	if base == "" {
 		if os.Getenv("CI") != "" {
-			t.Fatal("TEST_POSTGRES_URL unset but CI is set: PostgreSQL tests must run in CI")
+			t.Fatalf("%s unset but CI is set: %s tests must run in CI", env, dialect)
 		}
-		t.Skip("TEST_POSTGRES_URL unset: skipping PostgreSQL")
+		t.Skipf("%s unset: skipping %s", env, dialect)
 	}
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatalf("TEST_POSTGRES_URL: %v", err)
-	}
-	defer admin.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	schema := "t_" + token.Hash(token.NewOpaque())[:16]
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("PostgreSQL at TEST_POSTGRES_URL unreachable: %v", err)
-	}
-	t.Cleanup(func() {
-		a, err := sql.Open("pgx", base)
-		if err != nil {
-			return
-		}
-		defer a.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		a.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE")
-	})
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("TEST_POSTGRES_URL: %v", err)
+		t.Fatalf("%s: %v", env, err)
 	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
+	name := "t_" + token.Hash(token.NewOpaque())[:16]
+	create, drop := "CREATE SCHEMA "+name, "DROP SCHEMA "+name+" CASCADE"
+	if dialect == store.MySQL {
+		create, drop = "CREATE DATABASE "+name+" CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", "DROP DATABASE "+name
+		u.Path = "/" + name
+	} else {
+		q := u.Query()
+		q.Set("search_path", name)
+		u.RawQuery = q.Encode()
+	}
+	if err := exec(dialect, base, create); err != nil {
+		t.Fatalf("%s at %s unreachable: %v", dialect, env, err)
+	}
+	t.Cleanup(func() { exec(dialect, base, drop) })
 	return u.String()
 }
 
@@ -139,60 +132,40 @@ func OpenViaProxy(t testing.TB, dialect string) (*store.DB, *Proxy) {
 	return OpenURL(t, p.Via(t, raw)), p
 }
 
-// mysqlURL returns the URL of a fresh database on the MySQL server named by
-// TEST_MYSQL_URL (mysql://user:pass@host:3306/db, an existing database the
-// user may create others beside), dropped when the test ends.
-func mysqlURL(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv("TEST_MYSQL_URL")
-	if base == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("TEST_MYSQL_URL unset but CI is set: MySQL tests must run in CI")
-		}
-		t.Skip("TEST_MYSQL_URL unset: skipping MySQL")
-	}
-	name := "t_" + token.Hash(token.NewOpaque())[:16]
-	admin := func(stmt string) error {
-		p, err := mysqlDriver.Open(base, store.Options{MaxOpenConns: 1})
-		if err != nil {
-			return err
-		}
-		defer p.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, err = p.ExecContext(ctx, stmt)
-		return err
-	}
-	if err := admin("CREATE DATABASE " + name + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
-		t.Fatalf("MySQL at TEST_MYSQL_URL unreachable: %v", err)
-	}
-	t.Cleanup(func() { admin("DROP DATABASE " + name) })
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("TEST_MYSQL_URL: %v", err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
 // Raw returns a plain pool on the database at rawURL (from URL), beside
 // store's, for a test to read or break what store wrote. Its statements
 // take the driver's own placeholders.
 func Raw(t testing.TB, dialect, rawURL string) *sql.DB {
 	t.Helper()
-	var raw *sql.DB
-	var err error
-	switch dialect {
-	case store.SQLite:
-		raw, err = sql.Open("sqlite", rawURL)
-	case store.Postgres:
-		raw, err = sql.Open("pgx", rawURL)
-	case store.MySQL:
-		raw, err = mysqlDriver.Open(rawURL, store.Options{})
-	}
+	raw, err := open(dialect, rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
 	return raw
+}
+
+// open returns a plain pool on rawURL, with the dialect's driver.
+func open(dialect, rawURL string) (*sql.DB, error) {
+	switch dialect {
+	case store.SQLite:
+		return sql.Open("sqlite", rawURL)
+	case store.MySQL:
+		return mysqlDriver.Open(rawURL, store.Options{})
+	}
+	return sql.Open("pgx", rawURL)
+}
+
+// exec runs stmt on a pool of its own on the server at rawURL, bounded by
+// a deadline so that a server that does not answer fails the test.
+func exec(dialect, rawURL, stmt string) error {
+	db, err := open(dialect, rawURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = db.ExecContext(ctx, stmt)
+	return err
 }
