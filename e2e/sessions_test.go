@@ -160,11 +160,10 @@ func TestRevocationWithDatabaseCut(t *testing.T) {
 	for _, dialect := range storetest.Servers() {
 		t.Run(dialect, func(t *testing.T) {
 			raw := storetest.URL(t, dialect)
-			u, _ := url.Parse(raw)
-			proxy := storetest.NewProxy(t, u.Host)
+			proxy, viaProxy := storetest.NewProxy(t, raw)
 			e := baseEnv(raw).with("ISSUER", "http://auth.e2e.test")
 			b := startServer(t, "B", e)
-			a := startServer(t, "A", e.with("DATABASE_URL", proxy.Via(t, raw)))
+			a := startServer(t, "A", e.with("DATABASE_URL", viaProxy))
 			in := &instances{a: a, b: b, sec: &secrets{}}
 			in.sec.add(jwtSecret)
 			in.rs = createClient(t, e, "--name", "resource-server", "--grant-type", "client_credentials", "--resource-server")

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -12,44 +13,36 @@ import (
 // and restore, to see what the code above does while its database is away
 // (the server process keeps running; only the network path breaks).
 type Proxy struct {
-	ln     net.Listener
-	target string
+	ln      net.Listener
+	target  string
+	stalled atomic.Bool
 
-	mu      sync.Mutex
-	cut     bool
-	stalled bool
-	conns   map[net.Conn]struct{}
+	mu    sync.Mutex
+	cut   bool
+	conns map[net.Conn]struct{}
 }
 
-// NewProxy listens on a loopback port and relays every connection to
-// target (host:port) until the test ends.
-func NewProxy(t testing.TB, target string) *Proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	go p.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		p.Cut()
-	})
-	return p
-}
-
-// Addr is the proxy's host:port.
-func (p *Proxy) Addr() string { return p.ln.Addr().String() }
-
-// Via returns rawURL (a postgres:// or mysql:// URL) with its host replaced by the proxy.
-func (p *Proxy) Via(t testing.TB, rawURL string) string {
+// NewProxy listens on a loopback port and relays every connection to the
+// host of rawURL (a postgres:// or mysql:// URL) until the test ends. It
+// returns the proxy and rawURL with its host replaced by the proxy's.
+func NewProxy(t testing.TB, rawURL string) (*Proxy, string) {
 	t.Helper()
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.Host = p.Addr()
-	return u.String()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{ln: ln, target: u.Host, conns: map[net.Conn]struct{}{}}
+	go p.serve()
+	t.Cleanup(func() {
+		ln.Close()
+		p.Cut()
+	})
+	u.Host = ln.Addr().String()
+	return p, u.String()
 }
 
 // Cut closes every relayed connection and refuses new ones (they are
@@ -67,23 +60,14 @@ func (p *Proxy) Cut() {
 // Stall stops relaying on every connection, old and new, without closing
 // any: a database that stops answering (a partition, a wedged server),
 // which only a deadline ends.
-func (p *Proxy) Stall() {
-	p.mu.Lock()
-	p.stalled = true
-	p.mu.Unlock()
-}
+func (p *Proxy) Stall() { p.stalled.Store(true) }
 
 // Restore lets bytes and new connections through again.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
-	p.cut, p.stalled = false, false
+	p.cut = false
 	p.mu.Unlock()
-}
-
-func (p *Proxy) isStalled() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stalled
+	p.stalled.Store(false)
 }
 
 func (p *Proxy) serve() {
@@ -124,7 +108,7 @@ func (p *Proxy) relay(c net.Conn) {
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := src.Read(buf)
-			for n > 0 && p.isStalled() { // hold the bytes while stalled
+			for n > 0 && p.stalled.Load() { // hold the bytes while stalled
 				time.Sleep(5 * time.Millisecond)
 			}
 			if n > 0 {

@@ -123,13 +123,8 @@ func Servers() []string {
 // of Servers) reached through a Proxy the test can cut.
 func OpenViaProxy(t testing.TB, dialect string) (*store.DB, *Proxy) {
 	t.Helper()
-	raw := URL(t, dialect)
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := NewProxy(t, u.Host)
-	return OpenURL(t, p.Via(t, raw)), p
+	p, via := NewProxy(t, URL(t, dialect))
+	return OpenURL(t, via), p
 }
 
 // Raw returns a plain pool on the database at rawURL (from URL), beside
