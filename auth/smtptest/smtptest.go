@@ -44,9 +44,9 @@ type Server struct {
 	tls   *tls.Config
 	got   chan struct{}
 	conns sync.WaitGroup
+	hold  sync.RWMutex // write-locked by Hold: new conversations wait on a read lock before the greeting
 
 	mu       sync.Mutex
-	gate     chan struct{} // while not nil, new conversations wait before the greeting
 	messages []Message
 	events   []string
 }
@@ -97,16 +97,8 @@ func (s *Server) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
 // Hold makes new conversations wait before the server's greeting until
 // release is called: mail stays in flight as long as a test needs.
 func (s *Server) Hold() (release func()) {
-	gate := make(chan struct{})
-	s.mu.Lock()
-	s.gate = gate
-	s.mu.Unlock()
-	return sync.OnceFunc(func() {
-		s.mu.Lock()
-		s.gate = nil
-		s.mu.Unlock()
-		close(gate)
-	})
+	s.hold.Lock()
+	return sync.OnceFunc(s.hold.Unlock)
 }
 
 // Wait returns the latest message once a message has arrived since the
@@ -153,22 +145,15 @@ func (s *Server) serve() {
 		if err != nil {
 			return
 		}
-		s.conns.Add(1)
-		go func() {
-			defer s.conns.Done()
-			s.handle(c)
-		}()
+		s.conns.Go(func() { s.handle(c) })
 	}
 }
 
 func (s *Server) handle(c net.Conn) {
 	defer func() { c.Close() }() // c may become a TLS connection
-	s.mu.Lock()
-	gate := s.gate
-	s.mu.Unlock()
-	if gate != nil {
-		<-gate
-	}
+	// The read lock is taken at once unless Hold holds new conversations.
+	s.hold.RLock()
+	s.hold.RUnlock()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	s.record("connect")
 	var m Message
