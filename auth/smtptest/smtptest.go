@@ -170,18 +170,15 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
-	// say writes a reply; several lines make one multiline reply ("250-a", "250 b").
-	say := func(lines ...string) {
-		for i, l := range lines {
-			sep := "-"
-			if i == len(lines)-1 {
-				sep = " "
-			}
-			w.WriteString(l[:3] + sep + l[4:] + "\r\n")
+	// say writes a reply: several lines make one multiline reply ("250-a", "250 b").
+	say := func(code string, lines ...string) {
+		for _, l := range lines[:len(lines)-1] {
+			w.WriteString(code + "-" + l + "\r\n")
 		}
+		w.WriteString(code + " " + lines[len(lines)-1] + "\r\n")
 		w.Flush()
 	}
-	say("220 sink ESMTP")
+	say("220", "sink ESMTP")
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -192,32 +189,32 @@ func (s *Server) handle(c net.Conn) {
 		s.record(verb)
 		switch {
 		case verb == "EHLO":
-			ehlo := []string{"250 sink"}
+			ehlo := []string{"sink"}
 			if s.mode == StartTLS && !m.TLS {
-				ehlo = append(ehlo, "250 STARTTLS")
+				ehlo = append(ehlo, "STARTTLS")
 			}
 			if s.auth {
-				ehlo = append(ehlo, "250 AUTH PLAIN")
+				ehlo = append(ehlo, "AUTH PLAIN")
 			}
-			say(ehlo...)
+			say("250", ehlo...)
 		case verb == "STARTTLS" && s.mode == StartTLS && !m.TLS:
-			say("220 go ahead")
+			say("220", "go ahead")
 			if !startTLS() {
 				return
 			}
 			r, w = bufio.NewReader(c), bufio.NewWriter(c)
 		case verb == "AUTH" && s.auth:
-			say("235 accepted")
+			say("235", "accepted")
 		case verb == "MAIL": // MAIL FROM:<address>
 			_, from, _ := strings.Cut(cmd, ":")
 			m.From = strings.Trim(from, "<> ")
-			say("250 ok")
+			say("250", "ok")
 		case verb == "RCPT": // RCPT TO:<address>
 			_, to, _ := strings.Cut(cmd, ":")
 			m.To = strings.Trim(to, "<> ")
-			say("250 ok")
+			say("250", "ok")
 		case verb == "DATA":
-			say("354 end with .")
+			say("354", "end with .")
 			var b strings.Builder
 			for {
 				l, err := r.ReadString('\n')
@@ -233,16 +230,16 @@ func (s *Server) handle(c net.Conn) {
 			s.mu.Lock()
 			s.messages = append(s.messages, m)
 			s.mu.Unlock()
-			say("250 queued")
+			say("250", "queued")
 			select {
 			case s.got <- struct{}{}:
 			default:
 			}
 		case verb == "QUIT":
-			say("221 bye")
+			say("221", "bye")
 			return
 		default:
-			say("502 unknown")
+			say("502", "unknown")
 		}
 	}
 }
