@@ -13,7 +13,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"hash"
 	"math/big"
 )
 
@@ -139,12 +138,11 @@ func MarshalPrivateKeyPEM(priv crypto.Signer) ([]byte, error) {
 // for a token signed with alg: the left half of the hash that alg uses, in
 // base64url. EdDSA (Ed25519) uses SHA-512, as OpenID Connect libraries do.
 func HalfHash(alg, accessToken string) string {
-	var h hash.Hash
+	newHash := sha256.New
 	if alg == EdDSA {
-		h = sha512.New()
-	} else {
-		h = sha256.New()
+		newHash = sha512.New
 	}
+	h := newHash()
 	h.Write([]byte(accessToken))
 	sum := h.Sum(nil)
 	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])

@@ -180,12 +180,7 @@ func (k *Key) header(typ string) string {
 func (k *Key) sign(input []byte) ([]byte, error) {
 	switch k.Alg {
 	case HS256:
-		m := k.pool.Get().(hash.Hash)
-		m.Reset()
-		m.Write(input)
-		sum := m.Sum(nil)
-		k.pool.Put(m)
-		return sum, nil
+		return k.mac256(nil, input), nil
 	case RS256:
 		d := sha256.Sum256(input)
 		return rsa.SignPKCS1v15(rand.Reader, k.priv.(*rsa.PrivateKey), crypto.SHA256, d[:])
@@ -212,13 +207,8 @@ func (k *Key) sign(input []byte) ([]byte, error) {
 func (k *Key) verify(input, sig []byte) bool {
 	switch k.Alg {
 	case HS256:
-		m := k.pool.Get().(hash.Hash)
-		m.Reset()
-		m.Write(input)
 		var buf [sha256.Size]byte
-		sum := m.Sum(buf[:0])
-		k.pool.Put(m)
-		return hmac.Equal(sum, sig) // constant time: the MAC is a secret-derived value
+		return hmac.Equal(k.mac256(buf[:0], input), sig) // constant time: the MAC is a secret-derived value
 	case RS256:
 		d := sha256.Sum256(input)
 		return rsa.VerifyPKCS1v15(k.pub.(*rsa.PublicKey), crypto.SHA256, d[:], sig) == nil
@@ -234,6 +224,17 @@ func (k *Key) verify(input, sig []byte) bool {
 		return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.pub.(ed25519.PublicKey), input, sig)
 	}
 	return false
+}
+
+// mac256 appends the HMAC-SHA256 of input under k's secret to dst, with a
+// hash from k's pool.
+func (k *Key) mac256(dst, input []byte) []byte {
+	m := k.pool.Get().(hash.Hash)
+	m.Reset()
+	m.Write(input)
+	dst = m.Sum(dst)
+	k.pool.Put(m)
+	return dst
 }
 
 // p256HalfOrder is n/2 for P-256: an ES256 signature's s above it is the

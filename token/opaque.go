@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"log/slog"
 	"time"
@@ -38,11 +39,9 @@ func NewID() string {
 // was minted, which iat (whole seconds) cannot.
 func NewTimedID(t time.Time) string {
 	var b [16]byte
-	ms := uint64(t.UnixMilli())
-	for i := 5; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
+	// The low 48 bits of the time, big-endian, in b[:6]; b[6:8] are zero
+	// until the random bytes overwrite them.
+	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixMilli())<<16)
 	rand.Read(b[6:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
@@ -57,11 +56,7 @@ func TimedIDTime(id string) (int64, bool) {
 	if n, err := base64.RawURLEncoding.Strict().Decode(b[:], []byte(id)); err != nil || n != 16 {
 		return 0, false
 	}
-	var ms int64
-	for i := 0; i < 6; i++ {
-		ms = ms<<8 | int64(b[i])
-	}
-	return ms, true
+	return int64(binary.BigEndian.Uint64(b[:8]) >> 16), true
 }
 
 // Hash returns the lower-case hex SHA-256 of s. Opaque secrets are stored only in
