@@ -96,23 +96,6 @@ func (w *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// requestIDs makes request ids: a random per-process prefix and a counter,
-// unique without a random read per request.
-type requestIDs struct {
-	prefix string
-	n      atomic.Uint64
-}
-
-func newRequestIDs() *requestIDs {
-	var b [6]byte
-	rand.Read(b[:])
-	return &requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
-}
-
-func (g *requestIDs) next() string {
-	return g.prefix + strconv.FormatUint(g.n.Add(1), 36)
-}
-
 // Observe is the outermost middleware. It gives the request an id (echoed in
 // X-Request-ID), resolves its client IP, and when the handler returns writes
 // one access log line and the request metrics. The endpoint label is the
@@ -120,11 +103,16 @@ func (g *requestIDs) next() string {
 // between Observe and the ServeMux must pass the request on unchanged, since
 // the mux records the matched pattern in it.
 func Observe(log *slog.Logger, m *Metrics, ips IPResolver, now func() time.Time, next http.Handler) http.Handler {
-	ids := newRequestIDs()
+	// Request ids are a random per-process prefix and a counter: unique
+	// without a random read per request.
+	var b [6]byte
+	rand.Read(b[:])
+	prefix := hex.EncodeToString(b[:]) + "-"
+	var n atomic.Uint64
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := now()
 		rec := &recorder{ResponseWriter: w}
-		rec.info.ID = ids.next()
+		rec.info.ID = prefix + strconv.FormatUint(n.Add(1), 36)
 		rec.info.ClientIP = ips.ClientIP(r)
 		w.Header().Set("X-Request-ID", rec.info.ID)
 		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, &rec.info))
@@ -322,12 +310,7 @@ type IPResolver struct {
 }
 
 func (p IPResolver) trusted(a netip.Addr) bool {
-	for _, t := range p.Trusted {
-		if t.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(p.Trusted, func(t netip.Prefix) bool { return t.Contains(a) })
 }
 
 // ClientIP returns the client address of r. From a trusted peer it walks
