@@ -69,9 +69,8 @@ type labels [3]string
 
 // series is the set of series of one metric, keyed by label values.
 type series[T any] struct {
-	names []string
-	mu    sync.RWMutex
-	m     map[labels]*T
+	mu sync.RWMutex
+	m  map[labels]*T
 }
 
 func (s *series[T]) with(values []string) *T {
@@ -120,13 +119,13 @@ func (r *Registry) CounterVec(name, help string, label string, initial ...string
 
 // CounterVecN is CounterVec with several label names.
 func (r *Registry) CounterVecN(name, help string, names []string, initial ...string) *CounterVec {
-	v := &CounterVec{series[Counter]{names: names, m: map[labels]*Counter{}}}
+	v := &CounterVec{series[Counter]{m: map[labels]*Counter{}}}
 	for _, x := range initial {
 		v.With(x)
 	}
 	r.add(func(b []byte) []byte {
 		b = header(b, name, help, "counter")
-		v.s.each(func(k *labels, c *Counter) { b = sample(b, name, "", v.s.names, k, nil, float64(c.Value())) })
+		v.s.each(func(k *labels, c *Counter) { b = sample(b, name, "", names, k, nil, float64(c.Value())) })
 		return b
 	})
 	return v
@@ -166,7 +165,7 @@ type HistogramVec struct{ s series[Histogram] }
 
 // HistogramVec registers a histogram with DefaultBuckets and label names.
 func (r *Registry) HistogramVec(name, help string, names ...string) *HistogramVec {
-	v := &HistogramVec{series[Histogram]{names: names, m: map[labels]*Histogram{}}}
+	v := &HistogramVec{series[Histogram]{m: map[labels]*Histogram{}}}
 	r.add(func(b []byte) []byte {
 		b = header(b, name, help, "histogram")
 		v.s.each(func(k *labels, h *Histogram) {
@@ -179,10 +178,10 @@ func (r *Registry) HistogramVec(name, help string, names ...string) *HistogramVe
 				if i < len(DefaultBuckets) {
 					le = strconv.FormatFloat(DefaultBuckets[i], 'g', -1, 64)
 				}
-				b = sample(b, name, "_bucket", v.s.names, k, &le, float64(n))
+				b = sample(b, name, "_bucket", names, k, &le, float64(n))
 			}
-			b = sample(b, name, "_sum", v.s.names, k, nil, math.Float64frombits(h.sumBits.Load()))
-			b = sample(b, name, "_count", v.s.names, k, nil, float64(n))
+			b = sample(b, name, "_sum", names, k, nil, math.Float64frombits(h.sumBits.Load()))
+			b = sample(b, name, "_count", names, k, nil, float64(n))
 		})
 		return b
 	})
