@@ -157,13 +157,7 @@ func keyOf(addr netip.Addr) netip.Addr {
 	if addr.Is4() {
 		return addr
 	}
-	p, err := addr.Prefix(64)
-	if err != nil {
-		// Prefix fails only for lengths out of range, and 64 is in range
-		// for every IPv6 address.
-		panic("ratelimit: " + err.Error())
-	}
-	return p.Addr()
+	return netip.PrefixFrom(addr, 64).Masked().Addr()
 }
 
 // shardFor returns the shard holding key.
