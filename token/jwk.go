@@ -115,12 +115,11 @@ func ParsePrivateKeyPEM(data []byte) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", block.Type, err)
 	}
+	// x509 returns an Ed25519 key as the value type ed25519.PrivateKey,
+	// which is what the type switches expect.
 	s, ok := priv.(crypto.Signer)
 	if !ok {
 		return nil, fmt.Errorf("unsupported key type %T", priv)
-	}
-	if e, ok := s.(ed25519.PrivateKey); ok {
-		s = e // x509 returns the value type; keep it that way for the type switches
 	}
 	return NewSigningKey(s)
 }
