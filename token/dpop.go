@@ -98,7 +98,12 @@ func ParseProof(raw string, want ProofWant) (*Proof, error) {
 	if err != nil {
 		return nil, proofErr("%v", err)
 	}
-	if len(seg[2]) != key.sigLen() || !key.verify([]byte(raw[:len(head)+1+len(body)]), lowS(key, seg[2])) {
+	// A proof may carry either form of an ES256 signature (see above);
+	// Key.verify takes the low one, made here in place.
+	if key.Alg == ES256 && len(seg[2]) == 64 {
+		lowS(new(big.Int).SetBytes(seg[2][32:])).FillBytes(seg[2][32:])
+	}
+	if len(seg[2]) != key.sigLen() || !key.verify([]byte(raw[:len(head)+1+len(body)]), seg[2]) {
 		return nil, proofErr("signature")
 	}
 	c, craw, err := members(seg[1], "jti", "htm", "htu")
@@ -231,21 +236,6 @@ func proofKey(alg string, jwkText []byte) (*Key, error) {
 		return nil, errors.New("jwk: bad RSA exponent")
 	}
 	return k, nil
-}
-
-// lowS returns an ES256 signature in its low-S form (Key.verify accepts
-// only that one, as our own tokens are minted); other signatures as they are.
-func lowS(k *Key, sig []byte) []byte {
-	if k.Alg != ES256 || len(sig) != 64 {
-		return sig
-	}
-	s := new(big.Int).SetBytes(sig[32:])
-	if s.Cmp(p256HalfOrder) <= 0 {
-		return sig
-	}
-	out := append([]byte(nil), sig...)
-	s.Sub(elliptic.P256().Params().N, s).FillBytes(out[32:])
-	return out
 }
 
 // sameHTU compares a proof's htu with the request's URL as RFC 9449 §4.3

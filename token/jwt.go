@@ -190,13 +190,11 @@ func (k *Key) sign(input []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if s.Cmp(p256HalfOrder) > 0 { // the low form only (see the package doc)
-			s.Sub(elliptic.P256().Params().N, s)
-		}
-		// RFC 7518 §3.4: R and S as 32-byte big-endian integers, concatenated.
+		// RFC 7518 §3.4: R and S as 32-byte big-endian integers, concatenated;
+		// S in the low form only (see the package doc).
 		out := make([]byte, 64)
 		r.FillBytes(out[:32])
-		s.FillBytes(out[32:])
+		lowS(s).FillBytes(out[32:])
 		return out, nil
 	case EdDSA:
 		return ed25519.Sign(k.priv.(ed25519.PrivateKey), input), nil
@@ -240,6 +238,15 @@ func (k *Key) mac256(dst, input []byte) []byte {
 // p256HalfOrder is n/2 for P-256: an ES256 signature's s above it is the
 // high form of a signature whose low form is n−s.
 var p256HalfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+
+// lowS turns s, an ES256 signature's S, into its low form, n−s if s is
+// above n/2, and returns it. Sign and ParseProof both use it.
+func lowS(s *big.Int) *big.Int {
+	if s.Cmp(p256HalfOrder) > 0 {
+		s.Sub(elliptic.P256().Params().N, s)
+	}
+	return s
+}
 
 // sigLen is the exact signature length for k's algorithm.
 func (k *Key) sigLen() int {
