@@ -328,7 +328,7 @@ func (p IPResolver) ClientIP(r *http.Request) netip.Addr {
 	}
 	xff := r.Header.Values("X-Forwarded-For")
 	if len(xff) == 0 {
-		if a, err := netip.ParseAddr(trimOWS(r.Header.Get("X-Real-IP"))); err == nil {
+		if a, err := netip.ParseAddr(strings.Trim(r.Header.Get("X-Real-IP"), ows)); err == nil {
 			return a.Unmap()
 		}
 		return addr
@@ -336,7 +336,7 @@ func (p IPResolver) ClientIP(r *http.Request) netip.Addr {
 	for i := len(xff) - 1; i >= 0; i-- {
 		hops := strings.Split(xff[i], ",")
 		for j := len(hops) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(trimOWS(hops[j]))
+			a, err := netip.ParseAddr(strings.Trim(hops[j], ows))
 			if err != nil {
 				return addr
 			}
@@ -349,12 +349,10 @@ func (p IPResolver) ClientIP(r *http.Request) netip.Addr {
 	return addr
 }
 
-// trimOWS trims HTTP's optional whitespace (RFC 9110 section 5.6.3: SP and
-// HTAB) and nothing else: strings.TrimSpace would also take a no-break space
-// or a vertical tab, giving one address two spellings.
-func trimOWS(s string) string {
-	return strings.Trim(s, " \t")
-}
+// ows is HTTP's optional whitespace (RFC 9110 section 5.6.3: SP and HTAB),
+// the only bytes trimmed around an address: strings.TrimSpace would also
+// take a no-break space or a vertical tab, giving one address two spellings.
+const ows = " \t"
 
 // ParsePrefixes reads a comma-separated list of CIDRs or single addresses.
 func ParsePrefixes(s string) ([]netip.Prefix, error) {
