@@ -14,6 +14,7 @@ package metrics
 
 import (
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	rtmetrics "runtime/metrics"
@@ -94,10 +95,7 @@ func (s *series[T]) with(values []string) *T {
 // each calls f for every series in the order of its label values.
 func (s *series[T]) each(f func(k *labels, v *T)) {
 	s.mu.RLock()
-	keys := make([]labels, 0, len(s.m))
-	for k := range s.m {
-		keys = append(keys, k)
-	}
+	keys := slices.AppendSeq(make([]labels, 0, len(s.m)), maps.Keys(s.m))
 	s.mu.RUnlock()
 	slices.SortFunc(keys, func(a, b labels) int { return slices.Compare(a[:], b[:]) })
 	for i := range keys {
