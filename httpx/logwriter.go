@@ -24,9 +24,7 @@ type LogWriter struct {
 // NewLogWriter starts a LogWriter over w flushing every interval.
 func NewLogWriter(w io.Writer, size int, interval time.Duration) *LogWriter {
 	l := &LogWriter{w: bufio.NewWriterSize(w, size), done: make(chan struct{})}
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
+	l.wg.Go(func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
@@ -37,7 +35,7 @@ func NewLogWriter(w io.Writer, size int, interval time.Duration) *LogWriter {
 				l.Flush()
 			}
 		}
-	}()
+	})
 	return l
 }
 
