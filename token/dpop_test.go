@@ -254,6 +254,19 @@ func TestProofSignature(t *testing.T) {
 	}
 }
 
+// An S at or above the group order is no spelling of a signature: lowS
+// leaves it high for verify to refuse, where n−S would have made S+n pass
+// for S.
+func TestLowSOutOfRange(t *testing.T) {
+	n := elliptic.P256().Params().N
+	for _, s := range []*big.Int{new(big.Int).Set(n), new(big.Int).Add(n, big.NewInt(5))} {
+		want := new(big.Int).Set(s)
+		if got := lowS(s); got.Cmp(want) != 0 {
+			t.Errorf("lowS(%v) = %v; want it left as it is", want, got)
+		}
+	}
+}
+
 // htm and htu: this method and this URL, query and fragment ignored, after
 // RFC 3986 normalization.
 func TestProofMethodAndURL(t *testing.T) {

@@ -240,9 +240,12 @@ func (k *Key) mac256(dst, input []byte) []byte {
 var p256HalfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
 
 // lowS turns s, an ES256 signature's S, into its low form, n−s if s is
-// above n/2, and returns it. Sign and ParseProof both use it.
+// above n/2, and returns it. Sign and ParseProof both use it. An s at or
+// above n is no form of a signature: it is left as it is, high, for verify
+// to refuse (n−s would be negative, and FillBytes would write s−n: S+n
+// would pass for S).
 func lowS(s *big.Int) *big.Int {
-	if s.Cmp(p256HalfOrder) > 0 {
+	if s.Cmp(p256HalfOrder) > 0 && s.Cmp(elliptic.P256().Params().N) < 0 {
 		s.Sub(elliptic.P256().Params().N, s)
 	}
 	return s
