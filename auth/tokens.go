@@ -131,7 +131,7 @@ func (ts *Tokens) EndSession(ctx context.Context, db *store.DB, familyID string,
 }
 
 // endSessionAudited is EndSession with its audit record: session.ended,
-// with why (reuse, grant replay, revocation) and the session's id.
+// with why (reuse, grant replay, revocation, logout) and the session's id.
 func (ts *Tokens) endSessionAudited(ctx context.Context, db *store.DB, userID int64, familyID, reason string, now time.Time) error {
 	e := auditEvent(ctx, actSessionEnded, store.FormatID(userID), outSuccess, "reason", reason, "session", familyID)
 	if err := ts.EndSession(store.WithEvent(ctx, e), db, familyID, now); err != nil {

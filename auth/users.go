@@ -236,11 +236,9 @@ func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 			}
 		}
 		for _, f := range families {
-			e := auditEvent(r.Context(), actSessionEnded, store.FormatID(p.user.ID), outSuccess, "reason", "logout", "session", f)
-			if err := ts.EndSession(store.WithEvent(r.Context(), e), db, f, t); err != nil {
+			if err := ts.endSessionAudited(r.Context(), db, p.user.ID, f, "logout", t); err != nil {
 				return 0, nil, err
 			}
-			recorded(r.Context(), e)
 		}
 		return http.StatusNoContent, nil, nil
 	})
