@@ -305,15 +305,12 @@ func registrationView(c *store.Client, iss, secret, accessToken string) *registr
 func handleRegisterClient(log *slog.Logger, db *store.DB, iss string, release bool, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, err := register(w, r, db, iss, release, now())
-		if err != nil {
-			httpx.WriteOAuthError(w, r, log, err)
-			return
+		if err == nil {
+			info := httpx.InfoFrom(r)
+			info.ClientID = resp.ClientID
+			log.InfoContext(r.Context(), "client registered", "request_id", info.ID, "client_id", resp.ClientID, "client_ip", info.ClientIP.String())
 		}
-		info := httpx.InfoFrom(r)
-		info.ClientID = resp.ClientID
-		log.InfoContext(r.Context(), "client registered", "request_id", info.ID, "client_id", resp.ClientID, "client_ip", info.ClientIP.String())
-		httpx.NoStore(w)
-		httpx.JSON(w, http.StatusCreated, resp)
+		writeOAuth(w, r, log, http.StatusCreated, resp, err)
 	})
 }
 
@@ -362,13 +359,10 @@ func handleRegistrationRead(iss string) http.Handler {
 func handleRegistrationUpdate(log *slog.Logger, db *store.DB, cs *Clients, iss string, release bool, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, err := updateRegistration(w, r, db, cs, iss, release, now())
-		if err != nil {
-			httpx.WriteOAuthError(w, r, log, err)
-			return
+		if err == nil {
+			log.InfoContext(r.Context(), "registered client updated", "request_id", httpx.InfoFrom(r).ID, "client_id", resp.ClientID)
 		}
-		log.InfoContext(r.Context(), "registered client updated", "request_id", httpx.InfoFrom(r).ID, "client_id", resp.ClientID)
-		httpx.NoStore(w)
-		httpx.JSON(w, http.StatusOK, resp)
+		writeOAuth(w, r, log, http.StatusOK, resp, err)
 	})
 }
 
@@ -419,13 +413,10 @@ func handleRegistrationDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Cl
 		if errors.Is(err, store.ErrNotFound) {
 			err = errBadRegistrationToken
 		}
-		if err != nil {
-			httpx.WriteOAuthError(w, r, log, err)
-			return
+		if err == nil {
+			log.InfoContext(r.Context(), "registered client deleted itself", "request_id", httpx.InfoFrom(r).ID, "client_id", id)
 		}
-		log.InfoContext(r.Context(), "registered client deleted itself", "request_id", httpx.InfoFrom(r).ID, "client_id", id)
-		httpx.NoStore(w)
-		w.WriteHeader(http.StatusNoContent)
+		writeOAuth(w, r, log, http.StatusNoContent, nil, err)
 	})
 }
 
