@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"oauth2-api/store"
@@ -27,12 +26,7 @@ type Backchannel struct {
 	log    *slog.Logger
 	m      *Metrics
 	client *http.Client
-	jobs   chan store.SignIn
-	stop   context.CancelFunc // abandons deliveries in flight and what is left
-	wg     sync.WaitGroup
-
-	mu     sync.Mutex // orders Announce and Close
-	closed bool
+	q      *queue[store.SignIn]
 }
 
 // Delivery bounds: a relying party that does not answer within
@@ -49,16 +43,9 @@ var logoutBackoff = []time.Duration{time.Second, 4 * time.Second}
 // NewBackchannel starts delivering logout tokens signed by signer (the ID
 // token key), with a queue of n sign-ins. Close stops it.
 func NewBackchannel(signer *token.Signer, issuer string, n int, log *slog.Logger, m *Metrics) *Backchannel {
-	ctx, stop := context.WithCancel(context.Background())
-	bc := &Backchannel{signer: signer, issuer: issuer, log: log, m: m, jobs: make(chan store.SignIn, n), stop: stop,
+	bc := &Backchannel{signer: signer, issuer: issuer, log: log, m: m,
 		client: &http.Client{Timeout: logoutTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	for range logoutWorkers {
-		bc.wg.Go(func() {
-			for si := range bc.jobs {
-				bc.deliver(ctx, si)
-			}
-		})
-	}
+	bc.q = newQueue(n, logoutWorkers, bc.deliver, func(n int) { m.Logouts.With(logoutDropped).Add(uint64(n)) })
 	return bc
 }
 
@@ -68,36 +55,23 @@ func (bc *Backchannel) Announce(ins []store.SignIn) {
 	if bc == nil {
 		return
 	}
-	bc.mu.Lock()
-	defer bc.mu.Unlock()
 	for _, si := range ins {
-		if !bc.closed {
-			select {
-			case bc.jobs <- si:
-				continue
-			default:
-			}
+		if bc.q.put(si) != "" {
+			bc.m.Logouts.With(logoutDropped).Inc()
+			bc.log.Error("back-channel logout queue full or closed: logout token dropped", "client_id", si.ClientID)
 		}
-		bc.m.Logouts.With(logoutDropped).Inc()
-		bc.log.Error("back-channel logout queue full or closed: logout token dropped", "client_id", si.ClientID)
 	}
 }
 
 // Close stops taking sign-ins and waits until every queued one is
-// delivered or ctx ends, which abandons the rest (logged and counted).
+// delivered or ctx ends, which abandons the rest: a delivery in flight
+// fails (logged and counted), the sign-ins still queued are counted as
+// dropped.
 func (bc *Backchannel) Close(ctx context.Context) {
 	if bc == nil {
 		return
 	}
-	bc.mu.Lock()
-	if !bc.closed {
-		bc.closed = true
-		close(bc.jobs)
-	}
-	bc.mu.Unlock()
-	defer context.AfterFunc(ctx, bc.stop)()
-	bc.wg.Wait()
-	bc.stop()
+	bc.q.close(ctx)
 }
 
 // Outcomes: the label values of oauth2_backchannel_logouts_total.
@@ -109,10 +83,6 @@ const (
 
 // deliver sends one logout token, trying again after each backoff.
 func (bc *Backchannel) deliver(ctx context.Context, si store.SignIn) {
-	if ctx.Err() != nil {
-		bc.m.Logouts.With(logoutDropped).Inc()
-		return
-	}
 	now := time.Now()
 	raw, err := bc.signer.Sign(token.TypeLogout, &token.Claims{
 		Issuer: bc.issuer, Subject: store.FormatID(si.UserID), Audience: si.ClientID,

@@ -12,7 +12,6 @@ import (
 	"net/smtp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"oauth2-api/token"
@@ -163,15 +162,10 @@ func (m *SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 // recipient nor the body, which holds a reset link (though a server's error
 // reply, quoted in Send's error, may name the recipient).
 type MailQueue struct {
-	m    Mailer
-	log  *slog.Logger
-	met  *Metrics
-	ch   chan Job
-	stop context.CancelFunc // abandons the send in flight and what is left
-	done chan struct{}      // closed when the sending goroutine has ended
-
-	mu     sync.Mutex // orders Enqueue and Close: nothing is sent on a closed channel
-	closed bool
+	m   Mailer
+	log *slog.Logger
+	met *Metrics
+	q   *queue[Job]
 }
 
 // Job composes one message when its turn comes, off the request path, and
@@ -194,62 +188,45 @@ const (
 // NewMailQueue starts a queue of n messages in front of m. It sends until
 // Close, which must be called to stop it.
 func NewMailQueue(m Mailer, n int, log *slog.Logger, met *Metrics) *MailQueue {
-	ctx, stop := context.WithCancel(context.Background())
-	q := &MailQueue{m: m, log: log, met: met, ch: make(chan Job, n), stop: stop, done: make(chan struct{})}
-	go q.run(ctx)
+	q := &MailQueue{m: m, log: log, met: met}
+	// One sender; once Close runs out of time the messages left are dropped.
+	q.q = newQueue(n, 1, q.send, func(left int) {
+		met.MailDropped.Add(uint64(left))
+		log.Error("mail queue closed before it was empty: messages dropped", "count", left)
+	})
 	return q
 }
 
-// run sends each queued message until the channel is closed and empty.
-// Once ctx ends (Close ran out of time) the messages left are dropped.
-func (q *MailQueue) run(ctx context.Context) {
-	defer close(q.done)
-	left := 0
-	for job := range q.ch {
-		if ctx.Err() != nil {
-			left++
-			continue
-		}
-		to, subject, body, ok, err := job(ctx)
-		if err != nil {
-			q.met.MailFailures.With(mailError).Inc()
-			q.log.Error("mail not composed", "err", err)
-			continue
-		}
-		if !ok {
-			continue
-		}
-		if err := q.m.Send(ctx, to, subject, body); err != nil {
-			reason := mailError
-			if errors.Is(err, ErrMailRefused) {
-				reason = mailRefused
-			}
-			q.met.MailFailures.With(reason).Inc()
-			q.log.Error("mail not sent", "reason", reason, "err", err) // never the body: it holds a reset link
-		}
+// send composes and sends one queued message.
+func (q *MailQueue) send(ctx context.Context, job Job) {
+	to, subject, body, ok, err := job(ctx)
+	if err != nil {
+		q.met.MailFailures.With(mailError).Inc()
+		q.log.Error("mail not composed", "err", err)
+		return
 	}
-	if left > 0 {
-		q.met.MailDropped.Add(uint64(left))
-		q.log.Error("mail queue closed before it was empty: messages dropped", "count", left)
+	if !ok {
+		return
+	}
+	if err := q.m.Send(ctx, to, subject, body); err != nil {
+		reason := mailError
+		if errors.Is(err, ErrMailRefused) {
+			reason = mailRefused
+		}
+		q.met.MailFailures.With(reason).Inc()
+		q.log.Error("mail not sent", "reason", reason, "err", err) // never the body: it holds a reset link
 	}
 }
 
 // Enqueue queues a job; it reports false, having logged and counted the
 // drop, when the queue is full or closed.
 func (q *MailQueue) Enqueue(job Job) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	why := "mail queue closed: message dropped"
-	if !q.closed {
-		select {
-		case q.ch <- job:
-			return true
-		default:
-			why = "mail queue full: message dropped"
-		}
+	why := q.q.put(job)
+	if why == "" {
+		return true
 	}
 	q.met.MailDropped.Inc()
-	q.log.Error(why)
+	q.log.Error("mail queue " + why + ": message dropped") // "full" or "closed"
 	return false
 }
 
@@ -259,14 +236,5 @@ func (q *MailQueue) Enqueue(job Job) bool {
 // the queue's goroutine has ended, so bound ctx. Calling it again waits
 // again, for nothing.
 func (q *MailQueue) Close(ctx context.Context) {
-	q.mu.Lock()
-	if !q.closed {
-		q.closed = true
-		close(q.ch)
-	}
-	q.mu.Unlock()
-	abandon := context.AfterFunc(ctx, q.stop)
-	defer abandon()
-	<-q.done
-	q.stop() // releases the context
+	q.q.close(ctx)
 }
