@@ -12,11 +12,12 @@ import (
 )
 
 // The audit log (API.md "Audit log"; the chain is store/audit.go's). A
-// handler builds the event of what it is about to change (auditEvent),
+// handler builds the event of what it is about to change (auditEvent) and
 // hands it to the store write that makes the change (store.WithEvent), so
-// both commit together, and then calls recorded, which puts the event's
-// hash in the request's access log line (a copy outside the database:
-// `audit verify --head` finds a cut tail with it) and counts it. An event that is the only write (a failed
+// both commit together. The request notes every event it made that a write
+// committed (noteAudit): its access log line carries the event's hash (a
+// copy outside the database: `audit verify --head` finds a cut tail with
+// it), and the event is counted. An event that is the only write (a failed
 // login) goes through db.Audit, and a failure to write it fails the
 // request. Events hold ids, addresses and outcomes: never a secret,
 // password, token or code, nor what was typed into a login field (a
@@ -54,7 +55,8 @@ const (
 
 // auditEvent is the event of action on subject by the caller of the
 // request ctx belongs to (its user, else its client; "cli" outside one),
-// from its address, with detail as key, value pairs.
+// from its address, with detail as key, value pairs. The request notes it
+// if a write appends it (noteAudit).
 func auditEvent(ctx context.Context, action, subject, outcome string, detail ...string) *store.Event {
 	info := httpx.InfoOf(ctx)
 	e := &store.Event{Action: action, Subject: subject, Outcome: outcome, ClientID: info.ClientID, RequestID: info.ID,
@@ -70,26 +72,31 @@ func auditEvent(ctx context.Context, action, subject, outcome string, detail ...
 	for i := 0; i+1 < len(detail); i += 2 {
 		e.Detail[detail[i]] = detail[i+1]
 	}
+	if made, ok := ctx.Value(auditKey{}).(*[]*store.Event); ok {
+		*made = append(*made, e)
+	}
 	return e
 }
 
-// recorded notes e, once its write committed, in the request's access log
-// line, which carries its hash, and in oauth2_audit_events_total
-// (httpx.Observe); a no-op for an event not written.
-func recorded(ctx context.Context, e *store.Event) {
-	if e != nil && e.Hash != "" {
-		info := httpx.InfoOf(ctx)
-		info.Audit = append(info.Audit, httpx.AuditRef{ID: e.ID, Action: e.Action, Hash: e.Hash})
-	}
-}
+type auditKey struct{}
 
-// audit appends e as the only write of the request.
-func audit(ctx context.Context, db *store.DB, e *store.Event) error {
-	if err := db.Audit(ctx, e); err != nil {
-		return err
-	}
-	recorded(ctx, e)
-	return nil
+// noteAudit notes, once next has answered, each event auditEvent made for
+// the request that a write appended (the store sets its hash then, and
+// clears it if the commit fails): in the request's access log line, which
+// carries its hash, and in oauth2_audit_events_total (httpx.Observe).
+func noteAudit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var made []*store.Event
+		defer func() {
+			info := httpx.InfoFrom(r)
+			for _, e := range made {
+				if e.Hash != "" {
+					info.Audit = append(info.Audit, httpx.AuditRef{ID: e.ID, Action: e.Action, Hash: e.Hash})
+				}
+			}
+		}()
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), auditKey{}, &made)))
+	})
 }
 
 // handleAuditList serves GET /api/v1/audit?since=&action=&user=&after=&limit=

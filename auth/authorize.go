@@ -429,7 +429,6 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 		a.b.fail(a.w, a.r, err)
 		return nil
 	}
-	recorded(ctx, e)
 	a.b.setCookie(a.w, cookieSession, v, 0)
 	a.log.InfoContext(ctx, "signed in", "request_id", httpx.InfoFrom(a.r).ID, "user_id", u.ID, "client_id", a.ar.client.ID)
 	return &s

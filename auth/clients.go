@@ -218,7 +218,6 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 	if err := db.CreateClient(store.WithEvent(ctx, e), c, now); err != nil {
 		return nil, "", err
 	}
-	recorded(ctx, e)
 	return c, secret, nil
 }
 
@@ -307,7 +306,6 @@ func RotateClientSecret(ctx context.Context, db *store.DB, cs *Clients, revs *Re
 	if err := db.SetClientSecret(store.WithEvent(ctx, e), id, token.Hash(secret), accessTTL, now); err != nil {
 		return "", err
 	}
-	recorded(ctx, e)
 	forgetClient(cs, revs, id, accessTTL, now)
 	return secret, nil
 }
@@ -318,7 +316,6 @@ func DeleteClient(ctx context.Context, db *store.DB, cs *Clients, revs *Revocati
 	if err := db.DeleteClient(store.WithEvent(ctx, e), id, accessTTL, now); err != nil {
 		return err
 	}
-	recorded(ctx, e)
 	forgetClient(cs, revs, id, accessTTL, now)
 	return nil
 }

@@ -38,11 +38,7 @@ func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok 
 			return nil
 		}
 		e := auditEvent(ctx, actSessionEnded, claims.Subject, outSuccess, "reason", "revocation", "token", "access", "jti", claims.ID)
-		if err := ts.RevokeAccess(store.WithEvent(ctx, e), db, claims, now); err != nil {
-			return err
-		}
-		recorded(ctx, e)
-		return nil
+		return ts.RevokeAccess(store.WithEvent(ctx, e), db, claims, now)
 	}
 	rt, err := refreshOf(ctx, db, tok, now)
 	if err != nil || rt == nil || rt.Family.ClientID != c.ID {

@@ -173,7 +173,6 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				b.fail(w, r, err)
 				return
 			}
-			recorded(ctx, e)
 			ts.Ended(ended)
 		}
 		if hintSID != "" {
@@ -183,7 +182,6 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				b.fail(w, r, err)
 				return
 			}
-			recorded(ctx, e)
 			ts.Ended(ended)
 		}
 		b.setCookie(w, cookieSession, "", -1)

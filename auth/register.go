@@ -332,7 +332,6 @@ func register(w http.ResponseWriter, r *http.Request, db *store.DB, iss string, 
 	c.RegistrationHash = token.Hash(rat)
 	e := auditEvent(r.Context(), actClientRegister, c.ID, outSuccess, "name", c.Name)
 	err = db.RegisterClient(store.WithEvent(r.Context(), e), c, principalOf(r).initialHash, MaxRegisteredClients, now)
-	recorded(r.Context(), e)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, errBadInitialToken

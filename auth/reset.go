@@ -47,7 +47,7 @@ func handleForgot(log *slog.Logger, db *store.DB, rs *Reset, mail *MailQueue, no
 		}
 		// Recorded for every request, known address or not (the same work
 		// before the answer); whose it was is looked up off the request path.
-		if err := audit(r.Context(), db, auditEvent(r.Context(), actResetRequest, "", outSuccess)); err != nil {
+		if err := db.Audit(r.Context(), auditEvent(r.Context(), actResetRequest, "", outSuccess)); err != nil {
 			return 0, nil, err
 		}
 		mail.Enqueue(forgotJob(db, rs, email, now, log))
@@ -116,7 +116,6 @@ func resetPassword(ctx context.Context, db *store.DB, pw *Passwords, ts *Tokens,
 	if err != nil {
 		return err
 	}
-	recorded(ctx, e)
 	ts.Ended(ended)
 	return nil
 }

@@ -134,11 +134,7 @@ func (ts *Tokens) EndSession(ctx context.Context, db *store.DB, familyID string,
 // with why (reuse, grant replay, revocation, logout) and the session's id.
 func (ts *Tokens) endSessionAudited(ctx context.Context, db *store.DB, userID int64, familyID, reason string, now time.Time) error {
 	e := auditEvent(ctx, actSessionEnded, store.FormatID(userID), outSuccess, "reason", reason, "session", familyID)
-	if err := ts.EndSession(store.WithEvent(ctx, e), db, familyID, now); err != nil {
-		return err
-	}
-	recorded(ctx, e)
-	return nil
+	return ts.EndSession(store.WithEvent(ctx, e), db, familyID, now)
 }
 
 // refreshExpiry is when the first refresh token of a session started now

@@ -129,7 +129,6 @@ func Register(ctx context.Context, db *store.DB, pw *Passwords, email, username,
 		}
 		return nil, err
 	}
-	recorded(ctx, e)
 	return u, nil
 }
 
@@ -162,7 +161,6 @@ func handleLogin(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th T
 		if err != nil {
 			return 0, nil, err
 		}
-		recorded(r.Context(), ev)
 		m.TokensIssued.With(grantPassword).Inc()
 		return http.StatusOK, pair, nil
 	})
@@ -189,7 +187,7 @@ func logLoginFailure(r *http.Request, log *slog.Logger, db *store.DB, m *Metrics
 	if u != nil {
 		subject = store.FormatID(u.ID)
 	}
-	return audit(r.Context(), db, auditEvent(r.Context(), action, subject, outFailure, "reason", reason))
+	return db.Audit(r.Context(), auditEvent(r.Context(), action, subject, outFailure, "reason", reason))
 }
 
 // handleRefresh serves POST /api/v1/auth/refresh: the refresh token in the
@@ -306,7 +304,6 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 		if err != nil {
 			return 0, nil, err
 		}
-		recorded(r.Context(), ev)
 		ts.Ended(ended)
 		log.InfoContext(r.Context(), "password changed", "request_id", httpx.InfoFrom(r).ID, "user_id", p.user.ID)
 		return http.StatusNoContent, nil, nil
@@ -393,7 +390,6 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 		if err != nil {
 			return 0, nil, err
 		}
-		recorded(r.Context(), e)
 		ts.Ended(ended)
 		log.InfoContext(r.Context(), "user updated", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
 		return http.StatusOK, toJSON(u), nil
@@ -415,7 +411,6 @@ func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 		t := now()
 		e := auditEvent(r.Context(), actUserDeleted, store.FormatID(id), outSuccess)
 		ended, err := db.DeleteUser(store.WithEvent(r.Context(), e), id, ts.AccessTTL, t)
-		recorded(r.Context(), e)
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, errNoSuchUser
 		} else if err != nil {

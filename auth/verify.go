@@ -100,7 +100,6 @@ func verifyEmail(r *http.Request, log *slog.Logger, db *store.DB, tok string, no
 	if err != nil {
 		return err
 	}
-	recorded(r.Context(), e)
 	info := httpx.InfoFrom(r)
 	info.UserID = store.FormatID(id)
 	log.InfoContext(r.Context(), "email verified", "request_id", info.ID, "user_id", id)
