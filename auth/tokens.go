@@ -157,17 +157,17 @@ type Pair struct {
 // StartSession mints an access token and the first refresh token of a new
 // family (a session) for a user. The access token names the family in sid,
 // so that ending the session revokes it.
-func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, userID int64, clientID, scope string, authTime, now time.Time) (*Pair, *token.Claims, error) {
+func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, userID int64, clientID, scope string, authTime, now time.Time) (*Pair, error) {
 	f := store.Family{ID: token.NewID(), UserID: userID, ClientID: clientID, Scope: scope, AuthTime: authTime}
-	access, claims, err := ts.Access(store.FormatID(userID), clientID, Mint{Scope: scope, SessionID: f.ID, AuthTime: authTime}, now)
+	access, _, err := ts.Access(store.FormatID(userID), clientID, Mint{Scope: scope, SessionID: f.ID, AuthTime: authTime}, now)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	refresh := token.NewOpaque()
 	if err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(now), now); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return ts.pair(access, refresh, scope, ""), claims, nil
+	return ts.pair(access, refresh, scope, ""), nil
 }
 
 // refreshFailure is what a client learns of a refused refresh token: on the
