@@ -226,7 +226,8 @@ func (q *MailQueue) Enqueue(job Job) bool {
 		return true
 	}
 	q.met.MailDropped.Inc()
-	q.log.Error("mail queue " + why + ": message dropped") // "full" or "closed"
+	// "mail queue full: message dropped" or "mail queue closed: message dropped"
+	q.log.Error("mail queue " + why + ": message dropped")
 	return false
 }
 
