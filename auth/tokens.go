@@ -259,11 +259,8 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	if _, err := ts.audience(old.Family.Resource, n.Resource, false); err != nil {
 		return nil, nil, err
 	}
-	if old.Used {
-		if err := ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now); err != nil {
-			return nil, nil, err
-		}
-		return nil, nil, ErrRefreshReused
+	if old.Used { // a reuse ends the session: ErrRefreshReused, unless ending it failed
+		return nil, nil, cmp.Or(ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now), ErrRefreshReused)
 	}
 	// Revoked, too old, or the user deleted or deactivated since.
 	if old.Family.Revoked || !now.Before(old.Family.CreatedAt.Add(ts.MaxAge)) || !old.UserActive {
@@ -280,10 +277,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, jkt, ts.RefreshTTL, ts.MaxAge, now)
 	if errors.Is(err, store.ErrNotFound) {
 		// Spent by a concurrent request between the read and now: a reuse.
-		if err := ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now); err != nil {
-			return nil, nil, err
-		}
-		return nil, nil, ErrRefreshReused
+		return nil, nil, cmp.Or(ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now), ErrRefreshReused)
 	}
 	if err != nil {
 		return nil, nil, err
