@@ -15,7 +15,7 @@ import (
 // handler builds the event of what it is about to change (auditEvent) and
 // hands it to the store write that makes the change (store.WithEvent), so
 // both commit together. The request notes every event it made that a write
-// committed (noteAudit): its access log line carries the event's hash (a
+// committed (httpx.Observe): its access log line carries the event's hash (a
 // copy outside the database: `audit verify --head` finds a cut tail with
 // it), and the event is counted. An event that is the only write (a failed
 // login) goes through db.Audit, and a failure to write it fails the
@@ -55,8 +55,8 @@ const (
 
 // auditEvent is the event of action on subject by the caller of the
 // request ctx belongs to (its user, else its client; "cli" outside one),
-// from its address, with detail as key, value pairs. The request notes it
-// if a write appends it (noteAudit).
+// from its address, with detail as key, value pairs. The request's access
+// log line notes it if a write appends it (httpx.Audited).
 func auditEvent(ctx context.Context, action, subject, outcome string, detail ...string) *store.Event {
 	info := httpx.InfoOf(ctx)
 	e := &store.Event{Action: action, Subject: subject, Outcome: outcome, ClientID: info.ClientID, RequestID: info.ID,
@@ -72,31 +72,16 @@ func auditEvent(ctx context.Context, action, subject, outcome string, detail ...
 	for i := 0; i+1 < len(detail); i += 2 {
 		e.Detail[detail[i]] = detail[i+1]
 	}
-	if made, ok := ctx.Value(auditKey{}).(*[]*store.Event); ok {
-		*made = append(*made, e)
-	}
+	info.Audit = append(info.Audit, audited{e})
 	return e
 }
 
-type auditKey struct{}
+// audited is an event as the request's access log notes it (httpx.Audited):
+// once a write has appended it.
+type audited struct{ e *store.Event }
 
-// noteAudit notes, once next has answered, each event auditEvent made for
-// the request that a write appended (the store sets its hash then, and
-// clears it if the commit fails): in the request's access log line, which
-// carries its hash, and in oauth2_audit_events_total (httpx.Observe).
-func noteAudit(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var made []*store.Event
-		defer func() {
-			info := httpx.InfoFrom(r)
-			for _, e := range made {
-				if e.Hash != "" {
-					info.Audit = append(info.Audit, httpx.AuditRef{ID: e.ID, Action: e.Action, Hash: e.Hash})
-				}
-			}
-		}()
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), auditKey{}, &made)))
-	})
+func (a audited) Ref() (httpx.AuditRef, bool) {
+	return httpx.AuditRef{ID: a.e.ID, Action: a.e.Action, Hash: a.e.Hash}, a.e.Hash != ""
 }
 
 // handleAuditList serves GET /api/v1/audit?since=&action=&user=&after=&limit=

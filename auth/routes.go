@@ -175,8 +175,7 @@ func routes(d Deps) []route {
 
 // AddRoutes registers every route on mux behind its caller's check and its
 // budget, whose refusals take the route's surface: OAuth JSON for the
-// clients' and tokens' endpoints, a page for a person, REST JSON else; and
-// notes the audit events each request writes (noteAudit).
+// clients' and tokens' endpoints, a page for a person, REST JSON else.
 func AddRoutes(mux *http.ServeMux, d Deps) {
 	for _, rt := range routes(d) {
 		write := httpx.WriteError
@@ -195,7 +194,7 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 		if rt.budget.perIP != nil {
 			h = httpx.RateLimit(rt.budget.perIP, d.HTTP, d.Now, refuse, h)
 		}
-		mux.Handle(rt.pattern, noteAudit(h))
+		mux.Handle(rt.pattern, h)
 	}
 }
 

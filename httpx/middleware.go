@@ -25,12 +25,19 @@ type Info struct {
 	ClientIP netip.Addr
 	UserID   string
 	ClientID string
-	Audit    []AuditRef // the audit events the request wrote
+	Audit    []Audited // the audit events the request made
 }
 
-// AuditRef is an audit event a request wrote. Its access log line carries
-// it, so that the chain's hashes exist outside the database too (audit
-// verify --head finds a cut tail with one).
+// Audited is an audit event a request made (auth's auditEvent adds it).
+// Observe notes those a write appended (Ref's ok: the store sets an
+// event's hash then, and clears it if the commit fails) in the request's
+// access log line, so that the chain's hashes exist outside the database
+// too (audit verify --head finds a cut tail with one), and counts them.
+type Audited interface {
+	Ref() (ref AuditRef, ok bool)
+}
+
+// AuditRef is an audit event a request wrote, as its access log line shows it.
 type AuditRef struct {
 	ID     int64  `json:"id"`
 	Action string `json:"action"`
@@ -139,11 +146,15 @@ func Observe(log *slog.Logger, m *Metrics, ips IPResolver, now func() time.Time,
 		if rec.info.UserID != "" {
 			attrs = append(attrs, slog.String("user_id", rec.info.UserID))
 		}
+		var written []AuditRef
 		for _, a := range rec.info.Audit {
-			m.Audit.With(a.Action).Inc()
+			if ref, ok := a.Ref(); ok {
+				m.Audit.With(ref.Action).Inc()
+				written = append(written, ref)
+			}
 		}
-		if len(rec.info.Audit) > 0 {
-			attrs = append(attrs, slog.Any("audit", rec.info.Audit))
+		if len(written) > 0 {
+			attrs = append(attrs, slog.Any("audit", written))
 		}
 		if rec.info.ClientID != "" {
 			attrs = append(attrs, slog.String("client_id", rec.info.ClientID))
