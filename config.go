@@ -124,7 +124,8 @@ func secretFiles(getenv func(string) string) (func(string) string, error) {
 	for _, name := range secretVars {
 		path, from := getenv(name+"_FILE"), name+"_FILE"
 		if cred := getenv("CREDENTIALS_DIRECTORY"); cred != "" {
-			if p := filepath.Join(cred, name); fileExists(p) {
+			p := filepath.Join(cred, name)
+			if _, err := os.Stat(p); err == nil {
 				if path != "" {
 					return nil, fmt.Errorf("%s: given both as %s and as a systemd credential; keep one", name, from)
 				}
@@ -153,11 +154,6 @@ func secretFiles(getenv func(string) string) (func(string) string, error) {
 		}
 		return getenv(name)
 	}, nil
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 // readSmall reads a file of at most limit bytes.
@@ -220,6 +216,19 @@ func (e *envReader) bool(name, def string) bool {
 	return b
 }
 
+// rate reads a rate such as "N/s", "N/m" or "N/h".
+func (e *envReader) rate(name, def string) rate.Limit {
+	s := e.str(name, def)
+	n, unit, _ := strings.Cut(s, "/")
+	v, err := strconv.ParseFloat(n, 64)
+	// The unit in seconds; 0 for a missing or unknown unit.
+	per := map[string]float64{"s": 1, "m": 60, "h": 3600}[unit]
+	if err != nil || per == 0 || !(v > 0 && v <= 1e9) { // written so that NaN fails too
+		e.fail(name, "want N/s, N/m or N/h, got %q", clip(s))
+	}
+	return rate.Limit(v / per)
+}
+
 // list returns the comma-separated items of the variable, trimmed.
 func (e *envReader) list(name string) []string {
 	var out []string
@@ -257,16 +266,14 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	c.SigningKey, c.SigningKeysPrevious = e.str("SIGNING_KEY", ""), e.list("SIGNING_KEYS_PREVIOUS")
 	// Secrets are taken as the raw bytes of the string, untrimmed.
 	c.JWTSecret, c.JWTSecretPrevious = token.Secret(getenv("JWT_SECRET")), token.Secret(getenv("JWT_SECRET_PREVIOUS"))
-	for _, s := range []struct {
-		name string
-		v    token.Secret
-	}{{"JWT_SECRET", c.JWTSecret}, {"JWT_SECRET_PREVIOUS", c.JWTSecretPrevious}} {
-		switch why := weakSecret(s.v.Reveal()); {
-		case !c.Release || (s.v == "" && s.name != "JWT_SECRET"):
-		case len(s.v) < minSecret:
-			e.fail(s.name, "need at least %d bytes in release mode, got %d", minSecret, len(s.v))
+	for _, name := range []string{"JWT_SECRET", "JWT_SECRET_PREVIOUS"} {
+		s := getenv(name)
+		switch why := weakSecret(s); {
+		case !c.Release || (s == "" && name != "JWT_SECRET"):
+		case len(s) < minSecret:
+			e.fail(name, "need at least %d bytes in release mode, got %d", minSecret, len(s))
 		case why != "":
-			e.fail(s.name, "%s: not a random key; release mode wants one (openssl rand -hex 32)", why)
+			e.fail(name, "%s: not a random key; release mode wants one (openssl rand -hex 32)", why)
 		}
 	}
 	if c.JWTSecretPrevious != "" && c.JWTSecretPrevious == c.JWTSecret {
@@ -305,13 +312,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	c.RefreshMaxAge = time.Duration(e.int("REFRESH_TOKEN_MAX_DAYS", "90", 1, 3650)) * 24 * time.Hour
 	c.RateLimitRequests = e.int("RATE_LIMIT_REQUESTS", "100", 1, 1<<30)
 	c.RateLimitWindow = time.Duration(e.int("RATE_LIMIT_WINDOW", "3600", 1, 30*86400)) * time.Second
-	if c.LoginRate, err = parseRate(e.str("LOGIN_RATE_LIMIT", "5/m")); err != nil {
-		e.fail("LOGIN_RATE_LIMIT", "%v", err)
-	}
+	c.LoginRate = e.rate("LOGIN_RATE_LIMIT", "5/m")
 	c.LoginBurst = e.int("LOGIN_RATE_BURST", "10", 1, 1<<30)
-	if c.ClientRate, err = parseRate(e.str("CLIENT_RATE_LIMIT", "100/s")); err != nil {
-		e.fail("CLIENT_RATE_LIMIT", "%v", err)
-	}
+	c.ClientRate = e.rate("CLIENT_RATE_LIMIT", "100/s")
 	c.ClientBurst = e.int("CLIENT_RATE_BURST", "200", 1, 1<<30)
 	c.LoginMaxFailures = e.int("LOGIN_MAX_FAILURES", "5", 1, 1<<20)
 	c.LoginLockout = e.dur("LOGIN_LOCKOUT", "15m", time.Second, 7*24*time.Hour)
@@ -404,24 +407,6 @@ func loopbackHost(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
-}
-
-// parseRate reads "N/s", "N/m" or "N/h".
-func parseRate(s string) (rate.Limit, error) {
-	n, unit, ok := strings.Cut(s, "/")
-	v, err := strconv.ParseFloat(n, 64)
-	if !ok || err != nil || !(v > 0 && v <= 1e9) { // written so that NaN fails too
-		return 0, fmt.Errorf("want N/s, N/m or N/h, got %q", clip(s))
-	}
-	switch unit {
-	case "s":
-		return rate.Limit(v), nil
-	case "m":
-		return rate.Limit(v / 60), nil
-	case "h":
-		return rate.Limit(v / 3600), nil
-	}
-	return 0, fmt.Errorf("want N/s, N/m or N/h, got %q", clip(s))
 }
 
 func clip(s string) string {
