@@ -74,8 +74,7 @@ type usageError struct{ error }
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 func exitCode(err error) int {
-	var u usageError
-	if errors.As(err, &u) {
+	if errors.As(err, new(usageError)) {
 		return 2
 	}
 	return 1
@@ -195,22 +194,17 @@ func auditCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdo
 		fmt.Fprintf(stdout, "audit log intact: %d events\n", n)
 		return nil
 	}
+	list, err := db.ListAudit(ctx, f) // at most --limit events: one query
+	if err != nil {
+		return err
+	}
 	enc := json.NewEncoder(stdout)
-	for {
-		list, err := db.ListAudit(ctx, f)
-		if err != nil {
+	for i := range list {
+		if err := enc.Encode(&list[i]); err != nil {
 			return err
 		}
-		for i := range list {
-			if err := enc.Encode(&list[i]); err != nil {
-				return err
-			}
-		}
-		if len(list) < min(f.Limit, 1000) || len(list) == *limit {
-			return nil
-		}
-		f.AfterID = list[len(list)-1].ID
 	}
+	return nil
 }
 
 // newLogger returns the server's logger: JSON (or text) lines on w, through
@@ -238,8 +232,7 @@ func openStore(ctx context.Context, cfg *config) (*store.DB, error) {
 // database (compose, Kubernetes, a reboot) should not crash-loop.
 func openStoreRetrying(ctx context.Context, cfg *config, log *slog.Logger) (*store.DB, error) {
 	deadline := time.Now().Add(2 * time.Minute)
-	wait := 250 * time.Millisecond
-	for {
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		db, err := openStore(ctx, cfg)
 		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().Add(wait).After(deadline) {
 			return db, err
@@ -250,7 +243,6 @@ func openStoreRetrying(ctx context.Context, cfg *config, log *slog.Logger) (*sto
 			return nil, ctx.Err()
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, 5*time.Second)
 	}
 }
 
