@@ -473,27 +473,25 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 	ks := &keySet{cookieKey: derive(secret, "oauth2-api cookies")}
 	signWith := hmacKey
 	if cfg.SigningKey != "" {
-		k, err := loadKey("SIGNING_KEY", cfg.SigningKey, cfg.Release)
-		if err != nil {
-			return nil, err
-		}
-		signWith = k
-		ks.public = append(ks.public, k)
-		for _, p := range cfg.SigningKeysPrevious {
-			old, err := loadKey("SIGNING_KEYS_PREVIOUS", p, cfg.Release)
+		// SIGNING_KEY first: it signs; its predecessors only verify.
+		name := "SIGNING_KEY"
+		for _, path := range append([]string{cfg.SigningKey}, cfg.SigningKeysPrevious...) {
+			k, err := loadKey(name, path, cfg.Release)
 			if err != nil {
 				return nil, err
 			}
-			ks.public = append(ks.public, old)
+			ks.public = append(ks.public, k)
+			name = "SIGNING_KEYS_PREVIOUS"
 		}
+		signWith = ks.public[0]
 		verify = append(verify, ks.public...)
-		if ks.idTokens, err = token.NewSigner(k); err != nil {
-			return nil, err
-		}
 	}
 	signer, err := token.NewSigner(signWith)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.SigningKey != "" {
+		ks.idTokens = signer // ID tokens too are signed with SIGNING_KEY
 	}
 	verifier, err := token.NewVerifier(verify...)
 	if err != nil {
@@ -501,12 +499,11 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 	}
 	ks.tokens = &auth.Tokens{
 		Issuer: cfg.Issuer, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, MaxAge: cfg.RefreshMaxAge,
-		Signer: signer, Verifier: verifier, Revoked: revs,
+		Signer: signer, Verifier: verifier, Revoked: revs, Resources: cfg.Resources,
 	}
 	if cfg.DPoPNonce {
 		ks.tokens.NonceKey = derive(secret, "oauth2-api dpop nonces")
 	}
-	ks.tokens.Resources = cfg.Resources
 	return ks, nil
 }
 
