@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -149,10 +150,7 @@ func secretFiles(getenv func(string) string) (func(string) string, error) {
 		read[name] = v
 	}
 	return func(name string) string {
-		if v, ok := read[name]; ok {
-			return v
-		}
-		return getenv(name)
+		return cmp.Or(read[name], getenv(name)) // a value read is never empty
 	}, nil
 }
 
@@ -186,10 +184,7 @@ func (e *envReader) fail(name, format string, args ...any) {
 
 // str returns the variable, trimmed, or def when it is empty.
 func (e *envReader) str(name, def string) string {
-	if v := strings.TrimSpace(e.getenv(name)); v != "" {
-		return v
-	}
-	return def
+	return cmp.Or(strings.TrimSpace(e.getenv(name)), def)
 }
 
 func (e *envReader) int(name, def string, lo, hi int) int {

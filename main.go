@@ -287,12 +287,12 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	}
 	// The keys in use, on record (API.md "Audit log"): by kid, a name
 	// derived from each key that reveals nothing of it.
-	kids := []string{ts.Signer.Key().ID}
+	var published []string
 	for _, k := range ks.public {
-		kids = append(kids, k.ID)
+		published = append(published, k.ID)
 	}
 	keys := &store.Event{Action: auth.ActKeysInUse, Actor: "system", Outcome: "success",
-		Detail: map[string]string{"signing": ts.Signer.Key().ID, "published": strings.Join(kids[1:], " "), "version": version}}
+		Detail: map[string]string{"signing": ts.Signer.Key().ID, "published": strings.Join(published, " "), "version": version}}
 	if err := db.Audit(ctx, keys); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -13,10 +14,7 @@ import (
 // 127.0.0.1:6060). It exists only in binaries built with -tags pprof, for
 // the load harness; release builds do not contain it.
 func startProfiler(log *slog.Logger) {
-	addr := os.Getenv("PPROF_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:6060"
-	}
+	addr := cmp.Or(os.Getenv("PPROF_ADDR"), "127.0.0.1:6060")
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.Handle("/debug/pprof/allocs", pprof.Handler("allocs"))
