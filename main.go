@@ -418,10 +418,10 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	return nil
 }
 
-// janitor purges expired rows and idle rate-limit buckets.
 // sweeper is a rate-limit table: Sweep drops its idle buckets.
 type sweeper interface{ Sweep(time.Time) int }
 
+// janitor purges expired rows and idle rate-limit buckets.
 func janitor(ctx context.Context, db *store.DB, limits []sweeper, ret store.Retention, log *slog.Logger) {
 	// Every minute, or twice per access token lifetime when that is shorter,
 	// so that rows do not outlive short lifetimes by much.
