@@ -313,9 +313,9 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 // handleUserList serves GET /api/v1/users?limit=&offset= (admin).
 func handleUserList(log *slog.Logger, db *store.DB) http.Handler {
 	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
-		limit, err1 := queryInt(r, "limit", 20, 1, 100)
-		offset, err2 := queryInt(r, "offset", 0, 0, 1<<31-1)
-		if err1 != nil || err2 != nil {
+		limit, ok1 := queryInt(r, "limit", 20, 1, 100)
+		offset, ok2 := queryInt(r, "offset", 0, 0, 1<<31-1)
+		if !ok1 || !ok2 {
 			return 0, nil, httpx.E(httpx.KindInvalid, "limit must be 1 to 100 and offset at least 0")
 		}
 		users, total, err := db.ListUsers(r.Context(), limit, offset)
@@ -330,18 +330,15 @@ func handleUserList(log *slog.Logger, db *store.DB) http.Handler {
 	})
 }
 
-// queryInt returns the query parameter name, an integer from lo to hi, or
-// def when it is absent.
-func queryInt(r *http.Request, name string, def, lo, hi int) (int, error) {
+// queryInt returns the query parameter name, or def when it is absent, and
+// whether it is an integer from lo to hi.
+func queryInt(r *http.Request, name string, def, lo, hi int) (int, bool) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
-		return def, nil
+		return def, true
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < lo || n > hi {
-		return 0, errors.New("out of range")
-	}
-	return n, nil
+	return n, err == nil && n >= lo && n <= hi
 }
 
 var errNoSuchUser = httpx.E(httpx.KindNotFound, "no such user")
