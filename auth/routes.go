@@ -200,16 +200,11 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 
 // perClient answers 429 when the budget of the caller's client is spent:
 // the client the caller check authenticated, or the one the access token
-// was issued to.
+// was issued to, which the check notes in the request's Info
+// (requireClient, verifyAccess).
 func perClient(l *ratelimit.Named, m *httpx.Metrics, now func() time.Time, refuse func(http.ResponseWriter, *http.Request, error), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, id := principalOf(r), ""
-		if p.client != nil {
-			id = p.client.ID
-		} else if p.claims != nil {
-			id = p.claims.ClientID
-		}
-		if ok, wait := l.Allow(id, now()); !ok {
+		if ok, wait := l.Allow(httpx.InfoFrom(r).ClientID, now()); !ok {
 			m.RateLimited.Inc()
 			refuse(w, r, httpx.TooMany(wait))
 			return
