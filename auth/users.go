@@ -371,7 +371,6 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 		if id == admin.ID && ((req.Role != nil && *req.Role != store.RoleAdmin) || (req.IsActive != nil && !*req.IsActive)) {
 			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot demote or deactivate themselves")
 		}
-		t := now()
 		var detail []string
 		if req.Role != nil {
 			detail = append(detail, "role", *req.Role)
@@ -380,7 +379,7 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 			detail = append(detail, "is_active", strconv.FormatBool(*req.IsActive))
 		}
 		e := auditEvent(r.Context(), actUserUpdated, store.FormatID(id), outSuccess, detail...)
-		u, ended, err := db.UpdateUserAdmin(store.WithEvent(r.Context(), e), id, req.Role, req.IsActive, ts.AccessTTL, t)
+		u, ended, err := db.UpdateUserAdmin(store.WithEvent(r.Context(), e), id, req.Role, req.IsActive, ts.AccessTTL, now())
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, errNoSuchUser
 		}
@@ -405,9 +404,8 @@ func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 		if id == admin.ID {
 			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot delete themselves")
 		}
-		t := now()
 		e := auditEvent(r.Context(), actUserDeleted, store.FormatID(id), outSuccess)
-		ended, err := db.DeleteUser(store.WithEvent(r.Context(), e), id, ts.AccessTTL, t)
+		ended, err := db.DeleteUser(store.WithEvent(r.Context(), e), id, ts.AccessTTL, now())
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, errNoSuchUser
 		} else if err != nil {
