@@ -178,14 +178,13 @@ func routes(d Deps) []route {
 // clients' and tokens' endpoints, a page for a person, REST JSON else.
 func AddRoutes(mux *http.ServeMux, d Deps) {
 	for _, rt := range routes(d) {
-		write := httpx.WriteError
+		refuse := func(w http.ResponseWriter, r *http.Request, err error) { httpx.WriteError(w, r, d.Log, err) }
 		switch rt.caller {
 		case anyClient, confidentialClient, tokenHolder, registrar, registrant:
-			write = httpx.WriteOAuthError
+			refuse = func(w http.ResponseWriter, r *http.Request, err error) { httpx.WriteOAuthError(w, r, d.Log, err) }
 		case person:
-			write = func(w http.ResponseWriter, r *http.Request, _ *slog.Logger, err error) { d.Browser.fail(w, r, err) }
+			refuse = d.Browser.fail
 		}
-		refuse := func(w http.ResponseWriter, r *http.Request, err error) { write(w, r, d.Log, err) }
 		h := rt.handler
 		if rt.budget.perClient {
 			h = perClient(d.PerClient, d.HTTP, d.Now, refuse, h)
