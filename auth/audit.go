@@ -97,12 +97,12 @@ func handleAuditList(log *slog.Logger, db *store.DB) http.Handler {
 			}
 			f.Since = t
 		}
-		after, err := queryInt(r, "after", 0, 0, math.MaxInt)
-		if err != nil {
+		after, ok := queryInt(r, "after", 0, 0, math.MaxInt)
+		if !ok {
 			return 0, nil, invalid("after", "must be a non-negative integer")
 		}
 		f.AfterID = int64(after)
-		if f.Limit, err = queryInt(r, "limit", 100, 1, 1000); err != nil {
+		if f.Limit, ok = queryInt(r, "limit", 100, 1, 1000); !ok {
 			return 0, nil, invalid("limit", "must be 1 to 1000")
 		}
 		list, err := db.ListAudit(r.Context(), f)

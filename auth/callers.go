@@ -33,10 +33,6 @@ const (
 	registrant                       // a registered client by its registration access token (RFC 7592)
 )
 
-func (c caller) String() string {
-	return [...]string{"anyone", "person", "client", "confidential client", "token holder", "user", "admin", "registrar", "registrant"}[c]
-}
-
 // principal is what a caller's check established.
 type principal struct {
 	claims *token.Claims // tokenHolder, user, admin
@@ -209,12 +205,8 @@ func userOf(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, now time.Tim
 	if err != nil {
 		return nil, nil, err
 	}
-	first, err := firstParty(r.Context(), cs, c.ClientID, now)
-	if err != nil {
+	if err := firstParty(r.Context(), cs, c.ClientID, now); err != nil {
 		return nil, nil, err
-	}
-	if !first {
-		return nil, nil, errBadToken
 	}
 	u, err := tokenUser(r.Context(), db, c)
 	return u, c, err
@@ -234,18 +226,16 @@ func tokenUser(ctx context.Context, db *store.DB, c *token.Claims) (*store.User,
 	return u, err
 }
 
-// firstParty reports whether tokens of clientID may call /api/v1: those of
-// the REST login and of clients registered first-party (API.md).
-func firstParty(ctx context.Context, cs *Clients, clientID string, now time.Time) (bool, error) {
+// firstParty returns errBadToken unless tokens of clientID may call
+// /api/v1: those of the REST login and of clients registered first-party
+// (API.md).
+func firstParty(ctx context.Context, cs *Clients, clientID string, now time.Time) error {
 	if clientID == RESTClientID {
-		return true, nil
+		return nil
 	}
 	c, err := cs.Get(ctx, clientID, now)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !c.FirstParty) {
+		return errBadToken
 	}
-	if err != nil {
-		return false, err
-	}
-	return c.FirstParty, nil
+	return err
 }

@@ -174,11 +174,6 @@ type MailQueue struct {
 // already been answered, so its work is the same whatever the job finds.
 type Job func(ctx context.Context) (to, subject, body string, ok bool, err error)
 
-// Message is a Job for a message composed already.
-func Message(to, subject, body string) Job {
-	return func(context.Context) (string, string, string, bool, error) { return to, subject, body, true, nil }
-}
-
 // Reasons a mail was not sent: the label values of oauth2_mail_failures_total.
 const (
 	mailRefused = "refused" // the server did not offer STARTTLS, or AUTH (ErrMailRefused)

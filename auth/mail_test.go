@@ -13,6 +13,11 @@ import (
 	"oauth2-api/metrics"
 )
 
+// Message is a Job for a message composed already.
+func Message(to, subject, body string) Job {
+	return func(context.Context) (string, string, string, bool, error) { return to, subject, body, true, nil }
+}
+
 // Each SMTP_TLS mode against a real SMTP conversation on loopback: what the
 // server saw, command by command, and whether the mail arrived over TLS.
 func TestSMTPMailerTLSModes(t *testing.T) {

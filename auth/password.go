@@ -74,15 +74,14 @@ func NewPasswords(p Argon2Params, concurrency int, wait time.Duration) *Password
 	return pw
 }
 
+// acquire takes a hashing slot, waiting at most pw.wait, or ErrBusy.
 func (pw *Passwords) acquire(ctx context.Context) error {
-	t := time.NewTimer(pw.wait)
-	defer t.Stop()
+	ctx, cancel := context.WithTimeout(ctx, pw.wait)
+	defer cancel()
 	select {
 	case pw.slots <- struct{}{}:
 		return nil
-	case <-t.C:
-		return ErrBusy
-	case <-ctx.Done():
+	case <-ctx.Done(): // the wait, or the request, is over
 		return ErrBusy
 	}
 }

@@ -178,14 +178,13 @@ func routes(d Deps) []route {
 // clients' and tokens' endpoints, a page for a person, REST JSON else.
 func AddRoutes(mux *http.ServeMux, d Deps) {
 	for _, rt := range routes(d) {
-		write := httpx.WriteError
+		refuse := func(w http.ResponseWriter, r *http.Request, err error) { httpx.WriteError(w, r, d.Log, err) }
 		switch rt.caller {
 		case anyClient, confidentialClient, tokenHolder, registrar, registrant:
-			write = httpx.WriteOAuthError
+			refuse = func(w http.ResponseWriter, r *http.Request, err error) { httpx.WriteOAuthError(w, r, d.Log, err) }
 		case person:
-			write = func(w http.ResponseWriter, r *http.Request, _ *slog.Logger, err error) { d.Browser.fail(w, r, err) }
+			refuse = d.Browser.fail
 		}
-		refuse := func(w http.ResponseWriter, r *http.Request, err error) { write(w, r, d.Log, err) }
 		h := rt.handler
 		if rt.budget.perClient {
 			h = perClient(d.PerClient, d.HTTP, d.Now, refuse, h)
@@ -200,16 +199,11 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 
 // perClient answers 429 when the budget of the caller's client is spent:
 // the client the caller check authenticated, or the one the access token
-// was issued to.
+// was issued to, which the check notes in the request's Info
+// (requireClient, verifyAccess).
 func perClient(l *ratelimit.Named, m *httpx.Metrics, now func() time.Time, refuse func(http.ResponseWriter, *http.Request, error), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, id := principalOf(r), ""
-		if p.client != nil {
-			id = p.client.ID
-		} else if p.claims != nil {
-			id = p.claims.ClientID
-		}
-		if ok, wait := l.Allow(id, now()); !ok {
+		if ok, wait := l.Allow(httpx.InfoFrom(r).ClientID, now()); !ok {
 			m.RateLimited.Inc()
 			refuse(w, r, httpx.TooMany(wait))
 			return

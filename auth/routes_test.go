@@ -10,6 +10,10 @@ import (
 	"oauth2-api/store"
 )
 
+func (c caller) String() string {
+	return [...]string{"anyone", "person", "client", "confidential client", "token holder", "user", "admin", "registrar", "registrant"}[c]
+}
+
 // TestRouteTableRefusesWrongCallers walks the route table and sends every
 // route the callers it must refuse: nothing, a token of the wrong kind, a
 // user who is not an admin, a public client where a secret is needed. The

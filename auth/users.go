@@ -313,9 +313,9 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 // handleUserList serves GET /api/v1/users?limit=&offset= (admin).
 func handleUserList(log *slog.Logger, db *store.DB) http.Handler {
 	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
-		limit, err1 := queryInt(r, "limit", 20, 1, 100)
-		offset, err2 := queryInt(r, "offset", 0, 0, 1<<31-1)
-		if err1 != nil || err2 != nil {
+		limit, ok1 := queryInt(r, "limit", 20, 1, 100)
+		offset, ok2 := queryInt(r, "offset", 0, 0, 1<<31-1)
+		if !ok1 || !ok2 {
 			return 0, nil, httpx.E(httpx.KindInvalid, "limit must be 1 to 100 and offset at least 0")
 		}
 		users, total, err := db.ListUsers(r.Context(), limit, offset)
@@ -330,18 +330,15 @@ func handleUserList(log *slog.Logger, db *store.DB) http.Handler {
 	})
 }
 
-// queryInt returns the query parameter name, an integer from lo to hi, or
-// def when it is absent.
-func queryInt(r *http.Request, name string, def, lo, hi int) (int, error) {
+// queryInt returns the query parameter name, or def when it is absent, and
+// whether it is an integer from lo to hi.
+func queryInt(r *http.Request, name string, def, lo, hi int) (int, bool) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
-		return def, nil
+		return def, true
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < lo || n > hi {
-		return 0, errors.New("out of range")
-	}
-	return n, nil
+	return n, err == nil && n >= lo && n <= hi
 }
 
 var errNoSuchUser = httpx.E(httpx.KindNotFound, "no such user")
@@ -374,7 +371,6 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 		if id == admin.ID && ((req.Role != nil && *req.Role != store.RoleAdmin) || (req.IsActive != nil && !*req.IsActive)) {
 			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot demote or deactivate themselves")
 		}
-		t := now()
 		var detail []string
 		if req.Role != nil {
 			detail = append(detail, "role", *req.Role)
@@ -383,7 +379,7 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 			detail = append(detail, "is_active", strconv.FormatBool(*req.IsActive))
 		}
 		e := auditEvent(r.Context(), actUserUpdated, store.FormatID(id), outSuccess, detail...)
-		u, ended, err := db.UpdateUserAdmin(store.WithEvent(r.Context(), e), id, req.Role, req.IsActive, ts.AccessTTL, t)
+		u, ended, err := db.UpdateUserAdmin(store.WithEvent(r.Context(), e), id, req.Role, req.IsActive, ts.AccessTTL, now())
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, errNoSuchUser
 		}
@@ -408,9 +404,8 @@ func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 		if id == admin.ID {
 			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot delete themselves")
 		}
-		t := now()
 		e := auditEvent(r.Context(), actUserDeleted, store.FormatID(id), outSuccess)
-		ended, err := db.DeleteUser(store.WithEvent(r.Context(), e), id, ts.AccessTTL, t)
+		ended, err := db.DeleteUser(store.WithEvent(r.Context(), e), id, ts.AccessTTL, now())
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, errNoSuchUser
 		} else if err != nil {

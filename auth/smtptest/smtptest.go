@@ -12,7 +12,6 @@
 package smtptest
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +20,7 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
@@ -169,22 +169,20 @@ func (s *Server) handle(c net.Conn) {
 	if s.mode == Implicit && !startTLS() {
 		return
 	}
-	r, w := bufio.NewReader(c), bufio.NewWriter(c)
+	tp := textproto.NewConn(c)
 	// say writes a reply: several lines make one multiline reply ("250-a", "250 b").
 	say := func(code string, lines ...string) {
 		for _, l := range lines[:len(lines)-1] {
-			w.WriteString(code + "-" + l + "\r\n")
+			tp.PrintfLine("%s-%s", code, l)
 		}
-		w.WriteString(code + " " + lines[len(lines)-1] + "\r\n")
-		w.Flush()
+		tp.PrintfLine("%s %s", code, lines[len(lines)-1])
 	}
 	say("220", "sink ESMTP")
 	for {
-		line, err := r.ReadString('\n')
+		cmd, err := tp.ReadLine()
 		if err != nil {
 			return
 		}
-		cmd := strings.TrimRight(line, "\r\n")
 		verb := strings.ToUpper(strings.SplitN(cmd, " ", 2)[0])
 		s.record(verb)
 		switch {
@@ -202,7 +200,7 @@ func (s *Server) handle(c net.Conn) {
 			if !startTLS() {
 				return
 			}
-			r, w = bufio.NewReader(c), bufio.NewWriter(c)
+			tp = textproto.NewConn(c)
 		case verb == "AUTH" && s.auth:
 			say("235", "accepted")
 		case verb == "MAIL": // MAIL FROM:<address>
@@ -215,18 +213,11 @@ func (s *Server) handle(c net.Conn) {
 			say("250", "ok")
 		case verb == "DATA":
 			say("354", "end with .")
-			var b strings.Builder
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
-				b.WriteString(strings.TrimPrefix(l, "."))
+			lines, err := tp.ReadDotLines() // dot-unstuffed, without their line ends
+			if err != nil {
+				return
 			}
-			m.Data = b.String()
+			m.Data = strings.Join(lines, "\r\n") + "\r\n"
 			s.mu.Lock()
 			s.messages = append(s.messages, m)
 			s.mu.Unlock()
