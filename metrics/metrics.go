@@ -165,6 +165,11 @@ type HistogramVec struct{ s series[Histogram] }
 func (r *Registry) HistogramVec(name, help string, names ...string) *HistogramVec {
 	v := &HistogramVec{series[Histogram]{m: map[labels]*Histogram{}}}
 	withLE := slices.Concat(names, []string{"le"})
+	les := make([]string, 0, len(DefaultBuckets)+1) // the buckets' le values, +Inf last
+	for _, bound := range DefaultBuckets {
+		les = append(les, strconv.FormatFloat(bound, 'g', -1, 64))
+	}
+	les = append(les, "+Inf")
 	bucketName, sumName, countName := name+"_bucket", name+"_sum", name+"_count"
 	r.add(func(b []byte) []byte {
 		b = header(b, name, help, "histogram")
@@ -175,10 +180,7 @@ func (r *Registry) HistogramVec(name, help string, names ...string) *HistogramVe
 			for i := range h.counts {
 				n += h.counts[i].Load()
 				bucket := *k // the series' label values, and le after them
-				bucket[len(names)] = "+Inf"
-				if i < len(DefaultBuckets) {
-					bucket[len(names)] = strconv.FormatFloat(DefaultBuckets[i], 'g', -1, 64)
-				}
+				bucket[len(names)] = les[i]
 				b = sample(b, bucketName, withLE, &bucket, float64(n))
 			}
 			b = sample(b, sumName, names, k, math.Float64frombits(h.sumBits.Load()))
@@ -247,7 +249,7 @@ func (r *Registry) Handler() http.Handler {
 
 func header(b []byte, name, help, typ string) []byte {
 	b = append(append(append(b, "# HELP "...), name...), ' ')
-	b = escape(b, help, false)
+	b = escape(b, help, helpEscaper)
 	return append(append(append(append(b, "\n# TYPE "...), name...), ' '), typ+"\n"...)
 }
 
@@ -261,7 +263,7 @@ func sample(b []byte, name string, names []string, values *labels, v float64) []
 		} else {
 			b = append(b, ',')
 		}
-		b = escape(append(append(b, n...), `="`...), values[i], true)
+		b = escape(append(append(b, n...), `="`...), values[i], labelEscaper)
 		b = append(b, '"')
 	}
 	if len(names) > 0 {
@@ -271,21 +273,15 @@ func sample(b []byte, name string, names []string, values *labels, v float64) []
 	return append(b, '\n')
 }
 
-// escape appends s with backslash and newline escaped, and the double quote
-// too in label values (text format 0.0.4); invalid UTF-8 becomes U+FFFD.
-func escape(b []byte, s string, quote bool) []byte {
-	s = strings.ToValidUTF8(s, "\uFFFD") // the string itself when it is valid
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\':
-			b = append(b, `\\`...)
-		case c == '\n':
-			b = append(b, `\n`...)
-		case c == '"' && quote:
-			b = append(b, `\"`...)
-		default:
-			b = append(b, c)
-		}
-	}
-	return b
+// The escapes of text format 0.0.4: backslash and newline in help text,
+// and the double quote too in label values. Each replaces single bytes, in
+// one pass, and returns a string with nothing to escape as it is.
+var (
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)
+
+// escape appends s escaped by r; invalid UTF-8 becomes U+FFFD.
+func escape(b []byte, s string, r *strings.Replacer) []byte {
+	return append(b, r.Replace(strings.ToValidUTF8(s, "\uFFFD"))...)
 }
