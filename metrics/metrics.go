@@ -24,7 +24,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 )
 
 // Registry holds the metrics and writes them in registration order, the
@@ -60,13 +59,14 @@ func (r *Registry) Counter(name, help string) *Counter {
 	c := &Counter{}
 	r.add(func(b []byte) []byte {
 		b = header(b, name, help, "counter")
-		return sample(b, name, "", nil, nil, nil, float64(c.Value()))
+		return sample(b, name, nil, nil, float64(c.Value()))
 	})
 	return c
 }
 
-// labels are the values of a series, in the order of its metric's names.
-type labels [3]string
+// labels are the values of a series, in the order of its metric's names
+// (at most 3), and a histogram bucket's le after them.
+type labels [4]string
 
 // series is the set of series of one metric, keyed by label values.
 type series[T any] struct {
@@ -123,7 +123,7 @@ func (r *Registry) CounterVecN(name, help string, names []string, initial ...str
 	}
 	r.add(func(b []byte) []byte {
 		b = header(b, name, help, "counter")
-		v.s.each(func(k *labels, c *Counter) { b = sample(b, name, "", names, k, nil, float64(c.Value())) })
+		v.s.each(func(k *labels, c *Counter) { b = sample(b, name, names, k, float64(c.Value())) })
 		return b
 	})
 	return v
@@ -164,6 +164,13 @@ type HistogramVec struct{ s series[Histogram] }
 // HistogramVec registers a histogram with DefaultBuckets and label names.
 func (r *Registry) HistogramVec(name, help string, names ...string) *HistogramVec {
 	v := &HistogramVec{series[Histogram]{m: map[labels]*Histogram{}}}
+	withLE := slices.Concat(names, []string{"le"})
+	les := make([]string, 0, len(DefaultBuckets)+1) // the buckets' le values, +Inf last
+	for _, bound := range DefaultBuckets {
+		les = append(les, strconv.FormatFloat(bound, 'g', -1, 64))
+	}
+	les = append(les, "+Inf")
+	bucketName, sumName, countName := name+"_bucket", name+"_sum", name+"_count"
 	r.add(func(b []byte) []byte {
 		b = header(b, name, help, "histogram")
 		v.s.each(func(k *labels, h *Histogram) {
@@ -172,14 +179,12 @@ func (r *Registry) HistogramVec(name, help string, names ...string) *HistogramVe
 			var n uint64
 			for i := range h.counts {
 				n += h.counts[i].Load()
-				le := "+Inf"
-				if i < len(DefaultBuckets) {
-					le = strconv.FormatFloat(DefaultBuckets[i], 'g', -1, 64)
-				}
-				b = sample(b, name, "_bucket", names, k, &le, float64(n))
+				bucket := *k // the series' label values, and le after them
+				bucket[len(names)] = les[i]
+				b = sample(b, bucketName, withLE, &bucket, float64(n))
 			}
-			b = sample(b, name, "_sum", names, k, nil, math.Float64frombits(h.sumBits.Load()))
-			b = sample(b, name, "_count", names, k, nil, float64(n))
+			b = sample(b, sumName, names, k, math.Float64frombits(h.sumBits.Load()))
+			b = sample(b, countName, names, k, float64(n))
 		})
 		return b
 	})
@@ -192,7 +197,7 @@ func (v *HistogramVec) With(values ...string) *Histogram { return v.s.with(value
 // GaugeFunc registers a gauge whose value f returns each time the registry
 // is written.
 func (r *Registry) GaugeFunc(name, help string, f func() float64) {
-	r.add(func(b []byte) []byte { return sample(header(b, name, help, "gauge"), name, "", nil, nil, nil, f()) })
+	r.add(func(b []byte) []byte { return sample(header(b, name, help, "gauge"), name, nil, nil, f()) })
 }
 
 // AddGoRuntime registers go_goroutines and go_memstats_heap_alloc_bytes
@@ -244,61 +249,39 @@ func (r *Registry) Handler() http.Handler {
 
 func header(b []byte, name, help, typ string) []byte {
 	b = append(append(append(b, "# HELP "...), name...), ' ')
-	b = escape(b, help, false)
+	b = escape(b, help, helpEscaper)
 	return append(append(append(append(b, "\n# TYPE "...), name...), ' '), typ+"\n"...)
 }
 
-// sample appends one line: name+suffix, the labels (and le), the value.
-func sample(b []byte, name, suffix string, names []string, values *labels, le *string, v float64) []byte {
-	b = append(append(b, name...), suffix...)
-	if len(names) > 0 || le != nil {
-		b = append(b, '{')
-		for i, n := range names {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = escape(append(append(b, n...), `="`...), values[i], true)
-			b = append(b, '"')
+// sample appends one line: the name, the labels, the value (NaN, +Inf and
+// -Inf as FormatFloat spells them, which is the text format's spelling).
+func sample(b []byte, name string, names []string, values *labels, v float64) []byte {
+	b = append(b, name...)
+	for i, n := range names {
+		if i == 0 {
+			b = append(b, '{')
+		} else {
+			b = append(b, ',')
 		}
-		if le != nil {
-			if len(names) > 0 {
-				b = append(b, ',')
-			}
-			b = append(append(append(b, `le="`...), *le...), '"')
-		}
+		b = escape(append(append(b, n...), `="`...), values[i], labelEscaper)
+		b = append(b, '"')
+	}
+	if len(names) > 0 {
 		b = append(b, '}')
 	}
-	b = append(b, ' ')
-	switch {
-	case math.IsNaN(v):
-		b = append(b, "NaN"...)
-	case math.IsInf(v, 1):
-		b = append(b, "+Inf"...)
-	case math.IsInf(v, -1):
-		b = append(b, "-Inf"...)
-	default:
-		b = strconv.AppendFloat(b, v, 'g', -1, 64)
-	}
+	b = strconv.AppendFloat(append(b, ' '), v, 'g', -1, 64)
 	return append(b, '\n')
 }
 
-// escape appends s with backslash and newline escaped, and the double quote
-// too in label values (text format 0.0.4); invalid UTF-8 becomes U+FFFD.
-func escape(b []byte, s string, quote bool) []byte {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\':
-			b = append(b, `\\`...)
-		case c == '\n':
-			b = append(b, `\n`...)
-		case c == '"' && quote:
-			b = append(b, `\"`...)
-		default:
-			b = append(b, c)
-		}
-	}
-	return b
+// The escapes of text format 0.0.4: backslash and newline in help text,
+// and the double quote too in label values. Each replaces single bytes, in
+// one pass, and returns a string with nothing to escape as it is.
+var (
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)
+
+// escape appends s escaped by r; invalid UTF-8 becomes U+FFFD.
+func escape(b []byte, s string, r *strings.Replacer) []byte {
+	return append(b, r.Replace(strings.ToValidUTF8(s, "\uFFFD"))...)
 }

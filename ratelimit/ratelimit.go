@@ -255,12 +255,6 @@ func (l *table[K]) Sweep(now time.Time) int {
 	return l.sum(func(s *shard[K]) int { return s.sweep(l.burst, now) })
 }
 
-// Len returns the number of keys currently held. It never exceeds the
-// maxKeys given to New.
-func (l *table[K]) Len() int {
-	return l.sum(func(s *shard[K]) int { return len(s.buckets) })
-}
-
 // sum returns the sum of f over the shards, each called with its shard's
 // lock held.
 func (l *table[K]) sum(f func(s *shard[K]) int) int {

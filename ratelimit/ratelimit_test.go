@@ -536,3 +536,9 @@ func TestNamed(t *testing.T) {
 		t.Fatalf("Len() = %d; want at most 100", n)
 	}
 }
+
+// Len returns the number of keys currently held. It never exceeds the
+// maxKeys given to New.
+func (l *table[K]) Len() int {
+	return l.sum(func(s *shard[K]) int { return len(s.buckets) })
+}

@@ -9,7 +9,6 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -54,36 +53,29 @@ func (k *Key) JWK() JWK {
 
 // Thumbprint returns the RFC 7638 SHA-256 thumbprint of j in base64url: the
 // hash of the required members only, in lexical order, without whitespace.
+// The values, base64url and names that no JSON encoder escapes, come out
+// as json.Marshal writes them.
 func Thumbprint(j JWK) (string, error) {
-	var m any
+	var members []string // name, value, name, value…
 	switch j.Kty {
 	case "RSA":
-		m = struct {
-			E   string `json:"e"`
-			Kty string `json:"kty"`
-			N   string `json:"n"`
-		}{j.E, j.Kty, j.N}
+		members = []string{"e", j.E, "kty", j.Kty, "n", j.N}
 	case "EC":
-		m = struct {
-			Crv string `json:"crv"`
-			Kty string `json:"kty"`
-			X   string `json:"x"`
-			Y   string `json:"y"`
-		}{j.Crv, j.Kty, j.X, j.Y}
+		members = []string{"crv", j.Crv, "kty", j.Kty, "x", j.X, "y", j.Y}
 	case "OKP":
-		m = struct {
-			Crv string `json:"crv"`
-			Kty string `json:"kty"`
-			X   string `json:"x"`
-		}{j.Crv, j.Kty, j.X}
+		members = []string{"crv", j.Crv, "kty", j.Kty, "x", j.X}
 	default:
 		return "", fmt.Errorf("thumbprint: unsupported kty %q", j.Kty)
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return "", err
+	var scratch [512]byte // the members of a 2048-bit RSA key fit
+	b := append(scratch[:0], '{')
+	for i := 0; i < len(members); i += 2 {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(append(appendJSONString(b, members[i]), ':'), members[i+1])
 	}
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256(append(b, '}'))
 	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
 }
 
