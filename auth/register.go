@@ -160,8 +160,7 @@ func readMetadata(w http.ResponseWriter, r *http.Request) (*clientMetadata, erro
 	}
 	var m clientMetadata
 	if err := json.Unmarshal(body, &m); err != nil {
-		var typ *json.UnmarshalTypeError
-		if errors.As(err, &typ) && typ.Field != "" {
+		if typ, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && typ.Field != "" {
 			// encoding/json names a member of the embedded metadata
 			// "metadata.client_name": the request named it client_name.
 			return nil, httpx.E(httpx.KindInvalidClientMetadata, "%s has the wrong type", clipText(strings.TrimPrefix(typ.Field, "metadata.")))
@@ -254,8 +253,7 @@ func (m *clientMetadata) client(release bool) (*store.Client, string, error) {
 		Name: m.ClientName, RedirectURIs: m.RedirectURIs, PostLogoutRedirectURIs: m.PostLogoutRedirectURIs,
 		GrantTypes: grants, Scopes: scopes, Public: method == authNone, RequireDPoP: m.DPoPBound, RequirePAR: m.RequirePAR,
 	}, release)
-	var e *httpx.Error
-	if errors.As(err, &e) && e.Kind == httpx.KindValidation {
+	if e, ok := errors.AsType[*httpx.Error](err); ok && e.Kind == httpx.KindValidation {
 		return bad("%s", e.Message)
 	}
 	if err != nil {
@@ -464,8 +462,7 @@ func requireRegistrationToken(log *slog.Logger, creds *ratelimit.Limiter, m *htt
 		if raw != "" && !dpop {
 			p, err = find(r, token.Hash(raw))
 		}
-		var e *httpx.Error
-		if errors.As(err, &e) && (e.Kind == httpx.KindUnauthorized || e.Kind == httpx.KindInvalidToken) {
+		if e, ok := errors.AsType[*httpx.Error](err); ok && (e.Kind == httpx.KindUnauthorized || e.Kind == httpx.KindInvalidToken) {
 			info := httpx.InfoFrom(r)
 			log.WarnContext(r.Context(), "registration token refused", "client_ip", info.ClientIP.String(), "request_id", info.ID)
 			if ok, wait := creds.Allow(info.ClientIP, now()); !ok {
