@@ -215,8 +215,7 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 		ar, err := parseAuthRequest(ctx, cs, ts, params, oidc, t)
 		a.ar = ar
 		if err != nil {
-			var e *httpx.Error
-			if ar != nil && errors.As(err, &e) {
+			if e, ok := errors.AsType[*httpx.Error](err); ok && ar != nil {
 				a.redirectError(e)
 			} else {
 				b.fail(w, r, err)

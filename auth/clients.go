@@ -192,17 +192,20 @@ type ClientJSON struct {
 
 // ClientView returns c as JSON, with secret if not empty.
 func ClientView(c *store.Client, secret string) ClientJSON {
-	nz := func(s []string) []string {
-		if s == nil {
-			return []string{}
-		}
-		return s
-	}
 	return ClientJSON{ClientID: c.ID, ClientSecret: secret, ClientSpec: ClientSpec{
-		Name: c.Name, RedirectURIs: nz(c.RedirectURIs), PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-		GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes), Public: c.Public(), FirstParty: c.FirstParty,
+		Name: c.Name, RedirectURIs: nonNil(c.RedirectURIs), PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+		GrantTypes: nonNil(c.GrantTypes), Scopes: nonNil(c.Scopes), Public: c.Public(), FirstParty: c.FirstParty,
 		ResourceServer: c.ResourceServer, BackchannelLogoutURI: c.BackchannelLogoutURI, RequireDPoP: c.RequireDPoP, RequirePAR: c.RequirePAR,
 	}, Registered: c.Registered(), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+}
+
+// nonNil returns s, or an empty list for nil: lists are shown as [], never
+// null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // CreateClient validates spec, stores a new client and returns it with its

@@ -118,19 +118,15 @@ func normalizeUserCode(s string) (string, bool) {
 	if len(s) > 64 {
 		return "", false
 	}
-	var b strings.Builder
-	for _, r := range s {
+	code := strings.Map(func(r rune) rune {
 		switch {
 		case unicode.IsSpace(r) || unicode.Is(unicode.Pd, r): // every kind of dash
+			return -1 // dropped
 		case 'a' <= r && r <= 'z':
-			b.WriteRune(r - 'a' + 'A')
-		case 'A' <= r && r <= 'Z':
-			b.WriteRune(r)
-		default:
-			return "", false
+			return r - 'a' + 'A'
 		}
-	}
-	code := b.String()
+		return r // anything but an ASCII capital then fails the alphabet
+	}, s)
 	if len(code) != token.UserCodeLen || strings.Trim(code, token.UserCodeAlphabet) != "" {
 		return "", false
 	}

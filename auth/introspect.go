@@ -28,36 +28,38 @@ func handleRevoke(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 }
 
 func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok string, now time.Time) error {
-	if tok == "" {
-		return httpx.E(httpx.KindInvalid, "token is required")
-	}
-	// token_type_hint is only a hint (§2.1); the token's form says what it is.
-	if strings.Count(tok, ".") == 2 {
-		claims, err := ts.VerifyIssued(tok, now)
-		if err != nil || claims.ClientID != c.ID {
-			return nil
-		}
+	claims, rt, err := presented(ctx, db, ts, tok, now)
+	switch {
+	case claims != nil && claims.ClientID == c.ID:
 		e := auditEvent(ctx, actSessionEnded, claims.Subject, outSuccess, "reason", "revocation", "token", "access", "jti", claims.ID)
 		return ts.RevokeAccess(store.WithEvent(ctx, e), db, claims, now)
+	case rt != nil && rt.Family.ClientID == c.ID:
+		return ts.endSessionAudited(ctx, db, rt.Family.UserID, rt.Family.ID, "revocation", now)
 	}
-	rt, err := refreshOf(ctx, db, tok, now)
-	if err != nil || rt == nil || rt.Family.ClientID != c.ID {
-		return err
-	}
-	return ts.endSessionAudited(ctx, db, rt.Family.UserID, rt.Family.ID, "revocation", now)
+	return err
 }
 
-// refreshOf returns the refresh token tok, or nil if there is no such
-// unexpired token.
-func refreshOf(ctx context.Context, db *store.DB, tok string, now time.Time) (*store.RefreshToken, error) {
+// presented returns what the token parameter of a revocation or
+// introspection request holds: an access token this server issued (its
+// claims, as VerifyIssued accepts them), an unexpired refresh token, or
+// neither (both nil). The token's form says which it is: token_type_hint is
+// only a hint (RFC 7009 §2.1).
+func presented(ctx context.Context, db *store.DB, ts *Tokens, tok string, now time.Time) (*token.Claims, *store.RefreshToken, error) {
+	if tok == "" {
+		return nil, nil, httpx.E(httpx.KindInvalid, "token is required")
+	}
+	if strings.Count(tok, ".") == 2 {
+		claims, _ := ts.VerifyIssued(tok, now) // nil when it is not valid
+		return claims, nil, nil
+	}
 	if len(tok) != token.OpaqueLen {
-		return nil, nil
+		return nil, nil, nil
 	}
 	rt, err := db.RefreshTokenByHash(ctx, token.Hash(tok), now)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return rt, err
+	return nil, rt, err
 }
 
 // introspection is the RFC 7662 §2.2 response.
@@ -92,25 +94,18 @@ func handleIntrospect(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 }
 
 func introspect(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok string, now time.Time) (*introspection, error) {
-	if tok == "" {
-		return nil, httpx.E(httpx.KindInvalid, "token is required")
-	}
-	if strings.Count(tok, ".") == 2 {
-		claims, err := ts.VerifyIssued(tok, now)
-		if err != nil || now.Unix() >= claims.Expiry || (claims.ClientID != c.ID && !c.ResourceServer) {
-			return inactive, nil // introspection is strict about exp: no leeway
-		}
+	claims, rt, err := presented(ctx, db, ts, tok, now)
+	switch {
+	case claims != nil && now.Unix() < claims.Expiry && (claims.ClientID == c.ID || c.ResourceServer): // strict about exp: no leeway
 		typ := "Bearer"
 		if claims.Cnf != nil {
 			typ = "DPoP"
 		}
 		return &introspection{Active: true, Scope: claims.Scope, ClientID: claims.ClientID, TokenType: typ,
 			Exp: claims.Expiry, Iat: claims.IssuedAt, Sub: claims.Subject, Aud: claims.Audience, Iss: claims.Issuer, Jti: claims.ID, Cnf: claims.Cnf}, nil
+	case rt != nil && !rt.Used && !rt.Family.Revoked && rt.Family.ClientID == c.ID && now.Before(rt.Family.CreatedAt.Add(ts.MaxAge)):
+		return &introspection{Active: true, Scope: rt.Scope, ClientID: rt.Family.ClientID, Exp: rt.ExpiresAt.Unix(),
+			Sub: store.FormatID(rt.Family.UserID), Iss: ts.Issuer, TokenType: "refresh_token"}, nil
 	}
-	rt, err := refreshOf(ctx, db, tok, now)
-	if err != nil || rt == nil || rt.Used || rt.Family.Revoked || rt.Family.ClientID != c.ID || !now.Before(rt.Family.CreatedAt.Add(ts.MaxAge)) {
-		return inactive, err
-	}
-	return &introspection{Active: true, Scope: rt.Scope, ClientID: rt.Family.ClientID, Exp: rt.ExpiresAt.Unix(),
-		Sub: store.FormatID(rt.Family.UserID), Iss: ts.Issuer, TokenType: "refresh_token"}, nil
+	return inactive, err
 }

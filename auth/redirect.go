@@ -93,10 +93,10 @@ func validPort(host string) bool {
 	return err == nil && n >= 1 && n <= 65535 && port == strconv.Itoa(n)
 }
 
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
+func isLoopbackHost(h string) bool { return h == "localhost" || isLoopbackIP(h) }
+
+// isLoopbackIP reports whether h is a loopback IP address literal.
+func isLoopbackIP(h string) bool {
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
 }
@@ -120,15 +120,12 @@ func matchRedirectURI(registered []string, got string) bool {
 		return false
 	}
 	gh := g.Hostname()
-	if ip := net.ParseIP(gh); ip == nil || !ip.IsLoopback() {
+	if !isLoopbackIP(gh) {
 		return false
 	}
 	for _, r := range registered {
 		ru, err := url.Parse(r)
-		if err != nil || ru.Scheme != "http" {
-			continue
-		}
-		if ip := net.ParseIP(ru.Hostname()); ip == nil || !ip.IsLoopback() {
+		if err != nil || ru.Scheme != "http" || !isLoopbackIP(ru.Hostname()) {
 			continue
 		}
 		if ru.Hostname() == gh && ru.EscapedPath() == g.EscapedPath() && ru.RawQuery == g.RawQuery && ru.User == nil {

@@ -101,18 +101,24 @@ func NewRegistrationToken(ctx context.Context, db *store.DB, ttl time.Duration, 
 	return raw, exp, db.AddRegistrationToken(ctx, token.Hash(raw), exp, now)
 }
 
-// clientMetadata is what a registration or an update may hold (RFC 7591 §2).
-type clientMetadata struct {
+// metadata is the client metadata (RFC 7591 §2) that a registration or an
+// update sends and that the client information response shows back.
+type metadata struct {
+	ClientName             string   `json:"client_name"`
 	RedirectURIs           []string `json:"redirect_uris"`
-	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"` // OpenID Connect RP-Initiated Logout §3.1
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"` // OpenID Connect RP-Initiated Logout §3.1
 	GrantTypes             []string `json:"grant_types"`
 	ResponseTypes          []string `json:"response_types"`
 	AuthMethod             string   `json:"token_endpoint_auth_method"`
-	ClientName             string   `json:"client_name"`
-	Scope                  string   `json:"scope"`
-	DPoPBound              bool     `json:"dpop_bound_access_tokens"`              // RFC 9449 §5.2
-	RequirePAR             bool     `json:"require_pushed_authorization_requests"` // RFC 9126 §6
-	SubjectType            string   `json:"subject_type"`                          // OpenID Connect Registration: only public
+	Scope                  string   `json:"scope,omitempty"`
+	DPoPBound              bool     `json:"dpop_bound_access_tokens,omitempty"`              // RFC 9449 §5.2
+	RequirePAR             bool     `json:"require_pushed_authorization_requests,omitempty"` // RFC 9126 §6
+}
+
+// clientMetadata is what a registration or an update may hold (RFC 7591 §2).
+type clientMetadata struct {
+	metadata
+	SubjectType string `json:"subject_type"` // OpenID Connect Registration: only public
 
 	// An update names the client and may repeat its secret (RFC 7592 §2.2).
 	ClientID     string       `json:"client_id"`
@@ -154,9 +160,10 @@ func readMetadata(w http.ResponseWriter, r *http.Request) (*clientMetadata, erro
 	}
 	var m clientMetadata
 	if err := json.Unmarshal(body, &m); err != nil {
-		var typ *json.UnmarshalTypeError
-		if errors.As(err, &typ) && typ.Field != "" {
-			return nil, httpx.E(httpx.KindInvalidClientMetadata, "%s has the wrong type", clipText(typ.Field))
+		if typ, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && typ.Field != "" {
+			// encoding/json names a member of the embedded metadata
+			// "metadata.client_name": the request named it client_name.
+			return nil, httpx.E(httpx.KindInvalidClientMetadata, "%s has the wrong type", clipText(strings.TrimPrefix(typ.Field, "metadata.")))
 		}
 		return nil, httpx.E(httpx.KindInvalidClientMetadata, "a member has the wrong type")
 	}
@@ -246,8 +253,7 @@ func (m *clientMetadata) client(release bool) (*store.Client, string, error) {
 		Name: m.ClientName, RedirectURIs: m.RedirectURIs, PostLogoutRedirectURIs: m.PostLogoutRedirectURIs,
 		GrantTypes: grants, Scopes: scopes, Public: method == authNone, RequireDPoP: m.DPoPBound, RequirePAR: m.RequirePAR,
 	}, release)
-	var e *httpx.Error
-	if errors.As(err, &e) && e.Kind == httpx.KindValidation {
+	if e, ok := errors.AsType[*httpx.Error](err); ok && e.Kind == httpx.KindValidation {
 		return bad("%s", e.Message)
 	}
 	if err != nil {
@@ -262,33 +268,22 @@ func (m *clientMetadata) client(release bool) (*store.Client, string, error) {
 // registration access token at registration and after each update (only
 // their hashes are kept, so a read cannot show them).
 type registration struct {
-	ClientID                string   `json:"client_id"`
-	ClientSecret            string   `json:"client_secret,omitempty"`
-	ClientIDIssuedAt        int64    `json:"client_id_issued_at"`
-	ClientSecretExpiresAt   *int64   `json:"client_secret_expires_at,omitempty"` // 0 (never) for a confidential client
-	RegistrationAccessToken string   `json:"registration_access_token,omitempty"`
-	RegistrationClientURI   string   `json:"registration_client_uri"`
-	ClientName              string   `json:"client_name"`
-	RedirectURIs            []string `json:"redirect_uris"`
-	PostLogoutRedirectURIs  []string `json:"post_logout_redirect_uris,omitempty"`
-	GrantTypes              []string `json:"grant_types"`
-	ResponseTypes           []string `json:"response_types"`
-	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
-	Scope                   string   `json:"scope,omitempty"`
-	DPoPBoundAccessTokens   bool     `json:"dpop_bound_access_tokens,omitempty"`
-	RequirePAR              bool     `json:"require_pushed_authorization_requests,omitempty"`
+	ClientID                string `json:"client_id"`
+	ClientSecret            string `json:"client_secret,omitempty"`
+	ClientIDIssuedAt        int64  `json:"client_id_issued_at"`
+	ClientSecretExpiresAt   *int64 `json:"client_secret_expires_at,omitempty"` // 0 (never) for a confidential client
+	RegistrationAccessToken string `json:"registration_access_token,omitempty"`
+	RegistrationClientURI   string `json:"registration_client_uri"`
+	metadata
 }
 
 func registrationView(c *store.Client, iss, secret, accessToken string) *registration {
 	v := &registration{
 		ClientID: c.ID, ClientSecret: secret, ClientIDIssuedAt: c.CreatedAt.Unix(), RegistrationAccessToken: accessToken,
 		RegistrationClientURI: strings.TrimSuffix(iss, "/") + "/oauth2/register/" + url.PathEscape(c.ID),
-		ClientName:            c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-		GrantTypes: c.GrantTypes, ResponseTypes: []string{}, TokenEndpointAuthMethod: c.AuthMethod,
-		Scope: strings.Join(c.Scopes, " "), DPoPBoundAccessTokens: c.RequireDPoP, RequirePAR: c.RequirePAR,
-	}
-	if v.RedirectURIs == nil {
-		v.RedirectURIs = []string{}
+		metadata: metadata{ClientName: c.Name, RedirectURIs: nonNil(c.RedirectURIs), PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+			GrantTypes: c.GrantTypes, ResponseTypes: []string{}, AuthMethod: c.AuthMethod,
+			Scope: strings.Join(c.Scopes, " "), DPoPBound: c.RequireDPoP, RequirePAR: c.RequirePAR},
 	}
 	if slices.Contains(c.GrantTypes, grantAuthorizationCode) {
 		v.ResponseTypes = []string{"code"}
@@ -467,8 +462,7 @@ func requireRegistrationToken(log *slog.Logger, creds *ratelimit.Limiter, m *htt
 		if raw != "" && !dpop {
 			p, err = find(r, token.Hash(raw))
 		}
-		var e *httpx.Error
-		if errors.As(err, &e) && (e.Kind == httpx.KindUnauthorized || e.Kind == httpx.KindInvalidToken) {
+		if e, ok := errors.AsType[*httpx.Error](err); ok && (e.Kind == httpx.KindUnauthorized || e.Kind == httpx.KindInvalidToken) {
 			info := httpx.InfoFrom(r)
 			log.WarnContext(r.Context(), "registration token refused", "client_ip", info.ClientIP.String(), "request_id", info.ID)
 			if ok, wait := creds.Allow(info.ClientIP, now()); !ok {

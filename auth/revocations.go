@@ -18,17 +18,21 @@ import (
 // once no token they cover can still be valid, so memory is bounded by the
 // number of tokens revoked within one access token lifetime.
 type Revocations struct {
-	mu      sync.RWMutex
-	jtis    map[idKey]uint32 // jti → when the token expires (Unix seconds)
-	sids    map[idKey]uint32 // session (family id) → when its last access token expires
-	users   map[string]int64 // user id → tokens minted at or before this (Unix ms) are revoked
-	clients map[string]int64 // client id → likewise
-	expires map[revKey]int64 // users/clients entry → when it can be dropped
+	mu       sync.RWMutex
+	jtis     map[idKey]uint32     // jti → when the token expires (Unix seconds)
+	sids     map[idKey]uint32     // session (family id) → when its last access token expires
+	subjects map[revKey]notBefore // a user or a client (by id) → which of its tokens are revoked
 
 	onClient func(id string) // called for every client entry (cache invalidation)
 }
 
+// revKey names a user (store.RevokeUser) or a client (store.RevokeClient).
 type revKey struct{ kind, subject string }
+
+// notBefore revokes the tokens of a user or a client minted at or before ms
+// (Unix milliseconds); the entry can be dropped after expires (Unix
+// seconds), when none of them can still be valid.
+type notBefore struct{ ms, expires int64 }
 
 // idKey holds an identifier this server minted (a jti or a family id: 16
 // bytes in base64url) as its 16 bytes. Revoked ids are kept on every
@@ -57,8 +61,7 @@ func keyOf(id string) idKey {
 // the client id of every client revocation seen (locally or from the database).
 func NewRevocations(onClient func(id string)) *Revocations {
 	return &Revocations{
-		jtis: map[idKey]uint32{}, sids: map[idKey]uint32{}, users: map[string]int64{}, clients: map[string]int64{},
-		expires: map[revKey]int64{}, onClient: onClient,
+		jtis: map[idKey]uint32{}, sids: map[idKey]uint32{}, subjects: map[revKey]notBefore{}, onClient: onClient,
 	}
 }
 
@@ -72,12 +75,10 @@ func (rv *Revocations) Add(r store.Revocation) {
 	case store.RevokeSID:
 		k := keyOf(r.Subject)
 		rv.sids[k] = max(rv.sids[k], uint32(r.ExpiresAt))
-	case store.RevokeUser:
-		rv.users[r.Subject] = max(rv.users[r.Subject], r.NotBeforeMs)
-		rv.expires[revKey{r.Kind, r.Subject}] = max(rv.expires[revKey{r.Kind, r.Subject}], r.ExpiresAt)
-	case store.RevokeClient:
-		rv.clients[r.Subject] = max(rv.clients[r.Subject], r.NotBeforeMs)
-		rv.expires[revKey{r.Kind, r.Subject}] = max(rv.expires[revKey{r.Kind, r.Subject}], r.ExpiresAt)
+	case store.RevokeUser, store.RevokeClient:
+		k := revKey{r.Kind, r.Subject}
+		nb := rv.subjects[k]
+		rv.subjects[k] = notBefore{ms: max(nb.ms, r.NotBeforeMs), expires: max(nb.expires, r.ExpiresAt)}
 	}
 	rv.mu.Unlock()
 	if r.Kind == store.RevokeClient && rv.onClient != nil {
@@ -102,13 +103,13 @@ func (rv *Revocations) Revoked(c *token.Claims) bool {
 			return true
 		}
 	}
-	nbUser, okUser := rv.users[c.Subject]
-	nbClient, okClient := rv.clients[c.ClientID]
+	user, okUser := rv.subjects[revKey{store.RevokeUser, c.Subject}]
+	client, okClient := rv.subjects[revKey{store.RevokeClient, c.ClientID}]
 	if !okUser && !okClient {
 		return false
 	}
 	ms := mintedMs(c)
-	return (okUser && ms <= nbUser) || (okClient && ms <= nbClient)
+	return (okUser && ms <= user.ms) || (okClient && ms <= client.ms)
 }
 
 // mintedMs is when the token was minted, in Unix milliseconds: read from its
@@ -133,14 +134,9 @@ func (rv *Revocations) prune(now int64) {
 			}
 		}
 	}
-	for k, exp := range rv.expires {
-		if exp < now {
-			delete(rv.expires, k)
-			if k.kind == store.RevokeUser {
-				delete(rv.users, k.subject)
-			} else {
-				delete(rv.clients, k.subject)
-			}
+	for k, nb := range rv.subjects {
+		if nb.expires < now {
+			delete(rv.subjects, k)
 		}
 	}
 }
@@ -149,7 +145,7 @@ func (rv *Revocations) prune(now int64) {
 func (rv *Revocations) Len() int {
 	rv.mu.RLock()
 	defer rv.mu.RUnlock()
-	return len(rv.jtis) + len(rv.sids) + len(rv.users) + len(rv.clients)
+	return len(rv.jtis) + len(rv.sids) + len(rv.subjects)
 }
 
 // Load reads every unexpired entry from the database (at start).

@@ -227,17 +227,16 @@ var (
 // refused without being spent, as is a request for another resource than
 // the session's. The new access token is bound to n.JKT.
 func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID string, n Narrow, now time.Time) (*Pair, *store.RefreshToken, error) {
-	scope, jkt := n.Scope, n.JKT
 	if len(refresh) != token.OpaqueLen {
 		return nil, nil, ErrRefreshInvalid
 	}
 	h, next := token.Hash(refresh), token.NewOpaque()
-	if scope == "" && len(n.Resource) == 0 {
+	if n.Scope == "" && len(n.Resource) == 0 {
 		// The common case in one step; anything unusual falls through to
 		// the careful path below, which says why and revokes on reuse.
-		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", jkt, ts.RefreshTTL, ts.MaxAge, now)
+		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", n.JKT, ts.RefreshTTL, ts.MaxAge, now)
 		if err == nil {
-			return ts.finishRotation(spent, next, clientID, spent.Scope, jkt, spent.Family.Resource, now)
+			return ts.finishRotation(spent, next, clientID, spent.Scope, n.JKT, now)
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, nil, err
@@ -253,7 +252,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	if old.Family.ClientID != clientID {
 		return nil, nil, ErrRefreshClient
 	}
-	if old.Family.DPoPJKT != "" && old.Family.DPoPJKT != jkt {
+	if old.Family.DPoPJKT != "" && old.Family.DPoPJKT != n.JKT {
 		return nil, nil, ErrRefreshDPoP
 	}
 	if _, err := ts.audience(old.Family.Resource, n.Resource, false); err != nil {
@@ -267,14 +266,14 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		return nil, nil, ErrRefreshInvalid
 	}
 	newScope := old.Scope
-	if scope != "" {
-		want, ok := parseScope(scope)
-		if !ok || !scopeSubset(scope, old.Scope) {
+	if n.Scope != "" {
+		want, ok := parseScope(n.Scope)
+		if !ok || !scopeSubset(n.Scope, old.Scope) {
 			return nil, nil, ErrRefreshScope
 		}
 		newScope = strings.Join(want, " ")
 	}
-	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, jkt, ts.RefreshTTL, ts.MaxAge, now)
+	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, n.JKT, ts.RefreshTTL, ts.MaxAge, now)
 	if errors.Is(err, store.ErrNotFound) {
 		// Spent by a concurrent request between the read and now: a reuse.
 		return nil, nil, cmp.Or(ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now), ErrRefreshReused)
@@ -282,12 +281,13 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.finishRotation(spent, next, clientID, newScope, jkt, spent.Family.Resource, now)
+	return ts.finishRotation(spent, next, clientID, newScope, n.JKT, now)
 }
 
-// finishRotation mints the access token of a rotated family.
-func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope, jkt, aud string, now time.Time) (*Pair, *store.RefreshToken, error) {
-	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: aud, JKT: jkt, AuthTime: spent.Family.AuthTime}, now)
+// finishRotation mints the access token of a rotated family, for the
+// family's resource.
+func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope, jkt string, now time.Time) (*Pair, *store.RefreshToken, error) {
+	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: spent.Family.Resource, JKT: jkt, AuthTime: spent.Family.AuthTime}, now)
 	if err != nil {
 		return nil, nil, err
 	}
