@@ -141,13 +141,6 @@ func (rv *Revocations) prune(now int64) {
 	}
 }
 
-// Len returns the number of entries held.
-func (rv *Revocations) Len() int {
-	rv.mu.RLock()
-	defer rv.mu.RUnlock()
-	return len(rv.jtis) + len(rv.sids) + len(rv.subjects)
-}
-
 // Load reads every unexpired entry from the database (at start).
 func (rv *Revocations) Load(ctx context.Context, db *store.DB, now time.Time) error {
 	list, err := db.RevocationsSince(ctx, time.Unix(0, 0), now)

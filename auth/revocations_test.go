@@ -102,3 +102,10 @@ func rssBytes(tb testing.TB) int64 {
 	tb.Skip("no VmRSS")
 	return 0
 }
+
+// Len returns the number of entries held (tests only).
+func (rv *Revocations) Len() int {
+	rv.mu.RLock()
+	defer rv.mu.RUnlock()
+	return len(rv.jtis) + len(rv.sids) + len(rv.subjects)
+}
