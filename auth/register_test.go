@@ -372,6 +372,14 @@ func TestDynamicRegistrationHostileInput(t *testing.T) {
 				t.Errorf("%s: %d %s; want %d %s with a description and no-store", tc.name, r.Code, r.Body.String(), tc.status, tc.code)
 			}
 		}
+		// A member of the wrong type is named as the client sent it, whichever
+		// struct of ours holds the field (the request embeds its metadata).
+		for member, v := range map[string]any{"client_name": 7, "redirect_uris": "https://app.example/cb", "scope": []string{"a"}} {
+			want := member + " has the wrong type"
+			if r := e.registerClient("", base(member, v)); r.Str("error_description") != want {
+				t.Errorf("%s of the wrong type: %s; want the description %q", member, r.Body.String(), want)
+			}
+		}
 		form := e.request("POST", "/oauth2/register", "client_name=x", "Content-Type", "application/x-www-form-urlencoded")
 		form.wantOAuthError(http.StatusUnsupportedMediaType, "invalid_request")
 		if list, _ := e.db.ListClients(context.Background()); len(list) != 0 {
