@@ -135,6 +135,7 @@ func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *s
 // execOr runs query in t and returns none when it matched no row: the
 // statements that spend, change or delete one thing, whose caller must hear
 // that the thing was not there (ErrNotFound) or was spent already (ErrReused).
+// DB.exec is its form outside a transaction.
 func (t *txn) execOr(ctx context.Context, none error, query string, args ...any) error {
 	res, err := t.ExecContext(ctx, query, args...)
 	if err != nil {

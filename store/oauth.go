@@ -76,8 +76,7 @@ func nullIfEmpty(s string) sql.NullString { return sql.NullString{String: s, Val
 // scopes must hold no whitespace inside an element.
 func (db *DB) CreateClient(ctx context.Context, c *Client, now time.Time) (err error) {
 	defer db.wrap(&err, "create client")
-	_, err = db.exec(ctx, qInsertClient, clientRow(c, now)...)
-	return err
+	return db.exec(ctx, nil, qInsertClient, clientRow(c, now)...)
 }
 
 const qInsertClient = `INSERT INTO clients (` + clientColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)`
@@ -252,9 +251,8 @@ func (db *DB) SaveConsent(ctx context.Context, userID int64, clientID, scope str
 	if db.dialect == MySQL {
 		upsert = `ON DUPLICATE KEY UPDATE scope = VALUES(scope), updated_at = VALUES(updated_at)` // MariaDB has no row alias for excluded
 	}
-	_, err = db.exec(ctx, `INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES ($1, $2, $3, $4)
+	return db.exec(ctx, nil, `INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES ($1, $2, $3, $4)
 `+upsert, userID, clientID, scope, now.Unix())
-	return err
 }
 
 // --- browser sessions ---
@@ -271,9 +269,8 @@ type Session struct {
 // CreateSession stores a session under the hash of its cookie value.
 func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err error) {
 	defer db.wrap(&err, "create session")
-	_, err = db.exec(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5)`,
+	return db.exec(ctx, nil, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5)`,
 		hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID)
-	return err
 }
 
 // SessionByHash returns the unexpired session of a live, active user, or ErrNotFound.
@@ -411,12 +408,8 @@ func (db *DB) SpendProof(ctx context.Context, hash string, expires, now time.Tim
 		}
 		return err
 	}
-	n, err := db.exec(ctx, `INSERT INTO dpop_proofs (hash, expires_at) VALUES ($1, $2)
+	return db.exec(ctx, ErrReused, `INSERT INTO dpop_proofs (hash, expires_at) VALUES ($1, $2)
 ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_proofs.expires_at <= $3`, hash, expires.Unix(), now.Unix())
-	if err == nil && n == 0 {
-		err = ErrReused
-	}
-	return err
 }
 
 // SpendProof's statements on MySQL.
@@ -429,9 +422,8 @@ const (
 // the hash of its request_uri.
 func (db *DB) PushRequest(ctx context.Context, hash, clientID, params string, expires, now time.Time) (err error) {
 	defer db.wrap(&err, "push authorization request")
-	_, err = db.exec(ctx, `INSERT INTO pushed_requests (hash, client_id, params, expires_at) VALUES ($1, $2, $3, $4)`,
+	return db.exec(ctx, nil, `INSERT INTO pushed_requests (hash, client_id, params, expires_at) VALUES ($1, $2, $3, $4)`,
 		hash, clientID, params, expires.Unix())
-	return err
 }
 
 // TakePushedRequest returns the parameters of the client's pushed request
@@ -458,6 +450,5 @@ func (db *DB) PushedRequest(ctx context.Context, hash, clientID string, now time
 // response (a code or an error) is sent: it yields one response.
 func (db *DB) FinishPushedRequest(ctx context.Context, hash string) (err error) {
 	defer db.wrap(&err, "finish pushed request")
-	_, err = db.exec(ctx, `DELETE FROM pushed_requests WHERE hash = $1`, hash)
-	return err
+	return db.exec(ctx, nil, `DELETE FROM pushed_requests WHERE hash = $1`, hash)
 }

@@ -360,31 +360,28 @@ func (r *row) Scan(dest ...any) error {
 	return r.r.Scan(dest...)
 }
 
-// exec runs a write on the writer and returns the number of rows affected;
-// with an event in ctx, in a transaction that appends it.
-func (db *DB) exec(ctx context.Context, query string, args ...any) (n int64, err error) {
+// exec runs a write on the writer and returns none when it matched no row
+// (nil for a caller that does not ask); with an event in ctx, in a
+// transaction that appends it.
+func (db *DB) exec(ctx context.Context, none error, query string, args ...any) error {
 	if pendingEvent(ctx) != nil {
-		err = db.tx(ctx, func(tx *txn) error {
-			res, err := tx.ExecContext(ctx, query, args...)
-			if err == nil {
-				n, err = res.RowsAffected()
-			}
-			return err
-		})
-		return n, err
+		return db.tx(ctx, func(tx *txn) error { return tx.execOr(ctx, none, query, args...) })
 	}
 	query, args = db.bind(query, args)
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
 	s, err := db.stmt(ctx, db.w, query)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	res, err := s.ExecContext(ctx, args...)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return res.RowsAffected()
+	if n, _ := res.RowsAffected(); n == 0 {
+		return none
+	}
+	return nil
 }
 
 // tx runs fn in a write transaction, committing if fn returns nil, after

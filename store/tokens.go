@@ -120,8 +120,7 @@ func userAccount(userID int64) string { return "user:" + FormatID(userID) }
 // successful login or a password reset).
 func (db *DB) ClearLoginFailures(ctx context.Context, userID int64) (err error) {
 	defer db.wrap(&err, "clear login failures")
-	_, err = db.exec(ctx, `DELETE FROM login_failures WHERE user_id = $1`, userID)
-	return err
+	return db.exec(ctx, nil, `DELETE FROM login_failures WHERE user_id = $1`, userID)
 }
 
 // --- refresh tokens ---
@@ -356,7 +355,7 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 		// An hour after expiry: a late poll still hears expired_token, a late replay still ends its session.
 		{`DELETE FROM device_codes WHERE expires_at <= $1`, []any{now.Add(-time.Hour).Unix()}},
 	} {
-		if _, err := db.exec(ctx, q.sql, q.args...); err != nil {
+		if err := db.exec(ctx, nil, q.sql, q.args...); err != nil {
 			return err
 		}
 	}

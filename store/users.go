@@ -267,8 +267,7 @@ func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duratio
 // revokes nothing: the password did not change.
 func (db *DB) RehashPassword(ctx context.Context, id int64, old, hash string) (err error) {
 	defer db.wrap(&err, "rehash password")
-	_, err = db.exec(ctx, `UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, id, old, hash)
-	return err
+	return db.exec(ctx, nil, `UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, id, old, hash)
 }
 
 // --- email verification ---
