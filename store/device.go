@@ -38,11 +38,9 @@ const deviceColumns = `hash, user_code, client_id, scope, expires_at, interval_s
 
 func scanDeviceCode(s scanner) (*DeviceCode, error) {
 	var d DeviceCode
-	var exp, auth int64
-	if err := s.Scan(&d.Hash, &d.UserCode, &d.ClientID, &d.Scope, &exp, &d.Interval, &d.Status, &d.UserID, &auth, &d.SID, &d.FamilyID, &d.PollEarly, &d.Resource); err != nil {
+	if err := s.Scan(&d.Hash, &d.UserCode, &d.ClientID, &d.Scope, unix{&d.ExpiresAt}, &d.Interval, &d.Status, &d.UserID, unix{&d.AuthTime}, &d.SID, &d.FamilyID, &d.PollEarly, &d.Resource); err != nil {
 		return nil, err
 	}
-	d.ExpiresAt, d.AuthTime = time.Unix(exp, 0), time.Unix(auth, 0)
 	return &d, nil
 }
 

@@ -53,6 +53,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -666,7 +667,7 @@ func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 	if err != nil {
 		return nil, err
 	}
-	applied := map[string]int64{}
+	var applied []Migration
 	// A database never migrated has no schema_migrations: nothing applied.
 	// Any other failure (the database away) is an error, not "pending".
 	var tables int
@@ -674,29 +675,18 @@ func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 		return nil, err
 	}
 	if tables > 0 {
-		rows, err := db.read(ctx, `SELECT version, applied_at FROM schema_migrations`)
+		applied, err = readAll(ctx, db, func(s scanner) (*Migration, error) {
+			m := Migration{Applied: true}
+			return &m, s.Scan(&m.Version, unix{&m.AppliedAt})
+		}, `SELECT version, applied_at FROM schema_migrations`)
 		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var v string
-			var at int64
-			if err := rows.Scan(&v, &at); err != nil {
-				return nil, err
-			}
-			applied[v] = at
-		}
-		if err := rows.Err(); err != nil {
 			return nil, err
 		}
 	}
 	for _, f := range files {
-		v := strings.TrimSuffix(path.Base(f), ".sql")
-		at, ok := applied[v]
-		m := Migration{Version: v, Applied: ok}
-		if ok {
-			m.AppliedAt = time.Unix(at, 0).UTC()
+		m := Migration{Version: strings.TrimSuffix(path.Base(f), ".sql")}
+		if i := slices.IndexFunc(applied, func(a Migration) bool { return a.Version == m.Version }); i >= 0 {
+			m = applied[i]
 		}
 		list = append(list, m)
 	}
