@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Statements are written once, with $n placeholders, which SQLite and pgx
@@ -135,6 +136,7 @@ func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *s
 // execOr runs query in t and returns none when it matched no row: the
 // statements that spend, change or delete one thing, whose caller must hear
 // that the thing was not there (ErrNotFound) or was spent already (ErrReused).
+// DB.exec is its form outside a transaction.
 func (t *txn) execOr(ctx context.Context, none error, query string, args ...any) error {
 	res, err := t.ExecContext(ctx, query, args...)
 	if err != nil {
@@ -181,6 +183,24 @@ func (db *DB) updateRow(ctx context.Context, scan func(scanner) error, update, c
 }
 
 type scanner interface{ Scan(...any) error }
+
+// unix scans a column of Unix seconds, as every time is stored, into *t,
+// in UTC. Drivers send an int64, taken as it is (no allocation on the hot
+// path); MySQL's text protocol sends digits, which NullInt64 converts.
+type unix struct{ t *time.Time }
+
+func (u unix) Scan(v any) error {
+	n, ok := v.(int64)
+	if !ok {
+		var i sql.NullInt64
+		if err := i.Scan(v); err != nil {
+			return err
+		}
+		n = i.Int64
+	}
+	*u.t = time.Unix(n, 0).UTC()
+	return nil
+}
 
 // withoutEvent is ctx without its audit event, for a transaction that
 // stands for a single statement, which appends none.

@@ -38,11 +38,9 @@ const deviceColumns = `hash, user_code, client_id, scope, expires_at, interval_s
 
 func scanDeviceCode(s scanner) (*DeviceCode, error) {
 	var d DeviceCode
-	var exp, auth int64
-	if err := s.Scan(&d.Hash, &d.UserCode, &d.ClientID, &d.Scope, &exp, &d.Interval, &d.Status, &d.UserID, &auth, &d.SID, &d.FamilyID, &d.PollEarly, &d.Resource); err != nil {
+	if err := s.Scan(&d.Hash, &d.UserCode, &d.ClientID, &d.Scope, unix{&d.ExpiresAt}, &d.Interval, &d.Status, &d.UserID, unix{&d.AuthTime}, &d.SID, &d.FamilyID, &d.PollEarly, &d.Resource); err != nil {
 		return nil, err
 	}
-	d.ExpiresAt, d.AuthTime = time.Unix(exp, 0), time.Unix(auth, 0)
 	return &d, nil
 }
 
@@ -51,9 +49,8 @@ func scanDeviceCode(s scanner) (*DeviceCode, error) {
 // another.
 func (db *DB) CreateDeviceCode(ctx context.Context, d *DeviceCode, now time.Time) (err error) {
 	defer db.wrap(&err, "create device code")
-	_, err = db.exec(ctx, `INSERT INTO device_codes (hash, user_code, client_id, scope, created_at, expires_at, interval_s, resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+	return db.exec(ctx, nil, `INSERT INTO device_codes (hash, user_code, client_id, scope, created_at, expires_at, interval_s, resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		d.Hash, d.UserCode, d.ClientID, d.Scope, now.Unix(), d.ExpiresAt.Unix(), d.Interval, d.Resource)
-	return err
 }
 
 // PendingDeviceCode returns the pending, unexpired request with the user
@@ -139,6 +136,5 @@ WHERE hash = $1 AND status = 'approved' AND expires_at > $3`, hash, is.Family.ID
 // (a user code that turned out right).
 func (db *DB) RefundAttempt(ctx context.Context, account string) (err error) {
 	defer db.wrap(&err, "refund attempt")
-	_, err = db.exec(ctx, `UPDATE login_failures SET failures = failures - 1 WHERE account = $1 AND failures > 0`, account)
-	return err
+	return db.exec(ctx, nil, `UPDATE login_failures SET failures = failures - 1 WHERE account = $1 AND failures > 0`, account)
 }

@@ -42,8 +42,7 @@ func scanClient(s scanner) (*Client, error) {
 	var c Client
 	var secret, registration sql.NullString
 	var redirects, logouts, grants, scopes string
-	var created, updated int64
-	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &c.ResourceServer, &c.BackchannelLogoutURI, &c.RequireDPoP, &c.RequirePAR, &registration, &c.AuthMethod, &created, &updated); err != nil {
+	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &c.ResourceServer, &c.BackchannelLogoutURI, &c.RequireDPoP, &c.RequirePAR, &registration, &c.AuthMethod, unix{&c.CreatedAt}, unix{&c.UpdatedAt}); err != nil {
 		return nil, err
 	}
 	c.SecretHash, c.RegistrationHash = secret.String, registration.String
@@ -56,7 +55,6 @@ func scanClient(s scanner) (*Client, error) {
 	// Grant types and scopes are tokens of printable ASCII without spaces
 	// (checked at registration), so a space-joined list splits back exactly.
 	c.GrantTypes, c.Scopes = strings.Fields(grants), strings.Fields(scopes)
-	c.CreatedAt, c.UpdatedAt = time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
 	return &c, nil
 }
 
@@ -76,8 +74,7 @@ func nullIfEmpty(s string) sql.NullString { return sql.NullString{String: s, Val
 // scopes must hold no whitespace inside an element.
 func (db *DB) CreateClient(ctx context.Context, c *Client, now time.Time) (err error) {
 	defer db.wrap(&err, "create client")
-	_, err = db.exec(ctx, qInsertClient, clientRow(c, now)...)
-	return err
+	return db.exec(ctx, nil, qInsertClient, clientRow(c, now)...)
 }
 
 const qInsertClient = `INSERT INTO clients (` + clientColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)`
@@ -187,17 +184,13 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 func (db *DB) CodeByHash(ctx context.Context, hash string) (c *Code, err error) {
 	defer db.wrap(&err, "code by hash")
 	c = &Code{Hash: hash}
-	var authTime, exp int64
-	var used, accessExp sql.NullInt64
-	var family, jti sql.NullString
-	err = db.queryRow(ctx, `SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at, family_id, access_jti, access_exp, sid, dpop_jkt, resource
+	err = db.queryRow(ctx, `SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at IS NOT NULL,
+  COALESCE(family_id, ''), COALESCE(access_jti, ''), COALESCE(access_exp, 0), sid, dpop_jkt, resource
 FROM auth_codes WHERE hash = $1`, hash).Scan(&c.ClientID, &c.UserID, &c.RedirectURI, &c.Scope, &c.CodeChallenge, &c.Nonce,
-		&authTime, &exp, &used, &family, &jti, &accessExp, &c.SID, &c.DPoPJKT, &c.Resource)
+		unix{&c.AuthTime}, unix{&c.ExpiresAt}, &c.Used, &c.FamilyID, &c.AccessJTI, &c.AccessExp, &c.SID, &c.DPoPJKT, &c.Resource)
 	if err != nil {
 		return nil, err
 	}
-	c.AuthTime, c.ExpiresAt, c.Used = time.Unix(authTime, 0), time.Unix(exp, 0), used.Valid
-	c.FamilyID, c.AccessJTI, c.AccessExp = family.String, jti.String, accessExp.Int64
 	return c, nil
 }
 
@@ -252,9 +245,8 @@ func (db *DB) SaveConsent(ctx context.Context, userID int64, clientID, scope str
 	if db.dialect == MySQL {
 		upsert = `ON DUPLICATE KEY UPDATE scope = VALUES(scope), updated_at = VALUES(updated_at)` // MariaDB has no row alias for excluded
 	}
-	_, err = db.exec(ctx, `INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES ($1, $2, $3, $4)
+	return db.exec(ctx, nil, `INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES ($1, $2, $3, $4)
 `+upsert, userID, clientID, scope, now.Unix())
-	return err
 }
 
 // --- browser sessions ---
@@ -271,22 +263,19 @@ type Session struct {
 // CreateSession stores a session under the hash of its cookie value.
 func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err error) {
 	defer db.wrap(&err, "create session")
-	_, err = db.exec(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5)`,
+	return db.exec(ctx, nil, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5)`,
 		hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID)
-	return err
 }
 
 // SessionByHash returns the unexpired session of a live, active user, or ErrNotFound.
 func (db *DB) SessionByHash(ctx context.Context, hash string, now time.Time) (s *Session, err error) {
 	defer db.wrap(&err, "session")
 	s = &Session{Hash: hash}
-	var auth, exp int64
 	err = db.queryRow(ctx, `SELECT s.user_id, s.auth_time, s.expires_at, s.sid FROM sessions s JOIN users u ON u.id = s.user_id
-WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active`, hash, now.Unix()).Scan(&s.UserID, &auth, &exp, &s.SID)
+WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active`, hash, now.Unix()).Scan(&s.UserID, unix{&s.AuthTime}, unix{&s.ExpiresAt}, &s.SID)
 	if err != nil {
 		return nil, err
 	}
-	s.AuthTime, s.ExpiresAt = time.Unix(auth, 0), time.Unix(exp, 0)
 	return s, nil
 }
 
@@ -411,12 +400,8 @@ func (db *DB) SpendProof(ctx context.Context, hash string, expires, now time.Tim
 		}
 		return err
 	}
-	n, err := db.exec(ctx, `INSERT INTO dpop_proofs (hash, expires_at) VALUES ($1, $2)
+	return db.exec(ctx, ErrReused, `INSERT INTO dpop_proofs (hash, expires_at) VALUES ($1, $2)
 ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_proofs.expires_at <= $3`, hash, expires.Unix(), now.Unix())
-	if err == nil && n == 0 {
-		err = ErrReused
-	}
-	return err
 }
 
 // SpendProof's statements on MySQL.
@@ -429,9 +414,8 @@ const (
 // the hash of its request_uri.
 func (db *DB) PushRequest(ctx context.Context, hash, clientID, params string, expires, now time.Time) (err error) {
 	defer db.wrap(&err, "push authorization request")
-	_, err = db.exec(ctx, `INSERT INTO pushed_requests (hash, client_id, params, expires_at) VALUES ($1, $2, $3, $4)`,
+	return db.exec(ctx, nil, `INSERT INTO pushed_requests (hash, client_id, params, expires_at) VALUES ($1, $2, $3, $4)`,
 		hash, clientID, params, expires.Unix())
-	return err
 }
 
 // TakePushedRequest returns the parameters of the client's pushed request
@@ -458,6 +442,5 @@ func (db *DB) PushedRequest(ctx context.Context, hash, clientID string, now time
 // response (a code or an error) is sent: it yields one response.
 func (db *DB) FinishPushedRequest(ctx context.Context, hash string) (err error) {
 	defer db.wrap(&err, "finish pushed request")
-	_, err = db.exec(ctx, `DELETE FROM pushed_requests WHERE hash = $1`, hash)
-	return err
+	return db.exec(ctx, nil, `DELETE FROM pushed_requests WHERE hash = $1`, hash)
 }

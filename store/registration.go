@@ -14,8 +14,7 @@ import (
 // AddRegistrationToken stores the hash of an initial access token.
 func (db *DB) AddRegistrationToken(ctx context.Context, hash string, expires, now time.Time) (err error) {
 	defer db.wrap(&err, "add registration token")
-	_, err = db.exec(ctx, `INSERT INTO registration_tokens (hash, created_at, expires_at) VALUES ($1, $2, $3)`, hash, now.Unix(), expires.Unix())
-	return err
+	return db.exec(ctx, nil, `INSERT INTO registration_tokens (hash, created_at, expires_at) VALUES ($1, $2, $3)`, hash, now.Unix(), expires.Unix())
 }
 
 // RegistrationTokenLive returns nil if the initial access token with hash
@@ -69,14 +68,11 @@ func (db *DB) ClientByRegistrationHash(ctx context.Context, hash string) (c *Cli
 // resource-server flags are not touched.
 func (db *DB) UpdateRegisteredClient(ctx context.Context, c *Client, oldHash string, now time.Time) (err error) {
 	defer db.wrap(&err, "update registered client")
-	n, err := db.exec(ctx, `UPDATE clients SET name = $3, redirect_uris = $4, post_logout_redirect_uris = $5, grant_types = $6, scopes = $7,
+	err = db.exec(ctx, ErrNotFound, `UPDATE clients SET name = $3, redirect_uris = $4, post_logout_redirect_uris = $5, grant_types = $6, scopes = $7,
   require_dpop = $8, require_par = $9, token_endpoint_auth_method = $10, registration_hash = $11, updated_at = $12
 WHERE id = $1 AND registration_hash = $2`,
 		c.ID, oldHash, c.Name, jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs), strings.Join(c.GrantTypes, " "),
 		strings.Join(c.Scopes, " "), c.RequireDPoP, c.RequirePAR, c.AuthMethod, c.RegistrationHash, now.Unix())
-	if err == nil && n == 0 {
-		err = ErrNotFound
-	}
 	if err == nil {
 		c.UpdatedAt = now.UTC().Truncate(time.Second)
 	}

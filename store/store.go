@@ -53,6 +53,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -360,31 +361,28 @@ func (r *row) Scan(dest ...any) error {
 	return r.r.Scan(dest...)
 }
 
-// exec runs a write on the writer and returns the number of rows affected;
-// with an event in ctx, in a transaction that appends it.
-func (db *DB) exec(ctx context.Context, query string, args ...any) (n int64, err error) {
+// exec runs a write on the writer and returns none when it matched no row
+// (nil for a caller that does not ask); with an event in ctx, in a
+// transaction that appends it.
+func (db *DB) exec(ctx context.Context, none error, query string, args ...any) error {
 	if pendingEvent(ctx) != nil {
-		err = db.tx(ctx, func(tx *txn) error {
-			res, err := tx.ExecContext(ctx, query, args...)
-			if err == nil {
-				n, err = res.RowsAffected()
-			}
-			return err
-		})
-		return n, err
+		return db.tx(ctx, func(tx *txn) error { return tx.execOr(ctx, none, query, args...) })
 	}
 	query, args = db.bind(query, args)
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
 	s, err := db.stmt(ctx, db.w, query)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	res, err := s.ExecContext(ctx, args...)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return res.RowsAffected()
+	if n, _ := res.RowsAffected(); n == 0 {
+		return none
+	}
+	return nil
 }
 
 // tx runs fn in a write transaction, committing if fn returns nil, after
@@ -669,7 +667,7 @@ func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 	if err != nil {
 		return nil, err
 	}
-	applied := map[string]int64{}
+	var applied []Migration
 	// A database never migrated has no schema_migrations: nothing applied.
 	// Any other failure (the database away) is an error, not "pending".
 	var tables int
@@ -677,29 +675,18 @@ func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 		return nil, err
 	}
 	if tables > 0 {
-		rows, err := db.read(ctx, `SELECT version, applied_at FROM schema_migrations`)
+		applied, err = readAll(ctx, db, func(s scanner) (*Migration, error) {
+			m := Migration{Applied: true}
+			return &m, s.Scan(&m.Version, unix{&m.AppliedAt})
+		}, `SELECT version, applied_at FROM schema_migrations`)
 		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var v string
-			var at int64
-			if err := rows.Scan(&v, &at); err != nil {
-				return nil, err
-			}
-			applied[v] = at
-		}
-		if err := rows.Err(); err != nil {
 			return nil, err
 		}
 	}
 	for _, f := range files {
-		v := strings.TrimSuffix(path.Base(f), ".sql")
-		at, ok := applied[v]
-		m := Migration{Version: v, Applied: ok}
-		if ok {
-			m.AppliedAt = time.Unix(at, 0).UTC()
+		m := Migration{Version: strings.TrimSuffix(path.Base(f), ".sql")}
+		if i := slices.IndexFunc(applied, func(a Migration) bool { return a.Version == m.Version }); i >= 0 {
+			m = applied[i]
 		}
 		list = append(list, m)
 	}

@@ -120,8 +120,7 @@ func userAccount(userID int64) string { return "user:" + FormatID(userID) }
 // successful login or a password reset).
 func (db *DB) ClearLoginFailures(ctx context.Context, userID int64) (err error) {
 	defer db.wrap(&err, "clear login failures")
-	_, err = db.exec(ctx, `DELETE FROM login_failures WHERE user_id = $1`, userID)
-	return err
+	return db.exec(ctx, nil, `DELETE FROM login_failures WHERE user_id = $1`, userID)
 }
 
 // --- refresh tokens ---
@@ -176,21 +175,17 @@ func createFamilyTx(ctx context.Context, tx *txn, f Family, tokenHash string, ex
 func (db *DB) RefreshTokenByHash(ctx context.Context, hash string, now time.Time) (t *RefreshToken, err error) {
 	defer db.wrap(&err, "refresh token")
 	t = &RefreshToken{Hash: hash}
-	var used, revoked sql.NullInt64
-	var exp, authTime, created int64
-	err = db.queryRow(ctx, `SELECT t.scope, t.expires_at, t.used_at, f.id, f.user_id, f.client_id, f.scope, f.auth_time, f.created_at, f.revoked_at,
+	err = db.queryRow(ctx, `SELECT t.scope, t.expires_at, t.used_at IS NOT NULL, f.id, f.user_id, f.client_id, f.scope, f.auth_time, f.created_at, f.revoked_at IS NOT NULL,
   u.is_active AND u.deleted_at IS NULL, f.dpop_jkt, f.resource
 FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id JOIN users u ON u.id = f.user_id WHERE t.hash = $1`, hash).Scan(
-		&t.Scope, &exp, &used, &t.Family.ID, &t.Family.UserID, &t.Family.ClientID, &t.Family.Scope, &authTime, &created, &revoked, &t.UserActive, &t.Family.DPoPJKT, &t.Family.Resource)
+		&t.Scope, unix{&t.ExpiresAt}, &t.Used, &t.Family.ID, &t.Family.UserID, &t.Family.ClientID, &t.Family.Scope,
+		unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Revoked, &t.UserActive, &t.Family.DPoPJKT, &t.Family.Resource)
 	if err != nil {
 		return nil, err
 	}
-	if exp <= now.Unix() {
+	if t.ExpiresAt.Unix() <= now.Unix() {
 		return nil, ErrNotFound
 	}
-	t.ExpiresAt = time.Unix(exp, 0)
-	t.Used, t.Family.Revoked = used.Valid, revoked.Valid
-	t.Family.AuthTime, t.Family.CreatedAt = time.Unix(authTime, 0), time.Unix(created, 0)
 	return t, nil
 }
 
@@ -356,7 +351,7 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 		// An hour after expiry: a late poll still hears expired_token, a late replay still ends its session.
 		{`DELETE FROM device_codes WHERE expires_at <= $1`, []any{now.Add(-time.Hour).Unix()}},
 	} {
-		if _, err := db.exec(ctx, q.sql, q.args...); err != nil {
+		if err := db.exec(ctx, nil, q.sql, q.args...); err != nil {
 			return err
 		}
 	}
@@ -413,25 +408,24 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 	defer db.wrap(&err, "rotate refresh token")
 	t = &RefreshToken{Hash: oldHash, Used: true, UserActive: true}
 	t.Family.ClientID = clientID
-	var authTime, created int64
 	bornAfter := now.Add(-maxAge).Unix()
 	if db.dialect == Postgres {
 		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), clientID, newHash, now.Add(ttl).Unix(), scope,
-			bornAfter, int64(maxAge/time.Second), jkt).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, &authTime, &created, &t.Family.Resource)
+			bornAfter, int64(maxAge/time.Second), jkt).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Resource)
 	} else {
 		err = db.tx(ctx, func(tx *txn) error {
 			spent := tx.updateReturning(ctx, qSpend, qSpentCols, qSpentFrom, oldHash, now.Unix(), clientID, bornAfter, jkt)
 			if err := spent.Scan(&t.Family.ID, &t.Scope); err != nil {
 				return err
 			}
-			if err := tx.QueryRowContext(ctx, qFamilyOwner, t.Family.ID).Scan(&t.Family.UserID, &authTime, &created, &t.Family.Resource); err != nil {
+			if err := tx.QueryRowContext(ctx, qFamilyOwner, t.Family.ID).Scan(&t.Family.UserID, unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Resource); err != nil {
 				return err
 			}
 			newScope := scope
 			if newScope == "" {
 				newScope = t.Scope
 			}
-			expires := min(now.Add(ttl).Unix(), created+int64(maxAge/time.Second))
+			expires := min(now.Add(ttl).Unix(), t.Family.CreatedAt.Unix()+int64(maxAge/time.Second))
 			_, err := tx.ExecContext(ctx, qInsertRefresh, newHash, t.Family.ID, newScope, now.Unix(), expires)
 			return err
 		})
@@ -439,6 +433,5 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 	if err != nil {
 		return nil, err // sql.ErrNoRows becomes ErrNotFound
 	}
-	t.Family.AuthTime, t.Family.CreatedAt = time.Unix(authTime, 0), time.Unix(created, 0)
 	return t, nil
 }

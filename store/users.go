@@ -33,12 +33,10 @@ const userColumns = `id, email, username, password_hash, first_name, last_name, 
 
 func scanUser(s scanner) (*User, error) {
 	var u User
-	var created, updated int64
 	if err := s.Scan(&u.ID, &u.Email, &u.Username, &u.PasswordHash, &u.FirstName, &u.LastName,
-		&u.Role, &u.IsActive, &created, &updated, &u.EmailVerified); err != nil {
+		&u.Role, &u.IsActive, unix{&u.CreatedAt}, unix{&u.UpdatedAt}, &u.EmailVerified); err != nil {
 		return nil, err
 	}
-	u.CreatedAt, u.UpdatedAt = time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
 	return &u, nil
 }
 
@@ -267,8 +265,7 @@ func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duratio
 // revokes nothing: the password did not change.
 func (db *DB) RehashPassword(ctx context.Context, id int64, old, hash string) (err error) {
 	defer db.wrap(&err, "rehash password")
-	_, err = db.exec(ctx, `UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, id, old, hash)
-	return err
+	return db.exec(ctx, nil, `UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, id, old, hash)
 }
 
 // --- email verification ---
