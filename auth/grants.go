@@ -208,18 +208,13 @@ func verifierOK(verifier, challenge string) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(challenge)) == 1
 }
 
-// validVerifier: 43 to 128 unreserved characters (RFC 7636 §4.1).
+// unreserved is RFC 3986 §2.3's unreserved set, which PKCE verifiers use.
+const unreserved = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
+// validVerifier: 43 to 128 unreserved characters (RFC 7636 §4.1). Trimming
+// the set from a string leaves nothing exactly when it holds no other byte.
 func validVerifier(v string) bool {
-	if len(v) < 43 || len(v) > 128 {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
-			return false
-		}
-	}
-	return true
+	return len(v) >= 43 && len(v) <= 128 && strings.Trim(v, unreserved) == ""
 }
 
 // validChallenge: an S256 challenge is base64url of 32 bytes: 43 characters.
