@@ -372,8 +372,14 @@ func carry(params url.Values) []hidden {
 	if params.Has("request_uri") {
 		return []hidden{{"client_id", params.Get("client_id")}, {"request_uri", params.Get("request_uri")}}
 	}
+	return hiddenFields(params, authParams...)
+}
+
+// hiddenFields returns the parameters named by keys that params has, in
+// that order, as hidden fields.
+func hiddenFields(params url.Values, keys ...string) []hidden {
 	var out []hidden
-	for _, k := range authParams {
+	for _, k := range keys {
 		if params.Has(k) {
 			out = append(out, hidden{k, params.Get(k)})
 		}

@@ -153,11 +153,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			if clientID != "" { // from the hint, when the request named no client_id
 				keep = append(keep, hidden{"client_id", clientID})
 			}
-			for _, k := range []string{"post_logout_redirect_uri", "state"} {
-				if params.Has(k) {
-					keep = append(keep, hidden{k, params.Get(k)})
-				}
-			}
+			keep = append(keep, hiddenFields(params, "post_logout_redirect_uri", "state")...)
 			b.render(w, http.StatusOK, "logout", formAction(target), &pageData{Title: "Sign out", Hidden: keep, CSRF: b.csrfToken(w, r)})
 			return
 		}
