@@ -211,15 +211,19 @@ func (e *envReader) bool(name, def string) bool {
 	return b
 }
 
+// rateUnits are the units of a rate, in seconds.
+var rateUnits = map[string]float64{"s": 1, "m": 60, "h": 3600}
+
 // rate reads a rate such as "N/s", "N/m" or "N/h".
 func (e *envReader) rate(name, def string) rate.Limit {
 	s := e.str(name, def)
 	n, unit, _ := strings.Cut(s, "/")
 	v, err := strconv.ParseFloat(n, 64)
-	// The unit in seconds; 0 for a missing or unknown unit.
-	per := map[string]float64{"s": 1, "m": 60, "h": 3600}[unit]
+	// per is 0 for a missing or unknown unit.
+	per := rateUnits[unit]
 	if err != nil || per == 0 || !(v > 0 && v <= 1e9) { // written so that NaN fails too
 		e.fail(name, "want N/s, N/m or N/h, got %q", clip(s))
+		return 0
 	}
 	return rate.Limit(v / per)
 }

@@ -473,17 +473,20 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 	ks := &keySet{cookieKey: derive(secret, "oauth2-api cookies")}
 	signWith := hmacKey
 	if cfg.SigningKey != "" {
-		// SIGNING_KEY first: it signs; its predecessors only verify.
-		name := "SIGNING_KEY"
-		for _, path := range append([]string{cfg.SigningKey}, cfg.SigningKeysPrevious...) {
-			k, err := loadKey(name, path, cfg.Release)
+		// SIGNING_KEY signs; its predecessors only verify.
+		k, err := loadKey("SIGNING_KEY", cfg.SigningKey, cfg.Release)
+		if err != nil {
+			return nil, err
+		}
+		signWith = k
+		ks.public = append(ks.public, k)
+		for _, p := range cfg.SigningKeysPrevious {
+			old, err := loadKey("SIGNING_KEYS_PREVIOUS", p, cfg.Release)
 			if err != nil {
 				return nil, err
 			}
-			ks.public = append(ks.public, k)
-			name = "SIGNING_KEYS_PREVIOUS"
+			ks.public = append(ks.public, old)
 		}
-		signWith = ks.public[0]
 		verify = append(verify, ks.public...)
 	}
 	signer, err := token.NewSigner(signWith)

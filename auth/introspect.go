@@ -49,7 +49,10 @@ func presented(ctx context.Context, db *store.DB, ts *Tokens, tok string, now ti
 		return nil, nil, httpx.E(httpx.KindInvalid, "token is required")
 	}
 	if strings.Count(tok, ".") == 2 {
-		claims, _ := ts.VerifyIssued(tok, now) // nil when it is not valid
+		claims, err := ts.VerifyIssued(tok, now)
+		if err != nil {
+			return nil, nil, nil // not valid: neither
+		}
 		return claims, nil, nil
 	}
 	if len(tok) != token.OpaqueLen {

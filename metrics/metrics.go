@@ -269,7 +269,8 @@ func sample(b []byte, name string, names []string, values *labels, v float64) []
 	if len(names) > 0 {
 		b = append(b, '}')
 	}
-	b = strconv.AppendFloat(append(b, ' '), v, 'g', -1, 64)
+	b = append(b, ' ')
+	b = strconv.AppendFloat(b, v, 'g', -1, 64)
 	return append(b, '\n')
 }
 

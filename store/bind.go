@@ -142,7 +142,16 @@ func (t *txn) execOr(ctx context.Context, none error, query string, args ...any)
 	if err != nil {
 		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	return affected(res, none)
+}
+
+// affected is none when the write res reports matched no row.
+func affected(res sql.Result, none error) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
 		return none
 	}
 	return nil

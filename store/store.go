@@ -379,10 +379,7 @@ func (db *DB) exec(ctx context.Context, none error, query string, args ...any) e
 	if err != nil {
 		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return none
-	}
-	return nil
+	return affected(res, none)
 }
 
 // tx runs fn in a write transaction, committing if fn returns nil, after
@@ -677,7 +674,10 @@ func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 	if tables > 0 {
 		applied, err = readAll(ctx, db, func(s scanner) (*Migration, error) {
 			m := Migration{Applied: true}
-			return &m, s.Scan(&m.Version, unix{&m.AppliedAt})
+			if err := s.Scan(&m.Version, unix{&m.AppliedAt}); err != nil {
+				return nil, err
+			}
+			return &m, nil
 		}, `SELECT version, applied_at FROM schema_migrations`)
 		if err != nil {
 			return nil, err

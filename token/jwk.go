@@ -73,7 +73,9 @@ func Thumbprint(j JWK) (string, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(append(appendJSONString(b, members[i]), ':'), members[i+1])
+		b = appendJSONString(b, members[i])
+		b = append(b, ':')
+		b = appendJSONString(b, members[i+1])
 	}
 	sum := sha256.Sum256(append(b, '}'))
 	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
