@@ -689,8 +689,17 @@ func userCmd(ctx context.Context, cfg *config, args []string, stdin io.Reader, s
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "{\"id\":%d,\"email\":%q,\"email_verified\":%t,\"username\":%q,\"role\":%q}\n", u.ID, u.Email, u.EmailVerified, u.Username, u.Role)
-	return nil
+	// encoding/json, not %q: Go's quoting is not JSON's for every character
+	// an address may hold. HTML escaping off, so an address prints as typed.
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(struct {
+		ID            int64  `json:"id"`
+		Email         string `json:"email"`
+		EmailVerified bool   `json:"email_verified"`
+		Username      string `json:"username"`
+		Role          string `json:"role"`
+	}{u.ID, u.Email, u.EmailVerified, u.Username, u.Role})
 }
 
 // flags returns a command's flag set, silent: a bad flag is the one line

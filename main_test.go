@@ -135,6 +135,21 @@ func TestRunUsageErrors(t *testing.T) {
 	}
 }
 
+// What user create prints is JSON whatever the address holds: Go's %q
+// would write this tag character (accepted in a UTF-8 local part) as
+// \U000e0001, which no JSON parser reads.
+func TestRunUserCreatePrintsJSON(t *testing.T) {
+	env := testEnv(t)
+	out, _, err := runCmd(t, env, "Sunny-Day-Password-42\n", "user", "create", "--email", "b\U000e0001ob@example.com", "--username", "bob")
+	if err != nil {
+		t.Fatalf("user create (tag character) = %v", err)
+	}
+	var bob struct{ Email, Username string }
+	if err := json.Unmarshal([]byte(out), &bob); err != nil || bob.Email != "b\U000e0001ob@example.com" || bob.Username != "bob" {
+		t.Fatalf("user create printed %q (%v); want JSON with the address", out, err)
+	}
+}
+
 func TestRunUserCreate(t *testing.T) {
 	env := testEnv(t)
 	const password = "Sunny-Day-Password-42"
