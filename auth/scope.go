@@ -14,13 +14,8 @@ func validScopeToken(s string) bool {
 	if s == "" || len(s) > 128 {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c == 0x22 || c == 0x5C || c > 0x7E {
-			return false
-		}
-	}
-	return true
+	// A byte outside ASCII decodes to a rune above 0x7E (or RuneError).
+	return !strings.ContainsFunc(s, func(r rune) bool { return r < 0x21 || r == 0x22 || r == 0x5C || r > 0x7E })
 }
 
 // parseScope splits a scope parameter (space-delimited, RFC 6749 §3.3) into
