@@ -682,8 +682,7 @@ func userCmd(ctx context.Context, cfg *config, args []string, stdin io.Reader, s
 	}
 	pw := auth.NewPasswords(auth.DefaultArgon2, 1, time.Minute)
 	u, err := auth.Register(ctx, db, pw, *email, *username, password, *first, *last, *role, *verified, time.Now())
-	var he *httpx.Error
-	if errors.As(err, &he) {
+	if he, ok := errors.AsType[*httpx.Error](err); ok {
 		return usagef("user create: %s", he.Message)
 	}
 	if err != nil {
@@ -773,8 +772,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 	switch sub {
 	case "create":
 		c, secret, err := auth.CreateClient(ctx, db, spec, cfg.Release, now)
-		var invalid *httpx.Error
-		if errors.As(err, &invalid) {
+		if invalid, ok := errors.AsType[*httpx.Error](err); ok {
 			return usagef("client create: %s", invalid.Message)
 		}
 		if err != nil {

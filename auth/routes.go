@@ -187,29 +187,14 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 		}
 		h := rt.handler
 		if rt.budget.perClient {
-			h = perClient(d.PerClient, d.HTTP, d.Now, refuse, h)
+			h = httpx.RateLimit(d.PerClient, httpx.ByClient, d.HTTP, d.Now, refuse, h)
 		}
 		h = check(rt.caller, d, h)
 		if rt.budget.perIP != nil {
-			h = httpx.RateLimit(rt.budget.perIP, d.HTTP, d.Now, refuse, h)
+			h = httpx.RateLimit(rt.budget.perIP, httpx.ByIP, d.HTTP, d.Now, refuse, h)
 		}
 		mux.Handle(rt.pattern, h)
 	}
-}
-
-// perClient answers 429 when the budget of the caller's client is spent:
-// the client the caller check authenticated, or the one the access token
-// was issued to, which the check notes in the request's Info
-// (requireClient, verifyAccess).
-func perClient(l *ratelimit.Named, m *httpx.Metrics, now func() time.Time, refuse func(http.ResponseWriter, *http.Request, error), next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ok, wait := l.Allow(httpx.InfoFrom(r).ClientID, now()); !ok {
-			m.RateLimited.Inc()
-			refuse(w, r, httpx.TooMany(wait))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // handleLive serves GET /livez: 200 while the process serves HTTP, whatever

@@ -144,8 +144,7 @@ func E(kind Kind, format string, args ...any) *Error {
 // hides: an internal error at level error, unavailability at warn, each
 // with the request id.
 func Classify(r *http.Request, log *slog.Logger, err error) *Error {
-	var e *Error
-	if errors.As(err, &e) {
+	if e, ok := errors.AsType[*Error](err); ok {
 		return e
 	}
 	var u interface{ Unavailable() bool }

@@ -119,8 +119,7 @@ func ReadBody(r *http.Request) ([]byte, error) {
 }
 
 func readErr(err error) error {
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return ErrTooLarge
 	}
 	return err

@@ -613,7 +613,7 @@ func TestRateLimit(t *testing.T) {
 	at := time.Unix(1_800_000_000, 0)
 	l := ratelimit.New(rate.Every(10*time.Second), 2, 100)
 	h := Observe(slog.New(slog.NewJSONHandler(io.Discard, nil)), m, IPResolver{}, func() time.Time { return at },
-		RateLimit(l, m, func() time.Time { return at }, func(w http.ResponseWriter, r *http.Request, err error) { WriteError(w, r, nil, err) }, okHandler))
+		RateLimit(l, ByIP, m, func() time.Time { return at }, func(w http.ResponseWriter, r *http.Request, err error) { WriteError(w, r, nil, err) }, okHandler))
 	send := func(remote string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.RemoteAddr = remote

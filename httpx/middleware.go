@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"oauth2-api/metrics"
-	"oauth2-api/ratelimit"
 )
 
 // Info is what the access log line says about a request. Observe puts it in
@@ -295,10 +294,11 @@ func LimitBody(next http.Handler) http.Handler {
 }
 
 // RateLimit answers 429 with Retry-After, written by write (the route's
-// surface: REST, OAuth or a page), when the client IP's bucket in l is empty.
-func RateLimit(l *ratelimit.Limiter, m *Metrics, now func() time.Time, write func(http.ResponseWriter, *http.Request, error), next http.Handler) http.Handler {
+// surface: REST, OAuth or a page), when the bucket in l of the request's
+// key (ByIP or ByClient) is empty.
+func RateLimit[K any](l Budget[K], key func(*Info) K, m *Metrics, now func() time.Time, write func(http.ResponseWriter, *http.Request, error), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ok, wait := l.Allow(InfoFrom(r).ClientIP, now()); !ok {
+		if ok, wait := l.Allow(key(InfoFrom(r)), now()); !ok {
 			m.RateLimited.Inc()
 			write(w, r, TooMany(wait))
 			return
@@ -306,6 +306,20 @@ func RateLimit(l *ratelimit.Limiter, m *Metrics, now func() time.Time, write fun
 		next.ServeHTTP(w, r)
 	})
 }
+
+// Budget is a rate-limit table: ratelimit.Limiter by client IP,
+// ratelimit.Named by client.
+type Budget[K any] interface {
+	Allow(key K, now time.Time) (ok bool, retryAfter time.Duration)
+}
+
+// ByIP keys a budget by the client IP (a ratelimit.Limiter).
+func ByIP(i *Info) netip.Addr { return i.ClientIP }
+
+// ByClient keys a budget by the client the caller check noted in the
+// request's Info (a ratelimit.Named): the client it authenticated, or the
+// one the access token was issued to.
+func ByClient(i *Info) string { return i.ClientID }
 
 // TooMany is the answer of a spent budget.
 func TooMany(wait time.Duration) *Error {
