@@ -150,11 +150,13 @@ func authenticateClient(ctx context.Context, cs *Clients, r *http.Request, form 
 	if err != nil {
 		return nil, err
 	}
-	// A public client is admitted by its form client_id alone where
-	// allowPublic; any other client by its secret (secretMatches refuses
-	// every public one).
-	public := c.Public() && allowPublic && secret == "" && !basic
-	if !public && !secretMatches(c, secret) {
+	if c.Public() {
+		if !allowPublic || secret != "" || basic {
+			return nil, errClientAuth
+		}
+		return c, nil
+	}
+	if !secretMatches(c, secret) {
 		return nil, errClientAuth
 	}
 	return c, nil
