@@ -502,16 +502,16 @@ func (db *DB) migrationFiles() ([]string, error) {
 // named lock held by one connection for the whole run (lockMySQL).
 func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err error) {
 	defer db.wrap(&err, "migrate")
-	var conn *sql.Conn
+	var pool beginner = db.w
 	if db.dialect == MySQL {
 		c, err := db.lockMySQL(ctx)
 		if err != nil {
 			return nil, err
 		}
 		defer db.unlockMySQL(c)
-		conn = c
+		pool = c
 	}
-	if err := db.createMigrationsTable(ctx, conn); err != nil {
+	if err := db.createMigrationsTable(ctx, pool); err != nil {
 		return nil, err
 	}
 	files, err := db.migrationFiles()
@@ -525,7 +525,7 @@ func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err
 			return nil, err
 		}
 		did := false
-		err = db.migrateOne(ctx, conn, version, string(body), now, &did)
+		err = db.migrateOne(ctx, pool, version, string(body), now, &did)
 		if err != nil {
 			return applied, fmt.Errorf("%s: %w", version, err)
 		}
@@ -540,12 +540,12 @@ func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err
 // the migration lock: on PostgreSQL, CREATE TABLE IF NOT EXISTS is not safe
 // against a twin running at the same moment (it fails with 23505, 42P07 or
 // 42710 depending on timing).
-func (db *DB) createMigrationsTable(ctx context.Context, conn *sql.Conn) error {
+func (db *DB) createMigrationsTable(ctx context.Context, pool beginner) error {
 	version := "TEXT"
 	if db.dialect == MySQL {
 		version = "VARCHAR(255)" // a MySQL key cannot be TEXT
 	}
-	return db.underMigrationLock(ctx, conn, func(t *txn) error {
+	return db.underMigrationLock(ctx, pool, func(t *txn) error {
 		_, err := t.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version `+version+` PRIMARY KEY,
 	applied_at BIGINT NOT NULL)`)
@@ -590,19 +590,19 @@ func (db *DB) unlockMySQL(c *sql.Conn) {
 	c.Close()
 }
 
-// underMigrationLock runs fn in a transaction holding the migration lock,
-// committing if fn returns nil. On MySQL the transaction is on conn, which
+// beginner is where migrations run: the writer pool, or on MySQL the
+// connection that holds the migration lock (lockMySQL).
+type beginner interface {
+	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
+}
+
+// underMigrationLock runs fn in a transaction on pool holding the migration
+// lock, committing if fn returns nil. On MySQL pool is the connection that
 // holds the lock already (lockMySQL).
-func (db *DB) underMigrationLock(ctx context.Context, conn *sql.Conn, fn func(*txn) error) error {
+func (db *DB) underMigrationLock(ctx context.Context, pool beginner, fn func(*txn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	var sqlTx *sql.Tx
-	var err error
-	if conn != nil {
-		sqlTx, err = conn.BeginTx(ctx, nil)
-	} else {
-		sqlTx, err = db.w.BeginTx(ctx, nil)
-	}
+	sqlTx, err := pool.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -624,8 +624,8 @@ func (db *DB) underMigrationLock(ctx context.Context, conn *sql.Conn, fn func(*t
 	return t.Commit()
 }
 
-func (db *DB) migrateOne(ctx context.Context, conn *sql.Conn, version, body string, now time.Time, did *bool) error {
-	return db.underMigrationLock(ctx, conn, func(t *txn) error {
+func (db *DB) migrateOne(ctx context.Context, pool beginner, version, body string, now time.Time, did *bool) error {
+	return db.underMigrationLock(ctx, pool, func(t *txn) error {
 		var n int
 		if err := t.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
 			return err
