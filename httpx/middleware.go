@@ -70,7 +70,7 @@ func NewMetrics(reg *metrics.Registry, auditActions ...string) *Metrics {
 	return &Metrics{
 		Requests:    reg.CounterVecN("oauth2_http_requests_total", "HTTP requests by method, route pattern and status.", []string{"method", "endpoint", "status"}),
 		Duration:    reg.HistogramVec("oauth2_http_request_duration_seconds", "HTTP request latency by method and route pattern.", "method", "endpoint"),
-		RateLimited: reg.Counter("oauth2_rate_limited_total", "Requests refused with 429 by a per-IP rate limit."),
+		RateLimited: reg.Counter("oauth2_rate_limited_total", "Requests refused with 429 by a rate limit (per client IP or per client)."),
 		Audit:       reg.CounterVec("oauth2_audit_events_total", "Audit events written by requests, by action.", "action", auditActions...),
 	}
 }
