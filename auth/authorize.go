@@ -207,7 +207,8 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 		}
 		if params.Has("request_uri") {
 			var err error
-			if params, a.pushed, err = pushedParams(ctx, db, params, r.Method == http.MethodGet, t); err != nil {
+			browser := b.csrfCookie(w, r) // a POST's was checked above; a GET gets one now if it has none
+			if params, a.pushed, err = pushedParams(ctx, db, params, browser, r.Method == http.MethodGet, t); err != nil {
 				b.fail(w, r, err)
 				return
 			}
@@ -358,7 +359,16 @@ func (a *authorization) redirect(params url.Values) {
 }
 
 // redirectError sends e to the client's redirect URI (RFC 6749 §4.1.2.1).
+// A dynamically registered client's URI is not trusted: anyone may have
+// registered it, so an error is redirected there only after the user acted
+// on one of our forms (a POST, which needs their CSRF cookie); before that
+// it is shown here, or the server would be an open redirector (RFC 9700
+// §4.11.2).
 func (a *authorization) redirectError(e *httpx.Error) {
+	if a.r.Method != http.MethodPost && a.ar.client.Registered() {
+		a.b.fail(a.w, a.r, e)
+		return
+	}
 	v := url.Values{"error": {e.OAuthCode()}}
 	if e.Message != "" {
 		v.Set("error_description", e.Message)

@@ -72,13 +72,19 @@ const (
 // the cookie first if it has none (double-submit, bound with an HMAC so a
 // token cannot be made without the server's key).
 func (b *Browser) csrfToken(w http.ResponseWriter, r *http.Request) string {
+	return b.csrfFor(b.csrfCookie(w, r))
+}
+
+// csrfCookie returns the browser's CSRF cookie, a secret of that browser
+// alone (HttpOnly), setting it first if it has none.
+func (b *Browser) csrfCookie(w http.ResponseWriter, r *http.Request) string {
 	v := b.cookie(r, cookieCSRF)
 	if v == "" {
 		v = token.NewOpaque()
 		b.setCookie(w, cookieCSRF, v, 0)
 		r.AddCookie(&http.Cookie{Name: b.cookieName(cookieCSRF), Value: v}) // later reads in this request see it
 	}
-	return b.csrfFor(v)
+	return v
 }
 
 func (b *Browser) csrfFor(cookie string) string {

@@ -302,3 +302,38 @@ func TestDPoPNonce(t *testing.T) {
 	e.clock.Add(2 * nonceStep)
 	e.dpopPost("/oauth2/token", id, secret, cc, k.proof(t, "POST", "/oauth2/token", "", nonce, e.clock.Now())).wantOAuthError(http.StatusBadRequest, "use_dpop_nonce")
 }
+
+// RFC 9449 §5: "refresh tokens issued to public clients [in response to a
+// request with a DPoP proof] MUST be bound". A session that began without a
+// proof is bound at its first refresh that proves a key: the refresh token
+// that answer carries refreshes only with that key, and the key keeps
+// working (a regression test: the session stayed unbound, so a stolen
+// refresh token refreshed without the key).
+func TestPublicRefreshWithProofBindsSession(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		k := newDPoPKey(t)
+		pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		pk := newPKCE()
+		code := e.secret(e.browser().signIn(authorizeURL(pub, pk), "ann", "Ann-Password-1"))
+		r := e.dpopPost("/oauth2/token", pub, "", codeForm(code, pk), "").want(http.StatusOK) // no proof: unbound
+		e.secret(r.Str("access_token"))
+		refresh := func(rt, proof string) response {
+			return e.dpopPost("/oauth2/token", pub, "", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, proof)
+		}
+		r = refresh(e.secret(r.Str("refresh_token")), k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())).want(http.StatusOK)
+		e.secret(r.Str("access_token"))
+		if r.Str("token_type") != "DPoP" {
+			t.Fatalf("token_type %q", r.Str("token_type"))
+		}
+		rt := e.secret(r.Str("refresh_token"))
+		if r := refresh(rt, ""); r.Code != http.StatusBadRequest || r.Str("error") != "invalid_dpop_proof" {
+			e.secret(r.Str("access_token"))
+			e.secret(r.Str("refresh_token"))
+			t.Fatalf("the refresh token of a DPoP refresh refreshed without the key: %d %s", r.Code, r.Body.String())
+		}
+		r = refresh(rt, k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())).want(http.StatusOK) // the refusal spent nothing
+		e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+	})
+}

@@ -192,7 +192,7 @@ func (g *grant) refresh(ctx context.Context) (*Pair, error) {
 	if rt == "" {
 		return nil, httpx.E(httpx.KindInvalid, "refresh_token is required")
 	}
-	pair, old, err := g.ts.Rotate(ctx, g.db, rt, g.c.ID, Narrow{Scope: g.form.Get("scope"), Resource: g.form["resource"], JKT: g.jkt}, g.now)
+	pair, old, err := g.ts.Rotate(ctx, g.db, rt, g.c.ID, Narrow{Scope: g.form.Get("scope"), Resource: g.form["resource"], JKT: g.jkt, Bind: g.c.Public()}, g.now)
 	if err != nil {
 		return nil, refreshFailure(ctx, g.log, g.info, err, true)
 	}

@@ -94,7 +94,10 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
 		params := r.URL.Query()
-		confirmed := false
+		// acted: the user confirmed on our page, or the browser is signed
+		// in as the hint's user; without either, a dynamically registered
+		// client's URI, which anyone may have registered, is not followed.
+		confirmed, acted, trusted := false, false, true
 		if r.Method == http.MethodPost {
 			form, err := readForm(r)
 			if err != nil {
@@ -106,7 +109,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 					b.fail(w, r, errFormExpired)
 					return
 				}
-				confirmed = true
+				confirmed, acted = true, true
 			}
 			params = form
 		} else if err := checkParams(params); err != nil {
@@ -132,6 +135,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				return
 			}
 			confirmed = confirmed || sess == nil || store.FormatID(sess.UserID) == c.Subject
+			acted = acted || sess != nil
 			if sess == nil {
 				hintSID, hintSub = c.SessionID, c.Subject
 			}
@@ -143,7 +147,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				b.fail(w, r, httpx.E(httpx.KindInvalid, "The post_logout_redirect_uri is not registered for this client."))
 				return
 			}
-			target = p
+			target, trusted = p, !c.Registered()
 			if st := params.Get("state"); st != "" {
 				target = withQuery(p, url.Values{"state": {st}})
 			}
@@ -181,7 +185,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			ts.Ended(ended)
 		}
 		b.setCookie(w, cookieSession, "", -1)
-		if target != "" {
+		if target != "" && (trusted || acted) { // RFC 9700 §4.11.2
 			redirectTo(w, r, target)
 			return
 		}

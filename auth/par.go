@@ -76,21 +76,24 @@ var formFields = map[string]bool{"login": true, "password": true, "action": true
 // (RFC 9126 §4), with the forms' own fields, and the hash that names it.
 // Beside request_uri only client_id may be sent. The first arrival (a GET)
 // takes it, which a second cannot; the forms of that sign-in then read it
-// until the response is sent (finishPushed).
-func pushedParams(ctx context.Context, db *store.DB, params url.Values, first bool, now time.Time) (url.Values, string, error) {
+// until the response is sent (finishPushed), and only from that browser
+// (its CSRF cookie, browser): taken, it is named by both, so another
+// browser cannot sign in to it and carry its state and PKCE challenge
+// away in a code of its own (RFC 9126 §7.3).
+func pushedParams(ctx context.Context, db *store.DB, params url.Values, browser string, first bool, now time.Time) (url.Values, string, error) {
 	for k := range params {
 		if k != "request_uri" && k != "client_id" && (first || !formFields[k]) {
 			return nil, "", httpx.E(httpx.KindInvalid, "With request_uri, the request may carry only client_id.")
 		}
 	}
 	uri, id := params.Get("request_uri"), params.Get("client_id")
-	h := token.Hash(uri)
+	taken := token.Hash(uri + "\x00" + browser)
 	var raw string
 	var err error
 	if first {
-		raw, err = db.TakePushedRequest(ctx, h, id, now.Add(parSignIn), now)
+		raw, err = db.TakePushedRequest(ctx, token.Hash(uri), taken, id, now.Add(parSignIn), now)
 	} else {
-		raw, err = db.PushedRequest(ctx, h, id, now)
+		raw, err = db.PushedRequest(ctx, taken, id, now)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, "", httpx.E(httpx.KindInvalid, "The request_uri is unknown, expired, already used, or not this client's.")
@@ -108,5 +111,5 @@ func pushedParams(ctx context.Context, db *store.DB, params url.Values, first bo
 		}
 	}
 	pushed.Set("request_uri", uri) // the forms carry it, and client_id, and nothing else
-	return pushed, h, nil
+	return pushed, taken, nil
 }

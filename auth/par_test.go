@@ -129,3 +129,43 @@ func TestRequirePAR(t *testing.T) {
 		t.Fatalf("metadata %v", m)
 	}
 }
+
+// RFC 9126 §7.3 and API.md's "single use": a request_uri, once a browser
+// has taken it, serves only that browser's forms. Another browser, with a
+// CSRF token of its own from any page, cannot sign in to it and get a code
+// carrying the victim's state and PKCE challenge for its own account (a
+// regression test: the taken request was found by request_uri and client
+// alone). The browser that took it still signs in.
+func TestPushedRequestBoundToBrowser(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("victim@example.com", "victim", "Victim-Password-1", store.RoleUser)
+		e.createUser("mallory@example.com", "mallory", "Mallory-Password-1", store.RoleUser)
+		id, _ := e.newClient(ClientSpec{Name: "spa", Public: true, FirstParty: true, RequirePAR: true,
+			RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		pk := newPKCE()
+		push := pushForm(pk, "state", "victims-state")
+		push.Set("client_id", id)
+		uri := e.secret(e.formPost("/oauth2/par", "", "", push).want(http.StatusCreated).Str("request_uri"))
+		victim := e.browser()
+		w := victim.do("GET", "/oauth2/authorize?"+url.Values{"client_id": {id}, "request_uri": {uri}}.Encode(), nil)
+		if w.Code != http.StatusOK {
+			t.Fatalf("victim's GET: %d %s", w.Code, w.Body.String())
+		}
+		victimForm := formOf(t, w.Body.String())
+
+		mallory := e.browser()
+		csrf := formOf(t, mallory.do("GET", "/oauth2/device", nil).Body.String()).Get("csrf_token")
+		w = mallory.do("POST", "/oauth2/authorize", url.Values{"csrf_token": {csrf}, "client_id": {id}, "request_uri": {uri},
+			"login": {"mallory"}, "password": {"Mallory-Password-1"}})
+		if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" {
+			t.Fatalf("another browser posted the victim's taken request: %d Location %q", w.Code, w.Header().Get("Location"))
+		}
+
+		victimForm.Set("login", "victim")
+		victimForm.Set("password", "Victim-Password-1")
+		q := callback(t, victim.do("POST", "/oauth2/authorize", victimForm), http.StatusSeeOther)
+		if e.secret(q.Get("code")) == "" || q.Get("state") != "victims-state" {
+			t.Fatalf("the browser that took the request: %v", q)
+		}
+	})
+}

@@ -461,3 +461,97 @@ func TestDynamicRegistrationBudget(t *testing.T) {
 		d.Registration = ratelimit.New(RegistrationRate, RegistrationBurst, 1000)
 	})
 }
+
+// RFC 9700 §4.11.2: a dynamically registered client's redirect URI is not
+// trusted (anyone may register one on their own site), so the authorization
+// endpoint shows an error for it on its own page until the user has acted
+// on one of its forms; after that (a denied consent) the error is
+// redirected as RFC 6749 §4.1.2.1 says. A regression test: a link on our
+// origin sent any browser straight to the registered URI.
+func TestRegisteredClientErrorsShownBeforeUserActs(t *testing.T) {
+	e := newEnv(t, store.SQLite, withDynamicRegistration(RegistrationOpen))
+	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+	r := e.registerClient("", map[string]any{"client_name": "Totally Legit", "redirect_uris": []string{"https://app.example/cb"},
+		"token_endpoint_auth_method": "none"}).want(http.StatusCreated)
+	id := r.Str("client_id")
+	e.secret(r.Str("registration_access_token"))
+	pk := newPKCE()
+	for name, q := range map[string]url.Values{
+		"no PKCE":           {"client_id": {id}, "response_type": {"code"}},
+		"bad response_type": {"client_id": {id}, "response_type": {"token"}},
+		"prompt=none":       {"client_id": {id}, "response_type": {"code"}, "code_challenge": {pk.challenge}, "code_challenge_method": {"S256"}, "prompt": {"none"}},
+	} {
+		q.Set("redirect_uri", "https://app.example/cb")
+		w := e.browser().do("GET", "/oauth2/authorize?"+q.Encode(), nil) // nobody signed in, nothing consented
+		if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "Invalid request") {
+			t.Errorf("%s: %d Location %q, want the error page", name, w.Code, w.Header().Get("Location"))
+		}
+	}
+	// Signed in, the user denies consent: the error goes to the client.
+	b := e.browser()
+	page := b.do("GET", authorizeURL(id, pk), nil)
+	f := formOf(t, page.Body.String())
+	f.Set("login", "ann")
+	f.Set("password", "Ann-Password-1")
+	consent := b.do("POST", "/oauth2/authorize", f)
+	f = formOf(t, consent.Body.String())
+	f.Set("action", "deny")
+	if q := callback(t, b.do("POST", "/oauth2/authorize", f), http.StatusSeeOther); q.Get("error") != "access_denied" {
+		t.Fatalf("a denial after the user acted: %v", q)
+	}
+}
+
+// The same at RP-initiated logout: a registered client's
+// post_logout_redirect_uri, with an ID token its registrant got for their
+// own account, is not followed for a browser that is not signed in; the
+// user who is signed in as the hint's user, or who confirms, is sent there.
+func TestLogoutDoesNotFollowRegisteredURIUnasked(t *testing.T) {
+	e := newEnv(t, store.SQLite, withDynamicRegistration(RegistrationOpen), withSigningKey(t, ecKey(t), nil))
+	e.createUser("mallory@example.com", "mallory", "Mallory-Password-1", store.RoleUser)
+	r := e.registerClient("", map[string]any{"client_name": "Totally Legit", "redirect_uris": []string{"https://app.example/cb"},
+		"post_logout_redirect_uris": []string{"https://evil.example/bye"}, "scope": "openid",
+		"token_endpoint_auth_method": "client_secret_post"}).want(http.StatusCreated)
+	id, secret := r.Str("client_id"), e.secret(r.Str("client_secret"))
+	pk := newPKCE()
+	mallory := e.browser()
+	code := e.secret(mallory.signIn(authorizeURL(id, pk, "scope", "openid"), "mallory", "Mallory-Password-1"))
+	tr := e.token(id, secret, codeForm(code, pk)).want(http.StatusOK)
+	e.secret(tr.Str("access_token"))
+	e.secret(tr.Str("refresh_token"))
+	q := url.Values{"id_token_hint": {e.secret(tr.Str("id_token"))}, "post_logout_redirect_uri": {"https://evil.example/bye"}}
+	if w := mallory.do("GET", "/oauth2/logout?"+q.Encode(), nil); w.Code != http.StatusFound || w.Header().Get("Location") != "https://evil.example/bye" {
+		t.Errorf("logout of the hint's own sign-in: %d Location %q", w.Code, w.Header().Get("Location"))
+	}
+	w := e.browser().do("GET", "/oauth2/logout?"+q.Encode(), nil) // the victim: not signed in here
+	if w.Code != http.StatusOK || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "Signed out") {
+		t.Errorf("logout of a browser not signed in: %d Location %q, want the signed-out page", w.Code, w.Header().Get("Location"))
+	}
+}
+
+// RFC 7591 §5: a client_name is shown to users on the login, consent and
+// device pages, so it may hold no format character (category Cf) that
+// would make it read as another name or turn the page's words around it:
+// bidi controls, zero-width spaces, a byte order mark. ZWNJ and ZWJ, which
+// scripts and emoji need, stay (a regression test: only Cc was refused).
+func TestClientNameRefusesFormatCharacters(t *testing.T) {
+	e := newEnv(t, store.SQLite, withDynamicRegistration(RegistrationOpen))
+	for _, name := range []string{"\u202Eelgoo\u0047", "Acme\u200B Portal", "Acme\u2066 Portal", "\uFEFFAcme", "Acme\u00ADPortal"} {
+		r := e.registerClient("", map[string]any{"client_name": name, "redirect_uris": []string{"https://app.example/cb"}})
+		if r.Code != http.StatusBadRequest || r.Str("error") != "invalid_client_metadata" {
+			t.Errorf("client_name %+q: %d %s", name, r.Code, r.Body.String())
+		}
+	}
+	for _, name := range []string{"می\u200cخواهم", "Team 👩\u200d💻", "Acme Portal"} {
+		r := e.registerClient("", map[string]any{"client_name": name, "redirect_uris": []string{"https://app.example/cb"}})
+		if r.Code != http.StatusCreated {
+			t.Errorf("client_name %+q refused: %d %s", name, r.Code, r.Body.String())
+			continue
+		}
+		e.secret(r.Str("client_secret"))
+		e.secret(r.Str("registration_access_token"))
+		page := e.browser().do("GET", authorizeURL(r.Str("client_id"), newPKCE()), nil).Body.String()
+		if !strings.Contains(page, "<bdi>"+name+"</bdi>") {
+			t.Errorf("client_name %+q not shown isolated in <bdi> on the login page", name)
+		}
+	}
+}

@@ -207,6 +207,10 @@ type Narrow struct {
 	Scope    string   // "" keeps the token's scope; otherwise a subset of it
 	Resource []string // the resource parameters: none, or the session's own
 	JKT      string   // the DPoP key the request proved, or ""
+	// Bind: the client is public, so a session bound to no key is bound to
+	// JKT from this refresh on (RFC 9449 §5: "refresh tokens issued to
+	// public clients [with a DPoP proof] MUST be bound").
+	Bind bool
 }
 
 // Refresh failures.
@@ -236,7 +240,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		// the careful path below, which says why and revokes on reuse.
 		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", n.JKT, ts.RefreshTTL, ts.MaxAge, now)
 		if err == nil {
-			return ts.finishRotation(spent, next, clientID, spent.Scope, n.JKT, now)
+			return ts.finishRotation(ctx, db, spent, next, clientID, spent.Scope, n, now)
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, nil, err
@@ -281,15 +285,21 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.finishRotation(spent, next, clientID, newScope, n.JKT, now)
+	return ts.finishRotation(ctx, db, spent, next, clientID, newScope, n, now)
 }
 
-// finishRotation mints the access token of a rotated family, for the
-// family's resource.
-func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope, jkt string, now time.Time) (*Pair, *store.RefreshToken, error) {
-	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: spent.Family.Resource, JKT: jkt, AuthTime: spent.Family.AuthTime}, now)
+// finishRotation binds a public client's family to the key its refresh
+// proved (n.Bind), before the new refresh token leaves, and mints the
+// access token of the rotated family, for the family's resource.
+func (ts *Tokens) finishRotation(ctx context.Context, db *store.DB, spent *store.RefreshToken, next, clientID, scope string, n Narrow, now time.Time) (*Pair, *store.RefreshToken, error) {
+	if n.Bind && n.JKT != "" {
+		if err := db.BindFamily(ctx, spent.Family.ID, n.JKT); err != nil {
+			return nil, nil, err
+		}
+	}
+	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: spent.Family.Resource, JKT: n.JKT, AuthTime: spent.Family.AuthTime}, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.pair(access, next, scope, jkt), spent, nil
+	return ts.pair(access, next, scope, n.JKT), spent, nil
 }

@@ -44,9 +44,15 @@ func validPassword(s string) bool {
 	return n >= minPassword && n <= maxPassword && !strings.ContainsRune(s, 0)
 }
 
-// validName: at most 100 characters, no control characters.
+// validName: at most 100 characters, no control characters, and no format
+// characters (category Cf): the bidirectional controls and the invisible
+// ones (U+202E, U+2066, U+200B, U+FEFF…) would let a name shown on the
+// login and consent pages read as another, or turn the page's own words
+// around it (RFC 7591 §5). ZWNJ and ZWJ stay: scripts and emoji need them.
 func validName(s string) bool {
-	return utf8.RuneCountInString(s) <= 100 && !strings.ContainsFunc(s, unicode.IsControl)
+	return utf8.RuneCountInString(s) <= 100 && !strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || (unicode.Is(unicode.Cf, r) && r != '\u200c' && r != '\u200d')
+	})
 }
 
 // vschar reports whether s is VSCHAR* (RFC 6749 Appendix A: %x20-7E).

@@ -420,17 +420,20 @@ func (db *DB) PushRequest(ctx context.Context, hash, clientID, params string, ex
 
 // TakePushedRequest returns the parameters of the client's pushed request
 // the first time its request_uri arrives, and from then on keeps it until
-// then (the sign-in's forms) for PushedRequest. A request_uri used before,
-// expired, unknown or another client's is ErrNotFound.
-func (db *DB) TakePushedRequest(ctx context.Context, hash, clientID string, then, now time.Time) (params string, err error) {
+// then (the sign-in's forms) for PushedRequest under the name taken, which
+// the caller makes from the request_uri and the browser that took it, so
+// that no other browser can read it. A request_uri used before, expired,
+// unknown or another client's is ErrNotFound.
+func (db *DB) TakePushedRequest(ctx context.Context, hash, taken, clientID string, then, now time.Time) (params string, err error) {
 	defer db.wrap(&err, "take pushed request")
-	err = db.updateRow(ctx, func(r scanner) error { return r.Scan(&params) }, `UPDATE pushed_requests SET used_at = $3, expires_at = $4
-WHERE hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > $3`, `params`, `pushed_requests WHERE hash = $1`, hash, clientID, now.Unix(), then.Unix())
+	err = db.updateRow(ctx, func(r scanner) error { return r.Scan(&params) }, `UPDATE pushed_requests SET hash = $5, used_at = $3, expires_at = $4
+WHERE hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > $3`, `params`, `pushed_requests WHERE hash = $5`, hash, clientID, now.Unix(), then.Unix(), taken)
 	return params, err
 }
 
 // PushedRequest returns the parameters of a pushed request taken by
-// TakePushedRequest and not yet finished, or ErrNotFound.
+// TakePushedRequest (hash is its taken name) and not yet finished, or
+// ErrNotFound.
 func (db *DB) PushedRequest(ctx context.Context, hash, clientID string, now time.Time) (params string, err error) {
 	defer db.wrap(&err, "pushed request")
 	err = db.queryRow(ctx, `SELECT params FROM pushed_requests WHERE hash = $1 AND client_id = $2 AND used_at IS NOT NULL AND expires_at > $3`,

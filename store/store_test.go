@@ -885,34 +885,37 @@ func TestDPoPAndPushedRequests(t *testing.T) {
 			if c, err := db.ClientByID(ctx, "c1"); err != nil || !c.RequireDPoP || !c.RequirePAR {
 				t.Fatalf("client flags read back: %+v, %v", c, err)
 			}
-			h := token.Hash("urn:ietf:params:oauth:request_uri:x")
+			h, taken := token.Hash("urn:ietf:params:oauth:request_uri:x"), token.Hash("urn:ietf:params:oauth:request_uri:x taken")
 			if err := db.PushRequest(ctx, h, "c1", "scope=a", t0.Add(time.Minute), t0); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := db.PushedRequest(ctx, h, "c1", t0); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("read before it was taken: %v", err)
 			}
-			if _, err := db.TakePushedRequest(ctx, h, "c2", t0.Add(10*time.Minute), t0); !errors.Is(err, store.ErrNotFound) {
+			if _, err := db.TakePushedRequest(ctx, h, taken, "c2", t0.Add(10*time.Minute), t0); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("taken by another client: %v", err)
 			}
-			if got, err := db.TakePushedRequest(ctx, h, "c1", t0.Add(10*time.Minute), t0.Add(time.Second)); err != nil || got != "scope=a" {
+			if got, err := db.TakePushedRequest(ctx, h, taken, "c1", t0.Add(10*time.Minute), t0.Add(time.Second)); err != nil || got != "scope=a" {
 				t.Fatalf("take = %q, %v", got, err)
 			}
-			if _, err := db.TakePushedRequest(ctx, h, "c1", t0.Add(10*time.Minute), t0.Add(2*time.Second)); !errors.Is(err, store.ErrNotFound) {
+			if _, err := db.TakePushedRequest(ctx, h, taken, "c1", t0.Add(10*time.Minute), t0.Add(2*time.Second)); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("taken twice: %v", err)
 			}
-			if got, err := db.PushedRequest(ctx, h, "c1", t0.Add(9*time.Minute)); err != nil || got != "scope=a" {
+			if _, err := db.PushedRequest(ctx, h, "c1", t0.Add(9*time.Minute)); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("read under the request_uri's own name once taken: %v", err)
+			}
+			if got, err := db.PushedRequest(ctx, taken, "c1", t0.Add(9*time.Minute)); err != nil || got != "scope=a" {
 				t.Fatalf("read by the forms = %q, %v", got, err)
 			}
-			if err := db.FinishPushedRequest(ctx, h); err != nil {
+			if err := db.FinishPushedRequest(ctx, taken); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := db.PushedRequest(ctx, h, "c1", t0.Add(9*time.Minute)); !errors.Is(err, store.ErrNotFound) {
+			if _, err := db.PushedRequest(ctx, taken, "c1", t0.Add(9*time.Minute)); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("read after it was finished: %v", err)
 			}
 			late := token.Hash("late")
 			db.PushRequest(ctx, late, "c1", "x=1", t0.Add(time.Minute), t0)
-			if _, err := db.TakePushedRequest(ctx, late, "c1", t0.Add(time.Hour), t0.Add(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+			if _, err := db.TakePushedRequest(ctx, late, token.Hash("late taken"), "c1", t0.Add(time.Hour), t0.Add(time.Minute)); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("taken after it expired: %v", err)
 			}
 

@@ -393,6 +393,15 @@ WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
 	qFamilyOwner           = `SELECT user_id, auth_time, created_at, resource FROM token_families WHERE id = $1`
 )
 
+// BindFamily binds the family id to the DPoP key jkt if it is bound to
+// none; a family already bound keeps its key (RotateRefresh refused any
+// other). A public client's session is bound to the first key it proves,
+// at a refresh as at the code exchange (RFC 9449 §5).
+func (db *DB) BindFamily(ctx context.Context, id, jkt string) (err error) {
+	defer db.wrap(&err, "bind token family")
+	return db.exec(ctx, nil, `UPDATE token_families SET dpop_jkt = $2 WHERE id = $1 AND dpop_jkt = ''`, id, jkt)
+}
+
 // RotateRefresh spends the refresh token oldHash and adds newHash to its
 // family, atomically, only if the token is unspent and unexpired, its family
 // is live, younger than maxAge (REFRESH_TOKEN_MAX_DAYS), belongs to
