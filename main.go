@@ -341,10 +341,8 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	if ks.idTokens != nil {
 		ts.Logout = auth.NewBackchannel(ks.idTokens, cfg.Issuer, 1000, log, authm)
 	}
-	if cfg.SMTPHost != "" { // reset and verification links
-		mailer := &auth.SMTPMailer{Host: cfg.SMTPHost, Port: cfg.SMTPPort, TLSMode: cfg.SMTPTLS,
-			Username: cfg.SMTPUsername, Password: cfg.SMTPPassword, From: cfg.SMTPFrom}
-		mail = auth.NewMailQueue(mailer, 100, log, authm)
+	if cfg.SMTP.Host != "" { // reset and verification links
+		mail = auth.NewMailQueue(&cfg.SMTP, 100, log, authm)
 	}
 	var reset *auth.Reset
 	if cfg.EnablePasswordReset { // loadConfig requires SMTP_HOST for it
