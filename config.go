@@ -28,6 +28,7 @@ type config struct {
 	ListenAddr          string // LISTEN_ADDR: an IP address, or empty for every interface
 	Port                int
 	DatabaseURL         string
+	DB                  store.Options // DB_MAX_OPEN_CONNS, DB_MAX_IDLE_CONNS, DB_CONN_MAX_LIFETIME
 	SigningKey          string
 	SigningKeysPrevious []string
 	JWTSecret           token.Secret
@@ -57,12 +58,9 @@ type config struct {
 	// SMTP_USERNAME, SMTP_PASSWORD and SMTP_FROM set it; no Host, no mail.
 	SMTP auth.SMTPMailer
 
-	PasswordResetTTL  time.Duration
-	PasswordResetURL  string
-	DBMaxOpenConns    int
-	DBMaxIdleConns    int
-	DBConnMaxLifetime time.Duration
-	MaxConnections    int
+	PasswordResetTTL time.Duration
+	PasswordResetURL string
+	MaxConnections   int
 
 	// Email verification.
 	EmailVerificationTTL     time.Duration
@@ -372,9 +370,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	default:
 		e.fail("ENABLE_DYNAMIC_REGISTRATION", "want false, token or open, got %q", clip(c.DynamicRegistration))
 	}
-	c.DBMaxOpenConns = e.int("DB_MAX_OPEN_CONNS", "100", 1, 10000)
-	c.DBMaxIdleConns = e.int("DB_MAX_IDLE_CONNS", "10", 0, 10000)
-	c.DBConnMaxLifetime = e.dur("DB_CONN_MAX_LIFETIME", "1h", 0, 30*24*time.Hour)
+	c.DB.MaxOpenConns = e.int("DB_MAX_OPEN_CONNS", "100", 1, 10000)
+	c.DB.MaxIdleConns = e.int("DB_MAX_IDLE_CONNS", "10", 0, 10000)
+	c.DB.ConnMaxLifetime = e.dur("DB_CONN_MAX_LIFETIME", "1h", 0, 30*24*time.Hour)
 	c.MaxConnections = e.int("MAX_CONNECTIONS", "4096", 1, 1<<20)
 	if e.err != nil {
 		return nil, e.err

@@ -221,10 +221,9 @@ func newLogger(cfg *config, w io.Writer) (*slog.Logger, func()) {
 }
 
 func openStore(ctx context.Context, cfg *config) (*store.DB, error) {
-	return store.Open(ctx, cfg.DatabaseURL, store.Options{
-		MaxOpenConns: cfg.DBMaxOpenConns, MaxIdleConns: cfg.DBMaxIdleConns, ConnMaxLifetime: cfg.DBConnMaxLifetime,
-		MySQL: mysqlDriver, // nil but in oauth2-api-mysql (nomysql.go)
-	})
+	opts := cfg.DB
+	opts.MySQL = mysqlDriver // nil but in oauth2-api-mysql (nomysql.go)
+	return store.Open(ctx, cfg.DatabaseURL, opts)
 }
 
 // openStoreRetrying opens the database, waiting for it (with backoff, up to
@@ -378,8 +377,8 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	// MAX_CONNECTIONS, lowered to fit the descriptor limit with room for the
 	// database pool, the log and the SQLite files.
 	maxConns := cfg.MaxConnections
-	if fds := fdLimit(); fds > 0 && maxConns > fds-cfg.DBMaxOpenConns-connReserve-64 {
-		maxConns = max(1, fds-cfg.DBMaxOpenConns-connReserve-64)
+	if fds := fdLimit(); fds > 0 && maxConns > fds-cfg.DB.MaxOpenConns-connReserve-64 {
+		maxConns = max(1, fds-cfg.DB.MaxOpenConns-connReserve-64)
 		log.Warn("MAX_CONNECTIONS lowered to fit the open file limit", "max_connections", maxConns, "file_limit", fds)
 	}
 	limit := &httpx.ConnLimit{Max: maxConns, Reserve: connReserve,
