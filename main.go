@@ -539,9 +539,12 @@ func derive(secret []byte, purpose string) []byte {
 // generated once and kept next to the SQLite file with mode 0600, so tokens
 // survive a restart. For PostgreSQL it lives only in memory.
 func debugSecret(db *store.DB, dbURL string, log *slog.Logger) ([]byte, error) {
+	var random [32]byte
+	rand.Read(random[:])
+	key := hex.AppendEncode(nil, random[:]) // 256 random bits as text, as the key file holds them
 	if db.Dialect() != store.SQLite {
 		log.Warn("JWT_SECRET unset: using a random key for this process only (debug mode)")
-		return randomHex(32), nil
+		return key, nil
 	}
 	_, path, _ := store.ParseURL(dbURL)
 	file := filepath.Join(filepath.Dir(path), ".oauth2-api-jwt-secret")
@@ -554,7 +557,6 @@ func debugSecret(db *store.DB, dbURL string, log *slog.Logger) ([]byte, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read debug key: %w", err)
 	}
-	key := randomHex(32)
 	if err := writeNew(file, append(key, '\n')); err != nil {
 		return nil, fmt.Errorf("write debug key: %w", err)
 	}
@@ -578,12 +580,6 @@ func writeNew(path string, data []byte) error {
 		os.Remove(path)
 	}
 	return err
-}
-
-func randomHex(n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	return []byte(hex.EncodeToString(b))
 }
 
 func migrateCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdout io.Writer) error {
