@@ -28,6 +28,7 @@ type config struct {
 	ListenAddr          string // LISTEN_ADDR: an IP address, or empty for every interface
 	Port                int
 	DatabaseURL         string
+	DB                  store.Options // DB_MAX_OPEN_CONNS, DB_MAX_IDLE_CONNS, DB_CONN_MAX_LIFETIME
 	SigningKey          string
 	SigningKeysPrevious []string
 	JWTSecret           token.Secret
@@ -51,18 +52,15 @@ type config struct {
 	ClientBurst         int
 	LoginMaxFailures    int
 	LoginLockout        time.Duration
-	SMTPHost            string
-	SMTPPort            int
-	SMTPTLS             string // auth.SMTPStartTLS, auth.SMTPImplicitTLS or auth.SMTPNoTLS
-	SMTPUsername        string
-	SMTPPassword        token.Secret
-	SMTPFrom            string
-	PasswordResetTTL    time.Duration
-	PasswordResetURL    string
-	DBMaxOpenConns      int
-	DBMaxIdleConns      int
-	DBConnMaxLifetime   time.Duration
-	MaxConnections      int
+
+	// SMTP is the mailer as SMTP_HOST, SMTP_PORT, SMTP_TLS (TLSMode:
+	// auth.SMTPStartTLS, auth.SMTPImplicitTLS or auth.SMTPNoTLS),
+	// SMTP_USERNAME, SMTP_PASSWORD and SMTP_FROM set it; no Host, no mail.
+	SMTP auth.SMTPMailer
+
+	PasswordResetTTL time.Duration
+	PasswordResetURL string
+	MaxConnections   int
 
 	// Email verification.
 	EmailVerificationTTL     time.Duration
@@ -317,37 +315,38 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	c.ClientBurst = e.int("CLIENT_RATE_BURST", "200", 1, 1<<30)
 	c.LoginMaxFailures = e.int("LOGIN_MAX_FAILURES", "5", 1, 1<<20)
 	c.LoginLockout = e.dur("LOGIN_LOCKOUT", "15m", time.Second, 7*24*time.Hour)
-	c.SMTPHost, c.SMTPPort = e.str("SMTP_HOST", ""), e.int("SMTP_PORT", "587", 1, 65535)
-	c.SMTPUsername, c.SMTPPassword, c.SMTPFrom = e.str("SMTP_USERNAME", ""), token.Secret(getenv("SMTP_PASSWORD")), e.str("SMTP_FROM", "")
-	switch c.SMTPTLS = e.str("SMTP_TLS", auth.SMTPStartTLS); c.SMTPTLS {
+	c.SMTP = auth.SMTPMailer{Host: e.str("SMTP_HOST", ""), Port: e.int("SMTP_PORT", "587", 1, 65535),
+		Username: e.str("SMTP_USERNAME", ""), Password: token.Secret(getenv("SMTP_PASSWORD")),
+		From: e.str("SMTP_FROM", "")}
+	switch c.SMTP.TLSMode = e.str("SMTP_TLS", auth.SMTPStartTLS); c.SMTP.TLSMode {
 	case auth.SMTPStartTLS, auth.SMTPImplicitTLS:
 		// Port 465 speaks TLS from the first byte: STARTTLS there would
 		// wait for a greeting that never comes. Before SMTP_TLS existed the
 		// port decided; now an operator must say which, once.
-		if c.SMTPHost != "" && c.SMTPPort == 465 && e.str("SMTP_TLS", "") == "" {
+		if c.SMTP.Host != "" && c.SMTP.Port == 465 && e.str("SMTP_TLS", "") == "" {
 			e.fail("SMTP_TLS", "unset with SMTP_PORT 465, the implicit TLS port: set it to implicit (or starttls)")
 		}
 	case auth.SMTPNoTLS:
 		// On any network a man in the middle would read the reset links
 		// (and the password): clear text only to a relay on this machine.
-		if c.SMTPHost != "" && !loopbackHost(c.SMTPHost) {
+		if c.SMTP.Host != "" && !loopbackHost(c.SMTP.Host) {
 			e.fail("SMTP_TLS", "none is allowed only with a loopback SMTP_HOST (localhost, 127.0.0.0/8, ::1)")
 		}
-		if c.SMTPUsername != "" {
+		if c.SMTP.Username != "" {
 			e.fail("SMTP_TLS", "none with SMTP_USERNAME set would send the password in clear")
 		}
 	default:
-		e.fail("SMTP_TLS", "want starttls, implicit or none, got %q", clip(c.SMTPTLS))
+		e.fail("SMTP_TLS", "want starttls, implicit or none, got %q", clip(c.SMTP.TLSMode))
 	}
 	c.PasswordResetTTL = e.dur("PASSWORD_RESET_TTL", "1h", time.Minute, 24*time.Hour)
 	c.PasswordResetURL = e.str("PASSWORD_RESET_URL", strings.TrimSuffix(c.Issuer, "/")+"/password/reset")
 	if u, err := url.Parse(c.PasswordResetURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
 		e.fail("PASSWORD_RESET_URL", "want an absolute http(s) URL without a fragment")
 	}
-	if c.EnablePasswordReset && c.SMTPHost == "" {
+	if c.EnablePasswordReset && c.SMTP.Host == "" {
 		e.fail("SMTP_HOST", "required when ENABLE_PASSWORD_RESET is true")
 	}
-	if c.SMTPHost != "" && c.SMTPFrom == "" { // mail goes out: reset links, and verification links at registration
+	if c.SMTP.Host != "" && c.SMTP.From == "" { // mail goes out: reset links, and verification links at registration
 		e.fail("SMTP_FROM", "required when SMTP_HOST is set")
 	}
 	c.EmailVerificationTTL = e.dur("EMAIL_VERIFICATION_TTL", "24h", time.Minute, 30*24*time.Hour)
@@ -363,7 +362,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		}
 		c.Resources = append(c.Resources, r)
 	}
-	if c.RequireEmailVerification = e.bool("REQUIRE_EMAIL_VERIFICATION", "false"); c.RequireEmailVerification && c.SMTPHost == "" {
+	if c.RequireEmailVerification = e.bool("REQUIRE_EMAIL_VERIFICATION", "false"); c.RequireEmailVerification && c.SMTP.Host == "" {
 		e.fail("SMTP_HOST", "required when REQUIRE_EMAIL_VERIFICATION is true (the links are mailed)")
 	}
 	switch c.DynamicRegistration = e.str("ENABLE_DYNAMIC_REGISTRATION", auth.RegistrationOff); c.DynamicRegistration {
@@ -371,9 +370,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	default:
 		e.fail("ENABLE_DYNAMIC_REGISTRATION", "want false, token or open, got %q", clip(c.DynamicRegistration))
 	}
-	c.DBMaxOpenConns = e.int("DB_MAX_OPEN_CONNS", "100", 1, 10000)
-	c.DBMaxIdleConns = e.int("DB_MAX_IDLE_CONNS", "10", 0, 10000)
-	c.DBConnMaxLifetime = e.dur("DB_CONN_MAX_LIFETIME", "1h", 0, 30*24*time.Hour)
+	c.DB.MaxOpenConns = e.int("DB_MAX_OPEN_CONNS", "100", 1, 10000)
+	c.DB.MaxIdleConns = e.int("DB_MAX_IDLE_CONNS", "10", 0, 10000)
+	c.DB.ConnMaxLifetime = e.dur("DB_CONN_MAX_LIFETIME", "1h", 0, 30*24*time.Hour)
 	c.MaxConnections = e.int("MAX_CONNECTIONS", "4096", 1, 1<<20)
 	if e.err != nil {
 		return nil, e.err

@@ -49,14 +49,14 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"LoginBurst", c.LoginBurst, 10},
 		{"LoginMaxFailures", c.LoginMaxFailures, 5},
 		{"LoginLockout", c.LoginLockout, 15 * time.Minute},
-		{"SMTPTLS", c.SMTPTLS, "starttls"},
+		{"SMTPTLS", c.SMTP.TLSMode, "starttls"},
 		{"PasswordResetTTL", c.PasswordResetTTL, time.Hour},
 		{"PasswordResetURL", c.PasswordResetURL, "http://localhost:8080/password/reset"},
 		{"EmailVerificationTTL", c.EmailVerificationTTL, 24 * time.Hour},
 		{"RequireEmailVerification", c.RequireEmailVerification, false},
-		{"DBMaxOpenConns", c.DBMaxOpenConns, 100},
-		{"DBMaxIdleConns", c.DBMaxIdleConns, 10},
-		{"DBConnMaxLifetime", c.DBConnMaxLifetime, time.Hour},
+		{"DBMaxOpenConns", c.DB.MaxOpenConns, 100},
+		{"DBMaxIdleConns", c.DB.MaxIdleConns, 10},
+		{"DBConnMaxLifetime", c.DB.ConnMaxLifetime, time.Hour},
 		{"JWTSecret empty", c.JWTSecret == "", true},
 		{"CORSOrigins", len(c.CORSOrigins), 0},
 		{"TrustedProxies", len(c.TrustedProxies), 0},
@@ -336,7 +336,7 @@ func TestLoadConfigSMTPTLS(t *testing.T) {
 	} {
 		tc.env["SMTP_FROM"] = "auth@example.com" // required with SMTP_HOST
 		c, err := loadConfig(envOf(tc.env))
-		if err != nil || c.SMTPTLS != tc.want {
+		if err != nil || c.SMTP.TLSMode != tc.want {
 			t.Errorf("loadConfig(%v) = %v; want SMTP_TLS %s", tc.env, err, tc.want)
 		}
 	}
@@ -380,9 +380,9 @@ func TestLoadConfigSecretFiles(t *testing.T) {
 		t.Fatalf("loadConfig from files: %v", err)
 	}
 	if c.JWTSecret.Reveal() != releaseSecret || c.DatabaseURL != "postgres://app:db-pass-in-a-file@db.internal/oauth" ||
-		c.SMTPPassword.Reveal() != "smtp-pass-credential" || c.JWTSecretPrevious.Reveal() != "previous-secret-0123456789abcdef-credential" {
+		c.SMTP.Password.Reveal() != "smtp-pass-credential" || c.JWTSecretPrevious.Reveal() != "previous-secret-0123456789abcdef-credential" {
 		t.Fatalf("from files: JWT_SECRET %d bytes, DATABASE_URL %q, SMTP_PASSWORD %d bytes, JWT_SECRET_PREVIOUS %d bytes",
-			len(c.JWTSecret), c.DatabaseURL, len(c.SMTPPassword), len(c.JWTSecretPrevious))
+			len(c.JWTSecret), c.DatabaseURL, len(c.SMTP.Password), len(c.JWTSecretPrevious))
 	}
 	// Only one trailing newline goes: a second one is part of the value.
 	c, err = loadConfig(envOf(map[string]string{"JWT_SECRET_FILE": write(dir, "two", releaseSecret+"\n\n")}))

@@ -221,10 +221,9 @@ func newLogger(cfg *config, w io.Writer) (*slog.Logger, func()) {
 }
 
 func openStore(ctx context.Context, cfg *config) (*store.DB, error) {
-	return store.Open(ctx, cfg.DatabaseURL, store.Options{
-		MaxOpenConns: cfg.DBMaxOpenConns, MaxIdleConns: cfg.DBMaxIdleConns, ConnMaxLifetime: cfg.DBConnMaxLifetime,
-		MySQL: mysqlDriver, // nil but in oauth2-api-mysql (nomysql.go)
-	})
+	opts := cfg.DB
+	opts.MySQL = mysqlDriver // nil but in oauth2-api-mysql (nomysql.go)
+	return store.Open(ctx, cfg.DatabaseURL, opts)
 }
 
 // openStoreRetrying opens the database, waiting for it (with backoff, up to
@@ -341,10 +340,8 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	if ks.idTokens != nil {
 		ts.Logout = auth.NewBackchannel(ks.idTokens, cfg.Issuer, 1000, log, authm)
 	}
-	if cfg.SMTPHost != "" { // reset and verification links
-		mailer := &auth.SMTPMailer{Host: cfg.SMTPHost, Port: cfg.SMTPPort, TLSMode: cfg.SMTPTLS,
-			Username: cfg.SMTPUsername, Password: cfg.SMTPPassword, From: cfg.SMTPFrom}
-		mail = auth.NewMailQueue(mailer, 100, log, authm)
+	if cfg.SMTP.Host != "" { // reset and verification links
+		mail = auth.NewMailQueue(&cfg.SMTP, 100, log, authm)
 	}
 	var reset *auth.Reset
 	if cfg.EnablePasswordReset { // loadConfig requires SMTP_HOST for it
@@ -380,8 +377,8 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	// MAX_CONNECTIONS, lowered to fit the descriptor limit with room for the
 	// database pool, the log and the SQLite files.
 	maxConns := cfg.MaxConnections
-	if fds := fdLimit(); fds > 0 && maxConns > fds-cfg.DBMaxOpenConns-connReserve-64 {
-		maxConns = max(1, fds-cfg.DBMaxOpenConns-connReserve-64)
+	if fds := fdLimit(); fds > 0 && maxConns > fds-cfg.DB.MaxOpenConns-connReserve-64 {
+		maxConns = max(1, fds-cfg.DB.MaxOpenConns-connReserve-64)
 		log.Warn("MAX_CONNECTIONS lowered to fit the open file limit", "max_connections", maxConns, "file_limit", fds)
 	}
 	limit := &httpx.ConnLimit{Max: maxConns, Reserve: connReserve,
@@ -542,9 +539,12 @@ func derive(secret []byte, purpose string) []byte {
 // generated once and kept next to the SQLite file with mode 0600, so tokens
 // survive a restart. For PostgreSQL it lives only in memory.
 func debugSecret(db *store.DB, dbURL string, log *slog.Logger) ([]byte, error) {
+	var random [32]byte
+	rand.Read(random[:])
+	key := hex.AppendEncode(nil, random[:]) // 256 random bits as text, as the key file holds them
 	if db.Dialect() != store.SQLite {
 		log.Warn("JWT_SECRET unset: using a random key for this process only (debug mode)")
-		return randomHex(32), nil
+		return key, nil
 	}
 	_, path, _ := store.ParseURL(dbURL)
 	file := filepath.Join(filepath.Dir(path), ".oauth2-api-jwt-secret")
@@ -557,7 +557,6 @@ func debugSecret(db *store.DB, dbURL string, log *slog.Logger) ([]byte, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read debug key: %w", err)
 	}
-	key := randomHex(32)
 	if err := writeNew(file, append(key, '\n')); err != nil {
 		return nil, fmt.Errorf("write debug key: %w", err)
 	}
@@ -581,12 +580,6 @@ func writeNew(path string, data []byte) error {
 		os.Remove(path)
 	}
 	return err
-}
-
-func randomHex(n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	return []byte(hex.EncodeToString(b))
 }
 
 func migrateCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdout io.Writer) error {
