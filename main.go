@@ -167,9 +167,14 @@ func auditCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdo
 	if len(args) == 0 || (args[0] != "list" && args[0] != "verify") {
 		return usagef("audit: want list or verify (oauth2-api audit --help)")
 	}
-	fs := flags("audit " + args[0])
-	since, user, action, head := fs.String("since", "", ""), fs.String("user", "", ""), fs.String("action", "", ""), fs.String("head", "", "")
-	limit := fs.Int("limit", 1000, "")
+	// Each subcommand takes its own flags only.
+	listFlags, verifyFlags := flags("audit list"), flags("audit verify")
+	since, user, action := listFlags.String("since", "", ""), listFlags.String("user", "", ""), listFlags.String("action", "", "")
+	limit, head := listFlags.Int("limit", 1000, ""), verifyFlags.String("head", "", "")
+	fs := listFlags
+	if args[0] == "verify" {
+		fs = verifyFlags
+	}
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 || *limit < 1 {
 		return errUsage
 	}
@@ -620,7 +625,10 @@ func migrateCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, st
 
 // healthcheck GETs /health on this machine, at LISTEN_ADDR when it names
 // one address: the distroless HEALTHCHECK has no shell or wget.
-func healthcheck(ctx context.Context, cfg *config, _ []string, _ io.Reader, _ io.Writer) error {
+func healthcheck(ctx context.Context, cfg *config, args []string, _ io.Reader, _ io.Writer) error {
+	if len(args) > 0 {
+		return errUsage
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	host := "127.0.0.1"
