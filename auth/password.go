@@ -151,21 +151,13 @@ func ParsePHC(s string) (p Argon2Params, salt, key []byte, err error) {
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != "v="+strconv.Itoa(argon2.Version) {
 		return bad("not argon2id v=19")
 	}
-	var n [3]uint64 // m, t, p
-	ps := strings.Split(parts[3], ",")
-	if len(ps) != 3 {
+	// Sscanf takes spaces, leading zeros and anything after the last
+	// number: printing the numbers back must give the text read.
+	var m, t, par uint32
+	_, err = fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &par)
+	if err != nil || fmt.Sprintf("m=%d,t=%d,p=%d", m, t, par) != parts[3] {
 		return bad("parameters")
 	}
-	for i, want := range []string{"m=", "t=", "p="} {
-		v, ok := strings.CutPrefix(ps[i], want)
-		if !ok || v == "" || (len(v) > 1 && v[0] == '0') {
-			return bad("parameters")
-		}
-		if n[i], err = strconv.ParseUint(v, 10, 32); err != nil {
-			return bad("parameters")
-		}
-	}
-	m, t, par := n[0], n[1], n[2]
 	if t < 1 || t > maxArgonTime || par < 1 || par > 255 || m < 8*par || m > maxArgonMemory {
 		return bad("parameters out of bounds")
 	}
@@ -174,5 +166,5 @@ func ParsePHC(s string) (p Argon2Params, salt, key []byte, err error) {
 	if err1 != nil || err2 != nil || len(salt) < 8 || len(salt) > maxArgonLen || len(key) < 16 || len(key) > maxArgonLen {
 		return bad("salt or key")
 	}
-	return Argon2Params{Memory: uint32(m), Time: uint32(t), Threads: uint8(par), SaltLen: uint32(len(salt)), KeyLen: uint32(len(key))}, salt, key, nil
+	return Argon2Params{Memory: m, Time: t, Threads: uint8(par), SaltLen: uint32(len(salt)), KeyLen: uint32(len(key))}, salt, key, nil
 }

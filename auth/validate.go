@@ -19,18 +19,12 @@ func validEmail(s string) bool {
 
 // validUsername: 3 to 32 of letters, digits, '.', '_', '-', starting with a
 // letter or digit. No '@', so a login is never both an email and a username.
+// Trimming the allowed set from a string leaves nothing exactly when it
+// holds no other byte.
 func validUsername(s string) bool {
-	if len(s) < 3 || len(s) > 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-		if !alnum && (i == 0 || (c != '.' && c != '_' && c != '-')) {
-			return false
-		}
-	}
-	return true
+	const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	return len(s) >= 3 && len(s) <= 32 && strings.IndexByte(alnum, s[0]) >= 0 &&
+		strings.Trim(s, alnum+"._-") == ""
 }
 
 // Password length in characters (API.md: 8 to 128).
