@@ -163,6 +163,7 @@ func handleResetPage(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, 
 		var e *httpx.Error
 		switch {
 		case err == nil:
+			log.InfoContext(r.Context(), "password reset", "request_id", httpx.InfoFrom(r).ID) // as the REST reset logs
 			b.render(w, http.StatusOK, "reset", "", &pageData{Title: "Password changed", Done: true})
 		case errors.As(err, &e):
 			data.Error = e.Message

@@ -134,6 +134,9 @@ func TestPasswordResetPage(t *testing.T) {
 	if w := b.do("POST", "/password/reset", form); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "changed") {
 		t.Fatalf("reset form: %d %s", w.Code, w.Body.String())
 	}
+	if !strings.Contains(e.logs.String(), `"msg":"password reset"`) { // as the REST reset logs it
+		t.Error("the page's reset wrote no log line")
+	}
 	e.login("ann", "new password 1")
 }
 
