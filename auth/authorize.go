@@ -338,17 +338,6 @@ func (a *authorization) showForm(status int, page string, d *pageData) {
 	a.b.render(a.w, status, page, formAction(a.ar.redirectURI), d)
 }
 
-// finishPushed ends the pushed request once it has its response: it yields
-// one.
-func (a *authorization) finishPushed() {
-	if a.pushed == "" {
-		return
-	}
-	if err := a.db.FinishPushedRequest(a.r.Context(), a.pushed); err != nil {
-		a.log.WarnContext(a.r.Context(), "pushed request not finished; it expires instead", "request_id", httpx.InfoFrom(a.r).ID, "err", err)
-	}
-}
-
 // redirect ends the request at the client's redirect URI with params added
 // to its query (RFC 6749 §4.1.2), and state, and iss (RFC 9207); a pushed
 // request has then had its response.
@@ -357,7 +346,12 @@ func (a *authorization) redirect(params url.Values) {
 		params.Set("state", a.ar.state)
 	}
 	params.Set("iss", a.iss)
-	a.finishPushed()
+	// The pushed request ends once it has its response: it yields one.
+	if a.pushed != "" {
+		if err := a.db.FinishPushedRequest(a.r.Context(), a.pushed); err != nil {
+			a.log.WarnContext(a.r.Context(), "pushed request not finished; it expires instead", "request_id", httpx.InfoFrom(a.r).ID, "err", err)
+		}
+	}
 	a.w.Header().Set("Cache-Control", "no-store")
 	redirectTo(a.w, a.r, withQuery(a.ar.redirectURI, params))
 }

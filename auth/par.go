@@ -76,7 +76,7 @@ var formFields = map[string]bool{"login": true, "password": true, "action": true
 // (RFC 9126 §4), with the forms' own fields, and the hash that names it.
 // Beside request_uri only client_id may be sent. The first arrival (a GET)
 // takes it, which a second cannot; the forms of that sign-in then read it
-// until the response is sent (finishPushed).
+// until the response is sent (authorization.redirect).
 func pushedParams(ctx context.Context, db *store.DB, params url.Values, first bool, now time.Time) (url.Values, string, error) {
 	for k := range params {
 		if k != "request_uri" && k != "client_id" && (first || !formFields[k]) {
