@@ -324,25 +324,19 @@ type authorization struct {
 	device *deviceStep
 }
 
-// form returns where the login and consent forms post, the fields they
-// carry, and the CSP form-action source of the redirect that follows them
-// ("" at the device page, which redirects nowhere).
-func (a *authorization) form() (action string, fields []hidden, redirectSource string) {
+// showForm renders the login or consent page d with what both forms need:
+// the client's name, the CSRF token, where the form posts, the fields it
+// carries, and the CSP form-action source of the redirect that follows it
+// (none at the device page, which redirects nowhere).
+func (a *authorization) showForm(status int, page string, d *pageData) {
+	d.ClientName, d.CSRF = a.ar.client.Name, a.b.csrfToken(a.w, a.r)
 	if a.device != nil {
-		return "/oauth2/device", []hidden{{"user_code", a.device.shown}}, ""
-	}
-	return "/oauth2/authorize", carry(a.ar.params), formAction(a.ar.redirectURI)
-}
-
-// finishPushed ends the pushed request once it has its response: it yields
-// one.
-func (a *authorization) finishPushed() {
-	if a.pushed == "" {
+		d.Action, d.Hidden = "/oauth2/device", []hidden{{"user_code", a.device.shown}}
+		a.b.render(a.w, status, page, "", d)
 		return
 	}
-	if err := a.db.FinishPushedRequest(a.r.Context(), a.pushed); err != nil {
-		a.log.WarnContext(a.r.Context(), "pushed request not finished; it expires instead", "request_id", httpx.InfoFrom(a.r).ID, "err", err)
-	}
+	d.Action, d.Hidden = "/oauth2/authorize", carry(a.ar.params)
+	a.b.render(a.w, status, page, formAction(a.ar.redirectURI), d)
 }
 
 // redirect ends the request at the client's redirect URI with params added
@@ -353,7 +347,12 @@ func (a *authorization) redirect(params url.Values) {
 		params.Set("state", a.ar.state)
 	}
 	params.Set("iss", a.iss)
-	a.finishPushed()
+	// The pushed request ends once it has its response: it yields one.
+	if a.pushed != "" {
+		if err := a.db.FinishPushedRequest(a.r.Context(), a.pushed); err != nil {
+			a.log.WarnContext(a.r.Context(), "pushed request not finished; it expires instead", "request_id", httpx.InfoFrom(a.r).ID, "err", err)
+		}
+	}
 	a.w.Header().Set("Cache-Control", "no-store")
 	redirectTo(a.w, a.r, withQuery(a.ar.redirectURI, params))
 }
@@ -398,11 +397,7 @@ func hiddenFields(params url.Values, keys ...string) []hidden {
 }
 
 func (a *authorization) showLogin(status int, msg, login string) {
-	action, fields, src := a.form()
-	a.b.render(a.w, status, "login", src, &pageData{
-		Title: "Sign in", Error: msg, ClientName: a.ar.client.Name, Login: login,
-		Hidden: fields, CSRF: a.b.csrfToken(a.w, a.r), Action: action,
-	})
+	a.showForm(status, "login", &pageData{Title: "Sign in", Error: msg, Login: login})
 }
 
 // loginForm handles a POSTed login form. On success it starts a session
@@ -486,10 +481,8 @@ func (a *authorization) showConsent(sess *store.Session) {
 	if u, err := url.Parse(a.ar.redirectURI); err == nil && u.Host != "" {
 		host = u.Host
 	}
-	action, fields, src := a.form()
-	a.b.render(a.w, http.StatusOK, "consent", src, &pageData{
-		Title: "Allow access?", ClientName: a.ar.client.Name, User: user, Scopes: strings.Fields(a.ar.scope),
-		RedirectHost: host, Hidden: fields, CSRF: a.b.csrfToken(a.w, a.r), Action: action,
+	a.showForm(http.StatusOK, "consent", &pageData{
+		Title: "Allow access?", User: user, Scopes: strings.Fields(a.ar.scope), RedirectHost: host,
 	})
 }
 

@@ -95,24 +95,17 @@ func (bc *Backchannel) deliver(ctx context.Context, si store.SignIn) {
 			bc.m.Logouts.With(logoutSent).Inc()
 			return
 		}
-		if try < len(logoutBackoff) && sleep(ctx, logoutBackoff[try]) {
-			err = nil // after the backoff, try again
+		if try < len(logoutBackoff) {
+			// Wait the backoff, or less if ctx ends first (err then stands).
+			select {
+			case <-ctx.Done():
+			case <-time.After(logoutBackoff[try]):
+				err = nil // after the backoff, try again
+			}
 		}
 	}
 	bc.m.Logouts.With(logoutFailed).Inc()
 	bc.log.Warn("back-channel logout not delivered", "client_id", si.ClientID, "err", err)
-}
-
-// sleep waits d, or less if ctx ends first; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // post sends the logout token (Back-Channel Logout §2.5: a form POST); any

@@ -29,15 +29,14 @@ var dpopAlgs = strings.Join(token.ProofAlgs, " ")
 // accepted, so a nonce works for one to two steps.
 const nonceStep = 5 * time.Minute
 
-// dpopNonce is the server nonce of step n: keyed with NonceKey, so every
-// instance makes and accepts the same ones without sharing state.
-func (ts *Tokens) dpopNonce(n int64) string {
+// dpopNonce is the server nonce of the step that t falls in: keyed with
+// NonceKey, so every instance makes and accepts the same ones without
+// sharing state.
+func (ts *Tokens) dpopNonce(t time.Time) string {
 	m := hmac.New(sha256.New, ts.NonceKey)
-	m.Write([]byte("dpop-nonce " + strconv.FormatInt(n, 10)))
+	m.Write([]byte("dpop-nonce " + strconv.FormatInt(t.Unix()/int64(nonceStep/time.Second), 10)))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
 }
-
-func nonceStepOf(now time.Time) int64 { return now.Unix() / int64(nonceStep/time.Second) }
 
 // proofOf checks the request's DPoP proof, when it has one (nil, nil when
 // not): accessToken is the token presented with it at a resource, ""
@@ -61,8 +60,7 @@ func (ts *Tokens) proofOf(r *http.Request, db *store.DB, accessToken string, now
 		return nil, dpopError(kind, "the DPoP proof is invalid")
 	}
 	if ts.NonceKey != nil && accessToken == "" {
-		n := nonceStepOf(now)
-		if p.Nonce != ts.dpopNonce(n) && p.Nonce != ts.dpopNonce(n-1) {
+		if p.Nonce != ts.dpopNonce(now) && p.Nonce != ts.dpopNonce(now.Add(-nonceStep)) {
 			return nil, httpx.E(httpx.KindUseDPoPNonce, "the DPoP proof must carry the server's nonce (DPoP-Nonce)")
 		}
 	}
@@ -87,6 +85,6 @@ func dpopError(kind httpx.Kind, msg string) error {
 // required; with use_dpop_nonce the client retries with it.
 func (ts *Tokens) setNonce(w http.ResponseWriter, now time.Time) {
 	if ts.NonceKey != nil {
-		w.Header().Set("DPoP-Nonce", ts.dpopNonce(nonceStepOf(now)))
+		w.Header().Set("DPoP-Nonce", ts.dpopNonce(now))
 	}
 }

@@ -60,26 +60,18 @@ func checkRedirectURI(s string, release bool) error {
 	return nil
 }
 
-// uriBytes reports whether s holds only RFC 3986 characters (unreserved,
-// reserved and '%'), each '%' starting a two-digit hex escape.
-func uriBytes(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~:/?#[]@!$&'()*+,;=", c) >= 0:
-		case c == '%':
-			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	return true
-}
+// uriChars is RFC 3986's character set: unreserved (§2.3), reserved
+// (§2.2) and '%'.
+const uriChars = unreserved + ":/?#[]@!$&'()*+,;=%"
 
-func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+// uriBytes reports whether s holds only RFC 3986 characters (unreserved,
+// reserved and '%'), each '%' starting a two-digit hex escape. Trimming
+// the set from a string leaves nothing exactly when it holds no other
+// byte; url.PathUnescape refuses exactly a '%' without two hex digits.
+func uriBytes(s string) bool {
+	_, err := url.PathUnescape(s)
+	return strings.Trim(s, uriChars) == "" && err == nil
+}
 
 // validPort reports whether host's port, if it names one, is 1 to 65535 in
 // its one decimal form; "host:" (an empty port) is not. url.Parse has

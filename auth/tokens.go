@@ -116,11 +116,14 @@ func (ts *Tokens) RevokeAccess(ctx context.Context, db *store.DB, c *token.Claim
 	return nil
 }
 
-// EndSession ends a session (a refresh-token family) on every instance: its
-// refresh tokens and every access token minted from it (by sid), stored
-// first and then applied here.
-func (ts *Tokens) EndSession(ctx context.Context, db *store.DB, familyID string, now time.Time) error {
-	r, err := db.RevokeSession(ctx, familyID, ts.AccessTTL, now)
+// endSessionAudited ends a session (a refresh-token family) on every
+// instance: its refresh tokens and every access token minted from it (by
+// sid), stored first and then applied here. It is stored with its audit
+// record: session.ended, with why (reuse, grant replay, revocation, logout)
+// and the session's id.
+func (ts *Tokens) endSessionAudited(ctx context.Context, db *store.DB, userID int64, familyID, reason string, now time.Time) error {
+	e := auditEvent(ctx, actSessionEnded, store.FormatID(userID), outSuccess, "reason", reason, "session", familyID)
+	r, err := db.RevokeSession(store.WithEvent(ctx, e), familyID, ts.AccessTTL, now)
 	if err != nil {
 		return err
 	}
@@ -128,13 +131,6 @@ func (ts *Tokens) EndSession(ctx context.Context, db *store.DB, familyID string,
 		ts.Revoked.Add(*r)
 	}
 	return nil
-}
-
-// endSessionAudited is EndSession with its audit record: session.ended,
-// with why (reuse, grant replay, revocation, logout) and the session's id.
-func (ts *Tokens) endSessionAudited(ctx context.Context, db *store.DB, userID int64, familyID, reason string, now time.Time) error {
-	e := auditEvent(ctx, actSessionEnded, store.FormatID(userID), outSuccess, "reason", reason, "session", familyID)
-	return ts.EndSession(store.WithEvent(ctx, e), db, familyID, now)
 }
 
 // refreshExpiry is when the first refresh token of a session started now
