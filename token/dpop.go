@@ -103,7 +103,7 @@ func ParseProof(raw string, want ProofWant) (*Proof, error) {
 	if key.Alg == ES256 && len(seg[2]) == 64 {
 		lowS(new(big.Int).SetBytes(seg[2][32:])).FillBytes(seg[2][32:])
 	}
-	if len(seg[2]) != key.sigLen() || !key.verify([]byte(raw[:len(head)+1+len(body)]), seg[2]) {
+	if len(seg[2]) != key.sigLen || !key.verify([]byte(raw[:len(head)+1+len(body)]), seg[2]) {
 		return nil, proofErr("signature")
 	}
 	c, craw, err := members(seg[1], "jti", "htm", "htu")
