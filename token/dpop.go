@@ -273,10 +273,5 @@ func normalHTU(s string) (string, bool) {
 
 // vschar reports whether s is 1 or more of %x20-7E.
 func vschar(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return s != ""
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e })
 }
