@@ -252,17 +252,11 @@ func (s *shard[K]) sweep(burst int, now time.Time) int {
 // itself when the shard is full; a caller may also run Sweep periodically so
 // that memory shrinks back after a burst of traffic.
 func (l *table[K]) Sweep(now time.Time) int {
-	return l.sum(func(s *shard[K]) int { return s.sweep(l.burst, now) })
-}
-
-// sum returns the sum of f over the shards, each called with its shard's
-// lock held.
-func (l *table[K]) sum(f func(s *shard[K]) int) int {
 	n := 0
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		n += f(s)
+		n += s.sweep(l.burst, now)
 		s.mu.Unlock()
 	}
 	return n
