@@ -50,17 +50,16 @@ func JSON(w http.ResponseWriter, status int, v any) {
 	buf := buffers.Get().(*bytes.Buffer)
 	defer buffers.Put(buf)
 	buf.Reset()
-	b := []byte(`{"error":"server_error","message":"internal error"}` + "\n")
 	if err := json.NewEncoder(buf).Encode(v); err != nil { // only for values a handler built wrongly
 		status = http.StatusInternalServerError
-	} else {
-		b = buf.Bytes() // Encode ends the value with a newline
+		buf.Reset()
+		buf.WriteString(`{"error":"server_error","message":"internal error"}` + "\n")
 	}
 	h := w.Header()
 	h["Content-Type"] = valJSON
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
-	w.Write(b)
+	w.Write(buf.Bytes()) // Encode ends the value with a newline
 }
 
 // NoStore marks a response as holding credentials (RFC 6749 §5.1).

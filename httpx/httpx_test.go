@@ -683,3 +683,18 @@ func TestStatusLabel(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONEncodeFailure checks that a value encoding/json refuses (a bug in
+// a handler) is answered 500 with the internal error body, whose length
+// Content-Length gives, and nothing of the value.
+func TestJSONEncodeFailure(t *testing.T) {
+	rec := httptest.NewRecorder()
+	JSON(rec, http.StatusOK, map[string]any{"f": func() {}})
+	want := `{"error":"server_error","message":"internal error"}` + "\n"
+	if rec.Code != http.StatusInternalServerError || rec.Body.String() != want {
+		t.Errorf("JSON(func) = %d %q; want 500 %q", rec.Code, rec.Body.String(), want)
+	}
+	if got := rec.Header().Get("Content-Length"); got != fmt.Sprint(len(want)) {
+		t.Errorf("Content-Length = %q; want %d", got, len(want))
+	}
+}

@@ -52,21 +52,17 @@ func New(r rate.Limit, burst int, maxKeys int) *Limiter {
 // Rounding it up to whole seconds for a Retry-After header is the caller's
 // job. A refused event consumes no token.
 func (l *Limiter) Allow(addr netip.Addr, now time.Time) (ok bool, retryAfter time.Duration) {
-	return l.allow(keyOf(addr), now)
+	return l.table.Allow(keyOf(addr), now)
 }
 
 // Named holds one token bucket per name (an authenticated client's id), in
-// the same bounded table as Limiter.
+// the same bounded table as Limiter. Its Allow is the table's: Limiter.Allow
+// for a name.
 type Named struct{ *table[string] }
 
 // NewNamed is New for names.
 func NewNamed(r rate.Limit, burst int, maxKeys int) *Named {
 	return &Named{newTable[string](r, burst, maxKeys)}
-}
-
-// Allow is Limiter.Allow for a name.
-func (l *Named) Allow(name string, now time.Time) (ok bool, retryAfter time.Duration) {
-	return l.allow(name, now)
 }
 
 // table is the bounded, sharded map of buckets both limiters use.
@@ -165,7 +161,11 @@ func (l *table[K]) shardFor(key K) *shard[K] {
 	return &l.shards[maphash.Comparable(l.seed, key)%uint64(len(l.shards))]
 }
 
-func (l *table[K]) allow(key K, now time.Time) (ok bool, retryAfter time.Duration) {
+// Allow reports whether one event for key may happen at now, as
+// Limiter.Allow says: it is Named's Allow, and Limiter's calls it with
+// keyOf(addr). Outside this package a Limiter's table, and so an Allow
+// that skips keyOf, cannot be reached.
+func (l *table[K]) Allow(key K, now time.Time) (ok bool, retryAfter time.Duration) {
 	s := l.shardFor(key)
 
 	s.mu.Lock()
@@ -252,17 +252,11 @@ func (s *shard[K]) sweep(burst int, now time.Time) int {
 // itself when the shard is full; a caller may also run Sweep periodically so
 // that memory shrinks back after a burst of traffic.
 func (l *table[K]) Sweep(now time.Time) int {
-	return l.sum(func(s *shard[K]) int { return s.sweep(l.burst, now) })
-}
-
-// sum returns the sum of f over the shards, each called with its shard's
-// lock held.
-func (l *table[K]) sum(f func(s *shard[K]) int) int {
 	n := 0
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		n += f(s)
+		n += s.sweep(l.burst, now)
 		s.mu.Unlock()
 	}
 	return n

@@ -542,3 +542,16 @@ func TestNamed(t *testing.T) {
 func (l *table[K]) Len() int {
 	return l.sum(func(s *shard[K]) int { return len(s.buckets) })
 }
+
+// sum returns the sum of f over the shards, each called with its shard's
+// lock held.
+func (l *table[K]) sum(f func(s *shard[K]) int) int {
+	n := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		n += f(s)
+		s.mu.Unlock()
+	}
+	return n
+}

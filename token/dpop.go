@@ -103,7 +103,7 @@ func ParseProof(raw string, want ProofWant) (*Proof, error) {
 	if key.Alg == ES256 && len(seg[2]) == 64 {
 		lowS(new(big.Int).SetBytes(seg[2][32:])).FillBytes(seg[2][32:])
 	}
-	if len(seg[2]) != key.sigLen() || !key.verify([]byte(raw[:len(head)+1+len(body)]), seg[2]) {
+	if len(seg[2]) != key.sigLen || !key.verify([]byte(raw[:len(head)+1+len(body)]), seg[2]) {
 		return nil, proofErr("signature")
 	}
 	c, craw, err := members(seg[1], "jti", "htm", "htu")
@@ -273,10 +273,5 @@ func normalHTU(s string) (string, bool) {
 
 // vschar reports whether s is 1 or more of %x20-7E.
 func vschar(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return s != ""
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e })
 }

@@ -2,7 +2,9 @@ package token
 
 import (
 	"encoding/json"
+	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // RepeatsKey reports whether an object anywhere in body (valid JSON)
@@ -91,10 +93,5 @@ func foldKey(s string) string {
 }
 
 func ascii(s string) bool {
-	for i := range len(s) {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
+	return !strings.ContainsFunc(s, func(r rune) bool { return r >= utf8.RuneSelf })
 }

@@ -110,6 +110,9 @@ type Key struct {
 	priv crypto.Signer // nil when the key only verifies
 	pub  crypto.PublicKey
 	pool *sync.Pool // of hash.Hash for HMAC keys
+	// sigLen is the exact signature length for k's algorithm, set where
+	// the algorithm is chosen.
+	sigLen int
 }
 
 // NewHMACKey returns an HS256 key. Its kid is derived from the secret with
@@ -119,7 +122,7 @@ func NewHMACKey(secret []byte) *Key {
 	m.Write([]byte("oauth2-api kid"))
 	kid := "hs-" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:9])
 	s := append([]byte(nil), secret...)
-	return &Key{ID: kid, Alg: HS256, mac: s,
+	return &Key{ID: kid, Alg: HS256, mac: s, sigLen: sha256.Size,
 		pool: &sync.Pool{New: func() any { return hmac.New(sha256.New, s) }}}
 }
 
@@ -137,24 +140,23 @@ func NewSigningKey(priv crypto.Signer) (*Key, error) {
 
 // NewPublicKey returns a verify-only key for pub (see NewSigningKey).
 func NewPublicKey(pub crypto.PublicKey) (*Key, error) {
-	var alg string
+	k := &Key{pub: pub}
 	switch p := pub.(type) {
 	case *rsa.PublicKey:
 		if p.N.BitLen() < 2048 {
 			return nil, fmt.Errorf("RSA key has %d bits, need at least 2048", p.N.BitLen())
 		}
-		alg = RS256
+		k.Alg, k.sigLen = RS256, p.Size()
 	case *ecdsa.PublicKey:
 		if p.Curve.Params().Name != "P-256" {
 			return nil, fmt.Errorf("EC key on %s, only P-256 is supported", p.Curve.Params().Name)
 		}
-		alg = ES256
+		k.Alg, k.sigLen = ES256, 64 // RFC 7518 §3.4: R and S, 32 bytes each
 	case ed25519.PublicKey:
-		alg = EdDSA
+		k.Alg, k.sigLen = EdDSA, ed25519.SignatureSize
 	default:
 		return nil, fmt.Errorf("unsupported key type %T", pub)
 	}
-	k := &Key{Alg: alg, pub: pub}
 	tp, err := Thumbprint(k.JWK())
 	if err != nil {
 		return nil, err
@@ -251,21 +253,6 @@ func lowS(s *big.Int) *big.Int {
 	return s
 }
 
-// sigLen is the exact signature length for k's algorithm.
-func (k *Key) sigLen() int {
-	switch k.Alg {
-	case HS256:
-		return sha256.Size
-	case RS256:
-		return k.pub.(*rsa.PublicKey).Size()
-	case ES256:
-		return 64
-	case EdDSA:
-		return ed25519.SignatureSize
-	}
-	return 0
-}
-
 // Signer signs JWTs with one key.
 type Signer struct {
 	key     *Key
@@ -297,7 +284,7 @@ func (s *Signer) Sign(typ string, c *Claims) (string, error) {
 	var scratch [512]byte
 	payload := appendClaims(scratch[:0], c)
 	enc := base64.RawURLEncoding
-	buf := make([]byte, 0, len(h)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(s.key.sigLen()))
+	buf := make([]byte, 0, len(h)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(s.key.sigLen))
 	buf = append(buf, h...)
 	buf = append(buf, '.')
 	buf = enc.AppendEncode(buf, payload)
@@ -374,12 +361,12 @@ func (v *Verifier) Parse(raw string, want Expect, now time.Time) (*Claims, error
 		return nil, fmt.Errorf("%w: unknown header", ErrInvalid)
 	}
 	enc := base64.RawURLEncoding.Strict()
-	if enc.DecodedLen(len(sig)) != e.key.sigLen() {
+	if enc.DecodedLen(len(sig)) != e.key.sigLen {
 		return nil, fmt.Errorf("%w: signature length", ErrInvalid)
 	}
 	var sigBuf [512]byte
 	n, err := enc.Decode(sigBuf[:], []byte(sig))
-	if err != nil || n != e.key.sigLen() {
+	if err != nil || n != e.key.sigLen {
 		return nil, fmt.Errorf("%w: signature encoding", ErrInvalid)
 	}
 	if !e.key.verify([]byte(raw[:len(head)+1+len(body)]), sigBuf[:n]) {
