@@ -298,6 +298,7 @@ func TestParsePrefixes(t *testing.T) {
 		{in: "10.0.0.0/8,nope", bad: true},
 		{in: "10.0.0.0/", bad: true},
 		{in: "*", bad: true},
+		{in: "::ffff:10.0.0.0/104", bad: true}, // would never match: peers are compared unmapped
 	} {
 		got, err := ParsePrefixes(tc.in)
 		if tc.bad {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -398,6 +399,11 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 		p, err := netip.ParsePrefix(f)
 		if err != nil {
 			return nil, err
+		}
+		// Peers are compared unmapped (ClientIP), and no IPv4 address is in
+		// an IPv6 prefix: an IPv4-mapped range would silently match nothing.
+		if p.Addr().Is4In6() {
+			return nil, fmt.Errorf("%s: write an IPv4-mapped range as IPv4 (10.0.0.0/8)", f)
 		}
 		out = append(out, p.Masked())
 	}
