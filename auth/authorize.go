@@ -3,6 +3,7 @@ package auth
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -252,7 +253,7 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 			return // the login page was shown again
 		}
 	case posted && form.Has("action"):
-		if sess == nil {
+		if sess == nil || !hmac.Equal([]byte(form.Get("consent")), []byte(a.consentMAC(sess))) {
 			a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
 			return
 		}
@@ -328,15 +329,39 @@ type authorization struct {
 // the client's name, the CSRF token, where the form posts, the fields it
 // carries, and the CSP form-action source of the redirect that follows it
 // (none at the device page, which redirects nowhere).
+// d.Hidden holds the page's own fields, which follow the request's.
 func (a *authorization) showForm(status int, page string, d *pageData) {
 	d.ClientName, d.CSRF = a.ar.client.Name, a.b.csrfToken(a.w, a.r)
+	d.Hidden = append(a.carried(), d.Hidden...)
 	if a.device != nil {
-		d.Action, d.Hidden = "/oauth2/device", []hidden{{"user_code", a.device.shown}}
+		d.Action = "/oauth2/device"
 		a.b.render(a.w, status, page, "", d)
 		return
 	}
-	d.Action, d.Hidden = "/oauth2/authorize", carry(a.ar.params)
+	d.Action = "/oauth2/authorize"
 	a.b.render(a.w, status, page, formAction(a.ar.redirectURI), d)
+}
+
+// carried returns the fields the forms carry: the authorization request's,
+// or at the device page its user code.
+func (a *authorization) carried() []hidden {
+	if a.device != nil {
+		return []hidden{{"user_code", a.device.shown}}
+	}
+	return carry(a.ar.params)
+}
+
+// consentMAC binds a consent form to the sign-in it was shown to and the
+// request it answers. It is shown only past the checks that prompt=login
+// and max_age make (OIDC Core §3.1.2.1): a decision posted without it,
+// added say to the login page those checks showed, would grant on the old
+// sign-in without the new one they asked for.
+func (a *authorization) consentMAC(sess *store.Session) string {
+	fields := url.Values{}
+	for _, f := range a.carried() {
+		fields.Add(f.Name, f.Value)
+	}
+	return a.b.mac("consent", sess.Hash+"\x00"+fields.Encode())
 }
 
 // redirect ends the request at the client's redirect URI with params added
@@ -483,6 +508,7 @@ func (a *authorization) showConsent(sess *store.Session) {
 	}
 	a.showForm(http.StatusOK, "consent", &pageData{
 		Title: "Allow access?", User: user, Scopes: strings.Fields(a.ar.scope), RedirectHost: host,
+		Hidden: []hidden{{"consent", a.consentMAC(sess)}},
 	})
 }
 

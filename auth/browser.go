@@ -87,9 +87,14 @@ func (b *Browser) csrfCookie(w http.ResponseWriter, r *http.Request) string {
 	return v
 }
 
-func (b *Browser) csrfFor(cookie string) string {
+func (b *Browser) csrfFor(cookie string) string { return b.mac("csrf", cookie) }
+
+// mac is the HMAC of a value under the browser key, for one purpose (a
+// CSRF token, a consent form), base64url: one purpose's MAC is never
+// another's.
+func (b *Browser) mac(purpose, value string) string {
 	m := hmac.New(sha256.New, b.Key)
-	m.Write([]byte("csrf\x00" + cookie))
+	m.Write([]byte(purpose + "\x00" + value))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 

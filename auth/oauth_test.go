@@ -863,3 +863,52 @@ func TestCreateClientValidation(t *testing.T) {
 		}
 	}
 }
+
+// prompt=login and max_age ask for a fresh sign-in
+// (OIDC Core §3.1.2.1, §3.1.2.3: "the Authorization Server MUST attempt to
+// actively re-authenticate the End-User"). The login page they show carries
+// the browser's CSRF token, which is the same for every form; posting it
+// back as a consent form (action=allow, no login, no password) must not
+// yield a code on the old sign-in (a regression test: a consent post needed
+// only a sign-in). Nor may a consent form shown for another request: its
+// MAC binds the sign-in and the request's fields.
+func TestConsentPostCannotSkipReauthentication(t *testing.T) {
+	for _, c := range []struct{ name, k, v string }{{"max_age", "max_age", "60"}, {"prompt_login", "prompt", "login"}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, store.SQLite)
+			e.createUser("ann@example.com", "ann", "correct horse", store.RoleUser)
+			id, _ := e.webClient()
+			b := e.browser()
+			// The owner signs in and consents once.
+			e.secret(b.signIn(authorizeURL(id, newPKCE()), "ann", "correct horse"))
+			e.clock.Add(2 * time.Hour) // the owner walks away; the browser stays signed in
+
+			// The client asks for a fresh sign-in: the login form is shown.
+			w := b.do("GET", authorizeURL(id, newPKCE(), c.k, c.v), nil)
+			if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="password"`) {
+				t.Fatalf("authorize with %s=%s: %d; want the login form", c.k, c.v, w.Code)
+			}
+			// Whoever sits at the browser turns the login form into a consent form.
+			form := formOf(t, w.Body.String())
+			form.Set("action", "allow")
+			w = b.do("POST", "/oauth2/authorize", form)
+			if w.Code == http.StatusSeeOther && strings.Contains(w.Header().Get("Location"), "code=") {
+				e.secret(callback(t, w, http.StatusSeeOther).Get("code"))
+				t.Fatalf("%s=%s: a code was issued on the 2-hour-old sign-in without a password (Location %s)", c.k, c.v, "…code=…")
+			}
+			// A consent form shown for another request (of a client not
+			// yet consented to), posted with this request's fields.
+			other, _ := e.webClient()
+			w = b.do("GET", authorizeURL(other, newPKCE()), nil)
+			shown := formOf(t, w.Body.String())
+			if !shown.Has("consent") {
+				t.Fatalf("no consent form for a new client: %d", w.Code)
+			}
+			form.Set("consent", shown.Get("consent"))
+			w = b.do("POST", "/oauth2/authorize", form)
+			if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="password"`) {
+				t.Fatalf("%s=%s: another request's consent MAC: %d Location %q; want the login form", c.k, c.v, w.Code, w.Header().Get("Location"))
+			}
+		})
+	}
+}

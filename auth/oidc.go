@@ -174,6 +174,9 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				return
 			}
 			ts.Ended(ended)
+			// Cleared only when sent: a cross-site POST carries no Lax
+			// cookie, and its answer must not sign the browser out.
+			b.setCookie(w, cookieSession, "", -1)
 		}
 		if hintSID != "" {
 			e := auditEvent(ctx, actSessionEnded, hintSub, outSuccess, "reason", "logout", "via", "relying party", "sid", hintSID)
@@ -184,7 +187,6 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			}
 			ts.Ended(ended)
 		}
-		b.setCookie(w, cookieSession, "", -1)
 		if target != "" && (trusted || acted) { // RFC 9700 §4.11.2
 			redirectTo(w, r, target)
 			return

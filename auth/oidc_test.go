@@ -250,3 +250,53 @@ func TestLogoutByPost(t *testing.T) {
 		}
 	}, withSigningKey(t, key, nil))
 }
+
+// RP-Initiated Logout with an id_token_hint that
+// comes without a sign-in cookie ends the sign-in the hint names (by sid),
+// and then clears the session cookie of whatever browser sent the request.
+// A cross-site form POST carries no SameSite=Lax cookie, so an attacker's
+// page that auto-submits a POST to /oauth2/logout with the attacker's own
+// ID token (any, even expired) is answered with a Set-Cookie deleting the
+// victim's session cookie, which browsers accept on a top-level navigation:
+// the victim is signed out by a third-party page, which API.md ("It signs
+// out at once only when the hint names the signed-in user; otherwise ... it
+// asks the user") and the handler's own comment ("a third-party page cannot
+// sign people out") rule out. A regression test: the cookie was cleared
+// on every logout answer.
+func TestCrossSiteLogoutKeepsBrowserSignedIn(t *testing.T) {
+	key := ecKey(t)
+	e := newEnv(t, store.SQLite, withSigningKey(t, key, nil))
+	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+	e.createUser("mallory@example.com", "mallory", "Mallory-Password-1", store.RoleUser)
+	id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}})
+
+	// The attacker gets an ID token of her own.
+	p := newPKCE()
+	code := e.secret(e.browser().signIn(authorizeURL(id, p, "scope", "openid"), "mallory", "Mallory-Password-1"))
+	r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+	e.secret(r.Str("access_token"))
+	e.secret(r.Str("refresh_token"))
+	malloryHint := r.Str("id_token")
+
+	// The victim is signed in at the authorization server.
+	victim := e.browser()
+	e.secret(victim.signIn(authorizeURL(id, newPKCE(), "scope", "openid"), "ann", "Ann-Password-1"))
+	if !victim.signedIn(id) {
+		t.Fatal("setup: the victim is not signed in")
+	}
+
+	// The attacker's page auto-submits a form to /oauth2/logout in the
+	// victim's browser: a cross-site POST, so no Lax cookie goes with it.
+	w := e.browser().do("POST", "/oauth2/logout", url.Values{"id_token_hint": {malloryHint}})
+	for _, c := range w.Result().Cookies() { // the victim's browser stores the answer's cookies
+		if c.MaxAge < 0 {
+			delete(victim.cookies, c.Name)
+		} else {
+			victim.cookies[c.Name] = c.Value
+		}
+	}
+	if !victim.signedIn(id) {
+		t.Fatalf("a cross-site POST with another user's id_token_hint signed the victim out (status %d, Set-Cookie %q)",
+			w.Code, w.Header().Values("Set-Cookie"))
+	}
+}

@@ -47,7 +47,7 @@ func TestPushedAuthorizationRequests(t *testing.T) {
 		w = b.do("POST", "/oauth2/authorize", form)
 		if w.Code == http.StatusOK { // consent
 			consent := formOf(t, w.Body.String())
-			if len(consent) != 3 {
+			if len(consent) != 4 || !consent.Has("consent") { // client_id, request_uri, csrf_token, and the form's own consent MAC
 				t.Fatalf("consent page fields %v", consent)
 			}
 			consent.Set("action", "allow")
