@@ -388,7 +388,13 @@ func (db *DB) exec(ctx context.Context, none error, query string, args ...any) e
 func (db *DB) tx(ctx context.Context, fn func(*txn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
-	sqlTx, err := db.w.BeginTx(ctx, nil)
+	return db.txOn(ctx, db.w, fn)
+}
+
+// txOn is tx on pool: the writer, or a migration's (underMigrationLock).
+// The caller bounds ctx.
+func (db *DB) txOn(ctx context.Context, pool beginner, fn func(*txn) error) error {
+	sqlTx, err := pool.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -598,30 +604,23 @@ type beginner interface {
 
 // underMigrationLock runs fn in a transaction on pool holding the migration
 // lock, committing if fn returns nil. On MySQL pool is the connection that
-// holds the lock already (lockMySQL).
+// holds the lock already (lockMySQL). It appends no audit event.
 func (db *DB) underMigrationLock(ctx context.Context, pool beginner, fn func(*txn) error) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(withoutEvent(ctx), time.Minute)
 	defer cancel()
-	sqlTx, err := pool.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	t := &txn{sqlTx, db}
-	defer t.Rollback()
-	// On PostgreSQL, the advisory lock that serialises migrations across
-	// instances, held until t ends. On SQLite the writer's BEGIN IMMEDIATE
-	// already serialises them.
-	if db.dialect == Postgres {
-		h := fnv.New64a()
-		h.Write([]byte("oauth2-api schema_migrations"))
-		if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
-			return err
+	return db.txOn(ctx, pool, func(t *txn) error {
+		// On PostgreSQL, the advisory lock that serialises migrations across
+		// instances, held until t ends. On SQLite the writer's BEGIN IMMEDIATE
+		// already serialises them.
+		if db.dialect == Postgres {
+			h := fnv.New64a()
+			h.Write([]byte("oauth2-api schema_migrations"))
+			if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
+				return err
+			}
 		}
-	}
-	if err := fn(t); err != nil {
-		return err
-	}
-	return t.Commit()
+		return fn(t)
+	})
 }
 
 func (db *DB) migrateOne(ctx context.Context, pool beginner, version, body string, now time.Time, did *bool) error {
