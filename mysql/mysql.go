@@ -46,23 +46,23 @@ var migrationFiles, _ = fs.Sub(migrations, "migrations")
 var Driver = &store.Driver{Open: Open, Unavailable: unavailable, Unique: unique, Migrations: migrationFiles}
 
 // Open returns a pool on rawURL, mysql://user:pass@host:3306/db (the port
-// defaults to 3306). The one parameter it takes is tls (true, false,
-// skip-verify or preferred, as the driver reads them); the server sets
-// everything else itself.
-func Open(rawURL string, o store.Options) (*sql.DB, error) {
+// defaults to 3306), as both the writer's and the readers'. The one
+// parameter it takes is tls (true, false, skip-verify or preferred, as the
+// driver reads them); the server sets everything else itself.
+func Open(_ context.Context, rawURL string, o store.Options) (w, r *sql.DB, err error) {
 	cfg, err := config(rawURL)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c, err := gomysql.NewConnector(cfg)
 	if err != nil {
-		return nil, errors.New("open mysql: bad connection settings") // the error may quote the password: not echoed
+		return nil, nil, errors.New("open mysql: bad connection settings") // the error may quote the password: not echoed
 	}
 	p := sql.OpenDB(session{c})
 	p.SetMaxOpenConns(o.MaxOpenConns)
 	p.SetMaxIdleConns(o.MaxIdleConns)
 	p.SetConnMaxLifetime(o.ConnMaxLifetime)
-	return p, nil
+	return p, p, nil
 }
 
 func config(rawURL string) (*gomysql.Config, error) {

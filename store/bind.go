@@ -239,13 +239,12 @@ func (db *DB) statements(body string) []string {
 	}
 	var out []string
 	var cur strings.Builder
-	for _, line := range strings.Split(body, "\n") {
+	for line := range strings.Lines(body) {
 		trimmed := strings.TrimSpace(line)
 		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
 			continue
 		}
 		cur.WriteString(line)
-		cur.WriteByte('\n')
 		if strings.HasSuffix(trimmed, ";") {
 			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
 			cur.Reset()

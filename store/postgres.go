@@ -3,6 +3,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"net/url"
@@ -11,9 +12,13 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 )
 
+// postgresDriver opens PostgreSQL pools (openPostgres).
+var postgresDriver = &Driver{Open: openPostgres, Unavailable: postgresUnavailable, Unique: postgresUnique,
+	Migrations: embedded(Postgres)}
+
 // openPostgres opens a pool on the PostgreSQL URL (ParseURL checked it),
 // with a connect timeout so that a dead server cannot hang a request.
-func openPostgres(target string, o Options) (w, r *sql.DB, err error) {
+func openPostgres(_ context.Context, target string, o Options) (w, r *sql.DB, err error) {
 	u, _ := url.Parse(target)
 	q := u.Query()
 	if q.Get("connect_timeout") == "" {

@@ -16,6 +16,10 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
+// sqliteDriver opens SQLite files (openSQLite).
+var sqliteDriver = &Driver{Open: openSQLite, Unavailable: sqliteUnavailable, Unique: sqliteUnique,
+	Migrations: embedded(SQLite)}
+
 // openSQLite opens the file at path as two pools: one writer connection
 // (SQLite allows one writer at a time; BEGIN IMMEDIATE makes a transaction
 // take the write lock up front instead of failing on upgrade) and read-only

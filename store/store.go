@@ -105,21 +105,25 @@ type Options struct {
 	MySQL *Driver
 }
 
-// Driver is what this package needs of a database whose driver is not in
-// its module (MySQL's, in the nested module mysql/): opening a pool,
-// telling its errors apart, and its migrations. The statements are this
+// Driver is what this package needs of a database's driver: opening its
+// pools, telling its errors apart, and its migrations. SQLite's and
+// PostgreSQL's are built in (sqlite.go, postgres.go); MySQL's is not in
+// this module, but in the nested module mysql/. The statements are this
 // package's, written once for every dialect.
 type Driver struct {
-	// Open returns a pool on rawURL (a mysql:// URL) with the driver's
-	// connection settings; its error never holds the URL's password.
-	Open func(rawURL string, o Options) (*sql.DB, error)
+	// Open returns the writer's pool and the readers' on target (what
+	// ParseURL returned: a file path for SQLite, else the URL), with the
+	// driver's connection settings; the two are one pool but for SQLite
+	// (openSQLite). Its error never holds the URL's password.
+	Open func(ctx context.Context, target string, o Options) (w, r *sql.DB, err error)
 	// Unavailable reports whether the driver knows err, and whether err
 	// says the database could not do the work (see unavailable).
 	Unavailable func(err error) (known, unavailable bool)
 	// Unique reports whether err is a unique constraint's refusal.
 	Unique func(err error) bool
-	// Migrations holds NNNN_name.sql files, the same versions as
-	// migrations/postgres, each a list of statements ended by ";".
+	// Migrations holds NNNN_name.sql files, the same versions for every
+	// dialect: MySQL's the same versions as migrations/postgres, each a
+	// list of statements ended by ";" (statements).
 	Migrations fs.FS
 }
 
@@ -129,10 +133,9 @@ type Driver struct {
 // read-only readers, which WAL lets run beside the writer. For PostgreSQL and
 // MySQL both are the same pool.
 type DB struct {
-	dialect    string
-	w, r       *sql.DB
-	mysql      *Driver // for MySQL, else nil
-	migrations fs.FS   // NNNN_name.sql files
+	dialect string
+	w, r    *sql.DB
+	driver  *Driver // the dialect's: its errors and its migrations
 
 	mu    sync.Mutex
 	stmts map[stmtKey]*sql.Stmt
@@ -200,34 +203,29 @@ func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
 	if o.MaxIdleConns <= 0 {
 		o.MaxIdleConns = 10
 	}
-	db := &DB{dialect: dialect, stmts: make(map[stmtKey]*sql.Stmt)}
 	// Each driver is in a file of its own (sqlite.go, postgres.go), so a
-	// lean build can leave one out (-tags nosqlite, nopostgres); MySQL's is
-	// in another module.
-	switch dialect {
-	case Postgres:
-		db.w, db.r, err = openPostgres(target, o)
-	case MySQL:
-		if o.MySQL == nil {
-			return nil, errors.New("this oauth2-api was built without MySQL: use oauth2-api-mysql (make build-mysql)")
-		}
-		db.mysql, db.migrations = o.MySQL, o.MySQL.Migrations
-		db.w, err = o.MySQL.Open(target, o)
-		db.r = db.w
-	default:
-		db.w, db.r, err = openSQLite(ctx, target, o)
+	// lean build can leave one out (-tags nosqlite, nopostgres: its Open
+	// then refuses); MySQL's is in another module, nil without it.
+	drivers := map[string]*Driver{SQLite: sqliteDriver, Postgres: postgresDriver, MySQL: o.MySQL}
+	if drivers[dialect] == nil {
+		return nil, errors.New("this oauth2-api was built without MySQL: use oauth2-api-mysql (make build-mysql)")
 	}
-	if err != nil {
+	db := &DB{dialect: dialect, driver: drivers[dialect], stmts: make(map[stmtKey]*sql.Stmt)}
+	if db.w, db.r, err = db.driver.Open(ctx, target, o); err != nil {
 		return nil, err
-	}
-	if db.migrations == nil {
-		db.migrations, _ = fs.Sub(migrations, path.Join("migrations", dialect)) // a constant directory: cannot fail
 	}
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return db, nil
+}
+
+// embedded returns the dialect's embedded migrations (a constant
+// directory: fs.Sub cannot fail).
+func embedded(dialect string) fs.FS {
+	sub, _ := fs.Sub(migrations, path.Join("migrations", dialect))
+	return sub
 }
 
 func pingWithin(ctx context.Context, p *sql.DB) error {
@@ -388,7 +386,13 @@ func (db *DB) exec(ctx context.Context, none error, query string, args ...any) e
 func (db *DB) tx(ctx context.Context, fn func(*txn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
-	sqlTx, err := db.w.BeginTx(ctx, nil)
+	return db.txOn(ctx, db.w, fn)
+}
+
+// txOn is tx on pool: the writer, or a migration's (underMigrationLock).
+// The caller bounds ctx.
+func (db *DB) txOn(ctx context.Context, pool beginner, fn func(*txn) error) error {
+	sqlTx, err := pool.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -448,16 +452,8 @@ func (db *DB) unavailable(err error) bool {
 		errors.As(err, &netErr) {
 		return true
 	}
-	if known, unavailable := postgresUnavailable(err); known {
+	if known, unavailable := db.driver.Unavailable(err); known {
 		return unavailable
-	}
-	if known, unavailable := sqliteUnavailable(err); known {
-		return unavailable
-	}
-	if db.mysql != nil {
-		if known, unavailable := db.mysql.Unavailable(err); known {
-			return unavailable
-		}
 	}
 	// database/sql's own "sql: database is closed" has no sentinel; pgx
 	// says "conn closed" when the server went away between statements.
@@ -475,7 +471,7 @@ func storable(s string) bool {
 }
 
 func (db *DB) unique(err error) bool {
-	return postgresUnique(err) || sqliteUnique(err) || db.mysql != nil && db.mysql.Unique(err)
+	return db.driver.Unique(err)
 }
 
 // Migration is one embedded migration file.
@@ -486,7 +482,7 @@ type Migration struct {
 }
 
 func (db *DB) migrationFiles() ([]string, error) {
-	names, err := fs.Glob(db.migrations, "*.sql")
+	names, err := fs.Glob(db.driver.Migrations, "*.sql")
 	if err != nil {
 		return nil, err
 	}
@@ -520,7 +516,7 @@ func (db *DB) Migrate(ctx context.Context, now time.Time) (applied []string, err
 	}
 	for _, f := range files {
 		version := strings.TrimSuffix(path.Base(f), ".sql")
-		body, err := fs.ReadFile(db.migrations, f)
+		body, err := fs.ReadFile(db.driver.Migrations, f)
 		if err != nil {
 			return nil, err
 		}
@@ -598,30 +594,23 @@ type beginner interface {
 
 // underMigrationLock runs fn in a transaction on pool holding the migration
 // lock, committing if fn returns nil. On MySQL pool is the connection that
-// holds the lock already (lockMySQL).
+// holds the lock already (lockMySQL). It appends no audit event.
 func (db *DB) underMigrationLock(ctx context.Context, pool beginner, fn func(*txn) error) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(withoutEvent(ctx), time.Minute)
 	defer cancel()
-	sqlTx, err := pool.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	t := &txn{sqlTx, db}
-	defer t.Rollback()
-	// On PostgreSQL, the advisory lock that serialises migrations across
-	// instances, held until t ends. On SQLite the writer's BEGIN IMMEDIATE
-	// already serialises them.
-	if db.dialect == Postgres {
-		h := fnv.New64a()
-		h.Write([]byte("oauth2-api schema_migrations"))
-		if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
-			return err
+	return db.txOn(ctx, pool, func(t *txn) error {
+		// On PostgreSQL, the advisory lock that serialises migrations across
+		// instances, held until t ends. On SQLite the writer's BEGIN IMMEDIATE
+		// already serialises them.
+		if db.dialect == Postgres {
+			h := fnv.New64a()
+			h.Write([]byte("oauth2-api schema_migrations"))
+			if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
+				return err
+			}
 		}
-	}
-	if err := fn(t); err != nil {
-		return err
-	}
-	return t.Commit()
+		return fn(t)
+	})
 }
 
 func (db *DB) migrateOne(ctx context.Context, pool beginner, version, body string, now time.Time, did *bool) error {

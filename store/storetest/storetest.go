@@ -146,7 +146,8 @@ func open(dialect, rawURL string) (*sql.DB, error) {
 	case store.SQLite:
 		return sql.Open("sqlite", rawURL)
 	case store.MySQL:
-		return mysqlDriver.Open(rawURL, store.Options{})
+		p, _, err := mysqlDriver.Open(context.Background(), rawURL, store.Options{})
+		return p, err
 	}
 	return sql.Open("pgx", rawURL)
 }
