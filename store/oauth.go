@@ -196,7 +196,7 @@ FROM auth_codes WHERE hash = $1`, hash).Scan(&c.ClientID, &c.UserID, &c.Redirect
 
 // Issued is what a code exchange issues.
 type Issued struct {
-	Family      *Family // nil when no refresh token is issued
+	Family      *Family // the session the grant starts, with or without a refresh token
 	RefreshHash string
 	RefreshExp  time.Time
 	AccessJTI   string
@@ -209,18 +209,11 @@ type Issued struct {
 func (db *DB) ExchangeCode(ctx context.Context, hash string, is Issued, now time.Time) (err error) {
 	defer db.wrap(&err, "exchange code")
 	return db.tx(ctx, func(tx *txn) error {
-		familyID := sql.NullString{}
-		if is.Family != nil {
-			familyID = sql.NullString{String: is.Family.ID, Valid: true}
-		}
 		if err := tx.execOr(ctx, ErrReused, `UPDATE auth_codes SET used_at = $2, family_id = $3, access_jti = $4, access_exp = $5
-WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), familyID, is.AccessJTI, is.AccessExp); err != nil {
+WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), is.Family.ID, is.AccessJTI, is.AccessExp); err != nil {
 			return err
 		}
-		if is.Family != nil {
-			return createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, now)
-		}
-		return nil
+		return createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, now)
 	})
 }
 

@@ -203,8 +203,8 @@ func (db *DB) RevokeSession(ctx context.Context, familyID string, accessTTL time
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // nil: already revoked, or no such family
 		}
 		rv := SessionRevocation(familyID, accessTTL, now)
 		r = &rv
