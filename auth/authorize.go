@@ -457,10 +457,13 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 		return nil
 	}
 	v := token.NewOpaque()
-	s := store.Session{SID: token.NewID(), Hash: token.Hash(v), UserID: u.ID, AuthTime: a.now, ExpiresAt: a.now.Add(a.b.SessionTTL)}
+	s := store.Session{SID: token.NewID(), Hash: token.Hash(v), UserID: u.ID, AuthTime: a.now, ExpiresAt: a.now.Add(a.b.SessionTTL), Verified: u.PasswordHash}
 	httpx.InfoFrom(a.r).UserID = store.FormatID(u.ID)
 	e := auditEvent(ctx, actLoginSuccess, store.FormatID(u.ID), outSuccess, "via", "browser", "sid", s.SID)
-	if err := a.db.CreateSession(store.WithEvent(ctx, e), s.Hash, s); err != nil {
+	if err := a.db.CreateSession(store.WithEvent(ctx, e), s.Hash, s); errors.Is(err, store.ErrNotFound) {
+		a.showLogin(http.StatusUnauthorized, "Wrong email, username or password.", login) // changed since it was read
+		return nil
+	} else if err != nil {
 		a.b.fail(a.w, a.r, err)
 		return nil
 	}

@@ -151,16 +151,19 @@ type Pair struct {
 }
 
 // StartSession mints an access token and the first refresh token of a new
-// family (a session) for a user. The access token names the family in sid,
-// so that ending the session revokes it.
-func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, userID int64, clientID, scope string, authTime, now time.Time) (*Pair, error) {
-	f := store.Family{ID: token.NewID(), UserID: userID, ClientID: clientID, Scope: scope, AuthTime: authTime}
-	access, _, err := ts.Access(store.FormatID(userID), clientID, Mint{Scope: scope, SessionID: f.ID, AuthTime: authTime}, now)
+// family (a session) for a user whose password was just verified. The
+// access token names the family in sid, so that ending the session revokes
+// it. It is errBadCredentials if the password changed since it was read.
+func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, u *store.User, clientID, scope string, authTime, now time.Time) (*Pair, error) {
+	f := store.Family{ID: token.NewID(), UserID: u.ID, ClientID: clientID, Scope: scope, AuthTime: authTime, Verified: u.PasswordHash}
+	access, _, err := ts.Access(store.FormatID(u.ID), clientID, Mint{Scope: scope, SessionID: f.ID, AuthTime: authTime}, now)
 	if err != nil {
 		return nil, err
 	}
 	refresh := token.NewOpaque()
-	if err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(now), now); err != nil {
+	if err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(now), now); errors.Is(err, store.ErrNotFound) {
+		return nil, errBadCredentials
+	} else if err != nil {
 		return nil, err
 	}
 	return ts.pair(access, refresh, scope, ""), nil

@@ -157,7 +157,7 @@ func handleLogin(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th T
 		}
 		httpx.InfoFrom(r).UserID = store.FormatID(u.ID)
 		ev := auditEvent(r.Context(), actLoginSuccess, store.FormatID(u.ID), outSuccess, "via", "rest")
-		pair, err := ts.StartSession(store.WithEvent(r.Context(), ev), db, u.ID, RESTClientID, "", t, t)
+		pair, err := ts.StartSession(store.WithEvent(r.Context(), ev), db, u, RESTClientID, "", t, t)
 		if err != nil {
 			return 0, nil, err
 		}

@@ -251,13 +251,20 @@ type Session struct {
 	UserID    int64
 	AuthTime  time.Time
 	ExpiresAt time.Time
+	Verified  string // the password hash the sign-in verified: stored only while it is the user's
 }
 
 // CreateSession stores a session under the hash of its cookie value.
 func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err error) {
 	defer db.wrap(&err, "create session")
-	return db.exec(ctx, nil, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5)`,
-		hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID)
+	return db.tx(ctx, func(tx *txn) error {
+		if err := stillPassword(ctx, tx, s.UserID, s.Verified); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5)`,
+			hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID)
+		return err
+	})
 }
 
 // SessionByHash returns the unexpired session of a live, active user, or ErrNotFound.

@@ -130,6 +130,7 @@ type Family struct {
 	ID        string
 	UserID    int64
 	ClientID  string
+	Verified  string // the password hash a login verified: the family starts only while it is the user's ("" for a code)
 	Scope     string // the scope granted to the family; tokens may narrow it
 	AuthTime  time.Time
 	CreatedAt time.Time
@@ -154,6 +155,9 @@ type RefreshToken struct {
 func (db *DB) CreateFamily(ctx context.Context, f Family, tokenHash string, expires, now time.Time) (err error) {
 	defer db.wrap(&err, "create token family")
 	return db.tx(ctx, func(tx *txn) error {
+		if err := stillPassword(ctx, tx, f.UserID, f.Verified); err != nil {
+			return err
+		}
 		return createFamilyTx(ctx, tx, f, tokenHash, expires, now)
 	})
 }
