@@ -179,12 +179,25 @@ func (db *DB) VerifyAudit(ctx context.Context, head string) (n int, err error) {
 			db.wrap(&err, "verify audit log")
 		}
 	}()
-	var lastN, baseN int64
-	var lastHash, prev string
-	if err := db.queryRow(ctx, `SELECT n, hash, base_n, base_hash FROM audit_head WHERE one = 1`).Scan(&lastN, &lastHash, &baseN, &prev); err != nil {
+	// The head and the events from one snapshot, so that what a live server
+	// appends or prunes meanwhile is not half seen: a read-only REPEATABLE
+	// READ transaction, or on SQLite a read transaction, which in WAL mode
+	// reads one snapshot. (Neither statement takes a parameter.)
+	iso := sql.LevelRepeatableRead
+	if db.dialect == SQLite {
+		iso = sql.LevelDefault
+	}
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{Isolation: iso, ReadOnly: true})
+	if err != nil {
 		return 0, err
 	}
-	rows, err := db.read(ctx, `SELECT `+eventColumns+` FROM audit_events ORDER BY id`)
+	defer tx.Rollback()
+	var lastN, baseN int64
+	var lastHash, prev string
+	if err := tx.QueryRowContext(ctx, `SELECT n, hash, base_n, base_hash FROM audit_head WHERE one = 1`).Scan(&lastN, &lastHash, &baseN, &prev); err != nil {
+		return 0, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+eventColumns+` FROM audit_events ORDER BY id`)
 	if err != nil {
 		return 0, err
 	}
@@ -222,6 +235,12 @@ func (db *DB) VerifyAudit(ctx context.Context, head string) (n int, err error) {
 func (db *DB) PruneAudit(ctx context.Context, before time.Time) (err error) {
 	defer db.wrap(&err, "prune audit log")
 	return db.tx(ctx, func(tx *txn) error {
+		// The head's row first, as appends take it: of two instances
+		// pruning at once the second then reads what the first left, and
+		// the base never moves back (base_n < $1 below says so too).
+		if _, err := tx.ExecContext(ctx, `UPDATE audit_head SET base_n = base_n WHERE one = 1`); err != nil {
+			return err
+		}
 		var id sql.NullInt64
 		var hash sql.NullString
 		err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit_events WHERE id = (SELECT MAX(id) FROM audit_events WHERE time_ms < $1)`,
@@ -235,7 +254,7 @@ func (db *DB) PruneAudit(ctx context.Context, before time.Time) (err error) {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id <= $1`, id.Int64); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE audit_head SET base_n = $1, base_hash = $2 WHERE one = 1`, id.Int64, hash.String)
+		_, err = tx.ExecContext(ctx, `UPDATE audit_head SET base_n = $1, base_hash = $2 WHERE one = 1 AND base_n < $1`, id.Int64, hash.String)
 		return err
 	})
 }
