@@ -148,7 +148,7 @@ def find(path, pattern):
         sys.exit(f"{path}: /{pattern}/ not found: re-read the server's timing and adjust this check")
     return dur(m.group(1))
 db = find("main.go", r"func openStoreRetrying\(.*?deadline := time\.Now\(\)\.Add\(([^)]*)\)")
-mig = find("store/store.go", r"func \(db \*DB\) underMigrationLock\(.*?context\.WithTimeout\(ctx, ([^)]*)\)")
+mig = find("store/store.go", r"func \(db \*DB\) underMigrationLock\(.*?context\.WithTimeout\([^,]*, ([^)]*)\)")
 health = find("auth/routes.go", r"const HealthTimeout = ([^\n]*)")
 print(f"DB_WAIT={db} MIGRATION_STEP={mig} HEALTH_TIMEOUT={health}")
 PYEOF
