@@ -157,6 +157,22 @@ eval "$timings"
 export STARTUP_BUDGET=$((DB_WAIT + MIGRATION_STEP)) HEALTH_TIMEOUT
 ok "server timings: database wait ${DB_WAIT}s + migration step ${MIGRATION_STEP}s = startup budget ${STARTUP_BUDGET}s; /health ping ${HEALTH_TIMEOUT}s"
 
+# The server's routes (auth/routes.go): "METHOD PATH BUDGET" a line. The
+# proxies' per-IP password budgets must cover every route the server
+# budgets as a credential route (creds): a password, a reset or verification
+# token, a user code.
+"$PY" - "$ROOT/auth/routes.go" >"$tmp/routes.txt" <<'PYEOF' || fail "auth/routes.go: cannot list the server's routes"
+import re, sys
+src = open(sys.argv[1]).read()
+rs = re.findall(r'\{"(GET|POST|PUT|PATCH|DELETE) (/[^"]*)", \w+, (\w+),', src)
+creds = [r for r in rs if r[2] == "creds"]
+if len(rs) < 30 or len(creds) < 8 or ("POST", "/api/v1/auth/login", "creds") not in rs:
+    sys.exit(f"{len(rs)} routes, {len(creds)} creds: re-read the route table and adjust this check")
+print("\n".join(" ".join(r) for r in rs))
+PYEOF
+export ROUTES=$tmp/routes.txt
+ok "routes: $(wc -l <"$ROUTES") in auth/routes.go, $(grep -c ' creds$' "$ROUTES") budgeted as credential routes"
+
 # ---- 1. Dockerfile, build context, .gitignore -------------------------------------
 step "Dockerfile.distroless, .dockerignore, .gitignore"
 "$PY" - "$ROOT" "$tmp/ctx" <<'PYEOF' || fail "Dockerfile.distroless / .dockerignore"
@@ -765,7 +781,10 @@ from 127.0.0.3 -o "$tmp/authz.json" -D "$tmp/authz.h" -X POST -d 'login=ann&pass
 grep -q '^HTTP/[0-9.]* 429' "$tmp/authz.h" || fail "POST /oauth2/authorize after the zone ran out: $(head -1 "$tmp/authz.h")"
 grep -qx '{"error":"rate_limited","error_description":"too many requests; retry later"}' "$tmp/authz.json" ||
   fail "nginx's 429 at /oauth2/authorize is not RFC 6749-shaped: $(cat "$tmp/authz.json")"
-ok "301, headers once, 413 (REST and RFC 6749 JSON), /metrics 403, password zone by POST only (11 pass, 12th 429)"
+# The device page's sign-in form and user code are in the same zone.
+code=$(from 127.0.0.3 -o /dev/null -w '%{http_code}' -X POST -d 'user_code=BCDF-GHJK' "$URL/oauth2/device")
+[ "$code" = 429 ] || fail "POST /oauth2/device after the zone ran out: $code, want nginx's 429"
+ok "301, headers once, 413 (REST and RFC 6749 JSON), /metrics 403, password zone by POST only (11 pass, 12th 429; then the login form and the device page too)"
 
 # TLS: Mozilla intermediate on the name, nothing for other names.
 tls() { # prints "protocol cipher" of a handshake, or "refused"; args for s_client
@@ -892,12 +911,13 @@ f2b "$J_UNIT" "$F2B/filter.d/oauth2-api-docker.conf" ""
 ok "journal: the unit's lines (journalmatch _SYSTEMD_UNIT) and the container's (CONTAINER_TAG, stdout) match; other units, tags and stderr don't"
 
 # nginx's limit_req refusals: the password zone only (from 127.0.0.3: the
-# 12th register and the login form; from 127.0.0.4: the 12th login), not the
+# 12th register, the login form and the device page; from 127.0.0.4: the
+# 12th login), not the
 # per-client zone (127.0.0.5), and not nginx's other errors.
-NGINX_HITS="127.0.0.3:2 127.0.0.4:1"
+NGINX_HITS="127.0.0.3:3 127.0.0.4:1"
 f2b "$tmp/nginx/error.log" "$F2B/filter.d/oauth2-api-nginx.conf" "$NGINX_HITS"
 f2b "$J_DOCKER" "$F2B/filter.d/oauth2-api-nginx.conf" "$NGINX_HITS"
-ok "nginx's error log (host) and the nginx container's journal entries: the password zone's 3 refusals; the client zone and other tags ignored"
+ok "nginx's error log (host) and the nginx container's journal entries: the password zone's 4 refusals; the client zone and other tags ignored"
 
 # The jails parse, with the intended filters, backends and settings.
 mkdir -p "$tmp/f2bconf"
@@ -953,8 +973,9 @@ nginx_t "$tmp/nginx/compose.conf" "$TPL"
 # cipher and curve), zones and maps are at http level, and the OAuth back
 # channel is in the per-client zone, never in the password zone.
 "$PY" - "$SITE" "$TPL" <<'PYEOF' || fail "nginx site files"
-import re, sys
+import os, re, sys
 errs = []
+ROUTES = [tuple(l.split()) for l in open(os.environ["ROUTES"]) if l.strip()]
 def blocks(text, name):
     return re.findall(r"# --- begin common %s\b[^\n]*\n(.*?)# --- end common %s ---" % (name, name), text, re.S)
 files = {p: open(p).read() for p in sys.argv[1:]}
@@ -993,10 +1014,13 @@ for p, t in files.items():
         m = re.search(r"location = %s \{([^}]*)\}" % re.escape(loc), t)
         if not m or "zone=oauth2_api_client " not in m.group(1) or "oauth2_api_login" in m.group(1):
             errs.append(f"{p}: {loc} is not in the per-client zone (alone)")
-    for loc in ("/api/v1/auth/login", "/oauth2/authorize"):
+    # Every POST the server budgets as a credential route (auth/routes.go)
+    # is in the per-IP password zone, so that the budget holds across
+    # instances and fail2ban's nginx jails see the refusals.
+    for loc in sorted({path for meth, path, budget in ROUTES if budget == "creds" and meth == "POST"}):
         m = re.search(r"location = %s \{([^}]*)\}" % re.escape(loc), t)
         if not m or "zone=oauth2_api_login " not in m.group(1):
-            errs.append(f"{p}: {loc} is not in the password zone")
+            errs.append(f"{p}: POST {loc} (a credential route of the server) is not in the password zone")
     # The budgets of API.md's defaults: LOGIN_RATE_LIMIT 5/m burst 10,
     # CLIENT_RATE_LIMIT 100/s burst 200.
     for z, rate, burst in (("oauth2_api_login", "5r/m", "10"), ("oauth2_api_client", "100r/s", "200")):
