@@ -1527,6 +1527,15 @@ for rel, ing in docs.get("Ingress", []):
             ports = {x.get("name") for x in svc["spec"]["ports"]} | {x["port"] for x in svc["spec"]["ports"]} if svc else set()
             if not svc or (b["port"].get("name") or b["port"].get("number")) not in ports:
                 errs.append(f"Ingress {ing['metadata']['name']}: backend {b} does not exist")
+# Every path the server serves only as a POST credential route
+# (auth/routes.go) is in a limit-rpm Ingress (the controller cannot tell a
+# page's POST from its GET, so pages a browser also GETs are the server's).
+ROUTES = [tuple(l.split()) for l in open(os.environ["ROUTES"]) if l.strip()]
+cred_only = {p for m, p, b in ROUTES if b == "creds" and m == "POST"} - {p for m, p, b in ROUTES if m != "POST" or b != "creds"}
+limited = {p["path"] for _, ing in docs.get("Ingress", []) if "nginx.ingress.kubernetes.io/limit-rpm" in (ing["metadata"].get("annotations") or {})
+           for rule in ing["spec"]["rules"] for p in rule["http"]["paths"] if p.get("pathType") == "Exact"}
+for p in sorted(cred_only - limited):
+    errs.append(f"Ingress: POST {p} (a credential route of the server) is in no limit-rpm Ingress")
 if not any("cert-manager.io/cluster-issuer" in (d["metadata"].get("annotations") or {}) and d["spec"].get("tls") for _, d in docs.get("Ingress", [])):
     errs.append("no Ingress with TLS and the cert-manager annotation")
 kust = yaml.safe_load(open(os.path.join(root, "deploy/kubernetes/kustomization.yaml")))
