@@ -1570,6 +1570,12 @@ for c in ecs["containerDefinitions"]:
     for s in ("JWT_SECRET", "DATABASE_URL"):
         if not secrets.get(s, "").startswith("arn:aws:secretsmanager:"):
             errs.append(f"{where}: {s} not from Secrets Manager")
+        # arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-SUFFIX:JSON-KEY:VERSION-STAGE:VERSION-ID,
+        # a version id: a task resolves the secret when it starts, so without
+        # one the tasks of one revision could hold different JWT_SECRETs after
+        # a rotation (as Cloud Run's "latest").
+        elif not re.fullmatch(r"arn:aws:secretsmanager:[a-z0-9-]+:\d{12}:secret:[^:]+:[^:]*::[0-9a-fA-F-]{36}", secrets[s]):
+            errs.append(f"{where}: {s} from {secrets[s]}: pin a version id (NAME-SUFFIX:::VERSION-ID), never the current version")
     for e in c.get("environment", []) + c.get("secrets", []):
         if e["name"] not in known:
             errs.append(f"{where}: {e['name']} is not a server variable")
