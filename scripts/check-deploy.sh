@@ -1549,6 +1549,12 @@ if ecs.get("requiresCompatibilities") != ["FARGATE"] or ecs.get("networkMode") !
     errs.append("ECS: not a Fargate awsvpc task")
 if not ecs.get("cpu") or not ecs.get("memory"):
     errs.append("ECS: no task cpu/memory")
+# The server calls no AWS API: a task role would only hand every container
+# credentials (through the metadata endpoint) that it never needs, as a
+# service-account token would in Kubernetes. The execution role (ECS's own:
+# pulling the image, reading the secrets) is another thing.
+if "taskRoleArn" in ecs:
+    errs.append("ECS: taskRoleArn gives the server AWS credentials it never uses")
 for c in ecs["containerDefinitions"]:
     where = f"ECS container {c['name']}"
     hc = c.get("healthCheck") or {}
