@@ -1209,6 +1209,16 @@ for name, s in svc.items():
     img = raw["services"][name].get("image", "")
     if "build" not in s and not re.fullmatch(r"[a-z0-9./-]+:[A-Za-z0-9._-]+@sha256:[0-9a-f]{64}", img):
         errs.append(f"{name}: image {img} is not pinned as name:tag@sha256:<digest>")
+# No service keeps raw sockets (packets forged on the compose networks) or
+# the other capabilities none of these images uses; the server keeps none.
+for name, s in svc.items():
+    drop = set(s.get("cap_drop") or [])
+    if "ALL" not in drop and not {"NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "SETPCAP", "AUDIT_WRITE"} <= drop:
+        errs.append(f"{name}: cap_drop {sorted(drop)} keeps NET_RAW, MKNOD, SYS_CHROOT, SETFCAP, SETPCAP or AUDIT_WRITE")
+    if s.get("cap_add") or s.get("privileged"):
+        errs.append(f"{name}: cap_add or privileged")
+if svc["oauth2-api"].get("cap_drop") != ["ALL"]:
+    errs.append("oauth2-api: cap_drop is not [ALL]")
 tags = [((s.get("logging") or {}).get("options") or {}).get("tag") for s in svc.values()]
 if sorted(tags) != sorted(set(tags)):
     errs.append(f"logging tags are not distinct: {tags}")
