@@ -148,7 +148,7 @@ def find(path, pattern):
         sys.exit(f"{path}: /{pattern}/ not found: re-read the server's timing and adjust this check")
     return dur(m.group(1))
 db = find("main.go", r"func openStoreRetrying\(.*?deadline := time\.Now\(\)\.Add\(([^)]*)\)")
-mig = find("store/store.go", r"func \(db \*DB\) underMigrationLock\(.*?context\.WithTimeout\(ctx, ([^)]*)\)")
+mig = find("store/store.go", r"func \(db \*DB\) underMigrationLock\(.*?context\.WithTimeout\([^,]*, ([^)]*)\)")
 health = find("auth/routes.go", r"const HealthTimeout = ([^\n]*)")
 print(f"DB_WAIT={db} MIGRATION_STEP={mig} HEALTH_TIMEOUT={health}")
 PYEOF
@@ -156,6 +156,22 @@ PYEOF
 eval "$timings"
 export STARTUP_BUDGET=$((DB_WAIT + MIGRATION_STEP)) HEALTH_TIMEOUT
 ok "server timings: database wait ${DB_WAIT}s + migration step ${MIGRATION_STEP}s = startup budget ${STARTUP_BUDGET}s; /health ping ${HEALTH_TIMEOUT}s"
+
+# The server's routes (auth/routes.go): "METHOD PATH BUDGET" a line. The
+# proxies' per-IP password budgets must cover every route the server
+# budgets as a credential route (creds): a password, a reset or verification
+# token, a user code.
+"$PY" - "$ROOT/auth/routes.go" >"$tmp/routes.txt" <<'PYEOF' || fail "auth/routes.go: cannot list the server's routes"
+import re, sys
+src = open(sys.argv[1]).read()
+rs = re.findall(r'\{"(GET|POST|PUT|PATCH|DELETE) (/[^"]*)", \w+, (\w+),', src)
+creds = [r for r in rs if r[2] == "creds"]
+if len(rs) < 30 or len(creds) < 8 or ("POST", "/api/v1/auth/login", "creds") not in rs:
+    sys.exit(f"{len(rs)} routes, {len(creds)} creds: re-read the route table and adjust this check")
+print("\n".join(" ".join(r) for r in rs))
+PYEOF
+export ROUTES=$tmp/routes.txt
+ok "routes: $(wc -l <"$ROUTES") in auth/routes.go, $(grep -c ' creds$' "$ROUTES") budgeted as credential routes"
 
 # ---- 1. Dockerfile, build context, .gitignore -------------------------------------
 step "Dockerfile.distroless, .dockerignore, .gitignore"
@@ -765,7 +781,10 @@ from 127.0.0.3 -o "$tmp/authz.json" -D "$tmp/authz.h" -X POST -d 'login=ann&pass
 grep -q '^HTTP/[0-9.]* 429' "$tmp/authz.h" || fail "POST /oauth2/authorize after the zone ran out: $(head -1 "$tmp/authz.h")"
 grep -qx '{"error":"rate_limited","error_description":"too many requests; retry later"}' "$tmp/authz.json" ||
   fail "nginx's 429 at /oauth2/authorize is not RFC 6749-shaped: $(cat "$tmp/authz.json")"
-ok "301, headers once, 413 (REST and RFC 6749 JSON), /metrics 403, password zone by POST only (11 pass, 12th 429)"
+# The device page's sign-in form and user code are in the same zone.
+code=$(from 127.0.0.3 -o /dev/null -w '%{http_code}' -X POST -d 'user_code=BCDF-GHJK' "$URL/oauth2/device")
+[ "$code" = 429 ] || fail "POST /oauth2/device after the zone ran out: $code, want nginx's 429"
+ok "301, headers once, 413 (REST and RFC 6749 JSON), /metrics 403, password zone by POST only (11 pass, 12th 429; then the login form and the device page too)"
 
 # TLS: Mozilla intermediate on the name, nothing for other names.
 tls() { # prints "protocol cipher" of a handshake, or "refused"; args for s_client
@@ -892,12 +911,13 @@ f2b "$J_UNIT" "$F2B/filter.d/oauth2-api-docker.conf" ""
 ok "journal: the unit's lines (journalmatch _SYSTEMD_UNIT) and the container's (CONTAINER_TAG, stdout) match; other units, tags and stderr don't"
 
 # nginx's limit_req refusals: the password zone only (from 127.0.0.3: the
-# 12th register and the login form; from 127.0.0.4: the 12th login), not the
+# 12th register, the login form and the device page; from 127.0.0.4: the
+# 12th login), not the
 # per-client zone (127.0.0.5), and not nginx's other errors.
-NGINX_HITS="127.0.0.3:2 127.0.0.4:1"
+NGINX_HITS="127.0.0.3:3 127.0.0.4:1"
 f2b "$tmp/nginx/error.log" "$F2B/filter.d/oauth2-api-nginx.conf" "$NGINX_HITS"
 f2b "$J_DOCKER" "$F2B/filter.d/oauth2-api-nginx.conf" "$NGINX_HITS"
-ok "nginx's error log (host) and the nginx container's journal entries: the password zone's 3 refusals; the client zone and other tags ignored"
+ok "nginx's error log (host) and the nginx container's journal entries: the password zone's 4 refusals; the client zone and other tags ignored"
 
 # The jails parse, with the intended filters, backends and settings.
 mkdir -p "$tmp/f2bconf"
@@ -953,8 +973,9 @@ nginx_t "$tmp/nginx/compose.conf" "$TPL"
 # cipher and curve), zones and maps are at http level, and the OAuth back
 # channel is in the per-client zone, never in the password zone.
 "$PY" - "$SITE" "$TPL" <<'PYEOF' || fail "nginx site files"
-import re, sys
+import os, re, sys
 errs = []
+ROUTES = [tuple(l.split()) for l in open(os.environ["ROUTES"]) if l.strip()]
 def blocks(text, name):
     return re.findall(r"# --- begin common %s\b[^\n]*\n(.*?)# --- end common %s ---" % (name, name), text, re.S)
 files = {p: open(p).read() for p in sys.argv[1:]}
@@ -993,10 +1014,13 @@ for p, t in files.items():
         m = re.search(r"location = %s \{([^}]*)\}" % re.escape(loc), t)
         if not m or "zone=oauth2_api_client " not in m.group(1) or "oauth2_api_login" in m.group(1):
             errs.append(f"{p}: {loc} is not in the per-client zone (alone)")
-    for loc in ("/api/v1/auth/login", "/oauth2/authorize"):
+    # Every POST the server budgets as a credential route (auth/routes.go)
+    # is in the per-IP password zone, so that the budget holds across
+    # instances and fail2ban's nginx jails see the refusals.
+    for loc in sorted({path for meth, path, budget in ROUTES if budget == "creds" and meth == "POST"}):
         m = re.search(r"location = %s \{([^}]*)\}" % re.escape(loc), t)
         if not m or "zone=oauth2_api_login " not in m.group(1):
-            errs.append(f"{p}: {loc} is not in the password zone")
+            errs.append(f"{p}: POST {loc} (a credential route of the server) is not in the password zone")
     # The budgets of API.md's defaults: LOGIN_RATE_LIMIT 5/m burst 10,
     # CLIENT_RATE_LIMIT 100/s burst 200.
     for z, rate, burst in (("oauth2_api_login", "5r/m", "10"), ("oauth2_api_client", "100r/s", "200")):
@@ -1185,6 +1209,16 @@ for name, s in svc.items():
     img = raw["services"][name].get("image", "")
     if "build" not in s and not re.fullmatch(r"[a-z0-9./-]+:[A-Za-z0-9._-]+@sha256:[0-9a-f]{64}", img):
         errs.append(f"{name}: image {img} is not pinned as name:tag@sha256:<digest>")
+# No service keeps raw sockets (packets forged on the compose networks) or
+# the other capabilities none of these images uses; the server keeps none.
+for name, s in svc.items():
+    drop = set(s.get("cap_drop") or [])
+    if "ALL" not in drop and not {"NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "SETPCAP", "AUDIT_WRITE"} <= drop:
+        errs.append(f"{name}: cap_drop {sorted(drop)} keeps NET_RAW, MKNOD, SYS_CHROOT, SETFCAP, SETPCAP or AUDIT_WRITE")
+    if s.get("cap_add") or s.get("privileged"):
+        errs.append(f"{name}: cap_add or privileged")
+if svc["oauth2-api"].get("cap_drop") != ["ALL"]:
+    errs.append("oauth2-api: cap_drop is not [ALL]")
 tags = [((s.get("logging") or {}).get("options") or {}).get("tag") for s in svc.values()]
 if sorted(tags) != sorted(set(tags)):
     errs.append(f"logging tags are not distinct: {tags}")
@@ -1503,6 +1537,15 @@ for rel, ing in docs.get("Ingress", []):
             ports = {x.get("name") for x in svc["spec"]["ports"]} | {x["port"] for x in svc["spec"]["ports"]} if svc else set()
             if not svc or (b["port"].get("name") or b["port"].get("number")) not in ports:
                 errs.append(f"Ingress {ing['metadata']['name']}: backend {b} does not exist")
+# Every path the server serves only as a POST credential route
+# (auth/routes.go) is in a limit-rpm Ingress (the controller cannot tell a
+# page's POST from its GET, so pages a browser also GETs are the server's).
+ROUTES = [tuple(l.split()) for l in open(os.environ["ROUTES"]) if l.strip()]
+cred_only = {p for m, p, b in ROUTES if b == "creds" and m == "POST"} - {p for m, p, b in ROUTES if m != "POST" or b != "creds"}
+limited = {p["path"] for _, ing in docs.get("Ingress", []) if "nginx.ingress.kubernetes.io/limit-rpm" in (ing["metadata"].get("annotations") or {})
+           for rule in ing["spec"]["rules"] for p in rule["http"]["paths"] if p.get("pathType") == "Exact"}
+for p in sorted(cred_only - limited):
+    errs.append(f"Ingress: POST {p} (a credential route of the server) is in no limit-rpm Ingress")
 if not any("cert-manager.io/cluster-issuer" in (d["metadata"].get("annotations") or {}) and d["spec"].get("tls") for _, d in docs.get("Ingress", [])):
     errs.append("no Ingress with TLS and the cert-manager annotation")
 kust = yaml.safe_load(open(os.path.join(root, "deploy/kubernetes/kustomization.yaml")))
@@ -1516,6 +1559,12 @@ if ecs.get("requiresCompatibilities") != ["FARGATE"] or ecs.get("networkMode") !
     errs.append("ECS: not a Fargate awsvpc task")
 if not ecs.get("cpu") or not ecs.get("memory"):
     errs.append("ECS: no task cpu/memory")
+# The server calls no AWS API: a task role would only hand every container
+# credentials (through the metadata endpoint) that it never needs, as a
+# service-account token would in Kubernetes. The execution role (ECS's own:
+# pulling the image, reading the secrets) is another thing.
+if "taskRoleArn" in ecs:
+    errs.append("ECS: taskRoleArn gives the server AWS credentials it never uses")
 for c in ecs["containerDefinitions"]:
     where = f"ECS container {c['name']}"
     hc = c.get("healthCheck") or {}
@@ -1537,6 +1586,12 @@ for c in ecs["containerDefinitions"]:
     for s in ("JWT_SECRET", "DATABASE_URL"):
         if not secrets.get(s, "").startswith("arn:aws:secretsmanager:"):
             errs.append(f"{where}: {s} not from Secrets Manager")
+        # arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-SUFFIX:JSON-KEY:VERSION-STAGE:VERSION-ID,
+        # a version id: a task resolves the secret when it starts, so without
+        # one the tasks of one revision could hold different JWT_SECRETs after
+        # a rotation (as Cloud Run's "latest").
+        elif not re.fullmatch(r"arn:aws:secretsmanager:[a-z0-9-]+:\d{12}:secret:[^:]+:[^:]*::[0-9a-fA-F-]{36}", secrets[s]):
+            errs.append(f"{where}: {s} from {secrets[s]}: pin a version id (NAME-SUFFIX:::VERSION-ID), never the current version")
     for e in c.get("environment", []) + c.get("secrets", []):
         if e["name"] not in known:
             errs.append(f"{where}: {e['name']} is not a server variable")
