@@ -252,11 +252,12 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close closes every connection.
 func (db *DB) Close() error {
 	db.mu.Lock()
-	for _, s := range db.stmts {
-		s.Close()
-	}
+	stmts := db.stmts
 	db.stmts = nil
 	db.mu.Unlock()
+	for _, s := range stmts { // outside db.mu: see stmt
+		s.Close()
+	}
 	err := db.w.Close()
 	if db.r != db.w {
 		err = errors.Join(err, db.r.Close())
@@ -266,6 +267,13 @@ func (db *DB) Close() error {
 
 // stmt returns a prepared statement for query on pool, preparing it once.
 // database/sql re-prepares it on each connection as needed.
+//
+// db.mu is never held across a call into database/sql: closing a
+// statement waits for the connection it was prepared on to finish its
+// statement, which may be waiting in the database for a lock held by a
+// transaction whose next statement waits for db.mu (txn calls hot). A
+// pool wait cycle that the database's deadlock detector cannot see: every
+// request on it stalls until OpTimeout.
 func (db *DB) stmt(ctx context.Context, pool *sql.DB, query string) (*sql.Stmt, error) {
 	k := stmtKey{pool, query}
 	db.mu.Lock()
@@ -279,16 +287,20 @@ func (db *DB) stmt(ctx context.Context, pool *sql.DB, query string) (*sql.Stmt, 
 		return nil, err
 	}
 	db.mu.Lock()
-	defer db.mu.Unlock()
-	if db.stmts == nil {
+	old, dup := db.stmts[k]
+	closed := db.stmts == nil
+	if !closed && !dup {
+		db.stmts[k] = s
+	}
+	db.mu.Unlock()
+	switch {
+	case closed:
 		s.Close()
 		return nil, errors.New("database closed")
-	}
-	if old, ok := db.stmts[k]; ok {
+	case dup: // a concurrent call prepared it first
 		s.Close()
 		return old, nil
 	}
-	db.stmts[k] = s
 	return s, nil
 }
 

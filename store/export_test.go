@@ -1,0 +1,49 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+)
+
+// Hooks for store_test's TestStmtCacheNoPoolCycle, which needs to stop the
+// statement cache at one point (compiled into this package's tests only).
+
+// Writer is the writer's pool.
+func (db *DB) Writer() *sql.DB { return db.w }
+
+// PrepareWriter prepares query on the writer through the cache (stmt).
+func (db *DB) PrepareWriter(ctx context.Context, query string) error {
+	_, err := db.stmt(ctx, db.w, query)
+	return err
+}
+
+// HoldStmts takes the cache's lock and returns a function that caches s as
+// the writer's statement for query (as a concurrent stmt that prepared it
+// first would) and releases the lock.
+func (db *DB) HoldStmts() (release func(query string, s *sql.Stmt)) {
+	db.mu.Lock()
+	return func(query string, s *sql.Stmt) {
+		db.stmts[stmtKey{db.w, query}] = s
+		db.mu.Unlock()
+	}
+}
+
+// StmtsHeld reports whether another goroutine holds the cache's lock.
+func (db *DB) StmtsHeld() bool {
+	if db.mu.TryLock() {
+		db.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// TxExec runs fn in a write transaction (tx), exec sending a statement in
+// it as every transaction's statements are sent (txn).
+func (db *DB) TxExec(ctx context.Context, fn func(exec func(query string) error) error) error {
+	return db.tx(withoutEvent(ctx), func(t *txn) error {
+		return fn(func(query string) error {
+			_, err := t.ExecContext(ctx, query)
+			return err
+		})
+	})
+}
