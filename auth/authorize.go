@@ -461,7 +461,12 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 	httpx.InfoFrom(a.r).UserID = store.FormatID(u.ID)
 	e := auditEvent(ctx, actLoginSuccess, store.FormatID(u.ID), outSuccess, "via", "browser", "sid", s.SID)
 	if err := a.db.CreateSession(store.WithEvent(ctx, e), s.Hash, s); errors.Is(err, store.ErrNotFound) {
-		a.showLogin(http.StatusUnauthorized, "Wrong email, username or password.", login) // changed since it was read
+		// The password changed since it was verified (store.stillPassword).
+		if err := logLoginFailure(a.r, a.log, a.db, m, u, errBadCredentials); err != nil {
+			a.b.fail(a.w, a.r, err)
+		} else {
+			a.showLogin(http.StatusUnauthorized, "Wrong email, username or password.", login)
+		}
 		return nil
 	} else if err != nil {
 		a.b.fail(a.w, a.r, err)

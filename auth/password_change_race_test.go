@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,7 +69,11 @@ func TestPasswordChangeVoidsInFlightLogin(t *testing.T) {
 			<-pw.slots // the hashing slot frees up
 			res := <-done
 			if res.code != http.StatusOK {
-				return // refused: as it should be
+				// Refused, as it should be, and logged for fail2ban as any failed login.
+				if !strings.Contains(attacker.logs.String(), `"msg":"login failed"`) {
+					t.Errorf("the refused login (%d) wrote no \"login failed\" line", res.code)
+				}
+				return
 			}
 			r := owner.request("POST", "/api/v1/auth/refresh", map[string]string{"refresh_token": res.refresh})
 			if r.Code == http.StatusOK {

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"oauth2-api/store"
+	"oauth2-api/store/storetest"
 )
 
 // goodPHC is a hash encodePHC could have written: 16-byte salt, 32-byte key.
@@ -258,6 +261,36 @@ func FuzzParsePHC(f *testing.F) {
 		}
 		if p.Memory > maxArgonMemory || p.Time > maxArgonTime || p.Time < 1 || p.Threads < 1 || p.Memory < 8*uint32(p.Threads) {
 			t.Fatalf("ParsePHC(%q) accepted out-of-bounds params %+v", s, p)
+		}
+	})
+}
+
+// A sign-in whose password is rehashed under new parameters succeeds, on
+// the REST API and in the browser: the session is written against the hash
+// just stored (a regression test: the sign-in compared the old one, and
+// the first sign-in after a change of parameters answered 401).
+func TestSignInThatRehashes(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		old := testArgon2
+		old.Time = 2
+		before := newEnvOn(t, db, func(d *Deps) { d.Passwords = NewPasswords(old, 1, 10*time.Second) })
+		before.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		before.createUser("bob@example.com", "bob", "Bob-Password-1", store.RoleUser)
+		e := newEnvOn(t, db) // the current parameters: t=1
+		stored := func(login string) string {
+			u, err := db.UserByUsername(context.Background(), login)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u.PasswordHash
+		}
+		e.login("ann", "Ann-Password-1")
+		id, _ := e.webClient()
+		e.secret(e.browser().signIn(authorizeURL(id, newPKCE()), "bob", "Bob-Password-1"))
+		for _, login := range []string{"ann", "bob"} {
+			if h := stored(login); !strings.Contains(h, ",t=1,") {
+				t.Errorf("%s's hash was not rehashed: %.40s", login, h)
+			}
 		}
 	})
 }

@@ -100,6 +100,8 @@ func authenticate(ctx context.Context, log *slog.Logger, db *store.DB, pw *Passw
 		}
 		if err != nil {
 			log.WarnContext(ctx, "password not rehashed with the current parameters", "user_id", u.ID, "err", err)
+		} else {
+			u.PasswordHash = h // what the sign-in verified is now stored so (store.stillPassword)
 		}
 	}
 	return u, nil

@@ -158,6 +158,9 @@ func handleLogin(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th T
 		httpx.InfoFrom(r).UserID = store.FormatID(u.ID)
 		ev := auditEvent(r.Context(), actLoginSuccess, store.FormatID(u.ID), outSuccess, "via", "rest")
 		pair, err := ts.StartSession(store.WithEvent(r.Context(), ev), db, u, RESTClientID, "", t, t)
+		if errors.Is(err, errBadCredentials) { // the password changed since it was verified
+			err = cmp.Or(logLoginFailure(r, log, db, m, u, err), err)
+		}
 		if err != nil {
 			return 0, nil, err
 		}

@@ -276,11 +276,11 @@ func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duratio
 }
 
 // RehashPassword replaces the user's password hash with one of the same
-// password under new parameters, only if the stored hash is still old. It
-// revokes nothing: the password did not change.
+// password under new parameters, only if the stored hash is still old
+// (ErrNotFound if not). It revokes nothing: the password did not change.
 func (db *DB) RehashPassword(ctx context.Context, id int64, old, hash string) (err error) {
 	defer db.wrap(&err, "rehash password")
-	return db.exec(ctx, nil, `UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, id, old, hash)
+	return db.exec(ctx, ErrNotFound, `UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, id, old, hash)
 }
 
 // --- email verification ---
