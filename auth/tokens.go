@@ -237,9 +237,9 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	if n.Scope == "" && len(n.Resource) == 0 {
 		// The common case in one step; anything unusual falls through to
 		// the careful path below, which says why and revokes on reuse.
-		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", n.JKT, ts.RefreshTTL, ts.MaxAge, now)
+		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", n.JKT, n.Bind, ts.RefreshTTL, ts.MaxAge, now)
 		if err == nil {
-			return ts.finishRotation(ctx, db, spent, next, clientID, spent.Scope, n, now)
+			return ts.finishRotation(spent, next, clientID, spent.Scope, n.JKT, now)
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, nil, err
@@ -276,7 +276,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		}
 		newScope = strings.Join(want, " ")
 	}
-	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, n.JKT, ts.RefreshTTL, ts.MaxAge, now)
+	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, n.JKT, n.Bind, ts.RefreshTTL, ts.MaxAge, now)
 	if errors.Is(err, store.ErrNotFound) {
 		// Spent by a concurrent request between the read and now: a reuse.
 		return nil, nil, cmp.Or(ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now), ErrRefreshReused)
@@ -284,21 +284,15 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.finishRotation(ctx, db, spent, next, clientID, newScope, n, now)
+	return ts.finishRotation(spent, next, clientID, newScope, n.JKT, now)
 }
 
-// finishRotation binds a public client's family to the key its refresh
-// proved (n.Bind), before the new refresh token leaves, and mints the
-// access token of the rotated family, for the family's resource.
-func (ts *Tokens) finishRotation(ctx context.Context, db *store.DB, spent *store.RefreshToken, next, clientID, scope string, n Narrow, now time.Time) (*Pair, *store.RefreshToken, error) {
-	if n.Bind && n.JKT != "" {
-		if err := db.BindFamily(ctx, spent.Family.ID, n.JKT); err != nil {
-			return nil, nil, err
-		}
-	}
-	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: spent.Family.Resource, JKT: n.JKT, AuthTime: spent.Family.AuthTime}, now)
+// finishRotation mints the access token of a rotated family, for the
+// family's resource.
+func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope, jkt string, now time.Time) (*Pair, *store.RefreshToken, error) {
+	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: spent.Family.Resource, JKT: jkt, AuthTime: spent.Family.AuthTime}, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.pair(access, next, scope, n.JKT), spent, nil
+	return ts.pair(access, next, scope, jkt), spent, nil
 }

@@ -379,7 +379,9 @@ const (
   RETURNING t.family_id, t.scope, f.user_id, f.auth_time, f.created_at, f.resource),
 ins AS (
   INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at)
-  SELECT $4, family_id, CASE WHEN $6 = '' THEN scope ELSE $6 END, $2, LEAST($5, created_at + $8) FROM spent)
+  SELECT $4, family_id, CASE WHEN $6 = '' THEN scope ELSE $6 END, $2, LEAST($5, created_at + $8) FROM spent),
+bound AS (
+  UPDATE token_families SET dpop_jkt = $10 WHERE $10 <> '' AND dpop_jkt = '' AND id IN (SELECT family_id FROM spent))
 SELECT family_id, scope, user_id, auth_time, created_at, resource FROM spent`
 	// qSpend spends the token on SQLite and MySQL (updateReturning). On MySQL, InnoDB's UPDATE reads the row's latest committed
 	// version, not the transaction's snapshot, and locks it until commit: a
@@ -395,36 +397,35 @@ WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
 	qSpendSQLite           = qSpend + ` RETURNING ` + qSpentCols
 	qSpentMySQL            = `SELECT ` + qSpentCols + ` FROM ` + qSpentFrom
 	qFamilyOwner           = `SELECT user_id, auth_time, created_at, resource FROM token_families WHERE id = $1`
+	// qBindFamily binds a family to a DPoP key if it is bound to none (a
+	// public client's first proof, RFC 9449 §5).
+	qBindFamily = `UPDATE token_families SET dpop_jkt = $2 WHERE id = $1 AND dpop_jkt = ''`
 )
-
-// BindFamily binds the family id to the DPoP key jkt if it is bound to
-// none; a family already bound keeps its key (RotateRefresh refused any
-// other). A public client's session is bound to the first key it proves,
-// at a refresh as at the code exchange (RFC 9449 §5).
-func (db *DB) BindFamily(ctx context.Context, id, jkt string) (err error) {
-	defer db.wrap(&err, "bind token family")
-	return db.exec(ctx, nil, `UPDATE token_families SET dpop_jkt = $2 WHERE id = $1 AND dpop_jkt = ''`, id, jkt)
-}
 
 // RotateRefresh spends the refresh token oldHash and adds newHash to its
 // family, atomically, only if the token is unspent and unexpired, its family
 // is live, younger than maxAge (REFRESH_TOKEN_MAX_DAYS), belongs to
 // clientID and is bound to no DPoP key or to jkt, and the family's user is
-// active. The new token lives ttl, but
+// active; with bind (a public client's request) a family bound to no key
+// is bound to jkt in the same step (RFC 9449 §5). The new token lives ttl, but
 // never past the family's maxAge, and gets scope, or the old token's scope
 // when scope is "" (callers check that scope only narrows). It returns the
 // spent token with its family. When any condition fails it changes nothing
 // and returns ErrNotFound: the caller reads the token to tell why (and
 // revokes the family on reuse). Of any number of concurrent calls with one
 // oldHash, at most one succeeds.
-func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, scope, jkt string, ttl, maxAge time.Duration, now time.Time) (t *RefreshToken, err error) {
+func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, scope, jkt string, bind bool, ttl, maxAge time.Duration, now time.Time) (t *RefreshToken, err error) {
 	defer db.wrap(&err, "rotate refresh token")
 	t = &RefreshToken{Hash: oldHash, Used: true, UserActive: true}
 	t.Family.ClientID = clientID
 	bornAfter := now.Add(-maxAge).Unix()
 	if db.dialect == Postgres {
+		bindTo := "" // $10: the key to bind an unbound family to
+		if bind {
+			bindTo = jkt
+		}
 		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), clientID, newHash, now.Add(ttl).Unix(), scope,
-			bornAfter, int64(maxAge/time.Second), jkt).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Resource)
+			bornAfter, int64(maxAge/time.Second), jkt, bindTo).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Resource)
 	} else {
 		err = db.tx(ctx, func(tx *txn) error {
 			spent := tx.updateReturning(ctx, qSpend, qSpentCols, qSpentFrom, oldHash, now.Unix(), clientID, bornAfter, jkt)
@@ -433,6 +434,11 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 			}
 			if err := tx.QueryRowContext(ctx, qFamilyOwner, t.Family.ID).Scan(&t.Family.UserID, unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Resource); err != nil {
 				return err
+			}
+			if bind && jkt != "" {
+				if _, err := tx.ExecContext(ctx, qBindFamily, t.Family.ID, jkt); err != nil {
+					return err
+				}
 			}
 			newScope := scope
 			if newScope == "" {
