@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"oauth2-api/httpx"
 	"oauth2-api/store"
@@ -112,9 +113,11 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 		return ar, httpx.E(httpx.KindInvalid, "code_challenge is not a base64url SHA-256 value")
 	}
 	// The nonce is stored with the code; PostgreSQL text cannot hold NUL
-	// (checkParams has already refused invalid UTF-8).
-	if ar.nonce = params.Get("nonce"); len(ar.nonce) > 512 || strings.ContainsRune(ar.nonce, 0) {
-		return ar, httpx.E(httpx.KindInvalid, "nonce must be at most 512 bytes, without NUL")
+	// (checkParams has already refused invalid UTF-8); and the forms carry
+	// it in a hidden field, which a browser sends back with its line
+	// breaks as CR LF: no control character, so it comes back as sent.
+	if ar.nonce = params.Get("nonce"); len(ar.nonce) > 512 || strings.ContainsFunc(ar.nonce, unicode.IsControl) {
+		return ar, httpx.E(httpx.KindInvalid, "nonce must be at most 512 bytes, without control characters")
 	}
 	ar.prompt = strings.Fields(params.Get("prompt")) // none when absent
 	for _, v := range ar.prompt {
@@ -317,8 +320,9 @@ type authorization struct {
 	b   *Browser
 	ar  *authRequest
 	now time.Time
-	// pushed names the pushed request this one came from (its hash), which
-	// the response, a code or an error, finishes.
+	// pushed names the pushed request this one came from, as the browser
+	// that took it knows it (pushedParams), which the response, a code or
+	// an error, finishes.
 	pushed string
 	// device is set at the device page (device.go), whose forms post there
 	// and carry its user code instead of the authorization request.
@@ -372,14 +376,20 @@ func (a *authorization) redirect(params url.Values) {
 		params.Set("state", a.ar.state)
 	}
 	params.Set("iss", a.iss)
-	// The pushed request ends once it has its response: it yields one.
-	if a.pushed != "" {
-		if err := a.db.FinishPushedRequest(a.r.Context(), a.pushed); err != nil {
-			a.log.WarnContext(a.r.Context(), "pushed request not finished; it expires instead", "request_id", httpx.InfoFrom(a.r).ID, "err", err)
-		}
-	}
+	a.finishPushed()
 	a.w.Header().Set("Cache-Control", "no-store")
 	redirectTo(a.w, a.r, withQuery(a.ar.redirectURI, params))
+}
+
+// finishPushed ends the pushed request once it has its response, a code
+// or an error: it yields one.
+func (a *authorization) finishPushed() {
+	if a.pushed == "" {
+		return
+	}
+	if err := a.db.FinishPushedRequest(a.r.Context(), a.pushed); err != nil {
+		a.log.WarnContext(a.r.Context(), "pushed request not finished; it expires instead", "request_id", httpx.InfoFrom(a.r).ID, "err", err)
+	}
 }
 
 // redirectError sends e to the client's redirect URI (RFC 6749 §4.1.2.1).
@@ -390,6 +400,7 @@ func (a *authorization) redirect(params url.Values) {
 // §4.11.2).
 func (a *authorization) redirectError(e *httpx.Error) {
 	if a.r.Method != http.MethodPost && a.ar.client.Registered() {
+		a.finishPushed()
 		a.b.fail(a.w, a.r, e)
 		return
 	}

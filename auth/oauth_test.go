@@ -344,6 +344,7 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		{"state with CR LF", authorizeURL(id, p, "state", "a\r\nb"), errInvalidRequest},
 		{"state with a tab", authorizeURL(id, p, "state", "a\tb"), errInvalidRequest},
 		{"state with non-ASCII", authorizeURL(id, p, "state", "é"), errInvalidRequest},
+		{"nonce with LF", authorizeURL(id, p, "nonce", "a\nb"), errInvalidRequest}, // a form would send it back as CR LF
 	} {
 		w := b.do("GET", tc.target, nil)
 		if w.Code != http.StatusFound {

@@ -134,8 +134,9 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				b.fail(w, r, err)
 				return
 			}
-			confirmed = confirmed || sess == nil || store.FormatID(sess.UserID) == c.Subject
-			acted = acted || sess != nil
+			signedInAsHint := sess != nil && store.FormatID(sess.UserID) == c.Subject
+			confirmed = confirmed || sess == nil || signedInAsHint
+			acted = acted || signedInAsHint
 			if sess == nil {
 				hintSID, hintSub = c.SessionID, c.Subject
 			}

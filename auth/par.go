@@ -76,7 +76,7 @@ var formFields = map[string]bool{"login": true, "password": true, "action": true
 // (RFC 9126 §4), with the forms' own fields, and the hash that names it.
 // Beside request_uri only client_id may be sent. The first arrival (a GET)
 // takes it, which a second cannot; the forms of that sign-in then read it
-// until the response is sent (authorization.redirect), and only from that
+// until the response is sent (authorization.finishPushed), and only from that
 // browser (its CSRF cookie, browser): taken, it is named by both, so
 // another browser cannot sign in to it and carry its state and PKCE
 // challenge away in a code of its own (RFC 9126 §7.3).

@@ -42,7 +42,8 @@ func validPassword(s string) bool {
 // characters (category Cf): the bidirectional controls and the invisible
 // ones (U+202E, U+2066, U+200B, U+FEFF…) would let a name shown on the
 // login and consent pages read as another, or turn the page's own words
-// around it (RFC 7591 §5). ZWNJ and ZWJ stay: scripts and emoji need them.
+// around it (RFC 7591 §5). ZWNJ and ZWJ stay: scripts and most emoji need
+// them (subdivision flags' tag characters, also Cf, do not pass).
 func validName(s string) bool {
 	return utf8.RuneCountInString(s) <= 100 && !strings.ContainsFunc(s, func(r rune) bool {
 		return unicode.IsControl(r) || (unicode.Is(unicode.Cf, r) && r != '\u200c' && r != '\u200d')

@@ -235,12 +235,6 @@ func (db *DB) VerifyAudit(ctx context.Context, head string) (n int, err error) {
 func (db *DB) PruneAudit(ctx context.Context, before time.Time) (err error) {
 	defer db.wrap(&err, "prune audit log")
 	return db.tx(ctx, func(tx *txn) error {
-		// The head's row first, as appends take it: of two instances
-		// pruning at once the second then reads what the first left, and
-		// the base never moves back (base_n < $1 below says so too).
-		if _, err := tx.ExecContext(ctx, `UPDATE audit_head SET base_n = base_n WHERE one = 1`); err != nil {
-			return err
-		}
 		var id sql.NullInt64
 		var hash sql.NullString
 		err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit_events WHERE id = (SELECT MAX(id) FROM audit_events WHERE time_ms < $1)`,
@@ -254,6 +248,10 @@ func (db *DB) PruneAudit(ctx context.Context, before time.Time) (err error) {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id <= $1`, id.Int64); err != nil {
 			return err
 		}
+		// Never back: of two instances pruning at once, the one with the
+		// earlier cutoff may commit last (the UPDATE reads the committed
+		// base). The head's row is not taken first, so appends do not wait
+		// for the DELETE.
 		_, err = tx.ExecContext(ctx, `UPDATE audit_head SET base_n = $1, base_hash = $2 WHERE one = 1 AND base_n < $1`, id.Int64, hash.String)
 		return err
 	})

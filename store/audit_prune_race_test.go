@@ -17,8 +17,7 @@ import (
 // over A's. The base moves back past events that are gone, and `audit
 // verify` reports an intact log as tampered ("event N is missing") for good.
 // Here A is PruneAudit's own statements on a raw connection, held open.
-// A regression test: PruneAudit now takes the head row first and never
-// lowers the base.
+// A regression test: PruneAudit now never lowers the base.
 func TestAuditConcurrentPrunesKeepBase(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		if d == store.SQLite {
