@@ -109,6 +109,24 @@ func TestPasswordReset(t *testing.T) {
 	}, withReset(t, sink, clientTLS, SMTPStartTLS))
 }
 
+// A password change spends the reset links mailed before it: a link would
+// otherwise replace the password just chosen, for as long as it lives (a
+// regression test: the links outlived the change).
+func TestPasswordChangeSpendsResetLinks(t *testing.T) {
+	sink, _ := smtptest.Start(t, smtptest.Plain, false)
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "correct horse", "user")
+		at, _ := e.login("ann", "correct horse")
+		e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "ann@example.com"}).want(http.StatusAccepted)
+		u, _ := url.Parse(linkRE.FindString(sink.Wait(t).Data))
+		tok := e.secret(u.Query().Get("token"))
+		e.request("POST", "/api/v1/profile/password", map[string]string{"current_password": "correct horse",
+			"new_password": e.secret("new password 1")}, bearer(at)...).want(http.StatusNoContent)
+		e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok, "new_password": "new password 2"}).wantError(http.StatusBadRequest, "invalid_token")
+		e.login("ann", "new password 1")
+	}, withReset(t, sink, nil, SMTPNoTLS))
+}
+
 // The page the link opens: a form without script that resets the password.
 func TestPasswordResetPage(t *testing.T) {
 	sink, _ := smtptest.Start(t, smtptest.Plain, false) // SMTP_TLS=none to loopback: mail in clear

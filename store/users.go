@@ -145,13 +145,19 @@ WHERE id = $1 AND password_hash = $2 AND is_active AND deleted_at IS NULL`, user
 // session of the user, in one transaction (API.md "Sessions and
 // revocation"): each refresh-token family but keepFamily (the caller's
 // session; "" for none) is revoked with a sid revocation for its access
-// tokens, and every browser sign-in ends with the codes it has not yet had
-// exchanged. It returns what ended, for the caller to apply and announce.
+// tokens, every browser sign-in ends with the codes it has not yet had
+// exchanged, and outstanding reset links are spent. It returns what ended,
+// for the caller to apply and announce.
 func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "set password")
 	err = db.tx(ctx, func(tx *txn) error {
 		err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, id, hash, now.Unix())
 		if err != nil {
+			return err
+		}
+		// Reset links mailed before the change would replace the new
+		// password: they are spent, as a reset spends the user's others.
+		if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, id, now.Unix()); err != nil {
 			return err
 		}
 		const revoke = `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`
