@@ -1,0 +1,42 @@
+package auth
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"oauth2-api/store"
+)
+
+// A revoked access token is refused while it verifies: until exp + Leeway
+// (token.Claims.valid), and Revocations.prune keeps the entry that long. But
+// the jti row stored expires_at = exp (Tokens.RevokeAccess), and both
+// RevocationsSince (expires_at > now) and Purge (expires_at <= now) drop it
+// at exp: an instance that starts (Load) in the last Leeway seconds of the
+// token's life did not know it was revoked and served the bearer (a
+// regression test: the row now lives until exp + Leeway).
+func TestRevokedTokenKnownToNewInstanceWithinLeeway(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		at, _ := e.login("ann", "Ann-Password-1")
+		c := e.claimsOf(at)
+		if err := e.deps.Tokens.RevokeAccess(context.Background(), e.db, c, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		e.request("GET", "/api/v1/profile", nil, bearer(at)...).want(http.StatusUnauthorized)
+		e.clock.Add(time.Unix(c.Expiry, 0).Sub(e.clock.Now()) + 5*time.Second) // exp + 5 s: inside Leeway
+		e.request("GET", "/api/v1/profile", nil, bearer(at)...).want(http.StatusUnauthorized)
+		// A second instance starts now, loading the shared list.
+		e2 := newEnvOn(t, e.db, func(d *Deps) {
+			d.Now = e.clock.Now
+			if err := d.Tokens.Revoked.Load(context.Background(), e.db, e.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+		})
+		e2.secrets = append(e2.secrets, e.secrets...)
+		if r := e2.request("GET", "/api/v1/profile", nil, bearer(at)...); r.Code != http.StatusUnauthorized {
+			t.Fatalf("a new instance, 5 s after exp (inside the 10 s leeway), serves the revoked token: %d %s", r.Code, r.Body.String())
+		}
+	})
+}
