@@ -107,7 +107,8 @@ func requireClient(log *slog.Logger, cs *Clients, creds *ratelimit.Limiter, m *h
 			httpx.WriteOAuthError(w, r, log, err)
 			return
 		}
-		httpx.InfoFrom(r).ClientID = c.ID
+		info := httpx.InfoFrom(r)
+		info.ClientID, info.Public = c.ID, c.Public()
 		next.ServeHTTP(w, withPrincipal(r, &principal{client: c, form: form}))
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"oauth2-api/metrics"
+	"oauth2-api/ratelimit"
 )
 
 // Info is what the access log line says about a request. Observe puts it in
@@ -25,6 +26,7 @@ type Info struct {
 	ClientIP netip.Addr
 	UserID   string
 	ClientID string
+	Public   bool      // ClientID was named, not authenticated: a public client
 	Audit    []Audited // the audit events the request made
 }
 
@@ -319,8 +321,15 @@ func ByIP(i *Info) netip.Addr { return i.ClientIP }
 
 // ByClient keys a budget by the client the caller check noted in the
 // request's Info (a ratelimit.Named): the client it authenticated, or the
-// one the access token was issued to.
-func ByClient(i *Info) string { return i.ClientID }
+// one the access token was issued to. A public client, which anyone may
+// name, is keyed with the caller's address (an IPv6 /64) too: a stranger
+// naming it spends only that address's share, not its users' budget.
+func ByClient(i *Info) string {
+	if i.Public {
+		return i.ClientID + " " + ratelimit.KeyOf(i.ClientIP).String()
+	}
+	return i.ClientID
+}
 
 // TooMany is the answer of a spent budget.
 func TooMany(wait time.Duration) *Error {

@@ -13,7 +13,7 @@
 // without bound, lets anyone with enough addresses exhaust the server's memory.
 //
 // IPv6 clients are keyed by their /64 prefix and IPv4-mapped IPv6 addresses by
-// their IPv4 form; see keyOf.
+// their IPv4 form; see KeyOf.
 package ratelimit
 
 import (
@@ -35,7 +35,7 @@ const maxShards = 64
 // shard has no idle entry left to drop.
 const sampleSize = 4
 
-// A Limiter holds one token bucket per client address (see keyOf). It is
+// A Limiter holds one token bucket per client address (see KeyOf). It is
 // safe for concurrent use. The zero value is not usable; call New.
 type Limiter struct{ *table[netip.Addr] }
 
@@ -52,7 +52,7 @@ func New(r rate.Limit, burst int, maxKeys int) *Limiter {
 // Rounding it up to whole seconds for a Retry-After header is the caller's
 // job. A refused event consumes no token.
 func (l *Limiter) Allow(addr netip.Addr, now time.Time) (ok bool, retryAfter time.Duration) {
-	return l.table.Allow(keyOf(addr), now)
+	return l.table.Allow(KeyOf(addr), now)
 }
 
 // Named holds one token bucket per name (an authenticated client's id), in
@@ -131,7 +131,7 @@ func newTable[K comparable](r rate.Limit, burst int, maxKeys int) *table[K] {
 	return l
 }
 
-// keyOf returns the key under which addr is limited.
+// KeyOf returns the key under which addr is limited.
 //
 // An IPv4-mapped IPv6 address (::ffff:192.0.2.1) is the IPv4 client
 // 192.0.2.1 reached through a dual-stack socket, so it is unmapped to share
@@ -145,7 +145,7 @@ func newTable[K comparable](r rate.Limit, burst int, maxKeys int) *table[K] {
 //
 // An invalid (zero) addr, such as when the caller could not parse the client
 // address, is returned unchanged: all such requests share one bucket.
-func keyOf(addr netip.Addr) netip.Addr {
+func KeyOf(addr netip.Addr) netip.Addr {
 	if !addr.IsValid() {
 		return netip.Addr{}
 	}
@@ -163,8 +163,8 @@ func (l *table[K]) shardFor(key K) *shard[K] {
 
 // Allow reports whether one event for key may happen at now, as
 // Limiter.Allow says: it is Named's Allow, and Limiter's calls it with
-// keyOf(addr). Outside this package a Limiter's table, and so an Allow
-// that skips keyOf, cannot be reached.
+// KeyOf(addr). Outside this package a Limiter's table, and so an Allow
+// that skips KeyOf, cannot be reached.
 func (l *table[K]) Allow(key K, now time.Time) (ok bool, retryAfter time.Duration) {
 	s := l.shardFor(key)
 

@@ -123,8 +123,8 @@ func TestKeyOf(t *testing.T) {
 		{netip.Addr{}, netip.Addr{}},
 	}
 	for _, tt := range tests {
-		if got := keyOf(tt.in); got != tt.want {
-			t.Errorf("keyOf(%v) = %v; want %v", tt.in, got, tt.want)
+		if got := KeyOf(tt.in); got != tt.want {
+			t.Errorf("KeyOf(%v) = %v; want %v", tt.in, got, tt.want)
 		}
 	}
 }
@@ -266,7 +266,7 @@ func addrsInShard(t testing.TB, l *Limiter, s *shard[netip.Addr], skip netip.Add
 	var out []netip.Addr
 	for i := start; len(out) < n; i++ {
 		a := addr4(i)
-		if a != skip && l.shardFor(keyOf(a)) == s {
+		if a != skip && l.shardFor(KeyOf(a)) == s {
 			out = append(out, a)
 		}
 	}
@@ -277,7 +277,7 @@ func TestRefusedStaysRefusedWhenIdleEntriesExist(t *testing.T) {
 	const maxKeys = 64 * 8 // 8 keys per shard
 	l := New(1, 3, maxKeys)
 	victim := netip.MustParseAddr("198.51.100.7")
-	s := l.shardFor(keyOf(victim))
+	s := l.shardFor(KeyOf(victim))
 
 	// At testNow the victim and enough others to fill its shard make one
 	// request each. One second later every bucket is full again.
