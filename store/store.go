@@ -122,8 +122,9 @@ type Driver struct {
 	// Unique reports whether err is a unique constraint's refusal.
 	Unique func(err error) bool
 	// Migrations holds NNNN_name.sql files, the same versions for every
-	// dialect: MySQL's the same versions as migrations/postgres, each a
-	// list of statements ended by ";" (statements).
+	// dialect. MySQL's are run statement by statement, so each is a list of
+	// statements ended by ";" at the end of a line (statements); the
+	// others run each file as one text.
 	Migrations fs.FS
 }
 
