@@ -328,7 +328,9 @@ func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, 
 			return nil, err
 		}
 	}
-	if err := spend(is); err != nil {
+	if err := spend(is); errors.Is(err, store.ErrNotFound) { // deactivated or deleted since it was read
+		return nil, bad("user gone or inactive")
+	} else if err != nil {
 		return nil, err
 	}
 	g.info.UserID = store.FormatID(u.ID)

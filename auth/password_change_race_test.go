@@ -1,11 +1,14 @@
 package auth
 
 import (
+	"context"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"oauth2-api/store"
 	"oauth2-api/store/storetest"
 )
 
@@ -82,5 +85,103 @@ func TestPasswordChangeVoidsInFlightLogin(t *testing.T) {
 				t.Errorf("a login with the old password, begun before the change, holds a session that still refreshes after the change returned")
 			}
 		})
+	}
+}
+
+// A code (or device code) exchange that is in flight when the password
+// changes: its transaction has spent the code, holding the code's row,
+// and has not yet committed the session it starts. The change revoked the
+// user's sessions as its first statements saw them, without that one, then
+// waited on the code's row to delete the pending codes, and went on once
+// the exchange committed: the new session survived the change, refreshable
+// for REFRESH_TOKEN_MAX_DAYS. A thief holding the browser sign-in, taking
+// and exchanging codes in a loop, could keep a session past the owner's
+// password change. PostgreSQL only (SQLite has one writer at a time): the
+// test holds the exchange between its statements with a lock on
+// refresh_tokens, the change starts on another instance, and the lock is
+// let go once the change waits on the exchange. A regression test: the
+// exchange did not hold the user's row (store.stillPassword now does, as a
+// login's session does).
+func TestPasswordChangeEndsGrantExchangedMeanwhile(t *testing.T) {
+	const pw = "Ann-Password-1"
+	for _, grant := range []string{"code", "device code"} {
+		t.Run(grant, func(t *testing.T) {
+			dbURL := storetest.URL(t, store.Postgres)
+			db := storetest.OpenURL(t, dbURL)
+			raw := storetest.Raw(t, store.Postgres, dbURL)
+			thief, owner := newEnvOn(t, db), newEnvOn(t, db)
+			owner.createUser("ann@example.com", "ann", pw, store.RoleUser)
+			ownerAccess, _ := owner.login("ann", pw)
+			// The thief's browser is signed in: it holds a code, or has approved a device.
+			var exchange, refresh func(rt string) response
+			if grant == "code" {
+				id, secret := thief.webClient()
+				p := newPKCE()
+				code := thief.secret(thief.browser().signIn(authorizeURL(id, p), "ann", pw))
+				exchange = func(string) response { return thief.token(id, secret, codeForm(code, p)) }
+				refresh = func(rt string) response { return thief.refreshGrant(id, secret, rt) }
+			} else {
+				id, _ := thief.deviceClient("TV", false, false, "read")
+				d := thief.startDevice(id, "", "read")
+				wantPage(t, thief.browser().approve(d.userCode, "ann", pw, "allow"), http.StatusOK, donePage)
+				exchange = func(string) response { return thief.poll(id, "", d.deviceCode) }
+				refresh = func(rt string) response {
+					return thief.clientPost("/oauth2/token", id, "", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+				}
+			}
+
+			ctx := context.Background()
+			hold, err := raw.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hold.Rollback()
+			if _, err := hold.ExecContext(ctx, `LOCK TABLE refresh_tokens IN EXCLUSIVE MODE`); err != nil {
+				t.Fatal(err)
+			}
+			exchanged := make(chan response, 1)
+			go func() { exchanged <- exchange("") }()
+			var pid int // the exchange's backend, stopped at its refresh token
+			waitUntil(t, "the exchange never reached its refresh token", func() bool {
+				return raw.QueryRow(`SELECT pid FROM pg_locks WHERE relation = 'refresh_tokens'::regclass AND NOT granted`).Scan(&pid) == nil
+			})
+			changed := make(chan int, 1)
+			go func() {
+				changed <- owner.request("POST", "/api/v1/profile/password", map[string]string{"current_password": pw,
+					"new_password": owner.secret("Ann-Password-2")}, bearer(ownerAccess)...).Code
+			}()
+			waitUntil(t, "the password change never waited on the exchange", func() bool {
+				var n int
+				err := raw.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&n)
+				return err == nil && n > 0
+			})
+			if err := hold.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if code := <-changed; code != http.StatusNoContent {
+				t.Fatalf("password change: %d", code)
+			}
+			r := <-exchanged
+			if r.Code != http.StatusOK {
+				return // refused: nothing started
+			}
+			thief.secret(r.Str("access_token"))
+			if r = refresh(thief.secret(r.Str("refresh_token"))); r.Code == http.StatusOK {
+				thief.secret(r.Str("access_token"))
+				thief.secret(r.Str("refresh_token"))
+				t.Errorf("a %s exchanged while the password changed holds a session that still refreshes after the change returned", grant)
+			}
+		})
+	}
+}
+
+// waitUntil polls cond until it holds, or fails the test with msg.
+func waitUntil(t *testing.T, msg string, cond func() bool) {
+	t.Helper()
+	for i := 0; !cond(); i++ {
+		if i > 500 {
+			t.Fatal(msg)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

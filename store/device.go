@@ -67,14 +67,15 @@ func (db *DB) PendingDeviceCode(ctx context.Context, userCode string, now time.T
 // code userCode for the browser sign-in s, or denies it (s is then
 // ignored). An approval records that the sign-in gave the client access,
 // for back-channel logout, as CreateCode does. A request that is not
-// pending or has expired is ErrNotFound, and nothing changes.
+// pending or has expired, or an approval by a user gone or inactive, is
+// ErrNotFound, and nothing changes.
 func (db *DB) DecideDeviceCode(ctx context.Context, userCode string, approve bool, s *Session, now time.Time) (err error) {
 	defer db.wrap(&err, "decide device code")
 	return db.tx(ctx, func(tx *txn) error {
 		var err error
 		if !approve {
 			err = tx.execOr(ctx, ErrNotFound, `UPDATE device_codes SET status = 'denied' WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix())
-		} else {
+		} else if err = stillPassword(ctx, tx, s.UserID, ""); err == nil {
 			err = tx.execOr(ctx, ErrNotFound, `UPDATE device_codes SET status = 'approved', user_id = $3, auth_time = $4, sid = $5
 WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix(), s.UserID, s.AuthTime.Unix(), s.SID)
 		}
@@ -119,10 +120,13 @@ WHERE hash = $1 AND client_id = $2`, deviceColumns, `device_codes WHERE hash = $
 // RedeemDeviceCode spends an approved, unexpired request and stores the
 // session it starts (is), atomically: of any number of concurrent
 // redemptions at most one succeeds; the others, and every later one, get
-// ErrReused.
+// ErrReused. A user gone or inactive is ErrNotFound.
 func (db *DB) RedeemDeviceCode(ctx context.Context, hash string, is Issued, now time.Time) (err error) {
 	defer db.wrap(&err, "redeem device code")
 	return db.tx(ctx, func(tx *txn) error {
+		if err := stillPassword(ctx, tx, is.Family.UserID, ""); err != nil {
+			return err
+		}
 		if err := tx.execOr(ctx, ErrReused, `UPDATE device_codes SET status = 'redeemed', family_id = $2
 WHERE hash = $1 AND status = 'approved' AND expires_at > $3`, hash, is.Family.ID, now.Unix()); err != nil {
 			return err

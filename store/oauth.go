@@ -163,10 +163,13 @@ type Code struct {
 
 // CreateCode stores a new authorization code and records that its
 // browser sign-in (SessionHash) gave the client a code, for back-channel
-// logout.
+// logout. A user gone or inactive is ErrNotFound.
 func (db *DB) CreateCode(ctx context.Context, c *Code, now time.Time) (err error) {
 	defer db.wrap(&err, "create code")
 	return db.tx(ctx, func(tx *txn) error {
+		if err := stillPassword(ctx, tx, c.UserID, ""); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, created_at, expires_at, sid, dpop_jkt, resource)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 			c.Hash, c.ClientID, c.UserID, c.RedirectURI, c.Scope, c.CodeChallenge, c.Nonce, c.AuthTime.Unix(), now.Unix(), c.ExpiresAt.Unix(), c.SID, c.DPoPJKT, c.Resource); err != nil {
@@ -205,10 +208,13 @@ type Issued struct {
 
 // ExchangeCode spends the code and stores what it issued, atomically: of any
 // number of concurrent exchanges of one code at most one succeeds; the others,
-// and every later one, get ErrReused.
+// and every later one, get ErrReused. A user gone or inactive is ErrNotFound.
 func (db *DB) ExchangeCode(ctx context.Context, hash string, is Issued, now time.Time) (err error) {
 	defer db.wrap(&err, "exchange code")
 	return db.tx(ctx, func(tx *txn) error {
+		if err := stillPassword(ctx, tx, is.Family.UserID, ""); err != nil {
+			return err
+		}
 		if err := tx.execOr(ctx, ErrReused, `UPDATE auth_codes SET used_at = $2, family_id = $3, access_jti = $4, access_exp = $5
 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), is.Family.ID, is.AccessJTI, is.AccessExp); err != nil {
 			return err

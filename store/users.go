@@ -126,19 +126,19 @@ WHERE id = $1 AND deleted_at IS NULL`, userColumns, `users WHERE id = $1`, id, r
 	return u, e, err
 }
 
-// stillPassword, in the transaction that starts a sign-in or a session,
-// holds the user's row if the user is active and its password hash is
-// still verified, the one the login checked, and is ErrNotFound if not. A
-// password change or deactivation that commits first voids the login; one
-// that comes after waits for this transaction, then ends what it started
-// with the user's other sessions. "" (no password was checked) holds
-// nothing.
+// stillPassword, first in the transaction that starts a sign-in, a session
+// or a grant (a code, a device approval, and their exchanges), holds the
+// user's row if the user is active and its password hash is still
+// verified, the one the login checked ("" when no password was checked
+// here: any), and is ErrNotFound if not. A password change, reset,
+// deactivation or deletion writes that row before it ends the user's
+// sessions: one that commits first voids what this transaction would
+// start; one that comes after waits for it, then ends what it started with
+// the user's other sessions. Without the hold, an exchange in flight
+// committed its session after the change had revoked the user's families.
 func stillPassword(ctx context.Context, tx *txn, userID int64, verified string) error {
-	if verified == "" {
-		return nil
-	}
 	return tx.execOr(ctx, ErrNotFound, `UPDATE users SET password_hash = password_hash
-WHERE id = $1 AND password_hash = $2 AND is_active AND deleted_at IS NULL`, userID, verified)
+WHERE id = $1 AND ($2 = '' OR password_hash = $2) AND is_active AND deleted_at IS NULL`, userID, verified)
 }
 
 // SetPassword replaces the user's password hash and ends every other
