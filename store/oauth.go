@@ -368,9 +368,6 @@ func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string,
 		if err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, userID, passwordHash, now.Unix()); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, userID, now.Unix()); err != nil {
-			return err
-		}
 		eventSubject(ctx, userID)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE user_id = $1`, userID); err != nil {
 			return err

@@ -500,6 +500,37 @@ func TestResetEndsEverySession(t *testing.T) {
 	})
 }
 
+// Deactivating or deleting a user spends its outstanding reset links: one
+// mailed before would otherwise replace the password of the inactive
+// account, a password that then held after a reactivation.
+func TestEndingAUserSpendsResetLinks(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		inactive := false
+		for _, c := range []struct {
+			name string
+			end  func(id int64) error
+		}{
+			{"deactivation", func(id int64) error {
+				_, _, err := db.UpdateUserAdmin(ctx, id, nil, &inactive, time.Hour, t0)
+				return err
+			}},
+			{"deletion", func(id int64) error { _, err := db.DeleteUser(ctx, id, time.Hour, t0); return err }},
+		} {
+			u := newUser(t, db, c.name+"@example.com", c.name)
+			reset := token.Hash(token.NewOpaque())
+			if err := db.ReplaceResetToken(ctx, reset, u.ID, 3, t0.Add(time.Hour), t0); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.end(u.ID); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if _, _, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("a reset link mailed before the %s still reset the password: %v", c.name, err)
+			}
+		}
+	})
+}
+
 // No session outlives maxAge from its start, whatever the rotations, and a
 // rotation never mints a token that would.
 func TestRotateRefreshMaxAge(t *testing.T) {

@@ -268,9 +268,15 @@ func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration,
 // revokeUserTx ends every session of the user: it revokes all the user's
 // refresh token families, ends the browser sign-ins, and records a 'user'
 // revocation, so that access tokens issued until now stop working on every
-// instance. The record lives as long as such a token could.
+// instance. The record lives as long as such a token could. It also spends
+// the user's outstanding reset links: one mailed before a deactivation
+// would otherwise still replace the password, which then held after a
+// reactivation.
 func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
+		return e, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, id, now.Unix()); err != nil {
 		return e, err
 	}
 	if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
