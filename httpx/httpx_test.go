@@ -699,3 +699,29 @@ func TestJSONEncodeFailure(t *testing.T) {
 		t.Errorf("Content-Length = %q; want %d", got, len(want))
 	}
 }
+
+// A single-page app of a CORS origin can use DPoP (RFC 9449): its preflight
+// may announce the DPoP header, and it may read DPoP-Nonce (§8) from the
+// answers. Without them the browser refuses to send the proof, or hides
+// the nonce a use_dpop_nonce error asks it to retry with.
+func TestCORSAllowsDPoP(t *testing.T) {
+	h := CORS([]string{"https://spa.example.com"}, okHandler)
+	r := httptest.NewRequest("OPTIONS", "/oauth2/token", nil)
+	r.Header.Set("Origin", "https://spa.example.com")
+	r.Header.Set("Access-Control-Request-Method", "POST")
+	r.Header.Set("Access-Control-Request-Headers", "content-type,dpop")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	allowed := strings.Split(strings.ToLower(w.Header().Get("Access-Control-Allow-Headers")), ", ")
+	if w.Code != http.StatusNoContent || !slices.Contains(allowed, "dpop") {
+		t.Errorf("preflight announcing DPoP: %d, Allow-Headers %q; want 204 allowing dpop", w.Code, allowed)
+	}
+	r = httptest.NewRequest("POST", "/oauth2/token", nil)
+	r.Header.Set("Origin", "https://spa.example.com")
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	exposed := strings.Split(strings.ToLower(w.Header().Get("Access-Control-Expose-Headers")), ", ")
+	if !slices.Contains(exposed, "dpop-nonce") {
+		t.Errorf("Expose-Headers %q; want dpop-nonce among them", exposed)
+	}
+}
