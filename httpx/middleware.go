@@ -286,13 +286,12 @@ func CORS(origins []string, next http.Handler) http.Handler {
 }
 
 // LimitBody caps every request body at MaxBody bytes. It replaces r.Body in
-// place (see Observe for why the request itself is not copied).
+// place (see Observe for why the request itself is not copied). It does not
+// answer a declared length over the limit itself: ReadBody refuses that
+// before reading a byte, and the handler answers 413 on its own surface
+// (OAuth JSON with no-store, REST JSON or a page), as for a body cut while read.
 func LimitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > MaxBody {
-			WriteError(w, r, nil, E(KindTooLarge, "request body is larger than %d bytes", MaxBody))
-			return
-		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 		next.ServeHTTP(w, r)
 	})
