@@ -920,21 +920,22 @@ func TestConsentPostCannotSkipReauthentication(t *testing.T) {
 // passed when one copy was malformed, and a parameter the request meant to
 // send (a state with a raw semicolon) was silently lost.
 func TestMalformedQueryRefused(t *testing.T) {
-	e := newEnv(t, "sqlite")
-	id, _ := e.webClient()
-	p := newPKCE()
-	b := e.browser()
-	for name, target := range map[string]string{
-		"state twice, one malformed":  authorizeURL(id, p) + "&state=%zz",
-		"prompt=login malformed":      authorizeURL(id, p) + "&prompt=login%2",
-		"state with a semicolon":      authorizeURL(id, p, "state", "") + "&state=a;b",
-		"logout state twice":          "/oauth2/logout?client_id=" + id + "&state=a&state=%zz",
-		"logout hint with semicolon":  "/oauth2/logout?client_id=" + id + "&id_token_hint=a;b",
-		"logout client_id bad escape": "/oauth2/logout?client_id=%G1",
-	} {
-		w := b.do("GET", target, nil)
-		if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "malformed") {
-			t.Errorf("%s: %d Location=%q; want a 400 page saying the query is malformed", name, w.Code, w.Header().Get("Location"))
+	eachEnv(t, func(t *testing.T, e *env) {
+		id, _ := e.webClient()
+		p := newPKCE()
+		b := e.browser()
+		for name, target := range map[string]string{
+			"state twice, one malformed":  authorizeURL(id, p) + "&state=%zz",
+			"prompt=login malformed":      authorizeURL(id, p) + "&prompt=login%2",
+			"state with a semicolon":      authorizeURL(id, p, "state", "") + "&state=a;b",
+			"logout state twice":          "/oauth2/logout?client_id=" + id + "&state=a&state=%zz",
+			"logout hint with semicolon":  "/oauth2/logout?client_id=" + id + "&id_token_hint=a;b",
+			"logout client_id bad escape": "/oauth2/logout?client_id=%G1",
+		} {
+			w := b.do("GET", target, nil)
+			if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "malformed") {
+				t.Errorf("%s: %d Location=%q; want a 400 page saying the query is malformed", name, w.Code, w.Header().Get("Location"))
+			}
 		}
-	}
+	})
 }
