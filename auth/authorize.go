@@ -191,6 +191,10 @@ func currentSession(ctx context.Context, db *store.DB, b *Browser, r *http.Reque
 	return s, v, err
 }
 
+// errMalformedQuery answers a query string url.ParseQuery refuses (a bad
+// escape, a semicolon), which url.Query would take without the bad pair.
+var errMalformedQuery = httpx.E(httpx.KindInvalid, "The request's query string is malformed.")
+
 // handleAuthorize serves GET and POST /oauth2/authorize (RFC 6749 §4.1.1):
 // the login form, the consent form, and the redirect with a code. A
 // request_uri stands for a pushed request (RFC 9126 §4); with requirePAR
@@ -200,7 +204,11 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
 		a := &authorization{w: w, r: r, log: log, db: db, iss: ts.Issuer, b: b, now: t}
-		params := r.URL.Query()
+		params, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil { // url.Query would drop the pair silently: a repeated parameter, say
+			b.fail(w, r, errMalformedQuery)
+			return
+		}
 		if r.Method == http.MethodPost {
 			form, err := readForm(r)
 			if err != nil || !b.csrfOK(r, form) {
@@ -210,7 +218,6 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 			params = form
 		}
 		if params.Has("request_uri") {
-			var err error
 			browser := b.csrfCookie(w, r) // a POST's was checked above; a GET gets one now if it has none
 			if params, a.pushed, err = pushedParams(ctx, db, params, browser, r.Method == http.MethodGet, t); err != nil {
 				b.fail(w, r, err)

@@ -947,3 +947,29 @@ func TestConsentPostCannotSkipReauthentication(t *testing.T) {
 		})
 	}
 }
+
+// A query string url.ParseQuery refuses (a bad escape, a semicolon) is an
+// error page at the authorization and logout endpoints: url.Query took the
+// request without the bad pair, so a parameter sent twice (RFC 6749 §3.1)
+// passed when one copy was malformed, and a parameter the request meant to
+// send (a state with a raw semicolon) was silently lost.
+func TestMalformedQueryRefused(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		id, _ := e.webClient()
+		p := newPKCE()
+		b := e.browser()
+		for name, target := range map[string]string{
+			"state twice, one malformed":  authorizeURL(id, p) + "&state=%zz",
+			"prompt=login malformed":      authorizeURL(id, p) + "&prompt=login%2",
+			"state with a semicolon":      authorizeURL(id, p, "state", "") + "&state=a;b",
+			"logout state twice":          "/oauth2/logout?client_id=" + id + "&state=a&state=%zz",
+			"logout hint with semicolon":  "/oauth2/logout?client_id=" + id + "&id_token_hint=a;b",
+			"logout client_id bad escape": "/oauth2/logout?client_id=%G1",
+		} {
+			w := b.do("GET", target, nil)
+			if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "malformed") {
+				t.Errorf("%s: %d Location=%q; want a 400 page saying the query is malformed", name, w.Code, w.Header().Get("Location"))
+			}
+		}
+	})
+}

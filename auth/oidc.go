@@ -93,7 +93,7 @@ func userinfo(ctx context.Context, db *store.DB, c *token.Claims) (map[string]an
 func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, oidc bool, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
-		params := r.URL.Query()
+		params, err := url.ParseQuery(r.URL.RawQuery)
 		// acted: the user confirmed on our page, or the browser is signed
 		// in as the hint's user; without either, a dynamically registered
 		// client's URI, which anyone may have registered, is not followed.
@@ -112,6 +112,9 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				confirmed, acted = true, true
 			}
 			params = form
+		} else if err != nil {
+			b.fail(w, r, errMalformedQuery)
+			return
 		} else if err := checkParams(params); err != nil {
 			b.fail(w, r, httpx.E(httpx.KindInvalid, "The request repeats a parameter."))
 			return

@@ -330,7 +330,7 @@ func TestDynamicRegistrationHostileInput(t *testing.T) {
 			{"smuggled URI", base("redirect_uris", []string{"https://app.example/cb\u00a0https://evil.example/"}), http.StatusBadRequest, "invalid_redirect_uri"},
 			{"post-logout javascript:", base("post_logout_redirect_uris", []string{"javascript:x"}), http.StatusBadRequest, "invalid_redirect_uri"},
 			{"code without redirect URIs", map[string]any{"client_name": "x"}, http.StatusBadRequest, "invalid_redirect_uri"},
-			{"1 MiB client name", base("client_name", strings.Repeat("A", 1<<20)), http.StatusRequestEntityTooLarge, ""}, // over MaxBody: refused before routing
+			{"1 MiB client name", base("client_name", strings.Repeat("A", 1<<20)), http.StatusRequestEntityTooLarge, "invalid_request"}, // over MaxBody too
 			{"a 16 KiB client name", base("client_name", strings.Repeat("A", 16<<10)), http.StatusRequestEntityTooLarge, "invalid_request"},
 			{"101-character client name", base("client_name", strings.Repeat("é", 101)), http.StatusBadRequest, "invalid_client_metadata"},
 			{"no client name", base("client_name", ""), http.StatusBadRequest, "invalid_client_metadata"},

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"oauth2-api/httpx"
 	"oauth2-api/ratelimit"
 	"oauth2-api/store"
 )
@@ -961,4 +962,33 @@ func TestCredentialRateLimit(t *testing.T) {
 		e.clock.Add(time.Minute)
 		e.login("nia", "Nia-Password-1")
 	}, func(d *Deps) { d.Creds = ratelimit.New(rate.Every(time.Minute), 2, 100) })
+}
+
+// A body over MaxBody with its length declared is answered on the route's
+// own surface, as one cut while it is read already was: RFC 6749 §5.2 JSON
+// with no-store at the OAuth endpoints (API.md), a page at the forms. A
+// middleware answered every such request in the REST shape
+// ({"error":"request_too_large","message"}), without no-store.
+func TestOversizedBodyAnsweredOnItsSurface(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		huge := strings.Repeat("a", httpx.MaxBody+1)
+		post := func(path, ct string) response {
+			req := httptest.NewRequest("POST", path, strings.NewReader(huge))
+			req.Header.Set("Content-Type", ct)
+			return e.serveRaw(req)
+		}
+		for _, path := range []string{"/oauth2/token", "/oauth2/revoke", "/oauth2/introspect", "/oauth2/par", "/oauth2/device_authorization"} {
+			r := post(path, "application/x-www-form-urlencoded")
+			if r.Code != http.StatusRequestEntityTooLarge || r.Str("error") != "invalid_request" || r.Str("error_description") == "" ||
+				r.Header().Get("Cache-Control") != "no-store" || r.Header().Get("Pragma") != "no-cache" {
+				t.Errorf("%s: %d %v %s; want 413 invalid_request with a description, no-store and no-cache", path, r.Code, r.Header(), r.Body.String())
+			}
+		}
+		for _, path := range []string{"/oauth2/authorize", "/oauth2/device", "/oauth2/logout", "/email/verify"} {
+			if r := post(path, "application/x-www-form-urlencoded"); r.Code < 400 || r.Code > 499 || !strings.HasPrefix(r.Header().Get("Content-Type"), "text/html") {
+				t.Errorf("%s: %d %q; want a 4xx page", path, r.Code, r.Header().Get("Content-Type"))
+			}
+		}
+		wantAPIError(post("/api/v1/auth/login", "application/json"), http.StatusRequestEntityTooLarge, "request_too_large")
+	})
 }

@@ -250,7 +250,9 @@ func SecureHeaders(release bool, next http.Handler) http.Handler {
 
 // CORS allows cross-origin requests from exactly the listed origins. Bearer
 // tokens travel in a header, so credentials (cookies) are never allowed.
-// Preflight requests are answered here, before routing.
+// Preflight requests are answered here, before routing. A browser client
+// sends DPoP proofs in the DPoP header and reads the server's nonce from
+// DPoP-Nonce (RFC 9449 §8): both must be named, or the browser withholds them.
 func CORS(origins []string, next http.Handler) http.Handler {
 	if len(origins) == 0 {
 		return next
@@ -266,7 +268,7 @@ func CORS(origins []string, next http.Handler) http.Handler {
 		ok := origin != "" && allowed[origin]
 		if ok {
 			h.Set("Access-Control-Allow-Origin", origin)
-			h.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate, X-Request-ID")
+			h.Set("Access-Control-Expose-Headers", "DPoP-Nonce, Retry-After, WWW-Authenticate, X-Request-ID")
 		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			if !ok {
@@ -274,7 +276,7 @@ func CORS(origins []string, next http.Handler) http.Handler {
 				return
 			}
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
 			return
@@ -284,13 +286,12 @@ func CORS(origins []string, next http.Handler) http.Handler {
 }
 
 // LimitBody caps every request body at MaxBody bytes. It replaces r.Body in
-// place (see Observe for why the request itself is not copied).
+// place (see Observe for why the request itself is not copied). It does not
+// answer a declared length over the limit itself: ReadBody refuses that
+// before reading a byte, and the handler answers 413 on its own surface
+// (OAuth JSON with no-store, REST JSON or a page), as for a body cut while read.
 func LimitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > MaxBody {
-			WriteError(w, r, nil, E(KindTooLarge, "request body is larger than %d bytes", MaxBody))
-			return
-		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 		next.ServeHTTP(w, r)
 	})

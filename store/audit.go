@@ -137,9 +137,13 @@ type AuditFilter struct {
 	Limit   int
 }
 
-// ListAudit returns events oldest first.
+// ListAudit returns events oldest first. A filter no row can hold (invalid
+// UTF-8, NUL: storable) matches nothing, without asking the database.
 func (db *DB) ListAudit(ctx context.Context, f AuditFilter) (list []Event, err error) {
 	defer db.wrap(&err, "list audit events")
+	if !storable(f.Action) || !storable(f.User) {
+		return nil, nil
+	}
 	return readAll(ctx, db, func(s scanner) (*Event, error) {
 		e, _, err := scanEvent(s)
 		return e, err
