@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net"
 	"net/smtp"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -93,7 +94,7 @@ func (m *SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 	c, err := smtp.NewClient(conn, m.Host) // reads the greeting (with implicit TLS, after the handshake)
 	if err != nil {
 		conn.Close()
-		return fmt.Errorf("smtp: %w", err)
+		return smtpErr("greeting", err)
 	}
 	defer c.Close()
 	switch m.TLSMode {
@@ -103,7 +104,7 @@ func (m *SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 			return fmt.Errorf("%w: the server does not offer STARTTLS", ErrMailRefused)
 		}
 		if err := c.StartTLS(tlsConf); err != nil {
-			return fmt.Errorf("smtp: starttls: %w", err)
+			return smtpErr("STARTTLS", err)
 		}
 	}
 	if m.Username != "" {
@@ -116,18 +117,18 @@ func (m *SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 			return fmt.Errorf("%w: SMTP_USERNAME is set but the server does not offer AUTH", ErrMailRefused)
 		}
 		if err := c.Auth(smtp.PlainAuth("", m.Username, m.Password.Reveal(), m.Host)); err != nil {
-			return fmt.Errorf("smtp: auth: %w", err)
+			return smtpErr("AUTH", err)
 		}
 	}
 	if err := c.Mail(m.From); err != nil {
-		return fmt.Errorf("smtp: MAIL FROM: %w", err)
+		return smtpErr("MAIL FROM", err)
 	}
 	if err := c.Rcpt(to); err != nil {
-		return fmt.Errorf("smtp: RCPT TO: %w", err)
+		return smtpErr("RCPT TO", err)
 	}
 	w, err := c.Data()
 	if err != nil {
-		return fmt.Errorf("smtp: DATA: %w", err)
+		return smtpErr("DATA", err)
 	}
 	host := m.Host
 	if i := strings.LastIndexByte(m.From, '@'); i >= 0 {
@@ -147,9 +148,22 @@ func (m *SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 		return fmt.Errorf("smtp: write: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("smtp: end of data: %w", err)
+		return smtpErr("end of data", err)
 	}
-	return c.Quit()
+	return smtpErr("QUIT", c.Quit())
+}
+
+// smtpErr names the step that failed and, for a server's error reply, only
+// its code: a reply's text may quote the recipient's address, which the
+// logs never hold ("550 5.1.1 <ann@example.com>: User unknown").
+func smtpErr(step string, err error) error {
+	if te, ok := errors.AsType[*textproto.Error](err); ok {
+		return fmt.Errorf("smtp: %s: server replied %d", step, te.Code)
+	}
+	if err != nil {
+		return fmt.Errorf("smtp: %s: %w", step, err)
+	}
+	return nil
 }
 
 // MailQueue sends mail in the background, so that a forgot-password answer
@@ -159,8 +173,8 @@ func (m *SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 // (the queue is full, or closed) is dropped; one it cannot send is lost.
 // Both are logged and counted (oauth2_mail_dropped_total,
 // oauth2_mail_failures_total), never silent. The queue logs neither the
-// recipient nor the body, which holds a reset link (though a server's error
-// reply, quoted in Send's error, may name the recipient).
+// recipient nor the body, which holds a reset link (Send's errors keep a
+// server's error reply by its code alone).
 type MailQueue struct {
 	m   Mailer
 	log *slog.Logger

@@ -115,6 +115,25 @@ func newTestQueue(t *testing.T, m Mailer, n int) (*MailQueue, *syncBuffer, *Metr
 	return q, logs, met
 }
 
+// A server's error reply may quote the recipient's address ("550 5.1.1
+// <unknown@example.com>: User unknown"); the "mail not sent" line keeps its
+// code alone, as the queue logs no address.
+func TestMailNotSentLogsNoAddress(t *testing.T) {
+	srv, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
+	m := &SMTPMailer{Host: "127.0.0.1", Port: srv.Port(), TLSMode: SMTPStartTLS, From: "auth@example.com", TLS: clientTLS, Timeout: 10 * time.Second}
+	q, logs, met := newTestQueue(t, m, 1)
+	if !q.Enqueue(Message("unknown@example.com", "Reset your password", "a link")) {
+		t.Fatal("Enqueue into an empty queue = false")
+	}
+	closeQueue(q)
+	if strings.Contains(logs.String(), "unknown@") {
+		t.Fatalf("the log holds the recipient's address: %s", logs)
+	}
+	if n := met.MailFailures.With(mailError).Value(); n != 1 || !strings.Contains(logs.String(), "RCPT TO: server replied 550") {
+		t.Fatalf("failures %d, logs %s; want one \"mail not sent\" with the reply's code", n, logs)
+	}
+}
+
 // A full queue drops the message, logged and counted; a Close that runs out
 // of time abandons the send in flight and drops what is left, logged and
 // counted; after Close nothing is taken.

@@ -210,6 +210,10 @@ func (s *Server) handle(c net.Conn) {
 		case verb == "RCPT": // RCPT TO:<address>
 			_, to, _ := strings.Cut(cmd, ":")
 			m.To = strings.Trim(to, "<> ")
+			if strings.HasPrefix(m.To, "unknown@") { // a mailbox that does not exist, refused as Postfix does, quoting it
+				say("550", "5.1.1 <"+m.To+">: Recipient address rejected: User unknown")
+				continue
+			}
 			say("250", "ok")
 		case verb == "DATA":
 			say("354", "end with .")
