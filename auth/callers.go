@@ -116,7 +116,11 @@ func requireClient(log *slog.Logger, cs *Clients, creds *ratelimit.Limiter, m *h
 // accessToken returns the token of an "Authorization: Bearer" (RFC 6750
 // §2.1) or "Authorization: DPoP" (RFC 9449 §7.1) header, and whether it was
 // DPoP; "" for anything else. Schemes are case-insensitive.
+// Two Authorization headers are "" too: a proxy in front may read the other.
 func accessToken(r *http.Request) (tok string, dpop bool) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		return "", false
+	}
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	dpop = strings.EqualFold(scheme, "DPoP")
 	if !ok || (!dpop && !strings.EqualFold(scheme, "Bearer")) {
@@ -133,6 +137,7 @@ const (
 
 var (
 	errNoToken    = &httpx.Error{Kind: httpx.KindUnauthorized, Message: "a bearer token is required", Authenticate: challengeMissing}
+	errManyTokens = &httpx.Error{Kind: httpx.KindInvalid, Message: "one Authorization header, not several", Authenticate: `Bearer realm="oauth2-api", error="invalid_request"`}
 	errBadToken   = &httpx.Error{Kind: httpx.KindInvalidToken, Message: "the access token is invalid, expired or revoked", Authenticate: challengeInvalid}
 	errBoundToken = &httpx.Error{Kind: httpx.KindInvalidToken, Message: "the access token is DPoP-bound: send it as DPoP with a proof",
 		Authenticate: `DPoP algs="` + dpopAlgs + `", error="invalid_token", error_description="the access token is DPoP-bound"`}
@@ -144,6 +149,9 @@ var (
 // refused; an unbound one is refused under the DPoP scheme.
 func verifyAccess(r *http.Request, db *store.DB, ts *Tokens, now time.Time) (*token.Claims, error) {
 	raw, dpop := accessToken(r)
+	if len(r.Header.Values("Authorization")) > 1 { // RFC 6750 §3.1: a repeated parameter is invalid_request
+		return nil, errManyTokens
+	}
 	if raw == "" {
 		return nil, errNoToken
 	}

@@ -810,6 +810,31 @@ func TestDeletedClientTokenFromStaleInstanceRevoked(t *testing.T) {
 	}
 }
 
+// Two Authorization headers are refused (RFC 6749 §2.3: one client
+// authentication method; RFC 6750 §3.1: a repeated parameter is
+// invalid_request): the server read the first and ignored the second,
+// which a proxy or firewall in front may read instead.
+func TestRepeatedAuthorizationHeaderRefused(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	id, secret := e.newClient(ClientSpec{Name: "Batch", GrantTypes: []string{"client_credentials"}})
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))
+	req := httptest.NewRequest("POST", "/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header["Authorization"] = []string{basic, "Basic " + base64.StdEncoding.EncodeToString([]byte("other:secret"))}
+	e.serveRaw(req).wantOAuthError(http.StatusBadRequest, "invalid_request")
+
+	e.createUser("ann@example.com", "ann", "Ann-Password-1", "user")
+	access, _ := e.login("ann", "Ann-Password-1")
+	for _, path := range []string{"/api/v1/profile", "/oauth2/userinfo"} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header["Authorization"] = []string{"Bearer " + access, "Bearer x"}
+		r := e.serveRaw(req).want(http.StatusBadRequest)
+		if h := r.Header().Get("WWW-Authenticate"); !strings.Contains(h, `error="invalid_request"`) {
+			t.Errorf("GET %s with two Authorization headers: WWW-Authenticate %q; want invalid_request", path, h)
+		}
+	}
+}
+
 func TestMetadata(t *testing.T) {
 	e := newEnv(t, "sqlite")
 	r := e.request("GET", "/.well-known/oauth-authorization-server", nil).want(http.StatusOK)
