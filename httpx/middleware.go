@@ -250,7 +250,9 @@ func SecureHeaders(release bool, next http.Handler) http.Handler {
 
 // CORS allows cross-origin requests from exactly the listed origins. Bearer
 // tokens travel in a header, so credentials (cookies) are never allowed.
-// Preflight requests are answered here, before routing.
+// Preflight requests are answered here, before routing. A browser app sends
+// its DPoP proof in a header of its own and must read the server's nonce
+// (RFC 9449 §4.1, §8): both are named.
 func CORS(origins []string, next http.Handler) http.Handler {
 	if len(origins) == 0 {
 		return next
@@ -266,7 +268,7 @@ func CORS(origins []string, next http.Handler) http.Handler {
 		ok := origin != "" && allowed[origin]
 		if ok {
 			h.Set("Access-Control-Allow-Origin", origin)
-			h.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate, X-Request-ID")
+			h.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate, X-Request-ID, DPoP-Nonce")
 		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			if !ok {
@@ -274,7 +276,7 @@ func CORS(origins []string, next http.Handler) http.Handler {
 				return
 			}
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
 			return
