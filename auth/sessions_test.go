@@ -540,3 +540,71 @@ func TestHealthBoundedWhenDatabaseStalls(t *testing.T) {
 		})
 	}
 }
+
+// A reset or a password change ends the sessions that its transaction
+// finds, and voids the codes not yet exchanged. A code exchanged while it
+// runs started a session it did not find (its family was revoked first,
+// the codes deleted after), which lived on: refreshable for
+// REFRESH_TOKEN_MAX_DAYS on a password the owner had just replaced (a
+// regression test). On PostgreSQL the reset is held between its
+// statements by a lock the test takes on a table its sign-in part reads,
+// and the code is exchanged meanwhile; SQLite runs one writer at a time.
+func TestSessionStartedDuringResetEnds(t *testing.T) {
+	for _, change := range []string{"reset", "password change"} {
+		t.Run(change, func(t *testing.T) {
+			ctx := context.Background()
+			dbURL := storetest.URL(t, store.Postgres)
+			e := newEnvOn(t, storetest.OpenURL(t, dbURL))
+			raw := storetest.Raw(t, store.Postgres, dbURL)
+			u := e.createUser("lee@example.com", "lee", "Old-Password-1", store.RoleUser)
+			at, _ := e.login("lee", "Old-Password-1")
+			id, secret := e.webClient()
+			p := newPKCE()
+			code := e.secret(e.browser().signIn(authorizeURL(id, p), "lee", "Old-Password-1")) // an attacker's, with the old password
+			tok := e.secret(token.NewOpaque())
+			if err := e.db.ReplaceResetToken(ctx, token.Hash(tok), u.ID, 3, e.clock.Now().Add(time.Hour), e.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			lock, err := raw.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lock.Rollback()
+			if _, err := lock.ExecContext(ctx, "LOCK TABLE session_clients IN ACCESS EXCLUSIVE MODE"); err != nil {
+				t.Fatal(err)
+			}
+			newPW := e.secret("New-Password-2")
+			done := make(chan error, 1)
+			go func() {
+				if change == "reset" {
+					done <- resetPassword(ctx, e.db, e.deps.Passwords, e.deps.Tokens, tok, newPW, e.clock.Now())
+					return
+				}
+				r := e.request("POST", "/api/v1/profile/password", map[string]string{"current_password": "Old-Password-1", "new_password": newPW}, bearer(at)...)
+				done <- map[bool]error{true: nil, false: fmt.Errorf("password change: %d %s", r.Code, r.Body.String())}[r.Code == http.StatusNoContent]
+			}()
+			for waiting := false; !waiting; time.Sleep(10 * time.Millisecond) { // until the change waits for the lock
+				select {
+				case err := <-done:
+					t.Fatalf("the %s did not wait for the lock: %v", change, err)
+				default:
+				}
+				if err := raw.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'session_clients'::regclass AND NOT granted)").Scan(&waiting); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+			e.secret(r.Str("access_token"))
+			rt := e.secret(r.Str("refresh_token"))
+			lock.Rollback()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if r := e.refreshGrant(id, secret, rt); r.Code == http.StatusOK {
+				e.secret(r.Str("access_token"))
+				e.secret(r.Str("refresh_token"))
+				t.Fatalf("a session started with the old password during the %s refreshes after it", change)
+			}
+		})
+	}
+}

@@ -160,10 +160,11 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 		if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, id, now.Unix()); err != nil {
 			return err
 		}
-		if e.Revocations, err = revokeFamiliesTx(ctx, tx, id, keepFamily, accessTTL, now); err != nil {
+		// Sign-ins and their codes first, families after: see revokeUserTx.
+		if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
 			return err
 		}
-		e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id)
+		e.Revocations, err = revokeFamiliesTx(ctx, tx, id, keepFamily, accessTTL, now)
 		return err
 	})
 	return e, err
@@ -244,11 +245,17 @@ func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration,
 // sign-ins, and records a 'user' revocation, so that access tokens issued
 // until now (and any its sessions mint) stop working on every instance.
 // The records live as long as such a token could.
+//
+// The codes go before the families: a code exchanged meanwhile either is
+// deleted first (its exchange then fails) or holds its row until it has
+// committed its family, which the revocation, reading after, then finds.
+// In the other order that family was created after the revocation had
+// read them, and lived on.
 func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
-	if e.Revocations, err = revokeFamiliesTx(ctx, tx, id, "", accessTTL, now); err != nil {
+	if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
 		return e, err
 	}
-	if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
+	if e.Revocations, err = revokeFamiliesTx(ctx, tx, id, "", accessTTL, now); err != nil {
 		return e, err
 	}
 	r := UserRevocation(id, accessTTL, now)
