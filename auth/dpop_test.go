@@ -337,3 +337,28 @@ func TestPublicRefreshWithProofBindsSession(t *testing.T) {
 		e.secret(r.Str("refresh_token"))
 	})
 }
+
+// A single-page app on an origin of CORS_ORIGINS, the public client DPoP
+// binds, sends its proof in the DPoP header, which is not CORS-safelisted:
+// the preflight must allow it, and the answers must let the app read
+// DPoP-Nonce, or it can never carry the nonce (a regression test: the
+// preflight allowed only Authorization and Content-Type, so a browser sent
+// no proof at all, and DPoP-Nonce was hidden from the script).
+func TestDPoPFromBrowserOrigin(t *testing.T) {
+	const origin = "https://app.example"
+	e := newEnv(t, "sqlite", func(d *Deps) { d.CORSOrigins, d.Tokens.NonceKey = []string{origin}, []byte("nonce-key") })
+	for _, path := range []string{"/oauth2/token", "/oauth2/userinfo"} {
+		r := e.request("OPTIONS", path, nil, "Origin", origin, "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization,dpop")
+		if allowed := strings.ToLower(r.Header().Get("Access-Control-Allow-Headers")); r.Code != http.StatusNoContent || !strings.Contains(allowed, "dpop") {
+			t.Errorf("preflight of %s with a DPoP header: %d, Access-Control-Allow-Headers %q; want DPoP allowed", path, r.Code, allowed)
+		}
+	}
+	pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{origin + "/cb"}, Scopes: []string{"read"}})
+	k := newDPoPKey(t)
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token.NewOpaque()}, "client_id": {pub}}
+	r := e.request("POST", "/oauth2/token", form.Encode(), "Content-Type", "application/x-www-form-urlencoded", "Origin", origin,
+		"DPoP", k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())).wantOAuthError(http.StatusBadRequest, "use_dpop_nonce")
+	if exposed := strings.ToLower(r.Header().Get("Access-Control-Expose-Headers")); r.Header().Get("DPoP-Nonce") == "" || !strings.Contains(exposed, "dpop-nonce") {
+		t.Errorf("use_dpop_nonce to %s: Access-Control-Expose-Headers %q; want DPoP-Nonce readable", origin, exposed)
+	}
+}

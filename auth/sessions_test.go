@@ -127,6 +127,62 @@ func TestPasswordResetEndsEverySession(t *testing.T) {
 	}, withReset(t, sink, clientTLS, SMTPStartTLS))
 }
 
+// A reset (or a deactivation) ends every session of the user with the
+// access tokens it minted, also one minted by a refresh that began after
+// the reset read its clock and before it committed: while it hashed the new
+// password, or waited for a hashing slot. The user revocation covers only
+// tokens minted until the reset's now; that token was minted after (a
+// regression test: it served /api/v1 after the reset, on every instance,
+// for its whole lifetime, and introspected active after a deactivation).
+func TestUserRevocationCoversTokensRefreshedDuringIt(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		u := e.createUser("lee@example.com", "lee", "Old-Password-1", store.RoleUser)
+		_, rt := e.login("lee", "Old-Password-1") // a stolen session
+		tok := e.secret(token.NewOpaque())
+		if err := e.db.ReplaceResetToken(ctx, token.Hash(tok), u.ID, 3, e.clock.Now().Add(time.Hour), e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		resetAt := e.clock.Now() // the reset reads its clock, then hashes the new password;
+		e.clock.Add(time.Second) // meanwhile the stolen session refreshes
+		r := e.refresh(rt).want(http.StatusOK)
+		at := e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+		if err := resetPassword(ctx, e.db, e.deps.Passwords, e.deps.Tokens, tok, e.secret("New-Password-2"), resetAt); err != nil {
+			t.Fatal(err)
+		}
+		if r := e.request("GET", "/api/v1/profile", nil, bearer(at)...); r.Code != http.StatusUnauthorized {
+			t.Fatalf("a token refreshed during the reset, after it: %d %s; want 401", r.Code, r.Body.String())
+		}
+		other := newEnvOn(t, e.db, func(d *Deps) {
+			d.Now = e.clock.Now
+			if err := d.Tokens.Revoked.Load(ctx, e.db, e.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+		})
+		other.secrets = e.secrets
+		other.request("GET", "/api/v1/profile", nil, bearer(at)...).want(http.StatusUnauthorized)
+
+		// A deactivation, with an OAuth session refreshed while it ran.
+		id, secret := e.webClient()
+		_, ort := e.codeGrant(e.browser(), id, secret, "lee", "New-Password-2")
+		deactivateAt := e.clock.Now()
+		e.clock.Add(time.Second)
+		r = e.refreshGrant(id, secret, ort).want(http.StatusOK)
+		oat := e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+		inactive := false
+		_, ended, err := e.db.UpdateUserAdmin(ctx, u.ID, nil, &inactive, e.deps.Tokens.AccessTTL, deactivateAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.deps.Tokens.Ended(ended)
+		if in := e.introspect(id, secret, oat); in["active"] != false {
+			t.Fatalf("a token refreshed during the deactivation introspects %v; want inactive", in)
+		}
+	})
+}
+
 // Item 2: every user access token names its session in sid, and ending the
 // session revokes it: logout, refresh-token reuse, revocation of the
 // refresh token, a replayed code.
@@ -480,6 +536,74 @@ func TestHealthBoundedWhenDatabaseStalls(t *testing.T) {
 					t.Fatal("/health did not recover once the database answered again")
 				}
 				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// A reset or a password change ends the sessions that its transaction
+// finds, and voids the codes not yet exchanged. A code exchanged while it
+// runs started a session it did not find (its family was revoked first,
+// the codes deleted after), which lived on: refreshable for
+// REFRESH_TOKEN_MAX_DAYS on a password the owner had just replaced (a
+// regression test). On PostgreSQL the reset is held between its
+// statements by a lock the test takes on a table its sign-in part reads,
+// and the code is exchanged meanwhile; SQLite runs one writer at a time.
+func TestSessionStartedDuringResetEnds(t *testing.T) {
+	for _, change := range []string{"reset", "password change"} {
+		t.Run(change, func(t *testing.T) {
+			ctx := context.Background()
+			dbURL := storetest.URL(t, store.Postgres)
+			e := newEnvOn(t, storetest.OpenURL(t, dbURL))
+			raw := storetest.Raw(t, store.Postgres, dbURL)
+			u := e.createUser("lee@example.com", "lee", "Old-Password-1", store.RoleUser)
+			at, _ := e.login("lee", "Old-Password-1")
+			id, secret := e.webClient()
+			p := newPKCE()
+			code := e.secret(e.browser().signIn(authorizeURL(id, p), "lee", "Old-Password-1")) // an attacker's, with the old password
+			tok := e.secret(token.NewOpaque())
+			if err := e.db.ReplaceResetToken(ctx, token.Hash(tok), u.ID, 3, e.clock.Now().Add(time.Hour), e.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			lock, err := raw.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lock.Rollback()
+			if _, err := lock.ExecContext(ctx, "LOCK TABLE session_clients IN ACCESS EXCLUSIVE MODE"); err != nil {
+				t.Fatal(err)
+			}
+			newPW := e.secret("New-Password-2")
+			done := make(chan error, 1)
+			go func() {
+				if change == "reset" {
+					done <- resetPassword(ctx, e.db, e.deps.Passwords, e.deps.Tokens, tok, newPW, e.clock.Now())
+					return
+				}
+				r := e.request("POST", "/api/v1/profile/password", map[string]string{"current_password": "Old-Password-1", "new_password": newPW}, bearer(at)...)
+				done <- map[bool]error{true: nil, false: fmt.Errorf("password change: %d %s", r.Code, r.Body.String())}[r.Code == http.StatusNoContent]
+			}()
+			for waiting := false; !waiting; time.Sleep(10 * time.Millisecond) { // until the change waits for the lock
+				select {
+				case err := <-done:
+					t.Fatalf("the %s did not wait for the lock: %v", change, err)
+				default:
+				}
+				if err := raw.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'session_clients'::regclass AND NOT granted)").Scan(&waiting); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+			e.secret(r.Str("access_token"))
+			rt := e.secret(r.Str("refresh_token"))
+			lock.Rollback()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if r := e.refreshGrant(id, secret, rt); r.Code == http.StatusOK {
+				e.secret(r.Str("access_token"))
+				e.secret(r.Str("refresh_token"))
+				t.Fatalf("a session started with the old password during the %s refreshes after it", change)
 			}
 		})
 	}

@@ -160,36 +160,11 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 		if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, id, now.Unix()); err != nil {
 			return err
 		}
-		const revoke = `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`
-		var rows *sql.Rows
-		if db.dialect == MySQL {
-			// No UPDATE … RETURNING: the families revoked are those revoked
-			// now. One revoked in the same second by another transaction
-			// gets a second sid revocation, which changes nothing.
-			if _, err = tx.ExecContext(ctx, revoke, id, keepFamily, now.Unix()); err == nil {
-				rows, err = tx.QueryContext(ctx, `SELECT id FROM token_families WHERE user_id = $1 AND id <> $2 AND revoked_at = $3`, id, keepFamily, now.Unix())
-			}
-		} else {
-			rows, err = tx.QueryContext(ctx, revoke+` RETURNING id`, id, keepFamily, now.Unix())
-		}
-		if err != nil {
+		// Sign-ins and their codes first, families after: see revokeUserTx.
+		if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
 			return err
 		}
-		ids, err := collect(rows, func(s scanner) (*string, error) {
-			var family string
-			return &family, s.Scan(&family)
-		})
-		if err != nil {
-			return err
-		}
-		for _, f := range ids {
-			r := SessionRevocation(f, accessTTL, now)
-			if err := insertRevocation(ctx, tx, r, now); err != nil {
-				return err
-			}
-			e.Revocations = append(e.Revocations, r)
-		}
-		e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id)
+		e.Revocations, err = revokeFamiliesTx(ctx, tx, id, keepFamily, accessTTL, now)
 		return err
 	})
 	return e, err
@@ -266,25 +241,75 @@ func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration,
 }
 
 // revokeUserTx ends every session of the user: it revokes all the user's
-// refresh token families, ends the browser sign-ins, and records a 'user'
-// revocation, so that access tokens issued until now stop working on every
-// instance. The record lives as long as such a token could. It also spends
-// the user's outstanding reset links: one mailed before a deactivation
-// would otherwise still replace the password, which then held after a
-// reactivation.
+// refresh token families, each with a sid revocation, ends the browser
+// sign-ins, and records a 'user' revocation, so that access tokens issued
+// until now (and any its sessions mint) stop working on every instance.
+// The records live as long as such a token could.
+//
+// The codes go before the families: a code exchanged meanwhile either is
+// deleted first (its exchange then fails) or holds its row until it has
+// committed its family, which the revocation, reading after, then finds.
+// In the other order that family was created after the revocation had
+// read them, and lived on.
+//
+// It also spends the user's outstanding reset links: one mailed before a
+// deactivation would otherwise still replace the password, which then held
+// after a reactivation.
 func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
-	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
-		return e, err
-	}
 	if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, id, now.Unix()); err != nil {
 		return e, err
 	}
 	if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
 		return e, err
 	}
+	if e.Revocations, err = revokeFamiliesTx(ctx, tx, id, "", accessTTL, now); err != nil {
+		return e, err
+	}
 	r := UserRevocation(id, accessTTL, now)
-	e.Revocations = []Revocation{r}
+	e.Revocations = append(e.Revocations, r)
 	return e, insertRevocation(ctx, tx, r, now)
+}
+
+// revokeFamiliesTx revokes every live family of the user but keepFamily
+// ("" for none) and returns a sid revocation, recorded, for each: those
+// cover every access token the family minted, whenever. A user revocation
+// covers only tokens minted until its now, which is when its request
+// began: a refresh that starts later (while a reset hashes the new
+// password) and reads the family before the revocation commits mints a
+// token after it.
+func revokeFamiliesTx(ctx context.Context, tx *txn, id int64, keepFamily string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
+	const revoke = `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`
+	var rows *sql.Rows
+	var err error
+	if tx.db.dialect == MySQL {
+		// No UPDATE … RETURNING: the families revoked are those revoked
+		// now. One revoked in the same second by another transaction
+		// gets a second sid revocation, which changes nothing.
+		if _, err = tx.ExecContext(ctx, revoke, id, keepFamily, now.Unix()); err == nil {
+			rows, err = tx.QueryContext(ctx, `SELECT id FROM token_families WHERE user_id = $1 AND id <> $2 AND revoked_at = $3`, id, keepFamily, now.Unix())
+		}
+	} else {
+		rows, err = tx.QueryContext(ctx, revoke+` RETURNING id`, id, keepFamily, now.Unix())
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids, err := collect(rows, func(s scanner) (*string, error) {
+		var family string
+		return &family, s.Scan(&family)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Revocation
+	for _, f := range ids {
+		r := SessionRevocation(f, accessTTL, now)
+		if err := insertRevocation(ctx, tx, r, now); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // RehashPassword replaces the user's password hash with one of the same
