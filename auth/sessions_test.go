@@ -593,13 +593,34 @@ func TestSessionStartedDuringResetEnds(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
-			e.secret(r.Str("access_token"))
-			rt := e.secret(r.Str("refresh_token"))
+			// The code is exchanged meanwhile. The exchange holds the user's
+			// row first (store.stillPassword), which the change already
+			// holds: it may wait for the change, which waits for the lock,
+			// so the lock goes once the exchange has answered or waits too.
+			exchanged := make(chan response, 1)
+			go func() { exchanged <- e.token(id, secret, codeForm(code, p)) }()
+			var r response
+			for waiting := 0; r.ResponseRecorder == nil && waiting < 2; time.Sleep(10 * time.Millisecond) {
+				select {
+				case r = <-exchanged:
+				default:
+					if err := raw.QueryRowContext(ctx, "SELECT count(*) FROM pg_locks WHERE NOT granted").Scan(&waiting); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
 			lock.Rollback()
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
+			if r.ResponseRecorder == nil {
+				r = <-exchanged
+			}
+			if r.Code != http.StatusOK {
+				return // refused: the change voided the code first
+			}
+			e.secret(r.Str("access_token"))
+			rt := e.secret(r.Str("refresh_token"))
 			if r := e.refreshGrant(id, secret, rt); r.Code == http.StatusOK {
 				e.secret(r.Str("access_token"))
 				e.secret(r.Str("refresh_token"))
