@@ -163,10 +163,13 @@ type Code struct {
 
 // CreateCode stores a new authorization code and records that its
 // browser sign-in (SessionHash) gave the client a code, for back-channel
-// logout.
+// logout. A sign-in that has ended (signInLive) is ErrNotFound.
 func (db *DB) CreateCode(ctx context.Context, c *Code, now time.Time) (err error) {
 	defer db.wrap(&err, "create code")
 	return db.tx(ctx, func(tx *txn) error {
+		if err := signInLive(ctx, tx, c.UserID, c.SessionHash, now); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, created_at, expires_at, sid, dpop_jkt, resource)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 			c.Hash, c.ClientID, c.UserID, c.RedirectURI, c.Scope, c.CodeChallenge, c.Nonce, c.AuthTime.Unix(), now.Unix(), c.ExpiresAt.Unix(), c.SID, c.DPoPJKT, c.Resource); err != nil {
@@ -265,6 +268,29 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err er
 			hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID)
 		return err
 	})
+}
+
+// signInLive, in the transaction that stores what a browser sign-in (by
+// its cookie's hash) grants, a code or a device approval, is ErrNotFound
+// unless the sign-in is still there, and holds its user's row until
+// commit. What ends a user's sign-ins (a password change or reset,
+// deactivation, deletion) writes that row first, then voids the sign-ins'
+// grants, then deletes the sign-ins: one that holds the row first has
+// taken the sign-in away by the time this reads it; one that comes after
+// waits for this transaction, then voids what it stored. Without the row,
+// a grant stored between the voiding and the deleting outlived both. ""
+// (no sign-in) holds nothing.
+func signInLive(ctx context.Context, tx *txn, userID int64, hash string, now time.Time) error {
+	if hash == "" {
+		return nil
+	}
+	if err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET updated_at = updated_at WHERE id = $1`, userID); err != nil {
+		return err
+	}
+	// A statement of its own, once the row is held: it sees what a change
+	// that held the row before committed.
+	var one int
+	return tx.QueryRowContext(ctx, `SELECT 1 FROM sessions WHERE hash = $1 AND user_id = $2 AND expires_at > $3`, hash, userID, now.Unix()).Scan(&one)
 }
 
 // SessionByHash returns the unexpired session of a live, active user, or ErrNotFound.
