@@ -309,7 +309,7 @@ func RotateClientSecret(ctx context.Context, db *store.DB, cs *Clients, revs *Re
 	if err := db.SetClientSecret(store.WithEvent(ctx, e), id, token.Hash(secret), accessTTL, now); err != nil {
 		return "", err
 	}
-	forgetClient(cs, revs, id, accessTTL, now)
+	forgetClient(cs, revs, store.ClientRevocation(id, accessTTL, now))
 	return secret, nil
 }
 
@@ -319,15 +319,16 @@ func DeleteClient(ctx context.Context, db *store.DB, cs *Clients, revs *Revocati
 	if err := db.DeleteClient(store.WithEvent(ctx, e), id, accessTTL, now); err != nil {
 		return err
 	}
-	forgetClient(cs, revs, id, accessTTL, now)
+	forgetClient(cs, revs, store.ClientDeletion(id, accessTTL, now))
 	return nil
 }
 
-func forgetClient(cs *Clients, revs *Revocations, id string, accessTTL time.Duration, now time.Time) {
+// forgetClient applies r, a client's revocation, to this instance.
+func forgetClient(cs *Clients, revs *Revocations, r store.Revocation) {
 	if revs != nil {
-		revs.Add(store.ClientRevocation(id, accessTTL, now))
+		revs.Add(r)
 	}
 	if cs != nil {
-		cs.Forget(id)
+		cs.Forget(r.Subject)
 	}
 }

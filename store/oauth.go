@@ -104,7 +104,8 @@ func (db *DB) ListClients(ctx context.Context) (list []Client, err error) {
 
 // DeleteClient deletes the client with its codes and consents, revokes its
 // refresh token families, and records a 'client' revocation so that its
-// access tokens stop working on every instance.
+// access tokens, all of them (ClientDeletion), stop working on every
+// instance.
 func (db *DB) DeleteClient(ctx context.Context, id string, accessTTL time.Duration, now time.Time) (err error) {
 	defer db.wrap(&err, "delete client")
 	if !storable(id) {
@@ -117,7 +118,7 @@ func (db *DB) DeleteClient(ctx context.Context, id string, accessTTL time.Durati
 		if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
 			return err
 		}
-		return insertRevocation(ctx, tx, ClientRevocation(id, accessTTL, now), now)
+		return insertRevocation(ctx, tx, ClientDeletion(id, accessTTL, now), now)
 	})
 }
 
