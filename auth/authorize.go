@@ -547,7 +547,7 @@ func (a *authorization) issueCode(sess *store.Session) {
 		Scope: a.ar.scope, CodeChallenge: a.ar.challenge, Nonce: a.ar.nonce, AuthTime: sess.AuthTime,
 		SID: sess.SID, SessionHash: sess.Hash, DPoPJKT: a.ar.dpopJKT, Resource: a.ar.resource, ExpiresAt: a.now.Add(codeTTL),
 	}, a.now)
-	if errors.Is(err, store.ErrNotFound) { // the user was deactivated or deleted since the sign-in was read
+	if errors.Is(err, store.ErrNotFound) { // the sign-in ended meanwhile (a logout, a password change), or the user is gone
 		a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
 		return
 	}

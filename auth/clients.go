@@ -39,11 +39,6 @@ type clientEntry struct {
 	fetched time.Time
 }
 
-// ClientCacheTTL is how long the server keeps a client it read. An instance
-// that misses the revocation polls may act on a client deleted elsewhere
-// that long.
-const ClientCacheTTL = time.Minute
-
 // NewClients returns a client cache over db holding at most max entries.
 func NewClients(db *store.DB, ttl time.Duration, max int) *Clients {
 	return &Clients{db: db, ttl: ttl, max: max, entries: make(map[string]clientEntry)}
@@ -315,31 +310,29 @@ func RotateClientSecret(ctx context.Context, db *store.DB, cs *Clients, revs *Re
 	if err := db.SetClientSecret(store.WithEvent(ctx, e), id, token.Hash(secret), accessTTL, now); err != nil {
 		return "", err
 	}
-	forgetClient(cs, revs, id, store.ClientRevocation(id, accessTTL, now))
+	forgetClient(cs, revs, store.ClientRevocation(id, accessTTL, now))
 	return secret, nil
 }
 
-// DeleteClient deletes a client; its tokens stop working, those that
-// another instance mints for it after the deletion included.
+// DeleteClient deletes a client; its tokens stop working, those another
+// instance mints for it before it hears of the deletion included
+// (store.ClientDeletion).
 func DeleteClient(ctx context.Context, db *store.DB, cs *Clients, revs *Revocations, id string, accessTTL time.Duration, now time.Time) error {
 	e := auditEvent(ctx, actClientDeleted, id, outSuccess)
-	// An instance that still holds the client in its cache authenticates
-	// it, and mints tokens dated after now, until it hears of the deletion
-	// (ClientCacheTTL at most): the revocation covers them too. A deleted
-	// client has no legitimate token, and its id is never given again.
-	r := store.ClientRevocation(id, accessTTL, now.Add(ClientCacheTTL))
+	r := store.ClientDeletion(id, accessTTL, now)
 	if err := db.DeleteClient(store.WithEvent(ctx, e), id, r, now); err != nil {
 		return err
 	}
-	forgetClient(cs, revs, id, r)
+	forgetClient(cs, revs, r)
 	return nil
 }
 
-func forgetClient(cs *Clients, revs *Revocations, id string, r store.Revocation) {
+// forgetClient applies r, a client's revocation, to this instance.
+func forgetClient(cs *Clients, revs *Revocations, r store.Revocation) {
 	if revs != nil {
 		revs.Add(r)
 	}
 	if cs != nil {
-		cs.Forget(id)
+		cs.Forget(r.Subject)
 	}
 }

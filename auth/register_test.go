@@ -555,3 +555,56 @@ func TestClientNameRefusesFormatCharacters(t *testing.T) {
 		}
 	}
 }
+
+// A deleted client's tokens all stop working, on every instance, however
+// they were minted. Its revocation revoked only the tokens minted before
+// the deletion's time, so two kinds outlived it by an access token's
+// lifetime: one minted by another instance that had not yet heard of the
+// deletion (its client cache, refreshed by the next revocation poll), and
+// one minted by an instance whose clock runs a little ahead. Here instance
+// b, which shares the database, mints each (a client-credentials token of
+// an administrator's client just after its deletion; a refresh of a
+// dynamically registered client's session just before its RFC 7592
+// DELETE, on a clock one second ahead), then polls. A regression test:
+// both were active (store.ClientDeletion now revokes every token of the
+// id, which is never reused).
+func TestClientDeletionRevokesEveryToken(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
+		svc, svcSecret := e.newClient(ClientSpec{Name: "Batch", GrantTypes: []string{"client_credentials"}})
+		reg := e.registerClient("", webMetadata()).want(http.StatusCreated)
+		id, secret, rat := reg.Str("client_id"), reg.Str("client_secret"), reg.Str("registration_access_token")
+		p := newPKCE()
+		code := e.secret(e.browser().signIn(authorizeURL(id, p, "scope", "read"), "ann", "Ann-Password-1"))
+		rt := e.secret(e.token(id, secret, codeForm(code, p)).want(http.StatusOK).Str("refresh_token"))
+
+		b := newEnvOn(t, e.db, withDynamicRegistration(RegistrationOpen), func(d *Deps) {
+			d.Now = func() time.Time { return e.clock.Now().Add(time.Second) } // a clock a second ahead
+		})
+		cc := url.Values{"grant_type": {"client_credentials"}}
+		b.secret(b.token(svc, svcSecret, cc).want(http.StatusOK).Str("access_token")) // b now has svc in its cache
+		r := b.token(id, secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}).want(http.StatusOK)
+		ahead := b.secret(r.Str("access_token"))
+		b.secret(r.Str("refresh_token"))
+
+		e.manage("DELETE", id, rat, nil).want(http.StatusNoContent)
+		if err := DeleteClient(ctx, e.db, e.deps.Clients, e.deps.Tokens.Revoked, svc, e.deps.Tokens.AccessTTL, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Add(time.Second)
+		late := b.secret(b.token(svc, svcSecret, cc).want(http.StatusOK).Str("access_token")) // before b's next poll
+		// b's poll.
+		if err := b.deps.Tokens.Revoked.Load(ctx, e.db, b.deps.Now()); err != nil {
+			t.Fatal(err)
+		}
+		for name, tok := range map[string]string{"minted by a clock ahead": ahead, "minted after the deletion": late} {
+			for _, in := range []*env{e, b} {
+				if m := in.introspect(rs, rsSecret, tok); m["active"] != false {
+					t.Errorf("a deleted client's token %s is active: %v", name, m)
+				}
+			}
+		}
+	}, withDynamicRegistration(RegistrationOpen))
+}

@@ -67,19 +67,21 @@ func (db *DB) PendingDeviceCode(ctx context.Context, userCode string, now time.T
 // code userCode for the browser sign-in s, or denies it (s is then
 // ignored). An approval records that the sign-in gave the client access,
 // for back-channel logout, as CreateCode does. A request that is not
-// pending or has expired, or an approval by a user gone or inactive, is
+// pending or has expired, or a sign-in that has ended or its user gone or
+// inactive (signInLive), is
 // ErrNotFound, and nothing changes.
 func (db *DB) DecideDeviceCode(ctx context.Context, userCode string, approve bool, s *Session, now time.Time) (err error) {
 	defer db.wrap(&err, "decide device code")
 	return db.tx(ctx, func(tx *txn) error {
-		var err error
 		if !approve {
-			err = tx.execOr(ctx, ErrNotFound, `UPDATE device_codes SET status = 'denied' WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix())
-		} else if err = stillPassword(ctx, tx, s.UserID, ""); err == nil {
-			err = tx.execOr(ctx, ErrNotFound, `UPDATE device_codes SET status = 'approved', user_id = $3, auth_time = $4, sid = $5
-WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix(), s.UserID, s.AuthTime.Unix(), s.SID)
+			return tx.execOr(ctx, ErrNotFound, `UPDATE device_codes SET status = 'denied' WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix())
 		}
-		if err != nil || !approve || s.Hash == "" {
+		if err := signInLive(ctx, tx, s.UserID, s.Hash, now); err != nil {
+			return err
+		}
+		err := tx.execOr(ctx, ErrNotFound, `UPDATE device_codes SET status = 'approved', user_id = $3, auth_time = $4, sid = $5
+WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix(), s.UserID, s.AuthTime.Unix(), s.SID)
+		if err != nil || s.Hash == "" {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id)

@@ -93,3 +93,135 @@ func TestDeviceCodes(t *testing.T) {
 		})
 	}
 }
+
+// What a browser sign-in grants, an approval of a device request or a
+// code, is written after the page read the sign-in. A password change ends
+// the sign-in and voids what it granted in one transaction, but only what
+// it sees: an approval or a code written meanwhile survived it (the change
+// had deleted the sign-in's grants and was about to delete the sign-in
+// itself) and was redeemed into a session the change did not end, so that
+// whoever held the sign-in (a stolen cookie) kept a session after the
+// owner changed the password. Here a lock on the sign-in's row holds the
+// change between those two steps, deterministically; in production it is a
+// round trip. A regression test: both were stored, where the grant now
+// holds the user's row (signInLive), so it waits for the change and then
+// finds the sign-in gone. After the change, both are refused outright.
+func TestGrantRacingPasswordChange(t *testing.T) {
+	url := storetest.URL(t, store.Postgres)
+	db := storetest.OpenURL(t, url)
+	raw := rawDB(t, store.Postgres, url)
+	u := newUser(t, db, "ann@example.com", "ann")
+	session, _, signIn := newSignIn(t, db, u.ID)
+	if err := db.CreateClient(ctx, &store.Client{ID: "tv", Name: "TV", GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
+		t.Fatal(err)
+	}
+	dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: "mac", ClientID: "tv", ExpiresAt: t0.Add(10 * time.Minute), Interval: 5}
+	if err := db.CreateDeviceCode(ctx, dc, t0); err != nil {
+		t.Fatal(err)
+	}
+	s, err := db.SessionByHash(ctx, session, t0) // the page reads the sign-in
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := &store.Code{Hash: token.Hash(token.NewOpaque()), ClientID: signIn.ClientID, UserID: u.ID, CodeChallenge: "x",
+		AuthTime: t0, SID: s.SID, SessionHash: session, ExpiresAt: t0.Add(time.Minute)}
+
+	hold, err := raw.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback()
+	var holder int
+	if err := hold.QueryRow(`SELECT pg_backend_pid()`).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.Exec(`SELECT 1 FROM sessions WHERE hash = $1 FOR SHARE`, session); err != nil {
+		t.Fatal(err)
+	}
+	changed := make(chan error, 1)
+	go func() {
+		_, err := db.SetPassword(ctx, u.ID, "$argon2id$new", "", time.Hour, t0)
+		changed <- err
+	}()
+	// blocked returns the backends waiting for pid, directly or behind
+	// another that waits for it.
+	blocked := func(pid int) []int {
+		rows, err := raw.Query(`WITH RECURSIVE w(pid) AS (SELECT $1::int UNION
+  SELECT a.pid FROM pg_stat_activity a, w WHERE w.pid = ANY(pg_blocking_pids(a.pid)))
+SELECT pid FROM w WHERE pid <> $1`, pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []int
+		for rows.Next() {
+			var p int
+			if err := rows.Scan(&p); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	var changer []int
+	for i := 0; len(changer) == 0; i++ {
+		if changer = blocked(holder); i > 1000 {
+			t.Fatal("the password change never reached the sign-in's row")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The change has voided the sign-in's grants and waits to delete it:
+	// the approval and the code are written now.
+	type result struct {
+		what string
+		err  error
+	}
+	results := make(chan result, 2)
+	go func() { results <- result{"approval", db.DecideDeviceCode(ctx, "mac", true, s, t0)} }()
+	go func() { results <- result{"code", db.CreateCode(ctx, code, t0)} }()
+	got := map[string]error{}
+	for i := 0; len(got)+len(blocked(changer[0])) < 2; i++ { // each done, or waiting for the change
+		select {
+		case r := <-results:
+			got[r.what] = r.err
+		default:
+		}
+		if i > 1000 {
+			t.Fatal("the approval and the code neither finished nor waited for the password change")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := hold.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-changed; err != nil {
+		t.Fatal(err)
+	}
+	for len(got) < 2 {
+		r := <-results
+		got[r.what] = r.err
+	}
+	if err := got["approval"]; !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an approval written while the password change ended its sign-in: %v; want ErrNotFound", err)
+	}
+	if d, err := db.PollDeviceCode(ctx, dc.Hash, "tv", time.Second, 5*time.Second, t0); err != nil || d.Status != store.DevicePending {
+		t.Errorf("the request after the password change: %+v, %v; want pending", d, err)
+	}
+	if err := got["code"]; !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a code written while the password change ended its sign-in: %v; want ErrNotFound", err)
+	}
+	if _, err := db.CodeByHash(ctx, code.Hash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the code after the password change: %v; want ErrNotFound", err)
+	}
+
+	// Written after the change: refused as not found (before, a foreign
+	// key error: a 500 for a sign-in that ended a moment ago).
+	code.Hash = token.Hash(token.NewOpaque())
+	if err := db.DecideDeviceCode(ctx, "mac", true, s, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an approval by a sign-in the password change ended: %v; want ErrNotFound", err)
+	}
+	if err := db.CreateCode(ctx, code, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a code of a sign-in the password change ended: %v; want ErrNotFound", err)
+	}
+}

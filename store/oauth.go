@@ -103,8 +103,9 @@ func (db *DB) ListClients(ctx context.Context) (list []Client, err error) {
 }
 
 // DeleteClient deletes the client with its codes and consents, revokes its
-// refresh token families, and records r, the client's revocation, so that
-// its access tokens stop working on every instance.
+// refresh token families, and records r, the client's revocation (a
+// ClientDeletion), so that its access tokens, all of them, stop working on
+// every instance.
 func (db *DB) DeleteClient(ctx context.Context, id string, r Revocation, now time.Time) (err error) {
 	defer db.wrap(&err, "delete client")
 	if !storable(id) {
@@ -163,11 +164,12 @@ type Code struct {
 
 // CreateCode stores a new authorization code and records that its
 // browser sign-in (SessionHash) gave the client a code, for back-channel
-// logout. A user gone or inactive is ErrNotFound.
+// logout. A sign-in that has ended, or its user gone or inactive, is
+// ErrNotFound (signInLive).
 func (db *DB) CreateCode(ctx context.Context, c *Code, now time.Time) (err error) {
 	defer db.wrap(&err, "create code")
 	return db.tx(ctx, func(tx *txn) error {
-		if err := stillPassword(ctx, tx, c.UserID, ""); err != nil {
+		if err := signInLive(ctx, tx, c.UserID, c.SessionHash, now); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, created_at, expires_at, sid, dpop_jkt, resource)
@@ -271,6 +273,29 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err er
 			hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID)
 		return err
 	})
+}
+
+// signInLive, in the transaction that stores what a browser sign-in (by
+// its cookie's hash) grants, a code or a device approval, is ErrNotFound
+// unless the sign-in is still there and its user active, and holds its
+// user's row until commit (stillPassword). What ends a user's sign-ins (a
+// password change or reset, deactivation, deletion) writes that row first,
+// then voids the sign-ins' grants, then deletes the sign-ins: one that
+// holds the row first has taken the sign-in away by the time this reads
+// it; one that comes after waits for this transaction, then voids what it
+// stored. Without the row, a grant stored between the voiding and the
+// deleting outlived both. "" (no sign-in) checks the user alone.
+func signInLive(ctx context.Context, tx *txn, userID int64, hash string, now time.Time) error {
+	if err := stillPassword(ctx, tx, userID, ""); err != nil {
+		return err
+	}
+	if hash == "" {
+		return nil
+	}
+	// A statement of its own, once the row is held: it sees what a change
+	// that held the row before committed.
+	var one int
+	return tx.QueryRowContext(ctx, `SELECT 1 FROM sessions WHERE hash = $1 AND user_id = $2 AND expires_at > $3`, hash, userID, now.Unix()).Scan(&one)
 }
 
 // SessionByHash returns the unexpired session of a live, active user, or ErrNotFound.

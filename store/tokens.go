@@ -270,6 +270,17 @@ func ClientRevocation(clientID string, accessTTL time.Duration, now time.Time) R
 	return revocationFor(RevokeClient, clientID, accessTTL, now)
 }
 
+// ClientDeletion revokes every access token of a deleted client, minted
+// before or after now: its id is never reused, and another instance may
+// mint one after now, until its client cache hears of the deletion (a
+// revocation poll; at most the cache's minute) or on a clock that runs
+// ahead. It is kept as long as any such token could live.
+func ClientDeletion(clientID string, accessTTL time.Duration, now time.Time) Revocation {
+	r := ClientRevocation(clientID, accessTTL, now)
+	r.NotBeforeMs = r.ExpiresAt * 1000
+	return r
+}
+
 // SessionRevocation revokes every access token minted from the family (a
 // revoked family mints nothing more, so its cutoff is never needed).
 func SessionRevocation(familyID string, accessTTL time.Duration, now time.Time) Revocation {
