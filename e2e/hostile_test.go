@@ -453,13 +453,14 @@ func testHeaders(t *testing.T, f *hostileFixture) {
 	}
 	f.expect(t, "500 headers", f.raw(t, "GET /api/v1/profile HTTP/1.1\r\nHost: e2e\r\n"+many.String()+"\r\n", nil),
 		http.StatusUnauthorized)
-	// The same header many times.
+	// The same header many times: a repeated Authorization header is
+	// invalid_request (RFC 6750 §3.1), 400.
 	many.Reset()
 	for range 500 {
 		many.WriteString("Authorization: Bearer x\r\n")
 	}
 	f.expect(t, "500 Authorization headers", f.raw(t, "GET /api/v1/profile HTTP/1.1\r\nHost: e2e\r\n"+many.String()+"\r\n", nil),
-		http.StatusUnauthorized)
+		http.StatusBadRequest)
 	many.Reset()
 	for range 200 {
 		many.WriteString("Content-Type: application/json\r\n")
