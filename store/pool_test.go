@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +57,13 @@ func TestStmtCacheNoPoolCycle(t *testing.T) {
 
 			// A: a transaction holds the row lock, as an append does.
 			locked, proceed, txDone := make(chan error, 1), make(chan struct{}), make(chan error, 1)
+			// A wait below that fails must not leave A holding its
+			// connection, nor the cache locked: db.Close would wait for
+			// them, and the run hung to go test's timeout (seen on MariaDB
+			// under load) instead of failing.
+			var proceeded, released sync.Once
+			let := func() { proceeded.Do(func() { close(proceed) }) }
+			t.Cleanup(let)
 			go func() {
 				txDone <- db.TxExec(ctx, func(exec func(string) error) error {
 					err := exec(lockHead)
@@ -78,12 +86,15 @@ func TestStmtCacheNoPoolCycle(t *testing.T) {
 			lost := make(chan error, 1)
 			go func() { lost <- db.PrepareWriter(ctx, query) }()
 			waitFor(t, "the prepare to wait for a connection", func() bool { return db.Writer().Stats().WaitCount > 0 })
-			release := db.HoldStmts() // the loser stops after its prepare
+			hold := db.HoldStmts() // the loser stops after its prepare
+			release := func() { released.Do(func() { hold(query, winner) }) }
+			t.Cleanup(release)
 			b.Close()
 			waitFor(t, "the prepare to give B back", func() bool { return db.Writer().Stats().Idle == 1 })
 			// B runs an UPDATE queued on A's lock; its deadline ends the
-			// stall the old code made.
-			qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			// stall the old code made (10 s: a shorter one could end before a
+			// loaded server showed the UPDATE waiting).
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			queued := make(chan error, 1)
 			go func() {
@@ -94,12 +105,12 @@ func TestStmtCacheNoPoolCycle(t *testing.T) {
 				var n int
 				return raw.QueryRowContext(ctx, waiting[d]).Scan(&n) == nil && n > 0
 			})
-			release(query, winner) // the racing request cached its copy first: the loser closes its own
+			release() // the racing request cached its copy first: the loser closes its own
 			// Let the loser take the cache's lock before A asks for it.
 			for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end) && !db.StmtsHeld(); {
 				time.Sleep(time.Millisecond)
 			}
-			close(proceed)
+			let()
 			start := time.Now()
 			select {
 			case err := <-txDone:
