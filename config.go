@@ -261,6 +261,11 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		e.fail("DATABASE_URL", "%v", err)
 	}
 	c.SigningKey, c.SigningKeysPrevious = e.str("SIGNING_KEY", ""), e.list("SIGNING_KEYS_PREVIOUS")
+	if c.SigningKey == "" && len(c.SigningKeysPrevious) > 0 {
+		// Without a signing key the server signs with HMAC alone and would
+		// neither publish nor accept these keys: said, not ignored.
+		e.fail("SIGNING_KEYS_PREVIOUS", "is set without SIGNING_KEY, which it rotates from")
+	}
 	// Secrets are taken as the raw bytes of the string, untrimmed.
 	c.JWTSecret, c.JWTSecretPrevious = token.Secret(getenv("JWT_SECRET")), token.Secret(getenv("JWT_SECRET_PREVIOUS"))
 	for _, name := range []string{"JWT_SECRET", "JWT_SECRET_PREVIOUS"} {

@@ -228,6 +228,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{release(map[string]string{"JWT_SECRET": ""}), "JWT_SECRET"},
 		{release(map[string]string{"JWT_SECRET_PREVIOUS": "old-short-secret"}), "JWT_SECRET_PREVIOUS"},
 		{map[string]string{"JWT_SECRET": releaseSecret, "JWT_SECRET_PREVIOUS": releaseSecret}, "JWT_SECRET_PREVIOUS"},
+		{map[string]string{"SIGNING_KEYS_PREVIOUS": "old.pem"}, "SIGNING_KEYS_PREVIOUS"}, // ignored, it was
 		{release(map[string]string{"ISSUER": "http://auth.example.com"}), "ISSUER"},
 		{map[string]string{"APP_MODE": "release", "JWT_SECRET": releaseSecret}, "ISSUER"}, // the default issuer is http
 		{map[string]string{"ISSUER": "https://auth.example.com?tenant=1"}, "ISSUER"},
