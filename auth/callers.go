@@ -139,6 +139,9 @@ var (
 	errNoToken    = &httpx.Error{Kind: httpx.KindUnauthorized, Message: "a bearer token is required", Authenticate: challengeMissing}
 	errManyTokens = &httpx.Error{Kind: httpx.KindInvalid, Message: "one Authorization header, not several", Authenticate: `Bearer realm="oauth2-api", error="invalid_request"`}
 	errBadToken   = &httpx.Error{Kind: httpx.KindInvalidToken, Message: "the access token is invalid, expired or revoked", Authenticate: challengeInvalid}
+	// Under the DPoP scheme the challenge is DPoP's (RFC 9449 §7.1).
+	errBadDPoPToken = &httpx.Error{Kind: httpx.KindInvalidToken, Message: errBadToken.Message,
+		Authenticate: `DPoP algs="` + dpopAlgs + `", error="invalid_token", error_description="the access token is invalid, expired or revoked"`}
 	errBoundToken = &httpx.Error{Kind: httpx.KindInvalidToken, Message: "the access token is DPoP-bound: send it as DPoP with a proof",
 		Authenticate: `DPoP algs="` + dpopAlgs + `", error="invalid_token", error_description="the access token is DPoP-bound"`}
 )
@@ -157,7 +160,9 @@ func verifyAccess(r *http.Request, db *store.DB, ts *Tokens, now time.Time) (*to
 	}
 	c, err := ts.Verify(raw, now)
 	switch {
-	case err != nil || (c.Cnf == nil && dpop):
+	case (err != nil || c.Cnf == nil) && dpop:
+		return nil, errBadDPoPToken
+	case err != nil:
 		return nil, errBadToken
 	case c.Cnf != nil && !dpop:
 		return nil, errBoundToken

@@ -256,6 +256,14 @@ func TestDPoPResources(t *testing.T) {
 		plain, plainSecret := e.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}})
 		pt := e.secret(e.token(plain, plainSecret, url.Values{"grant_type": {"client_credentials"}}).want(http.StatusOK).Str("access_token"))
 		e.request("GET", "/oauth2/userinfo", nil, "Authorization", "DPoP "+pt, "DPoP", k.proof(t, "GET", "/oauth2/userinfo", pt, "", now)).want(http.StatusUnauthorized)
+		// That refusal, and a bad token's, are challenged by DPoP's scheme
+		// (RFC 9449 §7.1), as the request's.
+		for name, tok := range map[string]string{"an unbound token": pt, "a bad token": "not-a-token"} {
+			r := e.request("GET", "/api/v1/profile", nil, "Authorization", "DPoP "+tok, "DPoP", k.proof(t, "GET", "/api/v1/profile", tok, "", now)).want(http.StatusUnauthorized)
+			if h := r.Header().Get("WWW-Authenticate"); !strings.HasPrefix(h, "DPoP ") || !strings.Contains(h, `error="invalid_token"`) {
+				t.Errorf("%s under the DPoP scheme: WWW-Authenticate %q; want a DPoP invalid_token challenge", name, h)
+			}
+		}
 		// Discovery says what is accepted.
 		m := e.request("GET", "/.well-known/oauth-authorization-server", nil).want(http.StatusOK).JSON()
 		if algs, _ := json.Marshal(m["dpop_signing_alg_values_supported"]); string(algs) != `["ES256","RS256","EdDSA","Ed25519"]` {
