@@ -160,39 +160,54 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 		if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, id, now.Unix()); err != nil {
 			return err
 		}
-		const revoke = `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`
-		var rows *sql.Rows
-		if db.dialect == MySQL {
-			// No UPDATE … RETURNING: the families revoked are those revoked
-			// now. One revoked in the same second by another transaction
-			// gets a second sid revocation, which changes nothing.
-			if _, err = tx.ExecContext(ctx, revoke, id, keepFamily, now.Unix()); err == nil {
-				rows, err = tx.QueryContext(ctx, `SELECT id FROM token_families WHERE user_id = $1 AND id <> $2 AND revoked_at = $3`, id, keepFamily, now.Unix())
-			}
-		} else {
-			rows, err = tx.QueryContext(ctx, revoke+` RETURNING id`, id, keepFamily, now.Unix())
-		}
-		if err != nil {
+		if e.Revocations, err = revokeFamiliesTx(ctx, tx, id, keepFamily, accessTTL, now); err != nil {
 			return err
-		}
-		ids, err := collect(rows, func(s scanner) (*string, error) {
-			var family string
-			return &family, s.Scan(&family)
-		})
-		if err != nil {
-			return err
-		}
-		for _, f := range ids {
-			r := SessionRevocation(f, accessTTL, now)
-			if err := insertRevocation(ctx, tx, r, now); err != nil {
-				return err
-			}
-			e.Revocations = append(e.Revocations, r)
 		}
 		e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id)
 		return err
 	})
 	return e, err
+}
+
+// revokeFamiliesTx revokes the user's live refresh-token families but keep
+// ("" for none), each with a sid revocation for the access tokens minted
+// from it, and returns those revocations. By sid, not only by a cutoff in
+// time: a family's refresh or login committed while this transaction was
+// on its way (a reset hashes the new password after its request's time)
+// mints an access token dated after that time, which only its sid covers.
+func revokeFamiliesTx(ctx context.Context, tx *txn, userID int64, keep string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
+	const revoke = `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`
+	var rows *sql.Rows
+	var err error
+	if tx.db.dialect == MySQL {
+		// No UPDATE … RETURNING: the families revoked are those revoked
+		// now. One revoked in the same second by another transaction
+		// gets a second sid revocation, which changes nothing.
+		if _, err = tx.ExecContext(ctx, revoke, userID, keep, now.Unix()); err == nil {
+			rows, err = tx.QueryContext(ctx, `SELECT id FROM token_families WHERE user_id = $1 AND id <> $2 AND revoked_at = $3`, userID, keep, now.Unix())
+		}
+	} else {
+		rows, err = tx.QueryContext(ctx, revoke+` RETURNING id`, userID, keep, now.Unix())
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids, err := collect(rows, func(s scanner) (*string, error) {
+		var family string
+		return &family, s.Scan(&family)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Revocation
+	for _, f := range ids {
+		r := SessionRevocation(f, accessTTL, now)
+		if err := insertRevocation(ctx, tx, r, now); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // The browser sign-ins endSignInsTx ends: a user's, or one by its hash or
@@ -266,14 +281,14 @@ func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration,
 }
 
 // revokeUserTx ends every session of the user: it revokes all the user's
-// refresh token families, ends the browser sign-ins, and records a 'user'
-// revocation, so that access tokens issued until now stop working on every
-// instance. The record lives as long as such a token could. It also spends
+// refresh token families (each by sid, see revokeFamiliesTx), ends the
+// browser sign-ins, and records a 'user' revocation, so that access tokens
+// issued until now stop working on every instance. The record lives as long as such a token could. It also spends
 // the user's outstanding reset links: one mailed before a deactivation
 // would otherwise still replace the password, which then held after a
 // reactivation.
 func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
-	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
+	if e.Revocations, err = revokeFamiliesTx(ctx, tx, id, "", accessTTL, now); err != nil {
 		return e, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, id, now.Unix()); err != nil {
@@ -283,7 +298,7 @@ func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duratio
 		return e, err
 	}
 	r := UserRevocation(id, accessTTL, now)
-	e.Revocations = []Revocation{r}
+	e.Revocations = append(e.Revocations, r)
 	return e, insertRevocation(ctx, tx, r, now)
 }
 
