@@ -174,6 +174,9 @@ func TestLookupsExact(t *testing.T) {
 		if _, err := db.UserByEmail(ctx, "kate@example.com "); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("UserByEmail(with a trailing space) = %v; want ErrNotFound", err)
 		}
+		if _, err := db.UserByUsername(ctx, "kate "); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("UserByUsername(with a trailing space) = %v; want ErrNotFound", err)
+		}
 		if err := db.CreateClient(ctx, &store.Client{ID: "app", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"time"
 )
 
@@ -87,10 +88,11 @@ func (db *DB) UserByEmail(ctx context.Context, email string) (u *User, err error
 
 // UserByUsername returns the live user whose username, lower-cased, is
 // lower (ASCII, lower-cased by the caller: usernames are ASCII), or
-// ErrNotFound.
+// ErrNotFound. Usernames hold no space, and MySQL's text comparison
+// ignores trailing ones ('ann ' = 'ann'): one names nobody, as elsewhere.
 func (db *DB) UserByUsername(ctx context.Context, lower string) (u *User, err error) {
 	defer db.wrap(&err, "user by username")
-	if !storable(lower) {
+	if !storable(lower) || strings.Contains(lower, " ") {
 		return nil, ErrNotFound
 	}
 	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE lower(username) = $1 AND deleted_at IS NULL`, lower))
