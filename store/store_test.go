@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -184,6 +185,80 @@ func TestLookupsExact(t *testing.T) {
 			t.Errorf("ClientByID(with a trailing space) = %v; want ErrNotFound", err)
 		}
 	})
+}
+
+// A login finds its user through an index on every database. MySQL has
+// neither partial nor expression indexes: its unique keys on users index
+// generated columns (live_email, live_username), which the lookups did not
+// name, so every login and forgotten password read the whole table there
+// (a stranger's login attempt cost a scan of every account). Each lookup's
+// plan, as the database explains it, must use an index.
+func TestUserLookupsIndexed(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			for i := range 20 {
+				newUser(t, db, fmt.Sprintf("u%d@example.com", i), fmt.Sprintf("user%d", i))
+			}
+			raw := rawDB(t, d, url)
+			for username, name := range map[bool]string{false: "'u7@example.com'", true: "'user7'"} {
+				q := "SELECT id FROM users WHERE " + strings.ReplaceAll(db.LiveUserWhere(username), "$1", name)
+				if plan, indexed := explain(t, d, raw, q); !indexed {
+					t.Errorf("%s: plan %q reads the whole table", q, plan)
+				}
+			}
+		})
+	}
+}
+
+// explain returns the plan of q as the database tells it, and whether it
+// reads the table through an index: SQLite's query plan; PostgreSQL's with
+// sequential scans priced out (a small table is otherwise scanned whatever
+// its indexes); MySQL's access type (ALL: a full scan) and key.
+func explain(t *testing.T, dialect string, raw *sql.DB, q string) (plan string, indexed bool) {
+	t.Helper()
+	tx, err := raw.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	prefix := "EXPLAIN "
+	switch dialect {
+	case store.SQLite:
+		prefix = "EXPLAIN QUERY PLAN "
+	case store.Postgres:
+		if _, err := tx.Exec("SET LOCAL enable_seqscan = off"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := tx.Query(prefix + q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	m := map[string]string{}
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range cols {
+			m[c] += vals[i].String + "\n"
+		}
+	}
+	switch dialect {
+	case store.SQLite:
+		return m["detail"], strings.Contains(m["detail"], "INDEX")
+	case store.Postgres:
+		return m["QUERY PLAN"], !strings.Contains(m["QUERY PLAN"], "Seq Scan")
+	}
+	return "type " + m["type"] + "key " + m["key"], m["type"] != "ALL\n" && m["key"] != "\n"
 }
 
 func TestUsers(t *testing.T) {

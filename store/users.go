@@ -83,7 +83,7 @@ func (db *DB) UserByEmail(ctx context.Context, email string) (u *User, err error
 	if !storable(email) {
 		return nil, ErrNotFound
 	}
-	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1 AND deleted_at IS NULL`, email))
+	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE `+db.liveUserWhere(false), email))
 }
 
 // UserByUsername returns the live user whose username, lower-cased, is
@@ -95,7 +95,23 @@ func (db *DB) UserByUsername(ctx context.Context, lower string) (u *User, err er
 	if !storable(lower) || strings.Contains(lower, " ") {
 		return nil, ErrNotFound
 	}
-	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE lower(username) = $1 AND deleted_at IS NULL`, lower))
+	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE `+db.liveUserWhere(true), lower))
+}
+
+// liveUserWhere finds a live user by its email, or by its lower-cased
+// username, $1. MySQL has neither partial nor expression indexes: its
+// unique keys index generated columns, which a lookup must name to use
+// them (else every login and forgotten password read the whole table).
+func (db *DB) liveUserWhere(username bool) string {
+	switch {
+	case db.dialect == MySQL && username:
+		return `live_username = $1`
+	case db.dialect == MySQL:
+		return `live_email = $1`
+	case username:
+		return `lower(username) = $1 AND deleted_at IS NULL`
+	}
+	return `email = $1 AND deleted_at IS NULL`
 }
 
 // UpdateProfile sets the names that are non-nil and returns the user.
