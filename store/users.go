@@ -194,38 +194,26 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 // on its way (a reset hashes the new password after its request's time)
 // mints an access token dated after that time, which only its sid covers.
 func revokeFamiliesTx(ctx context.Context, tx *txn, userID int64, keep string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
-	const revoke = `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`
-	var rows *sql.Rows
-	var err error
-	if tx.db.dialect == MySQL {
-		// No UPDATE … RETURNING: the families revoked are those revoked
-		// now. One revoked in the same second by another transaction
-		// gets a second sid revocation, which changes nothing.
-		if _, err = tx.ExecContext(ctx, revoke, userID, keep, now.Unix()); err == nil {
-			rows, err = tx.QueryContext(ctx, `SELECT id FROM token_families WHERE user_id = $1 AND id <> $2 AND revoked_at = $3`, userID, keep, now.Unix())
-		}
-	} else {
-		rows, err = tx.QueryContext(ctx, revoke+` RETURNING id`, userID, keep, now.Unix())
+	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`, userID, keep, now.Unix()); err != nil {
+		return nil, err
 	}
+	// The families revoked now (and any that another transaction revoked
+	// in the same second: a second sid revocation changes nothing), all
+	// recorded by one statement, however many the user has.
+	const revoked = `FROM token_families WHERE user_id = $1 AND id <> $2 AND revoked_at = $3`
+	r := SessionRevocation("", accessTTL, now)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at)
+SELECT 'sid', id, $4, $5, $3 `+revoked, userID, keep, now.Unix(), r.NotBeforeMs, r.ExpiresAt); err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id `+revoked, userID, keep, now.Unix())
 	if err != nil {
 		return nil, err
 	}
-	ids, err := collect(rows, func(s scanner) (*string, error) {
-		var family string
-		return &family, s.Scan(&family)
+	return collect(rows, func(s scanner) (*Revocation, error) {
+		family := r
+		return &family, s.Scan(&family.Subject)
 	})
-	if err != nil {
-		return nil, err
-	}
-	var out []Revocation
-	for _, f := range ids {
-		r := SessionRevocation(f, accessTTL, now)
-		if err := insertRevocation(ctx, tx, r, now); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }
 
 // The browser sign-ins endSignInsTx ends: a user's, or one by its hash or
