@@ -774,6 +774,34 @@ func rawDB(t testing.TB, dialect, url string) *sql.DB {
 	return storetest.Raw(t, dialect, url)
 }
 
+// A purge statement that fails (a backlog it cannot delete within
+// OpTimeout, a lock) stopped the purge: every table after it was left to
+// grow (revocations come first, the DPoP replay cache and pushed requests
+// near the end). Here revocations is renamed away, and the tables after
+// it must still be purged, the failure still reported.
+func TestPurgeGoesOnPastAFailure(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			raw := rawDB(t, d, url)
+			if err := db.SpendProof(ctx, token.Hash("proof"), t0.Add(time.Minute), t0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := raw.Exec(`ALTER TABLE revocations RENAME TO revocations_gone`); err != nil {
+				t.Fatal(err)
+			}
+			ret := store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: maxAge}
+			if err := db.Purge(ctx, ret, t0.Add(2*time.Minute)); err == nil {
+				t.Error("Purge without its revocations table = nil; want the failure reported")
+			}
+			if n := count(t, raw, "dpop_proofs"); n != 0 {
+				t.Errorf("%d expired DPoP proofs left: the purge stopped at the first table it could not purge", n)
+			}
+		})
+	}
+}
+
 // Purge keeps a family while it can mint and while an access token it
 // minted may be alive; then the family, its spent tokens and the code that
 // started it go. Nothing live is touched.
