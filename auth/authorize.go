@@ -119,6 +119,11 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	if ar.nonce = params.Get("nonce"); len(ar.nonce) > 512 || strings.ContainsFunc(ar.nonce, unicode.IsControl) {
 		return ar, httpx.E(httpx.KindInvalid, "nonce must be at most 512 bytes, without control characters")
 	}
+	// prompt and max_age are short; bounded as state and nonce are, since
+	// a pushed request stores them as sent (MySQL's TEXT holds 64 KiB).
+	if len(params.Get("prompt")) > 64 || len(params.Get("max_age")) > 10 {
+		return ar, httpx.E(httpx.KindInvalid, "prompt must be at most 64 bytes and max_age at most 10 digits")
+	}
 	ar.prompt = strings.Fields(params.Get("prompt")) // none when absent
 	for _, v := range ar.prompt {
 		if v != "none" && v != "login" && v != "consent" {

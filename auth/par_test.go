@@ -169,3 +169,18 @@ func TestPushedRequestBoundToBrowser(t *testing.T) {
 		}
 	})
 }
+
+// prompt and max_age had no bound: a pushed request stored them as sent,
+// up to the 1 MiB body, for any client (a public one is named by its id
+// alone), and on MySQL, whose TEXT holds 64 KiB, the push failed with 500.
+// A regression test: both are bounded, as state and nonce are.
+func TestPushedRequestBounded(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		id, secret := e.webClient()
+		pk := newPKCE()
+		for _, kv := range [][2]string{{"prompt", strings.Repeat("login ", 15_000) + "login"}, {"max_age", strings.Repeat("0", 90_000) + "1"}} {
+			e.formPost("/oauth2/par", id, secret, pushForm(pk, kv[0], kv[1])).wantError(http.StatusBadRequest, "invalid_request")
+		}
+		e.formPost("/oauth2/par", id, secret, pushForm(pk, "prompt", "login consent", "max_age", "3600")).want(http.StatusCreated)
+	})
+}

@@ -10,6 +10,7 @@ import (
 
 	"oauth2-api/store"
 	"oauth2-api/store/storetest"
+	"oauth2-api/token"
 )
 
 // A login reads the user, with its password hash, before it counts
@@ -183,5 +184,57 @@ func waitUntil(t *testing.T, msg string, cond func() bool) {
 			t.Fatal(msg)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A password reset, a deactivation and a deletion ended the user's
+// sessions by revoking their families and recording a 'user' revocation
+// dated with the request's time, taken before the reset hashed the new
+// password (tens of milliseconds, or seconds while hashing slots are
+// busy). A refresh committed meanwhile minted an access token dated after
+// that time, from a family the reset then revoked: nothing covered it, and
+// it worked for its hour after the reset had returned. A thief refreshing
+// in a loop lands one in that window. Here the reset waits for a hashing
+// slot on one instance while the refresh runs on another, a second later.
+// A regression test: the families are now revoked by sid as well
+// (store.revokeFamiliesTx), as a password change revokes them.
+func TestResetEndsSessionRefreshedMeanwhile(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db := storetest.OpenURL(t, storetest.URL(t, d))
+			owner := newEnvOn(t, db, func(d *Deps) {
+				d.Passwords = NewPasswords(testArgon2, 1, 10*time.Second)
+				d.Reset = &Reset{TTL: time.Hour, URL: "https://auth.example.com/password/reset"}
+			})
+			thief := newEnvOn(t, db)
+			thief.clock.Add(owner.clock.Now().Sub(thief.clock.Now()))
+			u := owner.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			_, refresh := thief.login("ann", "Ann-Password-1")
+			tok := owner.secret(token.NewOpaque())
+			if err := db.ReplaceResetToken(context.Background(), token.Hash(tok), u.ID, 3, owner.clock.Now().Add(time.Hour), owner.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			slots := owner.deps.Passwords.slots
+			slots <- struct{}{} // the owner's instance is busy hashing
+			reset := make(chan int, 1)
+			go func() {
+				reset <- owner.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok,
+					"new_password": owner.secret("Ann-Password-2")}).Code
+			}()
+			thief.clock.Add(time.Second)
+			r := thief.request("POST", "/api/v1/auth/refresh", map[string]string{"refresh_token": refresh}).want(http.StatusOK)
+			access := thief.secret(r.Str("access_token"))
+			thief.secret(r.Str("refresh_token"))
+			<-slots
+			if code := <-reset; code != http.StatusNoContent {
+				t.Fatalf("reset: %d", code)
+			}
+			if err := thief.deps.Tokens.Revoked.Load(context.Background(), db, thief.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if r := thief.request("GET", "/api/v1/profile", nil, bearer(access)...); r.Code != http.StatusUnauthorized {
+				t.Errorf("an access token refreshed while the password was being reset still works after the reset: %d", r.Code)
+			}
+		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"oauth2-api/ratelimit"
 	"oauth2-api/store"
+	"oauth2-api/store/storetest"
 )
 
 // withDynamicRegistration turns on ENABLE_DYNAMIC_REGISTRATION in mode,
@@ -607,4 +608,34 @@ func TestClientDeletionRevokesEveryToken(t *testing.T) {
 			}
 		}
 	}, withDynamicRegistration(RegistrationOpen))
+}
+
+// A registration body is at most 16 KiB, which bounds what a stranger
+// stores, but the URI lists were stored as JSON with '&' escaped as
+// \u0026, six bytes for one: redirect URIs whose queries were mostly '&'
+// stored about 85 KiB from a 15 KiB body, which MySQL's TEXT (64 KiB)
+// refused with 500. A regression test: the lists are stored unescaped.
+func TestRegistrationStoresWhatItWasSent(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			e := newEnvOn(t, storetest.OpenURL(t, url), withDynamicRegistration(RegistrationOpen))
+			var uris []string
+			for i := range maxRegisteredURIs {
+				uris = append(uris, fmt.Sprintf("https://app.example/cb%d?", i)+strings.Repeat("&", 1400))
+			}
+			body := `{"client_name":"x","token_endpoint_auth_method":"none","redirect_uris":["` + strings.Join(uris, `","`) + `"]}`
+			id := e.registerClient("", body).want(http.StatusCreated).Str("client_id")
+			var stored int
+			if err := storetest.Raw(t, d, url).QueryRow(`SELECT length(redirect_uris) FROM clients`).Scan(&stored); err != nil {
+				t.Fatal(err)
+			}
+			if stored > len(body) {
+				t.Errorf("a %d-byte registration stored %d bytes of redirect URIs", len(body), stored)
+			}
+			if c, err := e.db.ClientByID(context.Background(), id); err != nil || !slices.Equal(c.RedirectURIs, uris) {
+				t.Errorf("redirect URIs read back: %v", err)
+			}
+		})
+	}
 }

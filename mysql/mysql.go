@@ -138,7 +138,9 @@ func (s session) Connect(ctx context.Context) (driver.Conn, error) {
 // unavailable: the connection failed or was lost, the statement was
 // interrupted or waited too long for a lock, the transaction was chosen as
 // a deadlock's victim (a retry may succeed), or the server is shutting
-// down, read-only, out of connections, memory or disk.
+// down, read-only, out of connections, memory, disk or prepared statements
+// (max_prepared_stmt_count is the server's: each pooled connection of each
+// instance holds its own of every statement store prepares).
 func unavailable(err error) (known, unavailable bool) {
 	for _, e := range []error{gomysql.ErrInvalidConn, gomysql.ErrMalformPkt, gomysql.ErrPktSync, gomysql.ErrPktSyncMul, gomysql.ErrBusyBuffer} {
 		if errors.Is(err, e) {
@@ -151,7 +153,7 @@ func unavailable(err error) (known, unavailable bool) {
 	}
 	switch my.Number {
 	case 1021, 1037, 1038, 1041, // disk full, out of memory
-		1040, 1203, 1226, // too many connections
+		1040, 1203, 1226, 1461, // too many connections, or prepared statements
 		1053, 1077, 1078, 1079, 1080, 1927, // shutting down, connection killed
 		1152, 1153, 1154, 1155, 1156, 1157, 1158, 1159, 1160, 1161, // the network
 		1205, 1213, // lock wait timeout, deadlock

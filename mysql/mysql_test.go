@@ -80,6 +80,7 @@ func TestErrorClasses(t *testing.T) {
 		{err: &gomysql.MySQLError{Number: 1062, SQLState: [5]byte{'2', '3', '0', '0', '0'}}, known: true, unique: true},
 		{err: &gomysql.MySQLError{Number: 1213, SQLState: [5]byte{'4', '0', '0', '0', '1'}}, known: true, unavailable: true},
 		{err: &gomysql.MySQLError{Number: 1205, SQLState: [5]byte{'H', 'Y', '0', '0', '0'}}, known: true, unavailable: true},
+		{err: &gomysql.MySQLError{Number: 1461, SQLState: [5]byte{'4', '2', '0', '0', '0'}}, known: true, unavailable: true},
 		{err: &gomysql.MySQLError{Number: 1064, SQLState: [5]byte{'4', '2', '0', '0', '0'}}, known: true}, // a syntax error: a bug, 500
 		{err: &gomysql.MySQLError{Number: 1406, SQLState: [5]byte{'2', '2', '0', '0', '1'}}, known: true}, // too long for its column
 		{err: fmt.Errorf("exec: %w", gomysql.ErrInvalidConn), known: true, unavailable: true},

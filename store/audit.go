@@ -137,19 +137,20 @@ type AuditFilter struct {
 	Limit   int
 }
 
-// ListAudit returns events oldest first. A filter no row can hold (invalid
-// UTF-8, NUL: storable) matches nothing, without asking the database.
+// ListAudit returns events oldest first. A filter no row can hold (not
+// storable) matches none; "" is none, told apart in Go, since MySQL's text
+// comparison takes " " for "".
 func (db *DB) ListAudit(ctx context.Context, f AuditFilter) (list []Event, err error) {
 	defer db.wrap(&err, "list audit events")
 	if !storable(f.Action) || !storable(f.User) {
-		return nil, nil
+		return []Event{}, nil
 	}
 	return readAll(ctx, db, func(s scanner) (*Event, error) {
 		e, _, err := scanEvent(s)
 		return e, err
 	}, `SELECT `+eventColumns+` FROM audit_events
-WHERE id > $1 AND time_ms >= $2 AND ($3 = '' OR action = $3) AND ($4 = '' OR actor = $4 OR subject = $4)
-ORDER BY id LIMIT $5`, f.AfterID, f.Since.UnixMilli(), f.Action, f.User, f.Limit)
+WHERE id > $1 AND time_ms >= $2 AND ($3 OR action = $4) AND ($5 OR actor = $6 OR subject = $6)
+ORDER BY id LIMIT $7`, f.AfterID, f.Since.UnixMilli(), f.Action == "", f.Action, f.User == "", f.User, f.Limit)
 }
 
 const eventColumns = `id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash`

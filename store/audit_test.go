@@ -50,6 +50,14 @@ func TestAuditChain(t *testing.T) {
 			if got, _ := db.ListAudit(ctx, store.AuditFilter{User: "3", Limit: 10}); len(got) != 1 || got[0].Subject != "3" {
 				t.Fatalf("filter by user: %+v", got)
 			}
+			// A filter names what it says on every database: no event has
+			// a NUL or a space (PostgreSQL refused the NUL: 500; MySQL's
+			// text comparison took " " for "", no filter at all).
+			for _, f := range []store.AuditFilter{{Action: "\x00", Limit: 10}, {User: "\xff", Limit: 10}, {Action: " ", Limit: 10}, {User: " ", Limit: 10}} {
+				if got, err := db.ListAudit(ctx, f); err != nil || len(got) != 0 {
+					t.Errorf("ListAudit(action %+q, user %+q) = %d events, %v; want none", f.Action, f.User, len(got), err)
+				}
+			}
 			head := list[3].Hash
 			if n, err := db.VerifyAudit(ctx, head); err != nil || n != 6 {
 				t.Fatalf("VerifyAudit = %d, %v", n, err)

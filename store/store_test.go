@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -174,6 +175,9 @@ func TestLookupsExact(t *testing.T) {
 		if _, err := db.UserByEmail(ctx, "kate@example.com "); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("UserByEmail(with a trailing space) = %v; want ErrNotFound", err)
 		}
+		if _, err := db.UserByUsername(ctx, "kate "); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("UserByUsername(with a trailing space) = %v; want ErrNotFound", err)
+		}
 		if err := db.CreateClient(ctx, &store.Client{ID: "app", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
 			t.Fatal(err)
 		}
@@ -181,6 +185,80 @@ func TestLookupsExact(t *testing.T) {
 			t.Errorf("ClientByID(with a trailing space) = %v; want ErrNotFound", err)
 		}
 	})
+}
+
+// A login finds its user through an index on every database. MySQL has
+// neither partial nor expression indexes: its unique keys on users index
+// generated columns (live_email, live_username), which the lookups did not
+// name, so every login and forgotten password read the whole table there
+// (a stranger's login attempt cost a scan of every account). Each lookup's
+// plan, as the database explains it, must use an index.
+func TestUserLookupsIndexed(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			for i := range 20 {
+				newUser(t, db, fmt.Sprintf("u%d@example.com", i), fmt.Sprintf("user%d", i))
+			}
+			raw := rawDB(t, d, url)
+			for username, name := range map[bool]string{false: "'u7@example.com'", true: "'user7'"} {
+				q := "SELECT id FROM users WHERE " + strings.ReplaceAll(db.LiveUserWhere(username), "$1", name)
+				if plan, indexed := explain(t, d, raw, q); !indexed {
+					t.Errorf("%s: plan %q reads the whole table", q, plan)
+				}
+			}
+		})
+	}
+}
+
+// explain returns the plan of q as the database tells it, and whether it
+// reads the table through an index: SQLite's query plan; PostgreSQL's with
+// sequential scans priced out (a small table is otherwise scanned whatever
+// its indexes); MySQL's access type (ALL: a full scan) and key.
+func explain(t *testing.T, dialect string, raw *sql.DB, q string) (plan string, indexed bool) {
+	t.Helper()
+	tx, err := raw.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	prefix := "EXPLAIN "
+	switch dialect {
+	case store.SQLite:
+		prefix = "EXPLAIN QUERY PLAN "
+	case store.Postgres:
+		if _, err := tx.Exec("SET LOCAL enable_seqscan = off"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := tx.Query(prefix + q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	m := map[string]string{}
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range cols {
+			m[c] += vals[i].String + "\n"
+		}
+	}
+	switch dialect {
+	case store.SQLite:
+		return m["detail"], strings.Contains(m["detail"], "INDEX")
+	case store.Postgres:
+		return m["QUERY PLAN"], !strings.Contains(m["QUERY PLAN"], "Seq Scan")
+	}
+	return "type " + m["type"] + "key " + m["key"], m["type"] != "ALL\n" && m["key"] != "\n"
 }
 
 func TestUsers(t *testing.T) {
@@ -476,6 +554,8 @@ func TestResetEndsEverySession(t *testing.T) {
 			t.Fatal(err)
 		}
 		id, ended, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0)
+		// The family by sid too: a refresh committed while the reset was
+		// on its way mints a token dated after t0 (auth.TestResetEndsSessionRefreshedMeanwhile).
 		want := []store.Revocation{store.SessionRevocation(f.ID, time.Hour, t0), store.UserRevocation(u.ID, time.Hour, t0)}
 		if err != nil || id != u.ID || !slices.Equal(ended.Revocations, want) || len(ended.SignIns) != 1 || ended.SignIns[0] != signIn {
 			t.Fatalf("ResetPassword = %d, %+v, %v", id, ended, err)
@@ -693,6 +773,34 @@ func count(t testing.TB, raw *sql.DB, table string) int {
 func rawDB(t testing.TB, dialect, url string) *sql.DB {
 	t.Helper()
 	return storetest.Raw(t, dialect, url)
+}
+
+// A purge statement that fails (a backlog it cannot delete within
+// OpTimeout, a lock) stopped the purge: every table after it was left to
+// grow (revocations come first, the DPoP replay cache and pushed requests
+// near the end). Here revocations is renamed away, and the tables after
+// it must still be purged, the failure still reported.
+func TestPurgeGoesOnPastAFailure(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			raw := rawDB(t, d, url)
+			if err := db.SpendProof(ctx, token.Hash("proof"), t0.Add(time.Minute), t0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := raw.Exec(`ALTER TABLE revocations RENAME TO revocations_gone`); err != nil {
+				t.Fatal(err)
+			}
+			ret := store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: maxAge}
+			if err := db.Purge(ctx, ret, t0.Add(2*time.Minute)); err == nil {
+				t.Error("Purge without its revocations table = nil; want the failure reported")
+			}
+			if n := count(t, raw, "dpop_proofs"); n != 0 {
+				t.Errorf("%d expired DPoP proofs left: the purge stopped at the first table it could not purge", n)
+			}
+		})
+	}
 }
 
 // Purge keeps a family while it can mint and while an access token it

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"time"
 )
 
@@ -82,18 +83,35 @@ func (db *DB) UserByEmail(ctx context.Context, email string) (u *User, err error
 	if !storable(email) {
 		return nil, ErrNotFound
 	}
-	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1 AND deleted_at IS NULL`, email))
+	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE `+db.liveUserWhere(false), email))
 }
 
 // UserByUsername returns the live user whose username, lower-cased, is
 // lower (ASCII, lower-cased by the caller: usernames are ASCII), or
-// ErrNotFound.
+// ErrNotFound. Usernames hold no space, and MySQL's text comparison
+// ignores trailing ones ('ann ' = 'ann'): one names nobody, as elsewhere.
 func (db *DB) UserByUsername(ctx context.Context, lower string) (u *User, err error) {
 	defer db.wrap(&err, "user by username")
-	if !storable(lower) {
+	if !storable(lower) || strings.Contains(lower, " ") {
 		return nil, ErrNotFound
 	}
-	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE lower(username) = $1 AND deleted_at IS NULL`, lower))
+	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE `+db.liveUserWhere(true), lower))
+}
+
+// liveUserWhere finds a live user by its email, or by its lower-cased
+// username, $1. MySQL has neither partial nor expression indexes: its
+// unique keys index generated columns, which a lookup must name to use
+// them (else every login and forgotten password read the whole table).
+func (db *DB) liveUserWhere(username bool) string {
+	switch {
+	case db.dialect == MySQL && username:
+		return `live_username = $1`
+	case db.dialect == MySQL:
+		return `live_email = $1`
+	case username:
+		return `lower(username) = $1 AND deleted_at IS NULL`
+	}
+	return `email = $1 AND deleted_at IS NULL`
 }
 
 // UpdateProfile sets the names that are non-nil and returns the user.
@@ -168,6 +186,35 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 		return err
 	})
 	return e, err
+}
+
+// revokeFamiliesTx revokes the user's live refresh-token families but keep
+// ("" for none), each with a sid revocation for the access tokens minted
+// from it, and returns those revocations. By sid, not only by a cutoff in
+// time: a family's refresh or login committed while this transaction was
+// on its way (a reset hashes the new password after its request's time)
+// mints an access token dated after that time, which only its sid covers.
+func revokeFamiliesTx(ctx context.Context, tx *txn, userID int64, keep string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
+	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`, userID, keep, now.Unix()); err != nil {
+		return nil, err
+	}
+	// The families revoked now (and any that another transaction revoked
+	// in the same second: a second sid revocation changes nothing), all
+	// recorded by one statement, however many the user has.
+	const revoked = `FROM token_families WHERE user_id = $1 AND id <> $2 AND revoked_at = $3`
+	r := SessionRevocation("", accessTTL, now)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at)
+SELECT 'sid', id, $4, $5, $3 `+revoked, userID, keep, now.Unix(), r.NotBeforeMs, r.ExpiresAt); err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id `+revoked, userID, keep, now.Unix())
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(s scanner) (*Revocation, error) {
+		family := r
+		return &family, s.Scan(&family.Subject)
+	})
 }
 
 // The browser sign-ins endSignInsTx ends: a user's, or one by its hash or
@@ -268,48 +315,6 @@ func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duratio
 	r := UserRevocation(id, accessTTL, now)
 	e.Revocations = append(e.Revocations, r)
 	return e, insertRevocation(ctx, tx, r, now)
-}
-
-// revokeFamiliesTx revokes every live family of the user but keepFamily
-// ("" for none) and returns a sid revocation, recorded, for each: those
-// cover every access token the family minted, whenever. A user revocation
-// covers only tokens minted until its now, which is when its request
-// began: a refresh that starts later (while a reset hashes the new
-// password) and reads the family before the revocation commits mints a
-// token after it.
-func revokeFamiliesTx(ctx context.Context, tx *txn, id int64, keepFamily string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
-	const revoke = `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`
-	var rows *sql.Rows
-	var err error
-	if tx.db.dialect == MySQL {
-		// No UPDATE … RETURNING: the families revoked are those revoked
-		// now. One revoked in the same second by another transaction
-		// gets a second sid revocation, which changes nothing.
-		if _, err = tx.ExecContext(ctx, revoke, id, keepFamily, now.Unix()); err == nil {
-			rows, err = tx.QueryContext(ctx, `SELECT id FROM token_families WHERE user_id = $1 AND id <> $2 AND revoked_at = $3`, id, keepFamily, now.Unix())
-		}
-	} else {
-		rows, err = tx.QueryContext(ctx, revoke+` RETURNING id`, id, keepFamily, now.Unix())
-	}
-	if err != nil {
-		return nil, err
-	}
-	ids, err := collect(rows, func(s scanner) (*string, error) {
-		var family string
-		return &family, s.Scan(&family)
-	})
-	if err != nil {
-		return nil, err
-	}
-	var out []Revocation
-	for _, f := range ids {
-		r := SessionRevocation(f, accessTTL, now)
-		if err := insertRevocation(ctx, tx, r, now); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }
 
 // RehashPassword replaces the user's password hash with one of the same
