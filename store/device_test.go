@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -107,6 +108,9 @@ func TestDeviceCodes(t *testing.T) {
 // holds the user's row (signInLive), so it waits for the change and then
 // finds the sign-in gone. After the change, both are refused outright.
 func TestGrantRacingPasswordChange(t *testing.T) {
+	if !slices.Contains(storetest.Dialects, store.Postgres) {
+		t.Skip("built without PostgreSQL")
+	}
 	url := storetest.URL(t, store.Postgres)
 	db := storetest.OpenURL(t, url)
 	raw := rawDB(t, store.Postgres, url)
