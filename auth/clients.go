@@ -130,9 +130,10 @@ func parseBasic(h string) (id, secret string, ok bool) {
 // secret.
 func authenticateClient(ctx context.Context, cs *Clients, r *http.Request, form url.Values, allowPublic bool, now time.Time) (*store.Client, error) {
 	id, secret, basic := form.Get("client_id"), form.Get("client_secret"), false
-	if h := r.Header.Get("Authorization"); h != "" {
-		// Two headers are two methods: a proxy in front may read the other.
-		if secret != "" || len(r.Header.Values("Authorization")) > 1 {
+	// Two headers are two methods, the first empty too: a proxy in front
+	// may read the other.
+	if h, n := r.Header.Get("Authorization"), len(r.Header.Values("Authorization")); h != "" || n > 1 {
+		if secret != "" || n > 1 {
 			return nil, errClientAuthMany
 		}
 		basicID, basicSecret, ok := parseBasic(h)

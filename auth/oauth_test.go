@@ -788,6 +788,11 @@ func TestRepeatedAuthorizationHeaderRefused(t *testing.T) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header["Authorization"] = []string{basic, "Basic " + base64.StdEncoding.EncodeToString([]byte("other:secret"))}
 	e.serveRaw(req).wantOAuthError(http.StatusBadRequest, "invalid_request")
+	// The first empty: the second, which a proxy may read, was ignored.
+	req = httptest.NewRequest("POST", "/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header["Authorization"] = []string{"", basic}
+	e.serveRaw(req).wantOAuthError(http.StatusBadRequest, "invalid_request")
 
 	e.createUser("ann@example.com", "ann", "Ann-Password-1", "user")
 	access, _ := e.login("ann", "Ann-Password-1")

@@ -390,12 +390,18 @@ func (db *DB) replaceLink(ctx context.Context, table string, userID int64, max i
 func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string, accessTTL time.Duration, now time.Time) (userID int64, e Ended, err error) {
 	defer db.wrap(&err, "reset password")
 	err = db.tx(ctx, func(tx *txn) error {
-		err := tx.updateReturning(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`,
-			`user_id`, `reset_tokens WHERE hash = $1`, tokenHash, now.Unix()).Scan(&userID)
-		if err != nil {
+		// The user's row before the link's, as a password change, a
+		// deactivation or a deletion takes them (revokeUserTx): in the other
+		// order a reset beside one of them deadlocked, and one failed (503).
+		// The spend below re-checks the link, which a concurrent reset may
+		// have spent meanwhile.
+		if err := tx.QueryRowContext(ctx, `SELECT user_id FROM reset_tokens WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, tokenHash, now.Unix()).Scan(&userID); err != nil {
 			return err
 		}
 		if err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, userID, passwordHash, now.Unix()); err != nil {
+			return err
+		}
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE reset_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, tokenHash, now.Unix()); err != nil {
 			return err
 		}
 		eventSubject(ctx, userID)

@@ -612,6 +612,82 @@ func TestEndingAUserSpendsResetLinks(t *testing.T) {
 	})
 }
 
+// A reset spent its link, then wrote the user's row; a password change, a
+// deactivation or a deletion writes the user's row, then spends the
+// user's links (revokeUserTx). Side by side, each held what the other
+// waited for: PostgreSQL ended one as a deadlock's victim, answered 503.
+// Here a lock on the link's row lines them up deterministically: the
+// reset waits at it first, the other second. A regression test: both
+// must succeed, the reset first (it now takes the user's row first).
+func TestResetBesideAUsersEndNoDeadlock(t *testing.T) {
+	url := storetest.URL(t, store.Postgres)
+	db := storetest.OpenURL(t, url)
+	raw := rawDB(t, store.Postgres, url)
+	inactive := false
+	for _, c := range []struct {
+		name string
+		end  func(id int64) error
+	}{
+		{"password change", func(id int64) error { _, err := db.SetPassword(ctx, id, "$other", "", time.Hour, t0); return err }},
+		{"deactivation", func(id int64) error {
+			_, _, err := db.UpdateUserAdmin(ctx, id, nil, &inactive, time.Hour, t0)
+			return err
+		}},
+		{"deletion", func(id int64) error { _, err := db.DeleteUser(ctx, id, time.Hour, t0); return err }},
+	} {
+		u := newUser(t, db, strings.ReplaceAll(c.name, " ", "")+"@example.com", strings.ReplaceAll(c.name, " ", ""))
+		reset := token.Hash(token.NewOpaque())
+		if err := db.ReplaceResetToken(ctx, reset, u.ID, 3, t0.Add(time.Hour), t0); err != nil {
+			t.Fatal(err)
+		}
+		hold, err := raw.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hold.Rollback()
+		var holder int
+		if err := hold.QueryRow(`SELECT pg_backend_pid()`).Scan(&holder); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hold.Exec(`SELECT 1 FROM reset_tokens WHERE hash = $1 FOR UPDATE`, reset); err != nil {
+			t.Fatal(err)
+		}
+		// waiting waits until n backends wait for the holder, directly or
+		// behind another that waits for it.
+		waiting := func(n int) {
+			for i := 0; ; i++ {
+				var got int
+				if err := raw.QueryRow(`WITH RECURSIVE w(pid) AS (SELECT $1::int UNION
+  SELECT a.pid FROM pg_stat_activity a, w WHERE w.pid = ANY(pg_blocking_pids(a.pid)))
+SELECT count(*) - 1 FROM w`, holder).Scan(&got); err != nil {
+					t.Fatal(err)
+				}
+				if got >= n {
+					return
+				}
+				if i > 1000 {
+					t.Fatalf("%s: %d backends wait for the lock; want %d", c.name, got, n)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		resetDone, endDone := make(chan error, 1), make(chan error, 1)
+		go func() { _, _, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0); resetDone <- err }()
+		waiting(1)
+		go func() { endDone <- c.end(u.ID) }()
+		waiting(2)
+		if err := hold.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-resetDone; err != nil {
+			t.Errorf("a reset beside a %s: %v", c.name, err)
+		}
+		if err := <-endDone; err != nil {
+			t.Errorf("a %s beside a reset: %v", c.name, err)
+		}
+	}
+}
+
 // No session outlives maxAge from its start, whatever the rotations, and a
 // rotation never mints a token that would.
 func TestRotateRefreshMaxAge(t *testing.T) {
