@@ -583,12 +583,16 @@ func TestSessionStartedDuringResetEnds(t *testing.T) {
 				r := e.request("POST", "/api/v1/profile/password", map[string]string{"current_password": "Old-Password-1", "new_password": newPW}, bearer(at)...)
 				done <- map[bool]error{true: nil, false: fmt.Errorf("password change: %d %s", r.Code, r.Body.String())}[r.Code == http.StatusNoContent]
 			}()
-			var changer int // the change's backend, once it waits for the lock
+			deadline := time.Now().Add(30 * time.Second) // the waits below fail, never hang
+			var changer int                              // the change's backend, once it waits for the lock
 			for raw.QueryRowContext(ctx, "SELECT pid FROM pg_locks WHERE relation = 'session_clients'::regclass AND NOT granted").Scan(&changer) != nil {
 				select {
 				case err := <-done:
 					t.Fatalf("the %s did not wait for the lock: %v", change, err)
 				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the %s never waited for the lock", change)
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
@@ -606,6 +610,9 @@ func TestSessionStartedDuringResetEnds(t *testing.T) {
 				default:
 					if err := raw.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", changer).Scan(&waiting); err != nil {
 						t.Fatal(err)
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("the exchange neither answered nor waited for the change")
 					}
 				}
 			}
