@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"database/sql"
 	"errors"
 	"slices"
 	"testing"
@@ -130,46 +131,15 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 	code := &store.Code{Hash: token.Hash(token.NewOpaque()), ClientID: signIn.ClientID, UserID: u.ID, CodeChallenge: "x",
 		AuthTime: t0, SID: s.SID, SessionHash: session, ExpiresAt: t0.Add(time.Minute)}
 
-	hold, err := raw.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Rollback()
-	var holder int
-	if err := hold.QueryRow(`SELECT pg_backend_pid()`).Scan(&holder); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := hold.Exec(`SELECT 1 FROM sessions WHERE hash = $1 FOR SHARE`, session); err != nil {
-		t.Fatal(err)
-	}
+	hold, holder := holdRow(t, raw, `SELECT 1 FROM sessions WHERE hash = $1 FOR SHARE`, session)
 	changed := make(chan error, 1)
 	go func() {
 		_, err := db.SetPassword(ctx, u.ID, "$argon2id$new", "", time.Hour, t0)
 		changed <- err
 	}()
-	// blocked returns the backends waiting for pid, directly or behind
-	// another that waits for it.
-	blocked := func(pid int) []int {
-		rows, err := raw.Query(`WITH RECURSIVE w(pid) AS (SELECT $1::int UNION
-  SELECT a.pid FROM pg_stat_activity a, w WHERE w.pid = ANY(pg_blocking_pids(a.pid)))
-SELECT pid FROM w WHERE pid <> $1`, pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var out []int
-		for rows.Next() {
-			var p int
-			if err := rows.Scan(&p); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, p)
-		}
-		return out
-	}
 	var changer []int
 	for i := 0; len(changer) == 0; i++ {
-		if changer = blocked(holder); i > 1000 {
+		if changer = blockedBy(t, raw, holder); i > 1000 {
 			t.Fatal("the password change never reached the sign-in's row")
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -185,7 +155,7 @@ SELECT pid FROM w WHERE pid <> $1`, pid)
 	go func() { results <- result{"approval", db.DecideDeviceCode(ctx, "mac", true, s, t0)} }()
 	go func() { results <- result{"code", db.CreateCode(ctx, code, t0)} }()
 	got := map[string]error{}
-	for i := 0; len(got)+len(blocked(changer[0])) < 2; i++ { // each done, or waiting for the change
+	for i := 0; len(got)+len(blockedBy(t, raw, changer[0])) < 2; i++ { // each done, or waiting for the change
 		select {
 		case r := <-results:
 			got[r.what] = r.err
@@ -228,4 +198,46 @@ SELECT pid FROM w WHERE pid <> $1`, pid)
 	if err := db.CreateCode(ctx, code, t0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a code of a sign-in the password change ended: %v; want ErrNotFound", err)
 	}
+}
+
+// holdRow begins a transaction on raw (PostgreSQL) that takes the row lock
+// of lock, a SELECT … FOR UPDATE or FOR SHARE, and returns it with its
+// backend's pid: a test lines up other transactions behind it.
+func holdRow(t *testing.T, raw *sql.DB, lock string, args ...any) (*sql.Tx, int) {
+	t.Helper()
+	hold, err := raw.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hold.Rollback() })
+	var pid int
+	if err := hold.QueryRow(`SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.Exec(lock, args...); err != nil {
+		t.Fatal(err)
+	}
+	return hold, pid
+}
+
+// blockedBy returns the PostgreSQL backends waiting for pid, directly or
+// behind another that waits for it.
+func blockedBy(t *testing.T, raw *sql.DB, pid int) []int {
+	t.Helper()
+	rows, err := raw.Query(`WITH RECURSIVE w(pid) AS (SELECT $1::int UNION
+  SELECT a.pid FROM pg_stat_activity a, w WHERE w.pid = ANY(pg_blocking_pids(a.pid)))
+SELECT pid FROM w WHERE pid <> $1`, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []int
+	for rows.Next() {
+		var p int
+		if err := rows.Scan(&p); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
 }

@@ -643,28 +643,12 @@ func TestResetBesideAUsersEndNoDeadlock(t *testing.T) {
 		if err := db.ReplaceResetToken(ctx, reset, u.ID, 3, t0.Add(time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
-		hold, err := raw.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer hold.Rollback()
-		var holder int
-		if err := hold.QueryRow(`SELECT pg_backend_pid()`).Scan(&holder); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := hold.Exec(`SELECT 1 FROM reset_tokens WHERE hash = $1 FOR UPDATE`, reset); err != nil {
-			t.Fatal(err)
-		}
+		hold, holder := holdRow(t, raw, `SELECT 1 FROM reset_tokens WHERE hash = $1 FOR UPDATE`, reset)
 		// waiting waits until n backends wait for the holder, directly or
 		// behind another that waits for it.
 		waiting := func(n int) {
 			for i := 0; ; i++ {
-				var got int
-				if err := raw.QueryRow(`WITH RECURSIVE w(pid) AS (SELECT $1::int UNION
-  SELECT a.pid FROM pg_stat_activity a, w WHERE w.pid = ANY(pg_blocking_pids(a.pid)))
-SELECT count(*) - 1 FROM w`, holder).Scan(&got); err != nil {
-					t.Fatal(err)
-				}
+				got := len(blockedBy(t, raw, holder))
 				if got >= n {
 					return
 				}
