@@ -386,8 +386,9 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 		maxConns = max(1, fds-cfg.DB.MaxOpenConns-connReserve-64)
 		log.Warn("MAX_CONNECTIONS lowered to fit the open file limit", "max_connections", maxConns, "file_limit", fds)
 	}
-	limit := &httpx.ConnLimit{Max: maxConns, Reserve: connReserve,
-		Refused: reg.Counter("oauth2_connections_refused_total", "Client connections refused beyond MAX_CONNECTIONS.")}
+	limit := &httpx.ConnLimit{Max: maxConns, Reserve: connReserve, Server: srv, Log: log,
+		Refused:   reg.Counter("oauth2_connections_refused_total", "Client connections refused beyond MAX_CONNECTIONS."),
+		Saturated: reg.Counter("oauth2_connections_saturated_total", "Times open client connections reached 7/8 of MAX_CONNECTIONS, turning keep-alives off.")}
 	srv.Handler, srv.ConnContext = limit.Guard(srv.Handler), limit.ConnContext
 	ln = limit.Listener(ln)
 

@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -19,11 +20,29 @@ import (
 // Retry-After everywhere else, then closed, so an orchestrator still sees
 // a saturated instance alive and the client a clear refusal. Beyond
 // those, a connection is closed as soon as it is accepted.
+//
+// An idle keep-alive connection costs its client one request a minute
+// (IdleTimeout) to hold, so one address could otherwise hold all Max and
+// lock everyone else out. When the open connections reach 7/8 of Max, the
+// Server's keep-alives are turned off: its idle connections are closed at
+// once and each answer carries Connection: close, so a place is held only
+// while a request is read or served (ReadTimeout, WriteTimeout). They are
+// turned on again when a connection is accepted with fewer than 3/4 of Max
+// open; the gap keeps the state from flapping at one threshold. A client
+// behind a proxy loses nothing but reuse: the proxy opens new connections.
 type ConnLimit struct {
 	Max, Reserve int
 	Refused      *metrics.Counter // oauth2_connections_refused_total
+	Saturated    *metrics.Counter // oauth2_connections_saturated_total
+	Server       *http.Server     // the server whose keep-alives are turned off
+	Log          *slog.Logger
 
 	open atomic.Int64
+	// saturated is read and written by Accept alone, which http.Server.Serve
+	// calls from one goroutine. Only Accept changes the state (not Close):
+	// SetKeepAlivesEnabled(false) closes idle connections, calling Close, and
+	// no two changes can then race to apply in the wrong order.
+	saturated bool
 }
 
 // Listener wraps ln so that its connections count against the limit.
@@ -41,6 +60,17 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		n := l.cl.open.Add(1)
+		switch {
+		case !l.cl.saturated && n >= int64(l.cl.Max-l.cl.Max/8):
+			l.cl.saturated = true
+			l.cl.Saturated.Inc()
+			l.cl.Log.Warn("client connections near MAX_CONNECTIONS: keep-alives off, idle connections closed", "open", n, "max_connections", l.cl.Max)
+			l.cl.Server.SetKeepAlivesEnabled(false)
+		case l.cl.saturated && n < int64(l.cl.Max-l.cl.Max/4):
+			l.cl.saturated = false
+			l.cl.Log.Warn("client connections below 3/4 of MAX_CONNECTIONS: keep-alives on again", "open", n, "max_connections", l.cl.Max)
+			l.cl.Server.SetKeepAlivesEnabled(true)
+		}
 		if n <= int64(l.cl.Max+l.cl.Reserve) {
 			return &limitedConn{Conn: c, cl: l.cl, probesOnly: n > int64(l.cl.Max)}, nil
 		}
