@@ -241,3 +241,20 @@ SELECT pid FROM w WHERE pid <> $1`, pid)
 	}
 	return out
 }
+
+// waitBlocked waits until n backends wait for pid, directly or behind
+// another that waits for it (blockedBy); after 10 s it fails instead of
+// hanging.
+func waitBlocked(t *testing.T, raw *sql.DB, pid, n int) {
+	t.Helper()
+	for i := 0; ; i++ {
+		got := len(blockedBy(t, raw, pid))
+		if got >= n {
+			return
+		}
+		if i > 1000 {
+			t.Fatalf("%d backends wait for the lock; want %d", got, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
