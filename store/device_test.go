@@ -109,12 +109,7 @@ func TestDeviceCodes(t *testing.T) {
 // holds the user's row (signInLive), so it waits for the change and then
 // finds the sign-in gone. After the change, both are refused outright.
 func TestGrantRacingPasswordChange(t *testing.T) {
-	if !slices.Contains(storetest.Dialects, store.Postgres) {
-		t.Skip("built without PostgreSQL")
-	}
-	url := storetest.URL(t, store.Postgres)
-	db := storetest.OpenURL(t, url)
-	raw := rawDB(t, store.Postgres, url)
+	db, raw := onPostgres(t)
 	u := newUser(t, db, "ann@example.com", "ann")
 	session, _, signIn := newSignIn(t, db, u.ID)
 	if err := db.CreateClient(ctx, &store.Client{ID: "tv", Name: "TV", GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
@@ -198,6 +193,18 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 	if err := db.CreateCode(ctx, code, t0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a code of a sign-in the password change ended: %v; want ErrNotFound", err)
 	}
+}
+
+// onPostgres returns a store and a raw pool on a fresh PostgreSQL
+// database, for a test of PostgreSQL's locks; it skips in a build without
+// PostgreSQL.
+func onPostgres(t *testing.T) (*store.DB, *sql.DB) {
+	t.Helper()
+	if !slices.Contains(storetest.Dialects, store.Postgres) {
+		t.Skip("built without PostgreSQL")
+	}
+	url := storetest.URL(t, store.Postgres)
+	return storetest.OpenURL(t, url), rawDB(t, store.Postgres, url)
 }
 
 // holdRow begins a transaction on raw (PostgreSQL) that takes the row lock

@@ -620,12 +620,7 @@ func TestEndingAUserSpendsResetLinks(t *testing.T) {
 // reset waits at it first, the other second. A regression test: both
 // must succeed, the reset first (it now takes the user's row first).
 func TestResetBesideAUsersEndNoDeadlock(t *testing.T) {
-	if !slices.Contains(storetest.Dialects, store.Postgres) {
-		t.Skip("built without PostgreSQL")
-	}
-	url := storetest.URL(t, store.Postgres)
-	db := storetest.OpenURL(t, url)
-	raw := rawDB(t, store.Postgres, url)
+	db, raw := onPostgres(t)
 	inactive := false
 	for _, c := range []struct {
 		name string

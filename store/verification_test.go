@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"errors"
-	"slices"
 	"testing"
 	"time"
 
@@ -152,12 +151,7 @@ func TestPurgeVerificationTokens(t *testing.T) {
 // verification waits at it first, the new link second. Both must succeed,
 // the verification first.
 func TestVerifyBesideANewLinkNoDeadlock(t *testing.T) {
-	if !slices.Contains(storetest.Dialects, store.Postgres) {
-		t.Skip("built without PostgreSQL")
-	}
-	url := storetest.URL(t, store.Postgres)
-	db := storetest.OpenURL(t, url)
-	raw := rawDB(t, store.Postgres, url)
+	db, raw := onPostgres(t)
 	u := newUser(t, db, "ann@example.com", "ann")
 	link := newLink(t, db, u, u.Email, t0.Add(time.Hour), t0)
 	hold, holder := holdRow(t, raw, `SELECT 1 FROM email_verification_tokens WHERE hash = $1 FOR UPDATE`, link)
