@@ -41,9 +41,11 @@ func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok 
 
 // presented returns what the token parameter of a revocation or
 // introspection request holds: an access token this server issued (its
-// claims, as VerifyIssued accepts them), an unexpired refresh token, or
-// neither (both nil). The token's form says which it is: token_type_hint is
-// only a hint (RFC 7009 §2.1).
+// claims, as VerifyIssued accepts them), a refresh token, expired or not
+// (revoking one ends its session, whose access tokens may outlive it:
+// RFC 7009 §2.1; introspect checks its expiry), or neither (both nil). The
+// token's form says which it is: token_type_hint is only a hint (RFC 7009
+// §2.1).
 func presented(ctx context.Context, db *store.DB, ts *Tokens, tok string, now time.Time) (*token.Claims, *store.RefreshToken, error) {
 	if tok == "" {
 		return nil, nil, httpx.E(httpx.KindInvalid, "token is required")
@@ -58,7 +60,7 @@ func presented(ctx context.Context, db *store.DB, ts *Tokens, tok string, now ti
 	if len(tok) != token.OpaqueLen {
 		return nil, nil, nil
 	}
-	rt, err := db.RefreshTokenByHash(ctx, token.Hash(tok), now)
+	rt, err := db.AnyRefreshToken(ctx, token.Hash(tok))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, nil
 	}
@@ -106,7 +108,7 @@ func introspect(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, 
 		}
 		return &introspection{Active: true, Scope: claims.Scope, ClientID: claims.ClientID, TokenType: typ,
 			Exp: claims.Expiry, Iat: claims.IssuedAt, Sub: claims.Subject, Aud: claims.Audience, Iss: claims.Issuer, Jti: claims.ID, Cnf: claims.Cnf}, nil
-	case rt != nil && !rt.Used && !rt.Family.Revoked && rt.Family.ClientID == c.ID && now.Before(rt.Family.CreatedAt.Add(ts.MaxAge)):
+	case rt != nil && !rt.Used && now.Before(rt.ExpiresAt) && !rt.Family.Revoked && rt.Family.ClientID == c.ID && now.Before(rt.Family.CreatedAt.Add(ts.MaxAge)):
 		return &introspection{Active: true, Scope: rt.Scope, ClientID: rt.Family.ClientID, Exp: rt.ExpiresAt.Unix(),
 			Sub: store.FormatID(rt.Family.UserID), Iss: ts.Issuer, TokenType: "refresh_token"}, nil
 	}

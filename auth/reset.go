@@ -76,8 +76,8 @@ func forgotJob(db *store.DB, rs *Reset, email string, now func() time.Time, log 
 		t := now()
 		tok := token.NewOpaque()
 		err = db.ReplaceResetToken(ctx, token.Hash(tok), u.ID, resetsPerHour, t.Add(rs.TTL), t)
-		if errors.Is(err, store.ErrLimited) || errors.Is(err, store.ErrConflict) {
-			log.Warn("password reset not mailed: the account's hourly limit is reached", "user_id", u.ID)
+		if errors.Is(err, store.ErrLimited) || errors.Is(err, store.ErrNotFound) {
+			log.Warn("password reset not mailed: the account's hourly limit is reached, or the account ended", "user_id", u.ID)
 			return "", "", "", false, nil
 		}
 		if err != nil {

@@ -228,6 +228,40 @@ func TestEndingASessionRevokesItsAccessTokens(t *testing.T) {
 	})
 }
 
+// RFC 7009 §2.1: revoking a refresh token ends its session, access tokens
+// included, expired or not. With REFRESH_TOKEN_TTL shorter than the access
+// tokens' life, the revocation of an expired refresh token read it as
+// unknown, did nothing and answered 200: the access token minted with it
+// lived on for its hour. A regression test: the refresh token has expired
+// and a purge has run, and its revocation still ends the session; the
+// expired token does nothing else (no refresh, no introspection, nothing
+// when another client revokes it).
+func TestRevokingAnExpiredRefreshTokenEndsItsSession(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("hal@example.com", "hal", "Hal-Password-1", store.RoleUser)
+		id, secret := e.webClient()
+		other, otherSecret := e.newClient(ClientSpec{Name: "Other", RedirectURIs: []string{"https://other.example/cb"}})
+		oat, ort := e.codeGrant(e.browser(), id, secret, "hal", "Hal-Password-1")
+		e.clock.Add(2 * time.Minute) // the refresh token (a minute) has expired, the access token (an hour) has not
+		ts := e.deps.Tokens
+		if err := e.db.Purge(context.Background(), store.Retention{LoginWindow: time.Minute, AccessTTL: ts.AccessTTL, MaxAge: ts.MaxAge}, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		e.token(id, secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ort}}).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		if in := e.introspect(id, secret, ort); in["active"] != false {
+			t.Errorf("an expired refresh token introspects %v; want inactive", in)
+		}
+		e.formPost("/oauth2/revoke", other, otherSecret, url.Values{"token": {ort}}).want(http.StatusOK)
+		if in := e.introspect(id, secret, oat); in["active"] != true {
+			t.Fatalf("another client's revocation of the refresh token ended the session: %v", in)
+		}
+		e.formPost("/oauth2/revoke", id, secret, url.Values{"token": {ort}}).want(http.StatusOK)
+		if in := e.introspect(id, secret, oat); in["active"] != false {
+			t.Errorf("after the revocation of its expired refresh token, the session's access token introspects %v; want inactive", in)
+		}
+	}, func(d *Deps) { d.Tokens.RefreshTTL = time.Minute })
+}
+
 // Item 3: no session outlives REFRESH_TOKEN_MAX_DAYS from its login, whatever
 // the rotations.
 func TestSessionMaxAge(t *testing.T) {

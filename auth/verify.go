@@ -50,8 +50,8 @@ func verifyJob(db *store.DB, v verification, userID int64, now time.Time, log *s
 		}
 		tok := token.NewOpaque()
 		err = db.ReplaceVerificationToken(ctx, token.Hash(tok), u.ID, u.Email, verificationsPerHour, now.Add(v.ttl), now)
-		if errors.Is(err, store.ErrLimited) || errors.Is(err, store.ErrConflict) {
-			log.Warn("verification link not mailed: the account's hourly limit is reached", "user_id", u.ID)
+		if errors.Is(err, store.ErrLimited) || errors.Is(err, store.ErrNotFound) {
+			log.Warn("verification link not mailed: the account's hourly limit is reached, or the account ended", "user_id", u.ID)
 			return "", "", "", false, nil
 		}
 		if err != nil {

@@ -109,12 +109,7 @@ func TestDeviceCodes(t *testing.T) {
 // holds the user's row (signInLive), so it waits for the change and then
 // finds the sign-in gone. After the change, both are refused outright.
 func TestGrantRacingPasswordChange(t *testing.T) {
-	if !slices.Contains(storetest.Dialects, store.Postgres) {
-		t.Skip("built without PostgreSQL")
-	}
-	url := storetest.URL(t, store.Postgres)
-	db := storetest.OpenURL(t, url)
-	raw := rawDB(t, store.Postgres, url)
+	db, raw := onPostgres(t)
 	u := newUser(t, db, "ann@example.com", "ann")
 	session, _, signIn := newSignIn(t, db, u.ID)
 	if err := db.CreateClient(ctx, &store.Client{ID: "tv", Name: "TV", GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
@@ -200,6 +195,18 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 	}
 }
 
+// onPostgres returns a store and a raw pool on a fresh PostgreSQL
+// database, for a test of PostgreSQL's locks; it skips in a build without
+// PostgreSQL.
+func onPostgres(t *testing.T) (*store.DB, *sql.DB) {
+	t.Helper()
+	if !slices.Contains(storetest.Dialects, store.Postgres) {
+		t.Skip("built without PostgreSQL")
+	}
+	url := storetest.URL(t, store.Postgres)
+	return storetest.OpenURL(t, url), rawDB(t, store.Postgres, url)
+}
+
 // holdRow begins a transaction on raw (PostgreSQL) that takes the row lock
 // of lock, a SELECT … FOR UPDATE or FOR SHARE, and returns it with its
 // backend's pid: a test lines up other transactions behind it.
@@ -240,4 +247,21 @@ SELECT pid FROM w WHERE pid <> $1`, pid)
 		out = append(out, p)
 	}
 	return out
+}
+
+// waitBlocked waits until n backends wait for pid, directly or behind
+// another that waits for it (blockedBy); after 10 s it fails instead of
+// hanging.
+func waitBlocked(t *testing.T, raw *sql.DB, pid, n int) {
+	t.Helper()
+	for i := 0; ; i++ {
+		got := len(blockedBy(t, raw, pid))
+		if got >= n {
+			return
+		}
+		if i > 1000 {
+			t.Fatalf("%d backends wait for the lock; want %d", got, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

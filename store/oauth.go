@@ -349,9 +349,9 @@ var ErrLimited = errors.New("limit reached")
 
 // ReplaceResetToken stores a one-time reset token's hash for the user and
 // voids the user's previous unused ones, so that at most one link works at
-// a time (a unique index holds it: of two concurrent calls, one gets
-// ErrConflict). It refuses with ErrLimited, storing nothing, when the user
-// already had max tokens made within the last hour.
+// a time (a unique index backs it). It refuses with ErrLimited, storing
+// nothing, when the user already had max tokens made within the last hour,
+// and with ErrNotFound when the user is inactive or deleted.
 func (db *DB) ReplaceResetToken(ctx context.Context, hash string, userID int64, max int, expires, now time.Time) (err error) {
 	defer db.wrap(&err, "replace reset token")
 	return db.replaceLink(ctx, "reset_tokens", userID, max, now,
@@ -361,9 +361,17 @@ func (db *DB) ReplaceResetToken(ctx context.Context, hash string, userID int64, 
 // replaceLink stores a user's new one-time link token with insert (and
 // args), in table (reset_tokens or email_verification_tokens, constants),
 // after voiding the user's others, unless the user has had max of them in
-// the past hour (ErrLimited).
+// the past hour (ErrLimited) or is inactive or deleted (ErrNotFound). It
+// holds the user's row first (stillPassword), as everything that writes a
+// user's links does, before them: concurrent calls for one user, on any
+// number of instances, count one after another, each what the one before
+// stored; without it each counted before the others had committed, and a
+// burst got past the cap.
 func (db *DB) replaceLink(ctx context.Context, table string, userID int64, max int, now time.Time, insert string, args ...any) error {
 	return db.tx(ctx, func(tx *txn) error {
+		if err := stillPassword(ctx, tx, userID, ""); err != nil {
+			return err
+		}
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+table+` WHERE user_id = $1 AND created_at > $2`,
 			userID, now.Add(-time.Hour).Unix()).Scan(&n); err != nil {

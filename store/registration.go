@@ -30,7 +30,9 @@ func (db *DB) RegistrationTokenLive(ctx context.Context, hash string, now time.T
 // RegistrationHash set), in one transaction that first spends the initial
 // access token initialHash (none when it is ""). An unknown, expired or
 // spent initial token is ErrNotFound and stores nothing; so is ErrLimited
-// when max registered clients exist already.
+// when max registered clients exist already. Concurrent registrations, on
+// any number of instances, count one after another: each first updates
+// the cap's row (cap_locks), which the others wait for until it commits.
 func (db *DB) RegisterClient(ctx context.Context, c *Client, initialHash string, max int, now time.Time) (err error) {
 	defer db.wrap(&err, "register client")
 	return db.tx(ctx, func(tx *txn) error {
@@ -38,6 +40,9 @@ func (db *DB) RegisterClient(ctx context.Context, c *Client, initialHash string,
 			if err := tx.execOr(ctx, ErrNotFound, `DELETE FROM registration_tokens WHERE hash = $1 AND expires_at > $2`, initialHash, now.Unix()); err != nil {
 				return err
 			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE cap_locks SET name = name WHERE name = 'registration'`); err != nil {
+			return err
 		}
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM clients WHERE registration_hash IS NOT NULL`).Scan(&n); err != nil {

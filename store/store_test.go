@@ -620,12 +620,7 @@ func TestEndingAUserSpendsResetLinks(t *testing.T) {
 // reset waits at it first, the other second. A regression test: both
 // must succeed, the reset first (it now takes the user's row first).
 func TestResetBesideAUsersEndNoDeadlock(t *testing.T) {
-	if !slices.Contains(storetest.Dialects, store.Postgres) {
-		t.Skip("built without PostgreSQL")
-	}
-	url := storetest.URL(t, store.Postgres)
-	db := storetest.OpenURL(t, url)
-	raw := rawDB(t, store.Postgres, url)
+	db, raw := onPostgres(t)
 	inactive := false
 	for _, c := range []struct {
 		name string
@@ -644,25 +639,11 @@ func TestResetBesideAUsersEndNoDeadlock(t *testing.T) {
 			t.Fatal(err)
 		}
 		hold, holder := holdRow(t, raw, `SELECT 1 FROM reset_tokens WHERE hash = $1 FOR UPDATE`, reset)
-		// waiting waits until n backends wait for the holder, directly or
-		// behind another that waits for it.
-		waiting := func(n int) {
-			for i := 0; ; i++ {
-				got := len(blockedBy(t, raw, holder))
-				if got >= n {
-					return
-				}
-				if i > 1000 {
-					t.Fatalf("%s: %d backends wait for the lock; want %d", c.name, got, n)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
 		resetDone, endDone := make(chan error, 1), make(chan error, 1)
 		go func() { _, _, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0); resetDone <- err }()
-		waiting(1)
+		waitBlocked(t, raw, holder, 1)
 		go func() { endDone <- c.end(u.ID) }()
-		waiting(2)
+		waitBlocked(t, raw, holder, 2)
 		if err := hold.Rollback(); err != nil {
 			t.Fatal(err)
 		}

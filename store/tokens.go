@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -176,7 +177,19 @@ func createFamilyTx(ctx context.Context, tx *txn, f Family, tokenHash string, ex
 
 // RefreshTokenByHash returns the refresh token with that hash, spent or not,
 // with its family. Expired tokens are ErrNotFound.
-func (db *DB) RefreshTokenByHash(ctx context.Context, hash string, now time.Time) (t *RefreshToken, err error) {
+func (db *DB) RefreshTokenByHash(ctx context.Context, hash string, now time.Time) (*RefreshToken, error) {
+	t, err := db.AnyRefreshToken(ctx, hash)
+	if err == nil && t.ExpiresAt.Unix() <= now.Unix() {
+		return nil, fmt.Errorf("store: refresh token: expired: %w", ErrNotFound)
+	}
+	return t, err
+}
+
+// AnyRefreshToken is RefreshTokenByHash, expired tokens included (until
+// the purge, see Purge), for a revocation alone: revoking an expired token
+// still ends its session, and so the access tokens minted from it, which
+// may outlive it (RFC 7009 §2.1).
+func (db *DB) AnyRefreshToken(ctx context.Context, hash string) (t *RefreshToken, err error) {
 	defer db.wrap(&err, "refresh token")
 	t = &RefreshToken{Hash: hash}
 	err = db.queryRow(ctx, `SELECT t.scope, t.expires_at, t.used_at IS NOT NULL, f.id, f.user_id, f.client_id, f.scope, f.auth_time, f.created_at, f.revoked_at IS NOT NULL,
@@ -186,9 +199,6 @@ FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id JOIN users u O
 		unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Revoked, &t.UserActive, &t.Family.DPoPJKT, &t.Family.Resource)
 	if err != nil {
 		return nil, err
-	}
-	if t.ExpiresAt.Unix() <= now.Unix() {
-		return nil, ErrNotFound
 	}
 	return t, nil
 }
@@ -332,8 +342,11 @@ type Retention struct {
 // records a sid revocation that reaches those tokens. Its spent refresh
 // tokens go with it: reuse detection protects a family that can still
 // mint, and is moot once it cannot, so they are kept exactly as long as the
-// family can be attacked. An expired refresh token goes at once, spent or
-// not: presented again it is refused as expired, row or no row. A used
+// family can be attacked. An expired refresh token, spent or not, goes
+// once the access token minted with it has expired too: until then its
+// revocation still ends its session (AnyRefreshToken), which matters when
+// refresh tokens live shorter than access tokens; for anything else it is
+// refused as expired, row or no row. A used
 // code goes with its family (a replay then has nothing left to revoke); an
 // unused one at its expiry.
 func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error) {
@@ -345,7 +358,7 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 		args []any
 	}{
 		{`DELETE FROM revocations WHERE expires_at <= $1`, []any{t}},
-		{`DELETE FROM refresh_tokens WHERE expires_at <= $1`, []any{t}},
+		{`DELETE FROM refresh_tokens WHERE expires_at <= $1 AND created_at <= $2`, []any{t, minted}},
 		{`DELETE FROM token_families WHERE created_at <= $1
   AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.created_at > $1)
   AND (revoked_at IS NOT NULL OR created_at <= $2

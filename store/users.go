@@ -330,9 +330,9 @@ func (db *DB) RehashPassword(ctx context.Context, id int64, old, hash string) (e
 // ReplaceVerificationToken stores a one-time email verification token's
 // hash for the user and the address it is mailed to, and voids the user's
 // previous unused ones, so that at most one link works at a time (a unique
-// index holds it: of two concurrent calls, one gets ErrConflict). It
-// refuses with ErrLimited, storing nothing, when the user already had max
-// tokens made within the last hour.
+// index backs it). It refuses with ErrLimited, storing nothing, when the
+// user already had max tokens made within the last hour, and with
+// ErrNotFound when the user is inactive or deleted.
 func (db *DB) ReplaceVerificationToken(ctx context.Context, hash string, userID int64, email string, max int, expires, now time.Time) (err error) {
 	defer db.wrap(&err, "replace verification token")
 	return db.replaceLink(ctx, "email_verification_tokens", userID, max, now,
@@ -348,14 +348,20 @@ func (db *DB) ReplaceVerificationToken(ctx context.Context, hash string, userID 
 func (db *DB) VerifyEmail(ctx context.Context, tokenHash string, now time.Time) (userID int64, err error) {
 	defer db.wrap(&err, "verify email")
 	err = db.tx(ctx, func(tx *txn) error {
+		// The user's row before the link's, as a new link takes them
+		// (replaceLink): in the other order a verification beside a new
+		// link deadlocked, and one failed. The spend below re-checks the
+		// link, which a concurrent call may have spent or voided meanwhile.
 		var email string
-		err := tx.updateReturning(ctx, `UPDATE email_verification_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`,
-			`user_id, email`, `email_verification_tokens WHERE hash = $1`, tokenHash, now.Unix()).Scan(&userID, &email)
-		if err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT user_id, email FROM email_verification_tokens WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`,
+			tokenHash, now.Unix()).Scan(&userID, &email); err != nil {
 			return err
 		}
 		if err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET email_verified = TRUE, updated_at = $3 WHERE id = $1 AND email = $2 AND deleted_at IS NULL`,
 			userID, email, now.Unix()); err != nil {
+			return err
+		}
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE email_verification_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, tokenHash, now.Unix()); err != nil {
 			return err
 		}
 		eventSubject(ctx, userID)

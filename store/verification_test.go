@@ -142,3 +142,36 @@ func TestPurgeVerificationTokens(t *testing.T) {
 		})
 	}
 }
+
+// A new verification link holds the user's row, then voids the user's
+// links (replaceLink); were a verification to spend its link, then write
+// the user's row, the two side by side would each hold what the other
+// waits for: PostgreSQL would end one as a deadlock's victim (503). Here
+// a lock on the link's row lines them up deterministically: the
+// verification waits at it first, the new link second. Both must succeed,
+// the verification first.
+func TestVerifyBesideANewLinkNoDeadlock(t *testing.T) {
+	db, raw := onPostgres(t)
+	u := newUser(t, db, "ann@example.com", "ann")
+	link := newLink(t, db, u, u.Email, t0.Add(time.Hour), t0)
+	hold, holder := holdRow(t, raw, `SELECT 1 FROM email_verification_tokens WHERE hash = $1 FOR UPDATE`, link)
+	verifyDone, linkDone := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := db.VerifyEmail(ctx, link, t0); verifyDone <- err }()
+	waitBlocked(t, raw, holder, 1)
+	go func() {
+		linkDone <- db.ReplaceVerificationToken(ctx, token.Hash(token.NewOpaque()), u.ID, u.Email, 3, t0.Add(time.Hour), t0)
+	}()
+	waitBlocked(t, raw, holder, 2)
+	if err := hold.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-verifyDone; err != nil {
+		t.Errorf("a verification beside a new link: %v", err)
+	}
+	if err := <-linkDone; err != nil {
+		t.Errorf("a new link beside a verification: %v", err)
+	}
+	if !verified(t, db, u.ID) {
+		t.Error("the verification did not verify the address")
+	}
+}
