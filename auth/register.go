@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -137,7 +139,8 @@ type clientMetadata struct {
 // readMetadata reads a registration request's body: application/json, at
 // most maxRegistrationBody bytes, in httpx's one accepted form (valid
 // UTF-8, one value, no key twice), each known member of its type. Members
-// it does not know are ignored, as RFC 7591 §2 requires.
+// it does not know are ignored, as RFC 7591 §2 requires, and so are members
+// named in another letter case: JSON names are case-sensitive (RFC 8259).
 func readMetadata(w http.ResponseWriter, r *http.Request) (*clientMetadata, error) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return nil, httpx.E(httpx.KindMediaType, "Content-Type must be application/json")
@@ -158,6 +161,12 @@ func readMetadata(w http.ResponseWriter, r *http.Request) (*clientMetadata, erro
 	if err := httpx.UnmarshalStrict(body, &members); err != nil {
 		return nil, err
 	}
+	// Only members named exactly as ours are decoded: encoding/json would
+	// take "REDIRECT_URIS", a member we do not know, for redirect_uris.
+	maps.DeleteFunc(members, func(k string, _ json.RawMessage) bool {
+		return !token.HasField(reflect.TypeFor[clientMetadata](), k)
+	})
+	body, _ = json.Marshal(members) // valid JSON values under string keys: cannot fail
 	var m clientMetadata
 	if err := json.Unmarshal(body, &m); err != nil {
 		if typ, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && typ.Field != "" {

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -155,6 +156,27 @@ func TestRegister(t *testing.T) {
 		// Boundaries: 8 and 128 characters, counted in characters, not bytes.
 		for i, p := range []string{"eight8ch", strings.Repeat("é", 128), strings.Repeat("p", 128)} {
 			e.register(map[string]string{"email": fmt.Sprintf("edge%d@example.com", i), "username": fmt.Sprintf("edge%d", i), "password": p}).want(http.StatusCreated)
+		}
+	})
+}
+
+// TestRegisterExactNames: a member named in another letter case than the
+// field's is an unknown field (400), as encoding/json alone would have
+// taken "PASSWORD" for password; nothing is registered.
+func TestRegisterExactNames(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.secret("Eve-Password-1")
+		for _, body := range []string{
+			`{"email":"eve@example.com","username":"eve","PASSWORD":"Eve-Password-1"}`,
+			`{"Email":"eve@example.com","username":"eve","password":"Eve-Password-1"}`,
+		} {
+			r := e.request("POST", "/api/v1/auth/register", body, "Content-Type", "application/json").wantError(http.StatusBadRequest, "invalid_json")
+			if !strings.HasPrefix(r.Str("message"), "unknown field ") {
+				t.Errorf("%s: %s; want an unknown field", body, r.Body.String())
+			}
+		}
+		if u, err := e.db.UserByEmail(context.Background(), "eve@example.com"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("UserByEmail = %+v, %v; want ErrNotFound", u, err)
 		}
 	})
 }

@@ -11,15 +11,26 @@ import (
 )
 
 // FuzzUnmarshalStrict: what is accepted is valid UTF-8 and decodes to a value
-// that survives a re-encoding; a refusal is always a 400 *Error.
+// that survives a re-encoding, and was read under the names it was sent
+// with, at every depth (encoding/json alone takes {"LOGIN":…} for login);
+// a refusal is always a 400 *Error.
 func FuzzUnmarshalStrict(f *testing.F) {
 	for _, s := range []string{`{"login":"ann","password":"x"}`, `{"login":"ann"} {}`, `{"login":"\ud800"}`,
-		"{\"login\":\"\xff\"}", `{"LOGIN":"a"}`, `{"login":1}`, `{"extra":1}`, `[`, ``, `null`, `{"login":"a","login":"b"}`} {
+		"{\"login\":\"\xff\"}", `{"LOGIN":"a"}`, `{"login":1}`, `{"extra":1}`, `[`, ``, `null`, `{"login":"a","login":"b"}`,
+		`{"items":[{"name":"a"},{"NAME":"b"}]}`, // a name in another case, in a nested struct
+		`{"by_name":{"X":{"name":"a"}}}`,        // a map's keys are free; its values' are not
+		`{"\u006cogin":"a"}`,                    // an escaped name is the name
+	} {
 		f.Add([]byte(s))
 	}
+	type item struct {
+		Name string `json:"name"`
+	}
 	type req struct {
-		Login    string `json:"login"`
-		Password string `json:"password"`
+		Login    string          `json:"login"`
+		Password string          `json:"password"`
+		Items    []item          `json:"items"`
+		ByName   map[string]item `json:"by_name"`
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var r req
@@ -39,7 +50,36 @@ func FuzzUnmarshalStrict(f *testing.F) {
 		if err := UnmarshalStrict(again, &r2); err != nil || !reflect.DeepEqual(r, r2) {
 			t.Fatalf("re-encoding of %q does not decode back: %v", body, err)
 		}
+		var sent, read any
+		if json.Unmarshal(body, &sent) != nil || json.Unmarshal(again, &read) != nil || !namesKept(sent, read) {
+			t.Fatalf("accepted %q, read as %s: a member was read under another name", body, again)
+		}
 	})
+}
+
+// namesKept reports whether every member name of sent, at every depth, is
+// at the same place in read.
+func namesKept(sent, read any) bool {
+	switch sent := sent.(type) {
+	case map[string]any:
+		r, _ := read.(map[string]any)
+		for k, v := range sent {
+			if rv, ok := r[k]; !ok || !namesKept(v, rv) {
+				return false
+			}
+		}
+	case []any:
+		r, _ := read.([]any)
+		if len(r) != len(sent) {
+			return false
+		}
+		for i := range sent {
+			if !namesKept(sent[i], r[i]) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // FuzzClientIP: the client address is the socket's, or, from a trusted

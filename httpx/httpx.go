@@ -7,8 +7,8 @@
 // # Security
 //
 // It trusts nothing a request says. A JSON body is accepted in one form
-// only (UnmarshalStrict: valid UTF-8, known fields, no repeated key, one
-// value) and within MaxBody; forwarding headers are believed only from
+// only (UnmarshalStrict: valid UTF-8, known fields by their exact names, no
+// repeated key, one value) and within MaxBody; forwarding headers are believed only from
 // TRUSTED_PROXIES (IPResolver), so a client cannot pick the address its
 // budgets and log lines are keyed by. No answer carries an internal error's
 // text: Classify logs it with the request id and the client sees "internal
@@ -23,6 +23,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,8 +126,10 @@ func readErr(err error) error {
 }
 
 // UnmarshalStrict decodes one JSON value from body into dst, refusing invalid
-// UTF-8 (encoding/json would silently replace it), unknown fields and
-// trailing data. Failures are 400 *Errors whose message names no input.
+// UTF-8 (encoding/json would silently replace it), unknown fields, a field
+// named in another letter case than its own (encoding/json would take
+// {"EMAIL":…} for email), a key an object repeats, and trailing data.
+// Failures are 400 *Errors whose message names no input.
 func UnmarshalStrict(body []byte, dst any) error {
 	if !utf8.Valid(body) {
 		return E(KindInvalidJSON, "request body is not valid UTF-8")
@@ -152,8 +155,12 @@ func UnmarshalStrict(body []byte, dst any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return E(KindInvalidJSON, "unexpected data after the JSON value")
 	}
-	if token.RepeatsKey(body) {
+	// After the decode, so that the shapes of body and dst agree.
+	switch key, repeated, unknown := token.CheckKeys(body, reflect.TypeOf(dst)); {
+	case repeated:
 		return E(KindInvalidJSON, "an object repeats a key")
+	case unknown: // in another letter case, which encoding/json took for a field
+		return E(KindInvalidJSON, "unknown field %q", clip(key))
 	}
 	return nil
 }

@@ -52,6 +52,29 @@ func wantHTTPError(t testing.TB, what string, err error, status int, code string
 	return e
 }
 
+// TestUnmarshalStrictExactNames: encoding/json matches a field's name in
+// any letter case; a name is known only as the field spells it (RFC 8259
+// names are case-sensitive), so another spelling is an unknown field,
+// whatever the depth.
+func TestUnmarshalStrictExactNames(t *testing.T) {
+	var dst struct {
+		Email string `json:"email"`
+		List  []struct {
+			Role string `json:"role"`
+		} `json:"list"`
+	}
+	for _, body := range []string{`{"EMAIL":"x"}`, `{"Email":"x"}`, `{"list":[{"role":"a"},{"ROLE":"admin"}]}`} {
+		err := UnmarshalStrict([]byte(body), &dst)
+		e := wantHTTPError(t, fmt.Sprintf("UnmarshalStrict(%s)", body), err, 400, "invalid_json")
+		if !strings.HasPrefix(e.Message, "unknown field ") {
+			t.Errorf("UnmarshalStrict(%s): %q; want an unknown field", body, e.Message)
+		}
+	}
+	if err := UnmarshalStrict([]byte(`{"email":"x","list":[{"role":"a"}]}`), &dst); err != nil || dst.Email != "x" || dst.List[0].Role != "a" {
+		t.Errorf("UnmarshalStrict(exact names) = %v, %+v", err, dst)
+	}
+}
+
 func TestDecodeJSON(t *testing.T) {
 	long := strings.Repeat("x", 5000)
 	for _, tc := range []struct {
@@ -74,8 +97,9 @@ func TestDecodeJSON(t *testing.T) {
 		{"trailing garbage", `{"name":"a"}x`, "application/json", 400, "invalid_json"},
 		{"trailing brace", `{"name":"a"}}`, "application/json", 400, "invalid_json"},
 		{"duplicate key", `{"name":"short","name":"long-and-valid"}`, "application/json", 400, "invalid_json"},
-		{"duplicate key, other case", `{"name":"a","NAME":"b"}`, "application/json", 400, "invalid_json"},
-		{"duplicate key, Kelvin sign", `{"count":1,"\u212Aount":2}`, "application/json", 400, "invalid_json"},
+		{"a name in another case", `{"NAME":"a"}`, "application/json", 400, "invalid_json"},
+		{"a name twice, in two cases", `{"name":"a","NAME":"b"}`, "application/json", 400, "invalid_json"},
+		{"a name with a Kelvin sign for k", `{"\u212Aount":2}`, "application/json", 400, "invalid_json"},
 		{"duplicate key after a nested value", `{"name":"a","count":{"x":[1,{"y":2}]},"name":"b"}`, "application/json", 400, "invalid_json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,8 +131,8 @@ func TestDecodeJSON(t *testing.T) {
 			`{"a":{"a":{"a":1}},"b":{"a":2}}`: false,
 			`{"a":[],"b":{},"c":"{\"c\":1}"}`: false,
 		} {
-			if got := token.RepeatsKey([]byte(body)); got != dup {
-				t.Errorf("RepeatsKey(%s) = %v; want %v", body, got, dup)
+			if _, got, _ := token.CheckKeys([]byte(body), nil); got != dup {
+				t.Errorf("CheckKeys(%s) repeated = %v; want %v", body, got, dup)
 			}
 		}
 	})

@@ -152,7 +152,7 @@ func members(b []byte, required ...string) (str map[string]string, raw map[strin
 	if json.Unmarshal(b, &raw) != nil || raw == nil {
 		return nil, nil, errors.New("not a JSON object")
 	}
-	if RepeatsKey(b) {
+	if _, repeated, _ := CheckKeys(b, nil); repeated {
 		return nil, nil, errors.New("a repeated member")
 	}
 	str = make(map[string]string, len(raw))

@@ -1,36 +1,51 @@
 package token
 
 import (
+	"cmp"
 	"encoding/json"
+	"reflect"
 	"strings"
-	"unicode"
-	"unicode/utf8"
+	"sync"
 )
 
-// RepeatsKey reports whether an object anywhere in body (valid JSON)
-// holds two keys that encoding/json could take for one field: equal under
-// Unicode simple case folding, which is how it matches names. With
-// duplicates, encoding/json keeps the last value while a proxy, a log or a
-// validator may have read the first: {"password":"short","password":"long…"}
-// must be refused, not resolved.
+// CheckKeys looks at every object key in body (valid JSON, which
+// encoding/json has decoded into a value of type t, or nil) and returns the
+// first at fault, with what is wrong with it. An object may not repeat a
+// key (repeated): encoding/json keeps the last value while a proxy, a log
+// or a validator may have read the first, so {"password":"short",
+// "password":"long…"} must be refused, not resolved. An object decoded
+// into a struct may hold only the JSON names of its fields, byte for byte
+// (unknown): encoding/json matches names in any letter case, so {"EMAIL":…}
+// would fill the field named email, where JSON names are case-sensitive
+// (RFC 8259 §8.3). Objects decoded into maps, interfaces or
+// json.Unmarshalers take any name. Keys are compared unescaped, as
+// encoding/json and RFC 8259 compare them.
 //
-// body must be valid JSON (the caller has decoded it): the scan only tracks
-// where keys are, without checking syntax; on other bytes its answer means
-// nothing, but it still returns. (encoding/json's tokenizer did
-// the same at a dozen allocations per token; FuzzRepeatsKey holds the two
-// to the same answers.)
-func RepeatsKey(body []byte) bool {
+// The scan only tracks where keys are, without checking syntax; on bytes
+// that are not JSON its answer means nothing, but it still returns.
+// (encoding/json's tokenizer did the same at a dozen allocations per
+// token; FuzzCheckKeys holds the two to the same repeated keys.)
+func CheckKeys(body []byte, t reflect.Type) (key string, repeated, unknown bool) {
 	type frame struct {
 		keys    map[string]struct{} // nil for an array
 		wantKey bool                // the object's next string is a key
+		fields  map[string]reflect.Type
+		next    reflect.Type // what the value that follows is decoded into
 	}
 	var stack []frame
 	for i := 0; i < len(body); i++ {
 		switch c := body[i]; c {
-		case '{':
-			stack = append(stack, frame{keys: map[string]struct{}{}, wantKey: true})
-		case '[':
-			stack = append(stack, frame{})
+		case '{', '[':
+			into := t
+			if len(stack) > 0 {
+				into = stack[len(stack)-1].next
+			}
+			s := shapeOf(into)
+			f := frame{fields: s.fields, next: s.elem}
+			if c == '{' {
+				f.keys, f.wantKey = map[string]struct{}{}, true
+			}
+			stack = append(stack, f)
 		case '}', ']':
 			if len(stack) > 0 {
 				stack = stack[:len(stack)-1]
@@ -48,50 +63,97 @@ func RepeatsKey(body []byte) bool {
 				}
 			}
 			if j >= len(body) {
-				return false // an unterminated string: not JSON
+				return "", false, false // an unterminated string: not JSON
 			}
-			if top := len(stack) - 1; top >= 0 && stack[top].wantKey {
+			if len(stack) > 0 && stack[len(stack)-1].wantKey {
+				top := &stack[len(stack)-1]
 				k := string(body[i+1 : j])
 				if escaped {
 					json.Unmarshal(body[i:j+1], &k) // valid JSON: cannot fail
 				}
-				k = foldKey(k)
-				if _, dup := stack[top].keys[k]; dup {
-					return true
+				if _, dup := top.keys[k]; dup {
+					return k, true, false
 				}
-				stack[top].keys[k] = struct{}{}
-				stack[top].wantKey = false
+				top.keys[k] = struct{}{}
+				top.wantKey = false
+				if top.fields != nil {
+					ft, ok := top.fields[k]
+					if !ok {
+						return k, false, true
+					}
+					top.next = ft
+				}
 			}
 			i = j
 		}
 	}
-	return false
+	return "", false, false
 }
 
-// foldKey maps s to one representative of its class under Unicode simple
-// case folding (the smallest rune of each rune's folding orbit), so that
-// keys equal under strings.EqualFold map to the same string.
-func foldKey(s string) string {
-	if ascii(s) { // the orbit of an ASCII letter has its upper case as its least rune (k: K, k, U+212A)
-		b := []byte(s)
-		for i, c := range b {
-			if 'a' <= c && c <= 'z' {
-				b[i] = c - 'a' + 'A'
-			}
-		}
-		return string(b)
-	}
-	b := make([]rune, 0, len(s))
-	for _, r := range s {
-		m := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			m = min(m, f)
-		}
-		b = append(b, m)
-	}
-	return string(b)
+// A shape is what CheckKeys needs of a type: a struct's fields by JSON
+// name, or the type of a map's, slice's or array's elements.
+type shape struct {
+	fields map[string]reflect.Type
+	elem   reflect.Type
 }
 
-func ascii(s string) bool {
-	return !strings.ContainsFunc(s, func(r rune) bool { return r >= utf8.RuneSelf })
+// shapes caches shapeOf by type, as encoding/json caches its fields: the
+// types are the program's own, so it stays small, and a request reads it
+// without allocating.
+var shapes sync.Map
+
+var unmarshaler = reflect.TypeFor[json.Unmarshaler]()
+
+// shapeOf returns the shape of t, after pointers; nothing for nil, an
+// interface, a json.Unmarshaler (json.RawMessage) or a scalar.
+func shapeOf(t reflect.Type) shape {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return shape{}
+	}
+	if s, ok := shapes.Load(t); ok {
+		return s.(shape)
+	}
+	var s shape
+	switch k := t.Kind(); {
+	case reflect.PointerTo(t).Implements(unmarshaler):
+	case k == reflect.Struct:
+		s.fields = map[string]reflect.Type{}
+		addFields(s.fields, t)
+	case k == reflect.Map || k == reflect.Slice || k == reflect.Array:
+		s.elem = t.Elem()
+	}
+	shapes.Store(t, s)
+	return s
+}
+
+// addFields adds the fields of struct t to names as encoding/json names
+// them: the tag's name, else the Go name; an untagged embedded struct's
+// fields as t's own. (Where encoding/json drops two names that clash,
+// DisallowUnknownFields still refuses them.)
+func addFields(names map[string]reflect.Type, t reflect.Type) {
+	for f := range t.Fields() {
+		tag := f.Tag.Get("json")
+		name, _, _ := strings.Cut(tag, ",")
+		embedded := f.Type
+		if embedded.Kind() == reflect.Pointer {
+			embedded = embedded.Elem()
+		}
+		switch {
+		case tag == "-":
+		case f.Anonymous && name == "" && embedded.Kind() == reflect.Struct:
+			addFields(names, embedded)
+		case f.IsExported():
+			names[cmp.Or(name, f.Name)] = f.Type
+		}
+	}
+}
+
+// HasField reports whether name is, byte for byte, the JSON name of a
+// field of struct t.
+func HasField(t reflect.Type, name string) bool {
+	_, ok := shapeOf(t).fields[name]
+	return ok
 }
