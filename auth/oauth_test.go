@@ -984,5 +984,31 @@ func TestMalformedQueryRefused(t *testing.T) {
 				t.Errorf("%s: %d Location=%q; want a 400 page saying the query is malformed", name, w.Code, w.Header().Get("Location"))
 			}
 		}
+
+		// A POST to the logout endpoint reads its form, but a malformed
+		// query is refused there too, as at the authorization endpoint;
+		// so is a malformed form. Neither signs the browser out.
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		e.secret(b.signIn(authorizeURL(id, p), "ann", "Ann-Password-1"))
+		form := formOf(t, b.do("GET", "/oauth2/logout?client_id="+id, nil).Body.String())
+		form.Set("action", "logout")
+		for _, c := range []struct{ name, target, body string }{
+			{"a malformed form", "/oauth2/logout", form.Encode() + "&state=%zz"},
+			{"a malformed query", "/oauth2/logout?state=x&state=%zz", form.Encode()},
+		} {
+			req := httptest.NewRequest("POST", c.target, strings.NewReader(c.body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			for k, v := range b.cookies {
+				req.AddCookie(&http.Cookie{Name: k, Value: v})
+			}
+			w := httptest.NewRecorder()
+			e.h.ServeHTTP(w, req)
+			if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "malformed") || !b.signedIn(id) {
+				t.Errorf("POST /oauth2/logout with %s: %d, signed in %v; want a 400 page saying it is malformed, still signed in", c.name, w.Code, b.signedIn(id))
+			}
+		}
+		if w := b.do("POST", "/oauth2/logout", form); w.Code != http.StatusOK || b.signedIn(id) {
+			t.Errorf("the well-formed POST: %d; want 200, signed out", w.Code)
+		}
 	})
 }
