@@ -115,18 +115,19 @@ func requireClient(log *slog.Logger, cs *Clients, creds *ratelimit.Limiter, m *h
 
 // accessToken returns the token of an "Authorization: Bearer" (RFC 6750
 // §2.1) or "Authorization: DPoP" (RFC 9449 §7.1) header, and whether it was
-// DPoP; "" for anything else. Schemes are case-insensitive.
-// Two Authorization headers are "" too: a proxy in front may read the other.
-func accessToken(r *http.Request) (tok string, dpop bool) {
+// DPoP; errNoToken for anything else. Schemes are case-insensitive.
+// Two Authorization headers are errManyTokens (RFC 6750 §3.1: a repeated
+// parameter is invalid_request): a proxy in front may read the other.
+func accessToken(r *http.Request) (tok string, dpop bool, err error) {
 	if len(r.Header.Values("Authorization")) > 1 {
-		return "", false
+		return "", false, errManyTokens
 	}
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	dpop = strings.EqualFold(scheme, "DPoP")
-	if !ok || (!dpop && !strings.EqualFold(scheme, "Bearer")) {
-		return "", false
+	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok, dpop = strings.TrimSpace(tok), strings.EqualFold(scheme, "DPoP")
+	if tok == "" || (!dpop && !strings.EqualFold(scheme, "Bearer")) {
+		return "", false, errNoToken
 	}
-	return strings.TrimSpace(tok), dpop
+	return tok, dpop, nil
 }
 
 // Bearer challenges (RFC 6750 §3).
@@ -151,12 +152,9 @@ var (
 // 9449 §7): presented as a bearer token, as a stolen one would be, it is
 // refused; an unbound one is refused under the DPoP scheme.
 func verifyAccess(r *http.Request, db *store.DB, ts *Tokens, now time.Time) (*token.Claims, error) {
-	raw, dpop := accessToken(r)
-	if len(r.Header.Values("Authorization")) > 1 { // RFC 6750 §3.1: a repeated parameter is invalid_request
-		return nil, errManyTokens
-	}
-	if raw == "" {
-		return nil, errNoToken
+	raw, dpop, err := accessToken(r)
+	if err != nil {
+		return nil, err
 	}
 	c, err := ts.Verify(raw, now)
 	switch {

@@ -54,7 +54,7 @@ func (ts *Tokens) proofOf(r *http.Request, db *store.DB, accessToken string, now
 	case len(values) > 1:
 		return nil, dpopError(kind, "send one DPoP proof")
 	}
-	p, err := token.ParseProof(values[0], token.ProofWant{Method: r.Method, URL: strings.TrimSuffix(ts.Issuer, "/") + r.URL.Path,
+	p, err := token.ParseProof(values[0], token.ProofWant{Method: r.Method, URL: strings.TrimSuffix(ts.Issuer, "/") + r.URL.EscapedPath(),
 		AccessToken: accessToken, Now: now})
 	if err != nil {
 		return nil, dpopError(kind, "the DPoP proof is invalid")

@@ -208,13 +208,10 @@ func verifierOK(verifier, challenge string) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(challenge)) == 1
 }
 
-// unreserved is RFC 3986 §2.3's unreserved set, which PKCE verifiers use.
-const unreserved = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-
 // validVerifier: 43 to 128 unreserved characters (RFC 7636 §4.1). Trimming
 // the set from a string leaves nothing exactly when it holds no other byte.
 func validVerifier(v string) bool {
-	return len(v) >= 43 && len(v) <= 128 && strings.Trim(v, unreserved) == ""
+	return len(v) >= 43 && len(v) <= 128 && strings.Trim(v, token.Unreserved) == ""
 }
 
 // validChallenge: an S256 challenge is base64url of 32 bytes: 43 characters.

@@ -797,13 +797,30 @@ func TestRepeatedAuthorizationHeaderRefused(t *testing.T) {
 	e.createUser("ann@example.com", "ann", "Ann-Password-1", "user")
 	access, _ := e.login("ann", "Ann-Password-1")
 	for _, path := range []string{"/api/v1/profile", "/oauth2/userinfo"} {
-		req := httptest.NewRequest("GET", path, nil)
-		req.Header["Authorization"] = []string{"Bearer " + access, "Bearer x"}
-		r := e.serveRaw(req).want(http.StatusBadRequest)
-		if h := r.Header().Get("WWW-Authenticate"); !strings.Contains(h, `error="invalid_request"`) {
-			t.Errorf("GET %s with two Authorization headers: WWW-Authenticate %q; want invalid_request", path, h)
+		for _, two := range [][]string{{"Bearer " + access, "Bearer x"}, {"", "Bearer " + access}} {
+			req := httptest.NewRequest("GET", path, nil)
+			req.Header["Authorization"] = two
+			r := e.serveRaw(req).want(http.StatusBadRequest)
+			if h := r.Header().Get("WWW-Authenticate"); !strings.Contains(h, `error="invalid_request"`) {
+				t.Errorf("GET %s with Authorization %q: WWW-Authenticate %q; want invalid_request", path, two, h)
+			}
 		}
 	}
+	e.request("GET", "/api/v1/profile", nil, bearer(access)...).want(http.StatusOK)
+
+	// The registration endpoints' bearer tokens (RFC 7591, 7592) the same:
+	// they answered 401, as for no token at all.
+	e = newEnv(t, "sqlite", withDynamicRegistration(RegistrationToken))
+	initial := e.initialToken(time.Hour)
+	req = httptest.NewRequest("POST", "/oauth2/register", strings.NewReader(`{"redirect_uris":["https://app.example/cb"]}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header["Authorization"] = []string{"Bearer " + initial, "Bearer x"}
+	e.serveRaw(req).wantOAuthError(http.StatusBadRequest, "invalid_request")
+	reg := e.registerClient(initial, webMetadata()).want(http.StatusCreated)
+	req = httptest.NewRequest("GET", "/oauth2/register/"+reg.Str("client_id"), nil)
+	req.Header["Authorization"] = []string{"", "Bearer " + reg.Str("registration_access_token")}
+	e.serveRaw(req).wantOAuthError(http.StatusBadRequest, "invalid_request")
+	e.manage("GET", reg.Str("client_id"), reg.Str("registration_access_token"), nil).want(http.StatusOK)
 }
 
 func TestMetadata(t *testing.T) {
@@ -966,6 +983,32 @@ func TestMalformedQueryRefused(t *testing.T) {
 			if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "malformed") {
 				t.Errorf("%s: %d Location=%q; want a 400 page saying the query is malformed", name, w.Code, w.Header().Get("Location"))
 			}
+		}
+
+		// A POST to the logout endpoint reads its form, but a malformed
+		// query is refused there too, as at the authorization endpoint;
+		// so is a malformed form. Neither signs the browser out.
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		e.secret(b.signIn(authorizeURL(id, p), "ann", "Ann-Password-1"))
+		form := formOf(t, b.do("GET", "/oauth2/logout?client_id="+id, nil).Body.String())
+		form.Set("action", "logout")
+		for _, c := range []struct{ name, target, body string }{
+			{"a malformed form", "/oauth2/logout", form.Encode() + "&state=%zz"},
+			{"a malformed query", "/oauth2/logout?state=x&state=%zz", form.Encode()},
+		} {
+			req := httptest.NewRequest("POST", c.target, strings.NewReader(c.body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			for k, v := range b.cookies {
+				req.AddCookie(&http.Cookie{Name: k, Value: v})
+			}
+			w := httptest.NewRecorder()
+			e.h.ServeHTTP(w, req)
+			if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "malformed") || !b.signedIn(id) {
+				t.Errorf("POST /oauth2/logout with %s: %d, signed in %v; want a 400 page saying it is malformed, still signed in", c.name, w.Code, b.signedIn(id))
+			}
+		}
+		if w := b.do("POST", "/oauth2/logout", form); w.Code != http.StatusOK || b.signedIn(id) {
+			t.Errorf("the well-formed POST: %d; want 200, signed out", w.Code)
 		}
 	})
 }

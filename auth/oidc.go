@@ -94,6 +94,10 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
 		params, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil { // url.Query would drop the pair silently; a POST's too, though its form is read instead
+			b.fail(w, r, errMalformedQuery)
+			return
+		}
 		// acted: the user confirmed on our page, or the browser is signed
 		// in as the hint's user; without either, a dynamically registered
 		// client's URI, which anyone may have registered, is not followed.
@@ -112,9 +116,6 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				confirmed, acted = true, true
 			}
 			params = form
-		} else if err != nil {
-			b.fail(w, r, errMalformedQuery)
-			return
 		} else if err := checkParams(params); err != nil {
 			b.fail(w, r, httpx.E(httpx.KindInvalid, "The request repeats a parameter."))
 			return

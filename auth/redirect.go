@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"oauth2-api/token"
 )
 
 // checkRedirectURI validates a redirect or post-logout URI at registration
@@ -62,7 +64,7 @@ func checkRedirectURI(s string, release bool) error {
 
 // uriChars is RFC 3986's character set: unreserved (§2.3), reserved
 // (§2.2) and '%'.
-const uriChars = unreserved + ":/?#[]@!$&'()*+,;=%"
+const uriChars = token.Unreserved + ":/?#[]@!$&'()*+,;=%"
 
 // uriBytes reports whether s holds only RFC 3986 characters (unreserved,
 // reserved and '%'), each '%' starting a two-digit hex escape. Trimming

@@ -465,10 +465,12 @@ func requireRegistrant(log *slog.Logger, db *store.DB, creds *ratelimit.Limiter,
 func requireRegistrationToken(log *slog.Logger, creds *ratelimit.Limiter, m *httpx.Metrics, now func() time.Time, next http.Handler,
 	find func(r *http.Request, hash string) (*principal, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, dpop := accessToken(r)
+		raw, dpop, err := accessToken(r)
+		if dpop {
+			err = errNoToken
+		}
 		var p *principal
-		err := error(errNoToken)
-		if raw != "" && !dpop {
+		if err == nil {
 			p, err = find(r, token.Hash(raw))
 		}
 		if e, ok := errors.AsType[*httpx.Error](err); ok && (e.Kind == httpx.KindUnauthorized || e.Kind == httpx.KindInvalidToken) {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"database/sql"
 	"errors"
+	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -126,7 +127,7 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 	code := &store.Code{Hash: token.Hash(token.NewOpaque()), ClientID: signIn.ClientID, UserID: u.ID, CodeChallenge: "x",
 		AuthTime: t0, SID: s.SID, SessionHash: session, ExpiresAt: t0.Add(time.Minute)}
 
-	hold, holder := holdRow(t, raw, `SELECT 1 FROM sessions WHERE hash = $1 FOR SHARE`, session)
+	hold, holder := holdRow(t, raw, store.Postgres, `SELECT 1 FROM sessions WHERE hash = $1 FOR SHARE`, session)
 	changed := make(chan error, 1)
 	go func() {
 		_, err := db.SetPassword(ctx, u.ID, "$argon2id$new", "", time.Hour, t0)
@@ -134,7 +135,7 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 	}()
 	var changer []int
 	for i := 0; len(changer) == 0; i++ {
-		if changer = blockedBy(t, raw, holder); i > 1000 {
+		if changer = blockedBy(t, raw, store.Postgres, holder); i > 1000 {
 			t.Fatal("the password change never reached the sign-in's row")
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -150,7 +151,7 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 	go func() { results <- result{"approval", db.DecideDeviceCode(ctx, "mac", true, s, t0)} }()
 	go func() { results <- result{"code", db.CreateCode(ctx, code, t0)} }()
 	got := map[string]error{}
-	for i := 0; len(got)+len(blockedBy(t, raw, changer[0])) < 2; i++ { // each done, or waiting for the change
+	for i := 0; len(got)+len(blockedBy(t, raw, store.Postgres, changer[0])) < 2; i++ { // each done, or waiting for the change
 		select {
 		case r := <-results:
 			got[r.what] = r.err
@@ -203,22 +204,34 @@ func onPostgres(t *testing.T) (*store.DB, *sql.DB) {
 	if !slices.Contains(storetest.Dialects, store.Postgres) {
 		t.Skip("built without PostgreSQL")
 	}
-	url := storetest.URL(t, store.Postgres)
-	return storetest.OpenURL(t, url), rawDB(t, store.Postgres, url)
+	return onServer(t, store.Postgres)
 }
 
-// holdRow begins a transaction on raw (PostgreSQL) that takes the row lock
-// of lock, a SELECT … FOR UPDATE or FOR SHARE, and returns it with its
-// backend's pid: a test lines up other transactions behind it.
-func holdRow(t *testing.T, raw *sql.DB, lock string, args ...any) (*sql.Tx, int) {
+// onServer returns a store and a raw pool on a fresh database of dialect.
+func onServer(t *testing.T, dialect string) (*store.DB, *sql.DB) {
+	t.Helper()
+	url := storetest.URL(t, dialect)
+	return storetest.OpenURL(t, url), rawDB(t, dialect, url)
+}
+
+// holdRow begins a transaction on raw (PostgreSQL or MySQL, by dialect)
+// that runs lock (its placeholders $1, $2, … in order): a SELECT … FOR
+// UPDATE or FOR SHARE, or an INSERT of a key another transaction will
+// insert. It returns the transaction with its connection's id: a test
+// lines up other transactions behind it.
+func holdRow(t *testing.T, raw *sql.DB, dialect, lock string, args ...any) (*sql.Tx, int) {
 	t.Helper()
 	hold, err := raw.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hold.Rollback() })
+	id := `SELECT pg_backend_pid()`
+	if dialect == store.MySQL {
+		id, lock = `SELECT CONNECTION_ID()`, regexp.MustCompile(`\$\d+`).ReplaceAllString(lock, "?")
+	}
 	var pid int
-	if err := hold.QueryRow(`SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+	if err := hold.QueryRow(id).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := hold.Exec(lock, args...); err != nil {
@@ -227,13 +240,19 @@ func holdRow(t *testing.T, raw *sql.DB, lock string, args ...any) (*sql.Tx, int)
 	return hold, pid
 }
 
-// blockedBy returns the PostgreSQL backends waiting for pid, directly or
-// behind another that waits for it.
-func blockedBy(t *testing.T, raw *sql.DB, pid int) []int {
+// blockedBy returns the connections waiting for a row lock of pid's,
+// directly or behind another that waits for it.
+func blockedBy(t *testing.T, raw *sql.DB, dialect string, pid int) []int {
 	t.Helper()
-	rows, err := raw.Query(`WITH RECURSIVE w(pid) AS (SELECT $1::int UNION
+	q, args := `WITH RECURSIVE w(pid) AS (SELECT $1::int UNION
   SELECT a.pid FROM pg_stat_activity a, w WHERE w.pid = ANY(pg_blocking_pids(a.pid)))
-SELECT pid FROM w WHERE pid <> $1`, pid)
+SELECT pid FROM w WHERE pid <> $1`, []any{pid}
+	if dialect == store.MySQL {
+		q, args = `WITH RECURSIVE w(pid) AS (SELECT CAST(? AS UNSIGNED) UNION
+  SELECT l.waiting_pid FROM sys.innodb_lock_waits l, w WHERE l.blocking_pid = w.pid)
+SELECT pid FROM w WHERE pid <> ?`, []any{pid, pid}
+	}
+	rows, err := raw.Query(q, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,19 +268,23 @@ SELECT pid FROM w WHERE pid <> $1`, pid)
 	return out
 }
 
-// waitBlocked waits until n backends wait for pid, directly or behind
-// another that waits for it (blockedBy); after 10 s it fails instead of
-// hanging.
-func waitBlocked(t *testing.T, raw *sql.DB, pid, n int) {
+// waitBlocked waits until n connections wait for pid (blockedBy); after
+// 30 s it fails the test instead of hanging. On MySQL it polls every
+// 200 ms: InnoDB refreshes the lock tables it shows only when they have
+// not been read for 100 ms, so a tighter loop reads one stale copy.
+func waitBlocked(t *testing.T, raw *sql.DB, dialect string, pid, n int) {
 	t.Helper()
-	for i := 0; ; i++ {
-		got := len(blockedBy(t, raw, pid))
+	every := 10 * time.Millisecond
+	if dialect == store.MySQL {
+		every = 200 * time.Millisecond
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(every) {
+		got := len(blockedBy(t, raw, dialect, pid))
 		if got >= n {
 			return
 		}
-		if i > 1000 {
-			t.Fatalf("%d backends wait for the lock; want %d", got, n)
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections wait for the lock; want %d", got, n)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -110,7 +110,10 @@ func (db *DB) ListClients(ctx context.Context) (list []Client, err error) {
 // DeleteClient deletes the client with its codes and consents, revokes its
 // refresh token families, and records r, the client's revocation (a
 // ClientDeletion), so that its access tokens, all of them, stop working on
-// every instance.
+// every instance. The client's row goes first, and its codes with it (ON
+// DELETE CASCADE), the families after: an exchange holding one of its codes
+// commits its family before the revocation reads them, and one that comes
+// second finds its code gone (TestClientDeletionBesideCodeExchange).
 func (db *DB) DeleteClient(ctx context.Context, id string, r Revocation, now time.Time) (err error) {
 	defer db.wrap(&err, "delete client")
 	if !storable(id) {

@@ -638,12 +638,12 @@ func TestResetBesideAUsersEndNoDeadlock(t *testing.T) {
 		if err := db.ReplaceResetToken(ctx, reset, u.ID, 3, t0.Add(time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
-		hold, holder := holdRow(t, raw, `SELECT 1 FROM reset_tokens WHERE hash = $1 FOR UPDATE`, reset)
+		hold, holder := holdRow(t, raw, store.Postgres, `SELECT 1 FROM reset_tokens WHERE hash = $1 FOR UPDATE`, reset)
 		resetDone, endDone := make(chan error, 1), make(chan error, 1)
 		go func() { _, _, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0); resetDone <- err }()
-		waitBlocked(t, raw, holder, 1)
+		waitBlocked(t, raw, store.Postgres, holder, 1)
 		go func() { endDone <- c.end(u.ID) }()
-		waitBlocked(t, raw, holder, 2)
+		waitBlocked(t, raw, store.Postgres, holder, 2)
 		if err := hold.Rollback(); err != nil {
 			t.Fatal(err)
 		}
@@ -653,6 +653,132 @@ func TestResetBesideAUsersEndNoDeadlock(t *testing.T) {
 		if err := <-endDone; err != nil {
 			t.Errorf("a %s beside a reset: %v", c.name, err)
 		}
+	}
+}
+
+// A client's deletion beside an exchange of one of its codes, lined up on
+// a row lock in either order: no deadlock (the exchange locks the user's
+// row, then the code's, then inserts its family; the deletion locks the
+// client's row, its codes' (ON DELETE CASCADE), then its families'; token
+// families have no foreign key to clients), and no session of the client
+// outlives the deletion: the deletion takes the codes before it revokes
+// the families, so an exchange that holds the code commits its family
+// first and the revocation finds it, and one that comes second finds its
+// code gone.
+func TestClientDeletionBesideCodeExchange(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			db, raw := onServer(t, d)
+			u, other := newUser(t, db, "ann@example.com", "ann"), newUser(t, db, "bob@example.com", "bob")
+			for _, exchangeFirst := range []bool{true, false} {
+				_, code, signIn := newSignIn(t, db, u.ID)
+				c := signIn.ClientID
+				f := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: c, AuthTime: t0}
+				is := store.Issued{Family: &f, RefreshHash: token.Hash(token.NewOpaque()), RefreshExp: t0.Add(time.Hour)}
+				exchange := func() error { return db.ExchangeCode(ctx, code, is, t0) }
+				deletion := func() error { return db.DeleteClient(ctx, c, store.ClientDeletion(c, time.Hour, t0), t0) }
+				// The exchange, holding the code, waits to insert its family
+				// behind a transaction inserting that id (for another user:
+				// on MySQL a foreign key check share-locks the user's row).
+				first, second := exchange, deletion
+				lock, args := `INSERT INTO token_families (id, user_id, client_id, auth_time, created_at) VALUES ($1, $2, $3, 0, 0)`, []any{f.ID, other.ID, c}
+				if !exchangeFirst { // the deletion, holding the codes, waits to revoke a family of the client
+					older := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: c, AuthTime: t0}
+					if err := db.CreateFamily(ctx, older, "", t0, t0); err != nil {
+						t.Fatal(err)
+					}
+					first, second = deletion, exchange
+					lock, args = `SELECT 1 FROM token_families WHERE id = $1 FOR UPDATE`, []any{older.ID}
+				}
+				hold, holder := holdRow(t, raw, d, lock, args...)
+				firstDone, secondDone := make(chan error, 1), make(chan error, 1)
+				go func() { firstDone <- first() }()
+				waitBlocked(t, raw, d, holder, 1)
+				go func() { secondDone <- second() }()
+				waitBlocked(t, raw, d, holder, 2)
+				if err := hold.Rollback(); err != nil {
+					t.Fatal(err)
+				}
+				exErr, delErr := <-firstDone, <-secondDone
+				if !exchangeFirst {
+					exErr, delErr = delErr, exErr
+				}
+				if delErr != nil {
+					t.Errorf("exchange first %v: the deletion: %v", exchangeFirst, delErr)
+				}
+				rt, err := db.RefreshTokenByHash(ctx, is.RefreshHash, t0)
+				switch {
+				case exchangeFirst && (exErr != nil || err != nil || !rt.Family.Revoked):
+					t.Errorf("the exchange before the deletion: %v; its session %+v, %v; want it stored, then revoked", exErr, rt, err)
+				case !exchangeFirst && (!errors.Is(exErr, store.ErrReused) || !errors.Is(err, store.ErrNotFound)):
+					t.Errorf("the exchange after the deletion: %v; its session %+v, %v; want ErrReused and none", exErr, rt, err)
+				}
+			}
+		})
+	}
+}
+
+// A refresh rotation beside a password change that has revoked the user's
+// families and waits to commit (behind the audit chain's head, as any
+// audited write may). No deadlock: the rotation locks its token's row and
+// reads its family, whose row its new token's foreign key check locks; the
+// change locks the user's row and the families' but never a refresh
+// token. On PostgreSQL that check's key-share lock passes the change's
+// non-key update, and the rotation commits first; on MySQL its share lock
+// waits for the change, and commits after. Either way the rotation
+// succeeds, as it read the family live, and the change's sid revocation
+// names the family: the new refresh token refreshes nothing and the access
+// token minted with it is revoked.
+func TestRefreshRotationBesidePasswordChange(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			db, raw := onServer(t, d)
+			u := newUser(t, db, "ann@example.com", "ann")
+			f, rt := newFamily(t, db, u.ID)
+			hold, holder := holdRow(t, raw, d, `SELECT 1 FROM audit_head WHERE one = 1 FOR UPDATE`)
+			type change struct {
+				ended store.Ended
+				err   error
+			}
+			changed := make(chan change, 1)
+			go func() {
+				e := &store.Event{Action: "password.change", Actor: store.FormatID(u.ID), Outcome: "success"}
+				ended, err := db.SetPassword(store.WithEvent(ctx, e), u.ID, "$new", "", time.Hour, t0)
+				changed <- change{ended, err}
+			}()
+			waitBlocked(t, raw, d, holder, 1)
+			next := token.NewOpaque()
+			rotated := make(chan error, 1)
+			go func() {
+				_, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", "", false, time.Hour, maxAge, t0)
+				rotated <- err
+			}()
+			var rotErr error
+			if d == store.MySQL {
+				waitBlocked(t, raw, d, holder, 2)
+			} else if rotErr = <-rotated; rotErr != nil { // bounded by OpTimeout if it waited after all
+				t.Fatalf("the rotation beside the change: %v; want it done without waiting", rotErr)
+			}
+			if err := hold.Rollback(); err != nil {
+				t.Fatal(err)
+			}
+			c := <-changed
+			if d == store.MySQL {
+				rotErr = <-rotated
+			}
+			if c.err != nil || rotErr != nil {
+				t.Fatalf("the change: %v; the rotation beside it: %v", c.err, rotErr)
+			}
+			if !slices.Contains(c.ended.Revocations, store.SessionRevocation(f.ID, time.Hour, t0)) {
+				t.Errorf("the change ended %+v; want the family's sid revocation", c.ended.Revocations)
+			}
+			if got, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0); err != nil || !got.Family.Revoked {
+				t.Errorf("the rotated token after the change: %+v, %v; want its family revoked", got, err)
+			}
+			if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("a refresh with the rotated token after the change: %v; want ErrNotFound", err)
+			}
+		})
 	}
 }
 

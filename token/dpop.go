@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +50,7 @@ var ErrProof = errors.New("invalid DPoP proof")
 // ProofWant is what a proof must show (RFC 9449 §4.3).
 type ProofWant struct {
 	Method      string // htm
-	URL         string // htu: the request's URL; query and fragment are ignored
+	URL         string // htu: the request's URL, its path escaped as sent (URL.EscapedPath); query and fragment are ignored
 	AccessToken string // ath must hash it; "" at the token endpoint
 	Now         time.Time
 }
@@ -241,7 +242,11 @@ func proofKey(alg string, jwkText []byte) (*Key, error) {
 // sameHTU compares a proof's htu with the request's URL as RFC 9449 §4.3
 // asks: without query and fragment, after syntax- and scheme-based
 // normalization (RFC 3986 §6.2.2, §6.2.3: case of scheme and host, the
-// default port, an empty path, percent-encoding).
+// default port, an empty path, percent-encoding). Paths are compared as
+// sent, escaped: decoded, /oauth2%2Ftoken would be /oauth2/token, and a
+// request for /users/a%3Fb would lose b as a query. Dot segments are not
+// removed: the mux redirects a request whose path has them, so an htu
+// with them names no request it serves. A trailing dot makes another host.
 func sameHTU(htu, want string) bool {
 	a, ok1 := normalHTU(htu)
 	b, ok2 := normalHTU(want)
@@ -264,12 +269,30 @@ func normalHTU(s string) (string, bool) {
 		host = net.JoinHostPort(host, port)
 		host = strings.TrimSuffix(host, ":")
 	}
-	path := u.Path
+	path := normalPath(u.EscapedPath())
 	if path == "" {
 		path = "/"
 	}
 	return scheme + "://" + host + path, true
 }
+
+// Unreserved is RFC 3986's unreserved set (§2.3): what a path's
+// percent-encoding may be normalized to, and what PKCE verifiers hold.
+const Unreserved = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
+// normalPath normalizes the percent-encoding of an escaped path (RFC 3986
+// §6.2.2.1, §6.2.2.2): an unreserved character's is decoded, any other's
+// hex digits are upper case. A reserved character and its encoding differ.
+func normalPath(p string) string {
+	return pctEncoded.ReplaceAllStringFunc(p, func(e string) string {
+		if c, _ := url.PathUnescape(e); strings.Contains(Unreserved, c) {
+			return c
+		}
+		return strings.ToUpper(e)
+	})
+}
+
+var pctEncoded = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
 
 // vschar reports whether s is 1 or more of %x20-7E.
 func vschar(s string) bool {

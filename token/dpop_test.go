@@ -1,6 +1,7 @@
 package token
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"maps"
 	"math/big"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -286,12 +288,38 @@ func TestProofMethodAndURL(t *testing.T) {
 		"urn:https://auth.example.com/oauth2/token":     false,
 		"https://auth.example.com/oauth2/token\x00":     false,
 		"https://auth.example.com:443/oauth2/token?a#b": true,
+		// A reserved character and its encoding are different URLs; an
+		// unreserved one's encoding is normalized, in either case.
+		"https://auth.example.com/oauth2%2Ftoken":         false,
+		"https://auth.example.com/oauth2%2ftoken":         false,
+		"https://auth.example.com/oauth2/%74%6f%6B%65%6E": true,
+		"https://auth.example.com/oauth2/token%3F":        false,
+		"https://auth.example.com./oauth2/token":          false, // another host (RFC 3986 §6.2.2 does not drop the dot)
+		"https://auth.example.com:/oauth2/token":          true,  // an empty port is the default (§6.2.3)
+		"https://auth.example.com/oauth2/./token":         false, // no request path the mux serves has a dot segment
 	} {
 		p := newProofParts(t, ES256)
 		p.claims["htu"] = htu
 		_, err := ParseProof(p.sign(t, ES256, proofKeys[ES256]), proofWant)
 		if (err == nil) != ok {
 			t.Errorf("htu %q: %v; want accepted=%v", htu, err, ok)
+		}
+	}
+	// The request's URL is its path as sent: a %3F in it is no query, a
+	// %2F no separator, and a path with them matches only its own htu.
+	for request, htu := range map[string]string{
+		"https://auth.example.com/api/v1/clients/a%3Fb": "https://auth.example.com/api/v1/clients/a%3fb",
+		"https://auth.example.com/api/v1/clients/a%2Fb": "https://auth.example.com/api/v1/clients/a%2Fb",
+		"https://auth.example.com/api/v1/clients/%25zz": "https://auth.example.com/api/v1/clients/%25zz",
+		"https://auth.example.com/api/v1/clients/a":     "https://auth.example.com/api/v1/clients/%61",
+	} {
+		for _, h := range []string{htu, "https://auth.example.com/api/v1/clients/a/b", "https://auth.example.com/api/v1/clients/a%3Fc"} {
+			p := newProofParts(t, ES256)
+			p.claims["htu"] = h
+			_, err := ParseProof(p.sign(t, ES256, proofKeys[ES256]), ProofWant{Method: "POST", URL: request, Now: proofNow})
+			if ok := h == htu; (err == nil) != ok {
+				t.Errorf("htu %q at %q: %v; want accepted=%v", h, request, err, ok)
+			}
 		}
 	}
 	p := newProofParts(t, ES256)
@@ -422,6 +450,28 @@ func FuzzParseProof(f *testing.F) {
 		}
 		if mutated != raw && original != nil && *original != *p {
 			t.Fatalf("a changed proof %q was accepted as %+v (the original is %+v)", mutated, p, original)
+		}
+	})
+}
+
+// FuzzSameHTU: no panic; a URL matches itself; a match names the same
+// decoded path (normalization only respells it, never joins two paths).
+func FuzzSameHTU(f *testing.F) {
+	f.Add(proofURL, "HTTPS://auth.example.com:443/oauth2/%74oken")
+	f.Add(proofURL, "https://auth.example.com/oauth2%2Ftoken") // a reserved character encoded: another path
+	f.Add("https://a/%25", "https://a/%")                      // a lone % is no escape
+	f.Add("https://a/%7e%7E~", "https://a/~~%7e")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if _, ok := normalHTU(a); ok && !sameHTU(a, a) {
+			t.Fatalf("%q does not match itself", a)
+		}
+		if !sameHTU(a, b) {
+			return
+		}
+		ua, _ := url.Parse(a)
+		ub, _ := url.Parse(b)
+		if cmp.Or(ua.Path, "/") != cmp.Or(ub.Path, "/") {
+			t.Fatalf("%q matched %q: paths %q and %q", a, b, ua.Path, ub.Path)
 		}
 	})
 }
