@@ -197,7 +197,8 @@ func currentSession(ctx context.Context, db *store.DB, b *Browser, r *http.Reque
 }
 
 // errMalformedQuery answers a query string url.ParseQuery refuses (a bad
-// escape, a semicolon), which url.Query would take without the bad pair.
+// escape, a semicolon), which url.Query would take without the bad pair
+// (wellFormedQuery).
 var errMalformedQuery = httpx.E(httpx.KindInvalid, "The request's query string is malformed.")
 
 // handleAuthorize serves GET and POST /oauth2/authorize (RFC 6749 §4.1.1):
@@ -209,11 +210,7 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
 		a := &authorization{w: w, r: r, log: log, db: db, iss: ts.Issuer, b: b, now: t}
-		params, err := url.ParseQuery(r.URL.RawQuery)
-		if err != nil { // url.Query would drop the pair silently: a repeated parameter, say
-			b.fail(w, r, errMalformedQuery)
-			return
-		}
+		params := r.URL.Query() // well formed: the route table refused any other (wellFormedQuery)
 		if r.Method == http.MethodPost {
 			form, err := readForm(r)
 			if err != nil || !b.csrfOK(r, form) {
@@ -224,6 +221,7 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 		}
 		if params.Has("request_uri") {
 			browser := b.csrfCookie(w, r) // a POST's was checked above; a GET gets one now if it has none
+			var err error
 			if params, a.pushed, err = pushedParams(ctx, db, params, browser, r.Method == http.MethodGet, t); err != nil {
 				b.fail(w, r, err)
 				return

@@ -93,11 +93,7 @@ func userinfo(ctx context.Context, db *store.DB, c *token.Claims) (map[string]an
 func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, oidc bool, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
-		params, err := url.ParseQuery(r.URL.RawQuery)
-		if err != nil { // url.Query would drop the pair silently; a POST's too, though its form is read instead
-			b.fail(w, r, errMalformedQuery)
-			return
-		}
+		params := r.URL.Query() // well formed, a POST's too: the route table refused any other (wellFormedQuery)
 		// acted: the user confirmed on our page, or the browser is signed
 		// in as the hint's user; without either, a dynamically registered
 		// client's URI, which anyone may have registered, is not followed.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -190,11 +191,26 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 			h = httpx.RateLimit(d.PerClient, httpx.ByClient, d.HTTP, d.Now, refuse, h)
 		}
 		h = check(rt.caller, d, h)
+		h = wellFormedQuery(refuse, h)
 		if rt.budget.perIP != nil {
 			h = httpx.RateLimit(rt.budget.perIP, httpx.ByIP, d.HTTP, d.Now, refuse, h)
 		}
 		mux.Handle(rt.pattern, h)
 	}
+}
+
+// wellFormedQuery refuses, on the route's surface, a query string that
+// url.ParseQuery refuses (a bad escape, a semicolon): url.Query, which the
+// handlers read, would drop the bad pair and go on, so that state=x&state=%zz
+// passed as one state. One byte form for every accepted value, on every route.
+func wellFormedQuery(refuse func(http.ResponseWriter, *http.Request, error), h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := url.ParseQuery(r.URL.RawQuery); r.URL.RawQuery != "" && err != nil {
+			refuse(w, r, errMalformedQuery)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // handleLive serves GET /livez: 200 while the process serves HTTP, whatever

@@ -96,3 +96,26 @@ func TestRouteTableRefusesWrongCallers(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryRouteRefusesAMalformedQuery walks the route table: a query
+// string url.ParseQuery refuses is a 400 on the route's surface, saying it
+// is malformed, before any caller check or handler, on every route (url.Query
+// would have dropped the bad pair: the device page's user_code, the reset
+// and verification pages' token, the admin lists' filters read it so).
+func TestEveryRouteRefusesAMalformedQuery(t *testing.T) {
+	srv, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
+	e := newEnv(t, store.SQLite, withSigningKey(t, ecKey(t), nil), withReset(t, srv, clientTLS, SMTPStartTLS), withDynamicRegistration(RegistrationToken))
+	for _, rt := range routes(e.deps) {
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		if path == "" { // "/api/": any method
+			method, path = "GET", rt.pattern+"x"
+		}
+		path = strings.ReplaceAll(path, "{id}", "1")
+		for _, q := range []string{"a=%zz", "a=1;b=2", "limit=5&limit=%zz"} {
+			r := e.request(method, path+"?"+q, nil)
+			if r.Code != http.StatusBadRequest || !strings.Contains(r.Body.String(), "malformed") {
+				t.Errorf("%s?%s: %d %.80q; want 400 saying the query is malformed", rt.pattern, q, r.Code, r.Body.String())
+			}
+		}
+	}
+}
