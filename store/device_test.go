@@ -126,7 +126,7 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 	code := &store.Code{Hash: token.Hash(token.NewOpaque()), ClientID: signIn.ClientID, UserID: u.ID, CodeChallenge: "x",
 		AuthTime: t0, SID: s.SID, SessionHash: session, ExpiresAt: t0.Add(time.Minute)}
 
-	hold, holder := holdRow(t, raw, `SELECT 1 FROM sessions WHERE hash = $1 FOR SHARE`, session)
+	hold, holder := holdRow(t, store.Postgres, raw, `SELECT 1 FROM sessions WHERE hash = $1 FOR SHARE`, session)
 	changed := make(chan error, 1)
 	go func() {
 		_, err := db.SetPassword(ctx, u.ID, "$argon2id$new", "", time.Hour, t0)
@@ -207,18 +207,23 @@ func onPostgres(t *testing.T) (*store.DB, *sql.DB) {
 	return storetest.OpenURL(t, url), rawDB(t, store.Postgres, url)
 }
 
-// holdRow begins a transaction on raw (PostgreSQL) that takes the row lock
-// of lock, a SELECT … FOR UPDATE or FOR SHARE, and returns it with its
-// backend's pid: a test lines up other transactions behind it.
-func holdRow(t *testing.T, raw *sql.DB, lock string, args ...any) (*sql.Tx, int) {
+// holdRow begins a transaction on raw (PostgreSQL or MySQL) that takes the
+// row lock of lock, a SELECT … FOR UPDATE or FOR SHARE, and returns it with
+// its backend's pid (on MySQL, its connection's id): a test lines up other
+// transactions behind it.
+func holdRow(t *testing.T, dialect string, raw *sql.DB, lock string, args ...any) (*sql.Tx, int) {
 	t.Helper()
 	hold, err := raw.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hold.Rollback() })
+	id := `SELECT pg_backend_pid()`
+	if dialect == store.MySQL {
+		id = `SELECT CONNECTION_ID()`
+	}
 	var pid int
-	if err := hold.QueryRow(`SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+	if err := hold.QueryRow(id).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := hold.Exec(lock, args...); err != nil {

@@ -638,7 +638,7 @@ func TestResetBesideAUsersEndNoDeadlock(t *testing.T) {
 		if err := db.ReplaceResetToken(ctx, reset, u.ID, 3, t0.Add(time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
-		hold, holder := holdRow(t, raw, `SELECT 1 FROM reset_tokens WHERE hash = $1 FOR UPDATE`, reset)
+		hold, holder := holdRow(t, store.Postgres, raw, `SELECT 1 FROM reset_tokens WHERE hash = $1 FOR UPDATE`, reset)
 		resetDone, endDone := make(chan error, 1), make(chan error, 1)
 		go func() { _, _, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0); resetDone <- err }()
 		waitBlocked(t, raw, holder, 1)

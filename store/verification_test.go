@@ -154,7 +154,7 @@ func TestVerifyBesideANewLinkNoDeadlock(t *testing.T) {
 	db, raw := onPostgres(t)
 	u := newUser(t, db, "ann@example.com", "ann")
 	link := newLink(t, db, u, u.Email, t0.Add(time.Hour), t0)
-	hold, holder := holdRow(t, raw, `SELECT 1 FROM email_verification_tokens WHERE hash = $1 FOR UPDATE`, link)
+	hold, holder := holdRow(t, store.Postgres, raw, `SELECT 1 FROM email_verification_tokens WHERE hash = $1 FOR UPDATE`, link)
 	verifyDone, linkDone := make(chan error, 1), make(chan error, 1)
 	go func() { _, err := db.VerifyEmail(ctx, link, t0); verifyDone <- err }()
 	waitBlocked(t, raw, holder, 1)
