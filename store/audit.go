@@ -234,30 +234,42 @@ func (db *DB) VerifyAudit(ctx context.Context, head string) (n int, err error) {
 	return n, nil
 }
 
-// PruneAudit deletes events older than before, keeping the chain
-// verifiable: the head's base becomes the last pruned event's number and
-// hash, in the same transaction.
+// PruneAudit deletes events older than before (every event up to the
+// last of them), keeping the chain verifiable: oldest first, in batches of
+// at most purgeBatch, each a transaction that also sets the head's base to
+// its last event's number and hash. A prune cut short (OpTimeout, a lock)
+// keeps the batches it committed, each of which left a chain that
+// verifies, and the next goes on from there.
 func (db *DB) PruneAudit(ctx context.Context, before time.Time) (err error) {
 	defer db.wrap(&err, "prune audit log")
-	return db.tx(ctx, func(tx *txn) error {
-		var id sql.NullInt64
-		var hash sql.NullString
-		err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit_events WHERE id = (SELECT MAX(id) FROM audit_events WHERE time_ms < $1)`,
-			before.UnixMilli()).Scan(&id, &hash)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id <= $1`, id.Int64); err != nil {
-			return err
-		}
-		// Never back: of two instances pruning at once, the one with the
-		// earlier cutoff may commit last (the UPDATE reads the committed
-		// base). The head's row is not taken first, so appends do not wait
-		// for the DELETE.
-		_, err = tx.ExecContext(ctx, `UPDATE audit_head SET base_n = $1, base_hash = $2 WHERE one = 1 AND base_n < $1`, id.Int64, hash.String)
+	var last sql.NullInt64 // the last event to prune, found once: the batches then read only the key
+	if err := db.queryRow(ctx, `SELECT MAX(id) FROM audit_events WHERE time_ms < $1`, before.UnixMilli()).Scan(&last); err != nil || !last.Valid {
 		return err
-	})
+	}
+	for more := true; more && err == nil; {
+		err = db.tx(ctx, func(tx *txn) error {
+			var id int64
+			var hash string
+			err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit_events WHERE id = (SELECT MAX(id) FROM
+  (SELECT id FROM audit_events WHERE id <= $1 ORDER BY id LIMIT $2) AS batch)`, last.Int64, purgeBatch).Scan(&id, &hash)
+			if errors.Is(err, sql.ErrNoRows) {
+				more = false // pruned meanwhile (by another instance)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id <= $1`, id); err != nil {
+				return err
+			}
+			more = id < last.Int64
+			// Never back: of two instances pruning at once, the one with the
+			// earlier cutoff may commit last (the UPDATE reads the committed
+			// base). The head's row is not taken first, so appends do not wait
+			// for the DELETE.
+			_, err = tx.ExecContext(ctx, `UPDATE audit_head SET base_n = $1, base_hash = $2 WHERE one = 1 AND base_n < $1`, id, hash)
+			return err
+		})
+	}
+	return err
 }

@@ -51,3 +51,7 @@ func (db *DB) TxExec(ctx context.Context, fn func(exec func(query string) error)
 // LiveUserWhere is the condition UserByEmail (false) and UserByUsername
 // (true) look a user up by, for store_test's TestUserLookupsIndexed.
 func (db *DB) LiveUserWhere(username bool) string { return db.liveUserWhere(username) }
+
+// PurgeBatch is the most rows one purge statement deletes, for
+// purge_test's backlogs of more than one batch.
+const PurgeBatch = purgeBatch

@@ -379,18 +379,28 @@ func (db *DB) exec(ctx context.Context, none error, query string, args ...any) e
 	if pendingEvent(ctx) != nil {
 		return db.tx(ctx, func(tx *txn) error { return tx.execOr(ctx, none, query, args...) })
 	}
+	n, err := db.written(ctx, query, args...)
+	if err == nil && n == 0 {
+		return none
+	}
+	return err
+}
+
+// written runs a write on the writer, as a statement of its own (no audit
+// event), and returns how many rows it wrote.
+func (db *DB) written(ctx context.Context, query string, args ...any) (int64, error) {
 	query, args = db.bind(query, args)
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
 	s, err := db.stmt(ctx, db.w, query)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	res, err := s.ExecContext(ctx, args...)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return affected(res, none)
+	return res.RowsAffected()
 }
 
 // tx runs fn in a write transaction, committing if fn returns nil, after

@@ -354,39 +354,75 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 	t := now.Unix()
 	minted := now.Add(-r.AccessTTL - time.Minute).Unix() // tokens minted before this are expired
 	for _, q := range []struct {
-		sql  string
-		args []any
+		table, where string
+		args         []any
 	}{
-		{`DELETE FROM revocations WHERE expires_at <= $1`, []any{t}},
-		{`DELETE FROM refresh_tokens WHERE expires_at <= $1 AND created_at <= $2`, []any{t, minted}},
-		{`DELETE FROM token_families WHERE created_at <= $1
+		{"revocations", `expires_at <= $1`, []any{t}},
+		{"refresh_tokens", `expires_at <= $1 AND created_at <= $2`, []any{t, minted}},
+		{"token_families", `created_at <= $1
   AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.created_at > $1)
   AND (revoked_at IS NOT NULL OR created_at <= $2
     OR NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.used_at IS NULL))`,
 			[]any{minted, now.Add(-r.MaxAge).Unix()}},
-		{`DELETE FROM auth_codes WHERE expires_at <= $1
+		{"auth_codes", `expires_at <= $1
   AND (family_id IS NULL OR NOT EXISTS (SELECT 1 FROM token_families f WHERE f.id = auth_codes.family_id))`, []any{t}},
-		{`DELETE FROM sessions WHERE expires_at <= $1`, []any{t}},
+		{"sessions", `expires_at <= $1`, []any{t}},
 		// Kept an hour at least: ReplaceResetToken counts an hour's links.
-		{`DELETE FROM reset_tokens WHERE expires_at <= $1 AND created_at <= $2`, []any{t, now.Add(-time.Hour).Unix()}},
+		{"reset_tokens", `expires_at <= $1 AND created_at <= $2`, []any{t, now.Add(-time.Hour).Unix()}},
 		// The same hour for ReplaceVerificationToken; a spent link goes then
 		// too (an unknown token is refused as a spent one is).
-		{`DELETE FROM email_verification_tokens WHERE (expires_at <= $1 OR used_at IS NOT NULL) AND created_at <= $2`, []any{t, now.Add(-time.Hour).Unix()}},
-		{`DELETE FROM login_failures WHERE window_start <= $1`, []any{now.Add(-r.LoginWindow).Unix()}},
-		{`DELETE FROM dpop_proofs WHERE expires_at <= $1`, []any{t}},
-		{`DELETE FROM pushed_requests WHERE expires_at <= $1`, []any{t}},
-		{`DELETE FROM registration_tokens WHERE expires_at <= $1`, []any{t}},
+		{"email_verification_tokens", `(expires_at <= $1 OR used_at IS NOT NULL) AND created_at <= $2`, []any{t, now.Add(-time.Hour).Unix()}},
+		{"login_failures", `window_start <= $1`, []any{now.Add(-r.LoginWindow).Unix()}},
+		{"dpop_proofs", `expires_at <= $1`, []any{t}},
+		{"pushed_requests", `expires_at <= $1`, []any{t}},
+		{"registration_tokens", `expires_at <= $1`, []any{t}},
 		// An hour after expiry: a late poll still hears expired_token, a late replay still ends its session.
-		{`DELETE FROM device_codes WHERE expires_at <= $1`, []any{now.Add(-time.Hour).Unix()}},
+		{"device_codes", `expires_at <= $1`, []any{now.Add(-time.Hour).Unix()}},
 	} {
-		// A table that cannot be purged (a backlog beyond OpTimeout, a
-		// lock) does not keep the others from being purged.
-		err = errors.Join(err, db.exec(ctx, nil, q.sql, q.args...))
+		// In batches, each a statement of its own, until one finds fewer
+		// rows than a batch: a backlog too large to delete within
+		// OpTimeout, or a row locked in its midst, keeps what the batches
+		// before deleted, and the next run goes on from there. (One
+		// statement for the table would roll it all back, and start over
+		// every run, while the table grew without bound.) A table that
+		// cannot be purged does not keep the others from being purged.
+		for {
+			n, qerr := db.written(ctx, db.deleteBatch(q.table, q.where), q.args...)
+			if qerr != nil || n < purgeBatch {
+				err = errors.Join(err, qerr)
+				break
+			}
+		}
 	}
 	if r.Audit > 0 {
 		err = errors.Join(err, db.PruneAudit(ctx, now.Add(-r.Audit)))
 	}
 	return err
+}
+
+// purgeBatch is the most rows one statement of Purge or PruneAudit
+// deletes: few enough to be done well within OpTimeout beside live
+// traffic, many enough that a backlog of millions drains in minutes.
+const purgeBatch = 5000
+
+// deleteBatch is DELETE FROM table WHERE where, of at most purgeBatch rows.
+// MySQL takes DELETE … LIMIT, but no subquery on the table it deletes
+// from; PostgreSQL and SQLite take no DELETE … LIMIT, but the rows a
+// SELECT found. On PostgreSQL that SELECT locks them (FOR UPDATE): a row
+// changed since the statement began is deleted only if it still matches,
+// as with a plain DELETE (a login count whose window restarted, a pushed
+// request extended), and cannot change between the SELECT and the DELETE.
+// It skips a row locked by another transaction, left for the next run,
+// instead of waiting for it. On SQLite a statement runs alone.
+func (db *DB) deleteBatch(table, where string) string {
+	limit := ` LIMIT ` + strconv.Itoa(purgeBatch)
+	switch db.dialect {
+	case MySQL:
+		return `DELETE FROM ` + table + ` WHERE ` + where + limit
+	case Postgres:
+		return `DELETE FROM ` + table + ` WHERE ctid = ANY(ARRAY(SELECT ctid FROM ` + table + ` WHERE ` + where + limit + ` FOR UPDATE SKIP LOCKED))`
+	}
+	return `DELETE FROM ` + table + ` WHERE rowid IN (SELECT rowid FROM ` + table + ` WHERE ` + where + limit + `)`
 }
 
 const (

@@ -1,0 +1,226 @@
+package store_test
+
+import (
+	"database/sql"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"oauth2-api/store"
+	"oauth2-api/store/storetest"
+	"oauth2-api/token"
+)
+
+// backlog is more rows than one purge statement deletes: a backlog of
+// three batches, the last of one row.
+const backlog = 2*store.PurgeBatch + 1
+
+// The purge deleted every expired row of a table in one statement, within
+// OpTimeout: a backlog too large to delete in that time (millions of rows
+// after an outage, a first prune of a large audit log), or a row locked in
+// its midst, timed the statement out and rolled back all it had deleted,
+// every run, while the table grew without bound. Now it deletes in batches,
+// each a statement (or for the audit log a transaction) of its own.
+
+// A backlog of more than a batch is purged in one call, on every dialect:
+// the expired refresh tokens and dead families, and the audit events past
+// retention, the chain verifying from its new base. What is live stays.
+func TestPurgeBacklog(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			raw := rawDB(t, d, url)
+			userID := liveFamily(t, db)
+			insertRows(t, raw, "token_families", "id, user_id, client_id, auth_time, created_at", backlog, func(i int) string {
+				return fmt.Sprintf("'f%06d', %d, 'c1', %d, %d", i, userID, t0.Unix(), t0.Unix())
+			})
+			insertRows(t, raw, "refresh_tokens", "hash, family_id, created_at, expires_at", backlog, func(i int) string {
+				return fmt.Sprintf("'rt%06d', 'f%06d', %d, %d", i, i, t0.Unix(), t0.Unix()+int64(i))
+			})
+			pruned := fillAuditLog(t, db, raw)
+			kept := event("login.failure", "kept")
+			kept.Time = t0.Add(24 * time.Hour)
+			if err := db.Audit(ctx, kept); err != nil {
+				t.Fatal(err)
+			}
+
+			ret := store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: maxAge, Audit: 12 * time.Hour}
+			if err := db.Purge(ctx, ret, pruned.Add(ret.Audit)); err != nil {
+				t.Fatal(err)
+			}
+			if f, rt := count(t, raw, "token_families"), count(t, raw, "refresh_tokens"); f != 1 || rt != 1 {
+				t.Errorf("after purging a backlog of %d dead families with their expired tokens: %d families, %d refresh tokens left; want the live one and its token", backlog, f, rt)
+			}
+			if got, err := db.RefreshTokenByHash(ctx, token.Hash("live"), t0.Add(4*time.Hour)); err != nil || got.Family.ID != "live" {
+				t.Errorf("the live family's token after the purge: %+v, %v", got, err)
+			}
+			if n, err := db.VerifyAudit(ctx, kept.Hash); err != nil || n != 1 {
+				t.Errorf("after pruning a backlog of %d audit events: VerifyAudit = %d, %v; want the one event kept, verifying", backlog+1, n, err)
+			}
+		})
+	}
+}
+
+// A row locked in the midst of a backlog: on PostgreSQL the purge skips
+// it (left for the next run); on MySQL its batch waits for it until
+// OpTimeout and fails. Either way every batch before it is deleted and
+// kept. (Before, nothing was: the one statement waited, timed out and
+// rolled back, run after run.)
+func TestPurgeKeepsBatchesBeforeALock(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			raw := rawDB(t, d, url)
+			liveFamily(t, db)
+			insertRows(t, raw, "refresh_tokens", "hash, family_id, created_at, expires_at", backlog, func(i int) string {
+				return fmt.Sprintf("'rt%06d', 'live', %d, %d", i, t0.Unix(), t0.Unix()+int64(i))
+			})
+			ret := store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: maxAge}
+			now := t0.Add(4 * time.Hour)
+
+			// Locked: the expired token that every order of the table
+			// reaches last (by key, by expiry, as inserted).
+			hold, waiting := lockRow(t, d, raw, fmt.Sprintf(`SELECT 1 FROM refresh_tokens WHERE hash = 'rt%06d' FOR UPDATE`, backlog))
+			done := doneOrWaiting(t, func() error { return db.Purge(ctx, ret, now) }, waiting)
+			if n := count(t, raw, "refresh_tokens"); n != 2 {
+				t.Fatalf("with one expired refresh token of %d locked, the purge left %d tokens; want only the live one and the locked one", backlog, n)
+			}
+			if err := hold.Rollback(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil && d == store.Postgres {
+				t.Errorf("a purge beside a locked row on PostgreSQL: %v; want the row skipped", err)
+			}
+			if err := db.Purge(ctx, ret, now); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(t, raw, "refresh_tokens"); n != 1 {
+				t.Errorf("once the lock was gone, the purge left %d refresh tokens; want the live one", n)
+			}
+		})
+	}
+}
+
+// The audit log's prune, whose batch waits for a locked event on every
+// dialect, keeps the batches before it, each of which left a chain that
+// verifies from its base. (Before, nothing was pruned.)
+func TestPruneAuditKeepsBatchesBeforeALock(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			raw := rawDB(t, d, url)
+			pruned := fillAuditLog(t, db, raw)
+			kept := event("login.failure", "kept")
+			kept.Time = t0.Add(24 * time.Hour)
+			if err := db.Audit(ctx, kept); err != nil {
+				t.Fatal(err)
+			}
+			// Locked: the last event past retention.
+			hold, waiting := lockRow(t, d, raw, fmt.Sprintf(`SELECT 1 FROM audit_events WHERE id = %d FOR UPDATE`, backlog+1))
+			done := doneOrWaiting(t, func() error { return db.PruneAudit(ctx, pruned) }, waiting)
+			if n := count(t, raw, "audit_events"); n != 3 {
+				t.Fatalf("with the last of %d audit events past retention locked, the prune left %d events; want only its batch (two) and the one kept", backlog+1, n)
+			}
+			if n, err := db.VerifyAudit(ctx, kept.Hash); err != nil || n != 3 {
+				t.Errorf("with a prune cut short by a lock: VerifyAudit = %d, %v; want 3 events, verifying", n, err)
+			}
+			if err := hold.Rollback(); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			if err := db.PruneAudit(ctx, pruned); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := db.VerifyAudit(ctx, kept.Hash); err != nil || n != 1 {
+				t.Errorf("after the prune: VerifyAudit = %d, %v; want the one event kept, verifying", n, err)
+			}
+		})
+	}
+}
+
+// lockRow holds the row lock of lock (holdRow) and returns its transaction
+// with a function that reports whether a statement waits for it: on
+// PostgreSQL, whose statements in a transaction wait for as long as their
+// caller's context lets them, one behind it (blockedBy); on MySQL never, as
+// there a wait for a row lock ends by itself, at OpTimeout (its
+// innodb_lock_wait_timeout).
+func lockRow(t *testing.T, dialect string, raw *sql.DB, lock string) (*sql.Tx, func() bool) {
+	t.Helper()
+	hold, pid := holdRow(t, raw, dialect, lock)
+	if dialect == store.MySQL {
+		return hold, func() bool { return false }
+	}
+	return hold, func() bool { return len(blockedBy(t, raw, dialect, pid)) > 0 }
+}
+
+// doneOrWaiting runs f, and returns once f has returned or waiting() says
+// it waits for a lock; f's error comes on the channel.
+func doneOrWaiting(t *testing.T, f func() error, waiting func() bool) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	for i := 0; len(done) == 0 && !waiting(); i++ {
+		if i > 6000 {
+			t.Fatal("neither done nor waiting for the lock after a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return done
+}
+
+// liveFamily adds a user with a family, "live", whose one refresh token
+// (token.Hash("live")) expires at t0+24h, and returns the user's id.
+func liveFamily(t *testing.T, db *store.DB) int64 {
+	t.Helper()
+	u := newUser(t, db, "ann@example.com", "ann")
+	live := store.Family{ID: "live", UserID: u.ID, ClientID: "c1", AuthTime: t0}
+	if err := db.CreateFamily(ctx, live, token.Hash("live"), t0.Add(24*time.Hour), t0); err != nil {
+		t.Fatal(err)
+	}
+	return u.ID
+}
+
+// fillAuditLog adds backlog+1 audit events to db's log, and returns a
+// time after all of them: all but the last two written as rows (their
+// hashes do not chain: a prune reads no pruned event but the last), the
+// last two appended as ever (Audit), so that the chain verifies from the
+// first of them once the rest are pruned. Two, so that a lock on the last
+// is within the last batch, not at its start: on MySQL a DELETE of the
+// batch before it would wait for it too (InnoDB locks the row past a
+// range it scans).
+func fillAuditLog(t *testing.T, db *store.DB, raw *sql.DB) time.Time {
+	t.Helper()
+	insertRows(t, raw, "audit_events", "id, time_ms, action, actor, subject, client_id, ip, request_id, outcome, detail, hash", backlog-1, func(i int) string {
+		return fmt.Sprintf("%d, %d, 'login.failure', 'cli', '', '', '', '', 'failure', '{}', 'h%06d'", i, t0.UnixMilli()+int64(i), i)
+	})
+	if _, err := raw.Exec(fmt.Sprintf(`UPDATE audit_head SET n = %d, hash = 'h%06d'`, backlog-1, backlog-1)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		e := event("login.failure", fmt.Sprint(i))
+		e.Time = t0.Add(time.Hour)
+		if err := db.Audit(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return t0.Add(time.Hour + time.Minute)
+}
+
+// insertRows inserts n rows into table's cols, row(i) giving the values
+// of row i (1 to n), a thousand rows a statement.
+func insertRows(t *testing.T, raw *sql.DB, table, cols string, n int, row func(i int) string) {
+	t.Helper()
+	for first := 1; first <= n; first += 1000 {
+		var values []string
+		for i := first; i < first+1000 && i <= n; i++ {
+			values = append(values, "("+row(i)+")")
+		}
+		if _, err := raw.Exec("INSERT INTO " + table + " (" + cols + ") VALUES " + strings.Join(values, ", ")); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
