@@ -107,30 +107,38 @@ func collect[T any](rows *sql.Rows, scan func(scanner) (*T, error)) ([]T, error)
 // transaction does not parse its SQL every time. Other statements are sent
 // as written (preparing on the pool from inside a transaction would wait
 // for the SQLite writer's one connection, which the transaction holds).
+//
+// Its statements run under the transaction's own context, bounded by
+// OpTimeout (tx), whatever context they are given: the closures pass their
+// caller's, often without a deadline, and database/sql's rollback at the
+// transaction's deadline waits for the statement in flight, so that one
+// waiting for a row lock on PostgreSQL waited for as long as the lock was
+// held. (MySQL's lock waits end by themselves, at OpTimeout.)
 type txn struct {
 	*sql.Tx
-	db *DB
+	db  *DB
+	ctx context.Context
 }
 
-func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (t *txn) ExecContext(_ context.Context, query string, args ...any) (sql.Result, error) {
 	query, args = t.db.bind(query, args)
 	if s := t.db.hot(query); s != nil {
-		return t.StmtContext(ctx, s).ExecContext(ctx, args...)
+		return t.StmtContext(t.ctx, s).ExecContext(t.ctx, args...)
 	}
-	return t.Tx.ExecContext(ctx, query, args...)
+	return t.Tx.ExecContext(t.ctx, query, args...)
 }
 
-func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (t *txn) QueryContext(_ context.Context, query string, args ...any) (*sql.Rows, error) {
 	query, args = t.db.bind(query, args)
-	return t.Tx.QueryContext(ctx, query, args...)
+	return t.Tx.QueryContext(t.ctx, query, args...)
 }
 
-func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (t *txn) QueryRowContext(_ context.Context, query string, args ...any) *sql.Row {
 	query, args = t.db.bind(query, args)
 	if s := t.db.hot(query); s != nil {
-		return t.StmtContext(ctx, s).QueryRowContext(ctx, args...)
+		return t.StmtContext(t.ctx, s).QueryRowContext(t.ctx, args...)
 	}
-	return t.Tx.QueryRowContext(ctx, query, args...)
+	return t.Tx.QueryRowContext(t.ctx, query, args...)
 }
 
 // execOr runs query in t and returns none when it matched no row: the

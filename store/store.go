@@ -419,7 +419,7 @@ func (db *DB) txOn(ctx context.Context, pool beginner, fn func(*txn) error) erro
 	if err != nil {
 		return err
 	}
-	t := &txn{sqlTx, db}
+	t := &txn{sqlTx, db, ctx}
 	defer t.Rollback() // after a Commit, a no-op; after an error or a panic in fn, the undo
 	if err := fn(t); err != nil {
 		return err

@@ -1265,3 +1265,27 @@ func TestOpenMySQLWithoutDriver(t *testing.T) {
 		t.Fatalf("Open(mysql://...) without a driver = %v; want one line naming oauth2-api-mysql", err)
 	}
 }
+
+// TestTransactionWaitEndsAtOpTimeout: a transaction whose statement waits
+// for a row lock ends at OpTimeout as unavailable (a 503), even when its
+// caller's context has no deadline (the janitor's, most requests'). Its
+// statements ran under the caller's context, and database/sql's rollback at
+// the transaction's deadline waited for them: on PostgreSQL the password
+// change below waited for as long as the lock was held.
+func TestTransactionWaitEndsAtOpTimeout(t *testing.T) {
+	db, raw := onPostgres(t)
+	u := newUser(t, db, "ann@example.com", "ann")
+	hold, _ := holdRow(t, raw, store.Postgres, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, u.ID)
+	done := make(chan error, 1)
+	go func() { _, err := db.SetPassword(context.Background(), u.ID, "$other", "", time.Hour, t0); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("a password change behind a held row lock: %v; want ErrUnavailable", err)
+		}
+	case <-time.After(12 * store.OpTimeout): // fail instead of hanging
+		t.Errorf("a password change behind a held row lock still waits %v after its OpTimeout", 12*store.OpTimeout)
+		hold.Rollback()
+		<-done
+	}
+}
