@@ -205,9 +205,11 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 // passed as one state. One byte form for every accepted value, on every route.
 func wellFormedQuery(refuse func(http.ResponseWriter, *http.Request, error), h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := url.ParseQuery(r.URL.RawQuery); r.URL.RawQuery != "" && err != nil {
-			refuse(w, r, errMalformedQuery)
-			return
+		if r.URL.RawQuery != "" { // most requests have none: nothing to parse
+			if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+				refuse(w, r, errMalformedQuery)
+				return
+			}
 		}
 		h.ServeHTTP(w, r)
 	})
