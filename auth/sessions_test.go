@@ -262,6 +262,28 @@ func TestRevokingAnExpiredRefreshTokenEndsItsSession(t *testing.T) {
 	}, func(d *Deps) { d.Tokens.RefreshTTL = time.Minute })
 }
 
+// TestLogoutWithAnExpiredRefreshTokenEndsItsSession: the REST logout names,
+// besides the caller's own session, the one a refresh token of the caller's
+// belongs to; an expired one still names it (its access tokens may outlive
+// it), as at the revocation endpoint.
+func TestLogoutWithAnExpiredRefreshTokenEndsItsSession(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("hal@example.com", "hal", "Hal-Password-1", store.RoleUser)
+		id, secret := e.webClient()
+		oat, ort := e.codeGrant(e.browser(), id, secret, "hal", "Hal-Password-1")
+		e.clock.Add(2 * time.Minute) // the refresh token (a minute) has expired, the access token (an hour) has not
+		ts := e.deps.Tokens
+		if err := e.db.Purge(context.Background(), store.Retention{LoginWindow: time.Minute, AccessTTL: ts.AccessTTL, MaxAge: ts.MaxAge}, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		at, _ := e.login("hal", "Hal-Password-1")
+		e.request("POST", "/api/v1/auth/logout", map[string]string{"refresh_token": ort}, bearer(at)...).want(http.StatusNoContent)
+		if in := e.introspect(id, secret, oat); in["active"] != false {
+			t.Errorf("after a logout naming its expired refresh token, the session's access token introspects %v; want inactive", in)
+		}
+	}, func(d *Deps) { d.Tokens.RefreshTTL = time.Minute })
+}
+
 // Item 3: no session outlives REFRESH_TOKEN_MAX_DAYS from its login, whatever
 // the rotations.
 func TestSessionMaxAge(t *testing.T) {

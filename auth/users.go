@@ -229,7 +229,9 @@ func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 			}
 		}
 		if req.RefreshToken != "" {
-			rt, err := db.RefreshTokenByHash(r.Context(), token.Hash(req.RefreshToken.Reveal()), t)
+			// Expired or not, as at the revocation endpoint: its session's
+			// access tokens may outlive it (RFC 7009 §2.1).
+			rt, err := db.AnyRefreshToken(r.Context(), token.Hash(req.RefreshToken.Reveal()))
 			if err == nil && rt.Family.UserID == p.user.ID && rt.Family.ID != p.claims.SessionID {
 				families = append(families, rt.Family.ID)
 			} else if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -186,9 +186,9 @@ func (db *DB) RefreshTokenByHash(ctx context.Context, hash string, now time.Time
 }
 
 // AnyRefreshToken is RefreshTokenByHash, expired tokens included (until
-// the purge, see Purge), for a revocation alone: revoking an expired token
-// still ends its session, and so the access tokens minted from it, which
-// may outlive it (RFC 7009 §2.1).
+// the purge, see Purge), for a revocation or a logout alone: revoking an
+// expired token still ends its session, and so the access tokens minted
+// from it, which may outlive it (RFC 7009 §2.1).
 func (db *DB) AnyRefreshToken(ctx context.Context, hash string) (t *RefreshToken, err error) {
 	defer db.wrap(&err, "refresh token")
 	t = &RefreshToken{Hash: hash}
