@@ -238,15 +238,8 @@ func TestEndingASessionRevokesItsAccessTokens(t *testing.T) {
 // when another client revokes it).
 func TestRevokingAnExpiredRefreshTokenEndsItsSession(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
-		e.createUser("hal@example.com", "hal", "Hal-Password-1", store.RoleUser)
-		id, secret := e.webClient()
+		id, secret, oat, ort := expiredRefreshSession(t, e)
 		other, otherSecret := e.newClient(ClientSpec{Name: "Other", RedirectURIs: []string{"https://other.example/cb"}})
-		oat, ort := e.codeGrant(e.browser(), id, secret, "hal", "Hal-Password-1")
-		e.clock.Add(2 * time.Minute) // the refresh token (a minute) has expired, the access token (an hour) has not
-		ts := e.deps.Tokens
-		if err := e.db.Purge(context.Background(), store.Retention{LoginWindow: time.Minute, AccessTTL: ts.AccessTTL, MaxAge: ts.MaxAge}, e.clock.Now()); err != nil {
-			t.Fatal(err)
-		}
 		e.token(id, secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ort}}).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
 		if in := e.introspect(id, secret, ort); in["active"] != false {
 			t.Errorf("an expired refresh token introspects %v; want inactive", in)
@@ -268,20 +261,30 @@ func TestRevokingAnExpiredRefreshTokenEndsItsSession(t *testing.T) {
 // it), as at the revocation endpoint.
 func TestLogoutWithAnExpiredRefreshTokenEndsItsSession(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
-		e.createUser("hal@example.com", "hal", "Hal-Password-1", store.RoleUser)
-		id, secret := e.webClient()
-		oat, ort := e.codeGrant(e.browser(), id, secret, "hal", "Hal-Password-1")
-		e.clock.Add(2 * time.Minute) // the refresh token (a minute) has expired, the access token (an hour) has not
-		ts := e.deps.Tokens
-		if err := e.db.Purge(context.Background(), store.Retention{LoginWindow: time.Minute, AccessTTL: ts.AccessTTL, MaxAge: ts.MaxAge}, e.clock.Now()); err != nil {
-			t.Fatal(err)
-		}
+		id, secret, oat, ort := expiredRefreshSession(t, e)
 		at, _ := e.login("hal", "Hal-Password-1")
 		e.request("POST", "/api/v1/auth/logout", map[string]string{"refresh_token": ort}, bearer(at)...).want(http.StatusNoContent)
 		if in := e.introspect(id, secret, oat); in["active"] != false {
 			t.Errorf("after a logout naming its expired refresh token, the session's access token introspects %v; want inactive", in)
 		}
 	}, func(d *Deps) { d.Tokens.RefreshTTL = time.Minute })
+}
+
+// expiredRefreshSession signs hal in at a web client (e's refresh tokens
+// live a minute), moves the clock two minutes on and purges: the refresh
+// token has expired and the purge has run, the access token (an hour) has
+// not expired. It returns the client, its secret and the two tokens.
+func expiredRefreshSession(t *testing.T, e *env) (id, secret, at, rt string) {
+	t.Helper()
+	e.createUser("hal@example.com", "hal", "Hal-Password-1", store.RoleUser)
+	id, secret = e.webClient()
+	at, rt = e.codeGrant(e.browser(), id, secret, "hal", "Hal-Password-1")
+	e.clock.Add(2 * time.Minute)
+	ts := e.deps.Tokens
+	if err := e.db.Purge(context.Background(), store.Retention{LoginWindow: time.Minute, AccessTTL: ts.AccessTTL, MaxAge: ts.MaxAge}, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return id, secret, at, rt
 }
 
 // Item 3: no session outlives REFRESH_TOKEN_MAX_DAYS from its login, whatever
