@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // CheckKeys looks at every object key in body (valid JSON, which
@@ -68,7 +69,7 @@ func CheckKeys(body []byte, t reflect.Type) (key string, repeated, unknown bool)
 			if len(stack) > 0 && stack[len(stack)-1].wantKey {
 				top := &stack[len(stack)-1]
 				k := string(body[i+1 : j])
-				if escaped {
+				if escaped || !utf8.ValidString(k) { // read as encoding/json reads it: each invalid byte is U+FFFD
 					json.Unmarshal(body[i:j+1], &k) // valid JSON: cannot fail
 				}
 				if _, dup := top.keys[k]; dup {
