@@ -141,6 +141,9 @@ type clientMetadata struct {
 // UTF-8, one value, no key twice), each known member of its type. Members
 // it does not know are ignored, as RFC 7591 §2 requires, and so are members
 // named in another letter case: JSON names are case-sensitive (RFC 8259).
+// A member name with an escape is refused (invalid_client_metadata): by RFC
+// 8259 "redirect_\u0075ris" is redirect_uris, so ignoring it would drop
+// what the client sent, and reading it would take a second byte form.
 func readMetadata(w http.ResponseWriter, r *http.Request) (*clientMetadata, error) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return nil, httpx.E(httpx.KindMediaType, "Content-Type must be application/json")
@@ -156,6 +159,10 @@ func readMetadata(w http.ResponseWriter, r *http.Request) (*clientMetadata, erro
 	}
 	if err != nil {
 		return nil, httpx.E(httpx.KindInvalid, "could not read the request body")
+	}
+	// Before UnmarshalStrict, which would refuse it as malformed JSON.
+	if key, _, escaped := token.CheckKeys(body, nil); escaped && json.Valid(body) {
+		return nil, httpx.E(httpx.KindInvalidClientMetadata, "member name %q holds an escape: send names unescaped", clipText(key))
 	}
 	var members map[string]json.RawMessage
 	if err := httpx.UnmarshalStrict(body, &members); err != nil {

@@ -68,8 +68,10 @@ func (e *env) manage(method, id, rat string, metadata any) response {
 	h := []string{"Authorization", "Bearer " + rat}
 	if metadata != nil {
 		h = append(h, "Content-Type", "application/json")
-		b, _ := json.Marshal(metadata)
-		metadata = string(b)
+		if _, raw := metadata.(string); !raw {
+			b, _ := json.Marshal(metadata)
+			metadata = string(b)
+		}
 	}
 	r := e.request(method, "/oauth2/register/"+id, metadata, h...)
 	if r.Code == http.StatusOK {
@@ -421,12 +423,26 @@ func TestDynamicRegistrationExactNames(t *testing.T) {
 		if err != nil || !slices.Equal(c.RedirectURIs, []string{"https://a.example/cb"}) || c.Public() || !slices.Equal(c.GrantTypes, []string{grantAuthorizationCode}) {
 			t.Fatalf("stored %+v, %v; want only https://a.example/cb, a confidential client, the default grant", c, err)
 		}
+		// A name with an escape is the member (RFC 8259), in a second
+		// byte form: refused, neither read nor ignored, whichever member.
+		for _, body := range []string{
+			`{"client_name":"x","redirect_\u0075ris":["https://evil.example/cb"]}`,
+			`{"client_name":"x","redirect_uris":["https://a.example/cb"],"token_endpoint_auth_\u006dethod":"none"}`,
+			`{"client_name":"x","redirect_uris":["https://a.example/cb"],"logo_\u0075ri":"https://a.example/logo"}`,
+		} {
+			e.registerClient("", body).wantOAuthError(http.StatusBadRequest, "invalid_client_metadata")
+		}
 		// The update (RFC 7592) reads its body the same way.
 		update := map[string]any{"client_id": c.ID, "client_secret": r.Str("client_secret"), "client_name": "x",
 			"redirect_uris": []string{"https://a.example/cb"}, "Redirect_Uris": []string{"https://evil.example/cb"}}
-		e.manage("PUT", c.ID, r.Str("registration_access_token"), update).want(http.StatusOK)
+		rat := e.manage("PUT", c.ID, r.Str("registration_access_token"), update).want(http.StatusOK).Str("registration_access_token")
 		if c, err := e.db.ClientByID(context.Background(), c.ID); err != nil || !slices.Equal(c.RedirectURIs, []string{"https://a.example/cb"}) {
 			t.Fatalf("after the update, stored %+v, %v; want only https://a.example/cb", c, err)
+		}
+		escaped := fmt.Sprintf(`{"client_id":%q,"client_name":"x","redirect_\u0075ris":["https://evil.example/cb"]}`, c.ID)
+		e.manage("PUT", c.ID, rat, escaped).wantOAuthError(http.StatusBadRequest, "invalid_client_metadata")
+		if c, err := e.db.ClientByID(context.Background(), c.ID); err != nil || !slices.Equal(c.RedirectURIs, []string{"https://a.example/cb"}) {
+			t.Fatalf("after an update with an escaped name, stored %+v, %v; want it unchanged", c, err)
 		}
 	}, withDynamicRegistration(RegistrationOpen))
 }

@@ -169,11 +169,18 @@ func TestRegisterExactNames(t *testing.T) {
 		for _, body := range []string{
 			`{"email":"eve@example.com","username":"eve","PASSWORD":"Eve-Password-1"}`,
 			`{"Email":"eve@example.com","username":"eve","password":"Eve-Password-1"}`,
+			`{"\u0065mail":"eve@example.com","username":"eve","password":"Eve-Password-1"}`, // encoding/json reads it as email
+			`{"email":"eve@example.com","username":"eve","pass\u0077ord":"Eve-Password-1"}`,
 		} {
 			r := e.request("POST", "/api/v1/auth/register", body, "Content-Type", "application/json").wantError(http.StatusBadRequest, "invalid_json")
 			if !strings.HasPrefix(r.Str("message"), "unknown field ") {
 				t.Errorf("%s: %s; want an unknown field", body, r.Body.String())
 			}
+		}
+		// The same at login, before any password is checked or counted.
+		r := e.request("POST", "/api/v1/auth/login", `{"login":"eve","pass\u0077ord":"Eve-Password-1"}`, "Content-Type", "application/json")
+		if r.wantError(http.StatusBadRequest, "invalid_json"); !strings.Contains(r.Str("message"), `pass\\u0077ord`) {
+			t.Errorf("login with an escaped name: %s; want an unknown field named as sent", r.Body.String())
 		}
 		if u, err := e.db.UserByEmail(context.Background(), "eve@example.com"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("UserByEmail = %+v, %v; want ErrNotFound", u, err)

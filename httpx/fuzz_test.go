@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
@@ -12,14 +13,18 @@ import (
 
 // FuzzUnmarshalStrict: what is accepted is valid UTF-8 and decodes to a value
 // that survives a re-encoding, and was read under the names it was sent
-// with, at every depth (encoding/json alone takes {"LOGIN":…} for login);
-// a refusal is always a 400 *Error.
+// with, at every depth (encoding/json alone takes {"LOGIN":…} for login),
+// in their one byte form: no member name with an escape but by_name's
+// keys, which are data ({"\u006cogin":…} is login too); a refusal is
+// always a 400 *Error.
 func FuzzUnmarshalStrict(f *testing.F) {
 	for _, s := range []string{`{"login":"ann","password":"x"}`, `{"login":"ann"} {}`, `{"login":"\ud800"}`,
 		"{\"login\":\"\xff\"}", `{"LOGIN":"a"}`, `{"login":1}`, `{"extra":1}`, `[`, ``, `null`, `{"login":"a","login":"b"}`,
-		`{"items":[{"name":"a"},{"NAME":"b"}]}`, // a name in another case, in a nested struct
-		`{"by_name":{"X":{"name":"a"}}}`,        // a map's keys are free; its values' are not
-		`{"\u006cogin":"a"}`,                    // an escaped name is the name
+		`{"items":[{"name":"a"},{"NAME":"b"}]}`,    // a name in another case, in a nested struct
+		`{"by_name":{"X":{"name":"a"}}}`,           // a map's keys are free; its values' are not
+		`{"\u006cogin":"a"}`,                       // an escaped name is the name: refused
+		`{"items":[{"n\u0061me":"a"}]}`,            // in a nested struct too
+		`{"by_name":{"\u003c":{"name":"\u003c"}}}`, // a map's key and a value may hold escapes
 	} {
 		f.Add([]byte(s))
 	}
@@ -54,7 +59,35 @@ func FuzzUnmarshalStrict(f *testing.F) {
 		if json.Unmarshal(body, &sent) != nil || json.Unmarshal(again, &read) != nil || !namesKept(sent, read) {
 			t.Fatalf("accepted %q, read as %s: a member was read under another name", body, again)
 		}
+		for _, n := range memberNames(body) {
+			var name string
+			json.Unmarshal(n, &name)
+			if _, data := r.ByName[name]; bytes.IndexByte(n, '\\') >= 0 && !data {
+				t.Fatalf("accepted %q, whose member name %s holds an escape", body, n)
+			}
+		}
 	})
+}
+
+// memberNames returns the member names of body, valid JSON, as sent, in
+// quotes: the strings a colon follows.
+func memberNames(body []byte) (names [][]byte) {
+	for i := 0; i < len(body); i++ {
+		if body[i] != '"' {
+			continue
+		}
+		j := i + 1
+		for ; body[j] != '"'; j++ {
+			if body[j] == '\\' {
+				j++
+			}
+		}
+		if rest := bytes.TrimLeft(body[j+1:], " \t\r\n"); len(rest) > 0 && rest[0] == ':' {
+			names = append(names, body[i:j+1])
+		}
+		i = j
+	}
+	return names
 }
 
 // namesKept reports whether every member name of sent, at every depth, is

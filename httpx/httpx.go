@@ -7,8 +7,8 @@
 // # Security
 //
 // It trusts nothing a request says. A JSON body is accepted in one form
-// only (UnmarshalStrict: valid UTF-8, known fields by their exact names, no
-// repeated key, one value) and within MaxBody; forwarding headers are believed only from
+// only (UnmarshalStrict: valid UTF-8, known fields by their exact names,
+// unescaped, no repeated key, one value) and within MaxBody; forwarding headers are believed only from
 // TRUSTED_PROXIES (IPResolver), so a client cannot pick the address its
 // budgets and log lines are keyed by. No answer carries an internal error's
 // text: Classify logs it with the request id and the client sees "internal
@@ -72,8 +72,8 @@ func NoStore(w http.ResponseWriter) {
 
 // DecodeJSON reads r's body into dst. It answers, as an *Error: 415 unless the
 // Content-Type is application/json, 413 over MaxBody, 400 for invalid UTF-8,
-// malformed JSON, a wrong type, an unknown field, a repeated key, or anything
-// after the value.
+// malformed JSON, a wrong type, an unknown field (a name in another letter case
+// or with an escape is one), a repeated key, or anything after the value.
 func DecodeJSON(r *http.Request, dst any) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
@@ -127,8 +127,9 @@ func readErr(err error) error {
 
 // UnmarshalStrict decodes one JSON value from body into dst, refusing invalid
 // UTF-8 (encoding/json would silently replace it), unknown fields, a field
-// named in another letter case than its own (encoding/json would take
-// {"EMAIL":…} for email), a key an object repeats, and trailing data.
+// named in another letter case than its own or with an escape (encoding/json
+// would take {"EMAIL":…} and {"\u0065mail":…} for email), a key an object
+// repeats, and trailing data; escapes in values are read as usual.
 // Failures are 400 *Errors whose message names no input.
 func UnmarshalStrict(body []byte, dst any) error {
 	if !utf8.Valid(body) {
@@ -159,7 +160,7 @@ func UnmarshalStrict(body []byte, dst any) error {
 	switch key, repeated, unknown := token.CheckKeys(body, reflect.TypeOf(dst)); {
 	case repeated:
 		return E(KindInvalidJSON, "an object repeats a key")
-	case unknown: // in another letter case, which encoding/json took for a field
+	case unknown: // in another letter case or escaped, which encoding/json took for a field
 		return E(KindInvalidJSON, "unknown field %q", clip(key))
 	}
 	return nil

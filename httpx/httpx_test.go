@@ -53,9 +53,10 @@ func wantHTTPError(t testing.TB, what string, err error, status int, code string
 }
 
 // TestUnmarshalStrictExactNames: encoding/json matches a field's name in
-// any letter case; a name is known only as the field spells it (RFC 8259
-// names are case-sensitive), so another spelling is an unknown field,
-// whatever the depth.
+// any letter case, and unescaped; a name is known only as the field spells
+// it (RFC 8259 names are case-sensitive), byte for byte, so another
+// spelling, an escape included, is an unknown field, whatever the depth.
+// Escapes in values are fine (Go's encoding/json writes < as \u003c).
 func TestUnmarshalStrictExactNames(t *testing.T) {
 	var dst struct {
 		Email string `json:"email"`
@@ -63,14 +64,15 @@ func TestUnmarshalStrictExactNames(t *testing.T) {
 			Role string `json:"role"`
 		} `json:"list"`
 	}
-	for _, body := range []string{`{"EMAIL":"x"}`, `{"Email":"x"}`, `{"list":[{"role":"a"},{"ROLE":"admin"}]}`} {
+	for _, body := range []string{`{"EMAIL":"x"}`, `{"Email":"x"}`, `{"list":[{"role":"a"},{"ROLE":"admin"}]}`,
+		`{"\u0065mail":"x"}`, `{"emai\u006c":"x"}`, `{"list":[{"r\u006fle":"admin"}]}`} {
 		err := UnmarshalStrict([]byte(body), &dst)
 		e := wantHTTPError(t, fmt.Sprintf("UnmarshalStrict(%s)", body), err, 400, "invalid_json")
 		if !strings.HasPrefix(e.Message, "unknown field ") {
 			t.Errorf("UnmarshalStrict(%s): %q; want an unknown field", body, e.Message)
 		}
 	}
-	if err := UnmarshalStrict([]byte(`{"email":"x","list":[{"role":"a"}]}`), &dst); err != nil || dst.Email != "x" || dst.List[0].Role != "a" {
+	if err := UnmarshalStrict([]byte(`{"email":"\u003cx\u003e","list":[{"role":"a"}]}`), &dst); err != nil || dst.Email != "<x>" || dst.List[0].Role != "a" {
 		t.Errorf("UnmarshalStrict(exact names) = %v, %+v", err, dst)
 	}
 }
@@ -100,6 +102,7 @@ func TestDecodeJSON(t *testing.T) {
 		{"a name in another case", `{"NAME":"a"}`, "application/json", 400, "invalid_json"},
 		{"a name twice, in two cases", `{"name":"a","NAME":"b"}`, "application/json", 400, "invalid_json"},
 		{"a name with a Kelvin sign for k", `{"\u212Aount":2}`, "application/json", 400, "invalid_json"},
+		{"a name with an escape", `{"n\u0061me":"a"}`, "application/json", 400, "invalid_json"},
 		{"duplicate key after a nested value", `{"name":"a","count":{"x":[1,{"y":2}]},"name":"b"}`, "application/json", 400, "invalid_json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,11 +21,11 @@ import (
 
 // DPoP proofs (RFC 9449 §4) come from clients, so unlike our own tokens they
 // cannot be matched against a header we minted. ParseProof reads one as
-// outside input: strict base64url in every segment, no repeated JSON key,
-// a header of exactly typ, alg and jwk, a public key it rebuilds and
-// re-encodes (so the key, and its thumbprint, has one spelling), and the
-// signature checked by the same Key.verify as our tokens before any claim
-// is believed. One form is accepted for both forms of an ES256 signature:
+// outside input: strict base64url in every segment, no repeated JSON key
+// and no member name with an escape, a header of exactly typ, alg and jwk,
+// a public key it rebuilds and re-encodes (so the key, and its thumbprint,
+// has one spelling), and the signature checked by the same Key.verify as
+// our tokens before any claim is believed. One form is accepted for both forms of an ES256 signature:
 // client libraries make high-S signatures as often as low ones, and the
 // twin of a seen proof carries the same jti, which the caller's replay
 // check refuses.
@@ -144,17 +144,22 @@ func strictB64(s string) ([]byte, error) {
 	return base64.RawURLEncoding.Strict().DecodeString(s)
 }
 
-// members decodes a JSON object, refusing a repeated key, and returns its
-// string members; members of another type are left out, so a required one
-// (which must be a non-empty string) is missing, and an optional one reads
-// as "". Names are matched exactly, not case-insensitively as encoding/json
+// members decodes a JSON object, refusing a repeated key and a member name
+// with an escape (no name of a header, claims or JWK needs one, and
+// "\u0061lg" would be a second spelling of alg), and returns its string
+// members; members of another type are left out, so a required one (which
+// must be a non-empty string) is missing, and an optional one reads as "".
+// Names are matched exactly, not case-insensitively as encoding/json
 // matches fields. raw holds every member's JSON text.
 func members(b []byte, required ...string) (str map[string]string, raw map[string]json.RawMessage, err error) {
 	if json.Unmarshal(b, &raw) != nil || raw == nil {
 		return nil, nil, errors.New("not a JSON object")
 	}
-	if _, repeated, _ := CheckKeys(b, nil); repeated {
+	switch key, repeated, escaped := CheckKeys(b, nil); {
+	case repeated:
 		return nil, nil, errors.New("a repeated member")
+	case escaped: // with no type, what CheckKeys calls unknown
+		return nil, nil, fmt.Errorf("member name %.20q holds an escape", key)
 	}
 	str = make(map[string]string, len(raw))
 	for k, v := range raw {

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"bytes"
 	"cmp"
 	"crypto"
 	"crypto/ecdsa"
@@ -399,6 +400,19 @@ func TestProofEncoding(t *testing.T) {
 	key := proofKeys[ES256]
 	wantProofErr(t, "repeated header member", signRaw(t, ES256, key, append(h[:len(h)-1], []byte(`,"typ":"dpop+jwt"}`)...), c), proofWant, "repeated")
 	wantProofErr(t, "repeated claim", signRaw(t, ES256, key, h, append(c[:len(c)-1], []byte(`,"htm":"GET"}`)...)), proofWant, "repeated")
+	// A name with an escape, in the header, the claims or the JWK, is
+	// refused: it would be a second spelling of the name. Values may
+	// hold escapes.
+	escaped := func(b []byte, name, as string) []byte {
+		return bytes.Replace(b, []byte(`"`+name+`"`), []byte(`"`+as+`"`), 1)
+	}
+	wantProofErr(t, "escaped header name", signRaw(t, ES256, key, escaped(h, "alg", `\u0061lg`), c), proofWant, "escape")
+	wantProofErr(t, "escaped JWK name", signRaw(t, ES256, key, escaped(h, "kty", `k\u0074y`), c), proofWant, "escape")
+	wantProofErr(t, "escaped claim name", signRaw(t, ES256, key, h, escaped(c, "htu", `ht\u0075`)), proofWant, "escape")
+	slashes := bytes.ReplaceAll(c, []byte("/"), []byte(`\/`))
+	if _, err := ParseProof(signRaw(t, ES256, key, h, slashes), proofWant); err != nil || !bytes.Contains(slashes, []byte(`https:\/\/`)) {
+		t.Errorf("ParseProof(htu with escaped slashes) = %v; want it accepted", err)
+	}
 	upper := maps.Clone(p.claims)
 	upper["JTI"] = upper["jti"]
 	delete(upper, "jti")

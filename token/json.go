@@ -3,6 +3,7 @@ package token
 import (
 	"cmp"
 	"encoding/json"
+	"maps"
 	"reflect"
 	"strings"
 	"sync"
@@ -14,18 +15,26 @@ import (
 // first at fault, with what is wrong with it. An object may not repeat a
 // key (repeated): encoding/json keeps the last value while a proxy, a log
 // or a validator may have read the first, so {"password":"short",
-// "password":"long…"} must be refused, not resolved. An object decoded
-// into a struct may hold only the JSON names of its fields, byte for byte
-// (unknown): encoding/json matches names in any letter case, so {"EMAIL":…}
-// would fill the field named email, where JSON names are case-sensitive
-// (RFC 8259 §8.3). Objects decoded into maps, interfaces or
-// json.Unmarshalers take any name. Keys are compared unescaped, as
-// encoding/json and RFC 8259 compare them.
+// "password":"long…"} must be refused, not resolved. Keys are compared
+// unescaped here, as encoding/json and RFC 8259 compare them.
+//
+// An object decoded into a struct may hold only the JSON names of its
+// fields, byte for byte as sent (unknown): encoding/json matches names in
+// any letter case, so {"EMAIL":…} would fill the field named email, where
+// JSON names are case-sensitive (RFC 8259 §8.3); and it unescapes them, so
+// {"\u0065mail":…} would too, a second byte form of one name. Every name
+// this server reads is plain ASCII (lower case, digits, _) and needs no
+// escape, so a name with one is unknown (key is then the name as sent) in
+// a struct, and in body's own object whatever t is: its names are the
+// protocol's (registration metadata, read as a map; a JOSE header, claims
+// or JWK, read with t nil). Deeper objects decoded into maps, interfaces or
+// json.Unmarshalers take any name, escaped too: they are data (Go's
+// encoding/json escapes <, > and & in a map's keys as in its strings).
 //
 // The scan only tracks where keys are, without checking syntax; on bytes
 // that are not JSON its answer means nothing, but it still returns.
 // (encoding/json's tokenizer did the same at a dozen allocations per
-// token; FuzzCheckKeys holds the two to the same repeated keys.)
+// token; FuzzCheckKeys holds the two to the same faults.)
 func CheckKeys(body []byte, t reflect.Type) (key string, repeated, unknown bool) {
 	type frame struct {
 		keys    map[string]struct{} // nil for an array
@@ -77,6 +86,9 @@ func CheckKeys(body []byte, t reflect.Type) (key string, repeated, unknown bool)
 				}
 				top.keys[k] = struct{}{}
 				top.wantKey = false
+				if escaped && (top.fields != nil || len(stack) == 1) {
+					return string(body[i+1 : j]), false, true
+				}
 				if top.fields != nil {
 					ft, ok := top.fields[k]
 					if !ok {
@@ -121,8 +133,7 @@ func shapeOf(t reflect.Type) shape {
 	switch k := t.Kind(); {
 	case reflect.PointerTo(t).Implements(unmarshaler):
 	case k == reflect.Struct:
-		s.fields = map[string]reflect.Type{}
-		addFields(s.fields, t)
+		s.fields = fieldsOf(t)
 	case k == reflect.Map || k == reflect.Slice || k == reflect.Array:
 		s.elem = t.Elem()
 	}
@@ -130,26 +141,59 @@ func shapeOf(t reflect.Type) shape {
 	return s
 }
 
-// addFields adds the fields of struct t to names as encoding/json names
-// them: the tag's name, else the Go name; an untagged embedded struct's
-// fields as t's own. (Where encoding/json drops two names that clash,
-// DisallowUnknownFields still refuses them.)
-func addFields(names map[string]reflect.Type, t reflect.Type) {
-	for f := range t.Fields() {
-		tag := f.Tag.Get("json")
-		name, _, _ := strings.Cut(tag, ",")
-		embedded := f.Type
-		if embedded.Kind() == reflect.Pointer {
-			embedded = embedded.Elem()
+// fieldsOf returns the fields of struct t by JSON name, resolved as
+// encoding/json resolves them (its typeFields): the tag's name, else the Go
+// name; an untagged embedded struct's fields are t's own, one level deeper.
+// Of the fields a name could mean, the shallowest wins, and of those a
+// tagged one; if two are left (a struct embedded twice at one level holds
+// each of its names twice), encoding/json drops the name, and it is unknown
+// here too. A struct met at a shallower level is not looked into again,
+// which also ends one that embeds a pointer to itself.
+func fieldsOf(t reflect.Type) map[string]reflect.Type {
+	fields := map[string]reflect.Type{} // nil while two fields clash
+	rank := map[string]int{}            // the winner's: 2 × depth, + 1 if untagged
+	seen := map[reflect.Type]bool{}
+	level := map[reflect.Type]int{t: 1} // the structs at this depth: how often each is embedded
+	for depth := 0; len(level) > 0; depth++ {
+		next := map[reflect.Type]int{}
+		for st, count := range level {
+			if seen[st] {
+				continue
+			}
+			seen[st] = true
+			for f := range st.Fields() {
+				tag := f.Tag.Get("json")
+				name, _, _ := strings.Cut(tag, ",")
+				ft := f.Type
+				if ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				embedded := f.Anonymous && ft.Kind() == reflect.Struct
+				if tag == "-" || !f.IsExported() && !embedded {
+					continue
+				}
+				if embedded && name == "" {
+					next[ft]++
+					continue
+				}
+				n, r := cmp.Or(name, f.Name), 2*depth
+				if name == "" {
+					r++
+				}
+				if old, ok := rank[n]; !ok || r < old {
+					rank[n], fields[n] = r, f.Type
+				} else if r == old {
+					fields[n] = nil
+				}
+				if count > 1 && rank[n] == r {
+					fields[n] = nil
+				}
+			}
 		}
-		switch {
-		case tag == "-":
-		case f.Anonymous && name == "" && embedded.Kind() == reflect.Struct:
-			addFields(names, embedded)
-		case f.IsExported():
-			names[cmp.Or(name, f.Name)] = f.Type
-		}
+		level = next
 	}
+	maps.DeleteFunc(fields, func(_ string, t reflect.Type) bool { return t == nil })
+	return fields
 }
 
 // HasField reports whether name is, byte for byte, the JSON name of a
