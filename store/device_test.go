@@ -1,8 +1,10 @@
 package store_test
 
 import (
+	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"regexp"
 	"slices"
 	"testing"
@@ -193,6 +195,92 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 	}
 	if err := db.CreateCode(ctx, code, t0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a code of a sign-in the password change ended: %v; want ErrNotFound", err)
+	}
+}
+
+// RP-initiated logout (by the sign-in's cookie, or by its sid) beside a
+// code or a device approval of that sign-in, stored through another
+// instance's store, lined up on the audit chain's head in either order.
+// The grant holds the user's row (signInLive); the logout did not take it,
+// so a grant first had its code unseen by the logout's voiding of the
+// sign-in's grants, and the logout's delete of the sign-in then waited for
+// it (the foreign key of its client record): the code outlived the logout,
+// to be exchanged into a session of a sign-in that had ended, and its
+// client was never told. A grant second failed on that foreign key (an
+// internal error). Now the logout holds the user's row first, as a password
+// change does: a grant first is voided by it and its client told; a grant
+// second waits, then finds the sign-in gone.
+func TestGrantBesideLogout(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db, other, raw := storetest.OpenURL(t, url), storetest.OpenURL(t, url), rawDB(t, d, url)
+			u := newUser(t, db, "ann@example.com", "ann")
+			rp := store.Client{ID: "rp", Name: "RP", GrantTypes: []string{"authorization_code", "urn:ietf:params:oauth:grant-type:device_code"}, BackchannelLogoutURI: "https://rp.example/bc"}
+			if err := db.CreateClient(ctx, &rp, t0); err != nil {
+				t.Fatal(err)
+			}
+			audited := func(action string) context.Context {
+				return store.WithEvent(ctx, &store.Event{Action: action, Actor: store.FormatID(u.ID), Outcome: "success"})
+			}
+			for i, c := range []struct{ grantFirst, bySID, device bool }{{true, false, false}, {false, true, false}, {true, true, true}, {false, false, true}} {
+				session, _, signIn := newSignIn(t, db, u.ID)
+				s := &store.Session{SID: signIn.SID, Hash: session, UserID: u.ID, AuthTime: t0}
+				code := &store.Code{Hash: token.Hash(token.NewOpaque()), ClientID: rp.ID, UserID: u.ID, CodeChallenge: "x",
+					AuthTime: t0, SID: s.SID, SessionHash: session, ExpiresAt: t0.Add(time.Minute)}
+				dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: fmt.Sprint("mac-", i), ClientID: rp.ID, ExpiresAt: t0.Add(10 * time.Minute), Interval: 5}
+				if err := db.CreateDeviceCode(ctx, dc, t0); err != nil {
+					t.Fatal(err)
+				}
+				grant := func() error { return other.CreateCode(audited("code"), code, t0) }
+				if c.device {
+					grant = func() error { return other.DecideDeviceCode(audited("device"), dc.UserCode, true, s, t0) }
+				}
+				var ended store.Ended
+				logout := func() (err error) {
+					if c.bySID {
+						ended, err = db.DeleteSessionBySID(audited("session.ended"), s.SID)
+					} else {
+						ended, err = db.DeleteSession(audited("session.ended"), session)
+					}
+					return err
+				}
+				first, second := grant, logout
+				if !c.grantFirst {
+					first, second = logout, grant
+				}
+				hold, holder := holdRow(t, raw, d, `SELECT 1 FROM audit_head WHERE one = 1 FOR UPDATE`)
+				firstDone, secondDone := make(chan error, 1), make(chan error, 1)
+				go func() { firstDone <- first() }()
+				waitBlocked(t, raw, d, holder, 1)
+				go func() { secondDone <- second() }()
+				waitBlocked(t, raw, d, holder, 2)
+				if err := hold.Rollback(); err != nil {
+					t.Fatal(err)
+				}
+				grantErr, logoutErr := <-firstDone, <-secondDone
+				if !c.grantFirst {
+					grantErr, logoutErr = logoutErr, grantErr
+				}
+				if logoutErr != nil {
+					t.Fatalf("%+v: the logout: %v", c, logoutErr)
+				}
+				told := slices.Contains(ended.SignIns, store.SignIn{SID: s.SID, UserID: u.ID, ClientID: rp.ID, URI: rp.BackchannelLogoutURI})
+				switch {
+				case c.grantFirst && (grantErr != nil || !told):
+					t.Errorf("%+v: the grant before the logout: %v; the logout told %+v; want it stored, then its client told", c, grantErr, ended.SignIns)
+				case !c.grantFirst && !errors.Is(grantErr, store.ErrNotFound):
+					t.Errorf("%+v: the grant after the logout: %v; want ErrNotFound", c, grantErr)
+				}
+				if _, err := db.CodeByHash(ctx, code.Hash); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("%+v: the code after the logout: %v; want ErrNotFound", c, err)
+				}
+				is := store.Issued{Family: &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: rp.ID, AuthTime: t0}}
+				if err := db.RedeemDeviceCode(ctx, dc.Hash, is, t0); !errors.Is(err, store.ErrReused) && !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("%+v: redeeming the device request after the logout: %v; want it refused", c, err)
+				}
+			}
+		})
 	}
 }
 

@@ -287,12 +287,13 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err er
 // its cookie's hash) grants, a code or a device approval, is ErrNotFound
 // unless the sign-in is still there and its user active, and holds its
 // user's row until commit (stillPassword). What ends a user's sign-ins (a
-// password change or reset, deactivation, deletion) writes that row first,
-// then voids the sign-ins' grants, then deletes the sign-ins: one that
-// holds the row first has taken the sign-in away by the time this reads
-// it; one that comes after waits for this transaction, then voids what it
-// stored. Without the row, a grant stored between the voiding and the
-// deleting outlived both. "" (no sign-in) checks the user alone.
+// password change or reset, deactivation, deletion, a logout: endSignIn)
+// takes that row first, then voids the sign-ins' grants, then deletes the
+// sign-ins: one that holds the row first has taken the sign-in away by the
+// time this reads it; one that comes after waits for this transaction,
+// then voids what it stored. Without the row, a grant stored between the
+// voiding and the deleting outlived both. "" (no sign-in) checks the user
+// alone.
 func signInLive(ctx context.Context, tx *txn, userID int64, hash string, now time.Time) error {
 	if err := stillPassword(ctx, tx, userID, ""); err != nil {
 		return err
@@ -322,11 +323,7 @@ WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active
 // it issued that were not exchanged yet; it returns the clients to tell.
 func (db *DB) DeleteSession(ctx context.Context, hash string) (e Ended, err error) {
 	defer db.wrap(&err, "delete session")
-	err = db.tx(ctx, func(tx *txn) error {
-		e.SignIns, err = endSignInsTx(ctx, tx, signInsByHash, hash)
-		return err
-	})
-	return e, err
+	return db.endSignIn(ctx, signInsByHash, hash)
 }
 
 // DeleteSessionBySID ends the browser sign-in whose public id is sid, as
@@ -338,8 +335,30 @@ func (db *DB) DeleteSessionBySID(ctx context.Context, sid string) (e Ended, err 
 	if sid == "" {
 		return e, nil
 	}
+	return db.endSignIn(ctx, signInsBySID, sid)
+}
+
+// endSignIn ends the one sign-in where (signInsByHash or signInsBySID)
+// selects with arg, holding its user's row first, as a password change
+// does: a code or device approval of the sign-in (signInLive, which holds
+// that row) either committed before, and is voided here with its client
+// told, or waits and then finds the sign-in gone. Without the row, one
+// stored meanwhile was unseen by the voiding, and outlived the logout
+// (TestGrantBesideLogout).
+func (db *DB) endSignIn(ctx context.Context, where, arg string) (e Ended, err error) {
 	err = db.tx(ctx, func(tx *txn) error {
-		e.SignIns, err = endSignInsTx(ctx, tx, signInsBySID, sid)
+		var userID int64
+		err := tx.QueryRowContext(ctx, `SELECT user_id FROM sessions WHERE `+where, arg).Scan(&userID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // nothing to end
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = password_hash WHERE id = $1`, userID); err != nil {
+			return err
+		}
+		e.SignIns, err = endSignInsTx(ctx, tx, where, arg)
 		return err
 	})
 	return e, err
