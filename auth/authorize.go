@@ -209,7 +209,7 @@ var errMalformedQuery = httpx.E(httpx.KindInvalid, "The request's query string i
 func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, oidc, requirePAR bool, v verification, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
-		a := &authorization{w: w, r: r, log: log, db: db, iss: ts.Issuer, b: b, now: t}
+		a := &authorization{w: w, r: r, log: log, db: db, ts: ts, b: b, now: t}
 		params := r.URL.Query() // well formed: the route table refused any other (wellFormedQuery)
 		if r.Method == http.MethodPost {
 			form, err := readForm(r)
@@ -262,7 +262,7 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 	}
 	switch {
 	case posted && form.Has("login"):
-		if sess = a.loginForm(pw, th, m, v); sess == nil {
+		if sess = a.loginForm(pw, th, m, v, sess); sess == nil {
 			return // the login page was shown again
 		}
 	case posted && form.Has("action"):
@@ -326,7 +326,7 @@ type authorization struct {
 	r   *http.Request
 	log *slog.Logger
 	db  *store.DB
-	iss string
+	ts  *Tokens
 	b   *Browser
 	ar  *authRequest
 	now time.Time
@@ -385,7 +385,7 @@ func (a *authorization) redirect(params url.Values) {
 	if a.ar.state != "" {
 		params.Set("state", a.ar.state)
 	}
-	params.Set("iss", a.iss)
+	params.Set("iss", a.ts.Issuer)
 	a.finishPushed()
 	a.w.Header().Set("Cache-Control", "no-store")
 	redirectTo(a.w, a.r, withQuery(a.ar.redirectURI, params))
@@ -450,8 +450,13 @@ func (a *authorization) showLogin(status int, msg, login string) {
 // (a new cookie: the session id is never one the browser chose) and returns
 // it; otherwise it shows the form again and returns nil. With
 // REQUIRE_EMAIL_VERIFICATION, an unverified address is refused (403) once
-// the password is known to be right.
-func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev verification) *store.Session {
+// the password is known to be right. The browser's sign-in until now, prior
+// (or nil), does not outlive the new one: the same user's continues in it,
+// under its sid, so that the relying parties holding that sid stay signed
+// in and are told when the new one ends (OIDC Core §3.1.2.1: prompt=login
+// and max_age re-authenticate, they do not sign out); another user's ends
+// as a logout does, its clients told.
+func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev verification, prior *store.Session) *store.Session {
 	ctx := a.r.Context()
 	login, password := a.ar.params.Get("login"), a.ar.params.Get("password")
 	if login == "" || password == "" || len(login) > 254 || len(password) > 4*maxPassword {
@@ -479,6 +484,9 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 	}
 	v := token.NewOpaque()
 	s := store.Session{SID: token.NewID(), Hash: token.Hash(v), UserID: u.ID, AuthTime: a.now, ExpiresAt: a.now.Add(a.b.SessionTTL), Verified: u.PasswordHash}
+	if prior != nil && prior.UserID == u.ID && prior.SID != "" { // "": from before sign-ins had one
+		s.SID, s.Continues = prior.SID, prior.Hash
+	}
 	httpx.InfoFrom(a.r).UserID = store.FormatID(u.ID)
 	e := auditEvent(ctx, actLoginSuccess, store.FormatID(u.ID), outSuccess, "via", "browser", "sid", s.SID)
 	if err := a.db.CreateSession(store.WithEvent(ctx, e), s.Hash, s); errors.Is(err, store.ErrNotFound) {
@@ -489,9 +497,21 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 			a.showLogin(http.StatusUnauthorized, "Wrong email, username or password.", login)
 		}
 		return nil
+	} else if errors.Is(err, store.ErrConflict) { // the sign-in continued ended meanwhile, its sid with it
+		a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
+		return nil
 	} else if err != nil {
 		a.b.fail(a.w, a.r, err)
 		return nil
+	}
+	if prior != nil && prior.UserID != u.ID {
+		e := auditEvent(ctx, actSessionEnded, store.FormatID(prior.UserID), outSuccess, "reason", "logout", "via", "another user's sign-in", "sid", prior.SID)
+		ended, err := a.db.DeleteSession(store.WithEvent(ctx, e), prior.Hash)
+		if err != nil {
+			a.b.fail(a.w, a.r, err)
+			return nil
+		}
+		a.ts.Ended(ended)
 	}
 	a.b.setCookie(a.w, cookieSession, v, 0)
 	a.log.InfoContext(ctx, "signed in", "request_id", httpx.InfoFrom(a.r).ID, "user_id", u.ID, "client_id", a.ar.client.ID)

@@ -99,6 +99,23 @@ func (e *env) checkLogoutToken(raw, clientID string, u *store.User) *token.Claim
 	return c
 }
 
+// oidcSignIn signs b in as login to the client (id, secret) with the openid
+// scope and extra authorization parameters, exchanges the code, and returns
+// the ID token's sid and the ID token.
+func (e *env) oidcSignIn(b *browser, id, secret, login, password string, extra ...string) (sid, idt string) {
+	e.t.Helper()
+	p := newPKCE()
+	code := e.secret(b.signIn(authorizeURL(id, p, append([]string{"scope", "openid"}, extra...)...), login, password))
+	r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+	e.secret(r.Str("access_token"))
+	e.secret(r.Str("refresh_token"))
+	c, err := e.deps.Tokens.Verifier.Parse(r.Str("id_token"), token.Expect{Type: token.TypeID, Issuer: testIssuer, Audience: id}, e.clock.Now())
+	if err != nil || c.SessionID == "" {
+		e.t.Fatalf("id_token %+v, %v; want a sid", c, err)
+	}
+	return c.SessionID, r.Str("id_token")
+}
+
 // Back-Channel Logout 1.0: when a browser sign-in ends (RP-initiated
 // logout, password change, reset, deactivation, deletion) each client it
 // gave a code to that registered a back-channel logout URI receives a
@@ -114,18 +131,8 @@ func TestBackchannelLogout(t *testing.T) {
 			BackchannelLogoutURI: rp.URL + "/backchannel?tenant=1"})
 		e.newClient(ClientSpec{Name: "other", RedirectURIs: []string{"https://other.example/cb"}, Scopes: []string{"openid"},
 			BackchannelLogoutURI: bystander.URL})
-		// signIn signs b in to the RP and returns the ID token's sid.
 		signIn := func(b *browser, password string) (sid, idt string) {
-			p := newPKCE()
-			code := e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), "ann", password))
-			r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
-			e.secret(r.Str("access_token"))
-			e.secret(r.Str("refresh_token"))
-			c, err := e.deps.Tokens.Verifier.Parse(r.Str("id_token"), token.Expect{Type: token.TypeID, Issuer: testIssuer, Audience: id}, e.clock.Now())
-			if err != nil || c.SessionID == "" {
-				t.Fatalf("id_token %+v, %v; want a sid", c, err)
-			}
-			return c.SessionID, r.Str("id_token")
+			return e.oidcSignIn(b, id, secret, "ann", password)
 		}
 
 		// RP-initiated logout.
@@ -196,21 +203,9 @@ func TestLogoutFromRelyingPartyBackEnd(t *testing.T) {
 		e.createUser("bob@example.com", "bob", "Bob-Password-1", store.RoleUser)
 		id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"},
 			PostLogoutRedirectURIs: []string{"https://app.example/bye"}, BackchannelLogoutURI: rp.URL})
-		signIn := func(b *browser, login, password string) (sid, idt string) {
-			p := newPKCE()
-			code := e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), login, password))
-			r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
-			e.secret(r.Str("access_token"))
-			e.secret(r.Str("refresh_token"))
-			c, err := e.deps.Tokens.Verifier.Parse(r.Str("id_token"), token.Expect{Type: token.TypeID, Issuer: testIssuer, Audience: id}, e.clock.Now())
-			if err != nil || c.SessionID == "" {
-				t.Fatalf("id_token %+v, %v; want a sid", c, err)
-			}
-			return c.SessionID, r.Str("id_token")
-		}
 		ann, bob := e.browser(), e.browser()
-		sid, idt := signIn(ann, "ann", "Ann-Password-1")
-		signIn(bob, "bob", "Bob-Password-1")
+		sid, idt := e.oidcSignIn(ann, id, secret, "ann", "Ann-Password-1")
+		e.oidcSignIn(bob, id, secret, "bob", "Bob-Password-1")
 
 		backEnd := e.browser() // holds no cookie
 		form := url.Values{"id_token_hint": {idt}, "client_id": {id}, "post_logout_redirect_uri": {"https://app.example/bye"}, "state": {"s1"}}
@@ -228,6 +223,56 @@ func TestLogoutFromRelyingPartyBackEnd(t *testing.T) {
 		}
 		if w := backEnd.do("POST", "/oauth2/logout", form); w.Code != http.StatusSeeOther {
 			t.Fatalf("the same logout again: %d; want 303", w.Code)
+		}
+		rp.none(t)
+	}, withSigningKey(t, key, nil), withBackchannel(t))
+}
+
+// A browser signed in as one user signs in as another (prompt=login, or a
+// login form left open): the first user's sign-in ends as a logout ends it,
+// its codes not yet exchanged void and its relying parties told. Before,
+// only its cookie was replaced: the sign-in lived on until it expired, and
+// its relying parties kept the first user signed in. The same user signing
+// in again (prompt=login, max_age) signs nobody out: the new sign-in
+// continues the old one under its sid, which the relying parties hold, the
+// old cookie stops working, and the relying parties are told when the new
+// one ends.
+func TestSignInAsAnotherUserEndsTheFirst(t *testing.T) {
+	key := ecKey(t)
+	eachEnv(t, func(t *testing.T, e *env) {
+		rp := newRelyingParty(t)
+		ann := e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		bob := e.createUser("bob@example.com", "bob", "Bob-Password-1", store.RoleUser)
+		id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}, BackchannelLogoutURI: rp.URL})
+		alive := func(cookie string) bool {
+			_, err := e.db.SessionByHash(t.Context(), token.Hash(cookie), e.clock.Now())
+			return err == nil
+		}
+		b := e.browser()
+		annSID, _ := e.oidcSignIn(b, id, secret, "ann", "Ann-Password-1")
+		annCookie := b.cookies[cookieSession]
+		p := newPKCE()
+		pending := e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), "ann", "Ann-Password-1")) // not exchanged yet
+
+		bobSID, _ := e.oidcSignIn(b, id, secret, "bob", "Bob-Password-1", "prompt", "login")
+		if c := e.checkLogoutToken(rp.next(t), id, ann); c.SessionID != annSID || bobSID == annSID {
+			t.Fatalf("Bob signed in where Ann was: logout token sid %q, Bob's sid %q; want Ann's %q told, Bob's another", c.SessionID, bobSID, annSID)
+		}
+		if alive(annCookie) {
+			t.Fatal("Ann's sign-in goes on after Bob's in her browser")
+		}
+		e.token(id, secret, codeForm(pending, p)).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+
+		bobCookie := b.cookies[cookieSession]
+		e.clock.Add(time.Minute)
+		sid, idt := e.oidcSignIn(b, id, secret, "bob", "Bob-Password-1", "prompt", "login")
+		rp.none(t)
+		if sid != bobSID || alive(bobCookie) || !alive(b.cookies[cookieSession]) {
+			t.Fatalf("Bob signing in again: sid %q; want %q kept, under a new cookie", sid, bobSID)
+		}
+		b.do("GET", "/oauth2/logout?"+url.Values{"id_token_hint": {idt}}.Encode(), nil)
+		if c := e.checkLogoutToken(rp.next(t), id, bob); c.SessionID != bobSID {
+			t.Fatalf("Bob's logout: logout token sid %q; want %q", c.SessionID, bobSID)
 		}
 		rp.none(t)
 	}, withSigningKey(t, key, nil), withBackchannel(t))

@@ -154,7 +154,7 @@ var (
 // which post here carrying the code; the page ends saying the user may
 // return to the device. Every POST looks the code up again, counted as
 // findDevice says.
-func handleDevicePage(log *slog.Logger, db *store.DB, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, v verification, now func() time.Time) http.Handler {
+func handleDevicePage(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, v verification, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
 		if r.Method == http.MethodGet {
@@ -195,7 +195,7 @@ func handleDevicePage(log *slog.Logger, db *store.DB, cs *Clients, b *Browser, p
 			return
 		}
 		httpx.InfoFrom(r).ClientID = c.ID
-		a := &authorization{w: w, r: r, log: log, db: db, b: b, now: t, device: &deviceStep{shown: showUserCode(code), mac: d.UserCode},
+		a := &authorization{w: w, r: r, log: log, db: db, ts: ts, b: b, now: t, device: &deviceStep{shown: showUserCode(code), mac: d.UserCode},
 			ar: &authRequest{client: c, scope: d.Scope, maxAge: -1, params: form}}
 		a.signInAndConsent(pw, th, m, v)
 	})

@@ -268,18 +268,29 @@ type Session struct {
 	AuthTime  time.Time
 	ExpiresAt time.Time
 	Verified  string // the password hash the sign-in verified: stored only while it is the user's
+	Continues string // when creating: the hash of the sign-in, of the same user and SID, this one continues
 }
 
-// CreateSession stores a session under the hash of its cookie value.
+// CreateSession stores a session under the hash of its cookie value. One
+// that continues another (s.Continues: the same user signing in again in
+// one browser) takes over the clients that one reached, which then goes:
+// the relying parties holding its sid are told when this one ends. Its
+// codes and approvals, which name the sid, stay good. If that one ended
+// meanwhile, so did its sid: ErrConflict, and nothing is stored.
 func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err error) {
 	defer db.wrap(&err, "create session")
 	return db.tx(ctx, func(tx *txn) error {
 		if err := stillPassword(ctx, tx, s.UserID, s.Verified); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5)`,
-			hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID)
-		return err
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5)`,
+			hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID); err != nil || s.Continues == "" {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE session_clients SET session_hash = $1 WHERE session_hash = $2`, hash, s.Continues); err != nil {
+			return err
+		}
+		return tx.execOr(ctx, ErrConflict, `DELETE FROM sessions WHERE hash = $1 AND user_id = $2 AND sid = $3`, s.Continues, s.UserID, s.SID)
 	})
 }
 
