@@ -266,7 +266,7 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 			return // the login page was shown again
 		}
 	case posted && form.Has("action"):
-		if sess == nil || !hmac.Equal([]byte(form.Get("consent")), []byte(a.consentMAC(sess))) {
+		if sess == nil || !a.consentOK(sess, form.Get("consent")) {
 			a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
 			return
 		}
@@ -365,17 +365,29 @@ func (a *authorization) carried() []hidden {
 	return carry(a.ar.params)
 }
 
-// consentMAC binds a consent form to the sign-in it was shown to and the
-// request it answers. It is shown only past the checks that prompt=login
-// and max_age make (OIDC Core §3.1.2.1): a decision posted without it,
-// added say to the login page those checks showed, would grant on the old
-// sign-in without the new one they asked for.
-func (a *authorization) consentMAC(sess *store.Session) string {
+// consentMAC binds a consent form to the sign-in it was shown to, the
+// request it answers and the time it was shown (at, Unix seconds), which
+// its value carries: at, a dot, the MAC. It is shown only past the checks
+// that prompt=login and max_age make (OIDC Core §3.1.2.1): a decision
+// posted without it, added say to the login page those checks showed, would
+// grant on the old sign-in without the new one they asked for.
+func (a *authorization) consentMAC(sess *store.Session, at string) string {
 	fields := url.Values{}
 	for _, f := range a.carried() {
 		fields.Add(f.Name, f.Value)
 	}
-	return a.b.mac("consent", sess.Hash+"\x00"+fields.Encode())
+	return at + "." + a.b.mac("consent", sess.Hash+"\x00"+at+"\x00"+fields.Encode())
+}
+
+// consentOK reports whether posted is the consent field consentMAC made for
+// sess and this request, compared in constant time, at most parSignIn ago:
+// the forms of one sign-in get as long as a pushed request serves them.
+// Without the bound a consent page, shown once, granted whenever it was
+// posted while the sign-in lived, long after the checks it was shown past.
+func (a *authorization) consentOK(sess *store.Session, posted string) bool {
+	at, _, _ := strings.Cut(posted, ".")
+	shown, err := strconv.ParseInt(at, 10, 64)
+	return err == nil && hmac.Equal([]byte(posted), []byte(a.consentMAC(sess, at))) && a.now.Sub(time.Unix(shown, 0)) <= parSignIn
 }
 
 // redirect ends the request at the client's redirect URI with params added
@@ -557,7 +569,7 @@ func (a *authorization) showConsent(sess *store.Session) {
 	}
 	a.showForm(http.StatusOK, "consent", &pageData{
 		Title: "Allow access?", User: user, Scopes: strings.Fields(a.ar.scope), RedirectHost: host,
-		Hidden: []hidden{{"consent", a.consentMAC(sess)}},
+		Hidden: []hidden{{"consent", a.consentMAC(sess, strconv.FormatInt(a.now.Unix(), 10))}},
 	})
 }
 

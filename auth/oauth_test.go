@@ -961,6 +961,39 @@ func TestConsentPostCannotSkipReauthentication(t *testing.T) {
 	}
 }
 
+// A consent form carries the time it was shown, under its MAC, and is
+// refused once older than parSignIn, the time a pushed request serves the
+// forms of its sign-in: before, a consent page shown once granted whenever
+// it was posted while the sign-in lived (12 hours here). Refused, it shows
+// the login page again and issues no code.
+func TestConsentFormExpires(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	e.createUser("ann@example.com", "ann", "correct horse", store.RoleUser)
+	b := e.browser()
+	first, _ := e.webClient()
+	e.secret(b.signIn(authorizeURL(first, newPKCE()), "ann", "correct horse"))
+	for _, c := range []struct {
+		age time.Duration
+		ok  bool
+	}{{parSignIn, true}, {parSignIn + time.Second, false}} {
+		id, _ := e.webClient() // not consented to yet
+		form := formOf(t, b.do("GET", authorizeURL(id, newPKCE()), nil).Body.String())
+		if !form.Has("consent") {
+			t.Fatalf("no consent form for a new client: %v", form)
+		}
+		e.clock.Add(c.age)
+		form.Set("action", "allow")
+		w := b.do("POST", "/oauth2/authorize", form)
+		issued := w.Code == http.StatusSeeOther && strings.Contains(w.Header().Get("Location"), "code=")
+		if issued {
+			e.secret(callback(t, w, http.StatusSeeOther).Get("code"))
+		}
+		if issued != c.ok || !c.ok && (w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="password"`)) {
+			t.Errorf("a consent form posted %v after it was shown: %d, a code %v; want a code %v, else the login page", c.age, w.Code, issued, c.ok)
+		}
+	}
+}
+
 // A query string url.ParseQuery refuses (a bad escape, a semicolon) is an
 // error page at the authorization and logout endpoints: url.Query took the
 // request without the bad pair, so a parameter sent twice (RFC 6749 §3.1)
