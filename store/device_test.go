@@ -249,16 +249,7 @@ func TestGrantBesideLogout(t *testing.T) {
 				if !c.grantFirst {
 					first, second = logout, grant
 				}
-				hold, holder := holdRow(t, raw, d, `SELECT 1 FROM audit_head WHERE one = 1 FOR UPDATE`)
-				firstDone, secondDone := make(chan error, 1), make(chan error, 1)
-				go func() { firstDone <- first() }()
-				waitBlocked(t, raw, d, holder, 1)
-				go func() { secondDone <- second() }()
-				waitBlocked(t, raw, d, holder, 2)
-				if err := hold.Rollback(); err != nil {
-					t.Fatal(err)
-				}
-				grantErr, logoutErr := <-firstDone, <-secondDone
+				grantErr, logoutErr := lineUp(t, raw, d, first, second, `SELECT 1 FROM audit_head WHERE one = 1 FOR UPDATE`)
 				if !c.grantFirst {
 					grantErr, logoutErr = logoutErr, grantErr
 				}
@@ -354,6 +345,23 @@ SELECT pid FROM w WHERE pid <> ?`, []any{pid, pid}
 		out = append(out, p)
 	}
 	return out
+}
+
+// lineUp runs first, then second, behind a transaction on raw that holds
+// lock (holdRow): first waits for it, second for it or for first. It then
+// ends that transaction and returns what first and second returned.
+func lineUp(t *testing.T, raw *sql.DB, dialect string, first, second func() error, lock string, args ...any) (error, error) {
+	t.Helper()
+	hold, holder := holdRow(t, raw, dialect, lock, args...)
+	firstDone, secondDone := make(chan error, 1), make(chan error, 1)
+	go func() { firstDone <- first() }()
+	waitBlocked(t, raw, dialect, holder, 1)
+	go func() { secondDone <- second() }()
+	waitBlocked(t, raw, dialect, holder, 2)
+	if err := hold.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	return <-firstDone, <-secondDone
 }
 
 // waitBlocked waits until n connections wait for pid (blockedBy); after

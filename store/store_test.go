@@ -690,16 +690,7 @@ func TestClientDeletionBesideCodeExchange(t *testing.T) {
 					first, second = deletion, exchange
 					lock, args = `SELECT 1 FROM token_families WHERE id = $1 FOR UPDATE`, []any{older.ID}
 				}
-				hold, holder := holdRow(t, raw, d, lock, args...)
-				firstDone, secondDone := make(chan error, 1), make(chan error, 1)
-				go func() { firstDone <- first() }()
-				waitBlocked(t, raw, d, holder, 1)
-				go func() { secondDone <- second() }()
-				waitBlocked(t, raw, d, holder, 2)
-				if err := hold.Rollback(); err != nil {
-					t.Fatal(err)
-				}
-				exErr, delErr := <-firstDone, <-secondDone
+				exErr, delErr := lineUp(t, raw, d, first, second, lock, args...)
 				if !exchangeFirst {
 					exErr, delErr = delErr, exErr
 				}
