@@ -105,15 +105,24 @@ func TestRunUsageErrors(t *testing.T) {
 			t.Errorf("run(%q) = %v (exit %d); want a usage error, exit 2", args, err, exitCode(err))
 		}
 	}
-	// Every bad invocation is one line on stderr (the error), exit 2.
+	// Every bad invocation is one line on stderr (the error), exit 2: a
+	// client with 41 KB of redirect URIs too (on MySQL it was the
+	// database's error, exit 1), and nothing is written.
+	big := []string{"client", "create", "--name", "big"}
+	for i := range 40 {
+		big = append(big, "--redirect-uri", fmt.Sprintf("https://preview-%d.app.example/cb/%s", i, strings.Repeat("p", 1000)))
+	}
 	for _, args := range [][]string{
 		{"frobnicate"}, {"client"}, {"client", "create", "--no-such-flag"}, {"client", "frob"}, {"client", "list", "x"},
-		{"client", "delete"}, {"keys"}, {"keys", "generate"}, {"user", "create", "--bogus"}, {"migrate", "x"},
+		{"client", "delete"}, {"keys"}, {"keys", "generate"}, {"user", "create", "--bogus"}, {"migrate", "x"}, big,
 	} {
 		_, _, err := runCmd(t, env, "", args...)
 		if exitCode(err) != 2 || err == nil || strings.Contains(err.Error(), "\n") {
-			t.Errorf("run(%q) = %q (exit %d); want one line, exit 2", args, err, exitCode(err))
+			t.Errorf("run(%.120q) = %.200q (exit %d); want one line, exit 2", strings.Join(args, " "), err, exitCode(err))
 		}
+	}
+	if out, _, err := runCmd(t, env, "", "client", "list"); out != "" || err != nil {
+		t.Errorf("client list after the refusals = %.200q, %v; want nothing", out, err)
 	}
 	// Asking for help is not an error: the usage on stdout, exit 0.
 	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"client", "--help"}, {"client", "create", "-h"},

@@ -226,6 +226,13 @@ func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bo
 	return c, secret, nil
 }
 
+// maxClientURIBytes bounds each of a client's URI lists (redirect and
+// post-logout), counted as the URIs' bytes: about 400 preview deployments'
+// callbacks of 80 bytes. Stored as a JSON array, each URI (at least 4
+// bytes) adds at most 3 more, so a list fits in under 57 KiB: every
+// dialect's column holds it (MySQL's TEXT holds 64 KiB).
+const maxClientURIBytes = 32 << 10
+
 // newClient validates spec and returns the client it describes, with a new
 // id and secret (none for a public client), not yet stored; or a
 // *httpx.Error (KindValidation) saying which rule spec breaks. Client
@@ -261,6 +268,9 @@ func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
 		return nil, "", httpx.E(httpx.KindValidation, "refresh_token needs authorization_code or the device grant (refresh tokens come from them)")
 	}
 	for _, list := range [][]string{spec.RedirectURIs, spec.PostLogoutRedirectURIs} {
+		if n := len(strings.Join(list, "")); n > maxClientURIBytes {
+			return nil, "", httpx.E(httpx.KindValidation, "redirect URIs: at most %d bytes per list, got %d", maxClientURIBytes, n)
+		}
 		for _, u := range list {
 			if err := checkRedirectURI(u, release); err != nil {
 				return nil, "", httpx.E(httpx.KindValidation, "redirect URI %q: %v", clipText(u), err)
@@ -288,10 +298,17 @@ func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
 		}
 	}
 	slices.Sort(scopes)
+	scopes = slices.Compact(scopes)
+	// Without a scope parameter a grant is for every registered scope, and
+	// codes, tokens and consents store it: it is held to a scope
+	// parameter's bound, as a registration's scope is (parseScope).
+	if n := len(strings.Join(scopes, " ")); n > maxScopeLen {
+		return nil, "", httpx.E(httpx.KindValidation, "scopes: at most %d bytes in all, separated by spaces, got %d", maxScopeLen, n)
+	}
 	c := &store.Client{
 		ID: token.NewID(), Name: name,
 		RedirectURIs: slices.Compact(slices.Clone(spec.RedirectURIs)), PostLogoutRedirectURIs: spec.PostLogoutRedirectURIs,
-		GrantTypes: grants, Scopes: slices.Compact(scopes), FirstParty: spec.FirstParty, ResourceServer: spec.ResourceServer,
+		GrantTypes: grants, Scopes: scopes, FirstParty: spec.FirstParty, ResourceServer: spec.ResourceServer,
 		BackchannelLogoutURI: spec.BackchannelLogoutURI, RequireDPoP: spec.RequireDPoP, RequirePAR: spec.RequirePAR,
 	}
 	secret := ""
