@@ -202,7 +202,7 @@ func requireUser(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, adminO
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, c, err := userOf(r, db, ts, cs, now())
 		if err == nil && adminOnly && u.Role != store.RoleAdmin {
-			err = httpx.E(httpx.KindForbidden, "admin role required")
+			err = errAdminRequired
 		}
 		if err != nil {
 			httpx.WriteError(w, r, log, err)
@@ -211,6 +211,8 @@ func requireUser(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, adminO
 		next.ServeHTTP(w, withPrincipal(r, &principal{claims: c, user: u}))
 	})
 }
+
+var errAdminRequired = httpx.E(httpx.KindForbidden, "admin role required")
 
 func userOf(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, now time.Time) (*store.User, *token.Claims, error) {
 	c, err := verifyAccess(r, db, ts, now)

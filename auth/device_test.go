@@ -303,7 +303,8 @@ func TestDeviceErrors(t *testing.T) {
 		wantPage(t, b.approve(d.userCode, "ann", "battery staple", "allow"), http.StatusOK, "Device connected")
 		u, _ := e.db.UserByUsername(context.Background(), "ann")
 		inactive := false
-		if _, _, err := e.db.UpdateUserAdmin(context.Background(), u.ID, nil, &inactive, time.Hour, e.clock.Now()); err != nil {
+		root, _ := e.admin()
+		if _, _, err := e.db.UpdateUserAdmin(context.Background(), root.ID, u.ID, nil, &inactive, time.Hour, e.clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		e.poll(tv, "", d.deviceCode).wantOAuthError(http.StatusBadRequest, errInvalidGrant)

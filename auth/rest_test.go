@@ -337,7 +337,8 @@ func TestLoginFailuresIdentical(t *testing.T) {
 		e.createUser("carol@example.com", "carol", "Carol-Password-1", store.RoleUser)
 		inactive := e.createUser("dan@example.com", "dan", "Dan-Password-1", store.RoleUser)
 		off := false
-		if _, _, err := e.db.UpdateUserAdmin(context.Background(), inactive.ID, nil, &off, time.Hour, e.clock.Now()); err != nil {
+		root, _ := e.admin()
+		if _, _, err := e.db.UpdateUserAdmin(context.Background(), root.ID, inactive.ID, nil, &off, time.Hour, e.clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		wrong := wantAPIError(e.loginAttempt("carol@example.com", "Wrong-Password-1"), http.StatusUnauthorized, "invalid_credentials")

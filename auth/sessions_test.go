@@ -172,7 +172,8 @@ func TestUserRevocationCoversTokensRefreshedDuringIt(t *testing.T) {
 		oat := e.secret(r.Str("access_token"))
 		e.secret(r.Str("refresh_token"))
 		inactive := false
-		_, ended, err := e.db.UpdateUserAdmin(ctx, u.ID, nil, &inactive, e.deps.Tokens.AccessTTL, deactivateAt)
+		root, _ := e.admin()
+		_, ended, err := e.db.UpdateUserAdmin(ctx, root.ID, u.ID, nil, &inactive, e.deps.Tokens.AccessTTL, deactivateAt)
 		if err != nil {
 			t.Fatal(err)
 		}

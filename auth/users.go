@@ -348,6 +348,18 @@ func queryInt(r *http.Request, name string, def, lo, hi int) (int, bool) {
 
 var errNoSuchUser = httpx.E(httpx.KindNotFound, "no such user")
 
+// adminWriteError is what a client hears of err, the failure of an admin's
+// change to a user: the user is not there, or the admin is no longer one.
+func adminWriteError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errNoSuchUser
+	case errors.Is(err, store.ErrNotAdmin):
+		return errAdminRequired
+	}
+	return err
+}
+
 func pathID(r *http.Request) (int64, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
@@ -357,7 +369,10 @@ func pathID(r *http.Request) (int64, error) {
 }
 
 // handleUserPatch serves PATCH /api/v1/users/{id} (admin). An admin cannot
-// demote or deactivate themself, so the last admin cannot lock everyone out.
+// demote or deactivate themself, so the last admin cannot lock everyone out;
+// nor can an admin demoted, deactivated or deleted while the request was on
+// its way (store.ErrNotAdmin: 403, as an admin's request checked after it
+// would be), so that two admins demoting each other never leave none.
 // Deactivation ends every session of the user.
 func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
 	type request struct {
@@ -384,12 +399,9 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 			detail = append(detail, "is_active", strconv.FormatBool(*req.IsActive))
 		}
 		e := auditEvent(r.Context(), actUserUpdated, store.FormatID(id), outSuccess, detail...)
-		u, ended, err := db.UpdateUserAdmin(store.WithEvent(r.Context(), e), id, req.Role, req.IsActive, ts.AccessTTL, now())
-		if errors.Is(err, store.ErrNotFound) {
-			return 0, nil, errNoSuchUser
-		}
+		u, ended, err := db.UpdateUserAdmin(store.WithEvent(r.Context(), e), admin.ID, id, req.Role, req.IsActive, ts.AccessTTL, now())
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, adminWriteError(err)
 		}
 		ts.Ended(ended)
 		log.InfoContext(r.Context(), "user updated", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
@@ -398,7 +410,8 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 }
 
 // handleUserDelete serves DELETE /api/v1/users/{id} (admin): a soft delete
-// that ends every session of the user.
+// that ends every session of the user. An admin cannot delete themself, nor
+// delete anyone once no longer an admin (see handleUserPatch).
 func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
 	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
 		admin := principalOf(r).user
@@ -410,11 +423,9 @@ func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot delete themselves")
 		}
 		e := auditEvent(r.Context(), actUserDeleted, store.FormatID(id), outSuccess)
-		ended, err := db.DeleteUser(store.WithEvent(r.Context(), e), id, ts.AccessTTL, now())
-		if errors.Is(err, store.ErrNotFound) {
-			return 0, nil, errNoSuchUser
-		} else if err != nil {
-			return 0, nil, err
+		ended, err := db.DeleteUser(store.WithEvent(r.Context(), e), admin.ID, id, ts.AccessTTL, now())
+		if err != nil {
+			return 0, nil, adminWriteError(err)
 		}
 		ts.Ended(ended)
 		log.InfoContext(r.Context(), "user deleted", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)

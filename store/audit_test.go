@@ -30,12 +30,13 @@ func TestAuditChain(t *testing.T) {
 			raw := rawDB(t, d, url)
 			u := newUser(t, db, "ann@example.com", "ann")
 			e := event("user.deleted", store.FormatID(u.ID))
-			if _, err := db.DeleteUser(store.WithEvent(ctx, e), u.ID, time.Hour, t0); err != nil || e.ID != 1 || len(e.Hash) != 64 {
+			by := newAdmin(t, db)
+			if _, err := db.DeleteUser(store.WithEvent(ctx, e), by, u.ID, time.Hour, t0); err != nil || e.ID != 1 || len(e.Hash) != 64 {
 				t.Fatalf("DeleteUser with an event: %v, %+v", err, e)
 			}
 			// A failed write appends nothing.
 			f := event("user.deleted", "x")
-			if _, err := db.DeleteUser(store.WithEvent(ctx, f), u.ID, time.Hour, t0); !errors.Is(err, store.ErrNotFound) || f.Hash != "" {
+			if _, err := db.DeleteUser(store.WithEvent(ctx, f), by, u.ID, time.Hour, t0); !errors.Is(err, store.ErrNotFound) || f.Hash != "" {
 				t.Fatalf("a failed write: %v, %+v", err, f)
 			}
 			for i := range 5 {

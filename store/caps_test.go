@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"cmp"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -105,6 +106,65 @@ func TestCapsHoldAcrossInstances(t *testing.T) {
 					})
 				}
 			})
+		})
+	}
+}
+
+// Two admins who demote, deactivate or delete each other at once, on two
+// instances, both succeeded: the only check was that an admin does not
+// change themself, and no active admin was left (but for the CLI, nobody
+// could administer the server). A regression test: of the two writes, in
+// every combination, raced again and again, one succeeds and the other is
+// ErrNotAdmin (its admin is no longer one), and an active admin remains.
+// (SQLite has one writer: the test is for the servers.)
+func TestAdminsRemovingEachOtherLeaveOne(t *testing.T) {
+	demoted, inactive := store.RoleUser, false
+	removals := []func(db *store.DB, by, id int64) error{
+		func(db *store.DB, by, id int64) error {
+			_, _, err := db.UpdateUserAdmin(ctx, by, id, &demoted, nil, time.Hour, t0)
+			return err
+		},
+		func(db *store.DB, by, id int64) error {
+			_, _, err := db.UpdateUserAdmin(ctx, by, id, nil, &inactive, time.Hour, t0)
+			return err
+		},
+		func(db *store.DB, by, id int64) error {
+			_, err := db.DeleteUser(ctx, by, id, time.Hour, t0)
+			return err
+		},
+	}
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			dbs := [2]*store.DB{storetest.OpenURL(t, url), storetest.OpenURL(t, url)}
+			raw := rawDB(t, d, url)
+			for round := range 36 {
+				a := newUser(t, dbs[0], fmt.Sprint("a", round, "@example.com"), fmt.Sprint("a", round))
+				b := newUser(t, dbs[0], fmt.Sprint("b", round, "@example.com"), fmt.Sprint("b", round))
+				// a and b are the only admins.
+				if _, err := raw.Exec(fmt.Sprintf(`UPDATE users SET role = CASE WHEN id IN (%d, %d) THEN 'admin' ELSE 'user' END`, a.ID, b.ID)); err != nil {
+					t.Fatal(err)
+				}
+				var errs [2]error
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				wg.Go(func() {
+					<-start
+					errs[0] = removals[round%3](dbs[0], a.ID, b.ID)
+				})
+				wg.Go(func() {
+					<-start
+					errs[1] = removals[round/3%3](dbs[1], b.ID, a.ID)
+				})
+				close(start)
+				wg.Wait()
+				if n := count(t, raw, `users WHERE role = 'admin' AND is_active AND deleted_at IS NULL`); n == 0 {
+					t.Fatalf("round %d: no active admin left after two admins removed each other (%v, %v)", round, errs[0], errs[1])
+				}
+				if (errs[0] == nil) == (errs[1] == nil) || !errors.Is(cmp.Or(errs[0], errs[1]), store.ErrNotAdmin) {
+					t.Fatalf("round %d: %v, %v; want one nil and one ErrNotAdmin", round, errs[0], errs[1])
+				}
+			}
 		})
 	}
 }

@@ -35,7 +35,9 @@
 // transaction by a SELECT of the row it locked), a password change or reset writes the password and
 // ends the sessions in one transaction, and an email verification token is
 // spent, and checked against the user's current address, in the transaction
-// that marks the address verified (VerifyEmail). A failure of the database
+// that marks the address verified (VerifyEmail); an admin's change to a
+// user commits only while that admin is still one, one such change at a
+// time (asAdmin). A failure of the database
 // itself is ErrUnavailable; anything else is an error of its own (a bug), so
 // that a bug never answers as an outage.
 package store
@@ -449,7 +451,7 @@ func (db *DB) wrap(errp *error, op string) {
 	switch {
 	case err == nil:
 		return
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrUnavailable), errors.Is(err, ErrReused), errors.Is(err, ErrLimited):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrUnavailable), errors.Is(err, ErrReused), errors.Is(err, ErrLimited), errors.Is(err, ErrNotAdmin):
 		*errp = fmt.Errorf("store: %s: %w", op, err)
 	case errors.Is(err, sql.ErrNoRows):
 		*errp = fmt.Errorf("store: %s: %w", op, ErrNotFound)

@@ -159,6 +159,17 @@ func newUser(t testing.TB, db *store.DB, email, username string) *store.User {
 	return u
 }
 
+// newAdmin adds an admin, for the writes only an admin may ask for
+// (UpdateUserAdmin, DeleteUser), and returns its id.
+func newAdmin(t testing.TB, db *store.DB) int64 {
+	t.Helper()
+	u := &store.User{Email: "admin@example.com", Username: "admin", PasswordHash: "$argon2id$x", Role: store.RoleAdmin, IsActive: true}
+	if err := db.CreateUser(ctx, u, t0); err != nil {
+		t.Fatal(err)
+	}
+	return u.ID
+}
+
 // A username lookup compares with what the caller lower-cased (ASCII), not
 // with what the database's lower() makes of it: PostgreSQL folds a Kelvin
 // sign into k, SQLite does not.
@@ -263,6 +274,7 @@ func explain(t *testing.T, dialect string, raw *sql.DB, q string) (plan string, 
 
 func TestUsers(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		by := newAdmin(t, db)
 		a := newUser(t, db, "ann@example.com", "Ann")
 		if a.ID == 0 || a.Role != store.RoleUser {
 			t.Fatalf("created %+v", a)
@@ -294,27 +306,44 @@ func TestUsers(t *testing.T) {
 		if err != nil || u.FirstName != "Ann" || u.LastName != "" || !u.UpdatedAt.Equal(t0.Add(time.Minute)) {
 			t.Fatalf("UpdateProfile = %+v, %v", u, err)
 		}
-		admin := store.RoleAdmin
-		u, ended, err := db.UpdateUserAdmin(ctx, a.ID, &admin, nil, time.Hour, t0)
+		admin, off := store.RoleAdmin, false
+		u, ended, err := db.UpdateUserAdmin(ctx, by, a.ID, &admin, nil, time.Hour, t0)
 		if err != nil || u.Role != store.RoleAdmin || !u.IsActive || len(ended.Revocations)+len(ended.SignIns) != 0 {
 			t.Fatalf("UpdateUserAdmin = %+v, %+v, %v", u, ended, err)
 		}
 		bad := "root"
-		if _, _, err := db.UpdateUserAdmin(ctx, a.ID, &bad, nil, time.Hour, t0); err == nil {
+		if _, _, err := db.UpdateUserAdmin(ctx, by, a.ID, &bad, nil, time.Hour, t0); err == nil {
 			t.Fatal("UpdateUserAdmin accepted role root")
 		}
-		newUser(t, db, "bob@example.com", "bob")
-		list, total, err := db.ListUsers(ctx, 1, 1)
-		if err != nil || total != 2 || len(list) != 1 || list[0].Username != "bob" {
-			t.Fatalf("ListUsers(1,1) = %v, %d, %v", list, total, err)
+		bob := newUser(t, db, "bob@example.com", "bob")
+		list, total, err := db.ListUsers(ctx, 1, 2)
+		if err != nil || total != 3 || len(list) != 1 || list[0].Username != "bob" {
+			t.Fatalf("ListUsers(1,2) = %v, %d, %v", list, total, err)
 		}
-		if _, err := db.DeleteUser(ctx, a.ID, time.Hour, t0); err != nil {
+		// Only an active admin may, and only as one still after the write;
+		// a refused write changes nothing.
+		if _, err := db.DeleteUser(ctx, bob.ID, a.ID, time.Hour, t0); !errors.Is(err, store.ErrNotAdmin) {
+			t.Fatalf("DeleteUser by a user = %v; want ErrNotAdmin", err)
+		}
+		if _, err := db.DeleteUser(ctx, by, by, time.Hour, t0); !errors.Is(err, store.ErrNotAdmin) {
+			t.Fatalf("DeleteUser of the admin by itself = %v; want ErrNotAdmin", err)
+		}
+		if _, _, err := db.UpdateUserAdmin(ctx, by, by, nil, &off, time.Hour, t0); !errors.Is(err, store.ErrNotAdmin) {
+			t.Fatalf("UpdateUserAdmin deactivating the admin by itself = %v; want ErrNotAdmin", err)
+		}
+		if u, err := db.UserByID(ctx, by); err != nil || !u.IsActive {
+			t.Fatalf("after refused writes, the admin is %+v, %v", u, err)
+		}
+		if u, err := db.UserByID(ctx, a.ID); err != nil {
+			t.Fatalf("after a refused delete, the user is %+v, %v", u, err)
+		}
+		if _, err := db.DeleteUser(ctx, by, a.ID, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.UserByID(ctx, a.ID); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("deleted user found: %v", err)
 		}
-		if _, err := db.DeleteUser(ctx, a.ID, time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.DeleteUser(ctx, by, a.ID, time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("second delete = %v; want ErrNotFound", err)
 		}
 		// The address and name are free again.
@@ -529,7 +558,7 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 		}
 		// A failure leaves nothing half done: a password write for a
 		// deleted user revokes nothing.
-		if _, err := db.DeleteUser(ctx, bob.ID, time.Hour, t0); err != nil {
+		if _, err := db.DeleteUser(ctx, newAdmin(t, db), bob.ID, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.SetPassword(ctx, bob.ID, "$x", "", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
@@ -586,16 +615,16 @@ func TestResetEndsEverySession(t *testing.T) {
 // account, a password that then held after a reactivation.
 func TestEndingAUserSpendsResetLinks(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		inactive := false
+		by, inactive := newAdmin(t, db), false
 		for _, c := range []struct {
 			name string
 			end  func(id int64) error
 		}{
 			{"deactivation", func(id int64) error {
-				_, _, err := db.UpdateUserAdmin(ctx, id, nil, &inactive, time.Hour, t0)
+				_, _, err := db.UpdateUserAdmin(ctx, by, id, nil, &inactive, time.Hour, t0)
 				return err
 			}},
-			{"deletion", func(id int64) error { _, err := db.DeleteUser(ctx, id, time.Hour, t0); return err }},
+			{"deletion", func(id int64) error { _, err := db.DeleteUser(ctx, by, id, time.Hour, t0); return err }},
 		} {
 			u := newUser(t, db, c.name+"@example.com", c.name)
 			reset := token.Hash(token.NewOpaque())
@@ -621,17 +650,17 @@ func TestEndingAUserSpendsResetLinks(t *testing.T) {
 // must succeed, the reset first (it now takes the user's row first).
 func TestResetBesideAUsersEndNoDeadlock(t *testing.T) {
 	db, raw := onPostgres(t)
-	inactive := false
+	by, inactive := newAdmin(t, db), false
 	for _, c := range []struct {
 		name string
 		end  func(id int64) error
 	}{
 		{"password change", func(id int64) error { _, err := db.SetPassword(ctx, id, "$other", "", time.Hour, t0); return err }},
 		{"deactivation", func(id int64) error {
-			_, _, err := db.UpdateUserAdmin(ctx, id, nil, &inactive, time.Hour, t0)
+			_, _, err := db.UpdateUserAdmin(ctx, by, id, nil, &inactive, time.Hour, t0)
 			return err
 		}},
-		{"deletion", func(id int64) error { _, err := db.DeleteUser(ctx, id, time.Hour, t0); return err }},
+		{"deletion", func(id int64) error { _, err := db.DeleteUser(ctx, by, id, time.Hour, t0); return err }},
 	} {
 		u := newUser(t, db, strings.ReplaceAll(c.name, " ", "")+"@example.com", strings.ReplaceAll(c.name, " ", ""))
 		reset := token.Hash(token.NewOpaque())
@@ -852,7 +881,7 @@ func TestRotateRefreshConditions(t *testing.T) {
 			t.Fatalf("new token %+v, %v", n, err)
 		}
 		off := false
-		if _, _, err := db.UpdateUserAdmin(ctx, u.ID, nil, &off, time.Hour, t0); err != nil {
+		if _, _, err := db.UpdateUserAdmin(ctx, newAdmin(t, db), u.ID, nil, &off, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {

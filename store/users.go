@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"time"
 )
@@ -126,11 +127,12 @@ WHERE id = $1 AND deleted_at IS NULL`, userColumns, `users WHERE id = $1`, id, f
 	return u, nil
 }
 
-// UpdateUserAdmin sets the role and active flag that are non-nil. Turning a
-// user inactive also ends every session of the user (see revokeUserTx).
-func (db *DB) UpdateUserAdmin(ctx context.Context, id int64, role *string, active *bool, accessTTL time.Duration, now time.Time) (u *User, e Ended, err error) {
+// UpdateUserAdmin sets the role and active flag that are non-nil, as the
+// admin by asks (asAdmin). Turning a user inactive also ends every session
+// of the user (see revokeUserTx).
+func (db *DB) UpdateUserAdmin(ctx context.Context, by, id int64, role *string, active *bool, accessTTL time.Duration, now time.Time) (u *User, e Ended, err error) {
 	defer db.wrap(&err, "update user")
-	err = db.tx(ctx, func(tx *txn) error {
+	err = db.asAdmin(ctx, by, func(tx *txn) error {
 		var err error
 		u, err = scanUser(tx.updateReturning(ctx, `UPDATE users SET
 role = COALESCE($2, role), is_active = COALESCE($3, is_active), updated_at = $4
@@ -142,6 +144,37 @@ WHERE id = $1 AND deleted_at IS NULL`, userColumns, `users WHERE id = $1`, id, r
 		return err
 	})
 	return u, e, err
+}
+
+// ErrNotAdmin means the user who asked for a write is not an active admin
+// once it is made: demoted, deactivated or deleted meanwhile, or by this
+// very write.
+var ErrNotAdmin = errors.New("not an active admin")
+
+// asAdmin runs write, a change to a user's role, active flag or deletion
+// that the admin by asks for, in a transaction that is ErrNotAdmin, and
+// changes nothing, unless by is still an active admin after write. So an
+// admin demoted while a request of theirs was on its way cannot complete
+// it, and at least one active admin (by) always remains. Concurrent ones,
+// on any number of instances, run one after another: each first updates
+// the admins' row of cap_locks, before any user's row (nothing that holds
+// a user's row waits for it), and checks once the one before committed.
+// Without it, two admins demoting each other both succeeded, leaving none.
+func (db *DB) asAdmin(ctx context.Context, by int64, write func(tx *txn) error) error {
+	return db.tx(ctx, func(tx *txn) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE cap_locks SET name = name WHERE name = 'admins'`); err != nil {
+			return err
+		}
+		if err := write(tx); err != nil {
+			return err
+		}
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = $1 AND role = 'admin' AND is_active AND deleted_at IS NULL`, by).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotAdmin
+		}
+		return err
+	})
 }
 
 // stillPassword, first in the transaction that starts a sign-in, a session
@@ -273,10 +306,11 @@ func (db *DB) ListUsers(ctx context.Context, limit, offset int) (users []User, t
 	return users, total, err
 }
 
-// DeleteUser soft-deletes the user and ends every session of the user.
-func (db *DB) DeleteUser(ctx context.Context, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
+// DeleteUser soft-deletes the user, as the admin by asks (asAdmin), and
+// ends every session of the user.
+func (db *DB) DeleteUser(ctx context.Context, by, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "delete user")
-	err = db.tx(ctx, func(tx *txn) error {
+	err = db.asAdmin(ctx, by, func(tx *txn) error {
 		err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL`, id, now.Unix())
 		if err != nil {
 			return err

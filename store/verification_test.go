@@ -88,7 +88,7 @@ func TestVerificationTokens(t *testing.T) {
 			t.Fatalf("a token for another address: %v; want ErrNotFound and cat unverified", err)
 		}
 		h = newLink(t, db, cat, cat.Email, t0.Add(time.Hour), t0.Add(time.Minute))
-		if _, err := db.DeleteUser(ctx, cat.ID, time.Hour, t0.Add(time.Minute)); err != nil {
+		if _, err := db.DeleteUser(ctx, newAdmin(t, db), cat.ID, time.Hour, t0.Add(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.VerifyEmail(ctx, h, t0.Add(2*time.Minute)); !errors.Is(err, store.ErrNotFound) {
