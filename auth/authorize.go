@@ -530,8 +530,9 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 	return &s
 }
 
-// needsConsent: first-party clients never ask; others ask once per scope,
-// and again when prompt=consent.
+// needsConsent: first-party clients never ask; others ask once per scope
+// and resource (RFC 8707: consent to reach one API, or the ISSUER, is not
+// consent to reach another), and again when prompt=consent.
 func needsConsent(ctx context.Context, db *store.DB, userID int64, ar *authRequest) (bool, error) {
 	if ar.has("consent") {
 		return true, nil
@@ -539,7 +540,7 @@ func needsConsent(ctx context.Context, db *store.DB, userID int64, ar *authReque
 	if ar.client.FirstParty {
 		return false, nil
 	}
-	granted, ok, err := db.ConsentedScope(ctx, userID, ar.client.ID)
+	granted, ok, err := db.ConsentedScope(ctx, userID, ar.client.ID, ar.resource)
 	if err != nil {
 		return false, err
 	}
@@ -547,15 +548,15 @@ func needsConsent(ctx context.Context, db *store.DB, userID int64, ar *authReque
 }
 
 // grantConsent adds the request's scopes to what the user granted the
-// client. Both are valid scope lists, each at most maxScopeLen, so their
-// union (of registered scopes only) is one too.
+// client at the request's resource. Both are valid scope lists, each at
+// most maxScopeLen, so their union (of registered scopes only) is one too.
 func grantConsent(ctx context.Context, db *store.DB, userID int64, ar *authRequest, now time.Time) error {
-	granted, _, err := db.ConsentedScope(ctx, userID, ar.client.ID)
+	granted, _, err := db.ConsentedScope(ctx, userID, ar.client.ID, ar.resource)
 	if err != nil {
 		return err
 	}
 	merged := slices.Compact(slices.Sorted(slices.Values(append(strings.Fields(granted), strings.Fields(ar.scope)...))))
-	return db.SaveConsent(ctx, userID, ar.client.ID, strings.Join(merged, " "), now)
+	return db.SaveConsent(ctx, userID, ar.client.ID, ar.resource, strings.Join(merged, " "), now)
 }
 
 func (a *authorization) showConsent(sess *store.Session) {
@@ -568,7 +569,7 @@ func (a *authorization) showConsent(sess *store.Session) {
 		host = u.Host
 	}
 	a.showForm(http.StatusOK, "consent", &pageData{
-		Title: "Allow access?", User: user, Scopes: strings.Fields(a.ar.scope), RedirectHost: host,
+		Title: "Allow access?", User: user, Scopes: strings.Fields(a.ar.scope), Resource: a.ar.resource, RedirectHost: host,
 		Hidden: []hidden{{"consent", a.consentMAC(sess, strconv.FormatInt(a.now.Unix(), 10))}},
 	})
 }

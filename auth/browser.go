@@ -118,6 +118,7 @@ type pageData struct {
 	User         string
 	Login        string
 	Scopes       []string
+	Resource     string // the API the consent page asks access at (RFC 8707), or "" for this server's
 	RedirectHost string
 	Hidden       []hidden
 	CSRF         string

@@ -588,7 +588,7 @@ func TestDeviceConsentMemory(t *testing.T) {
 		e.secret(e.poll(tv, "", d.deviceCode).want(http.StatusOK).Str("access_token"))
 
 		// Remembered as the authorization endpoint remembers consent.
-		if granted, ok, err := e.db.ConsentedScope(context.Background(), ann.ID, tv); err != nil || !ok || granted != "read write" {
+		if granted, ok, err := e.db.ConsentedScope(context.Background(), ann.ID, tv, ""); err != nil || !ok || granted != "read write" {
 			t.Fatalf("consent %q, %v, %v; want read write", granted, ok, err)
 		}
 

@@ -2,7 +2,9 @@ package auth
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
 	"oauth2-api/store"
@@ -94,5 +96,88 @@ func TestResourceIndicators(t *testing.T) {
 		// Pushed: validated at the push.
 		e.formPost("/oauth2/par", id, secret, pushForm(pk, "resource", "https://unknown.example")).wantOAuthError(http.StatusBadRequest, "invalid_target")
 		e.formPost("/oauth2/par", id, secret, pushForm(pk, "resource", resourceA)).want(http.StatusCreated)
+	}, withResources)
+}
+
+// Consent is remembered per resource (RFC 8707): a user who let a client
+// reach API A has not let it reach B, nor this server (the default
+// audience), with the same scope. The consent page names the resource and
+// is shown again for each, at the authorization endpoint, for a pushed
+// request and at the device page; prompt=none without consent for B is
+// consent_required; once allowed, B is not asked again.
+func TestConsentPerResource(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, secret := e.newClient(ClientSpec{Name: "app", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		rs, rsSecret := e.newClient(ClientSpec{Name: "rs", GrantTypes: []string{"client_credentials"}, ResourceServer: true, Scopes: []string{"read"}})
+		aud := func(r response) any {
+			t.Helper()
+			e.secret(r.Str("refresh_token"))
+			return e.introspect(rs, rsSecret, e.secret(r.Str("access_token")))["aud"]
+		}
+		forResource := "This access is for the API at <code>"
+		b := e.browser()
+		pk := newPKCE()
+		code := e.secret(b.signIn(authorizeURL(id, pk, "resource", resourceA), "ann", "Ann-Password-1"))
+		if a := aud(e.token(id, secret, codeForm(code, pk)).want(http.StatusOK)); a != resourceA {
+			t.Fatalf("consented for A: aud %v", a)
+		}
+
+		// B, with the scope consented for A: asked, the page naming B.
+		w := b.do("GET", authorizeURL(id, pk, "resource", resourceB), nil)
+		wantPage(t, w, http.StatusOK, consentPage, forResource+resourceB+"</code>")
+		if q := callback(t, b.do("GET", authorizeURL(id, pk, "resource", resourceB, "prompt", "none"), nil), http.StatusFound); q.Get("error") != errConsentRequired {
+			t.Fatalf("prompt=none for B, consented for A only: %v; want consent_required", q)
+		}
+		form := formOf(t, w.Body.String())
+		form.Set("action", "allow")
+		code = e.secret(callback(t, b.do("POST", "/oauth2/authorize", form), http.StatusSeeOther).Get("code"))
+		if a := aud(e.token(id, secret, codeForm(code, pk)).want(http.StatusOK)); a != resourceB {
+			t.Fatalf("consented for B: aud %v", a)
+		}
+		code = e.secret(callback(t, b.do("GET", authorizeURL(id, pk, "resource", resourceB, "prompt", "none"), nil), http.StatusFound).Get("code"))
+		if code == "" {
+			t.Fatal("B asked again after consent for B")
+		}
+
+		// Pushed: the default audience is asked too, its page naming no API;
+		// B is not.
+		push := func(extra ...string) *httptest.ResponseRecorder {
+			uri := e.secret(e.formPost("/oauth2/par", id, secret, pushForm(pk, extra...)).want(http.StatusCreated).Str("request_uri"))
+			return b.do("GET", "/oauth2/authorize?"+url.Values{"client_id": {id}, "request_uri": {uri}}.Encode(), nil)
+		}
+		w = push()
+		wantPage(t, w, http.StatusOK, consentPage)
+		if strings.Contains(w.Body.String(), forResource) {
+			t.Fatalf("the default audience's consent page names an API:\n%s", w.Body.String())
+		}
+		form = formOf(t, w.Body.String())
+		form.Set("action", "allow")
+		code = e.secret(callback(t, b.do("POST", "/oauth2/authorize", form), http.StatusSeeOther).Get("code"))
+		if a := aud(e.token(id, secret, codeForm(code, pk)).want(http.StatusOK)); a != testIssuer {
+			t.Fatalf("consented for the default audience: aud %v", a)
+		}
+		if code = e.secret(callback(t, push("resource", resourceB), http.StatusFound).Get("code")); code == "" {
+			t.Fatal("a pushed request for B asked again after consent for B")
+		}
+
+		// The device page, for a device client: asked for A, then not for A,
+		// then for B.
+		tv, _ := e.deviceClient("TV", false, false, "read")
+		device := func(resource string) (deviceCode string, page *httptest.ResponseRecorder) {
+			r := e.clientPost("/oauth2/device_authorization", tv, "", url.Values{"resource": {resource}}).want(http.StatusOK)
+			return e.secret(r.Str("device_code")), b.enterCode(e.secret(r.Str("user_code")))
+		}
+		dc, w := device(resourceA)
+		wantPage(t, w, http.StatusOK, consentPage, forResource+resourceA+"</code>")
+		wantPage(t, b.post(w, "action", "allow"), http.StatusOK, donePage)
+		if a := aud(e.poll(tv, "", dc).want(http.StatusOK)); a != resourceA {
+			t.Fatalf("device consented for A: aud %v", a)
+		}
+		dc, w = device(resourceA)
+		wantPage(t, w, http.StatusOK, donePage)
+		e.secret(e.poll(tv, "", dc).want(http.StatusOK).Str("access_token"))
+		_, w = device(resourceB)
+		wantPage(t, w, http.StatusOK, consentPage, forResource+resourceB+"</code>")
 	}, withResources)
 }

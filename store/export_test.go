@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"database/sql"
+	"io/fs"
+	"testing/fstest"
+	"time"
 )
 
 // Hooks for store_test's TestStmtCacheNoPoolCycle, which needs to stop the
@@ -55,3 +58,30 @@ func (db *DB) LiveUserWhere(username bool) string { return db.liveUserWhere(user
 // PurgeBatch is the most rows one purge statement deletes, for
 // purge_test's backlogs of more than one batch.
 const PurgeBatch = purgeBatch
+
+// MigrateThrough applies the embedded migrations up to version and no
+// later one, so that a test can write rows as they were before the next
+// and then Migrate the rest.
+func (db *DB) MigrateThrough(ctx context.Context, version string, now time.Time) error {
+	all := db.driver
+	defer func() { db.driver = all }()
+	some := *all
+	files, err := fs.Glob(all.Migrations, "*.sql")
+	if err != nil {
+		return err
+	}
+	older := fstest.MapFS{}
+	for _, f := range files {
+		if f <= version+".sql" {
+			body, err := fs.ReadFile(all.Migrations, f)
+			if err != nil {
+				return err
+			}
+			older[f] = &fstest.MapFile{Data: body}
+		}
+	}
+	some.Migrations = older
+	db.driver = &some
+	_, err = db.Migrate(ctx, now)
+	return err
+}

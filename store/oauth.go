@@ -235,27 +235,29 @@ WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), is.F
 
 // --- consents ---
 
-// ConsentedScope returns the scopes the user has granted the client, and
-// whether the user has consented to the client at all.
-func (db *DB) ConsentedScope(ctx context.Context, userID int64, clientID string) (scope string, ok bool, err error) {
+// ConsentedScope returns the scopes the user has granted the client at
+// resource (one of RESOURCES, or "" for none: the ISSUER), and whether the
+// user has consented to the client there at all. A consent at one resource
+// says nothing of another (RFC 8707).
+func (db *DB) ConsentedScope(ctx context.Context, userID int64, clientID, resource string) (scope string, ok bool, err error) {
 	defer db.wrap(&err, "consent")
-	err = db.queryRow(ctx, `SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2`, userID, clientID).Scan(&scope)
+	err = db.queryRow(ctx, `SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2 AND resource = $3`, userID, clientID, resource).Scan(&scope)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
 	return scope, err == nil, err
 }
 
-// SaveConsent records that the user granted the client scope (replacing the
-// previous grant, which the caller has merged in).
-func (db *DB) SaveConsent(ctx context.Context, userID int64, clientID, scope string, now time.Time) (err error) {
+// SaveConsent records that the user granted the client scope at resource
+// (replacing the previous grant there, which the caller has merged in).
+func (db *DB) SaveConsent(ctx context.Context, userID int64, clientID, resource, scope string, now time.Time) (err error) {
 	defer db.wrap(&err, "save consent")
-	upsert := `ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at`
+	upsert := `ON CONFLICT (user_id, client_id, resource) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at`
 	if db.dialect == MySQL {
 		upsert = `ON DUPLICATE KEY UPDATE scope = VALUES(scope), updated_at = VALUES(updated_at)` // MariaDB has no row alias for excluded
 	}
-	return db.exec(ctx, nil, `INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES ($1, $2, $3, $4)
-`+upsert, userID, clientID, scope, now.Unix())
+	return db.exec(ctx, nil, `INSERT INTO consents (user_id, client_id, resource, scope, updated_at) VALUES ($1, $2, $3, $4, $5)
+`+upsert, userID, clientID, resource, scope, now.Unix())
 }
 
 // --- browser sessions ---

@@ -1309,3 +1309,72 @@ func TestTransactionWaitEndsAtOpTimeout(t *testing.T) {
 		<-done
 	}
 }
+
+// Consent is remembered per user, client and resource (RFC 8707), ""
+// standing for none (the ISSUER): migration 0016 keeps each row from
+// before it as the default audience's, and a consent at one resource
+// neither reads as nor replaces one at another. On MySQL, whose DDL
+// commits by itself, 0016 runs again (stopped before its record) without
+// harm.
+func TestConsentsPerResource(t *testing.T) {
+	const a, b = "https://api-a.example.com", "https://api-b.example.com"
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db, err := store.Open(ctx, url, storetest.Options())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			if err := db.MigrateThrough(ctx, "0015_admins_lock", t0); err != nil {
+				t.Fatal(err)
+			}
+			u := newUser(t, db, "ann@example.com", "ann")
+			for _, c := range []string{"c1", "c2"} {
+				if err := db.CreateClient(ctx, &store.Client{ID: c, Name: c, GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			raw := rawDB(t, d, url)
+			if _, err := raw.Exec(fmt.Sprintf(`INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES (%d, 'c1', 'read', 0)`, u.ID)); err != nil {
+				t.Fatal(err)
+			}
+			if applied, err := db.Migrate(ctx, t0); err != nil || !slices.Equal(applied, []string{"0016_consent_resource"}) {
+				t.Fatalf("Migrate = %v, %v; want 0016 applied", applied, err)
+			}
+			want := func(client, resource, scope string) {
+				t.Helper()
+				got, ok, err := db.ConsentedScope(ctx, u.ID, client, resource)
+				if err != nil || ok != (scope != "") || got != scope {
+					t.Fatalf("ConsentedScope(%s, %q) = %q, %v, %v; want %q", client, resource, got, ok, err, scope)
+				}
+			}
+			want("c1", "", "read")
+			want("c1", a, "")
+			if err := db.SaveConsent(ctx, u.ID, "c1", a, "read write", t0); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.SaveConsent(ctx, u.ID, "c1", b, "write", t0); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.SaveConsent(ctx, u.ID, "c1", b, "read write", t0); err != nil { // replaces B's, only
+				t.Fatal(err)
+			}
+			want("c1", "", "read")
+			want("c1", a, "read write")
+			want("c1", b, "read write")
+			want("c2", a, "")
+			if d != store.MySQL {
+				return
+			}
+			if _, err := raw.Exec(`DELETE FROM schema_migrations WHERE version = '0016_consent_resource'`); err != nil {
+				t.Fatal(err)
+			}
+			if applied, err := db.Migrate(ctx, t0); err != nil || len(applied) != 1 {
+				t.Fatalf("Migrate = %v, %v; want 0016 run again", applied, err)
+			}
+			want("c1", "", "read")
+			want("c1", b, "read write")
+		})
+	}
+}
