@@ -305,6 +305,18 @@ func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, 
 	if err != nil {
 		return nil, err
 	}
+	// A grant for no resource takes the one the token request names only
+	// where the user consented to the client, as the authorization
+	// endpoint asks: consent at the ISSUER is not consent at an API.
+	if aud != granted.Resource {
+		need, err := needsConsent(ctx, g.db, userID, &authRequest{client: g.c, scope: granted.Scope, resource: aud})
+		if err != nil {
+			return nil, err
+		}
+		if need {
+			return nil, httpx.E(httpx.KindInvalidTarget, "the user has not consented to the client at the resource")
+		}
+	}
 	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: granted.Scope, AuthTime: granted.AuthTime, Resource: aud}
 	if g.c.Public() {
 		fam.DPoPJKT = g.jkt // a public client's refresh tokens are bound to the key (RFC 9449 §5)

@@ -181,3 +181,47 @@ func TestConsentPerResource(t *testing.T) {
 		wantPage(t, w, http.StatusOK, consentPage, forResource+resourceB+"</code>")
 	}, withResources)
 }
+
+// A code (or device request) for no resource takes one at the token
+// request (RFC 8707 §2.2) only where the user consented to the client
+// there: consent at the ISSUER is not consent at an API. A refusal spends
+// nothing; a first-party client needs no consent (TestResourceIndicators).
+func TestTokenRequestResourceNeedsConsent(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, secret := e.newClient(ClientSpec{Name: "app", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		rs, rsSecret := e.newClient(ClientSpec{Name: "rs", GrantTypes: []string{"client_credentials"}, ResourceServer: true, Scopes: []string{"read"}})
+		aud := func(r response) any {
+			t.Helper()
+			e.secret(r.Str("refresh_token"))
+			return e.introspect(rs, rsSecret, e.secret(r.Str("access_token")))["aud"]
+		}
+		b := e.browser()
+		pk := newPKCE()
+		forB := codeForm(e.secret(b.signIn(authorizeURL(id, pk), "ann", "Ann-Password-1")), pk)
+		forB.Set("resource", resourceB)
+		e.token(id, secret, forB).wantOAuthError(http.StatusBadRequest, "invalid_target")
+		forB.Del("resource")
+		if a := aud(e.token(id, secret, forB).want(http.StatusOK)); a != testIssuer {
+			t.Fatalf("the code exchanged naming none after the refusal: aud %v", a)
+		}
+
+		// Consented at B: a code for none may take B.
+		e.secret(b.signIn(authorizeURL(id, pk, "resource", resourceB), "ann", "Ann-Password-1"))
+		forB = codeForm(e.secret(b.signIn(authorizeURL(id, pk), "ann", "Ann-Password-1")), pk)
+		forB.Set("resource", resourceB)
+		if a := aud(e.token(id, secret, forB).want(http.StatusOK)); a != resourceB {
+			t.Fatalf("a code for none exchanged for B, consented at B: aud %v", a)
+		}
+
+		// A device request for none, approved: not for A.
+		tv, _ := e.deviceClient("TV", false, false, "read")
+		d := e.startDevice(tv, "", "read")
+		wantPage(t, b.approve(d.userCode, "ann", "Ann-Password-1", "allow"), http.StatusOK, donePage)
+		poll := url.Values{"grant_type": {grantDeviceCode}, "device_code": {d.deviceCode}, "resource": {resourceA}}
+		e.clientPost("/oauth2/token", tv, "", poll).wantOAuthError(http.StatusBadRequest, "invalid_target")
+		if a := aud(e.poll(tv, "", d.deviceCode).want(http.StatusOK)); a != testIssuer {
+			t.Fatalf("the device code redeemed naming none after the refusal: aud %v", a)
+		}
+	}, withResources)
+}
