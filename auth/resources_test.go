@@ -99,6 +99,21 @@ func TestResourceIndicators(t *testing.T) {
 	}, withResources)
 }
 
+// thirdPartyForResources makes the user ann and a third-party client of
+// scope read; aud reads the aud of a token response's access token, as a
+// resource server's introspection answers it.
+func thirdPartyForResources(e *env) (id, secret string, aud func(response) any) {
+	e.t.Helper()
+	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+	id, secret = e.newClient(ClientSpec{Name: "app", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+	rs, rsSecret := e.newClient(ClientSpec{Name: "rs", GrantTypes: []string{"client_credentials"}, ResourceServer: true, Scopes: []string{"read"}})
+	return id, secret, func(r response) any {
+		e.t.Helper()
+		e.secret(r.Str("refresh_token"))
+		return e.introspect(rs, rsSecret, e.secret(r.Str("access_token")))["aud"]
+	}
+}
+
 // Consent is remembered per resource (RFC 8707): a user who let a client
 // reach API A has not let it reach B, nor this server (the default
 // audience), with the same scope. The consent page names the resource and
@@ -107,14 +122,7 @@ func TestResourceIndicators(t *testing.T) {
 // consent_required; once allowed, B is not asked again.
 func TestConsentPerResource(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
-		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
-		id, secret := e.newClient(ClientSpec{Name: "app", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
-		rs, rsSecret := e.newClient(ClientSpec{Name: "rs", GrantTypes: []string{"client_credentials"}, ResourceServer: true, Scopes: []string{"read"}})
-		aud := func(r response) any {
-			t.Helper()
-			e.secret(r.Str("refresh_token"))
-			return e.introspect(rs, rsSecret, e.secret(r.Str("access_token")))["aud"]
-		}
+		id, secret, aud := thirdPartyForResources(e)
 		forResource := "This access is for the API at <code>"
 		b := e.browser()
 		pk := newPKCE()
@@ -188,14 +196,7 @@ func TestConsentPerResource(t *testing.T) {
 // nothing; a first-party client needs no consent (TestResourceIndicators).
 func TestTokenRequestResourceNeedsConsent(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
-		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
-		id, secret := e.newClient(ClientSpec{Name: "app", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
-		rs, rsSecret := e.newClient(ClientSpec{Name: "rs", GrantTypes: []string{"client_credentials"}, ResourceServer: true, Scopes: []string{"read"}})
-		aud := func(r response) any {
-			t.Helper()
-			e.secret(r.Str("refresh_token"))
-			return e.introspect(rs, rsSecret, e.secret(r.Str("access_token")))["aud"]
-		}
+		id, secret, aud := thirdPartyForResources(e)
 		b := e.browser()
 		pk := newPKCE()
 		forB := codeForm(e.secret(b.signIn(authorizeURL(id, pk), "ann", "Ann-Password-1")), pk)
