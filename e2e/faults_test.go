@@ -562,6 +562,17 @@ func TestGracefulShutdown(t *testing.T) {
 	const pass = "Graceful-pass-e2e"
 	s.mustRegister(t, "grace@e2e.test", "grace", pass)
 
+	// begun is how many requests the server has begun, from the count that
+	// ends every request id (httpx.Observe).
+	begun := func() int64 {
+		id := s.get(t, "/livez", "").header.Get("X-Request-ID")
+		count, err := strconv.ParseInt(id[strings.LastIndexByte(id, '-')+1:], 36, 64)
+		if err != nil {
+			t.Fatalf("request id %q: %v", id, err)
+		}
+		return count
+	}
+	base := begun()
 	const n = 60
 	type result struct {
 		kind string // "login ok", "login bad", "register"
@@ -603,10 +614,18 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Fatalf("requests not all written after 30s")
 		}
 	}
-	// Every request is on the wire; give the server a moment to accept
-	// the connections (a connection still in the listen queue when the
-	// listener closes is refused, which is not what is tested here).
-	time.Sleep(200 * time.Millisecond)
+	// Every request is on the wire; wait until the server has begun
+	// handling each one (net/http drops a request it reads after Shutdown
+	// began, as a connection still in the listen queue is refused: neither
+	// is what is tested here, and a fixed pause was too short on a loaded
+	// machine). Each probe's request id counts the requests begun
+	// (httpx.Observe), the probes' own included.
+	for probes, deadline := int64(1), time.Now().Add(30*time.Second); begun()-base-probes < n; probes++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server has not begun all %d requests after 30s", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	sigterm := time.Now()
 	s.signal(t, syscall.SIGTERM)
 	wg.Wait()
