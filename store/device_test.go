@@ -347,6 +347,48 @@ SELECT pid FROM w WHERE pid <> ?`, []any{pid, pid}
 	return out
 }
 
+// A logout sent with a sign-in's cookie while the same user signs in again
+// in another tab (CreateSession with Continues: the same sid, a new cookie)
+// ends the sign-in and tells its client, whichever comes first: a logout
+// that read the old row before it was replaced ends it by its sid, one
+// that comes after finds the old cookie as the new row's prev_hash. Before,
+// it ended nothing: the sid lived on, its relying party never told.
+func TestLogoutBesideSignInAgain(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db, other, raw := storetest.OpenURL(t, url), storetest.OpenURL(t, url), rawDB(t, d, url)
+			u := newUser(t, db, "ann@example.com", "ann")
+			for _, interleaved := range []bool{false, true} {
+				old, _, signIn := newSignIn(t, db, u.ID)
+				fresh := token.Hash(token.NewOpaque())
+				again := func() error {
+					return other.CreateSession(ctx, fresh, store.Session{SID: signIn.SID, UserID: u.ID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour), Continues: old})
+				}
+				var ended store.Ended
+				logout := func() (err error) {
+					ended, err = db.DeleteSession(ctx, old)
+					return err
+				}
+				var againErr, logoutErr error
+				if interleaved {
+					// The sign-in takes the user's row first; the logout
+					// reads the old row, then waits for the user's row.
+					againErr, logoutErr = lineUp(t, raw, d, again, logout, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, u.ID)
+				} else {
+					againErr, logoutErr = again(), logout()
+				}
+				if againErr != nil || logoutErr != nil {
+					t.Fatalf("interleaved %v: signing in again: %v; the logout: %v", interleaved, againErr, logoutErr)
+				}
+				if _, err := db.SessionByHash(ctx, fresh, t0); !errors.Is(err, store.ErrNotFound) || !slices.Contains(ended.SignIns, signIn) {
+					t.Errorf("interleaved %v: the logout with the old cookie told %+v and left the sign-in (%v); want it ended and %+v told", interleaved, ended.SignIns, err, signIn)
+				}
+			}
+		})
+	}
+}
+
 // lineUp runs first, then second, behind a transaction on raw that holds
 // lock (holdRow): first waits for it, second for it or for first. It then
 // ends that transaction and returns what first and second returned.

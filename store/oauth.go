@@ -277,16 +277,18 @@ type Session struct {
 // that continues another (s.Continues: the same user signing in again in
 // one browser) takes over the clients that one reached, which then goes:
 // the relying parties holding its sid are told when this one ends. Its
-// codes and approvals, which name the sid, stay good. If that one ended
-// meanwhile, so did its sid: ErrConflict, and nothing is stored.
+// codes and approvals, which name the sid, stay good, and its hash is kept
+// as the new one's prev_hash, for a logout sent with it (DeleteSession).
+// If that one ended meanwhile, so did its sid: ErrConflict, and nothing is
+// stored.
 func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err error) {
 	defer db.wrap(&err, "create session")
 	return db.tx(ctx, func(tx *txn) error {
 		if err := stillPassword(ctx, tx, s.UserID, s.Verified); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5)`,
-			hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID); err != nil || s.Continues == "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid, prev_hash) VALUES ($1, $2, $3, $4, $5, $6)`,
+			hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID, s.Continues); err != nil || s.Continues == "" {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE session_clients SET session_hash = $1 WHERE session_hash = $2`, hash, s.Continues); err != nil {
@@ -334,6 +336,9 @@ WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active
 
 // DeleteSession ends a browser sign-in (RP-initiated logout) with the codes
 // it issued that were not exchanged yet; it returns the clients to tell.
+// hash is its cookie's, or the one its cookie replaced when the same user
+// signed in again (prev_hash): a logout that a tab sent with the old cookie
+// while another tab signed in again still ends the sign-in.
 func (db *DB) DeleteSession(ctx context.Context, hash string) (e Ended, err error) {
 	defer db.wrap(&err, "delete session")
 	return db.endSignIn(ctx, signInsByHash, hash)
@@ -357,11 +362,18 @@ func (db *DB) DeleteSessionBySID(ctx context.Context, sid string) (e Ended, err 
 // that row) either committed before, and is voided here with its client
 // told, or waits and then finds the sign-in gone. Without the row, one
 // stored meanwhile was unseen by the voiding, and outlived the logout
-// (TestGrantBesideLogout).
+// (TestGrantBesideLogout). A sign-in with a sid is ended by it, which a
+// sign-in continued meanwhile keeps (CreateSession), under a new hash
+// (TestLogoutBesideSignInAgain).
 func (db *DB) endSignIn(ctx context.Context, where, arg string) (e Ended, err error) {
+	lookup := where
+	if where == signInsByHash {
+		lookup = `hash = $1 OR prev_hash = $1`
+	}
 	err = db.tx(ctx, func(tx *txn) error {
 		var userID int64
-		err := tx.QueryRowContext(ctx, `SELECT user_id FROM sessions WHERE `+where, arg).Scan(&userID)
+		var sid string
+		err := tx.QueryRowContext(ctx, `SELECT user_id, sid FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil // nothing to end
 		}
@@ -369,6 +381,10 @@ func (db *DB) endSignIn(ctx context.Context, where, arg string) (e Ended, err er
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = password_hash WHERE id = $1`, userID); err != nil {
+			return err
+		}
+		if sid != "" {
+			e.SignIns, err = endSignInsTx(ctx, tx, signInsBySID, sid)
 			return err
 		}
 		e.SignIns, err = endSignInsTx(ctx, tx, where, arg)
