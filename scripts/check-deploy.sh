@@ -496,18 +496,26 @@ ok "CGO_ENABLED=0 binary from the build context: static, version stamped"
 # ---- 2. secrets from files ---------------------------------------------------------
 step "secrets from files: NAME_FILE, systemd credentials, two sources, missing and empty files"
 # Ports below the kernel's ephemeral range, so that no outgoing connection
-# (curl, the server's database client) can take one between here and bind.
+# (curl, the server's database client) can take one between here and bind;
+# never one handed out before in this run ($tmp/ports): two draws of one
+# free port (nginx's 80 and 443 once) made nginx refuse the site.
 freeport() { "$PY" -c '
-import random, socket
-while True:
-    p = random.randrange(20000, 30000)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); print(p); break
-    except OSError:
-        pass
-    finally:
-        s.close()'; }
+import random, socket, sys
+taken = sys.argv[1]
+with open(taken, "a+") as f:
+    f.seek(0)
+    given = set(f.read().split())
+    while True:
+        p = random.randrange(20000, 30000)
+        if str(p) in given:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p)); print(p); f.write(f"{p}\n"); break
+        except OSError:
+            pass
+        finally:
+            s.close()' "$tmp/ports"; }
 # start_server NAME PORT [VAR=value...]: the binary's `serve` in a clean
 # environment, in the background; waits for /health. stop_server NAME:
 # SIGTERM, which must end it with status 0.
