@@ -341,7 +341,7 @@ WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active
 // while another tab signed in again still ends the sign-in.
 func (db *DB) DeleteSession(ctx context.Context, hash string) (e Ended, err error) {
 	defer db.wrap(&err, "delete session")
-	return db.endSignIn(ctx, signInsByHash, hash)
+	return db.endSignIn(ctx, `hash = $1 OR prev_hash = $1`, hash)
 }
 
 // DeleteSessionBySID ends the browser sign-in whose public id is sid, as
@@ -356,24 +356,20 @@ func (db *DB) DeleteSessionBySID(ctx context.Context, sid string) (e Ended, err 
 	return db.endSignIn(ctx, signInsBySID, sid)
 }
 
-// endSignIn ends the one sign-in where (signInsByHash or signInsBySID)
-// selects with arg, holding its user's row first, as a password change
-// does: a code or device approval of the sign-in (signInLive, which holds
-// that row) either committed before, and is voided here with its client
-// told, or waits and then finds the sign-in gone. Without the row, one
-// stored meanwhile was unseen by the voiding, and outlived the logout
+// endSignIn ends the one sign-in that lookup (a WHERE on sessions) finds
+// with arg, holding its user's row first, as a password change does: a
+// code or device approval of the sign-in (signInLive, which holds that
+// row) either committed before, and is voided here with its client told,
+// or waits and then finds the sign-in gone. Without the row, one stored
+// meanwhile was unseen by the voiding, and outlived the logout
 // (TestGrantBesideLogout). A sign-in with a sid is ended by it, which a
-// sign-in continued meanwhile keeps (CreateSession), under a new hash
-// (TestLogoutBesideSignInAgain).
-func (db *DB) endSignIn(ctx context.Context, where, arg string) (e Ended, err error) {
-	lookup := where
-	if where == signInsByHash {
-		lookup = `hash = $1 OR prev_hash = $1`
-	}
+// sign-in continued meanwhile keeps (CreateSession) under a new hash
+// (TestLogoutBesideSignInAgain); one from before sids, by its hash.
+func (db *DB) endSignIn(ctx context.Context, lookup, arg string) (e Ended, err error) {
 	err = db.tx(ctx, func(tx *txn) error {
 		var userID int64
-		var sid string
-		err := tx.QueryRowContext(ctx, `SELECT user_id, sid FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid)
+		var sid, hash string
+		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid, &hash)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil // nothing to end
 		}
@@ -383,11 +379,11 @@ func (db *DB) endSignIn(ctx context.Context, where, arg string) (e Ended, err er
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = password_hash WHERE id = $1`, userID); err != nil {
 			return err
 		}
-		if sid != "" {
-			e.SignIns, err = endSignInsTx(ctx, tx, signInsBySID, sid)
-			return err
+		where, key := signInsBySID, sid
+		if sid == "" { // a sign-in from before sids
+			where, key = signInsByHash, hash
 		}
-		e.SignIns, err = endSignInsTx(ctx, tx, where, arg)
+		e.SignIns, err = endSignInsTx(ctx, tx, where, key)
 		return err
 	})
 	return e, err
