@@ -280,7 +280,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	} else if len(applied) > 0 {
 		log.Info("migrations applied", "versions", strings.Join(applied, ","))
 	}
-	clients := auth.NewClients(db, time.Minute, 10_000)
+	clients := auth.NewClients(db, time.Minute, 10_000, 64<<20)
 	ks, err := buildKeys(cfg, db, log, auth.NewRevocations(clients.Forget))
 	if err != nil {
 		return err

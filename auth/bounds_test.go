@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -10,8 +12,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+	"unsafe"
 
+	"oauth2-api/httpx"
 	"oauth2-api/store"
+	"oauth2-api/store/storetest"
 )
 
 // longURIs returns redirect URIs of total bytes in all (total - 22 must
@@ -158,4 +164,77 @@ func TestLongestInputStoredOrRefused(t *testing.T) {
 			t.Fatalf("the registered client reads back as %+v", read.metadata)
 		}
 	}, withDynamicRegistration(RegistrationOpen))
+}
+
+// The client cache is bounded by bytes as well as by entries: a client may
+// hold 64 KiB of URIs, so 10,000 entries could hold 640 MiB. Filled with
+// the largest clients, its entries hold at most its byte bound (as the
+// test counts them: the URIs alone), and just as much as it accounts for;
+// and an entry keeps nothing of the request that fetched it (its key was a
+// substring of the request body, up to httpx.MaxBody).
+func TestClientCacheBounded(t *testing.T) {
+	ctx, now := context.Background(), time.Now()
+	db := storetest.Open(t, "sqlite")
+	const maxBytes = 1 << 20
+	cs := NewClients(db, time.Minute, 10_000, maxBytes)
+	spec := ClientSpec{Name: "big", RedirectURIs: longURIs(maxClientURIBytes), PostLogoutRedirectURIs: longURIs(maxClientURIBytes)}
+	keyedByID := true
+	for i := range 40 {
+		c, _, err := CreateClient(ctx, db, spec, false, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := "client_id=" + c.ID + "&pad=" + strings.Repeat("p", 64<<10)
+		form, _ := url.ParseQuery(body)
+		for _, at := range []time.Time{now, now.Add(time.Minute)} { // the second replaces an expired entry
+			if _, err := cs.Get(ctx, form.Get("client_id"), at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		held, accounted := 0, 0
+		for k, e := range cs.entries {
+			held += len(strings.Join(e.c.RedirectURIs, "")) + len(strings.Join(e.c.PostLogoutRedirectURIs, ""))
+			accounted += cachedSize(e.c)
+			keyedByID = keyedByID && unsafe.StringData(k) == unsafe.StringData(e.c.ID)
+		}
+		if held > maxBytes {
+			t.Fatalf("after %d clients of 64 KiB of URIs, the cache holds %d entries, %d bytes of URIs; want at most %d bytes", i+1, len(cs.entries), held, maxBytes)
+		}
+		if accounted != cs.bytes || cs.bytes > maxBytes {
+			t.Fatalf("after %d clients, the cache accounts for %d bytes, its entries' sizes are %d; want equal, at most %d", i+1, cs.bytes, accounted, maxBytes)
+		}
+		if _, ok := cs.entries[c.ID]; !ok {
+			t.Fatalf("client %d, just fetched, is not cached", i+1)
+		}
+	}
+	if !keyedByID {
+		t.Fatal("an entry's key is not its client's id but the request's: it keeps the request body alive")
+	}
+	for id := range cs.entries {
+		cs.Forget(id)
+	}
+	if cs.bytes != 0 {
+		t.Fatalf("the emptied cache accounts for %d bytes; want 0", cs.bytes)
+	}
+}
+
+// Each URI list's errors name the list's field: one over 32 KiB of
+// post-logout URIs was refused as "redirect URIs".
+func TestClientURIListErrorsNameTheirField(t *testing.T) {
+	bad := []string{"https://app.example/cb#fragment"}
+	for _, tc := range []struct {
+		field string
+		spec  ClientSpec
+	}{
+		{"redirect_uris", ClientSpec{RedirectURIs: longURIs(maxClientURIBytes + 1)}},
+		{"redirect_uris", ClientSpec{RedirectURIs: bad}},
+		{"post_logout_redirect_uris", ClientSpec{PostLogoutRedirectURIs: longURIs(maxClientURIBytes + 1)}},
+		{"post_logout_redirect_uris", ClientSpec{PostLogoutRedirectURIs: bad}},
+	} {
+		tc.spec.Name, tc.spec.GrantTypes = "x", []string{grantClientCredentials}
+		_, _, err := newClient(tc.spec, false)
+		if e, ok := errors.AsType[*httpx.Error](err); !ok || !strings.HasPrefix(e.Message, tc.field+": ") {
+			t.Errorf("newClient(%d redirect, %d post-logout URIs) = %v; want a validation error naming %s", len(tc.spec.RedirectURIs), len(tc.spec.PostLogoutRedirectURIs), err, tc.field)
+		}
+	}
 }

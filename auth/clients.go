@@ -21,27 +21,32 @@ import (
 
 // Clients finds registered clients through a small cache: client
 // authentication is on every token, revocation and introspection request,
-// and must not cost a database round trip each time. The cache is bounded,
-// entries expire after a TTL, and an entry is dropped at once when this
-// instance changes the client and within one revocation poll when another
-// instance does (deletion and secret rotation record a client revocation).
+// and must not cost a database round trip each time. The cache is bounded
+// by entries and by bytes (a client may hold 64 KiB of URIs), entries
+// expire after a TTL, and an entry is dropped at once when this instance
+// changes the client and within one revocation poll when another instance
+// does (deletion and secret rotation record a client revocation).
 type Clients struct {
-	db  *store.DB
-	ttl time.Duration
-	max int
+	db       *store.DB
+	ttl      time.Duration
+	max      int
+	maxBytes int
 
 	mu      sync.Mutex
 	entries map[string]clientEntry
+	bytes   int // the sum of the entries' sizes
 }
 
 type clientEntry struct {
 	c       *store.Client
 	fetched time.Time
+	size    int // cachedSize(c)
 }
 
-// NewClients returns a client cache over db holding at most max entries.
-func NewClients(db *store.DB, ttl time.Duration, max int) *Clients {
-	return &Clients{db: db, ttl: ttl, max: max, entries: make(map[string]clientEntry)}
+// NewClients returns a client cache over db holding at most max entries
+// and about maxBytes bytes of them (cachedSize).
+func NewClients(db *store.DB, ttl time.Duration, max, maxBytes int) *Clients {
+	return &Clients{db: db, ttl: ttl, max: max, maxBytes: maxBytes, entries: make(map[string]clientEntry)}
 }
 
 // Get returns the client with id, or an error wrapping store.ErrNotFound.
@@ -56,22 +61,52 @@ func (cs *Clients) Get(ctx context.Context, id string, now time.Time) (*store.Cl
 	if err != nil {
 		return nil, err
 	}
+	size := cachedSize(c)
+	if size > cs.maxBytes { // more than the whole cache holds: served, not kept
+		return c, nil
+	}
 	cs.mu.Lock()
-	if len(cs.entries) >= cs.max {
-		for k := range cs.entries { // evict one arbitrary entry: memory stays bounded
-			delete(cs.entries, k)
+	cs.drop(c.ID)
+	for k := range cs.entries { // evict arbitrary entries until both bounds hold
+		if len(cs.entries) < cs.max && cs.bytes+size <= cs.maxBytes {
 			break
 		}
+		cs.drop(k)
 	}
-	cs.entries[id] = clientEntry{c: c, fetched: now}
+	// Keyed by the stored id, not the request's: a substring of the
+	// request body, which it would keep in memory (up to httpx.MaxBody).
+	cs.entries[c.ID] = clientEntry{c: c, fetched: now, size: size}
+	cs.bytes += size
 	cs.mu.Unlock()
 	return c, nil
+}
+
+// drop removes the entry for id, if any; cs.mu must be held.
+func (cs *Clients) drop(id string) {
+	cs.bytes -= cs.entries[id].size
+	delete(cs.entries, id)
+}
+
+// cachedSize is a conservative estimate of the bytes an entry for c holds:
+// its strings with their headers, its lists' arrays at their capacity, an
+// eighth more and 16 bytes a string for the allocator's size classes, and
+// 1 KiB for the rest (the struct, the entry, the map's slot).
+func cachedSize(c *store.Client) int {
+	strs := []string{c.ID, c.Name, c.SecretHash, c.BackchannelLogoutURI, c.RegistrationHash, c.AuthMethod}
+	n := 0
+	for _, list := range [][]string{strs, c.RedirectURIs, c.PostLogoutRedirectURIs, c.GrantTypes, c.Scopes} {
+		n += 16 * cap(list)
+		for _, s := range list {
+			n += 16 + len(s)
+		}
+	}
+	return 1<<10 + n + n/8
 }
 
 // Forget drops a client from the cache.
 func (cs *Clients) Forget(id string) {
 	cs.mu.Lock()
-	delete(cs.entries, id)
+	cs.drop(id)
 	cs.mu.Unlock()
 }
 
@@ -267,13 +302,18 @@ func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
 	if slices.Contains(grants, grantRefreshToken) && !slices.Contains(grants, grantAuthorizationCode) && !slices.Contains(grants, grantDeviceCode) {
 		return nil, "", httpx.E(httpx.KindValidation, "refresh_token needs authorization_code or the device grant (refresh tokens come from them)")
 	}
-	for _, list := range [][]string{spec.RedirectURIs, spec.PostLogoutRedirectURIs} {
-		if n := len(strings.Join(list, "")); n > maxClientURIBytes {
-			return nil, "", httpx.E(httpx.KindValidation, "redirect URIs: at most %d bytes per list, got %d", maxClientURIBytes, n)
+	// Each list's errors name its field, as the API and registration do.
+	lists := []struct {
+		field string
+		uris  []string
+	}{{"redirect_uris", spec.RedirectURIs}, {"post_logout_redirect_uris", spec.PostLogoutRedirectURIs}}
+	for _, list := range lists {
+		if n := len(strings.Join(list.uris, "")); n > maxClientURIBytes {
+			return nil, "", httpx.E(httpx.KindValidation, "%s: at most %d bytes in all, got %d", list.field, maxClientURIBytes, n)
 		}
-		for _, u := range list {
+		for _, u := range list.uris {
 			if err := checkRedirectURI(u, release); err != nil {
-				return nil, "", httpx.E(httpx.KindValidation, "redirect URI %q: %v", clipText(u), err)
+				return nil, "", httpx.E(httpx.KindValidation, "%s: %q: %v", list.field, clipText(u), err)
 			}
 		}
 	}

@@ -107,7 +107,7 @@ func newEnvOn(t testing.TB, db *store.DB, edit ...func(*Deps)) *env {
 		Now:       clk.Now, Version: "test", Started: clk.Now(),
 		EnableRegistration:   true,
 		EmailVerificationTTL: 24 * time.Hour,
-		Clients:              NewClients(db, time.Minute, 100),
+		Clients:              NewClients(db, time.Minute, 100, 1<<20),
 	}
 	b, err := NewBrowser(false, []byte("cookie-key"), 12*time.Hour, log)
 	if err != nil {

@@ -38,7 +38,7 @@ func newServer(t testing.TB) *server {
 	signer, _ := token.NewSigner(key)
 	verifier, _ := token.NewVerifier(key)
 	reg := metrics.NewRegistry()
-	clients := auth.NewClients(db, time.Minute, 100)
+	clients := auth.NewClients(db, time.Minute, 100, 1<<20)
 	browser, err := auth.NewBrowser(false, []byte("k"), time.Hour, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
