@@ -365,6 +365,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" || strings.ContainsAny(r, " #") || len(r) > 512 {
 			e.fail("RESOURCES", "want absolute https URIs without a fragment, got %q", clip(r))
 		}
+		if r == c.Issuer { // a token for none already has aud = ISSUER: listed, it was another consent for the same audience
+			e.fail("RESOURCES", "%q is the ISSUER, which tokens naming no resource are for: leave it out", clip(r))
+		}
 		c.Resources = append(c.Resources, r)
 	}
 	if c.RequireEmailVerification = e.bool("REQUIRE_EMAIL_VERIFICATION", "false"); c.RequireEmailVerification && c.SMTP.Host == "" {

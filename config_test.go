@@ -441,4 +441,10 @@ func TestLoadConfigResources(t *testing.T) {
 			t.Errorf("RESOURCES=%q: %v; want a RESOURCES error", bad, err)
 		}
 	}
+	// The ISSUER is the audience of a token for no resource: as a resource
+	// too, it was a second consent for the same audience.
+	_, err = loadConfig(envOf(map[string]string{"ISSUER": "https://id.example.com", "RESOURCES": "https://a.example.com,https://id.example.com"}))
+	if err == nil || !strings.Contains(err.Error(), `RESOURCES: "https://id.example.com" is the ISSUER`) {
+		t.Errorf("RESOURCES naming the ISSUER: %v; want a RESOURCES error", err)
+	}
 }

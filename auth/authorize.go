@@ -266,7 +266,10 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 			return // the login page was shown again
 		}
 	case posted && form.Has("action"):
-		if sess == nil || !a.consentOK(sess, form.Get("consent")) {
+		// max_age counts to the decision too: past it, the code would carry
+		// an auth_time older than the client allows. max_age=0 is prompt=login
+		// (OIDC Core §3.1.2.1), met by the sign-in the form's MAC binds.
+		if sess == nil || !a.consentOK(sess, form.Get("consent")) || (a.ar.maxAge > 0 && a.stale(sess)) {
 			a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
 			return
 		}
@@ -283,7 +286,7 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 	case posted && a.device == nil: // the device page's first form, the user code, posts too
 		a.b.fail(a.w, a.r, httpx.E(httpx.KindInvalid, "The form was incomplete."))
 		return
-	case sess == nil || a.ar.has("login") || (a.ar.maxAge >= 0 && a.now.Sub(sess.AuthTime) > a.ar.maxAge):
+	case sess == nil || a.ar.has("login") || a.stale(sess):
 		if a.ar.has("none") {
 			a.redirectError(httpx.E(httpx.KindLoginRequired, "the user must sign in"))
 		} else {
@@ -303,6 +306,12 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 	default:
 		a.decide(sess)
 	}
+}
+
+// stale reports whether max_age asks for a sign-in newer than sess
+// (OIDC Core §3.1.2.1).
+func (a *authorization) stale(sess *store.Session) bool {
+	return a.ar.maxAge >= 0 && a.now.Sub(sess.AuthTime) > a.ar.maxAge
 }
 
 // decide ends the request with the user's decision: approved by the
@@ -500,17 +509,24 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 		s.SID, s.Continues = prior.SID, prior.Hash
 	}
 	httpx.InfoFrom(a.r).UserID = store.FormatID(u.ID)
-	e := auditEvent(ctx, actLoginSuccess, store.FormatID(u.ID), outSuccess, "via", "browser", "sid", s.SID)
-	if err := a.db.CreateSession(store.WithEvent(ctx, e), s.Hash, s); errors.Is(err, store.ErrNotFound) {
+	create := func() error { // the login's event rides on the session's write
+		e := auditEvent(ctx, actLoginSuccess, store.FormatID(u.ID), outSuccess, "via", "browser", "sid", s.SID)
+		return a.db.CreateSession(store.WithEvent(ctx, e), s.Hash, s)
+	}
+	err = create()
+	if errors.Is(err, store.ErrConflict) {
+		// The sign-in continued ended meanwhile (a logout in another tab),
+		// its sid with it. The password was right: a new sign-in starts.
+		s.SID, s.Continues = token.NewID(), ""
+		err = create()
+	}
+	if errors.Is(err, store.ErrNotFound) {
 		// The password changed since it was verified (store.stillPassword).
 		if err := logLoginFailure(a.r, a.log, a.db, m, u, errBadCredentials); err != nil {
 			a.b.fail(a.w, a.r, err)
 		} else {
 			a.showLogin(http.StatusUnauthorized, "Wrong email, username or password.", login)
 		}
-		return nil
-	} else if errors.Is(err, store.ErrConflict) { // the sign-in continued ended meanwhile, its sid with it
-		a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
 		return nil
 	} else if err != nil {
 		a.b.fail(a.w, a.r, err)

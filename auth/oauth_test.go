@@ -994,6 +994,62 @@ func TestConsentFormExpires(t *testing.T) {
 	}
 }
 
+// max_age (OIDC Core §3.1.2.1) counts to the consent decision: a consent
+// form shown while the sign-in was young enough but posted once it was not
+// (within the form's 10 minutes) issued a code whose auth_time was older
+// than max_age allows. It shows the login page instead, issuing nothing,
+// and signing in there leads on to a code; for a pushed request too.
+// max_age=0 is prompt=login, met by the sign-in the form was shown for.
+func TestConsentRechecksMaxAge(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	e.createUser("ann@example.com", "ann", "correct horse", store.RoleUser)
+	// post fills and posts the page's form: the login's, else the consent's.
+	post := func(b *browser, page *httptest.ResponseRecorder) *httptest.ResponseRecorder {
+		t.Helper()
+		form := formOf(t, page.Body.String())
+		if strings.Contains(page.Body.String(), `name="password"`) {
+			form.Set("login", "ann")
+			form.Set("password", "correct horse")
+		} else {
+			form.Set("action", "allow")
+		}
+		return b.do("POST", "/oauth2/authorize", form)
+	}
+	for _, c := range []struct {
+		maxAge string
+		wait   time.Duration
+		ok     bool
+	}{{"300", 300 * time.Second, true}, {"300", 301 * time.Second, false}, {"0", time.Minute, true}} {
+		for _, pushed := range []bool{false, true} {
+			id, secret := e.webClient() // not consented to yet
+			pk := newPKCE()
+			start := authorizeURL(id, pk, "max_age", c.maxAge)
+			if pushed {
+				uri := e.secret(e.formPost("/oauth2/par", id, secret, pushForm(pk, "max_age", c.maxAge)).want(http.StatusCreated).Str("request_uri"))
+				start = "/oauth2/authorize?" + url.Values{"client_id": {id}, "request_uri": {uri}}.Encode()
+			}
+			b := e.browser()
+			consent := post(b, b.do("GET", start, nil))
+			if !strings.Contains(consent.Body.String(), `value="allow"`) {
+				t.Fatalf("max_age=%s, pushed %v: no consent page after the login: %d", c.maxAge, pushed, consent.Code)
+			}
+			e.clock.Add(c.wait)
+			w := post(b, consent)
+			issued := w.Code == http.StatusSeeOther && strings.Contains(w.Header().Get("Location"), "code=")
+			if issued {
+				e.secret(callback(t, w, http.StatusSeeOther).Get("code"))
+			}
+			if issued != c.ok || !c.ok && (w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="password"`)) {
+				t.Errorf("max_age=%s, pushed %v: consent posted %v after the sign-in: %d, a code %v; want a code %v, else the login page", c.maxAge, pushed, c.wait, w.Code, issued, c.ok)
+				continue
+			}
+			if !c.ok { // signing in again there, then consenting, gets the code
+				e.secret(callback(t, post(b, post(b, w)), http.StatusSeeOther).Get("code"))
+			}
+		}
+	}
+}
+
 // A query string url.ParseQuery refuses (a bad escape, a semicolon) is an
 // error page at the authorization and logout endpoints: url.Query took the
 // request without the bad pair, so a parameter sent twice (RFC 6749 §3.1)

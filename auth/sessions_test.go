@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -692,6 +694,60 @@ func TestSessionStartedDuringResetEnds(t *testing.T) {
 				e.secret(r.Str("access_token"))
 				e.secret(r.Str("refresh_token"))
 				t.Fatalf("a session started with the old password during the %s refreshes after it", change)
+			}
+		})
+	}
+}
+
+// The same user signing in again (prompt=login) continues the sign-in
+// under its sid; if that sign-in ends meanwhile (a logout in another tab
+// while the password is checked: store.ErrConflict), the right password
+// showed "Your sign-in expired" and left no audit event. It starts a new
+// sign-in, under a new sid, and the login is audited as any other. The
+// login waits for a hashing slot, so the logout lands after it has read
+// the sign-in and before it continues it.
+func TestSignInAgainAfterItEnded(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			raw := storetest.Raw(t, d, url)
+			e := newEnvOn(t, storetest.OpenURL(t, url), func(d *Deps) { d.Passwords = NewPasswords(testArgon2, 1, 10*time.Second) })
+			e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			id, _ := e.webClient()
+			b := e.browser()
+			e.secret(b.signIn(authorizeURL(id, newPKCE()), "ann", "Ann-Password-1"))
+			logins := func() (sids []string) {
+				for _, ev := range e.auditTrail() {
+					if ev.Action == actLoginSuccess {
+						sids = append(sids, ev.Detail["sid"])
+					}
+				}
+				return sids
+			}
+			first := logins()
+			form := formOf(t, b.do("GET", authorizeURL(id, newPKCE(), "prompt", "login"), nil).Body.String())
+			form.Set("login", "ann")
+			form.Set("password", "Ann-Password-1")
+			otherTab := &browser{e: e, cookies: maps.Clone(b.cookies)}
+
+			e.deps.Passwords.slots <- struct{}{} // the one hashing slot is busy
+			done := make(chan *httptest.ResponseRecorder, 1)
+			go func() { done <- b.do("POST", "/oauth2/authorize", form) }()
+			waitCounted(t, raw)
+			logout := formOf(t, otherTab.do("GET", "/oauth2/logout?client_id="+id, nil).Body.String())
+			logout.Set("action", "logout")
+			if w := otherTab.do("POST", "/oauth2/logout", logout); w.Code != http.StatusOK || otherTab.signedIn(id) {
+				t.Fatalf("logout in the other tab: %d", w.Code)
+			}
+			<-e.deps.Passwords.slots
+			w := <-done
+			if w.Code != http.StatusSeeOther || !strings.Contains(w.Header().Get("Location"), "code=") {
+				t.Fatalf("a right password after the sign-in it continued ended: %d, Location %q; want a code", w.Code, w.Header().Get("Location"))
+			}
+			e.secret(callback(t, w, http.StatusSeeOther).Get("code"))
+			sids := logins()
+			if len(first) != 1 || len(sids) != 2 || sids[1] == "" || sids[1] == first[0] || !b.signedIn(id) {
+				t.Fatalf("login events' sids %v after %v; want a second login, under a new sid, signed in", sids, first)
 			}
 		})
 	}
