@@ -771,9 +771,11 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 	}
 	now := time.Now()
 	enc := json.NewEncoder(stdout)
+	// The writes below pass 0 as the admin who asks: the operator, with the
+	// database's own credentials, is no user whose role could change.
 	switch sub {
 	case "create":
-		c, secret, err := auth.CreateClient(ctx, db, spec, cfg.Release, now)
+		c, secret, err := auth.CreateClient(ctx, db, 0, spec, cfg.Release, now)
 		if invalid, ok := errors.AsType[*httpx.Error](err); ok {
 			return usagef("client create: %s", invalid.Message)
 		}
@@ -793,7 +795,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 		}
 		return nil
 	case "delete":
-		err := auth.DeleteClient(ctx, db, nil, nil, args[0], cfg.AccessTTL, now)
+		err := auth.DeleteClient(ctx, db, 0, nil, nil, args[0], cfg.AccessTTL, now)
 		if errors.Is(err, store.ErrNotFound) {
 			return usagef("client delete: no client %q", clip(args[0]))
 		}
@@ -808,7 +810,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 		}
 		return enc.Encode(map[string]string{"initial_access_token": tok, "expires_at": exp.UTC().Format(time.RFC3339)})
 	default: // rotate-secret
-		secret, err := auth.RotateClientSecret(ctx, db, nil, nil, args[0], cfg.AccessTTL, now)
+		secret, err := auth.RotateClientSecret(ctx, db, 0, nil, nil, args[0], cfg.AccessTTL, now)
 		if errors.Is(err, store.ErrNotFound) {
 			return usagef("client rotate-secret: no confidential client %q", clip(args[0]))
 		}

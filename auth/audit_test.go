@@ -70,6 +70,9 @@ func TestAuditEvents(t *testing.T) {
 		e.request("DELETE", "/api/v1/clients/"+cid, nil, bearer(admin)...).want(http.StatusNoContent)
 		e.request("PATCH", userPath(u.ID), map[string]any{"role": "admin"}, bearer(admin)...).want(http.StatusOK)
 		e.request("DELETE", userPath(u.ID), nil, bearer(admin)...).want(http.StatusNoContent)
+		// Refused: an admin demoting or deleting themself.
+		e.request("PATCH", userPath(root.ID), map[string]any{"role": "user"}, bearer(admin)...).want(http.StatusForbidden)
+		e.request("DELETE", userPath(root.ID), nil, bearer(admin)...).want(http.StatusForbidden)
 
 		count := map[string]int{}
 		var login, reuse, revocation *store.Event
@@ -87,7 +90,7 @@ func TestAuditEvents(t *testing.T) {
 		want := map[string]int{
 			actUserCreated: 3, actLoginSuccess: 3, actLoginFailure: 2 + e.deps.Throttle.Max, actLoginLockout: 1, actPasswordChange: 1,
 			actEmailVerified: 1, actSessionEnded: 4, actClientCreated: 2, actClientRotated: 1, actClientDeleted: 1,
-			actUserUpdated: 1, actUserDeleted: 1,
+			actUserUpdated: 2, actUserDeleted: 2,
 		}
 		for a, n := range want {
 			if count[a] != n {
@@ -100,10 +103,17 @@ func TestAuditEvents(t *testing.T) {
 		if reuse == nil || reuse.Subject != uid || reuse.ClientID != id || revocation == nil || revocation.Actor != id {
 			t.Errorf("reuse %+v, revocation %+v", reuse, revocation)
 		}
+		refusals := 0
 		for _, ev := range e.auditTrail() {
-			if ev.Action == actUserDeleted && (ev.Actor != rootID || ev.Subject != uid) {
+			if ev.Action == actUserDeleted && ev.Outcome == outSuccess && (ev.Actor != rootID || ev.Subject != uid) {
 				t.Errorf("user deletion by %q of %q; want %s of %s", ev.Actor, ev.Subject, rootID, uid)
 			}
+			if ev.Outcome == outFailure && ev.Detail["reason"] == "self" && ev.Actor == rootID && ev.Subject == rootID {
+				refusals++
+			}
+		}
+		if refusals != 2 {
+			t.Errorf("%d events of an admin's refused change to themself; want 2 (reason self)", refusals)
 		}
 		if n, err := e.db.VerifyAudit(t.Context(), ""); err != nil || n != len(e.auditTrail()) {
 			t.Fatalf("VerifyAudit = %d, %v", n, err)

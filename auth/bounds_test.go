@@ -180,7 +180,7 @@ func TestClientCacheBounded(t *testing.T) {
 	spec := ClientSpec{Name: "big", RedirectURIs: longURIs(maxClientURIBytes), PostLogoutRedirectURIs: longURIs(maxClientURIBytes)}
 	keyedByID := true
 	for i := range 40 {
-		c, _, err := CreateClient(ctx, db, spec, false, now)
+		c, _, err := CreateClient(ctx, db, 0, spec, false, now)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -248,15 +248,17 @@ func nonNil(s []string) []string {
 // CreateClient validates spec, stores a new client and returns it with its
 // secret (empty for a public client). The secret is shown this once: only
 // its hash is stored. In release mode a redirect URI must be https or
-// loopback. Validation failures are *httpx.Error (KindValidation).
-func CreateClient(ctx context.Context, db *store.DB, spec ClientSpec, release bool, now time.Time) (*store.Client, string, error) {
+// loopback. Validation failures are *httpx.Error (KindValidation). By is
+// the admin who asks, 0 for the operator (store.DB.CreateClient); an admin
+// no longer one is refused (notAdmin).
+func CreateClient(ctx context.Context, db *store.DB, by int64, spec ClientSpec, release bool, now time.Time) (*store.Client, string, error) {
 	c, secret, err := newClient(spec, release)
 	if err != nil {
 		return nil, "", err
 	}
 	e := auditEvent(ctx, actClientCreated, c.ID, outSuccess, "name", c.Name)
-	if err := db.CreateClient(store.WithEvent(ctx, e), c, now); err != nil {
-		return nil, "", err
+	if err := db.CreateClient(store.WithEvent(ctx, e), by, c, now); err != nil {
+		return nil, "", notAdmin(ctx, db, e, err)
 	}
 	return c, secret, nil
 }
@@ -361,12 +363,13 @@ func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
 
 // RotateClientSecret gives a confidential client a new secret and returns it.
 // The old secret stops working at once here and within one revocation poll
-// on other instances, and access tokens issued before now are revoked.
-func RotateClientSecret(ctx context.Context, db *store.DB, cs *Clients, revs *Revocations, id string, accessTTL time.Duration, now time.Time) (string, error) {
+// on other instances, and access tokens issued before now are revoked. By
+// is as for CreateClient.
+func RotateClientSecret(ctx context.Context, db *store.DB, by int64, cs *Clients, revs *Revocations, id string, accessTTL time.Duration, now time.Time) (string, error) {
 	secret := token.NewOpaque()
 	e := auditEvent(ctx, actClientRotated, id, outSuccess)
-	if err := db.SetClientSecret(store.WithEvent(ctx, e), id, token.Hash(secret), accessTTL, now); err != nil {
-		return "", err
+	if err := db.SetClientSecret(store.WithEvent(ctx, e), by, id, token.Hash(secret), accessTTL, now); err != nil {
+		return "", notAdmin(ctx, db, e, err)
 	}
 	forgetClient(cs, revs, store.ClientRevocation(id, accessTTL, now))
 	return secret, nil
@@ -374,12 +377,13 @@ func RotateClientSecret(ctx context.Context, db *store.DB, cs *Clients, revs *Re
 
 // DeleteClient deletes a client; its tokens stop working, those another
 // instance mints for it before it hears of the deletion included
-// (store.ClientDeletion).
-func DeleteClient(ctx context.Context, db *store.DB, cs *Clients, revs *Revocations, id string, accessTTL time.Duration, now time.Time) error {
+// (store.ClientDeletion). By is as for CreateClient, 0 too for a
+// registrant deleting its client.
+func DeleteClient(ctx context.Context, db *store.DB, by int64, cs *Clients, revs *Revocations, id string, accessTTL time.Duration, now time.Time) error {
 	e := auditEvent(ctx, actClientDeleted, id, outSuccess)
 	r := store.ClientDeletion(id, accessTTL, now)
-	if err := db.DeleteClient(store.WithEvent(ctx, e), id, r, now); err != nil {
-		return err
+	if err := db.DeleteClient(store.WithEvent(ctx, e), by, id, r, now); err != nil {
+		return notAdmin(ctx, db, e, err)
 	}
 	forgetClient(cs, revs, r)
 	return nil

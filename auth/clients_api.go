@@ -11,7 +11,8 @@ import (
 )
 
 // The admin client API: the CLI's client commands over REST (admin only,
-// see routes.go).
+// see routes.go). Each write commits only while the caller is still an
+// active admin (store.DB.asAdmin), else 403 as requireUser would answer.
 
 // handleClientList serves GET /api/v1/clients.
 func handleClientList(log *slog.Logger, db *store.DB) http.Handler {
@@ -32,7 +33,7 @@ func handleClientList(log *slog.Logger, db *store.DB) http.Handler {
 // secret, once, and is not to be stored.
 func handleClientCreate(log *slog.Logger, db *store.DB, release bool, now func() time.Time) http.Handler {
 	return restHandler(log, false, func(r *http.Request, spec *ClientSpec) (int, any, error) {
-		c, secret, err := CreateClient(r.Context(), db, *spec, release, now())
+		c, secret, err := CreateClient(r.Context(), db, principalOf(r).user.ID, *spec, release, now())
 		if err != nil {
 			return 0, nil, err
 		}
@@ -46,7 +47,7 @@ func handleClientCreate(log *slog.Logger, db *store.DB, release bool, now func()
 func handleClientDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
 	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
 		id := r.PathValue("id")
-		err := DeleteClient(r.Context(), db, cs, ts.Revoked, id, ts.AccessTTL, now())
+		err := DeleteClient(r.Context(), db, principalOf(r).user.ID, cs, ts.Revoked, id, ts.AccessTTL, now())
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, httpx.E(httpx.KindNotFound, "no such client")
 		}
@@ -63,7 +64,7 @@ func handleClientDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients,
 func handleClientRotate(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
 	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
 		id := r.PathValue("id")
-		secret, err := RotateClientSecret(r.Context(), db, cs, ts.Revoked, id, ts.AccessTTL, now())
+		secret, err := RotateClientSecret(r.Context(), db, principalOf(r).user.ID, cs, ts.Revoked, id, ts.AccessTTL, now())
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, httpx.E(httpx.KindNotFound, "no such confidential client")
 		}

@@ -183,7 +183,7 @@ func FuzzRegisteredURIsReadBack(f *testing.F) {
 		f.Add(s, "https://b.example/cb")
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
-		c, _, err := CreateClient(context.Background(), db, ClientSpec{Name: "fuzz", Public: true,
+		c, _, err := CreateClient(context.Background(), db, 0, ClientSpec{Name: "fuzz", Public: true,
 			RedirectURIs: []string{a, b}, PostLogoutRedirectURIs: []string{b, a}}, false, time.Now())
 		if err != nil {
 			return

@@ -37,7 +37,7 @@ const (
 
 func (e *env) newClient(spec ClientSpec) (id, secret string) {
 	e.t.Helper()
-	c, s, err := CreateClient(context.Background(), e.db, spec, false, e.clock.Now())
+	c, s, err := CreateClient(context.Background(), e.db, 0, spec, false, e.clock.Now())
 	if err != nil {
 		e.t.Fatalf("CreateClient: %v", err)
 	}
@@ -749,7 +749,7 @@ func TestClientDeletionAndRotation(t *testing.T) {
 		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
 		cc := url.Values{"grant_type": {"client_credentials"}}
 		at := e.secret(e.token(id, secret, cc).want(http.StatusOK).Str("access_token"))
-		newSecret, err := RotateClientSecret(context.Background(), e.db, e.deps.Clients, e.deps.Tokens.Revoked, id, time.Hour, e.clock.Now())
+		newSecret, err := RotateClientSecret(context.Background(), e.db, 0, e.deps.Clients, e.deps.Tokens.Revoked, id, time.Hour, e.clock.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -766,7 +766,7 @@ func TestClientDeletionAndRotation(t *testing.T) {
 		if in := e.introspect(rs, rsSecret, at2); in["active"] != true {
 			t.Fatal("token minted with the new secret inactive")
 		}
-		if err := DeleteClient(context.Background(), e.db, e.deps.Clients, e.deps.Tokens.Revoked, id, time.Hour, e.clock.Now()); err != nil {
+		if err := DeleteClient(context.Background(), e.db, 0, e.deps.Clients, e.deps.Tokens.Revoked, id, time.Hour, e.clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		e.token(id, newSecret, cc).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
@@ -894,18 +894,18 @@ func TestCreateClientValidation(t *testing.T) {
 		"bc relative":      {Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: "/bc"},
 		"bc smuggle":       {Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: "https://rp.example/bc\u00a0x"},
 	} {
-		if _, _, err := CreateClient(context.Background(), e.db, spec, false, e.clock.Now()); err == nil {
+		if _, _, err := CreateClient(context.Background(), e.db, 0, spec, false, e.clock.Now()); err == nil {
 			t.Errorf("%s: CreateClient accepted %+v", name, spec)
 		}
 	}
 	// Release mode: https or loopback only.
 	for uri, ok := range map[string]bool{"https://a.example/cb": true, "http://127.0.0.1/cb": true, "http://[::1]:8/cb": true,
 		"http://a.example/cb": false, "com.example.app:/cb": false} {
-		_, _, err := CreateClient(context.Background(), e.db, ClientSpec{Name: "x", RedirectURIs: []string{uri}}, true, e.clock.Now())
+		_, _, err := CreateClient(context.Background(), e.db, 0, ClientSpec{Name: "x", RedirectURIs: []string{uri}}, true, e.clock.Now())
 		if (err == nil) != ok {
 			t.Errorf("release mode, %s: err %v; want ok=%v", uri, err, ok)
 		}
-		_, _, err = CreateClient(context.Background(), e.db, ClientSpec{Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: uri}, true, e.clock.Now())
+		_, _, err = CreateClient(context.Background(), e.db, 0, ClientSpec{Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: uri}, true, e.clock.Now())
 		if (err == nil) != (ok && !strings.HasPrefix(uri, "com.")) {
 			t.Errorf("release mode, back-channel logout URI %s: err %v", uri, err)
 		}

@@ -419,7 +419,7 @@ func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, cs
 func handleRegistrationDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := principalOf(r).client.ID
-		err := DeleteClient(r.Context(), db, cs, ts.Revoked, id, ts.AccessTTL, now())
+		err := DeleteClient(r.Context(), db, 0, cs, ts.Revoked, id, ts.AccessTTL, now()) // no admin: the registrant
 		if errors.Is(err, store.ErrNotFound) {
 			err = errBadRegistrationToken
 		}

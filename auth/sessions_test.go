@@ -538,7 +538,7 @@ func TestIntrospectionOwnTokensOrResourceServer(t *testing.T) {
 		if in := e.introspect(other, otherSecret, own); in["active"] != true {
 			t.Errorf("own client-credentials token: %v", in)
 		}
-		if _, _, err := CreateClient(context.Background(), e.db, ClientSpec{Name: "x", Public: true, ResourceServer: true, RedirectURIs: []string{"https://a.example/cb"}}, false, e.clock.Now()); err == nil {
+		if _, _, err := CreateClient(context.Background(), e.db, 0, ClientSpec{Name: "x", Public: true, ResourceServer: true, RedirectURIs: []string{"https://a.example/cb"}}, false, e.clock.Now()); err == nil {
 			t.Error("a public client registered as a resource server")
 		}
 	})

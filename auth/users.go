@@ -349,15 +349,32 @@ func queryInt(r *http.Request, name string, def, lo, hi int) (int, bool) {
 var errNoSuchUser = httpx.E(httpx.KindNotFound, "no such user")
 
 // adminWriteError is what a client hears of err, the failure of an admin's
-// change to a user: the user is not there, or the admin is no longer one.
-func adminWriteError(err error) error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
+// change to a user whose event is e: the user is not there, or the admin is
+// no longer one (notAdmin).
+func adminWriteError(ctx context.Context, db *store.DB, e *store.Event, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
 		return errNoSuchUser
-	case errors.Is(err, store.ErrNotAdmin):
-		return errAdminRequired
 	}
-	return err
+	return notAdmin(ctx, db, e, err)
+}
+
+// notAdmin is err, the failure of an admin's write whose event is e; if
+// the admin is no longer an active admin (store.ErrNotAdmin), the refusal
+// (refused, reason not_admin): a 403, as requireUser answers.
+func notAdmin(ctx context.Context, db *store.DB, e *store.Event, err error) error {
+	if !errors.Is(err, store.ErrNotAdmin) {
+		return err
+	}
+	return refused(ctx, db, e, "not_admin", errAdminRequired)
+}
+
+// refused records e, the event of an admin's write refused for reason, as
+// a failure, and returns refusal; or the error of writing it, as for a
+// failed login (logLoginFailure). The write itself changed nothing.
+func refused(ctx context.Context, db *store.DB, e *store.Event, reason string, refusal error) error {
+	e.Outcome = outFailure
+	e.Detail["reason"] = reason
+	return cmp.Or(db.Audit(ctx, e), refusal)
 }
 
 func pathID(r *http.Request) (int64, error) {
@@ -388,9 +405,6 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 		if req.Role != nil && *req.Role != store.RoleUser && *req.Role != store.RoleAdmin {
 			return 0, nil, invalid("role", "must be user or admin")
 		}
-		if id == admin.ID && ((req.Role != nil && *req.Role != store.RoleAdmin) || (req.IsActive != nil && !*req.IsActive)) {
-			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot demote or deactivate themselves")
-		}
 		var detail []string
 		if req.Role != nil {
 			detail = append(detail, "role", *req.Role)
@@ -399,9 +413,12 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 			detail = append(detail, "is_active", strconv.FormatBool(*req.IsActive))
 		}
 		e := auditEvent(r.Context(), actUserUpdated, store.FormatID(id), outSuccess, detail...)
+		if id == admin.ID && ((req.Role != nil && *req.Role != store.RoleAdmin) || (req.IsActive != nil && !*req.IsActive)) {
+			return 0, nil, refused(r.Context(), db, e, "self", httpx.E(httpx.KindForbidden, "admins cannot demote or deactivate themselves"))
+		}
 		u, ended, err := db.UpdateUserAdmin(store.WithEvent(r.Context(), e), admin.ID, id, req.Role, req.IsActive, ts.AccessTTL, now())
 		if err != nil {
-			return 0, nil, adminWriteError(err)
+			return 0, nil, adminWriteError(r.Context(), db, e, err)
 		}
 		ts.Ended(ended)
 		log.InfoContext(r.Context(), "user updated", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
@@ -419,13 +436,13 @@ func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 		if err != nil {
 			return 0, nil, err
 		}
-		if id == admin.ID {
-			return 0, nil, httpx.E(httpx.KindForbidden, "admins cannot delete themselves")
-		}
 		e := auditEvent(r.Context(), actUserDeleted, store.FormatID(id), outSuccess)
+		if id == admin.ID {
+			return 0, nil, refused(r.Context(), db, e, "self", httpx.E(httpx.KindForbidden, "admins cannot delete themselves"))
+		}
 		ended, err := db.DeleteUser(store.WithEvent(r.Context(), e), admin.ID, id, ts.AccessTTL, now())
 		if err != nil {
-			return 0, nil, adminWriteError(err)
+			return 0, nil, adminWriteError(r.Context(), db, e, err)
 		}
 		ts.Ended(ended)
 		log.InfoContext(r.Context(), "user deleted", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)

@@ -55,12 +55,12 @@ func newServer(t testing.TB) *server {
 		Now: time.Now, Version: "fuzz", Started: time.Now(), Clients: clients, Browser: browser,
 	}
 	now := time.Now()
-	c, secret, err := auth.CreateClient(context.Background(), db, auth.ClientSpec{Name: "c", RedirectURIs: []string{"https://app.example/cb"},
+	c, secret, err := auth.CreateClient(context.Background(), db, 0, auth.ClientSpec{Name: "c", RedirectURIs: []string{"https://app.example/cb"},
 		GrantTypes: []string{"authorization_code", "refresh_token", "client_credentials"}, Scopes: []string{"read", "write"}}, false, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _, err := auth.CreateClient(context.Background(), db, auth.ClientSpec{Name: "p", Public: true, RedirectURIs: []string{"http://127.0.0.1/cb"}}, false, now)
+	pub, _, err := auth.CreateClient(context.Background(), db, 0, auth.ClientSpec{Name: "p", Public: true, RedirectURIs: []string{"http://127.0.0.1/cb"}}, false, now)
 	if err != nil {
 		t.Fatal(err)
 	}

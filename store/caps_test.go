@@ -168,3 +168,75 @@ func TestAdminsRemovingEachOtherLeaveOne(t *testing.T) {
 		})
 	}
 }
+
+// A client's creation, deletion or new secret, asked for by an admin whom
+// another admin demoted meanwhile, committed anyway: only changes to users
+// were checked (asAdmin). Here a's write waits for a lock the test holds
+// (the client's row; for a creation, its id, inserted by the test) while
+// b demotes a, then the test lets go. The write must go first, the
+// demotion waiting for it (the admins' row), or be ErrNotAdmin; before,
+// the demotion committed and then the write did too. Once a is demoted,
+// each write is ErrNotAdmin and changes nothing; the operator's (by 0)
+// still go through.
+func TestAdminClientWritesNeedAnAdmin(t *testing.T) {
+	demoted := store.RoleUser
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			db, raw := onServer(t, d)
+			for i, w := range []struct {
+				name, lock string
+				write      func(by int64, id string) error
+			}{
+				{"creation", `INSERT INTO clients (id, name, grant_types, created_at, updated_at) VALUES ($1, 'x', '', 0, 0)`, func(by int64, id string) error {
+					return db.CreateClient(ctx, by, &store.Client{ID: id, Name: id, SecretHash: "old"}, t0)
+				}},
+				{"deletion", `SELECT id FROM clients WHERE id = $1 FOR UPDATE`, func(by int64, id string) error {
+					return db.DeleteClient(ctx, by, id, store.ClientDeletion(id, time.Hour, t0), t0)
+				}},
+				{"rotation", `SELECT id FROM clients WHERE id = $1 FOR UPDATE`, func(by int64, id string) error {
+					return db.SetClientSecret(ctx, by, id, "new", time.Hour, t0)
+				}},
+			} {
+				a := newUser(t, db, fmt.Sprint("a", i, "@example.com"), fmt.Sprint("a", i))
+				b := newUser(t, db, fmt.Sprint("b", i, "@example.com"), fmt.Sprint("b", i))
+				if _, err := raw.Exec(fmt.Sprintf(`UPDATE users SET role = 'admin' WHERE id IN (%d, %d)`, a.ID, b.ID)); err != nil {
+					t.Fatal(err)
+				}
+				id, later := fmt.Sprint("c", i), fmt.Sprint("d", i)
+				for _, c := range []string{id, later} {
+					if w.name == "creation" {
+						break // the ids are the ones to create
+					}
+					if err := db.CreateClient(ctx, 0, &store.Client{ID: c, Name: c, SecretHash: "old"}, t0); err != nil {
+						t.Fatal(err)
+					}
+				}
+				hold, holder := holdRow(t, raw, d, w.lock, id)
+				wrote := make(chan error, 1)
+				go func() { wrote <- w.write(a.ID, id) }()
+				waitBlocked(t, raw, d, holder, 1)
+				demotion := doneOrWaiting(t, func() error {
+					_, _, err := db.UpdateUserAdmin(ctx, b.ID, a.ID, &demoted, nil, time.Hour, t0)
+					return err
+				}, func() bool { return len(blockedBy(t, raw, d, holder)) > 1 })
+				demotedFirst := len(demotion) > 0
+				if err := hold.Rollback(); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-wrote; demotedFirst && !errors.Is(err, store.ErrNotAdmin) {
+					t.Errorf("%s by an admin demoted while it waited = %v; want ErrNotAdmin", w.name, err)
+				} else if !demotedFirst && err != nil {
+					t.Errorf("%s, the demotion waiting for it = %v", w.name, err)
+				}
+				if err := <-demotion; err != nil {
+					t.Fatal(err)
+				}
+				kept := fmt.Sprintf(`clients WHERE id = '%s' AND secret_hash = 'old'`, later)
+				before := count(t, raw, kept)
+				if err := w.write(a.ID, later); !errors.Is(err, store.ErrNotAdmin) || count(t, raw, kept) != before {
+					t.Errorf("%s by a demoted admin = %v; want ErrNotAdmin, nothing changed", w.name, err)
+				}
+			}
+		})
+	}
+}

@@ -25,7 +25,7 @@ func TestDeviceCodes(t *testing.T) {
 			db := storetest.OpenURL(t, url)
 			raw := rawDB(t, d, url)
 			u := newUser(t, db, "ann@example.com", "ann")
-			if err := db.CreateClient(ctx, &store.Client{ID: "tv", Name: "TV", GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
+			if err := db.CreateClient(ctx, 0, &store.Client{ID: "tv", Name: "TV", GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
 				t.Fatal(err)
 			}
 			mk := func(userCode string) *store.DeviceCode {
@@ -115,7 +115,7 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 	db, raw := onPostgres(t)
 	u := newUser(t, db, "ann@example.com", "ann")
 	session, _, signIn := newSignIn(t, db, u.ID)
-	if err := db.CreateClient(ctx, &store.Client{ID: "tv", Name: "TV", GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
+	if err := db.CreateClient(ctx, 0, &store.Client{ID: "tv", Name: "TV", GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
 		t.Fatal(err)
 	}
 	dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: "mac", ClientID: "tv", ExpiresAt: t0.Add(10 * time.Minute), Interval: 5}
@@ -217,7 +217,7 @@ func TestGrantBesideLogout(t *testing.T) {
 			db, other, raw := storetest.OpenURL(t, url), storetest.OpenURL(t, url), rawDB(t, d, url)
 			u := newUser(t, db, "ann@example.com", "ann")
 			rp := store.Client{ID: "rp", Name: "RP", GrantTypes: []string{"authorization_code", "urn:ietf:params:oauth:grant-type:device_code"}, BackchannelLogoutURI: "https://rp.example/bc"}
-			if err := db.CreateClient(ctx, &rp, t0); err != nil {
+			if err := db.CreateClient(ctx, 0, &rp, t0); err != nil {
 				t.Fatal(err)
 			}
 			audited := func(action string) context.Context {

@@ -76,10 +76,11 @@ func nullIfEmpty(s string) sql.NullString { return sql.NullString{String: s, Val
 
 // CreateClient inserts c. URI lists are stored as JSON arrays, so that an
 // element reads back byte for byte whatever it holds; grant types and
-// scopes must hold no whitespace inside an element.
-func (db *DB) CreateClient(ctx context.Context, c *Client, now time.Time) (err error) {
+// scopes must hold no whitespace inside an element. It commits only while
+// by is an active admin, 0 for the operator (asAdmin).
+func (db *DB) CreateClient(ctx context.Context, by int64, c *Client, now time.Time) (err error) {
 	defer db.wrap(&err, "create client")
-	return db.exec(ctx, nil, qInsertClient, clientRow(c, now)...)
+	return db.asAdmin(ctx, by, func(tx *txn) error { return tx.execOr(ctx, nil, qInsertClient, clientRow(c, now)...) })
 }
 
 const qInsertClient = `INSERT INTO clients (` + clientColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)`
@@ -113,13 +114,14 @@ func (db *DB) ListClients(ctx context.Context) (list []Client, err error) {
 // every instance. The client's row goes first, and its codes with it (ON
 // DELETE CASCADE), the families after: an exchange holding one of its codes
 // commits its family before the revocation reads them, and one that comes
-// second finds its code gone (TestClientDeletionBesideCodeExchange).
-func (db *DB) DeleteClient(ctx context.Context, id string, r Revocation, now time.Time) (err error) {
+// second finds its code gone (TestClientDeletionBesideCodeExchange). It
+// commits only while by is an active admin, 0 for none (asAdmin).
+func (db *DB) DeleteClient(ctx context.Context, by int64, id string, r Revocation, now time.Time) (err error) {
 	defer db.wrap(&err, "delete client")
 	if !storable(id) {
 		return ErrNotFound
 	}
-	return db.tx(ctx, func(tx *txn) error {
+	return db.asAdmin(ctx, by, func(tx *txn) error {
 		if err := tx.execOr(ctx, ErrNotFound, `DELETE FROM clients WHERE id = $1`, id); err != nil {
 			return err
 		}
@@ -133,13 +135,14 @@ func (db *DB) DeleteClient(ctx context.Context, id string, r Revocation, now tim
 // SetClientSecret replaces a confidential client's secret hash and records a
 // 'client' revocation: a rotation usually means the old secret leaked, so
 // access tokens minted with it stop working too. Refresh tokens survive; the
-// client needs its new secret to use them.
-func (db *DB) SetClientSecret(ctx context.Context, id, secretHash string, accessTTL time.Duration, now time.Time) (err error) {
+// client needs its new secret to use them. It commits only while by is an
+// active admin, 0 for the operator (asAdmin).
+func (db *DB) SetClientSecret(ctx context.Context, by int64, id, secretHash string, accessTTL time.Duration, now time.Time) (err error) {
 	defer db.wrap(&err, "set client secret")
 	if !storable(id) {
 		return ErrNotFound
 	}
-	return db.tx(ctx, func(tx *txn) error {
+	return db.asAdmin(ctx, by, func(tx *txn) error {
 		if err := tx.execOr(ctx, ErrNotFound, `UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1 AND secret_hash IS NOT NULL`, id, secretHash, now.Unix()); err != nil {
 			return err
 		}

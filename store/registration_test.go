@@ -64,7 +64,7 @@ func TestDynamicRegistration(t *testing.T) {
 			}
 
 			// Open mode: no initial token; the cap counts only registered clients.
-			if err := db.CreateClient(ctx, &store.Client{ID: "admin-made", Name: "x", GrantTypes: []string{"client_credentials"}}, t0); err != nil {
+			if err := db.CreateClient(ctx, 0, &store.Client{ID: "admin-made", Name: "x", GrantTypes: []string{"client_credentials"}}, t0); err != nil {
 				t.Fatal(err)
 			}
 			if err := db.RegisterClient(ctx, registered("open", "rat-open"), "", 2, t0); err != nil {

@@ -79,7 +79,7 @@ func TestOpenPathWithURLCharacters(t *testing.T) {
 	}
 	path := filepath.Join(dir, "o?a#b.db")
 	db := storetest.OpenURL(t, path)
-	if err := db.CreateClient(ctx, &store.Client{ID: "c", Name: "x", GrantTypes: []string{"client_credentials"}}, t0); err != nil {
+	if err := db.CreateClient(ctx, 0, &store.Client{ID: "c", Name: "x", GrantTypes: []string{"client_credentials"}}, t0); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
@@ -189,7 +189,7 @@ func TestLookupsExact(t *testing.T) {
 		if _, err := db.UserByUsername(ctx, "kate "); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("UserByUsername(with a trailing space) = %v; want ErrNotFound", err)
 		}
-		if err := db.CreateClient(ctx, &store.Client{ID: "app", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+		if err := db.CreateClient(ctx, 0, &store.Client{ID: "app", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.ClientByID(ctx, "app "); !errors.Is(err, store.ErrNotFound) {
@@ -499,7 +499,7 @@ func newSignIn(t testing.TB, db *store.DB, userID int64) (session, code string, 
 	if err := db.CreateSession(ctx, session, store.Session{SID: ended.SID, UserID: userID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.CreateClient(ctx, &store.Client{ID: ended.ClientID, Name: "x", GrantTypes: []string{"authorization_code"}, BackchannelLogoutURI: ended.URI}, t0); err != nil {
+	if err := db.CreateClient(ctx, 0, &store.Client{ID: ended.ClientID, Name: "x", GrantTypes: []string{"authorization_code"}, BackchannelLogoutURI: ended.URI}, t0); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.CreateCode(ctx, &store.Code{Hash: code, ClientID: ended.ClientID, UserID: userID, CodeChallenge: "x", AuthTime: t0,
@@ -705,7 +705,7 @@ func TestClientDeletionBesideCodeExchange(t *testing.T) {
 				f := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: c, AuthTime: t0}
 				is := store.Issued{Family: &f, RefreshHash: token.Hash(token.NewOpaque()), RefreshExp: t0.Add(time.Hour)}
 				exchange := func() error { return db.ExchangeCode(ctx, code, is, t0) }
-				deletion := func() error { return db.DeleteClient(ctx, c, store.ClientDeletion(c, time.Hour, t0), t0) }
+				deletion := func() error { return db.DeleteClient(ctx, 0, c, store.ClientDeletion(c, time.Hour, t0), t0) }
 				// The exchange, holding the code, waits to insert its family
 				// behind a transaction inserting that id (for another user:
 				// on MySQL a foreign key check share-locks the user's row).
@@ -925,7 +925,7 @@ func TestMigrateURIListsToJSON(t *testing.T) {
 			url := storetest.URL(t, d)
 			db := storetest.OpenURL(t, url)
 			raw := storetest.Raw(t, d, url)
-			if err := db.CreateClient(ctx, &store.Client{ID: "legacy", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+			if err := db.CreateClient(ctx, 0, &store.Client{ID: "legacy", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
 				t.Fatal(err)
 			}
 			// As rows were before 0005: joined with one space.
@@ -1143,7 +1143,7 @@ func TestEndSignIn(t *testing.T) {
 			// A second code for the same client and sign-in records nothing new;
 			// a client without a back-channel URI is not announced.
 			quiet := store.Client{ID: "quiet", Name: "x", GrantTypes: []string{"authorization_code"}}
-			if err := db.CreateClient(ctx, &quiet, t0); err != nil {
+			if err := db.CreateClient(ctx, 0, &quiet, t0); err != nil {
 				t.Fatal(err)
 			}
 			for _, cl := range []string{signIn.ClientID, "quiet"} {
@@ -1208,7 +1208,7 @@ func TestDPoPAndPushedRequests(t *testing.T) {
 			}
 
 			for _, id := range []string{"c1", "c2"} {
-				if err := db.CreateClient(ctx, &store.Client{ID: id, Name: id, GrantTypes: []string{"authorization_code"}, RequireDPoP: id == "c1", RequirePAR: true}, t0); err != nil {
+				if err := db.CreateClient(ctx, 0, &store.Client{ID: id, Name: id, GrantTypes: []string{"authorization_code"}, RequireDPoP: id == "c1", RequirePAR: true}, t0); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -1331,7 +1331,7 @@ func TestConsentsPerResource(t *testing.T) {
 			}
 			u := newUser(t, db, "ann@example.com", "ann")
 			for _, c := range []string{"c1", "c2"} {
-				if err := db.CreateClient(ctx, &store.Client{ID: c, Name: c, GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+				if err := db.CreateClient(ctx, 0, &store.Client{ID: c, Name: c, GrantTypes: []string{"authorization_code"}}, t0); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -151,16 +151,24 @@ WHERE id = $1 AND deleted_at IS NULL`, userColumns, `users WHERE id = $1`, id, r
 // very write.
 var ErrNotAdmin = errors.New("not an active admin")
 
-// asAdmin runs write, a change to a user's role, active flag or deletion
+// asAdmin runs write, a change only an admin may ask for (a user's role,
+// active flag or deletion; a client's creation, deletion or new secret)
 // that the admin by asks for, in a transaction that is ErrNotAdmin, and
 // changes nothing, unless by is still an active admin after write. So an
 // admin demoted while a request of theirs was on its way cannot complete
 // it, and at least one active admin (by) always remains. Concurrent ones,
 // on any number of instances, run one after another: each first updates
-// the admins' row of cap_locks, before any user's row (nothing that holds
-// a user's row waits for it), and checks once the one before committed.
+// the admins' row of cap_locks, before any user's or client's row (nothing
+// that holds one waits for it), and checks once the one before committed.
 // Without it, two admins demoting each other both succeeded, leaving none.
+//
+// By 0 is no user: the operator, whose CLI runs with the database's own
+// credentials, or a client's registrant (auth/register.go, which checked
+// the registration access token). Then write runs in a plain transaction.
 func (db *DB) asAdmin(ctx context.Context, by int64, write func(tx *txn) error) error {
+	if by == 0 {
+		return db.tx(ctx, write)
+	}
 	return db.tx(ctx, func(tx *txn) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE cap_locks SET name = name WHERE name = 'admins'`); err != nil {
 			return err
