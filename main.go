@@ -314,6 +314,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	apiLimit, pageLimit := ratelimit.New(apiRate, cfg.RateLimitRequests, 100_000), ratelimit.New(apiRate, cfg.RateLimitRequests, 100_000)
 	credLimit := ratelimit.New(cfg.LoginRate, cfg.LoginBurst, 100_000)
 	clientLimit := ratelimit.NewNamed(cfg.ClientRate, cfg.ClientBurst, 100_000)
+	publicLimit := ratelimit.NewNamed(cfg.ClientRate*auth.PublicClientShares, cfg.ClientBurst*auth.PublicClientShares, 100_000)
 	regLimit := ratelimit.New(auth.RegistrationRate, auth.RegistrationBurst, 100_000) // POST /oauth2/register
 	pw := auth.NewPasswords(auth.DefaultArgon2, max(2, runtime.GOMAXPROCS(0)), 10*time.Second)
 
@@ -355,7 +356,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	h := auth.NewHandler(auth.Deps{
 		Log: log, DB: db, Tokens: ts, Passwords: pw,
 		Throttle: auth.Throttle{Max: cfg.LoginMaxFailures, Window: cfg.LoginLockout},
-		Metrics:  authm, HTTP: httpm, Registry: reg, API: apiLimit, Pages: pageLimit, Creds: credLimit, PerClient: clientLimit,
+		Metrics:  authm, HTTP: httpm, Registry: reg, API: apiLimit, Pages: pageLimit, Creds: credLimit, PerClient: clientLimit, PublicClients: publicLimit,
 		Now: time.Now, Version: version, Started: started,
 		Clients: clients, Browser: browser, IDTokens: ks.idTokens, PublicKeys: ks.public,
 		EnableRegistration: cfg.EnableRegistration, RequirePAR: cfg.RequirePAR, Mail: mail, Reset: reset,
@@ -394,7 +395,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 
 	wg.Go(func() { ts.Revoked.Run(bg, db, 2*time.Second, log, time.Now) })
 	wg.Go(func() {
-		janitor(bg, db, []sweeper{apiLimit, pageLimit, credLimit, clientLimit, regLimit}, store.Retention{LoginWindow: cfg.LoginLockout, AccessTTL: cfg.AccessTTL, MaxAge: cfg.RefreshMaxAge, Audit: cfg.AuditRetention}, log)
+		janitor(bg, db, []sweeper{apiLimit, pageLimit, credLimit, clientLimit, publicLimit, regLimit}, store.Retention{LoginWindow: cfg.LoginLockout, AccessTTL: cfg.AccessTTL, MaxAge: cfg.RefreshMaxAge, Audit: cfg.AuditRetention}, log)
 	})
 
 	startProfiler(log)

@@ -1,13 +1,20 @@
 package auth
 
 import (
+	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"oauth2-api/httpx"
+	"oauth2-api/ratelimit"
 	"oauth2-api/store"
+	"oauth2-api/store/storetest"
 )
 
 // A public client is "authenticated" by its client_id alone, and the token
@@ -50,4 +57,98 @@ func TestPublicClientBudgetPerAddress(t *testing.T) {
 			t.Fatalf("a user's code exchange after an anonymous flood naming her SPA's client_id: %d %s; want 200 (a stranger must not spend the client's budget)", w.Code, w.Body.String())
 		}
 	}, withDefaultBudgets)
+}
+
+// withProxy trusts the test requests' peer (192.0.2.1) as a proxy, so that
+// each request's X-Forwarded-For is its client address.
+func withProxy(d *Deps) {
+	d.IPs = httpx.IPResolver{Trusted: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}}
+}
+
+// Strangers who name a public client write rows in its name: the DPoP proof
+// of a token request is spent (dpop_proofs) before its grant is looked at,
+// and a pushed request is stored. The client's budget was per address, so
+// those rows had no bound over all addresses. A regression test: from 20
+// addresses, each within its own share (a burst of 10), 200 bogus token
+// requests with proofs; the client's budget over all addresses (ten
+// shares: a burst of 100) refuses the other 100, stores no more proofs
+// than it allowed, and then refuses the client's pushed requests too, from
+// a fresh address; a confidential client is not held back by it.
+func TestPublicClientBudgetOverAllAddresses(t *testing.T) {
+	key := newDPoPKey(t)
+	small := func(d *Deps) { // an address's share: a burst of 10; the client's over all addresses: ten shares
+		d.PerClient = ratelimit.NewNamed(1, 10, 1000)
+		d.PublicClients = ratelimit.NewNamed(PublicClientShares, 10*PublicClientShares, 1000)
+	}
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			dbURL := storetest.URL(t, dialect)
+			e := newEnvOn(t, storetest.OpenURL(t, dbURL), withProxy, small)
+			spa, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+			web, webSecret := e.webClient()
+			bogus := url.Values{"grant_type": {"authorization_code"}, "client_id": {spa}, "code": {"nope"}, "redirect_uri": {"https://app.example/cb"}, "code_verifier": {strings.Repeat("a", 43)}}
+			post := func(addr string, form url.Values, h ...string) response {
+				h = append(h, "Content-Type", "application/x-www-form-urlencoded", "X-Forwarded-For", addr,
+					"DPoP", key.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now()))
+				return e.request("POST", "/oauth2/token", form.Encode(), h...)
+			}
+			limited := 0
+			for a := range 20 {
+				for range 10 {
+					switch r := post(fmt.Sprint("203.0.113.", a), bogus); r.Code {
+					case http.StatusBadRequest:
+					case http.StatusTooManyRequests:
+						limited++
+						if r.Str("error") != "rate_limited" || r.Header().Get("Retry-After") == "" {
+							t.Fatalf("429 %s %v; want rate_limited and Retry-After", r.Body.String(), r.Header())
+						}
+					default:
+						t.Fatalf("a bogus code from address %d: %d %s", a, r.Code, r.Body.String())
+					}
+				}
+			}
+			var proofs int
+			if err := storetest.Raw(t, dialect, dbURL).QueryRow(`SELECT count(*) FROM dpop_proofs`).Scan(&proofs); err != nil {
+				t.Fatal(err)
+			}
+			if limited != 100 || proofs != 100 {
+				t.Fatalf("200 requests naming a public client from 20 addresses, 10 each: %d refused, %d proofs stored; want 100 and 100 (the client's burst over all addresses)", limited, proofs)
+			}
+			par := url.Values{"client_id": {spa}, "response_type": {"code"}, "redirect_uri": {"https://app.example/cb"}, "code_challenge": {newPKCE().challenge}, "code_challenge_method": {"S256"}}
+			r := e.request("POST", "/oauth2/par", par.Encode(), "Content-Type", "application/x-www-form-urlencoded", "X-Forwarded-For", "198.51.100.9")
+			r.wantOAuthError(http.StatusTooManyRequests, "rate_limited")
+			confidential := url.Values{"grant_type": {"authorization_code"}, "code": {"nope"}, "redirect_uri": {"https://app.example/cb"}, "code_verifier": {strings.Repeat("a", 43)}}
+			post("203.0.113.1", confidential, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(web+":"+webSecret))).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		})
+	}
+}
+
+// A device request of a public client, named by its client_id alone, was
+// written for anyone within the per-address budget, so that from many
+// addresses the client's pending requests (kept 70 minutes, and each one
+// more code a guesser may hit) had no bound. A regression test: from a new
+// address each time, a request every 100 ms, the 1,001st is refused (429
+// rate_limited, Retry-After) while 1,000 are alive; another client is not
+// held back, and the first asks again once its requests have expired.
+func TestDeviceRequestsCappedPerClient(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		tv, _ := e.deviceClient("tv", false, false, "read")
+		cli, _ := e.deviceClient("cli", false, false, "read")
+		ask := func(id string, n int) response {
+			form := url.Values{"client_id": {id}}
+			addr := fmt.Sprintf("2001:db8:%x::1", n) // a /64 of its own
+			return e.request("POST", "/oauth2/device_authorization", form.Encode(), "Content-Type", "application/x-www-form-urlencoded", "X-Forwarded-For", addr)
+		}
+		for n := range 1000 {
+			e.clock.Add(100 * time.Millisecond)
+			ask(tv, n).want(http.StatusOK)
+		}
+		r := ask(tv, 1000).wantOAuthError(http.StatusTooManyRequests, "rate_limited")
+		if r.Header().Get("Retry-After") == "" {
+			t.Fatalf("429 without Retry-After: %v", r.Header())
+		}
+		ask(cli, 1001).want(http.StatusOK)
+		e.clock.Add(deviceTTL)
+		ask(tv, 1002).want(http.StatusOK)
+	}, withProxy)
 }

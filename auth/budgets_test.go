@@ -15,12 +15,13 @@ import (
 // withDefaultBudgets sets the budgets of the contract's defaults:
 // RATE_LIMIT_REQUESTS 100 per hour (API and pages, separately),
 // LOGIN_RATE_LIMIT 5/m with a burst of 10, CLIENT_RATE_LIMIT 100/s with a
-// burst of 200.
+// burst of 200, ten times that for a public client over all addresses.
 func withDefaultBudgets(d *Deps) {
 	d.API = ratelimit.New(rate.Limit(100.0/3600), 100, 1000)
 	d.Pages = ratelimit.New(rate.Limit(100.0/3600), 100, 1000)
 	d.Creds = ratelimit.New(rate.Limit(5.0/60), 10, 1000)
 	d.PerClient = ratelimit.NewNamed(100, 200, 1000)
+	d.PublicClients = ratelimit.NewNamed(100*PublicClientShares, 200*PublicClientShares, 1000)
 }
 
 // A back end calls the OAuth back channel for all its users from one

@@ -43,6 +43,14 @@ const (
 	// the browser's is the one a person who mistypes meets first.
 	deviceMaxWrongPerBrowser = 5
 	deviceMaxWrongPerAddress = 20
+
+	// deviceMaxLive caps a client's requests alive at once (their 600 s),
+	// counted in the database on every instance: a public client is named
+	// by its client_id alone, so anyone, from any number of addresses, may
+	// ask in its name. It bounds its rows (kept 70 minutes: at most seven
+	// times this) and what a guesser of user codes may hit: at most 1,000
+	// of 20^8 codes pending, one guess in 25 million.
+	deviceMaxLive = 1000
 )
 
 // deviceResponse is the device authorization response (RFC 8628 §3.2).
@@ -88,9 +96,12 @@ func authorizeDevice(ctx context.Context, db *store.DB, ts *Tokens, b *Browser, 
 	for range 3 { // a user code already in use (one in billions) is drawn again
 		user := token.NewUserCode()
 		err = db.CreateDeviceCode(ctx, &store.DeviceCode{Hash: token.Hash(code), UserCode: b.userCodeMAC(user), ClientID: c.ID,
-			Scope: scope, Resource: resource, ExpiresAt: now.Add(deviceTTL), Interval: int(deviceInterval / time.Second)}, now)
+			Scope: scope, Resource: resource, ExpiresAt: now.Add(deviceTTL), Interval: int(deviceInterval / time.Second)}, deviceMaxLive, now)
 		if errors.Is(err, store.ErrConflict) {
 			continue
+		}
+		if errors.Is(err, store.ErrLimited) { // the client's budget, spent (slow_down is for polling only: RFC 8628 §3.5)
+			return nil, &httpx.Error{Kind: httpx.KindRateLimited, Message: "too many device requests of this client are pending; retry later", RetryAfter: time.Minute}
 		}
 		if err != nil {
 			return nil, err

@@ -30,9 +30,15 @@ type Deps struct {
 	Pages     *ratelimit.Limiter // the same numbers, a budget of its own: the pages a person sees
 	Creds     *ratelimit.Limiter // LOGIN_RATE_LIMIT / LOGIN_RATE_BURST, per client IP: passwords, failed client authentication
 	PerClient *ratelimit.Named   // CLIENT_RATE_LIMIT / CLIENT_RATE_BURST, per authenticated client: the OAuth back channel
-	Now       func() time.Time
-	Version   string
-	Started   time.Time
+	// PublicClients is PublicClientShares times PerClient's rate and burst,
+	// per public client over all its callers' addresses together (PerClient
+	// holds a public client per address): a bound on what strangers naming
+	// it may write (DPoP proofs, pushed requests) however many addresses
+	// they have. Required.
+	PublicClients *ratelimit.Named
+	Now           func() time.Time
+	Version       string
+	Started       time.Time
 
 	Clients    *Clients
 	Browser    *Browser
@@ -178,6 +184,9 @@ func routes(d Deps) []route {
 // budget, whose refusals take the route's surface: OAuth JSON for the
 // clients' and tokens' endpoints, a page for a person, REST JSON else.
 func AddRoutes(mux *http.ServeMux, d Deps) {
+	if d.PublicClients == nil {
+		panic("auth: Deps.PublicClients is required")
+	}
 	for _, rt := range routes(d) {
 		refuse := func(w http.ResponseWriter, r *http.Request, err error) { httpx.WriteError(w, r, d.Log, err) }
 		switch rt.caller {
@@ -187,7 +196,8 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 			refuse = d.Browser.fail
 		}
 		h := rt.handler
-		if rt.budget.perClient {
+		if rt.budget.perClient { // the address's share first: a refused stranger spends nothing of the client's whole
+			h = httpx.RateLimit(publicBudget{d.PublicClients}, httpx.ByPublicClient, d.HTTP, d.Now, refuse, h)
 			h = httpx.RateLimit(d.PerClient, httpx.ByClient, d.HTTP, d.Now, refuse, h)
 		}
 		h = check(rt.caller, d, h)
@@ -197,6 +207,24 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 		}
 		mux.Handle(rt.pattern, h)
 	}
+}
+
+// PublicClientShares is how many addresses' shares of CLIENT_RATE_LIMIT a
+// public client has over all addresses together. A stranger who names it
+// spends that budget from its tenth address on, as a flood from anywhere
+// spends a confidential client's (the price of any bound over all
+// addresses), while one address, or a few, cannot.
+const PublicClientShares = 10
+
+// publicBudget is Deps.PublicClients, which counts only public clients:
+// httpx.ByPublicClient keys any other caller "", which passes.
+type publicBudget struct{ *ratelimit.Named }
+
+func (b publicBudget) Allow(clientID string, now time.Time) (bool, time.Duration) {
+	if clientID == "" {
+		return true, 0
+	}
+	return b.Named.Allow(clientID, now)
 }
 
 // wellFormedQuery refuses, on the route's surface, a query string that

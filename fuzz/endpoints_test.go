@@ -52,7 +52,8 @@ func newServer(t testing.TB) *server {
 		Metrics:   auth.NewMetrics(reg), HTTP: httpx.NewMetrics(reg), Registry: reg,
 		API: ratelimit.New(rate.Limit(1e9), 1<<30, 100), Creds: ratelimit.New(rate.Limit(1e9), 1<<30, 100),
 		Pages: ratelimit.New(rate.Limit(1e9), 1<<30, 100), PerClient: ratelimit.NewNamed(rate.Limit(1e9), 1<<30, 100),
-		Now: time.Now, Version: "fuzz", Started: time.Now(), Clients: clients, Browser: browser,
+		PublicClients: ratelimit.NewNamed(rate.Limit(1e9), 1<<30, 100),
+		Now:           time.Now, Version: "fuzz", Started: time.Now(), Clients: clients, Browser: browser,
 	}
 	now := time.Now()
 	c, secret, err := auth.CreateClient(context.Background(), db, 0, auth.ClientSpec{Name: "c", RedirectURIs: []string{"https://app.example/cb"},

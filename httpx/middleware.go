@@ -332,6 +332,16 @@ func ByClient(i *Info) string {
 	return i.ClientID
 }
 
+// ByPublicClient keys the budget a public client has over all addresses
+// together (a ratelimit.Named behind ByClient's): its client_id. Any other
+// caller, which has no such budget, is "".
+func ByPublicClient(i *Info) string {
+	if i.Public {
+		return i.ClientID
+	}
+	return ""
+}
+
 // TooMany is the answer of a spent budget.
 func TooMany(wait time.Duration) *Error {
 	return &Error{Kind: KindRateLimited, Message: "too many requests; retry later", RetryAfter: wait}

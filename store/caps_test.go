@@ -15,7 +15,8 @@ import (
 )
 
 // A cap that counts, then inserts (the registered clients, each account's
-// reset and verification links per hour) holds against concurrent writers
+// reset and verification links per hour, each client's device requests
+// alive) holds against concurrent writers
 // on two instances. On PostgreSQL and MySQL, a READ COMMITTED transaction's
 // count does not see the inserts of those still running: of a burst, most
 // registrations counted under the cap and were stored, and links got past
@@ -85,6 +86,18 @@ func TestCapsHoldAcrossInstances(t *testing.T) {
 					race(t, `clients WHERE registration_hash IS NOT NULL`, r, func(db *store.DB, i int) error {
 						id := fmt.Sprint("r", r, "-", i)
 						return db.RegisterClient(ctx, registered(id, id), "", r, t0)
+					})
+				}
+			})
+			t.Run("device requests", func(t *testing.T) {
+				for r := 1; r <= rounds; r++ {
+					id := fmt.Sprint("tv", r)
+					if err := dbs[0].CreateClient(ctx, &store.Client{ID: id, Name: id, GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
+						t.Fatal(err)
+					}
+					race(t, fmt.Sprintf("device_codes WHERE client_id = '%s'", id), r, func(db *store.DB, i int) error {
+						dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: token.NewOpaque(), ClientID: id, ExpiresAt: t0.Add(10 * time.Minute), Interval: 5}
+						return db.CreateDeviceCode(ctx, dc, r, t0)
 					})
 				}
 			})

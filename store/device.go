@@ -44,13 +44,32 @@ func scanDeviceCode(s scanner) (*DeviceCode, error) {
 	return &d, nil
 }
 
-// CreateDeviceCode stores a new pending request. A user code already in a
-// row (a collision of random codes) is ErrConflict: the caller draws
-// another.
-func (db *DB) CreateDeviceCode(ctx context.Context, d *DeviceCode, now time.Time) (err error) {
+// CreateDeviceCode stores a new pending request, unless its client has max
+// requests alive already (unexpired, whatever their status): then
+// ErrLimited, and nothing is stored. Anyone may ask in a public client's
+// name, from any number of addresses, and each pending request is one more
+// code a guesser of user codes may hit; the cap bounds both over all
+// addresses. It holds the client's row first, so concurrent requests of a
+// client, on any number of instances, count one after another (as
+// RegisterClient does under cap_locks). A user code already in a row (a
+// collision of random codes) is ErrConflict: the caller draws another.
+func (db *DB) CreateDeviceCode(ctx context.Context, d *DeviceCode, max int, now time.Time) (err error) {
 	defer db.wrap(&err, "create device code")
-	return db.exec(ctx, nil, `INSERT INTO device_codes (hash, user_code, client_id, scope, created_at, expires_at, interval_s, resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		d.Hash, d.UserCode, d.ClientID, d.Scope, now.Unix(), d.ExpiresAt.Unix(), d.Interval, d.Resource)
+	return db.tx(ctx, func(tx *txn) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE clients SET updated_at = updated_at WHERE id = $1`, d.ClientID); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM device_codes WHERE client_id = $1 AND expires_at > $2`, d.ClientID, now.Unix()).Scan(&n); err != nil {
+			return err
+		}
+		if n >= max {
+			return ErrLimited
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO device_codes (hash, user_code, client_id, scope, created_at, expires_at, interval_s, resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			d.Hash, d.UserCode, d.ClientID, d.Scope, now.Unix(), d.ExpiresAt.Unix(), d.Interval, d.Resource)
+		return err
+	})
 }
 
 // PendingDeviceCode returns the pending, unexpired request with the user
