@@ -92,7 +92,7 @@ func TestCapsHoldAcrossInstances(t *testing.T) {
 			t.Run("device requests", func(t *testing.T) {
 				for r := 1; r <= rounds; r++ {
 					id := fmt.Sprint("tv", r)
-					if err := dbs[0].CreateClient(ctx, &store.Client{ID: id, Name: id, GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
+					if err := dbs[0].CreateClient(ctx, 0, &store.Client{ID: id, Name: id, GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
 						t.Fatal(err)
 					}
 					race(t, fmt.Sprintf("device_codes WHERE client_id = '%s'", id), r, func(db *store.DB, i int) error {

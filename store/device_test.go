@@ -108,7 +108,7 @@ func TestDeviceCodes(t *testing.T) {
 func TestDeviceCodesCapPerClient(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		for _, id := range []string{"tv", "cli"} {
-			if err := db.CreateClient(ctx, &store.Client{ID: id, Name: id, GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
+			if err := db.CreateClient(ctx, 0, &store.Client{ID: id, Name: id, GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
 				t.Fatal(err)
 			}
 		}
