@@ -92,10 +92,11 @@ func TestAdminDemotedDuringClientWrite(t *testing.T) {
 	for _, w := range []struct {
 		name, method, path, action string
 		body                       any
+		subject                    string // the refused event's: none for a client never stored
 	}{
-		{"creation", "POST", "/api/v1/clients", actClientCreated, map[string]any{"name": "new", "grant_types": []string{"client_credentials"}}},
-		{"deletion", "DELETE", "/api/v1/clients/svc", actClientDeleted, nil},
-		{"rotation", "POST", "/api/v1/clients/svc/secret", actClientRotated, nil},
+		{"creation", "POST", "/api/v1/clients", actClientCreated, map[string]any{"name": "new", "grant_types": []string{"client_credentials"}}, ""},
+		{"deletion", "DELETE", "/api/v1/clients/svc", actClientDeleted, nil, "svc"},
+		{"rotation", "POST", "/api/v1/clients/svc/secret", actClientRotated, nil, "svc"},
 	} {
 		t.Run(w.name, func(t *testing.T) {
 			db, raw, ann, bob := twoAdmins(t)
@@ -155,8 +156,8 @@ SELECT count(*) - 2 FROM w`, fmt.Sprintf("{%d,%d}", holders[0], holders[1])).Sca
 					refused = append(refused, ev)
 				}
 			}
-			if len(refused) != 1 || refused[0].Outcome != outFailure || refused[0].Detail["reason"] != "not_admin" {
-				t.Errorf("ann's refused %s left events %+v; want one failure, reason not_admin", w.name, refused)
+			if len(refused) != 1 || refused[0].Outcome != outFailure || refused[0].Detail["reason"] != "not_admin" || refused[0].Subject != w.subject {
+				t.Errorf("ann's refused %s left events %+v; want one failure, reason not_admin, subject %q", w.name, refused, w.subject)
 			}
 			list, err := db.ListClients(t.Context())
 			if err != nil || len(list) != 1 || list[0].ID != "svc" || list[0].SecretHash != "old" {

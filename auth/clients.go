@@ -258,6 +258,7 @@ func CreateClient(ctx context.Context, db *store.DB, by int64, spec ClientSpec, 
 	}
 	e := auditEvent(ctx, actClientCreated, c.ID, outSuccess, "name", c.Name)
 	if err := db.CreateClient(store.WithEvent(ctx, e), by, c, now); err != nil {
+		e.Subject = "" // a refusal's event names no client: this id was never stored
 		return nil, "", notAdmin(ctx, db, e, err)
 	}
 	return c, secret, nil
