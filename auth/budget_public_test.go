@@ -15,6 +15,7 @@ import (
 	"oauth2-api/ratelimit"
 	"oauth2-api/store"
 	"oauth2-api/store/storetest"
+	"oauth2-api/token"
 )
 
 // A public client is "authenticated" by its client_id alone, and the token
@@ -65,15 +66,20 @@ func withProxy(d *Deps) {
 	d.IPs = httpx.IPResolver{Trusted: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}}
 }
 
-// Strangers who name a public client write rows in its name: the DPoP proof
-// of a token request is spent (dpop_proofs) before its grant is looked at,
-// and a pushed request is stored. The client's budget was per address, so
-// those rows had no bound over all addresses. A regression test: from 20
+// Strangers who name a public client write rows in its name where
+// nothing of theirs is checked first: pushed requests, device requests.
+// The client's budget was per address, so those rows had no bound over all
+// addresses; then the token endpoint had the bound over all addresses too
+// (a token request's DPoP proof was spent before its grant was looked at),
+// so that from ten addresses bogus token requests refused every code
+// exchange and refresh of the client (429). A regression test: from 20
 // addresses, each within its own share (a burst of 10), 200 bogus token
-// requests with proofs; the client's budget over all addresses (ten
-// shares: a burst of 100) refuses the other 100, stores no more proofs
-// than it allowed, and then refuses the client's pushed requests too, from
-// a fresh address; a confidential client is not held back by it.
+// requests with proofs (unknown codes and refresh tokens) are all refused
+// on their grants, store no proof, and the client's user then exchanges
+// her code and refreshes; 200 pushed requests from 20 other addresses
+// store the budget over all addresses (ten shares: a burst of 100) and no
+// more, and a fresh address is then refused; a confidential client is not
+// held back.
 func TestPublicClientBudgetOverAllAddresses(t *testing.T) {
 	key := newDPoPKey(t)
 	small := func(d *Deps) { // an address's share: a burst of 10; the client's over all addresses: ten shares
@@ -84,39 +90,69 @@ func TestPublicClientBudgetOverAllAddresses(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			dbURL := storetest.URL(t, dialect)
 			e := newEnvOn(t, storetest.OpenURL(t, dbURL), withProxy, small)
+			e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
 			spa, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
 			web, webSecret := e.webClient()
-			bogus := url.Values{"grant_type": {"authorization_code"}, "client_id": {spa}, "code": {"nope"}, "redirect_uri": {"https://app.example/cb"}, "code_verifier": {strings.Repeat("a", 43)}}
+			count := func(table string) (n int) {
+				if err := storetest.Raw(t, dialect, dbURL).QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
 			post := func(addr string, form url.Values, h ...string) response {
 				h = append(h, "Content-Type", "application/x-www-form-urlencoded", "X-Forwarded-For", addr,
 					"DPoP", key.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now()))
 				return e.request("POST", "/oauth2/token", form.Encode(), h...)
 			}
+			bogus := []url.Values{
+				{"grant_type": {"authorization_code"}, "client_id": {spa}, "code": {token.NewOpaque()}, "redirect_uri": {"https://app.example/cb"}, "code_verifier": {strings.Repeat("a", 43)}},
+				{"grant_type": {"refresh_token"}, "client_id": {spa}, "refresh_token": {token.NewOpaque()}},
+			}
 			limited := 0
 			for a := range 20 {
-				for range 10 {
-					switch r := post(fmt.Sprint("203.0.113.", a), bogus); r.Code {
-					case http.StatusBadRequest:
-					case http.StatusTooManyRequests:
+				for n := range 10 {
+					if r := post(fmt.Sprint("203.0.113.", a), bogus[n%2]); r.Code == http.StatusTooManyRequests {
 						limited++
-						if r.Str("error") != "rate_limited" || r.Header().Get("Retry-After") == "" {
-							t.Fatalf("429 %s %v; want rate_limited and Retry-After", r.Body.String(), r.Header())
-						}
-					default:
-						t.Fatalf("a bogus code from address %d: %d %s", a, r.Code, r.Body.String())
+					} else {
+						r.wantOAuthError(http.StatusBadRequest, errInvalidGrant)
 					}
 				}
 			}
-			var proofs int
-			if err := storetest.Raw(t, dialect, dbURL).QueryRow(`SELECT count(*) FROM dpop_proofs`).Scan(&proofs); err != nil {
-				t.Fatal(err)
+			proofs := count("dpop_proofs")
+			pk := newPKCE()
+			code := e.secret(e.browser().signIn(authorizeURL(spa, pk), "ann", "Ann-Password-1"))
+			form := codeForm(code, pk)
+			form.Set("client_id", spa)
+			r := post("198.51.100.7", form).want(http.StatusOK)
+			e.secret(r.Str("access_token"))
+			refresh := url.Values{"grant_type": {"refresh_token"}, "client_id": {spa}, "refresh_token": {e.secret(r.Str("refresh_token"))}}
+			r = post("198.51.100.7", refresh).want(http.StatusOK)
+			e.secret(r.Str("access_token"))
+			e.secret(r.Str("refresh_token"))
+			if limited != 0 || proofs != 0 {
+				t.Fatalf("200 bogus token requests naming a public client from 20 addresses, 10 each: %d refused, %d DPoP proofs stored; want 0 and 0 (a proof is spent only with a grant that checks out)", limited, proofs)
 			}
-			if limited != 100 || proofs != 100 {
-				t.Fatalf("200 requests naming a public client from 20 addresses, 10 each: %d refused, %d proofs stored; want 100 and 100 (the client's burst over all addresses)", limited, proofs)
-			}
+
 			par := url.Values{"client_id": {spa}, "response_type": {"code"}, "redirect_uri": {"https://app.example/cb"}, "code_challenge": {newPKCE().challenge}, "code_challenge_method": {"S256"}}
-			r := e.request("POST", "/oauth2/par", par.Encode(), "Content-Type", "application/x-www-form-urlencoded", "X-Forwarded-For", "198.51.100.9")
-			r.wantOAuthError(http.StatusTooManyRequests, "rate_limited")
+			push := func(addr string) response {
+				return e.request("POST", "/oauth2/par", par.Encode(), "Content-Type", "application/x-www-form-urlencoded", "X-Forwarded-For", addr)
+			}
+			limited = 0
+			for a := range 20 {
+				for range 10 {
+					if r := push(fmt.Sprint("198.18.0.", a)); r.Code == http.StatusTooManyRequests {
+						limited++
+					} else {
+						r.want(http.StatusCreated)
+					}
+				}
+			}
+			if n := count("pushed_requests"); limited != 100 || n != 100 {
+				t.Fatalf("200 pushed requests naming a public client from 20 addresses, 10 each: %d refused, %d stored; want 100 and 100 (the client's burst over all addresses)", limited, n)
+			}
+			if r := push("198.51.100.9").wantOAuthError(http.StatusTooManyRequests, "rate_limited"); r.Header().Get("Retry-After") == "" {
+				t.Fatalf("429 without Retry-After: %v", r.Header())
+			}
 			confidential := url.Values{"grant_type": {"authorization_code"}, "code": {"nope"}, "redirect_uri": {"https://app.example/cb"}, "code_verifier": {strings.Repeat("a", 43)}}
 			post("203.0.113.1", confidential, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(web+":"+webSecret))).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
 		})

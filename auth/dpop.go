@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -20,7 +21,10 @@ import (
 // that key, made for the request it comes with. token.ParseProof checks a
 // proof's form, signature, method, URL, age and token hash; here it is
 // spent in the replay cache every instance shares, and the server's nonce
-// is checked where a deployment asks for one (DPOP_NONCE).
+// is checked where a deployment asks for one (DPOP_NONCE). At the token
+// endpoint a proof is spent only once the grant it comes with has checked
+// out: a stranger naming a public client with a bogus code or refresh
+// token writes no row.
 
 // dpopAlgs is the algs parameter of a DPoP challenge (RFC 9449 §7.1).
 var dpopAlgs = strings.Join(token.ProofAlgs, " ")
@@ -39,14 +43,25 @@ func (ts *Tokens) dpopNonce(t time.Time) string {
 }
 
 // proofOf checks the request's DPoP proof, when it has one (nil, nil when
-// not): accessToken is the token presented with it at a resource, ""
-// elsewhere, where the server nonce is checked if required. A proof is
-// accepted once: its key's thumbprint and jti are spent in the database.
+// not), and spends it (spendProof): accessToken is the token presented with
+// it at a resource, "" elsewhere.
 func (ts *Tokens) proofOf(r *http.Request, db *store.DB, accessToken string, now time.Time) (*token.Proof, error) {
 	kind := httpx.KindInvalidDPoPProof
 	if accessToken != "" {
 		kind = httpx.KindDPoPProofRefused
 	}
+	p, err := ts.checkProof(r, accessToken, kind, now)
+	if err != nil {
+		return nil, err
+	}
+	return p, spendProof(r.Context(), db, p, kind, now)
+}
+
+// checkProof checks the request's DPoP proof, when it has one (nil, nil
+// when not), without spending it: its form, signature, method, URL, age and
+// token hash, and, away from a resource (accessToken ""), the server nonce
+// if required. A refusal is of kind.
+func (ts *Tokens) checkProof(r *http.Request, accessToken string, kind httpx.Kind, now time.Time) (*token.Proof, error) {
 	values := r.Header.Values("DPoP")
 	switch {
 	case len(values) == 0:
@@ -64,11 +79,21 @@ func (ts *Tokens) proofOf(r *http.Request, db *store.DB, accessToken string, now
 			return nil, httpx.E(httpx.KindUseDPoPNonce, "the DPoP proof must carry the server's nonce (DPoP-Nonce)")
 		}
 	}
-	err = db.SpendProof(r.Context(), token.Hash(p.JKT+"."+p.ID), time.Unix(p.IssuedAt, 0).Add(token.ProofWindow+time.Second), now)
-	if errors.Is(err, store.ErrReused) {
-		return nil, dpopError(kind, "the DPoP proof was used before")
+	return p, nil
+}
+
+// spendProof accepts a checked proof once (nil: none): its key's thumbprint
+// and jti are spent in the database, which every instance shares, so that
+// the same proof again, here or on another instance, is refused (of kind).
+func spendProof(ctx context.Context, db *store.DB, p *token.Proof, kind httpx.Kind, now time.Time) error {
+	if p == nil {
+		return nil
 	}
-	return p, err
+	err := db.SpendProof(ctx, token.Hash(p.JKT+"."+p.ID), time.Unix(p.IssuedAt, 0).Add(token.ProofWindow+time.Second), now)
+	if errors.Is(err, store.ErrReused) {
+		return dpopError(kind, "the DPoP proof was used before")
+	}
+	return err
 }
 
 // dpopError is a refused proof; at a resource it carries the DPoP

@@ -301,6 +301,58 @@ func TestDPoPReplayAcrossInstances(t *testing.T) {
 	}
 }
 
+// At the token endpoint a proof is spent once its grant checks out, on any
+// instance (a regression test: it was spent before the grant was looked
+// at, so that strangers naming a public client wrote rows with bogus
+// grants). A proof refused with a bad code or refresh token was not
+// accepted: the client may send it again, once. A proof accepted once is
+// refused on another instance, and spends nothing there: the code or
+// refresh token it came with still works with a fresh proof, and a whole
+// refresh replayed is refused as a replay without ending the session.
+func TestDPoPProofSpentWithItsGrant(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db := storetest.Open(t, d)
+			a, b := newEnvOn(t, db), newEnvOn(t, db)
+			a.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			spa, _ := a.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+			k := newDPoPKey(t)
+			fresh := func() string { return k.proof(t, "POST", "/oauth2/token", "", "", a.clock.Now()) }
+			exchange := func(e *env, pk pkce, code, proof string) response {
+				return e.dpopPost("/oauth2/token", spa, "", codeForm(code, pk), proof)
+			}
+			refresh := func(e *env, rt, proof string) response {
+				return e.dpopPost("/oauth2/token", spa, "", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, proof)
+			}
+			tokens := func(r response) string {
+				a.secret(r.Str("access_token"))
+				b.secret(r.Str("access_token"))
+				b.secret(r.Str("refresh_token"))
+				return a.secret(r.Str("refresh_token"))
+			}
+			br := a.browser()
+			pk := newPKCE()
+			code := a.secret(br.signIn(authorizeURL(spa, pk), "ann", "Ann-Password-1"))
+			b.secret(code)
+			p := fresh()
+			exchange(a, newPKCE(), code, p).wantOAuthError(http.StatusBadRequest, errInvalidGrant) // another verifier
+			rt := tokens(exchange(a, pk, code, p).want(http.StatusOK))
+
+			code = a.secret(br.signIn(authorizeURL(spa, pk), "ann", "Ann-Password-1"))
+			b.secret(code)
+			exchange(b, pk, code, p).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
+			tokens(exchange(b, pk, code, fresh()).want(http.StatusOK)) // not spent by the replay
+
+			q := fresh()
+			refresh(a, token.NewOpaque(), q).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+			next := tokens(refresh(a, rt, q).want(http.StatusOK))
+			refresh(b, rt, q).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")   // the whole request again
+			refresh(b, next, q).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof") // the proof with the new token
+			tokens(refresh(b, next, fresh()).want(http.StatusOK))                           // the session goes on
+		})
+	}
+}
+
 // DPOP_NONCE: a proof without the server's nonce is answered
 // use_dpop_nonce with one in DPoP-Nonce, which the retry carries; a nonce
 // from two steps back is stale.

@@ -69,21 +69,24 @@ func checkParams(form url.Values) error {
 // handleToken serves POST /oauth2/token (RFC 6749 §3.2) for the client its
 // caller check authenticated. A DPoP proof binds what it issues to the
 // proof's key (RFC 9449 §5); a client registered --require-dpop must send
-// one.
+// one. The proof is checked here and spent by the grant once the grant has
+// checked out, before anything is issued (spendProof): a request refused on
+// its grant writes nothing, so strangers who name a public client with
+// bogus grants write no rows in its name.
 func handleToken(log *slog.Logger, db *store.DB, ts *Tokens, idTokens *token.Signer, m *Metrics, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := principalOf(r)
 		g := grant{log: log, db: db, ts: ts, idTokens: idTokens, c: p.client, form: p.form, now: now(), info: httpx.InfoFrom(r)}
 		ts.setNonce(w, g.now)
 		name := p.form.Get("grant_type")
-		proof, err := ts.proofOf(r, db, "", g.now)
+		proof, err := ts.checkProof(r, "", httpx.KindInvalidDPoPProof, g.now)
 		if err == nil && proof == nil && g.c.RequireDPoP {
 			err = httpx.E(httpx.KindInvalidDPoPProof, "this client must send a DPoP proof (RFC 9449)")
 		}
 		var pair *Pair
 		if err == nil {
 			if proof != nil {
-				g.jkt = proof.JKT
+				g.proof, g.jkt = proof, proof.JKT
 			}
 			pair, err = g.run(r.Context(), name)
 		}
@@ -119,8 +122,19 @@ type grant struct {
 	c        *store.Client
 	form     url.Values
 	now      time.Time
-	info     *httpx.Info // the access log's fields, and the client IP for warnings
-	jkt      string      // the DPoP key the request proved, or ""
+	info     *httpx.Info  // the access log's fields, and the client IP for warnings
+	jkt      string       // the DPoP key the request proved, or ""
+	proof    *token.Proof // the request's DPoP proof, checked, not yet spent; or nil
+}
+
+// spendProof spends the request's DPoP proof, if any, once the grant has
+// checked out and before anything is issued. A replayed proof is refused
+// and nothing is spent; a grant refused after it (a concurrent redemption
+// won) leaves the proof spent, with nothing issued. A proof refused with a
+// bad grant was never accepted, so it is not stored: its client may send
+// it again, and it is still accepted at most once (RFC 9449 §11.1).
+func (g *grant) spendProof(ctx context.Context) error {
+	return spendProof(ctx, g.db, g.proof, httpx.KindInvalidDPoPProof, g.now)
 }
 
 func (g *grant) run(ctx context.Context, name string) (*Pair, error) {
@@ -140,12 +154,12 @@ func (g *grant) run(ctx context.Context, name string) (*Pair, error) {
 	case name == grantDeviceCode:
 		return g.device(ctx)
 	}
-	return g.clientCredentials()
+	return g.clientCredentials(ctx)
 }
 
 // clientCredentials is RFC 6749 §4.4: an access token for the client itself
 // (sub is the client_id, RFC 9068 §2.2), no refresh token.
-func (g *grant) clientCredentials() (*Pair, error) {
+func (g *grant) clientCredentials(ctx context.Context) (*Pair, error) {
 	scope, err := grantScope(g.form.Get("scope"), g.c.Scopes)
 	if err != nil {
 		return nil, err
@@ -158,6 +172,9 @@ func (g *grant) clientCredentials() (*Pair, error) {
 	}
 	aud, err := g.ts.audience("", g.form["resource"], true)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.spendProof(ctx); err != nil {
 		return nil, err
 	}
 	access, _, err := g.ts.Access(g.c.ID, g.c.ID, Mint{Scope: scope, Audience: aud, JKT: g.jkt}, g.now)
@@ -192,7 +209,7 @@ func (g *grant) refresh(ctx context.Context) (*Pair, error) {
 	if rt == "" {
 		return nil, httpx.E(httpx.KindInvalid, "refresh_token is required")
 	}
-	pair, old, err := g.ts.Rotate(ctx, g.db, rt, g.c.ID, Narrow{Scope: g.form.Get("scope"), Resource: g.form["resource"], JKT: g.jkt, Bind: g.c.Public()}, g.now)
+	pair, old, err := g.ts.Rotate(ctx, g.db, rt, g.c.ID, Narrow{Scope: g.form.Get("scope"), Resource: g.form["resource"], JKT: g.jkt, Bind: g.c.Public(), Proof: g.proof}, g.now)
 	if err != nil {
 		return nil, refreshFailure(ctx, g.log, g.info, err, true)
 	}
@@ -268,6 +285,9 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 		return nil, bad("PKCE verification failed")
 	case ac.DPoPJKT != "" && ac.DPoPJKT != g.jkt: // RFC 9449 §10
 		return nil, bad("not proven with the DPoP key of dpop_jkt")
+	}
+	if err := g.spendProof(ctx); err != nil {
+		return nil, err
 	}
 	return g.session(ctx, ac.UserID, ac, bad, func(is store.Issued) error {
 		err := g.db.ExchangeCode(ctx, hash, is, g.now)

@@ -32,9 +32,10 @@ type Deps struct {
 	PerClient *ratelimit.Named   // CLIENT_RATE_LIMIT / CLIENT_RATE_BURST, per authenticated client: the OAuth back channel
 	// PublicClients is PublicClientShares times PerClient's rate and burst,
 	// per public client over all its callers' addresses together (PerClient
-	// holds a public client per address): a bound on what strangers naming
-	// it may write (DPoP proofs, pushed requests) however many addresses
-	// they have. Required.
+	// holds a public client per address), on PAR and device authorization
+	// only: a bound on what strangers naming it may write there (pushed and
+	// device requests, a PAR's DPoP proof) however many addresses they
+	// have. Required.
 	PublicClients *ratelimit.Named
 	Now           func() time.Time
 	Version       string
@@ -92,6 +93,10 @@ type route struct {
 type budget struct {
 	perIP     *ratelimit.Limiter
 	perClient bool
+	// allAddresses adds, after perClient, a public client's budget over all
+	// addresses together (Deps.PublicClients): on the routes where
+	// strangers naming it write rows before anything of theirs is checked.
+	allAddresses bool
 }
 
 // routes is every way into the server: the method and path, who may call,
@@ -102,6 +107,7 @@ func routes(d Deps) []route {
 	pw, th, m, iss := d.Passwords, d.Throttle, d.Metrics, d.Tokens.Issuer
 	api, creds, pages := budget{perIP: d.API}, budget{perIP: d.Creds}, budget{perIP: d.Pages}
 	client, none := budget{perClient: true}, budget{}
+	clientRows := budget{perClient: true, allAddresses: true}
 	v := verification{mail: d.Mail, link: strings.TrimSuffix(iss, "/") + "/email/verify", ttl: d.EmailVerificationTTL, required: d.RequireEmailVerification}
 	rs := []route{
 		// Operations. /metrics is for the proxy to keep private (deploy/).
@@ -135,8 +141,8 @@ func routes(d Deps) []route {
 		{"GET /oauth2/authorize", person, pages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
 		{"POST /oauth2/authorize", person, creds, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
 		{"POST /oauth2/token", anyClient, client, handleToken(log, db, ts, d.IDTokens, m, now)},
-		{"POST /oauth2/par", anyClient, client, handlePAR(log, db, ts, cs, d.IDTokens != nil, now)},
-		{"POST /oauth2/device_authorization", anyClient, client, handleDeviceAuthorization(log, db, ts, b, d.IDTokens != nil, now)},
+		{"POST /oauth2/par", anyClient, clientRows, handlePAR(log, db, ts, cs, d.IDTokens != nil, now)},
+		{"POST /oauth2/device_authorization", anyClient, clientRows, handleDeviceAuthorization(log, db, ts, b, d.IDTokens != nil, now)},
 		{"GET /oauth2/device", person, pages, handleDevicePage(log, db, ts, cs, b, pw, th, m, v, now)},
 		{"POST /oauth2/device", person, creds, handleDevicePage(log, db, ts, cs, b, pw, th, m, v, now)},
 		{"POST /oauth2/revoke", anyClient, client, handleRevoke(log, db, ts, now)},
@@ -196,8 +202,10 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 			refuse = d.Browser.fail
 		}
 		h := rt.handler
-		if rt.budget.perClient { // the address's share first: a refused stranger spends nothing of the client's whole
+		if rt.budget.allAddresses { // checked after the address's share: a refused stranger spends nothing of the client's whole
 			h = httpx.RateLimit(publicBudget{d.PublicClients}, httpx.ByPublicClient, d.HTTP, d.Now, refuse, h)
+		}
+		if rt.budget.perClient {
 			h = httpx.RateLimit(d.PerClient, httpx.ByClient, d.HTTP, d.Now, refuse, h)
 		}
 		h = check(rt.caller, d, h)
@@ -210,10 +218,17 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 }
 
 // PublicClientShares is how many addresses' shares of CLIENT_RATE_LIMIT a
-// public client has over all addresses together. A stranger who names it
-// spends that budget from its tenth address on, as a flood from anywhere
-// spends a confidential client's (the price of any bound over all
-// addresses), while one address, or a few, cannot.
+// public client has over all addresses together, on the two routes where
+// strangers naming it write rows: pushed requests (PAR) and device
+// requests. From ten addresses on a stranger can spend it, and the client's
+// own pushed and device requests are then refused until it refills: the
+// price of a bound over all addresses. The token and revocation endpoints
+// have none, so that such a flood cannot refuse the client's code
+// exchanges and refreshes: there a request writes nothing until its grant
+// or token checks out (the DPoP proof is spent only then), so strangers
+// spend only their own addresses' shares. (A confidential client's budget
+// is spent only by callers with its secret: a failed client authentication
+// spends the caller's address's LOGIN_RATE_LIMIT, not the client's.)
 const PublicClientShares = 10
 
 // publicBudget is Deps.PublicClients, which counts only public clients:

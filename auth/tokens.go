@@ -211,6 +211,12 @@ type Narrow struct {
 	// JKT from this refresh on (RFC 9449 §5: "refresh tokens issued to
 	// public clients [with a DPoP proof] MUST be bound").
 	Bind bool
+	// Proof is the request's DPoP proof (of JKT), not yet spent, or nil:
+	// spent once the token is known to be the client's and bound to no
+	// other key, before a reuse ends its session, so that a stranger's
+	// bogus token writes nothing and a replayed request is refused as a
+	// replay without ending the session.
+	Proof *token.Proof
 }
 
 // Refresh failures.
@@ -235,9 +241,12 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		return nil, nil, ErrRefreshInvalid
 	}
 	h, next := token.Hash(refresh), token.NewOpaque()
-	if n.Scope == "" && len(n.Resource) == 0 {
+	if n.Scope == "" && len(n.Resource) == 0 && n.Proof == nil {
 		// The common case in one step; anything unusual falls through to
-		// the careful path below, which says why and revokes on reuse.
+		// the careful path below, which says why and revokes on reuse. A
+		// proof takes the careful path: it is spent between the checks and
+		// the rotation, so that a bogus token spends nothing and a replayed
+		// proof rotates nothing.
 		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", n.JKT, n.Bind, ts.RefreshTTL, ts.MaxAge, now)
 		if err == nil {
 			return ts.finishRotation(spent, next, clientID, spent.Scope, n.JKT, now)
@@ -260,6 +269,9 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		return nil, nil, ErrRefreshDPoP
 	}
 	if _, err := ts.audience(old.Family.Resource, n.Resource, false); err != nil {
+		return nil, nil, err
+	}
+	if err := spendProof(ctx, db, n.Proof, httpx.KindInvalidDPoPProof, now); err != nil {
 		return nil, nil, err
 	}
 	if old.Used { // a reuse ends the session: ErrRefreshReused, unless ending it failed
