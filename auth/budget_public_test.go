@@ -188,3 +188,56 @@ func TestDeviceRequestsCappedPerClient(t *testing.T) {
 		ask(tv, 1002).want(http.StatusOK)
 	}, withProxy)
 }
+
+// One address filled a public client's device cap alone (1,000 requests,
+// some 8 s of its share of CLIENT_RATE_LIMIT), and every device of the
+// client was then refused for 10 minutes; a confidential client, whose
+// requests are its own, was held to the same 1,000; and a client deleted
+// by another instance, still cached in this one, was answered 500 (its
+// insert failed its foreign key). A regression test: from one address, a
+// public client's request past deviceMaxLivePerAddress is 429
+// rate_limited with Retry-After while another address still gets a code;
+// a confidential client with 1,000 requests alive, all from one address,
+// gets one more; deleted meanwhile, it is invalid_client.
+func TestDeviceRequestsCappedPerAddress(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			dbURL := storetest.URL(t, dialect)
+			e := newEnvOn(t, storetest.OpenURL(t, dbURL), withProxy)
+			raw := storetest.Raw(t, dialect, dbURL)
+			tv, _ := e.deviceClient("tv", false, false, "read")
+			cli, secret := e.deviceClient("cli", true, false, "read")
+			ask := func(id, secret, addr string) response {
+				h := []string{"Content-Type", "application/x-www-form-urlencoded", "X-Forwarded-For", addr}
+				form := url.Values{"client_id": {id}}
+				if secret != "" {
+					h, form = append(h, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(id+":"+secret))), nil
+				}
+				return e.request("POST", "/oauth2/device_authorization", form.Encode(), h...)
+			}
+			for range deviceMaxLivePerAddress {
+				ask(tv, "", "203.0.113.7").want(http.StatusOK)
+			}
+			r := ask(tv, "", "203.0.113.7").wantOAuthError(http.StatusTooManyRequests, "rate_limited")
+			if r.Header().Get("Retry-After") == "" {
+				t.Fatalf("429 without Retry-After: %v", r.Header())
+			}
+			ask(tv, "", "203.0.113.8").want(http.StatusOK)
+			now := e.clock.Now().Unix()
+			var rows []string
+			for i := range deviceMaxLive {
+				rows = append(rows, fmt.Sprintf("('h%d', 'u%d', '%s', %d, %d, 5)", i, i, cli, now, now+600))
+			}
+			if _, err := raw.Exec(`INSERT INTO device_codes (hash, user_code, client_id, created_at, expires_at, interval_s) VALUES ` + strings.Join(rows, ", ")); err != nil {
+				t.Fatal(err)
+			}
+			for range deviceMaxLivePerAddress + 1 {
+				ask(cli, secret, "203.0.113.7").want(http.StatusOK)
+			}
+			if _, err := raw.Exec(fmt.Sprintf(`DELETE FROM clients WHERE id = '%s'`, cli)); err != nil { // as another instance would
+				t.Fatal(err)
+			}
+			ask(cli, secret, "203.0.113.7").wantOAuthError(http.StatusUnauthorized, "invalid_client")
+		})
+	}
+}

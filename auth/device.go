@@ -44,13 +44,23 @@ const (
 	deviceMaxWrongPerBrowser = 5
 	deviceMaxWrongPerAddress = 20
 
-	// deviceMaxLive caps a client's requests alive at once (their 600 s),
-	// counted in the database on every instance: a public client is named
-	// by its client_id alone, so anyone, from any number of addresses, may
-	// ask in its name. It bounds its rows (kept 70 minutes: at most seven
-	// times this) and what a guesser of user codes may hit: at most 1,000
-	// of 20^8 codes pending, one guess in 25 million.
-	deviceMaxLive = 1000
+	// deviceMaxLive caps a public client's requests alive at once (their
+	// 600 s), counted in the database on every instance: a public client
+	// is named by its client_id alone, so anyone, from any number of
+	// addresses, may ask in its name. It bounds its rows (kept 70 minutes:
+	// at most seven times this) and what a guesser of user codes may hit:
+	// at most 1,000 of 20^8 codes pending, one guess in 25 million. Of
+	// those, deviceMaxLivePerAddress may come from one address (an IPv4
+	// address or IPv6 /64), so that filling the cap, which refuses the
+	// client's every device for up to 10 minutes, takes 100 addresses, not
+	// one. Ten is a household's or an office's TVs and terminals signing
+	// in to one client within 10 minutes, with room for retries; more
+	// behind one NAT (a classroom all running one CLI) wait for a slot
+	// (429, Retry-After). A confidential client authenticated itself and
+	// is held to CLIENT_RATE_LIMIT alone: its requests are its own, and its
+	// back end may ask for all its devices from one address.
+	deviceMaxLive           = 1000
+	deviceMaxLivePerAddress = 10
 )
 
 // deviceResponse is the device authorization response (RFC 8628 §3.2).
@@ -92,16 +102,24 @@ func authorizeDevice(ctx context.Context, db *store.DB, ts *Tokens, b *Browser, 
 	if err != nil {
 		return nil, err
 	}
+	limit := deviceMaxLive
+	if !c.Public() {
+		limit = 0 // no cap: see deviceMaxLive
+	}
+	address := addressKey(httpx.InfoOf(ctx).ClientIP)
 	code := token.NewOpaque()
 	for range 3 { // a user code already in use (one in billions) is drawn again
 		user := token.NewUserCode()
 		err = db.CreateDeviceCode(ctx, &store.DeviceCode{Hash: token.Hash(code), UserCode: b.userCodeMAC(user), ClientID: c.ID,
-			Scope: scope, Resource: resource, ExpiresAt: now.Add(deviceTTL), Interval: int(deviceInterval / time.Second)}, deviceMaxLive, now)
+			Scope: scope, Resource: resource, ExpiresAt: now.Add(deviceTTL), Interval: int(deviceInterval / time.Second), Address: address}, limit, deviceMaxLivePerAddress, now)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
-		if errors.Is(err, store.ErrLimited) { // the client's budget, spent (slow_down is for polling only: RFC 8628 §3.5)
+		if errors.Is(err, store.ErrLimited) { // the client's cap, or this address's share, spent (slow_down is for polling only: RFC 8628 §3.5)
 			return nil, &httpx.Error{Kind: httpx.KindRateLimited, Message: "too many device requests of this client are pending; retry later", RetryAfter: time.Minute}
+		}
+		if errors.Is(err, store.ErrNotFound) { // deleted since this instance cached it
+			return nil, httpx.E(httpx.KindInvalidClient, "client authentication failed")
 		}
 		if err != nil {
 			return nil, err

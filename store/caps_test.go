@@ -97,7 +97,7 @@ func TestCapsHoldAcrossInstances(t *testing.T) {
 					}
 					race(t, fmt.Sprintf("device_codes WHERE client_id = '%s'", id), r, func(db *store.DB, i int) error {
 						dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: token.NewOpaque(), ClientID: id, ExpiresAt: t0.Add(10 * time.Minute), Interval: 5}
-						return db.CreateDeviceCode(ctx, dc, r, t0)
+						return db.CreateDeviceCode(ctx, dc, r, r, t0)
 					})
 				}
 			})

@@ -32,6 +32,7 @@ type DeviceCode struct {
 	FamilyID  string    // the session the redemption started
 	PollEarly bool      // set by PollDeviceCode: this poll came before the interval had passed
 	Resource  string    // the resource its tokens are for (RFC 8707), or ""
+	Address   string    // who asked: an IPv4 address or IPv6 /64 (auth's addressKey), at most 64 bytes
 }
 
 const deviceColumns = `hash, user_code, client_id, scope, expires_at, interval_s, status, COALESCE(user_id, 0), auth_time, sid, COALESCE(family_id, ''), poll_early, resource`
@@ -44,30 +45,37 @@ func scanDeviceCode(s scanner) (*DeviceCode, error) {
 	return &d, nil
 }
 
-// CreateDeviceCode stores a new pending request, unless its client has max
-// requests alive already (unexpired, whatever their status): then
-// ErrLimited, and nothing is stored. Anyone may ask in a public client's
-// name, from any number of addresses, and each pending request is one more
-// code a guesser of user codes may hit; the cap bounds both over all
-// addresses. It holds the client's row first, so concurrent requests of a
-// client, on any number of instances, count one after another (as
-// RegisterClient does under cap_locks). A user code already in a row (a
-// collision of random codes) is ErrConflict: the caller draws another.
-func (db *DB) CreateDeviceCode(ctx context.Context, d *DeviceCode, max int, now time.Time) (err error) {
+// CreateDeviceCode stores a new pending request, unless max requests of
+// its client are alive already (unexpired, whatever their status), or
+// perAddress of them came from d.Address: then ErrLimited, and nothing is
+// stored. With max 0 nothing is counted: a confidential client
+// authenticated itself, and its requests are its own. Anyone may ask in a
+// public client's name, and each pending request is one more code a
+// guesser of user codes may hit: max bounds both over all addresses, and
+// perAddress keeps one address from spending max alone. It holds the
+// client's row first, so concurrent requests of a client, on any number of
+// instances, count one after another (as RegisterClient does under
+// cap_locks); a client no longer there (deleted since the caller read it)
+// is ErrNotFound. A user code already in a row (a collision of random
+// codes) is ErrConflict: the caller draws another.
+func (db *DB) CreateDeviceCode(ctx context.Context, d *DeviceCode, max, perAddress int, now time.Time) (err error) {
 	defer db.wrap(&err, "create device code")
 	return db.tx(ctx, func(tx *txn) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE clients SET updated_at = updated_at WHERE id = $1`, d.ClientID); err != nil {
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE clients SET updated_at = updated_at WHERE id = $1`, d.ClientID); err != nil {
 			return err
 		}
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM device_codes WHERE client_id = $1 AND expires_at > $2`, d.ClientID, now.Unix()).Scan(&n); err != nil {
-			return err
+		if max > 0 {
+			var all, here int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*), count(CASE WHEN address = $3 THEN 1 END) FROM device_codes WHERE client_id = $1 AND expires_at > $2`,
+				d.ClientID, now.Unix(), d.Address).Scan(&all, &here); err != nil {
+				return err
+			}
+			if all >= max || here >= perAddress {
+				return ErrLimited
+			}
 		}
-		if n >= max {
-			return ErrLimited
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO device_codes (hash, user_code, client_id, scope, created_at, expires_at, interval_s, resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			d.Hash, d.UserCode, d.ClientID, d.Scope, now.Unix(), d.ExpiresAt.Unix(), d.Interval, d.Resource)
+		_, err := tx.ExecContext(ctx, `INSERT INTO device_codes (hash, user_code, client_id, scope, created_at, expires_at, interval_s, resource, address) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			d.Hash, d.UserCode, d.ClientID, d.Scope, now.Unix(), d.ExpiresAt.Unix(), d.Interval, d.Resource, d.Address)
 		return err
 	})
 }

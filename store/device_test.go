@@ -30,13 +30,13 @@ func TestDeviceCodes(t *testing.T) {
 			}
 			mk := func(userCode string) *store.DeviceCode {
 				dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: userCode, ClientID: "tv", Scope: "read", ExpiresAt: t0.Add(10 * time.Minute), Interval: 5}
-				if err := db.CreateDeviceCode(ctx, dc, 1000, t0); err != nil {
+				if err := db.CreateDeviceCode(ctx, dc, 0, 0, t0); err != nil {
 					t.Fatal(err)
 				}
 				return dc
 			}
 			a, b := mk("mac-a"), mk("mac-b")
-			if err := db.CreateDeviceCode(ctx, &store.DeviceCode{Hash: "other", UserCode: "mac-a", ClientID: "tv", ExpiresAt: t0.Add(time.Minute), Interval: 5}, 1000, t0); !errors.Is(err, store.ErrConflict) {
+			if err := db.CreateDeviceCode(ctx, &store.DeviceCode{Hash: "other", UserCode: "mac-a", ClientID: "tv", ExpiresAt: t0.Add(time.Minute), Interval: 5}, 0, 0, t0); !errors.Is(err, store.ErrConflict) {
 				t.Fatalf("a second row with user code mac-a: %v; want ErrConflict", err)
 			}
 			if got, err := db.PendingDeviceCode(ctx, "mac-a", t0); err != nil || got.Hash != a.Hash || got.Status != store.DevicePending || got.Scope != "read" {
@@ -102,9 +102,13 @@ func TestDeviceCodes(t *testing.T) {
 // A client's device requests were stored however many were alive: a public
 // client is named by its client_id alone, so anyone, from any number of
 // addresses, could fill the table in its name and raise a guesser's odds.
-// A regression test: with max requests alive, one more is ErrLimited;
-// another client's are its own; an expired one no longer counts, whatever
-// its row.
+// Then one address could fill the cap, and every device of the client was
+// refused; and a client deleted since the caller read it was counted as
+// having none, and its insert failed (a 500). A regression test: with max
+// requests alive, one more is ErrLimited, and so is one more from an
+// address that has perAddress of them; another address, or another client,
+// still asks; an expired one no longer counts, whatever its row; with max
+// 0 nothing is counted; a client not there is ErrNotFound.
 func TestDeviceCodesCapPerClient(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		for _, id := range []string{"tv", "cli"} {
@@ -112,24 +116,28 @@ func TestDeviceCodesCapPerClient(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		ask := func(client string, now time.Time) error {
-			dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: token.NewOpaque(), ClientID: client, ExpiresAt: now.Add(10 * time.Minute), Interval: 5}
-			return db.CreateDeviceCode(ctx, dc, 2, now)
-		}
 		for i, a := range []struct {
-			client string
-			now    time.Time
-			want   error
+			client, address string
+			now             time.Time
+			max             int
+			want            error
 		}{
-			{"tv", t0, nil},
-			{"tv", t0.Add(time.Minute), nil},
-			{"tv", t0.Add(time.Minute), store.ErrLimited},
-			{"cli", t0.Add(time.Minute), nil},
-			{"tv", t0.Add(10*time.Minute - time.Second), store.ErrLimited},
-			{"tv", t0.Add(10 * time.Minute), nil}, // the first has expired
+			{"tv", "192.0.2.1", t0, 3, nil},
+			{"tv", "192.0.2.1", t0.Add(time.Minute), 3, nil},
+			{"tv", "192.0.2.1", t0.Add(time.Minute), 3, store.ErrLimited}, // the address's 2
+			{"tv", "2001:db8::/64", t0.Add(time.Minute), 3, nil},
+			{"tv", "192.0.2.2", t0.Add(time.Minute), 3, store.ErrLimited}, // the client's 3
+			{"cli", "192.0.2.1", t0.Add(time.Minute), 3, nil},
+			{"cli", "192.0.2.1", t0.Add(time.Minute), 0, nil},
+			{"cli", "192.0.2.1", t0.Add(time.Minute), 0, nil}, // no cap: three from one address
+			{"tv", "192.0.2.2", t0.Add(10*time.Minute - time.Second), 3, store.ErrLimited},
+			{"tv", "192.0.2.1", t0.Add(10 * time.Minute), 3, nil}, // the first has expired
+			{"gone", "192.0.2.1", t0, 3, store.ErrNotFound},
+			{"gone", "192.0.2.1", t0, 0, store.ErrNotFound},
 		} {
-			if err := ask(a.client, a.now); !errors.Is(err, a.want) {
-				t.Fatalf("request %d of %s at t0+%v: %v; want %v", i, a.client, a.now.Sub(t0), err, a.want)
+			dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: token.NewOpaque(), ClientID: a.client, ExpiresAt: a.now.Add(10 * time.Minute), Interval: 5, Address: a.address}
+			if err := db.CreateDeviceCode(ctx, dc, a.max, 2, a.now); !errors.Is(err, a.want) {
+				t.Fatalf("request %d of %s from %s at t0+%v: %v; want %v", i, a.client, a.address, a.now.Sub(t0), err, a.want)
 			}
 		}
 	})
@@ -155,7 +163,7 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: "mac", ClientID: "tv", ExpiresAt: t0.Add(10 * time.Minute), Interval: 5}
-	if err := db.CreateDeviceCode(ctx, dc, 1000, t0); err != nil {
+	if err := db.CreateDeviceCode(ctx, dc, 0, 0, t0); err != nil {
 		t.Fatal(err)
 	}
 	s, err := db.SessionByHash(ctx, session, t0) // the page reads the sign-in
@@ -265,7 +273,7 @@ func TestGrantBesideLogout(t *testing.T) {
 				code := &store.Code{Hash: token.Hash(token.NewOpaque()), ClientID: rp.ID, UserID: u.ID, CodeChallenge: "x",
 					AuthTime: t0, SID: s.SID, SessionHash: session, ExpiresAt: t0.Add(time.Minute)}
 				dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: fmt.Sprint("mac-", i), ClientID: rp.ID, ExpiresAt: t0.Add(10 * time.Minute), Interval: 5}
-				if err := db.CreateDeviceCode(ctx, dc, 1000, t0); err != nil {
+				if err := db.CreateDeviceCode(ctx, dc, 0, 0, t0); err != nil {
 					t.Fatal(err)
 				}
 				grant := func() error { return other.CreateCode(audited("code"), code, t0) }

@@ -1367,13 +1367,14 @@ func TestConsentsPerResource(t *testing.T) {
 			if d != store.MySQL {
 				return
 			}
-			// 0016 and 0017 (the sessions' prev_hash), each one ALTER behind
-			// a check, run again as after a stop before their records.
-			if _, err := raw.Exec(`DELETE FROM schema_migrations WHERE version IN ('0016_consent_resource', '0017_session_prev_hash')`); err != nil {
+			// 0016, 0017 (the sessions' prev_hash) and 0019 (the device
+			// requests' address), each one ALTER behind a check, run again
+			// as after a stop before their records.
+			if _, err := raw.Exec(`DELETE FROM schema_migrations WHERE version IN ('0016_consent_resource', '0017_session_prev_hash', '0019_device_address')`); err != nil {
 				t.Fatal(err)
 			}
-			if applied, err := db.Migrate(ctx, t0); err != nil || len(applied) != 2 {
-				t.Fatalf("Migrate = %v, %v; want 0016 and 0017 run again", applied, err)
+			if applied, err := db.Migrate(ctx, t0); err != nil || len(applied) != 3 {
+				t.Fatalf("Migrate = %v, %v; want 0016, 0017 and 0019 run again", applied, err)
 			}
 			want("c1", "", "read")
 			want("c1", b, "read write")
