@@ -349,6 +349,9 @@ func (g *grant) device(ctx context.Context) (*Pair, error) {
 	case err != nil:
 		return nil, err
 	case d.Status == store.DeviceRedeemed:
+		if err := g.spendProof(ctx); err != nil { // as for a used code (grant.code)
+			return nil, err
+		}
 		if err := g.ts.endSessionAudited(ctx, g.db, d.UserID, d.FamilyID, "grant replay", g.now); err != nil {
 			return nil, err
 		}

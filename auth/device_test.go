@@ -627,16 +627,26 @@ func TestDeviceDPoP(t *testing.T) {
 		e.browser().approve(d.userCode, "ann", "correct horse", "allow")
 		k := newDPoPKey(t)
 		form := url.Values{"grant_type": {grantDeviceCode}, "device_code": {d.deviceCode}}
-		r := e.dpopPost("/oauth2/token", tv, "", form, k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())).want(http.StatusOK)
+		redeemed := k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())
+		r := e.dpopPost("/oauth2/token", tv, "", form, redeemed).want(http.StatusOK)
 		at, rt := e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
 		if c := e.claimsOf(at); r.Str("token_type") != "DPoP" || c.Cnf == nil || c.Cnf.JKT != k.jkt {
 			t.Fatalf("token response %s, claims %+v; want a DPoP-bound token", r.Body.String(), c)
 		}
 		refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
 		e.dpopPost("/oauth2/token", tv, "", refresh, "").wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
+		// The redemption spent its proof: not again with the refresh token,
+		// nor with the device code (a replayed request: the session goes on).
+		e.dpopPost("/oauth2/token", tv, "", refresh, redeemed).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
+		e.dpopPost("/oauth2/token", tv, "", form, redeemed).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
 		r = e.dpopPost("/oauth2/token", tv, "", refresh, k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())).want(http.StatusOK)
 		e.secret(r.Str("access_token"))
-		e.secret(r.Str("refresh_token"))
+		rt = e.secret(r.Str("refresh_token"))
+		// The device code again with a fresh proof is a replay of the grant:
+		// it ends the session it started.
+		e.dpopPost("/oauth2/token", tv, "", form, k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		refresh.Set("refresh_token", rt)
+		e.dpopPost("/oauth2/token", tv, "", refresh, k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
 	})
 }
 

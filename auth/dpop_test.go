@@ -337,6 +337,9 @@ func TestDPoPProofSpentWithItsGrant(t *testing.T) {
 			p := fresh()
 			exchange(a, newPKCE(), code, p).wantOAuthError(http.StatusBadRequest, errInvalidGrant) // another verifier
 			rt := tokens(exchange(a, pk, code, p).want(http.StatusOK))
+			// The whole exchange again: refused as a replayed proof, and the
+			// session it started goes on (rt refreshes below).
+			exchange(b, pk, code, p).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
 
 			code = a.secret(br.signIn(authorizeURL(spa, pk), "ann", "Ann-Password-1"))
 			b.secret(code)
@@ -348,7 +351,11 @@ func TestDPoPProofSpentWithItsGrant(t *testing.T) {
 			next := tokens(refresh(a, rt, q).want(http.StatusOK))
 			refresh(b, rt, q).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")   // the whole request again
 			refresh(b, next, q).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof") // the proof with the new token
-			tokens(refresh(b, next, fresh()).want(http.StatusOK))                           // the session goes on
+			last := tokens(refresh(b, next, fresh()).want(http.StatusOK))                   // the session goes on
+			// A spent refresh token with a fresh proof of its key is a reuse:
+			// it ends the session (RFC 9700 §4.14.2), on either instance.
+			refresh(a, next, fresh()).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+			refresh(b, last, fresh()).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
 		})
 	}
 }

@@ -273,6 +273,12 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 	case ac.ClientID != g.c.ID:
 		return nil, bad("another client's code")
 	case ac.Used:
+		// The proof first: a replay of the whole exchange (its proof too) is
+		// refused as one and ends nothing, as for a refresh; the code again
+		// with a fresh proof is a replay of the grant (RFC 6749 §4.1.2).
+		if err := g.spendProof(ctx); err != nil {
+			return nil, err
+		}
 		if err := revokeIssued(ctx, g.db, g.ts, ac, g.now); err != nil {
 			return nil, err
 		}
