@@ -50,10 +50,10 @@ const (
 	// addresses, may ask in its name. It bounds its rows (kept 70 minutes:
 	// at most seven times this) and what a guesser of user codes may hit:
 	// at most 1,000 of 20^8 codes pending, one guess in 25 million. Of
-	// those, deviceMaxLivePerAddress may come from one address (an IPv4
-	// address or IPv6 /64), so that filling the cap, which refuses the
-	// client's every device for up to 10 minutes, takes 100 addresses, not
-	// one. Ten is a household's or an office's TVs and terminals signing
+	// those, deviceMaxLivePerAddress still pending may come from one
+	// address (an IPv4 address or IPv6 /64), so that filling the cap,
+	// which refuses the client's every device for up to 10 minutes, takes
+	// 100 addresses, not one. Ten is a household's or an office's TVs and terminals signing
 	// in to one client within 10 minutes, with room for retries; more
 	// behind one NAT (a classroom all running one CLI) wait for a slot
 	// (429, Retry-After). A confidential client authenticated itself and

@@ -47,8 +47,10 @@ func scanDeviceCode(s scanner) (*DeviceCode, error) {
 
 // CreateDeviceCode stores a new pending request, unless max requests of
 // its client are alive already (unexpired, whatever their status), or
-// perAddress of them came from d.Address: then ErrLimited, and nothing is
-// stored. With max 0 nothing is counted: a confidential client
+// perAddress pending ones came from d.Address: then ErrLimited, and
+// nothing is stored. The address's count is of pending requests only, so
+// that a device signed in (or refused) frees its place for the next one
+// behind that address; max counts every live row, as it bounds the table. With max 0 nothing is counted: a confidential client
 // authenticated itself, and its requests are its own. Anyone may ask in a
 // public client's name, and each pending request is one more code a
 // guesser of user codes may hit: max bounds both over all addresses, and
@@ -66,7 +68,7 @@ func (db *DB) CreateDeviceCode(ctx context.Context, d *DeviceCode, max, perAddre
 		}
 		if max > 0 {
 			var all, here int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*), count(CASE WHEN address = $3 THEN 1 END) FROM device_codes WHERE client_id = $1 AND expires_at > $2`,
+			if err := tx.QueryRowContext(ctx, `SELECT count(*), count(CASE WHEN address = $3 AND status = 'pending' THEN 1 END) FROM device_codes WHERE client_id = $1 AND expires_at > $2`,
 				d.ClientID, now.Unix(), d.Address).Scan(&all, &here); err != nil {
 				return err
 			}

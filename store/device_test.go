@@ -140,6 +140,31 @@ func TestDeviceCodesCapPerClient(t *testing.T) {
 				t.Fatalf("request %d of %s from %s at t0+%v: %v; want %v", i, a.client, a.address, a.now.Sub(t0), err, a.want)
 			}
 		}
+		// An address's share counts its pending requests only: one decided
+		// (approved, denied, redeemed) frees its place, so a sign-in done
+		// leaves room for the next device behind that address. The
+		// client's cap counts every live row: it bounds the table.
+		ask := func(userCode string, max int) error {
+			dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: userCode, ClientID: "tv", ExpiresAt: t0.Add(30 * time.Minute), Interval: 5, Address: "198.51.100.7"}
+			return db.CreateDeviceCode(ctx, dc, max, 2, t0.Add(20*time.Minute))
+		}
+		for _, code := range []string{"desk-1", "desk-2"} {
+			if err := ask(code, 100); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := ask("desk-3", 100); !errors.Is(err, store.ErrLimited) {
+			t.Fatalf("a third pending request from one address: %v; want limit reached", err)
+		}
+		if err := db.DecideDeviceCode(ctx, "desk-1", false, nil, t0.Add(20*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if err := ask("desk-3", 100); err != nil {
+			t.Fatalf("after one of its two requests was decided, the address asked again: %v; want stored", err)
+		}
+		if err := ask("desk-4", 3); !errors.Is(err, store.ErrLimited) {
+			t.Fatalf("a fourth live request of a client capped at 3 (one decided): %v; want limit reached", err)
+		}
 	})
 }
 
