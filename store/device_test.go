@@ -282,8 +282,7 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 func TestGrantBesideLogout(t *testing.T) {
 	for _, d := range storetest.Servers() {
 		t.Run(d, func(t *testing.T) {
-			url := storetest.URL(t, d)
-			db, other, raw := storetest.OpenURL(t, url), storetest.OpenURL(t, url), rawDB(t, d, url)
+			db, other, raw := twoOnServer(t, d)
 			u := newUser(t, db, "ann@example.com", "ann")
 			rp := store.Client{ID: "rp", Name: "RP", GrantTypes: []string{"authorization_code", "urn:ietf:params:oauth:grant-type:device_code"}, BackchannelLogoutURI: "https://rp.example/bc"}
 			if err := db.CreateClient(ctx, 0, &rp, t0); err != nil {
@@ -362,6 +361,14 @@ func onServer(t *testing.T, dialect string) (*store.DB, *sql.DB) {
 	return storetest.OpenURL(t, url), rawDB(t, dialect, url)
 }
 
+// twoOnServer is onServer with a second store on the same database: two
+// instances.
+func twoOnServer(t *testing.T, dialect string) (db, other *store.DB, raw *sql.DB) {
+	t.Helper()
+	url := storetest.URL(t, dialect)
+	return storetest.OpenURL(t, url), storetest.OpenURL(t, url), rawDB(t, dialect, url)
+}
+
 // holdRow begins a transaction on raw (PostgreSQL or MySQL, by dialect)
 // that runs lock (its placeholders $1, $2, … in order): a SELECT … FOR
 // UPDATE or FOR SHARE, or an INSERT of a key another transaction will
@@ -425,8 +432,7 @@ SELECT pid FROM w WHERE pid <> ?`, []any{pid, pid}
 func TestLogoutBesideSignInAgain(t *testing.T) {
 	for _, d := range storetest.Servers() {
 		t.Run(d, func(t *testing.T) {
-			url := storetest.URL(t, d)
-			db, other, raw := storetest.OpenURL(t, url), storetest.OpenURL(t, url), rawDB(t, d, url)
+			db, other, raw := twoOnServer(t, d)
 			u := newUser(t, db, "ann@example.com", "ann")
 			for _, interleaved := range []bool{false, true} {
 				old, _, signIn := newSignIn(t, db, u.ID)
