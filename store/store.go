@@ -36,8 +36,8 @@
 // ends the sessions in one transaction, and an email verification token is
 // spent, and checked against the user's current address, in the transaction
 // that marks the address verified (VerifyEmail); an admin's change to a
-// user commits only while that admin is still one, one such change at a
-// time (asAdmin). A failure of the database
+// user or a client commits only while that admin is still one, one such
+// change at a time (asAdmin). A failure of the database
 // itself is ErrUnavailable; anything else is an error of its own (a bug), so
 // that a bug never answers as an outage.
 package store
