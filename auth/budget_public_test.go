@@ -198,7 +198,9 @@ func TestDeviceRequestsCappedPerClient(t *testing.T) {
 // public client's request past deviceMaxLivePerAddress is 429
 // rate_limited with Retry-After while another address still gets a code;
 // a confidential client with 1,000 requests alive, all from one address,
-// gets one more; deleted meanwhile, it is invalid_client.
+// gets one more; deleted meanwhile, it is invalid_client. A confidential
+// client was not capped at all (60,000 pending at CLIENT_RATE_LIMIT's
+// 100/s): with deviceMaxLiveConfidential alive it is 429 too.
 func TestDeviceRequestsCappedPerAddress(t *testing.T) {
 	for _, dialect := range storetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
@@ -224,16 +226,23 @@ func TestDeviceRequestsCappedPerAddress(t *testing.T) {
 			}
 			ask(tv, "", "203.0.113.8").want(http.StatusOK)
 			now := e.clock.Now().Unix()
-			var rows []string
-			for i := range deviceMaxLive {
-				rows = append(rows, fmt.Sprintf("('h%d', 'u%d', '%s', %d, %d, 5)", i, i, cli, now, now+600))
+			alive := func(from, to int) { // requests of cli, numbered from..to-1
+				for ; from < to; from += deviceMaxLive {
+					var rows []string
+					for i := from; i < min(from+deviceMaxLive, to); i++ {
+						rows = append(rows, fmt.Sprintf("('h%d', 'u%d', '%s', %d, %d, 5)", i, i, cli, now, now+600))
+					}
+					if _, err := raw.Exec(`INSERT INTO device_codes (hash, user_code, client_id, created_at, expires_at, interval_s) VALUES ` + strings.Join(rows, ", ")); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
-			if _, err := raw.Exec(`INSERT INTO device_codes (hash, user_code, client_id, created_at, expires_at, interval_s) VALUES ` + strings.Join(rows, ", ")); err != nil {
-				t.Fatal(err)
-			}
+			alive(0, deviceMaxLive)
 			for range deviceMaxLivePerAddress + 1 {
 				ask(cli, secret, "203.0.113.7").want(http.StatusOK)
 			}
+			alive(deviceMaxLive, deviceMaxLiveConfidential-deviceMaxLivePerAddress-1)
+			ask(cli, secret, "203.0.113.9").wantOAuthError(http.StatusTooManyRequests, "rate_limited")
 			if _, err := raw.Exec(fmt.Sprintf(`DELETE FROM clients WHERE id = '%s'`, cli)); err != nil { // as another instance would
 				t.Fatal(err)
 			}

@@ -56,11 +56,15 @@ const (
 	// 100 addresses, not one. Ten is a household's or an office's TVs and terminals signing
 	// in to one client within 10 minutes, with room for retries; more
 	// behind one NAT (a classroom all running one CLI) wait for a slot
-	// (429, Retry-After). A confidential client authenticated itself and
-	// is held to CLIENT_RATE_LIMIT alone: its requests are its own, and its
-	// back end may ask for all its devices from one address.
-	deviceMaxLive           = 1000
-	deviceMaxLivePerAddress = 10
+	// (429, Retry-After). A confidential client authenticated itself: its
+	// requests are its own, and its back end may ask for all its devices
+	// from one address, so it has no share per address; it is held to
+	// deviceMaxLiveConfidential, which bounds its rows and a guesser's odds
+	// (one in 2.5 million per guess) as CLIENT_RATE_LIMIT alone would not
+	// (at 100/s, 60,000 pending).
+	deviceMaxLive             = 1000
+	deviceMaxLivePerAddress   = 10
+	deviceMaxLiveConfidential = 10000
 )
 
 // deviceResponse is the device authorization response (RFC 8628 §3.2).
@@ -102,16 +106,16 @@ func authorizeDevice(ctx context.Context, db *store.DB, ts *Tokens, b *Browser, 
 	if err != nil {
 		return nil, err
 	}
-	limit := deviceMaxLive
+	limit, perAddress := deviceMaxLive, deviceMaxLivePerAddress
 	if !c.Public() {
-		limit = 0 // no cap: see deviceMaxLive
+		limit, perAddress = deviceMaxLiveConfidential, 0
 	}
 	address := addressKey(httpx.InfoOf(ctx).ClientIP)
 	code := token.NewOpaque()
 	for range 3 { // a user code already in use (one in billions) is drawn again
 		user := token.NewUserCode()
 		err = db.CreateDeviceCode(ctx, &store.DeviceCode{Hash: token.Hash(code), UserCode: b.userCodeMAC(user), ClientID: c.ID,
-			Scope: scope, Resource: resource, ExpiresAt: now.Add(deviceTTL), Interval: int(deviceInterval / time.Second), Address: address}, limit, deviceMaxLivePerAddress, now)
+			Scope: scope, Resource: resource, ExpiresAt: now.Add(deviceTTL), Interval: int(deviceInterval / time.Second), Address: address}, limit, perAddress, now)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}

@@ -50,8 +50,9 @@ func scanDeviceCode(s scanner) (*DeviceCode, error) {
 // perAddress pending ones came from d.Address: then ErrLimited, and
 // nothing is stored. The address's count is of pending requests only, so
 // that a device signed in (or refused) frees its place for the next one
-// behind that address; max counts every live row, as it bounds the table. With max 0 nothing is counted: a confidential client
-// authenticated itself, and its requests are its own. Anyone may ask in a
+// behind that address; max counts every live row, as it bounds the table.
+// With max 0 nothing is counted, and with perAddress 0 no address's share
+// is (a confidential client's requests are its own). Anyone may ask in a
 // public client's name, and each pending request is one more code a
 // guesser of user codes may hit: max bounds both over all addresses, and
 // perAddress keeps one address from spending max alone. It holds the
@@ -72,7 +73,7 @@ func (db *DB) CreateDeviceCode(ctx context.Context, d *DeviceCode, max, perAddre
 				d.ClientID, now.Unix(), d.Address).Scan(&all, &here); err != nil {
 				return err
 			}
-			if all >= max || here >= perAddress {
+			if all >= max || perAddress > 0 && here >= perAddress {
 				return ErrLimited
 			}
 		}
