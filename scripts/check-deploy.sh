@@ -4,7 +4,8 @@
 # server. Called by .ci/run; runs alone too:
 #   ./scripts/check-deploy.sh
 # Installs the Debian packages it needs when they are missing (apt-get update
-# only if an install fails). Works in a temporary directory, leaves nothing
+# only if an install fails); with --tools-only it does only that (.ci/run
+# installs them so in the background, while the tests run). Works in a temporary directory, leaves nothing
 # behind, and exits non-zero on the first failure. deploy/README.md ("What
 # scripts/check-deploy.sh verifies") says what each step proves.
 #
@@ -115,6 +116,7 @@ done
 KUBECTL=$(command -v kubectl || true)
 NGINX_VERSION=$(nginx -v 2>&1 | sed -n 's#.*nginx/\([0-9.]*\).*#\1#p')
 ok "nginx $NGINX_VERSION, $(fail2ban-regex --version 2>&1 | head -1), ${COMPOSE[*]}, $(/usr/bin/systemd-analyze --version | head -1)${KUBECTL:+, kubectl $("$KUBECTL" version --client 2>/dev/null | sed -n 's/^Client Version: //p')}"
+[ "${1:-}" != --tools-only ] || exit 0
 
 # The variables the server reads (config.go), its secrets' NAME_FILE forms,
 # and the Go runtime's: manifests may name nothing else.
