@@ -27,14 +27,17 @@ import (
 // changes the client and within one revocation poll when another instance
 // does (deletion and secret rotation record a client revocation).
 type Clients struct {
-	db       *store.DB
+	// load is store.DB.ClientByID: a field, so that a test can change and
+	// forget a client between Get's read and its store.
+	load     func(ctx context.Context, id string) (*store.Client, error)
 	ttl      time.Duration
 	max      int
 	maxBytes int
 
 	mu      sync.Mutex
 	entries map[string]clientEntry
-	bytes   int // the sum of the entries' sizes
+	bytes   int    // the sum of the entries' sizes
+	gen     uint64 // how many Forgets there have been
 }
 
 type clientEntry struct {
@@ -46,18 +49,19 @@ type clientEntry struct {
 // NewClients returns a client cache over db holding at most max entries
 // and about maxBytes bytes of them (cachedSize).
 func NewClients(db *store.DB, ttl time.Duration, max, maxBytes int) *Clients {
-	return &Clients{db: db, ttl: ttl, max: max, maxBytes: maxBytes, entries: make(map[string]clientEntry)}
+	return &Clients{load: db.ClientByID, ttl: ttl, max: max, maxBytes: maxBytes, entries: make(map[string]clientEntry)}
 }
 
 // Get returns the client with id, or an error wrapping store.ErrNotFound.
 func (cs *Clients) Get(ctx context.Context, id string, now time.Time) (*store.Client, error) {
 	cs.mu.Lock()
 	e, ok := cs.entries[id]
+	gen := cs.gen
 	cs.mu.Unlock()
 	if ok && now.Sub(e.fetched) < cs.ttl {
 		return e.c, nil
 	}
-	c, err := cs.db.ClientByID(ctx, id)
+	c, err := cs.load(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +70,13 @@ func (cs *Clients) Get(ctx context.Context, id string, now time.Time) (*store.Cl
 		return c, nil
 	}
 	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	// A Forget since the read began may be for a change the read missed
+	// (a rotation committed meanwhile): what it read is served, not kept,
+	// or the old secret would work here until the TTL ends.
+	if cs.gen != gen {
+		return c, nil
+	}
 	cs.drop(c.ID)
 	for k := range cs.entries { // evict arbitrary entries until both bounds hold
 		if len(cs.entries) < cs.max && cs.bytes+size <= cs.maxBytes {
@@ -77,7 +88,6 @@ func (cs *Clients) Get(ctx context.Context, id string, now time.Time) (*store.Cl
 	// request body, which it would keep in memory (up to httpx.MaxBody).
 	cs.entries[c.ID] = clientEntry{c: c, fetched: now, size: size}
 	cs.bytes += size
-	cs.mu.Unlock()
 	return c, nil
 }
 
@@ -103,10 +113,15 @@ func cachedSize(c *store.Client) int {
 	return 1<<10 + n + n/8
 }
 
-// Forget drops a client from the cache.
+// Forget drops a client from the cache, and keeps a Get whose read began
+// before it from storing what it read. The count is one for all clients,
+// not one per client: that would be a second map to bound, and a Forget
+// (a change to a client, here or polled) is rare enough that a read of
+// another client it keeps out of the cache costs one more read, no more.
 func (cs *Clients) Forget(id string) {
 	cs.mu.Lock()
 	cs.drop(id)
+	cs.gen++
 	cs.mu.Unlock()
 }
 
