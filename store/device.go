@@ -113,8 +113,8 @@ func (db *DB) DecideDeviceCode(ctx context.Context, userCode string, approve boo
 		// session_clients row below locks the client's row too (its foreign
 		// key), and one taken after the request's, beside a deletion, had
 		// each hold what the other waited for: a deadlock's victim, 503
-		// (TestDeviceApprovalBesideClientDeletion). A request's client never
-		// changes, so it is read unlocked.
+		// (TestClientDeletionNoDeadlock). A request's client never changes,
+		// so it is read unlocked.
 		var clientID string
 		if err := tx.QueryRowContext(ctx, `SELECT client_id FROM device_codes WHERE user_code = $1`, userCode).Scan(&clientID); err != nil {
 			return err

@@ -343,40 +343,6 @@ func TestGrantBesideLogout(t *testing.T) {
 	}
 }
 
-// A device approval beside its client's deletion, lined up behind a lock
-// on one of the client's codes: the deletion holds the client's row and
-// waits to delete its codes (ON DELETE CASCADE), then its device requests.
-// The approval updated its request, then wanted the client's row, to which
-// its sign-in's new session_clients row refers (a foreign key check);
-// the deletion, let go, wanted the request: each held what the other
-// waited for, and the database ended one as a deadlock's victim (503).
-// A regression test: the approval now takes the client's row before its
-// request, as CreateDeviceCode does, so it waits for the deletion, then
-// finds the client and its request gone.
-func TestDeviceApprovalBesideClientDeletion(t *testing.T) {
-	for _, d := range storetest.Servers() {
-		t.Run(d, func(t *testing.T) {
-			db, raw := onServer(t, d)
-			u := newUser(t, db, "ann@example.com", "ann")
-			_, code, tv := newSignIn(t, db, u.ID)
-			session, _, signIn := newSignIn(t, db, u.ID) // its own client's: it has given tv nothing yet
-			dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: "mac", ClientID: tv.ClientID, ExpiresAt: t0.Add(10 * time.Minute), Interval: 5}
-			if err := db.CreateDeviceCode(ctx, dc, 0, 0, t0); err != nil {
-				t.Fatal(err)
-			}
-			s := &store.Session{SID: signIn.SID, Hash: session, UserID: u.ID, AuthTime: t0}
-			deletion := func() error {
-				return db.DeleteClient(ctx, 0, tv.ClientID, store.ClientDeletion(tv.ClientID, time.Hour, t0), t0)
-			}
-			approval := func() error { return db.DecideDeviceCode(ctx, dc.UserCode, true, s, t0) }
-			delErr, approveErr := lineUp(t, raw, d, deletion, approval, `SELECT 1 FROM auth_codes WHERE hash = $1 FOR UPDATE`, code)
-			if delErr != nil || !errors.Is(approveErr, store.ErrNotFound) {
-				t.Errorf("the client's deletion: %v; an approval of its device request meanwhile: %v; want it deleted, then ErrNotFound", delErr, approveErr)
-			}
-		})
-	}
-}
-
 // onPostgres returns a store and a raw pool on a fresh PostgreSQL
 // database, for a test of PostgreSQL's locks; it skips in a build without
 // PostgreSQL.
