@@ -109,13 +109,26 @@ func (db *DB) DecideDeviceCode(ctx context.Context, userCode string, approve boo
 		if err := signInLive(ctx, tx, s.UserID, s.Hash, now); err != nil {
 			return err
 		}
+		// The client's row before the request's, the order of a client's
+		// deletion (whose requests go with it, ON DELETE CASCADE): the
+		// session_clients row below locks the client's row too (its foreign
+		// key), and one taken after the request's, beside a deletion, had
+		// each hold what the other waited for: a deadlock's victim, 503
+		// (TestClientDeletionNoDeadlock). A request's client never changes,
+		// so it is read unlocked.
+		var clientID string
+		if err := tx.QueryRowContext(ctx, `SELECT client_id FROM device_codes WHERE user_code = $1`, userCode).Scan(&clientID); err != nil {
+			return err
+		}
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE clients SET updated_at = updated_at WHERE id = $1`, clientID); err != nil {
+			return err
+		}
 		err := tx.execOr(ctx, ErrNotFound, `UPDATE device_codes SET status = 'approved', user_id = $3, auth_time = $4, sid = $5
 WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.Unix(), s.UserID, s.AuthTime.Unix(), s.SID)
 		if err != nil || s.Hash == "" {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id)
-SELECT $2, client_id FROM device_codes WHERE user_code = $1`+db.keepExisting("session_clients", "client_id"), userCode, s.Hash)
+		_, err = tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id) VALUES ($1, $2)`+db.keepExisting("session_clients", "client_id"), s.Hash, clientID)
 		return err
 	})
 }

@@ -738,6 +738,51 @@ func TestClientDeletionBesideCodeExchange(t *testing.T) {
 	}
 }
 
+// A client's deletion beside a write that takes a row of the client's
+// (one the deletion deletes, ON DELETE CASCADE), then the client's row: a
+// device approval (its request, then the foreign key check of its
+// sign-in's new session_clients row), and the same user signing in again
+// (the old sign-in's session_clients rows moved to the new one, whose
+// foreign keys MySQL checks again; PostgreSQL checks only a changed key,
+// and there the write did not wait). Lined up behind a lock on one of the
+// client's codes, the deletion holds the client's row and waits to delete
+// its codes, then its other rows; the write, meanwhile, took one of those
+// rows and waits for the client's: each held what the other waited for,
+// and the database ended one as a deadlock's victim (503). A regression
+// test: both now take the client's row first, so they wait for the
+// deletion; then the approval finds its request gone, and the sign-in is
+// stored without the client.
+func TestClientDeletionNoDeadlock(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			db, raw := onServer(t, d)
+			u := newUser(t, db, "ann@example.com", "ann")
+			for _, approval := range []bool{true, false} {
+				old, code, c := newSignIn(t, db, u.ID) // the sign-in has given c a code
+				write, want := func() error {
+					return db.CreateSession(ctx, token.Hash(token.NewOpaque()), store.Session{SID: c.SID, UserID: u.ID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour), Continues: old})
+				}, error(nil)
+				if approval {
+					session, _, signIn := newSignIn(t, db, u.ID) // its own client's: it has given c nothing yet
+					dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: "mac", ClientID: c.ClientID, ExpiresAt: t0.Add(10 * time.Minute), Interval: 5}
+					if err := db.CreateDeviceCode(ctx, dc, 0, 0, t0); err != nil {
+						t.Fatal(err)
+					}
+					s := &store.Session{SID: signIn.SID, Hash: session, UserID: u.ID, AuthTime: t0}
+					write, want = func() error { return db.DecideDeviceCode(ctx, dc.UserCode, true, s, t0) }, store.ErrNotFound
+				}
+				deletion := func() error {
+					return db.DeleteClient(ctx, 0, c.ClientID, store.ClientDeletion(c.ClientID, time.Hour, t0), t0)
+				}
+				delErr, err := lineUp(t, raw, d, deletion, write, `SELECT 1 FROM auth_codes WHERE hash = $1 FOR UPDATE`, code)
+				if delErr != nil || !errors.Is(err, want) {
+					t.Errorf("approval %v: the client's deletion: %v; the write meanwhile: %v; want it deleted, then %v", approval, delErr, err, want)
+				}
+			}
+		})
+	}
+}
+
 // A refresh rotation beside a password change that has revoked the user's
 // families and waits to commit (behind the audit chain's head, as any
 // audited write may). No deadlock: the rotation locks its token's row and
