@@ -374,7 +374,7 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string) (e Ended, err e
 		var sid, hash string
 		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid, &hash)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil // nothing to end
+			return errNoChange // nothing to end, and no event
 		}
 		if err != nil {
 			return err

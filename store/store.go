@@ -414,6 +414,13 @@ func (db *DB) tx(ctx context.Context, fn func(*txn) error) error {
 	return db.txOn(ctx, db.w, fn)
 }
 
+// errNoChange, from a transaction's fn, ends it as a success that changed
+// nothing and appends no audit event: what it was to end had ended
+// already (a repeated revocation or logout). Each repeat appended an event,
+// kept for a year and taking audit_head's lock, which serialises every
+// audited write on every instance: a client could add them by the million.
+var errNoChange = errors.New("no change")
+
 // txOn is tx on pool: the writer, or a migration's (underMigrationLock).
 // The caller bounds ctx.
 func (db *DB) txOn(ctx context.Context, pool beginner, fn func(*txn) error) error {
@@ -423,7 +430,9 @@ func (db *DB) txOn(ctx context.Context, pool beginner, fn func(*txn) error) erro
 	}
 	t := &txn{sqlTx, db, ctx}
 	defer t.Rollback() // after a Commit, a no-op; after an error or a panic in fn, the undo
-	if err := fn(t); err != nil {
+	if err := fn(t); errors.Is(err, errNoChange) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if e := pendingEvent(ctx); e != nil {
