@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -189,6 +190,41 @@ func TestAuditListFilterNoRowCanHold(t *testing.T) {
 			if evs, ok := r.JSON()["events"].([]any); !ok || len(evs) != 0 {
 				t.Errorf("GET /api/v1/audit?%s: %s; want no events", q, r.Body.String())
 			}
+		}
+	})
+}
+
+// A session ends once and is recorded once: a repeated revocation, a spent
+// refresh token replayed again, a logout whose sign-in has ended or never
+// was end nothing and append no event. Each appended one: anyone could
+// fill the audit log (kept a year), each append queueing every audited
+// write on every instance behind audit_head's lock.
+func TestRepeatsAppendNoEvent(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, secret := e.webClient()
+		b := e.browser()
+		_, rt := e.codeGrant(b, id, secret, "ann", "Ann-Password-1")
+		_, spent := e.codeGrant(b, id, secret, "ann", "Ann-Password-1")
+		e.secret(e.refreshGrant(id, secret, spent).want(http.StatusOK).Str("refresh_token"))
+		signIn := b.cookies[cookieSession]
+		for _, cookie := range []string{signIn, signIn, token.NewOpaque()} {
+			e.formPost("/oauth2/revoke", id, secret, url.Values{"token": {rt}}).want(http.StatusOK)
+			e.refreshGrant(id, secret, spent).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+			b.cookies[cookieSession] = cookie
+			csrf := formOf(t, b.do("GET", "/oauth2/logout", nil).Body.String()).Get("csrf_token")
+			if w := b.do("POST", "/oauth2/logout", url.Values{"action": {"logout"}, "csrf_token": {csrf}}); w.Code != http.StatusOK {
+				t.Fatalf("POST /oauth2/logout: %d %s", w.Code, w.Body.String())
+			}
+		}
+		ended := map[string]int{}
+		for _, ev := range e.auditTrail() {
+			if ev.Action == actSessionEnded {
+				ended[ev.Detail["reason"]]++
+			}
+		}
+		if want := map[string]int{"revocation": 1, "reuse": 1, "logout": 1}; !maps.Equal(ended, want) {
+			t.Fatalf("session.ended events by reason: %v; want %v", ended, want)
 		}
 	})
 }

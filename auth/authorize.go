@@ -572,7 +572,11 @@ func grantConsent(ctx context.Context, db *store.DB, userID int64, ar *authReque
 		return err
 	}
 	merged := slices.Compact(slices.Sorted(slices.Values(append(strings.Fields(granted), strings.Fields(ar.scope)...))))
-	return db.SaveConsent(ctx, userID, ar.client.ID, ar.resource, strings.Join(merged, " "), now)
+	err = db.SaveConsent(ctx, userID, ar.client.ID, ar.resource, strings.Join(merged, " "), now)
+	if errors.Is(err, store.ErrNotFound) { // deleted on another instance since this one cached it
+		return httpx.E(httpx.KindInvalid, "The request names an unknown client.")
+	}
+	return err
 }
 
 func (a *authorization) showConsent(sess *store.Session) {
@@ -599,7 +603,10 @@ func (a *authorization) issueCode(sess *store.Session) {
 		Scope: a.ar.scope, CodeChallenge: a.ar.challenge, Nonce: a.ar.nonce, AuthTime: sess.AuthTime,
 		SID: sess.SID, SessionHash: sess.Hash, DPoPJKT: a.ar.dpopJKT, Resource: a.ar.resource, ExpiresAt: a.now.Add(codeTTL),
 	}, a.now)
-	if errors.Is(err, store.ErrNotFound) { // the sign-in ended meanwhile (a logout, a password change), or the user is gone
+	// The sign-in ended meanwhile (a logout, a password change), the user
+	// is gone, or the client (deleted on another instance: this one finds
+	// it unknown once its revocation poll has heard of it).
+	if errors.Is(err, store.ErrNotFound) {
 		a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"oauth2-api/store"
+	"oauth2-api/store/storetest"
 	"oauth2-api/token"
 )
 
@@ -293,6 +294,28 @@ func TestAuthorizeErrorPages(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("no redirect_uri with one registered: %d", w.Code)
 	}
+}
+
+// A request_uri with a client_id that no row can hold (a NUL, invalid
+// UTF-8) is an unknown one, a 400 page, on every database, at the login
+// page and from its forms (whose invalid UTF-8 is refused before, as any
+// bad form is: 403): PostgreSQL refused the lookup outright (SQLSTATE
+// 22021), which answered 500.
+func TestPushedRequestOfNoStorableClient(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		b := e.browser()
+		csrf := formOf(t, b.do("GET", "/oauth2/logout", nil).Body.String()).Get("csrf_token")
+		for bad, post := range map[string]int{"\x00": 400, "a\x00": 400, "\xff": 403, "\xc0\xaf": 403} {
+			q := url.Values{"request_uri": {requestURIPrefix + "x"}, "client_id": {bad}}
+			if w := b.do("GET", "/oauth2/authorize?"+q.Encode(), nil); w.Code != http.StatusBadRequest {
+				t.Errorf("GET with client_id %+q: %d; want a 400 page", bad, w.Code)
+			}
+			q.Set("csrf_token", csrf)
+			if w := b.do("POST", "/oauth2/authorize", q); w.Code != post {
+				t.Errorf("POST with client_id %+q: %d; want %d", bad, w.Code, post)
+			}
+		}
+	})
 }
 
 // A state of VSCHAR comes back exactly, through the login and consent
@@ -774,6 +797,48 @@ func TestClientDeletionAndRotation(t *testing.T) {
 			t.Fatal("deleted client's token still active")
 		}
 	})
+}
+
+// A client deleted through one instance stays in another's client cache
+// until that one's revocation poll: what the other stores for it meanwhile
+// (a pushed request, a consent, a code) names a client no longer there,
+// which the database refuses (a foreign key). That is an unknown client:
+// invalid_client, the unknown-client page, or for a code the sign-in page
+// again (CreateCode cannot tell it from a sign-in that ended), never a 500.
+func TestDeletedClientInAnotherInstancesCache(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			a, b := newEnvOn(t, storetest.OpenURL(t, url)), newEnvOn(t, storetest.OpenURL(t, url))
+			b.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			id, secret := b.webClient()
+			app, _ := b.newClient(ClientSpec{Name: "App", RedirectURIs: []string{"https://app.example/cb"}, FirstParty: true})
+			pk := newPKCE()
+			b.secret(b.formPost("/oauth2/par", id, secret, pushForm(pk)).want(http.StatusCreated).Str("request_uri"))
+			br := b.browser()
+			br.do("GET", authorizeURL(app, pk), nil) // b caches app too
+			login := formOf(t, br.do("GET", authorizeURL(id, pk), nil).Body.String())
+			login.Set("login", "ann")
+			login.Set("password", "Ann-Password-1")
+			consent := formOf(t, br.do("POST", "/oauth2/authorize", login).Body.String())
+			consent.Set("action", "allow")
+			for _, c := range []string{id, app} {
+				if err := DeleteClient(context.Background(), a.db, 0, a.deps.Clients, a.deps.Tokens.Revoked, c, time.Hour, a.clock.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.formPost("/oauth2/par", id, secret, pushForm(pk)).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
+			if w := br.do("POST", "/oauth2/authorize", consent); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "unknown client") {
+				t.Errorf("consent to a deleted client: %d %s; want the unknown-client page", w.Code, w.Body.String())
+			}
+			if w := br.do("GET", authorizeURL(app, pk), nil); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="password"`) {
+				t.Errorf("a code for a deleted client: %d %s; want the sign-in page", w.Code, w.Body.String())
+			}
+			if strings.Contains(b.logs.String(), "internal error") {
+				t.Error("a refused row was logged as an internal error")
+			}
+		})
+	}
 }
 
 // Two Authorization headers are refused (RFC 6749 §2.3: one client

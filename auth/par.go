@@ -66,7 +66,11 @@ func push(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, oidc bool, now
 		return "", err
 	}
 	uri := requestURIPrefix + token.NewOpaque()
-	return uri, db.PushRequest(r.Context(), token.Hash(uri), p.client.ID, params.Encode(), now.Add(parTTL), now)
+	err = db.PushRequest(r.Context(), token.Hash(uri), p.client.ID, params.Encode(), now.Add(parTTL), now)
+	if errors.Is(err, store.ErrNotFound) { // deleted on another instance since this one cached it
+		return "", httpx.E(httpx.KindInvalidClient, "client authentication failed")
+	}
+	return uri, err
 }
 
 // formFields are what the login and consent forms add to a request.

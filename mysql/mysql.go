@@ -43,7 +43,7 @@ var migrations embed.FS
 var migrationFiles, _ = fs.Sub(migrations, "migrations")
 
 // Driver is the store.Driver for mysql:// URLs.
-var Driver = &store.Driver{Open: Open, Unavailable: unavailable, Unique: unique, Migrations: migrationFiles}
+var Driver = &store.Driver{Open: Open, Unavailable: unavailable, Unique: unique, ForeignKey: foreignKey, Migrations: migrationFiles}
 
 // Open returns a pool on rawURL, mysql://user:pass@host:3306/db (the port
 // defaults to 3306), as both the writer's and the readers'. The one
@@ -171,4 +171,9 @@ func unavailable(err error) (known, unavailable bool) {
 func unique(err error) bool {
 	var my *gomysql.MySQLError
 	return errors.As(err, &my) && (my.Number == 1062 || my.Number == 1169 || my.Number == 1586) // duplicate entry
+}
+
+func foreignKey(err error) bool {
+	var my *gomysql.MySQLError
+	return errors.As(err, &my) && (my.Number == 1452 || my.Number == 1216) // no referenced row
 }

@@ -29,7 +29,8 @@ import (
 //
 // An event rides in the context of the write it records (WithEvent): the
 // write's transaction appends it before committing, so the change and its
-// record commit together or not at all. An event that is the only write (a
+// record commit together or not at all; a write that finds nothing to
+// change (errNoChange) appends none. An event that is the only write (a
 // failed login) is appended by Audit, and its failure is the request's.
 
 // Event is one audit record. It never holds a secret, password, token or

@@ -382,7 +382,7 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string) (e Ended, err e
 		var sid, hash string
 		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid, &hash)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil // nothing to end
+			return errNoChange // nothing to end, and no event
 		}
 		if err != nil {
 			return err
@@ -531,6 +531,9 @@ func (db *DB) PushRequest(ctx context.Context, hash, clientID, params string, ex
 // unknown or another client's is ErrNotFound.
 func (db *DB) TakePushedRequest(ctx context.Context, hash, taken, clientID string, then, now time.Time) (params string, err error) {
 	defer db.wrap(&err, "take pushed request")
+	if !storable(clientID) { // from the query string, unchecked; the hashes are hex
+		return "", ErrNotFound
+	}
 	err = db.updateRow(ctx, func(r scanner) error { return r.Scan(&params) }, `UPDATE pushed_requests SET hash = $5, used_at = $3, expires_at = $4
 WHERE hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > $3`, `params`, `pushed_requests WHERE hash = $5`, hash, clientID, now.Unix(), then.Unix(), taken)
 	return params, err
@@ -541,6 +544,9 @@ WHERE hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > $3`, `pa
 // ErrNotFound.
 func (db *DB) PushedRequest(ctx context.Context, hash, clientID string, now time.Time) (params string, err error) {
 	defer db.wrap(&err, "pushed request")
+	if !storable(clientID) {
+		return "", ErrNotFound
+	}
 	err = db.queryRow(ctx, `SELECT params FROM pushed_requests WHERE hash = $1 AND client_id = $2 AND used_at IS NOT NULL AND expires_at > $3`,
 		hash, clientID, now.Unix()).Scan(&params)
 	return params, err

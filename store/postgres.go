@@ -14,7 +14,7 @@ import (
 
 // postgresDriver opens PostgreSQL pools (openPostgres).
 var postgresDriver = &Driver{Open: openPostgres, Unavailable: postgresUnavailable, Unique: postgresUnique,
-	Migrations: embedded(Postgres)}
+	ForeignKey: postgresForeignKey, Migrations: embedded(Postgres)}
 
 // openPostgres opens a pool on the PostgreSQL URL (ParseURL checked it),
 // with a connect timeout so that a dead server cannot hang a request.
@@ -57,4 +57,9 @@ func postgresUnavailable(err error) (known, unavailable bool) {
 func postgresUnique(err error) bool {
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && pg.Code == "23505" // unique_violation
+}
+
+func postgresForeignKey(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "23503" // foreign_key_violation
 }

@@ -18,7 +18,7 @@ import (
 
 // sqliteDriver opens SQLite files (openSQLite).
 var sqliteDriver = &Driver{Open: openSQLite, Unavailable: sqliteUnavailable, Unique: sqliteUnique,
-	Migrations: embedded(SQLite)}
+	ForeignKey: sqliteForeignKey, Migrations: embedded(SQLite)}
 
 // openSQLite opens the file at path as two pools: one writer connection
 // (SQLite allows one writer at a time; BEGIN IMMEDIATE makes a transaction
@@ -89,4 +89,9 @@ func sqliteUnavailable(err error) (known, unavailable bool) {
 func sqliteUnique(err error) bool {
 	var lite *sqlite.Error
 	return errors.As(err, &lite) && (lite.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || lite.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+func sqliteForeignKey(err error) bool {
+	var lite *sqlite.Error
+	return errors.As(err, &lite) && lite.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
 }

@@ -123,6 +123,9 @@ type Driver struct {
 	Unavailable func(err error) (known, unavailable bool)
 	// Unique reports whether err is a unique constraint's refusal.
 	Unique func(err error) bool
+	// ForeignKey reports whether err is a foreign key's refusal of a row
+	// that names one not there.
+	ForeignKey func(err error) bool
 	// Migrations holds NNNN_name.sql files, the same versions for every
 	// dialect. MySQL's are run statement by statement, so each is a list of
 	// statements ended by ";" at the end of a line (statements); the
@@ -414,6 +417,13 @@ func (db *DB) tx(ctx context.Context, fn func(*txn) error) error {
 	return db.txOn(ctx, db.w, fn)
 }
 
+// errNoChange, from a transaction's fn, ends it as a success that changed
+// nothing and appends no audit event: what it was to end had ended
+// already (a repeated revocation or logout). Each repeat appended an event,
+// kept for a year and taking audit_head's lock, which serialises every
+// audited write on every instance: a client could add them by the million.
+var errNoChange = errors.New("no change")
+
 // txOn is tx on pool: the writer, or a migration's (underMigrationLock).
 // The caller bounds ctx.
 func (db *DB) txOn(ctx context.Context, pool beginner, fn func(*txn) error) error {
@@ -423,7 +433,9 @@ func (db *DB) txOn(ctx context.Context, pool beginner, fn func(*txn) error) erro
 	}
 	t := &txn{sqlTx, db, ctx}
 	defer t.Rollback() // after a Commit, a no-op; after an error or a panic in fn, the undo
-	if err := fn(t); err != nil {
+	if err := fn(t); errors.Is(err, errNoChange) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if e := pendingEvent(ctx); e != nil {
@@ -445,7 +457,8 @@ func (db *DB) txOn(ctx context.Context, pool beginner, fn func(*txn) error) erro
 // database itself (unreachable, timed out, busy, shutting down) wraps
 // ErrUnavailable, which clients see as 503 and may retry; anything else
 // (a constraint, a syntax error: a bug) stays an internal error, which
-// they see as 500: a bug must not pass for an outage.
+// they see as 500: a bug must not pass for an outage. A foreign key's
+// refusal is ErrNotFound: what the row names is gone.
 func (db *DB) wrap(errp *error, op string) {
 	err := *errp
 	switch {
@@ -457,6 +470,12 @@ func (db *DB) wrap(errp *error, op string) {
 		*errp = fmt.Errorf("store: %s: %w", op, ErrNotFound)
 	case db.unique(err):
 		*errp = fmt.Errorf("store: %s: %w", op, ErrConflict)
+	case db.driver.ForeignKey(err):
+		// A row naming a client deleted meanwhile (on another instance,
+		// whose deletion this one's client cache has not heard of yet).
+		// No parent row is ever deleted while rows refer to it: each
+		// reference is ON DELETE CASCADE, and users are only marked deleted.
+		*errp = fmt.Errorf("store: %s: %w: %w", op, ErrNotFound, err)
 	case db.unavailable(err):
 		*errp = fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)
 	default:

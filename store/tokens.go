@@ -209,16 +209,14 @@ const qInsertRefresh = `INSERT INTO refresh_tokens (hash, family_id, scope, crea
 // in the same transaction, records a sid revocation so that every access
 // token minted from the family stops working on every instance. It returns
 // that revocation for the caller to apply locally, or nil when the family
-// was already revoked (its revocation is on record) or does not exist.
+// was already revoked (its revocation is on record) or does not exist; then
+// ctx's audit event is not appended.
 func (db *DB) RevokeSession(ctx context.Context, familyID string, accessTTL time.Duration, now time.Time) (r *Revocation, err error) {
 	defer db.wrap(&err, "revoke session")
 	err = db.tx(ctx, func(tx *txn) error {
-		res, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL`, familyID, now.Unix())
-		if err != nil {
+		// Already revoked, or no such family: no change, and no event.
+		if err := tx.execOr(ctx, errNoChange, `UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL`, familyID, now.Unix()); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return err // nil: already revoked, or no such family
 		}
 		rv := SessionRevocation(familyID, accessTTL, now)
 		r = &rv
