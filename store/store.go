@@ -507,8 +507,8 @@ func (db *DB) unavailable(err error) bool {
 
 // storable reports whether s is text a row can hold on both backends: valid
 // UTF-8 without NUL. PostgreSQL refuses any other value outright (SQLSTATE
-// 22021), which would surface as ErrUnavailable and a 503 for what is only a
-// client's bad input; a lookup by such a value finds nothing, so callers
+// 22021), which would surface as an internal error and a 500 for what is
+// only a client's bad input; a lookup by such a value finds nothing, so callers
 // answer ErrNotFound without asking the database.
 func storable(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
