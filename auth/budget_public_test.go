@@ -250,3 +250,48 @@ func TestDeviceRequestsCappedPerAddress(t *testing.T) {
 		})
 	}
 }
+
+// Userinfo was budgeted per access token's client over all addresses, a
+// public client's too, whose tokens anyone who signs in gets: one user of
+// a SPA, from one address, had every other user of it refused (429). A
+// regression test: a public client's tokens, and the REST login's, spend
+// their address's share; a confidential client's, held by its back end,
+// still spend one budget over all addresses.
+func TestUserinfoBudgetPerAddress(t *testing.T) {
+	small := func(d *Deps) { d.PerClient = ratelimit.NewNamed(1, 10, 1000) } // a burst of 10; the clock stands still
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		e.createUser("mal@example.com", "mal", "Mal-Password-1", store.RoleUser)
+		spa, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}})
+		web, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}})
+		tokenOf := func(id, secret, login, password string) string {
+			pk := newPKCE()
+			code := e.secret(e.browser().signIn(authorizeURL(id, pk, "scope", "openid"), login, password))
+			r := e.dpopPost("/oauth2/token", id, secret, codeForm(code, pk), "").want(http.StatusOK)
+			e.secret(r.Str("refresh_token"))
+			return e.secret(r.Str("access_token"))
+		}
+		userinfo := func(at, addr string) response {
+			return e.request("GET", "/oauth2/userinfo", nil, append(bearer(at), "X-Forwarded-For", addr)...)
+		}
+		spend := func(at, addr string) { // the address's whole share, and one more refused
+			for n := 0; userinfo(at, addr).Code != http.StatusTooManyRequests; n++ {
+				if n == 10 {
+					t.Fatalf("userinfo from %s: 11 answered within a burst of 10", addr)
+				}
+			}
+		}
+		// Every token first: the token endpoint spends a confidential client's budget too.
+		restMal, _ := e.login("mal", "Mal-Password-1")
+		restAnn, _ := e.login("ann", "Ann-Password-1")
+		spaMal, spaAnn := tokenOf(spa, "", "mal", "Mal-Password-1"), tokenOf(spa, "", "ann", "Ann-Password-1")
+		webMal, webAnn := tokenOf(web, secret, "mal", "Mal-Password-1"), tokenOf(web, secret, "ann", "Ann-Password-1")
+		spend(e.secret(restMal), "203.0.113.66")
+		spend(spaMal, "203.0.113.66")
+		userinfo(e.secret(restAnn), "198.51.100.7").wantOAuthError(http.StatusForbidden, "insufficient_scope") // its own address's share
+		userinfo(spaAnn, "198.51.100.7").want(http.StatusOK)
+
+		spend(webMal, "203.0.113.66")
+		userinfo(webAnn, "198.51.100.7").wantOAuthError(http.StatusTooManyRequests, "rate_limited")
+	}, withSigningKey(t, ecKey(t), nil), withProxy, small)
+}

@@ -64,7 +64,7 @@ func check(c caller, d Deps, next http.Handler) http.Handler {
 	case anyClient, confidentialClient:
 		return requireClient(d.Log, d.Clients, d.Creds, d.HTTP, c == anyClient, d.Now, next)
 	case tokenHolder:
-		return requireToken(d.Log, d.DB, d.Tokens, d.Now, next)
+		return requireToken(d.Log, d.DB, d.Tokens, d.Clients, d.Now, next)
 	case user, admin:
 		return requireUser(d.Log, d.DB, d.Tokens, d.Clients, c == admin, d.Now, next)
 	case registrar:
@@ -182,14 +182,28 @@ func verifyAccess(r *http.Request, db *store.DB, ts *Tokens, now time.Time) (*to
 }
 
 // requireToken admits any valid access token (RFC 6750); its errors are
-// RFC 6750 §3's.
-func requireToken(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time, next http.Handler) http.Handler {
+// RFC 6750 §3's. It notes whether the token's client is public (the REST
+// login's is), for the per-client budget after it (httpx.ByClient): anyone
+// who signs in to a SPA or a CLI holds tokens of its client, so such a
+// client's budget is per address, and one user spends only their own
+// address's share of it, not every user's. A client gone meanwhile (on
+// another instance, before the revocation poll) is an invalid token.
+func requireToken(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := verifyAccess(r, db, ts, now())
+		t := now()
+		c, err := verifyAccess(r, db, ts, t)
+		var client *store.Client
+		if err == nil && c.ClientID != RESTClientID {
+			client, err = cs.Get(r.Context(), c.ClientID, t)
+			if errors.Is(err, store.ErrNotFound) {
+				err = errBadToken
+			}
+		}
 		if err != nil {
 			httpx.WriteOAuthError(w, r, log, err)
 			return
 		}
+		httpx.InfoFrom(r).Public = client == nil || client.Public() // nil: the REST login's
 		next.ServeHTTP(w, withPrincipal(r, &principal{claims: c}))
 	})
 }

@@ -30,7 +30,9 @@ const (
 // handlePAR serves POST /oauth2/par (RFC 9126 §2) for the client its caller
 // check authenticated: the authorize endpoint's validation, then 201 with a
 // single-use request_uri. A DPoP proof binds the code to its key (RFC 9449
-// §10.1), as dpop_jkt does.
+// §10.1), as dpop_jkt does. The proof is spent only with a request that
+// checks out, as at the token endpoint (handleToken): a refused request
+// writes nothing, and its client may send the proof again, once.
 func handlePAR(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, oidc bool, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := now()
@@ -52,7 +54,7 @@ func push(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, oidc bool, now
 		}
 	}
 	params.Set("client_id", p.client.ID)
-	proof, err := ts.proofOf(r, db, "", now)
+	proof, err := ts.checkProof(r, "", httpx.KindInvalidDPoPProof, now)
 	if err != nil {
 		return "", err
 	}
@@ -63,6 +65,9 @@ func push(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, oidc bool, now
 		params.Set("dpop_jkt", proof.JKT)
 	}
 	if _, err := parseAuthRequest(r.Context(), cs, ts, params, oidc, now); err != nil {
+		return "", err
+	}
+	if err := spendProof(r.Context(), db, proof, httpx.KindInvalidDPoPProof, now); err != nil {
 		return "", err
 	}
 	uri := requestURIPrefix + token.NewOpaque()

@@ -184,3 +184,19 @@ func TestPushedRequestBounded(t *testing.T) {
 		e.formPost("/oauth2/par", id, secret, pushForm(pk, "prompt", "login consent", "max_age", "3600")).want(http.StatusCreated)
 	})
 }
+
+// A pushed request's DPoP proof is spent only once the request checks out,
+// as at the token endpoint (a regression test: it was spent before the
+// request was validated, so a refused push stored it and the client's
+// corrected push with the same proof was refused as a replay). It is still
+// accepted once.
+func TestPARProofSpentWithItsRequest(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		id, secret := e.webClient()
+		pk := newPKCE()
+		p := newDPoPKey(t).proof(t, "POST", "/oauth2/par", "", "", e.clock.Now())
+		e.dpopPost("/oauth2/par", id, secret, pushForm(pk, "redirect_uri", "https://evil.example/cb"), p).wantOAuthError(http.StatusBadRequest, "invalid_request")
+		e.secret(e.dpopPost("/oauth2/par", id, secret, pushForm(pk), p).want(http.StatusCreated).Str("request_uri"))
+		e.dpopPost("/oauth2/par", id, secret, pushForm(pk), p).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
+	})
+}

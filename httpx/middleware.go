@@ -26,7 +26,7 @@ type Info struct {
 	ClientIP netip.Addr
 	UserID   string
 	ClientID string
-	Public   bool      // ClientID was named, not authenticated: a public client
+	Public   bool      // ClientID is a public client's: named, not authenticated, or an access token's that anyone may get
 	Audit    []Audited // the audit events the request made
 }
 
@@ -323,8 +323,9 @@ func ByIP(i *Info) netip.Addr { return i.ClientIP }
 // ByClient keys a budget by the client the caller check noted in the
 // request's Info (a ratelimit.Named): the client it authenticated, or the
 // one the access token was issued to. A public client, which anyone may
-// name, is keyed with the caller's address (an IPv6 /64) too: a stranger
-// naming it spends only that address's share, not its users' budget.
+// name and whose tokens anyone may get, is keyed with the caller's address
+// (an IPv6 /64) too: a stranger naming it, or one of its users, spends only
+// that address's share, not its other users' budget.
 func ByClient(i *Info) string {
 	if i.Public {
 		return i.ClientID + " " + ratelimit.KeyOf(i.ClientIP).String()
