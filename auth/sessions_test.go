@@ -129,6 +129,50 @@ func TestPasswordResetEndsEverySession(t *testing.T) {
 	}, withReset(t, sink, clientTLS, SMTPStartTLS))
 }
 
+// Taking an account back (a reset, a password change, a deactivation)
+// forgets its consents. While an intruder held it (a stolen password, or
+// an account registered first with the owner's address when addresses
+// need no verification), they consented to a client of their own, M. The
+// owner took it back; sessions and tokens ended, the consent stayed: any
+// page that sent the owner's signed-in browser to M with prompt=none got
+// M a code for the owner (a regression test).
+func TestTakingAnAccountBackForgetsItsConsents(t *testing.T) {
+	sink, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
+	eachEnv(t, func(t *testing.T, e *env) {
+		u := e.createUser("lee@example.com", "lee", "Password-0", store.RoleUser)
+		_, admin := e.admin()
+		m, _ := e.webClient()
+		ours, _ := e.newClient(ClientSpec{Name: "Ours", RedirectURIs: []string{"https://app.example/cb"}, FirstParty: true})
+		for i, how := range []string{"reset", "password change", "deactivation"} {
+			e.clock.Add(time.Second) // past the user revocation of the change before
+			old, pw := fmt.Sprintf("Password-%d", i), e.secret(fmt.Sprintf("Password-%d", i+1))
+			e.secret(e.browser().signIn(authorizeURL(m, newPKCE()), "lee", old)) // the intruder consents to M
+			switch how {
+			case "reset":
+				tok := e.secret(token.NewOpaque())
+				if err := e.db.ReplaceResetToken(t.Context(), token.Hash(tok), u.ID, 3, e.clock.Now().Add(time.Hour), e.clock.Now()); err != nil {
+					t.Fatal(err)
+				}
+				e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok, "new_password": pw}).want(http.StatusNoContent)
+			case "password change":
+				at, _ := e.login("lee", old)
+				e.request("POST", "/api/v1/profile/password", map[string]string{"current_password": old, "new_password": pw}, bearer(at)...).want(http.StatusNoContent)
+			case "deactivation":
+				pw = old
+				for _, active := range []bool{false, true} {
+					e.request("PATCH", userPath(u.ID), map[string]any{"is_active": active}, bearer(admin)...).want(http.StatusOK)
+				}
+			}
+			owner := e.browser() // signs in again, at a first-party client
+			e.secret(owner.signIn(authorizeURL(ours, newPKCE()), "lee", pw))
+			q := callback(t, owner.do("GET", authorizeURL(m, newPKCE(), "prompt", "none"), nil), http.StatusFound)
+			if e.secret(q.Get("code")) != "" || q.Get("error") != errConsentRequired {
+				t.Errorf("after the %s, prompt=none for the intruder's client: %v; want error=consent_required, no code", how, q)
+			}
+		}
+	}, withReset(t, sink, clientTLS, SMTPStartTLS))
+}
+
 // A reset (or a deactivation) ends every session of the user with the
 // access tokens it minted, also one minted by a refresh that began after
 // the reset read its clock and before it committed: while it hashed the new

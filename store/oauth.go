@@ -440,10 +440,10 @@ func (db *DB) replaceLink(ctx context.Context, table string, userID int64, max i
 
 // ResetPassword spends the reset token, sets the new password hash and ends
 // every session of the user, in one transaction (API.md "Sessions and
-// revocation"): every refresh-token family and browser sign-in, every
-// access token issued until now (a 'user' revocation, returned for the
-// caller to apply locally), the user's other reset tokens and the login
-// failures on record. An unknown, used or expired token, or a deleted
+// revocation"): every refresh-token family and browser sign-in, the
+// user's consents, every access token issued until now (a 'user'
+// revocation, returned for the caller to apply locally), the user's other
+// reset tokens and the login failures on record. An unknown, used or expired token, or a deleted
 // user, is ErrNotFound and changes nothing.
 func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string, accessTTL time.Duration, now time.Time) (userID int64, e Ended, err error) {
 	defer db.wrap(&err, "reset password")

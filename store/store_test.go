@@ -612,10 +612,14 @@ func TestResetEndsEverySession(t *testing.T) {
 
 // Deactivating or deleting a user spends its outstanding reset links: one
 // mailed before would otherwise replace the password of the inactive
-// account, a password that then held after a reactivation.
+// account, a password that then held after a reactivation. Its consents go
+// too (a deletion is soft: no foreign key cascades).
 func TestEndingAUserSpendsResetLinks(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		by, inactive := newAdmin(t, db), false
+		if err := db.CreateClient(ctx, 0, &store.Client{ID: "c1", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+			t.Fatal(err)
+		}
 		for _, c := range []struct {
 			name string
 			end  func(id int64) error
@@ -631,8 +635,14 @@ func TestEndingAUserSpendsResetLinks(t *testing.T) {
 			if err := db.ReplaceResetToken(ctx, reset, u.ID, 3, t0.Add(time.Hour), t0); err != nil {
 				t.Fatal(err)
 			}
+			if err := db.SaveConsent(ctx, u.ID, "c1", "", "read", t0); err != nil {
+				t.Fatal(err)
+			}
 			if err := c.end(u.ID); err != nil {
 				t.Fatalf("%s: %v", c.name, err)
+			}
+			if _, ok, err := db.ConsentedScope(ctx, u.ID, "c1", ""); ok || err != nil {
+				t.Fatalf("a consent outlived the %s (%v)", c.name, err)
 			}
 			if _, _, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("a reset link mailed before the %s still reset the password: %v", c.name, err)

@@ -205,8 +205,9 @@ WHERE id = $1 AND ($2 = '' OR password_hash = $2) AND is_active AND deleted_at I
 // revocation"): each refresh-token family but keepFamily (the caller's
 // session; "" for none) is revoked with a sid revocation for its access
 // tokens, every browser sign-in ends with the codes it has not yet had
-// exchanged, and outstanding reset links are spent. It returns what ended,
-// for the caller to apply and announce.
+// exchanged, the user's consents go (endSignInsTx), and outstanding reset
+// links are spent. It returns what ended, for the caller to apply and
+// announce.
 func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "set password")
 	err = db.tx(ctx, func(tx *txn) error {
@@ -269,8 +270,9 @@ const (
 // endSignInsTx ends the browser sign-ins that where (signInsByUser,
 // signInsByHash or signInsBySID) selects with arg, and voids the codes they
 // issued that were not exchanged yet, and the device requests they approved
-// that were not redeemed yet. It returns each ended sign-in with each client it
-// gave a code to that has a back-channel logout URI.
+// that were not redeemed yet; a user's (signInsByUser) with the user's
+// consents. It returns each ended sign-in with each client it gave a code to
+// that has a back-channel logout URI.
 func endSignInsTx(ctx context.Context, tx *txn, where string, arg any) ([]SignIn, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT s.sid, s.user_id, c.id, c.backchannel_logout_uri
 FROM sessions s JOIN session_clients sc ON sc.session_hash = s.hash JOIN clients c ON c.id = sc.client_id
@@ -295,6 +297,14 @@ WHERE s.`+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.
 	}
 	if where == signInsByUser { // codes from before sign-ins had an id
 		if _, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE user_id = $1 AND used_at IS NULL`, arg); err != nil {
+			return nil, err
+		}
+		// The user's consents too (every caller ends a user's sign-ins
+		// because someone else may have held the account: a password
+		// change or reset, deactivation, deletion). One given meanwhile, to
+		// a client of the intruder's own, let any page that sent the
+		// owner's signed-in browser to it with prompt=none get a code.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM consents WHERE user_id = $1`, arg); err != nil {
 			return nil, err
 		}
 	}
@@ -331,7 +341,8 @@ func (db *DB) DeleteUser(ctx context.Context, by, id int64, accessTTL time.Durat
 
 // revokeUserTx ends every session of the user: it revokes all the user's
 // refresh token families, each with a sid revocation, ends the browser
-// sign-ins, and records a 'user' revocation, so that access tokens issued
+// sign-ins (the user's consents go with them: endSignInsTx), and records a
+// 'user' revocation, so that access tokens issued
 // until now (and any its sessions mint) stop working on every instance.
 // The records live as long as such a token could.
 //
