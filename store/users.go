@@ -224,32 +224,34 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 		if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
 			return err
 		}
-		e.Revocations, err = revokeFamiliesTx(ctx, tx, id, keepFamily, accessTTL, now)
+		e.Revocations, err = revokeFamiliesTx(ctx, tx, signInsByUser, id, keepFamily, accessTTL, now)
 		return err
 	})
 	return e, err
 }
 
-// revokeFamiliesTx revokes the user's live refresh-token families but keep
-// ("" for none), each with a sid revocation for the access tokens minted
-// from it, and returns those revocations. By sid, not only by a cutoff in
-// time: a family's refresh or login committed while this transaction was
-// on its way (a reset hashes the new password after its request's time)
-// mints an access token dated after that time, which only its sid covers.
-func revokeFamiliesTx(ctx context.Context, tx *txn, userID int64, keep string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
-	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`, userID, keep, now.Unix()); err != nil {
+// revokeFamiliesTx revokes the live refresh-token families of a user
+// (where is signInsByUser) or of a browser sign-in (signInsBySID: a family
+// names them as a sign-in does) but keep ("" for none), each with a sid
+// revocation for the access tokens minted from it, and returns those
+// revocations. By sid, not only by a cutoff in time: a family's refresh or
+// login committed while this transaction was on its way (a reset hashes
+// the new password after its request's time) mints an access token dated
+// after that time, which only its sid covers.
+func revokeFamiliesTx(ctx context.Context, tx *txn, where string, arg any, keep string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
+	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $3 WHERE `+where+` AND id <> $2 AND revoked_at IS NULL`, arg, keep, now.Unix()); err != nil {
 		return nil, err
 	}
 	// The families revoked now (and any that another transaction revoked
 	// in the same second: a second sid revocation changes nothing), all
-	// recorded by one statement, however many the user has.
-	const revoked = `FROM token_families WHERE user_id = $1 AND id <> $2 AND revoked_at = $3`
+	// recorded by one statement, however many there are.
+	revoked := `FROM token_families WHERE ` + where + ` AND id <> $2 AND revoked_at = $3`
 	r := SessionRevocation("", accessTTL, now)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at)
-SELECT 'sid', id, $4, $5, $3 `+revoked, userID, keep, now.Unix(), r.NotBeforeMs, r.ExpiresAt); err != nil {
+SELECT 'sid', id, $4, $5, $3 `+revoked, arg, keep, now.Unix(), r.NotBeforeMs, r.ExpiresAt); err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id `+revoked, userID, keep, now.Unix())
+	rows, err := tx.QueryContext(ctx, `SELECT id `+revoked, arg, keep, now.Unix())
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +364,7 @@ func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duratio
 	if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
 		return e, err
 	}
-	if e.Revocations, err = revokeFamiliesTx(ctx, tx, id, "", accessTTL, now); err != nil {
+	if e.Revocations, err = revokeFamiliesTx(ctx, tx, signInsByUser, id, "", accessTTL, now); err != nil {
 		return e, err
 	}
 	r := UserRevocation(id, accessTTL, now)
