@@ -534,7 +534,7 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 	}
 	if prior != nil && prior.UserID != u.ID {
 		e := auditEvent(ctx, actSessionEnded, store.FormatID(prior.UserID), outSuccess, "reason", "logout", "via", "another user's sign-in", "sid", prior.SID)
-		ended, err := a.db.DeleteSession(store.WithEvent(ctx, e), prior.Hash)
+		ended, err := a.db.DeleteSession(store.WithEvent(ctx, e), prior.Hash, a.ts.AccessTTL, a.now)
 		if err != nil {
 			a.b.fail(a.w, a.r, err)
 			return nil

@@ -343,7 +343,7 @@ func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, 
 			return nil, httpx.E(httpx.KindInvalidTarget, "the user has not consented to the client at the resource")
 		}
 	}
-	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: granted.Scope, AuthTime: granted.AuthTime, Resource: aud}
+	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: granted.Scope, AuthTime: granted.AuthTime, Resource: aud, SID: granted.SID}
 	if g.c.Public() {
 		fam.DPoPJKT = g.jkt // a public client's refresh tokens are bound to the key (RFC 9449 §5)
 	}

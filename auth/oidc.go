@@ -169,7 +169,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				sub = store.FormatID(sess.UserID)
 			}
 			e := auditEvent(ctx, actSessionEnded, sub, outSuccess, "reason", "logout", "via", "browser")
-			ended, err := db.DeleteSession(store.WithEvent(ctx, e), token.Hash(v))
+			ended, err := db.DeleteSession(store.WithEvent(ctx, e), token.Hash(v), ts.AccessTTL, t)
 			if err != nil {
 				b.fail(w, r, err)
 				return
@@ -181,7 +181,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 		}
 		if hintSID != "" {
 			e := auditEvent(ctx, actSessionEnded, hintSub, outSuccess, "reason", "logout", "via", "relying party", "sid", hintSID)
-			ended, err := db.DeleteSessionBySID(store.WithEvent(ctx, e), hintSID)
+			ended, err := db.DeleteSessionBySID(store.WithEvent(ctx, e), hintSID, ts.AccessTTL, t)
 			if err != nil {
 				b.fail(w, r, err)
 				return

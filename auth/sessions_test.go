@@ -129,6 +129,103 @@ func TestPasswordResetEndsEverySession(t *testing.T) {
 	}, withReset(t, sink, clientTLS, SMTPStartTLS))
 }
 
+// Taking an account back (a reset, a password change, a deactivation)
+// forgets its consents. While an intruder held it (a stolen password, or
+// an account registered first with the owner's address when addresses
+// need no verification), they consented to a client of their own, M. The
+// owner took it back; sessions and tokens ended, the consent stayed: any
+// page that sent the owner's signed-in browser to M with prompt=none got
+// M a code for the owner (a regression test).
+func TestTakingAnAccountBackForgetsItsConsents(t *testing.T) {
+	sink, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
+	eachEnv(t, func(t *testing.T, e *env) {
+		u := e.createUser("lee@example.com", "lee", "Password-0", store.RoleUser)
+		_, admin := e.admin()
+		m, _ := e.webClient()
+		ours, _ := e.newClient(ClientSpec{Name: "Ours", RedirectURIs: []string{"https://app.example/cb"}, FirstParty: true})
+		for i, how := range []string{"reset", "password change", "deactivation"} {
+			e.clock.Add(time.Second) // past the user revocation of the change before
+			old, pw := fmt.Sprintf("Password-%d", i), e.secret(fmt.Sprintf("Password-%d", i+1))
+			e.secret(e.browser().signIn(authorizeURL(m, newPKCE()), "lee", old)) // the intruder consents to M
+			switch how {
+			case "reset":
+				tok := e.secret(token.NewOpaque())
+				if err := e.db.ReplaceResetToken(t.Context(), token.Hash(tok), u.ID, 3, e.clock.Now().Add(time.Hour), e.clock.Now()); err != nil {
+					t.Fatal(err)
+				}
+				e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok, "new_password": pw}).want(http.StatusNoContent)
+			case "password change":
+				at, _ := e.login("lee", old)
+				e.request("POST", "/api/v1/profile/password", map[string]string{"current_password": old, "new_password": pw}, bearer(at)...).want(http.StatusNoContent)
+			case "deactivation":
+				pw = old
+				for _, active := range []bool{false, true} {
+					e.request("PATCH", userPath(u.ID), map[string]any{"is_active": active}, bearer(admin)...).want(http.StatusOK)
+				}
+			}
+			owner := e.browser() // signs in again, at a first-party client
+			e.secret(owner.signIn(authorizeURL(ours, newPKCE()), "lee", pw))
+			q := callback(t, owner.do("GET", authorizeURL(m, newPKCE(), "prompt", "none"), nil), http.StatusFound)
+			if e.secret(q.Get("code")) != "" || q.Get("error") != errConsentRequired {
+				t.Errorf("after the %s, prompt=none for the intruder's client: %v; want error=consent_required, no code", how, q)
+			}
+		}
+	}, withReset(t, sink, clientTLS, SMTPStartTLS))
+}
+
+// RP-initiated logout ends the sessions that the sign-in's codes and
+// device approvals started, refresh and access tokens, on every instance
+// within a revocation poll (OIDC Back-Channel Logout 1.0 §2.7: refresh
+// tokens issued without offline_access, which this server never grants,
+// go with the sign-in). Before, only the sign-in and its unused codes
+// ended: a relying party without a back-channel URI, even the one that
+// sent the logout, refreshed for up to REFRESH_TOKEN_MAX_DAYS (a
+// regression test). By the signed-in browser, and by a relying party's
+// back end (no cookie).
+func TestLogoutEndsTheSignInsSessions(t *testing.T) {
+	key := ecKey(t)
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			dbURL := storetest.URL(t, d)
+			e := newEnvOn(t, storetest.OpenURL(t, dbURL), withSigningKey(t, key, nil))
+			other := newEnvOn(t, storetest.OpenURL(t, dbURL), withSigningKey(t, key, nil), func(d *Deps) { d.Now = e.clock.Now })
+			e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}})
+			tv, _ := e.deviceClient("TV", false, false, "openid")
+			rest, restRT := e.login("ann", "Ann-Password-1") // not the sign-in's: goes on
+			for _, by := range []string{"browser", "back end"} {
+				b, p := e.browser(), newPKCE()
+				r := e.token(id, secret, codeForm(e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), "ann", "Ann-Password-1")), p)).want(http.StatusOK)
+				at, rt := e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
+				dev := e.startDevice(tv, "", "openid")
+				wantPage(t, b.approve(dev.userCode, "ann", "Ann-Password-1", "allow"), http.StatusOK, donePage)
+				devRT := e.secret(e.poll(tv, "", dev.deviceCode).want(http.StatusOK).Str("refresh_token"))
+				logout := e.browser()
+				if by == "browser" {
+					logout = b
+				}
+				logout.do("GET", "/oauth2/logout?"+url.Values{"id_token_hint": {r.Str("id_token")}}.Encode(), nil)
+				if b.signedIn(id) {
+					t.Fatalf("logout by the %s: the sign-in goes on", by)
+				}
+				e.refreshGrant(id, secret, rt).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+				e.clientPost("/oauth2/token", tv, "", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {devRT}}).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+				if err := other.deps.Tokens.Revoked.Load(t.Context(), other.db, e.clock.Now()); err != nil { // the other instance polls
+					t.Fatal(err)
+				}
+				for name, in := range map[string]*env{"this": e, "the other": other} {
+					if got := in.introspect(id, secret, at); got["active"] != false {
+						t.Errorf("logout by the %s: introspection of the relying party's access token on %s instance: %v; want active:false", by, name, got)
+					}
+				}
+			}
+			e.request("GET", "/api/v1/profile", nil, bearer(rest)...).want(http.StatusOK)
+			e.secret(e.refresh(restRT).want(http.StatusOK).Str("refresh_token"))
+			other.secrets = append(other.secrets, e.secrets...)
+		})
+	}
+}
+
 // A reset (or a deactivation) ends every session of the user with the
 // access tokens it minted, also one minted by a refresh that began after
 // the reset read its clock and before it committed: while it hashed the new

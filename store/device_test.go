@@ -307,9 +307,9 @@ func TestGrantBesideLogout(t *testing.T) {
 				var ended store.Ended
 				logout := func() (err error) {
 					if c.bySID {
-						ended, err = db.DeleteSessionBySID(audited("session.ended"), s.SID)
+						ended, err = db.DeleteSessionBySID(audited("session.ended"), s.SID, time.Hour, t0)
 					} else {
-						ended, err = db.DeleteSession(audited("session.ended"), session)
+						ended, err = db.DeleteSession(audited("session.ended"), session, time.Hour, t0)
 					}
 					return err
 				}
@@ -442,7 +442,7 @@ func TestLogoutBesideSignInAgain(t *testing.T) {
 				}
 				var ended store.Ended
 				logout := func() (err error) {
-					ended, err = db.DeleteSession(ctx, old)
+					ended, err = db.DeleteSession(ctx, old, time.Hour, t0)
 					return err
 				}
 				var againErr, logoutErr error

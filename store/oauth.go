@@ -346,25 +346,27 @@ WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active
 }
 
 // DeleteSession ends a browser sign-in (RP-initiated logout) with the codes
-// it issued that were not exchanged yet; it returns the clients to tell.
+// it issued that were not exchanged yet and the sessions (refresh-token
+// families) that its codes and device approvals started; it returns their
+// sid revocations, for the caller to apply, and the clients to tell.
 // hash is its cookie's, or the one its cookie replaced when the same user
 // signed in again (prev_hash): a logout that a tab sent with the old cookie
 // while another tab signed in again still ends the sign-in.
-func (db *DB) DeleteSession(ctx context.Context, hash string) (e Ended, err error) {
+func (db *DB) DeleteSession(ctx context.Context, hash string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "delete session")
-	return db.endSignIn(ctx, `hash = $1 OR prev_hash = $1`, hash)
+	return db.endSignIn(ctx, `hash = $1 OR prev_hash = $1`, hash, accessTTL, now)
 }
 
 // DeleteSessionBySID ends the browser sign-in whose public id is sid, as
 // DeleteSession does (RP-initiated logout from a relying party's back end,
 // which holds the sign-in's ID token but not its cookie). An empty sid ends
 // nothing: sign-ins from before sids were recorded all have "".
-func (db *DB) DeleteSessionBySID(ctx context.Context, sid string) (e Ended, err error) {
+func (db *DB) DeleteSessionBySID(ctx context.Context, sid string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "delete session by sid")
 	if sid == "" {
 		return e, nil
 	}
-	return db.endSignIn(ctx, signInsBySID, sid)
+	return db.endSignIn(ctx, signInsBySID, sid, accessTTL, now)
 }
 
 // endSignIn ends the one sign-in that lookup (a WHERE on sessions) finds
@@ -376,7 +378,16 @@ func (db *DB) DeleteSessionBySID(ctx context.Context, sid string) (e Ended, err 
 // (TestGrantBesideLogout). A sign-in with a sid is ended by it, which a
 // sign-in continued meanwhile keeps (CreateSession) under a new hash
 // (TestLogoutBesideSignInAgain); one from before sids, by its hash.
-func (db *DB) endSignIn(ctx context.Context, lookup, arg string) (e Ended, err error) {
+//
+// The families started by its codes and device approvals end too, each
+// with a sid revocation: OIDC Back-Channel Logout 1.0 §2.7 has refresh
+// tokens issued without offline_access (which this server never grants)
+// revoked when the sign-in ends. Without it a relying party with no
+// back-channel URI, even the one that sent the logout, went on refreshing
+// for up to REFRESH_TOKEN_MAX_DAYS. An exchange of one of its codes holds
+// the user's row too: it committed its family before, or finds its code
+// gone.
+func (db *DB) endSignIn(ctx context.Context, lookup, arg string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	err = db.tx(ctx, func(tx *txn) error {
 		var userID int64
 		var sid, hash string
@@ -394,7 +405,10 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string) (e Ended, err e
 		if sid == "" { // a sign-in from before sids
 			where, key = signInsByHash, hash
 		}
-		e.SignIns, err = endSignInsTx(ctx, tx, where, key)
+		if e.SignIns, err = endSignInsTx(ctx, tx, where, key); err != nil || sid == "" {
+			return err
+		}
+		e.Revocations, err = revokeFamiliesTx(ctx, tx, signInsBySID, sid, "", accessTTL, now)
 		return err
 	})
 	return e, err
@@ -448,10 +462,10 @@ func (db *DB) replaceLink(ctx context.Context, table string, userID int64, max i
 
 // ResetPassword spends the reset token, sets the new password hash and ends
 // every session of the user, in one transaction (API.md "Sessions and
-// revocation"): every refresh-token family and browser sign-in, every
-// access token issued until now (a 'user' revocation, returned for the
-// caller to apply locally), the user's other reset tokens and the login
-// failures on record. An unknown, used or expired token, or a deleted
+// revocation"): every refresh-token family and browser sign-in, the
+// user's consents, every access token issued until now (a 'user'
+// revocation, returned for the caller to apply locally), the user's other
+// reset tokens and the login failures on record. An unknown, used or expired token, or a deleted
 // user, is ErrNotFound and changes nothing.
 func (db *DB) ResetPassword(ctx context.Context, tokenHash, passwordHash string, accessTTL time.Duration, now time.Time) (userID int64, e Ended, err error) {
 	defer db.wrap(&err, "reset password")

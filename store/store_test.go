@@ -612,10 +612,14 @@ func TestResetEndsEverySession(t *testing.T) {
 
 // Deactivating or deleting a user spends its outstanding reset links: one
 // mailed before would otherwise replace the password of the inactive
-// account, a password that then held after a reactivation.
+// account, a password that then held after a reactivation. Its consents go
+// too (a deletion is soft: no foreign key cascades).
 func TestEndingAUserSpendsResetLinks(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		by, inactive := newAdmin(t, db), false
+		if err := db.CreateClient(ctx, 0, &store.Client{ID: "c1", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+			t.Fatal(err)
+		}
 		for _, c := range []struct {
 			name string
 			end  func(id int64) error
@@ -631,8 +635,14 @@ func TestEndingAUserSpendsResetLinks(t *testing.T) {
 			if err := db.ReplaceResetToken(ctx, reset, u.ID, 3, t0.Add(time.Hour), t0); err != nil {
 				t.Fatal(err)
 			}
+			if err := db.SaveConsent(ctx, u.ID, "c1", "", "read", t0); err != nil {
+				t.Fatal(err)
+			}
 			if err := c.end(u.ID); err != nil {
 				t.Fatalf("%s: %v", c.name, err)
+			}
+			if _, ok, err := db.ConsentedScope(ctx, u.ID, "c1", ""); ok || err != nil {
+				t.Fatalf("a consent outlived the %s (%v)", c.name, err)
 			}
 			if _, _, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("a reset link mailed before the %s still reset the password: %v", c.name, err)
@@ -1200,7 +1210,7 @@ func TestEndSignIn(t *testing.T) {
 			if n := count(t, raw, "session_clients"); n != 3 {
 				t.Fatalf("%d session_clients rows; want 3", n)
 			}
-			ended, err := db.DeleteSession(ctx, session)
+			ended, err := db.DeleteSession(ctx, session, time.Hour, t0)
 			if err != nil || len(ended.Revocations) != 0 || len(ended.SignIns) != 1 || ended.SignIns[0] != signIn {
 				t.Fatalf("DeleteSession = %+v, %v; want [%+v]", ended, err, signIn)
 			}
@@ -1217,7 +1227,7 @@ func TestEndSignIn(t *testing.T) {
 				t.Fatalf("%d session_clients rows after the logout; want 1", n)
 			}
 			// Ending it again announces nothing.
-			if ended, err := db.DeleteSession(ctx, session); err != nil || len(ended.SignIns) != 0 {
+			if ended, err := db.DeleteSession(ctx, session, time.Hour, t0); err != nil || len(ended.SignIns) != 0 {
 				t.Fatalf("second DeleteSession = %+v, %v", ended, err)
 			}
 			// The expired sign-in is purged with its record.
@@ -1226,6 +1236,93 @@ func TestEndSignIn(t *testing.T) {
 			}
 			if n := count(t, raw, "session_clients"); n != 0 {
 				t.Fatalf("%d session_clients rows after the purge; want 0", n)
+			}
+		})
+	}
+}
+
+// openThrough opens a fresh database of dialect d with the migrations up
+// to version applied, and returns it with its URL: a test stores rows as
+// they were before a later migration, then runs it (db.Migrate).
+func openThrough(t *testing.T, d, version string) (*store.DB, string) {
+	t.Helper()
+	url := storetest.URL(t, d)
+	db, err := store.Open(ctx, url, storetest.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.MigrateThrough(ctx, version, t0); err != nil {
+		t.Fatal(err)
+	}
+	return db, url
+}
+
+// Ending a browser sign-in (a logout) ends the sessions its codes and
+// device approvals started, each with a sid revocation, and no other: not
+// another sign-in's, nor a REST login's. Families from before migration
+// 0020 take their sign-in's sid from the code or device request that
+// started them; on MySQL, whose DDL commits by itself, 0020 runs again
+// (stopped before its record) without harm.
+func TestEndSignInEndsItsFamilies(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db, url := openThrough(t, d, "0019_device_address")
+			raw := rawDB(t, d, url)
+			u := newUser(t, db, "ann@example.com", "ann")
+			session, code, signIn := newSignIn(t, db, u.ID)
+			_, otherCode, _ := newSignIn(t, db, u.ID)
+			for _, q := range []string{ // sessions started before 0020
+				`INSERT INTO token_families (id, user_id, client_id, auth_time, created_at) VALUES ('by-code', %[1]d, 'c', 0, 0), ('by-device', %[1]d, 'c', 0, 0), ('other', %[1]d, 'c', 0, 0)`,
+				`UPDATE auth_codes SET used_at = 1, family_id = 'by-code' WHERE hash = '%[2]s'`,
+				`UPDATE auth_codes SET used_at = 1, family_id = 'other' WHERE hash = '%[3]s'`,
+				`INSERT INTO device_codes (hash, user_code, client_id, created_at, expires_at, interval_s, status, user_id, sid, family_id)
+VALUES ('d', 'd', '%[4]s', 0, 0, 5, 'redeemed', %[1]d, '%[5]s', 'by-device')`,
+			} {
+				if _, err := raw.Exec(fmt.Sprintf(q, u.ID, code, otherCode, signIn.ClientID, signIn.SID)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := db.Migrate(ctx, t0); err != nil {
+				t.Fatal(err)
+			}
+			if d == store.MySQL {
+				if _, err := raw.Exec(`DELETE FROM schema_migrations WHERE version = '0020_family_sid'`); err != nil {
+					t.Fatal(err)
+				}
+				if applied, err := db.Migrate(ctx, t0); err != nil || len(applied) != 1 {
+					t.Fatalf("Migrate = %v, %v; want 0020 run again", applied, err)
+				}
+			}
+			// Started since: by a code of the sign-in, and by a REST login.
+			second := token.Hash(token.NewOpaque())
+			if err := db.CreateCode(ctx, &store.Code{Hash: second, ClientID: signIn.ClientID, UserID: u.ID, CodeChallenge: "x", AuthTime: t0,
+				SID: signIn.SID, SessionHash: session, ExpiresAt: t0.Add(time.Minute)}, t0); err != nil {
+				t.Fatal(err)
+			}
+			f := store.Family{ID: "by-new-code", UserID: u.ID, ClientID: signIn.ClientID, AuthTime: t0, SID: signIn.SID}
+			if err := db.ExchangeCode(ctx, second, store.Issued{Family: &f}, t0); err != nil {
+				t.Fatal(err)
+			}
+			rest, _ := newFamily(t, db, u.ID)
+			ended, err := db.DeleteSession(ctx, session, time.Hour, t0)
+			var want []store.Revocation
+			for _, id := range []string{"by-code", "by-device", "by-new-code"} {
+				want = append(want, store.SessionRevocation(id, time.Hour, t0))
+			}
+			bySubject := func(a, b store.Revocation) int { return strings.Compare(a.Subject, b.Subject) }
+			slices.SortFunc(ended.Revocations, bySubject)
+			if err != nil || !slices.Equal(ended.Revocations, want) {
+				t.Fatalf("DeleteSession revocations = %+v, %v; want %+v", ended.Revocations, err, want)
+			}
+			stored, _ := db.RevocationsSince(ctx, t0, t0)
+			if slices.SortFunc(stored, bySubject); !slices.Equal(stored, want) {
+				t.Fatalf("stored revocations = %+v; want %+v", stored, want)
+			}
+			for _, id := range []string{"other", rest.ID} {
+				if r, err := db.RevokeSession(ctx, id, time.Hour, t0); err != nil || r == nil {
+					t.Fatalf("family %s, not the sign-in's, was revoked: %+v, %v", id, r, err)
+				}
 			}
 		})
 	}
@@ -1365,15 +1462,7 @@ func TestConsentsPerResource(t *testing.T) {
 	const a, b = "https://api-a.example.com", "https://api-b.example.com"
 	for _, d := range storetest.Dialects {
 		t.Run(d, func(t *testing.T) {
-			url := storetest.URL(t, d)
-			db, err := store.Open(ctx, url, storetest.Options())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			if err := db.MigrateThrough(ctx, "0015_admins_lock", t0); err != nil {
-				t.Fatal(err)
-			}
+			db, url := openThrough(t, d, "0015_admins_lock")
 			u := newUser(t, db, "ann@example.com", "ann")
 			for _, c := range []string{"c1", "c2"} {
 				if err := db.CreateClient(ctx, 0, &store.Client{ID: c, Name: c, GrantTypes: []string{"authorization_code"}}, t0); err != nil {

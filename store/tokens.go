@@ -138,6 +138,7 @@ type Family struct {
 	Revoked   bool
 	DPoPJKT   string // a public client's refresh tokens are bound to this DPoP key (RFC 9449 §5), or ""
 	Resource  string // the resource granted (RFC 8707), or "" for the ISSUER
+	SID       string // the browser sign-in whose code or device approval started it, or "": it ends with the sign-in (endSignIn)
 }
 
 // RefreshToken is one refresh token of a family, found by its hash.
@@ -164,8 +165,8 @@ func (db *DB) CreateFamily(ctx context.Context, f Family, tokenHash string, expi
 }
 
 func createFamilyTx(ctx context.Context, tx *txn, f Family, tokenHash string, expires, now time.Time) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at, dpop_jkt, resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix(), f.DPoPJKT, f.Resource); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at, dpop_jkt, resource, sid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix(), f.DPoPJKT, f.Resource, f.SID); err != nil {
 		return err
 	}
 	if tokenHash == "" {

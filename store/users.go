@@ -205,8 +205,9 @@ WHERE id = $1 AND ($2 = '' OR password_hash = $2) AND is_active AND deleted_at I
 // revocation"): each refresh-token family but keepFamily (the caller's
 // session; "" for none) is revoked with a sid revocation for its access
 // tokens, every browser sign-in ends with the codes it has not yet had
-// exchanged, and outstanding reset links are spent. It returns what ended,
-// for the caller to apply and announce.
+// exchanged, the user's consents go (endSignInsTx), and outstanding reset
+// links are spent. It returns what ended, for the caller to apply and
+// announce.
 func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "set password")
 	err = db.tx(ctx, func(tx *txn) error {
@@ -223,32 +224,34 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 		if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
 			return err
 		}
-		e.Revocations, err = revokeFamiliesTx(ctx, tx, id, keepFamily, accessTTL, now)
+		e.Revocations, err = revokeFamiliesTx(ctx, tx, signInsByUser, id, keepFamily, accessTTL, now)
 		return err
 	})
 	return e, err
 }
 
-// revokeFamiliesTx revokes the user's live refresh-token families but keep
-// ("" for none), each with a sid revocation for the access tokens minted
-// from it, and returns those revocations. By sid, not only by a cutoff in
-// time: a family's refresh or login committed while this transaction was
-// on its way (a reset hashes the new password after its request's time)
-// mints an access token dated after that time, which only its sid covers.
-func revokeFamiliesTx(ctx context.Context, tx *txn, userID int64, keep string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
-	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`, userID, keep, now.Unix()); err != nil {
+// revokeFamiliesTx revokes the live refresh-token families of a user
+// (where is signInsByUser) or of a browser sign-in (signInsBySID: a family
+// names them as a sign-in does) but keep ("" for none), each with a sid
+// revocation for the access tokens minted from it, and returns those
+// revocations. By sid, not only by a cutoff in time: a family's refresh or
+// login committed while this transaction was on its way (a reset hashes
+// the new password after its request's time) mints an access token dated
+// after that time, which only its sid covers.
+func revokeFamiliesTx(ctx context.Context, tx *txn, where string, arg any, keep string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
+	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $3 WHERE `+where+` AND id <> $2 AND revoked_at IS NULL`, arg, keep, now.Unix()); err != nil {
 		return nil, err
 	}
 	// The families revoked now (and any that another transaction revoked
 	// in the same second: a second sid revocation changes nothing), all
-	// recorded by one statement, however many the user has.
-	const revoked = `FROM token_families WHERE user_id = $1 AND id <> $2 AND revoked_at = $3`
+	// recorded by one statement, however many there are.
+	revoked := `FROM token_families WHERE ` + where + ` AND id <> $2 AND revoked_at = $3`
 	r := SessionRevocation("", accessTTL, now)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at)
-SELECT 'sid', id, $4, $5, $3 `+revoked, userID, keep, now.Unix(), r.NotBeforeMs, r.ExpiresAt); err != nil {
+SELECT 'sid', id, $4, $5, $3 `+revoked, arg, keep, now.Unix(), r.NotBeforeMs, r.ExpiresAt); err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id `+revoked, userID, keep, now.Unix())
+	rows, err := tx.QueryContext(ctx, `SELECT id `+revoked, arg, keep, now.Unix())
 	if err != nil {
 		return nil, err
 	}
@@ -269,8 +272,9 @@ const (
 // endSignInsTx ends the browser sign-ins that where (signInsByUser,
 // signInsByHash or signInsBySID) selects with arg, and voids the codes they
 // issued that were not exchanged yet, and the device requests they approved
-// that were not redeemed yet. It returns each ended sign-in with each client it
-// gave a code to that has a back-channel logout URI.
+// that were not redeemed yet; a user's (signInsByUser) with the user's
+// consents. It returns each ended sign-in with each client it gave a code to
+// that has a back-channel logout URI.
 func endSignInsTx(ctx context.Context, tx *txn, where string, arg any) ([]SignIn, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT s.sid, s.user_id, c.id, c.backchannel_logout_uri
 FROM sessions s JOIN session_clients sc ON sc.session_hash = s.hash JOIN clients c ON c.id = sc.client_id
@@ -295,6 +299,14 @@ WHERE s.`+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.
 	}
 	if where == signInsByUser { // codes from before sign-ins had an id
 		if _, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE user_id = $1 AND used_at IS NULL`, arg); err != nil {
+			return nil, err
+		}
+		// The user's consents too (every caller ends a user's sign-ins
+		// because someone else may have held the account: a password
+		// change or reset, deactivation, deletion). One given meanwhile, to
+		// a client of the intruder's own, let any page that sent the
+		// owner's signed-in browser to it with prompt=none get a code.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM consents WHERE user_id = $1`, arg); err != nil {
 			return nil, err
 		}
 	}
@@ -331,7 +343,8 @@ func (db *DB) DeleteUser(ctx context.Context, by, id int64, accessTTL time.Durat
 
 // revokeUserTx ends every session of the user: it revokes all the user's
 // refresh token families, each with a sid revocation, ends the browser
-// sign-ins, and records a 'user' revocation, so that access tokens issued
+// sign-ins (the user's consents go with them: endSignInsTx), and records a
+// 'user' revocation, so that access tokens issued
 // until now (and any its sessions mint) stop working on every instance.
 // The records live as long as such a token could.
 //
@@ -351,7 +364,7 @@ func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duratio
 	if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
 		return e, err
 	}
-	if e.Revocations, err = revokeFamiliesTx(ctx, tx, id, "", accessTTL, now); err != nil {
+	if e.Revocations, err = revokeFamiliesTx(ctx, tx, signInsByUser, id, "", accessTTL, now); err != nil {
 		return e, err
 	}
 	r := UserRevocation(id, accessTTL, now)
