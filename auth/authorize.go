@@ -90,7 +90,10 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 		ar.state = ""
 		return ar, httpx.E(httpx.KindInvalid, "state must be at most 2048 printable ASCII characters (RFC 6749 Appendix A.5)")
 	}
-	if rt := params.Get("response_type"); rt != "code" {
+	switch rt := params.Get("response_type"); {
+	case rt == "": // RFC 6749 §4.1.2.1: a missing parameter is invalid_request
+		return ar, httpx.E(httpx.KindInvalid, "response_type is required")
+	case rt != "code":
 		return ar, httpx.E(httpx.KindUnsupportedResponseType, "only response_type=code is supported")
 	}
 	if !slices.Contains(c.GrantTypes, grantAuthorizationCode) {

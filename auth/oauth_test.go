@@ -351,7 +351,7 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		name, target, code string
 	}{
 		{"response_type token", authorizeURL(id, p, "response_type", "token"), errUnsupportedResponseType},
-		{"no response_type", authorizeURL(id, p, "response_type", ""), errUnsupportedResponseType},
+		{"no response_type", authorizeURL(id, p, "response_type", ""), errInvalidRequest},
 		{"no PKCE", authorizeURL(id, p, "code_challenge", "", "code_challenge_method", ""), errInvalidRequest},
 		{"plain PKCE", authorizeURL(id, p, "code_challenge_method", "plain"), errInvalidRequest},
 		{"challenge without method", authorizeURL(id, p, "code_challenge_method", ""), errInvalidRequest},
