@@ -221,6 +221,12 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 				return
 			}
 			params = form
+		} else if err := checkParams(params); err != nil && params.Has("request_uri") {
+			// A pushed request's redirect URI is not known yet; without
+			// request_uri, parseAuthRequest finds the error again and sends
+			// it to the client once its redirect URI checks out.
+			b.fail(w, r, err)
+			return
 		}
 		if params.Has("request_uri") {
 			browser := b.csrfCookie(w, r) // a POST's was checked above; a GET gets one now if it has none

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -54,7 +55,14 @@ func readForm(r *http.Request) (url.Values, error) {
 
 // checkParams refuses repeated parameters (RFC 6749 §3.1, §3.2; resource
 // may repeat, RFC 8707 §2, for the handler to refuse) and invalid UTF-8.
+// First it drops each parameter sent once without a value: §3.1 and §3.2
+// say such a one "MUST be treated as if [it] were omitted", so that
+// request_uri= or resource= ask for nothing, and an empty value and an
+// absent one are one form. A repeated one stays, empty or not, and is
+// refused: dropping an empty copy would make state=&state=x a second form
+// of state=x.
 func checkParams(form url.Values) error {
+	maps.DeleteFunc(form, func(_ string, v []string) bool { return len(v) == 1 && v[0] == "" })
 	for k, v := range form {
 		if len(v) > 1 && k != "resource" {
 			return httpx.E(httpx.KindInvalid, "parameter %q is repeated", clipText(k))

@@ -1166,3 +1166,55 @@ func TestMalformedQueryRefused(t *testing.T) {
 		}
 	})
 }
+
+// RFC 6749 §3.1, §3.2: a parameter sent without a value is treated as
+// omitted, at the authorization endpoint, PAR, the token endpoint and the
+// device authorization endpoint alike: an empty request_uri is no pushed
+// request, an empty resource names none. A parameter sent twice stays
+// refused, one copy empty or not.
+func TestEmptyParametersOmitted(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, secret := e.webClient()
+		rs, rsSecret := e.newClient(ClientSpec{Name: "rs", GrantTypes: []string{"client_credentials"}, ResourceServer: true, Scopes: []string{"read"}})
+		p := newPKCE()
+		b := e.browser()
+		empties := "&request_uri=&resource=&scope=&nonce=&prompt=&max_age=&dpop_jkt=&login_hint="
+		w := b.do("GET", authorizeURL(id, p)+empties, nil)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="password"`) {
+			t.Fatalf("authorize with empty parameters: %d %s; want the login page", w.Code, w.Body.String())
+		}
+		if form := formOf(t, w.Body.String()); form.Has("resource") || form.Has("request_uri") {
+			t.Fatalf("the login form carries empty parameters: %v", form)
+		}
+		r := e.token(id, secret, codeForm(e.secret(b.signIn(authorizeURL(id, p)+empties, "ann", "Ann-Password-1")), p)).want(http.StatusOK)
+		e.secret(r.Str("refresh_token"))
+		if in := e.introspect(rs, rsSecret, e.secret(r.Str("access_token"))); in["aud"] != testIssuer || in["scope"] != "read write" {
+			t.Fatalf("a code asked with empty resource and scope: %v; want the ISSUER's and the registered scopes", in)
+		}
+		push := pushForm(p)
+		push.Set("request_uri", "")
+		push.Set("resource", "")
+		uri := e.secret(e.formPost("/oauth2/par", id, secret, push).want(http.StatusCreated).Str("request_uri"))
+		cc := url.Values{"grant_type": {"client_credentials"}, "resource": {""}, "scope": {""}}
+		if in := e.introspect(rs, rsSecret, e.secret(e.token(rs, rsSecret, cc).want(http.StatusOK).Str("access_token"))); in["aud"] != testIssuer {
+			t.Fatalf("client credentials with an empty resource: aud %v", in["aud"])
+		}
+		tv, _ := e.deviceClient("TV", false, false, "read")
+		e.secret(e.clientPost("/oauth2/device_authorization", tv, "", url.Values{"resource": {""}, "scope": {""}}).want(http.StatusOK).Str("device_code"))
+
+		// Twice, one copy empty: refused as before.
+		if q := callback(t, b.do("GET", authorizeURL(id, p)+"&state=", nil), http.StatusFound); q.Get("error") != errInvalidRequest {
+			t.Errorf("state twice, once empty: %v; want invalid_request", q)
+		}
+		for _, q := range []string{authorizeURL(id, p) + "&request_uri=&request_uri=", "/oauth2/authorize?" + url.Values{"client_id": {id}, "request_uri": {uri, uri}}.Encode()} {
+			if w := b.do("GET", q, nil); w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" {
+				t.Errorf("request_uri twice: %d Location=%q; want a 400 page", w.Code, w.Header().Get("Location"))
+			}
+		}
+		cc["resource"] = []string{"", resourceA}
+		e.token(rs, rsSecret, cc).wantOAuthError(http.StatusBadRequest, "invalid_target")
+		cc = url.Values{"grant_type": {"client_credentials"}, "scope": {"", "read"}}
+		e.token(rs, rsSecret, cc).wantOAuthError(http.StatusBadRequest, errInvalidRequest)
+	}, withResources)
+}
