@@ -71,6 +71,11 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	switch {
 	case ar.sentURI != "" && matchRedirectURI(c.RedirectURIs, ar.sentURI):
 		ar.redirectURI = ar.sentURI
+	case ar.sentURI == "" && hasScope(cmp.Or(params.Get("scope"), strings.Join(c.Scopes, " ")), scopeOpenID):
+		// OIDC Core §3.1.2.1: an OpenID request names its redirect_uri. It
+		// is one when it asks for openid, or asks for no scope and so gets
+		// the client's registered ones, openid among them.
+		return nil, httpx.E(httpx.KindInvalid, "An OpenID Connect request must name its redirect_uri.")
 	case ar.sentURI == "" && len(c.RedirectURIs) == 1:
 		ar.redirectURI = c.RedirectURIs[0] // RFC 6749 §3.1.2.3: only one registered
 	case ar.sentURI == "":

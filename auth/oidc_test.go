@@ -173,6 +173,32 @@ func TestOpenIDConnect(t *testing.T) {
 	}, withSigningKey(t, key, nil))
 }
 
+// OIDC Core §3.1.2.1: an OpenID request must name its redirect_uri, even
+// where the client has one registered URI; without it the redirect is not
+// established, so the error is shown on a page, not sent there. A request
+// without scope gets the client's registered scopes, openid with them, and
+// is one too; a plain OAuth request may still leave it out.
+func TestOpenIDRequiresRedirectURI(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid", "read"}})
+		p := newPKCE()
+		b := e.browser()
+		for name, target := range map[string]string{
+			"openid":   authorizeURL(id, p, "scope", "openid", "redirect_uri", ""),
+			"no scope": authorizeURL(id, p, "redirect_uri", ""),
+		} {
+			w := b.do("GET", target, nil)
+			if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "redirect_uri") {
+				t.Errorf("%s without redirect_uri: %d Location=%q; want a 400 page naming redirect_uri", name, w.Code, w.Header().Get("Location"))
+			}
+		}
+		e.formPost("/oauth2/par", id, secret, pushForm(p, "scope", "openid", "redirect_uri", "")).wantOAuthError(http.StatusBadRequest, errInvalidRequest)
+		if w := b.do("GET", authorizeURL(id, p, "scope", "read", "redirect_uri", ""), nil); w.Code != http.StatusOK {
+			t.Errorf("an OAuth request without redirect_uri: %d; want the login page", w.Code)
+		}
+	}, withSigningKey(t, rsaKey(t), nil))
+}
+
 // Key rotation: a token signed by the previous key keeps verifying while the
 // new key signs, and both are published.
 func TestKeyRotation(t *testing.T) {
