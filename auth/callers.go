@@ -130,21 +130,26 @@ func accessToken(r *http.Request) (tok string, dpop bool, err error) {
 	return tok, dpop, nil
 }
 
-// Bearer challenges (RFC 6750 §3).
-const (
-	challengeMissing = `Bearer realm="oauth2-api"`
-	challengeInvalid = `Bearer realm="oauth2-api", error="invalid_token", error_description="the access token is invalid, expired or revoked"`
-)
+// challenge is the WWW-Authenticate of an error about an access token
+// presented under the scheme dpop says: DPoP's (RFC 9449 §7.1) or Bearer's
+// (RFC 6750 §3), with the error's attributes.
+func challenge(dpop bool, attrs string) string {
+	if dpop {
+		return `DPoP algs="` + dpopAlgs + `", ` + attrs
+	}
+	return `Bearer realm="oauth2-api", ` + attrs
+}
+
+const invalidToken = `error="invalid_token", error_description="the access token is invalid, expired or revoked"`
 
 var (
-	errNoToken    = &httpx.Error{Kind: httpx.KindUnauthorized, Message: "a bearer token is required", Authenticate: challengeMissing}
-	errManyTokens = &httpx.Error{Kind: httpx.KindInvalid, Message: "one Authorization header, not several", Authenticate: `Bearer realm="oauth2-api", error="invalid_request"`}
-	errBadToken   = &httpx.Error{Kind: httpx.KindInvalidToken, Message: "the access token is invalid, expired or revoked", Authenticate: challengeInvalid}
-	// Under the DPoP scheme the challenge is DPoP's (RFC 9449 §7.1).
-	errBadDPoPToken = &httpx.Error{Kind: httpx.KindInvalidToken, Message: errBadToken.Message,
-		Authenticate: `DPoP algs="` + dpopAlgs + `", error="invalid_token", error_description="the access token is invalid, expired or revoked"`}
+	errNoToken      = &httpx.Error{Kind: httpx.KindUnauthorized, Message: "a bearer token is required", Authenticate: `Bearer realm="oauth2-api"`}
+	errManyTokens   = &httpx.Error{Kind: httpx.KindInvalid, Message: "one Authorization header, not several", Authenticate: challenge(false, `error="invalid_request"`)}
+	errBadToken     = &httpx.Error{Kind: httpx.KindInvalidToken, Message: "the access token is invalid, expired or revoked", Authenticate: challenge(false, invalidToken)}
+	errBadDPoPToken = &httpx.Error{Kind: httpx.KindInvalidToken, Message: errBadToken.Message, Authenticate: challenge(true, invalidToken)}
+	// A bound token sent as Bearer is told to come as DPoP (RFC 9449 §7.1).
 	errBoundToken = &httpx.Error{Kind: httpx.KindInvalidToken, Message: "the access token is DPoP-bound: send it as DPoP with a proof",
-		Authenticate: `DPoP algs="` + dpopAlgs + `", error="invalid_token", error_description="the access token is DPoP-bound"`}
+		Authenticate: challenge(true, `error="invalid_token", error_description="the access token is DPoP-bound"`)}
 )
 
 // verifyAccess checks the request's access token. A DPoP-bound one is
@@ -196,7 +201,7 @@ func requireToken(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now f
 		if err == nil && c.ClientID != RESTClientID {
 			client, err = cs.Get(r.Context(), c.ClientID, t)
 			if errors.Is(err, store.ErrNotFound) {
-				err = errBadToken
+				err = badToken(c)
 			}
 		}
 		if err != nil {
@@ -233,37 +238,47 @@ func userOf(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, now time.Tim
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := firstParty(r.Context(), cs, c.ClientID, now); err != nil {
+	if err := firstParty(r.Context(), cs, c, now); err != nil {
 		return nil, nil, err
 	}
 	u, err := tokenUser(r.Context(), db, c)
 	return u, c, err
 }
 
-// tokenUser returns the user an access token names in sub, or errBadToken
+// badToken refuses c, a token verifyAccess admitted, with the challenge of
+// the scheme it came under: verifyAccess admits a DPoP-bound token only as
+// DPoP and an unbound one only as Bearer, so its cnf says which.
+func badToken(c *token.Claims) *httpx.Error {
+	if c.Cnf != nil {
+		return errBadDPoPToken
+	}
+	return errBadToken
+}
+
+// tokenUser returns the user an access token names in sub, or badToken
 // for a client's own token (no user) and for a user gone or deactivated.
 func tokenUser(ctx context.Context, db *store.DB, c *token.Claims) (*store.User, error) {
 	id, err := strconv.ParseInt(c.Subject, 10, 64)
 	if err != nil {
-		return nil, errBadToken
+		return nil, badToken(c)
 	}
 	u, err := db.UserByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
-		return nil, errBadToken
+		return nil, badToken(c)
 	}
 	return u, err
 }
 
-// firstParty returns errBadToken unless tokens of clientID may call
+// firstParty returns badToken unless tokens of c's client may call
 // /api/v1: those of the REST login and of clients registered first-party
 // (API.md).
-func firstParty(ctx context.Context, cs *Clients, clientID string, now time.Time) error {
-	if clientID == RESTClientID {
+func firstParty(ctx context.Context, cs *Clients, c *token.Claims, now time.Time) error {
+	if c.ClientID == RESTClientID {
 		return nil
 	}
-	c, err := cs.Get(ctx, clientID, now)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !c.FirstParty) {
-		return errBadToken
+	client, err := cs.Get(ctx, c.ClientID, now)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !client.FirstParty) {
+		return badToken(c)
 	}
 	return err
 }

@@ -283,6 +283,43 @@ func TestDPoPResources(t *testing.T) {
 	}, withSigningKey(t, key, nil))
 }
 
+// A refusal of a token that verified (its scope, its client or its user)
+// names the scheme the token came under: a DPoP-bound token's is DPoP's
+// (RFC 9449 §7.1), an unbound one's Bearer's (RFC 6750 §3).
+func TestChallengeNamesTheScheme(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		k := newDPoPKey(t)
+		now := e.clock.Now()
+		id, secret := e.newClient(ClientSpec{Name: "app", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid", "read"}})
+		b := e.browser()
+		tokens := map[string]string{} // by scheme: a token of scope read (no openid), of a third-party client
+		for _, scheme := range []string{"DPoP", "Bearer"} {
+			pk := newPKCE()
+			code := e.secret(b.signIn(authorizeURL(id, pk, "scope", "read"), "ann", "Ann-Password-1"))
+			proof := ""
+			if scheme == "DPoP" {
+				proof = k.proof(t, "POST", "/oauth2/token", "", "", now)
+			}
+			r := e.dpopPost("/oauth2/token", id, secret, codeForm(code, pk), proof).want(http.StatusOK)
+			tokens[scheme] = e.secret(r.Str("access_token"))
+			e.secret(r.Str("refresh_token"))
+		}
+		for scheme, at := range tokens {
+			for path, want := range map[string]string{"/oauth2/userinfo": `error="insufficient_scope"`, "/api/v1/profile": `error="invalid_token"`} {
+				h := []string{"Authorization", scheme + " " + at}
+				if scheme == "DPoP" {
+					h = append(h, "DPoP", k.proof(t, "GET", path, at, "", now))
+				}
+				r := e.request("GET", path, nil, h...)
+				if c := r.Header().Get("WWW-Authenticate"); r.Code < 400 || !strings.HasPrefix(c, scheme+" ") || !strings.Contains(c, want) {
+					t.Errorf("%s token at %s: %d, WWW-Authenticate %q; want a %s challenge with %s", scheme, path, r.Code, c, scheme, want)
+				}
+			}
+		}
+	})
+}
+
 // A proof accepted by one instance is refused by another on the same
 // database: the replay cache is shared.
 func TestDPoPReplayAcrossInstances(t *testing.T) {

@@ -54,7 +54,7 @@ func handleUserinfo(log *slog.Logger, db *store.DB) http.Handler {
 func userinfo(ctx context.Context, db *store.DB, c *token.Claims) (map[string]any, error) {
 	if !hasScope(c.Scope, scopeOpenID) {
 		return nil, &httpx.Error{Kind: httpx.KindInsufficientScope, Message: "the token lacks the openid scope",
-			Authenticate: `Bearer realm="oauth2-api", error="insufficient_scope", error_description="the token lacks the openid scope"`}
+			Authenticate: challenge(c.Cnf != nil, `error="insufficient_scope", error_description="the token lacks the openid scope"`)} // the scheme it came under (badToken)
 	}
 	u, err := tokenUser(ctx, db, c)
 	if err != nil {
