@@ -247,3 +247,41 @@ func TestResetEndsSessionRefreshedMeanwhile(t *testing.T) {
 		})
 	}
 }
+
+// Two logins of one user right after the argon2 parameters changed: both
+// verify the old hash, and the first stores its new one. The second's
+// rehash then changed no row (store.RehashPassword) and it kept the old
+// hash as the one its session must still find (store.stillPassword): a
+// 401 with the right password, logged as a failed login (fail2ban counts
+// it) and audited as login.failure. Here the second login waits for its
+// instance's one hashing slot, held by the test, while the first completes
+// on another instance.
+func TestConcurrentLoginsAfterRehash(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			older := testArgon2
+			older.Time++ // the parameters before the change
+			newEnvOn(t, db, func(d *Deps) { d.Passwords = NewPasswords(older, 1, 10*time.Second) }).createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			first := newEnvOn(t, db)
+			second := newEnvOn(t, db, func(d *Deps) { d.Passwords = NewPasswords(testArgon2, 1, 10*time.Second) })
+
+			pw := second.deps.Passwords
+			pw.slots <- struct{}{}
+			done := make(chan response, 1)
+			go func() {
+				done <- second.request("POST", "/api/v1/auth/login", map[string]string{"login": "ann", "password": "Ann-Password-1"})
+			}()
+			waitCounted(t, storetest.Raw(t, d, url)) // the second has read the old hash
+			first.login("ann", "Ann-Password-1")     // and the first stores its new one
+			<-pw.slots
+			r := (<-done).want(http.StatusOK)
+			second.secret(r.Str("access_token"))
+			second.secret(r.Str("refresh_token"))
+			if strings.Contains(second.logs.String(), `"msg":"login failed"`) {
+				t.Errorf("the second login succeeded but logged a failed login")
+			}
+		})
+	}
+}

@@ -94,17 +94,43 @@ func authenticate(ctx context.Context, log *slog.Logger, db *store.DB, pw *Passw
 		return nil, err
 	}
 	if rehash { // best effort: the old hash still verifies, so a failure only waits for the next login
-		h, err := pw.Hash(ctx, password)
-		if err == nil {
-			err = db.RehashPassword(ctx, u.ID, u.PasswordHash, h)
-		}
-		if err != nil {
+		if err := rehashPassword(ctx, db, pw, u, password); err != nil {
 			log.WarnContext(ctx, "password not rehashed with the current parameters", "user_id", u.ID, "err", err)
-		} else {
-			u.PasswordHash = h // what the sign-in verified is now stored so (store.stillPassword)
 		}
 	}
 	return u, nil
+}
+
+// rehashPassword stores password's hash under the current parameters in
+// place of u's, and leaves in u.PasswordHash a stored hash that password
+// verifies: the one the sign-in's session must still find
+// (store.stillPassword).
+func rehashPassword(ctx context.Context, db *store.DB, pw *Passwords, u *store.User, password string) error {
+	h, err := pw.Hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	err = db.RehashPassword(ctx, u.ID, u.PasswordHash, h)
+	if err == nil {
+		u.PasswordHash = h
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	// The hash changed since it was read: another login of this user
+	// rehashed it first (two logins right after a parameter change), or
+	// the password changed. The stored one stands if password verifies it;
+	// else u keeps the one read, and the session's write refuses the sign-in
+	// as a password changed during a login.
+	stored, err := db.UserByID(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	ok, _, err := pw.Verify(ctx, password, stored.PasswordHash)
+	if ok {
+		u.PasswordHash = stored.PasswordHash
+	}
+	return err
 }
 
 // foldEmail is the one form of an email address: stored at registration,
