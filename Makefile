@@ -34,7 +34,7 @@ lines: ## the line budget: non-test Go of the server, mysql/ included, without b
 		grep -v -E '^[[:space:]]*$$' | grep -v -E '^[[:space:]]*//' | wc -l
 
 test: ## unit, handler and store tests (PostgreSQL too when TEST_POSTGRES_URL is set), with the race detector
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 test-mysql: ## the store, handler and shared-database e2e suites on MySQL/MariaDB (TEST_MYSQL_URL), and mysql/'s own tests
 	TEST_MYSQL_URL=$(TEST_MYSQL_URL) ./mysql/test.sh
