@@ -379,15 +379,20 @@ func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
 
 // RotateClientSecret gives a confidential client a new secret and returns it.
 // The old secret stops working at once here and within one revocation poll
-// on other instances, and access tokens issued before now are revoked. By
-// is as for CreateClient.
+// on other instances. Access tokens issued before now are revoked, and so
+// is every one minted with the old secret, those another instance mints
+// before it hears of the rotation included (store.SecretRevocation); those
+// minted with the new secret are not. By is as for CreateClient.
 func RotateClientSecret(ctx context.Context, db *store.DB, by int64, cs *Clients, revs *Revocations, id string, accessTTL time.Duration, now time.Time) (string, error) {
 	secret := token.NewOpaque()
 	e := auditEvent(ctx, actClientRotated, id, outSuccess)
-	if err := db.SetClientSecret(store.WithEvent(ctx, e), by, id, token.Hash(secret), accessTTL, now); err != nil {
+	rs, err := db.SetClientSecret(store.WithEvent(ctx, e), by, id, token.Hash(secret), accessTTL, now)
+	if err != nil {
 		return "", notAdmin(ctx, db, e, err)
 	}
-	forgetClient(cs, revs, store.ClientRevocation(id, accessTTL, now))
+	for _, r := range rs {
+		forgetClient(cs, revs, r)
+	}
 	return secret, nil
 }
 

@@ -841,6 +841,70 @@ func TestDeletedClientInAnotherInstancesCache(t *testing.T) {
 	}
 }
 
+// A rotated secret's access tokens all stop working, on every instance,
+// also those another instance mints with it before it hears of the
+// rotation; the new secret's tokens do not, even minted at once. The
+// rotation revoked only the tokens minted until its time, so instance b,
+// which shares the database and had the clients in its cache, minted with
+// the old secrets just after (a client-credentials token of a client
+// rotated through the admin path, a refresh of one rotated as the CLI
+// does) tokens that lived an access token's lifetime. A regression test:
+// both were active (store.SecretRevocation now revokes every token that
+// carries the old secret's tag).
+func TestSecretRotationRevokesOldSecretTokens(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
+		svc, svcSecret := e.newClient(ClientSpec{Name: "Batch", GrantTypes: []string{"client_credentials"}})
+		web, webSecret := e.newClient(ClientSpec{Name: "Web", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		p := newPKCE()
+		code := e.secret(e.browser().signIn(authorizeURL(web, p, "scope", "read"), "ann", "Ann-Password-1"))
+		rt := e.secret(e.token(web, webSecret, codeForm(code, p)).want(http.StatusOK).Str("refresh_token"))
+
+		b := newEnvOn(t, e.db, func(d *Deps) { d.Now = e.clock.Now })
+		cc := url.Values{"grant_type": {"client_credentials"}}
+		b.secret(b.token(svc, svcSecret, cc).want(http.StatusOK).Str("access_token")) // b now has svc in its cache
+		b.introspect(web, webSecret, "none")                                          // and web
+
+		svcNew, err := RotateClientSecret(ctx, e.db, 0, e.deps.Clients, e.deps.Tokens.Revoked, svc, e.deps.Tokens.AccessTTL, e.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		webNew, err := RotateClientSecret(ctx, e.db, 0, nil, nil, web, e.deps.Tokens.AccessTTL, e.clock.Now()) // as `client rotate-secret`
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.secret(svcNew)
+		e.secret(webNew)
+		e.clock.Add(time.Second)
+		late := b.secret(b.token(svc, svcSecret, cc).want(http.StatusOK).Str("access_token")) // before b's next poll
+		r := b.token(web, webSecret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}).want(http.StatusOK)
+		lateRefresh := b.secret(r.Str("access_token"))
+		b.secret(r.Str("refresh_token"))
+		fresh := e.secret(e.token(svc, svcNew, cc).want(http.StatusOK).Str("access_token"))
+		for _, in := range []*env{e, b} { // their polls (the CLI told neither of its rotation)
+			if err := in.deps.Tokens.Revoked.Load(ctx, e.db, e.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.token(svc, svcSecret, cc).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
+		freshB := b.secret(b.token(svc, svcNew, cc).want(http.StatusOK).Str("access_token"))
+		for _, in := range []*env{e, b} {
+			for name, tok := range map[string]string{"client credentials": late, "refresh": lateRefresh} {
+				if m := in.introspect(rs, rsSecret, tok); m["active"] != false {
+					t.Errorf("a %s token minted with the old secret after the rotation is active: %v", name, m)
+				}
+			}
+			for name, tok := range map[string]string{"here": fresh, "on the other instance": freshB} {
+				if m := in.introspect(rs, rsSecret, tok); m["active"] != true {
+					t.Errorf("a token minted with the new secret %s, a second after the rotation, is inactive: %v", name, m)
+				}
+			}
+		}
+	})
+}
+
 // Two Authorization headers are refused (RFC 6749 §2.3: one client
 // authentication method; RFC 6750 §3.1: a repeated parameter is
 // invalid_request): the server read the first and ignored the second,

@@ -21,12 +21,13 @@ type Revocations struct {
 	mu       sync.RWMutex
 	jtis     map[idKey]uint32     // jti → when the token expires (Unix seconds)
 	sids     map[idKey]uint32     // session (family id) → when its last access token expires
-	subjects map[revKey]notBefore // a user or a client (by id) → which of its tokens are revoked
+	subjects map[revKey]notBefore // a user, a client (by id) or a client secret (by tag) → which of its tokens are revoked
 
 	onClient func(id string) // called for every client entry (cache invalidation)
 }
 
-// revKey names a user (store.RevokeUser) or a client (store.RevokeClient).
+// revKey names a user (store.RevokeUser), or a client or a client secret
+// (store.RevokeClient, store.SecretRevocation).
 type revKey struct{ kind, subject string }
 
 // notBefore revokes the tokens of a user or a client minted at or before ms
@@ -87,9 +88,10 @@ func (rv *Revocations) Add(r store.Revocation) {
 }
 
 // Revoked reports whether the access token with claims c has been revoked:
-// by its jti, by its session (sid), or because its user or client was
-// revoked when or after it was minted. The mint time comes, to the millisecond, from the jti the server
-// put in it (see mintedMs).
+// by its jti, by its session (sid), or because its user, its client or the
+// client secret it was minted with (secret_tag) was revoked when or after
+// it was minted. The mint time comes, to the millisecond, from the jti the
+// server put in it (see mintedMs).
 func (rv *Revocations) Revoked(c *token.Claims) bool {
 	rv.mu.RLock()
 	defer rv.mu.RUnlock()
@@ -105,11 +107,12 @@ func (rv *Revocations) Revoked(c *token.Claims) bool {
 	}
 	user, okUser := rv.subjects[revKey{store.RevokeUser, c.Subject}]
 	client, okClient := rv.subjects[revKey{store.RevokeClient, c.ClientID}]
-	if !okUser && !okClient {
+	secret, okSecret := rv.subjects[revKey{store.RevokeClient, c.SecretTag}]
+	if !okUser && !okClient && !okSecret {
 		return false
 	}
 	ms := mintedMs(c)
-	return (okUser && ms <= user.ms) || (okClient && ms <= client.ms)
+	return (okUser && ms <= user.ms) || (okClient && ms <= client.ms) || (okSecret && ms <= secret.ms)
 }
 
 // mintedMs is when the token was minted, in Unix milliseconds: read from its

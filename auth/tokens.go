@@ -54,6 +54,7 @@ type Mint struct {
 	Audience  string    // one of RESOURCES (RFC 8707); "" for the ISSUER
 	JKT       string    // the DPoP key it is bound to (cnf, RFC 9449 §6.1), or ""
 	AuthTime  time.Time // when the user signed in; zero for none
+	SecretTag string    // the client secret the request showed (store.SecretTag), or ""
 }
 
 // Access mints an access token (RFC 9068) and returns it with its claims.
@@ -61,7 +62,7 @@ func (ts *Tokens) Access(sub, clientID string, m Mint, now time.Time) (string, *
 	c := &token.Claims{
 		Issuer: ts.Issuer, Subject: sub, Audience: cmp.Or(m.Audience, ts.Issuer),
 		IssuedAt: now.Unix(), Expiry: now.Add(ts.AccessTTL).Unix(),
-		ID: token.NewTimedID(now), ClientID: clientID, Scope: m.Scope, SessionID: m.SessionID,
+		ID: token.NewTimedID(now), ClientID: clientID, Scope: m.Scope, SessionID: m.SessionID, SecretTag: m.SecretTag,
 	}
 	if m.JKT != "" {
 		c.Cnf = &token.Cnf{JKT: m.JKT}
@@ -204,9 +205,10 @@ func (ts *Tokens) pair(access, refresh, scope, jkt string) *Pair {
 // Narrow is what a refresh request asks of its new tokens (RFC 6749 §6,
 // RFC 8707 §2.2, RFC 9449 §5).
 type Narrow struct {
-	Scope    string   // "" keeps the token's scope; otherwise a subset of it
-	Resource []string // the resource parameters: none, or the session's own
-	JKT      string   // the DPoP key the request proved, or ""
+	Scope     string   // "" keeps the token's scope; otherwise a subset of it
+	Resource  []string // the resource parameters: none, or the session's own
+	JKT       string   // the DPoP key the request proved, or ""
+	SecretTag string   // as Mint's
 	// Bind: the client is public, so a session bound to no key is bound to
 	// JKT from this refresh on (RFC 9449 §5: "refresh tokens issued to
 	// public clients [with a DPoP proof] MUST be bound").
@@ -249,7 +251,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		// proof rotates nothing.
 		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", n.JKT, n.Bind, ts.RefreshTTL, ts.MaxAge, now)
 		if err == nil {
-			return ts.finishRotation(spent, next, clientID, spent.Scope, n.JKT, now)
+			return ts.finishRotation(spent, next, clientID, spent.Scope, n, now)
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, nil, err
@@ -297,15 +299,15 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.finishRotation(spent, next, clientID, newScope, n.JKT, now)
+	return ts.finishRotation(spent, next, clientID, newScope, n, now)
 }
 
 // finishRotation mints the access token of a rotated family, for the
 // family's resource.
-func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope, jkt string, now time.Time) (*Pair, *store.RefreshToken, error) {
-	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: spent.Family.Resource, JKT: jkt, AuthTime: spent.Family.AuthTime}, now)
+func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope string, n Narrow, now time.Time) (*Pair, *store.RefreshToken, error) {
+	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: spent.Family.Resource, JKT: n.JKT, AuthTime: spent.Family.AuthTime, SecretTag: n.SecretTag}, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.pair(access, next, scope, jkt), spent, nil
+	return ts.pair(access, next, scope, n.JKT), spent, nil
 }

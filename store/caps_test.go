@@ -207,7 +207,8 @@ func TestAdminClientWritesNeedAnAdmin(t *testing.T) {
 					return db.DeleteClient(ctx, by, id, store.ClientDeletion(id, time.Hour, t0), t0)
 				}},
 				{"rotation", `SELECT id FROM clients WHERE id = $1 FOR UPDATE`, func(by int64, id string) error {
-					return db.SetClientSecret(ctx, by, id, "new", time.Hour, t0)
+					_, err := db.SetClientSecret(ctx, by, id, "new", time.Hour, t0)
+					return err
 				}},
 			} {
 				a := newUser(t, db, fmt.Sprint("a", i, "@example.com"), fmt.Sprint("a", i))

@@ -132,22 +132,38 @@ func (db *DB) DeleteClient(ctx context.Context, by int64, id string, r Revocatio
 	})
 }
 
-// SetClientSecret replaces a confidential client's secret hash and records a
-// 'client' revocation: a rotation usually means the old secret leaked, so
-// access tokens minted with it stop working too. Refresh tokens survive; the
-// client needs its new secret to use them. It commits only while by is an
-// active admin, 0 for the operator (asAdmin).
-func (db *DB) SetClientSecret(ctx context.Context, by int64, id, secretHash string, accessTTL time.Duration, now time.Time) (err error) {
+// SetClientSecret replaces a confidential client's secret hash, records two
+// revocations and returns them for the caller to apply here: a
+// ClientRevocation of the client's access tokens minted until now, and a
+// SecretRevocation of every one minted with the old secret, those another
+// instance mints with it after now included. A rotation usually means the
+// old secret leaked. Tokens minted with the new secret after now are not
+// revoked. Refresh tokens survive; the client needs its new secret to use
+// them. It commits only while by is an active admin, 0 for the operator
+// (asAdmin).
+func (db *DB) SetClientSecret(ctx context.Context, by int64, id, secretHash string, accessTTL time.Duration, now time.Time) (rs []Revocation, err error) {
 	defer db.wrap(&err, "set client secret")
 	if !storable(id) {
-		return ErrNotFound
+		return nil, ErrNotFound
 	}
-	return db.asAdmin(ctx, by, func(tx *txn) error {
-		if err := tx.execOr(ctx, ErrNotFound, `UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1 AND secret_hash IS NOT NULL`, id, secretHash, now.Unix()); err != nil {
+	err = db.asAdmin(ctx, by, func(tx *txn) error {
+		// The no-op update holds the row, so that the hash read is the one
+		// replaced: of two rotations at once, the second revokes the first's.
+		var old string
+		if err := tx.updateReturning(ctx, `UPDATE clients SET secret_hash = secret_hash WHERE id = $1 AND secret_hash IS NOT NULL`,
+			`secret_hash`, `clients WHERE id = $1`, id).Scan(&old); err != nil {
 			return err
 		}
-		return insertRevocation(ctx, tx, ClientRevocation(id, accessTTL, now), now)
+		if _, err := tx.ExecContext(ctx, `UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1`, id, secretHash, now.Unix()); err != nil {
+			return err
+		}
+		rs = []Revocation{ClientRevocation(id, accessTTL, now), SecretRevocation(old, accessTTL, now)}
+		if err := insertRevocation(ctx, tx, rs[0], now); err != nil {
+			return err
+		}
+		return insertRevocation(ctx, tx, rs[1], now)
 	})
+	return rs, err
 }
 
 // --- authorization codes ---

@@ -793,6 +793,49 @@ func TestClientDeletionNoDeadlock(t *testing.T) {
 	}
 }
 
+// Two rotations of one client's secret at once, the second waiting for
+// the first: the second revokes the secret the first set, as well as the
+// one before (the first revokes it). A read of the old hash before the
+// row's lock found the one both replaced, so the secret the first set
+// was never revoked, and the tokens an instance that still took it mints
+// would have lived.
+func TestSecretRotationsBesideEachOther(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			db, raw := onServer(t, d)
+			if err := db.CreateClient(ctx, 0, &store.Client{ID: "c", Name: "c", SecretHash: "h0"}, t0); err != nil {
+				t.Fatal(err)
+			}
+			rotate := func(hash string) func() error {
+				return func() error {
+					_, err := db.SetClientSecret(ctx, 0, "c", hash, time.Hour, t0)
+					return err
+				}
+			}
+			if err1, err2 := lineUp(t, raw, d, rotate("h1"), rotate("h2"), `SELECT id FROM clients WHERE id = $1 FOR UPDATE`, "c"); err1 != nil || err2 != nil {
+				t.Fatalf("rotations: %v, %v", err1, err2)
+			}
+			c, err := db.ClientByID(ctx, "c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			list, err := db.RevocationsSince(ctx, time.Unix(0, 0), t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			revoked := map[string]bool{}
+			for _, r := range list {
+				revoked[r.Subject] = true
+			}
+			for _, h := range []string{"h0", "h1", "h2"} {
+				if got, want := revoked[store.SecretTag(h)], h != c.SecretHash; got != want {
+					t.Errorf("secret %s (the client's is %s) revoked: %v; want %v", h, c.SecretHash, got, want)
+				}
+			}
+		})
+	}
+}
+
 // A refresh rotation beside a password change that has revoked the user's
 // families and waits to commit (behind the audit chain's head, as any
 // audited write may). No deadlock: the rotation locks its token's row and

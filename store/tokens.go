@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -288,6 +290,30 @@ func ClientDeletion(clientID string, accessTTL time.Duration, now time.Time) Rev
 	r := ClientRevocation(clientID, accessTTL, now)
 	r.NotBeforeMs = r.ExpiresAt * 1000
 	return r
+}
+
+// SecretTag names a client secret, by its hash, in the access tokens minted
+// with it (their secret_tag claim), so that its rotation can revoke them
+// (SecretRevocation): 128 bits of the hash's own SHA-256, which tell
+// nothing of the secret or of its stored hash. It is 32 hex digits, never
+// a client id (22 characters). "" for no secret (a public client).
+func SecretTag(secretHash string) string {
+	if secretHash == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(secretHash))
+	return hex.EncodeToString(sum[:16])
+}
+
+// SecretRevocation revokes every access token minted with the client secret
+// whose hash is secretHash, before or after now, as ClientDeletion does for
+// a client and for the same reason: another instance takes the secret, and
+// mints with it, until its client cache hears of the rotation. Its subject
+// is the secret's tag, in a 'client' revocation (the kinds a database takes
+// are fixed): a token is revoked by its secret_tag as by its client_id. A
+// secret is never reused, and the new one's tokens have another tag.
+func SecretRevocation(secretHash string, accessTTL time.Duration, now time.Time) Revocation {
+	return ClientDeletion(SecretTag(secretHash), accessTTL, now)
 }
 
 // SessionRevocation revokes every access token minted from the family (a

@@ -30,6 +30,7 @@ func appendClaims(b []byte, c *Claims) []byte {
 	b = appendOptString(b, `,"nonce":`, c.Nonce)
 	b = appendOptString(b, `,"at_hash":`, c.AtHash)
 	b = appendOptString(b, `,"sid":`, c.SessionID)
+	b = appendOptString(b, `,"secret_tag":`, c.SecretTag)
 	b = appendOptString(b, `,"email":`, c.Email)
 	if c.EmailVerified != nil {
 		b = strconv.AppendBool(append(b, `,"email_verified":`...), *c.EmailVerified)

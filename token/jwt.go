@@ -81,6 +81,10 @@ type Claims struct {
 	Nonce     string `json:"nonce,omitempty"`
 	AtHash    string `json:"at_hash,omitempty"`
 	SessionID string `json:"sid,omitempty"` // access tokens: the refresh-token family; ID and logout tokens: the browser sign-in
+	// Access tokens of a confidential client: which of its secrets the
+	// request showed, by a tag (store.SecretTag), so that a rotation can
+	// revoke what the old one mints.
+	SecretTag string `json:"secret_tag,omitempty"`
 	// ID tokens granted the email scope (OIDC Core §5.1, §5.4): the address
 	// and whether it is verified, written whenever set, false included.
 	Email         string  `json:"email,omitempty"`
