@@ -392,6 +392,10 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, accessTTL time.
 		var userID int64
 		var sid, hash string
 		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid, &hash)
+		if errors.Is(err, sql.ErrNoRows) && lookup == signInsBySID {
+			e.Revocations, err = endGoneSignInTx(ctx, tx, arg, accessTTL, now)
+			return err
+		}
 		if errors.Is(err, sql.ErrNoRows) {
 			return errNoChange // nothing to end, and no event
 		}
@@ -412,6 +416,29 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, accessTTL time.
 		return err
 	})
 	return e, err
+}
+
+// endGoneSignInTx ends what the sign-in named sid started when its row is
+// gone (expired, then purged; its relying party may log out later): its
+// unused codes, its approved device requests and the families they
+// started. With no row, no code or approval of it can be stored anew
+// (signInLive); each delete waits for an exchange or redemption of the row
+// it deletes, which then committed its family before the revocation reads
+// the families, or finds its row gone. Nothing to end is errNoChange.
+func endGoneSignInTx(ctx context.Context, tx *txn, sid string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
+	voided := false
+	for _, q := range []string{`DELETE FROM auth_codes WHERE used_at IS NULL AND sid = $1`, `DELETE FROM device_codes WHERE status = 'approved' AND sid = $1`} {
+		err := tx.execOr(ctx, errNoChange, q, sid)
+		if err != nil && !errors.Is(err, errNoChange) {
+			return nil, err
+		}
+		voided = voided || err == nil
+	}
+	r, err := revokeFamiliesTx(ctx, tx, signInsBySID, sid, "", accessTTL, now)
+	if err == nil && len(r) == 0 && !voided {
+		return nil, errNoChange // nothing to end, and no event
+	}
+	return r, err
 }
 
 // --- password reset ---
