@@ -252,15 +252,29 @@ func (db *DB) ConsentedScope(ctx context.Context, userID int64, clientID, resour
 }
 
 // SaveConsent records that the user granted the client scope at resource
-// (replacing the previous grant there, which the caller has merged in).
-func (db *DB) SaveConsent(ctx context.Context, userID int64, clientID, resource, scope string, now time.Time) (err error) {
+// (replacing the previous grant there, which the caller has merged in) on
+// the form of the browser sign-in whose cookie's hash is sessionHash. It
+// is ErrNotFound, storing nothing, if the sign-in ended, the user is gone
+// or inactive, or the client is gone. It holds the user's row, as a code
+// does (signInLive): a password change, reset, deactivation or deletion,
+// which forgets the user's consents, forgets one stored before it too, and
+// one that comes after finds the sign-in gone. A write of its own
+// committed after the change had forgotten the consents, and the consent
+// an intruder gave outlived the owner taking the account back.
+func (db *DB) SaveConsent(ctx context.Context, userID int64, sessionHash, clientID, resource, scope string, now time.Time) (err error) {
 	defer db.wrap(&err, "save consent")
 	upsert := `ON CONFLICT (user_id, client_id, resource) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at`
 	if db.dialect == MySQL {
 		upsert = `ON DUPLICATE KEY UPDATE scope = VALUES(scope), updated_at = VALUES(updated_at)` // MariaDB has no row alias for excluded
 	}
-	return db.exec(ctx, nil, `INSERT INTO consents (user_id, client_id, resource, scope, updated_at) VALUES ($1, $2, $3, $4, $5)
+	return db.tx(ctx, func(tx *txn) error {
+		if err := signInLive(ctx, tx, userID, sessionHash, now); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO consents (user_id, client_id, resource, scope, updated_at) VALUES ($1, $2, $3, $4, $5)
 `+upsert, userID, clientID, resource, scope, now.Unix())
+		return err
+	})
 }
 
 // --- browser sessions ---
