@@ -291,7 +291,12 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 			a.decide(nil)
 			return
 		}
-		if err := grantConsent(ctx, a.db, sess.UserID, a.ar, a.now); err != nil {
+		// The sign-in ended meanwhile (a password change, a logout) or the
+		// client is gone (as for a code: store.SaveConsent cannot tell).
+		if err := grantConsent(ctx, a.db, sess, a.ar, a.now); errors.Is(err, store.ErrNotFound) {
+			a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
+			return
+		} else if err != nil {
 			a.b.fail(a.w, a.r, err)
 			return
 		}
@@ -577,20 +582,16 @@ func needsConsent(ctx context.Context, db *store.DB, userID int64, ar *authReque
 	return !ok || !scopeSubset(ar.scope, granted), nil
 }
 
-// grantConsent adds the request's scopes to what the user granted the
-// client at the request's resource. Both are valid scope lists, each at
+// grantConsent adds the request's scopes to what the sign-in's user granted
+// the client at the request's resource. Both are valid scope lists, each at
 // most maxScopeLen, so their union (of registered scopes only) is one too.
-func grantConsent(ctx context.Context, db *store.DB, userID int64, ar *authRequest, now time.Time) error {
-	granted, _, err := db.ConsentedScope(ctx, userID, ar.client.ID, ar.resource)
+func grantConsent(ctx context.Context, db *store.DB, sess *store.Session, ar *authRequest, now time.Time) error {
+	granted, _, err := db.ConsentedScope(ctx, sess.UserID, ar.client.ID, ar.resource)
 	if err != nil {
 		return err
 	}
 	merged := slices.Compact(slices.Sorted(slices.Values(append(strings.Fields(granted), strings.Fields(ar.scope)...))))
-	err = db.SaveConsent(ctx, userID, ar.client.ID, ar.resource, strings.Join(merged, " "), now)
-	if errors.Is(err, store.ErrNotFound) { // deleted on another instance since this one cached it
-		return httpx.E(httpx.KindInvalid, "The request names an unknown client.")
-	}
-	return err
+	return db.SaveConsent(ctx, sess.UserID, sess.Hash, ar.client.ID, ar.resource, strings.Join(merged, " "), now)
 }
 
 func (a *authorization) showConsent(sess *store.Session) {

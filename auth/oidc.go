@@ -81,10 +81,12 @@ func userinfo(ctx context.Context, db *store.DB, c *token.Claims) (map[string]an
 // RP-Initiated Logout 1.0, §2: both methods carry the same parameters).
 // With a valid id_token_hint naming the signed-in user the session ends at
 // once. A valid hint that comes without a sign-in (no cookie, or one whose
-// sign-in is gone) ends the sign-in the hint names by its sid: that is a
-// relying party calling from its back end, as zitadel/oidc's rp.EndSession
-// does, and only a holder of that sign-in's ID token can name it. Otherwise
-// the user confirms on a page, whose form (action=logout, with a CSRF
+// sign-in is gone) is a relying party calling from its back end, as
+// zitadel/oidc's rp.EndSession does. Whenever the logout goes ahead, the
+// sign-in the hint names ends by its sid, with the sessions it started,
+// also when it expired (its row purged) or the browser signed in again
+// since: only a holder of that sign-in's ID token can name it. Otherwise
+// the user confirms on a page (which carries the hint on), whose form (action=logout, with a CSRF
 // token) is the one POST that needs one, so a third-party page cannot sign
 // people out. post_logout_redirect_uri is followed only if it
 // is registered, exactly, for the client the hint (or client_id) names;
@@ -117,7 +119,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			return
 		}
 		clientID := params.Get("client_id")
-		hintSID, hintSub := "", "" // the sign-in to end when the request carries none, and its user
+		hintSID, hintSub := "", "" // the sign-in the hint names, and its user
 		if hint := params.Get("id_token_hint"); hint != "" && oidc {
 			// The audience is the client; check the signature and issuer first.
 			c, err := parseIDTokenHint(ts, hint, t)
@@ -137,9 +139,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			signedInAsHint := sess != nil && store.FormatID(sess.UserID) == c.Subject
 			confirmed = confirmed || sess == nil || signedInAsHint
 			acted = acted || signedInAsHint
-			if sess == nil {
-				hintSID, hintSub = c.SessionID, c.Subject
-			}
+			hintSID, hintSub = c.SessionID, c.Subject
 		}
 		target := ""
 		if p := params.Get("post_logout_redirect_uri"); p != "" {
@@ -158,7 +158,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			if clientID != "" { // from the hint, when the request named no client_id
 				keep = append(keep, hidden{"client_id", clientID})
 			}
-			keep = append(keep, hiddenFields(params, "post_logout_redirect_uri", "state")...)
+			keep = append(keep, hiddenFields(params, "id_token_hint", "post_logout_redirect_uri", "state")...)
 			b.render(w, http.StatusOK, "logout", formAction(target), &pageData{Title: "Sign out", Hidden: keep, CSRF: b.csrfToken(w, r)})
 			return
 		}

@@ -226,6 +226,57 @@ func TestLogoutEndsTheSignInsSessions(t *testing.T) {
 	}
 }
 
+// A relying party's logout ends the sessions of the sign-in its ID token
+// names also when that sign-in is no longer the browser's: it expired and
+// the browser signed in again (sid B, for another client), or it expired
+// and was purged, then logged out from the relying party's back end, or
+// from a browser another user signed in to since (confirmed on the page).
+// Before, only a sign-in row found by the hint's sid (and only without a
+// cookie) ended its families: the relying party's refresh token went on
+// (a regression test).
+func TestLogoutEndsTheHintsSessionsAfterItsSignIn(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		e.createUser("bob@example.com", "bob", "Bob-Password-1", store.RoleUser)
+		id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}})
+		rp2, _ := e.newClient(ClientSpec{Name: "RP2", RedirectURIs: []string{"https://app.example/cb"}, FirstParty: true, Scopes: []string{"openid"}})
+		for _, since := range []string{"signed in again", "purged", "another user"} {
+			b, p := e.browser(), newPKCE()
+			r := e.token(id, secret, codeForm(e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), "ann", "Ann-Password-1")), p)).want(http.StatusOK)
+			rt, hint := e.secret(r.Str("refresh_token")), url.Values{"id_token_hint": {r.Str("id_token")}}.Encode()
+			e.secret(r.Str("access_token"))
+			e.clock.Add(13 * time.Hour) // the sign-in has expired; its session has not
+			rt = e.secret(e.refreshGrant(id, secret, rt).want(http.StatusOK).Str("refresh_token"))
+			if since != "signed in again" {
+				ts := e.deps.Tokens
+				if err := e.db.Purge(t.Context(), store.Retention{LoginWindow: time.Minute, AccessTTL: ts.AccessTTL, MaxAge: ts.MaxAge}, e.clock.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			switch since {
+			case "signed in again":
+				e.secret(b.signIn(authorizeURL(rp2, newPKCE(), "scope", "openid"), "ann", "Ann-Password-1"))
+				b.do("GET", "/oauth2/logout?"+hint, nil)
+			case "purged":
+				e.browser().do("GET", "/oauth2/logout?"+hint, nil) // the back end: no cookie
+			case "another user":
+				e.secret(b.signIn(authorizeURL(rp2, newPKCE(), "scope", "openid"), "bob", "Bob-Password-1"))
+				w := b.do("GET", "/oauth2/logout?"+hint, nil)
+				form := formOf(t, w.Body.String())
+				form.Set("action", "logout")
+				b.do("POST", "/oauth2/logout", form)
+			}
+			if b.signedIn(rp2) {
+				t.Errorf("%s: the browser's sign-in goes on after the logout", since)
+			}
+			if w := e.refreshGrant(id, secret, rt); w.Code == http.StatusOK {
+				e.secret(w.Str("refresh_token"))
+				t.Errorf("%s: the relying party's refresh token still works after its logout", since)
+			}
+		}
+	}, withSigningKey(t, ecKey(t), nil))
+}
+
 // A reset (or a deactivation) ends every session of the user with the
 // access tokens it minted, also one minted by a refresh that began after
 // the reset read its clock and before it committed: while it hashed the new

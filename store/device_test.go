@@ -168,6 +168,51 @@ func TestDeviceCodesCapPerClient(t *testing.T) {
 	})
 }
 
+// A consent is saved after its form read the sign-in; a password change
+// forgets the user's consents and ends the sign-ins. A consent saved as the
+// change commits does not outlive it: saved first, the change deletes it;
+// saved after, it finds the sign-in gone (ErrNotFound). A lock on the
+// intruder's earlier consent holds the change at its deletion of consents,
+// and the save behind it. A regression test: the save was a write of its
+// own, which after the change had deleted the consents stored one the
+// owner's browser then met with prompt=none. On SQLite, one writer: the
+// change, then the save.
+func TestConsentRacingPasswordChange(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db, raw := storetest.OpenURL(t, url), rawDB(t, d, url)
+			u := newUser(t, db, "ann@example.com", "ann")
+			for _, saveFirst := range []bool{false, true} {
+				session, _, signIn := newSignIn(t, db, u.ID) // the intruder's
+				if err := db.SaveConsent(ctx, u.ID, session, signIn.ClientID, "", "read", t0); err != nil {
+					t.Fatal(err)
+				}
+				save := func() error { return db.SaveConsent(ctx, u.ID, session, signIn.ClientID, "", "read write", t0) }
+				change := func() error { _, err := db.SetPassword(ctx, u.ID, "$argon2id$owner", "", time.Hour, t0); return err }
+				var changed, saved error
+				const lock = `SELECT 1 FROM consents WHERE user_id = $1 AND client_id = $2 FOR UPDATE`
+				switch {
+				case d == store.SQLite && saveFirst:
+					continue
+				case d == store.SQLite:
+					changed, saved = change(), save()
+				case saveFirst:
+					saved, changed = lineUp(t, raw, d, save, change, lock, u.ID, signIn.ClientID)
+				default:
+					changed, saved = lineUp(t, raw, d, change, save, lock, u.ID, signIn.ClientID)
+				}
+				if changed != nil || (!saveFirst && !errors.Is(saved, store.ErrNotFound)) || (saveFirst && saved != nil) {
+					t.Errorf("save first %v: change %v, save %v", saveFirst, changed, saved)
+				}
+				if scope, ok, err := db.ConsentedScope(ctx, u.ID, signIn.ClientID, ""); ok || err != nil {
+					t.Errorf("save first %v: the intruder's consent %q survived the password change (%v)", saveFirst, scope, err)
+				}
+			}
+		})
+	}
+}
+
 // What a browser sign-in grants, an approval of a device request or a
 // code, is written after the page read the sign-in. A password change ends
 // the sign-in and voids what it granted in one transaction, but only what

@@ -268,15 +268,29 @@ func (db *DB) ConsentedScope(ctx context.Context, userID int64, clientID, resour
 }
 
 // SaveConsent records that the user granted the client scope at resource
-// (replacing the previous grant there, which the caller has merged in).
-func (db *DB) SaveConsent(ctx context.Context, userID int64, clientID, resource, scope string, now time.Time) (err error) {
+// (replacing the previous grant there, which the caller has merged in) on
+// the form of the browser sign-in whose cookie's hash is sessionHash. It
+// is ErrNotFound, storing nothing, if the sign-in ended, the user is gone
+// or inactive, or the client is gone. It holds the user's row, as a code
+// does (signInLive): a password change, reset, deactivation or deletion,
+// which forgets the user's consents, forgets one stored before it too, and
+// one that comes after finds the sign-in gone. A write of its own
+// committed after the change had forgotten the consents, and the consent
+// an intruder gave outlived the owner taking the account back.
+func (db *DB) SaveConsent(ctx context.Context, userID int64, sessionHash, clientID, resource, scope string, now time.Time) (err error) {
 	defer db.wrap(&err, "save consent")
 	upsert := `ON CONFLICT (user_id, client_id, resource) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at`
 	if db.dialect == MySQL {
 		upsert = `ON DUPLICATE KEY UPDATE scope = VALUES(scope), updated_at = VALUES(updated_at)` // MariaDB has no row alias for excluded
 	}
-	return db.exec(ctx, nil, `INSERT INTO consents (user_id, client_id, resource, scope, updated_at) VALUES ($1, $2, $3, $4, $5)
+	return db.tx(ctx, func(tx *txn) error {
+		if err := signInLive(ctx, tx, userID, sessionHash, now); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO consents (user_id, client_id, resource, scope, updated_at) VALUES ($1, $2, $3, $4, $5)
 `+upsert, userID, clientID, resource, scope, now.Unix())
+		return err
+	})
 }
 
 // --- browser sessions ---
@@ -408,6 +422,10 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, accessTTL time.
 		var userID int64
 		var sid, hash string
 		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid, &hash)
+		if errors.Is(err, sql.ErrNoRows) && lookup == signInsBySID {
+			e.Revocations, err = endGoneSignInTx(ctx, tx, arg, accessTTL, now)
+			return err
+		}
 		if errors.Is(err, sql.ErrNoRows) {
 			return errNoChange // nothing to end, and no event
 		}
@@ -428,6 +446,29 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, accessTTL time.
 		return err
 	})
 	return e, err
+}
+
+// endGoneSignInTx ends what the sign-in named sid started when its row is
+// gone (expired, then purged; its relying party may log out later): its
+// unused codes, its approved device requests and the families they
+// started. With no row, no code or approval of it can be stored anew
+// (signInLive); each delete waits for an exchange or redemption of the row
+// it deletes, which then committed its family before the revocation reads
+// the families, or finds its row gone. Nothing to end is errNoChange.
+func endGoneSignInTx(ctx context.Context, tx *txn, sid string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
+	voided := false
+	for _, q := range []string{`DELETE FROM auth_codes WHERE used_at IS NULL AND sid = $1`, `DELETE FROM device_codes WHERE status = 'approved' AND sid = $1`} {
+		err := tx.execOr(ctx, errNoChange, q, sid)
+		if err != nil && !errors.Is(err, errNoChange) {
+			return nil, err
+		}
+		voided = voided || err == nil
+	}
+	r, err := revokeFamiliesTx(ctx, tx, signInsBySID, sid, "", accessTTL, now)
+	if err == nil && len(r) == 0 && !voided {
+		return nil, errNoChange // nothing to end, and no event
+	}
+	return r, err
 }
 
 // --- password reset ---

@@ -635,7 +635,7 @@ func TestEndingAUserSpendsResetLinks(t *testing.T) {
 			if err := db.ReplaceResetToken(ctx, reset, u.ID, 3, t0.Add(time.Hour), t0); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.SaveConsent(ctx, u.ID, "c1", "", "read", t0); err != nil {
+			if err := db.SaveConsent(ctx, u.ID, "", "c1", "", "read", t0); err != nil {
 				t.Fatal(err)
 			}
 			if err := c.end(u.ID); err != nil {
@@ -1371,6 +1371,42 @@ VALUES ('d', 'd', '%[4]s', 0, 0, 5, 'redeemed', %[1]d, '%[5]s', 'by-device')`,
 	}
 }
 
+// A logout by the sid of a sign-in whose row is gone (expired, purged)
+// still ends what it started: its families, each with a sid revocation,
+// and its codes not exchanged yet, with one audit event; a repeat (in the
+// same second) ends nothing and appends none. Before, no row was nothing
+// to end (a regression test).
+func TestEndSignInAfterItsPurge(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		u := newUser(t, db, "ann@example.com", "ann")
+		session, code, signIn := newSignIn(t, db, u.ID)
+		f := store.Family{ID: "by-code", UserID: u.ID, ClientID: signIn.ClientID, AuthTime: t0, SID: signIn.SID}
+		if err := db.ExchangeCode(ctx, code, store.Issued{Family: &f}, t0); err != nil {
+			t.Fatal(err)
+		}
+		late := token.Hash(token.NewOpaque()) // outlives its sign-in
+		if err := db.CreateCode(ctx, &store.Code{Hash: late, ClientID: signIn.ClientID, UserID: u.ID, CodeChallenge: "x", AuthTime: t0,
+			SID: signIn.SID, SessionHash: session, ExpiresAt: t0.Add(2 * time.Hour)}, t0); err != nil {
+			t.Fatal(err)
+		}
+		now := t0.Add(time.Hour)
+		if err := db.Purge(ctx, store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: maxAge}, now); err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range [][]store.Revocation{{store.SessionRevocation(f.ID, time.Hour, now)}, nil} {
+			e := event("session.ended", store.FormatID(u.ID))
+			ended, err := db.DeleteSessionBySID(store.WithEvent(ctx, e), signIn.SID, time.Hour, now)
+			if err != nil || !slices.Equal(ended.Revocations, want) || (e.Hash != "") != (want != nil) {
+				t.Fatalf("logout %d of the purged sign-in: %+v, %v, event appended: %v; want %+v", i+1, ended.Revocations, err, e.Hash != "", want)
+			}
+		}
+		g := store.Family{ID: "late", UserID: u.ID, ClientID: signIn.ClientID, AuthTime: t0, SID: signIn.SID}
+		if err := db.ExchangeCode(ctx, late, store.Issued{Family: &g}, now); !errors.Is(err, store.ErrReused) {
+			t.Fatalf("exchange of the purged sign-in's code after its logout: %v; want ErrReused", err)
+		}
+	})
+}
+
 // A DPoP proof is spent once until it expires; a pushed request is taken
 // once, by its own client, then read by the sign-in's forms until it is
 // finished or expires; a bound family rotates only with its key. All of it
@@ -1528,13 +1564,13 @@ func TestConsentsPerResource(t *testing.T) {
 			}
 			want("c1", "", "read")
 			want("c1", a, "")
-			if err := db.SaveConsent(ctx, u.ID, "c1", a, "read write", t0); err != nil {
+			if err := db.SaveConsent(ctx, u.ID, "", "c1", a, "read write", t0); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.SaveConsent(ctx, u.ID, "c1", b, "write", t0); err != nil {
+			if err := db.SaveConsent(ctx, u.ID, "", "c1", b, "write", t0); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.SaveConsent(ctx, u.ID, "c1", b, "read write", t0); err != nil { // replaces B's, only
+			if err := db.SaveConsent(ctx, u.ID, "", "c1", b, "read write", t0); err != nil { // replaces B's, only
 				t.Fatal(err)
 			}
 			want("c1", "", "read")

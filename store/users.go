@@ -239,7 +239,10 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 // the new password after its request's time) mints an access token dated
 // after that time, which only its sid covers.
 func revokeFamiliesTx(ctx context.Context, tx *txn, where string, arg any, keep string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
-	if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $3 WHERE `+where+` AND id <> $2 AND revoked_at IS NULL`, arg, keep, now.Unix()); err != nil {
+	err := tx.execOr(ctx, errNoChange, `UPDATE token_families SET revoked_at = $3 WHERE `+where+` AND id <> $2 AND revoked_at IS NULL`, arg, keep, now.Unix())
+	if errors.Is(err, errNoChange) {
+		return nil, nil // none live: nothing ended here (endGoneSignInTx appends no event then)
+	} else if err != nil {
 		return nil, err
 	}
 	// The families revoked now (and any that another transaction revoked
