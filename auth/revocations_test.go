@@ -58,6 +58,28 @@ func TestRevocationCutoff(t *testing.T) {
 	}
 }
 
+// A deleted client's, or a rotated secret's, entry covers tokens minted
+// after it, until the other instances' client caches hear of it (at most
+// the cache's minute): it was dropped at its cut-off, while a token minted
+// just before the cut-off was still accepted for the verifier's Leeway.
+func TestDeletionKeptWhileItsTokensLive(t *testing.T) {
+	ttl, at := time.Hour, time.Unix(1_800_000_000, 0)
+	rv := NewRevocations(nil)
+	rv.Add(store.ClientDeletion("c1", ttl, at))
+	rv.Add(store.SecretRevocation("h1", ttl, at))
+	minted := at.Add(59 * time.Second) // by an instance that had yet to hear
+	for _, c := range []*token.Claims{
+		{ClientID: "c1", IssuedAt: minted.Unix(), ID: token.NewTimedID(minted)},
+		{ClientID: "c2", SecretTag: store.SecretTag("h1"), IssuedAt: minted.Unix(), ID: token.NewTimedID(minted)},
+	} {
+		last := minted.Add(ttl + token.Leeway) // the last second a verifier accepts it
+		rv.prune(last.Unix())
+		if !rv.Revoked(c) {
+			t.Errorf("client %s, secret tag %q: accepted again %v after, its entry pruned", c.ClientID, c.SecretTag, last.Sub(at))
+		}
+	}
+}
+
 // BenchmarkRevokedMemory adds one million jti revocations (as one access
 // token lifetime of 280 revocations a second would) and reports the live
 // heap and the growth of RSS per revoked token: the list is held on every

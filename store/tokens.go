@@ -285,10 +285,13 @@ func ClientRevocation(clientID string, accessTTL time.Duration, now time.Time) R
 // before or after now: its id is never reused, and another instance may
 // mint one after now, until its client cache hears of the deletion (a
 // revocation poll; at most the cache's minute) or on a clock that runs
-// ahead. It is kept as long as any such token could live.
+// ahead. It is kept as long as any such token could live: a minute past
+// its cut-off, for one minted just before it and accepted for its exp's
+// leeway (token.Leeway), or in a rotation that waited for its row.
 func ClientDeletion(clientID string, accessTTL time.Duration, now time.Time) Revocation {
 	r := ClientRevocation(clientID, accessTTL, now)
 	r.NotBeforeMs = r.ExpiresAt * 1000
+	r.ExpiresAt += 60
 	return r
 }
 

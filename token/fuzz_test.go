@@ -218,7 +218,7 @@ func FuzzClaimsJSON(f *testing.F) {
 	f.Add("https://as", "42", "aud", "", "", "openid email", "ann@example.com", int64(3), int64(0), false)
 	f.Fuzz(func(t *testing.T, iss, sub, aud, jti, client, scope, nonce string, exp, nbf int64, logout bool) {
 		c := &Claims{Issuer: iss, Subject: sub, Audience: aud, ID: jti, ClientID: client, Scope: scope, Nonce: nonce,
-			Expiry: exp, NotBefore: nbf, IssuedAt: exp / 2, AuthTime: nbf, AtHash: scope, SessionID: jti, Email: nonce}
+			Expiry: exp, NotBefore: nbf, IssuedAt: exp / 2, AuthTime: nbf, AtHash: scope, SessionID: jti, SecretTag: client, Email: nonce}
 		if logout {
 			c.Events = &Events{}
 		}
