@@ -181,7 +181,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 		}
 		if hintSID != "" {
 			e := auditEvent(ctx, actSessionEnded, hintSub, outSuccess, "reason", "logout", "via", "relying party", "sid", hintSID)
-			ended, err := db.DeleteSessionBySID(store.WithEvent(ctx, e), hintSID, ts.AccessTTL, t)
+			ended, err := db.DeleteSessionBySID(store.WithEvent(ctx, e), hintSID, clientID, ts.AccessTTL, t)
 			if err != nil {
 				b.fail(w, r, err)
 				return

@@ -233,17 +233,24 @@ func TestLogoutEndsTheSignInsSessions(t *testing.T) {
 // from a browser another user signed in to since (confirmed on the page).
 // Before, only a sign-in row found by the hint's sid (and only without a
 // cookie) ended its families: the relying party's refresh token went on
-// (a regression test).
+// (a regression test). Only its own: another relying party's session of
+// that sign-in outlives it, as it outlived the sign-in's expiry; any
+// holder of an old ID token of the sign-in ended them all (a regression
+// test too).
 func TestLogoutEndsTheHintsSessionsAfterItsSignIn(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
 		e.createUser("bob@example.com", "bob", "Bob-Password-1", store.RoleUser)
 		id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}})
 		rp2, _ := e.newClient(ClientSpec{Name: "RP2", RedirectURIs: []string{"https://app.example/cb"}, FirstParty: true, Scopes: []string{"openid"}})
+		rp3, secret3 := e.newClient(ClientSpec{Name: "RP3", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}})
 		for _, since := range []string{"signed in again", "purged", "another user"} {
-			b, p := e.browser(), newPKCE()
+			b, p, p3 := e.browser(), newPKCE(), newPKCE()
 			r := e.token(id, secret, codeForm(e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), "ann", "Ann-Password-1")), p)).want(http.StatusOK)
 			rt, hint := e.secret(r.Str("refresh_token")), url.Values{"id_token_hint": {r.Str("id_token")}}.Encode()
+			e.secret(r.Str("access_token"))
+			r = e.token(rp3, secret3, codeForm(e.secret(b.signIn(authorizeURL(rp3, p3, "scope", "openid"), "ann", "Ann-Password-1")), p3)).want(http.StatusOK)
+			rt3 := e.secret(r.Str("refresh_token"))
 			e.secret(r.Str("access_token"))
 			e.clock.Add(13 * time.Hour) // the sign-in has expired; its session has not
 			rt = e.secret(e.refreshGrant(id, secret, rt).want(http.StatusOK).Str("refresh_token"))
@@ -272,6 +279,12 @@ func TestLogoutEndsTheHintsSessionsAfterItsSignIn(t *testing.T) {
 			if w := e.refreshGrant(id, secret, rt); w.Code == http.StatusOK {
 				e.secret(w.Str("refresh_token"))
 				t.Errorf("%s: the relying party's refresh token still works after its logout", since)
+			}
+			if w := e.refreshGrant(rp3, secret3, rt3); w.Code != http.StatusOK {
+				t.Errorf("%s: another relying party's session of the expired sign-in ended with the logout: %d %s", since, w.Code, w.Body.String())
+			} else {
+				e.secret(w.Str("refresh_token"))
+				e.secret(w.Str("access_token"))
 			}
 		}
 	}, withSigningKey(t, ecKey(t), nil))

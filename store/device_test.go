@@ -352,7 +352,7 @@ func TestGrantBesideLogout(t *testing.T) {
 				var ended store.Ended
 				logout := func() (err error) {
 					if c.bySID {
-						ended, err = db.DeleteSessionBySID(audited("session.ended"), s.SID, time.Hour, t0)
+						ended, err = db.DeleteSessionBySID(audited("session.ended"), s.SID, rp.ID, time.Hour, t0)
 					} else {
 						ended, err = db.DeleteSession(audited("session.ended"), session, time.Hour, t0)
 					}

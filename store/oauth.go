@@ -384,19 +384,22 @@ WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active
 // while another tab signed in again still ends the sign-in.
 func (db *DB) DeleteSession(ctx context.Context, hash string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "delete session")
-	return db.endSignIn(ctx, `hash = $1 OR prev_hash = $1`, hash, accessTTL, now)
+	return db.endSignIn(ctx, `hash = $1 OR prev_hash = $1`, hash, "", accessTTL, now)
 }
 
 // DeleteSessionBySID ends the browser sign-in whose public id is sid, as
 // DeleteSession does (RP-initiated logout from a relying party's back end,
-// which holds the sign-in's ID token but not its cookie). An empty sid ends
-// nothing: sign-ins from before sids were recorded all have "".
-func (db *DB) DeleteSessionBySID(ctx context.Context, sid string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
+// which holds the sign-in's ID token but not its cookie), for the relying
+// party clientID (the ID token's audience). A sign-in that has expired
+// ended then for every relying party but the families it started (an
+// expiry ends none): the logout ends only clientID's (endGoneSignInTx). An
+// empty sid ends nothing: sign-ins from before sids were recorded all have "".
+func (db *DB) DeleteSessionBySID(ctx context.Context, sid, clientID string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "delete session by sid")
 	if sid == "" {
 		return e, nil
 	}
-	return db.endSignIn(ctx, signInsBySID, sid, accessTTL, now)
+	return db.endSignIn(ctx, signInsBySID, sid, clientID, accessTTL, now)
 }
 
 // endSignIn ends the one sign-in that lookup (a WHERE on sessions) finds
@@ -417,13 +420,13 @@ func (db *DB) DeleteSessionBySID(ctx context.Context, sid string, accessTTL time
 // for up to REFRESH_TOKEN_MAX_DAYS. An exchange of one of its codes holds
 // the user's row too: it committed its family before, or finds its code
 // gone.
-func (db *DB) endSignIn(ctx context.Context, lookup, arg string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
+func (db *DB) endSignIn(ctx context.Context, lookup, arg, clientID string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	err = db.tx(ctx, func(tx *txn) error {
-		var userID int64
+		var userID, expires int64
 		var sid, hash string
-		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid, &hash)
-		if errors.Is(err, sql.ErrNoRows) && lookup == signInsBySID {
-			e.Revocations, err = endGoneSignInTx(ctx, tx, arg, accessTTL, now)
+		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash, expires_at FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid, &hash, &expires)
+		if lookup == signInsBySID && (errors.Is(err, sql.ErrNoRows) || err == nil && expires <= now.Unix()) {
+			e.Revocations, err = endGoneSignInTx(ctx, tx, arg, clientID, accessTTL, now)
 			return err
 		}
 		if errors.Is(err, sql.ErrNoRows) {
@@ -448,23 +451,43 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, accessTTL time.
 	return e, err
 }
 
-// endGoneSignInTx ends what the sign-in named sid started when its row is
-// gone (expired, then purged; its relying party may log out later): its
-// unused codes, its approved device requests and the families they
-// started. With no row, no code or approval of it can be stored anew
-// (signInLive); each delete waits for an exchange or redemption of the row
-// it deletes, which then committed its family before the revocation reads
-// the families, or finds its row gone. Nothing to end is errNoChange.
-func endGoneSignInTx(ctx context.Context, tx *txn, sid string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
+// endGoneSignInTx ends what the sign-in named sid started for the relying
+// party clientID when the sign-in has expired (its row may be purged; the
+// relying party may log out later): its unused codes, its approved device
+// requests and the families they started. Only clientID's: the sign-in is
+// over, and the families of other relying parties it started outlive it
+// as after any expiry; anyone holding an old ID token of it (any relying
+// party's, or one leaked with a logout URL) must not end them. No code
+// or approval of it can be stored anew (signInLive); each delete waits for
+// an exchange or redemption of the row it deletes, which then committed
+// its family before the revocation reads the families, or finds its row
+// gone. Nothing to end is errNoChange.
+func endGoneSignInTx(ctx context.Context, tx *txn, sid, clientID string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
 	voided := false
-	for _, q := range []string{`DELETE FROM auth_codes WHERE used_at IS NULL AND sid = $1`, `DELETE FROM device_codes WHERE status = 'approved' AND sid = $1`} {
-		err := tx.execOr(ctx, errNoChange, q, sid)
+	for _, q := range []string{`DELETE FROM auth_codes WHERE used_at IS NULL AND sid = $1 AND client_id = $2`,
+		`DELETE FROM device_codes WHERE status = 'approved' AND sid = $1 AND client_id = $2`} {
+		err := tx.execOr(ctx, errNoChange, q, sid, clientID)
 		if err != nil && !errors.Is(err, errNoChange) {
 			return nil, err
 		}
 		voided = voided || err == nil
 	}
-	r, err := revokeFamiliesTx(ctx, tx, signInsBySID, sid, "", accessTTL, now)
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM token_families WHERE sid = $1 AND client_id = $2 AND revoked_at IS NULL`, sid, clientID)
+	if err != nil {
+		return nil, err
+	}
+	families, err := collect(rows, func(s scanner) (*string, error) {
+		var id string
+		return &id, s.Scan(&id)
+	})
+	var r []Revocation
+	for _, id := range families { // one sign-in's families of one client: a few
+		ended, err := revokeFamiliesTx(ctx, tx, `id = $1`, id, "", accessTTL, now)
+		if err != nil {
+			return nil, err
+		}
+		r = append(r, ended...)
+	}
 	if err == nil && len(r) == 0 && !voided {
 		return nil, errNoChange // nothing to end, and no event
 	}

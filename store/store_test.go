@@ -1395,7 +1395,7 @@ func TestEndSignInAfterItsPurge(t *testing.T) {
 		}
 		for i, want := range [][]store.Revocation{{store.SessionRevocation(f.ID, time.Hour, now)}, nil} {
 			e := event("session.ended", store.FormatID(u.ID))
-			ended, err := db.DeleteSessionBySID(store.WithEvent(ctx, e), signIn.SID, time.Hour, now)
+			ended, err := db.DeleteSessionBySID(store.WithEvent(ctx, e), signIn.SID, signIn.ClientID, time.Hour, now)
 			if err != nil || !slices.Equal(ended.Revocations, want) || (e.Hash != "") != (want != nil) {
 				t.Fatalf("logout %d of the purged sign-in: %+v, %v, event appended: %v; want %+v", i+1, ended.Revocations, err, e.Hash != "", want)
 			}
