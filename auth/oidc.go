@@ -84,8 +84,10 @@ func userinfo(ctx context.Context, db *store.DB, c *token.Claims) (map[string]an
 // sign-in is gone) is a relying party calling from its back end, as
 // zitadel/oidc's rp.EndSession does. Whenever the logout goes ahead, the
 // sign-in the hint names ends by its sid, with the sessions it started,
-// also when it expired (its row purged) or the browser signed in again
-// since: only a holder of that sign-in's ID token can name it. Otherwise
+// also when the browser signed in again since; once it has expired (its
+// row purged or not), only the hint's relying party's sessions of it end
+// (store.DeleteSessionBySID): only a holder of that sign-in's ID token can
+// name it. Otherwise
 // the user confirms on a page (which carries the hint on), whose form (action=logout, with a CSRF
 // token) is the one POST that needs one, so a third-party page cannot sign
 // people out. post_logout_redirect_uri is followed only if it
