@@ -102,7 +102,7 @@ func (cs *Clients) drop(id string) {
 // eighth more and 16 bytes a string for the allocator's size classes, and
 // 1 KiB for the rest (the struct, the entry, the map's slot).
 func cachedSize(c *store.Client) int {
-	strs := []string{c.ID, c.Name, c.SecretHash, c.BackchannelLogoutURI, c.RegistrationHash, c.AuthMethod}
+	strs := []string{c.ID, c.Name, c.SecretHash, c.SecretTag, c.BackchannelLogoutURI, c.RegistrationHash, c.AuthMethod}
 	n := 0
 	for _, list := range [][]string{strs, c.RedirectURIs, c.PostLogoutRedirectURIs, c.GrantTypes, c.Scopes} {
 		n += 16 * cap(list)

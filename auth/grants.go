@@ -185,7 +185,7 @@ func (g *grant) clientCredentials(ctx context.Context) (*Pair, error) {
 	if err := g.spendProof(ctx); err != nil {
 		return nil, err
 	}
-	access, _, err := g.ts.Access(g.c.ID, g.c.ID, Mint{Scope: scope, Audience: aud, JKT: g.jkt, SecretTag: store.SecretTag(g.c.SecretHash)}, g.now)
+	access, _, err := g.ts.Access(g.c.ID, g.c.ID, Mint{Scope: scope, Audience: aud, JKT: g.jkt, SecretTag: g.c.SecretTag}, g.now)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func (g *grant) refresh(ctx context.Context) (*Pair, error) {
 	if rt == "" {
 		return nil, httpx.E(httpx.KindInvalid, "refresh_token is required")
 	}
-	pair, old, err := g.ts.Rotate(ctx, g.db, rt, g.c.ID, Narrow{Scope: g.form.Get("scope"), Resource: g.form["resource"], JKT: g.jkt, SecretTag: store.SecretTag(g.c.SecretHash), Bind: g.c.Public(), Proof: g.proof}, g.now)
+	pair, old, err := g.ts.Rotate(ctx, g.db, rt, g.c.ID, Narrow{Scope: g.form.Get("scope"), Resource: g.form["resource"], JKT: g.jkt, SecretTag: g.c.SecretTag, Bind: g.c.Public(), Proof: g.proof}, g.now)
 	if err != nil {
 		return nil, refreshFailure(ctx, g.log, g.info, err, true)
 	}
@@ -355,7 +355,7 @@ func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, 
 	if g.c.Public() {
 		fam.DPoPJKT = g.jkt // a public client's refresh tokens are bound to the key (RFC 9449 §5)
 	}
-	access, claims, err := g.ts.Access(store.FormatID(u.ID), g.c.ID, Mint{Scope: granted.Scope, SessionID: fam.ID, Audience: aud, JKT: g.jkt, AuthTime: granted.AuthTime, SecretTag: store.SecretTag(g.c.SecretHash)}, g.now)
+	access, claims, err := g.ts.Access(store.FormatID(u.ID), g.c.ID, Mint{Scope: granted.Scope, SessionID: fam.ID, Audience: aud, JKT: g.jkt, AuthTime: granted.AuthTime, SecretTag: g.c.SecretTag}, g.now)
 	if err != nil {
 		return nil, err
 	}

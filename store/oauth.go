@@ -15,6 +15,7 @@ type Client struct {
 	ID                     string
 	Name                   string
 	SecretHash             string // SHA-256 hex; "" for a public client
+	SecretTag              string // SecretTag(SecretHash), set when read: the secret_tag of the tokens minted with it
 	RedirectURIs           []string
 	PostLogoutRedirectURIs []string
 	GrantTypes             []string
@@ -46,6 +47,7 @@ func scanClient(s scanner) (*Client, error) {
 		return nil, err
 	}
 	c.SecretHash, c.RegistrationHash = secret.String, registration.String
+	c.SecretTag = SecretTag(c.SecretHash)
 	if err := json.Unmarshal([]byte(redirects), &c.RedirectURIs); err != nil {
 		return nil, fmt.Errorf("client %s: redirect_uris: %w", c.ID, err)
 	}
