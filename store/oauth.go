@@ -386,7 +386,7 @@ WHERE s.hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL AND u.is_active
 // while another tab signed in again still ends the sign-in.
 func (db *DB) DeleteSession(ctx context.Context, hash string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "delete session")
-	return db.endSignIn(ctx, `hash = $1 OR prev_hash = $1`, hash, "", accessTTL, now)
+	return db.endSignIn(ctx, `hash = $1 OR prev_hash = $1`, hash, nil, accessTTL, now)
 }
 
 // DeleteSessionBySID ends the browser sign-in whose public id is sid, as
@@ -401,13 +401,16 @@ func (db *DB) DeleteSessionBySID(ctx context.Context, sid, clientID string, acce
 	if sid == "" {
 		return e, nil
 	}
-	return db.endSignIn(ctx, signInsBySID, sid, clientID, accessTTL, now)
+	gone := func(tx *txn) ([]Revocation, error) { return endGoneSignInTx(ctx, tx, sid, clientID, accessTTL, now) }
+	return db.endSignIn(ctx, signInsBySID, sid, gone, accessTTL, now)
 }
 
 // endSignIn ends the one sign-in that lookup (a WHERE on sessions) finds
-// with arg, holding its user's row first, as a password change does: a
-// code or device approval of the sign-in (signInLive, which holds that
-// row) either committed before, and is voided here with its client told,
+// with arg. Given gone, it leaves one found expired, or not found, to gone
+// (what is left of it to end); without, none found is nothing to end. It
+// holds the sign-in's user's row first, as a password change does: a code
+// or device approval of the sign-in (signInLive, which holds that row)
+// either committed before, and is voided here with its client told,
 // or waits and then finds the sign-in gone. Without the row, one stored
 // meanwhile was unseen by the voiding, and outlived the logout
 // (TestGrantBesideLogout). A sign-in with a sid is ended by it, which a
@@ -422,13 +425,13 @@ func (db *DB) DeleteSessionBySID(ctx context.Context, sid, clientID string, acce
 // for up to REFRESH_TOKEN_MAX_DAYS. An exchange of one of its codes holds
 // the user's row too: it committed its family before, or finds its code
 // gone.
-func (db *DB) endSignIn(ctx context.Context, lookup, arg, clientID string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
+func (db *DB) endSignIn(ctx context.Context, lookup, arg string, gone func(*txn) ([]Revocation, error), accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	err = db.tx(ctx, func(tx *txn) error {
 		var userID, expires int64
 		var sid, hash string
 		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash, expires_at FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid, &hash, &expires)
-		if lookup == signInsBySID && (errors.Is(err, sql.ErrNoRows) || err == nil && expires <= now.Unix()) {
-			e.Revocations, err = endGoneSignInTx(ctx, tx, arg, clientID, accessTTL, now)
+		if gone != nil && (errors.Is(err, sql.ErrNoRows) || err == nil && expires <= now.Unix()) {
+			e.Revocations, err = gone(tx)
 			return err
 		}
 		if errors.Is(err, sql.ErrNoRows) {
@@ -447,7 +450,7 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg, clientID string, acces
 		if e.SignIns, err = endSignInsTx(ctx, tx, where, key); err != nil || sid == "" {
 			return err
 		}
-		e.Revocations, err = revokeFamiliesTx(ctx, tx, signInsBySID, sid, "", accessTTL, now)
+		e.Revocations, err = revokeFamiliesTx(ctx, tx, familiesOfSignIn, sid, "", accessTTL, now)
 		return err
 	})
 	return e, err
@@ -474,22 +477,7 @@ func endGoneSignInTx(ctx context.Context, tx *txn, sid, clientID string, accessT
 		}
 		voided = voided || err == nil
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM token_families WHERE sid = $1 AND client_id = $2 AND revoked_at IS NULL`, sid, clientID)
-	if err != nil {
-		return nil, err
-	}
-	families, err := collect(rows, func(s scanner) (*string, error) {
-		var id string
-		return &id, s.Scan(&id)
-	})
-	var r []Revocation
-	for _, id := range families { // one sign-in's families of one client: a few
-		ended, err := revokeFamiliesTx(ctx, tx, `id = $1`, id, "", accessTTL, now)
-		if err != nil {
-			return nil, err
-		}
-		r = append(r, ended...)
-	}
+	r, err := revokeFamiliesTx(ctx, tx, familiesOfSignInFor, sid, clientID, accessTTL, now)
 	if err == nil && len(r) == 0 && !voided {
 		return nil, errNoChange // nothing to end, and no event
 	}

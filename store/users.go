@@ -224,22 +224,22 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 		if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
 			return err
 		}
-		e.Revocations, err = revokeFamiliesTx(ctx, tx, signInsByUser, id, keepFamily, accessTTL, now)
+		e.Revocations, err = revokeFamiliesTx(ctx, tx, familiesOfUser, id, keepFamily, accessTTL, now)
 		return err
 	})
 	return e, err
 }
 
-// revokeFamiliesTx revokes the live refresh-token families of a user
-// (where is signInsByUser) or of a browser sign-in (signInsBySID: a family
-// names them as a sign-in does) but keep ("" for none), each with a sid
-// revocation for the access tokens minted from it, and returns those
-// revocations. By sid, not only by a cutoff in time: a family's refresh or
-// login committed while this transaction was on its way (a reset hashes
-// the new password after its request's time) mints an access token dated
-// after that time, which only its sid covers.
-func revokeFamiliesTx(ctx context.Context, tx *txn, where string, arg any, keep string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
-	err := tx.execOr(ctx, errNoChange, `UPDATE token_families SET revoked_at = $3 WHERE `+where+` AND id <> $2 AND revoked_at IS NULL`, arg, keep, now.Unix())
+// revokeFamiliesTx revokes the live refresh-token families that where
+// (familiesOfUser, familiesOfSignIn or familiesOfSignInFor) selects with
+// its two arguments, each with a sid revocation for the access tokens
+// minted from it, and returns those revocations. By sid, not only by a
+// cutoff in time: a family's refresh or login committed while this
+// transaction was on its way (a reset hashes the new password after its
+// request's time) mints an access token dated after that time, which only
+// its sid covers.
+func revokeFamiliesTx(ctx context.Context, tx *txn, where string, arg1, arg2 any, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
+	err := tx.execOr(ctx, errNoChange, `UPDATE token_families SET revoked_at = $3 WHERE `+where+` AND revoked_at IS NULL`, arg1, arg2, now.Unix())
 	if errors.Is(err, errNoChange) {
 		return nil, nil // none live: nothing ended here (endGoneSignInTx appends no event then)
 	} else if err != nil {
@@ -248,13 +248,13 @@ func revokeFamiliesTx(ctx context.Context, tx *txn, where string, arg any, keep 
 	// The families revoked now (and any that another transaction revoked
 	// in the same second: a second sid revocation changes nothing), all
 	// recorded by one statement, however many there are.
-	revoked := `FROM token_families WHERE ` + where + ` AND id <> $2 AND revoked_at = $3`
+	revoked := `FROM token_families WHERE ` + where + ` AND revoked_at = $3`
 	r := SessionRevocation("", accessTTL, now)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at)
-SELECT 'sid', id, $4, $5, $3 `+revoked, arg, keep, now.Unix(), r.NotBeforeMs, r.ExpiresAt); err != nil {
+SELECT 'sid', id, $4, $5, $3 `+revoked, arg1, arg2, now.Unix(), r.NotBeforeMs, r.ExpiresAt); err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id `+revoked, arg, keep, now.Unix())
+	rows, err := tx.QueryContext(ctx, `SELECT id `+revoked, arg1, arg2, now.Unix())
 	if err != nil {
 		return nil, err
 	}
@@ -263,6 +263,14 @@ SELECT 'sid', id, $4, $5, $3 `+revoked, arg, keep, now.Unix(), r.NotBeforeMs, r.
 		return &family, s.Scan(&family.Subject)
 	})
 }
+
+// The families revokeFamiliesTx revokes, each selected with two arguments.
+// A browser sign-in's are named by its sid, as a family records it.
+const (
+	familiesOfUser      = `user_id = $1 AND id <> $2`    // a user's but the family $2 ("" for none)
+	familiesOfSignIn    = `sid = $1 AND client_id <> $2` // a sign-in's, of every relying party but $2 ("" for none)
+	familiesOfSignInFor = `sid = $1 AND client_id = $2`  // a sign-in's, of the relying party $2
+)
 
 // The browser sign-ins endSignInsTx ends: a user's, or one by its hash or
 // by its (non-empty) sid.
@@ -367,7 +375,7 @@ func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duratio
 	if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
 		return e, err
 	}
-	if e.Revocations, err = revokeFamiliesTx(ctx, tx, signInsByUser, id, "", accessTTL, now); err != nil {
+	if e.Revocations, err = revokeFamiliesTx(ctx, tx, familiesOfUser, id, "", accessTTL, now); err != nil {
 		return e, err
 	}
 	r := UserRevocation(id, accessTTL, now)
