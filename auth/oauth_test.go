@@ -734,8 +734,9 @@ func TestRevocationAndIntrospection(t *testing.T) {
 				t.Errorf("%s: introspection %v; want only active:false", name, in)
 			}
 		}
-		// A refresh token is introspectable by its own client only.
-		if in := e.introspect(id, secret, rt); in["active"] != true {
+		// A refresh token is introspectable by its own client only, with no
+		// token_type: RFC 7662 §2.2's are access token types (RFC 6749 §7.1).
+		if in := e.introspect(id, secret, rt); in["active"] != true || in["token_type"] != nil {
 			t.Fatalf("own refresh token: %v", in)
 		}
 		if in := e.introspect(rs, rsSecret, rt); in["active"] != false {
