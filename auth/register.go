@@ -280,9 +280,10 @@ func (m *clientMetadata) client(release bool) (*store.Client, string, error) {
 }
 
 // registration is the client information response (RFC 7591 §3.2.1, RFC
-// 7592 §3). The client secret is shown once, at registration; the
-// registration access token at registration and after each update (only
-// their hashes are kept, so a read cannot show them).
+// 7592 §3). The client secret is shown once, at registration (only its
+// hash is kept); the registration access token at registration, after
+// each update, and to a read, which shows the one it was sent with (§3
+// has the token REQUIRED; only its hash is kept too).
 type registration struct {
 	ClientID                string `json:"client_id"`
 	ClientSecret            string `json:"client_secret,omitempty"`
@@ -358,8 +359,9 @@ func register(w http.ResponseWriter, r *http.Request, db *store.DB, iss string, 
 // for the client whose registration access token the caller check found.
 func handleRegistrationRead(iss string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rat, _, _ := accessToken(r) // the one requireRegistrant accepted
 		httpx.NoStore(w)
-		httpx.JSON(w, http.StatusOK, registrationView(principalOf(r).client, iss, "", ""))
+		httpx.JSON(w, http.StatusOK, registrationView(principalOf(r).client, iss, "", rat))
 	})
 }
 

@@ -175,10 +175,11 @@ func TestDynamicRegistrationToken(t *testing.T) {
 			t.Fatalf("introspection of the registered client's token: %v", in)
 		}
 
-		// Read (RFC 7592 §2.1): the metadata, no secret, no token.
+		// Read (RFC 7592 §2.1): the metadata, no secret, and the
+		// registration access token it was read with (§3: REQUIRED).
 		got := e.manage("GET", id, rat, nil).want(http.StatusOK)
 		if got.Header().Get("Cache-Control") != "no-store" || got.Str("client_id") != id || got.Str("client_secret") != "" ||
-			got.Str("registration_access_token") != "" || got.Str("registration_client_uri") != testIssuer+"/oauth2/register/"+id {
+			got.Str("registration_access_token") != rat || got.Str("registration_client_uri") != testIssuer+"/oauth2/register/"+id {
 			t.Fatalf("read: %s %v", got.Body.String(), got.Header())
 		}
 		other := e.registerClient("", nil) // token mode: refused before anything
