@@ -1284,3 +1284,34 @@ func TestEmptyParametersOmitted(t *testing.T) {
 		e.token(rs, rsSecret, cc).wantOAuthError(http.StatusBadRequest, errInvalidRequest)
 	}, withResources)
 }
+
+// TestNativeClientAskedEveryTime: a consent given to a public client
+// redirecting to a loopback port is not remembered (RFC 8252 §8.6: another
+// app on the device can listen there with the same client_id), while one
+// given to a public client redirecting to https is.
+func TestNativeClientAskedEveryTime(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	e.createUser("ann@example.com", "ann", "correct horse", "user")
+	for uri, remembered := range map[string]bool{"http://127.0.0.1/cb": false, "https://app.example/cb": true} {
+		id, _ := e.newClient(ClientSpec{Name: "App", Public: true, RedirectURIs: []string{uri}, Scopes: []string{"read"}})
+		p := newPKCE()
+		b := e.browser()
+		form := formOf(t, b.do("GET", authorizeURL(id, p, "redirect_uri", uri), nil).Body.String())
+		form.Set("login", "ann")
+		form.Set("password", "correct horse")
+		form = formOf(t, b.do("POST", "/oauth2/authorize", form).Body.String())
+		form.Set("action", "allow")
+		if w := b.do("POST", "/oauth2/authorize", form); !strings.Contains(w.Header().Get("Location"), "code=") {
+			t.Fatalf("%s: no code at the first authorization: %d %q", uri, w.Code, w.Header().Get("Location"))
+		}
+		w := b.do("GET", authorizeURL(id, p, "redirect_uri", uri, "prompt", "none"), nil)
+		loc, err := url.Parse(w.Header().Get("Location"))
+		if err != nil || w.Code != http.StatusFound {
+			t.Fatalf("%s: prompt=none: %d %q", uri, w.Code, w.Header().Get("Location"))
+		}
+		if q := loc.Query(); (q.Get("code") != "") != remembered || !remembered && q.Get("error") != errConsentRequired {
+			t.Errorf("%s: prompt=none after a consent: %v; want a code: %v, else consent_required", uri, q, remembered)
+		}
+		e.secret(loc.Query().Get("code"))
+	}
+}
