@@ -213,7 +213,10 @@ var errMalformedQuery = httpx.E(httpx.KindInvalid, "The request's query string i
 // the login form, the consent form, and the redirect with a code. A
 // request_uri stands for a pushed request (RFC 9126 §4); with requirePAR
 // (REQUIRE_PAR), or for a client registered --require-par, nothing else is
-// accepted.
+// accepted. A POST is one of our forms when it carries a CSRF token, which
+// must then be right; without one it is a client's authorization request
+// sent as a form (OIDC Core §3.1.2.1: servers MUST take POST), read as a
+// GET's query is, and none of the forms' fields act.
 func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, oidc, requirePAR bool, v verification, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
@@ -221,12 +224,14 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 		params := r.URL.Query() // well formed: the route table refused any other (wellFormedQuery)
 		if r.Method == http.MethodPost {
 			form, err := readForm(r)
-			if err != nil || !b.csrfOK(r, form) {
+			a.form = form.Has("csrf_token")
+			if err != nil || a.form && !b.csrfOK(r, form) {
 				b.fail(w, r, errFormExpired)
 				return
 			}
 			params = form
-		} else if err := checkParams(params); err != nil && params.Has("request_uri") {
+		}
+		if err := checkParams(params); !a.form && err != nil && params.Has("request_uri") {
 			// A pushed request's redirect URI is not known yet; without
 			// request_uri, parseAuthRequest finds the error again and sends
 			// it to the client once its redirect URI checks out.
@@ -234,9 +239,9 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 			return
 		}
 		if params.Has("request_uri") {
-			browser := b.csrfCookie(w, r) // a POST's was checked above; a GET gets one now if it has none
+			browser := b.csrfCookie(w, r) // a form's was checked above; a request gets one now if it has none
 			var err error
-			if params, a.pushed, err = pushedParams(ctx, db, params, browser, r.Method == http.MethodGet, t); err != nil {
+			if params, a.pushed, err = pushedParams(ctx, db, params, browser, !a.form, t); err != nil {
 				b.fail(w, r, err)
 				return
 			}
@@ -268,7 +273,7 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 // sign-in (never so at the device page, whose requests have neither);
 // prompt=none answers login_required instead of showing the form.
 func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics, v verification) {
-	ctx, form, posted := a.r.Context(), a.ar.params, a.r.Method == http.MethodPost
+	ctx, form, posted := a.r.Context(), a.ar.params, a.form
 	sess, _, err := currentSession(ctx, a.db, a.b, a.r, a.now)
 	if err != nil {
 		a.b.fail(a.w, a.r, err)
@@ -365,6 +370,9 @@ type authorization struct {
 	// device is set at the device page (device.go), whose forms post there
 	// and carry its user code instead of the authorization request.
 	device *deviceStep
+	// form is set for a POST of one of our forms, with its CSRF token: the
+	// user acted (an authorization request sent by POST is not one).
+	form bool
 }
 
 // showForm renders the login or consent page d with what both forms need:
@@ -449,7 +457,7 @@ func (a *authorization) finishPushed() {
 // it is shown here, or the server would be an open redirector (RFC 9700
 // §4.11.2).
 func (a *authorization) redirectError(e *httpx.Error) {
-	if a.r.Method != http.MethodPost && a.ar.client.Registered() {
+	if !a.form && a.ar.client.Registered() {
 		a.finishPushed()
 		a.b.fail(a.w, a.r, e)
 		return

@@ -228,7 +228,7 @@ func handleDevicePage(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			return
 		}
 		httpx.InfoFrom(r).ClientID = c.ID
-		a := &authorization{w: w, r: r, log: log, db: db, ts: ts, b: b, now: t, device: &deviceStep{shown: showUserCode(code), mac: d.UserCode},
+		a := &authorization{w: w, r: r, log: log, db: db, ts: ts, b: b, now: t, form: true, device: &deviceStep{shown: showUserCode(code), mac: d.UserCode},
 			ar: &authRequest{client: c, scope: d.Scope, resource: d.Resource, maxAge: -1, params: form}}
 		a.signInAndConsent(pw, th, m, v)
 	})

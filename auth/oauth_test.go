@@ -1315,3 +1315,35 @@ func TestNativeClientAskedEveryTime(t *testing.T) {
 		e.secret(loc.Query().Get("code"))
 	}
 }
+
+// TestAuthorizationRequestByPost: a client may send its authorization
+// request as a POSTed form (OIDC Core §3.1.2.1: servers MUST take POST). It
+// is read as a GET's query; without a CSRF token it is no form of ours, so
+// the login fields it carries sign nobody in.
+func TestAuthorizationRequestByPost(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	e.createUser("ann@example.com", "ann", "correct horse", "user")
+	id, secret := e.webClient()
+	p := newPKCE()
+	target, _ := url.Parse(authorizeURL(id, p))
+	request := target.Query()
+
+	b := e.browser()
+	if w := b.do("POST", "/oauth2/authorize", request); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="password"`) {
+		t.Fatalf("authorization request by POST: %d %s; want the login page", w.Code, w.Body.String())
+	}
+	withLogin := url.Values{"login": {"ann"}, "password": {"correct horse"}}
+	for k, v := range request {
+		withLogin[k] = v
+	}
+	if w := b.do("POST", "/oauth2/authorize", withLogin); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="password"`) || b.cookies[cookieSession] != "" {
+		t.Fatalf("login fields without a CSRF token: %d, session cookie %q; want the login page, nobody signed in", w.Code, b.cookies[cookieSession])
+	}
+	// Signed in and consented: the POSTed request gets its code (303).
+	e.secret(b.signIn(authorizeURL(id, p), "ann", "correct horse"))
+	q := callback(t, b.do("POST", "/oauth2/authorize", request), http.StatusSeeOther)
+	if q.Get("state") != "st-123" {
+		t.Fatalf("state %q", q.Get("state"))
+	}
+	e.token(id, secret, codeForm(e.secret(q.Get("code")), p)).want(http.StatusOK)
+}
