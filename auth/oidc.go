@@ -79,9 +79,10 @@ func userinfo(ctx context.Context, db *store.DB, c *token.Claims) (map[string]an
 
 // handleEndSession serves GET and POST /oauth2/logout (OpenID Connect
 // RP-Initiated Logout 1.0, §2: both methods carry the same parameters).
-// With a valid id_token_hint naming the signed-in user the session ends at
-// once. A valid hint that comes without a sign-in (no cookie, or one whose
-// sign-in is gone) is a relying party calling from its back end, as
+// With a valid id_token_hint naming the browser's sign-in (its sid and
+// user) the session ends at once. A valid hint that comes without a
+// sign-in (no cookie, or one whose sign-in is gone) is a relying party
+// calling from its back end, as
 // zitadel/oidc's rp.EndSession does. Whenever the logout goes ahead, the
 // sign-in the hint names ends by its sid, with the sessions it started,
 // also when the browser signed in again since; once it has expired (its
@@ -98,8 +99,8 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
 		params := r.URL.Query() // well formed, a POST's too: the route table refused any other (wellFormedQuery)
-		// acted: the user confirmed on our page, or the browser is signed
-		// in as the hint's user; without either, a dynamically registered
+		// acted: the user confirmed on our page, or the hint names the
+		// browser's sign-in; without either, a dynamically registered
 		// client's URI, which anyone may have registered, is not followed.
 		confirmed, acted, trusted := false, false, true
 		if r.Method == http.MethodPost {
@@ -130,17 +131,21 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				return
 			}
 			clientID = c.Audience
-			// Sign out at once only the user the hint names: any valid ID
-			// token (another user's, an old one) must not let a link sign
-			// a victim out. Without a sign-in there is nothing to end.
+			// Sign out at once only the sign-in the hint names (§2: ask
+			// when the ID token does not belong to the current session):
+			// any other valid ID token, another user's or another sign-in
+			// of this user's (a phone's, an old one), must not let a link
+			// sign the browser out. The same user signing in again keeps
+			// the sid; a sign-in from before sids has "", which names none.
+			// Without a sign-in there is nothing to end.
 			sess, _, err := currentSession(ctx, db, b, r, t)
 			if err != nil {
 				b.fail(w, r, err)
 				return
 			}
-			signedInAsHint := sess != nil && store.FormatID(sess.UserID) == c.Subject
-			confirmed = confirmed || sess == nil || signedInAsHint
-			acted = acted || signedInAsHint
+			hintIsBrowsers := sess != nil && sess.SID != "" && sess.SID == c.SessionID && store.FormatID(sess.UserID) == c.Subject
+			confirmed = confirmed || sess == nil || hintIsBrowsers
+			acted = acted || hintIsBrowsers
 			hintSID, hintSub = c.SessionID, c.Subject
 		}
 		target := ""

@@ -230,7 +230,8 @@ func TestLogoutEndsTheSignInsSessions(t *testing.T) {
 // names also when that sign-in is no longer the browser's: it expired and
 // the browser signed in again (sid B, for another client), or it expired
 // and was purged, then logged out from the relying party's back end, or
-// from a browser another user signed in to since (confirmed on the page).
+// from a browser another user signed in to since. A browser signed in
+// again, as anyone, confirms on the page (RP-Initiated Logout §2).
 // Before, only a sign-in row found by the hint's sid (and only without a
 // cookie) ended its families: the relying party's refresh token went on
 // (a regression test). Only its own: another relying party's session of
@@ -263,11 +264,12 @@ func TestLogoutEndsTheHintsSessionsAfterItsSignIn(t *testing.T) {
 			switch since {
 			case "signed in again":
 				e.secret(b.signIn(authorizeURL(rp2, newPKCE(), "scope", "openid"), "ann", "Ann-Password-1"))
-				b.do("GET", "/oauth2/logout?"+hint, nil)
 			case "purged":
 				e.browser().do("GET", "/oauth2/logout?"+hint, nil) // the back end: no cookie
 			case "another user":
 				e.secret(b.signIn(authorizeURL(rp2, newPKCE(), "scope", "openid"), "bob", "Bob-Password-1"))
+			}
+			if since != "purged" {
 				w := b.do("GET", "/oauth2/logout?"+hint, nil)
 				form := formOf(t, w.Body.String())
 				form.Set("action", "logout")
@@ -672,6 +674,56 @@ func TestLogoutHintMustNameSignedInUser(t *testing.T) {
 			t.Fatalf("logout with the user's own hint: %d; still signed in: %v", w.Code, victim.signedIn(id))
 		}
 	}, withSigningKey(t, key, nil))
+}
+
+// RP-Initiated Logout §2: the OP must ask when the hint's ID token does
+// not belong to the browser's sign-in. Ann signs in twice (her laptop and
+// her phone: two sids); a link sent to the laptop with an ID token of the
+// phone's sign-in, expired or not, shows the confirmation page, ends
+// nothing, and does not follow a dynamically registered client's
+// post_logout_redirect_uri; confirmed, it ends both as before. A
+// regression test: only the hint's sub was compared, so any ID token of
+// the user (a leaked one, an old one) signed the laptop out unasked.
+func TestLogoutHintOfAnotherSignInAsks(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		ours, _ := e.newClient(ClientSpec{Name: "Ours", RedirectURIs: []string{"https://app.example/cb"}, FirstParty: true, Scopes: []string{"openid"}})
+		r := e.registerClient("", map[string]any{"client_name": "RP", "redirect_uris": []string{"https://app.example/cb"},
+			"post_logout_redirect_uris": []string{"https://rp.example/bye"}, "scope": "openid",
+			"token_endpoint_auth_method": "client_secret_post"}).want(http.StatusCreated)
+		id, secret := r.Str("client_id"), r.Str("client_secret")
+		idToken := func(b *browser) string {
+			p := newPKCE()
+			r := e.token(id, secret, codeForm(e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), "ann", "Ann-Password-1")), p)).want(http.StatusOK)
+			e.secret(r.Str("access_token"))
+			e.secret(r.Str("refresh_token"))
+			return e.secret(r.Str("id_token"))
+		}
+		laptop, phone := e.browser(), e.browser()
+		idToken(laptop)
+		q := url.Values{"id_token_hint": {idToken(phone)}, "post_logout_redirect_uri": {"https://rp.example/bye"}}.Encode()
+		var w *httptest.ResponseRecorder
+		for _, expired := range []bool{false, true} {
+			if expired {
+				e.clock.Add(2 * time.Hour) // the ID token has expired, the sign-ins have not
+			}
+			w = laptop.do("GET", "/oauth2/logout?"+q, nil)
+			if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `value="logout"`) {
+				t.Fatalf("expired %v: logout with another sign-in's hint: %d Location %q; want the confirmation page", expired, w.Code, w.Header().Get("Location"))
+			}
+			if !laptop.signedIn(ours) || !phone.signedIn(ours) {
+				t.Fatalf("expired %v: another sign-in's id_token_hint ended a sign-in unasked (laptop %v, phone %v)", expired, laptop.signedIn(ours), phone.signedIn(ours))
+			}
+		}
+		form := formOf(t, w.Body.String())
+		form.Set("action", "logout")
+		if w := laptop.do("POST", "/oauth2/logout", form); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "https://rp.example/bye" {
+			t.Fatalf("confirmed logout: %d %q", w.Code, w.Header().Get("Location"))
+		}
+		if laptop.signedIn(ours) || phone.signedIn(ours) {
+			t.Fatal("a sign-in goes on after the confirmed logout")
+		}
+	}, withDynamicRegistration(RegistrationOpen), withSigningKey(t, ecKey(t), nil))
 }
 
 // Item 8: a client learns only about its own tokens, unless registered
