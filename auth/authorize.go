@@ -83,17 +83,18 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	default:
 		return nil, httpx.E(httpx.KindInvalid, "The redirect_uri is not registered for this client.")
 	}
-	// From here on, errors go back to the client.
+	// From here on, errors go back to the client, with the state once it
+	// is checked.
 	ar.state = params.Get("state")
-	if err := checkParams(params); err != nil {
-		return ar, err
-	}
 	if len(ar.state) > 2048 || !vschar(ar.state) {
 		// RFC 6749 Appendix A.5: state is VSCHAR (%x20-7E). Anything else
 		// could not come back exactly (a CR is lost in the forms' round
 		// trip), so it is refused rather than altered, and not echoed.
 		ar.state = ""
 		return ar, httpx.E(httpx.KindInvalid, "state must be at most 2048 printable ASCII characters (RFC 6749 Appendix A.5)")
+	}
+	if err := checkParams(params); err != nil {
+		return ar, err
 	}
 	switch rt := params.Get("response_type"); {
 	case rt == "": // RFC 6749 §4.1.2.1: a missing parameter is invalid_request

@@ -367,6 +367,9 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		{"state with CR LF", authorizeURL(id, p, "state", "a\r\nb"), errInvalidRequest},
 		{"state with a tab", authorizeURL(id, p, "state", "a\tb"), errInvalidRequest},
 		{"state with non-ASCII", authorizeURL(id, p, "state", "é"), errInvalidRequest},
+		// checkParams' errors went back with the first state unchecked (a regression test).
+		{"state with a control character, scope repeated", authorizeURL(id, p, "state", "a\x01b") + "&scope=a&scope=b", errInvalidRequest},
+		{"state of 2049 bytes, invalid UTF-8 elsewhere", authorizeURL(id, p, "state", strings.Repeat("s", 2049), "nonce", "\xff"), errInvalidRequest},
 		{"nonce with LF", authorizeURL(id, p, "nonce", "a\nb"), errInvalidRequest}, // a form would send it back as CR LF
 	} {
 		w := b.do("GET", tc.target, nil)
@@ -381,7 +384,9 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		if q.Get("code") != "" {
 			t.Errorf("%s: a code came with the error", tc.name)
 		}
-		if !strings.HasPrefix(tc.name, "repeated state") && !strings.HasPrefix(tc.name, "state with") && q.Get("state") != "st-123" {
+		if strings.HasPrefix(tc.name, "state ") && q.Has("state") {
+			t.Errorf("%s: state %.20q… echoed; RFC 6749 Appendix A.5 refuses it", tc.name, q.Get("state"))
+		} else if !strings.HasPrefix(tc.name, "repeated state") && !strings.HasPrefix(tc.name, "state ") && q.Get("state") != "st-123" {
 			t.Errorf("%s: state %q not echoed", tc.name, q.Get("state"))
 		}
 	}
