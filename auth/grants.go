@@ -387,7 +387,7 @@ func revokeIssued(ctx context.Context, db *store.DB, ts *Tokens, ac *store.Code,
 		return ts.endSessionAudited(ctx, db, ac.UserID, ac.FamilyID, "grant replay", now)
 	}
 	if ac.AccessJTI != "" { // exchanged before every grant started a session
-		return ts.RevokeAccess(ctx, db, &token.Claims{ID: ac.AccessJTI, Expiry: ac.AccessExp}, now)
+		return ts.RevokeAccess(ctx, db, &token.Claims{ID: ac.AccessJTI, Expiry: ac.AccessExp})
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok 
 	switch {
 	case claims != nil && claims.ClientID == c.ID:
 		e := auditEvent(ctx, actSessionEnded, claims.Subject, outSuccess, "reason", "revocation", "token", "access", "jti", claims.ID)
-		return ts.RevokeAccess(store.WithEvent(ctx, e), db, claims, now)
+		return ts.RevokeAccess(store.WithEvent(ctx, e), db, claims)
 	case rt != nil && rt.Family.ClientID == c.ID:
 		return ts.endSessionAudited(ctx, db, rt.Family.UserID, rt.Family.ID, "revocation", now)
 	}

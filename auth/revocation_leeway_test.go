@@ -21,7 +21,7 @@ func TestRevokedTokenKnownToNewInstanceWithinLeeway(t *testing.T) {
 		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
 		at, _ := e.login("ann", "Ann-Password-1")
 		c := e.claimsOf(at)
-		if err := e.deps.Tokens.RevokeAccess(context.Background(), e.db, c, e.clock.Now()); err != nil {
+		if err := e.deps.Tokens.RevokeAccess(context.Background(), e.db, c); err != nil {
 			t.Fatal(err)
 		}
 		e.request("GET", "/api/v1/profile", nil, bearer(at)...).want(http.StatusUnauthorized)

@@ -157,7 +157,8 @@ func (rv *Revocations) Load(ctx context.Context, db *store.DB, now time.Time) er
 }
 
 // PollOverlap is how far back each poll looks before the previous one, to
-// catch entries whose transaction committed after the time it stamped.
+// catch entries whose transaction committed after the time it stamped: the
+// time it wrote them, whatever its request's, so within store.OpTimeout.
 const PollOverlap = 15 * time.Second
 
 // Run polls db every interval until ctx ends, applying new entries and

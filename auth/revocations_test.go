@@ -1,14 +1,18 @@
 package auth
 
 import (
+	"context"
+	"net/http"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"oauth2-api/store"
+	"oauth2-api/store/storetest"
 	"oauth2-api/token"
 )
 
@@ -77,6 +81,61 @@ func TestDeletionKeptWhileItsTokensLive(t *testing.T) {
 		if !rv.Revoked(c) {
 			t.Errorf("client %s, secret tag %q: accepted again %v after, its entry pruned", c.ClientID, c.SecretTag, last.Sub(at))
 		}
+	}
+}
+
+// Revocations reach another instance by its poll (Run), which reads the
+// entries stamped since its previous poll, less PollOverlap. They were
+// stamped with their request's time, and a password change reads its
+// time before it waits for a hashing slot, rehashes and hashes the new
+// password (up to 10 s each): its sid revocations committed stamped more
+// than PollOverlap in the past, after the polls had moved past them, and
+// other instances took the ended sessions' access tokens until they
+// expired (a regression test). Here instance a's clock runs a minute
+// behind b's poller, as a request's time a minute before its transaction
+// would; a password change ends one session (store.revokeFamiliesTx), a
+// logout another (store.insertRevocation). Two instances on one database.
+func TestRevocationsReachPollsWhateverTheirRequestTime(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			dbURL := storetest.URL(t, d)
+			a, b := newEnvOn(t, storetest.OpenURL(t, dbURL)), newEnvOn(t, storetest.OpenURL(t, dbURL))
+			a.clock.Add(-time.Minute)
+			a.createUser("lee@example.com", "lee", "Old-Password-1", store.RoleUser)
+			changed, _ := a.login("lee", "Old-Password-1")
+			loggedOut, _ := a.login("lee", "Old-Password-1")
+			caller, _ := a.login("lee", "Old-Password-1")
+			b.secrets = append(b.secrets, a.secret("New-Password-2"))
+
+			// b polls as Run does, each poll starting when the test hands it its time.
+			ctx, cancel := context.WithCancel(t.Context())
+			starts := make(chan time.Time)
+			var polling sync.WaitGroup
+			polling.Go(func() {
+				b.deps.Tokens.Revoked.Run(ctx, b.db, time.Millisecond, b.deps.Log, func() time.Time {
+					select {
+					case s := <-starts:
+						return s
+					case <-ctx.Done():
+						return time.Now()
+					}
+				})
+			})
+			defer polling.Wait()
+			defer cancel()
+			starts <- time.Now() // where the first poll reads from
+
+			a.request("POST", "/api/v1/auth/logout", nil, bearer(loggedOut)...).want(http.StatusNoContent)
+			a.request("POST", "/api/v1/profile/password", map[string]string{"current_password": "Old-Password-1", "new_password": "New-Password-2"}, bearer(caller)...).want(http.StatusNoContent)
+			starts <- time.Now() // a poll after both committed,
+			starts <- time.Now() // done once the next one starts
+			for name, tok := range map[string]string{"ended by the password change": changed, "logged out": loggedOut} {
+				if r := b.request("GET", "/api/v1/profile", nil, bearer(tok)...); r.Code != http.StatusUnauthorized {
+					t.Errorf("the other instance, after its poll, takes the access token of the session %s: %d", name, r.Code)
+				}
+			}
+			b.request("GET", "/api/v1/profile", nil, bearer(caller)...).want(http.StatusOK)
+		})
 	}
 }
 

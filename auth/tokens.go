@@ -108,10 +108,10 @@ func (ts *Tokens) verify(raw string, anyAudience bool, now time.Time) (*token.Cl
 // database, then here. Only a stored revocation is applied locally, so a
 // failed write leaves nothing that would make a retry look done while
 // other instances still accept the token.
-func (ts *Tokens) RevokeAccess(ctx context.Context, db *store.DB, c *token.Claims, now time.Time) error {
+func (ts *Tokens) RevokeAccess(ctx context.Context, db *store.DB, c *token.Claims) error {
 	// Kept while the token verifies: until exp and the leeway after it.
 	r := store.Revocation{Kind: store.RevokeJTI, Subject: c.ID, ExpiresAt: c.Expiry + int64(token.Leeway/time.Second)}
-	if err := db.Revoke(ctx, r, now); err != nil {
+	if err := db.Revoke(ctx, r); err != nil {
 		return err
 	}
 	ts.Revoked.Add(r)

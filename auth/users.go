@@ -224,7 +224,7 @@ func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 		families := []string{p.claims.SessionID}
 		if p.claims.SessionID == "" { // a token minted before every session was named in sid
 			families = nil
-			if err := ts.RevokeAccess(r.Context(), db, p.claims, t); err != nil {
+			if err := ts.RevokeAccess(r.Context(), db, p.claims); err != nil {
 				return 0, nil, err
 			}
 		}

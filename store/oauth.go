@@ -130,7 +130,7 @@ func (db *DB) DeleteClient(ctx context.Context, by int64, id string, r Revocatio
 		if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {
 			return err
 		}
-		return insertRevocation(ctx, tx, r, now)
+		return insertRevocation(ctx, tx, r)
 	})
 }
 
@@ -160,10 +160,10 @@ func (db *DB) SetClientSecret(ctx context.Context, by int64, id, secretHash stri
 			return err
 		}
 		rs = []Revocation{ClientRevocation(id, accessTTL, now), SecretRevocation(old, accessTTL, now)}
-		if err := insertRevocation(ctx, tx, rs[0], now); err != nil {
+		if err := insertRevocation(ctx, tx, rs[0]); err != nil {
 			return err
 		}
-		return insertRevocation(ctx, tx, rs[1], now)
+		return insertRevocation(ctx, tx, rs[1])
 	})
 	return rs, err
 }

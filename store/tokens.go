@@ -223,7 +223,7 @@ func (db *DB) RevokeSession(ctx context.Context, familyID string, accessTTL time
 		}
 		rv := SessionRevocation(familyID, accessTTL, now)
 		r = &rv
-		return insertRevocation(ctx, tx, rv, now)
+		return insertRevocation(ctx, tx, rv)
 	})
 	if err != nil {
 		return nil, err
@@ -326,20 +326,28 @@ func SessionRevocation(familyID string, accessTTL time.Duration, now time.Time) 
 }
 
 // Revoke records r for every instance to pick up.
-func (db *DB) Revoke(ctx context.Context, r Revocation, now time.Time) (err error) {
+func (db *DB) Revoke(ctx context.Context, r Revocation) (err error) {
 	defer db.wrap(&err, "revoke")
-	return db.tx(ctx, func(tx *txn) error { return insertRevocation(ctx, tx, r, now) })
+	return db.tx(ctx, func(tx *txn) error { return insertRevocation(ctx, tx, r) })
 }
 
-func insertRevocation(ctx context.Context, tx *txn, r Revocation, now time.Time) error {
+func insertRevocation(ctx context.Context, tx *txn, r Revocation) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)`,
-		r.Kind, r.Subject, r.NotBeforeMs, r.ExpiresAt, now.Unix())
+		r.Kind, r.Subject, r.NotBeforeMs, r.ExpiresAt, written())
 	return err
 }
 
-// RevocationsSince returns unexpired revocations recorded at or after since.
-// Callers poll with an overlapping since, because a PostgreSQL transaction may
-// commit a little after the time it stamped; applying an entry twice is harmless.
+// written is a revocation's created_at, which the other instances' polls
+// read by (RevocationsSince): the time it is written, not its request's.
+// A request may wait long before its transaction (a password change for a
+// hashing slot, a rehash and its new hash, up to 10 s each), and an entry
+// stamped more than the polls' overlap before it commits is one they have
+// moved past: the transaction, bounded by OpTimeout, commits well within it.
+func written() int64 { return time.Now().Unix() }
+
+// RevocationsSince returns unexpired revocations written at or after since.
+// Callers poll with an overlapping since, because a transaction commits up to
+// OpTimeout after the time it stamped (written); applying an entry twice is harmless.
 func (db *DB) RevocationsSince(ctx context.Context, since, now time.Time) (list []Revocation, err error) {
 	defer db.wrap(&err, "revocations since")
 	return readAll(ctx, db, func(s scanner) (*Revocation, error) {

@@ -251,7 +251,7 @@ func revokeFamiliesTx(ctx context.Context, tx *txn, where string, arg1, arg2 any
 	revoked := `FROM token_families WHERE ` + where + ` AND revoked_at = $3`
 	r := SessionRevocation("", accessTTL, now)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at)
-SELECT 'sid', id, $4, $5, $3 `+revoked, arg1, arg2, now.Unix(), r.NotBeforeMs, r.ExpiresAt); err != nil {
+SELECT 'sid', id, $4, $5, $6 `+revoked, arg1, arg2, now.Unix(), r.NotBeforeMs, r.ExpiresAt, written()); err != nil {
 		return nil, err
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT id `+revoked, arg1, arg2, now.Unix())
@@ -380,7 +380,7 @@ func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duratio
 	}
 	r := UserRevocation(id, accessTTL, now)
 	e.Revocations = append(e.Revocations, r)
-	return e, insertRevocation(ctx, tx, r, now)
+	return e, insertRevocation(ctx, tx, r)
 }
 
 // RehashPassword replaces the user's password hash with one of the same
