@@ -25,7 +25,8 @@ import (
 // by entries and by bytes (a client may hold 64 KiB of URIs), entries
 // expire after a TTL, and an entry is dropped at once when this instance
 // changes the client and within one revocation poll when another instance
-// does (deletion and secret rotation record a client revocation).
+// does (deletion, secret rotation and an RFC 7592 update record a client
+// revocation).
 type Clients struct {
 	// load is store.DB.ClientByID: a field, so that a test can change and
 	// forget a client between Get's read and its store.

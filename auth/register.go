@@ -368,9 +368,9 @@ func handleRegistrationRead(iss string) http.Handler {
 // handleRegistrationUpdate serves PUT /oauth2/register/{id} (RFC 7592
 // §2.2): the metadata is replaced (omitted members take their defaults),
 // validated as at registration, and the registration access token rotated.
-func handleRegistrationUpdate(log *slog.Logger, db *store.DB, cs *Clients, iss string, release bool, now func() time.Time) http.Handler {
+func handleRegistrationUpdate(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, iss string, release bool, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp, err := updateRegistration(w, r, db, cs, iss, release, now())
+		resp, err := updateRegistration(w, r, db, ts, cs, iss, release, now())
 		if err == nil {
 			log.InfoContext(r.Context(), "registered client updated", "request_id", httpx.InfoFrom(r).ID, "client_id", resp.ClientID)
 		}
@@ -381,8 +381,9 @@ func handleRegistrationUpdate(log *slog.Logger, db *store.DB, cs *Clients, iss s
 // updateRegistration replaces the metadata of the caller's client only if
 // its registration access token is still the one presented: of two updates
 // with one token, one succeeds. A client stays public or confidential, and
-// keeps its id and secret.
-func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, cs *Clients, iss string, release bool, now time.Time) (*registration, error) {
+// keeps its id and secret, and its tokens live on; every instance forgets
+// the client it cached, here at once, elsewhere at its next poll.
+func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, ts *Tokens, cs *Clients, iss string, release bool, now time.Time) (*registration, error) {
 	old := principalOf(r).client
 	m, err := readMetadata(w, r)
 	if err != nil {
@@ -404,14 +405,15 @@ func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, cs
 	c.ID, c.SecretHash, c.CreatedAt = old.ID, old.SecretHash, old.CreatedAt
 	rat := token.NewOpaque()
 	c.RegistrationHash = token.Hash(rat)
-	err = db.UpdateRegisteredClient(r.Context(), c, old.RegistrationHash, now)
+	change := store.ClientChange(c.ID, ts.AccessTTL, now)
+	err = db.UpdateRegisteredClient(r.Context(), c, old.RegistrationHash, change, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errBadRegistrationToken
 	}
 	if err != nil {
 		return nil, err
 	}
-	cs.Forget(c.ID)
+	forgetClient(cs, ts.Revoked, change)
 	return registrationView(c, iss, "", rat), nil
 }
 

@@ -652,6 +652,50 @@ func TestClientDeletionRevokesEveryToken(t *testing.T) {
 	}, withDynamicRegistration(RegistrationOpen))
 }
 
+// An RFC 7592 update reaches every instance at its revocation poll, as a
+// deletion or a secret rotation does. It recorded nothing: another
+// instance kept the old metadata in its client cache for the cache's
+// minute, and a redirect URI removed as compromised still took
+// authorization requests there (a regression test). The update revokes
+// none of the client's tokens. Two instances on one database.
+func TestRegistrationUpdateReachesOtherInstances(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			dbURL := storetest.URL(t, d)
+			a := newEnvOn(t, storetest.OpenURL(t, dbURL), withDynamicRegistration(RegistrationOpen))
+			b := newEnvOn(t, storetest.OpenURL(t, dbURL), withDynamicRegistration(RegistrationOpen), func(d *Deps) { d.Now = a.clock.Now })
+			a.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			rs, rsSecret := a.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
+			meta := webMetadata()
+			meta["token_endpoint_auth_method"] = "client_secret_basic"
+			meta["redirect_uris"] = []string{"https://app.example/cb", "https://old.example/cb"}
+			reg := a.registerClient("", meta).want(http.StatusCreated)
+			id, secret, rat := reg.Str("client_id"), a.secret(reg.Str("client_secret")), a.secret(reg.Str("registration_access_token"))
+			at, _ := a.codeGrant(a.browser(), id, secret, "ann", "Ann-Password-1")
+			removed := authorizeURL(id, newPKCE(), "redirect_uri", "https://old.example/cb")
+			if w := b.browser().do("GET", removed, nil); w.Code != http.StatusOK { // b caches the client
+				t.Fatalf("before the update, b answers the authorization request to the URI it removes %d; want the login page", w.Code)
+			}
+
+			meta["client_id"], meta["redirect_uris"] = id, []string{"https://app.example/cb"}
+			a.manage("PUT", id, rat, meta).want(http.StatusOK)
+			if err := b.deps.Tokens.Revoked.Load(t.Context(), b.db, b.deps.Now()); err != nil { // b's poll
+				t.Fatal(err)
+			}
+			for name, in := range map[string]*env{"this": a, "the other": b} {
+				if w := in.browser().do("GET", removed, nil); w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" {
+					t.Errorf("after the update and a poll, %s instance answers an authorization request to the removed URI %d (Location %q); want 400",
+						name, w.Code, w.Header().Get("Location"))
+				}
+				if got := in.introspect(rs, rsSecret, at); got["active"] != true {
+					t.Errorf("after the update, %s instance: the client's access token %v; want active", name, got)
+				}
+			}
+			b.secrets = append(b.secrets, a.secrets...)
+		})
+	}
+}
+
 // A registration body is at most 16 KiB, which bounds what a stranger
 // stores, but the URI lists were stored as JSON with '&' escaped as
 // \u0026, six bytes for one: redirect URIs whose queries were mostly '&'

@@ -173,7 +173,7 @@ func routes(d Deps) []route {
 		rs = append(rs,
 			route{"POST /oauth2/register", registrar, reg, handleRegisterClient(log, db, iss, d.Release, now)},
 			route{"GET /oauth2/register/{id}", registrant, api, handleRegistrationRead(iss)},
-			route{"PUT /oauth2/register/{id}", registrant, api, handleRegistrationUpdate(log, db, cs, iss, d.Release, now)},
+			route{"PUT /oauth2/register/{id}", registrant, api, handleRegistrationUpdate(log, db, ts, cs, iss, d.Release, now)},
 			route{"DELETE /oauth2/register/{id}", registrant, api, handleRegistrationDelete(log, db, ts, cs, now)})
 	}
 	if d.Reset != nil { // ENABLE_PASSWORD_RESET; the token in the body or form is the credential

@@ -70,14 +70,20 @@ func (db *DB) ClientByRegistrationHash(ctx context.Context, hash string) (c *Cli
 // client (RFC 7592 §2.2) and its registration access token hash, if its
 // current hash is still oldHash; else (a concurrent update rotated it, or
 // the client is gone) ErrNotFound. The id, secret, first-party and
-// resource-server flags are not touched.
-func (db *DB) UpdateRegisteredClient(ctx context.Context, c *Client, oldHash string, now time.Time) (err error) {
+// resource-server flags are not touched. It records r, the client's
+// ClientChange, for the other instances to forget what they cached.
+func (db *DB) UpdateRegisteredClient(ctx context.Context, c *Client, oldHash string, r Revocation, now time.Time) (err error) {
 	defer db.wrap(&err, "update registered client")
-	err = db.exec(ctx, ErrNotFound, `UPDATE clients SET name = $3, redirect_uris = $4, post_logout_redirect_uris = $5, grant_types = $6, scopes = $7,
+	err = db.tx(ctx, func(tx *txn) error {
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE clients SET name = $3, redirect_uris = $4, post_logout_redirect_uris = $5, grant_types = $6, scopes = $7,
   require_dpop = $8, require_par = $9, token_endpoint_auth_method = $10, registration_hash = $11, updated_at = $12
 WHERE id = $1 AND registration_hash = $2`,
-		c.ID, oldHash, c.Name, jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs), strings.Join(c.GrantTypes, " "),
-		strings.Join(c.Scopes, " "), c.RequireDPoP, c.RequirePAR, c.AuthMethod, c.RegistrationHash, now.Unix())
+			c.ID, oldHash, c.Name, jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs), strings.Join(c.GrantTypes, " "),
+			strings.Join(c.Scopes, " "), c.RequireDPoP, c.RequirePAR, c.AuthMethod, c.RegistrationHash, now.Unix()); err != nil {
+			return err
+		}
+		return insertRevocation(ctx, tx, r)
+	})
 	if err == nil {
 		c.UpdatedAt = now.UTC().Truncate(time.Second)
 	}

@@ -88,11 +88,12 @@ func TestDynamicRegistration(t *testing.T) {
 			}
 
 			c.Name, c.RedirectURIs, c.RegistrationHash = "renamed", []string{"https://app.example/new"}, token.Hash("rat-2")
-			if err := db.UpdateRegisteredClient(ctx, c, token.Hash("rat-open"), t0.Add(time.Minute)); err != nil {
+			change := store.ClientChange(c.ID, time.Hour, t0)
+			if err := db.UpdateRegisteredClient(ctx, c, token.Hash("rat-open"), change, t0.Add(time.Minute)); err != nil {
 				t.Fatal(err)
 			}
 			c.RegistrationHash = token.Hash("rat-3")
-			if err := db.UpdateRegisteredClient(ctx, c, token.Hash("rat-open"), t0.Add(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+			if err := db.UpdateRegisteredClient(ctx, c, token.Hash("rat-open"), change, t0.Add(time.Minute)); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("an update with the replaced token: %v; want ErrNotFound", err)
 			}
 			got, err := db.ClientByRegistrationHash(ctx, token.Hash("rat-2"))
@@ -101,6 +102,9 @@ func TestDynamicRegistration(t *testing.T) {
 			}
 			if _, err := db.ClientByRegistrationHash(ctx, token.Hash("rat-open")); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("the replaced token still finds the client: %v", err)
+			}
+			if list, _ := db.RevocationsSince(ctx, time.Unix(0, 0), t0); len(list) != 1 || list[0] != change {
+				t.Fatalf("revocations after an update and a refused one: %+v; want the update's alone", list)
 			}
 
 			db.AddRegistrationToken(ctx, token.Hash("old"), t0.Add(time.Minute), t0)

@@ -319,6 +319,17 @@ func SecretRevocation(secretHash string, accessTTL time.Duration, now time.Time)
 	return ClientDeletion(SecretTag(secretHash), accessTTL, now)
 }
 
+// ClientChange revokes nothing (its cut-off is the epoch, before any token)
+// but, as every client revocation does, makes each instance that reads it
+// forget the client (auth.Revocations.Add): its metadata changed (an RFC
+// 7592 update), which the other instances' client caches kept for their
+// TTL, a removed redirect URI with it. It is kept as a ClientRevocation is.
+func ClientChange(clientID string, accessTTL time.Duration, now time.Time) Revocation {
+	r := ClientRevocation(clientID, accessTTL, now)
+	r.NotBeforeMs = 0
+	return r
+}
+
 // SessionRevocation revokes every access token minted from the family (a
 // revoked family mints nothing more, so its cutoff is never needed).
 func SessionRevocation(familyID string, accessTTL time.Duration, now time.Time) Revocation {
