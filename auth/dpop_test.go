@@ -453,6 +453,58 @@ func TestPublicRefreshWithProofBindsSession(t *testing.T) {
 	})
 }
 
+// A spent refresh token of a public client ends its session whatever proof
+// comes with it (RFC 9700 §4.14.2). A regression test: the key was checked
+// first, so a thief who refreshed first with a proof of his own key bound
+// the family to it, the owner's replay of the spent token was refused
+// invalid_dpop_proof, nothing ended, and the thief refreshed on; and a
+// spent token of a session bound from the start, presented without its
+// key, ended nothing either.
+func TestSpentRefreshTokenEndsSessionWhateverItsProof(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		owner, thief := newDPoPKey(t), newDPoPKey(t)
+		proof := func(k *dpopKey) string {
+			if k == nil {
+				return ""
+			}
+			return k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())
+		}
+		refresh := func(rt string, k *dpopKey) response {
+			return e.dpopPost("/oauth2/token", pub, "", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, proof(k))
+		}
+		tokens := func(r response) (at, rt string) {
+			return e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
+		}
+		for _, c := range []struct {
+			name          string
+			bound         *dpopKey // the key the code's exchange proves, or nil
+			first, replay *dpopKey // the key of the first refresh, and of the spent token's second (nil: no proof)
+		}{
+			{name: "thief binds an unbound session, owner replays without a proof", first: thief},
+			{name: "thief binds an unbound session, owner replays with its key", first: thief, replay: owner},
+			{name: "bound session, a replay without its key", bound: owner, first: owner},
+			{name: "bound session, a replay with another key", bound: owner, first: owner, replay: thief},
+		} {
+			pk := newPKCE()
+			code := e.secret(e.browser().signIn(authorizeURL(pub, pk), "ann", "Ann-Password-1"))
+			_, rt1 := tokens(e.dpopPost("/oauth2/token", pub, "", codeForm(code, pk), proof(c.bound)).want(http.StatusOK))
+			at2, rt2 := tokens(refresh(rt1, c.first).want(http.StatusOK))
+			if r := refresh(rt1, c.replay); r.Code != http.StatusBadRequest || r.Str("error") != errInvalidGrant {
+				t.Errorf("%s: the spent token again: %d %q; want 400 invalid_grant", c.name, r.Code, r.Str("error"))
+			}
+			if r := refresh(rt2, c.first); r.Code != http.StatusBadRequest || r.Str("error") != errInvalidGrant {
+				tokens(r)
+				t.Errorf("%s: after the reuse, the live token: %d %q; want 400 invalid_grant (the session ended)", c.name, r.Code, r.Str("error"))
+			}
+			if _, err := e.deps.Tokens.Verify(at2, e.clock.Now()); err == nil {
+				t.Errorf("%s: after the reuse, the access token of the first refresh still verifies", c.name)
+			}
+		}
+	})
+}
+
 // A single-page app on an origin of CORS_ORIGINS, the public client DPoP
 // binds, sends its proof in the DPoP header, which is not CORS-safelisted:
 // the preflight must allow it, and the answers must let the app read

@@ -214,10 +214,10 @@ type Narrow struct {
 	// public clients [with a DPoP proof] MUST be bound").
 	Bind bool
 	// Proof is the request's DPoP proof (of JKT), not yet spent, or nil:
-	// spent once the token is known to be the client's and bound to no
-	// other key, before a reuse ends its session, so that a stranger's
-	// bogus token writes nothing and a replayed request is refused as a
-	// replay without ending the session.
+	// spent once the token is known to be the client's (and, unless it is
+	// spent, bound to no other key), before a reuse ends its session, so
+	// that a stranger's bogus token writes nothing and a replayed request
+	// is refused as a replay without ending the session.
 	Proof *token.Proof
 }
 
@@ -232,12 +232,13 @@ var (
 
 // Rotate spends refresh and returns a new pair in the same family, for the
 // client clientID. scope, if not empty, narrows the token's scope (RFC 6749
-// §6: never widens). A spent token ends its session, access tokens
-// included (RFC 9700 §4.14.2); a token of another client, of a session
-// older than MaxAge, of a user who was deleted or deactivated, or bound to
-// another DPoP key than n.JKT (the request's proof, "" for none), is
-// refused without being spent, as is a request for another resource than
-// the session's. The new access token is bound to n.JKT.
+// §6: never widens). A token of another client is refused. A spent one
+// ends its session, access tokens included (RFC 9700 §4.14.2), whatever
+// proof comes with it; one of a session older than MaxAge, of a user who
+// was deleted or deactivated, or bound to another DPoP key than n.JKT (the
+// request's proof, "" for none), is refused without being spent, as is a
+// request for another resource than the session's. The new access token
+// is bound to n.JKT.
 func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID string, n Narrow, now time.Time) (*Pair, *store.RefreshToken, error) {
 	if len(refresh) != token.OpaqueLen {
 		return nil, nil, ErrRefreshInvalid
@@ -267,6 +268,19 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	if old.Family.ClientID != clientID {
 		return nil, nil, ErrRefreshClient
 	}
+	if old.Used {
+		// A reuse ends the session (ErrRefreshReused, unless ending it
+		// failed) whatever key or resource comes with it: a thief who
+		// refreshed first with a proof of his own bound the family to his
+		// key, so the family's key tells nothing of who presents a spent
+		// token, and a thief without the key ends a bound family too (RFC
+		// 9700 §4.14.2). The proof first: a replay of the whole request is
+		// refused as one and ends nothing.
+		if err := spendProof(ctx, db, n.Proof, httpx.KindInvalidDPoPProof, now); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, cmp.Or(ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now), ErrRefreshReused)
+	}
 	if old.Family.DPoPJKT != "" && old.Family.DPoPJKT != n.JKT {
 		return nil, nil, ErrRefreshDPoP
 	}
@@ -275,9 +289,6 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	}
 	if err := spendProof(ctx, db, n.Proof, httpx.KindInvalidDPoPProof, now); err != nil {
 		return nil, nil, err
-	}
-	if old.Used { // a reuse ends the session: ErrRefreshReused, unless ending it failed
-		return nil, nil, cmp.Or(ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now), ErrRefreshReused)
 	}
 	// Revoked, too old, or the user deleted or deactivated since.
 	if old.Family.Revoked || !now.Before(old.Family.CreatedAt.Add(ts.MaxAge)) || !old.UserActive {
