@@ -255,7 +255,8 @@ const codeTTL = 60 * time.Second
 // code is RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5). Every way a code can
 // be wrong (unknown, expired, used, another client's, another
 // redirect_uri, wrong verifier) answers the same invalid_grant; the reason
-// goes to the log. A code presented again ends the session it started.
+// goes to the log. A code presented again by its client with its
+// redirect_uri and verifier ends the session it started.
 func (g *grant) code(ctx context.Context) (*Pair, error) {
 	code, verifier := g.form.Get("code"), g.form.Get("code_verifier")
 	if code == "" {
@@ -280,10 +281,18 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 		return nil, err
 	case ac.ClientID != g.c.ID:
 		return nil, bad("another client's code")
+	case g.form.Get("redirect_uri") != ac.RedirectURI:
+		return nil, bad("redirect_uri differs")
+	case ac.CodeChallenge == "" || !validVerifier(verifier) || !verifierOK(verifier, ac.CodeChallenge):
+		return nil, bad("PKCE verification failed")
 	case ac.Used:
-		// The proof first: a replay of the whole exchange (its proof too) is
-		// refused as one and ends nothing, as for a refresh; the code again
-		// with a fresh proof is a replay of the grant (RFC 6749 §4.1.2).
+		// A replay of the grant (RFC 6749 §4.1.2) only with its verifier: a
+		// code alone, which browser history, a redirect host's logs or
+		// another app may hold, ends nothing; the verifier is the client's
+		// own, or an interceptor's who had the code exchanged first. Also
+		// after the code's expiry: the verifier is the signal. The proof
+		// first: a replay of the whole exchange (its proof too) is refused
+		// as one and ends nothing, as for a refresh.
 		if err := g.spendProof(ctx); err != nil {
 			return nil, err
 		}
@@ -293,10 +302,6 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 		return nil, bad("replayed: the session it started is ended")
 	case !g.now.Before(ac.ExpiresAt):
 		return nil, bad("expired")
-	case g.form.Get("redirect_uri") != ac.RedirectURI:
-		return nil, bad("redirect_uri differs")
-	case ac.CodeChallenge == "" || !validVerifier(verifier) || !verifierOK(verifier, ac.CodeChallenge):
-		return nil, bad("PKCE verification failed")
 	case ac.DPoPJKT != "" && ac.DPoPJKT != g.jkt: // RFC 9449 §10
 		return nil, bad("not proven with the DPoP key of dpop_jkt")
 	}

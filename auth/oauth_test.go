@@ -550,6 +550,43 @@ func TestLoopbackRedirectAnyPort(t *testing.T) {
 	}
 }
 
+// A used code ends the session it started only when presented with its
+// redirect_uri and verifier (RFC 6749 §4.1.2), also long after its expiry.
+// A regression test: the used code was looked at first, so anyone who saw
+// a code (browser history, a redirect host's logs, another app) ended the
+// user's session at any time while it lived, with any verifier.
+func TestUsedCodeEndsItsSessionOnlyWithItsVerifier(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		post := func(f url.Values) response { return e.dpopPost("/oauth2/token", pub, "", f, "") }
+		refresh := func(rt string) response {
+			return post(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+		}
+		p := newPKCE()
+		code := e.secret(e.browser().signIn(authorizeURL(pub, p), "ann", "Ann-Password-1"))
+		r := post(codeForm(code, p)).want(http.StatusOK)
+		e.secret(r.Str("access_token"))
+		rt := e.secret(r.Str("refresh_token"))
+		wrongURI := codeForm(code, p)
+		wrongURI.Set("redirect_uri", "https://app.example/other")
+		for _, later := range []time.Duration{0, 20 * 24 * time.Hour} {
+			e.clock.Add(later)
+			for name, f := range map[string]url.Values{"a wrong verifier": codeForm(code, newPKCE()), "another redirect_uri": wrongURI} {
+				post(f).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+				if r = refresh(rt); r.Code != http.StatusOK {
+					t.Fatalf("%v later, the used code with %s, then the owner's refresh: %d %q; want 200", later, name, r.Code, r.Str("error"))
+				}
+				e.secret(r.Str("access_token"))
+				rt = e.secret(r.Str("refresh_token"))
+			}
+		}
+		// With its verifier, even long after its expiry: the session ends.
+		post(codeForm(code, p)).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		refresh(rt).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+	})
+}
+
 func TestTokenEndpointErrors(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		e.createUser("ann@example.com", "ann", "correct horse", "user")
