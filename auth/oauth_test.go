@@ -708,11 +708,19 @@ func TestRefreshGrant(t *testing.T) {
 		}
 		rt2 := e.secret(r.Str("refresh_token"))
 		e.secret(r.Str("access_token"))
-		// The narrowed token cannot widen back.
-		refresh(id, secret, rt2, "write").wantOAuthError(http.StatusBadRequest, errInvalidScope)
-		// Reuse of the spent token revokes the family: rt2 dies.
-		refresh(id, secret, rt, "").wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		// The new refresh token keeps the whole grant (RFC 6749 §6: its
+		// scope is identical to the one presented): only the access token
+		// was narrowed, and it cannot widen past the grant.
+		refresh(id, secret, rt2, "read write admin").wantOAuthError(http.StatusBadRequest, errInvalidScope)
+		r = refresh(id, secret, rt2, "").want(http.StatusOK)
+		if r.Str("scope") != "read write" {
+			t.Fatalf("after a narrowed refresh, scope %q; want the grant's, read write", r.Str("scope"))
+		}
+		rt3 := e.secret(r.Str("refresh_token"))
+		e.secret(r.Str("access_token"))
+		// Reuse of a spent token revokes the family: the live one dies.
 		refresh(id, secret, rt2, "").wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		refresh(id, secret, rt3, "").wantOAuthError(http.StatusBadRequest, errInvalidGrant)
 		if !strings.Contains(e.logs.String(), "refresh token reuse") {
 			t.Fatal("reuse not logged")
 		}

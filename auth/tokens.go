@@ -231,8 +231,8 @@ var (
 )
 
 // Rotate spends refresh and returns a new pair in the same family, for the
-// client clientID. scope, if not empty, narrows the token's scope (RFC 6749
-// §6: never widens). A token of another client is refused. A spent one
+// client clientID. n.Scope, if not empty, narrows the access token's scope
+// (RFC 6749 §6: never widens), not the new refresh token's. A token of another client is refused. A spent one
 // ends its session, access tokens included (RFC 9700 §4.14.2), whatever
 // proof comes with it; one of a session older than MaxAge, of a user who
 // was deleted or deactivated, or bound to another DPoP key than n.JKT (the
@@ -250,7 +250,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		// proof takes the careful path: it is spent between the checks and
 		// the rotation, so that a bogus token spends nothing and a replayed
 		// proof rotates nothing.
-		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, "", n.JKT, n.Bind, ts.RefreshTTL, ts.MaxAge, now)
+		spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, n.JKT, n.Bind, ts.RefreshTTL, ts.MaxAge, now)
 		if err == nil {
 			return ts.finishRotation(spent, next, clientID, spent.Scope, n, now)
 		}
@@ -294,15 +294,17 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	if old.Family.Revoked || !now.Before(old.Family.CreatedAt.Add(ts.MaxAge)) || !old.UserActive {
 		return nil, nil, ErrRefreshInvalid
 	}
-	newScope := old.Scope
+	accessScope := old.Scope
 	if n.Scope != "" {
 		want, ok := parseScope(n.Scope)
 		if !ok || !scopeSubset(n.Scope, old.Scope) {
 			return nil, nil, ErrRefreshScope
 		}
-		newScope = strings.Join(want, " ")
+		accessScope = strings.Join(want, " ")
 	}
-	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, newScope, n.JKT, n.Bind, ts.RefreshTTL, ts.MaxAge, now)
+	// The new refresh token has the spent one's scope (RFC 6749 §6:
+	// "identical"); only the access token is narrowed.
+	spent, err := db.RotateRefresh(ctx, h, token.Hash(next), clientID, n.JKT, n.Bind, ts.RefreshTTL, ts.MaxAge, now)
 	if errors.Is(err, store.ErrNotFound) {
 		// Spent by a concurrent request between the read and now: a reuse.
 		return nil, nil, cmp.Or(ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now), ErrRefreshReused)
@@ -310,7 +312,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.finishRotation(spent, next, clientID, newScope, n, now)
+	return ts.finishRotation(spent, next, clientID, accessScope, n, now)
 }
 
 // finishRotation mints the access token of a rotated family, for the

@@ -444,12 +444,12 @@ func TestRefreshRotation(t *testing.T) {
 		if err != nil || got.Family.ID != f.ID || got.Used || got.Family.Revoked || got.Scope != "a b" || got.Family.UserID != u.ID || !got.UserActive {
 			t.Fatalf("RefreshTokenByHash = %+v, %v", got, err)
 		}
-		// Narrowing: the new token gets the scope asked for.
+		// The new token has the old one's scope (RFC 6749 §6).
 		rt2 := token.NewOpaque()
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt2), "c1", "a", "", false, time.Hour, maxAge, t0); err != nil {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt2), "c1", "", false, time.Hour, maxAge, t0); err != nil {
 			t.Fatalf("rotate: %v", err)
 		}
-		if n, err := db.RefreshTokenByHash(ctx, token.Hash(rt2), t0); err != nil || n.Scope != "a" || n.Family.Scope != "a b" {
+		if n, err := db.RefreshTokenByHash(ctx, token.Hash(rt2), t0); err != nil || n.Scope != "a b" || n.Family.Scope != "a b" {
 			t.Fatalf("narrowed token %+v, %v", n, err)
 		}
 		if old, _ := db.RefreshTokenByHash(ctx, token.Hash(rt), t0); old == nil || !old.Used {
@@ -457,7 +457,7 @@ func TestRefreshRotation(t *testing.T) {
 		}
 		// A spent token changes nothing.
 		rt3 := token.NewOpaque()
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt3), "c1", "", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt3), "c1", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("replay = %v; want ErrNotFound", err)
 		}
 		if _, err := db.RefreshTokenByHash(ctx, token.Hash(rt3), t0); !errors.Is(err, store.ErrNotFound) {
@@ -470,13 +470,13 @@ func TestRefreshRotation(t *testing.T) {
 		if r, err := db.RevokeSession(ctx, f.ID, time.Hour, t0); err != nil || r != nil {
 			t.Fatalf("RevokeSession again = %+v, %v; want nothing new", r, err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt2), token.Hash(rt3), "c1", "", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt2), token.Hash(rt3), "c1", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("rotation in a revoked family = %v; want ErrNotFound", err)
 		}
 		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(rt2), t0); got == nil || !got.Family.Revoked || got.Used {
 			t.Fatalf("after revocation: %+v", got)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash("unknown"), token.Hash(rt3), "c1", "", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash("unknown"), token.Hash(rt3), "c1", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("unknown token = %v; want ErrNotFound", err)
 		}
 		// Expired tokens are neither found nor rotated.
@@ -484,7 +484,7 @@ func TestRefreshRotation(t *testing.T) {
 		if _, err := db.RefreshTokenByHash(ctx, token.Hash(old), t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("expired token = %v; want ErrNotFound", err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(old), token.Hash(rt3), "c1", "", "", false, time.Hour, maxAge, t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(old), token.Hash(rt3), "c1", "", false, time.Hour, maxAge, t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("expired token rotated: %v", err)
 		}
 	})
@@ -868,7 +868,7 @@ func TestRefreshRotationBesidePasswordChange(t *testing.T) {
 			next := token.NewOpaque()
 			rotated := make(chan error, 1)
 			go func() {
-				_, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", "", false, time.Hour, maxAge, t0)
+				_, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", false, time.Hour, maxAge, t0)
 				rotated <- err
 			}()
 			var rotErr error
@@ -893,7 +893,7 @@ func TestRefreshRotationBesidePasswordChange(t *testing.T) {
 			if got, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0); err != nil || !got.Family.Revoked {
 				t.Errorf("the rotated token after the change: %+v, %v; want its family revoked", got, err)
 			}
-			if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+			if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("a refresh with the rotated token after the change: %v; want ErrNotFound", err)
 			}
 		})
@@ -908,7 +908,7 @@ func TestRotateRefreshMaxAge(t *testing.T) {
 		_, rt := newFamily(t, db, u.ID) // created at t0
 		const ttl, age = time.Hour, 90 * time.Minute
 		next := token.NewOpaque()
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", "", false, ttl, age, t0.Add(50*time.Minute)); err != nil {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", false, ttl, age, t0.Add(50*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		n, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0.Add(50*time.Minute))
@@ -922,13 +922,13 @@ func TestRotateRefreshMaxAge(t *testing.T) {
 		if err := db.CreateFamily(ctx, g, token.Hash(long), t0.Add(48*time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", "", false, ttl, age, t0.Add(age)); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", false, ttl, age, t0.Add(age)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("rotation at the session's end = %v; want ErrNotFound", err)
 		}
 		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(long), t0); got == nil || got.Used || got.Family.ID != g.ID {
 			t.Fatalf("a refused rotation spent the token: %+v", got)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", "", false, ttl, age, t0.Add(age-time.Second)); err != nil {
+		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", false, ttl, age, t0.Add(age-time.Second)); err != nil {
 			t.Fatalf("rotation a second before the session's end = %v", err)
 		}
 	})
@@ -967,14 +967,14 @@ func TestRotateRefreshConditions(t *testing.T) {
 		u := newUser(t, db, "ann@example.com", "ann")
 		f, rt := newFamily(t, db, u.ID)
 		next := token.NewOpaque()
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "other-client", "", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "other-client", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("another client: %v; want ErrNotFound", err)
 		}
-		got, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", "", false, time.Hour, maxAge, t0)
+		got, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", false, time.Hour, maxAge, t0)
 		if err != nil || got.Family.ID != f.ID || got.Family.UserID != u.ID || got.Scope != "a b" || !got.Family.AuthTime.Equal(t0) {
 			t.Fatalf("RotateRefresh = %+v, %v", got, err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("spent token: %v; want ErrNotFound", err)
 		}
 		n, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0)
@@ -985,7 +985,7 @@ func TestRotateRefreshConditions(t *testing.T) {
 		if _, _, err := db.UpdateUserAdmin(ctx, newAdmin(t, db), u.ID, nil, &off, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("inactive user: %v; want ErrNotFound", err)
 		}
 		// Concurrent rotations of one token: exactly one wins.
@@ -998,7 +998,7 @@ func TestRotateRefreshConditions(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, err := db.RotateRefresh(ctx, token.Hash(tok), token.Hash(token.NewOpaque()), "c1", "", "", false, time.Hour, maxAge, t0)
+					_, err := db.RotateRefresh(ctx, token.Hash(tok), token.Hash(token.NewOpaque()), "c1", "", false, time.Hour, maxAge, t0)
 					if err == nil {
 						wins.Add(1)
 					} else if !errors.Is(err, store.ErrNotFound) {
@@ -1121,7 +1121,7 @@ func TestPurgeFamilies(t *testing.T) {
 				t.Fatal(err)
 			}
 			next := token.NewOpaque()
-			if _, err := db.RotateRefresh(ctx, token.Hash(rotRT), token.Hash(next), "c1", "", "", false, 2*time.Hour, ret.MaxAge, t0.Add(3*time.Hour)); err != nil {
+			if _, err := db.RotateRefresh(ctx, token.Hash(rotRT), token.Hash(next), "c1", "", false, 2*time.Hour, ret.MaxAge, t0.Add(3*time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := db.RevokeSession(ctx, rotated.ID, ret.AccessTTL, t0.Add(3*time.Hour)); err != nil {
@@ -1480,14 +1480,14 @@ func TestDPoPAndPushedRequests(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, jkt := range []string{"", "thumb-2"} {
-				if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", jkt, false, time.Hour, time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
+				if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", jkt, false, time.Hour, time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
 					t.Fatalf("a bound family rotated with key %q: %v", jkt, err)
 				}
 			}
 			if got, err := db.RefreshTokenByHash(ctx, token.Hash(rt), t0); err != nil || got.Used || got.Family.DPoPJKT != "thumb-1" {
 				t.Fatalf("after refused rotations: %+v, %v; want unspent, bound to thumb-1", got, err)
 			}
-			if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", "thumb-1", false, time.Hour, time.Hour, t0); err != nil {
+			if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "thumb-1", false, time.Hour, time.Hour, t0); err != nil {
 				t.Fatalf("rotation with the family's key: %v", err)
 			}
 

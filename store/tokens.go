@@ -481,14 +481,14 @@ const (
   UPDATE refresh_tokens t SET used_at = $2
   FROM token_families f, users u
   WHERE t.hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
-    AND f.id = t.family_id AND f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $7 AND f.dpop_jkt IN ('', $9)
+    AND f.id = t.family_id AND f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $6 AND f.dpop_jkt IN ('', $8)
     AND u.id = f.user_id AND u.is_active AND u.deleted_at IS NULL
   RETURNING t.family_id, t.scope, f.user_id, f.auth_time, f.created_at, f.resource),
 ins AS (
   INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at)
-  SELECT $4, family_id, CASE WHEN $6 = '' THEN scope ELSE $6 END, $2, LEAST($5, created_at + $8) FROM spent),
+  SELECT $4, family_id, scope, $2, LEAST($5, created_at + $7) FROM spent),
 bound AS (
-  UPDATE token_families SET dpop_jkt = $10 WHERE $10 <> '' AND dpop_jkt = '' AND id IN (SELECT family_id FROM spent))
+  UPDATE token_families SET dpop_jkt = $9 WHERE $9 <> '' AND dpop_jkt = '' AND id IN (SELECT family_id FROM spent))
 SELECT family_id, scope, user_id, auth_time, created_at, resource FROM spent`
 	// qSpend spends the token on SQLite and MySQL (updateReturning). On MySQL, InnoDB's UPDATE reads the row's latest committed
 	// version, not the transaction's snapshot, and locks it until commit: a
@@ -515,23 +515,23 @@ WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
 // clientID and is bound to no DPoP key or to jkt, and the family's user is
 // active; with bind (a public client's request) a family bound to no key
 // is bound to jkt in the same step (RFC 9449 §5). The new token lives ttl, but
-// never past the family's maxAge, and gets scope, or the old token's scope
-// when scope is "" (callers check that scope only narrows). It returns the
+// never past the family's maxAge, and has the old token's scope (RFC 6749
+// §6: "identical"; a refresh narrows its access token only). It returns the
 // spent token with its family. When any condition fails it changes nothing
 // and returns ErrNotFound: the caller reads the token to tell why (and
 // revokes the family on reuse). Of any number of concurrent calls with one
 // oldHash, at most one succeeds.
-func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, scope, jkt string, bind bool, ttl, maxAge time.Duration, now time.Time) (t *RefreshToken, err error) {
+func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, jkt string, bind bool, ttl, maxAge time.Duration, now time.Time) (t *RefreshToken, err error) {
 	defer db.wrap(&err, "rotate refresh token")
 	t = &RefreshToken{Hash: oldHash, Used: true, UserActive: true}
 	t.Family.ClientID = clientID
 	bornAfter := now.Add(-maxAge).Unix()
 	if db.dialect == Postgres {
-		bindTo := "" // $10: the key to bind an unbound family to
+		bindTo := "" // $9: the key to bind an unbound family to
 		if bind {
 			bindTo = jkt
 		}
-		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), clientID, newHash, now.Add(ttl).Unix(), scope,
+		err = db.writeRow(ctx, qRotatePostgres, oldHash, now.Unix(), clientID, newHash, now.Add(ttl).Unix(),
 			bornAfter, int64(maxAge/time.Second), jkt, bindTo).Scan(&t.Family.ID, &t.Scope, &t.Family.UserID, unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Resource)
 	} else {
 		err = db.tx(ctx, func(tx *txn) error {
@@ -547,12 +547,8 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, sco
 					return err
 				}
 			}
-			newScope := scope
-			if newScope == "" {
-				newScope = t.Scope
-			}
 			expires := min(now.Add(ttl).Unix(), t.Family.CreatedAt.Unix()+int64(maxAge/time.Second))
-			_, err := tx.ExecContext(ctx, qInsertRefresh, newHash, t.Family.ID, newScope, now.Unix(), expires)
+			_, err := tx.ExecContext(ctx, qInsertRefresh, newHash, t.Family.ID, t.Scope, now.Unix(), expires)
 			return err
 		})
 	}
