@@ -311,6 +311,29 @@ func TestDeviceErrors(t *testing.T) {
 	})
 }
 
+// A device request approved in a sign-in's last minutes outlives the
+// sign-in's row, which the purge takes at its expiry; a password change
+// then ends the approval too. A regression test: the device got tokens
+// after the change.
+func TestDeviceApprovalOfPurgedSignInEndsWithPasswordChange(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "correct horse", store.RoleUser)
+		tv, _ := e.deviceClient("TV", false, false, "read")
+		b := e.browser()
+		wantPage(t, b.approve(e.startDevice(tv, "", "read").userCode, "ann", "correct horse", "allow"), http.StatusOK, "Device connected")
+		e.clock.Add(e.deps.Browser.SessionTTL - time.Minute) // the sign-in's last minute
+		d := e.startDevice(tv, "", "read")
+		wantPage(t, b.approve(d.userCode, "", "", "allow"), http.StatusOK, "Device connected")
+		e.clock.Add(2 * time.Minute)
+		if err := e.db.Purge(context.Background(), store.Retention{LoginWindow: time.Hour, AccessTTL: time.Hour, MaxAge: 90 * 24 * time.Hour}, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		at, _ := e.login("ann", "correct horse")
+		e.request("POST", "/api/v1/profile/password", map[string]string{"current_password": "correct horse", "new_password": e.secret("battery staple")}, bearer(at)...).want(http.StatusNoContent)
+		e.poll(tv, "", d.deviceCode).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+	})
+}
+
 // Another client cannot redeem a code, before or after approval, and its
 // polls neither count for nor disturb the code's own client; the code is
 // redeemed once, and concurrent redemptions give one pair.

@@ -312,6 +312,65 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 	}
 }
 
+// A device request approved in a sign-in's last minutes outlives the
+// sign-in's row, which the purge takes at its expiry. A password change or
+// reset voided a user's approvals only through the rows of the user's
+// sign-ins, so that one was redeemed after the change into a new session.
+// A regression test: after the purge, the change or reset, the request is
+// not redeemed; another user's approval still is.
+func TestPasswordChangeVoidsApprovalOfPurgedSignIn(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db, raw := storetest.OpenURL(t, url), rawDB(t, d, url)
+			u, bob := newUser(t, db, "ann@example.com", "ann"), newUser(t, db, "bob@example.com", "bob")
+			late := t0.Add(59 * time.Minute) // the sign-in (newSignIn) expires at t0+1h
+			approved := func(userCode string, s *store.Session, client string) string {
+				dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: userCode, ClientID: client, ExpiresAt: late.Add(10 * time.Minute), Interval: 5}
+				if err := db.CreateDeviceCode(ctx, dc, 0, 0, late); err != nil {
+					t.Fatal(err)
+				}
+				if err := db.DecideDeviceCode(ctx, userCode, true, s, late); err != nil {
+					t.Fatal(err)
+				}
+				return dc.Hash
+			}
+			for _, reset := range []bool{false, true} {
+				session, _, signIn := newSignIn(t, db, u.ID)
+				ann := approved(fmt.Sprint("ann-", reset), &store.Session{SID: signIn.SID, Hash: session, UserID: u.ID, AuthTime: t0}, signIn.ClientID)
+				bobs := approved(fmt.Sprint("bob-", reset), &store.Session{SID: "sid-bob", UserID: bob.ID, AuthTime: t0}, signIn.ClientID)
+				now := t0.Add(61 * time.Minute)
+				if err := db.Purge(ctx, store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: 10 * time.Hour}, now); err != nil {
+					t.Fatal(err)
+				}
+				if n := count(t, raw, "sessions"); n != 0 {
+					t.Fatalf("%d sign-ins after the purge; want 0", n)
+				}
+				if reset {
+					link := token.Hash(token.NewOpaque())
+					if err := db.ReplaceResetToken(ctx, link, u.ID, 3, now.Add(time.Hour), now); err != nil {
+						t.Fatal(err)
+					}
+					if _, _, err := db.ResetPassword(ctx, link, "$argon2id$reset", time.Hour, now); err != nil {
+						t.Fatal(err)
+					}
+				} else if _, err := db.SetPassword(ctx, u.ID, "$argon2id$new", "", time.Hour, now); err != nil {
+					t.Fatal(err)
+				}
+				is := func(userID int64) store.Issued {
+					return store.Issued{Family: &store.Family{ID: token.NewID(), UserID: userID, ClientID: signIn.ClientID, AuthTime: t0}}
+				}
+				if err := db.RedeemDeviceCode(ctx, ann, is(u.ID), now); !errors.Is(err, store.ErrReused) {
+					t.Errorf("reset %v: redeeming the approval after the change: %v; want ErrReused", reset, err)
+				}
+				if err := db.RedeemDeviceCode(ctx, bobs, is(bob.ID), now); err != nil {
+					t.Errorf("reset %v: redeeming another user's approval: %v", reset, err)
+				}
+			}
+		})
+	}
+}
+
 // RP-initiated logout (by the sign-in's cookie, or by its sid) beside a
 // code or a device approval of that sign-in, stored through another
 // instance's store, lined up on the audit chain's head in either order.

@@ -283,8 +283,8 @@ const (
 // endSignInsTx ends the browser sign-ins that where (signInsByUser,
 // signInsByHash or signInsBySID) selects with arg, and voids the codes they
 // issued that were not exchanged yet, and the device requests they approved
-// that were not redeemed yet; a user's (signInsByUser) with the user's
-// consents. It returns each ended sign-in with each client it gave a code to
+// that were not redeemed yet; a user's (signInsByUser) with every such code
+// and request of the user's, and the user's consents. It returns each ended sign-in with each client it gave a code to
 // that has a back-channel logout URI.
 func endSignInsTx(ctx context.Context, tx *txn, where string, arg any) ([]SignIn, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT s.sid, s.user_id, c.id, c.backchannel_logout_uri
@@ -308,8 +308,14 @@ WHERE s.`+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.
   AND sid IN (SELECT s.sid FROM sessions s WHERE s.`+where+`)`, arg); err != nil {
 		return nil, err
 	}
-	if where == signInsByUser { // codes from before sign-ins had an id
+	if where == signInsByUser {
+		// By the user too: codes from before sign-ins had an id, and a
+		// sign-in's row is purged at its expiry, while a code or approval
+		// it gave in its last minutes lives on (a device request 600 s).
 		if _, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE user_id = $1 AND used_at IS NULL`, arg); err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM device_codes WHERE status = 'approved' AND user_id = $1`, arg); err != nil {
 			return nil, err
 		}
 		// The user's consents too (every caller ends a user's sign-ins
