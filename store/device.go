@@ -138,7 +138,11 @@ WHERE user_code = $1 AND status = 'pending' AND expires_at > $2`, userCode, now.
 // that comes sooner than its interval, less slack, after the previous poll
 // sets PollEarly and grows the interval by step (RFC 8628 §3.5: slow_down
 // "for this and all subsequent requests"); the first poll is measured from
-// nothing. One statement does it, so concurrent polls each see the one
+// nothing. The interval grows only while shorter than the request's
+// lifetime (a wait past its expiry means nothing): unbounded, about 430,000
+// early polls within that lifetime took it past 2,147,483 s, whose
+// milliseconds overflow PostgreSQL's integer below, and every poll after
+// failed. One statement does it, so concurrent polls each see the one
 // before. An unknown hash, or another client's request, is ErrNotFound.
 func (db *DB) PollDeviceCode(ctx context.Context, hash, clientID string, slack, step time.Duration, now time.Time) (d *DeviceCode, err error) {
 	defer db.wrap(&err, "poll device code")
@@ -152,7 +156,7 @@ func (db *DB) PollDeviceCode(ctx context.Context, hash, clientID string, slack, 
 	const early = `status = 'pending' AND polled_ms IS NOT NULL AND $3 - polled_ms < interval_s * 1000 - $4`
 	err = db.updateRow(ctx, func(r scanner) (err error) { d, err = scanDeviceCode(r); return err }, `UPDATE device_codes SET
   poll_early = (`+early+`),
-  interval_s = CASE WHEN `+early+` THEN interval_s + $5 ELSE interval_s END,
+  interval_s = CASE WHEN `+early+` AND interval_s < expires_at - created_at THEN interval_s + $5 ELSE interval_s END,
   polled_ms = $3
 WHERE hash = $1 AND client_id = $2`, deviceColumns, `device_codes WHERE hash = $1`,
 		hash, clientID, now.UnixMilli(), slack.Milliseconds(), int(step/time.Second))

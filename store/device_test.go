@@ -99,6 +99,39 @@ func TestDeviceCodes(t *testing.T) {
 	}
 }
 
+// Each early poll grows a request's interval (slow_down). Unbounded, it
+// grew past 2,147,483 s, whose milliseconds overflow PostgreSQL's integer
+// in PollDeviceCode: every later poll failed there (SQLSTATE 22003, a 500).
+// A regression test: from the largest interval that still fits, early
+// polls are slow_down and the interval stays; from one just short of the
+// request's lifetime (600 s), it grows once more, then no further.
+func TestDevicePollIntervalBounded(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db, raw := storetest.OpenURL(t, url), rawDB(t, d, url)
+			if err := db.CreateClient(ctx, 0, &store.Client{ID: "tv", Name: "TV", GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct{ from, want int }{{2_147_483, 2_147_483}, {599, 604}} {
+				dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: fmt.Sprint(c.from), ClientID: "tv", ExpiresAt: t0.Add(600 * time.Second), Interval: 5}
+				if err := db.CreateDeviceCode(ctx, dc, 0, 0, t0); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := raw.Exec(fmt.Sprintf(`UPDATE device_codes SET interval_s = %d WHERE hash = '%s'`, c.from, dc.Hash)); err != nil {
+					t.Fatal(err)
+				}
+				for i, want := range []int{c.from, c.want, c.want} { // the first poll is free, the others early
+					got, err := db.PollDeviceCode(ctx, dc.Hash, "tv", time.Second, 5*time.Second, t0)
+					if err != nil || got.PollEarly != (i > 0) || got.Interval != want {
+						t.Errorf("from %d s, poll %d = %+v, %v; want early %v, interval %d s", c.from, i, got, err, i > 0, want)
+					}
+				}
+			}
+		})
+	}
+}
+
 // A client's device requests were stored however many were alive: a public
 // client is named by its client_id alone, so anyone, from any number of
 // addresses, could fill the table in its name and raise a guesser's odds.
