@@ -443,11 +443,11 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, gone func(*txn)
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = password_hash WHERE id = $1`, userID); err != nil {
 			return err
 		}
-		where, key := signInsBySID, sid
-		if sid == "" { // a sign-in from before sids
-			where, key = signInsByHash, hash
+		if sid == "" { // a sign-in from before sids: nothing it gave names it
+			_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE hash = $1`, hash)
+			return err
 		}
-		if e.SignIns, err = endSignInsTx(ctx, tx, where, key); err != nil || sid == "" {
+		if e.SignIns, err = endSignInsTx(ctx, tx, signInsBySID, sid); err != nil {
 			return err
 		}
 		e.Revocations, err = revokeFamiliesTx(ctx, tx, familiesOfSignIn, sid, "", accessTTL, now)

@@ -272,20 +272,24 @@ const (
 	familiesOfSignInFor = `sid = $1 AND client_id = $2`  // a sign-in's, of the relying party $2
 )
 
-// The browser sign-ins endSignInsTx ends: a user's, or one by its hash or
-// by its (non-empty) sid.
+// The browser sign-ins endSignInsTx ends: a user's, or one by its
+// (non-empty) sid. Each names the same column in sessions, auth_codes and
+// device_codes, so the codes and approvals the sign-ins gave are found
+// through their own index, not a subquery on sessions (which MariaDB runs
+// once for every row of the table).
 const (
 	signInsByUser = `user_id = $1`
-	signInsByHash = `hash = $1`
 	signInsBySID  = `sid = $1`
 )
 
-// endSignInsTx ends the browser sign-ins that where (signInsByUser,
-// signInsByHash or signInsBySID) selects with arg, and voids the codes they
-// issued that were not exchanged yet, and the device requests they approved
-// that were not redeemed yet; a user's (signInsByUser) with every such code
-// and request of the user's, and the user's consents. It returns each ended sign-in with each client it gave a code to
-// that has a back-channel logout URI.
+// endSignInsTx ends the browser sign-ins that where (signInsByUser or
+// signInsBySID) selects with arg, and voids the codes they issued that
+// were not exchanged yet, and the device requests they approved that were
+// not redeemed yet; a user's (signInsByUser) with every such code and
+// request of the user's (a sign-in's row is purged at its expiry, while a
+// code or approval it gave in its last minutes lives on: a device request
+// 600 s), and the user's consents. It returns each ended sign-in with each
+// client it gave a code to that has a back-channel logout URI.
 func endSignInsTx(ctx context.Context, tx *txn, where string, arg any) ([]SignIn, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT s.sid, s.user_id, c.id, c.backchannel_logout_uri
 FROM sessions s JOIN session_clients sc ON sc.session_hash = s.hash JOIN clients c ON c.id = sc.client_id
@@ -300,24 +304,13 @@ WHERE s.`+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE used_at IS NULL AND sid <> ''
-  AND sid IN (SELECT s.sid FROM sessions s WHERE s.`+where+`)`, arg); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE used_at IS NULL AND `+where, arg); err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM device_codes WHERE status = 'approved' AND sid <> ''
-  AND sid IN (SELECT s.sid FROM sessions s WHERE s.`+where+`)`, arg); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM device_codes WHERE status = 'approved' AND `+where, arg); err != nil {
 		return nil, err
 	}
 	if where == signInsByUser {
-		// By the user too: codes from before sign-ins had an id, and a
-		// sign-in's row is purged at its expiry, while a code or approval
-		// it gave in its last minutes lives on (a device request 600 s).
-		if _, err := tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE user_id = $1 AND used_at IS NULL`, arg); err != nil {
-			return nil, err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM device_codes WHERE status = 'approved' AND user_id = $1`, arg); err != nil {
-			return nil, err
-		}
 		// The user's consents too (every caller ends a user's sign-ins
 		// because someone else may have held the account: a password
 		// change or reset, deactivation, deletion). One given meanwhile, to
@@ -327,8 +320,6 @@ WHERE s.`+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.
 			return nil, err
 		}
 	}
-	// Not through a subquery on sessions itself: MySQL 8 refuses one, and
-	// MariaDB's would lock every row of the table.
 	_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE `+where, arg)
 	return out, err
 }
