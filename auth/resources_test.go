@@ -226,3 +226,30 @@ func TestTokenRequestResourceNeedsConsent(t *testing.T) {
 		}
 	}, withResources)
 }
+
+// A native app's code for no resource takes none at the token request on
+// a consent given before (RFC 8252 §8.6, needsConsent): the page the user
+// just allowed named this server, and another app may hold the client_id.
+func TestNativeTokenRequestResourceNeedsConsent(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		const cb = "http://127.0.0.1/cb"
+		id, _ := e.newClient(ClientSpec{Name: "cli", Public: true, RedirectURIs: []string{cb}, Scopes: []string{"read"}})
+		b, pk := e.browser(), newPKCE()
+		code := func(extra ...string) string { // signs in (once) and allows
+			w := b.do("GET", authorizeURL(id, pk, append([]string{"redirect_uri", cb}, extra...)...), nil)
+			form := formOf(t, w.Body.String())
+			if strings.Contains(w.Body.String(), `name="password"`) {
+				form.Set("login", "ann")
+				form.Set("password", "Ann-Password-1")
+				form = formOf(t, b.do("POST", "/oauth2/authorize", form).Body.String())
+			}
+			form.Set("action", "allow")
+			loc, _ := url.Parse(b.do("POST", "/oauth2/authorize", form).Header().Get("Location"))
+			return e.secret(loc.Query().Get("code"))
+		}
+		code("resource", resourceB) // consented at B
+		forB := url.Values{"grant_type": {"authorization_code"}, "client_id": {id}, "code": {code()}, "redirect_uri": {cb}, "code_verifier": {pk.verifier}, "resource": {resourceB}}
+		e.clientPost("/oauth2/token", id, "", forB).wantOAuthError(http.StatusBadRequest, "invalid_target")
+	}, withResources)
+}
