@@ -225,14 +225,16 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 		params := r.URL.Query() // well formed: the route table refused any other (wellFormedQuery)
 		if r.Method == http.MethodPost {
 			form, err := readForm(r)
-			a.form = form.Has("csrf_token")
-			if err != nil || a.form && !b.csrfOK(r, form) {
+			if a.form = form.Has("csrf_token"); a.form && !b.csrfOK(r, form) {
 				b.fail(w, r, errFormExpired)
 				return
 			}
+			if err != nil { // the body, or a parameter repeated or not UTF-8 (checkParams)
+				b.fail(w, r, err)
+				return
+			}
 			params = form
-		}
-		if err := checkParams(params); !a.form && err != nil && params.Has("request_uri") {
+		} else if err := checkParams(params); err != nil && params.Has("request_uri") {
 			// A pushed request's redirect URI is not known yet; without
 			// request_uri, parseAuthRequest finds the error again and sends
 			// it to the client once its redirect URI checks out.
@@ -454,7 +456,7 @@ func (a *authorization) finishPushed() {
 // redirectError sends e to the client's redirect URI (RFC 6749 §4.1.2.1).
 // A dynamically registered client's URI is not trusted: anyone may have
 // registered it, so an error is redirected there only after the user acted
-// on one of our forms (a POST, which needs their CSRF cookie); before that
+// on one of our forms (a POST with its CSRF token, a.form); before that
 // it is shown here, or the server would be an open redirector (RFC 9700
 // §4.11.2).
 func (a *authorization) redirectError(e *httpx.Error) {

@@ -374,6 +374,7 @@ func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
 	if !spec.Public {
 		secret = token.NewOpaque()
 		c.SecretHash = token.Hash(secret)
+		c.SecretTag = store.SecretTag(c.SecretHash) // as store.scanClient sets it
 	}
 	return c, secret, nil
 }

@@ -83,8 +83,8 @@ var formFields = map[string]bool{"login": true, "password": true, "action": true
 
 // pushedParams returns the pushed request that params' request_uri names
 // (RFC 9126 §4), with the forms' own fields, and the hash that names it.
-// Beside request_uri only client_id may be sent. The first arrival (a GET)
-// takes it, which a second cannot; the forms of that sign-in then read it
+// Beside request_uri only client_id may be sent. The first arrival (a GET,
+// or a client's POST: not one of our forms) takes it, which a second cannot; the forms of that sign-in then read it
 // until the response is sent (authorization.finishPushed), and only from that
 // browser (its CSRF cookie, browser): taken, it is named by both, so
 // another browser cannot sign in to it and carry its state and PKCE

@@ -402,10 +402,10 @@ func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, ts
 	if c.Public() != old.Public() {
 		return nil, httpx.E(httpx.KindInvalidClientMetadata, "token_endpoint_auth_method cannot change between none and a secret: register a new client")
 	}
-	c.ID, c.SecretHash, c.CreatedAt = old.ID, old.SecretHash, old.CreatedAt
+	c.ID, c.SecretHash, c.SecretTag, c.CreatedAt = old.ID, old.SecretHash, old.SecretTag, old.CreatedAt
 	rat := token.NewOpaque()
 	c.RegistrationHash = token.Hash(rat)
-	change := store.ClientChange(c.ID, ts.AccessTTL, now)
+	change := store.ClientChange(c.ID, now)
 	err = db.UpdateRegisteredClient(r.Context(), c, old.RegistrationHash, change, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errBadRegistrationToken

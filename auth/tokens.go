@@ -232,8 +232,8 @@ var (
 
 // Rotate spends refresh and returns a new pair in the same family, for the
 // client clientID. n.Scope, if not empty, narrows the access token's scope
-// (RFC 6749 §6: never widens), not the new refresh token's. A token of another client is refused. A spent one
-// ends its session, access tokens included (RFC 9700 §4.14.2), whatever
+// (RFC 6749 §6: never widens), not the new refresh token's. A token of
+// another client is refused. A spent one ends its session, access tokens included (RFC 9700 §4.14.2), whatever
 // proof comes with it; one of a session older than MaxAge, of a user who
 // was deleted or deactivated, or bound to another DPoP key than n.JKT (the
 // request's proof, "" for none), is refused without being spent, as is a

@@ -477,7 +477,7 @@ func endGoneSignInTx(ctx context.Context, tx *txn, sid, clientID string, accessT
 		}
 		voided = voided || err == nil
 	}
-	r, err := revokeFamiliesTx(ctx, tx, familiesOfSignInFor, sid, clientID, accessTTL, now)
+	r, err := revokeFamiliesTx(ctx, tx, familiesOfSignIn, sid, clientID, accessTTL, now)
 	if err == nil && len(r) == 0 && !voided {
 		return nil, errNoChange // nothing to end, and no event
 	}

@@ -88,7 +88,7 @@ func TestDynamicRegistration(t *testing.T) {
 			}
 
 			c.Name, c.RedirectURIs, c.RegistrationHash = "renamed", []string{"https://app.example/new"}, token.Hash("rat-2")
-			change := store.ClientChange(c.ID, time.Hour, t0)
+			change := store.ClientChange(c.ID, t0)
 			if err := db.UpdateRegisteredClient(ctx, c, token.Hash("rat-open"), change, t0.Add(time.Minute)); err != nil {
 				t.Fatal(err)
 			}

@@ -323,11 +323,11 @@ func SecretRevocation(secretHash string, accessTTL time.Duration, now time.Time)
 // but, as every client revocation does, makes each instance that reads it
 // forget the client (auth.Revocations.Add): its metadata changed (an RFC
 // 7592 update), which the other instances' client caches kept for their
-// TTL, a removed redirect URI with it. It is kept as a ClientRevocation is.
-func ClientChange(clientID string, accessTTL time.Duration, now time.Time) Revocation {
-	r := ClientRevocation(clientID, accessTTL, now)
-	r.NotBeforeMs = 0
-	return r
+// TTL, a removed redirect URI with it. It is kept two minutes, not a token's
+// lifetime: an instance that polls later has read the client again since
+// (its cache keeps one a minute), and a registrant's every update adds one.
+func ClientChange(clientID string, now time.Time) Revocation {
+	return Revocation{Kind: RevokeClient, Subject: clientID, ExpiresAt: now.Add(2 * time.Minute).Unix()}
 }
 
 // SessionRevocation revokes every access token minted from the family (a
