@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -87,8 +88,12 @@ const minSecret = 32
 // `openssl rand -hex 32` prints (the guide's recipe) hold only 15 of the 16
 // hex digits. A random 64-character hex secret has fewer than 10 distinct
 // bytes with a probability near 1e-12; a 32-character one (128 bits, the
-// shortest release mode takes) near 1e-4.
+// shortest release mode takes) near 1e-4. It also refuses the example values
+// that operators copy: placeholderSecrets.
 func weakSecret(s string) string {
+	if slices.Contains(placeholderSecrets, s) {
+		return "is an example value published in the deployment guide or deploy/"
+	}
 	var seen [256]bool
 	n := 0
 	for i := 0; i < len(s); i++ {
@@ -106,6 +111,19 @@ func weakSecret(s string) string {
 		}
 	}
 	return ""
+}
+
+// placeholderSecrets are every JWT_SECRET value the deployment guide shows
+// (its .env files, docker run, gcloud and local setup) and the one in
+// deploy/kubernetes/secret.example.yaml: anyone who has read them could mint
+// tokens with them, so release mode refuses them however random they look.
+var placeholderSecrets = []string{
+	"your-super-secure-64-character-jwt-secret-key-for-production-use",
+	"your-super-secure-production-jwt-secret-key-here",
+	"dev-secret-key-change-in-production",
+	"dev-secret",
+	"your-jwt-secret",
+	"REPLACE-WITH-openssl-rand-hex-32",
 }
 
 // secretVars may each be given as NAME_FILE, a file holding the value, or

@@ -448,3 +448,24 @@ func TestLoadConfigResources(t *testing.T) {
 		t.Errorf("RESOURCES naming the ISSUER: %v; want a RESOURCES error", err)
 	}
 }
+
+// Release mode refuses every JWT_SECRET the deployment guide and deploy/
+// show: all who read them could mint an admin's token.
+func TestLoadConfigPlaceholderSecrets(t *testing.T) {
+	for _, s := range []string{
+		"your-super-secure-64-character-jwt-secret-key-for-production-use",
+		"your-super-secure-production-jwt-secret-key-here",
+		"dev-secret-key-change-in-production",
+		"dev-secret",
+		"your-jwt-secret",
+		"REPLACE-WITH-openssl-rand-hex-32",
+	} {
+		for _, name := range []string{"JWT_SECRET", "JWT_SECRET_PREVIOUS"} {
+			env := map[string]string{"APP_MODE": "release", "ISSUER": "https://auth.example.com", "JWT_SECRET": releaseSecret, name: s}
+			_, err := loadConfig(envOf(env))
+			if err == nil || !strings.HasPrefix(err.Error(), name+": ") || strings.Contains(err.Error(), s) {
+				t.Errorf("release mode, %s=%q: %v; want an error naming %s, without the value", name, s, err, name)
+			}
+		}
+	}
+}
