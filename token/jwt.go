@@ -368,12 +368,12 @@ func (v *Verifier) Parse(raw string, want Expect, now time.Time) (*Claims, error
 	if enc.DecodedLen(len(sig)) != e.key.sigLen {
 		return nil, fmt.Errorf("%w: signature length", ErrInvalid)
 	}
-	var sigBuf [512]byte
-	n, err := enc.Decode(sigBuf[:], []byte(sig))
-	if err != nil || n != e.key.sigLen {
+	// Sized by the decoder, not a fixed buffer: an RSA key may have more than 4096 bits.
+	sigBytes, err := enc.DecodeString(sig)
+	if err != nil || len(sigBytes) != e.key.sigLen {
 		return nil, fmt.Errorf("%w: signature encoding", ErrInvalid)
 	}
-	if !e.key.verify([]byte(raw[:len(head)+1+len(body)]), sigBuf[:n]) {
+	if !e.key.verify([]byte(raw[:len(head)+1+len(body)]), sigBytes) {
 		return nil, fmt.Errorf("%w: signature", ErrInvalid)
 	}
 	payload, err := enc.DecodeString(body)

@@ -198,6 +198,28 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// An RSA key over 4096 bits (API.md sets no upper bound) verifies its
+// tokens: its signature, 513 bytes here, once overran a 512-byte buffer, and
+// Parse panicked on every token of such a key, valid or forged.
+func TestLargeRSAKey(t *testing.T) {
+	rk, err := rsa.GenerateKey(rand.Reader, 4104)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := NewSigningKey(rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := mustSign(t, k, TypeAccess, testClaims())
+	if _, err := mustVerifier(t, k).Parse(raw, testExpect, testNow); err != nil {
+		t.Fatalf("Parse(token of a 4104-bit key) = %v", err)
+	}
+	forged := raw[:strings.LastIndexByte(raw, '.')+1] + strings.Repeat("A", len(raw)-strings.LastIndexByte(raw, '.')-1)
+	if _, err := mustVerifier(t, k).Parse(forged, testExpect, testNow); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Parse(forged signature) = %v; want ErrInvalid", err)
+	}
+}
+
 func TestTimeChecks(t *testing.T) {
 	k := hmacKey(t)
 	v := mustVerifier(t, k)
