@@ -397,7 +397,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		e.fail("ENABLE_DYNAMIC_REGISTRATION", "want false, token or open, got %q", clip(c.DynamicRegistration))
 	}
 	c.DB.MaxOpenConns = e.int("DB_MAX_OPEN_CONNS", "100", 1, 10000)
-	c.DB.MaxIdleConns = e.int("DB_MAX_IDLE_CONNS", "10", 0, 10000)
+	c.DB.MaxIdleConns = e.int("DB_MAX_IDLE_CONNS", "10", 1, 10000) // store.Open reads 0 as unset: 10
 	c.DB.ConnMaxLifetime = e.dur("DB_CONN_MAX_LIFETIME", "1h", 0, 30*24*time.Hour)
 	c.MaxConnections = e.int("MAX_CONNECTIONS", "4096", 1, 1<<20)
 	if e.err != nil {

@@ -290,6 +290,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"DATABASE_URL": "postgres://"}, "DATABASE_URL"},
 		{map[string]string{"DATABASE_URL": "file:o.db?_pragma=foreign_keys(0)"}, "DATABASE_URL"},
 		{map[string]string{"DB_MAX_OPEN_CONNS": "0"}, "DB_MAX_OPEN_CONNS"},
+		{map[string]string{"DB_MAX_IDLE_CONNS": "0"}, "DB_MAX_IDLE_CONNS"}, // store.Open made it 10
 		{map[string]string{"DB_CONN_MAX_LIFETIME": "soon"}, "DB_CONN_MAX_LIFETIME"},
 	} {
 		c, err := loadConfig(envOf(tc.env))
