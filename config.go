@@ -321,7 +321,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	c.EnableRegistration, c.EnablePasswordReset = e.bool("ENABLE_REGISTRATION", "true"), e.bool("ENABLE_PASSWORD_RESET", "false")
 	// A Go duration wins over the older whole-unit variables.
-	c.AccessTTL = time.Duration(e.int("TOKEN_EXPIRY_HOURS", "1", 1, 24*365)) * time.Hour
+	c.AccessTTL = time.Duration(e.int("TOKEN_EXPIRY_HOURS", "1", 1, 24)) * time.Hour // at most ACCESS_TOKEN_TTL's 24h
 	if e.str("ACCESS_TOKEN_TTL", "") != "" {
 		c.AccessTTL = e.dur("ACCESS_TOKEN_TTL", "", 30*time.Second, 24*time.Hour)
 	}

@@ -138,6 +138,7 @@ func TestLoadConfigTTLAndRates(t *testing.T) {
 		rate rate.Limit
 	}{
 		{map[string]string{"TOKEN_EXPIRY_HOURS": "2"}, 2 * time.Hour, 5.0 / 60},
+		{map[string]string{"TOKEN_EXPIRY_HOURS": "24"}, 24 * time.Hour, 5.0 / 60},
 		{map[string]string{"TOKEN_EXPIRY_HOURS": "2", "ACCESS_TOKEN_TTL": "90s"}, 90 * time.Second, 5.0 / 60},
 		{map[string]string{"LOGIN_RATE_LIMIT": "10/s"}, time.Hour, 10},
 		{map[string]string{"LOGIN_RATE_LIMIT": "120/h"}, time.Hour, 120.0 / 3600},
@@ -261,6 +262,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"ACCESS_TOKEN_TTL": "forever"}, "ACCESS_TOKEN_TTL"},
 		{map[string]string{"ACCESS_TOKEN_TTL": "48h"}, "ACCESS_TOKEN_TTL"},
 		{map[string]string{"TOKEN_EXPIRY_HOURS": "0"}, "TOKEN_EXPIRY_HOURS"},
+		{map[string]string{"TOKEN_EXPIRY_HOURS": "25"}, "TOKEN_EXPIRY_HOURS"}, // ACCESS_TOKEN_TTL's cap is 24h
 		{map[string]string{"REFRESH_TOKEN_EXPIRY_DAYS": "x"}, "REFRESH_TOKEN_EXPIRY_DAYS"},
 		{map[string]string{"REFRESH_TOKEN_TTL": "30"}, "REFRESH_TOKEN_TTL"},
 		{map[string]string{"APP_MODE": "release", "ISSUER": "https://a.example", "JWT_SECRET": strings.Repeat("a", 64)}, "JWT_SECRET"},
