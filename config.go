@@ -363,8 +363,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	c.PasswordResetTTL = e.dur("PASSWORD_RESET_TTL", "1h", time.Minute, 24*time.Hour)
 	c.PasswordResetURL = e.str("PASSWORD_RESET_URL", strings.TrimSuffix(c.Issuer, "/")+"/password/reset")
-	if u, err := url.Parse(c.PasswordResetURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
-		e.fail("PASSWORD_RESET_URL", "want an absolute http(s) URL without a fragment")
+	// The link carries a token that works like the password: https in release mode.
+	if u, err := url.Parse(c.PasswordResetURL); err != nil || (u.Scheme != "https" && (c.Release || u.Scheme != "http")) || u.Host == "" || u.Fragment != "" {
+		e.fail("PASSWORD_RESET_URL", "want an absolute https URL without a fragment (http only in debug mode)")
 	}
 	if c.EnablePasswordReset && c.SMTP.Host == "" {
 		e.fail("SMTP_HOST", "required when ENABLE_PASSWORD_RESET is true")
@@ -377,11 +378,11 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	c.RequirePAR, c.DPoPNonce = e.bool("REQUIRE_PAR", "false"), e.bool("DPOP_NONCE", "false")
 	c.AuditRetention = time.Duration(e.int("AUDIT_RETENTION_DAYS", "365", 1, 36500)) * 24 * time.Hour
 	for _, r := range e.list("RESOURCES") {
-		// RFC 8707 §2: an absolute URI without a fragment; http(s) here, as
-		// what a resource server is reached at.
+		// RFC 8707 §2: an absolute URI without a fragment; https here (http
+		// only in debug mode), as what a resource server is reached at.
 		u, err := url.Parse(r)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" || strings.ContainsAny(r, " #") || len(r) > 512 {
-			e.fail("RESOURCES", "want absolute https URIs without a fragment, got %q", clip(r))
+		if err != nil || (u.Scheme != "https" && (c.Release || u.Scheme != "http")) || u.Host == "" || u.Fragment != "" || strings.ContainsAny(r, " #") || len(r) > 512 {
+			e.fail("RESOURCES", "want absolute https URIs without a fragment (http only in debug mode), got %q", clip(r))
 		}
 		if r == c.Issuer { // a token for none already has aud = ISSUER: listed, it was another consent for the same audience
 			e.fail("RESOURCES", "%q is the ISSUER, which tokens naming no resource are for: leave it out", clip(r))

@@ -279,6 +279,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"LOGIN_LOCKOUT": "15"}, "LOGIN_LOCKOUT"},
 		{map[string]string{"PASSWORD_RESET_URL": "https://app.example.com/reset#x"}, "PASSWORD_RESET_URL"},
 		{map[string]string{"PASSWORD_RESET_URL": "/reset"}, "PASSWORD_RESET_URL"},
+		{release(map[string]string{"PASSWORD_RESET_URL": "http://app.example.com/reset"}), "PASSWORD_RESET_URL"},
+		{release(map[string]string{"RESOURCES": "https://a.example.com,http://b.example.com"}), "RESOURCES"},
 		{map[string]string{"SMTP_PORT": "smtp"}, "SMTP_PORT"},
 		{map[string]string{"SMTP_TLS": "tls"}, "SMTP_TLS"},
 		{map[string]string{"SMTP_TLS": "STARTTLS"}, "SMTP_TLS"},
