@@ -203,9 +203,14 @@ func (e *envReader) str(name, def string) string {
 	return cmp.Or(strings.TrimSpace(e.getenv(name)), def)
 }
 
+// digits reports whether s is a whole number in its one spelling, ASCII
+// digits: strconv.Atoi also takes a sign.
+func digits(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
+
 func (e *envReader) int(name, def string, lo, hi int) int {
-	n, err := strconv.Atoi(e.str(name, def))
-	if err != nil || n < lo || n > hi {
+	s := e.str(name, def)
+	n, err := strconv.Atoi(s)
+	if err != nil || !digits(s) || n < lo || n > hi {
 		e.fail(name, "want a whole number from %d to %d", lo, hi)
 	}
 	return n
@@ -230,18 +235,19 @@ func (e *envReader) bool(name, def string) bool {
 // rateUnits are the units of a rate, in seconds.
 var rateUnits = map[string]float64{"s": 1, "m": 60, "h": 3600}
 
-// rate reads a rate such as "N/s", "N/m" or "N/h".
+// rate reads a rate such as "N/s", "N/m" or "N/h", N in digits: a float
+// parser took signs, exponents, hex and values that underflow to 0.
 func (e *envReader) rate(name, def string) rate.Limit {
 	s := e.str(name, def)
 	n, unit, _ := strings.Cut(s, "/")
-	v, err := strconv.ParseFloat(n, 64)
+	v, err := strconv.Atoi(n)
 	// per is 0 for a missing or unknown unit.
 	per := rateUnits[unit]
-	if err != nil || per == 0 || !(v > 0 && v <= 1e9) { // written so that NaN fails too
-		e.fail(name, "want N/s, N/m or N/h, got %q", clip(s))
+	if err != nil || !digits(n) || per == 0 || v < 1 || v > 1e9 {
+		e.fail(name, "want N/s, N/m or N/h with N a whole number from 1 to 1000000000, got %q", clip(s))
 		return 0
 	}
-	return rate.Limit(v / per)
+	return rate.Limit(float64(v) / per)
 }
 
 // list returns the comma-separated items of the variable, trimmed.

@@ -242,6 +242,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"LOGIN_RATE_LIMIT": "0/m"}, "LOGIN_RATE_LIMIT"},
 		{map[string]string{"LOGIN_RATE_LIMIT": "-1/m"}, "LOGIN_RATE_LIMIT"},
 		{map[string]string{"LOGIN_RATE_LIMIT": "NaN/m"}, "LOGIN_RATE_LIMIT"},
+		{map[string]string{"LOGIN_RATE_LIMIT": "+5/m"}, "LOGIN_RATE_LIMIT"}, // one spelling: digits
+		{map[string]string{"LOGIN_RATE_LIMIT": "5e0/m"}, "LOGIN_RATE_LIMIT"},
+		{map[string]string{"LOGIN_RATE_LIMIT": "0x5p0/m"}, "LOGIN_RATE_LIMIT"},
+		{map[string]string{"LOGIN_RATE_LIMIT": "1e-323/h"}, "LOGIN_RATE_LIMIT"}, // underflowed to 0: ratelimit.New panicked
+		{map[string]string{"CLIENT_RATE_LIMIT": "+100/s"}, "CLIENT_RATE_LIMIT"},
+		{map[string]string{"LOGIN_RATE_BURST": "+10"}, "LOGIN_RATE_BURST"},
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT"},
 		{map[string]string{"CORS_ORIGINS": "*"}, "CORS_ORIGINS"},
