@@ -310,9 +310,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		e.fail("ISSUER", "%v", err)
 	}
 	for _, o := range e.list("CORS_ORIGINS") {
-		u, err := url.Parse(o)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || o == "*" {
-			e.fail("CORS_ORIGINS", "want exact origins such as https://app.example.com, got %q", clip(o))
+		if !browserOrigin(o) {
+			e.fail("CORS_ORIGINS", "want origins as browsers send them: lower case, no default port, no path, such as https://app.example.com or http://localhost:3000; got %q", clip(o))
 		}
 		c.CORSOrigins = append(c.CORSOrigins, o)
 	}
@@ -428,6 +427,25 @@ func checkIssuer(s string, release bool) error {
 		return errors.New("must not hold user information")
 	}
 	return nil
+}
+
+// browserOrigin reports whether o is an http(s) origin spelt as a browser
+// sends it in Origin (RFC 6454 §6.2), which httpx.CORS compares byte for
+// byte: scheme and host in lower case and ASCII (punycode), no default port,
+// nothing after the host. Any other spelling would never match.
+func browserOrigin(o string) bool {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" || strings.ContainsFunc(o, func(r rune) bool { return r > 0x7f }) {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() {
+		host = "[" + ip.String() + "]" // RFC 5952, as browsers write it
+	}
+	if n, _ := strconv.Atoi(u.Port()); n != 0 && n != map[string]int{"http": 80, "https": 443}[u.Scheme] {
+		host += ":" + strconv.Itoa(n)
+	}
+	return o == u.Scheme+"://"+host
 }
 
 // loopbackHost reports whether host is localhost or a loopback address

@@ -74,7 +74,7 @@ func TestLoadConfigValues(t *testing.T) {
 		"GIN_MODE":                  "release", // the deployment guide's alias for APP_MODE
 		"JWT_SECRET":                releaseSecret,
 		"ISSUER":                    "https://auth.example.com",
-		"CORS_ORIGINS":              "https://app.example.com, http://localhost:3000",
+		"CORS_ORIGINS":              "https://app.example.com, http://localhost:3000,https://app.example.com:8443,http://[::1]:3000",
 		"TRUSTED_PROXIES":           "10.0.0.0/8,192.0.2.1",
 		"LOG_LEVEL":                 "debug",
 		"LOG_FORMAT":                "text",
@@ -114,7 +114,7 @@ func TestLoadConfigValues(t *testing.T) {
 	if c.LoginMaxFailures != 8 || c.LoginLockout != 30*time.Minute {
 		t.Errorf("LoginMaxFailures %d, LoginLockout %v", c.LoginMaxFailures, c.LoginLockout)
 	}
-	if !slices.Equal(c.CORSOrigins, []string{"https://app.example.com", "http://localhost:3000"}) {
+	if !slices.Equal(c.CORSOrigins, []string{"https://app.example.com", "http://localhost:3000", "https://app.example.com:8443", "http://[::1]:3000"}) {
 		t.Errorf("CORSOrigins %q", c.CORSOrigins)
 	}
 	if want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32")}; !slices.Equal(c.TrustedProxies, want) {
@@ -253,6 +253,18 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"CORS_ORIGINS": "*"}, "CORS_ORIGINS"},
 		{map[string]string{"CORS_ORIGINS": "https://app.example.com/path"}, "CORS_ORIGINS"},
 		{map[string]string{"CORS_ORIGINS": "app.example.com"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "HTTPS://App.Example.com"}, "CORS_ORIGINS"}, // never equals a browser's Origin
+		{map[string]string{"CORS_ORIGINS": "https://App.example.com"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "https://app.example.com:443"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "http://localhost:80"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "https://app.example.com/"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "https://app.example.com:"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "https://app.example.com:0443"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "https://u@app.example.com"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "https://app.example.com?x"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "https://bücher.example"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "null"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "http://[0:0::1]:3000"}, "CORS_ORIGINS"},
 		{map[string]string{"TRUSTED_PROXIES": "bad"}, "TRUSTED_PROXIES"},
 		{map[string]string{"TRUSTED_PROXIES": "10.0.0.0/40"}, "TRUSTED_PROXIES"},
 		{map[string]string{"ENABLE_REGISTRATION": "maybe"}, "ENABLE_REGISTRATION"},
