@@ -273,8 +273,14 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if a, err := netip.ParseAddr(c.ListenAddr); c.ListenAddr != "" && (err != nil || a.Zone() != "") {
 		e.fail("LISTEN_ADDR", "want an IP address such as 127.0.0.1 or ::1, got %q", clip(c.ListenAddr))
 	}
-	switch mode := e.str("APP_MODE", e.str("GIN_MODE", "debug")); mode {
-	case "debug", "test":
+	// GIN_MODE is an alias (the guide's files): set both, they must agree,
+	// or APP_MODE=debug would quietly undo a GIN_MODE=release.
+	mode := e.str("APP_MODE", e.str("GIN_MODE", "debug"))
+	if gin := e.str("GIN_MODE", mode); gin != mode {
+		e.fail("APP_MODE", "is %q but GIN_MODE is %q: set one, or both alike", clip(mode), clip(gin))
+	}
+	switch mode {
+	case "debug":
 	case "release":
 		c.Release = true
 	default:

@@ -194,8 +194,7 @@ func TestLoadConfigModes(t *testing.T) {
 		{map[string]string{"GIN_MODE": "debug"}, false},
 		{map[string]string{"APP_MODE": "release", "JWT_SECRET": releaseSecret, "ISSUER": "https://a.example.com"}, true},
 		{map[string]string{"GIN_MODE": "release", "JWT_SECRET": releaseSecret, "ISSUER": "https://a.example.com"}, true},
-		// APP_MODE wins over its alias.
-		{map[string]string{"APP_MODE": "debug", "GIN_MODE": "release"}, false},
+		{map[string]string{"APP_MODE": "release", "GIN_MODE": "release", "JWT_SECRET": releaseSecret, "ISSUER": "https://a.example.com"}, true},
 	} {
 		c, err := loadConfig(envOf(tc.env))
 		if err != nil || c.Release != tc.release {
@@ -225,6 +224,10 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"PORT": "65536"}, "PORT"},
 		{map[string]string{"APP_MODE": "prod"}, "APP_MODE"},
 		{map[string]string{"GIN_MODE": "production"}, "APP_MODE"},
+		{map[string]string{"APP_MODE": "debug", "GIN_MODE": "release"}, "APP_MODE"}, // debug quietly won
+		{release(map[string]string{"GIN_MODE": "debug"}), "APP_MODE"},
+		{map[string]string{"APP_MODE": "test"}, "APP_MODE"}, // not in API.md
+		{map[string]string{"GIN_MODE": "test"}, "APP_MODE"},
 		{release(map[string]string{"JWT_SECRET": "short-secret-value-31-bytes-lon"}), "JWT_SECRET"},
 		{release(map[string]string{"JWT_SECRET": ""}), "JWT_SECRET"},
 		{release(map[string]string{"JWT_SECRET_PREVIOUS": "old-short-secret"}), "JWT_SECRET_PREVIOUS"},

@@ -1098,8 +1098,8 @@ PYEOF
 # What systemd would run: the unit's Environment= lines, then the
 # environment file (whose variables win), then ExecStart's command line.
 # An environment file that asks for debug mode and every interface must get
-# neither: release mode refuses the short secret, and the server listens on
-# loopback only.
+# neither: release mode refuses the short secret (and a GIN_MODE=debug), and
+# the server listens on loopback only.
 unit_exec() { # $1 environment file, $2 credentials directory; runs ExecStart in the background
   "$PY" - "$tmp/systemd/oauth2-api.service" "$1" "$2" "$BIN" <<'PYEOF' &
 import os, re, shlex, sys
@@ -1125,27 +1125,33 @@ PYEOF
 }
 PU=$(freeport)
 cp deploy/systemd/oauth2-api.env.example "$tmp/systemd/hostile.env"
-printf 'APP_MODE=debug\nGIN_MODE=debug\nLISTEN_ADDR=0.0.0.0\nPORT=%s\n' "$PU" >>"$tmp/systemd/hostile.env"
+printf 'APP_MODE=debug\nLISTEN_ADDR=0.0.0.0\nPORT=%s\n' "$PU" >>"$tmp/systemd/hostile.env"
 mkdir -p "$tmp/systemd/weak" "$tmp/systemd/creds"
 printf 'short' >"$tmp/systemd/weak/JWT_SECRET"
 printf '%s' "$tmp/unit.db" >"$tmp/systemd/weak/DATABASE_URL"
-unit_exec "$tmp/systemd/hostile.env" "$tmp/systemd/weak" >"$tmp/unit-weak.log" 2>"$tmp/unit-weak.err"
-for _ in $(seq 1 100); do
-  kill -0 "$UNIT_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if kill -0 "$UNIT_PID" 2>/dev/null; then
-  kill "$UNIT_PID"
-  fail "ExecStart with APP_MODE=debug in the environment file started the server with a 5-byte secret: not release mode ($(grep -o '"release":[a-z]*' "$tmp/unit-weak.log"))"
-fi
-set +e
-wait "$UNIT_PID"
-rc=$?
-set -e
-[ "$rc" = 2 ] && grep -q 'JWT_SECRET: need at least 32 bytes in release mode' "$tmp/unit-weak.err" ||
-  fail "ExecStart with APP_MODE=debug in the environment file and a 5-byte secret: exit $rc, want 2 (release mode): $(cat "$tmp/unit-weak.err")"
+unit_refuses() { # $1 environment file, $2 credentials directory, $3 the error ExecStart must stop with
+  unit_exec "$1" "$2" >"$tmp/unit-refused.log" 2>"$tmp/unit-refused.err"
+  for _ in $(seq 1 100); do
+    kill -0 "$UNIT_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$UNIT_PID" 2>/dev/null; then
+    kill "$UNIT_PID"
+    fail "ExecStart with $1 started the server: not release mode ($(grep -o '"release":[a-z]*' "$tmp/unit-refused.log"))"
+  fi
+  set +e
+  wait "$UNIT_PID"
+  rc=$?
+  set -e
+  [ "$rc" = 2 ] && grep -qF "$3" "$tmp/unit-refused.err" ||
+    fail "ExecStart with $1: exit $rc, want 2 and '$3': $(cat "$tmp/unit-refused.err")"
+}
+unit_refuses "$tmp/systemd/hostile.env" "$tmp/systemd/weak" 'JWT_SECRET: need at least 32 bytes in release mode'
 printf '%s' "$SECRET" >"$tmp/systemd/creds/JWT_SECRET"
 printf '%s' "$tmp/unit.db" >"$tmp/systemd/creds/DATABASE_URL"
+# The guide's alias cannot ask for debug mode either: it stops startup.
+{ cat "$tmp/systemd/hostile.env"; echo GIN_MODE=debug; } >"$tmp/systemd/gin.env"
+unit_refuses "$tmp/systemd/gin.env" "$tmp/systemd/creds" 'APP_MODE: is "release" but GIN_MODE is "debug"'
 unit_exec "$tmp/systemd/hostile.env" "$tmp/systemd/creds" >"$tmp/unit.log" 2>&1
 for _ in $(seq 1 100); do
   curl -sf -o /dev/null "http://127.0.0.1:$PU/health" && break
