@@ -21,10 +21,12 @@
 #     (a correct client 50 times at the token endpoint without 429 while
 #     failing logins from its address are limited; the per-client zone),
 #     nginx's own 429/413/503 answers in the contract's JSON shapes, forged
-#     X-Forwarded-For, TLS (protocols, curves, unknown SNI refused), headers.
+#     X-Forwarded-For, TLS (protocols, curves, unknown SNI refused), headers,
+#     no mailed link's token in nginx's logs.
 #  4. fail2ban-regex: the server's lines (file, journal, docker via
 #     journald) and nginx's limit_req lines; fail2ban-client parses the jails.
-#  5. nginx -t on both site files; their common parts are identical.
+#  5. nginx -t on both site files; their common parts are identical; every
+#     server logs requests without the query string.
 #  6. systemd: verify; security exposure not above the recorded baseline;
 #     the new directives; ExecStart enforcing release mode and loopback
 #     against a hostile environment file.
@@ -32,7 +34,8 @@
 #     only trusted proxy, limits, journald logging, pinned images.
 #  8. Kubernetes (kubectl kustomize), ECS and Cloud Run: restricted pods,
 #     egress policies, digests, probes against the server's own timings,
-#     secrets as files / pinned versions, the migration Job.
+#     secrets as files / pinned versions, the migration Job, the mailed
+#     links' pages unlogged by the ingress.
 #  9. The Makefile's docker and release targets, and the SBOM script.
 set -euo pipefail
 # (With pipefail, never `cmd | grep -q`: grep -q stops reading at the first
@@ -642,6 +645,9 @@ rewrite "$SITE" "$tmp/nginx/site-run.conf" \
   'server 127\.0\.0\.1:8080;' "server 127.0.0.1:$PS;" \
   '(zone=oauth2_api_client:10m) rate=100r/s;' '\1 rate=1r/m;' \
   '(zone=oauth2_api_login:10m) rate=5r/m;' '\1 rate=1r/m;'
+# The site's access log into the one nginx_conf names (no check: without an
+# access_log of its own, the site logs there in nginx's default format).
+sed -i "s#/var/log/nginx/#$tmp/nginx/#" "$tmp/nginx/site-run.conf"
 nginx_conf "$tmp/nginx/site-run.conf" >"$tmp/nginx/run.conf"
 
 # The server as the systemd unit runs it: release mode, loopback only, the
@@ -772,6 +778,13 @@ grep -qx '{"error":"invalid_request","error_description":"request body too large
 # /metrics is closed to the public.
 code=$(via -o /dev/null -w '%{http_code}' "$URL/metrics")
 [ "$code" = 403 ] || fail "/metrics through nginx answered $code, want 403"
+# The mailed links' one-time tokens stay out of nginx's logs: the path is
+# logged, the query string is not.
+for p in /password/reset /email/verify; do via -o /dev/null "$URL$p?token=mailed-token-4711"; done
+! grep -h mailed-token "$tmp/nginx/access.log" "$tmp/nginx/error.log" || fail "a mailed link's token is in nginx's log (above)"
+for p in /password/reset /email/verify; do
+  grep -qE "\"GET $p HTTP/[0-9.]+\"" "$tmp/nginx/access.log" || fail "nginx's access log has no line for GET $p"
+done
 # The password zone counts POSTs only: GETs of /oauth2/authorize are free,
 # the 12th POST of /register is refused, and so is then the login form.
 for i in $(seq 1 12); do
@@ -794,7 +807,7 @@ grep -qx '{"error":"rate_limited","error_description":"too many requests; retry 
 # The device page's sign-in form and user code are in the same zone.
 code=$(from 127.0.0.3 -o /dev/null -w '%{http_code}' -X POST -d 'user_code=BCDF-GHJK' "$URL/oauth2/device")
 [ "$code" = 429 ] || fail "POST /oauth2/device after the zone ran out: $code, want nginx's 429"
-ok "301, headers once, 413 (REST and RFC 6749 JSON), /metrics 403, password zone by POST only (11 pass, 12th 429; then the login form and the device page too)"
+ok "301, headers once, 413 (REST and RFC 6749 JSON), /metrics 403, no query strings in the access log, password zone by POST only (11 pass, 12th 429; then the login form and the device page too)"
 
 # TLS: Mozilla intermediate on the name, nothing for other names.
 tls() { # prints "protocol cipher" of a handshake, or "refused"; args for s_client
@@ -960,14 +973,16 @@ nginx_t() { # $1 site file, $2 label
 }
 rewrite "$SITE" "$tmp/nginx/site.conf" \
   '/etc/letsencrypt/live/oauth\.example\.com/fullchain\.pem' "$tmp/cert.pem" \
-  '/etc/letsencrypt/live/oauth\.example\.com/privkey\.pem' "$tmp/key.pem"
+  '/etc/letsencrypt/live/oauth\.example\.com/privkey\.pem' "$tmp/key.pem" \
+  '/var/log/nginx/' "$tmp/nginx/"
 nginx_t "$tmp/nginx/site.conf" "$SITE"
 TPL=deploy/compose/nginx/default.conf.template
 OAUTH2_HOSTNAME=$HOST envsubst '${OAUTH2_HOSTNAME}' <"$TPL" >"$tmp/nginx/compose.in"
 ! grep -nE '^[^#]*\$\{?OAUTH2_[A-Z0-9_]+' "$tmp/nginx/compose.in" || fail "$TPL: a \$OAUTH2_ variable the compose file does not set"
 rewrite "$tmp/nginx/compose.in" "$tmp/nginx/compose.conf" \
   '/etc/nginx/ssl/fullchain\.pem' "$tmp/cert.pem" \
-  '/etc/nginx/ssl/privkey\.pem' "$tmp/key.pem"
+  '/etc/nginx/ssl/privkey\.pem' "$tmp/key.pem" \
+  '/var/log/nginx/' "$tmp/nginx/"
 note=""
 if [ "$(printf '%s\n' "$NGINX_VERSION" 1.25.1 | sort -V | head -1)" != 1.25.1 ]; then
   # This nginx predates `http2 on;` (1.25.1); the compose image is newer.
@@ -1011,6 +1026,8 @@ for p, t in files.items():
         if server is not None and depth == 0:
             servers.append("\n".join(server)); server = None
     tls = blocks(t, "tls")[0] if blocks(t, "tls") else "?"
+    safe = {n for n, f in re.findall(r"^\s*log_format\s+(\w+)\s+([^;]*);", t, re.M)
+            if not re.search(r"\$(request|request_uri|args|query_string|arg_\w+|http_referer)\b", f)}
     for s in servers:
         if re.search(r"listen\s+443\b", s):
             for d in re.findall(r"^\s*(ssl_(?:protocols|ciphers|ecdh_curve|prefer_server_ciphers)\b[^;]*;)", tls, re.M):
@@ -1018,6 +1035,12 @@ for p, t in files.items():
                     errs.append(f"{p}: a server on port 443 lacks {d}")
         if "default_server" in s and re.search(r"listen\s+443\b", s) and "ssl_reject_handshake on;" not in s:
             errs.append(f"{p}: the default server on 443 does not refuse unknown names")
+        # Mailed links carry one-time tokens in their query string: every
+        # server that answers requests logs them in a format without it.
+        logs = re.findall(r"^\s*access_log\s+([^\s;]+)(?:\s+(\w+))?", s, re.M)
+        if "ssl_reject_handshake on;" not in s and (not any(f in safe for _, f in logs) or
+                                                    any(a != "off" and f not in safe for a, f in logs)):
+            errs.append(f"{p}: a server without an access_log in a format free of the query string")
     if not any("default_server" in s and re.search(r"listen\s+443\b", s) for s in servers):
         errs.append(f"{p}: no default_server on port 443")
     for loc in ("/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/oauth2/par"):
@@ -1562,6 +1585,13 @@ limited = {p["path"] for _, ing in docs.get("Ingress", []) if "nginx.ingress.kub
            for rule in ing["spec"]["rules"] for p in rule["http"]["paths"] if p.get("pathType") == "Exact"}
 for p in sorted(cred_only - limited):
     errs.append(f"Ingress: POST {p} (a credential route of the server) is in no limit-rpm Ingress")
+# The mailed links' pages carry one-time tokens in the query string, which
+# the controller's access log writes: they are in an Ingress that logs nothing.
+unlogged = {p["path"] for _, ing in docs.get("Ingress", [])
+            if (ing["metadata"].get("annotations") or {}).get("nginx.ingress.kubernetes.io/enable-access-log") == "false"
+            for rule in ing["spec"]["rules"] for p in rule["http"]["paths"] if p.get("pathType") == "Exact"}
+for p in sorted({"/password/reset", "/email/verify"} - unlogged):
+    errs.append(f"Ingress: {p} (a mailed link, its token in the query string) is in no Ingress with enable-access-log false")
 if not any("cert-manager.io/cluster-issuer" in (d["metadata"].get("annotations") or {}) and d["spec"].get("tls") for _, d in docs.get("Ingress", [])):
     errs.append("no Ingress with TLS and the cert-manager annotation")
 kust = yaml.safe_load(open(os.path.join(root, "deploy/kubernetes/kustomization.yaml")))
