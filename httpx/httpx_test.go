@@ -543,6 +543,45 @@ func TestObserve(t *testing.T) {
 	}
 }
 
+// TestUntrustedProxyWarnedOnce: forwarding headers from a loopback, private or
+// link-local peer while TRUSTED_PROXIES is empty (a proxy set up without it) log one
+// warning per process, without the header's value; not with TRUSTED_PROXIES
+// set, and not from a public peer.
+func TestUntrustedProxyWarnedOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted string
+		peers   []string
+		want    int
+	}{
+		{"loopback proxy, nothing trusted", "", []string{"127.0.0.1:4000", "[::1]:4000"}, 1},
+		{"private proxy, nothing trusted", "", []string{"10.244.1.7:4000", "172.30.80.2:4000", "169.254.8.1:4000"}, 1},
+		{"proxy trusted", "127.0.0.1/32", []string{"127.0.0.1:4000", "127.0.0.1:4001"}, 0},
+		{"public peer", "", []string{"203.0.113.5:4000", "198.51.100.9:4000"}, 0},
+	} {
+		var logs bytes.Buffer
+		trusted, _ := ParsePrefixes(tc.trusted)
+		h := Observe(slog.New(slog.NewJSONHandler(&logs, nil)), NewMetrics(metrics.NewRegistry()), IPResolver{Trusted: trusted},
+			time.Now, http.NotFoundHandler())
+		for i, peer := range tc.peers {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = peer
+			if i == 0 {
+				r.Header.Set("X-Forwarded-For", "192.0.2.77")
+			} else {
+				r.Header.Set("X-Real-IP", "192.0.2.77")
+			}
+			h.ServeHTTP(httptest.NewRecorder(), r)
+		}
+		if got := strings.Count(logs.String(), "TRUSTED_PROXIES"); got != tc.want {
+			t.Errorf("%s: %d warnings about TRUSTED_PROXIES; want %d:\n%s", tc.name, got, tc.want, logs.String())
+		}
+		if tc.trusted == "" && strings.Contains(logs.String(), "192.0.2.77") { // (a trusted one is the client_ip)
+			t.Errorf("%s: an untrusted forwarding header's value was logged:\n%s", tc.name, logs.String())
+		}
+	}
+}
+
 func TestRecover(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))

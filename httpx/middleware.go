@@ -118,11 +118,21 @@ func Observe(log *slog.Logger, m *Metrics, ips IPResolver, now func() time.Time,
 	rand.Read(b[:])
 	prefix := hex.EncodeToString(b[:]) + "-"
 	var n atomic.Uint64
+	var warned atomic.Bool
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := now()
 		rec := &recorder{ResponseWriter: w}
 		rec.info.ID = prefix + strconv.FormatUint(n.Add(1), 36)
 		rec.info.ClientIP = ips.ClientIP(r)
+		// A proxy on loopback, a private network or link-local (Cloud Run's
+		// front end) that nobody told us to trust makes every client its one
+		// address: one per-IP budget for all, and fail2ban bans the proxy.
+		// Said once per process; the header's value is the client's to
+		// write, so it is not logged.
+		if a := rec.info.ClientIP; len(ips.Trusted) == 0 && (a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast()) &&
+			(r.Header.Get("X-Forwarded-For") != "" || r.Header.Get("X-Real-IP") != "") && warned.CompareAndSwap(false, true) {
+			log.Warn("forwarding headers ignored: set TRUSTED_PROXIES to the proxy's address, or every client is the proxy", "client_ip", a.String())
+		}
 		w.Header().Set("X-Request-ID", rec.info.ID)
 		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, &rec.info))
 		next.ServeHTTP(rec, r)

@@ -651,13 +651,14 @@ sed -i "s#/var/log/nginx/#$tmp/nginx/#" "$tmp/nginx/site-run.conf"
 nginx_conf "$tmp/nginx/site-run.conf" >"$tmp/nginx/run.conf"
 
 # The server as the systemd unit runs it: release mode, loopback only, the
-# secrets as credentials in $CREDENTIALS_DIRECTORY. Its own password budget
-# is raised, so that nginx's is what the requests below meet.
+# secrets as credentials in $CREDENTIALS_DIRECTORY, TRUSTED_PROXIES from the
+# environment file example. Its own password budget is raised, so that
+# nginx's is what the requests below meet.
 mkdir -p "$tmp/creds"
 printf '%s' "$SECRET" >"$tmp/creds/JWT_SECRET"
 printf '%s\n' "$tmp/oauth.db" >"$tmp/creds/DATABASE_URL"
 SERVER_ENV=(APP_MODE=release ISSUER="https://$HOST" PORT="$PS" LISTEN_ADDR=127.0.0.1 CREDENTIALS_DIRECTORY="$tmp/creds"
-  TRUSTED_PROXIES=127.0.0.1/32 LOGIN_RATE_BURST=100 LOG_LEVEL=info)
+  TRUSTED_PROXIES="$(sed -n 's/^TRUSTED_PROXIES=//p' deploy/systemd/oauth2-api.env.example)" LOGIN_RATE_BURST=100 LOG_LEVEL=info)
 cli() { env -i PATH=/usr/bin:/bin "${SERVER_ENV[@]}" "$BIN" "$@"; }
 echo 'correct horse battery staple' | cli user create --email ann@example.com --username ann >/dev/null ||
   fail "oauth2-api user create"
@@ -867,6 +868,7 @@ grep -q '"route":"/api/v1/auth/login".*"status":200,.*"client_ip":"127.0.0.2"' "
 grep -q '"route":"/livez".*"client_ip":"127.0.0.9"' "$LOG" || fail "the straight request from 127.0.0.9 was not logged as 127.0.0.9"
 ! grep -qE '198\.51\.100\.(66|77)' "$LOG" || fail "a forged X-Forwarded-For address reached the server's log: $(grep -E '198\.51\.100\.(66|77)' "$LOG" | head -1)"
 ! grep -qF "$SECRET" "$LOG" "$tmp/main.err" || fail "the server logged its JWT secret"
+! grep -F TRUSTED_PROXIES "$LOG" || fail "the server warned about TRUSTED_PROXIES behind the nginx site (above)"
 ok "nginx's 503 without its server (REST and RFC 6749 JSON, Retry-After 5); healthcheck 0/1/1; SIGTERM -> 0; log: forged addresses absent"
 
 # ---- 4. fail2ban ---------------------------------------------------------------------
@@ -1645,6 +1647,8 @@ for c in ecs["containerDefinitions"]:
             errs.append(f"{where}: {e['name']} in plain environment")
     if (c.get("stopTimeout") or 30) < 30:
         errs.append(f"{where}: stopTimeout under 30 s")
+    if "TRUSTED_PROXIES" not in {e["name"] for e in c.get("environment", [])}:
+        errs.append(f"{where}: no TRUSTED_PROXIES: every client would be the load balancer")
 
 # Cloud Run
 cr = yaml.safe_load(open(os.path.join(root, "deploy/cloudrun/service.yaml")))
@@ -1664,6 +1668,8 @@ for c in cr["spec"]["template"]["spec"]["containers"]:
     env = {e["name"]: e for e in c.get("env", [])}
     if "PORT" in env:
         errs.append(f"{where}: PORT is reserved on Cloud Run")
+    if "TRUSTED_PROXIES" not in env:
+        errs.append(f"{where}: no TRUSTED_PROXIES: every client would be Google's front end")
     for s in ("JWT_SECRET", "DATABASE_URL"):
         ref = ((env.get(s) or {}).get("valueFrom") or {}).get("secretKeyRef")
         if not ref:
