@@ -807,7 +807,9 @@ func testPagesAndRedirects(t *testing.T, f *hostileFixture) {
 		t.Errorf("login page: the login is not echoed escaped in its attribute: %s", r.body)
 	}
 
-	// The form is refused without its CSRF token, or with another one.
+	// The form is refused with another CSRF token; without one it is no
+	// form of ours but an authorization request sent by POST (OIDC Core
+	// §3.1.2.1), whose login fields sign nobody in: the login page again.
 	// The forged token differs from the real one in its first character (a
 	// fixed "A" was the real one's own first character 1 time in 64).
 	csrf := form.Get("csrf_token")
@@ -815,15 +817,19 @@ func testPagesAndRedirects(t *testing.T, f *hostileFixture) {
 	if csrf[0] == 'A' {
 		forgedFirst = "B"
 	}
-	for _, c := range []struct{ name, token string }{{"no csrf_token", ""}, {"a forged csrf_token", forgedFirst + csrf[1:]}} {
+	for _, token := range []string{"", forgedFirst + csrf[1:]} {
 		forged := url.Values{}
 		for k, v := range form {
 			forged[k] = v
 		}
-		forged.Set("csrf_token", c.token)
+		forged.Set("csrf_token", token)
 		forged.Set("login", "user1")
 		forged.Set("password", f.userPass)
-		f.expect(t, "POST authorize with "+c.name, post(forged), http.StatusForbidden)
+		if r := post(forged); token != "" {
+			f.expect(t, "POST authorize with a forged csrf_token", r, http.StatusForbidden)
+		} else if r.status != http.StatusOK || !bytes.Contains(r.body, []byte(`name="password"`)) {
+			t.Errorf("POST authorize with no csrf_token = %v; want the login page again, nobody signed in", r)
+		}
 	}
 
 	form.Set("login", "user1")
