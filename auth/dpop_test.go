@@ -454,13 +454,17 @@ func TestPublicRefreshWithProofBindsSession(t *testing.T) {
 }
 
 // A spent refresh token of a public client ends its session whatever proof
-// comes with it (RFC 9700 §4.14.2). A regression test: the key was checked
-// first, so a thief who refreshed first with a proof of his own key bound
-// the family to it, the owner's replay of the spent token was refused
-// invalid_dpop_proof, nothing ended, and the thief refreshed on; and a
-// spent token of a session bound from the start, presented without its
-// key, ended nothing either.
-func TestSpentRefreshTokenEndsSessionWhateverItsProof(t *testing.T) {
+// comes with it (RFC 9700 §4.14.2), unless it was issued while the session
+// was bound to a key: such a token never refreshed without the key, so
+// presented without it, it is refused invalid_dpop_proof and the session
+// goes on. Regression tests: the key was checked first, so a thief who
+// refreshed first with a proof of his own key bound the family to it, the
+// owner's replay of the spent token was refused invalid_dpop_proof, nothing
+// ended, and the thief refreshed on; then a spent token of a bound session,
+// found by anyone without the key, ended the session. The clock stands
+// still: a session bound at a refresh issues its first bound token in the
+// second it spends its last unbound one.
+func TestSpentDPoPRefreshToken(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
 		pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
@@ -480,26 +484,36 @@ func TestSpentRefreshTokenEndsSessionWhateverItsProof(t *testing.T) {
 		for _, c := range []struct {
 			name          string
 			bound         *dpopKey // the key the code's exchange proves, or nil
-			first, replay *dpopKey // the key of the first refresh, and of the spent token's second (nil: no proof)
+			first, replay *dpopKey // the key of the two refreshes, and of the spent token's replay (nil: no proof)
+			spent         int      // the token replayed: the code's (0) or the first refresh's (1)
+			ends          bool
 		}{
-			{name: "thief binds an unbound session, owner replays without a proof", first: thief},
-			{name: "thief binds an unbound session, owner replays with its key", first: thief, replay: owner},
+			{name: "thief binds an unbound session, owner replays without a proof", first: thief, ends: true},
+			{name: "thief binds an unbound session, owner replays with its key", first: thief, replay: owner, ends: true},
+			{name: "session bound at a refresh, its first bound token without the key", first: owner, spent: 1},
+			{name: "session bound at a refresh, its first bound token with the key", first: owner, spent: 1, replay: owner, ends: true},
 			{name: "bound session, a replay without its key", bound: owner, first: owner},
 			{name: "bound session, a replay with another key", bound: owner, first: owner, replay: thief},
+			{name: "bound session, a replay with its key", bound: owner, first: owner, replay: owner, ends: true},
 		} {
 			pk := newPKCE()
 			code := e.secret(e.browser().signIn(authorizeURL(pub, pk), "ann", "Ann-Password-1"))
-			_, rt1 := tokens(e.dpopPost("/oauth2/token", pub, "", codeForm(code, pk), proof(c.bound)).want(http.StatusOK))
-			at2, rt2 := tokens(refresh(rt1, c.first).want(http.StatusOK))
-			if r := refresh(rt1, c.replay); r.Code != http.StatusBadRequest || r.Str("error") != errInvalidGrant {
-				t.Errorf("%s: the spent token again: %d %q; want 400 invalid_grant", c.name, r.Code, r.Str("error"))
+			_, rt0 := tokens(e.dpopPost("/oauth2/token", pub, "", codeForm(code, pk), proof(c.bound)).want(http.StatusOK))
+			_, rt1 := tokens(refresh(rt0, c.first).want(http.StatusOK))
+			at, live := tokens(refresh(rt1, c.first).want(http.StatusOK))
+			want, liveCode, liveError := errInvalidGrant, http.StatusBadRequest, errInvalidGrant
+			if !c.ends {
+				want, liveCode, liveError = "invalid_dpop_proof", http.StatusOK, ""
 			}
-			if r := refresh(rt2, c.first); r.Code != http.StatusBadRequest || r.Str("error") != errInvalidGrant {
-				tokens(r)
-				t.Errorf("%s: after the reuse, the live token: %d %q; want 400 invalid_grant (the session ended)", c.name, r.Code, r.Str("error"))
+			if r := refresh([]string{rt0, rt1}[c.spent], c.replay); r.Code != http.StatusBadRequest || r.Str("error") != want {
+				t.Errorf("%s: the spent token again: %d %q; want 400 %s", c.name, r.Code, r.Str("error"), want)
 			}
-			if _, err := e.deps.Tokens.Verify(at2, e.clock.Now()); err == nil {
-				t.Errorf("%s: after the reuse, the access token of the first refresh still verifies", c.name)
+			r := refresh(live, c.first)
+			if tokens(r); r.Code != liveCode || r.Str("error") != liveError {
+				t.Errorf("%s: then the live token: %d %q; want %d %q", c.name, r.Code, r.Str("error"), liveCode, liveError)
+			}
+			if _, err := e.deps.Tokens.Verify(at, e.clock.Now()); (err != nil) != c.ends {
+				t.Errorf("%s: then Verify(the last refresh's access token) = %v; want an error: %v", c.name, err, c.ends)
 			}
 		}
 	})

@@ -215,9 +215,10 @@ type Narrow struct {
 	Bind bool
 	// Proof is the request's DPoP proof (of JKT), not yet spent, or nil:
 	// spent once the token is known to be the client's (and, unless it is
-	// spent, bound to no other key), before a reuse ends its session, so
-	// that a stranger's bogus token writes nothing and a replayed request
-	// is refused as a replay without ending the session.
+	// spent and was issued unbound, bound to no other key), before a reuse
+	// ends its session, so that a stranger's bogus token writes nothing
+	// and a replayed request is refused as a replay without ending the
+	// session.
 	Proof *token.Proof
 }
 
@@ -233,9 +234,11 @@ var (
 // Rotate spends refresh and returns a new pair in the same family, for the
 // client clientID. n.Scope, if not empty, narrows the access token's scope
 // (RFC 6749 §6: never widens), not the new refresh token's. A token of
-// another client is refused. A spent one ends its session, access tokens included (RFC 9700 §4.14.2), whatever
-// proof comes with it; one of a session older than MaxAge, of a user who
-// was deleted or deactivated, or bound to another DPoP key than n.JKT (the
+// another client is refused. A spent one ends its session, access tokens
+// included (RFC 9700 §4.14.2), whatever proof comes with it, unless it was
+// issued bound to a DPoP key: then without that key's proof it is refused
+// as a live one is. One of a session older than MaxAge, of a user who was
+// deleted or deactivated, or bound to another DPoP key than n.JKT (the
 // request's proof, "" for none), is refused without being spent, as is a
 // request for another resource than the session's. The new access token
 // is bound to n.JKT.
@@ -269,13 +272,21 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		return nil, nil, ErrRefreshClient
 	}
 	if old.Used {
-		// A reuse ends the session (ErrRefreshReused, unless ending it
-		// failed) whatever key or resource comes with it: a thief who
-		// refreshed first with a proof of his own bound the family to his
-		// key, so the family's key tells nothing of who presents a spent
-		// token, and a thief without the key ends a bound family too (RFC
-		// 9700 §4.14.2). The proof first: a replay of the whole request is
-		// refused as one and ends nothing.
+		// A token issued while its family was bound never refreshed
+		// without the key: presented spent without it, it shows no theft
+		// of what could refresh, and ending the session would let anyone
+		// who found it in a log end a DPoP-protected session. Refused as a
+		// live one is; nothing ends, and the proof is not spent.
+		if old.Bound && old.Family.DPoPJKT != n.JKT {
+			return nil, nil, ErrRefreshDPoP
+		}
+		// Any other reuse ends the session (ErrRefreshReused, unless
+		// ending it failed) whatever key or resource comes with it: a
+		// thief who refreshed first with a proof of his own bound the
+		// family to his key, so the family's key tells nothing of who
+		// presents a token issued before the binding (RFC 9700 §4.14.2).
+		// The proof first: a replay of the whole request is refused as
+		// one and ends nothing.
 		if err := spendProof(ctx, db, n.Proof, httpx.KindInvalidDPoPProof, now); err != nil {
 			return nil, nil, err
 		}

@@ -82,6 +82,10 @@ func (db *DB) MigrateThrough(ctx context.Context, version string, now time.Time)
 	}
 	some.Migrations = older
 	db.driver = &some
+	// No hot statement is prepared: they are written for the newest
+	// schema, and may name what version lacks (refresh_tokens.bound).
+	defer func(all map[string][]string) { hotTx = all }(hotTx)
+	hotTx = nil
 	_, err = db.Migrate(ctx, now)
 	return err
 }

@@ -1541,6 +1541,84 @@ func TestDPoPAndPushedRequests(t *testing.T) {
 	}
 }
 
+// A refresh token is Bound when its family was bound to a DPoP key as it
+// was issued: the first token of a family created bound, and each one a
+// rotation issues once the family is bound, by that rotation (bind) too;
+// not one issued before, nor one from a rotation that proves a key but
+// does not bind (a confidential client's). A token from before migration
+// 0022 reads as not bound, whatever its family; on MySQL, whose DDL
+// commits by itself, 0022 runs again (stopped before its record).
+func TestRefreshTokenBound(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db, url := openThrough(t, d, "0021_delete_indexes")
+			raw := rawDB(t, d, url)
+			u := newUser(t, db, "ann@example.com", "ann")
+			old := token.NewOpaque()
+			for _, q := range []string{ // a bound family's token from before 0022
+				`INSERT INTO token_families (id, user_id, client_id, auth_time, created_at, dpop_jkt) VALUES ('old', %[1]d, 'c1', 0, %[2]d, 'thumb-1')`,
+				`INSERT INTO refresh_tokens (hash, family_id, created_at, expires_at) VALUES ('%[3]s', 'old', %[2]d, %[2]d + 3600)`,
+			} {
+				if _, err := raw.Exec(fmt.Sprintf(q, u.ID, t0.Unix(), token.Hash(old))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := db.Migrate(ctx, t0); err != nil {
+				t.Fatal(err)
+			}
+			if d == store.MySQL {
+				if _, err := raw.Exec(`DELETE FROM schema_migrations WHERE version = '0022_refresh_bound'`); err != nil {
+					t.Fatal(err)
+				}
+				if applied, err := db.Migrate(ctx, t0); err != nil || len(applied) != 1 {
+					t.Fatalf("Migrate = %v, %v; want 0022 run again", applied, err)
+				}
+			}
+			rotate := func(rt, jkt string, bind bool) string {
+				t.Helper()
+				next := token.NewOpaque()
+				if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", jkt, bind, time.Hour, time.Hour, t0); err != nil {
+					t.Fatalf("RotateRefresh(key %q, bind %v): %v", jkt, bind, err)
+				}
+				return next
+			}
+			start := func(id, jkt string) string {
+				t.Helper()
+				rt := token.NewOpaque()
+				if err := db.CreateFamily(ctx, store.Family{ID: id, UserID: u.ID, ClientID: "c1", AuthTime: t0, DPoPJKT: jkt}, token.Hash(rt), t0.Add(time.Hour), t0); err != nil {
+					t.Fatal(err)
+				}
+				return rt
+			}
+			b0 := start("bound", "thumb-1")
+			u0 := start("unbound", "")
+			u1 := rotate(u0, "thumb-2", false)
+			u2 := rotate(u1, "thumb-2", true)
+			for _, c := range []struct {
+				name, rt string
+				want     bool
+			}{
+				{"from before 0022, of a bound family", old, false},
+				{"its successor", rotate(old, "thumb-1", false), true},
+				{"the first of a family created bound", b0, true},
+				{"its successor", rotate(b0, "thumb-1", true), true},
+				{"the first of an unbound family", u0, false},
+				{"issued by a rotation with a key, without bind", u1, false},
+				{"issued by the rotation that bound the family", u2, true},
+				{"its successor", rotate(u2, "thumb-2", true), true},
+			} {
+				got, err := db.RefreshTokenByHash(ctx, token.Hash(c.rt), t0)
+				if err != nil || got.Bound != c.want {
+					t.Errorf("%s: RefreshTokenByHash = %+v, %v; want Bound %v", c.name, got, err, c.want)
+				}
+			}
+			if got, err := db.RefreshTokenByHash(ctx, token.Hash(u2), t0); err != nil || got.Family.DPoPJKT != "thumb-2" {
+				t.Errorf("the family bound by a rotation: %+v, %v; want bound to thumb-2", got, err)
+			}
+		})
+	}
+}
+
 // A binary built without a MySQL driver (oauth2-api) refuses a mysql:// URL
 // in one line that names the binary that has one, without the password.
 func TestOpenMySQLWithoutDriver(t *testing.T) {

@@ -151,6 +151,10 @@ type RefreshToken struct {
 	ExpiresAt  time.Time
 	Used       bool
 	UserActive bool // the family's user exists, is not deleted and is active
+	// Bound: issued while the family was bound to Family.DPoPJKT, so it
+	// never refreshed without that key (false for tokens from before
+	// migration 0022, whatever they were).
+	Bound bool
 }
 
 // CreateFamily starts a family with its first refresh token (none when
@@ -174,7 +178,7 @@ func createFamilyTx(ctx context.Context, tx *txn, f Family, tokenHash string, ex
 	if tokenHash == "" {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, qInsertRefresh, tokenHash, f.ID, f.Scope, now.Unix(), expires.Unix())
+	_, err := tx.ExecContext(ctx, qInsertRefresh, tokenHash, f.ID, f.Scope, now.Unix(), expires.Unix(), f.DPoPJKT != "")
 	return err
 }
 
@@ -196,17 +200,17 @@ func (db *DB) AnyRefreshToken(ctx context.Context, hash string) (t *RefreshToken
 	defer db.wrap(&err, "refresh token")
 	t = &RefreshToken{Hash: hash}
 	err = db.queryRow(ctx, `SELECT t.scope, t.expires_at, t.used_at IS NOT NULL, f.id, f.user_id, f.client_id, f.scope, f.auth_time, f.created_at, f.revoked_at IS NOT NULL,
-  u.is_active AND u.deleted_at IS NULL, f.dpop_jkt, f.resource
+  u.is_active AND u.deleted_at IS NULL, f.dpop_jkt, f.resource, t.bound
 FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id JOIN users u ON u.id = f.user_id WHERE t.hash = $1`, hash).Scan(
 		&t.Scope, unix{&t.ExpiresAt}, &t.Used, &t.Family.ID, &t.Family.UserID, &t.Family.ClientID, &t.Family.Scope,
-		unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Revoked, &t.UserActive, &t.Family.DPoPJKT, &t.Family.Resource)
+		unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Revoked, &t.UserActive, &t.Family.DPoPJKT, &t.Family.Resource, &t.Bound)
 	if err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
-const qInsertRefresh = `INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`
+const qInsertRefresh = `INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at, bound) VALUES ($1, $2, $3, $4, $5, $6)`
 
 // RevokeSession ends a session: it revokes the family's refresh tokens and,
 // in the same transaction, records a sid revocation so that every access
@@ -483,10 +487,10 @@ const (
   WHERE t.hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
     AND f.id = t.family_id AND f.revoked_at IS NULL AND f.client_id = $3 AND f.created_at > $6 AND f.dpop_jkt IN ('', $8)
     AND u.id = f.user_id AND u.is_active AND u.deleted_at IS NULL
-  RETURNING t.family_id, t.scope, f.user_id, f.auth_time, f.created_at, f.resource),
+  RETURNING t.family_id, t.scope, f.user_id, f.auth_time, f.created_at, f.resource, f.dpop_jkt),
 ins AS (
-  INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at)
-  SELECT $4, family_id, scope, $2, LEAST($5, created_at + $7) FROM spent),
+  INSERT INTO refresh_tokens (hash, family_id, scope, created_at, expires_at, bound)
+  SELECT $4, family_id, scope, $2, LEAST($5, created_at + $7), dpop_jkt <> '' OR $9 <> '' FROM spent),
 bound AS (
   UPDATE token_families SET dpop_jkt = $9 WHERE $9 <> '' AND dpop_jkt = '' AND id IN (SELECT family_id FROM spent))
 SELECT family_id, scope, user_id, auth_time, created_at, resource FROM spent`
@@ -503,7 +507,7 @@ WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
 	qSpentCols, qSpentFrom = `family_id, scope`, `refresh_tokens WHERE hash = $1`
 	qSpendSQLite           = qSpend + ` RETURNING ` + qSpentCols
 	qSpentMySQL            = `SELECT ` + qSpentCols + ` FROM ` + qSpentFrom
-	qFamilyOwner           = `SELECT user_id, auth_time, created_at, resource FROM token_families WHERE id = $1`
+	qFamilyOwner           = `SELECT user_id, auth_time, created_at, resource, dpop_jkt FROM token_families WHERE id = $1`
 	// qBindFamily binds a family to a DPoP key if it is bound to none (a
 	// public client's first proof, RFC 9449 §5).
 	qBindFamily = `UPDATE token_families SET dpop_jkt = $2 WHERE id = $1 AND dpop_jkt = ''`
@@ -514,9 +518,10 @@ WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
 // is live, younger than maxAge (REFRESH_TOKEN_MAX_DAYS), belongs to
 // clientID and is bound to no DPoP key or to jkt, and the family's user is
 // active; with bind (a public client's request) a family bound to no key
-// is bound to jkt in the same step (RFC 9449 §5). The new token lives ttl, but
-// never past the family's maxAge, and has the old token's scope (RFC 6749
-// §6: "identical"; a refresh narrows its access token only). It returns the
+// is bound to jkt in the same step (RFC 9449 §5); the new token is Bound if
+// its family is, by then. The new token lives ttl, but never past the
+// family's maxAge, and has the old token's scope (RFC 6749 §6:
+// "identical"; a refresh narrows its access token only). It returns the
 // spent token with its family. When any condition fails it changes nothing
 // and returns ErrNotFound: the caller reads the token to tell why (and
 // revokes the family on reuse). Of any number of concurrent calls with one
@@ -539,16 +544,18 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash, clientID, jkt
 			if err := spent.Scan(&t.Family.ID, &t.Scope); err != nil {
 				return err
 			}
-			if err := tx.QueryRowContext(ctx, qFamilyOwner, t.Family.ID).Scan(&t.Family.UserID, unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Resource); err != nil {
+			var key string // the family's, before this step: "" or jkt
+			if err := tx.QueryRowContext(ctx, qFamilyOwner, t.Family.ID).Scan(&t.Family.UserID, unix{&t.Family.AuthTime}, unix{&t.Family.CreatedAt}, &t.Family.Resource, &key); err != nil {
 				return err
 			}
-			if bind && jkt != "" {
+			if key == "" && bind && jkt != "" {
 				if _, err := tx.ExecContext(ctx, qBindFamily, t.Family.ID, jkt); err != nil {
 					return err
 				}
+				key = jkt
 			}
 			expires := min(now.Add(ttl).Unix(), t.Family.CreatedAt.Unix()+int64(maxAge/time.Second))
-			_, err := tx.ExecContext(ctx, qInsertRefresh, newHash, t.Family.ID, t.Scope, now.Unix(), expires)
+			_, err := tx.ExecContext(ctx, qInsertRefresh, newHash, t.Family.ID, t.Scope, now.Unix(), expires, key != "")
 			return err
 		})
 	}

@@ -1,0 +1,13 @@
+-- Whether a refresh token was issued while its family was already bound
+-- to a DPoP key (RFC 9449 §5): such a token never refreshes without that
+-- key, so a spent one presented without it is refused and ends nothing
+-- (auth Tokens.Rotate), while one issued before the binding (a thief who
+-- refreshed first bound the family to his own key) ends the family.
+-- A per-token flag, not a family's bound time: a token issued in the same
+-- second as the binding is then told apart exactly. Tokens from before
+-- this read as not bound, whatever their family, though some were: which
+-- were issued after their family's binding is unknown, and reading one
+-- issued before as bound would again let a thief's binding hide a reuse;
+-- the cost is only that a spent one, presented without the key, ends its
+-- family, as it did before this.
+ALTER TABLE refresh_tokens ADD COLUMN bound BOOLEAN NOT NULL DEFAULT FALSE;
