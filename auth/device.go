@@ -375,7 +375,10 @@ func (g *grant) device(ctx context.Context) (*Pair, error) {
 	// No nonce: the device authorization request has none (RFC 8628 §3.1).
 	granted := &store.Code{Scope: d.Scope, AuthTime: d.AuthTime, SID: d.SID, Resource: d.Resource}
 	return g.session(ctx, d.UserID, granted, bad, func(is store.Issued) error {
-		err := g.db.RedeemDeviceCode(ctx, hash, is, g.now)
+		ended, err := g.db.RedeemDeviceCode(ctx, hash, is, g.ts.AccessTTL, g.now)
+		if err == nil {
+			g.ts.Ended(ended) // as for a code
+		}
 		if !errors.Is(err, store.ErrReused) {
 			return err
 		}

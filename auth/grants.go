@@ -309,7 +309,10 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 		return nil, err
 	}
 	return g.session(ctx, ac.UserID, ac, bad, func(is store.Issued) error {
-		err := g.db.ExchangeCode(ctx, hash, is, g.now)
+		ended, err := g.db.ExchangeCode(ctx, hash, is, g.ts.AccessTTL, g.now)
+		if err == nil {
+			g.ts.Ended(ended) // the user's oldest sessions, past the cap of live ones
+		}
 		if !errors.Is(err, store.ErrReused) {
 			return err
 		}

@@ -394,6 +394,49 @@ func TestEndingASessionRevokesItsAccessTokens(t *testing.T) {
 	})
 }
 
+// A user's live sessions had no cap (see store.TestFamiliesCappedPerUser).
+// Past it (store's maxLiveFamilies: 1,000), a login or a code exchange ends
+// the user's oldest session, and the access tokens minted from it stop
+// working at once on this instance, as any other ending of a session does
+// (the other instances read its sid revocation from the database).
+func TestOldestSessionEndsPastTheCap(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			dbURL := storetest.URL(t, d)
+			e := newEnvOn(t, storetest.OpenURL(t, dbURL))
+			u := e.createUser("hal@example.com", "hal", "Hal-Password-1", store.RoleUser)
+			first, _ := e.login("hal", "Hal-Password-1")
+			e.clock.Add(time.Second)
+			id, secret := e.webClient()
+			second, _ := e.codeGrant(e.browser(), id, secret, "hal", "Hal-Password-1")
+			// 998 more, started later: 1,000 live.
+			born := e.clock.Now().Unix() + 1
+			var rows []string
+			for i := range 998 {
+				rows = append(rows, fmt.Sprintf("('f%d', %d, 'c1', %d, %d)", i, u.ID, born, born+int64(i)))
+			}
+			if _, err := storetest.Raw(t, d, dbURL).Exec(`INSERT INTO token_families (id, user_id, client_id, auth_time, created_at) VALUES ` + strings.Join(rows, ", ")); err != nil {
+				t.Fatal(err)
+			}
+			if c := e.request("GET", "/api/v1/profile", nil, bearer(first)...).Code; c != http.StatusOK {
+				t.Fatalf("the first session's access token, with 1,000 sessions live: %d; want 200", c)
+			}
+			e.clock.Add(time.Second) // the new sessions are not the oldest
+			e.login("hal", "Hal-Password-1")
+			if c := e.request("GET", "/api/v1/profile", nil, bearer(first)...).Code; c != http.StatusUnauthorized {
+				t.Errorf("the oldest session's access token, after a login past the cap: %d; want 401", c)
+			}
+			if in := e.introspect(id, secret, second); in["active"] != true {
+				t.Fatalf("the second session's access token, now the oldest: %v; want active", in)
+			}
+			e.codeGrant(e.browser(), id, secret, "hal", "Hal-Password-1")
+			if in := e.introspect(id, secret, second); in["active"] != false {
+				t.Errorf("the oldest session's access token, after a code exchange past the cap: %v; want inactive", in)
+			}
+		})
+	}
+}
+
 // RFC 7009 §2.1: revoking a refresh token ends its session, access tokens
 // included, expired or not. With REFRESH_TOKEN_TTL shorter than the access
 // tokens' life, the revocation of an expired refresh token read it as

@@ -163,11 +163,13 @@ func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, u *store.User,
 		return nil, err
 	}
 	refresh := token.NewOpaque()
-	if err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(now), now); errors.Is(err, store.ErrNotFound) {
+	ended, err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(now), ts.AccessTTL, now)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, errBadCredentials
 	} else if err != nil {
 		return nil, err
 	}
+	ts.Ended(ended) // the user's oldest sessions, past the cap of live ones
 	return ts.pair(access, refresh, scope, ""), nil
 }
 

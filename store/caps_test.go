@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -250,6 +251,90 @@ func TestAdminClientWritesNeedAnAdmin(t *testing.T) {
 				if err := w.write(a.ID, later); !errors.Is(err, store.ErrNotAdmin) || count(t, raw, kept) != before {
 					t.Errorf("%s by a demoted admin = %v; want ErrNotAdmin, nothing changed", w.name, err)
 				}
+			}
+		})
+	}
+}
+
+// A user's live refresh-token families had no cap: whoever held the
+// password could start them from many addresses, and at 10^5 of them a
+// password change or reset, a deactivation or a deletion, which revokes
+// every one in one transaction, timed out on every try, so the owner could
+// not lock the intruder out. A regression test: with MaxLiveFamilies live
+// (and one revoked, older, which does not count), each new one ends the
+// oldest live one, and returns its sid revocation, which is stored too
+// for the other instances; a code exchange does so as a login does; with
+// more live (from before the cap), as many end as bring it under.
+func TestFamiliesCappedPerUser(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db, raw := onServer(t, d)
+			u := newUser(t, db, "ann@example.com", "ann")
+			other := newUser(t, db, "bob@example.com", "bob") // whose families do not count for ann
+			// Family f00000i was created i seconds after an hour before t0;
+			// f000000 was revoked then.
+			born := t0.Add(-time.Hour).Unix()
+			insertRows(t, raw, "token_families", "id, user_id, client_id, auth_time, created_at, revoked_at", store.MaxLiveFamilies+1, func(i int) string {
+				i--
+				revoked := "NULL"
+				if i == 0 {
+					revoked = fmt.Sprint(born)
+				}
+				return fmt.Sprintf("'f%06d', %d, 'c1', %d, %d, %s", i, u.ID, born, born+int64(i), revoked)
+			})
+			insertRows(t, raw, "token_families", "id, user_id, client_id, auth_time, created_at", store.MaxLiveFamilies, func(i int) string {
+				return fmt.Sprintf("'g%06d', %d, 'c1', %d, %d", i, other.ID, born, born)
+			})
+			live := func(userID int64) int {
+				return count(t, raw, fmt.Sprintf(`token_families WHERE user_id = %d AND revoked_at IS NULL`, userID))
+			}
+			_, code, signIn := newSignIn(t, db, u.ID)
+			for i, start := range []func(f store.Family) (store.Ended, error){
+				func(f store.Family) (store.Ended, error) {
+					return db.CreateFamily(ctx, f, token.Hash(f.ID), t0.Add(time.Hour), time.Hour, t0)
+				},
+				func(f store.Family) (store.Ended, error) {
+					f.ClientID = signIn.ClientID
+					return db.ExchangeCode(ctx, code, store.Issued{Family: &f}, time.Hour, t0)
+				},
+			} {
+				oldest := fmt.Sprintf("f%06d", i+1)
+				e, err := start(store.Family{ID: fmt.Sprint("new", i), UserID: u.ID, ClientID: "c1", AuthTime: t0})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := []store.Revocation{store.SessionRevocation(oldest, time.Hour, t0)}
+				if !slices.Equal(e.Revocations, want) {
+					t.Errorf("new family %d, with %d live: ended %+v; want %+v (the oldest live)", i, store.MaxLiveFamilies, e.Revocations, want)
+				}
+				if n := live(u.ID); n != store.MaxLiveFamilies {
+					t.Errorf("new family %d: %d live; want %d", i, n, store.MaxLiveFamilies)
+				}
+				if n := count(t, raw, fmt.Sprintf(`token_families WHERE id = '%s' AND revoked_at IS NULL`, oldest)); n != 0 {
+					t.Errorf("new family %d: %s, the oldest live, still live", i, oldest)
+				}
+				stored, err := db.RevocationsSince(ctx, time.Unix(0, 0), t0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Contains(stored, want[0]) {
+					t.Errorf("new family %d: stored revocations %+v; want %+v among them", i, stored, want[0])
+				}
+			}
+			// Two more live, older, as from before the cap: the next one ends
+			// them and the oldest of the rest.
+			insertRows(t, raw, "token_families", "id, user_id, client_id, auth_time, created_at", 2, func(i int) string {
+				return fmt.Sprintf("'h%06d', %d, 'c1', %d, %d", i, u.ID, born, born-int64(i))
+			})
+			e, err := db.CreateFamily(ctx, store.Family{ID: "new2", UserID: u.ID, ClientID: "c1", AuthTime: t0}, "", t0, time.Hour, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := live(u.ID); len(e.Revocations) != 3 || n != store.MaxLiveFamilies {
+				t.Errorf("with %d live: ended %+v, %d live; want 3 ended (h000002, h000001, f000003), %d live", store.MaxLiveFamilies+2, e.Revocations, n, store.MaxLiveFamilies)
+			}
+			if n := live(other.ID); n != store.MaxLiveFamilies {
+				t.Errorf("another user's live families: %d; want all %d", n, store.MaxLiveFamilies)
 			}
 		})
 	}

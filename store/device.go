@@ -169,10 +169,11 @@ WHERE hash = $1 AND client_id = $2`, deviceColumns, `device_codes WHERE hash = $
 // RedeemDeviceCode spends an approved, unexpired request and stores the
 // session it starts (is), atomically: of any number of concurrent
 // redemptions at most one succeeds; the others, and every later one, get
-// ErrReused. A user gone or inactive is ErrNotFound.
-func (db *DB) RedeemDeviceCode(ctx context.Context, hash string, is Issued, now time.Time) (err error) {
+// ErrReused. A user gone or inactive is ErrNotFound. It returns the
+// families of the user it ended (createFamilyTx).
+func (db *DB) RedeemDeviceCode(ctx context.Context, hash string, is Issued, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "redeem device code")
-	return db.tx(ctx, func(tx *txn) error {
+	err = db.tx(ctx, func(tx *txn) error {
 		if err := stillPassword(ctx, tx, is.Family.UserID, ""); err != nil {
 			return err
 		}
@@ -180,8 +181,10 @@ func (db *DB) RedeemDeviceCode(ctx context.Context, hash string, is Issued, now 
 WHERE hash = $1 AND status = 'approved' AND expires_at > $3`, hash, is.Family.ID, now.Unix()); err != nil {
 			return err
 		}
-		return createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, now)
+		e.Revocations, err = createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, accessTTL, now)
+		return err
 	})
+	return e, err
 }
 
 // RefundAttempt takes back one attempt that CountLoginAttempt counted

@@ -68,14 +68,14 @@ func TestDeviceCodes(t *testing.T) {
 			is := func() store.Issued {
 				return store.Issued{Family: &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: "tv", Scope: "read", AuthTime: t0}}
 			}
-			if err := db.RedeemDeviceCode(ctx, b.Hash, is(), t0); !errors.Is(err, store.ErrReused) {
+			if _, err := db.RedeemDeviceCode(ctx, b.Hash, is(), time.Hour, t0); !errors.Is(err, store.ErrReused) {
 				t.Fatalf("redeeming a denied request: %v; want ErrReused", err)
 			}
 			first := is()
-			if err := db.RedeemDeviceCode(ctx, a.Hash, first, t0); err != nil {
+			if _, err := db.RedeemDeviceCode(ctx, a.Hash, first, time.Hour, t0); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.RedeemDeviceCode(ctx, a.Hash, is(), t0); !errors.Is(err, store.ErrReused) {
+			if _, err := db.RedeemDeviceCode(ctx, a.Hash, is(), time.Hour, t0); !errors.Is(err, store.ErrReused) {
 				t.Fatalf("redeeming twice: %v; want ErrReused", err)
 			}
 			if got, err := db.PollDeviceCode(ctx, a.Hash, "tv", time.Second, 5*time.Second, t0); err != nil || got.Status != store.DeviceRedeemed || got.FamilyID != first.Family.ID {
@@ -393,10 +393,10 @@ func TestPasswordChangeVoidsApprovalOfPurgedSignIn(t *testing.T) {
 				is := func(userID int64) store.Issued {
 					return store.Issued{Family: &store.Family{ID: token.NewID(), UserID: userID, ClientID: signIn.ClientID, AuthTime: t0}}
 				}
-				if err := db.RedeemDeviceCode(ctx, ann, is(u.ID), now); !errors.Is(err, store.ErrReused) {
+				if _, err := db.RedeemDeviceCode(ctx, ann, is(u.ID), time.Hour, now); !errors.Is(err, store.ErrReused) {
 					t.Errorf("reset %v: redeeming the approval after the change: %v; want ErrReused", reset, err)
 				}
-				if err := db.RedeemDeviceCode(ctx, bobs, is(bob.ID), now); err != nil {
+				if _, err := db.RedeemDeviceCode(ctx, bobs, is(bob.ID), time.Hour, now); err != nil {
 					t.Errorf("reset %v: redeeming another user's approval: %v", reset, err)
 				}
 			}
@@ -472,7 +472,7 @@ func TestGrantBesideLogout(t *testing.T) {
 					t.Errorf("%+v: the code after the logout: %v; want ErrNotFound", c, err)
 				}
 				is := store.Issued{Family: &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: rp.ID, AuthTime: t0}}
-				if err := db.RedeemDeviceCode(ctx, dc.Hash, is, t0); !errors.Is(err, store.ErrReused) && !errors.Is(err, store.ErrNotFound) {
+				if _, err := db.RedeemDeviceCode(ctx, dc.Hash, is, time.Hour, t0); !errors.Is(err, store.ErrReused) && !errors.Is(err, store.ErrNotFound) {
 					t.Errorf("%+v: redeeming the device request after the logout: %v; want it refused", c, err)
 				}
 			}

@@ -89,3 +89,7 @@ func (db *DB) MigrateThrough(ctx context.Context, version string, now time.Time)
 	_, err = db.Migrate(ctx, now)
 	return err
 }
+
+// MaxLiveFamilies is how many live families a user may have, for
+// caps_test's TestFamiliesCappedPerUser.
+const MaxLiveFamilies = maxLiveFamilies

@@ -240,9 +240,10 @@ type Issued struct {
 // ExchangeCode spends the code and stores what it issued, atomically: of any
 // number of concurrent exchanges of one code at most one succeeds; the others,
 // and every later one, get ErrReused. A user gone or inactive is ErrNotFound.
-func (db *DB) ExchangeCode(ctx context.Context, hash string, is Issued, now time.Time) (err error) {
+// It returns the families of the user it ended (createFamilyTx).
+func (db *DB) ExchangeCode(ctx context.Context, hash string, is Issued, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "exchange code")
-	return db.tx(ctx, func(tx *txn) error {
+	err = db.tx(ctx, func(tx *txn) error {
 		if err := stillPassword(ctx, tx, is.Family.UserID, ""); err != nil {
 			return err
 		}
@@ -250,8 +251,10 @@ func (db *DB) ExchangeCode(ctx context.Context, hash string, is Issued, now time
 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), is.Family.ID, is.AccessJTI, is.AccessExp); err != nil {
 			return err
 		}
-		return createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, now)
+		e.Revocations, err = createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, accessTTL, now)
+		return err
 	})
+	return e, err
 }
 
 // --- consents ---

@@ -179,7 +179,7 @@ func liveFamily(t *testing.T, db *store.DB) int64 {
 	t.Helper()
 	u := newUser(t, db, "ann@example.com", "ann")
 	live := store.Family{ID: "live", UserID: u.ID, ClientID: "c1", AuthTime: t0}
-	if err := db.CreateFamily(ctx, live, token.Hash("live"), t0.Add(24*time.Hour), t0); err != nil {
+	if _, err := db.CreateFamily(ctx, live, token.Hash("live"), t0.Add(24*time.Hour), time.Hour, t0); err != nil {
 		t.Fatal(err)
 	}
 	return u.ID

@@ -470,7 +470,7 @@ func newFamily(t testing.TB, db *store.DB, userID int64) (store.Family, string) 
 	t.Helper()
 	f := store.Family{ID: token.NewOpaque(), UserID: userID, ClientID: "c1", Scope: "a b", AuthTime: t0}
 	rt := token.NewOpaque()
-	if err := db.CreateFamily(ctx, f, token.Hash(rt), t0.Add(time.Hour), t0); err != nil {
+	if _, err := db.CreateFamily(ctx, f, token.Hash(rt), t0.Add(time.Hour), time.Hour, t0); err != nil {
 		t.Fatal(err)
 	}
 	return f, rt
@@ -754,7 +754,7 @@ func TestClientDeletionBesideCodeExchange(t *testing.T) {
 				c := signIn.ClientID
 				f := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: c, AuthTime: t0}
 				is := store.Issued{Family: &f, RefreshHash: token.Hash(token.NewOpaque()), RefreshExp: t0.Add(time.Hour)}
-				exchange := func() error { return db.ExchangeCode(ctx, code, is, t0) }
+				exchange := func() error { _, err := db.ExchangeCode(ctx, code, is, time.Hour, t0); return err }
 				deletion := func() error { return db.DeleteClient(ctx, 0, c, store.ClientDeletion(c, time.Hour, t0), t0) }
 				// The exchange, holding the code, waits to insert its family
 				// behind a transaction inserting that id (for another user:
@@ -763,7 +763,7 @@ func TestClientDeletionBesideCodeExchange(t *testing.T) {
 				lock, args := `INSERT INTO token_families (id, user_id, client_id, auth_time, created_at) VALUES ($1, $2, $3, 0, 0)`, []any{f.ID, other.ID, c}
 				if !exchangeFirst { // the deletion, holding the codes, waits to revoke a family of the client
 					older := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: c, AuthTime: t0}
-					if err := db.CreateFamily(ctx, older, "", t0, t0); err != nil {
+					if _, err := db.CreateFamily(ctx, older, "", t0, time.Hour, t0); err != nil {
 						t.Fatal(err)
 					}
 					first, second = deletion, exchange
@@ -959,7 +959,7 @@ func TestRotateRefreshMaxAge(t *testing.T) {
 		// is maxAge old (made directly, as a larger maxAge would have).
 		g := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: "c1", AuthTime: t0}
 		long := token.NewOpaque()
-		if err := db.CreateFamily(ctx, g, token.Hash(long), t0.Add(48*time.Hour), t0); err != nil {
+		if _, err := db.CreateFamily(ctx, g, token.Hash(long), t0.Add(48*time.Hour), time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", false, ttl, age, t0.Add(age)); !errors.Is(err, store.ErrNotFound) {
@@ -1148,7 +1148,7 @@ func TestPurgeFamilies(t *testing.T) {
 			mk := func(exp time.Duration) (store.Family, string) {
 				f := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: "c1", AuthTime: t0}
 				rt := token.NewOpaque()
-				if err := db.CreateFamily(ctx, f, token.Hash(rt), t0.Add(exp), t0); err != nil {
+				if _, err := db.CreateFamily(ctx, f, token.Hash(rt), t0.Add(exp), time.Hour, t0); err != nil {
 					t.Fatal(err)
 				}
 				return f, rt
@@ -1396,7 +1396,7 @@ VALUES ('d', 'd', '%[4]s', 0, 0, 5, 'redeemed', %[1]d, '%[5]s', 'by-device')`,
 				t.Fatal(err)
 			}
 			f := store.Family{ID: "by-new-code", UserID: u.ID, ClientID: signIn.ClientID, AuthTime: t0, SID: signIn.SID}
-			if err := db.ExchangeCode(ctx, second, store.Issued{Family: &f}, t0); err != nil {
+			if _, err := db.ExchangeCode(ctx, second, store.Issued{Family: &f}, time.Hour, t0); err != nil {
 				t.Fatal(err)
 			}
 			rest, _ := newFamily(t, db, u.ID)
@@ -1433,7 +1433,7 @@ func TestEndSignInAfterItsPurge(t *testing.T) {
 		u := newUser(t, db, "ann@example.com", "ann")
 		session, code, signIn := newSignIn(t, db, u.ID)
 		f := store.Family{ID: "by-code", UserID: u.ID, ClientID: signIn.ClientID, AuthTime: t0, SID: signIn.SID}
-		if err := db.ExchangeCode(ctx, code, store.Issued{Family: &f}, t0); err != nil {
+		if _, err := db.ExchangeCode(ctx, code, store.Issued{Family: &f}, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
 		late := token.Hash(token.NewOpaque()) // outlives its sign-in
@@ -1453,7 +1453,7 @@ func TestEndSignInAfterItsPurge(t *testing.T) {
 			}
 		}
 		g := store.Family{ID: "late", UserID: u.ID, ClientID: signIn.ClientID, AuthTime: t0, SID: signIn.SID}
-		if err := db.ExchangeCode(ctx, late, store.Issued{Family: &g}, now); !errors.Is(err, store.ErrReused) {
+		if _, err := db.ExchangeCode(ctx, late, store.Issued{Family: &g}, time.Hour, now); !errors.Is(err, store.ErrReused) {
 			t.Fatalf("exchange of the purged sign-in's code after its logout: %v; want ErrReused", err)
 		}
 	})
@@ -1525,7 +1525,7 @@ func TestDPoPAndPushedRequests(t *testing.T) {
 			u := newUser(t, db, "ann@example.com", "ann")
 			f := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: "c1", AuthTime: t0, DPoPJKT: "thumb-1"}
 			rt := token.NewOpaque()
-			if err := db.CreateFamily(ctx, f, token.Hash(rt), t0.Add(time.Hour), t0); err != nil {
+			if _, err := db.CreateFamily(ctx, f, token.Hash(rt), t0.Add(time.Hour), time.Hour, t0); err != nil {
 				t.Fatal(err)
 			}
 			for _, jkt := range []string{"", "thumb-2"} {

@@ -159,27 +159,84 @@ type RefreshToken struct {
 
 // CreateFamily starts a family with its first refresh token (none when
 // tokenHash is "": a grant without refresh tokens is still a session, which
-// its access tokens name in sid).
-func (db *DB) CreateFamily(ctx context.Context, f Family, tokenHash string, expires, now time.Time) (err error) {
+// its access tokens name in sid). It returns the families of the user it
+// ended to stay within maxLiveFamilies, for the caller to apply.
+func (db *DB) CreateFamily(ctx context.Context, f Family, tokenHash string, expires time.Time, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "create token family")
-	return db.tx(ctx, func(tx *txn) error {
+	err = db.tx(ctx, func(tx *txn) error {
 		if err := stillPassword(ctx, tx, f.UserID, f.Verified); err != nil {
 			return err
 		}
-		return createFamilyTx(ctx, tx, f, tokenHash, expires, now)
+		e.Revocations, err = createFamilyTx(ctx, tx, f, tokenHash, expires, accessTTL, now)
+		return err
 	})
+	return e, err
 }
 
-func createFamilyTx(ctx context.Context, tx *txn, f Family, tokenHash string, expires, now time.Time) error {
+// maxLiveFamilies caps a user's live (unrevoked) families. Whoever holds
+// the password can start sessions from many addresses (the REST login
+// allows 5 a minute per address, the code flow 100 an hour), each living
+// up to REFRESH_TOKEN_MAX_DAYS; taking the account back (a password
+// change or reset, deactivation, deletion) revokes every one, with a sid
+// revocation each, in one transaction within OpTimeout, which at 10^5
+// families timed out on every try, so that the owner could not lock the
+// intruder out. A thousand is more than a person's devices and apps hold
+// at once; past it, the oldest end.
+const maxLiveFamilies = 1000
+
+// createFamilyTx stores the family, in a transaction that holds the
+// user's row (stillPassword), so that concurrent ones count one after
+// another. With maxLiveFamilies of the user's live already, it first ends
+// the oldest (endOldestFamiliesTx) and returns their revocations. The
+// count reads an index of the user's live families (migration 0023), not
+// the revoked ones that wait for the purge.
+func createFamilyTx(ctx context.Context, tx *txn, f Family, tokenHash string, expires time.Time, accessTTL time.Duration, now time.Time) (ended []Revocation, err error) {
+	var live int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM token_families WHERE user_id = $1 AND revoked_at IS NULL`, f.UserID).Scan(&live); err != nil {
+		return nil, err
+	}
+	if live >= maxLiveFamilies {
+		if ended, err = endOldestFamiliesTx(ctx, tx, f.UserID, live-maxLiveFamilies+1, accessTTL, now); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at, dpop_jkt, resource, sid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix(), f.DPoPJKT, f.Resource, f.SID); err != nil {
-		return err
+		return nil, err
 	}
 	if tokenHash == "" {
-		return nil
+		return ended, nil
 	}
-	_, err := tx.ExecContext(ctx, qInsertRefresh, tokenHash, f.ID, f.Scope, now.Unix(), expires.Unix(), f.DPoPJKT != "")
-	return err
+	_, err = tx.ExecContext(ctx, qInsertRefresh, tokenHash, f.ID, f.Scope, now.Unix(), expires.Unix(), f.DPoPJKT != "")
+	return ended, err
+}
+
+// endOldestFamiliesTx revokes the user's n oldest live families, at most
+// maxLiveFamilies (a user with more from before the cap is brought under
+// it over a few logins), each with a sid revocation, and returns those.
+func endOldestFamiliesTx(ctx context.Context, tx *txn, userID int64, n int, accessTTL time.Duration, now time.Time) (ended []Revocation, err error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM token_families WHERE user_id = $1 AND revoked_at IS NULL
+ORDER BY created_at, id LIMIT $2`, userID, min(n, maxLiveFamilies))
+	if err != nil {
+		return nil, err
+	}
+	oldest, err := collect(rows, func(s scanner) (*string, error) {
+		var id string
+		return &id, s.Scan(&id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range oldest {
+		r, err := revokeFamilyTx(ctx, tx, id, accessTTL, now)
+		if errors.Is(err, errNoChange) {
+			continue // revoked meanwhile (a logout): its revocation is on record
+		} else if err != nil {
+			return nil, err
+		}
+		ended = append(ended, *r)
+	}
+	return ended, nil
 }
 
 // RefreshTokenByHash returns the refresh token with that hash, spent or not,
@@ -221,18 +278,24 @@ const qInsertRefresh = `INSERT INTO refresh_tokens (hash, family_id, scope, crea
 func (db *DB) RevokeSession(ctx context.Context, familyID string, accessTTL time.Duration, now time.Time) (r *Revocation, err error) {
 	defer db.wrap(&err, "revoke session")
 	err = db.tx(ctx, func(tx *txn) error {
-		// Already revoked, or no such family: no change, and no event.
-		if err := tx.execOr(ctx, errNoChange, `UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL`, familyID, now.Unix()); err != nil {
-			return err
-		}
-		rv := SessionRevocation(familyID, accessTTL, now)
-		r = &rv
-		return insertRevocation(ctx, tx, rv)
+		r, err = revokeFamilyTx(ctx, tx, familyID, accessTTL, now)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// revokeFamilyTx revokes the family with a sid revocation, and returns
+// the revocation; errNoChange (no change, and no event) if the family was
+// revoked already or does not exist.
+func revokeFamilyTx(ctx context.Context, tx *txn, familyID string, accessTTL time.Duration, now time.Time) (*Revocation, error) {
+	if err := tx.execOr(ctx, errNoChange, `UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL`, familyID, now.Unix()); err != nil {
+		return nil, err
+	}
+	r := SessionRevocation(familyID, accessTTL, now)
+	return &r, insertRevocation(ctx, tx, r)
 }
 
 // --- access token revocation ---
