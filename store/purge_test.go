@@ -104,6 +104,65 @@ func TestPurgeKeepsBatchesBeforeALock(t *testing.T) {
 	}
 }
 
+// A dead family's refresh tokens were deleted by its row's ON DELETE
+// CASCADE, in the statement that deleted a batch of families: a family
+// rotated at its rate limit for a month has millions of spent tokens, the
+// statement passed OpTimeout and rolled back, and the same batch came
+// first every run, so that no family was purged again. Here a revoked
+// family holds more spent, unexpired tokens than a batch, and a statement
+// that deletes the last of them by the family's cascade cannot: on SQLite
+// a trigger refuses to delete a token whose family is gone (a cascade),
+// elsewhere the last token is locked. The tokens must go by batches of
+// their own (on SQLite all of them; elsewhere all but the locked one),
+// then the family, once nothing is left; the live family stays.
+func TestPurgeDeadFamilyTokensInBatches(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db, raw := onServer(t, d)
+			userID := liveFamily(t, db)
+			if _, err := raw.Exec(fmt.Sprintf(`INSERT INTO token_families (id, user_id, client_id, auth_time, created_at, revoked_at) VALUES ('dead', %d, 'c1', %d, %d, %d)`,
+				userID, t0.Unix(), t0.Unix(), t0.Unix())); err != nil {
+				t.Fatal(err)
+			}
+			insertRows(t, raw, "refresh_tokens", "hash, family_id, created_at, expires_at, used_at", backlog, func(i int) string {
+				return fmt.Sprintf("'rt%06d', 'dead', %d, %d, %d", i, t0.Unix(), t0.Add(30*24*time.Hour).Unix(), t0.Unix())
+			})
+			ret := store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: maxAge}
+			now := t0.Add(4 * time.Hour)
+			left, release := 0, func() {}
+			if d == store.SQLite {
+				if _, err := raw.Exec(`CREATE TRIGGER no_cascade BEFORE DELETE ON refresh_tokens
+WHEN NOT EXISTS (SELECT 1 FROM token_families WHERE id = OLD.family_id)
+BEGIN SELECT RAISE(ABORT, 'a refresh token deleted by its family''s cascade'); END`); err != nil {
+					t.Fatal(err)
+				}
+				if err := db.Purge(ctx, ret, now); err != nil {
+					t.Errorf("purge: %v", err)
+				}
+			} else {
+				hold, waiting := lockRow(t, d, raw, fmt.Sprintf(`SELECT 1 FROM refresh_tokens WHERE hash = 'rt%06d' FOR UPDATE`, backlog))
+				done := doneOrWaiting(t, func() error { return db.Purge(ctx, ret, now) }, waiting)
+				left, release = 1, func() {
+					if err := hold.Rollback(); err != nil {
+						t.Fatal(err)
+					}
+					<-done
+				}
+			}
+			if n := count(t, raw, "refresh_tokens WHERE family_id = 'dead'"); n != left {
+				t.Errorf("a dead family with %d spent tokens: %d left after the purge; want %d", backlog, n, left)
+			}
+			release()
+			if err := db.Purge(ctx, ret, now); err != nil {
+				t.Fatal(err)
+			}
+			if f, rt := count(t, raw, "token_families"), count(t, raw, "refresh_tokens"); f != 1 || rt != 1 {
+				t.Errorf("after the purge: %d families, %d refresh tokens; want the live one and its token", f, rt)
+			}
+		})
+	}
+}
+
 // The audit log's prune, whose batch waits for a locked event on every
 // dialect, keeps the batches before it, each of which left a chain that
 // verifies from its base. (Before, nothing was pruned.)

@@ -463,55 +463,101 @@ type Retention struct {
 // refused as expired, row or no row. A used
 // code goes with its family (a replay then has nothing left to revoke); an
 // unused one at its expiry.
+//
+// Every table is purged in batches, each a statement of its own, until one
+// finds fewer rows than a batch: a backlog too large to delete within
+// OpTimeout, or a row locked in its midst, keeps what the batches before
+// deleted, and the next run goes on from there. (One statement for the
+// table would roll it all back, and start over every run, while the table
+// grew without bound.) A table that cannot be purged does not keep the
+// others from being purged.
 func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error) {
 	defer db.wrap(&err, "purge")
 	t := now.Unix()
 	minted := now.Add(-r.AccessTTL - time.Minute).Unix() // tokens minted before this are expired
-	for _, q := range []struct {
-		table, where string
-		args         []any
-	}{
-		{"revocations", `expires_at <= $1`, []any{t}},
-		{"refresh_tokens", `expires_at <= $1 AND created_at <= $2`, []any{t, minted}},
-		{"token_families", `created_at <= $1
-  AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.created_at > $1)
-  AND (revoked_at IS NOT NULL OR created_at <= $2
-    OR NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.used_at IS NULL))`,
-			[]any{minted, now.Add(-r.MaxAge).Unix()}},
-		{"auth_codes", `expires_at <= $1
-  AND (family_id IS NULL OR NOT EXISTS (SELECT 1 FROM token_families f WHERE f.id = auth_codes.family_id))`, []any{t}},
-		{"sessions", `expires_at <= $1`, []any{t}},
-		// Kept an hour at least: ReplaceResetToken counts an hour's links.
-		{"reset_tokens", `expires_at <= $1 AND created_at <= $2`, []any{t, now.Add(-time.Hour).Unix()}},
-		// The same hour for ReplaceVerificationToken; a spent link goes then
-		// too (an unknown token is refused as a spent one is).
-		{"email_verification_tokens", `(expires_at <= $1 OR used_at IS NOT NULL) AND created_at <= $2`, []any{t, now.Add(-time.Hour).Unix()}},
-		{"login_failures", `window_start <= $1`, []any{now.Add(-r.LoginWindow).Unix()}},
-		{"dpop_proofs", `expires_at <= $1`, []any{t}},
-		{"pushed_requests", `expires_at <= $1`, []any{t}},
-		{"registration_tokens", `expires_at <= $1`, []any{t}},
-		// An hour after expiry: a late poll still hears expired_token, a late replay still ends its session.
-		{"device_codes", `expires_at <= $1`, []any{now.Add(-time.Hour).Unix()}},
-	} {
-		// In batches, each a statement of its own, until one finds fewer
-		// rows than a batch: a backlog too large to delete within
-		// OpTimeout, or a row locked in its midst, keeps what the batches
-		// before deleted, and the next run goes on from there. (One
-		// statement for the table would roll it all back, and start over
-		// every run, while the table grew without bound.) A table that
-		// cannot be purged does not keep the others from being purged.
+	purge := func(table, where string, args ...any) {
 		for {
-			n, qerr := db.written(ctx, db.deleteBatch(q.table, q.where), q.args...)
+			n, qerr := db.written(ctx, db.deleteBatch(table, where), args...)
 			if qerr != nil || n < purgeBatch {
 				err = errors.Join(err, qerr)
-				break
+				return
 			}
 		}
 	}
+	purge("revocations", `expires_at <= $1`, t)
+	purge("refresh_tokens", `expires_at <= $1 AND created_at <= $2`, t, minted)
+	// A dead family's refresh tokens go first, by batches of their own:
+	// its row's ON DELETE CASCADE deleted them in the statement that
+	// deleted a batch of families, and one family rotated at its rate
+	// limit for REFRESH_TOKEN_TTL has millions of spent ones. That
+	// statement passed OpTimeout and rolled back, run after run (the same
+	// batch each time: the families, and the codes that wait for them,
+	// were never purged again; on SQLite it held the writer for 5 s).
+	// Then a family goes once it has no token left, and so none cascades:
+	// it gains one only by spending an unspent one, and it lost its last
+	// either by this step or once expired past minted (the step before).
+	err = errors.Join(err, db.purgeFamilyTokens(ctx, minted, now.Add(-r.MaxAge).Unix()))
+	purge("token_families", `created_at <= $1 AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id)`, minted)
+	purge("auth_codes", `expires_at <= $1
+  AND (family_id IS NULL OR NOT EXISTS (SELECT 1 FROM token_families f WHERE f.id = auth_codes.family_id))`, t)
+	purge("sessions", `expires_at <= $1`, t)
+	// Kept an hour at least: ReplaceResetToken counts an hour's links.
+	purge("reset_tokens", `expires_at <= $1 AND created_at <= $2`, t, now.Add(-time.Hour).Unix())
+	// The same hour for ReplaceVerificationToken; a spent link goes then
+	// too (an unknown token is refused as a spent one is).
+	purge("email_verification_tokens", `(expires_at <= $1 OR used_at IS NOT NULL) AND created_at <= $2`, t, now.Add(-time.Hour).Unix())
+	purge("login_failures", `window_start <= $1`, now.Add(-r.LoginWindow).Unix())
+	purge("dpop_proofs", `expires_at <= $1`, t)
+	purge("pushed_requests", `expires_at <= $1`, t)
+	purge("registration_tokens", `expires_at <= $1`, t)
+	// An hour after expiry: a late poll still hears expired_token, a late replay still ends its session.
+	purge("device_codes", `expires_at <= $1`, now.Add(-time.Hour).Unix())
 	if r.Audit > 0 {
 		err = errors.Join(err, db.PruneAudit(ctx, now.Add(-r.Audit)))
 	}
 	return err
+}
+
+// purgeFamilyTokens deletes the refresh tokens of dead families: no
+// access token they minted is alive (created, and last rotated, at or
+// before minted), and they can mint no more (revoked, created at or before
+// old, or with no unspent token). Each family's by batches of purgeBatch,
+// by its id, one family after another: MariaDB runs a DELETE of the
+// tokens whose family is dead by reading every refresh token (it makes no
+// semi-join of a single-table DELETE's subquery), and MySQL refuses one
+// whose subquery reads the table it deletes from. It stops once it has
+// found fewer dead families than a batch, or deleted nothing from them
+// (a row locked by another transaction stays for the next run).
+func (db *DB) purgeFamilyTokens(ctx context.Context, minted, old int64) error {
+	for {
+		dead, err := readAll(ctx, db, func(s scanner) (*string, error) {
+			var id string
+			return &id, s.Scan(&id)
+		}, `SELECT id FROM token_families WHERE created_at <= $1
+  AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.created_at > $1)
+  AND (revoked_at IS NOT NULL OR created_at <= $2
+    OR NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.used_at IS NULL))
+  AND EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id)
+LIMIT `+strconv.Itoa(purgeBatch), minted, old)
+		if err != nil {
+			return err
+		}
+		var deleted int64
+		for _, id := range dead {
+			for {
+				n, err := db.written(ctx, db.deleteBatch("refresh_tokens", `family_id = $1`), id)
+				if err != nil {
+					return err
+				}
+				if deleted += n; n < purgeBatch {
+					break
+				}
+			}
+		}
+		if len(dead) < purgeBatch || deleted == 0 {
+			return nil
+		}
+	}
 }
 
 // purgeBatch is the most rows one statement of Purge or PruneAudit
