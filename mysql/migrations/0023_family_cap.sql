@@ -1,5 +1,5 @@
 -- A user's live refresh-token families; see
--- migrations/postgres/0022_family_cap.sql in store (token_families_user
+-- migrations/postgres/0023_family_cap.sql in store (token_families_user
 -- stays the foreign key's index). One ALTER, run only while token_families
 -- has no such index (as in 0016), so that the migration can run again.
 SET @family_cap = IF((SELECT count(*) FROM information_schema.statistics
