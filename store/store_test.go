@@ -1584,7 +1584,7 @@ func TestRefreshTokenBound(t *testing.T) {
 			start := func(id, jkt string) string {
 				t.Helper()
 				rt := token.NewOpaque()
-				if err := db.CreateFamily(ctx, store.Family{ID: id, UserID: u.ID, ClientID: "c1", AuthTime: t0, DPoPJKT: jkt}, token.Hash(rt), t0.Add(time.Hour), t0); err != nil {
+				if _, err := db.CreateFamily(ctx, store.Family{ID: id, UserID: u.ID, ClientID: "c1", AuthTime: t0, DPoPJKT: jkt}, token.Hash(rt), t0.Add(time.Hour), time.Hour, t0); err != nil {
 					t.Fatal(err)
 				}
 				return rt
