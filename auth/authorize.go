@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -149,8 +150,8 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 		return ar, err
 	}
 	if s := params.Get("max_age"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
+		n, ok := decimal(s, math.MaxInt64)
+		if !ok {
 			return ar, httpx.E(httpx.KindInvalid, "max_age must be a non-negative integer")
 		}
 		ar.maxAge = time.Duration(min(n, maxMaxAge)) * time.Second

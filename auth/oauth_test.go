@@ -364,6 +364,8 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		{"prompt=none, not signed in", authorizeURL(id, p, "prompt", "none"), errLoginRequired},
 		{"bad prompt", authorizeURL(id, p, "prompt", "select_account"), errInvalidRequest},
 		{"bad max_age", authorizeURL(id, p, "max_age", "-1"), errInvalidRequest},
+		{"max_age with a sign", authorizeURL(id, p, "max_age", "+60"), errInvalidRequest},
+		{"max_age with a leading zero", authorizeURL(id, p, "max_age", "060"), errInvalidRequest},
 		{"state with CR LF", authorizeURL(id, p, "state", "a\r\nb"), errInvalidRequest},
 		{"state with a tab", authorizeURL(id, p, "state", "a\tb"), errInvalidRequest},
 		{"state with non-ASCII", authorizeURL(id, p, "state", "é"), errInvalidRequest},

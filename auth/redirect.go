@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"oauth2-api/token"
@@ -83,8 +82,8 @@ func validPort(host string) bool {
 	if err != nil {
 		return true // no port: the scheme's default
 	}
-	n, err := strconv.Atoi(port)
-	return err == nil && n >= 1 && n <= 65535 && port == strconv.Itoa(n)
+	n, ok := decimal(port, 65535)
+	return ok && n >= 1
 }
 
 func isLoopbackHost(h string) bool { return h == "localhost" || isLoopbackIP(h) }

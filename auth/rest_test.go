@@ -778,6 +778,38 @@ func TestAdminList(t *testing.T) {
 	})
 }
 
+// A number in a REST request has one form (decimal, no sign, no leading
+// zero) and a query parameter comes once: strconv took /users/+5 and
+// /users/05 for user 5, limit=020 and offset=-0, and Query().Get took the
+// first of limit=5&limit=100.
+func TestRESTNumbersHaveOneForm(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		_, admin := e.admin()
+		ivy := e.createUser("ivy@example.com", "ivy", "Ivy-Password-1", store.RoleUser)
+		for _, q := range []string{"limit=+20", "limit=020", "limit=%2B5", "offset=-0", "offset=00", "offset=+1", "limit=5&limit=100", "offset=0&offset=0"} {
+			wantAPIError(e.request("GET", "/api/v1/users?"+q, nil, bearer(admin)...), http.StatusBadRequest, "invalid_request")
+		}
+		for _, q := range []string{"after=+1", "after=01", "after=-0", "limit=010"} {
+			wantAPIError(e.request("GET", "/api/v1/audit?"+q, nil, bearer(admin)...), http.StatusUnprocessableEntity, "validation_failed")
+		}
+		for _, q := range []string{"after=0&after=5", "action=a&action=b", "user=1&user=2"} {
+			wantAPIError(e.request("GET", "/api/v1/audit?"+q, nil, bearer(admin)...), http.StatusBadRequest, "invalid_request")
+		}
+		id := strconv.FormatInt(ivy.ID, 10)
+		for _, p := range []string{"+" + id, "0" + id, "00" + id, "%2B" + id} {
+			wantAPIError(e.request("PATCH", "/api/v1/users/"+p, map[string]any{"role": "admin"}, bearer(admin)...), http.StatusNotFound, "not_found")
+			wantAPIError(e.request("DELETE", "/api/v1/users/"+p, nil, bearer(admin)...), http.StatusNotFound, "not_found")
+		}
+		// The one form works.
+		e.request("GET", "/api/v1/users?limit=20&offset=0", nil, bearer(admin)...).want(http.StatusOK)
+		e.request("GET", "/api/v1/audit?after=0&limit=1000", nil, bearer(admin)...).want(http.StatusOK)
+		if m := e.request("PATCH", userPath(ivy.ID), map[string]any{"is_active": true}, bearer(admin)...).want(http.StatusOK).JSON(); m["role"] != "user" {
+			t.Errorf("ivy after refused PATCHes: %v; want role user", m)
+		}
+		e.request("DELETE", userPath(ivy.ID), nil, bearer(admin)...).want(http.StatusNoContent)
+	})
+}
+
 func TestAdminPatchUser(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		root, admin := e.admin()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -39,6 +40,14 @@ func toJSON(u *store.User) userJSON {
 // answered no-store (RFC 6749 §5.1).
 func restHandler[In any](log *slog.Logger, optional bool, do func(r *http.Request, in *In) (int, any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A parameter named twice is refused: Query().Get would read the
+		// first, so that ?limit=5&limit=100 were one more form of limit=5.
+		for _, v := range r.URL.Query() {
+			if len(v) > 1 {
+				httpx.WriteError(w, r, log, httpx.E(httpx.KindInvalid, "a query parameter is repeated"))
+				return
+			}
+		}
 		in := new(In)
 		if _, none := any(in).(*struct{}); !none && !(optional && r.ContentLength == 0) {
 			if err := httpx.DecodeJSON(r, in); err != nil {
@@ -336,14 +345,14 @@ func handleUserList(log *slog.Logger, db *store.DB) http.Handler {
 }
 
 // queryInt returns the query parameter name, or def when it is absent, and
-// whether it is an integer from lo to hi.
+// whether it is a decimal from lo to hi.
 func queryInt(r *http.Request, name string, def, lo, hi int) (int, bool) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
 		return def, true
 	}
-	n, err := strconv.Atoi(s)
-	return n, err == nil && n >= lo && n <= hi
+	n, ok := decimal(s, int64(hi))
+	return int(n), ok && n >= int64(lo)
 }
 
 var errNoSuchUser = httpx.E(httpx.KindNotFound, "no such user")
@@ -378,8 +387,8 @@ func refused(ctx context.Context, db *store.DB, e *store.Event, reason string, r
 }
 
 func pathID(r *http.Request) (int64, error) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
+	id, ok := decimal(r.PathValue("id"), math.MaxInt64)
+	if !ok || id == 0 {
 		return 0, errNoSuchUser
 	}
 	return id, nil

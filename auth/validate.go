@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/mail"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -48,6 +49,15 @@ func validName(s string) bool {
 	return utf8.RuneCountInString(s) <= 100 && !strings.ContainsFunc(s, func(r rune) bool {
 		return unicode.IsControl(r) || (unicode.Is(unicode.Cf, r) && r != '\u200c' && r != '\u200d')
 	})
+}
+
+// decimal returns s as a number from 0 to hi, if s is one in its one
+// decimal form: "0" or digits without a leading zero, no sign. strconv
+// also takes "+5", "05" and "-0", so that one user, page or age would have
+// many spellings.
+func decimal(s string, hi int64) (int64, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil && n >= 0 && n <= hi && s == strconv.FormatInt(n, 10)
 }
 
 // vschar reports whether s is VSCHAR* (RFC 6749 Appendix A: %x20-7E).
