@@ -219,6 +219,8 @@ func TestRegisterValidation(t *testing.T) {
 			{"email", "Ann <ann@example.com>", "email"},
 			{"email", "ann@example.com\r\nBcc: x@example.com", "email"},
 			{"email", strings.Repeat("a", 250) + "@example.com", "email"},
+			{"email", "ann@[10.0.0.5]", "email"}, // a domain literal: mail to an internal address
+			{"email", "ann@[IPv6:::1]", "email"},
 			{"username", "", "username"},
 			{"username", "ab", "username"},
 			{"username", strings.Repeat("a", 33), "username"},

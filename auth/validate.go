@@ -10,8 +10,12 @@ import (
 
 // Validation of user input (API.md: 422 with a message naming the field).
 
+// validEmail: one bare address, at most 254 bytes, with a domain name: no
+// domain literal (a@[10.0.0.5]), which would have the server mail an IP
+// address, an internal one as well. A '[' or ']' is otherwise only in a
+// quoted local part, and no '"' passes.
 func validEmail(s string) bool {
-	if len(s) > 254 || strings.ContainsAny(s, " \t\r\n<>\"") {
+	if len(s) > 254 || strings.ContainsAny(s, " \t\r\n<>\"[]") {
 		return false
 	}
 	a, err := mail.ParseAddress(s)
