@@ -785,16 +785,24 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 		}
 		return enc.Encode(auth.ClientView(c, secret))
 	case "list":
-		list, err := db.ListClients(ctx)
-		if err != nil {
-			return err
-		}
-		for i := range list {
-			if err := enc.Encode(auth.ClientView(&list[i], "")); err != nil {
+		// Every client, a page at a time, so that neither memory nor one
+		// query grows with them (strangers may register 10,000). Not a
+		// snapshot: a client deleted meanwhile shifts the pages after it.
+		const pageSize = 100
+		for offset := 0; ; offset += pageSize {
+			list, _, err := db.ListClients(ctx, pageSize, offset)
+			if err != nil {
 				return err
 			}
+			for i := range list {
+				if err := enc.Encode(auth.ClientView(&list[i], "")); err != nil {
+					return err
+				}
+			}
+			if len(list) < pageSize {
+				return nil
+			}
 		}
-		return nil
 	case "delete":
 		err := auth.DeleteClient(ctx, db, 0, nil, nil, args[0], cfg.AccessTTL, now)
 		if errors.Is(err, store.ErrNotFound) {

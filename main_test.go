@@ -281,6 +281,29 @@ func TestRunClientResourceServer(t *testing.T) {
 	}
 }
 
+// client list prints every client, oldest first, though the store answers
+// a page at a time (100).
+func TestRunClientListPages(t *testing.T) {
+	env := testEnv(t)
+	runCmd(t, env, "", "migrate")
+	db, err := store.Open(context.Background(), env["DATABASE_URL"], store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 201 {
+		c := &store.Client{ID: fmt.Sprintf("c%03d", i), Name: "x", GrantTypes: []string{"client_credentials"}}
+		if err := db.CreateClient(context.Background(), 0, c, time.Unix(int64(i), 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	out, _, err := runCmd(t, env, "", "client", "list")
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if err != nil || len(lines) != 201 || !strings.Contains(lines[0], `"c000"`) || !strings.Contains(lines[200], `"c200"`) {
+		t.Fatalf("client list = %d lines, %v; want c000 to c200", len(lines), err)
+	}
+}
+
 func TestRunMigrate(t *testing.T) {
 	env := testEnv(t)
 	out, _, err := runCmd(t, env, "", "migrate", "status")

@@ -159,7 +159,7 @@ SELECT count(*) - 2 FROM w`, fmt.Sprintf("{%d,%d}", holders[0], holders[1])).Sca
 			if len(refused) != 1 || refused[0].Outcome != outFailure || refused[0].Detail["reason"] != "not_admin" || refused[0].Subject != w.subject {
 				t.Errorf("ann's refused %s left events %+v; want one failure, reason not_admin, subject %q", w.name, refused, w.subject)
 			}
-			list, err := db.ListClients(t.Context())
+			list, _, err := db.ListClients(t.Context(), 100, 0)
 			if err != nil || len(list) != 1 || list[0].ID != "svc" || list[0].SecretHash != "old" {
 				t.Errorf("after ann's refused %s the clients are %+v (%v); want svc as it was", w.name, list, err)
 			}

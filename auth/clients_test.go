@@ -2,7 +2,11 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -79,4 +83,43 @@ func TestClientCacheKeepsNoReadAChangeOvertook(t *testing.T) {
 			}
 		})
 	}
+}
+
+// GET /api/v1/clients answers a page, as GET /api/v1/users does: with open
+// registration strangers may make 10,000 clients, which one answer read
+// whole (about 160 MB, or a 503 when that took longer than OpTimeout).
+func TestClientListPages(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		_, admin := e.admin()
+		var ids []string
+		for i := range 22 {
+			id, _ := e.newClient(ClientSpec{Name: fmt.Sprint("svc", i), GrantTypes: []string{"client_credentials"}})
+			ids = append(ids, id)
+			e.clock.Add(time.Second) // listed by creation
+		}
+		list := func(query string) ([]string, any) {
+			t.Helper()
+			var body struct {
+				Clients []ClientJSON
+				Total   any
+			}
+			if err := json.Unmarshal(e.request("GET", "/api/v1/clients"+query, nil, bearer(admin)...).want(http.StatusOK).Body.Bytes(), &body); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range body.Clients {
+				got = append(got, c.ClientID)
+			}
+			return got, body.Total
+		}
+		if got, total := list(""); !slices.Equal(got, ids[:20]) || total != float64(22) {
+			t.Errorf("GET /api/v1/clients = %v, total %v; want the first 20 of %v, total 22", got, total, ids)
+		}
+		if got, total := list("?limit=3&offset=19"); !slices.Equal(got, ids[19:]) || total != float64(22) {
+			t.Errorf("limit=3&offset=19: %v, total %v; want %v", got, total, ids[19:])
+		}
+		for _, q := range []string{"?limit=0", "?limit=101", "?offset=-1", "?limit=+5", "?limit=5&limit=6"} {
+			wantAPIError(e.request("GET", "/api/v1/clients"+q, nil, bearer(admin)...), http.StatusBadRequest, "invalid_request")
+		}
+	})
 }

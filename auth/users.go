@@ -327,10 +327,9 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 // handleUserList serves GET /api/v1/users?limit=&offset= (admin).
 func handleUserList(log *slog.Logger, db *store.DB) http.Handler {
 	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
-		limit, ok1 := queryInt(r, "limit", 20, 1, 100)
-		offset, ok2 := queryInt(r, "offset", 0, 0, 1<<31-1)
-		if !ok1 || !ok2 {
-			return 0, nil, httpx.E(httpx.KindInvalid, "limit must be 1 to 100 and offset at least 0")
+		limit, offset, err := page(r)
+		if err != nil {
+			return 0, nil, err
 		}
 		users, total, err := db.ListUsers(r.Context(), limit, offset)
 		if err != nil {
@@ -342,6 +341,16 @@ func handleUserList(log *slog.Logger, db *store.DB) http.Handler {
 		}
 		return http.StatusOK, map[string]any{"users": out, "total": total}, nil
 	})
+}
+
+// page returns an admin list's ?limit=&offset=: 20 by default, at most 100.
+func page(r *http.Request) (limit, offset int, err error) {
+	limit, ok1 := queryInt(r, "limit", 20, 1, 100)
+	offset, ok2 := queryInt(r, "offset", 0, 0, 1<<31-1)
+	if !ok1 || !ok2 {
+		return 0, 0, httpx.E(httpx.KindInvalid, "limit must be 1 to 100 and offset at least 0")
+	}
+	return limit, offset, nil
 }
 
 // queryInt returns the query parameter name, or def when it is absent, and

@@ -104,10 +104,15 @@ func (db *DB) ClientByID(ctx context.Context, id string) (c *Client, err error) 
 	return scanClient(db.queryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
 }
 
-// ListClients returns every client ordered by creation.
-func (db *DB) ListClients(ctx context.Context) (list []Client, err error) {
+// ListClients returns a page of clients ordered by creation, and how many
+// clients exist.
+func (db *DB) ListClients(ctx context.Context, limit, offset int) (list []Client, total int, err error) {
 	defer db.wrap(&err, "list clients")
-	return readAll(ctx, db, scanClient, `SELECT `+clientColumns+` FROM clients ORDER BY created_at, id`)
+	if err := db.queryRow(ctx, `SELECT count(*) FROM clients`).Scan(&total); err != nil {
+		return nil, 0, err
+	}
+	list, err = readAll(ctx, db, scanClient, `SELECT `+clientColumns+` FROM clients ORDER BY created_at, id LIMIT $1 OFFSET $2`, limit, offset)
+	return list, total, err
 }
 
 // DeleteClient deletes the client with its codes and consents, revokes its
