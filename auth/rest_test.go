@@ -8,15 +8,12 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 
@@ -383,74 +380,6 @@ func TestLoginUnicodeCase(t *testing.T) {
 		e.createUser("kate@example.com", "kate", "Kate-Password-1", store.RoleUser)
 		wantAPIError(e.loginAttempt("\u212Aate", "Kate-Password-1"), http.StatusUnauthorized, "invalid_credentials")
 	})
-}
-
-// An address matches in any letter case by Unicode case folding (API.md):
-// lower case alone left ſ, ς and µ as they were, so that ſam@ and sam@, or
-// ας@ and ασ@, registered as two accounts and SAM@ found no ſam@.
-func TestEmailCaseFolding(t *testing.T) {
-	eachEnv(t, func(t *testing.T, e *env) {
-		for i, c := range [][]string{
-			{"ſam@example.com", "sam@example.com", "SAM@example.com"},
-			{"ας@example.gr", "ασ@example.gr", "ΑΣ@EXAMPLE.GR"},
-			{"µ@example.com", "μ@example.com", "Μ@example.com"},
-			{"\u212Aim@example.com", "kim@example.com", "KIM@example.com"},
-		} {
-			name := fmt.Sprintf("fold%d", i)
-			e.register(map[string]string{"email": c[0], "username": name, "password": "Fold-Password-1"}).want(http.StatusCreated)
-			wantAPIError(e.register(map[string]string{"email": c[1], "username": name + "b", "password": "Fold-Password-1"}), http.StatusConflict, "conflict")
-			for _, login := range c {
-				e.login(login, "Fold-Password-1")
-			}
-		}
-	})
-}
-
-// foldEmail folds as Unicode simple case folding does: every rune of a
-// class unicode.SimpleFold cycles through alike, into that class (or, for
-// the Turkic ı and İ, to i), ASCII as lower case. A stored address, lower
-// case before migration 0024, differs from its fold only by the runes that
-// migration replaces, on every database.
-func TestFoldEmail(t *testing.T) {
-	fold := func(r rune) rune { return []rune(foldEmail(string(r)))[0] }
-	replaced := map[rune]rune{}
-	for r := rune(0); r <= unicode.MaxRune; r++ {
-		if !utf8.ValidRune(r) || unicode.IsSpace(r) {
-			continue
-		}
-		f, class := fold(r), []rune{r}
-		for o := unicode.SimpleFold(r); o != r; o = unicode.SimpleFold(o) {
-			class = append(class, o)
-		}
-		for _, o := range class {
-			if fold(o) != f {
-				t.Fatalf("fold(%U) = %U, fold(%U) = %U; want one fold for one class", r, f, o, fold(o))
-			}
-		}
-		if !slices.Contains(class, f) && r != 'ı' && r != 'İ' {
-			t.Fatalf("fold(%U) = %U, outside its class %q", r, f, string(class))
-		}
-		if r < utf8.RuneSelf && f != unicode.ToLower(r) {
-			t.Fatalf("fold(%q) = %q; want ASCII lower-cased as before", r, f)
-		}
-		if l := unicode.ToLower(r); fold(l) != l {
-			replaced[l] = fold(l)
-		}
-	}
-	for _, path := range []string{"../store/migrations/sqlite", "../store/migrations/postgres", "../mysql/migrations"} {
-		sql, err := os.ReadFile(path + "/0024_email_fold.sql")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := strings.Count(string(sql), "REPLACE("); n != len(replaced) {
-			t.Errorf("%s: %d runes replaced; want %d", path, n, len(replaced))
-		}
-		for l, f := range replaced {
-			if !strings.Contains(string(sql), fmt.Sprintf("'%c', '%c')", l, f)) {
-				t.Errorf("%s: does not replace %U by %U", path, l, f)
-			}
-		}
-	}
 }
 
 func TestLoginThrottle(t *testing.T) {

@@ -135,13 +135,8 @@ func rehashPassword(ctx context.Context, db *store.DB, pw *Passwords, u *store.U
 
 // foldEmail is the one form of an email address: stored at registration,
 // and what every lookup compares byte for byte, so that an address matches
-// whatever its letter case, the same way on every database. Each rune is
-// case folded (Unicode simple folding, API.md): lower-casing its upper case
-// takes ſ to s, ς to σ, µ to μ, as lower-casing alone did not (K to k it
-// did). Beyond simple folding it takes the Turkic ı, as İ, to i. ASCII
-// folds as lower-casing did; migration 0024 refolded stored addresses.
-// Not normalised (NFC): é as one rune and as e with U+0301 stay two.
-func foldEmail(s string) string { return strings.ToLower(strings.ToUpper(strings.TrimSpace(s))) }
+// whatever its letter case, the same way on every database.
+func foldEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
 // userByLogin returns the user a login names: an email when it holds '@'
 // (no username does), else a username, which is ASCII and compared without

@@ -198,42 +198,6 @@ func TestLookupsExact(t *testing.T) {
 	})
 }
 
-// Migration 0024 refolds stored addresses from lower case to the fold of
-// auth.foldEmail (lower case of the upper case): each replaced rune (the
-// first address holds them all), where no other live address has or would
-// take the new form; deleted rows stay.
-func TestEmailRefold(t *testing.T) {
-	fold := func(s string) string { return strings.ToLower(strings.ToUpper(s)) }
-	for _, d := range storetest.Dialects {
-		t.Run(d, func(t *testing.T) {
-			db, url := openThrough(t, d, "0023_family_cap")
-			raw := rawDB(t, d, url)
-			every := "\u00b5\u0131\u017f\u0345\u03c2\u03d0\u03d1\u03d5\u03d6\u03f0\u03f1\u03f5\u1c80\u1c81\u1c82\u1c83\u1c84\u1c85\u1c86\u1c87\u1c88\u1e9b\u1fbe@example.com"
-			refolded := []string{every, "γιώργος@example.gr", "ϐeta@example.com", "ann@example.com"}
-			kept := []string{"ſam@example.com", "ſſ@example.com", "ſs@example.com", "µ@example.com"}
-			ids := map[string]int64{}
-			for i, e := range append(append(refolded, kept...), "sam@example.com", "βeta@example.com") {
-				ids[e] = newUser(t, db, e, fmt.Sprintf("user%d", i)).ID
-			}
-			if _, err := raw.Exec(`UPDATE users SET deleted_at = 1 WHERE email IN ('µ@example.com', 'βeta@example.com')`); err != nil {
-				t.Fatal(err)
-			}
-			migrateRest(t, d, db, raw, "0024_email_fold")
-			for _, e := range refolded {
-				if u, err := db.UserByEmail(ctx, fold(e)); err != nil || u.ID != ids[e] {
-					t.Errorf("UserByEmail(%q) = %+v, %v; want the user registered as %q", fold(e), u, err, e)
-				}
-			}
-			for _, e := range kept {
-				var stored string
-				if err := raw.QueryRow(fmt.Sprintf("SELECT email FROM users WHERE id = %d", ids[e])).Scan(&stored); err != nil || stored != e {
-					t.Errorf("user registered as %q: email %q, %v; want it kept", e, stored, err)
-				}
-			}
-		})
-	}
-}
-
 // A login finds its user through an index on every database. MySQL has
 // neither partial nor expression indexes: its unique keys on users index
 // generated columns (live_email, live_username), which the lookups did not
