@@ -33,7 +33,10 @@ func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok 
 	case claims != nil && claims.ClientID == c.ID:
 		e := auditEvent(ctx, actSessionEnded, claims.Subject, outSuccess, "reason", "revocation", "token", "access", "jti", claims.ID)
 		return ts.RevokeAccess(store.WithEvent(ctx, e), db, claims)
-	case rt != nil && rt.Family.ClientID == c.ID:
+	// A spent token issued bound to a DPoP key ends nothing: it never
+	// refreshes without the key, so whoever finds it (in a log, say) holds
+	// nothing, and must not end the session by it (as Tokens.Rotate).
+	case rt != nil && rt.Family.ClientID == c.ID && !(rt.Used && rt.Bound):
 		return ts.endSessionAudited(ctx, db, rt.Family.UserID, rt.Family.ID, "revocation", now)
 	}
 	return err
