@@ -217,6 +217,7 @@ func TestRegisterValidation(t *testing.T) {
 			{"email", "ann@example.com\r\nBcc: x@example.com", "email"},
 			{"email", strings.Repeat("a", 250) + "@example.com", "email"},
 			{"email", "ann@[10.0.0.5]", "email"}, // a domain literal: mail to an internal address
+			{"email", "ann@10.0.0.5", "email"},   // the same without brackets
 			{"email", "ann@[IPv6:::1]", "email"},
 			{"username", "", "username"},
 			{"username", "ab", "username"},

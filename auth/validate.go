@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/mail"
+	"net/netip"
 	"strconv"
 	"strings"
 	"unicode"
@@ -11,15 +12,17 @@ import (
 // Validation of user input (API.md: 422 with a message naming the field).
 
 // validEmail: one bare address, at most 254 bytes, with a domain name: no
-// domain literal (a@[10.0.0.5]), which would have the server mail an IP
-// address, an internal one as well. A '[' or ']' is otherwise only in a
-// quoted local part, and no '"' passes.
+// domain literal (a@[10.0.0.5]) nor a bare IP address (a@10.0.0.5), which
+// would have the server mail an IP address, an internal one as well. A '['
+// or ']' is otherwise only in a quoted local part, and no '"' passes.
 func validEmail(s string) bool {
 	if len(s) > 254 || strings.ContainsAny(s, " \t\r\n<>\"[]") {
 		return false
 	}
 	a, err := mail.ParseAddress(s)
-	return err == nil && a.Name == "" && a.Address == s && strings.Contains(s, "@")
+	at := strings.LastIndexByte(s, '@')
+	_, notIP := netip.ParseAddr(s[at+1:])
+	return err == nil && a.Name == "" && a.Address == s && at >= 0 && notIP != nil
 }
 
 // validUsername: 3 to 32 of letters, digits, '.', '_', '-', starting with a
