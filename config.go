@@ -91,7 +91,8 @@ const minSecret = 32
 // shortest release mode takes) near 1e-4. It also refuses the example values
 // that operators copy: placeholderSecrets.
 func weakSecret(s string) string {
-	if slices.Contains(placeholderSecrets, s) {
+	// Whatever case, quotes or spaces around it (an env file's \r, say).
+	if bare := strings.Trim(s, " \t\r\n\"'"); slices.ContainsFunc(placeholderSecrets, func(p string) bool { return strings.EqualFold(p, bare) }) {
 		return "is an example value published in the deployment guide or deploy/"
 	}
 	var seen [256]bool

@@ -485,6 +485,8 @@ func TestLoadConfigPlaceholderSecrets(t *testing.T) {
 		"dev-secret",
 		"your-jwt-secret",
 		"REPLACE-WITH-openssl-rand-hex-32",
+		"Your-Super-Secure-Production-JWT-Secret-Key-Here\r", // as an env file with CRLF may give it
+		`"your-super-secure-64-character-jwt-secret-key-for-production-use"`,
 	} {
 		for _, name := range []string{"JWT_SECRET", "JWT_SECRET_PREVIOUS"} {
 			env := map[string]string{"APP_MODE": "release", "ISSUER": "https://auth.example.com", "JWT_SECRET": releaseSecret, name: s}
