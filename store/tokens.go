@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -521,42 +523,49 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 // purgeFamilyTokens deletes the refresh tokens of dead families: no
 // access token they minted is alive (created, and last rotated, at or
 // before minted), and they can mint no more (revoked, created at or before
-// old, or with no unspent token). Each family's by batches of purgeBatch,
-// by its id, one family after another: MariaDB runs a DELETE of the
+// old, or with no unspent token). By batches of purgeBatch tokens, of a
+// hundred families named by their ids: MariaDB runs a DELETE of the
 // tokens whose family is dead by reading every refresh token (it makes no
 // semi-join of a single-table DELETE's subquery), and MySQL refuses one
-// whose subquery reads the table it deletes from. It stops once it has
-// found fewer dead families than a batch, or deleted nothing from them
-// (a row locked by another transaction stays for the next run).
+// whose subquery reads the table it deletes from. The families are read
+// in id order, each round after the last, so that one whose tokens are
+// locked by another transaction (kept for the next run) is not read again.
 func (db *DB) purgeFamilyTokens(ctx context.Context, minted, old int64) error {
+	after := "" // the dead families are read in id order, from after the last round's
 	for {
 		dead, err := readAll(ctx, db, func(s scanner) (*string, error) {
 			var id string
 			return &id, s.Scan(&id)
-		}, `SELECT id FROM token_families WHERE created_at <= $1
+		}, `SELECT id FROM token_families WHERE id > $3 AND created_at <= $1
   AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.created_at > $1)
   AND (revoked_at IS NOT NULL OR created_at <= $2
     OR NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.used_at IS NULL))
   AND EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id)
-LIMIT `+strconv.Itoa(purgeBatch), minted, old)
+ORDER BY id LIMIT `+strconv.Itoa(purgeBatch), minted, old, after)
 		if err != nil {
 			return err
 		}
-		var deleted int64
-		for _, id := range dead {
+		// A hundred families a statement, by a list of their ids (no
+		// subquery), each statement at most purgeBatch tokens.
+		for ids := range slices.Chunk(dead, 100) {
+			in, args := make([]string, len(ids)), make([]any, len(ids))
+			for i, id := range ids {
+				in[i], args[i] = "$"+strconv.Itoa(i+1), id
+			}
 			for {
-				n, err := db.written(ctx, db.deleteBatch("refresh_tokens", `family_id = $1`), id)
+				n, err := db.written(ctx, db.deleteBatch("refresh_tokens", `family_id IN (`+strings.Join(in, ", ")+`)`), args...)
 				if err != nil {
 					return err
 				}
-				if deleted += n; n < purgeBatch {
+				if n < purgeBatch {
 					break
 				}
 			}
 		}
-		if len(dead) < purgeBatch || deleted == 0 {
+		if len(dead) < purgeBatch {
 			return nil
 		}
+		after = dead[len(dead)-1]
 	}
 }
 
