@@ -476,6 +476,9 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, gone func(*txn)
 // its family before the revocation reads the families, or finds its row
 // gone. Nothing to end is errNoChange.
 func endGoneSignInTx(ctx context.Context, tx *txn, sid, clientID string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
+	if clientID == "" { // familiesOfSignIn would read it as every relying party
+		return nil, errNoChange
+	}
 	voided := false
 	for _, q := range []string{`DELETE FROM auth_codes WHERE used_at IS NULL AND sid = $1 AND client_id = $2`,
 		`DELETE FROM device_codes WHERE status = 'approved' AND sid = $1 AND client_id = $2`} {

@@ -1,4 +1,4 @@
--- A user's live refresh-token families, newest first: a new family counts
+-- A user's live refresh-token families, by age: a new family counts
 -- them (store.createFamilyTx: at most 1,000 live, the oldest beyond end),
 -- and taking the account back revokes them (store.revokeFamiliesTx). The
 -- index on user_id alone made both read every revoked family of the user
