@@ -336,6 +336,20 @@ func TestFamiliesCappedPerUser(t *testing.T) {
 			if n := live(other.ID); n != store.MaxLiveFamilies {
 				t.Errorf("another user's live families: %d; want all %d", n, store.MaxLiveFamilies)
 			}
+			// A client at the cap ends its own oldest first, not the user's
+			// sessions at other clients (the oldest are c1's).
+			if err := db.CreateClient(ctx, 0, &store.Client{ID: "c2", Name: "c2", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				e, err := db.CreateFamily(ctx, store.Family{ID: fmt.Sprint("c2-", i), UserID: u.ID, ClientID: "c2", AuthTime: t0}, "", t0, time.Hour, t0.Add(time.Duration(i)*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := fmt.Sprint("c2-", i-1); i > 0 && (len(e.Revocations) != 1 || e.Revocations[0].Subject != want) {
+					t.Errorf("c2's family %d at the cap: ended %+v; want only c2's oldest, %s", i, e.Revocations, want)
+				}
+			}
 		})
 	}
 }

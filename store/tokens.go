@@ -189,16 +189,16 @@ const maxLiveFamilies = 1000
 // createFamilyTx stores the family, in a transaction that holds the
 // user's row (stillPassword), so that concurrent ones count one after
 // another. With maxLiveFamilies of the user's live already, it first ends
-// the oldest (endOldestFamiliesTx) and returns their revocations. The
-// count reads an index of the user's live families (migration 0023), not
-// the revoked ones that wait for the purge.
+// the oldest, its client's first (endOldestFamiliesTx), and returns their
+// revocations. The count reads an index of the user's live families
+// (migration 0023), not the revoked ones that wait for the purge.
 func createFamilyTx(ctx context.Context, tx *txn, f Family, tokenHash string, expires time.Time, accessTTL time.Duration, now time.Time) (ended []Revocation, err error) {
 	var live int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM token_families WHERE user_id = $1 AND revoked_at IS NULL`, f.UserID).Scan(&live); err != nil {
 		return nil, err
 	}
 	if live >= maxLiveFamilies {
-		if ended, err = endOldestFamiliesTx(ctx, tx, f.UserID, live-maxLiveFamilies+1, accessTTL, now); err != nil {
+		if ended, err = endOldestFamiliesTx(ctx, tx, f.UserID, f.ClientID, live-maxLiveFamilies+1, accessTTL, now); err != nil {
 			return nil, err
 		}
 	}
@@ -216,9 +216,11 @@ func createFamilyTx(ctx context.Context, tx *txn, f Family, tokenHash string, ex
 // endOldestFamiliesTx revokes the user's n oldest live families, at most
 // maxLiveFamilies (a user with more from before the cap is brought under
 // it over a few logins), each with a sid revocation, and returns those.
-func endOldestFamiliesTx(ctx context.Context, tx *txn, userID int64, n int, accessTTL time.Duration, now time.Time) (ended []Revocation, err error) {
+// The client clientID's own go first: a client that starts sessions at
+// the cap ends its own, not the user's sessions at other clients.
+func endOldestFamiliesTx(ctx context.Context, tx *txn, userID int64, clientID string, n int, accessTTL time.Duration, now time.Time) (ended []Revocation, err error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id FROM token_families WHERE user_id = $1 AND revoked_at IS NULL
-ORDER BY created_at, id LIMIT $2`, userID, min(n, maxLiveFamilies))
+ORDER BY CASE WHEN client_id = $3 THEN 0 ELSE 1 END, created_at, id LIMIT $2`, userID, min(n, maxLiveFamilies), clientID)
 	if err != nil {
 		return nil, err
 	}
