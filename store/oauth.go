@@ -476,9 +476,6 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, gone func(*txn)
 // its family before the revocation reads the families, or finds its row
 // gone. Nothing to end is errNoChange.
 func endGoneSignInTx(ctx context.Context, tx *txn, sid, clientID string, accessTTL time.Duration, now time.Time) ([]Revocation, error) {
-	if clientID == "" { // familiesOfSignIn would read it as every relying party
-		return nil, errNoChange
-	}
 	voided := false
 	for _, q := range []string{`DELETE FROM auth_codes WHERE used_at IS NULL AND sid = $1 AND client_id = $2`,
 		`DELETE FROM device_codes WHERE status = 'approved' AND sid = $1 AND client_id = $2`} {
@@ -488,7 +485,7 @@ func endGoneSignInTx(ctx context.Context, tx *txn, sid, clientID string, accessT
 		}
 		voided = voided || err == nil
 	}
-	r, err := revokeFamiliesTx(ctx, tx, familiesOfSignIn, sid, clientID, accessTTL, now)
+	r, err := revokeFamiliesTx(ctx, tx, familiesOfSignInAt, sid, clientID, accessTTL, now)
 	if err == nil && len(r) == 0 && !voided {
 		return nil, errNoChange // nothing to end, and no event
 	}

@@ -1445,6 +1445,9 @@ func TestEndSignInAfterItsPurge(t *testing.T) {
 		if err := db.Purge(ctx, store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: maxAge}, now); err != nil {
 			t.Fatal(err)
 		}
+		if ended, err := db.DeleteSessionBySID(ctx, signIn.SID, "", time.Hour, now); err != nil || ended.Revocations != nil {
+			t.Fatalf("logout of the purged sign-in for no relying party: %+v, %v; want nothing ended", ended.Revocations, err)
+		}
 		for i, want := range [][]store.Revocation{{store.SessionRevocation(f.ID, time.Hour, now)}, nil} {
 			e := event("session.ended", store.FormatID(u.ID))
 			ended, err := db.DeleteSessionBySID(store.WithEvent(ctx, e), signIn.SID, signIn.ClientID, time.Hour, now)

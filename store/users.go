@@ -231,7 +231,7 @@ func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string
 }
 
 // revokeFamiliesTx revokes the live refresh-token families that where
-// (familiesOfUser or familiesOfSignIn) selects with its two arguments, each
+// (familiesOfUser, familiesOfSignIn or familiesOfSignInAt) selects with its two arguments, each
 // with a sid revocation for the access tokens minted from it, and returns
 // those revocations. By sid, not only by a cutoff in time: a family's refresh or login committed while this
 // transaction was on its way (a reset hashes the new password after its
@@ -266,8 +266,9 @@ SELECT 'sid', id, $4, $5, $6 `+revoked, arg1, arg2, now.Unix(), r.NotBeforeMs, r
 // The families revokeFamiliesTx revokes, each selected with two arguments.
 // A browser sign-in's are named by its sid, as a family records it.
 const (
-	familiesOfUser   = `user_id = $1 AND id <> $2`          // a user's but the family $2 ("" for none)
-	familiesOfSignIn = `sid = $1 AND $2 IN ('', client_id)` // a sign-in's, of the relying party $2 ("" for every one)
+	familiesOfUser     = `user_id = $1 AND id <> $2`    // a user's but the family $2 ("" for none)
+	familiesOfSignIn   = `sid = $1 AND client_id <> $2` // a sign-in's but the relying party $2's ("" for none)
+	familiesOfSignInAt = `sid = $1 AND client_id = $2`  // a sign-in's at the relying party $2 ("" for none)
 )
 
 // The browser sign-ins endSignInsTx ends: a user's, or one by its
