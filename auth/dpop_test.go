@@ -200,7 +200,22 @@ func TestDPoPBindsRefreshAndCode(t *testing.T) {
 		code = e.secret(b.signIn(authorizeURL(id, pk, "dpop_jkt", k.jkt), "ann", "Ann-Password-1"))
 		r = e.dpopPost("/oauth2/token", id, secret, codeForm(code, pk), k.proof(t, "POST", "/oauth2/token", "", "", now)).want(http.StatusOK)
 		e.secret(r.Str("access_token"))
-		e.secret(r.Str("refresh_token"))
+		rt = e.secret(r.Str("refresh_token"))
+		// Replayed without the key, the bound code ends nothing: it could
+		// never have been exchanged without the key, so it shows no theft.
+		// With the key it is a replay, and its session ends.
+		for _, replay := range []struct {
+			proof string
+			ends  bool
+		}{{"", false}, {other.proof(t, "POST", "/oauth2/token", "", "", now), false}, {k.proof(t, "POST", "/oauth2/token", "", "", now), true}} {
+			e.dpopPost("/oauth2/token", id, secret, codeForm(code, pk), replay.proof).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+			if r = e.refreshGrant(id, secret, rt); (r.Code != http.StatusOK) != replay.ends {
+				t.Fatalf("the bound code replayed (ends its session: %v), then a refresh: %d %s", replay.ends, r.Code, r.Body.String())
+			} else if !replay.ends {
+				e.secret(r.Str("access_token"))
+				rt = e.secret(r.Str("refresh_token"))
+			}
+		}
 		if q := callback(t, b.do("GET", authorizeURL(id, pk, "dpop_jkt", "short"), nil), http.StatusFound); q.Get("error") != "invalid_request" {
 			t.Fatalf("a malformed dpop_jkt: %v", q)
 		}

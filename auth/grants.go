@@ -285,6 +285,11 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 		return nil, bad("redirect_uri differs")
 	case ac.CodeChallenge == "" || !validVerifier(verifier) || !verifierOK(verifier, ac.CodeChallenge):
 		return nil, bad("PKCE verification failed")
+	case ac.DPoPJKT != "" && ac.DPoPJKT != g.jkt: // RFC 9449 §10
+		// Before the replay check: a bound code replayed without its key
+		// shows no theft (it could never be exchanged without it) and ends
+		// nothing, as a bound refresh token (Tokens.Rotate).
+		return nil, bad("not proven with the DPoP key of dpop_jkt")
 	case ac.Used:
 		// A replay of the grant (RFC 6749 §4.1.2) only with its verifier: a
 		// code alone, which browser history, a redirect host's logs or
@@ -302,8 +307,6 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 		return nil, bad("replayed: the session it started is ended")
 	case !g.now.Before(ac.ExpiresAt):
 		return nil, bad("expired")
-	case ac.DPoPJKT != "" && ac.DPoPJKT != g.jkt: // RFC 9449 §10
-		return nil, bad("not proven with the DPoP key of dpop_jkt")
 	}
 	if err := g.spendProof(ctx); err != nil {
 		return nil, err
