@@ -577,23 +577,24 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 	return &s
 }
 
-// needsConsent: first-party clients never ask; others ask once per scope
-// and resource (RFC 8707: consent to reach one API, or the ISSUER, is not
-// consent to reach another), and again when prompt=consent. A native app
-// (a public client with a redirect URI other than https: a loopback port,
-// a private-use scheme) asks every time, as RFC 8252 §8.6 has it: any app
-// on the device can listen there, or claim the scheme, and send its
-// client_id, so a consent given before would hand it a code unasked, or
-// (at the token endpoint) tokens for an API it was not shown at.
+// needsConsent: a native app (a public client with a redirect URI other
+// than https: a loopback port, a private-use scheme) asks every time, as
+// RFC 8252 §8.6 has it, first-party or not: any app on the device can
+// listen there, or claim the scheme, and send its client_id, so a consent
+// given before, or none asked, would hand it a code unasked, or (at the
+// token endpoint) tokens for an API it was not shown at. Other first-party
+// clients never ask; others ask once per scope and resource (RFC 8707:
+// consent to reach one API, or the ISSUER, is not consent to reach
+// another), and again when prompt=consent.
 func needsConsent(ctx context.Context, db *store.DB, userID int64, ar *authRequest) (bool, error) {
 	if ar.has("consent") {
 		return true, nil
 	}
-	if ar.client.FirstParty {
-		return false, nil
-	}
 	if ar.client.Public() && slices.ContainsFunc(ar.client.RedirectURIs, func(u string) bool { return !strings.HasPrefix(u, "https:") }) {
 		return true, nil
+	}
+	if ar.client.FirstParty {
+		return false, nil
 	}
 	granted, ok, err := db.ConsentedScope(ctx, userID, ar.client.ID, ar.resource)
 	if err != nil {

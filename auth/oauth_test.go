@@ -1339,13 +1339,17 @@ func TestEmptyParametersOmitted(t *testing.T) {
 
 // TestNativeClientAskedEveryTime: a consent given to a public client
 // redirecting to a loopback port is not remembered (RFC 8252 §8.6: another
-// app on the device can listen there with the same client_id), while one
-// given to a public client redirecting to https is.
+// app on the device can listen there with the same client_id), first-party
+// or not, while one given to a public client redirecting to https is.
 func TestNativeClientAskedEveryTime(t *testing.T) {
 	e := newEnv(t, "sqlite")
 	e.createUser("ann@example.com", "ann", "correct horse", "user")
-	for uri, remembered := range map[string]bool{"http://127.0.0.1/cb": false, "https://app.example/cb": true} {
-		id, _ := e.newClient(ClientSpec{Name: "App", Public: true, RedirectURIs: []string{uri}, Scopes: []string{"read"}})
+	for _, c := range []struct {
+		uri                    string
+		firstParty, remembered bool
+	}{{"http://127.0.0.1/cb", false, false}, {"http://127.0.0.1/cb", true, false}, {"https://app.example/cb", false, true}} {
+		uri, remembered := c.uri, c.remembered
+		id, _ := e.newClient(ClientSpec{Name: "App", Public: true, FirstParty: c.firstParty, RedirectURIs: []string{uri}, Scopes: []string{"read"}})
 		p := newPKCE()
 		b := e.browser()
 		form := formOf(t, b.do("GET", authorizeURL(id, p, "redirect_uri", uri), nil).Body.String())
