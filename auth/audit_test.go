@@ -196,7 +196,8 @@ func TestAuditListFilterNoRowCanHold(t *testing.T) {
 
 // A session ends once and is recorded once: a repeated revocation, a spent
 // refresh token replayed again, a logout whose sign-in has ended or never
-// was end nothing and append no event. Each appended one: anyone could
+// was end nothing and append no event, as an access token's revocation,
+// which ends no session, appends none. Each appended one: anyone could
 // fill the audit log (kept a year), each append queueing every audited
 // write on every instance behind audit_head's lock.
 func TestRepeatsAppendNoEvent(t *testing.T) {
@@ -204,8 +205,11 @@ func TestRepeatsAppendNoEvent(t *testing.T) {
 		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
 		id, secret := e.webClient()
 		b := e.browser()
-		_, rt := e.codeGrant(b, id, secret, "ann", "Ann-Password-1")
+		at, rt := e.codeGrant(b, id, secret, "ann", "Ann-Password-1")
 		_, spent := e.codeGrant(b, id, secret, "ann", "Ann-Password-1")
+		// An access token revoked ends no session and appends nothing: a
+		// client refreshing and revoking would fill the log.
+		e.formPost("/oauth2/revoke", id, secret, url.Values{"token": {at}}).want(http.StatusOK)
 		e.secret(e.refreshGrant(id, secret, spent).want(http.StatusOK).Str("refresh_token"))
 		signIn := b.cookies[cookieSession]
 		for _, cookie := range []string{signIn, signIn, token.NewOpaque()} {

@@ -31,8 +31,10 @@ func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok 
 	claims, rt, err := presented(ctx, db, ts, tok, now)
 	switch {
 	case claims != nil && claims.ClientID == c.ID:
-		e := auditEvent(ctx, actSessionEnded, claims.Subject, outSuccess, "reason", "revocation", "token", "access", "jti", claims.ID)
-		return ts.RevokeAccess(store.WithEvent(ctx, e), db, claims)
+		// No audit event: one access token revoked ends no session, and a
+		// client refreshing and revoking at its token budget would append
+		// events kept a year without bound.
+		return ts.RevokeAccess(ctx, db, claims)
 	// A spent token issued bound to a DPoP key ends nothing: it never
 	// refreshes without the key, so whoever finds it (in a log, say) holds
 	// nothing, and must not end the session by it (as Tokens.Rotate).
