@@ -540,9 +540,12 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 		s.SID, s.Continues = prior.SID, prior.Hash
 	}
 	httpx.InfoFrom(a.r).UserID = store.FormatID(u.ID)
-	create := func() error { // the login's event rides on the session's write
+	// What the new sign-in ended: the user's oldest, past the cap of live ones.
+	var oldest store.Ended
+	create := func() (err error) { // the login's event rides on the session's write
 		e := auditEvent(ctx, actLoginSuccess, store.FormatID(u.ID), outSuccess, "via", "browser", "sid", s.SID)
-		return a.db.CreateSession(store.WithEvent(ctx, e), s.Hash, s)
+		oldest, err = a.db.CreateSession(store.WithEvent(ctx, e), s.Hash, s)
+		return err
 	}
 	err = create()
 	if errors.Is(err, store.ErrConflict) {
@@ -563,6 +566,7 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 		a.b.fail(a.w, a.r, err)
 		return nil
 	}
+	a.ts.Ended(oldest)
 	if prior != nil && prior.UserID != u.ID {
 		e := auditEvent(ctx, actSessionEnded, store.FormatID(prior.UserID), outSuccess, "reason", "logout", "via", "another user's sign-in", "sid", prior.SID)
 		ended, err := a.db.DeleteSession(store.WithEvent(ctx, e), prior.Hash, a.ts.AccessTTL, a.now)

@@ -437,6 +437,49 @@ func TestOldestSessionEndsPastTheCap(t *testing.T) {
 	}
 }
 
+// A user's browser sign-ins had no cap either (see
+// store.TestSignInsCappedPerUser). Past it (store's maxSignIns: 1,000), a
+// sign-in in another browser ends the user's oldest as a logout of it
+// would for the sign-in itself: its browser is signed out, its code not
+// yet exchanged is void, and the relying party it reached is told.
+func TestOldestSignInEndsPastTheCap(t *testing.T) {
+	key := ecKey(t)
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			dbURL := storetest.URL(t, d)
+			e := newEnvOn(t, storetest.OpenURL(t, dbURL), withSigningKey(t, key, nil), withBackchannel(t))
+			rp := newRelyingParty(t)
+			u := e.createUser("hal@example.com", "hal", "Hal-Password-1", store.RoleUser)
+			id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}, BackchannelLogoutURI: rp.URL})
+			first := e.browser()
+			sid, _ := e.oidcSignIn(first, id, secret, "hal", "Hal-Password-1")
+			p := newPKCE()
+			pending := e.secret(first.signIn(authorizeURL(id, p, "scope", "openid"), "hal", "Hal-Password-1"))
+			// 999 more, begun later: 1,000 live.
+			born := e.clock.Now().Unix() + 1
+			var rows []string
+			for i := range 999 {
+				rows = append(rows, fmt.Sprintf("('h%d', %d, %d, %d, 's%d')", i, u.ID, born+int64(i), born+3600, i))
+			}
+			if _, err := storetest.Raw(t, d, dbURL).Exec(`INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ` + strings.Join(rows, ", ")); err != nil {
+				t.Fatal(err)
+			}
+			if !first.signedIn(id) {
+				t.Fatal("the first sign-in, with 1,000 live, is over")
+			}
+			e.clock.Add(time.Second) // the new sign-in is not the oldest
+			e.secret(e.browser().signIn(authorizeURL(id, newPKCE()), "hal", "Hal-Password-1"))
+			if first.signedIn(id) {
+				t.Fatal("the oldest sign-in still stands after a sign-in past the cap")
+			}
+			e.token(id, secret, codeForm(pending, p)).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+			if c := e.checkLogoutToken(rp.next(t), id, u); c.SessionID != sid {
+				t.Errorf("logout token sid %q; want the oldest sign-in's, %q", c.SessionID, sid)
+			}
+		})
+	}
+}
+
 // RFC 7009 §2.1: revoking a refresh token ends its session, access tokens
 // included, expired or not. With REFRESH_TOKEN_TTL shorter than the access
 // tokens' life, the revocation of an expired refresh token read it as

@@ -353,3 +353,84 @@ func TestFamiliesCappedPerUser(t *testing.T) {
 		})
 	}
 }
+
+// A user's live browser sign-ins had no cap: whoever held the password
+// could sign in from many addresses, and at 5*10^5 of them a password
+// change or reset, a deactivation or a deletion, which ends every one in
+// one transaction, timed out on every try, so the owner could not lock the
+// intruder out. A regression test: with MaxSignIns live (and one expired,
+// older, which does not count), a new one ends exactly the oldest live one
+// as its logout would for it (its unused code voided, its client to be
+// told returned) but not the session its code started; a continuation at
+// the cap adds none and ends none, itself included; with more live (from
+// before the cap), as many end as bring it under.
+func TestSignInsCappedPerUser(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db, raw := onServer(t, d)
+			u := newUser(t, db, "ann@example.com", "ann")
+			other := newUser(t, db, "bob@example.com", "bob") // whose sign-ins do not count for ann
+			_, code, oldest := newSignIn(t, db, u.ID)         // signed in at t0
+			family := store.Family{ID: "f", UserID: u.ID, ClientID: oldest.ClientID, AuthTime: t0, SID: oldest.SID}
+			if _, err := db.CreateFamily(ctx, family, "", t0, time.Hour, t0); err != nil {
+				t.Fatal(err)
+			}
+			// Sign-in s00000i began i seconds after t0; "gone", before, has expired.
+			row := func(user int64, sid string, at int64) string {
+				return fmt.Sprintf("'%s-%d', %d, %d, %d, '%s'", sid, user, user, at, t0.Add(time.Hour).Unix(), sid)
+			}
+			cols := "hash, user_id, auth_time, expires_at, sid"
+			insertRows(t, raw, "sessions", cols, store.MaxSignIns-1, func(i int) string { return row(u.ID, fmt.Sprintf("s%06d", i), t0.Unix()+int64(i)) })
+			insertRows(t, raw, "sessions", cols, store.MaxSignIns, func(i int) string { return row(other.ID, fmt.Sprint("o", i), t0.Unix()) })
+			insertRows(t, raw, "sessions", cols, 1, func(int) string {
+				return fmt.Sprintf("'gone', %d, %d, %d, 'gone'", u.ID, t0.Add(-2*time.Hour).Unix(), t0.Unix())
+			})
+			now := t0.Add(time.Minute)
+			signIn := func(s store.Session) []store.SignIn {
+				t.Helper()
+				s.UserID, s.AuthTime, s.ExpiresAt = u.ID, now, now.Add(time.Hour)
+				e, err := db.CreateSession(ctx, token.Hash(token.NewOpaque()), s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return e.SignIns
+			}
+			live := func(userID int64) int {
+				return count(t, raw, fmt.Sprintf(`sessions WHERE user_id = %d AND expires_at > %d`, userID, now.Unix()))
+			}
+			if ended := signIn(store.Session{SID: "new"}); !slices.Equal(ended, []store.SignIn{oldest}) {
+				t.Errorf("a new sign-in with %d live: ended %+v; want the oldest live, %+v", store.MaxSignIns, ended, oldest)
+			}
+			if n := live(u.ID); n != store.MaxSignIns {
+				t.Errorf("%d live; want %d", n, store.MaxSignIns)
+			}
+			if n := count(t, raw, fmt.Sprintf(`sessions WHERE sid = '%s'`, oldest.SID)); n != 0 {
+				t.Errorf("the oldest sign-in, %s, still there", oldest.SID)
+			}
+			if _, err := db.CodeByHash(ctx, code); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("the oldest sign-in's unused code: %v; want ErrNotFound", err)
+			}
+			if n := count(t, raw, `token_families WHERE id = 'f' AND revoked_at IS NULL`); n != 1 {
+				t.Error("the session the oldest sign-in started was ended; want it kept, as after the sign-in's expiry")
+			}
+			if n := count(t, raw, `sessions WHERE sid = 'gone'`); n != 1 {
+				t.Error("the expired sign-in was ended; want it left to the purge")
+			}
+			// The oldest, s000001, signing in again: it goes on, nothing ends.
+			if ended := signIn(store.Session{SID: "s000001", Continues: fmt.Sprint("s000001-", u.ID)}); len(ended) != 0 || live(u.ID) != store.MaxSignIns ||
+				count(t, raw, `sessions WHERE sid = 's000001'`) != 1 {
+				t.Errorf("a sign-in continued at the cap: ended %+v, %d live, %d rows of its sid; want none ended, %d live, 1 row",
+					ended, live(u.ID), count(t, raw, `sessions WHERE sid = 's000001'`), store.MaxSignIns)
+			}
+			// Two more live, as from before the cap: the next one ends three.
+			insertRows(t, raw, "sessions", cols, 2, func(i int) string { return row(u.ID, fmt.Sprint("h", i), t0.Unix()) })
+			signIn(store.Session{SID: "new2"})
+			if n := live(u.ID); n != store.MaxSignIns || count(t, raw, `sessions WHERE sid IN ('h1', 'h2', 's000002')`) != 0 {
+				t.Errorf("with %d live, a new sign-in: %d live; want %d, h1, h2 and s000002 ended", store.MaxSignIns+2, n, store.MaxSignIns)
+			}
+			if n := live(other.ID); n != store.MaxSignIns {
+				t.Errorf("another user's live sign-ins: %d; want all %d", n, store.MaxSignIns)
+			}
+		})
+	}
+}

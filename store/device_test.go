@@ -575,7 +575,8 @@ func TestLogoutBesideSignInAgain(t *testing.T) {
 				old, _, signIn := newSignIn(t, db, u.ID)
 				fresh := token.Hash(token.NewOpaque())
 				again := func() error {
-					return other.CreateSession(ctx, fresh, store.Session{SID: signIn.SID, UserID: u.ID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour), Continues: old})
+					_, err := other.CreateSession(ctx, fresh, store.Session{SID: signIn.SID, UserID: u.ID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour), Continues: old})
+					return err
 				}
 				var ended store.Ended
 				logout := func() (err error) {

@@ -93,3 +93,7 @@ func (db *DB) MigrateThrough(ctx context.Context, version string, now time.Time)
 // MaxLiveFamilies is how many live families a user may have, for
 // caps_test's TestFamiliesCappedPerUser.
 const MaxLiveFamilies = maxLiveFamilies
+
+// MaxSignIns is how many live browser sign-ins a user may have, for
+// caps_test's TestSignInsCappedPerUser.
+const MaxSignIns = maxSignIns

@@ -323,12 +323,19 @@ type Session struct {
 // codes and approvals, which name the sid, stay good, and its hash is kept
 // as the new one's prev_hash, for a logout sent with it (DeleteSession).
 // If that one ended meanwhile, so did its sid: ErrConflict, and nothing is
-// stored.
-func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err error) {
+// stored. A new one (not a continuation, which adds none) first ends the
+// user's oldest live sign-ins past maxSignIns (endOldestSignInsTx), and
+// returns them, for the caller to announce.
+func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (e Ended, err error) {
 	defer db.wrap(&err, "create session")
-	return db.tx(ctx, func(tx *txn) error {
+	err = db.tx(ctx, func(tx *txn) error {
 		if err := stillPassword(ctx, tx, s.UserID, s.Verified); err != nil {
 			return err
+		}
+		if s.Continues == "" { // a sign-in is made at its AuthTime: now
+			if e.SignIns, err = endOldestSignInsTx(ctx, tx, s.UserID, s.AuthTime.Unix()); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid, prev_hash) VALUES ($1, $2, $3, $4, $5, $6)`,
 			hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID, s.Continues); err != nil || s.Continues == "" {
@@ -347,6 +354,51 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (err er
 		}
 		return tx.execOr(ctx, ErrConflict, `DELETE FROM sessions WHERE hash = $1 AND user_id = $2 AND sid = $3`, s.Continues, s.UserID, s.SID)
 	})
+	return e, err
+}
+
+// maxSignIns caps a user's live browser sign-ins, for the reason
+// maxLiveFamilies caps families: whoever holds the password can sign in
+// from many addresses, each sign-in living 12 hours, and taking the
+// account back (a password change or reset, deactivation, deletion) ends
+// every one in one transaction within OpTimeout (endSignInsTx), which at
+// 5*10^5 timed out on every try, so the owner could not lock the intruder
+// out. A thousand is more than a person's browsers hold at once.
+const maxSignIns = 1000
+
+// endOldestSignInsTx, in the transaction that holds the user's row
+// (stillPassword) to store a new sign-in, so that concurrent ones count one
+// after another, ends the user's live sign-ins but the newest
+// maxSignIns-1, at most maxSignIns at a time (a user with more from before
+// the cap is brought under it over a few logins), as a logout ends a
+// sign-in itself (endSignInsTx: its unused codes and approvals are void,
+// its clients told), and returns them. The sessions its codes started live
+// on, as after its expiry: maxLiveFamilies caps those. By sid, which names
+// its codes and approvals too: sign-ins from before sids ("" names every
+// one) are left to expire. Ended sign-ins are deleted, so the user's rows
+// read here (sessions_user) are the live ones and those expired since the
+// last purge (a minute ago): fewer than 2*maxSignIns, so no other index.
+func endOldestSignInsTx(ctx context.Context, tx *txn, userID, now int64) (ended []SignIn, err error) {
+	rows, err := tx.QueryContext(ctx, `SELECT sid FROM sessions WHERE user_id = $1 AND expires_at > $2 AND sid <> ''
+ORDER BY auth_time DESC, sid DESC LIMIT $3 OFFSET $4`, userID, now, maxSignIns, maxSignIns-1)
+	if err != nil {
+		return nil, err
+	}
+	oldest, err := collect(rows, func(s scanner) (*string, error) {
+		var sid string
+		return &sid, s.Scan(&sid)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, sid := range oldest {
+		told, err := endSignInsTx(ctx, tx, signInsBySID, sid)
+		if err != nil {
+			return nil, err
+		}
+		ended = append(ended, told...)
+	}
+	return ended, nil
 }
 
 // signInLive, in the transaction that stores what a browser sign-in (by

@@ -536,7 +536,7 @@ func newSignIn(t testing.TB, db *store.DB, userID int64) (session, code string, 
 	t.Helper()
 	session, code = token.Hash(token.NewOpaque()), token.Hash(token.NewOpaque())
 	ended = store.SignIn{SID: "sid-" + code[:8], UserID: userID, ClientID: "c-" + code[:8], URI: "https://rp.example/bc/" + code[:8]}
-	if err := db.CreateSession(ctx, session, store.Session{SID: ended.SID, UserID: userID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+	if _, err := db.CreateSession(ctx, session, store.Session{SID: ended.SID, UserID: userID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.CreateClient(ctx, 0, &store.Client{ID: ended.ClientID, Name: "x", GrantTypes: []string{"authorization_code"}, BackchannelLogoutURI: ended.URI}, t0); err != nil {
@@ -810,7 +810,8 @@ func TestClientDeletionNoDeadlock(t *testing.T) {
 			for _, approval := range []bool{true, false} {
 				old, code, c := newSignIn(t, db, u.ID) // the sign-in has given c a code
 				write, want := func() error {
-					return db.CreateSession(ctx, token.Hash(token.NewOpaque()), store.Session{SID: c.SID, UserID: u.ID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour), Continues: old})
+					_, err := db.CreateSession(ctx, token.Hash(token.NewOpaque()), store.Session{SID: c.SID, UserID: u.ID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour), Continues: old})
+					return err
 				}, error(nil)
 				if approval {
 					session, _, signIn := newSignIn(t, db, u.ID) // its own client's: it has given c nothing yet
