@@ -28,7 +28,7 @@ func TestLoadConfigDynamicRegistration(t *testing.T) {
 }
 
 // `client registration-token` prints a live initial access token whose
-// hash alone is stored; `client list` marks registered clients, and
+// hash alone is stored, and audits it; `client list` marks registered clients, and
 // `client delete` deletes them.
 func TestRunClientRegistrationToken(t *testing.T) {
 	env := testEnv(t)
@@ -48,6 +48,11 @@ func TestRunClientRegistrationToken(t *testing.T) {
 		if exitCode(err) != 2 || strings.Contains(err.Error(), "\n") {
 			t.Errorf("client registration-token %q = %v; want one line, exit 2", args, err)
 		}
+	}
+	// Its one event (the usage errors wrote nothing) is by the CLI and holds neither the token nor its hash.
+	out, _, err = runCmd(t, env, "", "audit", "list", "--action", "client.registration_token_issued")
+	if err != nil || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"actor":"cli"`) || strings.Contains(out, got.Token) || strings.Contains(out, token.Hash(got.Token)) {
+		t.Fatalf("audit list = %q, %v; want one event by cli, without the token", out, err)
 	}
 	db, err := store.Open(context.Background(), env["DATABASE_URL"], store.Options{})
 	if err != nil {

@@ -37,6 +37,8 @@ const (
 	actClientDeleted  = "client.deleted"
 	actClientRotated  = "client.secret_rotated"
 	actClientRegister = "client.registered"
+	actClientUpdated  = "client.updated" // by its registrant (RFC 7592); detail changed: the names of the metadata changed
+	actInitialToken   = "client.registration_token_issued"
 	actUserCreated    = "user.created"
 	actUserUpdated    = "user.updated"
 	actUserDeleted    = "user.deleted"
@@ -45,7 +47,7 @@ const (
 
 var AuditActions = []string{actLoginSuccess, actLoginFailure, actLoginLockout, actPasswordChange, actResetRequest, actReset,
 	actEmailVerified, actSessionEnded, actClientCreated, actClientDeleted, actClientRotated, actClientRegister,
-	actUserCreated, actUserUpdated, actUserDeleted, ActKeysInUse}
+	actClientUpdated, actInitialToken, actUserCreated, actUserUpdated, actUserDeleted, ActKeysInUse}
 
 // Outcomes.
 const (

@@ -69,6 +69,12 @@ func TestAuditEvents(t *testing.T) {
 		e.secret(c.Str("client_secret"))
 		e.secret(e.request("POST", "/api/v1/clients/"+cid+"/secret", nil, bearer(admin)...).want(http.StatusOK).Str("client_secret"))
 		e.request("DELETE", "/api/v1/clients/"+cid, nil, bearer(admin)...).want(http.StatusNoContent)
+		// A client registered with an initial access token, then updated by its registrant.
+		initial := e.initialToken(time.Hour)
+		e.secret(token.Hash(initial))
+		reg := e.registerClient(initial, webMetadata()).want(http.StatusCreated)
+		rid := reg.Str("client_id")
+		e.manage("PUT", rid, reg.Str("registration_access_token"), with(with(webMetadata(), "client_id", rid), "redirect_uris", []string{"https://app.example/cb2"})).want(http.StatusOK)
 		e.request("PATCH", userPath(u.ID), map[string]any{"role": "admin"}, bearer(admin)...).want(http.StatusOK)
 		e.request("DELETE", userPath(u.ID), nil, bearer(admin)...).want(http.StatusNoContent)
 		// Refused: an admin demoting or deleting themself.
@@ -77,9 +83,12 @@ func TestAuditEvents(t *testing.T) {
 
 		count := map[string]int{}
 		var login, reuse, revocation *store.Event
+		registration := map[string]store.Event{}
 		for _, ev := range e.auditTrail() {
 			count[ev.Action]++
 			switch {
+			case ev.Action == actInitialToken || ev.Action == actClientRegister || ev.Action == actClientUpdated:
+				registration[ev.Action] = ev
 			case ev.Action == actLoginFailure && ev.Subject == uid:
 				login = &ev
 			case ev.Action == actSessionEnded && ev.Detail["reason"] == "reuse":
@@ -91,7 +100,7 @@ func TestAuditEvents(t *testing.T) {
 		want := map[string]int{
 			actUserCreated: 3, actLoginSuccess: 3, actLoginFailure: 2 + e.deps.Throttle.Max, actLoginLockout: 1, actPasswordChange: 1,
 			actEmailVerified: 1, actSessionEnded: 4, actClientCreated: 2, actClientRotated: 1, actClientDeleted: 1,
-			actUserUpdated: 2, actUserDeleted: 2,
+			actUserUpdated: 2, actUserDeleted: 2, actInitialToken: 1, actClientRegister: 1, actClientUpdated: 1,
 		}
 		for a, n := range want {
 			if count[a] != n {
@@ -103,6 +112,16 @@ func TestAuditEvents(t *testing.T) {
 		}
 		if reuse == nil || reuse.Subject != uid || reuse.ClientID != id || revocation == nil || revocation.Actor != id {
 			t.Errorf("reuse %+v, revocation %+v", reuse, revocation)
+		}
+		// The registrant is the client it made: the actor of its registration as of its update.
+		if ev := registration[actInitialToken]; ev.Actor != "cli" || ev.Detail["expires_at"] == "" {
+			t.Errorf("an initial access token's event: %+v; want actor cli, its expiry", ev)
+		}
+		if ev := registration[actClientRegister]; ev.Actor != rid || ev.Subject != rid || ev.ClientID != rid || ev.IP != "192.0.2.1" {
+			t.Errorf("a registration's event: %+v; want %s as actor, subject and client", ev, rid)
+		}
+		if ev := registration[actClientUpdated]; ev.Actor != rid || ev.Subject != rid || ev.Detail["changed"] != "redirect_uris" {
+			t.Errorf("a registration update's event: %+v; want %s as actor and subject, changed redirect_uris", ev, rid)
 		}
 		refusals := 0
 		for _, ev := range e.auditTrail() {
@@ -149,7 +168,7 @@ func TestAuditEvents(t *testing.T) {
 			t.Errorf("GET /api/v1/audit: %v", r)
 		}
 		e.request("GET", "/api/v1/audit", nil, bearer(at)...).want(http.StatusUnauthorized)
-	}, withSigningKey(t, key, nil))
+	}, withSigningKey(t, key, nil), withDynamicRegistration(RegistrationToken))
 }
 
 // A failed login whose event cannot be written fails with 503 and leaves

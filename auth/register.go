@@ -100,7 +100,8 @@ var (
 func NewRegistrationToken(ctx context.Context, db *store.DB, ttl time.Duration, now time.Time) (string, time.Time, error) {
 	raw := token.NewOpaque()
 	exp := now.Add(ttl)
-	return raw, exp, db.AddRegistrationToken(ctx, token.Hash(raw), exp, now)
+	e := auditEvent(ctx, actInitialToken, "", outSuccess, "expires_at", exp.UTC().Format(time.RFC3339))
+	return raw, exp, db.AddRegistrationToken(store.WithEvent(ctx, e), token.Hash(raw), exp, now)
 }
 
 // metadata is the client metadata (RFC 7591 §2) that a registration or an
@@ -343,6 +344,10 @@ func register(w http.ResponseWriter, r *http.Request, db *store.DB, iss string, 
 	rat := token.NewOpaque()
 	c.RegistrationHash = token.Hash(rat)
 	e := auditEvent(r.Context(), actClientRegister, c.ID, outSuccess, "name", c.Name)
+	// The registrant is known by nothing but the client it makes (an
+	// initial access token names no one), which is also the actor of its
+	// updates and deletion.
+	e.Actor, e.ClientID = c.ID, c.ID
 	err = db.RegisterClient(store.WithEvent(r.Context(), e), c, principalOf(r).initialHash, MaxRegisteredClients, now)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -405,8 +410,23 @@ func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, ts
 	c.ID, c.SecretHash, c.SecretTag, c.CreatedAt = old.ID, old.SecretHash, old.SecretTag, old.CreatedAt
 	rat := token.NewOpaque()
 	c.RegistrationHash = token.Hash(rat)
+	// The event names the members that change, not their values.
+	var changed []string
+	for name, same := range map[string]bool{
+		"client_name": c.Name == old.Name, "redirect_uris": slices.Equal(c.RedirectURIs, old.RedirectURIs),
+		"grant_types": slices.Equal(c.GrantTypes, old.GrantTypes), "scope": slices.Equal(c.Scopes, old.Scopes),
+		"token_endpoint_auth_method": c.AuthMethod == old.AuthMethod, "dpop_bound_access_tokens": c.RequireDPoP == old.RequireDPoP,
+		"post_logout_redirect_uris":             slices.Equal(c.PostLogoutRedirectURIs, old.PostLogoutRedirectURIs),
+		"require_pushed_authorization_requests": c.RequirePAR == old.RequirePAR,
+	} {
+		if !same {
+			changed = append(changed, name)
+		}
+	}
+	slices.Sort(changed)
+	e := auditEvent(r.Context(), actClientUpdated, c.ID, outSuccess, "changed", strings.Join(changed, " "))
 	change := store.ClientChange(c.ID, now)
-	err = db.UpdateRegisteredClient(r.Context(), c, old.RegistrationHash, change, now)
+	err = db.UpdateRegisteredClient(store.WithEvent(r.Context(), e), c, old.RegistrationHash, change, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errBadRegistrationToken
 	}
