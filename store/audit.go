@@ -39,7 +39,7 @@ type Event struct {
 	ID        int64             `json:"id"`
 	Time      time.Time         `json:"time"`
 	Action    string            `json:"action"`
-	Actor     string            `json:"actor"`   // a user id, a client id, "cli" or "system"
+	Actor     string            `json:"actor"`   // a user id, a client id, "cli" or "system"; "" for a caller no one knows (a failed login, a self-registration, a browser logout)
 	Subject   string            `json:"subject"` // what the action was done to: a user or client id
 	ClientID  string            `json:"client_id"`
 	IP        string            `json:"ip"`
