@@ -127,7 +127,7 @@ func userPath(id int64) string { return "/api/v1/users/" + strconv.FormatInt(id,
 func TestRegister(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		pw := "Register-Pass-1"
-		r := e.register(map[string]string{"email": " Ann@Example.COM ", "username": "Ann_1", "password": pw, "first_name": "Ann", "last_name": "Lee"}).want(http.StatusCreated)
+		r := e.register(map[string]string{"email": "Ann@Example.COM", "username": "Ann_1", "password": pw, "first_name": "Ann", "last_name": "Lee"}).want(http.StatusCreated)
 		m := r.JSON()
 		wantUser(t, m)
 		for k, want := range map[string]any{"email": "ann@example.com", "username": "Ann_1", "first_name": "Ann", "last_name": "Lee", "role": "user", "is_active": true} {
@@ -219,6 +219,9 @@ func TestRegisterValidation(t *testing.T) {
 			{"email", "ann@[10.0.0.5]", "email"}, // a domain literal: mail to an internal address
 			{"email", "ann@10.0.0.5", "email"},   // the same without brackets
 			{"email", "ann@[IPv6:::1]", "email"},
+			{"email", "\u00a0Val@Example.com ", "email"}, // nothing trimmed: stored as val@example.com
+			{"email", "\u00a0val@example.com", "email"},  // net/mail takes U+00A0 in an atom
+			{"email", "val@example.com\u2028", "email"},
 			{"username", "", "username"},
 			{"username", "ab", "username"},
 			{"username", strings.Repeat("a", 33), "username"},
@@ -380,6 +383,11 @@ func TestLoginUnicodeCase(t *testing.T) {
 		wantAPIError(e.register(map[string]string{"email": "ÉMILE@exämple.COM", "username": "emile2", "password": "Emile-Password-1"}), http.StatusConflict, "conflict")
 		e.createUser("kate@example.com", "kate", "Kate-Password-1", store.RoleUser)
 		wantAPIError(e.loginAttempt("\u212Aate", "Kate-Password-1"), http.StatusUnauthorized, "invalid_credentials")
+		// Nothing is trimmed: white space of any script around a login
+		// names no one, with the right password too.
+		for _, login := range []string{" \u00a0kate@example.com\u2028", "kate@example.com\u00a0", "\u3000kate"} {
+			wantAPIError(e.loginAttempt(login, "Kate-Password-1"), http.StatusUnauthorized, "invalid_credentials")
+		}
 	})
 }
 

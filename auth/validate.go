@@ -14,9 +14,11 @@ import (
 // validEmail: one bare address, at most 254 bytes, with a domain name: no
 // domain literal (a@[10.0.0.5]) nor a bare IP address (a@10.0.0.5), which
 // would have the server mail an IP address, an internal one as well. A '['
-// or ']' is otherwise only in a quoted local part, and no '"' passes.
+// or ']' is otherwise only in a quoted local part, and no '"' passes. No
+// white space of any script: net/mail takes U+00A0 in an atom, so
+// "\u00a0bob@example.com" would be a second account beside bob's.
 func validEmail(s string) bool {
-	if len(s) > 254 || strings.ContainsAny(s, " \t\r\n<>\"[]") {
+	if len(s) > 254 || strings.ContainsAny(s, "<>\"[]") || strings.ContainsFunc(s, unicode.IsSpace) {
 		return false
 	}
 	a, err := mail.ParseAddress(s)
