@@ -222,6 +222,7 @@ func TestRegisterValidation(t *testing.T) {
 			{"email", "\u00a0Val@Example.com ", "email"}, // nothing trimmed: stored as val@example.com
 			{"email", "\u00a0val@example.com", "email"},  // net/mail takes U+00A0 in an atom
 			{"email", "val@example.com\u2028", "email"},
+			{"email", "val@bücher.example", "email"}, // its A-label, val@xn--bcher-kva.example, is the one form
 			{"username", "", "username"},
 			{"username", "ab", "username"},
 			{"username", strings.Repeat("a", 33), "username"},
@@ -372,15 +373,15 @@ func TestLoginFailuresIdentical(t *testing.T) {
 // would fold into ASCII (the Kelvin sign) names no one.
 func TestLoginUnicodeCase(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
-		r := e.register(map[string]string{"email": "Émile@Exämple.com", "username": "emile", "password": "Emile-Password-1"}).want(http.StatusCreated)
-		if r.Str("email") != "émile@exämple.com" {
+		r := e.register(map[string]string{"email": "Émile@Example.com", "username": "emile", "password": "Emile-Password-1"}).want(http.StatusCreated)
+		if r.Str("email") != "émile@example.com" {
 			t.Fatalf("stored email %q; want it folded", r.Str("email"))
 		}
 		e.secret("Emile-Password-1")
-		for _, login := range []string{"ÉMILE@EXÄMPLE.COM", "émile@exämple.com", "Émile@Exämple.com", "EMILE"} {
+		for _, login := range []string{"ÉMILE@EXAMPLE.COM", "émile@example.com", "Émile@Example.com", "EMILE"} {
 			e.login(login, "Emile-Password-1")
 		}
-		wantAPIError(e.register(map[string]string{"email": "ÉMILE@exämple.COM", "username": "emile2", "password": "Emile-Password-1"}), http.StatusConflict, "conflict")
+		wantAPIError(e.register(map[string]string{"email": "ÉMILE@example.COM", "username": "emile2", "password": "Emile-Password-1"}), http.StatusConflict, "conflict")
 		e.createUser("kate@example.com", "kate", "Kate-Password-1", store.RoleUser)
 		wantAPIError(e.loginAttempt("\u212Aate", "Kate-Password-1"), http.StatusUnauthorized, "invalid_credentials")
 		// Nothing is trimmed: white space of any script around a login

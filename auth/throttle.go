@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"oauth2-api/httpx"
 	"oauth2-api/store"
@@ -150,7 +149,7 @@ func userByLogin(ctx context.Context, db *store.DB, login string) (*store.User, 
 	if strings.Contains(login, "@") {
 		return db.UserByEmail(ctx, foldEmail(login))
 	}
-	if strings.ContainsFunc(login, func(r rune) bool { return r >= utf8.RuneSelf }) {
+	if !ascii(login) {
 		return nil, store.ErrNotFound
 	}
 	return db.UserByUsername(ctx, strings.ToLower(login))

@@ -16,7 +16,10 @@ import (
 // would have the server mail an IP address, an internal one as well. A '['
 // or ']' is otherwise only in a quoted local part, and no '"' passes. No
 // white space of any script: net/mail takes U+00A0 in an atom, so
-// "\u00a0bob@example.com" would be a second account beside bob's.
+// "\u00a0bob@example.com" would be a second account beside bob's. The
+// domain is ASCII: an internationalized one in its A-label form
+// (xn--bcher-kva.example), never its U-label (bücher.example), which names
+// the same mailbox and would be a second account.
 func validEmail(s string) bool {
 	if len(s) > 254 || strings.ContainsAny(s, "<>\"[]") || strings.ContainsFunc(s, unicode.IsSpace) {
 		return false
@@ -24,7 +27,12 @@ func validEmail(s string) bool {
 	a, err := mail.ParseAddress(s)
 	at := strings.LastIndexByte(s, '@')
 	_, notIP := netip.ParseAddr(s[at+1:])
-	return err == nil && a.Name == "" && a.Address == s && at >= 0 && notIP != nil
+	return err == nil && a.Name == "" && a.Address == s && at >= 0 && notIP != nil && ascii(s[at+1:])
+}
+
+// ascii reports whether s is all ASCII.
+func ascii(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return r >= utf8.RuneSelf })
 }
 
 // validUsername: 3 to 32 of letters, digits, '.', '_', '-', starting with a
