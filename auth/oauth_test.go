@@ -1042,6 +1042,9 @@ func TestParseBasic(t *testing.T) {
 		{"Basic !!!", "", "", false},
 		{"Bearer abc", "", "", false},
 		{"Basic " + strings.Repeat("A", 2000), "", "", false},
+		{enc("abc:def") + "\u00a0", "", "", false}, // one byte form: nothing trimmed
+		{"Basic \v" + base64.StdEncoding.EncodeToString([]byte("abc:def")), "", "", false},
+		{"Basic  " + base64.StdEncoding.EncodeToString([]byte("abc:def")), "", "", false},
 	} {
 		id, secret, ok := parseBasic(tc.h)
 		if ok != tc.ok || id != tc.id || secret != tc.secret {

@@ -615,8 +615,12 @@ func TestBearerChallenges(t *testing.T) {
 				}
 			}
 		}
-		// The scheme is case-insensitive (RFC 6750 §2.1).
+		// The scheme is case-insensitive (RFC 6750 §2.1); the token is what
+		// follows its one space, as sent.
 		e.request("GET", "/api/v1/profile", nil, "Authorization", "bearer "+access).want(http.StatusOK)
+		for _, h := range []string{"Bearer " + access + "\u00a0", "Bearer \v" + access, "Bearer  " + access, "Bearer \u2028" + access} {
+			wantAPIError(e.request("GET", "/api/v1/profile", nil, "Authorization", h), http.StatusUnauthorized, "invalid_token")
+		}
 
 		// A token the user granted to an OAuth client cannot call the REST API.
 		tok, _, err := e.deps.Tokens.Access(strconv.FormatInt(u.ID, 10), "some-oauth-client", Mint{AuthTime: e.clock.Now()}, e.clock.Now())
