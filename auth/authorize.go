@@ -134,7 +134,11 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	if len(params.Get("prompt")) > 64 || len(params.Get("max_age")) > 10 {
 		return ar, httpx.E(httpx.KindInvalid, "prompt must be at most 64 bytes and max_age at most 10 digits")
 	}
-	ar.prompt = strings.Fields(params.Get("prompt")) // none when absent
+	// Split on single spaces as parseScope does: an empty part is refused
+	// below, where strings.Fields took "none\u00a0" and "login  consent".
+	if p := params.Get("prompt"); p != "" {
+		ar.prompt = strings.Split(p, " ")
+	}
 	for _, v := range ar.prompt {
 		if v != "none" && v != "login" && v != "consent" {
 			return ar, httpx.E(httpx.KindInvalid, "prompt must be none, login or consent")

@@ -363,6 +363,10 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		{"client without the code grant", authorizeURL(cc, p), errUnauthorizedClient},
 		{"prompt=none, not signed in", authorizeURL(id, p, "prompt", "none"), errLoginRequired},
 		{"bad prompt", authorizeURL(id, p, "prompt", "select_account"), errInvalidRequest},
+		{"prompt with U+00A0", authorizeURL(id, p, "prompt", "none\u00a0"), errInvalidRequest}, // one byte form: single spaces
+		{"prompt after U+2003", authorizeURL(id, p, "prompt", "\u2003none"), errInvalidRequest},
+		{"prompt with two spaces", authorizeURL(id, p, "prompt", "login  consent"), errInvalidRequest},
+		{"prompt with a trailing space", authorizeURL(id, p, "prompt", "none "), errInvalidRequest},
 		{"bad max_age", authorizeURL(id, p, "max_age", "-1"), errInvalidRequest},
 		{"max_age with a sign", authorizeURL(id, p, "max_age", "+60"), errInvalidRequest},
 		{"max_age with a leading zero", authorizeURL(id, p, "max_age", "060"), errInvalidRequest},
