@@ -154,7 +154,7 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 		return ar, err
 	}
 	if s := params.Get("max_age"); s != "" {
-		n, ok := decimal(s, math.MaxInt64)
+		n, ok := Decimal(s, math.MaxInt64)
 		if !ok {
 			return ar, httpx.E(httpx.KindInvalid, "max_age must be a non-negative integer")
 		}

@@ -68,11 +68,11 @@ func validName(s string) bool {
 	})
 }
 
-// decimal returns s as a number from 0 to hi, if s is one in its one
+// Decimal returns s as a number from 0 to hi, if s is one in its one
 // decimal form: "0" or digits without a leading zero, no sign. strconv
-// also takes "+5", "05" and "-0", so that one user, page or age would have
-// many spellings.
-func decimal(s string, hi int64) (int64, bool) {
+// also takes "+5", "05" and "-0", so that one user, page, age or setting
+// (main's config) would have many spellings.
+func Decimal(s string, hi int64) (int64, bool) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, err == nil && n >= 0 && n <= hi && s == strconv.FormatInt(n, 10)
 }
