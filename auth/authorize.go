@@ -42,6 +42,8 @@ type authRequest struct {
 	params      url.Values
 }
 
+var errBadState = httpx.E(httpx.KindInvalid, "state must be at most 2048 printable ASCII characters (RFC 6749 Appendix A.5)")
+
 // maxMaxAge bounds max_age (a year of seconds): larger values mean the same,
 // and a bound keeps the conversion to a duration from overflowing.
 const maxMaxAge = 365 * 24 * 3600
@@ -86,13 +88,9 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	}
 	// From here on, errors go back to the client, with the state once it
 	// is checked.
-	ar.state = params.Get("state")
-	if len(ar.state) > 2048 || !vschar(ar.state) {
-		// RFC 6749 Appendix A.5: state is VSCHAR (%x20-7E). Anything else
-		// could not come back exactly (a CR is lost in the forms' round
-		// trip), so it is refused rather than altered, and not echoed.
+	if ar.state = params.Get("state"); !validState(ar.state) {
 		ar.state = ""
-		return ar, httpx.E(httpx.KindInvalid, "state must be at most 2048 printable ASCII characters (RFC 6749 Appendix A.5)")
+		return ar, errBadState
 	}
 	if err := checkParams(params); err != nil {
 		return ar, err

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -261,6 +262,16 @@ func TestLogoutByPost(t *testing.T) {
 		}
 		if !b.signedIn(id) {
 			t.Fatal("signed out without confirming")
+		}
+		// A state that is not the authorization endpoint's (VSCHAR, 2,048
+		// bytes) is refused, neither followed nor echoed, by GET or POST.
+		for _, st := range []string{strings.Repeat("s", 2049), "a\x01b", "a\r\nb", "é"} {
+			form := url.Values{"id_token_hint": {idt}, "post_logout_redirect_uri": {"https://rp.example/bye"}, "state": {st}}
+			for _, w := range []*httptest.ResponseRecorder{b.do("POST", "/oauth2/logout", form), b.do("GET", "/oauth2/logout?"+form.Encode(), nil)} {
+				if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" || !b.signedIn(id) {
+					t.Fatalf("logout with state %.20q: %d %.40q; want 400, still signed in", st, w.Code, w.Header().Get("Location"))
+				}
+			}
 		}
 		// With the user's own hint, by POST as zitadel's rp.EndSession sends it.
 		w = b.do("POST", "/oauth2/logout", url.Values{"id_token_hint": {idt}, "post_logout_redirect_uri": {"https://rp.example/bye"}, "state": {"s2"}})

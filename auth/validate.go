@@ -77,6 +77,12 @@ func Decimal(s string, hi int64) (int64, bool) {
 	return n, err == nil && n >= 0 && n <= hi && s == strconv.FormatInt(n, 10)
 }
 
+// validState: RFC 6749 Appendix A.5's VSCHAR, at most 2,048 bytes (the
+// column's bound), for the authorization endpoint's state and the logout's.
+// Anything else could not come back exactly (a CR is lost in the forms'
+// round trip), so it is refused rather than altered, and not echoed.
+func validState(s string) bool { return len(s) <= 2048 && vschar(s) }
+
 // vschar reports whether s is VSCHAR* (RFC 6749 Appendix A: %x20-7E).
 func vschar(s string) bool {
 	// Any byte above 0x7e belongs to a rune (or an invalid byte's U+FFFD) above it.
