@@ -42,6 +42,11 @@ type authRequest struct {
 	params      url.Values
 }
 
+// errRequestObject answers a request object: an OP that does not support
+// them must say so (OpenID Connect Core §6.1), where ignoring one would
+// leave the client believing its signed parameters were used.
+var errRequestObject = httpx.E(httpx.KindRequestNotSupported, "request objects (the request parameter) are not supported")
+
 var errBadState = httpx.E(httpx.KindInvalid, "state must be at most 2048 printable ASCII characters (RFC 6749 Appendix A.5)")
 
 // maxMaxAge bounds max_age (a year of seconds): larger values mean the same,
@@ -94,6 +99,9 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	}
 	if err := checkParams(params); err != nil {
 		return ar, err
+	}
+	if params.Has("request") {
+		return ar, errRequestObject
 	}
 	switch rt := params.Get("response_type"); {
 	case rt == "": // RFC 6749 §4.1.2.1: a missing parameter is invalid_request

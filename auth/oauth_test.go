@@ -34,6 +34,7 @@ const (
 	errUnsupportedResponseType = "unsupported_response_type"
 	errLoginRequired           = "login_required"
 	errConsentRequired         = "consent_required"
+	errRequestNotSupported     = "request_not_supported"
 )
 
 func (e *env) newClient(spec ClientSpec) (id, secret string) {
@@ -367,6 +368,8 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		{"prompt after U+2003", authorizeURL(id, p, "prompt", "\u2003none"), errInvalidRequest},
 		{"prompt with two spaces", authorizeURL(id, p, "prompt", "login  consent"), errInvalidRequest},
 		{"prompt with a trailing space", authorizeURL(id, p, "prompt", "none "), errInvalidRequest},
+		// OIDC Core §6.1: an OP that does not support request objects says so.
+		{"request object", authorizeURL(id, p, "request", "eyJhbGciOiJub25lIn0.e30."), errRequestNotSupported},
 		{"bad max_age", authorizeURL(id, p, "max_age", "-1"), errInvalidRequest},
 		{"max_age with a sign", authorizeURL(id, p, "max_age", "+60"), errInvalidRequest},
 		{"max_age with a leading zero", authorizeURL(id, p, "max_age", "060"), errInvalidRequest},

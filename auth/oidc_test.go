@@ -143,6 +143,9 @@ func TestOpenIDConnect(t *testing.T) {
 		if string(subj) != `["public"]` {
 			t.Fatalf("subject_types_supported %s", subj)
 		}
+		if d["request_parameter_supported"] != false { // request_not_supported (TestAuthorizeRedirectedErrors)
+			t.Fatalf("request_parameter_supported %v; want false", d["request_parameter_supported"])
+		}
 
 		// RP-initiated logout with the id_token_hint: the session ends and
 		// the browser goes to the registered post-logout URI with state.
