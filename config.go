@@ -204,17 +204,14 @@ func (e *envReader) str(name, def string) string {
 	return cmp.Or(strings.TrimSpace(e.getenv(name)), def)
 }
 
-// digits reports whether s is a whole number in its one spelling, ASCII
-// digits: strconv.Atoi also takes a sign.
-func digits(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
-
+// int reads a whole number in its one spelling (auth.Decimal: digits, no
+// sign, no leading zero), so that PORT=08080 is not another 8080.
 func (e *envReader) int(name, def string, lo, hi int) int {
-	s := e.str(name, def)
-	n, err := strconv.Atoi(s)
-	if err != nil || !digits(s) || n < lo || n > hi {
-		e.fail(name, "want a whole number from %d to %d", lo, hi)
+	n, ok := auth.Decimal(e.str(name, def), int64(hi))
+	if !ok || n < int64(lo) {
+		e.fail(name, "want a whole number from %d to %d, without a sign or leading zero", lo, hi)
 	}
-	return n
+	return int(n)
 }
 
 func (e *envReader) dur(name, def string, lo, hi time.Duration) time.Duration {
@@ -225,26 +222,30 @@ func (e *envReader) dur(name, def string, lo, hi time.Duration) time.Duration {
 	return d
 }
 
+// bool reads true or false, the forms API.md and the deployment guide
+// write: strconv.ParseBool also takes 1, t, T, TRUE, True and their false
+// twins.
 func (e *envReader) bool(name, def string) bool {
-	b, err := strconv.ParseBool(e.str(name, def))
-	if err != nil {
+	s := e.str(name, def)
+	if s != "true" && s != "false" {
 		e.fail(name, "want true or false")
 	}
-	return b
+	return s == "true"
 }
 
 // rateUnits are the units of a rate, in seconds.
 var rateUnits = map[string]float64{"s": 1, "m": 60, "h": 3600}
 
-// rate reads a rate such as "N/s", "N/m" or "N/h", N in digits: a float
-// parser took signs, exponents, hex and values that underflow to 0.
+// rate reads a rate such as "N/s", "N/m" or "N/h", N in its one decimal
+// spelling (auth.Decimal): a float parser took signs, exponents, hex and
+// values that underflow to 0.
 func (e *envReader) rate(name, def string) rate.Limit {
 	s := e.str(name, def)
 	n, unit, _ := strings.Cut(s, "/")
-	v, err := strconv.Atoi(n)
+	v, ok := auth.Decimal(n, 1e9)
 	// per is 0 for a missing or unknown unit.
 	per := rateUnits[unit]
-	if err != nil || !digits(n) || per == 0 || v < 1 || v > 1e9 {
+	if !ok || per == 0 || v < 1 {
 		e.fail(name, "want N/s, N/m or N/h with N a whole number from 1 to 1000000000, got %q", clip(s))
 		return 0
 	}
@@ -325,8 +326,10 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if c.TrustedProxies, err = httpx.ParsePrefixes(e.str("TRUSTED_PROXIES", "")); err != nil {
 		e.fail("TRUSTED_PROXIES", "want comma-separated CIDRs: %v", err)
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(e.str("LOG_LEVEL", "info"))); err != nil {
-		e.fail("LOG_LEVEL", "want debug, info, warn or error")
+	// One spelling a level, slog's own in lower case: UnmarshalText also
+	// takes "INFO", "Info" and "warn-4".
+	if lv := e.str("LOG_LEVEL", "info"); c.LogLevel.UnmarshalText([]byte(lv)) != nil || strings.ToLower(c.LogLevel.String()) != lv {
+		e.fail("LOG_LEVEL", "want debug, info, warn or error, in lower case")
 	}
 	if c.LogFormat = e.str("LOG_FORMAT", "json"); c.LogFormat != "json" && c.LogFormat != "text" {
 		e.fail("LOG_FORMAT", "want json or text")

@@ -252,6 +252,14 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"CLIENT_RATE_LIMIT": "+100/s"}, "CLIENT_RATE_LIMIT"},
 		{map[string]string{"LOGIN_RATE_BURST": "+10"}, "LOGIN_RATE_BURST"},
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{map[string]string{"LOG_LEVEL": "INFO"}, "LOG_LEVEL"}, // one spelling a level: slog's, in lower case
+		{map[string]string{"LOG_LEVEL": "warn-4"}, "LOG_LEVEL"},
+		{map[string]string{"PORT": "08080"}, "PORT"}, // one spelling a number: no leading zero
+		{map[string]string{"LOGIN_RATE_LIMIT": "005/m"}, "LOGIN_RATE_LIMIT"},
+		{map[string]string{"RATE_LIMIT_WINDOW": "0003600"}, "RATE_LIMIT_WINDOW"},
+		{map[string]string{"ENABLE_REGISTRATION": "TRUE"}, "ENABLE_REGISTRATION"}, // true or false, as API.md writes them
+		{map[string]string{"REQUIRE_PAR": "1"}, "REQUIRE_PAR"},
+		{map[string]string{"DPOP_NONCE": "T"}, "DPOP_NONCE"},
 		{map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT"},
 		{map[string]string{"CORS_ORIGINS": "*"}, "CORS_ORIGINS"},
 		{map[string]string{"CORS_ORIGINS": "https://app.example.com/path"}, "CORS_ORIGINS"},

@@ -42,6 +42,13 @@ type authRequest struct {
 	params      url.Values
 }
 
+// errRequestObject answers a request object: an OP that does not support
+// them must say so (OpenID Connect Core §6.1), where ignoring one would
+// leave the client believing its signed parameters were used.
+var errRequestObject = httpx.E(httpx.KindRequestNotSupported, "request objects (the request parameter) are not supported")
+
+var errBadState = httpx.E(httpx.KindInvalid, "state must be at most 2048 printable ASCII characters (RFC 6749 Appendix A.5)")
+
 // maxMaxAge bounds max_age (a year of seconds): larger values mean the same,
 // and a bound keeps the conversion to a duration from overflowing.
 const maxMaxAge = 365 * 24 * 3600
@@ -86,16 +93,15 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	}
 	// From here on, errors go back to the client, with the state once it
 	// is checked.
-	ar.state = params.Get("state")
-	if len(ar.state) > 2048 || !vschar(ar.state) {
-		// RFC 6749 Appendix A.5: state is VSCHAR (%x20-7E). Anything else
-		// could not come back exactly (a CR is lost in the forms' round
-		// trip), so it is refused rather than altered, and not echoed.
+	if ar.state = params.Get("state"); !validState(ar.state) {
 		ar.state = ""
-		return ar, httpx.E(httpx.KindInvalid, "state must be at most 2048 printable ASCII characters (RFC 6749 Appendix A.5)")
+		return ar, errBadState
 	}
 	if err := checkParams(params); err != nil {
 		return ar, err
+	}
+	if params.Has("request") {
+		return ar, errRequestObject
 	}
 	switch rt := params.Get("response_type"); {
 	case rt == "": // RFC 6749 §4.1.2.1: a missing parameter is invalid_request
@@ -134,7 +140,11 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	if len(params.Get("prompt")) > 64 || len(params.Get("max_age")) > 10 {
 		return ar, httpx.E(httpx.KindInvalid, "prompt must be at most 64 bytes and max_age at most 10 digits")
 	}
-	ar.prompt = strings.Fields(params.Get("prompt")) // none when absent
+	// Split on single spaces as parseScope does: an empty part is refused
+	// below, where strings.Fields took "none\u00a0" and "login  consent".
+	if p := params.Get("prompt"); p != "" {
+		ar.prompt = strings.Split(p, " ")
+	}
 	for _, v := range ar.prompt {
 		if v != "none" && v != "login" && v != "consent" {
 			return ar, httpx.E(httpx.KindInvalid, "prompt must be none, login or consent")
@@ -150,7 +160,7 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 		return ar, err
 	}
 	if s := params.Get("max_age"); s != "" {
-		n, ok := decimal(s, math.MaxInt64)
+		n, ok := Decimal(s, math.MaxInt64)
 		if !ok {
 			return ar, httpx.E(httpx.KindInvalid, "max_age must be a non-negative integer")
 		}

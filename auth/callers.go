@@ -118,12 +118,16 @@ func requireClient(log *slog.Logger, cs *Clients, creds *ratelimit.Limiter, m *h
 // DPoP; errNoToken for anything else. Schemes are case-insensitive.
 // Two Authorization headers are errManyTokens (RFC 6750 §3.1: a repeated
 // parameter is invalid_request): a proxy in front may read the other.
+// The token is what follows the scheme's one space, as sent: net/http has
+// taken SP and HTAB from around the value (RFC 9110 §5.5), and
+// strings.TrimSpace also took U+00A0, U+2028 and \v, so that a token had
+// many spellings.
 func accessToken(r *http.Request) (tok string, dpop bool, err error) {
 	if len(r.Header.Values("Authorization")) > 1 {
 		return "", false, errManyTokens
 	}
 	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	tok, dpop = strings.TrimSpace(tok), strings.EqualFold(scheme, "DPoP")
+	dpop = strings.EqualFold(scheme, "DPoP")
 	if tok == "" || (!dpop && !strings.EqualFold(scheme, "Bearer")) {
 		return "", false, errNoToken
 	}

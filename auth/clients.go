@@ -148,13 +148,14 @@ var (
 	errClientAuthMany = errors.New("more than one client authentication method")
 )
 
-// parseBasic decodes "Basic base64(urlencode(id):urlencode(secret))".
+// parseBasic decodes "Basic base64(urlencode(id):urlencode(secret))", the
+// credentials as sent after the scheme's one space (accessToken).
 func parseBasic(h string) (id, secret string, ok bool) {
 	scheme, b64, found := strings.Cut(h, " ")
 	if !found || !strings.EqualFold(scheme, "Basic") || len(b64) > 1024 {
 		return "", "", false
 	}
-	raw, err := base64.StdEncoding.Strict().DecodeString(strings.TrimSpace(b64))
+	raw, err := base64.StdEncoding.Strict().DecodeString(b64)
 	if err != nil {
 		return "", "", false
 	}

@@ -34,6 +34,7 @@ const (
 	errUnsupportedResponseType = "unsupported_response_type"
 	errLoginRequired           = "login_required"
 	errConsentRequired         = "consent_required"
+	errRequestNotSupported     = "request_not_supported"
 )
 
 func (e *env) newClient(spec ClientSpec) (id, secret string) {
@@ -363,6 +364,12 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		{"client without the code grant", authorizeURL(cc, p), errUnauthorizedClient},
 		{"prompt=none, not signed in", authorizeURL(id, p, "prompt", "none"), errLoginRequired},
 		{"bad prompt", authorizeURL(id, p, "prompt", "select_account"), errInvalidRequest},
+		{"prompt with U+00A0", authorizeURL(id, p, "prompt", "none\u00a0"), errInvalidRequest}, // one byte form: single spaces
+		{"prompt after U+2003", authorizeURL(id, p, "prompt", "\u2003none"), errInvalidRequest},
+		{"prompt with two spaces", authorizeURL(id, p, "prompt", "login  consent"), errInvalidRequest},
+		{"prompt with a trailing space", authorizeURL(id, p, "prompt", "none "), errInvalidRequest},
+		// OIDC Core §6.1: an OP that does not support request objects says so.
+		{"request object", authorizeURL(id, p, "request", "eyJhbGciOiJub25lIn0.e30."), errRequestNotSupported},
 		{"bad max_age", authorizeURL(id, p, "max_age", "-1"), errInvalidRequest},
 		{"max_age with a sign", authorizeURL(id, p, "max_age", "+60"), errInvalidRequest},
 		{"max_age with a leading zero", authorizeURL(id, p, "max_age", "060"), errInvalidRequest},
@@ -1042,6 +1049,9 @@ func TestParseBasic(t *testing.T) {
 		{"Basic !!!", "", "", false},
 		{"Bearer abc", "", "", false},
 		{"Basic " + strings.Repeat("A", 2000), "", "", false},
+		{enc("abc:def") + "\u00a0", "", "", false}, // one byte form: nothing trimmed
+		{"Basic \v" + base64.StdEncoding.EncodeToString([]byte("abc:def")), "", "", false},
+		{"Basic  " + base64.StdEncoding.EncodeToString([]byte("abc:def")), "", "", false},
 	} {
 		id, secret, ok := parseBasic(tc.h)
 		if ok != tc.ok || id != tc.id || secret != tc.secret {

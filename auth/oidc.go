@@ -121,6 +121,10 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			b.fail(w, r, httpx.E(httpx.KindInvalid, "The request repeats a parameter."))
 			return
 		}
+		if !validState(params.Get("state")) { // it goes into the Location, as the authorization endpoint's
+			b.fail(w, r, errBadState)
+			return
+		}
 		clientID := params.Get("client_id")
 		hintSID, hintSub := "", "" // the sign-in the hint names, and its user
 		if hint := params.Get("id_token_hint"); hint != "" && oidc {

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -142,6 +143,9 @@ func TestOpenIDConnect(t *testing.T) {
 		if string(subj) != `["public"]` {
 			t.Fatalf("subject_types_supported %s", subj)
 		}
+		if d["request_parameter_supported"] != false { // request_not_supported (TestAuthorizeRedirectedErrors)
+			t.Fatalf("request_parameter_supported %v; want false", d["request_parameter_supported"])
+		}
 
 		// RP-initiated logout with the id_token_hint: the session ends and
 		// the browser goes to the registered post-logout URI with state.
@@ -261,6 +265,16 @@ func TestLogoutByPost(t *testing.T) {
 		}
 		if !b.signedIn(id) {
 			t.Fatal("signed out without confirming")
+		}
+		// A state that is not the authorization endpoint's (VSCHAR, 2,048
+		// bytes) is refused, neither followed nor echoed, by GET or POST.
+		for _, st := range []string{strings.Repeat("s", 2049), "a\x01b", "a\r\nb", "é"} {
+			form := url.Values{"id_token_hint": {idt}, "post_logout_redirect_uri": {"https://rp.example/bye"}, "state": {st}}
+			for _, w := range []*httptest.ResponseRecorder{b.do("POST", "/oauth2/logout", form), b.do("GET", "/oauth2/logout?"+form.Encode(), nil)} {
+				if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" || !b.signedIn(id) {
+					t.Fatalf("logout with state %.20q: %d %.40q; want 400, still signed in", st, w.Code, w.Header().Get("Location"))
+				}
+			}
 		}
 		// With the user's own hint, by POST as zitadel's rp.EndSession sends it.
 		w = b.do("POST", "/oauth2/logout", url.Values{"id_token_hint": {idt}, "post_logout_redirect_uri": {"https://rp.example/bye"}, "state": {"s2"}})

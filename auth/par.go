@@ -47,6 +47,9 @@ func push(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, oidc bool, now
 	if p.form.Has("request_uri") {
 		return "", httpx.E(httpx.KindInvalid, "request_uri cannot be pushed")
 	}
+	if p.form.Has("request") { // not among authParams, so parseAuthRequest would not see it
+		return "", errRequestObject
+	}
 	params := url.Values{}
 	for _, k := range authParams {
 		if v, ok := p.form[k]; ok {

@@ -91,6 +91,7 @@ func TestPushedAuthorizationRequests(t *testing.T) {
 			"no PKCE":                   {pushForm(pk, "code_challenge", ""), "invalid_request"},
 			"unknown scope":             {pushForm(pk, "scope", "admin"), "invalid_scope"},
 			"a request_uri pushed":      {pushForm(pk, "request_uri", "urn:x"), "invalid_request"},
+			"a request object":          {pushForm(pk, "request", "eyJhbGciOiJub25lIn0.e30."), "request_not_supported"}, // OIDC Core §6.1
 		} {
 			if r := e.formPost("/oauth2/par", id, secret, tc.form); r.Code != http.StatusBadRequest || r.Str("error") != tc.code {
 				t.Errorf("%s: %d %s; want 400 %s", name, r.Code, r.Body.String(), tc.code)

@@ -82,7 +82,7 @@ func validPort(host string) bool {
 	if err != nil {
 		return true // no port: the scheme's default
 	}
-	n, ok := decimal(port, 65535)
+	n, ok := Decimal(port, 65535)
 	return ok && n >= 1
 }
 

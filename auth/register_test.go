@@ -195,6 +195,8 @@ func TestDynamicRegistrationToken(t *testing.T) {
 			"a wrong token, for DELETE":  e.manage("DELETE", id, "wrong", nil),
 			"no token, for DELETE":       e.request("DELETE", "/oauth2/register/"+id, nil),
 			"the initial token, for PUT": e.manage("PUT", id, initial, map[string]any{"client_id": id, "client_name": "x"}),
+			"its token and a U+00A0":     e.manage("GET", id, rat+"\u00a0", nil), // one byte form: nothing trimmed
+			"its token after a \\v":      e.manage("GET", id, "\v"+rat, nil),
 		} {
 			if try.Code != http.StatusUnauthorized || !strings.HasPrefix(try.Header().Get("WWW-Authenticate"), "Bearer") {
 				t.Errorf("%s: %d %s; want 401 with a Bearer challenge", name, try.Code, try.Body.String())

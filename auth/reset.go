@@ -143,8 +143,13 @@ func handleReset(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, now 
 func handleResetPage(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, b *Browser, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
-			tok := r.URL.Query().Get("token")
-			b.render(w, http.StatusOK, "reset", "", &pageData{Title: "Choose a new password", Hidden: []hidden{{"token", tok}}})
+			// Only a token of the form mailed goes into the form, as at the
+			// verify page: anything else, of any length, was reflected.
+			if tok := r.URL.Query().Get("token"); len(tok) == token.OpaqueLen {
+				b.render(w, http.StatusOK, "reset", "", &pageData{Title: "Choose a new password", Hidden: []hidden{{"token", tok}}})
+			} else {
+				b.fail(w, r, errResetToken)
+			}
 			return
 		}
 		form, err := readForm(r)

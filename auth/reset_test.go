@@ -144,6 +144,12 @@ func TestPasswordResetPage(t *testing.T) {
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="new_password"`) || strings.Contains(w.Header().Get("Content-Security-Policy"), "script-src") {
 		t.Fatalf("reset page: %d %s", w.Code, w.Body.String())
 	}
+	// A token not of the form mailed is refused, not put into the form.
+	for _, bad := range []string{"", tok + "x", strings.Repeat("<x>", 10000)} {
+		if w := b.do("GET", "/password/reset?token="+url.QueryEscape(bad), nil); w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), `name="new_password"`) {
+			t.Fatalf("reset page for token %.20q: %d; want 400 without the form", bad, w.Code)
+		}
+	}
 	form := url.Values{"token": {tok}, "new_password": {"new password 1"}, "confirm_password": {"different 1"}}
 	if w := b.do("POST", "/password/reset", form); w.Code != http.StatusUnprocessableEntity {
 		t.Fatalf("mismatched passwords: %d", w.Code)

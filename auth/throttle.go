@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"oauth2-api/httpx"
 	"oauth2-api/store"
@@ -135,8 +134,12 @@ func rehashPassword(ctx context.Context, db *store.DB, pw *Passwords, u *store.U
 
 // foldEmail is the one form of an email address: stored at registration,
 // and what every lookup compares byte for byte, so that an address matches
-// whatever its letter case, the same way on every database.
-func foldEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+// whatever its letter case, the same way on every database. Nothing is
+// trimmed: an address holds no white space (validEmail), so a login with
+// some names no one and is counted under its own text (loginKey), where
+// trimming Unicode's (U+00A0, U+2028) let it sign in under a count of its
+// own, past the lock on the plain text.
+func foldEmail(s string) string { return strings.ToLower(s) }
 
 // userByLogin returns the user a login names: an email when it holds '@'
 // (no username does), else a username, which is ASCII and compared without
@@ -146,7 +149,7 @@ func userByLogin(ctx context.Context, db *store.DB, login string) (*store.User, 
 	if strings.Contains(login, "@") {
 		return db.UserByEmail(ctx, foldEmail(login))
 	}
-	if strings.ContainsFunc(login, func(r rune) bool { return r >= utf8.RuneSelf }) {
+	if !ascii(login) {
 		return nil, store.ErrNotFound
 	}
 	return db.UserByUsername(ctx, strings.ToLower(login))

@@ -360,7 +360,7 @@ func queryInt(r *http.Request, name string, def, lo, hi int) (int, bool) {
 	if s == "" {
 		return def, true
 	}
-	n, ok := decimal(s, int64(hi))
+	n, ok := Decimal(s, int64(hi))
 	return int(n), ok && n >= int64(lo)
 }
 
@@ -396,7 +396,7 @@ func refused(ctx context.Context, db *store.DB, e *store.Event, reason string, r
 }
 
 func pathID(r *http.Request) (int64, error) {
-	id, ok := decimal(r.PathValue("id"), math.MaxInt64)
+	id, ok := Decimal(r.PathValue("id"), math.MaxInt64)
 	if !ok || id == 0 {
 		return 0, errNoSuchUser
 	}

@@ -14,15 +14,25 @@ import (
 // validEmail: one bare address, at most 254 bytes, with a domain name: no
 // domain literal (a@[10.0.0.5]) nor a bare IP address (a@10.0.0.5), which
 // would have the server mail an IP address, an internal one as well. A '['
-// or ']' is otherwise only in a quoted local part, and no '"' passes.
+// or ']' is otherwise only in a quoted local part, and no '"' passes. No
+// white space of any script: net/mail takes U+00A0 in an atom, so
+// "\u00a0bob@example.com" would be a second account beside bob's. The
+// domain is ASCII: an internationalized one in its A-label form
+// (xn--bcher-kva.example), never its U-label (bücher.example), which names
+// the same mailbox and would be a second account.
 func validEmail(s string) bool {
-	if len(s) > 254 || strings.ContainsAny(s, " \t\r\n<>\"[]") {
+	if len(s) > 254 || strings.ContainsAny(s, "<>\"[]") || strings.ContainsFunc(s, unicode.IsSpace) {
 		return false
 	}
 	a, err := mail.ParseAddress(s)
 	at := strings.LastIndexByte(s, '@')
 	_, notIP := netip.ParseAddr(s[at+1:])
-	return err == nil && a.Name == "" && a.Address == s && at >= 0 && notIP != nil
+	return err == nil && a.Name == "" && a.Address == s && at >= 0 && notIP != nil && ascii(s[at+1:])
+}
+
+// ascii reports whether s is all ASCII.
+func ascii(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return r >= utf8.RuneSelf })
 }
 
 // validUsername: 3 to 32 of letters, digits, '.', '_', '-', starting with a
@@ -58,14 +68,20 @@ func validName(s string) bool {
 	})
 }
 
-// decimal returns s as a number from 0 to hi, if s is one in its one
+// Decimal returns s as a number from 0 to hi, if s is one in its one
 // decimal form: "0" or digits without a leading zero, no sign. strconv
-// also takes "+5", "05" and "-0", so that one user, page or age would have
-// many spellings.
-func decimal(s string, hi int64) (int64, bool) {
+// also takes "+5", "05" and "-0", so that one user, page, age or setting
+// (main's config) would have many spellings.
+func Decimal(s string, hi int64) (int64, bool) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, err == nil && n >= 0 && n <= hi && s == strconv.FormatInt(n, 10)
 }
+
+// validState: RFC 6749 Appendix A.5's VSCHAR, at most 2,048 bytes (the
+// column's bound), for the authorization endpoint's state and the logout's.
+// Anything else could not come back exactly (a CR is lost in the forms'
+// round trip), so it is refused rather than altered, and not echoed.
+func validState(s string) bool { return len(s) <= 2048 && vschar(s) }
 
 // vschar reports whether s is VSCHAR* (RFC 6749 Appendix A: %x20-7E).
 func vschar(s string) bool {

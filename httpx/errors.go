@@ -55,6 +55,7 @@ const (
 	KindAuthorizationPending                // device grant: the user has not decided yet (RFC 8628 §3.5)
 	KindSlowDown                            // device grant: polled before the interval passed (RFC 8628 §3.5)
 	KindExpiredToken                        // device grant: the device code expired (RFC 8628 §3.5)
+	KindRequestNotSupported                 // OpenID Connect: a request object, which this server does not take (Core §6.1)
 )
 
 // errorTable: kind → status, REST code, OAuth code ("" for none: RFC 6750
@@ -97,6 +98,7 @@ var errorTable = [...]struct {
 	KindAuthorizationPending:    {http.StatusBadRequest, "authorization_pending", "authorization_pending"},
 	KindSlowDown:                {http.StatusBadRequest, "slow_down", "slow_down"},
 	KindExpiredToken:            {http.StatusBadRequest, "expired_token", "expired_token"},
+	KindRequestNotSupported:     {http.StatusBadRequest, "request_not_supported", "request_not_supported"},
 }
 
 // Error is an error a client may see.

@@ -146,9 +146,9 @@ func UnmarshalStrict(body []byte, dst any) error {
 		case errors.As(err, &syn):
 			return E(KindInvalidJSON, "malformed JSON at byte %d", syn.Offset)
 		case errors.As(err, &typ):
-			return E(KindInvalidJSON, "field %q has the wrong type", clip(typ.Field))
+			return E(KindInvalidJSON, "field %q has the wrong type", clip(typ.Field, 64))
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return E(KindInvalidJSON, "unknown field %s", clip(strings.TrimPrefix(err.Error(), "json: unknown field ")))
+			return E(KindInvalidJSON, "unknown field %s", clip(strings.TrimPrefix(err.Error(), "json: unknown field "), 64))
 		default:
 			return E(KindInvalidJSON, "malformed JSON")
 		}
@@ -161,15 +161,17 @@ func UnmarshalStrict(body []byte, dst any) error {
 	case repeated:
 		return E(KindInvalidJSON, "an object repeats a key")
 	case unknown: // in another letter case or escaped, which encoding/json took for a field
-		return E(KindInvalidJSON, "unknown field %q", clip(key))
+		return E(KindInvalidJSON, "unknown field %q", clip(key, 64))
 	}
 	return nil
 }
 
-// clip shortens s so an error message never echoes much of the input.
-func clip(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "…"
+// clip shortens s to n bytes and "…", so that an error message (64) or a
+// log line (maxLogText) never echoes much of the input, and drops invalid
+// UTF-8, a rune the cut split too.
+func clip(s string, n int) string {
+	if len(s) > n {
+		s = s[:n] + "…"
 	}
 	return strings.ToValidUTF8(s, "")
 }

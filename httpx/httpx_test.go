@@ -541,6 +541,21 @@ func TestObserve(t *testing.T) {
 	if strings.Contains(text.String(), "12345") || strings.Contains(text.String(), "/pot/77") || strings.Contains(text.String(), "BREW") {
 		t.Errorf("a raw path or method became a label:\n%s", text.String())
 	}
+
+	// The path and the User-Agent are clipped to maxLogText bytes, on a
+	// rune's boundary.
+	logs.Reset()
+	long := "/items/" + strings.Repeat("a", maxLogText-8) + "é" + strings.Repeat("b", 30000)
+	r = httptest.NewRequest("GET", "/x", nil)
+	r.URL.Path = long
+	r.Header.Set("User-Agent", long)
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	l = logLines(t, logs.String())[0]
+	for _, k := range []string{"path", "user_agent"} {
+		if got, _ := l[k].(string); got != long[:maxLogText-1]+"…" {
+			t.Errorf("log %s: %d bytes %.20q…; want the first %d bytes and …", k, len(got), got, maxLogText-1)
+		}
+	}
 }
 
 // TestUntrustedProxyWarnedOnce: forwarding headers from a loopback, private or

@@ -105,6 +105,11 @@ func (w *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// maxLogText is the most bytes of the path or the User-Agent an access log
+// line holds (README, Logs): a request line and a header may each hold
+// 32 KiB, which every request would write to the log twice over.
+const maxLogText = 1024
+
 // Observe is the outermost middleware. It gives the request an id (echoed in
 // X-Request-ID), resolves its client IP, and when the handler returns writes
 // one access log line and the request metrics. The endpoint label is the
@@ -148,12 +153,12 @@ func Observe(log *slog.Logger, m *Metrics, ips IPResolver, now func() time.Time,
 			slog.String("request_id", rec.info.ID),
 			slog.String("method", r.Method),
 			slog.String("route", route),
-			slog.String("path", r.URL.Path),
+			slog.String("path", clip(r.URL.Path, maxLogText)),
 			slog.Int("status", rec.status),
 			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 			slog.Int64("bytes", rec.bytes),
 			slog.String("client_ip", rec.info.ClientIP.String()),
-			slog.String("user_agent", r.UserAgent()),
+			slog.String("user_agent", clip(r.UserAgent(), maxLogText)),
 		}
 		if rec.info.UserID != "" {
 			attrs = append(attrs, slog.String("user_id", rec.info.UserID))
