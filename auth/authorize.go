@@ -24,7 +24,7 @@ import (
 // GET through the login and consent forms (RFC 6749 §4.1.1, RFC 7636 §4.3,
 // OIDC Core §3.1.2.1).
 var authParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state",
-	"code_challenge", "code_challenge_method", "nonce", "prompt", "max_age", "dpop_jkt", "resource"}
+	"code_challenge", "code_challenge_method", "nonce", "prompt", "max_age", "dpop_jkt", "resource", "id_token_hint"}
 
 // authRequest is a validated authorization request.
 type authRequest struct {
@@ -39,6 +39,7 @@ type authRequest struct {
 	maxAge      time.Duration // -1: none
 	dpopJKT     string        // the DPoP key the code's exchange must prove (RFC 9449 §10)
 	resource    string        // the resource its tokens are for (RFC 8707), or ""
+	hintSub     string        // the user its id_token_hint names, or ""
 	params      url.Values
 }
 
@@ -152,6 +153,19 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	}
 	if ar.has("none") && len(ar.prompt) > 1 {
 		return ar, httpx.E(httpx.KindInvalid, "prompt=none cannot be combined")
+	}
+	// OIDC Core §3.1.2.1: an ID token of ours, expired or not, naming the
+	// user the client expects signed in (at most token.MaxLen bytes, which
+	// bounds what a pushed request stores).
+	if h := params.Get("id_token_hint"); h != "" {
+		var c *token.Claims
+		if oidc {
+			c, _ = parseIDTokenHint(ts, h, now)
+		}
+		if c == nil {
+			return ar, httpx.E(httpx.KindInvalid, "id_token_hint is not an ID token of this server")
+		}
+		ar.hintSub = c.Subject
 	}
 	if ar.dpopJKT = params.Get("dpop_jkt"); ar.dpopJKT != "" && !validChallenge(ar.dpopJKT) {
 		return ar, httpx.E(httpx.KindInvalid, "dpop_jkt is not a base64url SHA-256 thumbprint")
@@ -324,7 +338,10 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 	case posted && a.device == nil: // the device page's first form, the user code, posts too
 		a.b.fail(a.w, a.r, httpx.E(httpx.KindInvalid, "The form was incomplete."))
 		return
-	case sess == nil || a.ar.has("login") || a.stale(sess):
+	// A hint naming another user than the signed-in one (OIDC Core
+	// §3.1.2.1): that sign-in is not the one the client expects; with
+	// prompt=none login_required, not a code for someone else.
+	case sess == nil || a.ar.has("login") || a.stale(sess) || a.ar.hintSub != "" && a.ar.hintSub != store.FormatID(sess.UserID):
 		if a.ar.has("none") {
 			a.redirectError(httpx.E(httpx.KindLoginRequired, "the user must sign in"))
 		} else {

@@ -291,6 +291,45 @@ func TestLogoutByPost(t *testing.T) {
 	}, withSigningKey(t, key, nil))
 }
 
+// An id_token_hint at the authorization endpoint names the user the
+// client expects signed in (OIDC Core §3.1.2.1): another user's, with
+// prompt=none, is login_required, not a code for whoever is signed in;
+// without prompt=none the login form asks; a hint that is not our ID token
+// is invalid_request.
+func TestIDTokenHintAtAuthorization(t *testing.T) {
+	e := newEnv(t, store.SQLite, withSigningKey(t, ecKey(t), nil))
+	id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}})
+	browsers, hints := map[string]*browser{}, map[string]string{}
+	for _, name := range []string{"ann", "bob"} {
+		e.createUser(name+"@example.com", name, "Password-of-"+name, store.RoleUser)
+		browsers[name] = e.browser()
+		p := newPKCE()
+		code := e.secret(browsers[name].signIn(authorizeURL(id, p, "scope", "openid"), name, "Password-of-"+name))
+		r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+		e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+		hints[name] = r.Str("id_token")
+	}
+	ann := browsers["ann"]
+	hinted := func(hint string, kv ...string) string {
+		return authorizeURL(id, newPKCE(), append([]string{"scope", "openid", "id_token_hint", hint}, kv...)...)
+	}
+	if q := callback(t, ann.do("GET", hinted(hints["ann"], "prompt", "none"), nil), http.StatusFound); q.Get("code") == "" {
+		t.Fatalf("prompt=none with the signed-in user's hint: %v; want a code", q)
+	} else {
+		e.secret(q.Get("code"))
+	}
+	if q := callback(t, ann.do("GET", hinted(hints["bob"], "prompt", "none"), nil), http.StatusFound); q.Get("error") != "login_required" || q.Has("code") {
+		t.Fatalf("prompt=none with another user's hint: %v; want login_required", q)
+	}
+	if w := ann.do("GET", hinted(hints["bob"]), nil); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `name="password"`) {
+		t.Fatalf("another user's hint: %d; want the login form", w.Code)
+	}
+	if q := callback(t, ann.do("GET", hinted("not.an.idtoken", "prompt", "none"), nil), http.StatusFound); q.Get("error") != "invalid_request" {
+		t.Fatalf("a hint that is not our ID token: %v; want invalid_request", q)
+	}
+}
+
 // RP-Initiated Logout with an id_token_hint that
 // comes without a sign-in cookie ends the sign-in the hint names (by sid),
 // and then clears the session cookie of whatever browser sent the request.
