@@ -108,7 +108,7 @@ var commands = map[string]struct {
 	"healthcheck": {"usage: oauth2-api healthcheck", healthcheck},
 	"user":        {"usage: oauth2-api user create --email E --username U [--role admin] [--first-name F] [--last-name L] [--email-verified] (the password is read from stdin; --email-verified: you vouch for the address)", userCmd},
 	"client": {`usage:
-  oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server] [--require-dpop] [--require-par] [--backchannel-logout-uri U]
+  oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server [--resource URI]] [--require-dpop] [--require-par] [--backchannel-logout-uri U]
   oauth2-api client list
   oauth2-api client delete ID
   oauth2-api client rotate-secret ID
@@ -736,6 +736,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 		fs.BoolVar(&spec.Public, "public", false, "")
 		fs.BoolVar(&spec.FirstParty, "first-party", false, "")
 		fs.BoolVar(&spec.ResourceServer, "resource-server", false, "")
+		fs.StringVar(&spec.Resource, "resource", "", "")
 		fs.StringVar(&spec.BackchannelLogoutURI, "backchannel-logout-uri", "", "")
 		fs.BoolVar(&spec.RequireDPoP, "require-dpop", false, "")
 		fs.BoolVar(&spec.RequirePAR, "require-par", false, "")
@@ -776,7 +777,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 	// database's own credentials, is no user whose role could change.
 	switch sub {
 	case "create":
-		c, secret, err := auth.CreateClient(ctx, db, 0, spec, cfg.Release, now)
+		c, secret, err := auth.CreateClient(ctx, db, 0, spec, cfg.Release, cfg.Resources, now)
 		if invalid, ok := errors.AsType[*httpx.Error](err); ok {
 			return usagef("client create: %s", invalid.Message)
 		}

@@ -262,22 +262,32 @@ func TestRunUserCreateEmailVerified(t *testing.T) {
 	}
 }
 
-// client create --resource-server registers a client that may introspect
-// any access token; client list shows it.
+// client create --resource-server [--resource URI] registers a client that
+// may introspect the access tokens for its resource (one of RESOURCES);
+// client list shows both. A resource without --resource-server, or one not
+// in RESOURCES, is a usage error.
 func TestRunClientResourceServer(t *testing.T) {
 	env := testEnv(t)
-	out, _, err := runCmd(t, env, "", "client", "create", "--name", "API", "--grant-type", "client_credentials", "--resource-server")
+	env["RESOURCES"] = "https://api-a.example.com,https://api-b.example.com"
+	out, _, err := runCmd(t, env, "", "client", "create", "--name", "API", "--grant-type", "client_credentials", "--resource-server", "--resource", "https://api-b.example.com")
 	var c auth.ClientJSON
-	if err != nil || json.Unmarshal([]byte(out), &c) != nil || !c.ResourceServer {
-		t.Fatalf("client create --resource-server = %q, %v", out, err)
+	if err != nil || json.Unmarshal([]byte(out), &c) != nil || !c.ResourceServer || c.Resource != "https://api-b.example.com" {
+		t.Fatalf("client create --resource-server --resource B = %q, %v", out, err)
 	}
 	runCmd(t, env, "", "client", "create", "--name", "plain", "--grant-type", "client_credentials")
 	out, _, err = runCmd(t, env, "", "client", "list")
-	if err != nil || !strings.Contains(out, `"name":"API"`) || strings.Count(out, `"resource_server":true`) != 1 || strings.Count(out, `"resource_server":false`) != 1 {
-		t.Fatalf("client list = %q, %v; want one resource server and one not", out, err)
+	if err != nil || !strings.Contains(out, `"name":"API"`) || strings.Count(out, `"resource_server":true`) != 1 || strings.Count(out, `"resource_server":false`) != 1 ||
+		strings.Count(out, `"resource":"https://api-b.example.com"`) != 1 {
+		t.Fatalf("client list = %q, %v; want one resource server, of B, and one not", out, err)
 	}
-	if _, _, err := runCmd(t, env, "", "client", "create", "--name", "spa", "--public", "--redirect-uri", "https://a.example/cb", "--resource-server"); exitCode(err) != 2 {
-		t.Fatalf("a public resource server: %v; want exit 2", err)
+	for name, args := range map[string][]string{
+		"a public resource server":             {"--public", "--redirect-uri", "https://a.example/cb", "--resource-server"},
+		"a resource without --resource-server": {"--grant-type", "client_credentials", "--resource", "https://api-a.example.com"},
+		"a resource not in RESOURCES":          {"--grant-type", "client_credentials", "--resource-server", "--resource", "https://api-c.example.com"},
+	} {
+		if _, _, err := runCmd(t, env, "", append([]string{"client", "create", "--name", "x"}, args...)...); exitCode(err) != 2 {
+			t.Errorf("%s: %v; want exit 2", name, err)
+		}
 	}
 }
 

@@ -180,7 +180,7 @@ func TestClientCacheBounded(t *testing.T) {
 	spec := ClientSpec{Name: "big", RedirectURIs: longURIs(maxClientURIBytes), PostLogoutRedirectURIs: longURIs(maxClientURIBytes)}
 	keyedByID := true
 	for i := range 40 {
-		c, _, err := CreateClient(ctx, db, 0, spec, false, now)
+		c, _, err := CreateClient(ctx, db, 0, spec, false, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +232,7 @@ func TestClientURIListErrorsNameTheirField(t *testing.T) {
 		{"post_logout_redirect_uris", ClientSpec{PostLogoutRedirectURIs: bad}},
 	} {
 		tc.spec.Name, tc.spec.GrantTypes = "x", []string{grantClientCredentials}
-		_, _, err := newClient(tc.spec, false)
+		_, _, err := newClient(tc.spec, false, nil)
 		if e, ok := errors.AsType[*httpx.Error](err); !ok || !strings.HasPrefix(e.Message, tc.field+": ") {
 			t.Errorf("newClient(%d redirect, %d post-logout URIs) = %v; want a validation error naming %s", len(tc.spec.RedirectURIs), len(tc.spec.PostLogoutRedirectURIs), err, tc.field)
 		}

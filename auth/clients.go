@@ -226,7 +226,8 @@ type ClientSpec struct {
 	Scopes                 []string `json:"scopes"`
 	Public                 bool     `json:"public"`
 	FirstParty             bool     `json:"first_party"`
-	ResourceServer         bool     `json:"resource_server"` // may introspect any access token
+	ResourceServer         bool     `json:"resource_server"`    // may introspect the access tokens for its Resource
+	Resource               string   `json:"resource,omitempty"` // a resource server's URI, one of RESOURCES; none: the ISSUER
 	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
 	RequireDPoP            bool     `json:"require_dpop"`
 	RequirePAR             bool     `json:"require_par"`
@@ -249,7 +250,7 @@ func ClientView(c *store.Client, secret string) ClientJSON {
 	return ClientJSON{ClientID: c.ID, ClientSecret: secret, ClientSpec: ClientSpec{
 		Name: c.Name, RedirectURIs: nonNil(c.RedirectURIs), PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 		GrantTypes: nonNil(c.GrantTypes), Scopes: nonNil(c.Scopes), Public: c.Public(), FirstParty: c.FirstParty,
-		ResourceServer: c.ResourceServer, BackchannelLogoutURI: c.BackchannelLogoutURI, RequireDPoP: c.RequireDPoP, RequirePAR: c.RequirePAR,
+		ResourceServer: c.ResourceServer, Resource: c.Resource, BackchannelLogoutURI: c.BackchannelLogoutURI, RequireDPoP: c.RequireDPoP, RequirePAR: c.RequirePAR,
 	}, Registered: c.Registered(), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
 
@@ -267,9 +268,10 @@ func nonNil(s []string) []string {
 // its hash is stored. In release mode a redirect URI must be https or
 // loopback. Validation failures are *httpx.Error (KindValidation). By is
 // the admin who asks, 0 for the operator (store.DB.CreateClient); an admin
-// no longer one is refused (notAdmin).
-func CreateClient(ctx context.Context, db *store.DB, by int64, spec ClientSpec, release bool, now time.Time) (*store.Client, string, error) {
-	c, secret, err := newClient(spec, release)
+// no longer one is refused (notAdmin). Resources are RESOURCES, which a
+// resource server's resource must be one of.
+func CreateClient(ctx context.Context, db *store.DB, by int64, spec ClientSpec, release bool, resources []string, now time.Time) (*store.Client, string, error) {
+	c, secret, err := newClient(spec, release, resources)
 	if err != nil {
 		return nil, "", err
 	}
@@ -292,7 +294,7 @@ const maxClientURIBytes = 32 << 10
 // id and secret (none for a public client), not yet stored; or a
 // *httpx.Error (KindValidation) saying which rule spec breaks. Client
 // creation (CLI, admin API) and dynamic registration (register.go) share it.
-func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
+func newClient(spec ClientSpec, release bool, resources []string) (*store.Client, string, error) {
 	name := strings.TrimSpace(spec.Name)
 	if name == "" || !validName(name) {
 		return nil, "", httpx.E(httpx.KindValidation, "name: required, at most 100 characters, no control characters")
@@ -312,6 +314,12 @@ func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
 	}
 	if spec.Public && spec.ResourceServer {
 		return nil, "", httpx.E(httpx.KindValidation, "a public client cannot be a resource server (introspection needs a secret)")
+	}
+	if spec.Resource != "" && !spec.ResourceServer {
+		return nil, "", httpx.E(httpx.KindValidation, "resource: only a resource server names the resource it is")
+	}
+	if spec.Resource != "" && !slices.Contains(resources, spec.Resource) {
+		return nil, "", httpx.E(httpx.KindValidation, "resource %q: not one of RESOURCES", clipText(spec.Resource))
 	}
 	if spec.Public && slices.Contains(grants, grantClientCredentials) {
 		return nil, "", httpx.E(httpx.KindValidation, "a public client cannot use client_credentials (it has no secret)")
@@ -368,7 +376,7 @@ func newClient(spec ClientSpec, release bool) (*store.Client, string, error) {
 	c := &store.Client{
 		ID: token.NewID(), Name: name,
 		RedirectURIs: slices.Compact(slices.Clone(spec.RedirectURIs)), PostLogoutRedirectURIs: spec.PostLogoutRedirectURIs,
-		GrantTypes: grants, Scopes: scopes, FirstParty: spec.FirstParty, ResourceServer: spec.ResourceServer,
+		GrantTypes: grants, Scopes: scopes, FirstParty: spec.FirstParty, ResourceServer: spec.ResourceServer, Resource: spec.Resource,
 		BackchannelLogoutURI: spec.BackchannelLogoutURI, RequireDPoP: spec.RequireDPoP, RequirePAR: spec.RequirePAR,
 	}
 	secret := ""

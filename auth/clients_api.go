@@ -37,9 +37,9 @@ func handleClientList(log *slog.Logger, db *store.DB) http.Handler {
 
 // handleClientCreate serves POST /api/v1/clients: the answer holds the
 // secret, once, and is not to be stored.
-func handleClientCreate(log *slog.Logger, db *store.DB, release bool, now func() time.Time) http.Handler {
+func handleClientCreate(log *slog.Logger, db *store.DB, release bool, resources []string, now func() time.Time) http.Handler {
 	return restHandler(log, false, func(r *http.Request, spec *ClientSpec) (int, any, error) {
-		c, secret, err := CreateClient(r.Context(), db, principalOf(r).user.ID, *spec, release, now())
+		c, secret, err := CreateClient(r.Context(), db, principalOf(r).user.ID, *spec, release, resources, now())
 		if err != nil {
 			return 0, nil, err
 		}

@@ -46,7 +46,7 @@ func TestClientCacheKeepsNoReadAChangeOvertook(t *testing.T) {
 				{"rotation here", &here, false}, {"deletion here", &here, true},
 				{"rotation elsewhere", &there, false}, {"deletion elsewhere", &there, true},
 			} {
-				c, secret, err := CreateClient(ctx, here.db, 0, ClientSpec{Name: "svc", GrantTypes: []string{grantClientCredentials}}, false, now)
+				c, secret, err := CreateClient(ctx, here.db, 0, ClientSpec{Name: "svc", GrantTypes: []string{grantClientCredentials}}, false, nil, now)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -688,7 +688,7 @@ func TestDeviceClientRegistration(t *testing.T) {
 		{ClientSpec{Name: "TV", GrantTypes: []string{grantRefreshToken}}, false},
 		{ClientSpec{Name: "TV", GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device"}}, false},
 	} {
-		_, _, err := CreateClient(context.Background(), e.db, 0, c.spec, false, now)
+		_, _, err := CreateClient(context.Background(), e.db, 0, c.spec, false, nil, now)
 		if (err == nil) != c.ok {
 			t.Errorf("CreateClient(%v) = %v; want ok %v", c.spec.GrantTypes, err, c.ok)
 		}

@@ -12,8 +12,9 @@
 // registration access token, register.go) and its budget, and
 // the middleware of that caller (callers.go) checks it before the handler
 // runs. Handlers check no identity themselves, only ownership of what they
-// act on (a client revokes and introspects only its own tokens unless it is
-// a resource server; a user ends only their own sessions).
+// act on (a client revokes and introspects only its own tokens, a resource
+// server introspects those for its resource too; a user ends only their own
+// sessions).
 //
 // What it trusts: the database (package store) and the keys it was given
 // (package token). Everything from the network is checked: JSON bodies and

@@ -184,7 +184,7 @@ func FuzzRegisteredURIsReadBack(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
 		c, _, err := CreateClient(context.Background(), db, 0, ClientSpec{Name: "fuzz", Public: true,
-			RedirectURIs: []string{a, b}, PostLogoutRedirectURIs: []string{b, a}}, false, time.Now())
+			RedirectURIs: []string{a, b}, PostLogoutRedirectURIs: []string{b, a}}, false, nil, time.Now())
 		if err != nil {
 			return
 		}

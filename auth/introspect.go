@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -92,9 +93,13 @@ var inactive = &introspection{Active: false}
 
 // handleIntrospect serves POST /oauth2/introspect (RFC 7662) to the
 // confidential client its caller check authenticated. A client learns about
-// the tokens issued to it; one registered --resource-server about any
-// access token (§4: the server decides who may learn what). Anything else,
-// and anything expired, revoked, forged or unknown, is {"active":false}.
+// the tokens issued to it, whatever their aud; one registered
+// --resource-server also about the access tokens for it: whose aud is its
+// resource, or the ISSUER for one registered without (§4: the server MUST
+// tell whether the token can be used at the resource server asking; a
+// token for another resource cannot). Anything else, refresh tokens of
+// other clients included, and anything expired, revoked, forged or
+// unknown, is {"active":false}.
 func handleIntrospect(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := principalOf(r)
@@ -106,7 +111,7 @@ func handleIntrospect(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 func introspect(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok string, now time.Time) (*introspection, error) {
 	claims, rt, err := presented(ctx, db, ts, tok, now)
 	switch {
-	case claims != nil && now.Unix() < claims.Expiry && (claims.ClientID == c.ID || c.ResourceServer): // strict about exp: no leeway
+	case claims != nil && now.Unix() < claims.Expiry && (claims.ClientID == c.ID || c.ResourceServer && claims.Audience == cmp.Or(c.Resource, ts.Issuer)): // strict about exp: no leeway
 		typ := "Bearer"
 		if claims.Cnf != nil {
 			typ = "DPoP"

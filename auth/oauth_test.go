@@ -39,7 +39,7 @@ const (
 
 func (e *env) newClient(spec ClientSpec) (id, secret string) {
 	e.t.Helper()
-	c, s, err := CreateClient(context.Background(), e.db, 0, spec, false, e.clock.Now())
+	c, s, err := CreateClient(context.Background(), e.db, 0, spec, false, e.deps.Tokens.Resources, e.clock.Now())
 	if err != nil {
 		e.t.Fatalf("CreateClient: %v", err)
 	}
@@ -1087,18 +1087,18 @@ func TestCreateClientValidation(t *testing.T) {
 		"bc relative":      {Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: "/bc"},
 		"bc smuggle":       {Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: "https://rp.example/bc\u00a0x"},
 	} {
-		if _, _, err := CreateClient(context.Background(), e.db, 0, spec, false, e.clock.Now()); err == nil {
+		if _, _, err := CreateClient(context.Background(), e.db, 0, spec, false, e.deps.Tokens.Resources, e.clock.Now()); err == nil {
 			t.Errorf("%s: CreateClient accepted %+v", name, spec)
 		}
 	}
 	// Release mode: https or loopback only.
 	for uri, ok := range map[string]bool{"https://a.example/cb": true, "http://127.0.0.1/cb": true, "http://[::1]:8/cb": true,
 		"http://a.example/cb": false, "com.example.app:/cb": false} {
-		_, _, err := CreateClient(context.Background(), e.db, 0, ClientSpec{Name: "x", RedirectURIs: []string{uri}}, true, e.clock.Now())
+		_, _, err := CreateClient(context.Background(), e.db, 0, ClientSpec{Name: "x", RedirectURIs: []string{uri}}, true, nil, e.clock.Now())
 		if (err == nil) != ok {
 			t.Errorf("release mode, %s: err %v; want ok=%v", uri, err, ok)
 		}
-		_, _, err = CreateClient(context.Background(), e.db, 0, ClientSpec{Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: uri}, true, e.clock.Now())
+		_, _, err = CreateClient(context.Background(), e.db, 0, ClientSpec{Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: uri}, true, nil, e.clock.Now())
 		if (err == nil) != (ok && !strings.HasPrefix(uri, "com.")) {
 			t.Errorf("release mode, back-channel logout URI %s: err %v", uri, err)
 		}

@@ -269,7 +269,7 @@ func (m *clientMetadata) client(release bool) (*store.Client, string, error) {
 	c, secret, err := newClient(ClientSpec{
 		Name: m.ClientName, RedirectURIs: m.RedirectURIs, PostLogoutRedirectURIs: m.PostLogoutRedirectURIs,
 		GrantTypes: grants, Scopes: scopes, Public: method == authNone, RequireDPoP: m.DPoPBound, RequirePAR: m.RequirePAR,
-	}, release)
+	}, release, nil)
 	if e, ok := errors.AsType[*httpx.Error](err); ok && e.Kind == httpx.KindValidation {
 		return bad("%s", e.Message)
 	}

@@ -31,7 +31,7 @@ func TestResourceIndicators(t *testing.T) {
 		code := e.secret(b.signIn(authorizeURL(id, pk, "resource", resourceA), "ann", "Ann-Password-1"))
 		r := e.token(id, secret, codeForm(code, pk)).want(http.StatusOK)
 		at, rt := e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
-		if in := e.introspect(rs, rsSecret, at); in["active"] != true || in["aud"] != resourceA {
+		if in := e.introspect(id, secret, at); in["active"] != true || in["aud"] != resourceA {
 			t.Fatalf("introspection of a token for A: %v", in)
 		}
 		// Not for this server's own routes.
@@ -45,12 +45,12 @@ func TestResourceIndicators(t *testing.T) {
 		refresh(resourceA, resourceB).wantOAuthError(http.StatusBadRequest, "invalid_target")
 		r = refresh(resourceA).want(http.StatusOK) // the refusals spent nothing
 		rt = e.secret(r.Str("refresh_token"))
-		if in := e.introspect(rs, rsSecret, e.secret(r.Str("access_token"))); in["aud"] != resourceA {
+		if in := e.introspect(id, secret, e.secret(r.Str("access_token"))); in["aud"] != resourceA {
 			t.Fatalf("refreshed naming A: aud %v", in["aud"])
 		}
 		r = refresh().want(http.StatusOK)
 		e.secret(r.Str("refresh_token"))
-		if in := e.introspect(rs, rsSecret, e.secret(r.Str("access_token"))); in["aud"] != resourceA {
+		if in := e.introspect(id, secret, e.secret(r.Str("access_token"))); in["aud"] != resourceA {
 			t.Fatalf("refreshed naming none: aud %v; want the granted A", in["aud"])
 		}
 
@@ -76,7 +76,7 @@ func TestResourceIndicators(t *testing.T) {
 		form.Set("resource", resourceB)
 		r = e.token(id, secret, form).want(http.StatusOK)
 		e.secret(r.Str("refresh_token"))
-		if in := e.introspect(rs, rsSecret, e.secret(r.Str("access_token"))); in["aud"] != resourceB {
+		if in := e.introspect(id, secret, e.secret(r.Str("access_token"))); in["aud"] != resourceB {
 			t.Fatalf("a code for none, exchanged for B: aud %v", in["aud"])
 		}
 		code = e.secret(b.signIn(authorizeURL(id, pk), "ann", "Ann-Password-1"))
@@ -99,18 +99,77 @@ func TestResourceIndicators(t *testing.T) {
 	}, withResources)
 }
 
+// RFC 7662 §4: a resource server learns only about the access tokens that
+// can be used at it: those whose aud is the resource it registered
+// (--resource, here through the admin API, which refuses a resource for a
+// client that is no resource server, and one not in RESOURCES), or the
+// ISSUER for one registered without. A token for another resource is
+// {"active":false}, as an unknown one; so is another client's refresh
+// token. The token's own client sees its own, whatever their aud.
+func TestIntrospectionAtItsResource(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("adm@example.com", "adm", "Adm-Password-1", store.RoleAdmin)
+		admin, _ := e.login("adm", "Adm-Password-1")
+		rsSpec := func(resource string, resourceServer bool) map[string]any {
+			return map[string]any{"name": "rs", "grant_types": []string{"client_credentials"}, "resource_server": resourceServer, "resource": resource}
+		}
+		wantAPIError(e.request("POST", "/api/v1/clients", rsSpec(resourceA, false), bearer(admin)...), http.StatusUnprocessableEntity, "validation_failed")
+		wantAPIError(e.request("POST", "/api/v1/clients", rsSpec("https://api-c.example.com", true), bearer(admin)...), http.StatusUnprocessableEntity, "validation_failed")
+		r := e.request("POST", "/api/v1/clients", rsSpec(resourceA, true), bearer(admin)...).want(http.StatusCreated)
+		if r.Str("resource") != resourceA {
+			t.Fatalf("the resource server of A shows resource %q", r.Str("resource"))
+		}
+		rsA, rsASecret := r.Str("client_id"), e.secret(r.Str("client_secret"))
+		rsB, rsBSecret := e.newClient(ClientSpec{Name: "B", GrantTypes: []string{"client_credentials"}, ResourceServer: true, Resource: resourceB})
+		rs, rsSecret := e.newClient(ClientSpec{Name: "ISSUER's", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
+
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, secret := e.newClient(ClientSpec{Name: "app", FirstParty: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		b, pk := e.browser(), newPKCE()
+		grant := func(extra ...string) (access, refresh string) {
+			code := e.secret(b.signIn(authorizeURL(id, pk, extra...), "ann", "Ann-Password-1"))
+			r := e.token(id, secret, codeForm(code, pk)).want(http.StatusOK)
+			return e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
+		}
+		forA, refreshA := grant("resource", resourceA)
+		forIssuer, _ := grant()
+		for _, c := range []struct {
+			who, id, secret, what, tok string
+			active                     bool
+		}{
+			{"the resource server of B", rsB, rsBSecret, "a token for A", forA, false},
+			{"the resource server of A", rsA, rsASecret, "a token for A", forA, true},
+			{"a resource server without a resource", rs, rsSecret, "a token for A", forA, false},
+			{"a resource server without a resource", rs, rsSecret, "a token for the ISSUER", forIssuer, true},
+			{"the resource server of A", rsA, rsASecret, "a token for the ISSUER", forIssuer, false},
+			{"the resource server of A", rsA, rsASecret, "a refresh token for A", refreshA, false},
+			{"the token's own client", id, secret, "a token for A", forA, true},
+			{"the token's own client", id, secret, "a token for the ISSUER", forIssuer, true},
+		} {
+			in := e.introspect(c.id, c.secret, c.tok)
+			if in["active"] != c.active || !c.active && len(in) != 1 {
+				t.Errorf("%s introspected %s: %v; want active %v", c.who, c.what, in, c.active)
+			}
+		}
+	}, withResources)
+}
+
 // thirdPartyForResources makes the user ann and a third-party client of
-// scope read; aud reads the aud of a token response's access token, as a
-// resource server's introspection answers it.
-func thirdPartyForResources(e *env) (id, secret string, aud func(response) any) {
+// scope read; aud reads the aud of a token response's access token, as the
+// server verifies it for revocation and introspection (no one resource
+// server learns every aud: TestIntrospectionAtItsResource).
+func thirdPartyForResources(e *env) (id, secret string, aud func(response) string) {
 	e.t.Helper()
 	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
 	id, secret = e.newClient(ClientSpec{Name: "app", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
-	rs, rsSecret := e.newClient(ClientSpec{Name: "rs", GrantTypes: []string{"client_credentials"}, ResourceServer: true, Scopes: []string{"read"}})
-	return id, secret, func(r response) any {
+	return id, secret, func(r response) string {
 		e.t.Helper()
 		e.secret(r.Str("refresh_token"))
-		return e.introspect(rs, rsSecret, e.secret(r.Str("access_token")))["aud"]
+		c, err := e.deps.Tokens.VerifyIssued(e.secret(r.Str("access_token")), e.clock.Now())
+		if err != nil {
+			e.t.Fatalf("access token: %v", err)
+		}
+		return c.Audience
 	}
 }
 

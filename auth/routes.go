@@ -131,7 +131,7 @@ func routes(d Deps) []route {
 		{"DELETE /api/v1/users/{id}", admin, api, handleUserDelete(log, db, ts, now)},
 		{"GET /api/v1/audit", admin, api, handleAuditList(log, db)},
 		{"GET /api/v1/clients", admin, api, handleClientList(log, db)},
-		{"POST /api/v1/clients", admin, api, handleClientCreate(log, db, d.Release, now)},
+		{"POST /api/v1/clients", admin, api, handleClientCreate(log, db, d.Release, ts.Resources, now)},
 		{"DELETE /api/v1/clients/{id}", admin, api, handleClientDelete(log, db, ts, cs, now)},
 		{"POST /api/v1/clients/{id}/secret", admin, api, handleClientRotate(log, db, ts, cs, now)},
 

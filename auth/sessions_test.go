@@ -813,7 +813,9 @@ func TestLogoutHintOfAnotherSignInAsks(t *testing.T) {
 }
 
 // Item 8: a client learns only about its own tokens, unless registered
-// --resource-server.
+// --resource-server: then about the access tokens for its resource too,
+// here (no RESOURCES) every one, all for the ISSUER, which a resource
+// server registered without a resource is (TestIntrospectionAtItsResource).
 func TestIntrospectionOwnTokensOrResourceServer(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		e.createUser("uma@example.com", "uma", "Uma-Password-1", store.RoleUser)
@@ -837,7 +839,7 @@ func TestIntrospectionOwnTokensOrResourceServer(t *testing.T) {
 		if in := e.introspect(other, otherSecret, own); in["active"] != true {
 			t.Errorf("own client-credentials token: %v", in)
 		}
-		if _, _, err := CreateClient(context.Background(), e.db, 0, ClientSpec{Name: "x", Public: true, ResourceServer: true, RedirectURIs: []string{"https://a.example/cb"}}, false, e.clock.Now()); err == nil {
+		if _, _, err := CreateClient(context.Background(), e.db, 0, ClientSpec{Name: "x", Public: true, ResourceServer: true, RedirectURIs: []string{"https://a.example/cb"}}, false, nil, e.clock.Now()); err == nil {
 			t.Error("a public client registered as a resource server")
 		}
 	})

@@ -57,11 +57,11 @@ func newServer(t testing.TB) *server {
 	}
 	now := time.Now()
 	c, secret, err := auth.CreateClient(context.Background(), db, 0, auth.ClientSpec{Name: "c", RedirectURIs: []string{"https://app.example/cb"},
-		GrantTypes: []string{"authorization_code", "refresh_token", "client_credentials"}, Scopes: []string{"read", "write"}}, false, now)
+		GrantTypes: []string{"authorization_code", "refresh_token", "client_credentials"}, Scopes: []string{"read", "write"}}, false, nil, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _, err := auth.CreateClient(context.Background(), db, 0, auth.ClientSpec{Name: "p", Public: true, RedirectURIs: []string{"http://127.0.0.1/cb"}}, false, now)
+	pub, _, err := auth.CreateClient(context.Background(), db, 0, auth.ClientSpec{Name: "p", Public: true, RedirectURIs: []string{"http://127.0.0.1/cb"}}, false, nil, now)
 	if err != nil {
 		t.Fatal(err)
 	}

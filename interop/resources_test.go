@@ -16,7 +16,9 @@ import (
 // TestResourceIndicators is RFC 8707 as two resource servers see it: each
 // verifies access tokens with golang-jwt against the JWKS alone and
 // requires aud to be its own URI, so a token asked for resource A is
-// accepted by A and refused by B. A refresh that names another resource
+// accepted by A and refused by B; asked by introspection, the resource
+// server registered --resource A learns it is active, the one of B that it
+// is not (RFC 7662 §4). A refresh that names another resource
 // (widening), an unknown resource, and two resource parameters of which
 // one is unknown are all invalid_target, through golang.org/x/oauth2.
 func TestResourceIndicators(t *testing.T) {
@@ -69,6 +71,14 @@ func TestResourceIndicators(t *testing.T) {
 		}
 		if err := accepts(s.URL, tok.AccessToken); err == nil {
 			t.Fatal("a token for A passes as a token for the server itself")
+		}
+		rsA := s.createClient(t, "--name", "API A", "--grant-type", "client_credentials", "--resource-server", "--resource", apiA)
+		rsB := s.createClient(t, "--name", "API B", "--grant-type", "client_credentials", "--resource-server", "--resource", apiB)
+		if in := s.introspect(t, rsA, tok.AccessToken); !in.Active || in.Aud != apiA {
+			t.Fatalf("resource server A introspected a token for A: %+v; want active", in)
+		}
+		if in := s.introspect(t, rsB, tok.AccessToken); in != (introspection{}) {
+			t.Fatalf("resource server B introspected a token for A: %+v; want inactive", in)
 		}
 		// Nor does the server's own API take it.
 		req, _ := http.NewRequest(http.MethodGet, s.URL+"/oauth2/userinfo", nil)

@@ -97,3 +97,12 @@ const MaxLiveFamilies = maxLiveFamilies
 // MaxSignIns is how many live browser sign-ins a user may have, for
 // caps_test's TestSignInsCappedPerUser.
 const MaxSignIns = maxSignIns
+
+// CreateOldClient stores a client of the authorization_code grant with
+// only the columns every schema since migration 0008 has (CreateClient
+// writes the newest's, clients.resource of 0024 included), so that a test
+// may store one before a later migration (store_test's openThrough).
+func (db *DB) CreateOldClient(ctx context.Context, id, backchannelURI string, now time.Time) error {
+	return db.exec(ctx, nil, `INSERT INTO clients (id, name, grant_types, backchannel_logout_uri, created_at, updated_at)
+VALUES ($1, $1, 'authorization_code', $2, $3, $3)`, id, backchannelURI, now.Unix())
+}

@@ -21,7 +21,8 @@ type Client struct {
 	GrantTypes             []string
 	Scopes                 []string
 	FirstParty             bool
-	ResourceServer         bool   // may introspect any access token
+	ResourceServer         bool   // may introspect access tokens for Resource
+	Resource               string // a resource server's own URI, one of RESOURCES; "" for the ISSUER (tokens for no resource)
 	BackchannelLogoutURI   string // receives logout tokens when a sign-in it was given a code by ends
 	RequireDPoP            bool   // its tokens must be DPoP-bound (RFC 9449)
 	RequirePAR             bool   // its authorization requests must be pushed (RFC 9126)
@@ -37,13 +38,13 @@ func (c *Client) Public() bool { return c.SecretHash == "" }
 // Registered reports whether the client registered itself (RFC 7591).
 func (c *Client) Registered() bool { return c.RegistrationHash != "" }
 
-const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, resource_server, backchannel_logout_uri, require_dpop, require_par, registration_hash, token_endpoint_auth_method, created_at, updated_at`
+const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, resource_server, resource, backchannel_logout_uri, require_dpop, require_par, registration_hash, token_endpoint_auth_method, created_at, updated_at`
 
 func scanClient(s scanner) (*Client, error) {
 	var c Client
 	var secret, registration sql.NullString
 	var redirects, logouts, grants, scopes string
-	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &c.ResourceServer, &c.BackchannelLogoutURI, &c.RequireDPoP, &c.RequirePAR, &registration, &c.AuthMethod, unix{&c.CreatedAt}, unix{&c.UpdatedAt}); err != nil {
+	if err := s.Scan(&c.ID, &c.Name, &secret, &redirects, &logouts, &grants, &scopes, &c.FirstParty, &c.ResourceServer, &c.Resource, &c.BackchannelLogoutURI, &c.RequireDPoP, &c.RequirePAR, &registration, &c.AuthMethod, unix{&c.CreatedAt}, unix{&c.UpdatedAt}); err != nil {
 		return nil, err
 	}
 	c.SecretHash, c.RegistrationHash = secret.String, registration.String
@@ -85,13 +86,13 @@ func (db *DB) CreateClient(ctx context.Context, by int64, c *Client, now time.Ti
 	return db.asAdmin(ctx, by, func(tx *txn) error { return tx.execOr(ctx, nil, qInsertClient, clientRow(c, now)...) })
 }
 
-const qInsertClient = `INSERT INTO clients (` + clientColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)`
+const qInsertClient = `INSERT INTO clients (` + clientColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)`
 
 // clientRow sets c's times to now and returns qInsertClient's arguments.
 func clientRow(c *Client, now time.Time) []any {
 	c.CreatedAt, c.UpdatedAt = now.UTC().Truncate(time.Second), now.UTC().Truncate(time.Second)
 	return []any{c.ID, c.Name, nullIfEmpty(c.SecretHash), jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs),
-		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, c.ResourceServer, c.BackchannelLogoutURI, c.RequireDPoP, c.RequirePAR,
+		strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), c.FirstParty, c.ResourceServer, c.Resource, c.BackchannelLogoutURI, c.RequireDPoP, c.RequirePAR,
 		nullIfEmpty(c.RegistrationHash), c.AuthMethod, now.Unix()}
 }
 

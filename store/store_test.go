@@ -539,7 +539,7 @@ func newSignIn(t testing.TB, db *store.DB, userID int64) (session, code string, 
 	if _, err := db.CreateSession(ctx, session, store.Session{SID: ended.SID, UserID: userID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.CreateClient(ctx, 0, &store.Client{ID: ended.ClientID, Name: "x", GrantTypes: []string{"authorization_code"}, BackchannelLogoutURI: ended.URI}, t0); err != nil {
+	if err := db.CreateOldClient(ctx, ended.ClientID, ended.URI, t0); err != nil { // also before later migrations (TestEndSignInEndsItsFamilies)
 		t.Fatal(err)
 	}
 	if err := db.CreateCode(ctx, &store.Code{Hash: code, ClientID: ended.ClientID, UserID: userID, CodeChallenge: "x", AuthTime: t0,
@@ -1463,7 +1463,9 @@ func TestEndSignInAfterItsPurge(t *testing.T) {
 	})
 }
 
-// A DPoP proof is spent once until it expires; a pushed request is taken
+// A client's DPoP, PAR and resource-server settings read back (its
+// resource too, migration 0024). A DPoP proof is spent once until it
+// expires; a pushed request is taken
 // once, by its own client, then read by the sign-in's forms until it is
 // finished or expires; a bound family rotates only with its key. All of it
 // is purged at expiry.
@@ -1485,11 +1487,15 @@ func TestDPoPAndPushedRequests(t *testing.T) {
 			}
 
 			for _, id := range []string{"c1", "c2"} {
-				if err := db.CreateClient(ctx, 0, &store.Client{ID: id, Name: id, GrantTypes: []string{"authorization_code"}, RequireDPoP: id == "c1", RequirePAR: true}, t0); err != nil {
+				c := &store.Client{ID: id, Name: id, GrantTypes: []string{"authorization_code"}, RequireDPoP: id == "c1", RequirePAR: true, ResourceServer: true}
+				if id == "c1" {
+					c.Resource = "https://api.example.com/v2"
+				}
+				if err := db.CreateClient(ctx, 0, c, t0); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if c, err := db.ClientByID(ctx, "c1"); err != nil || !c.RequireDPoP || !c.RequirePAR {
+			if c, err := db.ClientByID(ctx, "c1"); err != nil || !c.RequireDPoP || !c.RequirePAR || !c.ResourceServer || c.Resource != "https://api.example.com/v2" {
 				t.Fatalf("client flags read back: %+v, %v", c, err)
 			}
 			h, taken := token.Hash("urn:ietf:params:oauth:request_uri:x"), token.Hash("urn:ietf:params:oauth:request_uri:x taken")
@@ -1668,7 +1674,7 @@ func TestConsentsPerResource(t *testing.T) {
 			db, url := openThrough(t, d, "0015_admins_lock")
 			u := newUser(t, db, "ann@example.com", "ann")
 			for _, c := range []string{"c1", "c2"} {
-				if err := db.CreateClient(ctx, 0, &store.Client{ID: c, Name: c, GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+				if err := db.CreateOldClient(ctx, c, "", t0); err != nil {
 					t.Fatal(err)
 				}
 			}
