@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -24,6 +25,7 @@ type Revocations struct {
 	subjects map[revKey]notBefore // a user, a client (by id) or a client secret (by tag) → which of its tokens are revoked
 
 	onClient func(id string) // called for every client entry (cache invalidation)
+	loaded   time.Time       // Load's now, where Run's polls begin
 }
 
 // revKey names a user (store.RevokeUser), or a client or a client secret
@@ -144,16 +146,22 @@ func (rv *Revocations) prune(now int64) {
 	}
 }
 
-// Load reads every unexpired entry from the database (at start).
+// Load reads every unexpired entry from the database (at start), in pages,
+// and marks where Run's polls begin: at now, less PollOverlap, however long
+// it took. An entry it missed, committed behind a page it had read, was
+// committed after now, within OpTimeout of its stamp: in the first poll.
 func (rv *Revocations) Load(ctx context.Context, db *store.DB, now time.Time) error {
-	list, err := db.RevocationsSince(ctx, time.Unix(0, 0), now)
-	if err != nil {
-		return err
-	}
+	rv.loaded = now
+	return db.RevocationsSince(ctx, time.Unix(0, 0), now, revocationPage, rv.apply)
+}
+
+// revocationPage is the most entries one statement reads (store.RevocationsSince).
+var revocationPage = 50_000
+
+func (rv *Revocations) apply(list []store.Revocation) {
 	for _, r := range list {
 		rv.Add(r)
 	}
-	return nil
 }
 
 // PollOverlap is how far back each poll looks before the previous one, to
@@ -163,9 +171,11 @@ const PollOverlap = 15 * time.Second
 
 // Run polls db every interval until ctx ends, applying new entries and
 // pruning old ones. A failed poll is logged and retried on the next tick,
-// from the same point, so nothing is missed while the database is away.
+// from the same point, so nothing is missed while the database is away; it
+// reads in pages, each within OpTimeout, so that however far it fell
+// behind it catches up. Its first poll reads from Load's now, if Load ran.
 func (rv *Revocations) Run(ctx context.Context, db *store.DB, interval time.Duration, log *slog.Logger, now func() time.Time) {
-	since := now().Add(-PollOverlap)
+	since := cmp.Or(rv.loaded, now()).Add(-PollOverlap)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -175,15 +185,11 @@ func (rv *Revocations) Run(ctx context.Context, db *store.DB, interval time.Dura
 		case <-t.C:
 		}
 		start := now()
-		list, err := db.RevocationsSince(ctx, since, start)
-		if err != nil {
+		if err := db.RevocationsSince(ctx, since, start, revocationPage, rv.apply); err != nil {
 			if ctx.Err() == nil {
 				log.Warn("revocation poll failed", "err", err)
 			}
 			continue
-		}
-		for _, r := range list {
-			rv.Add(r)
 		}
 		since = start.Add(-PollOverlap)
 		rv.prune(start.Unix())

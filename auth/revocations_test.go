@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
@@ -135,6 +136,57 @@ func TestRevocationsReachPollsWhateverTheirRequestTime(t *testing.T) {
 				}
 			}
 			b.request("GET", "/api/v1/profile", nil, bearer(caller)...).want(http.StatusOK)
+		})
+	}
+}
+
+// Load and each poll read the list in pages, each a statement of its own
+// (store.RevocationsSince): one statement for every entry passed OpTimeout
+// from about 4 million on PostgreSQL, and no instance could start, nor
+// catch up once behind. Here a page is 2 entries, and all of them must be
+// applied. Run's first poll reads from Load's now, less PollOverlap, not
+// its own: a Load of many pages takes its time, and an entry it missed,
+// committed behind a page it had read, the poll missed too (here Run starts
+// a minute after Load's now, and half the entries are written after Load).
+func TestRevocationsReadInPages(t *testing.T) {
+	defer func(n int) { revocationPage = n }(revocationPage)
+	revocationPage = 2
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db, rv, t0 := storetest.Open(t, d), NewRevocations(nil), time.Now()
+			revoke := func() {
+				for range 5 {
+					if err := db.Revoke(t.Context(), store.Revocation{Kind: store.RevokeJTI, Subject: token.NewID(), ExpiresAt: t0.Add(time.Hour).Unix()}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			revoke()
+			if err := rv.Load(t.Context(), db, t0); err != nil || rv.Len() != 5 {
+				t.Fatalf("Load applied %d of 5 entries in pages of 2: %v", rv.Len(), err)
+			}
+			revoke()
+			ctx, cancel := context.WithCancel(t.Context())
+			starts := make(chan time.Time)
+			var polling sync.WaitGroup
+			polling.Go(func() {
+				rv.Run(ctx, db, time.Millisecond, slog.New(slog.DiscardHandler), func() time.Time {
+					select {
+					case <-starts:
+						return t0.Add(time.Minute)
+					case <-ctx.Done():
+						return time.Now()
+					}
+				})
+			})
+			for range 3 { // where polls begin, the first poll's start, and the next one's once the first is done
+				starts <- time.Time{}
+			}
+			cancel()
+			polling.Wait()
+			if rv.Len() != 10 {
+				t.Fatalf("after a poll, %d of 10 entries applied", rv.Len())
+			}
 		})
 	}
 }

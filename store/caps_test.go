@@ -313,7 +313,7 @@ func TestFamiliesCappedPerUser(t *testing.T) {
 				if n := count(t, raw, fmt.Sprintf(`token_families WHERE id = '%s' AND revoked_at IS NULL`, oldest)); n != 0 {
 					t.Errorf("new family %d: %s, the oldest live, still live", i, oldest)
 				}
-				stored, err := db.RevocationsSince(ctx, time.Unix(0, 0), t0)
+				stored, err := revocations(db, time.Unix(0, 0), t0)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -103,7 +103,7 @@ func TestDynamicRegistration(t *testing.T) {
 			if _, err := db.ClientByRegistrationHash(ctx, token.Hash("rat-open")); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("the replaced token still finds the client: %v", err)
 			}
-			if list, _ := db.RevocationsSince(ctx, time.Unix(0, 0), t0); len(list) != 1 || list[0] != change {
+			if list, _ := revocations(db, time.Unix(0, 0), t0); len(list) != 1 || list[0] != change {
 				t.Fatalf("revocations after an update and a refused one: %+v; want the update's alone", list)
 			}
 

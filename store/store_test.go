@@ -388,7 +388,7 @@ func TestUsers(t *testing.T) {
 		}
 		// The address and name are free again.
 		newUser(t, db, "ann@example.com", "ann")
-		revs, err := db.RevocationsSince(ctx, time.Unix(0, 0), t0)
+		revs, err := revocations(db, time.Unix(0, 0), t0)
 		if err != nil || len(revs) != 1 || revs[0].Kind != store.RevokeUser || revs[0].Subject != store.FormatID(a.ID) {
 			t.Fatalf("revocations after delete = %+v, %v", revs, err)
 		}
@@ -572,7 +572,7 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 		if len(ended.SignIns) != 1 || ended.SignIns[0] != signIn {
 			t.Fatalf("SetPassword ended sign-ins = %+v; want [%+v]", ended.SignIns, signIn)
 		}
-		if stored, _ := db.RevocationsSince(ctx, time.Unix(0, 0), t0); len(stored) != 1 || stored[0] != want {
+		if stored, _ := revocations(db, time.Unix(0, 0), t0); len(stored) != 1 || stored[0] != want {
 			t.Fatalf("stored revocations = %+v; want [%+v]", stored, want)
 		}
 		k, _ := db.RefreshTokenByHash(ctx, token.Hash(keepRT), t0)
@@ -638,7 +638,7 @@ func TestResetEndsEverySession(t *testing.T) {
 		if _, err := db.CodeByHash(ctx, code); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("pending code survived the reset: %v", err)
 		}
-		if stored, _ := db.RevocationsSince(ctx, time.Unix(0, 0), t0); len(stored) != 2 || !slices.Contains(stored, want[0]) || !slices.Contains(stored, want[1]) {
+		if stored, _ := revocations(db, time.Unix(0, 0), t0); len(stored) != 2 || !slices.Contains(stored, want[0]) || !slices.Contains(stored, want[1]) {
 			t.Fatalf("stored revocations = %+v; want %+v", stored, want)
 		}
 		if byLogin, byUser, _ := db.CountLoginAttempt(ctx, token.Hash("ann"), u.ID, time.Hour, t0); byLogin.Attempts != 1 || byUser.Attempts != 1 {
@@ -860,7 +860,7 @@ func TestSecretRotationsBesideEachOther(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			list, err := db.RevocationsSince(ctx, time.Unix(0, 0), t0)
+			list, err := revocations(db, time.Unix(0, 0), t0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -984,13 +984,13 @@ func TestRevocationsSince(t *testing.T) {
 		if err := db.Revoke(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		if list, _ := db.RevocationsSince(ctx, before, t0); len(list) != 1 || list[0] != r {
+		if list, _ := revocations(db, before, t0); len(list) != 1 || list[0] != r {
 			t.Fatalf("RevocationsSince = %+v", list)
 		}
-		if list, _ := db.RevocationsSince(ctx, time.Now().Add(time.Second), t0); len(list) != 0 {
+		if list, _ := revocations(db, time.Now().Add(time.Second), t0); len(list) != 0 {
 			t.Fatalf("entries from before since: %+v", list)
 		}
-		if list, _ := db.RevocationsSince(ctx, before, t0.Add(time.Hour)); len(list) != 0 {
+		if list, _ := revocations(db, before, t0.Add(time.Hour)); len(list) != 0 {
 			t.Fatalf("expired entries: %+v", list)
 		}
 		if err := db.Purge(ctx, store.Retention{LoginWindow: time.Hour, AccessTTL: time.Hour, MaxAge: maxAge}, t0.Add(time.Hour)); err != nil {
@@ -1000,6 +1000,51 @@ func TestRevocationsSince(t *testing.T) {
 			t.Fatal("accepted an unknown revocation kind")
 		}
 	})
+}
+
+// revocations returns every revocation RevocationsSince reads.
+func revocations(db *store.DB, since, now time.Time) (list []store.Revocation, err error) {
+	err = db.RevocationsSince(ctx, since, now, 1000, func(page []store.Revocation) { list = append(list, page...) })
+	return list, err
+}
+
+// RevocationsSince reads in pages, each a statement of its own: one for
+// every row passed OpTimeout from about 4 million rows on PostgreSQL. Every
+// row written at or after since is read exactly once, however its
+// created_at lies against its id (a transaction commits after its stamp),
+// many with equal created_at, and none before since or expired.
+func TestRevocationsSinceInPages(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db := storetest.OpenURL(t, url)
+			since, live, want := t0.Unix(), t0.Add(time.Hour).Unix(), map[string]int{}
+			var values []string
+			for i, created := range []int64{since - 1, since, since, since + 1, since, since, since - 5, since, since + 2, since, since, since} {
+				expires := live
+				if i == 5 {
+					expires = t0.Unix() // expired at t0
+				} else if created >= since {
+					want[fmt.Sprint("j", i)] = 1
+				}
+				values = append(values, fmt.Sprintf("('jti', 'j%d', 0, %d, %d)", i, expires, created))
+			}
+			if _, err := rawDB(t, d, url).Exec(`INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at) VALUES ` + strings.Join(values, ", ")); err != nil {
+				t.Fatal(err)
+			}
+			var pages []int
+			got := map[string]int{}
+			err := db.RevocationsSince(ctx, t0, t0, 3, func(page []store.Revocation) {
+				pages = append(pages, len(page))
+				for _, r := range page {
+					got[r.Subject]++
+				}
+			})
+			if err != nil || fmt.Sprint(got) != fmt.Sprint(want) || fmt.Sprint(pages) != "[3 3 3 0]" {
+				t.Fatalf("RevocationsSince read %v in pages of %v, %v; want %v in pages of [3 3 3 0]", got, pages, err, want)
+			}
+		})
+	}
 }
 
 // The conditions of a rotation, and concurrent rotations of one token.
@@ -1411,7 +1456,7 @@ VALUES ('d', 'd', '%[4]s', 0, 0, 5, 'redeemed', %[1]d, '%[5]s', 'by-device')`,
 			if err != nil || !slices.Equal(ended.Revocations, want) {
 				t.Fatalf("DeleteSession revocations = %+v, %v; want %+v", ended.Revocations, err, want)
 			}
-			stored, _ := db.RevocationsSince(ctx, time.Unix(0, 0), t0)
+			stored, _ := revocations(db, time.Unix(0, 0), t0)
 			if slices.SortFunc(stored, bySubject); !slices.Equal(stored, want) {
 				t.Fatalf("stored revocations = %+v; want %+v", stored, want)
 			}

@@ -427,16 +427,37 @@ func insertRevocation(ctx context.Context, tx *txn, r Revocation) error {
 // moved past: the transaction, bounded by OpTimeout, commits well within it.
 func written() int64 { return time.Now().Unix() }
 
-// RevocationsSince returns unexpired revocations written at or after since.
-// Callers poll with an overlapping since, because a transaction commits up to
-// OpTimeout after the time it stamped (written); applying an entry twice is harmless.
-func (db *DB) RevocationsSince(ctx context.Context, since, now time.Time) (list []Revocation, err error) {
+// RevocationsSince calls apply with the unexpired revocations written at or
+// after since, a page of at most page rows at a time, each read by a
+// statement of its own within OpTimeout, until a short page. There is a row
+// per revoked access token while it could be valid, millions of them: one
+// statement for all passed OpTimeout from about 4 million on PostgreSQL,
+// and no instance could start (auth.Revocations.Load) or catch up (Run).
+// Each page starts after the last row of the one before by created_at,
+// then id: the index the polls read by, which holds the id too (SQLite's
+// rowid, InnoDB's primary key; PostgreSQL sorts each second's few rows), so
+// that a page reads only its own rows (by id alone, a poll's first page
+// scanned the table from its start on SQLite).
+// Callers poll with an overlapping since, because a transaction commits up
+// to OpTimeout after the time it stamped (written); so does a row behind a
+// page already read, which the next poll reads. Applying an entry twice is
+// harmless.
+func (db *DB) RevocationsSince(ctx context.Context, since, now time.Time, page int, apply func([]Revocation)) (err error) {
 	defer db.wrap(&err, "revocations since")
-	return readAll(ctx, db, func(s scanner) (*Revocation, error) {
-		var r Revocation
-		return &r, s.Scan(&r.Kind, &r.Subject, &r.NotBeforeMs, &r.ExpiresAt)
-	}, `SELECT kind, subject, not_before_ms, expires_at FROM revocations
-WHERE created_at >= $1 AND expires_at > $2`, since.Unix(), now.Unix())
+	for at, after := since.Unix(), int64(0); ; {
+		list, err := readAll(ctx, db, func(s scanner) (*Revocation, error) {
+			var r Revocation
+			return &r, s.Scan(&at, &after, &r.Kind, &r.Subject, &r.NotBeforeMs, &r.ExpiresAt) // the last row's starts the next page
+		}, `SELECT created_at, id, kind, subject, not_before_ms, expires_at FROM revocations
+WHERE created_at >= $1 AND (created_at > $1 OR id > $2) AND expires_at > $3 ORDER BY created_at, id LIMIT $4`, at, after, now.Unix(), page)
+		if err != nil {
+			return err
+		}
+		apply(list)
+		if len(list) < page {
+			return nil
+		}
+	}
 }
 
 // Retention is how long rows that can no longer be used must still be kept.
