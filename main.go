@@ -85,7 +85,7 @@ const usage = `usage: oauth2-api [command]
 commands:
   serve                      run the server (the default)
   migrate [status]           apply pending migrations, or list them
-  healthcheck                GET /health on LISTEN_ADDR (default 127.0.0.1):$PORT; exit 0 if healthy
+  healthcheck [--live]       GET /health (--live: /livez) on LISTEN_ADDR (default 127.0.0.1):$PORT; exit 0 if 200
   user create --email E --username U [--role admin] [--email-verified]   (password on stdin)
   client create|list|delete|rotate-secret             manage OAuth clients
   client registration-token [--ttl 24h]               an initial access token for dynamic registration
@@ -105,7 +105,7 @@ var commands = map[string]struct {
 }{
 	"serve":       {"usage: oauth2-api [serve]", serveCmd},
 	"migrate":     {"usage: oauth2-api migrate [status]", migrateCmd},
-	"healthcheck": {"usage: oauth2-api healthcheck", healthcheck},
+	"healthcheck": {"usage: oauth2-api healthcheck [--live]   (--live: GET /livez, which answers whatever the database does)", healthcheck},
 	"user":        {"usage: oauth2-api user create --email E --username U [--role admin] [--first-name F] [--last-name L] [--email-verified] (the password is read from stdin; --email-verified: you vouch for the address)", userCmd},
 	"client": {`usage:
   oauth2-api client create --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--scope S]... [--public] [--first-party] [--resource-server [--resource URI]] [--require-dpop] [--require-par] [--backchannel-logout-uri U]
@@ -626,10 +626,18 @@ func migrateCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, st
 }
 
 // healthcheck GETs /health on this machine, at LISTEN_ADDR when it names
-// one address: the distroless HEALTHCHECK has no shell or wget.
+// one address: the distroless HEALTHCHECK has no shell or wget. With --live
+// it GETs /livez: for checks whose failure restarts the process (ECS, the
+// image's HEALTHCHECK under Swarm), which a database outage must not do.
 func healthcheck(ctx context.Context, cfg *config, args []string, _ io.Reader, _ io.Writer) error {
-	if len(args) > 0 {
+	fs := flags("healthcheck")
+	live := fs.Bool("live", false, "GET /livez")
+	if fs.Parse(args) != nil || fs.NArg() > 0 {
 		return errUsage
+	}
+	path := "/health"
+	if *live {
+		path = "/livez"
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -637,7 +645,7 @@ func healthcheck(ctx context.Context, cfg *config, args []string, _ io.Reader, _
 	if a, err := netip.ParseAddr(cfg.ListenAddr); err == nil && !a.IsUnspecified() {
 		host = a.String()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, strconv.Itoa(cfg.Port))+"/health", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, strconv.Itoa(cfg.Port))+path, nil)
 	if err != nil {
 		return err
 	}

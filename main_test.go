@@ -21,6 +21,7 @@ import (
 	"oauth2-api/auth"
 	"oauth2-api/auth/smtptest"
 	"oauth2-api/store"
+	"oauth2-api/store/storetest"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the server's goroutines.
@@ -371,6 +372,64 @@ func TestRunHealthcheckNothingListening(t *testing.T) {
 	}
 }
 
+// startServe runs serve on cfg, on any free port, until cancel (or the
+// test's end), and returns once it listens.
+func startServe(t *testing.T, cfg *config, logs io.Writer) (addr string, done <-chan error, cancel context.CancelFunc) {
+	t.Helper()
+	cfg.Port = 0 // PORT must be at least 1; the test wants any free port
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ready, errc := make(chan string, 1), make(chan error, 1)
+	go func() { errc <- serve(ctx, cfg, logs, ready) }()
+	select {
+	case addr = <-ready:
+	case err := <-errc:
+		t.Fatalf("serve returned before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve never became ready")
+	}
+	return addr, errc, cancel
+}
+
+// TestHealthcheckLive: with the database cut off under a running server,
+// `healthcheck` fails (/health answers 503) while `healthcheck --live`
+// passes (/livez): a check whose failure restarts the process (ECS) must
+// not restart every task for a database outage.
+func TestHealthcheckLive(t *testing.T) {
+	p, url := storetest.NewProxy(t, storetest.URL(t, store.Postgres))
+	env := testEnv(t, "DATABASE_URL", url, "LISTEN_ADDR", "127.0.0.1")
+	cfg, err := loadConfig(envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	addr, done, cancel := startServe(t, cfg, &logs)
+	_, env["PORT"], _ = net.SplitHostPort(addr)
+	for _, args := range [][]string{{"healthcheck"}, {"healthcheck", "--live"}} {
+		if _, _, err := runCmd(t, env, "", args...); err != nil {
+			t.Fatalf("%q with the database up = %v (exit %d); want exit 0", args, err, exitCode(err))
+		}
+	}
+	p.Cut()
+	// /health reuses a ping's result for a second: wait for its 503.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, _, err := runCmd(t, env, "", "healthcheck"); err != nil && exitCode(err) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("healthcheck still passes 15 s after the database was cut off")
+		}
+	}
+	if _, _, err := runCmd(t, env, "", "healthcheck", "--live"); err != nil {
+		t.Fatalf("healthcheck --live with the database cut off = %v (exit %d); want exit 0", err, exitCode(err))
+	}
+	p.Restore()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve = %v", err)
+	}
+}
+
 // TestServe runs the server in-process: it answers, healthcheck agrees, and
 // cancelling its context shuts it down gracefully, finishing a request that
 // was in flight.
@@ -384,23 +443,9 @@ func TestServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Port = 0 // PORT must be at least 1; the test wants any free port
 	cfg.ListenAddr = "127.0.0.1"
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var logs lockedBuffer
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, &logs, ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve returned before it was ready: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve never became ready")
-	}
+	addr, done, cancel := startServe(t, cfg, &logs)
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil || host != "127.0.0.1" {
 		t.Fatalf("listening on %q (%v); want 127.0.0.1 (LISTEN_ADDR)", addr, err)
@@ -522,21 +567,8 @@ func TestServeSendsQueuedMail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Port = 0
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var logs lockedBuffer
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, &logs, ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve returned before it was ready: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve never became ready")
-	}
+	addr, done, cancel := startServe(t, cfg, &logs)
 	resp, err := http.Post("http://"+addr+"/api/v1/auth/password/forgot", "application/json", strings.NewReader(`{"email":"sam@example.com"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -589,21 +621,8 @@ func TestServeMailsVerification(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Port = 0
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var logs lockedBuffer
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, &logs, ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve returned before it was ready: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve never became ready")
-	}
+	addr, done, cancel := startServe(t, cfg, &logs)
 	post := func(path, body string) int {
 		resp, err := http.Post("http://"+addr+path, "application/json", strings.NewReader(body))
 		if err != nil {

@@ -368,8 +368,10 @@ if not users or users[-1].split(":")[0] not in ("65532", "nonroot"):
     err(f"final stage USER is {users}, want 65532 (nonroot)")
 hc = [r for i, r in finst if i == "HEALTHCHECK"]
 hcm = re.search(r"CMD\s+(\[.*\])\s*$", hc[0]) if hc else None
-if not hcm or json.loads(hcm.group(1)) != ["/oauth2-api", "healthcheck"]:
-    err(f"HEALTHCHECK must be exec form CMD [\"/oauth2-api\", \"healthcheck\"], is {hc}")
+# --live (/livez): Swarm and autoheal replace an unhealthy container, and a
+# database outage must not replace them all.
+if not hcm or json.loads(hcm.group(1)) != ["/oauth2-api", "healthcheck", "--live"]:
+    err(f"HEALTHCHECK must be exec form CMD [\"/oauth2-api\", \"healthcheck\", \"--live\"], is {hc}")
 ep = [r for i, r in finst if i == "ENTRYPOINT"]
 if not ep or not ep[-1].startswith("[") or json.loads(ep[-1])[0] != "/oauth2-api":
     err(f"ENTRYPOINT must be exec form [\"/oauth2-api\", ...], is {ep}")
@@ -669,6 +671,7 @@ CA=$(creds_of "$client_a")
 CB=$(creds_of "$client_b")
 start_server main "$PS" "${SERVER_ENV[@]}"
 env -i PATH=/usr/bin:/bin "${SERVER_ENV[@]}" "$BIN" healthcheck || fail "oauth2-api healthcheck exited $? against a running server"
+env -i PATH=/usr/bin:/bin "${SERVER_ENV[@]}" "$BIN" healthcheck --live || fail "oauth2-api healthcheck --live exited $? against a running server"
 listen=$(ss -ltnH "sport = :$PS" | awk '{print $4}' | sort -u | tr '\n' ' ')
 [ "$listen" = "127.0.0.1:$PS " ] || fail "LISTEN_ADDR=127.0.0.1: the server listens on '$listen'"
 nginx -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/run.conf" -g 'daemon off;' 2>>"$tmp/nginx/error.log" &
@@ -834,9 +837,12 @@ for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$PFAKE/" && brea
 set +e
 env -i PATH=/usr/bin:/bin "${SERVER_ENV[@]}" PORT="$PFAKE" "$BIN" healthcheck 2>/dev/null
 rc_404=$?
+env -i PATH=/usr/bin:/bin "${SERVER_ENV[@]}" PORT="$PFAKE" "$BIN" healthcheck --live 2>/dev/null
+rc_404_live=$?
 set -e
 kill "$FAKE_PID" && wait "$FAKE_PID" 2>/dev/null || true
 [ "$rc_404" = 1 ] || fail "oauth2-api healthcheck exited $rc_404 on a 404, want 1"
+[ "$rc_404_live" = 1 ] || fail "oauth2-api healthcheck --live exited $rc_404_live on a 404, want 1"
 
 # The server gone: nginx answers 503 itself, in the contract's shapes.
 stop_server main
@@ -854,8 +860,11 @@ wait "$NGINX_PID" || true
 set +e
 env -i PATH=/usr/bin:/bin "${SERVER_ENV[@]}" "$BIN" healthcheck 2>/dev/null
 rc_none=$?
+env -i PATH=/usr/bin:/bin "${SERVER_ENV[@]}" "$BIN" healthcheck --live 2>/dev/null
+rc_none_live=$?
 set -e
 [ "$rc_none" = 1 ] || fail "oauth2-api healthcheck exited $rc_none with no server, want 1"
+[ "$rc_none_live" = 1 ] || fail "oauth2-api healthcheck --live exited $rc_none_live with no server, want 1"
 LOG=$tmp/main.log
 grep -q '"msg":"stopped"' "$LOG" || fail "server log has no graceful stop"
 [ -z "$(grep -v '^{' "$LOG" || true)" ] || fail "server stdout has non-JSON lines"
@@ -869,7 +878,7 @@ grep -q '"route":"/livez".*"client_ip":"127.0.0.9"' "$LOG" || fail "the straight
 ! grep -qE '198\.51\.100\.(66|77)' "$LOG" || fail "a forged X-Forwarded-For address reached the server's log: $(grep -E '198\.51\.100\.(66|77)' "$LOG" | head -1)"
 ! grep -qF "$SECRET" "$LOG" "$tmp/main.err" || fail "the server logged its JWT secret"
 ! grep -F TRUSTED_PROXIES "$LOG" || fail "the server warned about TRUSTED_PROXIES behind the nginx site (above)"
-ok "nginx's 503 without its server (REST and RFC 6749 JSON, Retry-After 5); healthcheck 0/1/1; SIGTERM -> 0; log: forged addresses absent"
+ok "nginx's 503 without its server (REST and RFC 6749 JSON, Retry-After 5); healthcheck and --live 0/1/1; SIGTERM -> 0; log: forged addresses absent"
 
 # ---- 4. fail2ban ---------------------------------------------------------------------
 step "fail2ban filters against the server's and nginx's own lines"
@@ -1267,7 +1276,7 @@ api, db, nginx = svc["oauth2-api"], svc["db"], svc["nginx"]
 if ((api.get("logging") or {}).get("options") or {}).get("tag") != "oauth2-api" or \
         ((nginx.get("logging") or {}).get("options") or {}).get("tag") != "oauth2-api-nginx":
     errs.append("journald tags must be oauth2-api and oauth2-api-nginx (the fail2ban docker filters' journalmatch)")
-if api["healthcheck"]["test"] != ["CMD", "/oauth2-api", "healthcheck"]:
+if api["healthcheck"]["test"] != ["CMD", "/oauth2-api", "healthcheck", "--live"]:
     errs.append(f"oauth2-api healthcheck is {api['healthcheck']['test']}")
 if "pg_isready" not in " ".join(db["healthcheck"]["test"]):
     errs.append("db healthcheck does not use pg_isready")
@@ -1616,8 +1625,10 @@ if "taskRoleArn" in ecs:
 for c in ecs["containerDefinitions"]:
     where = f"ECS container {c['name']}"
     hc = c.get("healthCheck") or {}
-    if hc.get("command") != ["CMD", "/oauth2-api", "healthcheck"]:
-        errs.append(f"{where}: healthCheck is not [CMD, /oauth2-api, healthcheck]")
+    # ECS replaces a task whose healthCheck fails: on /livez, so that a
+    # database outage does not replace every task (as Kubernetes' liveness).
+    if hc.get("command") != ["CMD", "/oauth2-api", "healthcheck", "--live"]:
+        errs.append(f"{where}: healthCheck is not [CMD, /oauth2-api, healthcheck, --live]")
     if hc.get("startPeriod", 0) < BUDGET or hc.get("timeout", 5) <= HEALTH:
         errs.append(f"{where}: healthCheck startPeriod {hc.get('startPeriod')}s under the startup budget {BUDGET}s, or timeout too short")
     if not PINNED.fullmatch(c.get("image", "")):
@@ -1688,7 +1699,7 @@ n = sum(len(v) for v in docs.values())
 if not errs:
     print(f"   ok: {n} Kubernetes objects ({', '.join(sorted(docs))}): restricted pods, default-deny + DNS/DB/SMTP egress, "
           f"proxy and Prometheus by pod labels, digests, probes >= {BUDGET}s start / > {HEALTH}s timeout, secrets as files, migration Job")
-    print(f"   ok: ECS task and Cloud Run service: digests, start budgets, pinned secret versions, liveness on /livez")
+    print(f"   ok: ECS task and Cloud Run service: digests, start budgets, pinned secret versions, liveness on /livez (ECS: healthcheck --live)")
 sys.exit(1 if errs else 0)
 PYEOF
 ok "manifests rendered by $rendered"
