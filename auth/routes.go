@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"oauth2-api/httpx"
@@ -275,13 +276,30 @@ func handleLive() http.Handler {
 const HealthTimeout = time.Second
 
 // handleHealth serves GET /health: 200 when the database answers within
-// HealthTimeout, else 503.
+// HealthTimeout, else 503. It is public and unbudgeted, so a flood of it
+// must not become a flood of round trips on the shared pool: one ping at a
+// time, its answer reused for a second (requests that arrive during a ping
+// wait for its answer, at most HealthTimeout).
 func handleHealth(db *store.DB, version string, started time.Time, now func() time.Time) http.Handler {
+	var mu sync.Mutex
+	var pinged time.Time
+	var pingErr error
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpx.NoStore(w)
-		ctx, cancel := context.WithTimeout(r.Context(), HealthTimeout)
-		defer cancel()
-		if err := db.Ping(ctx); err != nil {
+		mu.Lock()
+		if now().Sub(pinged) >= time.Second {
+			// Not bound to r: a caller that hangs up must not make the
+			// answer every other caller gets for a second a failure.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), HealthTimeout)
+			pingErr = db.Ping(ctx)
+			cancel()
+			// Timed from the answer: those who waited for it take it, not
+			// a ping each in turn (a stalled one takes HealthTimeout).
+			pinged = now()
+		}
+		err := pingErr
+		mu.Unlock()
+		if err != nil {
 			httpx.JSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "database": "disconnected"})
 			return
 		}

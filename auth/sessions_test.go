@@ -884,6 +884,7 @@ func TestHealthBoundedWhenDatabaseStalls(t *testing.T) {
 			e := newEnvOn(t, db)
 			e.request("GET", "/health", nil).want(http.StatusOK)
 			p.Stall()
+			e.clock.Add(time.Second) // past the first answer's second
 			start := time.Now()
 			r := e.request("GET", "/health", nil)
 			took := time.Since(start)
@@ -900,9 +901,30 @@ func TestHealthBoundedWhenDatabaseStalls(t *testing.T) {
 					t.Fatal("/health did not recover once the database answered again")
 				}
 				time.Sleep(100 * time.Millisecond)
+				e.clock.Add(time.Second)
 			}
 		})
 	}
+}
+
+// /health pings the database at most once a second, whoever asks: a
+// request within the second gets the last ping's answer without a ping of
+// its own. The database closed after the first request shows it (a ping
+// would fail at once); once the clock reaches the second, the next request
+// pings and answers 503.
+func TestHealthPingsOnceASecond(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.request("GET", "/health", nil).want(http.StatusOK)
+		e.db.Close()
+		e.clock.Add(time.Second - time.Millisecond)
+		if r := e.request("GET", "/health", nil); r.Code != http.StatusOK || r.Str("status") != "healthy" {
+			t.Fatalf("/health within the second of a good ping, the database closed since: %d %s; want the cached 200", r.Code, r.Body.String())
+		}
+		e.clock.Add(time.Millisecond)
+		if r := e.request("GET", "/health", nil); r.Code != http.StatusServiceUnavailable || r.Str("status") != "unhealthy" {
+			t.Fatalf("/health a second after the last ping, the database closed: %d %s; want 503 unhealthy", r.Code, r.Body.String())
+		}
+	})
 }
 
 // A reset or a password change ends the sessions that its transaction
