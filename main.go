@@ -228,7 +228,11 @@ func newLogger(cfg *config, w io.Writer) (*slog.Logger, func()) {
 func openStore(ctx context.Context, cfg *config) (*store.DB, error) {
 	opts := cfg.DB
 	opts.MySQL = mysqlDriver // nil but in oauth2-api-mysql (nomysql.go)
-	return store.Open(ctx, cfg.DatabaseURL, opts)
+	db, err := store.Open(ctx, cfg.DatabaseURL, opts)
+	if errors.Is(err, store.ErrBadURL) { // bad input: exit 2 at once, which systemd does not restart
+		return nil, usagef("DATABASE_URL: %w", err)
+	}
+	return db, err
 }
 
 // openStoreRetrying opens the database, waiting for it (with backoff, up to

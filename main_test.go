@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -369,6 +370,29 @@ func TestRunHealthcheckNothingListening(t *testing.T) {
 	_, _, err := runCmd(t, env, "", "healthcheck")
 	if err == nil || exitCode(err) != 1 {
 		t.Fatalf("healthcheck with nothing listening = %v (exit %d); want exit 1", err, exitCode(err))
+	}
+}
+
+// A DATABASE_URL whose settings the driver refuses is bad input: exit 2 at
+// once (API.md; the systemd unit does not restart on 2), not two minutes of
+// retries as for a database that does not answer yet; and the password,
+// in the user info or the query, is not printed.
+func TestRunBadDatabaseSettings(t *testing.T) {
+	if !slices.Contains(storetest.Dialects, store.Postgres) {
+		t.Skip("built without PostgreSQL")
+	}
+	for _, u := range []string{"postgres://u:s3cret-pw@127.0.0.1:1/db?sslmode=bogus", "postgres://u@127.0.0.1:1/db?password=s3cret-pw&connect_timeout=x"} {
+		for _, cmd := range []string{"migrate", "serve"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // the old code retried for two minutes
+			var out, errb bytes.Buffer
+			err := run(ctx, []string{cmd}, envOf(testEnv(t, "DATABASE_URL", u)), strings.NewReader(""), &out, &errb)
+			cancel()
+			if err == nil || exitCode(err) != 2 || !strings.HasPrefix(err.Error(), "DATABASE_URL: ") {
+				t.Errorf("%s with DATABASE_URL %s = %v (exit %d); want DATABASE_URL: ..., exit 2", cmd, u, err, exitCode(err))
+			} else if strings.Contains(err.Error()+out.String()+errb.String(), "s3cret-pw") {
+				t.Errorf("%s with DATABASE_URL %s printed the password: %v\n%s%s", cmd, u, err, &out, &errb)
+			}
+		}
 	}
 }
 

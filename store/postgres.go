@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net/url"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -24,6 +25,13 @@ func openPostgres(_ context.Context, target string, o Options) (w, r *sql.DB, er
 	if q.Get("connect_timeout") == "" {
 		q.Set("connect_timeout", "5")
 		u.RawQuery = q.Encode()
+	}
+	// sql.Open parses nothing (each connection does): parse now, so that a
+	// bad setting is said at once and not retried as an unreachable
+	// database. pgconn's text masks the password, in the user info and
+	// the query (the URL parsed: it knows where they are).
+	if _, err := pgconn.ParseConfig(u.String()); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadURL, err)
 	}
 	p, err := sql.Open("pgx", u.String())
 	if err != nil {

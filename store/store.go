@@ -19,8 +19,8 @@
 // Secrets (refresh tokens, codes, client secrets, sessions, reset tokens) are
 // stored only as SHA-256 hex digests; callers pass the digest, never the value.
 //
-// Errors callers branch on are ErrNotFound, ErrConflict and ErrUnavailable,
-// checked with errors.Is; sql.ErrNoRows never leaves this package.
+// Errors callers branch on are ErrNotFound, ErrConflict and ErrUnavailable
+// (and ErrBadURL from Open), checked with errors.Is; sql.ErrNoRows never leaves this package.
 //
 // # Security
 //
@@ -72,6 +72,9 @@ var (
 	// unreachable, timed out or busy. Handlers answer 503 (a retry may
 	// succeed). Any other failure is an internal error: 500.
 	ErrUnavailable error = unavailableError("database unavailable")
+	// ErrBadURL means the driver refuses the URL's settings (an unknown
+	// sslmode, a malformed port): bad input, which no retry fixes.
+	ErrBadURL = errors.New("bad database URL")
 )
 
 // unavailableError says Unavailable(): that is how the HTTP layer tells an
