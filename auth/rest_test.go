@@ -985,7 +985,7 @@ func TestMetricsRoutePattern(t *testing.T) {
 		e.request("PATCH", "/api/v1/users/123", map[string]any{"role": "user"}, bearer(admin)...).want(http.StatusNotFound)
 		e.request("DELETE", "/api/v1/users/123", nil, bearer(admin)...).want(http.StatusNotFound)
 		e.request("DELETE", "/api/v1/users/456", nil, bearer(admin)...).want(http.StatusNotFound)
-		e.request("GET", "/api/v1/users/789", nil, bearer(admin)...).want(http.StatusNotFound)
+		e.request("GET", "/api/v1/users/789", nil, bearer(admin)...).want(http.StatusMethodNotAllowed)
 		e.loginAttempt("root", "Wrong-Password-1").want(http.StatusUnauthorized)
 		e.loginAttempt("nobody", "Wrong-Password-1").want(http.StatusUnauthorized)
 
@@ -994,7 +994,7 @@ func TestMetricsRoutePattern(t *testing.T) {
 			`oauth2_http_requests_total{method="PATCH",endpoint="/api/v1/users/{id}",status="401"} 1`,
 			`oauth2_http_requests_total{method="PATCH",endpoint="/api/v1/users/{id}",status="404"} 1`,
 			`oauth2_http_requests_total{method="DELETE",endpoint="/api/v1/users/{id}",status="404"} 2`,
-			`oauth2_http_requests_total{method="GET",endpoint="/api/",status="404"} 1`,
+			`oauth2_http_requests_total{method="GET",endpoint="unmatched",status="405"} 1`,
 			`oauth2_http_requests_total{method="POST",endpoint="/api/v1/auth/login",status="200"} 1`,
 			`oauth2_http_requests_total{method="POST",endpoint="/api/v1/auth/login",status="401"} 2`,
 			`oauth2_http_request_duration_seconds_count{method="DELETE",endpoint="/api/v1/users/{id}"} 2`,
@@ -1069,4 +1069,48 @@ func TestOversizedBodyAnsweredOnItsSurface(t *testing.T) {
 		}
 		wantAPIError(post("/api/v1/auth/login", "application/json"), http.StatusRequestEntityTooLarge, "request_too_large")
 	})
+}
+
+// The mux's own answers, for a path no route serves (404) or a method its
+// routes do not take (405, with their Allow header), are in the error
+// table's shapes like every other error, not the mux's text/plain: RFC
+// 6749's with no-store under /oauth2/, the REST API's elsewhere. Its
+// redirect to a cleaned path stays a redirect.
+func TestUnroutedAnswersInTheTableShape(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	for _, c := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"GET", "/oauth2/token", http.StatusMethodNotAllowed, "POST"},
+		{"PUT", "/oauth2/revoke", http.StatusMethodNotAllowed, "POST"},
+		{"GET", "/oauth2/nope", http.StatusNotFound, ""},
+		{"GET", "/nope", http.StatusNotFound, ""},
+		{"DELETE", "/.well-known/jwks.json", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"PUT", "/api/v1/profile", http.StatusMethodNotAllowed, "GET, HEAD, PATCH"},
+		{"GET", "/api/v1/nothing-here", http.StatusNotFound, ""},
+	} {
+		what := c.method + " " + c.path
+		r := e.request(c.method, c.path, nil)
+		if got := r.Header().Get("Allow"); got != c.allow {
+			t.Errorf("%s: Allow %q; want %q", what, got, c.allow)
+		}
+		if ct := r.Header().Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("%s: %d, Content-Type %q, %q; want application/json", what, r.Code, ct, r.Body.String())
+		}
+		m := r.JSON()
+		if strings.HasPrefix(c.path, "/oauth2/") {
+			r.wantOAuthError(c.status, "invalid_request")
+			if desc, _ := m["error_description"].(string); desc == "" || len(m) != 2 {
+				t.Fatalf("%s: %s; want error and error_description", what, r.Body.String())
+			}
+			continue
+		}
+		code := map[int]string{http.StatusNotFound: "not_found", http.StatusMethodNotAllowed: "method_not_allowed"}[c.status]
+		wantAPIError(r, c.status, code)
+	}
+	if r := e.request("GET", "/oauth2/../nope", nil); r.Code != http.StatusTemporaryRedirect || r.Header().Get("Location") != "/nope" {
+		t.Errorf("GET /oauth2/../nope: %d, Location %q; want the mux's redirect to /nope", r.Code, r.Header().Get("Location"))
+	}
 }

@@ -67,11 +67,11 @@ type Deps struct {
 
 // NewHandler returns the whole server: the routes of AddRoutes wrapped, from
 // the outside in, in Observe (request id, access log, metrics), Recover,
-// SecureHeaders, CORS and LimitBody.
+// SecureHeaders, CORS, LimitBody and MuxErrors (the mux's 404 and 405 as JSON).
 func NewHandler(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	AddRoutes(mux, d)
-	var h http.Handler = mux
+	h := httpx.MuxErrors(d.Log, mux)
 	h = httpx.LimitBody(h)
 	h = httpx.CORS(d.CORSOrigins, h)
 	h = httpx.SecureHeaders(d.Release, h)
@@ -157,11 +157,7 @@ func routes(d Deps) []route {
 		// The page the verification link opens; the token in it is the credential.
 		{"GET /email/verify", person, pages, handleVerifyPage(log, db, b, now)},
 		{"POST /email/verify", person, creds, handleVerifyPage(log, db, b, now)},
-
-		// Anything else under /api/ is a JSON 404, not the mux's text one.
-		{"/api/", anyone, none, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			httpx.WriteError(w, r, log, httpx.E(httpx.KindNotFound, "no such endpoint"))
-		})},
+		// Anything else is the mux's 404 or 405, in JSON (httpx.MuxErrors).
 	}
 	if d.IDTokens != nil {
 		rs = append(rs, route{"GET /.well-known/openid-configuration", anyone, none, handleMetadata(iss, d.IDTokens, d.RequirePAR, dynamicRegistration(d))})

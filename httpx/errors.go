@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -33,6 +34,7 @@ const (
 	KindForbidden                           // authenticated, not allowed
 	KindInsufficientScope                   // the token lacks a scope
 	KindNotFound                            //
+	KindMethodNotAllowed                    // the path exists, not for this method (with Allow)
 	KindConflict                            // a duplicate
 	KindTooLarge                            // a body over MaxBody
 	KindMediaType                           // a body of the wrong type
@@ -76,6 +78,7 @@ var errorTable = [...]struct {
 	KindForbidden:               {http.StatusForbidden, "forbidden", "access_denied"},
 	KindInsufficientScope:       {http.StatusForbidden, "insufficient_scope", "insufficient_scope"},
 	KindNotFound:                {http.StatusNotFound, "not_found", "invalid_request"},
+	KindMethodNotAllowed:        {http.StatusMethodNotAllowed, "method_not_allowed", "invalid_request"},
 	KindConflict:                {http.StatusConflict, "conflict", "invalid_request"},
 	KindTooLarge:                {http.StatusRequestEntityTooLarge, "request_too_large", "invalid_request"},
 	KindMediaType:               {http.StatusUnsupportedMediaType, "unsupported_media_type", "invalid_request"},
@@ -194,4 +197,48 @@ func WriteOAuthError(w http.ResponseWriter, r *http.Request, log *slog.Logger, e
 		body["error"] = c
 	}
 	JSON(w, e.Status(), body)
+}
+
+// MuxErrors serves mux, answering its own 404 (no route) and 405 (none for
+// the method; the mux's Allow header kept) in the error table's shapes
+// instead of its text/plain: RFC 6749's, with no-store, under /oauth2/, the
+// REST API's elsewhere.
+func MuxErrors(log *slog.Logger, mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, pattern := mux.Handler(r); pattern == "" { // a 404, a 405, or a redirect to the cleaned path
+			h.ServeHTTP(&muxError{ResponseWriter: w, r: r, log: log}, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// muxError writes the answer of MuxErrors in place of the mux's text.
+type muxError struct {
+	http.ResponseWriter
+	r       *http.Request
+	log     *slog.Logger
+	replace bool
+}
+
+func (m *muxError) WriteHeader(code int) {
+	if m.replace = code == http.StatusNotFound || code == http.StatusMethodNotAllowed; !m.replace {
+		m.ResponseWriter.WriteHeader(code)
+		return
+	}
+	e, write := E(KindNotFound, "no such endpoint"), WriteError
+	if code == http.StatusMethodNotAllowed {
+		e = E(KindMethodNotAllowed, "method not allowed here; the Allow header lists those that are")
+	}
+	if strings.HasPrefix(m.r.URL.Path, "/oauth2/") {
+		write = WriteOAuthError
+	}
+	write(m.ResponseWriter, m.r, m.log, e)
+}
+
+func (m *muxError) Write(b []byte) (int, error) {
+	if m.replace { // the mux's text
+		return len(b), nil
+	}
+	return m.ResponseWriter.Write(b)
 }
