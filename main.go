@@ -370,13 +370,17 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 		IPs: httpx.IPResolver{Trusted: cfg.TrustedProxies},
 	})
 
+	// IdleTimeout outlasts the proxies' idle timeouts for their connections
+	// to us (nginx's upstream keepalive_timeout, ingress-nginx's, the
+	// ALB's: 60 s), so that they close an idle connection, not we: closed
+	// by us just as a proxy reuses it, it would answer that request 502.
 	srv := &http.Server{
 		Addr:              net.JoinHostPort(cfg.ListenAddr, strconv.Itoa(cfg.Port)),
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second, // slowloris: headers must arrive in time
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
+		IdleTimeout:       75 * time.Second,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

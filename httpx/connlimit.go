@@ -21,8 +21,8 @@ import (
 // a saturated instance alive and the client a clear refusal. Beyond
 // those, a connection is closed as soon as it is accepted.
 //
-// An idle keep-alive connection costs its client one request a minute
-// (IdleTimeout) to hold, so one address could otherwise hold all Max and
+// An idle keep-alive connection costs its client one request per
+// IdleTimeout (75 s) to hold, so one address could otherwise hold all Max and
 // lock everyone else out. When the open connections reach 7/8 of Max, the
 // Server's keep-alives are turned off: its idle connections are closed at
 // once and each answer carries Connection: close, so a place is held only

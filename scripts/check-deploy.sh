@@ -140,7 +140,9 @@ export KNOWN_VARS=$tmp/known-vars.txt
 # The server's own timings, which probes and healthchecks must allow for:
 # how long it waits for its database at start (main.go, openStoreRetrying),
 # the timeout of one migration step (store, underMigrationLock), and the
-# bound on /health's database ping (auth.HealthTimeout).
+# bound on /health's database ping (auth.HealthTimeout); and the idle
+# timeout of its keep-alive connections (main.go), which the proxies' must
+# be shorter than.
 timings=$("$PY" - "$ROOT" <<'PYEOF'
 import os, re, sys
 root = sys.argv[1]
@@ -155,12 +157,13 @@ def find(path, pattern):
 db = find("main.go", r"func openStoreRetrying\(.*?deadline := time\.Now\(\)\.Add\(([^)]*)\)")
 mig = find("store/store.go", r"func \(db \*DB\) underMigrationLock\(.*?context\.WithTimeout\([^,]*, ([^)]*)\)")
 health = find("auth/routes.go", r"const HealthTimeout = ([^\n]*)")
-print(f"DB_WAIT={db} MIGRATION_STEP={mig} HEALTH_TIMEOUT={health}")
+idle = find("main.go", r"srv := &http\.Server\{.*?IdleTimeout: *([^,\n]*),")
+print(f"DB_WAIT={db} MIGRATION_STEP={mig} HEALTH_TIMEOUT={health} IDLE_TIMEOUT={idle}")
 PYEOF
 ) || fail "the server's timings: $timings"
 eval "$timings"
-export STARTUP_BUDGET=$((DB_WAIT + MIGRATION_STEP)) HEALTH_TIMEOUT
-ok "server timings: database wait ${DB_WAIT}s + migration step ${MIGRATION_STEP}s = startup budget ${STARTUP_BUDGET}s; /health ping ${HEALTH_TIMEOUT}s"
+export STARTUP_BUDGET=$((DB_WAIT + MIGRATION_STEP)) HEALTH_TIMEOUT IDLE_TIMEOUT
+ok "server timings: database wait ${DB_WAIT}s + migration step ${MIGRATION_STEP}s = startup budget ${STARTUP_BUDGET}s; /health ping ${HEALTH_TIMEOUT}s; idle ${IDLE_TIMEOUT}s"
 
 # The server's routes (auth/routes.go): "METHOD PATH BUDGET" a line. The
 # proxies' per-IP password budgets must cover every route the server
@@ -1012,6 +1015,7 @@ nginx_t "$tmp/nginx/compose.conf" "$TPL"
 import os, re, sys
 errs = []
 ROUTES = [tuple(l.split()) for l in open(os.environ["ROUTES"]) if l.strip()]
+IDLE = int(os.environ["IDLE_TIMEOUT"])
 def blocks(text, name):
     return re.findall(r"# --- begin common %s\b[^\n]*\n(.*?)# --- end common %s ---" % (name, name), text, re.S)
 files = {p: open(p).read() for p in sys.argv[1:]}
@@ -1075,11 +1079,23 @@ for p, t in files.items():
     for d in ("client_header_timeout", "client_body_timeout", "ssl_ecdh_curve"):
         if not re.search(r"^\s*%s\s" % d, t, re.M):
             errs.append(f"{p}: no {d}")
+    # A proxy must close an idle connection to the server before the server
+    # does (IdleTimeout, main.go): closed by the server just as the proxy
+    # reuses it, that request is answered 502.
+    for up in re.findall(r"^upstream\s+\w+\s*\{(.*?)\}", t, re.M | re.S):
+        m = re.search(r"^\s*keepalive_timeout\s+(\d+)(s|m)?;", up, re.M)
+        kt = int(m.group(1)) * (60 if m.group(2) == "m" else 1) if m else 60  # nginx's default
+        if re.search(r"^\s*keepalive\s", up, re.M) and kt >= IDLE:
+            errs.append(f"{p}: upstream keepalive_timeout {kt}s does not end before the server's IdleTimeout ({IDLE}s)")
+# ingress-nginx's upstream-keepalive-timeout and the ALB's idle timeout are
+# 60 s unless changed (deploy/README.md): the server must outlast them too.
+if IDLE <= 60:
+    errs.append(f"main.go: IdleTimeout {IDLE}s does not outlast the 60 s idle timeout of ingress-nginx and the ALB")
 for e in errs:
     print("   -", e, file=sys.stderr)
 sys.exit(1 if errs else 0)
 PYEOF
-ok "nginx -t passes for $SITE and $TPL$note; common http, server and tls parts identical; TLS in every 443 server; zones at http level; back channel per client"
+ok "nginx -t passes for $SITE and $TPL$note; common http, server and tls parts identical; TLS in every 443 server; zones at http level; back channel per client; upstream keep-alives end before the server's ${IDLE_TIMEOUT}s"
 
 # ---- 6. systemd ------------------------------------------------------------------------
 step "systemd unit"
