@@ -118,20 +118,27 @@ func requireClient(log *slog.Logger, cs *Clients, creds *ratelimit.Limiter, m *h
 // DPoP; errNoToken for anything else. Schemes are case-insensitive.
 // Two Authorization headers are errManyTokens (RFC 6750 §3.1: a repeated
 // parameter is invalid_request): a proxy in front may read the other.
-// The token is what follows the scheme's one space, as sent: net/http has
-// taken SP and HTAB from around the value (RFC 9110 §5.5), and
-// strings.TrimSpace also took U+00A0, U+2028 and \v, so that a token had
-// many spellings.
+// The token is what follows the scheme's spaces (1*SP, RFC 7235 §2.1),
+// as sent: net/http has taken SP and HTAB from around the value (RFC 9110
+// §5.5); strings.TrimSpace also took U+00A0, U+2028 and \v, so that a
+// token had many spellings. A token68 holds no space.
 func accessToken(r *http.Request) (tok string, dpop bool, err error) {
 	if len(r.Header.Values("Authorization")) > 1 {
 		return "", false, errManyTokens
 	}
-	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	scheme, tok := credentials(r.Header.Get("Authorization"))
 	dpop = strings.EqualFold(scheme, "DPoP")
 	if tok == "" || (!dpop && !strings.EqualFold(scheme, "Bearer")) {
 		return "", false, errNoToken
 	}
 	return tok, dpop, nil
+}
+
+// credentials splits an Authorization value into its scheme and what
+// follows the spaces after it (RFC 7235 §2.1: auth-scheme 1*SP token68).
+func credentials(h string) (scheme, rest string) {
+	scheme, rest, _ = strings.Cut(h, " ")
+	return scheme, strings.TrimLeft(rest, " ")
 }
 
 // challenge is the WWW-Authenticate of an error about an access token

@@ -149,10 +149,10 @@ var (
 )
 
 // parseBasic decodes "Basic base64(urlencode(id):urlencode(secret))", the
-// credentials as sent after the scheme's one space (accessToken).
+// credentials as sent after the scheme's spaces (credentials).
 func parseBasic(h string) (id, secret string, ok bool) {
-	scheme, b64, found := strings.Cut(h, " ")
-	if !found || !strings.EqualFold(scheme, "Basic") || len(b64) > 1024 {
+	scheme, b64 := credentials(h)
+	if !strings.EqualFold(scheme, "Basic") || len(b64) > 1024 {
 		return "", "", false
 	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(b64)

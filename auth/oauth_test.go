@@ -1051,7 +1051,7 @@ func TestParseBasic(t *testing.T) {
 		{"Basic " + strings.Repeat("A", 2000), "", "", false},
 		{enc("abc:def") + "\u00a0", "", "", false}, // one byte form: nothing trimmed
 		{"Basic \v" + base64.StdEncoding.EncodeToString([]byte("abc:def")), "", "", false},
-		{"Basic  " + base64.StdEncoding.EncodeToString([]byte("abc:def")), "", "", false},
+		{"Basic  " + base64.StdEncoding.EncodeToString([]byte("abc:def")), "abc", "def", true}, // 1*SP (RFC 7235 §2.1)
 	} {
 		id, secret, ok := parseBasic(tc.h)
 		if ok != tc.ok || id != tc.id || secret != tc.secret {

@@ -616,9 +616,10 @@ func TestBearerChallenges(t *testing.T) {
 			}
 		}
 		// The scheme is case-insensitive (RFC 6750 §2.1); the token is what
-		// follows its one space, as sent.
+		// follows its spaces (1*SP, RFC 7235 §2.1), as sent.
 		e.request("GET", "/api/v1/profile", nil, "Authorization", "bearer "+access).want(http.StatusOK)
-		for _, h := range []string{"Bearer " + access + "\u00a0", "Bearer \v" + access, "Bearer  " + access, "Bearer \u2028" + access} {
+		e.request("GET", "/api/v1/profile", nil, "Authorization", "Bearer  "+access).want(http.StatusOK)
+		for _, h := range []string{"Bearer " + access + "\u00a0", "Bearer \v" + access, "Bearer \u2028" + access, "Bearer \t" + access} {
 			wantAPIError(e.request("GET", "/api/v1/profile", nil, "Authorization", h), http.StatusUnauthorized, "invalid_token")
 		}
 
