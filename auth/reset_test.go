@@ -172,6 +172,24 @@ func TestPasswordResetDisabled(t *testing.T) {
 	e.request("GET", "/password/reset", nil).want(http.StatusNotFound)
 }
 
+// An account whose address an older rule took (an internationalized
+// domain in its U-label, refused at registration now) still gets its
+// reset link: the request is not held to the registration rule.
+func TestForgotForAnAddressOfAnOlderRule(t *testing.T) {
+	srv, _ := smtptest.Start(t, smtptest.Plain, false)
+	e := newEnv(t, store.SQLite, withReset(t, srv, nil, SMTPNoTLS))
+	const addr = "bob@bücher.example"
+	if err := e.db.CreateUser(t.Context(), &store.User{Email: addr, Username: "bob", PasswordHash: "x", IsActive: true}, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	before := len(srv.Messages())
+	e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": addr}).want(http.StatusAccepted)
+	closeQueue(e.deps.Mail)
+	if mails := srv.Messages()[before:]; len(mails) != 1 || mails[0].To != addr {
+		t.Fatalf("mails %+v; want one to %s", mails, addr)
+	}
+}
+
 // A burst of forgot-password requests for one account mails at most
 // resetsPerHour links, and only the last one mailed works; an address
 // without an account is mailed nothing.
