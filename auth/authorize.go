@@ -156,16 +156,14 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	}
 	// OIDC Core §3.1.2.1: an ID token of ours, expired or not, naming the
 	// user the client expects signed in (at most token.MaxLen bytes, which
-	// bounds what a pushed request stores).
+	// bounds what a pushed request stores). One we cannot verify (signed by
+	// a key since dropped, say) names no one: a sign-in is asked for, as for
+	// another user's hint.
 	if h := params.Get("id_token_hint"); h != "" {
-		var c *token.Claims
-		if oidc {
-			c, _ = parseIDTokenHint(ts, h, now)
+		ar.hintSub = "-" // no user's id
+		if c, err := parseIDTokenHint(ts, h, now); oidc && err == nil {
+			ar.hintSub = c.Subject
 		}
-		if c == nil {
-			return ar, httpx.E(httpx.KindInvalid, "id_token_hint is not an ID token of this server")
-		}
-		ar.hintSub = c.Subject
 	}
 	if ar.dpopJKT = params.Get("dpop_jkt"); ar.dpopJKT != "" && !validChallenge(ar.dpopJKT) {
 		return ar, httpx.E(httpx.KindInvalid, "dpop_jkt is not a base64url SHA-256 thumbprint")
