@@ -112,6 +112,7 @@ var commands = map[string]struct {
   oauth2-api client list
   oauth2-api client delete ID
   oauth2-api client rotate-secret ID
+  oauth2-api client set-resource ID URI   (a resource server's resource, one of RESOURCES; "" for the ISSUER)
   oauth2-api client registration-token [--ttl 24h]   (one registration, with ENABLE_DYNAMIC_REGISTRATION=token)`, clientCmd},
 	"keys": {"usage: oauth2-api keys generate [--alg RS256|ES256|EdDSA] --out FILE", keysCmd},
 	"audit": {`usage:
@@ -770,6 +771,10 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 		if len(args) != 1 {
 			return usagef("usage: oauth2-api client %s ID", sub)
 		}
+	case "set-resource":
+		if len(args) != 2 {
+			return usagef("usage: oauth2-api client set-resource ID URI")
+		}
 	case "registration-token":
 		fs := flags("client registration-token")
 		fs.DurationVar(&ttl, "ttl", auth.RegistrationTokenTTL, "")
@@ -827,6 +832,16 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 		}
 		if err == nil {
 			fmt.Fprintln(stdout, "deleted", args[0])
+		}
+		return err
+	case "set-resource":
+		err := auth.SetClientResource(ctx, db, args[0], args[1], cfg.Resources, now)
+		if invalid, ok := errors.AsType[*httpx.Error](err); ok {
+			return usagef("client set-resource: %s", invalid.Message)
+		} else if errors.Is(err, store.ErrNotFound) {
+			return usagef("client set-resource: no resource server %q", clip(args[0]))
+		} else if err == nil {
+			fmt.Fprintln(stdout, "set", args[0])
 		}
 		return err
 	case "registration-token":

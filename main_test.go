@@ -282,6 +282,22 @@ func TestRunClientResourceServer(t *testing.T) {
 		strings.Count(out, `"resource":"https://api-b.example.com"`) != 1 {
 		t.Fatalf("client list = %q, %v; want one resource server, of B, and one not", out, err)
 	}
+	// One made before it could name its resource is set to it.
+	out, _, err = runCmd(t, env, "", "client", "create", "--name", "old", "--grant-type", "client_credentials", "--resource-server")
+	if err != nil || json.Unmarshal([]byte(out), &c) != nil {
+		t.Fatal(out, err)
+	}
+	if _, _, err := runCmd(t, env, "", "client", "set-resource", c.ClientID, "https://api-a.example.com"); err != nil {
+		t.Fatalf("client set-resource: %v", err)
+	}
+	if out, _, _ = runCmd(t, env, "", "client", "list"); !strings.Contains(out, `"resource":"https://api-a.example.com"`) {
+		t.Fatalf("client list after set-resource = %q; want the resource of A", out)
+	}
+	for name, args := range map[string][]string{"not in RESOURCES": {c.ClientID, "https://api-c.example.com"}, "no resource server": {"nobody", "https://api-a.example.com"}, "no URI": {c.ClientID}} {
+		if _, _, err := runCmd(t, env, "", append([]string{"client", "set-resource"}, args...)...); exitCode(err) != 2 {
+			t.Errorf("client set-resource, %s: %v; want exit 2", name, err)
+		}
+	}
 	for name, args := range map[string][]string{
 		"a public resource server":             {"--public", "--redirect-uri", "https://a.example/cb", "--resource-server"},
 		"a resource without --resource-server": {"--grant-type", "client_credentials", "--resource", "https://api-a.example.com"},

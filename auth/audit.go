@@ -37,7 +37,7 @@ const (
 	actClientDeleted  = "client.deleted"
 	actClientRotated  = "client.secret_rotated"
 	actClientRegister = "client.registered"
-	actClientUpdated  = "client.updated" // by its registrant (RFC 7592); detail changed: the names of the metadata changed
+	actClientUpdated  = "client.updated" // by its registrant (RFC 7592) or the CLI (set-resource); detail changed: the names of the metadata changed
 	actInitialToken   = "client.registration_token_issued"
 	actUserCreated    = "user.created"
 	actUserUpdated    = "user.updated"

@@ -407,6 +407,18 @@ func RotateClientSecret(ctx context.Context, db *store.DB, by int64, cs *Clients
 	return secret, nil
 }
 
+// SetClientResource names the resource a resource server is, one of
+// resources (RESOURCES), or "" for the ISSUER: a resource server registered
+// before it could name one sees tokens for the ISSUER only, and is set to
+// its resource without a new id and secret. By the operator (the CLI).
+func SetClientResource(ctx context.Context, db *store.DB, id, resource string, resources []string, now time.Time) error {
+	if resource != "" && !slices.Contains(resources, resource) {
+		return httpx.E(httpx.KindValidation, "resource: not one of RESOURCES")
+	}
+	e := auditEvent(ctx, actClientUpdated, id, outSuccess, "changed", "resource")
+	return db.SetClientResource(store.WithEvent(ctx, e), id, resource, store.ClientChange(id, now), now)
+}
+
 // DeleteClient deletes a client; its tokens stop working, those another
 // instance mints for it before it hears of the deletion included
 // (store.ClientDeletion). By is as for CreateClient, 0 too for a

@@ -151,6 +151,23 @@ func TestIntrospectionAtItsResource(t *testing.T) {
 				t.Errorf("%s introspected %s: %v; want active %v", c.who, c.what, in, c.active)
 			}
 		}
+		// A resource server registered before it could name its resource
+		// is set to it (client set-resource), on every instance at its
+		// next poll: A's tokens, not the ISSUER's, from then on.
+		if err := SetClientResource(t.Context(), e.db, rs, resourceA, e.deps.Tokens.Resources, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.deps.Tokens.Revoked.Load(t.Context(), e.db, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if e.introspect(rs, rsSecret, forA)["active"] != true || e.introspect(rs, rsSecret, forIssuer)["active"] != false {
+			t.Error("the resource server set to A: want A's tokens active, the ISSUER's not")
+		}
+		for _, bad := range []struct{ id, resource string }{{rs, "https://api-c.example.com"}, {id, resourceA}, {"nobody", resourceA}} {
+			if err := SetClientResource(t.Context(), e.db, bad.id, bad.resource, e.deps.Tokens.Resources, e.clock.Now()); err == nil {
+				t.Errorf("set-resource %s to %s: no error", bad.id, bad.resource)
+			}
+		}
 	}, withResources)
 }
 

@@ -116,6 +116,23 @@ func (db *DB) ListClients(ctx context.Context, limit, offset int) (list []Client
 	return list, total, err
 }
 
+// SetClientResource names the resource the resource server id is (its
+// introspection answers only for tokens for it: RFC 7662 §4), "" for the
+// ISSUER's, and records r (a ClientChange) so that every instance forgets
+// the client. ErrNotFound if id is no resource server.
+func (db *DB) SetClientResource(ctx context.Context, id, resource string, r Revocation, now time.Time) (err error) {
+	defer db.wrap(&err, "set client resource")
+	if !storable(id) {
+		return ErrNotFound
+	}
+	return db.tx(ctx, func(tx *txn) error {
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE clients SET resource = $2, updated_at = $3 WHERE id = $1 AND resource_server`, id, resource, now.Unix()); err != nil {
+			return err
+		}
+		return insertRevocation(ctx, tx, r)
+	})
+}
+
 // DeleteClient deletes the client with its codes and consents, revokes its
 // refresh token families, and records r, the client's revocation (a
 // ClientDeletion), so that its access tokens, all of them, stop working on
