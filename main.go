@@ -737,7 +737,7 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("client: want create, list, delete, rotate-secret or registration-token (oauth2-api client --help)")
+		return usagef("client: want create, list, delete, rotate-secret, set-resource or registration-token (oauth2-api client --help)")
 	}
 	sub, args := args[0], args[1:]
 	var spec auth.ClientSpec

@@ -159,7 +159,9 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	// bounds what a pushed request stores). One we cannot verify (signed by
 	// a key since dropped, say) names no one: a sign-in is asked for, as for
 	// another user's hint.
-	if h := params.Get("id_token_hint"); h != "" {
+	if h := params.Get("id_token_hint"); len(h) > token.MaxLen {
+		return ar, httpx.E(httpx.KindInvalid, "id_token_hint is longer than any ID token of this server")
+	} else if h != "" {
 		ar.hintSub = "-" // no user's id
 		if c, err := parseIDTokenHint(ts, h, now); oidc && err == nil {
 			ar.hintSub = c.Subject

@@ -179,7 +179,8 @@ func TestPushedRequestBounded(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		id, secret := e.webClient()
 		pk := newPKCE()
-		for _, kv := range [][2]string{{"prompt", strings.Repeat("login ", 15_000) + "login"}, {"max_age", strings.Repeat("0", 90_000) + "1"}} {
+		for _, kv := range [][2]string{{"prompt", strings.Repeat("login ", 15_000) + "login"}, {"max_age", strings.Repeat("0", 90_000) + "1"},
+			{"id_token_hint", strings.Repeat("A", 90_000)}} {
 			e.formPost("/oauth2/par", id, secret, pushForm(pk, kv[0], kv[1])).wantError(http.StatusBadRequest, "invalid_request")
 		}
 		e.formPost("/oauth2/par", id, secret, pushForm(pk, "prompt", "login consent", "max_age", "3600")).want(http.StatusCreated)
