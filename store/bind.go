@@ -101,6 +101,12 @@ func collect[T any](rows *sql.Rows, scan func(scanner) (*T, error)) ([]T, error)
 	return list, rows.Err()
 }
 
+// scanString reads a row of one text column, for collect.
+func scanString(s scanner) (*string, error) {
+	var v string
+	return &v, s.Scan(&v)
+}
+
 // txn is a write transaction (DB.tx) whose statements bind as the dialect
 // does (bind). ExecContext and QueryRowContext run a hot statement (hotTx)
 // as the writer's statement, prepared once per connection, so that a hot

@@ -402,10 +402,7 @@ ORDER BY auth_time DESC, sid DESC LIMIT $3 OFFSET $4`, userID, now, maxSignIns, 
 	if err != nil {
 		return nil, err
 	}
-	oldest, err := collect(rows, func(s scanner) (*string, error) {
-		var sid string
-		return &sid, s.Scan(&sid)
-	})
+	oldest, err := collect(rows, scanString)
 	if err != nil {
 		return nil, err
 	}

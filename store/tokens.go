@@ -224,10 +224,7 @@ ORDER BY CASE WHEN client_id = $3 THEN 0 ELSE 1 END, created_at, id LIMIT $2`, u
 	if err != nil {
 		return nil, err
 	}
-	oldest, err := collect(rows, func(s scanner) (*string, error) {
-		var id string
-		return &id, s.Scan(&id)
-	})
+	oldest, err := collect(rows, scanString)
 	if err != nil {
 		return nil, err
 	}
