@@ -56,7 +56,7 @@ func Open(_ context.Context, rawURL string, o store.Options) (w, r *sql.DB, err 
 	}
 	c, err := gomysql.NewConnector(cfg)
 	if err != nil {
-		return nil, nil, errors.New("open mysql: bad connection settings") // the error may quote the password: not echoed
+		return nil, nil, fmt.Errorf("%w: bad connection settings", store.ErrBadURL) // the error may quote the password: not echoed
 	}
 	p := sql.OpenDB(session{c})
 	p.SetMaxOpenConns(o.MaxOpenConns)
@@ -68,7 +68,7 @@ func Open(_ context.Context, rawURL string, o store.Options) (w, r *sql.DB, err 
 func config(rawURL string) (*gomysql.Config, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "mysql" || u.Host == "" {
-		return nil, errors.New("malformed mysql URL: want mysql://user:pass@host:3306/db") // the text may hold a password: not echoed
+		return nil, fmt.Errorf("%w: want mysql://user:pass@host:3306/db", store.ErrBadURL) // the text may hold a password: not echoed
 	}
 	cfg := gomysql.NewConfig()
 	cfg.User = u.User.Username()
@@ -83,9 +83,9 @@ func config(rawURL string) (*gomysql.Config, error) {
 		case k == "tls" && len(v) == 1 && (v[0] == "true" || v[0] == "false" || v[0] == "skip-verify" || v[0] == "preferred"):
 			cfg.TLSConfig = v[0]
 		case k == "tls":
-			return nil, errors.New("mysql URL: tls must be true, false, skip-verify or preferred")
+			return nil, fmt.Errorf("%w: tls must be true, false, skip-verify or preferred", store.ErrBadURL)
 		default:
-			return nil, fmt.Errorf("mysql URL: unknown parameter %q (tls is the only one: the server sets the others itself)", k)
+			return nil, fmt.Errorf("%w: unknown parameter %q (tls is the only one: the server sets the others itself)", store.ErrBadURL, k)
 		}
 	}
 	// Times are BIGINT Unix seconds everywhere: the driver parses none.
