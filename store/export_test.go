@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"io/fs"
+	"strings"
 	"testing/fstest"
 	"time"
 )
@@ -105,4 +106,18 @@ const MaxSignIns = maxSignIns
 func (db *DB) CreateOldClient(ctx context.Context, id, backchannelURI string, now time.Time) error {
 	return db.exec(ctx, nil, `INSERT INTO clients (id, name, grant_types, backchannel_logout_uri, created_at, updated_at)
 VALUES ($1, $1, 'authorization_code', $2, $3, $3)`, id, backchannelURI, now.Unix())
+}
+
+// CachedStmts counts the statements in the cache whose text holds part,
+// for purge_test's TestPurgeOneStatementText.
+func (db *DB) CachedStmts(part string) int {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	n := 0
+	for k := range db.stmts {
+		if strings.Contains(k.query, part) {
+			n++
+		}
+	}
+	return n
 }

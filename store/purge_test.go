@@ -163,6 +163,44 @@ BEGIN SELECT RAISE(ABORT, 'a refresh token deleted by its family''s cascade'); E
 	}
 }
 
+// The dead families' tokens were deleted by a list of as many ids as the
+// last chunk held: up to a hundred statement texts, each prepared on every
+// connection and kept (on MySQL, against max_prepared_stmt_count). Now one.
+func TestPurgeOneStatementText(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db, raw := onServer(t, d)
+			userID := liveFamily(t, db)
+			ret := store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: maxAge}
+			texts := 0 // after the first purge
+			for round, dead := range []int{1, 2, 3} {
+				for i := range dead {
+					id := fmt.Sprintf("dead%d-%d", round, i)
+					if _, err := raw.Exec(fmt.Sprintf(`INSERT INTO token_families (id, user_id, client_id, auth_time, created_at, revoked_at) VALUES ('%s', %d, 'c1', %d, %d, %d)`,
+						id, userID, t0.Unix(), t0.Unix(), t0.Unix())); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := raw.Exec(fmt.Sprintf(`INSERT INTO refresh_tokens (hash, family_id, created_at, expires_at, used_at) VALUES ('rt-%s', '%s', %d, %d, %d)`,
+						id, id, t0.Unix(), t0.Add(30*24*time.Hour).Unix(), t0.Unix())); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := db.Purge(ctx, ret, t0.Add(4*time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+				if n := count(t, raw, "refresh_tokens WHERE family_id LIKE 'dead%'"); n != 0 {
+					t.Fatalf("%d dead families: %d of their tokens left after the purge", dead, n)
+				}
+				if n := db.CachedStmts("family_id IN ("); round == 0 {
+					texts = n
+				} else if n != texts {
+					t.Fatalf("a purge of %d dead families cached %d statement texts naming families by id; one of 1 had %d", dead, n, texts)
+				}
+			}
+		})
+	}
+}
+
 // The audit log's prune, whose batch waits for a locked event on every
 // dialect, keeps the batches before it, each of which left a chain that
 // verifies from its base. (Before, nothing was pruned.)

@@ -566,11 +566,18 @@ ORDER BY id LIMIT `+strconv.Itoa(purgeBatch), minted, old, after)
 			return err
 		}
 		// A hundred families a statement, by a list of their ids (no
-		// subquery), each statement at most purgeBatch tokens.
+		// subquery), each statement at most purgeBatch tokens. A shorter
+		// last chunk repeats its last id: one statement text, not one per
+		// length, each prepared on every connection (MySQL counts them
+		// against max_prepared_stmt_count).
+		in := make([]string, 100)
+		for i := range in {
+			in[i] = "$" + strconv.Itoa(i+1)
+		}
 		for ids := range slices.Chunk(dead, 100) {
-			in, args := make([]string, len(ids)), make([]any, len(ids))
-			for i, id := range ids {
-				in[i], args[i] = "$"+strconv.Itoa(i+1), id
+			args := make([]any, 100)
+			for i := range args {
+				args[i] = ids[min(i, len(ids)-1)]
 			}
 			for {
 				n, err := db.written(ctx, db.deleteBatch("refresh_tokens", `family_id IN (`+strings.Join(in, ", ")+`)`), args...)
