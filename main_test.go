@@ -208,6 +208,9 @@ func TestRunUserCreate(t *testing.T) {
 		{"bad username", password, []string{"--email", "bob@example.com", "--username", "b"}},
 		{"bad role", password, []string{"--email", "bob@example.com", "--username", "bob", "--role", "root"}},
 		{"short password", "short\n", []string{"--email", "bob@example.com", "--username", "bob"}},
+		// Latin-1, as a terminal not in UTF-8 sends it: no login could ever
+		// send it (a JSON or form body must be UTF-8).
+		{"password not UTF-8", "p\xe4sswort1\n", []string{"--email", "bob@example.com", "--username", "bob"}},
 		{"no password", "", []string{"--email", "bob@example.com", "--username", "bob"}},
 		{"duplicate", password, []string{"--email", "ANN@example.com", "--username", "ann2"}},
 	} {

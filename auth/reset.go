@@ -106,7 +106,7 @@ func resetPassword(ctx context.Context, db *store.DB, pw *Passwords, ts *Tokens,
 		return errResetToken
 	}
 	if !validPassword(password) {
-		return invalid("new_password", "must be 8 to 128 characters")
+		return invalid("new_password", "must be 8 to 128 characters of UTF-8")
 	}
 	hash, err := pw.Hash(ctx, password)
 	if err != nil {

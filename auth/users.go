@@ -118,7 +118,7 @@ func Register(ctx context.Context, db *store.DB, pw *Passwords, email, username,
 	case !validUsername(username):
 		return nil, invalid("username", "3 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit")
 	case !validPassword(password):
-		return nil, invalid("password", "must be 8 to 128 characters")
+		return nil, invalid("password", "must be 8 to 128 characters of UTF-8")
 	case !validName(first):
 		return nil, invalid("first_name", "at most 100 characters, no control characters")
 	case !validName(last):
@@ -296,7 +296,7 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 	return restHandler(log, false, func(r *http.Request, req *request) (int, any, error) {
 		p := principalOf(r)
 		if !validPassword(req.NewPassword.Reveal()) {
-			return 0, nil, invalid("new_password", "must be 8 to 128 characters")
+			return 0, nil, invalid("new_password", "must be 8 to 128 characters of UTF-8")
 		}
 		if req.CurrentPassword == "" || len(req.CurrentPassword) > 4*maxPassword {
 			return 0, nil, invalid("current_password", "required")

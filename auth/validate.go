@@ -51,9 +51,12 @@ const (
 	maxPassword = 128
 )
 
+// validPassword: 8 to 128 characters of UTF-8 without NUL. Bytes that are
+// not UTF-8 (a terminal in Latin-1 at user create) could never be typed at
+// a login, whose JSON or form body must be UTF-8.
 func validPassword(s string) bool {
 	n := utf8.RuneCountInString(s)
-	return n >= minPassword && n <= maxPassword && !strings.ContainsRune(s, 0)
+	return n >= minPassword && n <= maxPassword && !strings.ContainsRune(s, 0) && utf8.ValidString(s)
 }
 
 // validName: at most 100 characters, no control characters, and no format
