@@ -179,6 +179,12 @@ func auditCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdo
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 || *limit < 1 {
 		return errUsage
 	}
+	if *action != "" && !slices.Contains(auth.AuditActions, *action) {
+		return usagef("audit list: --action: %q is none of the audit's actions (API.md)", *action)
+	}
+	if *head != "" && (len(*head) != 64 || strings.Trim(*head, "0123456789abcdef") != "") {
+		return usagef("audit verify: --head: want an event's hash, 64 lowercase hex digits")
+	}
 	f := store.AuditFilter{User: *user, Action: *action, Limit: *limit}
 	if *since != "" {
 		t, err := time.Parse(time.RFC3339, *since)

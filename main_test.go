@@ -96,6 +96,9 @@ func TestRunUsageErrors(t *testing.T) {
 		{"healthcheck", "junk"},
 		{"audit", "verify", "--since", "2026-01-01T00:00:00Z"},
 		{"audit", "list", "--head", "abc"},
+		{"audit", "list", "--action", "login_failure"}, // login.failure: no events would read as none happened
+		{"audit", "verify", "--head", "ABC"},           // not a hash: it was reported as a chain cut after it
+		{"audit", "verify", "--head", strings.Repeat("AB", 32)},
 		{"user"},
 		{"user", "delete"},
 		{"user", "create", "--bogus"},

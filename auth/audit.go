@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"time"
 
 	"oauth2-api/httpx"
@@ -92,6 +93,9 @@ func handleAuditList(log *slog.Logger, db *store.DB) http.Handler {
 	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
 		q := r.URL.Query()
 		f := store.AuditFilter{Action: q.Get("action"), User: q.Get("user")}
+		if f.Action != "" && !slices.Contains(AuditActions, f.Action) {
+			return 0, nil, invalid("action", "must be one of the audit's actions (API.md)")
+		}
 		if s := q.Get("since"); s != "" {
 			t, err := time.Parse(time.RFC3339, s)
 			if err != nil {

@@ -193,14 +193,19 @@ func TestAuditFailedLoginNeedsItsEvent(t *testing.T) {
 	}
 }
 
-// The audit list's filters come from the query string: one that no row can
-// hold (invalid UTF-8, NUL) matches nothing, on every database. PostgreSQL
-// refuses such a parameter outright (SQLSTATE 22021), which was answered
-// 500 for what is only bad input.
+// The audit list's filters come from the query string: a user that no row
+// can hold (invalid UTF-8, NUL) matches nothing, on every database.
+// PostgreSQL refuses such a parameter outright (SQLSTATE 22021), which was
+// answered 500 for what is only bad input. An action is one of the audit's
+// own (AuditActions): a misspelt one (login_failure) answered no events,
+// which in an incident reads as nothing having happened.
 func TestAuditListFilterNoRowCanHold(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		_, admin := e.admin()
-		for _, q := range []string{"action=%FF", "action=login%00", "user=%C0%AF", "user=1%00"} {
+		for _, q := range []string{"action=%FF", "action=login%00", "action=login_failure", "action=LOGIN.FAILURE"} {
+			wantAPIError(e.request("GET", "/api/v1/audit?"+q, nil, bearer(admin)...), http.StatusUnprocessableEntity, "validation_failed")
+		}
+		for _, q := range []string{"user=%C0%AF", "user=1%00"} {
 			r := e.request("GET", "/api/v1/audit?"+q, nil, bearer(admin)...)
 			if r.Code != http.StatusOK {
 				t.Errorf("GET /api/v1/audit?%s: %d %s; want 200 and no events", q, r.Code, r.Body.String())
