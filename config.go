@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/mail"
 	"net/netip"
 	"net/url"
 	"os"
@@ -387,6 +388,19 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	if c.SMTP.Host != "" && c.SMTP.From == "" { // mail goes out: reset links, and verification links at registration
 		e.fail("SMTP_FROM", "required when SMTP_HOST is set")
+	}
+	// Settings that would load and fail every mail, seen only in the
+	// metrics: the From is also the envelope's MAIL FROM, which takes a
+	// bare address; the port is SMTP_PORT's alone; a password is sent only
+	// with a user name.
+	if a, err := mail.ParseAddress(c.SMTP.From); c.SMTP.From != "" && (err != nil || a.Name != "" || a.Address != c.SMTP.From) {
+		e.fail("SMTP_FROM", "want a bare address such as oauth@example.com, without a display name")
+	}
+	if _, err := netip.ParseAddr(c.SMTP.Host); strings.Contains(c.SMTP.Host, ":") && err != nil {
+		e.fail("SMTP_HOST", "want a host name or an IP address: the port is SMTP_PORT")
+	}
+	if c.SMTP.Password.Reveal() != "" && c.SMTP.Username == "" {
+		e.fail("SMTP_PASSWORD", "set without SMTP_USERNAME, so it would never be sent")
 	}
 	c.EmailVerificationTTL = e.dur("EMAIL_VERIFICATION_TTL", "24h", time.Minute, 30*24*time.Hour)
 	// Without mail, no address could ever be verified but by the CLI.

@@ -319,6 +319,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"SMTP_TLS": "none", "SMTP_HOST": "::ffff:10.0.0.1"}, "SMTP_TLS"},
 		{map[string]string{"SMTP_TLS": "none", "SMTP_HOST": "127.0.0.1", "SMTP_USERNAME": "relay"}, "SMTP_TLS"},
 		{map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_PORT": "465"}, "SMTP_TLS"},
+		// Each loaded, and failed every mail.
+		{map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_FROM": "OAuth <auth@example.com>"}, "SMTP_FROM"},
+		{map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_FROM": "auth"}, "SMTP_FROM"},
+		{map[string]string{"SMTP_HOST": "smtp.example.com:587", "SMTP_FROM": "auth@example.com"}, "SMTP_HOST"},
+		{map[string]string{"SMTP_HOST": "[::1]", "SMTP_FROM": "auth@example.com"}, "SMTP_HOST"},
+		{map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_FROM": "auth@example.com", "SMTP_PASSWORD": "pw"}, "SMTP_PASSWORD"},
 		{map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL"},
 		{map[string]string{"DATABASE_URL": "postgres://"}, "DATABASE_URL"},
 		{map[string]string{"DATABASE_URL": "file:o.db?_pragma=foreign_keys(0)"}, "DATABASE_URL"},
@@ -410,7 +416,7 @@ func TestLoadConfigSecretFiles(t *testing.T) {
 	write(creds, "JWT_SECRET_PREVIOUS", "previous-secret-0123456789abcdef-credential")
 
 	c, err := loadConfig(envOf(map[string]string{"APP_MODE": "release", "ISSUER": "https://auth.example.com",
-		"JWT_SECRET_FILE": secretFile, "DATABASE_URL_FILE": dbFile, "CREDENTIALS_DIRECTORY": creds}))
+		"JWT_SECRET_FILE": secretFile, "DATABASE_URL_FILE": dbFile, "CREDENTIALS_DIRECTORY": creds, "SMTP_USERNAME": "relay"}))
 	if err != nil {
 		t.Fatalf("loadConfig from files: %v", err)
 	}
