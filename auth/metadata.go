@@ -45,7 +45,7 @@ func handleMetadata(iss string, idTokens *token.Signer, requirePAR, registration
 		m["subject_types_supported"] = []string{"public"}
 		m["id_token_signing_alg_values_supported"] = []string{idTokens.Key().Alg}
 		m["claims_supported"] = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
-			"email", "email_verified", "preferred_username", "given_name", "family_name"}
+			"email", "email_verified", "preferred_username", "given_name", "family_name", "updated_at"}
 		m["backchannel_logout_supported"] = true
 		m["backchannel_logout_session_supported"] = true // logout tokens carry sid, as ID tokens do
 		m["prompt_values_supported"] = []string{"none", "login", "consent"}

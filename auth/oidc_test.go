@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -145,6 +146,11 @@ func TestOpenIDConnect(t *testing.T) {
 		}
 		if d["request_parameter_supported"] != false { // request_not_supported (TestAuthorizeRedirectedErrors)
 			t.Fatalf("request_parameter_supported %v; want false", d["request_parameter_supported"])
+		}
+		for claim := range ui { // userinfo's claims are among claims_supported (updated_at was not)
+			if !slices.Contains(d["claims_supported"].([]any), any(claim)) {
+				t.Errorf("userinfo returns %s, which claims_supported %v does not list", claim, d["claims_supported"])
+			}
 		}
 
 		// RP-initiated logout with the id_token_hint: the session ends and

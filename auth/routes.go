@@ -110,6 +110,7 @@ func routes(d Deps) []route {
 	client, none := budget{perClient: true}, budget{}
 	clientRows := budget{perClient: true, allAddresses: true}
 	v := verification{mail: d.Mail, link: strings.TrimSuffix(iss, "/") + "/email/verify", ttl: d.EmailVerificationTTL, required: d.RequireEmailVerification}
+	meta := handleMetadata(iss, d.IDTokens, d.RequirePAR, dynamicRegistration(d))
 	rs := []route{
 		// Operations. /metrics is for the proxy to keep private (deploy/).
 		{"GET /health", anyone, none, handleHealth(db, d.Version, d.Started, now)},
@@ -137,7 +138,7 @@ func routes(d Deps) []route {
 		{"POST /api/v1/clients/{id}/secret", admin, api, handleClientRotate(log, db, ts, cs, now)},
 
 		// OAuth 2.0 and OpenID Connect.
-		{"GET /.well-known/oauth-authorization-server", anyone, none, handleMetadata(iss, d.IDTokens, d.RequirePAR, dynamicRegistration(d))},
+		{"GET /.well-known/oauth-authorization-server", anyone, none, meta},
 		{"GET /.well-known/jwks.json", anyone, none, handleJWKS(d.PublicKeys)},
 		{"GET /oauth2/authorize", person, pages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
 		{"POST /oauth2/authorize", person, creds, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
@@ -160,7 +161,20 @@ func routes(d Deps) []route {
 		// Anything else is the mux's 404 or 405, in JSON (httpx.MuxErrors).
 	}
 	if d.IDTokens != nil {
-		rs = append(rs, route{"GET /.well-known/openid-configuration", anyone, none, handleMetadata(iss, d.IDTokens, d.RequirePAR, dynamicRegistration(d))})
+		rs = append(rs, route{"GET /.well-known/openid-configuration", anyone, none, meta})
+	}
+	// An ISSUER with a path (behind a proxy that strips it) has its RFC 8414
+	// metadata where §3.1 puts it, the well-known path followed by the
+	// issuer's (OpenID Connect's is the issuer's URL followed by its own).
+	if u, _ := url.Parse(iss); strings.Trim(u.Path, "/") != "" {
+		at := "/.well-known/oauth-authorization-server" + strings.TrimSuffix(u.Path, "/")
+		rs = append(rs, route{"GET /.well-known/oauth-authorization-server/", anyone, none, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != at {
+				httpx.WriteError(w, r, log, httpx.E(httpx.KindNotFound, "no such endpoint"))
+				return
+			}
+			meta.ServeHTTP(w, r)
+		})})
 	}
 	if dynamicRegistration(d) { // ENABLE_DYNAMIC_REGISTRATION: token or open
 		if d.Registration == nil {
