@@ -563,6 +563,41 @@ func TestSessionMaxAge(t *testing.T) {
 	}, func(d *Deps) { d.Tokens.MaxAge = 90 * 24 * time.Hour })
 }
 
+// A session is a refresh-token family with the access tokens minted from it
+// (API.md), so a refresh just before REFRESH_TOKEN_MAX_DAYS mints an access
+// token that ends with the session, not ACCESS_TOKEN_TTL later: at the REST
+// API and at the token endpoint alike.
+func TestSessionMaxAgeEndsItsAccessTokens(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("amy@example.com", "amy", "Amy-Password-1", store.RoleUser)
+		id, secret := e.webClient()
+		rs, rsSecret := e.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
+		end := e.clock.Now().Add(e.deps.Tokens.MaxAge) // both sessions start now
+		_, rt := e.login("amy", "Amy-Password-1")
+		_, ort := e.codeGrant(e.browser(), id, secret, "amy", "Amy-Password-1")
+		e.clock.Add(e.deps.Tokens.MaxAge - time.Second)
+		pairs := []response{e.refresh(rt).want(http.StatusOK), e.refreshGrant(id, secret, ort).want(http.StatusOK)}
+		for _, r := range pairs {
+			at := e.secret(r.Str("access_token"))
+			e.secret(r.Str("refresh_token"))
+			if exp, in := e.claimsOf(at).Expiry, r.JSON()["expires_in"]; exp > end.Unix() || in != 1.0 {
+				t.Fatalf("refreshed 1s before the session's end: exp %v, expires_in %v; want exp at most %v, expires_in 1", time.Unix(exp, 0), in, end)
+			}
+			if !e.introspect(rs, rsSecret, at)["active"].(bool) {
+				t.Fatal("a fresh access token is inactive")
+			}
+		}
+		e.clock.Add(time.Second) // the session's end
+		for _, r := range pairs {
+			if e.introspect(rs, rsSecret, r.Str("access_token"))["active"].(bool) {
+				t.Fatal("an access token is active at introspection past its session's REFRESH_TOKEN_MAX_DAYS")
+			}
+		}
+		e.clock.Add(token.Leeway) // and past the clock skew a bearer check allows
+		wantAPIError(e.request("GET", "/api/v1/profile", nil, bearer(pairs[0].Str("access_token"))...), http.StatusUnauthorized, "invalid_token")
+	}, func(d *Deps) { d.Tokens.MaxAge = 24 * time.Hour })
+}
+
 // Item 4: at most LOGIN_MAX_FAILURES password checks of one account per
 // window (between successes, which clear the count), however many requests
 // arrive at once.

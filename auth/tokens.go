@@ -55,13 +55,15 @@ type Mint struct {
 	JKT       string    // the DPoP key it is bound to (cnf, RFC 9449 §6.1), or ""
 	AuthTime  time.Time // when the user signed in; zero for none
 	SecretTag string    // the client secret the request showed (store.SecretTag), or ""
+	// TTL is its lifetime; 0: AccessTTL.
+	TTL time.Duration
 }
 
 // Access mints an access token (RFC 9068) and returns it with its claims.
 func (ts *Tokens) Access(sub, clientID string, m Mint, now time.Time) (string, *token.Claims, error) {
 	c := &token.Claims{
 		Issuer: ts.Issuer, Subject: sub, Audience: cmp.Or(m.Audience, ts.Issuer),
-		IssuedAt: now.Unix(), Expiry: now.Add(ts.AccessTTL).Unix(),
+		IssuedAt: now.Unix(), Expiry: now.Add(cmp.Or(m.TTL, ts.AccessTTL)).Unix(),
 		ID: token.NewTimedID(now), ClientID: clientID, Scope: m.Scope, SessionID: m.SessionID, SecretTag: m.SecretTag,
 	}
 	if m.JKT != "" {
@@ -329,11 +331,17 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 }
 
 // finishRotation mints the access token of a rotated family, for the
-// family's resource.
+// family's resource. It expires with the session, at MaxAge from its start
+// if that comes before AccessTTL (API.md: no session outlives
+// REFRESH_TOKEN_MAX_DAYS, access tokens included); the rotation refused a
+// family at MaxAge, so the TTL is above 0.
 func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope string, n Narrow, now time.Time) (*Pair, *store.RefreshToken, error) {
-	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: spent.Family.Resource, JKT: n.JKT, AuthTime: spent.Family.AuthTime, SecretTag: n.SecretTag}, now)
+	ttl := min(ts.AccessTTL, spent.Family.CreatedAt.Add(ts.MaxAge).Sub(now))
+	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: spent.Family.Resource, JKT: n.JKT, AuthTime: spent.Family.AuthTime, SecretTag: n.SecretTag, TTL: ttl}, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	return ts.pair(access, next, scope, n.JKT), spent, nil
+	p := ts.pair(access, next, scope, n.JKT)
+	p.ExpiresIn = int64(ttl / time.Second)
+	return p, spent, nil
 }
