@@ -296,10 +296,11 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 // signInAndConsent takes the browser through the login and consent forms
 // that the authorization endpoint and the device page share, to the user's
 // decision. A POSTed login form signs in, then consent is asked unless
-// already given; a POSTed consent form decides. Otherwise the user signs in
-// first if not signed in, or if prompt=login or max_age asks for a new
-// sign-in (never so at the device page, whose requests have neither);
-// prompt=none answers login_required instead of showing the form.
+// already given (always at the device page); a POSTed consent form
+// decides. Otherwise the user signs in first if not signed in, or if
+// prompt=login or max_age asks for a new sign-in (never so at the device
+// page, whose requests have neither); prompt=none answers login_required
+// instead of showing the form.
 func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics, v verification) {
 	ctx, form, posted := a.r.Context(), a.ar.params, a.form
 	sess, _, err := currentSession(ctx, a.db, a.b, a.r, a.now)
@@ -349,14 +350,18 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 		}
 		return
 	}
-	// Signed in: ask for consent unless already given.
+	// Signed in: ask for consent unless already given; at the device page
+	// always, consent memory and first-party status notwithstanding (RFC
+	// 8628 §3.3.1, §5.4): a user code is all a remote attacker needs to
+	// send, in a link that fills it in, and the consent page is where the
+	// user checks it against the device in front of them.
 	need, err := needsConsent(ctx, a.db, sess.UserID, a.ar)
 	switch {
 	case err != nil:
 		a.b.fail(a.w, a.r, err)
 	case need && a.ar.has("none"):
 		a.redirectError(httpx.E(httpx.KindConsentRequired, "the user must consent"))
-	case need:
+	case need || a.device != nil:
 		a.showConsent(sess)
 	default:
 		a.decide(sess)
@@ -409,13 +414,14 @@ type authorization struct {
 // showForm renders the login or consent page d with what both forms need:
 // the client's name, the CSRF token, where the form posts, the fields it
 // carries, and the CSP form-action source of the redirect that follows it
-// (none at the device page, which redirects nowhere).
+// (none at the device page, which redirects nowhere, and shows its user
+// code to be checked against the device's).
 // d.Hidden holds the page's own fields, which follow the request's.
 func (a *authorization) showForm(status int, page string, d *pageData) {
 	d.ClientName, d.CSRF = a.ar.client.Name, a.b.csrfToken(a.w, a.r)
 	d.Hidden = append(a.carried(), d.Hidden...)
 	if a.device != nil {
-		d.Action = "/oauth2/device"
+		d.Action, d.UserCode = "/oauth2/device", a.device.shown
 		a.b.render(a.w, status, page, "", d)
 		return
 	}

@@ -21,11 +21,12 @@ import (
 
 // Device authorization (RFC 8628): a device without a browser (a TV, a
 // CLI, an agent) asks for a device code and a short user code; the user
-// types the user code at /oauth2/device on another screen, signs in and
-// consents there exactly as at the authorization endpoint (the same
-// session, consent memory and first-party rules, the same login form and
-// its throttles); meanwhile the device polls the token endpoint until it
-// gets its tokens, a refusal or an expiry.
+// types the user code at /oauth2/device on another screen, signs in there
+// as at the authorization endpoint (the same session, the same login form
+// and its throttles) and is always asked to consent, shown the code to
+// check against the device's (consent memory and first-party status skip
+// nothing here: RFC 8628 §3.3.1, §5.4); meanwhile the device polls the
+// token endpoint until it gets its tokens, a refusal or an expiry.
 
 const (
 	grantDeviceCode = "urn:ietf:params:oauth:grant-type:device_code" // RFC 8628 §3.4
@@ -183,10 +184,10 @@ var (
 
 // handleDevicePage serves GET and POST /oauth2/device (RFC 8628 §3.3): the
 // user types the code (or opens verification_uri_complete, which fills it
-// in), then signs in and consents with the authorization endpoint's forms,
-// which post here carrying the code; the page ends saying the user may
-// return to the device. Every POST looks the code up again, counted as
-// findDevice says.
+// in), then signs in and consents with the authorization endpoint's forms
+// (consent every time, the code shown), which post here carrying the
+// code; the page ends saying the user may return to the device. Every POST
+// looks the code up again, counted as findDevice says.
 func handleDevicePage(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, v verification, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()

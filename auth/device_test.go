@@ -181,7 +181,7 @@ func TestDeviceFlow(t *testing.T) {
 		e.clock.Add(5 * time.Second)
 		e.poll(id, "", d.deviceCode).wantOAuthError(http.StatusBadRequest, errAuthorizationPending)
 		w = b.post(w, "login", "ann", "password", "correct horse")
-		wantPage(t, w, http.StatusOK, consentPage, "Living Room TV", "<code>openid</code>", "<code>read</code>", "The device that showed you the code gets this access")
+		wantPage(t, w, http.StatusOK, consentPage, "Living Room TV", "<code>openid</code>", "<code>read</code>", "<code>"+d.userCode+"</code>", "Allow only if this code is displayed on a device in front of you")
 		if strings.Contains(w.Body.String(), "profile") {
 			t.Fatal("the consent page shows a scope the device did not ask for")
 		}
@@ -580,51 +580,74 @@ func TestDevicePageCSRF(t *testing.T) {
 	})
 }
 
-// Sign-in and consent are the authorization endpoint's: a signed-in
-// browser is not asked to sign in again; consent once given is remembered
-// (and asked again for more scopes), the same memory the authorization
-// endpoint keeps; a first-party client is never asked.
+// Sign-in is the authorization endpoint's (a signed-in browser is not
+// asked again, a wrong password is throttled as there), but consent is
+// asked every time (RFC 8628 §3.3.1, §5.4): a verification_uri_complete
+// mailed by someone else, opened in a signed-in browser and sent as filled
+// in, must not approve their device in one click. So neither a consent
+// given before nor a first-party client skips the consent page, which
+// names the client, the account and the scopes and shows the user code;
+// only its POST approves. A grant is still remembered, for the
+// authorization endpoint.
 func TestDeviceConsentMemory(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		ann := e.createUser("ann@example.com", "ann", "correct horse", store.RoleUser)
 		tv, _ := e.deviceClient("TV", false, false, "read", "write")
 		b := e.browser()
-
 		d := e.startDevice(tv, "", "read")
-		w := b.enterCode(d.userCode)
-		wantPage(t, w, http.StatusOK, loginPage)
-		w = b.post(w, "login", "ann", "password", "correct horse")
-		wantPage(t, b.post(w, "action", "allow"), http.StatusOK, "Device connected")
+		wantPage(t, b.approve(d.userCode, "ann", "correct horse", "allow"), http.StatusOK, "Device connected")
 		e.secret(e.poll(tv, "", d.deviceCode).want(http.StatusOK).Str("access_token"))
 
-		// Signed in and consented: the code is all it takes; the end page
-		// still names the client.
+		// Signed in and consented: the code, sent as the link fills it in
+		// (TestDeviceFlow), shows the consent page with the code; its form
+		// without the consent field approves nothing; the page's own POST
+		// does.
 		d = e.startDevice(tv, "", "read")
-		wantPage(t, b.enterCode(d.userCode), http.StatusOK, "Device connected", "TV", "ann", donePage)
+		w := b.enterCode(d.userCode)
+		wantPage(t, w, http.StatusOK, consentPage, "<bdi>TV</bdi>", "<bdi>ann</bdi>", "<code>read</code>", "<code>"+d.userCode+"</code>")
+		forged := formOf(t, w.Body.String())
+		forged.Del("consent")
+		forged.Set("action", "allow")
+		wantPage(t, b.do("POST", "/oauth2/device", forged), http.StatusOK, loginPage)
+		e.poll(tv, "", d.deviceCode).wantOAuthError(http.StatusBadRequest, errAuthorizationPending)
+		wantPage(t, b.post(w, "action", "allow"), http.StatusOK, "Device connected", "TV", "ann", donePage)
+		e.clock.Add(5 * time.Second)
 		e.secret(e.poll(tv, "", d.deviceCode).want(http.StatusOK).Str("access_token"))
 
-		// More scopes: asked again.
+		// Denied there, after that consent: the device gets access_denied.
+		d = e.startDevice(tv, "", "read")
+		wantPage(t, b.approve(d.userCode, "", "", "deny"), http.StatusOK, "Access denied")
+		e.poll(tv, "", d.deviceCode).wantOAuthError(http.StatusBadRequest, "access_denied")
+
+		// More scopes: the page names them; the grant is remembered as the
+		// authorization endpoint remembers consent.
 		d = e.startDevice(tv, "", "read write")
 		w = b.enterCode(d.userCode)
-		wantPage(t, w, http.StatusOK, consentPage, "<code>write</code>")
+		wantPage(t, w, http.StatusOK, consentPage, "<code>write</code>", d.userCode)
 		wantPage(t, b.post(w, "action", "allow"), http.StatusOK, "Device connected")
 		e.secret(e.poll(tv, "", d.deviceCode).want(http.StatusOK).Str("access_token"))
-
-		// Remembered as the authorization endpoint remembers consent.
 		if granted, ok, err := e.db.ConsentedScope(context.Background(), ann.ID, tv, ""); err != nil || !ok || granted != "read write" {
 			t.Fatalf("consent %q, %v, %v; want read write", granted, ok, err)
 		}
 
-		// First-party: no consent page, signed in or not.
+		// First-party: the consent page too, signed in or not; a prompt=none
+		// sent along means nothing at the device page.
 		ours, _ := e.deviceClient("Our CLI", false, true, "read")
 		d = e.startDevice(ours, "", "")
-		wantPage(t, b.enterCode(d.userCode), http.StatusOK, "Device connected", "Our CLI")
+		form := b.pageForm("/oauth2/device")
+		form.Set("user_code", d.userCode)
+		form.Set("prompt", "none")
+		w = b.do("POST", "/oauth2/device", form)
+		wantPage(t, w, http.StatusOK, consentPage, "<bdi>Our CLI</bdi>", "<bdi>ann</bdi>", d.userCode)
+		wantPage(t, b.post(w, "action", "allow"), http.StatusOK, "Device connected", "Our CLI")
 		e.secret(e.poll(ours, "", d.deviceCode).want(http.StatusOK).Str("access_token"))
 		d = e.startDevice(ours, "", "")
 		fresh := e.browser()
 		w = fresh.enterCode(d.userCode)
 		wantPage(t, w, http.StatusOK, loginPage)
-		wantPage(t, fresh.post(w, "login", "ann", "password", "correct horse"), http.StatusOK, "Device connected")
+		w = fresh.post(w, "login", "ann", "password", "correct horse")
+		wantPage(t, w, http.StatusOK, consentPage, "<bdi>Our CLI</bdi>", d.userCode)
+		wantPage(t, fresh.post(w, "action", "allow"), http.StatusOK, "Device connected")
 
 		// A wrong password is the login form's answer, throttled as there.
 		d = e.startDevice(tv, "", "read")

@@ -245,8 +245,8 @@ func TestConsentPerResource(t *testing.T) {
 			t.Fatal("a pushed request for B asked again after consent for B")
 		}
 
-		// The device page, for a device client: asked for A, then not for A,
-		// then for B.
+		// The device page, for a device client: asked for A, for A again
+		// (the device page always asks: TestDeviceConsentMemory), then for B.
 		tv, _ := e.deviceClient("TV", false, false, "read")
 		device := func(resource string) (deviceCode string, page *httptest.ResponseRecorder) {
 			r := e.clientPost("/oauth2/device_authorization", tv, "", url.Values{"resource": {resource}}).want(http.StatusOK)
@@ -259,7 +259,8 @@ func TestConsentPerResource(t *testing.T) {
 			t.Fatalf("device consented for A: aud %v", a)
 		}
 		dc, w = device(resourceA)
-		wantPage(t, w, http.StatusOK, donePage)
+		wantPage(t, w, http.StatusOK, consentPage, forResource+resourceA+"</code>")
+		wantPage(t, b.post(w, "action", "allow"), http.StatusOK, donePage)
 		e.secret(e.poll(tv, "", dc).want(http.StatusOK).Str("access_token"))
 		_, w = device(resourceB)
 		wantPage(t, w, http.StatusOK, consentPage, forResource+resourceB+"</code>")

@@ -186,8 +186,9 @@ func await(t testing.TB, results <-chan deviceResult, within time.Duration) devi
 
 // browserDevice is the person at the device page in Chromium: they open the
 // verification URI, type the code as they read it (lower case, a space for
-// the dash), sign in unless they already are, read the consent page (which
-// must show each of consentShows), press decision, and land on the page
+// the dash), sign in unless they already are, read the consent page, which
+// comes every time (RFC 8628 §3.3.1, §5.4) and must show the user code and
+// each of consentShows, press decision, and land on the page
 // that sends them back to their device. Each page is saved as a
 // screenshot, prefix-code.png, -login.png, -consent.png and -done.png.
 // It returns the text of that last page.
@@ -230,25 +231,24 @@ func browserDevice(t testing.TB, ctx context.Context, da *oauth2.DeviceAuthRespo
 			t.Fatalf("sign in: %v", err)
 		}
 	}
-	if html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS(`main`))); strings.Contains(html, `name="action"`) {
-		text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`main`)))
-		if err != nil {
-			t.Fatalf("consent page: %v", err)
+	html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS(`main`)))
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`main`)))
+	if err != nil || !strings.Contains(html, `name="action"`) {
+		t.Fatalf("no consent page (the device page asks every time): %v %s", err, text)
+	}
+	for _, want := range append(consentShows, da.UserCode) {
+		if !strings.Contains(text, want) {
+			t.Errorf("consent page does not show %q:\n%s", want, text)
 		}
-		for _, want := range consentShows {
-			if !strings.Contains(text, want) {
-				t.Errorf("consent page does not show %q:\n%s", want, text)
-			}
-		}
-		shot("consent")
-		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[name=action][value=`+decision+`]`))); err != nil {
-			t.Fatalf("press %s: %v", decision, err)
-		}
+	}
+	shot("consent")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[name=action][value=`+decision+`]`))); err != nil {
+		t.Fatalf("press %s: %v", decision, err)
 	}
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("device-done"))); err != nil {
 		t.Fatalf("the last page did not load: %v", err)
 	}
-	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`main`)))
+	text, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`main`)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,9 +266,10 @@ func browserDevice(t testing.TB, ctx context.Context, da *oauth2.DeviceAuthRespo
 // x/oauth2; while it polls (authorization_pending), the person types the
 // code in Chromium, signs in and allows; the TV gets an access token, a
 // refresh token and an ID token that go-oidc verifies, uses the access
-// token at UserInfo and refreshes it. Then the TV asks for "read", which
-// the person has not granted: the consent page comes again, they deny, and
-// the TV gets access_denied.
+// token at UserInfo and refreshes it. Then the TV asks for the same scopes
+// again: though the person granted them, the consent page comes again with
+// the new code (a code mailed by someone else must not approve in one
+// click); they deny, and the TV gets access_denied.
 func TestDeviceFlow(t *testing.T) {
 	t.Parallel()
 	chromium(t)
@@ -350,11 +351,10 @@ func TestDeviceFlow(t *testing.T) {
 		t.Errorf("refresh gave %+v; want a new access token and a rotated refresh token", refreshed)
 	}
 
-	// More than was granted: the consent page again; the person denies.
-	deny := deviceConfig(t, s, tv, "read")
-	da = startDevice(t, ctx, s, deny)
-	results = pollInBackground(ctx, deny, da)
-	done = browserDevice(t, bctx, da, ada, "deny", []string{"Interop TV", "read"}, "device-deny")
+	// The same scopes, granted: the consent page again; the person denies.
+	da = startDevice(t, ctx, s, cfg)
+	results = pollInBackground(ctx, cfg, da)
+	done = browserDevice(t, bctx, da, ada, "deny", []string{"Interop TV", "ada", "openid", "profile"}, "device-deny")
 	if !strings.Contains(done, "denied") {
 		t.Errorf("the last page after Deny says %q", done)
 	}
