@@ -583,7 +583,8 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 	err = create()
 	if errors.Is(err, store.ErrConflict) {
 		// The sign-in continued ended meanwhile (a logout in another tab),
-		// its sid with it. The password was right: a new sign-in starts.
+		// its sid with it (another login at once continues it: no
+		// conflict). The password was right: a new sign-in starts.
 		s.SID, s.Continues = token.NewID(), ""
 		err = create()
 	}

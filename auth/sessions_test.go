@@ -1058,6 +1058,54 @@ func TestSessionStartedDuringResetEnds(t *testing.T) {
 	}
 }
 
+// Two logins sent at once with one cookie (a double click on "Sign in",
+// two tabs with prompt=login) both continue the browser's sign-in. The
+// second took the first's having replaced the old row for a logout
+// (store.ErrConflict) and started a new sign-in; the browser kept one of
+// the two cookies, and if it kept that one, its logout left the sign-in
+// the relying party held live, with its refresh tokens. Both logins read
+// the sign-in, then wait for the one hashing slot. Whichever cookie the
+// browser keeps, its logout ends both, and the relying party's session.
+func TestSignInAgainTwiceAtOnce(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			e := newEnvOn(t, storetest.OpenURL(t, url), func(d *Deps) { d.Passwords = NewPasswords(testArgon2, 1, 10*time.Second) })
+			e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			id, secret := e.webClient()
+			b := e.browser()
+			_, rt := e.codeGrant(b, id, secret, "ann", "Ann-Password-1")
+			form := formOf(t, b.do("GET", authorizeURL(id, newPKCE(), "prompt", "login"), nil).Body.String())
+			form.Set("login", "ann")
+			form.Set("password", "Ann-Password-1")
+			tabs := []*browser{b, {e: e, cookies: maps.Clone(b.cookies)}}
+			e.deps.Passwords.slots <- struct{}{} // the one hashing slot is busy
+			done := make(chan *httptest.ResponseRecorder, len(tabs))
+			for _, tab := range tabs {
+				go func() { done <- tab.do("POST", "/oauth2/authorize", form) }()
+			}
+			waitCounted(t, storetest.Raw(t, d, url), len(tabs))
+			<-e.deps.Passwords.slots
+			for range tabs {
+				e.secret(callback(t, <-done, http.StatusSeeOther).Get("code"))
+			}
+			logout := formOf(t, b.do("GET", "/oauth2/logout?client_id="+id, nil).Body.String())
+			logout.Set("action", "logout")
+			if w := b.do("POST", "/oauth2/logout", logout); w.Code != http.StatusOK {
+				t.Fatalf("logout: %d", w.Code)
+			}
+			if r := e.refreshGrant(id, secret, rt); r.Code == http.StatusOK {
+				e.secret(r.Str("access_token"))
+				e.secret(r.Str("refresh_token"))
+				t.Errorf("the relying party's session refreshes after the browser signed out")
+			}
+			if tabs[1].signedIn(id) {
+				t.Errorf("the other login's cookie is signed in after the browser signed out")
+			}
+		})
+	}
+}
+
 // The same user signing in again (prompt=login) continues the sign-in
 // under its sid; if that sign-in ends meanwhile (a logout in another tab
 // while the password is checked: store.ErrConflict), the right password
@@ -1092,7 +1140,7 @@ func TestSignInAgainAfterItEnded(t *testing.T) {
 			e.deps.Passwords.slots <- struct{}{} // the one hashing slot is busy
 			done := make(chan *httptest.ResponseRecorder, 1)
 			go func() { done <- b.do("POST", "/oauth2/authorize", form) }()
-			waitCounted(t, raw)
+			waitCounted(t, raw, 1)
 			logout := formOf(t, otherTab.do("GET", "/oauth2/logout?client_id="+id, nil).Body.String())
 			logout.Set("action", "logout")
 			if w := otherTab.do("POST", "/oauth2/logout", logout); w.Code != http.StatusOK || otherTab.signedIn(id) {

@@ -602,6 +602,89 @@ func TestLogoutBesideSignInAgain(t *testing.T) {
 	}
 }
 
+// Two logins sent at once with one cookie (a double click on "Sign in",
+// two tabs with prompt=login) both continue its sign-in, under its sid. The
+// second found the first had taken the old row (ErrConflict), and the login
+// started a new sign-in, whose cookie the browser kept: its logout ended
+// that one, and left the sign-in its relying party held live for hours,
+// the party untold. A logout with any of the three cookies now ends it.
+func TestSignInAgainTwiceAtOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		u := newUser(t, db, "ann@example.com", "ann")
+		for logoutWith := range 3 { // the old cookie, the first login's, the second's
+			old, _, signIn := newSignIn(t, db, u.ID)
+			cookies := []string{old}
+			for range 2 {
+				fresh := token.Hash(token.NewOpaque())
+				if _, err := db.CreateSession(ctx, fresh, store.Session{SID: signIn.SID, UserID: u.ID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour), Continues: old}); err != nil {
+					t.Fatalf("login %d with the old cookie: %v; want the sign-in continued", len(cookies), err)
+				}
+				cookies = append(cookies, fresh)
+			}
+			ended, err := db.DeleteSession(ctx, cookies[logoutWith], time.Hour, t0)
+			if err != nil || !slices.Contains(ended.SignIns, signIn) {
+				t.Errorf("a logout with cookie %d told %+v (%v); want %+v told", logoutWith, ended.SignIns, err, signIn)
+			}
+			for i, c := range cookies[1:] {
+				if _, err := db.SessionByHash(ctx, c, t0); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("after a logout with cookie %d, login %d's cookie: %v; want ErrNotFound", logoutWith, i+1, err)
+				}
+			}
+		}
+	})
+}
+
+// After two logins at once, the browser keeps one of their cookies and
+// signs in again later with it; the other's row, which a code was given
+// from (to a client the kept one gave a code to too), expires first and
+// is purged. The clients of every row of the sid move to the newest, and a
+// logout, by the cookie or by the sid (which picks the live row), ends the
+// sign-in and tells both clients.
+func TestSignInAgainAfterTwiceAtOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		u := newUser(t, db, "ann@example.com", "ann")
+		for _, bySID := range []bool{false, true} {
+			old, _, signIn := newSignIn(t, db, u.ID)
+			again := func(continues string, exp time.Time) string {
+				fresh := token.Hash(token.NewOpaque())
+				if _, err := db.CreateSession(ctx, fresh, store.Session{SID: signIn.SID, UserID: u.ID, AuthTime: t0, ExpiresAt: exp, Continues: continues}); err != nil {
+					t.Fatalf("signing in again: %v", err)
+				}
+				return fresh
+			}
+			first, kept := again(old, t0.Add(time.Hour)), again(old, t0.Add(time.Hour))
+			other := store.SignIn{SID: signIn.SID, UserID: u.ID, ClientID: signIn.ClientID + "-2", URI: signIn.URI + "-2"}
+			if err := db.CreateOldClient(ctx, other.ClientID, other.URI, t0); err != nil {
+				t.Fatal(err)
+			}
+			for _, session := range []string{first, kept} {
+				if err := db.CreateCode(ctx, &store.Code{Hash: token.Hash(token.NewOpaque()), ClientID: other.ClientID, UserID: u.ID, CodeChallenge: "x", AuthTime: t0,
+					SID: signIn.SID, SessionHash: session, ExpiresAt: t0.Add(time.Minute)}, t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			latest := again(kept, t0.Add(3*time.Hour))
+			now := t0.Add(2 * time.Hour) // first has expired
+			var ended store.Ended
+			var err error
+			if bySID {
+				ended, err = db.DeleteSessionBySID(ctx, signIn.SID, signIn.ClientID, time.Hour, now)
+			} else {
+				if err := db.Purge(ctx, store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: 10 * time.Hour}, now); err != nil {
+					t.Fatal(err)
+				}
+				ended, err = db.DeleteSession(ctx, latest, time.Hour, now)
+			}
+			if err != nil || !slices.Contains(ended.SignIns, signIn) || !slices.Contains(ended.SignIns, other) {
+				t.Errorf("by sid %v: the logout told %+v (%v); want %+v and %+v told", bySID, ended.SignIns, err, signIn, other)
+			}
+			if _, err := db.SessionByHash(ctx, latest, now); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("by sid %v: after the logout, the browser's cookie: %v; want ErrNotFound", bySID, err)
+			}
+		}
+	})
+}
+
 // lineUp runs first, then second, behind a transaction on raw that holds
 // lock (holdRow): first waits for it, second for it or for first. It then
 // ends that transaction and returns what first and second returned.

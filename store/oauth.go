@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -336,12 +337,12 @@ type Session struct {
 
 // CreateSession stores a session under the hash of its cookie value. One
 // that continues another (s.Continues: the same user signing in again in
-// one browser) takes over the clients that one reached, which then goes:
-// the relying parties holding its sid are told when this one ends. Its
-// codes and approvals, which name the sid, stay good, and its hash is kept
-// as the new one's prev_hash, for a logout sent with it (DeleteSession).
-// If that one ended meanwhile, so did its sid: ErrConflict, and nothing is
-// stored. A new one (not a continuation, which adds none) first ends the
+// one browser) takes over the clients that every row of its sid reached,
+// and the one continued goes: the relying parties holding the sid are told
+// when this one ends. Its codes and approvals, which name the sid, stay
+// good, and its hash is kept as the new one's prev_hash, for a logout sent
+// with it (DeleteSession). If the sid ended meanwhile (no row of it is
+// left): ErrConflict, and nothing is stored. A new one (not a continuation, which adds none) first ends the
 // user's oldest live sign-ins past maxSignIns (endOldestSignInsTx), and
 // returns them, for the caller to announce.
 func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (e Ended, err error) {
@@ -359,18 +360,42 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (e Ende
 			hash, s.UserID, s.AuthTime.Unix(), s.ExpiresAt.Unix(), s.SID, s.Continues); err != nil || s.Continues == "" {
 			return err
 		}
-		// The clients' rows before their session_clients rows, the order of
-		// a client's deletion (ON DELETE CASCADE): MySQL checks a moved
-		// row's foreign key to its client again, and beside a deletion each
-		// held what the other waited for: a deadlock's victim, 503
-		// (TestClientDeletionNoDeadlock).
-		if _, err := tx.ExecContext(ctx, `UPDATE clients SET updated_at = updated_at WHERE id IN (SELECT client_id FROM session_clients WHERE session_hash = $1)`, s.Continues); err != nil {
+		// The sign-in is its sid, not the row continued: two logins sent at
+		// once with one cookie (a double click, two tabs) both continue it,
+		// and the second found the row gone. Taken for a logout, that
+		// started a new sign-in, whose cookie the browser kept: its logout
+		// left the sid live, its clients untold, its families unrevoked
+		// (TestSignInAgainTwiceAtOnce). So the other login's row, whose
+		// cookie the browser may keep instead, lives on, and a logout with
+		// either ends the sid (endSignIn). The clients of every row move to
+		// this one, which lives longest: none is purged with an older row.
+		rows, err := tx.QueryContext(ctx, `SELECT hash FROM sessions WHERE user_id = $1 AND sid = $2 AND hash <> $3`, s.UserID, s.SID, hash)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE session_clients SET session_hash = $1 WHERE session_hash = $2`, hash, s.Continues); err != nil {
-			return err
+		others, err := collect(rows, scanString)
+		if err != nil || len(others) == 0 {
+			return cmp.Or(err, ErrConflict)
 		}
-		return tx.execOr(ctx, ErrConflict, `DELETE FROM sessions WHERE hash = $1 AND user_id = $2 AND sid = $3`, s.Continues, s.UserID, s.SID)
+		for _, h := range others {
+			// The clients' rows before their session_clients rows, the
+			// order of a client's deletion (ON DELETE CASCADE): MySQL checks
+			// a moved row's foreign key to its client, and beside a
+			// deletion each held what the other waited for: a deadlock's
+			// victim, 503 (TestClientDeletionNoDeadlock). Copied, not
+			// updated: two rows of the sid may name one client.
+			if _, err := tx.ExecContext(ctx, `UPDATE clients SET updated_at = updated_at WHERE id IN (SELECT client_id FROM session_clients WHERE session_hash = $1)`, h); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id) SELECT $1, sc.client_id FROM session_clients sc WHERE sc.session_hash = $2`+db.keepExisting("session_clients", "client_id"), hash, h); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM session_clients WHERE session_hash = $1`, h); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE hash = $1 AND user_id = $2 AND sid = $3`, s.Continues, s.UserID, s.SID)
+		return err
 	})
 	return e, err
 }
@@ -490,7 +515,9 @@ func (db *DB) DeleteSessionBySID(ctx context.Context, sid, clientID string, acce
 // meanwhile was unseen by the voiding, and outlived the logout
 // (TestGrantBesideLogout). A sign-in with a sid is ended by it, which a
 // sign-in continued meanwhile keeps (CreateSession) under a new hash
-// (TestLogoutBesideSignInAgain); one from before sids, by its hash.
+// (TestLogoutBesideSignInAgain), the row that lives longest read first (an
+// older one of the sid, not yet purged, is no sign of its end); one from
+// before sids, by its hash.
 //
 // The families started by its codes and device approvals end too, each
 // with a sid revocation: OIDC Back-Channel Logout 1.0 §2.7 has refresh
@@ -504,7 +531,7 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, gone func(*txn)
 	err = db.tx(ctx, func(tx *txn) error {
 		var userID, expires int64
 		var sid, hash string
-		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash, expires_at FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid, &hash, &expires)
+		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash, expires_at FROM sessions WHERE `+lookup+` ORDER BY expires_at DESC`, arg).Scan(&userID, &sid, &hash, &expires)
 		if gone != nil && (errors.Is(err, sql.ErrNoRows) || err == nil && expires <= now.Unix()) {
 			e.Revocations, err = gone(tx)
 			return err
