@@ -342,9 +342,10 @@ type Session struct {
 // when this one ends. Its codes and approvals, which name the sid, stay
 // good, and its hash is kept as the new one's prev_hash, for a logout sent
 // with it (DeleteSession). If the sid ended meanwhile (no row of it is
-// left): ErrConflict, and nothing is stored. A new one (not a continuation, which adds none) first ends the
-// user's oldest live sign-ins past maxSignIns (endOldestSignInsTx), and
-// returns them, for the caller to announce.
+// left): ErrConflict, and nothing is stored. A new one (not a
+// continuation, which adds none) first ends the user's oldest live
+// sign-ins past maxSignIns (endOldestSignInsTx), and returns them, for the
+// caller to announce.
 func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (e Ended, err error) {
 	defer db.wrap(&err, "create session")
 	err = db.tx(ctx, func(tx *txn) error {
