@@ -621,9 +621,15 @@ func TestSignInAgainTwiceAtOnce(t *testing.T) {
 				}
 				cookies = append(cookies, fresh)
 			}
+			for _, c := range cookies[1:] { // each login then gives the client a code
+				if err := db.CreateCode(ctx, &store.Code{Hash: token.Hash(token.NewOpaque()), ClientID: signIn.ClientID, UserID: u.ID, CodeChallenge: "x", AuthTime: t0,
+					SID: signIn.SID, SessionHash: c, ExpiresAt: t0.Add(time.Minute)}, t0); err != nil {
+					t.Fatal(err)
+				}
+			}
 			ended, err := db.DeleteSession(ctx, cookies[logoutWith], time.Hour, t0)
-			if err != nil || !slices.Contains(ended.SignIns, signIn) {
-				t.Errorf("a logout with cookie %d told %+v (%v); want %+v told", logoutWith, ended.SignIns, err, signIn)
+			if want := []store.SignIn{signIn}; err != nil || !slices.Equal(ended.SignIns, want) {
+				t.Errorf("a logout with cookie %d told %+v (%v); want %+v, once", logoutWith, ended.SignIns, err, want)
 			}
 			for i, c := range cookies[1:] {
 				if _, err := db.SessionByHash(ctx, c, t0); !errors.Is(err, store.ErrNotFound) {
@@ -634,12 +640,13 @@ func TestSignInAgainTwiceAtOnce(t *testing.T) {
 	})
 }
 
-// After two logins at once, the browser keeps one of their cookies and
-// signs in again later with it; the other's row, which a code was given
-// from (to a client the kept one gave a code to too), expires first and
-// is purged. The clients of every row of the sid move to the newest, and a
-// logout, by the cookie or by the sid (which picks the live row), ends the
-// sign-in and tells both clients.
+// After two logins at once, both rows of the sign-in give a code to one
+// client, and the browser keeps the cookie of the one that committed last,
+// which holds every client but arrived first: its row would expire first.
+// The rows expire together, so no purge takes the clients while the
+// sign-in lives; a logout, by the cookie or by the sid, tells each client
+// once. Two more logins at once, with the kept cookie, leave the sid two
+// rows, not four.
 func TestSignInAgainAfterTwiceAtOnce(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		u := newUser(t, db, "ann@example.com", "ann")
@@ -652,7 +659,7 @@ func TestSignInAgainAfterTwiceAtOnce(t *testing.T) {
 				}
 				return fresh
 			}
-			first, kept := again(old, t0.Add(time.Hour)), again(old, t0.Add(time.Hour))
+			first, kept := again(old, t0.Add(2*time.Hour)), again(old, t0.Add(time.Hour))
 			other := store.SignIn{SID: signIn.SID, UserID: u.ID, ClientID: signIn.ClientID + "-2", URI: signIn.URI + "-2"}
 			if err := db.CreateOldClient(ctx, other.ClientID, other.URI, t0); err != nil {
 				t.Fatal(err)
@@ -663,23 +670,30 @@ func TestSignInAgainAfterTwiceAtOnce(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			latest := again(kept, t0.Add(3*time.Hour))
-			now := t0.Add(2 * time.Hour) // first has expired
+			now := t0.Add(90 * time.Minute) // past kept's own expiry
+			if err := db.Purge(ctx, store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: 10 * time.Hour}, now); err != nil {
+				t.Fatal(err)
+			}
+			latest := []string{again(kept, t0.Add(3*time.Hour)), again(kept, t0.Add(3*time.Hour))}
+			for _, gone := range []string{first, kept} {
+				if _, err := db.SessionByHash(ctx, gone, now); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("by sid %v: the first two logins' row after two more: %v; want ErrNotFound", bySID, err)
+				}
+			}
 			var ended store.Ended
 			var err error
 			if bySID {
 				ended, err = db.DeleteSessionBySID(ctx, signIn.SID, signIn.ClientID, time.Hour, now)
 			} else {
-				if err := db.Purge(ctx, store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: 10 * time.Hour}, now); err != nil {
-					t.Fatal(err)
+				ended, err = db.DeleteSession(ctx, latest[0], time.Hour, now)
+			}
+			if want := []store.SignIn{signIn, other}; err != nil || !slices.Equal(ended.SignIns, want) {
+				t.Errorf("by sid %v: the logout told %+v (%v); want %+v, each once", bySID, ended.SignIns, err, want)
+			}
+			for _, c := range latest {
+				if _, err := db.SessionByHash(ctx, c, now); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("by sid %v: after the logout, a cookie: %v; want ErrNotFound", bySID, err)
 				}
-				ended, err = db.DeleteSession(ctx, latest, time.Hour, now)
-			}
-			if err != nil || !slices.Contains(ended.SignIns, signIn) || !slices.Contains(ended.SignIns, other) {
-				t.Errorf("by sid %v: the logout told %+v (%v); want %+v and %+v told", bySID, ended.SignIns, err, signIn, other)
-			}
-			if _, err := db.SessionByHash(ctx, latest, now); !errors.Is(err, store.ErrNotFound) {
-				t.Errorf("by sid %v: after the logout, the browser's cookie: %v; want ErrNotFound", bySID, err)
 			}
 		}
 	})

@@ -366,36 +366,53 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (e Ende
 		// and the second found the row gone. Taken for a logout, that
 		// started a new sign-in, whose cookie the browser kept: its logout
 		// left the sid live, its clients untold, its families unrevoked
-		// (TestSignInAgainTwiceAtOnce). So the other login's row, whose
-		// cookie the browser may keep instead, lives on, and a logout with
-		// either ends the sid (endSignIn). The clients of every row move to
-		// this one, which lives longest: none is purged with an older row.
-		rows, err := tx.QueryContext(ctx, `SELECT hash FROM sessions WHERE user_id = $1 AND sid = $2 AND hash <> $3`, s.UserID, s.SID, hash)
+		// (TestSignInAgainTwiceAtOnce). So the rows of such logins, which
+		// continue the same one (prev_hash), live on side by side: the
+		// browser keeps either's cookie, and a logout with either (or with
+		// the one they continued) ends the sid (endSignIn). Every other row
+		// of the sid goes, so that a sid has no more rows than logins sent
+		// at once. The clients of every row move to this one, and the rows
+		// left expire together: none is purged, its clients with it, while
+		// the sign-in lives (TestSignInAgainAfterTwiceAtOnce).
+		type row struct {
+			hash, prev string
+			expires    int64
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT hash, prev_hash, expires_at FROM sessions WHERE user_id = $1 AND sid = $2 AND hash <> $3`, s.UserID, s.SID, hash)
 		if err != nil {
 			return err
 		}
-		others, err := collect(rows, scanString)
+		others, err := collect(rows, func(sc scanner) (*row, error) {
+			var r row
+			return &r, sc.Scan(&r.hash, &r.prev, &r.expires)
+		})
 		if err != nil || len(others) == 0 {
 			return cmp.Or(err, ErrConflict)
 		}
-		for _, h := range others {
+		expires := s.ExpiresAt.Unix()
+		for _, o := range others {
 			// The clients' rows before their session_clients rows, the
 			// order of a client's deletion (ON DELETE CASCADE): MySQL checks
 			// a moved row's foreign key to its client, and beside a
 			// deletion each held what the other waited for: a deadlock's
 			// victim, 503 (TestClientDeletionNoDeadlock). Copied, not
 			// updated: two rows of the sid may name one client.
-			if _, err := tx.ExecContext(ctx, `UPDATE clients SET updated_at = updated_at WHERE id IN (SELECT client_id FROM session_clients WHERE session_hash = $1)`, h); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE clients SET updated_at = updated_at WHERE id IN (SELECT client_id FROM session_clients WHERE session_hash = $1)`, o.hash); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id) SELECT $1, sc.client_id FROM session_clients sc WHERE sc.session_hash = $2`+db.keepExisting("session_clients", "client_id"), hash, h); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO session_clients (session_hash, client_id) SELECT $1, sc.client_id FROM session_clients sc WHERE sc.session_hash = $2`+db.keepExisting("session_clients", "client_id"), hash, o.hash); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM session_clients WHERE session_hash = $1`, h); err != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM session_clients WHERE session_hash = $1`, o.hash); err != nil {
+				return err
+			}
+			if o.prev == s.Continues { // another login at once
+				expires = max(expires, o.expires)
+			} else if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE hash = $1`, o.hash); err != nil {
 				return err
 			}
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE hash = $1 AND user_id = $2 AND sid = $3`, s.Continues, s.UserID, s.SID)
+		_, err = tx.ExecContext(ctx, `UPDATE sessions SET expires_at = $3 WHERE user_id = $1 AND sid = $2`, s.UserID, s.SID, expires)
 		return err
 	})
 	return e, err
@@ -516,9 +533,7 @@ func (db *DB) DeleteSessionBySID(ctx context.Context, sid, clientID string, acce
 // meanwhile was unseen by the voiding, and outlived the logout
 // (TestGrantBesideLogout). A sign-in with a sid is ended by it, which a
 // sign-in continued meanwhile keeps (CreateSession) under a new hash
-// (TestLogoutBesideSignInAgain), the row that lives longest read first (an
-// older one of the sid, not yet purged, is no sign of its end); one from
-// before sids, by its hash.
+// (TestLogoutBesideSignInAgain); one from before sids, by its hash.
 //
 // The families started by its codes and device approvals end too, each
 // with a sid revocation: OIDC Back-Channel Logout 1.0 §2.7 has refresh
@@ -532,7 +547,7 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, gone func(*txn)
 	err = db.tx(ctx, func(tx *txn) error {
 		var userID, expires int64
 		var sid, hash string
-		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash, expires_at FROM sessions WHERE `+lookup+` ORDER BY expires_at DESC`, arg).Scan(&userID, &sid, &hash, &expires)
+		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash, expires_at FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid, &hash, &expires)
 		if gone != nil && (errors.Is(err, sql.ErrNoRows) || err == nil && expires <= now.Unix()) {
 			e.Revocations, err = gone(tx)
 			return err

@@ -290,7 +290,8 @@ const (
 // 600 s), and the user's consents. It returns each ended sign-in with each
 // client it gave a code to that has a back-channel logout URI.
 func endSignInsTx(ctx context.Context, tx *txn, where string, arg any) ([]SignIn, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT s.sid, s.user_id, c.id, c.backchannel_logout_uri
+	// DISTINCT: two rows of a sid may name one client (CreateSession).
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT s.sid, s.user_id, c.id, c.backchannel_logout_uri
 FROM sessions s JOIN session_clients sc ON sc.session_hash = s.hash JOIN clients c ON c.id = sc.client_id
 WHERE s.`+where+` AND s.sid <> '' AND c.backchannel_logout_uri <> '' ORDER BY s.sid, c.id`, arg)
 	if err != nil {
