@@ -246,4 +246,15 @@ func (e *env) login(login, password string) (access, refresh string) {
 	return e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
 }
 
+// resetLink stores a reset link for the user, as a forgot-password request
+// would mail it, and returns its token.
+func (e *env) resetLink(userID int64) string {
+	e.t.Helper()
+	tok := e.secret(token.NewOpaque())
+	if err := e.db.ReplaceResetToken(context.Background(), token.Hash(tok), userID, 3, e.clock.Now().Add(time.Hour), e.clock.Now()); err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
+}
+
 func bearer(tok string) []string { return []string{"Authorization", "Bearer " + tok} }

@@ -11,7 +11,6 @@ import (
 
 	"oauth2-api/store"
 	"oauth2-api/store/storetest"
-	"oauth2-api/token"
 )
 
 // A login reads the user, with its password hash, before it counts
@@ -185,6 +184,16 @@ func TestPasswordChangeEndsGrantExchangedMeanwhile(t *testing.T) {
 	}
 }
 
+// whileHashing holds e's only hashing slot (its Passwords made with one)
+// and sends the request meanwhile: the request waits for a slot once it
+// needs one, until free lets the slot go.
+func (e *env) whileHashing(method, target string, body any, headers ...string) (done <-chan response, free func()) {
+	slots, out := e.deps.Passwords.slots, make(chan response, 1)
+	slots <- struct{}{}
+	go func() { out <- e.request(method, target, body, headers...) }()
+	return out, func() { <-slots }
+}
+
 // waitUntil polls cond until it holds, or fails the test with msg.
 func waitUntil(t *testing.T, msg string, cond func() bool) {
 	t.Helper()
@@ -219,23 +228,15 @@ func TestResetEndsSessionRefreshedMeanwhile(t *testing.T) {
 			thief.clock.Add(owner.clock.Now().Sub(thief.clock.Now()))
 			u := owner.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
 			_, refresh := thief.login("ann", "Ann-Password-1")
-			tok := owner.secret(token.NewOpaque())
-			if err := db.ReplaceResetToken(context.Background(), token.Hash(tok), u.ID, 3, owner.clock.Now().Add(time.Hour), owner.clock.Now()); err != nil {
-				t.Fatal(err)
-			}
-			slots := owner.deps.Passwords.slots
-			slots <- struct{}{} // the owner's instance is busy hashing
-			reset := make(chan int, 1)
-			go func() {
-				reset <- owner.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok,
-					"new_password": owner.secret("Ann-Password-2")}).Code
-			}()
+			// The owner's instance is busy hashing.
+			reset, free := owner.whileHashing("POST", "/api/v1/auth/password/reset", map[string]string{"token": owner.resetLink(u.ID),
+				"new_password": owner.secret("Ann-Password-2")})
 			thief.clock.Add(time.Second)
 			r := thief.request("POST", "/api/v1/auth/refresh", map[string]string{"refresh_token": refresh}).want(http.StatusOK)
 			access := thief.secret(r.Str("access_token"))
 			thief.secret(r.Str("refresh_token"))
-			<-slots
-			if code := <-reset; code != http.StatusNoContent {
+			free()
+			if code := (<-reset).Code; code != http.StatusNoContent {
 				t.Fatalf("reset: %d", code)
 			}
 			if err := thief.deps.Tokens.Revoked.Load(context.Background(), db, thief.clock.Now()); err != nil {
@@ -283,5 +284,74 @@ func TestConcurrentLoginsAfterRehash(t *testing.T) {
 				t.Errorf("the second login succeeded but logged a failed login")
 			}
 		})
+	}
+}
+
+// A password change is authorised by the current password, which
+// authenticate verifies against the hash it read; the change's write
+// (store.SetPassword) required neither that hash to be still the user's
+// nor the user to be active. An intruder who knew the password and held an
+// access token changed it while the owner took the account back on another
+// instance (a reset, their own change, an admin's deactivation): the
+// intruder's write committed after the owner's, the password became the
+// intruder's, the owner's new one failed, and the owner's new sessions
+// ended. Here the intruder's change waits, after reading the hash, for its
+// instance's one hashing slot, which the test holds; in production it is
+// two argon2id runs, each of which may wait up to 10 s for a slot the
+// intruder can keep busy. A regression test: the change is now refused as
+// a wrong current password would be (403, logged as a failed login) and
+// writes nothing.
+func TestPasswordChangeRefusedAfterOwnerTookAccountBack(t *testing.T) {
+	const p0, pa, p1, rootPW = "Ann-Password-0", "Intruder-Password", "Ann-Password-1", "Root-Password-1"
+	for _, d := range storetest.Dialects {
+		for _, by := range []string{"reset", "change", "deactivation"} {
+			t.Run(d+"/"+by, func(t *testing.T) {
+				ctx, url := context.Background(), storetest.URL(t, d)
+				db := storetest.OpenURL(t, url)
+				intruder := newEnvOn(t, db, func(d *Deps) { d.Passwords = NewPasswords(testArgon2, 1, 10*time.Second) })
+				owner := newEnvOn(t, db, func(d *Deps) { d.Reset = &Reset{TTL: time.Hour, URL: "https://auth.example.com/password/reset"} })
+				u := owner.createUser("ann@example.com", "ann", p0, store.RoleUser)
+				owner.createUser("root@example.com", "root", rootPW, store.RoleAdmin)
+				ownerAccess, _ := owner.login("ann", p0)
+				adminAccess, _ := owner.login("root", rootPW)
+				intruderAccess, _ := intruder.login("ann", p0)
+				link := owner.resetLink(u.ID)
+
+				// The intruder's instance is busy hashing.
+				changed, free := intruder.whileHashing("POST", "/api/v1/profile/password", map[string]string{"current_password": p0,
+					"new_password": intruder.secret(pa)}, bearer(intruderAccess)...)
+				waitCounted(t, storetest.Raw(t, d, url), 1) // the intruder's change has read the hash
+				switch by {
+				case "reset":
+					owner.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": link,
+						"new_password": owner.secret(p1)}).want(http.StatusNoContent)
+				case "change":
+					owner.request("POST", "/api/v1/profile/password", map[string]string{"current_password": p0,
+						"new_password": owner.secret(p1)}, bearer(ownerAccess)...).want(http.StatusNoContent)
+				default:
+					owner.request("PATCH", userPath(u.ID), map[string]any{"is_active": false}, bearer(adminAccess)...).want(http.StatusOK)
+				}
+				taken, err := db.UserByID(ctx, u.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				free() // the hashing slot frees up
+				if r := <-changed; r.Code == http.StatusNoContent {
+					t.Errorf("the intruder's change, checked against the old password, was written after the owner's %s", by)
+				} else {
+					r.wantError(http.StatusForbidden, "invalid_current_password")
+					if !strings.Contains(intruder.logs.String(), `"msg":"login failed"`) {
+						t.Errorf("the refused change wrote no \"login failed\" line")
+					}
+				}
+				if after, err := db.UserByID(ctx, u.ID); err != nil || after.PasswordHash != taken.PasswordHash {
+					t.Errorf("after the owner's %s, the intruder's change replaced the password hash (%v)", by, err)
+				}
+				if by != "deactivation" {
+					owner.login("ann", p1)
+					owner.request("POST", "/api/v1/auth/login", map[string]string{"login": "ann", "password": pa}).want(http.StatusUnauthorized)
+				}
+			})
+		}
 	}
 }

@@ -302,20 +302,27 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 			return 0, nil, invalid("current_password", "required")
 		}
 		t := now()
-		if u, err := authenticate(r.Context(), log, db, pw, th, p.user.Username, req.CurrentPassword.Reveal(), t); err != nil {
+		u, err := authenticate(r.Context(), log, db, pw, th, p.user.Username, req.CurrentPassword.Reveal(), t)
+		var ended store.Ended
+		if err == nil {
+			var hash string
+			if hash, err = pw.Hash(r.Context(), req.NewPassword.Reveal()); err != nil {
+				return 0, nil, err
+			}
+			ev := auditEvent(r.Context(), actPasswordChange, store.FormatID(p.user.ID), outSuccess)
+			// Written only while the hash verified is the user's, active
+			// (store.SetPassword): a reset, change or deactivation that
+			// committed meanwhile makes the current password a wrong one.
+			ended, err = db.SetPassword(store.WithEvent(r.Context(), ev), p.user.ID, u.PasswordHash, hash, p.claims.SessionID, ts.AccessTTL, t)
+			if errors.Is(err, store.ErrNotFound) {
+				err = errBadCredentials
+			}
+		}
+		if err != nil {
 			err = cmp.Or(logLoginFailure(r, log, db, m, u, err), err) // as a login does
 			if errors.Is(err, errBadCredentials) {
 				err = &httpx.Error{Kind: httpx.KindForbidden, Code: "invalid_current_password", Message: "the current password is wrong"}
 			}
-			return 0, nil, err
-		}
-		hash, err := pw.Hash(r.Context(), req.NewPassword.Reveal())
-		if err != nil {
-			return 0, nil, err
-		}
-		ev := auditEvent(r.Context(), actPasswordChange, store.FormatID(p.user.ID), outSuccess)
-		ended, err := db.SetPassword(store.WithEvent(r.Context(), ev), p.user.ID, hash, p.claims.SessionID, ts.AccessTTL, t)
-		if err != nil {
 			return 0, nil, err
 		}
 		ts.Ended(ended)

@@ -222,7 +222,11 @@ func TestConsentRacingPasswordChange(t *testing.T) {
 					t.Fatal(err)
 				}
 				save := func() error { return db.SaveConsent(ctx, u.ID, session, signIn.ClientID, "", "read write", t0) }
-				change := func() error { _, err := db.SetPassword(ctx, u.ID, "$argon2id$owner", "", time.Hour, t0); return err }
+				cur, _ := db.UserByID(ctx, u.ID) // the hash the owner's change verified
+				change := func() error {
+					_, err := db.SetPassword(ctx, u.ID, cur.PasswordHash, cur.PasswordHash+"-owner", "", time.Hour, t0)
+					return err
+				}
 				var changed, saved error
 				const lock = `SELECT 1 FROM consents WHERE user_id = $1 AND client_id = $2 FOR UPDATE`
 				switch {
@@ -279,7 +283,7 @@ func TestGrantRacingPasswordChange(t *testing.T) {
 	hold, holder := holdRow(t, raw, store.Postgres, `SELECT 1 FROM sessions WHERE hash = $1 FOR SHARE`, session)
 	changed := make(chan error, 1)
 	go func() {
-		_, err := db.SetPassword(ctx, u.ID, "$argon2id$new", "", time.Hour, t0)
+		_, err := db.SetPassword(ctx, u.ID, u.PasswordHash, "$argon2id$new", "", time.Hour, t0)
 		changed <- err
 	}()
 	var changer []int
@@ -387,7 +391,7 @@ func TestPasswordChangeVoidsApprovalOfPurgedSignIn(t *testing.T) {
 					if _, _, err := db.ResetPassword(ctx, link, "$argon2id$reset", time.Hour, now); err != nil {
 						t.Fatal(err)
 					}
-				} else if _, err := db.SetPassword(ctx, u.ID, "$argon2id$new", "", time.Hour, now); err != nil {
+				} else if _, err := db.SetPassword(ctx, u.ID, u.PasswordHash, "$argon2id$new", "", time.Hour, now); err != nil {
 					t.Fatal(err)
 				}
 				is := func(userID int64) store.Issued {

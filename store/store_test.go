@@ -561,7 +561,7 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 		bob := newUser(t, db, "bob@example.com", "bob")
 		bobFamily, _ := newFamily(t, db, bob.ID)
 		bobSession, _, _ := newSignIn(t, db, bob.ID)
-		ended, err := db.SetPassword(ctx, u.ID, "$new", keep.ID, time.Hour, t0)
+		ended, err := db.SetPassword(ctx, u.ID, u.PasswordHash, "$new", keep.ID, time.Hour, t0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -596,12 +596,31 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 		if got.PasswordHash != "$new" {
 			t.Fatal("password not changed")
 		}
-		// A failure leaves nothing half done: a password write for a
-		// deleted user revokes nothing.
-		if _, err := db.DeleteUser(ctx, newAdmin(t, db), bob.ID, time.Hour, t0); err != nil {
+		// A change verified against a hash that is no longer the user's (a
+		// reset or another change committed since), or for a user since
+		// deactivated, writes nothing and ends nothing.
+		if _, err := db.SetPassword(ctx, u.ID, u.PasswordHash, "$stale", "", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("SetPassword verified against a replaced hash = %v; want ErrNotFound", err)
+		}
+		if k, _ := db.RefreshTokenByHash(ctx, token.Hash(keepRT), t0); k.Family.Revoked {
+			t.Fatal("a refused password change revoked the caller's family")
+		}
+		admin, inactive := newAdmin(t, db), false
+		if _, _, err := db.UpdateUserAdmin(ctx, admin, bob.ID, nil, &inactive, time.Hour, t0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.SetPassword(ctx, bob.ID, "$x", "", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.SetPassword(ctx, bob.ID, bob.PasswordHash, "$x", "", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("SetPassword on a deactivated user = %v; want ErrNotFound", err)
+		}
+		if got, _ := db.UserByID(ctx, u.ID); got.PasswordHash != "$new" {
+			t.Fatalf("password hash %q after a refused change; want $new", got.PasswordHash)
+		}
+		// A failure leaves nothing half done: a password write for a
+		// deleted user revokes nothing.
+		if _, err := db.DeleteUser(ctx, admin, bob.ID, time.Hour, t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.SetPassword(ctx, bob.ID, bob.PasswordHash, "$x", "", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("SetPassword on a deleted user = %v; want ErrNotFound", err)
 		}
 	})
@@ -697,7 +716,9 @@ func TestEndingAUserSpendsResetLinks(t *testing.T) {
 // waited for: PostgreSQL ended one as a deadlock's victim, answered 503.
 // Here a lock on the link's row lines them up deterministically: the
 // reset waits at it first, the other second. A regression test: both
-// must succeed, the reset first (it now takes the user's row first).
+// must succeed, the reset first (it now takes the user's row first); a
+// password change checked against the password the reset replaced is
+// refused then.
 func TestResetBesideAUsersEndNoDeadlock(t *testing.T) {
 	db, raw := onPostgres(t)
 	by, inactive := newAdmin(t, db), false
@@ -705,7 +726,15 @@ func TestResetBesideAUsersEndNoDeadlock(t *testing.T) {
 		name string
 		end  func(id int64) error
 	}{
-		{"password change", func(id int64) error { _, err := db.SetPassword(ctx, id, "$other", "", time.Hour, t0); return err }},
+		// The change verified the password the reset replaces (newUser's
+		// hash): it waits for the reset, then finds that hash gone, and is
+		// refused without writing (SetPassword).
+		{"password change", func(id int64) error {
+			if _, err := db.SetPassword(ctx, id, "$argon2id$x", "$other", "", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("%v; want ErrNotFound", err)
+			}
+			return nil
+		}},
 		{"deactivation", func(id int64) error {
 			_, _, err := db.UpdateUserAdmin(ctx, by, id, nil, &inactive, time.Hour, t0)
 			return err
@@ -902,7 +931,7 @@ func TestRefreshRotationBesidePasswordChange(t *testing.T) {
 			changed := make(chan change, 1)
 			go func() {
 				e := &store.Event{Action: "password.change", Actor: store.FormatID(u.ID), Outcome: "success"}
-				ended, err := db.SetPassword(store.WithEvent(ctx, e), u.ID, "$new", "", time.Hour, t0)
+				ended, err := db.SetPassword(store.WithEvent(ctx, e), u.ID, u.PasswordHash, "$new", "", time.Hour, t0)
 				changed <- change{ended, err}
 			}()
 			waitBlocked(t, raw, d, holder, 1)
@@ -1693,7 +1722,10 @@ func TestTransactionWaitEndsAtOpTimeout(t *testing.T) {
 	u := newUser(t, db, "ann@example.com", "ann")
 	hold, _ := holdRow(t, raw, store.Postgres, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, u.ID)
 	done := make(chan error, 1)
-	go func() { _, err := db.SetPassword(context.Background(), u.ID, "$other", "", time.Hour, t0); done <- err }()
+	go func() {
+		_, err := db.SetPassword(context.Background(), u.ID, u.PasswordHash, "$other", "", time.Hour, t0)
+		done <- err
+	}()
 	select {
 	case err := <-done:
 		if !errors.Is(err, store.ErrUnavailable) {

@@ -207,11 +207,16 @@ WHERE id = $1 AND ($2 = '' OR password_hash = $2) AND is_active AND deleted_at I
 // tokens, every browser sign-in ends with the codes it has not yet had
 // exchanged, the user's consents go (endSignInsTx), and outstanding reset
 // links are spent. It returns what ended, for the caller to apply and
-// announce.
-func (db *DB) SetPassword(ctx context.Context, id int64, hash, keepFamily string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
+// announce. The change is authorised by the current password, whose hash
+// the caller verified (old): it is ErrNotFound, and writes nothing, unless
+// old is still the user's hash and the user active. Without that, a change
+// by whoever else knew the old password, verified before the owner's reset
+// or change (or an admin's deactivation) and written after it, replaced the
+// owner's new password and ended their new sessions.
+func (db *DB) SetPassword(ctx context.Context, id int64, old, hash, keepFamily string, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "set password")
 	err = db.tx(ctx, func(tx *txn) error {
-		err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL`, id, hash, now.Unix())
+		err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND password_hash = $4 AND is_active AND deleted_at IS NULL`, id, hash, now.Unix(), old)
 		if err != nil {
 			return err
 		}
