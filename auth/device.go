@@ -258,12 +258,13 @@ func findDevice(ctx context.Context, log *slog.Logger, db *store.DB, b *Browser,
 		{token.Hash("device-browser:" + b.cookie(r, cookieCSRF)), deviceMaxWrongPerBrowser},
 	}
 	var wait time.Duration
-	for _, c := range counts {
+	started := make([]time.Time, len(counts)) // each count's window, for its refund
+	for i, c := range counts {
 		n, _, err := db.CountLoginAttempt(ctx, c.key, 0, th.Window, now)
 		if err != nil {
 			return nil, err
 		}
-		if n.Attempts > c.max {
+		if started[i] = n.Ends.Add(-th.Window); n.Attempts > c.max {
 			wait = max(wait, n.Ends.Sub(now))
 		}
 	}
@@ -279,8 +280,8 @@ func findDevice(ctx context.Context, log *slog.Logger, db *store.DB, b *Browser,
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range counts {
-		if err := db.RefundAttempt(ctx, c.key); err != nil {
+	for i, c := range counts {
+		if err := db.RefundAttempt(ctx, c.key, started[i]); err != nil {
 			return nil, err
 		}
 	}

@@ -188,9 +188,11 @@ WHERE hash = $1 AND status = 'approved' AND expires_at > $3`, hash, is.Family.ID
 }
 
 // RefundAttempt takes back one attempt that CountLoginAttempt counted
-// against account, where only failed attempts are meant to stay counted
-// (a user code that turned out right).
-func (db *DB) RefundAttempt(ctx context.Context, account string) (err error) {
+// against account in the window that started at started, where only
+// failed attempts are meant to stay counted (a user code that turned out
+// right). Only in that window: refunds landing after a restart took back
+// the new window's wrong guesses, and about doubled them.
+func (db *DB) RefundAttempt(ctx context.Context, account string, started time.Time) (err error) {
 	defer db.wrap(&err, "refund attempt")
-	return db.exec(ctx, nil, `UPDATE login_failures SET failures = failures - 1 WHERE account = $1 AND failures > 0`, account)
+	return db.exec(ctx, nil, `UPDATE login_failures SET failures = failures - 1 WHERE account = $1 AND window_start = $2 AND failures > 0`, account, started.Unix())
 }

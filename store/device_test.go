@@ -703,6 +703,35 @@ func TestSignInAgainAfterTwiceAtOnce(t *testing.T) {
 	})
 }
 
+// A right user code's attempt is refunded in the window it was counted in.
+// Refunds landing after the window restarted took back the new window's
+// wrong guesses: 39 checked in a window of 20.
+func TestRefundAttemptInItsWindow(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		const key = "device-address:192.0.2.1"
+		right, _, err := db.CountLoginAttempt(ctx, key, 0, time.Minute, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		later := t0.Add(2 * time.Minute) // a wrong guess restarts the window
+		if _, _, err := db.CountLoginAttempt(ctx, key, 0, time.Minute, later); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RefundAttempt(ctx, key, right.Ends.Add(-time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if n, _, err := db.CountLoginAttempt(ctx, key, 0, time.Minute, later); err != nil || n.Attempts != 2 {
+			t.Errorf("after the last window's refund, the new window's second attempt counts %d (%v); want 2", n.Attempts, err)
+		}
+		if err := db.RefundAttempt(ctx, key, later); err != nil {
+			t.Fatal(err)
+		}
+		if n, _, err := db.CountLoginAttempt(ctx, key, 0, time.Minute, later); err != nil || n.Attempts != 2 {
+			t.Errorf("after its own window's refund, the third attempt counts %d (%v); want 2", n.Attempts, err)
+		}
+	})
+}
+
 // lineUp runs first, then second, behind a transaction on raw that holds
 // lock (holdRow): first waits for it, second for it or for first. It then
 // ends that transaction and returns what first and second returned.
