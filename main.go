@@ -832,7 +832,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 			}
 		}
 	case "delete":
-		err := auth.DeleteClient(ctx, db, 0, nil, nil, args[0], cfg.AccessTTL, now)
+		err := auth.DeleteClient(ctx, db, 0, nil, nil, args[0], "", cfg.AccessTTL, now)
 		if errors.Is(err, store.ErrNotFound) {
 			return usagef("client delete: no client %q", clip(args[0]))
 		}

@@ -422,11 +422,12 @@ func SetClientResource(ctx context.Context, db *store.DB, id, resource string, r
 // DeleteClient deletes a client; its tokens stop working, those another
 // instance mints for it before it hears of the deletion included
 // (store.ClientDeletion). By is as for CreateClient, 0 too for a
-// registrant deleting its client.
-func DeleteClient(ctx context.Context, db *store.DB, by int64, cs *Clients, revs *Revocations, id string, accessTTL time.Duration, now time.Time) error {
+// registrant deleting its client, whose registration access token's hash
+// is registration ("" for an admin or the CLI).
+func DeleteClient(ctx context.Context, db *store.DB, by int64, cs *Clients, revs *Revocations, id, registration string, accessTTL time.Duration, now time.Time) error {
 	e := auditEvent(ctx, actClientDeleted, id, outSuccess)
 	r := store.ClientDeletion(id, accessTTL, now)
-	if err := db.DeleteClient(store.WithEvent(ctx, e), by, id, r, now); err != nil {
+	if err := db.DeleteClient(store.WithEvent(ctx, e), by, id, registration, r, now); err != nil {
 		return notAdmin(ctx, db, e, err)
 	}
 	forgetClient(cs, revs, r)

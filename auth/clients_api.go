@@ -53,7 +53,7 @@ func handleClientCreate(log *slog.Logger, db *store.DB, release bool, resources 
 func handleClientDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
 	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
 		id := r.PathValue("id")
-		err := DeleteClient(r.Context(), db, principalOf(r).user.ID, cs, ts.Revoked, id, ts.AccessTTL, now())
+		err := DeleteClient(r.Context(), db, principalOf(r).user.ID, cs, ts.Revoked, id, "", ts.AccessTTL, now())
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil, httpx.E(httpx.KindNotFound, "no such client")
 		}

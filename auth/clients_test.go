@@ -56,7 +56,7 @@ func TestClientCacheKeepsNoReadAChangeOvertook(t *testing.T) {
 					here.cs.load = load
 					by, err := tc.by, error(nil)
 					if tc.delete {
-						err = DeleteClient(ctx, by.db, 0, by.cs, by.revs, id, time.Hour, now)
+						err = DeleteClient(ctx, by.db, 0, by.cs, by.revs, id, "", time.Hour, now)
 					} else {
 						_, err = RotateClientSecret(ctx, by.db, 0, by.cs, by.revs, id, time.Hour, now)
 					}

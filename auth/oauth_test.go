@@ -849,7 +849,7 @@ func TestClientDeletionAndRotation(t *testing.T) {
 		if in := e.introspect(rs, rsSecret, at2); in["active"] != true {
 			t.Fatal("token minted with the new secret inactive")
 		}
-		if err := DeleteClient(context.Background(), e.db, 0, e.deps.Clients, e.deps.Tokens.Revoked, id, time.Hour, e.clock.Now()); err != nil {
+		if err := DeleteClient(context.Background(), e.db, 0, e.deps.Clients, e.deps.Tokens.Revoked, id, "", time.Hour, e.clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		e.token(id, newSecret, cc).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
@@ -884,7 +884,7 @@ func TestDeletedClientInAnotherInstancesCache(t *testing.T) {
 			consent := formOf(t, br.do("POST", "/oauth2/authorize", login).Body.String())
 			consent.Set("action", "allow")
 			for _, c := range []string{id, app} {
-				if err := DeleteClient(context.Background(), a.db, 0, a.deps.Clients, a.deps.Tokens.Revoked, c, time.Hour, a.clock.Now()); err != nil {
+				if err := DeleteClient(context.Background(), a.db, 0, a.deps.Clients, a.deps.Tokens.Revoked, c, "", time.Hour, a.clock.Now()); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -442,8 +442,9 @@ func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, ts
 // tokens stop working.
 func handleRegistrationDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := principalOf(r).client.ID
-		err := DeleteClient(r.Context(), db, 0, cs, ts.Revoked, id, ts.AccessTTL, now()) // no admin: the registrant
+		c := principalOf(r).client
+		id := c.ID
+		err := DeleteClient(r.Context(), db, 0, cs, ts.Revoked, id, c.RegistrationHash, ts.AccessTTL, now()) // no admin: the registrant
 		if errors.Is(err, store.ErrNotFound) {
 			err = errBadRegistrationToken
 		}

@@ -635,7 +635,7 @@ func TestClientDeletionRevokesEveryToken(t *testing.T) {
 		b.secret(r.Str("refresh_token"))
 
 		e.manage("DELETE", id, rat, nil).want(http.StatusNoContent)
-		if err := DeleteClient(ctx, e.db, 0, e.deps.Clients, e.deps.Tokens.Revoked, svc, e.deps.Tokens.AccessTTL, e.clock.Now()); err != nil {
+		if err := DeleteClient(ctx, e.db, 0, e.deps.Clients, e.deps.Tokens.Revoked, svc, "", e.deps.Tokens.AccessTTL, e.clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		e.clock.Add(time.Second)

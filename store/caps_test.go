@@ -205,7 +205,7 @@ func TestAdminClientWritesNeedAnAdmin(t *testing.T) {
 					return db.CreateClient(ctx, by, &store.Client{ID: id, Name: id, SecretHash: "old"}, t0)
 				}},
 				{"deletion", `SELECT id FROM clients WHERE id = $1 FOR UPDATE`, func(by int64, id string) error {
-					return db.DeleteClient(ctx, by, id, store.ClientDeletion(id, time.Hour, t0), t0)
+					return db.DeleteClient(ctx, by, id, "", store.ClientDeletion(id, time.Hour, t0), t0)
 				}},
 				{"rotation", `SELECT id FROM clients WHERE id = $1 FOR UPDATE`, func(by int64, id string) error {
 					_, err := db.SetClientSecret(ctx, by, id, "new", time.Hour, t0)

@@ -141,14 +141,17 @@ func (db *DB) SetClientResource(ctx context.Context, id, resource string, r Revo
 // DELETE CASCADE), the families after: an exchange holding one of its codes
 // commits its family before the revocation reads them, and one that comes
 // second finds its code gone (TestClientDeletionBesideCodeExchange). It
-// commits only while by is an active admin, 0 for none (asAdmin).
-func (db *DB) DeleteClient(ctx context.Context, by int64, id string, r Revocation, now time.Time) (err error) {
+// commits only while by is an active admin, 0 for none (asAdmin), and
+// while registration, the hash of the registration access token a
+// registrant showed, is the client's ("" for an admin or the CLI): one
+// rotated away by an update meanwhile deletes nothing (RFC 7592).
+func (db *DB) DeleteClient(ctx context.Context, by int64, id, registration string, r Revocation, now time.Time) (err error) {
 	defer db.wrap(&err, "delete client")
 	if !storable(id) {
 		return ErrNotFound
 	}
 	return db.asAdmin(ctx, by, func(tx *txn) error {
-		if err := tx.execOr(ctx, ErrNotFound, `DELETE FROM clients WHERE id = $1`, id); err != nil {
+		if err := tx.execOr(ctx, ErrNotFound, `DELETE FROM clients WHERE id = $1 AND ($2 = '' OR registration_hash = $2)`, id, registration); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL`, id, now.Unix()); err != nil {

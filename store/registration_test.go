@@ -106,6 +106,15 @@ func TestDynamicRegistration(t *testing.T) {
 			if list, _ := revocations(db, time.Unix(0, 0), t0); len(list) != 1 || list[0] != change {
 				t.Fatalf("revocations after an update and a refused one: %+v; want the update's alone", list)
 			}
+			// A delete with the replaced token, checked before the update
+			// committed, deletes nothing; with the new one, the client.
+			deletion := store.ClientDeletion(c.ID, time.Hour, t0)
+			if err := db.DeleteClient(ctx, 0, c.ID, token.Hash("rat-open"), deletion, t0); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("a delete with the replaced token: %v; want ErrNotFound", err)
+			}
+			if err := db.DeleteClient(ctx, 0, c.ID, token.Hash("rat-2"), deletion, t0); err != nil {
+				t.Fatalf("a delete with the client's token: %v", err)
+			}
 
 			db.AddRegistrationToken(ctx, token.Hash("old"), t0.Add(time.Minute), t0)
 			if err := db.Purge(ctx, store.Retention{LoginWindow: time.Hour, AccessTTL: time.Hour, MaxAge: time.Hour}, t0.Add(time.Minute)); err != nil {

@@ -784,7 +784,7 @@ func TestClientDeletionBesideCodeExchange(t *testing.T) {
 				f := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: c, AuthTime: t0}
 				is := store.Issued{Family: &f, RefreshHash: token.Hash(token.NewOpaque()), RefreshExp: t0.Add(time.Hour)}
 				exchange := func() error { _, err := db.ExchangeCode(ctx, code, is, time.Hour, t0); return err }
-				deletion := func() error { return db.DeleteClient(ctx, 0, c, store.ClientDeletion(c, time.Hour, t0), t0) }
+				deletion := func() error { return db.DeleteClient(ctx, 0, c, "", store.ClientDeletion(c, time.Hour, t0), t0) }
 				// The exchange, holding the code, waits to insert its family
 				// behind a transaction inserting that id (for another user:
 				// on MySQL a foreign key check share-locks the user's row).
@@ -852,7 +852,7 @@ func TestClientDeletionNoDeadlock(t *testing.T) {
 					write, want = func() error { return db.DecideDeviceCode(ctx, dc.UserCode, true, s, t0) }, store.ErrNotFound
 				}
 				deletion := func() error {
-					return db.DeleteClient(ctx, 0, c.ClientID, store.ClientDeletion(c.ClientID, time.Hour, t0), t0)
+					return db.DeleteClient(ctx, 0, c.ClientID, "", store.ClientDeletion(c.ClientID, time.Hour, t0), t0)
 				}
 				delErr, err := lineUp(t, raw, d, deletion, write, `SELECT 1 FROM auth_codes WHERE hash = $1 FOR UPDATE`, code)
 				if delErr != nil || !errors.Is(err, want) {
