@@ -644,6 +644,30 @@ func TestSignInAgainTwiceAtOnce(t *testing.T) {
 	})
 }
 
+// A login late enough that the row it continued was continued meanwhile
+// (L1: P to a; L3, sent with a: a to c; L2, read P before L1 committed,
+// commits last) deletes no row: c was of a login that started after it,
+// and the browser may keep c, whose logout then ended nothing.
+func TestSignInAgainLate(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		u := newUser(t, db, "ann@example.com", "ann")
+		p, _, signIn := newSignIn(t, db, u.ID)
+		again := func(continues string) string {
+			fresh := token.Hash(token.NewOpaque())
+			if _, err := db.CreateSession(ctx, fresh, store.Session{SID: signIn.SID, UserID: u.ID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour), Continues: continues}); err != nil {
+				t.Fatal(err)
+			}
+			return fresh
+		}
+		c := again(again(p))
+		again(p)
+		ended, err := db.DeleteSession(ctx, c, time.Hour, t0)
+		if want := []store.SignIn{signIn}; err != nil || !slices.Equal(ended.SignIns, want) {
+			t.Errorf("a logout with the cookie of the login that started last told %+v (%v); want %+v", ended.SignIns, err, want)
+		}
+	})
+}
+
 // After two logins at once, both rows of the sign-in give a code to one
 // client, and the browser keeps the cookie of the one that committed last,
 // which holds every client but arrived first: its row would expire first.

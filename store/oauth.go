@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -374,9 +375,12 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (e Ende
 		// browser keeps either's cookie, and a logout with either (or with
 		// the one they continued) ends the sid (endSignIn). Every other row
 		// of the sid goes, so that a sid has no more rows than logins sent
-		// at once. The clients of every row move to this one, and the rows
-		// left expire together: none is purged, its clients with it, while
-		// the sign-in lives (TestSignInAgainAfterTwiceAtOnce).
+		// at once; a login late enough that the row it continued is gone
+		// deletes none (the rows may be of logins that started after it,
+		// whose cookie the browser may keep). The clients of every row move
+		// to this one, and the rows left expire together: none is purged,
+		// its clients with it, while the sign-in lives
+		// (TestSignInAgainAfterTwiceAtOnce).
 		type row struct {
 			hash, prev string
 			expires    int64
@@ -393,6 +397,7 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (e Ende
 			return cmp.Or(err, ErrConflict)
 		}
 		expires := s.ExpiresAt.Unix()
+		late := !slices.ContainsFunc(others, func(o row) bool { return o.hash == s.Continues })
 		for _, o := range others {
 			// The clients' rows before their session_clients rows, the
 			// order of a client's deletion (ON DELETE CASCADE): MySQL checks
@@ -409,7 +414,7 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (e Ende
 			if _, err := tx.ExecContext(ctx, `DELETE FROM session_clients WHERE session_hash = $1`, o.hash); err != nil {
 				return err
 			}
-			if o.prev == s.Continues { // another login at once
+			if late || o.prev == s.Continues { // another login at once
 				expires = max(expires, o.expires)
 			} else if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE hash = $1`, o.hash); err != nil {
 				return err
@@ -443,8 +448,9 @@ const maxSignIns = 1000
 // read here (sessions_user) are the live ones and those expired since the
 // last purge (a minute ago): fewer than 2*maxSignIns, so no other index.
 func endOldestSignInsTx(ctx context.Context, tx *txn, userID, now int64) (ended []SignIn, err error) {
+	// By sid: the rows of logins sent at once are one sign-in (CreateSession).
 	rows, err := tx.QueryContext(ctx, `SELECT sid FROM sessions WHERE user_id = $1 AND expires_at > $2 AND sid <> ''
-ORDER BY auth_time DESC, sid DESC LIMIT $3 OFFSET $4`, userID, now, maxSignIns, maxSignIns-1)
+GROUP BY sid ORDER BY max(auth_time) DESC, sid DESC LIMIT $3 OFFSET $4`, userID, now, maxSignIns, maxSignIns-1)
 	if err != nil {
 		return nil, err
 	}
@@ -536,7 +542,9 @@ func (db *DB) DeleteSessionBySID(ctx context.Context, sid, clientID string, acce
 // meanwhile was unseen by the voiding, and outlived the logout
 // (TestGrantBesideLogout). A sign-in with a sid is ended by it, which a
 // sign-in continued meanwhile keeps (CreateSession) under a new hash
-// (TestLogoutBesideSignInAgain); one from before sids, by its hash.
+// (TestLogoutBesideSignInAgain), its longest-living row read first (rows of
+// logins sent at once expire together, those written before they did not);
+// one from before sids, by its hash.
 //
 // The families started by its codes and device approvals end too, each
 // with a sid revocation: OIDC Back-Channel Logout 1.0 §2.7 has refresh
@@ -550,7 +558,7 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, gone func(*txn)
 	err = db.tx(ctx, func(tx *txn) error {
 		var userID, expires int64
 		var sid, hash string
-		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash, expires_at FROM sessions WHERE `+lookup, arg).Scan(&userID, &sid, &hash, &expires)
+		err := tx.QueryRowContext(ctx, `SELECT user_id, sid, hash, expires_at FROM sessions WHERE `+lookup+` ORDER BY expires_at DESC`, arg).Scan(&userID, &sid, &hash, &expires)
 		if gone != nil && (errors.Is(err, sql.ErrNoRows) || err == nil && expires <= now.Unix()) {
 			e.Revocations, err = gone(tx)
 			return err
