@@ -340,8 +340,8 @@ func TestPasswordChangeRefusedAfterOwnerTookAccountBack(t *testing.T) {
 					t.Errorf("the intruder's change, checked against the old password, was written after the owner's %s", by)
 				} else {
 					r.wantError(http.StatusForbidden, "invalid_current_password")
-					if !strings.Contains(intruder.logs.String(), `"msg":"login failed"`) {
-						t.Errorf("the refused change wrote no \"login failed\" line")
+					if !strings.Contains(intruder.logs.String(), `"msg":"login failed","client_ip":"192.0.2.1","reason":"changed_meanwhile"`) {
+						t.Errorf("the refused change wrote no \"login failed\" line of its own reason: %s", intruder.logs.String())
 					}
 				}
 				if after, err := db.UserByID(ctx, u.ID); err != nil || after.PasswordHash != taken.PasswordHash {

@@ -191,6 +191,8 @@ func logLoginFailure(r *http.Request, log *slog.Logger, db *store.DB, m *Metrics
 	reason, action := "bad_credentials", actLoginFailure
 	if e.Kind == httpx.KindThrottled {
 		reason, action = "throttled", actLoginLockout
+	} else if errors.Is(err, errChangedMeanwhile) {
+		reason = "changed_meanwhile"
 	}
 	m.LoginFailures.Inc()
 	info := httpx.InfoFrom(r)
@@ -315,12 +317,12 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 			// committed meanwhile makes the current password a wrong one.
 			ended, err = db.SetPassword(store.WithEvent(r.Context(), ev), p.user.ID, u.PasswordHash, hash, p.claims.SessionID, ts.AccessTTL, t)
 			if errors.Is(err, store.ErrNotFound) {
-				err = errBadCredentials
+				err = errChangedMeanwhile
 			}
 		}
 		if err != nil {
 			err = cmp.Or(logLoginFailure(r, log, db, m, u, err), err) // as a login does
-			if errors.Is(err, errBadCredentials) {
+			if errors.Is(err, errBadCredentials) || errors.Is(err, errChangedMeanwhile) {
 				err = &httpx.Error{Kind: httpx.KindForbidden, Code: "invalid_current_password", Message: "the current password is wrong"}
 			}
 			return 0, nil, err
