@@ -501,7 +501,7 @@ func (a *authorization) redirectError(e *httpx.Error) {
 	}
 	v := url.Values{"error": {e.OAuthCode()}}
 	if e.Message != "" {
-		v.Set("error_description", e.Message)
+		v.Set("error_description", httpx.OAuthText(e.Message))
 	}
 	a.redirect(v)
 }

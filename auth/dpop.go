@@ -101,7 +101,7 @@ func spendProof(ctx context.Context, db *store.DB, p *token.Proof, kind httpx.Ki
 func dpopError(kind httpx.Kind, msg string) error {
 	e := httpx.E(kind, "%s", msg)
 	if kind == httpx.KindDPoPProofRefused {
-		e.Authenticate = challenge(true, `error="invalid_dpop_proof", error_description="`+msg+`"`)
+		e.Authenticate = challenge(true, `error="invalid_dpop_proof", error_description="`+httpx.OAuthText(msg)+`"`)
 	}
 	return e
 }

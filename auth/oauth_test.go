@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"oauth2-api/httpx"
 	"oauth2-api/store"
 	"oauth2-api/store/storetest"
 	"oauth2-api/token"
@@ -392,6 +393,9 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		}
 		if q.Get("code") != "" {
 			t.Errorf("%s: a code came with the error", tc.name)
+		}
+		if d := q.Get("error_description"); d != httpx.OAuthText(d) { // RFC 6749 §4.1.2.1
+			t.Errorf("%s: error_description %q holds what the RFC refuses there", tc.name, d)
 		}
 		if strings.HasPrefix(tc.name, "state ") && q.Has("state") {
 			t.Errorf("%s: state %.20q… echoed; RFC 6749 Appendix A.5 refuses it", tc.name, q.Get("state"))

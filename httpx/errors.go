@@ -175,11 +175,33 @@ func (e *Error) SetHeaders(w http.ResponseWriter) {
 	}
 }
 
-// WriteError answers err to a REST client: {"error","message"}.
+// WriteError answers err to a REST client: {"error","message"}. A 401
+// carries a Bearer challenge unless the error sets its own: RFC 9110
+// §15.5.2 wants one on every 401, a login's and a refresh's too.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	e := Classify(r, log, err)
+	if e.Status() == http.StatusUnauthorized && e.Authenticate == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="oauth2-api"`)
+	}
 	e.SetHeaders(w)
 	JSON(w, e.Status(), map[string]string{"error": e.RESTCode(), "message": e.Message})
+}
+
+// OAuthText is s as an error_description may hold it (RFC 6749 §5.2:
+// %x20-21 / %x23-5B / %x5D-7E): a double quote or a backslash becomes an
+// apostrophe, and anything else outside the set goes (a "§", an input's
+// "é", a clip's "…").
+// Messages quote what they refuse with %q; they stay readable.
+func OAuthText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '"' || r == '\\':
+			return '\''
+		case r < 0x20 || r > 0x7e:
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // WriteOAuthError answers err as RFC 6749 §5.2 JSON with no-store. A failed
@@ -192,7 +214,7 @@ func WriteOAuthError(w http.ResponseWriter, r *http.Request, log *slog.Logger, e
 	}
 	e.SetHeaders(w)
 	NoStore(w)
-	body := map[string]string{"error_description": e.Message}
+	body := map[string]string{"error_description": OAuthText(e.Message)}
 	if c := e.OAuthCode(); c != "" {
 		body["error"] = c
 	}

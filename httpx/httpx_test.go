@@ -807,3 +807,35 @@ func TestCORSAllowsDPoP(t *testing.T) {
 		t.Errorf("Expose-Headers %q; want dpop-nonce among them", exposed)
 	}
 }
+
+// An OAuth error_description holds only RFC 6749 §5.2's characters
+// (%x20-21 / %x23-5B / %x5D-7E): messages quoted their input with %q and
+// cited "§". A REST 401 carries a challenge (RFC 9110 §15.5.2): a login's
+// and a refresh's had none. A preflight allows PUT, an RFC 7592 update.
+func TestErrorsAsTheRFCsSpell(t *testing.T) {
+	r := httptest.NewRequest("POST", "/oauth2/token", nil)
+	w := httptest.NewRecorder()
+	WriteOAuthError(w, r, nil, E(KindInvalidScope, "scope %q is not registered (RFC 8252 §7.1) é…\x01", "a\"b"))
+	var body map[string]string
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body["error_description"] != `scope 'a''b' is not registered (RFC 8252 7.1) ` {
+		t.Errorf("error_description %q (%v)", body["error_description"], err)
+	}
+	w = httptest.NewRecorder()
+	WriteError(w, r, nil, E(KindInvalidCredentials, "invalid login or password"))
+	if w.Code != http.StatusUnauthorized || w.Header().Get("WWW-Authenticate") != `Bearer realm="oauth2-api"` {
+		t.Errorf("REST 401: %d, WWW-Authenticate %q", w.Code, w.Header().Get("WWW-Authenticate"))
+	}
+	w = httptest.NewRecorder()
+	WriteError(w, r, nil, &Error{Kind: KindInvalidToken, Authenticate: `Bearer error="invalid_token"`})
+	if got := w.Header().Values("WWW-Authenticate"); len(got) != 1 || got[0] != `Bearer error="invalid_token"` {
+		t.Errorf("a 401 with its own challenge: WWW-Authenticate %q", got)
+	}
+	r = httptest.NewRequest("OPTIONS", "/oauth2/register/c1", nil)
+	r.Header.Set("Origin", "https://spa.example.com")
+	r.Header.Set("Access-Control-Request-Method", "PUT")
+	w = httptest.NewRecorder()
+	CORS([]string{"https://spa.example.com"}, okHandler).ServeHTTP(w, r)
+	if !slices.Contains(strings.Split(w.Header().Get("Access-Control-Allow-Methods"), ", "), "PUT") {
+		t.Errorf("preflight of a PUT: Allow-Methods %q", w.Header().Get("Access-Control-Allow-Methods"))
+	}
+}

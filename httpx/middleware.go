@@ -290,7 +290,7 @@ func CORS(origins []string, next http.Handler) http.Handler {
 				WriteError(w, r, nil, E(KindForbidden, "origin not allowed"))
 				return
 			}
-			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE") // PUT: an RFC 7592 update
 			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
