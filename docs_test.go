@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -174,5 +175,15 @@ func TestDocReferences(t *testing.T) {
 				t.Errorf("%s:%d: %s", doc, lines[i], p)
 			}
 		}
+	}
+}
+
+// Dockerfile, which the deployment guide's `docker build .` and compose's
+// `build: .` read, is Dockerfile.distroless (deploy/README.md).
+func TestDockerfileCopy(t *testing.T) {
+	a, errA := os.ReadFile("Dockerfile")
+	b, errB := os.ReadFile("Dockerfile.distroless")
+	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		t.Errorf("Dockerfile differs from Dockerfile.distroless (%v, %v): copy it again", errA, errB)
 	}
 }
