@@ -1599,6 +1599,10 @@ for rel, ing in docs.get("Ingress", []):
     for rule in ing["spec"]["rules"]:
         for p in rule["http"]["paths"]:
             b = p["backend"]["service"]
+            if p["path"] == "/metrics":  # closed: its backend must be no Service
+                if by("Service", b["name"]):
+                    errs.append(f"Ingress {ing['metadata']['name']}: /metrics reaches Service {b['name']}")
+                continue
             svc = by("Service", b["name"])
             ports = {x.get("name") for x in svc["spec"]["ports"]} | {x["port"] for x in svc["spec"]["ports"]} if svc else set()
             if not svc or (b["port"].get("name") or b["port"].get("number")) not in ports:
