@@ -1038,25 +1038,6 @@ func TestMetadata(t *testing.T) {
 	}
 }
 
-// An ISSUER with a path has its RFC 8414 metadata at the well-known path
-// followed by the issuer's (§3.1), which was a 404: a strict client
-// (oauth4webapi's discovery with algorithm oauth2) found none.
-func TestMetadataOfAnIssuerWithAPath(t *testing.T) {
-	for _, iss := range []string{"https://idp.example/tenant", "https://idp.example/tenant/"} {
-		e := newEnv(t, "sqlite", func(d *Deps) { d.Tokens.Issuer = iss })
-		m := e.request("GET", "/.well-known/oauth-authorization-server/tenant", nil).want(http.StatusOK).JSON()
-		if m["issuer"] != iss || m["token_endpoint"] != "https://idp.example/tenant/oauth2/token" {
-			t.Errorf("ISSUER %s: metadata %v", iss, m)
-		}
-		e.request("GET", "/.well-known/oauth-authorization-server", nil).want(http.StatusOK) // behind a proxy stripping /tenant
-		for _, p := range []string{"/tenant/", "/other", "/tenant/x", "/"} {
-			e.request("GET", "/.well-known/oauth-authorization-server"+p, nil).want(http.StatusNotFound)
-		}
-	}
-	e := newEnv(t, "sqlite") // an issuer without a path has no such route
-	e.request("GET", "/.well-known/oauth-authorization-server/tenant", nil).want(http.StatusNotFound)
-}
-
 func TestParseBasic(t *testing.T) {
 	enc := func(s string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(s)) }
 	for _, tc := range []struct {

@@ -163,19 +163,6 @@ func routes(d Deps) []route {
 	if d.IDTokens != nil {
 		rs = append(rs, route{"GET /.well-known/openid-configuration", anyone, none, meta})
 	}
-	// An ISSUER with a path (behind a proxy that strips it) has its RFC 8414
-	// metadata where §3.1 puts it, the well-known path followed by the
-	// issuer's (OpenID Connect's is the issuer's URL followed by its own).
-	if u, _ := url.Parse(iss); strings.Trim(u.Path, "/") != "" {
-		at := "/.well-known/oauth-authorization-server" + strings.TrimSuffix(u.Path, "/")
-		rs = append(rs, route{"GET /.well-known/oauth-authorization-server/", anyone, none, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != at {
-				httpx.WriteError(w, r, log, httpx.E(httpx.KindNotFound, "no such endpoint"))
-				return
-			}
-			meta.ServeHTTP(w, r)
-		})})
-	}
 	if dynamicRegistration(d) { // ENABLE_DYNAMIC_REGISTRATION: token or open
 		if d.Registration == nil {
 			panic("auth: Deps.Registration is required with dynamic registration")
