@@ -71,7 +71,10 @@ func (db *DB) ClientByRegistrationHash(ctx context.Context, hash string) (c *Cli
 // current hash is still oldHash; else (a concurrent update rotated it, or
 // the client is gone) ErrNotFound. The id, secret, first-party and
 // resource-server flags are not touched. It records r, the client's
-// ClientChange, for the other instances to forget what they cached.
+// ClientChange, for the other instances to forget what they cached, and
+// forgets the consents users gave the client: they saw its name and the
+// host it would send them to, which the registrant may have just changed
+// (a real site's callback to be approved, then its own: RFC 9700 §4.11.2).
 func (db *DB) UpdateRegisteredClient(ctx context.Context, c *Client, oldHash string, r Revocation, now time.Time) (err error) {
 	defer db.wrap(&err, "update registered client")
 	err = db.tx(ctx, func(tx *txn) error {
@@ -80,6 +83,9 @@ func (db *DB) UpdateRegisteredClient(ctx context.Context, c *Client, oldHash str
 WHERE id = $1 AND registration_hash = $2`,
 			c.ID, oldHash, c.Name, jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs), strings.Join(c.GrantTypes, " "),
 			strings.Join(c.Scopes, " "), c.RequireDPoP, c.RequirePAR, c.AuthMethod, c.RegistrationHash, now.Unix()); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM consents WHERE client_id = $1`, c.ID); err != nil {
 			return err
 		}
 		return insertRevocation(ctx, tx, r)

@@ -126,3 +126,27 @@ func TestDynamicRegistration(t *testing.T) {
 		})
 	}
 }
+
+// An update forgets the consents users gave the client: approved with a
+// real site's callback, a client switched it to its own and got codes at
+// once (prompt=none), the page having shown the user only the first host.
+func TestRegistrationUpdateForgetsConsents(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		u := newUser(t, db, "ann@example.com", "ann")
+		session, _, _ := newSignIn(t, db, u.ID)
+		c := registered("bait", "rat-bait")
+		if err := db.RegisterClient(ctx, c, "", 10, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SaveConsent(ctx, u.ID, session, c.ID, "", "read", t0); err != nil {
+			t.Fatal(err)
+		}
+		c.RedirectURIs, c.RegistrationHash = []string{"https://evil.example/cb"}, token.Hash("rat-switch")
+		if err := db.UpdateRegisteredClient(ctx, c, token.Hash("rat-bait"), store.ClientChange(c.ID, t0), t0); err != nil {
+			t.Fatal(err)
+		}
+		if scope, ok, err := db.ConsentedScope(ctx, u.ID, c.ID, ""); ok || err != nil {
+			t.Errorf("after the client's update, its consent: %q, %v (%v); want none", scope, ok, err)
+		}
+	})
+}
