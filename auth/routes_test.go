@@ -113,3 +113,15 @@ func TestEveryRouteRefusesAMalformedQuery(t *testing.T) {
 		}
 	}
 }
+
+// A path has one spelling: the mux read "/%6detrics" as /metrics, past the
+// exact-path block a load balancer in front keeps (deploy/README.md: ECS,
+// Cloud Run). Each refusal is in the shape of its surface.
+func TestPathsHaveOneSpelling(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	e.request("GET", "/metrics", nil).want(http.StatusOK)
+	for _, p := range []string{"/%6detrics", "/%6Detrics", "/.well-known/jwks%2Ejson"} {
+		wantAPIError(e.request("GET", p, nil), http.StatusNotFound, "not_found")
+	}
+	e.request("POST", "/oauth2/%74oken", nil).wantOAuthError(http.StatusNotFound, "invalid_request")
+}

@@ -224,9 +224,15 @@ func WriteOAuthError(w http.ResponseWriter, r *http.Request, log *slog.Logger, e
 // MuxErrors serves mux, answering its own 404 (no route) and 405 (none for
 // the method; the mux's Allow header kept) in the error table's shapes
 // instead of its text/plain: RFC 6749's, with no-store, under /oauth2/, the
-// REST API's elsewhere.
+// REST API's elsewhere. A path has one spelling: the mux reads
+// "/%6detrics" as /metrics, which an exact-path block in front (an ALB
+// rule, Cloud Armor) does not, so a percent-encoded path is a 404.
 func MuxErrors(log *slog.Logger, mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.EscapedPath() != r.URL.Path {
+			(&muxError{ResponseWriter: w, r: r, log: log}).WriteHeader(http.StatusNotFound)
+			return
+		}
 		if h, pattern := mux.Handler(r); pattern == "" { // a 404, a 405, or a redirect to the cleaned path
 			h.ServeHTTP(&muxError{ResponseWriter: w, r: r, log: log}, r)
 			return
