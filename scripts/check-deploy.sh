@@ -1621,8 +1621,13 @@ for p in sorted(cred_only - limited):
 unlogged = {p["path"] for _, ing in docs.get("Ingress", [])
             if (ing["metadata"].get("annotations") or {}).get("nginx.ingress.kubernetes.io/enable-access-log") == "false"
             for rule in ing["spec"]["rules"] for p in rule["http"]["paths"] if p.get("pathType") == "Exact"}
-for p in sorted({"/password/reset", "/email/verify"} - unlogged):
-    errs.append(f"Ingress: {p} (a mailed link, its token in the query string) is in no Ingress with enable-access-log false")
+for p in sorted({"/password/reset", "/email/verify", "/oauth2/logout", "/oauth2/device"} - unlogged):
+    errs.append(f"Ingress: {p} (a token or code in its query string) is in no Ingress with enable-access-log false")
+# /metrics has an Exact path of its own (else the site's / serves it),
+# routed to no Service (checked above).
+if not any(p["path"] == "/metrics" and p.get("pathType") == "Exact" for _, ing in docs.get("Ingress", [])
+           for rule in ing["spec"]["rules"] for p in rule["http"]["paths"]):
+    errs.append("Ingress: /metrics has no Exact path of its own: the site's / serves it")
 if not any("cert-manager.io/cluster-issuer" in (d["metadata"].get("annotations") or {}) and d["spec"].get("tls") for _, d in docs.get("Ingress", [])):
     errs.append("no Ingress with TLS and the cert-manager annotation")
 kust = yaml.safe_load(open(os.path.join(root, "deploy/kubernetes/kustomization.yaml")))
