@@ -398,8 +398,14 @@ func TestSignInsCappedPerUser(t *testing.T) {
 			live := func(userID int64) int {
 				return count(t, raw, fmt.Sprintf(`sessions WHERE user_id = %d AND expires_at > %d`, userID, now.Unix()))
 			}
+			// The newest has two rows (two logins sent at once): one sign-in.
+			twin := fmt.Sprintf("'s000998-twin', %d, %d, %d, 's000998'", u.ID, t0.Unix()+998, t0.Add(time.Hour).Unix())
+			insertRows(t, raw, "sessions", cols, 1, func(int) string { return twin })
 			if ended := signIn(store.Session{SID: "new"}); !slices.Equal(ended, []store.SignIn{oldest}) {
 				t.Errorf("a new sign-in with %d live: ended %+v; want the oldest live, %+v", store.MaxSignIns, ended, oldest)
+			}
+			if _, err := raw.Exec(`DELETE FROM sessions WHERE hash = 's000998-twin'`); err != nil {
+				t.Fatal(err)
 			}
 			if n := live(u.ID); n != store.MaxSignIns {
 				t.Errorf("%d live; want %d", n, store.MaxSignIns)

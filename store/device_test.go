@@ -668,6 +668,43 @@ func TestSignInAgainLate(t *testing.T) {
 	})
 }
 
+// A logout by sid reads the sign-in's longest-living row: rows of logins
+// sent at once before their expiries were made one can leave an expired
+// row of a live sign-in, not yet purged, which is no sign of its end (the
+// "gone" path ends only the relying party's part).
+func TestLogoutBySIDReadsTheLiveRow(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db, raw := onServer(t, d)
+			u := newUser(t, db, "ann@example.com", "ann")
+			signIn := store.SignIn{SID: "sid-twin", UserID: u.ID, ClientID: "c-twin", URI: "https://rp.example/bc/twin"}
+			if _, err := raw.Exec(fmt.Sprintf(`INSERT INTO sessions (hash, user_id, auth_time, expires_at, sid) VALUES ('expired-twin', %d, %d, %d, 'sid-twin')`,
+				u.ID, t0.Unix(), t0.Add(10*time.Minute).Unix())); err != nil {
+				t.Fatal(err)
+			}
+			live := token.Hash(token.NewOpaque())
+			if _, err := db.CreateSession(ctx, live, store.Session{SID: signIn.SID, UserID: u.ID, AuthTime: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.CreateOldClient(ctx, signIn.ClientID, signIn.URI, t0); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.CreateCode(ctx, &store.Code{Hash: token.Hash(token.NewOpaque()), ClientID: signIn.ClientID, UserID: u.ID, CodeChallenge: "x", AuthTime: t0,
+				SID: signIn.SID, SessionHash: live, ExpiresAt: t0.Add(time.Minute)}, t0); err != nil {
+				t.Fatal(err)
+			}
+			now := t0.Add(30 * time.Minute)
+			ended, err := db.DeleteSessionBySID(ctx, signIn.SID, signIn.ClientID, time.Hour, now)
+			if want := []store.SignIn{signIn}; err != nil || !slices.Equal(ended.SignIns, want) {
+				t.Errorf("a logout by sid told %+v (%v); want %+v", ended.SignIns, err, want)
+			}
+			if _, err := db.SessionByHash(ctx, live, now); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("after the logout by sid, its live row: %v; want ErrNotFound", err)
+			}
+		})
+	}
+}
+
 // After two logins at once, both rows of the sign-in give a code to one
 // client, and the browser keeps the cookie of the one that committed last,
 // which holds every client but arrived first: its row would expire first.
