@@ -449,7 +449,7 @@ func checkIssuer(s string, release bool) error {
 		return errors.New("must have no query or fragment")
 	case u.User != nil:
 		return errors.New("must not hold user information")
-	case strings.Trim(u.Path, "/") != "":
+	case (u.Path != "" && u.Path != "/") || u.RawPath != "":
 		// The pages post to the root, the cookies cover the origin (__Host-),
 		// and RFC 8414 metadata would be at /.well-known/…/path: a server
 		// behind a path prefix would sign no one in, and share its cookies

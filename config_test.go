@@ -277,6 +277,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"CORS_ORIGINS": "null"}, "CORS_ORIGINS"},
 		{map[string]string{"CORS_ORIGINS": "http://[0:0::1]:3000"}, "CORS_ORIGINS"},
 		{map[string]string{"ISSUER": "https://idp.example/tenant"}, "ISSUER"}, // its forms posted outside the prefix
+		{map[string]string{"ISSUER": "https://idp.example//"}, "ISSUER"},
+		{map[string]string{"ISSUER": "https://idp.example/%2F"}, "ISSUER"},
 		{map[string]string{"TRUSTED_PROXIES": "bad"}, "TRUSTED_PROXIES"},
 		{map[string]string{"TRUSTED_PROXIES": "10.0.0.0/40"}, "TRUSTED_PROXIES"},
 		{map[string]string{"ENABLE_REGISTRATION": "maybe"}, "ENABLE_REGISTRATION"},

@@ -178,8 +178,8 @@ func TestDocReferences(t *testing.T) {
 	}
 }
 
-// Dockerfile, which the deployment guide's `docker build .` and compose's
-// `build: .` read, is Dockerfile.distroless (deploy/README.md).
+// Dockerfile, which the deployment guide's `docker build .` and its
+// compose's `build: .` read, is Dockerfile.distroless (deploy/README.md).
 func TestDockerfileCopy(t *testing.T) {
 	a, errA := os.ReadFile("Dockerfile")
 	b, errB := os.ReadFile("Dockerfile.distroless")

@@ -589,7 +589,7 @@ func TestDevicePageCSRF(t *testing.T) {
 // names the client, the account and the scopes and shows the user code;
 // only its POST approves. A grant is still remembered, for the
 // authorization endpoint.
-func TestDeviceConsentMemory(t *testing.T) {
+func TestDeviceConsentEveryTime(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		ann := e.createUser("ann@example.com", "ann", "correct horse", store.RoleUser)
 		tv, _ := e.deviceClient("TV", false, false, "read", "write")

@@ -246,7 +246,7 @@ func TestConsentPerResource(t *testing.T) {
 		}
 
 		// The device page, for a device client: asked for A, for A again
-		// (the device page always asks: TestDeviceConsentMemory), then for B.
+		// (the device page always asks: TestDeviceConsentEveryTime), then for B.
 		tv, _ := e.deviceClient("TV", false, false, "read")
 		device := func(resource string) (deviceCode string, page *httptest.ResponseRecorder) {
 			r := e.clientPost("/oauth2/device_authorization", tv, "", url.Values{"resource": {resource}}).want(http.StatusOK)

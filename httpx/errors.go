@@ -176,8 +176,8 @@ func (e *Error) SetHeaders(w http.ResponseWriter) {
 }
 
 // WriteError answers err to a REST client: {"error","message"}. A 401
-// carries a Bearer challenge unless the error sets its own: RFC 9110
-// §15.5.2 wants one on every 401, a login's and a refresh's too.
+// carries a Bearer challenge unless the error sets its own (API.md: every
+// REST 401; RFC 9110 §15.5.2), a login's and a refresh's too.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	e := Classify(r, log, err)
 	if e.Status() == http.StatusUnauthorized && e.Authenticate == "" {

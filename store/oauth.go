@@ -370,28 +370,27 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (e Ende
 		// and the second found the row gone. Taken for a logout, that
 		// started a new sign-in, whose cookie the browser kept: its logout
 		// left the sid live, its clients untold, its families unrevoked
-		// (TestSignInAgainTwiceAtOnce). So the rows of such logins, which
-		// continue the same one (prev_hash), live on side by side: the
-		// browser keeps either's cookie, and a logout with either (or with
-		// the one they continued) ends the sid (endSignIn). Every other row
-		// of the sid goes, so that a sid has no more rows than logins sent
-		// at once; a login late enough that the row it continued is gone
-		// deletes none (the rows may be of logins that started after it,
-		// whose cookie the browser may keep). The clients of every row move
-		// to this one, and the rows left expire together: none is purged,
-		// its clients with it, while the sign-in lives
+		// (TestSignInAgainTwiceAtOnce). So one rule: a login that finds
+		// the row it continued deletes every other row of the sid, and one
+		// that finds it gone (another login at once continued it first: it
+		// is late) deletes none, whose cookies the browser may keep instead
+		// of its own (TestSignInAgainLate). A logout with any of them (or
+		// with the one they continued, prev_hash) ends the sid (endSignIn),
+		// and a sid has no more rows than logins sent at once. The clients
+		// of every row move to this one, and the rows left expire together:
+		// none is purged, its clients with it, while the sign-in lives
 		// (TestSignInAgainAfterTwiceAtOnce).
 		type row struct {
-			hash, prev string
-			expires    int64
+			hash    string
+			expires int64
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT hash, prev_hash, expires_at FROM sessions WHERE user_id = $1 AND sid = $2 AND hash <> $3`, s.UserID, s.SID, hash)
+		rows, err := tx.QueryContext(ctx, `SELECT hash, expires_at FROM sessions WHERE user_id = $1 AND sid = $2 AND hash <> $3`, s.UserID, s.SID, hash)
 		if err != nil {
 			return err
 		}
 		others, err := collect(rows, func(sc scanner) (*row, error) {
 			var r row
-			return &r, sc.Scan(&r.hash, &r.prev, &r.expires)
+			return &r, sc.Scan(&r.hash, &r.expires)
 		})
 		if err != nil || len(others) == 0 {
 			return cmp.Or(err, ErrConflict)
@@ -414,7 +413,7 @@ func (db *DB) CreateSession(ctx context.Context, hash string, s Session) (e Ende
 			if _, err := tx.ExecContext(ctx, `DELETE FROM session_clients WHERE session_hash = $1`, o.hash); err != nil {
 				return err
 			}
-			if late || o.prev == s.Continues { // another login at once
+			if late {
 				expires = max(expires, o.expires)
 			} else if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE hash = $1`, o.hash); err != nil {
 				return err
@@ -446,7 +445,8 @@ const maxSignIns = 1000
 // its codes and approvals too: sign-ins from before sids ("" names every
 // one) are left to expire. Ended sign-ins are deleted, so the user's rows
 // read here (sessions_user) are the live ones and those expired since the
-// last purge (a minute ago): fewer than 2*maxSignIns, so no other index.
+// last purge (a minute ago): fewer than 2*maxSignIns sign-ins, with the
+// rows of logins sent at once (CreateSession), so no other index.
 func endOldestSignInsTx(ctx context.Context, tx *txn, userID, now int64) (ended []SignIn, err error) {
 	// By sid: the rows of logins sent at once are one sign-in (CreateSession).
 	rows, err := tx.QueryContext(ctx, `SELECT sid FROM sessions WHERE user_id = $1 AND expires_at > $2 AND sid <> ''
@@ -542,9 +542,10 @@ func (db *DB) DeleteSessionBySID(ctx context.Context, sid, clientID string, acce
 // meanwhile was unseen by the voiding, and outlived the logout
 // (TestGrantBesideLogout). A sign-in with a sid is ended by it, which a
 // sign-in continued meanwhile keeps (CreateSession) under a new hash
-// (TestLogoutBesideSignInAgain), its longest-living row read first (rows of
-// logins sent at once expire together, those written before they did not);
-// one from before sids, by its hash.
+// (TestLogoutBesideSignInAgain), its longest-living row read first: the
+// rows of one sid expire together (CreateSession), and should an expired
+// one be read, the "gone" path would end only a relying party's part
+// (TestLogoutBySIDReadsTheLiveRow); one from before sids, by its hash.
 //
 // The families started by its codes and device approvals end too, each
 // with a sid revocation: OIDC Back-Channel Logout 1.0 §2.7 has refresh
