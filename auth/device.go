@@ -264,7 +264,7 @@ func findDevice(ctx context.Context, log *slog.Logger, db *store.DB, b *Browser,
 		if err != nil {
 			return nil, err
 		}
-		if started[i] = n.Ends.Add(-th.Window); n.Attempts > c.max {
+		if started[i] = n.Start; n.Attempts > c.max {
 			wait = max(wait, n.Ends.Sub(now))
 		}
 	}

@@ -443,13 +443,12 @@ func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, ts
 func handleRegistrationDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := principalOf(r).client
-		id := c.ID
-		err := DeleteClient(r.Context(), db, 0, cs, ts.Revoked, id, c.RegistrationHash, ts.AccessTTL, now()) // no admin: the registrant
+		err := DeleteClient(r.Context(), db, 0, cs, ts.Revoked, c.ID, c.RegistrationHash, ts.AccessTTL, now()) // no admin: the registrant
 		if errors.Is(err, store.ErrNotFound) {
 			err = errBadRegistrationToken
 		}
 		if err == nil {
-			log.InfoContext(r.Context(), "registered client deleted itself", "request_id", httpx.InfoFrom(r).ID, "client_id", id)
+			log.InfoContext(r.Context(), "registered client deleted itself", "request_id", httpx.InfoFrom(r).ID, "client_id", c.ID)
 		}
 		writeOAuth(w, r, log, http.StatusNoContent, nil, err)
 	})

@@ -229,11 +229,11 @@ func WriteOAuthError(w http.ResponseWriter, r *http.Request, log *slog.Logger, e
 // rule, Cloud Armor) does not, so a percent-encoded path is a 404.
 func MuxErrors(log *slog.Logger, mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
 		if r.URL.EscapedPath() != r.URL.Path {
-			(&muxError{ResponseWriter: w, r: r, log: log}).WriteHeader(http.StatusNotFound)
-			return
+			h, pattern = http.NotFoundHandler(), ""
 		}
-		if h, pattern := mux.Handler(r); pattern == "" { // a 404, a 405, or a redirect to the cleaned path
+		if pattern == "" { // a 404, a 405, or a redirect to the cleaned path
 			h.ServeHTTP(&muxError{ResponseWriter: w, r: r, log: log}, r)
 			return
 		}

@@ -778,7 +778,7 @@ func TestRefundAttemptInItsWindow(t *testing.T) {
 		if _, _, err := db.CountLoginAttempt(ctx, key, 0, time.Minute, later); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.RefundAttempt(ctx, key, right.Ends.Add(-time.Minute)); err != nil {
+		if err := db.RefundAttempt(ctx, key, right.Start); err != nil {
 			t.Fatal(err)
 		}
 		if n, _, err := db.CountLoginAttempt(ctx, key, 0, time.Minute, later); err != nil || n.Attempts != 2 {

@@ -402,7 +402,7 @@ func TestLoginAttempts(t *testing.T) {
 		text := token.Hash("ann")
 		for i := 1; i <= 3; i++ {
 			byLogin, byUser, err := db.CountLoginAttempt(ctx, text, u.ID, window, t0.Add(time.Duration(i)*time.Second))
-			want := store.LoginCount{Attempts: i, Ends: t0.Add(time.Second + window)}
+			want := store.LoginCount{Attempts: i, Start: t0.Add(time.Second), Ends: t0.Add(time.Second + window)}
 			if err != nil || byLogin != want || byUser != want {
 				t.Fatalf("attempt %d: %+v, %+v, %v; want %+v twice", i, byLogin, byUser, err, want)
 			}
@@ -419,7 +419,7 @@ func TestLoginAttempts(t *testing.T) {
 		}
 		// An attempt after the window starts a new one.
 		byLogin, _, _ = db.CountLoginAttempt(ctx, text, u.ID, window, t0.Add(2*window))
-		if byLogin.Attempts != 1 || !byLogin.Ends.Equal(t0.Add(3*window)) {
+		if byLogin.Attempts != 1 || !byLogin.Start.Equal(t0.Add(2*window)) || !byLogin.Ends.Equal(t0.Add(3*window)) {
 			t.Fatalf("after the window: %+v; want a new window", byLogin)
 		}
 		// Clearing forgets every count that names the user, not others.

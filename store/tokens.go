@@ -23,10 +23,10 @@ func FormatID(id int64) string { return strconv.FormatInt(id, 10) }
 // --- login throttling ---
 
 // LoginCount is how many login attempts an account has made in its current
-// window, and when that window ends.
+// window, and when that window started and ends.
 type LoginCount struct {
-	Attempts int
-	Ends     time.Time
+	Attempts    int
+	Start, Ends time.Time
 }
 
 // CountLoginAttempt counts one login attempt, before its password is
@@ -55,7 +55,7 @@ func (db *DB) CountLoginAttempt(ctx context.Context, loginKey string, userID int
 			if err := rows.Scan(&account, &n, &start); err != nil {
 				return err
 			}
-			c := LoginCount{Attempts: n, Ends: time.Unix(start, 0).Add(window)}
+			c := LoginCount{Attempts: n, Start: time.Unix(start, 0), Ends: time.Unix(start, 0).Add(window)}
 			if account == loginKey {
 				byLogin = c
 			} else {
@@ -551,6 +551,11 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 // in id order, each round after the last, so that one whose tokens are
 // locked by another transaction (kept for the next run) is not read again.
 func (db *DB) purgeFamilyTokens(ctx context.Context, minted, old int64) error {
+	in := make([]string, 100)
+	for i := range in {
+		in[i] = "$" + strconv.Itoa(i+1)
+	}
+	byIDs := db.deleteBatch("refresh_tokens", `family_id IN (`+strings.Join(in, ", ")+`)`)
 	after := "" // the dead families are read in id order, from after the last round's
 	for {
 		dead, err := readAll(ctx, db, func(s scanner) (*string, error) {
@@ -570,17 +575,13 @@ ORDER BY id LIMIT `+strconv.Itoa(purgeBatch), minted, old, after)
 		// last chunk repeats its last id: one statement text, not one per
 		// length, each prepared on every connection (MySQL counts them
 		// against max_prepared_stmt_count).
-		in := make([]string, 100)
-		for i := range in {
-			in[i] = "$" + strconv.Itoa(i+1)
-		}
 		for ids := range slices.Chunk(dead, 100) {
 			args := make([]any, 100)
 			for i := range args {
 				args[i] = ids[min(i, len(ids)-1)]
 			}
 			for {
-				n, err := db.written(ctx, db.deleteBatch("refresh_tokens", `family_id IN (`+strings.Join(in, ", ")+`)`), args...)
+				n, err := db.written(ctx, byIDs, args...)
 				if err != nil {
 					return err
 				}
