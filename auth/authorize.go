@@ -658,12 +658,8 @@ func (a *authorization) showConsent(sess *store.Session) {
 	if u, err := a.db.UserByID(a.r.Context(), sess.UserID); err == nil {
 		user = u.Username
 	}
-	host := a.ar.redirectURI
-	if u, err := url.Parse(a.ar.redirectURI); err == nil && u.Host != "" {
-		host = u.Host
-	}
 	a.showForm(http.StatusOK, "consent", &pageData{
-		Title: "Allow access?", User: user, Scopes: strings.Fields(a.ar.scope), Resource: a.ar.resource, RedirectHost: host,
+		Title: "Allow access?", User: user, Scopes: strings.Fields(a.ar.scope), Resource: a.ar.resource, RedirectHost: shownHost(a.ar.redirectURI),
 		Hidden: []hidden{{"consent", a.consentMAC(sess, strconv.FormatInt(a.now.Unix(), 10))}},
 	})
 }

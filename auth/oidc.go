@@ -152,14 +152,16 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			acted = acted || hintIsBrowsers
 			hintSID, hintSub = c.SessionID, c.Subject
 		}
-		target := ""
+		target, page := "", &pageData{Title: "Sign out"}
 		if p := params.Get("post_logout_redirect_uri"); p != "" {
 			c, err := cs.Get(ctx, clientID, t)
 			if err != nil || !slices.Contains(c.PostLogoutRedirectURIs, p) {
 				b.fail(w, r, httpx.E(httpx.KindInvalid, "The post_logout_redirect_uri is not registered for this client."))
 				return
 			}
-			target, trusted = p, !c.Registered()
+			// The confirmation page says where it leads, and for whom: a
+			// registered client's URI is followed once the user confirms.
+			target, trusted, page.ClientName, page.RedirectHost = p, !c.Registered(), c.Name, shownHost(p)
 			if st := params.Get("state"); st != "" {
 				target = withQuery(p, url.Values{"state": {st}})
 			}
@@ -170,7 +172,8 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				keep = append(keep, hidden{"client_id", clientID})
 			}
 			keep = append(keep, hiddenFields(params, "id_token_hint", "post_logout_redirect_uri", "state")...)
-			b.render(w, http.StatusOK, "logout", formAction(target), &pageData{Title: "Sign out", Hidden: keep, CSRF: b.csrfToken(w, r)})
+			page.Hidden, page.CSRF = keep, b.csrfToken(w, r)
+			b.render(w, http.StatusOK, "logout", formAction(target), page)
 			return
 		}
 		if v := b.cookie(r, cookieSession); v != "" {

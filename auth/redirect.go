@@ -10,6 +10,15 @@ import (
 	"oauth2-api/token"
 )
 
+// shownHost is what a page tells the user a redirect URI leads to: its
+// host, or the whole URI when it has none (a native app's private-use scheme).
+func shownHost(uri string) string {
+	if u, err := url.Parse(uri); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return uri
+}
+
 // checkRedirectURI validates a redirect or post-logout URI at registration
 // (RFC 6749 §3.1.2, RFC 8252 §7). A URI has one byte form: ASCII from RFC
 // 3986's character set with well-formed percent escapes, so no space,

@@ -571,6 +571,13 @@ func TestLogoutDoesNotFollowRegisteredURIUnasked(t *testing.T) {
 	if w.Code != http.StatusOK || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "Signed out") {
 		t.Errorf("logout of a browser not signed in: %d Location %q, want the signed-out page", w.Code, w.Header().Get("Location"))
 	}
+	// Without a hint the user is asked, and one click sends them to the
+	// registrant's URI: the page says where, and for whom (a regression
+	// test: it said only "Sign out of this server?").
+	q = url.Values{"client_id": {id}, "post_logout_redirect_uri": {"https://evil.example/bye"}}
+	if page := e.browser().do("GET", "/oauth2/logout?"+q.Encode(), nil).Body.String(); !strings.Contains(page, "<code>evil.example</code>, for <strong><bdi>Totally Legit</bdi>") {
+		t.Errorf("the confirmation page does not name the host and client it leads to:\n%s", page)
+	}
 }
 
 // RFC 7591 §5: a client_name is shown to users on the login, consent and
