@@ -162,6 +162,10 @@ func handleResetPage(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, 
 			return
 		}
 		tok, p1, p2 := form.Get("token"), form.Get("new_password"), form.Get("confirm_password")
+		if len(tok) != token.OpaqueLen { // nor from a POST: a page elsewhere could post any text to be shown here
+			b.fail(w, r, errResetToken)
+			return
+		}
 		data := &pageData{Title: "Choose a new password", Hidden: []hidden{{"token", tok}}}
 		if p1 != p2 {
 			data.Error = "The two passwords differ."

@@ -150,6 +150,12 @@ func TestPasswordResetPage(t *testing.T) {
 			t.Fatalf("reset page for token %.20q: %d; want 400 without the form", bad, w.Code)
 		}
 	}
+	// Nor from a POST the form did not send (a regression test: the
+	// mismatch page put any posted token into its form).
+	long := strings.Repeat("x", 14000)
+	if w := b.do("POST", "/password/reset", url.Values{"token": {long}, "new_password": {"a"}, "confirm_password": {"b"}}); w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), long) {
+		t.Fatalf("reset form posted with a token not of the form mailed: %d; want 400 without it", w.Code)
+	}
 	form := url.Values{"token": {tok}, "new_password": {"new password 1"}, "confirm_password": {"different 1"}}
 	if w := b.do("POST", "/password/reset", form); w.Code != http.StatusUnprocessableEntity {
 		t.Fatalf("mismatched passwords: %d", w.Code)
