@@ -87,7 +87,9 @@ func forgotJob(db *store.DB, rs *Reset, email string, now func() time.Time, log 
 		if err != nil {
 			return "", "", "", false, err
 		}
-		body := "Someone asked to reset the password of your account " + u.Username + ".\n\n" +
+		// The mail names no account: the username is the registrant's
+		// text, which mail readers may show as a link.
+		body := "Someone asked to reset the password of the account with this email address.\n\n" +
 			"To choose a new password, open this link within " + rs.TTL.String() + ":\n\n" +
 			rs.resetLink(tok) + "\n\n" +
 			"The link works once, and only until another is sent. If you did not ask for this, ignore this message: your password is unchanged.\n"

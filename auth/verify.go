@@ -57,7 +57,8 @@ func verifyJob(db *store.DB, v verification, userID int64, now time.Time, log *s
 		if err != nil {
 			return "", "", "", false, err
 		}
-		body := "Please confirm that this is the email address of your account " + u.Username + ".\n\n" +
+		// No username, as in the reset mail: whoever registered chose it.
+		body := "Please confirm that this email address is yours: an account on this server gives it as its own.\n\n" +
 			"Open this link within " + v.ttl.String() + " and press the button:\n\n" +
 			v.link + "?token=" + tok + "\n\n" + // base64url: nothing to escape
 			"The link works once, and only until another is sent. If you did not sign up, ignore this message.\n"
