@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -1799,5 +1800,34 @@ func TestConsentsPerResource(t *testing.T) {
 			want("c1", "", "read")
 			want("c1", b, "read write")
 		})
+	}
+}
+
+// On PostgreSQL lower() follows the database's collation: under a Turkish
+// one lower('I') is the dotless 'ı'. Usernames are ASCII and lowered as Go
+// lowers them whatever the collation, so KIM and kim are one name there
+// too, and a login by the lowered name finds KIM (a regression test: the
+// second account was created, and kim found only it).
+func TestUsernameOneNameUnderATurkishCollation(t *testing.T) {
+	storetest.URL(t, store.Postgres) // skips, or fails in CI, without the server
+	base := os.Getenv("TEST_POSTGRES_URL")
+	raw := storetest.Raw(t, store.Postgres, base)
+	name := "t_tr_" + token.Hash(token.NewOpaque())[:12]
+	if _, err := raw.ExecContext(ctx, `CREATE DATABASE `+name+` TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR' LOCALE 'C.utf8'`); err != nil {
+		t.Fatalf("a database of a Turkish collation: %v", err)
+	}
+	t.Cleanup(func() { raw.ExecContext(context.Background(), `DROP DATABASE `+name+` WITH (FORCE)`) })
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	db := storetest.OpenURL(t, u.String())
+	kim := newUser(t, db, "kim@example.com", "KIM")
+	if err := db.CreateUser(ctx, &store.User{Email: "kim2@example.com", Username: "kim", PasswordHash: "$argon2id$x", IsActive: true}, t0); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("a second account named kim beside KIM: %v; want ErrConflict", err)
+	}
+	if got, err := db.UserByUsername(ctx, "kim"); err != nil || got.ID != kim.ID {
+		t.Errorf("UserByUsername(kim) = %+v, %v; want KIM's account", got, err)
 	}
 }

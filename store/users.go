@@ -109,6 +109,8 @@ func (db *DB) liveUserWhere(username bool) string {
 		return `live_username = $1`
 	case db.dialect == MySQL:
 		return `live_email = $1`
+	case db.dialect == Postgres && username: // as its index, whatever the database's collation (migration 0025)
+		return `lower(username COLLATE "C") = $1 AND deleted_at IS NULL`
 	case username:
 		return `lower(username) = $1 AND deleted_at IS NULL`
 	}

@@ -1,0 +1,3 @@
+-- Nothing to change: live_username is lowered under utf8mb4_bin, which
+-- folds ASCII as Go lowers usernames (PostgreSQL's 0025 makes its index do
+-- the same whatever the database's collation).

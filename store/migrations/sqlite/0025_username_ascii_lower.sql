@@ -1,0 +1,2 @@
+-- Nothing to change: SQLite's lower() folds ASCII only, as Go lowers
+-- usernames (PostgreSQL's 0025 makes its index do the same).
