@@ -522,6 +522,38 @@ func TestLogoutWithAnExpiredRefreshTokenEndsItsSession(t *testing.T) {
 	}, func(d *Deps) { d.Tokens.RefreshTTL = time.Minute })
 }
 
+// RFC 9700 §4.14.2: a spent refresh token presented again ends its
+// session, after its own expiry too. A thief who refreshed a stolen token
+// keeps the session going; the client, back after the token it holds has
+// expired, presents it. A regression test: it was refused as expired (and
+// purged as such), and the thief's session lived on to its max age.
+func TestSpentRefreshTokenReusedAfterItsExpiryEndsTheSession(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("hal@example.com", "hal", "Hal-Password-1", store.RoleUser)
+		id, secret := e.webClient()
+		_, stolen := e.codeGrant(e.browser(), id, secret, "hal", "Hal-Password-1")
+		refresh := func(rt string) response {
+			return e.token(id, secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+		}
+		e.clock.Add(10 * time.Minute)
+		r := refresh(stolen).want(http.StatusOK) // the thief, first
+		e.secret(r.Str("access_token"))
+		rt := e.secret(r.Str("refresh_token"))
+		e.clock.Add(55 * time.Minute) // the stolen token expired at 60 min; the thief's lives to 70
+		r = refresh(rt).want(http.StatusOK)
+		at, rt := e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
+		ts := e.deps.Tokens
+		if err := e.db.Purge(context.Background(), store.Retention{LoginWindow: time.Minute, AccessTTL: ts.AccessTTL, MaxAge: ts.MaxAge}, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		refresh(stolen).wantOAuthError(http.StatusBadRequest, errInvalidGrant) // the client, back
+		if in := e.introspect(id, secret, at); in["active"] != false {
+			t.Errorf("after the reuse of an expired spent refresh token, the thief's access token introspects %v; want inactive", in)
+		}
+		refresh(rt).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+	}, func(d *Deps) { d.Tokens.RefreshTTL = time.Hour })
+}
+
 // expiredRefreshSession signs hal in at a web client (e's refresh tokens
 // live a minute), moves the clock two minutes on and purges: the refresh
 // token has expired and the purge has run, the access token (an hour) has

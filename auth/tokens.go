@@ -265,7 +265,10 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 			return nil, nil, err
 		}
 	}
-	old, err := db.RefreshTokenByHash(ctx, h, now)
+	// Expired ones too: a spent token presented after its expiry is a
+	// reuse all the same (the thief may have refreshed a month ago); the
+	// purge keeps it while its family lives.
+	old, err := db.AnyRefreshToken(ctx, h)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, ErrRefreshInvalid
 	}
@@ -295,6 +298,9 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 			return nil, nil, err
 		}
 		return nil, nil, cmp.Or(ts.endSessionAudited(ctx, db, old.Family.UserID, old.Family.ID, "reuse", now), ErrRefreshReused)
+	}
+	if !now.Before(old.ExpiresAt) {
+		return nil, nil, ErrRefreshInvalid
 	}
 	if old.Family.DPoPJKT != "" && old.Family.DPoPJKT != n.JKT {
 		return nil, nil, ErrRefreshDPoP

@@ -53,7 +53,7 @@ func TestPurgeBacklog(t *testing.T) {
 			if f, rt := count(t, raw, "token_families"), count(t, raw, "refresh_tokens"); f != 1 || rt != 1 {
 				t.Errorf("after purging a backlog of %d dead families with their expired tokens: %d families, %d refresh tokens left; want the live one and its token", backlog, f, rt)
 			}
-			if got, err := db.RefreshTokenByHash(ctx, token.Hash("live"), t0.Add(4*time.Hour)); err != nil || got.Family.ID != "live" {
+			if got, err := db.AnyRefreshToken(ctx, token.Hash("live")); err != nil || got.Family.ID != "live" {
 				t.Errorf("the live family's token after the purge: %+v, %v", got, err)
 			}
 			if n, err := db.VerifyAudit(ctx, kept.Hash); err != nil || n != 1 {

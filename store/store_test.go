@@ -481,19 +481,19 @@ func TestRefreshRotation(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		u := newUser(t, db, "ann@example.com", "ann")
 		f, rt := newFamily(t, db, u.ID)
-		got, err := db.RefreshTokenByHash(ctx, token.Hash(rt), t0)
+		got, err := db.AnyRefreshToken(ctx, token.Hash(rt))
 		if err != nil || got.Family.ID != f.ID || got.Used || got.Family.Revoked || got.Scope != "a b" || got.Family.UserID != u.ID || !got.UserActive {
-			t.Fatalf("RefreshTokenByHash = %+v, %v", got, err)
+			t.Fatalf("AnyRefreshToken = %+v, %v", got, err)
 		}
 		// The new token has the old one's scope (RFC 6749 §6).
 		rt2 := token.NewOpaque()
 		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt2), "c1", "", false, time.Hour, maxAge, t0); err != nil {
 			t.Fatalf("rotate: %v", err)
 		}
-		if n, err := db.RefreshTokenByHash(ctx, token.Hash(rt2), t0); err != nil || n.Scope != "a b" || n.Family.Scope != "a b" {
+		if n, err := db.AnyRefreshToken(ctx, token.Hash(rt2)); err != nil || n.Scope != "a b" || n.Family.Scope != "a b" {
 			t.Fatalf("narrowed token %+v, %v", n, err)
 		}
-		if old, _ := db.RefreshTokenByHash(ctx, token.Hash(rt), t0); old == nil || !old.Used {
+		if old, _ := db.AnyRefreshToken(ctx, token.Hash(rt)); old == nil || !old.Used {
 			t.Fatalf("old token not spent: %+v", old)
 		}
 		// A spent token changes nothing.
@@ -501,7 +501,7 @@ func TestRefreshRotation(t *testing.T) {
 		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(rt3), "c1", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("replay = %v; want ErrNotFound", err)
 		}
-		if _, err := db.RefreshTokenByHash(ctx, token.Hash(rt3), t0); !errors.Is(err, store.ErrNotFound) {
+		if _, err := db.AnyRefreshToken(ctx, token.Hash(rt3)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatal("a refused rotation stored its new token")
 		}
 		// Nothing rotates in a revoked family.
@@ -514,7 +514,7 @@ func TestRefreshRotation(t *testing.T) {
 		if _, err := db.RotateRefresh(ctx, token.Hash(rt2), token.Hash(rt3), "c1", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("rotation in a revoked family = %v; want ErrNotFound", err)
 		}
-		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(rt2), t0); got == nil || !got.Family.Revoked || got.Used {
+		if got, _ := db.AnyRefreshToken(ctx, token.Hash(rt2)); got == nil || !got.Family.Revoked || got.Used {
 			t.Fatalf("after revocation: %+v", got)
 		}
 		if _, err := db.RotateRefresh(ctx, token.Hash("unknown"), token.Hash(rt3), "c1", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
@@ -522,8 +522,8 @@ func TestRefreshRotation(t *testing.T) {
 		}
 		// Expired tokens are neither found nor rotated.
 		_, old := newFamily(t, db, u.ID)
-		if _, err := db.RefreshTokenByHash(ctx, token.Hash(old), t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("expired token = %v; want ErrNotFound", err)
+		if got, err := db.AnyRefreshToken(ctx, token.Hash(old)); err != nil || got.ExpiresAt.After(t0.Add(2*time.Hour)) {
+			t.Fatalf("expired token = %+v, %v; want it found, expired", got, err)
 		}
 		if _, err := db.RotateRefresh(ctx, token.Hash(old), token.Hash(rt3), "c1", "", false, time.Hour, maxAge, t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("expired token rotated: %v", err)
@@ -576,8 +576,8 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 		if stored, _ := revocations(db, time.Unix(0, 0), t0); len(stored) != 1 || stored[0] != want {
 			t.Fatalf("stored revocations = %+v; want [%+v]", stored, want)
 		}
-		k, _ := db.RefreshTokenByHash(ctx, token.Hash(keepRT), t0)
-		o, _ := db.RefreshTokenByHash(ctx, token.Hash(otherRT), t0)
+		k, _ := db.AnyRefreshToken(ctx, token.Hash(keepRT))
+		o, _ := db.AnyRefreshToken(ctx, token.Hash(otherRT))
 		if k.Family.Revoked || !o.Family.Revoked {
 			t.Fatalf("after password change: kept revoked=%v, other revoked=%v", k.Family.Revoked, o.Family.Revoked)
 		}
@@ -603,7 +603,7 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 		if _, err := db.SetPassword(ctx, u.ID, u.PasswordHash, "$stale", "", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("SetPassword verified against a replaced hash = %v; want ErrNotFound", err)
 		}
-		if k, _ := db.RefreshTokenByHash(ctx, token.Hash(keepRT), t0); k.Family.Revoked {
+		if k, _ := db.AnyRefreshToken(ctx, token.Hash(keepRT)); k.Family.Revoked {
 			t.Fatal("a refused password change revoked the caller's family")
 		}
 		admin, inactive := newAdmin(t, db), false
@@ -649,7 +649,7 @@ func TestResetEndsEverySession(t *testing.T) {
 		if err != nil || id != u.ID || !slices.Equal(ended.Revocations, want) || len(ended.SignIns) != 1 || ended.SignIns[0] != signIn {
 			t.Fatalf("ResetPassword = %d, %+v, %v", id, ended, err)
 		}
-		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(rt), t0); got == nil || !got.Family.Revoked {
+		if got, _ := db.AnyRefreshToken(ctx, token.Hash(rt)); got == nil || !got.Family.Revoked {
 			t.Fatalf("family not revoked by the reset: %+v", got)
 		}
 		if _, err := db.SessionByHash(ctx, session, t0); !errors.Is(err, store.ErrNotFound) {
@@ -806,7 +806,7 @@ func TestClientDeletionBesideCodeExchange(t *testing.T) {
 				if delErr != nil {
 					t.Errorf("exchange first %v: the deletion: %v", exchangeFirst, delErr)
 				}
-				rt, err := db.RefreshTokenByHash(ctx, is.RefreshHash, t0)
+				rt, err := db.AnyRefreshToken(ctx, is.RefreshHash)
 				switch {
 				case exchangeFirst && (exErr != nil || err != nil || !rt.Family.Revoked):
 					t.Errorf("the exchange before the deletion: %v; its session %+v, %v; want it stored, then revoked", exErr, rt, err)
@@ -961,7 +961,7 @@ func TestRefreshRotationBesidePasswordChange(t *testing.T) {
 			if !slices.Contains(c.ended.Revocations, store.SessionRevocation(f.ID, time.Hour, t0)) {
 				t.Errorf("the change ended %+v; want the family's sid revocation", c.ended.Revocations)
 			}
-			if got, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0); err != nil || !got.Family.Revoked {
+			if got, err := db.AnyRefreshToken(ctx, token.Hash(next)); err != nil || !got.Family.Revoked {
 				t.Errorf("the rotated token after the change: %+v, %v; want its family revoked", got, err)
 			}
 			if _, err := db.RotateRefresh(ctx, token.Hash(next), token.Hash(token.NewOpaque()), "c1", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
@@ -982,7 +982,7 @@ func TestRotateRefreshMaxAge(t *testing.T) {
 		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(next), "c1", "", false, ttl, age, t0.Add(50*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
-		n, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0.Add(50*time.Minute))
+		n, err := db.AnyRefreshToken(ctx, token.Hash(next))
 		if err != nil || !n.ExpiresAt.Equal(t0.Add(age)) {
 			t.Fatalf("rotated token = %+v, %v; want it to expire at the session's end %v", n, err, t0.Add(age))
 		}
@@ -996,7 +996,7 @@ func TestRotateRefreshMaxAge(t *testing.T) {
 		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", false, ttl, age, t0.Add(age)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("rotation at the session's end = %v; want ErrNotFound", err)
 		}
-		if got, _ := db.RefreshTokenByHash(ctx, token.Hash(long), t0); got == nil || got.Used || got.Family.ID != g.ID {
+		if got, _ := db.AnyRefreshToken(ctx, token.Hash(long)); got == nil || got.Used || got.Family.ID != g.ID {
 			t.Fatalf("a refused rotation spent the token: %+v", got)
 		}
 		if _, err := db.RotateRefresh(ctx, token.Hash(long), token.Hash(token.NewOpaque()), "c1", "", false, ttl, age, t0.Add(age-time.Second)); err != nil {
@@ -1093,7 +1093,7 @@ func TestRotateRefreshConditions(t *testing.T) {
 		if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "", false, time.Hour, maxAge, t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("spent token: %v; want ErrNotFound", err)
 		}
-		n, err := db.RefreshTokenByHash(ctx, token.Hash(next), t0)
+		n, err := db.AnyRefreshToken(ctx, token.Hash(next))
 		if err != nil || n.Used || n.Scope != "a b" || n.Family.ID != f.ID {
 			t.Fatalf("new token %+v, %v", n, err)
 		}
@@ -1274,7 +1274,7 @@ func TestPurgeFamilies(t *testing.T) {
 			if n, rts := families(), count(t, raw, "refresh_tokens"); n != 1 || rts != 1 {
 				t.Fatalf("after a purge at t0+4h02: %d families, %d refresh tokens; want the live one only", n, rts)
 			}
-			if got, err := db.RefreshTokenByHash(ctx, token.Hash(liveRT), t0.Add(4*time.Hour)); err != nil || got.Family.ID != live.ID {
+			if got, err := db.AnyRefreshToken(ctx, token.Hash(liveRT)); err != nil || got.Family.ID != live.ID {
 				t.Fatalf("the live family's token: %+v, %v", got, err)
 			}
 			// Past its max age the live family goes too, with its token.
@@ -1618,7 +1618,7 @@ func TestDPoPAndPushedRequests(t *testing.T) {
 					t.Fatalf("a bound family rotated with key %q: %v", jkt, err)
 				}
 			}
-			if got, err := db.RefreshTokenByHash(ctx, token.Hash(rt), t0); err != nil || got.Used || got.Family.DPoPJKT != "thumb-1" {
+			if got, err := db.AnyRefreshToken(ctx, token.Hash(rt)); err != nil || got.Used || got.Family.DPoPJKT != "thumb-1" {
 				t.Fatalf("after refused rotations: %+v, %v; want unspent, bound to thumb-1", got, err)
 			}
 			if _, err := db.RotateRefresh(ctx, token.Hash(rt), token.Hash(token.NewOpaque()), "c1", "thumb-1", false, time.Hour, time.Hour, t0); err != nil {
@@ -1691,12 +1691,12 @@ func TestRefreshTokenBound(t *testing.T) {
 				{"issued by the rotation that bound the family", u2, true},
 				{"its successor", rotate(u2, "thumb-2", true), true},
 			} {
-				got, err := db.RefreshTokenByHash(ctx, token.Hash(c.rt), t0)
+				got, err := db.AnyRefreshToken(ctx, token.Hash(c.rt))
 				if err != nil || got.Bound != c.want {
-					t.Errorf("%s: RefreshTokenByHash = %+v, %v; want Bound %v", c.name, got, err, c.want)
+					t.Errorf("%s: AnyRefreshToken = %+v, %v; want Bound %v", c.name, got, err, c.want)
 				}
 			}
-			if got, err := db.RefreshTokenByHash(ctx, token.Hash(u2), t0); err != nil || got.Family.DPoPJKT != "thumb-2" {
+			if got, err := db.AnyRefreshToken(ctx, token.Hash(u2)); err != nil || got.Family.DPoPJKT != "thumb-2" {
 				t.Errorf("the family bound by a rotation: %+v, %v; want bound to thumb-2", got, err)
 			}
 		})

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -240,20 +239,11 @@ ORDER BY CASE WHEN client_id = $3 THEN 0 ELSE 1 END, created_at, id LIMIT $2`, u
 	return ended, nil
 }
 
-// RefreshTokenByHash returns the refresh token with that hash, spent or not,
-// with its family. Expired tokens are ErrNotFound.
-func (db *DB) RefreshTokenByHash(ctx context.Context, hash string, now time.Time) (*RefreshToken, error) {
-	t, err := db.AnyRefreshToken(ctx, hash)
-	if err == nil && t.ExpiresAt.Unix() <= now.Unix() {
-		return nil, fmt.Errorf("store: refresh token: expired: %w", ErrNotFound)
-	}
-	return t, err
-}
-
-// AnyRefreshToken is RefreshTokenByHash, expired tokens included (until
-// the purge, see Purge), for a revocation or a logout alone: revoking an
-// expired token still ends its session, and so the access tokens minted
-// from it, which may outlive it (RFC 7009 §2.1).
+// AnyRefreshToken returns the refresh token with that hash, spent or not,
+// expired or not (until the purge, see Purge), with its family: a spent
+// token presented after its expiry is still a reuse, and revoking an
+// expired one still ends its session, and so the access tokens minted from
+// it, which may outlive it (RFC 7009 §2.1). The caller checks ExpiresAt.
 func (db *DB) AnyRefreshToken(ctx context.Context, hash string) (t *RefreshToken, err error) {
 	defer db.wrap(&err, "refresh token")
 	t = &RefreshToken{Hash: hash}
@@ -476,13 +466,15 @@ type Retention struct {
 // minted may still be alive (AccessTTL after its creation and after its
 // last rotation), so that ending it then, by a replayed code, still
 // records a sid revocation that reaches those tokens. Its spent refresh
-// tokens go with it: reuse detection protects a family that can still
-// mint, and is moot once it cannot, so they are kept exactly as long as the
-// family can be attacked. An expired refresh token, spent or not, goes
-// once the access token minted with it has expired too: until then its
-// revocation still ends its session (AnyRefreshToken), which matters when
-// refresh tokens live shorter than access tokens; for anything else it is
-// refused as expired, row or no row. A used
+// tokens go with it, expired or not: reuse detection protects a family
+// that can still mint, and is moot once it cannot, so they are kept
+// exactly as long as the family can be attacked (a spent token presented
+// after its expiry is a reuse too: the thief may have refreshed long
+// before). An expired unspent refresh token goes once the access token
+// minted with it has expired too: until then its revocation still ends
+// its session (AnyRefreshToken), which matters when refresh tokens live
+// shorter than access tokens; for anything else it is refused as expired,
+// row or no row. A used
 // code goes with its family (a replay then has nothing left to revoke); an
 // unused one at its expiry.
 //
@@ -507,7 +499,7 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 		}
 	}
 	purge("revocations", `expires_at <= $1`, t)
-	purge("refresh_tokens", `expires_at <= $1 AND created_at <= $2`, t, minted)
+	purge("refresh_tokens", `expires_at <= $1 AND created_at <= $2 AND used_at IS NULL`, t, minted)
 	// A dead family's refresh tokens go first, by batches of their own:
 	// its row's ON DELETE CASCADE deleted them in the statement that
 	// deleted a batch of families, and one family rotated at its rate
