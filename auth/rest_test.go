@@ -332,6 +332,9 @@ func TestLogin(t *testing.T) {
 			if p.Str("username") != "Bob" {
 				t.Errorf("profile of the login's token: %s", p.Body.String())
 			}
+			if p.Header().Get("Cache-Control") != "no-store" { // personal data (ASVS 8.3.1); a regression test: none was sent
+				t.Errorf("profile answered without no-store: %v", p.Header())
+			}
 		}
 		wantAPIError(e.request("POST", "/api/v1/auth/login", map[string]string{"login": "bob"}), http.StatusUnprocessableEntity, "validation_failed")
 		wantAPIError(e.request("POST", "/api/v1/auth/login", map[string]string{"password": "Bob-Password-1"}), http.StatusUnprocessableEntity, "validation_failed")

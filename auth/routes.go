@@ -125,7 +125,7 @@ func routes(d Deps) []route {
 		{"POST /api/v1/auth/logout", user, api, handleLogout(log, db, ts, now)},
 		{"POST /api/v1/auth/verify-email", anyone, creds, handleVerifyEmail(log, db, now)},
 		{"POST /api/v1/auth/verify-email/resend", user, api, handleVerifyResend(log, db, v, now)},
-		{"GET /api/v1/profile", user, api, handleProfileGet()},
+		{"GET /api/v1/profile", user, api, handleProfileGet(log)},
 		{"PATCH /api/v1/profile", user, api, handleProfilePatch(log, db, now)},
 		{"POST /api/v1/profile/password", user, creds, handlePasswordChange(log, db, ts, pw, th, m, now)},
 		{"GET /api/v1/users", admin, api, handleUserList(log, db)},

@@ -36,8 +36,7 @@ func toJSON(u *store.User) userJSON {
 // restHandler adapts a REST endpoint: it decodes the JSON body into a new In
 // (not when In is struct{}, nor when the body is empty and optional), calls
 // do, and answers do's error, or out as JSON with status (no body when out
-// is nil). A token pair, and an answer holding a secret (shownOnce), is
-// answered no-store (RFC 6749 §5.1).
+// is nil), every answer no-store.
 func restHandler[In any](log *slog.Logger, optional bool, do func(r *http.Request, in *In) (int, any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A parameter named twice is refused: Query().Get would read the
@@ -55,6 +54,10 @@ func restHandler[In any](log *slog.Logger, optional bool, do func(r *http.Reques
 				return
 			}
 		}
+		// No answer is stored on the way: a profile, a user list or an
+		// audit page holds personal data (ASVS 8.3.1), a token pair or a
+		// new client secret a secret (RFC 6749 §5.1).
+		httpx.NoStore(w)
 		status, out, err := do(r, in)
 		switch {
 		case err != nil:
@@ -62,11 +65,7 @@ func restHandler[In any](log *slog.Logger, optional bool, do func(r *http.Reques
 		case out == nil:
 			w.WriteHeader(status)
 		default:
-			switch o := out.(type) {
-			case *Pair:
-				httpx.NoStore(w)
-			case shownOnce:
-				httpx.NoStore(w)
+			if o, ok := out.(shownOnce); ok {
 				out = o.body
 			}
 			httpx.JSON(w, status, out)
@@ -259,9 +258,9 @@ func handleLogout(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 }
 
 // handleProfileGet serves GET /api/v1/profile.
-func handleProfileGet() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpx.JSON(w, http.StatusOK, toJSON(principalOf(r).user))
+func handleProfileGet(log *slog.Logger) http.Handler {
+	return restHandler(log, false, func(r *http.Request, _ *struct{}) (int, any, error) {
+		return http.StatusOK, toJSON(principalOf(r).user), nil
 	})
 }
 
