@@ -542,10 +542,7 @@ func TestSpentRefreshTokenReusedAfterItsExpiryEndsTheSession(t *testing.T) {
 		e.clock.Add(55 * time.Minute) // the stolen token expired at 60 min; the thief's lives to 70
 		r = refresh(rt).want(http.StatusOK)
 		at, rt := e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
-		ts := e.deps.Tokens
-		if err := e.db.Purge(context.Background(), store.Retention{LoginWindow: time.Minute, AccessTTL: ts.AccessTTL, MaxAge: ts.MaxAge}, e.clock.Now()); err != nil {
-			t.Fatal(err)
-		}
+		e.purgeNow(t)
 		refresh(stolen).wantOAuthError(http.StatusBadRequest, errInvalidGrant) // the client, back
 		if in := e.introspect(id, secret, at); in["active"] != false {
 			t.Errorf("after the reuse of an expired spent refresh token, the thief's access token introspects %v; want inactive", in)
@@ -564,11 +561,62 @@ func expiredRefreshSession(t *testing.T, e *env) (id, secret, at, rt string) {
 	id, secret = e.webClient()
 	at, rt = e.codeGrant(e.browser(), id, secret, "hal", "Hal-Password-1")
 	e.clock.Add(2 * time.Minute)
+	e.purgeNow(t)
+	return id, secret, at, rt
+}
+
+// purgeNow runs the janitor's purge at e's clock, with e's lifetimes.
+func (e *env) purgeNow(t *testing.T) {
+	t.Helper()
 	ts := e.deps.Tokens
 	if err := e.db.Purge(context.Background(), store.Retention{LoginWindow: time.Minute, AccessTTL: ts.AccessTTL, MaxAge: ts.MaxAge}, e.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	return id, secret, at, rt
+}
+
+// A revocation is kept as long as a token minted when it was written can
+// live: ACCESS_TOKEN_TTL then. A token minted under a longer TTL, before a
+// restart that lowered it, lives no longer than the new TTL either. A
+// regression test: once its logout's revocation was purged, the token
+// minted under the old TTL verified again for the rest of its hour.
+func TestTokenMintedUnderALongerTTLStaysRevoked(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("bob@example.com", "bob", "Bob-Password-1", store.RoleUser)
+		at, _ := e.login("bob", "Bob-Password-1") // exp: an hour on
+		e.deps.Tokens.AccessTTL = 5 * time.Minute // ACCESS_TOKEN_TTL lowered, the instance restarted
+		e.request("POST", "/api/v1/auth/logout", map[string]string{}, bearer(at)...).want(http.StatusNoContent)
+		e.request("GET", "/api/v1/profile", nil, bearer(at)...).want(http.StatusUnauthorized)
+		e.clock.Add(10 * time.Minute)
+		e.purgeNow(t)
+		e.deps.Tokens.Revoked.prune(e.clock.Now().Unix())
+		if r := e.request("GET", "/api/v1/profile", nil, bearer(at)...); r.Code != http.StatusUnauthorized {
+			t.Errorf("the logged-out token minted under the longer TTL, its revocation purged: %d; want 401", r.Code)
+		}
+	})
+}
+
+// A redeemed device code replayed after its expiry's hour ends the session
+// it started, as a used authorization code does for as long as its session
+// lives. A regression test: the purge deleted it an hour after expiry, and
+// the replay, unknown, ended nothing.
+func TestDeviceCodeReplayedAfterPurgeEndsItsSession(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "correct horse", store.RoleUser)
+		tv, sec := e.deviceClient("TV", true, false, "read")
+		d := e.startDevice(tv, sec, "")
+		wantPage(t, e.browser().approve(d.userCode, "ann", "correct horse", "allow"), http.StatusOK, "Device connected")
+		e.clock.Add(5 * time.Second)
+		rt := e.secret(e.poll(tv, sec, d.deviceCode).want(http.StatusOK).Str("refresh_token"))
+		e.clock.Add(2 * time.Hour)
+		e.purgeNow(t)
+		r := e.clientPost("/oauth2/token", tv, sec, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}).want(http.StatusOK)
+		at := e.secret(r.Str("access_token"))
+		e.secret(r.Str("refresh_token"))
+		e.poll(tv, sec, d.deviceCode).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+		if m := e.introspect(tv, sec, at); m["active"] != false {
+			t.Errorf("after a replay of the redeemed device code, its session's access token introspects %v; want inactive", m)
+		}
+	})
 }
 
 // Item 3: no session outlives REFRESH_TOKEN_MAX_DAYS from its login, whatever

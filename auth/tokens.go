@@ -100,6 +100,14 @@ func (ts *Tokens) verify(raw string, anyAudience bool, now time.Time) (*token.Cl
 	if c.Audience != ts.Issuer && !slices.Contains(ts.Resources, c.Audience) {
 		return nil, fmt.Errorf("%w: audience %q", token.ErrInvalid, c.Audience)
 	}
+	// Nor past ACCESS_TOKEN_TTL from its issue, whatever its exp: a
+	// revocation is kept as long as a token minted when it is written can
+	// live (store.revocationFor), so a token minted under a longer TTL
+	// (before a restart that lowered it, or by an instance not restarted
+	// yet) would verify again once the revocation that ended it was purged.
+	if now.Unix() >= c.IssuedAt+int64((ts.AccessTTL+token.Leeway)/time.Second) {
+		return nil, fmt.Errorf("%w: older than ACCESS_TOKEN_TTL", token.ErrInvalid)
+	}
 	if ts.Revoked.Revoked(c) {
 		return nil, ErrRevoked
 	}

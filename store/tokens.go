@@ -459,7 +459,8 @@ type Retention struct {
 // bounded by what is live: expired revocations, refresh tokens, browser
 // sessions, reset tokens, spent or expired verification tokens, login
 // counts past their window, dead families and the codes that started them,
-// and device requests an hour after they expire.
+// and device requests an hour after they expire (a redeemed one with its
+// session).
 //
 // A family (a session) is kept while it can mint (not revoked, younger than
 // MaxAge, with an unspent refresh token) and then while an access token it
@@ -524,8 +525,11 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 	purge("dpop_proofs", `expires_at <= $1`, t)
 	purge("pushed_requests", `expires_at <= $1`, t)
 	purge("registration_tokens", `expires_at <= $1`, t)
-	// An hour after expiry: a late poll still hears expired_token, a late replay still ends its session.
-	purge("device_codes", `expires_at <= $1`, now.Add(-time.Hour).Unix())
+	// An hour after expiry: a late poll still hears expired_token. A
+	// redeemed one goes with its session, as a used code: replayed later,
+	// it still ends it.
+	purge("device_codes", `expires_at <= $1
+  AND (family_id IS NULL OR NOT EXISTS (SELECT 1 FROM token_families f WHERE f.id = device_codes.family_id))`, now.Add(-time.Hour).Unix())
 	if r.Audit > 0 {
 		err = errors.Join(err, db.PruneAudit(ctx, now.Add(-r.Audit)))
 	}
