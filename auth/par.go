@@ -86,18 +86,17 @@ var formFields = map[string]bool{"login": true, "password": true, "action": true
 
 // pushedParams returns the pushed request that params' request_uri names
 // (RFC 9126 §4), with the forms' own fields, and the hash that names it.
-// Beside request_uri only client_id may be sent. The first arrival (a GET,
+// Only the pushed request is used: what else comes beside request_uri and
+// client_id is ignored (RFC 9101 §6.3, on which RFC 9126 §4 builds: a
+// client may repeat what it pushed, and openid-client and
+// mod_auth_openidc add scope=openid), but for our forms' own fields, read
+// from our forms alone. The first arrival (a GET,
 // or a client's POST: not one of our forms) takes it, which a second cannot; the forms of that sign-in then read it
 // until the response is sent (authorization.finishPushed), and only from that
 // browser (its CSRF cookie, browser): taken, it is named by both, so
 // another browser cannot sign in to it and carry its state and PKCE
 // challenge away in a code of its own (RFC 9126 §7.3).
 func pushedParams(ctx context.Context, db *store.DB, params url.Values, browser string, first bool, now time.Time) (url.Values, string, error) {
-	for k := range params {
-		if k != "request_uri" && k != "client_id" && (first || !formFields[k]) {
-			return nil, "", httpx.E(httpx.KindInvalid, "With request_uri, the request may carry only client_id.")
-		}
-	}
 	uri, id := params.Get("request_uri"), params.Get("client_id")
 	taken := token.Hash(uri + "\x00" + browser)
 	var raw string
@@ -118,7 +117,7 @@ func pushedParams(ctx context.Context, db *store.DB, params url.Values, browser 
 		return nil, "", err
 	}
 	for k := range formFields {
-		if v, ok := params[k]; ok {
+		if v, ok := params[k]; ok && !first {
 			pushed[k] = v
 		}
 	}

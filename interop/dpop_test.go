@@ -98,7 +98,7 @@ func cnfJKT(t testing.TB, s *server, set jose.JSONWebKeySet, raw string) (jkt, s
 // DPoP tokens bound to the key's thumbprint (cnf.jkt, computed by go-jose),
 // UserInfo and /api/v1/profile with proofs, the refresh token bound too (a
 // refresh without the key or with another fails and spends nothing), and
-// PAR's own rules: only client_id beside request_uri, single use,
+// PAR's own rules: only the pushed request used, single use,
 // --require-par.
 func TestDPoPPARCodeFlow(t *testing.T) {
 	databases(t, func(t *testing.T, databaseURL string) {
@@ -192,10 +192,17 @@ func TestDPoPPARCodeFlow(t *testing.T) {
 			resp, _ := ua.do(http.MethodGet, s.URL+"/oauth2/authorize?"+q.Encode(), nil)
 			return resp
 		}
-		// With request_uri, the authorization request takes only client_id (RFC 9126 §4).
+		// With request_uri, only the pushed request is used: parameters
+		// the browser brings beside it are ignored (RFC 9101 §6.3, on which
+		// RFC 9126 §4 builds; openid-client repeats scope, redirect_uri and
+		// response_type).
 		p := c.push(dpopRedirect, "openid")
-		if resp := authorize(url.Values{"client_id": {app.ID}, "request_uri": {p.RequestURI}, "scope": {"openid profile email"}}); resp.StatusCode != http.StatusBadRequest {
-			t.Errorf("authorize with request_uri and scope: status %d; want 400", resp.StatusCode)
+		beside := c.authorizeURL(p) + "&" + url.Values{"scope": {"openid profile email"}, "redirect_uri": {"https://evil.example/cb"}, "response_type": {"code"}}.Encode()
+		res := ua.authorize(beside, "ada", password, "allow")
+		if code := res.Query.Get("code"); code == "" || res.Location.Host+res.Location.Path != "127.0.0.1/dpop/cb" {
+			t.Errorf("authorize with request_uri and parameters beside it: %v; want a code at the pushed redirect URI", res.Location)
+		} else if s.noLog(code); c.token(dpopExchangeForm(code, dpopRedirect, p)).Scope != "openid" {
+			t.Errorf("the code of a pushed request with scope beside it: want the pushed scope, openid")
 		}
 		if resp := authorize(url.Values{"request_uri": {p.RequestURI}}); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("authorize with request_uri and no client_id: status %d; want 400", resp.StatusCode)
