@@ -191,7 +191,11 @@ func readMetadata(w http.ResponseWriter, r *http.Request) (*clientMetadata, erro
 // with the rules of registered clients on top, and returns the client
 // (with a new id and secret) and its secret. Errors are
 // invalid_redirect_uri and invalid_client_metadata (RFC 7591 §3.2.2).
-func (m *clientMetadata) client(release bool) (*store.Client, string, error) {
+// Without scope, an OpenID Provider's client gets the OpenID Connect
+// scopes (RFC 7591 §2 allows a default): OpenID Connect Dynamic
+// Registration has no scope member, so an RP registered by it sends none,
+// and with no scope registered it could never ask for openid.
+func (m *clientMetadata) client(release, oidc bool) (*store.Client, string, error) {
 	bad := func(format string, args ...any) (*store.Client, string, error) {
 		return nil, "", httpx.E(httpx.KindInvalidClientMetadata, format, args...)
 	}
@@ -262,6 +266,9 @@ func (m *clientMetadata) client(release bool) (*store.Client, string, error) {
 	if code && len(m.RedirectURIs) == 0 {
 		return nil, "", httpx.E(httpx.KindInvalidRedirectURI, "redirect_uris: authorization_code needs at least one")
 	}
+	if m.Scope == "" && oidc {
+		m.Scope = strings.Join([]string{scopeOpenID, scopeProfile, scopeEmail}, " ")
+	}
 	scopes, ok := parseScope(m.Scope)
 	if !ok {
 		return bad("scope: space-separated scope tokens (RFC 6749 §3.3), at most %d bytes", maxScopeLen)
@@ -315,9 +322,9 @@ func registrationView(c *store.Client, iss, secret, accessToken string) *registr
 // handleRegisterClient serves POST /oauth2/register (RFC 7591 §3): 201 with
 // the client information, its secret and registration access token shown
 // this once.
-func handleRegisterClient(log *slog.Logger, db *store.DB, iss string, release bool, now func() time.Time) http.Handler {
+func handleRegisterClient(log *slog.Logger, db *store.DB, iss string, release, oidc bool, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp, err := register(w, r, db, iss, release, now())
+		resp, err := register(w, r, db, iss, release, oidc, now())
 		if err == nil {
 			info := httpx.InfoFrom(r)
 			info.ClientID = resp.ClientID
@@ -332,12 +339,12 @@ func handleRegisterClient(log *slog.Logger, db *store.DB, iss string, release bo
 // token the caller check found (in token mode) in the same transaction:
 // metadata that fails validation spends nothing, and of two registrations
 // with one token, one succeeds.
-func register(w http.ResponseWriter, r *http.Request, db *store.DB, iss string, release bool, now time.Time) (*registration, error) {
+func register(w http.ResponseWriter, r *http.Request, db *store.DB, iss string, release, oidc bool, now time.Time) (*registration, error) {
 	m, err := readMetadata(w, r)
 	if err != nil {
 		return nil, err
 	}
-	c, secret, err := m.client(release)
+	c, secret, err := m.client(release, oidc)
 	if err != nil {
 		return nil, err
 	}
@@ -373,9 +380,9 @@ func handleRegistrationRead(iss string) http.Handler {
 // handleRegistrationUpdate serves PUT /oauth2/register/{id} (RFC 7592
 // §2.2): the metadata is replaced (omitted members take their defaults),
 // validated as at registration, and the registration access token rotated.
-func handleRegistrationUpdate(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, iss string, release bool, now func() time.Time) http.Handler {
+func handleRegistrationUpdate(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, iss string, release, oidc bool, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp, err := updateRegistration(w, r, db, ts, cs, iss, release, now())
+		resp, err := updateRegistration(w, r, db, ts, cs, iss, release, oidc, now())
 		if err == nil {
 			log.InfoContext(r.Context(), "registered client updated", "request_id", httpx.InfoFrom(r).ID, "client_id", resp.ClientID)
 		}
@@ -388,7 +395,7 @@ func handleRegistrationUpdate(log *slog.Logger, db *store.DB, ts *Tokens, cs *Cl
 // with one token, one succeeds. A client stays public or confidential, and
 // keeps its id and secret, and its tokens live on; every instance forgets
 // the client it cached, here at once, elsewhere at its next poll.
-func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, ts *Tokens, cs *Clients, iss string, release bool, now time.Time) (*registration, error) {
+func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, ts *Tokens, cs *Clients, iss string, release, oidc bool, now time.Time) (*registration, error) {
 	old := principalOf(r).client
 	m, err := readMetadata(w, r)
 	if err != nil {
@@ -400,7 +407,7 @@ func updateRegistration(w http.ResponseWriter, r *http.Request, db *store.DB, ts
 	if m.ClientSecret != "" && !secretMatches(old, m.ClientSecret.Reveal()) {
 		return nil, httpx.E(httpx.KindInvalidClientMetadata, "client_secret is not this client's")
 	}
-	c, _, err := m.client(release) // its new id and secret are not used
+	c, _, err := m.client(release, oidc) // its new id and secret are not used
 	if err != nil {
 		return nil, err
 	}

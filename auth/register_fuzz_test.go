@@ -34,7 +34,7 @@ func FuzzRegistrationMetadata(f *testing.F) {
 		if err == nil {
 			var cl *store.Client
 			var secret string
-			cl, secret, err = m.client(true)
+			cl, secret, err = m.client(true, true)
 			if err == nil {
 				switch {
 				case cl.FirstParty || cl.ResourceServer || cl.BackchannelLogoutURI != "":

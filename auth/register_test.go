@@ -734,3 +734,27 @@ func TestRegistrationStoresWhatItWasSent(t *testing.T) {
 		})
 	}
 }
+
+// OpenID Connect Dynamic Registration has no scope member: a relying party
+// registered by it sends none, and at an OpenID Provider gets the OpenID
+// Connect scopes, so that it can ask for openid (a regression test: it got
+// none, and every request for openid was invalid_scope). A server without
+// ID tokens registers no default.
+func TestRegisteredWithoutScopeGetsOpenIDScopes(t *testing.T) {
+	noScope := map[string]any{"client_name": "RP", "redirect_uris": []string{"https://app.example/cb"}, "token_endpoint_auth_method": "none"}
+	e := newEnv(t, store.SQLite, withDynamicRegistration(RegistrationOpen), withSigningKey(t, ecKey(t), nil))
+	r := e.registerClient("", noScope).want(http.StatusCreated)
+	e.secret(r.Str("registration_access_token"))
+	if r.Str("scope") != "email openid profile" {
+		t.Errorf("registered without scope at an OpenID Provider: scope %q; want email openid profile", r.Str("scope"))
+	}
+	if w := e.browser().do("GET", authorizeURL(r.Str("client_id"), newPKCE(), "scope", "openid"), nil); w.Code != http.StatusOK {
+		t.Errorf("the registered RP asking for openid: %d; want the login page", w.Code)
+	}
+	plain := newEnv(t, store.SQLite, withDynamicRegistration(RegistrationOpen))
+	r = plain.registerClient("", noScope).want(http.StatusCreated)
+	plain.secret(r.Str("registration_access_token"))
+	if r.Str("scope") != "" {
+		t.Errorf("registered without scope at a server without ID tokens: scope %q; want none", r.Str("scope"))
+	}
+}

@@ -169,9 +169,9 @@ func routes(d Deps) []route {
 		}
 		reg := budget{perIP: d.Registration}
 		rs = append(rs,
-			route{"POST /oauth2/register", registrar, reg, handleRegisterClient(log, db, iss, d.Release, now)},
+			route{"POST /oauth2/register", registrar, reg, handleRegisterClient(log, db, iss, d.Release, d.IDTokens != nil, now)},
 			route{"GET /oauth2/register/{id}", registrant, api, handleRegistrationRead(iss)},
-			route{"PUT /oauth2/register/{id}", registrant, api, handleRegistrationUpdate(log, db, ts, cs, iss, d.Release, now)},
+			route{"PUT /oauth2/register/{id}", registrant, api, handleRegistrationUpdate(log, db, ts, cs, iss, d.Release, d.IDTokens != nil, now)},
 			route{"DELETE /oauth2/register/{id}", registrant, api, handleRegistrationDelete(log, db, ts, cs, now)})
 	}
 	if d.Reset != nil { // ENABLE_PASSWORD_RESET; the token in the body or form is the credential
