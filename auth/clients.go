@@ -181,7 +181,7 @@ func parseBasic(h string) (id, secret string, ok bool) {
 // errClientAuthMany), with nothing to tell an unknown client from a wrong
 // secret.
 func authenticateClient(ctx context.Context, cs *Clients, r *http.Request, form url.Values, allowPublic bool, now time.Time) (*store.Client, error) {
-	id, secret, basic := form.Get("client_id"), form.Get("client_secret"), false
+	id, secret := form.Get("client_id"), form.Get("client_secret")
 	// Two headers are two methods, the first empty too: a proxy in front
 	// may read the other.
 	if h, n := r.Header.Get("Authorization"), len(r.Header.Values("Authorization")); h != "" || n > 1 {
@@ -192,7 +192,7 @@ func authenticateClient(ctx context.Context, cs *Clients, r *http.Request, form 
 		if !ok || (id != "" && id != basicID) { // a client_id in the form too must name the same client
 			return nil, errClientAuth
 		}
-		id, secret, basic = basicID, basicSecret, true
+		id, secret = basicID, basicSecret
 	}
 	if id == "" || len(id) > 128 || len(secret) > 256 {
 		return nil, errClientAuth
@@ -204,8 +204,11 @@ func authenticateClient(ctx context.Context, cs *Clients, r *http.Request, form 
 	if err != nil {
 		return nil, err
 	}
+	// A public client names itself, in the form or as Basic with an empty
+	// password (requests-oauthlib's default, Postman's): either way it has
+	// nothing to prove.
 	if c.Public() {
-		if !allowPublic || secret != "" || basic {
+		if !allowPublic || secret != "" {
 			return nil, errClientAuth
 		}
 		return c, nil

@@ -1417,3 +1417,21 @@ func TestAuthorizationRequestByPost(t *testing.T) {
 	}
 	e.token(id, secret, codeForm(e.secret(q.Get("code")), p)).want(http.StatusOK)
 }
+
+// A public client may name itself by Basic with an empty password, as
+// requests-oauthlib and Postman do by default (a regression test: it was
+// invalid_client); a secret beside it, or a confidential client's empty
+// one, is still refused.
+func TestPublicClientByBasicWithoutPassword(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+	pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}})
+	p := newPKCE()
+	code := e.secret(e.browser().signIn(authorizeURL(pub, p), "ann", "Ann-Password-1"))
+	e.token(pub, "x", codeForm(code, p)).wantOAuthError(http.StatusUnauthorized, "invalid_client")
+	r := e.token(pub, "", codeForm(code, p)).want(http.StatusOK)
+	e.secret(r.Str("access_token"))
+	e.formPost("/oauth2/revoke", pub, "", url.Values{"token": {e.secret(r.Str("refresh_token"))}}).want(http.StatusOK)
+	web, _ := e.webClient()
+	e.token(web, "", url.Values{"grant_type": {"client_credentials"}}).wantOAuthError(http.StatusUnauthorized, "invalid_client")
+}
