@@ -247,7 +247,7 @@ func (e *envReader) rate(name, def string) rate.Limit {
 	// per is 0 for a missing or unknown unit.
 	per := rateUnits[unit]
 	if !ok || per == 0 || v < 1 {
-		e.fail(name, "want N/s, N/m or N/h with N a whole number from 1 to 1000000000, got %q", clip(s))
+		e.fail(name, "want N/s, N/m or N/h with N a whole number from 1 to 1000000000, got %q", httpx.Clip(s, 40))
 		return 0
 	}
 	return rate.Limit(float64(v) / per)
@@ -274,20 +274,20 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	e := &envReader{getenv: getenv}
 	c := &config{Port: e.int("PORT", "8080", 1, 65535), ListenAddr: e.str("LISTEN_ADDR", "")}
 	if a, err := netip.ParseAddr(c.ListenAddr); c.ListenAddr != "" && (err != nil || a.Zone() != "") {
-		e.fail("LISTEN_ADDR", "want an IP address such as 127.0.0.1 or ::1, got %q", clip(c.ListenAddr))
+		e.fail("LISTEN_ADDR", "want an IP address such as 127.0.0.1 or ::1, got %q", httpx.Clip(c.ListenAddr, 40))
 	}
 	// GIN_MODE is an alias (the guide's files): set both, they must agree,
 	// or APP_MODE=debug would quietly undo a GIN_MODE=release.
 	mode := e.str("APP_MODE", e.str("GIN_MODE", "debug"))
 	if gin := e.str("GIN_MODE", mode); gin != mode {
-		e.fail("APP_MODE", "is %q but GIN_MODE is %q: set one, or both alike", clip(mode), clip(gin))
+		e.fail("APP_MODE", "is %q but GIN_MODE is %q: set one, or both alike", httpx.Clip(mode, 40), httpx.Clip(gin, 40))
 	}
 	switch mode {
 	case "debug":
 	case "release":
 		c.Release = true
 	default:
-		e.fail("APP_MODE", "want debug or release, got %q", clip(mode))
+		e.fail("APP_MODE", "want debug or release, got %q", httpx.Clip(mode, 40))
 	}
 	c.DatabaseURL = e.str("DATABASE_URL", "oauth.db")
 	if _, _, err := store.ParseURL(c.DatabaseURL); err != nil {
@@ -320,7 +320,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	for _, o := range e.list("CORS_ORIGINS") {
 		if !browserOrigin(o) {
-			e.fail("CORS_ORIGINS", "want origins as browsers send them: lower case, no default port, no path, such as https://app.example.com or http://localhost:3000; got %q", clip(o))
+			e.fail("CORS_ORIGINS", "want origins as browsers send them: lower case, no default port, no path, such as https://app.example.com or http://localhost:3000; got %q", httpx.Clip(o, 40))
 		}
 		c.CORSOrigins = append(c.CORSOrigins, o)
 	}
@@ -375,7 +375,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 			e.fail("SMTP_TLS", "none with SMTP_USERNAME set would send the password in clear")
 		}
 	default:
-		e.fail("SMTP_TLS", "want starttls, implicit or none, got %q", clip(c.SMTP.TLSMode))
+		e.fail("SMTP_TLS", "want starttls, implicit or none, got %q", httpx.Clip(c.SMTP.TLSMode, 40))
 	}
 	c.PasswordResetTTL = e.dur("PASSWORD_RESET_TTL", "1h", time.Minute, 24*time.Hour)
 	c.PasswordResetURL = e.str("PASSWORD_RESET_URL", strings.TrimSuffix(c.Issuer, "/")+"/password/reset")
@@ -411,10 +411,10 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		// only in debug mode), as what a resource server is reached at.
 		u, err := url.Parse(r)
 		if err != nil || (u.Scheme != "https" && (c.Release || u.Scheme != "http")) || u.Host == "" || u.Fragment != "" || strings.ContainsAny(r, " #") || len(r) > 512 {
-			e.fail("RESOURCES", "want absolute https URIs without a fragment (http only in debug mode), got %q", clip(r))
+			e.fail("RESOURCES", "want absolute https URIs without a fragment (http only in debug mode), got %q", httpx.Clip(r, 40))
 		}
 		if r == c.Issuer { // a token for none already has aud = ISSUER: listed, it was another consent for the same audience
-			e.fail("RESOURCES", "%q is the ISSUER, which tokens naming no resource are for: leave it out", clip(r))
+			e.fail("RESOURCES", "%q is the ISSUER, which tokens naming no resource are for: leave it out", httpx.Clip(r, 40))
 		}
 		c.Resources = append(c.Resources, r)
 	}
@@ -424,7 +424,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	switch c.DynamicRegistration = e.str("ENABLE_DYNAMIC_REGISTRATION", auth.RegistrationOff); c.DynamicRegistration {
 	case auth.RegistrationOff, auth.RegistrationToken, auth.RegistrationOpen:
 	default:
-		e.fail("ENABLE_DYNAMIC_REGISTRATION", "want false, token or open, got %q", clip(c.DynamicRegistration))
+		e.fail("ENABLE_DYNAMIC_REGISTRATION", "want false, token or open, got %q", httpx.Clip(c.DynamicRegistration, 40))
 	}
 	c.DB.MaxOpenConns = e.int("DB_MAX_OPEN_CONNS", "100", 1, 10000)
 	c.DB.MaxIdleConns = e.int("DB_MAX_IDLE_CONNS", "10", 1, 10000) // store.Open reads 0 as unset: 10
@@ -486,11 +486,4 @@ func loopbackHost(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }

@@ -136,7 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	cmd, ok := commands[name]
 	if !ok {
-		return usagef("unknown command %q (oauth2-api help lists them)", clip(name))
+		return usagef("unknown command %q (oauth2-api help lists them)", httpx.Clip(name, 40))
 	}
 	// -h or --help anywhere: the command's usage on stdout, exit 0
 	// (API.md: bad flags are one line on stderr; asking is not bad).
@@ -691,7 +691,7 @@ func userCmd(ctx context.Context, cfg *config, args []string, stdin io.Reader, s
 		return usagef("user create: %v", err)
 	}
 	if fs.NArg() > 0 {
-		return usagef("user create: unexpected argument %q (the password is read from stdin)", clip(fs.Arg(0)))
+		return usagef("user create: unexpected argument %q (the password is read from stdin)", httpx.Clip(fs.Arg(0), 40))
 	}
 	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -767,7 +767,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 			return usagef("client create: %v (oauth2-api client --help)", err)
 		}
 		if fs.NArg() > 0 {
-			return usagef("client create: unexpected argument %q", clip(fs.Arg(0)))
+			return usagef("client create: unexpected argument %q", httpx.Clip(fs.Arg(0), 40))
 		}
 	case "list":
 		if len(args) > 0 {
@@ -788,7 +788,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 			return usagef("usage: oauth2-api client registration-token [--ttl D], D from 1m to 720h")
 		}
 	default:
-		return usagef("client: unknown command %q (oauth2-api client --help)", clip(sub))
+		return usagef("client: unknown command %q (oauth2-api client --help)", httpx.Clip(sub, 40))
 	}
 	db, err := openStore(ctx, cfg)
 	if err != nil {
@@ -834,7 +834,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 	case "delete":
 		err := auth.DeleteClient(ctx, db, 0, nil, nil, args[0], "", cfg.AccessTTL, now)
 		if errors.Is(err, store.ErrNotFound) {
-			return usagef("client delete: no client %q", clip(args[0]))
+			return usagef("client delete: no client %q", httpx.Clip(args[0], 40))
 		}
 		if err == nil {
 			fmt.Fprintln(stdout, "deleted", args[0])
@@ -845,7 +845,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 		if invalid, ok := errors.AsType[*httpx.Error](err); ok {
 			return usagef("client set-resource: %s", invalid.Message)
 		} else if errors.Is(err, store.ErrNotFound) {
-			return usagef("client set-resource: no resource server %q", clip(args[0]))
+			return usagef("client set-resource: no resource server %q", httpx.Clip(args[0], 40))
 		} else if err == nil {
 			fmt.Fprintln(stdout, "set", args[0])
 		}
@@ -859,7 +859,7 @@ func clientCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, std
 	default: // rotate-secret
 		secret, err := auth.RotateClientSecret(ctx, db, 0, nil, nil, args[0], cfg.AccessTTL, now)
 		if errors.Is(err, store.ErrNotFound) {
-			return usagef("client rotate-secret: no confidential client %q", clip(args[0]))
+			return usagef("client rotate-secret: no confidential client %q", httpx.Clip(args[0], 40))
 		}
 		if err != nil {
 			return err

@@ -312,7 +312,7 @@ func newClient(spec ClientSpec, release bool, resources []string) (*store.Client
 	grants = slices.Compact(slices.Sorted(slices.Values(grants)))
 	for _, g := range grants {
 		if !slices.Contains(supportedGrants, g) {
-			return nil, "", httpx.E(httpx.KindValidation, "grant type %q: want authorization_code, refresh_token, client_credentials or %s", clipText(g), grantDeviceCode)
+			return nil, "", httpx.E(httpx.KindValidation, "grant type %q: want authorization_code, refresh_token, client_credentials or %s", httpx.Clip(g, 60), grantDeviceCode)
 		}
 	}
 	if spec.Public && spec.ResourceServer {
@@ -322,7 +322,7 @@ func newClient(spec ClientSpec, release bool, resources []string) (*store.Client
 		return nil, "", httpx.E(httpx.KindValidation, "resource: only a resource server names the resource it is")
 	}
 	if spec.Resource != "" && !slices.Contains(resources, spec.Resource) {
-		return nil, "", httpx.E(httpx.KindValidation, "resource %q: not one of RESOURCES", clipText(spec.Resource))
+		return nil, "", httpx.E(httpx.KindValidation, "resource %q: not one of RESOURCES", httpx.Clip(spec.Resource, 60))
 	}
 	if spec.Public && slices.Contains(grants, grantClientCredentials) {
 		return nil, "", httpx.E(httpx.KindValidation, "a public client cannot use client_credentials (it has no secret)")
@@ -344,7 +344,7 @@ func newClient(spec ClientSpec, release bool, resources []string) (*store.Client
 		}
 		for _, u := range list.uris {
 			if err := checkRedirectURI(u, release); err != nil {
-				return nil, "", httpx.E(httpx.KindValidation, "%s: %q: %v", list.field, clipText(u), err)
+				return nil, "", httpx.E(httpx.KindValidation, "%s: %q: %v", list.field, httpx.Clip(u, 60), err)
 			}
 		}
 	}
@@ -356,14 +356,14 @@ func newClient(spec ClientSpec, release bool, resources []string) (*store.Client
 			err = errors.New("must be https or http")
 		}
 		if err != nil {
-			return nil, "", httpx.E(httpx.KindValidation, "back-channel logout URI %q: %v", clipText(u), err)
+			return nil, "", httpx.E(httpx.KindValidation, "back-channel logout URI %q: %v", httpx.Clip(u, 60), err)
 		}
 	}
 	var scopes []string
 	for _, s := range spec.Scopes {
 		for _, p := range strings.Fields(s) {
 			if !validScopeToken(p) {
-				return nil, "", httpx.E(httpx.KindValidation, "scope %q: not a valid scope token (RFC 6749 §3.3)", clipText(p))
+				return nil, "", httpx.E(httpx.KindValidation, "scope %q: not a valid scope token (RFC 6749 §3.3)", httpx.Clip(p, 60))
 			}
 			scopes = append(scopes, p)
 		}

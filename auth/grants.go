@@ -65,7 +65,7 @@ func checkParams(form url.Values) error {
 	maps.DeleteFunc(form, func(_ string, v []string) bool { return len(v) == 1 && v[0] == "" })
 	for k, v := range form {
 		if len(v) > 1 && k != "resource" {
-			return httpx.E(httpx.KindInvalid, "parameter %q is repeated", clipText(k))
+			return httpx.E(httpx.KindInvalid, "parameter %q is repeated", httpx.Clip(k, 60))
 		}
 		if !utf8.ValidString(k) || slices.ContainsFunc(v, func(s string) bool { return !utf8.ValidString(s) }) {
 			return httpx.E(httpx.KindInvalid, "parameters must be valid UTF-8")
@@ -205,7 +205,7 @@ func grantScope(requested string, registered []string) (string, error) {
 	}
 	for _, s := range want {
 		if !slices.Contains(registered, s) {
-			return "", httpx.E(httpx.KindInvalidScope, "scope %q is not registered for this client", clipText(s))
+			return "", httpx.E(httpx.KindInvalidScope, "scope %q is not registered for this client", httpx.Clip(s, 60))
 		}
 	}
 	return strings.Join(want, " "), nil

@@ -163,7 +163,7 @@ func readMetadata(w http.ResponseWriter, r *http.Request) (*clientMetadata, erro
 	}
 	// Before UnmarshalStrict, which would refuse it as malformed JSON.
 	if key, _, escaped := token.CheckKeys(body, nil); escaped && json.Valid(body) {
-		return nil, httpx.E(httpx.KindInvalidClientMetadata, "member name %q holds an escape: send names unescaped", clipText(key))
+		return nil, httpx.E(httpx.KindInvalidClientMetadata, "member name %q holds an escape: send names unescaped", httpx.Clip(key, 60))
 	}
 	var members map[string]json.RawMessage
 	if err := httpx.UnmarshalStrict(body, &members); err != nil {
@@ -180,7 +180,7 @@ func readMetadata(w http.ResponseWriter, r *http.Request) (*clientMetadata, erro
 		if typ, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && typ.Field != "" {
 			// encoding/json names a member of the embedded metadata
 			// "metadata.client_name": the request named it client_name.
-			return nil, httpx.E(httpx.KindInvalidClientMetadata, "%s has the wrong type", clipText(strings.TrimPrefix(typ.Field, "metadata.")))
+			return nil, httpx.E(httpx.KindInvalidClientMetadata, "%s has the wrong type", httpx.Clip(strings.TrimPrefix(typ.Field, "metadata."), 60))
 		}
 		return nil, httpx.E(httpx.KindInvalidClientMetadata, "a member has the wrong type")
 	}
@@ -222,7 +222,7 @@ func (m *clientMetadata) client(release, oidc bool) (*store.Client, string, erro
 		method = authBasic // RFC 7591 §2: the default
 	case authNone, authBasic, authPost:
 	default:
-		return bad("token_endpoint_auth_method %q: want none, client_secret_basic or client_secret_post", clipText(method))
+		return bad("token_endpoint_auth_method %q: want none, client_secret_basic or client_secret_post", httpx.Clip(method, 60))
 	}
 	grants := m.GrantTypes
 	if len(grants) == 0 { // not newClient's defaults, which may add client_credentials
@@ -234,7 +234,7 @@ func (m *clientMetadata) client(release, oidc bool) (*store.Client, string, erro
 		case grantClientCredentials:
 			return bad("client_credentials is not available to registered clients: its tokens carry no user, only the scope the client chose")
 		default:
-			return bad("grant type %q is not supported: want authorization_code or refresh_token", clipText(g))
+			return bad("grant type %q is not supported: want authorization_code or refresh_token", httpx.Clip(g, 60))
 		}
 	}
 	code := slices.Contains(grants, grantAuthorizationCode)
@@ -244,7 +244,7 @@ func (m *clientMetadata) client(release, oidc bool) (*store.Client, string, erro
 	}
 	for _, rt := range responses {
 		if rt != "code" {
-			return bad("response type %q is not supported: want code", clipText(rt))
+			return bad("response type %q is not supported: want code", httpx.Clip(rt, 60))
 		}
 	}
 	if slices.Contains(responses, "code") != code {
@@ -259,7 +259,7 @@ func (m *clientMetadata) client(release, oidc bool) (*store.Client, string, erro
 		}
 		for _, u := range list.uris {
 			if err := checkRedirectURI(u, release); err != nil {
-				return nil, "", httpx.E(httpx.KindInvalidRedirectURI, "%s: %q: %v", list.name, clipText(u), err)
+				return nil, "", httpx.E(httpx.KindInvalidRedirectURI, "%s: %q: %v", list.name, httpx.Clip(u, 60), err)
 			}
 		}
 	}

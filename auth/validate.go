@@ -91,11 +91,3 @@ func vschar(s string) bool {
 	// Any byte above 0x7e belongs to a rune (or an invalid byte's U+FFFD) above it.
 	return !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e })
 }
-
-// clipText shortens s for an error message, which never echoes much input.
-func clipText(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "…"
-	}
-	return s
-}

@@ -146,9 +146,9 @@ func UnmarshalStrict(body []byte, dst any) error {
 		case errors.As(err, &syn):
 			return E(KindInvalidJSON, "malformed JSON at byte %d", syn.Offset)
 		case errors.As(err, &typ):
-			return E(KindInvalidJSON, "field %q has the wrong type", clip(typ.Field, 64))
+			return E(KindInvalidJSON, "field %q has the wrong type", Clip(typ.Field, 64))
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return E(KindInvalidJSON, "unknown field %s", clip(strings.TrimPrefix(err.Error(), "json: unknown field "), 64))
+			return E(KindInvalidJSON, "unknown field %s", Clip(strings.TrimPrefix(err.Error(), "json: unknown field "), 64))
 		default:
 			return E(KindInvalidJSON, "malformed JSON")
 		}
@@ -161,17 +161,21 @@ func UnmarshalStrict(body []byte, dst any) error {
 	case repeated:
 		return E(KindInvalidJSON, "an object repeats a key")
 	case unknown: // in another letter case or escaped, which encoding/json took for a field
-		return E(KindInvalidJSON, "unknown field %q", clip(key, 64))
+		return E(KindInvalidJSON, "unknown field %q", Clip(key, 64))
 	}
 	return nil
 }
 
-// clip shortens s to n bytes and "…", so that an error message (64) or a
-// log line (maxLogText) never echoes much of the input, and drops invalid
-// UTF-8, a rune the cut split too.
-func clip(s string, n int) string {
-	if len(s) > n {
-		s = s[:n] + "…"
+// Clip shortens s to at most n bytes and "…", so that an error message or a
+// log line never echoes much of the input. It cuts where a rune starts, never
+// inside one; it does not escape: callers quote the result (%q) or log it as
+// JSON, which escapes control characters and invalid UTF-8.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return strings.ToValidUTF8(s, "")
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n-- // back to the first byte of the rune the cut would split
+	}
+	return s[:n] + "…"
 }

@@ -182,6 +182,27 @@ func TestDecodeJSON(t *testing.T) {
 	})
 }
 
+// TestClip: Clip keeps at most n bytes, never splits a rune, and leaves
+// invalid bytes for the caller's %q to show.
+func TestClip(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"abc", 3, "abc"},
+		{"abcd", 3, "abc…"},
+		{"aé", 2, "a…"},         // é's two bytes straddle the cut
+		{"日本", 4, "日…"},         // three-byte runes
+		{"a\xffb", 2, "a\xff…"}, // an invalid byte is not the cut's to drop
+		{"éé", 0, "…"},
+	} {
+		if got := Clip(c.s, c.n); got != c.want {
+			t.Errorf("Clip(%q, %d) = %q; want %q", c.s, c.n, got, c.want)
+		}
+	}
+}
+
 func TestWriteError(t *testing.T) {
 	t.Run("client error", func(t *testing.T) {
 		var logs bytes.Buffer

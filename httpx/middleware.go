@@ -153,12 +153,12 @@ func Observe(log *slog.Logger, m *Metrics, ips IPResolver, now func() time.Time,
 			slog.String("request_id", rec.info.ID),
 			slog.String("method", r.Method),
 			slog.String("route", route),
-			slog.String("path", clip(r.URL.Path, maxLogText)),
+			slog.String("path", Clip(r.URL.Path, maxLogText)),
 			slog.Int("status", rec.status),
 			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 			slog.Int64("bytes", rec.bytes),
 			slog.String("client_ip", rec.info.ClientIP.String()),
-			slog.String("user_agent", clip(r.UserAgent(), maxLogText)),
+			slog.String("user_agent", Clip(r.UserAgent(), maxLogText)),
 		}
 		if rec.info.UserID != "" {
 			attrs = append(attrs, slog.String("user_id", rec.info.UserID))
