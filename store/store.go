@@ -213,11 +213,16 @@ func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
 		o.MaxIdleConns = 10
 	}
 	// Each driver is in a file of its own (sqlite.go, postgres.go), so a
-	// lean build can leave one out (-tags nosqlite, nopostgres: its Open
-	// then refuses); MySQL's is in another module, nil without it.
+	// lean build can leave one out (-tags nosqlite, nopostgres: nil then);
+	// MySQL's is in another module, nil without it.
 	drivers := map[string]*Driver{SQLite: sqliteDriver, Postgres: postgresDriver, MySQL: o.MySQL}
 	if drivers[dialect] == nil {
-		return nil, errors.New("this oauth2-api was built without MySQL: use oauth2-api-mysql (make build-mysql)")
+		refusal := map[string]string{
+			SQLite:   "this oauth2-api was built without SQLite (-tags nosqlite): set DATABASE_URL to a postgres:// URL",
+			Postgres: "this oauth2-api was built without PostgreSQL (-tags nopostgres): set DATABASE_URL to a SQLite path",
+			MySQL:    "this oauth2-api was built without MySQL: use oauth2-api-mysql (make build-mysql)",
+		}
+		return nil, errors.New(refusal[dialect])
 	}
 	db := &DB{dialect: dialect, driver: drivers[dialect], stmts: make(map[stmtKey]*sql.Stmt)}
 	if db.w, db.r, err = db.driver.Open(ctx, target, o); err != nil {
