@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"io"
 	"log/slog"
@@ -201,5 +202,29 @@ func TestHMACSecretRotation(t *testing.T) {
 	}
 	if _, err := after.tokens.Verify(fresh, now); err != nil {
 		t.Fatalf("a token of the current secret is refused: %v", err)
+	}
+}
+
+// The keys derived from JWT_SECRET are those of earlier releases: a change
+// would sign everyone out (cookie key), refuse the DPoP nonces other
+// instances hand out, and rename the HMAC key's kid.
+func TestDerivedKeysUnchanged(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "o.db"), "JWT_SECRET": strings.Repeat("s", 32), "DPOP_NONCE": "true"}
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := buildKeys(cfg, nil, discardLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ what, got, want string }{
+		{"cookie key", hex.EncodeToString(ks.cookieKey), "4a87747c2deee4252388a47a9bdf43743c5ea32aeb581da67b0a9fed97ca6c56"},
+		{"DPoP nonce key", hex.EncodeToString(ks.tokens.NonceKey), "ba939afa636a9e89c94f2b5afa00667f3b147748ccb94ee143366f8e18f5ce49"},
+		{"kid", ks.tokens.Signer.Key().ID, "hs-qNVD39S0N6j-"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %s; want %s", c.what, c.got, c.want)
+		}
 	}
 }

@@ -21,10 +21,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -489,7 +487,7 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 	if cfg.JWTSecretPrevious != "" {
 		verify = append(verify, token.NewHMACKey([]byte(cfg.JWTSecretPrevious.Reveal())))
 	}
-	ks := &keySet{cookieKey: derive(secret, "oauth2-api cookies")}
+	ks := &keySet{cookieKey: token.MAC(secret, "oauth2-api cookies")}
 	signWith := hmacKey
 	if cfg.SigningKey != "" {
 		// SIGNING_KEY signs; its predecessors only verify.
@@ -524,7 +522,7 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 		Signer: signer, Verifier: verifier, Revoked: revs, Resources: cfg.Resources,
 	}
 	if cfg.DPoPNonce {
-		ks.tokens.NonceKey = derive(secret, "oauth2-api dpop nonces")
+		ks.tokens.NonceKey = token.MAC(secret, "oauth2-api dpop nonces")
 	}
 	return ks, nil
 }
@@ -548,13 +546,6 @@ func loadKey(name, path string, release bool) (*token.Key, error) {
 		return nil, fmt.Errorf("%s: %s: %v", name, path, err)
 	}
 	return k, nil
-}
-
-// derive returns a key for one purpose from the HMAC secret.
-func derive(secret []byte, purpose string) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(purpose))
-	return m.Sum(nil)
 }
 
 // debugSecret returns the HMAC key of debug mode when JWT_SECRET is unset:

@@ -3,7 +3,6 @@ package auth
 import (
 	"bytes"
 	"crypto/hmac"
-	"crypto/sha256"
 	"embed"
 	"encoding/base64"
 	"html/template"
@@ -93,9 +92,7 @@ func (b *Browser) csrfFor(cookie string) string { return b.mac("csrf", cookie) }
 // CSRF token, a consent form), base64url: one purpose's MAC is never
 // another's.
 func (b *Browser) mac(purpose, value string) string {
-	m := hmac.New(sha256.New, b.Key)
-	m.Write([]byte(purpose + "\x00" + value))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return base64.RawURLEncoding.EncodeToString(token.MAC(b.Key, purpose+"\x00"+value))
 }
 
 // csrfOK checks a POSTed form's token against the cookie, in constant time.

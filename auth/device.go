@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -140,9 +138,7 @@ func authorizeDevice(ctx context.Context, db *store.DB, ts *Tokens, b *Browser, 
 // under the server's cookie key, so that the short codes of pending
 // requests cannot be read off a database dump by trying all 20^8.
 func (b *Browser) userCodeMAC(code string) string {
-	m := hmac.New(sha256.New, b.Key)
-	m.Write([]byte("user-code\x00" + code))
-	return hex.EncodeToString(m.Sum(nil))
+	return hex.EncodeToString(token.MAC(b.Key, "user-code\x00"+code))
 }
 
 // normalizeUserCode returns a typed user code in its stored form: ASCII

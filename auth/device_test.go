@@ -717,3 +717,22 @@ func TestDeviceClientRegistration(t *testing.T) {
 		}
 	}
 }
+
+// The keyed hashes a browser or a stored row holds are those of earlier
+// releases: a change would refuse every CSRF token and consent form in
+// flight, lose every pending device request (stored by userCodeMAC), and
+// refuse the DPoP nonces instances not yet upgraded hand out.
+func TestKeyedHashesUnchanged(t *testing.T) {
+	key := []byte(strings.Repeat("k", 32))
+	b := &Browser{Key: key}
+	ts := &Tokens{NonceKey: key}
+	for _, c := range []struct{ what, got, want string }{
+		{"csrfFor", b.csrfFor("cookie"), "eCdjwiJynOe-K4zcvuUTAPaWf8KwuN0BI8nMnRjY-eQ"},
+		{"userCodeMAC", b.userCodeMAC("BCDFGHJK"), "9ccb481c62b9a727b99bdeb9336248d9d6f5c1bafbf84f127ef4163aeb95a98d"},
+		{"dpopNonce", ts.dpopNonce(time.Unix(1_700_000_000, 0)), "r8GmXMcL1yGxPd-NsYkphLWP"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %s; want %s", c.what, c.got, c.want)
+		}
+	}
+}

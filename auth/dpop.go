@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -37,9 +35,8 @@ const nonceStep = 5 * time.Minute
 // NonceKey, so every instance makes and accepts the same ones without
 // sharing state.
 func (ts *Tokens) dpopNonce(t time.Time) string {
-	m := hmac.New(sha256.New, ts.NonceKey)
-	m.Write([]byte("dpop-nonce " + strconv.FormatInt(t.Unix()/int64(nonceStep/time.Second), 10)))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+	step := strconv.FormatInt(t.Unix()/int64(nonceStep/time.Second), 10)
+	return base64.RawURLEncoding.EncodeToString(token.MAC(ts.NonceKey, "dpop-nonce "+step)[:18])
 }
 
 // proofOf checks the request's DPoP proof, when it has one (nil, nil when

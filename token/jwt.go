@@ -122,9 +122,7 @@ type Key struct {
 // NewHMACKey returns an HS256 key. Its kid is derived from the secret with
 // HMAC, so it names the key without revealing anything about it.
 func NewHMACKey(secret []byte) *Key {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("oauth2-api kid"))
-	kid := "hs-" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:9])
+	kid := "hs-" + base64.RawURLEncoding.EncodeToString(MAC(secret, "oauth2-api kid")[:9])
 	s := append([]byte(nil), secret...)
 	return &Key{ID: kid, Alg: HS256, mac: s, sigLen: sha256.Size,
 		pool: &sync.Pool{New: func() any { return hmac.New(sha256.New, s) }}}

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -65,6 +66,16 @@ func TimedIDTime(id string) (int64, bool) {
 func Hash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// MAC returns the HMAC-SHA256 of msg under key: the one keyed hash of the
+// server, making the keys derived from JWT_SECRET, the HMAC key's kid, CSRF
+// and consent MACs, stored user codes and DPoP nonces. Each caller starts msg
+// with its own purpose, so one purpose's MAC is never another's.
+func MAC(key []byte, msg string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(msg))
+	return m.Sum(nil)
 }
 
 // Secret holds a credential (a password, token or key) so that it cannot end up
