@@ -714,7 +714,7 @@ func (db *DB) SpendProof(ctx context.Context, hash string, expires, now time.Tim
 			_, err := tx.ExecContext(ctx, qInsertProof, hash, expires.Unix())
 			return err
 		})
-		if err != nil && db.unique(err) {
+		if err != nil && db.driver.Unique(err) {
 			return ErrReused
 		}
 		return err

@@ -476,7 +476,7 @@ func (db *DB) wrap(errp *error, op string) {
 		*errp = fmt.Errorf("store: %s: %w", op, err)
 	case errors.Is(err, sql.ErrNoRows):
 		*errp = fmt.Errorf("store: %s: %w", op, ErrNotFound)
-	case db.unique(err):
+	case db.driver.Unique(err):
 		*errp = fmt.Errorf("store: %s: %w", op, ErrConflict)
 	case db.driver.ForeignKey(err):
 		// A row naming a client deleted meanwhile (on another instance,
@@ -520,10 +520,6 @@ func (db *DB) unavailable(err error) bool {
 // answer ErrNotFound without asking the database.
 func storable(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
-}
-
-func (db *DB) unique(err error) bool {
-	return db.driver.Unique(err)
 }
 
 // Migration is one embedded migration file.
