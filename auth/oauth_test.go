@@ -765,10 +765,10 @@ func TestClientCredentials(t *testing.T) {
 		e.token(web, webSecret, cc).wantOAuthError(http.StatusBadRequest, errUnauthorizedClient)
 		post := url.Values{"grant_type": {"client_credentials"}, "client_id": {pub}}
 		e.formPost("/oauth2/token", "", "", post).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
-		var buf strings.Builder
-		e.deps.Registry.WriteText(&buf)
-		if !strings.Contains(buf.String(), `oauth2_tokens_issued_total{grant_type="client_credentials"} 2`) {
-			t.Fatalf("metrics:\n%s", buf.String())
+		m := httptest.NewRecorder()
+		e.deps.Registry.Handler().ServeHTTP(m, httptest.NewRequest("GET", "/metrics", nil))
+		if !strings.Contains(m.Body.String(), `oauth2_tokens_issued_total{grant_type="client_credentials"} 2`) {
+			t.Fatalf("metrics:\n%s", m.Body.String())
 		}
 	})
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -104,12 +103,11 @@ func TestConnLimit(t *testing.T) {
 	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Fatalf("a connection beyond the reserve was kept: read %d, %v", n, err)
 	}
-	var text strings.Builder
-	reg.WriteText(&text)
+	text := scrape(reg)
 	// At least the 503 and the closed one; under load a probe's connection
 	// may not have closed yet when the reserve fills, and that refusal counts too.
-	if m := regexp.MustCompile(`(?m)^refused (\d+)$`).FindStringSubmatch(text.String()); m == nil || len(m[1]) != 1 || m[1] < "2" {
-		t.Errorf("refusals not counted (one 503, one closed): %s", text.String())
+	if m := regexp.MustCompile(`(?m)^refused (\d+)$`).FindStringSubmatch(text); m == nil || len(m[1]) != 1 || m[1] < "2" {
+		t.Errorf("refusals not counted (one 503, one closed): %s", text)
 	}
 	// Closed connections give their places back. With 5 requests still
 	// held, a new connection is the 6th open, 3/4 of Max: still saturated,

@@ -547,20 +547,19 @@ func TestObserve(t *testing.T) {
 	// Unrouted and odd methods are labelled from fixed sets.
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("BREW", "/pot/77", nil))
 
-	var text bytes.Buffer
-	reg.WriteText(&text)
+	text := scrape(reg)
 	for _, want := range []string{
 		`oauth2_http_requests_total{method="GET",endpoint="/items/{id}",status="418"} 1`,
 		`oauth2_http_requests_total{method="POST",endpoint="/quiet",status="200"} 1`,
 		`oauth2_http_requests_total{method="OTHER",endpoint="unmatched",status="404"} 1`,
 		`oauth2_http_request_duration_seconds_count{method="GET",endpoint="/items/{id}"} 1`,
 	} {
-		if !strings.Contains(text.String(), want) {
-			t.Errorf("metrics lack %s:\n%s", want, text.String())
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s:\n%s", want, text)
 		}
 	}
-	if strings.Contains(text.String(), "12345") || strings.Contains(text.String(), "/pot/77") || strings.Contains(text.String(), "BREW") {
-		t.Errorf("a raw path or method became a label:\n%s", text.String())
+	if strings.Contains(text, "12345") || strings.Contains(text, "/pot/77") || strings.Contains(text, "BREW") {
+		t.Errorf("a raw path or method became a label:\n%s", text)
 	}
 
 	// The path and the User-Agent are clipped to maxLogText bytes, on a
@@ -577,6 +576,13 @@ func TestObserve(t *testing.T) {
 			t.Errorf("log %s: %d bytes %.20q…; want the first %d bytes and …", k, len(got), got, maxLogText-1)
 		}
 	}
+}
+
+// scrape is the body GET /metrics is served.
+func scrape(reg *metrics.Registry) string {
+	w := httptest.NewRecorder()
+	reg.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	return w.Body.String()
 }
 
 // TestUntrustedProxyWarnedOnce: forwarding headers from a loopback, private or

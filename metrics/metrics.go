@@ -13,7 +13,6 @@
 package metrics
 
 import (
-	"io"
 	"maps"
 	"math"
 	"net/http"
@@ -218,12 +217,6 @@ func (r *Registry) AddGoRuntime() {
 	r.GaugeFunc("go_goroutines", "Number of goroutines that currently exist.", read("/sched/goroutines:goroutines"))
 	r.GaugeFunc("go_memstats_heap_alloc_bytes", "Number of heap bytes allocated and still in use.", read("/memory/classes/heap/objects:bytes"))
 	r.GaugeFunc("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", func() float64 { return start })
-}
-
-// WriteText writes every metric to w in one Write.
-func (r *Registry) WriteText(w io.Writer) error {
-	_, err := w.Write(r.text())
-	return err
 }
 
 func (r *Registry) text() []byte {

@@ -1,9 +1,7 @@
 package metrics
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"math"
 	"net/http/httptest"
 	"strconv"
@@ -16,7 +14,7 @@ import (
 // The exact text: HELP and TYPE lines, escaping, series sorted by label
 // values, cumulative buckets (a value on a bound counts in it), the
 // initial values of a counter vector at 0, gauges read when written.
-func TestWriteTextExact(t *testing.T) {
+func TestTextExact(t *testing.T) {
 	r := NewRegistry()
 	r.Counter("logins_total", "Successful logins.")
 	reqs := r.CounterVecN("http_requests_total",
@@ -57,13 +55,16 @@ http_request_duration_seconds_count{route="GET /a"} 4
 # TYPE queue_depth gauge
 queue_depth 2.5
 `)
-	var buf bytes.Buffer
-	if err := r.WriteText(&buf); err != nil {
-		t.Fatalf("WriteText: %v", err)
+	if got := scrape(r); got != want.String() {
+		t.Fatalf("GET /metrics served:\n%s\nwant:\n%s", got, want.String())
 	}
-	if got := buf.String(); got != want.String() {
-		t.Fatalf("WriteText wrote:\n%s\nwant:\n%s", got, want.String())
-	}
+}
+
+// scrape is the body GET /metrics is served.
+func scrape(r *Registry) string {
+	w := httptest.NewRecorder()
+	r.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	return w.Body.String()
 }
 
 // NaN counts in +Inf only; the handler serves the text with its type.
@@ -120,11 +121,7 @@ func TestParseBack(t *testing.T) {
 		hist.With(v).Observe(float64(i) / 10)
 	}
 
-	var buf bytes.Buffer
-	if err := r.WriteText(&buf); err != nil {
-		t.Fatalf("WriteText: %v", err)
-	}
-	samples := parseText(t, buf.String())
+	samples := parseText(t, scrape(r))
 
 	// Every hostile value comes back as it went in, or with invalid UTF-8
 	// replaced.
@@ -156,7 +153,7 @@ func TestParseBack(t *testing.T) {
 	}
 }
 
-// FuzzLabelValue checks that any label value survives WriteText and
+// FuzzLabelValue checks that any label value survives GET /metrics and
 // parseText, with invalid UTF-8 replaced.
 func FuzzLabelValue(f *testing.F) {
 	for _, v := range hostileValues {
@@ -165,11 +162,7 @@ func FuzzLabelValue(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		r := NewRegistry()
 		r.CounterVec("fuzz_total", "Fuzz.", "v").With(v).Inc()
-		var buf bytes.Buffer
-		if err := r.WriteText(&buf); err != nil {
-			t.Fatalf("WriteText: %v", err)
-		}
-		samples := parseText(t, buf.String())
+		samples := parseText(t, scrape(r))
 		if len(samples) != 1 {
 			t.Fatalf("label value %q: parsed %d samples; want 1", v, len(samples))
 		}
@@ -206,9 +199,7 @@ func TestConcurrentUpdates(t *testing.T) {
 	// Scrapes run during the updates.
 	wg.Go(func() {
 		for range 20 {
-			if err := r.WriteText(io.Discard); err != nil {
-				t.Errorf("WriteText: %v", err)
-			}
+			scrape(r)
 		}
 	})
 	wg.Wait()
@@ -474,7 +465,7 @@ func BenchmarkHistogramObserve(b *testing.B) {
 	})
 }
 
-func BenchmarkWriteText(b *testing.B) {
+func BenchmarkText(b *testing.B) {
 	// 50 series: 3 runtime gauges, 7 counters, 30 counter series and 10
 	// histogram series.
 	r := NewRegistry()
@@ -491,15 +482,9 @@ func BenchmarkWriteText(b *testing.B) {
 		}
 		hist.With(route).Observe(float64(i) / 100)
 	}
-	var buf bytes.Buffer
-	if err := r.WriteText(&buf); err != nil {
-		b.Fatalf("WriteText: %v", err)
-	}
-	b.SetBytes(int64(buf.Len()))
+	b.SetBytes(int64(len(r.text())))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := r.WriteText(io.Discard); err != nil {
-			b.Fatalf("WriteText: %v", err)
-		}
+		r.text()
 	}
 }
