@@ -173,18 +173,10 @@ WHERE hash = $1 AND client_id = $2`, deviceColumns, `device_codes WHERE hash = $
 // families of the user it ended (createFamilyTx).
 func (db *DB) RedeemDeviceCode(ctx context.Context, hash string, is Issued, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "redeem device code")
-	err = db.tx(ctx, func(tx *txn) error {
-		if err := stillPassword(ctx, tx, is.Family.UserID, ""); err != nil {
-			return err
-		}
-		if err := tx.execOr(ctx, ErrReused, `UPDATE device_codes SET status = 'redeemed', family_id = $2
-WHERE hash = $1 AND status = 'approved' AND expires_at > $3`, hash, is.Family.ID, now.Unix()); err != nil {
-			return err
-		}
-		e.Revocations, err = createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, accessTTL, now)
-		return err
+	return db.startFamily(ctx, is, accessTTL, now, func(tx *txn) error {
+		return tx.execOr(ctx, ErrReused, `UPDATE device_codes SET status = 'redeemed', family_id = $2
+WHERE hash = $1 AND status = 'approved' AND expires_at > $3`, hash, is.Family.ID, now.Unix())
 	})
-	return e, err
 }
 
 // RefundAttempt takes back one attempt that CountLoginAttempt counted

@@ -271,18 +271,10 @@ type Issued struct {
 // It returns the families of the user it ended (createFamilyTx).
 func (db *DB) ExchangeCode(ctx context.Context, hash string, is Issued, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "exchange code")
-	err = db.tx(ctx, func(tx *txn) error {
-		if err := stillPassword(ctx, tx, is.Family.UserID, ""); err != nil {
-			return err
-		}
-		if err := tx.execOr(ctx, ErrReused, `UPDATE auth_codes SET used_at = $2, family_id = $3, access_jti = $4, access_exp = $5
-WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), is.Family.ID, is.AccessJTI, is.AccessExp); err != nil {
-			return err
-		}
-		e.Revocations, err = createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, accessTTL, now)
-		return err
+	return db.startFamily(ctx, is, accessTTL, now, func(tx *txn) error {
+		return tx.execOr(ctx, ErrReused, `UPDATE auth_codes SET used_at = $2, family_id = $3, access_jti = $4, access_exp = $5
+WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash, now.Unix(), is.Family.ID, is.AccessJTI, is.AccessExp)
 	})
-	return e, err
 }
 
 // --- consents ---

@@ -164,11 +164,26 @@ type RefreshToken struct {
 // ended to stay within maxLiveFamilies, for the caller to apply.
 func (db *DB) CreateFamily(ctx context.Context, f Family, tokenHash string, expires time.Time, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "create token family")
+	is := Issued{Family: &f, RefreshHash: tokenHash, RefreshExp: expires}
+	return db.startFamily(ctx, is, accessTTL, now, func(*txn) error { return nil }) // the password login is the grant: nothing to spend
+}
+
+// startFamily starts the session a grant issued (is), in one transaction,
+// in this order: it holds the user's row (stillPassword, with the password
+// hash a login verified, "" after a code or a device approval), then spends
+// the grant (spend: a code or a device request, ErrReused when spent
+// before), then stores the family (createFamilyTx). The user's row comes
+// first as in every transaction that ends or starts the user's sessions, so
+// that a password change waits for this one or voids it.
+func (db *DB) startFamily(ctx context.Context, is Issued, accessTTL time.Duration, now time.Time, spend func(tx *txn) error) (e Ended, err error) {
 	err = db.tx(ctx, func(tx *txn) error {
-		if err := stillPassword(ctx, tx, f.UserID, f.Verified); err != nil {
+		if err := stillPassword(ctx, tx, is.Family.UserID, is.Family.Verified); err != nil {
 			return err
 		}
-		e.Revocations, err = createFamilyTx(ctx, tx, f, tokenHash, expires, accessTTL, now)
+		if err := spend(tx); err != nil {
+			return err
+		}
+		e.Revocations, err = createFamilyTx(ctx, tx, *is.Family, is.RefreshHash, is.RefreshExp, accessTTL, now)
 		return err
 	})
 	return e, err
