@@ -110,6 +110,12 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 	case rt != "code":
 		return ar, httpx.E(httpx.KindUnsupportedResponseType, "only response_type=code is supported")
 	}
+	// The code comes back in the query, the one mode the metadata lists: a
+	// client that asked for another (form_post, fragment) would look for it
+	// elsewhere, and one that asked for fragment did not want it in a query.
+	if m := params.Get("response_mode"); m != "" && m != "query" {
+		return ar, httpx.E(httpx.KindInvalid, "only response_mode=query is supported")
+	}
 	if !slices.Contains(c.GrantTypes, grantAuthorizationCode) {
 		return ar, httpx.E(httpx.KindUnauthorizedClient, "the client may not use the authorization code grant")
 	}

@@ -354,6 +354,8 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 	}{
 		{"response_type token", authorizeURL(id, p, "response_type", "token"), errUnsupportedResponseType},
 		{"no response_type", authorizeURL(id, p, "response_type", ""), errInvalidRequest},
+		{"response_mode form_post", authorizeURL(id, p, "response_mode", "form_post"), errInvalidRequest}, // a regression test: ignored, the code sent in the query
+		{"response_mode fragment", authorizeURL(id, p, "response_mode", "fragment"), errInvalidRequest},
 		{"no PKCE", authorizeURL(id, p, "code_challenge", "", "code_challenge_method", ""), errInvalidRequest},
 		{"plain PKCE", authorizeURL(id, p, "code_challenge_method", "plain"), errInvalidRequest},
 		{"challenge without method", authorizeURL(id, p, "code_challenge_method", ""), errInvalidRequest},
