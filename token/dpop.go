@@ -186,11 +186,13 @@ func proofKey(alg string, jwkText []byte) (*Key, error) {
 		return nil, fmt.Errorf("jwk: %v", err)
 	}
 	for k := range raw {
-		if _, ok := j[k]; !ok {
-			return nil, fmt.Errorf("jwk member %.20q is not a string", k)
-		}
+		_, isString := j[k]
 		switch k {
 		case "kty", "crv", "x", "y", "n", "e", "kid", "alg", "use":
+			if !isString {
+				return nil, fmt.Errorf("jwk member %.20q is not a string", k)
+			}
+		case "key_ops", "ext": // WebCrypto's exportKey adds them (RFC 7517 §4.3): read by nothing here
 		case "d", "p", "q", "dp", "dq", "qi", "oth", "k":
 			return nil, errors.New("jwk holds a private key")
 		default:

@@ -129,6 +129,13 @@ func TestProofAccepted(t *testing.T) {
 		if got.JKT != tp || got.ID != "e1j3V_bKic8-LAEB" || got.IssuedAt != proofNow.Unix() || got.Nonce != "n-1" {
 			t.Errorf("%s: proof %+v; want jkt %s", alg, got, tp)
 		}
+		// The members WebCrypto's exportKey adds are ignored (RFC 7517
+		// §4; a regression test: "ext" was refused as not a string).
+		p.header["jwk"].(map[string]any)["ext"] = true
+		p.header["jwk"].(map[string]any)["key_ops"] = []string{"verify"}
+		if got, err := ParseProof(p.sign(t, alg, proofKeys[alg]), proofWant); err != nil || got.JKT != tp {
+			t.Errorf("%s with ext and key_ops: %+v, %v; want accepted, jkt %s", alg, got, err, tp)
+		}
 	}
 }
 
@@ -197,6 +204,7 @@ func TestProofJWK(t *testing.T) {
 		},
 		"unknown member": func(p proofParts) crypto.Signer { p.header["jwk"].(map[string]any)["x5u"] = "https://evil/"; return ec },
 		"numeric member": func(p proofParts) crypto.Signer { p.header["jwk"].(map[string]any)["kid"] = 7; return ec },
+		"numeric x5u":    func(p proofParts) crypto.Signer { p.header["jwk"].(map[string]any)["x5u"] = 7; return ec },
 		"short x": func(p proofParts) crypto.Signer {
 			j := p.header["jwk"].(map[string]any)
 			j["x"] = j["x"].(string)[:40]
