@@ -256,3 +256,40 @@ func TestRepeatsAppendNoEvent(t *testing.T) {
 		}
 	})
 }
+
+// The audit trail names whose sign-in a browser logout ended, also when
+// its cookie has expired (the sign-in's row is still there, and ends), and
+// a failed browser login has no actor: the relying party whose page it was
+// did not try it. Regression tests: the logout's event had no subject, the
+// failed login the client's id as its actor.
+func TestAuditNamesWhoseSignInEnded(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		u := e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, _ := e.webClient()
+		b := e.browser()
+		form := formOf(t, b.do("GET", authorizeURL(id, newPKCE()), nil).Body.String())
+		form.Set("login", "ann")
+		form.Set("password", "wrong password")
+		b.do("POST", "/oauth2/authorize", form)
+		e.secret(b.signIn(authorizeURL(id, newPKCE()), "ann", "Ann-Password-1"))
+		e.clock.Add(e.deps.Browser.SessionTTL + time.Minute) // the cookie has expired; no purge ran
+		confirm := formOf(t, b.do("GET", "/oauth2/logout", nil).Body.String())
+		confirm.Set("action", "logout")
+		b.do("POST", "/oauth2/logout", confirm)
+		var failed, ended *store.Event
+		for _, ev := range e.auditTrail() {
+			switch ev.Action {
+			case actLoginFailure:
+				failed = &ev
+			case actSessionEnded:
+				ended = &ev
+			}
+		}
+		if failed == nil || failed.Actor != "" || failed.Subject != store.FormatID(u.ID) {
+			t.Errorf("the failed browser login's event: %+v; want no actor, subject %d", failed, u.ID)
+		}
+		if ended == nil || ended.Subject != store.FormatID(u.ID) {
+			t.Errorf("the browser logout's event: %+v; want subject %d", ended, u.ID)
+		}
+	})
+}

@@ -596,7 +596,7 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		// The password changed since it was verified (store.stillPassword).
-		if err := logLoginFailure(a.r, a.log, a.db, m, u, errBadCredentials); err != nil {
+		if err := logLoginFailure(a.r, a.log, a.db, m, u, errChangedMeanwhile); err != nil {
 			a.b.fail(a.w, a.r, err)
 		} else {
 			a.showLogin(http.StatusUnauthorized, "Wrong email, username or password.", login)

@@ -67,6 +67,11 @@ func TestPasswordChangeVoidsInFlightLogin(t *testing.T) {
 				if !strings.Contains(attacker.logs.String(), `"msg":"login failed"`) {
 					t.Errorf("the refused login (%d) wrote no \"login failed\" line", res.code)
 				}
+				// Its reason is its own: the password was right until the
+				// owner changed it (a regression test: bad_credentials).
+				if !strings.Contains(attacker.logs.String(), `"reason":"changed_meanwhile"`) {
+					t.Errorf("the refused login's failure is not marked changed_meanwhile:\n%s", attacker.logs)
+				}
 				return
 			}
 			r := owner.request("POST", "/api/v1/auth/refresh", map[string]string{"refresh_token": res.refresh})

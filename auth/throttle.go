@@ -24,10 +24,10 @@ type Throttle struct {
 // account or not.
 var errBadCredentials = httpx.E(httpx.KindInvalidCredentials, "invalid login or password")
 
-// errChangedMeanwhile is a password change whose current password was
-// right but is no longer the user's (store.SetPassword): answered as a
-// wrong one, logged and audited with a reason of its own, the mark of
-// someone else who knew the old password.
+// errChangedMeanwhile is a login or a password change whose password was
+// right but is no longer the user's (store.SetPassword, stillPassword):
+// answered as a wrong one, logged and audited with a reason of its own,
+// the mark of someone else who knew the old password.
 var errChangedMeanwhile = httpx.E(httpx.KindInvalidCredentials, "invalid login or password")
 
 // throttled is the answer to a login whose account is throttled: 429 with

@@ -165,7 +165,7 @@ type Pair struct {
 // StartSession mints an access token and the first refresh token of a new
 // family (a session) for a user whose password was just verified. The
 // access token names the family in sid, so that ending the session revokes
-// it. It is errBadCredentials if the password changed since it was read.
+// it. It is errChangedMeanwhile if the password changed since it was read.
 func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, u *store.User, clientID, scope string, authTime, now time.Time) (*Pair, error) {
 	f := store.Family{ID: token.NewID(), UserID: u.ID, ClientID: clientID, Scope: scope, AuthTime: authTime, Verified: u.PasswordHash}
 	access, _, err := ts.Access(store.FormatID(u.ID), clientID, Mint{Scope: scope, SessionID: f.ID, AuthTime: authTime}, now)
@@ -175,7 +175,7 @@ func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, u *store.User,
 	refresh := token.NewOpaque()
 	ended, err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(now), ts.AccessTTL, now)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errBadCredentials
+		return nil, errChangedMeanwhile
 	} else if err != nil {
 		return nil, err
 	}

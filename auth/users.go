@@ -166,7 +166,7 @@ func handleLogin(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th T
 		httpx.InfoFrom(r).UserID = store.FormatID(u.ID)
 		ev := auditEvent(r.Context(), actLoginSuccess, store.FormatID(u.ID), outSuccess, "via", "rest")
 		pair, err := ts.StartSession(store.WithEvent(r.Context(), ev), db, u, RESTClientID, "", t, t)
-		if errors.Is(err, errBadCredentials) { // the password changed since it was verified
+		if errors.Is(err, errChangedMeanwhile) { // the password changed since it was verified
 			err = cmp.Or(logLoginFailure(r, log, db, m, u, err), err)
 		}
 		if err != nil {
@@ -200,7 +200,9 @@ func logLoginFailure(r *http.Request, log *slog.Logger, db *store.DB, m *Metrics
 	if u != nil {
 		subject = store.FormatID(u.ID)
 	}
-	return db.Audit(r.Context(), auditEvent(r.Context(), action, subject, outFailure, "reason", reason))
+	ev := auditEvent(r.Context(), action, subject, outFailure, "reason", reason)
+	ev.Actor = "" // no one known: the relying party whose page it was did not try it (store.Event)
+	return db.Audit(r.Context(), ev)
 }
 
 // handleRefresh serves POST /api/v1/auth/refresh: the refresh token in the
