@@ -180,8 +180,6 @@ type MailQueue struct {
 	log *slog.Logger
 	met *Metrics
 	q   *queue[Job]
-
-	lastSend time.Duration // how long the last message took to send; read and written by the one sender
 }
 
 // Job composes one message when its turn comes, off the request path, and
@@ -217,21 +215,9 @@ func (q *MailQueue) send(ctx context.Context, job Job) {
 		return
 	}
 	if !ok {
-		// Nothing to send (an address without an account, or over its
-		// hourly limit) takes as long as a message: the message queued
-		// behind this job would otherwise be sent sooner, and whoever
-		// queued both could read from their own mail's Date whether the
-		// address has an account.
-		select {
-		case <-ctx.Done():
-		case <-time.After(q.lastSend):
-		}
 		return
 	}
-	start := time.Now()
-	err = q.m.Send(ctx, to, subject, body)
-	q.lastSend = time.Since(start)
-	if err != nil {
+	if err := q.m.Send(ctx, to, subject, body); err != nil {
 		reason := mailError
 		if errors.Is(err, ErrMailRefused) {
 			reason = mailRefused

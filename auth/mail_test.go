@@ -215,29 +215,3 @@ func TestMailQueueCloseDrains(t *testing.T) {
 		t.Errorf("dropped %d, failed %d; want none:\n%s", met.MailDropped.Value(), met.MailFailures.With(mailError).Value(), logs)
 	}
 }
-
-// A job with nothing to send (forgot-password for an address without an
-// account) holds the queue as long as the last message took to send: the
-// mail queued behind it is sent no sooner than behind a sent message, so
-// its Date cannot tell whether the address has an account (a regression
-// test: it was sent at once). The check is a lower bound, which a slow
-// machine only makes easier to meet.
-func TestMailQueueNothingToSendTakesASendsTime(t *testing.T) {
-	const took = 300 * time.Millisecond
-	slow := mailerFunc(func(ctx context.Context, to, subject, body string) error {
-		time.Sleep(took)
-		return nil
-	})
-	q, _, _ := newTestQueue(t, slow, 10)
-	composed := make(chan time.Time, 1)
-	start := time.Now()
-	q.Enqueue(Message("a@example.com", "s", "sent"))
-	q.Enqueue(func(context.Context) (string, string, string, bool, error) { return "", "", "", false, nil })
-	q.Enqueue(func(context.Context) (string, string, string, bool, error) {
-		composed <- time.Now()
-		return "", "", "", false, nil
-	})
-	if d := (<-composed).Sub(start); d < 2*took {
-		t.Errorf("the job behind one sent message and one with nothing to send ran after %v; want at least %v", d, 2*took)
-	}
-}
