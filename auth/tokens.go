@@ -102,9 +102,11 @@ func (ts *Tokens) verify(raw string, anyAudience bool, now time.Time) (*token.Cl
 	}
 	// Nor past ACCESS_TOKEN_TTL from its issue, whatever its exp: a
 	// revocation is kept as long as a token minted when it is written can
-	// live (store.revocationFor), so a token minted under a longer TTL
-	// (before a restart that lowered it, or by an instance not restarted
-	// yet) would verify again once the revocation that ended it was purged.
+	// live (store.revocationFor), so a token minted under a longer TTL,
+	// before a restart that lowered it, would verify again once the
+	// revocation that ended it was purged. Instances on one database must
+	// run with one TTL (README): one on a longer TTL than the instance that
+	// wrote a revocation would accept the token again after the shorter.
 	if now.Unix() >= c.IssuedAt+int64((ts.AccessTTL+token.Leeway)/time.Second) {
 		return nil, fmt.Errorf("%w: older than ACCESS_TOKEN_TTL", token.ErrInvalid)
 	}
