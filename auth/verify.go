@@ -83,6 +83,13 @@ func (v verification) refuseUnverified(r *http.Request, log *slog.Logger, db *st
 		return nil
 	}
 	log.InfoContext(r.Context(), "login refused: email not verified", "request_id", httpx.InfoFrom(r).ID, "user_id", u.ID)
+	// Audited as a failed login of its own reason: whoever sent it knew
+	// the password of an account whose address no one has confirmed.
+	ev := auditEvent(r.Context(), actLoginFailure, store.FormatID(u.ID), outFailure, "reason", "email_not_verified")
+	ev.Actor = ""
+	if err := db.Audit(r.Context(), ev); err != nil {
+		return err
+	}
 	v.send(db, u.ID, now, log)
 	return errEmailNotVerified
 }

@@ -227,6 +227,11 @@ func TestRequireEmailVerification(t *testing.T) {
 		wantAPIError(e.loginAttempt("nobody", "Ann-Password-1"), http.StatusUnauthorized, "invalid_credentials")
 		wantAPIError(e.loginAttempt("ann@example.com", "Ann-Password-1"), http.StatusForbidden, "email_not_verified")
 		first := e.verifyToken(sink.Wait(t))
+		// Audited (a regression test: only logged): whoever sent it knew
+		// the password of an account whose address no one has confirmed.
+		if trail := e.auditTrail(); trail[len(trail)-1].Action != actLoginFailure || trail[len(trail)-1].Detail["reason"] != "email_not_verified" {
+			t.Errorf("the refused login's last event: %+v; want login.failure, reason email_not_verified", trail[len(trail)-1])
+		}
 
 		id, secret := e.webClient()
 		b := e.browser()
