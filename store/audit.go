@@ -229,6 +229,8 @@ func (db *DB) VerifyAudit(ctx context.Context, head string) (n int, err error) {
 	switch {
 	case want-1 != lastN || prev != lastHash:
 		return n, fmt.Errorf("%w: the log ends at event %d, its head says %d: events were deleted from the end", ErrChainBroken, want-1, lastN)
+	case !sawHead && baseN > 0:
+		return n, fmt.Errorf("%w: the event with hash %.16s… is not in the log: it was cut after it, or pruned with the events up to %d", ErrChainBroken, head, baseN)
 	case !sawHead:
 		return n, fmt.Errorf("%w: the event with hash %.16s… is not in the log: it was cut after it", ErrChainBroken, head)
 	}

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -165,12 +166,14 @@ func TestAuditConcurrentAppends(t *testing.T) {
 // Pruning keeps the rest verifiable from its base.
 func TestAuditPrune(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		var first string
 		for i := range 4 {
 			e := event("login.failure", fmt.Sprint(i))
 			e.Time = t0.Add(time.Duration(i) * time.Hour)
 			if err := db.Audit(ctx, e); err != nil {
 				t.Fatal(err)
 			}
+			first = cmp.Or(first, e.Hash)
 		}
 		if err := db.PruneAudit(ctx, t0.Add(150*time.Minute)); err != nil {
 			t.Fatal(err)
@@ -181,6 +184,11 @@ func TestAuditPrune(t *testing.T) {
 		}
 		if n, err := db.VerifyAudit(ctx, ""); err != nil || n != 1 {
 			t.Fatalf("VerifyAudit after pruning: %d, %v", n, err)
+		}
+		// A head copied before the pruning cannot be checked, and the
+		// error says it may have been pruned, not only cut.
+		if _, err := db.VerifyAudit(ctx, first); err == nil || !strings.Contains(err.Error(), "or pruned with the events up to 3") {
+			t.Fatalf("VerifyAudit of a pruned head: %v", err)
 		}
 		if err := db.Audit(ctx, event("login.failure", "x")); err != nil {
 			t.Fatal(err)
