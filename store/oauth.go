@@ -565,7 +565,8 @@ func (db *DB) endSignIn(ctx context.Context, lookup, arg string, gone func(*txn)
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = password_hash WHERE id = $1`, userID); err != nil {
 			return err
 		}
-		eventSubject(ctx, userID) // whose it was, when the caller could not tell (an old or expired cookie)
+		// Whose it was, when the caller could not tell (an old or expired cookie).
+		eventSubject(ctx, userID)
 		if sid == "" { // a sign-in from before sids: nothing it gave names it
 			_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE hash = $1`, hash)
 			return err
