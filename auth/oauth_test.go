@@ -556,6 +556,10 @@ func TestLoopbackRedirectAnyPort(t *testing.T) {
 		"http://127.0.0.1:65535/cb":       true,
 		"http://127.0.0.1:1/cb":           true,
 		"http://127.0.0.1:49152/cb\u00a0": false,
+		// Byte for byte but the port (RFC 9700 §2.1; a regression test:
+		// the scheme's case and an empty query were read away).
+		"HTTP://127.0.0.1:49152/cb":       false,
+		"http://127.0.0.1:49152/cb?":      false,
 		"http://[::1]:49152/cb\u2028evil": false,
 	} {
 		w := b.do("GET", authorizeURL(id, p, "redirect_uri", uri), nil)

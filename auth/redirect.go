@@ -106,7 +106,8 @@ func isLoopbackIP(h string) bool {
 // matchRedirectURI returns the registered URI that got matches: exactly
 // (string comparison), or, for a registered http loopback IP literal, the
 // same URI with any port (RFC 8252 §7.3: native apps listen on an ephemeral
-// port).
+// port), the rest of it byte for byte (RFC 9700 §2.1: HTTP://, or an empty
+// query's "?", is another string).
 func matchRedirectURI(registered []string, got string) bool {
 	if slices.Contains(registered, got) {
 		return true
@@ -117,22 +118,23 @@ func matchRedirectURI(registered []string, got string) bool {
 	if !uriBytes(got) || strings.Contains(got, "#") {
 		return false
 	}
-	g, err := url.Parse(got)
-	if err != nil || g.Scheme != "http" || g.User != nil || !validPort(g.Host) {
-		return false
+	g, ok := loopbackWithoutPort(got)
+	return ok && slices.ContainsFunc(registered, func(r string) bool {
+		rg, ok := loopbackWithoutPort(r)
+		return ok && rg == g
+	})
+}
+
+// loopbackWithoutPort returns s, an http URI of a loopback IP literal,
+// without its port, as a string.
+func loopbackWithoutPort(s string) (string, bool) {
+	u, err := url.Parse(s)
+	if err != nil || u.User != nil || !validPort(u.Host) || !isLoopbackIP(u.Hostname()) || !strings.HasPrefix(s, "http://"+u.Host) {
+		return "", false
 	}
-	gh := g.Hostname()
-	if !isLoopbackIP(gh) {
-		return false
+	host := u.Hostname()
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
 	}
-	for _, r := range registered {
-		ru, err := url.Parse(r)
-		if err != nil || ru.Scheme != "http" || !isLoopbackIP(ru.Hostname()) {
-			continue
-		}
-		if ru.Hostname() == gh && ru.EscapedPath() == g.EscapedPath() && ru.RawQuery == g.RawQuery && ru.User == nil {
-			return true
-		}
-	}
-	return false
+	return "http://" + host + s[len("http://"+u.Host):], true
 }
