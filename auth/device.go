@@ -367,9 +367,6 @@ func (g *grant) device(ctx context.Context) (*Pair, error) {
 	case d.Status == store.DevicePending:
 		return nil, httpx.E(httpx.KindAuthorizationPending, "the user has not decided yet")
 	}
-	if err := g.spendProof(ctx); err != nil {
-		return nil, err
-	}
 	// No nonce: the device authorization request has none (RFC 8628 §3.1).
 	granted := &store.Code{Scope: d.Scope, AuthTime: d.AuthTime, SID: d.SID, Resource: d.Resource}
 	return g.session(ctx, d.UserID, granted, bad, func(is store.Issued) error {

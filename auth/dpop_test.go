@@ -464,6 +464,15 @@ func TestPublicRefreshWithProofBindsSession(t *testing.T) {
 		}
 		r = refresh(rt, k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())).want(http.StatusOK) // the refusal spent nothing
 		e.secret(r.Str("access_token"))
+		rt = e.secret(r.Str("refresh_token"))
+		// A refresh refused for its scope spends neither its token nor
+		// its proof, which may be sent again (a regression test: the
+		// proof was spent first, and the retry was invalid_dpop_proof).
+		proof := k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())
+		wider := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"read write"}}
+		e.dpopPost("/oauth2/token", pub, "", wider, proof).wantOAuthError(http.StatusBadRequest, "invalid_scope")
+		r = refresh(rt, proof).want(http.StatusOK)
+		e.secret(r.Str("access_token"))
 		e.secret(r.Str("refresh_token"))
 	})
 }

@@ -308,9 +308,6 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 	case !g.now.Before(ac.ExpiresAt):
 		return nil, bad("expired")
 	}
-	if err := g.spendProof(ctx); err != nil {
-		return nil, err
-	}
 	return g.session(ctx, ac.UserID, ac, bad, func(is store.Issued) error {
 		ended, err := g.db.ExchangeCode(ctx, hash, is, g.ts.AccessTTL, g.now)
 		if err == nil {
@@ -332,7 +329,9 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 // session ends a user's single-use grant (a code, or an approved device
 // request: its scope, sign-in time, nonce, sid and resource) once the
 // grant's own checks have passed. The user must still be there and active
-// (else bad: the grant's invalid_grant). It mints the token pair, with an
+// (else bad: the grant's invalid_grant), the resource one the user
+// consented to; then the DPoP proof is spent, so that a request refused
+// by any of these may be sent again with its proof. It mints the token pair, with an
 // ID token for openid, and the session it starts, which spend stores with
 // the grant's one conditional write (of concurrent redemptions, one wins).
 // Every grant to a user is a session (a family, with or without refresh
@@ -361,6 +360,9 @@ func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, 
 		if need {
 			return nil, httpx.E(httpx.KindInvalidTarget, "the user has not consented to the client at the resource")
 		}
+	}
+	if err := g.spendProof(ctx); err != nil {
+		return nil, err
 	}
 	fam := &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: g.c.ID, Scope: granted.Scope, AuthTime: granted.AuthTime, Resource: aud, SID: granted.SID}
 	if g.c.Public() {

@@ -278,9 +278,12 @@ func TestTokenRequestResourceNeedsConsent(t *testing.T) {
 		pk := newPKCE()
 		forB := codeForm(e.secret(b.signIn(authorizeURL(id, pk), "ann", "Ann-Password-1")), pk)
 		forB.Set("resource", resourceB)
-		e.token(id, secret, forB).wantOAuthError(http.StatusBadRequest, "invalid_target")
+		// With a DPoP proof, which the refusal does not spend either (a
+		// regression test: the retry was invalid_dpop_proof, used before).
+		proof := newDPoPKey(t).proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())
+		e.dpopPost("/oauth2/token", id, secret, forB, proof).wantOAuthError(http.StatusBadRequest, "invalid_target")
 		forB.Del("resource")
-		if a := aud(e.token(id, secret, forB).want(http.StatusOK)); a != testIssuer {
+		if a := aud(e.dpopPost("/oauth2/token", id, secret, forB, proof).want(http.StatusOK)); a != testIssuer {
 			t.Fatalf("the code exchanged naming none after the refusal: aud %v", a)
 		}
 

@@ -318,9 +318,6 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 	if _, err := ts.audience(old.Family.Resource, n.Resource, false); err != nil {
 		return nil, nil, err
 	}
-	if err := spendProof(ctx, db, n.Proof, httpx.KindInvalidDPoPProof, now); err != nil {
-		return nil, nil, err
-	}
 	// Revoked, too old, or the user deleted or deactivated since.
 	if old.Family.Revoked || !now.Before(old.Family.CreatedAt.Add(ts.MaxAge)) || !old.UserActive {
 		return nil, nil, ErrRefreshInvalid
@@ -332,6 +329,10 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 			return nil, nil, ErrRefreshScope
 		}
 		accessScope = strings.Join(want, " ")
+	}
+	// The proof last: a request refused above may be sent again with it.
+	if err := spendProof(ctx, db, n.Proof, httpx.KindInvalidDPoPProof, now); err != nil {
+		return nil, nil, err
 	}
 	// The new refresh token has the spent one's scope (RFC 6749 §6:
 	// "identical"); only the access token is narrowed.
