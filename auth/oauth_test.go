@@ -1441,3 +1441,32 @@ func TestPublicClientByBasicWithoutPassword(t *testing.T) {
 	web, _ := e.webClient()
 	e.token(web, "", url.Values{"grant_type": {"client_credentials"}}).wantOAuthError(http.StatusUnauthorized, "invalid_client")
 }
+
+// In release mode every cookie the pages set is __Host- (so Secure, Path=/
+// and no Domain: no sibling host can set or shadow it), HttpOnly and
+// SameSite=Lax. Nothing else tested release mode's cookies: dropping the
+// prefix or Secure failed no test.
+func TestReleaseModeCookies(t *testing.T) {
+	e := newEnv(t, store.SQLite, func(d *Deps) { d.Browser.Release = true })
+	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+	id, _ := e.webClient()
+	b := e.browser()
+	seen := map[string]bool{}
+	check := func(w *httptest.ResponseRecorder) {
+		for _, c := range w.Result().Cookies() {
+			seen[c.Name] = true
+			if !strings.HasPrefix(c.Name, "__Host-") || !c.Secure || !c.HttpOnly || c.Path != "/" || c.Domain != "" || c.SameSite != http.SameSiteLaxMode {
+				t.Errorf("release-mode cookie %+v; want __Host-, Secure, HttpOnly, Path=/, no Domain, SameSite=Lax", c)
+			}
+		}
+	}
+	w := b.do("GET", authorizeURL(id, newPKCE()), nil)
+	check(w)
+	form := formOf(t, w.Body.String())
+	form.Set("login", "ann")
+	form.Set("password", "Ann-Password-1")
+	check(b.do("POST", "/oauth2/authorize", form))
+	if !seen["__Host-"+cookieCSRF] || !seen["__Host-"+cookieSession] {
+		t.Fatalf("cookies set: %v; want the CSRF and the session cookie", seen)
+	}
+}
