@@ -20,6 +20,9 @@ go test -count=1 "$@" ./...
 # at once (each test has a database of its own): mostly waiting on
 # MariaDB, the two took about 2.5 and 3 minutes one after the other in CI.
 shared='TestLoginThrottleAcrossInstances|TestChangesReachOtherInstances|TestRefreshDoubleSpendAcrossInstances|TestLoginChecksBoundedAcrossInstances|TestRevocationWithDatabaseCut|TestBackchannelAcrossInstances|TestHostilePostgres|TestTablesBounded'
+# A renamed test would match nothing and pass: each must be there.
+found=$(go test -overlay=overlay.json -list "^($shared)\$" oauth2-api/e2e | grep -c '^Test' || true)
+if [ "$found" -ne 8 ]; then echo "mysql/test.sh: $found of the 8 shared e2e tests found"; exit 1; fi
 OAUTH2_API_BIN=$bin go test -count=1 -overlay=overlay.json -run "^($shared)\$/^mysql\$" "$@" oauth2-api/e2e &
 e2e=$!
 go test -count=1 -overlay=overlay.json "$@" oauth2-api/store/... oauth2-api/auth
