@@ -677,11 +677,11 @@ func TestRegistrationUpdateReachesOtherInstances(t *testing.T) {
 			rs, rsSecret := a.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
 			meta := webMetadata()
 			meta["token_endpoint_auth_method"] = "client_secret_basic"
-			meta["redirect_uris"] = []string{"https://app.example/cb", "https://old.example/cb"}
+			meta["redirect_uris"] = []string{"https://app.example/cb", "https://app.example/old"}
 			reg := a.registerClient("", meta).want(http.StatusCreated)
 			id, secret, rat := reg.Str("client_id"), a.secret(reg.Str("client_secret")), a.secret(reg.Str("registration_access_token"))
 			at, _ := a.codeGrant(a.browser(), id, secret, "ann", "Ann-Password-1")
-			removed := authorizeURL(id, newPKCE(), "redirect_uri", "https://old.example/cb")
+			removed := authorizeURL(id, newPKCE(), "redirect_uri", "https://app.example/old")
 			if w := b.browser().do("GET", removed, nil); w.Code != http.StatusOK { // b caches the client
 				t.Fatalf("before the update, b answers the authorization request to the URI it removes %d; want the login page", w.Code)
 			}
@@ -757,4 +757,21 @@ func TestRegisteredWithoutScopeGetsOpenIDScopes(t *testing.T) {
 	if r.Str("scope") != "" {
 		t.Errorf("registered without scope at a server without ID tokens: scope %q; want none", r.Str("scope"))
 	}
+}
+
+// A registered client sends codes to one host, loopback aside: the consent
+// page names it, and consent is kept per client, so a client registered
+// with a second (which anyone may list) got codes there by prompt=none from
+// users who had allowed the first (a regression test). By RFC 7592 too.
+func TestRegisteredRedirectURIsOnOneHost(t *testing.T) {
+	e := newEnv(t, store.SQLite, withDynamicRegistration(RegistrationOpen))
+	two := webMetadata()
+	two["redirect_uris"] = []string{"https://wiki.acme.example/cb", "https://evil.example/cb"}
+	e.registerClient("", two).wantOAuthError(http.StatusBadRequest, "invalid_redirect_uri")
+	one := webMetadata()
+	one["redirect_uris"] = []string{"https://app.example/cb", "https://app.example/other", "http://127.0.0.1/cb", "http://[::1]/cb"}
+	r := e.registerClient("", one).want(http.StatusCreated)
+	e.secret(r.Str("client_secret"))
+	one["client_id"], one["redirect_uris"] = r.Str("client_id"), two["redirect_uris"]
+	e.manage("PUT", r.Str("client_id"), e.secret(r.Str("registration_access_token")), one).wantOAuthError(http.StatusBadRequest, "invalid_redirect_uri")
 }
