@@ -46,6 +46,9 @@ func checkRedirectURI(s string, release bool) error {
 	if u.User != nil {
 		return errors.New("must not hold user information")
 	}
+	if !strings.HasPrefix(s, u.Scheme+":") { // url.Parse lowers it: HTTP:// is another string of the same URI
+		return errors.New("its scheme must be in lower case")
+	}
 	switch u.Scheme {
 	case "https":
 	case "http":

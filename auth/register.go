@@ -263,18 +263,20 @@ func (m *clientMetadata) client(release, oidc bool) (*store.Client, string, erro
 			}
 		}
 	}
-	// One host to send codes to, loopback aside (the device itself): the
-	// consent page names it, and consent is kept per client, so a second
-	// one, which anyone may list, got codes by prompt=none from users who
-	// had allowed the first.
+	// One host to send codes to (every loopback address and port counts
+	// as one: the device itself): the consent page names it, and consent
+	// is kept per client, so a second one, which anyone may list, got
+	// codes by prompt=none from users who had allowed the first.
 	hosts := map[string]bool{}
 	for _, r := range m.RedirectURIs {
-		if u, err := url.Parse(r); err == nil && !isLoopbackIP(u.Hostname()) {
+		if u, err := url.Parse(r); err == nil && isLoopbackHost(u.Hostname()) {
+			hosts["loopback"] = true
+		} else if err == nil {
 			hosts[u.Scheme+"://"+u.Host] = true
 		}
 	}
 	if len(hosts) > 1 {
-		return nil, "", httpx.E(httpx.KindInvalidRedirectURI, "redirect_uris: all on one host (loopback aside), the one the consent page names")
+		return nil, "", httpx.E(httpx.KindInvalidRedirectURI, "redirect_uris: all on one host (or all loopback), the one the consent page names")
 	}
 	if code && len(m.RedirectURIs) == 0 {
 		return nil, "", httpx.E(httpx.KindInvalidRedirectURI, "redirect_uris: authorization_code needs at least one")

@@ -769,7 +769,16 @@ func TestRegisteredRedirectURIsOnOneHost(t *testing.T) {
 	two["redirect_uris"] = []string{"https://wiki.acme.example/cb", "https://evil.example/cb"}
 	e.registerClient("", two).wantOAuthError(http.StatusBadRequest, "invalid_redirect_uri")
 	one := webMetadata()
-	one["redirect_uris"] = []string{"https://app.example/cb", "https://app.example/other", "http://127.0.0.1/cb", "http://[::1]/cb"}
+	loopback := webMetadata() // a confidential client's too: it is not asked every time
+	loopback["redirect_uris"] = []string{"https://evil.example/cb", "http://127.0.0.1/cb"}
+	e.registerClient("", loopback).wantOAuthError(http.StatusBadRequest, "invalid_redirect_uri")
+	native := webMetadata() // every loopback address and port is the one device
+	native["redirect_uris"] = []string{"http://127.0.0.1/cb", "http://[::1]/cb", "http://localhost:8080/cb", "http://localhost:8081/cb"}
+	e.secret(e.registerClient("", native).want(http.StatusCreated).Str("client_secret"))
+	upper := webMetadata() // one byte form: HTTP:// would lose the loopback any-port rule
+	upper["redirect_uris"] = []string{"HTTP://127.0.0.1/cb"}
+	e.registerClient("", upper).wantOAuthError(http.StatusBadRequest, "invalid_redirect_uri")
+	one["redirect_uris"] = []string{"https://app.example/cb", "https://app.example/other"}
 	r := e.registerClient("", one).want(http.StatusCreated)
 	e.secret(r.Str("client_secret"))
 	one["client_id"], one["redirect_uris"] = r.Str("client_id"), two["redirect_uris"]
