@@ -37,21 +37,14 @@ func TestAuditConcurrentPrunesKeepBase(t *testing.T) {
 			// Instance A prunes up to event 4 (its cutoff after 4h), not yet committed.
 			var h4 string
 			raw.QueryRow(`SELECT hash FROM audit_events WHERE id = 4`).Scan(&h4)
-			a, err := raw.Begin()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Rollback()
-			if _, err := a.Exec(`DELETE FROM audit_events WHERE id <= 4`); err != nil {
-				t.Fatal(err)
-			}
+			a, pid := holdRow(t, raw, d, `DELETE FROM audit_events WHERE id <= 4`)
 			if _, err := a.Exec(fmt.Sprintf(`UPDATE audit_head SET base_n = 4, base_hash = '%s' WHERE one = 1`, h4)); err != nil {
 				t.Fatal(err)
 			}
 			// Instance B prunes with a cutoff a little earlier (after 2h).
 			done := make(chan error, 1)
 			go func() { done <- db.PruneAudit(ctx, t0.Add(150*time.Minute)) }()
-			time.Sleep(300 * time.Millisecond) // B has read its snapshot and waits on A's locks
+			waitBlocked(t, raw, d, pid, 1) // B has read its snapshot and waits on A's locks
 			if err := a.Commit(); err != nil {
 				t.Fatal(err)
 			}
