@@ -477,9 +477,12 @@ func FuzzParseProof(f *testing.F) {
 }
 
 // FuzzSameHTU: no panic; a URL matches itself; a match names the same
-// decoded path (normalization only respells it, never joins two paths).
+// scheme, host and port (the scheme's default when none is given), and
+// the same decoded path (normalization only respells it, never joins two
+// paths).
 func FuzzSameHTU(f *testing.F) {
 	f.Add(proofURL, "HTTPS://auth.example.com:443/oauth2/%74oken")
+	f.Add(proofURL, "https://auth.example.net/oauth2/token")
 	f.Add(proofURL, "https://auth.example.com/oauth2%2Ftoken") // a reserved character encoded: another path
 	f.Add("https://a/%25", "https://a/%")                      // a lone % is no escape
 	f.Add("https://a/%7e%7E~", "https://a/~~%7e")
@@ -494,6 +497,13 @@ func FuzzSameHTU(f *testing.F) {
 		ub, _ := url.Parse(b)
 		if cmp.Or(ua.Path, "/") != cmp.Or(ub.Path, "/") {
 			t.Fatalf("%q matched %q: paths %q and %q", a, b, ua.Path, ub.Path)
+		}
+		origin := func(u *url.URL) string {
+			scheme := strings.ToLower(u.Scheme)
+			return scheme + " " + strings.ToLower(u.Hostname()) + " " + cmp.Or(u.Port(), map[string]string{"https": "443", "http": "80"}[scheme])
+		}
+		if origin(ua) != origin(ub) {
+			t.Fatalf("%q matched %q: scheme, host and port %q and %q", a, b, origin(ua), origin(ub))
 		}
 	})
 }
