@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -141,6 +142,9 @@ func (e *env) checkLogs() {
 		if s != "" && strings.Contains(logs, s) {
 			e.t.Errorf("a secret (%.12s…) appears in the logs", s)
 		}
+	}
+	if st := regexp.MustCompile(`goroutine \d+ \[|\.go:\d+ \+0x`).FindString(logs); st != "" {
+		e.t.Errorf("the logs hold a stack trace (%q)", st)
 	}
 }
 
