@@ -201,7 +201,9 @@ func logLoginFailure(r *http.Request, log *slog.Logger, db *store.DB, m *Metrics
 		subject = store.FormatID(u.ID)
 	}
 	ev := auditEvent(r.Context(), action, subject, outFailure, "reason", reason)
-	ev.Actor = "" // no one known: the relying party whose page it was did not try it (store.Event)
+	// The token's user for a password change; for a login no one is known
+	// (store.Event), and the relying party whose page it was did not try it.
+	ev.Actor = info.UserID
 	return db.Audit(r.Context(), ev)
 }
 
