@@ -91,6 +91,9 @@ var shipped = map[string]string{
 	"../mysql/migrations/0023_family_cap.sql":           "8ccf551470609549",
 	"../mysql/migrations/0024_client_resource.sql":      "f0458af4e23b326a",
 	"../mysql/migrations/0025_username_ascii_lower.sql": "cff8f276f483872b",
+	"migrations/postgres/0026_refresh_unspent.sql":      "1526f7e927a74f70",
+	"migrations/sqlite/0026_refresh_unspent.sql":        "1526f7e927a74f70",
+	"../mysql/migrations/0026_refresh_unspent.sql":      "141c4508d39bf740",
 }
 
 func TestShippedMigrationsUnchanged(t *testing.T) {

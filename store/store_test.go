@@ -252,6 +252,8 @@ func TestDeletesIndexed(t *testing.T) {
 				{`DELETE FROM auth_codes WHERE client_id = 'c'`, "auth_codes_client"},
 				{`DELETE FROM consents WHERE client_id = 'c'`, "consents_client"}, // not its key: PostgreSQL reads all of that
 				{`DELETE FROM pushed_requests WHERE client_id = 'c'`, "pushed_requests_client"},
+				// The purge's, which reads the unspent only (migration 0026).
+				{`DELETE FROM refresh_tokens WHERE expires_at <= 1 AND created_at <= 1 AND used_at IS NULL`, "refresh_tokens_unspent"},
 			} {
 				// MySQL names its own index of a foreign key's column.
 				if plan, indexed := explain(t, d, raw, c.q); !indexed || d != store.MySQL && !strings.Contains(plan, c.index) {
