@@ -174,8 +174,8 @@ func auditCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, stdo
 	if args[0] == "verify" {
 		fs = verifyFlags
 	}
-	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 || *limit < 1 {
-		return errUsage
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 || *limit < 1 { // one line (API.md), not the command's usage
+		return usagef("usage: oauth2-api audit list [--since T] [--user ID] [--action A] [--limit N, N >= 1] | audit verify [--head HASH]")
 	}
 	if *action != "" && !slices.Contains(auth.AuditActions, *action) {
 		return usagef("audit list: --action: %q is none of the audit's actions (API.md)", *action)

@@ -120,6 +120,7 @@ func TestRunUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"frobnicate"}, {"client"}, {"client", "create", "--no-such-flag"}, {"client", "frob"}, {"client", "list", "x"},
 		{"client", "delete"}, {"keys"}, {"keys", "generate"}, {"user", "create", "--bogus"}, {"migrate", "x"}, big,
+		{"audit", "list", "--bogus"}, {"audit", "list", "--limit", "0"}, {"audit", "list", "extra"}, // three lines of usage, once
 	} {
 		_, _, err := runCmd(t, env, "", args...)
 		if exitCode(err) != 2 || err == nil || strings.Contains(err.Error(), "\n") {
