@@ -49,6 +49,18 @@ func checkRedirectURI(s string, release bool) error {
 	if !strings.HasPrefix(s, u.Scheme+":") { // url.Parse lowers it: HTTP:// is another string of the same URI
 		return errors.New("its scheme must be in lower case")
 	}
+	// The host as a browser reaches it is the one the consent page shows:
+	// url.Parse decodes %D0%B0 in a host to a Cyrillic а, which a browser
+	// turns into punycode (xn--…), and the page showed appIe.com for
+	// appie.com.
+	if a, ok := strings.CutPrefix(s, u.Scheme+"://"); ok {
+		if i := strings.IndexAny(a, "/?#"); i >= 0 {
+			a = a[:i]
+		}
+		if strings.Contains(a, "%") || a != strings.ToLower(a) {
+			return errors.New("its host must be in lower case, without escapes")
+		}
+	}
 	switch u.Scheme {
 	case "https":
 	case "http":

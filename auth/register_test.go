@@ -775,9 +775,16 @@ func TestRegisteredRedirectURIsOnOneHost(t *testing.T) {
 	native := webMetadata() // every loopback address and port is the one device
 	native["redirect_uris"] = []string{"http://127.0.0.1/cb", "http://[::1]/cb", "http://localhost:8080/cb", "http://localhost:8081/cb"}
 	e.secret(e.registerClient("", native).want(http.StatusCreated).Str("client_secret"))
-	upper := webMetadata() // one byte form: HTTP:// would lose the loopback any-port rule
-	upper["redirect_uris"] = []string{"HTTP://127.0.0.1/cb"}
-	e.registerClient("", upper).wantOAuthError(http.StatusBadRequest, "invalid_redirect_uri")
+	// One byte form: HTTP:// would lose the loopback any-port rule; and the
+	// host the consent page names is the one a browser reaches (a
+	// regression test: %D0%B0pple.com was shown as аpple.com, Cyrillic,
+	// which a browser reaches as xn--pple-43d.com; appIe.com as it is,
+	// reached as appie.com).
+	for _, u := range []string{"HTTP://127.0.0.1/cb", "https://%D0%B0pple.com/cb", "https://appIe.com/cb"} {
+		upper := webMetadata()
+		upper["redirect_uris"] = []string{u}
+		e.registerClient("", upper).wantOAuthError(http.StatusBadRequest, "invalid_redirect_uri")
+	}
 	one["redirect_uris"] = []string{"https://app.example/cb", "https://app.example/other"}
 	r := e.registerClient("", one).want(http.StatusCreated)
 	e.secret(r.Str("client_secret"))
