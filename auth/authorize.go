@@ -445,13 +445,17 @@ func (a *authorization) carried() []hidden {
 }
 
 // consentMAC binds a consent form to the sign-in it was shown to, the
-// request it answers and the time it was shown (at, Unix seconds), which
-// its value carries: at, a dot, the MAC. It is shown only past the checks
-// that prompt=login and max_age make (OIDC Core §3.1.2.1): a decision
-// posted without it, added say to the login page those checks showed, would
-// grant on the old sign-in without the new one they asked for.
+// request it answers, what the page showed of it and the time it was shown
+// (at, Unix seconds), which its value carries: at, a dot, the MAC. It is
+// shown only past the checks that prompt=login and max_age make (OIDC Core
+// §3.1.2.1): a decision posted without it, added say to the login page
+// those checks showed, would grant on the old sign-in without the new one
+// they asked for. What was shown counts because a request that omits
+// redirect_uri or scope takes the client's at each step: a form shown
+// before an RFC 7592 update would otherwise grant, and keep, consent to the
+// updated client's new host and scopes.
 func (a *authorization) consentMAC(sess *store.Session, at string) string {
-	fields := url.Values{}
+	fields := url.Values{"\x00shown": {a.ar.client.Name, a.ar.redirectURI, a.ar.scope, a.ar.resource}}
 	for _, f := range a.carried() {
 		fields.Add(f.Name, f.Value)
 	}
@@ -617,7 +621,6 @@ func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev ver
 		a.ts.Ended(ended)
 	}
 	a.b.setCookie(a.w, cookieSession, v, 0)
-	a.log.InfoContext(ctx, "signed in", "request_id", httpx.InfoFrom(a.r).ID, "user_id", u.ID, "client_id", a.ar.client.ID)
 	return &s
 }
 

@@ -43,7 +43,6 @@ func handleClientCreate(log *slog.Logger, db *store.DB, release bool, resources 
 		if err != nil {
 			return 0, nil, err
 		}
-		log.InfoContext(r.Context(), "client created", "request_id", httpx.InfoFrom(r).ID, "client_id", c.ID, "by", principalOf(r).user.ID)
 		return http.StatusCreated, shownOnce{ClientView(c, secret)}, nil
 	})
 }
@@ -60,7 +59,6 @@ func handleClientDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients,
 		if err != nil {
 			return 0, nil, err
 		}
-		log.InfoContext(r.Context(), "client deleted", "request_id", httpx.InfoFrom(r).ID, "client_id", id, "by", principalOf(r).user.ID)
 		return http.StatusNoContent, nil, nil
 	})
 }
@@ -77,7 +75,6 @@ func handleClientRotate(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients,
 		if err != nil {
 			return 0, nil, err
 		}
-		log.InfoContext(r.Context(), "client secret rotated", "request_id", httpx.InfoFrom(r).ID, "client_id", id, "by", principalOf(r).user.ID)
 		return http.StatusOK, shownOnce{map[string]string{"client_id": id, "client_secret": secret}}, nil
 	})
 }

@@ -341,9 +341,7 @@ func handleRegisterClient(log *slog.Logger, db *store.DB, iss string, release, o
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, err := register(w, r, db, iss, release, oidc, now())
 		if err == nil {
-			info := httpx.InfoFrom(r)
-			info.ClientID = resp.ClientID
-			log.InfoContext(r.Context(), "client registered", "request_id", info.ID, "client_id", resp.ClientID, "client_ip", info.ClientIP.String())
+			httpx.InfoFrom(r).ClientID = resp.ClientID
 		}
 		writeOAuth(w, r, log, http.StatusCreated, resp, err)
 	})
@@ -398,9 +396,6 @@ func handleRegistrationRead(iss string) http.Handler {
 func handleRegistrationUpdate(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, iss string, release, oidc bool, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, err := updateRegistration(w, r, db, ts, cs, iss, release, oidc, now())
-		if err == nil {
-			log.InfoContext(r.Context(), "registered client updated", "request_id", httpx.InfoFrom(r).ID, "client_id", resp.ClientID)
-		}
 		writeOAuth(w, r, log, http.StatusOK, resp, err)
 	})
 }
@@ -468,9 +463,6 @@ func handleRegistrationDelete(log *slog.Logger, db *store.DB, ts *Tokens, cs *Cl
 		err := DeleteClient(r.Context(), db, 0, cs, ts.Revoked, c.ID, c.RegistrationHash, ts.AccessTTL, now()) // no admin: the registrant
 		if errors.Is(err, store.ErrNotFound) {
 			err = errBadRegistrationToken
-		}
-		if err == nil {
-			log.InfoContext(r.Context(), "registered client deleted itself", "request_id", httpx.InfoFrom(r).ID, "client_id", c.ID)
 		}
 		writeOAuth(w, r, log, http.StatusNoContent, nil, err)
 	})

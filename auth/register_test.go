@@ -705,6 +705,38 @@ func TestRegistrationUpdateReachesOtherInstances(t *testing.T) {
 	}
 }
 
+// A consent form shown before an RFC 7592 update grants nothing after it: a
+// request that omits redirect_uri takes the client's at each step, so the
+// form that named app.example to the user granted, and kept, consent to the
+// host the update brought, and prompt=none then sent codes there unasked.
+func TestConsentFormShownBeforeAnUpdateGrantsNothing(t *testing.T) {
+	e := newEnv(t, store.SQLite, withDynamicRegistration(RegistrationOpen))
+	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+	meta := webMetadata()
+	reg := e.registerClient("", meta).want(http.StatusCreated)
+	id, rat := reg.Str("client_id"), reg.Str("registration_access_token")
+	b := e.browser()
+	f := formOf(t, b.do("GET", authorizeURL(id, newPKCE(), "redirect_uri", ""), nil).Body.String())
+	f.Set("login", "ann")
+	f.Set("password", "Ann-Password-1")
+	consent := b.do("POST", "/oauth2/authorize", f)
+	if !strings.Contains(consent.Body.String(), "app.example") {
+		t.Fatalf("setup: the consent page does not name app.example: %d %s", consent.Code, consent.Body.String())
+	}
+	f = formOf(t, consent.Body.String())
+	meta["client_id"], meta["redirect_uris"] = id, []string{"https://evil.example/cb"}
+	e.manage("PUT", id, rat, meta).want(http.StatusOK)
+	f.Set("action", "allow")
+	if w := b.do("POST", "/oauth2/authorize", f); w.Header().Get("Location") != "" || w.Code != http.StatusOK {
+		t.Fatalf("Allow on the page shown before the update: %d Location %q; want the sign-in form again", w.Code, w.Header().Get("Location"))
+	}
+	// A registered client's errors before the user acts are shown here, not sent.
+	w := b.do("GET", authorizeURL(id, newPKCE(), "redirect_uri", "", "prompt", "none"), nil)
+	if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "consent") {
+		t.Fatalf("prompt=none after it: %d Location %q; want the consent_required page, nothing consented", w.Code, w.Header().Get("Location"))
+	}
+}
+
 // A registration body is at most 16 KiB, which bounds what a stranger
 // stores, but the URI lists were stored as JSON with '&' escaped as
 // \u0026, six bytes for one: redirect URIs whose queries were mostly '&'

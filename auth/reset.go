@@ -137,7 +137,6 @@ func handleReset(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, now 
 		if err := resetPassword(r.Context(), db, pw, ts, req.Token.Reveal(), req.NewPassword.Reveal(), now()); err != nil {
 			return 0, nil, err
 		}
-		log.InfoContext(r.Context(), "password reset", "request_id", httpx.InfoFrom(r).ID)
 		return http.StatusNoContent, nil, nil
 	})
 }
@@ -178,7 +177,6 @@ func handleResetPage(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, 
 		var e *httpx.Error
 		switch {
 		case err == nil:
-			log.InfoContext(r.Context(), "password reset", "request_id", httpx.InfoFrom(r).ID) // as the REST reset logs
 			b.render(w, http.StatusOK, "reset", "", &pageData{Title: "Password changed", Done: true})
 		case errors.As(err, &e):
 			data.Error = e.Message

@@ -100,7 +100,6 @@ func handleRegister(log *slog.Logger, db *store.DB, pw *Passwords, enabled bool,
 			return 0, nil, err
 		}
 		httpx.InfoFrom(r).UserID = store.FormatID(u.ID)
-		log.InfoContext(r.Context(), "user registered", "request_id", httpx.InfoFrom(r).ID, "user_id", u.ID)
 		v.send(db, u.ID, now(), log)
 		return http.StatusCreated, toJSON(u), nil
 	})
@@ -331,7 +330,6 @@ func handlePasswordChange(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwo
 			return 0, nil, err
 		}
 		ts.Ended(ended)
-		log.InfoContext(r.Context(), "password changed", "request_id", httpx.InfoFrom(r).ID, "user_id", p.user.ID)
 		return http.StatusNoContent, nil, nil
 	})
 }
@@ -451,7 +449,6 @@ func handleUserPatch(log *slog.Logger, db *store.DB, ts *Tokens, now func() time
 			return 0, nil, adminWriteError(r.Context(), db, e, err)
 		}
 		ts.Ended(ended)
-		log.InfoContext(r.Context(), "user updated", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
 		return http.StatusOK, toJSON(u), nil
 	})
 }
@@ -475,7 +472,6 @@ func handleUserDelete(log *slog.Logger, db *store.DB, ts *Tokens, now func() tim
 			return 0, nil, adminWriteError(r.Context(), db, e, err)
 		}
 		ts.Ended(ended)
-		log.InfoContext(r.Context(), "user deleted", "request_id", httpx.InfoFrom(r).ID, "user_id", id, "by", admin.ID)
 		return http.StatusNoContent, nil, nil
 	})
 }

@@ -82,7 +82,6 @@ func (v verification) refuseUnverified(r *http.Request, log *slog.Logger, db *st
 	if !v.required || u.EmailVerified {
 		return nil
 	}
-	log.InfoContext(r.Context(), "login refused: email not verified", "request_id", httpx.InfoFrom(r).ID, "user_id", u.ID)
 	// Audited as a failed login of its own reason: whoever sent it knew
 	// the password of an account whose address no one has confirmed.
 	ev := auditEvent(r.Context(), actLoginFailure, store.FormatID(u.ID), outFailure, "reason", "email_not_verified")
@@ -110,7 +109,6 @@ func verifyEmail(r *http.Request, log *slog.Logger, db *store.DB, tok string, no
 	}
 	info := httpx.InfoFrom(r)
 	info.UserID = store.FormatID(id)
-	log.InfoContext(r.Context(), "email verified", "request_id", info.ID, "user_id", id)
 	return nil
 }
 
