@@ -127,13 +127,11 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 		}
 		clientID := params.Get("client_id")
 		hintSID, hintSub := "", "" // the sign-in the hint names, and its user
-		if hint := params.Get("id_token_hint"); hint != "" && oidc {
-			// The audience is the client; check the signature and issuer first.
-			c, err := parseIDTokenHint(ts, hint, t)
-			if err != nil || (clientID != "" && clientID != c.Audience) {
-				b.fail(w, r, httpx.E(httpx.KindInvalid, "The id_token_hint is not valid."))
-				return
-			}
+		// A hint that does not verify (its key retired while the relying
+		// party kept it, as relying parties keep an ID token for their
+		// whole session) or that names another client is treated as absent
+		// (§4): the user confirms, where refusing would leave them signed in.
+		if c, err := parseIDTokenHint(ts, params.Get("id_token_hint"), t); oidc && err == nil && (clientID == "" || clientID == c.Audience) {
 			clientID = c.Audience
 			// Sign out at once only the sign-in the hint names (§2: ask
 			// when the ID token does not belong to the current session):
@@ -153,7 +151,9 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			hintSID, hintSub = c.SessionID, c.Subject
 		}
 		target, page := "", &pageData{Title: "Sign out"}
-		if p := params.Get("post_logout_redirect_uri"); p != "" {
+		// Without a client to check it against, the URI is not followed (§3)
+		// and the user signs out on our page.
+		if p := params.Get("post_logout_redirect_uri"); p != "" && clientID != "" {
 			c, err := cs.Get(ctx, clientID, t)
 			if err != nil || !slices.Contains(c.PostLogoutRedirectURIs, p) {
 				b.fail(w, r, httpx.E(httpx.KindInvalid, "The post_logout_redirect_uri is not registered for this client."))

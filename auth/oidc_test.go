@@ -297,6 +297,51 @@ func TestLogoutByPost(t *testing.T) {
 	}, withSigningKey(t, key, nil))
 }
 
+// RP-Initiated Logout §4: a hint that does not verify, or names another
+// client than client_id, is treated as absent. Relying parties keep the ID
+// token for their whole session, so a hint signed by a key retired since
+// must still let the user sign out, on the confirmation page: a 400 left
+// the browser signed in, and prompt=none signed it in again.
+func TestLogoutWithAHintThatNoLongerVerifies(t *testing.T) {
+	retired := newEnv(t, "sqlite", withSigningKey(t, ecKey(t), nil))
+	retired.createUser("ann@example.com", "ann", "Ann-Password-1", "user")
+	rid, rsecret := retired.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}})
+	p := newPKCE()
+	code := retired.secret(retired.browser().signIn(authorizeURL(rid, p, "scope", "openid"), "ann", "Ann-Password-1"))
+	old := retired.token(rid, rsecret, codeForm(code, p)).want(http.StatusOK).Str("id_token")
+
+	e := newEnv(t, "sqlite", withSigningKey(t, ecKey(t), nil))
+	e.createUser("ann@example.com", "ann", "Ann-Password-1", "user")
+	id, secret := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"},
+		PostLogoutRedirectURIs: []string{"https://rp.example/bye"}, Scopes: []string{"openid"}})
+	p = newPKCE()
+	b := e.browser()
+	code = e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), "ann", "Ann-Password-1"))
+	mine := e.token(id, secret, codeForm(code, p)).want(http.StatusOK).Str("id_token")
+	other, _ := e.newClient(ClientSpec{Name: "Other", RedirectURIs: []string{"https://app.example/cb"}})
+	for name, c := range map[string]struct {
+		q    url.Values
+		then string // where confirming leads
+	}{
+		"retired key":                 {url.Values{"id_token_hint": {old}, "post_logout_redirect_uri": {"https://rp.example/bye"}}, ""},
+		"retired key, with client_id": {url.Values{"id_token_hint": {old}, "client_id": {id}, "post_logout_redirect_uri": {"https://rp.example/bye"}}, "https://rp.example/bye"},
+		"another client's client_id":  {url.Values{"id_token_hint": {mine}, "client_id": {other}}, ""},
+	} {
+		b := e.browser()
+		e.secret(b.signIn(authorizeURL(id, newPKCE()), "ann", "Ann-Password-1"))
+		w := b.do("GET", "/oauth2/logout?"+c.q.Encode(), nil)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `value="logout"`) || !b.signedIn(id) {
+			t.Fatalf("%s: %d %.60q; want the confirmation page, still signed in", name, w.Code, w.Body.String())
+		}
+		f := formOf(t, w.Body.String())
+		f.Set("action", "logout")
+		w = b.do("POST", "/oauth2/logout", f)
+		if w.Header().Get("Location") != c.then || b.signedIn(id) {
+			t.Fatalf("%s, confirmed: %d Location %q, signed in %v; want Location %q, signed out", name, w.Code, w.Header().Get("Location"), b.signedIn(id), c.then)
+		}
+	}
+}
+
 // An id_token_hint at the authorization endpoint names the user the
 // client expects signed in (OIDC Core §3.1.2.1): another user's, with
 // prompt=none, is login_required, not a code for whoever is signed in;
