@@ -320,10 +320,7 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 			return // the login page was shown again
 		}
 	case posted && form.Has("action"):
-		// max_age counts to the decision too: past it, the code would carry
-		// an auth_time older than the client allows. max_age=0 is prompt=login
-		// (OIDC Core §3.1.2.1), met by the sign-in the form's MAC binds.
-		if sess == nil || !a.consentOK(sess, form.Get("consent")) || (a.ar.maxAge > 0 && a.stale(sess)) {
+		if sess == nil || !a.consentOK(sess, form.Get("consent")) {
 			a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
 			return
 		}
@@ -338,6 +335,16 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 			return
 		} else if err != nil {
 			a.b.fail(a.w, a.r, err)
+			return
+		}
+		// max_age counts to the code: past it, the code would carry an
+		// auth_time older than the client allows. The consent is kept, so
+		// the sign-in asked for now leads to the code, not back here (a
+		// max_age shorter than a user's reading of the page looped).
+		// max_age=0 is prompt=login (OIDC Core §3.1.2.1), met by the sign-in
+		// the form's MAC binds.
+		if a.ar.maxAge > 0 && a.stale(sess) {
+			a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
 			return
 		}
 		a.decide(sess)
