@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/mail"
 	"net/netip"
@@ -157,13 +158,14 @@ func secretFiles(getenv func(string) string) (func(string) string, error) {
 		if getenv(name) != "" {
 			return nil, fmt.Errorf("%s: set both %s and %s; keep one", name, name, from)
 		}
+		// Never the path: it may be the secret itself, set under the _FILE name.
 		b, err := readSmall(path, 64<<10)
 		if err != nil {
-			return nil, fmt.Errorf("%s: cannot read %s: %v", from, path, err)
+			return nil, fmt.Errorf("%s: cannot read the file (%v); it takes the path of a file holding the value", from, err)
 		}
 		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 		if v == "" {
-			return nil, fmt.Errorf("%s: %s is empty", from, path)
+			return nil, fmt.Errorf("%s: the file is empty", from)
 		}
 		read[name] = v
 	}
@@ -172,18 +174,29 @@ func secretFiles(getenv func(string) string) (func(string) string, error) {
 	}, nil
 }
 
-// readSmall reads a file of at most limit bytes.
+// readSmall reads a file of at most limit bytes. Its errors never hold the
+// path (pathless).
 func readSmall(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, errors.Unwrap(err) // the reason, without repeating the path
+		return nil, pathless(err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err == nil && int64(len(b)) > limit {
 		err = fmt.Errorf("larger than %d bytes", limit)
 	}
-	return b, err
+	return b, pathless(err)
+}
+
+// pathless is err without the path an *fs.PathError repeats ("no such file
+// or directory"): a secret set where its path belongs (a PEM key in
+// SIGNING_KEY, a password in DATABASE_URL_FILE) would be printed.
+func pathless(err error) error {
+	if pe, ok := err.(*fs.PathError); ok {
+		return pe.Err
+	}
+	return err
 }
 
 // envReader reads variables and keeps the first error, so that each

@@ -9,16 +9,19 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"oauth2-api/auth"
+	"oauth2-api/store"
 	"oauth2-api/token"
 )
 
@@ -226,5 +229,87 @@ func TestDerivedKeysUnchanged(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s = %s; want %s", c.what, c.got, c.want)
 		}
+	}
+}
+
+// A secret set where its path belongs (the PEM text in SIGNING_KEY, the
+// secret itself in JWT_SECRET_FILE) is refused in one line that does not
+// echo it: the line goes to stderr, hence to the journal and CI logs.
+func TestRunSecretInPlaceOfPath(t *testing.T) {
+	pemFile := filepath.Join(t.TempDir(), "k.pem")
+	if err := keysCmd(nil, nil, []string{"generate", "--alg", "EdDSA", "--out", pemFile}, nil, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	pemText, _ := os.ReadFile(pemFile)
+	const secret, dbURL = "9f3c1a7e5b2d4c6a8e0f1b3d5c7a9e2f", "postgres://oauth2:S3cretPassw0rd@db.internal/oauth"
+	for _, tc := range []struct {
+		name, value string
+		more        []string
+	}{
+		{"SIGNING_KEY", string(pemText), nil},
+		{"SIGNING_KEYS_PREVIOUS", string(pemText), []string{"SIGNING_KEY", pemFile}},
+		{"JWT_SECRET_FILE", secret, []string{"JWT_SECRET", ""}},
+		{"DATABASE_URL_FILE", dbURL, []string{"DATABASE_URL", ""}},
+	} {
+		env := testEnv(t, append([]string{tc.name, tc.value, "PORT", strconv.Itoa(freePort(t)), "LISTEN_ADDR", "127.0.0.1"}, tc.more...)...)
+		// A deadline only so that a server started by mistake ends.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var out, errb bytes.Buffer
+		err := run(ctx, nil, envOf(env), strings.NewReader(""), &out, &errb)
+		cancel()
+		if err == nil || !strings.HasPrefix(err.Error(), tc.name+": ") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s set to a secret: %.300q; want one line naming %s", tc.name, err, tc.name)
+			continue
+		}
+		for _, s := range []string{"PRIVATE KEY", strings.Split(string(pemText), "\n")[1], secret, "S3cretPassw0rd"} {
+			if strings.Contains(err.Error()+out.String()+errb.String(), s) {
+				t.Errorf("%s set to a secret: %.300q (output %.300q) holds %q", tc.name, err, out.String()+errb.String(), s)
+			}
+		}
+	}
+}
+
+// keys.in_use names every key that verifies, the HMAC keys too: a
+// JWT_SECRET_PREVIOUS left set shows in the audit log. A SIGNING_KEY other
+// than RSA is warned of, once: RS256 is what OpenID Connect relying
+// parties must support (OIDC Discovery §3).
+func TestServeKeysInUse(t *testing.T) {
+	dir := t.TempDir()
+	ed := filepath.Join(dir, "ed.pem")
+	if err := keysCmd(nil, nil, []string{"generate", "--alg", "EdDSA", "--out", ed}, nil, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	const previous = "previous-secret-0123456789abcdef-xyz"
+	env := testEnv(t, "SIGNING_KEY", ed, "JWT_SECRET_PREVIOUS", previous, "LISTEN_ADDR", "127.0.0.1")
+	cfg, err := loadConfig(envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	_, done, cancel := startServe(t, cfg, &logs)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCmd(t, env, "", "audit", "list", "--action", auth.ActKeysInUse)
+	var ev store.Event
+	if err != nil || json.Unmarshal([]byte(out), &ev) != nil {
+		t.Fatalf("audit list = %q, %v", out, err)
+	}
+	edKey, _ := loadKey("", ed, false)
+	want := token.NewHMACKey([]byte(testJWTSecret)).ID + " " + token.NewHMACKey([]byte(previous)).ID + " " + edKey.ID
+	if ev.Detail["verifying"] != want || ev.Detail["signing"] != edKey.ID {
+		t.Errorf("keys.in_use detail %v; want verifying %q", ev.Detail, want)
+	}
+	if n := strings.Count(logs.String(), "RS256 is the one algorithm"); n != 1 {
+		t.Errorf("with an EdDSA key, %d warnings of RS256; want 1:\n%s", n, logs.String())
+	}
+	// An RSA key: no warning.
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	der, _ := x509.MarshalPKCS8PrivateKey(rsaKey)
+	cfg.SigningKey = writePEM(t, dir, "rsa.pem", "PRIVATE KEY", der, 0o600)
+	var buf bytes.Buffer
+	if _, err := buildKeys(cfg, nil, slog.New(slog.NewJSONHandler(&buf, nil)), nil); err != nil || buf.Len() > 0 {
+		t.Errorf("with an RSA key: %v, logged %q; want nothing", err, buf.String())
 	}
 }

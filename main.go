@@ -299,13 +299,17 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 		return err
 	}
 	// The keys in use, on record (API.md "Audit log"): by kid, a name
-	// derived from each key that reveals nothing of it.
-	var published []string
-	for _, k := range ks.public {
-		published = append(published, k.ID)
+	// derived from each key that reveals nothing of it. verifying names the
+	// HMAC keys too, so that a forgotten JWT_SECRET_PREVIOUS shows.
+	kids := func(keys []*token.Key) string {
+		var ids []string
+		for _, k := range keys {
+			ids = append(ids, k.ID)
+		}
+		return strings.Join(ids, " ")
 	}
-	keys := &store.Event{Action: auth.ActKeysInUse, Actor: "system", Outcome: "success",
-		Detail: map[string]string{"signing": ts.Signer.Key().ID, "published": strings.Join(published, " "), "version": version}}
+	keys := &store.Event{Action: auth.ActKeysInUse, Actor: "system", Outcome: "success", Detail: map[string]string{
+		"signing": ts.Signer.Key().ID, "published": kids(ks.public), "verifying": kids(ks.verify), "version": version}}
 	if err := db.Audit(ctx, keys); err != nil {
 		return err
 	}
@@ -465,6 +469,7 @@ type keySet struct {
 	tokens    *auth.Tokens
 	idTokens  *token.Signer // nil without SIGNING_KEY
 	public    []*token.Key  // for the JWKS
+	verify    []*token.Key  // every key that verifies: the HMAC keys, then public
 	cookieKey []byte        // CSRF tokens of the login and consent forms
 }
 
@@ -496,6 +501,11 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 			return nil, err
 		}
 		signWith = k
+		if k.Alg != token.RS256 {
+			// OIDC Discovery §3: id_token_signing_alg_values_supported MUST
+			// include RS256, and the metadata names the key's alg alone.
+			log.Warn("ID tokens are signed with " + k.Alg + " (SIGNING_KEY), but RS256 is the one algorithm OpenID Connect relying parties must support: use an RSA key for OpenID Connect")
+		}
 		ks.public = append(ks.public, k)
 		for _, p := range cfg.SigningKeysPrevious {
 			old, err := loadKey("SIGNING_KEYS_PREVIOUS", p, cfg.Release)
@@ -506,6 +516,7 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 		}
 		verify = append(verify, ks.public...)
 	}
+	ks.verify = verify
 	signer, err := token.NewSigner(signWith)
 	if err != nil {
 		return nil, err
@@ -532,7 +543,8 @@ func buildKeys(cfg *config, db *store.DB, log *slog.Logger, revs *auth.Revocatio
 func loadKey(name, path string, release bool) (*token.Key, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		// Never the path: it may be the PEM text itself, set in its place.
+		return nil, fmt.Errorf("%s: not a readable file (%v); it takes the path of a PEM file", name, pathless(err))
 	}
 	if release && fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s: %s has mode %04o; want 0600 or narrower in release mode", name, path, fi.Mode().Perm())
