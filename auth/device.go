@@ -369,7 +369,7 @@ func (g *grant) device(ctx context.Context) (*Pair, error) {
 	}
 	// No nonce: the device authorization request has none (RFC 8628 §3.1).
 	granted := &store.Code{Scope: d.Scope, AuthTime: d.AuthTime, SID: d.SID, Resource: d.Resource}
-	return g.session(ctx, d.UserID, granted, bad, func(is store.Issued) error {
+	return g.session(ctx, d.UserID, granted, false, bad, func(is store.Issued) error {
 		ended, err := g.db.RedeemDeviceCode(ctx, hash, is, g.ts.AccessTTL, g.now)
 		if err == nil {
 			g.ts.Ended(ended) // as for a code

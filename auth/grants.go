@@ -308,7 +308,7 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 	case !g.now.Before(ac.ExpiresAt):
 		return nil, bad("expired")
 	}
-	return g.session(ctx, ac.UserID, ac, bad, func(is store.Issued) error {
+	return g.session(ctx, ac.UserID, ac, true, bad, func(is store.Issued) error {
 		ended, err := g.db.ExchangeCode(ctx, hash, is, g.ts.AccessTTL, g.now)
 		if err == nil {
 			g.ts.Ended(ended) // the user's oldest sessions, past the cap of live ones
@@ -334,10 +334,14 @@ func (g *grant) code(ctx context.Context) (*Pair, error) {
 // by any of these may be sent again with its proof. It mints the token pair, with an
 // ID token for openid, and the session it starts, which spend stores with
 // the grant's one conditional write (of concurrent redemptions, one wins).
+// A grant for no resource takes the one the token request names only if
+// widen (a code: RFC 8707 §2.2); a device request's tokens are for what its
+// consent page named, and nothing else (RFC 8628 §5.4: the page is always
+// asked, whatever consent memory or first-party status say).
 // Every grant to a user is a session (a family, with or without refresh
 // tokens), which its access tokens name in sid, so that ending it (a
 // replay, logout, revocation) reaches them.
-func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, bad func(reason string) error, spend func(store.Issued) error) (*Pair, error) {
+func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, widen bool, bad func(reason string) error, spend func(store.Issued) error) (*Pair, error) {
 	u, err := g.db.UserByID(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.IsActive) {
 		return nil, bad("user gone or inactive")
@@ -345,7 +349,7 @@ func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, 
 	if err != nil {
 		return nil, err
 	}
-	aud, err := g.ts.audience(granted.Resource, g.form["resource"], true)
+	aud, err := g.ts.audience(granted.Resource, g.form["resource"], widen)
 	if err != nil {
 		return nil, err
 	}

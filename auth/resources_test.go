@@ -267,10 +267,11 @@ func TestConsentPerResource(t *testing.T) {
 	}, withResources)
 }
 
-// A code (or device request) for no resource takes one at the token
-// request (RFC 8707 §2.2) only where the user consented to the client
-// there: consent at the ISSUER is not consent at an API. A refusal spends
-// nothing; a first-party client needs no consent (TestResourceIndicators).
+// A code for no resource takes one at the token request (RFC 8707 §2.2)
+// only where the user consented to the client there: consent at the
+// ISSUER is not consent at an API; a device request never does
+// (TestDeviceGrantOnlyForWhatItsPageNamed). A refusal spends nothing; a
+// first-party client needs no consent (TestResourceIndicators).
 func TestTokenRequestResourceNeedsConsent(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		id, secret, aud := thirdPartyForResources(e)
@@ -331,5 +332,58 @@ func TestNativeTokenRequestResourceNeedsConsent(t *testing.T) {
 		code("resource", resourceB) // consented at B
 		forB := url.Values{"grant_type": {"authorization_code"}, "client_id": {id}, "code": {code()}, "redirect_uri": {cb}, "code_verifier": {pk.verifier}, "resource": {resourceB}}
 		e.clientPost("/oauth2/token", id, "", forB).wantOAuthError(http.StatusBadRequest, "invalid_target")
+	}, withResources)
+}
+
+// A device request's tokens are for what its consent page named (the page
+// is always asked, RFC 8628 §5.4): one for no resource takes none at the
+// token request, for a first-party client (which never needs consent
+// elsewhere) or on a consent given before at that resource. A refusal
+// spends nothing.
+func TestDeviceGrantOnlyForWhatItsPageNamed(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		_, _, aud := thirdPartyForResources(e)
+		b := e.browser()
+		for _, firstParty := range []bool{true, false} {
+			tv, _ := e.deviceClient("TV", false, firstParty, "read")
+			r := e.clientPost("/oauth2/device_authorization", tv, "", url.Values{"resource": {resourceB}}).want(http.StatusOK)
+			wantPage(t, b.approve(e.secret(r.Str("user_code")), "ann", "Ann-Password-1", "allow"), http.StatusOK, donePage)
+			e.secret(e.poll(tv, "", e.secret(r.Str("device_code"))).want(http.StatusOK).Str("access_token"))
+
+			d := e.startDevice(tv, "", "read")
+			wantPage(t, b.approve(d.userCode, "ann", "Ann-Password-1", "allow"), http.StatusOK, donePage)
+			poll := url.Values{"grant_type": {grantDeviceCode}, "device_code": {d.deviceCode}, "resource": {resourceB}}
+			e.clientPost("/oauth2/token", tv, "", poll).wantOAuthError(http.StatusBadRequest, "invalid_target")
+			if a := aud(e.poll(tv, "", d.deviceCode).want(http.StatusOK)); a != testIssuer {
+				t.Fatalf("first-party %v: the device code redeemed naming none after the refusal: aud %v", firstParty, a)
+			}
+		}
+	}, withResources)
+}
+
+// A resource dropped from RESOURCES gets no more tokens: an instance
+// started without it (on the same database) refuses a refresh token, by
+// either path of Tokens.Rotate, and a code, granted for it, with
+// invalid_grant. An instance that still has it takes them: the careful
+// path's refusal, and the code's, spent nothing.
+func TestDroppedResourceMintsNothing(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, secret := e.newClient(ClientSpec{Name: "app", FirstParty: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		b, pk := e.browser(), newPKCE()
+		r := e.token(id, secret, codeForm(e.secret(b.signIn(authorizeURL(id, pk, "resource", resourceB), "ann", "Ann-Password-1")), pk)).want(http.StatusOK)
+		e.secret(r.Str("access_token"))
+		refresh := func(at *env, rt, scope string) response {
+			return at.token(id, secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {scope}})
+		}
+		code := codeForm(e.secret(b.signIn(authorizeURL(id, pk, "resource", resourceB), "ann", "Ann-Password-1")), pk)
+
+		without := newEnvOn(t, e.db, func(d *Deps) { d.Now, d.Tokens.Resources = e.clock.Now, []string{resourceA} })
+		rt := e.secret(r.Str("refresh_token"))
+		refresh(without, rt, "read").wantOAuthError(http.StatusBadRequest, "invalid_grant")
+		without.token(id, secret, code).wantOAuthError(http.StatusBadRequest, "invalid_grant")
+		rt = e.secret(refresh(e, rt, "").want(http.StatusOK).Str("refresh_token"))
+		e.secret(e.token(id, secret, code).want(http.StatusOK).Str("refresh_token"))
+		refresh(without, rt, "").wantOAuthError(http.StatusBadRequest, "invalid_grant")
 	}, withResources)
 }

@@ -348,11 +348,18 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 }
 
 // finishRotation mints the access token of a rotated family, for the
-// family's resource. It expires with the session, at MaxAge from its start
-// if that comes before AccessTTL (API.md: no session outlives
-// REFRESH_TOKEN_MAX_DAYS, access tokens included); the rotation refused a
-// family at MaxAge, so the TTL is above 0.
+// family's resource, if that is still one of RESOURCES (else errDropped,
+// which Rotate's careful path gives before spending the token; the
+// one-step rotation has spent it, and the client, told to start over,
+// holds no refresh token of the session any more).
+// It expires with the session, at MaxAge from its start if that comes
+// before AccessTTL (API.md: no session outlives REFRESH_TOKEN_MAX_DAYS,
+// access tokens included); the rotation refused a family at MaxAge, so the
+// TTL is above 0.
 func (ts *Tokens) finishRotation(spent *store.RefreshToken, next, clientID, scope string, n Narrow, now time.Time) (*Pair, *store.RefreshToken, error) {
+	if _, err := ts.audience(spent.Family.Resource, nil, false); err != nil {
+		return nil, nil, err
+	}
 	ttl := min(ts.AccessTTL, spent.Family.CreatedAt.Add(ts.MaxAge).Sub(now))
 	access, _, err := ts.Access(store.FormatID(spent.Family.UserID), clientID, Mint{Scope: scope, SessionID: spent.Family.ID, Audience: spent.Family.Resource, JKT: n.JKT, AuthTime: spent.Family.AuthTime, SecretTag: n.SecretTag, TTL: ttl}, now)
 	if err != nil {
