@@ -190,8 +190,13 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			}
 			ts.Ended(ended)
 			// Cleared only when sent: a cross-site POST carries no Lax
-			// cookie, and its answer must not sign the browser out.
+			// cookie, and its answer must not sign the browser out. The
+			// CSRF cookie goes too: the login form the browser keeps in
+			// its history, password and all, would otherwise sign the user
+			// in again when the next person at a shared computer goes Back
+			// and resends it.
 			b.setCookie(w, cookieSession, "", -1)
+			b.setCookie(w, cookieCSRF, "", -1)
 		}
 		if hintSID != "" {
 			e := auditEvent(ctx, actSessionEnded, hintSub, outSuccess, "reason", "logout", "via", "relying party", "sid", hintSID)

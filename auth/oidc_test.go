@@ -342,6 +342,37 @@ func TestLogoutWithAHintThatNoLongerVerifies(t *testing.T) {
 	}
 }
 
+// A shared computer: after a user signs out, the next person goes Back to
+// the login form's answer (the consent page) and resends it, password and
+// all. The CSRF token the form carried was good for the browser's whole
+// life, so the user was signed in again, without a password typed; the
+// logout now ends the CSRF cookie too, and the resent form signs nobody in.
+func TestResentLoginFormAfterLogoutSignsNobodyIn(t *testing.T) {
+	e := newEnv(t, store.SQLite, withSigningKey(t, ecKey(t), nil))
+	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+	id, _ := e.newClient(ClientSpec{Name: "RP", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}})
+	b := e.browser()
+	login := formOf(t, b.do("GET", authorizeURL(id, newPKCE(), "scope", "openid", "prompt", "consent"), nil).Body.String())
+	login.Set("login", "ann")
+	login.Set("password", "Ann-Password-1")
+	consent := b.do("POST", "/oauth2/authorize", login)
+	if !strings.Contains(consent.Body.String(), `value="allow"`) {
+		t.Fatalf("setup: the login form: %d; want the consent page", consent.Code)
+	}
+	allow := formOf(t, consent.Body.String())
+	allow.Set("action", "allow")
+	e.secret(callback(t, b.do("POST", "/oauth2/authorize", allow), http.StatusSeeOther).Get("code"))
+	out := formOf(t, b.do("GET", "/oauth2/logout", nil).Body.String())
+	out.Set("action", "logout")
+	if b.do("POST", "/oauth2/logout", out); b.signedIn(id) {
+		t.Fatal("setup: still signed in after the logout")
+	}
+	w := b.do("POST", "/oauth2/authorize", login)
+	if strings.Contains(w.Body.String(), `value="allow"`) || b.signedIn(id) {
+		t.Fatalf("the login form resent after the logout: %d, signed in %v; want nobody signed in", w.Code, b.signedIn(id))
+	}
+}
+
 // An id_token_hint at the authorization endpoint names the user the
 // client expects signed in (OIDC Core §3.1.2.1): another user's, with
 // prompt=none, is login_required, not a code for whoever is signed in;
