@@ -17,13 +17,15 @@ import (
 // the HTML pages show the status and the message. A handler returns an
 // *Error of some kind, or any other error: that one is KindUnavailable if it
 // says so (store.ErrUnavailable, auth.ErrBusy: a retry may succeed) and
-// KindInternal otherwise (a bug: logged with the request id, never shown).
+// KindInternal otherwise (a bug: logged with the request id, never shown),
+// or KindClientClosed whatever it says once the client hung up (Classify).
 type Kind uint8
 
 // The kinds. Their order is the table's.
 const (
 	KindInternal                Kind = iota // a bug
 	KindUnavailable                         // the database, or every password-hashing slot, is busy
+	KindClientClosed                        // the client went away first: nobody reads the answer
 	KindInvalid                             // a malformed request
 	KindInvalidJSON                         // a body that is not the one JSON form accepted
 	KindValidation                          // a well-formed value that breaks a rule (REST: 422)
@@ -68,6 +70,7 @@ var errorTable = [...]struct {
 }{
 	KindInternal:                {http.StatusInternalServerError, "server_error", "server_error"},
 	KindUnavailable:             {http.StatusServiceUnavailable, "service_unavailable", "temporarily_unavailable"},
+	KindClientClosed:            {499, "client_closed_request", "client_closed_request"}, // nginx's status, for the access log and metrics
 	KindInvalid:                 {http.StatusBadRequest, "invalid_request", "invalid_request"},
 	KindInvalidJSON:             {http.StatusBadRequest, "invalid_json", "invalid_request"},
 	KindValidation:              {http.StatusUnprocessableEntity, "validation_failed", "invalid_request"},
@@ -147,10 +150,20 @@ func E(kind Kind, format string, args ...any) *Error {
 
 // Classify returns the *Error the client sees for err, and logs what it
 // hides: an internal error at level error, unavailability at warn, each
-// with the request id.
+// with the request id. Once the request's own context is done (the client
+// hung up), an error is the client's leaving, not an outage or a bug: a
+// statement or a wait for a hashing slot cut short. It is 499 at debug, so
+// that hanging up moves neither the 503 count nor the WARN lines; a
+// statement's own deadline (OpTimeout) under a live request stays a 503.
 func Classify(r *http.Request, log *slog.Logger, err error) *Error {
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e
+	}
+	if r.Context().Err() != nil {
+		if log != nil {
+			log.DebugContext(r.Context(), "client closed request", "request_id", InfoFrom(r).ID, "err", err)
+		}
+		return &Error{Kind: KindClientClosed, Message: "the client closed the request", cause: err}
 	}
 	var u interface{ Unavailable() bool }
 	if errors.As(err, &u) && u.Unavailable() {
