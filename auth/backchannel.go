@@ -45,7 +45,12 @@ var logoutBackoff = []time.Duration{time.Second, 4 * time.Second}
 func NewBackchannel(signer *token.Signer, issuer string, n int, log *slog.Logger, m *Metrics) *Backchannel {
 	bc := &Backchannel{signer: signer, issuer: issuer, log: log, m: m,
 		client: &http.Client{Timeout: logoutTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	bc.q = newQueue(n, logoutWorkers, bc.deliver, func(n int) { m.Logouts.With(logoutDropped).Add(uint64(n)) })
+	bc.q = newQueue(n, logoutWorkers, bc.deliver, func(left []store.SignIn) {
+		m.Logouts.With(logoutDropped).Add(uint64(len(left)))
+		for _, si := range left {
+			log.Warn("back-channel logout queue closed before it was empty: logout token dropped", "client_id", si.ClientID)
+		}
+	})
 	return bc
 }
 
@@ -65,8 +70,7 @@ func (bc *Backchannel) Announce(ins []store.SignIn) {
 
 // Close stops taking sign-ins and waits until every queued one is
 // delivered or ctx ends, which abandons the rest: a delivery in flight
-// fails (logged and counted), the sign-ins still queued are counted as
-// dropped.
+// fails, the sign-ins still queued are dropped, each logged and counted.
 func (bc *Backchannel) Close(ctx context.Context) {
 	if bc == nil {
 		return

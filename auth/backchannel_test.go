@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -372,14 +374,26 @@ func TestBackchannelDelivery(t *testing.T) {
 			<-r.Context().Done()
 			return true
 		}
-		bc, m := newQueue(t, 8)
-		bc.Announce([]store.SignIn{signIn(rp.URL), signIn(rp.URL), signIn(rp.URL), signIn(rp.URL), signIn(rp.URL), signIn(rp.URL)})
+		m, logs := NewMetrics(metrics.NewRegistry()), &syncBuffer{}
+		bc := NewBackchannel(signer, testIssuer, 8, slog.New(slog.NewJSONHandler(logs, nil)), m)
+		// Six clients, four workers: at least two are still queued at Close.
+		var ins []store.SignIn
+		for i := range 6 {
+			ins = append(ins, store.SignIn{SID: token.NewID(), UserID: 7, ClientID: "c" + strconv.Itoa(i), URI: rp.URL})
+		}
+		bc.Announce(ins)
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		bc.Close(ctx)
 		sent, failed, dropped := m.Logouts.With(logoutSent).Value(), m.Logouts.With(logoutFailed).Value(), m.Logouts.With(logoutDropped).Value()
-		if sent != 0 || failed+dropped != 6 {
-			t.Fatalf("after Close: sent %d, failed %d, dropped %d; want every one accounted for", sent, failed, dropped)
+		if sent != 0 || failed+dropped != 6 || dropped < 2 {
+			t.Fatalf("after Close: sent %d, failed %d, dropped %d; want every one accounted for, two or more dropped", sent, failed, dropped)
+		}
+		// Each is logged too (README: what is left is logged), by its client.
+		for _, si := range ins {
+			if !regexp.MustCompile(`"level":"WARN","msg":"back-channel logout[^"]*","client_id":"` + si.ClientID + `"`).MatchString(logs.String()) {
+				t.Errorf("no log line names %s, failed or dropped at Close:\n%s", si.ClientID, logs)
+			}
 		}
 		bc.Announce([]store.SignIn{signIn(rp.URL)}) // after Close: ignored, no panic
 	})

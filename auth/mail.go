@@ -199,9 +199,9 @@ const (
 func NewMailQueue(m Mailer, n int, log *slog.Logger, met *Metrics) *MailQueue {
 	q := &MailQueue{m: m, log: log, met: met}
 	// One sender; once Close runs out of time the messages left are dropped.
-	q.q = newQueue(n, 1, q.send, func(left int) {
-		met.MailDropped.Add(uint64(left))
-		log.Error("mail queue closed before it was empty: messages dropped", "count", left)
+	q.q = newQueue(n, 1, q.send, func(left []Job) {
+		met.MailDropped.Add(uint64(len(left)))
+		log.Error("mail queue closed before it was empty: messages dropped", "count", len(left))
 	})
 	return q
 }

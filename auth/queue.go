@@ -20,21 +20,21 @@ type queue[T any] struct {
 
 // newQueue starts workers that run do on each of at most n queued jobs
 // until close. Once close runs out of time a worker skips the jobs left,
-// and tells abandoned how many as it ends.
-func newQueue[T any](n, workers int, do func(ctx context.Context, job T), abandoned func(n int)) *queue[T] {
+// and tells abandoned which as it ends.
+func newQueue[T any](n, workers int, do func(ctx context.Context, job T), abandoned func(left []T)) *queue[T] {
 	ctx, stop := context.WithCancel(context.Background())
 	q := &queue[T]{jobs: make(chan T, n), stop: stop}
 	for range workers {
 		q.wg.Go(func() {
-			left := 0
+			var left []T
 			for job := range q.jobs {
 				if ctx.Err() != nil {
-					left++
+					left = append(left, job)
 					continue
 				}
 				do(ctx, job)
 			}
-			if left > 0 {
+			if len(left) > 0 {
 				abandoned(left)
 			}
 		})
