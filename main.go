@@ -280,6 +280,11 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	log, flush := newLogger(cfg, stdout)
 	defer flush()
 	db, err := openStoreRetrying(ctx, cfg, log)
+	if err != nil && ctx.Err() != nil {
+		// SIGTERM while waiting for the database: a stop as asked, exit 0.
+		log.Info("stopped", "before", "the database answered")
+		return nil
+	}
 	if err != nil {
 		return err
 	}

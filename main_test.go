@@ -419,6 +419,53 @@ func TestRunBadDatabaseSettings(t *testing.T) {
 	}
 }
 
+// A build refuses a database it has no driver for in one line, exit 2
+// (API.md): no restart brings the driver, and systemd does not restart on 2.
+func TestRunRefusesADatabaseItWasBuiltWithout(t *testing.T) {
+	var urls []string
+	if mysqlDriver == nil {
+		urls = append(urls, "mysql://root@127.0.0.1:1/x")
+	}
+	if !slices.Contains(storetest.Dialects, store.Postgres) {
+		urls = append(urls, "postgres://u@127.0.0.1:1/db")
+	}
+	if len(urls) == 0 {
+		t.Skip("this build has every driver")
+	}
+	for _, u := range urls {
+		for _, cmd := range []string{"migrate", "serve"} {
+			_, _, err := runCmd(t, testEnv(t, "DATABASE_URL", u), "", cmd)
+			if exitCode(err) != 2 || !strings.Contains(fmt.Sprint(err), "built without") || strings.Contains(fmt.Sprint(err), "\n") {
+				t.Errorf("%s with DATABASE_URL %s = %v (exit %d); want one line saying built without, exit 2", cmd, u, err, exitCode(err))
+			}
+		}
+	}
+}
+
+// SIGTERM while the server still waits for its database at start is a stop
+// as asked (README: exit 0), said in a "stopped" line, not exit 1.
+func TestServeStoppedWhileWaitingForTheDatabase(t *testing.T) {
+	if !slices.Contains(storetest.Dialects, store.Postgres) {
+		t.Skip("built without PostgreSQL")
+	}
+	env := testEnv(t, "DATABASE_URL", fmt.Sprintf("postgres://u@127.0.0.1:%d/db", freePort(t)))
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, envOf(env), strings.NewReader(""), &logs, io.Discard) }()
+	for !strings.Contains(logs.String(), "database not reachable yet; retrying") {
+		select {
+		case err := <-done:
+			t.Fatalf("serve with nothing on the database port returned %v before waiting; logs:\n%s", err, &logs)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil || !strings.Contains(logs.String(), `"msg":"stopped"`) {
+		t.Fatalf("serve stopped while waiting for the database = %v (exit %d); want nil (exit 0) and a stopped line; logs:\n%s", err, exitCode(err), &logs)
+	}
+}
+
 // startServe runs serve on cfg, on any free port, until cancel (or the
 // test's end), and returns once it listens.
 func startServe(t *testing.T, cfg *config, logs io.Writer) (addr string, done <-chan error, cancel context.CancelFunc) {

@@ -73,7 +73,8 @@ var (
 	// succeed). Any other failure is an internal error: 500.
 	ErrUnavailable error = unavailableError("database unavailable")
 	// ErrBadURL means the driver refuses the URL's settings (an unknown
-	// sslmode, a malformed port): bad input, which no retry fixes.
+	// sslmode, a malformed port), or this build has no driver for it: bad
+	// input, which no retry fixes.
 	ErrBadURL = errors.New("bad database URL")
 )
 
@@ -222,7 +223,8 @@ func Open(ctx context.Context, rawURL string, o Options) (*DB, error) {
 			Postgres: "this oauth2-api was built without PostgreSQL (-tags nopostgres): set DATABASE_URL to a SQLite path",
 			MySQL:    "this oauth2-api was built without MySQL: use oauth2-api-mysql (make build-mysql)",
 		}
-		return nil, errors.New(refusal[dialect])
+		// ErrBadURL: no retry or restart helps (exit 2, which systemd does not restart).
+		return nil, fmt.Errorf("%w: %s", ErrBadURL, refusal[dialect])
 	}
 	db := &DB{dialect: dialect, driver: drivers[dialect], stmts: make(map[stmtKey]*sql.Stmt)}
 	if db.w, db.r, err = db.driver.Open(ctx, target, o); err != nil {
