@@ -3,6 +3,7 @@ package auth
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,4 +71,29 @@ func TestBudgets(t *testing.T) {
 		// The client that authenticates is not held back by them.
 		e.formPost("/oauth2/introspect", rs, rsSecret, url.Values{"token": {at}}).want(http.StatusOK)
 	}, withSigningKey(t, key, nil), withDefaultBudgets)
+}
+
+// A web page anyone visits can send form-encoded POSTs to the back channel
+// with no preflight (fetch, mode no-cors): five failed client
+// authentications from the visitor's browser had the fail2ban jail
+// (mode=aggressive) ban their address. A request whose Origin is another
+// site's is refused before any credential is read, not logged as a failed
+// authentication; the ISSUER's own origin and CORS_ORIGINS' go on.
+func TestOtherSitesCannotFailClientAuthentication(t *testing.T) {
+	const spa = "https://spa.example"
+	e := newEnv(t, store.SQLite, func(d *Deps) { d.CORSOrigins = []string{spa} })
+	id, _ := e.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}})
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {"wrong"}}.Encode()
+	for _, path := range []string{"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/oauth2/par", "/oauth2/device_authorization"} {
+		for _, origin := range []string{"https://evil.example", "null", e.deps.Tokens.Issuer + ".evil.example"} {
+			before := strings.Count(e.logs.String(), "client authentication failed")
+			e.request("POST", path, form, "Content-Type", "application/x-www-form-urlencoded", "Origin", origin).wantOAuthError(http.StatusBadRequest, errInvalidRequest)
+			if strings.Count(e.logs.String(), "client authentication failed") != before {
+				t.Fatalf("POST %s from a page of %s logged a failed client authentication", path, origin)
+			}
+		}
+		for _, origin := range []string{"", e.deps.Tokens.Issuer, spa} {
+			e.request("POST", path, form, "Content-Type", "application/x-www-form-urlencoded", "Origin", origin).wantOAuthError(http.StatusUnauthorized, "invalid_client")
+		}
+	}
 }

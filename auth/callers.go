@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +63,7 @@ func withPrincipal(r *http.Request, p *principal) *http.Request {
 func check(c caller, d Deps, next http.Handler) http.Handler {
 	switch c {
 	case anyClient, confidentialClient:
-		return requireClient(d.Log, d.Clients, d.Creds, d.HTTP, c == anyClient, d.Now, next)
+		return refuseOtherSites(d.Log, d.Tokens.Issuer, d.CORSOrigins, requireClient(d.Log, d.Clients, d.Creds, d.HTTP, c == anyClient, d.Now, next))
 	case tokenHolder:
 		return requireToken(d.Log, d.DB, d.Tokens, d.Clients, d.Now, next)
 	case user, admin:
@@ -73,6 +74,23 @@ func check(c caller, d Deps, next http.Handler) http.Handler {
 		return requireRegistrant(d.Log, d.DB, d.Creds, d.HTTP, d.Now, next)
 	}
 	return next
+}
+
+// refuseOtherSites answers a request a web page of another site sent (its
+// Origin neither the ISSUER nor one of CORS_ORIGINS) before any credential
+// is read. Browsers send Origin with every cross-origin POST, a no-cors
+// form-encoded one included, which needs no preflight: any page a person
+// visited could make their browser fail client authentication five times,
+// and the fail2ban jails ban the person's address (and everyone's behind
+// their NAT). The page could not have read the answer anyway.
+func refuseOtherSites(log *slog.Logger, issuer string, origins []string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o := r.Header.Get("Origin"); o != "" && o != issuer && !slices.Contains(origins, o) {
+			httpx.WriteOAuthError(w, r, log, httpx.E(httpx.KindInvalid, "requests from web pages of this origin are refused (CORS_ORIGINS)"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // requireClient authenticates the client of an OAuth request (RFC 6749
