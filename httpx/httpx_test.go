@@ -562,19 +562,26 @@ func TestObserve(t *testing.T) {
 		t.Errorf("a raw path or method became a label:\n%s", text)
 	}
 
-	// The path and the User-Agent are clipped to maxLogText bytes, on a
-	// rune's boundary.
+	// The path, the User-Agent and the method (any token, up to the
+	// header limit: a 36 KB one made a 36 KB line) are clipped to
+	// maxLogText bytes, on a rune's boundary.
 	logs.Reset()
 	long := "/items/" + strings.Repeat("a", maxLogText-8) + "é" + strings.Repeat("b", 30000)
 	r = httptest.NewRequest("GET", "/x", nil)
 	r.URL.Path = long
 	r.Header.Set("User-Agent", long)
 	h.ServeHTTP(httptest.NewRecorder(), r)
-	l = logLines(t, logs.String())[0]
+	r = httptest.NewRequest("GET", "/x", nil)
+	r.Method = strings.Repeat("A", 30000)
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	lines = logLines(t, logs.String())
 	for _, k := range []string{"path", "user_agent"} {
-		if got, _ := l[k].(string); got != long[:maxLogText-1]+"…" {
+		if got, _ := lines[0][k].(string); got != long[:maxLogText-1]+"…" {
 			t.Errorf("log %s: %d bytes %.20q…; want the first %d bytes and …", k, len(got), got, maxLogText-1)
 		}
+	}
+	if got, _ := lines[1]["method"].(string); got != r.Method[:maxLogText]+"…" {
+		t.Errorf("log method: %d bytes; want the first %d bytes and …", len(got), maxLogText)
 	}
 }
 

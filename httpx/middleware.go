@@ -151,7 +151,7 @@ func Observe(log *slog.Logger, m *Metrics, ips IPResolver, now func() time.Time,
 		m.Duration.With(method, route).Observe(d.Seconds())
 		attrs := []slog.Attr{
 			slog.String("request_id", rec.info.ID),
-			slog.String("method", r.Method),
+			slog.String("method", Clip(r.Method, maxLogText)),
 			slog.String("route", route),
 			slog.String("path", Clip(r.URL.Path, maxLogText)),
 			slog.Int("status", rec.status),
