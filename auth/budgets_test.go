@@ -78,7 +78,8 @@ func TestBudgets(t *testing.T) {
 // authentications from the visitor's browser had the fail2ban jail
 // (mode=aggressive) ban their address. A request whose Origin is another
 // site's is refused before any credential is read, not logged as a failed
-// authentication; the ISSUER's own origin and CORS_ORIGINS' go on.
+// authentication; the ISSUER's own origin, CORS_ORIGINS' and a browser
+// extension's (no web page's: it needs no CORS to read the answer) go on.
 func TestOtherSitesCannotFailClientAuthentication(t *testing.T) {
 	const spa = "https://spa.example"
 	e := newEnv(t, store.SQLite, func(d *Deps) { d.CORSOrigins = []string{spa} })
@@ -92,7 +93,7 @@ func TestOtherSitesCannotFailClientAuthentication(t *testing.T) {
 				t.Fatalf("POST %s from a page of %s logged a failed client authentication", path, origin)
 			}
 		}
-		for _, origin := range []string{"", e.deps.Tokens.Issuer, spa} {
+		for _, origin := range []string{"", e.deps.Tokens.Issuer, spa, "chrome-extension://abcdefghijklmnopabcdefghijklmnop", "moz-extension://0b1c2d3e"} {
 			e.request("POST", path, form, "Content-Type", "application/x-www-form-urlencoded", "Origin", origin).wantOAuthError(http.StatusUnauthorized, "invalid_client")
 		}
 	}

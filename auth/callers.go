@@ -82,10 +82,16 @@ func check(c caller, d Deps, next http.Handler) http.Handler {
 // form-encoded one included, which needs no preflight: any page a person
 // visited could make their browser fail client authentication five times,
 // and the fail2ban jails ban the person's address (and everyone's behind
-// their NAT). The page could not have read the answer anyway.
+// their NAT). The page could not have read the answer anyway. A web page's
+// origin is http, https or "null" (a sandboxed frame); another scheme
+// (chrome-extension://, moz-extension://, an app's) is no web page's, and a
+// browser extension with host permissions reads the answer without CORS.
 func refuseOtherSites(log *slog.Logger, issuer string, origins []string, next http.Handler) http.Handler {
+	self := strings.ToLower(strings.TrimSuffix(issuer, "/"))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if o := r.Header.Get("Origin"); o != "" && o != issuer && !slices.Contains(origins, o) {
+		o := r.Header.Get("Origin")
+		web := o == "null" || strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://")
+		if web && o != self && !slices.Contains(origins, o) {
 			httpx.WriteOAuthError(w, r, log, httpx.E(httpx.KindInvalid, "requests from web pages of this origin are refused (CORS_ORIGINS)"))
 			return
 		}

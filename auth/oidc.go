@@ -131,7 +131,15 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 		// party kept it, as relying parties keep an ID token for their
 		// whole session) or that names another client is treated as absent
 		// (§4): the user confirms, where refusing would leave them signed in.
-		if c, err := parseIDTokenHint(ts, params.Get("id_token_hint"), t); oidc && err == nil && (clientID == "" || clientID == c.Audience) {
+		// Without a browser's cookie there is nobody to ask: a relying
+		// party's back end is told, rather than sent a page it would take
+		// for a logout done.
+		hint := params.Get("id_token_hint")
+		c, err := parseIDTokenHint(ts, hint, t)
+		if valid := oidc && err == nil && (clientID == "" || clientID == c.Audience); !valid && hint != "" && oidc && b.cookie(r, cookieSession) == "" {
+			b.fail(w, r, httpx.E(httpx.KindInvalid, "The id_token_hint is not valid."))
+			return
+		} else if valid {
 			clientID = c.Audience
 			// Sign out at once only the sign-in the hint names (§2: ask
 			// when the ID token does not belong to the current session):

@@ -319,6 +319,11 @@ func TestLogoutWithAHintThatNoLongerVerifies(t *testing.T) {
 	code = e.secret(b.signIn(authorizeURL(id, p, "scope", "openid"), "ann", "Ann-Password-1"))
 	mine := e.token(id, secret, codeForm(code, p)).want(http.StatusOK).Str("id_token")
 	other, _ := e.newClient(ClientSpec{Name: "Other", RedirectURIs: []string{"https://app.example/cb"}})
+	// A relying party's back end (no cookie) is told, not shown a page it
+	// would take for a logout done.
+	if w := e.request("GET", "/oauth2/logout?"+url.Values{"id_token_hint": {old}}.Encode(), nil); w.Code != http.StatusBadRequest {
+		t.Fatalf("a back end's logout with a hint that does not verify: %d; want 400", w.Code)
+	}
 	for name, c := range map[string]struct {
 		q    url.Values
 		then string // where confirming leads

@@ -18,7 +18,7 @@ import (
 // *Error of some kind, or any other error: that one is KindUnavailable if it
 // says so (store.ErrUnavailable, auth.ErrBusy: a retry may succeed) and
 // KindInternal otherwise (a bug: logged with the request id, never shown),
-// or KindClientClosed whatever it says once the client hung up (Classify).
+// or KindClientClosed for unavailability once the client hung up (Classify).
 type Kind uint8
 
 // The kinds. Their order is the table's.
@@ -151,21 +151,22 @@ func E(kind Kind, format string, args ...any) *Error {
 // Classify returns the *Error the client sees for err, and logs what it
 // hides: an internal error at level error, unavailability at warn, each
 // with the request id. Once the request's own context is done (the client
-// hung up), an error is the client's leaving, not an outage or a bug: a
+// hung up), unavailability is the client's leaving, not an outage: a
 // statement or a wait for a hashing slot cut short. It is 499 at debug, so
 // that hanging up moves neither the 503 count nor the WARN lines; a
-// statement's own deadline (OpTimeout) under a live request stays a 503.
+// statement's own deadline (OpTimeout) under a live request stays a 503,
+// and a bug stays one (500, at error) whenever the client left.
 func Classify(r *http.Request, log *slog.Logger, err error) *Error {
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e
 	}
-	if r.Context().Err() != nil {
+	var u interface{ Unavailable() bool }
+	if errors.As(err, &u) && u.Unavailable() && r.Context().Err() != nil {
 		if log != nil {
 			log.DebugContext(r.Context(), "client closed request", "request_id", InfoFrom(r).ID, "err", err)
 		}
 		return &Error{Kind: KindClientClosed, Message: "the client closed the request", cause: err}
 	}
-	var u interface{ Unavailable() bool }
 	if errors.As(err, &u) && u.Unavailable() {
 		if log != nil {
 			log.WarnContext(r.Context(), "service unavailable", "request_id", InfoFrom(r).ID, "err", err)

@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -871,5 +872,30 @@ func TestErrorsAsTheRFCsSpell(t *testing.T) {
 	CORS([]string{"https://spa.example.com"}, okHandler).ServeHTTP(w, r)
 	if !slices.Contains(strings.Split(w.Header().Get("Access-Control-Allow-Methods"), ", "), "PUT") {
 		t.Errorf("preflight of a PUT: Allow-Methods %q", w.Header().Get("Access-Control-Allow-Methods"))
+	}
+}
+
+// unavailable is an error that says a retry may succeed, as
+// store.ErrUnavailable does.
+type unavailable struct{}
+
+func (unavailable) Error() string     { return "database unavailable" }
+func (unavailable) Unavailable() bool { return true }
+
+// Once the client has hung up, unavailability is its leaving (499, at
+// debug), but a bug is still a bug: 500, logged at error, whether or not
+// anyone reads the answer.
+func TestClassifyAfterTheClientLeft(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := httptest.NewRequest("GET", "/x", nil)
+	ctx, cancel := context.WithCancel(r.Context())
+	cancel()
+	r = r.WithContext(ctx)
+	if e := Classify(r, log, fmt.Errorf("statement: %w", unavailable{})); e.Kind != KindClientClosed {
+		t.Errorf("unavailable after the client left: kind %d; want KindClientClosed", e.Kind)
+	}
+	if e := Classify(r, log, errors.New("a bug")); e.Kind != KindInternal || !strings.Contains(logs.String(), `"level":"ERROR"`) {
+		t.Errorf("a bug after the client left: kind %d, logs %s; want KindInternal at error", e.Kind, logs.String())
 	}
 }
