@@ -577,9 +577,11 @@ refused "JWT_SECRET and a systemd credential" "JWT_SECRET: set both JWT_SECRET a
   JWT_SECRET="$SECRET" CREDENTIALS_DIRECTORY="$tmp/creds-both"
 refused "JWT_SECRET_FILE and a systemd credential" "JWT_SECRET: given both as JWT_SECRET_FILE and as a systemd credential" \
   JWT_SECRET_FILE="$tmp/secrets/jwt_secret" CREDENTIALS_DIRECTORY="$tmp/creds-both"
-refused "a missing JWT_SECRET_FILE" "JWT_SECRET_FILE: cannot read $tmp/secrets/nope" JWT_SECRET_FILE="$tmp/secrets/nope"
-refused "an empty JWT_SECRET_FILE" "JWT_SECRET_FILE: $tmp/secrets/empty is empty" JWT_SECRET_FILE="$tmp/secrets/empty"
-refused "an empty DATABASE_URL_FILE" "DATABASE_URL_FILE: $tmp/secrets/empty is empty" \
+refused "a missing JWT_SECRET_FILE" "JWT_SECRET_FILE: cannot read the file (" JWT_SECRET_FILE="$tmp/secrets/nope"
+# The secret itself set where its path belongs: refused, and not echoed.
+refused "the secret as JWT_SECRET_FILE" "JWT_SECRET_FILE: cannot read the file (" JWT_SECRET_FILE="$SECRET"
+refused "an empty JWT_SECRET_FILE" "JWT_SECRET_FILE: the file is empty" JWT_SECRET_FILE="$tmp/secrets/empty"
+refused "an empty DATABASE_URL_FILE" "DATABASE_URL_FILE: the file is empty" \
   JWT_SECRET="$SECRET" DATABASE_URL_FILE="$tmp/secrets/empty"
 PF=$(freeport)
 start_server files "$PF" APP_MODE=release ISSUER="https://$HOST" PORT="$PF" LISTEN_ADDR=127.0.0.1 \
@@ -587,7 +589,7 @@ start_server files "$PF" APP_MODE=release ISSUER="https://$HOST" PORT="$PF" LIST
 [ -f "$tmp/files.db" ] || fail "DATABASE_URL_FILE was not used (no $tmp/files.db)"
 stop_server files
 ! grep -qF "$SECRET" "$tmp/files.log" "$tmp/files.err" || fail "the server logged its JWT secret"
-ok "both set (env and file, env and credential, file and credential), missing and empty files: one line, status 2, no secret; starts from JWT_SECRET_FILE and DATABASE_URL_FILE"
+ok "both set (env and file, env and credential, file and credential), missing and empty files, the secret as its path: one line, status 2, no secret; starts from JWT_SECRET_FILE and DATABASE_URL_FILE"
 
 # ---- 3. the server behind nginx --------------------------------------------------
 step "server behind the nginx site: budgets, nginx's own answers, proxy headers, TLS; healthcheck"
