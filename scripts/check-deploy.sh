@@ -818,6 +818,33 @@ code=$(from 127.0.0.3 -o /dev/null -w '%{http_code}' -X POST -d 'user_code=BCDF-
 [ "$code" = 429 ] || fail "POST /oauth2/device after the zone ran out: $code, want nginx's 429"
 ok "301, headers once, 413 (REST and RFC 6749 JSON), /metrics 403, no query strings in the access log, password zone by POST only (11 pass, 12th 429; then the login form and the device page too)"
 
+# Another site's form, auto-submitted by a visitor's browser (which says
+# Sec-Fetch-Site: cross-site): 22 POSTs of the login form from 127.0.0.7
+# are neither refused nor logged by nginx, and the server, without the form's
+# cookie, checks no password (403, no "login failed" line: fail2ban below).
+# The same 22 without the header: 11 pass, 11 refused and logged.
+args=()
+for i in $(seq 1 22); do args+=(-o /dev/null "$URL/oauth2/authorize"); done
+forms() { from 127.0.0.7 -w '%{http_code}\n' -d 'csrf_token=forged&login=ann&password=wrong' "$@" "${args[@]}" | sort | uniq -c | awk '{print $1":"$2}' | tr '\n' ' '; }
+codes=$(forms -H 'Sec-Fetch-Site: cross-site')
+[ "$codes" = "22:403 " ] || fail "22 cross-site POSTs of the login form from one address: $codes; want 22 x 403 (the server's)"
+! grep -F 'client: 127.0.0.7,' "$tmp/nginx/error.log" || fail "nginx limited a cross-site POST (above)"
+codes=$(forms)
+[ "$codes" = "11:403 11:429 " ] || fail "22 POSTs of the login form without Sec-Fetch-Site: $codes; want 11 x 403, 11 x 429"
+# An attacker locks ann's account from 127.0.0.8 (5 wrong passwords); her
+# right one from 127.0.0.10 is then throttled, logged with reason
+# "throttled", which fail2ban must not count (step 4).
+logins5() { # $1 address, $2 password: the statuses of 5 logins of ann
+  for _ in 1 2 3 4 5; do
+    echo -n " $(from "$1" -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "{\"login\":\"ann\",\"password\":\"$2\"}" "$URL/api/v1/auth/login")"
+  done
+}
+codes=$(logins5 127.0.0.8 wrong)
+[ "$codes" = " 401 401 401 401 401" ] || fail "5 wrong passwords for ann from 127.0.0.8: statuses$codes; want 5 x 401"
+codes=$(logins5 127.0.0.10 'correct horse battery staple')
+[ "$codes" = " 429 429 429 429 429" ] || fail "ann's right password from 127.0.0.10 during the lockout: statuses$codes; want 5 x 429"
+ok "the login form posted cross-site 22 times: not limited by nginx, no password checked; 22 times without Sec-Fetch-Site: 11 refused; ann locked out from 127.0.0.8, her right password throttled"
+
 # TLS: Mozilla intermediate on the name, nothing for other names.
 tls() { # prints "protocol cipher" of a handshake, or "refused"; args for s_client
   echo | openssl s_client -connect "127.0.0.1:$P443" "$@" 2>/dev/null |
@@ -877,6 +904,8 @@ grep -q '"msg":"stopped"' "$LOG" || fail "server log has no graceful stop"
   fail "server did not log 3 failed logins from 127.0.0.2: $(grep 'login failed' "$LOG")"
 [ "$(grep -c '"msg":"login failed","client_ip":"127.0.0.4"' "$LOG")" = 11 ] ||
   fail "server did not log 11 failed logins from 127.0.0.4"
+[ "$(grep -c '"msg":"login failed","client_ip":"127.0.0.10","reason":"throttled",' "$LOG")" = 5 ] ||
+  fail "server did not log ann's 5 throttled logins from 127.0.0.10 as the fail2ban filter expects: $(grep 127.0.0.10 "$LOG" | head -2)"
 grep -q '"route":"/api/v1/auth/login".*"status":200,.*"client_ip":"127.0.0.2"' "$LOG" ||
   fail "server did not log the successful login"
 grep -q '"route":"/livez".*"client_ip":"127.0.0.9"' "$LOG" || fail "the straight request from 127.0.0.9 was not logged as 127.0.0.9"
@@ -896,11 +925,12 @@ f2b() {
   got=$(printf '%s\n' "$out" | { grep -E '^[0-9a-f.:]+$' || true; } | sort | uniq -c | awk '{print $2":"$1}' | tr '\n' ' ' | sed 's/ $//')
   [ "$got" = "$3" ] || fail "fail2ban-regex $2 on $1: matched '$got', want '$3'"
 }
-LOGINS="127.0.0.2:3 127.0.0.4:11"
-AGGRESSIVE="127.0.0.2:4 127.0.0.4:11"
+# (Not ann's 5 throttled logins from 127.0.0.10: no password was checked.)
+LOGINS="127.0.0.2:3 127.0.0.4:11 127.0.0.8:5"
+AGGRESSIVE="127.0.0.2:4 127.0.0.4:11 127.0.0.8:5"
 f2b "$LOG" "$F2B/filter.d/oauth2-api.conf" "$LOGINS"
 f2b "$LOG" "$F2B/filter.d/oauth2-api.conf[mode=aggressive]" "$AGGRESSIVE"
-ok "plain stdout: 14 failed logins matched (15 with mode=aggressive: + the failed client authentication); success line, forged user agent and addresses not"
+ok "plain stdout: 19 failed logins matched (20 with mode=aggressive: + the failed client authentication); throttled ones, success line, forged user agent and addresses not"
 
 # Journal files, as the systemd backend reads them: the server's lines as
 # oauth2-api.service writes them, and as the compose containers do with the
@@ -951,12 +981,12 @@ ok "journal: the unit's lines (journalmatch _SYSTEMD_UNIT) and the container's (
 
 # nginx's limit_req refusals: the password zone only (from 127.0.0.3: the
 # 12th register, the login form and the device page; from 127.0.0.4: the
-# 12th login), not the
-# per-client zone (127.0.0.5), and not nginx's other errors.
-NGINX_HITS="127.0.0.3:3 127.0.0.4:1"
+# 12th login; from 127.0.0.7: 11 login forms, none of the cross-site ones),
+# not the per-client zone (127.0.0.5), and not nginx's other errors.
+NGINX_HITS="127.0.0.3:3 127.0.0.4:1 127.0.0.7:11"
 f2b "$tmp/nginx/error.log" "$F2B/filter.d/oauth2-api-nginx.conf" "$NGINX_HITS"
 f2b "$J_DOCKER" "$F2B/filter.d/oauth2-api-nginx.conf" "$NGINX_HITS"
-ok "nginx's error log (host) and the nginx container's journal entries: the password zone's 4 refusals; the client zone and other tags ignored"
+ok "nginx's error log (host) and the nginx container's journal entries: the password zone's 15 refusals; the client zone and other tags ignored"
 
 # The jails parse, with the intended filters, backends and settings.
 mkdir -p "$tmp/f2bconf"
@@ -1098,6 +1128,49 @@ for e in errs:
 sys.exit(1 if errs else 0)
 PYEOF
 ok "nginx -t passes for $SITE and $TPL$note; common http, server and tls parts identical; TLS in every 443 server; zones at http level; back channel per client; upstream keep-alives end before the server's ${IDLE_TIMEOUT}s"
+
+# The password zone's IPv6 key, with the real nginx: its common http block
+# and a server that takes the client's address from a header through realip
+# (which writes it as nginx writes a peer's) and answers with the key. For
+# every place "::" can take (each pattern of zero groups but the 8 whose
+# first five groups are zero, written with a dotted IPv4 tail and keyed
+# whole), the key is the address's /64.
+PK=$(freeport)
+{
+  sed -n '/# --- begin common http/,/# --- end common http ---/p' "$SITE"
+  echo "server { listen 127.0.0.1:$PK; set_real_ip_from 127.0.0.1; real_ip_header X-Addr; return 200 \$oauth2_api_addr; }"
+} >"$tmp/nginx/key.conf"
+nginx_conf "$tmp/nginx/key.conf" >"$tmp/nginx/key-run.conf"
+nginx -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/key-run.conf" -g 'daemon off;' 2>>"$tmp/nginx/error.log" &
+KEY_PID=$!
+PIDS+=("$KEY_PID")
+for _ in $(seq 1 50); do
+  curl -s -o /dev/null "http://127.0.0.1:$PK/" && break
+  kill -0 "$KEY_PID" 2>/dev/null || fail "nginx exited: $(tail -3 "$tmp/nginx/error.log")"
+  sleep 0.1
+done
+"$PY" - "$PK" <<'PYEOF' || fail "the password zone's IPv6 key (\$oauth2_api_addr)"
+import http.client, ipaddress, itertools, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
+groups = ["2001", "db8", "a0", "ffff", "1", "c0de", "7", "10"]
+bad, n = [], 0
+for zero in itertools.product((False, True), repeat=8):
+    if all(zero[:5]):
+        continue
+    a = ipaddress.IPv6Address(":".join("0" if z else g for z, g in zip(zero, groups)))
+    want = ":".join(f"{int(g, 16):x}" for g in a.exploded.split(":")[:4])
+    c.request("GET", "/", headers={"X-Addr": a.exploded})
+    got = c.getresponse().read().decode("latin-1")
+    n += 1
+    if got != want:
+        bad.append(f"{a.compressed}: {got!r}, want {want!r}")
+for b in bad[:10]:
+    print("   -", b, file=sys.stderr)
+sys.exit(1 if bad or n != 248 else 0)
+PYEOF
+kill -QUIT "$KEY_PID"
+wait "$KEY_PID" || true
+ok "the password zone keys IPv6 on the /64: all 248 patterns of zero groups, as the real nginx writes them"
 
 # ---- 6. systemd ------------------------------------------------------------------------
 step "systemd unit"
