@@ -666,7 +666,7 @@ func grantConsent(ctx context.Context, db *store.DB, sess *store.Session, ar *au
 		return err
 	}
 	merged := slices.Compact(slices.Sorted(slices.Values(append(strings.Fields(granted), strings.Fields(ar.scope)...))))
-	return db.SaveConsent(ctx, sess.UserID, sess.Hash, ar.client.ID, ar.resource, strings.Join(merged, " "), now)
+	return db.SaveConsent(ctx, sess.UserID, sess.Hash, ar.client, ar.resource, strings.Join(merged, " "), now)
 }
 
 func (a *authorization) showConsent(sess *store.Session) {

@@ -737,6 +737,42 @@ func TestConsentFormShownBeforeAnUpdateGrantsNothing(t *testing.T) {
 	}
 }
 
+// The same on an instance whose cache has not heard of the update yet (it
+// polls every 2 s): its form's MAC matches the client it cached, so the
+// store saves a consent only for the client as the page showed it.
+func TestConsentFormOnAnInstanceBehindAnUpdate(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			dbURL := storetest.URL(t, d)
+			a := newEnvOn(t, storetest.OpenURL(t, dbURL), withDynamicRegistration(RegistrationOpen))
+			b := newEnvOn(t, storetest.OpenURL(t, dbURL), withDynamicRegistration(RegistrationOpen), func(d *Deps) { d.Now = a.clock.Now })
+			a.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			meta := webMetadata()
+			reg := a.registerClient("", meta).want(http.StatusCreated)
+			id, rat := reg.Str("client_id"), a.secret(reg.Str("registration_access_token"))
+			br := b.browser()
+			f := formOf(t, br.do("GET", authorizeURL(id, newPKCE(), "redirect_uri", ""), nil).Body.String())
+			f.Set("login", "ann")
+			f.Set("password", "Ann-Password-1")
+			f = formOf(t, br.do("POST", "/oauth2/authorize", f).Body.String())
+			meta["client_id"], meta["redirect_uris"] = id, []string{"https://evil.example/cb"}
+			a.manage("PUT", id, rat, meta).want(http.StatusOK)
+			f.Set("action", "allow")
+			if w := br.do("POST", "/oauth2/authorize", f); w.Header().Get("Location") != "" || w.Code != http.StatusOK {
+				t.Fatalf("Allow on B before its poll: %d Location %q; want the sign-in form again", w.Code, w.Header().Get("Location"))
+			}
+			if err := b.deps.Tokens.Revoked.Load(t.Context(), b.db, b.deps.Now()); err != nil { // b's poll
+				t.Fatal(err)
+			}
+			w := br.do("GET", authorizeURL(id, newPKCE(), "redirect_uri", "", "prompt", "none"), nil)
+			if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "consent") {
+				t.Fatalf("prompt=none after the poll: %d Location %q; want the consent_required page", w.Code, w.Header().Get("Location"))
+			}
+			b.secrets = append(b.secrets, a.secrets...)
+		})
+	}
+}
+
 // A registration body is at most 16 KiB, which bounds what a stranger
 // stores, but the URI lists were stored as JSON with '&' escaped as
 // \u0026, six bytes for one: redirect URIs whose queries were mostly '&'

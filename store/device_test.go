@@ -218,10 +218,11 @@ func TestConsentRacingPasswordChange(t *testing.T) {
 			u := newUser(t, db, "ann@example.com", "ann")
 			for _, saveFirst := range []bool{false, true} {
 				session, _, signIn := newSignIn(t, db, u.ID) // the intruder's
-				if err := db.SaveConsent(ctx, u.ID, session, signIn.ClientID, "", "read", t0); err != nil {
+				if err := db.SaveConsent(ctx, u.ID, session, clientOf(signIn.ClientID), "", "read", t0); err != nil {
 					t.Fatal(err)
 				}
-				save := func() error { return db.SaveConsent(ctx, u.ID, session, signIn.ClientID, "", "read write", t0) }
+				c := clientOf(signIn.ClientID)
+				save := func() error { return db.SaveConsent(ctx, u.ID, session, c, "", "read write", t0) }
 				cur, _ := db.UserByID(ctx, u.ID) // the hash the owner's change verified
 				change := func() error {
 					_, err := db.SetPassword(ctx, u.ID, cur.PasswordHash, cur.PasswordHash+"-owner", "", time.Hour, t0)

@@ -301,8 +301,12 @@ func (db *DB) ConsentedScope(ctx context.Context, userID int64, clientID, resour
 // which forgets the user's consents, forgets one stored before it too, and
 // one that comes after finds the sign-in gone. A write of its own
 // committed after the change had forgotten the consents, and the consent
-// an intruder gave outlived the owner taking the account back.
-func (db *DB) SaveConsent(ctx context.Context, userID int64, sessionHash, clientID, resource, scope string, now time.Time) (err error) {
+// an intruder gave outlived the owner taking the account back. It holds
+// the client's row too, unchanged since c was read, or it is ErrNotFound:
+// an RFC 7592 update forgets the client's consents, and a consent page
+// shown before it (or by an instance whose cache has not heard of it yet)
+// showed the old host and scopes, not the new.
+func (db *DB) SaveConsent(ctx context.Context, userID int64, sessionHash string, c *Client, resource, scope string, now time.Time) (err error) {
 	defer db.wrap(&err, "save consent")
 	upsert := `ON CONFLICT (user_id, client_id, resource) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at`
 	if db.dialect == MySQL {
@@ -312,8 +316,13 @@ func (db *DB) SaveConsent(ctx context.Context, userID int64, sessionHash, client
 		if err := signInLive(ctx, tx, userID, sessionHash, now); err != nil {
 			return err
 		}
+		// The registration hash changes with every RFC 7592 update, within a second too.
+		if err := tx.execOr(ctx, ErrNotFound, `UPDATE clients SET updated_at = updated_at WHERE id = $1 AND updated_at = $2 AND COALESCE(registration_hash, '') = $3`,
+			c.ID, c.UpdatedAt.Unix(), c.RegistrationHash); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO consents (user_id, client_id, resource, scope, updated_at) VALUES ($1, $2, $3, $4, $5)
-`+upsert, userID, clientID, resource, scope, now.Unix())
+`+upsert, userID, c.ID, resource, scope, now.Unix())
 		return err
 	})
 }

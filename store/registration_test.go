@@ -138,7 +138,7 @@ func TestRegistrationUpdateForgetsConsents(t *testing.T) {
 		if err := db.RegisterClient(ctx, c, "", 10, t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.SaveConsent(ctx, u.ID, session, c.ID, "", "read", t0); err != nil {
+		if err := db.SaveConsent(ctx, u.ID, session, &store.Client{ID: c.ID, UpdatedAt: t0, RegistrationHash: c.RegistrationHash}, "", "read", t0); err != nil {
 			t.Fatal(err)
 		}
 		c.RedirectURIs, c.RegistrationHash = []string{"https://evil.example/cb"}, token.Hash("rat-switch")
@@ -150,3 +150,7 @@ func TestRegistrationUpdateForgetsConsents(t *testing.T) {
 		}
 	})
 }
+
+// clientOf is client id as the tests store it (updated at t0), as a
+// request reads it.
+func clientOf(id string) *store.Client { return &store.Client{ID: id, UpdatedAt: t0} }

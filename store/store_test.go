@@ -697,7 +697,7 @@ func TestEndingAUserSpendsResetLinks(t *testing.T) {
 			if err := db.ReplaceResetToken(ctx, reset, u.ID, 3, t0.Add(time.Hour), t0); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.SaveConsent(ctx, u.ID, "", "c1", "", "read", t0); err != nil {
+			if err := db.SaveConsent(ctx, u.ID, "", clientOf("c1"), "", "read", t0); err != nil {
 				t.Fatal(err)
 			}
 			if err := c.end(u.ID); err != nil {
@@ -1774,13 +1774,13 @@ func TestConsentsPerResource(t *testing.T) {
 			}
 			want("c1", "", "read")
 			want("c1", a, "")
-			if err := db.SaveConsent(ctx, u.ID, "", "c1", a, "read write", t0); err != nil {
+			if err := db.SaveConsent(ctx, u.ID, "", clientOf("c1"), a, "read write", t0); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.SaveConsent(ctx, u.ID, "", "c1", b, "write", t0); err != nil {
+			if err := db.SaveConsent(ctx, u.ID, "", clientOf("c1"), b, "write", t0); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.SaveConsent(ctx, u.ID, "", "c1", b, "read write", t0); err != nil { // replaces B's, only
+			if err := db.SaveConsent(ctx, u.ID, "", clientOf("c1"), b, "read write", t0); err != nil { // replaces B's, only
 				t.Fatal(err)
 			}
 			want("c1", "", "read")
