@@ -545,7 +545,23 @@ func hiddenFields(params url.Values, keys ...string) []hidden {
 }
 
 func (a *authorization) showLogin(status int, msg, login string) {
-	a.showForm(status, "login", &pageData{Title: "Sign in", Error: msg, Login: login})
+	at := strconv.FormatInt(a.now.Unix(), 10)
+	shown := at + "." + a.b.mac("login", a.b.csrfCookie(a.w, a.r)+"\x00"+at)
+	a.showForm(status, "login", &pageData{Title: "Sign in", Error: msg, Login: login, Hidden: []hidden{{"shown", shown}}})
+}
+
+// loginFresh reports whether a POSTed login form is one shown to this
+// browser at most parSignIn ago, as consentOK does for consent. The
+// browser keeps the form it posted, password and all, in its history: the
+// next person at a shared computer who went Back and resent it signed the
+// user in again, after the session had expired or a relying party's back
+// end had ended it, where the browser's cookies stayed as they were.
+func (a *authorization) loginFresh() bool {
+	posted := a.ar.params.Get("shown")
+	at, _, _ := strings.Cut(posted, ".")
+	shown, err := strconv.ParseInt(at, 10, 64)
+	want := at + "." + a.b.mac("login", a.b.cookie(a.r, cookieCSRF)+"\x00"+at)
+	return err == nil && hmac.Equal([]byte(posted), []byte(want)) && a.now.Sub(time.Unix(shown, 0)) <= parSignIn
 }
 
 // loginForm handles a POSTed login form. On success it starts a session
@@ -561,6 +577,10 @@ func (a *authorization) showLogin(status int, msg, login string) {
 func (a *authorization) loginForm(pw *Passwords, th Throttle, m *Metrics, ev verification, prior *store.Session) *store.Session {
 	ctx := a.r.Context()
 	login, password := a.ar.params.Get("login"), a.ar.params.Get("password")
+	if !a.loginFresh() {
+		a.showLogin(http.StatusOK, "The sign-in form expired. Please sign in again.", "")
+		return nil
+	}
 	if login == "" || password == "" || len(login) > 254 || len(password) > 4*maxPassword {
 		a.showLogin(http.StatusUnauthorized, "Enter your email or username and your password.", "")
 		return nil

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"oauth2-api/store"
 	"oauth2-api/token"
@@ -375,6 +376,18 @@ func TestResentLoginFormAfterLogoutSignsNobodyIn(t *testing.T) {
 	w := b.do("POST", "/oauth2/authorize", login)
 	if strings.Contains(w.Body.String(), `value="allow"`) || b.signedIn(id) {
 		t.Fatalf("the login form resent after the logout: %d, signed in %v; want nobody signed in", w.Code, b.signedIn(id))
+	}
+
+	// Where the browser's cookies stay as they were (the sign-in expired,
+	// or a relying party's back end ended it), a login form is good for
+	// parSignIn from when it was shown, as a consent form is.
+	login = formOf(t, b.do("GET", authorizeURL(id, newPKCE(), "scope", "openid"), nil).Body.String())
+	login.Set("login", "ann")
+	login.Set("password", "Ann-Password-1")
+	e.secret(callback(t, b.do("POST", "/oauth2/authorize", login), http.StatusSeeOther).Get("code"))
+	e.clock.Add(b.e.deps.Browser.SessionTTL + time.Minute)
+	if w := b.do("POST", "/oauth2/authorize", login); w.Header().Get("Location") != "" || b.signedIn(id) {
+		t.Fatalf("the login form resent after its sign-in expired: %d Location %q; want nobody signed in", w.Code, w.Header().Get("Location"))
 	}
 }
 

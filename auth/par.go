@@ -82,7 +82,7 @@ func push(r *http.Request, db *store.DB, ts *Tokens, cs *Clients, oidc bool, now
 }
 
 // formFields are what the login and consent forms add to a request.
-var formFields = map[string]bool{"login": true, "password": true, "action": true, "csrf_token": true, "consent": true}
+var formFields = map[string]bool{"login": true, "password": true, "shown": true, "action": true, "csrf_token": true, "consent": true}
 
 // pushedParams returns the pushed request that params' request_uri names
 // (RFC 9126 §4), with the forms' own fields, and the hash that names it.

@@ -40,8 +40,8 @@ func TestPushedAuthorizationRequests(t *testing.T) {
 		b := e.browser()
 		w := b.do("GET", at, nil)
 		form := formOf(t, w.Body.String())
-		if w.Code != http.StatusOK || len(form) != 3 || form.Get("request_uri") != uri || form.Get("client_id") != id {
-			t.Fatalf("login page of a pushed request: %d, hidden fields %v; want only client_id, request_uri and the CSRF token", w.Code, form)
+		if w.Code != http.StatusOK || len(form) != 4 || form.Get("request_uri") != uri || form.Get("client_id") != id || form.Get("shown") == "" {
+			t.Fatalf("login page of a pushed request: %d, hidden fields %v; want only client_id, request_uri, the CSRF token and when it was shown", w.Code, form)
 		}
 		form.Set("login", "ann")
 		form.Set("password", "Ann-Password-1")
@@ -78,7 +78,7 @@ func TestPushedAuthorizationRequests(t *testing.T) {
 		// our forms' own fields too, when a client sends them.
 		beside := url.Values{"client_id": {id}, "request_uri": {uri2}, "scope": {"write"}, "redirect_uri": {"https://evil.example/cb"}, "action": {"allow"}, "consent": {"x"}}
 		w = e.browser().do("GET", "/oauth2/authorize?"+beside.Encode(), nil)
-		if form := formOf(t, w.Body.String()); w.Code != http.StatusOK || len(form) != 3 || form.Get("request_uri") != uri2 {
+		if form := formOf(t, w.Body.String()); w.Code != http.StatusOK || len(form) != 4 || form.Get("request_uri") != uri2 {
 			t.Fatalf("parameters beside request_uri: %d, hidden fields %v; want the pushed request's login page", w.Code, form)
 		}
 		// Expired after 60 s.
