@@ -43,7 +43,7 @@ var migrations embed.FS
 var migrationFiles, _ = fs.Sub(migrations, "migrations")
 
 // Driver is the store.Driver for mysql:// URLs.
-var Driver = &store.Driver{Open: Open, Unavailable: unavailable, Unique: unique, ForeignKey: foreignKey, Migrations: migrationFiles}
+var Driver = &store.Driver{Open: Open, Unavailable: unavailable, Unique: unique, ForeignKey: foreignKey, LockTimeout: lockTimeout, Migrations: migrationFiles}
 
 // Open returns a pool on rawURL, mysql://user:pass@host:3306/db (the port
 // defaults to 3306), as both the writer's and the readers'. The one
@@ -176,4 +176,11 @@ func unique(err error) bool {
 func foreignKey(err error) bool {
 	var my *gomysql.MySQLError
 	return errors.As(err, &my) && (my.Number == 1452 || my.Number == 1216) // no referenced row
+}
+
+// lockTimeout: a lock waited for longer than lock_wait_timeout (a table's
+// metadata lock) or innodb_lock_wait_timeout (a row's).
+func lockTimeout(err error) bool {
+	var my *gomysql.MySQLError
+	return errors.As(err, &my) && my.Number == 1205
 }

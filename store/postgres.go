@@ -15,7 +15,7 @@ import (
 
 // postgresDriver opens PostgreSQL pools (openPostgres).
 var postgresDriver = &Driver{Open: openPostgres, Unavailable: postgresUnavailable, Unique: postgresUnique,
-	ForeignKey: postgresForeignKey, Migrations: embedded(Postgres)}
+	ForeignKey: postgresForeignKey, LockTimeout: postgresLockTimeout, Migrations: embedded(Postgres)}
 
 // openPostgres opens a pool on the PostgreSQL URL (ParseURL checked it),
 // with a connect timeout so that a dead server cannot hang a request.
@@ -44,11 +44,11 @@ func openPostgres(_ context.Context, target string, o Options) (w, r *sql.DB, er
 }
 
 // postgresUnavailable: the connection failed or was lost, the statement
-// timed out, or the server is shutting down, out of resources or asks for
-// a retry (serialization failure, deadlock).
+// timed out or waited too long for a lock, or the server is shutting down,
+// out of resources or asks for a retry (serialization failure, deadlock).
 func postgresUnavailable(err error) (known, unavailable bool) {
 	var connErr *pgconn.ConnectError
-	if errors.As(err, &connErr) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
+	if errors.As(err, &connErr) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) || postgresLockTimeout(err) {
 		return true, true
 	}
 	var pg *pgconn.PgError
@@ -60,6 +60,11 @@ func postgresUnavailable(err error) (known, unavailable bool) {
 		return true, true
 	}
 	return true, false
+}
+
+func postgresLockTimeout(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "55P03" // lock_not_available (lock_timeout)
 }
 
 func postgresUnique(err error) bool {

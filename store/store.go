@@ -130,6 +130,9 @@ type Driver struct {
 	// ForeignKey reports whether err is a foreign key's refusal of a row
 	// that names one not there.
 	ForeignKey func(err error) bool
+	// LockTimeout reports whether err is a statement's refusal to wait
+	// longer for a lock (migrationLockWait); nil: the dialect has none.
+	LockTimeout func(err error) bool
 	// Migrations holds NNNN_name.sql files, the same versions for every
 	// dialect. MySQL's are run statement by statement, so each is a list of
 	// statements ended by ";" at the end of a line (statements); the
@@ -624,15 +627,25 @@ func (db *DB) lockMySQL(ctx context.Context) (*sql.Conn, error) {
 		c.Close()
 		return nil, fmt.Errorf("%w: another instance held the migration lock for a minute", ErrUnavailable)
 	}
+	// A table's metadata lock, which an ALTER waits for behind any open
+	// transaction that read the table while every later statement on it
+	// waits behind the ALTER, is waited for migrationLockWait at most (see
+	// underMigrationLock). Set after GET_LOCK, which has its own wait.
+	if _, err := c.ExecContext(ctx, fmt.Sprintf(`SET SESSION lock_wait_timeout = %d`, int(migrationLockWait/time.Second))); err != nil {
+		db.unlockMySQL(c)
+		return nil, err
+	}
 	return c, nil
 }
 
-// unlockMySQL releases the lock and the connection; closing a connection
+// unlockMySQL releases the lock and the connection, which goes back to the
+// pool with the server's lock_wait_timeout again; closing a connection
 // releases its locks too, should the statement fail.
 func (db *DB) unlockMySQL(c *sql.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), OpTimeout)
 	defer cancel()
 	c.ExecContext(ctx, `DO RELEASE_LOCK(`+mysqlLock+`)`)
+	c.ExecContext(ctx, `SET SESSION lock_wait_timeout = DEFAULT`)
 	c.Close()
 }
 
@@ -642,25 +655,50 @@ type beginner interface {
 	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
 }
 
+// migrationLockWait is the longest a migration's statement waits for a
+// table's lock, and the pause before it tries again. While a DDL statement
+// waits for its lock (behind an open transaction that read the table: a
+// pg_dump, a long report), every later statement on the table waits behind
+// it: every instance's logins and refreshes, for as long as it waits.
+const migrationLockWait = 2 * time.Second
+
 // underMigrationLock runs fn in a transaction on pool holding the migration
 // lock, committing if fn returns nil. On MySQL pool is the connection that
-// holds the lock already (lockMySQL). It appends no audit event.
+// holds the lock already (lockMySQL). It appends no audit event. A
+// statement that waited migrationLockWait for a table's lock fails, and fn
+// runs again after as long a pause, within a minute: traffic waits ~2 s at
+// a time, not the minute, and one long reader does not fail the deploy.
 func (db *DB) underMigrationLock(ctx context.Context, pool beginner, fn func(*txn) error) error {
 	ctx, cancel := context.WithTimeout(withoutEvent(ctx), time.Minute)
 	defer cancel()
-	return db.txOn(ctx, pool, func(t *txn) error {
-		// On PostgreSQL, the advisory lock that serialises migrations across
-		// instances, held until t ends. On SQLite the writer's BEGIN IMMEDIATE
-		// already serialises them.
-		if db.dialect == Postgres {
-			h := fnv.New64a()
-			h.Write([]byte("oauth2-api schema_migrations"))
-			if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
-				return err
+	for {
+		err := db.txOn(ctx, pool, func(t *txn) error {
+			// On PostgreSQL, the advisory lock that serialises migrations across
+			// instances, held until t ends, then the bound on every later lock's
+			// wait (not the advisory lock's: another instance's migrations may
+			// take their time). On SQLite the writer's BEGIN IMMEDIATE already
+			// serialises them; MySQL's bound is its session's (lockMySQL).
+			if db.dialect == Postgres {
+				h := fnv.New64a()
+				h.Write([]byte("oauth2-api schema_migrations"))
+				if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
+					return err
+				}
+				if _, err := t.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, migrationLockWait.Milliseconds())); err != nil {
+					return err
+				}
 			}
+			return fn(t)
+		})
+		if err == nil || db.driver.LockTimeout == nil || !db.driver.LockTimeout(err) {
+			return err
 		}
-		return fn(t)
-	})
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(migrationLockWait):
+		}
+	}
 }
 
 func (db *DB) migrateOne(ctx context.Context, pool beginner, version, body string, now time.Time, did *bool) error {

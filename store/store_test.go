@@ -151,6 +151,73 @@ func TestMigrateConcurrently(t *testing.T) {
 	}
 }
 
+// A migration that waits for a table's lock (PostgreSQL's DROP INDEX in
+// 0026 wants refresh_tokens to itself, MySQL's ALTER its metadata lock)
+// behind an open transaction that read the table (a pg_dump, a long
+// report) makes every later statement on the table wait behind it: every
+// instance's logins and refreshes. It waited up to its minute; it now
+// gives up after about 2 s and tries again. Here a reader is held open while
+// 0026 runs, and a query of refresh_tokens from another connection must get
+// through within 30 s: a bound on a hang with a wide margin (it waits ~2 s
+// at most, and waited the migration's whole minute before), not a timing.
+// SQLite has no such queue: readers never wait for its writer (WAL).
+func TestMigrationLockWaitBounded(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			db, url := openThrough(t, d, "0025_username_ascii_lower")
+			raw := rawDB(t, d, url)
+			holder, err := raw.Begin()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer holder.Rollback()
+			var n int
+			if err := holder.QueryRow(`SELECT count(*) FROM refresh_tokens`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				applied, err := db.Migrate(ctx, t0)
+				if err == nil && !slices.Equal(applied, []string{"0026_refresh_unspent"}) {
+					err = fmt.Errorf("applied %v; want 0026 alone", applied)
+				}
+				done <- err
+			}()
+			waiting := map[string]string{
+				store.Postgres: `SELECT count(*) FROM pg_locks WHERE relation = 'refresh_tokens'::regclass AND NOT granted`,
+				store.MySQL:    `SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() AND state = 'Waiting for table metadata lock'`,
+			}[d]
+			waiters := 0
+			for deadline := time.Now().Add(30 * time.Second); waiters == 0; time.Sleep(10 * time.Millisecond) {
+				select {
+				case err := <-done:
+					t.Fatalf("Migrate = %v before it waited for refresh_tokens", err)
+				default:
+				}
+				if err := raw.QueryRow(waiting).Scan(&waiters); err != nil || time.Now().After(deadline) {
+					t.Fatalf("the migration never waited for refresh_tokens' lock (%v)", err)
+				}
+			}
+			bounded, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			if err := raw.QueryRowContext(bounded, `SELECT count(*) FROM refresh_tokens`).Scan(&n); err != nil {
+				t.Fatalf("a read of refresh_tokens while the migration waited: %v", err)
+			}
+			holder.Rollback()
+			if err := <-done; err != nil {
+				t.Fatalf("Migrate once the reader ended = %v", err)
+			}
+			exists := map[string]string{
+				store.Postgres: `SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'refresh_tokens_unspent'`,
+				store.MySQL:    `SELECT count(*) FROM information_schema.statistics WHERE table_schema = DATABASE() AND index_name = 'refresh_tokens_unspent'`,
+			}[d]
+			if err := raw.QueryRow(exists).Scan(&n); err != nil || n == 0 {
+				t.Fatalf("refresh_tokens_unspent: %d, %v; want it made", n, err)
+			}
+		})
+	}
+}
+
 func newUser(t testing.TB, db *store.DB, email, username string) *store.User {
 	t.Helper()
 	u := &store.User{Email: email, Username: username, PasswordHash: "$argon2id$x", IsActive: true}
