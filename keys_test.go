@@ -285,12 +285,7 @@ func TestServeKeysInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
-	_, done, cancel := startServe(t, cfg, &logs)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	logs := serveOnce(t, cfg)
 	out, _, err := runCmd(t, env, "", "audit", "list", "--action", auth.ActKeysInUse)
 	var ev store.Event
 	if err != nil || json.Unmarshal([]byte(out), &ev) != nil {
@@ -301,8 +296,8 @@ func TestServeKeysInUse(t *testing.T) {
 	if ev.Detail["verifying"] != want || ev.Detail["signing"] != edKey.ID {
 		t.Errorf("keys.in_use detail %v; want verifying %q", ev.Detail, want)
 	}
-	if n := strings.Count(logs.String(), "RS256 is the one algorithm"); n != 1 {
-		t.Errorf("with an EdDSA key, %d warnings of RS256; want 1:\n%s", n, logs.String())
+	if n := strings.Count(logs, "RS256 is the one algorithm"); n != 1 {
+		t.Errorf("with an EdDSA key, %d warnings of RS256; want 1:\n%s", n, logs)
 	}
 	// An RSA key: no warning.
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)

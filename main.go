@@ -294,6 +294,9 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	} else if len(applied) > 0 {
 		log.Info("migrations applied", "versions", strings.Join(applied, ","))
 	}
+	if err := warnNewer(ctx, db, log); err != nil {
+		return err
+	}
 	clients := auth.NewClients(db, time.Minute, 10_000, 64<<20)
 	ks, err := buildKeys(cfg, db, log, auth.NewRevocations(clients.Forget))
 	if err != nil {
@@ -631,6 +634,9 @@ func migrateCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, st
 			if m.Applied {
 				state = "applied " + m.AppliedAt.Format(time.RFC3339)
 			}
+			if m.Unknown {
+				state += ", unknown to this build (a newer release migrated this database)"
+			}
 			fmt.Fprintf(stdout, "%s\t%s\n", m.Version, state)
 		}
 		return nil
@@ -645,7 +651,28 @@ func migrateCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, st
 	for _, v := range applied {
 		fmt.Fprintln(stdout, "applied", v)
 	}
-	return nil
+	log, flush := newLogger(cfg, stdout)
+	defer flush()
+	return warnNewer(ctx, db, log)
+}
+
+// warnNewer logs, in one WARN line, the migrations applied that this build
+// does not know: it is older than the release that migrated the database
+// (a rollback, or an old instance during a rolling upgrade). It keeps
+// working, as each release's migrations keep the one before working (README
+// "Upgrades and rollbacks"), but an operator should know.
+func warnNewer(ctx context.Context, db *store.DB, log *slog.Logger) error {
+	list, err := db.Migrations(ctx)
+	var newer []string
+	for _, m := range list {
+		if m.Unknown {
+			newer = append(newer, m.Version)
+		}
+	}
+	if len(newer) > 0 {
+		log.Warn("database migrated by a newer release: migrations unknown to this build", "versions", strings.Join(newer, ","))
+	}
+	return err
 }
 
 // healthcheck GETs /health on this machine, at LISTEN_ADDR when it names

@@ -388,6 +388,37 @@ func TestRunMigrate(t *testing.T) {
 	}
 }
 
+// A binary older than the database's migrations (a rollback, or an old
+// instance during a rolling upgrade) works on, but says so: `migrate
+// status` lists what it does not know, and `migrate` and `serve` log one
+// WARN naming it. It printed "nothing to apply" and started silently.
+func TestRunMigrateNewerDatabase(t *testing.T) {
+	env := testEnv(t)
+	if _, _, err := runCmd(t, env, "", "migrate"); err != nil {
+		t.Fatal(err)
+	}
+	raw := storetest.Raw(t, store.SQLite, env["DATABASE_URL"])
+	if _, err := raw.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES ('9999_future', 1800000000)`); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCmd(t, env, "", "migrate", "status")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if want := "9999_future\tapplied " + time.Unix(1800000000, 0).Format(time.RFC3339) + ", unknown to this build (a newer release migrated this database)"; err != nil || lines[len(lines)-1] != want {
+		t.Errorf("migrate status = %v, last line %q; want %q", err, lines[len(lines)-1], want)
+	}
+	const warn = `"level":"WARN","msg":"database migrated by a newer release: migrations unknown to this build","versions":"9999_future"`
+	if out, _, err := runCmd(t, env, "", "migrate"); err != nil || !strings.HasPrefix(out, "nothing to apply\n") || strings.Count(out, warn) != 1 {
+		t.Errorf("migrate = %v:\n%s\nwant nothing to apply and one line with %s", err, out, warn)
+	}
+	cfg, err := loadConfig(envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if logs := serveOnce(t, cfg); strings.Count(logs, warn) != 1 {
+		t.Errorf("serve logged:\n%s\nwant one line with %s", logs, warn)
+	}
+}
+
 func TestRunHealthcheckNothingListening(t *testing.T) {
 	env := testEnv(t, "PORT", strconv.Itoa(freePort(t)))
 	_, _, err := runCmd(t, env, "", "healthcheck")
@@ -483,6 +514,19 @@ func startServe(t *testing.T, cfg *config, logs io.Writer) (addr string, done <-
 		t.Fatal("serve never became ready")
 	}
 	return addr, errc, cancel
+}
+
+// serveOnce runs serve on cfg until it listens, stops it, and returns what
+// it logged.
+func serveOnce(t *testing.T, cfg *config) string {
+	t.Helper()
+	var logs lockedBuffer
+	_, done, cancel := startServe(t, cfg, &logs)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve = %v", err)
+	}
+	return logs.String()
 }
 
 // TestHealthcheckLive: with the database cut off under a running server,

@@ -527,11 +527,17 @@ func storable(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
-// Migration is one embedded migration file.
+// Migration is one embedded migration file, or one applied that this build
+// does not know (Unknown).
 type Migration struct {
 	Version   string // file name without ".sql", e.g. "0001_users"
 	AppliedAt time.Time
 	Applied   bool
+	// Unknown: applied, but not one of this build's: a newer release
+	// migrated the database, and this one is older (a rollback, or the old
+	// instances of a rolling upgrade). It works on that schema (each
+	// release's migrations keep the one before working), and says so.
+	Unknown bool
 }
 
 func (db *DB) migrationFiles() ([]string, error) {
@@ -734,7 +740,8 @@ var tableExists = map[string]string{
 	MySQL:    `SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = $1`,
 }
 
-// Migrations lists every embedded migration and whether it is applied.
+// Migrations lists every embedded migration and whether it is applied,
+// then those applied that this build does not know (Unknown).
 func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 	defer db.wrap(&err, "migration status")
 	files, err := db.migrationFiles()
@@ -750,12 +757,12 @@ func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 	}
 	if tables > 0 {
 		applied, err = readAll(ctx, db, func(s scanner) (*Migration, error) {
-			m := Migration{Applied: true}
+			m := Migration{Applied: true, Unknown: true} // until found among the files
 			if err := s.Scan(&m.Version, unix{&m.AppliedAt}); err != nil {
 				return nil, err
 			}
 			return &m, nil
-		}, `SELECT version, applied_at FROM schema_migrations`)
+		}, `SELECT version, applied_at FROM schema_migrations ORDER BY version`)
 		if err != nil {
 			return nil, err
 		}
@@ -763,9 +770,15 @@ func (db *DB) Migrations(ctx context.Context) (list []Migration, err error) {
 	for _, f := range files {
 		m := Migration{Version: strings.TrimSuffix(path.Base(f), ".sql")}
 		if i := slices.IndexFunc(applied, func(a Migration) bool { return a.Version == m.Version }); i >= 0 {
+			applied[i].Unknown = false
 			m = applied[i]
 		}
 		list = append(list, m)
+	}
+	for _, m := range applied {
+		if m.Unknown {
+			list = append(list, m)
+		}
 	}
 	return list, nil
 }
