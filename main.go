@@ -294,9 +294,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	} else if len(applied) > 0 {
 		log.Info("migrations applied", "versions", strings.Join(applied, ","))
 	}
-	if err := warnNewer(ctx, db, log); err != nil {
-		return err
-	}
+	warnNewer(ctx, db, log)
 	clients := auth.NewClients(db, time.Minute, 10_000, 64<<20)
 	ks, err := buildKeys(cfg, db, log, auth.NewRevocations(clients.Forget))
 	if err != nil {
@@ -653,7 +651,8 @@ func migrateCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, st
 	}
 	log, flush := newLogger(cfg, stdout)
 	defer flush()
-	return warnNewer(ctx, db, log)
+	warnNewer(ctx, db, log)
+	return nil
 }
 
 // warnNewer logs, in one WARN line, the migrations applied that this build
@@ -661,8 +660,13 @@ func migrateCmd(ctx context.Context, cfg *config, args []string, _ io.Reader, st
 // (a rollback, or an old instance during a rolling upgrade). It keeps
 // working, as each release's migrations keep the one before working (README
 // "Upgrades and rollbacks"), but an operator should know.
-func warnNewer(ctx context.Context, db *store.DB, log *slog.Logger) error {
+// A failure to read them is logged too: the migrations are applied, and a
+// warning is no reason not to start.
+func warnNewer(ctx context.Context, db *store.DB, log *slog.Logger) {
 	list, err := db.Migrations(ctx)
+	if err != nil {
+		log.Warn("could not list the database's migrations", "err", err)
+	}
 	var newer []string
 	for _, m := range list {
 		if m.Unknown {
@@ -672,7 +676,6 @@ func warnNewer(ctx context.Context, db *store.DB, log *slog.Logger) error {
 	if len(newer) > 0 {
 		log.Warn("database migrated by a newer release: migrations unknown to this build", "versions", strings.Join(newer, ","))
 	}
-	return err
 }
 
 // healthcheck GETs /health on this machine, at LISTEN_ADDR when it names

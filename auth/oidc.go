@@ -131,12 +131,13 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 		// party kept it, as relying parties keep an ID token for their
 		// whole session) or that names another client is treated as absent
 		// (§4): the user confirms, where refusing would leave them signed in.
-		// Without a browser's cookie there is nobody to ask: a relying
-		// party's back end is told, rather than sent a page it would take
-		// for a logout done.
+		// A relying party's back end (no session cookie, and none of the
+		// Sec-Fetch headers every current browser sends) has nobody to ask:
+		// it is told, rather than sent a page it would take for a logout done.
 		hint := params.Get("id_token_hint")
 		c, err := parseIDTokenHint(ts, hint, t)
-		if valid := oidc && err == nil && (clientID == "" || clientID == c.Audience); !valid && hint != "" && oidc && b.cookie(r, cookieSession) == "" {
+		backEnd := b.cookie(r, cookieSession) == "" && r.Header.Get("Sec-Fetch-Mode") == ""
+		if valid := oidc && err == nil && (clientID == "" || clientID == c.Audience); !valid && hint != "" && oidc && backEnd {
 			b.fail(w, r, httpx.E(httpx.KindInvalid, "The id_token_hint is not valid."))
 			return
 		} else if valid {

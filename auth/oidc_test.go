@@ -321,9 +321,14 @@ func TestLogoutWithAHintThatNoLongerVerifies(t *testing.T) {
 	mine := e.token(id, secret, codeForm(code, p)).want(http.StatusOK).Str("id_token")
 	other, _ := e.newClient(ClientSpec{Name: "Other", RedirectURIs: []string{"https://app.example/cb"}})
 	// A relying party's back end (no cookie) is told, not shown a page it
-	// would take for a logout done.
-	if w := e.request("GET", "/oauth2/logout?"+url.Values{"id_token_hint": {old}}.Encode(), nil); w.Code != http.StatusBadRequest {
+	// would take for a logout done; a browser without a sign-in (restarted
+	// since) is shown the page, which leads on to the relying party.
+	hinted := "/oauth2/logout?" + url.Values{"id_token_hint": {old}}.Encode()
+	if w := e.request("GET", hinted, nil); w.Code != http.StatusBadRequest {
 		t.Fatalf("a back end's logout with a hint that does not verify: %d; want 400", w.Code)
+	}
+	if w := e.request("GET", hinted, nil, "Sec-Fetch-Mode", "navigate"); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `value="logout"`) {
+		t.Fatalf("a browser's logout, not signed in, with a hint that does not verify: %d; want the confirmation page", w.Code)
 	}
 	for name, c := range map[string]struct {
 		q    url.Values
