@@ -661,6 +661,16 @@ func TestClientDeletionRevokesEveryToken(t *testing.T) {
 	}, withDynamicRegistration(RegistrationOpen))
 }
 
+// registrationInstances are two instances on one database of dialect d,
+// with open registration and one clock, and ann as a user.
+func registrationInstances(t *testing.T, d string) (a, b *env) {
+	dbURL := storetest.URL(t, d)
+	a = newEnvOn(t, storetest.OpenURL(t, dbURL), withDynamicRegistration(RegistrationOpen))
+	b = newEnvOn(t, storetest.OpenURL(t, dbURL), withDynamicRegistration(RegistrationOpen), func(d *Deps) { d.Now = a.clock.Now })
+	a.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+	return a, b
+}
+
 // An RFC 7592 update reaches every instance at its revocation poll, as a
 // deletion or a secret rotation does. It recorded nothing: another
 // instance kept the old metadata in its client cache for the cache's
@@ -670,10 +680,7 @@ func TestClientDeletionRevokesEveryToken(t *testing.T) {
 func TestRegistrationUpdateReachesOtherInstances(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(d, func(t *testing.T) {
-			dbURL := storetest.URL(t, d)
-			a := newEnvOn(t, storetest.OpenURL(t, dbURL), withDynamicRegistration(RegistrationOpen))
-			b := newEnvOn(t, storetest.OpenURL(t, dbURL), withDynamicRegistration(RegistrationOpen), func(d *Deps) { d.Now = a.clock.Now })
-			a.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			a, b := registrationInstances(t, d)
 			rs, rsSecret := a.newClient(ClientSpec{Name: "API", GrantTypes: []string{"client_credentials"}, ResourceServer: true})
 			meta := webMetadata()
 			meta["token_endpoint_auth_method"] = "client_secret_basic"
@@ -743,10 +750,7 @@ func TestConsentFormShownBeforeAnUpdateGrantsNothing(t *testing.T) {
 func TestConsentFormOnAnInstanceBehindAnUpdate(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(d, func(t *testing.T) {
-			dbURL := storetest.URL(t, d)
-			a := newEnvOn(t, storetest.OpenURL(t, dbURL), withDynamicRegistration(RegistrationOpen))
-			b := newEnvOn(t, storetest.OpenURL(t, dbURL), withDynamicRegistration(RegistrationOpen), func(d *Deps) { d.Now = a.clock.Now })
-			a.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			a, b := registrationInstances(t, d)
 			meta := webMetadata()
 			reg := a.registerClient("", meta).want(http.StatusCreated)
 			id, rat := reg.Str("client_id"), a.secret(reg.Str("registration_access_token"))
