@@ -3,7 +3,6 @@ package auth
 import (
 	"cmp"
 	"context"
-	"crypto/hmac"
 	"errors"
 	"log/slog"
 	"math"
@@ -451,33 +450,30 @@ func (a *authorization) carried() []hidden {
 	return carry(a.ar.params)
 }
 
-// consentMAC binds a consent form to the sign-in it was shown to, the
-// request it answers, what the page showed of it and the time it was shown
-// (at, Unix seconds), which its value carries: at, a dot, the MAC. It is
-// shown only past the checks that prompt=login and max_age make (OIDC Core
+// consentShown is what a consent form's stamp binds, with the time it was
+// shown: the sign-in it was shown to, the request it answers and what the
+// page showed of it. The form is shown only past the checks that prompt=login and max_age make (OIDC Core
 // §3.1.2.1): a decision posted without it, added say to the login page
 // those checks showed, would grant on the old sign-in without the new one
 // they asked for. What was shown counts because a request that omits
 // redirect_uri or scope takes the client's at each step: a form shown
 // before an RFC 7592 update would otherwise grant, and keep, consent to the
 // updated client's new host and scopes.
-func (a *authorization) consentMAC(sess *store.Session, at string) string {
+func (a *authorization) consentShown(sess *store.Session) string {
 	fields := url.Values{"\x00shown": {a.ar.client.Name, a.ar.redirectURI, a.ar.scope, a.ar.resource}}
 	for _, f := range a.carried() {
 		fields.Add(f.Name, f.Value)
 	}
-	return at + "." + a.b.mac("consent", sess.Hash+"\x00"+at+"\x00"+fields.Encode())
+	return sess.Hash + "\x00" + fields.Encode()
 }
 
-// consentOK reports whether posted is the consent field consentMAC made for
-// sess and this request, compared in constant time, at most parSignIn ago:
-// the forms of one sign-in get as long as a pushed request serves them.
-// Without the bound a consent page, shown once, granted whenever it was
-// posted while the sign-in lived, long after the checks it was shown past.
+// consentOK reports whether posted is the consent field consentShown made for
+// sess and this request, at most parSignIn ago: the forms of one sign-in
+// get as long as a pushed request serves them. Without the bound a consent
+// page, shown once, granted whenever it was posted while the sign-in lived,
+// long after the checks it was shown past.
 func (a *authorization) consentOK(sess *store.Session, posted string) bool {
-	at, _, _ := strings.Cut(posted, ".")
-	shown, err := strconv.ParseInt(at, 10, 64)
-	return err == nil && hmac.Equal([]byte(posted), []byte(a.consentMAC(sess, at))) && a.now.Sub(time.Unix(shown, 0)) <= parSignIn
+	return a.b.stampOK("consent", a.consentShown(sess), posted, a.now, parSignIn)
 }
 
 // redirect ends the request at the client's redirect URI with params added
@@ -545,8 +541,7 @@ func hiddenFields(params url.Values, keys ...string) []hidden {
 }
 
 func (a *authorization) showLogin(status int, msg, login string) {
-	at := strconv.FormatInt(a.now.Unix(), 10)
-	shown := at + "." + a.b.mac("login", a.b.csrfCookie(a.w, a.r)+"\x00"+at)
+	shown := a.b.stamp("login", a.b.csrfCookie(a.w, a.r), a.now)
 	a.showForm(status, "login", &pageData{Title: "Sign in", Error: msg, Login: login, Hidden: []hidden{{"shown", shown}}})
 }
 
@@ -557,11 +552,7 @@ func (a *authorization) showLogin(status int, msg, login string) {
 // user in again, after the session had expired or a relying party's back
 // end had ended it, where the browser's cookies stayed as they were.
 func (a *authorization) loginFresh() bool {
-	posted := a.ar.params.Get("shown")
-	at, _, _ := strings.Cut(posted, ".")
-	shown, err := strconv.ParseInt(at, 10, 64)
-	want := at + "." + a.b.mac("login", a.b.cookie(a.r, cookieCSRF)+"\x00"+at)
-	return err == nil && hmac.Equal([]byte(posted), []byte(want)) && a.now.Sub(time.Unix(shown, 0)) <= parSignIn
+	return a.b.stampOK("login", a.b.cookie(a.r, cookieCSRF), a.ar.params.Get("shown"), a.now, parSignIn)
 }
 
 // loginForm handles a POSTed login form. On success it starts a session
@@ -696,7 +687,7 @@ func (a *authorization) showConsent(sess *store.Session) {
 	}
 	a.showForm(http.StatusOK, "consent", &pageData{
 		Title: "Allow access?", User: user, Scopes: strings.Fields(a.ar.scope), Resource: a.ar.resource, RedirectHost: shownHost(a.ar.redirectURI),
-		Hidden: []hidden{{"consent", a.consentMAC(sess, strconv.FormatInt(a.now.Unix(), 10))}},
+		Hidden: []hidden{{"consent", a.b.stamp("consent", a.consentShown(sess), a.now)}},
 	})
 }
 

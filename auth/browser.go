@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"oauth2-api/httpx"
@@ -93,6 +95,21 @@ func (b *Browser) csrfFor(cookie string) string { return b.mac("csrf", cookie) }
 // another's.
 func (b *Browser) mac(purpose, value string) string {
 	return base64.RawURLEncoding.EncodeToString(token.MAC(b.Key, purpose+"\x00"+value))
+}
+
+// stamp is a form field that binds value to when the form is shown: the
+// Unix second, a dot, the MAC of purpose, value and that second.
+func (b *Browser) stamp(purpose, value string, now time.Time) string {
+	at := strconv.FormatInt(now.Unix(), 10)
+	return at + "." + b.mac(purpose, value+"\x00"+at)
+}
+
+// stampOK reports whether posted is a stamp of purpose and value made at
+// most max before now, compared in constant time.
+func (b *Browser) stampOK(purpose, value, posted string, now time.Time, max time.Duration) bool {
+	at, _, _ := strings.Cut(posted, ".")
+	shown, err := strconv.ParseInt(at, 10, 64)
+	return err == nil && hmac.Equal([]byte(posted), []byte(at+"."+b.mac(purpose, value+"\x00"+at))) && now.Sub(time.Unix(shown, 0)) <= max
 }
 
 // csrfOK checks a POSTed form's token against the cookie, in constant time.
