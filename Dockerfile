@@ -39,13 +39,14 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 
 COPY . .
 # CGO_ENABLED=0: pure Go (modernc.org/sqlite, pgx), no libc, so the result
-# runs on distroless/static. -trimpath drops build paths; -s -w drops symbol
+# runs on distroless/static. -trimpath drops build paths, -buildvcs=false
+# the VCS stamp (the bytes of `make build`: see the Makefile); -s -w drops symbol
 # and DWARF tables; the version is stamped into main.version.
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     if [ "$DATABASE" = mysql ]; then cd mysql && set -- -overlay=overlay.json oauth2-api; else set -- .; fi && \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/oauth2-api "$@"
+    go build -trimpath -buildvcs=false -ldflags="-s -w -X main.version=${VERSION}" -o /out/oauth2-api "$@"
 
 # ---- runtime ---------------------------------------------------------------
 # distroless/static (Debian 12), :nonroot tag: user 65532 "nonroot", no shell,

@@ -1,6 +1,10 @@
 # oauth2-api: make targets. `make run` and `make test` are all a newcomer needs.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
+# The same bytes from the same commit wherever it is built: no build paths, and
+# no VCS stamp (Go adds one by default in a git checkout, never in a tarball or
+# the Docker build context), so a laptop, CI and the image agree (SHA256SUMS).
+BUILDFLAGS := -trimpath -buildvcs=false
 GO ?= go
 TEST_POSTGRES_URL ?=
 TEST_MYSQL_URL ?=
@@ -17,16 +21,16 @@ run: ## run the server on embedded SQLite (./oauth.db), debug mode
 	$(GO) run .
 
 build: ## static binary ./oauth2-api
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="$(LDFLAGS)" -o oauth2-api .
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -ldflags="$(LDFLAGS)" -o oauth2-api .
 
 build-postgres: ## lean static binary ./oauth2-api-postgres: PostgreSQL only, no SQLite module linked
-	CGO_ENABLED=0 $(GO) build -tags nosqlite -trimpath -ldflags="$(LDFLAGS)" -o oauth2-api-postgres .
+	CGO_ENABLED=0 $(GO) build -tags nosqlite $(BUILDFLAGS) -ldflags="$(LDFLAGS)" -o oauth2-api-postgres .
 
 build-sqlite: ## lean static binary ./oauth2-api-sqlite: SQLite only, no pgx linked
-	CGO_ENABLED=0 $(GO) build -tags nopostgres -trimpath -ldflags="$(LDFLAGS)" -o oauth2-api-sqlite .
+	CGO_ENABLED=0 $(GO) build -tags nopostgres $(BUILDFLAGS) -ldflags="$(LDFLAGS)" -o oauth2-api-sqlite .
 
 build-mysql: ## static binary ./oauth2-api-mysql: oauth2-api with MySQL/MariaDB, built from the nested module mysql/ (its driver is not in the root module)
-	cd mysql && CGO_ENABLED=0 $(GO) build -overlay=overlay.json -trimpath -ldflags="$(LDFLAGS)" -o ../oauth2-api-mysql oauth2-api
+	cd mysql && CGO_ENABLED=0 $(GO) build -overlay=overlay.json $(BUILDFLAGS) -ldflags="$(LDFLAGS)" -o ../oauth2-api-mysql oauth2-api
 
 lines: ## the line budget: non-test Go of the server, mysql/ included, without blank and comment lines (interop/, e2e/, bench/ and test-support files excluded)
 	@find . -name '*.go' ! -name '*_test.go' ! -path './interop/*' ! -path './e2e/*' ! -path './bench/*' \
@@ -64,7 +68,7 @@ docker: ## container image $(IMAGE):$(VERSION) (default oauth2-api) from Dockerf
 release: ## static binaries for linux/amd64 and linux/arm64 in dist/, each with a CycloneDX SBOM (.cdx.json), and SHA256SUMS of all
 	rm -rf dist && mkdir -p dist
 	for arch in amd64 arm64; do \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags="-s -w -X main.version=$(VERSION)" \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build $(BUILDFLAGS) -ldflags="$(LDFLAGS)" \
 			-o dist/oauth2-api-$(VERSION)-linux-$$arch . || exit 1; \
 		GO=$(GO) ./scripts/sbom.sh dist/oauth2-api-$(VERSION)-linux-$$arch $(VERSION) \
 			> dist/oauth2-api-$(VERSION)-linux-$$arch.cdx.json || exit 1; \
