@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"net"
 	"net/url"
 	"sync"
@@ -16,6 +17,7 @@ type Proxy struct {
 	ln      net.Listener
 	target  string
 	stalled atomic.Bool
+	drop    atomic.Pointer[[]byte]
 
 	mu    sync.Mutex
 	cut   bool
@@ -62,6 +64,12 @@ func (p *Proxy) Cut() {
 // which only a deadline ends.
 func (p *Proxy) Stall() { p.stalled.Store(true) }
 
+// DropAnswerTo makes the next request that holds sub (a statement's
+// argument, say) lose its answer: the server receives it and does the work,
+// and the connection closes before a byte of the answer comes back (a
+// failover or a reset path mid-response).
+func (p *Proxy) DropAnswerTo(sub string) { b := []byte(sub); p.drop.Store(&b) }
+
 // Restore lets bytes and new connections through again.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
@@ -103,13 +111,20 @@ func (p *Proxy) relay(c net.Conn) {
 	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
+	var dropping atomic.Bool // this connection sent DropAnswerTo's request
+	pipe := func(dst, src net.Conn, toServer bool) {
 		defer func() { done <- struct{}{} }()
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := src.Read(buf)
 			for n > 0 && p.stalled.Load() { // hold the bytes while stalled
 				time.Sleep(5 * time.Millisecond)
+			}
+			if d := p.drop.Load(); toServer && d != nil && bytes.Contains(buf[:n], *d) && p.drop.CompareAndSwap(d, nil) {
+				dropping.Store(true)
+			}
+			if !toServer && dropping.Load() {
+				return
 			}
 			if n > 0 {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -121,8 +136,8 @@ func (p *Proxy) relay(c net.Conn) {
 			}
 		}
 	}
-	go pipe(up, c)
-	go pipe(c, up)
+	go pipe(up, c, true)
+	go pipe(c, up, false)
 	<-done
 	c.Close()
 	up.Close()
