@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 
 	"oauth2-api/httpx"
@@ -12,7 +13,7 @@ import (
 // Connect, the discovery document: OIDC Discovery §3); registration adds
 // the RFC 7591 registration endpoint. They change only with the
 // configuration, so caches may keep them for an hour.
-func handleMetadata(iss string, idTokens *token.Signer, requirePAR, registration bool) http.Handler {
+func handleMetadata(iss string, idTokens *token.Signer, published []*token.Key, requirePAR, registration bool) http.Handler {
 	base := strings.TrimSuffix(iss, "/")
 	auth := []string{"client_secret_basic", "client_secret_post", "none"}
 	m := map[string]any{
@@ -43,7 +44,17 @@ func handleMetadata(iss string, idTokens *token.Signer, requirePAR, registration
 		m["end_session_endpoint"] = base + "/oauth2/logout"
 		m["scopes_supported"] = []string{scopeOpenID, scopeProfile, scopeEmail}
 		m["subject_types_supported"] = []string{"public"}
-		m["id_token_signing_alg_values_supported"] = []string{idTokens.Key().Alg}
+		// Every published key's algorithm, the signing key's first: during a
+		// rotation to another algorithm, relying parties that keep this
+		// document for its hour must take the next key's ID tokens after the
+		// swap (go-oidc refuses an algorithm the metadata did not list).
+		algs := []string{idTokens.Key().Alg}
+		for _, k := range published {
+			if !slices.Contains(algs, k.Alg) {
+				algs = append(algs, k.Alg)
+			}
+		}
+		m["id_token_signing_alg_values_supported"] = algs
 		m["claims_supported"] = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
 			"email", "email_verified", "preferred_username", "given_name", "family_name", "updated_at"}
 		m["backchannel_logout_supported"] = true

@@ -234,6 +234,30 @@ func TestKeyRotation(t *testing.T) {
 	}
 }
 
+// TestMetadataAlgsDuringRotation: a rotation to another algorithm (README,
+// step 1) advertises the next key's algorithm before it signs, so relying
+// parties that cached the metadata (an hour) accept its ID tokens after the
+// swap; each algorithm once, the signing key's first.
+func TestMetadataAlgsDuringRotation(t *testing.T) {
+	es, rs := ecKey(t), rsaKey(t)
+	for _, tc := range []struct {
+		current, previous *token.Key
+		want              string
+	}{
+		{es, rs, `["ES256","RS256"]`},
+		{rs, es, `["RS256","ES256"]`},
+		{rs, rsaKey(t), `["RS256"]`},
+	} {
+		e := newEnv(t, "sqlite", withSigningKey(t, tc.current, tc.previous))
+		for _, doc := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
+			algs, _ := json.Marshal(e.request("GET", doc, nil).want(http.StatusOK).JSON()["id_token_signing_alg_values_supported"])
+			if string(algs) != tc.want {
+				t.Errorf("%s signing %s, %s published: id_token_signing_alg_values_supported %s; want %s", doc, tc.current.Alg, tc.previous.Alg, algs, tc.want)
+			}
+		}
+	}
+}
+
 func b64Decode(t testing.TB, s string) []byte {
 	t.Helper()
 	out, err := base64.RawURLEncoding.DecodeString(s)

@@ -110,7 +110,7 @@ func routes(d Deps) []route {
 	client, none := budget{perClient: true}, budget{}
 	clientRows := budget{perClient: true, allAddresses: true}
 	v := verification{mail: d.Mail, link: strings.TrimSuffix(iss, "/") + "/email/verify", ttl: d.EmailVerificationTTL, required: d.RequireEmailVerification}
-	meta := handleMetadata(iss, d.IDTokens, d.RequirePAR, dynamicRegistration(d))
+	meta := handleMetadata(iss, d.IDTokens, d.PublicKeys, d.RequirePAR, dynamicRegistration(d))
 	rs := []route{
 		// Operations. /metrics is for the proxy to keep private (deploy/).
 		{"GET /health", anyone, none, handleHealth(db, d.Version, d.Started, now)},
