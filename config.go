@@ -327,7 +327,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if c.JWTSecretPrevious != "" && c.JWTSecretPrevious == c.JWTSecret {
 		e.fail("JWT_SECRET_PREVIOUS", "equals JWT_SECRET")
 	}
-	c.Issuer = e.str("ISSUER", "http://localhost:"+strconv.Itoa(c.Port))
+	c.Issuer = e.str("ISSUER", strings.TrimSuffix("http://localhost:"+strconv.Itoa(c.Port), ":80")) // no default port (checkIssuer)
 	if err := checkIssuer(c.Issuer, c.Release); err != nil {
 		e.fail("ISSUER", "%v", err)
 	}
@@ -450,7 +450,11 @@ func loadConfig(getenv func(string) string) (*config, error) {
 }
 
 // checkIssuer: an absolute URL without query or fragment (RFC 8414 §2),
-// https in release mode.
+// https in release mode, and an origin in its one spelling: relying parties
+// compare iss with the issuer they were given byte for byte (OIDC Discovery
+// §4.3, RFC 9207), so a trailing slash, an upper-case letter or a default
+// port would make them refuse every token. Refused, not rewritten: tokens
+// already issued carry the spelling, and the operator must see it change.
 func checkIssuer(s string, release bool) error {
 	u, err := url.Parse(s)
 	switch {
@@ -468,6 +472,8 @@ func checkIssuer(s string, release bool) error {
 		// behind a path prefix would sign no one in, and share its cookies
 		// with whatever else the origin serves.
 		return errors.New("must have no path: give the server an origin of its own")
+	case !browserOrigin(s):
+		return fmt.Errorf("must be the origin in its one spelling, which relying parties compare iss with byte for byte: scheme and host in lower-case ASCII, no default port (:443, :80), no trailing slash; got %q", httpx.Clip(s, 80))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -279,6 +280,15 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"ISSUER": "https://idp.example/tenant"}, "ISSUER"}, // its forms posted outside the prefix
 		{map[string]string{"ISSUER": "https://idp.example//"}, "ISSUER"},
 		{map[string]string{"ISSUER": "https://idp.example/%2F"}, "ISSUER"},
+		// Other spellings of an origin were kept verbatim in iss: relying
+		// parties given the origin refused every token.
+		{map[string]string{"ISSUER": "https://idp.example/"}, "ISSUER"}, // and /.well-known/oauth-authorization-server/ was 404
+		{map[string]string{"ISSUER": "https://IdP.example"}, "ISSUER"},
+		{map[string]string{"ISSUER": "HTTPS://idp.example"}, "ISSUER"},
+		{map[string]string{"ISSUER": "https://idp.example:443"}, "ISSUER"},
+		{map[string]string{"ISSUER": "http://idp.example:80"}, "ISSUER"},
+		{map[string]string{"ISSUER": "https://idp.example:"}, "ISSUER"},
+		{map[string]string{"ISSUER": "https://idp.example:08443"}, "ISSUER"},
 		{map[string]string{"TRUSTED_PROXIES": "bad"}, "TRUSTED_PROXIES"},
 		{map[string]string{"TRUSTED_PROXIES": "10.0.0.0/40"}, "TRUSTED_PROXIES"},
 		{map[string]string{"ENABLE_REGISTRATION": "maybe"}, "ENABLE_REGISTRATION"},
@@ -360,6 +370,22 @@ func TestLoadConfigErrors(t *testing.T) {
 
 // SMTP_TLS values that load: clear text only to loopback and without
 // credentials, the port never chooses the mode.
+// TestLoadConfigIssuerOrigin: the origins checkIssuer takes, the default
+// on port 80 among them (without the port it must not name).
+func TestLoadConfigIssuerOrigin(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"ISSUER": "https://auth.example.com"},
+		{"ISSUER": "https://auth.example.com:8443"},
+		{"ISSUER": "http://[::1]:8080"},
+		{"PORT": "80"},
+	} {
+		c, err := loadConfig(envOf(env))
+		if want := cmp.Or(env["ISSUER"], "http://localhost"); err != nil || c.Issuer != want {
+			t.Errorf("loadConfig(%v): %v; want ISSUER %q", env, err, want)
+		}
+	}
+}
+
 func TestLoadConfigSMTPTLS(t *testing.T) {
 	for _, tc := range []struct {
 		env  map[string]string
