@@ -391,7 +391,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		e.fail("SMTP_TLS", "want starttls, implicit or none, got %q", httpx.Clip(c.SMTP.TLSMode, 40))
 	}
 	c.PasswordResetTTL = e.dur("PASSWORD_RESET_TTL", "1h", time.Minute, 24*time.Hour)
-	c.PasswordResetURL = e.str("PASSWORD_RESET_URL", strings.TrimSuffix(c.Issuer, "/")+"/password/reset")
+	c.PasswordResetURL = e.str("PASSWORD_RESET_URL", c.Issuer+"/password/reset")
 	// The link carries a token that works like the password: https in release mode.
 	if u, err := url.Parse(c.PasswordResetURL); err != nil || (u.Scheme != "https" && (c.Release || u.Scheme != "http")) || u.Host == "" || u.Fragment != "" {
 		e.fail("PASSWORD_RESET_URL", "want an absolute https URL without a fragment (http only in debug mode)")

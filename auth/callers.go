@@ -87,11 +87,10 @@ func check(c caller, d Deps, next http.Handler) http.Handler {
 // (chrome-extension://, moz-extension://, an app's) is no web page's, and a
 // browser extension with host permissions reads the answer without CORS.
 func refuseOtherSites(log *slog.Logger, issuer string, origins []string, next http.Handler) http.Handler {
-	self := strings.ToLower(strings.TrimSuffix(issuer, "/"))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o := r.Header.Get("Origin")
 		web := o == "null" || strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://")
-		if web && o != self && !slices.Contains(origins, o) {
+		if web && o != issuer && !slices.Contains(origins, o) {
 			httpx.WriteOAuthError(w, r, log, httpx.E(httpx.KindInvalid, "requests from web pages of this origin are refused (CORS_ORIGINS)"))
 			return
 		}

@@ -80,7 +80,7 @@ type deviceResponse struct {
 // 8628 §3.1) for the client its caller check authenticated (a public one
 // by its client_id, as at the token endpoint).
 func handleDeviceAuthorization(log *slog.Logger, db *store.DB, ts *Tokens, b *Browser, oidc bool, now func() time.Time) http.Handler {
-	page := strings.TrimSuffix(ts.Issuer, "/") + "/oauth2/device"
+	page := ts.Issuer + "/oauth2/device"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, err := authorizeDevice(r.Context(), db, ts, b, principalOf(r), oidc, page, now())
 		writeOAuth(w, r, log, http.StatusOK, resp, err)

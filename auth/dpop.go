@@ -66,7 +66,7 @@ func (ts *Tokens) checkProof(r *http.Request, accessToken string, kind httpx.Kin
 	case len(values) > 1:
 		return nil, dpopError(kind, "send one DPoP proof")
 	}
-	p, err := token.ParseProof(values[0], token.ProofWant{Method: r.Method, URL: strings.TrimSuffix(ts.Issuer, "/") + r.URL.EscapedPath(),
+	p, err := token.ParseProof(values[0], token.ProofWant{Method: r.Method, URL: ts.Issuer + r.URL.EscapedPath(),
 		AccessToken: accessToken, Now: now})
 	if err != nil {
 		return nil, dpopError(kind, "the DPoP proof is invalid")

@@ -3,7 +3,6 @@ package auth
 import (
 	"net/http"
 	"slices"
-	"strings"
 
 	"oauth2-api/httpx"
 	"oauth2-api/token"
@@ -14,15 +13,14 @@ import (
 // the RFC 7591 registration endpoint. They change only with the
 // configuration, so caches may keep them for an hour.
 func handleMetadata(iss string, idTokens *token.Signer, published []*token.Key, requirePAR, registration bool) http.Handler {
-	base := strings.TrimSuffix(iss, "/")
 	auth := []string{"client_secret_basic", "client_secret_post", "none"}
 	m := map[string]any{
 		"issuer":                                         iss,
-		"authorization_endpoint":                         base + "/oauth2/authorize",
-		"token_endpoint":                                 base + "/oauth2/token",
-		"revocation_endpoint":                            base + "/oauth2/revoke",
-		"introspection_endpoint":                         base + "/oauth2/introspect",
-		"jwks_uri":                                       base + "/.well-known/jwks.json",
+		"authorization_endpoint":                         iss + "/oauth2/authorize",
+		"token_endpoint":                                 iss + "/oauth2/token",
+		"revocation_endpoint":                            iss + "/oauth2/revoke",
+		"introspection_endpoint":                         iss + "/oauth2/introspect",
+		"jwks_uri":                                       iss + "/.well-known/jwks.json",
 		"response_types_supported":                       []string{"code"},
 		"response_modes_supported":                       []string{"query"},
 		"grant_types_supported":                          supportedGrants,
@@ -32,16 +30,16 @@ func handleMetadata(iss string, idTokens *token.Signer, published []*token.Key, 
 		"code_challenge_methods_supported":               []string{"S256"},
 		"authorization_response_iss_parameter_supported": true,
 		"dpop_signing_alg_values_supported":              token.ProofAlgs,
-		"pushed_authorization_request_endpoint":          base + "/oauth2/par",
-		"device_authorization_endpoint":                  base + "/oauth2/device_authorization",
+		"pushed_authorization_request_endpoint":          iss + "/oauth2/par",
+		"device_authorization_endpoint":                  iss + "/oauth2/device_authorization",
 		"require_pushed_authorization_requests":          requirePAR,
 	}
 	if registration {
-		m["registration_endpoint"] = base + "/oauth2/register"
+		m["registration_endpoint"] = iss + "/oauth2/register"
 	}
 	if idTokens != nil {
-		m["userinfo_endpoint"] = base + "/oauth2/userinfo"
-		m["end_session_endpoint"] = base + "/oauth2/logout"
+		m["userinfo_endpoint"] = iss + "/oauth2/userinfo"
+		m["end_session_endpoint"] = iss + "/oauth2/logout"
 		m["scopes_supported"] = []string{scopeOpenID, scopeProfile, scopeEmail}
 		m["subject_types_supported"] = []string{"public"}
 		// Every published key's algorithm, the signing key's first: during a

@@ -320,7 +320,7 @@ type registration struct {
 func registrationView(c *store.Client, iss, secret, accessToken string) *registration {
 	v := &registration{
 		ClientID: c.ID, ClientSecret: secret, ClientIDIssuedAt: c.CreatedAt.Unix(), RegistrationAccessToken: accessToken,
-		RegistrationClientURI: strings.TrimSuffix(iss, "/") + "/oauth2/register/" + url.PathEscape(c.ID),
+		RegistrationClientURI: iss + "/oauth2/register/" + url.PathEscape(c.ID),
 		metadata: metadata{ClientName: c.Name, RedirectURIs: nonNil(c.RedirectURIs), PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 			GrantTypes: c.GrantTypes, ResponseTypes: []string{}, AuthMethod: c.AuthMethod,
 			Scope: strings.Join(c.Scopes, " "), DPoPBound: c.RequireDPoP, RequirePAR: c.RequirePAR},

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -109,7 +108,7 @@ func routes(d Deps) []route {
 	api, creds, pages := budget{perIP: d.API}, budget{perIP: d.Creds}, budget{perIP: d.Pages}
 	client, none := budget{perClient: true}, budget{}
 	clientRows := budget{perClient: true, allAddresses: true}
-	v := verification{mail: d.Mail, link: strings.TrimSuffix(iss, "/") + "/email/verify", ttl: d.EmailVerificationTTL, required: d.RequireEmailVerification}
+	v := verification{mail: d.Mail, link: iss + "/email/verify", ttl: d.EmailVerificationTTL, required: d.RequireEmailVerification}
 	meta := handleMetadata(iss, d.IDTokens, d.PublicKeys, d.RequirePAR, dynamicRegistration(d))
 	rs := []route{
 		// Operations. /metrics is for the proxy to keep private (deploy/).
