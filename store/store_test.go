@@ -741,9 +741,11 @@ func TestResetEndsEverySession(t *testing.T) {
 
 // Deactivating or deleting a user spends its outstanding reset links: one
 // mailed before would otherwise replace the password of the inactive
-// account, a password that then held after a reactivation. Its consents go
-// too (a deletion is soft: no foreign key cascades).
-func TestEndingAUserSpendsResetLinks(t *testing.T) {
+// account, a password that then held after a reactivation. Its
+// verification links too: one verified a deactivated user's address (204,
+// an email.verified event). Its consents go as well (a deletion is soft:
+// no foreign key cascades).
+func TestEndingAUserSpendsItsLinks(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		by, inactive := newAdmin(t, db), false
 		if err := db.CreateClient(ctx, 0, &store.Client{ID: "c1", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
@@ -767,6 +769,7 @@ func TestEndingAUserSpendsResetLinks(t *testing.T) {
 			if err := db.SaveConsent(ctx, u.ID, "", clientOf("c1"), "", "read", t0); err != nil {
 				t.Fatal(err)
 			}
+			link := newLink(t, db, u, u.Email, t0.Add(time.Hour), t0)
 			if err := c.end(u.ID); err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
@@ -775,6 +778,9 @@ func TestEndingAUserSpendsResetLinks(t *testing.T) {
 			}
 			if _, _, err := db.ResetPassword(ctx, reset, "$new", time.Hour, t0); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("a reset link mailed before the %s still reset the password: %v", c.name, err)
+			}
+			if _, err := db.VerifyEmail(ctx, link, t0); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("a verification link mailed before the %s still verified the address: %v", c.name, err)
 			}
 		}
 	})

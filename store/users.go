@@ -369,12 +369,15 @@ func (db *DB) DeleteUser(ctx context.Context, by, id int64, accessTTL time.Durat
 // In the other order that family was created after the revocation had
 // read them, and lived on.
 //
-// It also spends the user's outstanding reset links: one mailed before a
-// deactivation would otherwise still replace the password, which then held
-// after a reactivation.
+// It also spends the user's outstanding reset and verification links: a
+// reset link mailed before a deactivation would otherwise still replace the
+// password, which then held after a reactivation, and a verification link
+// still verified a deactivated user's address.
 func revokeUserTx(ctx context.Context, tx *txn, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
-	if _, err := tx.ExecContext(ctx, `UPDATE reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, id, now.Unix()); err != nil {
-		return e, err
+	for _, links := range []string{"reset_tokens", "email_verification_tokens"} {
+		if _, err := tx.ExecContext(ctx, `UPDATE `+links+` SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, id, now.Unix()); err != nil {
+			return e, err
+		}
 	}
 	if e.SignIns, err = endSignInsTx(ctx, tx, signInsByUser, id); err != nil {
 		return e, err
