@@ -94,6 +94,9 @@ var shipped = map[string]string{
 	"migrations/postgres/0026_refresh_unspent.sql":      "1526f7e927a74f70",
 	"migrations/sqlite/0026_refresh_unspent.sql":        "1526f7e927a74f70",
 	"../mysql/migrations/0026_refresh_unspent.sql":      "141c4508d39bf740",
+	"migrations/postgres/0027_deleted_users.sql":        "7a5746c6cb4860a6",
+	"migrations/sqlite/0027_deleted_users.sql":          "7a5746c6cb4860a6",
+	"../mysql/migrations/0027_deleted_users.sql":        "e393f5a7c97c841e",
 }
 
 func TestShippedMigrationsUnchanged(t *testing.T) {

@@ -24,8 +24,9 @@ const backlog = 2*store.PurgeBatch + 1
 // each a statement (or for the audit log a transaction) of its own.
 
 // A backlog of more than a batch is purged in one call, on every dialect:
-// the expired refresh tokens and dead families, and the audit events past
-// retention, the chain verifying from its new base. What is live stays.
+// the expired refresh tokens and dead families, the audit events past
+// retention, the chain verifying from its new base, and the email and
+// username of the users deleted before it. What is live stays.
 func TestPurgeBacklog(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(d, func(t *testing.T) {
@@ -38,6 +39,9 @@ func TestPurgeBacklog(t *testing.T) {
 			})
 			insertRows(t, raw, "refresh_tokens", "hash, family_id, created_at, expires_at", backlog, func(i int) string {
 				return fmt.Sprintf("'rt%06d', 'f%06d', %d, %d", i, i, t0.Unix(), t0.Unix()+int64(i))
+			})
+			insertRows(t, raw, "users", "email, username, password_hash, created_at, updated_at, deleted_at", backlog, func(i int) string {
+				return fmt.Sprintf("'u%06d@example.com', 'u%06d', '', %d, %d, %d", i, i, t0.Unix(), t0.Unix(), t0.Unix())
 			})
 			pruned := fillAuditLog(t, db, raw)
 			kept := event("login.failure", "kept")
@@ -52,6 +56,9 @@ func TestPurgeBacklog(t *testing.T) {
 			}
 			if f, rt := count(t, raw, "token_families"), count(t, raw, "refresh_tokens"); f != 1 || rt != 1 {
 				t.Errorf("after purging a backlog of %d dead families with their expired tokens: %d families, %d refresh tokens left; want the live one and its token", backlog, f, rt)
+			}
+			if n := count(t, raw, "users WHERE email LIKE '%@%'"); n != 1 {
+				t.Errorf("after purging a backlog of %d users deleted before the audit retention: %d users named; want the live one", backlog, n)
 			}
 			if got, err := db.AnyRefreshToken(ctx, token.Hash("live")); err != nil || got.Family.ID != "live" {
 				t.Errorf("the live family's token after the purge: %+v, %v", got, err)
@@ -163,6 +170,56 @@ BEGIN SELECT RAISE(ABORT, 'a refresh token deleted by its family''s cascade'); E
 	}
 }
 
+// A deleted account kept its password hash, names, email and username for
+// ever (a DELETE of the row fails on its foreign keys). The deletion now
+// blanks the hash and the names; the purge replaces the email and username
+// with 'deleted:<id>' once the deletion is older than the audit retention,
+// never without one (0: events kept for ever), and leaves live users, one
+// who signed up again with the same address and name included.
+func TestDeletedUserForgotten(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db, raw := onServer(t, d)
+			ann := &store.User{Email: "ann@example.com", Username: "Ann", PasswordHash: "$argon2id$x", FirstName: "Annabel", LastName: "Privata", IsActive: true}
+			if err := db.CreateUser(ctx, ann, t0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.DeleteUser(ctx, newAdmin(t, db), ann.ID, time.Hour, t0); err != nil {
+				t.Fatal(err)
+			}
+			again := newUser(t, db, "ann@example.com", "ann")
+			row := func(u *store.User) string {
+				t.Helper()
+				var r [5]string
+				if err := raw.QueryRow(`SELECT email, username, password_hash, first_name, last_name FROM users WHERE id = `+store.FormatID(u.ID)).Scan(&r[0], &r[1], &r[2], &r[3], &r[4]); err != nil {
+					t.Fatal(err)
+				}
+				return strings.Join(r[:], " ")
+			}
+			ret := store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: maxAge, Audit: 24 * time.Hour}
+			for _, c := range []struct {
+				now        time.Time
+				audit      time.Duration
+				ann, again string
+			}{
+				{t0, ret.Audit, "ann@example.com Ann   ", "ann@example.com ann $argon2id$x  "},
+				{t0.Add(1000 * time.Hour), 0, "ann@example.com Ann   ", "ann@example.com ann $argon2id$x  "},
+				{t0.Add(ret.Audit - time.Second), ret.Audit, "ann@example.com Ann   ", "ann@example.com ann $argon2id$x  "},
+				{t0.Add(ret.Audit), ret.Audit, fmt.Sprintf("deleted:%d deleted:%[1]d   ", ann.ID), "ann@example.com ann $argon2id$x  "},
+			} {
+				ret.Audit = c.audit
+				if err := db.Purge(ctx, ret, c.now); err != nil {
+					t.Fatal(err)
+				}
+				if got, gotAgain := row(ann), row(again); got != c.ann || gotAgain != c.again {
+					t.Errorf("deleted at %v, purged at %v with audit retention %v: the deleted row is %q, the live one %q; want %q, %q",
+						t0, c.now, c.audit, got, gotAgain, c.ann, c.again)
+				}
+			}
+		})
+	}
+}
+
 // The dead families' tokens were deleted by a list of as many ids as the
 // last chunk held: up to a hundred statement texts, each prepared on every
 // connection and kept (on MySQL, against max_prepared_stmt_count). Now one.
@@ -210,6 +267,9 @@ func TestPruneAuditKeepsBatchesBeforeALock(t *testing.T) {
 			url := storetest.URL(t, d)
 			db := storetest.OpenURL(t, url)
 			raw := rawDB(t, d, url)
+			insertRows(t, raw, "users", "email, username, password_hash, created_at, updated_at, deleted_at", backlog, func(i int) string {
+				return fmt.Sprintf("'u%06d@example.com', 'u%06d', '', %d, %d, %d", i, i, t0.Unix(), t0.Unix(), t0.Unix())
+			})
 			pruned := fillAuditLog(t, db, raw)
 			kept := event("login.failure", "kept")
 			kept.Time = t0.Add(24 * time.Hour)

@@ -178,8 +178,8 @@ func TestMigrationLockWaitBounded(t *testing.T) {
 			done := make(chan error, 1)
 			go func() {
 				applied, err := db.Migrate(ctx, t0)
-				if err == nil && !slices.Equal(applied, []string{"0026_refresh_unspent"}) {
-					err = fmt.Errorf("applied %v; want 0026 alone", applied)
+				if err == nil && !slices.Contains(applied, "0026_refresh_unspent") {
+					err = fmt.Errorf("applied %v; want 0026 and any later", applied)
 				}
 				done <- err
 			}()
@@ -321,6 +321,9 @@ func TestDeletesIndexed(t *testing.T) {
 				{`DELETE FROM pushed_requests WHERE client_id = 'c'`, "pushed_requests_client"},
 				// The purge's, which reads the unspent only (migration 0026).
 				{`DELETE FROM refresh_tokens WHERE expires_at <= 1 AND created_at <= 1 AND used_at IS NULL`, "refresh_tokens_unspent"},
+				// The deleted users still named, past the audit retention (0027;
+				// MySQL's store.Purge reads its named_deleted column instead).
+				{`UPDATE users SET email = 'x' WHERE deleted_at <= 1 AND email LIKE '%@%'`, "users_deleted_named"},
 			} {
 				// MySQL names its own index of a foreign key's column.
 				if plan, indexed := explain(t, d, raw, c.q); !indexed || d != store.MySQL && !strings.Contains(plan, c.index) {

@@ -467,7 +467,7 @@ type Retention struct {
 	LoginWindow time.Duration // LOGIN_LOCKOUT: a count lives as long as its window
 	AccessTTL   time.Duration // an access token lives this long after its mint
 	MaxAge      time.Duration // REFRESH_TOKEN_MAX_DAYS: no family mints after it
-	Audit       time.Duration // AUDIT_RETENTION_DAYS: audit events are kept this long (0: for ever)
+	Audit       time.Duration // AUDIT_RETENTION_DAYS: audit events, and a deleted user's email and username, are kept this long (0: for ever)
 }
 
 // Purge deletes rows that can no longer matter, so that every table is
@@ -475,7 +475,8 @@ type Retention struct {
 // sessions, reset tokens, spent or expired verification tokens, login
 // counts past their window, dead families and the codes that started them,
 // and device requests an hour after they expire (a redeemed one with its
-// session).
+// session); and after r.Audit, audit events and a deleted user's email and
+// username.
 //
 // A family (a session) is kept while it can mint (not revoked, younger than
 // MaxAge, with an unspent refresh token) and then while an access token it
@@ -505,15 +506,16 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 	defer db.wrap(&err, "purge")
 	t := now.Unix()
 	minted := now.Add(-r.AccessTTL - time.Minute).Unix() // tokens minted before this are expired
-	purge := func(table, where string, args ...any) {
+	batches := func(query string, args ...any) {
 		for {
-			n, qerr := db.written(ctx, db.deleteBatch(table, where), args...)
+			n, qerr := db.written(ctx, query, args...)
 			if qerr != nil || n < purgeBatch {
 				err = errors.Join(err, qerr)
 				return
 			}
 		}
 	}
+	purge := func(table, where string, args ...any) { batches(db.deleteBatch(table, where), args...) }
 	purge("revocations", `expires_at <= $1`, t)
 	purge("refresh_tokens", `expires_at <= $1 AND created_at <= $2 AND used_at IS NULL`, t, minted)
 	// A dead family's refresh tokens go first, by batches of their own:
@@ -547,6 +549,15 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
   AND (family_id IS NULL OR NOT EXISTS (SELECT 1 FROM token_families f WHERE f.id = device_codes.family_id))`, now.Add(-time.Hour).Unix())
 	if r.Audit > 0 {
 		err = errors.Join(err, db.PruneAudit(ctx, now.Add(-r.Audit)))
+		// A user deleted before the oldest event kept is named by none: its
+		// email and username go, for 'deleted:<id>', which no sign-up can
+		// take (no '@', and a ':'), through the index of the deleted users
+		// still named (migration 0027).
+		named := `deleted_at <= $1 AND email LIKE '%@%'`
+		if db.dialect == MySQL {
+			named = `named_deleted <= $1`
+		}
+		batches(db.batch(`UPDATE users SET email = concat('deleted:', id), username = concat('deleted:', id)`, "users", named), now.Add(-r.Audit).Unix())
 	}
 	return err
 }
@@ -614,23 +625,29 @@ ORDER BY id LIMIT `+strconv.Itoa(purgeBatch), minted, old, after)
 const purgeBatch = 5000
 
 // deleteBatch is DELETE FROM table WHERE where, of at most purgeBatch rows.
-// MySQL takes DELETE … LIMIT, but no subquery on the table it deletes
-// from; PostgreSQL and SQLite take no DELETE … LIMIT, but the rows a
-// SELECT found. On PostgreSQL that SELECT locks them (FOR UPDATE): a row
-// changed since the statement began is deleted only if it still matches,
-// as with a plain DELETE (a login count whose window restarted, a pushed
-// request extended), and cannot change between the SELECT and the DELETE.
-// It skips a row locked by another transaction, left for the next run,
-// instead of waiting for it. On SQLite a statement runs alone.
 func (db *DB) deleteBatch(table, where string) string {
+	return db.batch(`DELETE FROM `+table, table, where)
+}
+
+// batch is head (a DELETE FROM table, or an UPDATE table SET …) of at most
+// purgeBatch rows that where matches. MySQL takes DELETE and UPDATE …
+// LIMIT, but no subquery on the table it writes; PostgreSQL and SQLite
+// take no LIMIT there, but the rows a SELECT found. On PostgreSQL that
+// SELECT locks them (FOR UPDATE): a row changed since the statement began
+// is written only if it still matches, as with a plain DELETE (a login
+// count whose window restarted, a pushed request extended), and cannot
+// change between the SELECT and the write. It skips a row locked by
+// another transaction, left for the next run, instead of waiting for it.
+// On SQLite a statement runs alone.
+func (db *DB) batch(head, table, where string) string {
 	limit := ` LIMIT ` + strconv.Itoa(purgeBatch)
 	switch db.dialect {
 	case MySQL:
-		return `DELETE FROM ` + table + ` WHERE ` + where + limit
+		return head + ` WHERE ` + where + limit
 	case Postgres:
-		return `DELETE FROM ` + table + ` WHERE ctid = ANY(ARRAY(SELECT ctid FROM ` + table + ` WHERE ` + where + limit + ` FOR UPDATE SKIP LOCKED))`
+		return head + ` WHERE ctid = ANY(ARRAY(SELECT ctid FROM ` + table + ` WHERE ` + where + limit + ` FOR UPDATE SKIP LOCKED))`
 	}
-	return `DELETE FROM ` + table + ` WHERE rowid IN (SELECT rowid FROM ` + table + ` WHERE ` + where + limit + `)`
+	return head + ` WHERE rowid IN (SELECT rowid FROM ` + table + ` WHERE ` + where + limit + `)`
 }
 
 const (

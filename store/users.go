@@ -342,11 +342,16 @@ func (db *DB) ListUsers(ctx context.Context, limit, offset int) (users []User, t
 }
 
 // DeleteUser soft-deletes the user, as the admin by asks (asAdmin), and
-// ends every session of the user.
+// ends every session of the user. The row stays, for the ids its families,
+// codes and audit events hold, but what only a live account needs goes:
+// the password hash (emptied: no password verifies it, nor does anything
+// read a deleted user's) and the names. The email and username go later, once
+// the audit events of the account are pruned (Purge).
 func (db *DB) DeleteUser(ctx context.Context, by, id int64, accessTTL time.Duration, now time.Time) (e Ended, err error) {
 	defer db.wrap(&err, "delete user")
 	err = db.asAdmin(ctx, by, func(tx *txn) error {
-		err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL`, id, now.Unix())
+		err := tx.execOr(ctx, ErrNotFound, `UPDATE users SET deleted_at = $2, updated_at = $2, password_hash = '', first_name = '', last_name = ''
+WHERE id = $1 AND deleted_at IS NULL`, id, now.Unix())
 		if err != nil {
 			return err
 		}
