@@ -374,7 +374,7 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	}
 	h := auth.NewHandler(auth.Deps{
 		Log: log, DB: db, Tokens: ts, Passwords: pw,
-		Throttle: auth.Throttle{Max: cfg.LoginMaxFailures, Window: cfg.LoginLockout},
+		Throttle: auth.Throttle{Max: cfg.LoginMaxFailures, Window: cfg.LoginLockout, Key: token.MAC(ks.cookieKey, "login throttle")},
 		Metrics:  authm, HTTP: httpm, Registry: reg, API: apiLimit, Pages: pageLimit, Creds: credLimit, PerClient: clientLimit, PublicClients: publicLimit,
 		Now: time.Now, Version: version, Started: started,
 		Clients: clients, Browser: browser, IDTokens: ks.idTokens, PublicKeys: ks.public,

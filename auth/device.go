@@ -250,8 +250,8 @@ func findDevice(ctx context.Context, log *slog.Logger, db *store.DB, b *Browser,
 		key string
 		max int
 	}{
-		{token.Hash("device-address:" + addressKey(info.ClientIP)), deviceMaxWrongPerAddress},
-		{token.Hash("device-browser:" + b.cookie(r, cookieCSRF)), deviceMaxWrongPerBrowser},
+		{th.account("device-address", addressKey(info.ClientIP)), deviceMaxWrongPerAddress},
+		{th.account("device-browser", b.cookie(r, cookieCSRF)), deviceMaxWrongPerBrowser},
 	}
 	var wait time.Duration
 	started := make([]time.Time, len(counts)) // each count's window, for its refund

@@ -20,6 +20,8 @@ import (
 	"oauth2-api/httpx"
 	"oauth2-api/ratelimit"
 	"oauth2-api/store"
+	"oauth2-api/store/storetest"
+	"oauth2-api/token"
 )
 
 // userKeys are the fields of a user in API.md; nothing else may appear.
@@ -461,6 +463,34 @@ func TestLoginThrottleResetAndShared(t *testing.T) {
 		e.clock.Add(e.deps.Throttle.Window)
 		e.login("erin", good)
 	})
+}
+
+// A login text's count was named by its plain SHA-256 ("login:" and the
+// text lower-cased): a copy of the database gave back what was typed to a
+// guess, a password typed into the login field included. It is an HMAC
+// under a key from JWT_SECRET now: two instances with the same key on one
+// database still count together, one with another key apart.
+func TestLoginCountsKeyed(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			keyed := func(key string) *env {
+				return newEnvOn(t, storetest.OpenURL(t, url), func(d *Deps) { d.Throttle.Key = []byte(key) })
+			}
+			a, b, other := keyed("one"), keyed("one"), keyed("two")
+			const typed = "Typed-Password-1"
+			for i := range a.deps.Throttle.Max {
+				[]*env{a, b}[i%2].loginAttempt(typed, "Wrong-Password-1").want(http.StatusUnauthorized)
+			}
+			wantAPIError(b.loginAttempt(typed, "Wrong-Password-1"), http.StatusTooManyRequests, "too_many_attempts")
+			var n int
+			plain := token.Hash("login:" + strings.ToLower(typed))
+			if err := storetest.Raw(t, d, url).QueryRow(`SELECT count(*) FROM login_failures WHERE account = '` + plain + `'`).Scan(&n); err != nil || n != 0 {
+				t.Errorf("login_failures rows named by the login text's SHA-256: %d, %v; want none", n, err)
+			}
+			other.loginAttempt(typed, "Wrong-Password-1").want(http.StatusUnauthorized)
+		})
+	}
 }
 
 // --- refresh ---

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"strings"
@@ -18,6 +19,16 @@ import (
 type Throttle struct {
 	Max    int
 	Window time.Duration
+	Key    []byte // the counts' names are MACs under it (account): from JWT_SECRET, so every instance names them alike
+}
+
+// account names the count of text, of a kind ("login", "device-address"):
+// an HMAC under th.Key, so that a copy of the database does not give back
+// what was typed into a login field (a password, at times) or an address
+// to whoever guesses it, as the plain SHA-256 did. A new JWT_SECRET starts
+// every count again.
+func (th Throttle) account(kind, text string) string {
+	return hex.EncodeToString(token.MAC(th.Key, kind+"\x00"+text))
 }
 
 // errBadCredentials is the one answer to a wrong login or password, known
@@ -39,10 +50,9 @@ func throttled(wait time.Duration) *httpx.Error {
 
 // loginKey names the count of a login text, whether or not it names a user,
 // so that unknown accounts are throttled exactly like known ones and a 429
-// reveals nothing. It is hashed: attempted logins (sometimes passwords typed
-// in the wrong field) are not stored.
-func loginKey(login string) string {
-	return token.Hash("login:" + strings.ToLower(login))
+// reveals nothing. Attempted logins are not stored (account).
+func (th Throttle) loginKey(login string) string {
+	return th.account("login", strings.ToLower(login))
 }
 
 // authenticate checks a login (email or username) and password. It takes as
@@ -76,7 +86,7 @@ func authenticate(ctx context.Context, log *slog.Logger, db *store.DB, pw *Passw
 	if u != nil {
 		uid = u.ID
 	}
-	byLogin, byUser, err := db.CountLoginAttempt(ctx, loginKey(login), uid, th.Window, now)
+	byLogin, byUser, err := db.CountLoginAttempt(ctx, th.loginKey(login), uid, th.Window, now)
 	if err != nil {
 		return nil, err
 	}

@@ -117,7 +117,7 @@ ON DUPLICATE KEY UPDATE
 )
 
 // userAccount is the login_failures account of a user. Login-text accounts
-// are SHA-256 hex digests, so the two can never collide.
+// are hex digests (HMAC-SHA256), so the two can never collide.
 func userAccount(userID int64) string { return "user:" + FormatID(userID) }
 
 // ClearLoginFailures forgets every count that names the user (after a
