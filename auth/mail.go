@@ -155,10 +155,15 @@ func (m *SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 
 // smtpErr names the step that failed and, for a server's error reply, only
 // its code: a reply's text may quote the recipient's address, which the
-// logs never hold ("550 5.1.1 <ann@example.com>: User unknown").
+// logs never hold ("550 5.1.1 <ann@example.com>: User unknown"). A reply
+// that is no reply (no three-digit code) is a textproto.ProtocolError whose
+// text is the whole line: it is named, not quoted.
 func smtpErr(step string, err error) error {
 	if te, ok := errors.AsType[*textproto.Error](err); ok {
 		return fmt.Errorf("smtp: %s: server replied %d", step, te.Code)
+	}
+	if _, ok := errors.AsType[textproto.ProtocolError](err); ok {
+		return fmt.Errorf("smtp: %s: malformed server reply", step)
 	}
 	if err != nil {
 		return fmt.Errorf("smtp: %s: %w", step, err)

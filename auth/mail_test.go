@@ -1,9 +1,12 @@
 package auth
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -131,6 +134,39 @@ func TestMailNotSentLogsNoAddress(t *testing.T) {
 	}
 	if n := met.MailFailures.With(mailError).Value(); n != 1 || !strings.Contains(logs.String(), "RCPT TO: server replied 550") {
 		t.Fatalf("failures %d, logs %s; want one \"mail not sent\" with the reply's code", n, logs)
+	}
+}
+
+// A reply without a code is a textproto.ProtocolError holding the whole
+// line, which may quote the recipient: it is named, never quoted (a relay
+// answering RCPT with "55 <ann@example.com>: no such user" put the address in
+// the log).
+func TestMalformedSMTPReplyNotQuoted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		fmt.Fprint(c, "220 relay\r\n")
+		for _, reply := range []string{"250 relay", "250 ok", "55 <ann@example.com>: no such user"} { // EHLO, MAIL FROM, RCPT TO
+			if _, err := r.ReadString('\n'); err != nil {
+				return
+			}
+			fmt.Fprint(c, reply+"\r\n")
+		}
+		r.ReadString('\n')
+	}()
+	m := &SMTPMailer{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, TLSMode: SMTPNoTLS, From: "auth@example.com", Timeout: 10 * time.Second}
+	err = m.Send(context.Background(), "ann@example.com", "Reset your password", "a link")
+	if err == nil || strings.Contains(err.Error(), "ann@") || !strings.Contains(err.Error(), "RCPT TO: malformed server reply") {
+		t.Fatalf("Send = %v; want the step named and the reply not quoted", err)
 	}
 }
 
