@@ -329,6 +329,8 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	reg.AddGoRuntime()
 	httpm := httpx.NewMetrics(reg, auth.AuditActions...)
 	authm := auth.NewMetrics(reg)
+	reg.GaugeFunc("oauth2_revocations_age_seconds", "Seconds since the revocation list was last read from the database; past 9 s, token checks answer 503.",
+		func() float64 { return ts.Revoked.Age(time.Now()).Seconds() })
 	apiRate := rate.Limit(float64(cfg.RateLimitRequests) / cfg.RateLimitWindow.Seconds())
 	apiLimit, pageLimit := ratelimit.New(apiRate, cfg.RateLimitRequests, 100_000), ratelimit.New(apiRate, cfg.RateLimitRequests, 100_000)
 	credLimit := ratelimit.New(cfg.LoginRate, cfg.LoginBurst, 100_000)

@@ -197,6 +197,8 @@ func verifyAccess(r *http.Request, db *store.DB, ts *Tokens, now time.Time) (*to
 	}
 	c, err := ts.Verify(raw, now)
 	switch {
+	case errors.Is(err, ErrStale):
+		return nil, err
 	case (err != nil || c.Cnf == nil) && dpop:
 		return nil, errBadDPoPToken
 	case err != nil:

@@ -49,19 +49,20 @@ func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok 
 // introspection request holds: an access token this server issued (its
 // claims, as VerifyIssued accepts them), a refresh token, expired or not
 // (revoking one ends its session, whose access tokens may outlive it:
-// RFC 7009 §2.1; introspect checks its expiry), or neither (both nil). The
-// token's form says which it is: token_type_hint is only a hint (RFC 7009
-// §2.1).
+// RFC 7009 §2.1; introspect checks its expiry), or neither (both nil), or
+// ErrStale for an access token while the revocation list is too old to
+// tell (Revocations.Fresh). The token's form says which it is:
+// token_type_hint is only a hint (RFC 7009 §2.1).
 func presented(ctx context.Context, db *store.DB, ts *Tokens, tok string, now time.Time) (*token.Claims, *store.RefreshToken, error) {
 	if tok == "" {
 		return nil, nil, httpx.E(httpx.KindInvalid, "token is required")
 	}
 	if strings.Count(tok, ".") == 2 {
 		claims, err := ts.VerifyIssued(tok, now)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrStale) {
 			return nil, nil, nil // not valid: neither
 		}
-		return claims, nil, nil
+		return claims, nil, err
 	}
 	if len(tok) != token.OpaqueLen {
 		return nil, nil, nil

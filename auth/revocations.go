@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"oauth2-api/store"
@@ -26,7 +27,22 @@ type Revocations struct {
 
 	onClient func(id string) // called for every client entry (cache invalidation)
 	loaded   time.Time       // Load's now, where Run's polls begin
+	// polled is when the last successful read of the database began (Load
+	// or a poll), in Unix nanoseconds: the list holds every revocation
+	// stored before it. staleAfter is Run's bound on its age (Fresh); 0
+	// (not polling: one instance, or a test) checks nothing.
+	polled, staleAfter atomic.Int64
 }
+
+// ErrStale means the list has not been read from the database for longer
+// than Run allows (Fresh). It is unavailability, as the database's own:
+// 503 with Retry-After, logged at warn.
+var ErrStale error = staleError{}
+
+type staleError struct{}
+
+func (staleError) Error() string     { return "revocation list stale: not read from the database in time" }
+func (staleError) Unavailable() bool { return true }
 
 // revKey names a user (store.RevokeUser), or a client or a client secret
 // (store.RevokeClient, store.SecretRevocation).
@@ -117,6 +133,24 @@ func (rv *Revocations) Revoked(c *token.Claims) bool {
 	return (okUser && ms <= user.ms) || (okClient && ms <= client.ms) || (okSecret && ms <= secret.ms)
 }
 
+// Fresh returns ErrStale while Run polls and the list is older than its
+// bound: another instance may have revoked a token since. Tokens.verify
+// calls it for every check that relies on the list (introspection, the
+// bearer routes): with the database away from this instance alone, a
+// token whose client is cached, or the REST login's, meets nothing else.
+func (rv *Revocations) Fresh(now time.Time) error {
+	if bound := time.Duration(rv.staleAfter.Load()); bound > 0 && rv.Age(now) > bound {
+		return ErrStale
+	}
+	return nil
+}
+
+// Age is how long ago the last successful read of the database began
+// (oauth2_revocations_age_seconds).
+func (rv *Revocations) Age(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, rv.polled.Load()))
+}
+
 // mintedMs is when the token was minted, in Unix milliseconds: read from its
 // jti (token.NewTimedID) when that agrees with iat, otherwise the first
 // millisecond of the iat second, so that a token whose jti says nothing is
@@ -152,6 +186,7 @@ func (rv *Revocations) prune(now int64) {
 // committed after now, within OpTimeout of its stamp: in the first poll.
 func (rv *Revocations) Load(ctx context.Context, db *store.DB, now time.Time) error {
 	rv.loaded = now
+	rv.polled.Store(now.UnixNano())
 	return db.RevocationsSince(ctx, time.Unix(0, 0), now, revocationPage, rv.apply)
 }
 
@@ -174,7 +209,16 @@ const PollOverlap = 15 * time.Second
 // from the same point, so nothing is missed while the database is away; it
 // reads in pages, each within OpTimeout, so that however far it fell
 // behind it catches up. Its first poll reads from Load's now, if Load ran.
+//
+// From its start, token checks refuse a list older than two intervals and
+// OpTimeout (Fresh): successful polls leave it at most an interval and a
+// statement old, so this allows one more failed or slow poll before they
+// answer 503, whereas past it a revocation stored on another instance
+// would go unseen for as long as the database stays away. With 2 s polls
+// that is 9 s: API.md's 5 s for a change to reach every instance, and at
+// most 4 s more while this one cannot read the database.
 func (rv *Revocations) Run(ctx context.Context, db *store.DB, interval time.Duration, log *slog.Logger, now func() time.Time) {
+	rv.staleAfter.Store(int64(2*interval + store.OpTimeout))
 	since := cmp.Or(rv.loaded, now()).Add(-PollOverlap)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -192,6 +236,7 @@ func (rv *Revocations) Run(ctx context.Context, db *store.DB, interval time.Dura
 			continue
 		}
 		since = start.Add(-PollOverlap)
+		rv.polled.Store(start.UnixNano())
 		rv.prune(start.Unix())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -136,6 +137,66 @@ func TestRevocationsReachPollsWhateverTheirRequestTime(t *testing.T) {
 				}
 			}
 			b.request("GET", "/api/v1/profile", nil, bearer(caller)...).want(http.StatusOK)
+		})
+	}
+}
+
+// An instance that cannot read the revocation list does not answer from a
+// stale one. b reaches the database through a proxy and polls once, then
+// no more (the test hands Run no more times, as a cut-off instance's polls
+// fail); a revokes an access token and logs a REST login out. Within Run's
+// bound (two intervals and OpTimeout) b answers as before; past it, its
+// introspection (with the database cut: the client is cached) and its
+// bearer routes (with the database there) answer 503. Before, b said
+// "active":true and 200 for as long as its polls failed (a regression
+// test). Two instances on one database.
+func TestStaleRevocationListAnswers503(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			raw := storetest.URL(t, d)
+			proxy, viaProxy := storetest.NewProxy(t, raw)
+			a, b := newEnvOn(t, storetest.OpenURL(t, raw)), newEnvOn(t, storetest.OpenURL(t, viaProxy))
+			a.createUser("val@example.com", "val", "Val-Password-1", store.RoleUser)
+			id, secret := a.webClient()
+			at, _ := a.codeGrant(a.browser(), id, secret, "val", "Val-Password-1")
+			rest, _ := a.login("val", "Val-Password-1")
+
+			ctx, cancel := context.WithCancel(t.Context())
+			polled, calls := make(chan struct{}), 0
+			var polling sync.WaitGroup
+			polling.Go(func() {
+				b.deps.Tokens.Revoked.Run(ctx, b.db, time.Millisecond, b.deps.Log, func() time.Time {
+					if calls++; calls == 3 { // where polls begin, the first poll, and the next, once it is done
+						close(polled)
+					}
+					if calls >= 3 {
+						<-ctx.Done()
+					}
+					return b.clock.Now()
+				})
+			})
+			defer polling.Wait()
+			defer cancel()
+			<-polled
+
+			a.formPost("/oauth2/revoke", id, secret, url.Values{"token": {at}}).want(http.StatusOK)
+			a.request("POST", "/api/v1/auth/logout", nil, bearer(rest)...).want(http.StatusNoContent)
+			b.clock.Add(store.OpTimeout) // within the bound: the revocations are not seen yet
+			if in := b.introspect(id, secret, at); in["active"] != true {
+				t.Fatalf("b, its list within its bound: introspection %v; want active:true", in)
+			}
+			b.request("GET", "/api/v1/profile", nil, bearer(rest)...).want(http.StatusOK)
+
+			b.clock.Add(time.Second)
+			profile := b.request("GET", "/api/v1/profile", nil, bearer(rest)...)
+			proxy.Cut()
+			in := b.formPost("/oauth2/introspect", id, secret, url.Values{"token": {at}})
+			for name, r := range map[string]response{"profile": profile, "introspection": in} {
+				if r.Code != http.StatusServiceUnavailable || r.Header().Get("Retry-After") == "" {
+					t.Errorf("b, its list past its bound: %s %d %s; want 503 with Retry-After", name, r.Code, r.Body.String())
+				}
+			}
+			b.secrets = append(b.secrets, a.secrets...)
 		})
 	}
 }

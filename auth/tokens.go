@@ -81,7 +81,7 @@ var ErrRevoked = fmt.Errorf("%w: revoked", token.ErrInvalid)
 
 // Verify parses an access token for this server (aud is the ISSUER) and
 // checks it against the revocation list. Every failure wraps
-// token.ErrInvalid.
+// token.ErrInvalid, but ErrStale: a list too old to rely on.
 func (ts *Tokens) Verify(raw string, now time.Time) (*token.Claims, error) {
 	return ts.verify(raw, false, now)
 }
@@ -109,6 +109,9 @@ func (ts *Tokens) verify(raw string, anyAudience bool, now time.Time) (*token.Cl
 	// wrote a revocation would accept the token again after the shorter.
 	if now.Unix() >= c.IssuedAt+int64((ts.AccessTTL+token.Leeway)/time.Second) {
 		return nil, fmt.Errorf("%w: older than ACCESS_TOKEN_TTL", token.ErrInvalid)
+	}
+	if err := ts.Revoked.Fresh(now); err != nil {
+		return nil, err
 	}
 	if ts.Revoked.Revoked(c) {
 		return nil, ErrRevoked
