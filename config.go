@@ -488,8 +488,19 @@ func browserOrigin(o string) bool {
 		return false
 	}
 	host := strings.ToLower(u.Hostname())
-	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() {
+	// A browser reads a host whose last label is a number (127.1,
+	// 0x7f.0.0.1, 2130706433, 010.0.0.1) as IPv4 and sends it in dotted
+	// decimal (WHATWG URL, "ends in a number"), which netip alone parses.
+	last := strings.TrimSuffix(host, ".")
+	last = last[strings.LastIndexByte(last, '.')+1:]
+	numeric := strings.Trim(last, "0123456789") == "" || strings.HasPrefix(last, "0x") && strings.Trim(last[2:], "0123456789abcdef") == ""
+	switch ip, err := netip.ParseAddr(host); {
+	case ip.Is4In6(): // browsers write [::ffff:7f00:1], netip [::ffff:127.0.0.1]
+		return false
+	case ip.Is6():
 		host = "[" + ip.String() + "]" // RFC 5952, as browsers write it
+	case err != nil && numeric:
+		return false
 	}
 	if n, _ := strconv.Atoi(u.Port()); n != 0 && n != map[string]int{"http": 80, "https": 443}[u.Scheme] {
 		host += ":" + strconv.Itoa(n)

@@ -75,7 +75,7 @@ func TestLoadConfigValues(t *testing.T) {
 		"GIN_MODE":                  "release", // the deployment guide's alias for APP_MODE
 		"JWT_SECRET":                releaseSecret,
 		"ISSUER":                    "https://auth.example.com",
-		"CORS_ORIGINS":              "https://app.example.com, http://localhost:3000,https://app.example.com:8443,http://[::1]:3000",
+		"CORS_ORIGINS":              "https://app.example.com, http://localhost:3000,https://app.example.com:8443,http://[::1]:3000,http://127.0.0.1:3000,https://0x7f.example",
 		"TRUSTED_PROXIES":           "10.0.0.0/8,192.0.2.1",
 		"LOG_LEVEL":                 "debug",
 		"LOG_FORMAT":                "text",
@@ -115,7 +115,7 @@ func TestLoadConfigValues(t *testing.T) {
 	if c.LoginMaxFailures != 8 || c.LoginLockout != 30*time.Minute {
 		t.Errorf("LoginMaxFailures %d, LoginLockout %v", c.LoginMaxFailures, c.LoginLockout)
 	}
-	if !slices.Equal(c.CORSOrigins, []string{"https://app.example.com", "http://localhost:3000", "https://app.example.com:8443", "http://[::1]:3000"}) {
+	if !slices.Equal(c.CORSOrigins, []string{"https://app.example.com", "http://localhost:3000", "https://app.example.com:8443", "http://[::1]:3000", "http://127.0.0.1:3000", "https://0x7f.example"}) {
 		t.Errorf("CORSOrigins %q", c.CORSOrigins)
 	}
 	if want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32")}; !slices.Equal(c.TrustedProxies, want) {
@@ -277,6 +277,22 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"CORS_ORIGINS": "https://bücher.example"}, "CORS_ORIGINS"},
 		{map[string]string{"CORS_ORIGINS": "null"}, "CORS_ORIGINS"},
 		{map[string]string{"CORS_ORIGINS": "http://[0:0::1]:3000"}, "CORS_ORIGINS"},
+		// A browser sends each of these hosts in another spelling (127.0.0.1,
+		// 8.0.0.1, [::ffff:7f00:1]): the origin never matched.
+		{map[string]string{"CORS_ORIGINS": "http://127.1"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "http://0x7f.0.0.1"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "http://2130706433:3000"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "http://010.0.0.1"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "http://127.0.0.1."}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "http://a.0x10"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "http://[::ffff:127.0.0.1]"}, "CORS_ORIGINS"},
+		{map[string]string{"CORS_ORIGINS": "http://[::ffff:7f00:1]"}, "CORS_ORIGINS"},
+		{map[string]string{"ISSUER": "http://127.1:8080"}, "ISSUER"},
+		{map[string]string{"ISSUER": "http://0x7f.0.0.1"}, "ISSUER"},
+		{map[string]string{"ISSUER": "http://2130706433"}, "ISSUER"},
+		{map[string]string{"ISSUER": "http://010.0.0.1"}, "ISSUER"},
+		{map[string]string{"ISSUER": "http://127.0.0.1."}, "ISSUER"},
+		{map[string]string{"ISSUER": "http://[::ffff:127.0.0.1]:8080"}, "ISSUER"},
 		{map[string]string{"ISSUER": "https://idp.example/tenant"}, "ISSUER"}, // its forms posted outside the prefix
 		{map[string]string{"ISSUER": "https://idp.example//"}, "ISSUER"},
 		{map[string]string{"ISSUER": "https://idp.example/%2F"}, "ISSUER"},
@@ -377,6 +393,9 @@ func TestLoadConfigIssuerOrigin(t *testing.T) {
 		{"ISSUER": "https://auth.example.com"},
 		{"ISSUER": "https://auth.example.com:8443"},
 		{"ISSUER": "http://[::1]:8080"},
+		{"ISSUER": "http://127.0.0.1:8080"},
+		{"ISSUER": "https://8.0.0.1"},
+		{"ISSUER": "https://0x7f.example"},
 		{"PORT": "80"},
 	} {
 		c, err := loadConfig(envOf(env))
