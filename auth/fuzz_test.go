@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"net/mail"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -14,6 +16,7 @@ import (
 
 	"oauth2-api/store"
 	"oauth2-api/store/storetest"
+	"oauth2-api/token"
 )
 
 // FuzzParseBasic: whatever parses re-encodes (RFC 6749 §2.3.1) to a header
@@ -173,7 +176,8 @@ func FuzzCheckRedirectURI(f *testing.F) {
 				t.Fatalf("release mode accepted %q, with %U", s, r)
 			}
 		}
-		if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+		ip, err := netip.ParseAddr(u.Hostname()) // not isLoopbackHost, which is under test
+		if u.Scheme != "https" && !(u.Scheme == "http" && (u.Hostname() == "localhost" || err == nil && ip.IsLoopback())) {
 			t.Fatalf("release mode accepted %q: scheme %q", s, u.Scheme)
 		}
 		if u.Host == "" || !validPort(u.Host) {
@@ -211,6 +215,89 @@ func FuzzRegisteredURIsReadBack(f *testing.F) {
 			if !matchRedirectURI(got.RedirectURIs, u) {
 				t.Fatalf("registered %q does not match itself", u)
 			}
+		}
+	})
+}
+
+// FuzzNormalizeUserCode: an accepted code is UserCodeLen letters of the
+// alphabet, and the code, its shown form and that in lower case all
+// normalize back to it (so normalizing is idempotent).
+func FuzzNormalizeUserCode(f *testing.F) {
+	f.Add("BCDF-GHJK")             // the shown form
+	f.Add("bcdf ghjk")             // lower case, a space for the dash
+	f.Add("BCDF\u2014GHJK")        // an em dash: every Pd is dropped
+	f.Add("BCDFGHJK\u00a0")        // a no-break space: unicode.IsSpace
+	f.Add("\u00dfCDFGHJK")         // ß, which full case mapping upper-cases to SS
+	f.Add("BCDF-GHJ\u212a")        // the Kelvin sign, which folds to K
+	f.Add(strings.Repeat("-", 65)) // over the length cap
+	f.Fuzz(func(t *testing.T, s string) {
+		c, ok := normalizeUserCode(s)
+		if !ok {
+			return
+		}
+		if len(c) != token.UserCodeLen || strings.Trim(c, token.UserCodeAlphabet) != "" {
+			t.Fatalf("normalizeUserCode(%q) = %q", s, c)
+		}
+		for _, v := range []string{c, showUserCode(c), strings.ToLower(showUserCode(c))} {
+			if d, ok := normalizeUserCode(v); !ok || d != c {
+				t.Fatalf("normalizeUserCode(%q) = %q, but normalizeUserCode(%q) = %q, %v", s, c, v, d, ok)
+			}
+		}
+	})
+}
+
+// FuzzValidEmail: an accepted (folded) address is its own fold, one that
+// net/mail reads back unchanged, with no white space, line break, angle
+// bracket or quote (SMTP RCPT, the To header), and an ASCII domain that is
+// no IP address.
+func FuzzValidEmail(f *testing.F) {
+	f.Add("ann@example.com")   // good
+	f.Add("a@[10.0.0.1]")      // a domain literal
+	f.Add("a@10.0.0.1")        // a bare IP address
+	f.Add("\u00a0a@b.example") // net/mail takes U+00A0 in an atom
+	f.Add(`"a b"@c.example`)   // a quoted local part
+	f.Add("a@b\u212a.example") // the Kelvin sign, which folds to k
+	f.Add("(c)a@b.example")    // a comment
+	f.Add("a@b.example.")      // a trailing dot
+	f.Add("\u0130@b.example")  // İ, whose lower case is two runes
+	f.Add("Ann <a@b.example>") // a display name
+	f.Fuzz(func(t *testing.T, s string) {
+		e := foldEmail(s)
+		if !validEmail(e) {
+			return
+		}
+		if foldEmail(e) != e || len(e) > 254 || strings.ContainsAny(e, " \t\r\n<>\"") {
+			t.Fatalf("validEmail accepted %q (from %q)", e, s)
+		}
+		if a, err := mail.ParseAddress(e); err != nil || a.Address != e {
+			t.Fatalf("validEmail accepted %q: net/mail reads %v, %v", e, a, err)
+		}
+		dom := e[strings.LastIndexByte(e, '@')+1:]
+		if _, err := netip.ParseAddr(dom); err == nil || !ascii(dom) || dom == "" {
+			t.Fatalf("validEmail accepted %q, with domain %q", e, dom)
+		}
+	})
+}
+
+// FuzzStampOK: a stamp is accepted only in the exact form stamp makes.
+func FuzzStampOK(f *testing.F) {
+	b := &Browser{Key: []byte("k")}
+	now := time.Unix(1_700_000_000, 0)
+	good := b.stamp("login", "v", now)
+	f.Add("v", good)                         // accepted
+	f.Add("v", "+"+good)                     // ParseInt takes a sign
+	f.Add("v", "0"+good)                     // and a leading zero
+	f.Add("w", good)                         // another value
+	f.Add("v", b.stamp("consent", "v", now)) // another purpose
+	f.Add("v", good[:len(good)-1])           // a cut MAC
+	f.Fuzz(func(t *testing.T, v, posted string) {
+		if !b.stampOK("login", v, posted, now, time.Hour) {
+			return
+		}
+		at, _, _ := strings.Cut(posted, ".")
+		sec, err := strconv.ParseInt(at, 10, 64)
+		if err != nil || posted != b.stamp("login", v, time.Unix(sec, 0)) {
+			t.Fatalf("stampOK accepted %q for %q, which is not the form stamp makes", posted, v)
 		}
 	})
 }

@@ -3,8 +3,8 @@
 // and queries. Targets for a single parser sit beside it: token.FuzzParse,
 // token.FuzzParseAsymmetric, auth.FuzzParseBasic, auth.FuzzMatchRedirectURI,
 // auth.FuzzCheckRedirectURI, auth.FuzzRegisteredURIsReadBack, auth.FuzzParseScope, auth.FuzzPKCE,
-// auth.FuzzParsePHC, auth.FuzzRegistrationMetadata, httpx.FuzzUnmarshalStrict, httpx.FuzzClientIP,
-// store.FuzzParseURL. `make fuzz` runs them all.
+// auth.FuzzParsePHC, auth.FuzzRegistrationMetadata, auth.FuzzNormalizeUserCode, auth.FuzzValidEmail,
+// auth.FuzzStampOK, httpx.FuzzUnmarshalStrict, httpx.FuzzClientIP, store.FuzzParseURL. `make fuzz` runs them all.
 //
 // # Security
 //
