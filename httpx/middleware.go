@@ -371,12 +371,8 @@ type IPResolver struct {
 	Trusted []netip.Prefix
 }
 
-// trusted compares a without its zone: a link-local peer always carries one
-// ([fe80::1%eth0]) and Prefix.Contains is false for any zoned address, so
-// refusing zones in ParsePrefixes would still leave a link-local proxy never
-// trusted. A link-local entry is thus trusted on every interface.
 func (p IPResolver) trusted(a netip.Addr) bool {
-	return slices.ContainsFunc(p.Trusted, func(t netip.Prefix) bool { return t.Contains(a.WithZone("")) })
+	return slices.ContainsFunc(p.Trusted, func(t netip.Prefix) bool { return t.Contains(a) })
 }
 
 // ClientIP returns the client address of r. From a trusted peer it walks
