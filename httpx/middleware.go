@@ -443,5 +443,14 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 		}
 		out = append(out, p.Masked())
 	}
+	// A link-local peer comes with its interface ([fe80::1%eth0]:port), and
+	// the same address names another host on each link: an entry would match
+	// no peer (Contains is false for a zoned address), or, compared without
+	// the zone, trust every link's fe80::1. The proxy's other address serves.
+	for _, p := range out {
+		if p.Addr().Is6() && p.Addr().IsLinkLocalUnicast() {
+			return nil, fmt.Errorf("%s: link-local addresses name a host per interface: trust the proxy's global or unique local address", p)
+		}
+	}
 	return out, nil
 }
