@@ -40,3 +40,14 @@ func TestRevokedTokenKnownToNewInstanceWithinLeeway(t *testing.T) {
 		}
 	})
 }
+
+// A revoking transaction commits within store.OpTimeout +
+// store.TxIdleTimeout of the created_at it stamped, or not at all
+// (store.TestLateCommitOfARevocationIsRefused): a poll that looked back less
+// could move past a row before it commits, and no instance but the
+// revoking one would ever read it.
+func TestPollOverlapOutlastsARevocationsCommit(t *testing.T) {
+	if commit := store.OpTimeout + store.TxIdleTimeout + time.Second; commit >= PollOverlap { // + created_at's truncation to the second
+		t.Fatalf("a revocation commits up to %v after its stamp; PollOverlap %v must be longer", commit, PollOverlap)
+	}
+}

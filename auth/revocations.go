@@ -183,7 +183,8 @@ func (rv *Revocations) prune(now int64) {
 // Load reads every unexpired entry from the database (at start), in pages,
 // and marks where Run's polls begin: at now, less PollOverlap, however long
 // it took. An entry it missed, committed behind a page it had read, was
-// committed after now, within OpTimeout of its stamp: in the first poll.
+// committed after now, within OpTimeout + TxIdleTimeout of its stamp (the
+// database refuses a later COMMIT: store's txn.written): in the first poll.
 func (rv *Revocations) Load(ctx context.Context, db *store.DB, now time.Time) error {
 	rv.loaded = now
 	rv.polled.Store(now.UnixNano())
@@ -201,7 +202,8 @@ func (rv *Revocations) apply(list []store.Revocation) {
 
 // PollOverlap is how far back each poll looks before the previous one, to
 // catch entries whose transaction committed after the time it stamped: the
-// time it wrote them, whatever its request's, so within store.OpTimeout.
+// time it wrote them, whatever its request's, so within store.OpTimeout +
+// store.TxIdleTimeout (10 s), past which the database refuses the COMMIT.
 const PollOverlap = 15 * time.Second
 
 // Run polls db every interval until ctx ends, applying new entries and

@@ -113,12 +113,18 @@ type session struct{ driver.Connector }
 // a division by zero is an error); READ COMMITTED, PostgreSQL's default,
 // which the statements are written for (each sees what committed before
 // it; the single-winner writes lock their rows and re-read them, see
-// store); and a lock wait as long as store's statement deadline, so that
-// the server gives up when the client does.
+// store); a lock wait as long as store's statement deadline, so that
+// the server gives up when the client does; and, on MariaDB, a transaction
+// whose next statement or COMMIT comes store.TxIdleTimeout late is ended
+// and rolled back, so that a revocation commits within the polls' overlap
+// or not at all (store's txn.written). Every transaction of ours is bounded
+// by OpTimeout anyway (a migration's statements follow each other): only a
+// late one is ended. MySQL 8 has no idle_transaction_timeout, and reads
+// what /*M! */ holds as a comment.
 var sessionSettings = []string{
 	`SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'`,
 	`SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED`,
-	fmt.Sprintf(`SET SESSION innodb_lock_wait_timeout = %d`, int(store.OpTimeout/time.Second)),
+	fmt.Sprintf(`SET SESSION innodb_lock_wait_timeout = %d /*M!, idle_transaction_timeout = %d */`, int(store.OpTimeout/time.Second), int(store.TxIdleTimeout/time.Second)),
 }
 
 func (s session) Connect(ctx context.Context) (driver.Conn, error) {

@@ -96,6 +96,16 @@ const (
 // turns into ErrUnavailable within seconds instead of a hung request.
 const OpTimeout = 5 * time.Second
 
+// TxIdleTimeout is how long the database waits for the next statement (its
+// COMMIT too) of a transaction that stamps a revocation (on MariaDB, of
+// any: mysql/mysql.go) before it ends the session, rolling the transaction
+// back (txn.written). A transaction's statements are sent within
+// OpTimeout of its start, so one that commits does so within OpTimeout +
+// TxIdleTimeout = 10 s of its stamp, however late its COMMIT reaches the
+// server: inside the polls' 15 s overlap (auth.PollOverlap), which is how
+// they find every revocation.
+const TxIdleTimeout = 5 * time.Second
+
 //go:embed migrations
 var migrations embed.FS
 

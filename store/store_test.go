@@ -1177,6 +1177,39 @@ func TestRotationWhoseAnswerIsLostIsNoReuse(t *testing.T) {
 	}
 }
 
+// A revocation's created_at is stamped before its transaction commits, and
+// the other instances' polls look back auth.PollOverlap (15 s) for rows
+// committed late. A logout whose COMMIT reached PostgreSQL 25 s late (a
+// network stall) answered 503 and committed a sid revocation no poll read:
+// the logged-out token worked on every other instance until it expired,
+// and the client's retry found the session ended and changed nothing. The
+// database now ends a revoking transaction left idle TxIdleTimeout, so the
+// late COMMIT commits nothing and the retry revokes.
+func TestLateCommitOfARevocationIsRefused(t *testing.T) {
+	for _, dialect := range storetest.Servers() {
+		t.Run(dialect, func(t *testing.T) {
+			url := storetest.URL(t, dialect)
+			p, via := storetest.NewProxy(t, url)
+			a, b := storetest.OpenURL(t, url), storetest.OpenURL(t, via) // two instances, b's path to the database unreliable
+			f, _ := newFamily(t, a, newUser(t, a, "ann@example.com", "ann").ID)
+			start := time.Now()
+			commit := map[string]string{store.Postgres: "commit", store.MySQL: "COMMIT"}[dialect]
+			passed := p.HoldRequest(commit, store.TxIdleTimeout+2*time.Second)
+			if _, err := b.RevokeSession(ctx, f.ID, time.Hour, t0); !errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("logout whose COMMIT is held = %v; want ErrUnavailable", err)
+			}
+			<-passed
+			// The retry's UPDATE waits for the first transaction to end, if it has not.
+			if r, err := b.RevokeSession(ctx, f.ID, time.Hour, t0); err != nil || r == nil {
+				t.Fatalf("retry = %v, %v; want the session ended now (the late COMMIT must commit nothing)", r, err)
+			}
+			if list, err := revocations(a, start, t0); err != nil || len(list) != 1 || list[0].Subject != f.ID {
+				t.Fatalf("the other instance's poll reads %+v, %v; want the retry's revocation", list, err)
+			}
+		})
+	}
+}
+
 func TestRotateRefreshConditions(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		u := newUser(t, db, "ann@example.com", "ann")

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -416,8 +417,12 @@ func (db *DB) Revoke(ctx context.Context, r Revocation) (err error) {
 }
 
 func insertRevocation(ctx context.Context, tx *txn, r Revocation) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)`,
-		r.Kind, r.Subject, r.NotBeforeMs, r.ExpiresAt, written())
+	at, err := tx.written()
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		r.Kind, r.Subject, r.NotBeforeMs, r.ExpiresAt, at)
 	return err
 }
 
@@ -426,8 +431,22 @@ func insertRevocation(ctx context.Context, tx *txn, r Revocation) error {
 // A request may wait long before its transaction (a password change for a
 // hashing slot, a rehash and its new hash, up to 10 s each), and an entry
 // stamped more than the polls' overlap before it commits is one they have
-// moved past: the transaction, bounded by OpTimeout, commits well within it.
-func written() int64 { return time.Now().Unix() }
+// moved past. So the transaction commits within OpTimeout + TxIdleTimeout
+// of the stamp or not at all: the database ends it when its next statement,
+// or its COMMIT, comes TxIdleTimeout after the one before (a COMMIT held up
+// 25 s by a network stall committed a revocation no poll read, and the
+// client's retry found nothing left to revoke). On PostgreSQL the bound is
+// set here, for this transaction alone (SET LOCAL: PgBouncer in transaction
+// mode keeps it); on MariaDB it is every session's (mysql/mysql.go); MySQL
+// 8 has none (README); SQLite is a local file, with nothing in transit.
+func (t *txn) written() (int64, error) {
+	if t.db.dialect == Postgres {
+		if _, err := t.ExecContext(t.ctx, fmt.Sprintf(`SET LOCAL idle_in_transaction_session_timeout = %d`, TxIdleTimeout.Milliseconds())); err != nil {
+			return 0, err
+		}
+	}
+	return time.Now().Unix(), nil
+}
 
 // RevocationsSince calls apply with the unexpired revocations written at or
 // after since, a page of at most page rows at a time, each read by a
@@ -441,9 +460,9 @@ func written() int64 { return time.Now().Unix() }
 // that a page reads only its own rows (by id alone, a poll's first page
 // scanned the table from its start on SQLite).
 // Callers poll with an overlapping since, because a transaction commits up
-// to OpTimeout after the time it stamped (written); so does a row behind a
-// page already read, which the next poll reads. Applying an entry twice is
-// harmless.
+// to OpTimeout + TxIdleTimeout after the time it stamped (written); so does
+// a row behind a page already read, which the next poll reads. Applying an
+// entry twice is harmless.
 func (db *DB) RevocationsSince(ctx context.Context, since, now time.Time, page int, apply func([]Revocation)) (err error) {
 	defer db.wrap(&err, "revocations since")
 	for at, after := since.Unix(), int64(0); ; {

@@ -256,8 +256,12 @@ func revokeFamiliesTx(ctx context.Context, tx *txn, where string, arg1, arg2 any
 	// recorded by one statement, however many there are.
 	revoked := `FROM token_families WHERE ` + where + ` AND revoked_at = $3`
 	r := SessionRevocation("", accessTTL, now)
+	at, err := tx.written()
+	if err != nil {
+		return nil, err
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (kind, subject, not_before_ms, expires_at, created_at)
-SELECT 'sid', id, $4, $5, $6 `+revoked, arg1, arg2, now.Unix(), r.NotBeforeMs, r.ExpiresAt, written()); err != nil {
+SELECT 'sid', id, $4, $5, $6 `+revoked, arg1, arg2, now.Unix(), r.NotBeforeMs, r.ExpiresAt, at); err != nil {
 		return nil, err
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT id `+revoked, arg1, arg2, now.Unix())

@@ -18,6 +18,7 @@ type Proxy struct {
 	target  string
 	stalled atomic.Bool
 	drop    atomic.Pointer[[]byte]
+	hold    atomic.Pointer[held]
 
 	mu    sync.Mutex
 	cut   bool
@@ -69,6 +70,22 @@ func (p *Proxy) Stall() { p.stalled.Store(true) }
 // and the connection closes before a byte of the answer comes back (a
 // failover or a reset path mid-response).
 func (p *Proxy) DropAnswerTo(sub string) { b := []byte(sub); p.drop.Store(&b) }
+
+// HoldRequest makes the next request that holds sub (a COMMIT, say) wait d
+// in the proxy, and what its connection sends after it, then go on to the
+// server: a path that stalls one way for a while. The channel it returns
+// is closed once the request has been passed on (or found the server gone).
+func (p *Proxy) HoldRequest(sub string, d time.Duration) <-chan struct{} {
+	h := &held{[]byte(sub), d, make(chan struct{})}
+	p.hold.Store(h)
+	return h.passed
+}
+
+type held struct {
+	sub    []byte
+	d      time.Duration
+	passed chan struct{}
+}
 
 // Restore lets bytes and new connections through again.
 func (p *Proxy) Restore() {
@@ -123,11 +140,21 @@ func (p *Proxy) relay(c net.Conn) {
 			if d := p.drop.Load(); toServer && d != nil && bytes.Contains(buf[:n], *d) && p.drop.CompareAndSwap(d, nil) {
 				dropping.Store(true)
 			}
+			h := p.hold.Load()
+			if h != nil && toServer && bytes.Contains(buf[:n], h.sub) && p.hold.CompareAndSwap(h, nil) {
+				time.Sleep(h.d)
+			} else {
+				h = nil
+			}
 			if !toServer && dropping.Load() {
 				return
 			}
 			if n > 0 {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
+				_, werr := dst.Write(buf[:n])
+				if h != nil {
+					close(h.passed)
+				}
+				if werr != nil {
 					return
 				}
 			}
