@@ -55,6 +55,9 @@ func postgresUnavailable(err error) (known, unavailable bool) {
 	if !errors.As(err, &pg) {
 		return false, false
 	}
+	if pg.Code == "25P03" || pg.Code == "25P04" { // idle-in-transaction, transaction timeout: a late COMMIT refused (TxIdleTimeout)
+		return true, true
+	}
 	switch pg.Code[:2] {
 	case "08", "40", "53", "57", "58": // connection, rollback (retry), resources, operator, system
 		return true, true
