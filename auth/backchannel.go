@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"oauth2-api/store"
@@ -18,21 +19,44 @@ import (
 // Connect Back-Channel Logout 1.0): for each client the sign-in gave a code
 // to that registered a back-channel logout URI, a logout token signed with
 // the ID token key is POSTed there. It runs off the request path, in a
-// bounded queue, each delivery with a short timeout and a few retries, and
-// never follows a redirect (the URI is the one registered, nothing else).
+// bounded queue, each try with a short timeout, a few tries, and never
+// follows a redirect (the URI is the one registered, nothing else).
+//
+// The queue is one lane per client: a client's logout tokens go out in
+// order, one try at a time, and a try that failed waits out its backoff off
+// the senders. So a relying party that never answers holds one sender for
+// one try's timeout at a time, and its backlog at most a quarter of the
+// queue: the others' logouts go out meanwhile, and are not dropped for it.
 type Backchannel struct {
 	signer *token.Signer
 	issuer string
 	log    *slog.Logger
 	m      *Metrics
 	client *http.Client
-	q      *queue[store.SignIn]
+	n      int        // sign-ins held at most, over every client
+	ready  chan *lane // lanes whose next try may start; each is in it at most once, so n never fills
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	lanes   map[string]*lane // by client_id, while the client has sign-ins held
+	held    int
+	closed  bool
+	drained chan struct{} // closed once closed and nothing is held
+}
+
+// lane is one client's sign-ins, oldest first. Its head is the one being
+// tried: by a sender, in ready, or waiting out a backoff; only one
+// goroutine at a time has it.
+type lane struct {
+	ins   []store.SignIn
+	tries int
+	raw   string // the head's logout token, signed at its first try
 }
 
 // Delivery bounds: a relying party that does not answer within
 // logoutTimeout is tried again after each backoff, then given up (logged
-// and counted). logoutWorkers deliver side by side, so one dead RP does not
-// hold up the others.
+// and counted).
 const (
 	logoutTimeout = 5 * time.Second
 	logoutWorkers = 4
@@ -43,39 +67,90 @@ var logoutBackoff = []time.Duration{time.Second, 4 * time.Second}
 // NewBackchannel starts delivering logout tokens signed by signer (the ID
 // token key), with a queue of n sign-ins. Close stops it.
 func NewBackchannel(signer *token.Signer, issuer string, n int, log *slog.Logger, m *Metrics) *Backchannel {
-	bc := &Backchannel{signer: signer, issuer: issuer, log: log, m: m,
+	ctx, stop := context.WithCancel(context.Background())
+	bc := &Backchannel{signer: signer, issuer: issuer, log: log, m: m, n: n, ready: make(chan *lane, n), stop: stop,
+		lanes: map[string]*lane{}, drained: make(chan struct{}),
 		client: &http.Client{Timeout: logoutTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	bc.q = newQueue(n, logoutWorkers, bc.deliver, func(left []store.SignIn) {
-		m.Logouts.With(logoutDropped).Add(uint64(len(left)))
-		for _, si := range left {
-			log.Warn("back-channel logout queue closed before it was empty: logout token dropped", "client_id", si.ClientID)
-		}
-	})
+	for range logoutWorkers {
+		bc.wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case l := <-bc.ready:
+					if ctx.Err() != nil { // Close abandoned it: counted there
+						return
+					}
+					bc.try(ctx, l)
+				}
+			}
+		})
+	}
 	return bc
 }
 
 // Announce queues a logout token for each ended sign-in. A full or closed
-// queue drops it, logged and counted: the user's request never waits.
+// queue, or a client whose backlog is full, drops it, logged and counted:
+// the user's request never waits.
 func (bc *Backchannel) Announce(ins []store.SignIn) {
 	if bc == nil {
 		return
 	}
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
 	for _, si := range ins {
-		if bc.q.put(si) != "" {
+		l := bc.lanes[si.ClientID]
+		if bc.closed || bc.held == bc.n || l != nil && len(l.ins) >= max(1, bc.n/4) {
 			bc.m.Logouts.With(logoutDropped).Inc()
-			bc.log.Error("back-channel logout queue full or closed: logout token dropped", "client_id", si.ClientID)
+			bc.log.Error("back-channel logout queue full or closed, or the client's backlog full: logout token dropped", "client_id", si.ClientID)
+			continue
 		}
+		bc.held++
+		if l != nil {
+			l.ins = append(l.ins, si)
+			continue
+		}
+		l = &lane{ins: []store.SignIn{si}}
+		bc.lanes[si.ClientID] = l
+		bc.ready <- l
 	}
 }
 
 // Close stops taking sign-ins and waits until every queued one is
-// delivered or ctx ends, which abandons the rest: a delivery in flight
-// fails, the sign-ins still queued are dropped, each logged and counted.
+// delivered or given up, or ctx ends, which abandons the rest: a try in
+// flight fails, the sign-ins still queued are dropped, each logged and
+// counted. It returns once every sender has ended, so bound ctx.
 func (bc *Backchannel) Close(ctx context.Context) {
 	if bc == nil {
 		return
 	}
-	bc.q.close(ctx)
+	bc.mu.Lock()
+	if !bc.closed {
+		bc.closed = true
+		if bc.held == 0 {
+			close(bc.drained)
+		}
+	}
+	bc.mu.Unlock()
+	select {
+	case <-bc.drained:
+	case <-ctx.Done():
+	}
+	bc.stop()
+	bc.wg.Wait()
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	for id, l := range bc.lanes {
+		bc.m.Logouts.With(logoutDropped).Add(uint64(len(l.ins)))
+		for range l.ins {
+			bc.log.Warn("back-channel logout queue closed before it was empty: logout token dropped", "client_id", id)
+		}
+		delete(bc.lanes, id)
+	}
+	if bc.held > 0 { // a backoff's timer may still put its lane in ready: nobody takes it
+		bc.held = 0
+		close(bc.drained)
+	}
 }
 
 // Outcomes: the label values of oauth2_backchannel_logouts_total.
@@ -85,31 +160,48 @@ const (
 	logoutDropped = "dropped" // the queue was full, or closed before it was sent
 )
 
-// deliver sends one logout token, trying again after each backoff.
-func (bc *Backchannel) deliver(ctx context.Context, si store.SignIn) {
-	now := time.Now()
-	raw, err := bc.signer.Sign(token.TypeLogout, &token.Claims{
-		Issuer: bc.issuer, Subject: store.FormatID(si.UserID), Audience: si.ClientID,
-		IssuedAt: now.Unix(), Expiry: now.Add(2 * time.Minute).Unix(), ID: token.NewID(),
-		SessionID: si.SID, Events: &token.Events{},
-	})
-	for try := 0; err == nil; try++ { // a signing error skips the loop
-		err = bc.post(ctx, si.URI, raw)
-		if err == nil {
-			bc.m.Logouts.With(logoutSent).Inc()
-			return
-		}
-		if try < len(logoutBackoff) {
-			// Wait the backoff, or less if ctx ends first (err then stands).
-			select {
-			case <-ctx.Done():
-			case <-time.After(logoutBackoff[try]):
-				err = nil // after the backoff, try again
-			}
-		}
+// try sends the head of l once. A failure with tries left puts l back in
+// ready after its backoff; otherwise the head is done, and the next one,
+// if any, is ready.
+func (bc *Backchannel) try(ctx context.Context, l *lane) {
+	bc.mu.Lock()
+	si := l.ins[0]
+	bc.mu.Unlock()
+	var err error
+	if l.raw == "" {
+		now := time.Now()
+		l.raw, err = bc.signer.Sign(token.TypeLogout, &token.Claims{
+			Issuer: bc.issuer, Subject: store.FormatID(si.UserID), Audience: si.ClientID,
+			IssuedAt: now.Unix(), Expiry: now.Add(2 * time.Minute).Unix(), ID: token.NewID(),
+			SessionID: si.SID, Events: &token.Events{},
+		})
 	}
-	bc.m.Logouts.With(logoutFailed).Inc()
-	bc.log.Warn("back-channel logout not delivered", "client_id", si.ClientID, "err", err)
+	if err == nil {
+		err = bc.post(ctx, si.URI, l.raw)
+	}
+	if err != nil && l.tries < len(logoutBackoff) && l.raw != "" && ctx.Err() == nil {
+		l.tries++
+		time.AfterFunc(logoutBackoff[l.tries-1], func() { bc.ready <- l })
+		return
+	}
+	if err == nil {
+		bc.m.Logouts.With(logoutSent).Inc()
+	} else {
+		bc.m.Logouts.With(logoutFailed).Inc()
+		bc.log.Warn("back-channel logout not delivered", "client_id", si.ClientID, "err", err)
+	}
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	l.ins, l.tries, l.raw = l.ins[1:], 0, ""
+	bc.held--
+	if len(l.ins) > 0 {
+		bc.ready <- l
+	} else {
+		delete(bc.lanes, si.ClientID)
+	}
+	if bc.closed && bc.held == 0 {
+		close(bc.drained)
+	}
 }
 
 // post sends the logout token (Back-Channel Logout §2.5: a form POST); any

@@ -283,7 +283,8 @@ func TestSignInAsAnotherUserEndsTheFirst(t *testing.T) {
 
 // Delivery never blocks the user's request, never follows a redirect (the
 // registered URI is the only one told), and tries a failing RP again a
-// bounded number of times; a full queue drops and counts.
+// bounded number of times; a full queue drops and counts, and one RP's
+// failures delay nobody else's logouts.
 func TestBackchannelDelivery(t *testing.T) {
 	defer func(b []time.Duration) { logoutBackoff = b }(logoutBackoff)
 	logoutBackoff = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond}
@@ -355,16 +356,75 @@ func TestBackchannelDelivery(t *testing.T) {
 			return false
 		}
 		defer close(release)
-		bc, m := newQueue(t, 1)
-		// Every worker is held by the RP, one sign-in waits in the queue,
-		// and the rest are dropped at once.
-		for range logoutWorkers {
-			bc.Announce([]store.SignIn{signIn(rp.URL)})
-			<-arrived
+		bc, m := newQueue(t, 4)
+		in := func(c int) store.SignIn {
+			return store.SignIn{SID: token.NewID(), UserID: 7, ClientID: "c" + strconv.Itoa(c), URI: rp.URL}
 		}
-		bc.Announce([]store.SignIn{signIn(rp.URL), signIn(rp.URL), signIn(rp.URL)})
+		// A queue of four holds at most one sign-in per client (a quarter
+		// of it): c0's second is dropped while its first is being sent,
+		// c1 to c3 fill the queue, and c4 is dropped.
+		bc.Announce([]store.SignIn{in(0)})
+		<-arrived
+		bc.Announce([]store.SignIn{in(0), in(1), in(2), in(3), in(4)})
 		if dropped := m.Logouts.With(logoutDropped).Value(); dropped != 2 {
-			t.Fatalf("dropped %d; want 2 (queue of 1, every worker busy)", dropped)
+			t.Fatalf("dropped %d; want 2 (c0's backlog full, then the queue)", dropped)
+		}
+	})
+	// A relying party that never answers holds one sender at a time, and
+	// a quarter of the queue: another client's logout goes out meanwhile.
+	t.Run("a dead relying party", func(t *testing.T) {
+		release := make(chan struct{})
+		var inFlight, most atomic.Int32
+		arrived := make(chan struct{}, 16)
+		dead := newRelyingParty(t)
+		dead.answer = func(w http.ResponseWriter, r *http.Request, n int) bool {
+			k := inFlight.Add(1)
+			for m := most.Load(); k > m && !most.CompareAndSwap(m, k); m = most.Load() {
+			}
+			arrived <- struct{}{}
+			<-release
+			inFlight.Add(-1)
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return true
+		}
+		live := newRelyingParty(t)
+		defer close(release)
+		bc, m := newQueue(t, 8)
+		var ins []store.SignIn
+		for range 12 {
+			ins = append(ins, store.SignIn{SID: token.NewID(), UserID: 7, ClientID: "dead", URI: dead.URL})
+		}
+		bc.Announce(ins)
+		bc.Announce([]store.SignIn{{SID: token.NewID(), UserID: 7, ClientID: "live", URI: live.URL}})
+		live.next(t)
+		<-arrived
+		if most, dropped := most.Load(), m.Logouts.With(logoutDropped).Value(); most != 1 || dropped != 10 {
+			t.Fatalf("the dead RP had %d tries in flight at once, %d of its logout tokens dropped; want 1, 10", most, dropped)
+		}
+	})
+	// A failed try waits out its backoff off the senders.
+	t.Run("backoff", func(t *testing.T) {
+		defer func(b []time.Duration) { logoutBackoff = b }(logoutBackoff)
+		logoutBackoff = []time.Duration{time.Hour}
+		dead, live := newRelyingParty(t), newRelyingParty(t)
+		dead.answer = func(w http.ResponseWriter, r *http.Request, n int) bool {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return true
+		}
+		m := NewMetrics(metrics.NewRegistry())
+		bc := NewBackchannel(signer, testIssuer, 100, slog.New(slog.DiscardHandler), m)
+		var ins []store.SignIn
+		for i := range 2 * logoutWorkers {
+			ins = append(ins, store.SignIn{SID: token.NewID(), UserID: 7, ClientID: "dead" + strconv.Itoa(i), URI: dead.URL})
+		}
+		bc.Announce(append(ins, store.SignIn{SID: token.NewID(), UserID: 7, ClientID: "live", URI: live.URL}))
+		live.next(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		bc.Close(ctx) // each dead one waits an hour: abandoned
+		sent, failed, dropped := m.Logouts.With(logoutSent).Value(), m.Logouts.With(logoutFailed).Value(), m.Logouts.With(logoutDropped).Value()
+		if sent != 1 || failed != 0 || dropped != 2*logoutWorkers {
+			t.Fatalf("sent %d, failed %d, dropped %d; want 1, 0, %d", sent, failed, dropped, 2*logoutWorkers)
 		}
 	})
 	t.Run("close abandons", func(t *testing.T) {

@@ -6,9 +6,9 @@ import (
 )
 
 // queue is a bounded queue of jobs that workers run off the request path:
-// the mail queue's messages and back-channel logout's sign-ins. Its owner
-// logs and counts what the queue cannot take (put says why) and what Close
-// abandons (the abandoned function): nothing is dropped silently.
+// the mail queue's messages. Its owner logs and counts what the queue
+// cannot take (put says why) and what Close abandons (the abandoned
+// function): nothing is dropped silently.
 type queue[T any] struct {
 	jobs chan T
 	stop context.CancelFunc // abandons the jobs in flight and what is left
