@@ -210,7 +210,8 @@ const PollOverlap = 15 * time.Second
 // pruning old ones. A failed poll is logged and retried on the next tick,
 // from the same point, so nothing is missed while the database is away; it
 // reads in pages, each within OpTimeout, so that however far it fell
-// behind it catches up. Its first poll reads from Load's now, if Load ran.
+// behind it catches up. Its first poll, at once, reads from Load's now, if
+// Load ran.
 //
 // From its start, token checks refuse a list older than two intervals and
 // OpTimeout (Fresh): successful polls leave it at most an interval and a
@@ -224,21 +225,21 @@ func (rv *Revocations) Run(ctx context.Context, db *store.DB, interval time.Dura
 	since := cmp.Or(rv.loaded, now()).Add(-PollOverlap)
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	for { // the first poll at once: a long Load leaves the list older than the bound
 		start := now()
 		if err := db.RevocationsSince(ctx, since, start, revocationPage, rv.apply); err != nil {
 			if ctx.Err() == nil {
 				log.Warn("revocation poll failed", "err", err)
 			}
-			continue
+		} else {
+			since = start.Add(-PollOverlap)
+			rv.polled.Store(start.UnixNano())
+			rv.prune(start.Unix())
 		}
-		since = start.Add(-PollOverlap)
-		rv.polled.Store(start.UnixNano())
-		rv.prune(start.Unix())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

@@ -252,6 +252,33 @@ func TestRevocationsReadInPages(t *testing.T) {
 	}
 }
 
+// Run polls at once, not an interval after it starts: a Load of many pages
+// left the list older than its bound, and every token check answered 503
+// until the first tick (here Load took a day, and the interval is an
+// hour).
+func TestRunPollsAtOnce(t *testing.T) {
+	db, rv, t0 := storetest.Open(t, storetest.Dialects[0]), NewRevocations(nil), time.Now()
+	t1 := t0.Add(24 * time.Hour)
+	if err := rv.Load(t.Context(), db, t0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var polling sync.WaitGroup
+	polling.Go(func() {
+		rv.Run(ctx, db, time.Hour, slog.New(slog.DiscardHandler), func() time.Time { return t1 })
+	})
+	defer polling.Wait()
+	defer cancel()
+	for deadline := time.Now().Add(10 * time.Second); rv.Age(t1) != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the list is %v old after Run started; want a poll at once", rv.Age(t1))
+		}
+	}
+	if err := rv.Fresh(t1); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // BenchmarkRevokedMemory adds one million jti revocations (as one access
 // token lifetime of 280 revocations a second would) and reports the live
 // heap and the growth of RSS per revoked token: the list is held on every
