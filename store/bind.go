@@ -122,8 +122,9 @@ func scanString(s scanner) (*string, error) {
 // held. (MySQL's lock waits end by themselves, at OpTimeout.)
 type txn struct {
 	*sql.Tx
-	db  *DB
-	ctx context.Context
+	db      *DB
+	ctx     context.Context
+	bounded bool // written has set the idle timeout (once is enough)
 }
 
 func (t *txn) ExecContext(_ context.Context, query string, args ...any) (sql.Result, error) {

@@ -454,7 +454,7 @@ func (db *DB) txOn(ctx context.Context, pool beginner, fn func(*txn) error) erro
 	if err != nil {
 		return err
 	}
-	t := &txn{sqlTx, db, ctx}
+	t := &txn{Tx: sqlTx, db: db, ctx: ctx}
 	defer t.Rollback() // after a Commit, a no-op; after an error or a panic in fn, the undo
 	if err := fn(t); errors.Is(err, errNoChange) {
 		return nil

@@ -440,10 +440,11 @@ func insertRevocation(ctx context.Context, tx *txn, r Revocation) error {
 // mode keeps it); on MariaDB it is every session's (mysql/mysql.go); MySQL
 // 8 has none (README); SQLite is a local file, with nothing in transit.
 func (t *txn) written() (int64, error) {
-	if t.db.dialect == Postgres {
+	if t.db.dialect == Postgres && !t.bounded {
 		if _, err := t.ExecContext(t.ctx, fmt.Sprintf(`SET LOCAL idle_in_transaction_session_timeout = %d`, TxIdleTimeout.Milliseconds())); err != nil {
 			return 0, err
 		}
+		t.bounded = true
 	}
 	return time.Now().Unix(), nil
 }
