@@ -296,6 +296,7 @@ func handleHealth(db *store.DB, version string, started time.Time, now func() ti
 		err := pingErr
 		mu.Unlock()
 		if err != nil {
+			w.Header().Set("Retry-After", "1") // the next ping's, as every other 503 says when to retry
 			httpx.JSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "database": "disconnected"})
 			return
 		}

@@ -1036,8 +1036,8 @@ func TestHealthPingsOnceASecond(t *testing.T) {
 			t.Fatalf("/health within the second of a good ping, the database closed since: %d %s; want the cached 200", r.Code, r.Body.String())
 		}
 		e.clock.Add(time.Millisecond)
-		if r := e.request("GET", "/health", nil); r.Code != http.StatusServiceUnavailable || r.Str("status") != "unhealthy" {
-			t.Fatalf("/health a second after the last ping, the database closed: %d %s; want 503 unhealthy", r.Code, r.Body.String())
+		if r := e.request("GET", "/health", nil); r.Code != http.StatusServiceUnavailable || r.Str("status") != "unhealthy" || r.Header().Get("Retry-After") != "1" {
+			t.Fatalf("/health a second after the last ping, the database closed: %d %s; want 503 unhealthy, Retry-After 1", r.Code, r.Body.String())
 		}
 	})
 }
