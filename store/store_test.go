@@ -311,6 +311,13 @@ func TestDeletesIndexed(t *testing.T) {
 					t.Fatalf("Migrate = %v, %v; want 0021 run again", applied, err)
 				}
 			}
+			// The deleted users still named, past the audit retention (0027),
+			// as store.Purge reads them: MySQL, with no partial index, by
+			// its generated column.
+			named, namedIndex := `deleted_at <= 1 AND email LIKE '%@%'`, "users_deleted_named"
+			if d == store.MySQL {
+				named, namedIndex = `named_deleted <= 1`, "users_named_deleted"
+			}
 			for _, c := range []struct{ q, index string }{
 				{`DELETE FROM auth_codes WHERE sid = 'sid'`, "auth_codes_sid"},
 				{`DELETE FROM device_codes WHERE sid = 'sid'`, "device_codes_sid"},
@@ -321,12 +328,10 @@ func TestDeletesIndexed(t *testing.T) {
 				{`DELETE FROM pushed_requests WHERE client_id = 'c'`, "pushed_requests_client"},
 				// The purge's, which reads the unspent only (migration 0026).
 				{`DELETE FROM refresh_tokens WHERE expires_at <= 1 AND created_at <= 1 AND used_at IS NULL`, "refresh_tokens_unspent"},
-				// The deleted users still named, past the audit retention (0027;
-				// MySQL's store.Purge reads its named_deleted column instead).
-				{`UPDATE users SET email = 'x' WHERE deleted_at <= 1 AND email LIKE '%@%'`, "users_deleted_named"},
+				{`UPDATE users SET email = 'x' WHERE ` + named, namedIndex},
 			} {
 				// MySQL names its own index of a foreign key's column.
-				if plan, indexed := explain(t, d, raw, c.q); !indexed || d != store.MySQL && !strings.Contains(plan, c.index) {
+				if plan, indexed := explain(t, d, raw, c.q); !indexed || (d != store.MySQL || c.index == namedIndex) && !strings.Contains(plan, c.index) {
 					t.Errorf("%s: plan %q; want it to read %s", c.q, plan, c.index)
 				}
 			}
