@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -26,7 +25,7 @@ type Revocations struct {
 	subjects map[revKey]notBefore // a user, a client (by id) or a client secret (by tag) → which of its tokens are revoked
 
 	onClient func(id string) // called for every client entry (cache invalidation)
-	loaded   time.Time       // Load's now, where Run's polls begin
+	loaded   time.Time       // when Load began, by the database's clock: where Run's polls begin
 	// polled is when the last successful read of the database began (Load
 	// or a poll), in Unix nanoseconds: the list holds every revocation
 	// stored before it. staleAfter is Run's bound on its age (Fresh); 0
@@ -180,15 +179,16 @@ func (rv *Revocations) prune(now int64) {
 	}
 }
 
-// Load reads every unexpired entry from the database (at start), in pages,
-// and marks where Run's polls begin: at now, less PollOverlap, however long
+// Load reads every entry unexpired at now from the database (at start), in
+// pages, and marks where Run's polls begin: when it began, by the
+// database's clock (as entries are stamped), less PollOverlap, however long
 // it took. An entry it missed, committed behind a page it had read, was
-// committed after now, within OpTimeout + TxIdleTimeout of its stamp (the
+// committed after that, within OpTimeout + TxIdleTimeout of its stamp (the
 // database refuses a later COMMIT: store's txn.written): in the first poll.
-func (rv *Revocations) Load(ctx context.Context, db *store.DB, now time.Time) error {
-	rv.loaded = now
+func (rv *Revocations) Load(ctx context.Context, db *store.DB, now time.Time) (err error) {
 	rv.polled.Store(now.UnixNano())
-	return db.RevocationsSince(ctx, time.Unix(0, 0), now, revocationPage, rv.apply)
+	rv.loaded, err = db.RevocationsSince(ctx, time.Unix(0, 0), now, revocationPage, rv.apply)
+	return err
 }
 
 // revocationPage is the most entries one statement reads (store.RevocationsSince).
@@ -210,8 +210,11 @@ const PollOverlap = 15 * time.Second
 // pruning old ones. A failed poll is logged and retried on the next tick,
 // from the same point, so nothing is missed while the database is away; it
 // reads in pages, each within OpTimeout, so that however far it fell
-// behind it catches up. Its first poll, at once, reads from Load's now, if
-// Load ran.
+// behind it catches up. Its first poll, at once, reads from where Load
+// began, or from the first entry if Load never ran. Where a poll reads
+// from is the database's time, as entries are stamped, so that instances
+// whose clocks disagree still read each other's; now is this instance's,
+// for what it checks tokens by (Fresh, expiry).
 //
 // From its start, token checks refuse a list older than two intervals and
 // OpTimeout (Fresh): successful polls leave it at most an interval and a
@@ -222,17 +225,17 @@ const PollOverlap = 15 * time.Second
 // most 4 s more while this one cannot read the database.
 func (rv *Revocations) Run(ctx context.Context, db *store.DB, interval time.Duration, log *slog.Logger, now func() time.Time) {
 	rv.staleAfter.Store(int64(2*interval + store.OpTimeout))
-	since := cmp.Or(rv.loaded, now()).Add(-PollOverlap)
+	since := rv.loaded.Add(-PollOverlap)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for { // the first poll at once: a long Load leaves the list older than the bound
 		start := now()
-		if err := db.RevocationsSince(ctx, since, start, revocationPage, rv.apply); err != nil {
+		if began, err := db.RevocationsSince(ctx, since, start, revocationPage, rv.apply); err != nil {
 			if ctx.Err() == nil {
 				log.Warn("revocation poll failed", "err", err)
 			}
 		} else {
-			since = start.Add(-PollOverlap)
+			since = began.Add(-PollOverlap)
 			rv.polled.Store(start.UnixNano())
 			rv.prune(start.Unix())
 		}

@@ -279,6 +279,37 @@ func TestRunPollsAtOnce(t *testing.T) {
 	}
 }
 
+// Entries are stamped, and polls read from, by the database's clock, which
+// every instance shares: a poll read from where its own clock said, less
+// PollOverlap, and so never read an entry stamped by an instance whose
+// clock ran further behind (here the poller's runs a minute ahead, as the
+// writer's a minute behind would).
+func TestPollsReadByTheDatabasesClock(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			poller, writer, rv := storetest.OpenURL(t, url), storetest.OpenURL(t, url), NewRevocations(nil)
+			ahead := func() time.Time { return time.Now().Add(time.Minute) }
+			if err := rv.Load(t.Context(), poller, ahead()); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			var polling sync.WaitGroup
+			polling.Go(func() { rv.Run(ctx, poller, time.Millisecond, slog.New(slog.DiscardHandler), ahead) })
+			defer polling.Wait()
+			defer cancel()
+			if err := writer.Revoke(t.Context(), store.Revocation{Kind: store.RevokeJTI, Subject: token.NewID(), ExpiresAt: time.Now().Add(time.Hour).Unix()}); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(10 * time.Second); rv.Len() != 1; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("a revocation another instance wrote after the polls began was never read")
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkRevokedMemory adds one million jti revocations (as one access
 // token lifetime of 280 revocations a second would) and reports the live
 // heap and the growth of RSS per revoked token: the list is held on every

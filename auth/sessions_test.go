@@ -813,7 +813,7 @@ func TestRevocationStoredBeforeAcknowledged(t *testing.T) {
 				t.Fatal(err)
 			}
 			found := false
-			err = db.RevocationsSince(context.Background(), time.Unix(0, 0), e.clock.Now(), revocationPage, func(page []store.Revocation) {
+			_, err = db.RevocationsSince(context.Background(), time.Unix(0, 0), e.clock.Now(), revocationPage, func(page []store.Revocation) {
 				for _, rv := range page {
 					found = found || (rv.Kind == store.RevokeJTI && rv.Subject == c.ID)
 				}

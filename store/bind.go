@@ -122,9 +122,9 @@ func scanString(s scanner) (*string, error) {
 // held. (MySQL's lock waits end by themselves, at OpTimeout.)
 type txn struct {
 	*sql.Tx
-	db      *DB
-	ctx     context.Context
-	bounded bool // written has set the idle timeout (once is enough)
+	db  *DB
+	ctx context.Context
+	at  int64 // written's stamp: taken once
 }
 
 func (t *txn) ExecContext(_ context.Context, query string, args ...any) (sql.Result, error) {

@@ -1117,7 +1117,7 @@ func TestRevocationsSince(t *testing.T) {
 
 // revocations returns every revocation RevocationsSince reads.
 func revocations(db *store.DB, since, now time.Time) (list []store.Revocation, err error) {
-	err = db.RevocationsSince(ctx, since, now, 1000, func(page []store.Revocation) { list = append(list, page...) })
+	_, err = db.RevocationsSince(ctx, since, now, 1000, func(page []store.Revocation) { list = append(list, page...) })
 	return list, err
 }
 
@@ -1147,7 +1147,7 @@ func TestRevocationsSinceInPages(t *testing.T) {
 			}
 			var pages []int
 			got := map[string]int{}
-			err := db.RevocationsSince(ctx, t0, t0, 3, func(page []store.Revocation) {
+			_, err := db.RevocationsSince(ctx, t0, t0, 3, func(page []store.Revocation) {
 				pages = append(pages, len(page))
 				for _, r := range page {
 					got[r.Subject]++

@@ -427,7 +427,9 @@ func insertRevocation(ctx context.Context, tx *txn, r Revocation) error {
 }
 
 // written is a revocation's created_at, which the other instances' polls
-// read by (RevocationsSince): the time it is written, not its request's.
+// read by (RevocationsSince): the time it is written, not its request's,
+// by the database's clock, which every instance shares (an instance whose
+// clock ran 20 s behind stamped entries the others' polls had moved past).
 // A request may wait long before its transaction (a password change for a
 // hashing slot, a rehash and its new hash, up to 10 s each), and an entry
 // stamped more than the polls' overlap before it commits is one they have
@@ -440,18 +442,34 @@ func insertRevocation(ctx context.Context, tx *txn, r Revocation) error {
 // mode keeps it); on MariaDB it is every session's (mysql/mysql.go); MySQL
 // 8 has none (README); SQLite is a local file, with nothing in transit.
 func (t *txn) written() (int64, error) {
-	if t.db.dialect == Postgres && !t.bounded {
-		if _, err := t.ExecContext(t.ctx, fmt.Sprintf(`SET LOCAL idle_in_transaction_session_timeout = %d`, TxIdleTimeout.Milliseconds())); err != nil {
-			return 0, err
-		}
-		t.bounded = true
+	if t.at != 0 {
+		return t.at, nil
 	}
-	return time.Now().Unix(), nil
+	q, into := `SELECT `+t.db.clock(), []any{&t.at}
+	if t.db.dialect == Postgres { // set_config(…, true) is SET LOCAL
+		q, into = q+fmt.Sprintf(`, set_config('idle_in_transaction_session_timeout', '%d', true)`, TxIdleTimeout.Milliseconds()), append(into, new(string))
+	}
+	err := t.Tx.QueryRowContext(t.ctx, q).Scan(into...)
+	return t.at, err
 }
 
-// RevocationsSince calls apply with the unexpired revocations written at or
-// after since, a page of at most page rows at a time, each read by a
-// statement of its own within OpTimeout, until a short page. There is a row
+// clock is the database's time in Unix seconds: at the statement's run,
+// not the transaction's start.
+func (db *DB) clock() string {
+	switch db.dialect {
+	case Postgres:
+		return `floor(extract(epoch FROM clock_timestamp()))::bigint`
+	case MySQL:
+		return `UNIX_TIMESTAMP()`
+	}
+	return `unixepoch()`
+}
+
+// RevocationsSince calls apply with the unexpired (at now) revocations
+// written at or after since, by the database's clock, which it returns as
+// it was when it began (where the next poll starts, less its overlap), a
+// page of at most page rows at a time, each read by a statement of its own
+// within OpTimeout, until a short page. There is a row
 // per revoked access token while it could be valid, millions of them: one
 // statement for all passed OpTimeout from about 4 million on PostgreSQL,
 // and no instance could start (auth.Revocations.Load) or catch up (Run).
@@ -464,8 +482,12 @@ func (t *txn) written() (int64, error) {
 // to OpTimeout + TxIdleTimeout after the time it stamped (written); so does
 // a row behind a page already read, which the next poll reads. Applying an
 // entry twice is harmless.
-func (db *DB) RevocationsSince(ctx context.Context, since, now time.Time, page int, apply func([]Revocation)) (err error) {
+func (db *DB) RevocationsSince(ctx context.Context, since, now time.Time, page int, apply func([]Revocation)) (began time.Time, err error) {
 	defer db.wrap(&err, "revocations since")
+	var clock int64
+	if err := db.queryRow(ctx, `SELECT `+db.clock()).Scan(&clock); err != nil {
+		return began, err
+	}
 	for at, after := since.Unix(), int64(0); ; {
 		list, err := readAll(ctx, db, func(s scanner) (*Revocation, error) {
 			var r Revocation
@@ -473,11 +495,11 @@ func (db *DB) RevocationsSince(ctx context.Context, since, now time.Time, page i
 		}, `SELECT created_at, id, kind, subject, not_before_ms, expires_at FROM revocations
 WHERE created_at >= $1 AND (created_at > $1 OR id > $2) AND expires_at > $3 ORDER BY created_at, id LIMIT $4`, at, after, now.Unix(), page)
 		if err != nil {
-			return err
+			return began, err
 		}
 		apply(list)
 		if len(list) < page {
-			return nil
+			return time.Unix(clock, 0), nil
 		}
 	}
 }
