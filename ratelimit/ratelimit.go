@@ -35,6 +35,10 @@ const maxShards = 64
 // shard has no idle entry left to drop.
 const sampleSize = 4
 
+// shrinkFloor is the fewest entries a shard must have held before a sweep
+// rebuilds its map: copying a small map would gain almost nothing.
+const shrinkFloor = 64
+
 // A Limiter holds one token bucket per client address (see KeyOf). It is
 // safe for concurrent use. The zero value is not usable; call New.
 type Limiter struct{ *table[netip.Addr] }
@@ -91,6 +95,11 @@ type shard[K comparable] struct {
 	// the O(capacity) sweep costs O(1) per insert even when it frees
 	// nothing.
 	insertsSinceSweep int
+	// peak is the most entries buckets has held since it was last built.
+	// Entries leave buckets only in sweep (an eviction makes room for an
+	// insert), so the size at the start of a sweep is the largest since the
+	// one before.
+	peak int
 
 	// _ keeps the mutexes of neighbouring shards on different cache lines,
 	// so locking one shard does not slow a core working on the next.
@@ -237,6 +246,7 @@ func (s *shard[K]) makeRoom(burst int, now time.Time) {
 // must be called with s.mu held.
 func (s *shard[K]) sweep(burst int, now time.Time) int {
 	s.insertsSinceSweep = 0
+	s.peak = max(s.peak, len(s.buckets))
 	n := 0
 	for k, b := range s.buckets {
 		if b.TokensAt(now) >= float64(burst) {
@@ -244,13 +254,27 @@ func (s *shard[K]) sweep(burst int, now time.Time) int {
 			n++
 		}
 	}
+
+	// A Go map never gives back the memory of deleted entries, so after a
+	// flood from many addresses it would stay at the flood's size for good.
+	// Copy what is left into a new map once it is under a quarter of its
+	// peak. maps.Clone would not do: it copies the old map's size too.
+	if s.peak >= shrinkFloor && len(s.buckets) < s.peak/4 {
+		m := make(map[K]*rate.Limiter, len(s.buckets))
+		for k, b := range s.buckets {
+			m[k] = b
+		}
+		s.buckets = m
+		s.peak = len(m)
+	}
 	return n
 }
 
 // Sweep removes every entry whose bucket is full at now, which loses no
 // information, and returns how many it removed. Allow sweeps a shard by
 // itself when the shard is full; a caller may also run Sweep periodically so
-// that memory shrinks back after a burst of traffic.
+// that memory shrinks back after a burst of traffic: a shard left with under
+// a quarter of the most entries it held gets a new, smaller map.
 func (l *table[K]) Sweep(now time.Time) int {
 	n := 0
 	for i := range l.shards {

@@ -358,6 +358,49 @@ func TestSweep(t *testing.T) {
 	}
 }
 
+// TestSweepReturnsMemory floods a limiter with addresses, lets every bucket
+// go idle and checks that Sweep gives the heap back. Go maps never shrink
+// when keys are deleted, so without a rebuild the shards' maps would keep
+// the flood's size for the life of the process.
+func TestSweepReturnsMemory(t *testing.T) {
+	const keys = 500_000
+	heap := func() int64 {
+		// The second GC frees what the first one's finalizers released.
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+
+	l := New(1, 1, 2*keys) // roomy: the flood evicts nothing
+	empty := heap()
+	for i := range uint32(keys) {
+		l.Allow(addr4(i), testNow)
+	}
+	if got := l.Len(); got != keys {
+		t.Fatalf("Len() = %d after %d addresses; want %d", got, keys, keys)
+	}
+	full := heap()
+
+	// One second on, every bucket has refilled: all of them are idle but
+	// the victim's, which must keep its state through the shrinking.
+	now := testNow.Add(time.Second)
+	victim := netip.MustParseAddr("198.51.100.7")
+	mustAllow(t, l, victim, now, 1)
+	if got := l.Sweep(now); got != keys {
+		t.Fatalf("Sweep = %d; want %d", got, keys)
+	}
+	mustRefuse(t, l, victim, now)
+	swept := heap()
+	runtime.KeepAlive(l)
+
+	t.Logf("heap: empty %d, after %d addresses %d, after Sweep %d", empty, keys, full, swept)
+	if growth, kept := full-empty, swept-empty; kept > growth/10 {
+		t.Fatalf("after Sweep the heap holds %d of the flood's %d bytes; want at most a tenth", kept, growth)
+	}
+}
+
 func TestAllowNoAllocs(t *testing.T) {
 	l := New(1, 1, roomy)
 	for _, s := range []string{"192.0.2.1", "::ffff:192.0.2.2", "2001:db8::1", "fe80::1%eth0"} {
