@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -255,6 +256,102 @@ func TestRepeatsAppendNoEvent(t *testing.T) {
 			t.Fatalf("session.ended events by reason: %v; want %v", ended, want)
 		}
 	})
+}
+
+// A lockout is one event: the attempt that locks an account appends
+// login.lockout, and those refused while it lasts (a REST login, the
+// browser's form, a password change) are answered 429, logged for fail2ban
+// and counted, but append nothing. Each appended one: anyone who knows a
+// login could fill the audit log, one row per request from as many
+// addresses as they have. The next lockout, after the window, is another.
+func TestLockoutAuditedOnce(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		const good = "Ann-Password-1"
+		uid := store.FormatID(e.createUser("ann@example.com", "ann", good, store.RoleUser).ID)
+		at, _ := e.login("ann", good)
+		id, _ := e.webClient()
+		b := e.browser()
+		change := map[string]string{"current_password": good, "new_password": e.secret("Ann-Password-2")}
+		const refusals = 3 // per way in, per lockout
+		for round := 1; round <= 2; round++ {
+			for range e.deps.Throttle.Max {
+				e.loginAttempt("ann", "Wrong-Password-1").want(http.StatusUnauthorized)
+			}
+			form := formOf(t, b.do("GET", authorizeURL(id, newPKCE()), nil).Body.String())
+			form.Set("login", "ann")
+			form.Set("password", good)
+			for range refusals {
+				retryAfter(wantAPIError(e.loginAttempt("ann", good), http.StatusTooManyRequests, "too_many_attempts"))
+				if w := b.do("POST", "/oauth2/authorize", form); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+					t.Fatalf("the sign-in form of a locked account: %d, Retry-After %q; want 429 with one", w.Code, w.Header().Get("Retry-After"))
+				}
+				retryAfter(e.request("POST", "/api/v1/profile/password", change, bearer(at)...).want(http.StatusTooManyRequests))
+			}
+			lockouts, failures := 0, 0
+			for _, ev := range e.auditTrail() {
+				switch {
+				case ev.Action == actLoginLockout && ev.Subject == uid && ev.Outcome == outFailure && ev.Detail["reason"] == "throttled":
+					lockouts++
+				case ev.Action == actLoginFailure && ev.Subject == uid && ev.Detail["reason"] == "bad_credentials":
+					failures++
+				}
+			}
+			if lockouts != round || failures != round*e.deps.Throttle.Max {
+				t.Fatalf("after %d lockouts: %d login.lockout and %d login.failure events; want %d and %d",
+					round, lockouts, failures, round, round*e.deps.Throttle.Max)
+			}
+			throttled := 0
+			for _, l := range e.logLines() {
+				if l["msg"] == "login failed" && l["reason"] == "throttled" {
+					throttled++
+				}
+			}
+			if throttled != round*3*refusals {
+				t.Errorf("%d \"login failed\" lines of reason throttled; want %d", throttled, round*3*refusals)
+			}
+			e.clock.Add(e.deps.Throttle.Window)
+		}
+		if want := fmt.Sprintf("oauth2_login_failures_total %d\n", 2*(e.deps.Throttle.Max+3*refusals)); !strings.Contains(e.metricsText(), want) {
+			t.Errorf("/metrics has no %q", want)
+		}
+	})
+}
+
+// Across instances too: of logins sent at once to two instances on one
+// database, Max are checked and refused (a login.failure each), the others
+// answered 429, and one of those, on whichever instance, appends the
+// lockout's event: the one whose count was the first over the limit.
+func TestLockoutAuditedOnceAcrossInstances(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			a, b := newEnvOn(t, storetest.OpenURL(t, url)), newEnvOn(t, storetest.OpenURL(t, url))
+			a.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			n := a.deps.Throttle.Max + 30
+			codes := make([]int, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() { codes[i] = []*env{a, b}[i%2].loginAttempt("ann", "Wrong-Password-1").Code })
+			}
+			wg.Wait()
+			count := map[int]int{}
+			for _, c := range codes {
+				count[c]++
+			}
+			if want := map[int]int{http.StatusUnauthorized: a.deps.Throttle.Max, http.StatusTooManyRequests: n - a.deps.Throttle.Max}; !maps.Equal(count, want) {
+				t.Fatalf("statuses %v; want %v", count, want)
+			}
+			events := map[string]int{}
+			for _, ev := range a.auditTrail() {
+				if strings.HasPrefix(ev.Action, "login.") {
+					events[ev.Action]++
+				}
+			}
+			if want := map[string]int{actLoginFailure: a.deps.Throttle.Max, actLoginLockout: 1}; !maps.Equal(events, want) {
+				t.Fatalf("audit events by action: %v; want %v", events, want)
+			}
+		})
+	}
 }
 
 // The audit trail names whose sign-in a browser logout ended, also when

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -48,6 +49,13 @@ func throttled(wait time.Duration) *httpx.Error {
 	return &httpx.Error{Kind: httpx.KindThrottled, Message: "too many failed logins for this account; retry later", RetryAfter: wait}
 }
 
+// errLockedNow marks, beside its throttled answer, the one attempt that
+// locked the account: the first over the limit in its window, on whichever
+// instance. Only it is audited (logLoginFailure): an event per refusal let
+// anyone holding a lock fill the audit log. Were its event not written
+// (a 503), no later attempt of the window would write it.
+var errLockedNow = errors.New("this attempt locked the account")
+
 // loginKey names the count of a login text, whether or not it names a user,
 // so that unknown accounts are throttled exactly like known ones and a 429
 // reveals nothing. Attempted logins are not stored (account).
@@ -89,6 +97,9 @@ func authenticate(ctx context.Context, log *slog.Logger, db *store.DB, pw *Passw
 	byLogin, byUser, err := db.CountLoginAttempt(ctx, th.loginKey(login), uid, th.Window, now)
 	if err != nil {
 		return nil, err
+	}
+	if byLogin.Attempts == th.Max+1 { // one count per attempt: exactly one attempt sees it
+		return u, fmt.Errorf("%w (%w)", throttled(byLogin.Ends.Sub(now)), errLockedNow)
 	}
 	if byLogin.Attempts > th.Max {
 		return u, throttled(byLogin.Ends.Sub(now))

@@ -177,10 +177,12 @@ func handleLogin(log *slog.Logger, db *store.DB, ts *Tokens, pw *Passwords, th T
 }
 
 // logLoginFailure writes the line fail2ban matches: msg "login failed" and
-// the client IP, and the audit event (login.failure, or login.lockout once
-// the account's count is spent), naming the user u when the login named
-// one. Neither holds the login text or the password. An event that cannot
-// be written is the request's error.
+// the client IP, and the audit event (login.failure, or login.lockout for
+// the attempt that spent the account's count), naming the user u when the
+// login named one. Neither holds the login text or the password. The
+// attempts refused while the lock lasts are logged and counted, not
+// audited: they change nothing, and anyone may send them. An event that
+// cannot be written is the request's error.
 func logLoginFailure(r *http.Request, log *slog.Logger, db *store.DB, m *Metrics, u *store.User, err error) error {
 	var e *httpx.Error
 	if !errors.As(err, &e) || (e.Kind != httpx.KindInvalidCredentials && e.Kind != httpx.KindThrottled) {
@@ -195,6 +197,9 @@ func logLoginFailure(r *http.Request, log *slog.Logger, db *store.DB, m *Metrics
 	m.LoginFailures.Inc()
 	info := httpx.InfoFrom(r)
 	log.WarnContext(r.Context(), "login failed", "client_ip", info.ClientIP.String(), "reason", reason, "request_id", info.ID)
+	if action == actLoginLockout && !errors.Is(err, errLockedNow) {
+		return nil
+	}
 	subject := ""
 	if u != nil {
 		subject = store.FormatID(u.ID)
