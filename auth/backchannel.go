@@ -25,8 +25,10 @@ import (
 // The queue is one lane per client: a client's logout tokens go out in
 // order, one try at a time, and a try that failed waits out its backoff off
 // the senders. So a relying party that never answers holds one sender for
-// one try's timeout at a time, and its backlog at most a quarter of the
-// queue: the others' logouts go out meanwhile, and are not dropped for it.
+// one try's timeout at a time, and the others' logouts go out meanwhile. A
+// full queue makes room for a client by dropping the newest of the longest
+// backlog (evict): the relying parties that are down lose their own logout
+// tokens, never those of one that answers.
 type Backchannel struct {
 	signer *token.Signer
 	issuer string
@@ -50,8 +52,7 @@ type Backchannel struct {
 // goroutine at a time has it.
 type lane struct {
 	ins   []store.SignIn
-	tries int
-	raw   string // the head's logout token, signed at its first try
+	tries int // the head's
 }
 
 // Delivery bounds: a relying party that does not answer within
@@ -89,9 +90,9 @@ func NewBackchannel(signer *token.Signer, issuer string, n int, log *slog.Logger
 	return bc
 }
 
-// Announce queues a logout token for each ended sign-in. A full or closed
-// queue, or a client whose backlog is full, drops it, logged and counted:
-// the user's request never waits.
+// Announce queues a logout token for each ended sign-in. A closed queue,
+// or a full one that has no room to make for its client (evict), drops it,
+// logged and counted: the user's request never waits.
 func (bc *Backchannel) Announce(ins []store.SignIn) {
 	if bc == nil {
 		return
@@ -99,13 +100,12 @@ func (bc *Backchannel) Announce(ins []store.SignIn) {
 	bc.mu.Lock()
 	defer bc.mu.Unlock()
 	for _, si := range ins {
-		l := bc.lanes[si.ClientID]
-		if bc.closed || bc.held == bc.n || l != nil && len(l.ins) >= max(1, bc.n/4) {
-			bc.m.Logouts.With(logoutDropped).Inc()
-			bc.log.Error("back-channel logout queue full or closed, or the client's backlog full: logout token dropped", "client_id", si.ClientID)
+		if bc.closed || bc.held == bc.n && !bc.evict(si.ClientID) {
+			bc.dropped(si.ClientID)
 			continue
 		}
 		bc.held++
+		l := bc.lanes[si.ClientID]
 		if l != nil {
 			l.ins = append(l.ins, si)
 			continue
@@ -114,6 +114,37 @@ func (bc *Backchannel) Announce(ins []store.SignIn) {
 		bc.lanes[si.ClientID] = l
 		bc.ready <- l
 	}
+}
+
+// evict makes room in the full queue for a sign-in of the client id, by
+// dropping the newest sign-in of the client with the longest backlog, if
+// that has at least two more than id's: so the clients whose relying
+// parties do not answer, whose sign-ins pile up, make room for the others,
+// and a full queue is shared equally. Never a head: it is being tried.
+func (bc *Backchannel) evict(id string) bool {
+	var most *lane
+	for _, l := range bc.lanes {
+		if most == nil || len(l.ins) > len(most.ins) {
+			most = l
+		}
+	}
+	own := 0
+	if l := bc.lanes[id]; l != nil {
+		own = len(l.ins)
+	}
+	if most == nil || len(most.ins) < own+2 {
+		return false
+	}
+	bc.dropped(most.ins[len(most.ins)-1].ClientID)
+	most.ins = most.ins[:len(most.ins)-1]
+	bc.held--
+	return true
+}
+
+// dropped logs and counts a logout token not sent for want of room.
+func (bc *Backchannel) dropped(clientID string) {
+	bc.m.Logouts.With(logoutDropped).Inc()
+	bc.log.Error("back-channel logout queue full or closed: logout token dropped", "client_id", clientID)
 }
 
 // Close stops taking sign-ins and waits until every queued one is
@@ -163,26 +194,29 @@ const (
 // try sends the head of l once. A failure with tries left puts l back in
 // ready after its backoff; otherwise the head is done, and the next one,
 // if any, is ready.
+//
+// Each try sends a logout token of its own, signed as it starts: a retry
+// may wait in ready long past a first token's two minutes, and a relying
+// party that took the first but whose answer was lost would refuse its
+// jti again (§2.6) where it takes a new one (ending a session twice is
+// nothing).
 func (bc *Backchannel) try(ctx context.Context, l *lane) {
 	bc.mu.Lock()
 	si := l.ins[0]
 	bc.mu.Unlock()
-	var err error
-	if l.raw == "" {
-		now := time.Now()
-		l.raw, err = bc.signer.Sign(token.TypeLogout, &token.Claims{
-			Issuer: bc.issuer, Subject: store.FormatID(si.UserID), Audience: si.ClientID,
-			IssuedAt: now.Unix(), Expiry: now.Add(2 * time.Minute).Unix(), ID: token.NewID(),
-			SessionID: si.SID, Events: &token.Events{},
-		})
-	}
+	now := time.Now()
+	raw, err := bc.signer.Sign(token.TypeLogout, &token.Claims{
+		Issuer: bc.issuer, Subject: store.FormatID(si.UserID), Audience: si.ClientID,
+		IssuedAt: now.Unix(), Expiry: now.Add(2 * time.Minute).Unix(), ID: token.NewID(),
+		SessionID: si.SID, Events: &token.Events{},
+	})
 	if err == nil {
-		err = bc.post(ctx, si.URI, l.raw)
-	}
-	if err != nil && l.tries < len(logoutBackoff) && l.raw != "" && ctx.Err() == nil {
-		l.tries++
-		time.AfterFunc(logoutBackoff[l.tries-1], func() { bc.ready <- l })
-		return
+		err = bc.post(ctx, si.URI, raw)
+		if err != nil && l.tries < len(logoutBackoff) && ctx.Err() == nil {
+			l.tries++
+			time.AfterFunc(logoutBackoff[l.tries-1], func() { bc.ready <- l })
+			return
+		}
 	}
 	if err == nil {
 		bc.m.Logouts.With(logoutSent).Inc()
@@ -192,7 +226,7 @@ func (bc *Backchannel) try(ctx context.Context, l *lane) {
 	}
 	bc.mu.Lock()
 	defer bc.mu.Unlock()
-	l.ins, l.tries, l.raw = l.ins[1:], 0, ""
+	l.ins, l.tries = l.ins[1:], 0
 	bc.held--
 	if len(l.ins) > 0 {
 		bc.ready <- l

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -305,7 +306,14 @@ func TestBackchannelDelivery(t *testing.T) {
 
 	t.Run("retries", func(t *testing.T) {
 		rp := newRelyingParty(t)
+		var jtis []string // each try's, in the order they came
 		rp.answer = func(w http.ResponseWriter, r *http.Request, n int) bool {
+			var c struct{ JTI string }
+			raw := strings.Split(r.FormValue("logout_token"), ".")
+			if len(raw) != 3 || json.Unmarshal(b64Decode(t, raw[1]), &c) != nil {
+				t.Errorf("try %d: not a JWT", n)
+			}
+			jtis = append(jtis, c.JTI)
 			if n < 3 {
 				http.Error(w, "busy", http.StatusServiceUnavailable)
 				return true
@@ -318,6 +326,12 @@ func TestBackchannelDelivery(t *testing.T) {
 		bc.Close(context.Background())
 		if sent, failed := m.Logouts.With(logoutSent).Value(), m.Logouts.With(logoutFailed).Value(); sent != 1 || failed != 0 {
 			t.Fatalf("after two refusals and a 200: sent %d, failed %d; want 1, 0", sent, failed)
+		}
+		// Each try is a token signed as it starts: a retry may start long
+		// after the first (its exp two minutes on), and a relying party that
+		// took the first but whose answer was lost refuses its jti again.
+		if len(jtis) != 3 || jtis[0] == jtis[1] || jtis[1] == jtis[2] || jtis[0] == jtis[2] {
+			t.Fatalf("three tries sent the jtis %q; want three tokens", jtis)
 		}
 		// An RP that never answers 2xx is tried 1+len(logoutBackoff) times.
 		rp.answer = func(w http.ResponseWriter, r *http.Request, n int) bool {
@@ -360,22 +374,22 @@ func TestBackchannelDelivery(t *testing.T) {
 		in := func(c int) store.SignIn {
 			return store.SignIn{SID: token.NewID(), UserID: 7, ClientID: "c" + strconv.Itoa(c), URI: rp.URL}
 		}
-		// A queue of four holds at most one sign-in per client (a quarter
-		// of it): c0's second is dropped while its first is being sent,
-		// c1 to c3 fill the queue, and c4 is dropped.
+		// Four sign-ins fill a queue of four, each of a client with no
+		// backlog to make room: c4's is dropped.
 		bc.Announce([]store.SignIn{in(0)})
 		<-arrived
-		bc.Announce([]store.SignIn{in(0), in(1), in(2), in(3), in(4)})
-		if dropped := m.Logouts.With(logoutDropped).Value(); dropped != 2 {
-			t.Fatalf("dropped %d; want 2 (c0's backlog full, then the queue)", dropped)
+		bc.Announce([]store.SignIn{in(1), in(2), in(3), in(4)})
+		if dropped := m.Logouts.With(logoutDropped).Value(); dropped != 1 {
+			t.Fatalf("dropped %d; want 1", dropped)
 		}
 	})
 	// A relying party that never answers holds one sender at a time, and
-	// a quarter of the queue: another client's logout goes out meanwhile.
+	// its backlog gives way to the others': another client's logout goes
+	// out meanwhile.
 	t.Run("a dead relying party", func(t *testing.T) {
 		release := make(chan struct{})
 		var inFlight, most atomic.Int32
-		arrived := make(chan struct{}, 16)
+		arrived := make(chan struct{}, 64) // every try of its 7 (3 each) never blocks
 		dead := newRelyingParty(t)
 		dead.answer = func(w http.ResponseWriter, r *http.Request, n int) bool {
 			k := inFlight.Add(1)
@@ -398,8 +412,38 @@ func TestBackchannelDelivery(t *testing.T) {
 		bc.Announce([]store.SignIn{{SID: token.NewID(), UserID: 7, ClientID: "live", URI: live.URL}})
 		live.next(t)
 		<-arrived
-		if most, dropped := most.Load(), m.Logouts.With(logoutDropped).Value(); most != 1 || dropped != 10 {
-			t.Fatalf("the dead RP had %d tries in flight at once, %d of its logout tokens dropped; want 1, 10", most, dropped)
+		// Its 12 fill the queue of 8 (4 dropped), then it makes room for
+		// the live one.
+		if most, dropped := most.Load(), m.Logouts.With(logoutDropped).Value(); most != 1 || dropped != 5 {
+			t.Fatalf("the dead RP had %d tries in flight at once, %d of its logout tokens dropped; want 1, 5", most, dropped)
+		}
+	})
+	// However many relying parties are down, their backlogs make room for
+	// one that answers: with a quarter of the queue each, four of them
+	// held it all, and every other client's logout tokens were dropped.
+	t.Run("dead relying parties fill the queue", func(t *testing.T) {
+		release := make(chan struct{})
+		dead := newRelyingParty(t)
+		dead.answer = func(w http.ResponseWriter, r *http.Request, n int) bool {
+			<-release
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return true
+		}
+		defer close(release)
+		bc, m := newQueue(t, 100)
+		for c := range 4 {
+			var ins []store.SignIn
+			for range 25 {
+				ins = append(ins, store.SignIn{SID: token.NewID(), UserID: 7, ClientID: "dead" + strconv.Itoa(c), URI: dead.URL})
+			}
+			bc.Announce(ins)
+		}
+		bc.Announce([]store.SignIn{{SID: token.NewID(), UserID: 8, ClientID: "live", URI: dead.URL}})
+		bc.mu.Lock()
+		queued := bc.lanes["live"] != nil
+		bc.mu.Unlock()
+		if dropped := m.Logouts.With(logoutDropped).Value(); !queued || dropped != 1 {
+			t.Fatalf("the live client's logout token queued: %v, %d dropped; want true, 1 (a dead one's)", queued, dropped)
 		}
 	})
 	// A failed try waits out its backoff off the senders.
