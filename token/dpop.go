@@ -1,6 +1,8 @@
 package token
 
 import (
+	"bytes"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -14,6 +16,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -176,6 +179,39 @@ func members(b []byte, required ...string) (str map[string]string, raw map[strin
 	return str, raw, nil
 }
 
+// weakEd25519 reports whether x, an Ed25519 public key, is one under
+// which a proof proves nothing: a point of small order, for which R = x and
+// S = 0 is a signature of every message that crypto/ed25519 verifies (RFC
+// 8032 does not refuse them), so anyone makes proofs for its thumbprint; or
+// a y of p or more, a second spelling of another key (a second thumbprint
+// for one key). A small-order point maps to one on Curve25519 (u = (1+y) /
+// (1-y)) with which X25519 gives all zeros, which crypto/ecdh refuses.
+func weakEd25519(x []byte) bool {
+	p := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 255), big.NewInt(19))
+	le := bytes.Clone(x)
+	le[31] &= 0x7f // the sign of the x coordinate
+	slices.Reverse(le)
+	y := new(big.Int).SetBytes(le)
+	one := big.NewInt(1)
+	den := new(big.Int).Sub(one, y)
+	if y.Cmp(p) >= 0 || den.Mod(den, p).Sign() == 0 { // y = 1 is the identity
+		return true
+	}
+	u := new(big.Int).Add(one, y)
+	u.Mul(u, den.ModInverse(den, p)).Mod(u, p)
+	ub := u.FillBytes(make([]byte, 32))
+	slices.Reverse(ub)
+	pub, err := ecdh.X25519().NewPublicKey(ub)
+	if err == nil {
+		_, err = x25519Probe.ECDH(pub)
+	}
+	return err != nil
+}
+
+// x25519Probe is any X25519 key: its scalar, clamped, is a multiple of the
+// cofactor 8, so its product with a point of small order is all zeros.
+var x25519Probe, _ = ecdh.X25519().NewPrivateKey(bytes.Repeat([]byte{1}, 32))
+
 // proofKey rebuilds the public key of a proof's jwk header for alg. Only
 // the public members of an RSA (2048 to 4096 bits), P-256 or Ed25519 key
 // are accepted; the key must be in the form JWK re-encodes (no leading
@@ -230,6 +266,9 @@ func proofKey(alg string, jwkText []byte) (*Key, error) {
 		x := b("x", ed25519.PublicKeySize)
 		if j["crv"] != Ed25519 || x == nil {
 			return nil, errors.New("jwk: not an Ed25519 key")
+		}
+		if weakEd25519(x) {
+			return nil, errors.New("jwk: an Ed25519 key of small order or in a second spelling")
 		}
 		pub = ed25519.PublicKey(x)
 	}

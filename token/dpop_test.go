@@ -14,9 +14,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"math/big"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -523,5 +525,72 @@ func BenchmarkParseProof(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A proof under an Ed25519 key of small order proves nothing: R = the key
+// and S = 0 is a signature crypto/ed25519 verifies, of every message for
+// the identity, of one in eight at most for the others (a client grinds
+// its jti), made by no one. Each such key, and each second spelling of a
+// key (y of p or more), is refused; no key a client makes is.
+func TestProofRefusesWeakEd25519Keys(t *testing.T) {
+	enc := base64.RawURLEncoding
+	le := func(hex string) []byte { // a y coordinate, little-endian, as RFC 8032 spells it
+		b, err := base64.StdEncoding.DecodeString(hex)
+		if err != nil || len(b) != 32 {
+			t.Fatalf("bad key %q", hex)
+		}
+		return b
+	}
+	y := func(n *big.Int) []byte {
+		b := n.FillBytes(make([]byte, 32))
+		slices.Reverse(b)
+		return b
+	}
+	p := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 255), big.NewInt(19))
+	smallOrder := map[string][]byte{
+		"identity (y = 1)":    y(big.NewInt(1)),
+		"order 4 (y = 0)":     y(big.NewInt(0)),
+		"order 2 (y = p-1)":   y(new(big.Int).Sub(p, big.NewInt(1))),
+		"order 8 (libsodium)": le("JuiVj8KyJ7BFw/SJ8u+Y8NXfrAXTxjM5sTgCiG1T/AU="),
+		"order 8, the other":  le("xxdqcD1N2E+6PAt2DRBnDyogU/osOczGTsf9d5KsA3o="),
+	}
+	forge := func(t *testing.T, key []byte) (claims []byte, sig []byte) {
+		sig = append(bytes.Clone(key), make([]byte, 32)...)
+		for i := range 256 { // the first message its forged signature fits
+			c, _ := json.Marshal(map[string]any{"jti": fmt.Sprint("forged-", i), "htm": "POST", "htu": proofURL, "iat": proofNow.Unix()})
+			h, _ := json.Marshal(map[string]any{"typ": TypeDPoP, "alg": EdDSA, "jwk": map[string]string{"kty": "OKP", "crv": "Ed25519", "x": enc.EncodeToString(key)}})
+			msg := enc.EncodeToString(h) + "." + enc.EncodeToString(c)
+			if ed25519.Verify(key, []byte(msg), sig) {
+				return []byte(msg), sig
+			}
+		}
+		t.Fatal("no message fits a forged signature: not a key of small order")
+		return nil, nil
+	}
+	for name, key := range smallOrder {
+		t.Run(name, func(t *testing.T) {
+			msg, sig := forge(t, key)
+			if _, err := ParseProof(string(msg)+"."+enc.EncodeToString(sig), proofWant); err == nil {
+				t.Fatal("a proof signed by no one was accepted")
+			}
+			if !weakEd25519(key) {
+				t.Fatal("not refused")
+			}
+		})
+	}
+	for _, n := range []*big.Int{p, new(big.Int).Add(p, big.NewInt(1)), new(big.Int).Add(p, big.NewInt(3))} {
+		if !weakEd25519(y(n)) {
+			t.Errorf("y = p + %d, a second spelling, not refused", new(big.Int).Sub(n, p))
+		}
+	}
+	for range 1000 {
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if weakEd25519(pub) {
+			t.Fatalf("a client's key %x refused", pub)
+		}
 	}
 }
