@@ -187,7 +187,7 @@ var (
 func handleDevicePage(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, v verification, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
-		if r.Method == http.MethodGet {
+		if r.Method != http.MethodPost { // GET, or HEAD (which the GET route takes, on its looser budget): never a form
 			shown := ""
 			if code, ok := normalizeUserCode(r.URL.Query().Get("user_code")); ok {
 				shown = showUserCode(code)

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -735,4 +736,33 @@ func TestKeyedHashesUnchanged(t *testing.T) {
 			t.Errorf("%s = %s; want %s", c.what, c.got, c.want)
 		}
 	}
+}
+
+// HEAD /oauth2/device, which the GET route takes (on the pages' budget),
+// is never a form: it signed in with a posted login and password past an
+// address's spent LOGIN_RATE_LIMIT, which only POST (the forms' budget)
+// counts.
+func TestDevicePageHEADIsNotAPost(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "correct horse", store.RoleUser)
+		tv, _ := e.deviceClient("TV", false, false, "read")
+		d := e.startDevice(tv, "", "")
+		b := e.browser()
+		login := b.enterCode(d.userCode)
+		wantPage(t, login, http.StatusOK, loginPage)
+		limited := false
+		for i := 0; i < 50 && !limited; i++ {
+			limited = b.post(login, "login", "user"+strconv.Itoa(i), "password", "guess").Code == http.StatusTooManyRequests
+		}
+		if !limited {
+			t.Fatal("POST logins never reached LOGIN_RATE_LIMIT")
+		}
+		form := formOf(t, login.Body.String())
+		form.Set("login", "ann")
+		form.Set("password", "correct horse")
+		w := b.do("HEAD", "/oauth2/device", form)
+		if _, ok := b.cookies[cookieSession]; ok || strings.Contains(w.Body.String(), consentPage) {
+			t.Fatalf("HEAD /oauth2/device with a login form: %d, signed in past the spent LOGIN_RATE_LIMIT", w.Code)
+		}
+	}, withDefaultBudgets)
 }

@@ -147,7 +147,7 @@ func handleReset(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, now 
 // form needs no CSRF token: a forged POST would have to hold it).
 func handleResetPage(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, b *Browser, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
+		if r.Method != http.MethodPost { // GET, or HEAD (which the GET route takes, on its looser budget): never a form
 			// Only a token of the form mailed goes into the form, as at the
 			// verify page: anything else, of any length, was reflected.
 			if tok := r.URL.Query().Get("token"); len(tok) == token.OpaqueLen {

@@ -145,7 +145,7 @@ func handleVerifyResend(log *slog.Logger, db *store.DB, v verification, now func
 func handleVerifyPage(log *slog.Logger, db *store.DB, b *Browser, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bad := &pageData{Title: "Verify your email address", Error: "This link is invalid, used or expired: ask for a new one."}
-		if r.Method == http.MethodGet {
+		if r.Method != http.MethodPost { // GET, or HEAD (which the GET route takes, on its looser budget): never a form
 			if tok := r.URL.Query().Get("token"); len(tok) == token.OpaqueLen {
 				b.render(w, http.StatusOK, "verify", "", &pageData{Title: bad.Title, Hidden: []hidden{{"token", tok}}})
 			} else {
