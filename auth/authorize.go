@@ -21,8 +21,10 @@ import (
 
 // authParams are the authorization request parameters carried from the
 // GET through the login and consent forms (RFC 6749 §4.1.1, RFC 7636 §4.3,
-// OIDC Core §3.1.2.1).
-var authParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state",
+// OIDC Core §3.1.2.1), and what a pushed request keeps (RFC 9126 §2.1):
+// each is checked as at the GET (one left out, response_mode, was not, so
+// a pushed fragment or form_post was taken and answered in the query).
+var authParams = []string{"response_type", "response_mode", "client_id", "redirect_uri", "scope", "state",
 	"code_challenge", "code_challenge_method", "nonce", "prompt", "max_age", "dpop_jkt", "resource", "id_token_hint"}
 
 // authRequest is a validated authorization request.

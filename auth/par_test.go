@@ -190,6 +190,12 @@ func TestPushedRequestBounded(t *testing.T) {
 			e.formPost("/oauth2/par", id, secret, pushForm(pk, kv[0], kv[1])).wantError(http.StatusBadRequest, "invalid_request")
 		}
 		e.formPost("/oauth2/par", id, secret, pushForm(pk, "prompt", "login consent", "max_age", "3600")).want(http.StatusCreated)
+		// Checked as at the authorization endpoint (RFC 9126 §2.1): a
+		// response_mode but query was taken, and answered in the query.
+		for _, m := range []string{"fragment", "form_post"} {
+			e.formPost("/oauth2/par", id, secret, pushForm(pk, "response_mode", m)).wantError(http.StatusBadRequest, "invalid_request")
+		}
+		e.formPost("/oauth2/par", id, secret, pushForm(pk, "response_mode", "query")).want(http.StatusCreated)
 	})
 }
 
