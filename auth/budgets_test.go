@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -97,4 +98,50 @@ func TestOtherSitesCannotFailClientAuthentication(t *testing.T) {
 			e.request("POST", path, form, "Content-Type", "application/x-www-form-urlencoded", "Origin", origin).wantOAuthError(http.StatusUnauthorized, "invalid_client")
 		}
 	}
+}
+
+// Any page its visitor opens can have their browser POST to the routes on
+// the login budget (no-cors, no preflight): ten such, and the visitor (and
+// everyone behind their NAT) could not sign in for minutes. Such a request
+// never checks a password (no SameSite=Lax cookie, no preflight, no
+// Authorization header), so it no longer spends that budget: POST
+// /oauth2/authorize (a client's page may send its authorization request by
+// POST) spends the pages' instead, every other such route refuses it. A
+// page of a CORS_ORIGINS origin spends it as before.
+func TestOtherSitesCannotSpendTheLoginBudget(t *testing.T) {
+	const spa = "https://spa.example"
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		id, _ := e.webClient()
+		fromPage := func(path, site, origin string) int {
+			req := httptest.NewRequest("POST", path, strings.NewReader("login=ann&password=guess&csrf_token=z"))
+			req.RemoteAddr = "192.0.2.7:5555" // the visitor's browser's (browser.do)
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Sec-Fetch-Site", site)
+			req.Header.Set("Origin", origin)
+			w := httptest.NewRecorder()
+			e.h.ServeHTTP(w, req)
+			return w.Code
+		}
+		for _, path := range []string{"/oauth2/authorize", "/oauth2/device", "/email/verify", "/api/v1/auth/login",
+			"/api/v1/auth/register", "/api/v1/auth/verify-email", "/api/v1/profile/password"} {
+			for _, from := range [][2]string{{"cross-site", "https://evil.example"}, {"cross-site", "null"}, {"same-site", "https://blog.example.com"}} {
+				for range 5 {
+					code := fromPage(path, from[0], from[1])
+					if code == http.StatusTooManyRequests || path != "/oauth2/authorize" && code != http.StatusForbidden {
+						t.Fatalf("POST %s from a page of %s (%s): %d; want 403, or the pages' budget at /oauth2/authorize", path, from[1], from[0], code)
+					}
+				}
+			}
+		}
+		e.browser().signIn(authorizeURL(id, newPKCE()), "ann", "Ann-Password-1") // the visitor's own
+		// A page of CORS_ORIGINS spends it: its script reads the answers.
+		limited := false
+		for i := 0; i < 20 && !limited; i++ {
+			limited = fromPage("/api/v1/auth/login", "cross-site", spa) == http.StatusTooManyRequests
+		}
+		if !limited {
+			t.Fatal("a CORS_ORIGINS page's logins never spent the login budget")
+		}
+	}, withDefaultBudgets, func(d *Deps) { d.CORSOrigins = []string{spa} })
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -91,8 +92,18 @@ type route struct {
 // token it is (checked after). A back end calls for all its users from one
 // address, so the OAuth back channel is budgeted per client, not per IP.
 type budget struct {
-	perIP     *ratelimit.Limiter
-	perClient bool
+	perIP *ratelimit.Limiter
+	// ownSite marks the routes where passwords and mailed tokens are
+	// checked, on the login budget (Deps.Creds): a request that a web page
+	// of another site sent (fromOtherSite) does not spend it, but
+	// otherSites, or is refused (nil) before it spends anything. No such
+	// request checks a password (a form needs the CSRF cookie, SameSite=Lax;
+	// JSON a preflight; a bearer route its header), yet each spent the
+	// budget of its visitor's address: any page they opened kept them, and
+	// everyone behind their NAT, from signing in.
+	ownSite    bool
+	otherSites *ratelimit.Limiter
+	perClient  bool
 	// allAddresses adds, after perClient, a public client's budget over all
 	// addresses together (Deps.PublicClients): on the routes where
 	// strangers naming it write rows before anything of theirs is checked.
@@ -105,7 +116,10 @@ type budget struct {
 func routes(d Deps) []route {
 	log, db, ts, cs, b, now := d.Log, d.DB, d.Tokens, d.Clients, d.Browser, d.Now
 	pw, th, m, iss := d.Passwords, d.Throttle, d.Metrics, d.Tokens.Issuer
-	api, creds, pages := budget{perIP: d.API}, budget{perIP: d.Creds}, budget{perIP: d.Pages}
+	api, creds, pages := budget{perIP: d.API}, budget{perIP: d.Creds, ownSite: true}, budget{perIP: d.Pages}
+	// A client's page may send its authorization request by POST (OIDC
+	// Core §3.1.2.1): budgeted as by GET.
+	credsOrPages := budget{perIP: d.Creds, ownSite: true, otherSites: d.Pages}
 	client, none := budget{perClient: true}, budget{}
 	clientRows := budget{perClient: true, allAddresses: true}
 	v := verification{mail: d.Mail, link: iss + "/email/verify", ttl: d.EmailVerificationTTL, required: d.RequireEmailVerification}
@@ -140,7 +154,7 @@ func routes(d Deps) []route {
 		{"GET /.well-known/oauth-authorization-server", anyone, none, meta},
 		{"GET /.well-known/jwks.json", anyone, none, handleJWKS(d.PublicKeys)},
 		{"GET /oauth2/authorize", person, pages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
-		{"POST /oauth2/authorize", person, creds, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
+		{"POST /oauth2/authorize", person, credsOrPages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
 		{"POST /oauth2/token", anyClient, client, handleToken(log, db, ts, d.IDTokens, m, now)},
 		{"POST /oauth2/par", anyClient, clientRows, handlePAR(log, db, ts, cs, d.IDTokens != nil, now)},
 		{"POST /oauth2/device_authorization", anyClient, clientRows, handleDeviceAuthorization(log, db, ts, b, d.IDTokens != nil, now)},
@@ -166,7 +180,7 @@ func routes(d Deps) []route {
 		if d.Registration == nil {
 			panic("auth: Deps.Registration is required with dynamic registration")
 		}
-		reg := budget{perIP: d.Registration}
+		reg := budget{perIP: d.Registration, ownSite: true} // a wrong initial access token spends the login budget
 		rs = append(rs,
 			route{"POST /oauth2/register", registrar, reg, handleRegisterClient(log, db, iss, d.Release, d.IDTokens != nil, now)},
 			route{"GET /oauth2/register/{id}", registrant, api, handleRegistrationRead(iss)},
@@ -207,11 +221,46 @@ func AddRoutes(mux *http.ServeMux, d Deps) {
 		}
 		h = check(rt.caller, d, h)
 		h = wellFormedQuery(refuse, h)
-		if rt.budget.perIP != nil {
+		if rt.budget.ownSite {
+			h = ownSite(rt.budget, d, refuse, h)
+		} else if rt.budget.perIP != nil {
 			h = httpx.RateLimit(rt.budget.perIP, httpx.ByIP, d.HTTP, d.Now, refuse, h)
 		}
 		mux.Handle(rt.pattern, h)
 	}
+}
+
+// ownSite budgets h by bg.perIP, but a request another site's web page
+// sent (fromOtherSite) by bg.otherSites, or refuses it if there is none.
+func ownSite(bg budget, d Deps, refuse func(http.ResponseWriter, *http.Request, error), h http.Handler) http.Handler {
+	own, other := httpx.RateLimit(bg.perIP, httpx.ByIP, d.HTTP, d.Now, refuse, h), http.Handler(nil)
+	if bg.otherSites != nil {
+		other = httpx.RateLimit(bg.otherSites, httpx.ByIP, d.HTTP, d.Now, refuse, h)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case !fromOtherSite(r, d.CORSOrigins):
+			own.ServeHTTP(w, r)
+		case other != nil:
+			other.ServeHTTP(w, r)
+		default:
+			refuse(w, r, httpx.E(httpx.KindForbidden, "requests from web pages of other sites are refused here (CORS_ORIGINS)"))
+		}
+	})
+}
+
+// fromOtherSite reports whether a browser says a web page of another site
+// (Sec-Fetch-Site: cross-site, or same-site: another host of the domain)
+// sent r, from an origin not in CORS_ORIGINS. Origin alone cannot tell:
+// under the pages' Referrer-Policy: no-referrer a browser sends "null" with
+// their own forms' POSTs too. A browser that sends no Sec-Fetch-Site, and
+// every program, is taken as the server's own.
+func fromOtherSite(r *http.Request, origins []string) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return !slices.Contains(origins, r.Header.Get("Origin"))
+	}
+	return false
 }
 
 // PublicClientShares is how many addresses' shares of CLIENT_RATE_LIMIT a
