@@ -41,10 +41,14 @@ func (db *DB) StmtsHeld() bool {
 	return true
 }
 
-// TxExec runs fn in a write transaction (tx), exec sending a statement in
+// TxExec runs fn in a write transaction (txOn), exec sending a statement in
 // it as every transaction's statements are sent (txn).
 func (db *DB) TxExec(ctx context.Context, fn func(exec func(query string) error) error) error {
-	return db.tx(withoutEvent(ctx), func(t *txn) error {
+	// Bounded by a minute, not OpTimeout: TestStmtCacheNoPoolCycle's
+	// transaction waits for its steps, over 5 s on a loaded machine.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return db.txOn(withoutEvent(ctx), db.w, func(t *txn) error {
 		return fn(func(query string) error {
 			_, err := t.ExecContext(ctx, query)
 			return err
