@@ -1148,3 +1148,36 @@ func TestUnroutedAnswersInTheTableShape(t *testing.T) {
 		t.Errorf("GET /oauth2/../nope: %d, Location %q; want the mux's redirect to /nope", r.Code, r.Header().Get("Location"))
 	}
 }
+
+// A logout's body is optional, and may come of a length not announced
+// (chunked, or HTTP/2 without content-length): an empty one was read as a
+// body that is not JSON (400), and the session lived on; a JSON one still
+// names a refresh token.
+func TestLogoutBodyOfUnknownLength(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	e.createUser("hal@example.com", "hal", "Hal-Password-1", store.RoleUser)
+	logout := func(access, body string) int {
+		req := httptest.NewRequest("POST", "/api/v1/auth/logout", strings.NewReader(body))
+		req.ContentLength = -1 // as net/http reads a chunked one
+		req.Header.Set("Authorization", "Bearer "+access)
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, req)
+		return w.Code
+	}
+	a1, r1 := e.login("hal", "Hal-Password-1")
+	if code := logout(a1, ""); code != http.StatusNoContent {
+		t.Fatalf("logout with an empty body of unknown length: %d; want 204", code)
+	}
+	wantAPIError(e.refresh(r1), http.StatusUnauthorized, "invalid_token")
+	a2, _ := e.login("hal", "Hal-Password-1")
+	_, r3 := e.login("hal", "Hal-Password-1")
+	if code := logout(a2, `{"refresh_token":"`+r3+`"}`); code != http.StatusNoContent {
+		t.Fatalf("logout with a JSON body of unknown length: %d; want 204", code)
+	}
+	wantAPIError(e.refresh(r3), http.StatusUnauthorized, "invalid_token")
+	a4, _ := e.login("hal", "Hal-Password-1")
+	if code := logout(a4, "{"); code != http.StatusBadRequest {
+		t.Fatalf("logout with a broken body of unknown length: %d; want 400", code)
+	}
+}

@@ -1,9 +1,11 @@
 package auth
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -48,7 +50,7 @@ func restHandler[In any](log *slog.Logger, optional bool, do func(r *http.Reques
 			}
 		}
 		in := new(In)
-		if _, none := any(in).(*struct{}); !none && !(optional && r.ContentLength == 0) {
+		if _, none := any(in).(*struct{}); !none && !(optional && noBody(r)) {
 			if err := httpx.DecodeJSON(r, in); err != nil {
 				httpx.WriteError(w, r, log, err)
 				return
@@ -71,6 +73,26 @@ func restHandler[In any](log *slog.Logger, optional bool, do func(r *http.Reques
 			httpx.JSON(w, status, out)
 		}
 	})
+}
+
+// noBody reports whether r's body is empty: of length 0, or of a length
+// not announced (chunked, or HTTP/2 without content-length) with no byte
+// in it, which read as a body that is not JSON (a logout so sent failed,
+// and its session lived on). A byte read is put back.
+func noBody(r *http.Request) bool {
+	if r.ContentLength != -1 {
+		return r.ContentLength == 0
+	}
+	var first [1]byte
+	n, err := io.ReadFull(r.Body, first[:])
+	if n == 0 && err == io.EOF {
+		return true
+	}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(first[:n]), r.Body), r.Body}
+	return false
 }
 
 // shownOnce is an answer holding a secret that is shown this once and must
