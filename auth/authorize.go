@@ -398,6 +398,11 @@ func (a *authorization) decide(sess *store.Session) {
 		a.decideDevice(sess)
 	case sess == nil:
 		a.redirectError(httpx.E(httpx.KindAccessDenied, "the user denied the request"))
+	case a.ar.hintSub != "" && a.ar.hintSub != "-" && a.ar.hintSub != store.FormatID(sess.UserID):
+		// The hint's user must be signed in, or be signed in by this
+		// request (OIDC Core §3.1.2.1): another user signing in at the
+		// form gave the client a code for someone it did not ask for.
+		a.redirectError(httpx.E(httpx.KindLoginRequired, "the user signed in is not the one id_token_hint names"))
 	default:
 		a.issueCode(sess)
 	}

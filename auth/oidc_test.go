@@ -457,6 +457,24 @@ func TestIDTokenHintAtAuthorization(t *testing.T) {
 	if q := callback(t, ann.do("GET", hinted("not.an.idtoken", "prompt", "none"), nil), http.StatusFound); q.Get("error") != "login_required" {
 		t.Fatalf("a hint that is not our ID token (one signed by a key since dropped, say): %v; want login_required", q)
 	}
+	// Nor for another user signing in at the form the hint brought: its
+	// user must be signed in, or be signed in by the request (§3.1.2.1).
+	// (A regression test: whoever signed in got a code.)
+	form := formOf(t, ann.do("GET", hinted(hints["bob"], "prompt", "login"), nil).Body.String())
+	form.Set("login", "ann")
+	form.Set("password", "Password-of-ann")
+	w := ann.do("POST", "/oauth2/authorize", form)
+	if w.Code == http.StatusOK && strings.Contains(w.Body.String(), `value="allow"`) {
+		form = formOf(t, w.Body.String())
+		form.Set("action", "allow")
+		w = ann.do("POST", "/oauth2/authorize", form)
+	}
+	if q := callback(t, w, http.StatusSeeOther); q.Get("error") != "login_required" || q.Has("code") {
+		if q.Has("code") {
+			e.secret(q.Get("code"))
+		}
+		t.Fatalf("bob's hint, ann signed in at its form: %v; want login_required", q)
+	}
 }
 
 // RP-Initiated Logout with an id_token_hint that
