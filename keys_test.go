@@ -308,3 +308,43 @@ func TestServeKeysInUse(t *testing.T) {
 		t.Errorf("with an RSA key: %v, logged %q; want nothing", err, buf.String())
 	}
 }
+
+// In debug mode without JWT_SECRET, the key that signs access tokens is
+// kept next to the SQLite file: one that is a link (to a file anyone can
+// read, say) or that others may read is refused, not trusted; the one it
+// writes itself is taken again.
+func TestDebugSecretOnlyFromItsOwnFile(t *testing.T) {
+	known := "attacker-chosen-attacker-chosen-0123456789abcdef"
+	planted := filepath.Join(t.TempDir(), "planted")
+	if err := os.WriteFile(planted, []byte(known+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, plant := range map[string]func(string) error{
+		"a file others may read": func(p string) error { return os.WriteFile(p, []byte(known+"\n"), 0o644) },
+		"a link":                 func(p string) error { return os.Symlink(planted, p) },
+		"none":                   func(string) error { return nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := &config{DatabaseURL: filepath.Join(t.TempDir(), "o.db")}
+			db, err := openStore(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if err := plant(filepath.Join(filepath.Dir(cfg.DatabaseURL), ".oauth2-api-jwt-secret")); err != nil {
+				t.Fatal(err)
+			}
+			got, err := debugSecret(db, cfg.DatabaseURL, discardLogger())
+			if name != "none" {
+				if err == nil || string(got) == known {
+					t.Fatalf("debug key taken from %s: %q, %v", name, got, err)
+				}
+				return
+			}
+			again, err2 := debugSecret(db, cfg.DatabaseURL, discardLogger())
+			if err != nil || err2 != nil || len(got) < minSecret || string(again) != string(got) {
+				t.Fatalf("a generated key: %v, %v; want the same key twice", err, err2)
+			}
+		})
+	}
+}

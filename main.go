@@ -581,6 +581,12 @@ func debugSecret(db *store.DB, dbURL string, log *slog.Logger) ([]byte, error) {
 	}
 	_, path, _ := store.ParseURL(dbURL)
 	file := filepath.Join(filepath.Dir(path), ".oauth2-api-jwt-secret")
+	// Only a file of its owner's alone, as writeNew leaves it: a link (to
+	// /etc/os-release, say) or a copy others can read gave anyone the key
+	// that signs access tokens, an admin's included.
+	if fi, err := os.Lstat(file); err == nil && (!fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0) {
+		return nil, fmt.Errorf("debug key file %s is not a file only its owner may read (%v); delete it or set JWT_SECRET", file, fi.Mode())
+	}
 	if b, err := readSmall(file, 4096); err == nil {
 		if s := strings.TrimSpace(string(b)); len(s) >= minSecret {
 			log.Warn("JWT_SECRET unset: using the debug key stored next to the database", "file", file)
