@@ -1,14 +1,13 @@
 package token
 
 import (
-	"bytes"
-	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -181,36 +180,39 @@ func members(b []byte, required ...string) (str map[string]string, raw map[strin
 
 // weakEd25519 reports whether x, an Ed25519 public key, is one under
 // which a proof proves nothing: a point of small order, for which R = x and
-// S = 0 is a signature of every message that crypto/ed25519 verifies (RFC
-// 8032 does not refuse them), so anyone makes proofs for its thumbprint; or
-// a y of p or more, a second spelling of another key (a second thumbprint
-// for one key). A small-order point maps to one on Curve25519 (u = (1+y) /
-// (1-y)) with which X25519 gives all zeros, which crypto/ecdh refuses.
+// S = 0 is a signature that crypto/ed25519 verifies (of every message for
+// the identity, of one in eight at most for the others: RFC 8032 does not
+// refuse them), so anyone makes proofs for its thumbprint; or a y of p or
+// more, a second spelling of another key (a second thumbprint for one key).
+// A lookup, not arithmetic: it runs on every proof, beside a verification
+// that costs as much as a check by point arithmetic did.
 func weakEd25519(x []byte) bool {
-	p := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 255), big.NewInt(19))
-	le := bytes.Clone(x)
-	le[31] &= 0x7f // the sign of the x coordinate
-	slices.Reverse(le)
-	y := new(big.Int).SetBytes(le)
-	one := big.NewInt(1)
-	den := new(big.Int).Sub(one, y)
-	if y.Cmp(p) >= 0 || den.Mod(den, p).Sign() == 0 { // y = 1 is the identity
-		return true
+	y := [32]byte(x)
+	y[31] &= 0x7f // the sign of the x coordinate
+	if y[31] == 0x7f && y[0] >= 0xed && !slices.ContainsFunc(y[1:31], func(b byte) bool { return b != 0xff }) {
+		return true // y >= p = 2^255 - 19, little-endian ed ff … ff 7f
 	}
-	u := new(big.Int).Add(one, y)
-	u.Mul(u, den.ModInverse(den, p)).Mod(u, p)
-	ub := u.FillBytes(make([]byte, 32))
-	slices.Reverse(ub)
-	pub, err := ecdh.X25519().NewPublicKey(ub)
-	if err == nil {
-		_, err = x25519Probe.ECDH(pub)
-	}
-	return err != nil
+	return slices.Contains(smallOrderY, y)
 }
 
-// x25519Probe is any X25519 key: its scalar, clamped, is a multiple of the
-// cofactor 8, so its product with a point of small order is all zeros.
-var x25519Probe, _ = ecdh.X25519().NewPrivateKey(bytes.Repeat([]byte{1}, 32))
+// smallOrderY are the y coordinates, little-endian, of Ed25519's eight
+// points of small order (its torsion subgroup, of order 8, which holds no
+// other): 1 (the identity), p-1 (order 2), 0 (the two of order 4), and ±c
+// (the four of order 8; libsodium's list, which TestProofRefusesWeakEd25519Keys
+// shows are such points by forging a proof under each).
+var smallOrderY = func() (ys [][32]byte) {
+	for _, h := range []string{
+		"0100000000000000000000000000000000000000000000000000000000000000",
+		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"0000000000000000000000000000000000000000000000000000000000000000",
+		"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+		"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+	} {
+		b, _ := hex.DecodeString(h)
+		ys = append(ys, [32]byte(b))
+	}
+	return ys
+}()
 
 // proofKey rebuilds the public key of a proof's jwk header for alg. Only
 // the public members of an RSA (2048 to 4096 bits), P-256 or Ed25519 key
