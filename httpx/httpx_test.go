@@ -350,6 +350,8 @@ func TestParsePrefixes(t *testing.T) {
 		{in: "::ffff:10.0.0.0/104", bad: true}, // would never match: peers are compared unmapped
 		{in: "fe80::1%eth0", bad: true},        // a link-local peer has a zone: it would never match, or match every link's
 		{in: "fe80::/10", bad: true},
+		{in: "0.0.0.0/0", bad: true}, // every client would name its own address
+		{in: "10.0.0.0/8,::/0", bad: true},
 	} {
 		got, err := ParsePrefixes(tc.in)
 		if tc.bad {

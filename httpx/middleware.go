@@ -447,9 +447,15 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 	// the same address names another host on each link: an entry would match
 	// no peer (Contains is false for a zoned address), or, compared without
 	// the zone, trust every link's fe80::1. The proxy's other address serves.
+	// A /0 believes every peer's forwarded address, so any client names its
+	// own and escapes the per-address budgets and login throttle (RFC 9700
+	// §4.13): the proxies' own ranges are what belong here.
 	for _, p := range out {
 		if p.Addr().Is6() && p.Addr().IsLinkLocalUnicast() {
 			return nil, fmt.Errorf("%s: link-local addresses name a host per interface: trust the proxy's global or unique local address", p)
+		}
+		if p.Bits() == 0 {
+			return nil, fmt.Errorf("%s trusts every address, so any client could name its own: list the proxies' ranges", p)
 		}
 	}
 	return out, nil
