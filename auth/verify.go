@@ -58,10 +58,17 @@ func verifyJob(db *store.DB, v verification, userID int64, now time.Time, log *s
 			return "", "", "", false, err
 		}
 		// No username, as in the reset mail: whoever registered chose it.
-		body := "Please confirm that this email address is yours: an account on this server gives it as its own.\n\n" +
-			"Open this link within " + v.ttl.String() + " and press the button:\n\n" +
+		// Anyone may sign up with another's address, so the mail says what
+		// pressing does for whoever holds the password (a verified address
+		// is what relying parties sign people in by), and how its owner
+		// takes such an account instead: a reset ends all its sessions.
+		body := "Someone signed up on this server with this email address.\n\n" +
+			"If it was you, open this link within " + v.ttl.String() + " and press the button:\n\n" +
 			v.link + "?token=" + tok + "\n\n" + // base64url: nothing to escape
-			"The link works once, and only until another is sent. If you did not sign up, ignore this message.\n"
+			"If it was not you, do not press it: whoever signed up holds the account's password, and pressing " +
+			"tells every application that trusts this server that this address is theirs. Ignore this message, " +
+			"or take the account over by asking for a password reset for this address.\n\n" +
+			"The link works once, and only until another is sent.\n"
 		return u.Email, "Verify your email address", body, true, nil
 	}
 }

@@ -50,6 +50,11 @@ func TestVerifyEmail(t *testing.T) {
 		if !m.TLS || m.To != "ann@example.com" || !strings.Contains(m.Data, "Subject: Verify your email address") {
 			t.Fatalf("verification mail %+v", m)
 		}
+		// Anyone may sign up with another's address: the mail tells its owner
+		// not to vouch for an account they did not make, and how to take it.
+		if !strings.Contains(m.Data, "If it was not you, do not press it") || !strings.Contains(m.Data, "password reset for this address") {
+			t.Fatalf("the verification mail does not warn the address's owner:\n%s", m.Data)
+		}
 		if strings.Contains(m.Data, "account ann") { // the registrant's text, shown by mail readers as a link when it reads as a host
 			t.Fatalf("the verification mail names the username:\n%s", m.Data)
 		}
@@ -138,7 +143,8 @@ func TestVerifyEmailPage(t *testing.T) {
 		for i := 0; i < 2; i++ { // a scanner, then the person
 			w := b.do("GET", "/email/verify?token="+tok, nil)
 			if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `<input type="hidden" name="token" value="`+tok+`">`) ||
-				!strings.Contains(w.Body.String(), `<button type="submit">`) {
+				!strings.Contains(w.Body.String(), `<button type="submit">`) ||
+				!strings.Contains(w.Body.String(), "Press only if you signed up with it yourself.") {
 				t.Fatalf("GET /email/verify: %d %s", w.Code, w.Body.String())
 			}
 			if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") {
