@@ -380,7 +380,7 @@ func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, 
 	refresh := ""
 	if slices.Contains(g.c.GrantTypes, grantRefreshToken) {
 		refresh = token.NewOpaque()
-		is.RefreshHash, is.RefreshExp = token.Hash(refresh), g.ts.refreshExpiry(g.now)
+		is.RefreshHash, is.RefreshExp = token.Hash(refresh), g.ts.refreshExpiry(granted.AuthTime, g.now)
 	}
 	pair := g.ts.pair(access, refresh, granted.Scope, g.jkt)
 	if hasScope(granted.Scope, scopeOpenID) && g.idTokens != nil {

@@ -643,6 +643,35 @@ func TestSessionMaxAge(t *testing.T) {
 	}, func(d *Deps) { d.Tokens.MaxAge = 90 * 24 * time.Hour })
 }
 
+// A session started by a code ends REFRESH_TOKEN_MAX_DAYS after its login,
+// not after the code's redemption: a code from a browser sign-in 11 hours
+// old gave its refresh tokens 11 hours past the bound.
+func TestSessionMaxAgeCountsFromTheLogin(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("amy@example.com", "amy", "Amy-Password-1", store.RoleUser)
+		id, secret := e.webClient()
+		b := e.browser()
+		end := e.clock.Now().Add(e.deps.Tokens.MaxAge) // the login
+		e.codeGrant(b, id, secret, "amy", "Amy-Password-1")
+		e.clock.Add(11 * time.Hour)
+		p := newPKCE()
+		w := b.do("GET", authorizeURL(id, p), nil) // still signed in: a code at once
+		code := e.secret(callback(t, w, http.StatusFound).Get("code"))
+		r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+		rt := e.secret(r.Str("refresh_token"))
+		e.secret(r.Str("access_token"))
+		e.clock.Add(end.Sub(e.clock.Now()) - time.Second)
+		r = e.refreshGrant(id, secret, rt).want(http.StatusOK)
+		rt = e.secret(r.Str("refresh_token"))
+		e.secret(r.Str("access_token"))
+		if in := r.JSON()["expires_in"]; in != 1.0 {
+			t.Errorf("refreshed 1 s before the session's end, counted from its login: expires_in %v; want 1", in)
+		}
+		e.clock.Add(time.Second)
+		e.refreshGrant(id, secret, rt).wantOAuthError(http.StatusBadRequest, errInvalidGrant)
+	}, func(d *Deps) { d.Tokens.MaxAge = 24 * time.Hour })
+}
+
 // A session is a refresh-token family with the access tokens minted from it
 // (API.md), so a refresh just before REFRESH_TOKEN_MAX_DAYS mints an access
 // token that ends with the session, not ACCESS_TOKEN_TTL later: at the REST

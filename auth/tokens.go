@@ -150,11 +150,11 @@ func (ts *Tokens) endSessionAudited(ctx context.Context, db *store.DB, userID in
 	return nil
 }
 
-// refreshExpiry is when the first refresh token of a session started now
-// expires: after RefreshTTL, but never after the session's MaxAge. (The
-// rotations' bound, from the session's start, is DB.RotateRefresh's.)
-func (ts *Tokens) refreshExpiry(now time.Time) time.Time {
-	return now.Add(min(ts.RefreshTTL, ts.MaxAge))
+// refreshExpiry is when the first refresh token of a session whose login
+// was at authTime expires: after RefreshTTL, but never after MaxAge from
+// that login. (The rotations' bound is DB.RotateRefresh's.)
+func (ts *Tokens) refreshExpiry(authTime, now time.Time) time.Time {
+	return now.Add(min(ts.RefreshTTL, store.SessionStart(authTime, now).Add(ts.MaxAge).Sub(now)))
 }
 
 // Pair is a token response (RFC 6749 §5.1; API.md's token pair).
@@ -178,7 +178,7 @@ func (ts *Tokens) StartSession(ctx context.Context, db *store.DB, u *store.User,
 		return nil, err
 	}
 	refresh := token.NewOpaque()
-	ended, err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(now), ts.AccessTTL, now)
+	ended, err := db.CreateFamily(ctx, f, token.Hash(refresh), ts.refreshExpiry(authTime, now), ts.AccessTTL, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errChangedMeanwhile
 	} else if err != nil {

@@ -138,7 +138,7 @@ type Family struct {
 	Verified  string // the password hash a login verified: the family starts only while it is the user's ("" for a code)
 	Scope     string // the scope granted to the family; tokens may narrow it
 	AuthTime  time.Time
-	CreatedAt time.Time
+	CreatedAt time.Time // the session's start, its login (createFamilyTx): REFRESH_TOKEN_MAX_DAYS counts from it
 	Revoked   bool
 	DPoPJKT   string // a public client's refresh tokens are bound to this DPoP key (RFC 9449 §5), or ""
 	Resource  string // the resource granted (RFC 8707), or "" for the ISSUER
@@ -201,6 +201,17 @@ func (db *DB) startFamily(ctx context.Context, is Issued, accessTTL time.Duratio
 // at once; past it, the oldest end.
 const maxLiveFamilies = 1000
 
+// SessionStart is when a session whose login was at authTime started: at
+// that login, not at its code's redemption, since a browser sign-in up to
+// 12 hours old would otherwise outlive REFRESH_TOKEN_MAX_DAYS by as much
+// (API.md: "from its login"); now for a login not in the past.
+func SessionStart(authTime, now time.Time) time.Time {
+	if authTime.IsZero() || !authTime.Before(now) {
+		return now
+	}
+	return authTime
+}
+
 // createFamilyTx stores the family, in a transaction that holds the
 // user's row (stillPassword), so that concurrent ones count one after
 // another. With maxLiveFamilies of the user's live already, it first ends
@@ -218,7 +229,7 @@ func createFamilyTx(ctx context.Context, tx *txn, f Family, tokenHash string, ex
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at, dpop_jkt, resource, sid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), now.Unix(), f.DPoPJKT, f.Resource, f.SID); err != nil {
+		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), SessionStart(f.AuthTime, now).Unix(), f.DPoPJKT, f.Resource, f.SID); err != nil {
 		return nil, err
 	}
 	if tokenHash == "" {
