@@ -163,8 +163,8 @@ func unavailable(err error) (known, unavailable bool) {
 		1053, 1077, 1078, 1079, 1080, 1927, // shutting down, connection killed
 		1152, 1153, 1154, 1155, 1156, 1157, 1158, 1159, 1160, 1161, // the network
 		1205, 1213, // lock wait timeout, deadlock
-		1290, 1836, // read-only (a failover)
-		1317, 3024: // query interrupted, over max_execution_time
+		1290, 1792, 1836, // read-only (a failover, or a READ ONLY transaction: PostgreSQL's 25006)
+		1317, 1969, 3024: // query interrupted, over MariaDB's max_statement_time, over MySQL's max_execution_time
 		return true, true
 	}
 	switch string(my.SQLState[:2]) {

@@ -125,3 +125,9 @@ func (db *DB) CachedStmts(part string) int {
 	}
 	return n
 }
+
+// Classify is what the store makes of a driver's error (wrap).
+func (db *DB) Classify(err error) error {
+	db.wrap(&err, "test")
+	return err
+}

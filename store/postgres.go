@@ -55,7 +55,9 @@ func postgresUnavailable(err error) (known, unavailable bool) {
 	if !errors.As(err, &pg) {
 		return false, false
 	}
-	if pg.Code == "25P03" || pg.Code == "25P04" { // idle-in-transaction, transaction timeout: a late COMMIT refused (TxIdleTimeout)
+	switch pg.Code {
+	case "25P03", "25P04", // idle-in-transaction, transaction timeout: a late COMMIT refused (TxIdleTimeout)
+		"25006": // read_only_sql_transaction: a write to a standby, during a failover (MySQL's 1290, SQLite's READONLY)
 		return true, true
 	}
 	switch pg.Code[:2] {

@@ -472,6 +472,11 @@ func (db *DB) txOn(ctx context.Context, pool beginner, fn func(*txn) error) erro
 		}()
 	}
 	err = t.Commit()
+	if err != nil && ctx.Err() != nil {
+		// The deadline passed after the last statement: database/sql rolled
+		// back, and Commit says only sql.ErrTxDone. It is the timeout (503).
+		err = fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
 	return err
 }
 

@@ -1477,6 +1477,47 @@ func TestErrorClasses(t *testing.T) {
 			if err := other.Revoke(ctx, store.Revocation{Kind: store.RevokeJTI, Subject: "x", ExpiresAt: 1}); !errors.Is(err, store.ErrUnavailable) {
 				t.Fatalf("a write on a closed handle = %v; want ErrUnavailable", err)
 			}
+			// A deadline that passes after the last statement, before COMMIT:
+			// database/sql rolled back, and Commit says only sql.ErrTxDone.
+			short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel()
+			err = db.TxExec(short, func(exec func(string) error) error {
+				if err := exec(`UPDATE audit_head SET n = n WHERE one = 1`); err != nil {
+					return err
+				}
+				<-short.Done()
+				time.Sleep(100 * time.Millisecond) // database/sql's watcher rolls back
+				return nil
+			})
+			if err = db.Classify(err); !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("a COMMIT past its deadline = %v; want ErrUnavailable", err)
+			}
+			if d == store.SQLite {
+				return
+			}
+			// A standby, or a failover under way: writes refused as read-only
+			// (PostgreSQL 25006, MariaDB 1792). And a statement over the
+			// server's time limit (PostgreSQL 57014, MariaDB 1969).
+			conn, err := storetest.Raw(t, d, url).Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			slow := map[string]string{store.Postgres: `SET statement_timeout = 10; SELECT pg_sleep(1)`,
+				store.MySQL: `SET STATEMENT max_statement_time = 0.01 FOR SELECT SLEEP(1)`}[d]
+			for _, q := range []string{`START TRANSACTION READ ONLY`, `UPDATE audit_head SET n = n WHERE one = 1`, `ROLLBACK`, slow} {
+				_, err := conn.ExecContext(ctx, q)
+				switch q {
+				case `START TRANSACTION READ ONLY`, `ROLLBACK`:
+					if err != nil {
+						t.Fatal(err)
+					}
+				default:
+					if err = db.Classify(err); !errors.Is(err, store.ErrUnavailable) {
+						t.Errorf("%s = %v; want ErrUnavailable", q, err)
+					}
+				}
+			}
 		})
 	}
 }
