@@ -230,23 +230,32 @@ func (db *DB) VerifyAudit(ctx context.Context, head string) (n int, err error) {
 	case want-1 != lastN || prev != lastHash:
 		return n, fmt.Errorf("%w: the log ends at event %d, its head says %d: events were deleted from the end", ErrChainBroken, want-1, lastN)
 	case !sawHead && baseN > 0:
-		return n, fmt.Errorf("%w: the event with hash %.16s… is not in the log: it was cut after it, or pruned with the events up to %d", ErrChainBroken, head, baseN)
+		return n, fmt.Errorf("%w: the event with hash %.16s… is not in the log: it was cut or rewritten after it, or pruned with the events up to %d", ErrChainBroken, head, baseN)
 	case !sawHead:
-		return n, fmt.Errorf("%w: the event with hash %.16s… is not in the log: it was cut after it", ErrChainBroken, head)
+		return n, fmt.Errorf("%w: the event with hash %.16s… is not in the log: it was cut or rewritten after it", ErrChainBroken, head)
 	}
 	return n, nil
 }
 
-// PruneAudit deletes events older than before (every event up to the
-// last of them), keeping the chain verifiable: oldest first, in batches of
-// at most purgeBatch, each a transaction that also sets the head's base to
+// PruneAudit deletes the events older than before that come before every
+// newer one, keeping the chain verifiable: oldest first, in batches of at
+// most purgeBatch, each a transaction that also sets the head's base to
 // its last event's number and hash. A prune cut short (OpTimeout, a lock)
 // keeps the batches it committed, each of which left a chain that
 // verifies, and the next goes on from there.
+//
+// Not up to the last old event: an event's time is its instance's clock,
+// its number the shared head's, and one event stamped a year back (an
+// instance started before its clock was set) took every event before it,
+// however recent. Such an event waits for those before it to grow old.
 func (db *DB) PruneAudit(ctx context.Context, before time.Time) (err error) {
 	defer db.wrap(&err, "prune audit log")
 	var last sql.NullInt64 // the last event to prune, found once: the batches then read only the key
-	if err := db.queryRow(ctx, `SELECT MAX(id) FROM audit_events WHERE time_ms < $1`, before.UnixMilli()).Scan(&last); err != nil || !last.Valid {
+	err = db.queryRow(ctx, `SELECT id - 1 FROM audit_events WHERE time_ms >= $1 ORDER BY id LIMIT 1`, before.UnixMilli()).Scan(&last)
+	if errors.Is(err, sql.ErrNoRows) { // every event is old
+		err = db.queryRow(ctx, `SELECT MAX(id) FROM audit_events WHERE time_ms < $1`, before.UnixMilli()).Scan(&last)
+	}
+	if err != nil || !last.Valid || last.Int64 < 1 {
 		return err
 	}
 	for more := true; more && err == nil; {

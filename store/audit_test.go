@@ -199,6 +199,38 @@ func TestAuditPrune(t *testing.T) {
 	})
 }
 
+// An event's time is its instance's clock: one stamped a year back (an
+// instance started before its clock was set) must not take the recent
+// events before it with it. On the old code a prune kept only the last.
+func TestAuditPruneKeepsRecentEventsBeforeAnOldStamp(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		now := t0.Add(400 * 24 * time.Hour)
+		for i, at := range []time.Time{now.Add(-3 * time.Hour), now.Add(-2 * time.Hour), t0, now} {
+			e := event("login.failure", fmt.Sprint(i))
+			e.Time = at
+			if err := db.Audit(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.PruneAudit(ctx, now.Add(-365*24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if list, _ := db.ListAudit(ctx, store.AuditFilter{Limit: 10}); len(list) != 4 {
+			t.Fatalf("after pruning events older than a year: %d of 4 kept; want all (the old one waits for those before it)", len(list))
+		}
+		// Once those before it are old too, it goes with them.
+		if err := db.PruneAudit(ctx, now.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if list, _ := db.ListAudit(ctx, store.AuditFilter{Limit: 10}); len(list) != 1 || list[0].ID != 4 {
+			t.Fatalf("after pruning events older than an hour: %+v; want event 4 alone", list)
+		}
+		if n, err := db.VerifyAudit(ctx, ""); err != nil || n != 1 {
+			t.Fatalf("VerifyAudit after pruning: %d, %v", n, err)
+		}
+	})
+}
+
 // BenchmarkAuditedLogin is what the audit log adds to a login's one write:
 // the session and refresh token created alone ("plain"), and with the
 // login's event appended in the same transaction ("audited": an insert and

@@ -174,7 +174,7 @@ BEGIN SELECT RAISE(ABORT, 'a refresh token deleted by its family''s cascade'); E
 // ever (a DELETE of the row fails on its foreign keys). The deletion now
 // blanks the hash and the names; the purge replaces the email and username
 // with 'deleted:<id>' once the deletion is older than the audit retention,
-// never without one (0: events kept for ever), and leaves live users, one
+// never without one (a zero Retention.Audit, which the config never sets, prunes nothing), and leaves live users, one
 // who signed up again with the same address and name included.
 func TestDeletedUserForgotten(t *testing.T) {
 	for _, d := range storetest.Dialects {

@@ -520,7 +520,7 @@ type Retention struct {
 	LoginWindow time.Duration // LOGIN_LOCKOUT: a count lives as long as its window
 	AccessTTL   time.Duration // an access token lives this long after its mint
 	MaxAge      time.Duration // REFRESH_TOKEN_MAX_DAYS: no family mints after it
-	Audit       time.Duration // AUDIT_RETENTION_DAYS: audit events, and a deleted user's email and username, are kept this long (0: for ever)
+	Audit       time.Duration // AUDIT_RETENTION_DAYS: audit events, and a deleted user's email and username, are kept this long (1 to 36,500 days; 0 in tests: nothing pruned)
 }
 
 // Purge deletes rows that can no longer matter, so that every table is
