@@ -192,16 +192,21 @@ func parseAuthRequest(ctx context.Context, cs *Clients, ts *Tokens, params url.V
 
 func (ar *authRequest) has(prompt string) bool { return slices.Contains(ar.prompt, prompt) }
 
-// formAction returns the CSP source for the redirect URI's origin.
-func formAction(redirectURI string) string {
-	u, err := url.Parse(redirectURI)
+// cspSource returns the CSP source (CSP3 §2.3.1) of a URI's origin, or
+// false when its host has no CSP form: an IPv6 literal ([::1], which RFC
+// 8252 §7.3 has native apps use) or a host with '_'. Browsers ignore such
+// a source, and form-action 'self' alone then blocked the redirect to
+// http://[::1]:port after the consent form (Chromium).
+func cspSource(uri string) (string, bool) {
+	u, err := url.Parse(uri)
 	if err != nil {
-		return ""
+		return "", false
 	}
-	if u.Scheme == "http" || u.Scheme == "https" {
-		return u.Scheme + "://" + u.Host
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return u.Scheme + ":", true // a private-use scheme: reverse-domain, a valid scheme-source
 	}
-	return u.Scheme + ":"
+	host := u.Hostname()
+	return u.Scheme + "://" + u.Host, host != "" && strings.Trim(host, "abcdefghijklmnopqrstuvwxyz0123456789-.") == ""
 }
 
 // withQuery returns uri with params added to its query.
@@ -445,7 +450,7 @@ func (a *authorization) showForm(status int, page string, d *pageData) {
 		return
 	}
 	d.Action = "/oauth2/authorize"
-	a.b.render(a.w, status, page, formAction(a.ar.redirectURI), d)
+	a.b.render(a.w, status, page, a.ar.redirectURI, d)
 }
 
 // carried returns the fields the forms carry: the authorization request's,

@@ -147,16 +147,21 @@ type pageData struct {
 // browsers apply it to the redirect after a POST), no caching (pages carry
 // CSRF tokens) and no framing. A template that fails (a bug) is logged and
 // answered with a plain 500, never half a page.
-func (b *Browser) render(w http.ResponseWriter, status int, name, formAction string, d *pageData) {
+func (b *Browser) render(w http.ResponseWriter, status int, name, next string, d *pageData) {
 	var buf bytes.Buffer
 	if err := b.tmpl.ExecuteTemplate(&buf, name, d); err != nil {
 		b.log.Error("page template failed", "page", name, "err", err)
 		status, buf = http.StatusInternalServerError, *bytes.NewBufferString("Internal error.\n")
 	}
 	h := w.Header()
-	csp := "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
-	if formAction != "" {
-		csp += " " + formAction
+	// Browsers apply form-action to the redirect that follows a form's
+	// POST too: a page whose form leads on to next allows next's origin,
+	// or, where that has no CSP form, leaves form-action out (API.md).
+	csp := "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+	if src, ok := cspSource(next); next == "" {
+		csp += "; form-action 'self'"
+	} else if ok {
+		csp += "; form-action 'self' " + src
 	}
 	h.Set("Content-Security-Policy", csp)
 	h.Set("X-Frame-Options", "DENY")

@@ -1096,6 +1096,10 @@ func TestCreateClientValidation(t *testing.T) {
 		"bc private-use":   {Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: "com.example.app:/bc"},
 		"bc relative":      {Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: "/bc"},
 		"bc smuggle":       {Name: "x", GrantTypes: []string{"client_credentials"}, BackchannelLogoutURI: "https://rp.example/bc\u00a0x"},
+		"host with ;":      {Name: "x", RedirectURIs: []string{"https://rp.example;sandbox;report-uri/cb"}}, // CSP's syntax in the pages' header
+		"host with ,":      {Name: "x", RedirectURIs: []string{"https://rp.example,x/cb"}},
+		"host with !":      {Name: "x", PostLogoutRedirectURIs: []string{"https://rp!.example/bye"}},
+		"IPvFuture host":   {Name: "x", RedirectURIs: []string{"http://[v1.x]/cb"}},
 	} {
 		if _, _, err := CreateClient(context.Background(), e.db, 0, spec, false, e.deps.Tokens.Resources, e.clock.Now()); err == nil {
 			t.Errorf("%s: CreateClient accepted %+v", name, spec)
@@ -1112,6 +1116,34 @@ func TestCreateClientValidation(t *testing.T) {
 		if (err == nil) != (ok && !strings.HasPrefix(uri, "com.")) {
 			t.Errorf("release mode, back-channel logout URI %s: err %v", uri, err)
 		}
+	}
+}
+
+// Browsers apply form-action to the redirect after a form's POST, and
+// ignore a source that is not CSP's syntax: an origin with no CSP form
+// ([::1], a '_' in the host) leaves form-action out, or form-action 'self'
+// alone blocked the code's way back to a native app in Chromium. A page
+// that leads nowhere has form-action 'self' alone.
+func TestPagesFormActionIsCSP(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	for uri, want := range map[string]string{
+		"https://app.example/cb":     "; form-action 'self' https://app.example",
+		"http://127.0.0.1:50000/cb":  "; form-action 'self' http://127.0.0.1:50000",
+		"com.example.app:/cb":        "; form-action 'self' com.example.app:",
+		"http://[::1]:50000/cb":      "",
+		"https://app_1.example/cb":   "",
+		"https://app.example:8443/x": "; form-action 'self' https://app.example:8443",
+	} {
+		id, _ := e.newClient(ClientSpec{Name: "App", RedirectURIs: []string{uri}, Scopes: []string{"read"}})
+		w := e.browser().do("GET", authorizeURL(id, newPKCE(), "redirect_uri", uri), nil)
+		csp := w.Header().Get("Content-Security-Policy")
+		if w.Code != http.StatusOK || !strings.HasSuffix(csp, "frame-ancestors 'none'"+want) {
+			t.Errorf("login page for %s: %d, CSP %q; want it to end frame-ancestors 'none'%s", uri, w.Code, csp, want)
+		}
+	}
+	w := e.browser().do("GET", "/oauth2/logout", nil)
+	if csp := w.Header().Get("Content-Security-Policy"); w.Code != http.StatusOK || !strings.HasSuffix(csp, "frame-ancestors 'none'; form-action 'self'") {
+		t.Errorf("logout page without a target: %d, CSP %q; want form-action 'self' alone", w.Code, csp)
 	}
 }
 

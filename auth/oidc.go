@@ -182,7 +182,7 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			}
 			keep = append(keep, hiddenFields(params, "id_token_hint", "post_logout_redirect_uri", "state")...)
 			page.Hidden, page.CSRF = keep, b.csrfToken(w, r)
-			b.render(w, http.StatusOK, "logout", formAction(target), page)
+			b.render(w, http.StatusOK, "logout", target, page)
 			return
 		}
 		if v := b.cookie(r, cookieSession); v != "" {

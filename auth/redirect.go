@@ -82,6 +82,12 @@ func checkRedirectURI(s string, release bool) error {
 	if !validPort(u.Host) {
 		return errors.New("has an invalid port")
 	}
+	// A name or an IP address: RFC 3986's reg-name also takes ';', ',' and
+	// the other sub-delims, which no browser resolves, and which the pages'
+	// CSP header (cspSource) read as its own syntax ("rp.example;sandbox").
+	if h := u.Hostname(); net.ParseIP(h) == nil && strings.Trim(h, "abcdefghijklmnopqrstuvwxyz0123456789-._") != "" {
+		return errors.New("its host must be a name (letters, digits, '-', '.', '_') or an IP address")
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"image/png"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -86,9 +87,14 @@ type callback struct {
 // GET /cb with a small page, which reports each request's query on the
 // returned channel.
 func newCallback(t testing.TB) (*httptest.Server, <-chan callback) {
+	return newCallbackOn(t, "127.0.0.1:0")
+}
+
+// newCallbackOn is newCallback listening on addr.
+func newCallbackOn(t testing.TB, addr string) (*httptest.Server, <-chan callback) {
 	t.Helper()
 	got := make(chan callback, 4)
-	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	cb := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/cb" {
 			http.NotFound(w, r)
 			return
@@ -101,6 +107,13 @@ func newCallback(t testing.TB) (*httptest.Server, <-chan callback) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, `<!doctype html><title>Interop app</title><h1 id="done">Signed in</h1>`)
 	}))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("no listener on %s on this machine: %v", addr, err)
+	}
+	cb.Listener.Close()
+	cb.Listener = l
+	cb.Start()
 	t.Cleanup(cb.Close)
 	return cb, got
 }
@@ -268,6 +281,37 @@ func TestBrowserAuthorizationCode(t *testing.T) {
 	if claim(claims, "sub") != grace.Sub() || claim(claims, "client_id") != app.ID || !sameScope(claims["scope"], "read write") {
 		t.Errorf("access token claims %v; want sub %s, client_id %s, scope %q", claims, grace.Sub(), app.ID, "read write")
 	}
+}
+
+// TestBrowserNativeAppOnIPv6Loopback: a native app's redirect URI on the
+// IPv6 loopback literal (RFC 8252 §7.3), any port, a public client with
+// PKCE. CSP has no source for http://[::1]:port, and browsers ignore it:
+// the consent page then sent form-action 'self' alone, and Chromium
+// blocked the 303 to the app, so the code never reached it.
+func TestBrowserNativeAppOnIPv6Loopback(t *testing.T) {
+	t.Parallel()
+	chromium(t)
+	cb, got := newCallbackOn(t, "[::1]:0")
+	s := startServer(t, nil)
+	ada := s.createUser(t, "ada@example.com", "ada", password)
+	app := s.createClient(t, "--name", "Interop Native App", "--public", "--redirect-uri", "http://[::1]/cb", "--scope", "read")
+	meta := s.metadata(t)
+	cfg := &oauth2.Config{
+		ClientID: app.ID, Scopes: []string{"read"}, RedirectURL: cb.URL + "/cb",
+		Endpoint: oauth2.Endpoint{AuthURL: meta.AuthorizationEndpoint, TokenURL: meta.TokenEndpoint, AuthStyle: oauth2.AuthStyleInParams},
+	}
+	verifier, state := oauth2.GenerateVerifier(), randomHex(16)
+	ctx := startBrowser(t)
+	q := browserLogin(t, ctx, got, cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), cfg.RedirectURL, ada,
+		[]string{app.Name, "ada", "read", "[::1]"}, "browser-ipv6-loopback")
+	if q.Get("state") != state || q.Get("code") == "" {
+		t.Fatalf("callback query %v; want a code and state %q", q, state)
+	}
+	tok, err := cfg.Exchange(oauthContext(t), q.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("Exchange: %v", err)
+	}
+	s.noLog(q.Get("code"), verifier, tok.AccessToken)
 }
 
 // TestBrowserOpenIDConnect is an OpenID Connect sign-in in Chromium: the
