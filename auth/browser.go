@@ -142,6 +142,19 @@ type pageData struct {
 	Denied       bool   // the device page's end: the user denied
 }
 
+// inPopup serves the pages a relying party may open in a popup (OIDC
+// display=popup; oidc-client-ts signinPopup, MSAL loginPopup) without
+// Cross-Origin-Opener-Policy: same-origin cut the popup from its opener at
+// the first response, so the code reached the callback with window.opener
+// null and the relying party never heard of it. Framing stays denied
+// (frame-ancestors, X-Frame-Options).
+func inPopup(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Del("Cross-Origin-Opener-Policy")
+		h.ServeHTTP(w, r)
+	})
+}
+
 // render writes a page with the headers every page needs: a strict CSP (no
 // script at all; form-action names the client's redirect origin because
 // browsers apply it to the redirect after a POST), no caching (pages carry

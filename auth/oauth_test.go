@@ -1147,6 +1147,30 @@ func TestPagesFormActionIsCSP(t *testing.T) {
 	}
 }
 
+// A relying party may open the authorization and logout endpoints in a
+// popup (OIDC display=popup): their pages and redirects carry no
+// Cross-Origin-Opener-Policy, which cut the popup from its opener (in
+// Chromium the callback saw window.opener null), while every other
+// response keeps same-origin.
+func TestPopupEndpointsKeepTheOpener(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	e.createUser("ann@example.com", "ann", "correct horse", store.RoleUser)
+	id, _ := e.newClient(ClientSpec{Name: "App", RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}, FirstParty: true})
+	b := e.browser()
+	login := b.do("GET", authorizeURL(id, newPKCE()), nil)
+	e.secret(b.signIn(authorizeURL(id, newPKCE()), "ann", "correct horse"))
+	redirect := b.do("GET", authorizeURL(id, newPKCE()), nil) // signed in, first party: a bare 302
+	e.secret(callback(t, redirect, http.StatusFound).Get("code"))
+	for name, w := range map[string]*httptest.ResponseRecorder{"login page": login, "redirect": redirect, "logout page": b.do("GET", "/oauth2/logout", nil)} {
+		if coop := w.Header().Get("Cross-Origin-Opener-Policy"); coop != "" {
+			t.Errorf("%s: %d, Cross-Origin-Opener-Policy %q; want none", name, w.Code, coop)
+		}
+	}
+	if coop := b.do("GET", "/oauth2/device", nil).Header().Get("Cross-Origin-Opener-Policy"); coop != "same-origin" {
+		t.Errorf("device page: Cross-Origin-Opener-Policy %q; want same-origin", coop)
+	}
+}
+
 // prompt=login and max_age ask for a fresh sign-in
 // (OIDC Core §3.1.2.1, §3.1.2.3: "the Authorization Server MUST attempt to
 // actively re-authenticate the End-User"). The login page they show carries

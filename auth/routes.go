@@ -153,8 +153,8 @@ func routes(d Deps) []route {
 		// OAuth 2.0 and OpenID Connect.
 		{"GET /.well-known/oauth-authorization-server", anyone, none, meta},
 		{"GET /.well-known/jwks.json", anyone, none, handleJWKS(d.PublicKeys)},
-		{"GET /oauth2/authorize", person, pages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
-		{"POST /oauth2/authorize", person, credsOrPages, handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now)},
+		{"GET /oauth2/authorize", person, pages, inPopup(handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now))},
+		{"POST /oauth2/authorize", person, credsOrPages, inPopup(handleAuthorize(log, db, ts, cs, b, pw, th, m, d.IDTokens != nil, d.RequirePAR, v, now))},
 		{"POST /oauth2/token", anyClient, client, handleToken(log, db, ts, d.IDTokens, m, now)},
 		{"POST /oauth2/par", anyClient, clientRows, handlePAR(log, db, ts, cs, d.IDTokens != nil, now)},
 		{"POST /oauth2/device_authorization", anyClient, clientRows, handleDeviceAuthorization(log, db, ts, b, d.IDTokens != nil, now)},
@@ -164,8 +164,8 @@ func routes(d Deps) []route {
 		{"POST /oauth2/introspect", confidentialClient, client, handleIntrospect(log, db, ts, now)},
 		{"GET /oauth2/userinfo", tokenHolder, client, handleUserinfo(log, db)},
 		{"POST /oauth2/userinfo", tokenHolder, client, handleUserinfo(log, db)},
-		{"GET /oauth2/logout", person, pages, handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now)},
-		{"POST /oauth2/logout", person, pages, handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now)},
+		{"GET /oauth2/logout", person, pages, inPopup(handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now))},
+		{"POST /oauth2/logout", person, pages, inPopup(handleEndSession(log, db, ts, cs, b, d.IDTokens != nil, now))},
 		{"GET /oauth2/static/style.css", anyone, none, handleStatic(b)},
 
 		// The page the verification link opens; the token in it is the credential.
