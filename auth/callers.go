@@ -102,9 +102,12 @@ func refuseOtherSites(log *slog.Logger, issuer string, origins []string, next ht
 // §2.3.1): a confidential client by its secret, a public one by its
 // client_id where public clients are allowed. Failures are OAuth errors;
 // each is logged with the client IP (fail2ban) but never the secret, and
-// spends a token of the IP's login budget (creds): guessing secrets is
-// limited like guessing passwords, while a client that authenticates
-// spends nothing there.
+// spends a token of the IP's login budget (creds), past which failures
+// answer 429, while a client that authenticates spends nothing there and
+// is served even from an address over it (its neighbours behind one NAT
+// must not lock it out). The secret is checked first either way, so this
+// does not slow guessing: 256 random bits do (token.NewOpaque); the
+// budget shapes the answers, and fail2ban, reading the log, bans.
 func requireClient(log *slog.Logger, cs *Clients, creds *ratelimit.Limiter, m *httpx.Metrics, allowPublic bool, now func() time.Time, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		form, err := readForm(r)

@@ -528,7 +528,7 @@ func TestSpentDPoPRefreshToken(t *testing.T) {
 			want, liveCode, liveError := errInvalidGrant, http.StatusBadRequest, errInvalidGrant
 			if !c.ends {
 				want, liveCode, liveError = "invalid_dpop_proof", http.StatusOK, ""
-				// Nor does revoking it end anything (RFC 7009 asks no proof).
+				// Nor does revoking it end anything, with no proof of the key.
 				e.clientPost("/oauth2/revoke", pub, "", url.Values{"token": {[]string{rt0, rt1}[c.spent]}}).want(http.StatusOK)
 			}
 			if r := refresh([]string{rt0, rt1}[c.spent], c.replay); r.Code != http.StatusBadRequest || r.Str("error") != want {
@@ -542,6 +542,46 @@ func TestSpentDPoPRefreshToken(t *testing.T) {
 				t.Errorf("%s: then Verify(the last refresh's access token) = %v; want an error: %v", c.name, err, c.ends)
 			}
 		}
+	})
+}
+
+// A live token bound to a DPoP key is revoked only with a proof of that
+// key: whoever finds it without the key can neither refresh with it nor
+// use it, and must not end the session either (on the old code a keyless
+// revocation of the live refresh token ended the session, access tokens
+// included). The owner, with its key, revokes as before.
+func TestRevokingABoundTokenTakesItsKey(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+		pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		owner, finder := newDPoPKey(t), newDPoPKey(t)
+		proof := func(k *dpopKey, path string) string {
+			if k == nil {
+				return ""
+			}
+			return k.proof(t, "POST", path, "", "", e.clock.Now())
+		}
+		pk := newPKCE()
+		code := e.secret(e.browser().signIn(authorizeURL(pub, pk), "ann", "Ann-Password-1"))
+		r := e.dpopPost("/oauth2/token", pub, "", codeForm(code, pk), proof(owner, "/oauth2/token")).want(http.StatusOK)
+		at, rt := e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
+		for _, k := range []*dpopKey{nil, finder} {
+			for _, tok := range []string{rt, at} {
+				e.dpopPost("/oauth2/revoke", pub, "", url.Values{"token": {tok}}, proof(k, "/oauth2/revoke")).want(http.StatusOK)
+			}
+		}
+		if _, err := e.deps.Tokens.Verify(at, e.clock.Now()); err != nil {
+			t.Fatalf("revoked without its key, the bound access token: %v; want it still valid", err)
+		}
+		r = e.dpopPost("/oauth2/token", pub, "", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, proof(owner, "/oauth2/token"))
+		at, rt = e.secret(r.want(http.StatusOK).Str("access_token")), e.secret(r.Str("refresh_token"))
+		// With its key: the session ends.
+		e.dpopPost("/oauth2/revoke", pub, "", url.Values{"token": {rt}}, proof(owner, "/oauth2/revoke")).want(http.StatusOK)
+		if _, err := e.deps.Tokens.Verify(at, e.clock.Now()); err == nil {
+			t.Fatal("revoked with its key, the session's access token still verifies")
+		}
+		// A proof that does not check out is refused as at the token endpoint.
+		e.dpopPost("/oauth2/revoke", pub, "", url.Values{"token": {rt}}, "not-a-proof").wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
 	})
 }
 

@@ -20,26 +20,36 @@ import (
 // 200 and change nothing (§2.2: the client cannot act on the difference).
 // Revoking a refresh token ends its session, access tokens included
 // (§2.1). The answer comes once the revocation is stored.
+//
+// A token bound to a DPoP key is revoked only with a proof of that key
+// (RFC 9449), a spent one never: without the key it neither refreshes nor
+// works at a resource, so whoever finds it (in a log, say) holds nothing,
+// and must not end a DPoP-protected session by it (as Tokens.Rotate).
 func handleRevoke(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := principalOf(r)
-		err := revoke(r.Context(), db, ts, p.client, p.form.Get("token"), now())
+		p, t := principalOf(r), now()
+		key := ""
+		proof, err := ts.proofOf(r, db, "", t)
+		if proof != nil {
+			key = proof.JKT
+		}
+		if err == nil {
+			err = revoke(r.Context(), db, ts, p.client, p.form.Get("token"), key, t)
+		}
 		writeOAuth(w, r, log, http.StatusOK, nil, err)
 	})
 }
 
-func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok string, now time.Time) error {
+// revoke revokes tok if it is the client's, and bound to key if bound.
+func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok, key string, now time.Time) error {
 	claims, rt, err := presented(ctx, db, ts, tok, now)
 	switch {
-	case claims != nil && claims.ClientID == c.ID:
+	case claims != nil && claims.ClientID == c.ID && (claims.Cnf == nil || claims.Cnf.JKT == key):
 		// No audit event: one access token revoked ends no session, and a
 		// client refreshing and revoking at its token budget would append
 		// events kept a year without bound.
 		return ts.RevokeAccess(ctx, db, claims)
-	// A spent token issued bound to a DPoP key ends nothing: it never
-	// refreshes without the key, so whoever finds it (in a log, say) holds
-	// nothing, and must not end the session by it (as Tokens.Rotate).
-	case rt != nil && rt.Family.ClientID == c.ID && !(rt.Used && rt.Bound):
+	case rt != nil && rt.Family.ClientID == c.ID && !(rt.Used && rt.Bound) && (rt.Used || rt.Family.DPoPJKT == "" || rt.Family.DPoPJKT == key):
 		return ts.endSessionAudited(ctx, db, rt.Family.UserID, rt.Family.ID, "revocation", now)
 	}
 	return err
