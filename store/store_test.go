@@ -329,6 +329,18 @@ func TestDeletesIndexed(t *testing.T) {
 				// The purge's, which reads the unspent only (migration 0026).
 				{`DELETE FROM refresh_tokens WHERE expires_at <= 1 AND created_at <= 1 AND used_at IS NULL`, "refresh_tokens_unspent"},
 				{`UPDATE users SET email = 'x' WHERE ` + named, namedIndex},
+				// The dead families, and what goes with them, and the rest of
+				// the purge's (migration 0028): none reads the live rows.
+				{`SELECT id FROM token_families WHERE revoked_at IS NOT NULL AND revoked_at <= 1 LIMIT 5000`, "token_families_revoked"},
+				{`SELECT id FROM token_families WHERE created_at <= 1 LIMIT 5000`, "token_families_created"},
+				{`DELETE FROM auth_codes WHERE family_id IN ('a', 'b')`, "auth_codes_unused"},
+				{`DELETE FROM auth_codes WHERE family_id IS NULL AND expires_at <= 1`, "auth_codes_unused"},
+				{`DELETE FROM device_codes WHERE family_id IN ('a', 'b')`, "device_codes_unused"},
+				{`DELETE FROM device_codes WHERE family_id IS NULL AND expires_at <= 1`, "device_codes_unused"},
+				{`DELETE FROM sessions WHERE expires_at <= 1`, "sessions_expires"},
+				{`DELETE FROM login_failures WHERE window_start <= 1`, "login_failures_window"},
+				{`DELETE FROM reset_tokens WHERE expires_at <= 1 AND created_at <= 1`, "reset_tokens_expires"},
+				{`DELETE FROM email_verification_tokens WHERE (expires_at <= 1 OR used_at IS NOT NULL) AND created_at <= 1`, "email_verification_tokens_created"},
 			} {
 				// MySQL names its own index of a foreign key's column.
 				if plan, indexed := explain(t, d, raw, c.q); !indexed || (d != store.MySQL || c.index == namedIndex) && !strings.Contains(plan, c.index) {

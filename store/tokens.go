@@ -532,10 +532,14 @@ type Retention struct {
 // username.
 //
 // A family (a session) is kept while it can mint (not revoked, younger than
-// MaxAge, with an unspent refresh token) and then while an access token it
-// minted may still be alive (AccessTTL after its creation and after its
-// last rotation), so that ending it then, by a replayed code, still
-// records a sid revocation that reaches those tokens. Its spent refresh
+// MaxAge) and then while an access token it minted may still be alive
+// (AccessTTL after its revocation or its MaxAge), so that ending it then,
+// by a replayed code, still records a sid revocation that reaches those
+// tokens. The dead are found by indexes (migration 0028: revoked, which
+// a family whose last refresh token expired is made, made in the last
+// hour without a refresh token, or past MaxAge), not among the live:
+// reading every live family to find them, past a million no statement
+// ended within OpTimeout, and nothing was purged. Its spent refresh
 // tokens go with it, expired or not: reuse detection protects a family
 // that can still mint, and is moot once it cannot, so they are kept
 // exactly as long as the family can be attacked (a spent token presented
@@ -570,21 +574,10 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 	}
 	purge := func(table, where string, args ...any) { batches(db.deleteBatch(table, where), args...) }
 	purge("revocations", `expires_at <= $1`, t)
+	err = errors.Join(err, db.endExpiredFamilies(ctx, t, minted))
 	purge("refresh_tokens", `expires_at <= $1 AND created_at <= $2 AND used_at IS NULL`, t, minted)
-	// A dead family's refresh tokens go first, by batches of their own:
-	// its row's ON DELETE CASCADE deleted them in the statement that
-	// deleted a batch of families, and one family rotated at its rate
-	// limit for REFRESH_TOKEN_TTL has millions of spent ones. That
-	// statement passed OpTimeout and rolled back, run after run (the same
-	// batch each time: the families, and the codes that wait for them,
-	// were never purged again; on SQLite it held the writer for 5 s).
-	// Then a family goes once it has no token left, and so none cascades:
-	// it gains one only by spending an unspent one, and it lost its last
-	// either by this step or once expired past minted (the step before).
-	err = errors.Join(err, db.purgeFamilyTokens(ctx, minted, now.Add(-r.MaxAge).Unix()))
-	purge("token_families", `created_at <= $1 AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id)`, minted)
-	purge("auth_codes", `expires_at <= $1
-  AND (family_id IS NULL OR NOT EXISTS (SELECT 1 FROM token_families f WHERE f.id = auth_codes.family_id))`, t)
+	err = errors.Join(err, db.purgeFamilies(ctx, minted, now.Add(-time.Hour).Unix(), r.MaxAge))
+	purge("auth_codes", `family_id IS NULL AND expires_at <= $1`, t) // a used one goes with its family
 	purge("sessions", `expires_at <= $1`, t)
 	// Kept an hour at least: ReplaceResetToken counts an hour's links.
 	purge("reset_tokens", `expires_at <= $1 AND created_at <= $2`, t, now.Add(-time.Hour).Unix())
@@ -598,8 +591,7 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 	// An hour after expiry: a late poll still hears expired_token. A
 	// redeemed one goes with its session, as a used code: replayed later,
 	// it still ends it.
-	purge("device_codes", `expires_at <= $1
-  AND (family_id IS NULL OR NOT EXISTS (SELECT 1 FROM token_families f WHERE f.id = device_codes.family_id))`, now.Add(-time.Hour).Unix())
+	purge("device_codes", `family_id IS NULL AND expires_at <= $1`, now.Add(-time.Hour).Unix())
 	if r.Audit > 0 {
 		err = errors.Join(err, db.PruneAudit(ctx, now.Add(-r.Audit)))
 		// A user deleted before the oldest event kept is named by none: its
@@ -615,61 +607,137 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 	return err
 }
 
-// purgeFamilyTokens deletes the refresh tokens of dead families: no
-// access token they minted is alive (created, and last rotated, at or
-// before minted), and they can mint no more (revoked, created at or before
-// old, or with no unspent token). By batches of purgeBatch tokens, of a
-// hundred families named by their ids: MariaDB runs a DELETE of the
-// tokens whose family is dead by reading every refresh token (it makes no
-// semi-join of a single-table DELETE's subquery), and MySQL refuses one
-// whose subquery reads the table it deletes from. The families are read
-// in id order, each round after the last, so that one whose tokens are
-// locked by another transaction (kept for the next run) is not read again.
-func (db *DB) purgeFamilyTokens(ctx context.Context, minted, old int64) error {
+// endExpiredFamilies ends each family whose unspent refresh token expired
+// and is about to be purged, as of that expiry, without a sid revocation
+// (every access token it minted expired before now, and it mints no more:
+// a family holds one unspent token at a time, and one holding another,
+// unexpired, is left alone), so that purgeFamilies finds it by the index
+// of the revoked.
+func (db *DB) endExpiredFamilies(ctx context.Context, t, minted int64) error {
+	end := `UPDATE token_families SET revoked_at = COALESCE((SELECT min(rt.expires_at) FROM refresh_tokens rt
+  WHERE rt.family_id = token_families.id AND rt.used_at IS NULL), $101) WHERE id IN ` + idList() + ` AND revoked_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.used_at IS NULL AND rt.expires_at > $101)`
+	for {
+		ids, err := readAll(ctx, db, func(s scanner) (*string, error) {
+			var id string
+			return &id, s.Scan(&id)
+		}, `SELECT DISTINCT rt.family_id FROM refresh_tokens rt JOIN token_families f ON f.id = rt.family_id
+WHERE rt.expires_at <= $1 AND rt.created_at <= $2 AND rt.used_at IS NULL AND f.revoked_at IS NULL LIMIT `+strconv.Itoa(purgeBatch), t, minted)
+		if err != nil {
+			return err
+		}
+		var ended int64
+		for chunk := range slices.Chunk(ids, 100) {
+			args := make([]any, 101)
+			for i := range 100 {
+				args[i] = chunk[min(i, len(chunk)-1)]
+			}
+			args[100] = t
+			n, err := db.written(ctx, end, args...)
+			if err != nil {
+				return err
+			}
+			ended += n
+		}
+		if len(ids) < purgeBatch || ended == 0 {
+			return nil
+		}
+	}
+}
+
+// idList is "($1, ..., $100)", a list of a hundred ids. A shorter
+// list repeats its last id: one statement text, not one per length, each
+// prepared on every connection (MySQL counts them against
+// max_prepared_stmt_count).
+func idList() string {
 	in := make([]string, 100)
 	for i := range in {
 		in[i] = "$" + strconv.Itoa(i+1)
 	}
-	byIDs := db.deleteBatch("refresh_tokens", `family_id IN (`+strings.Join(in, ", ")+`)`)
-	after := "" // the dead families are read in id order, from after the last round's
-	for {
-		dead, err := readAll(ctx, db, func(s scanner) (*string, error) {
-			var id string
-			return &id, s.Scan(&id)
-		}, `SELECT id FROM token_families WHERE id > $3 AND created_at <= $1
-  AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.created_at > $1)
-  AND (revoked_at IS NOT NULL OR created_at <= $2
-    OR NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.used_at IS NULL))
-  AND EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id)
-ORDER BY id LIMIT `+strconv.Itoa(purgeBatch), minted, old, after)
-		if err != nil {
-			return err
-		}
-		// A hundred families a statement, by a list of their ids (no
-		// subquery), each statement at most purgeBatch tokens. A shorter
-		// last chunk repeats its last id: one statement text, not one per
-		// length, each prepared on every connection (MySQL counts them
-		// against max_prepared_stmt_count).
-		for ids := range slices.Chunk(dead, 100) {
-			args := make([]any, 100)
-			for i := range args {
-				args[i] = ids[min(i, len(ids)-1)]
-			}
-			for {
-				n, err := db.written(ctx, byIDs, args...)
-				if err != nil {
-					return err
-				}
-				if n < purgeBatch {
-					break
-				}
-			}
-		}
-		if len(dead) < purgeBatch {
-			return nil
-		}
-		after = dead[len(dead)-1]
+	return `(` + strings.Join(in, ", ") + `)`
+}
+
+// purgeFamilies deletes the dead families (sessions), once no access
+// token they minted can be alive (at or before minted). A family's refresh tokens go first, by batches of their own:
+// its row's ON DELETE CASCADE deleted them in the statement that deleted
+// a batch of families, and one family rotated at its rate limit for
+// REFRESH_TOKEN_TTL has millions of spent ones; that statement passed
+// OpTimeout and rolled back, run after run. Then its used codes and
+// redeemed device requests, and the family once no token is left. By
+// lists of a hundred ids (no subquery): MariaDB runs a DELETE of the
+// tokens whose family is dead by reading every refresh token, and MySQL
+// refuses one whose subquery reads the table it deletes from. A family
+// whose tokens another transaction holds stays for the next run: a round
+// that deletes no family ends the arm.
+func (db *DB) purgeFamilies(ctx context.Context, minted, deviceBefore int64, maxAge time.Duration) error {
+	ids := idList()
+	// A redeemed device request stays an hour past its expiry, as one not
+	// redeemed (a late poll still hears expired_token), and its family
+	// with it: a replay then still finds the session to end.
+	steps := []struct {
+		q     string
+		nargs int // the ids, and for the device requests the hour's bound
+	}{
+		{db.deleteBatch("refresh_tokens", `family_id IN `+ids), 100},
+		{db.deleteBatch("auth_codes", `family_id IN `+ids), 100},
+		{db.deleteBatch("device_codes", `family_id IN `+ids+` AND expires_at <= $101`), 101},
+		{db.deleteBatch("token_families", `id IN `+ids+` AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id)
+  AND NOT EXISTS (SELECT 1 FROM device_codes d WHERE d.family_id = token_families.id)`), 100},
 	}
+	// Dead as revoked (a logout, a password change, a reuse; or its last
+	// refresh token expired: endExpiredFamilies), as past maxAge, or as
+	// one that never had a refresh token (a client without the grant),
+	// made in the hour before minted: the purge runs every minute, and one
+	// it missed for longer waits for maxAge. Each is a range of an index.
+	type arm struct {
+		where string
+		args  []any
+	}
+	arms := []arm{
+		{`revoked_at IS NOT NULL AND revoked_at <= $1`, []any{minted}},
+		{`created_at <= $1 AND created_at > $2 AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id)`,
+			[]any{minted, minted - 3600}},
+	}
+	if maxAge > 0 {
+		arms = append(arms, arm{`created_at <= $1`, []any{minted - int64(maxAge/time.Second)}})
+	}
+	for _, a := range arms {
+		for {
+			dead, err := readAll(ctx, db, func(s scanner) (*string, error) {
+				var id string
+				return &id, s.Scan(&id)
+			}, `SELECT id FROM token_families WHERE `+a.where+` LIMIT `+strconv.Itoa(purgeBatch), a.args...)
+			if err != nil {
+				return err
+			}
+			var gone int64
+			for chunk := range slices.Chunk(dead, 100) {
+				args := make([]any, 101)
+				for i := range 100 {
+					args[i] = chunk[min(i, len(chunk)-1)]
+				}
+				args[100] = deviceBefore
+				for i, step := range steps {
+					for {
+						n, err := db.written(ctx, step.q, args[:step.nargs]...)
+						if err != nil {
+							return err
+						}
+						if i == len(steps)-1 {
+							gone += n
+						}
+						if n < purgeBatch {
+							break
+						}
+					}
+				}
+			}
+			if len(dead) < purgeBatch || gone == 0 {
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // purgeBatch is the most rows one statement of Purge or PruneAudit
