@@ -1362,6 +1362,31 @@ func TestPurgeGoesOnPastAFailure(t *testing.T) {
 // Purge keeps a family while it can mint and while an access token it
 // minted may be alive; then the family, its spent tokens and the code that
 // started it go. Nothing live is touched.
+// A session without refresh tokens (a client without the grant) goes once
+// its access token has expired, however old the browser sign-in its code
+// came from: its row was dated from that sign-in, outside the hour the
+// purge reads such sessions from, and stayed for REFRESH_TOKEN_MAX_DAYS.
+func TestPurgeRefreshlessFamilyFromAnOldSignIn(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db, raw := storetest.OpenURL(t, url), rawDB(t, d, url)
+			u := newUser(t, db, "ann@example.com", "ann")
+			f := store.Family{ID: token.NewOpaque(), UserID: u.ID, ClientID: "c1", AuthTime: t0.Add(-11 * time.Hour)}
+			if _, err := db.CreateFamily(ctx, f, "", time.Time{}, time.Hour, t0); err != nil {
+				t.Fatal(err)
+			}
+			ret := store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: 90 * 24 * time.Hour}
+			if err := db.Purge(ctx, ret, t0.Add(time.Hour+2*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(t, raw, "token_families"); n != 0 {
+				t.Fatalf("%d families once the refresh-less session's access token expired; want none", n)
+			}
+		})
+	}
+}
+
 func TestPurgeFamilies(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(d, func(t *testing.T) {

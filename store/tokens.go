@@ -228,8 +228,15 @@ func createFamilyTx(ctx context.Context, tx *txn, f Family, tokenHash string, ex
 			return nil, err
 		}
 	}
+	// A family that never refreshes mints nothing after now, and the purge
+	// finds it by when it was made (purgeFamilies); one that refreshes is
+	// bounded from its login.
+	start := now
+	if tokenHash != "" {
+		start = SessionStart(f.AuthTime, now)
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO token_families (id, user_id, client_id, scope, auth_time, created_at, dpop_jkt, resource, sid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), SessionStart(f.AuthTime, now).Unix(), f.DPoPJKT, f.Resource, f.SID); err != nil {
+		f.ID, f.UserID, f.ClientID, f.Scope, f.AuthTime.Unix(), start.Unix(), f.DPoPJKT, f.Resource, f.SID); err != nil {
 		return nil, err
 	}
 	if tokenHash == "" {
