@@ -625,22 +625,14 @@ func (db *DB) endExpiredFamilies(ctx context.Context, t, minted int64) error {
   WHERE rt.family_id = token_families.id AND rt.used_at IS NULL), $101) WHERE id IN ` + idList() + ` AND revoked_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.used_at IS NULL AND rt.expires_at > $101)`
 	for {
-		ids, err := readAll(ctx, db, func(s scanner) (*string, error) {
-			var id string
-			return &id, s.Scan(&id)
-		}, `SELECT DISTINCT rt.family_id FROM refresh_tokens rt JOIN token_families f ON f.id = rt.family_id
+		ids, err := db.readIDs(ctx, `SELECT DISTINCT rt.family_id FROM refresh_tokens rt JOIN token_families f ON f.id = rt.family_id
 WHERE rt.expires_at <= $1 AND rt.created_at <= $2 AND rt.used_at IS NULL AND f.revoked_at IS NULL LIMIT `+strconv.Itoa(purgeBatch), t, minted)
 		if err != nil {
 			return err
 		}
 		var ended int64
 		for chunk := range slices.Chunk(ids, 100) {
-			args := make([]any, 101)
-			for i := range 100 {
-				args[i] = chunk[min(i, len(chunk)-1)]
-			}
-			args[100] = t
-			n, err := db.written(ctx, end, args...)
+			n, err := db.written(ctx, end, idArgs(chunk, t)...)
 			if err != nil {
 				return err
 			}
@@ -652,9 +644,9 @@ WHERE rt.expires_at <= $1 AND rt.created_at <= $2 AND rt.used_at IS NULL AND f.r
 	}
 }
 
-// idList is "($1, ..., $100)", a list of a hundred ids. A shorter
-// list repeats its last id: one statement text, not one per length, each
-// prepared on every connection (MySQL counts them against
+// idList is "($1, ..., $100)", a list of a hundred ids, which idArgs fills.
+// A shorter list repeats its last id: one statement text, not one per
+// length, each prepared on every connection (MySQL counts them against
 // max_prepared_stmt_count).
 func idList() string {
 	in := make([]string, 100)
@@ -662,6 +654,24 @@ func idList() string {
 		in[i] = "$" + strconv.Itoa(i+1)
 	}
 	return `(` + strings.Join(in, ", ") + `)`
+}
+
+// idArgs is the arguments of an idList of ids (at most 100), and then $101.
+func idArgs(ids []string, arg101 any) []any {
+	args := make([]any, 101)
+	for i := range 100 {
+		args[i] = ids[min(i, len(ids)-1)]
+	}
+	args[100] = arg101
+	return args
+}
+
+// readIDs returns the one text column of the rows query finds.
+func (db *DB) readIDs(ctx context.Context, query string, args ...any) ([]string, error) {
+	return readAll(ctx, db, func(s scanner) (*string, error) {
+		var id string
+		return &id, s.Scan(&id)
+	}, query, args...)
 }
 
 // purgeFamilies deletes the dead families (sessions), once no access
@@ -710,20 +720,13 @@ func (db *DB) purgeFamilies(ctx context.Context, minted, deviceBefore int64, max
 	}
 	for _, a := range arms {
 		for {
-			dead, err := readAll(ctx, db, func(s scanner) (*string, error) {
-				var id string
-				return &id, s.Scan(&id)
-			}, `SELECT id FROM token_families WHERE `+a.where+` LIMIT `+strconv.Itoa(purgeBatch), a.args...)
+			dead, err := db.readIDs(ctx, `SELECT id FROM token_families WHERE `+a.where+` LIMIT `+strconv.Itoa(purgeBatch), a.args...)
 			if err != nil {
 				return err
 			}
 			var gone int64
 			for chunk := range slices.Chunk(dead, 100) {
-				args := make([]any, 101)
-				for i := range 100 {
-					args[i] = chunk[min(i, len(chunk)-1)]
-				}
-				args[100] = deviceBefore
+				args := idArgs(chunk, deviceBefore)
 				for i, step := range steps {
 					for {
 						n, err := db.written(ctx, step.q, args[:step.nargs]...)
