@@ -109,6 +109,24 @@ func TestLoadKeyErrors(t *testing.T) {
 			t.Errorf("%s: loadKey = %v; want an error naming SIGNING_KEY and %q", name, err, tc.want)
 		}
 	}
+	// The server refuses such a key as a configuration error (exit 2, which
+	// the systemd unit does not restart) before it touches the database:
+	// it exited 1 after the migrations, and was restarted every 5 s.
+	for _, env := range []map[string]string{
+		{"SIGNING_KEY": filepath.Join(dir, "nope.pem")},
+		{"SIGNING_KEY": filepath.Join(dir, "small.pem")},
+		{"SIGNING_KEY": writePEM(t, dir, "ok.pem", "PRIVATE KEY", goodDER, 0o600), "SIGNING_KEYS_PREVIOUS": filepath.Join(dir, "p384.pem")},
+	} {
+		env["DATABASE_URL"] = "sqlite://" + filepath.Join(dir, "never.db")
+		env["PORT"] = strconv.Itoa(freePort(t))
+		_, _, err := runCmd(t, env, "", "serve")
+		if exitCode(err) != 2 {
+			t.Errorf("serve with %v = %v (exit %d); want exit 2", env, err, exitCode(err))
+		}
+		if _, err := os.Stat(filepath.Join(dir, "never.db")); err == nil {
+			t.Fatalf("serve with %v opened the database before refusing its key", env)
+		}
+	}
 	// Debug mode tolerates a wide mode; SEC 1 EC keys are accepted.
 	if _, err := loadKey("SIGNING_KEY", filepath.Join(dir, "open.pem"), false); err != nil {
 		t.Errorf("debug mode refused a 0644 key: %v", err)

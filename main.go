@@ -279,6 +279,14 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 	started := time.Now()
 	log, flush := newLogger(cfg, stdout)
 	defer flush()
+	// A key file that cannot be used is a configuration error (exit 2, which
+	// the systemd unit does not restart), found before the database is
+	// touched: it exited 1 after the migrations, and was restarted forever.
+	for i, p := range append([]string{cfg.SigningKey}, cfg.SigningKeysPrevious...) {
+		if _, err := loadKey([]string{"SIGNING_KEY", "SIGNING_KEYS_PREVIOUS"}[min(i, 1)], p, cfg.Release); p != "" && err != nil {
+			return err
+		}
+	}
 	db, err := openStoreRetrying(ctx, cfg, log)
 	if err != nil && ctx.Err() != nil {
 		// SIGTERM while waiting for the database: a stop as asked, exit 0.
@@ -552,18 +560,18 @@ func loadKey(name, path string, release bool) (*token.Key, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		// Never the path: it may be the PEM text itself, set in its place.
-		return nil, fmt.Errorf("%s: not a readable file (%v); it takes the path of a PEM file", name, pathless(err))
+		return nil, usagef("%s: not a readable file (%v); it takes the path of a PEM file", name, pathless(err))
 	}
 	if release && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s: %s has mode %04o; want 0600 or narrower in release mode", name, path, fi.Mode().Perm())
+		return nil, usagef("%s: %s has mode %04o; want 0600 or narrower in release mode", name, path, fi.Mode().Perm())
 	}
 	data, err := readSmall(path, 64<<10) // a PEM key is a few KiB: no file is read whole
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %v", name, path, err)
+		return nil, usagef("%s: %s: %v", name, path, err)
 	}
 	k, err := token.ParsePrivateKeyPEM(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %v", name, path, err)
+		return nil, usagef("%s: %s: %v", name, path, err)
 	}
 	return k, nil
 }

@@ -424,6 +424,9 @@ func TestLoginAndConsentPages(t *testing.T) {
 				t.Errorf("CSP %q lacks %q", csp, want)
 			}
 		}
+		if !strings.Contains(page, `<meta name="referrer" content="no-referrer">`) { // RFC 9700 §4.2, beside the header
+			t.Error("the login page has no referrer meta tag")
+		}
 		if strings.Contains(csp, "script-src") || strings.Contains(page, "<script>") {
 			t.Errorf("the page allows or holds script: CSP %q", csp)
 		}
@@ -847,6 +850,12 @@ func TestClientDeletionAndRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.secret(newSecret)
+		// 256 random bits (43 base64url characters), of which only the
+		// SHA-256 is stored.
+		stored, err := e.db.ClientByID(context.Background(), id)
+		if err != nil || len(secret) != 43 || len(newSecret) != 43 || stored.SecretHash != token.Hash(newSecret) || strings.Contains(stored.SecretHash, newSecret) {
+			t.Fatalf("secrets %d and %d characters, stored %q (%v); want 43 each, and only the new one's hash", len(secret), len(newSecret), stored.SecretHash, err)
+		}
 		e.token(id, secret, cc).wantOAuthError(http.StatusUnauthorized, errInvalidClient)
 		if in := e.introspect(rs, rsSecret, at); in["active"] != false {
 			t.Fatal("token minted with the old secret still active after rotation")

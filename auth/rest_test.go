@@ -305,6 +305,36 @@ func TestRegisterBadBodies(t *testing.T) {
 	})
 }
 
+// Every REST answer carries no-store, the errors written before a handler
+// runs too (ASVS 8.3.1): the caller check's 401, the mux's 404 and 405, the
+// body limit's 413, the login budget's 429. None did.
+func TestRESTErrorsNoStore(t *testing.T) {
+	e := newEnv(t, store.SQLite, func(d *Deps) { d.Creds = ratelimit.New(rate.Every(time.Minute), 2, 100) })
+	rs := map[string]response{
+		"401": e.request("GET", "/api/v1/profile", nil),
+		"404": e.request("GET", "/api/v1/nope", nil),
+		"405": e.request("PUT", "/api/v1/profile", "{}", "Content-Type", "application/json"),
+		"413": e.request("POST", "/api/v1/auth/login", strings.Repeat("x", 2<<20), "Content-Type", "application/json"),
+	}
+	for i := 0; i < 20; i++ {
+		if r := e.loginAttempt("ghost"+strconv.Itoa(i), "Wrong-Password-1"); r.Code == http.StatusTooManyRequests {
+			rs["429"] = r
+			break
+		}
+	}
+	for want, r := range rs {
+		if strconv.Itoa(r.Code) != want {
+			t.Errorf("%s: status %d", want, r.Code)
+		}
+		if cc, p := r.Header().Get("Cache-Control"), r.Header().Get("Pragma"); cc != "no-store" || p != "no-cache" {
+			t.Errorf("%d: Cache-Control %q, Pragma %q; want no-store, no-cache", r.Code, cc, p)
+		}
+	}
+	if len(rs) != 5 {
+		t.Errorf("no 429 after 20 failed logins from one address")
+	}
+}
+
 // --- login ---
 
 func TestLogin(t *testing.T) {

@@ -189,7 +189,9 @@ func (e *Error) SetHeaders(w http.ResponseWriter) {
 	}
 }
 
-// WriteError answers err to a REST client: {"error","message"}. A 401
+// WriteError answers err to a REST client: {"error","message"}, with
+// no-store as every REST answer (ASVS 8.3.1: the caller check's, the
+// mux's and the limiter's too, a refused login's 429 among them). A 401
 // carries a Bearer challenge unless the error sets its own (API.md: every
 // REST 401; RFC 9110 §15.5.2), a login's and a refresh's too.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
@@ -198,6 +200,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		w.Header().Set("WWW-Authenticate", `Bearer realm="oauth2-api"`)
 	}
 	e.SetHeaders(w)
+	NoStore(w)
 	JSON(w, e.Status(), map[string]string{"error": e.RESTCode(), "message": e.Message})
 }
 
