@@ -582,6 +582,14 @@ func TestRevokingABoundTokenTakesItsKey(t *testing.T) {
 		}
 		// A proof that does not check out is refused as at the token endpoint.
 		e.dpopPost("/oauth2/revoke", pub, "", url.Values{"token": {rt}}, "not-a-proof").wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
+		// A confidential client's secret is proof enough (RFC 7009): it
+		// revokes its own bound access token without the key.
+		svc, sec := e.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}})
+		cat := e.secret(e.dpopPost("/oauth2/token", svc, sec, url.Values{"grant_type": {"client_credentials"}}, proof(owner, "/oauth2/token")).want(http.StatusOK).Str("access_token"))
+		e.dpopPost("/oauth2/revoke", svc, sec, url.Values{"token": {cat}}, "").want(http.StatusOK)
+		if _, err := e.deps.Tokens.Verify(cat, e.clock.Now()); err == nil {
+			t.Fatal("a confidential client revoked its bound access token, which still verifies")
+		}
 	})
 }
 

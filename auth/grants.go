@@ -372,7 +372,13 @@ func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, 
 	if g.c.Public() {
 		fam.DPoPJKT = g.jkt // a public client's refresh tokens are bound to the key (RFC 9449 §5)
 	}
-	access, claims, err := g.ts.Access(store.FormatID(u.ID), g.c.ID, Mint{Scope: granted.Scope, SessionID: fam.ID, Audience: aud, JKT: g.jkt, AuthTime: granted.AuthTime, SecretTag: g.c.SecretTag}, g.now)
+	// The session ends REFRESH_TOKEN_MAX_DAYS after its login, its first
+	// access token no later (as a refresh's, finishRotation).
+	ttl := min(g.ts.AccessTTL, store.SessionStart(granted.AuthTime, g.now).Add(g.ts.MaxAge).Sub(g.now))
+	if ttl < time.Second {
+		return nil, bad("the sign-in is older than the longest session")
+	}
+	access, claims, err := g.ts.Access(store.FormatID(u.ID), g.c.ID, Mint{Scope: granted.Scope, SessionID: fam.ID, Audience: aud, JKT: g.jkt, AuthTime: granted.AuthTime, SecretTag: g.c.SecretTag, TTL: ttl}, g.now)
 	if err != nil {
 		return nil, err
 	}
@@ -383,6 +389,7 @@ func (g *grant) session(ctx context.Context, userID int64, granted *store.Code, 
 		is.RefreshHash, is.RefreshExp = token.Hash(refresh), g.ts.refreshExpiry(granted.AuthTime, g.now)
 	}
 	pair := g.ts.pair(access, refresh, granted.Scope, g.jkt)
+	pair.ExpiresIn = int64(ttl / time.Second)
 	if hasScope(granted.Scope, scopeOpenID) && g.idTokens != nil {
 		if pair.IDToken, err = mintIDToken(g.idTokens, g.ts, g.c.ID, u, granted, access, g.now); err != nil {
 			return nil, err

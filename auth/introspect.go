@@ -21,10 +21,12 @@ import (
 // Revoking a refresh token ends its session, access tokens included
 // (§2.1). The answer comes once the revocation is stored.
 //
-// A token bound to a DPoP key is revoked only with a proof of that key
-// (RFC 9449), a spent one never: without the key it neither refreshes nor
-// works at a resource, so whoever finds it (in a log, say) holds nothing,
-// and must not end a DPoP-protected session by it (as Tokens.Rotate).
+// A public client's token bound to a DPoP key is revoked only with a proof
+// of that key (RFC 9449), a spent one never: without the key it neither
+// refreshes nor works at a resource, so whoever finds it (in a log, say)
+// and names the client holds nothing, and must not end a DPoP-protected
+// session by it (as Tokens.Rotate). A confidential client's secret is its
+// proof enough (RFC 7009).
 func handleRevoke(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, t := principalOf(r), now()
@@ -44,7 +46,7 @@ func handleRevoke(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Ti
 func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok, key string, now time.Time) error {
 	claims, rt, err := presented(ctx, db, ts, tok, now)
 	switch {
-	case claims != nil && claims.ClientID == c.ID && (claims.Cnf == nil || claims.Cnf.JKT == key):
+	case claims != nil && claims.ClientID == c.ID && (claims.Cnf == nil || !c.Public() || claims.Cnf.JKT == key):
 		// No audit event: one access token revoked ends no session, and a
 		// client refreshing and revoking at its token budget would append
 		// events kept a year without bound.

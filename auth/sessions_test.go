@@ -672,6 +672,27 @@ func TestSessionMaxAgeCountsFromTheLogin(t *testing.T) {
 	}, func(d *Deps) { d.Tokens.MaxAge = 24 * time.Hour })
 }
 
+// The first access token of a session from a code ends with the session
+// too: REFRESH_TOKEN_MAX_DAYS after the login, not ACCESS_TOKEN_TTL after
+// the exchange (it was a full 20 hours from a code 11 hours after a login
+// whose session lasts 24).
+func TestCodeExchangeEndsWithItsSession(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e.createUser("amy@example.com", "amy", "Amy-Password-1", store.RoleUser)
+		id, secret := e.webClient()
+		b := e.browser()
+		e.codeGrant(b, id, secret, "amy", "Amy-Password-1")
+		e.clock.Add(11 * time.Hour)
+		p := newPKCE()
+		code := e.secret(callback(t, b.do("GET", authorizeURL(id, p), nil), http.StatusFound).Get("code"))
+		r := e.token(id, secret, codeForm(code, p)).want(http.StatusOK)
+		e.secret(r.Str("refresh_token"))
+		if in, exp := r.JSON()["expires_in"], e.claimsOf(e.secret(r.Str("access_token"))).Expiry; in != float64(13*3600) || exp != e.clock.Now().Add(13*time.Hour).Unix() {
+			t.Errorf("a code 11 h into a 24 h session: expires_in %v, exp %v; want 13 h", in, time.Unix(exp, 0))
+		}
+	}, func(d *Deps) { d.Tokens.MaxAge, d.Tokens.AccessTTL = 24*time.Hour, 20*time.Hour })
+}
+
 // A session is a refresh-token family with the access tokens minted from it
 // (API.md), so a refresh just before REFRESH_TOKEN_MAX_DAYS mints an access
 // token that ends with the session, not ACCESS_TOKEN_TTL later: at the REST

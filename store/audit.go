@@ -248,10 +248,13 @@ func (db *DB) VerifyAudit(ctx context.Context, head string) (n int, err error) {
 // its number the shared head's, and one event stamped a year back (an
 // instance started before its clock was set) took every event before it,
 // however recent. Such an event waits for those before it to grow old.
-func (db *DB) PruneAudit(ctx context.Context, before time.Time) (err error) {
+// One stamped after now (a clock ahead) is not taken for a newer one, or
+// it held back every prune until a retention after its stamp.
+func (db *DB) PruneAudit(ctx context.Context, before, now time.Time) (err error) {
 	defer db.wrap(&err, "prune audit log")
 	var last sql.NullInt64 // the last event to prune, found once: the batches then read only the key
-	err = db.queryRow(ctx, `SELECT id - 1 FROM audit_events WHERE time_ms >= $1 ORDER BY id LIMIT 1`, before.UnixMilli()).Scan(&last)
+	err = db.queryRow(ctx, `SELECT id - 1 FROM audit_events WHERE time_ms >= $1 AND time_ms <= $2 ORDER BY id LIMIT 1`,
+		before.UnixMilli(), now.Add(time.Minute).UnixMilli()).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) { // every event is old
 		err = db.queryRow(ctx, `SELECT MAX(id) FROM audit_events WHERE time_ms < $1`, before.UnixMilli()).Scan(&last)
 	}

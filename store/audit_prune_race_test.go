@@ -43,7 +43,7 @@ func TestAuditConcurrentPrunesKeepBase(t *testing.T) {
 			}
 			// Instance B prunes with a cutoff a little earlier (after 2h).
 			done := make(chan error, 1)
-			go func() { done <- db.PruneAudit(ctx, t0.Add(150*time.Minute)) }()
+			go func() { done <- db.PruneAudit(ctx, t0.Add(150*time.Minute), t0.Add(150*time.Minute)) }()
 			waitBlocked(t, raw, d, pid, 1) // B has read its snapshot and waits on A's locks
 			if err := a.Commit(); err != nil {
 				t.Fatal(err)

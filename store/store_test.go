@@ -333,6 +333,8 @@ func TestDeletesIndexed(t *testing.T) {
 				// the purge's (migration 0028): none reads the live rows.
 				{`SELECT id FROM token_families WHERE revoked_at IS NOT NULL AND revoked_at <= 1 LIMIT 5000`, "token_families_revoked"},
 				{`SELECT id FROM token_families WHERE created_at <= 1 LIMIT 5000`, "token_families_created"},
+				{`SELECT rt.family_id FROM refresh_tokens rt JOIN token_families f ON f.id = rt.family_id
+WHERE rt.expires_at <= 1 AND rt.created_at <= 1 AND rt.used_at IS NULL AND f.revoked_at IS NULL ORDER BY rt.expires_at LIMIT 5000`, "refresh_tokens_unspent"},
 				{`DELETE FROM auth_codes WHERE family_id IN ('a', 'b')`, "auth_codes_unused"},
 				{`DELETE FROM auth_codes WHERE family_id IS NULL AND expires_at <= 1`, "auth_codes_unused"},
 				{`DELETE FROM device_codes WHERE family_id IN ('a', 'b')`, "device_codes_unused"},
@@ -1618,6 +1620,44 @@ func TestEndSignIn(t *testing.T) {
 	}
 }
 
+// What the purge before migration 0028 left where it could not finish (a
+// session with no unspent token, not revoked; a used code and a redeemed
+// device request whose session was gone) is ended by 0028 and then purged:
+// the purge by indexes of the dead never finds it otherwise.
+func TestPurgeAfter0028TakesWhatTheOldOneLeft(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db, url := openThrough(t, d, "0027_deleted_users")
+			raw := rawDB(t, d, url)
+			u := newUser(t, db, "ann@example.com", "ann")
+			if err := db.CreateClient(ctx, 0, &store.Client{ID: "c1", Name: "x", GrantTypes: []string{"authorization_code"}}, t0); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			old, young := now.Add(-48*time.Hour).Unix(), now.Add(-time.Minute).Unix()
+			for _, q := range []string{
+				fmt.Sprintf(`INSERT INTO token_families (id, user_id, client_id, auth_time, created_at) VALUES ('spent', %d, 'c1', %d, %d), ('young', %d, 'c1', %d, %d)`, u.ID, old, old, u.ID, young, young),
+				fmt.Sprintf(`INSERT INTO refresh_tokens (hash, family_id, created_at, expires_at, used_at) VALUES ('rt-spent', 'spent', %d, %d, %d)`, old, old+60, old),
+				fmt.Sprintf(`INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, code_challenge, auth_time, created_at, expires_at, used_at, family_id) VALUES ('orphan', 'c1', %d, 'x', 'x', %d, %d, %d, %d, 'gone')`, u.ID, old, old, old, old),
+				fmt.Sprintf(`INSERT INTO device_codes (hash, user_code, client_id, scope, created_at, expires_at, interval_s, status, family_id) VALUES ('orphan', 'BCDFGHJK', 'c1', '', %d, %d, 5, 'redeemed', 'gone')`, old, old),
+			} {
+				if _, err := raw.Exec(q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			migrateRest(t, d, db, raw, "0028_purge_indexes")
+			if err := db.Purge(ctx, store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: 90 * 24 * time.Hour}, now); err != nil {
+				t.Fatal(err)
+			}
+			for table, want := range map[string]int{"token_families": 1, "refresh_tokens": 0, "auth_codes": 0, "device_codes": 0} {
+				if n := count(t, raw, table); n != want {
+					t.Errorf("%d %s after 0028 and a purge; want %d (the young session alone)", n, table, want)
+				}
+			}
+		})
+	}
+}
+
 // openThrough opens a fresh database of dialect d with the migrations up
 // to version applied, and returns it with its URL: a test stores rows as
 // they were before a later migration, then runs it (db.Migrate).
@@ -1669,13 +1709,14 @@ func TestEndSignInEndsItsFamilies(t *testing.T) {
 			session, code, signIn := newSignIn(t, db, u.ID)
 			_, otherCode, _ := newSignIn(t, db, u.ID)
 			for _, q := range []string{ // sessions started before 0020
-				`INSERT INTO token_families (id, user_id, client_id, auth_time, created_at) VALUES ('by-code', %[1]d, 'c', 0, 0), ('by-device', %[1]d, 'c', 0, 0), ('other', %[1]d, 'c', 0, 0)`,
+				// Made at t0: 0028 ends a day-old session without refresh tokens.
+				`INSERT INTO token_families (id, user_id, client_id, auth_time, created_at) VALUES ('by-code', %[1]d, 'c', 0, %[6]d), ('by-device', %[1]d, 'c', 0, %[6]d), ('other', %[1]d, 'c', 0, %[6]d)`,
 				`UPDATE auth_codes SET used_at = 1, family_id = 'by-code' WHERE hash = '%[2]s'`,
 				`UPDATE auth_codes SET used_at = 1, family_id = 'other' WHERE hash = '%[3]s'`,
 				`INSERT INTO device_codes (hash, user_code, client_id, created_at, expires_at, interval_s, status, user_id, sid, family_id)
 VALUES ('d', 'd', '%[4]s', 0, 0, 5, 'redeemed', %[1]d, '%[5]s', 'by-device')`,
 			} {
-				if _, err := raw.Exec(fmt.Sprintf(q, u.ID, code, otherCode, signIn.ClientID, signIn.SID)); err != nil {
+				if _, err := raw.Exec(fmt.Sprintf(q, u.ID, code, otherCode, signIn.ClientID, signIn.SID, t0.Unix())); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -16,3 +16,12 @@ CREATE INDEX sessions_expires ON sessions (expires_at);
 CREATE INDEX login_failures_window ON login_failures (window_start);
 CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);
 CREATE INDEX email_verification_tokens_created ON email_verification_tokens (created_at);
+-- What the purge before this one left where it could not finish, which the
+-- purge above never finds: a session a day old with no unspent refresh
+-- token, not revoked (ended here, as of its start: its access tokens have
+-- expired), and a used code or redeemed device request whose session is
+-- gone (deleted here). Each statement changes nothing the second time.
+UPDATE token_families SET revoked_at = created_at WHERE revoked_at IS NULL AND created_at < extract(epoch from now())::bigint - 86400
+  AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id AND rt.used_at IS NULL);
+DELETE FROM auth_codes WHERE family_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM token_families f WHERE f.id = auth_codes.family_id);
+DELETE FROM device_codes WHERE family_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM token_families f WHERE f.id = device_codes.family_id);
