@@ -835,3 +835,46 @@ func waitBlocked(t *testing.T, raw *sql.DB, dialect string, pid, n int) {
 		}
 	}
 }
+
+// A device session without refresh tokens goes once its access token has
+// expired and its redeemed request has stayed its hour, with an access
+// token shorter than the request's ten minutes too: the purge read such
+// sessions only in the hour before the access tokens' expiry, and the
+// request (which the session waits for) stays an hour past its own expiry,
+// up to ten minutes later; such a session lingered to its max age.
+func TestPurgeRefreshlessDeviceFamilyShortAccessTTL(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			db, raw := storetest.OpenURL(t, url), rawDB(t, d, url)
+			u := newUser(t, db, "ann@example.com", "ann")
+			if err := db.CreateClient(ctx, 0, &store.Client{ID: "tv", Name: "TV", GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"}}, t0); err != nil {
+				t.Fatal(err)
+			}
+			dc := &store.DeviceCode{Hash: token.Hash(token.NewOpaque()), UserCode: "mac-a", ClientID: "tv", Scope: "read", ExpiresAt: t0.Add(10 * time.Minute), Interval: 5}
+			if err := db.CreateDeviceCode(ctx, dc, 0, 0, t0); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.DecideDeviceCode(ctx, "mac-a", true, &store.Session{SID: "sid-1", UserID: u.ID, AuthTime: t0}, t0); err != nil {
+				t.Fatal(err)
+			}
+			ret := store.Retention{LoginWindow: time.Minute, AccessTTL: 5 * time.Minute, MaxAge: 90 * 24 * time.Hour}
+			is := store.Issued{Family: &store.Family{ID: token.NewID(), UserID: u.ID, ClientID: "tv", Scope: "read", AuthTime: t0}}
+			if _, err := db.RedeemDeviceCode(ctx, dc.Hash, is, ret.AccessTTL, t0); err != nil {
+				t.Fatal(err)
+			}
+			// The purge runs every minute; every few here is as good.
+			for m := 0; m <= 180; m += 5 {
+				if err := db.Purge(ctx, ret, t0.Add(time.Duration(m)*time.Minute)); err != nil {
+					t.Fatal(err)
+				}
+				if m == 65 && count(t, raw, "token_families") != 1 {
+					t.Fatal("the session went before its redeemed request's hour was over")
+				}
+			}
+			if f, dcs := count(t, raw, "token_families"), count(t, raw, "device_codes"); f != 0 || dcs != 0 {
+				t.Fatalf("three hours on: %d sessions, %d device requests; want none", f, dcs)
+			}
+		})
+	}
+}

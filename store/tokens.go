@@ -713,8 +713,12 @@ func (db *DB) purgeFamilies(ctx context.Context, minted, deviceBefore int64, max
 	// Dead as revoked (a logout, a password change, a reuse; or its last
 	// refresh token expired: endExpiredFamilies), as past maxAge, or as
 	// one that never had a refresh token (a client without the grant),
-	// made in the hour before minted: the purge runs every minute, and one
-	// it missed for longer waits for maxAge. Each is a range of an index.
+	// made in the two hours before minted: the purge runs every minute,
+	// and one it missed for longer waits for maxAge. Two hours, not one: a
+	// device session waits for its redeemed request, which stays an hour
+	// past an expiry up to ten minutes after the session began, longer than
+	// an access token of under ten minutes lives (it lingered to maxAge).
+	// Each is a range of an index.
 	type arm struct {
 		where string
 		args  []any
@@ -722,7 +726,7 @@ func (db *DB) purgeFamilies(ctx context.Context, minted, deviceBefore int64, max
 	arms := []arm{
 		{`revoked_at IS NOT NULL AND revoked_at <= $1`, []any{minted}},
 		{`created_at <= $1 AND created_at > $2 AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id)`,
-			[]any{minted, minted - 3600}},
+			[]any{minted, minted - 7200}},
 	}
 	if maxAge > 0 {
 		arms = append(arms, arm{`created_at <= $1`, []any{minted - int64(maxAge/time.Second)}})
