@@ -46,7 +46,7 @@ var linkRE = regexp.MustCompile(`https://auth\.example\.com/password/reset\?\S+`
 func TestPasswordReset(t *testing.T) {
 	sink, clientTLS := smtptest.Start(t, smtptest.StartTLS, false)
 	eachEnv(t, func(t *testing.T, e *env) {
-		e.createUser("ann@example.com", "ann", "correct horse", "user")
+		ann := e.createUser("ann@example.com", "ann", "correct horse", "user")
 		at, rt := e.login("ann", "correct horse")
 		before := len(sink.Messages())
 
@@ -99,6 +99,20 @@ func TestPasswordReset(t *testing.T) {
 		newAT, _ := e.login("ann", "new password 1") // same second as the reset
 		e.request("GET", "/api/v1/profile", nil, bearer(newAT)...).want(http.StatusOK)
 		e.request("POST", "/api/v1/auth/password/reset", map[string]string{"token": tok, "new_password": "new password 2"}).wantError(http.StatusBadRequest, "invalid_token")
+		// Two requests (the unknown address's too, with no subject), one
+		// reset, naming the user; the refused resets none.
+		var requests, resets []store.Event
+		for _, ev := range e.auditTrail() {
+			switch ev.Action {
+			case actResetRequest:
+				requests = append(requests, ev)
+			case actReset:
+				resets = append(resets, ev)
+			}
+		}
+		if len(requests) != 2 || len(resets) != 1 || resets[0].Subject != store.FormatID(ann.ID) || resets[0].Outcome != outSuccess || resets[0].IP != "192.0.2.1" {
+			t.Errorf("reset events: requests %+v, resets %+v; want 2 and one success naming user %d", requests, resets, ann.ID)
+		}
 
 		// An expired token.
 		e.request("POST", "/api/v1/auth/password/forgot", map[string]string{"email": "ann@example.com"}).want(http.StatusAccepted)
