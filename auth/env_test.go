@@ -204,13 +204,19 @@ func (e *env) request(method, target string, body any, headers ...string) respon
 	}
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, req)
-	res := response{w, e.t}
+	e.noLeak(method, target, w)
+	return response{w, e.t}
+}
+
+// noLeak fails the test if a response body shows the server's insides: a
+// database error, a source line, a goroutine dump.
+func (e *env) noLeak(method, target string, w *httptest.ResponseRecorder) {
+	e.t.Helper()
 	for _, bad := range []string{"sql:", ".go:", "goroutine ", "SQLSTATE", "sqlite"} {
 		if strings.Contains(w.Body.String(), bad) {
 			e.t.Errorf("%s %s: body leaks %q: %s", method, target, bad, w.Body.String())
 		}
 	}
-	return res
 }
 
 // want fails the test unless the response has the status.

@@ -82,6 +82,7 @@ func (b *browser) do(method, target string, form url.Values) *httptest.ResponseR
 	}
 	w := httptest.NewRecorder()
 	b.e.h.ServeHTTP(w, req)
+	b.e.noLeak(method, target, w)
 	for _, c := range w.Result().Cookies() {
 		if c.MaxAge < 0 {
 			delete(b.cookies, c.Name)
