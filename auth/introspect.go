@@ -131,7 +131,7 @@ func introspect(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, 
 		}
 		return &introspection{Active: true, Scope: claims.Scope, ClientID: claims.ClientID, TokenType: typ,
 			Exp: claims.Expiry, Iat: claims.IssuedAt, Sub: claims.Subject, Aud: claims.Audience, Iss: claims.Issuer, Jti: claims.ID, Cnf: claims.Cnf}, nil
-	case rt != nil && !rt.Used && now.Before(rt.ExpiresAt) && !rt.Family.Revoked && rt.Family.ClientID == c.ID && now.Before(rt.Family.CreatedAt.Add(ts.MaxAge)):
+	case rt != nil && rt.Family.ClientID == c.ID && ts.refreshable(rt, now):
 		return &introspection{Active: true, Scope: rt.Scope, ClientID: rt.Family.ClientID, Exp: rt.ExpiresAt.Unix(),
 			Sub: store.FormatID(rt.Family.UserID), Iss: ts.Issuer}, nil // no token_type: RFC 7662 §2.2's are access token types
 	}

@@ -364,8 +364,10 @@ func TestDeviceGrantOnlyForWhatItsPageNamed(t *testing.T) {
 // A resource dropped from RESOURCES gets no more tokens: an instance
 // started without it (on the same database) refuses a refresh token, by
 // either path of Tokens.Rotate, and a code, granted for it, with
-// invalid_grant. An instance that still has it takes them: the careful
-// path's refusal, and the code's, spent nothing.
+// invalid_grant, and introspects the refresh token as inactive (it said
+// active: a token the server refuses cannot be used, RFC 7662 §2.2). An
+// instance that still has it takes them: the careful path's refusal, and
+// the code's, spent nothing.
 func TestDroppedResourceMintsNothing(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
@@ -382,6 +384,12 @@ func TestDroppedResourceMintsNothing(t *testing.T) {
 		rt := e.secret(r.Str("refresh_token"))
 		refresh(without, rt, "read").wantOAuthError(http.StatusBadRequest, "invalid_grant")
 		without.token(id, secret, code).wantOAuthError(http.StatusBadRequest, "invalid_grant")
+		if in := without.introspect(id, secret, rt); in["active"] != false {
+			t.Fatalf("the refresh token introspected by the instance without its resource: %v; want inactive", in)
+		}
+		if in := e.introspect(id, secret, rt); in["active"] != true {
+			t.Fatalf("the refresh token introspected by the instance with its resource: %v; want active", in)
+		}
 		rt = e.secret(refresh(e, rt, "").want(http.StatusOK).Str("refresh_token"))
 		e.secret(e.token(id, secret, code).want(http.StatusOK).Str("refresh_token"))
 		refresh(without, rt, "").wantOAuthError(http.StatusBadRequest, "invalid_grant")

@@ -322,7 +322,7 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		return nil, nil, err
 	}
 	// Revoked, too old, or the user deleted or deactivated since.
-	if old.Family.Revoked || !now.Before(old.Family.CreatedAt.Add(ts.MaxAge)) || !old.UserActive {
+	if !ts.refreshable(old, now) {
 		return nil, nil, ErrRefreshInvalid
 	}
 	accessScope := old.Scope
@@ -348,6 +348,17 @@ func (ts *Tokens) Rotate(ctx context.Context, db *store.DB, refresh, clientID st
 		return nil, nil, err
 	}
 	return ts.finishRotation(spent, next, clientID, accessScope, n, now)
+}
+
+// refreshable tells whether rt would refresh now, whoever presents it: it
+// is unspent and unexpired, its session is not revoked nor past MaxAge,
+// its user active, its resource still one of RESOURCES. Rotate refuses
+// what it is not, and introspection calls it inactive (RFC 7662 §2.2:
+// whether it can be used now).
+func (ts *Tokens) refreshable(rt *store.RefreshToken, now time.Time) bool {
+	f := rt.Family
+	return !rt.Used && now.Before(rt.ExpiresAt) && !f.Revoked && now.Before(f.CreatedAt.Add(ts.MaxAge)) && rt.UserActive &&
+		(f.Resource == "" || slices.Contains(ts.Resources, f.Resource))
 }
 
 // finishRotation mints the access token of a rotated family, for the
