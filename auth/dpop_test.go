@@ -353,6 +353,36 @@ func TestDPoPReplayAcrossInstances(t *testing.T) {
 	}
 }
 
+// A proof is accepted once on any instance also while their clocks
+// disagree: the purge (on the instance ahead) kept the proof only to its
+// expiry by its own clock, while an instance 30 s behind still took it
+// (its iat 60 s old by that clock), a second time (a regression test).
+func TestDPoPReplayAcrossSkewedInstances(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db := storetest.Open(t, d)
+			ahead, behind := newEnvOn(t, db), newEnvOn(t, db)
+			behind.clock.Add(-30 * time.Second)
+			id, secret := ahead.newClient(ClientSpec{Name: "svc", GrantTypes: []string{"client_credentials"}})
+			behind.secret(secret)
+			k := newDPoPKey(t)
+			cc := url.Values{"grant_type": {"client_credentials"}}
+			p := k.proof(t, "POST", "/oauth2/token", "", "", behind.clock.Now())
+			ahead.secret(ahead.dpopPost("/oauth2/token", id, secret, cc, p).want(http.StatusOK).Str("access_token"))
+			behind.dpopPost("/oauth2/token", id, secret, cc, p).wantOAuthError(http.StatusBadRequest, "invalid_dpop_proof")
+			ahead.clock.Add(40 * time.Second)
+			behind.clock.Add(40 * time.Second)
+			if err := db.Purge(t.Context(), store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: 24 * time.Hour}, ahead.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if r := behind.dpopPost("/oauth2/token", id, secret, cc, p); r.Code == http.StatusOK {
+				behind.secret(r.Str("access_token"))
+				t.Fatal("the proof was accepted again by the instance behind, after the one ahead purged it")
+			}
+		})
+	}
+}
+
 // At the token endpoint a proof is spent once its grant checks out, on any
 // instance (a regression test: it was spent before the grant was looked
 // at, so that strangers naming a public client wrote rows with bogus
@@ -615,5 +645,50 @@ func TestDPoPFromBrowserOrigin(t *testing.T) {
 		"DPoP", k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())).wantOAuthError(http.StatusBadRequest, "use_dpop_nonce")
 	if exposed := strings.ToLower(r.Header().Get("Access-Control-Expose-Headers")); r.Header().Get("DPoP-Nonce") == "" || !strings.Contains(exposed, "dpop-nonce") {
 		t.Errorf("use_dpop_nonce to %s: Access-Control-Expose-Headers %q; want DPoP-Nonce readable", origin, exposed)
+	}
+}
+
+// A revocation with a proof spends it only when it revokes the client's
+// token: a stranger naming a public client with a bogus token and a proof
+// of his own key wrote a row of dpop_proofs each time (a regression test:
+// the same proof sent again was refused as a replay).
+func TestRevokeSpendsAProofOnlyWithItsToken(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+		p := newDPoPKey(t).proof(t, "POST", "/oauth2/revoke", "", "", e.clock.Now())
+		bogus := url.Values{"token": {"not-a-token-of-anyone"}}
+		for i := range 2 {
+			if r := e.dpopPost("/oauth2/revoke", pub, "", bogus, p); r.Code != http.StatusOK {
+				t.Fatalf("the stranger's revocation %d: %d %s; want 200, its proof not stored", i+1, r.Code, r.Body.String())
+			}
+		}
+	})
+}
+
+// With DPOP_NONCE, the revocation endpoint asks for the nonce as the token
+// endpoint does, and sends it with use_dpop_nonce (RFC 9449 §8), so that a
+// public client whose session is bound to its key can retry and revoke (a
+// regression test: it answered use_dpop_nonce with no DPoP-Nonce, and the
+// client could not revoke with the stale nonce it held).
+func TestRevokeSendsTheDPoPNonce(t *testing.T) {
+	e := newEnv(t, store.SQLite, func(d *Deps) { d.Tokens.NonceKey = []byte("nonce-key") })
+	e.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+	pub, _ := e.newClient(ClientSpec{Name: "spa", Public: true, RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"read"}})
+	k, pk := newDPoPKey(t), newPKCE()
+	code := e.secret(e.browser().signIn(authorizeURL(pub, pk), "ann", "Ann-Password-1"))
+	nonce := e.dpopPost("/oauth2/token", pub, "", codeForm(code, pk), k.proof(t, "POST", "/oauth2/token", "", "", e.clock.Now())).
+		wantOAuthError(http.StatusBadRequest, "use_dpop_nonce").Header().Get("DPoP-Nonce")
+	r := e.dpopPost("/oauth2/token", pub, "", codeForm(code, pk), k.proof(t, "POST", "/oauth2/token", "", nonce, e.clock.Now())).want(http.StatusOK)
+	at, rt := e.secret(r.Str("access_token")), e.secret(r.Str("refresh_token"))
+	e.clock.Add(11 * time.Minute) // the nonce it holds is stale
+	r = e.dpopPost("/oauth2/revoke", pub, "", url.Values{"token": {rt}}, k.proof(t, "POST", "/oauth2/revoke", "", nonce, e.clock.Now())).
+		wantOAuthError(http.StatusBadRequest, "use_dpop_nonce")
+	fresh := r.Header().Get("DPoP-Nonce")
+	if fresh == "" {
+		t.Fatalf("use_dpop_nonce without DPoP-Nonce: %s", r.Body.String())
+	}
+	e.dpopPost("/oauth2/revoke", pub, "", url.Values{"token": {rt}}, k.proof(t, "POST", "/oauth2/revoke", "", fresh, e.clock.Now())).want(http.StatusOK)
+	if _, err := e.deps.Tokens.Verify(at, e.clock.Now()); err == nil {
+		t.Fatal("the session's access token still verifies after its revocation with the key")
 	}
 }

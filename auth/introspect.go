@@ -30,28 +30,38 @@ import (
 func handleRevoke(log *slog.Logger, db *store.DB, ts *Tokens, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, t := principalOf(r), now()
-		key := ""
-		proof, err := ts.proofOf(r, db, "", t)
-		if proof != nil {
-			key = proof.JKT
-		}
+		ts.setNonce(w, t) // checkProof asks for the nonce here too (RFC 9449 §8)
+		proof, err := ts.checkProof(r, "", httpx.KindInvalidDPoPProof, t)
 		if err == nil {
-			err = revoke(r.Context(), db, ts, p.client, p.form.Get("token"), key, t)
+			err = revoke(r.Context(), db, ts, p.client, p.form.Get("token"), proof, t)
 		}
 		writeOAuth(w, r, log, http.StatusOK, nil, err)
 	})
 }
 
-// revoke revokes tok if it is the client's, and bound to key if bound.
-func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok, key string, now time.Time) error {
+// revoke revokes tok if it is the client's, and bound to the key of proof
+// (checked, not spent; nil: none) if bound. The proof is spent only when
+// the token is the client's and is revoked, so that strangers naming a
+// public client with a bogus token write no row.
+func revoke(ctx context.Context, db *store.DB, ts *Tokens, c *store.Client, tok string, proof *token.Proof, now time.Time) error {
+	key := ""
+	if proof != nil {
+		key = proof.JKT
+	}
 	claims, rt, err := presented(ctx, db, ts, tok, now)
 	switch {
 	case claims != nil && claims.ClientID == c.ID && (claims.Cnf == nil || !c.Public() || claims.Cnf.JKT == key):
+		if err := spendProof(ctx, db, proof, httpx.KindInvalidDPoPProof, now); err != nil {
+			return err
+		}
 		// No audit event: one access token revoked ends no session, and a
 		// client refreshing and revoking at its token budget would append
 		// events kept a year without bound.
 		return ts.RevokeAccess(ctx, db, claims)
 	case rt != nil && rt.Family.ClientID == c.ID && !(rt.Used && rt.Bound) && (rt.Used || rt.Family.DPoPJKT == "" || rt.Family.DPoPJKT == key):
+		if err := spendProof(ctx, db, proof, httpx.KindInvalidDPoPProof, now); err != nil {
+			return err
+		}
 		return ts.endSessionAudited(ctx, db, rt.Family.UserID, rt.Family.ID, "revocation", now)
 	}
 	return err

@@ -599,7 +599,11 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 	// too (an unknown token is refused as a spent one is).
 	purge("email_verification_tokens", `(expires_at <= $1 OR used_at IS NOT NULL) AND created_at <= $2`, t, now.Add(-time.Hour).Unix())
 	purge("login_failures", `window_start <= $1`, now.Add(-r.LoginWindow).Unix())
-	purge("dpop_proofs", `expires_at <= $1`, t)
+	// A minute past its expiry, as a refresh token: an instance whose clock
+	// is behind still accepts the proof (its iat) until its own clock says
+	// it expired; purged at once by one that runs ahead, it was accepted
+	// again there.
+	purge("dpop_proofs", `expires_at <= $1`, t-60)
 	purge("pushed_requests", `expires_at <= $1`, t)
 	purge("registration_tokens", `expires_at <= $1`, t)
 	// An hour after expiry: a late poll still hears expired_token. A
