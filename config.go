@@ -399,6 +399,10 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if c.EnablePasswordReset && c.SMTP.Host == "" {
 		e.fail("SMTP_HOST", "required when ENABLE_PASSWORD_RESET is true")
 	}
+	// The guide's env file names SMTP_USERNAME, an address, and no SMTP_FROM.
+	if a, err := mail.ParseAddress(c.SMTP.Username); c.SMTP.From == "" && err == nil && a.Name == "" && a.Address == c.SMTP.Username {
+		c.SMTP.From = c.SMTP.Username
+	}
 	if c.SMTP.Host != "" && c.SMTP.From == "" { // mail goes out: reset links, and verification links at registration
 		e.fail("SMTP_FROM", "required when SMTP_HOST is set")
 	}

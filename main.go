@@ -410,6 +410,13 @@ func serve(ctx context.Context, cfg *config, stdout io.Writer, ready chan<- stri
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	ln, err := net.Listen("tcp", srv.Addr)
+	if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+		// A port this process may not bind (below 1024 without the
+		// capability, or barred by the unit's SocketBindDeny=): exit 2,
+		// which systemd does not restart (it restarted every 5 s). An
+		// address in use or not yet on the host may come free or up.
+		return usagef("PORT/LISTEN_ADDR: %v", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -450,6 +450,21 @@ func TestRunBadDatabaseSettings(t *testing.T) {
 	}
 }
 
+// A SQLite file that cannot be made (its directory missing: a path outside
+// the unit's StateDirectory, a typo) is configuration, exit 2, which the
+// systemd unit does not restart; it exited 1, and was restarted every 5 s.
+func TestRunSQLiteFileThatCannotBeMade(t *testing.T) {
+	if !slices.Contains(storetest.Dialects, store.SQLite) {
+		t.Skip("built without SQLite")
+	}
+	for _, cmd := range []string{"migrate", "serve"} {
+		_, _, err := runCmd(t, testEnv(t, "DATABASE_URL", filepath.Join(t.TempDir(), "no-such-dir", "oauth.db"), "PORT", strconv.Itoa(freePort(t))), "", cmd)
+		if exitCode(err) != 2 || !strings.HasPrefix(fmt.Sprint(err), "DATABASE_URL: ") {
+			t.Errorf("%s with a SQLite file in no directory = %v (exit %d); want DATABASE_URL: ..., exit 2", cmd, err, exitCode(err))
+		}
+	}
+}
+
 // A build refuses a database it has no driver for in one line, exit 2
 // (API.md): no restart brings the driver, and systemd does not restart on 2.
 func TestRunRefusesADatabaseItWasBuiltWithout(t *testing.T) {

@@ -126,7 +126,7 @@ ok "nginx $NGINX_VERSION, $(fail2ban-regex --version 2>&1 | head -1), ${COMPOSE[
 "$PY" - "$ROOT/config.go" >"$tmp/known-vars.txt" <<'PYEOF' || fail "config.go: cannot list the server's variables"
 import re, sys
 src = open(sys.argv[1]).read()
-known = set(re.findall(r'\b(?:str|int|dur|bool|list|getenv)\("([A-Z][A-Z0-9_]*)"', src))
+known = set(re.findall(r'\b(?:str|int|dur|bool|list|rate|getenv)\("([A-Z][A-Z0-9_]*)"', src))
 m = re.search(r'secretVars = \[\]string\{([^}]*)\}', src)
 secrets = re.findall(r'"([A-Z][A-Z0-9_]*)"', m.group(1)) if m else []
 if len(known) < 20 or not secrets:

@@ -7,9 +7,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"runtime"
+	"syscall"
 	"time"
 
 	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -30,8 +32,15 @@ func openSQLite(ctx context.Context, path string, o Options) (w, r *sql.DB, err 
 	base := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
 	// The file holds password hashes: create it readable by us only.
-	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+	switch f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); {
+	case err == nil:
 		f.Close()
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.ENOTDIR):
+		// No such directory, no permission, a read-only file system (the
+		// unit's ProtectSystem=strict outside its StateDirectory): no retry
+		// helps, so ErrBadURL (exit 2, which systemd does not restart; it
+		// restarted every 5 s). A full disk, say, is left to the open.
+		return nil, nil, fmt.Errorf("%w: sqlite %s: %v", ErrBadURL, path, errors.Unwrap(err))
 	}
 	if w, err = sql.Open("sqlite", base+"&_txlock=immediate"); err != nil {
 		return nil, nil, fmt.Errorf("open sqlite %s: %w", path, err)
