@@ -310,7 +310,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"ENABLE_REGISTRATION": "maybe"}, "ENABLE_REGISTRATION"},
 		{map[string]string{"ENABLE_PASSWORD_RESET": "true"}, "SMTP_HOST"},
 		{map[string]string{"ENABLE_PASSWORD_RESET": "true", "SMTP_HOST": "smtp.example.com"}, "SMTP_FROM"},
-		{map[string]string{"SMTP_HOST": "smtp.example.com"}, "SMTP_FROM"}, // verification links are mailed
+		{map[string]string{"SMTP_HOST": "smtp.example.com"}, "SMTP_FROM"},                            // verification links are mailed
 		{map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_USERNAME": "apikey"}, "SMTP_FROM"}, // a login that is no address is no sender
 		{map[string]string{"REQUIRE_EMAIL_VERIFICATION": "true"}, "SMTP_HOST"},
 		{map[string]string{"REQUIRE_EMAIL_VERIFICATION": "yes please"}, "REQUIRE_EMAIL_VERIFICATION"},
