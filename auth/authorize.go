@@ -330,8 +330,13 @@ func (a *authorization) signInAndConsent(pw *Passwords, th Throttle, m *Metrics,
 			a.showLogin(http.StatusOK, "Your sign-in expired. Please sign in again.", "")
 			return
 		}
-		if form.Get("action") != "allow" {
+		switch form.Get("action") {
+		case "allow":
+		case "deny":
 			a.decide(nil)
+			return
+		default: // not one of the form's buttons: no decision of the user's
+			a.b.fail(a.w, a.r, httpx.E(httpx.KindInvalid, "The form was incomplete."))
 			return
 		}
 		// The sign-in ended meanwhile (a password change, a logout) or the

@@ -97,6 +97,13 @@ func TestOtherSitesCannotFailClientAuthentication(t *testing.T) {
 		for _, origin := range []string{"", e.deps.Tokens.Issuer, spa, "chrome-extension://abcdefghijklmnopabcdefghijklmnop", "moz-extension://0b1c2d3e"} {
 			e.request("POST", path, form, "Content-Type", "application/x-www-form-urlencoded", "Origin", origin).wantOAuthError(http.StatusUnauthorized, "invalid_client")
 		}
+		// Two Origin headers, an allowed one first: a proxy in front may
+		// read the other, so refused (no browser sends two; the first was
+		// read alone, and the request went on).
+		req := httptest.NewRequest("POST", path, strings.NewReader(form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header["Origin"] = []string{spa, "https://evil.example"}
+		e.serveRaw(req).wantOAuthError(http.StatusBadRequest, errInvalidRequest)
 	}
 }
 

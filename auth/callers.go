@@ -90,7 +90,9 @@ func refuseOtherSites(log *slog.Logger, issuer string, origins []string, next ht
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o := r.Header.Get("Origin")
 		web := o == "null" || strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://")
-		if web && o != issuer && !slices.Contains(origins, o) {
+		// Two Origin headers: a proxy in front may read the other (no
+		// browser sends two).
+		if len(r.Header.Values("Origin")) > 1 || web && o != issuer && !slices.Contains(origins, o) {
 			httpx.WriteOAuthError(w, r, log, httpx.E(httpx.KindInvalid, "requests from web pages of this origin are refused (CORS_ORIGINS)"))
 			return
 		}

@@ -196,7 +196,11 @@ func handleDevicePage(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 			return
 		}
 		form, err := readForm(r)
-		if err != nil || !b.csrfOK(r, form) {
+		if err != nil { // malformed, too large, not a form: as at the authorization endpoint
+			b.fail(w, r, err)
+			return
+		}
+		if !b.csrfOK(r, form) {
 			b.fail(w, r, errFormExpired)
 			return
 		}

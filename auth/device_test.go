@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"oauth2-api/auth/smtptest"
+	"oauth2-api/httpx"
 	"oauth2-api/store"
 	"oauth2-api/token"
 )
@@ -765,4 +767,35 @@ func TestDevicePageHEADIsNotAPost(t *testing.T) {
 			t.Fatalf("HEAD /oauth2/device with a login form: %d, signed in past the spent LOGIN_RATE_LIMIT", w.Code)
 		}
 	}, withDefaultBudgets)
+}
+
+// A device form that is malformed, too large or repeats a parameter is
+// answered as such (400, 413), as at the authorization endpoint, whatever
+// its CSRF token: it was a 403 "the form expired" page, which sent the user
+// to reload a page that was not at fault.
+func TestDevicePageMalformedForm(t *testing.T) {
+	sink, _ := smtptest.Start(t, smtptest.Plain, false)
+	e := newEnv(t, store.SQLite, withReset(t, sink, nil, SMTPNoTLS))
+	b := e.browser()
+	csrf := "csrf_token=" + url.QueryEscape(b.pageForm("/oauth2/device").Get("csrf_token"))
+	for _, c := range []struct {
+		name, body string
+		want       int
+	}{
+		{"a repeated user_code", csrf + "&user_code=BCDF-GHJK&user_code=BCDF-GHJK", http.StatusBadRequest},
+		{"invalid UTF-8", csrf + "&user_code=%FF", http.StatusBadRequest},
+		{"a body over the limit", csrf + "&user_code=" + strings.Repeat("A", httpx.MaxBody), http.StatusRequestEntityTooLarge},
+	} {
+		for _, path := range []string{"/oauth2/authorize", "/oauth2/device", "/password/reset"} {
+			req := httptest.NewRequest("POST", path, strings.NewReader(c.body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.RemoteAddr = "192.0.2.7:4444"
+			for k, v := range b.cookies {
+				req.AddCookie(&http.Cookie{Name: k, Value: v})
+			}
+			if w := e.serveRaw(req); w.Code != c.want {
+				t.Errorf("%s with %s: %d; want %d", path, c.name, w.Code, c.want)
+			}
+		}
+	}
 }

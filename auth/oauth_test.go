@@ -1263,6 +1263,33 @@ func TestConsentFormExpires(t *testing.T) {
 	}
 }
 
+// The consent decision is one of the form's two buttons, spelt as they
+// are: any other action is a 400 that decides nothing (it was taken as a
+// denial, and the client told access_denied, which the user never chose);
+// the form still grants or denies after it.
+func TestConsentActionIsOneOfTheButtons(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	e.createUser("ann@example.com", "ann", "correct horse", store.RoleUser)
+	b := e.browser()
+	first, _ := e.webClient()
+	e.secret(b.signIn(authorizeURL(first, newPKCE()), "ann", "correct horse"))
+	id, _ := e.webClient() // not consented to yet
+	form := formOf(t, b.do("GET", authorizeURL(id, newPKCE()), nil).Body.String())
+	if !form.Has("consent") {
+		t.Fatalf("no consent form for a new client: %v", form)
+	}
+	for _, action := range []string{"ALLOW", "Allow", "allow ", "Deny", "", "yes"} {
+		form.Set("action", action)
+		if w := b.do("POST", "/oauth2/authorize", form); w.Code != http.StatusBadRequest {
+			t.Errorf("action=%q: %d Location %q; want 400, nothing decided", action, w.Code, w.Header().Get("Location"))
+		}
+	}
+	form.Set("action", "deny")
+	if q := callback(t, b.do("POST", "/oauth2/authorize", form), http.StatusSeeOther); q.Get("error") != "access_denied" {
+		t.Errorf("deny: %v; want access_denied", q)
+	}
+}
+
 // max_age (OIDC Core §3.1.2.1) counts to the consent decision: a consent
 // form shown while the sign-in was young enough but posted once it was not
 // (within the form's 10 minutes) issued a code whose auth_time was older

@@ -117,8 +117,8 @@ func handleEndSession(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 				confirmed, acted = true, true
 			}
 			params = form
-		} else if err := checkParams(params); err != nil {
-			b.fail(w, r, httpx.E(httpx.KindInvalid, "The request repeats a parameter."))
+		} else if err := checkParams(params); err != nil { // repeated, or not UTF-8: it says which
+			b.fail(w, r, err)
 			return
 		}
 		if !validState(params.Get("state")) { // it goes into the Location, as the authorization endpoint's

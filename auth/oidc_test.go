@@ -272,6 +272,17 @@ func b64Decode(t testing.TB, s string) []byte {
 // form's own POST needs one. The confirmation page's CSP allows the
 // registered post-logout URI as a form action, or the browser would block
 // the redirect after "Sign out".
+// A logout request refused for its parameters says why: one not UTF-8 was
+// told it repeats a parameter.
+func TestLogoutParamsRefusedSayWhy(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	for target, want := range map[string]string{"/oauth2/logout?ui_locales=%FF": "UTF-8", "/oauth2/logout?state=a&state=b": "repeated"} {
+		if w := e.browser().do("GET", target, nil); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), want) {
+			t.Errorf("GET %s: %d; want 400 saying %q: %s", target, w.Code, want, w.Body.String())
+		}
+	}
+}
+
 func TestLogoutByPost(t *testing.T) {
 	key := ecKey(t)
 	eachEnv(t, func(t *testing.T, e *env) {

@@ -158,8 +158,8 @@ func handleResetPage(log *slog.Logger, db *store.DB, pw *Passwords, ts *Tokens, 
 			return
 		}
 		form, err := readForm(r)
-		if err != nil {
-			b.fail(w, r, httpx.E(httpx.KindInvalid, "The form was malformed."))
+		if err != nil { // says which: malformed, too large (413), not a form
+			b.fail(w, r, err)
 			return
 		}
 		tok, p1, p2 := form.Get("token"), form.Get("new_password"), form.Get("confirm_password")
