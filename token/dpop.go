@@ -284,8 +284,25 @@ func proofKey(alg string, jwkText []byte) (*Key, error) {
 	if pk, ok := pub.(*rsa.PublicKey); ok && (pk.E < 3 || pk.E%2 == 0) {
 		return nil, errors.New("jwk: bad RSA exponent")
 	}
+	// A modulus with a small factor (an even one included) is one anyone
+	// factors, and so signs under: a key that proves nothing, as an Ed25519
+	// key of small order. A gcd, microseconds.
+	if pk, ok := pub.(*rsa.PublicKey); ok && new(big.Int).GCD(nil, nil, pk.N, smallPrimes).Cmp(big.NewInt(1)) != 0 {
+		return nil, errors.New("jwk: an RSA modulus with a small factor")
+	}
 	return k, nil
 }
+
+// smallPrimes is the product of the primes below 1024.
+var smallPrimes = func() *big.Int {
+	p := big.NewInt(1)
+	for i := int64(2); i < 1024; i++ {
+		if big.NewInt(i).ProbablyPrime(0) {
+			p.Mul(p, big.NewInt(i))
+		}
+	}
+	return p
+}()
 
 // sameHTU compares a proof's htu with the request's URL as RFC 9449 §4.3
 // asks: without query and fragment, after syntax- and scheme-based

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"maps"
 	"math/big"
+	"math/bits"
 	"net/url"
 	"slices"
 	"strings"
@@ -526,6 +527,64 @@ func BenchmarkParseProof(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A proof under an RSA key whose modulus has a small factor (3q, or an
+// even one) proves nothing either: anyone factors n, and so signs under it
+// (such proofs were accepted). A prime modulus, which anyone signs under
+// too, is not looked for: a probable-prime test costs some 30 signature
+// checks a proof (SECURITY.md, Known limits).
+func TestProofRefusesRSAKeysWithASmallFactor(t *testing.T) {
+	e, one := big.NewInt(65537), big.NewInt(1)
+	for _, small := range []int64{2, 3, 1021} {
+		for size := 0; ; size++ {
+			q, err := rand.Prime(rand.Reader, 2048-bits.Len64(uint64(small))+size%2) // one of the two makes n 2048 bits
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := new(big.Int).Mul(big.NewInt(small), q)
+			phi := new(big.Int).Mul(big.NewInt(small-1), new(big.Int).Sub(q, one))
+			d := new(big.Int).ModInverse(e, phi)
+			if d == nil || n.BitLen() != 2048 {
+				continue
+			}
+			if p, err := ParseProof(rsaProofBy(n, d), proofWant); err == nil {
+				t.Errorf("a proof under n = %d·q, which anyone factors, was accepted: jkt %s", small, p.JKT)
+			}
+			break
+		}
+	}
+	// The same forgery under a key a client makes is accepted: the test
+	// signs as crypto/rsa does.
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseProof(rsaProofBy(k.N, k.D), proofWant); err != nil {
+		t.Fatalf("a proof under a client's RSA key: %v", err)
+	}
+}
+
+// rsaProofBy is a DPoP proof under the RSA public key (n, 65537) signed
+// with d by hand (RFC 8017 §8.2: EMSA-PKCS1-v1_5 of SHA-256, to the d).
+func rsaProofBy(n, d *big.Int) string {
+	enc := base64.RawURLEncoding
+	jwk := map[string]string{"kty": "RSA", "n": enc.EncodeToString(n.Bytes()), "e": "AQAB"}
+	h, _ := json.Marshal(map[string]any{"typ": TypeDPoP, "alg": RS256, "jwk": jwk})
+	c, _ := json.Marshal(map[string]any{"jti": "by-anyone", "htm": "POST", "htu": proofURL, "iat": proofNow.Unix()})
+	input := enc.EncodeToString(h) + "." + enc.EncodeToString(c)
+	digest := sha256.Sum256([]byte(input))
+	prefix := []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}
+	size := (n.BitLen() + 7) / 8
+	em := make([]byte, size)
+	em[1] = 1
+	tail := append(prefix, digest[:]...)
+	for i := 2; i < size-len(tail)-1; i++ {
+		em[i] = 0xff
+	}
+	copy(em[size-len(tail):], tail)
+	s := new(big.Int).Exp(new(big.Int).SetBytes(em), d, n).FillBytes(make([]byte, size))
+	return input + "." + enc.EncodeToString(s)
 }
 
 // A proof under an Ed25519 key of small order proves nothing: R = the key

@@ -132,6 +132,12 @@ func NewHMACKey(secret []byte) *Key {
 // (RS256, at least 2048 bits), an *ecdsa.PrivateKey on P-256 (ES256) or an
 // ed25519.PrivateKey (EdDSA). The kid is the key's RFC 7638 thumbprint.
 func NewSigningKey(priv crypto.Signer) (*Key, error) {
+	// Our own RSA keys use e = 65537, as every generator does: e = 3 is
+	// what Bleichenbacher's PKCS#1 v1.5 forgery targets at lax verifiers
+	// (RFC 8017 leaves e free; NIST SP 800-56B, SP 800-131A want e > 2^16).
+	if p, ok := priv.Public().(*rsa.PublicKey); ok && p.E != 65537 {
+		return nil, fmt.Errorf("RSA key has public exponent %d, want 65537", p.E)
+	}
 	k, err := NewPublicKey(priv.Public())
 	if err != nil {
 		return nil, err

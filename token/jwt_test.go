@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -350,6 +351,50 @@ func TestKeyChecks(t *testing.T) {
 	pub, _ := NewPublicKey(p384Public(t))
 	if pub != nil {
 		t.Error("NewPublicKey accepted P-384")
+	}
+	// An RSA key of ours (SIGNING_KEY, SIGNING_KEYS_PREVIOUS) has e = 65537:
+	// e = 3 is what Bleichenbacher's PKCS#1 v1.5 forgery targets at lax
+	// verifiers of our tokens (it was taken).
+	e3 := rsaKeyWithE(t, 3)
+	if _, err := NewSigningKey(e3); err == nil {
+		t.Error("accepted an RSA key with e = 3")
+	}
+	if pem, err := MarshalPrivateKeyPEM(e3); err != nil {
+		t.Fatal(err)
+	} else if _, err := ParsePrivateKeyPEM(pem); err == nil {
+		t.Error("ParsePrivateKeyPEM accepted an RSA key with e = 3")
+	}
+}
+
+// rsaKeyWithE is a valid 2048-bit RSA private key whose public exponent is
+// e, which crypto/rsa does not generate.
+func rsaKeyWithE(t testing.TB, e int) *rsa.PrivateKey {
+	t.Helper()
+	E, one := big.NewInt(int64(e)), big.NewInt(1)
+	prime := func() *big.Int {
+		for {
+			p, err := rand.Prime(rand.Reader, 1024)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if new(big.Int).GCD(nil, nil, E, new(big.Int).Sub(p, one)).Cmp(one) == 0 {
+				return p
+			}
+		}
+	}
+	for {
+		p, q := prime(), prime()
+		n := new(big.Int).Mul(p, q)
+		if n.BitLen() != 2048 || p.Cmp(q) == 0 {
+			continue
+		}
+		phi := new(big.Int).Mul(new(big.Int).Sub(p, one), new(big.Int).Sub(q, one))
+		k := &rsa.PrivateKey{PublicKey: rsa.PublicKey{N: n, E: e}, D: new(big.Int).ModInverse(E, phi), Primes: []*big.Int{p, q}}
+		k.Precompute()
+		if err := k.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return k
 	}
 }
 
