@@ -943,6 +943,51 @@ func TestAdminPatchUser(t *testing.T) {
 	})
 }
 
+// A PATCH that changes nothing (no member, or the values the user has)
+// answers the user as it is, writes nothing and appends no event: each
+// bumped updated_at and appended user.updated, which read as if the role
+// had been set then. An admin demoted meanwhile is still refused. A body
+// of null, which encoding/json reads as {}, is not an object: 400.
+func TestAdminPatchThatChangesNothing(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		_, admin := e.admin()
+		ivy := e.createUser("ivy@example.com", "ivy", "Ivy-Password-1", store.RoleUser)
+		events := func() (n int) {
+			for _, ev := range e.auditTrail() {
+				if ev.Action == actUserUpdated {
+					n++
+				}
+			}
+			return n
+		}
+		json := append(bearer(admin), "Content-Type", "application/json")
+		wantAPIError(e.request("PATCH", userPath(ivy.ID), "null", json...), http.StatusBadRequest, "invalid_json")
+		e.clock.Add(5 * time.Second)
+		for _, body := range []string{`{}`, `{"role":"user"}`, `{"is_active":true}`, `{"role":"user","is_active":true}`} {
+			if m := e.request("PATCH", userPath(ivy.ID), body, json...).want(http.StatusOK).JSON(); m["role"] != "user" || m["is_active"] != true {
+				t.Errorf("PATCH %s: %v; want ivy as she is", body, m)
+			}
+		}
+		if n := events(); n != 0 {
+			t.Errorf("%d user.updated events for PATCHes that changed nothing; want none", n)
+		}
+		if u, err := e.db.UserByID(t.Context(), ivy.ID); err != nil || !u.UpdatedAt.Equal(ivy.UpdatedAt) {
+			t.Errorf("updated_at %v, %v; want %v: nothing changed", u.UpdatedAt, err, ivy.UpdatedAt)
+		}
+		// A change is written and audited, once.
+		e.request("PATCH", userPath(ivy.ID), `{"role":"admin"}`, json...).want(http.StatusOK)
+		if n := events(); n != 1 {
+			t.Errorf("%d user.updated events after a change; want 1", n)
+		}
+		// Ivy, an admin now, demoted: her PATCH that would change nothing is refused.
+		ivyAdmin, _ := e.login("ivy", "Ivy-Password-1")
+		e.request("PATCH", userPath(ivy.ID), `{"role":"user"}`, json...).want(http.StatusOK)
+		other := e.createUser("ola@example.com", "ola", "Ola-Password-1", store.RoleUser)
+		wantAPIError(e.request("PATCH", userPath(other.ID), `{"role":"user"}`, append(bearer(ivyAdmin), "Content-Type", "application/json")...), http.StatusForbidden, "forbidden")
+		wantAPIError(e.request("PATCH", "/api/v1/users/99999", `{}`, json...), http.StatusNotFound, "not_found")
+	})
+}
+
 func TestAdminDeleteUser(t *testing.T) {
 	eachEnv(t, func(t *testing.T, e *env) {
 		root, admin := e.admin()

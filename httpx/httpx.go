@@ -156,6 +156,10 @@ func UnmarshalStrict(body []byte, dst any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return E(KindInvalidJSON, "unexpected data after the JSON value")
 	}
+	// encoding/json reads null into a struct as {}: a second form of it.
+	if bytes.Equal(bytes.Trim(body, " \t\r\n"), []byte("null")) {
+		return E(KindInvalidJSON, "request body must be a JSON object, not null")
+	}
 	// After the decode, so that the shapes of body and dst agree.
 	switch key, repeated, unknown := token.CheckKeys(body, reflect.TypeOf(dst)); {
 	case repeated:

@@ -99,6 +99,7 @@ func TestDecodeJSON(t *testing.T) {
 		{"trailing value", `{"name":"a"} {"name":"b"}`, "application/json", 400, "invalid_json"},
 		{"trailing garbage", `{"name":"a"}x`, "application/json", 400, "invalid_json"},
 		{"trailing brace", `{"name":"a"}}`, "application/json", 400, "invalid_json"},
+		{"null", ` null `, "application/json", 400, "invalid_json"}, // read as {} by encoding/json: a second form of it
 		{"duplicate key", `{"name":"short","name":"long-and-valid"}`, "application/json", 400, "invalid_json"},
 		{"a name in another case", `{"NAME":"a"}`, "application/json", 400, "invalid_json"},
 		{"a name twice, in two cases", `{"name":"a","NAME":"b"}`, "application/json", 400, "invalid_json"},

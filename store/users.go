@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -138,7 +139,15 @@ func (db *DB) UpdateUserAdmin(ctx context.Context, by, id int64, role *string, a
 		var err error
 		u, err = scanUser(tx.updateReturning(ctx, `UPDATE users SET
 role = COALESCE($2, role), is_active = COALESCE($3, is_active), updated_at = $4
-WHERE id = $1 AND deleted_at IS NULL`, userColumns, `users WHERE id = $1`, id, role, active, now.Unix()))
+WHERE id = $1 AND deleted_at IS NULL AND (role <> COALESCE($2, role) OR is_active <> COALESCE($3, is_active))`, userColumns, `users WHERE id = $1`, id, role, active, now.Unix()))
+		if errors.Is(err, sql.ErrNoRows) {
+			// No such user, or nothing to change: then the user as it is, no
+			// write and no event (a repeated PATCH, say, bumped updated_at
+			// and appended one, as if the role had been set then).
+			if u, err = scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1 AND deleted_at IS NULL`, id)); err == nil {
+				err = errNoChange
+			}
+		}
 		if err != nil || active == nil || *active {
 			return err
 		}
@@ -175,15 +184,16 @@ func (db *DB) asAdmin(ctx context.Context, by int64, write func(tx *txn) error) 
 		if _, err := tx.ExecContext(ctx, `UPDATE cap_locks SET name = name WHERE name = 'admins'`); err != nil {
 			return err
 		}
-		if err := write(tx); err != nil {
-			return err
+		werr := write(tx)
+		if werr != nil && !errors.Is(werr, errNoChange) {
+			return werr
 		}
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = $1 AND role = 'admin' AND is_active AND deleted_at IS NULL`, by).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotAdmin
 		}
-		return err
+		return cmp.Or(err, werr) // errNoChange: a write that changed nothing, and no event
 	})
 }
 
