@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -58,7 +59,8 @@ type Passwords struct {
 	params Argon2Params
 	slots  chan struct{}
 	wait   time.Duration
-	dummy  string // a hash of a random password, verified for unknown users
+	dummy  string       // a hash of a random password, verified for unknown users
+	took   atomic.Int64 // nanoseconds the last verification under params took (Verify pads to it)
 }
 
 // NewPasswords returns a Passwords computing at most concurrency hashes at
@@ -111,11 +113,35 @@ func (pw *Passwords) Verify(ctx context.Context, password, phc string) (ok, reha
 	if err := pw.acquire(ctx); err != nil {
 		return false, false, err
 	}
-	defer pw.release()
+	start := time.Now()
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, uint32(len(want)))
+	took := time.Since(start)
+	pw.release()
 	// Constant time: the derived key must not leak, byte by byte, through timing.
 	ok = subtle.ConstantTimeCompare(got, want) == 1
 	p.KeyLen, p.SaltLen = uint32(len(want)), uint32(len(salt))
+	switch {
+	case p == pw.params:
+		pw.took.Store(int64(took))
+	case !ok:
+		// A wrong password under a hash of other parameters (an account not
+		// signed in since they were raised) takes as long as under the
+		// current ones, which an unknown account's takes (VerifyDummy): it
+		// answered in a fraction of that, and one timed login told whether
+		// an account exists. Padded by a wait, outside the hashing slot; a
+		// verification under the current parameters first if none was
+		// measured yet.
+		pad := time.Duration(pw.took.Load())
+		if pad == 0 {
+			return false, false, pw.VerifyDummy(ctx, password)
+		}
+		t := time.NewTimer(pad - took)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
 	return ok, ok && p != pw.params, nil
 }
 

@@ -230,6 +230,40 @@ func TestVerifyDummy(t *testing.T) {
 	}
 }
 
+// A wrong password under a hash of older, cheaper parameters (an account
+// not signed in since they were raised) takes as long as a verification
+// under the current ones, which an unknown account's login takes: it took
+// the old parameters' time (1 ms against 150 ms in the review's run), and
+// one timed login told whether the account exists (SECURITY.md, ASVS
+// 2.2.1). The right password is not held back. A lower bound alone: a wait
+// never ends early, however loaded the machine.
+func TestWrongPasswordUnderOldParametersTakesTheCurrentTime(t *testing.T) {
+	ctx := context.Background()
+	old, err := NewPasswords(Argon2Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 1, time.Second).Hash(ctx, "Ann-Password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := NewPasswords(Argon2Params{Memory: 16 * 1024, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}, 1, time.Second)
+	for _, measured := range []bool{false, true} { // before any verification under the current parameters, and after
+		var dummy time.Duration
+		if measured {
+			start := time.Now()
+			if err := pw.VerifyDummy(ctx, "Wrong-Password-1"); err != nil {
+				t.Fatal(err)
+			}
+			dummy = time.Since(start)
+		}
+		start := time.Now()
+		ok, _, err := pw.Verify(ctx, "Wrong-Password-1", old)
+		if took := time.Since(start); ok || err != nil || measured && took < dummy/2 {
+			t.Errorf("a wrong password under the old parameters: %v, %v in %v; want false in about %v, an unknown account's time", ok, err, took, dummy)
+		}
+	}
+	if ok, rehash, err := pw.Verify(ctx, "Ann-Password-1", old); !ok || !rehash || err != nil {
+		t.Errorf("the right password under the old parameters: %v, rehash %v, %v", ok, rehash, err)
+	}
+}
+
 // FuzzParsePHC checks that ParsePHC accepts only the exact form encodePHC
 // writes, and that every rejection wraps ErrHashFormat.
 func FuzzParsePHC(f *testing.F) {
