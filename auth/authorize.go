@@ -266,6 +266,14 @@ func handleAuthorize(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b 
 				b.fail(w, r, errFormExpired)
 				return
 			}
+			// Our forms post from our own pages. One a browser would say
+			// another site sent is a program's, which wrote the header to
+			// be budgeted as a page (ownSite): it checked passwords on the
+			// pages' budget, ten times the login budget's burst.
+			if a.form && fromOtherSite(r, nil) {
+				b.fail(w, r, httpx.E(httpx.KindForbidden, "requests from web pages of other sites are refused here"))
+				return
+			}
 			if err != nil { // the body, or a parameter repeated or not UTF-8 (checkParams)
 				b.fail(w, r, err)
 				return

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -151,4 +152,47 @@ func TestOtherSitesCannotSpendTheLoginBudget(t *testing.T) {
 			t.Fatal("a CORS_ORIGINS page's logins never spent the login budget")
 		}
 	}, withDefaultBudgets, func(d *Deps) { d.CORSOrigins = []string{spa} })
+}
+
+// Sec-Fetch-Site is the client's to write: a program that took the login
+// form (its cookie and CSRF token) and posts it saying another site sent
+// it was budgeted as a page, and had 99 passwords checked from one address
+// at once against LOGIN_RATE_LIMIT's burst of 10, spread over accounts (a
+// regression test). Our forms post from our own pages: such a post is
+// refused, and the login budget holds.
+func TestSpoofedSecFetchSiteChecksNoPassword(t *testing.T) {
+	e := newEnv(t, store.SQLite, withDefaultBudgets)
+	id, _ := e.webClient()
+	for i := range 30 { // guesses spread over accounts: the per-account throttle does not bite
+		e.createUser(fmt.Sprintf("u%d@example.com", i), fmt.Sprintf("user%d", i), "Right-Password-1", store.RoleUser)
+	}
+	b := e.browser()
+	form := formOf(t, b.do("GET", authorizeURL(id, newPKCE()), nil).Body.String())
+	checked := 0
+	for i := range 30 {
+		form.Set("login", fmt.Sprintf("user%d", i))
+		form.Set("password", "wrong-guess")
+		req := httptest.NewRequest("POST", "/oauth2/authorize", strings.NewReader(form.Encode()))
+		req.RemoteAddr = "192.0.2.7:4444"
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		req.Header.Set("Origin", "https://evil.example")
+		for k, v := range b.cookies {
+			req.AddCookie(&http.Cookie{Name: k, Value: v})
+		}
+		if w := e.serveRaw(req); w.Code == http.StatusUnauthorized || strings.Contains(w.Body.String(), "Wrong email, username or password") {
+			checked++
+		} else if w.Code != http.StatusForbidden {
+			t.Fatalf("guess %d: %d; want 403", i, w.Code)
+		}
+	}
+	if checked > 0 {
+		t.Fatalf("%d passwords checked for a form a browser would say another site posted; want none", checked)
+	}
+	// The same form from our own page is checked, on the login budget.
+	form.Set("login", "user0")
+	form.Set("password", "Right-Password-1")
+	if w := b.do("POST", "/oauth2/authorize", form); w.Code == http.StatusForbidden || w.Code == http.StatusTooManyRequests {
+		t.Fatalf("the form from our own page: %d", w.Code)
+	}
 }
