@@ -79,10 +79,13 @@ type deviceResponse struct {
 // handleDeviceAuthorization serves POST /oauth2/device_authorization (RFC
 // 8628 §3.1) for the client its caller check authenticated (a public one
 // by its client_id, as at the token endpoint).
-func handleDeviceAuthorization(log *slog.Logger, db *store.DB, ts *Tokens, b *Browser, oidc bool, now func() time.Time) http.Handler {
+func handleDeviceAuthorization(log *slog.Logger, db *store.DB, ts *Tokens, b *Browser, hm *httpx.Metrics, oidc bool, now func() time.Time) http.Handler {
 	page := ts.Issuer + "/oauth2/device"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, err := authorizeDevice(r.Context(), db, ts, b, principalOf(r), oidc, page, now())
+		if e, ok := errors.AsType[*httpx.Error](err); ok && e.Kind == httpx.KindRateLimited {
+			hm.RateLimited.Inc() // the client's cap or this address's share (oauth2_rate_limited_total)
+		}
 		writeOAuth(w, r, log, http.StatusOK, resp, err)
 	})
 }
@@ -184,7 +187,7 @@ var (
 // (consent every time, the code shown), which post here carrying the
 // code; the page ends saying the user may return to the device. Every POST
 // looks the code up again, counted as findDevice says.
-func handleDevicePage(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, v verification, now func() time.Time) http.Handler {
+func handleDevicePage(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b *Browser, pw *Passwords, th Throttle, m *Metrics, hm *httpx.Metrics, v verification, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t := r.Context(), now()
 		if r.Method != http.MethodPost { // GET, or HEAD (which the GET route takes, on its looser budget): never a form
@@ -213,6 +216,7 @@ func handleDevicePage(log *slog.Logger, db *store.DB, ts *Tokens, cs *Clients, b
 		var e *httpx.Error
 		switch {
 		case errors.As(err, &e) && e.Kind == httpx.KindRateLimited:
+			hm.RateLimited.Inc() // user codes guessed from this address or browser
 			e.SetHeaders(w)
 			showDeviceForm(w, r, b, http.StatusTooManyRequests, "Too many wrong codes. Wait a while, then try again.", showUserCode(code))
 			return

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -797,5 +798,30 @@ func TestDevicePageMalformedForm(t *testing.T) {
 				t.Errorf("%s with %s: %d; want %d", path, c.name, w.Code, c.want)
 			}
 		}
+	}
+}
+
+// The device flow's own 429s (a request over its address's share, user
+// codes guessed past their throttle) count in oauth2_rate_limited_total,
+// as every other budget's do: an operator alerting on it saw 0 through a
+// flood of guesses.
+func TestDeviceRateLimitsCounted(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	tv, _ := e.deviceClient("TV", false, false, "read")
+	for range deviceMaxLivePerAddress {
+		e.startDevice(tv, "", "")
+	}
+	e.clientPost("/oauth2/device_authorization", tv, "", url.Values{}).wantOAuthError(http.StatusTooManyRequests, "rate_limited")
+	limited := 1
+	for i := range 50 {
+		if e.guess("198.51.100.9", wrongCode("ZZZZ-ZZZZ", i)).Code == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited < 2 {
+		t.Fatal("no user-code guess was throttled")
+	}
+	if want := fmt.Sprintf("oauth2_rate_limited_total %d\n", limited); !strings.Contains(e.metricsText(), want) {
+		t.Fatalf("%d answers 429 rate_limited; metrics want %q:\n%s", limited, strings.TrimSpace(want), e.metricsText())
 	}
 }
