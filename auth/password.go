@@ -124,13 +124,14 @@ func (pw *Passwords) Verify(ctx context.Context, password, phc string) (ok, reha
 	case p == pw.params:
 		pw.took.Store(int64(took))
 	case !ok:
-		// A wrong password under a hash of other parameters (an account not
-		// signed in since they were raised) takes as long as under the
+		// A wrong password under a hash of cheaper parameters (an account
+		// not signed in since they were raised) takes as long as under the
 		// current ones, which an unknown account's takes (VerifyDummy): it
 		// answered in a fraction of that, and one timed login told whether
 		// an account exists. Padded by a wait, outside the hashing slot; a
 		// verification under the current parameters first if none was
-		// measured yet.
+		// measured yet. A costlier hash cannot be padded down: lowering
+		// the parameters is in SECURITY.md's Known limits.
 		pad := time.Duration(pw.took.Load())
 		if pad == 0 {
 			return false, false, pw.VerifyDummy(ctx, password)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"oauth2-api/store"
+	"oauth2-api/store/storetest"
+	"oauth2-api/token"
 )
 
 // A revoked access token is refused while it verifies: until exp + Leeway
@@ -39,6 +41,40 @@ func TestRevokedTokenKnownToNewInstanceWithinLeeway(t *testing.T) {
 			t.Fatalf("a new instance, 5 s after exp (inside the 10 s leeway), serves the revoked token: %d %s", r.Code, r.Body.String())
 		}
 	})
+}
+
+// The same with clocks that disagree: an instance 30 s ahead purged the
+// revocation at exp + Leeway by its clock, while by the clock of one
+// behind the token was still valid; started then, that one served the
+// revoked token (a regression test, as for DPoP proofs).
+func TestRevocationPurgedByAnInstanceAhead(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			db := storetest.Open(t, d)
+			ahead := newEnvOn(t, db)
+			ahead.createUser("ann@example.com", "ann", "Ann-Password-1", store.RoleUser)
+			at, _ := ahead.login("ann", "Ann-Password-1")
+			c := ahead.claimsOf(at)
+			if err := ahead.deps.Tokens.RevokeAccess(context.Background(), db, c); err != nil {
+				t.Fatal(err)
+			}
+			ahead.clock.Add(time.Unix(c.Expiry, 0).Add(token.Leeway + 5*time.Second).Sub(ahead.clock.Now()))
+			if err := db.Purge(t.Context(), store.Retention{LoginWindow: time.Minute, AccessTTL: time.Hour, MaxAge: 24 * time.Hour}, ahead.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			behindNow := ahead.clock.Now().Add(-30 * time.Second) // exp - 15 s by its clock
+			behind := newEnvOn(t, db, func(d *Deps) {
+				d.Now = func() time.Time { return behindNow }
+				if err := d.Tokens.Revoked.Load(context.Background(), db, behindNow); err != nil {
+					t.Fatal(err)
+				}
+			})
+			behind.secrets = append(behind.secrets, ahead.secrets...)
+			if r := behind.request("GET", "/api/v1/profile", nil, bearer(at)...); r.Code != http.StatusUnauthorized {
+				t.Errorf("an instance 30 s behind, started after one ahead purged the revocation, serves the revoked token: %d", r.Code)
+			}
+		})
+	}
 }
 
 // A revoking transaction commits within store.OpTimeout +
