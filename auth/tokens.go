@@ -124,8 +124,12 @@ func (ts *Tokens) verify(raw string, anyAudience bool, now time.Time) (*token.Cl
 // failed write leaves nothing that would make a retry look done while
 // other instances still accept the token.
 func (ts *Tokens) RevokeAccess(ctx context.Context, db *store.DB, c *token.Claims) error {
-	// Kept while the token verifies: until exp and the leeway after it.
-	r := store.Revocation{Kind: store.RevokeJTI, Subject: c.ID, ExpiresAt: c.Expiry + int64(token.Leeway/time.Second)}
+	// Kept while the token verifies, until exp and the leeway after it, and
+	// a minute more, as a session's or a user's revocation is (a minute past
+	// the TTL): an instance whose clock is behind still verifies the token
+	// after one ahead has purged the row at its expiry, and one that starts
+	// then loads only the rows left (it served the revoked token).
+	r := store.Revocation{Kind: store.RevokeJTI, Subject: c.ID, ExpiresAt: c.Expiry + int64((token.Leeway+time.Minute)/time.Second)}
 	if err := db.Revoke(ctx, r); err != nil {
 		return err
 	}

@@ -580,11 +580,7 @@ func (db *DB) Purge(ctx context.Context, r Retention, now time.Time) (err error)
 		}
 	}
 	purge := func(table, where string, args ...any) { batches(db.deleteBatch(table, where), args...) }
-	// A minute past expiry, as a DPoP proof below: an instance whose clock
-	// is behind still verifies the token (exp and its leeway, by its own
-	// clock), and one that starts then loads only the rows left; purged at
-	// expiry by one ahead, the revoked token worked there again.
-	purge("revocations", `expires_at <= $1`, t-60)
+	purge("revocations", `expires_at <= $1`, t) // each kept a minute past what it covers (auth.Tokens.RevokeAccess, revocationFor)
 	// A refresh token expired a minute ago at least: a rotation of it on an
 	// instance whose clock is behind may still be committing. Its family is
 	// ended first, and only then, with the same bound, the tokens go: one
